@@ -1,0 +1,142 @@
+/**
+ * The event store port. Every write in herald goes through `append`; every read model is built from
+ * `subscribeToAll`. Two adapters implement it (PostgreSQL, EventStoreDB) and one contract suite
+ * (test/contract/eventStore.contract.ts) holds them to the same behaviour.
+ */
+
+/** Metadata every herald event carries (DESIGN.md: conventions). */
+export interface EventMetadata {
+  readonly correlationId?: string;
+  readonly causationId?: string;
+  readonly appId?: string;
+  readonly actor?: string;
+  readonly [key: string]: unknown;
+}
+
+/** An event about to be appended. `id` is a UUID; a retried append with the same ids appends nothing. */
+export interface NewEvent {
+  readonly id: string;
+  readonly type: string;
+  readonly data: unknown;
+  readonly metadata?: EventMetadata;
+}
+
+/**
+ * A stored event. `revision` counts from 0 within its stream; `position` orders all events of the store
+ * and is what checkpoints and cursors hold. Positions increase but need not be contiguous.
+ */
+export interface RecordedEvent {
+  readonly id: string;
+  readonly streamName: string;
+  readonly revision: bigint;
+  readonly position: bigint;
+  readonly type: string;
+  readonly data: unknown;
+  readonly metadata: EventMetadata;
+  readonly createdAt: Date;
+}
+
+/** What the writer believes about the stream: a revision, or a state. */
+export type ExpectedRevision = bigint | 'any' | 'no_stream' | 'stream_exists';
+
+export interface AppendResult {
+  /** Revision of the last event now in the stream. */
+  readonly nextExpectedRevision: bigint;
+  /** Position of the last event appended (or of the already stored event, for an idempotent retry). */
+  readonly position: bigint;
+}
+
+export interface ReadStreamOptions {
+  readonly fromRevision?: bigint;
+  readonly direction?: Direction;
+  readonly maxCount?: number;
+}
+
+export interface ReadAllOptions {
+  /** Exclusive: read events after this position (forwards) or before it (backwards). */
+  readonly after?: bigint;
+  readonly direction?: Direction;
+  readonly maxCount?: number;
+  readonly filter?: EventFilter;
+}
+
+export type Direction = 'forwards' | 'backwards';
+
+/** Server-side filter. herald only filters by stream or event-type prefix; system events (`$…`) are always excluded. */
+export interface EventFilter {
+  readonly streamNamePrefixes?: readonly string[];
+  readonly eventTypePrefixes?: readonly string[];
+}
+
+export interface SubscribeToAllOptions {
+  /** Exclusive start; omitted → from the very beginning. */
+  readonly after?: bigint;
+  readonly filter?: EventFilter;
+}
+
+/**
+ * A catch-up subscription: first the history after `after`, then live events, in position order, each
+ * exactly once. It yields batches so a consumer can apply many events in one transaction; `caughtUp` is
+ * true on a batch after which the subscription had nothing more to read at that moment.
+ */
+export interface SubscriptionBatch {
+  readonly events: readonly RecordedEvent[];
+  readonly caughtUp: boolean;
+}
+
+export interface AllSubscription extends AsyncIterable<SubscriptionBatch> {
+  /** Ends the iteration; safe to call more than once. */
+  close(): Promise<void>;
+}
+
+export interface EventStore {
+  readonly kind: 'postgresql' | 'eventstoredb';
+  append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult>;
+  /** Throws StreamNotFoundError when the stream has no events. */
+  readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
+  /** Position of the newest event, or -1n for an empty store. */
+  headPosition(): Promise<bigint>;
+  subscribeToAll(options?: SubscribeToAllOptions): AllSubscription;
+  close(): Promise<void>;
+}
+
+export class WrongExpectedRevisionError extends Error {
+  override readonly name = 'WrongExpectedRevisionError';
+  constructor(
+    readonly streamName: string,
+    readonly expected: ExpectedRevision,
+    readonly actual: bigint | 'no_stream',
+  ) {
+    super(`stream ${streamName}: expected revision ${String(expected)}, actual ${String(actual)}`);
+  }
+}
+
+export class StreamNotFoundError extends Error {
+  override readonly name = 'StreamNotFoundError';
+  constructor(readonly streamName: string) {
+    super(`stream ${streamName} not found`);
+  }
+}
+
+/** The store cannot be reached (down, restarting, network). Callers may retry later. */
+export class EventStoreUnavailableError extends Error {
+  override readonly name = 'EventStoreUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export const DEFAULT_READ_COUNT = 500;
+
+export function isSystemStream(streamName: string): boolean {
+  return streamName.startsWith('$');
+}
+
+export function matchesFilter(event: Pick<RecordedEvent, 'streamName' | 'type'>, filter: EventFilter | undefined): boolean {
+  if (isSystemStream(event.streamName) || event.type.startsWith('$')) return false;
+  if (!filter) return true;
+  if (filter.streamNamePrefixes && !filter.streamNamePrefixes.some((p) => event.streamName.startsWith(p))) return false;
+  if (filter.eventTypePrefixes && !filter.eventTypePrefixes.some((p) => event.type.startsWith(p))) return false;
+  return true;
+}

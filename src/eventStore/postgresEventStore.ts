@@ -1,0 +1,404 @@
+import { EventEmitter } from 'node:events';
+import pg, { type Pool, type PoolClient } from 'pg';
+import type { Database } from '../postgres/database';
+import type { Migration } from '../postgres/migrations';
+import { isConnectionError } from '../postgres/errors';
+import { Wakeup } from '../wakeup';
+import {
+  DEFAULT_READ_COUNT,
+  EventStoreUnavailableError,
+  StreamNotFoundError,
+  WrongExpectedRevisionError,
+  type AllSubscription,
+  type AppendResult,
+  type EventFilter,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SubscribeToAllOptions,
+  type SubscriptionBatch,
+} from './eventStore';
+
+/**
+ * The PostgreSQL adapter of the event store port.
+ *
+ * Writes: concurrent `append` calls are queued and committed together, many per transaction ("group
+ * commit"): on this hardware a durable append is bound by the fsync of its commit, so sharing one commit
+ * among many appends is what buys throughput. Each append is one call of `herald_append`, which checks
+ * idempotency and the expected revision and inserts the events.
+ *
+ * Reads that must never skip (catch-up, subscriptions) only return rows whose transaction is older than
+ * every transaction still running (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`): a row
+ * with a lower position committed late by a slower writer is waited for, never jumped over. Appending
+ * transactions also take one advisory lock, so transaction order and position order agree across
+ * processes (see docs/architecture.md).
+ */
+
+export const NOTIFY_CHANNEL = 'herald_events';
+const APPEND_LOCK = 0x6865_7261_6c64; // "herald": same in every process sharing the database
+const MAX_APPENDS_PER_COMMIT = 256;
+const LIVE_POLL_MS = 1000;
+
+export const postgresEventStoreMigrations: readonly Migration[] = [
+  {
+    id: 'event-store/001-events',
+    sql: `
+      CREATE TABLE streams (
+        stream_name text PRIMARY KEY,
+        revision bigint NOT NULL
+      );
+      CREATE TABLE events (
+        position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id uuid NOT NULL UNIQUE,
+        stream_name text NOT NULL,
+        revision bigint NOT NULL,
+        event_type text NOT NULL,
+        data jsonb NOT NULL,
+        metadata jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        UNIQUE (stream_name, revision)
+      );
+      CREATE INDEX events_transaction_position ON events (transaction_id, position);
+
+      -- One round trip per append. Outcomes: ok, idempotent (all ids already stored in this stream),
+      -- conflict (expected revision does not hold; revision = actual), duplicate_ids (some ids stored).
+      CREATE FUNCTION herald_append(
+        p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
+      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        v_count int := cardinality(p_ids);
+        v_current bigint;
+        v_found int;
+        v_same_stream boolean;
+        v_conflict boolean;
+      BEGIN
+        SELECT count(*), bool_and(e.stream_name = p_stream), max(e.revision), max(e.position)
+          INTO v_found, v_same_stream, revision, last_position
+          FROM events e WHERE e.event_id = ANY (p_ids);
+        IF v_found > 0 THEN
+          outcome := CASE WHEN v_found = v_count AND v_same_stream THEN 'idempotent' ELSE 'duplicate_ids' END;
+          RETURN NEXT;
+          RETURN;
+        END IF;
+
+        SELECT s.revision INTO v_current FROM streams s WHERE s.stream_name = p_stream FOR UPDATE;
+        v_conflict := CASE p_expected
+            WHEN 'any' THEN false
+            WHEN 'no_stream' THEN v_current IS NOT NULL
+            WHEN 'stream_exists' THEN v_current IS NULL
+            ELSE v_current IS DISTINCT FROM p_expected::bigint
+          END;
+        IF v_conflict THEN
+          outcome := 'conflict';
+          revision := v_current;
+          last_position := NULL;
+          RETURN NEXT;
+          RETURN;
+        END IF;
+
+        v_current := coalesce(v_current, -1);
+        INSERT INTO streams (stream_name, revision) VALUES (p_stream, v_current + v_count)
+          ON CONFLICT (stream_name) DO UPDATE SET revision = excluded.revision;
+        WITH inserted AS (
+          INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
+          SELECT u.id, p_stream, v_current + u.ord, u.type, u.data, u.metadata
+            FROM unnest(p_ids, p_types, p_data, p_metadata) WITH ORDINALITY AS u(id, type, data, metadata, ord)
+          ORDER BY u.ord
+          RETURNING events.position
+        )
+        SELECT max(inserted.position) INTO last_position FROM inserted;
+        outcome := 'ok';
+        revision := v_current + v_count;
+        RETURN NEXT;
+      END
+      $$;
+    `,
+  },
+];
+
+interface PendingAppend {
+  readonly streamName: string;
+  readonly events: readonly NewEvent[];
+  readonly expectedRevision: ExpectedRevision;
+  readonly resolve: (result: AppendResult) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface EventRow {
+  position: string;
+  event_id: string;
+  stream_name: string;
+  revision: string;
+  event_type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  created_at: Date;
+}
+
+const EVENT_COLUMNS = 'position, event_id, stream_name, revision, event_type, data, metadata, created_at';
+// Rows of transactions older than every running one: nothing can commit before them any more.
+const SETTLED = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
+
+export class PostgresEventStore implements EventStore {
+  readonly kind = 'postgresql' as const;
+  private readonly queue: PendingAppend[] = [];
+  private committing = false;
+  private readonly live = new EventEmitter();
+  private listener: pg.Client | undefined;
+  private listenerStarting: Promise<void> | undefined;
+  private closed = false;
+
+  private readonly pool: Pool;
+
+  constructor(private readonly database: Database) {
+    this.pool = database.pool;
+    this.live.setMaxListeners(0);
+  }
+
+  append(streamName: string, events: readonly NewEvent[], expectedRevision: ExpectedRevision = 'any'): Promise<AppendResult> {
+    if (events.length === 0) return Promise.reject(new TypeError('append needs at least one event'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ streamName, events, expectedRevision, resolve, reject });
+      void this.commitQueued();
+    });
+  }
+
+  /** Drains the queue, one transaction per group of appends; appends arriving meanwhile form the next group. */
+  private async commitQueued(): Promise<void> {
+    if (this.committing) return;
+    this.committing = true;
+    try {
+      while (this.queue.length > 0) {
+        const group = this.queue.splice(0, MAX_APPENDS_PER_COMMIT);
+        try {
+          await this.commitGroup(group);
+        } catch (error) {
+          if (group.length === 1 || isConnectionError(error)) {
+            for (const append of group) append.reject(translateError(error));
+          } else {
+            // One bad append (say, data PostgreSQL rejects) must not fail the others: retry them alone.
+            for (const append of group) await this.commitGroup([append]).catch((e: unknown) => append.reject(translateError(e)));
+          }
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  private async commitGroup(group: readonly PendingAppend[]): Promise<void> {
+    const client = await this.pool.connect();
+    const settled: Array<() => void> = [];
+    let lastPosition = -1n;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);
+      for (const append of group) {
+        const outcome = await appendOne(client, append);
+        if (outcome instanceof Error) settled.push(() => append.reject(outcome));
+        else {
+          if (outcome.position > lastPosition) lastPosition = outcome.position;
+          settled.push(() => append.resolve(outcome));
+        }
+      }
+      if (lastPosition >= 0n) await client.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, lastPosition.toString()]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(isConnectionError(error) ? (error as Error) : undefined);
+      throw error;
+    }
+    client.release();
+    for (const settle of settled) settle();
+  }
+
+  async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    const backwards = options.direction === 'backwards';
+    const from = options.fromRevision ?? (backwards ? null : 0n);
+    const rows = await this.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE stream_name = $1 AND ($2::bigint IS NULL OR revision ${backwards ? '<=' : '>='} $2)
+        ORDER BY revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
+      [streamName, from?.toString() ?? null, options.maxCount ?? Number.MAX_SAFE_INTEGER],
+    );
+    if (rows.length === 0) {
+      const exists = await this.query('SELECT 1 FROM streams WHERE stream_name = $1', [streamName]);
+      if (exists.length === 0) throw new StreamNotFoundError(streamName);
+    }
+    return rows.map(toRecordedEvent);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    const backwards = options.direction === 'backwards';
+    const filter = filterSql(options.filter, 3);
+    const rows = await this.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE ${SETTLED} AND ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
+        ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
+      [options.after?.toString() ?? null, options.maxCount ?? DEFAULT_READ_COUNT, ...filter.params],
+    );
+    return rows.map(toRecordedEvent);
+  }
+
+  async headPosition(): Promise<bigint> {
+    const rows = await this.query<{ position: string | null }>(`SELECT max(position) AS position FROM events WHERE ${SETTLED}`);
+    return BigInt(rows[0]?.position ?? -1);
+  }
+
+  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
+    const wakeup = new Wakeup();
+    let notifiedUpTo = -1n;
+    const onNotify = (position: bigint) => {
+      if (position > notifiedUpTo) notifiedUpTo = position;
+      wakeup.signal();
+    };
+    this.live.on('position', onNotify);
+    let open = true;
+    const close = async () => {
+      open = false;
+      this.live.off('position', onNotify);
+      wakeup.signal();
+    };
+    const store = this;
+
+    async function* batches(): AsyncGenerator<SubscriptionBatch> {
+      let after = options.after ?? -1n;
+      let retryMs = 5;
+      try {
+        await store.startListener();
+        while (open) {
+          const events = await store.readAll({ after, maxCount: DEFAULT_READ_COUNT, filter: options.filter });
+          const last = events[events.length - 1];
+          if (last) after = last.position;
+          const caughtUp = events.length < DEFAULT_READ_COUNT;
+          if (events.length > 0 || caughtUp) yield { events, caughtUp };
+          if (!caughtUp || !open) continue;
+          // A notified position we could not read yet belongs to a transaction still settling: look again soon.
+          const settling = notifiedUpTo > after;
+          await wakeup.wait(settling ? retryMs : LIVE_POLL_MS);
+          retryMs = settling ? Math.min(retryMs * 2, LIVE_POLL_MS) : 5;
+        }
+      } finally {
+        await close();
+      }
+    }
+
+    const iterator = batches();
+    return {
+      [Symbol.asyncIterator]: () => iterator,
+      close,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+  }
+
+  /** One LISTEN connection per store, shared by its subscriptions; reconnects with back-off. */
+  private startListener(): Promise<void> {
+    if (this.listener || this.closed) return Promise.resolve();
+    this.listenerStarting ??= (async () => {
+      const client = new pg.Client(this.database.clientConfig);
+      client.on('notification', (message) => {
+        if (message.payload) this.live.emit('position', BigInt(message.payload));
+      });
+      client.on('error', () => {
+        if (this.listener === client) this.listener = undefined;
+        client.end().catch(() => undefined);
+        // Subscriptions keep polling meanwhile; reconnect so they go back to being woken at once.
+        if (!this.closed && this.live.listenerCount('position') > 0) setTimeout(() => void this.startListener().catch(() => undefined), 500).unref();
+      });
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+        this.listener = client;
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw translateError(error);
+      }
+    })().finally(() => {
+      this.listenerStarting = undefined;
+    });
+    return this.listenerStarting;
+  }
+
+  private async query<Row extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<Row[]> {
+    try {
+      return (await this.pool.query<Row>(sql, params)).rows;
+    } catch (error) {
+      throw translateError(error);
+    }
+  }
+}
+
+async function appendOne(client: PoolClient, append: PendingAppend): Promise<AppendResult | Error> {
+  const { rows } = await client.query<{ outcome: string; revision: string | null; last_position: string | null }>(
+    'SELECT * FROM herald_append($1, $2, $3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[])',
+    [
+      append.streamName,
+      append.expectedRevision.toString(),
+      append.events.map((e) => e.id),
+      append.events.map((e) => e.type),
+      append.events.map((e) => JSON.stringify(e.data ?? null)),
+      append.events.map((e) => JSON.stringify(e.metadata ?? {})),
+    ],
+  );
+  const row = rows[0];
+  if (!row) throw new Error('herald_append returned no row');
+  switch (row.outcome) {
+    case 'ok':
+    case 'idempotent':
+      return { nextExpectedRevision: BigInt(row.revision!), position: BigInt(row.last_position!) };
+    case 'conflict':
+      return new WrongExpectedRevisionError(append.streamName, append.expectedRevision, row.revision === null ? 'no_stream' : BigInt(row.revision));
+    case 'duplicate_ids':
+      return new WrongExpectedRevisionError(append.streamName, append.expectedRevision, BigInt(row.revision ?? -1));
+    default:
+      throw new Error(`herald_append: unknown outcome ${row.outcome}`);
+  }
+}
+
+function filterSql(filter: EventFilter | undefined, firstParam: number): { sql: string; params: unknown[] } {
+  // System streams ($…) are never returned; PostgreSQL has none, but an import might.
+  let sql = `AND stream_name NOT LIKE '$%' AND event_type NOT LIKE '$%'`;
+  const params: unknown[] = [];
+  if (filter?.streamNamePrefixes) {
+    params.push(filter.streamNamePrefixes.map(likePrefix));
+    sql += ` AND stream_name LIKE ANY ($${firstParam + params.length - 1}::text[])`;
+  }
+  if (filter?.eventTypePrefixes) {
+    params.push(filter.eventTypePrefixes.map(likePrefix));
+    sql += ` AND event_type LIKE ANY ($${firstParam + params.length - 1}::text[])`;
+  }
+  return { sql, params };
+}
+
+function likePrefix(prefix: string): string {
+  return prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    id: row.event_id,
+    streamName: row.stream_name,
+    revision: BigInt(row.revision),
+    position: BigInt(row.position),
+    type: row.event_type,
+    data: row.data,
+    metadata: row.metadata,
+    createdAt: row.created_at,
+  };
+}
+
+function translateError(error: unknown): unknown {
+  if (isConnectionError(error)) return new EventStoreUnavailableError(`PostgreSQL event store unavailable: ${(error as Error).message}`, { cause: error });
+  return error;
+}

@@ -1,0 +1,234 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import {
+  StreamNotFoundError,
+  WrongExpectedRevisionError,
+  type AllSubscription,
+  type EventStore,
+  type NewEvent,
+  type RecordedEvent,
+} from '../../src/eventStore/eventStore';
+import { eventually } from '../support/eventually';
+
+/**
+ * The event store contract: every adapter of the port passes these same cases. Stream names are unique
+ * per test and subscriptions filter on them, so the suite also runs against a shared, non-empty server.
+ */
+export interface EventStoreUnderTest {
+  /** Opens a store client; called more than once, each client is a separate writer on the same store. */
+  open(): Promise<EventStore>;
+  teardown(): Promise<void>;
+}
+
+export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): void {
+  let target: EventStoreUnderTest;
+  let store: EventStore;
+  let prefix: string;
+
+  before(async function () {
+    this.timeout(120_000);
+    target = await setup();
+    store = await target.open();
+  });
+  after(async () => {
+    await target?.teardown();
+  });
+  beforeEach(() => {
+    prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  });
+
+  const stream = (name: string) => `${prefix}_${name}`;
+  const event = (type: string, data: unknown = {}, metadata: Record<string, unknown> = {}): NewEvent => ({ id: randomUUID(), type, data, metadata });
+
+  describe('append and readStream', () => {
+    it('appends to a new stream and reads the events back in order with ids, data and metadata', async () => {
+      const events = [event('Opened', { n: 1 }, { correlationId: 'c-1' }), event('Noted', { n: 2, text: '你好' })];
+      const result = await store.append(stream('a'), events, 'no_stream');
+      expect(result.nextExpectedRevision).to.equal(1n);
+
+      const read = await store.readStream(stream('a'));
+      expect(read.map((e) => [e.id, e.type, e.revision, e.streamName])).to.deep.equal([
+        [events[0]!.id, 'Opened', 0n, stream('a')],
+        [events[1]!.id, 'Noted', 1n, stream('a')],
+      ]);
+      expect(read[0]!.data).to.deep.equal({ n: 1 });
+      expect(read[1]!.data).to.deep.equal({ n: 2, text: '你好' });
+      expect(read[0]!.metadata).to.include({ correlationId: 'c-1' });
+      expect(read[0]!.createdAt).to.be.instanceOf(Date);
+      expect(read[1]!.position > read[0]!.position).to.equal(true);
+      expect(result.position).to.equal(read[1]!.position);
+    });
+
+    it('continues a stream at the expected revision', async () => {
+      await store.append(stream('b'), [event('One')], 'no_stream');
+      const result = await store.append(stream('b'), [event('Two'), event('Three')], 0n);
+      expect(result.nextExpectedRevision).to.equal(2n);
+      expect((await store.readStream(stream('b'))).map((e) => e.type)).to.deep.equal(['One', 'Two', 'Three']);
+    });
+
+    it('rejects a wrong expected revision with WrongExpectedRevisionError and appends nothing', async () => {
+      await store.append(stream('c'), [event('One'), event('Two')], 'no_stream');
+      const stale = await store.append(stream('c'), [event('Late')], 0n).then(
+        () => expect.fail('append with a stale revision succeeded'),
+        (error: unknown) => error,
+      );
+      expect(stale).to.be.instanceOf(WrongExpectedRevisionError);
+      expect((stale as WrongExpectedRevisionError).streamName).to.equal(stream('c'));
+      await expectRejection(store.append(stream('c'), [event('Again')], 'no_stream'), WrongExpectedRevisionError);
+      await expectRejection(store.append(stream('missing'), [event('X')], 'stream_exists'), WrongExpectedRevisionError);
+      await expectRejection(store.append(stream('missing'), [event('X')], 0n), WrongExpectedRevisionError);
+      expect((await store.readStream(stream('c'))).map((e) => e.type)).to.deep.equal(['One', 'Two']);
+    });
+
+    it("accepts 'any' and 'stream_exists' when they hold", async () => {
+      await store.append(stream('d'), [event('One')], 'any');
+      await store.append(stream('d'), [event('Two')], 'stream_exists');
+      const result = await store.append(stream('d'), [event('Three')], 'any');
+      expect(result.nextExpectedRevision).to.equal(2n);
+    });
+
+    it('is idempotent: appending the same event ids again stores nothing twice', async () => {
+      const events = [event('One'), event('Two')];
+      const first = await store.append(stream('e'), events, 'no_stream');
+      const retried = await store.append(stream('e'), events, 'no_stream');
+      expect(retried.nextExpectedRevision).to.equal(first.nextExpectedRevision);
+      expect((await store.readStream(stream('e'))).map((e) => e.id)).to.deep.equal(events.map((e) => e.id));
+    });
+
+    it('throws StreamNotFoundError when reading a stream that does not exist', async () => {
+      await expectRejection(store.readStream(stream('nothing-here')), StreamNotFoundError);
+    });
+
+    it('reads a stream backwards, from a revision, and bounded by maxCount', async () => {
+      await store.append(stream('f'), ['A', 'B', 'C', 'D'].map((t) => event(t)), 'no_stream');
+      expect((await store.readStream(stream('f'), { direction: 'backwards' })).map((e) => e.type)).to.deep.equal(['D', 'C', 'B', 'A']);
+      expect((await store.readStream(stream('f'), { fromRevision: 2n })).map((e) => e.type)).to.deep.equal(['C', 'D']);
+      expect((await store.readStream(stream('f'), { maxCount: 2 })).map((e) => e.type)).to.deep.equal(['A', 'B']);
+      expect((await store.readStream(stream('f'), { direction: 'backwards', fromRevision: 1n })).map((e) => e.type)).to.deep.equal(['B', 'A']);
+    });
+  });
+
+  describe('readAll and headPosition', () => {
+    it('reads all streams in position order after a position, forwards and backwards, with filters', async () => {
+      await store.append(stream('x'), [event('XOne')], 'no_stream');
+      await store.append(stream('y'), [event('YOne')], 'no_stream');
+      await store.append(stream('x'), [event('XTwo')], 0n);
+      const ours = (events: RecordedEvent[]) => events.filter((e) => e.streamName.startsWith(prefix));
+
+      const forwards = ours(await store.readAll({ filter: { streamNamePrefixes: [prefix] }, maxCount: 100 }));
+      expect(forwards.map((e) => e.type)).to.deep.equal(['XOne', 'YOne', 'XTwo']);
+      expect(isAscending(forwards.map((e) => e.position))).to.equal(true);
+
+      const afterFirst = await store.readAll({ after: forwards[0]!.position, filter: { streamNamePrefixes: [prefix] } });
+      expect(afterFirst.map((e) => e.type)).to.deep.equal(['YOne', 'XTwo']);
+
+      const head = await store.headPosition();
+      expect(head >= forwards[2]!.position).to.equal(true);
+      const backwards = await store.readAll({ direction: 'backwards', filter: { streamNamePrefixes: [prefix] }, maxCount: 2 });
+      expect(backwards.map((e) => e.type)).to.deep.equal(['XTwo', 'YOne']);
+
+      const onlyX = await store.readAll({ filter: { streamNamePrefixes: [stream('x')] } });
+      expect(onlyX.map((e) => e.type)).to.deep.equal(['XOne', 'XTwo']);
+      const byType = await store.readAll({ filter: { eventTypePrefixes: ['YOn'], streamNamePrefixes: [prefix] } });
+      expect(byType.map((e) => e.type)).to.deep.equal(['YOne']);
+    });
+  });
+
+  describe('subscribeToAll', () => {
+    it('delivers the history, then reports caught up, then delivers live events', async () => {
+      await store.append(stream('s'), [event('Before1'), event('Before2')], 'no_stream');
+      const subscription = store.subscribeToAll({ filter: { streamNamePrefixes: [prefix] } });
+      const seen: string[] = [];
+      let caughtUpAfter = -1;
+      const consumer = consume(subscription, (batch) => {
+        seen.push(...batch.events.map((e) => e.type));
+        if (batch.caughtUp && caughtUpAfter < 0) caughtUpAfter = seen.length;
+        return seen.length >= 3;
+      });
+      await eventually(() => expect(caughtUpAfter, 'caught up').to.be.at.least(0));
+      expect(caughtUpAfter).to.equal(2);
+      await store.append(stream('s'), [event('Live')], 1n);
+      await consumer;
+      expect(seen).to.deep.equal(['Before1', 'Before2', 'Live']);
+    });
+
+    it('resumes after a saved position without repeating or skipping', async () => {
+      await store.append(stream('r'), ['A', 'B', 'C'].map((t) => event(t)), 'no_stream');
+      const [a] = await store.readStream(stream('r'), { maxCount: 1 });
+      const subscription = store.subscribeToAll({ after: a!.position, filter: { streamNamePrefixes: [prefix] } });
+      const seen: string[] = [];
+      await consume(subscription, (batch) => {
+        seen.push(...batch.events.map((e) => e.type));
+        return seen.length >= 2;
+      });
+      expect(seen).to.deep.equal(['B', 'C']);
+    });
+
+    it('8 concurrent writers × 1,000 events: a running subscriber sees each exactly once, in position order', async function () {
+      this.timeout(180_000);
+      const writers = 8;
+      const perWriter = 1_000;
+      const clients = await Promise.all(Array.from({ length: writers }, () => target.open()));
+      const subscription = store.subscribeToAll({ filter: { streamNamePrefixes: [prefix] } });
+      const seen: RecordedEvent[] = [];
+      const consumer = consume(subscription, (batch) => {
+        seen.push(...batch.events);
+        return seen.length >= writers * perWriter;
+      });
+
+      await Promise.all(
+        clients.map(async (client, w) => {
+          for (let i = 0; i < perWriter; i++) {
+            await client.append(stream(`w${w}`), [event('Wrote', { w, i })], i === 0 ? 'no_stream' : BigInt(i - 1));
+          }
+        }),
+      );
+      await consumer;
+      await Promise.all(clients.map((c) => c.close()));
+
+      expect(seen).to.have.length(writers * perWriter);
+      expect(new Set(seen.map((e) => e.id)).size).to.equal(writers * perWriter);
+      expect(isAscending(seen.map((e) => e.position))).to.equal(true);
+      for (let w = 0; w < writers; w++) {
+        const mine = seen.filter((e) => e.streamName === stream(`w${w}`)).map((e) => (e.data as { i: number }).i);
+        expect(mine).to.deep.equal(Array.from({ length: perWriter }, (_, i) => i));
+      }
+    });
+
+    it('ends iteration when closed', async () => {
+      const subscription = store.subscribeToAll({ filter: { streamNamePrefixes: [prefix] } });
+      const consumer = consume(subscription, () => false);
+      await subscription.close();
+      await consumer;
+    });
+  });
+}
+
+/** Iterates a subscription until `onBatch` returns true (or the subscription ends), with a deadline. */
+async function consume(
+  subscription: AllSubscription,
+  onBatch: (batch: { events: readonly RecordedEvent[]; caughtUp: boolean }) => boolean,
+  timeoutMs = 120_000,
+): Promise<void> {
+  const timer = setTimeout(() => void subscription.close(), timeoutMs);
+  try {
+    for await (const batch of subscription) {
+      if (onBatch(batch)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    await subscription.close();
+  }
+}
+
+async function expectRejection(promise: Promise<unknown>, type: new (...args: never[]) => Error): Promise<void> {
+  const outcome = await promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  expect(outcome, `expected ${type.name}`).to.be.instanceOf(type);
+}
+
+function isAscending(values: readonly bigint[]): boolean {
+  return values.every((v, i) => i === 0 || v > values[i - 1]!);
+}
