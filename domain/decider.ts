@@ -1,0 +1,37 @@
+/**
+ * A decider: the whole behaviour of one aggregate as pure functions. `decide` turns a command and the
+ * current state into new events (or throws a DomainError); `evolve` folds one event into the state.
+ * Time and ids arrive inside the command, so deciders call no clock, no random and no I/O.
+ */
+export interface Decider<Command, Event, State> {
+  readonly initialState: () => State;
+  readonly evolve: (state: State, event: Event) => State;
+  readonly decide: (command: Command, state: State) => readonly Event[];
+}
+
+/** A domain event as the event store keeps it: a PascalCase past-tense type and a JSON payload. */
+export interface DomainEvent<Type extends string = string, Data = unknown> {
+  readonly type: Type;
+  readonly data: Data;
+}
+
+/**
+ * A refused command. `code` is stable: each shim maps it to its own documented error code, GraphQL to
+ * `extensions.code`.
+ */
+export class DomainError extends Error {
+  override readonly name = 'DomainError';
+  constructor(
+    readonly code: DomainErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type DomainErrorCode = 'invalid' | 'not_found' | 'forbidden' | 'conflict' | 'expired';
+
+/** Makes a forgotten case of a discriminated union a compile error. */
+export function unreachable(value: never): never {
+  throw new Error(`unhandled case: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,42 @@
+import { isRight } from 'fp-ts/lib/Either';
+import { AppEvent } from '../domain/app/app';
+import type { Projection } from '../src/projection';
+
+/** Apps and their secret hashes, for authenticating app_key/secret_key, X-APP-ID/X-APP-Key, appId/appKey. */
+export const appsProjection: Projection = {
+  name: 'apps',
+  version: 1,
+  tables: ['apps'],
+  migrations: [
+    {
+      id: 'projection/apps/001',
+      sql: `CREATE TABLE apps (
+              app_id text PRIMARY KEY,
+              secret_hash text NOT NULL,
+              registered_at timestamptz NOT NULL,
+              updated_at timestamptz NOT NULL
+            )`,
+    },
+  ],
+
+  async handle(events, tx) {
+    for (const recorded of events) {
+      const decoded = AppEvent.decode({ type: recorded.type, data: recorded.data });
+      if (!isRight(decoded)) continue;
+      const event = decoded.right;
+      switch (event.type) {
+        case 'AppRegistered':
+          await tx.query(
+            `INSERT INTO apps (app_id, secret_hash, registered_at, updated_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (app_id) DO UPDATE SET secret_hash = excluded.secret_hash, updated_at = excluded.updated_at`,
+            [event.data.appId, event.data.secretHash, event.data.registeredAt],
+          );
+          break;
+        case 'AppSecretChanged':
+          await tx.query('UPDATE apps SET secret_hash = $2, updated_at = $3 WHERE app_id = $1', [event.data.appId, event.data.secretHash, event.data.changedAt]);
+          break;
+      }
+    }
+    return [];
+  },
+};

@@ -1,0 +1,5 @@
+import type { Projection } from '../src/projection';
+import { appsProjection } from './apps';
+
+/** Every read model herald keeps; the composition root runs one runner for each. */
+export const projections: readonly Projection[] = [appsProjection];

@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import { isLeft } from 'fp-ts/lib/Either';
+import type * as t from 'io-ts';
+import { v5 as uuidv5 } from 'uuid';
+import type { Decider, DomainEvent } from '../domain/decider';
+import { StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from './eventStore/eventStore';
+
+/** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
+export interface Aggregate<Command, Event extends DomainEvent, State> {
+  readonly decider: Decider<Command, Event, State>;
+  readonly eventCodec: t.Decoder<unknown, Event>;
+}
+
+export interface CommandContext {
+  /**
+   * Set when the request can be retried (a client resend, a redelivered message): event ids are derived
+   * from it, so the retry appends nothing twice. Omitted → fresh ids.
+   */
+  readonly commandId?: string;
+  readonly correlationId?: string;
+  readonly causationId?: string;
+  readonly appId?: string;
+  readonly actor?: string;
+}
+
+export interface CommandResult<Event, State> {
+  readonly events: readonly Event[];
+  readonly state: State;
+  /** Revision of the stream after the command; -1n when it still has no events. */
+  readonly revision: bigint;
+  /** Position of the last appended event, to wait for projections; undefined when nothing was appended. */
+  readonly position?: bigint;
+}
+
+const EVENT_ID_NAMESPACE = '1b671a64-40d5-491e-99b0-da01ff1f3341';
+const MAX_ATTEMPTS = 5;
+
+/**
+ * The only writer: read the stream, fold, decide, append with the expected revision. On a concurrent
+ * write it starts over (bounded, with jittered back-off), so the decision is always made on fresh state.
+ */
+export async function handleCommand<Command, Event extends DomainEvent, State>(
+  store: EventStore,
+  aggregate: Aggregate<Command, Event, State>,
+  streamName: string,
+  command: Command,
+  context: CommandContext = {},
+): Promise<CommandResult<Event, State>> {
+  const { decider } = aggregate;
+  for (let attempt = 1; ; attempt++) {
+    const { state, revision } = await loadState(store, aggregate, streamName);
+    const events = decider.decide(command, state);
+    if (events.length === 0) return { events, state, revision };
+
+    const correlationId = context.correlationId ?? context.commandId ?? randomUUID();
+    const metadata: EventMetadata = {
+      correlationId,
+      causationId: context.causationId ?? correlationId,
+      ...(context.appId !== undefined && { appId: context.appId }),
+      ...(context.actor !== undefined && { actor: context.actor }),
+    };
+    try {
+      const result = await store.append(
+        streamName,
+        events.map((event, index) => ({
+          id: context.commandId ? uuidv5(`${streamName}/${context.commandId}/${index}`, EVENT_ID_NAMESPACE) : randomUUID(),
+          type: event.type,
+          data: event.data,
+          metadata,
+        })),
+        revision < 0n ? 'no_stream' : revision,
+      );
+      return { events, state: events.reduce(decider.evolve, state), revision: result.nextExpectedRevision, position: result.position };
+    } catch (error) {
+      if (!(error instanceof WrongExpectedRevisionError) || attempt >= MAX_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+    }
+  }
+}
+
+export async function loadState<Command, Event extends DomainEvent, State>(
+  store: EventStore,
+  aggregate: Aggregate<Command, Event, State>,
+  streamName: string,
+): Promise<{ state: State; revision: bigint }> {
+  let recorded: RecordedEvent[];
+  try {
+    recorded = await store.readStream(streamName);
+  } catch (error) {
+    if (error instanceof StreamNotFoundError) return { state: aggregate.decider.initialState(), revision: -1n };
+    throw error;
+  }
+  let state = aggregate.decider.initialState();
+  for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
+  return { state, revision: recorded[recorded.length - 1]?.revision ?? -1n };
+}
+
+/** Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream. */
+export function decodeEvent<Event>(codec: t.Decoder<unknown, Event>, event: RecordedEvent): Event {
+  const decoded = codec.decode({ type: event.type, data: event.data });
+  if (isLeft(decoded)) throw new Error(`event ${event.id} (${event.type}) in ${event.streamName} does not match its codec`);
+  return decoded.right;
+}

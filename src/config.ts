@@ -1,0 +1,115 @@
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import { AppId } from '../domain/app/app';
+
+/**
+ * herald's configuration, decoded from the environment at start-up. A bad value stops start-up with a
+ * message naming the variable and the form it expects. See docs/operations.md for each variable.
+ */
+
+/** A codec from an environment string; its `name` is the expected form, shown in error messages. */
+function fromEnvString<A>(expected: string, parse: (raw: string) => A | undefined): t.Type<A, string, unknown> {
+  return new t.Type<A, string, unknown>(
+    expected,
+    (u): u is A => false,
+    (u, context) => {
+      if (typeof u !== 'string') return t.failure(u, context);
+      const parsed = parse(u.trim());
+      return parsed === undefined ? t.failure(u, context) : t.success(parsed);
+    },
+    String,
+  );
+}
+
+const Port = fromEnvString('an integer from 1 to 65535', (raw) => {
+  const n = Number(raw);
+  return /^\d+$/.test(raw) && n >= 1 && n <= 65535 ? n : undefined;
+});
+
+const urlWithScheme = (schemes: readonly string[]) =>
+  fromEnvString(`a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}`, (raw) => {
+    try {
+      return schemes.includes(new URL(raw).protocol.replace(/:$/, '')) ? raw : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+
+export interface AppCredentials {
+  readonly appId: string;
+  readonly secret: string;
+}
+
+const AppList = fromEnvString<readonly AppCredentials[]>('a comma-separated list of appId:secret (appId: 1-64 of A-Z a-z 0-9 _ . -)', (raw) => {
+  if (raw === '') return [];
+  const apps = raw.split(',').map((entry) => {
+    const colon = entry.indexOf(':');
+    return { appId: entry.slice(0, colon).trim(), secret: entry.slice(colon + 1).trim() };
+  });
+  const valid = apps.every((a) => AppId.is(a.appId) && a.secret.length > 0 && a.secret.length <= 256);
+  const unique = new Set(apps.map((a) => a.appId)).size === apps.length;
+  return valid && unique ? apps : undefined;
+});
+
+const LogLevel = t.keyof({ fatal: null, error: null, warn: null, info: null, debug: null, trace: null, silent: null }, 'one of fatal, error, warn, info, debug, trace, silent');
+
+const NonEmptyString = fromEnvString('a non-empty string', (raw) => (raw.length > 0 ? raw : undefined));
+
+const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.undefined], codec.name);
+
+const Environment = t.type({
+  PORT: optional(Port),
+  HOST: optional(NonEmptyString),
+  DATABASE_URL: optional(urlWithScheme(['postgres', 'postgresql'])),
+  EVENTSTORE_URL: optional(urlWithScheme(['esdb', 'esdb+discover'])),
+  REDIS_URL: optional(urlWithScheme(['redis', 'rediss'])),
+  HERALD_DATA_DIR: optional(NonEmptyString),
+  HERALD_EMBEDDED_POSTGRES_PORT: optional(Port),
+  HERALD_APPS: optional(AppList),
+  LOG_LEVEL: optional(LogLevel),
+});
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** Unset → embedded PostgreSQL under dataDir. */
+  readonly databaseUrl?: string;
+  /** Set → EventStoreDB is the event store; otherwise PostgreSQL is. */
+  readonly eventStoreUrl?: string;
+  readonly redisUrl?: string;
+  readonly dataDir: string;
+  readonly embeddedPostgresPort: number;
+  readonly apps: readonly AppCredentials[];
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // An empty variable counts as unset, as shells and compose files often leave them.
+  const present = Object.fromEntries(Object.keys(Environment.props).map((key) => [key, env[key] === '' ? undefined : env[key]]));
+  const decoded = Environment.decode(present);
+  if (isLeft(decoded)) {
+    const problems = decoded.left.map((error) => {
+      const variable = error.context[1]?.key ?? '?';
+      const expected = error.context[1]?.type.name ?? 'a valid value';
+      // Secrets may be in the value (HERALD_APPS, URLs with passwords): name the variable, not the value.
+      return `${variable}: expected ${expected}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
+  }
+  const e = decoded.right;
+  return {
+    port: e.PORT ?? 8080,
+    host: e.HOST ?? '0.0.0.0',
+    ...(e.DATABASE_URL !== undefined && { databaseUrl: e.DATABASE_URL }),
+    ...(e.EVENTSTORE_URL !== undefined && { eventStoreUrl: e.EVENTSTORE_URL }),
+    ...(e.REDIS_URL !== undefined && { redisUrl: e.REDIS_URL }),
+    dataDir: e.HERALD_DATA_DIR ?? './.herald',
+    embeddedPostgresPort: e.HERALD_EMBEDDED_POSTGRES_PORT ?? 54329,
+    apps: e.HERALD_APPS ?? [],
+    logLevel: e.LOG_LEVEL ?? 'info',
+  };
+}

@@ -1,0 +1,288 @@
+import {
+  ANY,
+  BACKWARDS,
+  END,
+  EventStoreDBClient,
+  FORWARDS,
+  NO_STREAM,
+  START,
+  STREAM_EXISTS,
+  StreamNotFoundError as EsdbStreamNotFoundError,
+  WrongExpectedVersionError,
+  eventTypeFilter,
+  excludeSystemEvents,
+  streamNameFilter,
+  type AllStreamResolvedEvent,
+  type AppendExpectedRevision,
+  type Filter,
+  type ResolvedEvent,
+} from '@eventstore/db-client';
+import {
+  DEFAULT_READ_COUNT,
+  EventStoreUnavailableError,
+  StreamNotFoundError,
+  WrongExpectedRevisionError,
+  matchesFilter,
+  type AllSubscription,
+  type AppendResult,
+  type EventFilter,
+  type EventMetadata,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SubscribeToAllOptions,
+  type SubscriptionBatch,
+} from './eventStore';
+
+/**
+ * The EventStoreDB adapter of the event store port, through @eventstore/db-client (gRPC).
+ *
+ * Positions: the port's position is the commit position of $all; resuming passes it as both commit and
+ * prepare position, which is what the server reports for events written by its gRPC API.
+ */
+export class EventStoreDbEventStore implements EventStore {
+  readonly kind = 'eventstoredb' as const;
+  private readonly client: EventStoreDBClient;
+
+  constructor(connectionString: string) {
+    this.client = EventStoreDBClient.connectionString(connectionString);
+  }
+
+  async append(streamName: string, events: readonly NewEvent[], expectedRevision: ExpectedRevision = 'any'): Promise<AppendResult> {
+    if (events.length === 0) throw new TypeError('append needs at least one event');
+    try {
+      const result = await this.client.appendToStream(
+        streamName,
+        events.map((event) => ({
+          id: event.id,
+          contentType: 'application/json' as const,
+          type: event.type,
+          data: event.data as Record<string, unknown>,
+          metadata: (event.metadata ?? {}) as Record<string, unknown>,
+        })),
+        { expectedRevision: toEsdbRevision(expectedRevision) },
+      );
+      if (!result.position) throw new Error('EventStoreDB did not report the position of an append');
+      return { nextExpectedRevision: result.nextExpectedRevision, position: result.position.commit };
+    } catch (error) {
+      throw translateError(error, streamName, expectedRevision);
+    }
+  }
+
+  async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    const backwards = options.direction === 'backwards';
+    const events: RecordedEvent[] = [];
+    try {
+      for await (const resolved of this.client.readStream(streamName, {
+        fromRevision: options.fromRevision ?? (backwards ? END : START),
+        direction: backwards ? BACKWARDS : FORWARDS,
+        maxCount: options.maxCount ?? Number.MAX_SAFE_INTEGER,
+      })) {
+        const event = toRecordedEvent(resolved);
+        if (event) events.push(event);
+      }
+    } catch (error) {
+      throw translateError(error, streamName);
+    }
+    return events;
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    const backwards = options.direction === 'backwards';
+    const wanted = options.maxCount ?? DEFAULT_READ_COUNT;
+    const events: RecordedEvent[] = [];
+    let from = options.after;
+    // $all reads include their start position and cannot filter server-side in this client: page through
+    // and keep the events after `after` that match, until there are enough or the log ends.
+    for (;;) {
+      const pageSize = Math.min(Math.max(wanted - events.length, 0) + 1, 4096);
+      let read = 0;
+      try {
+        for await (const resolved of this.client.readAll({
+          fromPosition: from === undefined ? (backwards ? END : START) : { commit: from, prepare: from },
+          direction: backwards ? BACKWARDS : FORWARDS,
+          maxCount: pageSize,
+        })) {
+          read++;
+          const event = toRecordedEvent(resolved);
+          if (!event) continue;
+          if (from !== undefined && (backwards ? event.position >= from : event.position <= from)) continue;
+          from = event.position;
+          if (matchesFilter(event, options.filter) && events.length < wanted) events.push(event);
+        }
+      } catch (error) {
+        throw translateError(error);
+      }
+      if (events.length >= wanted || read < pageSize) return events;
+    }
+  }
+
+  async headPosition(): Promise<bigint> {
+    const [newest] = await this.readAll({ direction: 'backwards', maxCount: 1 });
+    return newest?.position ?? -1n;
+  }
+
+  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
+    const subscription = this.client.subscribeToAll({
+      fromPosition: options.after === undefined ? START : { commit: options.after, prepare: options.after },
+      filter: serverFilter(options.filter),
+    });
+    return batchesOf(subscription, options.filter);
+  }
+
+  async close(): Promise<void> {
+    await this.client.dispose();
+  }
+}
+
+const CAUGHT_UP = Symbol('caught up');
+const HIGH_WATER = 4 * DEFAULT_READ_COUNT;
+
+/**
+ * Turns the client's push-style subscription (a Readable emitting events, `caughtUp` and `fellBehind`)
+ * into the port's pull-style batches, pausing the stream while the consumer is behind.
+ */
+function batchesOf(subscription: ReturnType<EventStoreDBClient['subscribeToAll']>, filter: EventFilter | undefined): AllSubscription {
+  const queue: Array<RecordedEvent | typeof CAUGHT_UP> = [];
+  let live = false;
+  let ended = false;
+  let failure: unknown;
+  let notify: (() => void) | undefined;
+  const wake = () => {
+    const resolve = notify;
+    notify = undefined;
+    resolve?.();
+  };
+
+  subscription.on('data', (resolved: AllStreamResolvedEvent) => {
+    const event = toRecordedEvent(resolved);
+    if (!event || !matchesFilter(event, filter)) return;
+    queue.push(event);
+    if (queue.length >= HIGH_WATER) subscription.pause();
+    wake();
+  });
+  subscription.on('caughtUp', () => {
+    queue.push(CAUGHT_UP);
+    wake();
+  });
+  subscription.on('fellBehind', () => {
+    live = false;
+  });
+  subscription.on('error', (error: unknown) => {
+    failure = ended ? undefined : translateError(error);
+    ended = true;
+    wake();
+  });
+  subscription.on('end', () => {
+    ended = true;
+    wake();
+  });
+  subscription.on('close', () => {
+    ended = true;
+    wake();
+  });
+
+  const close = async () => {
+    if (!ended) {
+      ended = true;
+      wake();
+      await subscription.unsubscribe().catch(() => undefined);
+    }
+  };
+
+  async function* batches(): AsyncGenerator<SubscriptionBatch> {
+    try {
+      for (;;) {
+        while (queue.length === 0 && !ended) await new Promise<void>((resolve) => (notify = resolve));
+        if (queue.length === 0) {
+          if (failure) throw failure;
+          return;
+        }
+        const events: RecordedEvent[] = [];
+        while (queue.length > 0 && events.length < DEFAULT_READ_COUNT) {
+          const item = queue[0]!;
+          if (item === CAUGHT_UP) {
+            queue.shift();
+            live = true;
+            break;
+          }
+          events.push(queue.shift() as RecordedEvent);
+        }
+        if (queue.length < DEFAULT_READ_COUNT && subscription.isPaused()) subscription.resume();
+        yield { events, caughtUp: live && !queue.some((item) => item !== CAUGHT_UP) };
+      }
+    } finally {
+      await close();
+    }
+  }
+
+  const iterator = batches();
+  return { [Symbol.asyncIterator]: () => iterator, close };
+}
+
+function serverFilter(filter: EventFilter | undefined): Filter {
+  // The server takes one filter; the rest is applied client-side by matchesFilter.
+  if (filter?.streamNamePrefixes) return streamNameFilter({ prefixes: [...filter.streamNamePrefixes] });
+  if (filter?.eventTypePrefixes) return eventTypeFilter({ prefixes: [...filter.eventTypePrefixes] });
+  return excludeSystemEvents();
+}
+
+function toRecordedEvent(resolved: ResolvedEvent | AllStreamResolvedEvent): RecordedEvent | undefined {
+  const event = resolved.event;
+  if (!event || !event.position) return undefined;
+  let data: unknown = event.data;
+  if (data instanceof Uint8Array) data = decodeJson(data);
+  let metadata: unknown = event.metadata;
+  if (metadata instanceof Uint8Array) metadata = metadata.length === 0 ? {} : decodeJson(metadata);
+  return {
+    id: event.id,
+    streamName: event.streamId,
+    revision: event.revision,
+    position: event.position.commit,
+    type: event.type,
+    data,
+    metadata: (metadata ?? {}) as EventMetadata,
+    createdAt: event.created,
+  };
+}
+
+function decodeJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return { $binary: Buffer.from(bytes).toString('base64') };
+  }
+}
+
+function toEsdbRevision(expected: ExpectedRevision): AppendExpectedRevision {
+  switch (expected) {
+    case 'any':
+      return ANY;
+    case 'no_stream':
+      return NO_STREAM;
+    case 'stream_exists':
+      return STREAM_EXISTS;
+    default:
+      return expected;
+  }
+}
+
+/**
+ * The client's errors in the port's terms. After the server goes away the 6.x client reports the first
+ * call as UnavailableError and later ones as a raw gRPC error with code 14 (UNAVAILABLE).
+ */
+function translateError(error: unknown, streamName?: string, expected?: ExpectedRevision): unknown {
+  if (error instanceof WrongExpectedVersionError) {
+    const actual = error.actualVersion;
+    return new WrongExpectedRevisionError(streamName ?? error.streamName, expected ?? 'any', typeof actual === 'bigint' ? actual : 'no_stream');
+  }
+  if (error instanceof EsdbStreamNotFoundError) return new StreamNotFoundError(streamName ?? String(error.streamName));
+  const e = error as { type?: unknown; code?: unknown; message?: unknown } | undefined;
+  if (e && (e.type === 'unavailable' || e.type === 'cancelled' || e.type === 'deadline-exceeded' || e.code === 14)) {
+    return new EventStoreUnavailableError(`EventStoreDB unavailable: ${String(e.message)}`, { cause: error });
+  }
+  return error;
+}

@@ -1,0 +1,26 @@
+import type { PoolClient } from 'pg';
+import type { RecordedEvent } from './eventStore/eventStore';
+import type { Migration } from './postgres/migrations';
+
+/**
+ * A read model built from the global event stream. A projection owns its tables (its migrations) and
+ * only writes SQL in `handle`; the runner owns batching, the checkpoint, the lock and publishing.
+ */
+export interface Projection {
+  readonly name: string;
+  /** Bump when `handle` changes meaning: the runner then empties `tables` and replays from the start. */
+  readonly version: number;
+  readonly migrations: readonly Migration[];
+  readonly tables: readonly string[];
+  /**
+   * Applies a batch inside the runner's transaction. Returns what became visible, to be published on the
+   * bus once the transaction has committed. Events it does not know are skipped.
+   */
+  handle(events: readonly RecordedEvent[], tx: PoolClient): Promise<readonly Publication[]>;
+}
+
+/** A change made visible by a projection commit, for live subscribers (GraphQL, sockets, webhooks). */
+export interface Publication {
+  readonly topic: string;
+  readonly payload: unknown;
+}

@@ -1,0 +1,225 @@
+import pg from 'pg';
+import type { Bus } from './bus';
+import type { AllSubscription, EventStore, RecordedEvent } from './eventStore/eventStore';
+import type { Logger } from './logger';
+import type { Database } from './postgres/database';
+import type { Migration } from './postgres/migrations';
+import type { Projection } from './projection';
+import { Wakeup } from './wakeup';
+
+export const projectionRunnerMigrations: readonly Migration[] = [
+  {
+    id: 'projection-runner/001-checkpoints',
+    sql: `CREATE TABLE projection_checkpoints (
+            name text PRIMARY KEY,
+            version integer NOT NULL,
+            position bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+          )`,
+  },
+];
+
+// First key of the two-key advisory lock: the second is hashtext(projection name).
+const PROJECTION_LOCK_SPACE = 0x68726c64; // "hrld"
+const STANDBY_RETRY_MS = 1000;
+const MAX_BACKOFF_MS = 30_000;
+
+export type RunnerState = 'stopped' | 'standby' | 'catching-up' | 'live';
+
+/**
+ * Keeps one projection up to date with the event store.
+ *
+ * - Exactly-once effects: each batch of events and the new checkpoint are written in one transaction,
+ *   and the checkpoint moves by compare-and-set, so a batch replayed after a crash is a no-op.
+ * - One active runner per projection across processes: the runner that holds the projection's advisory
+ *   lock applies events; the others stand by and take over when it goes away.
+ * - Publications are handed to the bus only after the commit that made them visible.
+ */
+export class ProjectionRunner {
+  private running = false;
+  private subscription: AllSubscription | undefined;
+  private lockClient: pg.Client | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly stopWakeup = new Wakeup();
+  private currentState: RunnerState = 'stopped';
+  private committedPosition = -1n;
+
+  constructor(
+    private readonly deps: {
+      readonly database: Database;
+      readonly store: EventStore;
+      readonly projection: Projection;
+      readonly bus: Bus;
+      readonly log: Logger;
+    },
+  ) {}
+
+  get name(): string {
+    return this.deps.projection.name;
+  }
+
+  get state(): RunnerState {
+    return this.currentState;
+  }
+
+  /** Last position this runner committed (-1n before the first). */
+  get position(): bigint {
+    return this.committedPosition;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.runUntilStopped();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopWakeup.signal();
+    await this.subscription?.close();
+    await this.loop;
+    this.loop = undefined;
+  }
+
+  private async runUntilStopped(): Promise<void> {
+    const { log } = this.deps;
+    let backoffMs = 500;
+    while (this.running) {
+      try {
+        if (!(await this.acquireLock())) {
+          this.currentState = 'standby';
+          await this.stopWakeup.wait(STANDBY_RETRY_MS);
+          continue;
+        }
+        await this.applyUntilStoppedOrFailed();
+        backoffMs = 500;
+      } catch (error) {
+        if (!this.running) break;
+        log.error({ err: error, projection: this.name }, 'projection runner failed; restarting from its checkpoint');
+        await this.stopWakeup.wait(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+      } finally {
+        await this.subscription?.close();
+        this.subscription = undefined;
+      }
+    }
+    await this.releaseLock();
+    this.currentState = 'stopped';
+  }
+
+  private async applyUntilStoppedOrFailed(): Promise<void> {
+    let checkpoint = await prepareCheckpoint(this.deps.database.pool, this.deps.projection);
+    this.committedPosition = checkpoint;
+    this.currentState = 'catching-up';
+    this.subscription = this.deps.store.subscribeToAll({ after: checkpoint < 0n ? undefined : checkpoint });
+    for await (const batch of this.subscription) {
+      if (!this.running) return;
+      if (batch.events.length > 0) {
+        checkpoint = await this.applyBatch(batch.events, checkpoint);
+        this.committedPosition = checkpoint;
+      }
+      if (batch.caughtUp) this.currentState = 'live';
+    }
+  }
+
+  private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint): Promise<bigint> {
+    const { database, projection, bus } = this.deps;
+    const next = events[events.length - 1]!.position;
+    const client = await database.pool.connect();
+    let publications;
+    try {
+      await client.query('BEGIN');
+      const moved = await client.query('UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2', [
+        projection.name,
+        checkpoint.toString(),
+        next.toString(),
+      ]);
+      if (moved.rowCount !== 1) throw new CheckpointMovedError(projection.name);
+      publications = await projection.handle(events, client);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+    if (publications.length > 0) await bus.publish(publications);
+    return next;
+  }
+
+  /** Session-level advisory lock on a dedicated connection: it is held for as long as that connection lives. */
+  private async acquireLock(): Promise<boolean> {
+    if (this.lockClient) return true;
+    const client = new pg.Client(this.deps.database.clientConfig);
+    client.on('error', () => {
+      // The lock went with the connection: stop applying and compete for it again.
+      if (this.lockClient === client) this.lockClient = undefined;
+      void this.subscription?.close();
+    });
+    await client.connect();
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [
+      PROJECTION_LOCK_SPACE,
+      this.deps.projection.name,
+    ]);
+    if (!rows[0]?.locked) {
+      await client.end();
+      return false;
+    }
+    this.lockClient = client;
+    return true;
+  }
+
+  private async releaseLock(): Promise<void> {
+    const client = this.lockClient;
+    this.lockClient = undefined;
+    await client?.end().catch(() => undefined);
+  }
+}
+
+class CheckpointMovedError extends Error {
+  constructor(projection: string) {
+    super(`checkpoint of projection ${projection} was moved by someone else (a rebuild?); resuming from the stored one`);
+  }
+}
+
+/**
+ * Creates the checkpoint row on first run; when the projection's version changed, empties its tables and
+ * starts it over from the beginning, in one transaction. Returns the position to resume after.
+ */
+export async function prepareCheckpoint(pool: pg.Pool, projection: Projection): Promise<bigint> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING', [
+      projection.name,
+      projection.version,
+    ]);
+    const { rows } = await client.query<{ version: number; position: string }>('SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE', [
+      projection.name,
+    ]);
+    const row = rows[0]!;
+    if (row.version !== projection.version) {
+      await resetProjection(client, projection);
+      await client.query('COMMIT');
+      return -1n;
+    }
+    await client.query('COMMIT');
+    return BigInt(row.position);
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** Empties the projection's tables and moves its checkpoint to the start (inside the caller's transaction). */
+export async function resetProjection(tx: pg.PoolClient, projection: Projection): Promise<void> {
+  if (projection.tables.length > 0) await tx.query(`TRUNCATE ${projection.tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`);
+  await tx.query('UPDATE projection_checkpoints SET position = -1, version = $2, updated_at = now() WHERE name = $1', [projection.name, projection.version]);
+}
+
+export async function readCheckpoints(pool: pg.Pool): Promise<Map<string, bigint>> {
+  const { rows } = await pool.query<{ name: string; position: string }>('SELECT name, position FROM projection_checkpoints');
+  return new Map(rows.map((r) => [r.name, BigInt(r.position)]));
+}

@@ -1,0 +1,56 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { Logger } from './logger';
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly checks: Record<string, unknown>;
+}
+
+export interface HttpServer {
+  readonly url: string;
+  readonly server: http.Server;
+  /** Stops accepting connections, lets requests in flight finish (up to `graceMs`), then closes the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** The express app: probes here; the API routers (GraphQL, legacy REST shims) are mounted by `routers`. */
+export function createHttpApp(deps: { readonly readiness: () => Promise<Readiness>; readonly routers?: readonly express.Router[] }): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const readiness = await deps.readiness().catch((error: unknown) => ({ ready: false, checks: { error: (error as Error).message } }));
+    res.status(readiness.ready ? 200 : 503).json({ status: readiness.ready ? 'ready' : 'not ready', ...readiness.checks });
+  });
+  for (const router of deps.routers ?? []) app.use(router);
+  return app;
+}
+
+export async function listen(app: express.Express, options: { port: number; host: string; log: Logger }): Promise<HttpServer> {
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
+  options.log.info({ port }, 'http server listening');
+  return {
+    url: `http://${host}:${port}`,
+    server,
+    async close(graceMs = 5000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
