@@ -44,7 +44,7 @@ const AppList = fromEnvString<readonly AppCredentials[]>('a comma-separated list
   if (raw === '') return [];
   const apps = raw.split(',').map((entry) => {
     const colon = entry.indexOf(':');
-    return { appId: entry.slice(0, colon).trim(), secret: entry.slice(colon + 1).trim() };
+    return colon < 0 ? { appId: '', secret: '' } : { appId: entry.slice(0, colon).trim(), secret: entry.slice(colon + 1).trim() };
   });
   const valid = apps.every((a) => AppId.is(a.appId) && a.secret.length > 0 && a.secret.length <= 256);
   const unique = new Set(apps.map((a) => a.appId)).size === apps.length;

@@ -127,6 +127,7 @@ export class ProjectionRunner {
     const next = events[events.length - 1]!.position;
     const client = await database.pool.connect();
     let publications;
+    let failure: Error | undefined;
     try {
       await client.query('BEGIN');
       const moved = await client.query('UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2', [
@@ -138,10 +139,12 @@ export class ProjectionRunner {
       publications = await projection.handle(events, client);
       await client.query('COMMIT');
     } catch (error) {
+      failure = error as Error;
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      client.release();
+      // A client whose transaction failed may have lost its connection: discard it rather than pool it.
+      client.release(failure);
     }
     if (publications.length > 0) await bus.publish(publications);
     return next;

@@ -10,11 +10,13 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export function openDatabase(connectionString: string, options: { readonly maxConnections?: number } = {}): Database {
+export function openDatabase(connectionString: string, options: { readonly maxConnections?: number; readonly onConnectionError?: (error: Error) => void } = {}): Database {
   const clientConfig: pg.ClientConfig = { connectionString, application_name: 'herald' };
   const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? 10 });
-  // An idle client that loses its connection emits here; without a listener node would crash.
-  pool.on('error', () => undefined);
+  // A client whose connection dies emits 'error' — idle ones on the pool, checked-out ones on themselves.
+  // Unheard, either would crash the process; the query in flight fails on its own and is handled there.
+  pool.on('error', (error) => options.onConnectionError?.(error));
+  pool.on('connect', (client) => client.on('error', (error) => options.onConnectionError?.(error)));
   return {
     pool,
     clientConfig,

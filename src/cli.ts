@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { projections } from '../projections';
+import { ConfigError, loadConfig, type Config } from './config';
+import { startHerald, openInfrastructure } from './herald';
+import { createLogger, type Logger } from './logger';
+import { rebuildProjections } from './projectionRebuild';
+
+/** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
+
+function configOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`herald: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
+
+async function serve(): Promise<void> {
+  const config = configOrExit();
+  const log = createLogger(config.logLevel);
+  const herald = await startHerald(config, log).catch((error: unknown) => {
+    log.fatal({ err: error }, 'herald could not start');
+    process.exit(1);
+  });
+  log.info({ url: herald.url }, 'herald is up');
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'signal received');
+    herald.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+async function rebuild(names: string[]): Promise<void> {
+  const config = configOrExit();
+  const log: Logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  const unknown = names.filter((n) => !projections.some((p) => p.name === n));
+  if (unknown.length > 0) {
+    process.stderr.write(`herald: unknown projection(s) ${unknown.join(', ')}; known: ${projections.map((p) => p.name).join(', ')}\n`);
+    process.exit(2);
+  }
+  const chosen = names.length > 0 ? projections.filter((p) => names.includes(p.name)) : projections;
+  const infrastructure = await openInfrastructure(config, log);
+  try {
+    await rebuildProjections(infrastructure, chosen, (progress) => {
+      process.stdout.write(JSON.stringify(progress) + '\n');
+    });
+  } finally {
+    await infrastructure.close();
+  }
+}
+
+const program = new Command()
+  .name('herald')
+  .description('event-sourced push and notification backend');
+
+program.command('serve', { isDefault: true }).description('start the HTTP server, projections and push (default)').action(serve);
+
+const projectionsCommand = program.command('projections').description('read models built from the event stream');
+projectionsCommand
+  .command('rebuild')
+  .argument('[names...]', 'projections to rebuild (default: all)')
+  .description('empty the read models and replay the event stream from position 0')
+  .action(rebuild);
+projectionsCommand
+  .command('list')
+  .description('list the projections and their versions')
+  .action(() => {
+    for (const p of projections) process.stdout.write(`${p.name}\tversion ${p.version}\n`);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`herald: ${(error as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,156 @@
+import { appDecider, AppEvent, appStreamName, type AppCommand, type AppState } from '../domain/app/app';
+import { projections as allProjections } from '../projections';
+import { hashAppSecret } from './appSecret';
+import { InProcessBus, type Bus } from './bus';
+import { handleCommand, type Aggregate } from './commandHandler';
+import type { Config } from './config';
+import type { EventStore } from './eventStore/eventStore';
+import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
+import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
+import type { Logger } from './logger';
+import { openDatabase, type Database } from './postgres/database';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
+import { migrate } from './postgres/migrations';
+import type { Projection } from './projection';
+import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projectionRunner';
+import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
+
+/** The composition root: every long-lived piece of herald is created and wired here, and closed here. */
+
+export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider: appDecider, eventCodec: AppEvent };
+
+/** The stores herald runs on: the read-model database, and the event store (the same database, or EventStoreDB). */
+export interface Infrastructure {
+  readonly database: Database;
+  readonly store: EventStore;
+  readonly embedded?: EmbeddedPostgres;
+  close(): Promise<void>;
+}
+
+export async function openInfrastructure(config: Config, log: Logger, projections: readonly Projection[] = allProjections): Promise<Infrastructure> {
+  let embedded: EmbeddedPostgres | undefined;
+  let connectionString = config.databaseUrl;
+  if (!connectionString) {
+    log.info({ dataDir: config.dataDir, port: config.embeddedPostgresPort }, 'DATABASE_URL unset: starting embedded PostgreSQL');
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.dataDir,
+      port: config.embeddedPostgresPort,
+      log: (message) => log.debug({ component: 'embedded-postgres' }, message),
+    });
+    connectionString = embedded.connectionString;
+  }
+  const database = openDatabase(connectionString);
+  try {
+    const store: EventStore = config.eventStoreUrl ? new EventStoreDbEventStore(config.eventStoreUrl) : new PostgresEventStore(database);
+    const applied = await migrate(database.pool, [
+      ...(store.kind === 'postgresql' ? postgresEventStoreMigrations : []),
+      ...projectionRunnerMigrations,
+      ...projections.flatMap((p) => p.migrations),
+    ]);
+    if (applied.length > 0) log.info({ migrations: applied }, 'applied migrations');
+    log.info({ eventStore: store.kind, embeddedPostgres: Boolean(embedded) }, 'stores ready');
+    return {
+      database,
+      store,
+      ...(embedded && { embedded }),
+      async close() {
+        await store.close().catch((error: unknown) => log.warn({ err: error }, 'closing the event store failed'));
+        await database.close().catch((error: unknown) => log.warn({ err: error }, 'closing the database pool failed'));
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await database.close().catch(() => undefined);
+    await embedded?.stop();
+    throw error;
+  }
+}
+
+export interface Herald {
+  readonly url: string;
+  readonly infrastructure: Infrastructure;
+  readonly bus: Bus;
+  readonly runners: readonly ProjectionRunner[];
+  readiness(): Promise<Readiness>;
+  close(): Promise<void>;
+}
+
+export async function startHerald(config: Config, log: Logger): Promise<Herald> {
+  const infrastructure = await openInfrastructure(config, log);
+  const { database, store } = infrastructure;
+  const bus = new InProcessBus((error, topic) => log.error({ err: error, topic }, 'bus subscriber failed'));
+  if (config.redisUrl) log.warn('REDIS_URL is set, but this build carries pushes on the in-process bus only (single node)');
+
+  let runners: ProjectionRunner[] = [];
+  let http: HttpServer | undefined;
+  try {
+    await registerConfiguredApps(store, config, log);
+    // Ready once every projection has caught up to the events that existed at start-up.
+    const startupHead = await store.headPosition();
+    runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log }));
+    for (const runner of runners) runner.start();
+
+    const readiness = () => checkReadiness(infrastructure, runners, startupHead);
+    http = await listen(createHttpApp({ readiness }), { port: config.port, host: config.host, log });
+    const server = http;
+    return {
+      url: server.url,
+      infrastructure,
+      bus,
+      runners,
+      readiness,
+      async close() {
+        log.info('shutting down');
+        await server.close();
+        await Promise.all(runners.map((r) => r.stop()));
+        await bus.close();
+        await infrastructure.close();
+        log.info('stopped');
+      },
+    };
+  } catch (error) {
+    await http?.close();
+    await Promise.all(runners.map((r) => r.stop()));
+    await infrastructure.close();
+    throw error;
+  }
+}
+
+/** HERALD_APPS at start-up: registering an app again with the same secret appends nothing. */
+async function registerConfiguredApps(store: EventStore, config: Config, log: Logger): Promise<void> {
+  for (const { appId, secret } of config.apps) {
+    const secretHash = hashAppSecret(appId, secret);
+    const result = await handleCommand(
+      store,
+      appAggregate,
+      appStreamName(appId),
+      { type: 'RegisterApp', appId, secretHash, now: new Date().toISOString() },
+      { commandId: `register-app:${secretHash}`, appId, actor: 'herald:HERALD_APPS' },
+    );
+    if (result.events.length > 0) log.info({ appId, events: result.events.map((e) => e.type) }, 'app registered from HERALD_APPS');
+  }
+}
+
+async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], startupHead: bigint): Promise<Readiness> {
+  const head = await withTimeout(infrastructure.store.headPosition(), 2000, 'event store did not answer within 2 s');
+  // Read from the database, not the runner: a standby node is ready when the active one has caught up.
+  const checkpoints = await readCheckpoints(infrastructure.database.pool);
+  const projections = Object.fromEntries(
+    runners.map((r) => {
+      const position = checkpoints.get(r.name) ?? -1n;
+      return [r.name, { state: r.state, position: position.toString(), caughtUp: position >= startupHead }];
+    }),
+  );
+  return {
+    ready: Object.values(projections).every((p) => p.caughtUp),
+    checks: { eventStore: { kind: infrastructure.store.kind, head: head.toString() }, startupHead: startupHead.toString(), projections },
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

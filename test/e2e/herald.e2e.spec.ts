@@ -1,0 +1,73 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { HeraldProcess } from '../support/heraldProcess';
+import { createTestDatabase, describeTarget, freePort, type TestDatabase } from '../support/postgres';
+
+describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embedded defaults'})`, function () {
+  this.timeout(180_000);
+  let dataDir: string;
+  let testDatabase: TestDatabase | undefined;
+  let env: Record<string, string>;
+  let base: string;
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    env = { PORT: String(port), HERALD_DATA_DIR: dataDir, HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort()), HERALD_APPS: 'camel:EERWERRRRE' };
+    // With DATABASE_URL (CI's second run) herald gets a fresh database on that server; otherwise it
+    // starts its embedded PostgreSQL, as after `npm start` on a fresh machine.
+    if (process.env.DATABASE_URL) {
+      testDatabase = await createTestDatabase();
+      env.DATABASE_URL = testDatabase.connectionString;
+    }
+  });
+  after(async () => {
+    await testDatabase?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts, answers /healthz and /readyz, survives kill -9, and stops cleanly on SIGTERM', async () => {
+    const first = HeraldProcess.start(env);
+    expect(await (await first.waitForHttp(`${base}/healthz`)).json()).to.deep.equal({ status: 'ok' });
+    const ready = (await (await first.waitForHttp(`${base}/readyz`)).json()) as { status: string; projections: Record<string, { caughtUp: boolean }> };
+    expect(ready.status).to.equal('ready');
+    expect(ready.projections.apps?.caughtUp).to.equal(true);
+
+    first.kill('SIGKILL'); // leaves an embedded PostgreSQL orphaned, with its postmaster.pid
+    await first.exitCode();
+
+    const second = HeraldProcess.start(env);
+    await second.waitForHttp(`${base}/readyz`);
+    // HERALD_APPS again with the same secret: registered once, not twice.
+    expect(second.logs).not.to.include('app registered from HERALD_APPS');
+
+    const pidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+    const postgresPid = testDatabase ? undefined : Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+    second.kill('SIGTERM');
+    expect(await second.exitCode()).to.equal(0);
+    expect(second.logs).to.include('"msg":"stopped"');
+    if (postgresPid !== undefined) {
+      expect(isAlive(postgresPid), 'embedded PostgreSQL stopped with herald').to.equal(false);
+      expect(existsSync(pidFile)).to.equal(false);
+    }
+  });
+
+  it('refuses to start on a bad variable, naming it and the expected form', async () => {
+    const bad = HeraldProcess.start({ ...env, PORT: 'eighty' });
+    expect(await bad.exitCode()).to.equal(2);
+    expect(bad.logs).to.include('PORT: expected an integer from 1 to 65535');
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,154 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import pino from 'pino';
+import { InProcessBus } from '../../src/bus';
+import type { Projection } from '../../src/projection';
+import { rebuildProjections } from '../../src/projectionRebuild';
+import { ProjectionRunner } from '../../src/projectionRunner';
+import { eventually } from '../support/eventually';
+import { openTestInfrastructure } from '../support/infrastructure';
+
+const log = pino({ level: 'silent' });
+
+/** A test read model: per stream, how many `Tallied` events and the sum of their values. */
+function tallyProjection(options: { version?: number; crashOn?: Set<number> } = {}): Projection {
+  return {
+    name: 'tally',
+    version: options.version ?? 1,
+    tables: ['tally'],
+    migrations: [{ id: 'test/tally/001', sql: 'CREATE TABLE tally (stream_name text PRIMARY KEY, count integer NOT NULL, sum bigint NOT NULL)' }],
+    async handle(events, tx) {
+      const touched = new Set<string>();
+      for (const event of events) {
+        if (event.type !== 'Tallied') continue;
+        const value = (event.data as { value: number }).value;
+        await tx.query(
+          `INSERT INTO tally VALUES ($1, 1, $2)
+           ON CONFLICT (stream_name) DO UPDATE SET count = tally.count + 1, sum = tally.sum + excluded.sum`,
+          [event.streamName, value],
+        );
+        touched.add(event.streamName);
+        // Simulated crash in the middle of a batch, after some of its rows were written: the connection
+        // dies with the transaction open, as when the process is killed.
+        if (options.crashOn?.delete(value)) await tx.query('SELECT pg_terminate_backend(pg_backend_pid())');
+      }
+      const { rows } = await tx.query<{ stream_name: string; count: number }>('SELECT stream_name, count FROM tally WHERE stream_name = ANY ($1)', [[...touched]]);
+      return rows.map((r) => ({ topic: `tally:${r.stream_name}`, payload: { count: r.count } }));
+    },
+  };
+}
+
+describe('projection runner', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([tallyProjection()]);
+  });
+  after(() => infrastructure.close());
+
+  async function appendTallies(count: number, streams = 3): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      await infrastructure.store.append(`tally-s${i % streams}`, [{ id: randomUUID(), type: 'Tallied', data: { value: i } }]);
+    }
+  }
+
+  async function readTally(): Promise<Array<{ stream_name: string; count: number; sum: string }>> {
+    return (await infrastructure.database.pool.query('SELECT stream_name, count, sum FROM tally ORDER BY stream_name')).rows;
+  }
+
+  async function waitForCheckpoint(position: bigint): Promise<void> {
+    await eventually(
+      async () => {
+        const { rows } = await infrastructure.database.pool.query<{ position: string }>("SELECT position FROM projection_checkpoints WHERE name = 'tally'");
+        const checkpoint = BigInt(rows[0]?.position ?? -1);
+        expect(checkpoint >= position, `checkpoint ${checkpoint} reached ${position}`).to.equal(true);
+      },
+      { timeoutMs: 30_000 },
+    );
+  }
+
+  it('a crash mid-batch applies nothing of that batch; after restart the read model equals a rebuild from 0', async () => {
+    await appendTallies(600);
+    const crashOn = new Set([250, 420]);
+    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection({ crashOn }), bus: new InProcessBus(), log });
+    runner.start();
+    await waitForCheckpoint(await infrastructure.store.headPosition());
+    await runner.stop();
+    expect(crashOn.size, 'both crashes happened').to.equal(0);
+
+    const afterCrashes = await readTally();
+    const expected = [0, 1, 2].map((s) => {
+      const values = Array.from({ length: 600 }, (_, i) => i).filter((i) => i % 3 === s);
+      return { stream_name: `tally-s${s}`, count: values.length, sum: String(values.reduce((a, b) => a + b, 0)) };
+    });
+    expect(afterCrashes).to.deep.equal(expected);
+
+    await rebuildProjections(infrastructure, [tallyProjection()], () => undefined);
+    expect(await readTally()).to.deep.equal(afterCrashes);
+  });
+
+  it('stopping and restarting resumes from the checkpoint without double counting', async () => {
+    const projection = tallyProjection();
+    const first = new ProjectionRunner({ ...infrastructure, projection, bus: new InProcessBus(), log });
+    first.start();
+    await appendTallies(90);
+    await first.stop(); // possibly mid-stream
+    await appendTallies(30);
+    const second = new ProjectionRunner({ ...infrastructure, projection, bus: new InProcessBus(), log });
+    second.start();
+    await waitForCheckpoint(await infrastructure.store.headPosition());
+    await second.stop();
+    const total = (await readTally()).reduce((sum, r) => sum + r.count, 0);
+    expect(total).to.equal(600 + 90 + 30);
+  });
+
+  it('only one runner per projection is active across processes; the standby takes over when it stops', async () => {
+    const projection = tallyProjection();
+    // Separate pools stand for separate herald processes on one database.
+    const processA = { database: infrastructure.testDatabase.open(), store: infrastructure.store };
+    const processB = { database: infrastructure.testDatabase.open(), store: infrastructure.store };
+    const a = new ProjectionRunner({ ...processA, projection, bus: new InProcessBus(), log });
+    const b = new ProjectionRunner({ ...processB, projection, bus: new InProcessBus(), log });
+    a.start();
+    await eventually(() => expect(a.state).to.be.oneOf(['catching-up', 'live']));
+    b.start();
+    await eventually(() => expect(b.state).to.equal('standby'));
+    await appendTallies(60);
+    await waitForCheckpoint(await infrastructure.store.headPosition());
+    expect(b.state).to.equal('standby');
+
+    await a.stop();
+    await appendTallies(30);
+    await eventually(() => expect(b.state).to.be.oneOf(['catching-up', 'live']), { timeoutMs: 10_000 });
+    await waitForCheckpoint(await infrastructure.store.headPosition());
+    await b.stop();
+    const total = (await readTally()).reduce((sum, r) => sum + r.count, 0);
+    expect(total).to.equal(720 + 60 + 30);
+  });
+
+  it('publishes after commit: a subscriber that queries on the push already sees the change', async () => {
+    const bus = new InProcessBus();
+    const seen: Array<{ pushed: number; queried: number }> = [];
+    bus.subscribe('tally:tally-s0', (payload) => {
+      const pushed = (payload as { count: number }).count;
+      void infrastructure.database.pool
+        .query<{ count: number }>("SELECT count FROM tally WHERE stream_name = 'tally-s0'")
+        .then(({ rows }) => seen.push({ pushed, queried: rows[0]!.count }));
+    });
+    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection(), bus, log });
+    runner.start();
+    await appendTallies(3);
+    await eventually(() => expect(seen.length).to.be.at.least(1));
+    await runner.stop();
+    for (const { pushed, queried } of seen) expect(queried).to.be.at.least(pushed);
+  });
+
+  it('a new projection version empties its tables and replays from the start', async () => {
+    const before = await readTally();
+    await infrastructure.database.pool.query("UPDATE tally SET count = count + 1000 WHERE stream_name = 'tally-s0'");
+    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection({ version: 2 }), bus: new InProcessBus(), log });
+    runner.start();
+    await waitForCheckpoint(await infrastructure.store.headPosition());
+    await eventually(async () => expect(await readTally()).to.deep.equal(before));
+    await runner.stop();
+  });
+});

@@ -1,0 +1,57 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { eventually } from './eventually';
+
+const root = path.resolve(__dirname, '../..');
+
+/** herald as a user runs it: the CLI in a child process, configured by environment variables. */
+export class HeraldProcess {
+  private output = '';
+  private exited: Promise<number | null>;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+
+  static start(env: Record<string, string>, args: readonly string[] = ['serve']): HeraldProcess {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), ...args], {
+      cwd: root,
+      env: { ...withoutHeraldVariables(process.env), LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new HeraldProcess(child);
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  async waitForHttp(url: string, timeoutMs = 60_000): Promise<Response> {
+    return eventually(
+      async () => {
+        const response = await fetch(url);
+        if (!response.ok) throw new Error(`${url}: ${response.status}`);
+        return response;
+      },
+      { timeoutMs, intervalMs: 100 },
+    ).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\n--- herald output ---\n${this.output}`);
+    });
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  exitCode(): Promise<number | null> {
+    return this.exited;
+  }
+}
+
+function withoutHeraldVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const key of ['PORT', 'DATABASE_URL', 'EVENTSTORE_URL', 'REDIS_URL', 'HERALD_DATA_DIR', 'HERALD_APPS', 'HERALD_EMBEDDED_POSTGRES_PORT']) delete copy[key];
+  return copy;
+}

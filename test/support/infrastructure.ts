@@ -1,0 +1,23 @@
+import { PostgresEventStore, postgresEventStoreMigrations } from '../../src/eventStore/postgresEventStore';
+import type { Infrastructure } from '../../src/herald';
+import { migrate } from '../../src/postgres/migrations';
+import type { Projection } from '../../src/projection';
+import { projectionRunnerMigrations } from '../../src/projectionRunner';
+import { createTestDatabase, type TestDatabase } from './postgres';
+
+/** A fresh database with the PostgreSQL event store and the given projections' tables migrated. */
+export async function openTestInfrastructure(projections: readonly Projection[] = []): Promise<Infrastructure & { testDatabase: TestDatabase }> {
+  const testDatabase = await createTestDatabase();
+  const database = testDatabase.open();
+  await migrate(database.pool, [...postgresEventStoreMigrations, ...projectionRunnerMigrations, ...projections.flatMap((p) => p.migrations)]);
+  const store = new PostgresEventStore(database);
+  return {
+    testDatabase,
+    database,
+    store,
+    async close() {
+      await store.close();
+      await testDatabase.drop();
+    },
+  };
+}

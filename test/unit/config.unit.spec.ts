@@ -1,0 +1,59 @@
+import { expect } from 'chai';
+import { ConfigError, loadConfig } from '../../src/config';
+
+describe('config from the environment', () => {
+  it('has embedded defaults when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config).to.deep.include({ port: 8080, host: '0.0.0.0', dataDir: './.herald', embeddedPostgresPort: 54329, apps: [], logLevel: 'info' });
+    expect(config.databaseUrl).to.equal(undefined);
+    expect(config.eventStoreUrl).to.equal(undefined);
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      PORT: '9000',
+      DATABASE_URL: 'postgres://u@db:5432/herald',
+      EVENTSTORE_URL: 'esdb://eventstore:2113?tls=false',
+      REDIS_URL: 'redis://redis:6379',
+      HERALD_DATA_DIR: '/var/lib/herald',
+      HERALD_APPS: 'camel:EERWERRRRE, topvdn:mock-app-key',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config).to.deep.include({
+      port: 9000,
+      databaseUrl: 'postgres://u@db:5432/herald',
+      eventStoreUrl: 'esdb://eventstore:2113?tls=false',
+      redisUrl: 'redis://redis:6379',
+      dataDir: '/var/lib/herald',
+      logLevel: 'debug',
+    });
+    expect(config.apps).to.deep.equal([
+      { appId: 'camel', secret: 'EERWERRRRE' },
+      { appId: 'topvdn', secret: 'mock-app-key' },
+    ]);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).to.equal(8080);
+  });
+
+  const bad: Array<[string, string, RegExp]> = [
+    ['PORT', 'abc', /PORT: expected an integer from 1 to 65535/],
+    ['PORT', '70000', /PORT: expected an integer from 1 to 65535/],
+    ['DATABASE_URL', 'mysql://x', /DATABASE_URL: expected a URL starting with postgres:\/\/ or postgresql:\/\//],
+    ['EVENTSTORE_URL', 'http://x', /EVENTSTORE_URL: expected a URL starting with esdb:\/\//],
+    ['REDIS_URL', 'not a url', /REDIS_URL: expected a URL starting with redis:\/\//],
+    ['HERALD_APPS', 'camel', /HERALD_APPS: expected a comma-separated list of appId:secret/],
+    ['HERALD_APPS', 'a:1,a:2', /HERALD_APPS: expected a comma-separated list/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of fatal, error/],
+  ];
+  for (const [variable, value, message] of bad) {
+    it(`stops on ${variable}=${value} with a message naming the variable and the expected form`, () => {
+      expect(() => loadConfig({ [variable]: value })).to.throw(ConfigError, message);
+    });
+  }
+
+  it('never echoes a secret in its error', () => {
+    expect(() => loadConfig({ HERALD_APPS: 'bad id:topsecret' })).to.throw(ConfigError).that.satisfies((e: Error) => !e.message.includes('topsecret'));
+  });
+});
