@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import pg, { type Pool, type PoolClient } from 'pg';
+import pg, { type Pool } from 'pg';
 import type { Database } from '../postgres/database';
 import type { Migration } from '../postgres/migrations';
 import { isConnectionError } from '../postgres/errors';
@@ -27,8 +27,8 @@ import {
  *
  * Writes: concurrent `append` calls are queued and committed together, many per transaction ("group
  * commit"): on this hardware a durable append is bound by the fsync of its commit, so sharing one commit
- * among many appends is what buys throughput. Each append is one call of `herald_append`, which checks
- * idempotency and the expected revision and inserts the events.
+ * among many appends is what buys throughput. A group is one statement, `herald_append_batch`, which for
+ * each append checks idempotency and the expected revision and inserts the events.
  *
  * Reads that must never skip (catch-up, subscriptions) only return rows whose transaction is older than
  * every transaction still running (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`): a row
@@ -117,6 +117,37 @@ export const postgresEventStoreMigrations: readonly Migration[] = [
         RETURN NEXT;
       END
       $$;
+
+      -- A group of appends in one statement, so in one round trip and one commit (group commit). The
+      -- advisory lock serialises appending transactions across processes: positions are then taken in
+      -- transaction order, which keeps the catch-up readers' snapshot rule exact (docs/architecture.md).
+      -- Events of append i are p_ids[...] slices of length p_counts[i], in order.
+      CREATE FUNCTION herald_append_batch(
+        p_streams text[], p_expected text[], p_counts int[],
+        p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
+      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        v_from int := 1;
+        v_to int;
+        v_newest bigint;
+        v_result record;
+      BEGIN
+        PERFORM pg_advisory_xact_lock(${APPEND_LOCK});
+        FOR i IN 1 .. cardinality(p_streams) LOOP
+          v_to := v_from + p_counts[i] - 1;
+          SELECT * INTO v_result FROM herald_append(
+            p_streams[i], p_expected[i], p_ids[v_from:v_to], p_types[v_from:v_to], p_data[v_from:v_to], p_metadata[v_from:v_to]);
+          outcome := v_result.outcome;
+          revision := v_result.revision;
+          last_position := v_result.last_position;
+          IF outcome = 'ok' THEN v_newest := greatest(v_newest, last_position); END IF;
+          RETURN NEXT;
+          v_from := v_to + 1;
+        END LOOP;
+        IF v_newest IS NOT NULL THEN PERFORM pg_notify('${NOTIFY_CHANNEL}', v_newest::text); END IF;
+      END
+      $$;
     `,
   },
 ];
@@ -191,30 +222,27 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
+  /** One statement, so one round trip and one commit, for the whole group. */
   private async commitGroup(group: readonly PendingAppend[]): Promise<void> {
-    const client = await this.pool.connect();
-    const settled: Array<() => void> = [];
-    let lastPosition = -1n;
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);
-      for (const append of group) {
-        const outcome = await appendOne(client, append);
-        if (outcome instanceof Error) settled.push(() => append.reject(outcome));
-        else {
-          if (outcome.position > lastPosition) lastPosition = outcome.position;
-          settled.push(() => append.resolve(outcome));
-        }
-      }
-      if (lastPosition >= 0n) await client.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, lastPosition.toString()]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      client.release(isConnectionError(error) ? (error as Error) : undefined);
-      throw error;
-    }
-    client.release();
-    for (const settle of settled) settle();
+    const events = group.flatMap((append) => append.events);
+    const { rows } = await this.pool.query<{ outcome: string; revision: string | null; last_position: string | null }>(
+      'SELECT * FROM herald_append_batch($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])',
+      [
+        group.map((append) => append.streamName),
+        group.map((append) => append.expectedRevision.toString()),
+        group.map((append) => append.events.length),
+        events.map((e) => e.id),
+        events.map((e) => e.type),
+        events.map((e) => JSON.stringify(e.data ?? null)),
+        events.map((e) => JSON.stringify(e.metadata ?? {})),
+      ],
+    );
+    if (rows.length !== group.length) throw new Error(`herald_append_batch answered ${rows.length} of ${group.length} appends`);
+    group.forEach((append, i) => {
+      const outcome = toAppendOutcome(append, rows[i]!);
+      if (outcome instanceof Error) append.reject(outcome);
+      else append.resolve(outcome);
+    });
   }
 
   async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -339,20 +367,7 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
-async function appendOne(client: PoolClient, append: PendingAppend): Promise<AppendResult | Error> {
-  const { rows } = await client.query<{ outcome: string; revision: string | null; last_position: string | null }>(
-    'SELECT * FROM herald_append($1, $2, $3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[])',
-    [
-      append.streamName,
-      append.expectedRevision.toString(),
-      append.events.map((e) => e.id),
-      append.events.map((e) => e.type),
-      append.events.map((e) => JSON.stringify(e.data ?? null)),
-      append.events.map((e) => JSON.stringify(e.metadata ?? {})),
-    ],
-  );
-  const row = rows[0];
-  if (!row) throw new Error('herald_append returned no row');
+function toAppendOutcome(append: PendingAppend, row: { outcome: string; revision: string | null; last_position: string | null }): AppendResult | Error {
   switch (row.outcome) {
     case 'ok':
     case 'idempotent':
@@ -360,9 +375,10 @@ async function appendOne(client: PoolClient, append: PendingAppend): Promise<App
     case 'conflict':
       return new WrongExpectedRevisionError(append.streamName, append.expectedRevision, row.revision === null ? 'no_stream' : BigInt(row.revision));
     case 'duplicate_ids':
+      // Some of these event ids are stored already, but not as this append: a reused id, not a retry.
       return new WrongExpectedRevisionError(append.streamName, append.expectedRevision, BigInt(row.revision ?? -1));
     default:
-      throw new Error(`herald_append: unknown outcome ${row.outcome}`);
+      return new Error(`herald_append: unknown outcome ${row.outcome}`);
   }
 }
 
