@@ -95,6 +95,46 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       expect((await store.readStream(stream('e'))).map((e) => e.id)).to.deep.equal(events.map((e) => e.id));
     });
 
+    it('gives each of many concurrent appends through one client its own outcome', async () => {
+      // Concurrent appends may be committed together (group commit): outcomes must stay per append.
+      const appends = Array.from({ length: 60 }, (_, i) => ({
+        stream: stream(`g${i % 5}`),
+        events: Array.from({ length: 1 + (i % 3) }, (_, k) => event('Grouped', { i, k })),
+      }));
+      const racers = Array.from({ length: 10 }, (_, i) => [event('Racer', { i })]);
+      const [results, raced] = await Promise.all([
+        Promise.all(appends.map((a) => store.append(a.stream, a.events, 'any'))),
+        Promise.allSettled(racers.map((events) => store.append(stream('race'), events, 'no_stream'))),
+      ]);
+
+      expect(raced.filter((r) => r.status === 'fulfilled')).to.have.length(1);
+      for (const r of raced.filter((r) => r.status === 'rejected')) {
+        expect((r as PromiseRejectedResult).reason).to.be.instanceOf(WrongExpectedRevisionError);
+      }
+      for (let s = 0; s < 5; s++) {
+        const read = await store.readStream(stream(`g${s}`));
+        expect(read.map((e) => e.revision)).to.deep.equal(read.map((_, r) => BigInt(r)));
+      }
+      for (const [i, append] of appends.entries()) {
+        const read = await store.readStream(append.stream);
+        const last = read.find((e) => e.id === append.events[append.events.length - 1]!.id)!;
+        expect(results[i]!.position, `append ${i} reports the position of its last event`).to.equal(last.position);
+        expect(results[i]!.nextExpectedRevision).to.equal(last.revision);
+        const stored = read.filter((e) => append.events.some((a) => a.id === e.id));
+        expect(stored.map((e) => e.revision)).to.deep.equal(stored.map((_, k) => last.revision - BigInt(stored.length - 1 - k)));
+      }
+
+      // The same append sent twice at once (a client retry racing the original) is stored once.
+      const twice = [event('Once')];
+      const [, a, b] = await Promise.all([
+        store.append(stream('first'), [event('First')], 'any'), // so the two below can share a group
+        store.append(stream('twice'), twice, 'any'),
+        store.append(stream('twice'), twice, 'any'),
+      ]);
+      expect(a.position).to.equal(b.position);
+      expect(await store.readStream(stream('twice'))).to.have.length(1);
+    });
+
     it('throws StreamNotFoundError when reading a stream that does not exist', async () => {
       await expectRejection(store.readStream(stream('nothing-here')), StreamNotFoundError);
     });
