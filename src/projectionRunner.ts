@@ -42,7 +42,6 @@ export class ProjectionRunner {
   private loop: Promise<void> | undefined;
   private readonly stopWakeup = new Wakeup();
   private currentState: RunnerState = 'stopped';
-  private committedPosition = -1n;
 
   constructor(
     private readonly deps: {
@@ -60,11 +59,6 @@ export class ProjectionRunner {
 
   get state(): RunnerState {
     return this.currentState;
-  }
-
-  /** Last position this runner committed (-1n before the first). */
-  get position(): bigint {
-    return this.committedPosition;
   }
 
   start(): void {
@@ -109,14 +103,12 @@ export class ProjectionRunner {
 
   private async applyUntilStoppedOrFailed(): Promise<void> {
     let checkpoint = await prepareCheckpoint(this.deps.database.pool, this.deps.projection);
-    this.committedPosition = checkpoint;
     this.currentState = 'catching-up';
     this.subscription = this.deps.store.subscribeToAll({ after: checkpoint < 0n ? undefined : checkpoint });
     for await (const batch of this.subscription) {
       if (!this.running) return;
       if (batch.events.length > 0) {
         checkpoint = await this.applyBatch(batch.events, checkpoint);
-        this.committedPosition = checkpoint;
       }
       if (batch.caughtUp) this.currentState = 'live';
     }

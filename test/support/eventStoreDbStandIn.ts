@@ -120,20 +120,7 @@ export class EventStoreDbStandIn {
       const options = request.getOptions();
       if (options) {
         streamName = streamNameOf(options.getStreamIdentifier());
-        const C = AppendReq.Options.ExpectedStreamRevisionCase;
-        switch (options.getExpectedStreamRevisionCase()) {
-          case C.REVISION:
-            expected = { kind: 'revision', revision: BigInt(options.getRevision()) };
-            break;
-          case C.NO_STREAM:
-            expected = { kind: 'no_stream' };
-            break;
-          case C.STREAM_EXISTS:
-            expected = { kind: 'stream_exists' };
-            break;
-          default:
-            expected = { kind: 'any' };
-        }
+        expected = expectedOf(options, options.hasRevision() ? options.getRevision() : undefined);
       }
       const message = request.getProposedMessage();
       if (message) proposed.push(toProposed(message));
@@ -181,19 +168,7 @@ export class EventStoreDbStandIn {
       const options = request.getOptions();
       if (!batch) {
         if (!options) return; // the first request of a batch carries its options
-        const C = BatchAppendReq.Options.ExpectedStreamPositionCase;
-        let expected: Expected = { kind: 'any' };
-        switch (options.getExpectedStreamPositionCase()) {
-          case C.STREAM_POSITION:
-            expected = { kind: 'revision', revision: BigInt(options.getStreamPosition()) };
-            break;
-          case C.NO_STREAM:
-            expected = { kind: 'no_stream' };
-            break;
-          case C.STREAM_EXISTS:
-            expected = { kind: 'stream_exists' };
-            break;
-        }
+        const expected = expectedOf(options, options.hasStreamPosition() ? options.getStreamPosition() : undefined);
         batch = { streamName: streamNameOf(options.getStreamIdentifier()), expected, identifier: options.getStreamIdentifier()!, proposed: [] };
         pending.set(correlationId, batch);
       }
@@ -356,6 +331,14 @@ export class EventStoreDbStandIn {
     for (const event of history) call.write(eventResponse(event));
     call.write(new ReadResp().setCaughtUp(new ReadResp.CaughtUp()));
   }
+}
+
+/** Append and BatchAppend carry the expected revision in differently numbered oneofs of the same shape. */
+function expectedOf(options: { hasNoStream(): boolean; hasStreamExists(): boolean }, revision: string | undefined): Expected {
+  if (revision !== undefined) return { kind: 'revision', revision: BigInt(revision) };
+  if (options.hasNoStream()) return { kind: 'no_stream' };
+  if (options.hasStreamExists()) return { kind: 'stream_exists' };
+  return { kind: 'any' };
 }
 
 function eventMatcher(options: ReadReq.Options): (event: StoredEvent) => boolean {
