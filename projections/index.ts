@@ -1,5 +1,6 @@
 import type { Projection } from '../src/projection';
 import { appsProjection } from './apps';
+import { notificationsProjection } from './notifications';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection];
+export const projections: readonly Projection[] = [appsProjection, notificationsProjection];

@@ -55,6 +55,14 @@ const LogLevel = t.keyof({ fatal: null, error: null, warn: null, info: null, deb
 
 const NonEmptyString = fromEnvString('a non-empty string', (raw) => (raw.length > 0 ? raw : undefined));
 
+const Secret = fromEnvString('a secret of at least 32 characters', (raw) => (raw.length >= 32 ? raw : undefined));
+
+const PositiveInt = (max: number) =>
+  fromEnvString(`an integer from 1 to ${max}`, (raw) => {
+    const n = Number(raw);
+    return /^\d+$/.test(raw) && n >= 1 && n <= max ? n : undefined;
+  });
+
 const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.undefined], codec.name);
 
 const Environment = t.type({
@@ -67,6 +75,9 @@ const Environment = t.type({
   HERALD_EMBEDDED_POSTGRES_PORT: optional(Port),
   HERALD_APPS: optional(AppList),
   LOG_LEVEL: optional(LogLevel),
+  HERALD_TICKET_SECRET: optional(Secret),
+  HERALD_TICKET_TTL_SECONDS: optional(PositiveInt(30 * 24 * 3600)),
+  HERALD_SEND_RATE_PER_MINUTE: optional(PositiveInt(1_000_000)),
 });
 
 export interface Config {
@@ -81,6 +92,11 @@ export interface Config {
   readonly embeddedPostgresPort: number;
   readonly apps: readonly AppCredentials[];
   readonly logLevel: string;
+  /** Signs tickets; unset → a key generated on first start and kept in the database. */
+  readonly ticketSecret?: string;
+  readonly ticketTtlSeconds: number;
+  /** Messages one sender may send per minute (Koala 4001 beyond it). */
+  readonly sendRatePerMinute: number;
 }
 
 export class ConfigError extends Error {
@@ -111,5 +127,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedPostgresPort: e.HERALD_EMBEDDED_POSTGRES_PORT ?? 54329,
     apps: e.HERALD_APPS ?? [],
     logLevel: e.LOG_LEVEL ?? 'info',
+    ...(e.HERALD_TICKET_SECRET !== undefined && { ticketSecret: e.HERALD_TICKET_SECRET }),
+    ticketTtlSeconds: e.HERALD_TICKET_TTL_SECONDS ?? 24 * 3600,
+    sendRatePerMinute: e.HERALD_SEND_RATE_PER_MINUTE ?? 600,
   };
 }

@@ -1,8 +1,9 @@
-import { appDecider, AppEvent, appStreamName, type AppCommand, type AppState } from '../domain/app/app';
+import { appStreamName } from '../domain/app/app';
+import { appAggregate } from './aggregates';
 import { projections as allProjections } from '../projections';
 import { hashAppSecret } from './appSecret';
 import { InProcessBus, type Bus } from './bus';
-import { handleCommand, type Aggregate } from './commandHandler';
+import { handleCommand } from './commandHandler';
 import type { Config } from './config';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
@@ -14,10 +15,12 @@ import { migrate } from './postgres/migrations';
 import type { Projection } from './projection';
 import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
+import { koalaRouter } from '../api/rest/koala';
+import { MessageScheduler } from './messageScheduler';
+import { Messaging } from './messaging';
+import { Tickets, ticketMigrations } from './tickets';
 
 /** The composition root: every long-lived piece of herald is created and wired here, and closed here. */
-
-export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider: appDecider, eventCodec: AppEvent };
 
 /** The stores herald runs on: the read-model database, and the event store (the same database, or EventStoreDB). */
 export interface Infrastructure {
@@ -45,6 +48,7 @@ export async function openInfrastructure(config: Config, log: Logger, projection
     const applied = await migrate(database.pool, [
       ...(store.kind === 'postgresql' ? postgresEventStoreMigrations : []),
       ...projectionRunnerMigrations,
+      ...ticketMigrations,
       ...projections.flatMap((p) => p.migrations),
     ]);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied migrations');
@@ -71,6 +75,8 @@ export interface Herald {
   readonly infrastructure: Infrastructure;
   readonly bus: Bus;
   readonly runners: readonly ProjectionRunner[];
+  readonly tickets: Tickets;
+  readonly messaging: Messaging;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -83,25 +89,38 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
 
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
+  const scheduler = new MessageScheduler({ store, pool: database.pool, log });
   try {
     await registerConfiguredApps(store, config, log);
+    const tickets = await Tickets.open({
+      store,
+      pool: database.pool,
+      ttlSeconds: config.ticketTtlSeconds,
+      ...(config.ticketSecret !== undefined && { configuredSecret: config.ticketSecret }),
+    });
+    const messaging = new Messaging({ store, pool: database.pool, sendsPerMinute: config.sendRatePerMinute });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
     runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log }));
     for (const runner of runners) runner.start();
+    scheduler.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, startupHead);
-    http = await listen(createHttpApp({ readiness }), { port: config.port, host: config.host, log });
+    const routers = [koalaRouter({ tickets, messaging, log })];
+    http = await listen(createHttpApp({ readiness, routers }), { port: config.port, host: config.host, log });
     const server = http;
     return {
       url: server.url,
       infrastructure,
       bus,
       runners,
+      tickets,
+      messaging,
       readiness,
       async close() {
         log.info('shutting down');
         await server.close();
+        await scheduler.stop();
         await Promise.all(runners.map((r) => r.stop()));
         await bus.close();
         await infrastructure.close();
@@ -110,6 +129,7 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
     };
   } catch (error) {
     await http?.close();
+    await scheduler.stop();
     await Promise.all(runners.map((r) => r.stop()));
     await infrastructure.close();
     throw error;

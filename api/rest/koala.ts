@@ -1,0 +1,225 @@
+import express from 'express';
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import multer from 'multer';
+import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import type { Logger } from '../../src/logger';
+import { SendRateExceededError, type Messaging } from '../../src/messaging';
+import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/tickets';
+
+/**
+ * Koala web push (shared/seeds/000_83e3b79cc88886e5.txt): its three HTTP routes, unchanged.
+ *
+ * Every answer is the seed's envelope `{status, errcode, errmsg, result}` (JSON, UTF-8); `status` is 0 on
+ * success and the error code otherwise. Codes: 1001 missing/corrupt parameters, 1002 unknown target,
+ * 1003 no permission, 1004 bad ticket, 1005 session ended (the app's secret changed since the ticket was
+ * issued), 1006 wrong app secret, 1007 unknown app, 2001 internal error, 4001 sender restricted (over
+ * its sending rate), 4002 ticket expired. See docs/api/koala.md.
+ */
+
+export const KoalaCode = {
+  ok: 0,
+  badParameters: 1001,
+  unknownTarget: 1002,
+  forbidden: 1003,
+  badTicket: 1004,
+  sessionError: 1005,
+  wrongSecret: 1006,
+  unknownApp: 1007,
+  internal: 2001,
+  senderRestricted: 4001,
+  ticketExpired: 4002,
+} as const;
+type KoalaCode = (typeof KoalaCode)[keyof typeof KoalaCode];
+
+const HTTP_STATUS: Record<KoalaCode, number> = {
+  0: 200,
+  1001: 400,
+  1002: 404,
+  1003: 403,
+  1004: 401,
+  1005: 401,
+  1006: 401,
+  1007: 401,
+  2001: 500,
+  4001: 429,
+  4002: 401,
+};
+
+class KoalaError extends Error {
+  constructor(
+    readonly code: KoalaCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const DOMAIN_CODES: Record<DomainErrorCode, KoalaCode> = {
+  invalid: KoalaCode.badParameters,
+  not_found: KoalaCode.unknownTarget,
+  forbidden: KoalaCode.forbidden,
+  conflict: KoalaCode.badParameters,
+  expired: KoalaCode.unknownTarget,
+};
+const TICKET_CODES: Record<TicketProblem, KoalaCode> = {
+  malformed: KoalaCode.badTicket,
+  expired: KoalaCode.ticketExpired,
+  revoked: KoalaCode.sessionError,
+};
+
+// --- wire format ---------------------------------------------------------------------------------
+
+/** A form field: present, trimmed, non-empty, bounded. */
+const field = (name: string, max: number) =>
+  new t.Type<string, string, unknown>(
+    name,
+    (u): u is string => typeof u === 'string',
+    (u, c) => (typeof u === 'string' && u.trim().length > 0 && u.length <= max ? t.success(unquote(u.trim())) : t.failure(u, c, `${name} is required (at most ${max} characters)`)),
+    String,
+  );
+
+/** Non-negative integer seconds in a form field; absent or empty → 0 (the seed's default). */
+const seconds = (name: string) =>
+  new t.Type<number, string, unknown>(
+    name,
+    (u): u is number => typeof u === 'number',
+    (u, c) => {
+      if (u === undefined || u === '') return t.success(0);
+      return typeof u === 'string' && /^\d{1,12}$/.test(u.trim()) ? t.success(Number(u.trim())) : t.failure(u, c, `${name} must be a whole number of seconds`);
+    },
+    String,
+  );
+
+const commaList = (name: string, max: number) =>
+  new t.Type<string[], string, unknown>(
+    name,
+    (u): u is string[] => Array.isArray(u),
+    (u, c) => {
+      if (typeof u !== 'string') return t.failure(u, c, `${name} is required`);
+      const items = [...new Set(u.split(',').map((s) => unquote(s.trim())).filter((s) => s.length > 0))];
+      if (items.length === 0 || items.length > max) return t.failure(u, c, `${name} must list 1-${max} comma-separated values`);
+      return t.success(items);
+    },
+    (a) => a.join(','),
+  );
+
+const TicketRequest = t.intersection([
+  t.type({ app_key: field('app_key', 64), secret_key: field('secret_key', 256), user_id: field('user_id', 128) }),
+  t.partial({ user_roles: t.string }),
+]);
+const SendRequest = t.type({
+  ticket: field('ticket', 2048),
+  users: commaList('users', 1000),
+  title: field('title', 256),
+  content: field('content', 16_384),
+  expire: seconds('expire'),
+  execute: seconds('execute'),
+});
+const AckRequest = t.type({ ticket: field('ticket', 2048), sids: commaList('sids', 200) });
+
+// --- routes --------------------------------------------------------------------------------------
+
+export function koalaRouter(deps: { readonly tickets: Tickets; readonly messaging: Messaging; readonly log: Logger }): express.Router {
+  const router = express.Router();
+  // The seed names x-www-form-urlencoded for tickets and messages and multipart/form-data for ack;
+  // every route takes both (fields only, no files), and query parameters too.
+  const forms = [express.urlencoded({ extended: false, limit: '256kb' }), multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none()];
+
+  router.post('/koala/api/mas/tickets', ...forms, route(deps.log, async (req) => {
+    const input = decode(TicketRequest, params(req));
+    if (!validUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain spaces or commas');
+    const roles = (input.user_roles ?? '').split(',').map((r) => r.trim()).filter((r) => r.length > 0);
+    if (!validRoles(roles)) throw new KoalaError(KoalaCode.badParameters, 'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -');
+    const { ticket } = await deps.tickets.issue({ appId: input.app_key, secret: input.secret_key, userId: input.user_id, roles, now: new Date() });
+    return ticket;
+  }));
+
+  router.post('/koala/api/mas/messages', ...forms, route(deps.log, async (req) => {
+    const input = decode(SendRequest, params(req));
+    const viewer = await deps.tickets.authenticate(input.ticket, new Date());
+    const sent = await deps.messaging.send(
+      viewer,
+      {
+        to: input.users,
+        title: input.title,
+        content: input.content,
+        expireSeconds: input.expire,
+        ...(input.execute > 0 && { executeAt: new Date(input.execute * 1000) }),
+      },
+      new Date(),
+    );
+    return sent.id;
+  }));
+
+  router.post('/koala/api/mas/messages/ack', ...forms, route(deps.log, async (req) => {
+    const input = decode(AckRequest, params(req));
+    const viewer = await deps.tickets.authenticate(input.ticket, new Date());
+    const seqs = input.sids.filter((s) => /^\d{1,19}$/.test(s)).map(BigInt);
+    const ids = input.sids.filter((s) => !/^\d{1,19}$/.test(s));
+    if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
+    const now = new Date();
+    let acknowledged = 0;
+    if (seqs.length > 0) acknowledged += await deps.messaging.acknowledgeBySeq(viewer, seqs, now);
+    if (ids.length > 0) acknowledged += await deps.messaging.acknowledge(viewer, ids, now);
+    return acknowledged;
+  }));
+
+  // Body parser failures (too large, malformed) are bad parameters, in the envelope.
+  router.use('/koala', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (res.headersSent) return next(error);
+    const status = (error as { status?: number }).status;
+    if (status && status >= 400 && status < 500) return reply(res, KoalaCode.badParameters, (error as Error).message);
+    deps.log.error({ err: error }, 'koala: unexpected error');
+    return reply(res, KoalaCode.internal, 'internal error');
+  });
+  router.use('/koala', (_req, res) => reply(res, KoalaCode.unknownTarget, 'no such route'));
+  return router;
+}
+
+function route(log: Logger, handler: (req: express.Request) => Promise<unknown>): express.RequestHandler {
+  return (req, res) => {
+    handler(req).then(
+      (result) => res.status(200).json({ status: 0, errcode: 0, errmsg: '', result }),
+      (error: unknown) => {
+        const { code, message } = toKoalaError(error);
+        if (code === KoalaCode.internal) log.error({ err: error, path: req.path }, 'koala: internal error');
+        reply(res, code, message);
+      },
+    );
+  };
+}
+
+function reply(res: express.Response, code: KoalaCode, errmsg: string): void {
+  res.status(HTTP_STATUS[code]).json({ status: code, errcode: code, errmsg, result: null });
+}
+
+function toKoalaError(error: unknown): { code: KoalaCode; message: string } {
+  if (error instanceof KoalaError) return { code: error.code, message: error.message };
+  if (error instanceof TicketError) return { code: TICKET_CODES[error.problem], message: error.message };
+  if (error instanceof AppAuthError) return { code: error.problem === 'unknown_app' ? KoalaCode.unknownApp : KoalaCode.wrongSecret, message: error.message };
+  if (error instanceof DomainError) return { code: DOMAIN_CODES[error.code], message: error.message };
+  if (error instanceof SendRateExceededError) return { code: KoalaCode.senderRestricted, message: error.message };
+  return { code: KoalaCode.internal, message: 'internal error' };
+}
+
+/** Query parameters and form fields; the body wins. The seed's examples spell `ticket` as `tickets`. */
+function params(req: express.Request): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
+  if (merged.ticket === undefined && merged.tickets !== undefined) merged.ticket = merged.tickets;
+  return merged;
+}
+
+function decode<A>(codec: t.Decoder<unknown, A>, input: unknown): A {
+  const result = codec.decode(input);
+  if (isLeft(result)) {
+    const message = result.left.map((e) => e.message).find((m) => m !== undefined) ?? 'missing or malformed parameters';
+    throw new KoalaError(KoalaCode.badParameters, message);
+  }
+  return result.right;
+}
+
+/** The seed's examples quote values (`title="system upgrade"`); one pair of surrounding quotes is dropped. */
+function unquote(value: string): string {
+  return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+}

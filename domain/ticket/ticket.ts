@@ -1,0 +1,54 @@
+import * as t from 'io-ts';
+import { unreachable, type Decider } from '../decider';
+
+/**
+ * A ticket is a signed, expiring token for (appId, userId, roles): Koala's `ticket`, datahub's
+ * `Authorization: Token`, GraphQL's bearer token. The token itself is verified by its signature; the
+ * event records the issue for analysts. Stream: `ticket-<ticketId>`.
+ */
+export const TicketIssued = t.type({
+  type: t.literal('TicketIssued'),
+  data: t.type({ ticketId: t.string, appId: t.string, userId: t.string, roles: t.array(t.string), issuedAt: t.string, expiresAt: t.string }),
+});
+export const TicketEvent = TicketIssued;
+export type TicketEvent = t.TypeOf<typeof TicketEvent>;
+
+export interface IssueTicket {
+  readonly type: 'IssueTicket';
+  readonly ticketId: string;
+  readonly appId: string;
+  readonly userId: string;
+  readonly roles: readonly string[];
+  readonly issuedAt: string;
+  readonly expiresAt: string;
+}
+export type TicketCommand = IssueTicket;
+export type TicketState = { readonly issued: boolean };
+
+export const ticketStreamName = (ticketId: string) => `ticket-${ticketId}`;
+
+export const ticketDecider: Decider<TicketCommand, TicketEvent, TicketState> = {
+  initialState: () => ({ issued: false }),
+  evolve: () => ({ issued: true }),
+  decide(command, state) {
+    switch (command.type) {
+      case 'IssueTicket':
+        if (state.issued) return [];
+        return [
+          {
+            type: 'TicketIssued',
+            data: {
+              ticketId: command.ticketId,
+              appId: command.appId,
+              userId: command.userId,
+              roles: [...command.roles],
+              issuedAt: command.issuedAt,
+              expiresAt: command.expiresAt,
+            },
+          },
+        ];
+      default:
+        return unreachable(command.type);
+    }
+  },
+};

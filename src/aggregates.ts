@@ -1,0 +1,9 @@
+import { appDecider, AppEvent, type AppCommand, type AppState } from '../domain/app/app';
+import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../domain/message/message';
+import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../domain/ticket/ticket';
+import type { Aggregate } from './commandHandler';
+
+/** Each aggregate's decider with the codec its stored events are decoded by. */
+export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider: appDecider, eventCodec: AppEvent };
+export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState> = { decider: ticketDecider, eventCodec: TicketEvent };
+export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageState> = { decider: messageDecider, eventCodec: MessageEvent };

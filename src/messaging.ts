@@ -1,0 +1,168 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { v5 as uuidv5 } from 'uuid';
+import { DomainError } from '../domain/decider';
+import { messageStreamName, type MessageEvent } from '../domain/message/message';
+import { listNotifications, messageIdsBySeq, type NotificationPage } from '../projections/notifications';
+import { messageAggregate } from './aggregates';
+import { decodeEvent, handleCommand, loadState } from './commandHandler';
+import type { EventStore } from './eventStore/eventStore';
+import type { Viewer } from './tickets';
+
+/**
+ * Sending, acknowledging and listing messages: the one implementation behind Koala's REST routes and
+ * GraphQL. Shims parse their wire format, call these, and map the errors to their own codes.
+ */
+
+export interface SendInput {
+  readonly to: readonly string[];
+  readonly title: string;
+  readonly content: string;
+  readonly props?: Readonly<Record<string, string>> | null;
+  /** Seconds of validity after delivery; 0 = forever. */
+  readonly expireSeconds: number;
+  /** Delivery time; undefined = now. */
+  readonly executeAt?: Date;
+  /** A client's idempotency key: the same key sends the message once. */
+  readonly requestId?: string;
+}
+
+export interface SentMessage {
+  readonly id: string;
+  readonly title: string;
+  readonly content: string;
+  readonly sender: string;
+  readonly recipients: readonly string[];
+  readonly props: Record<string, string> | null;
+  /** Delivery time; null while scheduled. */
+  readonly sentAt: string | null;
+  readonly scheduledFor: string | null;
+  readonly expiresAt: string | null;
+}
+
+/** A sender went over its sending rate (Koala 4001, GraphQL RATE_LIMITED). */
+export class SendRateExceededError extends Error {
+  override readonly name = 'SendRateExceededError';
+  constructor(readonly retryAfterSeconds: number) {
+    super(`sending rate exceeded; retry in ${retryAfterSeconds} s`);
+  }
+}
+
+export const MAX_ACKNOWLEDGE_IDS = 200;
+
+export class Messaging {
+  private readonly sendWindows = new Map<string, { windowStart: number; count: number }>();
+
+  constructor(
+    private readonly deps: {
+      readonly store: EventStore;
+      readonly pool: Pool;
+      /** Messages one sender may send per minute. */
+      readonly sendsPerMinute: number;
+    },
+  ) {}
+
+  async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
+    this.takeSendAllowance(viewer, now);
+    // With a request id the message id is derived from it, so a resend is the same message.
+    const messageId = input.requestId ? uuidFromRequest(viewer, input.requestId) : randomUUID();
+    const result = await handleCommand(
+      this.deps.store,
+      messageAggregate,
+      messageStreamName(messageId),
+      {
+        type: 'SendMessage',
+        messageId,
+        appId: viewer.appId,
+        sender: viewer.userId,
+        recipients: input.to,
+        title: input.title,
+        content: input.content,
+        props: input.props ?? null,
+        expireSeconds: input.expireSeconds,
+        executeAt: input.executeAt ? input.executeAt.toISOString() : null,
+        now: now.toISOString(),
+      },
+      { appId: viewer.appId, actor: `user:${viewer.userId}`, ...(input.requestId && { commandId: `send:${messageId}` }) },
+    );
+    const sent = result.events[0] ?? (await this.firstEvent(messageId));
+    return toSentMessage(sent);
+  }
+
+  /**
+   * Acknowledges messages for the viewer; returns how many were newly acknowledged. All ids are checked
+   * before anything is appended: one refused id (another user's message, an unknown one) refuses all.
+   */
+  async acknowledge(viewer: Viewer, messageIds: readonly string[], now: Date): Promise<number> {
+    const ids = [...new Set(messageIds)];
+    if (ids.length === 0) throw new DomainError('invalid', 'no message ids given');
+    if (ids.length > MAX_ACKNOWLEDGE_IDS) throw new DomainError('invalid', `at most ${MAX_ACKNOWLEDGE_IDS} ids per call`);
+    const command = { type: 'AcknowledgeMessage' as const, appId: viewer.appId, userId: viewer.userId, now: now.toISOString() };
+    for (const id of ids) {
+      const { state } = await loadState(this.deps.store, messageAggregate, messageStreamName(id));
+      messageAggregate.decider.decide(command, state); // throws for a refused id; appends nothing
+    }
+    let acknowledged = 0;
+    for (const id of ids) {
+      const result = await handleCommand(this.deps.store, messageAggregate, messageStreamName(id), command, { appId: viewer.appId, actor: `user:${viewer.userId}` });
+      acknowledged += result.events.length;
+    }
+    return acknowledged;
+  }
+
+  /** Koala's `sids`: the seqs the user received. A seq unknown in the viewer's app is "not found". */
+  async acknowledgeBySeq(viewer: Viewer, seqs: readonly bigint[], now: Date): Promise<number> {
+    const bySeq = await messageIdsBySeq(this.deps.pool, viewer.appId, seqs);
+    const missing = seqs.find((s) => !bySeq.has(s));
+    if (missing !== undefined) throw new DomainError('not_found', `no message with seq ${missing}`);
+    return this.acknowledge(viewer, [...bySeq.values()], now);
+  }
+
+  inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean }, now: Date): Promise<NotificationPage> {
+    return listNotifications(this.deps.pool, viewer, { ...options, now });
+  }
+
+  /** A fixed window per sender; several nodes each keep their own (a shared limit comes with Redis). */
+  private takeSendAllowance(viewer: Viewer, now: Date): void {
+    const key = `${viewer.appId}\u0000${viewer.userId}`;
+    const minute = 60_000;
+    const window = this.sendWindows.get(key);
+    if (!window || now.getTime() - window.windowStart >= minute) {
+      if (this.sendWindows.size > 100_000) this.sendWindows.clear(); // bound the memory, at worst a fresh window
+      this.sendWindows.set(key, { windowStart: now.getTime(), count: 1 });
+      return;
+    }
+    if (window.count >= this.deps.sendsPerMinute) {
+      throw new SendRateExceededError(Math.ceil((window.windowStart + minute - now.getTime()) / 1000));
+    }
+    window.count++;
+  }
+
+  private async firstEvent(messageId: string): Promise<MessageEvent> {
+    const [first] = await this.deps.store.readStream(messageStreamName(messageId), { maxCount: 1 });
+    return decodeEvent(messageAggregate.eventCodec, first!);
+  }
+}
+
+function toSentMessage(event: MessageEvent): SentMessage {
+  if (event.type !== 'MessageSent' && event.type !== 'MessageScheduled') throw new Error(`unexpected first event ${event.type}`);
+  const d = event.data;
+  return {
+    id: d.messageId,
+    title: d.title,
+    content: d.content,
+    sender: d.sender,
+    recipients: d.recipients,
+    props: d.props,
+    sentAt: event.type === 'MessageSent' ? event.data.sentAt : null,
+    scheduledFor: event.type === 'MessageScheduled' ? event.data.releaseAt : null,
+    expiresAt: d.expiresAt,
+  };
+}
+
+const REQUEST_ID_NAMESPACE = 'c0c4a7f2-3b43-4c8e-9f0e-5a0d6f1e2b77';
+
+/** Deterministic per (app, sender, request id): a resend maps to the same message stream. */
+function uuidFromRequest(viewer: Viewer, requestId: string): string {
+  return uuidv5(`${viewer.appId}\u0000${viewer.userId}\u0000${requestId}`, REQUEST_ID_NAMESPACE);
+}

@@ -1,0 +1,178 @@
+import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Pool } from 'pg';
+import { appStreamName } from '../domain/app/app';
+import { ticketStreamName } from '../domain/ticket/ticket';
+import { verifyAppSecret } from './appSecret';
+import { appAggregate, ticketAggregate } from './aggregates';
+import { handleCommand, loadState } from './commandHandler';
+import type { EventStore } from './eventStore/eventStore';
+import type { Migration } from './postgres/migrations';
+
+/**
+ * Tickets: signed, expiring tokens for (appId, userId, roles). Format `<payload>.<signature>`, both
+ * base64url; the payload is JSON, the signature HMAC-SHA256 with a key shared by every herald node
+ * (HERALD_TICKET_SECRET, or one generated on first start and kept in the database).
+ *
+ * A ticket also carries a fingerprint of its app's secret: when the app's secret changes, its tickets
+ * stop working ("session error", Koala 1005) — that is how an app revokes every session at once.
+ */
+
+export interface Viewer {
+  readonly ticketId: string;
+  readonly appId: string;
+  readonly userId: string;
+  readonly roles: readonly string[];
+  readonly expiresAt: string;
+}
+
+export type TicketProblem = 'malformed' | 'expired' | 'revoked';
+
+export class TicketError extends Error {
+  override readonly name = 'TicketError';
+  constructor(readonly problem: TicketProblem) {
+    super(problem === 'malformed' ? 'the ticket is not valid' : problem === 'expired' ? 'the ticket has expired' : 'the ticket belongs to a session that has ended');
+  }
+}
+
+export type AppAuthProblem = 'unknown_app' | 'wrong_secret';
+
+export class AppAuthError extends Error {
+  override readonly name = 'AppAuthError';
+  constructor(readonly problem: AppAuthProblem) {
+    super(problem === 'unknown_app' ? 'unknown app' : 'wrong app secret');
+  }
+}
+
+export const ticketMigrations: readonly Migration[] = [
+  {
+    id: 'tickets/001-settings',
+    sql: `CREATE TABLE herald_settings (name text PRIMARY KEY, value text NOT NULL)`,
+  },
+];
+
+export const USER_ID_MAX = 128;
+const ROLE_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/;
+const MAX_ROLES = 16;
+
+interface Payload {
+  v: 1;
+  tid: string;
+  app: string;
+  sub: string;
+  roles: string[];
+  iat: number;
+  exp: number;
+  /** Fingerprint of the app's secret hash at issue time. */
+  sf: string;
+}
+
+export class Tickets {
+  private constructor(
+    private readonly key: Buffer,
+    private readonly ttlSeconds: number,
+    private readonly store: EventStore,
+    private readonly pool: Pool,
+  ) {}
+
+  /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
+  static async open(options: { store: EventStore; pool: Pool; ttlSeconds: number; configuredSecret?: string }): Promise<Tickets> {
+    let secret = options.configuredSecret;
+    if (!secret) {
+      await options.pool.query(`INSERT INTO herald_settings (name, value) VALUES ('ticket_key', $1) ON CONFLICT (name) DO NOTHING`, [
+        randomBytes(32).toString('base64url'),
+      ]);
+      const { rows } = await options.pool.query<{ value: string }>(`SELECT value FROM herald_settings WHERE name = 'ticket_key'`);
+      secret = rows[0]!.value;
+    }
+    return new Tickets(Buffer.from(secret, 'utf8'), options.ttlSeconds, options.store, options.pool);
+  }
+
+  /**
+   * Checks the app's credentials against its event stream (strongly consistent: a just-registered app
+   * works at once), then signs a ticket and records TicketIssued.
+   */
+  async issue(request: { appId: string; secret: string; userId: string; roles: readonly string[]; now: Date }): Promise<{ ticket: string; viewer: Viewer }> {
+    const { state } = await loadState(this.store, appAggregate, appStreamName(request.appId));
+    if (state.status !== 'registered') throw new AppAuthError('unknown_app');
+    if (!verifyAppSecret(request.appId, request.secret, state.secretHash)) throw new AppAuthError('wrong_secret');
+
+    const ticketId = randomUUID();
+    const iat = Math.floor(request.now.getTime() / 1000);
+    const payload: Payload = {
+      v: 1,
+      tid: ticketId,
+      app: request.appId,
+      sub: request.userId,
+      roles: [...request.roles],
+      iat,
+      exp: iat + this.ttlSeconds,
+      sf: fingerprint(state.secretHash),
+    };
+    const viewer = toViewer(payload);
+    await handleCommand(
+      this.store,
+      ticketAggregate,
+      ticketStreamName(ticketId),
+      { type: 'IssueTicket', ticketId, appId: viewer.appId, userId: viewer.userId, roles: viewer.roles, issuedAt: request.now.toISOString(), expiresAt: viewer.expiresAt },
+      { appId: viewer.appId, actor: `user:${viewer.userId}` },
+    );
+    return { ticket: this.sign(payload), viewer };
+  }
+
+  /** Verifies signature and expiry, then that the app still has the secret the ticket was issued under. */
+  async authenticate(ticket: string, now: Date): Promise<Viewer> {
+    const payload = this.verifySignature(ticket);
+    if (payload.exp * 1000 <= now.getTime()) throw new TicketError('expired');
+    if (!(await this.isCurrentSecret(payload.app, payload.sf))) throw new TicketError('revoked');
+    return toViewer(payload);
+  }
+
+  /** Checked on the apps read model; a refusal is confirmed on the app's stream, as the read model may lag. */
+  private async isCurrentSecret(appId: string, secretFingerprint: string): Promise<boolean> {
+    const { rows } = await this.pool.query<{ secret_hash: string }>('SELECT secret_hash FROM apps WHERE app_id = $1', [appId]);
+    if (rows[0] && fingerprint(rows[0].secret_hash) === secretFingerprint) return true;
+    const { state } = await loadState(this.store, appAggregate, appStreamName(appId));
+    return state.status === 'registered' && fingerprint(state.secretHash) === secretFingerprint;
+  }
+
+  private sign(payload: Payload): string {
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    return `${body}.${this.mac(body)}`;
+  }
+
+  private verifySignature(ticket: string): Payload {
+    const [body, signature, extra] = ticket.split('.');
+    if (!body || !signature || extra !== undefined || ticket.length > 2048) throw new TicketError('malformed');
+    const expected = Buffer.from(this.mac(body));
+    const actual = Buffer.from(signature);
+    if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) throw new TicketError('malformed');
+    let payload: Payload;
+    try {
+      payload = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Payload;
+    } catch {
+      throw new TicketError('malformed');
+    }
+    if (payload.v !== 1) throw new TicketError('malformed');
+    return payload;
+  }
+
+  private mac(body: string): string {
+    return createHmac('sha256', this.key).update(body).digest('base64url');
+  }
+}
+
+export function validUserId(userId: string): boolean {
+  return userId.length > 0 && userId.length <= USER_ID_MAX && !/[\s,]/.test(userId);
+}
+
+export function validRoles(roles: readonly string[]): boolean {
+  return roles.length <= MAX_ROLES && roles.every((r) => ROLE_PATTERN.test(r));
+}
+
+function toViewer(payload: Payload): Viewer {
+  return { ticketId: payload.tid, appId: payload.app, userId: payload.sub, roles: payload.roles, expiresAt: new Date(payload.exp * 1000).toISOString() };
+}
+
+function fingerprint(secretHash: string): string {
+  return createHash('sha256').update(secretHash).digest('base64url').slice(0, 12);
+}

@@ -1,0 +1,214 @@
+import { expect } from 'chai';
+import { appStreamName } from '../../domain/app/app';
+import { appAggregate } from '../../src/aggregates';
+import { hashAppSecret } from '../../src/appSecret';
+import { handleCommand } from '../../src/commandHandler';
+import type { Viewer } from '../../src/tickets';
+import { eventually } from '../support/eventually';
+import { postForm, startTestHerald } from '../support/herald';
+
+// Koala web push, shared/seeds/000_83e3b79cc88886e5.txt: the seed's own requests, over HTTP.
+describe('Koala REST (seed 000) over HTTP', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  const url = (path: string) => `${test.url}${path}`;
+
+  before(async () => {
+    test = await startTestHerald();
+  });
+  after(() => test?.stop());
+
+  async function ticketFor(userId: string, app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
+    const { body } = await postForm(url('/koala/api/mas/tickets'), { app_key: app, secret_key: secret, user_id: userId });
+    expect(body.status, JSON.stringify(body)).to.equal(0);
+    return body.result as string;
+  }
+
+  async function inboxOf(ticket: string) {
+    const viewer: Viewer = await test.herald.tickets.authenticate(ticket, new Date());
+    return test.herald.messaging.inbox(viewer, { first: 50, unreadOnly: false }, new Date());
+  }
+
+  describe('POST /koala/api/mas/tickets', () => {
+    it("issues a ticket for the seed's example (app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin)", async () => {
+      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin');
+      expect(status).to.equal(200);
+      expect(body).to.include({ status: 0, errcode: 0, errmsg: '' });
+      expect(body.result).to.be.a('string').with.length.greaterThan(20);
+      const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
+      expect(viewer).to.include({ appId: 'camel', userId: 'zhangbin' });
+    });
+
+    it('carries user_roles into the ticket', async () => {
+      const { body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=boss&user_roles=admin,editor');
+      const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
+      expect(viewer.roles).to.deep.equal(['admin', 'editor']);
+    });
+
+    const refusals: Array<[string, string, number, number]> = [
+      ['a wrong secret_key', 'app_key=camel&secret_key=WRONG&user_id=zhangbin', 1006, 401],
+      ['an unknown app_key', 'app_key=nosuchapp&secret_key=EERWERRRRE&user_id=zhangbin', 1007, 401],
+      ['a missing user_id', 'app_key=camel&secret_key=EERWERRRRE', 1001, 400],
+      ['a user_id with a comma', 'app_key=camel&secret_key=EERWERRRRE&user_id=a,b', 1001, 400],
+    ];
+    for (const [what, form, code, http] of refusals) {
+      it(`answers ${code} for ${what}`, async () => {
+        const { status, body } = await postForm(url('/koala/api/mas/tickets'), form);
+        expect(status).to.equal(http);
+        expect(body).to.deep.include({ status: code, errcode: code, result: null });
+        expect(body.errmsg).to.be.a('string').and.not.equal('');
+      });
+    }
+  });
+
+  describe('POST /koala/api/mas/messages and /messages/ack', () => {
+    it("sends the seed's example (tickets= spelling, quoted title), lists it, and acks it by sid (multipart)", async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('jiangxiaoyu');
+      const sent = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${encodeURIComponent(sender)}&users=jiangxiaoyu,zhouyang&title="system upgrade"&content="system patching 20:21"`,
+      );
+      expect(sent.status).to.equal(200);
+      expect(sent.body).to.include({ status: 0, errcode: 0 });
+
+      const inbox = await eventually(async () => {
+        const page = await inboxOf(receiver);
+        expect(page.nodes).to.have.length(1);
+        return page;
+      });
+      const [message] = inbox.nodes;
+      expect(message).to.include({ title: 'system upgrade', content: 'system patching 20:21', sender: 'zhangbin', appId: 'camel', acknowledgedAt: null });
+      expect(message!.seq).to.match(/^\d+$/);
+
+      const form = new FormData();
+      form.set('tickets', receiver);
+      form.set('sids', message!.seq);
+      const acked = await postForm(url('/koala/api/mas/messages/ack'), form);
+      expect(acked.body).to.include({ status: 0, errcode: 0 });
+      await eventually(async () => expect((await inboxOf(receiver)).nodes[0]!.acknowledgedAt).to.be.a('string'));
+      // zhouyang's copy is untouched
+      expect((await inboxOf(await ticketFor('zhouyang'))).nodes[0]!.acknowledgedAt).to.equal(null);
+    });
+
+    it("refuses to ack another user's message with 1003, and a seq unknown in the app with 1002, appending nothing", async () => {
+      const sender = await ticketFor('zhangbin');
+      const stranger = await ticketFor('stranger');
+      await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'li4', title: 'private', content: 'for li4 only' });
+      const li4 = await ticketFor('li4');
+      const [message] = (await eventually(async () => {
+        const page = await inboxOf(li4);
+        expect(page.nodes).to.have.length(1);
+        return page;
+      })).nodes;
+      const foreignTicket = await ticketFor('li4', 'other', 'other-secret');
+      const before = await test.herald.infrastructure.store.headPosition();
+
+      const forbidden = await postForm(url('/koala/api/mas/messages/ack'), { ticket: stranger, sids: message!.seq });
+      expect(forbidden.status).to.equal(403);
+      expect(forbidden.body).to.include({ status: 1003, errcode: 1003 });
+
+      const unknown = await postForm(url('/koala/api/mas/messages/ack'), { ticket: li4, sids: `${message!.seq},999999999` });
+      expect(unknown.status).to.equal(404);
+      expect(unknown.body).to.include({ status: 1002, errcode: 1002 });
+
+      // another app's user cannot even see that the message exists
+      const foreign = await postForm(url('/koala/api/mas/messages/ack'), { ticket: foreignTicket, sids: message!.seq });
+      expect(foreign.body).to.include({ status: 1002 });
+
+      expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(before);
+      expect((await inboxOf(li4)).nodes[0]!.acknowledgedAt).to.equal(null);
+    });
+
+    it('answers 1001 for missing or corrupt parameters, and 1004 for a bad ticket', async () => {
+      const ticket = await ticketFor('zhangbin');
+      const cases: Array<[Record<string, string>, number]> = [
+        [{ ticket, title: 't', content: 'c' }, 1001], // no users
+        [{ ticket, users: 'a', content: 'c' }, 1001], // no title
+        [{ ticket, users: 'a', title: 't', content: 'c', expire: 'soon' }, 1001],
+        [{ ticket, users: 'a', title: 't', content: 'c', execute: '-5' }, 1001],
+        [{ users: 'a', title: 't', content: 'c' }, 1001], // no ticket
+        [{ ticket: 'not-a-ticket', users: 'a', title: 't', content: 'c' }, 1004],
+        [{ ticket: `${ticket.slice(0, -2)}xx`, users: 'a', title: 't', content: 'c' }, 1004], // signature altered
+      ];
+      for (const [form, code] of cases) {
+        const { body } = await postForm(url('/koala/api/mas/messages'), form);
+        expect(body, JSON.stringify(form)).to.include({ status: code, errcode: code });
+      }
+      const ack = await postForm(url('/koala/api/mas/messages/ack'), { ticket, sids: 'abc' });
+      expect(ack.body).to.include({ status: 1001 });
+    });
+
+    it('holds a scheduled message until `execute` (unix seconds), then delivers it', async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('scheduled-user');
+      const executeAt = Math.floor(Date.now() / 1000) + 2;
+      const sent = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'scheduled-user', title: 'later', content: 'c', execute: String(executeAt) });
+      expect(sent.body).to.include({ status: 0 });
+      expect((await inboxOf(receiver)).nodes).to.have.length(0);
+      const [message] = (await eventually(async () => {
+        const page = await inboxOf(receiver);
+        expect(page.nodes).to.have.length(1);
+        return page;
+      }, { timeoutMs: 15_000 })).nodes;
+      expect(Date.parse(message!.sentAt)).to.be.at.least(executeAt * 1000);
+    });
+
+    it('stops listing a message once `expire` seconds have passed', async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('short-lived');
+      await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'short-lived', title: 'flash', content: 'c', expire: '1' });
+      const [message] = (await eventually(async () => {
+        const page = await inboxOf(receiver);
+        expect(page.nodes).to.have.length(1);
+        return page;
+      })).nodes;
+      expect(Date.parse(message!.expiresAt!) - Date.parse(message!.sentAt)).to.equal(1000);
+      await eventually(async () => expect((await inboxOf(receiver)).nodes).to.have.length(0), { timeoutMs: 10_000 });
+      const ack = await postForm(url('/koala/api/mas/messages/ack'), { ticket: receiver, sids: message!.seq });
+      expect(ack.body).to.include({ status: 1002 });
+    });
+
+    it('answers 1005 once the app secret changed after the ticket was issued', async () => {
+      const ticket = await ticketFor('rotating', 'other', 'other-secret');
+      await handleCommand(test.herald.infrastructure.store, appAggregate, appStreamName('other'), {
+        type: 'RegisterApp',
+        appId: 'other',
+        secretHash: hashAppSecret('other', 'rotated-secret'),
+        now: new Date().toISOString(),
+      });
+      await eventually(async () => {
+        const { body } = await postForm(url('/koala/api/mas/messages'), { ticket, users: 'x', title: 't', content: 'c' });
+        expect(body).to.include({ status: 1005, errcode: 1005 });
+      });
+      await ticketFor('rotating', 'other', 'rotated-secret');
+    });
+  });
+
+  describe('limits and failures', () => {
+    let limited: Awaited<ReturnType<typeof startTestHerald>>;
+    before(async () => {
+      limited = await startTestHerald({ sendRatePerMinute: 2, ticketTtlSeconds: 1 });
+    });
+    after(() => limited?.stop());
+
+    it('answers 4001 when a sender goes over its rate, and 4002 once the ticket expired', async () => {
+      const { body } = await postForm(`${limited.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'chatty' });
+      const ticket = body.result as string;
+      const send = () => postForm(`${limited.url}/koala/api/mas/messages`, { ticket, users: 'x', title: 't', content: 'c' });
+      const results = [await send(), await send(), await send()];
+      expect(results.map((r) => r.body.status)).to.deep.equal([0, 0, 4001]);
+      expect(results[2]!.status).to.equal(429);
+      await eventually(async () => expect((await send()).body).to.include({ status: 4002, errcode: 4002 }), { timeoutMs: 5000 });
+    });
+
+    it('answers 2001 when the store fails, without leaking details', async () => {
+      const { body } = await postForm(`${limited.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'late' });
+      await limited.herald.infrastructure.database.pool.end();
+      await limited.herald.infrastructure.store.close();
+      const failed = await postForm(`${limited.url}/koala/api/mas/messages/ack`, { ticket: body.result as string, sids: '1' });
+      expect(failed.status).to.equal(500);
+      expect(failed.body).to.deep.equal({ status: 2001, errcode: 2001, errmsg: 'internal error', result: null });
+    });
+  });
+});

@@ -1,0 +1,42 @@
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/config';
+import { startHerald, type Herald } from '../../src/herald';
+import { createTestDatabase, type TestDatabase } from './postgres';
+
+/** herald in this process, on a fresh test database and a free port, with the seed's demo apps. */
+export async function startTestHerald(overrides: Partial<Config> = {}): Promise<{ herald: Herald; url: string; testDatabase: TestDatabase; stop(): Promise<void> }> {
+  const testDatabase = await createTestDatabase();
+  const config: Config = {
+    ...loadConfig({}),
+    port: 0,
+    host: '127.0.0.1',
+    databaseUrl: testDatabase.connectionString,
+    apps: [
+      { appId: 'camel', secret: 'EERWERRRRE' },
+      { appId: 'other', secret: 'other-secret' },
+    ],
+    ...overrides,
+  };
+  const herald = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }));
+  return {
+    herald,
+    url: herald.url,
+    testDatabase,
+    async stop() {
+      await herald.close();
+      await testDatabase.drop();
+    },
+  };
+}
+
+/** POSTs a form, urlencoded by default; returns the JSON body and status. */
+export async function postForm(url: string, body: string | FormData | Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+  const init: RequestInit =
+    typeof body === 'string'
+      ? { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } }
+      : body instanceof FormData
+        ? { method: 'POST', body }
+        : { method: 'POST', body: new URLSearchParams(body) };
+  const response = await fetch(url, init);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}

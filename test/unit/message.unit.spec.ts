@@ -1,0 +1,110 @@
+import { expect } from 'chai';
+import { DomainError } from '../../domain/decider';
+import { messageDecider, type MessageEvent, type SendMessage } from '../../domain/message/message';
+import { deciderSpecification } from '../support/deciderSpecification';
+
+describe('message decider', () => {
+  const spec = deciderSpecification(messageDecider);
+  const now = '2026-11-22T10:00:00.000Z';
+  const send: SendMessage = {
+    type: 'SendMessage',
+    messageId: 'm-1',
+    appId: 'camel',
+    sender: 'zhangbin',
+    recipients: ['jiangxiaoyu', 'zhouyang'],
+    title: 'system upgrade',
+    content: 'system patching 20:21',
+    props: null,
+    expireSeconds: 0,
+    executeAt: null,
+    now,
+  };
+  const content = {
+    messageId: 'm-1',
+    appId: 'camel',
+    sender: 'zhangbin',
+    recipients: ['jiangxiaoyu', 'zhouyang'],
+    title: 'system upgrade',
+    content: 'system patching 20:21',
+    props: null,
+  };
+  const sent: MessageEvent = { type: 'MessageSent', data: { ...content, expiresAt: null, sentAt: now } };
+
+  it('sends at once when execute is absent; expire 0 means forever', () => {
+    spec.given([]).when(send).then([sent]);
+  });
+
+  it('a resend of the same message id changes nothing', () => {
+    spec.given([sent]).when(send).then([]);
+  });
+
+  it('schedules when execute is ahead; expiry counts from delivery', () => {
+    spec
+      .given([])
+      .when({ ...send, executeAt: '2026-11-22T11:00:00.000Z', expireSeconds: 60 })
+      .then([{ type: 'MessageScheduled', data: { ...content, expiresAt: '2026-11-22T11:01:00.000Z', scheduledAt: now, releaseAt: '2026-11-22T11:00:00.000Z' } }]);
+  });
+
+  it('dedupes and trims recipients', () => {
+    spec.given([]).when({ ...send, recipients: [' jiangxiaoyu', 'zhouyang', 'jiangxiaoyu', ''] }).then([sent]);
+  });
+
+  const scheduled: MessageEvent = {
+    type: 'MessageScheduled',
+    data: { ...content, expiresAt: '2026-11-22T11:01:00.000Z', scheduledAt: now, releaseAt: '2026-11-22T11:00:00.000Z' },
+  };
+
+  it('releases a scheduled message when due, once', () => {
+    const released: MessageEvent = { type: 'MessageReleased', data: { messageId: 'm-1', appId: 'camel', releasedAt: '2026-11-22T11:00:00.100Z' } };
+    spec.given([scheduled]).when({ type: 'ReleaseMessage', now: '2026-11-22T11:00:00.100Z' }).then([released]);
+    spec.given([scheduled, released]).when({ type: 'ReleaseMessage', now: '2026-11-22T11:00:01.000Z' }).then([]);
+  });
+
+  it('a scheduled message released after its expiry (herald was down) expires instead of being delivered', () => {
+    spec
+      .given([scheduled])
+      .when({ type: 'ReleaseMessage', now: '2026-11-22T12:00:00.000Z' })
+      .then([{ type: 'MessageExpired', data: { messageId: 'm-1', appId: 'camel', expiredAt: '2026-11-22T12:00:00.000Z' } }]);
+  });
+
+  describe('acknowledge', () => {
+    const ack = (userId: string, appId = 'camel', at = now) => ({ type: 'AcknowledgeMessage' as const, appId, userId, now: at });
+
+    it('by a recipient, once', () => {
+      const acknowledged: MessageEvent = { type: 'MessageAcknowledged', data: { messageId: 'm-1', appId: 'camel', userId: 'zhouyang', acknowledgedAt: now } };
+      spec.given([sent]).when(ack('zhouyang')).then([acknowledged]);
+      spec.given([sent, acknowledged]).when(ack('zhouyang')).then([]);
+    });
+
+    it('refuses another user (forbidden), another app (not found), a scheduled or expired message (not found)', () => {
+      const code = (expected: string) => (error: DomainError) => expect(error.code).to.equal(expected);
+      spec.given([sent]).when(ack('stranger')).thenThrows(DomainError, code('forbidden'));
+      spec.given([sent]).when(ack('zhouyang', 'other')).thenThrows(DomainError, code('not_found'));
+      spec.given([]).when(ack('zhouyang')).thenThrows(DomainError, code('not_found'));
+      spec.given([scheduled]).when(ack('zhouyang')).thenThrows(DomainError, code('not_found'));
+      const short: MessageEvent = { type: 'MessageSent', data: { ...content, expiresAt: '2026-11-22T10:00:01.000Z', sentAt: now } };
+      spec.given([short]).when(ack('zhouyang', 'camel', '2026-11-22T10:00:02.000Z')).thenThrows(DomainError, code('not_found'));
+    });
+  });
+
+  describe('refuses bad input', () => {
+    const cases: Array<[string, Partial<SendMessage>]> = [
+      ['no recipients', { recipients: [' '] }],
+      ['1,001 recipients', { recipients: Array.from({ length: 1001 }, (_, i) => `u${i}`) }],
+      ['an empty title', { title: '' }],
+      ['a 257-character title', { title: 'x'.repeat(257) }],
+      ['content over 16,384 characters', { content: 'x'.repeat(16_385) }],
+      ['a negative expire', { expireSeconds: -1 }],
+      ['execute more than a year ahead', { executeAt: '2028-01-01T00:00:00.000Z' }],
+      ['an unreadable execute', { executeAt: 'tomorrow' }],
+    ];
+    for (const [what, change] of cases) {
+      it(what, () => {
+        spec
+          .given([])
+          .when({ ...send, ...change })
+          .thenThrows(DomainError, (error) => expect(error.code).to.equal('invalid'));
+      });
+    }
+  });
+});
