@@ -15,6 +15,7 @@ import { migrate } from './postgres/migrations';
 import type { Projection } from './projection';
 import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
+import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
 import { koalaRouter } from '../api/rest/koala';
 import { MessageScheduler } from './messageScheduler';
 import { Messaging } from './messaging';
@@ -106,9 +107,11 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
     scheduler.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, startupHead);
-    const routers = [koalaRouter({ tickets, messaging, log })];
+    const schema = buildSchema({ messaging, bus, pool: database.pool });
+    const routers = [koalaRouter({ tickets, messaging, log }), graphqlRouter({ schema, tickets, log })];
     http = await listen(createHttpApp({ readiness, routers }), { port: config.port, host: config.host, log });
     const server = http;
+    const graphqlWs = attachGraphqlWs(server.server, { schema, tickets, log });
     return {
       url: server.url,
       infrastructure,
@@ -119,6 +122,7 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
       readiness,
       async close() {
         log.info('shutting down');
+        await graphqlWs.close();
         await server.close();
         await scheduler.stop();
         await Promise.all(runners.map((r) => r.stop()));

@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import type http from 'node:http';
+import path from 'node:path';
+import { makeExecutableSchema } from '@graphql-tools/schema';
+import express from 'express';
+import { GraphQLError, specifiedRules, validate, type GraphQLSchema, type ValidationRule } from 'graphql';
+import depthLimit from 'graphql-depth-limit';
+import { createHandler } from 'graphql-http/lib/use/express';
+import { createComplexityRule, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import type { Logger } from '../../src/logger';
+import { TicketError, type Tickets, type Viewer } from '../../src/tickets';
+import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
+
+/** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
+
+export const GRAPHQL_PATH = '/graphql';
+export const MAX_DEPTH = 8;
+export const MAX_COMPLEXITY = 5000;
+
+export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
+  const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
+  return makeExecutableSchema({ typeDefs, resolvers: createResolvers(deps) });
+}
+
+/** A list field costs its `first` times its children: a full page of 100 notifications is about 2,500. */
+const pageEstimator: ComplexityEstimator = ({ args, childComplexity }) => (typeof args.first === 'number' ? 1 + args.first * childComplexity : undefined);
+
+function limits(variables: Record<string, unknown> | undefined | null): ValidationRule[] {
+  return [
+    depthLimit(MAX_DEPTH),
+    createComplexityRule({
+      maximumComplexity: MAX_COMPLEXITY,
+      variables: variables ?? {},
+      estimators: [pageEstimator, simpleEstimator({ defaultComplexity: 1 })],
+      createError: (max, actual) => new GraphQLError(`query complexity ${actual} is over the limit of ${max}`, { extensions: { code: 'QUERY_TOO_COMPLEX' } }),
+    }),
+  ];
+}
+
+export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly tickets: Tickets; readonly log: Logger }): express.Router {
+  const router = express.Router();
+  const handler = createHandler<GraphqlContext>({
+    schema: deps.schema,
+    context: async (req) => {
+      const viewer = await authenticateHeader(deps.tickets, req.raw.headers.authorization);
+      if (viewer instanceof GraphQLError) {
+        return [JSON.stringify({ errors: [viewer.toJSON()] }), { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } }];
+      }
+      return { viewer };
+    },
+    validationRules: (_req, args, rules) => [...rules, ...limits(args.variableValues as Record<string, unknown> | undefined)],
+    formatError: (error) => maskUnexpected(error, deps.log),
+  });
+  router.use(GRAPHQL_PATH, express.json({ limit: '256kb' }));
+  router.all(GRAPHQL_PATH, handler);
+  return router;
+}
+
+/** graphql-ws on the HTTP server: the ticket comes in `connectionParams.ticket`; a bad one closes the socket (4403). */
+export function attachGraphqlWs(server: http.Server, deps: { readonly schema: GraphQLSchema; readonly tickets: Tickets; readonly log: Logger }): { close(): Promise<void> } {
+  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: 256 * 1024 });
+  const viewers = new WeakMap<object, Viewer>();
+  const disposable = useServer<Record<string, unknown>, { viewer?: Viewer }>(
+    {
+      schema: deps.schema,
+      onConnect: async (ctx) => {
+        const ticket = ctx.connectionParams?.ticket;
+        if (typeof ticket !== 'string') return false;
+        try {
+          viewers.set(ctx.extra, await deps.tickets.authenticate(ticket, new Date()));
+          return true;
+        } catch (error) {
+          if (error instanceof TicketError) return false;
+          throw error;
+        }
+      },
+      context: (ctx): GraphqlContext => ({ viewer: viewers.get(ctx.extra)!, since: ctx.connectionParams?.since }),
+      validate: (schema, document, rules) => validate(schema, document, [...(rules ?? specifiedRules), ...limits(undefined)]),
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskUnexpected(e, deps.log).toJSON()),
+    },
+    wss,
+  );
+  return {
+    async close() {
+      for (const client of wss.clients) client.terminate();
+      await disposable.dispose();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+async function authenticateHeader(tickets: Tickets, header: string | undefined): Promise<Viewer | GraphQLError> {
+  const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+  if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket>', { extensions: { code: 'UNAUTHENTICATED' } });
+  try {
+    return await tickets.authenticate(match[1]!, new Date());
+  } catch (error) {
+    const typed = toGraphqlError(error);
+    if (typed instanceof GraphQLError) return typed;
+    throw error;
+  }
+}
+
+/** Errors herald did not anticipate keep their details in the log, not in the response. */
+function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): GraphQLError {
+  const graphqlError = error instanceof GraphQLError ? error : new GraphQLError(error.message, { originalError: error });
+  if (graphqlError.extensions?.code || !graphqlError.originalError) return graphqlError;
+  log.error({ err: graphqlError.originalError, path: graphqlError.path }, 'graphql: internal error');
+  return new GraphQLError('internal error', { path: graphqlError.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+}

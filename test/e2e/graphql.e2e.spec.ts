@@ -1,0 +1,223 @@
+import { expect } from 'chai';
+import { eventually } from '../support/eventually';
+import { graphql, MESSAGE_FIELDS, Terminal } from '../support/graphqlClient';
+import { postForm, startTestHerald } from '../support/herald';
+
+const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boolean) {
+  notifications(first: $first, after: $after, unreadOnly: $unreadOnly) {
+    total
+    nodes { id seq type title content sender sentAt read acknowledged meta { realm seq sender stime } }
+    pageInfo { endCursor hasNextPage }
+  }
+}`;
+
+type Inbox = {
+  notifications: {
+    total: number;
+    nodes: Array<{ id: string; seq: string; title: string; sender: string; read: boolean; acknowledged: boolean; meta: { realm: string; seq: string } }>;
+    pageInfo: { endCursor: string | null; hasNextPage: boolean };
+  };
+};
+
+describe('GraphQL API over HTTP and graphql-ws', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  const terminals: Terminal[] = [];
+
+  before(async () => {
+    test = await startTestHerald();
+  });
+  afterEach(async () => {
+    await Promise.all(terminals.splice(0).map((t) => t.close()));
+  });
+  after(() => test?.stop());
+
+  async function ticketFor(userId: string, app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId });
+    return body.result as string;
+  }
+
+  function connect(params: Record<string, unknown>): Terminal {
+    const terminal = Terminal.connect(test.url, params);
+    terminals.push(terminal);
+    return terminal;
+  }
+
+  /** Subscribed means: a message sent now reaches it. Probe with a message from a helper sender. */
+  async function subscribed(terminal: Terminal, userId: string): Promise<void> {
+    const probe = await ticketFor('probe-sender');
+    const count = terminal.received.length;
+    await eventually(async () => {
+      await graphql(test.url, probe, 'mutation($to: [String!]!) { sendMessage(input: { to: $to, title: "probe", content: "p" }) { id } }', { to: [userId] });
+      await terminal.until((t) => t.received.length > count, 'probe', 1000);
+    });
+  }
+
+  it('refuses requests without a valid ticket: HTTP 401 UNAUTHENTICATED, graphql-ws closed with 4403', async () => {
+    const anonymous = await graphql(test.url, undefined, '{ me { userId } }');
+    expect(anonymous.status).to.equal(401);
+    expect(anonymous.errors?.[0]?.extensions?.code).to.equal('UNAUTHENTICATED');
+    const forged = await graphql(test.url, 'forged.ticket', '{ me { userId } }');
+    expect(forged.status).to.equal(401);
+
+    const terminal = connect({ ticket: 'forged.ticket' });
+    await terminal.until((t) => t.closedWith !== undefined, 'the socket to close');
+    expect(terminal.closedWith).to.equal(4403);
+  });
+
+  it('send via REST → the subscriber gets it (Koala meta) → notifications lists it → ack via REST → acknowledged', async () => {
+    const receiver = await ticketFor('jiangxiaoyu');
+    const sender = await ticketFor('zhangbin');
+    const terminal = connect({ ticket: receiver });
+    await subscribed(terminal, 'jiangxiaoyu');
+    const before = terminal.received.length;
+
+    const sent = await postForm(`${test.url}/koala/api/mas/messages`, `ticket=${encodeURIComponent(sender)}&users=jiangxiaoyu,zhouyang&title="system upgrade"&content="system patching 20:21"`);
+    expect(sent.body.status).to.equal(0);
+    await terminal.until((t) => t.received.length > before, 'the push');
+    const pushed = terminal.received[before]!;
+    expect(pushed).to.include({ id: sent.body.result, title: 'system upgrade', content: 'system patching 20:21', sender: 'zhangbin' });
+    expect(pushed.meta).to.deep.equal({ realm: 'camel', seq: pushed.seq, sender: 'zhangbin', stime: pushed.sentAt });
+
+    // Pushed after the projection commit: a query right after the push already lists it.
+    const inbox = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 5 });
+    const listed = inbox.data!.notifications.nodes.find((n) => n.id === pushed.id);
+    expect(listed).to.include({ seq: pushed.seq, title: 'system upgrade', read: false, acknowledged: false });
+
+    const acked = await postForm(`${test.url}/koala/api/mas/messages/ack`, { ticket: receiver, sids: pushed.seq });
+    expect(acked.body).to.include({ status: 0, result: 1 });
+    await eventually(async () => {
+      const after = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 5 });
+      expect(after.data!.notifications.nodes.find((n) => n.id === pushed.id)).to.include({ read: true, acknowledged: true });
+    });
+  });
+
+  it('sendMessage and acknowledge mutations; a requestId sends once; other users and apps are refused', async () => {
+    const sender = await ticketFor('zhangbin');
+    const receiver = await ticketFor('li4');
+    const send = (requestId: string) =>
+      graphql<{ sendMessage: { id: string; sender: string; sentAt: string; props: unknown; meta: null } }>(
+        test.url,
+        sender,
+        `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id sender sentAt props meta { seq } } }`,
+        { input: { to: ['li4'], title: 'hello', content: 'from GraphQL', props: { kind: 'greeting' }, requestId } },
+      );
+    const first = await send('req-1');
+    const again = await send('req-1');
+    expect(first.errors).to.equal(undefined);
+    expect(first.data!.sendMessage).to.include({ sender: 'zhangbin' });
+    expect(first.data!.sendMessage.props).to.deep.equal({ kind: 'greeting' });
+    expect(again.data!.sendMessage.id).to.equal(first.data!.sendMessage.id);
+
+    const inbox = await eventually(async () => {
+      const page = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, {});
+      expect(page.data!.notifications.total).to.equal(1);
+      return page;
+    });
+    const id = inbox.data!.notifications.nodes[0]!.id;
+
+    const stranger = await graphql(test.url, await ticketFor('stranger'), 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids: [id] });
+    expect(stranger.errors?.[0]?.extensions?.code).to.equal('FORBIDDEN');
+    const otherApp = await graphql(test.url, await ticketFor('li4', 'other', 'other-secret'), 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids: [id] });
+    expect(otherApp.errors?.[0]?.extensions?.code).to.equal('NOT_FOUND');
+    const otherInbox = await graphql<Inbox>(test.url, await ticketFor('li4', 'other', 'other-secret'), NOTIFICATIONS, {});
+    expect(otherInbox.data!.notifications.total, 'another app sees nothing').to.equal(0);
+
+    const ack = (ids: string[]) => graphql<{ acknowledge: number }>(test.url, receiver, 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids });
+    expect((await ack([id])).data!.acknowledge).to.equal(1);
+    expect((await ack([id])).data!.acknowledge).to.equal(0);
+
+    const invalid = await graphql(test.url, sender, 'mutation { sendMessage(input: { to: [], title: "t", content: "c" }) { id } }');
+    expect(invalid.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
+  });
+
+  it('a reconnecting terminal with connectionParams.since gets what it missed, in order, then live ones', async () => {
+    const receiver = await ticketFor('wang5');
+    const sender = await ticketFor('zhangbin');
+    const first = connect({ ticket: receiver });
+    await subscribed(first, 'wang5');
+    const lastSeen = first.received[first.received.length - 1]!.seq;
+    await first.close();
+
+    const sendTo = (title: string, extra: Record<string, string> = {}) =>
+      postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: 'wang5', title, content: 'c', ...extra });
+    for (const title of ['missed 1', 'missed 2', 'missed 3']) await sendTo(title);
+    await sendTo('expired before reconnect', { expire: '2' });
+    const titles = async () => (await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 10 })).data!.notifications.nodes.map((n) => n.title);
+    await eventually(async () => expect(await titles()).to.include('missed 3').and.include('expired before reconnect'));
+    await eventually(async () => expect(await titles()).not.to.include('expired before reconnect'), { timeoutMs: 10_000 });
+
+    const second = connect({ ticket: receiver, since: lastSeen });
+    await second.until((t) => t.received.length >= 3, 'the missed messages');
+    expect(second.received.map((m) => m.title)).to.deep.equal(['missed 1', 'missed 2', 'missed 3']);
+    await sendTo('live');
+    await second.until((t) => t.received.length >= 4, 'the live message');
+    expect(second.received.map((m) => m.title)).to.deep.equal(['missed 1', 'missed 2', 'missed 3', 'live']);
+
+    const bad = connect({ ticket: receiver, since: 'yesterday' });
+    await bad.until((t) => t.errors.length > 0, 'an error');
+    expect(JSON.stringify(bad.errors)).to.include('BAD_USER_INPUT');
+  });
+
+  it('answers REPLAY_LIMIT_EXCEEDED when more than 500 messages were missed', async () => {
+    const receiver = await ticketFor('backlog');
+    const viewer = await test.herald.tickets.authenticate(await ticketFor('bulk-sender'), new Date());
+    for (let i = 0; i < 501; i++) await test.herald.messaging.send(viewer, { to: ['backlog'], title: `b${i}`, content: 'c', expireSeconds: 0 }, new Date());
+    await eventually(async () => expect((await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 1 })).data!.notifications.total).to.equal(501), {
+      timeoutMs: 30_000,
+    });
+    const terminal = connect({ ticket: receiver, since: '0' });
+    await terminal.until((t) => t.errors.length > 0, 'the error');
+    expect(JSON.stringify(terminal.errors)).to.include('REPLAY_LIMIT_EXCEEDED');
+    expect(terminal.received).to.have.length(0);
+  });
+
+  it('a scheduled message reaches the terminal not before `execute`', async () => {
+    const receiver = await ticketFor('zhao6');
+    const terminal = connect({ ticket: receiver });
+    await subscribed(terminal, 'zhao6');
+    const before = terminal.received.length;
+    const execute = Math.floor(Date.now() / 1000) + 2;
+    const sent = await graphql<{ sendMessage: { scheduledFor: string; sentAt: null } }>(
+      test.url,
+      await ticketFor('zhangbin'),
+      'mutation($execute: Int) { sendMessage(input: { to: ["zhao6"], title: "at execute", content: "c", execute: $execute }) { scheduledFor sentAt } }',
+      { execute },
+    );
+    expect(sent.data!.sendMessage).to.deep.equal({ scheduledFor: new Date(execute * 1000).toISOString(), sentAt: null });
+    await terminal.until((t) => t.received.length > before, 'the scheduled message', 15_000);
+    const arrived = terminal.received[before]!;
+    expect(arrived.title).to.equal('at execute');
+    expect(arrived.receivedAt).to.be.at.least(execute * 1000);
+    expect(Date.parse(arrived.sentAt)).to.be.at.least(execute * 1000);
+  });
+
+  it('pages the inbox with a cursor and filters unread; bounds `first` and query complexity', async () => {
+    const sender = await ticketFor('zhangbin');
+    const receiver = await ticketFor('pager');
+    for (let i = 1; i <= 5; i++) await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: 'pager', title: `m${i}`, content: 'c' });
+    await eventually(async () => expect((await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, {})).data!.notifications.total).to.equal(5));
+
+    const page1 = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 2 });
+    expect(page1.data!.notifications.nodes.map((n) => n.title)).to.deep.equal(['m5', 'm4']);
+    expect(page1.data!.notifications.pageInfo.hasNextPage).to.equal(true);
+    const page2 = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 10, after: page1.data!.notifications.pageInfo.endCursor });
+    expect(page2.data!.notifications.nodes.map((n) => n.title)).to.deep.equal(['m3', 'm2', 'm1']);
+    expect(page2.data!.notifications.pageInfo.hasNextPage).to.equal(false);
+
+    await graphql(test.url, receiver, 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids: [page1.data!.notifications.nodes[0]!.id] });
+    await eventually(async () => {
+      const unread = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { unreadOnly: true });
+      expect(unread.data!.notifications.nodes.map((n) => n.title)).to.deep.equal(['m4', 'm3', 'm2', 'm1']);
+    });
+
+    const tooMany = await graphql(test.url, receiver, NOTIFICATIONS, { first: 101 });
+    expect(tooMany.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
+    const badCursor = await graphql(test.url, receiver, NOTIFICATIONS, { after: 'bm9wZQ' });
+    expect(badCursor.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
+    const fullPage = `notifications(first: 100) { total nodes { id seq type title content sender sentAt expiresAt props read acknowledged meta { realm seq sender stime } } pageInfo { endCursor hasNextPage } }`;
+    expect((await graphql(test.url, receiver, `{ ${fullPage} }`)).errors).to.equal(undefined);
+    const heavy = await graphql(test.url, receiver, `{ a: ${fullPage} b: ${fullPage} c: ${fullPage} }`);
+    expect(heavy.errors?.[0]?.extensions?.code).to.equal('QUERY_TOO_COMPLEX');
+  });
+});

@@ -1,0 +1,108 @@
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+
+export interface GraphqlResponse<T = Record<string, unknown>> {
+  readonly status: number;
+  readonly data?: T | null;
+  readonly errors?: Array<{ message: string; extensions?: { code?: string } & Record<string, unknown> }>;
+}
+
+/** A GraphQL request over HTTP, as a frontend sends it. */
+export async function graphql<T = Record<string, unknown>>(baseUrl: string, ticket: string | undefined, query: string, variables?: Record<string, unknown>): Promise<GraphqlResponse<T>> {
+  const response = await fetch(`${baseUrl}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...(ticket && { authorization: `Bearer ${ticket}` }) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as Omit<GraphqlResponse<T>, 'status'>;
+  return { status: response.status, ...body };
+}
+
+export const MESSAGE_FIELDS = 'id seq title content sender sentAt expiresAt props meta { realm seq sender stime }';
+
+export interface PushedMessage {
+  id: string;
+  seq: string;
+  title: string;
+  content: string;
+  sender: string;
+  sentAt: string;
+  expiresAt: string | null;
+  props: Record<string, string> | null;
+  meta: { realm: string; seq: string; sender: string; stime: string };
+}
+
+/** A terminal subscribed to `messages` over graphql-ws; it records what it receives and when. */
+export class Terminal {
+  readonly received: Array<PushedMessage & { receivedAt: number }> = [];
+  readonly errors: unknown[] = [];
+  private waiters: Array<() => void> = [];
+  private closeCode: number | undefined;
+
+  private constructor(private readonly client: Client) {}
+
+  static connect(baseUrl: string, connectionParams: Record<string, unknown>): Terminal {
+    let terminal: Terminal | undefined;
+    const client = createClient({
+      url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams,
+      retryAttempts: 0,
+      lazy: false,
+      onNonLazyError: () => undefined, // recorded through `closed` instead of printed
+      on: {
+        closed: (event) => {
+          terminal!.closeCode = (event as { code?: number }).code;
+          terminal!.notify();
+        },
+      },
+    });
+    terminal = new Terminal(client);
+    client.subscribe<{ messages: PushedMessage }>(
+      { query: `subscription { messages { ${MESSAGE_FIELDS} } }` },
+      {
+        next: (result) => {
+          if (result.data?.messages) terminal!.received.push({ ...result.data.messages, receivedAt: Date.now() });
+          if (result.errors) terminal!.errors.push(...result.errors);
+          terminal!.notify();
+        },
+        error: (error) => {
+          terminal!.errors.push(error);
+          terminal!.notify();
+        },
+        complete: () => terminal!.notify(),
+      },
+    );
+    return terminal;
+  }
+
+  get closedWith(): number | undefined {
+    return this.closeCode;
+  }
+
+  /** Waits until `condition` holds, or fails after the deadline. */
+  async until(condition: (terminal: Terminal) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition(this)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`terminal: timed out waiting for ${what}; received ${this.received.length}, errors ${JSON.stringify(this.errors)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.dispose();
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
