@@ -124,7 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(e.EVENTSTORE_URL !== undefined && { eventStoreUrl: e.EVENTSTORE_URL }),
     ...(e.REDIS_URL !== undefined && { redisUrl: e.REDIS_URL }),
     dataDir: e.HERALD_DATA_DIR ?? './.herald',
-    embeddedPostgresPort: e.HERALD_EMBEDDED_POSTGRES_PORT ?? 54329,
+    embeddedPostgresPort: e.HERALD_EMBEDDED_POSTGRES_PORT ?? 25432,
     apps: e.HERALD_APPS ?? [],
     logLevel: e.LOG_LEVEL ?? 'info',
     ...(e.HERALD_TICKET_SECRET !== undefined && { ticketSecret: e.HERALD_TICKET_SECRET }),

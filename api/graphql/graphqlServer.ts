@@ -11,6 +11,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets, type Viewer } from '../../src/tickets';
+import { graphiqlRouter } from './graphiql';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
@@ -53,6 +54,7 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly t
     validationRules: (_req, args, rules) => [...rules, ...limits(args.variableValues as Record<string, unknown> | undefined)],
     formatError: (error) => maskUnexpected(error, deps.log),
   });
+  router.use(graphiqlRouter(GRAPHQL_PATH));
   router.use(GRAPHQL_PATH, express.json({ limit: '256kb' }));
   router.all(GRAPHQL_PATH, handler);
   return router;

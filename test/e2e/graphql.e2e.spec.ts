@@ -221,3 +221,32 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     expect(heavy.errors?.[0]?.extensions?.code).to.equal('QUERY_TOO_COMPLEX');
   });
 });
+
+describe('GraphiQL on GET /graphql', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  before(async () => {
+    test = await startTestHerald();
+  });
+  after(() => test?.stop());
+
+  it('serves the IDE to a browser, with its scripts from this installation', async () => {
+    const page = await fetch(`${test.url}/graphql`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+    expect(page.status).to.equal(200);
+    expect(page.headers.get('content-type')).to.match(/text\/html/);
+    const html = await page.text();
+    const assets = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    expect(assets).to.have.length(5);
+    for (const asset of assets) {
+      const response = await fetch(`${test.url}${asset}`);
+      expect(response.status, asset).to.equal(200);
+      expect((await response.arrayBuffer()).byteLength, asset).to.be.greaterThan(1000);
+    }
+    expect((await fetch(`${test.url}/graphql/assets/nope.js`)).status).to.equal(404);
+  });
+
+  it('leaves GraphQL-over-HTTP GETs to the GraphQL handler', async () => {
+    const response = await fetch(`${test.url}/graphql?query=${encodeURIComponent('{ me { userId } }')}`, { headers: { accept: 'application/json' } });
+    expect(response.status).to.equal(401);
+  });
+});

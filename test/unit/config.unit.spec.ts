@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from '../../src/config';
 describe('config from the environment', () => {
   it('has embedded defaults when nothing is set', () => {
     const config = loadConfig({});
-    expect(config).to.deep.include({ port: 8080, host: '0.0.0.0', dataDir: './.herald', embeddedPostgresPort: 54329, apps: [], logLevel: 'info' });
+    expect(config).to.deep.include({ port: 8080, host: '0.0.0.0', dataDir: './.herald', embeddedPostgresPort: 25432, apps: [], logLevel: 'info' });
     expect(config.databaseUrl).to.equal(undefined);
     expect(config.eventStoreUrl).to.equal(undefined);
   });
