@@ -1,0 +1,55 @@
+import { expect } from 'chai';
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/config';
+import { startHerald, type Herald } from '../../src/herald';
+import { eventually } from '../support/eventually';
+import { postForm } from '../support/herald';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
+
+// The scheduler is durable: a message scheduled before a restart, and due while herald was down, is
+// delivered by the next herald on the same database.
+describe('scheduled messages across a restart', function () {
+  this.timeout(60_000);
+  let testDatabase: TestDatabase;
+  let config: Config;
+  let running: Herald | undefined;
+
+  before(async () => {
+    testDatabase = await createTestDatabase();
+    config = { ...loadConfig({}), port: 0, host: '127.0.0.1', databaseUrl: testDatabase.connectionString, apps: [{ appId: 'camel', secret: 'EERWERRRRE' }] };
+  });
+  after(async () => {
+    await running?.close();
+    await testDatabase.drop();
+  });
+
+  it('releases after restart what fell due while herald was down', async () => {
+    const log = pino({ level: 'silent' });
+    const first = await startHerald(config, log);
+    running = first;
+    const ticket = async (herald: Herald, userId: string) =>
+      (await postForm(`${herald.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId })).body.result as string;
+    const execute = Math.floor(Date.now() / 1000) + 1;
+    const sent = await postForm(`${first.url}/koala/api/mas/messages`, { ticket: await ticket(first, 'zhangbin'), users: 'sleeper', title: 'while you were out', content: 'c', execute: String(execute) });
+    expect(sent.body.status).to.equal(0);
+    // The read model has the message as scheduled before herald stops.
+    await eventually(async () => {
+      const { rows } = await first.infrastructure.database.pool.query("SELECT status FROM notification_messages WHERE title = 'while you were out'");
+      expect(rows[0]?.status).to.equal('scheduled');
+    });
+    await first.close();
+    running = undefined;
+    await eventually(() => expect(Date.now()).to.be.greaterThan(execute * 1000 + 200));
+
+    const second = await startHerald(config, log);
+    running = second;
+    const viewer = await second.tickets.authenticate(await ticket(second, 'sleeper'), new Date());
+    const page = await eventually(async () => {
+      const inbox = await second.messaging.inbox(viewer, { first: 10, unreadOnly: false }, new Date());
+      expect(inbox.nodes).to.have.length(1);
+      return inbox;
+    });
+    expect(page.nodes[0]).to.include({ title: 'while you were out' });
+    expect(Date.parse(page.nodes[0]!.sentAt)).to.be.at.least(execute * 1000);
+  });
+});
