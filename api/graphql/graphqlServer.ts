@@ -8,7 +8,7 @@ import depthLimit from 'graphql-depth-limit';
 import { createHandler } from 'graphql-http/lib/use/express';
 import { createComplexityRule, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets, type Viewer } from '../../src/tickets';
 import { graphiqlRouter } from './graphiql';
@@ -71,7 +71,9 @@ export function attachGraphqlWs(server: http.Server, deps: { readonly schema: Gr
         const ticket = ctx.connectionParams?.ticket;
         if (typeof ticket !== 'string') return false;
         try {
-          viewers.set(ctx.extra, await deps.tickets.authenticate(ticket, new Date()));
+          const viewer = await deps.tickets.authenticate(ticket, new Date());
+          viewers.set(ctx.extra, viewer);
+          closeAtExpiry(ctx.extra.socket, Date.parse(viewer.expiresAt));
           return true;
         } catch (error) {
           if (error instanceof TicketError) return false;
@@ -91,6 +93,18 @@ export function attachGraphqlWs(server: http.Server, deps: { readonly schema: Gr
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** A socket lives no longer than its ticket: at expiry it is closed as Forbidden (4403), as at connect. */
+function closeAtExpiry(socket: WebSocket, expiresAt: number): void {
+  let timer: NodeJS.Timeout;
+  const check = () => {
+    const left = expiresAt - Date.now();
+    if (left <= 0) socket.close(4403, 'Forbidden: ticket expired');
+    else timer = setTimeout(check, Math.min(left, 2 ** 31 - 1)).unref(); // setTimeout caps at ~24.8 days
+  };
+  check();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 async function authenticateHeader(tickets: Tickets, header: string | undefined): Promise<Viewer | GraphQLError> {

@@ -222,6 +222,26 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
   });
 });
 
+describe('graphql-ws and ticket expiry', function () {
+  this.timeout(30_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  before(async () => {
+    test = await startTestHerald({ ticketTtlSeconds: 2 });
+  });
+  after(() => test?.stop());
+
+  it('closes a socket (4403) when its ticket expires', async () => {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'short-ticket' });
+    const terminal = Terminal.connect(test.url, { ticket: body.result as string });
+    try {
+      await terminal.until((t) => t.closedWith !== undefined, 'the socket to close', 10_000);
+      expect(terminal.closedWith).to.equal(4403);
+    } finally {
+      await terminal.close();
+    }
+  });
+});
+
 describe('GraphiQL on GET /graphql', function () {
   this.timeout(60_000);
   let test: Awaited<ReturnType<typeof startTestHerald>>;
