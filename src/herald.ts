@@ -1,6 +1,8 @@
+import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
+import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
-import { appAggregate } from './aggregates';
 import { projections as allProjections } from '../projections';
+import { appAggregate } from './aggregates';
 import { hashAppSecret } from './appSecret';
 import { InProcessBus, type Bus } from './bus';
 import { handleCommand } from './commandHandler';
@@ -9,16 +11,14 @@ import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import type { Logger } from './logger';
+import { MessageScheduler } from './messageScheduler';
+import { Messaging } from './messaging';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
 import type { Projection } from './projection';
 import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
-import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
-import { koalaRouter } from '../api/rest/koala';
-import { MessageScheduler } from './messageScheduler';
-import { Messaging } from './messaging';
 import { Tickets, ticketMigrations } from './tickets';
 
 /** The composition root: every long-lived piece of herald is created and wired here, and closed here. */
