@@ -97,7 +97,8 @@ export class Tickets {
     if (!verifyAppSecret(request.appId, request.secret, state.secretHash)) throw new AppAuthError('wrong_secret');
 
     const ticketId = randomUUID();
-    const iat = Math.floor(request.now.getTime() / 1000);
+    // Rounded up, so a ticket is never valid for less than the configured time.
+    const iat = Math.ceil(request.now.getTime() / 1000);
     const payload: Payload = {
       v: 1,
       tid: ticketId,

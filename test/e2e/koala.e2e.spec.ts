@@ -188,7 +188,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
   describe('limits and failures', () => {
     let limited: Awaited<ReturnType<typeof startTestHerald>>;
     before(async () => {
-      limited = await startTestHerald({ sendRatePerMinute: 2, ticketTtlSeconds: 1 });
+      limited = await startTestHerald({ sendRatePerMinute: 2, ticketTtlSeconds: 2 });
     });
     after(() => limited?.stop());
 
