@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -56,12 +57,46 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     }
   });
 
+  it('starts its embedded PostgreSQL as a normal user too', async function () {
+    // As root the embedded server runs as `postgres`; this checks the other path, herald run by `nobody`.
+    const nobody = { uid: Number(execFileSync('id', ['-u', 'nobody']).toString()), gid: Number(execFileSync('id', ['-g', 'nobody']).toString()) };
+    if (process.env.DATABASE_URL || process.getuid?.() !== 0 || !canRunAs(nobody)) this.skip();
+    const userDir = await mkdtemp(path.join(os.tmpdir(), 'herald-user-'));
+    await chmod(userDir, 0o777);
+    const port = await freePort();
+    const herald = HeraldProcess.start(
+      { PORT: String(port), HERALD_DATA_DIR: path.join(userDir, 'data'), HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort()) },
+      ['serve'],
+      nobody,
+    );
+    try {
+      const ready = (await (await herald.waitForHttp(`http://127.0.0.1:${port}/readyz`)).json()) as { status: string };
+      expect(ready.status).to.equal('ready');
+      const owner = (await stat(path.join(userDir, 'data', 'postgres', 'PG_VERSION'))).uid;
+      expect(owner, 'the cluster belongs to the user who ran herald').to.equal(nobody.uid);
+    } finally {
+      herald.kill('SIGTERM');
+      expect(await herald.exitCode()).to.equal(0);
+      await rm(userDir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to start on a bad variable, naming it and the expected form', async () => {
     const bad = HeraldProcess.start({ ...env, PORT: 'eighty' });
     expect(await bad.exitCode()).to.equal(2);
     expect(bad.logs).to.include('PORT: expected an integer from 1 to 65535');
   });
 });
+
+/** Whether that user can read this checkout and run its tsx (a checkout under a private folder cannot). */
+function canRunAs(user: { uid: number; gid: number }): boolean {
+  try {
+    execFileSync(process.execPath, ['--import', 'tsx', '-e', ''], { ...user, cwd: path.resolve(__dirname, '../..'), stdio: 'ignore', timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function isAlive(pid: number): boolean {
   try {

@@ -15,8 +15,10 @@ export class HeraldProcess {
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 
-  static start(env: Record<string, string>, args: readonly string[] = ['serve']): HeraldProcess {
+  /** `as`: run under that uid/gid (possible when the test runs as root). */
+  static start(env: Record<string, string>, args: readonly string[] = ['serve'], as?: { uid: number; gid: number }): HeraldProcess {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), ...args], {
+      ...as,
       cwd: root,
       env: { ...withoutHeraldVariables(process.env), LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
