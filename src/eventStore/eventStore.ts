@@ -129,7 +129,7 @@ export class EventStoreUnavailableError extends Error {
 
 export const DEFAULT_READ_COUNT = 500;
 
-export function isSystemStream(streamName: string): boolean {
+function isSystemStream(streamName: string): boolean {
   return streamName.startsWith('$');
 }
 

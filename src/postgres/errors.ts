@@ -9,7 +9,3 @@ export function isConnectionError(error: unknown): boolean {
   return /Connection terminated|not queryable|connection is closed/i.test(error.message);
 }
 
-/** PostgreSQL's unique_violation, e.g. a concurrent insert of the same key. */
-export function isUniqueViolation(error: unknown): boolean {
-  return (error as { code?: unknown } | undefined)?.code === '23505';
-}
