@@ -43,7 +43,7 @@ export async function openInfrastructure(config: Config, log: Logger, projection
     });
     connectionString = embedded.connectionString;
   }
-  const database = openDatabase(connectionString);
+  const database = openDatabase(connectionString, { onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed') });
   try {
     const store: EventStore = config.eventStoreUrl ? new EventStoreDbEventStore(config.eventStoreUrl) : new PostgresEventStore(database);
     const applied = await migrate(database.pool, [
