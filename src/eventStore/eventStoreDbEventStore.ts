@@ -98,7 +98,8 @@ export class EventStoreDbEventStore implements EventStore {
     // $all reads include their start position and cannot filter server-side in this client: page through
     // and keep the events after `after` that match, until there are enough or the log ends.
     for (;;) {
-      const pageSize = Math.min(Math.max(wanted - events.length, 0) + 1, 4096);
+      // At least 100: a real server's $all holds runs of system events ($statsCollected, …) to page past.
+      const pageSize = Math.min(Math.max(wanted - events.length + 1, 100), 4096);
       let read = 0;
       try {
         for await (const resolved of this.client.readAll({
