@@ -355,8 +355,8 @@ export class PostgresEventStore implements EventStore {
   }
 
   async headPosition(): Promise<bigint> {
-    const rows = await this.query<{ position: string | null }>(`SELECT max(position) AS position FROM events WHERE ${SETTLED}`);
-    return BigInt(rows[0]?.position ?? -1);
+    const [newest] = await this.readAll({ direction: 'backwards', maxCount: 1 });
+    return newest?.position ?? -1n;
   }
 
   subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {

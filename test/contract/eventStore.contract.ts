@@ -174,6 +174,18 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     });
   });
 
+  describe('system events', () => {
+    it('never returns system ($…) events, and the head is the newest other event even behind many of them', async () => {
+      const normal = await store.append(stream('visible'), [event('Visible')], 'no_stream');
+      for (let i = 0; i < 3; i++) await store.append(`$${prefix}-sys`, Array.from({ length: 50 }, () => event('Tick')), 'any');
+      expect(await store.headPosition()).to.equal(normal.position);
+      const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
+      expect(newest?.type).to.equal('Visible');
+      const ours = await store.readAll({ after: normal.position - 1n, maxCount: 1000 });
+      expect(ours.map((e) => e.type)).to.deep.equal(['Visible']);
+    });
+  });
+
   describe('subscribeToAll', () => {
     it('delivers the history, then reports caught up, then delivers live events', async () => {
       await store.append(stream('s'), [event('Before1'), event('Before2')], 'no_stream');
