@@ -110,12 +110,13 @@ export class Messaging {
     return acknowledged;
   }
 
-  /** Koala's `sids`: the seqs the user received. A seq unknown in the viewer's app is "not found". */
-  async acknowledgeBySeq(viewer: Viewer, seqs: readonly bigint[], now: Date): Promise<number> {
+  /** Message ids of Koala's `sids` (the seqs users received). A seq unknown in the viewer's app is "not found". */
+  async messageIdsOfSeqs(viewer: Viewer, seqs: readonly bigint[]): Promise<string[]> {
+    if (seqs.length === 0) return [];
     const bySeq = await messageIdsBySeq(this.deps.pool, viewer.appId, seqs);
     const missing = seqs.find((s) => !bySeq.has(s));
     if (missing !== undefined) throw new DomainError('not_found', `no message with seq ${missing}`);
-    return this.acknowledge(viewer, [...bySeq.values()], now);
+    return [...bySeq.values()];
   }
 
   inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean }, now: Date): Promise<NotificationPage> {

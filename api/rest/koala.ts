@@ -158,11 +158,8 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
     const seqs = input.sids.filter((s) => /^\d{1,19}$/.test(s)).map(BigInt);
     const ids = input.sids.filter((s) => !/^\d{1,19}$/.test(s));
     if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
-    const now = new Date();
-    let acknowledged = 0;
-    if (seqs.length > 0) acknowledged += await deps.messaging.acknowledgeBySeq(viewer, seqs, now);
-    if (ids.length > 0) acknowledged += await deps.messaging.acknowledge(viewer, ids, now);
-    return acknowledged;
+    // One acknowledge call for all of them, so one refused sid refuses the whole request.
+    return deps.messaging.acknowledge(viewer, [...(await deps.messaging.messageIdsOfSeqs(viewer, seqs)), ...ids], new Date());
   }));
 
   // Body parser failures (too large, malformed) are bad parameters, in the envelope.

@@ -102,6 +102,8 @@ describe('Koala REST (seed 000) over HTTP', function () {
         return page;
       })).nodes;
       const foreignTicket = await ticketFor('li4', 'other', 'other-secret');
+      const notForLi4 = (await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'wang5', title: 'not for li4', content: 'c' })).body.result as string;
+      await eventually(async () => expect((await inboxOf(await ticketFor('wang5'))).nodes).to.have.length(1));
       const before = await test.herald.infrastructure.store.headPosition();
 
       const forbidden = await postForm(url('/koala/api/mas/messages/ack'), { ticket: stranger, sids: message!.seq });
@@ -111,6 +113,10 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const unknown = await postForm(url('/koala/api/mas/messages/ack'), { ticket: li4, sids: `${message!.seq},999999999` });
       expect(unknown.status).to.equal(404);
       expect(unknown.body).to.include({ status: 1002, errcode: 1002 });
+
+      // one refused sid among good ones refuses the request: li4's own message stays unacknowledged
+      const mixed = await postForm(url('/koala/api/mas/messages/ack'), { ticket: li4, sids: `${message!.seq},${notForLi4}` });
+      expect(mixed.body).to.include({ status: 1003 });
 
       // another app's user cannot even see that the message exists
       const foreign = await postForm(url('/koala/api/mas/messages/ack'), { ticket: foreignTicket, sids: message!.seq });
