@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { eventually } from '../support/eventually';
-import { graphql, MESSAGE_FIELDS, Terminal } from '../support/graphqlClient';
+import { graphql, Terminal } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
 
 const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boolean) {
