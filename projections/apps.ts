@@ -1,6 +1,8 @@
 import { isRight } from 'fp-ts/lib/Either';
 import { AppEvent } from '../domain/app/app';
-import type { Projection } from '../src/projection';
+import type { Pool } from 'pg';
+import type { AppSecrets } from '../src/identity/tickets';
+import type { Projection } from '../src/projection/projection';
 
 /** Apps and their secret hashes, for authenticating app_key/secret_key, X-APP-ID/X-APP-Key, appId/appKey. */
 export const appsProjection: Projection = {
@@ -40,3 +42,13 @@ export const appsProjection: Projection = {
     return [];
   },
 };
+
+/** The read side of this projection, behind the interface tickets declare. */
+export function appSecrets(pool: Pool): AppSecrets {
+  return {
+    async secretHash(appId) {
+      const { rows } = await pool.query<{ secret_hash: string }>('SELECT secret_hash FROM apps WHERE app_id = $1', [appId]);
+      return rows[0]?.secret_hash;
+    },
+  };
+}

@@ -1,4 +1,4 @@
-import type { Projection } from '../src/projection';
+import type { Projection } from '../src/projection/projection';
 import { appsProjection } from './apps';
 import { notificationsProjection } from './notifications';
 

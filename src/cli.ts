@@ -4,7 +4,7 @@ import { projections } from '../projections';
 import { ConfigError, loadConfig, type Config } from './config';
 import { startHerald, openInfrastructure } from './herald';
 import { createLogger, type Logger } from './logger';
-import { rebuildProjections } from './projectionRebuild';
+import { rebuildProjections } from './projection/projectionRebuild';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
 

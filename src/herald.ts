@@ -2,24 +2,26 @@ import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/grap
 import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
-import { appAggregate } from './aggregates';
-import { hashAppSecret } from './appSecret';
-import { InProcessBus, type Bus } from './bus';
-import { handleCommand } from './commandHandler';
+import { appSecrets } from '../projections/apps';
+import { notificationQueries } from '../projections/notifications';
+import { appAggregate } from './command/aggregates';
+import { hashAppSecret } from './identity/appSecret';
+import { InProcessBus, type Bus } from './bus/bus';
+import { handleCommand } from './command/commandHandler';
 import type { Config } from './config';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import type { Logger } from './logger';
-import { MessageScheduler } from './messageScheduler';
-import { Messaging } from './messaging';
+import { MessageScheduler } from './messaging/messageScheduler';
+import { Messaging } from './messaging/messaging';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
-import type { Projection } from './projection';
-import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projectionRunner';
+import type { Projection } from './projection/projection';
+import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projection/projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
-import { Tickets, ticketMigrations } from './tickets';
+import { Tickets, ticketMigrations } from './identity/tickets';
 
 /** The composition root: every long-lived piece of herald is created and wired here, and closed here. */
 
@@ -90,16 +92,18 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
 
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
-  const scheduler = new MessageScheduler({ store, pool: database.pool, log });
+  const inbox = notificationQueries(database.pool);
+  const scheduler = new MessageScheduler({ store, scheduled: inbox, log });
   try {
     await registerConfiguredApps(store, config, log);
     const tickets = await Tickets.open({
       store,
       pool: database.pool,
+      apps: appSecrets(database.pool),
       ttlSeconds: config.ticketTtlSeconds,
       ...(config.ticketSecret !== undefined && { configuredSecret: config.ticketSecret }),
     });
-    const messaging = new Messaging({ store, pool: database.pool, sendsPerMinute: config.sendRatePerMinute });
+    const messaging = new Messaging({ store, inbox, sendsPerMinute: config.sendRatePerMinute });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
     runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log }));
@@ -107,7 +111,7 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
     scheduler.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, startupHead);
-    const schema = buildSchema({ messaging, bus, pool: database.pool });
+    const schema = buildSchema({ messaging, bus });
     const routers = [koalaRouter({ tickets, messaging, log }), graphqlRouter({ schema, tickets, log })];
     http = await listen(createHttpApp({ readiness, routers }), { port: config.port, host: config.host, log });
     const server = http;

@@ -10,7 +10,7 @@ import { createComplexityRule, simpleEstimator, type ComplexityEstimator } from 
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../src/logger';
-import { TicketError, type Tickets, type Viewer } from '../../src/tickets';
+import { TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
 import { graphiqlRouter } from './graphiql';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 

@@ -1,16 +1,14 @@
 import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
-import { deliveredSince, inboxTopic, type DeliveredMessage, type Notification } from '../../projections/notifications';
-import type { Bus } from '../../src/bus';
-import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging';
-import { TicketError, type Viewer } from '../../src/tickets';
-import type { Pool } from 'pg';
+import { inboxTopic, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
+import type { Bus } from '../../src/bus/bus';
+import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
+import { TicketError, type Viewer } from '../../src/identity/tickets';
 
 export interface GraphqlDeps {
   readonly messaging: Messaging;
   readonly bus: Bus;
-  readonly pool: Pool;
 }
 
 export interface GraphqlContext extends Record<PropertyKey, unknown> {
@@ -105,7 +103,7 @@ async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext)
   try {
     let lastSeq = sinceSeq ?? -1n;
     if (sinceSeq !== undefined) {
-      const missed = await deliveredSince(deps.pool, viewer, sinceSeq, MAX_REPLAY + 1, new Date());
+      const missed = await deps.messaging.deliveredSince(viewer, sinceSeq, MAX_REPLAY + 1, new Date());
       if (missed.length > MAX_REPLAY) {
         throw new GraphQLError(`more than ${MAX_REPLAY} messages were missed since ${sinceSeq}; query notifications, then subscribe without since`, {
           extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },

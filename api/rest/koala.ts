@@ -4,8 +4,8 @@ import * as t from 'io-ts';
 import multer from 'multer';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import type { Logger } from '../../src/logger';
-import { SendRateExceededError, type Messaging } from '../../src/messaging';
-import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/tickets';
+import { SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
+import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/identity/tickets';
 
 /**
  * Koala web push (shared/seeds/000_83e3b79cc88886e5.txt): its three HTTP routes, unchanged.

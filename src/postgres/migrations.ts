@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { withTransaction } from './transaction';
 
 /**
  * A versioned schema change. Ids are applied once each, in the order given, and recorded in
@@ -31,13 +32,12 @@ export async function migrate(pool: Pool, migrations: readonly Migration[]): Pro
     const newlyApplied: string[] = [];
     for (const migration of migrations) {
       if (applied.has(migration.id)) continue;
-      await client.query('BEGIN');
       try {
-        await client.query(migration.sql);
-        await client.query('INSERT INTO schema_migrations (id) VALUES ($1)', [migration.id]);
-        await client.query('COMMIT');
+        await withTransaction(client, async (tx) => {
+          await tx.query(migration.sql);
+          await tx.query('INSERT INTO schema_migrations (id) VALUES ($1)', [migration.id]);
+        });
       } catch (error) {
-        await client.query('ROLLBACK');
         throw new Error(`migration ${migration.id} failed: ${(error as Error).message}`, { cause: error });
       }
       newlyApplied.push(migration.id);

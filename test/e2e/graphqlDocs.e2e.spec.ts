@@ -29,7 +29,6 @@ describe('docs/api/graphql.md examples', function () {
     const schema = buildSchema({
       messaging: test.herald.messaging,
       bus: test.herald.bus,
-      pool: test.herald.infrastructure.database.pool,
     });
     for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
   });

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { appStreamName } from '../../domain/app/app';
-import { appAggregate } from '../../src/aggregates';
-import { hashAppSecret } from '../../src/appSecret';
-import { handleCommand } from '../../src/commandHandler';
-import type { Viewer } from '../../src/tickets';
+import { appAggregate } from '../../src/command/aggregates';
+import { hashAppSecret } from '../../src/identity/appSecret';
+import { handleCommand } from '../../src/command/commandHandler';
+import type { Viewer } from '../../src/identity/tickets';
 import { eventually } from '../support/eventually';
 import { postForm, startTestHerald } from '../support/herald';
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import * as t from 'io-ts';
 import { DomainError, type Decider } from '../../domain/decider';
-import { handleCommand, type Aggregate } from '../../src/commandHandler';
+import { handleCommand, type Aggregate } from '../../src/command/commandHandler';
 import { WrongExpectedRevisionError, type EventStore } from '../../src/eventStore/eventStore';
 import type { Infrastructure } from '../../src/herald';
 import { openTestInfrastructure } from '../support/infrastructure';

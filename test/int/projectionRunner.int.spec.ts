@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pino from 'pino';
-import { InProcessBus } from '../../src/bus';
-import type { Projection } from '../../src/projection';
-import { rebuildProjections } from '../../src/projectionRebuild';
-import { ProjectionRunner } from '../../src/projectionRunner';
+import { InProcessBus } from '../../src/bus/bus';
+import type { Projection } from '../../src/projection/projection';
+import { rebuildProjections } from '../../src/projection/projectionRebuild';
+import { ProjectionRunner } from '../../src/projection/projectionRunner';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
 

@@ -1,8 +1,8 @@
 import { PostgresEventStore, postgresEventStoreMigrations } from '../../src/eventStore/postgresEventStore';
 import type { Infrastructure } from '../../src/herald';
 import { migrate } from '../../src/postgres/migrations';
-import type { Projection } from '../../src/projection';
-import { projectionRunnerMigrations } from '../../src/projectionRunner';
+import type { Projection } from '../../src/projection/projection';
+import { projectionRunnerMigrations } from '../../src/projection/projectionRunner';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 /** A fresh database with the PostgreSQL event store and the given projections' tables migrated. */

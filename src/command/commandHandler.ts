@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { isLeft } from 'fp-ts/lib/Either';
 import type * as t from 'io-ts';
 import { v5 as uuidv5 } from 'uuid';
-import type { Decider, DomainEvent } from '../domain/decider';
-import { StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from './eventStore/eventStore';
+import type { Decider, DomainEvent } from '../../domain/decider';
+import { StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
 
 /** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
 export interface Aggregate<Command, Event extends DomainEvent, State> {

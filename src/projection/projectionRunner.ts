@@ -1,11 +1,12 @@
 import pg from 'pg';
-import type { Bus } from './bus';
-import type { AllSubscription, EventStore, RecordedEvent } from './eventStore/eventStore';
-import type { Logger } from './logger';
-import type { Database } from './postgres/database';
-import type { Migration } from './postgres/migrations';
+import type { Bus } from '../bus/bus';
+import type { AllSubscription, EventStore, RecordedEvent } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+import type { Database } from '../postgres/database';
+import type { Migration } from '../postgres/migrations';
 import type { Projection } from './projection';
-import { Wakeup } from './wakeup';
+import { withTransaction } from '../postgres/transaction';
+import { Wakeup } from '../wakeup';
 
 export const projectionRunnerMigrations: readonly Migration[] = [
   {
@@ -117,27 +118,15 @@ export class ProjectionRunner {
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint): Promise<bigint> {
     const { database, projection, bus } = this.deps;
     const next = events[events.length - 1]!.position;
-    const client = await database.pool.connect();
-    let publications;
-    let failure: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const moved = await client.query('UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2', [
+    const publications = await withTransaction(database.pool, async (tx) => {
+      const moved = await tx.query('UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2', [
         projection.name,
         checkpoint.toString(),
         next.toString(),
       ]);
       if (moved.rowCount !== 1) throw new CheckpointMovedError(projection.name);
-      publications = await projection.handle(events, client);
-      await client.query('COMMIT');
-    } catch (error) {
-      failure = error as Error;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      // A client whose transaction failed may have lost its connection: discard it rather than pool it.
-      client.release(failure);
-    }
+      return projection.handle(events, tx);
+    });
     if (publications.length > 0) await bus.publish(publications);
     return next;
   }
@@ -181,31 +170,20 @@ class CheckpointMovedError extends Error {
  * Creates the checkpoint row on first run; when the projection's version changed, empties its tables and
  * starts it over from the beginning, in one transaction. Returns the position to resume after.
  */
-export async function prepareCheckpoint(pool: pg.Pool, projection: Projection): Promise<bigint> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query('INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING', [
+export function prepareCheckpoint(pool: pg.Pool, projection: Projection): Promise<bigint> {
+  return withTransaction(pool, async (tx) => {
+    await tx.query('INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING', [
       projection.name,
       projection.version,
     ]);
-    const { rows } = await client.query<{ version: number; position: string }>('SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE', [
+    const { rows } = await tx.query<{ version: number; position: string }>('SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE', [
       projection.name,
     ]);
     const row = rows[0]!;
-    if (row.version !== projection.version) {
-      await resetProjection(client, projection);
-      await client.query('COMMIT');
-      return -1n;
-    }
-    await client.query('COMMIT');
-    return BigInt(row.position);
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+    if (row.version === projection.version) return BigInt(row.position);
+    await resetProjection(tx, projection);
+    return -1n;
+  });
 }
 
 /** Empties the projection's tables and moves its checkpoint to the start (inside the caller's transaction). */

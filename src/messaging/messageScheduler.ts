@@ -1,11 +1,17 @@
-import type { Pool } from 'pg';
-import { messageStreamName } from '../domain/message/message';
-import { dueScheduledMessages, nextReleaseAt } from '../projections/notifications';
-import { messageAggregate } from './aggregates';
-import { handleCommand } from './commandHandler';
-import type { EventStore } from './eventStore/eventStore';
-import type { Logger } from './logger';
-import { Wakeup } from './wakeup';
+import { messageStreamName } from '../../domain/message/message';
+import { messageAggregate } from '../command/aggregates';
+import { handleCommand } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+import { Wakeup } from '../wakeup';
+
+/** What the scheduler reads of the scheduled messages (implemented by the notifications projection). */
+export interface ScheduledMessages {
+  /** Scheduled messages whose release time has come, earliest first. */
+  due(now: Date, limit: number): Promise<Array<{ messageId: string; appId: string }>>;
+  /** When the next scheduled message is due, if any. */
+  nextReleaseAt(): Promise<Date | undefined>;
+}
 
 const MAX_WAIT_MS = 250;
 const BATCH = 100;
@@ -21,7 +27,7 @@ export class MessageScheduler {
   private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
 
-  constructor(private readonly deps: { readonly store: EventStore; readonly pool: Pool; readonly log: Logger }) {}
+  constructor(private readonly deps: { readonly store: EventStore; readonly scheduled: ScheduledMessages; readonly log: Logger }) {}
 
   start(): void {
     if (this.running) return;
@@ -38,7 +44,7 @@ export class MessageScheduler {
   /** Releases what is due now; returns how many messages it released or expired. */
   async releaseDue(): Promise<number> {
     const now = this.now();
-    const due = await dueScheduledMessages(this.deps.pool, now, BATCH);
+    const due = await this.deps.scheduled.due(now, BATCH);
     let changed = 0;
     for (const { messageId, appId } of due) {
       const result = await handleCommand(
@@ -58,7 +64,7 @@ export class MessageScheduler {
       let waitMs = MAX_WAIT_MS;
       try {
         await this.releaseDue();
-        const next = await nextReleaseAt(this.deps.pool);
+        const next = await this.deps.scheduled.nextReleaseAt();
         if (next) waitMs = Math.max(0, Math.min(MAX_WAIT_MS, next.getTime() - this.now().getTime()));
       } catch (error) {
         this.deps.log.error({ err: error }, 'releasing scheduled messages failed; retrying');

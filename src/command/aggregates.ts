@@ -1,6 +1,6 @@
-import { appDecider, AppEvent, type AppCommand, type AppState } from '../domain/app/app';
-import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../domain/message/message';
-import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../domain/ticket/ticket';
+import { appDecider, AppEvent, type AppCommand, type AppState } from '../../domain/app/app';
+import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
+import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
 import type { Aggregate } from './commandHandler';
 
 /** Each aggregate's decider with the codec its stored events are decoded by. */

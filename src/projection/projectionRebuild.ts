@@ -1,9 +1,10 @@
-import { InProcessBus } from './bus';
-import type { Infrastructure } from './herald';
-import type { Logger } from './logger';
+import { InProcessBus } from '../bus/bus';
+import type { Infrastructure } from '../herald';
+import type { Logger } from '../logger';
 import type { Projection } from './projection';
 import { ProjectionRunner, prepareCheckpoint, readCheckpoints, resetProjection } from './projectionRunner';
 import pino from 'pino';
+import { withTransaction } from '../postgres/transaction';
 
 export interface RebuildProgress {
   readonly projection: string;
@@ -28,17 +29,7 @@ export async function rebuildProjections(
   const { database, store } = infrastructure;
   for (const projection of projections) {
     await prepareCheckpoint(database.pool, projection);
-    const client = await database.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await resetProjection(client, projection);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    await withTransaction(database.pool, (tx) => resetProjection(tx, projection));
 
     const head = await store.headPosition();
     // Publications of a rebuild go nowhere: subscribers already saw these changes live.

@@ -1,12 +1,12 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
-import { appStreamName } from '../domain/app/app';
-import { ticketStreamName } from '../domain/ticket/ticket';
+import { appStreamName } from '../../domain/app/app';
+import { ticketStreamName } from '../../domain/ticket/ticket';
 import { verifyAppSecret } from './appSecret';
-import { appAggregate, ticketAggregate } from './aggregates';
-import { handleCommand, loadState } from './commandHandler';
-import type { EventStore } from './eventStore/eventStore';
-import type { Migration } from './postgres/migrations';
+import { appAggregate, ticketAggregate } from '../command/aggregates';
+import { handleCommand, loadState } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Migration } from '../postgres/migrations';
 
 /**
  * Tickets: signed, expiring tokens for (appId, userId, roles). Format `<payload>.<signature>`, both
@@ -43,6 +43,12 @@ export class AppAuthError extends Error {
   }
 }
 
+/** What tickets read of the apps read model (implemented by projections/apps.ts). */
+export interface AppSecrets {
+  /** The app's current secret hash, or undefined for an app the read model does not know (yet). */
+  secretHash(appId: string): Promise<string | undefined>;
+}
+
 export const ticketMigrations: readonly Migration[] = [
   {
     id: 'tickets/001-settings',
@@ -53,6 +59,8 @@ export const ticketMigrations: readonly Migration[] = [
 export const USER_ID_MAX = 128;
 const ROLE_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/;
 const MAX_ROLES = 16;
+const APP_SECRET_CACHE_MS = 1000;
+const MAX_CACHED_APPS = 10_000;
 
 interface Payload {
   v: 1;
@@ -71,11 +79,17 @@ export class Tickets {
     private readonly key: Buffer,
     private readonly ttlSeconds: number,
     private readonly store: EventStore,
-    private readonly pool: Pool,
+    private readonly apps: AppSecrets,
   ) {}
 
+  /**
+   * Fingerprints of current app secrets, so authenticating a request costs no round trip. An entry is
+   * trusted for APP_SECRET_CACHE_MS: a changed secret ends the old sessions within that time.
+   */
+  private readonly currentSecrets = new Map<string, { fingerprint: string; checkedAt: number }>();
+
   /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
-  static async open(options: { store: EventStore; pool: Pool; ttlSeconds: number; configuredSecret?: string }): Promise<Tickets> {
+  static async open(options: { store: EventStore; pool: Pool; apps: AppSecrets; ttlSeconds: number; configuredSecret?: string }): Promise<Tickets> {
     let secret = options.configuredSecret;
     if (!secret) {
       await options.pool.query(`INSERT INTO herald_settings (name, value) VALUES ('ticket_key', $1) ON CONFLICT (name) DO NOTHING`, [
@@ -84,7 +98,7 @@ export class Tickets {
       const { rows } = await options.pool.query<{ value: string }>(`SELECT value FROM herald_settings WHERE name = 'ticket_key'`);
       secret = rows[0]!.value;
     }
-    return new Tickets(Buffer.from(secret, 'utf8'), options.ttlSeconds, options.store, options.pool);
+    return new Tickets(Buffer.from(secret, 'utf8'), options.ttlSeconds, options.store, options.apps);
   }
 
   /**
@@ -124,14 +138,20 @@ export class Tickets {
   async authenticate(ticket: string, now: Date): Promise<Viewer> {
     const payload = this.verifySignature(ticket);
     if (payload.exp * 1000 <= now.getTime()) throw new TicketError('expired');
-    if (!(await this.isCurrentSecret(payload.app, payload.sf))) throw new TicketError('revoked');
+    if (!(await this.isCurrentSecret(payload.app, payload.sf, now))) throw new TicketError('revoked');
     return toViewer(payload);
   }
 
   /** Checked on the apps read model; a refusal is confirmed on the app's stream, as the read model may lag. */
-  private async isCurrentSecret(appId: string, secretFingerprint: string): Promise<boolean> {
-    const { rows } = await this.pool.query<{ secret_hash: string }>('SELECT secret_hash FROM apps WHERE app_id = $1', [appId]);
-    if (rows[0] && fingerprint(rows[0].secret_hash) === secretFingerprint) return true;
+  private async isCurrentSecret(appId: string, secretFingerprint: string, now: Date): Promise<boolean> {
+    const cached = this.currentSecrets.get(appId);
+    if (cached && cached.fingerprint === secretFingerprint && now.getTime() - cached.checkedAt < APP_SECRET_CACHE_MS) return true;
+    const secretHash = await this.apps.secretHash(appId);
+    if (secretHash !== undefined && fingerprint(secretHash) === secretFingerprint) {
+      if (this.currentSecrets.size >= MAX_CACHED_APPS) this.currentSecrets.clear();
+      this.currentSecrets.set(appId, { fingerprint: secretFingerprint, checkedAt: now.getTime() });
+      return true;
+    }
     const { state } = await loadState(this.store, appAggregate, appStreamName(appId));
     return state.status === 'registered' && fingerprint(state.secretHash) === secretFingerprint;
   }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Publication } from './projection';
+import type { Publication } from '../projection/projection';
 
 /**
  * Carries publications from projection commits to live subscribers. In-process here; a Redis

@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
-import type { RecordedEvent } from './eventStore/eventStore';
-import type { Migration } from './postgres/migrations';
+import type { RecordedEvent } from '../eventStore/eventStore';
+import type { Migration } from '../postgres/migrations';
 
 /**
  * A read model built from the global event stream. A projection owns its tables (its migrations) and

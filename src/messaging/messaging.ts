@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool } from 'pg';
 import { v5 as uuidv5 } from 'uuid';
-import { DomainError } from '../domain/decider';
-import { messageStreamName, type MessageEvent } from '../domain/message/message';
-import { listNotifications, messageIdsBySeq, type NotificationPage } from '../projections/notifications';
-import { messageAggregate } from './aggregates';
-import { decodeEvent, handleCommand, loadState } from './commandHandler';
-import type { EventStore } from './eventStore/eventStore';
-import type { Viewer } from './tickets';
+import { DomainError } from '../../domain/decider';
+import { messageStreamName, type MessageEvent } from '../../domain/message/message';
+import { messageAggregate } from '../command/aggregates';
+import { decodeEvent, handleCommand, loadState } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Viewer } from '../identity/tickets';
+import type { DeliveredMessage, InboxQueries, NotificationPage } from './inbox';
 
 /**
  * Sending, acknowledging and listing messages: the one implementation behind Koala's REST routes and
@@ -56,7 +55,7 @@ export class Messaging {
   constructor(
     private readonly deps: {
       readonly store: EventStore;
-      readonly pool: Pool;
+      readonly inbox: InboxQueries;
       /** Messages one sender may send per minute. */
       readonly sendsPerMinute: number;
     },
@@ -113,14 +112,19 @@ export class Messaging {
   /** Message ids of Koala's `sids` (the seqs users received). A seq unknown in the viewer's app is "not found". */
   async messageIdsOfSeqs(viewer: Viewer, seqs: readonly bigint[]): Promise<string[]> {
     if (seqs.length === 0) return [];
-    const bySeq = await messageIdsBySeq(this.deps.pool, viewer.appId, seqs);
+    const bySeq = await this.deps.inbox.messageIdsBySeq(viewer.appId, seqs);
     const missing = seqs.find((s) => !bySeq.has(s));
     if (missing !== undefined) throw new DomainError('not_found', `no message with seq ${missing}`);
     return [...bySeq.values()];
   }
 
   inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean }, now: Date): Promise<NotificationPage> {
-    return listNotifications(this.deps.pool, viewer, { ...options, now });
+    return this.deps.inbox.page(viewer, { ...options, now });
+  }
+
+  /** What a reconnecting subscriber missed since `sinceSeq`, oldest first. */
+  deliveredSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
+    return this.deps.inbox.deliveredSince(viewer, sinceSeq, limit, now);
   }
 
   /** A fixed window per sender; several nodes each keep their own (a shared limit comes with Redis). */

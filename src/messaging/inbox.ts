@@ -1,0 +1,50 @@
+/**
+ * What messaging reads from the inbox read model. Declared here, where it is used; the notifications
+ * projection (projections/notifications.ts) implements it and the composition root wires the two.
+ *
+ * A message's `seq` is the global position of the event that delivered it (MessageSent, or
+ * MessageReleased for a scheduled one): increasing, so it doubles as Koala's `Message_t.meta.seq`, as the
+ * acknowledgement id (`sids`), as the paging cursor and as the resume point of a reconnecting subscriber.
+ */
+
+/** What a recipient is pushed when a message reaches their inbox; topic `inboxTopic(appId, userId)`. */
+export interface DeliveredMessage {
+  readonly messageId: string;
+  readonly appId: string;
+  readonly seq: string;
+  readonly sender: string;
+  readonly title: string;
+  readonly content: string;
+  readonly props: Record<string, string> | null;
+  readonly sentAt: string;
+  readonly expiresAt: string | null;
+}
+
+export const inboxTopic = (appId: string, userId: string) => `inbox:${appId}:${userId}`;
+
+export interface Notification extends DeliveredMessage {
+  readonly type: string;
+  readonly readAt: string | null;
+  readonly acknowledgedAt: string | null;
+}
+
+export interface NotificationPage {
+  /** Every notification the filter matches, not only this page's. */
+  readonly total: number;
+  readonly nodes: readonly Notification[];
+  readonly hasNextPage: boolean;
+}
+
+export interface InboxOwner {
+  readonly appId: string;
+  readonly userId: string;
+}
+
+export interface InboxQueries {
+  /** A user's inbox, newest first, without expired messages; `beforeSeq` continues a previous page. */
+  page(owner: InboxOwner, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; now: Date }): Promise<NotificationPage>;
+  /** Messages delivered to the user after `sinceSeq`, oldest first, unexpired; at most `limit`. */
+  deliveredSince(owner: InboxOwner, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]>;
+  /** Message ids of an app's delivered messages by seq (Koala `sids`); unknown seqs are left out. */
+  messageIdsBySeq(appId: string, seqs: readonly bigint[]): Promise<Map<bigint, string>>;
+}

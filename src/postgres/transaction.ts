@@ -1,0 +1,23 @@
+import pg from 'pg';
+
+/**
+ * Runs `work` in one transaction: COMMIT when it resolves, ROLLBACK when it throws. Given a pool, it
+ * takes a connection for the transaction; a connection whose transaction failed may be broken, so it is
+ * discarded rather than pooled. Given a client (one holding a session lock, say), it runs on that client.
+ */
+export async function withTransaction<T>(db: pg.Pool | pg.PoolClient, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = db instanceof pg.Pool ? await db.connect() : db;
+  let failure: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    if (client !== db) client.release(failure);
+  }
+}
