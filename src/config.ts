@@ -63,6 +63,12 @@ const PositiveInt = (max: number) =>
     return /^\d+$/.test(raw) && n >= 1 && n <= max ? n : undefined;
   });
 
+const NonNegativeInt = (max: number) =>
+  fromEnvString(`an integer from 0 to ${max}`, (raw) => {
+    const n = Number(raw);
+    return /^\d+$/.test(raw) && n <= max ? n : undefined;
+  });
+
 const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.undefined], codec.name);
 
 const Environment = t.type({
@@ -78,6 +84,7 @@ const Environment = t.type({
   HERALD_TICKET_SECRET: optional(Secret),
   HERALD_TICKET_TTL_SECONDS: optional(PositiveInt(30 * 24 * 3600)),
   HERALD_SEND_RATE_PER_MINUTE: optional(PositiveInt(1_000_000)),
+  HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
 });
 
 export interface Config {
@@ -97,6 +104,11 @@ export interface Config {
   readonly ticketTtlSeconds: number;
   /** Messages one sender may send per minute (Koala 4001 beyond it). */
   readonly sendRatePerMinute: number;
+  /**
+   * How long a command's answer waits for the read models that serve its caller to show its effect
+   * (read your writes); then it answers anyway and the lag is logged. 0 = do not wait.
+   */
+  readonly readYourWritesTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -130,5 +142,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(e.HERALD_TICKET_SECRET !== undefined && { ticketSecret: e.HERALD_TICKET_SECRET }),
     ticketTtlSeconds: e.HERALD_TICKET_TTL_SECONDS ?? 24 * 3600,
     sendRatePerMinute: e.HERALD_SEND_RATE_PER_MINUTE ?? 600,
+    readYourWritesTimeoutMs: e.HERALD_READ_YOUR_WRITES_TIMEOUT_MS ?? 2000,
   };
 }

@@ -3,7 +3,7 @@ import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
 import { appSecrets } from '../projections/apps';
-import { notificationQueries } from '../projections/notifications';
+import { notificationQueries, notificationsProjection } from '../projections/notifications';
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
@@ -19,6 +19,7 @@ import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
 import type { Projection } from './projection/projection';
+import { ProjectionProgress } from './projection/projectionProgress';
 import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projection/projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
 import { Tickets, ticketMigrations } from './identity/tickets';
@@ -94,7 +95,9 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
   let http: HttpServer | undefined;
   const inbox = notificationQueries(database.pool);
   const scheduler = new MessageScheduler({ store, scheduled: inbox, log });
+  const progress = new ProjectionProgress({ database, log });
   try {
+    await progress.start();
     await registerConfiguredApps(store, config, log);
     const tickets = await Tickets.open({
       store,
@@ -103,10 +106,16 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
       ttlSeconds: config.ticketTtlSeconds,
       ...(config.ticketSecret !== undefined && { configuredSecret: config.ticketSecret }),
     });
-    const messaging = new Messaging({ store, inbox, sendsPerMinute: config.sendRatePerMinute });
+    const messaging = new Messaging({
+      store,
+      inbox,
+      // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes).
+      readYourWrites: progress.readYourWrites([notificationsProjection.name], config.readYourWritesTimeoutMs),
+      sendsPerMinute: config.sendRatePerMinute,
+    });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
-    runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log }));
+    runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted: (name, position) => progress.advance(name, position) }));
     for (const runner of runners) runner.start();
     scheduler.start();
 
@@ -130,6 +139,7 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
         await server.close();
         await scheduler.stop();
         await Promise.all(runners.map((r) => r.stop()));
+        await progress.close();
         await bus.close();
         await infrastructure.close();
         log.info('stopped');
@@ -139,6 +149,7 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
     await http?.close();
     await scheduler.stop();
     await Promise.all(runners.map((r) => r.stop()));
+    await progress.close();
     await infrastructure.close();
     throw error;
   }

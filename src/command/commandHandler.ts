@@ -23,12 +23,34 @@ export interface CommandContext {
   readonly actor?: string;
 }
 
+/** A stream's state as folded from its events, with its revision and the position of its last event. */
+export interface LoadedStream<State> {
+  readonly state: State;
+  /** -1n when the stream has no events. */
+  readonly revision: bigint;
+  readonly position?: bigint;
+}
+
+/**
+ * A stream whose id the caller has just made (a fresh or request-derived id), so it almost certainly has
+ * no events: passed to handleCommand, the command is decided without reading and appended with
+ * `no_stream`. If the stream exists after all (a retried request), the append conflicts and the command
+ * is decided again on what the stream holds.
+ */
+export function newStream<Command, Event extends DomainEvent, State>(aggregate: Aggregate<Command, Event, State>): LoadedStream<State> {
+  return { state: aggregate.decider.initialState(), revision: -1n };
+}
+
 export interface CommandResult<Event, State> {
   readonly events: readonly Event[];
   readonly state: State;
   /** Revision of the stream after the command; -1n when it still has no events. */
   readonly revision: bigint;
-  /** Position of the last appended event, to wait for projections; undefined when nothing was appended. */
+  /**
+   * What a reader must have seen to see the command's effect: the position of the last appended event,
+   * or, when nothing was appended, of the stream's last event (its effect may be a concurrent caller's).
+   * Undefined when the stream has no events.
+   */
   readonly position?: bigint;
 }
 
@@ -45,12 +67,15 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
   streamName: string,
   command: Command,
   context: CommandContext = {},
+  /** What the caller already knows of the stream (just loaded, or `newStream`): decided on without a read. */
+  known?: LoadedStream<State>,
 ): Promise<CommandResult<Event, State>> {
   const { decider } = aggregate;
+  let assumed = known;
   for (let attempt = 1; ; attempt++) {
-    const { state, revision } = await loadState(store, aggregate, streamName);
+    const { state, revision, position } = assumed ?? (await loadState(store, aggregate, streamName));
     const events = decider.decide(command, state);
-    if (events.length === 0) return { events, state, revision };
+    if (events.length === 0) return { events, state, revision, ...(position !== undefined && { position }) };
 
     const correlationId = context.correlationId ?? context.commandId ?? randomUUID();
     const metadata: EventMetadata = {
@@ -73,6 +98,12 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
       return { events, state: events.reduce(decider.evolve, state), revision: result.nextExpectedRevision, position: result.position };
     } catch (error) {
       if (!(error instanceof WrongExpectedRevisionError) || attempt >= MAX_ATTEMPTS) throw error;
+      // What the caller knew is out of date (the stream was not new, or someone wrote since it was read):
+      // decide again on what the stream holds, at once; after that, with jittered back-off.
+      if (assumed) {
+        assumed = undefined;
+        continue;
+      }
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
     }
   }
@@ -82,7 +113,7 @@ export async function loadState<Command, Event extends DomainEvent, State>(
   store: EventStore,
   aggregate: Aggregate<Command, Event, State>,
   streamName: string,
-): Promise<{ state: State; revision: bigint }> {
+): Promise<LoadedStream<State>> {
   let recorded: RecordedEvent[];
   try {
     recorded = await store.readStream(streamName);
@@ -92,7 +123,8 @@ export async function loadState<Command, Event extends DomainEvent, State>(
   }
   let state = aggregate.decider.initialState();
   for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
-  return { state, revision: recorded[recorded.length - 1]?.revision ?? -1n };
+  const last = recorded[recorded.length - 1];
+  return { state, revision: last?.revision ?? -1n, ...(last && { position: last.position }) };
 }
 
 /** Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream. */

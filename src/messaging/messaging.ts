@@ -3,7 +3,7 @@ import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { messageStreamName, type MessageEvent } from '../../domain/message/message';
 import { messageAggregate } from '../command/aggregates';
-import { decodeEvent, handleCommand, loadState } from '../command/commandHandler';
+import { decodeEvent, handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Viewer } from '../identity/tickets';
 import type { DeliveredMessage, InboxQueries, NotificationPage } from './inbox';
@@ -56,6 +56,8 @@ export class Messaging {
     private readonly deps: {
       readonly store: EventStore;
       readonly inbox: InboxQueries;
+      /** Resolves once the caller's next query would show the effect of a command at this position. */
+      readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
       /** Messages one sender may send per minute. */
       readonly sendsPerMinute: number;
     },
@@ -63,7 +65,9 @@ export class Messaging {
 
   async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
     this.takeSendAllowance(viewer, now);
-    // With a request id the message id is derived from it, so a resend is the same message.
+    // With a request id the message id is derived from it, so a resend is the same message. Either way
+    // the stream is new: no read before deciding; a resend conflicts on `no_stream` and is answered from
+    // the message the store holds, not from what this call would have sent.
     const messageId = input.requestId ? uuidFromRequest(viewer, input.requestId) : randomUUID();
     const result = await handleCommand(
       this.deps.store,
@@ -82,9 +86,11 @@ export class Messaging {
         executeAt: input.executeAt ? input.executeAt.toISOString() : null,
         now: now.toISOString(),
       },
-      { appId: viewer.appId, actor: `user:${viewer.userId}`, ...(input.requestId && { commandId: `send:${messageId}` }) },
+      { appId: viewer.appId, actor: `user:${viewer.userId}` },
+      newStream(messageAggregate),
     );
     const sent = result.events[0] ?? (await this.firstEvent(messageId));
+    await this.deps.readYourWrites(result.position);
     return toSentMessage(sent);
   }
 
@@ -97,16 +103,22 @@ export class Messaging {
     if (ids.length === 0) throw new DomainError('invalid', 'no message ids given');
     if (ids.length > MAX_ACKNOWLEDGE_IDS) throw new DomainError('invalid', `at most ${MAX_ACKNOWLEDGE_IDS} ids per call`);
     const command = { type: 'AcknowledgeMessage' as const, appId: viewer.appId, userId: viewer.userId, now: now.toISOString() };
-    for (const id of ids) {
-      const { state } = await loadState(this.deps.store, messageAggregate, messageStreamName(id));
-      messageAggregate.decider.decide(command, state); // throws for a refused id; appends nothing
-    }
-    let acknowledged = 0;
-    for (const id of ids) {
-      const result = await handleCommand(this.deps.store, messageAggregate, messageStreamName(id), command, { appId: viewer.appId, actor: `user:${viewer.userId}` });
-      acknowledged += result.events.length;
-    }
-    return acknowledged;
+    // Decide every id before appending any: a refused one throws here and nothing is appended.
+    const decided = await Promise.all(
+      ids.map(async (id) => {
+        const loaded = await loadState(this.deps.store, messageAggregate, messageStreamName(id));
+        return { id, ...loaded, events: messageAggregate.decider.decide(command, loaded.state) };
+      }),
+    );
+    // Appended side by side (the store commits them together), each on the state just read.
+    const context = { appId: viewer.appId, actor: `user:${viewer.userId}` };
+    const results = await Promise.all(
+      decided.map(({ id, events, ...loaded }) =>
+        events.length === 0 ? { events, position: loaded.position } : handleCommand(this.deps.store, messageAggregate, messageStreamName(id), command, context, loaded),
+      ),
+    );
+    await this.deps.readYourWrites(maxPosition(results.map((r) => r.position)));
+    return results.reduce((sum, r) => sum + r.events.length, 0);
   }
 
   /** Message ids of Koala's `sids` (the seqs users received). A seq unknown in the viewer's app is "not found". */
@@ -163,6 +175,10 @@ function toSentMessage(event: MessageEvent): SentMessage {
     scheduledFor: event.type === 'MessageScheduled' ? event.data.releaseAt : null,
     expiresAt: d.expiresAt,
   };
+}
+
+function maxPosition(positions: ReadonlyArray<bigint | undefined>): bigint | undefined {
+  return positions.reduce<bigint | undefined>((max, p) => (p !== undefined && (max === undefined || p > max) ? p : max), undefined);
 }
 
 const REQUEST_ID_NAMESPACE = 'c0c4a7f2-3b43-4c8e-9f0e-5a0d6f1e2b77';

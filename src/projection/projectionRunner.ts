@@ -7,6 +7,7 @@ import type { Migration } from '../postgres/migrations';
 import type { Projection } from './projection';
 import { withTransaction } from '../postgres/transaction';
 import { Wakeup } from '../wakeup';
+import { CHECKPOINT_CHANNEL } from './projectionProgress';
 
 export const projectionRunnerMigrations: readonly Migration[] = [
   {
@@ -51,6 +52,8 @@ export class ProjectionRunner {
       readonly projection: Projection;
       readonly bus: Bus;
       readonly log: Logger;
+      /** Told after each commit, so read-your-writes waiters on this node wake at once. */
+      readonly onCommitted?: (projection: string, position: bigint) => void;
     },
   ) {}
 
@@ -119,14 +122,16 @@ export class ProjectionRunner {
     const { database, projection, bus } = this.deps;
     const next = events[events.length - 1]!.position;
     const publications = await withTransaction(database.pool, async (tx) => {
-      const moved = await tx.query('UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2', [
-        projection.name,
-        checkpoint.toString(),
-        next.toString(),
-      ]);
+      // The notification reaches every node's ProjectionProgress when (and only if) this commits.
+      const moved = await tx.query(
+        `UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2
+         RETURNING pg_notify('${CHECKPOINT_CHANNEL}', name || ' ' || position)`,
+        [projection.name, checkpoint.toString(), next.toString()],
+      );
       if (moved.rowCount !== 1) throw new CheckpointMovedError(projection.name);
       return projection.handle(events, tx);
     });
+    this.deps.onCommitted?.(projection.name, next);
     if (publications.length > 0) await bus.publish(publications);
     return next;
   }

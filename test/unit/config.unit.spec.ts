@@ -33,6 +33,11 @@ describe('config from the environment', () => {
     ]);
   });
 
+  it('waits up to 2 s for read-your-writes by default; 0 turns the wait off', () => {
+    expect(loadConfig({}).readYourWritesTimeoutMs).to.equal(2000);
+    expect(loadConfig({ HERALD_READ_YOUR_WRITES_TIMEOUT_MS: '0' }).readYourWritesTimeoutMs).to.equal(0);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).to.equal(8080);
   });
@@ -46,6 +51,8 @@ describe('config from the environment', () => {
     ['HERALD_APPS', 'camel', /HERALD_APPS: expected a comma-separated list of appId:secret/],
     ['HERALD_APPS', 'a:1,a:2', /HERALD_APPS: expected a comma-separated list/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of fatal, error/],
+    ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '-1', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
+    ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '30001', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
   ];
   for (const [variable, value, message] of bad) {
     it(`stops on ${variable}=${value} with a message naming the variable and the expected form`, () => {
