@@ -9,6 +9,7 @@ export const appsProjection: Projection = {
   name: 'apps',
   version: 1,
   tables: ['apps'],
+  handles: (eventType) => eventType.startsWith('App'),
   migrations: [
     {
       id: 'projection/apps/001',

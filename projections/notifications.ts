@@ -11,19 +11,20 @@ import type { Projection, Publication } from '../src/projection/projection';
  * per inbox (so a page's `total` costs one row, not a count of the inbox), and the messages themselves
  * (including scheduled ones, which the scheduler releases from here).
  *
- * A batch is applied set-based, a few statements per batch whatever its size: messages created, then
- * status changes (release, expiry), then deliveries into inboxes, then acknowledgements, each one
- * statement over `unnest` of the batch's arrays, counters upserted once per inbox in the same statement.
- * The phases run in that order because a history only ever has them in that order per message (a
- * message is created before it is released, delivered before it is acknowledged). Repeated events are
+ * A batch is applied set-based, whatever its size: one statement creates, releases and expires messages,
+ * delivers them into every recipient's inbox, counts them and returns what to push; a second one applies
+ * the batch's acknowledgements. Each works over `unnest` of the batch's arrays. Repeated events are
  * harmless: the first creation, status change and acknowledgement of a message wins, later ones change
  * nothing — the same tables as applying the events one by one (test/int/notificationsProjection.int.spec.ts).
  */
+
+const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';
 
 export const notificationsProjection: Projection = {
   name: 'notifications',
   version: 2,
   tables: ['notifications', 'notification_messages', 'inbox_counters'],
+  handles: (eventType) => eventType.startsWith('Message'),
   migrations: [
     {
       id: 'projection/notifications/001',
@@ -109,76 +110,99 @@ export const notificationsProjection: Projection = {
   ],
 
   async handle(events, tx) {
-    const batch = toBatch(events);
-    const delivered: string[] = [];
-    if (batch.created.id.length > 0) {
-      const { rows } = await tx.query<{ message_id: string; status: string }>(INSERT_MESSAGES, Object.values(batch.created));
-      for (const row of rows) if (row.status === 'delivered') delivered.push(row.message_id);
-    }
-    if (batch.changed.id.length > 0) {
-      const { rows } = await tx.query<{ message_id: string; status: string }>(CHANGE_STATUS, Object.values(batch.changed));
-      for (const row of rows) if (row.status === 'delivered') delivered.push(row.message_id);
-    }
-    const publications = delivered.length > 0 ? await deliver(tx, delivered) : [];
-    if (batch.acknowledged.id.length > 0) await tx.query(ACKNOWLEDGE, Object.values(batch.acknowledged));
+    const { created, changed, acknowledged } = toBatch(events);
+    const publications = created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed) : [];
+    if (acknowledged.id.length > 0) await tx.query(ACKNOWLEDGE, Object.values(acknowledged));
     return publications;
   },
 };
 
 // --- applying a batch ----------------------------------------------------------------------------
 
+interface CreatedMessage {
+  readonly id: string;
+  readonly position: bigint;
+  readonly event: MessageSent | MessageScheduled;
+  status: 'delivered' | 'scheduled' | 'expired';
+  seq: string | null;
+  sentAt: string | null;
+}
+
 /**
- * The batch as column arrays, one set per statement, each in the order of its statement's parameters
- * (passed as `Object.values`); each keeps the event's position, for "the first one wins".
+ * The batch as column arrays, each set in the order of its statement's parameters (passed as
+ * `Object.values`). A message created in this batch is created as the batch leaves it: its first release
+ * or expiry after its creation is folded in here, since one statement cannot update a row it inserts.
+ * Every status change also goes to the UPDATE, for messages created in earlier batches.
  */
 function toBatch(events: readonly RecordedEvent[]) {
-  const created = {
-    id: [] as string[], position: [] as string[], app: [] as string[], sender: [] as string[], title: [] as string[],
-    content: [] as string[], props: [] as (string | null)[], recipients: [] as string[], status: [] as string[],
-    sentAt: [] as (string | null)[], releaseAt: [] as (string | null)[], expiresAt: [] as (string | null)[],
-  };
+  const createdById = new Map<string, CreatedMessage>();
   const changed = { id: [] as string[], position: [] as string[], status: [] as string[], at: [] as string[] };
   const acknowledged = { id: [] as string[], position: [] as string[], app: [] as string[], user: [] as string[], at: [] as string[] };
   for (const recorded of events) {
     const event = decodeMessageEvent(recorded);
     if (!event) continue;
-    const position = recorded.position.toString();
     switch (event.type) {
       case 'MessageSent':
       case 'MessageScheduled': {
-        const d = event.data;
-        created.id.push(d.messageId);
-        created.position.push(position);
-        created.app.push(d.appId);
-        created.sender.push(d.sender);
-        created.title.push(d.title);
-        created.content.push(d.content);
-        created.props.push(d.props === null ? null : JSON.stringify(d.props));
-        created.recipients.push(JSON.stringify(d.recipients));
-        created.status.push(event.type === 'MessageSent' ? 'delivered' : 'scheduled');
-        created.sentAt.push(event.type === 'MessageSent' ? event.data.sentAt : null);
-        created.releaseAt.push(event.type === 'MessageScheduled' ? event.data.releaseAt : null);
-        created.expiresAt.push(d.expiresAt);
+        if (createdById.has(event.data.messageId)) break; // the first creation wins
+        const sent = event.type === 'MessageSent';
+        createdById.set(event.data.messageId, {
+          id: event.data.messageId,
+          position: recorded.position,
+          event,
+          status: sent ? 'delivered' : 'scheduled',
+          seq: sent ? recorded.position.toString() : null,
+          sentAt: sent ? event.data.sentAt : null,
+        });
         break;
       }
       case 'MessageReleased':
-      case 'MessageExpired':
+      case 'MessageExpired': {
+        const released = event.type === 'MessageReleased';
+        const at = released ? event.data.releasedAt : event.data.expiredAt;
         changed.id.push(event.data.messageId);
-        changed.position.push(position);
-        changed.status.push(event.type === 'MessageReleased' ? 'delivered' : 'expired');
-        changed.at.push(event.type === 'MessageReleased' ? event.data.releasedAt : event.data.expiredAt);
+        changed.position.push(recorded.position.toString());
+        changed.status.push(released ? 'delivered' : 'expired');
+        changed.at.push(at);
+        const created = createdById.get(event.data.messageId);
+        if (created && created.status === 'scheduled' && created.position < recorded.position) {
+          created.status = released ? 'delivered' : 'expired';
+          if (released) {
+            created.seq = recorded.position.toString();
+            created.sentAt = at;
+          }
+        }
         break;
+      }
       case 'MessageAcknowledged':
         acknowledged.id.push(event.data.messageId);
-        acknowledged.position.push(position);
+        acknowledged.position.push(recorded.position.toString());
         acknowledged.app.push(event.data.appId);
         acknowledged.user.push(event.data.userId);
         acknowledged.at.push(event.data.acknowledgedAt);
         break;
     }
   }
+  const messages = [...createdById.values()];
+  const created = {
+    id: messages.map((m) => m.id),
+    app: messages.map((m) => m.event.data.appId),
+    sender: messages.map((m) => m.event.data.sender),
+    title: messages.map((m) => m.event.data.title),
+    content: messages.map((m) => m.event.data.content),
+    props: messages.map((m) => (m.event.data.props === null ? null : JSON.stringify(m.event.data.props))),
+    recipients: messages.map((m) => JSON.stringify(m.event.data.recipients)),
+    status: messages.map((m) => m.status),
+    seq: messages.map((m) => m.seq),
+    sentAt: messages.map((m) => m.sentAt),
+    releaseAt: messages.map((m) => (m.event.type === 'MessageScheduled' ? m.event.data.releaseAt : null)),
+    expiresAt: messages.map((m) => m.event.data.expiresAt),
+  };
   return { created, changed, acknowledged };
 }
+
+type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
+type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -190,39 +214,40 @@ export function decodeMessageEvent(recorded: RecordedEvent): MessageEvent | unde
   return decoded.right;
 }
 
-// The first creation of a message id wins; a seq only for a message delivered at once.
-const INSERT_MESSAGES = `
-  INSERT INTO notification_messages
-    (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
-  SELECT DISTINCT ON (u.id) u.id, u.app, u.sender, u.title, u.content, u.props,
-         ARRAY(SELECT jsonb_array_elements_text(u.recipients)), u.status,
-         CASE WHEN u.status = 'delivered' THEN u.position END, u.sent_at, u.release_at, u.expires_at
-    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[],
-                $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
-         AS u(id, position, app, sender, title, content, props, recipients, status, sent_at, release_at, expires_at)
-   ORDER BY u.id, u.position
-  ON CONFLICT (message_id) DO NOTHING
-  RETURNING message_id, status`;
-
-// Release or expiry: only a scheduled message changes, and the first change of it wins.
-const CHANGE_STATUS = `
-  UPDATE notification_messages m
-     SET status = c.status,
-         seq = CASE WHEN c.status = 'delivered' THEN c.position ELSE m.seq END,
-         sent_at = CASE WHEN c.status = 'delivered' THEN c.at ELSE m.sent_at END
-    FROM (SELECT DISTINCT ON (u.id) u.*
-            FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[]) AS u(id, position, status, at)
-           ORDER BY u.id, u.position) c
-   WHERE m.message_id = c.id AND m.status = 'scheduled'
-  RETURNING m.message_id, m.status`;
-
-// Into every recipient's inbox, counting each new notification once in its inbox's counters.
-const DELIVER = `
-  WITH delivered AS (
+/**
+ * One statement for messages created (a repeated creation changes nothing), released or expired (only a
+ * scheduled message changes; its first change wins), the deliveries into every recipient's inbox with
+ * their counters, and what to push: each delivered message once, with the users it reached.
+ */
+const CREATE_AND_DELIVER = `
+  WITH created AS (
+    INSERT INTO notification_messages
+      (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
+    SELECT u.id, u.app, u.sender, u.title, u.content, u.props, ARRAY(SELECT jsonb_array_elements_text(u.recipients)),
+           u.status, u.seq, u.sent_at, u.release_at, u.expires_at
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[],
+                  $9::bigint[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
+           AS u(id, app, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING *
+  ), changed AS (
+    UPDATE notification_messages m
+       SET status = c.status,
+           seq = CASE WHEN c.status = 'delivered' THEN c.position ELSE m.seq END,
+           sent_at = CASE WHEN c.status = 'delivered' THEN c.at ELSE m.sent_at END
+      FROM (SELECT DISTINCT ON (u.id) u.*
+              FROM unnest($13::uuid[], $14::bigint[], $15::text[], $16::timestamptz[]) AS u(id, position, status, at)
+             ORDER BY u.id, u.position) c
+     WHERE m.message_id = c.id AND m.status = 'scheduled'
+    RETURNING m.*
+  ), delivered_messages AS (
+    SELECT * FROM created WHERE status = 'delivered'
+    UNION ALL
+    SELECT * FROM changed WHERE status = 'delivered'
+  ), delivered AS (
     INSERT INTO notifications (message_id, user_id, app_id, seq, type, expires_at)
     SELECT m.message_id, r.user_id, m.app_id, m.seq, 'koala', m.expires_at
-      FROM notification_messages m CROSS JOIN unnest(m.recipients) AS r(user_id)
-     WHERE m.message_id = ANY ($1::uuid[])
+      FROM delivered_messages m CROSS JOIN unnest(m.recipients) AS r(user_id)
     ON CONFLICT DO NOTHING
     RETURNING message_id, user_id, app_id
   ), counted AS (
@@ -230,7 +255,10 @@ const DELIVER = `
     SELECT app_id, user_id, count(*), count(*) FROM delivered GROUP BY app_id, user_id
     ON CONFLICT (app_id, user_id) DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread
   )
-  SELECT message_id, user_id FROM delivered`;
+  SELECT ${MESSAGE_COLUMNS}, d.users
+    FROM (SELECT message_id, array_agg(user_id) AS users FROM delivered GROUP BY message_id) d
+    JOIN delivered_messages m USING (message_id)
+   ORDER BY m.seq`;
 
 // The first acknowledgement of a notification wins; it also reads it, once, for the unread counter.
 const ACKNOWLEDGE = `
@@ -253,17 +281,15 @@ const ACKNOWLEDGE = `
   SELECT app_id, user_id, 0, -count(*) FROM acknowledged WHERE was_unread GROUP BY app_id, user_id
   ON CONFLICT (app_id, user_id) DO UPDATE SET unread = c.unread + excluded.unread`;
 
-/** Puts delivered messages into their recipients' inboxes; one push per new notification, one payload per message. */
-async function deliver(tx: PoolClient, messageIds: readonly string[]): Promise<Publication[]> {
-  const { rows } = await tx.query<{ message_id: string; user_id: string }>(DELIVER, [messageIds]);
-  if (rows.length === 0) return [];
-  const messages = await tx.query<MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM notification_messages m WHERE m.message_id = ANY ($1::uuid[])`, [
-    [...new Set(rows.map((r) => r.message_id))],
-  ]);
-  const byId = new Map(messages.rows.map((row) => [row.message_id, toDeliveredMessage(row)]));
-  return rows.map((row) => {
-    const message = byId.get(row.message_id)!;
-    return { topic: inboxTopic(message.appId, row.user_id), payload: message };
+/**
+ * One push per new notification, in seq order (a subscriber drops a seq at or below the last it sent);
+ * the payload is made once per message and shared by its recipients.
+ */
+async function createAndDeliver(tx: PoolClient, created: Record<string, unknown[]>, changed: Record<string, unknown[]>): Promise<Publication[]> {
+  const { rows } = await tx.query<MessageRow & { users: string[] }>(CREATE_AND_DELIVER, [...Object.values(created), ...Object.values(changed)]);
+  return rows.flatMap((row) => {
+    const message = toDeliveredMessage(row);
+    return row.users.map((userId) => ({ topic: inboxTopic(message.appId, userId), payload: message }));
   });
 }
 
@@ -281,7 +307,6 @@ interface MessageRow {
   expires_at: Date | null;
 }
 
-const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';
 
 function toDeliveredMessage(row: MessageRow): DeliveredMessage {
   return {

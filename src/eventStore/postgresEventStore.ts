@@ -41,6 +41,9 @@ export const NOTIFY_CHANNEL = 'herald_events';
 const APPEND_LOCK = 0x6865_7261_6c64; // "herald": same in every process sharing the database
 const MAX_APPENDS_PER_COMMIT = 256;
 const LIVE_POLL_MS = 1000;
+const MAX_SUBSCRIPTION_PAGE = 8000;
+/** 2 ms for the first 50 looks (a batch transaction's length), then doubling up to LIVE_POLL_MS. */
+const settleRetryMs = (waits: number) => Math.min(LIVE_POLL_MS, waits <= 50 ? 2 : 2 * 2 ** Math.min(10, waits - 50));
 
 export const postgresEventStoreMigrations: readonly Migration[] = [
   {
@@ -377,20 +380,25 @@ export class PostgresEventStore implements EventStore {
 
     async function* batches(): AsyncGenerator<SubscriptionBatch> {
       let after = options.after ?? -1n;
-      let retryMs = 5;
+      let settlingWaits = 0;
+      // Pages grow while they come back full (a consumer far behind applies bigger batches), and shrink
+      // back at the live edge.
+      let pageSize = DEFAULT_READ_COUNT;
       try {
         await store.startListener();
         while (open) {
-          const events = await store.readAll({ after, maxCount: DEFAULT_READ_COUNT, filter: options.filter });
+          const events = await store.readAll({ after, maxCount: pageSize, filter: options.filter });
           const last = events[events.length - 1];
           if (last) after = last.position;
-          const caughtUp = events.length < DEFAULT_READ_COUNT;
+          const caughtUp = events.length < pageSize;
+          pageSize = caughtUp ? DEFAULT_READ_COUNT : Math.min(pageSize * 2, MAX_SUBSCRIPTION_PAGE);
           if (events.length > 0 || caughtUp) yield { events, caughtUp };
           if (!caughtUp || !open) continue;
-          // A notified position we could not read yet belongs to a transaction still settling: look again soon.
+          // A notified position we could not read yet is held back by an older transaction still running
+          // (often another projection's batch, a few ms): look again soon, and back off if it lasts.
           const settling = notifiedUpTo > after;
-          await wakeup.wait(settling ? retryMs : LIVE_POLL_MS);
-          retryMs = settling ? Math.min(retryMs * 2, LIVE_POLL_MS) : 5;
+          settlingWaits = settling ? settlingWaits + 1 : 0;
+          await wakeup.wait(settling ? settleRetryMs(settlingWaits) : LIVE_POLL_MS);
         }
       } finally {
         await close();

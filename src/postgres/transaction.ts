@@ -4,12 +4,15 @@ import pg from 'pg';
  * Runs `work` in one transaction: COMMIT when it resolves, ROLLBACK when it throws. Given a pool, it
  * takes a connection for the transaction; a connection whose transaction failed may be broken, so it is
  * discarded rather than pooled. Given a client (one holding a session lock, say), it runs on that client.
+ *
+ * `firstStatement`, SQL without parameters, is sent with BEGIN in the same round trip: a hot path's
+ * transaction (a projection batch) saves one round trip that way.
  */
-export async function withTransaction<T>(db: pg.Pool | pg.PoolClient, work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(db: pg.Pool | pg.PoolClient, work: (tx: pg.PoolClient) => Promise<T>, firstStatement?: string): Promise<T> {
   const client = db instanceof pg.Pool ? await db.connect() : db;
   let failure: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await client.query(firstStatement ? `BEGIN; ${firstStatement}` : 'BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
     return result;

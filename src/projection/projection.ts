@@ -13,6 +13,11 @@ export interface Projection {
   readonly migrations: readonly Migration[];
   readonly tables: readonly string[];
   /**
+   * Whether events of this type can change the read model. A batch with none of them is not handed to
+   * `handle`, and the runner moves the checkpoint past it lazily (the projection is unaffected by it).
+   */
+  handles(eventType: string): boolean;
+  /**
    * Applies a batch inside the runner's transaction. Returns what became visible, to be published on the
    * bus once the transaction has committed. Events it does not know are skipped.
    */

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Bus } from '../bus/bus';
-import type { AllSubscription, EventStore, RecordedEvent } from '../eventStore/eventStore';
+import type { AllSubscription, EventStore, RecordedEvent, SubscriptionBatch } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import type { Migration } from '../postgres/migrations';
@@ -8,6 +8,8 @@ import type { Projection } from './projection';
 import { withTransaction } from '../postgres/transaction';
 import { Wakeup } from '../wakeup';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
+
+const CHECKPOINT_MOVED = 'HR001';
 
 export const projectionRunnerMigrations: readonly Migration[] = [
   {
@@ -19,12 +21,30 @@ export const projectionRunnerMigrations: readonly Migration[] = [
             updated_at timestamptz NOT NULL DEFAULT now()
           )`,
   },
+  {
+    // The checkpoint's compare-and-set, failing (SQLSTATE HR001) when someone else moved it, so it can
+    // ride in one round trip with BEGIN. The notification reaches every node's ProjectionProgress when,
+    // and only if, the transaction commits.
+    id: 'projection-runner/002-move-checkpoint',
+    sql: `CREATE FUNCTION herald_move_checkpoint(p_name text, p_from bigint, p_to bigint) RETURNS void
+          LANGUAGE plpgsql AS $$
+          BEGIN
+            UPDATE projection_checkpoints SET position = p_to, updated_at = now() WHERE name = p_name AND position = p_from;
+            IF NOT FOUND THEN
+              RAISE EXCEPTION 'checkpoint of projection % is not at %', p_name, p_from USING ERRCODE = '${CHECKPOINT_MOVED}';
+            END IF;
+            PERFORM pg_notify('${CHECKPOINT_CHANNEL}', p_name || ' ' || p_to);
+          END
+          $$`,
+  },
 ];
 
 // First key of the two-key advisory lock: the second is hashtext(projection name).
 const PROJECTION_LOCK_SPACE = 0x68726c64; // "hrld"
 const STANDBY_RETRY_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
+/** How long the checkpoint may lag in the database behind batches the projection had nothing to do in. */
+const SKIPPED_CHECKPOINT_MS = 1000;
 
 export type RunnerState = 'stopped' | 'standby' | 'catching-up' | 'live';
 
@@ -106,33 +126,63 @@ export class ProjectionRunner {
   }
 
   private async applyUntilStoppedOrFailed(): Promise<void> {
-    let checkpoint = await prepareCheckpoint(this.deps.database.pool, this.deps.projection);
+    const { projection } = this.deps;
+    let checkpoint = await prepareCheckpoint(this.deps.database.pool, projection);
     this.currentState = 'catching-up';
     this.subscription = this.deps.store.subscribeToAll({ after: checkpoint < 0n ? undefined : checkpoint });
-    for await (const batch of this.subscription) {
-      if (!this.running) return;
-      if (batch.events.length > 0) {
-        checkpoint = await this.applyBatch(batch.events, checkpoint);
+    const batches = this.subscription[Symbol.asyncIterator]();
+    // Past batches the projection has nothing to do in, the checkpoint moves in memory at once and in
+    // the database at most every SKIPPED_CHECKPOINT_MS: no transaction per batch it ignores.
+    let skippedTo: bigint | undefined;
+    let checkpointWrittenAt = Date.now();
+    let next = prefetch(batches);
+    while (this.running) {
+      const result = skippedTo === undefined ? await next : await Promise.race([next, delay(SKIPPED_CHECKPOINT_MS)]);
+      if (result === undefined || (skippedTo !== undefined && Date.now() - checkpointWrittenAt >= SKIPPED_CHECKPOINT_MS)) {
+        if (skippedTo !== undefined) checkpoint = await this.moveCheckpoint(checkpoint, skippedTo);
+        skippedTo = undefined;
+        checkpointWrittenAt = Date.now();
+        if (result === undefined) continue;
       }
-      if (batch.caughtUp) this.currentState = 'live';
+      if (result.done || !this.running) break;
+      // Read the next batch while this one is applied.
+      next = prefetch(batches);
+      const { events, caughtUp } = result.value;
+      if (events.length > 0) {
+        const last = events[events.length - 1]!.position;
+        const relevant = events.filter((event) => projection.handles(event.type));
+        if (relevant.length > 0) {
+          await this.applyBatch(relevant, checkpoint, last);
+          checkpoint = last;
+          skippedTo = undefined;
+          checkpointWrittenAt = Date.now();
+        } else {
+          skippedTo = last;
+          this.deps.onCommitted?.(projection.name, last);
+        }
+      }
+      if (caughtUp) this.currentState = 'live';
     }
+    if (skippedTo !== undefined) await this.moveCheckpoint(checkpoint, skippedTo);
   }
 
-  private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint): Promise<bigint> {
+  /** One transaction: the checkpoint's compare-and-set (sent with BEGIN), then the projection's writes. */
+  private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
-    const next = events[events.length - 1]!.position;
-    const publications = await withTransaction(database.pool, async (tx) => {
-      // The notification reaches every node's ProjectionProgress when (and only if) this commits.
-      const moved = await tx.query(
-        `UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2
-         RETURNING pg_notify('${CHECKPOINT_CHANNEL}', name || ' ' || position)`,
-        [projection.name, checkpoint.toString(), next.toString()],
-      );
-      if (moved.rowCount !== 1) throw new CheckpointMovedError(projection.name);
-      return projection.handle(events, tx);
-    });
+    const publications = await withTransaction(database.pool, (tx) => projection.handle(events, tx), moveCheckpointSql(projection.name, checkpoint, next)).catch(
+      (error: unknown) => {
+        throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
+      },
+    );
     this.deps.onCommitted?.(projection.name, next);
     if (publications.length > 0) await bus.publish(publications);
+  }
+
+  private async moveCheckpoint(checkpoint: bigint, next: bigint): Promise<bigint> {
+    const { database, projection } = this.deps;
+    await database.pool.query(moveCheckpointSql(projection.name, checkpoint, next)).catch((error: unknown) => {
+      throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
+    });
     return next;
   }
 
@@ -163,6 +213,26 @@ export class ProjectionRunner {
     this.lockClient = undefined;
     await client?.end().catch(() => undefined);
   }
+}
+
+/** Parameterless, so it can share a round trip with BEGIN; the name is escaped, the positions are numbers. */
+function moveCheckpointSql(projection: string, from: bigint, to: bigint): string {
+  return `SELECT herald_move_checkpoint(${pg.escapeLiteral(projection)}, ${from.toString()}, ${to.toString()})`;
+}
+
+function isCheckpointMoved(error: unknown): boolean {
+  return (error as { code?: string }).code === CHECKPOINT_MOVED;
+}
+
+/** The next batch, already on its way; a failure is kept for whoever awaits it, not reported unhandled. */
+function prefetch(batches: AsyncIterator<SubscriptionBatch>): Promise<IteratorResult<SubscriptionBatch>> {
+  const next = batches.next();
+  next.catch(() => undefined);
+  return next;
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
 }
 
 class CheckpointMovedError extends Error {

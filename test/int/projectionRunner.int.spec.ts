@@ -16,6 +16,7 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number> } = 
     name: 'tally',
     version: options.version ?? 1,
     tables: ['tally'],
+    handles: (eventType) => eventType === 'Tallied',
     migrations: [{ id: 'test/tally/001', sql: 'CREATE TABLE tally (stream_name text PRIMARY KEY, count integer NOT NULL, sum bigint NOT NULL)' }],
     async handle(events, tx) {
       const touched = new Set<string>();
