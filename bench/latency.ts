@@ -1,137 +1,365 @@
 /**
- * Send → receive latency: messages sent over Koala's REST route at a fixed rate, received by terminals
- * subscribed over graphql-ws. Beside it, in the same run: the round trip of GET /healthz over HTTP and
- * of a `{ me }` query over the same graphql-ws sockets, as the machine's own baselines. Prints JSON.
+ * B2 — send → receive latency. Goal: 1,000 sends/s for 30 s, each to one of 100 terminals subscribed over
+ * graphql-ws: p99 of send → receive ≤ 25 ms, and none lost.
  *
- *   npm run bench:latency
- *   BENCH_RATE=100 BENCH_SECONDS=10 BENCH_TERMINALS=20 npm run bench:latency
- *   DATABASE_URL=postgres://… npm run bench:latency
+ *   node --import tsx bench/latency.ts                                                  # the goal's load
+ *   BENCH_RATE=100 BENCH_SECONDS=5 BENCH_TERMINALS=10 node --import tsx bench/latency.ts  # a small run
+ *   DATABASE_URL=postgres://… node --import tsx bench/latency.ts
+ *
+ * Parameters (environment):
+ *   BENCH_RATE                  sends per second, open loop (default 1,000)
+ *   BENCH_SECONDS               seconds of sending (default 30)
+ *   BENCH_TERMINALS             graphql-ws terminals, one user each; send i goes to terminal i mod n (default 100)
+ *   BENCH_SENDERS               sending users, round robin (default 16)
+ *   BENCH_MAX_IN_FLIGHT         unanswered sends at most; a send due beyond it is skipped and counted (default 256)
+ *   BENCH_LATE_MS               a send fired more than this after its due time counts as late (default 5)
+ *   BENCH_DRAIN_SECONDS         after the last send, wait at most this long for stragglers (default 30)
+ *   BENCH_WARMUP_TIMEOUT_SECONDS  every terminal must receive a warm-up message within this (default 30)
+ *   BENCH_BASELINE_RATE         rate of the baseline round trips (default 100/s)
+ *   BENCH_BASELINE_SECONDS      seconds of each baseline (default 5)
+ *   BENCH_GOAL_P99_MS           the goal's p99 (default 25)
+ *   BENCH_REQUEST_TIMEOUT_MS    one HTTP request's (or graphql-ws query's) timeout (default 30,000)
+ *   BENCH_READY_TIMEOUT_SECONDS wait for herald's /readyz (default 120)
+ *
+ * herald runs as its own process on a fresh database (bench/support.ts startHerald). This process is the
+ * load generator: Koala sends (POST /koala/api/mas/messages) over keep-alive HTTP/1.1 at a fixed rate,
+ * whatever the answers, with at most BENCH_MAX_IN_FLIGHT unanswered; the terminals subscribe with
+ * `subscription { messages { title seq } }`. A message's latency is the time it is received at its
+ * terminal minus the time its send started, matched by title (also reported from its due time, which
+ * counts the load generator's own lateness). Before measuring, every terminal receives one warm-up
+ * message. After the last send, stragglers are awaited up to BENCH_DRAIN_SECONDS; what an accepted send
+ * never delivered by then is lost (and the database is asked whether the event store and the read model
+ * have those messages, to tell a lagging projection from a lost push).
+ *
+ * Baselines in the same run, before the load, at BENCH_BASELINE_RATE: the round trip of GET /healthz over
+ * the same HTTP agent, and of a `{ me { userId } }` query over the terminals' graphql-ws sockets.
+ *
+ * Prints one JSON document on stdout; progress on stderr.
  */
-import os from 'node:os';
 import { createClient, type Client } from 'graphql-ws';
+import pg from 'pg';
 import WebSocket from 'ws';
-import { postForm, startTestHerald } from '../test/support/herald';
-import { describeTarget, stopTestServer } from '../test/support/postgres';
+import { createTestDatabase, stopTestServer } from '../test/support/postgres';
+import {
+  CpuSampler,
+  deadline,
+  describeMachine,
+  envInteger,
+  envNumber,
+  HttpClient,
+  issueTicket,
+  koalaSend,
+  latencyStats,
+  openLoop,
+  perSecond,
+  progress,
+  runBenchmark,
+  sleep,
+  startHerald,
+} from './support';
 
-const RATE = Number(process.env.BENCH_RATE ?? 50);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const TERMINALS = Number(process.env.BENCH_TERMINALS ?? 10);
+const RATE = envNumber('BENCH_RATE', 1_000, 0.1);
+const SECONDS = envNumber('BENCH_SECONDS', 30, 0.1);
+const TERMINALS = envInteger('BENCH_TERMINALS', 100, 1);
+const SENDERS = envInteger('BENCH_SENDERS', 16, 1);
+const MAX_IN_FLIGHT = envInteger('BENCH_MAX_IN_FLIGHT', 256, 1);
+const LATE_MS = envNumber('BENCH_LATE_MS', 5, 0);
+const DRAIN_SECONDS = envNumber('BENCH_DRAIN_SECONDS', 30, 0);
+const WARMUP_TIMEOUT_SECONDS = envNumber('BENCH_WARMUP_TIMEOUT_SECONDS', 30, 1);
+const BASELINE_RATE = envNumber('BENCH_BASELINE_RATE', 100, 0.1);
+const BASELINE_SECONDS = envNumber('BENCH_BASELINE_SECONDS', 5, 0.1);
+const GOAL_P99_MS = envNumber('BENCH_GOAL_P99_MS', 25, 0);
+const REQUEST_TIMEOUT_MS = envNumber('BENCH_REQUEST_TIMEOUT_MS', 30_000, 1);
 
-interface Stats {
-  count: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  maxMs: number;
+interface Terminal {
+  readonly userId: string;
+  readonly client: Client;
+  warmedUp: boolean;
+  received: number;
+  subscriptionError: string | undefined;
+  completed: boolean;
 }
 
-function stats(samples: number[]): Stats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN).toFixed(2));
-  return { count: sorted.length, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: Number((sorted[sorted.length - 1] ?? NaN).toFixed(2)) };
+interface PendingSend {
+  readonly terminal: number;
+  readonly due: number;
+  readonly started: number;
 }
 
-/** Calls `fire(i)` RATE times a second for SECONDS, on schedule (not waiting for the previous call). */
-async function atFixedRate(fire: (i: number) => Promise<void>): Promise<void> {
-  const total = RATE * SECONDS;
-  const start = performance.now();
-  const inFlight: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const due = start + (i * 1000) / RATE;
-    const wait = due - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    inFlight.push(fire(i));
-  }
-  await Promise.all(inFlight);
-}
-
-async function main(): Promise<void> {
-  const test = await startTestHerald({ sendRatePerMinute: 1_000_000 });
-  const clients: Client[] = [];
+/**
+ * For messages that never arrived: how many the event store has (the send was appended) and how many the
+ * notifications read model shows (projected, so the push was due), to tell a slow or stuck projection
+ * from a lost push.
+ */
+async function whereAreTheLost(databaseUrl: string, titles: readonly string[]): Promise<{ eventStore: number; readModel: number; readModelQueryError?: string }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
   try {
-    const ticket = async (userId: string) => (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId })).body.result as string;
-    const senderTicket = await ticket('bench-sender');
-    const sentAt = new Map<string, number>();
-    const latencies: number[] = [];
-    let warmedUp = 0;
-
-    // Terminals: one graphql-ws socket each, subscribed to `messages`.
-    const receivers = Array.from({ length: TERMINALS }, (_, i) => `bench-user-${i}`);
-    const ready: Promise<void>[] = [];
-    for (const userId of receivers) {
-      const client = createClient({ url: `${test.url.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { ticket: await ticket(userId) }, lazy: false, retryAttempts: 0 });
-      clients.push(client);
-      ready.push(new Promise((resolve) => client.on('connected', () => resolve())));
-      client.subscribe<{ messages: { title: string } }>(
-        { query: 'subscription { messages { title } }' },
-        {
-          next: (result) => {
-            if (result.data!.messages.title === 'warm-up') warmedUp++;
-            const started = sentAt.get(result.data!.messages.title);
-            if (started !== undefined) latencies.push(performance.now() - started);
-          },
-          error: () => undefined,
-          complete: () => undefined,
-        },
-      );
+    const eventStore = await client.query<{ n: string }>(`SELECT count(*) AS n FROM events WHERE event_type = 'MessageSent' AND data->>'title' = ANY ($1::text[])`, [titles]);
+    try {
+      const readModel = await client.query<{ n: string }>('SELECT count(*) AS n FROM notification_messages WHERE title = ANY ($1::text[])', [titles]);
+      return { eventStore: Number(eventStore.rows[0]!.n), readModel: Number(readModel.rows[0]!.n) };
+    } catch (error) {
+      return { eventStore: Number(eventStore.rows[0]!.n), readModel: -1, readModelQueryError: (error as Error).message };
     }
-    await Promise.all(ready);
-    // Measure only once every terminal receives: a warm-up message each, until all have arrived.
-    for (const userId of receivers) await postForm(`${test.url}/koala/api/mas/messages`, { ticket: senderTicket, users: userId, title: 'warm-up', content: 'w' });
-    const warmUpDeadline = Date.now() + 10_000;
-    while (warmedUp < TERMINALS) {
-      if (Date.now() > warmUpDeadline) throw new Error(`only ${warmedUp} of ${TERMINALS} terminals received the warm-up message`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-
-    const sendErrors: string[] = [];
-    await atFixedRate(async (i) => {
-      const title = `bench-${i}`;
-      sentAt.set(title, performance.now());
-      const { body } = await postForm(`${test.url}/koala/api/mas/messages`, { ticket: senderTicket, users: receivers[i % receivers.length]!, title, content: 'latency probe' });
-      if (body.status !== 0) sendErrors.push(String(body.errcode));
-    });
-    const deadline = Date.now() + 10_000;
-    while (latencies.length < RATE * SECONDS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-
-    // Baselines in the same run.
-    const http: number[] = [];
-    await atFixedRate(async () => {
-      const t0 = performance.now();
-      await (await fetch(`${test.url}/healthz`)).arrayBuffer();
-      http.push(performance.now() - t0);
-    });
-    const wsQuery: number[] = [];
-    await atFixedRate(async (i) => {
-      const client = clients[i % clients.length]!;
-      const t0 = performance.now();
-      await new Promise<void>((resolve, reject) => client.subscribe({ query: '{ me { userId } }' }, { next: () => undefined, error: reject, complete: resolve }));
-      wsQuery.push(performance.now() - t0);
-    });
-
-    process.stdout.write(
-      JSON.stringify(
-        {
-          benchmark: 'latency',
-          machine: { cpus: os.cpus().length, node: process.version, store: describeTarget() },
-          ratePerSecond: RATE,
-          seconds: SECONDS,
-          terminals: TERMINALS,
-          sendToReceive: { ...stats(latencies), sent: RATE * SECONDS, lost: RATE * SECONDS - latencies.length, sendErrors: sendErrors.length },
-          baselines: { httpHealthzRoundTrip: stats(http), graphqlWsQueryRoundTrip: stats(wsQuery) },
-        },
-        null,
-        2,
-      ) + '\n',
-    );
   } finally {
-    await Promise.all(clients.map((c) => c.dispose()));
-    await test.stop();
-    await stopTestServer();
+    await client.end();
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-  process.exit(1);
+runBenchmark(async (cleanup) => {
+  cleanup.add('stop the test PostgreSQL server', stopTestServer);
+  const database = await createTestDatabase();
+  cleanup.add('drop the test database', () => database.drop());
+  const machine = await describeMachine(database.connectionString);
+
+  progress('starting herald');
+  const herald = await startHerald(database.connectionString);
+  cleanup.add('stop herald', () => herald.stop());
+  const http = new HttpClient(herald.url, { maxSockets: MAX_IN_FLIGHT });
+  cleanup.add('close the HTTP agent', async () => http.close());
+  const cpu = new CpuSampler(herald.pid);
+
+  const senderTickets: string[] = [];
+  for (let s = 0; s < SENDERS; s++) senderTickets.push(await issueTicket(http, `latency-sender-${s}`));
+
+  // --- terminals ---
+  const pending = new Map<string, PendingSend>();
+  const sendToReceive: number[] = [];
+  const dueToReceive: number[] = [];
+  let unexpected = 0;
+  let wrongTerminal = 0;
+  const terminals: Terminal[] = [];
+  cleanup.add('close the terminals', () => Promise.all(terminals.map((t) => t.client.dispose())));
+
+  const onMessage = (index: number, title: string) => {
+    const at = performance.now();
+    const terminal = terminals[index]!;
+    terminal.received++;
+    if (title.startsWith('warm-up ')) {
+      terminal.warmedUp = true;
+      return;
+    }
+    const sent = pending.get(title);
+    if (!sent) {
+      unexpected++; // a duplicate, or a send that had failed
+      return;
+    }
+    pending.delete(title);
+    if (sent.terminal !== index) wrongTerminal++;
+    sendToReceive.push(at - sent.started);
+    dueToReceive.push(at - sent.due);
+  };
+
+  progress(`connecting ${TERMINALS} terminals`);
+  const connected: Promise<void>[] = [];
+  for (let index = 0; index < TERMINALS; index++) {
+    const userId = `terminal-${index}`;
+    const ticket = await issueTicket(http, userId);
+    const client = createClient({ url: `${herald.wsUrl}/graphql`, webSocketImpl: WebSocket, connectionParams: { ticket }, lazy: false, retryAttempts: 0 });
+    const terminal: Terminal = { userId, client, warmedUp: false, received: 0, subscriptionError: undefined, completed: false };
+    terminals.push(terminal);
+    connected.push(new Promise((resolve) => client.on('connected', () => resolve())));
+    client.subscribe<{ messages: { title: string; seq: string } }>(
+      { query: 'subscription { messages { title seq } }' },
+      {
+        next: (result) => {
+          if (result.data) onMessage(index, result.data.messages.title);
+          else terminal.subscriptionError = JSON.stringify(result.errors);
+        },
+        error: (error: unknown) => {
+          terminal.subscriptionError = Array.isArray(error) ? JSON.stringify(error) : String((error as Error)?.message ?? error);
+        },
+        complete: () => {
+          terminal.completed = true;
+        },
+      },
+    );
+  }
+  const connectDeadline = deadline(WARMUP_TIMEOUT_SECONDS * 1000).then(() => {
+    throw new Error(`the terminals did not all connect within ${WARMUP_TIMEOUT_SECONDS} s`);
+  });
+  await Promise.race([Promise.all(connected), connectDeadline]);
+
+  // Warm-up: every terminal receives a message before anything is measured (re-sent to the ones that
+  // have not, in case a subscription was not registered yet when its first warm-up went out).
+  progress('warm-up: one message to each terminal');
+  const warmUpDeadline = Date.now() + WARMUP_TIMEOUT_SECONDS * 1000;
+  for (let round = 0; terminals.some((t) => !t.warmedUp); round++) {
+    if (Date.now() > warmUpDeadline) throw new Error(`only ${terminals.filter((t) => t.warmedUp).length} of ${TERMINALS} terminals received a warm-up message within ${WARMUP_TIMEOUT_SECONDS} s`);
+    const waiting = terminals.filter((t) => !t.warmedUp);
+    await Promise.all(
+      waiting.map(async (t, k) => {
+        const answer = await koalaSend(http, { ticket: senderTickets[k % SENDERS]!, users: t.userId, title: `warm-up ${round}`, content: 'w' });
+        if (answer.status !== 0) throw new Error(`warm-up send: ${JSON.stringify(answer)}`);
+      }),
+    );
+    const roundEnd = Date.now() + 2000;
+    while (terminals.some((t) => !t.warmedUp) && Date.now() < roundEnd) await sleep(10);
+  }
+
+  // --- baselines ---
+  progress(`baselines at ${BASELINE_RATE}/s for ${BASELINE_SECONDS} s each: GET /healthz, graphql-ws { me }`);
+  const healthz: number[] = [];
+  let healthzErrors = 0;
+  const healthzLoop = await openLoop({ rate: BASELINE_RATE, seconds: BASELINE_SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS }, async () => {
+    const t0 = performance.now();
+    try {
+      const response = await http.get('/healthz');
+      if (response.status !== 200) healthzErrors++;
+      else healthz.push(performance.now() - t0);
+    } catch {
+      healthzErrors++;
+    }
+  });
+  await healthzLoop.settled();
+  const wsQuery: number[] = [];
+  let wsQueryErrors = 0;
+  const wsLoop = await openLoop({ rate: BASELINE_RATE, seconds: BASELINE_SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS }, async (i) => {
+    const client = terminals[i % terminals.length]!.client;
+    const t0 = performance.now();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let answered = false;
+        const timer = setTimeout(() => {
+          cancel();
+          reject(new Error('no answer in time'));
+        }, REQUEST_TIMEOUT_MS);
+        const cancel = client.subscribe<{ me: { userId: string } }>(
+          { query: '{ me { userId } }' },
+          {
+            next: (result) => (answered = Boolean(result.data?.me.userId)),
+            error: (error: unknown) => {
+              clearTimeout(timer);
+              reject(error instanceof Error ? error : new Error(JSON.stringify(error)));
+            },
+            complete: () => {
+              clearTimeout(timer);
+              if (answered) resolve();
+              else reject(new Error('no answer'));
+            },
+          },
+        );
+      });
+      wsQuery.push(performance.now() - t0);
+    } catch {
+      wsQueryErrors++;
+    }
+  });
+  await wsLoop.settled();
+
+  // --- the load ---
+  progress(`sending ${RATE}/s for ${SECONDS} s to ${TERMINALS} terminals (at most ${MAX_IN_FLIGHT} in flight)`);
+  const sendAnswer: number[] = [];
+  const sendErrors: Record<string, number> = {};
+  let accepted = 0;
+  const before = cpu.snapshot();
+  const load = await openLoop({ rate: RATE, seconds: SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS }, async (i, due) => {
+    const title = `lat-${i}`;
+    const terminal = i % TERMINALS;
+    const started = performance.now();
+    pending.set(title, { terminal, due, started });
+    try {
+      const answer = await koalaSend(http, { ticket: senderTickets[i % SENDERS]!, users: terminals[terminal]!.userId, title, content: 'latency probe' });
+      sendAnswer.push(performance.now() - started);
+      if (answer.status === 0) {
+        accepted++;
+        return;
+      }
+      sendErrors[`errcode-${answer.errcode}`] = (sendErrors[`errcode-${answer.errcode}`] ?? 0) + 1;
+    } catch {
+      sendErrors.network = (sendErrors.network ?? 0) + 1;
+    }
+    pending.delete(title); // refused: not expected at the terminal
+  });
+  const duringLoad = CpuSampler.between(before, cpu.snapshot());
+  const receivedWhileSending = sendToReceive.length;
+  progress(`  fired ${load.fired} of ${load.planned} (skipped ${load.skipped}); received ${receivedWhileSending} so far; waiting for answers and stragglers (≤ ${DRAIN_SECONDS} s)`);
+
+  const drainStarted = performance.now();
+  const drainDeadline = drainStarted + DRAIN_SECONDS * 1000;
+  await Promise.race([load.settled(), deadline(DRAIN_SECONDS * 1000)]);
+  let lastReport = performance.now();
+  while (pending.size > 0 && performance.now() < drainDeadline) {
+    await sleep(20);
+    if (performance.now() - lastReport > 5000) {
+      progress(`  ${pending.size} still to arrive`);
+      lastReport = performance.now();
+    }
+  }
+  const drainSeconds = (performance.now() - drainStarted) / 1000;
+  const afterDrain = CpuSampler.between(before, cpu.snapshot());
+  const unanswered = load.fired - accepted - Object.values(sendErrors).reduce((a, b) => a + b, 0);
+  const lost = pending.size; // accepted (or still unanswered) sends whose message never arrived
+  const latency = latencyStats(sendToReceive);
+  const subscriptionErrors = terminals.filter((t) => t.subscriptionError !== undefined).map((t) => ({ terminal: t.userId, error: t.subscriptionError }));
+  const sendRefused = Object.values(sendErrors).reduce((a, b) => a + b, 0);
+  const lostWhere =
+    lost > 0
+      ? {
+          ...(await whereAreTheLost(database.connectionString, [...pending.keys()])),
+          terminals: new Set([...pending.values()].map((p) => p.terminal)).size,
+          sendIndexRange: [Math.min(...[...pending.keys()].map((t) => Number(t.slice(4)))), Math.max(...[...pending.keys()].map((t) => Number(t.slice(4))))],
+        }
+      : null;
+
+  return {
+    benchmark: 'latency (B2)',
+    machine,
+    parameters: {
+      ratePerSecond: RATE,
+      seconds: SECONDS,
+      terminals: TERMINALS,
+      senders: SENDERS,
+      maxInFlight: MAX_IN_FLIGHT,
+      lateMs: LATE_MS,
+      drainSeconds: DRAIN_SECONDS,
+      baselineRatePerSecond: BASELINE_RATE,
+      baselineSeconds: BASELINE_SECONDS,
+    },
+    sendToReceive: {
+      fromSendStart: latency,
+      fromDueTime: latencyStats(dueToReceive),
+      planned: load.planned,
+      fired: load.fired,
+      skippedInFlightBound: load.skipped,
+      firedLate: load.late,
+      accepted,
+      sendErrors,
+      unansweredSends: unanswered,
+      received: sendToReceive.length,
+      receivedWhileSending,
+      lost,
+      lostFoundIn: lostWhere,
+      unexpectedMessages: unexpected,
+      wrongTerminal,
+      subscriptionErrors,
+      subscriptionsCompleted: terminals.filter((t) => t.completed).length,
+    },
+    sender: {
+      seconds: load.seconds,
+      firedPerSecond: load.firedPerSecond,
+      acceptedPerSecond: perSecond(accepted, load.seconds),
+      maxInFlightSeen: load.maxInFlightSeen,
+      lateness: load.lateness,
+      sendAnswer: latencyStats(sendAnswer),
+    },
+    drain: { seconds: Number(drainSeconds.toFixed(2)), cpuThroughDrain: afterDrain },
+    cpuWhileSending: duringLoad,
+    baselines: {
+      httpHealthzRoundTrip: { ...latencyStats(healthz), errors: healthzErrors, skipped: healthzLoop.skipped },
+      graphqlWsMeQueryRoundTrip: { ...latencyStats(wsQuery), errors: wsQueryErrors, skipped: wsLoop.skipped },
+    },
+    goal: {
+      p99AtMostMs: GOAL_P99_MS,
+      lost: 0,
+      met:
+        latency.p99Ms !== null &&
+        latency.p99Ms <= GOAL_P99_MS &&
+        lost === 0 &&
+        load.skipped === 0 &&
+        sendRefused === 0 &&
+        sendToReceive.length === load.planned,
+    },
+  };
 });

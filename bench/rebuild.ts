@@ -1,0 +1,171 @@
+/**
+ * B4 — rebuilding every projection from the event store. Goal: at least 50,000 events/s.
+ *
+ *   node --import tsx bench/rebuild.ts                          # embedded PostgreSQL
+ *   BENCH_EVENTS=20000 node --import tsx bench/rebuild.ts       # a small run
+ *   DATABASE_URL=postgres://… node --import tsx bench/rebuild.ts
+ *
+ * Parameters (environment):
+ *   BENCH_EVENTS                   message events generated into the store (default 1,000,000)
+ *   BENCH_USERS                    recipient population user-0 … (default 50,000)
+ *   BENCH_CHUNK                    slots (≈ messages) per generating INSERT (default 20,000)
+ *   BENCH_SEED                     seed of the generated history (default herald-bench)
+ *   BENCH_READ_PAGE                page size of the baseline read (default 5,000)
+ *   BENCH_REBUILD_TIMEOUT_SECONDS  the rebuild is stopped after this long (default 3,600)
+ *   BENCH_GOAL_EVENTS_PER_SECOND   the goal (default 50,000)
+ *   BENCH_READY_TIMEOUT_SECONDS    wait for herald's /readyz (default 120)
+ *
+ * Steps, all on a fresh database of the test server (test/support/postgres.ts):
+ *   1. herald serve is started once, so it creates its schema (and registers the app camel), and stopped.
+ *   2. BENCH_EVENTS events of camel's messages are written straight into the `events`/`streams` tables
+ *      with set-based SQL (bench/support.ts generateMessageEvents): MessageSent to 1–50 recipients
+ *      (skewed toward few), MessageScheduled followed later by MessageReleased, MessageAcknowledged by
+ *      recipients of delivered messages. A sample is checked against domain/message's codecs and decider.
+ *      Then VACUUM (ANALYZE), as a store that has been running a while would be.
+ *   3. Baseline: every event read in position order with keyset pages (`WHERE position > $last ORDER BY
+ *      position LIMIT n`, all columns, JSON parsed by the client as herald's pg client would; and once
+ *      more with data/metadata fetched as text, to show what the JSON parsing costs).
+ *   4. `node --import tsx src/cli.ts projections rebuild` in a child process, timed end to end (process
+ *      start to exit); the rate is events in the store ÷ that time. Its progress lines give each
+ *      projection's replay time too.
+ *   5. Sanity: rows in notifications / notification_messages against what was generated.
+ *
+ * Prints one JSON document on stdout; progress on stderr.
+ */
+import pg from 'pg';
+import { createTestDatabase, stopTestServer } from '../test/support/postgres';
+import {
+  createHeraldSchema,
+  describeMachine,
+  envInteger,
+  generateMessageEvents,
+  perSecond,
+  progress,
+  readModelCounts,
+  runBenchmark,
+  timeRebuild,
+  vacuumEventStore,
+  type CliRun,
+} from './support';
+
+const EVENTS = envInteger('BENCH_EVENTS', 1_000_000, 1);
+const USERS = envInteger('BENCH_USERS', 50_000, 100);
+const CHUNK = envInteger('BENCH_CHUNK', 20_000, 100);
+const SEED = process.env.BENCH_SEED || 'herald-bench';
+const READ_PAGE = envInteger('BENCH_READ_PAGE', 5_000, 1);
+const REBUILD_TIMEOUT_SECONDS = envInteger('BENCH_REBUILD_TIMEOUT_SECONDS', 3_600, 1);
+const GOAL = envInteger('BENCH_GOAL_EVENTS_PER_SECOND', 50_000, 1);
+
+/**
+ * Reads the whole store in position order, page by page; returns how many events and how long. `parsed`:
+ * data and metadata as JSON values, as herald's pg client gets them; otherwise as text (no JSON.parse).
+ */
+async function readAllInPositionOrder(databaseUrl: string, parsed: boolean): Promise<{ events: number; seconds: number; eventsPerSecond: number; pageSize: number }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const json = parsed ? 'data, metadata' : 'data::text, metadata::text';
+  try {
+    const started = performance.now();
+    let after = '-1';
+    let events = 0;
+    for (;;) {
+      const { rows } = await client.query<{ position: string }>(
+        `SELECT position, event_id, stream_name, revision, event_type, ${json}, created_at
+           FROM events WHERE position > $1 ORDER BY position LIMIT $2`,
+        [after, READ_PAGE],
+      );
+      events += rows.length;
+      if (rows.length < READ_PAGE) break;
+      after = rows[rows.length - 1]!.position;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { events, seconds: Number(seconds.toFixed(2)), eventsPerSecond: perSecond(events, seconds), pageSize: READ_PAGE };
+  } finally {
+    await client.end();
+  }
+}
+
+/** From the rebuild's progress lines: when each projection was first reported and when it was done. */
+function perProjection(run: CliRun): Record<string, { firstReportSecond: number; doneSecond: number | null; head: string }> {
+  const result: Record<string, { firstReportSecond: number; doneSecond: number | null; head: string }> = {};
+  run.stdoutLines.forEach((line, index) => {
+    let parsed: { projection?: string; head?: string; done?: boolean };
+    try {
+      parsed = JSON.parse(line) as typeof parsed;
+    } catch {
+      return;
+    }
+    if (!parsed.projection) return;
+    const at = Number(run.lineTimes[index]!.toFixed(2));
+    const entry = (result[parsed.projection] ??= { firstReportSecond: at, doneSecond: null, head: String(parsed.head) });
+    if (parsed.done) entry.doneSecond = at;
+  });
+  return result;
+}
+
+runBenchmark(async (cleanup) => {
+  cleanup.add('stop the test PostgreSQL server', stopTestServer);
+  const database = await createTestDatabase();
+  cleanup.add('drop the test database', () => database.drop());
+  const url = database.connectionString;
+  const machine = await describeMachine(url);
+
+  progress('starting herald once to create its schema');
+  await createHeraldSchema(url);
+
+  const generated = await generateMessageEvents(url, { target: { events: EVENTS }, users: USERS, chunkMessages: CHUNK, seed: SEED });
+  progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
+  await vacuumEventStore(url);
+
+  const inStore = await (async () => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ n: string; head: string }>('SELECT count(*) AS n, max(position) AS head FROM events');
+      return { events: Number(rows[0]!.n), headPosition: rows[0]!.head };
+    } finally {
+      await client.end();
+    }
+  })();
+
+  progress('baseline: reading the store in position order');
+  const read = await readAllInPositionOrder(url, true);
+  const readText = await readAllInPositionOrder(url, false);
+  progress(`  ${read.eventsPerSecond} events/s (JSON as text: ${readText.eventsPerSecond} events/s)`);
+
+  progress(`herald projections rebuild (timeout ${REBUILD_TIMEOUT_SECONDS} s)`);
+  const { run, lastProgress } = await timeRebuild(url, REBUILD_TIMEOUT_SECONDS * 1000);
+  const completed = run.exitCode === 0 && !run.timedOut;
+  if (!completed) progress(`the rebuild did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
+  const rebuildRate = completed ? perSecond(inStore.events, run.seconds) : 0;
+
+  const counts = await readModelCounts(url);
+  const checks = {
+    notificationsMatch: counts.notifications === generated.notifications,
+    notificationMessagesMatch: counts.notificationMessages === generated.messages,
+    appRegistered: counts.apps >= 1,
+    checkpointsAtHead: Object.values(counts.checkpoints).every((p) => BigInt(p) >= BigInt(inStore.headPosition)),
+  };
+
+  return {
+    benchmark: 'rebuild (B4)',
+    machine,
+    parameters: { events: EVENTS, users: USERS, chunk: CHUNK, seed: SEED, readPage: READ_PAGE, rebuildTimeoutSeconds: REBUILD_TIMEOUT_SECONDS },
+    generated,
+    store: inStore,
+    baselineReadInPositionOrder: { ...read, jsonAsTextEventsPerSecond: readText.eventsPerSecond },
+    rebuild: {
+      completed,
+      exitCode: run.exitCode,
+      timedOut: run.timedOut,
+      secondsEndToEnd: Number(run.seconds.toFixed(2)),
+      eventsPerSecond: rebuildRate,
+      perProjection: perProjection(run),
+      lastProgress: lastProgress ?? null,
+      vsBaselineRead: read.eventsPerSecond > 0 ? Number((rebuildRate / read.eventsPerSecond).toFixed(3)) : null,
+    },
+    readModels: { ...counts, expectedNotifications: generated.notifications, expectedNotificationMessages: generated.messages },
+    checks,
+    goal: { eventsPerSecondAtLeast: GOAL, met: completed && rebuildRate >= GOAL && Object.values(checks).every(Boolean) },
+  };
+});
