@@ -112,7 +112,7 @@ export const notificationsProjection: Projection = {
   async handle(events, tx) {
     const { created, changed, acknowledged } = toBatch(events);
     const publications = created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed) : [];
-    if (acknowledged.id.length > 0) await tx.query(ACKNOWLEDGE, Object.values(acknowledged));
+    if (acknowledged.id.length > 0) await tx.query({ name: 'notifications-acknowledge', text: ACKNOWLEDGE, values: Object.values(acknowledged) });
     return publications;
   },
 };
@@ -286,7 +286,12 @@ const ACKNOWLEDGE = `
  * the payload is made once per message and shared by its recipients.
  */
 async function createAndDeliver(tx: PoolClient, created: Record<string, unknown[]>, changed: Record<string, unknown[]>): Promise<Publication[]> {
-  const { rows } = await tx.query<MessageRow & { users: string[] }>(CREATE_AND_DELIVER, [...Object.values(created), ...Object.values(changed)]);
+  // Named, so each connection parses and plans this statement once, not per batch.
+  const { rows } = await tx.query<MessageRow & { users: string[] }>({
+    name: 'notifications-create-and-deliver',
+    text: CREATE_AND_DELIVER,
+    values: [...Object.values(created), ...Object.values(changed)],
+  });
   return rows.flatMap((row) => {
     const message = toDeliveredMessage(row);
     return row.users.map((userId) => ({ topic: inboxTopic(message.appId, userId), payload: message }));

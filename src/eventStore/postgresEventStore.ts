@@ -309,9 +309,10 @@ export class PostgresEventStore implements EventStore {
   /** One statement, so one round trip and one commit, for the whole group. */
   private async commitGroup(group: readonly PendingAppend[]): Promise<void> {
     const events = group.flatMap((append) => append.events);
-    const { rows } = await this.pool.query<{ outcome: string; revision: string | null; last_position: string | null }>(
-      'SELECT * FROM herald_append_batch($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])',
-      [
+    const { rows } = await this.pool.query<{ outcome: string; revision: string | null; last_position: string | null }>({
+      name: 'herald-append-batch',
+      text: 'SELECT * FROM herald_append_batch($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])',
+      values: [
         group.map((append) => append.streamName),
         group.map((append) => append.expectedRevision.toString()),
         group.map((append) => append.events.length),
@@ -320,7 +321,7 @@ export class PostgresEventStore implements EventStore {
         events.map((e) => JSON.stringify(e.data ?? null)),
         events.map((e) => JSON.stringify(e.metadata ?? {})),
       ],
-    );
+    });
     if (rows.length !== group.length) throw new Error(`herald_append_batch answered ${rows.length} of ${group.length} appends`);
     group.forEach((append, i) => {
       const outcome = toAppendOutcome(append, rows[i]!);

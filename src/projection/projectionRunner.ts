@@ -166,10 +166,16 @@ export class ProjectionRunner {
     if (skippedTo !== undefined) await this.moveCheckpoint(checkpoint, skippedTo);
   }
 
-  /** One transaction: the checkpoint's compare-and-set (sent with BEGIN), then the projection's writes. */
+  /**
+   * One transaction: the checkpoint's compare-and-set (sent with BEGIN), then the projection's writes.
+   * Its commit need not wait for the disk: a read model is derived data, so if PostgreSQL crashes and
+   * loses the last few commits, it loses checkpoint and writes together and the runner replays them.
+   * Visibility, which read-your-writes waits for, is at commit either way.
+   */
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
-    const publications = await withTransaction(database.pool, (tx) => projection.handle(events, tx), moveCheckpointSql(projection.name, checkpoint, next)).catch(
+    const begin = `SET LOCAL synchronous_commit = off; ${moveCheckpointSql(projection.name, checkpoint, next)}`;
+    const publications = await withTransaction(database.pool, (tx) => projection.handle(events, tx), begin).catch(
       (error: unknown) => {
         throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
       },
