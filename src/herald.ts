@@ -1,4 +1,5 @@
 import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
+import { OperationChecks } from '../api/graphql/operationChecks';
 import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
@@ -121,10 +122,11 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
 
     const readiness = () => checkReadiness(infrastructure, runners, startupHead);
     const schema = buildSchema({ messaging, bus });
-    const routers = [koalaRouter({ tickets, messaging, log }), graphqlRouter({ schema, tickets, log })];
+    const checks = new OperationChecks(schema);
+    const routers = [koalaRouter({ tickets, messaging, log }), graphqlRouter({ schema, checks, tickets, log })];
     http = await listen(createHttpApp({ readiness, routers }), { port: config.port, host: config.host, log });
     const server = http;
-    const graphqlWs = attachGraphqlWs(server.server, { schema, tickets, log });
+    const graphqlWs = attachGraphqlWs(server.server, { schema, checks, tickets, log });
     return {
       url: server.url,
       infrastructure,

@@ -3,45 +3,29 @@ import type http from 'node:http';
 import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
-import { GraphQLError, specifiedRules, validate, type GraphQLSchema, type ValidationRule } from 'graphql';
-import depthLimit from 'graphql-depth-limit';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { createHandler } from 'graphql-http/lib/use/express';
-import { createComplexityRule, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
 import { graphiqlRouter } from './graphiql';
+import { OperationChecks } from './operationChecks';
+import { sharedSubscribe } from './sharedSubscription';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
 
 export const GRAPHQL_PATH = '/graphql';
-export const MAX_DEPTH = 8;
-export const MAX_COMPLEXITY = 5000;
 
 export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
   return makeExecutableSchema({ typeDefs, resolvers: createResolvers(deps) });
 }
 
-/** A list field costs its `first` times its children: a full page of 100 notifications is about 2,500. */
-const pageEstimator: ComplexityEstimator = ({ args, childComplexity }) => (typeof args.first === 'number' ? 1 + args.first * childComplexity : undefined);
-
-function limits(variables: Record<string, unknown> | undefined | null): ValidationRule[] {
-  return [
-    depthLimit(MAX_DEPTH),
-    createComplexityRule({
-      maximumComplexity: MAX_COMPLEXITY,
-      variables: variables ?? {},
-      estimators: [pageEstimator, simpleEstimator({ defaultComplexity: 1 })],
-      createError: (max, actual) => new GraphQLError(`query complexity ${actual} is over the limit of ${max}`, { extensions: { code: 'QUERY_TOO_COMPLEX' } }),
-    }),
-  ];
-}
-
-export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly tickets: Tickets; readonly log: Logger }): express.Router {
+export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly log: Logger }): express.Router {
   const router = express.Router();
+  const { checks } = deps;
   const handler = createHandler<GraphqlContext>({
     schema: deps.schema,
     context: async (req) => {
@@ -51,7 +35,10 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly t
       }
       return { viewer };
     },
-    validationRules: (_req, args, rules) => [...rules, ...limits(args.variableValues as Record<string, unknown> | undefined)],
+    parse: checks.parse,
+    // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
+    validationRules: (_req, args) => [checks.complexityRule(args.variableValues as Record<string, unknown> | undefined)],
+    validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
     formatError: (error) => maskUnexpected(error, deps.log),
   });
   router.use(graphiqlRouter(GRAPHQL_PATH));
@@ -61,7 +48,10 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly t
 }
 
 /** graphql-ws on the HTTP server: the ticket comes in `connectionParams.ticket`; a bad one closes the socket (4403). */
-export function attachGraphqlWs(server: http.Server, deps: { readonly schema: GraphQLSchema; readonly tickets: Tickets; readonly log: Logger }): { close(): Promise<void> } {
+export function attachGraphqlWs(
+  server: http.Server,
+  deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly log: Logger },
+): { close(): Promise<void> } {
   const wss = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: 256 * 1024 });
   const viewers = new WeakMap<object, Viewer>();
   const disposable = useServer<Record<string, unknown>, { viewer?: Viewer }>(
@@ -81,7 +71,9 @@ export function attachGraphqlWs(server: http.Server, deps: { readonly schema: Gr
         }
       },
       context: (ctx): GraphqlContext => ({ viewer: viewers.get(ctx.extra)!, since: ctx.connectionParams?.since }),
-      validate: (schema, document, rules) => validate(schema, document, [...(rules ?? specifiedRules), ...limits(undefined)]),
+      parse: deps.checks.parse,
+      validate: (_schema, document) => [...deps.checks.validate(document, [deps.checks.complexityRule(undefined)])],
+      subscribe: sharedSubscribe(),
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskUnexpected(e, deps.log).toJSON()),
     },
     wss,

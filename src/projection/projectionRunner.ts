@@ -136,6 +136,9 @@ export class ProjectionRunner {
     let skippedTo: bigint | undefined;
     let checkpointWrittenAt = Date.now();
     let next = prefetch(batches);
+    // After a replay from the start, the tables' statistics describe empty tables: refresh them once
+    // caught up, or the planner may pick scans that suit an empty table for queries on a full one.
+    let analyzeWhenCaughtUp = checkpoint < 0n;
     while (this.running) {
       const result = skippedTo === undefined ? await next : await Promise.race([next, delay(SKIPPED_CHECKPOINT_MS)]);
       if (result === undefined || (skippedTo !== undefined && Date.now() - checkpointWrittenAt >= SKIPPED_CHECKPOINT_MS)) {
@@ -161,7 +164,11 @@ export class ProjectionRunner {
           this.deps.onCommitted?.(projection.name, last);
         }
       }
-      if (caughtUp) this.currentState = 'live';
+      if (caughtUp) {
+        this.currentState = 'live';
+        if (analyzeWhenCaughtUp) await this.analyzeTables();
+        analyzeWhenCaughtUp = false;
+      }
     }
     if (skippedTo !== undefined) await this.moveCheckpoint(checkpoint, skippedTo);
   }
@@ -182,6 +189,14 @@ export class ProjectionRunner {
     );
     this.deps.onCommitted?.(projection.name, next);
     if (publications.length > 0) await bus.publish(publications);
+  }
+
+  private async analyzeTables(): Promise<void> {
+    const { tables } = this.deps.projection;
+    if (tables.length === 0) return;
+    await this.deps.database.pool.query(`ANALYZE ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`).catch((error: unknown) => {
+      this.deps.log.warn({ err: error, projection: this.name }, 'refreshing table statistics after a replay failed');
+    });
   }
 
   private async moveCheckpoint(checkpoint: bigint, next: bigint): Promise<bigint> {

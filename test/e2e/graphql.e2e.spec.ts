@@ -220,6 +220,23 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     const heavy = await graphql(test.url, receiver, `{ a: ${fullPage} b: ${fullPage} c: ${fullPage} }`);
     expect(heavy.errors?.[0]?.extensions?.code).to.equal('QUERY_TOO_COMPLEX');
   });
+
+  it('refuses fragment cycles and huge operations with a 400 and a clear error, never a 500', async () => {
+    const ticket = await ticketFor('limits');
+    const cycle = await graphql(test.url, ticket, '{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }');
+    expect(cycle.status).to.equal(400);
+    expect(cycle.errors?.[0]?.message).to.match(/Cannot spread fragment "A" within itself/);
+
+
+    // More nodes than graphql-query-complexity will count: it throws rather than reports; herald answers in kind.
+    const huge = await graphql(test.url, ticket, `{ ${Array.from({ length: 12_000 }, (_, i) => `a${i}: me { userId }`).join(' ')} }`);
+    expect(huge.status).to.be.within(400, 499);
+    expect(huge.errors?.[0]?.extensions?.code).to.equal('QUERY_TOO_COMPLEX');
+
+    // The same operation twice: parsed and statically validated once, answered the same.
+    const again = await graphql(test.url, ticket, '{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }');
+    expect(again).to.deep.equal(cycle);
+  });
 });
 
 describe('graphql-ws and ticket expiry', function () {
