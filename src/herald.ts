@@ -124,7 +124,7 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
     const schema = buildSchema({ messaging, bus });
     const checks = new OperationChecks(schema);
     const routers = [koalaRouter({ tickets, messaging, log }), graphqlRouter({ schema, checks, tickets, log })];
-    http = await listen(createHttpApp({ readiness, routers }), { port: config.port, host: config.host, log });
+    http = await listen(createHttpApp({ readiness, routers, log }), { port: config.port, host: config.host, log });
     const server = http;
     const graphqlWs = attachGraphqlWs(server.server, { schema, checks, tickets, log });
     return {

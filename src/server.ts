@@ -16,7 +16,7 @@ export interface HttpServer {
 }
 
 /** The express app: probes here; the API routers (GraphQL, legacy REST shims) are mounted by `routers`. */
-export function createHttpApp(deps: { readonly readiness: () => Promise<Readiness>; readonly routers?: readonly express.Router[] }): express.Express {
+export function createHttpApp(deps: { readonly readiness: () => Promise<Readiness>; readonly routers?: readonly express.Router[]; readonly log?: Logger }): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => {
@@ -27,6 +27,17 @@ export function createHttpApp(deps: { readonly readiness: () => Promise<Readines
     res.status(readiness.ready ? 200 : 503).json({ status: readiness.ready ? 'ready' : 'not ready', ...readiness.checks });
   });
   for (const router of deps.routers ?? []) app.use(router);
+  // What no router answered, and errors no router handled: JSON, never express's HTML page with a stack.
+  app.use((_req, res) => {
+    res.status(404).json({ error: { code: 'NOT_FOUND', message: 'no such route' } });
+  });
+  app.use((error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (res.headersSent) return next(error);
+    const status = (error as { status?: number }).status ?? 500;
+    if (status >= 400 && status < 500) return res.status(status).json({ error: { code: 'BAD_REQUEST', message: 'the request could not be read' } });
+    deps.log?.error({ err: error }, 'http: unexpected error');
+    return res.status(500).json({ error: { code: 'INTERNAL', message: 'internal error' } });
+  });
   return app;
 }
 

@@ -44,6 +44,7 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly c
   router.use(graphiqlRouter(GRAPHQL_PATH));
   router.use(GRAPHQL_PATH, express.json({ limit: '256kb' }));
   router.all(GRAPHQL_PATH, handler);
+  router.use(GRAPHQL_PATH, bodyError(deps.log));
   return router;
 }
 
@@ -111,10 +112,34 @@ async function authenticateHeader(tickets: Tickets, header: string | undefined):
   }
 }
 
-/** Errors herald did not anticipate keep their details in the log, not in the response. */
+/**
+ * Errors of the request itself — graphql-http's request checks (a missing or null query, a batch), a
+ * syntax or validation error, a variable of the wrong type — are the client's: BAD_REQUEST, or
+ * BAD_USER_INPUT for variables. Errors herald did not anticipate, raised while resolving, keep their
+ * details in the log, not in the response.
+ */
 function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): GraphQLError {
-  const graphqlError = error instanceof GraphQLError ? error : new GraphQLError(error.message, { originalError: error });
-  if (graphqlError.extensions?.code || !graphqlError.originalError) return graphqlError;
-  log.error({ err: graphqlError.originalError, path: graphqlError.path }, 'graphql: internal error');
-  return new GraphQLError('internal error', { path: graphqlError.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  if (!(error instanceof GraphQLError)) return new GraphQLError(error.message, { extensions: { code: 'BAD_REQUEST' } });
+  if (error.extensions?.code) return error;
+  if (error.path === undefined) {
+    const code = /^Variable "\$/.test(error.message) ? 'BAD_USER_INPUT' : 'BAD_REQUEST';
+    return new GraphQLError(error.message, { ...(error.nodes && { nodes: error.nodes }), extensions: { code } });
+  }
+  if (!error.originalError) return error;
+  log.error({ err: error.originalError, path: error.path }, 'graphql: internal error');
+  return new GraphQLError('internal error', { path: error.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+}
+
+/** A body express.json could not read (malformed JSON, too large), answered in GraphQL's envelope. */
+function bodyError(log: Logger): express.ErrorRequestHandler {
+  return (error: unknown, _req, res, next) => {
+    if (res.headersSent) return next(error);
+    const status = (error as { status?: number }).status ?? 500;
+    if (status >= 500) {
+      log.error({ err: error }, 'graphql: unexpected error');
+      return res.status(500).json({ errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+    }
+    const message = status === 413 ? 'the request body is over 256 KB' : 'the request body is not valid JSON';
+    return res.status(status).json({ errors: [{ message, extensions: { code: 'BAD_REQUEST' } }] });
+  };
 }

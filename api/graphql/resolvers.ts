@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
-import { inboxTopic, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
+import { inboxTopic, parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
@@ -133,7 +133,8 @@ async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext)
 
 function parseSince(since: unknown): bigint | undefined {
   if (since === undefined || since === null || since === '') return undefined;
-  if ((typeof since === 'string' && /^\d{1,19}$/.test(since)) || (typeof since === 'number' && Number.isSafeInteger(since) && since >= 0)) return BigInt(since);
+  const seq = typeof since === 'string' ? parseSeq(since) : typeof since === 'number' && Number.isSafeInteger(since) && since >= 0 ? BigInt(since) : undefined;
+  if (seq !== undefined) return seq;
   throw badInput('connectionParams.since must be a seq (a non-negative integer)');
 }
 
@@ -188,9 +189,10 @@ function parseProps(props: unknown): Record<string, string> | null {
 const encodeCursor = (seq: string) => Buffer.from(`seq:${seq}`).toString('base64url');
 
 function decodeCursor(cursor: string): bigint {
-  const match = /^seq:(\d{1,19})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) throw badInput('after is not a cursor from pageInfo.endCursor');
-  return BigInt(match[1]!);
+  const match = /^seq:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  const seq = match ? parseSeq(match[1]!) : undefined;
+  if (seq === undefined) throw badInput('after is not a cursor from pageInfo.endCursor');
+  return seq;
 }
 
 function badInput(message: string): GraphQLError {

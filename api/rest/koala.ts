@@ -4,6 +4,7 @@ import * as t from 'io-ts';
 import multer from 'multer';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import type { Logger } from '../../src/logger';
+import { parseSeq } from '../../src/messaging/inbox';
 import { SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
 import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/identity/tickets';
 
@@ -75,7 +76,10 @@ const field = (name: string, max: number) =>
   new t.Type<string, string, unknown>(
     name,
     (u): u is string => typeof u === 'string',
-    (u, c) => (typeof u === 'string' && u.trim().length > 0 && u.length <= max ? t.success(unquote(u.trim())) : t.failure(u, c, `${name} is required (at most ${max} characters)`)),
+    (u, c) => {
+      const value = typeof u === 'string' ? unquote(u.trim()) : '';
+      return value.length > 0 && value.length <= max ? t.success(value) : t.failure(u, c, `${name} is required (1-${max} characters)`);
+    },
     String,
   );
 
@@ -155,18 +159,21 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
   router.post('/koala/api/mas/messages/ack', ...forms, route(deps.log, async (req) => {
     const input = decode(AckRequest, params(req));
     const viewer = await deps.tickets.authenticate(input.ticket, new Date());
-    const seqs = input.sids.filter((s) => /^\d{1,19}$/.test(s)).map(BigInt);
-    const ids = input.sids.filter((s) => !/^\d{1,19}$/.test(s));
-    if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
+    const seqs = input.sids.map(parseSeq).filter((seq) => seq !== undefined);
+    const ids = input.sids.filter((s) => !/^\d+$/.test(s));
+    if (seqs.length + ids.length < input.sids.length || ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) {
+      throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
+    }
     // One acknowledge call for all of them, so one refused sid refuses the whole request.
     return deps.messaging.acknowledge(viewer, [...(await deps.messaging.messageIdsOfSeqs(viewer, seqs)), ...ids], new Date());
   }));
 
-  // Body parser failures (too large, malformed) are bad parameters, in the envelope.
+  // Only the body parsers fail into here (route handlers answer their own errors): a body too large,
+  // malformed urlencoded or multipart data, a file part, too many fields. All are bad parameters.
   router.use('/koala', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
     const status = (error as { status?: number }).status;
-    if (status && status >= 400 && status < 500) return reply(res, KoalaCode.badParameters, (error as Error).message);
+    if (status === undefined || status < 500) return reply(res, KoalaCode.badParameters, bodyErrorMessage(error));
     deps.log.error({ err: error }, 'koala: unexpected error');
     return reply(res, KoalaCode.internal, 'internal error');
   });
@@ -185,6 +192,13 @@ function route(log: Logger, handler: (req: express.Request) => Promise<unknown>)
       },
     );
   };
+}
+
+function bodyErrorMessage(error: unknown): string {
+  if (error instanceof multer.MulterError) return `malformed form: ${error.message}${error.field ? ` (${error.field})` : ''}`;
+  const message = (error as Error).message ?? '';
+  // body-parser's and busboy's own messages name the problem and nothing of the server.
+  return /^[\w ,.:'()-]{1,120}$/.test(message) ? `malformed request body: ${message}` : 'malformed request body';
 }
 
 function reply(res: express.Response, code: KoalaCode, errmsg: string): void {

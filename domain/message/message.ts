@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import { isStorableText } from '../text';
 
 /**
  * A message sent by a user of an app to other users of the same app (Koala web push,
@@ -148,7 +149,9 @@ function decideSend(command: SendMessage): MessageEvent[] {
   if (recipients.length > L.recipients) throw new DomainError('invalid', `at most ${L.recipients} recipients`);
   if (recipients.some((r) => r.length > L.userIdLength)) throw new DomainError('invalid', `user ids are at most ${L.userIdLength} characters`);
   if (command.title.length === 0 || command.title.length > L.titleLength) throw new DomainError('invalid', `title must be 1-${L.titleLength} characters`);
-  if (command.content.length > L.contentLength) throw new DomainError('invalid', `content is at most ${L.contentLength} characters`);
+  if (command.content.length === 0 || command.content.length > L.contentLength) throw new DomainError('invalid', `content must be 1-${L.contentLength} characters`);
+  const texts = [...recipients, command.title, command.content, ...Object.entries(command.props ?? {}).flat()];
+  if (!texts.every(isStorableText)) throw new DomainError('invalid', 'text may not contain control characters (other than tab, line feed, carriage return) or lone surrogates');
   if (command.props && Object.keys(command.props).length > L.propsKeys) throw new DomainError('invalid', `at most ${L.propsKeys} props`);
   if (command.props && Object.values(command.props).some((v) => v.length > L.propValueLength)) throw new DomainError('invalid', `prop values are at most ${L.propValueLength} characters`);
   if (!Number.isInteger(command.expireSeconds) || command.expireSeconds < 0 || command.expireSeconds > L.expireSeconds) {

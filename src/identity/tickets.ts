@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
 import { appStreamName } from '../../domain/app/app';
+import { isStorableText } from '../../domain/text';
 import { ticketStreamName } from '../../domain/ticket/ticket';
 import { verifyAppSecret } from './appSecret';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
@@ -183,7 +184,7 @@ export class Tickets {
 }
 
 export function validUserId(userId: string): boolean {
-  return userId.length > 0 && userId.length <= USER_ID_MAX && !/[\s,]/.test(userId);
+  return userId.length > 0 && userId.length <= USER_ID_MAX && !/[\s,]/.test(userId) && isStorableText(userId);
 }
 
 export function validRoles(roles: readonly string[]): boolean {

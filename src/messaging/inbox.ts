@@ -48,3 +48,12 @@ export interface InboxQueries {
   /** Message ids of an app's delivered messages by seq (Koala `sids`); unknown seqs are left out. */
   messageIdsBySeq(appId: string, seqs: readonly bigint[]): Promise<Map<bigint, string>>;
 }
+
+const MAX_SEQ = 2n ** 63n - 1n;
+
+/** A seq as a client writes it (Koala `sids`, a cursor, `since`): decimal digits within int64, else undefined. */
+export function parseSeq(text: string): bigint | undefined {
+  if (!/^\d{1,19}$/.test(text)) return undefined;
+  const seq = BigInt(text);
+  return seq <= MAX_SEQ ? seq : undefined;
+}

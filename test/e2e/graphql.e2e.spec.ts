@@ -237,6 +237,39 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     const again = await graphql(test.url, ticket, '{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }');
     expect(again).to.deep.equal(cycle);
   });
+
+  it('answers bad requests as BAD_REQUEST / BAD_USER_INPUT in its envelope, appending nothing', async () => {
+    const ticket = await ticketFor('hardened');
+    const head = await test.herald.infrastructure.store.headPosition();
+    const post = async (body: string) => {
+      const response = await fetch(`${test.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ticket}` }, body });
+      const text = await response.text();
+      expect(text).not.to.match(/<html|node_modules|\/work\//i);
+      return { status: response.status, body: JSON.parse(text) as { errors?: Array<{ message: string; extensions: { code: string } }> } };
+    };
+    const codeOf = (answer: { body: { errors?: Array<{ extensions: { code: string } }> } }) => answer.body.errors?.[0]?.extensions.code;
+
+    const malformed = await post('{bad');
+    expect([malformed.status, codeOf(malformed)]).to.deep.equal([400, 'BAD_REQUEST']);
+    const huge = await post(JSON.stringify({ query: `{ me { userId } } # ${'x'.repeat(300 * 1024)}` }));
+    expect([huge.status, codeOf(huge)]).to.deep.equal([413, 'BAD_REQUEST']);
+    expect(codeOf(await post('{"query": null}'))).to.equal('BAD_REQUEST');
+    expect(codeOf(await post('[{"query": "{ me { userId } }"}]'))).to.equal('BAD_REQUEST');
+    const wrongType = await post(JSON.stringify({ query: 'query($f: Int) { notifications(first: $f) { total } }', variables: { f: 'many' } }));
+    expect(codeOf(wrongType)).to.equal('BAD_USER_INPUT');
+    const unknownField = await post(JSON.stringify({ query: 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', variables: { i: { to: ['x'], title: 't', content: 'c', colour: 'red' } } }));
+    expect(codeOf(unknownField)).to.equal('BAD_USER_INPUT');
+
+    const send = (title: string, content = 'c') =>
+      graphql(test.url, ticket, 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }', { i: { to: ['x'], title, content } });
+    for (const bad of [send('nul \u0000'), send('t', 'escape \u001b[31m'), send('t', 'half \ud800 a pair'), send('t', '')]) {
+      expect((await bad).errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
+    }
+    const pastInt64 = Buffer.from('seq:9223372036854775808').toString('base64url');
+    const cursor = await graphql(test.url, ticket, NOTIFICATIONS, { after: pastInt64 });
+    expect(cursor.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
+    expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+  });
 });
 
 describe('graphql-ws and ticket expiry', function () {

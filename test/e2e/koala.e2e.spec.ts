@@ -191,6 +191,82 @@ describe('Koala REST (seed 000) over HTTP', function () {
     });
   });
 
+  describe('bad input: 1001 in the envelope, nothing appended', () => {
+    let ticket: string;
+    before(async () => {
+      ticket = await ticketFor('hardened');
+    });
+
+    async function refused(path: string, body: string | FormData | Record<string, string>, message: RegExp) {
+      const head = await test.herald.infrastructure.store.headPosition();
+      const answer = await postForm(url(path), body);
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(400);
+      expect(answer.body).to.include({ status: 1001, errcode: 1001, result: null });
+      expect(answer.body.errmsg).to.match(message);
+      expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+    }
+
+    it('refuses NUL and other control characters in every text field', async () => {
+      const controlText = /control characters/;
+      await refused('/koala/api/mas/messages', { ticket, users: 'u1', title: 'a\u0000b', content: 'c' }, controlText);
+      await refused('/koala/api/mas/messages', { ticket, users: 'u1', title: 't', content: 'ding \u0007' }, controlText);
+      await refused('/koala/api/mas/messages', { ticket, users: 'u\u0001', title: 't', content: 'c' }, controlText);
+      await refused('/koala/api/mas/tickets', { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul\u0000' }, /user_id/);
+      // TAB, LF and CR are text.
+      expect((await postForm(url('/koala/api/mas/messages'), { ticket, users: 'u1', title: 'a\tb', content: 'line\r\nline' })).body.status).to.equal(0);
+    });
+
+    it('refuses empty content, also when written as a pair of quotes', async () => {
+      await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=""`, /content is required \(1-16384 characters\)/);
+      await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=`, /content is required/);
+    });
+
+    it('refuses sids past a 64-bit seq', async () => {
+      await refused('/koala/api/mas/messages/ack', { ticket, sids: '9223372036854775808' }, /sids/);
+      await refused('/koala/api/mas/messages/ack', { ticket, sids: `1,${'9'.repeat(25)}` }, /sids/);
+    });
+
+    it('refuses malformed multipart bodies, file parts, too many fields and huge fields on all three routes', async () => {
+      const garbage = async (path: string) => {
+        const head = await test.herald.infrastructure.store.headPosition();
+        const response = await fetch(url(path), { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=xyz' }, body: 'garbage' });
+        expect(response.status).to.equal(400);
+        expect(await response.json()).to.include({ status: 1001, errcode: 1001 });
+        expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+      };
+      for (const path of ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koala/api/mas/messages/ack']) {
+        await garbage(path);
+        const withFile = new FormData();
+        withFile.set('ticket', ticket);
+        withFile.set('sids', '1');
+        withFile.set('upload', new Blob(['x']), 'x.txt');
+        await refused(path, withFile, /malformed form/);
+        const tooMany = new FormData();
+        for (let i = 0; i < 20; i++) tooMany.set(`f${i}`, 'x');
+        await refused(path, tooMany, /malformed form/);
+        const huge = new FormData();
+        huge.set('ticket', ticket);
+        huge.set('content', 'x'.repeat(300 * 1024));
+        await refused(path, huge, /malformed form/);
+      }
+    });
+
+    it('answers unknown routes and unreadable bodies in JSON, never an HTML page', async () => {
+      const notFound = await fetch(url('/nowhere'));
+      expect(notFound.status).to.equal(404);
+      expect(await notFound.json()).to.deep.equal({ error: { code: 'NOT_FOUND', message: 'no such route' } });
+      const tooBig = await fetch(url('/koala/api/mas/messages'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `ticket=${ticket}&content=${'x'.repeat(300 * 1024)}`,
+      });
+      expect(tooBig.status).to.equal(400);
+      const text = await tooBig.text();
+      expect(JSON.parse(text)).to.include({ status: 1001 });
+      expect(text).not.to.match(/<html|node_modules|\/work\//i);
+    });
+  });
+
   describe('limits and failures', () => {
     let limited: Awaited<ReturnType<typeof startTestHerald>>;
     before(async () => {
