@@ -9,6 +9,7 @@ import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
 import { handleCommand } from './command/commandHandler';
+import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
@@ -86,7 +87,7 @@ export interface Herald {
   close(): Promise<void>;
 }
 
-export async function startHerald(config: Config, log: Logger): Promise<Herald> {
+export async function startHerald(config: Config, log: Logger, clock: Clock = systemClock): Promise<Herald> {
   const infrastructure = await openInfrastructure(config, log);
   const { database, store } = infrastructure;
   const bus = new InProcessBus((error, topic) => log.error({ err: error, topic }, 'bus subscriber failed'));
@@ -95,11 +96,11 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
   const inbox = notificationQueries(database.pool);
-  const scheduler = new MessageScheduler({ store, scheduled: inbox, log });
+  const scheduler = new MessageScheduler({ store, scheduled: inbox, clock, log });
   const progress = new ProjectionProgress({ database, log });
   try {
     await progress.start();
-    await registerConfiguredApps(store, config, log);
+    await registerConfiguredApps(store, config, clock, log);
     const tickets = await Tickets.open({
       store,
       pool: database.pool,
@@ -121,12 +122,12 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
     scheduler.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, startupHead);
-    const schema = buildSchema({ messaging, bus });
+    const schema = buildSchema({ messaging, bus, clock });
     const checks = new OperationChecks(schema);
-    const routers = [koalaRouter({ tickets, messaging, log }), graphqlRouter({ schema, checks, tickets, log })];
+    const routers = [koalaRouter({ tickets, messaging, clock, log }), graphqlRouter({ schema, checks, tickets, clock, log })];
     http = await listen(createHttpApp({ readiness, routers, log }), { port: config.port, host: config.host, log });
     const server = http;
-    const graphqlWs = attachGraphqlWs(server.server, { schema, checks, tickets, log });
+    const graphqlWs = attachGraphqlWs(server.server, { schema, checks, tickets, clock, log });
     return {
       url: server.url,
       infrastructure,
@@ -158,14 +159,14 @@ export async function startHerald(config: Config, log: Logger): Promise<Herald> 
 }
 
 /** HERALD_APPS at start-up: registering an app again with the same secret appends nothing. */
-async function registerConfiguredApps(store: EventStore, config: Config, log: Logger): Promise<void> {
+async function registerConfiguredApps(store: EventStore, config: Config, clock: Clock, log: Logger): Promise<void> {
   for (const { appId, secret } of config.apps) {
     const secretHash = hashAppSecret(appId, secret);
     const result = await handleCommand(
       store,
       appAggregate,
       appStreamName(appId),
-      { type: 'RegisterApp', appId, secretHash, now: new Date().toISOString() },
+      { type: 'RegisterApp', appId, secretHash, now: clock().toISOString() },
       { commandId: `register-app:${secretHash}`, appId, actor: 'herald:HERALD_APPS' },
     );
     if (result.events.length > 0) log.info({ appId, events: result.events.map((e) => e.type) }, 'app registered from HERALD_APPS');

@@ -7,6 +7,7 @@ import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { createHandler } from 'graphql-http/lib/use/express';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Clock } from '../../src/clock';
 import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
 import { graphiqlRouter } from './graphiql';
@@ -23,13 +24,13 @@ export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   return makeExecutableSchema({ typeDefs, resolvers: createResolvers(deps) });
 }
 
-export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly log: Logger }): express.Router {
+export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly clock: Clock; readonly log: Logger }): express.Router {
   const router = express.Router();
   const { checks } = deps;
   const handler = createHandler<GraphqlContext>({
     schema: deps.schema,
     context: async (req) => {
-      const viewer = await authenticateHeader(deps.tickets, req.raw.headers.authorization);
+      const viewer = await authenticateHeader(deps.tickets, req.raw.headers.authorization, deps.clock());
       if (viewer instanceof GraphQLError) {
         return [JSON.stringify({ errors: [viewer.toJSON()] }), { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } }];
       }
@@ -51,7 +52,7 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly c
 /** graphql-ws on the HTTP server: the ticket comes in `connectionParams.ticket`; a bad one closes the socket (4403). */
 export function attachGraphqlWs(
   server: http.Server,
-  deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly log: Logger },
+  deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly clock: Clock; readonly log: Logger },
 ): { close(): Promise<void> } {
   const wss = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: 256 * 1024 });
   const viewers = new WeakMap<object, Viewer>();
@@ -62,9 +63,9 @@ export function attachGraphqlWs(
         const ticket = ctx.connectionParams?.ticket;
         if (typeof ticket !== 'string') return false;
         try {
-          const viewer = await deps.tickets.authenticate(ticket, new Date());
+          const viewer = await deps.tickets.authenticate(ticket, deps.clock());
           viewers.set(ctx.extra, viewer);
-          closeAtExpiry(ctx.extra.socket, Date.parse(viewer.expiresAt));
+          closeAtExpiry(ctx.extra.socket, Date.parse(viewer.expiresAt), deps.clock);
           return true;
         } catch (error) {
           if (error instanceof TicketError) return false;
@@ -89,10 +90,10 @@ export function attachGraphqlWs(
 }
 
 /** A socket lives no longer than its ticket: at expiry it is closed as Forbidden (4403), as at connect. */
-function closeAtExpiry(socket: WebSocket, expiresAt: number): void {
+function closeAtExpiry(socket: WebSocket, expiresAt: number, clock: Clock): void {
   let timer: NodeJS.Timeout;
   const check = () => {
-    const left = expiresAt - Date.now();
+    const left = expiresAt - clock().getTime();
     if (left <= 0) socket.close(4403, 'Forbidden: ticket expired');
     else timer = setTimeout(check, Math.min(left, 2 ** 31 - 1)).unref(); // setTimeout caps at ~24.8 days
   };
@@ -100,11 +101,11 @@ function closeAtExpiry(socket: WebSocket, expiresAt: number): void {
   socket.once('close', () => clearTimeout(timer));
 }
 
-async function authenticateHeader(tickets: Tickets, header: string | undefined): Promise<Viewer | GraphQLError> {
+async function authenticateHeader(tickets: Tickets, header: string | undefined, now: Date): Promise<Viewer | GraphQLError> {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
   if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket>', { extensions: { code: 'UNAUTHENTICATED' } });
   try {
-    return await tickets.authenticate(match[1]!, new Date());
+    return await tickets.authenticate(match[1]!, now);
   } catch (error) {
     const typed = toGraphqlError(error);
     if (typed instanceof GraphQLError) return typed;

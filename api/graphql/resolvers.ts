@@ -3,12 +3,14 @@ import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { inboxTopic, parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
+import type { Clock } from '../../src/clock';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
 
 export interface GraphqlDeps {
   readonly messaging: Messaging;
   readonly bus: Bus;
+  readonly clock: Clock;
 }
 
 export interface GraphqlContext extends Record<PropertyKey, unknown> {
@@ -32,7 +34,7 @@ export function createResolvers(deps: GraphqlDeps) {
         const first = args.first ?? 20;
         if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) throw badInput(`first must be 1-${MAX_PAGE}`);
         const beforeSeq = args.after ? decodeCursor(args.after) : undefined;
-        const page = await deps.messaging.inbox(viewer, { first, unreadOnly: args.unreadOnly ?? false, ...(beforeSeq !== undefined && { beforeSeq }) }, new Date());
+        const page = await deps.messaging.inbox(viewer, { first, unreadOnly: args.unreadOnly ?? false, ...(beforeSeq !== undefined && { beforeSeq }) }, deps.clock());
         const last = page.nodes[page.nodes.length - 1];
         return {
           total: page.total,
@@ -46,7 +48,6 @@ export function createResolvers(deps: GraphqlDeps) {
         const props = parseProps(input.props);
         if (input.expire !== undefined && input.expire !== null && input.expire < 0) throw badInput('expire must be 0 or more seconds');
         if (input.execute !== undefined && input.execute !== null && input.execute < 0) throw badInput('execute must be unix seconds');
-        if (input.requestId !== undefined && input.requestId !== null && (input.requestId.length === 0 || input.requestId.length > 128)) throw badInput('requestId must be 1-128 characters');
         const sent = await deps.messaging.send(
           viewer,
           {
@@ -56,15 +57,15 @@ export function createResolvers(deps: GraphqlDeps) {
             props,
             expireSeconds: input.expire ?? 0,
             ...(input.execute ? { executeAt: new Date(input.execute * 1000) } : {}),
-            ...(input.requestId ? { requestId: input.requestId } : {}),
+            ...(input.requestId !== undefined && input.requestId !== null && { requestId: input.requestId }),
           },
-          new Date(),
+          deps.clock(),
         );
         return fromSent(sent);
       }),
       acknowledge: guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: GraphqlContext) => {
         if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new GraphQLError('no such message', { extensions: { code: 'NOT_FOUND' } });
-        return deps.messaging.acknowledge(viewer, ids, new Date());
+        return deps.messaging.acknowledge(viewer, ids, deps.clock());
       }),
     },
     Subscription: {
@@ -103,7 +104,7 @@ async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext)
   try {
     let lastSeq = sinceSeq ?? -1n;
     if (sinceSeq !== undefined) {
-      const missed = await deps.messaging.deliveredSince(viewer, sinceSeq, MAX_REPLAY + 1, new Date());
+      const missed = await deps.messaging.deliveredSince(viewer, sinceSeq, MAX_REPLAY + 1, deps.clock());
       if (missed.length > MAX_REPLAY) {
         throw new GraphQLError(`more than ${MAX_REPLAY} messages were missed since ${sinceSeq}; query notifications, then subscribe without since`, {
           extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },

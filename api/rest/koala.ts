@@ -3,9 +3,10 @@ import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import multer from 'multer';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import type { Clock } from '../../src/clock';
 import type { Logger } from '../../src/logger';
 import { parseSeq } from '../../src/messaging/inbox';
-import { SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
+import { MAX_REQUEST_ID_LENGTH, SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
 import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/identity/tickets';
 
 /**
@@ -112,19 +113,25 @@ const TicketRequest = t.intersection([
   t.type({ app_key: field('app_key', 64), secret_key: field('secret_key', 256), user_id: field('user_id', 128) }),
   t.partial({ user_roles: t.string }),
 ]);
-const SendRequest = t.type({
-  ticket: field('ticket', 2048),
-  users: commaList('users', 1000),
-  title: field('title', 256),
-  content: field('content', 16_384),
-  expire: seconds('expire'),
-  execute: seconds('execute'),
-});
+const SendRequest = t.intersection([
+  t.type({
+    ticket: field('ticket', 2048),
+    users: commaList('users', 1000),
+    title: field('title', 256),
+    content: field('content', 16_384),
+    expire: seconds('expire'),
+    execute: seconds('execute'),
+  }),
+  // herald's addition to the seed: a client's idempotency key, so a send retried after a lost answer
+  // (a connection reset) sends nothing twice and answers the same message id.
+  t.partial({ request_id: field('request_id', MAX_REQUEST_ID_LENGTH) }),
+]);
 const AckRequest = t.type({ ticket: field('ticket', 2048), sids: commaList('sids', 200) });
 
 // --- routes --------------------------------------------------------------------------------------
 
-export function koalaRouter(deps: { readonly tickets: Tickets; readonly messaging: Messaging; readonly log: Logger }): express.Router {
+export function koalaRouter(deps: { readonly tickets: Tickets; readonly messaging: Messaging; readonly clock: Clock; readonly log: Logger }): express.Router {
+  const { clock } = deps;
   const router = express.Router();
   // The seed names x-www-form-urlencoded for tickets and messages and multipart/form-data for ack;
   // every route takes both (fields only, no files), and query parameters too.
@@ -135,13 +142,13 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
     if (!validUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain spaces or commas');
     const roles = (input.user_roles ?? '').split(',').map((r) => r.trim()).filter((r) => r.length > 0);
     if (!validRoles(roles)) throw new KoalaError(KoalaCode.badParameters, 'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -');
-    const { ticket } = await deps.tickets.issue({ appId: input.app_key, secret: input.secret_key, userId: input.user_id, roles, now: new Date() });
+    const { ticket } = await deps.tickets.issue({ appId: input.app_key, secret: input.secret_key, userId: input.user_id, roles, now: clock() });
     return ticket;
   }));
 
   router.post('/koala/api/mas/messages', ...forms, route(deps.log, async (req) => {
     const input = decode(SendRequest, params(req));
-    const viewer = await deps.tickets.authenticate(input.ticket, new Date());
+    const viewer = await deps.tickets.authenticate(input.ticket, clock());
     const sent = await deps.messaging.send(
       viewer,
       {
@@ -150,22 +157,23 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
         content: input.content,
         expireSeconds: input.expire,
         ...(input.execute > 0 && { executeAt: new Date(input.execute * 1000) }),
+        ...(input.request_id !== undefined && { requestId: input.request_id }),
       },
-      new Date(),
+      clock(),
     );
     return sent.id;
   }));
 
   router.post('/koala/api/mas/messages/ack', ...forms, route(deps.log, async (req) => {
     const input = decode(AckRequest, params(req));
-    const viewer = await deps.tickets.authenticate(input.ticket, new Date());
+    const viewer = await deps.tickets.authenticate(input.ticket, clock());
     const seqs = input.sids.map(parseSeq).filter((seq) => seq !== undefined);
     const ids = input.sids.filter((s) => !/^\d+$/.test(s));
     if (seqs.length + ids.length < input.sids.length || ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) {
       throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
     }
     // One acknowledge call for all of them, so one refused sid refuses the whole request.
-    return deps.messaging.acknowledge(viewer, [...(await deps.messaging.messageIdsOfSeqs(viewer, seqs)), ...ids], new Date());
+    return deps.messaging.acknowledge(viewer, [...(await deps.messaging.messageIdsOfSeqs(viewer, seqs)), ...ids], clock());
   }));
 
   // Only the body parsers fail into here (route handlers answer their own errors): a body too large,

@@ -3,6 +3,7 @@ import { messageAggregate } from '../command/aggregates';
 import { handleCommand } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
+import type { Clock } from '../clock';
 import { Wakeup } from '../wakeup';
 
 /** What the scheduler reads of the scheduled messages (implemented by the notifications projection). */
@@ -27,7 +28,7 @@ export class MessageScheduler {
   private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
 
-  constructor(private readonly deps: { readonly store: EventStore; readonly scheduled: ScheduledMessages; readonly log: Logger }) {}
+  constructor(private readonly deps: { readonly store: EventStore; readonly scheduled: ScheduledMessages; readonly clock: Clock; readonly log: Logger }) {}
 
   start(): void {
     if (this.running) return;
@@ -76,6 +77,6 @@ export class MessageScheduler {
   }
 
   private now(): Date {
-    return new Date();
+    return this.deps.clock();
   }
 }

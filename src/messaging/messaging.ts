@@ -48,6 +48,7 @@ export class SendRateExceededError extends Error {
 }
 
 export const MAX_ACKNOWLEDGE_IDS = 200;
+export const MAX_REQUEST_ID_LENGTH = 128;
 
 export class Messaging {
   private readonly sendWindows = new Map<string, { windowStart: number; count: number }>();
@@ -64,6 +65,9 @@ export class Messaging {
   ) {}
 
   async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
+    if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
+      throw new DomainError('invalid', `a request id is 1-${MAX_REQUEST_ID_LENGTH} characters`);
+    }
     this.takeSendAllowance(viewer, now);
     // With a request id the message id is derived from it, so a resend is the same message. Either way
     // the stream is new: no read before deciding; a resend conflicts on `no_stream` and is answered from

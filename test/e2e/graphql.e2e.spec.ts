@@ -221,6 +221,24 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     expect(heavy.errors?.[0]?.extensions?.code).to.equal('QUERY_TOO_COMPLEX');
   });
 
+  it('two concurrent sends with one requestId answer the same, stored message (20 of 20 pairs)', async () => {
+    const ticket = await ticketFor('twice');
+    const receiver = await ticketFor('twice-receiver');
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id title content } }';
+    type Sent = { sendMessage: { id: string; title: string; content: string } };
+    for (let pair = 0; pair < 20; pair++) {
+      const requestId = `pair-${pair}`;
+      const [a, b] = await Promise.all(
+        ['first', 'second'].map((title) => graphql<Sent>(test.url, ticket, SEND, { i: { to: ['twice-receiver'], title, content: title, requestId } })),
+      );
+      expect(a!.errors ?? b!.errors).to.equal(undefined);
+      expect(a!.data).to.deep.equal(b!.data);
+      const inbox = await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 1 });
+      expect(inbox.data!.notifications.total).to.equal(pair + 1);
+      expect(inbox.data!.notifications.nodes[0]).to.include({ id: a!.data!.sendMessage.id, title: a!.data!.sendMessage.title });
+    }
+  });
+
   it('refuses fragment cycles and huge operations with a 400 and a clear error, never a 500', async () => {
     const ticket = await ticketFor('limits');
     const cycle = await graphql(test.url, ticket, '{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { parse, validate } from 'graphql';
 import { buildSchema } from '../../api/graphql/graphqlServer';
+import { systemClock } from '../../src/clock';
 import { graphql } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
 
@@ -29,6 +30,7 @@ describe('docs/api/graphql.md examples', function () {
     const schema = buildSchema({
       messaging: test.herald.messaging,
       bus: test.herald.bus,
+      clock: systemClock,
     });
     for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
   });

@@ -1,10 +1,12 @@
 import pino from 'pino';
+import { systemClock, type Clock } from '../../src/clock';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 /** herald in this process, on a fresh test database and a free port, with the seed's demo apps. */
-export async function startTestHerald(overrides: Partial<Config> = {}): Promise<{ herald: Herald; url: string; testDatabase: TestDatabase; stop(): Promise<void> }> {
+/** `clock`: herald's time; a test of expiry or schedules passes a `TestClock` and advances it. */
+export async function startTestHerald(overrides: Partial<Config> = {}, clock: Clock = systemClock): Promise<{ herald: Herald; url: string; testDatabase: TestDatabase; stop(): Promise<void> }> {
   const testDatabase = await createTestDatabase();
   const config: Config = {
     ...loadConfig({}),
@@ -17,7 +19,7 @@ export async function startTestHerald(overrides: Partial<Config> = {}): Promise<
     ],
     ...overrides,
   };
-  const herald = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }));
+  const herald = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), clock);
   return {
     herald,
     url: herald.url,
@@ -39,4 +41,13 @@ export async function postForm(url: string, body: string | FormData | Record<str
         : { method: 'POST', body: new URLSearchParams(body) };
   const response = await fetch(url, init);
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** herald's clock in a test: real time plus whatever the test has advanced it by (`advance(ms)`). */
+export class TestClock {
+  private offsetMs = 0;
+  readonly now = (): Date => new Date(Date.now() + this.offsetMs);
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
 }
