@@ -1,0 +1,159 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { graphql } from '../support/graphqlClient';
+import { postForm, startTestHerald } from '../support/herald';
+
+/**
+ * Generated bad input on every Koala route and on GraphQL: whatever comes in, herald answers below 500,
+ * in the route's documented envelope, and a refused request appends nothing. (fast-check prints the
+ * seed and the smallest failing request when a property fails.)
+ */
+
+const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koala/api/mas/messages/ack'];
+const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
+const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
+const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
+const RUNS = { koala: 1200, graphql: 900 };
+
+/** Nasty text: control characters, lone surrogates, huge, numeric edge cases, quotes, separators. */
+function nastyText(validTicket: string): fc.Arbitrary<string> {
+  return fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.string({ unit: 'binary', maxLength: 40 }),
+    fc.constantFrom('', ' ', '""', '"', ',', ',,,', '\u0000', 'a\u0000b', '\u0007', '\ud800', '\udc00x', '\u001b[2J', '%00', '\\'),
+    fc.constantFrom('-1', '1e309', '9223372036854775808', '99999999999999999999999', '0x10', 'NaN', '1.5', '00', '4294967296'),
+    fc.constantFrom(validTicket, `${validTicket}x`, validTicket.replace(/\./, '..'), 'a.b', 'not-a-ticket'),
+    fc.integer({ min: 1, max: 300 }).map((n) => 'x'.repeat(n * 1024)),
+    fc.array(fc.constantFrom('u1', 'u2', '', ' ', '\u0000', 'x'.repeat(200)), { maxLength: 1200 }).map((a) => a.join(',')),
+  );
+}
+
+type KoalaRequest = { path: string; encoding: 'urlencoded' | 'multipart' | 'query' | 'json' | 'raw'; fields: Record<string, string>; raw: string; contentType: string };
+
+function koalaRequest(validTicket: string): fc.Arbitrary<KoalaRequest> {
+  return fc.record({
+    path: fc.constantFrom(...KOALA_ROUTES),
+    encoding: fc.constantFrom('urlencoded', 'urlencoded', 'multipart', 'query', 'json', 'raw'),
+    fields: fc.dictionary(fc.oneof(fc.constantFrom(...KOALA_FIELDS), fc.string({ maxLength: 8 })), nastyText(validTicket), { maxKeys: 20 }),
+    raw: fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), fc.constant('--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\n')),
+    contentType: fc.constantFrom('multipart/form-data; boundary=xyz', 'multipart/form-data', 'application/x-www-form-urlencoded', 'text/plain', 'application/json', ''),
+  });
+}
+
+async function sendKoala(baseUrl: string, request: KoalaRequest): Promise<{ status: number; text: string }> {
+  const url = new URL(baseUrl + request.path);
+  let init: RequestInit;
+  switch (request.encoding) {
+    case 'urlencoded':
+      init = { method: 'POST', body: new URLSearchParams(request.fields) };
+      break;
+    case 'multipart': {
+      const form = new FormData();
+      for (const [k, v] of Object.entries(request.fields)) form.append(k, v);
+      init = { method: 'POST', body: form };
+      break;
+    }
+    case 'query':
+      for (const [k, v] of Object.entries(request.fields)) url.searchParams.append(k, v.slice(0, 2000));
+      init = { method: 'POST' };
+      break;
+    case 'json':
+      init = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request.fields) };
+      break;
+    case 'raw':
+      init = { method: 'POST', headers: request.contentType ? { 'content-type': request.contentType } : {}, body: request.raw };
+      break;
+  }
+  const response = await fetch(url, init);
+  return { status: response.status, text: await response.text() };
+}
+
+describe('fuzz: generated bad input on every route', function () {
+  this.timeout(300_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  let ticket: string;
+  let appended = 0;
+
+  before(async () => {
+    test = await startTestHerald({ sendRatePerMinute: 1_000_000 });
+    ticket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'fuzzer' })).body.result as string;
+  });
+  after(() => test?.stop());
+
+  /** Runs `request`; a refused one must leave the event store's head where it was. */
+  async function refusedAppendsNothing(request: () => Promise<boolean>): Promise<void> {
+    const head = await test.herald.infrastructure.store.headPosition();
+    const accepted = await request();
+    const after = await test.herald.infrastructure.store.headPosition();
+    if (accepted) appended++;
+    else expect(after, 'a refused request appended events').to.equal(head);
+  }
+
+  it(`Koala: ${RUNS.koala} generated requests, each answered below 500 in {status, errcode, errmsg, result}`, async () => {
+    await fc.assert(
+      fc.asyncProperty(koalaRequest(ticket), async (request) => {
+        await refusedAppendsNothing(async () => {
+          const { status, text } = await sendKoala(test.url, request);
+          expect(status, text).to.be.below(500);
+          const body = JSON.parse(text) as Record<string, unknown>;
+          expect(Object.keys(body).sort()).to.deep.equal(['errcode', 'errmsg', 'result', 'status']);
+          expect(body.errcode).to.equal(body.status);
+          expect(status).to.equal(KOALA_HTTP[body.status as number]);
+          return body.status === 0;
+        });
+      }),
+      { numRuns: RUNS.koala },
+    );
+  });
+
+  it(`GraphQL: ${RUNS.graphql} generated requests, each answered below 500 with typed errors`, async () => {
+    const value = fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        nastyText(ticket),
+        fc.integer(),
+        fc.double(),
+        fc.boolean(),
+        fc.constant(null),
+        fc.array(tie('value'), { maxLength: 5 }),
+        fc.dictionary(fc.constantFrom('to', 'title', 'content', 'expire', 'execute', 'props', 'requestId', 'x'), tie('value'), { maxKeys: 8 }),
+      ),
+    })).value;
+    const operation = fc.oneof(
+      fc.record({ query: fc.constant('mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }'), variables: fc.record({ i: value }) }),
+      fc.record({ query: fc.constant('mutation($ids: [ID!]!) { acknowledge(ids: $ids) }'), variables: fc.record({ ids: value }) }),
+      fc.record({ query: fc.constant('query($f: Int, $a: String, $u: Boolean) { notifications(first: $f, after: $a, unreadOnly: $u) { total } }'), variables: fc.record({ f: value, a: value, u: value }) }),
+      fc.record({ query: fc.oneof(fc.string({ maxLength: 200 }), fc.constantFrom('{', '{ me { ', 'subscription { messages { id } }', '{ ...A } fragment A on Query { ...A }', '{ __schema { types { name } } }')), variables: fc.constant({}) }),
+    );
+    const body = fc.oneof(
+      operation.map((o) => JSON.stringify(o)),
+      fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('null', '[]', '[{"query":"{ me { userId } }"}]', '{"query": null}', '{"query": 1}', '{"variables": "x"}')),
+    );
+    const authorization = fc.constantFrom(`Bearer ${ticket}`, `Bearer ${ticket}`, `Bearer ${ticket}x`, 'Bearer', 'Basic abc', '');
+    await fc.assert(
+      fc.asyncProperty(body, authorization, async (payload, auth) => {
+        await refusedAppendsNothing(async () => {
+          const response = await fetch(`${test.url}/graphql`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...(auth && { authorization: auth }) },
+            body: payload,
+          });
+          const text = await response.text();
+          expect(response.status, text).to.be.below(500);
+          const answer = JSON.parse(text) as { data?: Record<string, unknown> | null; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+          for (const error of answer.errors ?? []) expect(GRAPHQL_CODES, JSON.stringify(error)).to.include(error.extensions?.code);
+          return answer.errors === undefined && answer.data?.sendMessage !== undefined;
+        });
+      }),
+      { numRuns: RUNS.graphql },
+    );
+  });
+
+  it('and herald still works afterwards', async () => {
+    const sent = await graphql<{ sendMessage: { id: string } }>(test.url, ticket, 'mutation { sendMessage(input: { to: ["fuzzer"], title: "still", content: "here" }) { id } }');
+    expect(sent.errors).to.equal(undefined);
+    const inbox = await graphql<{ notifications: { nodes: Array<{ id: string }> } }>(test.url, ticket, '{ notifications(first: 1) { nodes { id } } }');
+    expect(inbox.data!.notifications.nodes[0]!.id).to.equal(sent.data!.sendMessage.id);
+    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql);
+  });
+});
