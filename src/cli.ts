@@ -2,9 +2,12 @@
 import { Command } from 'commander';
 import { projections } from '../projections';
 import { ConfigError, loadConfig, type Config } from './config';
-import { startHerald, openInfrastructure } from './herald';
-import { createLogger, type Logger } from './logger';
+import { startHerald, openInfrastructure, type Infrastructure } from './herald';
+import { createLogger } from './logger';
+import { parkedCounts, retryParked } from './projection/parkedEvents';
+import type { Projection } from './projection/projection';
 import { rebuildProjections } from './projection/projectionRebuild';
+import { readCheckpoints } from './projection/projectionRunner';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
 
@@ -49,23 +52,34 @@ async function serve(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
-async function rebuild(names: string[]): Promise<void> {
-  const config = configOrExit();
-  const log: Logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+/** The named projections (all when none is named); an unknown name stops the command with exit 2. */
+function chosenProjections(names: readonly string[]): readonly Projection[] {
   const unknown = names.filter((n) => !projections.some((p) => p.name === n));
   if (unknown.length > 0) {
     process.stderr.write(`herald: unknown projection(s) ${unknown.join(', ')}; known: ${projections.map((p) => p.name).join(', ')}\n`);
     process.exit(2);
   }
-  const chosen = names.length > 0 ? projections.filter((p) => names.includes(p.name)) : projections;
-  const infrastructure = await openInfrastructure(config, log);
+  return names.length > 0 ? projections.filter((p) => names.includes(p.name)) : projections;
+}
+
+/** Opens the stores quietly (warnings only at the default level), runs `work`, closes them. */
+async function withStores(work: (infrastructure: Infrastructure) => Promise<void>): Promise<void> {
+  const config = configOrExit();
+  const infrastructure = await openInfrastructure(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
   try {
-    await rebuildProjections(infrastructure, chosen, (progress) => {
-      process.stdout.write(JSON.stringify(progress) + '\n');
-    });
+    await work(infrastructure);
   } finally {
     await infrastructure.close();
   }
+}
+
+async function rebuild(names: string[]): Promise<void> {
+  const chosen = chosenProjections(names);
+  await withStores((infrastructure) =>
+    rebuildProjections(infrastructure, chosen, (progress) => {
+      process.stdout.write(JSON.stringify(progress) + '\n');
+    }),
+  );
 }
 
 const program = new Command()
@@ -80,6 +94,32 @@ projectionsCommand
   .argument('[names...]', 'projections to rebuild (default: all)')
   .description('empty the read models and replay the event stream from position 0')
   .action(rebuild);
+projectionsCommand
+  .command('status')
+  .description('each projection: version, checkpoint, the store head, parked events (JSON lines)')
+  .action(() =>
+    withStores(async ({ database, store }) => {
+      const [checkpoints, parked, head] = await Promise.all([readCheckpoints(database.pool), parkedCounts(database.pool), store.headPosition()]);
+      for (const p of projections) {
+        const position = checkpoints.get(p.name);
+        process.stdout.write(
+          JSON.stringify({ projection: p.name, version: p.version, position: position?.toString() ?? null, head: head.toString(), parked: parked.get(p.name) ?? 0 }) + '\n',
+        );
+      }
+    }),
+  );
+projectionsCommand
+  .command('retry')
+  .argument('<names...>', 'projections whose parked events to apply again')
+  .description('apply parked events again (after fixing their cause); those that fail again stay parked')
+  .action((names: string[]) =>
+    withStores(async ({ database }) => {
+      for (const projection of chosenProjections(names)) {
+        const result = await retryParked(database.pool, projection);
+        process.stdout.write(JSON.stringify({ projection: projection.name, ...result }) + '\n');
+      }
+    }),
+  );
 projectionsCommand
   .command('list')
   .description('list the projections and their versions')

@@ -85,6 +85,7 @@ const Environment = t.type({
   HERALD_TICKET_TTL_SECONDS: optional(PositiveInt(30 * 24 * 3600)),
   HERALD_SEND_RATE_PER_MINUTE: optional(PositiveInt(1_000_000)),
   HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
+  HERALD_PROJECTION_ON_ERROR: optional(t.keyof({ park: null, stop: null }, 'park or stop')),
 });
 
 export interface Config {
@@ -109,6 +110,8 @@ export interface Config {
    * (read your writes); then it answers anyway and the lag is logged. 0 = do not wait.
    */
   readonly readYourWritesTimeoutMs: number;
+  /** An event a projection keeps failing on: `park` it and go on (default), or `stop` and retry it until it applies. */
+  readonly projectionOnError: 'park' | 'stop';
 }
 
 export class ConfigError extends Error {
@@ -143,5 +146,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ticketTtlSeconds: e.HERALD_TICKET_TTL_SECONDS ?? 24 * 3600,
     sendRatePerMinute: e.HERALD_SEND_RATE_PER_MINUTE ?? 600,
     readYourWritesTimeoutMs: e.HERALD_READ_YOUR_WRITES_TIMEOUT_MS ?? 2000,
+    projectionOnError: e.HERALD_PROJECTION_ON_ERROR ?? 'park',
   };
 }

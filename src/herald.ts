@@ -21,6 +21,7 @@ import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
 import type { Projection } from './projection/projection';
+import { parkedCounts } from './projection/parkedEvents';
 import { ProjectionProgress } from './projection/projectionProgress';
 import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projection/projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
@@ -117,7 +118,8 @@ export async function startHerald(config: Config, log: Logger, clock: Clock = sy
     });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
-    runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted: (name, position) => progress.advance(name, position) }));
+    const onCommitted = (name: string, position: bigint) => progress.advance(name, position);
+    runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted, onError: config.projectionOnError }));
     for (const runner of runners) runner.start();
     scheduler.start();
 
@@ -176,11 +178,12 @@ async function registerConfiguredApps(store: EventStore, config: Config, clock: 
 async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], startupHead: bigint): Promise<Readiness> {
   const head = await withTimeout(infrastructure.store.headPosition(), 2000, 'event store did not answer within 2 s');
   // Read from the database, not the runner: a standby node is ready when the active one has caught up.
-  const checkpoints = await readCheckpoints(infrastructure.database.pool);
+  const [checkpoints, parked] = await Promise.all([readCheckpoints(infrastructure.database.pool), parkedCounts(infrastructure.database.pool)]);
   const projections = Object.fromEntries(
     runners.map((r) => {
       const position = checkpoints.get(r.name) ?? -1n;
-      return [r.name, { state: r.state, position: position.toString(), caughtUp: position >= startupHead }];
+      // Parked events do not make a node unready (it serves everything else); they are shown to be seen.
+      return [r.name, { state: r.state, position: position.toString(), caughtUp: position >= startupHead, parked: parked.get(r.name) ?? 0 }];
     }),
   );
   return {

@@ -5,6 +5,7 @@ import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import type { Migration } from '../postgres/migrations';
 import type { Projection } from './projection';
+import { isConnectionError } from '../postgres/errors';
 import { withTransaction } from '../postgres/transaction';
 import { Wakeup } from '../wakeup';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
@@ -37,7 +38,31 @@ export const projectionRunnerMigrations: readonly Migration[] = [
           END
           $$`,
   },
+  {
+    // Events a projection could not apply, set aside so the ones after them are still projected.
+    // `event` is the recorded event as JSON text (text, not jsonb: it may hold what jsonb refuses).
+    id: 'projection-runner/003-parked',
+    sql: `CREATE TABLE projection_parked (
+            projection text NOT NULL,
+            position bigint NOT NULL,
+            event_id text NOT NULL,
+            event_type text NOT NULL,
+            stream_name text NOT NULL,
+            event text NOT NULL,
+            error text NOT NULL,
+            attempts integer NOT NULL,
+            parked_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (projection, position)
+          )`,
+  },
 ];
+
+/** What a runner does with an event its projection keeps failing on (HERALD_PROJECTION_ON_ERROR). */
+export type OnProjectionError = 'park' | 'stop';
+// A failing batch is retried whole, then event by event; an event that still fails is parked.
+const BATCH_ATTEMPTS = 3;
+const EVENT_ATTEMPTS = 3;
+const RETRY_BACKOFF_MS = 100;
 
 // First key of the two-key advisory lock: the second is hashtext(projection name).
 const PROJECTION_LOCK_SPACE = 0x68726c64; // "hrld"
@@ -74,6 +99,8 @@ export class ProjectionRunner {
       readonly log: Logger;
       /** Told after each commit, so read-your-writes waiters on this node wake at once. */
       readonly onCommitted?: (projection: string, position: bigint) => void;
+      /** `park` (default): set aside an event that keeps failing and go on; `stop`: retry it until it applies. */
+      readonly onError?: OnProjectionError;
     },
   ) {}
 
@@ -155,7 +182,7 @@ export class ProjectionRunner {
         const last = events[events.length - 1]!.position;
         const relevant = events.filter((event) => projection.handles(event.type));
         if (relevant.length > 0) {
-          await this.applyBatch(relevant, checkpoint, last);
+          await this.applyOrPark(relevant, checkpoint, last);
           checkpoint = last;
           skippedTo = undefined;
           checkpointWrittenAt = Date.now();
@@ -197,6 +224,58 @@ export class ProjectionRunner {
     await this.deps.database.pool.query(`ANALYZE ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`).catch((error: unknown) => {
       this.deps.log.warn({ err: error, projection: this.name }, 'refreshing table statistics after a replay failed');
     });
+  }
+
+  /**
+   * Applies a batch; if it keeps failing (not for want of a connection, nor because a rebuild moved the
+   * checkpoint), finds the events that fail by applying them one at a time and parks each one that
+   * still fails, so one bad event cannot stall the projection for everyone (docs/operations.md).
+   */
+  private async applyOrPark(events: readonly RecordedEvent[], checkpoint: bigint, last: bigint): Promise<void> {
+    const failure = await this.attempt(BATCH_ATTEMPTS, () => this.applyBatch(events, checkpoint, last));
+    if (!failure) return;
+    this.deps.log.warn({ err: failure, projection: this.name, from: String(checkpoint), to: String(last) }, 'a batch keeps failing; applying its events one by one');
+    let at = checkpoint;
+    for (const event of events) {
+      const eventFailure = await this.attempt(EVENT_ATTEMPTS, () => this.applyBatch([event], at, event.position));
+      // `stop`: the runner restarts from just before this event and keeps retrying it.
+      if (eventFailure && this.deps.onError === 'stop') throw eventFailure;
+      if (eventFailure) await this.park(event, at, eventFailure);
+      at = event.position;
+    }
+    if (at !== last) await this.moveCheckpoint(at, last);
+  }
+
+  /** Runs `apply` up to `attempts` times with back-off; returns the last failure, or undefined once it succeeds. */
+  private async attempt(attempts: number, apply: () => Promise<void>): Promise<Error | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await apply();
+        return undefined;
+      } catch (error) {
+        // Not the events' fault: the runner restarts from its checkpoint (and competes for the lock again).
+        if (error instanceof CheckpointMovedError || isConnectionError(error) || !this.running) throw error;
+        if (attempt >= attempts) return error instanceof Error ? error : new Error(String(error));
+        await this.stopWakeup.wait(RETRY_BACKOFF_MS * 4 ** (attempt - 1));
+      }
+    }
+  }
+
+  private async park(event: RecordedEvent, checkpoint: bigint, error: Error): Promise<void> {
+    const { database, projection, log } = this.deps;
+    const recorded = JSON.stringify(event, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+    await withTransaction(
+      database.pool,
+      (tx) =>
+        tx.query(
+          `INSERT INTO projection_parked (projection, position, event_id, event_type, stream_name, event, error, attempts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (projection, position) DO NOTHING`,
+          [projection.name, event.position.toString(), event.id, printable(event.type), printable(event.streamName), recorded, printable(error.message), EVENT_ATTEMPTS],
+        ),
+      moveCheckpointSql(projection.name, checkpoint, event.position),
+    );
+    this.deps.onCommitted?.(projection.name, event.position);
+    log.error({ err: error, projection: projection.name, position: String(event.position), eventId: event.id, type: event.type }, 'parked an event the projection cannot apply; `herald projections retry` re-applies it');
   }
 
   private async moveCheckpoint(checkpoint: bigint, next: bigint): Promise<bigint> {
@@ -254,6 +333,11 @@ function prefetch(batches: AsyncIterator<SubscriptionBatch>): Promise<IteratorRe
 
 function delay(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
+}
+
+/** Text PostgreSQL will store: an error message or a name from a bad event may hold NUL and the like. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\ud800-\udfff]/g, '\ufffd').slice(0, 2000);
 }
 
 class CheckpointMovedError extends Error {

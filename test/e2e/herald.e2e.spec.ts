@@ -34,9 +34,10 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
   it('starts, answers /healthz and /readyz, survives kill -9, and stops cleanly on SIGTERM', async () => {
     const first = HeraldProcess.start(env);
     expect(await (await first.waitForHttp(`${base}/healthz`)).json()).to.deep.equal({ status: 'ok' });
-    const ready = (await (await first.waitForHttp(`${base}/readyz`)).json()) as { status: string; projections: Record<string, { caughtUp: boolean }> };
+    const ready = (await (await first.waitForHttp(`${base}/readyz`)).json()) as { status: string; projections: Record<string, { caughtUp: boolean; parked: number }> };
     expect(ready.status).to.equal('ready');
     expect(ready.projections.apps?.caughtUp).to.equal(true);
+    expect(ready.projections.notifications?.parked).to.equal(0);
 
     first.kill('SIGKILL'); // leaves an embedded PostgreSQL orphaned, with its postmaster.pid
     await first.exitCode();
@@ -79,6 +80,21 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
       expect(await herald.exitCode()).to.equal(0);
       await rm(userDir, { recursive: true, force: true });
     }
+  });
+
+  it('projections status and retry: JSON lines per projection', async () => {
+    const run = async (args: string[]) => {
+      const cli = HeraldProcess.start(env, args);
+      expect(await cli.exitCode(), cli.logs).to.equal(0);
+      return cli.logs.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    };
+    const status = await run(['projections', 'status']);
+    expect(status.map((s) => s.projection)).to.deep.equal(['apps', 'notifications']);
+    for (const line of status) expect(line).to.include({ parked: 0 }).and.to.have.keys('projection', 'version', 'position', 'head', 'parked');
+    expect(await run(['projections', 'retry', 'notifications'])).to.deep.equal([{ projection: 'notifications', retried: 0, stillParked: 0 }]);
+    const unknown = HeraldProcess.start(env, ['projections', 'retry', 'nope']);
+    expect(await unknown.exitCode()).to.equal(2);
+    expect(unknown.logs).to.match(/unknown projection\(s\) nope/);
   });
 
   it('refuses to start on a bad variable, naming it and the expected form', async () => {

@@ -4,14 +4,16 @@ import pino from 'pino';
 import { InProcessBus } from '../../src/bus/bus';
 import type { Projection } from '../../src/projection/projection';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
-import { ProjectionRunner } from '../../src/projection/projectionRunner';
+import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
+import { ProjectionRunner, readCheckpoints } from '../../src/projection/projectionRunner';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
 
 const log = pino({ level: 'silent' });
 
 /** A test read model: per stream, how many `Tallied` events and the sum of their values. */
-function tallyProjection(options: { version?: number; crashOn?: Set<number> } = {}): Projection {
+/** `poison`: values whose event the handler throws on (an application bug, a value PostgreSQL refuses). */
+function tallyProjection(options: { version?: number; crashOn?: Set<number>; poison?: Set<number> } = {}): Projection {
   return {
     name: 'tally',
     version: options.version ?? 1,
@@ -23,6 +25,7 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number> } = 
       for (const event of events) {
         if (event.type !== 'Tallied') continue;
         const value = (event.data as { value: number }).value;
+        if (options.poison?.has(value)) throw new Error(`cannot tally ${value}`);
         await tx.query(
           `INSERT INTO tally VALUES ($1, 1, $2)
            ON CONFLICT (stream_name) DO UPDATE SET count = tally.count + 1, sum = tally.sum + excluded.sum`,
@@ -150,6 +153,62 @@ describe('projection runner', () => {
     runner.start();
     await waitForCheckpoint(await infrastructure.store.headPosition());
     await eventually(async () => expect(await readTally()).to.deep.equal(before));
+    await runner.stop();
+  });
+});
+
+describe('projection runner: an event its projection cannot apply', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([tallyProjection()]);
+  });
+  after(() => infrastructure?.close());
+
+  async function append(values: readonly number[]): Promise<void> {
+    for (const value of values) await infrastructure.store.append(`tally-p${value % 4}`, [{ id: randomUUID(), type: 'Tallied', data: { value } }]);
+  }
+  const total = async () => Number((await infrastructure.database.pool.query<{ sum: string }>('SELECT coalesce(sum(sum), 0) AS sum FROM tally')).rows[0]!.sum);
+
+  it('is parked; the next 1,000 events are still projected and pushed; retry applies it once fixed', async () => {
+    const poison = new Set([-7]);
+    const projection = tallyProjection({ poison });
+    const bus = new InProcessBus();
+    let pushes = 0;
+    for (let stream = 0; stream < 4; stream++) bus.subscribe(`tally:tally-p${stream}`, () => pushes++);
+    const runner = new ProjectionRunner({ ...infrastructure, projection, bus, log });
+    runner.start();
+    await append([1, 2, -7, 3]);
+    const after = Array.from({ length: 1000 }, (_, i) => 100 + i);
+    await append(after);
+    const head = await infrastructure.store.headPosition();
+    await eventually(async () => expect(await total()).to.equal(1 + 2 + 3 + after.reduce((a, b) => a + b, 0)), { timeoutMs: 30_000 });
+    await eventually(async () => expect(BigInt((await readCheckpoints(infrastructure.database.pool)).get('tally') ?? -1n)).to.equal(head), { timeoutMs: 30_000 });
+    expect(pushes, 'the events after the parked one were pushed').to.be.at.least(after.length / 100);
+    await runner.stop();
+
+    const { rows } = await infrastructure.database.pool.query('SELECT event_type, stream_name, error, attempts FROM projection_parked');
+    expect(rows).to.deep.equal([{ event_type: 'Tallied', stream_name: 'tally-p-3', error: 'cannot tally -7', attempts: 3 }]);
+    expect((await parkedCounts(infrastructure.database.pool)).get('tally')).to.equal(1);
+
+    // Still failing: it stays parked, with the new error. Fixed: it applies, and is no longer parked.
+    expect(await retryParked(infrastructure.database.pool, projection)).to.deep.equal({ retried: 0, stillParked: 1 });
+    poison.clear();
+    expect(await retryParked(infrastructure.database.pool, projection)).to.deep.equal({ retried: 1, stillParked: 0 });
+    expect(await total()).to.equal(1 + 2 + 3 - 7 + after.reduce((a, b) => a + b, 0));
+    expect((await parkedCounts(infrastructure.database.pool)).size).to.equal(0);
+  });
+
+  it('with onError "stop", stops at it and projects nothing after it until it applies', async () => {
+    await infrastructure.database.pool.query('TRUNCATE tally');
+    await infrastructure.database.pool.query(`UPDATE projection_checkpoints SET position = (SELECT max(position) FROM events) WHERE name = 'tally'`);
+    const poison = new Set([-9]);
+    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection({ poison }), bus: new InProcessBus(), log, onError: 'stop' });
+    runner.start();
+    await append([5, -9, 6]);
+    await eventually(async () => expect(await total()).to.equal(5), { timeoutMs: 10_000 });
+    expect((await parkedCounts(infrastructure.database.pool)).size).to.equal(0);
+    poison.clear();
+    await eventually(async () => expect(await total()).to.equal(5 - 9 + 6), { timeoutMs: 60_000 });
     await runner.stop();
   });
 });
