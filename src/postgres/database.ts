@@ -10,8 +10,16 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export function openDatabase(connectionString: string, options: { readonly maxConnections?: number; readonly onConnectionError?: (error: Error) => void } = {}): Database {
-  const clientConfig: pg.ClientConfig = { connectionString, application_name: 'herald' };
+export function openDatabase(
+  connectionString: string,
+  options: { readonly maxConnections?: number; readonly onConnectionError?: (error: Error) => void; readonly searchPath?: string } = {},
+): Database {
+  const clientConfig: pg.ClientConfig = {
+    connectionString,
+    application_name: 'herald',
+    // A rebuild writes a projection's tables in a schema of its own (projectionRebuild.ts).
+    ...(options.searchPath !== undefined && { options: `-c search_path=${options.searchPath}` }),
+  };
   const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? 10 });
   // A client whose connection dies emits 'error' — idle ones on the pool, checked-out ones on themselves.
   // Unheard, either would crash the process; the query in flight fails on its own and is handled there.

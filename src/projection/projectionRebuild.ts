@@ -1,10 +1,12 @@
-import { InProcessBus } from '../bus/bus';
+import pg from 'pg';
+import pino from 'pino';
+import type { Bus } from '../bus/bus';
 import type { Infrastructure } from '../herald';
 import type { Logger } from '../logger';
-import type { Projection } from './projection';
-import { ProjectionRunner, prepareCheckpoint, readCheckpoints, resetProjection } from './projectionRunner';
-import pino from 'pino';
+import { openDatabase } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';
+import type { Projection } from './projection';
+import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from './projectionRunner';
 
 export interface RebuildProgress {
   readonly projection: string;
@@ -13,12 +15,21 @@ export interface RebuildProgress {
   readonly done: boolean;
 }
 
+const PROGRESS_EVERY_MS = 200;
+
 /**
- * Empties each projection's tables and replays the event stream into them from position 0.
+ * Rebuilds projections from position 0 beside the live ones, then swaps them in.
  *
- * The reset (truncate + checkpoint back to the start) is one transaction. If a herald server is running,
- * its runner holds the projection's lock: its next checkpoint compare-and-set fails, it resumes from the
- * start and does the replay, and this command watches it. Otherwise the runner started here does it.
+ * Each projection is replayed into a schema of its own (`herald_rebuild_<name>`: its migrations run
+ * there, with that schema alone on the search path, plus a checkpoint table of its own) while a running
+ * herald keeps serving and pushing from the live tables. Nothing is pushed for the replayed history.
+ * Secondary indexes are dropped while replaying and built once at the end (a sorted bulk build instead
+ * of one random insertion per row), then the tables are analyzed. The swap is one transaction: it holds
+ * the live checkpoint row (so the live runner cannot commit a batch meanwhile), replaces the live tables
+ * with the rebuilt ones and sets the live checkpoint to where the rebuild got. A running herald's runner
+ * then fails its next compare-and-set, and goes on from there with the events that came meanwhile
+ * (pushing them again; subscribers drop seqs they already have). Readers see the old tables until the
+ * commit, the new ones after it.
  */
 export async function rebuildProjections(
   infrastructure: Infrastructure,
@@ -26,29 +37,124 @@ export async function rebuildProjections(
   onProgress: (progress: RebuildProgress) => void,
   log: Logger = pino({ level: 'silent' }),
 ): Promise<void> {
-  const { database, store } = infrastructure;
-  for (const projection of projections) {
-    await prepareCheckpoint(database.pool, projection);
-    await withTransaction(database.pool, (tx) => resetProjection(tx, projection));
+  for (const projection of projections) await rebuildOne(infrastructure, projection, onProgress, log);
+}
 
-    const head = await store.headPosition();
-    // Publications of a rebuild go nowhere: subscribers already saw these changes live.
-    const runner = new ProjectionRunner({ database, store, projection, bus: new InProcessBus(), log });
-    runner.start();
+async function rebuildOne(infrastructure: Infrastructure, projection: Projection, onProgress: (progress: RebuildProgress) => void, log: Logger): Promise<void> {
+  const { database, store } = infrastructure;
+  const schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
+  const quotedSchema = pg.escapeIdentifier(schema);
+  // One rebuild of a projection at a time: the lock lives as long as this connection.
+  const guard = new pg.Client(database.clientConfig);
+  await guard.connect();
+  try {
+    const { rows } = await guard.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [PROJECTION_LOCK_SPACE, `rebuild:${projection.name}`]);
+    if (!rows[0]?.locked) throw new Error(`a rebuild of ${projection.name} is already running`);
+
+    const secondaryIndexes = await prepareSchema(guard, schema, projection);
+    const shadow = openDatabase(database.clientConfig.connectionString!, { searchPath: quotedSchema });
     try {
-      let reported: bigint | undefined;
-      for (;;) {
-        const position = (await readCheckpoints(database.pool)).get(projection.name) ?? -1n;
-        const done = position >= head;
-        if (position !== reported || done) {
-          onProgress({ projection: projection.name, position: position.toString(), head: head.toString(), done });
-          reported = position;
+      const head = await store.headPosition();
+      const runner = new ProjectionRunner({ database: shadow, store, projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log });
+      runner.start();
+      let position = -1n;
+      try {
+        for (let reported: bigint | undefined; ; reported = position) {
+          position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? -1n;
+          if (position >= head) break;
+          if (position !== reported) onProgress({ projection: projection.name, position: position.toString(), head: head.toString(), done: false });
+          await new Promise((resolve) => setTimeout(resolve, PROGRESS_EVERY_MS));
         }
-        if (done) break;
-        await new Promise((resolve) => setTimeout(resolve, 200));
+      } finally {
+        await runner.stop();
       }
+      position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? position;
+      for (const indexSql of secondaryIndexes) await guard.query(indexSql);
+      if (projection.tables.length > 0) await guard.query(`ANALYZE ${projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`).join(', ')}`);
+      await swapIn(database.pool, schema, projection, position);
+      onProgress({ projection: projection.name, position: position.toString(), head: head.toString(), done: true });
     } finally {
-      await runner.stop();
+      await shadow.close();
+    }
+  } finally {
+    await guard.query(`DROP SCHEMA IF EXISTS ${quotedSchema} CASCADE`).catch(() => undefined);
+    await guard.end().catch(() => undefined);
+  }
+}
+
+const shadowName = (projection: Projection) => `${projection.name}.rebuild`;
+
+/** Publications of a replay go nowhere: subscribers saw these changes when they happened. */
+const silentBus: Bus = { publish: async () => undefined, subscribe: () => () => undefined, close: async () => undefined };
+
+/**
+ * A fresh schema with the projection's tables (its migrations, run there), a checkpoint table and a
+ * parked-events table. Returns the definitions of the secondary indexes, dropped until the replay ends;
+ * primary keys stay, as the projection's upserts need them.
+ */
+async function prepareSchema(client: pg.Client, schema: string, projection: Projection): Promise<string[]> {
+  const quoted = pg.escapeIdentifier(schema);
+  await client.query(`DROP SCHEMA IF EXISTS ${quoted} CASCADE`);
+  await client.query(`CREATE SCHEMA ${quoted}`);
+  await withTransaction(client, async (tx) => {
+    // Only the rebuild's schema on the path: the migrations cannot touch a live table.
+    await tx.query(`SET LOCAL search_path = ${quoted}`);
+    for (const migration of projection.migrations) await tx.query(migration.sql);
+    await tx.query(`CREATE TABLE projection_checkpoints (LIKE public.projection_checkpoints INCLUDING ALL)`);
+    await tx.query(`CREATE TABLE projection_parked (LIKE public.projection_parked INCLUDING ALL)`);
+  });
+  const { rows } = await client.query<{ name: string; definition: string }>(
+    `SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_class t ON t.oid = i.indrelid
+      WHERE n.nspname = $1 AND NOT i.indisprimary AND t.relname = ANY ($2::text[])`,
+    [schema, projection.tables],
+  );
+  for (const row of rows) await client.query(`DROP INDEX ${quoted}.${pg.escapeIdentifier(row.name)}`);
+  return rows.map((row) => row.definition);
+}
+
+// The swap waits at most this long for a lock, then gives way and tries again (see swapIn).
+const SWAP_LOCK_TIMEOUT_MS = 100;
+const SWAP_ATTEMPTS = 200;
+
+/**
+ * One transaction: the rebuilt tables replace the live ones, and the live checkpoint moves to the
+ * rebuild's. Readers lock the tables in their own order, so a swap that waited for its locks could
+ * deadlock with them, and PostgreSQL might abort the reader. Instead the swap waits at most
+ * SWAP_LOCK_TIMEOUT_MS for each lock (long before deadlock detection), rolls back and tries again: a
+ * reader waits for a swap at most that long, and never fails because of it.
+ */
+async function swapIn(pool: pg.Pool, schema: string, projection: Projection, position: bigint): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await swapOnce(pool, schema, projection, position);
+    } catch (error) {
+      if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE || attempt >= SWAP_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 50));
     }
   }
+}
+
+const LOCK_NOT_AVAILABLE = '55P03';
+
+async function swapOnce(pool: pg.Pool, schema: string, projection: Projection, position: bigint): Promise<void> {
+  const quoted = pg.escapeIdentifier(schema);
+  await withTransaction(pool, async (tx) => {
+    await tx.query(`SET LOCAL lock_timeout = ${SWAP_LOCK_TIMEOUT_MS}`);
+    await tx.query('INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING', [projection.name, projection.version]);
+    // Holding the checkpoint row keeps the live runner from committing a batch to the old tables meanwhile.
+    await tx.query('SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE', [projection.name]);
+    for (const table of projection.tables) {
+      await tx.query(`DROP TABLE IF EXISTS public.${pg.escapeIdentifier(table)}`);
+      await tx.query(`ALTER TABLE ${quoted}.${pg.escapeIdentifier(table)} SET SCHEMA public`);
+    }
+    await tx.query('UPDATE projection_checkpoints SET position = $2, version = $3, updated_at = now() WHERE name = $1', [projection.name, position.toString(), projection.version]);
+    await tx.query('DELETE FROM projection_parked WHERE projection = $1', [projection.name]);
+    await tx.query(
+      `INSERT INTO projection_parked (projection, position, event_id, event_type, stream_name, event, error, attempts, parked_at)
+       SELECT $1, position, event_id, event_type, stream_name, event, error, attempts, parked_at FROM ${quoted}.projection_parked`,
+      [projection.name],
+    );
+  });
 }

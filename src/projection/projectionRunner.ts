@@ -65,7 +65,7 @@ const EVENT_ATTEMPTS = 3;
 const RETRY_BACKOFF_MS = 100;
 
 // First key of the two-key advisory lock: the second is hashtext(projection name).
-const PROJECTION_LOCK_SPACE = 0x68726c64; // "hrld"
+export const PROJECTION_LOCK_SPACE = 0x68726c64; // "hrld"
 const STANDBY_RETRY_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 /** How long the checkpoint may lag in the database behind batches the projection had nothing to do in. */
@@ -140,6 +140,11 @@ export class ProjectionRunner {
         backoffMs = 500;
       } catch (error) {
         if (!this.running) break;
+        if (error instanceof CheckpointMovedError) {
+          // A rebuild swapped in its tables (or reset these): start again from the checkpoint it left.
+          log.info({ projection: this.name }, error.message);
+          continue;
+        }
         log.error({ err: error, projection: this.name }, 'projection runner failed; restarting from its checkpoint');
         await this.stopWakeup.wait(backoffMs);
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
@@ -317,7 +322,8 @@ export class ProjectionRunner {
 
 /** Parameterless, so it can share a round trip with BEGIN; the name is escaped, the positions are numbers. */
 function moveCheckpointSql(projection: string, from: bigint, to: bigint): string {
-  return `SELECT herald_move_checkpoint(${pg.escapeLiteral(projection)}, ${from.toString()}, ${to.toString()})`;
+  // Schema-qualified: a rebuild runs with its own schema alone on the search path.
+  return `SELECT public.herald_move_checkpoint(${pg.escapeLiteral(projection)}, ${from.toString()}, ${to.toString()})`;
 }
 
 function isCheckpointMoved(error: unknown): boolean {
