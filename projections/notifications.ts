@@ -109,11 +109,23 @@ export const notificationsProjection: Projection = {
     },
   ],
 
-  async handle(events, tx) {
+  // Inbox counters are kept per batch live; a rebuild leaves them out while replaying and counts every
+  // inbox once at the end (one aggregate instead of an upsert per inbox per batch).
+  async handle(events, tx, options = {}) {
+    const counted = options.replay !== true;
     const { created, changed, acknowledged } = toBatch(events);
-    const publications = created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed) : [];
-    if (acknowledged.id.length > 0) await tx.query({ name: 'notifications-acknowledge', text: ACKNOWLEDGE, values: Object.values(acknowledged) });
+    const publications = created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed, counted) : [];
+    if (acknowledged.id.length > 0) {
+      const statement = counted ? ACKNOWLEDGE : ACKNOWLEDGE_UNCOUNTED;
+      await tx.query({ name: statement.name, text: statement.text, values: Object.values(acknowledged) });
+    }
     return publications;
+  },
+
+  async finishReplay(tx) {
+    await tx.query(`
+      INSERT INTO inbox_counters (app_id, user_id, total, unread)
+      SELECT app_id, user_id, count(*), count(*) FILTER (WHERE read_at IS NULL) FROM notifications GROUP BY app_id, user_id`);
   },
 };
 
@@ -219,7 +231,7 @@ export function decodeMessageEvent(recorded: RecordedEvent): MessageEvent | unde
  * scheduled message changes; its first change wins), the deliveries into every recipient's inbox with
  * their counters, and what to push: each delivered message once, with the users it reached.
  */
-const CREATE_AND_DELIVER = `
+const createAndDeliverSql = (counted: boolean) => `
   WITH created AS (
     INSERT INTO notification_messages
       (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
@@ -246,22 +258,26 @@ const CREATE_AND_DELIVER = `
     SELECT * FROM changed WHERE status = 'delivered'
   ), delivered AS (
     INSERT INTO notifications (message_id, user_id, app_id, seq, type, expires_at)
+    -- A message is delivered once (only a new message, or a scheduled one released), so its rows cannot
+    -- exist yet: a plain insert, with the recipients made distinct, needs no conflict handling.
     SELECT m.message_id, r.user_id, m.app_id, m.seq, 'koala', m.expires_at
-      FROM delivered_messages m CROSS JOIN unnest(m.recipients) AS r(user_id)
-    ON CONFLICT DO NOTHING
+      FROM delivered_messages m CROSS JOIN LATERAL (SELECT DISTINCT unnest(m.recipients)) AS r(user_id)
     RETURNING message_id, user_id, app_id
-  ), counted AS (
-    INSERT INTO inbox_counters AS c (app_id, user_id, total, unread)
-    SELECT app_id, user_id, count(*), count(*) FROM delivered GROUP BY app_id, user_id
-    ON CONFLICT (app_id, user_id) DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread
-  )
+  )${counted ? COUNT_DELIVERED : ''}
   SELECT ${MESSAGE_COLUMNS}, d.users
     FROM (SELECT message_id, array_agg(user_id) AS users FROM delivered GROUP BY message_id) d
     JOIN delivered_messages m USING (message_id)
    ORDER BY m.seq`;
+const COUNT_DELIVERED = `, counted AS (
+    INSERT INTO inbox_counters AS c (app_id, user_id, total, unread)
+    SELECT app_id, user_id, count(*), count(*) FROM delivered GROUP BY app_id, user_id
+    ON CONFLICT (app_id, user_id) DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread
+  )`;
+const CREATE_AND_DELIVER = { counted: createAndDeliverSql(true), uncounted: createAndDeliverSql(false) };
+
 
 // The first acknowledgement of a notification wins; it also reads it, once, for the unread counter.
-const ACKNOWLEDGE = `
+const ACK_TARGETS = `
   WITH ack AS (
     SELECT DISTINCT ON (u.id, u.user_id) u.*
       FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS u(id, position, app, user_id, at)
@@ -271,25 +287,30 @@ const ACKNOWLEDGE = `
       FROM notifications n JOIN ack ON n.message_id = ack.id AND n.user_id = ack.user_id AND n.app_id = ack.app
      WHERE n.acknowledged_at IS NULL
        FOR UPDATE OF n
-  ), acknowledged AS (
-    UPDATE notifications n SET acknowledged_at = t.at, read_at = coalesce(n.read_at, t.at)
-      FROM target t
-     WHERE n.message_id = t.message_id AND n.user_id = t.user_id
-    RETURNING n.app_id, n.user_id, t.was_unread
-  )
+  )`;
+const ACK_UPDATE = `
+  UPDATE notifications n SET acknowledged_at = t.at, read_at = coalesce(n.read_at, t.at)
+    FROM target t
+   WHERE n.message_id = t.message_id AND n.user_id = t.user_id
+  RETURNING n.app_id, n.user_id, t.was_unread`;
+const ACKNOWLEDGE = {
+  name: 'notifications-acknowledge',
+  text: `${ACK_TARGETS}, acknowledged AS (${ACK_UPDATE})
   INSERT INTO inbox_counters AS c (app_id, user_id, total, unread)
   SELECT app_id, user_id, 0, -count(*) FROM acknowledged WHERE was_unread GROUP BY app_id, user_id
-  ON CONFLICT (app_id, user_id) DO UPDATE SET unread = c.unread + excluded.unread`;
+  ON CONFLICT (app_id, user_id) DO UPDATE SET unread = c.unread + excluded.unread`,
+};
+const ACKNOWLEDGE_UNCOUNTED = { name: 'notifications-acknowledge-uncounted', text: `${ACK_TARGETS}${ACK_UPDATE}` };
 
 /**
  * One push per new notification, in seq order (a subscriber drops a seq at or below the last it sent);
  * the payload is made once per message and shared by its recipients.
  */
-async function createAndDeliver(tx: PoolClient, created: Record<string, unknown[]>, changed: Record<string, unknown[]>): Promise<Publication[]> {
+async function createAndDeliver(tx: PoolClient, created: Record<string, unknown[]>, changed: Record<string, unknown[]>, counted: boolean): Promise<Publication[]> {
   // Named, so each connection parses and plans this statement once, not per batch.
   const { rows } = await tx.query<MessageRow & { users: string[] }>({
-    name: 'notifications-create-and-deliver',
-    text: CREATE_AND_DELIVER,
+    name: counted ? 'notifications-create-and-deliver' : 'notifications-create-and-deliver-uncounted',
+    text: counted ? CREATE_AND_DELIVER.counted : CREATE_AND_DELIVER.uncounted,
     values: [...Object.values(created), ...Object.values(changed)],
   });
   return rows.flatMap((row) => {

@@ -21,7 +21,20 @@ export interface Projection {
    * Applies a batch inside the runner's transaction. Returns what became visible, to be published on the
    * bus once the transaction has committed. Events it does not know are skipped.
    */
-  handle(events: readonly RecordedEvent[], tx: PoolClient): Promise<readonly Publication[]>;
+  handle(events: readonly RecordedEvent[], tx: PoolClient, options?: HandleOptions): Promise<readonly Publication[]>;
+  /**
+   * After a replay into fresh tables (a rebuild), before they are swapped in: derives at once what
+   * `handle` left out while replaying because one pass over the finished tables is cheaper.
+   */
+  finishReplay?(tx: PoolClient): Promise<void>;
+}
+
+export interface HandleOptions {
+  /**
+   * The batch is part of a replay into fresh tables that `finishReplay` completes: what it derives
+   * (counters, say) may be left out.
+   */
+  readonly replay?: boolean;
 }
 
 /** A change made visible by a projection commit, for live subscribers (GraphQL, sockets, webhooks). */

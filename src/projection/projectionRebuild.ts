@@ -37,7 +37,8 @@ export async function rebuildProjections(
   onProgress: (progress: RebuildProgress) => void,
   log: Logger = pino({ level: 'silent' }),
 ): Promise<void> {
-  for (const projection of projections) await rebuildOne(infrastructure, projection, onProgress, log);
+  // Side by side: each reads the whole stream, and most skip most of it.
+  await Promise.all(projections.map((projection) => rebuildOne(infrastructure, projection, onProgress, log)));
 }
 
 async function rebuildOne(infrastructure: Infrastructure, projection: Projection, onProgress: (progress: RebuildProgress) => void, log: Logger): Promise<void> {
@@ -55,7 +56,7 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
     const shadow = openDatabase(database.clientConfig.connectionString!, { searchPath: quotedSchema });
     try {
       const head = await store.headPosition();
-      const runner = new ProjectionRunner({ database: shadow, store, projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log });
+      const runner = new ProjectionRunner({ database: shadow, store, projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log, replay: true });
       runner.start();
       let position = -1n;
       try {
@@ -69,6 +70,7 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
         await runner.stop();
       }
       position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? position;
+      if (projection.finishReplay) await withTransaction(shadow.pool, (tx) => projection.finishReplay!(tx));
       for (const indexSql of secondaryIndexes) await guard.query(indexSql);
       if (projection.tables.length > 0) await guard.query(`ANALYZE ${projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`).join(', ')}`);
       await swapIn(database.pool, schema, projection, position);

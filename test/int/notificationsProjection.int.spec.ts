@@ -69,15 +69,16 @@ function messageEvents(i: number, plan: MessagePlan): MessageEvent[] {
   return events;
 }
 
-const history: fc.Arbitrary<{ events: MessageEvent[]; batchSizes: number[] }> = fc
+const history: fc.Arbitrary<{ events: MessageEvent[]; batchSizes: number[]; replay: boolean }> = fc
   .record({
     plans: fc.array(messagePlan, { minLength: 1, maxLength: 8 }),
     order: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 80, maxLength: 80 }),
     repeats: fc.array(fc.record({ of: fc.nat(), at: fc.nat() }), { maxLength: 6 }),
     unknownAcks: fc.array(fc.constantFrom(...USERS), { maxLength: 3 }),
     batchSizes: fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 10 }),
+    replay: fc.boolean(),
   })
-  .map(({ plans, order, repeats, unknownAcks, batchSizes }) => {
+  .map(({ plans, order, repeats, unknownAcks, batchSizes, replay }) => {
     // Interleave the messages' events randomly, keeping each message's own order.
     const keyed = plans.flatMap((plan, i) => {
       const events = messageEvents(i, plan);
@@ -93,7 +94,7 @@ const history: fc.Arbitrary<{ events: MessageEvent[]; batchSizes: number[] }> = 
       const of = repeat.of % events.length;
       events.splice(of + 1 + (repeat.at % (events.length - of)), 0, events[of]!);
     }
-    return { events, batchSizes };
+    return { events, batchSizes, replay };
   });
 
 function recorded(events: readonly MessageEvent[]): RecordedEvent[] {
@@ -190,16 +191,18 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
   });
   after(() => infrastructure?.close());
 
-  async function applyInBatches(events: RecordedEvent[], batchSizes: number[]): Promise<Publication[]> {
+  /** `replay`: as a rebuild does it — counters left out per batch, then derived once by finishReplay. */
+  async function applyInBatches(events: RecordedEvent[], batchSizes: number[], replay = false): Promise<Publication[]> {
     const { pool } = infrastructure.database;
     await pool.query(`TRUNCATE ${notificationsProjection.tables.join(', ')}`);
     const publications: Publication[] = [];
     for (let from = 0, b = 0; from < events.length; b++) {
       const size = batchSizes[b % batchSizes.length]!;
       const batch = events.slice(from, from + size);
-      publications.push(...(await withTransaction(pool, (tx) => notificationsProjection.handle(batch, tx))));
+      publications.push(...(await withTransaction(pool, (tx) => notificationsProjection.handle(batch, tx, { replay }))));
       from += size;
     }
+    if (replay) await withTransaction(pool, (tx) => notificationsProjection.finishReplay!(tx));
     return publications;
   }
 
@@ -218,11 +221,11 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
     };
   }
 
-  it('for generated histories and batchings', async () => {
+  it('for generated histories and batchings, live and replaying (a rebuild)', async () => {
     await fc.assert(
-      fc.asyncProperty(history, async ({ events, batchSizes }) => {
+      fc.asyncProperty(history, async ({ events, batchSizes, replay }) => {
         const stream = recorded(events);
-        const publications = await applyInBatches(stream, batchSizes);
+        const publications = await applyInBatches(stream, batchSizes, replay);
         const expected = foldOneByOne(stream);
         const actual = await readTables();
         // Message rows carry recipients as given; the fold keeps them the same way.
