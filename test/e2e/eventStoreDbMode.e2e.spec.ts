@@ -40,4 +40,19 @@ describe('herald on the EventStoreDB adapter (gRPC stand-in)', function () {
     const ready = await test.herald.readiness();
     expect(ready.ready).to.equal(true);
   });
+
+  it('refuses a NUL title before EventStoreDB stores anything, and the read side keeps going', async () => {
+    const ticket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul-sender' })).body.result as string;
+    const receiver = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul-receiver' })).body.result as string;
+    const head = await test.herald.infrastructure.store.headPosition();
+    const refused = await postForm(`${test.url}/koala/api/mas/messages`, { ticket, users: 'nul-receiver', title: 'a\u0000b', content: 'c' });
+    expect(refused.body).to.include({ status: 1001 });
+    const viaGraphql = await graphql(test.url, ticket, 'mutation { sendMessage(input: { to: ["nul-receiver"], title: "t", content: "c\\u0000" }) { id } }');
+    expect(viaGraphql.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
+    expect(await test.herald.infrastructure.store.headPosition(), 'nothing stored').to.equal(head);
+    // The next message is listed (the projection did not stall).
+    await postForm(`${test.url}/koala/api/mas/messages`, { ticket, users: 'nul-receiver', title: 'after', content: 'c' });
+    const page = await graphql<{ notifications: { nodes: Array<{ title: string }> } }>(test.url, receiver, '{ notifications { nodes { title } } }');
+    expect(page.data!.notifications.nodes.map((n) => n.title)).to.deep.equal(['after']);
+  });
 });
