@@ -97,8 +97,11 @@ export async function startHerald(config: Config, log: Logger, clock: Clock = sy
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
   const inbox = notificationQueries(database.pool);
-  const scheduler = new MessageScheduler({ store, scheduled: inbox, clock, log });
   const progress = new ProjectionProgress({ database, log });
+  // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
+  // scheduler's releases wait the same way, so a lagging projection does not make them due again and again.
+  const inboxShows = progress.readYourWrites([notificationsProjection.name], config.readYourWritesTimeoutMs);
+  const scheduler = new MessageScheduler({ store, scheduled: inbox, clock, log, readYourWrites: inboxShows });
   try {
     await progress.start();
     await registerConfiguredApps(store, config, clock, log);
@@ -112,8 +115,7 @@ export async function startHerald(config: Config, log: Logger, clock: Clock = sy
     const messaging = new Messaging({
       store,
       inbox,
-      // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes).
-      readYourWrites: progress.readYourWrites([notificationsProjection.name], config.readYourWritesTimeoutMs),
+      readYourWrites: inboxShows,
       sendsPerMinute: config.sendRatePerMinute,
     });
     // Ready once every projection has caught up to the events that existed at start-up.
