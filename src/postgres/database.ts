@@ -10,15 +10,37 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Every herald session tells the server to probe it after 4 s of silence, every 2 s, giving up after 3
+ * missed probes: when a herald host vanishes without closing its connections, the server ends its
+ * sessions within ~10 s, and with them the advisory locks they held, so a standby takes the projections
+ * over (the default is hours). A session left idle inside a transaction (a hung process) is ended after
+ * a minute, so it cannot hold locks or the catch-up readers' visibility horizon for long.
+ */
+const KEEPALIVE_IDLE_SECONDS = 4;
+export const SESSION_SETTINGS: readonly string[] = [
+  `tcp_keepalives_idle=${KEEPALIVE_IDLE_SECONDS}`,
+  'tcp_keepalives_interval=2',
+  'tcp_keepalives_count=3',
+  'idle_in_transaction_session_timeout=60000',
+];
+
 export function openDatabase(
   connectionString: string,
   options: { readonly maxConnections?: number; readonly onConnectionError?: (error: Error) => void; readonly searchPath?: string } = {},
 ): Database {
+  const settings = [
+    ...SESSION_SETTINGS,
+    // A rebuild writes a projection's tables in a schema of its own (projectionRebuild.ts).
+    ...(options.searchPath !== undefined ? [`search_path=${options.searchPath}`] : []),
+  ];
   const clientConfig: pg.ClientConfig = {
     connectionString,
     application_name: 'herald',
-    // A rebuild writes a projection's tables in a schema of its own (projectionRebuild.ts).
-    ...(options.searchPath !== undefined && { options: `-c search_path=${options.searchPath}` }),
+    // herald's side: notice a server (or a path to it) that vanished without closing the connection.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_SECONDS * 1000,
+    options: settings.map((setting) => `-c ${setting}`).join(' '),
   };
   const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? 10 });
   // A client whose connection dies emits 'error' — idle ones on the pool, checked-out ones on themselves.

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
+import pg from 'pg';
 import pino from 'pino';
 import { InProcessBus } from '../../src/bus/bus';
 import type { Projection } from '../../src/projection/projection';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
 import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
-import { ProjectionRunner, readCheckpoints } from '../../src/projection/projectionRunner';
+import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from '../../src/projection/projectionRunner';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
 
@@ -127,6 +128,42 @@ describe('projection runner', () => {
     await b.stop();
     const total = (await readTally()).reduce((sum, r) => sum + r.count, 0);
     expect(total).to.equal(720 + 60 + 30);
+  });
+
+  it('when the lock session dies (its host vanished), a standby takes over; one runner stays active', async () => {
+    const projection = tallyProjection();
+    const a = new ProjectionRunner({ database: infrastructure.testDatabase.open(), store: infrastructure.store, projection, bus: new InProcessBus(), log });
+    const b = new ProjectionRunner({ database: infrastructure.testDatabase.open(), store: infrastructure.store, projection, bus: new InProcessBus(), log });
+    a.start();
+    await eventually(() => expect(a.state).to.be.oneOf(['catching-up', 'live']));
+    b.start();
+    await eventually(() => expect(b.state).to.equal('standby'));
+    try {
+      // The server's side of a vanished host: its keepalive probes go unanswered and it ends the session.
+      const { rows } = await infrastructure.database.pool.query<{ pid: number }>(
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+        [PROJECTION_LOCK_SPACE],
+      );
+      expect(rows).to.have.length(1);
+      await infrastructure.database.pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+      await appendTallies(30);
+      await waitForCheckpoint(await infrastructure.store.headPosition());
+      await eventually(() => expect([a.state, b.state].filter((s) => s !== 'standby')).to.have.length(1), { timeoutMs: 10_000 });
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('herald sessions ask the server to notice a vanished peer within ~10 s', async () => {
+    const client = new pg.Client(infrastructure.database.clientConfig);
+    await client.connect();
+    try {
+      const show = async (name: string) => (await client.query(`SHOW ${name}`)).rows[0]![name] as string;
+      expect([await show('tcp_keepalives_idle'), await show('tcp_keepalives_interval'), await show('tcp_keepalives_count')]).to.deep.equal(['4', '2', '3']);
+      expect(await show('idle_in_transaction_session_timeout')).to.equal('1min');
+    } finally {
+      await client.end();
+    }
   });
 
   it('publishes after commit: a subscriber that queries on the push already sees the change', async () => {
