@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { projections } from '../projections';
 import { ConfigError, loadConfig, type Config } from './config';
-import { startHerald, openInfrastructure, type Infrastructure } from './herald';
+import { startHerald, openInfrastructure, type Herald, type Infrastructure } from './herald';
 import { createLogger } from './logger';
 import { parkedCounts, retryParked } from './projection/parkedEvents';
 import type { Projection } from './projection/projection';
@@ -26,28 +26,35 @@ function configOrExit(): Config {
 async function serve(): Promise<void> {
   const config = configOrExit();
   const log = createLogger(config.logLevel);
-  const herald = await startHerald(config, log).catch((error: unknown) => {
+  let stopping = false;
+  // The embedded store died for good: stop in order and exit non-zero, so a supervisor restarts herald.
+  const onStoreLost = () => shutdown('store lost', 1);
+  let herald: Herald | undefined;
+  herald = await startHerald(config, log, { onStoreLost }).catch((error: unknown) => {
     log.fatal({ err: error }, 'herald could not start');
-    process.exit(1);
+    return process.exit(1);
   });
   log.info({ url: herald.url }, 'herald is up');
 
-  let stopping = false;
-  const shutdown = (signal: string) => {
+  function shutdown(reason: string, exitCode = 0): void {
     if (stopping) {
-      log.warn({ signal }, 'second signal: exiting at once');
-      process.exit(1);
+      if (reason.startsWith('SIG')) {
+        log.warn({ signal: reason }, 'second signal: exiting at once');
+        process.exit(1);
+      }
+      return;
     }
     stopping = true;
-    log.info({ signal }, 'signal received');
+    log.info({ reason }, 'stop requested');
+    if (!herald) process.exit(exitCode || 1); // still starting: nothing to drain
     herald.close().then(
-      () => process.exit(0),
+      () => process.exit(exitCode),
       (error: unknown) => {
         log.error({ err: error }, 'shutdown failed');
         process.exit(1);
       },
     );
-  };
+  }
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }

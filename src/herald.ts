@@ -37,7 +37,13 @@ export interface Infrastructure {
   close(): Promise<void>;
 }
 
-export async function openInfrastructure(config: Config, log: Logger, projections: readonly Projection[] = allProjections): Promise<Infrastructure> {
+/** `onStoreLost`: the embedded PostgreSQL died and could not be restarted. */
+export async function openInfrastructure(
+  config: Config,
+  log: Logger,
+  options: { readonly projections?: readonly Projection[]; readonly onStoreLost?: (error: Error) => void } = {},
+): Promise<Infrastructure> {
+  const projections = options.projections ?? allProjections;
   let embedded: EmbeddedPostgres | undefined;
   let connectionString = config.databaseUrl;
   if (!connectionString) {
@@ -46,6 +52,11 @@ export async function openInfrastructure(config: Config, log: Logger, projection
       dataDir: config.dataDir,
       port: config.embeddedPostgresPort,
       log: (message) => log.debug({ component: 'embedded-postgres' }, message),
+      onRestart: (message, error) => (error ? log.error({ err: error, component: 'embedded-postgres' }, message) : log.warn({ component: 'embedded-postgres' }, message)),
+      onFatal: (error) => {
+        log.fatal({ err: error }, 'the embedded PostgreSQL is gone');
+        options.onStoreLost?.(error);
+      },
     });
     connectionString = embedded.connectionString;
   }
@@ -88,8 +99,13 @@ export interface Herald {
   close(): Promise<void>;
 }
 
-export async function startHerald(config: Config, log: Logger, clock: Clock = systemClock): Promise<Herald> {
-  const infrastructure = await openInfrastructure(config, log);
+export async function startHerald(
+  config: Config,
+  log: Logger,
+  options: { readonly clock?: Clock; readonly onStoreLost?: (error: Error) => void } = {},
+): Promise<Herald> {
+  const clock = options.clock ?? systemClock;
+  const infrastructure = await openInfrastructure(config, log, { ...(options.onStoreLost && { onStoreLost: options.onStoreLost }) });
   const { database, store } = infrastructure;
   const bus = new InProcessBus((error, topic) => log.error({ err: error, topic }, 'bus subscriber failed'));
   if (config.redisUrl) log.warn('REDIS_URL is set, but this build carries pushes on the in-process bus only (single node)');
@@ -129,7 +145,12 @@ export async function startHerald(config: Config, log: Logger, clock: Clock = sy
     const schema = buildSchema({ messaging, bus, clock });
     const checks = new OperationChecks(schema);
     const routers = [koalaRouter({ tickets, messaging, clock, log }), graphqlRouter({ schema, checks, tickets, clock, log })];
-    http = await listen(createHttpApp({ readiness, routers, log }), { port: config.port, host: config.host, log });
+    // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
+    const unhealthy = () => {
+      const since = infrastructure.embedded?.downSince();
+      return since && clock().getTime() - since.getTime() > STORE_DOWN_GRACE_MS ? `embedded PostgreSQL down since ${since.toISOString()}` : undefined;
+    };
+    http = await listen(createHttpApp({ readiness, unhealthy, routers, log }), { port: config.port, host: config.host, log });
     const server = http;
     const graphqlWs = attachGraphqlWs(server.server, { schema, checks, tickets, clock, log });
     return {
@@ -161,6 +182,8 @@ export async function startHerald(config: Config, log: Logger, clock: Clock = sy
     throw error;
   }
 }
+
+const STORE_DOWN_GRACE_MS = 15_000;
 
 /** HERALD_APPS at start-up: registering an app again with the same secret appends nothing. */
 async function registerConfiguredApps(store: EventStore, config: Config, clock: Clock, log: Logger): Promise<void> {

@@ -16,11 +16,19 @@ export interface HttpServer {
 }
 
 /** The express app: probes here; the API routers (GraphQL, legacy REST shims) are mounted by `routers`. */
-export function createHttpApp(deps: { readonly readiness: () => Promise<Readiness>; readonly routers?: readonly express.Router[]; readonly log?: Logger }): express.Express {
+export function createHttpApp(deps: {
+  readonly readiness: () => Promise<Readiness>;
+  /** Undefined while herald is healthy; otherwise why not (e.g. its embedded store has been down too long). */
+  readonly unhealthy?: () => string | undefined;
+  readonly routers?: readonly express.Router[];
+  readonly log?: Logger;
+}): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    const problem = deps.unhealthy?.();
+    if (problem) res.status(503).json({ status: 'unhealthy', problem });
+    else res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
     const readiness = await deps.readiness().catch((error: unknown) => ({ ready: false, checks: { error: (error as Error).message } }));

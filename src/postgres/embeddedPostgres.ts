@@ -11,8 +11,15 @@ import pg from 'pg';
  */
 export interface EmbeddedPostgres {
   readonly connectionString: string;
+  /** Since when the server has been down (herald is restarting it); undefined while it runs. */
+  downSince(): Date | undefined;
   stop(): Promise<void>;
 }
+
+/** How often the supervisor looks whether the server still runs, and how it restarts a dead one. */
+const SUPERVISE_EVERY_MS = 1000;
+const RESTART_ATTEMPTS = 4;
+const RESTART_BACKOFF_MS = 500;
 
 const DATABASE_NAME = 'herald';
 
@@ -20,6 +27,10 @@ export async function startEmbeddedPostgres(options: {
   readonly dataDir: string;
   readonly port: number;
   readonly log?: (message: string) => void;
+  /** Supervision: the server died and is being restarted, or was (error undefined when it is back). */
+  readonly onRestart?: (message: string, error?: unknown) => void;
+  /** Supervision gave up: the server died and could not be restarted. */
+  readonly onFatal?: (error: Error) => void;
 }): Promise<EmbeddedPostgres> {
   const dataDir = path.resolve(options.dataDir);
   const clusterDir = path.join(dataDir, 'postgres');
@@ -59,10 +70,53 @@ export async function startEmbeddedPostgres(options: {
   }
 
   await createDatabaseIfMissing({ host: '127.0.0.1', port: options.port, user: 'postgres', password, database: 'postgres' });
+
+  // Supervision: a postmaster that dies (killed, crashed) is started again, a few times with back-off;
+  // if it will not come back, herald is told (it then exits non-zero for its own supervisor to act).
+  let pid = await postmasterPid(clusterDir);
+  let down: Date | undefined;
+  let stopping = false;
+  let restarting: Promise<void> | undefined;
+  const restart = async () => {
+    down = new Date();
+    options.onRestart?.(`embedded PostgreSQL (pid ${pid}) is gone; restarting it`);
+    for (let attempt = 1; attempt <= RESTART_ATTEMPTS && !stopping; attempt++) {
+      try {
+        await stopOrphanedServer(clusterDir, log);
+        await server.start();
+        pid = await postmasterPid(clusterDir);
+        down = undefined;
+        options.onRestart?.(`embedded PostgreSQL restarted (pid ${pid})`);
+        return;
+      } catch (error) {
+        options.onRestart?.(`restarting embedded PostgreSQL failed (attempt ${attempt} of ${RESTART_ATTEMPTS})`, error ?? new Error('postgres exited during start-up'));
+        await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS * 2 ** (attempt - 1)));
+      }
+    }
+    if (!stopping) options.onFatal?.(new Error(`embedded PostgreSQL in ${clusterDir} died and could not be restarted`));
+  };
+  const supervisor = setInterval(() => {
+    if (stopping || restarting || (pid !== undefined && isAlive(pid))) return;
+    restarting = restart().finally(() => (restarting = undefined));
+  }, SUPERVISE_EVERY_MS).unref();
+
   return {
     connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${options.port}/${DATABASE_NAME}`,
-    stop: () => server.stop(),
+    downSince: () => down,
+    async stop() {
+      stopping = true;
+      clearInterval(supervisor);
+      await restarting;
+      // The package waits for the exit of the process it started: a server already dead would never exit.
+      if (pid !== undefined && isAlive(pid)) await server.stop();
+    },
   };
+}
+
+async function postmasterPid(clusterDir: string): Promise<number | undefined> {
+  const text = await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => '');
+  const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
 /**

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { eventually } from '../support/eventually';
 import { HeraldProcess } from '../support/heraldProcess';
 import { createTestDatabase, describeTarget, freePort, type TestDatabase } from '../support/postgres';
 
@@ -79,6 +80,42 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
       herald.kill('SIGTERM');
       expect(await herald.exitCode()).to.equal(0);
       await rm(userDir, { recursive: true, force: true });
+    }
+  });
+
+  it('restarts its embedded PostgreSQL when it dies, and exits non-zero when it cannot', async function () {
+    if (testDatabase) this.skip(); // supervision is of the embedded server
+    const pidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+    const postmaster = async () => Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+    const herald = HeraldProcess.start(env);
+    await herald.waitForHttp(`${base}/readyz`);
+    const ticket = async () => {
+      const response = await fetch(`${base}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'survivor' }) });
+      return ((await response.json()) as { result: string }).result;
+    };
+    expect(await ticket()).to.be.a('string');
+
+    process.kill(await postmaster(), 'SIGKILL');
+    await eventually(() => expect(herald.logs).to.include('embedded PostgreSQL restarted'), { timeoutMs: 30_000 });
+    await eventually(async () => expect(await ticket()).to.be.a('string'), { timeoutMs: 15_000 });
+    expect((await fetch(`${base}/healthz`)).status).to.equal(200);
+    herald.kill('SIGTERM');
+    expect(await herald.exitCode()).to.equal(0);
+    expect(herald.logs).to.include('"msg":"stopped"');
+
+    // Dead and unable to come back (its cluster is damaged): herald stops in order and exits non-zero.
+    const doomed = HeraldProcess.start(env);
+    await doomed.waitForHttp(`${base}/readyz`);
+    const versionFile = path.join(dataDir, 'postgres', 'PG_VERSION');
+    const version = await readFile(versionFile, 'utf8');
+    process.kill(await postmaster(), 'SIGKILL');
+    await rm(versionFile);
+    try {
+      expect(await doomed.exitCode()).to.equal(1);
+      expect(doomed.logs).to.include('could not be restarted');
+      expect(doomed.logs).to.include('"msg":"stopped"');
+    } finally {
+      await writeFile(versionFile, version);
     }
   });
 

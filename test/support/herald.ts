@@ -19,7 +19,7 @@ export async function startTestHerald(overrides: Partial<Config> = {}, clock: Cl
     ],
     ...overrides,
   };
-  const herald = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), clock);
+  const herald = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), { clock });
   return {
     herald,
     url: herald.url,
