@@ -35,15 +35,15 @@
  * Every answer is checked (no errors, total = the user's generated count, 20 nodes, the deep page's seqs
  * below its cursor). Prints one JSON document on stdout; progress on stderr.
  */
-import { createTestDatabase, stopTestServer } from '../test/support/postgres';
 import {
-  createHeraldSchema,
+  benchDatabase,
   CpuSampler,
-  describeMachine,
+  createHeraldSchema,
   envInteger,
   envNumber,
   generateMessageEvents,
   HttpClient,
+  type HttpResponse,
   issueTicket,
   latencyStats,
   progress,
@@ -52,7 +52,6 @@ import {
   startHerald,
   timeRebuild,
   vacuumEventStore,
-  type HttpResponse,
 } from './support';
 
 const NOTIFICATIONS = envInteger('BENCH_NOTIFICATIONS', 1_000_000, 1);
@@ -81,11 +80,7 @@ interface Page {
 const seqOfCursor = (cursor: string) => BigInt(/^seq:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString())?.[1] ?? '-1');
 
 runBenchmark(async (cleanup) => {
-  cleanup.add('stop the test PostgreSQL server', stopTestServer);
-  const database = await createTestDatabase();
-  cleanup.add('drop the test database', () => database.drop());
-  const url = database.connectionString;
-  const machine = await describeMachine(url);
+  const { url, machine } = await benchDatabase(cleanup);
 
   // --- the data ---
   progress('starting herald once to create its schema');

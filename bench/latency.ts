@@ -39,11 +39,10 @@
 import { createClient, type Client } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { createTestDatabase, stopTestServer } from '../test/support/postgres';
 import {
+  benchDatabase,
   CpuSampler,
   deadline,
-  describeMachine,
   envInteger,
   envNumber,
   HttpClient,
@@ -108,13 +107,10 @@ async function whereAreTheLost(databaseUrl: string, titles: readonly string[]): 
 }
 
 runBenchmark(async (cleanup) => {
-  cleanup.add('stop the test PostgreSQL server', stopTestServer);
-  const database = await createTestDatabase();
-  cleanup.add('drop the test database', () => database.drop());
-  const machine = await describeMachine(database.connectionString);
+  const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(database.connectionString);
+  const herald = await startHerald(databaseUrl);
   cleanup.add('stop herald', () => herald.stop());
   const http = new HttpClient(herald.url, { maxSockets: MAX_IN_FLIGHT });
   cleanup.add('close the HTTP agent', async () => http.close());
@@ -297,7 +293,7 @@ runBenchmark(async (cleanup) => {
   const lostWhere =
     lost > 0
       ? {
-          ...(await whereAreTheLost(database.connectionString, [...pending.keys()])),
+          ...(await whereAreTheLost(databaseUrl, [...pending.keys()])),
           terminals: new Set([...pending.values()].map((p) => p.terminal)).size,
           sendIndexRange: [Math.min(...[...pending.keys()].map((t) => Number(t.slice(4)))), Math.max(...[...pending.keys()].map((t) => Number(t.slice(4))))],
         }

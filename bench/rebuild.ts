@@ -33,10 +33,10 @@
  * Prints one JSON document on stdout; progress on stderr.
  */
 import pg from 'pg';
-import { createTestDatabase, stopTestServer } from '../test/support/postgres';
 import {
+  benchDatabase,
+  type CliRun,
   createHeraldSchema,
-  describeMachine,
   envInteger,
   generateMessageEvents,
   perSecond,
@@ -45,7 +45,6 @@ import {
   runBenchmark,
   timeRebuild,
   vacuumEventStore,
-  type CliRun,
 } from './support';
 
 const EVENTS = envInteger('BENCH_EVENTS', 1_000_000, 1);
@@ -104,11 +103,7 @@ function perProjection(run: CliRun): Record<string, { firstReportSecond: number;
 }
 
 runBenchmark(async (cleanup) => {
-  cleanup.add('stop the test PostgreSQL server', stopTestServer);
-  const database = await createTestDatabase();
-  cleanup.add('drop the test database', () => database.drop());
-  const url = database.connectionString;
-  const machine = await describeMachine(url);
+  const { url, machine } = await benchDatabase(cleanup);
 
   progress('starting herald once to create its schema');
   await createHeraldSchema(url);

@@ -29,11 +29,10 @@
  * CPU use of herald (/proc/<pid>/stat), of the embedded PostgreSQL, of this process and of the machine is
  * sampled over each phase. Prints one JSON document on stdout; progress on stderr.
  */
-import { createTestDatabase, stopTestServer } from '../test/support/postgres';
 import {
+  benchDatabase,
   closedLoop,
   CpuSampler,
-  describeMachine,
   envInteger,
   envNumber,
   HttpClient,
@@ -52,13 +51,10 @@ const RECIPIENTS = envInteger('BENCH_RECIPIENTS', 1_000, 1);
 const GOAL_RATIO = envNumber('BENCH_GOAL_RATIO', 0.5, 0);
 
 runBenchmark(async (cleanup) => {
-  cleanup.add('stop the test PostgreSQL server', stopTestServer);
-  const database = await createTestDatabase();
-  cleanup.add('drop the test database', () => database.drop());
-  const machine = await describeMachine(database.connectionString);
+  const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(database.connectionString);
+  const herald = await startHerald(databaseUrl);
   cleanup.add('stop herald', () => herald.stop());
   const client = new HttpClient(herald.url, { maxSockets: CONCURRENCY });
   cleanup.add('close the HTTP agent', async () => client.close());

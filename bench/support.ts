@@ -21,7 +21,7 @@ import path from 'node:path';
 import { isLeft } from 'fp-ts/lib/Either';
 import pg from 'pg';
 import { messageDecider, MessageEvent, type MessageState } from '../domain/message/message';
-import { describeTarget, freePort } from '../test/support/postgres';
+import { createTestDatabase, describeTarget, freePort, stopTestServer } from '../test/support/postgres';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const APP_ID = 'camel';
@@ -142,6 +142,14 @@ export class Cleanup {
     })();
     return this.done;
   }
+}
+
+/** A fresh database on the test server for this run, dropped (and the server stopped) by `cleanup`. */
+export async function benchDatabase(cleanup: Cleanup): Promise<{ url: string; machine: Machine }> {
+  cleanup.add('stop the test PostgreSQL server', stopTestServer);
+  const database = await createTestDatabase();
+  cleanup.add('drop the test database', () => database.drop());
+  return { url: database.connectionString, machine: await describeMachine(database.connectionString) };
 }
 
 /**
