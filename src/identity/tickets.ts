@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
-import { appStreamName } from '../../domain/app/app';
+import { AppId, appStreamName } from '../../domain/app/app';
 import { isStorableText } from '../../domain/text';
 import { ticketStreamName } from '../../domain/ticket/ticket';
 import { verifyAppSecret } from './appSecret';
@@ -107,9 +107,11 @@ export class Tickets {
    * works at once), then signs a ticket and records TicketIssued.
    */
   async issue(request: { appId: string; secret: string; userId: string; roles: readonly string[]; now: Date }): Promise<{ ticket: string; viewer: Viewer }> {
+    // Not even the form of an app id (NUL, spaces, too long): no such app, and no store read with it.
+    if (!AppId.is(request.appId)) throw new AppAuthError('unknown_app');
     const { state } = await loadState(this.store, appAggregate, appStreamName(request.appId));
     if (state.status !== 'registered') throw new AppAuthError('unknown_app');
-    if (!verifyAppSecret(request.appId, request.secret, state.secretHash)) throw new AppAuthError('wrong_secret');
+    if (!(await verifyAppSecret(request.appId, request.secret, state.secretHash))) throw new AppAuthError('wrong_secret');
 
     const ticketId = randomUUID();
     // Rounded up, so a ticket is never valid for less than the configured time.

@@ -235,6 +235,15 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect((await postForm(url('/koala/api/mas/messages'), { ticket, users: 'u1', title: 'a\tb', content: 'line\r\nline' })).body.status).to.equal(0);
     });
 
+    it('answers an app_key that cannot be an app id (NUL, spaces) as an unknown app, 1007', async () => {
+      for (const appKey of ['\u0000', 'camel\u0000', 'ca mel', '-camel']) {
+        const head = await test.herald.infrastructure.store.headPosition();
+        const answer = await postForm(url('/koala/api/mas/tickets'), { app_key: appKey, secret_key: 'EERWERRRRE', user_id: 'u' });
+        expect([answer.status, answer.body.status]).to.deep.equal([401, 1007]);
+        expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+      }
+    });
+
     it('refuses empty content, also when written as a pair of quotes', async () => {
       await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=""`, /content is required \(1-16384 characters\)/);
       await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=`, /content is required/);
