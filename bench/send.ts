@@ -13,6 +13,8 @@
  *   BENCH_MAX_REQUESTS         at most this many requests per phase, whatever the time (default 2,000,000)
  *   BENCH_RECIPIENTS           recipients recv-0 … the sends go to, one per send (default 1,000)
  *   BENCH_GOAL_RATIO           the goal: sends/s ÷ healthz/s (default 0.5)
+ *   BENCH_GOAL_LAG_P99_MS      the goal for the notifications projection's lag behind the store while
+ *                              sending, sampled every 20 ms (default 100; BENCH_SECONDS=60 for the issue's 60 s)
  *   BENCH_REQUEST_TIMEOUT_MS   one request's timeout (default 30,000)
  *   BENCH_READY_TIMEOUT_SECONDS  wait for herald's /readyz (default 120)
  *
@@ -39,6 +41,7 @@ import {
   issueTicket,
   koalaSend,
   progress,
+  ProjectionLagSampler,
   runBenchmark,
   startHerald,
 } from './support';
@@ -49,6 +52,7 @@ const WARMUP_SECONDS = envNumber('BENCH_WARMUP_SECONDS', 2, 0);
 const MAX_REQUESTS = envInteger('BENCH_MAX_REQUESTS', 2_000_000, 1);
 const RECIPIENTS = envInteger('BENCH_RECIPIENTS', 1_000, 1);
 const GOAL_RATIO = envNumber('BENCH_GOAL_RATIO', 0.5, 0);
+const GOAL_LAG_P99_MS = envNumber('BENCH_GOAL_LAG_P99_MS', 100, 0);
 
 runBenchmark(async (cleanup) => {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
@@ -85,8 +89,11 @@ runBenchmark(async (cleanup) => {
 
   progress(`phase 2: Koala send, ${CONCURRENCY} clients, ${WARMUP_SECONDS} s warm-up + ${SECONDS} s`);
   const sendWarmUp = await closedLoop({ ...loop, seconds: WARMUP_SECONDS }, send('warm-up'));
+  const lag = new ProjectionLagSampler(databaseUrl);
+  lag.start();
   const sendResult = await closedLoop({ ...loop, seconds: SECONDS }, send('send'));
-  progress(`  ${sendResult.okPerSecond} sends/s, p99 ${sendResult.latency.p99Ms} ms`);
+  const projectionLag = await lag.stop();
+  progress(`  ${sendResult.okPerSecond} sends/s, p99 ${sendResult.latency.p99Ms} ms; projection lag p99 ${projectionLag.p99Ms} ms`);
 
   const ratio = healthzResult.okPerSecond > 0 ? Number((sendResult.okPerSecond / healthzResult.okPerSecond).toFixed(3)) : 0;
   const clean = Object.keys(healthzResult.errors).length === 0 && Object.keys(sendResult.errors).length === 0;
@@ -97,6 +104,14 @@ runBenchmark(async (cleanup) => {
     healthz: { ...healthzResult, requestsPerSecond: healthzResult.okPerSecond, warmUp: { requests: healthzWarmUp.requests, errors: healthzWarmUp.errors } },
     send: { ...sendResult, sendsPerSecond: sendResult.okPerSecond, warmUp: { requests: sendWarmUp.requests, errors: sendWarmUp.errors } },
     ratio,
-    goal: { ratioAtLeast: GOAL_RATIO, met: ratio >= GOAL_RATIO && clean, errorsFree: clean },
+    // How far the notifications projection trails the store while sending (the issue's "projection lag").
+    projectionLag,
+    goal: {
+      ratioAtLeast: GOAL_RATIO,
+      met: ratio >= GOAL_RATIO && clean,
+      errorsFree: clean,
+      projectionLagP99AtMostMs: GOAL_LAG_P99_MS,
+      projectionLagMet: projectionLag.p99Ms !== null && projectionLag.p99Ms <= GOAL_LAG_P99_MS && projectionLag.stillBehind === 0,
+    },
   };
 });

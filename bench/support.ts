@@ -144,6 +144,59 @@ export class Cleanup {
   }
 }
 
+/**
+ * Projection lag as a reader sees it: every `everyMs` the newest position in the store is noted, and its
+ * lag is the time until the projection's checkpoint has passed it (resolution: `everyMs`).
+ */
+export class ProjectionLagSampler {
+  private readonly lags: number[] = [];
+  private running = false;
+  private drainUntil = 0;
+  private loop: Promise<void> | undefined;
+  private pending: Array<{ at: number; head: bigint }> = [];
+
+  constructor(
+    private readonly databaseUrl: string,
+    private readonly projection = 'notifications',
+    private readonly everyMs = 20,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = (async () => {
+      const client = new pg.Client({ connectionString: this.databaseUrl });
+      await client.connect();
+      try {
+        // After stop(): no new samples, but the pending ones are followed until passed (≤ 5 s).
+        while (this.running || (this.pending.length > 0 && performance.now() < this.drainUntil)) {
+          const { rows } = await client.query<{ head: string | null; checkpoint: string | null }>(
+            'SELECT (SELECT max(position) FROM events) AS head, (SELECT position FROM projection_checkpoints WHERE name = $1) AS checkpoint',
+            [this.projection],
+          );
+          const now = performance.now();
+          const checkpoint = BigInt(rows[0]?.checkpoint ?? -1);
+          if (this.running) this.pending.push({ at: now, head: BigInt(rows[0]?.head ?? -1) });
+          this.pending = this.pending.filter((sample) => {
+            if (sample.head > checkpoint) return true;
+            this.lags.push(now - sample.at);
+            return false;
+          });
+          await sleep(this.everyMs);
+        }
+      } finally {
+        await client.end();
+      }
+    })();
+  }
+
+  async stop(): Promise<LatencyStats & { stillBehind: number; resolutionMs: number }> {
+    this.drainUntil = performance.now() + 5000;
+    this.running = false;
+    await this.loop;
+    return { ...latencyStats(this.lags), stillBehind: this.pending.length, resolutionMs: this.everyMs };
+  }
+}
+
 /** A fresh database on the test server for this run, dropped (and the server stopped) by `cleanup`. */
 export async function benchDatabase(cleanup: Cleanup): Promise<{ url: string; machine: Machine }> {
   cleanup.add('stop the test PostgreSQL server', stopTestServer);
