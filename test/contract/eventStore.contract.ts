@@ -95,6 +95,21 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       expect((await store.readStream(stream('e'))).map((e) => e.id)).to.deep.equal(events.map((e) => e.id));
     });
 
+    it('keys idempotency by stream: an event id reused in another stream is another event, not a conflict', async () => {
+      // EventStoreDB's rule (event ids deduplicate appends within a stream); both adapters keep it.
+      const shared = event('Shared');
+      await store.append(stream('id-a'), [shared], 'no_stream');
+      const other = await store.append(stream('id-b'), [shared], 'no_stream');
+      expect(other.nextExpectedRevision).to.equal(0n);
+      expect((await store.readStream(stream('id-a'))).map((e) => e.id)).to.deep.equal([shared.id]);
+      expect((await store.readStream(stream('id-b'))).map((e) => e.id)).to.deep.equal([shared.id]);
+      // And in one group commit too.
+      const again = event('SharedInGroup');
+      await Promise.all([store.append(stream('id-c'), [again], 'any'), store.append(stream('id-d'), [again], 'any')]);
+      expect((await store.readStream(stream('id-c'))).map((e) => e.id)).to.deep.equal([again.id]);
+      expect((await store.readStream(stream('id-d'))).map((e) => e.id)).to.deep.equal([again.id]);
+    });
+
     it('gives each of many concurrent appends through one client its own outcome', async () => {
       // Concurrent appends may be committed together (group commit): outcomes must stay per append.
       const appends = Array.from({ length: 60 }, (_, i) => ({
