@@ -29,6 +29,8 @@ export interface LoadedStream<State> {
   /** -1n when the stream has no events. */
   readonly revision: bigint;
   readonly position?: bigint;
+  /** Ids of the stream's events, when it was read (not for `newStream`). */
+  readonly eventIds?: ReadonlySet<string>;
 }
 
 /**
@@ -73,7 +75,14 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
   const { decider } = aggregate;
   let assumed = known;
   for (let attempt = 1; ; attempt++) {
-    const { state, revision, position } = assumed ?? (await loadState(store, aggregate, streamName));
+    const loaded = assumed ?? (await loadState(store, aggregate, streamName));
+    const { state, revision, position } = loaded;
+    // A command whose events the stream already holds was applied before (a client's retry): its effect
+    // is what the store holds, whatever deciding again would give now. (Stores only take an append's
+    // ids as a retry of it at the same revisions, so this cannot be left to them.)
+    if (context.commandId && loaded.eventIds?.has(eventIdOf(streamName, context.commandId, 0))) {
+      return { events: [], state, revision, ...(position !== undefined && { position }) };
+    }
     const events = decider.decide(command, state);
     if (events.length === 0) return { events, state, revision, ...(position !== undefined && { position }) };
 
@@ -88,7 +97,7 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
       const result = await store.append(
         streamName,
         events.map((event, index) => ({
-          id: context.commandId ? uuidv5(`${streamName}/${context.commandId}/${index}`, EVENT_ID_NAMESPACE) : randomUUID(),
+          id: context.commandId ? eventIdOf(streamName, context.commandId, index) : randomUUID(),
           type: event.type,
           data: event.data,
           metadata,
@@ -109,6 +118,8 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
   }
 }
 
+const eventIdOf = (streamName: string, commandId: string, index: number) => uuidv5(`${streamName}/${commandId}/${index}`, EVENT_ID_NAMESPACE);
+
 export async function loadState<Command, Event extends DomainEvent, State>(
   store: EventStore,
   aggregate: Aggregate<Command, Event, State>,
@@ -124,7 +135,7 @@ export async function loadState<Command, Event extends DomainEvent, State>(
   let state = aggregate.decider.initialState();
   for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
   const last = recorded[recorded.length - 1];
-  return { state, revision: last?.revision ?? -1n, ...(last && { position: last.position }) };
+  return { state, revision: last?.revision ?? -1n, ...(last && { position: last.position }), eventIds: new Set(recorded.map((e) => e.id)) };
 }
 
 /** Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream. */

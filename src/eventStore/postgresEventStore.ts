@@ -297,6 +297,75 @@ export const postgresEventStoreMigrations: readonly Migration[] = [
       $$;
     `,
   },
+  {
+    // A retry is accepted only as the very events it stands for, as EventStoreDB's CheckCommit does
+    // (test/contract: "accepts a retry only as the same events at the same revisions"); anything else
+    // whose ids are partly or wholly stored is a conflict.
+    id: 'event-store/003-retry-is-the-same-events',
+    sql: `
+      CREATE OR REPLACE FUNCTION herald_append(
+        p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
+      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        v_count int := cardinality(p_ids);
+        v_current bigint;
+        v_found int;
+        v_stored_ids uuid[];
+        v_first bigint;
+        v_idempotent boolean;
+        v_conflict boolean;
+      BEGIN
+        SELECT count(*), array_agg(e.event_id ORDER BY e.revision), min(e.revision), max(e.revision), max(e.position)
+          INTO v_found, v_stored_ids, v_first, revision, last_position
+          FROM events e WHERE e.stream_name = p_stream AND e.event_id = ANY (p_ids);
+        IF v_found > 0 THEN
+          -- EventStoreDB's check: with a revision (or no_stream), a retry is the same events at the
+          -- revisions right after it, in order; with any/stream_exists, all its ids in this stream.
+          v_idempotent := v_found = v_count AND CASE p_expected
+              WHEN 'any' THEN true
+              WHEN 'stream_exists' THEN true
+              ELSE v_stored_ids = p_ids AND revision - v_first + 1 = v_count
+                   AND v_first = CASE p_expected WHEN 'no_stream' THEN 0 ELSE p_expected::bigint + 1 END
+            END;
+          outcome := CASE WHEN v_idempotent THEN 'idempotent' ELSE 'duplicate_ids' END;
+          RETURN NEXT;
+          RETURN;
+        END IF;
+
+        SELECT s.revision INTO v_current FROM streams s WHERE s.stream_name = p_stream FOR UPDATE;
+        v_conflict := CASE p_expected
+            WHEN 'any' THEN false
+            WHEN 'no_stream' THEN v_current IS NOT NULL
+            WHEN 'stream_exists' THEN v_current IS NULL
+            ELSE v_current IS DISTINCT FROM p_expected::bigint
+          END;
+        IF v_conflict THEN
+          outcome := 'conflict';
+          revision := v_current;
+          last_position := NULL;
+          RETURN NEXT;
+          RETURN;
+        END IF;
+
+        v_current := coalesce(v_current, -1);
+        INSERT INTO streams (stream_name, revision) VALUES (p_stream, v_current + v_count)
+          ON CONFLICT (stream_name) DO UPDATE SET revision = excluded.revision;
+        WITH inserted AS (
+          INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
+          SELECT u.id, p_stream, v_current + u.ord, u.type, u.data, u.metadata
+            FROM unnest(p_ids, p_types, p_data, p_metadata) WITH ORDINALITY AS u(id, type, data, metadata, ord)
+          ORDER BY u.ord
+          RETURNING events.position
+        )
+        SELECT max(inserted.position) INTO last_position FROM inserted;
+        outcome := 'ok';
+        revision := v_current + v_count;
+        RETURN NEXT;
+      END
+      $$;
+    `,
+  },
 ];
 
 interface PendingAppend {

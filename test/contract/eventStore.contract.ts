@@ -110,6 +110,29 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       expect((await store.readStream(stream('id-d'))).map((e) => e.id)).to.deep.equal([again.id]);
     });
 
+    it("accepts a retry only as the same events at the same revisions (EventStoreDB's idempotency check)", async () => {
+      const [a, b, c] = [event('A'), event('B'), event('C')];
+      await store.append(stream('retry'), [a, b], 'no_stream');
+      await store.append(stream('retry'), [event('Later')], 1n);
+      // The same append again, with the revision it was made at: the events are there, nothing is written.
+      expect((await store.append(stream('retry'), [a, b], 'no_stream')).nextExpectedRevision).to.equal(1n);
+      expect((await store.append(stream('retry'), [a, b], 'any')).nextExpectedRevision).to.equal(1n);
+      // Not the same append: out of order, a part of it with new events, or at another revision.
+      for (const [events, expected] of [
+        [[b, a], 'no_stream'],
+        [[a, c], 'any'],
+        [[a, c], 'no_stream'],
+        [[b], 'no_stream'],
+      ] as const) {
+        const outcome = await store.append(stream('retry'), events, expected).then(
+          () => 'written',
+          (error: unknown) => (error instanceof WrongExpectedRevisionError ? 'conflict' : String(error)),
+        );
+        expect(outcome, `${events.map((e) => e.type).join(',')} at ${String(expected)}`).to.equal('conflict');
+      }
+      expect((await store.readStream(stream('retry'))).map((e) => e.type)).to.deep.equal(['A', 'B', 'Later']);
+    });
+
     it('gives each of many concurrent appends through one client its own outcome', async () => {
       // Concurrent appends may be committed together (group commit): outcomes must stay per append.
       const appends = Array.from({ length: 60 }, (_, i) => ({

@@ -216,12 +216,9 @@ export class EventStoreDbStandIn {
     const stream = this.streams.get(streamName) ?? [];
     const current = stream.length === 0 ? ('no_stream' as const) : BigInt(stream.length - 1);
 
-    // A retry of an append already done (same event ids) succeeds without writing again.
-    const stored = proposed.map((p) => stream.find((e) => e.id === p.id));
-    if (proposed.length > 0 && stored.every((e) => e !== undefined)) {
-      const last = stored[stored.length - 1]!;
-      return { ok: true, revision: last.revision, position: last.position };
-    }
+    const retry = checkCommit(stream, expected, proposed);
+    if (retry === 'conflict') return { ok: false, current };
+    if (retry) return { ok: true, revision: retry.revision, position: retry.position };
 
     const holds =
       expected.kind === 'any' ||
@@ -384,4 +381,30 @@ function toProposed(message: AppendReq.ProposedMessage | BatchAppendReq.Proposed
 
 function streamNameOf(identifier: StreamIdentifier | undefined): string {
   return Buffer.from(identifier?.getStreamName_asU8() ?? new Uint8Array()).toString('utf8');
+}
+
+/**
+ * The server's idempotency check (EventStoreDB's IndexWriter.CheckCommit), for an append whose ids may
+ * be stored already: with an expected revision (or no_stream) behind the stream's, a retry must be the
+ * very events at the revisions right after it, in order; with any/stream_exists, all of its ids in the
+ * stream. A partial or shifted match is "corrupted idempotency", which the client sees as a wrong
+ * expected version. Returns the stored last event of an accepted retry, 'conflict', or undefined for
+ * an append to check and write as new. (The server looks ids up in a bounded cache; this one never
+ * forgets, which only matters for retries long after the fact.)
+ */
+function checkCommit(stream: readonly StoredEvent[], expected: Expected, proposed: readonly ProposedEvent[]): StoredEvent | 'conflict' | undefined {
+  if (proposed.length === 0) return undefined;
+  const current = BigInt(stream.length - 1);
+  if (expected.kind === 'any' || expected.kind === 'stream_exists') {
+    const stored = proposed.map((p) => stream.find((e) => e.id === p.id));
+    if (stored[0] === undefined) return undefined;
+    return stored.every((e) => e !== undefined) ? stored[stored.length - 1]! : 'conflict';
+  }
+  const from = expected.kind === 'no_stream' ? -1n : expected.revision;
+  if (from >= current) return undefined; // at (or past) the head: the expected-revision check decides
+  for (const [i, p] of proposed.entries()) {
+    const at = stream[Number(from) + 1 + i];
+    if (!at || at.id !== p.id) return 'conflict';
+  }
+  return stream[Number(from) + proposed.length]!;
 }
