@@ -236,8 +236,10 @@ export const postgresEventStoreMigrations: readonly Migration[] = [
   },
   {
     // Event ids deduplicate appends within a stream, as in EventStoreDB: the same id in another stream is
-    // another event (test/contract: "keys idempotency by stream"). The batch function needs no change:
-    // any id it finds stored, anywhere, sends the group down the one-by-one path, which checks per stream.
+    // another event (test/contract: "keys idempotency by stream"); and a retry is accepted only as the
+    // very events it stands for, as EventStoreDB's CheckCommit does (test/contract: "accepts a retry only
+    // as the same events at the same revisions"). The batch function needs no change: any id it finds
+    // stored, anywhere, sends the group down the one-by-one path, which is herald_append.
     id: 'event-store/002-event-ids-per-stream',
     sql: `
       ALTER TABLE events DROP CONSTRAINT events_event_id_key;
@@ -245,64 +247,6 @@ export const postgresEventStoreMigrations: readonly Migration[] = [
       -- herald_append_batch still looks ids up across streams (to choose its path): keep that fast.
       CREATE INDEX events_event_id ON events (event_id);
 
-      CREATE OR REPLACE FUNCTION herald_append(
-        p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
-      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
-      LANGUAGE plpgsql AS $$
-      DECLARE
-        v_count int := cardinality(p_ids);
-        v_current bigint;
-        v_found int;
-        v_conflict boolean;
-      BEGIN
-        SELECT count(*), max(e.revision), max(e.position)
-          INTO v_found, revision, last_position
-          FROM events e WHERE e.stream_name = p_stream AND e.event_id = ANY (p_ids);
-        IF v_found > 0 THEN
-          outcome := CASE WHEN v_found = v_count THEN 'idempotent' ELSE 'duplicate_ids' END;
-          RETURN NEXT;
-          RETURN;
-        END IF;
-
-        SELECT s.revision INTO v_current FROM streams s WHERE s.stream_name = p_stream FOR UPDATE;
-        v_conflict := CASE p_expected
-            WHEN 'any' THEN false
-            WHEN 'no_stream' THEN v_current IS NOT NULL
-            WHEN 'stream_exists' THEN v_current IS NULL
-            ELSE v_current IS DISTINCT FROM p_expected::bigint
-          END;
-        IF v_conflict THEN
-          outcome := 'conflict';
-          revision := v_current;
-          last_position := NULL;
-          RETURN NEXT;
-          RETURN;
-        END IF;
-
-        v_current := coalesce(v_current, -1);
-        INSERT INTO streams (stream_name, revision) VALUES (p_stream, v_current + v_count)
-          ON CONFLICT (stream_name) DO UPDATE SET revision = excluded.revision;
-        WITH inserted AS (
-          INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
-          SELECT u.id, p_stream, v_current + u.ord, u.type, u.data, u.metadata
-            FROM unnest(p_ids, p_types, p_data, p_metadata) WITH ORDINALITY AS u(id, type, data, metadata, ord)
-          ORDER BY u.ord
-          RETURNING events.position
-        )
-        SELECT max(inserted.position) INTO last_position FROM inserted;
-        outcome := 'ok';
-        revision := v_current + v_count;
-        RETURN NEXT;
-      END
-      $$;
-    `,
-  },
-  {
-    // A retry is accepted only as the very events it stands for, as EventStoreDB's CheckCommit does
-    // (test/contract: "accepts a retry only as the same events at the same revisions"); anything else
-    // whose ids are partly or wholly stored is a conflict.
-    id: 'event-store/003-retry-is-the-same-events',
-    sql: `
       CREATE OR REPLACE FUNCTION herald_append(
         p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
       ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
