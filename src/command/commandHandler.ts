@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { isLeft } from 'fp-ts/lib/Either';
 import type * as t from 'io-ts';
 import { v5 as uuidv5 } from 'uuid';
-import type { Decider, DomainEvent } from '../../domain/decider';
-import { StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
+import { DomainError, type Decider, type DomainEvent } from '../../domain/decider';
+import { StreamDeletedError, StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
 
 /** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
 export interface Aggregate<Command, Event extends DomainEvent, State> {
@@ -106,7 +106,7 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
       );
       return { events, state: events.reduce(decider.evolve, state), revision: result.nextExpectedRevision, position: result.position };
     } catch (error) {
-      if (!(error instanceof WrongExpectedRevisionError) || attempt >= MAX_ATTEMPTS) throw error;
+      if (!(error instanceof WrongExpectedRevisionError) || attempt >= MAX_ATTEMPTS) throw asDomainError(error);
       // What the caller knew is out of date (the stream was not new, or someone wrote since it was read):
       // decide again on what the stream holds, at once; after that, with jittered back-off.
       if (assumed) {
@@ -130,12 +130,17 @@ export async function loadState<Command, Event extends DomainEvent, State>(
     recorded = await store.readStream(streamName);
   } catch (error) {
     if (error instanceof StreamNotFoundError) return { state: aggregate.decider.initialState(), revision: -1n };
-    throw error;
+    throw asDomainError(error);
   }
   let state = aggregate.decider.initialState();
   for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
   const last = recorded[recorded.length - 1];
   return { state, revision: last?.revision ?? -1n, ...(last && { position: last.position }), eventIds: new Set(recorded.map((e) => e.id)) };
+}
+
+/** A stream an operator deleted is, to every command, a thing that no longer exists. */
+function asDomainError(error: unknown): unknown {
+  return error instanceof StreamDeletedError ? new DomainError('not_found', `${error.streamName} was deleted`) : error;
 }
 
 /** Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream. */

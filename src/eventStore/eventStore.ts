@@ -53,7 +53,10 @@ export interface ReadStreamOptions {
 }
 
 export interface ReadAllOptions {
-  /** Exclusive: read events after this position (forwards) or before it (backwards). */
+  /**
+   * Exclusive: read events after this position (forwards) or before it (backwards). It must be the
+   * position of an event of this store (InvalidPositionError otherwise); negative → from the start.
+   */
   readonly after?: bigint;
   readonly direction?: Direction;
   readonly maxCount?: number;
@@ -69,7 +72,7 @@ export interface EventFilter {
 }
 
 export interface SubscribeToAllOptions {
-  /** Exclusive start; omitted → from the very beginning. */
+  /** Exclusive start, an event's position (InvalidPositionError otherwise); omitted or negative → from the very beginning. */
   readonly after?: bigint;
   readonly filter?: EventFilter;
 }
@@ -91,8 +94,14 @@ export interface AllSubscription extends AsyncIterable<SubscriptionBatch> {
 
 export interface EventStore {
   readonly kind: 'postgresql' | 'eventstoredb';
+  /**
+   * Throws WrongExpectedRevisionError, StreamDeletedError, or EventStoreUnavailableError. An append whose
+   * outcome is unknown (EventStoreDB: its deadline passed) is retried by the adapter with the same event
+   * ids, which is safe because the store takes it as a retry; if the outcome stays unknown it throws
+   * EventStoreUnavailableError, and the caller may retry later with the same ids.
+   */
   append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult>;
-  /** Throws StreamNotFoundError when the stream has no events. */
+  /** Throws StreamNotFoundError when the stream has no events, StreamDeletedError when it was deleted. */
   readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
   /** Position of the newest event, or -1n for an empty store. */
@@ -116,6 +125,25 @@ export class StreamNotFoundError extends Error {
   override readonly name = 'StreamNotFoundError';
   constructor(readonly streamName: string) {
     super(`stream ${streamName} not found`);
+  }
+}
+
+/** The stream was deleted (on EventStoreDB, by an operator); it cannot be read or written again. */
+export class StreamDeletedError extends Error {
+  override readonly name = 'StreamDeletedError';
+  constructor(readonly streamName: string) {
+    super(`stream ${streamName} is deleted`);
+  }
+}
+
+/**
+ * A read or subscription started after a position that is no event's position in this store: a
+ * checkpoint or cursor from another store (or a restored backup), or a made-up number.
+ */
+export class InvalidPositionError extends Error {
+  override readonly name = 'InvalidPositionError';
+  constructor(readonly position: bigint) {
+    super(`position ${position} is not the position of an event in this store (a checkpoint from another store or an older backup?)`);
   }
 }
 

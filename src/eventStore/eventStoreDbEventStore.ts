@@ -7,6 +7,7 @@ import {
   NO_STREAM,
   START,
   STREAM_EXISTS,
+  StreamDeletedError as EsdbStreamDeletedError,
   StreamNotFoundError as EsdbStreamNotFoundError,
   WrongExpectedVersionError,
   eventTypeFilter,
@@ -20,6 +21,8 @@ import {
 import {
   DEFAULT_READ_COUNT,
   EventStoreUnavailableError,
+  InvalidPositionError,
+  StreamDeletedError,
   StreamNotFoundError,
   WrongExpectedRevisionError,
   matchesFilter,
@@ -53,23 +56,36 @@ export class EventStoreDbEventStore implements EventStore {
 
   async append(streamName: string, events: readonly NewEvent[], expectedRevision: ExpectedRevision = 'any'): Promise<AppendResult> {
     if (events.length === 0) throw new TypeError('append needs at least one event');
-    try {
-      const result = await this.client.appendToStream(
-        streamName,
-        events.map((event) => ({
-          id: event.id,
-          contentType: 'application/json' as const,
-          type: event.type,
-          data: event.data as Record<string, unknown>,
-          metadata: (event.metadata ?? {}) as Record<string, unknown>,
-        })),
-        { expectedRevision: toEsdbRevision(expectedRevision) },
-      );
-      if (!result.position) throw new Error('EventStoreDB did not report the position of an append');
-      return { nextExpectedRevision: result.nextExpectedRevision, position: result.position.commit };
-    } catch (error) {
-      throw translateError(error, streamName, expectedRevision);
+    const proposed = events.map((event) => ({
+      id: event.id,
+      contentType: 'application/json' as const,
+      type: event.type,
+      data: event.data as Record<string, unknown>,
+      metadata: (event.metadata ?? {}) as Record<string, unknown>,
+    }));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.client.appendToStream(streamName, proposed, { expectedRevision: toEsdbRevision(expectedRevision) });
+        // A retry the server recognised may come back without a position: it is the stored last event's.
+        const position = result.position?.commit ?? (await this.positionOf(streamName, result.nextExpectedRevision));
+        return { nextExpectedRevision: result.nextExpectedRevision, position };
+      } catch (error) {
+        // A deadline (the client's, or the server's commit timeout) leaves the outcome unknown: the events
+        // may be written. The same ids at the same expected revision are a retry the server recognises
+        // (its idempotency check), so sending them again is safe and tells us which it was.
+        if (isUnknownOutcome(error) && attempt < UNKNOWN_OUTCOME_ATTEMPTS) continue;
+        if (isUnknownOutcome(error)) {
+          throw new EventStoreUnavailableError(`EventStoreDB did not confirm an append to ${streamName} in ${attempt} attempts; it may be written, and retrying it with the same event ids is safe`, { cause: error });
+        }
+        throw translateError(error, streamName, expectedRevision);
+      }
     }
+  }
+
+  private async positionOf(streamName: string, revision: bigint): Promise<bigint> {
+    const [event] = await this.readStream(streamName, { fromRevision: revision, maxCount: 1 });
+    if (!event) throw new Error(`EventStoreDB reported revision ${revision} of ${streamName}, which it does not hold`);
+    return event.position;
   }
 
   async readStream(streamName: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -103,7 +119,7 @@ export class EventStoreDbEventStore implements EventStore {
       let read = 0;
       try {
         for await (const resolved of this.client.readAll({
-          fromPosition: from === undefined ? (backwards ? END : START) : { commit: from, prepare: from },
+          fromPosition: from === undefined || from < 0n ? (backwards ? END : START) : { commit: from, prepare: from },
           direction: backwards ? BACKWARDS : FORWARDS,
           maxCount: pageSize,
         })) {
@@ -115,7 +131,7 @@ export class EventStoreDbEventStore implements EventStore {
           if (matchesFilter(event, options.filter) && events.length < wanted) events.push(event);
         }
       } catch (error) {
-        throw translateError(error);
+        throw translateError(error, undefined, undefined, options.after);
       }
       if (events.length >= wanted || read < pageSize) return events;
     }
@@ -128,10 +144,10 @@ export class EventStoreDbEventStore implements EventStore {
 
   subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
     const subscription = this.client.subscribeToAll({
-      fromPosition: options.after === undefined ? START : { commit: options.after, prepare: options.after },
+      fromPosition: options.after === undefined || options.after < 0n ? START : { commit: options.after, prepare: options.after },
       filter: serverFilter(options.filter),
     });
-    return batchesOf(subscription, options.filter);
+    return batchesOf(subscription, options.filter, options.after);
   }
 
   async close(): Promise<void> {
@@ -146,7 +162,7 @@ const HIGH_WATER = 4 * DEFAULT_READ_COUNT;
  * Turns the client's push-style subscription (a Readable emitting events, `caughtUp` and `fellBehind`)
  * into the port's pull-style batches, pausing the stream while the consumer is behind.
  */
-function batchesOf(subscription: ReturnType<EventStoreDBClient['subscribeToAll']>, filter: EventFilter | undefined): AllSubscription {
+function batchesOf(subscription: ReturnType<EventStoreDBClient['subscribeToAll']>, filter: EventFilter | undefined, after: bigint | undefined): AllSubscription {
   const queue: Array<RecordedEvent | typeof CAUGHT_UP> = [];
   let live = false;
   let ended = false;
@@ -173,7 +189,7 @@ function batchesOf(subscription: ReturnType<EventStoreDBClient['subscribeToAll']
     live = false;
   });
   subscription.on('error', (error: unknown) => {
-    failure = ended ? undefined : translateError(error);
+    failure = ended ? undefined : translateError(error, undefined, undefined, after);
     ended = true;
     wake();
   });
@@ -271,18 +287,32 @@ function toEsdbRevision(expected: ExpectedRevision): AppendExpectedRevision {
   }
 }
 
+const UNKNOWN_OUTCOME_ATTEMPTS = 3;
+
+/** The server's commit timeout (BatchAppend: a Timeout status; Append: ABORTED) or the call's deadline. */
+function isUnknownOutcome(error: unknown): boolean {
+  const type = (error as { type?: unknown } | undefined)?.type;
+  return type === 'deadline-exceeded' || type === 'timeout';
+}
+
+// gRPC INVALID_ARGUMENT: what a server answers to a read or subscription from a position inside a record.
+const INVALID_ARGUMENT = 3;
+
 /**
  * The client's errors in the port's terms. After the server goes away the 6.x client reports the first
  * call as UnavailableError and later ones as a raw gRPC error with code 14 (UNAVAILABLE).
  */
-function translateError(error: unknown, streamName?: string, expected?: ExpectedRevision): unknown {
+function translateError(error: unknown, streamName?: string, expected?: ExpectedRevision, position?: bigint): unknown {
   if (error instanceof WrongExpectedVersionError) {
     const actual = error.actualVersion;
     return new WrongExpectedRevisionError(streamName ?? error.streamName, expected ?? 'any', typeof actual === 'bigint' ? actual : 'no_stream');
   }
   if (error instanceof EsdbStreamNotFoundError) return new StreamNotFoundError(streamName ?? String(error.streamName));
+  if (error instanceof EsdbStreamDeletedError) return new StreamDeletedError(streamName ?? String(error.streamName));
   const e = error as { type?: unknown; code?: unknown; message?: unknown } | undefined;
-  if (e && (e.type === 'unavailable' || e.type === 'cancelled' || e.type === 'deadline-exceeded' || e.code === 14)) {
+  // The client has no class for this status: it arrives as an UnknownError carrying the gRPC code.
+  if (position !== undefined && e?.code === INVALID_ARGUMENT && /invalid position/i.test(String(e.message))) return new InvalidPositionError(position);
+  if (e && (e.type === 'unavailable' || e.type === 'cancelled' || isUnknownOutcome(e) || e.code === 14)) {
     return new EventStoreUnavailableError(`EventStoreDB unavailable: ${String(e.message)}`, { cause: error });
   }
   return error;

@@ -7,6 +7,7 @@ import { Wakeup } from '../wakeup';
 import {
   DEFAULT_READ_COUNT,
   EventStoreUnavailableError,
+  InvalidPositionError,
   StreamNotFoundError,
   WrongExpectedRevisionError,
   type AllSubscription,
@@ -423,13 +424,25 @@ export class PostgresEventStore implements EventStore {
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    await this.checkPosition(options.after);
+    return this.readAllFrom(options);
+  }
+
+  /** Positions are bigint ids, so any number would do here; it is refused as EventStoreDB refuses it. */
+  private async checkPosition(after: bigint | undefined): Promise<void> {
+    if (after === undefined || after < 0n) return;
+    const found = await this.query('SELECT 1 FROM events WHERE position = $1', [after.toString()]);
+    if (found.length === 0) throw new InvalidPositionError(after);
+  }
+
+  private async readAllFrom(options: ReadAllOptions): Promise<RecordedEvent[]> {
     const backwards = options.direction === 'backwards';
     const filter = filterSql(options.filter, 3);
     const rows = await this.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events
         WHERE ${SETTLED} AND ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
         ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
-      [options.after?.toString() ?? null, options.maxCount ?? DEFAULT_READ_COUNT, ...filter.params],
+      [options.after !== undefined && options.after >= 0n ? options.after.toString() : null, options.maxCount ?? DEFAULT_READ_COUNT, ...filter.params],
     );
     return rows.map(toRecordedEvent);
   }
@@ -456,15 +469,16 @@ export class PostgresEventStore implements EventStore {
     const store = this;
 
     async function* batches(): AsyncGenerator<SubscriptionBatch> {
-      let after = options.after ?? -1n;
+      let after = options.after !== undefined && options.after >= 0n ? options.after : -1n;
       let settlingWaits = 0;
       // Pages grow while they come back full (a consumer far behind applies bigger batches), and shrink
       // back at the live edge.
       let pageSize = DEFAULT_READ_COUNT;
       try {
+        await store.checkPosition(options.after);
         await store.startListener();
         while (open) {
-          const events = await store.readAll({ after, maxCount: pageSize, filter: options.filter });
+          const events = await store.readAllFrom({ after, maxCount: pageSize, filter: options.filter });
           const last = events[events.length - 1];
           if (last) after = last.position;
           const caughtUp = events.length < pageSize;

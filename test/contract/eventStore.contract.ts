@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import {
+  EventStoreUnavailableError,
+  InvalidPositionError,
+  StreamDeletedError,
   StreamNotFoundError,
   WrongExpectedRevisionError,
   type AllSubscription,
@@ -18,6 +21,10 @@ export interface EventStoreUnderTest {
   /** Opens a store client; called more than once, each client is a separate writer on the same store. */
   open(): Promise<EventStore>;
   teardown(): Promise<void>;
+  /** Deletes a stream for good, where the store can (EventStoreDB's tombstone); herald never does. */
+  readonly tombstone?: (streamName: string) => Promise<void>;
+  /** Makes the next `count` appends time out, written or not, where the store can be made to (the stand-in); 0 clears. */
+  readonly timeOutNextAppends?: (count: number, options: { readonly written: boolean }) => void;
 }
 
 export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): void {
@@ -87,12 +94,51 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       expect(result.nextExpectedRevision).to.equal(2n);
     });
 
-    it('is idempotent: appending the same event ids again stores nothing twice', async () => {
+    it('is idempotent: appending the same event ids again stores nothing twice and answers as the first time', async () => {
       const events = [event('One'), event('Two')];
       const first = await store.append(stream('e'), events, 'no_stream');
-      const retried = await store.append(stream('e'), events, 'no_stream');
-      expect(retried.nextExpectedRevision).to.equal(first.nextExpectedRevision);
-      expect((await store.readStream(stream('e'))).map((e) => e.id)).to.deep.equal(events.map((e) => e.id));
+      await store.append(stream('e'), [event('Three')], 1n);
+      // (EventStoreDB answers a retry without a position; the adapter finds the stored one.)
+      for (const expected of ['no_stream', 'any'] as const) {
+        const retried = await store.append(stream('e'), events, expected);
+        expect(retried, `retried at ${expected}`).to.deep.equal(first);
+      }
+      expect((await store.readStream(stream('e'))).map((e) => e.type)).to.deep.equal(['One', 'Two', 'Three']);
+    });
+
+    it('retries an append whose outcome is unknown (a deadline passed) with the same ids: written once', async function () {
+      if (!target.timeOutNextAppends) return this.skip();
+      const written = [event('A'), event('B')];
+      target.timeOutNextAppends(1, { written: true });
+      const result = await store.append(stream('deadline'), written, 'no_stream');
+      const stored = await store.readStream(stream('deadline'));
+      expect(stored.map((e) => e.id)).to.deep.equal(written.map((e) => e.id));
+      expect(result).to.deep.equal({ nextExpectedRevision: 1n, position: stored[1]!.position });
+
+      target.timeOutNextAppends(1, { written: false });
+      await store.append(stream('deadline'), [event('C')], 'any');
+      expect((await store.readStream(stream('deadline'))).map((e) => e.type)).to.deep.equal(['A', 'B', 'C']);
+
+      // Unknown every time: the caller is told so, and its own retry with the same ids is safe.
+      const late = [event('D')];
+      target.timeOutNextAppends(10, { written: true });
+      await expectRejection(store.append(stream('deadline'), late, 2n), EventStoreUnavailableError);
+      target.timeOutNextAppends(0, { written: false });
+      expect((await store.append(stream('deadline'), late, 2n)).nextExpectedRevision).to.equal(3n);
+      expect((await store.readStream(stream('deadline'))).map((e) => e.type)).to.deep.equal(['A', 'B', 'C', 'D']);
+    });
+
+    it('answers StreamDeletedError for a deleted stream, on reads and appends', async function () {
+      if (!target.tombstone) return this.skip();
+      await store.append(stream('deleted'), [event('Doomed')], 'no_stream');
+      await target.tombstone(stream('deleted'));
+      await expectRejection(store.readStream(stream('deleted')), StreamDeletedError);
+      for (const expected of ['any', 'no_stream', 0n] as const) {
+        await expectRejection(store.append(stream('deleted'), [event('Again')], expected), StreamDeletedError);
+      }
+      // The deletion's own record in the log is a system event: never returned.
+      const ours = await store.readAll({ filter: { streamNamePrefixes: [prefix] }, maxCount: 100 });
+      expect(ours.map((e) => e.type)).to.deep.equal(['Doomed']);
     });
 
     it('keys idempotency by stream: an event id reused in another stream is another event, not a conflict', async () => {
@@ -214,13 +260,30 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
 
   describe('system events', () => {
     it('never returns system ($…) events, and the head is the newest other event even behind many of them', async () => {
+      const before = await store.append(stream('before'), [event('Before')], 'no_stream');
       const normal = await store.append(stream('visible'), [event('Visible')], 'no_stream');
       for (let i = 0; i < 3; i++) await store.append(`$${prefix}-sys`, Array.from({ length: 50 }, () => event('Tick')), 'any');
       expect(await store.headPosition()).to.equal(normal.position);
       const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
       expect(newest?.type).to.equal('Visible');
-      const ours = await store.readAll({ after: normal.position - 1n, maxCount: 1000 });
+      const ours = await store.readAll({ after: before.position, maxCount: 1000 });
       expect(ours.map((e) => e.type)).to.deep.equal(['Visible']);
+    });
+  });
+
+  describe('positions', () => {
+    it('refuses to read or subscribe after a position that is no event of this store (InvalidPositionError)', async () => {
+      const { position } = await store.append(stream('p'), [event('One'), event('Two')], 'no_stream');
+      // Inside the last record on EventStoreDB (positions are byte offsets); not yet written on PostgreSQL.
+      const bogus = position + 1n;
+      await expectRejection(store.readAll({ after: bogus }), InvalidPositionError);
+      await expectRejection(store.readAll({ after: bogus, direction: 'backwards' }), InvalidPositionError);
+      const subscription = store.subscribeToAll({ after: bogus, filter: { streamNamePrefixes: [prefix] } });
+      await expectRejection(subscription[Symbol.asyncIterator]().next(), InvalidPositionError);
+      await subscription.close();
+      // A negative position means "from the start", as an empty store's head (-1) would be passed.
+      const fromStart = await store.readAll({ after: -1n, filter: { streamNamePrefixes: [prefix] } });
+      expect(fromStart.map((e) => e.type)).to.deep.equal(['One', 'Two']);
     });
   });
 

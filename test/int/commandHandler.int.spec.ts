@@ -1,9 +1,12 @@
+import { EventStoreDBClient } from '@eventstore/db-client';
 import { expect } from 'chai';
 import * as t from 'io-ts';
 import { DomainError, type Decider } from '../../domain/decider';
 import { handleCommand, type Aggregate } from '../../src/command/commandHandler';
 import { WrongExpectedRevisionError, type EventStore } from '../../src/eventStore/eventStore';
+import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
 import type { Infrastructure } from '../../src/herald';
+import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { openTestInfrastructure } from '../support/infrastructure';
 
 // A counter that may not pass a limit: enough to see fold, decide, conflict retry and idempotency.
@@ -72,5 +75,29 @@ describe('command handler (PostgreSQL event store)', () => {
     expect(await store.readStream(name)).to.have.length(1);
     await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 10 }, { commandId: 'request-43' });
     expect(await store.readStream(name)).to.have.length(2);
+  });
+});
+
+describe('command handler (EventStoreDB adapter on the gRPC stand-in, a test double)', () => {
+  let standIn: EventStoreDbStandIn;
+  let store: EventStoreDbEventStore;
+  let admin: EventStoreDBClient;
+
+  before(async () => {
+    standIn = await EventStoreDbStandIn.start({ batchAppend: true });
+    store = new EventStoreDbEventStore(standIn.connectionString);
+    admin = EventStoreDBClient.connectionString(standIn.connectionString);
+  });
+  after(async () => {
+    await Promise.all([store.close(), admin.dispose()]);
+    await standIn.stop();
+  });
+
+  it('answers a command on a deleted stream as "not found", not as a failure', async () => {
+    await handleCommand(store, counterAggregate, 'counter-deleted', { type: 'Increment', by: 1, limit: 10 });
+    await admin.tombstoneStream('counter-deleted');
+    const refused = await handleCommand(store, counterAggregate, 'counter-deleted', { type: 'Increment', by: 1, limit: 10 }).catch((e: unknown) => e);
+    expect(refused).to.be.instanceOf(DomainError);
+    expect((refused as DomainError).code).to.equal('not_found');
   });
 });

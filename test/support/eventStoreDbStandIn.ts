@@ -17,19 +17,36 @@
  * - 64-bit numbers travel as decimal strings, event ids as UUID strings, `created` as .NET ticks.
  *   Positions are byte offsets of a pretend log: increasing, not contiguous — as on a real server.
  *
- * Not implemented (herald does not use them): Delete, Tombstone, persistent subscriptions, projections,
- * ACLs, structured UUIDs, link resolution, checkpoints. With EVENTSTORE_URL set, the same contract suite
- * runs against a real server instead (test/contract/eventStoreDbEventStore.int.spec.ts).
+ * - The server's failure answers: a retry it recognises (its idempotency check, `checkCommit` below)
+ *   succeeds without a position; a tombstoned stream answers StreamDeleted (BatchAppend: a Status packing
+ *   `StreamDeleted`; Append and reads: a FAILED_PRECONDITION status with the `exception: stream-deleted`
+ *   trailer); a commit that times out answers Timeout (BatchAppend: a Status packing `Timeout`; Append:
+ *   ABORTED), whether or not the events were written — `timeOutNextAppends` makes the next appends do that;
+ *   a read or subscription of $all from a position that is no record's answers INVALID_ARGUMENT "Trying to
+ *   read from an invalid position."
+ *
+ * Not implemented (herald does not use them): soft Delete, tombstone's expected revision, persistent
+ * subscriptions, projections, ACLs, structured UUIDs, link resolution, checkpoints. With EVENTSTORE_URL set,
+ * the same contract suite runs against a real server instead (test/contract/eventStoreDbEventStore.int.spec.ts).
  */
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Any } from 'google-protobuf/google/protobuf/any_pb';
 import { ServerFeaturesService } from '@eventstore/db-client/generated/serverfeatures_grpc_pb';
 import { SupportedMethod, SupportedMethods } from '@eventstore/db-client/generated/serverfeatures_pb';
-import { AllStreamPosition, Empty, StreamIdentifier, UUID, WrongExpectedVersion as SharedWrongExpectedVersion } from '@eventstore/db-client/generated/shared_pb';
+import {
+  AllStreamPosition,
+  Empty,
+  StreamDeleted,
+  StreamIdentifier,
+  Timeout,
+  UUID,
+  WrongExpectedVersion as SharedWrongExpectedVersion,
+} from '@eventstore/db-client/generated/shared_pb';
+import type { Code } from '@eventstore/db-client/generated/code_pb';
 import { Status } from '@eventstore/db-client/generated/status_pb';
 import { StreamsService } from '@eventstore/db-client/generated/streams_grpc_pb';
-import { AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, ReadReq, ReadResp } from '@eventstore/db-client/generated/streams_pb';
+import { AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, ReadReq, ReadResp, TombstoneReq, TombstoneResp } from '@eventstore/db-client/generated/streams_pb';
 
 interface StoredEvent {
   readonly id: string;
@@ -51,16 +68,20 @@ interface ProposedEvent {
 }
 
 type AppendOutcome =
-  | { ok: true; revision: bigint; position: bigint }
-  | { ok: false; current: bigint | 'no_stream' };
-
-// gRPC status FAILED_PRECONDITION, which servers use for a wrong expected version on BatchAppend.
-const FAILED_PRECONDITION = 9;
+  | { kind: 'written'; revision: bigint; position: bigint }
+  /** A retry of events already stored: the server answers success with `no_position`. */
+  | { kind: 'retried'; revision: bigint }
+  | { kind: 'wrong_expected_version'; current: bigint | 'no_stream' }
+  | { kind: 'stream_deleted' }
+  | { kind: 'timeout' };
 
 export class EventStoreDbStandIn {
   private readonly log: StoredEvent[] = [];
   private readonly streams = new Map<string, StoredEvent[]>();
   private readonly liveListeners = new Set<(event: StoredEvent) => void>();
+  private readonly recordPositions = new Set<bigint>();
+  private readonly tombstoned = new Set<string>();
+  private readonly pendingTimeouts: Array<{ readonly written: boolean }> = [];
   private nextPosition = 4096n;
   /** How many appends arrived on each path, so a test can tell which one the client took. */
   readonly appendCalls = { append: 0, batchAppend: 0 };
@@ -81,7 +102,7 @@ export class EventStoreDbStandIn {
       append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>) => standIn.appendCall(call, callback),
       batchAppend: (call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>) => standIn.batchAppendCall(call),
       delete: (_call: unknown, callback: grpc.sendUnaryData<never>) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in the stand-in' }),
-      tombstone: (_call: unknown, callback: grpc.sendUnaryData<never>) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in the stand-in' }),
+      tombstone: (call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>, callback: grpc.sendUnaryData<TombstoneResp>) => standIn.tombstoneCall(call, callback),
     });
     server.addService(ServerFeaturesService, {
       getSupportedMethods: (_call: unknown, callback: grpc.sendUnaryData<SupportedMethods>) => {
@@ -110,7 +131,31 @@ export class EventStoreDbStandIn {
     this.server.forceShutdown();
   }
 
+  /**
+   * Fault injection: the next `count` appends time out, as a server's commit phase can (0 clears).
+   * `written: true` writes the events first (the client cannot tell), `false` writes nothing.
+   */
+  timeOutNextAppends(count: number, options: { readonly written: boolean }): void {
+    this.pendingTimeouts.length = 0;
+    for (let i = 0; i < count; i++) this.pendingTimeouts.push(options);
+  }
+
   // --- writes -------------------------------------------------------------------------------------
+
+  private tombstoneCall(call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>, callback: grpc.sendUnaryData<TombstoneResp>): void {
+    const streamName = streamNameOf(call.request.getOptions()?.getStreamIdentifier());
+    if (this.tombstoned.has(streamName)) return callback(streamDeletedStatus(streamName));
+    this.tombstoned.add(streamName);
+    this.streams.delete(streamName);
+    // The server records the deletion in $all as a system event.
+    const [tombstone] = this.record(streamName, BigInt(Number.MAX_SAFE_INTEGER), [
+      { id: randomUUID(), metadata: new Map([['type', '$streamDeleted'], ['content-type', 'application/octet-stream']]), data: new Uint8Array(), customMetadata: new Uint8Array() },
+    ]);
+    const position = new TombstoneResp.Position();
+    position.setCommitPosition(tombstone!.position.toString());
+    position.setPreparePosition(tombstone!.position.toString());
+    callback(null, new TombstoneResp().setPosition(position));
+  }
 
   private appendCall(call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>): void {
     let streamName = '';
@@ -128,14 +173,20 @@ export class EventStoreDbStandIn {
     call.on('end', () => {
       this.appendCalls.append++;
       const outcome = this.append(streamName, expected, proposed);
+      if (outcome.kind === 'stream_deleted') return callback(streamDeletedStatus(streamName));
+      if (outcome.kind === 'timeout') return callback({ code: grpc.status.ABORTED, details: 'Operation timed out: Commit phase timeout.' });
       const response = new AppendResp();
-      if (outcome.ok) {
+      if (outcome.kind === 'written' || outcome.kind === 'retried') {
         const success = new AppendResp.Success();
         success.setCurrentRevision(outcome.revision.toString());
-        const position = new AppendResp.Position();
-        position.setCommitPosition(outcome.position.toString());
-        position.setPreparePosition(outcome.position.toString());
-        success.setPosition(position);
+        if (outcome.kind === 'written') {
+          const position = new AppendResp.Position();
+          position.setCommitPosition(outcome.position.toString());
+          position.setPreparePosition(outcome.position.toString());
+          success.setPosition(position);
+        } else {
+          success.setNoPosition(new Empty());
+        }
         response.setSuccess(success);
       } else {
         const wrong = new AppendResp.WrongExpectedVersion();
@@ -181,15 +232,19 @@ export class EventStoreDbStandIn {
       const response = new BatchAppendResp();
       response.setCorrelationId(request.getCorrelationId());
       response.setStreamIdentifier(batch.identifier);
-      if (outcome.ok) {
+      if (outcome.kind === 'written' || outcome.kind === 'retried') {
         const success = new BatchAppendResp.Success();
         success.setCurrentRevision(outcome.revision.toString());
-        const position = new AllStreamPosition();
-        position.setCommitPosition(outcome.position.toString());
-        position.setPreparePosition(outcome.position.toString());
-        success.setPosition(position);
+        if (outcome.kind === 'written') {
+          const position = new AllStreamPosition();
+          position.setCommitPosition(outcome.position.toString());
+          position.setPreparePosition(outcome.position.toString());
+          success.setPosition(position);
+        } else {
+          success.setNoPosition(new Empty());
+        }
         response.setSuccess(success);
-      } else {
+      } else if (outcome.kind === 'wrong_expected_version') {
         const details = new SharedWrongExpectedVersion();
         if (outcome.current === 'no_stream') details.setCurrentNoStream(new Empty());
         else details.setCurrentStreamRevision(outcome.current.toString());
@@ -198,55 +253,69 @@ export class EventStoreDbStandIn {
         else if (expected.kind === 'no_stream') details.setExpectedNoStream(new Empty());
         else if (expected.kind === 'stream_exists') details.setExpectedStreamExists(new Empty());
         else details.setExpectedAny(new Empty());
-        const packed = new Any();
-        packed.pack(details.serializeBinary(), 'event_store.client.WrongExpectedVersion');
-        const status = new Status();
-        status.setCode(FAILED_PRECONDITION);
-        status.setMessage('WrongExpectedVersion');
-        status.setDetails(packed);
-        response.setError(status);
+        response.setError(packedStatus(grpc.status.FAILED_PRECONDITION, 'WrongExpectedVersion', details, 'event_store.client.WrongExpectedVersion'));
+      } else if (outcome.kind === 'stream_deleted') {
+        const details = new StreamDeleted().setStreamIdentifier(batch.identifier);
+        response.setError(packedStatus(grpc.status.FAILED_PRECONDITION, 'StreamDeleted', details, 'event_store.client.StreamDeleted'));
+      } else {
+        response.setError(packedStatus(grpc.status.DEADLINE_EXCEEDED, 'Timeout', new Timeout(), 'event_store.client.Timeout'));
       }
       call.write(response);
     });
     call.on('end', () => call.end());
   }
 
-  /** The store's one write path: idempotency, expected-revision check, then the log and live listeners. */
+  /** The store's one write path: an injected fault, or `write`: deletion, idempotency, expected revision, then the log. */
   private append(streamName: string, expected: Expected, proposed: readonly ProposedEvent[]): AppendOutcome {
+    const timeout = this.pendingTimeouts.shift();
+    if (!timeout) return this.write(streamName, expected, proposed);
+    if (timeout.written) this.write(streamName, expected, proposed);
+    return { kind: 'timeout' };
+  }
+
+  private write(streamName: string, expected: Expected, proposed: readonly ProposedEvent[]): AppendOutcome {
+    if (this.tombstoned.has(streamName)) return { kind: 'stream_deleted' };
     const stream = this.streams.get(streamName) ?? [];
     const current = stream.length === 0 ? ('no_stream' as const) : BigInt(stream.length - 1);
 
     const retry = checkCommit(stream, expected, proposed);
-    if (retry === 'conflict') return { ok: false, current };
-    if (retry) return { ok: true, revision: retry.revision, position: retry.position };
+    if (retry === 'conflict') return { kind: 'wrong_expected_version', current };
+    if (retry) return { kind: 'retried', revision: retry.revision };
 
     const holds =
       expected.kind === 'any' ||
       (expected.kind === 'no_stream' && current === 'no_stream') ||
       (expected.kind === 'stream_exists' && current !== 'no_stream') ||
       (expected.kind === 'revision' && current === expected.revision);
-    if (!holds) return { ok: false, current };
+    if (!holds) return { kind: 'wrong_expected_version', current };
 
+    const written = this.record(streamName, BigInt(stream.length), proposed);
+    stream.push(...written);
+    this.streams.set(streamName, stream);
+    const last = written[written.length - 1]!;
+    return { kind: 'written', revision: last.revision, position: last.position };
+  }
+
+  /** Writes records to the log at the next positions and hands them to live subscribers. */
+  private record(streamName: string, firstRevision: bigint, proposed: readonly ProposedEvent[]): StoredEvent[] {
     const created = (BigInt(Date.now()) * 10_000n).toString(); // .NET ticks since the Unix epoch
     const written: StoredEvent[] = proposed.map((p, index) => {
       const position = this.nextPosition;
       this.nextPosition += BigInt(64 + p.data.length + p.customMetadata.length);
+      this.recordPositions.add(position);
       return {
         id: p.id,
         streamName,
-        revision: BigInt(stream.length + index),
+        revision: firstRevision + BigInt(index),
         position,
         metadata: new Map([...p.metadata, ['created', created]]),
         data: p.data,
         customMetadata: p.customMetadata,
       };
     });
-    stream.push(...written);
-    this.streams.set(streamName, stream);
     this.log.push(...written);
     for (const event of written) for (const listener of this.liveListeners) listener(event);
-    const last = written[written.length - 1]!;
-    return { ok: true, revision: last.revision, position: last.position };
+    return written;
   }
 
   // --- reads and subscriptions --------------------------------------------------------------------
@@ -266,6 +335,10 @@ export class EventStoreDbStandIn {
     if (options.hasStream()) {
       const streamOptions = options.getStream()!;
       streamName = streamNameOf(streamOptions.getStreamIdentifier());
+      if (this.tombstoned.has(streamName)) {
+        call.emit('error', streamDeletedStatus(streamName));
+        return;
+      }
       const stream = this.streams.get(streamName);
       if (!stream && !subscribing) {
         const notFound = new ReadResp.StreamNotFound();
@@ -299,6 +372,11 @@ export class EventStoreDbStandIn {
       const C = ReadReq.Options.AllOptions.AllOptionCase;
       const start = allOptions.getAllOptionCase() === C.POSITION ? BigInt(allOptions.getPosition()!.getCommitPosition()) : undefined;
       const atEnd = allOptions.getAllOptionCase() === C.END;
+      // A position must be a record's (or the end of the log, where the next one goes).
+      if (start !== undefined && start !== this.nextPosition && !this.recordPositions.has(start)) {
+        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'Trying to read from an invalid position.' });
+        return;
+      }
       if (subscribing) history = atEnd ? [] : this.log.filter((e) => start === undefined || e.position > start);
       else if (backwards) history = (atEnd || start === undefined ? [...this.log] : this.log.filter((e) => e.position <= start)).reverse();
       else history = atEnd ? [] : this.log.filter((e) => start === undefined || e.position >= start);
@@ -328,6 +406,24 @@ export class EventStoreDbStandIn {
     for (const event of history) call.write(eventResponse(event));
     call.write(new ReadResp().setCaughtUp(new ReadResp.CaughtUp()));
   }
+}
+
+function streamDeletedStatus(streamName: string): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  metadata.set('exception', 'stream-deleted');
+  metadata.set('stream-name', streamName);
+  return { code: grpc.status.FAILED_PRECONDITION, details: `Event stream '${streamName}' is deleted.`, metadata };
+}
+
+/** BatchAppend's per-append errors: a google.rpc.Status whose details pack one of the shared messages. */
+function packedStatus(code: grpc.status, message: string, details: { serializeBinary(): Uint8Array }, typeName: string): Status {
+  const packed = new Any();
+  packed.pack(details.serializeBinary(), typeName);
+  const status = new Status();
+  status.setCode(code as number as Code); // google.rpc.Code numbers are gRPC's status codes
+  status.setMessage(message);
+  status.setDetails(packed);
+  return status;
 }
 
 /** Append and BatchAppend carry the expected revision in differently numbered oneofs of the same shape. */
