@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { eventually } from '../support/eventually';
+import { graphql, type GraphqlResponse } from '../support/graphqlClient';
 import { HeraldProcess } from '../support/heraldProcess';
 import { createTestDatabase, describeTarget, freePort, type TestDatabase } from '../support/postgres';
 
@@ -56,6 +57,79 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     if (postgresPid !== undefined) {
       expect(isAlive(postgresPid), 'embedded PostgreSQL stopped with herald').to.equal(false);
       expect(existsSync(pidFile)).to.equal(false);
+    }
+  });
+
+  it('kill -9 under send load: every answered send is kept, and every unanswered one, retried with its request_id, lands once', async () => {
+    const first = HeraldProcess.start(env);
+    await first.waitForHttp(`${base}/readyz`);
+    const ticketOf = async (userId: string) => {
+      const response = await fetch(`${base}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId }) });
+      return ((await response.json()) as { result: string }).result;
+    };
+    const sender = await ticketOf('load-sender');
+    const receiver = await ticketOf('load-receiver');
+    const send = async (i: number): Promise<string> => {
+      const response = await fetch(`${base}/koala/api/mas/messages`, {
+        method: 'POST',
+        body: new URLSearchParams({ ticket: sender, users: 'load-receiver', title: `load-${i}`, content: 'c', request_id: `load-${i}` }),
+        signal: AbortSignal.timeout(15_000),
+      });
+      const body = (await response.json()) as { status: number; result: string };
+      if (body.status !== 0) throw new Error(`send ${i}: ${JSON.stringify(body)}`);
+      return body.result;
+    };
+
+    // 16 senders until 150 sends are answered, then kill -9 with sends in flight.
+    const answered = new Map<number, string>();
+    const unanswered = new Set<number>();
+    let next = 0;
+    let killed = false;
+    const senders = Array.from({ length: 16 }, async () => {
+      while (!killed) {
+        const i = next++;
+        await send(i).then(
+          (id) => answered.set(i, id),
+          () => unanswered.add(i),
+        );
+        if (answered.size >= 150 && !killed) {
+          killed = true;
+          first.kill('SIGKILL');
+        }
+      }
+    });
+    await Promise.all(senders);
+    await first.exitCode();
+    expect(unanswered.size, 'sends were in flight when herald was killed').to.be.greaterThan(0);
+
+    const second = HeraldProcess.start(env);
+    await second.waitForHttp(`${base}/readyz`);
+    try {
+      // The client retries what it saw no answer to, with the same request_id.
+      for (const i of unanswered) answered.set(i, await send(i));
+
+      const titles = new Map<string, string>();
+      let after: string | null = null;
+      for (;;) {
+        const page: GraphqlResponse<{ notifications: { nodes: Array<{ id: string; title: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } } }> = await graphql(
+          base,
+          receiver,
+          'query($after: String) { notifications(first: 100, after: $after) { nodes { id title } pageInfo { endCursor hasNextPage } } }',
+          { after },
+        );
+        for (const node of page.data!.notifications.nodes) {
+          expect(titles.has(node.title), `${node.title} listed twice`).to.equal(false);
+          titles.set(node.title, node.id);
+        }
+        if (!page.data!.notifications.pageInfo.hasNextPage) break;
+        after = page.data!.notifications.pageInfo.endCursor;
+      }
+      expect(answered.size).to.equal(next);
+      expect(titles.size, 'one message per send, none lost, none doubled').to.equal(next);
+      for (const [i, id] of answered) expect(titles.get(`load-${i}`), `load-${i}`).to.equal(id);
+    } finally {
+      second.kill('SIGTERM');
+      expect(await second.exitCode()).to.equal(0);
     }
   });
 
