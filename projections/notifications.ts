@@ -334,6 +334,9 @@ interface MessageRow {
 }
 
 
+/** The columns of a row LEFT JOINed to nothing. */
+type NullRow<Row> = { [K in keyof Row]: null };
+
 function toDeliveredMessage(row: MessageRow): DeliveredMessage {
   return {
     messageId: row.message_id,
@@ -353,33 +356,34 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
   return {
     async page(owner, options): Promise<NotificationPage> {
       const unread = options.unreadOnly ? 'AND n.read_at IS NULL' : '';
-      const [page, total] = await Promise.all([
-        // Keyset paging on notifications_inbox; only the page's rows are joined to their messages.
-        pool.query<MessageRow & { type: string; read_at: Date | null; acknowledged_at: Date | null }>(
-          `SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
-             FROM (SELECT * FROM notifications n
-                    WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
-                      AND ($4::bigint IS NULL OR n.seq < $4)
-                    ORDER BY n.seq DESC LIMIT $5) n
-             JOIN notification_messages m USING (message_id)
-            ORDER BY n.seq DESC`,
-          [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1],
-        ),
-        // The maintained counter, less what has expired since (expiry is a time, not an event).
-        pool.query<{ total: string }>(
-          `SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
-                - (SELECT count(*) FROM notifications n WHERE n.app_id = $1 AND n.user_id = $2 AND n.expires_at IS NOT NULL AND n.expires_at <= $3 ${unread})
-                  AS total`,
-          [owner.appId, owner.userId, options.now],
-        ),
-      ]);
-      const nodes = page.rows.slice(0, options.first).map((row) => ({
+      // One statement, one round trip: the total as one row, the page (keyset paging on
+      // notifications_inbox, only its rows joined to their messages) joined to it, so an empty page is
+      // still one row carrying the total.
+      const { rows } = await pool.query<{ total: string } & (MessageRow | NullRow<MessageRow>) & { type: string; read_at: Date | null; acknowledged_at: Date | null }>(
+        `SELECT t.total, p.*
+           FROM (SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
+                        -- the maintained counter, less what has expired since (expiry is a time, not an event)
+                        - (SELECT count(*) FROM notifications n
+                            WHERE n.app_id = $1 AND n.user_id = $2 AND n.expires_at IS NOT NULL AND n.expires_at <= $3 ${unread})
+                        AS total) t
+           LEFT JOIN LATERAL (
+                SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
+                  FROM (SELECT * FROM notifications n
+                         WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
+                           AND ($4::bigint IS NULL OR n.seq < $4)
+                         ORDER BY n.seq DESC LIMIT $5) n
+                  JOIN notification_messages m USING (message_id)) p ON true
+          ORDER BY p.seq DESC`,
+        [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1],
+      );
+      const found = rows.filter((row): row is typeof row & MessageRow => row.message_id !== null);
+      const nodes = found.slice(0, options.first).map((row) => ({
         ...toDeliveredMessage(row),
         type: row.type,
         readAt: row.read_at?.toISOString() ?? null,
         acknowledgedAt: row.acknowledged_at?.toISOString() ?? null,
       }));
-      return { total: Number(total.rows[0]!.total), nodes, hasNextPage: page.rows.length > options.first };
+      return { total: Number(rows[0]!.total), nodes, hasNextPage: found.length > options.first };
     },
 
     async deliveredSince(owner, sinceSeq, limit, now) {
