@@ -1,6 +1,7 @@
 import type { Projection } from '../src/projection/projection';
 import { appsProjection } from './apps';
+import { datahubProjection } from './datahub';
 import { notificationsProjection } from './notifications';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection, notificationsProjection];
+export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection];

@@ -1,9 +1,11 @@
 import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
 import { OperationChecks } from '../api/graphql/operationChecks';
+import { datahubRouter } from '../api/rest/datahub';
 import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
 import { appSecrets } from '../projections/apps';
+import { datahubProjection, datahubQueries } from '../projections/datahub';
 import { notificationQueries, notificationsProjection } from '../projections/notifications';
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
@@ -11,6 +13,7 @@ import { InProcessBus, type Bus } from './bus/bus';
 import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
+import { Datahub } from './datahub/datahub';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
@@ -134,6 +137,11 @@ export async function startHerald(
       readYourWrites: inboxShows,
       sendsPerMinute: config.sendRatePerMinute,
     });
+    const datahub = new Datahub({
+      store,
+      queries: datahubQueries(database.pool),
+      readYourWrites: progress.readYourWrites([datahubProjection.name], config.readYourWritesTimeoutMs),
+    });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
     const onCommitted = (name: string, position: bigint) => progress.advance(name, position);
@@ -141,10 +149,14 @@ export async function startHerald(
     for (const runner of runners) runner.start();
     scheduler.start();
 
-    const readiness = () => checkReadiness(infrastructure, runners, startupHead);
+    const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
     const schema = buildSchema({ messaging, bus, clock });
     const checks = new OperationChecks(schema);
-    const routers = [koalaRouter({ tickets, messaging, clock, log }), graphqlRouter({ schema, checks, tickets, clock, log })];
+    const routers = [
+      koalaRouter({ tickets, messaging, clock, log }),
+      datahubRouter({ tickets, datahub, clock, log }),
+      graphqlRouter({ schema, checks, tickets, clock, log }),
+    ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
     const unhealthy = () => {
       const since = infrastructure.embedded?.downSince();
@@ -200,13 +212,17 @@ async function registerConfiguredApps(store: EventStore, config: Config, clock: 
   }
 }
 
-async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], startupHead: bigint): Promise<Readiness> {
+async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], progress: ProjectionProgress, startupHead: bigint): Promise<Readiness> {
   const head = await withTimeout(infrastructure.store.headPosition(), 2000, 'event store did not answer within 2 s');
   // Read from the database, not the runner: a standby node is ready when the active one has caught up.
+  // A runner passing events it has nothing to do with writes its checkpoint lazily; `progress` knows
+  // at once how far it got.
   const [checkpoints, parked] = await Promise.all([readCheckpoints(infrastructure.database.pool), parkedCounts(infrastructure.database.pool)]);
   const projections = Object.fromEntries(
     runners.map((r) => {
-      const position = checkpoints.get(r.name) ?? -1n;
+      const stored = checkpoints.get(r.name) ?? -1n;
+      const passed = progress.position(r.name);
+      const position = passed > stored ? passed : stored;
       // Parked events do not make a node unready (it serves everything else); they are shown to be seen.
       return [r.name, { state: r.state, position: position.toString(), caughtUp: position >= startupHead, parked: parked.get(r.name) ?? 0 }];
     }),

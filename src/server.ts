@@ -51,6 +51,15 @@ export function createHttpApp(deps: {
 
 export async function listen(app: express.Express, options: { port: number; host: string; log: Logger }): Promise<HttpServer> {
   const server = http.createServer(app);
+  // Requests Node's parser refuses before any route sees them (a request line or headers over 16 KB,
+  // garbage) are answered in JSON too, not with an empty body.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (error as { bytesParsed?: unknown }).bytesParsed === undefined) return void socket.destroy();
+    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify(tooLarge ? { code: 'too_large', message: 'request line and headers are at most 16 KB' } : { code: 'bad_request', message: 'malformed HTTP request' });
+    const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

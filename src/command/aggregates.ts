@@ -1,4 +1,6 @@
 import { appDecider, AppEvent, type AppCommand, type AppState } from '../../domain/app/app';
+import { inboxStatsDecider, InboxStatsEvent, type InboxStatsCommand, type InboxStatsState } from '../../domain/notification/inboxStats';
+import { notificationDecider, NotificationEvent, type NotificationCommand, type NotificationState } from '../../domain/notification/notification';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
 import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
 import type { Aggregate } from './commandHandler';
@@ -7,3 +9,5 @@ import type { Aggregate } from './commandHandler';
 export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider: appDecider, eventCodec: AppEvent };
 export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState> = { decider: ticketDecider, eventCodec: TicketEvent };
 export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageState> = { decider: messageDecider, eventCodec: MessageEvent };
+export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = { decider: notificationDecider, eventCodec: NotificationEvent };
+export const inboxStatsAggregate: Aggregate<InboxStatsCommand, InboxStatsEvent, InboxStatsState> = { decider: inboxStatsDecider, eventCodec: InboxStatsEvent };

@@ -50,6 +50,11 @@ export class ProjectionProgress {
     if (this.waiters.length === 0) this.stopPolling();
   }
 
+  /** The furthest position the projection is known to have passed; -1n when none. */
+  position(projection: string): bigint {
+    return this.positions.get(projection) ?? -1n;
+  }
+
   hasPassed(projections: readonly string[], position: bigint): boolean {
     return projections.every((name) => (this.positions.get(name) ?? -1n) >= position);
   }

@@ -4,7 +4,7 @@ import { graphql } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
 
 /**
- * Generated bad input on every Koala route and on GraphQL: whatever comes in, herald answers below 500,
+ * Generated bad input on every Koala and datahub route and on GraphQL: whatever comes in, herald answers below 500,
  * in the route's documented envelope, and a refused request appends nothing. (fast-check prints the
  * seed and the smallest failing request when a property fails.)
  */
@@ -13,7 +13,9 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 700 };
+const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
+const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
  * A fixed seed keeps CI deterministic (a failure reproduces); FUZZ_SEED=random explores new inputs on a
  * developer's run, FUZZ_SEED=<n> replays the seed a failure printed.
@@ -32,6 +34,15 @@ function nastyText(validTicket: string): fc.Arbitrary<string> {
     fc.integer({ min: 1, max: 300 }).map((n) => 'x'.repeat(n * 1024)),
     fc.array(fc.constantFrom('u1', 'u2', '', ' ', '\u0000', 'x'.repeat(200)), { maxLength: 1200 }).map((a) => a.join(',')),
   );
+}
+
+/** Text as a path segment; a lone surrogate, which cannot be percent-encoded, as a malformed escape. */
+function pathSegment(text: string): string {
+  try {
+    return encodeURIComponent(text);
+  } catch {
+    return '%ED%A0%80';
+  }
 }
 
 type KoalaRequest = { path: string; encoding: 'urlencoded' | 'multipart' | 'query' | 'json' | 'raw'; fields: Record<string, string>; raw: string; contentType: string };
@@ -155,11 +166,51 @@ describe('fuzz: generated bad input on every route', function () {
     );
   });
 
+  it(`datahub: ${RUNS.datahub} generated requests, each answered below 500, errors as {code, message}`, async () => {
+    const admin = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'fuzz-admin', user_roles: 'admin' })).body.result as string;
+    const json = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: 'small' }, nastyText(ticket), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(fc.string({ maxLength: 6 }), tie('value'), { maxKeys: 5 })),
+    })).value;
+    const sendBody = fc.oneof(
+      fc.record({ type: fc.oneof(fc.constantFrom(...DATAHUB_TYPES), json), receiver: fc.oneof(nastyText(ticket), json), data: json, request_id: fc.oneof(nastyText(ticket), json) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
+      fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('{bad', 'null', '[]', '"x"', `{"type":"admin_message","data":{},"receiver":"${'u,'.repeat(40_000)}"}`)),
+    );
+    const request = fc.record({
+      route: fc.constantFrom('POST /notifications', 'GET /notifications', 'PUT /notifications/', 'GET /notification_stat', 'DELETE /notification_stat'),
+      query: fc.dictionary(fc.oneof(fc.constantFrom(...DATAHUB_FIELDS), fc.string({ maxLength: 6 })), fc.oneof(nastyText(ticket), fc.constantFrom('0', '1', '2', '50', '100', '101')), { maxKeys: 8 }),
+      id: fc.oneof(fc.nat().map(String), fc.constantFrom('%E0%A4%A', '%00', '-1', '1e3', '99999999999999999999'), nastyText(ticket).map(pathSegment)),
+      body: sendBody,
+      authorization: fc.constantFrom(`Token ${ticket}`, `Token ${admin}`, `Token ${admin}`, `Token ${ticket}x`, `Bearer ${ticket}`, 'Token', ''),
+    });
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        await refusedAppendsNothing(async () => {
+          const [method, path] = r.route.split(' ') as [string, string];
+          const url = new URL(test.url + path + (path.endsWith('/') ? r.id : ''));
+          for (const [k, v] of Object.entries(r.query)) url.searchParams.append(k, v);
+          const response = await fetch(url, {
+            method,
+            headers: { 'content-type': 'application/json', ...(r.authorization && { authorization: r.authorization }) },
+            ...(method !== 'GET' && { body: r.body }),
+          });
+          const text = await response.text();
+          expect(response.status, text).to.be.below(500);
+          if (response.status >= 400) {
+            expect(Object.keys(JSON.parse(text) as object).sort(), text).to.deep.equal(['code', 'message']);
+            return false;
+          }
+          return method !== 'GET';
+        });
+      }),
+      fuzzParameters(RUNS.datahub),
+    );
+  });
+
   it('and herald still works afterwards', async () => {
     const sent = await graphql<{ sendMessage: { id: string } }>(test.url, ticket, 'mutation { sendMessage(input: { to: ["fuzzer"], title: "still", content: "here" }) { id } }');
     expect(sent.errors).to.equal(undefined);
     const inbox = await graphql<{ notifications: { nodes: Array<{ id: string }> } }>(test.url, ticket, '{ notifications(first: 1) { nodes { id } } }');
     expect(inbox.data!.notifications.nodes[0]!.id).to.equal(sent.data!.sendMessage.id);
-    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql);
+    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub);
   });
 });

@@ -200,7 +200,7 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
       return cli.logs.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
     };
     const status = await run(['projections', 'status']);
-    expect(status.map((s) => s.projection)).to.deep.equal(['apps', 'notifications']);
+    expect(status.map((s) => s.projection)).to.deep.equal(['apps', 'notifications', 'datahub']);
     for (const line of status) expect(line).to.include({ parked: 0 }).and.to.have.keys('projection', 'version', 'position', 'head', 'parked');
     expect(await run(['projections', 'retry', 'notifications'])).to.deep.equal([{ projection: 'notifications', retried: 0, stillParked: 0 }]);
     const unknown = HeraldProcess.start(env, ['projections', 'retry', 'nope']);

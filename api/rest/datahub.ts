@@ -1,0 +1,213 @@
+import express from 'express';
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
+import { isStorableText } from '../../domain/text';
+import type { Clock } from '../../src/clock';
+import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
+import { TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
+import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
+import type { Logger } from '../../src/logger';
+
+/**
+ * datahub notifications (shared/seeds/001_e25b4a10524b93b6.txt): its documented URLs, unchanged, with
+ * `Authorization: Token <ticket>` (a ticket from POST /koala/api/mas/tickets).
+ *
+ * Success answers as the seed shows (an empty body for POST and DELETE); errors are JSON
+ * `{"code": "<reason>", "message": "…"}` with the HTTP status saying the kind: 400 bad_request,
+ * 401 unauthorized, 403 forbidden, 404 not_found, 413 too_large, 500 internal. See docs/api/datahub.md.
+ */
+
+export const LIST_DEFAULT_SIZE = 20;
+export const LIST_MAX_SIZE = 100;
+/** Types a user sends on POST /notifications in this release; the others come from back-end services. */
+const USER_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'private_message']);
+
+class DatahubError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const DOMAIN_STATUS: Record<DomainErrorCode, [number, string]> = {
+  invalid: [400, 'bad_request'],
+  not_found: [404, 'not_found'],
+  forbidden: [403, 'forbidden'],
+  conflict: [409, 'conflict'],
+  expired: [404, 'not_found'],
+};
+
+// --- wire format ---------------------------------------------------------------------------------
+
+const SendBody = t.intersection([
+  t.type({ type: t.string, data: t.UnknownRecord }),
+  t.partial({ receiver: t.string, request_id: t.string }),
+]);
+
+/** A query parameter given once, as the integer it must be, within bounds; absent → undefined. */
+function integerParam(query: express.Request['query'], name: string, min: number, max: number): number | undefined {
+  const raw = query[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (typeof raw !== 'string' || !/^-?\d{1,9}$/.test(raw)) throw badRequest(`${name} must be an integer`);
+  const value = Number(raw);
+  if (value < min || value > max) throw badRequest(`${name} must be ${min}-${max}`);
+  return value;
+}
+
+function stringParam(query: express.Request['query'], name: string, maxLength: number): string | undefined {
+  const raw = query[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (typeof raw !== 'string' || raw.length > maxLength || !isStorableText(raw)) throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
+  return raw;
+}
+
+function listFilter(query: express.Request['query']): NotificationFilter {
+  const type = stringParam(query, 'type', 64);
+  if (type !== undefined && !NotificationTypeCodec.is(type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+  const level = integerParam(query, 'level', 0, 50);
+  if (level !== undefined && !(LEVELS as readonly number[]).includes(level)) throw badRequest(`level must be ${LEVELS.join(' or ')}`);
+  const status = integerParam(query, 'status', 0, 2) ?? 2;
+  const sender = stringParam(query, 'sender', 128);
+  return {
+    forClient: (integerParam(query, 'forclient', 0, 1) ?? 0) === 1,
+    status: status === 0 ? 'unread' : status === 1 ? 'read' : 'either',
+    page: integerParam(query, 'page', 1, 1_000_000) ?? 1,
+    size: integerParam(query, 'size', 1, LIST_MAX_SIZE) ?? LIST_DEFAULT_SIZE,
+    ...(type !== undefined && { type }),
+    ...(sender !== undefined && { sender }),
+    ...(level !== undefined && { level }),
+  };
+}
+
+/** Receivers as the seed writes them: separated by commas (REST) or spaces (its MQ samples). */
+export function parseReceivers(receiver: string | undefined): string[] {
+  return (receiver ?? '').split(/[\s,]+/).filter((r) => r.length > 0);
+}
+
+/** RFC 3339 in UTC to the second. (The seed's `2015-11-10T15:05:09Z08:00` is not valid RFC 3339.) */
+export function rfc3339(time: Date): string {
+  return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function toWire(n: ReceivedNotification) {
+  return { messageid: n.messageId, type: n.type, sender: n.sender, time: rfc3339(n.sentAt), data: n.data, level: n.level, status: n.read ? 1 : 0 };
+}
+
+// --- routes --------------------------------------------------------------------------------------
+
+export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
+  const { tickets, datahub, clock, log } = deps;
+  const router = express.Router();
+  const json = express.json({ limit: '64kb', type: () => true });
+
+  const authenticated = (req: express.Request): Promise<Viewer> => {
+    const match = /^Token\s+(\S+)$/.exec(req.get('authorization') ?? '');
+    if (!match) throw new DatahubError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
+    return tickets.authenticate(match[1]!, clock());
+  };
+
+  router.post('/notifications', json, route(log, async (req, res) => {
+    const viewer = await authenticated(req);
+    const body = decode(SendBody, req.body);
+    if (!NotificationTypeCodec.is(body.type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+    if (!USER_TYPES.has(body.type)) throw badRequest(`type ${body.type} is not sent on this route in this release`);
+    if (body.request_id !== undefined && (body.request_id.length === 0 || body.request_id.length > MAX_REQUEST_ID_LENGTH)) {
+      throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters`);
+    }
+    await datahub.send(
+      viewer,
+      {
+        type: body.type,
+        receivers: parseReceivers(body.receiver),
+        data: body.data,
+        level: 0,
+        forClient: false,
+        ...(body.request_id !== undefined && { requestId: body.request_id }),
+      },
+      clock(),
+    );
+    res.status(200).end();
+  }));
+
+  router.get('/notifications', route(log, async (req, res) => {
+    const viewer = await authenticated(req);
+    const { total, results } = await datahub.list(viewer, listFilter(req.query));
+    res.status(200).json({ total, results: results.map(toWire) });
+  }));
+
+  router.put('/notifications/:messageid', route(log, async (req, res) => {
+    const viewer = await authenticated(req);
+    const messageId = req.params.messageid ?? '';
+    if (!/^\d{1,15}$/.test(messageId)) throw badRequest('messageid must be a notification number');
+    await datahub.markRead(viewer, Number(messageId), clock());
+    res.status(200).end();
+  }));
+
+  router.get('/notification_stat', route(log, async (req, res) => {
+    const viewer = await authenticated(req);
+    res.status(200).json(await datahub.stats(viewer));
+  }));
+
+  router.delete('/notification_stat', route(log, async (req, res) => {
+    const viewer = await authenticated(req);
+    await datahub.clearStats(viewer, clock());
+    res.status(200).end();
+  }));
+
+  // Anything else under datahub's paths (another method, a path below them) in the same envelope.
+  router.all(['/notifications', '/notifications/*', '/notification_stat', '/notification_stat/*'], (req, res) => {
+    reply(res, new DatahubError(404, 'not_found', `no route ${req.method} ${req.path}`));
+  });
+
+  // Body errors (bad JSON, too large) in the same envelope.
+  router.use(['/notifications', '/notification_stat'], (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (res.headersSent) return next(error);
+    const status = (error as { status?: unknown }).status;
+    if (status === 413) return reply(res, new DatahubError(413, 'too_large', 'request body too large (at most 64 KB)'));
+    return reply(res, new DatahubError(400, 'bad_request', 'malformed JSON body'));
+  });
+  return router;
+}
+
+function route(log: Logger, handler: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler {
+  return (req, res) => {
+    handler(req, res).catch((error: unknown) => {
+      const known = toDatahubError(error);
+      if (known.status >= 500) log.error({ err: error, path: req.path }, 'datahub: internal error');
+      reply(res, known);
+    });
+  };
+}
+
+function reply(res: express.Response, error: DatahubError): void {
+  res.status(error.status).json({ code: error.code, message: error.message });
+}
+
+function toDatahubError(error: unknown): DatahubError {
+  if (error instanceof DatahubError) return error;
+  if (error instanceof TicketError) return new DatahubError(401, 'unauthorized', error.message);
+  if (error instanceof DomainError) {
+    const [status, code] = DOMAIN_STATUS[error.code];
+    return new DatahubError(status, code, error.message);
+  }
+  return new DatahubError(500, 'internal', 'internal error');
+}
+
+function badRequest(message: string): DatahubError {
+  return new DatahubError(400, 'bad_request', message);
+}
+
+function decode<A>(codec: t.Decoder<unknown, A>, input: unknown): A {
+  const result = codec.decode(input);
+  if (isLeft(result)) {
+    const error = result.left[0];
+    const field = error?.context.map((c) => c.key).filter((k) => k !== '' && !/^\d+$/.test(k)).join('.');
+    throw badRequest(field ? `${field}: missing or malformed` : 'the body must be a JSON object with type and data');
+  }
+  return result.right;
+}

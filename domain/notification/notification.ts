@@ -1,0 +1,170 @@
+import * as t from 'io-ts';
+import { DomainError, unreachable, type Decider } from '../decider';
+import { isStorableText } from '../text';
+
+/**
+ * A typed notification of datahub (shared/seeds/001_e25b4a10524b93b6.txt): one sender, its receivers in
+ * one app, a type, a level (0 general, 50 asks the user to act) and whether it is for the browser or the
+ * client; its `data` is the type's own JSON object, kept as given. Stream: `notification-<id>`.
+ * Each receiver reads it once (NotificationRead); unread notifications make up the per-type stats.
+ */
+
+export const NOTIFICATION_TYPES = [
+  'site_broadcast',
+  'admin_message',
+  'private_message',
+  'apply_whitelist',
+  'comment_reply',
+  'item_event',
+  'subs_event',
+  'subsapply_event',
+  'vip_remind',
+] as const;
+export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
+export const NotificationTypeCodec = t.keyof(Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, null])) as Record<NotificationType, null>);
+
+/** Types only an admin may send. */
+export const ADMIN_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'site_broadcast']);
+/** Levels the seed defines: 0 general, 50 needs the user's further action. */
+export const LEVELS = [0, 50] as const;
+
+export const NOTIFICATION_LIMITS = {
+  /** The seed: an admin message reaches at most 100 users at once. */
+  adminReceivers: 100,
+  /** Notifications other services send (comment replies, item events, …) to several users. */
+  receivers: 1000,
+  userIdLength: 128,
+  /** The `data` object as JSON. */
+  dataBytes: 16_384,
+  dataDepth: 8,
+} as const;
+
+export const NotificationSent = t.type({
+  type: t.literal('NotificationSent'),
+  data: t.type({
+    notificationId: t.string,
+    appId: t.string,
+    notificationType: NotificationTypeCodec,
+    sender: t.string,
+    receivers: t.array(t.string),
+    level: t.number,
+    forClient: t.boolean,
+    data: t.UnknownRecord,
+    sentAt: t.string,
+  }),
+});
+export const NotificationRead = t.type({
+  type: t.literal('NotificationRead'),
+  data: t.type({ notificationId: t.string, appId: t.string, userId: t.string, readAt: t.string }),
+});
+export const NotificationEvent = t.union([NotificationSent, NotificationRead]);
+export type NotificationEvent = t.TypeOf<typeof NotificationEvent>;
+
+export interface SendNotification {
+  readonly type: 'SendNotification';
+  readonly notificationId: string;
+  readonly appId: string;
+  readonly notificationType: NotificationType;
+  readonly sender: string;
+  /** Whether the sender holds the admin role (admin_message, site_broadcast). */
+  readonly senderIsAdmin: boolean;
+  readonly receivers: readonly string[];
+  readonly level: number;
+  readonly forClient: boolean;
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly now: string;
+}
+export interface MarkNotificationRead {
+  readonly type: 'MarkNotificationRead';
+  readonly appId: string;
+  readonly userId: string;
+  readonly now: string;
+}
+export type NotificationCommand = SendNotification | MarkNotificationRead;
+
+export type NotificationState =
+  | { readonly status: 'none' }
+  | { readonly status: 'sent'; readonly notificationId: string; readonly appId: string; readonly receivers: ReadonlySet<string>; readonly readBy: ReadonlySet<string> };
+
+export const notificationStreamName = (notificationId: string) => `notification-${notificationId}`;
+
+export const notificationDecider: Decider<NotificationCommand, NotificationEvent, NotificationState> = {
+  initialState: () => ({ status: 'none' }),
+
+  evolve(state, event) {
+    switch (event.type) {
+      case 'NotificationSent':
+        return { status: 'sent', notificationId: event.data.notificationId, appId: event.data.appId, receivers: new Set(event.data.receivers), readBy: new Set() };
+      case 'NotificationRead':
+        return state.status === 'sent' ? { ...state, readBy: new Set([...state.readBy, event.data.userId]) } : state;
+      default:
+        return unreachable(event);
+    }
+  },
+
+  decide(command, state) {
+    switch (command.type) {
+      case 'SendNotification':
+        // Sent already (a retried request): nothing new.
+        return state.status === 'sent' ? [] : decideSend(command);
+      case 'MarkNotificationRead': {
+        // Another app's notification, or one the user did not receive, does not exist for this user.
+        if (state.status !== 'sent' || state.appId !== command.appId || !state.receivers.has(command.userId)) {
+          throw new DomainError('not_found', 'no such notification');
+        }
+        if (state.readBy.has(command.userId)) return [];
+        return [{ type: 'NotificationRead', data: { notificationId: state.notificationId, appId: command.appId, userId: command.userId, readAt: command.now } }];
+      }
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+function decideSend(command: SendNotification): NotificationEvent[] {
+  const L = NOTIFICATION_LIMITS;
+  if (ADMIN_TYPES.has(command.notificationType) && !command.senderIsAdmin) {
+    throw new DomainError('forbidden', `only an admin may send ${command.notificationType}`);
+  }
+  const receivers = [...new Set(command.receivers.map((r) => r.trim()).filter((r) => r.length > 0))];
+  if (receivers.length === 0) throw new DomainError('invalid', 'receiver: at least one user is required');
+  const most = command.notificationType === 'admin_message' ? L.adminReceivers : command.notificationType === 'private_message' ? 1 : L.receivers;
+  if (receivers.length > most) throw new DomainError('invalid', `receiver: at most ${most} user${most === 1 ? '' : 's'} for ${command.notificationType}`);
+  if (receivers.some((r) => r.length > L.userIdLength || !isStorableText(r))) throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
+  if (!(LEVELS as readonly number[]).includes(command.level)) throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
+  checkData(command.data);
+  return [
+    {
+      type: 'NotificationSent',
+      data: {
+        notificationId: command.notificationId,
+        appId: command.appId,
+        notificationType: command.notificationType,
+        sender: command.sender,
+        receivers,
+        level: command.level,
+        forClient: command.forClient,
+        data: { ...command.data },
+        sentAt: command.now,
+      },
+    },
+  ];
+}
+
+/** `data` is stored as jsonb: bounded, and every key and string storable text (PostgreSQL refuses NUL in jsonb). */
+function checkData(data: Readonly<Record<string, unknown>>): void {
+  const L = NOTIFICATION_LIMITS;
+  if (Buffer.byteLength(JSON.stringify(data)) > L.dataBytes) throw new DomainError('invalid', `data: at most ${L.dataBytes} bytes of JSON`);
+  const visit = (value: unknown, depth: number): void => {
+    if (depth > L.dataDepth) throw new DomainError('invalid', `data: nested at most ${L.dataDepth} levels`);
+    if (typeof value === 'string' && !isStorableText(value)) throw new DomainError('invalid', 'data: text may not contain control characters or lone surrogates');
+    if (Array.isArray(value)) value.forEach((item) => visit(item, depth + 1));
+    else if (value !== null && typeof value === 'object') {
+      for (const [key, item] of Object.entries(value)) {
+        visit(key, depth);
+        visit(item, depth + 1);
+      }
+    }
+  };
+  visit(data, 0);
+}

@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto';
+import { v5 as uuidv5 } from 'uuid';
+import { DomainError } from '../../domain/decider';
+import { inboxStreamName } from '../../domain/notification/inboxStats';
+import { NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
+import { inboxStatsAggregate, notificationAggregate } from '../command/aggregates';
+import { handleCommand, newStream } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Viewer } from '../identity/tickets';
+
+/**
+ * datahub's notifications (shared/seeds/001_e25b4a10524b93b6.txt): sending typed notifications, the
+ * user's list with its filters, per-type unread stats, clearing them and marking read. The REST shim
+ * (api/rest/datahub.ts) parses the wire format and calls these.
+ */
+
+/** One notification as a receiver sees it. `messageId` is its number in the app (datahub's `messageid`). */
+export interface ReceivedNotification {
+  readonly messageId: number;
+  readonly notificationId: string;
+  readonly type: NotificationType;
+  readonly sender: string;
+  readonly level: number;
+  readonly data: Record<string, unknown>;
+  readonly sentAt: Date;
+  readonly read: boolean;
+}
+
+export interface NotificationFilter {
+  readonly forClient: boolean;
+  readonly type?: NotificationType;
+  readonly sender?: string;
+  readonly status: 'unread' | 'read' | 'either';
+  readonly level?: number;
+  /** 1-based. */
+  readonly page: number;
+  readonly size: number;
+}
+
+/** The datahub read model, as this feature reads it (implemented in projections/datahub.ts). */
+export interface DatahubQueries {
+  list(owner: Owner, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }>;
+  /** Unread counts per type since the user last cleared them; types without any are absent. */
+  unreadStats(owner: Owner): Promise<Map<string, number>>;
+  notificationIdOf(owner: Owner, messageId: number): Promise<string | undefined>;
+}
+
+export interface Owner {
+  readonly appId: string;
+  readonly userId: string;
+}
+
+export interface SendNotificationInput {
+  readonly type: NotificationType;
+  readonly receivers: readonly string[];
+  readonly data: Record<string, unknown>;
+  readonly level: number;
+  readonly forClient: boolean;
+  /** A client's idempotency key: the same key sends the notification once. */
+  readonly requestId?: string;
+}
+
+const NOTIFICATION_ID_NAMESPACE = '9c3e0f0a-2d7b-4c51-8d7e-5b1f3c2a6e41';
+
+export class Datahub {
+  constructor(
+    private readonly deps: {
+      readonly store: EventStore;
+      readonly queries: DatahubQueries;
+      /** Resolves once the caller's next query would show the effect of a command at this position. */
+      readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+    },
+  ) {}
+
+  async send(viewer: Viewer, input: SendNotificationInput, now: Date): Promise<void> {
+    const notificationId = input.requestId ? uuidv5(`${viewer.appId}/${viewer.userId}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
+    const result = await handleCommand(
+      this.deps.store,
+      notificationAggregate,
+      notificationStreamName(notificationId),
+      {
+        type: 'SendNotification',
+        notificationId,
+        appId: viewer.appId,
+        notificationType: input.type,
+        sender: viewer.userId,
+        senderIsAdmin: viewer.roles.includes('admin'),
+        receivers: input.receivers,
+        level: input.level,
+        forClient: input.forClient,
+        data: input.data,
+        now: now.toISOString(),
+      },
+      { appId: viewer.appId, actor: `user:${viewer.userId}`, ...(input.requestId && { commandId: input.requestId }) },
+      newStream(notificationAggregate),
+    );
+    await this.deps.readYourWrites(result.position);
+  }
+
+  list(viewer: Viewer, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }> {
+    return this.deps.queries.list(viewer, filter);
+  }
+
+  /** Every type, 0 when none is unread. */
+  async stats(viewer: Viewer): Promise<Record<NotificationType, number>> {
+    const unread = await this.deps.queries.unreadStats(viewer);
+    return Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, unread.get(type) ?? 0])) as Record<NotificationType, number>;
+  }
+
+  async clearStats(viewer: Viewer, now: Date): Promise<void> {
+    const result = await handleCommand(
+      this.deps.store,
+      inboxStatsAggregate,
+      inboxStreamName(viewer.appId, viewer.userId),
+      { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
+      { appId: viewer.appId, actor: `user:${viewer.userId}` },
+    );
+    await this.deps.readYourWrites(result.position);
+  }
+
+  async markRead(viewer: Viewer, messageId: number, now: Date): Promise<void> {
+    const notificationId = await this.deps.queries.notificationIdOf(viewer, messageId);
+    if (!notificationId) throw new DomainError('not_found', `no notification ${messageId}`);
+    const result = await handleCommand(
+      this.deps.store,
+      notificationAggregate,
+      notificationStreamName(notificationId),
+      { type: 'MarkNotificationRead', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
+      { appId: viewer.appId, actor: `user:${viewer.userId}` },
+    );
+    await this.deps.readYourWrites(result.position);
+  }
+}

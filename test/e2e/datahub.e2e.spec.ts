@@ -1,0 +1,191 @@
+import { expect } from 'chai';
+import { postForm, startTestHerald } from '../support/herald';
+
+// datahub notifications, shared/seeds/001_e25b4a10524b93b6.txt: the seed's own requests, over HTTP.
+describe('datahub REST (seed 001) over HTTP', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  let admin: string;
+
+  before(async () => {
+    test = await startTestHerald();
+    admin = await ticketFor('admin@hub.dataio.com', 'admin');
+  });
+  after(() => test?.stop());
+
+  async function ticketFor(userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
+    expect(body.status, JSON.stringify(body)).to.equal(0);
+    return body.result as string;
+  }
+
+  /** A request as the seed writes it: `Accept: application/json`, `Authorization: Token <ticket>`. */
+  async function call(method: string, path: string, ticket: string | undefined, body?: unknown): Promise<{ status: number; text: string; json: () => Record<string, unknown> }> {
+    const response = await fetch(`${test.url}${path}`, {
+      method,
+      headers: { accept: 'application/json', ...(ticket && { authorization: `Token ${ticket}` }), ...(body !== undefined && { 'content-type': 'application/json' }) },
+      ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
+  }
+
+  type Listed = { total: number; results: Array<{ messageid: number; type: string; sender: string; time: string; data: Record<string, unknown>; level: number; status: number }> };
+  const list = async (ticket: string, query = '') => {
+    const response = await call('GET', `/notifications${query}`, ticket);
+    expect(response.status, response.text).to.equal(200);
+    return response.json() as unknown as Listed;
+  };
+  const stats = async (ticket: string) => {
+    const response = await call('GET', '/notification_stat', ticket);
+    expect(response.status, response.text).to.equal(200);
+    return response.json() as Record<string, number>;
+  };
+
+  describe('POST /notifications', () => {
+    it("sends the seed's admin_message to each receiver (empty body), listed at once with the documented fields", async () => {
+      const [zhang3, li4, john] = await Promise.all(['zhang3@example.com', 'li4@example.com', 'john@example.com'].map((u) => ticketFor(u)));
+      const sent = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: 'zhang3@example.com,li4@example.com,john@example.com', data: { content: 'bla bla ...' } });
+      expect(sent.status, sent.text).to.equal(200);
+      expect(sent.text).to.equal('');
+      for (const ticket of [zhang3!, li4!, john!]) {
+        const { total, results } = await list(ticket);
+        expect(total).to.equal(1);
+        expect(results[0]).to.include({ type: 'admin_message', sender: 'admin@hub.dataio.com', level: 0, status: 0 });
+        expect(results[0]!.data).to.deep.equal({ content: 'bla bla ...' });
+        expect(results[0]!.messageid).to.be.a('number');
+        expect(results[0]!.time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      }
+    });
+
+    it('refuses 101 receivers, and an admin_message from a non-admin, appending nothing', async () => {
+      const receivers = Array.from({ length: 101 }, (_, i) => `u${i}@example.com`).join(',');
+      const tooMany = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: receivers, data: { content: 'x' } });
+      expect(tooMany.status).to.equal(400);
+      expect(tooMany.json()).to.deep.include({ code: 'bad_request' });
+      expect(String(tooMany.json().message)).to.include('at most 100');
+      const exactly100 = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: receivers.split(',').slice(0, 100).join(','), data: { content: 'x' } });
+      expect(exactly100.status, exactly100.text).to.equal(200);
+
+      const user = await ticketFor('not-an-admin');
+      const refused = await call('POST', '/notifications', user, { type: 'admin_message', receiver: 'u100@example.com', data: { content: 'x' } });
+      expect(refused.status).to.equal(403);
+      expect((await list(await ticketFor('u100@example.com'))).total, 'the 101st receiver got nothing').to.equal(0);
+    });
+
+    it('sends a private_message from the caller to one user', async () => {
+      const sender = await ticketFor('pm-sender');
+      const receiver = await ticketFor('pm-receiver');
+      expect((await call('POST', '/notifications', sender, { type: 'private_message', receiver: 'pm-receiver', data: { content: 'hi' } })).status).to.equal(200);
+      const { results } = await list(receiver);
+      expect(results.map((r) => [r.type, r.sender])).to.deep.equal([['private_message', 'pm-sender']]);
+      const two = await call('POST', '/notifications', sender, { type: 'private_message', receiver: 'a,b', data: { content: 'hi' } });
+      expect(two.status).to.equal(400);
+    });
+
+    it('answers bad requests with 400/401 in its envelope', async () => {
+      const cases: Array<[string, string | undefined, unknown, number]> = [
+        ['no ticket', undefined, { type: 'private_message', receiver: 'x', data: {} }, 401],
+        ['a bad ticket', 'nonsense', { type: 'private_message', receiver: 'x', data: {} }, 401],
+        ['malformed JSON', admin, '{bad', 400],
+        ['no data', admin, { type: 'private_message', receiver: 'x' }, 400],
+        ['an unknown type', admin, { type: 'spam', receiver: 'x', data: {} }, 400],
+        ['no receiver', admin, { type: 'private_message', data: {} }, 400],
+        ['NUL in data', admin, { type: 'private_message', receiver: 'x', data: { content: 'a\u0000b' } }, 400],
+      ];
+      for (const [what, ticket, body, status] of cases) {
+        const response = await call('POST', '/notifications', ticket, body);
+        expect(response.status, what).to.equal(status);
+        expect(response.json(), what).to.have.keys('code', 'message');
+      }
+    });
+  });
+
+  describe('GET /notifications', () => {
+    it('filters by type, sender, status and level, pages newest first, and does not mark as read', async () => {
+      const user = 'filtered@example.com';
+      const ticket = await ticketFor(user);
+      const alice = await ticketFor('alice');
+      for (let i = 0; i < 3; i++) await call('POST', '/notifications', alice, { type: 'private_message', receiver: user, data: { n: i } });
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: user, data: { content: 'admin' } });
+
+      const all = await list(ticket);
+      expect(all.total).to.equal(4);
+      expect(all.results.map((r) => r.type)).to.deep.equal(['admin_message', 'private_message', 'private_message', 'private_message']);
+      expect(all.results.map((r) => r.messageid)).to.deep.equal([...all.results.map((r) => r.messageid)].sort((a, b) => b - a));
+
+      expect((await list(ticket, '?type=private_message')).total).to.equal(3);
+      expect((await list(ticket, '?sender=admin@hub.dataio.com')).results.map((r) => r.type)).to.deep.equal(['admin_message']);
+      expect((await list(ticket, '?level=50')).total).to.equal(0);
+      expect((await list(ticket, '?level=0')).total).to.equal(4);
+      expect((await list(ticket, '?forclient=1')).total).to.equal(0);
+      const page2 = await list(ticket, '?page=2&size=3');
+      expect(page2.total).to.equal(4);
+      expect(page2.results.map((r) => r.data)).to.deep.equal([{ n: 0 }]);
+      expect((await list(ticket, '?page=9&size=3')).results).to.deep.equal([]);
+      // The seed's own spelling of the query string (`&&`) works too.
+      expect((await list(ticket, '?forclient=0&&type=admin_message')).total).to.equal(1);
+
+      // Listing did not read anything; marking one read moves it from status 0 to 1.
+      expect((await list(ticket, '?status=0')).total).to.equal(4);
+      const marked = await call('PUT', `/notifications/${all.results[0]!.messageid}`, ticket);
+      expect(marked.status, marked.text).to.equal(200);
+      expect((await list(ticket, '?status=0')).total).to.equal(3);
+      expect((await list(ticket, '?status=1')).results.map((r) => r.messageid)).to.deep.equal([all.results[0]!.messageid]);
+    });
+
+    it('refuses bad filters with 400, and another user\'s notification is not found', async () => {
+      const ticket = await ticketFor('bad-filters');
+      for (const query of ['?sender=%00', '?status=3', '?level=7', '?page=0', '?size=101', '?size=x', '?type=spam', '?forclient=2', '?page=1&page=2']) {
+        const response = await call('GET', `/notifications${query}`, ticket);
+        expect(response.status, query).to.equal(400);
+        expect(response.json(), query).to.have.keys('code', 'message');
+      }
+      const owner = await ticketFor('owner-of-one');
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: 'owner-of-one', data: { content: 'mine' } });
+      const [mine] = (await list(owner)).results;
+      expect((await call('PUT', `/notifications/${mine!.messageid}`, ticket)).status).to.equal(404);
+      expect((await call('PUT', '/notifications/not-a-number', ticket)).status).to.equal(400);
+      expect((await list(owner, '?status=0')).total, 'still unread for its owner').to.equal(1);
+    });
+  });
+
+  describe('GET and DELETE /notification_stat', () => {
+    it('counts unread per type with every documented key present, and clearing resets them (an event)', async () => {
+      const user = 'stats@example.com';
+      const ticket = await ticketFor(user);
+      const empty = await stats(ticket);
+      for (const key of ['subsapply_event', 'item_event', 'subs_event', 'vip_remind', 'apply_whitelist', 'admin_message', 'comment_reply']) expect(empty[key], key).to.equal(0);
+
+      const bob = await ticketFor('bob');
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: user, data: { content: '1' } });
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: user, data: { content: '2' } });
+      await call('POST', '/notifications', bob, { type: 'private_message', receiver: user, data: { content: '3' } });
+      expect(await stats(ticket)).to.include({ admin_message: 2, private_message: 1 });
+
+      const [newest] = (await list(ticket)).results;
+      await call('PUT', `/notifications/${newest!.messageid}`, ticket);
+      expect(await stats(ticket)).to.include({ admin_message: 2, private_message: 0 });
+
+      const cleared = await call('DELETE', '/notification_stat', ticket);
+      expect(cleared.status).to.equal(200);
+      expect(cleared.text).to.equal('');
+      expect(await stats(ticket)).to.include({ admin_message: 0, private_message: 0 });
+      // The notifications stay unread; only what arrives after the clear counts.
+      expect((await list(ticket, '?status=0')).total).to.equal(2);
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: user, data: { content: '4' } });
+      expect(await stats(ticket)).to.include({ admin_message: 1 });
+      // Reading one from before the clear does not count twice.
+      const before = (await list(ticket, '?status=0')).results.at(-1)!;
+      await call('PUT', `/notifications/${before.messageid}`, ticket);
+      expect(await stats(ticket)).to.include({ admin_message: 1 });
+    });
+
+    it('keeps apps apart: the same user id in another app sees nothing of this one', async () => {
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: 'shared-id', data: { content: 'camel only' } });
+      const elsewhere = await ticketFor('shared-id', '', 'other', 'other-secret');
+      expect((await list(elsewhere)).total).to.equal(0);
+      expect((await stats(elsewhere)).admin_message).to.equal(0);
+    });
+  });
+});

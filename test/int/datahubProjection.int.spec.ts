@@ -1,0 +1,139 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+import type { InboxStatsEvent } from '../../domain/notification/inboxStats';
+import type { NotificationEvent } from '../../domain/notification/notification';
+import { datahubProjection } from '../../projections/datahub';
+import type { RecordedEvent } from '../../src/eventStore/eventStore';
+import { withTransaction } from '../../src/postgres/transaction';
+import { openTestInfrastructure } from '../support/infrastructure';
+
+/**
+ * The datahub projection applies a batch in a few set-based statements (deliveries, then reads, then
+ * clears). Whatever the batching — so also a rebuild from position 0, which batches differently from
+ * the live runner — it must leave the read states and per-type stats of the obvious fold that applies
+ * one event at a time (in memory below). Histories interleave sends to several users, reads (also by
+ * non-receivers, of unknown notifications, repeated) and clears.
+ */
+
+const USERS = ['u1', 'u2', 'u3'];
+const APPS = ['app-a', 'app-b'];
+const TYPES = ['admin_message', 'private_message', 'item_event'] as const;
+const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
+const notificationId = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+
+type Step =
+  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[] }
+  | { kind: 'read'; of: number; app: string; user: string }
+  | { kind: 'clear'; app: string; user: string };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  fc.record({ kind: fc.constant('send' as const), app: fc.constantFrom(...APPS), type: fc.constantFrom(...TYPES), receivers: fc.array(fc.constantFrom(...USERS), { minLength: 1, maxLength: 4 }) }),
+  fc.record({ kind: fc.constant('read' as const), of: fc.nat(), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
+  fc.record({ kind: fc.constant('clear' as const), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
+);
+
+function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxStatsEvent> {
+  let sent = 0;
+  return steps.map((s, i): NotificationEvent | InboxStatsEvent => {
+    switch (s.kind) {
+      case 'send':
+        return {
+          type: 'NotificationSent',
+          data: { notificationId: notificationId(sent++), appId: s.app, notificationType: s.type, sender: 'sender', receivers: s.receivers, level: 0, forClient: false, data: { i }, sentAt: at(i) },
+        };
+      case 'read':
+        // Reads of notifications not (yet) sent too: `of` may point past the ones sent so far.
+        return { type: 'NotificationRead', data: { notificationId: notificationId(s.of % (sent + 2)), appId: s.app, userId: s.user, readAt: at(i) } };
+      case 'clear':
+        return { type: 'NotificationStatsCleared', data: { appId: s.app, userId: s.user, clearedAt: at(i) } };
+    }
+  });
+}
+
+function recorded(events: ReadonlyArray<NotificationEvent | InboxStatsEvent>): RecordedEvent[] {
+  return events.map((event, i) => ({
+    id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    streamName: 'irrelevant',
+    revision: 0n,
+    position: BigInt(i + 10),
+    type: event.type,
+    data: event.data,
+    metadata: {},
+    createdAt: new Date(0),
+  }));
+}
+
+/** One event at a time: which deliveries are read, and what counts per (app, user, type). */
+function foldOneByOne(events: readonly RecordedEvent[]) {
+  const deliveries = new Map<string, { app: string; user: string; type: string; position: bigint; read: boolean }>();
+  const clearedUpTo = new Map<string, bigint>();
+  for (const { type, data, position } of events) {
+    const event = { type, data } as NotificationEvent | InboxStatsEvent;
+    if (event.type === 'NotificationSent') {
+      for (const user of new Set(event.data.receivers)) {
+        const key = `${event.data.notificationId}/${user}`;
+        if (!deliveries.has(key)) deliveries.set(key, { app: event.data.appId, user, type: event.data.notificationType, position, read: false });
+      }
+    } else if (event.type === 'NotificationRead') {
+      const delivery = deliveries.get(`${event.data.notificationId}/${event.data.userId}`);
+      if (delivery && delivery.app === event.data.appId) delivery.read = true;
+    } else {
+      clearedUpTo.set(`${event.data.appId}/${event.data.userId}`, position);
+    }
+  }
+  const reads = [...deliveries.entries()].filter(([, d]) => d.read).map(([key]) => key).sort();
+  const stats = new Map<string, number>();
+  for (const d of deliveries.values()) {
+    if (d.read || d.position <= (clearedUpTo.get(`${d.app}/${d.user}`) ?? -1n)) continue;
+    const key = `${d.app}/${d.user}/${d.type}`;
+    stats.set(key, (stats.get(key) ?? 0) + 1);
+  }
+  return { deliveries: deliveries.size, reads, stats: [...stats.entries()].sort() };
+}
+
+describe('datahub projection: set-based batches equal the one-by-one fold', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([datahubProjection]);
+  });
+  after(() => infrastructure?.close());
+
+  async function applyInBatches(events: RecordedEvent[], batchSizes: number[]) {
+    const { pool } = infrastructure.database;
+    await pool.query(`TRUNCATE ${datahubProjection.tables.join(', ')}`);
+    for (let from = 0, b = 0; from < events.length; b++) {
+      const size = batchSizes[b % batchSizes.length]!;
+      const batch = events.slice(from, from + size);
+      await withTransaction(pool, (tx) => datahubProjection.handle(batch, tx));
+      from += size;
+    }
+    const deliveries = await pool.query<{ n: string }>('SELECT count(*) AS n FROM datahub_notifications');
+    const reads = await pool.query<{ key: string }>(`SELECT notification_id || '/' || user_id AS key FROM datahub_notifications WHERE read_at IS NOT NULL`);
+    const stats = await pool.query<{ key: string; unread: string }>(`SELECT app_id || '/' || user_id || '/' || type AS key, unread FROM datahub_stats WHERE unread <> 0`);
+    return {
+      deliveries: Number(deliveries.rows[0]!.n),
+      reads: reads.rows.map((r) => r.key).sort(),
+      stats: stats.rows.map((r): [string, number] => [r.key, Number(r.unread)]).sort(),
+    };
+  }
+
+  it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
+    this.timeout(120_000);
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }), async (steps, batchSizes) => {
+        const events = recorded(toEvents(steps));
+        const expected = foldOneByOne(events);
+        expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
+        expect(await applyInBatches(events, [events.length])).to.deep.equal(expected);
+      }),
+      { numRuns: 60, seed: 20261123 },
+    );
+  });
+
+  it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
+    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'] }, { kind: 'clear', app: 'app-a', user: 'u1' }]));
+    const tables = await applyInBatches(events, [1]);
+    expect(tables.stats).to.deep.equal([]);
+    expect(foldOneByOne(events.slice(0, 1)).stats).to.not.deep.equal(tables.stats);
+  });
+});
