@@ -4,6 +4,7 @@ import type { InboxStatsEvent } from '../../domain/notification/inboxStats';
 import type { NotificationEvent } from '../../domain/notification/notification';
 import { datahubProjection } from '../../projections/datahub';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
+import { recorded } from '../support/recorded';
 import { withTransaction } from '../../src/postgres/transaction';
 import { openTestInfrastructure } from '../support/infrastructure';
 
@@ -50,18 +51,6 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxStatsE
   });
 }
 
-function recorded(events: ReadonlyArray<NotificationEvent | InboxStatsEvent>): RecordedEvent[] {
-  return events.map((event, i) => ({
-    id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-    streamName: 'irrelevant',
-    revision: 0n,
-    position: BigInt(i + 10),
-    type: event.type,
-    data: event.data,
-    metadata: {},
-    createdAt: new Date(0),
-  }));
-}
 
 /** One event at a time: which deliveries are read, and what counts per (app, user, type). */
 function foldOneByOne(events: readonly RecordedEvent[]) {
@@ -121,7 +110,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
     this.timeout(120_000);
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }), async (steps, batchSizes) => {
-        const events = recorded(toEvents(steps));
+        const events = recorded(toEvents(steps), () => 'irrelevant');
         const expected = foldOneByOne(events);
         expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
         expect(await applyInBatches(events, [events.length])).to.deep.equal(expected);
@@ -131,7 +120,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
   });
 
   it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
-    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'] }, { kind: 'clear', app: 'app-a', user: 'u1' }]));
+    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'] }, { kind: 'clear', app: 'app-a', user: 'u1' }]), () => 'irrelevant');
     const tables = await applyInBatches(events, [1]);
     expect(tables.stats).to.deep.equal([]);
     expect(foldOneByOne(events.slice(0, 1)).stats).to.not.deep.equal(tables.stats);

@@ -4,6 +4,7 @@ import type { MessageEvent } from '../../domain/message/message';
 import { notificationsProjection } from '../../projections/notifications';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { inboxTopic } from '../../src/messaging/inbox';
+import { recorded } from '../support/recorded';
 import { withTransaction } from '../../src/postgres/transaction';
 import type { Publication } from '../../src/projection/projection';
 import { openTestInfrastructure } from '../support/infrastructure';
@@ -97,18 +98,6 @@ const history: fc.Arbitrary<{ events: MessageEvent[]; batchSizes: number[]; repl
     return { events, batchSizes, replay };
   });
 
-function recorded(events: readonly MessageEvent[]): RecordedEvent[] {
-  return events.map((event, i) => ({
-    id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-    streamName: `message-${event.data.messageId}`,
-    revision: 0n,
-    position: BigInt(i + 10),
-    type: event.type,
-    data: event.data,
-    metadata: {},
-    createdAt: new Date(0),
-  }));
-}
 
 /** The obvious fold: one event at a time, in memory. Returns the tables as the projection's queries below read them. */
 function foldOneByOne(events: readonly RecordedEvent[]) {
@@ -182,6 +171,7 @@ function sortBy<T extends Record<string, unknown>>(rows: T[], ...keys: string[])
   return rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
+const messageStream = (event: MessageEvent) => `message-${event.data.messageId}`;
 const iso = (value: Date | null) => value?.toISOString() ?? null;
 
 describe('notifications projection: set-based batches equal the one-by-one fold', () => {
@@ -224,7 +214,7 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
   it('for generated histories and batchings, live and replaying (a rebuild)', async () => {
     await fc.assert(
       fc.asyncProperty(history, async ({ events, batchSizes, replay }) => {
-        const stream = recorded(events);
+        const stream = recorded(events, messageStream);
         const publications = await applyInBatches(stream, batchSizes, replay);
         const expected = foldOneByOne(stream);
         const actual = await readTables();
@@ -245,7 +235,7 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
   });
 
   it('is not fooled by a fold that skips the counters (the comparison can fail)', async () => {
-    const events = recorded(messageEvents(1, { app: 'app-a', recipients: ['u1', 'u2'], scheduled: false, outcome: 'none', expires: false, ackers: ['u1'], ackApp: 'app-a' }));
+    const events = recorded(messageEvents(1, { app: 'app-a', recipients: ['u1', 'u2'], scheduled: false, outcome: 'none', expires: false, ackers: ['u1'], ackApp: 'app-a' }), messageStream);
     await applyInBatches(events, [1]);
     await infrastructure.database.pool.query(`UPDATE inbox_counters SET unread = unread + 1`);
     expect((await readTables()).counters).not.to.deep.equal(foldOneByOne(events).counters);
