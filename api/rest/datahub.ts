@@ -49,6 +49,8 @@ const SendBody = t.intersection([
   t.partial({ receiver: t.string, request_id: t.string }),
 ]);
 
+const WhitelistData = t.type({ repname: t.string, itemname: t.string });
+
 /** A query parameter given once, as the integer it must be, within bounds; absent → undefined. */
 function integerParam(query: express.Request['query'], name: string, min: number, max: number): number | undefined {
   const raw = query[name];
@@ -115,6 +117,14 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
     const viewer = await authenticated(req);
     const body = decode(SendBody, req.body);
     if (!NotificationTypeCodec.is(body.type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+    if (body.type === 'apply_whitelist') {
+      const item = decode(WhitelistData, body.data);
+      const owner = parseReceivers(body.receiver);
+      if (owner.length !== 1) throw badRequest('receiver: the owner of the item, one user, is required for apply_whitelist');
+      await datahub.applyWhitelist(viewer, { repname: item.repname, itemname: item.itemname, owner: owner[0]! }, clock());
+      res.status(200).end();
+      return;
+    }
     if (!USER_TYPES.has(body.type)) throw badRequest(`type ${body.type} is not sent on this route in this release`);
     if (body.request_id !== undefined && (body.request_id.length === 0 || body.request_id.length > MAX_REQUEST_ID_LENGTH)) {
       throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters`);

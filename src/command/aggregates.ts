@@ -1,6 +1,7 @@
 import { appDecider, AppEvent, type AppCommand, type AppState } from '../../domain/app/app';
 import { inboxStatsDecider, InboxStatsEvent, type InboxStatsCommand, type InboxStatsState } from '../../domain/notification/inboxStats';
 import { notificationDecider, NotificationEvent, type NotificationCommand, type NotificationState } from '../../domain/notification/notification';
+import { whitelistDecider, WhitelistEvent, type WhitelistCommand, type WhitelistState } from '../../domain/whitelist/whitelistApplication';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
 import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
 import type { Aggregate } from './commandHandler';
@@ -11,3 +12,4 @@ export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState>
 export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageState> = { decider: messageDecider, eventCodec: MessageEvent };
 export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = { decider: notificationDecider, eventCodec: NotificationEvent };
 export const inboxStatsAggregate: Aggregate<InboxStatsCommand, InboxStatsEvent, InboxStatsState> = { decider: inboxStatsDecider, eventCodec: InboxStatsEvent };
+export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = { decider: whitelistDecider, eventCodec: WhitelistEvent };

@@ -3,7 +3,8 @@ import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { inboxStreamName } from '../../domain/notification/inboxStats';
 import { NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
-import { inboxStatsAggregate, notificationAggregate } from '../command/aggregates';
+import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
+import { inboxStatsAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Viewer } from '../identity/tickets';
@@ -95,6 +96,47 @@ export class Datahub {
       newStream(notificationAggregate),
     );
     await this.deps.readYourWrites(result.position);
+  }
+
+  /**
+   * The caller applies to be whitelisted for an item; its owner gets an `apply_whitelist` notification
+   * (level 50, data {repname, itemname}). herald does not know who owns an item, so the caller names the
+   * owner (datahub's `receiver`). Both steps have ids derived from the application, so a retried request
+   * completes what a failed one began and notifies once.
+   */
+  async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner: string }, now: Date): Promise<void> {
+    const applicationId = uuidv5(JSON.stringify([viewer.appId, input.repname, input.itemname, viewer.userId]), NOTIFICATION_ID_NAMESPACE);
+    const context = { appId: viewer.appId, actor: `user:${viewer.userId}`, commandId: `apply-whitelist:${applicationId}` };
+    const applied = await handleCommand(
+      this.deps.store,
+      whitelistAggregate,
+      whitelistStreamName(applicationId),
+      { type: 'ApplyWhitelist', applicationId, appId: viewer.appId, ...input, applicant: viewer.userId, now: now.toISOString() },
+      context,
+      newStream(whitelistAggregate),
+    );
+    const notificationId = uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
+    const notified = await handleCommand(
+      this.deps.store,
+      notificationAggregate,
+      notificationStreamName(notificationId),
+      {
+        type: 'SendNotification',
+        notificationId,
+        appId: viewer.appId,
+        notificationType: 'apply_whitelist',
+        sender: viewer.userId,
+        senderIsAdmin: false,
+        receivers: [input.owner],
+        level: 50,
+        forClient: false,
+        data: { repname: input.repname, itemname: input.itemname },
+        now: now.toISOString(),
+      },
+      context,
+      newStream(notificationAggregate),
+    );
+    await this.deps.readYourWrites(notified.position ?? applied.position);
   }
 
   list(viewer: Viewer, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }> {

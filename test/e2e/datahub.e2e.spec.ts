@@ -83,6 +83,35 @@ describe('datahub REST (seed 001) over HTTP', function () {
       expect(two.status).to.equal(400);
     });
 
+    it("applies for the seed's whitelist (repo001/item123): the owner named in receiver is notified once, at level 50", async () => {
+      const applicant = await ticketFor('applicant@example.com');
+      const owner = await ticketFor('owner@example.com');
+      const apply = { type: 'apply_whitelist', receiver: 'owner@example.com', data: { repname: 'repo001', itemname: 'item123' } };
+      for (let i = 0; i < 2; i++) {
+        const applied = await call('POST', '/notifications', applicant, apply);
+        expect(applied.status, applied.text).to.equal(200);
+        expect(applied.text).to.equal('');
+      }
+      const { total, results } = await list(owner);
+      expect(total, 'applying again notifies once').to.equal(1);
+      expect(results[0]).to.include({ type: 'apply_whitelist', sender: 'applicant@example.com', level: 50, status: 0 });
+      expect(results[0]!.data).to.deep.equal({ repname: 'repo001', itemname: 'item123' });
+      expect((await list(owner, '?level=50')).total).to.equal(1);
+      expect((await stats(owner)).apply_whitelist).to.equal(1);
+
+      for (const [what, body] of [
+        ['no owner', { type: 'apply_whitelist', data: { repname: 'repo001', itemname: 'item123' } }],
+        ['two owners', { ...apply, receiver: 'a,b' }],
+        ['no itemname', { ...apply, data: { repname: 'repo001' } }],
+        ['an empty repname', { ...apply, data: { repname: ' ', itemname: 'item123' } }],
+        ['the applicant owning the item', { ...apply, receiver: 'applicant@example.com', data: { repname: 'r', itemname: 'i' } }],
+      ] as const) {
+        const refused = await call('POST', '/notifications', applicant, body);
+        expect(refused.status, what).to.equal(400);
+      }
+      expect((await list(owner)).total, 'nothing more for the owner').to.equal(1);
+    });
+
     it('answers bad requests with 400/401 in its envelope', async () => {
       const cases: Array<[string, string | undefined, unknown, number]> = [
         ['no ticket', undefined, { type: 'private_message', receiver: 'x', data: {} }, 401],
