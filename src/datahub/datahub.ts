@@ -75,7 +75,13 @@ export class Datahub {
 
   async send(viewer: Viewer, input: SendNotificationInput, now: Date): Promise<void> {
     const notificationId = input.requestId ? uuidv5(`${viewer.appId}/${viewer.userId}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
-    const result = await handleCommand(
+    const result = await this.sendAs(viewer, notificationId, input, input.requestId, now);
+    await this.deps.readYourWrites(result.position);
+  }
+
+  /** Sends a notification from the viewer; `commandId` makes a retry append nothing twice. */
+  private sendAs(viewer: Viewer, notificationId: string, input: Omit<SendNotificationInput, 'requestId'>, commandId: string | undefined, now: Date) {
+    return handleCommand(
       this.deps.store,
       notificationAggregate,
       notificationStreamName(notificationId),
@@ -92,10 +98,9 @@ export class Datahub {
         data: input.data,
         now: now.toISOString(),
       },
-      { appId: viewer.appId, actor: `user:${viewer.userId}`, ...(input.requestId && { commandId: input.requestId }) },
+      { appId: viewer.appId, actor: `user:${viewer.userId}`, ...(commandId && { commandId }) },
       newStream(notificationAggregate),
     );
-    await this.deps.readYourWrites(result.position);
   }
 
   /**
@@ -116,25 +121,12 @@ export class Datahub {
       newStream(whitelistAggregate),
     );
     const notificationId = uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
-    const notified = await handleCommand(
-      this.deps.store,
-      notificationAggregate,
-      notificationStreamName(notificationId),
-      {
-        type: 'SendNotification',
-        notificationId,
-        appId: viewer.appId,
-        notificationType: 'apply_whitelist',
-        sender: viewer.userId,
-        senderIsAdmin: false,
-        receivers: [input.owner],
-        level: 50,
-        forClient: false,
-        data: { repname: input.repname, itemname: input.itemname },
-        now: now.toISOString(),
-      },
-      context,
-      newStream(notificationAggregate),
+    const notified = await this.sendAs(
+      viewer,
+      notificationId,
+      { type: 'apply_whitelist', receivers: [input.owner], level: 50, forClient: false, data: { repname: input.repname, itemname: input.itemname } },
+      context.commandId,
+      now,
     );
     await this.deps.readYourWrites(notified.position ?? applied.position);
   }
