@@ -1,7 +1,7 @@
 import { isRight } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
-import { InboxStatsEvent } from '../domain/notification/inboxStats';
+import { InboxEvent } from '../domain/notification/inbox';
 import { NotificationEvent, type NotificationType } from '../domain/notification/notification';
 import type { DatahubQueries, NotificationFilter, Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
@@ -129,7 +129,7 @@ function toBatch(events: readonly RecordedEvent[]) {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An event this projection applies; anything else (other events, a malformed one) is skipped. */
-const DatahubEvent = t.union([NotificationEvent, InboxStatsEvent]);
+const DatahubEvent = t.union([NotificationEvent, InboxEvent]);
 
 function decode(recorded: RecordedEvent): t.TypeOf<typeof DatahubEvent> | undefined {
   const decoded = DatahubEvent.decode({ type: recorded.type, data: recorded.data });

@@ -1,5 +1,5 @@
 import { appDecider, AppEvent, type AppCommand, type AppState } from '../../domain/app/app';
-import { inboxStatsDecider, InboxStatsEvent, type InboxStatsCommand, type InboxStatsState } from '../../domain/notification/inboxStats';
+import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/notification/inbox';
 import { notificationDecider, NotificationEvent, type NotificationCommand, type NotificationState } from '../../domain/notification/notification';
 import { whitelistDecider, WhitelistEvent, type WhitelistCommand, type WhitelistState } from '../../domain/whitelist/whitelistApplication';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
@@ -11,5 +11,5 @@ export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider
 export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState> = { decider: ticketDecider, eventCodec: TicketEvent };
 export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageState> = { decider: messageDecider, eventCodec: MessageEvent };
 export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = { decider: notificationDecider, eventCodec: NotificationEvent };
-export const inboxStatsAggregate: Aggregate<InboxStatsCommand, InboxStatsEvent, InboxStatsState> = { decider: inboxStatsDecider, eventCodec: InboxStatsEvent };
+export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = { decider: inboxDecider, eventCodec: InboxEvent };
 export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = { decider: whitelistDecider, eventCodec: WhitelistEvent };

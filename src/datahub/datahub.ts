@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { inboxStreamName } from '../../domain/notification/inboxStats';
+import { inboxStreamName } from '../../domain/notification/inbox';
 import { NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
 import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
-import { inboxStatsAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
+import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Viewer } from '../identity/tickets';
@@ -144,7 +144,7 @@ export class Datahub {
   async clearStats(viewer: Viewer, now: Date): Promise<void> {
     const result = await handleCommand(
       this.deps.store,
-      inboxStatsAggregate,
+      inboxAggregate,
       inboxStreamName(viewer.appId, viewer.userId),
       { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
       { appId: viewer.appId, actor: `user:${viewer.userId}` },

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { InboxStatsEvent } from '../../domain/notification/inboxStats';
+import type { InboxEvent } from '../../domain/notification/inbox';
 import type { NotificationEvent } from '../../domain/notification/notification';
 import { datahubProjection } from '../../projections/datahub';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
@@ -33,9 +33,9 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant('clear' as const), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
 );
 
-function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxStatsEvent> {
+function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent> {
   let sent = 0;
-  return steps.map((s, i): NotificationEvent | InboxStatsEvent => {
+  return steps.map((s, i): NotificationEvent | InboxEvent => {
     switch (s.kind) {
       case 'send':
         return {
@@ -57,7 +57,7 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
   const deliveries = new Map<string, { app: string; user: string; type: string; position: bigint; read: boolean }>();
   const clearedUpTo = new Map<string, bigint>();
   for (const { type, data, position } of events) {
-    const event = { type, data } as NotificationEvent | InboxStatsEvent;
+    const event = { type, data } as NotificationEvent | InboxEvent;
     if (event.type === 'NotificationSent') {
       for (const user of new Set(event.data.receivers)) {
         const key = `${event.data.notificationId}/${user}`;

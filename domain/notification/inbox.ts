@@ -1,0 +1,70 @@
+import * as t from 'io-ts';
+import { unreachable, type Decider } from '../decider';
+import { NotificationRead } from './notification';
+
+/**
+ * A user's inbox in one app (datahub): what belongs to the user rather than to one notification.
+ * Stream: `inbox-<appId>.<userId>`.
+ *
+ * - Clearing the stats (`DELETE /notification_stat`) is an event, so a rebuilt read model clears them at
+ *   the same point of the history. After a clear the stats count only the unread notifications that
+ *   arrived after it; the notifications themselves stay unread.
+ * - Reading a site broadcast: a broadcast is one event for the whole app, so who has read it is kept
+ *   per user, here, not on the broadcast's own stream (which would grow with every user of the app).
+ */
+
+export const NotificationStatsCleared = t.type({
+  type: t.literal('NotificationStatsCleared'),
+  data: t.type({ appId: t.string, userId: t.string, clearedAt: t.string }),
+});
+export const InboxEvent = t.union([NotificationStatsCleared, NotificationRead]);
+export type InboxEvent = t.TypeOf<typeof InboxEvent>;
+
+export interface ClearNotificationStats {
+  readonly type: 'ClearNotificationStats';
+  readonly appId: string;
+  readonly userId: string;
+  readonly now: string;
+}
+/** The caller found the broadcast in its app's read model; reading it twice records one read. */
+export interface MarkBroadcastRead {
+  readonly type: 'MarkBroadcastRead';
+  readonly appId: string;
+  readonly userId: string;
+  readonly notificationId: string;
+  readonly now: string;
+}
+export type InboxCommand = ClearNotificationStats | MarkBroadcastRead;
+export interface InboxState {
+  readonly broadcastsRead: ReadonlySet<string>;
+}
+
+export const inboxStreamName = (appId: string, userId: string) => `inbox-${appId}.${userId}`;
+
+export const inboxDecider: Decider<InboxCommand, InboxEvent, InboxState> = {
+  initialState: () => ({ broadcastsRead: new Set() }),
+  evolve(state, event) {
+    switch (event.type) {
+      case 'NotificationStatsCleared':
+        return state;
+      case 'NotificationRead':
+        return { broadcastsRead: new Set([...state.broadcastsRead, event.data.notificationId]) };
+      default:
+        return unreachable(event);
+    }
+  },
+  decide(command, state) {
+    switch (command.type) {
+      // Every clear counts: each one resets the stats at its point of the history.
+      case 'ClearNotificationStats':
+        return [{ type: 'NotificationStatsCleared', data: { appId: command.appId, userId: command.userId, clearedAt: command.now } }];
+      case 'MarkBroadcastRead': {
+        if (state.broadcastsRead.has(command.notificationId)) return [];
+        const { notificationId, appId, userId, now } = command;
+        return [{ type: 'NotificationRead', data: { notificationId, appId, userId, readAt: now } }];
+      }
+      default:
+        return unreachable(command);
+    }
+  },
+};
