@@ -2,8 +2,8 @@ import { isRight } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
 import { InboxEvent } from '../domain/notification/inbox';
-import { NotificationEvent, type NotificationType } from '../domain/notification/notification';
-import type { DatahubQueries, NotificationFilter, Owner } from '../src/datahub/datahub';
+import { BROADCAST_TYPE, forBrowser, NotificationEvent, subscriptionEnded, type NotificationType } from '../domain/notification/notification';
+import type { DatahubQueries, ItemSubscribers, NotificationFilter, Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { Projection } from '../src/projection/projection';
 
@@ -14,11 +14,28 @@ import type { Projection } from '../src/projection/projection';
  * Stats are maintained counters: +1 per delivery, −1 per first read of a counted notification. A clear
  * records the position it happened at (`datahub_stats_cleared.up_to`); only notifications after it count,
  * so the user's counters are recounted from the (few) notifications after that position.
+ *
+ * A site broadcast is one row for the whole app (`datahub_broadcasts`), whatever the number of users, so
+ * users who appear later see it too. Each broadcast has an ordinal in its app (1, 2, …), so the app's
+ * latest ordinal is the number of broadcasts sent. A user's reads of broadcasts are rows of their own;
+ * `datahub_broadcast_views.uncounted` is how many of the app's broadcasts do not count as unread for the
+ * user (those up to the user's last clear, and those after it the user read): unread = latest − uncounted.
+ *
+ * `datahub_item_subscribers`: who subscribes to which item, as the subs_events herald delivered tell
+ * (the latest one per user and item decides; see subscriptionEnded), for the to_subscriptions.json topic.
  */
 export const datahubProjection: Projection = {
   name: 'datahub',
-  version: 1,
-  tables: ['datahub_notifications', 'datahub_stats', 'datahub_stats_cleared'],
+  version: 2,
+  tables: [
+    'datahub_notifications',
+    'datahub_stats',
+    'datahub_stats_cleared',
+    'datahub_broadcasts',
+    'datahub_broadcast_reads',
+    'datahub_broadcast_views',
+    'datahub_item_subscribers',
+  ],
   handles: (eventType) => eventType.startsWith('Notification'),
   migrations: [
     {
@@ -56,17 +73,71 @@ export const datahubProjection: Projection = {
         );
       `,
     },
+    {
+      // A notification may be in both lists (the seed's message key rule); site broadcasts.
+      id: 'projection/datahub/002',
+      sql: `
+        ALTER TABLE datahub_notifications ADD COLUMN for_browser boolean NOT NULL DEFAULT true;
+        ALTER TABLE datahub_notifications ALTER COLUMN for_browser DROP DEFAULT;
+        DROP INDEX datahub_notifications_list;
+        CREATE INDEX datahub_notifications_browser ON datahub_notifications (app_id, user_id, message_id DESC) WHERE for_browser;
+        CREATE INDEX datahub_notifications_client ON datahub_notifications (app_id, user_id, message_id DESC) WHERE for_client;
+
+        CREATE TABLE datahub_broadcasts (
+          app_id text NOT NULL,
+          message_id bigint NOT NULL,
+          ordinal bigint NOT NULL,
+          notification_id uuid NOT NULL,
+          sender text NOT NULL,
+          level smallint NOT NULL,
+          for_browser boolean NOT NULL,
+          for_client boolean NOT NULL,
+          data jsonb NOT NULL,
+          sent_at timestamptz NOT NULL,
+          PRIMARY KEY (app_id, message_id)
+        );
+        CREATE UNIQUE INDEX datahub_broadcasts_notification ON datahub_broadcasts (notification_id);
+        CREATE TABLE datahub_broadcast_reads (
+          app_id text NOT NULL,
+          user_id text NOT NULL,
+          message_id bigint NOT NULL,
+          read_at timestamptz NOT NULL,
+          PRIMARY KEY (app_id, user_id, message_id)
+        );
+        CREATE TABLE datahub_broadcast_views (
+          app_id text NOT NULL,
+          user_id text NOT NULL,
+          uncounted bigint NOT NULL,
+          PRIMARY KEY (app_id, user_id)
+        );
+        CREATE TABLE datahub_item_subscribers (
+          app_id text NOT NULL,
+          repname text NOT NULL,
+          itemname text NOT NULL,
+          user_id text NOT NULL,
+          subscribed boolean NOT NULL,
+          position bigint NOT NULL,
+          PRIMARY KEY (app_id, repname, itemname, user_id)
+        );
+      `,
+    },
   ],
 
   // Sends, then reads, then clears: a clear recounts its users from what the two before left, so the
   // order of events inside one batch does not change the outcome (test/int/datahubProjection).
   async handle(events, tx) {
-    const { sent, read, cleared } = toBatch(events);
+    const { sent, broadcast, subscriptions, read, cleared } = toBatch(events);
     if (sent.id.length > 0) await tx.query({ name: 'datahub-deliver', text: DELIVER, values: Object.values(sent) });
-    if (read.id.length > 0) await tx.query({ name: 'datahub-read', text: READ, values: Object.values(read) });
+    if (subscriptions.app.length > 0) await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: Object.values(subscriptions) });
+    if (broadcast.id.length > 0) await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: Object.values(broadcast) });
+    if (read.id.length > 0) {
+      await tx.query({ name: 'datahub-read', text: READ, values: Object.values(read) });
+      await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: Object.values(read) });
+    }
     if (cleared.app.length > 0) {
       await tx.query({ name: 'datahub-clear', text: CLEAR, values: Object.values(cleared) });
       await tx.query({ name: 'datahub-recount', text: RECOUNT, values: Object.values(cleared) });
+      await tx.query({ name: 'datahub-recount-broadcasts', text: RECOUNT_BROADCASTS, values: Object.values(cleared) });
     }
     return [];
   },
@@ -81,11 +152,24 @@ function toBatch(events: readonly RecordedEvent[]) {
     sender: [] as string[],
     receivers: [] as string[],
     level: [] as number[],
+    forBrowser: [] as boolean[],
     forClient: [] as boolean[],
     data: [] as string[],
     sentAt: [] as string[],
     position: [] as string[],
   };
+  const broadcast = {
+    id: [] as string[],
+    app: [] as string[],
+    sender: [] as string[],
+    level: [] as number[],
+    forBrowser: [] as boolean[],
+    forClient: [] as boolean[],
+    data: [] as string[],
+    sentAt: [] as string[],
+    position: [] as string[],
+  };
+  const subscriptions = { app: [] as string[], repname: [] as string[], itemname: [] as string[], receivers: [] as string[], subscribed: [] as boolean[], position: [] as string[] };
   const read = { id: [] as string[], app: [] as string[], user: [] as string[], at: [] as string[], position: [] as string[] };
   const cleared = { app: [] as string[], user: [] as string[], position: [] as string[] };
   for (const recorded of events) {
@@ -96,16 +180,38 @@ function toBatch(events: readonly RecordedEvent[]) {
       case 'NotificationSent': {
         const d = event.data;
         if (!UUID.test(d.notificationId)) break;
+        if (d.notificationType === BROADCAST_TYPE) {
+          broadcast.id.push(d.notificationId);
+          broadcast.app.push(d.appId);
+          broadcast.sender.push(d.sender);
+          broadcast.level.push(d.level);
+          broadcast.forBrowser.push(forBrowser(d));
+          broadcast.forClient.push(d.forClient);
+          broadcast.data.push(JSON.stringify(d.data));
+          broadcast.sentAt.push(d.sentAt);
+          broadcast.position.push(position);
+          break;
+        }
         sent.id.push(d.notificationId);
         sent.app.push(d.appId);
         sent.type.push(d.notificationType);
         sent.sender.push(d.sender);
         sent.receivers.push(JSON.stringify(d.receivers));
         sent.level.push(d.level);
+        sent.forBrowser.push(forBrowser(d));
         sent.forClient.push(d.forClient);
         sent.data.push(JSON.stringify(d.data));
         sent.sentAt.push(d.sentAt);
         sent.position.push(position);
+        const { repname, itemname } = d.data;
+        if (d.notificationType === 'subs_event' && typeof repname === 'string' && typeof itemname === 'string') {
+          subscriptions.app.push(d.appId);
+          subscriptions.repname.push(repname);
+          subscriptions.itemname.push(itemname);
+          subscriptions.receivers.push(JSON.stringify(d.receivers));
+          subscriptions.subscribed.push(!subscriptionEnded(d.data));
+          subscriptions.position.push(position);
+        }
         break;
       }
       case 'NotificationRead':
@@ -123,7 +229,7 @@ function toBatch(events: readonly RecordedEvent[]) {
         break;
     }
   }
-  return { sent, read, cleared };
+  return { sent, broadcast, subscriptions, read, cleared };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -139,11 +245,11 @@ function decode(recorded: RecordedEvent): t.TypeOf<typeof DatahubEvent> | undefi
 // A delivery per distinct receiver (a repeated NotificationSent changes nothing), each counted unread.
 const DELIVER = `
   WITH delivered AS (
-    INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_client, data, sent_at)
-    SELECT u.app, r.user_id, u.position, u.id, u.type, u.sender, u.level, u.for_client, u.data, u.sent_at
-      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::smallint[], $7::boolean[], $8::jsonb[],
-                  $9::timestamptz[], $10::bigint[])
-           AS u(id, app, type, sender, receivers, level, for_client, data, sent_at, position)
+    INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_browser, for_client, data, sent_at)
+    SELECT u.app, r.user_id, u.position, u.id, u.type, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::smallint[], $7::boolean[], $8::boolean[], $9::jsonb[],
+                  $10::timestamptz[], $11::bigint[])
+           AS u(id, app, type, sender, receivers, level, for_browser, for_client, data, sent_at, position)
       CROSS JOIN LATERAL (SELECT DISTINCT jsonb_array_elements_text(u.receivers)) AS r(user_id)
     ON CONFLICT DO NOTHING
     RETURNING app_id, user_id, type
@@ -174,6 +280,49 @@ const READ = `
    GROUP BY m.app_id, m.user_id, m.type
   ON CONFLICT (app_id, user_id, type) DO UPDATE SET unread = s.unread + excluded.unread`;
 
+// The latest subs_event per user and item decides whether the user subscribes to it.
+const SUBSCRIBERS = `
+  INSERT INTO datahub_item_subscribers AS s (app_id, repname, itemname, user_id, subscribed, position)
+  SELECT DISTINCT ON (u.app, u.repname, u.itemname, r.user_id) u.app, u.repname, u.itemname, r.user_id, u.subscribed, u.position
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::boolean[], $6::bigint[]) AS u(app, repname, itemname, receivers, subscribed, position)
+    CROSS JOIN LATERAL jsonb_array_elements_text(u.receivers) AS r(user_id)
+   ORDER BY u.app, u.repname, u.itemname, r.user_id, u.position DESC
+  ON CONFLICT (app_id, repname, itemname, user_id) DO UPDATE SET subscribed = excluded.subscribed, position = excluded.position
+   WHERE excluded.position > s.position`;
+
+// One row per broadcast, numbered on from its app's latest ordinal (a repeated NotificationSent, possible
+// only in a corrupt history, is skipped so the ordinals stay a count).
+const BROADCAST = `
+  INSERT INTO datahub_broadcasts (app_id, message_id, ordinal, notification_id, sender, level, for_browser, for_client, data, sent_at)
+  SELECT u.app, u.position,
+         coalesce((SELECT b.ordinal FROM datahub_broadcasts b WHERE b.app_id = u.app ORDER BY b.message_id DESC LIMIT 1), 0)
+           + row_number() OVER (PARTITION BY u.app ORDER BY u.position),
+         u.id, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at
+    FROM (SELECT DISTINCT ON (id) *
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::boolean[], $6::boolean[], $7::jsonb[], $8::timestamptz[], $9::bigint[])
+                 AS u(id, app, sender, level, for_browser, for_client, data, sent_at, position)
+           ORDER BY id, position) u
+   WHERE NOT EXISTS (SELECT 1 FROM datahub_broadcasts b WHERE b.notification_id = u.id)`;
+
+// A user's first read of a broadcast of the app, after it was sent; it uncounts it if it counted (after the last clear).
+const READ_BROADCAST = `
+  WITH first_read AS (
+    SELECT DISTINCT ON (b.app_id, r.user_id, b.message_id) b.app_id, r.user_id, b.message_id, r.at
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[]) AS r(id, app, user_id, at, position)
+      JOIN datahub_broadcasts b ON b.notification_id = r.id AND b.app_id = r.app AND r.position > b.message_id
+     ORDER BY b.app_id, r.user_id, b.message_id, r.position
+  ), marked AS (
+    INSERT INTO datahub_broadcast_reads (app_id, user_id, message_id, read_at) SELECT app_id, user_id, message_id, at FROM first_read
+    ON CONFLICT DO NOTHING
+    RETURNING app_id, user_id, message_id
+  )
+  INSERT INTO datahub_broadcast_views AS v (app_id, user_id, uncounted)
+  SELECT m.app_id, m.user_id, count(*)
+    FROM marked m LEFT JOIN datahub_stats_cleared c ON c.app_id = m.app_id AND c.user_id = m.user_id
+   WHERE m.message_id > coalesce(c.up_to, -1)
+   GROUP BY m.app_id, m.user_id
+  ON CONFLICT (app_id, user_id) DO UPDATE SET uncounted = v.uncounted + excluded.uncounted`;
+
 const CLEARED_USERS = `
   SELECT app, user_id, max(position) AS up_to
     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(app, user_id, position)
@@ -196,6 +345,16 @@ const RECOUNT = `
    GROUP BY n.app_id, n.user_id, n.type
   ON CONFLICT (app_id, user_id, type) DO UPDATE SET unread = excluded.unread`;
 
+// After a clear: the broadcasts sent before it, and those after it the user has read.
+const RECOUNT_BROADCASTS = `
+  WITH cleared AS (${CLEARED_USERS})
+  INSERT INTO datahub_broadcast_views AS v (app_id, user_id, uncounted)
+  SELECT cleared.app, cleared.user_id,
+         coalesce((SELECT b.ordinal FROM datahub_broadcasts b WHERE b.app_id = cleared.app AND b.message_id < cleared.up_to ORDER BY b.message_id DESC LIMIT 1), 0)
+           + (SELECT count(*) FROM datahub_broadcast_reads r WHERE r.app_id = cleared.app AND r.user_id = cleared.user_id AND r.message_id > cleared.up_to)
+    FROM cleared
+  ON CONFLICT (app_id, user_id) DO UPDATE SET uncounted = excluded.uncounted`;
+
 interface NotificationRow {
   total: string;
   message_id: string | null;
@@ -212,19 +371,29 @@ interface NotificationRow {
 export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
   return {
     async list(owner: Owner, filter: NotificationFilter) {
-      // One statement: the total as one row, the page joined to it (an empty page still carries the total).
-      const where = `app_id = $1 AND user_id = $2 AND for_client = $3
-        AND ($4::text IS NULL OR type = $4) AND ($5::text IS NULL OR sender = $5) AND ($6::smallint IS NULL OR level = $6)
-        ${filter.status === 'unread' ? 'AND read_at IS NULL' : filter.status === 'read' ? 'AND read_at IS NOT NULL' : ''}`;
+      // The user's own notifications and the app's broadcasts, each filtered on its index; one statement
+      // for the total (one row) and the page joined to it (an empty page still carries the total).
+      const list = filter.forClient ? 'for_client' : 'for_browser';
+      const status = filter.status === 'unread' ? 'AND read_at IS NULL' : filter.status === 'read' ? 'AND read_at IS NOT NULL' : '';
+      const mine = `
+        SELECT message_id, notification_id, type, sender, level, data, sent_at, read_at
+          FROM datahub_notifications
+         WHERE app_id = $1 AND user_id = $2 AND ${list}
+           AND ($3::text IS NULL OR type = $3) AND ($4::text IS NULL OR sender = $4) AND ($5::smallint IS NULL OR level = $5) ${status}`;
+      const broadcasts = `
+        SELECT b.message_id, b.notification_id, '${BROADCAST_TYPE}' AS type, b.sender, b.level, b.data, b.sent_at, r.read_at
+          FROM datahub_broadcasts b
+          LEFT JOIN datahub_broadcast_reads r ON r.app_id = b.app_id AND r.user_id = $2 AND r.message_id = b.message_id
+         WHERE b.app_id = $1 AND b.${list}
+           AND ($3::text IS NULL OR $3 = '${BROADCAST_TYPE}') AND ($4::text IS NULL OR b.sender = $4) AND ($5::smallint IS NULL OR b.level = $5) ${status}`;
       const { rows } = await pool.query<NotificationRow>(
         `SELECT t.total, p.*
-           FROM (SELECT count(*) AS total FROM datahub_notifications WHERE ${where}) t
+           FROM (SELECT (SELECT count(*) FROM (${mine}) m) + (SELECT count(*) FROM (${broadcasts}) b) AS total) t
            LEFT JOIN LATERAL (
-                SELECT message_id, notification_id, type, sender, level, data, sent_at, read_at
-                  FROM datahub_notifications WHERE ${where}
-                 ORDER BY message_id DESC OFFSET $7 LIMIT $8) p ON true
+                SELECT * FROM ((${mine} ORDER BY message_id DESC LIMIT $6::bigint + $7::bigint) UNION ALL (${broadcasts} ORDER BY b.message_id DESC LIMIT $6::bigint + $7::bigint)) u
+                 ORDER BY message_id DESC OFFSET $6 LIMIT $7) p ON true
           ORDER BY p.message_id DESC`,
-        [owner.appId, owner.userId, filter.forClient, filter.type ?? null, filter.sender ?? null, filter.level ?? null, (filter.page - 1) * filter.size, filter.size],
+        [owner.appId, owner.userId, filter.type ?? null, filter.sender ?? null, filter.level ?? null, (filter.page - 1) * filter.size, filter.size],
       );
       const results = rows
         .filter((row) => row.message_id !== null)
@@ -242,20 +411,42 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
     },
 
     async unreadStats(owner) {
+      // The maintained counters, and the app's latest broadcast ordinal less what the user does not count.
       const { rows } = await pool.query<{ type: string; unread: string }>({
         name: 'datahub-stats',
-        text: 'SELECT type, unread FROM datahub_stats WHERE app_id = $1 AND user_id = $2 AND unread > 0',
+        text: `SELECT type, unread FROM datahub_stats WHERE app_id = $1 AND user_id = $2 AND unread > 0
+               UNION ALL
+               SELECT '${BROADCAST_TYPE}', latest.ordinal - coalesce(v.uncounted, 0)
+                 FROM (SELECT ordinal FROM datahub_broadcasts WHERE app_id = $1 ORDER BY message_id DESC LIMIT 1) latest
+                 LEFT JOIN datahub_broadcast_views v ON v.app_id = $1 AND v.user_id = $2`,
         values: [owner.appId, owner.userId],
       });
-      return new Map(rows.map((row) => [row.type, Number(row.unread)]));
+      return new Map(rows.filter((row) => Number(row.unread) > 0).map((row) => [row.type, Number(row.unread)]));
     },
 
-    async notificationIdOf(owner, messageId) {
-      const { rows } = await pool.query<{ notification_id: string }>(
-        'SELECT notification_id FROM datahub_notifications WHERE app_id = $1 AND user_id = $2 AND message_id = $3',
+    async findReceived(owner, messageId) {
+      const { rows } = await pool.query<{ notification_id: string; broadcast: boolean }>(
+        `SELECT notification_id, false AS broadcast FROM datahub_notifications WHERE app_id = $1 AND user_id = $2 AND message_id = $3
+         UNION ALL
+         SELECT notification_id, true FROM datahub_broadcasts WHERE app_id = $1 AND message_id = $3`,
         [owner.appId, owner.userId, messageId],
       );
-      return rows[0]?.notification_id;
+      return rows[0] && { notificationId: rows[0].notification_id, broadcast: rows[0].broadcast };
+    },
+  };
+}
+
+/** The subscribers the datahub projection knows, behind the interface src/datahub declares. */
+export function itemSubscribers(pool: Pool | PoolClient): ItemSubscribers {
+  return {
+    async page(appId, item, after, limit) {
+      const { rows } = await pool.query<{ user_id: string }>(
+        `SELECT DISTINCT user_id FROM datahub_item_subscribers
+          WHERE app_id = $1 AND repname = $2 AND ($3::text IS NULL OR itemname = $3) AND subscribed AND user_id > $4
+          ORDER BY user_id LIMIT $5`,
+        [appId, item.repname, item.itemname ?? null, after, limit],
+      );
+      return rows.map((row) => row.user_id);
     },
   };
 }

@@ -1,11 +1,12 @@
 import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
 import { OperationChecks } from '../api/graphql/operationChecks';
 import { datahubRouter } from '../api/rest/datahub';
+import { datahubTopicsRouter } from '../api/rest/datahubTopics';
 import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
 import { appSecrets } from '../projections/apps';
-import { datahubProjection, datahubQueries } from '../projections/datahub';
+import { datahubProjection, datahubQueries, itemSubscribers } from '../projections/datahub';
 import { notificationQueries, notificationsProjection } from '../projections/notifications';
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
@@ -140,6 +141,7 @@ export async function startHerald(
     const datahub = new Datahub({
       store,
       queries: datahubQueries(database.pool),
+      subscribers: itemSubscribers(database.pool),
       readYourWrites: progress.readYourWrites([datahubProjection.name], config.readYourWritesTimeoutMs),
     });
     // Ready once every projection has caught up to the events that existed at start-up.
@@ -155,6 +157,7 @@ export async function startHerald(
     const routers = [
       koalaRouter({ tickets, messaging, clock, log }),
       datahubRouter({ tickets, datahub, clock, log }),
+      datahubTopicsRouter({ tickets, datahub, clock, log }),
       graphqlRouter({ schema, checks, tickets, clock, log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.

@@ -1,12 +1,12 @@
 import express from 'express';
-import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { isStorableText } from '../../domain/text';
 import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
-import { TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
+import { AppAuthError, TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
+import { decodeFormat, decodeNotificationData, FormatError } from './datahubFormats';
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import type { Logger } from '../../src/logger';
 
@@ -21,10 +21,13 @@ import type { Logger } from '../../src/logger';
 
 export const LIST_DEFAULT_SIZE = 20;
 export const LIST_MAX_SIZE = 100;
-/** Types a user sends on POST /notifications in this release; the others come from back-end services. */
-const USER_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'private_message']);
+/**
+ * Types a user sends on POST /notifications (apply_whitelist has its own command); the others come from
+ * back-end services (POST /topics/to_notifications.json).
+ */
+const USER_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'site_broadcast', 'private_message']);
 
-class DatahubError extends Error {
+export class DatahubError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
@@ -48,8 +51,6 @@ const SendBody = t.intersection([
   t.type({ type: t.string, data: t.UnknownRecord }),
   t.partial({ receiver: t.string, request_id: t.string }),
 ]);
-
-const WhitelistData = t.type({ repname: t.string, itemname: t.string });
 
 /** A query parameter given once, as the integer it must be, within bounds; absent → undefined. */
 function integerParam(query: express.Request['query'], name: string, min: number, max: number): number | undefined {
@@ -86,6 +87,14 @@ function listFilter(query: express.Request['query']): NotificationFilter {
   };
 }
 
+/** A client's idempotency key, if given. */
+export function checkRequestId(requestId: string | undefined): string | undefined {
+  if (requestId !== undefined && (requestId.length === 0 || requestId.length > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId))) {
+    throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
+  }
+  return requestId;
+}
+
 /** Receivers as the seed writes them: separated by commas (REST) or spaces (its MQ samples). */
 export function parseReceivers(receiver: string | undefined): string[] {
   return (receiver ?? '').split(/[\s,]+/).filter((r) => r.length > 0);
@@ -115,30 +124,22 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
 
   router.post('/notifications', json, route(log, async (req, res) => {
     const viewer = await authenticated(req);
-    const body = decode(SendBody, req.body);
+    const body = decodeFormat(SendBody, req.body);
     if (!NotificationTypeCodec.is(body.type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+    if (!USER_TYPES.has(body.type) && body.type !== 'apply_whitelist') throw badRequest(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
+    const data = decodeNotificationData(body.type, body.data);
     if (body.type === 'apply_whitelist') {
-      const item = decode(WhitelistData, body.data);
+      const item = data as { repname: string; itemname: string };
       const owner = parseReceivers(body.receiver);
       if (owner.length !== 1) throw badRequest('receiver: the owner of the item, one user, is required for apply_whitelist');
       await datahub.applyWhitelist(viewer, { repname: item.repname, itemname: item.itemname, owner: owner[0]! }, clock());
       res.status(200).end();
       return;
     }
-    if (!USER_TYPES.has(body.type)) throw badRequest(`type ${body.type} is not sent on this route in this release`);
-    if (body.request_id !== undefined && (body.request_id.length === 0 || body.request_id.length > MAX_REQUEST_ID_LENGTH)) {
-      throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters`);
-    }
+    const requestId = checkRequestId(body.request_id);
     await datahub.send(
       viewer,
-      {
-        type: body.type,
-        receivers: parseReceivers(body.receiver),
-        data: body.data,
-        level: 0,
-        forClient: false,
-        ...(body.request_id !== undefined && { requestId: body.request_id }),
-      },
+      { type: body.type, receivers: parseReceivers(body.receiver), data, level: 0, forBrowser: true, forClient: false, ...(requestId !== undefined && { requestId }) },
       clock(),
     );
     res.status(200).end();
@@ -184,7 +185,7 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
   return router;
 }
 
-function route(log: Logger, handler: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler {
+export function route(log: Logger, handler: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler {
   return (req, res) => {
     handler(req, res).catch((error: unknown) => {
       const known = toDatahubError(error);
@@ -194,13 +195,14 @@ function route(log: Logger, handler: (req: express.Request, res: express.Respons
   };
 }
 
-function reply(res: express.Response, error: DatahubError): void {
+export function reply(res: express.Response, error: DatahubError): void {
   res.status(error.status).json({ code: error.code, message: error.message });
 }
 
 function toDatahubError(error: unknown): DatahubError {
   if (error instanceof DatahubError) return error;
-  if (error instanceof TicketError) return new DatahubError(401, 'unauthorized', error.message);
+  if (error instanceof TicketError || error instanceof AppAuthError) return new DatahubError(401, 'unauthorized', error.message);
+  if (error instanceof FormatError) return badRequest(error.message);
   if (error instanceof DomainError) {
     const [status, code] = DOMAIN_STATUS[error.code];
     return new DatahubError(status, code, error.message);
@@ -208,16 +210,6 @@ function toDatahubError(error: unknown): DatahubError {
   return new DatahubError(500, 'internal', 'internal error');
 }
 
-function badRequest(message: string): DatahubError {
+export function badRequest(message: string): DatahubError {
   return new DatahubError(400, 'bad_request', message);
-}
-
-function decode<A>(codec: t.Decoder<unknown, A>, input: unknown): A {
-  const result = codec.decode(input);
-  if (isLeft(result)) {
-    const error = result.left[0];
-    const field = error?.context.map((c) => c.key).filter((k) => k !== '' && !/^\d+$/.test(k)).join('.');
-    throw badRequest(field ? `${field}: missing or malformed` : 'the body must be a JSON object with type and data');
-  }
-  return result.right;
 }

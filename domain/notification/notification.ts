@@ -4,9 +4,13 @@ import { isStorableText } from '../text';
 
 /**
  * A typed notification of datahub (shared/seeds/001_e25b4a10524b93b6.txt): one sender, its receivers in
- * one app, a type, a level (0 general, 50 asks the user to act) and whether it is for the browser or the
- * client; its `data` is the type's own JSON object, kept as given. Stream: `notification-<id>`.
- * Each receiver reads it once (NotificationRead); unread notifications make up the per-type stats.
+ * one app, a type, a level (0 general, 50 asks the user to act) and the lists it is in (the browser's,
+ * the client's, or both); its `data` is the type's own JSON object, kept as given. Stream:
+ * `notification-<id>`. Each receiver reads it once (NotificationRead); unread notifications make up the
+ * per-type stats.
+ *
+ * A `site_broadcast` is addressed to the whole app: every user, also those who appear after it was sent.
+ * Its `receivers` is empty, and who has read it is kept on each reader's inbox (domain/notification/inbox.ts).
  */
 
 export const NOTIFICATION_TYPES = [
@@ -23,10 +27,21 @@ export const NOTIFICATION_TYPES = [
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
 export const NotificationTypeCodec = t.keyof(Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, null])) as Record<NotificationType, null>);
 
+/** The type addressed to every user of the app rather than to receivers. */
+export const BROADCAST_TYPE = 'site_broadcast' satisfies NotificationType;
 /** Types only an admin may send. */
 export const ADMIN_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'site_broadcast']);
 /** Levels the seed defines: 0 general, 50 needs the user's further action. */
 export const LEVELS = [0, 50] as const;
+
+/**
+ * Whether a `subs_event` tells its receiver that their subscription of the item ended: the seed's phases
+ * cancelled (5) and removed (6), given as `phase` or `newphase`, as a number or a name. Until then, the
+ * receiver of a subs_event for an item is one of its subscribers (it gets the item's item_events).
+ */
+export function subscriptionEnded(data: Readonly<Record<string, unknown>>): boolean {
+  return [data['phase'], data['newphase']].some((phase) => phase === 5 || phase === 6 || phase === 'cancelled' || phase === 'removed');
+}
 
 export const NOTIFICATION_LIMITS = {
   /** The seed: an admin message reaches at most 100 users at once. */
@@ -41,18 +56,27 @@ export const NOTIFICATION_LIMITS = {
 
 export const NotificationSent = t.type({
   type: t.literal('NotificationSent'),
-  data: t.type({
-    notificationId: t.string,
-    appId: t.string,
-    notificationType: NotificationTypeCodec,
-    sender: t.string,
-    receivers: t.array(t.string),
-    level: t.number,
-    forClient: t.boolean,
-    data: t.UnknownRecord,
-    sentAt: t.string,
-  }),
+  data: t.intersection([
+    t.type({
+      notificationId: t.string,
+      appId: t.string,
+      notificationType: NotificationTypeCodec,
+      sender: t.string,
+      receivers: t.array(t.string),
+      level: t.number,
+      forClient: t.boolean,
+      data: t.UnknownRecord,
+      sentAt: t.string,
+    }),
+    // Recorded since a notification may be in both lists; before, it was in exactly one (see forBrowser()).
+    t.partial({ forBrowser: t.boolean }),
+  ]),
 });
+export type NotificationSent = t.TypeOf<typeof NotificationSent>;
+
+/** Whether the notification is in the browser's list: as recorded, or, if not recorded, when not the client's. */
+export const forBrowser = (sent: NotificationSent['data']): boolean => sent.forBrowser ?? !sent.forClient;
+
 export const NotificationRead = t.type({
   type: t.literal('NotificationRead'),
   data: t.type({ notificationId: t.string, appId: t.string, userId: t.string, readAt: t.string }),
@@ -70,6 +94,7 @@ export interface SendNotification {
   readonly senderIsAdmin: boolean;
   readonly receivers: readonly string[];
   readonly level: number;
+  readonly forBrowser: boolean;
   readonly forClient: boolean;
   readonly data: Readonly<Record<string, unknown>>;
   readonly now: string;
@@ -108,7 +133,8 @@ export const notificationDecider: Decider<NotificationCommand, NotificationEvent
         // Sent already (a retried request): nothing new.
         return state.status === 'sent' ? [] : decideSend(command);
       case 'MarkNotificationRead': {
-        // Another app's notification, or one the user did not receive, does not exist for this user.
+        // Another app's notification, or one the user did not receive, does not exist for this user. (A
+        // broadcast has no receivers: its readers' inboxes record its reads.)
         if (state.status !== 'sent' || state.appId !== command.appId || !state.receivers.has(command.userId)) {
           throw new DomainError('not_found', 'no such notification');
         }
@@ -126,11 +152,16 @@ function decideSend(command: SendNotification): NotificationEvent[] {
   if (ADMIN_TYPES.has(command.notificationType) && !command.senderIsAdmin) {
     throw new DomainError('forbidden', `only an admin may send ${command.notificationType}`);
   }
-  const receivers = [...new Set(command.receivers.map((r) => r.trim()).filter((r) => r.length > 0))];
-  if (receivers.length === 0) throw new DomainError('invalid', 'receiver: at least one user is required');
+  if (!command.forBrowser && !command.forClient) throw new DomainError('invalid', 'the notification must be for the browser, the client or both');
+  const broadcast = command.notificationType === BROADCAST_TYPE;
+  // A broadcast reaches the whole app: receivers named with it change nothing.
+  const receivers = broadcast ? [] : [...new Set(command.receivers.map((r) => r.trim()).filter((r) => r.length > 0))];
+  if (!broadcast && receivers.length === 0) throw new DomainError('invalid', 'receiver: at least one user is required');
   const most = command.notificationType === 'admin_message' ? L.adminReceivers : command.notificationType === 'private_message' ? 1 : L.receivers;
   if (receivers.length > most) throw new DomainError('invalid', `receiver: at most ${most} user${most === 1 ? '' : 's'} for ${command.notificationType}`);
   if (receivers.some((r) => r.length > L.userIdLength || !isStorableText(r))) throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
+  // "" is the system (the seed's services send so); otherwise a user id.
+  if (command.sender.length > L.userIdLength || !isStorableText(command.sender)) throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
   if (!(LEVELS as readonly number[]).includes(command.level)) throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
   checkData(command.data);
   return [
@@ -143,6 +174,7 @@ function decideSend(command: SendNotification): NotificationEvent[] {
         sender: command.sender,
         receivers,
         level: command.level,
+        forBrowser: command.forBrowser,
         forClient: command.forClient,
         data: { ...command.data },
         sentAt: command.now,

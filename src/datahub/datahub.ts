@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { inboxStreamName } from '../../domain/notification/inbox';
-import { NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
+import { NOTIFICATION_LIMITS, NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
 import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
 import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
@@ -43,7 +43,8 @@ export interface DatahubQueries {
   list(owner: Owner, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }>;
   /** Unread counts per type since the user last cleared them; types without any are absent. */
   unreadStats(owner: Owner): Promise<Map<string, number>>;
-  notificationIdOf(owner: Owner, messageId: number): Promise<string | undefined>;
+  /** The notification the user received as this message, and whether it is a broadcast to the app. */
+  findReceived(owner: Owner, messageId: number): Promise<{ notificationId: string; broadcast: boolean } | undefined>;
 }
 
 export interface Owner {
@@ -56,9 +57,31 @@ export interface SendNotificationInput {
   readonly receivers: readonly string[];
   readonly data: Record<string, unknown>;
   readonly level: number;
+  readonly forBrowser: boolean;
   readonly forClient: boolean;
   /** A client's idempotency key: the same key sends the notification once. */
   readonly requestId?: string;
+}
+
+/**
+ * Who sends: a user (by ticket), or a back-end service of the app (by the app's credentials), which is
+ * trusted to name any sender, "" for the system, as datahub's services did on its message queue.
+ */
+interface Author {
+  readonly appId: string;
+  readonly sender: string;
+  readonly admin: boolean;
+  /** Recorded in the events' metadata. */
+  readonly actor: string;
+}
+
+const userAuthor = (viewer: Viewer): Author => ({ appId: viewer.appId, sender: viewer.userId, admin: viewer.roles.includes('admin'), actor: `user:${viewer.userId}` });
+const serviceAuthor = (appId: string, sender: string): Author => ({ appId, sender, admin: true, actor: `service:${appId}` });
+
+/** The subscribers of an item (or of every item of a repository) known to herald, as the read model has them. */
+export interface ItemSubscribers {
+  /** At most `limit` user ids after `after` (in user id order). */
+  page(appId: string, item: { readonly repname: string; readonly itemname?: string }, after: string, limit: number): Promise<string[]>;
 }
 
 const NOTIFICATION_ID_NAMESPACE = '9c3e0f0a-2d7b-4c51-8d7e-5b1f3c2a6e41';
@@ -68,19 +91,54 @@ export class Datahub {
     private readonly deps: {
       readonly store: EventStore;
       readonly queries: DatahubQueries;
+      readonly subscribers: ItemSubscribers;
       /** Resolves once the caller's next query would show the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
     },
   ) {}
 
   async send(viewer: Viewer, input: SendNotificationInput, now: Date): Promise<void> {
-    const notificationId = input.requestId ? uuidv5(`${viewer.appId}/${viewer.userId}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
-    const result = await this.sendAs(viewer, notificationId, input, input.requestId, now);
+    await this.sendFrom(userAuthor(viewer), input, now);
+  }
+
+  /** A notification of the `to_notifications.json` topic, from a back-end service of the app. */
+  async sendFromService(appId: string, input: SendNotificationInput & { readonly sender: string }, now: Date): Promise<void> {
+    await this.sendFrom(serviceAuthor(appId, input.sender), input, now);
+  }
+
+  /**
+   * An item event of the `to_subscriptions.json` topic becomes an `item_event` notification for each
+   * subscriber of the item (of any item of the repository, for repo_deleted) known to herald: see
+   * ItemSubscribers. Sent in notifications of at most NOTIFICATION_LIMITS.receivers receivers each,
+   * with ids derived from `requestId` when given, so a retried request sends each once. Answers how many
+   * users it reached.
+   */
+  async announceItemEvent(appId: string, item: { readonly repname: string; readonly itemname?: string }, data: Record<string, unknown>, requestId: string | undefined, now: Date): Promise<number> {
+    const author = serviceAuthor(appId, '');
+    const batchId = requestId ?? randomUUID();
+    let reached = 0;
+    let position: bigint | undefined;
+    for (let after = '', chunk = 0; ; chunk++) {
+      const receivers = await this.deps.subscribers.page(appId, item, after, NOTIFICATION_LIMITS.receivers);
+      if (receivers.length === 0) break;
+      const input = { type: 'item_event' as const, receivers, data, level: 0, forBrowser: true, forClient: false };
+      const notificationId = uuidv5(`${appId}/service/${batchId}/${chunk}`, NOTIFICATION_ID_NAMESPACE);
+      position = (await this.sendAs(author, notificationId, input, `item-event:${batchId}/${chunk}`, now)).position ?? position;
+      reached += receivers.length;
+      after = receivers[receivers.length - 1]!;
+    }
+    await this.deps.readYourWrites(position);
+    return reached;
+  }
+
+  private async sendFrom(author: Author, input: SendNotificationInput, now: Date): Promise<void> {
+    const notificationId = input.requestId ? uuidv5(`${author.appId}/${author.actor}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
+    const result = await this.sendAs(author, notificationId, input, input.requestId, now);
     await this.deps.readYourWrites(result.position);
   }
 
-  /** Sends a notification from the viewer; `commandId` makes a retry append nothing twice. */
-  private sendAs(viewer: Viewer, notificationId: string, input: Omit<SendNotificationInput, 'requestId'>, commandId: string | undefined, now: Date) {
+  /** Sends a notification; `commandId` makes a retry append nothing twice. */
+  private sendAs(author: Author, notificationId: string, input: Omit<SendNotificationInput, 'requestId'>, commandId: string | undefined, now: Date) {
     return handleCommand(
       this.deps.store,
       notificationAggregate,
@@ -88,17 +146,18 @@ export class Datahub {
       {
         type: 'SendNotification',
         notificationId,
-        appId: viewer.appId,
+        appId: author.appId,
         notificationType: input.type,
-        sender: viewer.userId,
-        senderIsAdmin: viewer.roles.includes('admin'),
+        sender: author.sender,
+        senderIsAdmin: author.admin,
         receivers: input.receivers,
         level: input.level,
+        forBrowser: input.forBrowser,
         forClient: input.forClient,
         data: input.data,
         now: now.toISOString(),
       },
-      { appId: viewer.appId, actor: `user:${viewer.userId}`, ...(commandId && { commandId }) },
+      { appId: author.appId, actor: author.actor, ...(commandId && { commandId }) },
       newStream(notificationAggregate),
     );
   }
@@ -122,9 +181,9 @@ export class Datahub {
     );
     const notificationId = uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
     const notified = await this.sendAs(
-      viewer,
+      userAuthor(viewer),
       notificationId,
-      { type: 'apply_whitelist', receivers: [input.owner], level: 50, forClient: false, data: { repname: input.repname, itemname: input.itemname } },
+      { type: 'apply_whitelist', receivers: [input.owner], level: 50, forBrowser: true, forClient: false, data: { repname: input.repname, itemname: input.itemname } },
       context.commandId,
       now,
     );
@@ -153,15 +212,24 @@ export class Datahub {
   }
 
   async markRead(viewer: Viewer, messageId: number, now: Date): Promise<void> {
-    const notificationId = await this.deps.queries.notificationIdOf(viewer, messageId);
-    if (!notificationId) throw new DomainError('not_found', `no notification ${messageId}`);
-    const result = await handleCommand(
-      this.deps.store,
-      notificationAggregate,
-      notificationStreamName(notificationId),
-      { type: 'MarkNotificationRead', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
-      { appId: viewer.appId, actor: `user:${viewer.userId}` },
-    );
+    const received = await this.deps.queries.findReceived(viewer, messageId);
+    if (!received) throw new DomainError('not_found', `no notification ${messageId}`);
+    const context = { appId: viewer.appId, actor: `user:${viewer.userId}` };
+    const result = received.broadcast
+      ? await handleCommand(
+          this.deps.store,
+          inboxAggregate,
+          inboxStreamName(viewer.appId, viewer.userId),
+          { type: 'MarkBroadcastRead', appId: viewer.appId, userId: viewer.userId, notificationId: received.notificationId, now: now.toISOString() },
+          context,
+        )
+      : await handleCommand(
+          this.deps.store,
+          notificationAggregate,
+          notificationStreamName(received.notificationId),
+          { type: 'MarkNotificationRead', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
+          context,
+        );
     await this.deps.readYourWrites(result.position);
   }
 }

@@ -88,6 +88,11 @@ export class Tickets {
    * trusted for APP_SECRET_CACHE_MS: a changed secret ends the old sessions within that time.
    */
   private readonly currentSecrets = new Map<string, { fingerprint: string; checkedAt: number }>();
+  /**
+   * The last secret verified per app (its SHA-256, next to the hash it matched): a back-end service
+   * presenting it again while the app's secret is unchanged costs no scrypt.
+   */
+  private readonly verifiedSecrets = new Map<string, { secretHash: string; digest: Buffer }>();
 
   /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
   static async open(options: { store: EventStore; pool: Pool; apps: AppSecrets; ttlSeconds: number; configuredSecret?: string }): Promise<Tickets> {
@@ -111,7 +116,7 @@ export class Tickets {
     if (!AppId.is(request.appId)) throw new AppAuthError('unknown_app');
     const { state } = await loadState(this.store, appAggregate, appStreamName(request.appId));
     if (state.status !== 'registered') throw new AppAuthError('unknown_app');
-    if (!(await verifyAppSecret(request.appId, request.secret, state.secretHash))) throw new AppAuthError('wrong_secret');
+    await this.checkSecret(request.appId, request.secret, state.secretHash);
 
     const ticketId = randomUUID();
     // Rounded up, so a ticket is never valid for less than the configured time.
@@ -135,6 +140,30 @@ export class Tickets {
       { appId: viewer.appId, actor: `user:${viewer.userId}` },
     );
     return { ticket: this.sign(payload), viewer };
+  }
+
+  /**
+   * A back-end service's credentials (datahub's topics): the app's id and secret. Checked on the apps
+   * read model; an app it does not know (yet) is looked up on the app's stream, as in `issue`.
+   */
+  async authenticateApp(appId: string, secret: string): Promise<void> {
+    if (!AppId.is(appId)) throw new AppAuthError('unknown_app');
+    let secretHash = await this.apps.secretHash(appId);
+    if (secretHash === undefined) {
+      const { state } = await loadState(this.store, appAggregate, appStreamName(appId));
+      if (state.status !== 'registered') throw new AppAuthError('unknown_app');
+      secretHash = state.secretHash;
+    }
+    await this.checkSecret(appId, secret, secretHash);
+  }
+
+  private async checkSecret(appId: string, secret: string, secretHash: string): Promise<void> {
+    const digest = createHash('sha256').update(secret).digest();
+    const verified = this.verifiedSecrets.get(appId);
+    if (verified && verified.secretHash === secretHash && timingSafeEqual(verified.digest, digest)) return;
+    if (!(await verifyAppSecret(appId, secret, secretHash))) throw new AppAuthError('wrong_secret');
+    if (this.verifiedSecrets.size >= MAX_CACHED_APPS) this.verifiedSecrets.clear();
+    this.verifiedSecrets.set(appId, { secretHash, digest });
   }
 
   /** Verifies signature and expiry, then that the app still has the secret the ticket was issued under. */

@@ -113,19 +113,22 @@ describe('datahub REST (seed 001) over HTTP', function () {
     });
 
     it('answers bad requests with 400/401 in its envelope', async () => {
-      const cases: Array<[string, string | undefined, unknown, number]> = [
-        ['no ticket', undefined, { type: 'private_message', receiver: 'x', data: {} }, 401],
-        ['a bad ticket', 'nonsense', { type: 'private_message', receiver: 'x', data: {} }, 401],
+      const cases: Array<[string, string | undefined, unknown, number, RegExp?]> = [
+        ['no ticket', undefined, { type: 'private_message', receiver: 'x', data: { content: 'x' } }, 401],
+        ['a bad ticket', 'nonsense', { type: 'private_message', receiver: 'x', data: { content: 'x' } }, 401],
         ['malformed JSON', admin, '{bad', 400],
-        ['no data', admin, { type: 'private_message', receiver: 'x' }, 400],
-        ['an unknown type', admin, { type: 'spam', receiver: 'x', data: {} }, 400],
-        ['no receiver', admin, { type: 'private_message', data: {} }, 400],
-        ['NUL in data', admin, { type: 'private_message', receiver: 'x', data: { content: 'a\u0000b' } }, 400],
+        ['no data', admin, { type: 'private_message', receiver: 'x' }, 400, /^data:/],
+        ['no data.content', admin, { type: 'admin_message', receiver: 'x', data: { text: 'x' } }, 400, /^data\.content:/],
+        ['an unknown type', admin, { type: 'spam', receiver: 'x', data: {} }, 400, /^type must be one of/],
+        ['a back-end service\'s type', admin, { type: 'comment_reply', receiver: 'x', data: {} }, 400, /to_notifications\.json/],
+        ['no receiver', admin, { type: 'private_message', data: { content: 'x' } }, 400, /^receiver:/],
+        ['NUL in data', admin, { type: 'private_message', receiver: 'x', data: { content: 'a\u0000b' } }, 400, /^data:/],
       ];
-      for (const [what, ticket, body, status] of cases) {
+      for (const [what, ticket, body, status, message] of cases) {
         const response = await call('POST', '/notifications', ticket, body);
         expect(response.status, what).to.equal(status);
         expect(response.json(), what).to.have.keys('code', 'message');
+        if (message) expect(response.json().message, what).to.match(message);
       }
     });
   });
@@ -135,7 +138,7 @@ describe('datahub REST (seed 001) over HTTP', function () {
       const user = 'filtered@example.com';
       const ticket = await ticketFor(user);
       const alice = await ticketFor('alice');
-      for (let i = 0; i < 3; i++) await call('POST', '/notifications', alice, { type: 'private_message', receiver: user, data: { n: i } });
+      for (let i = 0; i < 3; i++) await call('POST', '/notifications', alice, { type: 'private_message', receiver: user, data: { content: `m${i}` } });
       await call('POST', '/notifications', admin, { type: 'admin_message', receiver: user, data: { content: 'admin' } });
 
       const all = await list(ticket);
@@ -150,7 +153,7 @@ describe('datahub REST (seed 001) over HTTP', function () {
       expect((await list(ticket, '?forclient=1')).total).to.equal(0);
       const page2 = await list(ticket, '?page=2&size=3');
       expect(page2.total).to.equal(4);
-      expect(page2.results.map((r) => r.data)).to.deep.equal([{ n: 0 }]);
+      expect(page2.results.map((r) => r.data)).to.deep.equal([{ content: 'm0' }]);
       expect((await list(ticket, '?page=9&size=3')).results).to.deep.equal([]);
       // The seed's own spelling of the query string (`&&`) works too.
       expect((await list(ticket, '?forclient=0&&type=admin_message')).total).to.equal(1);

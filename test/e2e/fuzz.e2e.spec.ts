@@ -13,7 +13,7 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900, datahub: 700 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 900 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
@@ -175,12 +175,44 @@ describe('fuzz: generated bad input on every route', function () {
       fc.record({ type: fc.oneof(fc.constantFrom(...DATAHUB_TYPES), json), receiver: fc.oneof(nastyText(ticket), json), data: json, request_id: fc.oneof(nastyText(ticket), json) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
       fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('{bad', 'null', '[]', '"x"', `{"type":"admin_message","data":{},"receiver":"${'u,'.repeat(40_000)}"}`)),
     );
+    // The topics' messages: the seed's fields, each one right or wrong.
+    const topicBody = fc
+      .record(
+        {
+          type: fc.oneof(fc.constantFrom(...DATAHUB_TYPES, '0x00020000', '0x00020001', '0x00020002', '0x00020003'), json),
+          receiver: fc.oneof(nastyText(ticket), json),
+          sender: fc.oneof(nastyText(ticket), json),
+          level: fc.oneof(fc.constantFrom(0, 50, 7, -1, 1e300), json),
+          time: json,
+          data: json,
+          repname: fc.oneof(nastyText(ticket), json),
+          itemname: fc.oneof(nastyText(ticket), json),
+          tag: json,
+          to: json,
+          subject: json,
+          content: json,
+          ishtml: json,
+        },
+        { requiredKeys: [] },
+      )
+      .map((b) => JSON.stringify(b));
     const request = fc.record({
-      route: fc.constantFrom('POST /notifications', 'GET /notifications', 'PUT /notifications/', 'GET /notification_stat', 'DELETE /notification_stat'),
+      route: fc.constantFrom(
+        'POST /notifications',
+        'GET /notifications',
+        'PUT /notifications/',
+        'GET /notification_stat',
+        'DELETE /notification_stat',
+        'POST /topics/to_notifications.json',
+        'POST /topics/to_subscriptions.json',
+      ),
       query: fc.dictionary(fc.oneof(fc.constantFrom(...DATAHUB_FIELDS), fc.string({ maxLength: 6 })), fc.oneof(nastyText(ticket), fc.constantFrom('0', '1', '2', '50', '100', '101')), { maxKeys: 8 }),
       id: fc.oneof(fc.nat().map(String), fc.constantFrom('%E0%A4%A', '%00', '-1', '1e3', '99999999999999999999'), nastyText(ticket).map(pathSegment)),
-      body: sendBody,
+      body: fc.oneof(sendBody, topicBody),
       authorization: fc.constantFrom(`Token ${ticket}`, `Token ${admin}`, `Token ${admin}`, `Token ${ticket}x`, `Bearer ${ticket}`, 'Token', ''),
+      app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
+      messageKey: fc.constantFrom('', 'forclient', 'notforbrowser', 'forclient,notforbrowser', 'x'.repeat(300)),
+      requestId: fc.constantFrom(undefined, '', 'r1', 'x'.repeat(200)),
     });
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
@@ -190,7 +222,13 @@ describe('fuzz: generated bad input on every route', function () {
           for (const [k, v] of Object.entries(r.query)) url.searchParams.append(k, v);
           const response = await fetch(url, {
             method,
-            headers: { 'content-type': 'application/json', ...(r.authorization && { authorization: r.authorization }) },
+            headers: {
+              'content-type': 'application/json',
+              ...(r.authorization && { authorization: r.authorization }),
+              ...r.app,
+              'x-message-key': r.messageKey,
+              ...(r.requestId !== undefined && { 'x-request-id': r.requestId }),
+            },
             ...(method !== 'GET' && { body: r.body }),
           });
           const text = await response.text();

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import type { InboxEvent } from '../../domain/notification/inbox';
 import type { NotificationEvent } from '../../domain/notification/notification';
-import { datahubProjection } from '../../projections/datahub';
+import { datahubProjection, datahubQueries, itemSubscribers } from '../../projections/datahub';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { recorded } from '../support/recorded';
 import { withTransaction } from '../../src/postgres/transaction';
@@ -12,23 +12,33 @@ import { openTestInfrastructure } from '../support/infrastructure';
  * The datahub projection applies a batch in a few set-based statements (deliveries, then reads, then
  * clears). Whatever the batching — so also a rebuild from position 0, which batches differently from
  * the live runner — it must leave the read states and per-type stats of the obvious fold that applies
- * one event at a time (in memory below). Histories interleave sends to several users, reads (also by
- * non-receivers, of unknown notifications, repeated) and clears.
+ * one event at a time (in memory below). Histories interleave sends to several users, site broadcasts
+ * (to the whole app), subscription events (which make subscribers), reads (also by non-receivers, of
+ * unknown notifications, repeated) and clears. What is compared is what the queries answer: each user's
+ * stats, and each item's subscribers, plus which deliveries are read.
  */
 
 const USERS = ['u1', 'u2', 'u3'];
 const APPS = ['app-a', 'app-b'];
-const TYPES = ['admin_message', 'private_message', 'item_event'] as const;
+const TYPES = ['admin_message', 'private_message', 'item_event', 'site_broadcast', 'subs_event'] as const;
+const ITEMS = ['item1', 'item2'];
 const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
 const notificationId = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
 type Step =
-  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[] }
+  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[]; item: string; phase: number }
   | { kind: 'read'; of: number; app: string; user: string }
   | { kind: 'clear'; app: string; user: string };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  fc.record({ kind: fc.constant('send' as const), app: fc.constantFrom(...APPS), type: fc.constantFrom(...TYPES), receivers: fc.array(fc.constantFrom(...USERS), { minLength: 1, maxLength: 4 }) }),
+  fc.record({
+    kind: fc.constant('send' as const),
+    app: fc.constantFrom(...APPS),
+    type: fc.constantFrom(...TYPES),
+    receivers: fc.array(fc.constantFrom(...USERS), { minLength: 1, maxLength: 4 }),
+    item: fc.constantFrom(...ITEMS),
+    phase: fc.constantFrom(1, 2, 5, 6),
+  }),
   fc.record({ kind: fc.constant('read' as const), of: fc.nat(), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
   fc.record({ kind: fc.constant('clear' as const), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
 );
@@ -37,11 +47,14 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
   let sent = 0;
   return steps.map((s, i): NotificationEvent | InboxEvent => {
     switch (s.kind) {
-      case 'send':
+      case 'send': {
+        const broadcast = s.type === 'site_broadcast';
+        const data = s.type === 'subs_event' ? { subscriptionid: i, repname: 'repo', itemname: s.item, phase: s.phase } : { i };
         return {
           type: 'NotificationSent',
-          data: { notificationId: notificationId(sent++), appId: s.app, notificationType: s.type, sender: 'sender', receivers: s.receivers, level: 0, forClient: false, data: { i }, sentAt: at(i) },
+          data: { notificationId: notificationId(sent++), appId: s.app, notificationType: s.type, sender: 'sender', receivers: broadcast ? [] : s.receivers, level: 0, forClient: false, data, sentAt: at(i) },
         };
+      }
       case 'read':
         // Reads of notifications not (yet) sent too: `of` may point past the ones sent so far.
         return { type: 'NotificationRead', data: { notificationId: notificationId(s.of % (sent + 2)), appId: s.app, userId: s.user, readAt: at(i) } };
@@ -52,33 +65,53 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
 }
 
 
-/** One event at a time: which deliveries are read, and what counts per (app, user, type). */
+/** One event at a time: which deliveries are read, each user's unread stats, each item's subscribers. */
 function foldOneByOne(events: readonly RecordedEvent[]) {
   const deliveries = new Map<string, { app: string; user: string; type: string; position: bigint; read: boolean }>();
+  const broadcasts = new Map<string, { app: string; position: bigint; readBy: Set<string> }>();
   const clearedUpTo = new Map<string, bigint>();
+  const subscribed = new Map<string, boolean>();
   for (const { type, data, position } of events) {
     const event = { type, data } as NotificationEvent | InboxEvent;
     if (event.type === 'NotificationSent') {
-      for (const user of new Set(event.data.receivers)) {
-        const key = `${event.data.notificationId}/${user}`;
-        if (!deliveries.has(key)) deliveries.set(key, { app: event.data.appId, user, type: event.data.notificationType, position, read: false });
+      const d = event.data;
+      if (d.notificationType === 'site_broadcast') {
+        if (!broadcasts.has(d.notificationId)) broadcasts.set(d.notificationId, { app: d.appId, position, readBy: new Set() });
+        continue;
+      }
+      for (const user of new Set(d.receivers)) {
+        const key = `${d.notificationId}/${user}`;
+        if (!deliveries.has(key)) deliveries.set(key, { app: d.appId, user, type: d.notificationType, position, read: false });
+        if (d.notificationType === 'subs_event') subscribed.set(`${d.appId}/${d.data['itemname']}/${user}`, ![5, 6].includes(d.data['phase'] as number));
       }
     } else if (event.type === 'NotificationRead') {
       const delivery = deliveries.get(`${event.data.notificationId}/${event.data.userId}`);
       if (delivery && delivery.app === event.data.appId) delivery.read = true;
+      const broadcast = broadcasts.get(event.data.notificationId);
+      if (broadcast && broadcast.app === event.data.appId) broadcast.readBy.add(event.data.userId);
     } else {
       clearedUpTo.set(`${event.data.appId}/${event.data.userId}`, position);
     }
   }
   const reads = [...deliveries.entries()].filter(([, d]) => d.read).map(([key]) => key).sort();
-  const stats = new Map<string, number>();
+  const stats: Record<string, Record<string, number>> = {};
+  const count = (app: string, user: string, type: string) => {
+    const mine = (stats[`${app}/${user}`] ??= {});
+    mine[type] = (mine[type] ?? 0) + 1;
+  };
   for (const d of deliveries.values()) {
-    if (d.read || d.position <= (clearedUpTo.get(`${d.app}/${d.user}`) ?? -1n)) continue;
-    const key = `${d.app}/${d.user}/${d.type}`;
-    stats.set(key, (stats.get(key) ?? 0) + 1);
+    if (!d.read && d.position > (clearedUpTo.get(`${d.app}/${d.user}`) ?? -1n)) count(d.app, d.user, d.type);
   }
-  return { deliveries: deliveries.size, reads, stats: [...stats.entries()].sort() };
+  for (const b of broadcasts.values()) {
+    for (const user of USERS) if (!b.readBy.has(user) && b.position > (clearedUpTo.get(`${b.app}/${user}`) ?? -1n)) count(b.app, user, 'site_broadcast');
+  }
+  const subscribers = Object.fromEntries(
+    APPS.flatMap((app) => ITEMS.map((item) => [`${app}/${item}`, USERS.filter((user) => subscribed.get(`${app}/${item}/${user}`))])),
+  );
+  return { reads, stats: everyUser((app, user) => stats[`${app}/${user}`] ?? {}), subscribers };
 }
+
+const everyUser = <T>(f: (app: string, user: string) => T) => Object.fromEntries(APPS.flatMap((app) => USERS.map((user) => [`${app}/${user}`, f(app, user)])));
 
 describe('datahub projection: set-based batches equal the one-by-one fold', () => {
   let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
@@ -96,14 +129,13 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
       await withTransaction(pool, (tx) => datahubProjection.handle(batch, tx));
       from += size;
     }
-    const deliveries = await pool.query<{ n: string }>('SELECT count(*) AS n FROM datahub_notifications');
     const reads = await pool.query<{ key: string }>(`SELECT notification_id || '/' || user_id AS key FROM datahub_notifications WHERE read_at IS NOT NULL`);
-    const stats = await pool.query<{ key: string; unread: string }>(`SELECT app_id || '/' || user_id || '/' || type AS key, unread FROM datahub_stats WHERE unread <> 0`);
-    return {
-      deliveries: Number(deliveries.rows[0]!.n),
-      reads: reads.rows.map((r) => r.key).sort(),
-      stats: stats.rows.map((r): [string, number] => [r.key, Number(r.unread)]).sort(),
-    };
+    const queries = datahubQueries(pool);
+    const stats: Record<string, Record<string, number>> = {};
+    for (const app of APPS) for (const user of USERS) stats[`${app}/${user}`] = Object.fromEntries(await queries.unreadStats({ appId: app, userId: user }));
+    const subscribers: Record<string, string[]> = {};
+    for (const app of APPS) for (const item of ITEMS) subscribers[`${app}/${item}`] = await itemSubscribers(pool).page(app, { repname: 'repo', itemname: item }, '', 10);
+    return { reads: reads.rows.map((r) => r.key).sort(), stats, subscribers };
   }
 
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
@@ -120,9 +152,9 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
   });
 
   it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
-    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'] }, { kind: 'clear', app: 'app-a', user: 'u1' }]), () => 'irrelevant');
+    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'], item: 'item1', phase: 1 }, { kind: 'clear', app: 'app-a', user: 'u1' }]), () => 'irrelevant');
     const tables = await applyInBatches(events, [1]);
-    expect(tables.stats).to.deep.equal([]);
+    expect(tables.stats['app-a/u1']).to.deep.equal({});
     expect(foldOneByOne(events.slice(0, 1)).stats).to.not.deep.equal(tables.stats);
   });
 });

@@ -1,0 +1,121 @@
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import { NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
+
+/**
+ * The JSON message formats of datahub's seed (shared/seeds/001_e25b4a10524b93b6.txt, "json消息格式"):
+ * the topics `to_notifications.json`, `to_emails.json` and `to_subscriptions.json`, and the `data` of
+ * each notification type, which POST /notifications shares. One codec per format; a field the seed's
+ * samples show is checked for its type where given, extra fields are kept as sent (`data` is stored
+ * as given). Bounds on size and text are the domain's (domain/notification/notification.ts).
+ */
+
+const Content = t.type({ content: t.string });
+const Plan = t.partial({ money: t.number, units: t.number, used: t.number, limit: t.number, subs: t.number, expire: t.number });
+const SubscriptionFields = {
+  sellername: t.string,
+  repname: t.string,
+  itemname: t.string,
+  supply_style: t.string,
+  expiretime: t.string,
+  eventtime: t.string,
+  phase: t.number,
+  // The seed's list example shows the phase as a name ("freezed"), its topic notes as a number.
+  newphase: t.union([t.string, t.number]),
+  plan: Plan,
+};
+
+export const ITEM_EVENTS = ['tag_added', 'tag_deleted', 'item_deleted', 'repo_deleted'] as const;
+export type ItemEvent = (typeof ITEM_EVENTS)[number];
+const ItemEventName = t.keyof(Object.fromEntries(ITEM_EVENTS.map((e) => [e, null])) as Record<ItemEvent, null>);
+
+/** What an item event names besides the repository. */
+const ITEM_EVENT_NEEDS: Record<ItemEvent, ReadonlyArray<'itemname' | 'tag'>> = {
+  tag_added: ['itemname', 'tag'],
+  tag_deleted: ['itemname', 'tag'],
+  item_deleted: ['itemname'],
+  repo_deleted: [],
+};
+
+const ItemEventData = t.intersection([t.type({ event: ItemEventName, repname: t.string }), t.partial({ itemname: t.string, tag: t.string, eventtime: t.string })]);
+
+/** Each notification type's `data`. */
+const DATA: Record<NotificationType, t.Decoder<unknown, Record<string, unknown>>> = {
+  site_broadcast: Content,
+  admin_message: Content,
+  private_message: Content,
+  apply_whitelist: t.type({ repname: t.string, itemname: t.string }),
+  comment_reply: t.intersection([
+    t.type({ commentid: t.number, username: t.string, content: t.string }),
+    t.partial({ nickname: t.string, createtime: t.string, replyto: t.type({ commentid: t.number, content: t.string }) }),
+  ]),
+  item_event: ItemEventData,
+  subs_event: t.intersection([t.type({ subscriptionid: t.number }), t.partial({ ...SubscriptionFields, signtime: t.string, freezetime: t.string, finishtime: t.string })]),
+  subsapply_event: t.intersection([t.type({ subscriptionid: t.number }), t.partial({ ...SubscriptionFields, applytime: t.string })]),
+  vip_remind: t.type({ level: t.number, invalide: t.number }),
+};
+
+/** A malformed message: `message` names the field (`data.repname: missing or malformed`). */
+export class FormatError extends Error {
+  override readonly name = 'FormatError';
+}
+
+export function decodeFormat<A>(codec: t.Decoder<unknown, A>, input: unknown, prefix = ''): A {
+  const result = codec.decode(input);
+  if (isLeft(result)) {
+    const path = result.left[0]?.context.map((c) => c.key).filter((key) => key !== '' && !/^\d+$/.test(key)) ?? [];
+    const field = [prefix, ...path].filter((part) => part !== '').join('.');
+    throw new FormatError(field ? `${field}: missing or malformed` : 'the body must be a JSON object');
+  }
+  return result.right;
+}
+
+/** A notification's `data` checked against its type's format. */
+export function decodeNotificationData(type: NotificationType, data: unknown): Record<string, unknown> {
+  const decoded = decodeFormat(DATA[type], data, 'data');
+  if (type === 'item_event') checkItemEvent(decoded as t.TypeOf<typeof ItemEventData>, 'data.');
+  return decoded;
+}
+
+function checkItemEvent(item: { readonly event: ItemEvent; readonly itemname?: string; readonly tag?: string }, prefix: string): void {
+  const missing = ITEM_EVENT_NEEDS[item.event].find((field) => item[field] === undefined);
+  if (missing) throw new FormatError(`${prefix}${missing}: required for ${item.event}`);
+}
+
+/** A message of the `to_notifications.json` topic. `receiver` lists users by spaces or commas. */
+export const TopicNotification = t.intersection([
+  t.type({ type: NotificationTypeCodec, data: t.unknown }),
+  t.partial({ receiver: t.string, sender: t.string, time: t.string, level: t.number }),
+]);
+
+/** A message of the `to_emails.json` topic. */
+export const TopicEmail = t.intersection([t.type({ to: t.string, subject: t.string, content: t.string }), t.partial({ ishtml: t.boolean })]);
+
+/** The `to_subscriptions.json` event codes, and the item event each becomes. */
+export const SUBSCRIPTION_EVENTS = {
+  '0x00020000': 'tag_added',
+  '0x00020001': 'tag_deleted',
+  '0x00020002': 'item_deleted',
+  // Retired by the seed in favour of item_deleted for each item; still accepted, for the whole repository.
+  '0x00020003': 'repo_deleted',
+} as const satisfies Record<string, ItemEvent>;
+
+/** A message of the `to_subscriptions.json` topic. */
+export const TopicSubscriptionEvent = t.intersection([
+  t.type({ type: t.keyof(Object.fromEntries(Object.keys(SUBSCRIPTION_EVENTS).map((code) => [code, null])) as Record<keyof typeof SUBSCRIPTION_EVENTS, null>), repname: t.string }),
+  t.partial({ itemname: t.string, tag: t.string, time: t.string }),
+]);
+
+/** The item event a `to_subscriptions.json` message announces, as an `item_event` notification's data. */
+export function itemEventOf(message: t.TypeOf<typeof TopicSubscriptionEvent>): Record<string, unknown> {
+  const event = SUBSCRIPTION_EVENTS[message.type];
+  checkItemEvent({ ...message, event }, '');
+  const data = {
+    event,
+    repname: message.repname,
+    ...(message.itemname !== undefined && { itemname: message.itemname }),
+    ...(message.tag !== undefined && { tag: message.tag }),
+    ...(message.time !== undefined && { eventtime: message.time }),
+  };
+  return decodeNotificationData('item_event', data);
+}

@@ -1,0 +1,89 @@
+import express from 'express';
+import type { Clock } from '../../src/clock';
+import type { Datahub } from '../../src/datahub/datahub';
+import type { Tickets } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { badRequest, checkRequestId, DatahubError, parseReceivers, reply, route } from './datahub';
+import { decodeFormat, decodeNotificationData, itemEventOf, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
+
+/**
+ * datahub's message-queue topics, for the app's back-end services, over HTTP: a message the seed's
+ * services produced to a topic is POSTed, unchanged, to `/topics/<topic>`. See docs/api/datahub.md.
+ *
+ * - `X-App-Id` and `X-App-Key`: the app's credentials (a service acts for the whole app).
+ * - `X-Message-Key`: the message's queue key, for the seed's forclient rule (to_notifications.json).
+ * - `X-Request-Id` (optional): an idempotency key; the same key sends once.
+ *
+ * Errors are datahub's envelope `{"code", "message"}`: 400 bad_request naming the field, 401
+ * unauthorized, 413 too_large.
+ */
+
+/**
+ * The seed's key rule: a key containing `forclient` puts the notification in the client's list; a key
+ * not containing `notforbrowser` puts it in the browser's. So no key: the browser's; `forclient`: both;
+ * `forclient,notforbrowser`: the client's only.
+ */
+export function listsOfKey(key: string): { forBrowser: boolean; forClient: boolean } {
+  return { forBrowser: !key.includes('notforbrowser'), forClient: key.includes('forclient') };
+}
+
+const MAX_KEY_LENGTH = 256;
+
+export function datahubTopicsRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
+  const { tickets, datahub, clock, log } = deps;
+  const router = express.Router();
+  const json = express.json({ limit: '64kb', type: () => true });
+
+  /** The app whose service calls. */
+  const authenticated = async (req: express.Request): Promise<string> => {
+    const appId = req.get('x-app-id');
+    const secret = req.get('x-app-key');
+    if (!appId || !secret) throw new DatahubError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
+    await tickets.authenticateApp(appId, secret);
+    return appId;
+  };
+  const requestIdOf = (req: express.Request) => checkRequestId(req.get('x-request-id'));
+
+  router.post('/topics/to_notifications.json', json, route(log, async (req, res) => {
+    const appId = await authenticated(req);
+    const message = decodeFormat(TopicNotification, req.body);
+    const key = req.get('x-message-key') ?? '';
+    if (key.length > MAX_KEY_LENGTH) throw badRequest(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
+    const lists = listsOfKey(key);
+    if (!lists.forBrowser && !lists.forClient) throw badRequest('X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list');
+    const requestId = requestIdOf(req);
+    await datahub.sendFromService(
+      appId,
+      {
+        type: message.type,
+        sender: message.sender ?? '',
+        receivers: parseReceivers(message.receiver),
+        data: decodeNotificationData(message.type, message.data),
+        level: message.level ?? 0,
+        ...lists,
+        ...(requestId !== undefined && { requestId }),
+      },
+      clock(),
+    );
+    res.status(200).end();
+  }));
+
+  router.post('/topics/to_subscriptions.json', json, route(log, async (req, res) => {
+    const appId = await authenticated(req);
+    const message = decodeFormat(TopicSubscriptionEvent, req.body);
+    const data = itemEventOf(message);
+    const item = { repname: message.repname, ...(message.type !== '0x00020003' && { itemname: message.itemname! }) };
+    const notified = await datahub.announceItemEvent(appId, item, data, requestIdOf(req), clock());
+    res.status(200).json({ notified });
+  }));
+
+  router.all(['/topics', '/topics/*'], (req, res) => {
+    reply(res, new DatahubError(404, 'not_found', `no route ${req.method} ${req.path}`));
+  });
+  router.use('/topics', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (res.headersSent) return next(error);
+    if ((error as { status?: unknown }).status === 413) return reply(res, new DatahubError(413, 'too_large', 'request body too large (at most 64 KB)'));
+    return reply(res, new DatahubError(400, 'bad_request', 'malformed JSON body (strict JSON: the seed samples\' typos are not accepted, see docs/api/datahub.md)'));
+  });
+  return router;
+}

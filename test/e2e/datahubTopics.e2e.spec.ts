@@ -1,0 +1,288 @@
+import { expect } from 'chai';
+import { postForm, startTestHerald } from '../support/herald';
+
+/**
+ * datahub's message formats (shared/seeds/001_e25b4a10524b93b6.txt, "json消息格式"): the seed's own
+ * samples, POSTed unchanged to /topics/<topic> by a back-end service with the app's credentials, and
+ * site broadcasts. Samples whose JSON the seed mistyped are given corrected (docs/api/datahub.md).
+ */
+describe('datahub topics and site broadcasts (seed 001) over HTTP', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  let admin: string;
+  const APP = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
+
+  before(async () => {
+    test = await startTestHerald();
+    admin = await ticketFor('admin@hub.dataio.com', 'admin');
+  });
+  after(() => test?.stop());
+
+  async function ticketFor(userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
+    expect(body.status, JSON.stringify(body)).to.equal(0);
+    return body.result as string;
+  }
+
+  async function call(method: string, path: string, headers: Record<string, string>, body?: unknown) {
+    const response = await fetch(`${test.url}${path}`, {
+      method,
+      headers: { accept: 'application/json', ...headers, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
+  }
+  const topic = (name: string, message: unknown, headers: Record<string, string> = {}) => call('POST', `/topics/${name}`, { ...APP, ...headers }, message);
+  type Listed = { total: number; results: Array<{ messageid: number; type: string; sender: string; time: string; data: Record<string, unknown>; level: number; status: number }> };
+  const list = async (ticket: string, query = '') => {
+    const response = await call('GET', `/notifications${query}`, { authorization: `Token ${ticket}` });
+    expect(response.status, response.text).to.equal(200);
+    return response.json() as unknown as Listed;
+  };
+  const stats = async (ticket: string) => {
+    const response = await call('GET', '/notification_stat', { authorization: `Token ${ticket}` });
+    expect(response.status, response.text).to.equal(200);
+    return response.json() as Record<string, number>;
+  };
+  const markRead = async (ticket: string, messageId: number) => {
+    const response = await call('PUT', `/notifications/${messageId}`, { authorization: `Token ${ticket}` });
+    expect(response.status, response.text).to.equal(200);
+  };
+
+  // The seed's samples, one per type (receivers renamed per test so tests stay apart).
+  const samples = (receiver: string) => ({
+    site_broadcast: { type: 'site_broadcast', receiver, sender: '', time: '2015-11-10T15:06:09Z08:00', data: { content: 'bla bla ...' } },
+    admin_message: { type: 'admin_message', receiver: `${receiver} li4-${receiver} john-${receiver}`, sender: 'admin@hub.dataio.com', time: '2015-11-10T15:06:09Z08:00', data: { content: 'bla bla ...' } },
+    private_message: { type: 'private_message', receiver, sender: 'li4@example.com', time: '2015-11-10T15:06:09Z08:00', data: { content: 'bla bla ...' } },
+    apply_whitelist: { type: 'apply_whitelist', receiver, sender: 'li4@example.com', level: 50, time: '2015-11-10T15:06:09Z08:00', data: { repname: 'repo001', itemname: 'item123' } },
+    comment_reply: {
+      type: 'comment_reply',
+      receiver,
+      sender: '',
+      level: 0,
+      time: '2015-11-10T15:06:09Z08:00',
+      data: { commentid: 1234567, username: 'li4@bbb.com', nickname: '小李', createtime: '2015-11-10T15:04:05Z08:00', content: 'agree!', replyto: { commentid: 1234560, content: 'cool data! ...' } },
+    },
+    item_event: { type: 'item_event', receiver, sender: '', time: '2015-11-10T15:06:09Z08:00', data: { event: 'tag_deleted', repname: 'repo1', itemname: 'item2', tag: 'tag3' } },
+    subs_event: {
+      type: 'subs_event',
+      receiver,
+      sender: '',
+      time: '2015-11-10T15:06:09Z08:00',
+      data: {
+        subscriptionid: 1234567,
+        sellername: 'li4@example.com',
+        repname: 'NBA',
+        itemname: 'bear',
+        supply_style: 'batch',
+        signtime: '2015-11-10T15:04:05Z08:00',
+        expiretime: '2016-01-15T11:28:21Z',
+        freezetime: '2015-12-11T10:51:11Z',
+        finishtime: '2016-01-10T10:51:11Z',
+        phase: 1,
+        plan: { money: 5, units: 3, used: 0, limit: 0, subs: 1, expire: 30 },
+      },
+    },
+    subsapply_event: {
+      type: 'subsapply_event',
+      receiver,
+      sender: '',
+      time: '2015-11-10T15:06:09Z08:00',
+      data: {
+        subscriptionid: 1234567,
+        sellername: 'li4@example.com',
+        repname: 'NBA',
+        itemname: 'bear',
+        supply_style: 'batch',
+        applytime: '2015-11-10T15:04:05Z08:00',
+        expiretime: '2016-11-17T15:04:05Z08:00',
+        phase: 7,
+        plan: { money: 5, units: 3, used: 0, limit: 0, subs: 1, expire: 30 },
+      },
+    },
+    vip_remind: { type: 'vip_remind', receiver, sender: '', level: 50, time: '2015-11-10T15:06:09Z08:00', data: { level: 4, invalide: 7 } },
+  });
+
+  describe('POST /topics/to_notifications.json', () => {
+    it("accepts each of the seed's nine samples unchanged, each listed for its receiver with its data, level and sender", async () => {
+      const user = 'zhang3-topics@example.com';
+      const ticket = await ticketFor(user);
+      const all = samples(user);
+      for (const [type, message] of Object.entries(all)) {
+        const response = await topic('to_notifications.json', message);
+        expect(response.status, `${type}: ${response.text}`).to.equal(200);
+        expect(response.text).to.equal('');
+      }
+      const { total, results } = await list(ticket, '?size=100');
+      const mine = results.filter((r) => r.type !== 'site_broadcast' || r.data['content'] === 'bla bla ...');
+      expect(total).to.be.at.least(9);
+      for (const [type, message] of Object.entries(all)) {
+        const listed = mine.find((r) => r.type === type);
+        expect(listed, type).to.not.equal(undefined);
+        expect(listed!.data, type).to.deep.equal(message.data);
+        expect(listed!.level, type).to.equal('level' in message ? message.level : 0);
+        expect(listed!.sender, type).to.equal(message.sender);
+        // herald stamps its own time; the seed's `Z08:00` is not RFC 3339.
+        expect(listed!.time, type).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      }
+      const counts = await stats(ticket);
+      for (const type of Object.keys(all)) expect(counts[type], type).to.be.at.least(1);
+      // The admin message's space-separated receivers each got it.
+      expect((await list(await ticketFor(`li4-${user}`))).results.map((r) => r.type)).to.include('admin_message');
+    });
+
+    it('puts a message in the browser list, the client list or both by its key (the seed\'s forclient rule)', async () => {
+      const user = 'keys@example.com';
+      const ticket = await ticketFor(user);
+      const send = (content: string, key?: string) => topic('to_notifications.json', { type: 'private_message', receiver: user, sender: 's', data: { content } }, key === undefined ? {} : { 'x-message-key': key });
+      expect((await send('no key')).status).to.equal(200);
+      expect((await send('both', 'forclient')).status).to.equal(200);
+      expect((await send('client only', 'forclient,notforbrowser')).status).to.equal(200);
+      const refused = await send('nowhere', 'notforbrowser');
+      expect(refused.status).to.equal(400);
+      expect(refused.json()).to.deep.equal({ code: 'bad_request', message: 'X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list' });
+
+      const contents = (listed: Listed) => listed.results.map((r) => r.data['content']);
+      // (Other tests' site broadcasts reach this user too: filtered out by type.)
+      expect(contents(await list(ticket, '?type=private_message'))).to.deep.equal(['both', 'no key']);
+      expect(contents(await list(ticket, '?type=private_message&forclient=0'))).to.deep.equal(['both', 'no key']);
+      expect(contents(await list(ticket, '?type=private_message&forclient=1'))).to.deep.equal(['client only', 'both']);
+      // In two lists, still one notification: reading it in one reads it in both.
+      const both = (await list(ticket, '?type=private_message&forclient=1')).results[1]!;
+      await markRead(ticket, both.messageid);
+      expect((await list(ticket, '?type=private_message&forclient=0&status=1')).results.map((r) => r.messageid)).to.deep.equal([both.messageid]);
+      expect((await stats(ticket)).private_message).to.equal(2);
+    });
+
+    it('needs the app credentials, and names the malformed field in a 400 that appends nothing', async () => {
+      const user = 'malformed@example.com';
+      const ticket = await ticketFor(user);
+      const good = samples(user);
+      const cases: Array<[string, Record<string, string>, unknown, number, RegExp]> = [
+        ['no credentials', { 'x-app-id': '', 'x-app-key': '' }, good.private_message, 401, /X-App-Id and X-App-Key/],
+        ['a wrong secret', { 'x-app-key': 'wrong' }, good.private_message, 401, /wrong app secret/],
+        ['an unknown app', { 'x-app-id': 'nobody' }, good.private_message, 401, /unknown app/],
+        ['an unknown type', {}, { ...good.private_message, type: 'spam' }, 400, /^type:/],
+        ['no data', {}, { type: 'private_message', receiver: user }, 400, /^data:/],
+        ['a comment_reply without commentid', {}, { ...good.comment_reply, data: { username: 'u', content: 'c' } }, 400, /^data\.commentid:/],
+        ['a comment_reply with a replyto of the wrong shape', {}, { ...good.comment_reply, data: { ...good.comment_reply.data, replyto: { commentid: 'x' } } }, 400, /^data\.replyto\.commentid:/],
+        ['a subs_event without subscriptionid', {}, { ...good.subs_event, data: { phase: 1 } }, 400, /^data\.subscriptionid:/],
+        ['a subs_event plan of the wrong shape', {}, { ...good.subs_event, data: { ...good.subs_event.data, plan: { money: 'five' } } }, 400, /^data\.plan\.money:/],
+        ['an item_event with an unknown event', {}, { ...good.item_event, data: { event: 'tag_renamed', repname: 'r' } }, 400, /^data\.event:/],
+        ['a tag event without its tag', {}, { ...good.item_event, data: { event: 'tag_added', repname: 'r', itemname: 'i' } }, 400, /^data\.tag: required for tag_added/],
+        ['a vip_remind without invalide', {}, { ...good.vip_remind, data: { level: 4 } }, 400, /^data\.invalide:/],
+        ['a level the seed does not define', {}, { ...good.private_message, level: 7 }, 400, /^level must be 0 or 50/],
+        ['a level of the wrong type', {}, { ...good.private_message, level: '50' }, 400, /^level:/],
+        ['a sender of the wrong type', {}, { ...good.private_message, sender: 5 }, 400, /^sender:/],
+        ['no receiver', {}, { ...good.private_message, receiver: '' }, 400, /^receiver:/],
+        ['101 admin_message receivers', {}, { ...good.admin_message, receiver: Array.from({ length: 101 }, (_, i) => `u${i}`).join(' ') }, 400, /^receiver: at most 100/],
+        // The seed's comment_reply sample as printed: `"nickname", "小李"` is not JSON.
+        ['the seed sample with its typo', {}, JSON.stringify(good.comment_reply).replace('"nickname":"小李"', '"nickname", "小李"'), 400, /malformed JSON body/],
+        ['a body too large', {}, { ...good.private_message, data: { content: 'x'.repeat(70_000) } }, 413, /too large/],
+      ];
+      const before = await list(ticket, '?size=100');
+      for (const [what, headers, body, status, message] of cases) {
+        const response = await topic('to_notifications.json', body, headers);
+        expect(response.status, `${what}: ${response.text}`).to.equal(status);
+        expect(response.json(), what).to.have.keys('code', 'message');
+        expect(response.json().message, what).to.match(message);
+      }
+      expect((await list(ticket, '?size=100')).total, 'nothing was sent').to.equal(before.total);
+    });
+
+    it('sends once per X-Request-Id', async () => {
+      const user = 'retried@example.com';
+      const ticket = await ticketFor(user);
+      const message = { type: 'vip_remind', receiver: user, sender: '', level: 50, data: { level: 4, invalide: 7 } };
+      for (let i = 0; i < 3; i++) expect((await topic('to_notifications.json', message, { 'x-request-id': 'remind-1' })).status).to.equal(200);
+      expect((await list(ticket, '?type=vip_remind')).total).to.equal(1);
+    });
+  });
+
+  describe('site_broadcast', () => {
+    it('reaches every user of the app, also one who appears after it, unread for each until read, with one event', async () => {
+      const content = `broadcast ${Date.now()}`;
+      const early = await ticketFor('broadcast-early');
+      const sent = await call('POST', '/notifications', { authorization: `Token ${admin}` }, { type: 'site_broadcast', data: { content } });
+      expect(sent.status, sent.text).to.equal(200);
+      expect(sent.text).to.equal('');
+      const late = await ticketFor('broadcast-late');
+      const otherApp = await ticketFor('broadcast-early', '', 'other', 'other-secret');
+
+      for (const ticket of [early, late]) {
+        const broadcast = (await list(ticket, '?type=site_broadcast')).results.find((r) => r.data['content'] === content);
+        expect(broadcast).to.include({ type: 'site_broadcast', sender: 'admin@hub.dataio.com', status: 0, level: 0 });
+      }
+      expect((await list(otherApp, '?type=site_broadcast')).results.map((r) => r.data['content'])).to.not.include(content);
+
+      const before = (await stats(late)).site_broadcast!;
+      expect(before).to.be.at.least(1);
+      const mine = (await list(late, '?type=site_broadcast&status=0')).results.find((r) => r.data['content'] === content)!;
+      await markRead(late, mine.messageid);
+      await markRead(late, mine.messageid); // twice: still one read
+      expect((await stats(late)).site_broadcast).to.equal(before - 1);
+      expect((await list(late, '?type=site_broadcast&status=1')).results.map((r) => r.messageid)).to.include(mine.messageid);
+      // Another user's read changes nothing for this one.
+      expect((await list(early, '?type=site_broadcast&status=0')).results.map((r) => r.messageid)).to.include(mine.messageid);
+
+      // Clearing the stats uncounts it, and a later broadcast counts again.
+      expect((await call('DELETE', '/notification_stat', { authorization: `Token ${early}` })).status).to.equal(200);
+      expect((await stats(early)).site_broadcast).to.equal(0);
+      expect((await topic('to_notifications.json', { type: 'site_broadcast', receiver: 'ignored', sender: '', data: { content: 'again' } })).status).to.equal(200);
+      expect((await stats(early)).site_broadcast).to.equal(1);
+    });
+
+    it('is for admins only on POST /notifications', async () => {
+      const user = await ticketFor('not-an-admin');
+      const refused = await call('POST', '/notifications', { authorization: `Token ${user}` }, { type: 'site_broadcast', data: { content: 'x' } });
+      expect(refused.status).to.equal(403);
+      expect(refused.json()).to.have.keys('code', 'message');
+    });
+  });
+
+  describe('POST /topics/to_subscriptions.json', () => {
+    it("turns the seed's tag and item events into item_event notifications for the item's subscribers herald knows", async () => {
+      const [sub1, sub2, ended, other] = ['sub1', 'sub2', 'sub-ended', 'sub-other-item'];
+      const subsEvent = (receiver: string, itemname: string, phase: number) => ({
+        type: 'subs_event',
+        receiver,
+        sender: '',
+        data: { subscriptionid: 1, sellername: 'seller', repname: 'repo001', itemname, phase },
+      });
+      for (const message of [subsEvent(sub1, 'item002', 1), subsEvent(sub2, 'item002', 1), subsEvent(ended, 'item002', 1), subsEvent(ended, 'item002', 5), subsEvent(other, 'item009', 1)]) {
+        expect((await topic('to_notifications.json', message)).status).to.equal(200);
+      }
+      const tagAdded = await topic('to_subscriptions.json', { type: '0x00020000', repname: 'repo001', itemname: 'item002', tag: 'tag003', time: '2015-11-10T15:06:09Z08:00' });
+      expect(tagAdded.status, tagAdded.text).to.equal(200);
+      expect(tagAdded.json()).to.deep.equal({ notified: 2 });
+      for (const user of [sub1, sub2]) {
+        const events = (await list(await ticketFor(user), '?type=item_event')).results;
+        expect(events.map((r) => r.data)).to.deep.equal([{ event: 'tag_added', repname: 'repo001', itemname: 'item002', tag: 'tag003', eventtime: '2015-11-10T15:06:09Z08:00' }]);
+        expect(events[0]!.sender).to.equal('');
+      }
+      for (const user of [ended, other]) expect((await list(await ticketFor(user), '?type=item_event')).total, user).to.equal(0);
+
+      expect((await topic('to_subscriptions.json', { type: '0x00020001', repname: 'repo001', itemname: 'item002', tag: 'tag003', time: 't' })).json()).to.deep.equal({ notified: 2 });
+      expect((await topic('to_subscriptions.json', { type: '0x00020002', repname: 'repo001', itemname: 'item002', time: 't' })).json()).to.deep.equal({ notified: 2 });
+      // The retired repository deletion reaches the subscribers of every item of the repository.
+      expect((await topic('to_subscriptions.json', { type: '0x00020003', repname: 'repo001', time: 't' })).json()).to.deep.equal({ notified: 3 });
+      expect((await list(await ticketFor(other), '?type=item_event')).results.map((r) => r.data['event'])).to.deep.equal(['repo_deleted']);
+      expect((await list(await ticketFor(sub1), '?type=item_event')).results.map((r) => r.data['event'])).to.deep.equal(['repo_deleted', 'item_deleted', 'tag_deleted', 'tag_added']);
+    });
+
+    it('refuses malformed events naming the field, and notifies nobody for an item without subscribers', async () => {
+      for (const [body, message] of [
+        [{ type: '0x00020009', repname: 'r' }, /^type:/],
+        [{ type: '0x00020000', repname: 'r', itemname: 'i' }, /^tag: required for tag_added/],
+        [{ type: '0x00020002', repname: 'r' }, /^itemname: required for item_deleted/],
+        [{ type: '0x00020002', itemname: 'i' }, /^repname:/],
+      ] as const) {
+        const response = await topic('to_subscriptions.json', body);
+        expect(response.status, response.text).to.equal(400);
+        expect(response.json().message).to.match(message);
+      }
+      expect((await topic('to_subscriptions.json', { type: '0x00020002', repname: 'nobody-subscribes', itemname: 'i' })).json()).to.deep.equal({ notified: 0 });
+    });
+  });
+});
