@@ -3,7 +3,7 @@ import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
 import { InboxEvent } from '../domain/notification/inbox';
 import { BROADCAST_TYPE, forBrowser, NotificationEvent, subscriptionEnded, type NotificationType } from '../domain/notification/notification';
-import type { DatahubQueries, ItemSubscribers, NotificationFilter, Owner } from '../src/datahub/datahub';
+import { broadcastStatsTopic, notificationStatsTopic, type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { Projection } from '../src/projection/projection';
 
@@ -127,19 +127,26 @@ export const datahubProjection: Projection = {
   // order of events inside one batch does not change the outcome (test/int/datahubProjection).
   async handle(events, tx) {
     const { sent, broadcast, subscriptions, read, cleared } = toBatch(events);
-    if (sent.id.length > 0) await tx.query({ name: 'datahub-deliver', text: DELIVER, values: Object.values(sent) });
+    // Users whose counts changed, and apps with a new broadcast: their stats are pushed (GraphQL notificationStats).
+    const changed: Array<{ app_id: string; user_id: string }> = [];
+    if (sent.id.length > 0) changed.push(...(await tx.query({ name: 'datahub-deliver', text: DELIVER, values: Object.values(sent) })).rows);
     if (subscriptions.app.length > 0) await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: Object.values(subscriptions) });
     if (broadcast.id.length > 0) await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: Object.values(broadcast) });
     if (read.id.length > 0) {
-      await tx.query({ name: 'datahub-read', text: READ, values: Object.values(read) });
-      await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: Object.values(read) });
+      changed.push(...(await tx.query({ name: 'datahub-read', text: READ, values: Object.values(read) })).rows);
+      changed.push(...(await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: Object.values(read) })).rows);
     }
     if (cleared.app.length > 0) {
       await tx.query({ name: 'datahub-clear', text: CLEAR, values: Object.values(cleared) });
       await tx.query({ name: 'datahub-recount', text: RECOUNT, values: Object.values(cleared) });
       await tx.query({ name: 'datahub-recount-broadcasts', text: RECOUNT_BROADCASTS, values: Object.values(cleared) });
+      changed.push(...cleared.app.map((app, i) => ({ app_id: app, user_id: cleared.user[i]! })));
     }
-    return [];
+    const users = new Map(changed.map((row) => [notificationStatsTopic(row.app_id, row.user_id), row]));
+    return [
+      ...[...users].map(([topic, row]) => ({ topic, payload: { appId: row.app_id, userId: row.user_id } })),
+      ...[...new Set(broadcast.app)].map((app) => ({ topic: broadcastStatsTopic(app), payload: { appId: app } })),
+    ];
   },
 };
 
@@ -256,7 +263,8 @@ const DELIVER = `
   )
   INSERT INTO datahub_stats AS s (app_id, user_id, type, unread)
   SELECT app_id, user_id, type, count(*) FROM delivered GROUP BY app_id, user_id, type
-  ON CONFLICT (app_id, user_id, type) DO UPDATE SET unread = s.unread + excluded.unread`;
+  ON CONFLICT (app_id, user_id, type) DO UPDATE SET unread = s.unread + excluded.unread
+  RETURNING app_id, user_id`;
 
 // The first read of a receiver's notification wins; it uncounts it if it counted (after the last clear).
 // Only a read after the delivery reads it (before it, possible only in a corrupt history, it reads nothing).
@@ -278,7 +286,8 @@ const READ = `
     FROM marked m LEFT JOIN datahub_stats_cleared c ON c.app_id = m.app_id AND c.user_id = m.user_id
    WHERE m.message_id > coalesce(c.up_to, -1)
    GROUP BY m.app_id, m.user_id, m.type
-  ON CONFLICT (app_id, user_id, type) DO UPDATE SET unread = s.unread + excluded.unread`;
+  ON CONFLICT (app_id, user_id, type) DO UPDATE SET unread = s.unread + excluded.unread
+  RETURNING app_id, user_id`;
 
 // The latest subs_event per user and item decides whether the user subscribes to it.
 const SUBSCRIBERS = `
@@ -321,7 +330,8 @@ const READ_BROADCAST = `
     FROM marked m LEFT JOIN datahub_stats_cleared c ON c.app_id = m.app_id AND c.user_id = m.user_id
    WHERE m.message_id > coalesce(c.up_to, -1)
    GROUP BY m.app_id, m.user_id
-  ON CONFLICT (app_id, user_id) DO UPDATE SET uncounted = v.uncounted + excluded.uncounted`;
+  ON CONFLICT (app_id, user_id) DO UPDATE SET uncounted = v.uncounted + excluded.uncounted
+  RETURNING app_id, user_id`;
 
 const CLEARED_USERS = `
   SELECT app, user_id, max(position) AS up_to
