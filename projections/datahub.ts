@@ -396,14 +396,26 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
           LEFT JOIN datahub_broadcast_reads r ON r.app_id = b.app_id AND r.user_id = $2 AND r.message_id = b.message_id
          WHERE b.app_id = $1 AND b.${list}
            AND ($3::text IS NULL OR $3 = '${BROADCAST_TYPE}') AND ($4::text IS NULL OR b.sender = $4) AND ($5::smallint IS NULL OR b.level = $5) ${status}`;
+      // The page is keyset (before a message id) or offset; the total counts the filter without either.
+      const before = (query: string, column: string) => `${query} AND ($8::bigint IS NULL OR ${column} < $8)`;
       const { rows } = await pool.query<NotificationRow>(
         `SELECT t.total, p.*
            FROM (SELECT (SELECT count(*) FROM (${mine}) m) + (SELECT count(*) FROM (${broadcasts}) b) AS total) t
            LEFT JOIN LATERAL (
-                SELECT * FROM ((${mine} ORDER BY message_id DESC LIMIT $6::bigint + $7::bigint) UNION ALL (${broadcasts} ORDER BY b.message_id DESC LIMIT $6::bigint + $7::bigint)) u
+                SELECT * FROM ((${before(mine, 'message_id')} ORDER BY message_id DESC LIMIT $6::bigint + $7::bigint)
+                               UNION ALL (${before(broadcasts, 'b.message_id')} ORDER BY b.message_id DESC LIMIT $6::bigint + $7::bigint)) u
                  ORDER BY message_id DESC OFFSET $6 LIMIT $7) p ON true
           ORDER BY p.message_id DESC`,
-        [owner.appId, owner.userId, filter.type ?? null, filter.sender ?? null, filter.level ?? null, (filter.page - 1) * filter.size, filter.size],
+        [
+          owner.appId,
+          owner.userId,
+          filter.type ?? null,
+          filter.sender ?? null,
+          filter.level ?? null,
+          (filter.page - 1) * filter.size,
+          filter.size,
+          filter.beforeMessageId ?? null,
+        ],
       );
       const results = rows
         .filter((row) => row.message_id !== null)

@@ -36,6 +36,8 @@ export interface NotificationFilter {
   /** 1-based. */
   readonly page: number;
   readonly size: number;
+  /** Keyset paging: only notifications before this message id (the total still counts them all). */
+  readonly beforeMessageId?: number;
 }
 
 /** The datahub read model, as this feature reads it (implemented in projections/datahub.ts). */
