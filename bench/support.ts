@@ -1036,7 +1036,9 @@ function canonicalJson(value: unknown): string {
 }
 
 /** Rows in the read-model tables of the notifications projection (and apps). */
-export async function readModelCounts(databaseUrl: string): Promise<{ notifications: number; notificationMessages: number; apps: number; checkpoints: Record<string, string> }> {
+export async function readModelCounts(
+  databaseUrl: string,
+): Promise<{ notifications: number; notificationMessages: number; datahubDeliveries: number; apps: number; checkpoints: Record<string, string> }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -1045,6 +1047,7 @@ export async function readModelCounts(databaseUrl: string): Promise<{ notificati
     return {
       notifications: await count('notifications'),
       notificationMessages: await count('notification_messages'),
+      datahubDeliveries: await count('datahub_notifications'),
       apps: await count('apps'),
       checkpoints: Object.fromEntries(checkpoints.rows.map((r) => [r.name, r.position])),
     };
@@ -1080,4 +1083,122 @@ export async function timeRebuild(databaseUrl: string, timeoutMs: number): Promi
     }
   });
   return { run, lastProgress };
+}
+
+export interface DatahubGeneratorOptions {
+  /** Inbox rows (deliveries) in the datahub read model, all users. */
+  readonly notifications: number;
+  /** The user who receives exactly `count` of them (as the first receiver), besides the broadcasts. */
+  readonly inboxUser: { readonly userId: string; readonly count: number };
+  /** Site broadcasts to the whole app, after the others (each is one row, whatever the users). */
+  readonly broadcasts: number;
+  readonly users: number;
+  readonly chunkNotifications: number;
+  readonly seed: string;
+}
+
+export interface GeneratedDatahubData {
+  readonly notificationEvents: number;
+  readonly readEvents: number;
+  /** Deliveries the datahub projection should hold (broadcasts not included). */
+  readonly deliveries: number;
+  /** The inbox user's deliveries, and how many of them are unread (the others read once). */
+  readonly inboxUser: { readonly deliveries: number; readonly unread: number };
+  readonly broadcasts: number;
+  readonly seconds: number;
+}
+
+const DATAHUB_TYPES = ['admin_message', 'private_message', 'comment_reply', 'item_event', 'subs_event', 'subsapply_event', 'vip_remind'];
+const DATAHUB_READ_FRACTION = 0.3; // NotificationRead by the first receiver
+const DATAHUB_LEVEL_50_FRACTION = 0.1;
+
+/**
+ * Appends camel's datahub notifications (NotificationSent, with 1-50 receivers skewed toward few, mean
+ * ≈ 10; a NotificationRead by the first receiver for 30 %) and then `broadcasts` site broadcasts to the
+ * event store tables, set-based, in the form of domain/notification/notification.ts. The inbox user is
+ * the first receiver of every stride-th notification.
+ */
+export async function generateDatahubEvents(databaseUrl: string, options: DatahubGeneratorOptions): Promise<GeneratedDatahubData> {
+  if (!/^[A-Za-z0-9-]{1,40}$/.test(options.seed)) throw new Error('the seed must be 1-40 of A-Z a-z 0-9 -');
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const started = performance.now();
+    const seed = `${options.seed}-datahub`;
+    const u = (expr: string, salt: string) => `((hashtext('${seed}:${salt}:' || (${expr})::text) & 2147483647)::float8 / 2147483648.0)`;
+    // The plan: one row per notification, cut where the deliveries reach the target.
+    await client.query(`
+      CREATE TEMP TABLE datahub_plan AS
+      SELECT i, id, r, base, type, level, read, false AS inbox FROM (
+        SELECT i, md5('${seed}:notification:' || i)::uuid AS id,
+               1 + floor(49 * power(${u('i', 'receivers')}, 4))::int AS r,
+               floor(${u('i', 'base')} * ${options.users})::int AS base,
+               (ARRAY['${DATAHUB_TYPES.join("','")}'])[1 + floor(${u('i', 'type')} * ${DATAHUB_TYPES.length})::int] AS type,
+               CASE WHEN ${u('i', 'level')} < ${DATAHUB_LEVEL_50_FRACTION} THEN 50 ELSE 0 END AS level,
+               ${u('i', 'read')} < ${DATAHUB_READ_FRACTION} AS read
+          FROM generate_series(1, ${Math.ceil(options.notifications / 5) + 1000}) AS i) g`);
+    await client.query(`
+      DELETE FROM datahub_plan WHERE i > (SELECT min(i) FROM (SELECT i, sum(r) OVER (ORDER BY i) AS cum FROM datahub_plan) s WHERE cum >= ${options.notifications})`);
+    await client.query(`UPDATE datahub_plan SET r = r - ((SELECT sum(r) FROM datahub_plan) - ${options.notifications}) WHERE i = (SELECT max(i) FROM datahub_plan)`);
+    await client.query('ALTER TABLE datahub_plan ADD PRIMARY KEY (i)');
+    const planned = Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM datahub_plan')).rows[0]!.n);
+    const total = Number((await client.query<{ n: string }>('SELECT sum(r) AS n FROM datahub_plan')).rows[0]!.n);
+    if (total !== options.notifications) throw new Error(`planned ${total} datahub deliveries, not ${options.notifications}`);
+    const stride = Math.floor(planned / options.inboxUser.count);
+    if (stride < 1) throw new Error(`${options.inboxUser.userId} cannot receive ${options.inboxUser.count} of ${planned} notifications`);
+    await client.query('UPDATE datahub_plan SET inbox = true WHERE i % $1 = 0 AND i / $1 <= $2', [stride, options.inboxUser.count]);
+    progress(`generating ${planned} datahub notifications (${total} deliveries) and ${options.broadcasts} broadcasts`);
+
+    const receiver = (k: string) => `CASE WHEN (${k}) = 0 AND p.inbox THEN '${options.inboxUser.userId}' ELSE 'user-' || ((p.base + (${k})) % ${options.users}) END`;
+    const at = (i: string) => `to_char((now() - interval '1 day' + (${i}) * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+    const metadata = (correlation: string, actor: string) => `jsonb_build_object('correlationId', ${correlation}, 'causationId', ${correlation}, 'appId', '${APP_ID}', 'actor', ${actor})`;
+    const sent = (type: string, receivers: string, level: string) => `jsonb_build_object(
+      'notificationId', p.id::text, 'appId', '${APP_ID}', 'notificationType', ${type}, 'sender', 'sender-' || (p.i % 1000),
+      'receivers', ${receivers}, 'level', ${level}, 'forBrowser', true, 'forClient', false,
+      'data', jsonb_build_object('content', 'notification ' || p.i), 'sentAt', ${at('p.i')})`;
+    const insertChunk = `
+      WITH e AS (
+        SELECT p.i, 0 AS kind, md5('${seed}:event:' || p.i)::uuid AS event_id, 'notification-' || p.id AS stream_name, 0 AS revision, 'NotificationSent' AS event_type,
+               ${sent('p.type', `(SELECT jsonb_agg(${receiver('j')} ORDER BY j) FROM generate_series(0, p.r - 1) AS j)`, 'p.level')} AS data,
+               ${metadata(`md5('${seed}:send:' || p.i)::uuid::text`, "'user:sender-' || (p.i % 1000)")} AS metadata
+          FROM datahub_plan p WHERE p.i >= $1 AND p.i < $2
+        UNION ALL
+        SELECT p.i, 1, md5('${seed}:read:' || p.i)::uuid, 'notification-' || p.id, 1, 'NotificationRead',
+               jsonb_build_object('notificationId', p.id::text, 'appId', '${APP_ID}', 'userId', ${receiver('0')}, 'readAt', ${at('p.i + 1')}),
+               ${metadata(`md5('${seed}:readc:' || p.i)::uuid::text`, `'user:' || ${receiver('0')}`)}
+          FROM datahub_plan p WHERE p.read AND p.i >= $1 AND p.i < $2
+      ), inserted AS (
+        INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
+        SELECT event_id, stream_name, revision, event_type, data, metadata FROM e ORDER BY i, kind
+        RETURNING stream_name, revision
+      )
+      INSERT INTO streams (stream_name, revision) SELECT stream_name, max(revision) FROM inserted GROUP BY stream_name
+      ON CONFLICT (stream_name) DO UPDATE SET revision = greatest(streams.revision, excluded.revision)`;
+    for (let from = 1; from <= planned; from += options.chunkNotifications) await client.query(insertChunk, [from, from + options.chunkNotifications]);
+    await client.query(`
+      WITH p AS (SELECT ${planned} + i AS i, md5('${seed}:broadcast:' || i)::uuid AS id FROM generate_series(1, ${options.broadcasts}) AS i), inserted AS (
+        INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
+        SELECT md5('${seed}:event:' || p.i)::uuid, 'notification-' || p.id, 0, 'NotificationSent', ${sent("'site_broadcast'", "'[]'::jsonb", '0')},
+               ${metadata(`md5('${seed}:send:' || p.i)::uuid::text`, "'user:admin'")}
+          FROM p ORDER BY p.i
+        RETURNING stream_name, revision
+      )
+      INSERT INTO streams (stream_name, revision) SELECT stream_name, revision FROM inserted`);
+    const counts = (
+      await client.query<{ reads: string; inbox: string; unread: string }>(
+        'SELECT count(*) FILTER (WHERE read) AS reads, count(*) FILTER (WHERE inbox) AS inbox, count(*) FILTER (WHERE inbox AND NOT read) AS unread FROM datahub_plan',
+      )
+    ).rows[0]!;
+    await client.query('DROP TABLE datahub_plan');
+    return {
+      notificationEvents: planned + options.broadcasts,
+      readEvents: Number(counts.reads),
+      deliveries: total,
+      inboxUser: { deliveries: Number(counts.inbox), unread: Number(counts.unread) },
+      broadcasts: options.broadcasts,
+      seconds: round((performance.now() - started) / 1000),
+    };
+  } finally {
+    await client.end();
+  }
 }
