@@ -20,7 +20,7 @@ import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import type { Logger } from './logger';
 import { MessageScheduler } from './messaging/messageScheduler';
-import { Messaging } from './messaging/messaging';
+import { Messaging, SendAllowance } from './messaging/messaging';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
@@ -132,16 +132,19 @@ export async function startHerald(
       ttlSeconds: config.ticketTtlSeconds,
       ...(config.ticketSecret !== undefined && { configuredSecret: config.ticketSecret }),
     });
+    // One budget per sender, whichever API it sends through.
+    const sendAllowance = new SendAllowance(config.sendRatePerMinute);
     const messaging = new Messaging({
       store,
       inbox,
       readYourWrites: inboxShows,
-      sendsPerMinute: config.sendRatePerMinute,
+      sendAllowance,
     });
     const datahub = new Datahub({
       store,
       queries: datahubQueries(database.pool),
       subscribers: itemSubscribers(database.pool),
+      sendAllowance,
       readYourWrites: progress.readYourWrites([datahubProjection.name], config.readYourWritesTimeoutMs),
     });
     // Ready once every projection has caught up to the events that existed at start-up.

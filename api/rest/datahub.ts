@@ -7,7 +7,7 @@ import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import { AppAuthError, TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
 import { decodeFormat, decodeNotificationData, FormatError } from './datahubFormats';
-import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
+import { MAX_REQUEST_ID_LENGTH, SendRateExceededError } from '../../src/messaging/messaging';
 import type { Logger } from '../../src/logger';
 
 /**
@@ -16,7 +16,8 @@ import type { Logger } from '../../src/logger';
  *
  * Success answers as the seed shows (an empty body for POST and DELETE); errors are JSON
  * `{"code": "<reason>", "message": "…"}` with the HTTP status saying the kind: 400 bad_request,
- * 401 unauthorized, 403 forbidden, 404 not_found, 413 too_large, 500 internal. See docs/api/datahub.md.
+ * 401 unauthorized, 403 forbidden, 404 not_found, 413 too_large, 429 too_many_requests (with
+ * Retry-After), 500 internal. See docs/api/datahub.md.
  */
 
 export const LIST_DEFAULT_SIZE = 20;
@@ -32,6 +33,8 @@ export class DatahubError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Sent as Retry-After. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }
@@ -196,6 +199,7 @@ export function route(log: Logger, handler: (req: express.Request, res: express.
 }
 
 export function reply(res: express.Response, error: DatahubError): void {
+  if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));
   res.status(error.status).json({ code: error.code, message: error.message });
 }
 
@@ -203,6 +207,7 @@ function toDatahubError(error: unknown): DatahubError {
   if (error instanceof DatahubError) return error;
   if (error instanceof TicketError || error instanceof AppAuthError) return new DatahubError(401, 'unauthorized', error.message);
   if (error instanceof FormatError) return badRequest(error.message);
+  if (error instanceof SendRateExceededError) return new DatahubError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
   if (error instanceof DomainError) {
     const [status, code] = DOMAIN_STATUS[error.code];
     return new DatahubError(status, code, error.message);

@@ -7,6 +7,7 @@ import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication
 import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
+import type { SendAllowance } from '../messaging/messaging';
 import type { Viewer } from '../identity/tickets';
 
 /**
@@ -101,12 +102,15 @@ export class Datahub {
       readonly store: EventStore;
       readonly queries: DatahubQueries;
       readonly subscribers: ItemSubscribers;
+      /** Users' sends count against their sending rate (back-end services are the app's own, and are not limited). */
+      readonly sendAllowance: SendAllowance;
       /** Resolves once the caller's next query would show the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
     },
   ) {}
 
   async send(viewer: Viewer, input: SendNotificationInput, now: Date): Promise<void> {
+    this.deps.sendAllowance.take(viewer, now);
     await this.sendFrom(userAuthor(viewer), input, now);
   }
 
@@ -178,6 +182,7 @@ export class Datahub {
    * completes what a failed one began and notifies once.
    */
   async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner: string }, now: Date): Promise<void> {
+    this.deps.sendAllowance.take(viewer, now);
     const applicationId = uuidv5(JSON.stringify([viewer.appId, input.repname, input.itemname, viewer.userId]), NOTIFICATION_ID_NAMESPACE);
     const context = { appId: viewer.appId, actor: `user:${viewer.userId}`, commandId: `apply-whitelist:${applicationId}` };
     const applied = await handleCommand(

@@ -47,20 +47,43 @@ export class SendRateExceededError extends Error {
   }
 }
 
+/**
+ * How many sends one sender may make per minute: a fixed window per (app, sender), shared by every API
+ * that sends (Koala, GraphQL, datahub). Several nodes each keep their own (a shared limit comes with Redis).
+ */
+export class SendAllowance {
+  private readonly windows = new Map<string, { windowStart: number; count: number }>();
+
+  constructor(private readonly sendsPerMinute: number) {}
+
+  /** Takes one send from the sender's window, or throws SendRateExceededError. */
+  take(sender: { readonly appId: string; readonly userId: string }, now: Date): void {
+    const key = `${sender.appId}\u0000${sender.userId}`;
+    const minute = 60_000;
+    const window = this.windows.get(key);
+    if (!window || now.getTime() - window.windowStart >= minute) {
+      if (this.windows.size > 100_000) this.windows.clear(); // bound the memory, at worst a fresh window
+      this.windows.set(key, { windowStart: now.getTime(), count: 1 });
+      return;
+    }
+    if (window.count >= this.sendsPerMinute) {
+      throw new SendRateExceededError(Math.ceil((window.windowStart + minute - now.getTime()) / 1000));
+    }
+    window.count++;
+  }
+}
+
 export const MAX_ACKNOWLEDGE_IDS = 200;
 export const MAX_REQUEST_ID_LENGTH = 128;
 
 export class Messaging {
-  private readonly sendWindows = new Map<string, { windowStart: number; count: number }>();
-
   constructor(
     private readonly deps: {
       readonly store: EventStore;
       readonly inbox: InboxQueries;
       /** Resolves once the caller's next query would show the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
-      /** Messages one sender may send per minute. */
-      readonly sendsPerMinute: number;
+      readonly sendAllowance: SendAllowance;
     },
   ) {}
 
@@ -68,7 +91,7 @@ export class Messaging {
     if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
       throw new DomainError('invalid', `a request id is 1-${MAX_REQUEST_ID_LENGTH} characters`);
     }
-    this.takeSendAllowance(viewer, now);
+    this.deps.sendAllowance.take(viewer, now);
     // With a request id the message id is derived from it, so a resend is the same message. Either way
     // the stream is new: no read before deciding; a resend conflicts on `no_stream` and is answered from
     // the message the store holds, not from what this call would have sent.
@@ -141,22 +164,6 @@ export class Messaging {
   /** What a reconnecting subscriber missed since `sinceSeq`, oldest first. */
   deliveredSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
     return this.deps.inbox.deliveredSince(viewer, sinceSeq, limit, now);
-  }
-
-  /** A fixed window per sender; several nodes each keep their own (a shared limit comes with Redis). */
-  private takeSendAllowance(viewer: Viewer, now: Date): void {
-    const key = `${viewer.appId}\u0000${viewer.userId}`;
-    const minute = 60_000;
-    const window = this.sendWindows.get(key);
-    if (!window || now.getTime() - window.windowStart >= minute) {
-      if (this.sendWindows.size > 100_000) this.sendWindows.clear(); // bound the memory, at worst a fresh window
-      this.sendWindows.set(key, { windowStart: now.getTime(), count: 1 });
-      return;
-    }
-    if (window.count >= this.deps.sendsPerMinute) {
-      throw new SendRateExceededError(Math.ceil((window.windowStart + minute - now.getTime()) / 1000));
-    }
-    window.count++;
   }
 
   private async firstEvent(messageId: string): Promise<MessageEvent> {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { postForm, startTestHerald } from '../support/herald';
+import { postForm, startTestHerald, TestClock } from '../support/herald';
 
 // datahub notifications, shared/seeds/001_e25b4a10524b93b6.txt: the seed's own requests, over HTTP.
 describe('datahub REST (seed 001) over HTTP', function () {
@@ -219,5 +219,45 @@ describe('datahub REST (seed 001) over HTTP', function () {
       expect((await list(elsewhere)).total).to.equal(0);
       expect((await stats(elsewhere)).admin_message).to.equal(0);
     });
+  });
+});
+
+describe('datahub REST: the sending rate', function () {
+  this.timeout(60_000);
+  const clock = new TestClock();
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  before(async () => {
+    test = await startTestHerald({ sendRatePerMinute: 2 }, clock.now);
+  });
+  after(() => test?.stop());
+
+  it('refuses a user over HERALD_SEND_RATE_PER_MINUTE with 429 and Retry-After, appending nothing, until the minute is over', async () => {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'chatty' });
+    const send = (content: string) =>
+      fetch(`${test.url}/notifications`, {
+        method: 'POST',
+        headers: { authorization: `Token ${body.result as string}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'private_message', receiver: 'listener', data: { content } }),
+      });
+    expect((await send('1')).status).to.equal(200);
+    expect((await send('2')).status).to.equal(200);
+    const refused = await send('3');
+    expect(refused.status).to.equal(429);
+    expect(Number(refused.headers.get('retry-after'))).to.be.within(1, 60);
+    expect(await refused.json()).to.include({ code: 'too_many_requests' });
+
+    // A back-end service of the app is not limited.
+    const service = await fetch(`${test.url}/topics/to_notifications.json`, {
+      method: 'POST',
+      headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE', 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'private_message', receiver: 'listener', sender: 'chatty', data: { content: 'via a service' } }),
+    });
+    expect(service.status).to.equal(200);
+
+    clock.advance(60_000);
+    expect((await send('4')).status).to.equal(200);
+    const { body: listener } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'listener' });
+    const listed = (await (await fetch(`${test.url}/notifications`, { headers: { authorization: `Token ${listener.result as string}` } })).json()) as { results: Array<{ data: { content: string } }> };
+    expect(listed.results.map((r) => r.data.content)).to.deep.equal(['4', 'via a service', '2', '1']);
   });
 });
