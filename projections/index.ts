@@ -1,7 +1,8 @@
 import type { Projection } from '../src/projection/projection';
 import { appsProjection } from './apps';
 import { datahubProjection } from './datahub';
+import { emailsProjection } from './emails';
 import { notificationsProjection } from './notifications';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection];
+export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection];

@@ -86,6 +86,10 @@ const Environment = t.type({
   HERALD_SEND_RATE_PER_MINUTE: optional(PositiveInt(1_000_000)),
   HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
   HERALD_PROJECTION_ON_ERROR: optional(t.keyof({ park: null, stop: null }, 'park or stop')),
+  SMTP_URL: optional(urlWithScheme(['smtp', 'smtps'])),
+  HERALD_MAIL_FROM: optional(
+    fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
+  ),
 });
 
 export interface Config {
@@ -112,6 +116,10 @@ export interface Config {
   readonly readYourWritesTimeoutMs: number;
   /** An event a projection keeps failing on: `park` it and go on (default), or `stop` and retry it until it applies. */
   readonly projectionOnError: 'park' | 'stop';
+  /** The SMTP server the mailer sends through (its password is never logged); unset → emails are recorded, not sent. */
+  readonly smtpUrl?: string;
+  /** The From address of herald's emails; unset → the mailer's default (herald@localhost). */
+  readonly mailFrom?: string;
 }
 
 export class ConfigError extends Error {
@@ -147,5 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sendRatePerMinute: e.HERALD_SEND_RATE_PER_MINUTE ?? 600,
     readYourWritesTimeoutMs: e.HERALD_READ_YOUR_WRITES_TIMEOUT_MS ?? 2000,
     projectionOnError: e.HERALD_PROJECTION_ON_ERROR ?? 'park',
+    ...(e.SMTP_URL !== undefined && { smtpUrl: e.SMTP_URL }),
+    ...(e.HERALD_MAIL_FROM !== undefined && { mailFrom: e.HERALD_MAIL_FROM }),
   };
 }

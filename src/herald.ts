@@ -7,6 +7,7 @@ import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
 import { appSecrets } from '../projections/apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from '../projections/datahub';
+import { emailQueries, emailsProjection } from '../projections/emails';
 import { notificationQueries, notificationsProjection } from '../projections/notifications';
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
@@ -19,6 +20,8 @@ import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import type { Logger } from './logger';
+import { Emails } from './mail/emails';
+import { Mailer, startMailer } from './mail/mailer';
 import { MessageScheduler } from './messaging/messageScheduler';
 import { Messaging, SendAllowance } from './messaging/messaging';
 import { openDatabase, type Database } from './postgres/database';
@@ -116,6 +119,7 @@ export async function startHerald(
 
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
+  let mailer: Mailer | undefined;
   const inbox = notificationQueries(database.pool);
   const progress = new ProjectionProgress({ database, log });
   // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
@@ -147,6 +151,10 @@ export async function startHerald(
       sendAllowance,
       readYourWrites: progress.readYourWrites([datahubProjection.name], config.readYourWritesTimeoutMs),
     });
+    const pendingEmails = emailQueries(database.pool);
+    const emailsShow = progress.readYourWrites([emailsProjection.name], config.readYourWritesTimeoutMs);
+    mailer = startMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
+    const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
     const onCommitted = (name: string, position: bigint) => progress.advance(name, position);
@@ -160,7 +168,7 @@ export async function startHerald(
     const routers = [
       koalaRouter({ tickets, messaging, clock, log }),
       datahubRouter({ tickets, datahub, clock, log }),
-      datahubTopicsRouter({ tickets, datahub, clock, log }),
+      datahubTopicsRouter({ tickets, datahub, emails, clock, log }),
       graphqlRouter({ schema, checks, tickets, clock, log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
@@ -184,6 +192,7 @@ export async function startHerald(
         await graphqlWs.close();
         await server.close();
         await scheduler.stop();
+        await mailer?.stop();
         await Promise.all(runners.map((r) => r.stop()));
         await progress.close();
         await bus.close();
@@ -194,6 +203,7 @@ export async function startHerald(
   } catch (error) {
     await http?.close();
     await scheduler.stop();
+    await mailer?.stop();
     await Promise.all(runners.map((r) => r.stop()));
     await progress.close();
     await infrastructure.close();

@@ -3,8 +3,9 @@ import type { Clock } from '../../src/clock';
 import type { Datahub } from '../../src/datahub/datahub';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
+import type { Emails } from '../../src/mail/emails';
 import { badRequest, checkRequestId, DatahubError, parseReceivers, reply, route } from './datahub';
-import { decodeFormat, decodeNotificationData, itemEventOf, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
+import { decodeFormat, decodeNotificationData, itemEventOf, TopicEmail, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
 
 /**
  * datahub's message-queue topics, for the app's back-end services, over HTTP: a message the seed's
@@ -16,6 +17,9 @@ import { decodeFormat, decodeNotificationData, itemEventOf, TopicNotification, T
  *
  * Errors are datahub's envelope `{"code", "message"}`: 400 bad_request naming the field, 401
  * unauthorized, 413 too_large.
+ *
+ * to_emails.json answers 202 `{"emailid"}` (recorded, sent by the mailer); to_subscriptions.json 200
+ * `{"notified"}`; to_notifications.json 200 with an empty body, like POST /notifications.
  */
 
 /**
@@ -29,10 +33,18 @@ export function listsOfKey(key: string): { forBrowser: boolean; forClient: boole
 
 const MAX_KEY_LENGTH = 256;
 
-export function datahubTopicsRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
-  const { tickets, datahub, clock, log } = deps;
+export function datahubTopicsRouter(deps: {
+  readonly tickets: Tickets;
+  readonly datahub: Datahub;
+  readonly emails: Emails;
+  readonly clock: Clock;
+  readonly log: Logger;
+}): express.Router {
+  const { tickets, datahub, emails, clock, log } = deps;
   const router = express.Router();
   const json = express.json({ limit: '64kb', type: () => true });
+  // An email's content may be 64 KB (domain/email/email.ts) and JSON escapes may double it.
+  const emailJson = express.json({ limit: '256kb', type: () => true });
 
   /** The app whose service calls. */
   const authenticated = async (req: express.Request): Promise<string> => {
@@ -68,6 +80,20 @@ export function datahubTopicsRouter(deps: { readonly tickets: Tickets; readonly 
     res.status(200).end();
   }));
 
+  // Recorded as EmailRequested; the mailer sends it (docs/email.md). 202: accepted, not yet sent.
+  router.post('/topics/to_emails.json', emailJson, route(log, async (req, res) => {
+    const appId = await authenticated(req);
+    const message = decodeFormat(TopicEmail, req.body);
+    const requestId = requestIdOf(req);
+    const { emailId } = await emails.request(
+      appId,
+      `service:${appId}`,
+      { to: message.to, subject: message.subject, content: message.content, isHtml: message.ishtml ?? false, ...(requestId !== undefined && { requestId }) },
+      clock(),
+    );
+    res.status(202).json({ emailid: emailId });
+  }));
+
   router.post('/topics/to_subscriptions.json', json, route(log, async (req, res) => {
     const appId = await authenticated(req);
     const message = decodeFormat(TopicSubscriptionEvent, req.body);
@@ -82,7 +108,7 @@ export function datahubTopicsRouter(deps: { readonly tickets: Tickets; readonly 
   });
   router.use('/topics', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
-    if ((error as { status?: unknown }).status === 413) return reply(res, new DatahubError(413, 'too_large', 'request body too large (at most 64 KB)'));
+    if ((error as { status?: unknown }).status === 413) return reply(res, new DatahubError(413, 'too_large', 'request body too large (at most 64 KB; 256 KB for to_emails.json)'));
     return reply(res, new DatahubError(400, 'bad_request', 'malformed JSON body (strict JSON: the seed samples\' typos are not accepted, see docs/api/datahub.md)'));
   });
   return router;

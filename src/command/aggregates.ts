@@ -4,6 +4,7 @@ import { notificationDecider, NotificationEvent, type NotificationCommand, type 
 import { whitelistDecider, WhitelistEvent, type WhitelistCommand, type WhitelistState } from '../../domain/whitelist/whitelistApplication';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
 import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
+import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
 import type { Aggregate } from './commandHandler';
 
 /** Each aggregate's decider with the codec its stored events are decoded by. */
@@ -13,3 +14,4 @@ export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageSt
 export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = { decider: notificationDecider, eventCodec: NotificationEvent };
 export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = { decider: inboxDecider, eventCodec: InboxEvent };
 export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = { decider: whitelistDecider, eventCodec: WhitelistEvent };
+export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = { decider: emailDecider, eventCodec: EmailEvent };

@@ -53,6 +53,8 @@ describe('config from the environment', () => {
     ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of fatal, error/],
     ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '-1', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
     ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '30001', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
+    ['SMTP_URL', 'http://mail.example.com', /SMTP_URL: expected a URL starting with smtp:\/\/ or smtps:\/\//],
+    ['HERALD_MAIL_FROM', 'not an address', /HERALD_MAIL_FROM: expected an address or Name <address>/],
   ];
   for (const [variable, value, message] of bad) {
     it(`stops on ${variable}=${value} with a message naming the variable and the expected form`, () => {
@@ -60,7 +62,17 @@ describe('config from the environment', () => {
     });
   }
 
+  it('reads the mailer\'s SMTP_URL and HERALD_MAIL_FROM (an address, or Name <address>)', () => {
+    expect(loadConfig({ SMTP_URL: 'smtps://u:p@mail.example.com:465', HERALD_MAIL_FROM: 'Herald <noreply@herald.example>' })).to.include({
+      smtpUrl: 'smtps://u:p@mail.example.com:465',
+      mailFrom: 'Herald <noreply@herald.example>',
+    });
+    expect(loadConfig({ HERALD_MAIL_FROM: 'noreply@herald.example' }).mailFrom).to.equal('noreply@herald.example');
+    expect(loadConfig({})).to.not.have.any.keys('smtpUrl', 'mailFrom');
+  });
+
   it('never echoes a secret in its error', () => {
+    expect(() => loadConfig({ SMTP_URL: 'ftp://user:topsecret@x' })).to.throw(ConfigError).that.satisfies((e: Error) => !e.message.includes('topsecret'));
     expect(() => loadConfig({ HERALD_APPS: 'bad id:topsecret' })).to.throw(ConfigError).that.satisfies((e: Error) => !e.message.includes('topsecret'));
   });
 });

@@ -1,0 +1,246 @@
+import { createTransport, type SendMailOptions } from 'nodemailer';
+import { EMAIL_MAX_ATTEMPTS, emailStreamName, type RecordEmailFailed, type RecordEmailSent } from '../../domain/email/email';
+import { emailAggregate } from '../command/aggregates';
+import { handleCommand, loadState } from '../command/commandHandler';
+import type { Clock } from '../clock';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+import { Wakeup } from '../wakeup';
+import type { PendingEmails } from './pendingEmails';
+
+/** What the mailer needs of a nodemailer transport (a Transporter satisfies it; tests may pass their own). */
+export interface MailTransport {
+  sendMail(message: SendMailOptions): Promise<{ messageId?: string }>;
+  close(): void;
+}
+
+export const DEFAULT_MAIL_FROM = 'herald@localhost';
+
+const MAX_WAIT_MS = 1000;
+const MAX_IDLE_WAIT_MS = 5000;
+const MAX_EMAIL_BACKOFF_MS = 5 * 60_000;
+const MAX_TRACKED_FAILURES = 10_000;
+const BATCH = 100;
+// Bounded so one unresponsive server cannot hold the mailer for nodemailer's default 10 minutes.
+const CONNECTION_TIMEOUT_MS = 30_000;
+const GREETING_TIMEOUT_MS = 30_000;
+const SOCKET_TIMEOUT_MS = 60_000;
+
+export interface MailerDeps {
+  readonly store: EventStore;
+  readonly pending: PendingEmails;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** The mailer owns it: `stop()` closes it. */
+  readonly transport: MailTransport;
+  /** The From address (e.g. `herald@example.com` or `"Herald" <herald@example.com>`). */
+  readonly from: string;
+  /** Resolves once the read model shows an outcome at this position (so the email is no longer due). */
+  readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
+  /** Text an error must never carry into an event or a log line (the SMTP password, the URL holding it). */
+  readonly secrets?: readonly string[];
+}
+
+/**
+ * Sends requested emails over SMTP and records each attempt's outcome: EmailSent, or EmailFailed with
+ * the next try (domain/email/email.ts: 1 min, 5 min, 30 min, 2 h; the 5th failure is final).
+ *
+ * Durable like the message scheduler: what is due lives in the emails read model, so a restart loses
+ * nothing. The email's own stream decides: the mailer sends what the stream says is due now (a lagging
+ * read model cannot make it send an email again that is already sent), and records the outcome with the
+ * revision it read. Several mailers may run side by side: the decider takes one outcome per attempt and
+ * none after a success or a final failure, so the loser of a race records nothing. The email itself may
+ * then have gone out twice (at least once, as SMTP itself); its Message-ID is the same on every try, so
+ * a receiving server may recognise the repeat.
+ */
+export class Mailer {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly wakeup = new Wakeup();
+  /** Emails whose attempt could not even be recorded (the store down, say): each waits out a back-off of its own. */
+  private readonly failing = new Map<string, { failures: number; retryAt: number }>();
+
+  constructor(private readonly deps: MailerDeps) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeup.signal();
+    await this.loop;
+    this.deps.transport.close();
+  }
+
+  /** Look for due emails now (a new one was requested, or a test moved the clock). */
+  wake(): void {
+    this.wakeup.signal();
+  }
+
+  /**
+   * Tries every email due now, one after the other; one that fails is recorded as failed and the others
+   * go on. Returns how many outcomes were recorded.
+   */
+  async sendDue(): Promise<number> {
+    const now = this.deps.clock();
+    const due = await this.deps.pending.due(now, BATCH + this.failing.size);
+    let recorded = 0;
+    let newest: bigint | undefined;
+    for (const { emailId } of due) {
+      const failing = this.failing.get(emailId);
+      if (failing && failing.retryAt > now.getTime()) continue;
+      try {
+        const result = await this.attempt(emailId);
+        this.failing.delete(emailId);
+        if (!result) continue;
+        recorded += result.events.length;
+        if (result.position !== undefined && (newest === undefined || result.position > newest)) newest = result.position;
+      } catch (error) {
+        const failures = (failing?.failures ?? 0) + 1;
+        const backoffMs = Math.min(MAX_EMAIL_BACKOFF_MS, 1000 * 2 ** (failures - 1));
+        if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(emailId, { failures, retryAt: now.getTime() + backoffMs });
+        this.deps.log.error({ emailId, failures, retryInMs: backoffMs, error: this.describe(error) }, 'trying an email failed before its outcome was recorded; the others go on');
+      }
+    }
+    await this.deps.readYourWrites?.(newest);
+    return recorded;
+  }
+
+  /** One attempt at one email, decided on its stream; undefined when the stream says it is not due. */
+  private async attempt(emailId: string) {
+    const streamName = emailStreamName(emailId);
+    const loaded = await loadState(this.deps.store, emailAggregate, streamName);
+    const { state } = loaded;
+    if (state.status !== 'pending' || state.nextAttemptAt === null || Date.parse(state.nextAttemptAt) > this.deps.clock().getTime()) return undefined;
+    const attempt = state.attempts + 1;
+    let outcome: RecordEmailSent | RecordEmailFailed;
+    try {
+      const info = await this.deps.transport.sendMail({
+        from: this.deps.from,
+        to: [...state.to],
+        subject: state.subject,
+        ...(state.isHtml ? { html: state.content } : { text: state.content }),
+        messageId: `<${emailId}@${domainOf(this.deps.from)}>`,
+        // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      });
+      outcome = { type: 'RecordEmailSent', attempt, ...(info.messageId && { messageId: info.messageId }), now: this.deps.clock().toISOString() };
+      this.deps.log.info({ emailId, appId: state.appId, attempt }, 'email sent');
+    } catch (error) {
+      const described = this.describe(error);
+      outcome = { type: 'RecordEmailFailed', attempt, error: described, now: this.deps.clock().toISOString() };
+      const final = attempt >= EMAIL_MAX_ATTEMPTS;
+      this.deps.log[final ? 'error' : 'warn']({ emailId, appId: state.appId, attempt, error: described }, final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried');
+    }
+    return handleCommand(
+      this.deps.store,
+      emailAggregate,
+      streamName,
+      outcome,
+      // No commandId: the decider alone keeps racing mailers from recording twice, and the events it
+      // returns are then what was appended (the store would take identical ids as a retry and say so too).
+      { appId: state.appId, actor: 'herald:mailer' },
+      loaded,
+    );
+  }
+
+  /** An error as text fit for an event and a log: its code and message, with every secret cut out. */
+  private describe(error: unknown): string {
+    const code = typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? `${error.code}: ` : '';
+    let text = `${code}${error instanceof Error ? error.message : String(error)}`;
+    for (const secret of this.deps.secrets ?? []) if (secret.length > 0) text = text.split(secret).join('[redacted]');
+    return text;
+  }
+
+  private async run(): Promise<void> {
+    let idleLooks = 0;
+    while (this.running) {
+      let waitMs = MAX_WAIT_MS;
+      try {
+        const recorded = await this.sendDue();
+        const next = await this.deps.pending.nextAttemptAt();
+        if (next) waitMs = Math.max(0, Math.min(MAX_WAIT_MS, next.getTime() - this.deps.clock().getTime()));
+        // Due but nothing recorded (emails backing off after a store error, or a read model lagging):
+        // look again less and less often rather than re-reading their streams in a tight loop.
+        idleLooks = recorded === 0 && next !== undefined && waitMs === 0 ? idleLooks + 1 : 0;
+        if (idleLooks > 0) waitMs = Math.min(MAX_IDLE_WAIT_MS, 50 * 2 ** Math.min(idleLooks, 10));
+      } catch (error) {
+        this.deps.log.error({ error: this.describe(error) }, 'looking for due emails failed; retrying');
+        waitMs = 1000;
+      }
+      await this.wakeup.wait(waitMs);
+    }
+  }
+}
+
+/**
+ * The mailer for SMTP_URL (`smtp://user:password@host:587`, `smtps://…:465`; nodemailer's URL options
+ * such as `?pool=true` apply), started. SMTP_URL unset: no mailer; emails are recorded and not sent
+ * (the Emails service logs each as it is requested).
+ */
+export function startMailer(options: {
+  readonly store: EventStore;
+  readonly pending: PendingEmails;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly smtpUrl: string | undefined;
+  readonly from?: string;
+  readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
+}): Mailer | undefined {
+  const { smtpUrl, ...deps } = options;
+  if (!smtpUrl) {
+    options.log.warn('SMTP_URL is not set: emails are recorded but not sent');
+    return undefined;
+  }
+  const transport = createTransport({
+    url: smtpUrl,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    greetingTimeout: GREETING_TIMEOUT_MS,
+    socketTimeout: SOCKET_TIMEOUT_MS,
+    // nodemailer's own logger stays off: at debug level it would print the SMTP conversation, AUTH included.
+    logger: false,
+  });
+  const mailer = new Mailer({ ...deps, transport, from: options.from ?? DEFAULT_MAIL_FROM, secrets: secretsOf(smtpUrl) });
+  mailer.start();
+  // The URL holds the password: only where it points is logged.
+  options.log.info({ smtp: hostOf(smtpUrl) }, 'mailer started');
+  return mailer;
+}
+
+/** The SMTP URL and the password in it, as given and as decoded. */
+function secretsOf(smtpUrl: string): string[] {
+  const secrets = [smtpUrl];
+  try {
+    const { password } = new URL(smtpUrl);
+    if (password.length > 0) {
+      secrets.push(password);
+      try {
+        secrets.push(decodeURIComponent(password));
+      } catch {
+        // not percent-encoded after all: the raw form is already listed
+      }
+    }
+  } catch {
+    // not a URL: nodemailer refuses it on the first send, and the whole string is listed anyway
+  }
+  // Longest first, so a password inside the URL does not leave the rest of the URL behind.
+  return [...new Set(secrets)].sort((a, b) => b.length - a.length);
+}
+
+function hostOf(smtpUrl: string): string {
+  try {
+    const url = new URL(smtpUrl);
+    return `${url.protocol}//${url.host}`;
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+/** The domain of the From address, for Message-IDs. */
+function domainOf(from: string): string {
+  return /@([^\s<>@]+)>?\s*$/.exec(from)?.[1] ?? 'herald';
+}
