@@ -5,7 +5,7 @@ import { handleCommand, loadState } from '../command/commandHandler';
 import type { Clock } from '../clock';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
-import { Wakeup } from '../wakeup';
+import { DueWork } from '../dueWork';
 import type { PendingEmails } from './pendingEmails';
 
 /** What the mailer needs of a nodemailer transport (a Transporter satisfies it; tests may pass their own). */
@@ -16,11 +16,6 @@ export interface MailTransport {
 
 export const DEFAULT_MAIL_FROM = 'herald@localhost';
 
-const MAX_WAIT_MS = 1000;
-const MAX_IDLE_WAIT_MS = 5000;
-const MAX_EMAIL_BACKOFF_MS = 5 * 60_000;
-const MAX_TRACKED_FAILURES = 10_000;
-const BATCH = 100;
 // Bounded so one unresponsive server cannot hold the mailer for nodemailer's default 10 minutes.
 const CONNECTION_TIMEOUT_MS = 30_000;
 const GREETING_TIMEOUT_MS = 30_000;
@@ -54,59 +49,40 @@ export interface MailerDeps {
  * a receiving server may recognise the repeat.
  */
 export class Mailer {
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private readonly wakeup = new Wakeup();
-  /** Emails whose attempt could not even be recorded (the store down, say): each waits out a back-off of its own. */
-  private readonly failing = new Map<string, { failures: number; retryAt: number }>();
+  /** Due emails, each on its own: one whose attempt cannot even be recorded (the store down) backs off alone. */
+  private readonly work: DueWork<{ readonly emailId: string; readonly appId: string }>;
 
-  constructor(private readonly deps: MailerDeps) {}
+  constructor(private readonly deps: MailerDeps) {
+    this.work = new DueWork({
+      clock: deps.clock,
+      log: deps.log,
+      doing: 'trying an email',
+      due: (now, limit) => deps.pending.due(now, limit),
+      nextDueAt: () => deps.pending.nextAttemptAt(),
+      idOf: (email) => email.emailId,
+      perform: (email) => this.attempt(email.emailId),
+      readYourWrites: deps.readYourWrites,
+      describe: (error) => this.describe(error),
+    });
+  }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.work.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.signal();
-    await this.loop;
+    await this.work.stop();
     this.deps.transport.close();
   }
 
   /** Look for due emails now (a new one was requested, or a test moved the clock). */
   wake(): void {
-    this.wakeup.signal();
+    this.work.wake();
   }
 
-  /**
-   * Tries every email due now, one after the other; one that fails is recorded as failed and the others
-   * go on. Returns how many outcomes were recorded.
-   */
-  async sendDue(): Promise<number> {
-    const now = this.deps.clock();
-    const due = await this.deps.pending.due(now, BATCH + this.failing.size);
-    let recorded = 0;
-    let newest: bigint | undefined;
-    for (const { emailId } of due) {
-      const failing = this.failing.get(emailId);
-      if (failing && failing.retryAt > now.getTime()) continue;
-      try {
-        const result = await this.attempt(emailId);
-        this.failing.delete(emailId);
-        if (!result) continue;
-        recorded += result.events.length;
-        if (result.position !== undefined && (newest === undefined || result.position > newest)) newest = result.position;
-      } catch (error) {
-        const failures = (failing?.failures ?? 0) + 1;
-        const backoffMs = Math.min(MAX_EMAIL_BACKOFF_MS, 1000 * 2 ** (failures - 1));
-        if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(emailId, { failures, retryAt: now.getTime() + backoffMs });
-        this.deps.log.error({ emailId, failures, retryInMs: backoffMs, error: this.describe(error) }, 'trying an email failed before its outcome was recorded; the others go on');
-      }
-    }
-    await this.deps.readYourWrites?.(newest);
-    return recorded;
+  /** Tries every email due now, one after the other; returns how many outcomes were recorded. */
+  sendDue(): Promise<number> {
+    return this.work.doDue();
   }
 
   /** One attempt at one email, decided on its stream; undefined when the stream says it is not due. */
@@ -154,26 +130,6 @@ export class Mailer {
     let text = `${code}${error instanceof Error ? error.message : String(error)}`;
     for (const secret of this.deps.secrets ?? []) if (secret.length > 0) text = text.split(secret).join('[redacted]');
     return text;
-  }
-
-  private async run(): Promise<void> {
-    let idleLooks = 0;
-    while (this.running) {
-      let waitMs = MAX_WAIT_MS;
-      try {
-        const recorded = await this.sendDue();
-        const next = await this.deps.pending.nextAttemptAt();
-        if (next) waitMs = Math.max(0, Math.min(MAX_WAIT_MS, next.getTime() - this.deps.clock().getTime()));
-        // Due but nothing recorded (emails backing off after a store error, or a read model lagging):
-        // look again less and less often rather than re-reading their streams in a tight loop.
-        idleLooks = recorded === 0 && next !== undefined && waitMs === 0 ? idleLooks + 1 : 0;
-        if (idleLooks > 0) waitMs = Math.min(MAX_IDLE_WAIT_MS, 50 * 2 ** Math.min(idleLooks, 10));
-      } catch (error) {
-        this.deps.log.error({ error: this.describe(error) }, 'looking for due emails failed; retrying');
-        waitMs = 1000;
-      }
-      await this.wakeup.wait(waitMs);
-    }
   }
 }
 

@@ -1,0 +1,532 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { createTransport } from 'nodemailer';
+import pino from 'pino';
+import { DomainError } from '../../domain/decider';
+import { EMAIL_RETRY_DELAYS_MS, emailDecider, emailStreamName, type EmailCommand, type EmailEvent, type EmailState } from '../../domain/email/email';
+import { emailQueries, emailsProjection } from '../../projections/emails';
+import { InProcessBus } from '../../src/bus/bus';
+import { StreamNotFoundError, type RecordedEvent } from '../../src/eventStore/eventStore';
+import { Emails } from '../../src/mail/emails';
+import { Mailer, startMailer, type MailTransport } from '../../src/mail/mailer';
+import type { PendingEmails } from '../../src/mail/pendingEmails';
+import { withTransaction } from '../../src/postgres/transaction';
+import { ProjectionProgress } from '../../src/projection/projectionProgress';
+import { ProjectionRunner } from '../../src/projection/projectionRunner';
+import { eventually } from '../support/eventually';
+import { TestClock } from '../support/herald';
+import { openTestInfrastructure } from '../support/infrastructure';
+import { freePort } from '../support/postgres';
+import { recorded } from '../support/recorded';
+import { startSmtpPeer, type SmtpPeer } from '../support/smtpPeer';
+
+/**
+ * datahub's `to_emails.json` (shared/seeds/001_e25b4a10524b93b6.txt) end to end on this side of the
+ * HTTP shim: Emails records the request, the emails projection makes it due, the Mailer sends it over
+ * SMTP to a real SMTP server (smtp-server, started here) and records the outcome.
+ */
+
+// The seed's example message.
+const SEED = {
+  to: 'zhang3@example.com',
+  subject: '你的订购申请通过了',
+  content: '你的订购申请通过了，请可以下载数据了。http://hub.dataos.io/mySubscribe.html 。此邮件是系统自动转发，请不要回复。',
+  isHtml: false,
+};
+// Characters a URL must encode, so the test also shows the mailer decodes SMTP_URL's password.
+const PASSWORD = 's3cr3t p@ss/wörd:x';
+const ACTOR = 'service:datahub';
+
+describe('mailer: to_emails.json sent over SMTP', () => {
+  let world: World;
+  let peer: SmtpPeer | undefined;
+  let mailers: Mailer[] = [];
+  afterEach(async () => {
+    await Promise.all(mailers.map((m) => m.stop()));
+    mailers = [];
+    await peer?.close();
+    peer = undefined;
+    await world?.close();
+  });
+
+  const smtpUrl = (port: number, password = PASSWORD) => `smtp://herald:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+
+  /** A mailer as herald starts it (its loop running), or one the test drives through `sendDue`. */
+  function runningMailer(port: number, from = 'Herald <noreply@herald.example>'): Mailer {
+    const mailer = startMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: smtpUrl(port), from, readYourWrites: world.readYourWrites });
+    if (!mailer) throw new Error('no mailer started');
+    mailers.push(mailer);
+    return mailer;
+  }
+  function drivenMailer(port: number, wrap: (transport: MailTransport) => MailTransport = (t) => t, password = PASSWORD): Mailer {
+    const url = smtpUrl(port, password);
+    const transport = wrap(createTransport({ url, logger: false }));
+    const mailer = new Mailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, transport, from: 'herald@herald.example', readYourWrites: world.readYourWrites, secrets: [url, password] });
+    mailers.push(mailer);
+    return mailer;
+  }
+  const emailsWith = (mailer: Mailer | undefined) => new Emails({ store: world.store, queries: world.pending, readYourWrites: world.readYourWrites, log: world.log, ...(mailer && { mailer }) });
+
+  it('sends a requested email with its to, subject and body (text or html) and records EmailSent', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer({ user: 'herald', password: PASSWORD });
+    const emails = emailsWith(runningMailer(peer.port));
+    const text = await emails.request('camel', ACTOR, SEED, world.clock.now());
+    const html = await emails.request('camel', ACTOR, { to: 'li4@example.com, wang5@example.com', subject: '订阅 <b>', content: '<p>订购 <b>通过</b> &amp; ok</p>', isHtml: true }, world.clock.now());
+
+    const received = await eventually(() => {
+      expect(peer!.received).to.have.length(2);
+      return new Map(peer!.received.map((r) => [r.message.messageId, r]));
+    });
+    const textMail = received.get(`<${text.emailId}@herald.example>`)!;
+    expect(textMail.envelope).to.deep.equal({ from: 'noreply@herald.example', to: ['zhang3@example.com'] });
+    expect(textMail.message.to).to.deep.include({ value: [{ address: 'zhang3@example.com', name: '' }], text: 'zhang3@example.com' });
+    expect(textMail.message.from).to.deep.include({ value: [{ address: 'noreply@herald.example', name: 'Herald' }] });
+    expect(textMail.message.subject).to.equal(SEED.subject);
+    expect(textMail.message.headers.get('content-type')).to.deep.equal({ value: 'text/plain', params: { charset: 'utf-8' } });
+    expect(textMail.body).to.equal(SEED.content);
+    expect(textMail.message.html).to.equal(false);
+    const htmlMail = received.get(`<${html.emailId}@herald.example>`)!;
+    expect(htmlMail.envelope.to).to.deep.equal(['li4@example.com', 'wang5@example.com']);
+    expect(htmlMail.message.to).to.deep.include({
+      value: [
+        { address: 'li4@example.com', name: '' },
+        { address: 'wang5@example.com', name: '' },
+      ],
+      text: 'li4@example.com, wang5@example.com',
+    });
+    expect(htmlMail.message.subject).to.equal('订阅 <b>');
+    expect(htmlMail.message.headers.get('content-type')).to.deep.equal({ value: 'text/html', params: { charset: 'utf-8' } });
+    expect(htmlMail.body).to.equal('<p>订购 <b>通过</b> &amp; ok</p>');
+    expect(htmlMail.message.text).to.equal('');
+
+    for (const { emailId } of [text, html]) {
+      const status = await eventually(async () => {
+        const status = await emails.status('camel', emailId);
+        expect(status?.status).to.equal('sent');
+        return status!;
+      });
+      expect(status).to.include({ attempts: 1, messageId: `<${emailId}@herald.example>` });
+      expect(status.nextAttemptAt).to.equal(undefined);
+      const events = await world.events(emailId);
+      expect(events.map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailSent']);
+      expect(events[1]!.data).to.include({ emailId, appId: 'camel', attempt: 1, messageId: `<${emailId}@herald.example>` });
+      expect(events[1]!.metadata).to.include({ appId: 'camel', actor: 'herald:mailer' });
+    }
+    // Nothing of one app is visible to another.
+    expect(await emails.status('other', text.emailId)).to.equal(undefined);
+    world.expectNoSecretLogged();
+  });
+
+  it('a refusing server records EmailFailed with a retry time; past it, the mailer retries and succeeds', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer();
+    peer.refuse = true;
+    const mailer = runningMailer(peer.port);
+    const emails = emailsWith(mailer);
+    const { emailId } = await emails.request('camel', ACTOR, SEED, world.clock.now());
+
+    const failure = await eventually(async () => {
+      const status = await emails.status('camel', emailId);
+      expect(status).to.include({ status: 'pending', attempts: 1 });
+      return status!;
+    });
+    const [, failed] = await world.events(emailId);
+    expect(failed?.type).to.equal('EmailFailed');
+    const data = failed!.data as { failedAt: string; retryAt: string; final: boolean; error: string };
+    expect(data.final).to.equal(false);
+    expect(Date.parse(data.retryAt) - Date.parse(data.failedAt)).to.equal(EMAIL_RETRY_DELAYS_MS[0]);
+    expect(data.error).to.match(/450/).and.match(/mailbox busy/);
+    expect(failure.lastError).to.equal(data.error);
+    expect(failure.nextAttemptAt?.toISOString()).to.equal(data.retryAt);
+    // Until its retry time it is not due.
+    expect(await world.pending.due(world.clock.now(), 10)).to.deep.equal([]);
+    expect(peer.rcptAttempts).to.equal(1);
+
+    peer.refuse = false;
+    world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
+    mailer.wake();
+    await eventually(async () => expect(await emails.status('camel', emailId)).to.include({ status: 'sent', attempts: 2 }));
+    expect((await world.events(emailId)).map((e) => [e.type, (e.data as { attempt?: number }).attempt])).to.deep.equal([
+      ['EmailRequested', undefined],
+      ['EmailFailed', 1],
+      ['EmailSent', 2],
+    ]);
+    expect(peer.received).to.have.length(1);
+    expect(peer.received[0]!.body).to.equal(SEED.content);
+  });
+
+  it('fails an email for good after 5 attempts (1 min, 5 min, 30 min, 2 h apart) and tries it no more', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer();
+    peer.refuse = true;
+    const mailer = drivenMailer(peer.port);
+    const { emailId } = await emailsWith(mailer).request('camel', ACTOR, SEED, world.clock.now());
+
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      expect(await mailer.sendDue(), `attempt ${attempt}`).to.equal(1);
+      const last = (await world.events(emailId)).at(-1)!;
+      expect(last.type).to.equal('EmailFailed');
+      expect(last.data).to.include({ attempt, final: attempt === 5 });
+      if (attempt === 5) break;
+      // Not before its time: advancing to just short of it tries nothing.
+      const delay = EMAIL_RETRY_DELAYS_MS[attempt - 1]!;
+      world.clock.advance(delay - 5000);
+      expect(await mailer.sendDue()).to.equal(0);
+      world.clock.advance(6000);
+    }
+    const status = await world.emailsOf('camel').status('camel', emailId);
+    expect(status).to.include({ status: 'failed', attempts: 5 });
+    expect(status?.nextAttemptAt).to.equal(undefined);
+    expect(await world.pending.nextAttemptAt()).to.equal(undefined);
+
+    peer.refuse = false;
+    world.clock.advance(7 * 24 * 3600_000);
+    expect(await mailer.sendDue()).to.equal(0);
+    expect(peer.rcptAttempts).to.equal(5);
+    expect(peer.received).to.have.length(0);
+    expect(await world.events(emailId)).to.have.length(6);
+  });
+
+  it('a server that is down records EmailFailed; once it is up and the retry is due, the email goes out', async () => {
+    world = await openWorld();
+    const port = await freePort();
+    const mailer = drivenMailer(port);
+    const { emailId } = await emailsWith(mailer).request('camel', ACTOR, SEED, world.clock.now());
+
+    expect(await mailer.sendDue()).to.equal(1);
+    const [, failed] = await world.events(emailId);
+    expect(failed?.type).to.equal('EmailFailed');
+    expect((failed!.data as { error: string }).error).to.match(/ECONNREFUSED/);
+
+    peer = await startSmtpPeer({ port });
+    world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
+    expect(await mailer.sendDue()).to.equal(1);
+    expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']);
+    expect(peer.received).to.have.length(1);
+    world.expectNoSecretLogged();
+  });
+
+  it('a refused login is a failure like any other; the password reaches no event and no log', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer({ user: 'herald', password: 'the right one' });
+    const mailer = drivenMailer(peer.port);
+    const { emailId } = await emailsWith(mailer).request('camel', ACTOR, SEED, world.clock.now());
+    expect(await mailer.sendDue()).to.equal(1);
+    const events = await world.events(emailId);
+    expect(events.map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed']);
+    expect((events[1]!.data as { error: string }).error).to.match(/535|EAUTH/);
+    expect(JSON.stringify(events.map((e) => [e.data, e.metadata]))).to.not.include(PASSWORD).and.not.include(encodeURIComponent(PASSWORD));
+    world.expectNoSecretLogged();
+  });
+
+  it('a transport error carrying the password is recorded without it', async () => {
+    world = await openWorld();
+    const leaky: MailTransport = { sendMail: () => Promise.reject(new Error(`cannot log in to ${smtpUrl(25)} with ${PASSWORD}`)), close: () => undefined };
+    const mailer = drivenMailer(25, () => leaky);
+    const { emailId } = await emailsWith(mailer).request('camel', ACTOR, SEED, world.clock.now());
+    expect(await mailer.sendDue()).to.equal(1);
+    const error = ((await world.events(emailId))[1]!.data as { error: string }).error;
+    expect(error).to.equal('cannot log in to [redacted] with [redacted]');
+    world.expectNoSecretLogged();
+  });
+
+  it('decides on the stream of the email: a lagging read model makes it send nothing early and nothing twice', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer();
+    peer.refuse = true;
+    const { emailId } = await emailsWith(undefined).request('camel', ACTOR, SEED, world.clock.now());
+    // A read model that still shows the email due whatever happened since.
+    const lagging: PendingEmails = { ...world.pending, due: async () => [{ emailId, appId: 'camel' }] };
+    const url = smtpUrl(peer.port);
+    const mailer = new Mailer({ store: world.store, pending: lagging, clock: world.clock.now, log: world.log, transport: createTransport({ url, logger: false }), from: 'herald@herald.example' });
+    mailers.push(mailer);
+
+    expect(await mailer.sendDue()).to.equal(1);
+    expect(await mailer.sendDue(), 'retried before its time').to.equal(0);
+    expect(peer.rcptAttempts).to.equal(1);
+    peer.refuse = false;
+    world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
+    expect(await mailer.sendDue()).to.equal(1);
+    expect(await mailer.sendDue(), 'sent again').to.equal(0);
+    expect(peer.received).to.have.length(1);
+    expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']);
+  });
+
+  it('two mailers racing on one email record its outcome once', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer();
+    // Both mailers read the email's stream and reach the server before either records anything.
+    const raced = (mailers: number) => {
+      let arrived = 0;
+      let open: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => {
+        open = resolve;
+        setTimeout(resolve, 10_000).unref(); // a guard, not a wait: the assertion on `arrived` then fails
+      });
+      const wrap = (transport: MailTransport): MailTransport => ({
+        async sendMail(message) {
+          if (++arrived === mailers) open();
+          await gate;
+          return transport.sendMail(message);
+        },
+        close: () => transport.close(),
+      });
+      return { wrap, arrived: () => arrived };
+    };
+
+    for (const refuse of [false, true]) {
+      peer.refuse = refuse;
+      const race = raced(2);
+      const [a, b] = [drivenMailer(peer.port, race.wrap), drivenMailer(peer.port, race.wrap)];
+      const { emailId } = await emailsWith(a).request('camel', ACTOR, { ...SEED, subject: `race ${refuse}` }, world.clock.now());
+      const recorded = await Promise.all([a.sendDue(), b.sendDue()]);
+      expect(race.arrived()).to.equal(2);
+      expect(recorded.reduce((x, y) => x + y)).to.equal(1);
+      expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', refuse ? 'EmailFailed' : 'EmailSent']);
+    }
+    // Both went out (at least once, as SMTP is), with one Message-ID a receiving server can dedupe by.
+    expect(peer.received).to.have.length(2);
+    expect(new Set(peer.received.map((r) => r.message.messageId)).size).to.equal(1);
+  });
+
+  it('with no SMTP_URL nothing is sent: each email is recorded, and logged once as not sent', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer();
+    const mailer = startMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: undefined, readYourWrites: world.readYourWrites });
+    expect(mailer).to.equal(undefined);
+    expect(world.logged().some((l) => l.msg === 'SMTP_URL is not set: emails are recorded but not sent')).to.equal(true);
+
+    const emails = emailsWith(undefined);
+    const first = await emails.request('camel', ACTOR, { ...SEED, requestId: 'mq-offset-42' }, world.clock.now());
+    const retried = await emails.request('camel', ACTOR, { ...SEED, requestId: 'mq-offset-42' }, world.clock.now());
+    const other = await emails.request('camel', ACTOR, SEED, world.clock.now());
+    expect(retried.emailId).to.equal(first.emailId);
+    expect(other.emailId).to.not.equal(first.emailId);
+
+    const notSent = world.logged().filter((l) => typeof l.msg === 'string' && l.msg.includes('not sent: SMTP_URL is not set'));
+    expect(notSent.map((l) => l.emailId)).to.deep.equal([first.emailId, other.emailId]);
+    // Only the id: the recipient and the content stay out of the log.
+    expect(JSON.stringify(world.logged())).to.not.include(SEED.to).and.not.include(SEED.subject);
+    expect((await world.events(first.emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested']);
+    expect(await emails.status('camel', first.emailId)).to.include({ status: 'pending', attempts: 0 });
+    expect(peer.rcptAttempts).to.equal(0);
+  });
+
+  it('refuses a bad request naming the field, and appends nothing', async () => {
+    world = await openWorld();
+    const emails = emailsWith(undefined);
+    for (const [input, field] of [
+      [{ ...SEED, to: 'not an address' }, 'to'],
+      [{ ...SEED, subject: '' }, 'subject'],
+      [{ ...SEED, content: 'x'.repeat(64 * 1024 + 1) }, 'content'],
+    ] as const) {
+      let thrown: unknown;
+      await emails.request('camel', ACTOR, { ...input, requestId: field }, world.clock.now()).catch((error: unknown) => (thrown = error));
+      expect(thrown).to.be.instanceOf(DomainError);
+      expect((thrown as DomainError).code).to.equal('invalid');
+      expect((thrown as DomainError).message).to.match(new RegExp(`^${field}: `));
+    }
+    expect(await world.store.headPosition()).to.equal(-1n);
+  });
+});
+
+/**
+ * The projection applies a batch in two set-based statements. Whatever the batching (a rebuild's one
+ * batch of everything, the live runner's small ones) it must leave the table the obvious one-event-at-
+ * a-time fold leaves. Histories come from the decider, driven by generated commands over a few emails.
+ */
+describe('emails projection: set-based batches equal the one-by-one fold', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([emailsProjection]);
+  });
+  after(() => infrastructure?.close());
+
+  const ids = [1, 2, 3].map((i) => `00000000-0000-4000-8000-00000000e00${i}`);
+  const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
+  type Step = { email: number; kind: 'request' | 'sent' | 'failed'; attempt: number };
+  // Mostly failures of the next attempt, so histories reach retries, successes after them and final failures.
+  const step: fc.Arbitrary<Step> = fc.record({
+    email: fc.nat(ids.length - 1),
+    kind: fc.oneof({ arbitrary: fc.constant('request' as const), weight: 1 }, { arbitrary: fc.constant('failed' as const), weight: 4 }, { arbitrary: fc.constant('sent' as const), weight: 1 }),
+    attempt: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.integer({ min: 1, max: 2 }), weight: 1 }),
+  });
+
+  /** Commands through the decider: what it refuses or decides to nothing leaves no event. */
+  function toEvents(steps: readonly Step[]): EmailEvent[] {
+    const states = new Map<number, EmailState>();
+    const events: EmailEvent[] = [];
+    steps.forEach((s, i) => {
+      const state = states.get(s.email) ?? emailDecider.initialState();
+      const attempts = state.status === 'none' ? 0 : state.attempts;
+      // attempt 0: the next one; 1, 2: one already recorded or just recorded (a racing mailer's).
+      const attempt = Math.max(1, attempts + 1 - s.attempt);
+      const command: EmailCommand =
+        s.kind === 'request'
+          ? { type: 'RequestEmail', emailId: ids[s.email]!, appId: 'camel', to: `u${s.email}@example.com`, subject: `s${i}`, content: 'c', isHtml: i % 2 === 0, now: at(i) }
+          : s.kind === 'sent'
+            ? { type: 'RecordEmailSent', attempt, ...(i % 3 > 0 && { messageId: `<m${i}@x>` }), now: at(i) }
+            : { type: 'RecordEmailFailed', attempt, error: `e${i}`, now: at(i) };
+      let decided: readonly EmailEvent[] = [];
+      try {
+        decided = emailDecider.decide(command, state);
+      } catch {
+        // refused: no event
+      }
+      states.set(s.email, decided.reduce(emailDecider.evolve, state));
+      events.push(...decided);
+    });
+    return events;
+  }
+
+  /** One event at a time, in memory: the rows as `emailQueries` would show them. */
+  function foldOneByOne(events: readonly RecordedEvent[]) {
+    const rows = new Map<string, Record<string, unknown>>();
+    for (const { type, data, position } of events) {
+      const event = { type, data } as EmailEvent;
+      const row = rows.get(event.data.emailId);
+      if (event.type === 'EmailRequested') {
+        const d = event.data;
+        if (!row) rows.set(d.emailId, { emailId: d.emailId, appId: d.appId, to: d.to, subject: d.subject, isHtml: d.isHtml, status: 'pending', attempts: 0, nextAttemptAt: d.requestedAt, requestedAt: d.requestedAt, updatedAt: d.requestedAt, position });
+      } else if (row && (row.position as bigint) < position) {
+        row.attempts = Math.max(row.attempts as number, event.data.attempt);
+        row.position = position;
+        if (event.type === 'EmailSent') {
+          Object.assign(row, { status: 'sent', sentAt: event.data.sentAt, updatedAt: event.data.sentAt });
+          delete row.nextAttemptAt;
+          if (event.data.messageId !== null) row.messageId = event.data.messageId;
+        } else {
+          Object.assign(row, { status: event.data.final ? 'failed' : 'pending', lastError: event.data.error, updatedAt: event.data.failedAt });
+          if (event.data.retryAt === null) delete row.nextAttemptAt;
+          else row.nextAttemptAt = event.data.retryAt;
+        }
+      }
+    }
+    return ids.map((id) => {
+      const row = rows.get(id);
+      if (!row) return null;
+      const { position: _position, ...shown } = row;
+      return shown;
+    });
+  }
+
+  /** `replayFirst`: the first batch is applied once more at the end, as a runner without exactly-once would. */
+  async function applyInBatches(events: RecordedEvent[], batchSizes: number[], options: { replayFirst?: boolean } = {}) {
+    const { pool } = infrastructure.database;
+    await pool.query(`TRUNCATE ${emailsProjection.tables.join(', ')}`);
+    for (let from = 0, b = 0; from < events.length; b++) {
+      const size = batchSizes[b % batchSizes.length]!;
+      const batch = events.slice(from, from + size);
+      await withTransaction(pool, (tx) => emailsProjection.handle(batch, tx));
+      from += size;
+    }
+    if (options.replayFirst) await withTransaction(pool, (tx) => emailsProjection.handle(events.slice(0, batchSizes[0]), tx));
+    const queries = emailQueries(pool);
+    const shown = await Promise.all(ids.map((id) => queries.byId(id)));
+    // As JSON: dates become the ISO strings the events hold.
+    return shown.map((s) => (s ? (JSON.parse(JSON.stringify(s)) as Record<string, unknown>) : null));
+  }
+
+  it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
+    this.timeout(120_000);
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }), async (steps, batchSizes) => {
+        const events = recorded(toEvents(steps), (e) => emailStreamName(e.data.emailId));
+        const expected = JSON.parse(JSON.stringify(foldOneByOne(events))) as unknown;
+        expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
+        expect(await applyInBatches(events, [events.length || 1])).to.deep.equal(expected);
+        // A batch applied again changes nothing, even after later ones.
+        expect(await applyInBatches(events, batchSizes, { replayFirst: true })).to.deep.equal(expected);
+      }),
+      { numRuns: 60, seed: 20261124 },
+    );
+  });
+
+  it('due lists pending emails whose time has come, earliest first (the comparison above can fail)', async () => {
+    const [a, b, c] = ids as [string, string, string];
+    const request = (emailId: string, minute: number): EmailEvent => ({ type: 'EmailRequested', data: { emailId, appId: 'camel', to: ['x@example.com'], subject: 's', content: 'c', isHtml: false, requestedAt: at(minute) } });
+    const events = recorded(
+      [
+        request(a, 5),
+        request(b, 1),
+        request(c, 2),
+        { type: 'EmailFailed', data: { emailId: b, appId: 'camel', attempt: 1, error: 'e', final: false, failedAt: at(3), retryAt: at(4) } },
+        { type: 'EmailSent', data: { emailId: c, appId: 'camel', attempt: 1, messageId: null, sentAt: at(3) } },
+      ] satisfies EmailEvent[],
+      () => 'irrelevant',
+    );
+    const shown = await applyInBatches(events, [2]);
+    expect(shown.map((s) => s?.status)).to.deep.equal(['pending', 'pending', 'sent']);
+    const queries = emailQueries(infrastructure.database.pool);
+    expect(await queries.due(new Date(at(10)), 10)).to.deep.equal([b, a].map((emailId) => ({ emailId, appId: 'camel' })));
+    expect(await queries.due(new Date(at(4)), 10)).to.deep.equal([{ emailId: b, appId: 'camel' }]);
+    expect(await queries.due(new Date(at(3)), 10)).to.deep.equal([]);
+    expect((await queries.nextAttemptAt())?.toISOString()).to.equal(at(4));
+    // A fold that missed the failure would still show b due at minute 1.
+    expect(JSON.parse(JSON.stringify(foldOneByOne(events.slice(0, 3))))).to.not.deep.equal(shown);
+  });
+});
+
+// --- test support --------------------------------------------------------------------------------
+
+interface World {
+  readonly store: Awaited<ReturnType<typeof openTestInfrastructure>>['store'];
+  readonly pending: PendingEmails;
+  readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+  readonly clock: TestClock;
+  readonly log: pino.Logger;
+  logged(): Array<Record<string, unknown>>;
+  expectNoSecretLogged(): void;
+  events(emailId: string): Promise<RecordedEvent[]>;
+  emailsOf(appId: string): Emails;
+  close(): Promise<void>;
+}
+
+/** A fresh database with the event store, the emails projection running, and read-your-writes on it. */
+async function openWorld(): Promise<World> {
+  const infrastructure = await openTestInfrastructure([emailsProjection]);
+  const lines: string[] = [];
+  // Every level: a secret must not reach even a debug line.
+  const log = pino({ level: 'trace' }, { write: (line: string) => void lines.push(line) });
+  const progress = new ProjectionProgress({ database: infrastructure.database, log });
+  await progress.start();
+  const runner = new ProjectionRunner({
+    database: infrastructure.database,
+    store: infrastructure.store,
+    projection: emailsProjection,
+    bus: new InProcessBus(),
+    log,
+    onCommitted: (name, position) => progress.advance(name, position),
+  });
+  runner.start();
+  const pending = emailQueries(infrastructure.database.pool);
+  const readYourWrites = progress.readYourWrites([emailsProjection.name], 10_000);
+  return {
+    store: infrastructure.store,
+    pending,
+    readYourWrites,
+    clock: new TestClock(),
+    log,
+    logged: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>),
+    expectNoSecretLogged() {
+      const all = lines.join('\n');
+      expect(lines.length).to.be.greaterThan(0);
+      expect(all).to.not.include(PASSWORD).and.not.include(encodeURIComponent(PASSWORD)).and.not.include('s3cr3t');
+    },
+    async events(emailId) {
+      try {
+        return await infrastructure.store.readStream(emailStreamName(emailId));
+      } catch (error) {
+        if (error instanceof StreamNotFoundError) return [];
+        throw error;
+      }
+    },
+    emailsOf: () => new Emails({ store: infrastructure.store, queries: pending, readYourWrites, log }),
+    async close() {
+      await runner.stop();
+      await progress.close();
+      await infrastructure.close();
+    },
+  };
+}
