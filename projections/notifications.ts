@@ -359,22 +359,28 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       // One statement, one round trip: the total as one row, the page (keyset paging on
       // notifications_inbox, only its rows joined to their messages) joined to it, so an empty page is
       // still one row carrying the total.
+      // With a sender, the total is a count of the user's messages from that sender (no counter keeps it).
+      const total = options.sender === undefined
+        ? `SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
+                  -- the maintained counter, less what has expired since (expiry is a time, not an event)
+                  - (SELECT count(*) FROM notifications n
+                      WHERE n.app_id = $1 AND n.user_id = $2 AND n.expires_at IS NOT NULL AND n.expires_at <= $3 ${unread})
+                  AS total`
+        : `SELECT count(*) AS total FROM notifications n JOIN notification_messages m USING (message_id)
+            WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread} AND m.sender = $6`;
+      const fromSender = options.sender === undefined ? '' : 'AND EXISTS (SELECT 1 FROM notification_messages s WHERE s.message_id = n.message_id AND s.sender = $6)';
       const { rows } = await pool.query<{ total: string } & (MessageRow | NullRow<MessageRow>) & { type: string; read_at: Date | null; acknowledged_at: Date | null }>(
         `SELECT t.total, p.*
-           FROM (SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
-                        -- the maintained counter, less what has expired since (expiry is a time, not an event)
-                        - (SELECT count(*) FROM notifications n
-                            WHERE n.app_id = $1 AND n.user_id = $2 AND n.expires_at IS NOT NULL AND n.expires_at <= $3 ${unread})
-                        AS total) t
+           FROM (${total}) t
            LEFT JOIN LATERAL (
                 SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
                   FROM (SELECT * FROM notifications n
                          WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
-                           AND ($4::bigint IS NULL OR n.seq < $4)
+                           AND ($4::bigint IS NULL OR n.seq < $4) ${fromSender}
                          ORDER BY n.seq DESC LIMIT $5) n
                   JOIN notification_messages m USING (message_id)) p ON true
           ORDER BY p.seq DESC`,
-        [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1],
+        [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1, ...(options.sender === undefined ? [] : [options.sender])],
       );
       const found = rows.filter((row): row is typeof row & MessageRow => row.message_id !== null);
       const nodes = found.slice(0, options.first).map((row) => ({

@@ -102,6 +102,7 @@ export interface Herald {
   readonly runners: readonly ProjectionRunner[];
   readonly tickets: Tickets;
   readonly messaging: Messaging;
+  readonly datahub: Datahub;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -163,7 +164,7 @@ export async function startHerald(
     scheduler.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
-    const schema = buildSchema({ messaging, bus, clock });
+    const schema = buildSchema({ messaging, bus, clock, datahub });
     const checks = new OperationChecks(schema);
     const routers = [
       koalaRouter({ tickets, messaging, clock, log }),
@@ -186,6 +187,7 @@ export async function startHerald(
       runners,
       tickets,
       messaging,
+      datahub,
       readiness,
       async close() {
         log.info('shutting down');

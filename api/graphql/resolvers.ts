@@ -1,14 +1,19 @@
 import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { LEVELS, NotificationTypeCodec, NOTIFICATION_TYPES, type NotificationType } from '../../domain/notification/notification';
+import { isStorableText } from '../../domain/text';
+import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
 import { inboxTopic, parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
 import type { Clock } from '../../src/clock';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
+import type { DatahubInbox } from './datahubInbox';
 
 export interface GraphqlDeps {
   readonly messaging: Messaging;
+  readonly datahub: DatahubInbox;
   readonly bus: Bus;
   readonly clock: Clock;
 }
@@ -24,24 +29,19 @@ export const MAX_PAGE = 100;
 export const MAX_REPLAY = 500;
 /** Live messages buffered for a slow subscriber before it is cut off. */
 const MAX_BUFFERED = 1000;
+/** Koala's messages in `notifications` (the type projections/notifications.ts gives them). */
+export const KOALA_TYPE = 'koala';
+const LIST_TYPES: readonly string[] = [KOALA_TYPE, ...NOTIFICATION_TYPES];
+/** `sender`, and applyWhitelist's names: as datahub bounds them (api/rest/datahub.ts, WHITELIST_LIMITS). */
+export const MAX_NAME_LENGTH = 128;
 
 export function createResolvers(deps: GraphqlDeps) {
   return {
     JSON: GraphQLJSON,
     Query: {
       me: (_: unknown, __: unknown, { viewer }: GraphqlContext) => ({ ...viewer, ticketExpiresAt: viewer.expiresAt }),
-      notifications: guard(async (_: unknown, args: { first?: number | null; after?: string | null; unreadOnly?: boolean | null }, { viewer }: GraphqlContext) => {
-        const first = args.first ?? 20;
-        if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) throw badInput(`first must be 1-${MAX_PAGE}`);
-        const beforeSeq = args.after ? decodeCursor(args.after) : undefined;
-        const page = await deps.messaging.inbox(viewer, { first, unreadOnly: args.unreadOnly ?? false, ...(beforeSeq !== undefined && { beforeSeq }) }, deps.clock());
-        const last = page.nodes[page.nodes.length - 1];
-        return {
-          total: page.total,
-          nodes: page.nodes.map(toNotification),
-          pageInfo: { endCursor: last ? encodeCursor(last.seq) : null, hasNextPage: page.hasNextPage },
-        };
-      }),
+      notifications: guard((_: unknown, args: NotificationsArgs, { viewer }: GraphqlContext) => notifications(deps, viewer, args)),
+      notificationStats: guard((_: unknown, __: unknown, { viewer }: GraphqlContext) => deps.datahub.stats(viewer)),
     },
     Mutation: {
       sendMessage: guard(async (_: unknown, { input }: { input: SendMessageInput }, { viewer }: GraphqlContext) => {
@@ -67,14 +67,183 @@ export function createResolvers(deps: GraphqlDeps) {
         if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new GraphQLError('no such message', { extensions: { code: 'NOT_FOUND' } });
         return deps.messaging.acknowledge(viewer, ids, deps.clock());
       }),
+      markRead: guard(async (_: unknown, { seq }: { seq: string }, { viewer }: GraphqlContext) => {
+        const position = parseSeq(String(seq));
+        if (position === undefined) throw badInput('seq must be a notification seq (a non-negative integer)');
+        // Every messageid is a position below 2^53; a larger seq names nothing the caller received.
+        if (position > MAX_SAFE_POSITION) throw new GraphQLError(`no notification ${position}`, { extensions: { code: 'NOT_FOUND' } });
+        await deps.datahub.markRead(viewer, Number(position), deps.clock());
+        return true;
+      }),
+      clearNotificationStats: guard(async (_: unknown, __: unknown, { viewer }: GraphqlContext) => {
+        await deps.datahub.clearStats(viewer, deps.clock());
+        return deps.datahub.stats(viewer);
+      }),
+      applyWhitelist: guard(async (_: unknown, args: { repname: string; itemname: string; owner: string }, { viewer }: GraphqlContext) => {
+        for (const field of ['repname', 'itemname', 'owner'] as const) {
+          const value = args[field];
+          if (value.trim().length === 0 || value.length > MAX_NAME_LENGTH || !isStorableText(value)) throw badInput(`${field} must be 1-${MAX_NAME_LENGTH} characters of text`);
+        }
+        if (args.owner === viewer.userId) throw badInput('owner: the owner of the item cannot apply to it');
+        await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner: args.owner }, deps.clock());
+        return true;
+      }),
     },
     Subscription: {
       messages: {
-        subscribe: (_: unknown, __: unknown, context: GraphqlContext) => deliveries(deps, context),
+        subscribe: (_: unknown, __: unknown, context: GraphqlContext) => closable((signal) => deliveries(deps, context, signal)),
         resolve: (message: DeliveredMessage) => fromDelivered(message),
+      },
+      notificationStats: {
+        subscribe: (_: unknown, __: unknown, context: GraphqlContext) => closable((signal) => statsUpdates(deps, context, signal)),
+        resolve: (stats: Record<NotificationType, number>) => stats,
       },
     },
   };
+}
+
+interface NotificationsArgs {
+  first?: number | null;
+  after?: string | null;
+  unreadOnly?: boolean | null;
+  type?: string | null;
+  sender?: string | null;
+  level?: number | null;
+  forClient?: boolean | null;
+}
+
+const MAX_SAFE_POSITION = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** A node of `notifications`, with its position for merging the two lists. */
+type ListedNotification = ReturnType<typeof toNotification> & { readonly position: bigint };
+
+/**
+ * The user's one list: Koala's inbox and datahub's, merged by position (a Koala `seq` and a datahub
+ * `messageId` are both the global position of the event that delivered them), newest first. A page
+ * reads up to `first` of each list before the cursor's position and keeps the newest `first`; the
+ * total is the sum of both lists' totals for the filter. A filter one list cannot match (a datahub
+ * type, level 50, the client list for Koala; type "koala" for datahub) leaves that list out.
+ */
+async function notifications(deps: GraphqlDeps, viewer: Viewer, args: NotificationsArgs) {
+  const first = args.first ?? 20;
+  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) throw badInput(`first must be 1-${MAX_PAGE}`);
+  const filter = parseListFilter(args);
+  const beforeSeq = args.after ? decodeCursor(args.after) : undefined;
+  const now = deps.clock();
+  const [koala, datahub] = await Promise.all([
+    filter.koala
+      ? deps.messaging.inbox(viewer, { first, unreadOnly: filter.unreadOnly, ...(beforeSeq !== undefined && { beforeSeq }), ...(filter.sender !== undefined && { sender: filter.sender }) }, now)
+      : { total: 0, nodes: [], hasNextPage: false },
+    filter.datahub
+      ? deps.datahub.list(viewer, {
+          ...filter.datahub,
+          page: 1,
+          // One more than the page: whether datahub's list goes on past it.
+          size: first + 1,
+          // Every messageId is below 2^53: a cursor past it bounds nothing.
+          ...(beforeSeq !== undefined && beforeSeq <= MAX_SAFE_POSITION && { beforeMessageId: Number(beforeSeq) }),
+        })
+      : { total: 0, results: [] },
+  ]);
+  const merged: ListedNotification[] = [
+    ...koala.nodes.map((n) => ({ ...toNotification(n), position: BigInt(n.seq) })),
+    ...datahub.results.map((n) => fromReceived(viewer.appId, n)),
+  ].sort((a, b) => (a.position > b.position ? -1 : a.position < b.position ? 1 : 0));
+  const nodes = merged.slice(0, first);
+  const last = nodes[nodes.length - 1];
+  return {
+    total: koala.total + datahub.total,
+    nodes,
+    // Koala's list says whether it goes on past its `first`; datahub's, by answering `first + 1`.
+    pageInfo: { endCursor: last ? encodeCursor(last.seq) : null, hasNextPage: koala.hasNextPage || merged.length > first },
+  };
+}
+
+/** Which lists `notifications` reads, and datahub's filter; bad values are BAD_USER_INPUT. */
+function parseListFilter(args: NotificationsArgs): {
+  unreadOnly: boolean;
+  sender?: string;
+  koala: boolean;
+  datahub?: Omit<NotificationFilter, 'page' | 'size' | 'beforeMessageId'>;
+} {
+  const { type, sender, level } = args;
+  const unreadOnly = args.unreadOnly ?? false;
+  const forClient = args.forClient ?? false;
+  if (type !== undefined && type !== null && !LIST_TYPES.includes(type)) throw badInput(`type must be one of ${LIST_TYPES.join(', ')}`);
+  if (sender !== undefined && sender !== null && (sender.length > MAX_NAME_LENGTH || !isStorableText(sender))) {
+    throw badInput(`sender must be at most ${MAX_NAME_LENGTH} characters of text`);
+  }
+  if (level !== undefined && level !== null && !(LEVELS as readonly number[]).includes(level)) throw badInput(`level must be ${LEVELS.join(' or ')}`);
+  const datahubType = type !== undefined && type !== null && NotificationTypeCodec.is(type) ? type : undefined;
+  // Koala messages are level 0 and in the browser's list only.
+  const koala = (type === undefined || type === null || type === KOALA_TYPE) && (level === undefined || level === null || level === 0) && !forClient;
+  const datahub = type === KOALA_TYPE ? undefined : {
+    forClient,
+    status: unreadOnly ? ('unread' as const) : ('either' as const),
+    ...(datahubType !== undefined && { type: datahubType }),
+    ...(sender !== undefined && sender !== null && { sender }),
+    ...(level !== undefined && level !== null && { level }),
+  };
+  return { unreadOnly, koala, ...(sender !== undefined && sender !== null && { sender }), ...(datahub && { datahub }) };
+}
+
+/** A datahub notification as a node of `notifications`: see the Notification type in schema.graphql. */
+function fromReceived(appId: string, notification: ReceivedNotification): ListedNotification {
+  const seq = String(notification.messageId);
+  const sentAt = notification.sentAt.toISOString();
+  const content = notification.data['content'];
+  return {
+    id: notification.notificationId,
+    seq,
+    type: notification.type,
+    title: '',
+    content: typeof content === 'string' ? content : '',
+    sender: notification.sender,
+    sentAt,
+    scheduledFor: null,
+    expiresAt: null,
+    props: null,
+    meta: { realm: appId, seq, sender: notification.sender, stime: sentAt },
+    read: notification.read,
+    acknowledged: notification.read,
+    level: notification.level,
+    data: notification.data,
+    position: BigInt(notification.messageId),
+  };
+}
+
+/**
+ * The user's unread counts: now, then again after each commit that changed them (the datahub
+ * projection publishes the user's topic, or the app's for a site broadcast). A change only marks the
+ * counts stale; the counts are read when the subscriber is ready for them, so a burst of changes —
+ * during a read, or while the client is slow — is one read more, never a queue of them.
+ */
+async function* statsUpdates(deps: GraphqlDeps, { viewer }: GraphqlContext, signal: AbortSignal): AsyncGenerator<Record<NotificationType, number>> {
+  let stale = true; // the current counts, at once
+  let wake: (() => void) | undefined;
+  const changed = () => {
+    stale = true;
+    wake?.();
+  };
+  signal.addEventListener('abort', () => wake?.(), { once: true });
+  // Subscribed before the first read, so no change between the two is lost.
+  const unsubscribe = [deps.bus.subscribe(notificationStatsTopic(viewer.appId, viewer.userId), changed), deps.bus.subscribe(broadcastStatsTopic(viewer.appId), changed)];
+  try {
+    for (;;) {
+      while (!stale && !signal.aborted) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+      if (signal.aborted) return;
+      stale = false;
+      const stats = await deps.datahub.stats(viewer);
+      if (signal.aborted) return;
+      // A fresh object per push: sharedSubscription keys its shared results on the payload object.
+      yield { ...stats };
+    }
+  } finally {
+    for (const off of unsubscribe) off();
+  }
 }
 
 interface SendMessageInput {
@@ -91,11 +260,12 @@ interface SendMessageInput {
  * The user's deliveries: subscribe to the bus first, then replay what was missed since `since` from the
  * read model, then the live ones — skipping any seq already sent, as the two can overlap.
  */
-async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext): AsyncGenerator<DeliveredMessage> {
+async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext, signal: AbortSignal): AsyncGenerator<DeliveredMessage> {
   const sinceSeq = parseSince(since);
   const buffered: DeliveredMessage[] = [];
   let overflow = false;
   let wake: (() => void) | undefined;
+  signal.addEventListener('abort', () => wake?.(), { once: true });
   const unsubscribe = deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) => {
     if (buffered.length >= MAX_BUFFERED) overflow = true;
     else buffered.push(payload as DeliveredMessage);
@@ -116,11 +286,11 @@ async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext)
       }
     }
     for (;;) {
-      while (buffered.length === 0) {
-        if (overflow) break;
+      while (buffered.length === 0 && !overflow && !signal.aborted) {
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }
+      if (signal.aborted) return;
       if (overflow) throw new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } });
       const message = buffered.shift()!;
       if (BigInt(message.seq) <= lastSeq) continue;
@@ -130,6 +300,32 @@ async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext)
   } finally {
     unsubscribe();
   }
+}
+
+/**
+ * A subscription's source stream whose `return()` — the client unsubscribed, or its socket closed —
+ * takes effect at once. An async generator's own `return()` queues behind a pending `next()`: for a
+ * quiet user, until their next message, and the generator's `finally` (its bus unsubscribe) with it, so
+ * each closed subscription would keep its bus listeners until then. Here `return()` first aborts the
+ * generator's signal, which ends its wait; the generator sees the signal and returns.
+ */
+function closable<T>(generator: (signal: AbortSignal) => AsyncGenerator<T>): AsyncIterableIterator<T> {
+  const controller = new AbortController();
+  const source = generator(controller.signal);
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    next: () => source.next(),
+    return: (value?: unknown) => {
+      controller.abort();
+      return source.return(value as T);
+    },
+    throw: (error?: unknown) => {
+      controller.abort();
+      return source.throw(error);
+    },
+  };
 }
 
 function parseSince(since: unknown): bigint | undefined {
@@ -176,6 +372,8 @@ function toNotification(notification: Notification) {
     type: notification.type,
     read: notification.readAt !== null,
     acknowledged: notification.acknowledgedAt !== null,
+    level: 0,
+    data: null as Record<string, unknown> | null,
   };
 }
 

@@ -42,7 +42,7 @@ export interface InboxOwner {
 
 export interface InboxQueries {
   /** A user's inbox, newest first, without expired messages; `beforeSeq` continues a previous page. */
-  page(owner: InboxOwner, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; now: Date }): Promise<NotificationPage>;
+  page(owner: InboxOwner, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string; now: Date }): Promise<NotificationPage>;
   /** Messages delivered to the user after `sinceSeq`, oldest first, unexpired; at most `limit`. */
   deliveredSince(owner: InboxOwner, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]>;
   /** Message ids of an app's delivered messages by seq (Koala `sids`); unknown seqs are left out. */

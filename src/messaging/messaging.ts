@@ -157,7 +157,7 @@ export class Messaging {
     return [...bySeq.values()];
   }
 
-  inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean }, now: Date): Promise<NotificationPage> {
+  inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string }, now: Date): Promise<NotificationPage> {
     return this.deps.inbox.page(viewer, { ...options, now });
   }
 

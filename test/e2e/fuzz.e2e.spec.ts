@@ -204,6 +204,7 @@ describe('fuzz: generated bad input on every route', function () {
         'GET /notification_stat',
         'DELETE /notification_stat',
         'POST /topics/to_notifications.json',
+        'POST /topics/to_emails.json',
         'POST /topics/to_subscriptions.json',
       ),
       query: fc.dictionary(fc.oneof(fc.constantFrom(...DATAHUB_FIELDS), fc.string({ maxLength: 6 })), fc.oneof(nastyText(ticket), fc.constantFrom('0', '1', '2', '50', '100', '101')), { maxKeys: 8 }),

@@ -31,6 +31,7 @@ describe('docs/api/graphql.md examples', function () {
       messaging: test.herald.messaging,
       bus: test.herald.bus,
       clock: systemClock,
+      datahub: test.herald.datahub,
     });
     for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
   });
