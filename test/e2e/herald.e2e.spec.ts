@@ -4,6 +4,7 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { projections } from '../../projections';
 import { eventually } from '../support/eventually';
 import { graphql, type GraphqlResponse } from '../support/graphqlClient';
 import { HeraldProcess } from '../support/heraldProcess';
@@ -200,7 +201,7 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
       return cli.logs.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
     };
     const status = await run(['projections', 'status']);
-    expect(status.map((s) => s.projection)).to.deep.equal(['apps', 'notifications', 'datahub']);
+    expect(status.map((s) => s.projection)).to.deep.equal(projections.map((p) => p.name));
     for (const line of status) expect(line).to.include({ parked: 0 }).and.to.have.keys('projection', 'version', 'position', 'head', 'parked');
     expect(await run(['projections', 'retry', 'notifications'])).to.deep.equal([{ projection: 'notifications', retried: 0, stillParked: 0 }]);
     const unknown = HeraldProcess.start(env, ['projections', 'retry', 'nope']);
