@@ -21,6 +21,9 @@ import type { Projection } from '../src/projection/projection';
  * `datahub_broadcast_views.uncounted` is how many of the app's broadcasts do not count as unread for the
  * user (those up to the user's last clear, and those after it the user read): unread = latest − uncounted.
  *
+ * `datahub_list_counts`: each user's deliveries per list (browser, client), all and unread: the totals of
+ * an unfiltered page, maintained (a filtered page counts its rows).
+ *
  * `datahub_item_subscribers`: who subscribes to which item, as the subs_events herald delivered tell
  * (the latest one per user and item decides; see subscriptionEnded), for the to_subscriptions.json topic.
  */
@@ -35,6 +38,7 @@ export const datahubProjection: Projection = {
     'datahub_broadcast_reads',
     'datahub_broadcast_views',
     'datahub_item_subscribers',
+    'datahub_list_counts',
   ],
   handles: (eventType) => eventType.startsWith('Notification'),
   migrations: [
@@ -109,6 +113,14 @@ export const datahubProjection: Projection = {
           user_id text NOT NULL,
           uncounted bigint NOT NULL,
           PRIMARY KEY (app_id, user_id)
+        );
+        CREATE TABLE datahub_list_counts (
+          app_id text NOT NULL,
+          user_id text NOT NULL,
+          list text NOT NULL,
+          total bigint NOT NULL,
+          unread bigint NOT NULL,
+          PRIMARY KEY (app_id, user_id, list)
         );
         CREATE TABLE datahub_item_subscribers (
           app_id text NOT NULL,
@@ -259,7 +271,14 @@ const DELIVER = `
            AS u(id, app, type, sender, receivers, level, for_browser, for_client, data, sent_at, position)
       CROSS JOIN LATERAL (SELECT DISTINCT jsonb_array_elements_text(u.receivers)) AS r(user_id)
     ON CONFLICT DO NOTHING
-    RETURNING app_id, user_id, type
+    RETURNING app_id, user_id, type, for_browser, for_client
+  ), listed AS (
+    INSERT INTO datahub_list_counts AS c (app_id, user_id, list, total, unread)
+    SELECT d.app_id, d.user_id, l.list, count(*), count(*)
+      FROM delivered d CROSS JOIN LATERAL (VALUES ('browser', d.for_browser), ('client', d.for_client)) AS l(list, included)
+     WHERE l.included
+     GROUP BY d.app_id, d.user_id, l.list
+    ON CONFLICT (app_id, user_id, list) DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread
   )
   INSERT INTO datahub_stats AS s (app_id, user_id, type, unread)
   SELECT app_id, user_id, type, count(*) FROM delivered GROUP BY app_id, user_id, type
@@ -279,7 +298,14 @@ const READ = `
     UPDATE datahub_notifications n SET read_at = r.at
       FROM first_read r
      WHERE n.notification_id = r.notification_id AND n.user_id = r.user_id
-    RETURNING n.app_id, n.user_id, n.type, n.message_id
+    RETURNING n.app_id, n.user_id, n.type, n.message_id, n.for_browser, n.for_client
+  ), listed AS (
+    UPDATE datahub_list_counts c SET unread = c.unread - m.read
+      FROM (SELECT m.app_id, m.user_id, l.list, count(*) AS read
+              FROM marked m CROSS JOIN LATERAL (VALUES ('browser', m.for_browser), ('client', m.for_client)) AS l(list, included)
+             WHERE l.included
+             GROUP BY m.app_id, m.user_id, l.list) m
+     WHERE c.app_id = m.app_id AND c.user_id = m.user_id AND c.list = m.list
   )
   INSERT INTO datahub_stats AS s (app_id, user_id, type, unread)
   SELECT m.app_id, m.user_id, m.type, -count(*)
@@ -397,10 +423,17 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
          WHERE b.app_id = $1 AND b.${list}
            AND ($3::text IS NULL OR $3 = '${BROADCAST_TYPE}') AND ($4::text IS NULL OR b.sender = $4) AND ($5::smallint IS NULL OR b.level = $5) ${status}`;
       // The page is keyset (before a message id) or offset; the total counts the filter without either.
+      // Unfiltered but for the list and status, the user's part of it is a maintained counter (the
+      // app's broadcasts are few: counted).
       const before = (query: string, column: string) => `${query} AND ($8::bigint IS NULL OR ${column} < $8)`;
+      const counter = filter.status === 'either' ? 'total' : filter.status === 'unread' ? 'unread' : 'total - unread';
+      const mineTotal =
+        filter.type === undefined && filter.sender === undefined && filter.level === undefined
+          ? `coalesce((SELECT ${counter} FROM datahub_list_counts WHERE app_id = $1 AND user_id = $2 AND list = '${filter.forClient ? 'client' : 'browser'}'), 0)`
+          : `(SELECT count(*) FROM (${mine}) m)`;
       const { rows } = await pool.query<NotificationRow>(
         `SELECT t.total, p.*
-           FROM (SELECT (SELECT count(*) FROM (${mine}) m) + (SELECT count(*) FROM (${broadcasts}) b) AS total) t
+           FROM (SELECT ${mineTotal} + (SELECT count(*) FROM (${broadcasts}) b) AS total) t
            LEFT JOIN LATERAL (
                 SELECT * FROM ((${before(mine, 'message_id')} ORDER BY message_id DESC LIMIT $6::bigint + $7::bigint)
                                UNION ALL (${before(broadcasts, 'b.message_id')} ORDER BY b.message_id DESC LIMIT $6::bigint + $7::bigint)) u

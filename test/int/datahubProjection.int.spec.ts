@@ -26,7 +26,7 @@ const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOSt
 const notificationId = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
 type Step =
-  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[]; item: string; phase: number }
+  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[]; item: string; phase: number; lists: 'browser' | 'client' | 'both' }
   | { kind: 'read'; of: number; app: string; user: string }
   | { kind: 'clear'; app: string; user: string };
 
@@ -38,6 +38,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     receivers: fc.array(fc.constantFrom(...USERS), { minLength: 1, maxLength: 4 }),
     item: fc.constantFrom(...ITEMS),
     phase: fc.constantFrom(1, 2, 5, 6),
+    lists: fc.constantFrom('browser' as const, 'client' as const, 'both' as const),
   }),
   fc.record({ kind: fc.constant('read' as const), of: fc.nat(), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
   fc.record({ kind: fc.constant('clear' as const), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
@@ -52,7 +53,18 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
         const data = s.type === 'subs_event' ? { subscriptionid: i, repname: 'repo', itemname: s.item, phase: s.phase } : { i };
         return {
           type: 'NotificationSent',
-          data: { notificationId: notificationId(sent++), appId: s.app, notificationType: s.type, sender: 'sender', receivers: broadcast ? [] : s.receivers, level: 0, forClient: false, data, sentAt: at(i) },
+          data: {
+            notificationId: notificationId(sent++),
+            appId: s.app,
+            notificationType: s.type,
+            sender: 'sender',
+            receivers: broadcast ? [] : s.receivers,
+            level: 0,
+            forBrowser: s.lists !== 'client',
+            forClient: s.lists !== 'browser',
+            data,
+            sentAt: at(i),
+          },
         };
       }
       case 'read':
@@ -65,23 +77,25 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
 }
 
 
-/** One event at a time: which deliveries are read, each user's unread stats, each item's subscribers. */
+/** One event at a time: which deliveries are read, each user's unread stats and list totals, each item's subscribers. */
 function foldOneByOne(events: readonly RecordedEvent[]) {
-  const deliveries = new Map<string, { app: string; user: string; type: string; position: bigint; read: boolean }>();
-  const broadcasts = new Map<string, { app: string; position: bigint; readBy: Set<string> }>();
+  type Lists = { browser: boolean; client: boolean };
+  const deliveries = new Map<string, { app: string; user: string; type: string; position: bigint; read: boolean; lists: Lists }>();
+  const broadcasts = new Map<string, { app: string; position: bigint; readBy: Set<string>; lists: Lists }>();
   const clearedUpTo = new Map<string, bigint>();
   const subscribed = new Map<string, boolean>();
   for (const { type, data, position } of events) {
     const event = { type, data } as NotificationEvent | InboxEvent;
     if (event.type === 'NotificationSent') {
       const d = event.data;
+      const lists = { browser: d.forBrowser ?? !d.forClient, client: d.forClient };
       if (d.notificationType === 'site_broadcast') {
-        if (!broadcasts.has(d.notificationId)) broadcasts.set(d.notificationId, { app: d.appId, position, readBy: new Set() });
+        if (!broadcasts.has(d.notificationId)) broadcasts.set(d.notificationId, { app: d.appId, position, readBy: new Set(), lists });
         continue;
       }
       for (const user of new Set(d.receivers)) {
         const key = `${d.notificationId}/${user}`;
-        if (!deliveries.has(key)) deliveries.set(key, { app: d.appId, user, type: d.notificationType, position, read: false });
+        if (!deliveries.has(key)) deliveries.set(key, { app: d.appId, user, type: d.notificationType, position, read: false, lists });
         if (d.notificationType === 'subs_event') subscribed.set(`${d.appId}/${d.data['itemname']}/${user}`, ![5, 6].includes(d.data['phase'] as number));
       }
     } else if (event.type === 'NotificationRead') {
@@ -108,7 +122,18 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
   const subscribers = Object.fromEntries(
     APPS.flatMap((app) => ITEMS.map((item) => [`${app}/${item}`, USERS.filter((user) => subscribed.get(`${app}/${item}/${user}`))])),
   );
-  return { reads, stats: everyUser((app, user) => stats[`${app}/${user}`] ?? {}), subscribers };
+  // Each user's list totals: all, and unread, per list (what GET /notifications reports unfiltered).
+  const totals = everyUser((app, user) => {
+    const mine = [...[...deliveries.values()].filter((d) => d.app === app && d.user === user), ...[...broadcasts.values()].filter((b) => b.app === app).map((b) => ({ ...b, read: b.readBy.has(user) }))];
+    return Object.fromEntries(
+      (['browser', 'client'] as const).flatMap((list) => [
+        [`${list}/either`, mine.filter((n) => n.lists[list]).length],
+        [`${list}/unread`, mine.filter((n) => n.lists[list] && !n.read).length],
+        [`${list}/read`, mine.filter((n) => n.lists[list] && n.read).length],
+      ]),
+    );
+  });
+  return { reads, stats: everyUser((app, user) => stats[`${app}/${user}`] ?? {}), subscribers, totals };
 }
 
 const everyUser = <T>(f: (app: string, user: string) => T) => Object.fromEntries(APPS.flatMap((app) => USERS.map((user) => [`${app}/${user}`, f(app, user)])));
@@ -135,7 +160,19 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
     for (const app of APPS) for (const user of USERS) stats[`${app}/${user}`] = Object.fromEntries(await queries.unreadStats({ appId: app, userId: user }));
     const subscribers: Record<string, string[]> = {};
     for (const app of APPS) for (const item of ITEMS) subscribers[`${app}/${item}`] = await itemSubscribers(pool).page(app, { repname: 'repo', itemname: item }, '', 10);
-    return { reads: reads.rows.map((r) => r.key).sort(), stats, subscribers };
+    const totals: Record<string, Record<string, number>> = {};
+    for (const app of APPS) {
+      for (const user of USERS) {
+        const mine: Record<string, number> = {};
+        for (const list of ['browser', 'client'] as const) {
+          for (const status of ['either', 'unread', 'read'] as const) {
+            mine[`${list}/${status}`] = (await queries.list({ appId: app, userId: user }, { forClient: list === 'client', status, page: 1, size: 1 })).total;
+          }
+        }
+        totals[`${app}/${user}`] = mine;
+      }
+    }
+    return { reads: reads.rows.map((r) => r.key).sort(), stats, subscribers, totals };
   }
 
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
@@ -152,7 +189,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
   });
 
   it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
-    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'], item: 'item1', phase: 1 }, { kind: 'clear', app: 'app-a', user: 'u1' }]), () => 'irrelevant');
+    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'], item: 'item1', phase: 1, lists: 'browser' }, { kind: 'clear', app: 'app-a', user: 'u1' }]), () => 'irrelevant');
     const tables = await applyInBatches(events, [1]);
     expect(tables.stats['app-a/u1']).to.deep.equal({});
     expect(foldOneByOne(events.slice(0, 1)).stats).to.not.deep.equal(tables.stats);
