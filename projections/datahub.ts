@@ -5,6 +5,7 @@ import { InboxEvent } from '../domain/notification/inbox';
 import { BROADCAST_TYPE, forBrowser, NotificationEvent, subscriptionEnded, type NotificationType } from '../domain/notification/notification';
 import { broadcastStatsTopic, notificationStatsTopic, type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
+import { prepared } from '../src/postgres/database';
 import type { Projection } from '../src/projection/projection';
 
 /**
@@ -432,23 +433,25 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
           ? `coalesce((SELECT ${counter} FROM datahub_list_counts WHERE app_id = $1 AND user_id = $2 AND list = '${filter.forClient ? 'client' : 'browser'}'), 0)`
           : `(SELECT count(*) FROM (${mine}) m)`;
       const { rows } = await pool.query<NotificationRow>(
-        `SELECT t.total, p.*
-           FROM (SELECT ${mineTotal} + (SELECT count(*) FROM (${broadcasts}) b) AS total) t
-           LEFT JOIN LATERAL (
-                SELECT * FROM ((${before(mine, 'message_id')} ORDER BY message_id DESC LIMIT $6::bigint + $7::bigint)
-                               UNION ALL (${before(broadcasts, 'b.message_id')} ORDER BY b.message_id DESC LIMIT $6::bigint + $7::bigint)) u
-                 ORDER BY message_id DESC OFFSET $6 LIMIT $7) p ON true
-          ORDER BY p.message_id DESC`,
-        [
-          owner.appId,
-          owner.userId,
-          filter.type ?? null,
-          filter.sender ?? null,
-          filter.level ?? null,
-          (filter.page - 1) * filter.size,
-          filter.size,
-          filter.beforeMessageId ?? null,
-        ],
+        prepared(
+          `SELECT t.total, p.*
+             FROM (SELECT ${mineTotal} + (SELECT count(*) FROM (${broadcasts}) b) AS total) t
+             LEFT JOIN LATERAL (
+                  SELECT * FROM ((${before(mine, 'message_id')} ORDER BY message_id DESC LIMIT $6::bigint + $7::bigint)
+                                 UNION ALL (${before(broadcasts, 'b.message_id')} ORDER BY b.message_id DESC LIMIT $6::bigint + $7::bigint)) u
+                   ORDER BY message_id DESC OFFSET $6 LIMIT $7) p ON true
+            ORDER BY p.message_id DESC`,
+          [
+            owner.appId,
+            owner.userId,
+            filter.type ?? null,
+            filter.sender ?? null,
+            filter.level ?? null,
+            (filter.page - 1) * filter.size,
+            filter.size,
+            filter.beforeMessageId ?? null,
+          ],
+        ),
       );
       const results = rows
         .filter((row) => row.message_id !== null)

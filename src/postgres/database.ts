@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
 /**
@@ -52,4 +53,12 @@ export function openDatabase(
     clientConfig,
     close: () => pool.end(),
   };
+}
+
+/**
+ * A query whose text is built from a few fixed variants (a filter's column, a status clause), as a named
+ * statement: each connection plans each variant once, instead of on every request.
+ */
+export function prepared(text: string, values: readonly unknown[]): { name: string; text: string; values: unknown[] } {
+  return { name: `q-${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, values: [...values] };
 }
