@@ -426,7 +426,8 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
       // The page is keyset (before a message id) or offset; the total counts the filter without either.
       // Unfiltered but for the list and status, the user's part of it is a maintained counter (the
       // app's broadcasts are few: counted).
-      const before = (query: string, column: string) => `${query} AND ($8::bigint IS NULL OR ${column} < $8)`;
+      // (A clause only when there is a cursor: a named statement's generic plan would not see through `$8 IS NULL OR`.)
+      const before = (query: string, column: string) => (filter.beforeMessageId === undefined ? query : `${query} AND ${column} < $8`);
       const counter = filter.status === 'either' ? 'total' : filter.status === 'unread' ? 'unread' : 'total - unread';
       const mineTotal =
         filter.type === undefined && filter.sender === undefined && filter.level === undefined
@@ -449,7 +450,7 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
             filter.level ?? null,
             (filter.page - 1) * filter.size,
             filter.size,
-            filter.beforeMessageId ?? null,
+            ...(filter.beforeMessageId === undefined ? [] : [filter.beforeMessageId]),
           ],
         ),
       );

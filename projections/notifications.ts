@@ -5,7 +5,6 @@ import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { inboxTopic, type DeliveredMessage, type InboxQueries, type NotificationPage } from '../src/messaging/inbox';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import type { Projection, Publication } from '../src/projection/projection';
-import { prepared } from '../src/postgres/database';
 
 /**
  * Inboxes: the messages each user of an app has received, with read/acknowledged state, a counter row
@@ -371,19 +370,17 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
             WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread} AND m.sender = $6`;
       const fromSender = options.sender === undefined ? '' : 'AND EXISTS (SELECT 1 FROM notification_messages s WHERE s.message_id = n.message_id AND s.sender = $6)';
       const { rows } = await pool.query<{ total: string } & (MessageRow | NullRow<MessageRow>) & { type: string; read_at: Date | null; acknowledged_at: Date | null }>(
-        prepared(
-          `SELECT t.total, p.*
-             FROM (${total}) t
-             LEFT JOIN LATERAL (
-                  SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
-                    FROM (SELECT * FROM notifications n
-                           WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
-                             AND ($4::bigint IS NULL OR n.seq < $4) ${fromSender}
-                           ORDER BY n.seq DESC LIMIT $5) n
-                    JOIN notification_messages m USING (message_id)) p ON true
-            ORDER BY p.seq DESC`,
-          [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1, ...(options.sender === undefined ? [] : [options.sender])],
-        ),
+        `SELECT t.total, p.*
+           FROM (${total}) t
+           LEFT JOIN LATERAL (
+                SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
+                  FROM (SELECT * FROM notifications n
+                         WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
+                           AND ($4::bigint IS NULL OR n.seq < $4) ${fromSender}
+                         ORDER BY n.seq DESC LIMIT $5) n
+                  JOIN notification_messages m USING (message_id)) p ON true
+          ORDER BY p.seq DESC`,
+        [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1, ...(options.sender === undefined ? [] : [options.sender])],
       );
       const found = rows.filter((row): row is typeof row & MessageRow => row.message_id !== null);
       const nodes = found.slice(0, options.first).map((row) => ({
