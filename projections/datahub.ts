@@ -290,7 +290,7 @@ const DELIVER = `
 // Only a read after the delivery reads it (before it, possible only in a corrupt history, it reads nothing).
 const READ = `
   WITH first_read AS (
-    SELECT DISTINCT ON (n.notification_id, n.user_id) n.notification_id, n.user_id, r.at
+    SELECT DISTINCT ON (n.notification_id, n.user_id) n.notification_id, n.app_id, n.user_id, n.message_id, r.at
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[]) AS r(id, app, user_id, at, position)
       JOIN datahub_notifications n ON n.notification_id = r.id AND n.user_id = r.user_id AND n.app_id = r.app AND r.position > n.message_id
      WHERE n.read_at IS NULL
@@ -298,7 +298,8 @@ const READ = `
   ), marked AS (
     UPDATE datahub_notifications n SET read_at = r.at
       FROM first_read r
-     WHERE n.notification_id = r.notification_id AND n.user_id = r.user_id
+     -- By the primary key: the unique index on (notification_id, user_id) is dropped while rebuilding.
+     WHERE n.app_id = r.app_id AND n.user_id = r.user_id AND n.message_id = r.message_id
     RETURNING n.app_id, n.user_id, n.type, n.message_id, n.for_browser, n.for_client
   ), listed AS (
     UPDATE datahub_list_counts c SET unread = c.unread - m.read
@@ -331,7 +332,7 @@ const SUBSCRIBERS = `
 const BROADCAST = `
   INSERT INTO datahub_broadcasts (app_id, message_id, ordinal, notification_id, sender, level, for_browser, for_client, data, sent_at)
   SELECT u.app, u.position,
-         coalesce((SELECT b.ordinal FROM datahub_broadcasts b WHERE b.app_id = u.app ORDER BY b.message_id DESC LIMIT 1), 0)
+         coalesce((SELECT max(b.ordinal) FROM datahub_broadcasts b WHERE b.app_id = u.app), 0)
            + row_number() OVER (PARTITION BY u.app ORDER BY u.position),
          u.id, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at
     FROM (SELECT DISTINCT ON (id) *
@@ -387,7 +388,7 @@ const RECOUNT_BROADCASTS = `
   WITH cleared AS (${CLEARED_USERS})
   INSERT INTO datahub_broadcast_views AS v (app_id, user_id, uncounted)
   SELECT cleared.app, cleared.user_id,
-         coalesce((SELECT b.ordinal FROM datahub_broadcasts b WHERE b.app_id = cleared.app AND b.message_id < cleared.up_to ORDER BY b.message_id DESC LIMIT 1), 0)
+         (SELECT count(*) FROM datahub_broadcasts b WHERE b.app_id = cleared.app AND b.message_id < cleared.up_to)
            + (SELECT count(*) FROM datahub_broadcast_reads r WHERE r.app_id = cleared.app AND r.user_id = cleared.user_id AND r.message_id > cleared.up_to)
     FROM cleared
   ON CONFLICT (app_id, user_id) DO UPDATE SET uncounted = excluded.uncounted`;
@@ -476,7 +477,7 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
         text: `SELECT type, unread FROM datahub_stats WHERE app_id = $1 AND user_id = $2 AND unread > 0
                UNION ALL
                SELECT '${BROADCAST_TYPE}', latest.ordinal - coalesce(v.uncounted, 0)
-                 FROM (SELECT ordinal FROM datahub_broadcasts WHERE app_id = $1 ORDER BY message_id DESC LIMIT 1) latest
+                 FROM (SELECT max(ordinal) AS ordinal FROM datahub_broadcasts WHERE app_id = $1) latest
                  LEFT JOIN datahub_broadcast_views v ON v.app_id = $1 AND v.user_id = $2`,
         values: [owner.appId, owner.userId],
       });

@@ -23,11 +23,12 @@ export interface DueWorkDeps<Item> {
   perform(item: Item, now: Date): Promise<{ readonly events: readonly unknown[]; readonly position?: bigint | undefined } | undefined>;
   /** Resolves once the read model shows a change at this position. */
   readonly readYourWrites?: ((position: bigint | undefined) => Promise<void>) | undefined;
+  /** The longest wait between two looks, unless woken (how late an item may be done when nothing wakes the worker). */
+  readonly maxWaitMs: number;
   /** An error as text fit for a log line (default: the error itself, logged as `err`). */
   readonly describe?: (error: unknown) => string;
 }
 
-const MAX_WAIT_MS = 1000;
 const MAX_IDLE_WAIT_MS = 5000;
 const MAX_ITEM_BACKOFF_MS = 5 * 60_000;
 const MAX_TRACKED_FAILURES = 10_000;
@@ -88,11 +89,11 @@ export class DueWork<Item> {
   private async run(): Promise<void> {
     let idleLooks = 0;
     while (this.running) {
-      let waitMs = MAX_WAIT_MS;
+      let waitMs = this.deps.maxWaitMs;
       try {
         const recorded = await this.doDue();
         const next = await this.deps.nextDueAt();
-        if (next) waitMs = Math.max(0, Math.min(MAX_WAIT_MS, next.getTime() - this.deps.clock().getTime()));
+        if (next) waitMs = Math.max(0, Math.min(this.deps.maxWaitMs, next.getTime() - this.deps.clock().getTime()));
         // Still due but nothing recorded (failing ones backing off, or a read model that lags): look
         // again less and less often rather than re-reading their streams in a tight loop.
         idleLooks = recorded === 0 && next !== undefined && waitMs === 0 ? idleLooks + 1 : 0;

@@ -1,6 +1,7 @@
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
+import { isStorableText } from '../../domain/text';
 
 /**
  * The JSON message formats of datahub's seed (shared/seeds/001_e25b4a10524b93b6.txt, "json消息格式"):
@@ -100,10 +101,13 @@ export const SUBSCRIPTION_EVENTS = {
   '0x00020003': 'repo_deleted',
 } as const satisfies Record<string, ItemEvent>;
 
+/** A repository, item or tag name: 1-128 characters of text (as the whitelist's names). */
+const Name = t.refinement(t.string, (name) => name.trim().length > 0 && name.length <= 128 && isStorableText(name), 'Name');
+
 /** A message of the `to_subscriptions.json` topic. */
 export const TopicSubscriptionEvent = t.intersection([
-  t.type({ type: t.keyof(Object.fromEntries(Object.keys(SUBSCRIPTION_EVENTS).map((code) => [code, null])) as Record<keyof typeof SUBSCRIPTION_EVENTS, null>), repname: t.string }),
-  t.partial({ itemname: t.string, tag: t.string, time: t.string }),
+  t.type({ type: t.keyof(Object.fromEntries(Object.keys(SUBSCRIPTION_EVENTS).map((code) => [code, null])) as Record<keyof typeof SUBSCRIPTION_EVENTS, null>), repname: Name }),
+  t.partial({ itemname: Name, tag: Name, time: t.refinement(t.string, (time) => time.length <= 64 && isStorableText(time), 'Time') }),
 ]);
 
 /** The item event a `to_subscriptions.json` message announces, as an `item_event` notification's data. */

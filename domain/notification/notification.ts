@@ -40,7 +40,9 @@ export const LEVELS = [0, 50] as const;
  * receiver of a subs_event for an item is one of its subscribers (it gets the item's item_events).
  */
 export function subscriptionEnded(data: Readonly<Record<string, unknown>>): boolean {
-  return [data['phase'], data['newphase']].some((phase) => phase === 5 || phase === 6 || phase === 'cancelled' || phase === 'removed');
+  // The new phase, when given, is the one that holds (a resubscription may carry the old phase too).
+  const phase = data['newphase'] ?? data['phase'];
+  return phase === 5 || phase === 6 || phase === 'cancelled' || phase === 'removed';
 }
 
 export const NOTIFICATION_LIMITS = {

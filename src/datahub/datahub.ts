@@ -83,10 +83,18 @@ interface Author {
   readonly admin: boolean;
   /** Recorded in the events' metadata. */
   readonly actor: string;
+  /** Whose request ids these are: a user's, or the app's services' (user ids never contain ':'). */
+  readonly requestScope: string;
 }
 
-const userAuthor = (viewer: Viewer): Author => ({ appId: viewer.appId, sender: viewer.userId, admin: viewer.roles.includes('admin'), actor: `user:${viewer.userId}` });
-const serviceAuthor = (appId: string, sender: string): Author => ({ appId, sender, admin: true, actor: `service:${appId}` });
+const userAuthor = (viewer: Viewer): Author => ({
+  appId: viewer.appId,
+  sender: viewer.userId,
+  admin: viewer.roles.includes('admin'),
+  actor: `user:${viewer.userId}`,
+  requestScope: viewer.userId,
+});
+const serviceAuthor = (appId: string, sender: string): Author => ({ appId, sender, admin: true, actor: `service:${appId}`, requestScope: 'service:' });
 
 /** The subscribers of an item (or of every item of a repository) known to herald, as the read model has them. */
 export interface ItemSubscribers {
@@ -145,7 +153,7 @@ export class Datahub {
   }
 
   private async sendFrom(author: Author, input: SendNotificationInput, now: Date): Promise<void> {
-    const notificationId = input.requestId ? uuidv5(`${author.appId}/${author.actor}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
+    const notificationId = input.requestId ? uuidv5(`${author.appId}/${author.requestScope}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
     const result = await this.sendAs(author, notificationId, input, input.requestId, now);
     await this.deps.readYourWrites(result.position);
   }

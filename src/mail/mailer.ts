@@ -57,6 +57,8 @@ export class Mailer {
       clock: deps.clock,
       log: deps.log,
       doing: 'trying an email',
+      // A new email wakes the mailer; retries are minutes apart.
+      maxWaitMs: 1000,
       due: (now, limit) => deps.pending.due(now, limit),
       nextDueAt: () => deps.pending.nextAttemptAt(),
       idOf: (email) => email.emailId,
@@ -110,7 +112,9 @@ export class Mailer {
       const described = this.describe(error);
       outcome = { type: 'RecordEmailFailed', attempt, error: described, now: this.deps.clock().toISOString() };
       const final = attempt >= EMAIL_MAX_ATTEMPTS;
-      this.deps.log[final ? 'error' : 'warn']({ emailId, appId: state.appId, attempt, error: described }, final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried');
+      // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
+      const logged = state.to.reduce((text, address) => text.split(address).join('<recipient>'), described);
+      this.deps.log[final ? 'error' : 'warn']({ emailId, appId: state.appId, attempt, error: logged }, final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried');
     }
     return handleCommand(
       this.deps.store,

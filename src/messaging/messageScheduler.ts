@@ -36,6 +36,8 @@ export class MessageScheduler {
       clock: deps.clock,
       log: deps.log,
       doing: 'releasing a scheduled message',
+      // Nothing wakes the scheduler when a message falls due: it looks at least every 250 ms.
+      maxWaitMs: 250,
       due: (now, limit) => deps.scheduled.due(now, limit),
       nextDueAt: () => deps.scheduled.nextReleaseAt(),
       idOf: (message) => message.messageId,

@@ -277,6 +277,8 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
         [{ type: '0x00020000', repname: 'r', itemname: 'i' }, /^tag: required for tag_added/],
         [{ type: '0x00020002', repname: 'r' }, /^itemname: required for item_deleted/],
         [{ type: '0x00020002', itemname: 'i' }, /^repname:/],
+        [{ type: '0x00020002', repname: 'a\u0000b', itemname: 'i' }, /^repname:/],
+        [{ type: '0x00020000', repname: 'r', itemname: 'i', tag: 'x'.repeat(129) }, /^tag:/],
       ] as const) {
         const response = await topic('to_subscriptions.json', body);
         expect(response.status, response.text).to.equal(400);

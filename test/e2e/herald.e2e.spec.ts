@@ -198,7 +198,11 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     const run = async (args: string[]) => {
       const cli = HeraldProcess.start(env, args);
       expect(await cli.exitCode(), cli.logs).to.equal(0);
-      return cli.logs.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = cli.logs.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+      // The command's output, apart from herald's own log records (pino: level, msg) on the same stream.
+      const [logRecords, output] = [lines.filter((line) => 'msg' in line), lines.filter((line) => !('msg' in line))];
+      for (const record of logRecords) expect(record, cli.logs).to.have.property('level').that.is.below(50);
+      return output;
     };
     const status = await run(['projections', 'status']);
     expect(status.map((s) => s.projection)).to.deep.equal(projections.map((p) => p.name));
