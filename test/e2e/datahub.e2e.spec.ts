@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { postForm, startTestHerald, TestClock } from '../support/herald';
+import { issueTicket, postForm, startTestHerald, TestClock } from '../support/herald';
 
 // datahub notifications, shared/seeds/001_e25b4a10524b93b6.txt: the seed's own requests, over HTTP.
 describe('datahub REST (seed 001) over HTTP', function () {
@@ -13,11 +13,7 @@ describe('datahub REST (seed 001) over HTTP', function () {
   });
   after(() => test?.stop());
 
-  async function ticketFor(userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
-    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
-    expect(body.status, JSON.stringify(body)).to.equal(0);
-    return body.result as string;
-  }
+  const ticketFor = (userId: string, roles = '', app?: string, secret?: string) => issueTicket(test.url, userId, roles, app, secret);
 
   /** A request as the seed writes it: `Accept: application/json`, `Authorization: Token <ticket>`. */
   async function call(method: string, path: string, ticket: string | undefined, body?: unknown): Promise<{ status: number; text: string; json: () => Record<string, unknown> }> {

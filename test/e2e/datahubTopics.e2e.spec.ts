@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { postForm, startTestHerald } from '../support/herald';
+import { issueTicket, startTestHerald } from '../support/herald';
 
 /**
  * datahub's message formats (shared/seeds/001_e25b4a10524b93b6.txt, "json消息格式"): the seed's own
@@ -18,11 +18,7 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
   });
   after(() => test?.stop());
 
-  async function ticketFor(userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
-    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
-    expect(body.status, JSON.stringify(body)).to.equal(0);
-    return body.result as string;
-  }
+  const ticketFor = (userId: string, roles = '', app?: string, secret?: string) => issueTicket(test.url, userId, roles, app, secret);
 
   async function call(method: string, path: string, headers: Record<string, string>, body?: unknown) {
     const response = await fetch(`${test.url}${path}`, {

@@ -43,6 +43,13 @@ export async function postForm(url: string, body: string | FormData | Record<str
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
+/** A ticket for `userId` from Koala's ticket route, with the seed's demo app unless another is given. */
+export async function issueTicket(url: string, userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
+  const { body } = await postForm(`${url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
+  if (body.status !== 0) throw new Error(`no ticket for ${userId}: ${JSON.stringify(body)}`);
+  return body.result as string;
+}
+
 /** herald's clock in a test: real time plus whatever the test has advanced it by (`advance(ms)`). */
 export class TestClock {
   private offsetMs = 0;
