@@ -142,56 +142,52 @@ export const datahubProjection: Projection = {
     const { sent, broadcast, subscriptions, read, cleared } = toBatch(events);
     // Users whose counts changed, and apps with a new broadcast: their stats are pushed (GraphQL notificationStats).
     const changed: Array<{ app_id: string; user_id: string }> = [];
-    if (sent.id.length > 0) changed.push(...(await tx.query({ name: 'datahub-deliver', text: DELIVER, values: Object.values(sent) })).rows);
-    if (subscriptions.app.length > 0) await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: Object.values(subscriptions) });
-    if (broadcast.id.length > 0) await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: Object.values(broadcast) });
-    if (read.id.length > 0) {
-      changed.push(...(await tx.query({ name: 'datahub-read', text: READ, values: Object.values(read) })).rows);
-      changed.push(...(await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: Object.values(read) })).rows);
+    if (sent.length > 0) changed.push(...(await tx.query({ name: 'datahub-deliver', text: DELIVER, values: sent.values() })).rows);
+    if (subscriptions.length > 0) await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: subscriptions.values() });
+    if (broadcast.length > 0) await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: broadcast.values() });
+    if (read.length > 0) {
+      changed.push(...(await tx.query({ name: 'datahub-read', text: READ, values: read.values() })).rows);
+      changed.push(...(await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: read.values() })).rows);
     }
-    if (cleared.app.length > 0) {
-      await tx.query({ name: 'datahub-clear', text: CLEAR, values: Object.values(cleared) });
-      await tx.query({ name: 'datahub-recount', text: RECOUNT, values: Object.values(cleared) });
-      await tx.query({ name: 'datahub-recount-broadcasts', text: RECOUNT_BROADCASTS, values: Object.values(cleared) });
-      changed.push(...cleared.app.map((app, i) => ({ app_id: app, user_id: cleared.user[i]! })));
+    if (cleared.length > 0) {
+      await tx.query({ name: 'datahub-clear', text: CLEAR, values: cleared.values() });
+      await tx.query({ name: 'datahub-recount', text: RECOUNT, values: cleared.values() });
+      await tx.query({ name: 'datahub-recount-broadcasts', text: RECOUNT_BROADCASTS, values: cleared.values() });
+      changed.push(...cleared.rows.map((row) => ({ app_id: row.app, user_id: row.user })));
     }
     const users = new Map(changed.map((row) => [notificationStatsTopic(row.app_id, row.user_id), row]));
     return [
       ...[...users].map(([topic, row]) => ({ topic, payload: { appId: row.app_id, userId: row.user_id } })),
-      ...[...new Set(broadcast.app)].map((app) => ({ topic: broadcastStatsTopic(app), payload: { appId: app } })),
+      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) => ({ topic: broadcastStatsTopic(app), payload: { appId: app } })),
     ];
   },
 };
 
-/** The batch as column arrays, each in the order of its statement's parameters (passed as `Object.values`). */
+/** A batch's rows for one statement, handed to it as one array per column in `columns` order ($1, $2, …). */
+class Columns<Row extends Record<string, unknown>> {
+  readonly rows: Row[] = [];
+  constructor(private readonly columns: ReadonlyArray<keyof Row>) {}
+  get length(): number {
+    return this.rows.length;
+  }
+  push(row: Row): void {
+    this.rows.push(row);
+  }
+  values(): unknown[][] {
+    return this.columns.map((column) => this.rows.map((row) => row[column]));
+  }
+}
+
+/** The batch, split by the statement that applies each event. */
 function toBatch(events: readonly RecordedEvent[]) {
-  const sent = {
-    id: [] as string[],
-    app: [] as string[],
-    type: [] as string[],
-    sender: [] as string[],
-    receivers: [] as string[],
-    level: [] as number[],
-    forBrowser: [] as boolean[],
-    forClient: [] as boolean[],
-    data: [] as string[],
-    sentAt: [] as string[],
-    position: [] as string[],
-  };
-  const broadcast = {
-    id: [] as string[],
-    app: [] as string[],
-    sender: [] as string[],
-    level: [] as number[],
-    forBrowser: [] as boolean[],
-    forClient: [] as boolean[],
-    data: [] as string[],
-    sentAt: [] as string[],
-    position: [] as string[],
-  };
-  const subscriptions = { app: [] as string[], repname: [] as string[], itemname: [] as string[], receivers: [] as string[], subscribed: [] as boolean[], position: [] as string[] };
-  const read = { id: [] as string[], app: [] as string[], user: [] as string[], at: [] as string[], position: [] as string[] };
-  const cleared = { app: [] as string[], user: [] as string[], position: [] as string[] };
+  type Sent = { id: string; app: string; sender: string; level: number; forBrowser: boolean; forClient: boolean; data: string; sentAt: string; position: string };
+  const sent = new Columns<Sent & { type: string; receivers: string }>(['id', 'app', 'type', 'sender', 'receivers', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position']);
+  const broadcast = new Columns<Sent>(['id', 'app', 'sender', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position']);
+  const subscriptions = new Columns<{ app: string; repname: string; itemname: string; receivers: string; subscribed: boolean; position: string }>(
+    ['app', 'repname', 'itemname', 'receivers', 'subscribed', 'position'],
+  );
+  const read = new Columns<{ id: string; app: string; user: string; at: string; position: string }>(['id', 'app', 'user', 'at', 'position']);
+  const cleared = new Columns<{ app: string; user: string; position: string }>(['app', 'user', 'position']);
   for (const recorded of events) {
     const event = decode(recorded);
     if (!event) continue;
@@ -200,52 +196,24 @@ function toBatch(events: readonly RecordedEvent[]) {
       case 'NotificationSent': {
         const d = event.data;
         if (!UUID.test(d.notificationId)) break;
+        const row: Sent = { id: d.notificationId, app: d.appId, sender: d.sender, level: d.level, forBrowser: forBrowser(d), forClient: d.forClient, data: JSON.stringify(d.data), sentAt: d.sentAt, position };
         if (d.notificationType === BROADCAST_TYPE) {
-          broadcast.id.push(d.notificationId);
-          broadcast.app.push(d.appId);
-          broadcast.sender.push(d.sender);
-          broadcast.level.push(d.level);
-          broadcast.forBrowser.push(forBrowser(d));
-          broadcast.forClient.push(d.forClient);
-          broadcast.data.push(JSON.stringify(d.data));
-          broadcast.sentAt.push(d.sentAt);
-          broadcast.position.push(position);
+          broadcast.push(row);
           break;
         }
-        sent.id.push(d.notificationId);
-        sent.app.push(d.appId);
-        sent.type.push(d.notificationType);
-        sent.sender.push(d.sender);
-        sent.receivers.push(JSON.stringify(d.receivers));
-        sent.level.push(d.level);
-        sent.forBrowser.push(forBrowser(d));
-        sent.forClient.push(d.forClient);
-        sent.data.push(JSON.stringify(d.data));
-        sent.sentAt.push(d.sentAt);
-        sent.position.push(position);
+        sent.push({ ...row, type: d.notificationType, receivers: JSON.stringify(d.receivers) });
         const { repname, itemname } = d.data;
         if (d.notificationType === 'subs_event' && typeof repname === 'string' && typeof itemname === 'string') {
-          subscriptions.app.push(d.appId);
-          subscriptions.repname.push(repname);
-          subscriptions.itemname.push(itemname);
-          subscriptions.receivers.push(JSON.stringify(d.receivers));
-          subscriptions.subscribed.push(!subscriptionEnded(d.data));
-          subscriptions.position.push(position);
+          subscriptions.push({ app: d.appId, repname, itemname, receivers: JSON.stringify(d.receivers), subscribed: !subscriptionEnded(d.data), position });
         }
         break;
       }
       case 'NotificationRead':
         if (!UUID.test(event.data.notificationId)) break;
-        read.id.push(event.data.notificationId);
-        read.app.push(event.data.appId);
-        read.user.push(event.data.userId);
-        read.at.push(event.data.readAt);
-        read.position.push(position);
+        read.push({ id: event.data.notificationId, app: event.data.appId, user: event.data.userId, at: event.data.readAt, position });
         break;
       case 'NotificationStatsCleared':
-        cleared.app.push(event.data.appId);
-        cleared.user.push(event.data.userId);
-        cleared.position.push(position);
+        cleared.push({ app: event.data.appId, user: event.data.userId, position });
         break;
     }
   }
