@@ -6,6 +6,7 @@ import { BROADCAST_TYPE, forBrowser, NotificationEvent, subscriptionEnded, type 
 import { broadcastStatsTopic, notificationStatsTopic, type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
+import { Columns } from '../src/projection/columns';
 import type { Projection } from '../src/projection/projection';
 
 /**
@@ -162,21 +163,6 @@ export const datahubProjection: Projection = {
     ];
   },
 };
-
-/** A batch's rows for one statement, handed to it as one array per column in `columns` order ($1, $2, …). */
-class Columns<Row extends Record<string, unknown>> {
-  readonly rows: Row[] = [];
-  constructor(private readonly columns: ReadonlyArray<keyof Row>) {}
-  get length(): number {
-    return this.rows.length;
-  }
-  push(row: Row): void {
-    this.rows.push(row);
-  }
-  values(): unknown[][] {
-    return this.columns.map((column) => this.rows.map((row) => row[column]));
-  }
-}
 
 /** The batch, split by the statement that applies each event. */
 function toBatch(events: readonly RecordedEvent[]) {

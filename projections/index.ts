@@ -1,8 +1,9 @@
 import type { Projection } from '../src/projection/projection';
 import { appsProjection } from './apps';
 import { datahubProjection } from './datahub';
+import { devicesProjection } from './devices';
 import { emailsProjection } from './emails';
 import { notificationsProjection } from './notifications';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection];
+export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection, devicesProjection];

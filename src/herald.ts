@@ -1,4 +1,7 @@
-import { attachGraphqlWs, buildSchema, graphqlRouter } from '../api/graphql/graphqlServer';
+import { buildSchema, GRAPHQL_PATH, graphqlRouter, graphqlWsServer } from '../api/graphql/graphqlServer';
+import { onePushRouter } from '../api/rest/onepush';
+import { msgpushSockets, MSGPUSH_PATH } from '../api/sockets/msgpush';
+import { routeUpgrades } from '../api/sockets/upgrades';
 import { OperationChecks } from '../api/graphql/operationChecks';
 import { datahubRouter } from '../api/rest/datahub';
 import { datahubTopicsRouter } from '../api/rest/datahubTopics';
@@ -7,6 +10,7 @@ import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
 import { appSecrets } from '../projections/apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from '../projections/datahub';
+import { deliveryQueries, deviceQueries, devicesProjection } from '../projections/devices';
 import { emailQueries, emailsProjection } from '../projections/emails';
 import { notificationQueries, notificationsProjection } from '../projections/notifications';
 import { appAggregate } from './command/aggregates';
@@ -16,6 +20,9 @@ import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { Datahub } from './datahub/datahub';
+import { DeviceGateway } from './devices/deviceGateway';
+import { deviceNumberMigrations, Devices } from './devices/devices';
+import { Pushes } from './devices/pushes';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
@@ -74,6 +81,7 @@ export async function openInfrastructure(
       ...(store.kind === 'postgresql' ? postgresEventStoreMigrations : []),
       ...projectionRunnerMigrations,
       ...ticketMigrations,
+      ...deviceNumberMigrations,
       ...projections.flatMap((p) => p.migrations),
     ]);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied migrations');
@@ -103,6 +111,9 @@ export interface Herald {
   readonly tickets: Tickets;
   readonly messaging: Messaging;
   readonly datahub: Datahub;
+  readonly devices: Devices;
+  readonly pushes: Pushes;
+  readonly gateway: DeviceGateway;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -121,6 +132,7 @@ export async function startHerald(
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
   let mailer: Mailer | undefined;
+  let gateway: DeviceGateway | undefined;
   const inbox = notificationQueries(database.pool);
   const progress = new ProjectionProgress({ database, log });
   // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
@@ -155,6 +167,11 @@ export async function startHerald(
     const pendingEmails = emailQueries(database.pool);
     const emailsShow = progress.readYourWrites([emailsProjection.name], config.readYourWritesTimeoutMs);
     mailer = startMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
+    const devicesShow = progress.readYourWrites([devicesProjection.name], config.readYourWritesTimeoutMs);
+    const devices = new Devices({ store, pool: database.pool, queries: deviceQueries(database.pool), keys: tickets, readYourWrites: devicesShow });
+    const deliveries = deliveryQueries(database.pool);
+    gateway = new DeviceGateway({ store, devices: deviceQueries(database.pool), deliveries, bus, clock, log, readYourWrites: devicesShow });
+    const pushes = new Pushes({ store, deliveries, presence: gateway.presence, sendAllowance, readYourWrites: devicesShow });
     const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
@@ -162,6 +179,7 @@ export async function startHerald(
     runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted, onError: config.projectionOnError }));
     for (const runner of runners) runner.start();
     scheduler.start();
+    gateway.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
     const schema = buildSchema({ messaging, bus, clock, datahub });
@@ -170,6 +188,7 @@ export async function startHerald(
       koalaRouter({ tickets, messaging, clock, log }),
       datahubRouter({ tickets, datahub, clock, log }),
       datahubTopicsRouter({ tickets, datahub, emails, clock, log }),
+      onePushRouter({ tickets, devices, pushes, clock, log }),
       graphqlRouter({ schema, checks, tickets, clock, log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
@@ -179,7 +198,10 @@ export async function startHerald(
     };
     http = await listen(createHttpApp({ readiness, unhealthy, routers, log }), { port: config.port, host: config.host, log });
     const server = http;
-    const graphqlWs = attachGraphqlWs(server.server, { schema, checks, tickets, clock, log });
+    const graphqlWs = graphqlWsServer({ schema, checks, tickets, clock, log });
+    const deviceSockets = msgpushSockets({ gateway, log });
+    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss });
+    const deviceGateway = gateway;
     return {
       url: server.url,
       infrastructure,
@@ -188,10 +210,15 @@ export async function startHerald(
       tickets,
       messaging,
       datahub,
+      devices,
+      pushes,
+      gateway: deviceGateway,
       readiness,
       async close() {
         log.info('shutting down');
         await graphqlWs.close();
+        await deviceSockets.close();
+        await deviceGateway.stop();
         await server.close();
         await scheduler.stop();
         await mailer?.stop();
@@ -204,6 +231,7 @@ export async function startHerald(
     };
   } catch (error) {
     await http?.close();
+    await gateway?.stop();
     await scheduler.stop();
     await mailer?.stop();
     await Promise.all(runners.map((r) => r.stop()));

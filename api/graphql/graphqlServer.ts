@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type http from 'node:http';
 import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
@@ -49,12 +48,14 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly c
   return router;
 }
 
-/** graphql-ws on the HTTP server: the ticket comes in `connectionParams.ticket`; a bad one closes the socket (4403). */
-export function attachGraphqlWs(
-  server: http.Server,
+/**
+ * graphql-ws for GRAPHQL_PATH (the HTTP server routes upgrades to it: api/sockets/upgrades.ts): the
+ * ticket comes in `connectionParams.ticket`; a bad one closes the socket (4403).
+ */
+export function graphqlWsServer(
   deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly clock: Clock; readonly log: Logger },
-): { close(): Promise<void> } {
-  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: 256 * 1024 });
+): { readonly wss: WebSocketServer; close(): Promise<void> } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   const viewers = new WeakMap<object, Viewer>();
   const disposable = useServer<Record<string, unknown>, { viewer?: Viewer }>(
     {
@@ -81,6 +82,7 @@ export function attachGraphqlWs(
     wss,
   );
   return {
+    wss,
     async close() {
       for (const client of wss.clients) client.terminate();
       await disposable.dispose();

@@ -5,6 +5,9 @@ import { whitelistDecider, WhitelistEvent, type WhitelistCommand, type Whitelist
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
 import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
 import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
+import { deviceDecider, DeviceEvent, type DeviceCommand, type DeviceState } from '../../domain/device/device';
+import { pushDecider, PushEvent, type PushCommand, type PushState } from '../../domain/device/push';
+import { deliveryDecider, DeliveryEvent, type DeliveryCommand, type DeliveryState } from '../../domain/device/delivery';
 import type { Aggregate } from './commandHandler';
 
 /** Each aggregate's decider with the codec its stored events are decoded by. */
@@ -15,3 +18,6 @@ export const notificationAggregate: Aggregate<NotificationCommand, NotificationE
 export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = { decider: inboxDecider, eventCodec: InboxEvent };
 export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = { decider: whitelistDecider, eventCodec: WhitelistEvent };
 export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = { decider: emailDecider, eventCodec: EmailEvent };
+export const deviceAggregate: Aggregate<DeviceCommand, DeviceEvent, DeviceState> = { decider: deviceDecider, eventCodec: DeviceEvent };
+export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = { decider: pushDecider, eventCodec: PushEvent };
+export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, DeliveryState> = { decider: deliveryDecider, eventCodec: DeliveryEvent };

@@ -157,6 +157,22 @@ export class Tickets {
     await this.checkSecret(appId, secret, secretHash);
   }
 
+  /** Whether the app is registered (its stream decides when the read model does not know it yet). */
+  async isRegisteredApp(appId: string): Promise<boolean> {
+    if (!AppId.is(appId)) return false;
+    if ((await this.apps.secretHash(appId)) !== undefined) return true;
+    const { state } = await loadState(this.store, appAggregate, appStreamName(appId));
+    return state.status === 'registered';
+  }
+
+  /**
+   * A key for another purpose (device ids, device tokens), derived from the ticket key: the same on
+   * every node, and not the ticket key itself.
+   */
+  derivedKey(purpose: string): Buffer {
+    return createHmac('sha256', this.key).update(`herald:${purpose}`).digest();
+  }
+
   private async checkSecret(appId: string, secret: string, secretHash: string): Promise<void> {
     const digest = createHash('sha256').update(secret).digest();
     const verified = this.verifiedSecrets.get(appId);

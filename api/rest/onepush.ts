@@ -1,0 +1,134 @@
+import http from 'node:http';
+import express from 'express';
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import type { Clock } from '../../src/clock';
+import type { Devices } from '../../src/devices/devices';
+import type { Pushes } from '../../src/devices/pushes';
+import type { Tickets } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
+
+/**
+ * ONE-PUSH (shared/seeds/003_834cb051d61fc48e.txt): register, unregister and send on the seed's URLs,
+ * JSON in and out. Errors answer in the envelope of the Spring Boot service ONE-PUSH was:
+ * `{"timestamp", "status", "error", "message", "path"}`, with the HTTP status in `status`
+ * (400 bad input, 401 wrong appId/appKey, 404 unknown device, 413 too large, 429 too many, 500).
+ * See docs/api/onepush.md; the device socket is api/sockets/msgpush.ts.
+ */
+
+const BODY_LIMIT = '64kb';
+
+/** A number as JSON gives it, or as text (Jackson, behind the original service, took both). */
+const Integer = new t.Type<number, number, unknown>(
+  'Integer',
+  (u): u is number => typeof u === 'number' && Number.isSafeInteger(u),
+  (u, c) => {
+    const n = typeof u === 'string' && /^-?\d{1,15}$/.test(u.trim()) ? Number(u) : u;
+    return typeof n === 'number' && Number.isSafeInteger(n) ? t.success(n) : t.failure(u, c, 'an integer');
+  },
+  t.identity,
+);
+const Flag = new t.Type<boolean, boolean, unknown>(
+  'Boolean',
+  (u): u is boolean => typeof u === 'boolean',
+  (u, c) => (typeof u === 'boolean' ? t.success(u) : u === 'true' ? t.success(true) : u === 'false' ? t.success(false) : t.failure(u, c, 'true or false')),
+  t.identity,
+);
+const Text = new t.Type<string, string, unknown>('Text', (u): u is string => typeof u === 'string', (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')), t.identity);
+const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.null]);
+
+const RegisterBody = t.intersection([
+  t.type({ alias: Text, appId: Text, platform: Text, nativeToken: Text }),
+  t.partial({ mobile: optional(Text), tag: optional(t.array(Text)), appKey: optional(Text) }),
+]);
+
+const SendBody = t.intersection([
+  t.type({ appId: Text, appKey: Text, platform: Text, alert: Text }),
+  t.partial({
+    tenantCode: optional(Text),
+    pushMsgType: optional(Text),
+    needConfirm: optional(Flag),
+    duration: optional(Integer),
+    audienceType: optional(Text),
+    audiences: optional(t.array(Text)),
+    extra: optional(Text),
+    sound: optional(Text),
+    badge: optional(Integer),
+    sender: optional(Text),
+    // The seed spells it sendDeive; sendDevice is taken too.
+    sendDeive: optional(Text),
+    sendDevice: optional(Text),
+    smsMessage: optional(Text),
+  }),
+]);
+
+function decodeBody<A>(codec: t.Decoder<unknown, A>, body: unknown): A {
+  const decoded = codec.decode(body);
+  if (isLeft(decoded)) {
+    const [first] = decoded.left;
+    const field = first?.context
+      .map((entry) => entry.key)
+      .filter((key) => key !== '' && !/^\d+$/.test(key))
+      .join('.');
+    const value = first?.value;
+    throw badInput(field ? `${field}: ${value === undefined ? 'is required' : `must be ${first?.message ?? first?.context[first.context.length - 1]?.type.name}`}` : 'the body must be a JSON object');
+  }
+  return decoded.right;
+}
+
+function send(res: express.Response, req: express.Request, error: ShimError): void {
+  res.status(error.status).json({ timestamp: new Date().toISOString(), status: error.status, error: http.STATUS_CODES[error.status] ?? 'Error', message: error.message, path: req.originalUrl.split('?')[0] });
+}
+
+export function onePushRouter(deps: { readonly tickets: Tickets; readonly devices: Devices; readonly pushes: Pushes; readonly clock: Clock; readonly log: Logger }): express.Router {
+  const { tickets, devices, pushes, clock, log } = deps;
+  const router = express.Router();
+  const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'onepush', send, handler);
+  router.use('/msgpush', express.json({ limit: BODY_LIMIT }));
+
+  // Open, as the seed has it (a device has no app secret). With `appKey`, it is checked: the app's own
+  // server registering devices for its users. docs/api/onepush.md says what that means for aliases.
+  router.post('/msgpush/register', route(async (req, res) => {
+    const body = decodeBody(RegisterBody, req.body);
+    if (body.appKey !== undefined && body.appKey !== null) await tickets.authenticateApp(body.appId, body.appKey);
+    const { device, token } = await devices.register({ appId: body.appId, alias: body.alias, platform: body.platform, nativeToken: body.nativeToken, mobile: body.mobile ?? null, tags: body.tag ?? [] }, clock());
+    res.json({ id: device.deviceId, clientId: device.clientId, token });
+  }));
+
+  router.post('/msgpush/unregister/:deviceId', route(async (req, res) => {
+    const device = await devices.unregister(req.params.deviceId!, clock());
+    res.json({ id: device.deviceId });
+  }));
+
+  router.post('/msgpush/send', route(async (req, res) => {
+    const body = decodeBody(SendBody, req.body);
+    await tickets.authenticateApp(body.appId, body.appKey);
+    const audienceType = body.audienceType ?? 'ALIAS';
+    const { pushId } = await pushes.onePush(
+      body.appId,
+      {
+        platform: body.platform,
+        audienceType,
+        audiences: audienceType === 'ALL' ? [] : (body.audiences ?? []),
+        tenantCode: body.tenantCode ?? null,
+        alert: body.alert,
+        extra: body.extra ?? null,
+        pushMsgType: body.pushMsgType ?? null,
+        needConfirm: body.needConfirm ?? null,
+        duration: body.duration ?? null,
+        sound: body.sound ?? null,
+        badge: body.badge ?? null,
+        sender: body.sender ?? null,
+        sendDevice: body.sendDeive ?? body.sendDevice ?? null,
+        smsMessage: body.smsMessage ?? null,
+      },
+      clock(),
+    );
+    res.json({ requestId: pushId });
+  }));
+
+  router.all(['/msgpush', '/msgpush/*'], (req, res) => send(res, req, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`)));
+  router.use('/msgpush', bodyErrors(send, BODY_LIMIT));
+  return router;
+}

@@ -1,0 +1,71 @@
+import type express from 'express';
+import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { AppAuthError, TicketError } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { SendRateExceededError } from '../../src/messaging/messaging';
+
+/**
+ * What went wrong in a legacy shim's request, before the shim puts it in its own envelope: an HTTP
+ * status, a stable code and a message for the caller. Errors herald did not anticipate are 500
+ * `internal`, their details only logged.
+ */
+export class ShimError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Sent as Retry-After. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+}
+
+export const badInput = (message: string) => new ShimError(400, 'bad_request', message);
+
+const DOMAIN_STATUS: Record<DomainErrorCode, [number, string]> = {
+  invalid: [400, 'bad_request'],
+  not_found: [404, 'not_found'],
+  forbidden: [403, 'forbidden'],
+  conflict: [409, 'conflict'],
+  expired: [410, 'gone'],
+};
+
+export function toShimError(error: unknown): ShimError {
+  if (error instanceof ShimError) return error;
+  if (error instanceof TicketError || error instanceof AppAuthError) return new ShimError(401, 'unauthorized', error.message);
+  if (error instanceof SendRateExceededError) return new ShimError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
+  if (error instanceof DomainError) {
+    const [status, code] = DOMAIN_STATUS[error.code];
+    return new ShimError(status, code, error.message);
+  }
+  return new ShimError(500, 'internal', 'internal error');
+}
+
+/**
+ * An async route whose errors reach `send` as ShimErrors. Express's body-parser errors (malformed JSON,
+ * too large) are a shim's too: `bodyErrors` puts them in the same envelope.
+ */
+export function shimRoute(
+  log: Logger,
+  shim: string,
+  send: (res: express.Response, req: express.Request, error: ShimError) => void,
+  handler: (req: express.Request, res: express.Response) => Promise<void>,
+): express.RequestHandler {
+  return (req, res) => {
+    handler(req, res).catch((error: unknown) => {
+      const known = toShimError(error);
+      if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
+      if (known.retryAfterSeconds !== undefined) res.set('retry-after', String(known.retryAfterSeconds));
+      send(res, req, known);
+    });
+  };
+}
+
+export function bodyErrors(send: (res: express.Response, req: express.Request, error: ShimError) => void, limit: string): express.ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) return next(error);
+    const status = (error as { status?: unknown }).status;
+    send(res, req, status === 413 ? new ShimError(413, 'too_large', `request body too large (at most ${limit})`) : badInput('malformed JSON body'));
+  };
+}

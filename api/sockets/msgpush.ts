@@ -1,0 +1,142 @@
+import { WebSocketServer, WebSocket } from 'ws';
+import { DomainError } from '../../domain/decider';
+import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
+import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
+import type { Logger } from '../../src/logger';
+
+/**
+ * ONE-PUSH's device socket (shared/seeds/003_834cb051d61fc48e.txt): `ws://host/msgpush.ws?deviceId=…`,
+ * a plain WebSocket carrying JSON text frames (docs/api/onepush.md).
+ *
+ * herald → device: one frame per message, the seed's fields plus `messageId`:
+ *   {"messageId", "appId", "tenantCode", "alert", "extra", "pushMsgType", "sound", "badge", "needConfirm"}
+ * (`sound` and `badge` for IOS devices only, as the seed says, and only when the sender gave them); a topvdn message as
+ *   {"messageId", "appId", "type": "topvdn", "msg" (base64, as sent), "flag", "from", "needConfirm"}.
+ * device → herald: `{"confirm": "<messageId>"}`, answered `{"confirmed": "<messageId>"}`, or
+ * `{"error": {"code", "message"}, "confirm": "<messageId>"}`.
+ */
+
+export const MSGPUSH_PATH = '/msgpush.ws';
+
+/** Close codes besides the gateway's (DEVICE_CLOSE). */
+const CLOSE = {
+  noDeviceId: { code: 4400, reason: 'deviceId is required: /msgpush.ws?deviceId=…' },
+  tooSlow: { code: 4429, reason: 'the device is not reading its messages' },
+  internal: { code: 1011, reason: 'internal error' },
+} as const;
+
+/** A connection buffering more than this unread is cut off rather than held in memory. */
+const MAX_BUFFERED_BYTES = 1024 * 1024;
+const MAX_FRAME_BYTES = 4096;
+const HEARTBEAT_MS = 30_000;
+
+export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly log: Logger }): { readonly wss: WebSocketServer; close(): Promise<void> } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  const alive = new WeakSet<WebSocket>();
+  // A device that vanished without closing (its network dropped) is noticed by the missing pong.
+  const heartbeat = setInterval(() => {
+    for (const socket of wss.clients) {
+      if (!alive.has(socket)) {
+        socket.terminate();
+        continue;
+      }
+      alive.delete(socket);
+      socket.ping();
+    }
+  }, HEARTBEAT_MS).unref();
+
+  wss.on('connection', (socket: WebSocket, request) => {
+    alive.add(socket);
+    socket.on('pong', () => alive.add(socket));
+    const deviceId = new URL(request.url ?? '/', 'http://herald').searchParams.get('deviceId');
+    if (!deviceId) return socket.close(CLOSE.noDeviceId.code, CLOSE.noDeviceId.reason);
+    const connection: DeviceConnection = {
+      deliver(push, device) {
+        if (socket.readyState !== WebSocket.OPEN) return false;
+        if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+          socket.close(CLOSE.tooSlow.code, CLOSE.tooSlow.reason);
+          return false;
+        }
+        socket.send(frameOf(push, device));
+        return true;
+      },
+      close: (code, reason) => socket.close(code, reason),
+    };
+    const connected: Promise<DeviceHandle | undefined> = deps.gateway.connect(deviceId, connection).catch((error: unknown) => {
+      deps.log.error({ err: error }, 'msgpush: connecting a device failed');
+      socket.close(CLOSE.internal.code, CLOSE.internal.reason);
+      return undefined;
+    });
+    socket.on('close', () => void connected.then((handle) => handle?.disconnect()));
+    socket.on('message', (data, isBinary) => {
+      void connected.then(async (handle) => {
+        if (!handle || socket.readyState !== WebSocket.OPEN) return;
+        const messageId = confirmedIdOf(isBinary ? undefined : data.toString());
+        if (messageId === undefined) return reply(socket, { error: { code: 'bad_frame', message: 'expected {"confirm": "<messageId>"}' } });
+        try {
+          await handle.confirm(messageId);
+          reply(socket, { confirmed: messageId });
+        } catch (error) {
+          if (!(error instanceof DomainError)) deps.log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
+          const code = error instanceof DomainError ? error.code : 'internal';
+          const message = error instanceof DomainError ? error.message : 'internal error; confirm again';
+          reply(socket, { error: { code, message }, confirm: messageId });
+        }
+      });
+    });
+  });
+
+  return {
+    wss,
+    async close() {
+      clearInterval(heartbeat);
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+function reply(socket: WebSocket, frame: unknown): void {
+  if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+}
+
+function confirmedIdOf(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const frame = JSON.parse(text) as unknown;
+    const id = typeof frame === 'object' && frame !== null ? (frame as Record<string, unknown>).confirm : undefined;
+    return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A push's frame per wire variant, made once per push object and shared by every device it reaches. */
+const frames = new WeakMap<DevicePush, Map<string, string>>();
+
+function frameOf(push: DevicePush, device: DeviceView): string {
+  const { message } = push;
+  const variant = message.kind === 'topvdn' ? 'topvdn' : device.platform === 'IOS' ? 'ios' : 'other';
+  let byVariant = frames.get(push);
+  if (!byVariant) frames.set(push, (byVariant = new Map()));
+  let frame = byVariant.get(variant);
+  if (frame === undefined) {
+    frame = JSON.stringify(
+      message.kind === 'topvdn'
+        ? { messageId: push.pushId, appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
+        : {
+            messageId: push.pushId,
+            appId: push.appId,
+            tenantCode: message.tenantCode,
+            alert: message.alert,
+            extra: message.extra,
+            pushMsgType: message.pushMsgType,
+            ...(variant === 'ios' && message.sound !== null && { sound: message.sound }),
+            ...(variant === 'ios' && message.badge !== null && { badge: message.badge }),
+            needConfirm: push.needsConfirm,
+          },
+    );
+    byVariant.set(variant, frame);
+  }
+  return frame;
+}

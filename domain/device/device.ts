@@ -1,0 +1,154 @@
+import * as t from 'io-ts';
+import { DomainError, unreachable, type Decider } from '../decider';
+import { isStorableText } from '../text';
+
+/**
+ * A terminal of an app that herald pushes to (ONE-PUSH, shared/seeds/003_834cb051d61fc48e.txt; topvdn,
+ * shared/seeds/002_66d9dfe67c8bed29.txt). Stream: `device-<deviceId>`.
+ *
+ * A device is known by its app and native token: registering the same pair again is the same device,
+ * updated (alias, platform, mobile, tags). Besides its id (ONE-PUSH's `deviceId`, long and unguessable)
+ * it has a number (topvdn's client id: `clients`, `from`, `to`), fixed at its first registration.
+ * `registration` counts registrations after an unregister: device tokens carry it, so a token issued
+ * before an unregister stays dead when the device registers again.
+ */
+
+export const PLATFORMS = ['ANDROID', 'IOS', 'PC', 'WEB'] as const;
+export type Platform = (typeof PLATFORMS)[number];
+export const PlatformCodec = t.keyof({ ANDROID: null, IOS: null, PC: null, WEB: null });
+
+export const DEVICE_LIMITS = {
+  aliasLength: 128,
+  /** APNs tokens are 64 hex digits, FCM tokens about 160 characters. */
+  nativeTokenLength: 512,
+  mobileLength: 32,
+  tags: 32,
+  tagLength: 64,
+} as const;
+
+const Registration = {
+  deviceId: t.string,
+  appId: t.string,
+  clientId: t.number,
+  alias: t.string,
+  platform: PlatformCodec,
+  nativeToken: t.string,
+  mobile: t.union([t.string, t.null]),
+  tags: t.array(t.string),
+  registration: t.number,
+};
+
+export const DeviceRegistered = t.type({ type: t.literal('DeviceRegistered'), data: t.type({ ...Registration, registeredAt: t.string }) });
+export const DeviceUnregistered = t.type({
+  type: t.literal('DeviceUnregistered'),
+  data: t.type({ deviceId: t.string, appId: t.string, registration: t.number, unregisteredAt: t.string }),
+});
+export const DeviceEvent = t.union([DeviceRegistered, DeviceUnregistered]);
+export type DeviceEvent = t.TypeOf<typeof DeviceEvent>;
+export type DeviceRegistration = t.TypeOf<typeof DeviceRegistered>['data'];
+
+/** Registers the device, or updates it; registering it again unchanged appends nothing. */
+export interface RegisterDevice {
+  readonly type: 'RegisterDevice';
+  readonly deviceId: string;
+  readonly appId: string;
+  /** The number a new device gets; a known device keeps its own. */
+  readonly clientId: number;
+  readonly alias: string;
+  readonly platform: string;
+  readonly nativeToken: string;
+  readonly mobile?: string | null;
+  readonly tags?: readonly string[];
+  readonly now: string;
+}
+export interface UnregisterDevice {
+  readonly type: 'UnregisterDevice';
+  readonly now: string;
+}
+export type DeviceCommand = RegisterDevice | UnregisterDevice;
+
+export type DeviceState =
+  | { readonly status: 'none' }
+  | (Omit<DeviceRegistration, 'registeredAt'> & { readonly status: 'registered' | 'unregistered' });
+
+export const deviceStreamName = (deviceId: string) => `device-${deviceId}`;
+
+/** Device ids are herald's: 32 lowercase hex digits. */
+export const DEVICE_ID = /^[0-9a-f]{32}$/;
+
+export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
+  initialState: () => ({ status: 'none' }),
+
+  evolve(state, event) {
+    switch (event.type) {
+      case 'DeviceRegistered': {
+        const { registeredAt: _, ...registration } = event.data;
+        return { status: 'registered', ...registration };
+      }
+      case 'DeviceUnregistered':
+        return state.status === 'none' ? state : { ...state, status: 'unregistered' };
+      default:
+        return unreachable(event);
+    }
+  },
+
+  decide(command, state) {
+    switch (command.type) {
+      case 'RegisterDevice': {
+        const fields = checkRegistration(command);
+        if (state.status === 'none') {
+          if (!DEVICE_ID.test(command.deviceId)) throw new DomainError('invalid', 'deviceId: must be 32 hex digits');
+          if (!Number.isSafeInteger(command.clientId) || command.clientId <= 0) throw new DomainError('invalid', 'clientId: must be a positive integer');
+          return [registered({ deviceId: command.deviceId, appId: command.appId, clientId: command.clientId, registration: 1, ...fields }, command.now)];
+        }
+        if (state.appId !== command.appId) throw new DomainError('forbidden', 'the device belongs to another app');
+        const { status: _, ...known } = state;
+        if (state.status === 'unregistered') return [registered({ ...known, ...fields, registration: state.registration + 1 }, command.now)];
+        return sameRegistration(known, fields) ? [] : [registered({ ...known, ...fields }, command.now)];
+      }
+      case 'UnregisterDevice':
+        if (state.status === 'none') throw new DomainError('not_found', 'no such device');
+        if (state.status === 'unregistered') return [];
+        return [{ type: 'DeviceUnregistered', data: { deviceId: state.deviceId, appId: state.appId, registration: state.registration, unregisteredAt: command.now } }];
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+type Fields = Pick<DeviceRegistration, 'alias' | 'platform' | 'nativeToken' | 'mobile' | 'tags'>;
+
+function registered(registration: Omit<DeviceRegistration, 'registeredAt'>, now: string): DeviceEvent {
+  return { type: 'DeviceRegistered', data: { ...registration, registeredAt: now } };
+}
+
+function sameRegistration(known: Fields, fields: Fields): boolean {
+  return (
+    known.alias === fields.alias &&
+    known.platform === fields.platform &&
+    known.nativeToken === fields.nativeToken &&
+    known.mobile === fields.mobile &&
+    known.tags.length === fields.tags.length &&
+    known.tags.every((tag, i) => tag === fields.tags[i])
+  );
+}
+
+/** The registration's fields, checked and normalised (tags trimmed, repeats dropped, in the order given). */
+function checkRegistration(command: RegisterDevice): Fields {
+  const L = DEVICE_LIMITS;
+  if (!isText(command.alias, L.aliasLength) || /\s/.test(command.alias)) throw new DomainError('invalid', `alias: must be 1-${L.aliasLength} characters without spaces`);
+  if (!PlatformCodec.is(command.platform)) throw new DomainError('invalid', `platform: must be one of ${PLATFORMS.join(', ')}`);
+  if (!isText(command.nativeToken, L.nativeTokenLength)) throw new DomainError('invalid', `nativeToken: must be 1-${L.nativeTokenLength} characters`);
+  const mobile = command.mobile ?? null;
+  if (mobile !== null && !(typeof mobile === 'string' && /^\+?[0-9][0-9 -]*$/.test(mobile) && mobile.length <= L.mobileLength)) {
+    throw new DomainError('invalid', `mobile: digits, optionally with a leading + and spaces or dashes, at most ${L.mobileLength} characters`);
+  }
+  const tags = [...new Set((command.tags ?? []).map((tag) => (typeof tag === 'string' ? tag.trim() : tag)))];
+  if (tags.length > L.tags) throw new DomainError('invalid', `tag: at most ${L.tags} tags`);
+  for (const tag of tags) if (!isText(tag, L.tagLength)) throw new DomainError('invalid', `tag: each tag is 1-${L.tagLength} characters`);
+  return { alias: command.alias, platform: command.platform, nativeToken: command.nativeToken, mobile, tags: tags as string[] };
+}
+
+function isText(value: unknown, maxLength: number): value is string {
+  return typeof value === 'string' && value.trim().length > 0 && value.length <= maxLength && isStorableText(value) && !/[\r\n\t]/.test(value);
+}

@@ -1,0 +1,305 @@
+import * as t from 'io-ts';
+import { DomainError, unreachable, type Decider } from '../decider';
+import { isStorableText } from '../text';
+import { PLATFORMS, PlatformCodec } from './device';
+
+/**
+ * A push to devices: one ONE-PUSH send (shared/seeds/003_834cb051d61fc48e.txt: by alias, tag or ALL,
+ * crossed with platform) or one topvdn message (shared/seeds/002_66d9dfe67c8bed29.txt: to device
+ * numbers). Stream: `push-<pushId>`; the push id is the `requestId` / `request_id` the caller gets
+ * and the `messageId` a device confirms.
+ *
+ * The audience is recorded as asked, not as a list of devices: the devices read model expands it to
+ * one delivery per matching registered device of the app, in stream order, so a replay expands it to
+ * the same devices. Each delivery's life is its own stream (domain/device/delivery.ts).
+ *
+ * SMS (ONE-PUSH `smsMessage`, "send an SMS when offline"): herald has no SMS gateway. For the devices
+ * with a mobile number that were offline when the push was made, it records SmsRequested, for a gateway
+ * to act on.
+ */
+
+export const PUSH_LIMITS = {
+  audiences: 1000,
+  audienceLength: 128,
+  alertLength: 1024,
+  extraLength: 4096,
+  tenantCodeLength: 64,
+  soundLength: 64,
+  badgeMax: 99_999,
+  senderLength: 128,
+  sendDeviceLength: 32,
+  smsLength: 500,
+  /** `duration`, in seconds: at most 30 days. */
+  durationSeconds: 30 * 24 * 3600,
+  /** topvdn: the message is at most 256 bytes before base64. */
+  topvdnBytes: 256,
+  /** topvdn: one request's `clients` / `access_tokens`. */
+  topvdnTargets: 1000,
+  /** SmsRequested recipients per event. */
+  smsRecipients: 1000,
+} as const;
+
+/** How long a ONE-PUSH message waits for an offline device when the sender gives no `duration`. */
+export const ONEPUSH_DEFAULT_VALIDITY_SECONDS = 7 * 24 * 3600;
+/**
+ * topvdn flag 2: tries 1, 2, 3 and 5 s apart (at 0, 1, 3, 6 and 11 s after the request), and dropped
+ * if still unconfirmed 5 s after the last: 16 s after the request.
+ */
+export const TOPVDN_RETRY_OFFSETS_SECONDS = [0, 1, 3, 6, 11] as const;
+export const TOPVDN_RETRY_WINDOW_SECONDS = 16;
+/** topvdn flag 3: one attempt, made to a device connected within this time of the request. */
+export const TOPVDN_ONCE_WINDOW_SECONDS = 5;
+
+export const PushPlatformCodec = t.union([t.literal('ALL'), PlatformCodec]);
+export const PUSH_PLATFORMS = ['ALL', ...PLATFORMS] as const;
+
+export const Audience = t.union([
+  t.type({ type: t.literal('ALIAS'), aliases: t.array(t.string) }),
+  t.type({ type: t.literal('TAG'), tags: t.array(t.string) }),
+  t.type({ type: t.literal('ALL') }),
+  t.type({ type: t.literal('CLIENTS'), clientIds: t.array(t.number) }),
+]);
+export type Audience = t.TypeOf<typeof Audience>;
+
+export const OnePushMessage = t.type({
+  kind: t.literal('onepush'),
+  tenantCode: t.string,
+  alert: t.string,
+  extra: t.string,
+  pushMsgType: t.keyof({ MSG: null, CMD: null }),
+  sound: t.union([t.string, t.null]),
+  badge: t.union([t.number, t.null]),
+  sender: t.union([t.string, t.null]),
+  sendDevice: t.union([t.string, t.null]),
+  smsMessage: t.union([t.string, t.null]),
+});
+export const TopvdnMessage = t.type({
+  kind: t.literal('topvdn'),
+  /** As given: base64 of at most 256 bytes. */
+  msg: t.string,
+  flag: t.union([t.literal(2), t.literal(3)]),
+  /** The sending device's number; null when the app's server sent it. */
+  from: t.union([t.number, t.null]),
+  /** Also deliver it to the app's callback URL. */
+  callback: t.boolean,
+});
+export const PushMessage = t.union([OnePushMessage, TopvdnMessage]);
+export type PushMessage = t.TypeOf<typeof PushMessage>;
+
+/** How deliveries of a push are retried (domain/device/delivery.ts). */
+export const RetryCodec = t.keyof({ none: null, backoff: null, topvdn: null });
+export type Retry = t.TypeOf<typeof RetryCodec>;
+
+export const PushRequested = t.type({
+  type: t.literal('PushRequested'),
+  data: t.type({
+    pushId: t.string,
+    appId: t.string,
+    audience: Audience,
+    platform: PushPlatformCodec,
+    message: PushMessage,
+    /** A delivery ends when the device confirms it (otherwise when it has been written once). */
+    needsConfirm: t.boolean,
+    retry: RetryCodec,
+    requestedAt: t.string,
+    /** Deliveries still open then are dropped (topvdn) or expired (ONE-PUSH). */
+    expiresAt: t.string,
+  }),
+});
+export const SmsRequested = t.type({
+  type: t.literal('SmsRequested'),
+  data: t.type({
+    pushId: t.string,
+    appId: t.string,
+    message: t.string,
+    recipients: t.array(t.type({ deviceId: t.string, mobile: t.string })),
+    requestedAt: t.string,
+  }),
+});
+export const PushEvent = t.union([PushRequested, SmsRequested]);
+export type PushEvent = t.TypeOf<typeof PushEvent>;
+export type PushRequestedData = t.TypeOf<typeof PushRequested>['data'];
+
+export interface RequestOnePush {
+  readonly type: 'RequestOnePush';
+  readonly pushId: string;
+  readonly appId: string;
+  readonly platform: string;
+  readonly audienceType: string;
+  readonly audiences: readonly string[];
+  readonly tenantCode?: string | null;
+  readonly alert: string;
+  readonly extra?: string | null;
+  readonly pushMsgType?: string | null;
+  readonly needConfirm?: boolean | null;
+  /** Seconds. */
+  readonly duration?: number | null;
+  readonly sound?: string | null;
+  readonly badge?: number | null;
+  readonly sender?: string | null;
+  readonly sendDevice?: string | null;
+  readonly smsMessage?: string | null;
+  readonly now: string;
+}
+export interface RequestTopvdnPush {
+  readonly type: 'RequestTopvdnPush';
+  readonly pushId: string;
+  readonly appId: string;
+  readonly msg: string;
+  readonly flag: number;
+  readonly from: number | null;
+  readonly clientIds: readonly number[];
+  readonly callback: boolean;
+  readonly now: string;
+}
+export interface RecordSmsRequests {
+  readonly type: 'RecordSmsRequests';
+  readonly recipients: ReadonlyArray<{ readonly deviceId: string; readonly mobile: string }>;
+  readonly now: string;
+}
+export type PushCommand = RequestOnePush | RequestTopvdnPush | RecordSmsRequests;
+
+export type PushState = { readonly status: 'none' } | { readonly status: 'requested'; readonly push: PushRequestedData };
+
+export const pushStreamName = (pushId: string) => `push-${pushId}`;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const pushDecider: Decider<PushCommand, PushEvent, PushState> = {
+  initialState: () => ({ status: 'none' }),
+
+  evolve(state, event) {
+    switch (event.type) {
+      case 'PushRequested':
+        return { status: 'requested', push: event.data };
+      case 'SmsRequested':
+        return state;
+      default:
+        return unreachable(event);
+    }
+  },
+
+  decide(command, state) {
+    switch (command.type) {
+      case 'RequestOnePush':
+      case 'RequestTopvdnPush': {
+        // Requested already (a retry landing on the same id): nothing new.
+        if (state.status !== 'none') return [];
+        if (!UUID.test(command.pushId)) throw new DomainError('invalid', 'pushId: must be a UUID');
+        const now = Date.parse(command.now);
+        if (Number.isNaN(now)) throw new DomainError('invalid', 'now: not a valid time');
+        return [{ type: 'PushRequested', data: command.type === 'RequestOnePush' ? onePush(command, now) : topvdnPush(command, now) }];
+      }
+      case 'RecordSmsRequests': {
+        if (state.status === 'none') throw new DomainError('not_found', 'no such push');
+        const { message } = state.push;
+        if (message.kind !== 'onepush' || message.smsMessage === null || command.recipients.length === 0) return [];
+        if (command.recipients.length > PUSH_LIMITS.smsRecipients) throw new DomainError('invalid', `at most ${PUSH_LIMITS.smsRecipients} SMS recipients per event`);
+        const { pushId, appId } = state.push;
+        return [{ type: 'SmsRequested', data: { pushId, appId, message: message.smsMessage, recipients: command.recipients.map(({ deviceId, mobile }) => ({ deviceId, mobile })), requestedAt: command.now } }];
+      }
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+function onePush(command: RequestOnePush, now: number): PushRequestedData {
+  const L = PUSH_LIMITS;
+  const platform = checkPlatform(command.platform);
+  const audience = onePushAudience(command.audienceType, command.audiences);
+  const alert = text('alert', command.alert, L.alertLength, { required: true });
+  const pushMsgType = command.pushMsgType ?? 'MSG';
+  if (pushMsgType !== 'MSG' && pushMsgType !== 'CMD') throw new DomainError('invalid', 'pushMsgType: must be MSG or CMD');
+  const badge = command.badge ?? null;
+  if (badge !== null && !(Number.isSafeInteger(badge) && badge >= 0 && badge <= L.badgeMax)) throw new DomainError('invalid', `badge: must be an integer 0-${L.badgeMax}`);
+  const duration = command.duration ?? null;
+  if (duration !== null && !(Number.isSafeInteger(duration) && duration > 0 && duration <= L.durationSeconds)) {
+    throw new DomainError('invalid', `duration: must be 1-${L.durationSeconds} seconds`);
+  }
+  const needsConfirm = command.needConfirm ?? false;
+  return {
+    pushId: command.pushId,
+    appId: command.appId,
+    audience,
+    platform,
+    message: {
+      kind: 'onepush',
+      tenantCode: text('tenantCode', command.tenantCode ?? '', L.tenantCodeLength, { required: false }),
+      alert,
+      extra: text('extra', command.extra ?? '', L.extraLength, { required: false, multiline: true }),
+      pushMsgType,
+      sound: optionalText('sound', command.sound, L.soundLength),
+      badge,
+      sender: optionalText('sender', command.sender, L.senderLength),
+      sendDevice: optionalText('sendDeive', command.sendDevice, L.sendDeviceLength),
+      smsMessage: optionalText('smsMessage', command.smsMessage, L.smsLength),
+    },
+    needsConfirm,
+    retry: needsConfirm ? 'backoff' : 'none',
+    requestedAt: new Date(now).toISOString(),
+    expiresAt: new Date(now + (duration ?? ONEPUSH_DEFAULT_VALIDITY_SECONDS) * 1000).toISOString(),
+  };
+}
+
+function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData {
+  const L = PUSH_LIMITS;
+  checkTopvdnMsg(command.msg);
+  if (command.flag !== 2 && command.flag !== 3) throw new DomainError('invalid', 'flag: must be 2 or 3');
+  if (command.from !== null && !isClientId(command.from)) throw new DomainError('invalid', 'from: must be a device number');
+  if (command.clientIds.length > L.topvdnTargets) throw new DomainError('invalid', `at most ${L.topvdnTargets} devices per message`);
+  for (const id of command.clientIds) if (!isClientId(id)) throw new DomainError('invalid', 'clients: each is a device number');
+  const flag = command.flag;
+  const windowSeconds = flag === 2 ? TOPVDN_RETRY_WINDOW_SECONDS : TOPVDN_ONCE_WINDOW_SECONDS;
+  return {
+    pushId: command.pushId,
+    appId: command.appId,
+    audience: { type: 'CLIENTS', clientIds: [...new Set(command.clientIds)] },
+    platform: 'ALL',
+    message: { kind: 'topvdn', msg: command.msg, flag, from: command.from, callback: command.callback },
+    needsConfirm: flag === 2,
+    retry: flag === 2 ? 'topvdn' : 'none',
+    requestedAt: new Date(now).toISOString(),
+    expiresAt: new Date(now + windowSeconds * 1000).toISOString(),
+  };
+}
+
+/** topvdn's `msg`: standard base64 (with padding) of 1-256 bytes. */
+export function checkTopvdnMsg(msg: unknown): void {
+  if (typeof msg !== 'string' || msg.length === 0) throw new DomainError('invalid', 'msg: the base64 of the message is required');
+  if (msg.length > Math.ceil(PUSH_LIMITS.topvdnBytes / 3) * 4 || msg.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(msg)) {
+    throw new DomainError('invalid', `msg: must be base64 of at most ${PUSH_LIMITS.topvdnBytes} bytes`);
+  }
+  const bytes = (msg.length / 4) * 3 - (msg.endsWith('==') ? 2 : msg.endsWith('=') ? 1 : 0);
+  if (bytes > PUSH_LIMITS.topvdnBytes) throw new DomainError('invalid', `msg: the message is ${bytes} bytes; at most ${PUSH_LIMITS.topvdnBytes}`);
+}
+
+export const isClientId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+
+function checkPlatform(platform: string): t.TypeOf<typeof PushPlatformCodec> {
+  if (!PushPlatformCodec.is(platform)) throw new DomainError('invalid', `platform: must be one of ${PUSH_PLATFORMS.join(', ')}`);
+  return platform;
+}
+
+function onePushAudience(audienceType: string, audiences: readonly string[]): Audience {
+  const L = PUSH_LIMITS;
+  if (audienceType === 'ALL') return { type: 'ALL' };
+  if (audienceType !== 'ALIAS' && audienceType !== 'TAG') throw new DomainError('invalid', 'audienceType: must be ALIAS, TAG or ALL');
+  const values = [...new Set(audiences)];
+  if (values.length === 0) throw new DomainError('invalid', 'audiences: at least one is required');
+  if (values.length > L.audiences) throw new DomainError('invalid', `audiences: at most ${L.audiences}`);
+  for (const value of values) text('audiences', value, L.audienceLength, { required: true });
+  return audienceType === 'ALIAS' ? { type: 'ALIAS', aliases: values } : { type: 'TAG', tags: values };
+}
+
+function text(field: string, value: unknown, maxLength: number, options: { required: boolean; multiline?: boolean }): string {
+  if (typeof value !== 'string') throw new DomainError('invalid', `${field}: must be text`);
+  if (options.required && value.trim().length === 0) throw new DomainError('invalid', `${field}: is required`);
+  if (value.length > maxLength) throw new DomainError('invalid', `${field}: at most ${maxLength} characters`);
+  if (!isStorableText(value) || (!options.multiline && /[\r\n]/.test(value))) throw new DomainError('invalid', `${field}: may not contain control characters`);
+  return value;
+}
+
+function optionalText(field: string, value: string | null | undefined, maxLength: number): string | null {
+  return value === null || value === undefined || value === '' ? null : text(field, value, maxLength, { required: false });
+}

@@ -1,0 +1,287 @@
+import { DomainError } from '../../domain/decider';
+import { deliveryDecider, deliveryStreamName, deliveryTerms, type DeliveryState, type RecordAttempt } from '../../domain/device/delivery';
+import type { Bus } from '../bus/bus';
+import type { Clock } from '../clock';
+import { deliveryAggregate } from '../command/aggregates';
+import { handleCommand, loadState, type LoadedStream } from '../command/commandHandler';
+import { DueWork } from '../dueWork';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery } from './deviceQueries';
+import { deviceTopic, type DevicePublication } from './deviceTopics';
+import { InMemoryPresence, type Presence } from './presence';
+
+/**
+ * The devices' connections, and the delivery engine behind them (docs/delivery.md).
+ *
+ * A device's connections — legacy sockets (api/sockets/msgpush.ts) and GraphQL subscriptions — share
+ * one session per device. The session listens on the device's bus topic, and makes every attempt for
+ * the device one after the other: first its backlog (open deliveries of pushes made while it was
+ * away, oldest first), then what arrives live, so a device receives in order, old before new.
+ *
+ * An attempt writes the push to every connection of the device and then records it on the delivery's
+ * stream (MessageDelivered, then DeliveryRetried): at least once — a crash between the write and the
+ * record repeats the write. Whether an attempt is due is decided on the delivery's stream first, so a
+ * lagging read model cannot make herald write a confirmed message again.
+ *
+ * A background worker makes the scheduled retries of connected devices and closes deliveries still
+ * open when their push expires (DeliveryDropped / DeliveryExpired). What is due lives in the read
+ * model, so a restart loses no timer.
+ */
+
+export interface DeviceConnection {
+  /** Writes the push to the device; false when this connection can no longer take it. */
+  deliver(push: DevicePush, device: DeviceView): boolean;
+  /** Ends the connection, with a WebSocket close code and a reason. */
+  close(code: number, reason: string): void;
+}
+
+/** Close codes of device connections (docs/api/onepush.md). */
+export const DEVICE_CLOSE = {
+  unknownDevice: { code: 4404, reason: 'unknown device' },
+  unregistered: { code: 4410, reason: 'device unregistered' },
+  stopping: { code: 1001, reason: 'herald is stopping' },
+} as const;
+
+export interface DeviceHandle {
+  readonly device: DeviceView;
+  /** The device confirms a message (its `messageId`); answers once the read model shows it. */
+  confirm(messageId: string): Promise<void>;
+  /** The connection closed: forget it. */
+  disconnect(): void;
+}
+
+const BACKLOG_PAGE = 200;
+/** The longest the worker sleeps; it is also woken at the next attempt an attempt schedules. */
+const MAX_WAIT_MS = 1000;
+
+type DueItem = { readonly kind: 'attempt' | 'close'; readonly delivery: OpenDelivery };
+
+class Session {
+  readonly connections = new Set<DeviceConnection>();
+  private queue: Promise<void> = Promise.resolve();
+  closed = false;
+  /** Pushes the backlog covered, until a live push newer than all of them arrives. */
+  backlogPushes: Set<string> | undefined = new Set();
+  backlogHigh = -1n;
+  unsubscribe: () => void = () => undefined;
+
+  constructor(
+    readonly device: DeviceView,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** Runs `job` after every job enqueued before it. */
+  enqueue<T>(job: () => Promise<T>): Promise<T | undefined> {
+    const run = this.queue.then(() => (this.closed ? undefined : job()));
+    this.queue = run.then(
+      () => undefined,
+      (error: unknown) => this.onError(error),
+    );
+    return run;
+  }
+}
+
+export class DeviceGateway {
+  private readonly sessions = new Map<string, Session>();
+  private readonly connected = new InMemoryPresence();
+  private readonly work: DueWork<DueItem>;
+  private wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
+
+  constructor(
+    private readonly deps: {
+      readonly store: EventStore;
+      readonly devices: DeviceQueries;
+      readonly deliveries: DeliveryQueries;
+      readonly bus: Bus;
+      readonly clock: Clock;
+      readonly log: Logger;
+      /** Resolves once the devices read model shows the effect of a command at this position. */
+      readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+    },
+  ) {
+    this.work = new DueWork<DueItem>({
+      clock: deps.clock,
+      log: deps.log,
+      doing: 'a scheduled delivery step',
+      maxWaitMs: MAX_WAIT_MS,
+      due: async (now, limit) => [
+        ...(await deps.deliveries.expired(now, limit)).map((delivery) => ({ kind: 'close' as const, delivery })),
+        ...(await deps.deliveries.dueAttempts(this.connected.localDevices(), now, limit)).map((delivery) => ({ kind: 'attempt' as const, delivery })),
+      ],
+      nextDueAt: () => deps.deliveries.nextDue(this.connected.localDevices()),
+      idOf: (item) => `${item.kind}/${item.delivery.push.pushId}/${item.delivery.deviceId}`,
+      perform: (item, now) => (item.kind === 'close' ? this.close(item.delivery, now) : this.retry(item.delivery)),
+      readYourWrites: deps.readYourWrites,
+    });
+  }
+
+  /** Which devices are connected (to this node). */
+  get presence(): Presence {
+    return this.connected;
+  }
+
+  start(): void {
+    this.work.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.wakeTimer) clearTimeout(this.wakeTimer.timer);
+    await this.work.stop();
+    for (const session of this.sessions.values()) this.end(session, DEVICE_CLOSE.stopping);
+  }
+
+  /** Look for due steps now (a test moved the clock). */
+  wake(): void {
+    this.work.wake();
+  }
+
+  /** A device connects; undefined (and the connection closed) when it is unknown or unregistered. */
+  async connect(deviceId: string, connection: DeviceConnection): Promise<DeviceHandle | undefined> {
+    const device = await this.deps.devices.byId(deviceId);
+    if (!device?.active) {
+      connection.close(DEVICE_CLOSE.unknownDevice.code, DEVICE_CLOSE.unknownDevice.reason);
+      return undefined;
+    }
+    let session = this.sessions.get(deviceId);
+    if (!session) {
+      const created = new Session(device, (error) => this.deps.log.error({ err: error, deviceId }, 'a delivery to a device failed; it stays open'));
+      session = created;
+      this.sessions.set(deviceId, created);
+      // Listen before reading the backlog: a push committed in between is in one or the other (or both: deduplicated).
+      created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (payload) => this.onPublication(created, payload as DevicePublication));
+    }
+    session.connections.add(connection);
+    this.connected.add(deviceId);
+    // Each new connection gets the open deliveries: a device reconnecting is sent again what it has not confirmed.
+    const current = session;
+    void current.enqueue(() => this.deliverBacklog(current));
+    let connectedNow = true;
+    return {
+      device,
+      confirm: (messageId) => this.confirm(device, messageId),
+      disconnect: () => {
+        if (!connectedNow) return;
+        connectedNow = false;
+        current.connections.delete(connection);
+        this.connected.remove(deviceId);
+        if (current.connections.size === 0) this.forget(current);
+      },
+    };
+  }
+
+  /** The device confirms a delivery: `messageId` is the push's id. */
+  async confirm(device: DeviceView, messageId: string): Promise<void> {
+    const delivery = await this.deps.deliveries.byKey(messageId, device.deviceId);
+    if (!delivery) throw new DomainError('not_found', 'no message with this id was sent to this device');
+    const result = await handleCommand(
+      this.deps.store,
+      deliveryAggregate,
+      deliveryStreamName(messageId, device.deviceId),
+      { type: 'ConfirmDelivery', terms: deliveryTerms(delivery.push, device.deviceId), now: this.deps.clock().toISOString() },
+      { appId: device.appId, actor: `device:${device.deviceId}` },
+    );
+    await this.deps.readYourWrites(result.position);
+  }
+
+  private onPublication(session: Session, publication: DevicePublication): void {
+    if (publication.type === 'unregistered') {
+      this.end(session, DEVICE_CLOSE.unregistered);
+      return;
+    }
+    void session.enqueue(async () => {
+      const seen = session.backlogPushes;
+      if (seen) {
+        if (publication.pushPosition <= session.backlogHigh && seen.has(publication.push.pushId)) return;
+        // Newer than everything the backlog covered: so is every later push.
+        if (publication.pushPosition > session.backlogHigh) session.backlogPushes = undefined;
+      }
+      await this.attempt(session, publication.push, fresh(), false);
+    });
+  }
+
+  private async deliverBacklog(session: Session): Promise<void> {
+    let after = -1n;
+    for (;;) {
+      const page = await this.deps.deliveries.backlog(session.device.deviceId, this.deps.clock(), after, BACKLOG_PAGE);
+      for (const delivery of page) {
+        if (session.closed) return;
+        session.backlogPushes?.add(delivery.push.pushId);
+        if (delivery.pushPosition > session.backlogHigh) session.backlogHigh = delivery.pushPosition;
+        await this.attempt(session, delivery.push, knownFrom(delivery), false);
+      }
+      if (page.length < BACKLOG_PAGE) return;
+      after = page[page.length - 1]!.pushPosition;
+    }
+  }
+
+  /** A scheduled retry, decided on the delivery's stream as it is now. */
+  private async retry(delivery: OpenDelivery) {
+    const session = this.sessions.get(delivery.deviceId);
+    if (!session) return undefined;
+    return session.enqueue(() => this.attempt(session, delivery.push, undefined, true));
+  }
+
+  private async attempt(session: Session, push: DevicePush, known: LoadedStream<DeliveryState> | undefined, dueOnly: boolean) {
+    const { deviceId } = session.device;
+    const streamName = deliveryStreamName(push.pushId, deviceId);
+    const loaded = known ?? (await loadState(this.deps.store, deliveryAggregate, streamName));
+    const command: RecordAttempt = { type: 'RecordAttempt', terms: deliveryTerms(push, deviceId), dueOnly, now: this.deps.clock().toISOString() };
+    if (deliveryDecider.decide(command, loaded.state).length === 0) return undefined;
+    let written = false;
+    for (const connection of session.connections) written = connection.deliver(push, session.device) || written;
+    if (!written) return undefined;
+    const result = await handleCommand(this.deps.store, deliveryAggregate, streamName, command, { appId: push.appId, actor: `device:${deviceId}` }, loaded);
+    for (const event of result.events) {
+      if ((event.type === 'MessageDelivered' || event.type === 'DeliveryRetried') && event.data.nextAttemptAt) this.wakeAt(Date.parse(event.data.nextAttemptAt));
+    }
+    return result;
+  }
+
+  private async close(delivery: OpenDelivery, now: Date) {
+    return handleCommand(
+      this.deps.store,
+      deliveryAggregate,
+      deliveryStreamName(delivery.push.pushId, delivery.deviceId),
+      { type: 'CloseDelivery', terms: deliveryTerms(delivery.push, delivery.deviceId), now: now.toISOString() },
+      { appId: delivery.push.appId, actor: 'herald:deliveries' },
+    );
+  }
+
+  /** Wakes the worker at `at` (herald's time), unless it is to wake earlier anyway. */
+  private wakeAt(at: number): void {
+    if (this.wakeTimer && this.wakeTimer.at <= at) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer.timer);
+    const timer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.work.wake();
+      },
+      Math.max(0, at - this.deps.clock().getTime()),
+    );
+    timer.unref();
+    this.wakeTimer = { at, timer };
+  }
+
+  private end(session: Session, why: { code: number; reason: string }): void {
+    // Each connection's close reaches its handle's disconnect, which takes it off the presence.
+    for (const connection of [...session.connections]) connection.close(why.code, why.reason);
+    this.forget(session);
+  }
+
+  private forget(session: Session): void {
+    session.closed = true;
+    session.unsubscribe();
+    if (this.sessions.get(session.device.deviceId) === session) this.sessions.delete(session.device.deviceId);
+  }
+}
+
+
+/** A delivery just expanded: its stream has no events yet. */
+const fresh = (): LoadedStream<DeliveryState> => ({ state: deliveryAggregate.decider.initialState(), revision: -1n });
+
+/** What the read model knows of a delivery's stream (if it lags, the append conflicts and is decided again). */
+const knownFrom = (delivery: OpenDelivery): LoadedStream<DeliveryState> => ({
+  state: { status: delivery.status, attempts: delivery.attempts, nextAttemptAt: null },
+  revision: delivery.revision,
+});

@@ -1,0 +1,131 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Pool } from 'pg';
+import { DomainError } from '../../domain/decider';
+import { deviceStreamName } from '../../domain/device/device';
+import { deviceAggregate } from '../command/aggregates';
+import { handleCommand, newStream } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Migration } from '../postgres/migrations';
+import type { DeviceFilter, DeviceQueries, DeviceView } from './deviceQueries';
+
+/**
+ * Registering and unregistering devices, and their tokens: the one implementation behind ONE-PUSH's
+ * /msgpush/register and GraphQL's registerDevice.
+ *
+ * A device's id is derived from its app and native token with a key only herald holds: registering
+ * the same pair again (also twice at once, on two nodes) lands on the same stream, and nobody can
+ * work out another device's id. A device already in the read model keeps the id it has.
+ *
+ * A device token (topvdn's `X-Client-Token` and `access_tokens`) is `<number>_<registration>_<issued
+ * at>_<signature>`, the shape of topvdn's own. It is valid while the registration it names lasts.
+ */
+
+export const deviceNumberMigrations: readonly Migration[] = [
+  {
+    id: 'devices/001-client-numbers',
+    // topvdn's device numbers are seven digits in its examples; herald's start there.
+    sql: `CREATE SEQUENCE herald_device_numbers START WITH 1000001`,
+  },
+];
+
+export interface RegisterDeviceInput {
+  readonly appId: string;
+  readonly alias: string;
+  readonly platform: string;
+  readonly nativeToken: string;
+  readonly mobile?: string | null;
+  readonly tags?: readonly string[];
+}
+
+export interface RegisteredDevice {
+  readonly device: DeviceView;
+  readonly token: string;
+}
+
+const TOKEN = /^([1-9][0-9]{0,15})_([1-9][0-9]{0,8})_([0-9]{1,12})_([0-9a-f]{32})$/;
+
+export class Devices {
+  private readonly idKey: Buffer;
+  private readonly tokenKey: Buffer;
+
+  constructor(
+    private readonly deps: {
+      readonly store: EventStore;
+      readonly pool: Pool;
+      readonly queries: DeviceQueries;
+      /** The ticket keys (device ids and tokens are signed with keys derived from them) and the apps. */
+      readonly keys: { derivedKey(purpose: string): Buffer; isRegisteredApp(appId: string): Promise<boolean> };
+      readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+    },
+  ) {
+    this.idKey = deps.keys.derivedKey('device-id');
+    this.tokenKey = deps.keys.derivedKey('device-token');
+  }
+
+  /** Registers the device (or updates it); answers once it can connect and be pushed to. */
+  async register(input: RegisterDeviceInput, now: Date): Promise<RegisteredDevice> {
+    if (!(await this.deps.keys.isRegisteredApp(input.appId))) throw new DomainError('invalid', 'appId: no such app');
+    const known = typeof input.nativeToken === 'string' ? await this.deps.queries.byNativeToken(input.appId, input.nativeToken) : undefined;
+    const deviceId = known?.deviceId ?? this.deviceIdOf(input.appId, input.nativeToken);
+    const clientId = known?.clientId ?? (await this.nextNumber());
+    const result = await handleCommand(
+      this.deps.store,
+      deviceAggregate,
+      deviceStreamName(deviceId),
+      { type: 'RegisterDevice', deviceId, appId: input.appId, clientId, alias: input.alias, platform: input.platform, nativeToken: input.nativeToken, mobile: input.mobile ?? null, tags: input.tags ?? [], now: now.toISOString() },
+      { appId: input.appId, actor: `device:${deviceId}` },
+      known ? undefined : newStream(deviceAggregate),
+    );
+    await this.deps.readYourWrites(result.position);
+    const device = await this.deps.queries.byId(deviceId);
+    if (!device) throw new Error(`device ${deviceId} is not in the read model after its registration`);
+    return { device, token: this.tokenOf(device, now) };
+  }
+
+  /** Unregisters the device: it receives nothing more, and its connections are closed. */
+  async unregister(deviceId: string, now: Date): Promise<DeviceView> {
+    const device = await this.deps.queries.byId(deviceId);
+    if (!device) throw new DomainError('not_found', 'no such device');
+    const result = await handleCommand(this.deps.store, deviceAggregate, deviceStreamName(deviceId), { type: 'UnregisterDevice', now: now.toISOString() }, { appId: device.appId, actor: `device:${deviceId}` });
+    await this.deps.readYourWrites(result.position);
+    return { ...device, active: false };
+  }
+
+  byId(deviceId: string): Promise<DeviceView | undefined> {
+    return this.deps.queries.byId(deviceId);
+  }
+
+  list(appId: string, filter: DeviceFilter): Promise<DeviceView[]> {
+    return this.deps.queries.list(appId, filter);
+  }
+
+  /** A token for the device's current registration. */
+  tokenOf(device: DeviceView, now: Date): string {
+    const body = `${device.clientId}_${device.registration}_${Math.floor(now.getTime() / 1000)}`;
+    return `${body}_${this.sign(body)}`;
+  }
+
+  /** The registered device a token names, or undefined (malformed, forged, or its registration ended). */
+  async authenticate(token: string): Promise<DeviceView | undefined> {
+    const match = typeof token === 'string' ? TOKEN.exec(token) : null;
+    if (!match) return undefined;
+    const [, clientId, registration, issuedAt, signature] = match;
+    const expected = Buffer.from(this.sign(`${clientId}_${registration}_${issuedAt}`));
+    if (!timingSafeEqual(expected, Buffer.from(signature!))) return undefined;
+    const device = await this.deps.queries.byClientId(Number(clientId));
+    return device?.active && device.registration === Number(registration) ? device : undefined;
+  }
+
+  private deviceIdOf(appId: string, nativeToken: string): string {
+    return createHmac('sha256', this.idKey).update(`${appId}\u0000${nativeToken}`).digest('hex').slice(0, 32);
+  }
+
+  private sign(body: string): string {
+    return createHmac('sha256', this.tokenKey).update(body).digest('hex').slice(0, 32);
+  }
+
+  private async nextNumber(): Promise<number> {
+    const { rows } = await this.deps.pool.query<{ n: string }>(`SELECT nextval('herald_device_numbers') AS n`);
+    return Number(rows[0]!.n);
+  }
+}

@@ -1,0 +1,201 @@
+import { expect } from 'chai';
+import { DeviceSocket } from '../support/deviceSocket';
+import { eventually } from '../support/eventually';
+import { startTestHerald, TestClock } from '../support/herald';
+
+// ONE-PUSH on the wire (shared/seeds/003_834cb051d61fc48e.txt): register, the device socket, send by
+// alias / tag / ALL crossed with platform, confirmations, offline messages, unregister, errors.
+describe('ONE-PUSH: /msgpush', function () {
+  this.timeout(60_000);
+  const clock = new TestClock();
+  let url: string;
+  let stop: () => Promise<void>;
+  let herald: Awaited<ReturnType<typeof startTestHerald>>['herald'];
+  const sockets: DeviceSocket[] = [];
+
+  before(async () => {
+    ({ url, stop, herald } = await startTestHerald({}, clock.now));
+  });
+  after(async () => {
+    for (const socket of sockets) socket.close();
+    await stop();
+  });
+
+  const post = async (path: string, body?: unknown) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  let tokenCounter = 0;
+  const register = async (fields: Record<string, unknown>) => {
+    const { status, body } = await post('/msgpush/register', { appId: 'camel', platform: 'ANDROID', nativeToken: `native-${++tokenCounter}-${Date.now()}`, ...fields });
+    expect(status, JSON.stringify(body)).to.equal(200);
+    return body as { id: string; clientId: number; token: string };
+  };
+  const connect = async (deviceId: string | undefined) => {
+    const socket = await DeviceSocket.connect(url, deviceId);
+    sockets.push(socket);
+    return socket;
+  };
+  const send = (fields: Record<string, unknown>) => post('/msgpush/send', { appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', alert: 'hello', ...fields });
+
+  it('registers a device: an unguessable id, its number and token; the same native token is the same device, updated', async () => {
+    const first = await post('/msgpush/register', { alias: 'testuserid1', appId: 'camel', platform: 'ANDROID', nativeToken: 'andToken0011', mobile: '13700001111', tag: ['tag1', 'sz'] });
+    expect(first.status).to.equal(200);
+    expect(first.body.id).to.match(/^[0-9a-f]{32}$/);
+    expect(first.body.clientId).to.be.a('number');
+    expect(first.body.token).to.match(/^\d+_\d+_\d+_[0-9a-f]{32}$/);
+    const again = await post('/msgpush/register', { alias: 'testuserid2', appId: 'camel', platform: 'ANDROID', nativeToken: 'andToken0011' });
+    expect(again.body.id).to.equal(first.body.id);
+    expect(again.body.clientId).to.equal(first.body.clientId);
+    const device = await herald.devices.byId(first.body.id as string);
+    expect(device).to.include({ alias: 'testuserid2', active: true });
+    // Another app's same native token is another device.
+    const other = await post('/msgpush/register', { alias: 'x', appId: 'other', platform: 'ANDROID', nativeToken: 'andToken0011' });
+    expect(other.body.id).to.not.equal(first.body.id);
+  });
+
+  it('pushes by alias to the connected device, in the seed frame, and records the confirmation', async () => {
+    const device = await register({ alias: 'alice' });
+    const socket = await connect(device.id);
+    const { status, body } = await send({ audiences: ['alice'], alert: ' this is a alert', extra: 'testmsg', tenantCode: 't1' });
+    expect(status).to.equal(200);
+    expect(body.requestId).to.be.a('string');
+    await socket.until((s) => s.messages.length === 1, 'the message');
+    expect(socket.messages[0]).to.deep.equal({ messageId: body.requestId, appId: 'camel', tenantCode: 't1', alert: ' this is a alert', extra: 'testmsg', pushMsgType: 'MSG', needConfirm: false });
+    socket.confirm(body.requestId as string);
+    await socket.until((s) => s.frames.some((f) => f.confirmed === body.requestId), 'the confirmation reply');
+    const statusOf = await herald.pushes.status('camel', body.requestId as string);
+    expect(statusOf?.deliveries.confirmed).to.equal(1);
+  });
+
+  it('adds sound and badge for IOS devices only', async () => {
+    const ios = await register({ alias: 'ios-user', platform: 'IOS' });
+    const android = await register({ alias: 'ios-user', platform: 'ANDROID' });
+    const [iosSocket, androidSocket] = [await connect(ios.id), await connect(android.id)];
+    await send({ audiences: ['ios-user'], sound: 'default', badge: 2 });
+    await iosSocket.until((s) => s.messages.length === 1, 'the iOS message');
+    await androidSocket.until((s) => s.messages.length === 1, 'the Android message');
+    expect(iosSocket.messages[0]).to.include({ sound: 'default', badge: 2 });
+    expect(androidSocket.messages[0]).to.not.have.any.keys('sound', 'badge');
+  });
+
+  it('pushes by tag, to ALL, and crosses the audience with the platform', async () => {
+    const tagged = await register({ alias: 'tag-a', tag: ['vip', 'sz'] });
+    const taggedWeb = await register({ alias: 'tag-b', platform: 'WEB', tag: ['vip'] });
+    const untagged = await register({ alias: 'tag-c' });
+    const [a, b, c] = [await connect(tagged.id), await connect(taggedWeb.id), await connect(untagged.id)];
+    const byTag = await send({ audienceType: 'TAG', audiences: ['vip'], platform: 'WEB', alert: 'web vips' });
+    await b.until((s) => s.messages.some((m) => m.messageId === byTag.body.requestId), 'the tag push');
+    const all = await send({ audienceType: 'ALL', audiences: ['ALL'], alert: 'everyone' });
+    for (const socket of [a, b, c]) await socket.until((s) => s.messages.some((m) => m.messageId === all.body.requestId), 'the ALL push');
+    // The WEB-only tag push reached only the WEB device with the tag.
+    expect(a.messages.map((m) => m.messageId)).to.not.include(byTag.body.requestId);
+    expect(c.messages.map((m) => m.messageId)).to.not.include(byTag.body.requestId);
+    const status = await herald.pushes.status('camel', byTag.body.requestId as string);
+    expect(status?.deliveries.delivered).to.equal(1);
+  });
+
+  it('gives a device that was offline its open messages on connect, in order, before live ones', async () => {
+    const device = await register({ alias: 'sleeper' });
+    const sent: string[] = [];
+    for (const alert of ['one', 'two', 'three']) sent.push((await send({ audiences: ['sleeper'], alert })).body.requestId as string);
+    const socket = await connect(device.id);
+    await socket.until((s) => s.messages.length === 3, 'the backlog');
+    const live = (await send({ audiences: ['sleeper'], alert: 'four' })).body.requestId as string;
+    await socket.until((s) => s.messages.length === 4, 'the live message');
+    expect(socket.messages.map((m) => m.messageId)).to.deep.equal([...sent, live]);
+    expect(socket.messages.map((m) => m.alert)).to.deep.equal(['one', 'two', 'three', 'four']);
+  });
+
+  it('re-sends a needConfirm message until it is confirmed, and stops at its duration', async () => {
+    const device = await register({ alias: 'confirmer' });
+    const socket = await connect(device.id);
+    const { body } = await send({ audiences: ['confirmer'], needConfirm: true, duration: 60 });
+    const id = body.requestId as string;
+    await socket.until((s) => s.messages.length === 1, 'the first attempt');
+    expect(socket.messages[0]).to.include({ needConfirm: true });
+    clock.advance(10_000);
+    herald.gateway.wake();
+    await socket.until((s) => s.messages.length === 2, 'the re-send 10 s later');
+    clock.advance(20_000);
+    herald.gateway.wake();
+    await socket.until((s) => s.messages.length === 3, 'the re-send 20 s after that');
+    // 40 s after the third attempt is past the 60 s duration: no more attempts; the delivery expires.
+    clock.advance(31_000);
+    herald.gateway.wake();
+    await eventually(async () => expect((await herald.pushes.status('camel', id))?.deliveries.expired).to.equal(1));
+    expect(socket.messages.map((m) => m.messageId)).to.deep.equal([id, id, id]);
+    // Confirming it now is too late.
+    socket.confirm(id);
+    await socket.until((s) => s.frames.some((f) => f.confirm === id && typeof f.error === 'object'), 'the refusal');
+  });
+
+  it('stops re-sending once confirmed', async () => {
+    const device = await register({ alias: 'quick' });
+    const socket = await connect(device.id);
+    const id = (await send({ audiences: ['quick'], needConfirm: true, duration: 600 })).body.requestId as string;
+    await socket.until((s) => s.messages.length === 1, 'the message');
+    socket.confirm(id);
+    await socket.until((s) => s.frames.some((f) => f.confirmed === id), 'the confirmation');
+    clock.advance(11_000);
+    herald.gateway.wake();
+    // A later push is delivered; the confirmed one is not sent again before it.
+    const next = (await send({ audiences: ['quick'], alert: 'next' })).body.requestId as string;
+    await socket.until((s) => s.messages.some((m) => m.messageId === next), 'the next message');
+    expect(socket.messages.map((m) => m.messageId)).to.deep.equal([id, next]);
+  });
+
+  it('closes an unknown device, and an unregistered one, which then receives nothing', async () => {
+    const unknown = await connect('0123456789abcdef0123456789abcdef');
+    await unknown.until((s) => s.closeCode !== undefined, 'the close');
+    expect(unknown.closeCode).to.equal(4404);
+    const none = await connect(undefined);
+    await none.until((s) => s.closeCode !== undefined, 'the close');
+    expect(none.closeCode).to.equal(4400);
+
+    const device = await register({ alias: 'leaver' });
+    const socket = await connect(device.id);
+    const gone = await post(`/msgpush/unregister/${device.id}`);
+    expect(gone).to.deep.include({ status: 200, body: { id: device.id } });
+    await socket.until((s) => s.closeCode !== undefined, 'the close');
+    expect(socket.closeCode).to.equal(4410);
+    const pushed = await send({ audiences: ['leaver'] });
+    expect((await herald.pushes.status('camel', pushed.body.requestId as string))?.deliveries).to.deep.equal({ pending: 0, delivered: 0, confirmed: 0, dropped: 0, expired: 0 });
+    const again = await connect(device.id);
+    await again.until((s) => s.closeCode !== undefined, 'the close');
+    expect(again.closeCode).to.equal(4404);
+    expect((await post('/msgpush/unregister/0123456789abcdef0123456789abcdef')).status).to.equal(404);
+  });
+
+  it('refuses a wrong appKey (401) and bad input (400) in the Spring envelope, appending nothing', async () => {
+    const wrong = await send({ appKey: 'nope', audiences: ['alice'] });
+    expect(wrong.status).to.equal(401);
+    expect(wrong.body).to.include({ status: 401, error: 'Unauthorized', path: '/msgpush/send' });
+    expect(wrong.body.timestamp).to.be.a('string');
+    for (const [fields, field] of [
+      [{ platform: 'PHONE' }, 'platform'],
+      [{ audienceType: 'GROUP' }, 'audienceType'],
+      [{ audiences: [] }, 'audiences'],
+      [{ alert: '' }, 'alert'],
+      [{ alert: 7 }, 'alert'],
+      [{ pushMsgType: 'X' }, 'pushMsgType'],
+      [{ duration: -1 }, 'duration'],
+      [{ badge: 'many' }, 'badge'],
+      [{ extra: 'x'.repeat(5000) }, 'extra'],
+    ] as const) {
+      const { status, body } = await send({ audiences: ['alice'], ...fields });
+      expect(status, JSON.stringify(fields)).to.equal(400);
+      expect(body.message).to.contain(field);
+    }
+    const missing = await post('/msgpush/register', { appId: 'camel', platform: 'ANDROID' });
+    expect(missing.status).to.equal(400);
+    expect(missing.body.message).to.contain('alias');
+    const badApp = await post('/msgpush/register', { alias: 'a', appId: 'nosuchapp', platform: 'ANDROID', nativeToken: 't' });
+    expect(badApp.status).to.equal(400);
+    const badKey = await post('/msgpush/register', { alias: 'a', appId: 'camel', appKey: 'nope', platform: 'ANDROID', nativeToken: 't' });
+    expect(badKey.status).to.equal(401);
+    const malformed = await fetch(`${url}/msgpush/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"appId":' });
+    expect(malformed.status).to.equal(400);
+    expect(((await malformed.json()) as Record<string, unknown>).path).to.equal('/msgpush/send');
+  });
+});

@@ -1,0 +1,67 @@
+import WebSocket from 'ws';
+
+/** A legacy ONE-PUSH terminal in a test: a plain `ws` client on /msgpush.ws that records every frame. */
+export class DeviceSocket {
+  readonly frames: Array<Record<string, unknown>> = [];
+  closeCode: number | undefined;
+  closeReason = '';
+  private waiters: Array<() => void> = [];
+
+  private constructor(readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      this.frames.push(JSON.parse(data.toString()) as Record<string, unknown>);
+      this.notify();
+    });
+    socket.on('close', (code, reason) => {
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+      this.notify();
+    });
+  }
+
+  /** Connects `deviceId` (as given: a test may pass none or a bad one); resolves once the socket is open. */
+  static async connect(url: string, deviceId: string | undefined): Promise<DeviceSocket> {
+    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/msgpush.ws${deviceId === undefined ? '' : `?deviceId=${encodeURIComponent(deviceId)}`}`);
+    const device = new DeviceSocket(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    return device;
+  }
+
+  /** Messages pushed to the device (frames with a messageId), in arrival order. */
+  get messages(): Array<Record<string, unknown>> {
+    return this.frames.filter((frame) => typeof frame.messageId === 'string');
+  }
+
+  confirm(messageId: string): void {
+    this.socket.send(JSON.stringify({ confirm: messageId }));
+  }
+
+  /** Waits until `condition` holds, or fails after the deadline. */
+  async until(condition: (device: DeviceSocket) => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition(this)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}, close ${this.closeCode}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
