@@ -1,6 +1,7 @@
 import { isRight } from 'fp-ts/lib/Either';
 import { AppEvent } from '../domain/app/app';
 import type { Pool } from 'pg';
+import type { PushCallbackUrls } from '../src/devices/appCallbacks';
 import type { AppSecrets } from '../src/identity/tickets';
 import type { Projection } from '../src/projection/projection';
 
@@ -20,6 +21,10 @@ export const appsProjection: Projection = {
               updated_at timestamptz NOT NULL
             )`,
     },
+    {
+      id: 'projection/apps/002-push-callback',
+      sql: `ALTER TABLE apps ADD COLUMN push_callback_url text`,
+    },
   ],
 
   async handle(events, tx) {
@@ -38,11 +43,24 @@ export const appsProjection: Projection = {
         case 'AppSecretChanged':
           await tx.query('UPDATE apps SET secret_hash = $2, updated_at = $3 WHERE app_id = $1', [event.data.appId, event.data.secretHash, event.data.changedAt]);
           break;
+        case 'AppPushCallbackSet':
+          await tx.query('UPDATE apps SET push_callback_url = $2, updated_at = $3 WHERE app_id = $1', [event.data.appId, event.data.url, event.data.setAt]);
+          break;
       }
     }
     return [];
   },
 };
+
+/** Where apps receive topvdn callbacks, behind the interface src/devices declares. */
+export function pushCallbackUrls(pool: Pool): PushCallbackUrls {
+  return {
+    async urlOf(appId) {
+      const { rows } = await pool.query<{ push_callback_url: string | null }>('SELECT push_callback_url FROM apps WHERE app_id = $1', [appId]);
+      return rows[0]?.push_callback_url ?? undefined;
+    },
+  };
+}
 
 /** The read side of this projection, behind the interface tickets declare. */
 export function appSecrets(pool: Pool): AppSecrets {

@@ -1,9 +1,9 @@
 import { isRight } from 'fp-ts/lib/Either';
 import type { Pool, PoolClient } from 'pg';
-import { DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
+import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
 import { DEVICE_ID, DeviceEvent, type Platform } from '../domain/device/device';
 import { PushEvent, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
-import { deviceTopic, type DevicePublication } from '../src/devices/deviceTopics';
+import { APP_CALLBACKS_TOPIC, deviceTopic, type DevicePublication } from '../src/devices/deviceTopics';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery, PushStatus } from '../src/devices/deviceQueries';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
@@ -99,7 +99,7 @@ export const devicesProjection: Projection = {
         const { rows } = await tx.query<{ push_id: string; device_id: string }>({ name: 'devices-expand', text: EXPAND, values: part.pushes.values() });
         for (const row of rows) {
           const push = part.pushById.get(row.push_id)!;
-          publications.push({ topic: deviceTopic(push.push.appId, row.device_id), payload: push });
+          publications.push({ topic: row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id), payload: push });
         }
       }
       if (part.outcomes.length > 0) await tx.query({ name: 'devices-outcome', text: OUTCOME, values: part.outcomes.values() });
@@ -280,6 +280,8 @@ const EXPAND = `
     SELECT p.push_id, d.device_id, d.platform FROM p CROSS JOIN LATERAL jsonb_array_elements_text(p.audience) AS c(client_id)
       JOIN devices d ON d.client_id = c.client_id::bigint AND d.app_id = p.app_id AND d.active
      WHERE p.audience_type = 'CLIENTS'
+    UNION
+    SELECT p.push_id, '${APP_CALLBACK_TARGET}', NULL FROM p WHERE p.message @> '{"callback": true}'
   )
   INSERT INTO device_deliveries (push_id, device_id, app_id, status, needs_confirm, attempts, next_attempt_at, expires_at, push_position, revision, position, updated_at)
   SELECT t.push_id, t.device_id, p.app_id, 'pending', p.needs_confirm, 0, p.requested_at + interval '${PENDING_FALLBACK_SECONDS} seconds', p.expires_at, p.position, -1, p.position, p.requested_at
@@ -414,6 +416,13 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
               ORDER BY dd.next_attempt_at, dd.push_position LIMIT $3`,
             [deviceIds, now, limit],
           ),
+    dueCallbacks: (now, limit) =>
+      open(
+        `SELECT ${OPEN_DELIVERY_COLUMNS} FROM device_deliveries dd JOIN device_pushes p USING (push_id)
+          WHERE dd.device_id = '${APP_CALLBACK_TARGET}' AND ${OPEN} AND dd.next_attempt_at <= $1 AND dd.expires_at > $1
+          ORDER BY dd.next_attempt_at LIMIT $2`,
+        [now, limit],
+      ),
     expired: (now, limit) =>
       open(
         `SELECT ${OPEN_DELIVERY_COLUMNS} FROM device_deliveries dd JOIN device_pushes p USING (push_id)

@@ -16,7 +16,12 @@ export const AppSecretChanged = t.type({
   type: t.literal('AppSecretChanged'),
   data: t.type({ appId: t.string, secretHash: t.string, changedAt: t.string }),
 });
-export const AppEvent = t.union([AppRegistered, AppSecretChanged]);
+/** Where the app's server receives topvdn messages sent with `callback: 1` (null: nowhere). */
+export const AppPushCallbackSet = t.type({
+  type: t.literal('AppPushCallbackSet'),
+  data: t.type({ appId: t.string, url: t.union([t.string, t.null]), setAt: t.string }),
+});
+export const AppEvent = t.union([AppRegistered, AppSecretChanged, AppPushCallbackSet]);
 export type AppEvent = t.TypeOf<typeof AppEvent>;
 
 /** Registers the app, or changes its secret; registering it again with the same secret changes nothing. */
@@ -26,9 +31,20 @@ export interface RegisterApp {
   readonly secretHash: string;
   readonly now: string;
 }
-export type AppCommand = RegisterApp;
+export interface SetPushCallback {
+  readonly type: 'SetPushCallback';
+  readonly appId: string;
+  /** An http(s) URL, or null to stop callbacks. */
+  readonly url: string | null;
+  readonly now: string;
+}
+export type AppCommand = RegisterApp | SetPushCallback;
 
-export type AppState = { readonly status: 'unregistered' } | { readonly status: 'registered'; readonly secretHash: string };
+export type AppState =
+  | { readonly status: 'unregistered' }
+  | { readonly status: 'registered'; readonly secretHash: string; readonly pushCallbackUrl: string | null };
+
+export const PUSH_CALLBACK_URL_LENGTH = 2048;
 
 export const appStreamName = (appId: string) => `app-${appId}`;
 
@@ -39,7 +55,9 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
     switch (event.type) {
       case 'AppRegistered':
       case 'AppSecretChanged':
-        return { status: 'registered', secretHash: event.data.secretHash };
+        return { status: 'registered', secretHash: event.data.secretHash, pushCallbackUrl: state.status === 'registered' ? state.pushCallbackUrl : null };
+      case 'AppPushCallbackSet':
+        return state.status === 'registered' ? { ...state, pushCallbackUrl: event.data.url } : state;
       default:
         return unreachable(event);
     }
@@ -55,8 +73,28 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         if (state.secretHash === command.secretHash) return [];
         return [{ type: 'AppSecretChanged', data: { appId: command.appId, secretHash: command.secretHash, changedAt: command.now } }];
       }
+      case 'SetPushCallback': {
+        if (state.status !== 'registered') throw new DomainError('not_found', 'no such app');
+        const url = command.url === null ? null : checkCallbackUrl(command.url);
+        if (url === state.pushCallbackUrl) return [];
+        return [{ type: 'AppPushCallbackSet', data: { appId: command.appId, url, setAt: command.now } }];
+      }
       default:
-        return unreachable(command.type);
+        return unreachable(command);
     }
   },
 };
+
+/** An absolute http(s) URL without credentials in it, as the URL parser writes it. */
+function checkCallbackUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new DomainError('invalid', 'url: must be an absolute http or https URL');
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new DomainError('invalid', 'url: must be an http or https URL');
+  if (parsed.username || parsed.password) throw new DomainError('invalid', 'url: may not hold a user name or password');
+  if (parsed.href.length > PUSH_CALLBACK_URL_LENGTH) throw new DomainError('invalid', `url: at most ${PUSH_CALLBACK_URL_LENGTH} characters`);
+  return parsed.href;
+}

@@ -99,6 +99,12 @@ export interface DeliveryState {
 
 export const deliveryStreamName = (pushId: string, deviceId: string) => `delivery-${pushId}.${deviceId}`;
 
+/**
+ * The target of a topvdn push's delivery to its app's callback URL (`callback: 1`), in place of a
+ * device id: an attempt is a POST, and the app's 2xx answer confirms it.
+ */
+export const APP_CALLBACK_TARGET = 'app-callback';
+
 /** Whether the delivery still waits for an attempt or a confirmation. */
 export const isOpen = (status: DeliveryStatus, needsConfirm: boolean): boolean => status === 'pending' || (status === 'delivered' && needsConfirm);
 

@@ -59,6 +59,8 @@ export interface DeliveryQueries {
   backlog(deviceId: string, now: Date, afterPushPosition: bigint, limit: number): Promise<OpenDelivery[]>;
   /** Open deliveries to these devices whose next attempt is due at `now`. */
   dueAttempts(deviceIds: readonly string[], now: Date, limit: number): Promise<OpenDelivery[]>;
+  /** Open deliveries to apps' callback URLs whose next attempt is due at `now`. */
+  dueCallbacks(now: Date, limit: number): Promise<OpenDelivery[]>;
   /** Open deliveries whose push has expired at `now`: to be closed (dropped or expired). */
   expired(now: Date, limit: number): Promise<OpenDelivery[]>;
   /** The earliest time something above falls due for these devices, if any. */

@@ -31,4 +31,22 @@ describe('app decider', () => {
         .thenThrows(DomainError, (error) => expect(error.code).to.equal('invalid'));
     }
   });
+
+  it('sets its push callback URL (topvdn callback: 1) as the URL parser writes it, once; refuses what is not http(s)', () => {
+    const set = { type: 'SetPushCallback' as const, appId: 'camel', now };
+    const callbackSet = { type: 'AppPushCallbackSet' as const, data: { appId: 'camel', url: 'https://app.example.com/topvdn', setAt: now } };
+    spec.given([registered]).when({ ...set, url: 'HTTPS://app.example.com/topvdn' }).then([callbackSet]);
+    spec.given([registered, callbackSet]).when({ ...set, url: 'https://app.example.com/topvdn' }).then([]);
+    spec.given([registered, callbackSet]).when({ ...set, url: null }).then([{ type: 'AppPushCallbackSet', data: { appId: 'camel', url: null, setAt: now } }]);
+    for (const url of ['ftp://x.example.com/', 'not a url', 'https://user:pw@x.example.com/', `https://x.example.com/${'a'.repeat(2048)}`]) {
+      spec
+        .given([registered])
+        .when({ ...set, url })
+        .thenThrows(DomainError, (error) => expect(error.message).to.match(/^url: /));
+    }
+    spec
+      .given([])
+      .when({ ...set, url: 'https://x.example.com/' })
+      .thenThrows(DomainError, (error) => expect(error.code).to.equal('not_found'));
+  });
 });

@@ -1,0 +1,189 @@
+import { expect } from 'chai';
+import { DomainError } from '../../domain/decider';
+import { deliveryDecider, nextAttempt, type DeliveryEvent, type DeliveryTerms } from '../../domain/device/delivery';
+import { deviceDecider, type DeviceEvent, type RegisterDevice } from '../../domain/device/device';
+import { pushDecider, type PushRequestedData, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
+import { deciderSpecification } from '../support/deciderSpecification';
+
+const now = '2026-11-23T10:00:00.000Z';
+const at = (seconds: number) => new Date(Date.parse(now) + seconds * 1000).toISOString();
+const deviceId = '0123456789abcdef0123456789abcdef';
+const pushId = '00000000-0000-4000-8000-0000000000a1';
+
+describe('device decider', () => {
+  const spec = deciderSpecification(deviceDecider);
+  // The seed's register example.
+  const register: RegisterDevice = { type: 'RegisterDevice', deviceId, appId: 'testapp1', clientId: 1000001, alias: 'testuserid1', platform: 'ANDROID', nativeToken: 'andToken0011', mobile: '13700001111', tags: ['tag1', 'sz'], now };
+  const registered: DeviceEvent = {
+    type: 'DeviceRegistered',
+    data: { deviceId, appId: 'testapp1', clientId: 1000001, alias: 'testuserid1', platform: 'ANDROID', nativeToken: 'andToken0011', mobile: '13700001111', tags: ['tag1', 'sz'], registration: 1, registeredAt: now },
+  };
+  const unregistered: DeviceEvent = { type: 'DeviceUnregistered', data: { deviceId, appId: 'testapp1', registration: 1, unregisteredAt: at(5) } };
+
+  it('registers once; again unchanged appends nothing; changed is an update that keeps its number', () => {
+    spec.given([]).when(register).then([registered]);
+    spec.given([registered]).when({ ...register, now: at(1) }).then([]);
+    spec
+      .given([registered])
+      .when({ ...register, alias: 'other', clientId: 999, now: at(1) })
+      .then([{ type: 'DeviceRegistered', data: { ...registered.data, alias: 'other', registeredAt: at(1) } as never }]);
+  });
+
+  it('unregisters once; registering again starts a new registration (old tokens stay dead)', () => {
+    spec.given([registered]).when({ type: 'UnregisterDevice', now: at(5) }).then([unregistered]);
+    spec.given([registered, unregistered]).when({ type: 'UnregisterDevice', now: at(6) }).then([]);
+    spec
+      .given([registered, unregistered])
+      .when({ ...register, now: at(7) })
+      .then([{ type: 'DeviceRegistered', data: { ...registered.data, registration: 2, registeredAt: at(7) } as never }]);
+    spec.given([]).when({ type: 'UnregisterDevice', now }).thenThrows(DomainError, (e) => expect(e.code).to.equal('not_found'));
+  });
+
+  it('refuses bad registrations, naming the field', () => {
+    for (const [change, field] of [
+      [{ alias: '' }, 'alias'],
+      [{ alias: 'a b' }, 'alias'],
+      [{ platform: 'PHONE' }, 'platform'],
+      [{ nativeToken: 'x'.repeat(513) }, 'nativeToken'],
+      [{ mobile: 'call me' }, 'mobile'],
+      [{ tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }, 'tag'],
+      [{ tags: ['\u0000'] }, 'tag'],
+    ] as const) {
+      spec
+        .given([])
+        .when({ ...register, ...change })
+        .thenThrows(DomainError, (e) => expect(e.message).to.match(new RegExp(`^${field}: `)));
+    }
+    spec
+      .given([registered])
+      .when({ ...register, appId: 'other' })
+      .thenThrows(DomainError, (e) => expect(e.code).to.equal('forbidden'));
+  });
+});
+
+describe('push decider', () => {
+  const spec = deciderSpecification(pushDecider);
+  const onePush: RequestOnePush = { type: 'RequestOnePush', pushId, appId: 'testapp1', platform: 'ALL', audienceType: 'ALIAS', audiences: ['testuser1', 'testuser1'], alert: ' this is a alert', extra: 'testmsg', now };
+  const topvdn: RequestTopvdnPush = { type: 'RequestTopvdnPush', pushId, appId: 'Test', msg: 'aGVsbG8=', flag: 2, from: 1003200, clientIds: [5003062, 5003062], callback: true, now };
+
+  it('records a ONE-PUSH send with the seed defaults (MSG, no confirmation) and 7 days for an offline device', () => {
+    const [event] = pushDecider.decide(onePush, pushDecider.initialState());
+    const data = event!.data as PushRequestedData;
+    expect(data.audience).to.deep.equal({ type: 'ALIAS', aliases: ['testuser1'] });
+    expect(data.message).to.include({ kind: 'onepush', pushMsgType: 'MSG', tenantCode: '', extra: 'testmsg' });
+    expect(data).to.include({ needsConfirm: false, retry: 'none', expiresAt: at(7 * 24 * 3600) });
+    const confirmed = pushDecider.decide({ ...onePush, needConfirm: true, duration: 10000 }, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(confirmed).to.include({ needsConfirm: true, retry: 'backoff', expiresAt: at(10000) });
+    spec.given([event!]).when({ ...onePush, alert: 'again' }).then([]);
+  });
+
+  it('records a topvdn message: flag 2 retries for 16 s, flag 3 once within 5 s', () => {
+    const flag2 = pushDecider.decide(topvdn, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(flag2).to.include({ needsConfirm: true, retry: 'topvdn', expiresAt: at(16) });
+    expect(flag2.audience).to.deep.equal({ type: 'CLIENTS', clientIds: [5003062] });
+    const flag3 = pushDecider.decide({ ...topvdn, flag: 3 }, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(flag3).to.include({ needsConfirm: false, retry: 'none', expiresAt: at(5) });
+  });
+
+  it('takes base64 of up to 256 bytes, and refuses the rest', () => {
+    const base64 = (bytes: number) => Buffer.alloc(bytes, 7).toString('base64');
+    expect(pushDecider.decide({ ...topvdn, msg: base64(256) }, pushDecider.initialState())).to.have.length(1);
+    for (const msg of [base64(257), '', 'aGVsbG8', 'aGV sbG8=', 'aGVsbG8=='.slice(0, 9), '!!!!']) {
+      spec
+        .given([])
+        .when({ ...topvdn, msg })
+        .thenThrows(DomainError, (e) => expect(e.message).to.match(/^msg: /));
+    }
+    spec
+      .given([])
+      .when({ ...topvdn, flag: 4 })
+      .thenThrows(DomainError, (e) => expect(e.message).to.match(/^flag: /));
+  });
+
+  it('refuses bad ONE-PUSH sends, naming the field', () => {
+    for (const [change, field] of [
+      [{ platform: 'PHONE' }, 'platform'],
+      [{ audienceType: 'GROUP' }, 'audienceType'],
+      [{ audiences: [] }, 'audiences'],
+      [{ alert: ' ' }, 'alert'],
+      [{ pushMsgType: 'PING' }, 'pushMsgType'],
+      [{ duration: 0 }, 'duration'],
+      [{ badge: -1 }, 'badge'],
+      [{ extra: 'x'.repeat(4097) }, 'extra'],
+      [{ sound: 'a\nb' }, 'sound'],
+    ] as const) {
+      spec
+        .given([])
+        .when({ ...onePush, ...change })
+        .thenThrows(DomainError, (e) => expect(e.message).to.match(new RegExp(`^${field}: `)));
+    }
+  });
+});
+
+describe('delivery decider', () => {
+  const spec = deciderSpecification(deliveryDecider);
+  const target = { pushId, deviceId, appId: 'Test' };
+  const flag2: DeliveryTerms = { ...target, source: 'topvdn', needsConfirm: true, retry: 'topvdn', requestedAt: now, expiresAt: at(16) };
+  const flag3: DeliveryTerms = { ...flag2, needsConfirm: false, retry: 'none', expiresAt: at(5) };
+  const confirmOne: DeliveryTerms = { ...target, source: 'onepush', needsConfirm: true, retry: 'backoff', requestedAt: now, expiresAt: at(60) };
+  const attempt = (terms: DeliveryTerms, seconds: number, dueOnly = false) => ({ type: 'RecordAttempt' as const, terms, dueOnly, now: at(seconds) });
+  const delivered = (attemptNo: number, seconds: number, next: number | null): DeliveryEvent =>
+    attemptNo === 1
+      ? { type: 'MessageDelivered', data: { ...target, attempt: 1, deliveredAt: at(seconds), nextAttemptAt: next === null ? null : at(next) } }
+      : { type: 'DeliveryRetried', data: { ...target, attempt: attemptNo, retriedAt: at(seconds), nextAttemptAt: next === null ? null : at(next) } };
+
+  it('flag 2: attempts at 0, 1, 3, 6 and 11 s, then none; dropped at 16 s', () => {
+    const history: DeliveryEvent[] = [];
+    for (const [n, second, next] of [
+      [1, 0, 1],
+      [2, 1, 3],
+      [3, 3, 6],
+      [4, 6, 11],
+      [5, 11, null],
+    ] as const) {
+      spec.given(history).when(attempt(flag2, second, n > 1)).then([delivered(n, second, next)]);
+      history.push(delivered(n, second, next));
+    }
+    spec.given(history).when(attempt(flag2, 15)).then([]);
+    spec.given(history).when({ type: 'CloseDelivery', terms: flag2, now: at(15.9) }).then([]);
+    spec
+      .given(history)
+      .when({ type: 'CloseDelivery', terms: flag2, now: at(16) })
+      .then([{ type: 'DeliveryDropped', data: { ...target, attempts: 5, reason: 'not_confirmed', droppedAt: at(16) } }]);
+  });
+
+  it('a scheduled retry waits for its time; a device connecting late gets the slots left', () => {
+    spec.given([delivered(1, 0, 1)]).when(attempt(flag2, 0.5, true)).then([]);
+    expect(nextAttempt(flag2, 1, Date.parse(at(4)))).to.equal(at(6));
+    spec.given([]).when(attempt(flag2, 12)).then([delivered(1, 12, null)]);
+  });
+
+  it('flag 3: one attempt; a device never connected is dropped at 5 s as not connected', () => {
+    spec.given([]).when(attempt(flag3, 0)).then([delivered(1, 0, null)]);
+    spec.given([delivered(1, 0, null)]).when(attempt(flag3, 1)).then([]);
+    spec.given([delivered(1, 0, null)]).when({ type: 'CloseDelivery', terms: flag3, now: at(9) }).then([]);
+    spec
+      .given([])
+      .when({ type: 'CloseDelivery', terms: flag3, now: at(5) })
+      .then([{ type: 'DeliveryDropped', data: { ...target, attempts: 0, reason: 'not_connected', droppedAt: at(5) } }]);
+  });
+
+  it('needConfirm: re-sent 10 s, then 20 s, 40 s … after each attempt until confirmed or expired', () => {
+    expect(nextAttempt(confirmOne, 1, Date.parse(now))).to.equal(at(10));
+    expect(nextAttempt(confirmOne, 2, Date.parse(at(10)))).to.equal(at(30));
+    expect(nextAttempt(confirmOne, 3, Date.parse(at(30)))).to.equal(null); // 70 s is past the 60 s duration
+    expect(nextAttempt(confirmOne, 9, Date.parse(now))).to.equal(null); // 300 s cap, still past it
+    const confirmed: DeliveryEvent = { type: 'DeliveryConfirmed', data: { ...target, confirmedAt: at(3) } };
+    spec.given([delivered(1, 0, 10)]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(3) }).then([confirmed]);
+    spec.given([delivered(1, 0, 10), confirmed]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(4) }).then([]);
+    spec.given([delivered(1, 0, 10), confirmed]).when(attempt(confirmOne, 10, true)).then([]);
+    // Confirmed before herald recorded its write: taken.
+    spec.given([]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(0) }).then([{ type: 'DeliveryConfirmed', data: { ...target, confirmedAt: at(0) } }]);
+    const expired: DeliveryEvent = { type: 'DeliveryExpired', data: { ...target, attempts: 1, expiredAt: at(60) } };
+    spec.given([delivered(1, 0, 10)]).when({ type: 'CloseDelivery', terms: confirmOne, now: at(60) }).then([expired]);
+    spec
+      .given([delivered(1, 0, 10), expired])
+      .when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(61) })
+      .thenThrows(DomainError, (e) => expect(e.code).to.equal('expired'));
+  });
+});
