@@ -446,10 +446,12 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
     },
     async statusOf(appId, pushId) {
       if (!UUID.test(pushId)) return undefined;
-      const { rows } = await pool.query<{ requested_at: Date; expires_at: Date; counts: Record<string, number> | null }>(
+      const { rows } = await pool.query<{ requested_at: Date; expires_at: Date; counts: Record<string, number> | null; callback: DeliveryStatus | null }>(
         prepared(
           `SELECT p.requested_at, p.expires_at,
-                  (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM device_deliveries WHERE push_id = p.push_id GROUP BY status) s) AS counts
+                  (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM device_deliveries
+                     WHERE push_id = p.push_id AND device_id <> '${APP_CALLBACK_TARGET}' GROUP BY status) s) AS counts,
+                  (SELECT status FROM device_deliveries WHERE push_id = p.push_id AND device_id = '${APP_CALLBACK_TARGET}') AS callback
              FROM device_pushes p WHERE p.push_id = $1 AND p.app_id = $2`,
           [pushId, appId],
         ),
@@ -457,7 +459,7 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
       const row = rows[0];
       if (!row) return undefined;
       const deliveries = { pending: 0, delivered: 0, confirmed: 0, dropped: 0, expired: 0, ...row.counts };
-      return { pushId, appId, requestedAt: row.requested_at, expiresAt: row.expires_at, deliveries } satisfies PushStatus;
+      return { pushId, appId, requestedAt: row.requested_at, expiresAt: row.expires_at, deliveries, callback: row.callback } satisfies PushStatus;
     },
     async mobiles(pushId, deviceIds) {
       if (deviceIds.length === 0) return [];

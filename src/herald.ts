@@ -1,5 +1,6 @@
 import { buildSchema, GRAPHQL_PATH, graphqlRouter, graphqlWsServer } from '../api/graphql/graphqlServer';
 import { onePushRouter } from '../api/rest/onepush';
+import { topvdnRouter } from '../api/rest/topvdn';
 import { msgpushSockets, MSGPUSH_PATH } from '../api/sockets/msgpush';
 import { routeUpgrades } from '../api/sockets/upgrades';
 import { OperationChecks } from '../api/graphql/operationChecks';
@@ -8,7 +9,7 @@ import { datahubTopicsRouter } from '../api/rest/datahubTopics';
 import { koalaRouter } from '../api/rest/koala';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
-import { appSecrets } from '../projections/apps';
+import { appSecrets, appsProjection, pushCallbackUrls } from '../projections/apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from '../projections/datahub';
 import { deliveryQueries, deviceQueries, devicesProjection } from '../projections/devices';
 import { emailQueries, emailsProjection } from '../projections/emails';
@@ -20,6 +21,7 @@ import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { Datahub } from './datahub/datahub';
+import { AppCallbacks } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
 import { deviceNumberMigrations, Devices } from './devices/devices';
 import { Pushes } from './devices/pushes';
@@ -114,6 +116,7 @@ export interface Herald {
   readonly devices: Devices;
   readonly pushes: Pushes;
   readonly gateway: DeviceGateway;
+  readonly appCallbacks: AppCallbacks;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -133,6 +136,7 @@ export async function startHerald(
   let http: HttpServer | undefined;
   let mailer: Mailer | undefined;
   let gateway: DeviceGateway | undefined;
+  let appCallbacks: AppCallbacks | undefined;
   const inbox = notificationQueries(database.pool);
   const progress = new ProjectionProgress({ database, log });
   // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
@@ -171,6 +175,16 @@ export async function startHerald(
     const devices = new Devices({ store, pool: database.pool, queries: deviceQueries(database.pool), keys: tickets, readYourWrites: devicesShow });
     const deliveries = deliveryQueries(database.pool);
     gateway = new DeviceGateway({ store, devices: deviceQueries(database.pool), deliveries, bus, clock, log, readYourWrites: devicesShow });
+    appCallbacks = new AppCallbacks({
+      store,
+      deliveries,
+      urls: pushCallbackUrls(database.pool),
+      bus,
+      clock,
+      log,
+      readYourWrites: devicesShow,
+      appsShow: progress.readYourWrites([appsProjection.name], config.readYourWritesTimeoutMs),
+    });
     const pushes = new Pushes({ store, deliveries, presence: gateway.presence, sendAllowance, readYourWrites: devicesShow });
     const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });
     // Ready once every projection has caught up to the events that existed at start-up.
@@ -180,16 +194,18 @@ export async function startHerald(
     for (const runner of runners) runner.start();
     scheduler.start();
     gateway.start();
+    appCallbacks.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
-    const schema = buildSchema({ messaging, bus, clock, datahub });
+    const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway });
     const checks = new OperationChecks(schema);
     const routers = [
       koalaRouter({ tickets, messaging, clock, log }),
       datahubRouter({ tickets, datahub, clock, log }),
       datahubTopicsRouter({ tickets, datahub, emails, clock, log }),
       onePushRouter({ tickets, devices, pushes, clock, log }),
-      graphqlRouter({ schema, checks, tickets, clock, log }),
+      topvdnRouter({ tickets, devices, deviceQueries: deviceQueries(database.pool), pushes, appCallbacks, clock, log }),
+      graphqlRouter({ schema, checks, tickets, devices, clock, log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
     const unhealthy = () => {
@@ -198,10 +214,11 @@ export async function startHerald(
     };
     http = await listen(createHttpApp({ readiness, unhealthy, routers, log }), { port: config.port, host: config.host, log });
     const server = http;
-    const graphqlWs = graphqlWsServer({ schema, checks, tickets, clock, log });
+    const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, clock, log });
     const deviceSockets = msgpushSockets({ gateway, log });
     routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss });
     const deviceGateway = gateway;
+    const callbacks = appCallbacks;
     return {
       url: server.url,
       infrastructure,
@@ -213,12 +230,14 @@ export async function startHerald(
       devices,
       pushes,
       gateway: deviceGateway,
+      appCallbacks: callbacks,
       readiness,
       async close() {
         log.info('shutting down');
         await graphqlWs.close();
         await deviceSockets.close();
         await deviceGateway.stop();
+        await callbacks.stop();
         await server.close();
         await scheduler.stop();
         await mailer?.stop();
@@ -232,6 +251,7 @@ export async function startHerald(
   } catch (error) {
     await http?.close();
     await gateway?.stop();
+    await appCallbacks?.stop();
     await scheduler.stop();
     await mailer?.stop();
     await Promise.all(runners.map((r) => r.stop()));

@@ -7,8 +7,10 @@ import { createHandler } from 'graphql-http/lib/use/express';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
+import type { Devices } from '../../src/devices/devices';
 import type { Logger } from '../../src/logger';
-import { TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
+import { TicketError, type Tickets } from '../../src/identity/tickets';
+import { deviceResolvers } from './deviceResolvers';
 import { graphiqlRouter } from './graphiql';
 import { OperationChecks } from './operationChecks';
 import { sharedSubscribe } from './sharedSubscription';
@@ -20,20 +22,30 @@ export const GRAPHQL_PATH = '/graphql';
 
 export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
-  return makeExecutableSchema({ typeDefs, resolvers: createResolvers(deps) });
+  return makeExecutableSchema({ typeDefs, resolvers: [createResolvers(deps), deviceResolvers(deps)] });
 }
 
-export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly clock: Clock; readonly log: Logger }): express.Router {
+/** What the servers authenticate with: tickets (users) and device tokens (devices). */
+interface ServerDeps {
+  readonly schema: GraphQLSchema;
+  readonly checks: OperationChecks;
+  readonly tickets: Tickets;
+  readonly devices: Pick<Devices, 'authenticate'>;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export function graphqlRouter(deps: ServerDeps): express.Router {
   const router = express.Router();
   const { checks } = deps;
   const handler = createHandler<GraphqlContext>({
     schema: deps.schema,
     context: async (req) => {
-      const viewer = await authenticateHeader(deps.tickets, req.raw.headers.authorization, deps.clock());
-      if (viewer instanceof GraphQLError) {
-        return [JSON.stringify({ errors: [viewer.toJSON()] }), { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } }];
+      const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
+      if (principal instanceof GraphQLError) {
+        return [JSON.stringify({ errors: [principal.toJSON()] }), { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } }];
       }
-      return { viewer };
+      return principal;
     },
     parse: checks.parse,
     // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
@@ -49,23 +61,30 @@ export function graphqlRouter(deps: { readonly schema: GraphQLSchema; readonly c
 }
 
 /**
- * graphql-ws for GRAPHQL_PATH (the HTTP server routes upgrades to it: api/sockets/upgrades.ts): the
- * ticket comes in `connectionParams.ticket`; a bad one closes the socket (4403).
+ * graphql-ws for GRAPHQL_PATH (the HTTP server routes upgrades to it: api/sockets/upgrades.ts): a user's
+ * ticket comes in `connectionParams.ticket`, a device's token in `connectionParams.deviceToken` (one of
+ * the two); a bad one closes the socket (4403). A ticket's socket is closed when the ticket expires; a
+ * device token does not expire (its registration's end is checked per operation: deviceResolvers.ts).
  */
-export function graphqlWsServer(
-  deps: { readonly schema: GraphQLSchema; readonly checks: OperationChecks; readonly tickets: Tickets; readonly clock: Clock; readonly log: Logger },
-): { readonly wss: WebSocketServer; close(): Promise<void> } {
+export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServer; close(): Promise<void> } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
-  const viewers = new WeakMap<object, Viewer>();
-  const disposable = useServer<Record<string, unknown>, { viewer?: Viewer }>(
+  const principals = new WeakMap<object, GraphqlContext>();
+  const disposable = useServer<Record<string, unknown>, Record<string, unknown>>(
     {
       schema: deps.schema,
       onConnect: async (ctx) => {
-        const ticket = ctx.connectionParams?.ticket;
+        const { ticket, deviceToken } = ctx.connectionParams ?? {};
+        if (deviceToken !== undefined) {
+          if (typeof deviceToken !== 'string' || ticket !== undefined) return false;
+          const device = await deps.devices.authenticate(deviceToken);
+          if (!device) return false;
+          principals.set(ctx.extra, { device });
+          return true;
+        }
         if (typeof ticket !== 'string') return false;
         try {
           const viewer = await deps.tickets.authenticate(ticket, deps.clock());
-          viewers.set(ctx.extra, viewer);
+          principals.set(ctx.extra, { viewer, since: ctx.connectionParams?.since });
           closeAtExpiry(ctx.extra.socket, Date.parse(viewer.expiresAt), deps.clock);
           return true;
         } catch (error) {
@@ -73,9 +92,17 @@ export function graphqlWsServer(
           throw error;
         }
       },
-      context: (ctx): GraphqlContext => ({ viewer: viewers.get(ctx.extra)!, since: ctx.connectionParams?.since }),
-      parse: deps.checks.parse,
-      validate: (_schema, document) => [...deps.checks.validate(document, [deps.checks.complexityRule(undefined)])],
+      // Nothing reaches here unauthenticated (graphql-ws runs no operation before onConnect allowed it).
+      context: (ctx): GraphqlContext => principals.get(ctx.extra) ?? {},
+      // Parsed and validated here, not through graphql-ws's `parse` and `validate` hooks: `validate` is
+      // not given the variables, and the complexity rule needs them (`first: $first`) — without them
+      // it refuses every operation with a required variable as "not provided".
+      onSubscribe: (_ctx, _id, payload) => {
+        const document = deps.checks.parse(payload.query);
+        const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables)]);
+        if (errors.length > 0) return [...errors];
+        return { schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName };
+      },
       subscribe: sharedSubscribe(),
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskUnexpected(e, deps.log).toJSON()),
     },
@@ -103,11 +130,22 @@ function closeAtExpiry(socket: WebSocket, expiresAt: number, clock: Clock): void
   socket.once('close', () => clearTimeout(timer));
 }
 
-async function authenticateHeader(tickets: Tickets, header: string | undefined, now: Date): Promise<Viewer | GraphQLError> {
+/**
+ * A device token's form (src/devices/devices.ts: `<number>_<registration>_<issued at>_<32 hex>`). A
+ * ticket is `<base64url>.<base64url>`: it has a dot, a device token has none, so the form tells them apart.
+ */
+const DEVICE_TOKEN_FORM = /^[0-9]+_[0-9]+_[0-9]+_[0-9a-f]{32}$/;
+
+async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices'>, header: string | undefined, now: Date): Promise<GraphqlContext | GraphQLError> {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
-  if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket>', { extensions: { code: 'UNAUTHENTICATED' } });
+  if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket> (a device: Bearer <deviceToken>)', { extensions: { code: 'UNAUTHENTICATED' } });
+  const credential = match[1]!;
+  if (DEVICE_TOKEN_FORM.test(credential)) {
+    const device = await deps.devices.authenticate(credential);
+    return device ? { device } : new GraphQLError('the device token is not valid, or its registration has ended', { extensions: { code: 'UNAUTHENTICATED' } });
+  }
   try {
-    return await tickets.authenticate(match[1]!, now);
+    return { viewer: await deps.tickets.authenticate(credential, now) };
   } catch (error) {
     const typed = toGraphqlError(error);
     if (typed instanceof GraphQLError) return typed;

@@ -7,6 +7,10 @@ import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, t
 import { inboxTopic, parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
 import type { Clock } from '../../src/clock';
+import type { DeviceGateway } from '../../src/devices/deviceGateway';
+import type { DeviceView } from '../../src/devices/deviceQueries';
+import type { Devices } from '../../src/devices/devices';
+import type { Pushes } from '../../src/devices/pushes';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
 import type { DatahubInbox } from './datahubInbox';
@@ -16,19 +20,32 @@ export interface GraphqlDeps {
   readonly datahub: DatahubInbox;
   readonly bus: Bus;
   readonly clock: Clock;
+  readonly devices: Devices;
+  readonly pushes: Pushes;
+  readonly gateway: DeviceGateway;
 }
 
+/**
+ * Who calls: a user (a ticket: `viewer`) or a device (a device token: `device`), never both. User
+ * fields take the first, device fields the second (`asUser`, `asDevice`).
+ */
 export interface GraphqlContext extends Record<PropertyKey, unknown> {
-  readonly viewer: Viewer;
+  readonly viewer?: Viewer;
+  readonly device?: DeviceView;
   /** graphql-ws `connectionParams.since`: the last seq the client saw before reconnecting. */
   readonly since?: unknown;
 }
+
+/** The context of a user field: the ticket's user is there. */
+export type UserContext = GraphqlContext & { readonly viewer: Viewer };
+/** The context of a device field: the device token's device is there. */
+export type DeviceContext = GraphqlContext & { readonly device: DeviceView };
 
 export const MAX_PAGE = 100;
 /** A reconnecting subscriber gets at most this many missed messages; beyond, it must re-query. */
 export const MAX_REPLAY = 500;
 /** Live messages buffered for a slow subscriber before it is cut off. */
-const MAX_BUFFERED = 1000;
+export const MAX_BUFFERED = 1000;
 /** Koala's messages in `notifications` (the type projections/notifications.ts gives them). */
 export const KOALA_TYPE = 'koala';
 const LIST_TYPES: readonly string[] = [KOALA_TYPE, ...NOTIFICATION_TYPES];
@@ -39,12 +56,12 @@ export function createResolvers(deps: GraphqlDeps) {
   return {
     JSON: GraphQLJSON,
     Query: {
-      me: (_: unknown, __: unknown, { viewer }: GraphqlContext) => ({ ...viewer, ticketExpiresAt: viewer.expiresAt }),
-      notifications: guard((_: unknown, args: NotificationsArgs, { viewer }: GraphqlContext) => notifications(deps, viewer, args)),
-      notificationStats: guard((_: unknown, __: unknown, { viewer }: GraphqlContext) => deps.datahub.stats(viewer)),
+      me: asUser((_: unknown, __: unknown, { viewer }: UserContext) => ({ ...viewer, ticketExpiresAt: viewer.expiresAt })),
+      notifications: asUser(guard((_: unknown, args: NotificationsArgs, { viewer }: UserContext) => notifications(deps, viewer, args))),
+      notificationStats: asUser(guard((_: unknown, __: unknown, { viewer }: UserContext) => deps.datahub.stats(viewer))),
     },
     Mutation: {
-      sendMessage: guard(async (_: unknown, { input }: { input: SendMessageInput }, { viewer }: GraphqlContext) => {
+      sendMessage: asUser(guard(async (_: unknown, { input }: { input: SendMessageInput }, { viewer }: UserContext) => {
         const props = parseProps(input.props);
         if (input.expire !== undefined && input.expire !== null && input.expire < 0) throw badInput('expire must be 0 or more seconds');
         if (input.execute !== undefined && input.execute !== null && input.execute < 0) throw badInput('execute must be unix seconds');
@@ -62,24 +79,24 @@ export function createResolvers(deps: GraphqlDeps) {
           deps.clock(),
         );
         return fromSent(sent);
-      }),
-      acknowledge: guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: GraphqlContext) => {
+      })),
+      acknowledge: asUser(guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: UserContext) => {
         if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new GraphQLError('no such message', { extensions: { code: 'NOT_FOUND' } });
         return deps.messaging.acknowledge(viewer, ids, deps.clock());
-      }),
-      markRead: guard(async (_: unknown, { seq }: { seq: string }, { viewer }: GraphqlContext) => {
+      })),
+      markRead: asUser(guard(async (_: unknown, { seq }: { seq: string }, { viewer }: UserContext) => {
         const position = parseSeq(String(seq));
         if (position === undefined) throw badInput('seq must be a notification seq (a non-negative integer)');
         // Every messageid is a position below 2^53; a larger seq names nothing the caller received.
         if (position > MAX_SAFE_POSITION) throw new GraphQLError(`no notification ${position}`, { extensions: { code: 'NOT_FOUND' } });
         await deps.datahub.markRead(viewer, Number(position), deps.clock());
         return true;
-      }),
-      clearNotificationStats: guard(async (_: unknown, __: unknown, { viewer }: GraphqlContext) => {
+      })),
+      clearNotificationStats: asUser(guard(async (_: unknown, __: unknown, { viewer }: UserContext) => {
         await deps.datahub.clearStats(viewer, deps.clock());
         return deps.datahub.stats(viewer);
-      }),
-      applyWhitelist: guard(async (_: unknown, args: { repname: string; itemname: string; owner: string }, { viewer }: GraphqlContext) => {
+      })),
+      applyWhitelist: asUser(guard(async (_: unknown, args: { repname: string; itemname: string; owner: string }, { viewer }: UserContext) => {
         for (const field of ['repname', 'itemname', 'owner'] as const) {
           const value = args[field];
           if (value.trim().length === 0 || value.length > MAX_NAME_LENGTH || !isStorableText(value)) throw badInput(`${field} must be 1-${MAX_NAME_LENGTH} characters of text`);
@@ -87,15 +104,15 @@ export function createResolvers(deps: GraphqlDeps) {
         if (args.owner === viewer.userId) throw badInput('owner: the owner of the item cannot apply to it');
         await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner: args.owner }, deps.clock());
         return true;
-      }),
+      })),
     },
     Subscription: {
       messages: {
-        subscribe: (_: unknown, __: unknown, context: GraphqlContext) => closable((signal) => deliveries(deps, context, signal)),
+        subscribe: asUser((_: unknown, __: unknown, context: UserContext) => closable((signal) => deliveries(deps, context, signal))),
         resolve: (message: DeliveredMessage) => fromDelivered(message),
       },
       notificationStats: {
-        subscribe: (_: unknown, __: unknown, context: GraphqlContext) => closable((signal) => statsUpdates(deps, context, signal)),
+        subscribe: asUser((_: unknown, __: unknown, context: UserContext) => closable((signal) => statsUpdates(deps, context, signal))),
         resolve: (stats: Record<NotificationType, number>) => stats,
       },
     },
@@ -218,7 +235,7 @@ function fromReceived(appId: string, notification: ReceivedNotification): Listed
  * counts stale; the counts are read when the subscriber is ready for them, so a burst of changes —
  * during a read, or while the client is slow — is one read more, never a queue of them.
  */
-async function* statsUpdates(deps: GraphqlDeps, { viewer }: GraphqlContext, signal: AbortSignal): AsyncGenerator<Record<NotificationType, number>> {
+async function* statsUpdates(deps: GraphqlDeps, { viewer }: UserContext, signal: AbortSignal): AsyncGenerator<Record<NotificationType, number>> {
   let stale = true; // the current counts, at once
   let wake: (() => void) | undefined;
   const changed = () => {
@@ -260,7 +277,7 @@ interface SendMessageInput {
  * The user's deliveries: subscribe to the bus first, then replay what was missed since `since` from the
  * read model, then the live ones — skipping any seq already sent, as the two can overlap.
  */
-async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext, signal: AbortSignal): AsyncGenerator<DeliveredMessage> {
+async function* deliveries(deps: GraphqlDeps, { viewer, since }: UserContext, signal: AbortSignal): AsyncGenerator<DeliveredMessage> {
   const sinceSeq = parseSince(since);
   const buffered: DeliveredMessage[] = [];
   let overflow = false;
@@ -309,7 +326,7 @@ async function* deliveries(deps: GraphqlDeps, { viewer, since }: GraphqlContext,
  * each closed subscription would keep its bus listeners until then. Here `return()` first aborts the
  * generator's signal, which ends its wait; the generator sees the signal and returns.
  */
-function closable<T>(generator: (signal: AbortSignal) => AsyncGenerator<T>): AsyncIterableIterator<T> {
+export function closable<T>(generator: (signal: AbortSignal) => AsyncGenerator<T>): AsyncIterableIterator<T> {
   const controller = new AbortController();
   const source = generator(controller.signal);
   return {
@@ -394,7 +411,7 @@ function decodeCursor(cursor: string): bigint {
   return seq;
 }
 
-function badInput(message: string): GraphQLError {
+export function badInput(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } });
 }
 
@@ -406,8 +423,30 @@ const DOMAIN_CODES: Record<DomainErrorCode, string> = {
   expired: 'NOT_FOUND',
 };
 
+/**
+ * A user field: refuses a device token (FORBIDDEN), and a context without a user (UNAUTHENTICATED; the
+ * servers let none through, but a field never reads a missing viewer). Checked before the resolver
+ * runs, also a subscription's `subscribe`, whose throw graphql turns into the operation's error.
+ */
+export function asUser<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: UserContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
+  return (parent, args, context) => {
+    if (context.viewer) return resolver(parent, args, context as UserContext);
+    if (context.device) throw new GraphQLError('this field is for users: authenticate with a ticket, not a device token', { extensions: { code: 'FORBIDDEN' } });
+    throw new GraphQLError('send a ticket as Authorization: Bearer <ticket>', { extensions: { code: 'UNAUTHENTICATED' } });
+  };
+}
+
+/** A device field: refuses a ticket (FORBIDDEN); see asUser. */
+export function asDevice<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: DeviceContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
+  return (parent, args, context) => {
+    if (context.device) return resolver(parent, args, context as DeviceContext);
+    if (context.viewer) throw new GraphQLError('this field is for devices: authenticate with a device token, not a ticket', { extensions: { code: 'FORBIDDEN' } });
+    throw new GraphQLError('send a device token as Authorization: Bearer <deviceToken>', { extensions: { code: 'UNAUTHENTICATED' } });
+  };
+}
+
 /** Maps herald's errors to typed GraphQL errors; anything unexpected is left for formatError to mask. */
-function guard<Args extends unknown[], R>(resolver: (...args: Args) => Promise<R>): (...args: Args) => Promise<R> {
+export function guard<Args extends unknown[], R>(resolver: (...args: Args) => Promise<R>): (...args: Args) => Promise<R> {
   return async (...args) => {
     try {
       return await resolver(...args);

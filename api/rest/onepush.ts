@@ -1,13 +1,13 @@
 import http from 'node:http';
 import express from 'express';
-import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import type { Clock } from '../../src/clock';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
+import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
 /**
  * ONE-PUSH (shared/seeds/003_834cb051d61fc48e.txt): register, unregister and send on the seed's URLs,
@@ -19,24 +19,12 @@ import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
 
 const BODY_LIMIT = '64kb';
 
-/** A number as JSON gives it, or as text (Jackson, behind the original service, took both). */
-const Integer = new t.Type<number, number, unknown>(
-  'Integer',
-  (u): u is number => typeof u === 'number' && Number.isSafeInteger(u),
-  (u, c) => {
-    const n = typeof u === 'string' && /^-?\d{1,15}$/.test(u.trim()) ? Number(u) : u;
-    return typeof n === 'number' && Number.isSafeInteger(n) ? t.success(n) : t.failure(u, c, 'an integer');
-  },
-  t.identity,
-);
 const Flag = new t.Type<boolean, boolean, unknown>(
   'Boolean',
   (u): u is boolean => typeof u === 'boolean',
   (u, c) => (typeof u === 'boolean' ? t.success(u) : u === 'true' ? t.success(true) : u === 'false' ? t.success(false) : t.failure(u, c, 'true or false')),
   t.identity,
 );
-const Text = new t.Type<string, string, unknown>('Text', (u): u is string => typeof u === 'string', (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')), t.identity);
-const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.null]);
 
 const RegisterBody = t.intersection([
   t.type({ alias: Text, appId: Text, platform: Text, nativeToken: Text }),
@@ -62,20 +50,6 @@ const SendBody = t.intersection([
     smsMessage: optional(Text),
   }),
 ]);
-
-function decodeBody<A>(codec: t.Decoder<unknown, A>, body: unknown): A {
-  const decoded = codec.decode(body);
-  if (isLeft(decoded)) {
-    const [first] = decoded.left;
-    const field = first?.context
-      .map((entry) => entry.key)
-      .filter((key) => key !== '' && !/^\d+$/.test(key))
-      .join('.');
-    const value = first?.value;
-    throw badInput(field ? `${field}: ${value === undefined ? 'is required' : `must be ${first?.message ?? first?.context[first.context.length - 1]?.type.name}`}` : 'the body must be a JSON object');
-  }
-  return decoded.right;
-}
 
 function send(res: express.Response, req: express.Request, error: ShimError): void {
   res.status(error.status).json({ timestamp: new Date().toISOString(), status: error.status, error: http.STATUS_CODES[error.status] ?? 'Error', message: error.message, path: req.originalUrl.split('?')[0] });

@@ -56,7 +56,10 @@ export class AppCallbacks {
       readonly bus: Bus;
       readonly clock: Clock;
       readonly log: Logger;
+      /** Resolves once the devices read model shows a delivery change at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+      /** Resolves once the apps read model (where the URL is read) shows a change at this position. */
+      readonly appsShow: (position: bigint | undefined) => Promise<void>;
       readonly post?: PostJson;
     },
   ) {
@@ -76,7 +79,13 @@ export class AppCallbacks {
   /** Sets (or, with null, removes) where the app receives callbacks. */
   async setUrl(appId: string, url: string | null, now: Date): Promise<string | null> {
     const result = await handleCommand(this.deps.store, appAggregate, appStreamName(appId), { type: 'SetPushCallback', appId, url, now: now.toISOString() }, { appId, actor: `app:${appId}` });
+    await this.deps.appsShow(result.position);
     return result.state.status === 'registered' ? result.state.pushCallbackUrl : null;
+  }
+
+  /** Where the app receives callbacks, if it set a URL. */
+  async urlOf(appId: string): Promise<string | null> {
+    return (await this.deps.urls.urlOf(appId)) ?? null;
   }
 
   start(): void {

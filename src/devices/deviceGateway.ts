@@ -150,6 +150,12 @@ export class DeviceGateway {
       this.sessions.set(deviceId, created);
       // Listen before reading the backlog: a push committed in between is in one or the other (or both: deduplicated).
       created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (payload) => this.onPublication(created, payload as DevicePublication));
+      // Unregistered between the look above and the subscription: its publication was missed, so look again.
+      if (!(await this.deps.devices.byId(deviceId))?.active) {
+        this.forget(created);
+        connection.close(DEVICE_CLOSE.unregistered.code, DEVICE_CLOSE.unregistered.reason);
+        return undefined;
+      }
     }
     session.connections.add(connection);
     this.connected.add(deviceId);

@@ -80,5 +80,8 @@ export interface PushStatus {
   readonly appId: string;
   readonly requestedAt: Date;
   readonly expiresAt: Date;
+  /** Deliveries to devices, by status. */
   readonly deliveries: Readonly<Record<DeliveryStatus, number>>;
+  /** The delivery to the app's callback URL (topvdn `callback: 1`), if the push has one. */
+  readonly callback: DeliveryStatus | null;
 }

@@ -35,6 +35,11 @@ export interface RegisterDeviceInput {
   readonly nativeToken: string;
   readonly mobile?: string | null;
   readonly tags?: readonly string[];
+  /**
+   * The alias a device already registered under this native token must have for this registration to
+   * take it over (a signed-in user re-registering their own device). Unset: any (ONE-PUSH's open route).
+   */
+  readonly ownedBy?: string;
 }
 
 export interface RegisteredDevice {
@@ -66,6 +71,7 @@ export class Devices {
   async register(input: RegisterDeviceInput, now: Date): Promise<RegisteredDevice> {
     if (!(await this.deps.keys.isRegisteredApp(input.appId))) throw new DomainError('invalid', 'appId: no such app');
     const known = typeof input.nativeToken === 'string' ? await this.deps.queries.byNativeToken(input.appId, input.nativeToken) : undefined;
+    if (known?.active && input.ownedBy !== undefined && known.alias !== input.ownedBy) throw new DomainError('forbidden', 'this native token is registered to another alias');
     const deviceId = known?.deviceId ?? this.deviceIdOf(input.appId, input.nativeToken);
     const clientId = known?.clientId ?? (await this.nextNumber());
     const result = await handleCommand(

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
+import { DomainError } from '../../domain/decider';
+import { pushDecider, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -23,6 +24,16 @@ export interface LimitedSender {
   readonly userId: string;
 }
 
+/** One push of a request of several was refused: which (0-based), and why. Nothing was pushed. */
+export class PushRefusedError extends DomainError {
+  constructor(
+    readonly index: number,
+    cause: DomainError,
+  ) {
+    super(cause.code, cause.message);
+  }
+}
+
 export class Pushes {
   constructor(
     private readonly deps: {
@@ -36,25 +47,48 @@ export class Pushes {
   ) {}
 
   async onePush(appId: string, input: OnePushInput, now: Date, sender?: LimitedSender): Promise<{ pushId: string }> {
-    if (sender) this.deps.sendAllowance.take(sender, now);
-    const pushId = await this.request({ ...input, type: 'RequestOnePush', pushId: randomUUID(), appId, now: now.toISOString() });
-    if (input.smsMessage) await this.requestSms(pushId, appId, now);
-    return { pushId };
+    const [pushId] = await this.request([{ ...input, type: 'RequestOnePush', pushId: randomUUID(), appId, now: now.toISOString() }], now, sender);
+    if (input.smsMessage) await this.requestSms(pushId!, appId, now);
+    return { pushId: pushId! };
   }
 
   async topvdnPush(appId: string, input: TopvdnPushInput, now: Date, sender?: LimitedSender): Promise<{ pushId: string }> {
-    if (sender) this.deps.sendAllowance.take(sender, now);
-    return { pushId: await this.request({ ...input, type: 'RequestTopvdnPush', pushId: randomUUID(), appId, now: now.toISOString() }) };
+    const [pushId] = await this.topvdnPushes(appId, [input], now, sender);
+    return { pushId: pushId! };
+  }
+
+  /** Several topvdn messages of one request (proxy push): all refused if one is (PushRefusedError), else all made. */
+  topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, sender?: LimitedSender): Promise<string[]> {
+    return this.request(
+      inputs.map((input) => ({ ...input, type: 'RequestTopvdnPush', pushId: randomUUID(), appId, now: now.toISOString() })),
+      now,
+      sender,
+    );
   }
 
   status(appId: string, pushId: string): Promise<PushStatus | undefined> {
     return this.deps.deliveries.statusOf(appId, pushId);
   }
 
-  private async request(command: RequestOnePush | RequestTopvdnPush): Promise<string> {
-    const result = await handleCommand(this.deps.store, pushAggregate, pushStreamName(command.pushId), command, { appId: command.appId, actor: `app:${command.appId}` }, newStream(pushAggregate));
-    await this.deps.readYourWrites(result.position);
-    return command.pushId;
+  /**
+   * Checks every push before any is recorded or counted against the sender's rate (the decider is
+   * pure: deciding on a new stream is what handleCommand will do), then records them side by side and
+   * answers once the read model shows all.
+   */
+  private async request(commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, sender: LimitedSender | undefined): Promise<string[]> {
+    commands.forEach((command, index) => {
+      try {
+        pushDecider.decide(command, pushDecider.initialState());
+      } catch (error) {
+        throw error instanceof DomainError && commands.length > 1 ? new PushRefusedError(index, error) : error;
+      }
+    });
+    if (sender) this.deps.sendAllowance.take(sender, now);
+    const results = await Promise.all(
+      commands.map((command) => handleCommand(this.deps.store, pushAggregate, pushStreamName(command.pushId), command, { appId: command.appId, actor: actorOf(command.appId, sender) }, newStream(pushAggregate))),
+    );
+    await this.deps.readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
+    return commands.map((command) => command.pushId);
   }
 
   /** SmsRequested for the addressed devices with a mobile number that are offline now, a page at a time. */
@@ -73,3 +107,6 @@ export class Pushes {
     }
   }
 }
+
+/** A device sends as `device:<id>` (its sender id says so), a user as `user:<id>`, the app's server as `app:<appId>`. */
+const actorOf = (appId: string, sender: LimitedSender | undefined) => (!sender ? `app:${appId}` : sender.userId.startsWith('device:') ? sender.userId : `user:${sender.userId}`);

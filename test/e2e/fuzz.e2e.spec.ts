@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { graphql } from '../support/graphqlClient';
+import { DeviceSocket } from '../support/deviceSocket';
 import { postForm, startTestHerald } from '../support/herald';
 
 /**
- * Generated bad input on every Koala and datahub route and on GraphQL: whatever comes in, herald answers below 500,
+ * Generated bad input on every Koala, datahub, ONE-PUSH and topvdn route, on the device socket and on GraphQL: whatever comes in, herald answers below 500,
  * in the route's documented envelope, and a refused request appends nothing. (fast-check prints the
  * seed and the smallest failing request when a property fails.)
  */
@@ -13,7 +14,7 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900, datahub: 900 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
@@ -245,11 +246,126 @@ describe('fuzz: generated bad input on every route', function () {
     );
   });
 
+  it(`ONE-PUSH and topvdn: ${RUNS.devices} generated requests, each answered below 500 in the route's envelope`, async () => {
+    const registered = (await (await fetch(`${test.url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ alias: 'fuzz-device', appId: 'camel', platform: 'ANDROID', nativeToken: 'fuzz-native' }) })).json()) as { id: string; clientId: number; token: string };
+    const json = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: 'small' }, nastyText(ticket), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(fc.string({ maxLength: 6 }), tie('value'), { maxKeys: 5 })),
+    })).value;
+    const some = (...good: unknown[]) => fc.oneof(fc.constantFrom(...good), json);
+    const base64 = fc.oneof(fc.constantFrom('aGVsbG8=', Buffer.alloc(256, 1).toString('base64'), Buffer.alloc(257, 1).toString('base64'), 'aGVsbG8', '****'), json);
+    // The seeds' fields, each one right or wrong.
+    const body = fc
+      .record(
+        {
+          alias: some('fuzz-device', 'a'),
+          appId: some('camel', 'other', 'nobody'),
+          appKey: some('EERWERRRRE', 'wrong'),
+          platform: some('ALL', 'ANDROID', 'IOS', 'PC', 'WEB', 'PHONE'),
+          nativeToken: some('fuzz-native', 'n2'),
+          mobile: some('13700001111', '+86 137-0000-1111'),
+          tag: some(['tag1', 'sz'], []),
+          pushMsgType: some('MSG', 'CMD', 'X'),
+          needConfirm: some(true, false, 'true'),
+          duration: some(10, 10000, '10', 0, -1, 2_592_001),
+          audienceType: some('ALIAS', 'TAG', 'ALL', 'GROUP'),
+          audiences: some(['fuzz-device'], ['ALL'], []),
+          alert: some('hello', ''),
+          extra: some('testmsg'),
+          sound: some('default'),
+          badge: some(1, -1, '2'),
+          smsMessage: some('sms'),
+          msg: base64,
+          flag: some(2, 3, 4),
+          callback: some(0, 1),
+          access_tokens: some([registered.token], [], [`${registered.token}x`], ['1_1_1_00000000000000000000000000000000']),
+          proxy: some(0, 1, 2),
+          payload: fc.oneof(
+            fc.record({ msg: base64, flag: some(2, 3), clients: some([registered.clientId], [], [-1]) }, { requiredKeys: [] }),
+            fc.array(fc.record({ from: some(registered.clientId, 0), to: some(registered.clientId, 1), flag: some(2, 3), msg: base64 }, { requiredKeys: [] }), { maxLength: 3 }),
+            json,
+          ),
+          url: some('https://example.com/callback', 'ftp://x', null),
+        },
+        { requiredKeys: [] },
+      )
+      .map((b) => JSON.stringify(b));
+    const request = fc.record({
+      route: fc.constantFrom(
+        'POST /msgpush/register',
+        'POST /msgpush/unregister/',
+        'POST /msgpush/send',
+        'GET /msgpush/send',
+        'POST /v2/message/client/push',
+        'POST /v2/message/server/push',
+        'PUT /v2/message/callback',
+        'GET /v2/message/callback',
+      ),
+      id: fc.oneof(fc.constantFrom('0123456789abcdef0123456789abcdef', '', '%00'), nastyText(ticket).map(pathSegment)),
+      body: fc.oneof(body, fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('{bad', 'null', '[]', '"x"', 'x'.repeat(70_000)))),
+      contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', ''),
+      clientToken: fc.constantFrom(registered.token, registered.token, `${registered.token}0`, 'Token x', ''),
+      app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
+    });
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        await refusedAppendsNothing(async () => {
+          const [method, path] = r.route.split(' ') as [string, string];
+          const response = await fetch(test.url + path + (path.endsWith('/') ? r.id : ''), {
+            method,
+            headers: { ...(r.contentType && { 'content-type': r.contentType }), ...(r.clientToken && { 'x-client-token': r.clientToken }), ...r.app },
+            ...(method !== 'GET' && { body: r.body }),
+          });
+          const text = await response.text();
+          expect(response.status, text).to.be.below(500);
+          if (response.status < 400) return method !== 'GET';
+          const error = JSON.parse(text) as Record<string, unknown>;
+          // A request line over 16 KB is refused by the HTTP server itself, before any route (src/server.ts).
+          if (path.startsWith('/msgpush') && response.status !== 431) {
+            expect(Object.keys(error).sort(), text).to.deep.equal(['error', 'message', 'path', 'status', 'timestamp']);
+            expect(error.status).to.equal(response.status);
+          } else {
+            expect(Object.keys(error).sort(), text).to.deep.equal(['code', 'message']);
+          }
+          return false;
+        });
+      }),
+      fuzzParameters(RUNS.devices),
+    );
+  });
+
+  it(`the device socket: ${RUNS.deviceFrames} generated frames, each answered, the socket kept`, async () => {
+    const registered = (await (await fetch(`${test.url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ alias: 'fuzz-socket', appId: 'camel', platform: 'IOS', nativeToken: 'fuzz-socket' }) })).json()) as { id: string };
+    const device = await DeviceSocket.connect(test.url, registered.id);
+    const frame = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      fc.string({ unit: 'binary', maxLength: 200 }),
+      fc.constantFrom('{"confirm": null}', '{"confirm": ""}', '{"confirm": 7}', `{"confirm": "${'x'.repeat(100)}"}`, '{"confirm": "0000"}', '{"confirm": "00000000-0000-4000-8000-000000000000"}', '[]', 'null', '{}'),
+      nastyText(ticket).map((text) => JSON.stringify({ confirm: text.slice(0, 1000) })),
+    );
+    try {
+      await fc.assert(
+        fc.asyncProperty(frame, async (text) => {
+          const answered = device.frames.length;
+          await refusedAppendsNothing(async () => {
+            device.socket.send(text);
+            await device.until((d) => d.frames.length > answered || d.closeCode !== undefined, 'an answer');
+            return false;
+          });
+          expect(device.closeCode, 'the socket was closed').to.equal(undefined);
+          expect(device.frames[answered]).to.have.property('error');
+        }),
+        fuzzParameters(RUNS.deviceFrames),
+      );
+    } finally {
+      device.close();
+    }
+  });
+
   it('and herald still works afterwards', async () => {
     const sent = await graphql<{ sendMessage: { id: string } }>(test.url, ticket, 'mutation { sendMessage(input: { to: ["fuzzer"], title: "still", content: "here" }) { id } }');
     expect(sent.errors).to.equal(undefined);
     const inbox = await graphql<{ notifications: { nodes: Array<{ id: string }> } }>(test.url, ticket, '{ notifications(first: 1) { nodes { id } } }');
     expect(inbox.data!.notifications.nodes[0]!.id).to.equal(sent.data!.sendMessage.id);
-    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub);
+    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub + RUNS.devices);
   });
 });

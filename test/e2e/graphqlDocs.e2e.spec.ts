@@ -32,16 +32,38 @@ describe('docs/api/graphql.md examples', function () {
       bus: test.herald.bus,
       clock: systemClock,
       datahub: test.herald.datahub,
+      devices: test.herald.devices,
+      pushes: test.herald.pushes,
+      gateway: test.herald.gateway,
     });
     for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
   });
 
+  /**
+   * How a block runs: as the ticket's user, unless it is a device's (then with a device token), and
+   * with the variables it declares, made from what herald holds. `refusedWith`: refused by design.
+   */
+  async function runOf(block: string): Promise<{ credential: string; variables?: Record<string, unknown>; refusedWith?: string }> {
+    // acknowledge([]) is refused as bad input by design
+    if (block.includes('$ids')) return { credential: ticket, variables: { ids: [] }, refusedWith: 'BAD_USER_INPUT' };
+    if (block.includes('$id:')) return { credential: ticket, variables: { id: (await docsDevice()).device.deviceId } };
+    if (block.includes('$messageId')) {
+      // A device of the user, with a message pushed to it that it has not confirmed.
+      const { token } = await docsDevice();
+      const { pushId } = await test.herald.pushes.onePush('camel', { platform: 'ALL', audienceType: 'ALIAS', audiences: ['jiangxiaoyu'], alert: 'docs', needConfirm: true }, new Date());
+      return { credential: token, variables: { messageId: pushId } };
+    }
+    return { credential: ticket };
+  }
+
+  let devicesMade = 0;
+  const docsDevice = () => test.herald.devices.register({ appId: 'camel', alias: 'jiangxiaoyu', platform: 'ANDROID', nativeToken: `docs-device-${++devicesMade}` }, new Date());
+
   it('the queries and mutations run', async () => {
     for (const block of blocks.filter((b) => !/^\s*subscription/.test(b))) {
-      const variables = block.includes('$ids') ? { ids: [] as string[] } : undefined;
-      const result = await graphql(test.url, ticket, block, variables);
-      // acknowledge([]) is refused as bad input by design; everything else must succeed
-      if (variables) expect(result.errors?.[0]?.extensions?.code, block).to.equal('BAD_USER_INPUT');
+      const { credential, variables, refusedWith } = await runOf(block);
+      const result = await graphql(test.url, credential, block, variables);
+      if (refusedWith) expect(result.errors?.[0]?.extensions?.code, block).to.equal(refusedWith);
       else expect(result.errors, block).to.equal(undefined);
     }
   });

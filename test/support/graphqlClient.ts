@@ -106,3 +106,114 @@ export class Terminal {
     for (const wake of waiters) wake();
   }
 }
+
+/** One subscription of a GraphqlSocket: what it received, in order, its errors, and whether it ended. */
+export interface LiveOperation<T> {
+  readonly results: T[];
+  readonly errors: Array<{ message: string; extensions?: { code?: string } & Record<string, unknown> }>;
+  readonly completed: boolean;
+  /** Stops it (graphql-ws `complete`). */
+  stop(): void;
+}
+
+/**
+ * A graphql-ws connection for any operation, with any connectionParams (a user's `{ticket}`, a device's
+ * `{deviceToken}`): subscriptions record their results; queries and mutations answer their one result.
+ */
+export class GraphqlSocket {
+  private waiters: Array<() => void> = [];
+  private closeCode: number | undefined;
+  private connected = false;
+  private readonly client: Client;
+
+  private constructor(baseUrl: string, connectionParams: Record<string, unknown>) {
+    this.client = createClient({
+      url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams,
+      retryAttempts: 0,
+      lazy: false,
+      onNonLazyError: () => undefined, // recorded through `closedWith` instead of printed
+      on: {
+        connected: () => {
+          this.connected = true;
+          this.notify();
+        },
+        closed: (event) => {
+          this.closeCode = (event as { code?: number }).code;
+          this.notify();
+        },
+      },
+    });
+  }
+
+  static connect(baseUrl: string, connectionParams: Record<string, unknown>): GraphqlSocket {
+    return new GraphqlSocket(baseUrl, connectionParams);
+  }
+
+  get closedWith(): number | undefined {
+    return this.closeCode;
+  }
+
+  get isConnected(): boolean {
+    return this.connected && this.closeCode === undefined;
+  }
+
+  subscribe<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): LiveOperation<T> {
+    const operation = { results: [] as T[], errors: [] as LiveOperation<T>['errors'], completed: false, stop: () => undefined as void };
+    const unsubscribe = this.client.subscribe<T>(
+      { query, ...(variables && { variables }) },
+      {
+        next: (result) => {
+          if (result.data) operation.results.push(result.data as T);
+          if (result.errors) operation.errors.push(...(result.errors as LiveOperation<T>['errors']));
+          this.notify();
+        },
+        error: (error) => {
+          operation.errors.push(...(Array.isArray(error) ? error : [{ message: String((error as { message?: unknown })?.message ?? error), extensions: { code: 'SOCKET_CLOSED' } }]));
+          operation.completed = true;
+          this.notify();
+        },
+        complete: () => {
+          operation.completed = true;
+          this.notify();
+        },
+      },
+    );
+    operation.stop = () => unsubscribe();
+    return operation;
+  }
+
+  /** A query or mutation over the socket: its one result. */
+  async request<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): Promise<Omit<GraphqlResponse<T>, 'status'>> {
+    const operation = this.subscribe<T>(query, variables);
+    await this.until(() => operation.completed, `the answer to ${query}`);
+    return { ...(operation.results[0] !== undefined && { data: operation.results[0] }), ...(operation.errors.length > 0 && { errors: operation.errors }) };
+  }
+
+  /** Waits until `condition` holds, or fails after the deadline. */
+  async until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`graphql socket: timed out waiting for ${what} (closed with ${this.closeCode})`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.dispose();
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}

@@ -1,0 +1,44 @@
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import { badInput } from './shimErrors';
+
+/** io-ts pieces the JSON shims (ONE-PUSH, topvdn) decode their bodies with. */
+
+/** A number as JSON gives it, or as text (the legacy services, Jackson behind them, took both). */
+export const Integer = new t.Type<number, number, unknown>(
+  'Integer',
+  (u): u is number => typeof u === 'number' && Number.isSafeInteger(u),
+  (u, c) => {
+    const n = typeof u === 'string' && /^-?\d{1,15}$/.test(u.trim()) ? Number(u) : u;
+    return typeof n === 'number' && Number.isSafeInteger(n) ? t.success(n) : t.failure(u, c, 'an integer');
+  },
+  t.identity,
+);
+
+export const Text = new t.Type<string, string, unknown>('Text', (u): u is string => typeof u === 'string', (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')), t.identity);
+
+/** A field that may also be sent as null (taken as absent). */
+export const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.null]);
+
+/**
+ * The body decoded, or a 400 naming the first failing field: `payload[2].msg: is required`. An
+ * array's elements are shown by index; the numeric keys io-ts gives the members of an intersection
+ * or union are left out.
+ */
+export function decodeBody<A>(codec: t.Decoder<unknown, A>, body: unknown): A {
+  const decoded = codec.decode(body);
+  if (isLeft(decoded)) {
+    const [first] = decoded.left;
+    const context = first?.context ?? [];
+    let field = '';
+    context.forEach((entry, i) => {
+      if (entry.key === '') return;
+      const parent = context[i - 1]?.type;
+      if (parent instanceof t.ArrayType || parent instanceof t.ReadonlyArrayType) field += `[${entry.key}]`;
+      else if (!/^\d+$/.test(entry.key)) field += field === '' ? entry.key : `.${entry.key}`;
+    });
+    const value = first?.value;
+    throw badInput(field ? `${field}: ${value === undefined ? 'is required' : `must be ${first?.message ?? context[context.length - 1]?.type.name}`}` : 'the body must be a JSON object');
+  }
+  return decoded.right;
+}

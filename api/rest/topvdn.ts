@@ -1,0 +1,168 @@
+import express from 'express';
+import * as t from 'io-ts';
+import { DomainError } from '../../domain/decider';
+import { PUSH_LIMITS } from '../../domain/device/push';
+import type { Clock } from '../../src/clock';
+import type { AppCallbacks } from '../../src/devices/appCallbacks';
+import type { DeviceQueries } from '../../src/devices/deviceQueries';
+import type { Devices } from '../../src/devices/devices';
+import { PushRefusedError, type Pushes } from '../../src/devices/pushes';
+import type { Tickets } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
+
+/**
+ * topvdn's custom message push (shared/seeds/002_66d9dfe67c8bed29.txt): a device pushes to its peers
+ * (`/v2/message/client/push`, `X-Client-Token`), the app's server to devices by number
+ * (`/v2/message/server/push`, `X-APP-ID` + `X-APP-Key`, `proxy` 0: a batch, 1: on behalf of devices).
+ * Both answer `{"request_id"}`; errors `{"code", "message"}` with the seed's statuses (400, 401, 500)
+ * and herald's own (404, 413, 429). What `msg` and `flag` may be, and how the deliveries are tried,
+ * is the push decider's (domain/device/push.ts). See docs/api/topvdn.md.
+ */
+
+const BODY_LIMIT = '64kb';
+/** `proxy: 1`: items of one request (the seed gives no limit; each item is a push of its own). */
+const PROXY_ITEMS_MAX = 100;
+/** Token look-ups of one client push made at once. */
+const TOKEN_LOOKUPS_AT_ONCE = 16;
+
+/** The seed's `callback`: 1 or 0 (booleans taken too). */
+const Callback = new t.Type<boolean, boolean, unknown>(
+  'Callback',
+  (u): u is boolean => typeof u === 'boolean',
+  (u, c) => (u === 1 || u === '1' || u === true ? t.success(true) : u === 0 || u === '0' || u === false ? t.success(false) : t.failure(u, c, '0 or 1')),
+  t.identity,
+);
+
+const ClientPushBody = t.intersection([
+  t.type({ msg: Text, callback: Callback, access_tokens: t.array(Text, 'an array of device tokens') }),
+  t.partial({ flag: optional(Integer) }),
+]);
+
+const Proxy = t.type({ proxy: Integer });
+
+const BatchBody = t.type({
+  payload: t.intersection([t.type({ msg: Text, clients: t.array(Integer, 'an array of device numbers') }, 'an object'), t.partial({ flag: optional(Integer) })], 'an object'),
+});
+
+const ProxyItem = t.intersection([t.type({ from: Integer, to: Integer, msg: Text }, 'an object'), t.partial({ flag: optional(Integer) })], 'an object');
+const ProxyBody = t.type({ payload: t.array(ProxyItem, 'an array of messages') });
+
+const CallbackBody = t.type({ url: t.union([Text, t.null], 'a URL or null') });
+
+/** The seed: flag defaults to 2 (retried until confirmed). */
+const DEFAULT_FLAG = 2;
+
+function send(res: express.Response, _req: express.Request, error: ShimError): void {
+  res.status(error.status).json({ code: error.code, message: error.message });
+}
+
+/** A refused push's message, put where the caller has the field (`payload[3].flag`). */
+async function refusedAt<T>(where: (message: string, index: number | undefined) => string, push: () => Promise<T>): Promise<T> {
+  try {
+    return await push();
+  } catch (error) {
+    if (error instanceof DomainError && error.code === 'invalid') throw badInput(where(error.message, error instanceof PushRefusedError ? error.index : undefined));
+    throw error;
+  }
+}
+
+export function topvdnRouter(deps: {
+  readonly tickets: Tickets;
+  readonly devices: Devices;
+  readonly deviceQueries: DeviceQueries;
+  readonly pushes: Pushes;
+  readonly appCallbacks: AppCallbacks;
+  readonly clock: Clock;
+  readonly log: Logger;
+}): express.Router {
+  const { tickets, devices, deviceQueries, pushes, appCallbacks, clock, log } = deps;
+  const router = express.Router();
+  const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'topvdn', send, handler);
+  router.use('/v2/message', express.json({ limit: BODY_LIMIT }));
+
+  router.post('/v2/message/client/push', route(async (req, res) => {
+    const token = req.get('x-client-token')?.trim();
+    if (!token) throw new ShimError(401, 'unauthorized', 'X-Client-Token is required');
+    const sender = await devices.authenticate(token);
+    if (!sender) throw new ShimError(401, 'unauthorized', 'X-Client-Token: not a valid device token');
+    const body = decodeBody(ClientPushBody, req.body);
+    if (body.access_tokens.length > PUSH_LIMITS.topvdnTargets) throw badInput(`access_tokens: at most ${PUSH_LIMITS.topvdnTargets}`);
+    const input = { msg: body.msg, flag: body.flag ?? DEFAULT_FLAG, from: sender.clientId, clientIds: [] as number[], callback: body.callback };
+    // The peers: each token must name a registered device of the sender's app.
+    const peers = new Map<string, number | undefined>(body.access_tokens.map((peer) => [peer, undefined]));
+    const distinct = [...peers.keys()];
+    for (let i = 0; i < distinct.length; i += TOKEN_LOOKUPS_AT_ONCE) {
+      const slice = distinct.slice(i, i + TOKEN_LOOKUPS_AT_ONCE);
+      const found = await Promise.all(slice.map((peer) => devices.authenticate(peer)));
+      found.forEach((device, j) => {
+        if (device?.appId === sender.appId) peers.set(slice[j]!, device.clientId);
+      });
+    }
+    const unknown = body.access_tokens.findIndex((peer) => peers.get(peer) === undefined);
+    if (unknown >= 0) throw badInput(`access_tokens[${unknown}]: not a device token of this app`);
+    const { pushId } = await pushes.topvdnPush(
+      sender.appId,
+      { ...input, clientIds: body.access_tokens.map((peer) => peers.get(peer)!) },
+      clock(),
+      // A device's sends count against its own rate.
+      { appId: sender.appId, userId: `device:${sender.deviceId}` },
+    );
+    res.json({ request_id: pushId });
+  }));
+
+  /** The app's server: X-APP-ID and X-APP-Key. */
+  const authenticatedApp = async (req: express.Request): Promise<string> => {
+    const appId = req.get('x-app-id')?.trim();
+    const key = req.get('x-app-key');
+    if (!appId || !key) throw new ShimError(401, 'unauthorized', 'X-APP-ID and X-APP-Key are required');
+    await tickets.authenticateApp(appId, key);
+    return appId;
+  };
+
+  // herald's addition: where the app's server receives messages sent with `callback: 1` (docs/delivery.md).
+  router.put('/v2/message/callback', route(async (req, res) => {
+    const appId = await authenticatedApp(req);
+    const { url } = decodeBody(CallbackBody, req.body);
+    res.json({ url: await appCallbacks.setUrl(appId, url, clock()) });
+  }));
+
+  router.get('/v2/message/callback', route(async (req, res) => {
+    res.json({ url: await appCallbacks.urlOf(await authenticatedApp(req)) });
+  }));
+
+  router.post('/v2/message/server/push', route(async (req, res) => {
+    const appId = await authenticatedApp(req);
+    const { proxy } = decodeBody(Proxy, req.body);
+    if (proxy === 0) {
+      const { payload } = decodeBody(BatchBody, req.body);
+      const input = { msg: payload.msg, flag: payload.flag ?? DEFAULT_FLAG, from: null, clientIds: payload.clients, callback: false };
+      const { pushId } = await refusedAt((message) => `payload.${message}`, () => pushes.topvdnPush(appId, input, clock()));
+      res.json({ request_id: pushId });
+      return;
+    }
+    if (proxy !== 1) throw badInput('proxy: must be 0 (batch) or 1 (proxy)');
+    const { payload } = decodeBody(ProxyBody, req.body);
+    if (payload.length === 0 || payload.length > PROXY_ITEMS_MAX) throw badInput(`payload: 1 to ${PROXY_ITEMS_MAX} messages`);
+    const inputs = payload.map((item) => ({ msg: item.msg, flag: item.flag ?? DEFAULT_FLAG, from: item.from, clientIds: [item.to], callback: false }));
+    const senders = new Map<number, boolean>();
+    for (const [i, { from }] of inputs.entries()) {
+      if (!senders.has(from)) {
+        const device = await deviceQueries.byClientId(from);
+        senders.set(from, Boolean(device?.active && device.appId === appId));
+      }
+      if (!senders.get(from)) throw badInput(`payload[${i}].from: not a device of this app`);
+    }
+    // Every item is checked before any is pushed: a refused request appends nothing.
+    const ids = await refusedAt(
+      (message, index) => `payload[${index ?? 0}].${message.startsWith('clients:') ? 'to: must be a device number' : message}`,
+      () => pushes.topvdnPushes(appId, inputs, clock()),
+    );
+    res.json({ request_id: ids[0], request_ids: ids });
+  }));
+
+  router.all(['/v2/message', '/v2/message/*'], (req, res) => send(res, req, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`)));
+  router.use('/v2/message', bodyErrors(send, BODY_LIMIT));
+  return router;
+}

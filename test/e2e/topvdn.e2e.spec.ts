@@ -1,0 +1,380 @@
+import { expect } from 'chai';
+import type { Herald } from '../../src/herald';
+import { DeviceSocket } from '../support/deviceSocket';
+import { eventually } from '../support/eventually';
+import { startTestHerald, TestClock } from '../support/herald';
+
+// topvdn's custom message push on the wire (shared/seeds/002_66d9dfe67c8bed29.txt): client push with a
+// device token, server push (proxy 0: a batch to device numbers, proxy 1: on behalf of devices), the
+// frames devices receive on /msgpush.ws, flag 2 (tries at 0, 1, 3, 6, 11 s, dropped at 16 s) and flag
+// 3 (once), and the errors.
+
+interface Registered {
+  id: string;
+  clientId: number;
+  token: string;
+}
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Headers;
+}
+
+const HELLO = Buffer.from('hello').toString('base64');
+
+function topvdnClient(url: () => string) {
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> => {
+    const response = await fetch(`${url()}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown>, headers: response.headers };
+  };
+  let counter = 0;
+  return {
+    post,
+    async register(appId = 'camel'): Promise<Registered> {
+      const { status, body } = await post('/msgpush/register', { alias: `topvdn-${++counter}`, appId, platform: 'ANDROID', nativeToken: `topvdn-native-${counter}-${Date.now()}` });
+      expect(status, JSON.stringify(body)).to.equal(200);
+      return body as unknown as Registered;
+    },
+    clientPush: (token: string | undefined, fields: Record<string, unknown>) =>
+      post('/v2/message/client/push', { msg: HELLO, callback: 0, access_tokens: [], ...fields }, token === undefined ? {} : { 'x-client-token': token }),
+    serverPush: (body: unknown, app = 'camel', key = 'EERWERRRRE') => post('/v2/message/server/push', body, { 'x-app-id': app, 'x-app-key': key }),
+  };
+}
+
+describe('topvdn: /v2/message', function () {
+  this.timeout(60_000);
+  const clock = new TestClock();
+  let url: string;
+  let stop: () => Promise<void>;
+  let herald: Herald;
+  const sockets: DeviceSocket[] = [];
+  const { post, register, clientPush, serverPush } = topvdnClient(() => url);
+
+  before(async () => {
+    ({ url, stop, herald } = await startTestHerald({}, clock.now));
+  });
+  after(async () => {
+    for (const socket of sockets) socket.close();
+    await stop();
+  });
+
+  const connect = async (device: Registered) => {
+    const socket = await DeviceSocket.connect(url, device.id);
+    sockets.push(socket);
+    return socket;
+  };
+  const ids = (socket: DeviceSocket) => socket.messages.map((m) => m.messageId);
+  const tick = (ms: number) => {
+    clock.advance(ms);
+    herald.gateway.wake();
+  };
+  const status = (requestId: string) => herald.pushes.status('camel', requestId);
+  /** The PushRequested events appended after `after` (a store position). */
+  const pushesSince = async (after: bigint) =>
+    (await herald.infrastructure.store.readAll({ after, filter: { streamNamePrefixes: ['push-'] } })).filter((e) => e.type === 'PushRequested');
+
+  it('client push: the peers named by access_tokens receive the message, from the sender, with the request_id as messageId', async () => {
+    const [sender, peer1, peer2] = [await register(), await register(), await register()];
+    const [socket1, socket2] = [await connect(peer1), await connect(peer2)];
+    const { status: code, body } = await clientPush(sender.token, { flag: 3, callback: 1, access_tokens: [peer1.token, peer2.token] });
+    expect(code, JSON.stringify(body)).to.equal(200);
+    expect(Object.keys(body)).to.deep.equal(['request_id']);
+    const requestId = body.request_id as string;
+    expect(requestId).to.be.a('string').and.not.empty;
+    for (const socket of [socket1, socket2]) {
+      await socket.until((s) => s.messages.length === 1, 'the message');
+      expect(socket.messages[0]).to.deep.equal({ messageId: requestId, appId: 'camel', type: 'topvdn', msg: HELLO, flag: 3, from: sender.clientId, needConfirm: false });
+    }
+    // callback: 1 is recorded on the push.
+    const [requested] = await herald.infrastructure.store.readStream(`push-${requestId}`);
+    expect(requested?.data).to.deep.include({ message: { kind: 'topvdn', msg: HELLO, flag: 3, from: sender.clientId, callback: true } });
+    // The attempts are recorded just after the frames are written.
+    await eventually(async () => expect((await status(requestId))?.deliveries).to.include({ delivered: 2 }));
+
+    // No flag: 2, which asks for a confirmation.
+    const byDefault = await clientPush(sender.token, { access_tokens: [peer1.token] });
+    expect(byDefault.status).to.equal(200);
+    await socket1.until((s) => s.messages.length === 2, 'the flag 2 message');
+    expect(socket1.messages[1]).to.include({ messageId: byDefault.body.request_id, flag: 2, needConfirm: true });
+    socket1.confirm(byDefault.body.request_id as string);
+    await socket1.until((s) => s.frames.some((f) => f.confirmed === byDefault.body.request_id), 'the confirmation');
+    expect((await status(byDefault.body.request_id as string))?.deliveries).to.include({ confirmed: 1 });
+  });
+
+  it('client push with empty access_tokens answers a request_id and reaches nobody', async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    const { status: code, body } = await clientPush(sender.token, { access_tokens: [] });
+    expect(code).to.equal(200);
+    expect(body.request_id).to.be.a('string');
+    expect((await status(body.request_id as string))?.deliveries).to.deep.equal({ pending: 0, delivered: 0, confirmed: 0, dropped: 0, expired: 0 });
+    // The peer's next message is the one sent to it after: nothing came before.
+    const next = await clientPush(sender.token, { flag: 3, access_tokens: [peer.token] });
+    await socket.until((s) => s.messages.length >= 1, 'the later message');
+    expect(ids(socket)).to.deep.equal([next.body.request_id]);
+  });
+
+  it('server push, proxy 0: to device numbers of the app, from nobody; unknown numbers and other apps\' devices reach nothing', async () => {
+    const [a, b, foreign] = [await register(), await register(), await register('other')];
+    const [socketA, socketB, socketForeign] = [await connect(a), await connect(b), await connect(foreign)];
+    const { status: code, body } = await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [a.clientId, b.clientId, 9_999_999, foreign.clientId] } });
+    expect(code, JSON.stringify(body)).to.equal(200);
+    const requestId = body.request_id as string;
+    for (const socket of [socketA, socketB]) {
+      await socket.until((s) => s.messages.length === 1, 'the message');
+      expect(socket.messages[0]).to.deep.equal({ messageId: requestId, appId: 'camel', type: 'topvdn', msg: HELLO, flag: 3, from: null, needConfirm: false });
+    }
+    await eventually(async () => expect((await status(requestId))?.deliveries).to.deep.equal({ pending: 0, delivered: 2, confirmed: 0, dropped: 0, expired: 0 }));
+    // The other app's device: its next message is its own app's.
+    const own = await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [foreign.clientId] } }, 'other', 'other-secret');
+    expect(own.status).to.equal(200);
+    await socketForeign.until((s) => s.messages.length >= 1, 'its own app\'s message');
+    expect(ids(socketForeign)).to.deep.equal([own.body.request_id]);
+  });
+
+  it('server push, proxy 1: one push per item, from the named device, request_id first of request_ids', async () => {
+    const [from, to1, to2] = [await register(), await register(), await register()];
+    const [socket1, socket2] = [await connect(to1), await connect(to2)];
+    const { status: code, body } = await serverPush({
+      proxy: 1,
+      payload: [
+        { from: from.clientId, to: to1.clientId, flag: 3, msg: HELLO },
+        { from: from.clientId, to: to2.clientId, msg: 'AQID' },
+      ],
+    });
+    expect(code, JSON.stringify(body)).to.equal(200);
+    const requestIds = body.request_ids as string[];
+    expect(requestIds).to.have.length(2);
+    expect(body.request_id).to.equal(requestIds[0]);
+    await socket1.until((s) => s.messages.length === 1, 'the first item');
+    await socket2.until((s) => s.messages.length === 1, 'the second item');
+    expect(socket1.messages[0]).to.deep.equal({ messageId: requestIds[0], appId: 'camel', type: 'topvdn', msg: HELLO, flag: 3, from: from.clientId, needConfirm: false });
+    expect(socket2.messages[0]).to.deep.equal({ messageId: requestIds[1], appId: 'camel', type: 'topvdn', msg: 'AQID', flag: 2, from: from.clientId, needConfirm: true });
+    socket2.confirm(requestIds[1]!);
+    await socket2.until((s) => s.frames.some((f) => f.confirmed === requestIds[1]), 'the confirmation');
+  });
+
+  it('flag 2: tries at 0, 1, 3, 6 and 11 s while unconfirmed, then drops the delivery at 16 s', async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    const { body } = await clientPush(sender.token, { flag: 2, access_tokens: [peer.token] });
+    const requestId = body.request_id as string;
+    await socket.until((s) => s.messages.length === 1, 'the first attempt');
+    for (const [ms, attempts] of [
+      [1000, 2],
+      [2000, 3],
+      [3000, 4],
+      [5000, 5],
+    ] as const) {
+      tick(ms);
+      await socket.until((s) => s.messages.length >= attempts, `attempt ${attempts}`);
+      expect(ids(socket), `after attempt ${attempts}`).to.deep.equal(Array(attempts).fill(requestId));
+    }
+    await eventually(async () => expect((await status(requestId))?.deliveries).to.include({ delivered: 1, dropped: 0 }));
+    tick(5000);
+    await eventually(async () => expect((await status(requestId))?.deliveries).to.include({ delivered: 0, dropped: 1 }));
+    // No sixth attempt: the next frame the device gets is a later message.
+    const next = await clientPush(sender.token, { flag: 3, access_tokens: [peer.token] });
+    await socket.until((s) => s.messages.some((m) => m.messageId === next.body.request_id), 'the later message');
+    expect(ids(socket)).to.deep.equal([...Array(5).fill(requestId), next.body.request_id]);
+    // Confirming it now is too late.
+    socket.confirm(requestId);
+    await socket.until((s) => s.frames.some((f) => f.confirm === requestId && typeof f.error === 'object'), 'the refusal');
+  });
+
+  it('flag 2: a device that confirms the first attempt is not tried again', async () => {
+    const [sender, confirming, silent] = [await register(), await register(), await register()];
+    const [confirmer, control] = [await connect(confirming), await connect(silent)];
+    const { body } = await clientPush(sender.token, { access_tokens: [confirming.token, silent.token] });
+    const requestId = body.request_id as string;
+    await confirmer.until((s) => s.messages.length === 1, 'the first attempt');
+    confirmer.confirm(requestId);
+    await confirmer.until((s) => s.frames.some((f) => f.confirmed === requestId), 'the confirmation');
+    tick(1000);
+    // The silent device's second attempt shows the retry was due and made.
+    await control.until((s) => s.messages.length === 2, 'the silent device\'s second attempt');
+    tick(2000);
+    await control.until((s) => s.messages.length === 3, 'the silent device\'s third attempt');
+    const next = await clientPush(sender.token, { flag: 3, access_tokens: [confirming.token] });
+    await confirmer.until((s) => s.messages.some((m) => m.messageId === next.body.request_id), 'the later message');
+    expect(ids(confirmer)).to.deep.equal([requestId, next.body.request_id]);
+    await eventually(async () => expect((await status(requestId))?.deliveries).to.include({ confirmed: 1, delivered: 1 }));
+  });
+
+  it('flag 3: sent once to a connected device; a device connecting after 5 s gets nothing, its delivery dropped', async () => {
+    const [online, offline] = [await register(), await register()];
+    const socket = await connect(online);
+    const { body } = await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [online.clientId, offline.clientId] } });
+    const requestId = body.request_id as string;
+    await socket.until((s) => s.messages.length === 1, 'the message');
+    expect(socket.messages[0]).to.include({ flag: 3, needConfirm: false });
+    tick(3000);
+    tick(3000);
+    await eventually(async () => expect((await status(requestId))?.deliveries).to.deep.equal({ pending: 0, delivered: 1, confirmed: 0, dropped: 1, expired: 0 }));
+    const late = await connect(offline);
+    const next = await serverPush({ proxy: 0, payload: { msg: 'AA==', flag: 3, clients: [online.clientId, offline.clientId] } });
+    for (const s of [socket, late]) await s.until((d) => d.messages.some((m) => m.messageId === next.body.request_id), 'the later message');
+    expect(ids(late)).to.deep.equal([next.body.request_id]);
+    expect(ids(socket)).to.deep.equal([requestId, next.body.request_id]);
+  });
+
+  it('client push errors: 401 without a valid device token, 400 for bad input, in the {code, message} envelope, appending nothing', async () => {
+    const [sender, peer, foreign] = [await register(), await register(), await register('other')];
+    const head = await herald.infrastructure.store.headPosition();
+
+    for (const token of [undefined, '', 'garbage', `${sender.token.slice(0, -1)}${sender.token.endsWith('0') ? '1' : '0'}`]) {
+      const { status: code, body } = await clientPush(token, { access_tokens: [peer.token] });
+      expect(code, String(token)).to.equal(401);
+      expect(body).to.have.all.keys('code', 'message');
+      expect(body.code).to.equal('unauthorized');
+    }
+    // The token of a device since unregistered.
+    const gone = await register();
+    expect((await post(`/msgpush/unregister/${gone.id}`, {})).status).to.equal(200);
+    expect((await clientPush(gone.token, { access_tokens: [peer.token] })).status).to.equal(401);
+
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ msg: 'not base64!' }, 'msg'],
+      [{ msg: 'aGVsbG8' }, 'msg'],
+      [{ msg: Buffer.alloc(257, 7).toString('base64') }, 'msg'],
+      [{ msg: '' }, 'msg'],
+      [{ msg: 5 }, 'msg'],
+      [{ msg: undefined }, 'msg'],
+      [{ callback: undefined }, 'callback'],
+      [{ callback: 'yes' }, 'callback'],
+      [{ callback: 2 }, 'callback'],
+      [{ access_tokens: undefined }, 'access_tokens'],
+      [{ access_tokens: peer.token }, 'access_tokens'],
+      [{ access_tokens: [5] }, 'access_tokens[0]'],
+      [{ access_tokens: Array(1001).fill(peer.token) }, 'access_tokens'],
+      [{ flag: 4 }, 'flag'],
+      [{ flag: 1 }, 'flag'],
+      [{ flag: 'two' }, 'flag'],
+      [{ flag: 2.5 }, 'flag'],
+      [{ access_tokens: [peer.token, 'not-a-token'] }, 'access_tokens[1]: not a device token of this app'],
+      [{ access_tokens: [peer.token, peer.token, foreign.token] }, 'access_tokens[2]: not a device token of this app'],
+    ];
+    for (const [fields, expected] of cases) {
+      const { status: code, body } = await clientPush(sender.token, { access_tokens: [peer.token], ...fields });
+      expect(code, JSON.stringify(fields).slice(0, 200)).to.equal(400);
+      expect(body).to.have.all.keys('code', 'message');
+      expect(body.code).to.equal('bad_request');
+      expect(body.message, JSON.stringify(fields).slice(0, 200)).to.contain(expected);
+    }
+    const malformed = await post('/v2/message/client/push', '{"msg":', { 'x-client-token': sender.token });
+    expect(malformed).to.deep.include({ status: 400, body: { code: 'bad_request', message: 'malformed JSON body' } });
+    const notObject = await post('/v2/message/client/push', [1, 2], { 'x-client-token': sender.token });
+    expect(notObject.status).to.equal(400);
+    expect(await pushesSince(head)).to.deep.equal([]);
+
+    // 256 bytes is the limit, not past it.
+    const largest = await clientPush(sender.token, { msg: Buffer.alloc(256, 7).toString('base64'), access_tokens: [peer.token] });
+    expect(largest.status, JSON.stringify(largest.body)).to.equal(200);
+    expect(await pushesSince(head)).to.have.length(1);
+  });
+
+  it('server push errors: 401 for a wrong key or unknown app; 400 for bad input; proxy 1 with one bad item pushes nothing', async () => {
+    const [from, to, foreign] = [await register(), await register(), await register('other')];
+    const socket = await connect(to);
+    const head = await herald.infrastructure.store.headPosition();
+    const good = { proxy: 0, payload: { msg: HELLO, clients: [to.clientId] } };
+
+    for (const [app, key] of [
+      ['camel', 'wrong'],
+      ['nosuchapp', 'EERWERRRRE'],
+      ['camel', ''],
+      ['', 'EERWERRRRE'],
+    ] as const) {
+      const { status: code, body } = await serverPush(good, app, key);
+      expect(code, `${app}/${key}`).to.equal(401);
+      expect(body).to.have.all.keys('code', 'message');
+      expect(body.code).to.equal('unauthorized');
+    }
+    expect((await post('/v2/message/server/push', good)).status).to.equal(401);
+
+    const item = { from: from.clientId, to: to.clientId, msg: HELLO };
+    const cases: Array<[unknown, string]> = [
+      [{ payload: good.payload }, 'proxy'],
+      [{ proxy: 2, payload: good.payload }, 'proxy'],
+      [{ proxy: 0 }, 'payload'],
+      [{ proxy: 0, payload: 'x' }, 'payload'],
+      [{ proxy: 0, payload: { clients: [to.clientId] } }, 'payload.msg'],
+      [{ proxy: 0, payload: { msg: 'a', clients: [to.clientId] } }, 'payload.msg'],
+      [{ proxy: 0, payload: { msg: Buffer.alloc(257).toString('base64'), clients: [to.clientId] } }, 'payload.msg'],
+      [{ proxy: 0, payload: { msg: HELLO } }, 'payload.clients'],
+      [{ proxy: 0, payload: { msg: HELLO, clients: to.clientId } }, 'payload.clients'],
+      [{ proxy: 0, payload: { msg: HELLO, clients: ['abc'] } }, 'payload.clients[0]'],
+      [{ proxy: 0, payload: { msg: HELLO, clients: [0] } }, 'payload.clients'],
+      [{ proxy: 0, payload: { msg: HELLO, clients: [-5] } }, 'payload.clients'],
+      [{ proxy: 0, payload: { msg: HELLO, clients: Array.from({ length: 1001 }, (_, i) => i + 1) } }, 'at most 1000'],
+      [{ proxy: 0, payload: { msg: HELLO, flag: 4, clients: [to.clientId] } }, 'payload.flag'],
+      [{ proxy: 1, payload: [] }, 'payload'],
+      [{ proxy: 1, payload: item }, 'payload'],
+      [{ proxy: 1, payload: Array(101).fill(item) }, 'payload'],
+      [{ proxy: 1, payload: [item, { ...item, flag: 4 }] }, 'payload[1].flag'],
+      [{ proxy: 1, payload: [item, { ...item, msg: '!!' }] }, 'payload[1].msg'],
+      [{ proxy: 1, payload: [item, { to: to.clientId, msg: HELLO }] }, 'payload[1].from'],
+      [{ proxy: 1, payload: [item, { ...item, to: 0 }] }, 'payload[1].to'],
+      [{ proxy: 1, payload: [item, { ...item, from: 9_999_999 }] }, 'payload[1].from: not a device of this app'],
+      [{ proxy: 1, payload: [item, item, { ...item, from: foreign.clientId }] }, 'payload[2].from: not a device of this app'],
+    ];
+    for (const [body, expected] of cases) {
+      const reply = await serverPush(body);
+      expect(reply.status, JSON.stringify(body).slice(0, 200)).to.equal(400);
+      expect(reply.body).to.have.all.keys('code', 'message');
+      expect(reply.body.code).to.equal('bad_request');
+      expect(reply.body.message, JSON.stringify(body).slice(0, 200)).to.contain(expected);
+    }
+    const malformed = await post('/v2/message/server/push', '{"proxy": 1, ', { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' });
+    expect(malformed).to.deep.include({ status: 400, body: { code: 'bad_request', message: 'malformed JSON body' } });
+    expect(await pushesSince(head)).to.deep.equal([]);
+
+    // The connected device got nothing from the refused requests: its first message is the good one.
+    const { body } = await serverPush({ proxy: 1, payload: [{ ...item, flag: 3 }] });
+    await socket.until((s) => s.messages.length >= 1, 'the good message');
+    expect(ids(socket)).to.deep.equal([body.request_id]);
+    expect(body.request_ids).to.deep.equal([body.request_id]);
+    expect(await pushesSince(head)).to.have.length(1);
+  });
+
+  it('answers unknown routes under /v2/message 404, too large bodies 413, in the same envelope', async () => {
+    const unknown = await post('/v2/message/nope', {});
+    expect(unknown).to.deep.include({ status: 404 });
+    expect(unknown.body).to.include({ code: 'not_found' });
+    const get = await fetch(`${url}/v2/message/client/push`);
+    expect(get.status).to.equal(404);
+    expect(await get.json()).to.include({ code: 'not_found' });
+    const big = await post('/v2/message/server/push', { proxy: 0, payload: { msg: HELLO, clients: [], pad: 'x'.repeat(70 * 1024) } }, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' });
+    expect(big.status).to.equal(413);
+    expect(big.body).to.include({ code: 'too_large' });
+  });
+});
+
+describe('topvdn: a device\'s sends are rate limited', function () {
+  this.timeout(60_000);
+  let url: string;
+  let stop: () => Promise<void>;
+  const { register, clientPush, serverPush } = topvdnClient(() => url);
+
+  before(async () => {
+    ({ url, stop } = await startTestHerald({ sendRatePerMinute: 2 }));
+  });
+  after(async () => stop());
+
+  it('answers 429 with Retry-After past the rate; the app\'s server is not limited', async () => {
+    const [sender, peer] = [await register(), await register()];
+    for (let i = 0; i < 2; i++) expect((await clientPush(sender.token, { access_tokens: [peer.token] })).status).to.equal(200);
+    const limited = await clientPush(sender.token, { access_tokens: [peer.token] });
+    expect(limited.status).to.equal(429);
+    expect(limited.body).to.include({ code: 'too_many_requests' });
+    expect(Number(limited.headers.get('retry-after'))).to.be.within(1, 60);
+    // Another device has its own budget; the server's pushes have none.
+    const other = await register();
+    expect((await clientPush(other.token, { access_tokens: [peer.token] })).status).to.equal(200);
+    for (let i = 0; i < 3; i++) expect((await serverPush({ proxy: 0, payload: { msg: HELLO, clients: [peer.clientId] } })).status).to.equal(200);
+  });
+});

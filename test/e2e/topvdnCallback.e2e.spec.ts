@@ -1,0 +1,103 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import { eventually } from '../support/eventually';
+import { startTestHerald, TestClock } from '../support/herald';
+
+// topvdn `callback: 1` (shared/seeds/002_66d9dfe67c8bed29.txt): the message also goes to the app's own
+// server, at the URL it set with PUT /v2/message/callback (docs/delivery.md); a 2xx confirms it.
+describe('topvdn: app callbacks', function () {
+  this.timeout(60_000);
+  const clock = new TestClock();
+  let url: string;
+  let stop: () => Promise<void>;
+  let herald: Awaited<ReturnType<typeof startTestHerald>>['herald'];
+  // The app's server: records each POST, answers with the next status queued (200 when none).
+  const received: Array<Record<string, unknown>> = [];
+  const answers: number[] = [];
+  let appServer: http.Server;
+  let callbackUrl: string;
+
+  before(async () => {
+    ({ url, stop, herald } = await startTestHerald({}, clock.now));
+    appServer = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        received.push(JSON.parse(body) as Record<string, unknown>);
+        res.statusCode = answers.shift() ?? 200;
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => appServer.listen(0, '127.0.0.1', resolve));
+    callbackUrl = `http://127.0.0.1:${(appServer.address() as AddressInfo).port}/topvdn`;
+  });
+  after(async () => {
+    await stop();
+    await new Promise((resolve) => appServer.close(resolve));
+  });
+
+  const app = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = app) => {
+    const response = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const sender = async () => {
+    const { body } = await call('POST', '/msgpush/register', { alias: 'cb', appId: 'camel', platform: 'ANDROID', nativeToken: `cb-${Date.now()}-${Math.random()}` }, {});
+    return body as { token: string };
+  };
+  const clientPush = async (token: string, flag: number) =>
+    (await call('POST', '/v2/message/client/push', { msg: 'aGVsbG8=', flag, callback: 1, access_tokens: [] }, { 'x-client-token': token })).body.request_id as string;
+
+  it('sets, reads and removes the URL; refuses a bad one (400) and a wrong key (401)', async () => {
+    expect(await call('GET', '/v2/message/callback')).to.deep.equal({ status: 200, body: { url: null } });
+    expect(await call('PUT', '/v2/message/callback', { url: callbackUrl })).to.deep.equal({ status: 200, body: { url: callbackUrl } });
+    expect((await call('GET', '/v2/message/callback')).body.url).to.equal(callbackUrl);
+    expect((await call('PUT', '/v2/message/callback', { url: 'ftp://example.com/' })).status).to.equal(400);
+    expect((await call('PUT', '/v2/message/callback', { url: 7 })).status).to.equal(400);
+    expect((await call('PUT', '/v2/message/callback', { url: callbackUrl }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' })).status).to.equal(401);
+    expect((await call('GET', '/v2/message/callback', undefined, { 'x-app-id': 'other', 'x-app-key': 'other-secret' })).body.url).to.equal(null);
+  });
+
+  it('flag 2: POSTs the message to the app until it answers 2xx, at the retry schedule', async () => {
+    await call('PUT', '/v2/message/callback', { url: callbackUrl });
+    const { token } = await sender();
+    answers.push(500);
+    const before = received.length;
+    const id = await clientPush(token, 2);
+    await eventually(() => expect(received.length).to.equal(before + 1));
+    expect(received[before]).to.deep.include({ request_id: id, msg: 'aGVsbG8=', flag: 2 });
+    expect(received[before]!.from).to.be.a('number');
+    expect((await herald.pushes.status('camel', id))?.callback).to.equal('delivered');
+    clock.advance(1000);
+    herald.appCallbacks.wake();
+    await eventually(async () => expect((await herald.pushes.status('camel', id))?.callback).to.equal('confirmed'));
+    expect(received.length).to.equal(before + 2);
+    // Confirmed: no more POSTs, however much time passes.
+    clock.advance(20_000);
+    herald.appCallbacks.wake();
+    const next = await clientPush(token, 3);
+    await eventually(() => expect(received.map((r) => r.request_id)).to.include(next));
+    expect(received.filter((r) => r.request_id === id)).to.have.length(2);
+  });
+
+  it('flag 3: one POST whatever the answer; an app without a URL gets none and the delivery is dropped', async () => {
+    const { token } = await sender();
+    answers.push(503);
+    const before = received.length;
+    const once = await clientPush(token, 3);
+    await eventually(() => expect(received.length).to.equal(before + 1));
+    clock.advance(6000);
+    herald.appCallbacks.wake();
+    herald.gateway.wake();
+    await eventually(async () => expect((await herald.pushes.status('camel', once))?.callback).to.equal('delivered'));
+    expect(received.filter((r) => r.request_id === once)).to.have.length(1);
+
+    await call('PUT', '/v2/message/callback', { url: null });
+    const nowhere = await clientPush(token, 2);
+    clock.advance(17_000);
+    herald.gateway.wake();
+    await eventually(async () => expect((await herald.pushes.status('camel', nowhere))?.callback).to.equal('dropped'));
+    expect(received.map((r) => r.request_id)).to.not.include(nowhere);
+  });
+});
