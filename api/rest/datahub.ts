@@ -1,13 +1,14 @@
 import express from 'express';
 import * as t from 'io-ts';
-import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { DomainError } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { isStorableText } from '../../domain/text';
 import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
-import { AppAuthError, TicketError, type Tickets, type Viewer } from '../../src/identity/tickets';
+import type { Tickets, Viewer } from '../../src/identity/tickets';
 import { decodeFormat, decodeNotificationData, FormatError } from './datahubFormats';
-import { MAX_REQUEST_ID_LENGTH, SendRateExceededError } from '../../src/messaging/messaging';
+import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
+import { badInput, ShimError, shimRoute } from './shimErrors';
 import type { Logger } from '../../src/logger';
 
 /**
@@ -27,26 +28,6 @@ export const LIST_MAX_SIZE = 100;
  * back-end services (POST /topics/to_notifications.json).
  */
 const USER_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'site_broadcast', 'private_message']);
-
-export class DatahubError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    /** Sent as Retry-After. */
-    readonly retryAfterSeconds?: number,
-  ) {
-    super(message);
-  }
-}
-
-const DOMAIN_STATUS: Record<DomainErrorCode, [number, string]> = {
-  invalid: [400, 'bad_request'],
-  not_found: [404, 'not_found'],
-  forbidden: [403, 'forbidden'],
-  conflict: [409, 'conflict'],
-  expired: [404, 'not_found'],
-};
 
 // --- wire format ---------------------------------------------------------------------------------
 
@@ -121,7 +102,7 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
     const match = /^Token\s+(\S+)$/.exec(req.get('authorization') ?? '');
-    if (!match) throw new DatahubError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
+    if (!match) throw new ShimError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
     return tickets.authenticate(match[1]!, clock());
   };
 
@@ -175,46 +156,39 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
 
   // Anything else under datahub's paths (another method, a path below them) in the same envelope.
   router.all(['/notifications', '/notifications/*', '/notification_stat', '/notification_stat/*'], (req, res) => {
-    reply(res, new DatahubError(404, 'not_found', `no route ${req.method} ${req.path}`));
+    reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
 
   // Body errors (bad JSON, too large) in the same envelope.
   router.use(['/notifications', '/notification_stat'], (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
     const status = (error as { status?: unknown }).status;
-    if (status === 413) return reply(res, new DatahubError(413, 'too_large', 'request body too large (at most 64 KB)'));
-    return reply(res, new DatahubError(400, 'bad_request', 'malformed JSON body'));
+    if (status === 413) return reply(res, new ShimError(413, 'too_large', 'request body too large (at most 64 KB)'));
+    return reply(res, new ShimError(400, 'bad_request', 'malformed JSON body'));
   });
   return router;
 }
 
 export function route(log: Logger, handler: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler {
-  return (req, res) => {
-    handler(req, res).catch((error: unknown) => {
-      const known = toDatahubError(error);
-      if (known.status >= 500) log.error({ err: error, path: req.path }, 'datahub: internal error');
-      reply(res, known);
-    });
-  };
+  return shimRoute(log, 'datahub', (res, _req, error) => reply(res, error), async (req, res) => {
+    try {
+      await handler(req, res);
+    } catch (error) {
+      throw datahubError(error);
+    }
+  });
 }
 
-export function reply(res: express.Response, error: DatahubError): void {
+export function reply(res: express.Response, error: ShimError): void {
   if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));
   res.status(error.status).json({ code: error.code, message: error.message });
 }
 
-function toDatahubError(error: unknown): DatahubError {
-  if (error instanceof DatahubError) return error;
-  if (error instanceof TicketError || error instanceof AppAuthError) return new DatahubError(401, 'unauthorized', error.message);
+/** What datahub says differently from the other shims: a bad format is bad input; an expired notification is not found. */
+function datahubError(error: unknown): unknown {
   if (error instanceof FormatError) return badRequest(error.message);
-  if (error instanceof SendRateExceededError) return new DatahubError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
-  if (error instanceof DomainError) {
-    const [status, code] = DOMAIN_STATUS[error.code];
-    return new DatahubError(status, code, error.message);
-  }
-  return new DatahubError(500, 'internal', 'internal error');
+  if (error instanceof DomainError && error.code === 'expired') return new ShimError(404, 'not_found', error.message);
+  return error;
 }
 
-export function badRequest(message: string): DatahubError {
-  return new DatahubError(400, 'bad_request', message);
-}
+export const badRequest = badInput;

@@ -4,7 +4,8 @@ import type { Datahub } from '../../src/datahub/datahub';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import type { Emails } from '../../src/mail/emails';
-import { badRequest, checkRequestId, DatahubError, parseReceivers, reply, route } from './datahub';
+import { badRequest, checkRequestId, parseReceivers, reply, route } from './datahub';
+import { ShimError } from './shimErrors';
 import { decodeFormat, decodeNotificationData, itemEventOf, TopicEmail, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
 
 /**
@@ -50,7 +51,7 @@ export function datahubTopicsRouter(deps: {
   const authenticated = async (req: express.Request): Promise<string> => {
     const appId = req.get('x-app-id');
     const secret = req.get('x-app-key');
-    if (!appId || !secret) throw new DatahubError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
+    if (!appId || !secret) throw new ShimError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
     await tickets.authenticateApp(appId, secret);
     return appId;
   };
@@ -104,12 +105,12 @@ export function datahubTopicsRouter(deps: {
   }));
 
   router.all(['/topics', '/topics/*'], (req, res) => {
-    reply(res, new DatahubError(404, 'not_found', `no route ${req.method} ${req.path}`));
+    reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
   router.use('/topics', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
-    if ((error as { status?: unknown }).status === 413) return reply(res, new DatahubError(413, 'too_large', 'request body too large (at most 64 KB; 256 KB for to_emails.json)'));
-    return reply(res, new DatahubError(400, 'bad_request', 'malformed JSON body (strict JSON: the seed samples\' typos are not accepted, see docs/api/datahub.md)'));
+    if ((error as { status?: unknown }).status === 413) return reply(res, new ShimError(413, 'too_large', 'request body too large (at most 64 KB; 256 KB for to_emails.json)'));
+    return reply(res, new ShimError(400, 'bad_request', 'malformed JSON body (strict JSON: the seed samples\' typos are not accepted, see docs/api/datahub.md)'));
   });
   return router;
 }

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { Changes } from '../support/changes';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
@@ -46,7 +47,7 @@ type Filter = { first?: number; after?: string | null; unreadOnly?: boolean; typ
 class StatsWatcher {
   readonly pushes: Stats[] = [];
   readonly errors: unknown[] = [];
-  private waiters: Array<() => void> = [];
+  private readonly changes = new Changes();
 
   private constructor(private readonly client: Client) {}
 
@@ -82,20 +83,9 @@ class StatsWatcher {
 
   /** Waits until a push (from index `since` on) satisfies `condition`, or fails after the deadline. */
   async until(condition: (stats: Stats) => boolean, what: string, since = 0, timeoutMs = 10_000): Promise<Stats> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.pushes.slice(since).find(condition);
-      if (found) return found;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`notificationStats: timed out waiting for ${what}; pushes ${JSON.stringify(this.pushes)}, errors ${JSON.stringify(this.errors)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    const found = () => this.pushes.slice(since).find(condition);
+    await this.changes.until(() => found() !== undefined, () => `notificationStats: timed out waiting for ${what}; pushes ${JSON.stringify(this.pushes)}, errors ${JSON.stringify(this.errors)}`, timeoutMs);
+    return found()!;
   }
 
   async close(): Promise<void> {
@@ -103,7 +93,7 @@ class StatsWatcher {
   }
 
   private notify(): void {
-    for (const wake of this.waiters.splice(0)) wake();
+    this.changes.notify();
   }
 }
 

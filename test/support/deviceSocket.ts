@@ -1,11 +1,12 @@
 import WebSocket from 'ws';
+import { Changes } from './changes';
 
 /** A legacy ONE-PUSH terminal in a test: a plain `ws` client on /msgpush.ws that records every frame. */
 export class DeviceSocket {
   readonly frames: Array<Record<string, unknown>> = [];
   closeCode: number | undefined;
   closeReason = '';
-  private waiters: Array<() => void> = [];
+  private readonly changes = new Changes();
 
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data) => {
@@ -41,18 +42,7 @@ export class DeviceSocket {
 
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: (device: DeviceSocket) => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition(this)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}, close ${this.closeCode}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await this.changes.until(() => condition(this), () => `device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}, close ${this.closeCode}`, timeoutMs);
   }
 
   close(): void {
@@ -60,8 +50,6 @@ export class DeviceSocket {
   }
 
   private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
+    this.changes.notify();
   }
 }

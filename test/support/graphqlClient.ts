@@ -1,5 +1,6 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { Changes } from './changes';
 
 export interface GraphqlResponse<T = Record<string, unknown>> {
   readonly status: number;
@@ -36,7 +37,7 @@ export interface PushedMessage {
 export class Terminal {
   readonly received: Array<PushedMessage & { receivedAt: number }> = [];
   readonly errors: unknown[] = [];
-  private waiters: Array<() => void> = [];
+  private readonly changes = new Changes();
   private closeCode: number | undefined;
 
   private constructor(private readonly client: Client) {}
@@ -82,18 +83,7 @@ export class Terminal {
 
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: (terminal: Terminal) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition(this)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`terminal: timed out waiting for ${what}; received ${this.received.length}, errors ${JSON.stringify(this.errors)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await this.changes.until(() => condition(this), () => `terminal: timed out waiting for ${what}; received ${this.received.length}, errors ${JSON.stringify(this.errors)}`, timeoutMs);
   }
 
   async close(): Promise<void> {
@@ -101,9 +91,7 @@ export class Terminal {
   }
 
   private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
+    this.changes.notify();
   }
 }
 
@@ -121,7 +109,7 @@ export interface LiveOperation<T> {
  * `{deviceToken}`): subscriptions record their results; queries and mutations answer their one result.
  */
 export class GraphqlSocket {
-  private waiters: Array<() => void> = [];
+  private readonly changes = new Changes();
   private closeCode: number | undefined;
   private connected = false;
   private readonly client: Client;
@@ -193,18 +181,7 @@ export class GraphqlSocket {
 
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`graphql socket: timed out waiting for ${what} (closed with ${this.closeCode})`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await this.changes.until(condition, () => `graphql socket: timed out waiting for ${what} (closed with ${this.closeCode})`, timeoutMs);
   }
 
   async close(): Promise<void> {
@@ -212,8 +189,6 @@ export class GraphqlSocket {
   }
 
   private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
+    this.changes.notify();
   }
 }
