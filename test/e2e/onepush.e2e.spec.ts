@@ -145,6 +145,21 @@ describe('ONE-PUSH: /msgpush', function () {
     expect(socket.messages.map((m) => m.messageId)).to.deep.equal([id, next]);
   });
 
+  it('records SmsRequested for the addressed devices with a mobile number that are offline', async () => {
+    const online = await register({ alias: 'sms-user', mobile: '13700001111' });
+    const offline = await register({ alias: 'sms-user', mobile: '13700002222' });
+    await register({ alias: 'sms-user' }); // offline, but no number
+    const socket = await connect(online.id);
+    const { body } = await send({ audiences: ['sms-user'], smsMessage: 'sms message' });
+    await socket.until((s) => s.messages.length === 1, 'the push');
+    const events = await herald.infrastructure.store.readStream(`push-${body.requestId as string}`);
+    expect(events.map((e) => e.type)).to.deep.equal(['PushRequested', 'SmsRequested']);
+    expect(events[1]!.data).to.deep.include({ message: 'sms message', recipients: [{ deviceId: offline.id, mobile: '13700002222' }] });
+    // Without smsMessage, none.
+    const quiet = await send({ audiences: ['sms-user'] });
+    expect((await herald.infrastructure.store.readStream(`push-${quiet.body.requestId as string}`)).map((e) => e.type)).to.deep.equal(['PushRequested']);
+  });
+
   it('closes an unknown device, and an unregistered one, which then receives nothing', async () => {
     const unknown = await connect('0123456789abcdef0123456789abcdef');
     await unknown.until((s) => s.closeCode !== undefined, 'the close');
