@@ -65,6 +65,12 @@ class Session {
   backlogPushes: Set<string> | undefined = new Set();
   backlogHigh = -1n;
   unsubscribe: () => void = () => undefined;
+  /**
+   * The deliveries this session wrote last, with their stream as its record left it (once recorded):
+   * a device confirming at once is decided on that, without reading the stream (which may not hold the
+   * record yet — deciding on it would conflict with the record and start over) or the read model.
+   */
+  readonly written = new Map<string, { readonly push: DevicePush; readonly recorded: Promise<LoadedStream<DeliveryState> | undefined> }>();
 
   constructor(
     readonly device: DeviceView,
@@ -178,15 +184,19 @@ export class DeviceGateway {
 
   /** The device confirms a delivery: `messageId` is the push's id. */
   async confirm(device: DeviceView, messageId: string): Promise<void> {
-    const delivery = await this.deps.deliveries.byKey(messageId, device.deviceId);
-    if (!delivery) throw new DomainError('not_found', 'no message with this id was sent to this device');
+    const written = this.sessions.get(device.deviceId)?.written.get(messageId);
+    const push = written?.push ?? (await this.deps.deliveries.byKey(messageId, device.deviceId))?.push;
+    if (!push) throw new DomainError('not_found', 'no message with this id was sent to this device');
+    const known = await written?.recorded.catch(() => undefined);
     const result = await handleCommand(
       this.deps.store,
       deliveryAggregate,
       deliveryStreamName(messageId, device.deviceId),
-      { type: 'ConfirmDelivery', terms: deliveryTerms(delivery.push, device.deviceId), now: this.deps.clock().toISOString() },
+      { type: 'ConfirmDelivery', terms: deliveryTerms(push, device.deviceId), now: this.deps.clock().toISOString() },
       { appId: device.appId, actor: `device:${device.deviceId}` },
+      known,
     );
+    this.sessions.get(device.deviceId)?.written.delete(messageId);
     await this.deps.readYourWrites(result.position);
   }
 
@@ -237,7 +247,9 @@ export class DeviceGateway {
     let written = false;
     for (const connection of session.connections) written = connection.deliver(push, session.device) || written;
     if (!written) return undefined;
-    const result = await handleCommand(this.deps.store, deliveryAggregate, streamName, command, { appId: push.appId, actor: `device:${deviceId}` }, loaded);
+    const recording = handleCommand(this.deps.store, deliveryAggregate, streamName, command, { appId: push.appId, actor: `device:${deviceId}` }, loaded);
+    remember(session.written, push.pushId, { push, recorded: recording.then(({ state, revision }) => ({ state, revision }), () => undefined) });
+    const result = await recording;
     for (const event of result.events) {
       if ((event.type === 'MessageDelivered' || event.type === 'DeliveryRetried') && event.data.nextAttemptAt) this.wakeAt(Date.parse(event.data.nextAttemptAt));
     }
@@ -291,3 +303,12 @@ const knownFrom = (delivery: OpenDelivery): LoadedStream<DeliveryState> => ({
   state: { status: delivery.status, attempts: delivery.attempts, nextAttemptAt: null },
   revision: delivery.revision,
 });
+
+/** Remembers a session's last writes, the oldest forgotten first: a device confirms soon or not at all. */
+const WRITTEN_REMEMBERED = 256;
+function remember<V>(written: Map<string, V>, pushId: string, value: V): void {
+  written.delete(pushId);
+  written.set(pushId, value);
+  if (written.size > WRITTEN_REMEMBERED) written.delete(written.keys().next().value!);
+}
+
