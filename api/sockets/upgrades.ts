@@ -9,6 +9,9 @@ import type { WebSocketServer } from 'ws';
  */
 export function routeUpgrades(server: http.Server, endpoints: Readonly<Record<string, WebSocketServer>>): void {
   server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node takes its own error handler off an upgraded socket: a client resetting it mid-answer must not
+    // become an uncaught error (ws adds its own once it takes the socket over).
+    socket.on('error', () => socket.destroy());
     const url = request.url ?? '/';
     const query = url.indexOf('?');
     const wss = endpoints[query === -1 ? url : url.slice(0, query)];

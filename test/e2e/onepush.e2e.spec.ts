@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { expect } from 'chai';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
@@ -180,6 +181,32 @@ describe('ONE-PUSH: /msgpush', function () {
     await again.until((s) => s.closeCode !== undefined, 'the close');
     expect(again.closeCode).to.equal(4404);
     expect((await post('/msgpush/unregister/0123456789abcdef0123456789abcdef')).status).to.equal(404);
+  });
+
+  it('answers an upgrade to no endpoint 404, and survives clients that reset it', async () => {
+    const { port } = new URL(url);
+    const upgrade = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(upgrade('/nope')));
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).to.match(/^HTTP\/1.1 404/);
+    for (let i = 0; i < 100; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(Number(port), '127.0.0.1', () => {
+          socket.write(upgrade(i % 2 ? '/nope' : '/msgpush.ws'));
+          setImmediate(() => {
+            socket.resetAndDestroy();
+            resolve();
+          });
+        });
+        socket.on('error', () => resolve());
+      });
+    }
+    expect((await fetch(`${url}/healthz`)).status).to.equal(200);
   });
 
   it('refuses a wrong appKey (401) and bad input (400) in the Spring envelope, appending nothing', async () => {
