@@ -86,6 +86,12 @@ export const devicesProjection: Projection = {
           WHERE status = 'pending' OR (status = 'delivered' AND needs_confirm);
       `,
     },
+    {
+      // A connected device's next attempt, found per device (the expiry index would read every open delivery).
+      id: 'projection/devices/002-due',
+      sql: `CREATE INDEX device_deliveries_due ON device_deliveries (device_id, next_attempt_at)
+              WHERE status = 'pending' OR (status = 'delivered' AND needs_confirm)`,
+    },
   ],
 
   async handle(events, tx) {
@@ -93,7 +99,7 @@ export const devicesProjection: Projection = {
     for (const part of partsOf(events)) {
       if (part.registered.length > 0) await tx.query({ name: 'devices-register', text: REGISTER, values: part.registered.values() });
       if (part.unregistered.length > 0) await tx.query({ name: 'devices-unregister', text: UNREGISTER, values: part.unregistered.values() });
-      for (const row of part.unregistered.rows) publications.push({ topic: deviceTopic(row.app, row.id), payload: { type: 'unregistered' } satisfies DevicePublication });
+      for (const row of part.ended) publications.push({ topic: deviceTopic(row.app, row.id), payload: { type: 'unregistered' } satisfies DevicePublication });
       if (part.pushes.length > 0) {
         await tx.query({ name: 'devices-push', text: INSERT_PUSHES, values: part.pushes.values() });
         const { rows } = await tx.query<{ push_id: string; device_id: string }>({ name: 'devices-expand', text: EXPAND, values: part.pushes.values() });
@@ -116,6 +122,8 @@ class Part {
     ['id', 'app', 'clientId', 'alias', 'platform', 'nativeToken', 'mobile', 'tags', 'registration', 'active', 'at', 'position'],
   );
   readonly unregistered = new Columns<{ id: string; app: string; position: string }>(['id', 'app', 'position']);
+  /** Devices unregistered in the part (also when registered again after): their sessions end. */
+  readonly ended: Array<{ id: string; app: string }> = [];
   readonly pushes = new Columns<PushRow>(['id', 'app', 'audienceType', 'platform', 'audience', 'message', 'needsConfirm', 'retry', 'requestedAt', 'expiresAt', 'position']);
   readonly pushById = new Map<string, Extract<DevicePublication, { type: 'push' }>>();
   readonly outcomes = new Columns<Outcome>(['push', 'device', 'status', 'attempts', 'nextAttemptAt', 'events', 'firstPosition', 'position', 'at']);
@@ -126,10 +134,12 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
   const parts: Part[] = [];
   let part = new Part();
   // Folded per device / per delivery within a part; rows are made when the part is done.
-  let devices = new Map<string, { registered?: Extract<DeviceEvent, { type: 'DeviceRegistered' }>['data']; active: boolean; app: string; position: string }>();
+  // `ended`: unregistered at some point of the part (its connections are closed, whatever follows).
+  let devices = new Map<string, { registered?: Extract<DeviceEvent, { type: 'DeviceRegistered' }>['data']; active: boolean; ended: boolean; app: string; position: string }>();
   let outcomes = new Map<string, Outcome>();
   const finish = () => {
     for (const [id, device] of devices) {
+      if (device.ended) part.ended.push({ id, app: device.app });
       const r = device.registered;
       if (r) {
         part.registered.push({ id, app: r.appId, clientId: r.clientId, alias: r.alias, platform: r.platform, nativeToken: r.nativeToken, mobile: r.mobile, tags: JSON.stringify(r.tags), registration: r.registration, active: device.active, at: r.registeredAt, position: device.position });
@@ -150,11 +160,12 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
       if (!DEVICE_ID.test(device.data.deviceId)) continue;
       if (part.pushes.length > 0) finish();
       const before = devices.get(device.data.deviceId);
+      const ended = (before?.ended ?? false) || device.type === 'DeviceUnregistered';
       devices.set(
         device.data.deviceId,
         device.type === 'DeviceRegistered'
-          ? { registered: device.data, active: true, app: device.data.appId, position }
-          : { ...before, active: false, app: device.data.appId, position },
+          ? { registered: device.data, active: true, ended, app: device.data.appId, position }
+          : { ...before, active: false, ended, app: device.data.appId, position },
       );
       continue;
     }
@@ -407,12 +418,20 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
           ORDER BY dd.push_position LIMIT $4`,
         [deviceId, now, afterPushPosition.toString(), limit],
       ),
+    // Per connected device from the due index; deliveries of pushes from before the device's current
+    // registration are not its (a device unregistered and registered again, by another user, say).
     dueAttempts: (deviceIds, now, limit) =>
       deviceIds.length === 0
         ? Promise.resolve([])
         : open(
-            `SELECT ${OPEN_DELIVERY_COLUMNS} FROM device_deliveries dd JOIN device_pushes p USING (push_id)
-              WHERE dd.device_id = ANY($1) AND ${OPEN} AND dd.next_attempt_at <= $2 AND dd.expires_at > $2
+            `SELECT ${OPEN_DELIVERY_COLUMNS}
+               FROM unnest($1::text[]) AS c(device_id)
+               JOIN devices d ON d.device_id = c.device_id
+               CROSS JOIN LATERAL (SELECT * FROM device_deliveries dd
+                                    WHERE dd.device_id = c.device_id AND ${OPEN} AND dd.next_attempt_at <= $2 AND dd.expires_at > $2
+                                      AND dd.push_position > d.registration_position
+                                    ORDER BY dd.next_attempt_at LIMIT $3) dd
+               JOIN device_pushes p USING (push_id)
               ORDER BY dd.next_attempt_at, dd.push_position LIMIT $3`,
             [deviceIds, now, limit],
           ),
@@ -433,7 +452,10 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
       const { rows } = await pool.query<{ next: Date | null }>(
         prepared(
           `SELECT least((SELECT min(expires_at) FROM device_deliveries dd WHERE ${OPEN}),
-                        (SELECT min(next_attempt_at) FROM device_deliveries dd WHERE dd.device_id = ANY($1) AND ${OPEN})) AS next`,
+                        (SELECT min(n.next_attempt_at) FROM unnest($1::text[]) AS c(device_id)
+                           CROSS JOIN LATERAL (SELECT next_attempt_at FROM device_deliveries dd
+                                                WHERE dd.device_id = c.device_id AND ${OPEN} AND dd.next_attempt_at IS NOT NULL
+                                                ORDER BY dd.next_attempt_at LIMIT 1) n)) AS next`,
           [deviceIds],
         ),
       );
@@ -441,7 +463,11 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
     },
     async byKey(pushId, deviceId) {
       if (!UUID.test(pushId) || !DEVICE_ID.test(deviceId)) return undefined;
-      const [delivery] = await open(`SELECT ${OPEN_DELIVERY_COLUMNS} FROM device_deliveries dd JOIN device_pushes p USING (push_id) WHERE dd.push_id = $1 AND dd.device_id = $2`, [pushId, deviceId]);
+      const [delivery] = await open(
+        `SELECT ${OPEN_DELIVERY_COLUMNS} FROM device_deliveries dd JOIN device_pushes p USING (push_id) JOIN devices d ON d.device_id = dd.device_id
+          WHERE dd.push_id = $1 AND dd.device_id = $2 AND dd.push_position > d.registration_position`,
+        [pushId, deviceId],
+      );
       return delivery;
     },
     async statusOf(appId, pushId) {

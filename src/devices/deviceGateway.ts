@@ -70,6 +70,8 @@ class Session {
    * a device confirming at once is decided on that, without reading the stream (which may not hold the
    * record yet — deciding on it would conflict with the record and start over) or the read model.
    */
+  /** Scheduled retries queued and not yet made. */
+  readonly retrying = new Set<string>();
   readonly written = new Map<string, { readonly push: DevicePush; readonly recorded: Promise<LoadedStream<DeliveryState> | undefined> }>();
 
   constructor(
@@ -157,7 +159,14 @@ export class DeviceGateway {
       // Listen before reading the backlog: a push committed in between is in one or the other (or both: deduplicated).
       created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (payload) => this.onPublication(created, payload as DevicePublication));
       // Unregistered between the look above and the subscription: its publication was missed, so look again.
-      if (!(await this.deps.devices.byId(deviceId))?.active) {
+      let stillActive: boolean;
+      try {
+        stillActive = Boolean((await this.deps.devices.byId(deviceId))?.active);
+      } catch (error) {
+        this.forget(created);
+        throw error;
+      }
+      if (!stillActive) {
         this.forget(created);
         connection.close(DEVICE_CLOSE.unregistered.code, DEVICE_CLOSE.unregistered.reason);
         return undefined;
@@ -224,18 +233,29 @@ export class DeviceGateway {
         if (session.closed) return;
         session.backlogPushes?.add(delivery.push.pushId);
         if (delivery.pushPosition > session.backlogHigh) session.backlogHigh = delivery.pushPosition;
-        await this.attempt(session, delivery.push, knownFrom(delivery), false);
+        // Decided on its stream (the read model may not show a confirmation yet). One that fails stays
+        // open and is tried again later; the rest of the backlog goes on, in order.
+        await this.attempt(session, delivery.push, undefined, false).catch((error: unknown) =>
+          this.deps.log.error({ err: error, deviceId: session.device.deviceId, pushId: delivery.push.pushId }, 'a delivery to a device failed; it stays open'),
+        );
       }
       if (page.length < BACKLOG_PAGE) return;
       after = page[page.length - 1]!.pushPosition;
     }
   }
 
-  /** A scheduled retry, decided on the delivery's stream as it is now. */
-  private async retry(delivery: OpenDelivery) {
+  /**
+   * A scheduled retry, decided on the delivery's stream as it is now. Queued behind the device's other
+   * attempts without the worker waiting for it (one device's long backlog must not hold up every other
+   * device's retries); a retry already queued is not queued twice.
+   */
+  private async retry(delivery: OpenDelivery): Promise<undefined> {
     const session = this.sessions.get(delivery.deviceId);
-    if (!session) return undefined;
-    return session.enqueue(() => this.attempt(session, delivery.push, undefined, true));
+    const { pushId } = delivery.push;
+    if (!session || session.retrying.has(pushId)) return undefined;
+    session.retrying.add(pushId);
+    void session.enqueue(() => this.attempt(session, delivery.push, undefined, true)).finally(() => session.retrying.delete(pushId));
+    return undefined;
   }
 
   private async attempt(session: Session, push: DevicePush, known: LoadedStream<DeliveryState> | undefined, dueOnly: boolean) {
@@ -298,11 +318,6 @@ export class DeviceGateway {
 /** A delivery just expanded: its stream has no events yet. */
 const fresh = (): LoadedStream<DeliveryState> => ({ state: deliveryAggregate.decider.initialState(), revision: -1n });
 
-/** What the read model knows of a delivery's stream (if it lags, the append conflicts and is decided again). */
-const knownFrom = (delivery: OpenDelivery): LoadedStream<DeliveryState> => ({
-  state: { status: delivery.status, attempts: delivery.attempts, nextAttemptAt: null },
-  revision: delivery.revision,
-});
 
 /** Remembers a session's last writes, the oldest forgotten first: a device confirms soon or not at all. */
 const WRITTEN_REMEMBERED = 256;

@@ -57,7 +57,7 @@ export interface DeliveryQueries {
    * after `afterPushPosition`: what it receives on connecting. Expired ones are left out.
    */
   backlog(deviceId: string, now: Date, afterPushPosition: bigint, limit: number): Promise<OpenDelivery[]>;
-  /** Open deliveries to these devices whose next attempt is due at `now`. */
+  /** Open deliveries to these devices whose next attempt is due at `now` (of pushes since their current registration). */
   dueAttempts(deviceIds: readonly string[], now: Date, limit: number): Promise<OpenDelivery[]>;
   /** Open deliveries to apps' callback URLs whose next attempt is due at `now`. */
   dueCallbacks(now: Date, limit: number): Promise<OpenDelivery[]>;
@@ -65,7 +65,7 @@ export interface DeliveryQueries {
   expired(now: Date, limit: number): Promise<OpenDelivery[]>;
   /** The earliest time something above falls due for these devices, if any. */
   nextDue(deviceIds: readonly string[]): Promise<Date | undefined>;
-  /** One delivery, open or not. */
+  /** One delivery to a device, open or not, of a push made since the device's current registration. */
   byKey(pushId: string, deviceId: string): Promise<OpenDelivery | undefined>;
   /** A push's deliveries by status (for the sender's view, tests and analysts). */
   statusOf(appId: string, pushId: string): Promise<PushStatus | undefined>;

@@ -1,7 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
 import { DomainError } from '../../domain/decider';
-import { deviceStreamName } from '../../domain/device/device';
+import { DEVICE_LIMITS, deviceStreamName } from '../../domain/device/device';
+import { isStorableText } from '../../domain/text';
 import { deviceAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -70,7 +71,9 @@ export class Devices {
   /** Registers the device (or updates it); answers once it can connect and be pushed to. */
   async register(input: RegisterDeviceInput, now: Date): Promise<RegisteredDevice> {
     if (!(await this.deps.keys.isRegisteredApp(input.appId))) throw new DomainError('invalid', 'appId: no such app');
-    const known = typeof input.nativeToken === 'string' ? await this.deps.queries.byNativeToken(input.appId, input.nativeToken) : undefined;
+    // Looked up only when it can be one (text PostgreSQL can compare); anything else the decider refuses.
+    const lookup = typeof input.nativeToken === 'string' && input.nativeToken.length <= DEVICE_LIMITS.nativeTokenLength && isStorableText(input.nativeToken);
+    const known = lookup ? await this.deps.queries.byNativeToken(input.appId, input.nativeToken) : undefined;
     if (known?.active && input.ownedBy !== undefined && known.alias !== input.ownedBy) throw new DomainError('forbidden', 'this native token is registered to another alias');
     const deviceId = known?.deviceId ?? this.deviceIdOf(input.appId, input.nativeToken);
     const clientId = known?.clientId ?? (await this.nextNumber());

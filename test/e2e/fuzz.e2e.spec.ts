@@ -99,12 +99,21 @@ describe('fuzz: generated bad input on every route', function () {
   after(() => test?.stop());
 
   /** Runs `request`; a refused one must leave the event store's head where it was. */
+  /**
+   * Runs `request`; a refused one must append nothing. herald's own background work (a delivery of an
+   * earlier accepted push dropped at its expiry, say: actor `herald:…`) may append meanwhile.
+   */
   async function refusedAppendsNothing(request: () => Promise<boolean>): Promise<void> {
-    const head = await test.herald.infrastructure.store.headPosition();
+    const { store } = test.herald.infrastructure;
+    const head = await store.headPosition();
     const accepted = await request();
-    const after = await test.herald.infrastructure.store.headPosition();
-    if (accepted) appended++;
-    else expect(after, 'a refused request appended events').to.equal(head);
+    if (accepted) {
+      appended++;
+      return;
+    }
+    const since = head < 0n ? await store.readAll({ maxCount: 1000 }) : await store.readAll({ after: head, maxCount: 1000 });
+    const byRequest = since.filter((event) => !String(event.metadata.actor ?? '').startsWith('herald:'));
+    expect(byRequest.map((event) => `${event.type} by ${String(event.metadata.actor)}`), 'a refused request appended events').to.deep.equal([]);
   }
 
   it(`Koala: ${RUNS.koala} generated requests, each answered below 500 in {status, errcode, errmsg, result}`, async () => {
@@ -257,11 +266,11 @@ describe('fuzz: generated bad input on every route', function () {
     const body = fc
       .record(
         {
-          alias: some('fuzz-device', 'a'),
+          alias: fc.oneof(fc.constantFrom('fuzz-device', 'a'), nastyText(ticket), json),
           appId: some('camel', 'other', 'nobody'),
           appKey: some('EERWERRRRE', 'wrong'),
           platform: some('ALL', 'ANDROID', 'IOS', 'PC', 'WEB', 'PHONE'),
-          nativeToken: some('fuzz-native', 'n2'),
+          nativeToken: fc.oneof(fc.constantFrom('fuzz-native', 'n2'), nastyText(ticket), json),
           mobile: some('13700001111', '+86 137-0000-1111'),
           tag: some(['tag1', 'sz'], []),
           pushMsgType: some('MSG', 'CMD', 'X'),

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { expect } from 'chai';
+import { deliveryQueries } from '../../projections/devices';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
@@ -144,6 +145,25 @@ describe('ONE-PUSH: /msgpush', function () {
     const next = (await send({ audiences: ['quick'], alert: 'next' })).body.requestId as string;
     await socket.until((s) => s.messages.some((m) => m.messageId === next), 'the next message');
     expect(socket.messages.map((m) => m.messageId)).to.deep.equal([id, next]);
+  });
+
+  it('switching user: what was sent to the old alias is not delivered to the device registered again', async () => {
+    const nativeToken = `shared-phone-${Date.now()}`;
+    const alice = await register({ alias: 'switch-alice', nativeToken });
+    const secret = (await send({ audiences: ['switch-alice'], alert: 'alice secret', needConfirm: true, duration: 600 })).body.requestId as string;
+    expect((await post(`/msgpush/unregister/${alice.id}`)).status).to.equal(200);
+    const bob = await register({ alias: 'switch-bob', nativeToken });
+    expect(bob.id).to.equal(alice.id);
+    const socket = await connect(bob.id);
+    const hello = (await send({ audiences: ['switch-bob'], alert: 'hello bob' })).body.requestId as string;
+    await socket.until((s) => s.messages.some((m) => m.messageId === hello), "bob's message");
+    // Not in the backlog, not due for a retry, not confirmable by the device now.
+    const later = new Date(clock.now().getTime() + 60_000);
+    expect((await deliveryQueries(herald.infrastructure.database.pool).dueAttempts([bob.id], later, 10)).map((d) => d.push.pushId)).to.not.include(secret);
+    socket.confirm(secret);
+    await socket.until((s) => s.frames.some((f) => f.confirm === secret), 'the refusal');
+    expect(socket.frames.find((f) => f.confirm === secret)).to.deep.include({ error: { code: 'not_found', message: 'no message with this id was sent to this device' } });
+    expect(socket.messages.map((m) => m.alert)).to.deep.equal(['hello bob']);
   });
 
   it('records SmsRequested for the addressed devices with a mobile number that are offline', async () => {

@@ -190,4 +190,19 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
     expect([...tables.deliveries.keys()]).to.deep.equal([`${pushIdOf(0)}/${deviceIdOf(0)}`]);
     expect(sorted(tables)).to.deep.equal(sorted(model));
   });
+
+  it('publishes the end of a device unregistered in a batch, also when it was registered in the same batch, or again after', async () => {
+    const { pool } = infrastructure.database;
+    for (const steps of [
+      [{ kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' }, { kind: 'unregister', device: 0 }],
+      [{ kind: 'register', device: 1, alias: 'a', tags: [], platform: 'ANDROID' }, { kind: 'register', device: 1, alias: 'b', tags: [], platform: 'ANDROID' }, { kind: 'unregister', device: 1 }],
+      [{ kind: 'register', device: 2, alias: 'a', tags: [], platform: 'ANDROID' }, { kind: 'unregister', device: 2 }, { kind: 'register', device: 2, alias: 'b', tags: [], platform: 'ANDROID' }],
+    ] as Step[][]) {
+      await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
+      const { events } = history(steps);
+      const publications = await withTransaction(pool, (tx) => devicesProjection.handle(recorded(events, () => 'irrelevant'), tx));
+      expect(publications, JSON.stringify(steps)).to.deep.equal([{ topic: `device:app:${deviceIdOf(steps[0]!.kind === 'register' ? steps[0]!.device : 0)}`, payload: { type: 'unregistered' } }]);
+    }
+  });
 });
+
