@@ -87,6 +87,7 @@ const Environment = t.type({
   HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
   HERALD_PROJECTION_ON_ERROR: optional(t.keyof({ park: null, stop: null }, 'park or stop')),
   SMTP_URL: optional(urlWithScheme(['smtp', 'smtps'])),
+  HERALD_CALLBACK_PRIVATE_NETWORKS: optional(t.keyof({ allow: null, refuse: null }, 'allow or refuse')),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
   ),
@@ -120,6 +121,11 @@ export interface Config {
   readonly smtpUrl?: string;
   /** The From address of herald's emails; unset → the mailer's default (herald@localhost). */
   readonly mailFrom?: string;
+  /**
+   * Whether apps' callback URLs (topvdn `callback: 1`) may reach loopback, private and link-local
+   * addresses: refused by default, so an app cannot make herald probe its own network.
+   */
+  readonly callbackPrivateNetworks: 'allow' | 'refuse';
 }
 
 export class ConfigError extends Error {
@@ -157,5 +163,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     projectionOnError: e.HERALD_PROJECTION_ON_ERROR ?? 'park',
     ...(e.SMTP_URL !== undefined && { smtpUrl: e.SMTP_URL }),
     ...(e.HERALD_MAIL_FROM !== undefined && { mailFrom: e.HERALD_MAIL_FROM }),
+    callbackPrivateNetworks: e.HERALD_CALLBACK_PRIVATE_NETWORKS ?? 'refuse',
   };
 }

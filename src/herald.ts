@@ -21,7 +21,7 @@ import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { Datahub } from './datahub/datahub';
-import { AppCallbacks } from './devices/appCallbacks';
+import { AppCallbacks, postJson } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
 import { deviceNumberMigrations, Devices } from './devices/devices';
 import { Pushes } from './devices/pushes';
@@ -184,6 +184,7 @@ export async function startHerald(
       log,
       readYourWrites: devicesShow,
       appsShow: progress.readYourWrites([appsProjection.name], config.readYourWritesTimeoutMs),
+      post: postJson({ privateNetworks: config.callbackPrivateNetworks }),
     });
     const pushes = new Pushes({ store, deliveries, presence: gateway.presence, sendAllowance, readYourWrites: devicesShow });
     const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });

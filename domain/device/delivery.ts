@@ -35,7 +35,7 @@ export const DeliveryRetried = t.type({
 export const DeliveryConfirmed = t.type({ type: t.literal('DeliveryConfirmed'), data: t.type({ ...Target, confirmedAt: t.string }) });
 export const DeliveryDropped = t.type({
   type: t.literal('DeliveryDropped'),
-  data: t.type({ ...Target, attempts: t.number, reason: t.keyof({ not_connected: null, not_confirmed: null }), droppedAt: t.string }),
+  data: t.type({ ...Target, attempts: t.number, reason: t.keyof({ not_connected: null, not_confirmed: null, no_callback_url: null }), droppedAt: t.string }),
 });
 export const DeliveryExpired = t.type({ type: t.literal('DeliveryExpired'), data: t.type({ ...Target, attempts: t.number, expiredAt: t.string }) });
 export const DeliveryEvent = t.union([MessageDelivered, DeliveryRetried, DeliveryConfirmed, DeliveryDropped, DeliveryExpired]);
@@ -86,7 +86,14 @@ export interface CloseDelivery {
   readonly terms: DeliveryTerms;
   readonly now: string;
 }
-export type DeliveryCommand = RecordAttempt | ConfirmDelivery | CloseDelivery;
+/** Ends an open delivery that cannot be made: its app has no callback URL. */
+export interface DropDelivery {
+  readonly type: 'DropDelivery';
+  readonly terms: DeliveryTerms;
+  readonly reason: 'no_callback_url';
+  readonly now: string;
+}
+export type DeliveryCommand = RecordAttempt | ConfirmDelivery | CloseDelivery | DropDelivery;
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'confirmed' | 'dropped' | 'expired';
 export interface DeliveryState {
@@ -156,6 +163,9 @@ export const deliveryDecider: Decider<DeliveryCommand, DeliveryEvent, DeliverySt
           ? [{ type: 'DeliveryDropped', data: { ...target, attempts, reason: attempts === 0 ? 'not_connected' : 'not_confirmed', droppedAt: command.now } }]
           : [{ type: 'DeliveryExpired', data: { ...target, attempts, expiredAt: command.now } }];
       }
+      case 'DropDelivery':
+        if (!isOpen(state.status, terms.needsConfirm)) return [];
+        return [{ type: 'DeliveryDropped', data: { ...target, attempts: state.attempts, reason: command.reason, droppedAt: command.now } }];
       default:
         return unreachable(command);
     }

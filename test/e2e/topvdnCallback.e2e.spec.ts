@@ -19,7 +19,7 @@ describe('topvdn: app callbacks', function () {
   let callbackUrl: string;
 
   before(async () => {
-    ({ url, stop, herald } = await startTestHerald({}, clock.now));
+    ({ url, stop, herald } = await startTestHerald({ callbackPrivateNetworks: 'allow' }, clock.now));
     appServer = http.createServer((req, res) => {
       let body = '';
       req.on('data', (chunk: Buffer) => (body += chunk.toString()));
@@ -95,9 +95,26 @@ describe('topvdn: app callbacks', function () {
 
     await call('PUT', '/v2/message/callback', { url: null });
     const nowhere = await clientPush(token, 2);
-    clock.advance(17_000);
-    herald.gateway.wake();
     await eventually(async () => expect((await herald.pushes.status('camel', nowhere))?.callback).to.equal('dropped'));
+    const events = await herald.infrastructure.store.readStream(`delivery-${nowhere}.app-callback`);
+    expect(events.map((e) => [e.type, (e.data as { reason?: string }).reason])).to.deep.equal([['DeliveryDropped', 'no_callback_url']]);
     expect(received.map((r) => r.request_id)).to.not.include(nowhere);
+  });
+
+  it('by default, POSTs to no loopback, private or link-local address (HERALD_CALLBACK_PRIVATE_NETWORKS)', async () => {
+    const guarded = await startTestHerald({}, clock.now);
+    try {
+      const headers = { 'content-type': 'application/json', 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
+      await fetch(`${guarded.url}/v2/message/callback`, { method: 'PUT', headers, body: JSON.stringify({ url: callbackUrl }) });
+      const device = (await (await fetch(`${guarded.url}/msgpush/register`, { method: 'POST', headers, body: JSON.stringify({ alias: 'cb', appId: 'camel', platform: 'ANDROID', nativeToken: 'guarded' }) })).json()) as { token: string };
+      const before = received.length;
+      const answer = await fetch(`${guarded.url}/v2/message/client/push`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-client-token': device.token }, body: JSON.stringify({ msg: 'aGVsbG8=', flag: 3, callback: 1, access_tokens: [] }) });
+      const id = ((await answer.json()) as { request_id: string }).request_id;
+      // The attempt is made and fails (no connection): recorded, and nothing reached the app's server.
+      await eventually(async () => expect((await guarded.herald.pushes.status('camel', id))?.callback).to.equal('delivered'));
+      expect(received.length).to.equal(before);
+    } finally {
+      await guarded.stop();
+    }
   });
 });
