@@ -7,7 +7,7 @@ import { createHandler } from 'graphql-http/lib/use/express';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
-import type { Devices } from '../../src/devices/devices';
+import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
 import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets } from '../../src/identity/tickets';
 import { deviceResolvers } from './deviceResolvers';
@@ -130,17 +130,12 @@ function closeAtExpiry(socket: WebSocket, expiresAt: number, clock: Clock): void
   socket.once('close', () => clearTimeout(timer));
 }
 
-/**
- * A device token's form (src/devices/devices.ts: `<number>_<registration>_<issued at>_<32 hex>`). A
- * ticket is `<base64url>.<base64url>`: it has a dot, a device token has none, so the form tells them apart.
- */
-const DEVICE_TOKEN_FORM = /^[0-9]+_[0-9]+_[0-9]+_[0-9a-f]{32}$/;
-
+/** A Bearer credential is a ticket or a device token; their forms tell them apart (isDeviceTokenForm). */
 async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices'>, header: string | undefined, now: Date): Promise<GraphqlContext | GraphQLError> {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
   if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket> (a device: Bearer <deviceToken>)', { extensions: { code: 'UNAUTHENTICATED' } });
   const credential = match[1]!;
-  if (DEVICE_TOKEN_FORM.test(credential)) {
+  if (isDeviceTokenForm(credential)) {
     const device = await deps.devices.authenticate(credential);
     return device ? { device } : new GraphQLError('the device token is not valid, or its registration has ended', { extensions: { code: 'UNAUTHENTICATED' } });
   }

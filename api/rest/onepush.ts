@@ -51,13 +51,15 @@ const SendBody = t.intersection([
   }),
 ]);
 
-function send(res: express.Response, req: express.Request, error: ShimError): void {
-  res.status(error.status).json({ timestamp: new Date().toISOString(), status: error.status, error: http.STATUS_CODES[error.status] ?? 'Error', message: error.message, path: req.originalUrl.split('?')[0] });
-}
+/** Spring Boot's error body, stamped with herald's clock. */
+const springError = (clock: Clock) => (res: express.Response, req: express.Request, error: ShimError): void => {
+  res.status(error.status).json({ timestamp: clock().toISOString(), status: error.status, error: http.STATUS_CODES[error.status] ?? 'Error', message: error.message, path: req.originalUrl.split('?')[0] });
+};
 
 export function onePushRouter(deps: { readonly tickets: Tickets; readonly devices: Devices; readonly pushes: Pushes; readonly clock: Clock; readonly log: Logger }): express.Router {
   const { tickets, devices, pushes, clock, log } = deps;
   const router = express.Router();
+  const send = springError(clock);
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'onepush', send, handler);
   router.use('/msgpush', express.json({ limit: BODY_LIMIT }));
 

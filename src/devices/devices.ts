@@ -50,6 +50,9 @@ export interface RegisteredDevice {
 
 const TOKEN = /^([1-9][0-9]{0,15})_([1-9][0-9]{0,8})_([0-9]{1,12})_([0-9a-f]{32})$/;
 
+/** Whether a credential has a device token's form (a ticket has another: `<payload>.<signature>`). */
+export const isDeviceTokenForm = (credential: string): boolean => TOKEN.test(credential);
+
 export class Devices {
   private readonly idKey: Buffer;
   private readonly tokenKey: Buffer;
