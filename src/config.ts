@@ -1,5 +1,6 @@
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
+import { isIP } from 'node:net';
 import { AppId } from '../domain/app/app';
 
 /**
@@ -69,6 +70,25 @@ const NonNegativeInt = (max: number) =>
     return /^\d+$/.test(raw) && n <= max ? n : undefined;
   });
 
+/** `a.b.c.d/n` or `ipv6/n` entries, comma-separated; a bare address is a /32 (/128). */
+export interface Cidr {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: 'ipv4' | 'ipv6';
+}
+const CidrList = fromEnvString<readonly Cidr[]>('a comma-separated list of CIDRs (e.g. 127.0.0.0/8,::1/128,10.0.0.0/8)', (raw) => {
+  const entries = raw.split(',').map((entry) => entry.trim()).filter((entry) => entry.length > 0);
+  const cidrs = entries.map((entry): Cidr | undefined => {
+    const [address = '', prefixText] = entry.split('/');
+    const version = isIP(address);
+    if (version === 0) return undefined;
+    const max = version === 4 ? 32 : 128;
+    const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+    return prefix >= 0 && prefix <= max ? { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' } : undefined;
+  });
+  return cidrs.every((c) => c !== undefined) ? (cidrs as Cidr[]) : undefined;
+});
+
 const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.undefined], codec.name);
 
 const Environment = t.type({
@@ -88,6 +108,8 @@ const Environment = t.type({
   HERALD_PROJECTION_ON_ERROR: optional(t.keyof({ park: null, stop: null }, 'park or stop')),
   SMTP_URL: optional(urlWithScheme(['smtp', 'smtps'])),
   HERALD_CALLBACK_PRIVATE_NETWORKS: optional(t.keyof({ allow: null, refuse: null }, 'allow or refuse')),
+  RTIO_TRUSTED_CIDRS: optional(CidrList),
+  RTIO_APP_ID: optional(fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined))),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
   ),
@@ -126,6 +148,10 @@ export interface Config {
    * addresses: refused by default, so an app cannot make herald probe its own network.
    */
   readonly callbackPrivateNetworks: 'allow' | 'refuse';
+  /** RTIO's REST routes take callers from these networks without app credentials (the seed: an internal network). */
+  readonly rtioTrustedCidrs: readonly Cidr[];
+  /** The app RTIO's credential-less trusted callers act for. */
+  readonly rtioAppId: string;
 }
 
 export class ConfigError extends Error {
@@ -164,5 +190,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(e.SMTP_URL !== undefined && { smtpUrl: e.SMTP_URL }),
     ...(e.HERALD_MAIL_FROM !== undefined && { mailFrom: e.HERALD_MAIL_FROM }),
     callbackPrivateNetworks: e.HERALD_CALLBACK_PRIVATE_NETWORKS ?? 'refuse',
+    rtioTrustedCidrs: e.RTIO_TRUSTED_CIDRS ?? [
+      { address: '127.0.0.0', prefix: 8, family: 'ipv4' },
+      { address: '::1', prefix: 128, family: 'ipv6' },
+    ],
+    rtioAppId: e.RTIO_APP_ID ?? 'rtio',
   };
 }

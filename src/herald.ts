@@ -3,6 +3,8 @@ import { onePushRouter } from '../api/rest/onepush';
 import { topvdnRouter } from '../api/rest/topvdn';
 import { msgpushSockets, MSGPUSH_PATH } from '../api/sockets/msgpush';
 import { routeUpgrades } from '../api/sockets/upgrades';
+import { RTIO_PATH, rtioSockets } from '../api/sockets/rtioSocket';
+import { rtioRouter } from '../api/rest/rtio';
 import { OperationChecks } from '../api/graphql/operationChecks';
 import { datahubRouter } from '../api/rest/datahub';
 import { datahubTopicsRouter } from '../api/rest/datahubTopics';
@@ -25,6 +27,7 @@ import { AppCallbacks, postJson } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
 import { deviceNumberMigrations, Devices } from './devices/devices';
 import { Pushes } from './devices/pushes';
+import { Rtio } from './rtio/rtio';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
@@ -187,6 +190,7 @@ export async function startHerald(
       post: postJson({ privateNetworks: config.callbackPrivateNetworks }),
     });
     const pushes = new Pushes({ store, deliveries, presence: gateway.presence, sendAllowance, readYourWrites: devicesShow });
+    const rtio = new Rtio({ store, clock, log });
     const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
@@ -206,6 +210,7 @@ export async function startHerald(
       datahubTopicsRouter({ tickets, datahub, emails, clock, log }),
       onePushRouter({ tickets, devices, pushes, clock, log }),
       topvdnRouter({ tickets, devices, deviceQueries: deviceQueries(database.pool), pushes, appCallbacks, clock, log }),
+      rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),
       graphqlRouter({ schema, checks, tickets, devices, clock, log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
@@ -217,7 +222,8 @@ export async function startHerald(
     const server = http;
     const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, clock, log });
     const deviceSockets = msgpushSockets({ gateway, log });
-    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss });
+    const rtioDeviceSockets = rtioSockets({ rtio, log });
+    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss });
     const deviceGateway = gateway;
     const callbacks = appCallbacks;
     return {
@@ -237,6 +243,8 @@ export async function startHerald(
         log.info('shutting down');
         await graphqlWs.close();
         await deviceSockets.close();
+        rtio.close();
+        await rtioDeviceSockets.close();
         await deviceGateway.stop();
         await callbacks.stop();
         await server.close();

@@ -8,6 +8,16 @@ import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '..
 import { deviceDecider, DeviceEvent, type DeviceCommand, type DeviceState } from '../../domain/device/device';
 import { pushDecider, PushEvent, type PushCommand, type PushState } from '../../domain/device/push';
 import { deliveryDecider, DeliveryEvent, type DeliveryCommand, type DeliveryState } from '../../domain/device/delivery';
+import {
+  rtioCallDecider,
+  RtioCallEvent,
+  rtioDeviceDecider,
+  RtioDeviceEvent,
+  type RtioCallCommand,
+  type RtioCallState,
+  type RtioDeviceCommand,
+  type RtioDeviceState,
+} from '../../domain/rtio/rtio';
 import type { Aggregate } from './commandHandler';
 
 /** Each aggregate's decider with the codec its stored events are decoded by. */
@@ -21,3 +31,5 @@ export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = {
 export const deviceAggregate: Aggregate<DeviceCommand, DeviceEvent, DeviceState> = { decider: deviceDecider, eventCodec: DeviceEvent };
 export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = { decider: pushDecider, eventCodec: PushEvent };
 export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, DeliveryState> = { decider: deliveryDecider, eventCodec: DeliveryEvent };
+export const rtioDeviceAggregate: Aggregate<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = { decider: rtioDeviceDecider, eventCodec: RtioDeviceEvent };
+export const rtioCallAggregate: Aggregate<RtioCallCommand, RtioCallEvent, RtioCallState> = { decider: rtioCallDecider, eventCodec: RtioCallEvent };

@@ -14,7 +14,7 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
@@ -370,11 +370,55 @@ describe('fuzz: generated bad input on every route', function () {
     }
   });
 
+  it(`RTIO: ${RUNS.rtio} generated requests, each answered below 500 as {nonce, code, desc}`, async () => {
+    const created = (await (await fetch(`${test.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce: 'fuzz-rtio-device' }) })).json()) as { device_id: string };
+    const json = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: 'small' }, nastyText(ticket), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(fc.string({ maxLength: 6 }), tie('value'), { maxKeys: 5 })),
+    })).value;
+    const some = (...good: unknown[]) => fc.oneof(fc.constantFrom(...good), json);
+    const body = fc.oneof(
+      fc
+        .record(
+          {
+            nonce: fc.oneof(fc.string({ maxLength: 40 }).map((n) => `f${n}`), nastyText(ticket), json),
+            device_id: some(created.device_id, '0123456789abcdef0123456789abcdef', 'd'.repeat(65)),
+            message: fc.oneof(fc.string({ maxLength: 600 }), nastyText(ticket), json),
+            time_live: some(1, 6, 30, 31, 0, -1, '6', 1.5),
+          },
+          { requiredKeys: [] },
+        )
+        .map((b) => JSON.stringify(b)),
+      fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('', '{bad', 'null', '[]', '"x"', 'x'.repeat(20_000))),
+    );
+    const request = fc.record({
+      route: fc.constantFrom('POST /manage/create_device', 'POST /call/send', 'GET /call/send', 'PUT /manage/create_device', 'POST /call/nope', 'POST /manage'),
+      body,
+      contentType: fc.constantFrom('application/x-www-form-urlencoded', 'application/json', 'text/plain', ''),
+      app: fc.constantFrom<Record<string, string>>({}, {}, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'camel' }),
+    });
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        await refusedAppendsNothing(async () => {
+          const [method, path] = r.route.split(' ') as [string, string];
+          const response = await fetch(test.url + path, { method, headers: { ...(r.contentType && { 'content-type': r.contentType }), ...r.app }, ...(method !== 'GET' && { body: r.body }) });
+          const text = await response.text();
+          expect(response.status, text).to.be.below(500);
+          const answer = JSON.parse(text) as Record<string, unknown>;
+          expect(Object.keys(answer), text).to.include.members(['nonce', 'code', 'desc']);
+          expect(answer.code, text).to.be.a('number');
+          // 2305: the call was made (and recorded), the device was offline.
+          return answer.code === 1000 || answer.code === 2305;
+        });
+      }),
+      fuzzParameters(RUNS.rtio),
+    );
+  });
+
   it('and herald still works afterwards', async () => {
     const sent = await graphql<{ sendMessage: { id: string } }>(test.url, ticket, 'mutation { sendMessage(input: { to: ["fuzzer"], title: "still", content: "here" }) { id } }');
     expect(sent.errors).to.equal(undefined);
     const inbox = await graphql<{ notifications: { nodes: Array<{ id: string }> } }>(test.url, ticket, '{ notifications(first: 1) { nodes { id } } }');
     expect(inbox.data!.notifications.nodes[0]!.id).to.equal(sent.data!.sendMessage.id);
-    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub + RUNS.devices);
+    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub + RUNS.devices + RUNS.rtio);
   });
 });

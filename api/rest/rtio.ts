@@ -1,0 +1,173 @@
+import { BlockList, isIP } from 'node:net';
+import express from 'express';
+import { DomainError } from '../../domain/decider';
+import { RTIO_LIMITS } from '../../domain/rtio/rtio';
+import type { Cidr } from '../../src/config';
+import { AppAuthError, type Tickets } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
+
+/**
+ * RTIO's REST routes (shared/seeds/004_e2f5c37d54658cec.txt): `POST /manage/create_device` and
+ * `POST /call/send`, JSON bodies whatever the Content-Type (the seed's own example posts with curl
+ * `--data`, i.e. as a form). Every answer is HTTP 200 with the seed's `code`/`desc` and the request's
+ * `nonce` echoed, except herald's own failures (HTTP 500, with 2705 / 2305) and a caller outside the
+ * trusted networks without app credentials (HTTP 401, code 4010). See docs/api/rtio.md.
+ */
+
+export const RTIO_CODES = {
+  success: [1000, 'SUCCESS'],
+  badUri: [1600, 'invalid URI'],
+  badBody: [1601, 'invalid HTTP body'],
+  badMethod: [1602, 'wrong HTTP method'],
+  badJson: [1603, 'JSON parse error'],
+  badField: [1604, 'invalid JSON field'],
+  unknownDevice: [1605, 'device does not exist'],
+  sendFailed: [2305, 'message send failed'],
+  createFailed: [2705, 'device create failed'],
+  unauthorized: [4010, 'app credentials required: X-APP-ID and X-APP-Key, or a call from a trusted network'],
+} as const;
+type Code = (typeof RTIO_CODES)[keyof typeof RTIO_CODES];
+
+class RtioAnswer extends Error {
+  constructor(
+    readonly code: Code,
+    readonly detail?: string,
+    readonly status = 200,
+    readonly fields: Record<string, unknown> = {},
+  ) {
+    super(detail ?? code[1]);
+  }
+}
+
+const BODY_LIMIT = '16kb';
+
+export function rtioRouter(deps: { readonly rtio: Rtio; readonly tickets: Tickets; readonly trustedCidrs: readonly Cidr[]; readonly appId: string; readonly log: Logger }): express.Router {
+  const router = express.Router();
+  const trusted = new BlockList();
+  for (const cidr of deps.trustedCidrs) trusted.addSubnet(cidr.address, cidr.prefix, cidr.family);
+
+  /** The app the caller acts for: its credentials, or — from a trusted network — RTIO_APP_ID. */
+  const appOf = async (req: express.Request): Promise<string> => {
+    const appId = req.get('x-app-id');
+    const key = req.get('x-app-key');
+    if (appId !== undefined || key !== undefined) {
+      if (!appId || !key) throw new RtioAnswer(RTIO_CODES.unauthorized, undefined, 401);
+      try {
+        await deps.tickets.authenticateApp(appId, key);
+      } catch (error) {
+        if (error instanceof AppAuthError) throw new RtioAnswer(RTIO_CODES.unauthorized, `app credentials refused: ${error.message}`, 401);
+        throw error;
+      }
+      return appId;
+    }
+    if (isTrusted(trusted, req.socket.remoteAddress)) return deps.appId;
+    throw new RtioAnswer(RTIO_CODES.unauthorized, undefined, 401);
+  };
+
+  const route = (failure: Code, handler: (body: Record<string, unknown>, req: express.Request) => Promise<Record<string, unknown>>): express.RequestHandler => {
+    return (req, res) => {
+      let nonce: unknown;
+      const answer = async () => {
+        const body = parseBody(req.body);
+        nonce = body.nonce;
+        return handler(body, req);
+      };
+      answer().then(
+        (fields) => res.json({ nonce: echo(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
+        (error: unknown) => {
+          const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
+          if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: known.detail ?? known.code[1], ...known.fields });
+        },
+      );
+    };
+  };
+
+  router.use(['/manage', '/call'], express.text({ type: () => true, limit: BODY_LIMIT }));
+
+  router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
+    const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+    const appId = await appOf(req);
+    const { deviceId, deviceKey } = await deps.rtio.createDevice(appId, nonce);
+    return { device_id: deviceId, device_key: deviceKey };
+  }));
+
+  router.post('/call/send', route(RTIO_CODES.sendFailed, async (body, req) => {
+    const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+    const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
+    const message = field(body, 'message', RTIO_LIMITS.messageBytes);
+    const timeLive = body.time_live;
+    if (timeLive !== undefined && timeLive !== null && !(Number.isInteger(timeLive) && (timeLive as number) >= 1 && (timeLive as number) <= RTIO_LIMITS.timeLiveMaxSeconds)) {
+      throw new RtioAnswer(RTIO_CODES.badField, `time_live: an integer of seconds, 1-${RTIO_LIMITS.timeLiveMaxSeconds}`);
+    }
+    const appId = await appOf(req);
+    const outcome = await deps.rtio.call(appId, { nonce, deviceId, message, ...(typeof timeLive === 'number' && { timeLiveSeconds: timeLive }) }).catch((error: unknown) => {
+      if (error instanceof UnknownRtioDeviceError) throw new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, { device_id: deviceId, device_status: 0 });
+      throw error;
+    });
+    if (outcome.kind === 'replied') return { device_id: deviceId, device_status: 1, device_code: outcome.deviceCode, device_message: outcome.deviceMessage };
+    throw new RtioAnswer(
+      RTIO_CODES.sendFailed,
+      outcome.kind === 'offline' ? 'message send failed: the device is offline' : 'message send failed: the device did not reply within time_live',
+      200,
+      { device_id: deviceId, device_status: outcome.kind === 'offline' ? 2 : 1 },
+    );
+  }));
+
+  // The routes' paths with another method; other paths under theirs. The nonce is echoed if there is one.
+  const refuse = (code: Code): express.RequestHandler => (req, res) => {
+    res.json({ nonce: echo(nonceIn(req.body)), code: code[0], desc: code[1] });
+  };
+  router.all(['/manage/create_device', '/call/send'], refuse(RTIO_CODES.badMethod));
+  router.all(['/manage', '/manage/*', '/call', '/call/*'], refuse(RTIO_CODES.badUri));
+  router.use(['/manage', '/call'], (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (res.headersSent) return next(error);
+    const tooLarge = (error as { status?: unknown }).status === 413;
+    res.json({ nonce: '', code: RTIO_CODES.badBody[0], desc: tooLarge ? `the body is over ${BODY_LIMIT}` : RTIO_CODES.badBody[1] });
+  });
+  return router;
+}
+
+function nonceIn(raw: unknown): unknown {
+  try {
+    return typeof raw === 'string' ? (JSON.parse(raw) as { nonce?: unknown } | null)?.nonce : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseBody(raw: unknown): Record<string, unknown> {
+  if (typeof raw !== 'string' || raw.trim().length === 0) throw new RtioAnswer(RTIO_CODES.badBody, 'invalid HTTP body: a JSON object is required');
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    throw new RtioAnswer(RTIO_CODES.badJson);
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new RtioAnswer(RTIO_CODES.badBody, 'invalid HTTP body: a JSON object is required');
+  return body as Record<string, unknown>;
+}
+
+/** A required string field of at most `maxBytes` (the seed's lengths are in bytes). */
+function field(body: Record<string, unknown>, name: string, maxBytes: number): string {
+  const value = body[name];
+  if (typeof value !== 'string' || value.length === 0) throw new RtioAnswer(RTIO_CODES.badField, `${name}: a string is required`);
+  if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new RtioAnswer(RTIO_CODES.badField, `${name}: at most ${maxBytes} bytes`);
+  return value;
+}
+
+function asAnswer(error: unknown, failure: Code): RtioAnswer {
+  if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);
+  return new RtioAnswer(failure, undefined, 500);
+}
+
+/** The nonce as given, when it is one the seed allows to echo (a string); otherwise empty. */
+const echo = (nonce: unknown) => (typeof nonce === 'string' && Buffer.byteLength(nonce, 'utf8') <= RTIO_LIMITS.nonceBytes ? nonce : '');
+
+function isTrusted(trusted: BlockList, address: string | undefined): boolean {
+  if (!address) return false;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  if (mapped) return trusted.check(mapped, 'ipv4');
+  return trusted.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}

@@ -1,0 +1,101 @@
+import { WebSocket, WebSocketServer } from 'ws';
+import { DomainError } from '../../domain/decider';
+import { RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { isStorableText } from '../../domain/text';
+import type { Logger } from '../../src/logger';
+import type { Rtio } from '../../src/rtio/rtio';
+
+/**
+ * RTIO's device socket (docs/api/rtio.md): `ws://host/rtio.ws`, JSON text frames.
+ *
+ * device → herald, first: `{"device_id", "device_key"}` → `{"authenticated": true}` (else closed 4401);
+ * herald → device, a call: `{"call_id", "message", "time_live"}`;
+ * device → herald, its reply: `{"call_id", "code", "message"}` → `{"replied": "<call_id>"}`, or
+ * `{"error": {"code", "message"}, "call_id"}` (no such call waiting: it timed out, or was never made).
+ * The key travels in a frame, not the URL, so it is not in access logs.
+ */
+
+export const RTIO_PATH = '/rtio.ws';
+
+const CLOSE = {
+  unauthenticated: { code: 4401, reason: 'send {"device_id", "device_key"} first, within 10 s' },
+  internal: { code: 1011, reason: 'internal error' },
+} as const;
+const AUTHENTICATE_WITHIN_MS = 10_000;
+const MAX_FRAME_BYTES = 4096;
+
+export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger }): { readonly wss: WebSocketServer; close(): Promise<void> } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+
+  wss.on('connection', (socket: WebSocket) => {
+    let deviceId: string | undefined;
+    let disconnect: (() => void) | undefined;
+    const unauthenticated = setTimeout(() => socket.close(CLOSE.unauthenticated.code, CLOSE.unauthenticated.reason), AUTHENTICATE_WITHIN_MS);
+    socket.on('close', () => {
+      clearTimeout(unauthenticated);
+      disconnect?.();
+    });
+    // Frames are taken one after the other: a reply is never handled before the authentication before it.
+    let frames = Promise.resolve();
+    socket.on('message', (data, isBinary) => {
+      frames = frames.then(() => handle(isBinary ? undefined : data.toString())).catch((error: unknown) => {
+        deps.log.error({ err: error }, 'rtio socket: a frame failed');
+        socket.close(CLOSE.internal.code, CLOSE.internal.reason);
+      });
+    });
+
+    const handle = async (text: string | undefined): Promise<void> => {
+      const frame = parse(text);
+      if (deviceId === undefined) {
+        const device = frame && typeof frame.device_id === 'string' && typeof frame.device_key === 'string' ? await deps.rtio.authenticateDevice(frame.device_id, frame.device_key) : undefined;
+        if (!device || !frame) return socket.close(CLOSE.unauthenticated.code, 'device_id and device_key do not match a device');
+        clearTimeout(unauthenticated);
+        deviceId = frame.device_id as string;
+        disconnect = deps.rtio.connect(deviceId, {
+          call: (call) => {
+            if (socket.readyState !== WebSocket.OPEN) return false;
+            socket.send(JSON.stringify({ call_id: call.callId, message: call.message, time_live: call.timeLiveSeconds }));
+            return true;
+          },
+          close: (code, reason) => socket.close(code, reason),
+        });
+        return reply(socket, { authenticated: true });
+      }
+      const callId = frame?.call_id;
+      const code = frame?.code;
+      const message = frame?.message ?? '';
+      if (typeof callId !== 'string' || !Number.isSafeInteger(code) || Math.abs(code as number) > 2 ** 31 || typeof message !== 'string' || Buffer.byteLength(message, 'utf8') > RTIO_LIMITS.messageBytes || !isStorableText(message)) {
+        return reply(socket, { error: { code: 'bad_frame', message: `expected {"call_id", "code" (an integer), "message" (at most ${RTIO_LIMITS.messageBytes} bytes)}` } });
+      }
+      try {
+        deps.rtio.reply(deviceId, callId, { code: code as number, message });
+        reply(socket, { replied: callId });
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        reply(socket, { error: { code: error.code, message: error.message }, call_id: callId });
+      }
+    };
+  });
+
+  return {
+    wss,
+    async close() {
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+function parse(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const frame = JSON.parse(text) as unknown;
+    return typeof frame === 'object' && frame !== null && !Array.isArray(frame) ? (frame as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function reply(socket: WebSocket, frame: unknown): void {
+  if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+}

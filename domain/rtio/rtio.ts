@@ -1,0 +1,164 @@
+import * as t from 'io-ts';
+import { DomainError, unreachable, type Decider } from '../decider';
+import { isStorableText } from '../text';
+
+/**
+ * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt): an app's server creates devices, and calls
+ * a connected device synchronously (`call/send`: the message goes to the device, whose reply is the
+ * answer, within `time_live` seconds).
+ *
+ * Streams: `rtio-device-<deviceId>` (created once) and `rtio-call-<callId>` (one call: made, then
+ * replied to or failed). A request's `nonce` decides the stream it lands on (the ids derive from the
+ * app and the nonce), so a nonce used before finds its stream taken: refused, and nothing appended.
+ */
+
+export const RTIO_LIMITS = {
+  /** The seed's maximum lengths are in bytes (UTF-8). */
+  nonceBytes: 32,
+  deviceIdBytes: 64,
+  messageBytes: 512,
+  reportBytes: 1024,
+  timeLiveDefaultSeconds: 6,
+  timeLiveMaxSeconds: 30,
+} as const;
+
+export const RtioDeviceCreated = t.type({
+  type: t.literal('RtioDeviceCreated'),
+  data: t.type({ deviceId: t.string, appId: t.string, keyHash: t.string, nonce: t.string, createdAt: t.string }),
+});
+export const RtioDeviceEvent = RtioDeviceCreated;
+export type RtioDeviceEvent = t.TypeOf<typeof RtioDeviceEvent>;
+
+export interface CreateRtioDevice {
+  readonly type: 'CreateRtioDevice';
+  readonly deviceId: string;
+  readonly appId: string;
+  /** SHA-256 of the device key (random, high-entropy: no slow hash needed), never the key. */
+  readonly keyHash: string;
+  readonly nonce: string;
+  readonly now: string;
+}
+export type RtioDeviceCommand = CreateRtioDevice;
+export type RtioDeviceState = { readonly status: 'none' } | { readonly status: 'created'; readonly appId: string; readonly keyHash: string };
+
+export const rtioDeviceStreamName = (deviceId: string) => `rtio-device-${deviceId}`;
+
+export const rtioDeviceDecider: Decider<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = {
+  initialState: () => ({ status: 'none' }),
+  evolve: (_state, event) => ({ status: 'created', appId: event.data.appId, keyHash: event.data.keyHash }),
+  decide(command, state) {
+    checkNonce(command.nonce);
+    // The nonce names the device's stream: a device there already means the nonce was used.
+    if (state.status !== 'none') throw new DomainError('conflict', 'nonce: already used');
+    const { deviceId, appId, keyHash, nonce, now } = command;
+    return [{ type: 'RtioDeviceCreated', data: { deviceId, appId, keyHash, nonce, createdAt: now } }];
+  },
+};
+
+const Call = { callId: t.string, appId: t.string, deviceId: t.string };
+
+export const RtioDeviceCalled = t.type({
+  type: t.literal('RtioDeviceCalled'),
+  data: t.type({ ...Call, nonce: t.string, message: t.string, timeLiveSeconds: t.number, calledAt: t.string, expiresAt: t.string }),
+});
+export const RtioDeviceReplied = t.type({
+  type: t.literal('RtioDeviceReplied'),
+  data: t.type({ ...Call, code: t.number, message: t.string, repliedAt: t.string }),
+});
+/** `offline`: the device had no connection; `timeout`: it did not reply within time_live. */
+export const RtioCallFailed = t.type({
+  type: t.literal('RtioCallFailed'),
+  data: t.type({ ...Call, reason: t.keyof({ offline: null, timeout: null }), failedAt: t.string }),
+});
+export const RtioCallEvent = t.union([RtioDeviceCalled, RtioDeviceReplied, RtioCallFailed]);
+export type RtioCallEvent = t.TypeOf<typeof RtioCallEvent>;
+
+export interface CallRtioDevice {
+  readonly type: 'CallRtioDevice';
+  readonly callId: string;
+  readonly appId: string;
+  readonly deviceId: string;
+  readonly nonce: string;
+  readonly message: string;
+  /** Seconds; undefined → the default (6). */
+  readonly timeLiveSeconds?: number;
+  readonly now: string;
+}
+export interface RecordReply {
+  readonly type: 'RecordReply';
+  readonly code: number;
+  readonly message: string;
+  readonly now: string;
+}
+export interface RecordCallFailure {
+  readonly type: 'RecordCallFailure';
+  readonly reason: 'offline' | 'timeout';
+  readonly now: string;
+}
+export type RtioCallCommand = CallRtioDevice | RecordReply | RecordCallFailure;
+
+export type RtioCallState =
+  | { readonly status: 'none' }
+  | { readonly status: 'calling' | 'replied' | 'failed'; readonly callId: string; readonly appId: string; readonly deviceId: string; readonly expiresAt: string };
+
+export const rtioCallStreamName = (callId: string) => `rtio-call-${callId}`;
+
+export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallState> = {
+  initialState: () => ({ status: 'none' }),
+  evolve(state, event) {
+    switch (event.type) {
+      case 'RtioDeviceCalled':
+        return { status: 'calling', callId: event.data.callId, appId: event.data.appId, deviceId: event.data.deviceId, expiresAt: event.data.expiresAt };
+      case 'RtioDeviceReplied':
+        return state.status === 'none' ? state : { ...state, status: 'replied' };
+      case 'RtioCallFailed':
+        return state.status === 'none' ? state : { ...state, status: 'failed' };
+      default:
+        return unreachable(event);
+    }
+  },
+  decide(command, state) {
+    switch (command.type) {
+      case 'CallRtioDevice': {
+        checkNonce(command.nonce);
+        if (state.status !== 'none') throw new DomainError('conflict', 'nonce: already used');
+        if (!isStorableText(command.message) || Buffer.byteLength(command.message, 'utf8') > RTIO_LIMITS.messageBytes) {
+          throw new DomainError('invalid', `message: at most ${RTIO_LIMITS.messageBytes} bytes of text`);
+        }
+        const timeLive = command.timeLiveSeconds ?? RTIO_LIMITS.timeLiveDefaultSeconds;
+        if (!Number.isInteger(timeLive) || timeLive < 1 || timeLive > RTIO_LIMITS.timeLiveMaxSeconds) {
+          throw new DomainError('invalid', `time_live: 1-${RTIO_LIMITS.timeLiveMaxSeconds} seconds`);
+        }
+        const { callId, appId, deviceId, nonce, message, now } = command;
+        const expiresAt = new Date(Date.parse(now) + timeLive * 1000).toISOString();
+        return [{ type: 'RtioDeviceCalled', data: { callId, appId, deviceId, nonce, message, timeLiveSeconds: timeLive, calledAt: now, expiresAt } }];
+      }
+      case 'RecordReply': {
+        if (state.status === 'none') throw new DomainError('not_found', 'no such call');
+        // One outcome per call: a reply after the call failed (timed out) is not taken.
+        if (state.status !== 'calling') return [];
+        if (!Number.isSafeInteger(command.code) || Math.abs(command.code) > 2 ** 31) throw new DomainError('invalid', 'code: a 32-bit integer');
+        if (!isStorableText(command.message) || Buffer.byteLength(command.message, 'utf8') > RTIO_LIMITS.messageBytes) {
+          throw new DomainError('invalid', `message: at most ${RTIO_LIMITS.messageBytes} bytes of text`);
+        }
+        const { callId, appId, deviceId } = state;
+        return [{ type: 'RtioDeviceReplied', data: { callId, appId, deviceId, code: command.code, message: command.message, repliedAt: command.now } }];
+      }
+      case 'RecordCallFailure': {
+        if (state.status === 'none') throw new DomainError('not_found', 'no such call');
+        if (state.status !== 'calling') return [];
+        const { callId, appId, deviceId } = state;
+        return [{ type: 'RtioCallFailed', data: { callId, appId, deviceId, reason: command.reason, failedAt: command.now } }];
+      }
+      default:
+        return unreachable(command);
+    }
+  },
+};
+
+/** The seed: a nonce is a string of at most 32 bytes; herald also wants it non-empty and printable. */
+function checkNonce(nonce: unknown): void {
+  if (typeof nonce !== 'string' || nonce.length === 0 || Buffer.byteLength(nonce, 'utf8') > RTIO_LIMITS.nonceBytes || !isStorableText(nonce) || /[\r\n\t]/.test(nonce)) {
+    throw new DomainError('invalid', `nonce: 1-${RTIO_LIMITS.nonceBytes} bytes of text`);
+  }
+}

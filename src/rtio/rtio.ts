@@ -1,0 +1,169 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { v5 as uuidv5 } from 'uuid';
+import { DomainError } from '../../domain/decider';
+import { rtioCallStreamName, rtioDeviceStreamName, RTIO_LIMITS } from '../../domain/rtio/rtio';
+import type { Clock } from '../clock';
+import { rtioCallAggregate, rtioDeviceAggregate } from '../command/aggregates';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+
+/**
+ * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt, docs/api/rtio.md): creating devices, their
+ * connections, and synchronous calls. A call is recorded (RtioDeviceCalled), written to the device's
+ * connection, and answered with the device's reply (RtioDeviceReplied) — or fails (RtioCallFailed):
+ * at once when the device has no connection, at `time_live` when it does not reply.
+ *
+ * Devices and calls are read from their own streams (strongly consistent: a device can connect, and be
+ * called, as soon as its creation is answered). Connections live on this node; the scale-out issue
+ * routes calls to the node a device is connected to.
+ */
+
+/** How a device's connection takes a call (api/sockets/rtioSocket.ts, GraphQL later). */
+export interface RtioConnection {
+  /** Writes the call to the device; false when the connection can no longer take it. */
+  call(call: { readonly callId: string; readonly message: string; readonly timeLiveSeconds: number }): boolean;
+  close(code: number, reason: string): void;
+}
+
+export interface CallInput {
+  readonly nonce: string;
+  readonly deviceId: string;
+  readonly message: string;
+  readonly timeLiveSeconds?: number;
+}
+
+/** `device_status`: 0 unknown, 1 online, 2 offline. */
+export type DeviceStatus = 0 | 1 | 2;
+
+export type CallOutcome =
+  | { readonly kind: 'replied'; readonly deviceCode: number; readonly deviceMessage: string }
+  | { readonly kind: 'offline' }
+  | { readonly kind: 'timeout' };
+
+/** A call to an unknown device, or to a device of another app (nothing of one app is visible to another). */
+export class UnknownRtioDeviceError extends Error {
+  override readonly name = 'UnknownRtioDeviceError';
+  constructor() {
+    super('no such device');
+  }
+}
+
+const ID_NAMESPACE = '8a4e7c1d-2b39-4f6a-9d05-3c7e1f0b2a64';
+
+export class Rtio {
+  private readonly connections = new Map<string, RtioConnection>();
+  private readonly pending = new Map<string, { readonly deviceId: string; readonly settle: (reply: { code: number; message: string }) => void }>();
+
+  constructor(
+    private readonly deps: {
+      readonly store: EventStore;
+      readonly clock: Clock;
+      readonly log: Logger;
+    },
+  ) {}
+
+  /** Creates a device; its key is answered once and kept only as a hash. */
+  async createDevice(appId: string, nonce: string): Promise<{ deviceId: string; deviceKey: string }> {
+    const deviceId = idOf('device', appId, nonce);
+    const deviceKey = randomBytes(20).toString('base64url');
+    await handleCommand(
+      this.deps.store,
+      rtioDeviceAggregate,
+      rtioDeviceStreamName(deviceId),
+      { type: 'CreateRtioDevice', deviceId, appId, keyHash: hashKey(deviceKey), nonce, now: this.deps.clock().toISOString() },
+      { appId, actor: `app:${appId}` },
+      newStream(rtioDeviceAggregate),
+    );
+    return { deviceId, deviceKey };
+  }
+
+  /** The device's app, if `deviceKey` is its key. */
+  async authenticateDevice(deviceId: string, deviceKey: string): Promise<{ appId: string } | undefined> {
+    if (!isDeviceId(deviceId) || typeof deviceKey !== 'string' || deviceKey.length > 128) return undefined;
+    const { state } = await loadState(this.deps.store, rtioDeviceAggregate, rtioDeviceStreamName(deviceId));
+    if (state.status !== 'created') return undefined;
+    const expected = Buffer.from(state.keyHash);
+    const actual = Buffer.from(hashKey(deviceKey));
+    return expected.length === actual.length && timingSafeEqual(expected, actual) ? { appId: state.appId } : undefined;
+  }
+
+  /** A device's connection; a newer one replaces (and closes) the one before. Returns the disconnect. */
+  connect(deviceId: string, connection: RtioConnection): () => void {
+    const before = this.connections.get(deviceId);
+    this.connections.set(deviceId, connection);
+    before?.close(4409, 'replaced by a newer connection of the device');
+    return () => {
+      if (this.connections.get(deviceId) === connection) this.connections.delete(deviceId);
+    };
+  }
+
+  isOnline(deviceId: string): boolean {
+    return this.connections.has(deviceId);
+  }
+
+  /** The device replies to a call (its `call_id`); a reply to no pending call of this device is refused. */
+  reply(deviceId: string, callId: string, reply: { code: number; message: string }): void {
+    const pending = this.pending.get(callId);
+    if (!pending || pending.deviceId !== deviceId) throw new DomainError('not_found', 'no call waiting for this reply');
+    pending.settle(reply);
+  }
+
+  /** Calls the device and waits for its reply, at most `time_live` seconds. */
+  async call(appId: string, input: CallInput): Promise<CallOutcome> {
+    if (!isDeviceId(input.deviceId)) throw new UnknownRtioDeviceError();
+    const device = await loadState(this.deps.store, rtioDeviceAggregate, rtioDeviceStreamName(input.deviceId));
+    if (device.state.status !== 'created' || device.state.appId !== appId) throw new UnknownRtioDeviceError();
+    const callId = idOf('call', appId, input.nonce);
+    const streamName = rtioCallStreamName(callId);
+    const context = { appId, actor: `app:${appId}` };
+    const called = await handleCommand(
+      this.deps.store,
+      rtioCallAggregate,
+      streamName,
+      { type: 'CallRtioDevice', callId, appId, deviceId: input.deviceId, nonce: input.nonce, message: input.message, ...(input.timeLiveSeconds !== undefined && { timeLiveSeconds: input.timeLiveSeconds }), now: this.deps.clock().toISOString() },
+      context,
+      newStream(rtioCallAggregate),
+    );
+    const timeLiveSeconds = input.timeLiveSeconds ?? RTIO_LIMITS.timeLiveDefaultSeconds;
+    const fail = async (reason: 'offline' | 'timeout'): Promise<CallOutcome> => {
+      await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordCallFailure', reason, now: this.deps.clock().toISOString() }, context, called);
+      return { kind: reason };
+    };
+    // Waiting before writing: a device replying at once finds its call pending.
+    const replied = new Promise<{ code: number; message: string } | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeLiveSeconds * 1000);
+      this.pending.set(callId, {
+        deviceId: input.deviceId,
+        settle: (reply) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+      });
+    });
+    try {
+      const connection = this.connections.get(input.deviceId);
+      if (!connection?.call({ callId, message: input.message, timeLiveSeconds })) return await fail('offline');
+      const reply = await replied;
+      if (!reply) return await fail('timeout');
+      const recorded = await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordReply', code: reply.code, message: reply.message, now: this.deps.clock().toISOString() }, context, called);
+      // A reply herald could not take (the call had failed meanwhile) is no reply.
+      if (recorded.events.length === 0) return { kind: 'timeout' };
+      return { kind: 'replied', deviceCode: reply.code, deviceMessage: reply.message };
+    } finally {
+      this.pending.delete(callId);
+    }
+  }
+
+  close(): void {
+    for (const connection of this.connections.values()) connection.close(1001, 'herald is stopping');
+    this.connections.clear();
+  }
+}
+
+/** The seed's device ids are 32 hex digits; herald's are too (a UUID v5 of the app and the nonce, without dashes). */
+const idOf = (kind: 'device' | 'call', appId: string, nonce: string) => uuidv5(`${kind}\u0000${appId}\u0000${nonce}`, ID_NAMESPACE).replace(/-/g, '');
+
+export const isDeviceId = (deviceId: unknown): deviceId is string => typeof deviceId === 'string' && /^[0-9a-f]{32}$/.test(deviceId);
+
+const hashKey = (deviceKey: string) => createHash('sha256').update(deviceKey).digest('base64url');

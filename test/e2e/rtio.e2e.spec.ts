@@ -1,0 +1,183 @@
+import { expect } from 'chai';
+import WebSocket from 'ws';
+import { Changes } from '../support/changes';
+import { startTestHerald } from '../support/herald';
+
+/** An RTIO device in a test: the /rtio.ws socket, authenticated, answering calls as `answer` says. */
+class RtioDevice {
+  readonly calls: Array<{ call_id: string; message: string; time_live: number }> = [];
+  readonly frames: Array<Record<string, unknown>> = [];
+  closeCode: number | undefined;
+  private readonly changes = new Changes();
+
+  private constructor(
+    readonly socket: WebSocket,
+    /** What the device replies to a call; undefined: it stays silent. */
+    public answer: (message: string) => { code: number; message: string } | undefined,
+  ) {
+    socket.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Record<string, unknown>;
+      this.frames.push(frame);
+      if (typeof frame.call_id === 'string' && typeof frame.message === 'string') {
+        this.calls.push(frame as never);
+        const reply = this.answer(frame.message);
+        if (reply) socket.send(JSON.stringify({ call_id: frame.call_id, ...reply }));
+      }
+      this.changes.notify();
+    });
+    socket.on('close', (code) => {
+      this.closeCode = code;
+      this.changes.notify();
+    });
+  }
+
+  static async connect(url: string, credentials: Record<string, unknown>, answer: RtioDevice['answer'] = (message) => ({ code: 1000, message: `echo ${message}` })): Promise<RtioDevice> {
+    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/rtio.ws`);
+    const device = new RtioDevice(socket, answer);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    socket.send(JSON.stringify(credentials));
+    await device.until((d) => d.frames.some((f) => f.authenticated === true) || d.closeCode !== undefined, 'authentication');
+    return device;
+  }
+
+  until(condition: (device: RtioDevice) => boolean, what: string): Promise<void> {
+    return this.changes.until(() => condition(this), () => `rtio device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}`, 10_000);
+  }
+}
+
+// RTIO (shared/seeds/004_e2f5c37d54658cec.txt) on the wire: every code, the device's own reply, nonces.
+describe('RTIO: /manage/create_device and /call/send', function () {
+  this.timeout(60_000);
+  let url: string;
+  let stop: () => Promise<void>;
+  let herald: Awaited<ReturnType<typeof startTestHerald>>['herald'];
+  const devices: RtioDevice[] = [];
+  let nonces = 0;
+  const nonce = () => `n${Date.now() % 1e9}-${++nonces}`;
+
+  before(async () => {
+    ({ url, stop, herald } = await startTestHerald());
+  });
+  after(async () => {
+    for (const device of devices) device.socket.close();
+    await stop();
+  });
+
+  /** As the seed's curl does: `--data '<json>'`, i.e. posted as a form. */
+  const post = async (path: string, body: string, init: RequestInit = {}) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' }, ...init });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const create = async () => {
+    const n = nonce();
+    const { status, body } = await post('/manage/create_device', JSON.stringify({ nonce: n }));
+    expect(status).to.equal(200);
+    expect(body).to.include({ nonce: n, code: 1000, desc: 'SUCCESS' });
+    expect(body.device_id).to.match(/^[0-9a-f]{32}$/);
+    expect(body.device_key).to.be.a('string');
+    return body as { device_id: string; device_key: string };
+  };
+  const connect = async (created: { device_id: string; device_key: string }, answer?: RtioDevice['answer']) => {
+    const device = await RtioDevice.connect(url, { device_id: created.device_id, device_key: created.device_key }, answer);
+    devices.push(device);
+    return device;
+  };
+  const send = (fields: Record<string, unknown>) => post('/call/send', JSON.stringify({ nonce: nonce(), message: 'this dispatch message', ...fields }));
+
+  it("create → the device connects → call/send answers with the device's own code and message", async () => {
+    const created = await create();
+    const device = await connect(created, (message) => ({ code: 1234, message: `this a device message for ${message}` }));
+    const n = nonce();
+    const { status, body } = await post('/call/send', JSON.stringify({ nonce: n, device_id: created.device_id, message: 'this dispatch message' }));
+    expect(status).to.equal(200);
+    expect(body).to.deep.equal({ nonce: n, code: 1000, desc: 'SUCCESS', device_id: created.device_id, device_status: 1, device_code: 1234, device_message: 'this a device message for this dispatch message' });
+    expect(device.calls[0]).to.include({ message: 'this dispatch message', time_live: 6 });
+    const events = await herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['Rtio'] } });
+    expect(events.map((e) => e.type)).to.include.members(['RtioDeviceCreated', 'RtioDeviceCalled', 'RtioDeviceReplied']);
+  });
+
+  it('answers 2305 with device_status 2 at once for an offline device, and 1 when it does not reply within time_live', async () => {
+    const offline = await create();
+    const atOnce = await send({ device_id: offline.device_id });
+    expect(atOnce.body).to.include({ code: 2305, device_id: offline.device_id, device_status: 2 });
+    const silent = await create();
+    await connect(silent, () => undefined);
+    const started = Date.now();
+    const late = await send({ device_id: silent.device_id, time_live: 1 });
+    expect(late.body).to.include({ code: 2305, device_status: 1 });
+    expect(Date.now() - started).to.be.at.least(900);
+  });
+
+  it('refuses bad input with its code, echoing the nonce, appending nothing', async () => {
+    const created = await create();
+    const head = await herald.infrastructure.store.headPosition();
+    const cases: Array<[string, string, number]> = [
+      ['/call/send', '{"nonce": "x1", "device_id": "' + created.device_id + '", "message": "' + 'm'.repeat(513) + '"}', 1604],
+      ['/call/send', '{"nonce": "x2", "device_id": "' + created.device_id + '", "message": "m", "time_live": 31}', 1604],
+      ['/call/send', '{"nonce": "x3", "device_id": "' + created.device_id + '", "message": "m", "time_live": "6"}', 1604],
+      ['/call/send', '{"nonce": "x4", "device_id": "' + created.device_id + '"}', 1604],
+      ['/call/send', `{"nonce": "${'n'.repeat(33)}", "device_id": "${created.device_id}", "message": "m"}`, 1604],
+      ['/call/send', '{"nonce": "x5", "device_id": "0123456789abcdef0123456789abcdef", "message": "m"}', 1605],
+      ['/call/send', '{"nonce": "x6", "device_id": "' + 'd'.repeat(65) + '", "message": "m"}', 1604],
+      ['/call/send', '{"nonce": "x7", "device_id": 7, "message": "m"}', 1604],
+      ['/call/send', '{"nonce": "x8", ', 1603],
+      ['/call/send', '', 1601],
+      ['/call/send', '[1]', 1601],
+      ['/manage/create_device', '{}', 1604],
+      ['/manage/create_device', '{"nonce": 5}', 1604],
+      ['/manage/nope', '{"nonce": "x9"}', 1600],
+    ];
+    for (const [path, body, code] of cases) {
+      const answer = await post(path, body);
+      expect(answer.status, `${path} ${body.slice(0, 60)}`).to.equal(200);
+      expect(answer.body.code, `${path} ${body.slice(0, 60)}`).to.equal(code);
+    }
+    expect((await post('/call/send', '{"nonce": "x10", "message": "m"}')).body.nonce).to.equal('x10');
+    const get = await fetch(`${url}/call/send`);
+    expect(((await get.json()) as Record<string, unknown>).code).to.equal(1602);
+    expect(await herald.infrastructure.store.headPosition()).to.equal(head);
+  });
+
+  it('refuses a nonce used before (1604), appending nothing', async () => {
+    const created = await create();
+    await connect(created);
+    const n = nonce();
+    expect((await send({ nonce: n, device_id: created.device_id })).body.code).to.equal(1000);
+    const head = await herald.infrastructure.store.headPosition();
+    const again = await send({ nonce: n, device_id: created.device_id });
+    expect(again.body).to.include({ nonce: n, code: 1604 });
+    expect(again.body.desc).to.match(/nonce/);
+    const createAgain = await post('/manage/create_device', JSON.stringify({ nonce: n }));
+    expect(createAgain.body.code).to.equal(1000); // another namespace: creating is not calling
+    const twice = await post('/manage/create_device', JSON.stringify({ nonce: n }));
+    expect(twice.body).to.include({ nonce: n, code: 1604 });
+    expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioDeviceCreated']);
+  });
+
+  it('closes a device socket with a wrong key (4401); a device of another app is unknown (1605)', async () => {
+    const created = await create();
+    const wrong = await RtioDevice.connect(url, { device_id: created.device_id, device_key: 'nope' });
+    expect(wrong.closeCode).to.equal(4401);
+    const other = await fetch(`${url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce: nonce() }), headers: { 'x-app-id': 'other', 'x-app-key': 'other-secret' } });
+    const otherDevice = (await other.json()) as { device_id: string };
+    expect((await send({ device_id: otherDevice.device_id })).body.code).to.equal(1605);
+  });
+
+  it('takes callers outside the trusted networks only with app credentials (401, code 4010)', async () => {
+    const closed = await startTestHerald({ rtioTrustedCidrs: [] });
+    try {
+      const refused = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t1"}' });
+      expect(refused.status).to.equal(401);
+      expect(await refused.json()).to.deep.include({ nonce: 't1', code: 4010 });
+      const wrongKey = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t2"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'nope' } });
+      expect(wrongKey.status).to.equal(401);
+      const allowed = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t3"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' } });
+      expect(await allowed.json()).to.deep.include({ nonce: 't3', code: 1000 });
+    } finally {
+      await closed.stop();
+    }
+  });
+});

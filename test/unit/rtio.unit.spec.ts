@@ -1,0 +1,47 @@
+import { expect } from 'chai';
+import { DomainError } from '../../domain/decider';
+import { rtioCallDecider, rtioDeviceDecider, type RtioCallEvent, type RtioDeviceEvent } from '../../domain/rtio/rtio';
+import { deciderSpecification } from '../support/deciderSpecification';
+
+const now = '2026-11-23T10:00:00.000Z';
+const at = (seconds: number) => new Date(Date.parse(now) + seconds * 1000).toISOString();
+
+describe('rtio device decider', () => {
+  const spec = deciderSpecification(rtioDeviceDecider);
+  const create = { type: 'CreateRtioDevice' as const, deviceId: 'f5d97609924c4ccdb600bbd240c50a0a', appId: 'rtio', keyHash: 'h', nonce: '1724578899', now };
+  const created: RtioDeviceEvent = { type: 'RtioDeviceCreated', data: { deviceId: create.deviceId, appId: 'rtio', keyHash: 'h', nonce: '1724578899', createdAt: now } };
+
+  it('creates once; the same nonce again (its stream taken) is refused', () => {
+    spec.given([]).when(create).then([created]);
+    spec.given([created]).when(create).thenThrows(DomainError, (e) => expect(e.code).to.equal('conflict'));
+  });
+
+  it('refuses a nonce over 32 bytes (the seed counts bytes: 11 Chinese characters are 33)', () => {
+    spec.given([]).when({ ...create, nonce: '随'.repeat(11) }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^nonce: /));
+    spec.given([]).when({ ...create, nonce: '随'.repeat(10) }).then([{ ...created, data: { ...created.data, nonce: '随'.repeat(10) } }]);
+  });
+});
+
+describe('rtio call decider', () => {
+  const spec = deciderSpecification(rtioCallDecider);
+  const target = { callId: 'c1', appId: 'rtio', deviceId: 'd1' };
+  const call = { type: 'CallRtioDevice' as const, ...target, nonce: '157789243', message: 'this dispatch message', now };
+  const called: RtioCallEvent = { type: 'RtioDeviceCalled', data: { ...target, nonce: '157789243', message: 'this dispatch message', timeLiveSeconds: 6, calledAt: now, expiresAt: at(6) } };
+
+  it('calls with time_live 6 by default, at most 30; the message is at most 512 bytes', () => {
+    spec.given([]).when(call).then([called]);
+    spec.given([]).when({ ...call, timeLiveSeconds: 30 }).then([{ ...called, data: { ...called.data, timeLiveSeconds: 30, expiresAt: at(30) } }]);
+    for (const timeLiveSeconds of [0, 31, 1.5]) spec.given([]).when({ ...call, timeLiveSeconds }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^time_live: /));
+    spec.given([]).when({ ...call, message: '消'.repeat(171) }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^message: /));
+    spec.given([called]).when(call).thenThrows(DomainError, (e) => expect(e.code).to.equal('conflict'));
+  });
+
+  it('takes one outcome: a reply, or a failure; a reply after the failure is not taken', () => {
+    const replied: RtioCallEvent = { type: 'RtioDeviceReplied', data: { ...target, code: 1000, message: 'this a device message', repliedAt: at(1) } };
+    spec.given([called]).when({ type: 'RecordReply', code: 1000, message: 'this a device message', now: at(1) }).then([replied]);
+    const failed: RtioCallEvent = { type: 'RtioCallFailed', data: { ...target, reason: 'timeout', failedAt: at(6) } };
+    spec.given([called]).when({ type: 'RecordCallFailure', reason: 'timeout', now: at(6) }).then([failed]);
+    spec.given([called, failed]).when({ type: 'RecordReply', code: 1000, message: 'late', now: at(7) }).then([]);
+    spec.given([called, replied]).when({ type: 'RecordCallFailure', reason: 'timeout', now: at(6) }).then([]);
+  });
+});
