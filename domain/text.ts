@@ -9,3 +9,19 @@ const UNSTORABLE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]|[\uD800-\uDBFF](?![
 export function isStorableText(text: string): boolean {
   return !UNSTORABLE.test(text);
 }
+
+/**
+ * A failure's text as an event records it: one line, storable, at most `maxLength` characters. A failure
+ * must always be recordable (refusing it would leave its work due, and tried again at once), so its text
+ * is made fit rather than refused.
+ */
+export function recordableError(error: string, maxLength: number): string {
+  const oneLine = String(error)
+    .replace(/[\u0000-\u001F\u007F]+/g, ' ')
+    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+    .replace(/\s+/g, ' ')
+    .trim();
+  const chars = Array.from(oneLine);
+  const bounded = chars.length > maxLength ? `${chars.slice(0, maxLength - 1).join('')}…` : oneLine;
+  return bounded.length > 0 ? bounded : 'unknown error';
+}

@@ -4,6 +4,7 @@ import { datahubProjection } from './datahub';
 import { devicesProjection } from './devices';
 import { emailsProjection } from './emails';
 import { notificationsProjection } from './notifications';
+import { rtioProjection } from './rtio';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection, devicesProjection];
+export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection, devicesProjection, rtioProjection];

@@ -109,6 +109,7 @@ const Environment = t.type({
   SMTP_URL: optional(urlWithScheme(['smtp', 'smtps'])),
   HERALD_CALLBACK_PRIVATE_NETWORKS: optional(t.keyof({ allow: null, refuse: null }, 'allow or refuse')),
   RTIO_TRUSTED_CIDRS: optional(CidrList),
+  RTIO_NOTIFY_URL: optional(urlWithScheme(['http', 'https'])),
   RTIO_APP_ID: optional(fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined))),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
@@ -152,6 +153,8 @@ export interface Config {
   readonly rtioTrustedCidrs: readonly Cidr[];
   /** The app RTIO's credential-less trusted callers act for. */
   readonly rtioAppId: string;
+  /** RTIO's `$notifyurl`: where devices' reports are forwarded; unset → recorded only. */
+  readonly rtioNotifyUrl?: string;
 }
 
 export class ConfigError extends Error {
@@ -195,5 +198,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       { address: '::1', prefix: 128, family: 'ipv6' },
     ],
     rtioAppId: e.RTIO_APP_ID ?? 'rtio',
+    ...(e.RTIO_NOTIFY_URL !== undefined && { rtioNotifyUrl: e.RTIO_NOTIFY_URL }),
   };
 }

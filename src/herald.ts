@@ -15,6 +15,7 @@ import { appSecrets, appsProjection, pushCallbackUrls } from '../projections/app
 import { datahubProjection, datahubQueries, itemSubscribers } from '../projections/datahub';
 import { deliveryQueries, deviceQueries, devicesProjection } from '../projections/devices';
 import { emailQueries, emailsProjection } from '../projections/emails';
+import { rtioProjection, rtioReportQueries } from '../projections/rtio';
 import { notificationQueries, notificationsProjection } from '../projections/notifications';
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
@@ -27,6 +28,7 @@ import { AppCallbacks, postJson } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
 import { deviceNumberMigrations, Devices } from './devices/devices';
 import { Pushes } from './devices/pushes';
+import { ReportForwarder } from './rtio/reportForwarder';
 import { Rtio } from './rtio/rtio';
 import type { EventStore } from './eventStore/eventStore';
 import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
@@ -120,6 +122,8 @@ export interface Herald {
   readonly pushes: Pushes;
   readonly gateway: DeviceGateway;
   readonly appCallbacks: AppCallbacks;
+  readonly rtio: Rtio;
+  readonly reportForwarder: ReportForwarder | undefined;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -140,6 +144,7 @@ export async function startHerald(
   let mailer: Mailer | undefined;
   let gateway: DeviceGateway | undefined;
   let appCallbacks: AppCallbacks | undefined;
+  let reportForwarder: ReportForwarder | undefined;
   const inbox = notificationQueries(database.pool);
   const progress = new ProjectionProgress({ database, log });
   // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
@@ -190,7 +195,17 @@ export async function startHerald(
       post: postJson({ privateNetworks: config.callbackPrivateNetworks }),
     });
     const pushes = new Pushes({ store, deliveries, presence: gateway.presence, sendAllowance, readYourWrites: devicesShow });
-    const rtio = new Rtio({ store, clock, log });
+    if (config.rtioNotifyUrl) {
+      reportForwarder = new ReportForwarder({
+        store,
+        pending: rtioReportQueries(database.pool),
+        clock,
+        log,
+        notifyUrl: config.rtioNotifyUrl,
+        readYourWrites: progress.readYourWrites([rtioProjection.name], config.readYourWritesTimeoutMs),
+      });
+    } else log.warn('RTIO_NOTIFY_URL is not set: RTIO devices\' reports are recorded but not forwarded');
+    const rtio = new Rtio({ store, clock, log, ...(reportForwarder && { forwarder: reportForwarder }) });
     const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
@@ -200,6 +215,7 @@ export async function startHerald(
     scheduler.start();
     gateway.start();
     appCallbacks.start();
+    reportForwarder?.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
     const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway });
@@ -226,6 +242,7 @@ export async function startHerald(
     routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss });
     const deviceGateway = gateway;
     const callbacks = appCallbacks;
+    const forwarder = reportForwarder;
     return {
       url: server.url,
       infrastructure,
@@ -238,6 +255,8 @@ export async function startHerald(
       pushes,
       gateway: deviceGateway,
       appCallbacks: callbacks,
+      rtio,
+      reportForwarder: forwarder,
       readiness,
       async close() {
         log.info('shutting down');
@@ -245,6 +264,7 @@ export async function startHerald(
         await deviceSockets.close();
         rtio.close();
         await rtioDeviceSockets.close();
+        await forwarder?.stop();
         await deviceGateway.stop();
         await callbacks.stop();
         await server.close();
@@ -261,6 +281,7 @@ export async function startHerald(
     await http?.close();
     await gateway?.stop();
     await appCallbacks?.stop();
+    await reportForwarder?.stop();
     await scheduler.stop();
     await mailer?.stop();
     await Promise.all(runners.map((r) => r.stop()));

@@ -11,7 +11,9 @@ import type { Rtio } from '../../src/rtio/rtio';
  * device → herald, first: `{"device_id", "device_key"}` → `{"authenticated": true}` (else closed 4401);
  * herald → device, a call: `{"call_id", "message", "time_live"}`;
  * device → herald, its reply: `{"call_id", "code", "message"}` → `{"replied": "<call_id>"}`, or
- * `{"error": {"code", "message"}, "call_id"}` (no such call waiting: it timed out, or was never made).
+ * `{"error": {"code", "message"}, "call_id"}` (no such call waiting: it timed out, or was never made);
+ * device → herald, a report: `{"report": "<message ≤ 1,024 bytes>"}` → `{"reported": "<report id>"}`,
+ * forwarded to the notify URL (src/rtio/reportForwarder.ts).
  * The key travels in a frame, not the URL, so it is not in access logs.
  */
 
@@ -29,6 +31,7 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
 
   wss.on('connection', (socket: WebSocket) => {
     let deviceId: string | undefined;
+    let appId: string | undefined;
     let disconnect: (() => void) | undefined;
     const unauthenticated = setTimeout(() => socket.close(CLOSE.unauthenticated.code, CLOSE.unauthenticated.reason), AUTHENTICATE_WITHIN_MS);
     socket.on('close', () => {
@@ -51,6 +54,7 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         if (!device || !frame) return socket.close(CLOSE.unauthenticated.code, 'device_id and device_key do not match a device');
         clearTimeout(unauthenticated);
         deviceId = frame.device_id as string;
+        appId = device.appId;
         disconnect = deps.rtio.connect(deviceId, {
           call: (call) => {
             if (socket.readyState !== WebSocket.OPEN) return false;
@@ -61,11 +65,18 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         });
         return reply(socket, { authenticated: true });
       }
+      if (typeof frame?.report === 'string') {
+        const report = frame.report;
+        if (Buffer.byteLength(report, 'utf8') > RTIO_LIMITS.reportBytes || !isStorableText(report)) {
+          return reply(socket, { error: { code: 'bad_frame', message: `a report is at most ${RTIO_LIMITS.reportBytes} bytes of text` } });
+        }
+        return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
+      }
       const callId = frame?.call_id;
       const code = frame?.code;
       const message = frame?.message ?? '';
       if (typeof callId !== 'string' || !Number.isSafeInteger(code) || Math.abs(code as number) > 2 ** 31 || typeof message !== 'string' || Buffer.byteLength(message, 'utf8') > RTIO_LIMITS.messageBytes || !isStorableText(message)) {
-        return reply(socket, { error: { code: 'bad_frame', message: `expected {"call_id", "code" (an integer), "message" (at most ${RTIO_LIMITS.messageBytes} bytes)}` } });
+        return reply(socket, { error: { code: 'bad_frame', message: `expected {"call_id", "code" (an integer), "message" (at most ${RTIO_LIMITS.messageBytes} bytes)} or {"report"}` } });
       }
       try {
         deps.rtio.reply(deviceId, callId, { code: code as number, message });

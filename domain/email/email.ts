@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
-import { isStorableText } from '../text';
+import { isStorableText, recordableError } from '../text';
 
 /**
  * An email other services ask herald to send (datahub's MQ topic `to_emails.json`,
@@ -163,7 +163,7 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
               emailId: state.emailId,
               appId: state.appId,
               attempt: command.attempt,
-              error: boundedError(command.error),
+              error: recordableError(command.error, EMAIL_LIMITS.errorLength),
               final,
               failedAt: command.now,
               retryAt: final || delay === undefined ? null : new Date(now + delay).toISOString(),
@@ -236,21 +236,6 @@ function checkAttempt(attempt: number, recorded: number): void {
   if (!Number.isInteger(attempt) || attempt < 1 || attempt > Math.min(recorded + 1, EMAIL_MAX_ATTEMPTS)) {
     throw new DomainError('invalid', `attempt: must be 1-${Math.min(recorded + 1, EMAIL_MAX_ATTEMPTS)}`);
   }
-}
-
-/**
- * A failure must always be recordable (refusing it would leave the email pending and tried again at
- * once), so its text is made storable and bounded rather than refused.
- */
-function boundedError(error: string): string {
-  const oneLine = String(error)
-    .replace(/[\u0000-\u001F\u007F]+/g, ' ')
-    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
-    .replace(/\s+/g, ' ')
-    .trim();
-  const chars = Array.from(oneLine);
-  const bounded = chars.length > EMAIL_LIMITS.errorLength ? `${chars.slice(0, EMAIL_LIMITS.errorLength - 1).join('')}…` : oneLine;
-  return bounded.length > 0 ? bounded : 'unknown error';
 }
 
 /** The Message-ID is informational: one that cannot be stored is dropped, not a reason to lose the success. */

@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
-import { isStorableText } from '../text';
+import { isStorableText, recordableError } from '../text';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt): an app's server creates devices, and calls
@@ -162,3 +162,121 @@ function checkNonce(nonce: unknown): void {
     throw new DomainError('invalid', `nonce: 1-${RTIO_LIMITS.nonceBytes} bytes of text`);
   }
 }
+
+/**
+ * A device's report (RTIO `$notifyurl`): forwarded to the app's notify URL as `{nonce, device_id,
+ * device_message}`; the reply `{nonce, code: 1000}` acknowledges it. Anything else — or no answer — is
+ * tried again after 2, 4, 8, 16 … s, 10 tries in all, then recorded as failed for good. Stream:
+ * `rtio-report-<reportId>`; the retry state is the stream's (and the read model's), so a restart of
+ * herald continues the schedule.
+ */
+export const RTIO_REPORT_ATTEMPTS = 10;
+/** Wait after failed attempt n (1-based) before attempt n+1: 2^n seconds. */
+export const reportRetryDelaySeconds = (attempt: number) => 2 ** attempt;
+const REPORT_ERROR_LENGTH = 512;
+
+const Report = { reportId: t.string, appId: t.string, deviceId: t.string };
+
+export const RtioDeviceReported = t.type({
+  type: t.literal('RtioDeviceReported'),
+  data: t.type({ ...Report, nonce: t.string, message: t.string, reportedAt: t.string }),
+});
+export const RtioReportForwarded = t.type({
+  type: t.literal('RtioReportForwarded'),
+  data: t.type({ ...Report, attempt: t.number, forwardedAt: t.string }),
+});
+export const RtioReportForwardFailed = t.type({
+  type: t.literal('RtioReportForwardFailed'),
+  data: t.type({ ...Report, attempt: t.number, error: t.string, final: t.boolean, failedAt: t.string, retryAt: t.union([t.string, t.null]) }),
+});
+export const RtioReportEvent = t.union([RtioDeviceReported, RtioReportForwarded, RtioReportForwardFailed]);
+export type RtioReportEvent = t.TypeOf<typeof RtioReportEvent>;
+
+export interface ReportFromDevice {
+  readonly type: 'ReportFromDevice';
+  readonly reportId: string;
+  readonly appId: string;
+  readonly deviceId: string;
+  /** The nonce of the notify request: made by herald, the same on every try. */
+  readonly nonce: string;
+  readonly message: string;
+  readonly now: string;
+}
+export interface RecordForwarded {
+  readonly type: 'RecordForwarded';
+  readonly attempt: number;
+  readonly now: string;
+}
+export interface RecordForwardFailed {
+  readonly type: 'RecordForwardFailed';
+  readonly attempt: number;
+  readonly error: string;
+  readonly now: string;
+}
+export type RtioReportCommand = ReportFromDevice | RecordForwarded | RecordForwardFailed;
+
+export type RtioReportState =
+  | { readonly status: 'none' }
+  | {
+      readonly status: 'pending' | 'forwarded' | 'failed';
+      readonly reportId: string;
+      readonly appId: string;
+      readonly deviceId: string;
+      readonly nonce: string;
+      readonly message: string;
+      /** Attempts whose outcome is recorded. */
+      readonly attempts: number;
+      /** When the next attempt is due; null once forwarded or failed for good. */
+      readonly nextAttemptAt: string | null;
+    };
+
+export const rtioReportStreamName = (reportId: string) => `rtio-report-${reportId}`;
+
+export const rtioReportDecider: Decider<RtioReportCommand, RtioReportEvent, RtioReportState> = {
+  initialState: () => ({ status: 'none' }),
+  evolve(state, event) {
+    switch (event.type) {
+      case 'RtioDeviceReported': {
+        const { reportId, appId, deviceId, nonce, message, reportedAt } = event.data;
+        return { status: 'pending', reportId, appId, deviceId, nonce, message, attempts: 0, nextAttemptAt: reportedAt };
+      }
+      case 'RtioReportForwarded':
+        return state.status === 'none' ? state : { ...state, status: 'forwarded', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: null };
+      case 'RtioReportForwardFailed':
+        return state.status === 'none'
+          ? state
+          : { ...state, status: event.data.final ? 'failed' : 'pending', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: event.data.retryAt };
+      default:
+        return unreachable(event);
+    }
+  },
+  decide(command, state) {
+    switch (command.type) {
+      case 'ReportFromDevice': {
+        if (state.status !== 'none') return [];
+        if (!isStorableText(command.message) || Buffer.byteLength(command.message, 'utf8') > RTIO_LIMITS.reportBytes) {
+          throw new DomainError('invalid', `message: at most ${RTIO_LIMITS.reportBytes} bytes of text`);
+        }
+        const { reportId, appId, deviceId, nonce, message, now } = command;
+        return [{ type: 'RtioDeviceReported', data: { reportId, appId, deviceId, nonce, message, reportedAt: now } }];
+      }
+      case 'RecordForwarded':
+      case 'RecordForwardFailed': {
+        if (state.status === 'none') throw new DomainError('not_found', 'no such report');
+        // Forwarded or failed for good already (a racing forwarder recorded it): nothing more.
+        if (state.status !== 'pending') return [];
+        if (!Number.isInteger(command.attempt) || command.attempt < 1 || command.attempt > Math.min(state.attempts + 1, RTIO_REPORT_ATTEMPTS)) {
+          throw new DomainError('invalid', `attempt: must be 1-${Math.min(state.attempts + 1, RTIO_REPORT_ATTEMPTS)}`);
+        }
+        const { reportId, appId, deviceId } = state;
+        if (command.type === 'RecordForwarded') return [{ type: 'RtioReportForwarded', data: { reportId, appId, deviceId, attempt: command.attempt, forwardedAt: command.now } }];
+        if (command.attempt <= state.attempts) return [];
+        const final = command.attempt >= RTIO_REPORT_ATTEMPTS;
+        const retryAt = final ? null : new Date(Date.parse(command.now) + reportRetryDelaySeconds(command.attempt) * 1000).toISOString();
+        return [{ type: 'RtioReportForwardFailed', data: { reportId, appId, deviceId, attempt: command.attempt, error: recordableError(command.error, REPORT_ERROR_LENGTH), final, failedAt: command.now, retryAt } }];
+      }
+      default:
+        return unreachable(command);
+    }
+  },
+};

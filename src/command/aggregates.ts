@@ -13,6 +13,10 @@ import {
   RtioCallEvent,
   rtioDeviceDecider,
   RtioDeviceEvent,
+  rtioReportDecider,
+  RtioReportEvent,
+  type RtioReportCommand,
+  type RtioReportState,
   type RtioCallCommand,
   type RtioCallState,
   type RtioDeviceCommand,
@@ -33,3 +37,4 @@ export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = { dec
 export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, DeliveryState> = { decider: deliveryDecider, eventCodec: DeliveryEvent };
 export const rtioDeviceAggregate: Aggregate<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = { decider: rtioDeviceDecider, eventCodec: RtioDeviceEvent };
 export const rtioCallAggregate: Aggregate<RtioCallCommand, RtioCallEvent, RtioCallState> = { decider: rtioCallDecider, eventCodec: RtioCallEvent };
+export const rtioReportAggregate: Aggregate<RtioReportCommand, RtioReportEvent, RtioReportState> = { decider: rtioReportDecider, eventCodec: RtioReportEvent };

@@ -1,9 +1,9 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { rtioCallStreamName, rtioDeviceStreamName, RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { rtioCallStreamName, rtioDeviceStreamName, rtioReportStreamName, RTIO_LIMITS } from '../../domain/rtio/rtio';
 import type { Clock } from '../clock';
-import { rtioCallAggregate, rtioDeviceAggregate } from '../command/aggregates';
+import { rtioCallAggregate, rtioDeviceAggregate, rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
@@ -60,8 +60,28 @@ export class Rtio {
       readonly store: EventStore;
       readonly clock: Clock;
       readonly log: Logger;
+      /** The running report forwarder, told of a new report; absent (RTIO_NOTIFY_URL unset): reports are recorded only. */
+      readonly forwarder?: { wake(): void };
     },
   ) {}
+
+  /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id. */
+  async report(device: { readonly deviceId: string; readonly appId: string }, message: string): Promise<string> {
+    const reportId = randomUUID();
+    // The notify request's nonce: as the seed's example, a decimal string (of 63 random bits).
+    const nonce = BigInt.asUintN(63, BigInt(`0x${randomBytes(8).toString('hex')}`)).toString();
+    await handleCommand(
+      this.deps.store,
+      rtioReportAggregate,
+      rtioReportStreamName(reportId),
+      { type: 'ReportFromDevice', reportId, appId: device.appId, deviceId: device.deviceId, nonce, message, now: this.deps.clock().toISOString() },
+      { appId: device.appId, actor: `rtio-device:${device.deviceId}` },
+      newStream(rtioReportAggregate),
+    );
+    if (this.deps.forwarder) this.deps.forwarder.wake();
+    else this.deps.log.warn({ reportId, deviceId: device.deviceId }, 'rtio: report not forwarded: RTIO_NOTIFY_URL is not set');
+    return reportId;
+  }
 
   /** Creates a device; its key is answered once and kept only as a hash. */
   async createDevice(appId: string, nonce: string): Promise<{ deviceId: string; deviceKey: string }> {

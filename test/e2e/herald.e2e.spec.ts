@@ -21,7 +21,7 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    env = { PORT: String(port), HERALD_DATA_DIR: dataDir, HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort()), HERALD_APPS: 'camel:EERWERRRRE' };
+    env = { PORT: String(port), HERALD_DATA_DIR: dataDir, HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)), HERALD_APPS: 'camel:EERWERRRRE' };
     // With DATABASE_URL (CI's second run) herald gets a fresh database on that server; otherwise it
     // starts its embedded PostgreSQL, as after `npm start` on a fresh machine.
     if (process.env.DATABASE_URL) {
@@ -142,7 +142,7 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     await chmod(userDir, 0o777);
     const port = await freePort();
     const herald = HeraldProcess.start(
-      { PORT: String(port), HERALD_DATA_DIR: path.join(userDir, 'data'), HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort()) },
+      { PORT: String(port), HERALD_DATA_DIR: path.join(userDir, 'data'), HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)) },
       ['serve'],
       nobody,
     );

@@ -76,7 +76,18 @@ export async function stopTestServer(): Promise<void> {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 }
 
-export function freePort(): Promise<number> {
+/**
+ * A port nothing listens on now, other than `taken` (the OS may hand the port it just freed out again: two
+ * calls in a row can answer the same port, for two servers that are then both to listen on it).
+ */
+export async function freePort(...taken: number[]): Promise<number> {
+  for (;;) {
+    const port = await unusedPort();
+    if (!taken.includes(port)) return port;
+  }
+}
+
+function unusedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.unref();

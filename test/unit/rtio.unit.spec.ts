@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
-import { rtioCallDecider, rtioDeviceDecider, type RtioCallEvent, type RtioDeviceEvent } from '../../domain/rtio/rtio';
+import { rtioCallDecider, rtioDeviceDecider, rtioReportDecider, type RtioCallEvent, type RtioDeviceEvent, type RtioReportEvent } from '../../domain/rtio/rtio';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 const now = '2026-11-23T10:00:00.000Z';
@@ -43,5 +43,34 @@ describe('rtio call decider', () => {
     spec.given([called]).when({ type: 'RecordCallFailure', reason: 'timeout', now: at(6) }).then([failed]);
     spec.given([called, failed]).when({ type: 'RecordReply', code: 1000, message: 'late', now: at(7) }).then([]);
     spec.given([called, replied]).when({ type: 'RecordCallFailure', reason: 'timeout', now: at(6) }).then([]);
+  });
+});
+
+describe('rtio report decider', () => {
+  const spec = deciderSpecification(rtioReportDecider);
+  const target = { reportId: 'r1', appId: 'rtio', deviceId: 'd1' };
+  const reported: RtioReportEvent = { type: 'RtioDeviceReported', data: { ...target, nonce: '6832472384370018048', message: 'this a device message', reportedAt: now } };
+  const failed = (attempt: number, seconds: number, retryIn: number | null): RtioReportEvent => ({
+    type: 'RtioReportForwardFailed',
+    data: { ...target, attempt, error: 'HTTP 500', final: retryIn === null, failedAt: at(seconds), retryAt: retryIn === null ? null : at(seconds + retryIn) },
+  });
+
+  it('retries after 2, 4, 8 … s; the 10th failure is final; a report is at most 1,024 bytes', () => {
+    const history: RtioReportEvent[] = [reported];
+    let t0 = 0;
+    for (let attempt = 1; attempt <= 10; attempt++) {
+      const expected = failed(attempt, t0, attempt < 10 ? 2 ** attempt : null);
+      spec.given(history).when({ type: 'RecordForwardFailed', attempt, error: 'HTTP 500', now: at(t0) }).then([expected]);
+      history.push(expected);
+      t0 += 2 ** attempt;
+    }
+    spec.given(history).when({ type: 'RecordForwarded', attempt: 10, now: at(t0) }).then([]);
+    spec.given([]).when({ type: 'ReportFromDevice', ...target, nonce: 'n', message: 'x'.repeat(1025), now }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^message: /));
+  });
+
+  it('forwarded once: later outcomes (a racing forwarder) record nothing', () => {
+    const forwarded: RtioReportEvent = { type: 'RtioReportForwarded', data: { ...target, attempt: 1, forwardedAt: at(1) } };
+    spec.given([reported]).when({ type: 'RecordForwarded', attempt: 1, now: at(1) }).then([forwarded]);
+    spec.given([reported, forwarded]).when({ type: 'RecordForwardFailed', attempt: 2, error: 'x', now: at(2) }).then([]);
   });
 });

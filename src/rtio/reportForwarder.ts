@@ -1,0 +1,118 @@
+import { rtioReportStreamName, type RecordForwarded, type RecordForwardFailed } from '../../domain/rtio/rtio';
+import type { Clock } from '../clock';
+import { rtioReportAggregate } from '../command/aggregates';
+import { handleCommand, loadState } from '../command/commandHandler';
+import { DueWork } from '../dueWork';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+
+/** A report as the read model shows it (implemented by projections/rtio.ts). */
+export interface ReportStatus {
+  readonly reportId: string;
+  readonly appId: string;
+  readonly deviceId: string;
+  readonly status: 'pending' | 'forwarded' | 'failed';
+  readonly attempts: number;
+  readonly nextAttemptAt: Date | null;
+  readonly lastError: string | null;
+}
+
+/** What the forwarder reads of the reports read model. */
+export interface PendingReports {
+  /** Ids of pending reports whose next attempt is due at `now`, earliest first. */
+  due(now: Date, limit: number): Promise<string[]>;
+  nextAttemptAt(): Promise<Date | undefined>;
+  byId(reportId: string): Promise<ReportStatus | undefined>;
+}
+
+/** POSTs a JSON body, answering the status and the body (tests may pass their own). */
+export type PostForJson = (url: string, body: string) => Promise<{ status: number; body: string }>;
+
+const TIMEOUT_MS = 5000;
+const MAX_ANSWER_BYTES = 4096;
+
+export const postForJson: PostForJson = async (url, body) => {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  const text = await response.text();
+  return { status: response.status, body: text.slice(0, MAX_ANSWER_BYTES) };
+};
+
+/**
+ * Forwards RTIO devices' reports to RTIO_NOTIFY_URL (shared/seeds/004_e2f5c37d54658cec.txt, 消息通知):
+ * `{nonce, device_id, device_message}`, acknowledged by `{nonce, code: 1000}`; anything else is a
+ * failure, tried again after 2, 4, 8 … s, 10 tries in all (domain/rtio/rtio.ts). Durable like the
+ * mailer: what is due lives in the read model, and each attempt is decided on the report's stream.
+ */
+export class ReportForwarder {
+  private readonly work: DueWork<string>;
+
+  constructor(
+    private readonly deps: {
+      readonly store: EventStore;
+      readonly pending: PendingReports;
+      readonly clock: Clock;
+      readonly log: Logger;
+      readonly notifyUrl: string;
+      readonly post?: PostForJson;
+      readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
+    },
+  ) {
+    this.work = new DueWork<string>({
+      clock: deps.clock,
+      log: deps.log,
+      doing: 'forwarding a device report',
+      maxWaitMs: 1000,
+      due: (now, limit) => deps.pending.due(now, limit),
+      nextDueAt: () => deps.pending.nextAttemptAt(),
+      idOf: (reportId) => reportId,
+      perform: (reportId) => this.attempt(reportId),
+      readYourWrites: deps.readYourWrites,
+    });
+  }
+
+  start(): void {
+    this.work.start();
+  }
+
+  stop(): Promise<void> {
+    return this.work.stop();
+  }
+
+  /** Look for due reports now (one was just made, or a test moved the clock). */
+  wake(): void {
+    this.work.wake();
+  }
+
+  private async attempt(reportId: string) {
+    const streamName = rtioReportStreamName(reportId);
+    const loaded = await loadState(this.deps.store, rtioReportAggregate, streamName);
+    const { state } = loaded;
+    if (state.status !== 'pending' || state.nextAttemptAt === null || Date.parse(state.nextAttemptAt) > this.deps.clock().getTime()) return undefined;
+    const attempt = state.attempts + 1;
+    let outcome: RecordForwarded | RecordForwardFailed;
+    try {
+      const answer = await (this.deps.post ?? postForJson)(this.deps.notifyUrl, JSON.stringify({ nonce: state.nonce, device_id: state.deviceId, device_message: state.message }));
+      const problem = acknowledgementProblem(answer, state.nonce);
+      outcome = problem === undefined ? { type: 'RecordForwarded', attempt, now: this.deps.clock().toISOString() } : { type: 'RecordForwardFailed', attempt, error: problem, now: this.deps.clock().toISOString() };
+    } catch (error) {
+      outcome = { type: 'RecordForwardFailed', attempt, error: (error as Error).message ?? String(error), now: this.deps.clock().toISOString() };
+    }
+    if (outcome.type === 'RecordForwardFailed') this.deps.log.warn({ reportId, attempt, error: outcome.error }, 'rtio: forwarding a report failed');
+    return handleCommand(this.deps.store, rtioReportAggregate, streamName, outcome, { appId: state.appId, actor: 'herald:rtio-reports' }, loaded);
+  }
+}
+
+/** Why an answer is not the seed's acknowledgement `{nonce, code: 1000}`; undefined when it is. */
+function acknowledgementProblem(answer: { status: number; body: string }, nonce: string): string | undefined {
+  if (answer.status < 200 || answer.status >= 300) return `HTTP ${answer.status}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(answer.body);
+  } catch {
+    return 'the answer is not JSON';
+  }
+  const reply = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {};
+  if (reply.code !== 1000) return `code ${JSON.stringify(reply.code ?? null)}, not 1000`;
+  if (reply.nonce !== undefined && reply.nonce !== nonce) return 'the answer is for another nonce';
+  return undefined;
+}

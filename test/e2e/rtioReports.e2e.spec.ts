@@ -1,0 +1,120 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import pino from 'pino';
+import { rtioReportQueries } from '../../projections/rtio';
+import { loadConfig, type Config } from '../../src/config';
+import { startHerald, type Herald } from '../../src/herald';
+import { eventually } from '../support/eventually';
+import { TestClock } from '../support/herald';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
+import { RtioDevice } from '../support/rtioDevice';
+
+// RTIO reports (shared/seeds/004_e2f5c37d54658cec.txt, 消息通知): a device's report goes to $notifyurl
+// as {nonce, device_id, device_message}; only {nonce, code: 1000} acknowledges it; anything else is
+// tried again after 2, 4, 8 … s, 10 tries in all — durably, across a restart of herald.
+describe('RTIO: device reports forwarded to the notify URL', function () {
+  this.timeout(60_000);
+  const clock = new TestClock();
+  let testDatabase: TestDatabase;
+  let config: Config;
+  let running: Herald | undefined;
+  const devices: RtioDevice[] = [];
+  // The app's notify endpoint: records each request; answers the next queued answer (an ack when none).
+  const received: Array<{ nonce: string; device_id: string; device_message: string; at: number }> = [];
+  const answers: Array<'ack' | 'http500' | 'code500' | 'junk'> = [];
+  let notifyServer: http.Server;
+
+  before(async () => {
+    notifyServer = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const request = JSON.parse(body) as { nonce: string; device_id: string; device_message: string };
+        received.push({ ...request, at: clock.now().getTime() });
+        const answer = answers.shift() ?? 'ack';
+        if (answer === 'http500') res.statusCode = 500;
+        res.setHeader('content-type', 'application/json');
+        res.end(answer === 'junk' ? 'not json' : JSON.stringify({ nonce: request.nonce, code: answer === 'ack' ? 1000 : 500 }));
+      });
+    });
+    await new Promise<void>((resolve) => notifyServer.listen(0, '127.0.0.1', resolve));
+    testDatabase = await createTestDatabase();
+    config = {
+      ...loadConfig({}),
+      port: 0,
+      host: '127.0.0.1',
+      databaseUrl: testDatabase.connectionString,
+      rtioNotifyUrl: `http://127.0.0.1:${(notifyServer.address() as AddressInfo).port}/notify`,
+    };
+  });
+  after(async () => {
+    for (const device of devices) device.socket.close();
+    await running?.close();
+    await testDatabase.drop();
+    await new Promise((resolve) => notifyServer.close(resolve));
+  });
+
+  const start = async () => (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), { clock: clock.now }));
+  const device = async (herald: Herald, nonce: string) => {
+    const created = (await (await fetch(`${herald.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })).json()) as { device_id: string; device_key: string };
+    const connected = await RtioDevice.connect(herald.url, created);
+    devices.push(connected);
+    return { ...created, socket: connected };
+  };
+  const reportFrom = async (d: { socket: RtioDevice }, message: string) => {
+    const before = d.socket.frames.length;
+    d.socket.report(message);
+    await d.socket.until((s) => s.frames.slice(before).some((f) => typeof f.reported === 'string'), 'the report recorded');
+    return d.socket.frames.slice(before).find((f) => typeof f.reported === 'string')!.reported as string;
+  };
+  /** Advances herald's clock and wakes the forwarder, then waits until `count` requests reached the endpoint. */
+  const advanceUntil = async (herald: Herald, seconds: number, count: number) => {
+    clock.advance(seconds * 1000);
+    herald.reportForwarder!.wake();
+    await eventually(() => expect(received.length).to.equal(count));
+  };
+
+  it('forwards a report; retries after 2 and 4 s until acknowledged', async () => {
+    const herald = await start();
+    const d = await device(herald, 'report-device-1');
+    answers.push('http500', 'code500');
+    const reportId = await reportFrom(d, 'this a device message');
+    await eventually(() => expect(received.length).to.equal(1));
+    expect(received[0]).to.deep.include({ device_id: d.device_id, device_message: 'this a device message' });
+    expect(received[0]!.nonce).to.match(/^\d{1,19}$/);
+    await advanceUntil(herald, 2, 2);
+    await advanceUntil(herald, 4, 3);
+    const queries = rtioReportQueries(herald.infrastructure.database.pool);
+    await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 3 }));
+    // The same nonce on every try.
+    expect(new Set(received.map((r) => r.nonce)).size).to.equal(1);
+    expect(received[1]!.at - received[0]!.at).to.be.at.least(2000);
+  });
+
+  it('gives up after 10 tries (2, 4, … 512 s apart), and a restart mid-schedule continues it', async () => {
+    const herald = running!;
+    const d = await device(herald, 'report-device-2');
+    received.length = 0;
+    answers.push(...Array.from({ length: 12 }, () => 'junk' as const));
+    const reportId = await reportFrom(d, 'nobody listens');
+    await eventually(() => expect(received.length).to.equal(1));
+    await advanceUntil(herald, 2, 2);
+    await advanceUntil(herald, 4, 3);
+    // herald stops with the 4th try due in 8 s; the next one picks the schedule up from the read model.
+    await herald.close();
+    running = undefined;
+    const next = await start();
+    await advanceUntil(next, 8, 4);
+    for (let attempt = 4; attempt < 10; attempt++) await advanceUntil(next, 2 ** attempt, attempt + 1);
+    const queries = rtioReportQueries(next.infrastructure.database.pool);
+    await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'failed', attempts: 10, nextAttemptAt: null }));
+    expect((await queries.byId(reportId))!.lastError).to.equal('the answer is not JSON');
+    // No 11th try, however long.
+    clock.advance(3600_000);
+    next.reportForwarder!.wake();
+    const events = await next.infrastructure.store.readStream(`rtio-report-${reportId}`);
+    expect(events.map((e) => e.type)).to.deep.equal(['RtioDeviceReported', ...Array.from({ length: 10 }, () => 'RtioReportForwardFailed')]);
+    expect(received).to.have.length(10);
+  });
+});
