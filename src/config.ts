@@ -110,6 +110,8 @@ const Environment = t.type({
   HERALD_CALLBACK_PRIVATE_NETWORKS: optional(t.keyof({ allow: null, refuse: null }, 'allow or refuse')),
   RTIO_TRUSTED_CIDRS: optional(CidrList),
   RTIO_NOTIFY_URL: optional(urlWithScheme(['http', 'https'])),
+  RTIO_MANAGE_PORT: optional(Port),
+  RTIO_CALL_PORT: optional(Port),
   RTIO_APP_ID: optional(fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined))),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
@@ -155,6 +157,9 @@ export interface Config {
   readonly rtioAppId: string;
   /** RTIO's `$notifyurl`: where devices' reports are forwarded; unset → recorded only. */
   readonly rtioNotifyUrl?: string;
+  /** Also serve RTIO's /manage routes on this port (the seed's 8095), and /call on this one (8090). */
+  readonly rtioManagePort?: number;
+  readonly rtioCallPort?: number;
 }
 
 export class ConfigError extends Error {
@@ -199,5 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ],
     rtioAppId: e.RTIO_APP_ID ?? 'rtio',
     ...(e.RTIO_NOTIFY_URL !== undefined && { rtioNotifyUrl: e.RTIO_NOTIFY_URL }),
+    ...(e.RTIO_MANAGE_PORT !== undefined && { rtioManagePort: e.RTIO_MANAGE_PORT }),
+    ...(e.RTIO_CALL_PORT !== undefined && { rtioCallPort: e.RTIO_CALL_PORT }),
   };
 }

@@ -145,6 +145,7 @@ export async function startHerald(
   let gateway: DeviceGateway | undefined;
   let appCallbacks: AppCallbacks | undefined;
   let reportForwarder: ReportForwarder | undefined;
+  const rtioPorts: HttpServer[] = [];
   const inbox = notificationQueries(database.pool);
   const progress = new ProjectionProgress({ database, log });
   // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
@@ -236,6 +237,12 @@ export async function startHerald(
     };
     http = await listen(createHttpApp({ readiness, unhealthy, routers, log }), { port: config.port, host: config.host, log });
     const server = http;
+    // RTIO's own ports, as its seed documents them (8095 manage, 8090 call), when configured.
+    for (const [only, port] of [['manage', config.rtioManagePort], ['call', config.rtioCallPort]] as const) {
+      if (port === undefined) continue;
+      const router = rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log, only });
+      rtioPorts.push(await listen(createHttpApp({ readiness, unhealthy, routers: [router], log }), { port, host: config.host, log }));
+    }
     const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, clock, log });
     const deviceSockets = msgpushSockets({ gateway, log });
     const rtioDeviceSockets = rtioSockets({ rtio, log });
@@ -268,6 +275,7 @@ export async function startHerald(
         await deviceGateway.stop();
         await callbacks.stop();
         await server.close();
+        await Promise.all(rtioPorts.map((p) => p.close()));
         await scheduler.stop();
         await mailer?.stop();
         await Promise.all(runners.map((r) => r.stop()));
@@ -279,6 +287,7 @@ export async function startHerald(
     };
   } catch (error) {
     await http?.close();
+    await Promise.all(rtioPorts.map((p) => p.close()));
     await gateway?.stop();
     await appCallbacks?.stop();
     await reportForwarder?.stop();

@@ -42,7 +42,18 @@ class RtioAnswer extends Error {
 
 const BODY_LIMIT = '16kb';
 
-export function rtioRouter(deps: { readonly rtio: Rtio; readonly tickets: Tickets; readonly trustedCidrs: readonly Cidr[]; readonly appId: string; readonly log: Logger }): express.Router {
+/**
+ * `only`: the seed serves /manage on port 8095 and /call on 8090; herald's own port serves both, and a
+ * port of the seed's (RTIO_MANAGE_PORT, RTIO_CALL_PORT) serves its one.
+ */
+export function rtioRouter(deps: {
+  readonly rtio: Rtio;
+  readonly tickets: Tickets;
+  readonly trustedCidrs: readonly Cidr[];
+  readonly appId: string;
+  readonly log: Logger;
+  readonly only?: 'manage' | 'call';
+}): express.Router {
   const router = express.Router();
   const trusted = new BlockList();
   for (const cidr of deps.trustedCidrs) trusted.addSubnet(cidr.address, cidr.prefix, cidr.family);
@@ -86,14 +97,14 @@ export function rtioRouter(deps: { readonly rtio: Rtio; readonly tickets: Ticket
 
   router.use(['/manage', '/call'], express.text({ type: () => true, limit: BODY_LIMIT }));
 
-  router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
+  if (deps.only !== 'call') router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
     const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
     const appId = await appOf(req);
     const { deviceId, deviceKey } = await deps.rtio.createDevice(appId, nonce);
     return { device_id: deviceId, device_key: deviceKey };
   }));
 
-  router.post('/call/send', route(RTIO_CODES.sendFailed, async (body, req) => {
+  if (deps.only !== 'manage') router.post('/call/send', route(RTIO_CODES.sendFailed, async (body, req) => {
     const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
     const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
     const message = field(body, 'message', RTIO_LIMITS.messageBytes);
@@ -119,7 +130,8 @@ export function rtioRouter(deps: { readonly rtio: Rtio; readonly tickets: Ticket
   const refuse = (code: Code): express.RequestHandler => (req, res) => {
     res.json({ nonce: echo(nonceIn(req.body)), code: code[0], desc: code[1] });
   };
-  router.all(['/manage/create_device', '/call/send'], refuse(RTIO_CODES.badMethod));
+  const served = [...(deps.only !== 'call' ? ['/manage/create_device'] : []), ...(deps.only !== 'manage' ? ['/call/send'] : [])];
+  router.all(served, refuse(RTIO_CODES.badMethod));
   router.all(['/manage', '/manage/*', '/call', '/call/*'], refuse(RTIO_CODES.badUri));
   router.use(['/manage', '/call'], (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { startTestHerald } from '../support/herald';
+import { freePort } from '../support/postgres';
 import { RtioDevice } from '../support/rtioDevice';
 
 // RTIO (shared/seeds/004_e2f5c37d54658cec.txt) on the wire: every code, the device's own reply, nonces.
@@ -134,4 +135,21 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       await closed.stop();
     }
   });
+
+  it("also serves the seed's ports when configured: /manage on RTIO_MANAGE_PORT, /call on RTIO_CALL_PORT", async () => {
+    const managePort = await freePort();
+    const callPort = await freePort(managePort);
+    const ported = await startTestHerald({ rtioManagePort: managePort, rtioCallPort: callPort });
+    try {
+      const on = async (port: number, path: string, body: unknown) => (await (await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body: JSON.stringify(body) })).json()) as Record<string, unknown>;
+      const created = await on(managePort, '/manage/create_device', { nonce: 'p1' });
+      expect(created).to.include({ nonce: 'p1', code: 1000 });
+      expect(await on(managePort, '/call/send', { nonce: 'p2', device_id: created.device_id, message: 'm' })).to.include({ code: 1600 });
+      expect(await on(callPort, '/call/send', { nonce: 'p3', device_id: created.device_id, message: 'm' })).to.include({ code: 2305, device_status: 2 });
+      expect(await on(callPort, '/manage/create_device', { nonce: 'p4' })).to.include({ code: 1600 });
+    } finally {
+      await ported.stop();
+    }
+  });
 });
+
