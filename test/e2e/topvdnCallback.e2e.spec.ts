@@ -68,7 +68,8 @@ describe('topvdn: app callbacks', function () {
     await eventually(() => expect(received.length).to.equal(before + 1));
     expect(received[before]).to.deep.include({ request_id: id, msg: 'aGVsbG8=', flag: 2 });
     expect(received[before]!.from).to.be.a('number');
-    expect((await herald.pushes.status('camel', id))?.callback).to.equal('delivered');
+    // The attempt is recorded once the app has answered (500: not confirmed).
+    await eventually(async () => expect((await herald.pushes.status('camel', id))?.callback).to.equal('delivered'));
     clock.advance(1000);
     herald.appCallbacks.wake();
     await eventually(async () => expect((await herald.pushes.status('camel', id))?.callback).to.equal('confirmed'));
