@@ -606,17 +606,22 @@ export interface CpuUse {
 
 /**
  * CPU sampling from /proc: herald's process (`/proc/<pid>/stat` utime+stime), the embedded PostgreSQL
- * (every other process descended from the bench), the bench itself and the whole machine.
+ * (every other process descended from the bench, but `otherChildPids` and theirs), the bench itself and
+ * the whole machine.
  */
 export class CpuSampler {
-  constructor(private readonly heraldPid: number | undefined) {}
+  constructor(
+    private readonly heraldPid: number | undefined,
+    /** Other child processes of the bench (a device simulator, say): left out of `postgresPercent`. */
+    private readonly otherChildPids: readonly number[] = [],
+  ) {}
 
   snapshot(): CpuSnapshot {
     const herald = this.heraldPid === undefined ? undefined : readProcStat(this.heraldPid);
     return {
       at: performance.now(),
       herald: herald?.ticks ?? NaN,
-      postgres: process.env.DATABASE_URL ? NaN : descendantTicks(process.pid, new Set(this.heraldPid === undefined ? [] : [this.heraldPid])),
+      postgres: process.env.DATABASE_URL ? NaN : descendantTicks(process.pid, new Set([...(this.heraldPid === undefined ? [] : [this.heraldPid]), ...this.otherChildPids])),
       bench: process.cpuUsage(),
       machine: machineTicks(),
     };

@@ -206,7 +206,13 @@ export async function startHerald(
         readYourWrites: progress.readYourWrites([rtioProjection.name], config.readYourWritesTimeoutMs),
       });
     } else log.warn('RTIO_NOTIFY_URL is not set: RTIO devices\' reports are recorded but not forwarded');
-    const rtio = new Rtio({ store, clock, log, ...(reportForwarder && { forwarder: reportForwarder }) });
+    const rtio = new Rtio({
+      store,
+      clock,
+      log,
+      reportsShow: progress.readYourWrites([rtioProjection.name], config.readYourWritesTimeoutMs),
+      ...(reportForwarder && { forwarder: reportForwarder }),
+    });
     const emails = new Emails({ store, queries: pendingEmails, readYourWrites: emailsShow, log, ...(mailer && { mailer }) });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
@@ -219,7 +225,7 @@ export async function startHerald(
     reportForwarder?.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
-    const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway });
+    const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio });
     const checks = new OperationChecks(schema);
     const routers = [
       koalaRouter({ tickets, messaging, clock, log }),
@@ -228,7 +234,7 @@ export async function startHerald(
       onePushRouter({ tickets, devices, pushes, clock, log }),
       topvdnRouter({ tickets, devices, deviceQueries: deviceQueries(database.pool), pushes, appCallbacks, clock, log }),
       rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),
-      graphqlRouter({ schema, checks, tickets, devices, clock, log }),
+      graphqlRouter({ schema, checks, tickets, devices, rtio, clock, log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
     const unhealthy = () => {
@@ -243,7 +249,7 @@ export async function startHerald(
       const router = rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log, only });
       rtioPorts.push(await listen(createHttpApp({ readiness, unhealthy, routers: [router], log }), { port, host: config.host, log }));
     }
-    const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, clock, log });
+    const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, rtio, clock, log });
     const deviceSockets = msgpushSockets({ gateway, log });
     const rtioDeviceSockets = rtioSockets({ rtio, log });
     routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss });

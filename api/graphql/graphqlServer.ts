@@ -10,9 +10,11 @@ import type { Clock } from '../../src/clock';
 import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
 import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets } from '../../src/identity/tickets';
+import type { Rtio } from '../../src/rtio/rtio';
 import { deviceResolvers } from './deviceResolvers';
 import { graphiqlRouter } from './graphiql';
 import { OperationChecks } from './operationChecks';
+import { rtioResolvers } from './rtioResolvers';
 import { sharedSubscribe } from './sharedSubscription';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
@@ -22,15 +24,16 @@ export const GRAPHQL_PATH = '/graphql';
 
 export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
-  return makeExecutableSchema({ typeDefs, resolvers: [createResolvers(deps), deviceResolvers(deps)] });
+  return makeExecutableSchema({ typeDefs, resolvers: [createResolvers(deps), deviceResolvers(deps), rtioResolvers(deps)] });
 }
 
-/** What the servers authenticate with: tickets (users) and device tokens (devices). */
+/** What the servers authenticate with: tickets (users), device tokens (devices), RTIO device keys (RTIO devices). */
 interface ServerDeps {
   readonly schema: GraphQLSchema;
   readonly checks: OperationChecks;
   readonly tickets: Tickets;
   readonly devices: Pick<Devices, 'authenticate'>;
+  readonly rtio: Pick<Rtio, 'authenticateDevice'>;
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -62,9 +65,11 @@ export function graphqlRouter(deps: ServerDeps): express.Router {
 
 /**
  * graphql-ws for GRAPHQL_PATH (the HTTP server routes upgrades to it: api/sockets/upgrades.ts): a user's
- * ticket comes in `connectionParams.ticket`, a device's token in `connectionParams.deviceToken` (one of
- * the two); a bad one closes the socket (4403). A ticket's socket is closed when the ticket expires; a
- * device token does not expire (its registration's end is checked per operation: deviceResolvers.ts).
+ * ticket comes in `connectionParams.ticket`, a device's token in `connectionParams.deviceToken`, an RTIO
+ * device's id and key in `connectionParams.rtioDeviceId` and `rtioDeviceKey` (exactly one of the three
+ * kinds); a bad one, or more than one kind, closes the socket (4403). A ticket's socket is closed when
+ * the ticket expires; a device token does not expire (its registration's end is checked per operation:
+ * deviceResolvers.ts); nor does an RTIO device's key (RTIO devices are never deleted).
  */
 export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServer; close(): Promise<void> } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
@@ -73,9 +78,18 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
     {
       schema: deps.schema,
       onConnect: async (ctx) => {
-        const { ticket, deviceToken } = ctx.connectionParams ?? {};
+        const { ticket, deviceToken, rtioDeviceId, rtioDeviceKey } = ctx.connectionParams ?? {};
+        const kinds = [ticket !== undefined, deviceToken !== undefined, rtioDeviceId !== undefined || rtioDeviceKey !== undefined].filter(Boolean).length;
+        if (kinds !== 1) return false;
+        if (rtioDeviceId !== undefined || rtioDeviceKey !== undefined) {
+          if (typeof rtioDeviceId !== 'string' || typeof rtioDeviceKey !== 'string') return false;
+          const device = await deps.rtio.authenticateDevice(rtioDeviceId, rtioDeviceKey);
+          if (!device) return false;
+          principals.set(ctx.extra, { rtioDevice: { deviceId: rtioDeviceId, appId: device.appId } });
+          return true;
+        }
         if (deviceToken !== undefined) {
-          if (typeof deviceToken !== 'string' || ticket !== undefined) return false;
+          if (typeof deviceToken !== 'string') return false;
           const device = await deps.devices.authenticate(deviceToken);
           if (!device) return false;
           principals.set(ctx.extra, { device });
@@ -130,8 +144,21 @@ function closeAtExpiry(socket: WebSocket, expiresAt: number, clock: Clock): void
   socket.once('close', () => clearTimeout(timer));
 }
 
-/** A Bearer credential is a ticket or a device token; their forms tell them apart (isDeviceTokenForm). */
-async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices'>, header: string | undefined, now: Date): Promise<GraphqlContext | GraphQLError> {
+/**
+ * A Bearer credential is a ticket or a device token; their forms tell them apart (isDeviceTokenForm).
+ * An RTIO device sends `RtioDevice <device_id>:<device_key>`.
+ */
+async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices' | 'rtio'>, header: string | undefined, now: Date): Promise<GraphqlContext | GraphQLError> {
+  const rtio = /^RtioDevice\s+(\S+)$/i.exec(header ?? '');
+  if (rtio) {
+    const credential = rtio[1]!;
+    const colon = credential.indexOf(':');
+    const deviceId = colon < 0 ? '' : credential.slice(0, colon);
+    const device = colon < 0 ? undefined : await deps.rtio.authenticateDevice(deviceId, credential.slice(colon + 1));
+    return device
+      ? { rtioDevice: { deviceId, appId: device.appId } }
+      : new GraphQLError('the RTIO device_id and device_key do not match a device (send Authorization: RtioDevice <device_id>:<device_key>)', { extensions: { code: 'UNAUTHENTICATED' } });
+  }
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
   if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket> (a device: Bearer <deviceToken>)', { extensions: { code: 'UNAUTHENTICATED' } });
   const credential = match[1]!;

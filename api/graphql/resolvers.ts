@@ -11,6 +11,7 @@ import type { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DeviceView } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
+import type { Rtio } from '../../src/rtio/rtio';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
 import type { DatahubInbox } from './datahubInbox';
@@ -23,15 +24,25 @@ export interface GraphqlDeps {
   readonly devices: Devices;
   readonly pushes: Pushes;
   readonly gateway: DeviceGateway;
+  /** RTIO device RPC: its devices' calls, replies and reports (rtioResolvers.ts). */
+  readonly rtio: Pick<Rtio, 'connect' | 'reply' | 'report'>;
+}
+
+/** An RTIO device (shared/seeds/004_e2f5c37d54658cec.txt), authenticated by its device_id and device_key. */
+export interface RtioDevicePrincipal {
+  readonly deviceId: string;
+  readonly appId: string;
 }
 
 /**
- * Who calls: a user (a ticket: `viewer`) or a device (a device token: `device`), never both. User
- * fields take the first, device fields the second (`asUser`, `asDevice`).
+ * Who calls: a user (a ticket: `viewer`), a ONE-PUSH device (a device token: `device`) or an RTIO
+ * device (its id and key: `rtioDevice`), only ever one of them. User fields take the first, device
+ * fields the second, RTIO device fields the third (`asUser`, `asDevice`, `asRtioDevice`).
  */
 export interface GraphqlContext extends Record<PropertyKey, unknown> {
   readonly viewer?: Viewer;
   readonly device?: DeviceView;
+  readonly rtioDevice?: RtioDevicePrincipal;
   /** graphql-ws `connectionParams.since`: the last seq the client saw before reconnecting. */
   readonly since?: unknown;
 }
@@ -40,6 +51,8 @@ export interface GraphqlContext extends Record<PropertyKey, unknown> {
 export type UserContext = GraphqlContext & { readonly viewer: Viewer };
 /** The context of a device field: the device token's device is there. */
 export type DeviceContext = GraphqlContext & { readonly device: DeviceView };
+/** The context of an RTIO device field: the RTIO device is there. */
+export type RtioDeviceContext = GraphqlContext & { readonly rtioDevice: RtioDevicePrincipal };
 
 export const MAX_PAGE = 100;
 /** A reconnecting subscriber gets at most this many missed messages; beyond, it must re-query. */
@@ -424,7 +437,7 @@ const DOMAIN_CODES: Record<DomainErrorCode, string> = {
 };
 
 /**
- * A user field: refuses a device token (FORBIDDEN), and a context without a user (UNAUTHENTICATED; the
+ * A user field: refuses a device token and an RTIO device (FORBIDDEN), and a context without a user (UNAUTHENTICATED; the
  * servers let none through, but a field never reads a missing viewer). Checked before the resolver
  * runs, also a subscription's `subscribe`, whose throw graphql turns into the operation's error.
  */
@@ -432,16 +445,29 @@ export function asUser<Parent, Args, R>(resolver: (parent: Parent, args: Args, c
   return (parent, args, context) => {
     if (context.viewer) return resolver(parent, args, context as UserContext);
     if (context.device) throw new GraphQLError('this field is for users: authenticate with a ticket, not a device token', { extensions: { code: 'FORBIDDEN' } });
+    if (context.rtioDevice) throw new GraphQLError('this field is for users: authenticate with a ticket, not an RTIO device key', { extensions: { code: 'FORBIDDEN' } });
     throw new GraphQLError('send a ticket as Authorization: Bearer <ticket>', { extensions: { code: 'UNAUTHENTICATED' } });
   };
 }
 
-/** A device field: refuses a ticket (FORBIDDEN); see asUser. */
+/** A device field: refuses a ticket and an RTIO device (FORBIDDEN); see asUser. */
 export function asDevice<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: DeviceContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
   return (parent, args, context) => {
     if (context.device) return resolver(parent, args, context as DeviceContext);
     if (context.viewer) throw new GraphQLError('this field is for devices: authenticate with a device token, not a ticket', { extensions: { code: 'FORBIDDEN' } });
+    if (context.rtioDevice) throw new GraphQLError('this field is for ONE-PUSH devices (a device token), not RTIO devices', { extensions: { code: 'FORBIDDEN' } });
     throw new GraphQLError('send a device token as Authorization: Bearer <deviceToken>', { extensions: { code: 'UNAUTHENTICATED' } });
+  };
+}
+
+/** An RTIO device field: refuses a ticket and a ONE-PUSH device token (FORBIDDEN); see asUser. */
+export function asRtioDevice<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: RtioDeviceContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
+  return (parent, args, context) => {
+    if (context.rtioDevice) return resolver(parent, args, context as RtioDeviceContext);
+    if (context.viewer || context.device) {
+      throw new GraphQLError('this field is for RTIO devices: authenticate with connectionParams { rtioDeviceId, rtioDeviceKey } (HTTP: Authorization: RtioDevice <device_id>:<device_key>)', { extensions: { code: 'FORBIDDEN' } });
+    }
+    throw new GraphQLError('send the RTIO device\'s credentials as Authorization: RtioDevice <device_id>:<device_key>', { extensions: { code: 'UNAUTHENTICATED' } });
   };
 }
 

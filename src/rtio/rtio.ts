@@ -41,6 +41,8 @@ export type CallOutcome =
   | { readonly kind: 'offline' }
   | { readonly kind: 'timeout' };
 
+type Answer = { readonly kind: 'reply'; readonly code: number; readonly message: string } | { readonly kind: 'gone' } | { readonly kind: 'timeout' };
+
 /** A call to an unknown device, or to a device of another app (nothing of one app is visible to another). */
 export class UnknownRtioDeviceError extends Error {
   override readonly name = 'UnknownRtioDeviceError';
@@ -53,7 +55,8 @@ const ID_NAMESPACE = '8a4e7c1d-2b39-4f6a-9d05-3c7e1f0b2a64';
 
 export class Rtio {
   private readonly connections = new Map<string, RtioConnection>();
-  private readonly pending = new Map<string, { readonly deviceId: string; readonly settle: (reply: { code: number; message: string }) => void }>();
+  /** Calls waiting for their device: settled once — by its reply, its connection closing, or time_live. */
+  private readonly pending = new Map<string, { readonly deviceId: string; readonly settle: (answer: Answer) => void }>();
 
   constructor(
     private readonly deps: {
@@ -62,6 +65,8 @@ export class Rtio {
       readonly log: Logger;
       /** The running report forwarder, told of a new report; absent (RTIO_NOTIFY_URL unset): reports are recorded only. */
       readonly forwarder?: { wake(): void };
+      /** Resolves once the reports read model (what the forwarder finds due) shows a change at this position. */
+      readonly reportsShow?: (position: bigint | undefined) => Promise<void>;
     },
   ) {}
 
@@ -70,7 +75,7 @@ export class Rtio {
     const reportId = randomUUID();
     // The notify request's nonce: as the seed's example, a decimal string (of 63 random bits).
     const nonce = BigInt.asUintN(63, BigInt(`0x${randomBytes(8).toString('hex')}`)).toString();
-    await handleCommand(
+    const recorded = await handleCommand(
       this.deps.store,
       rtioReportAggregate,
       rtioReportStreamName(reportId),
@@ -78,7 +83,10 @@ export class Rtio {
       { appId: device.appId, actor: `rtio-device:${device.deviceId}` },
       newStream(rtioReportAggregate),
     );
-    if (this.deps.forwarder) this.deps.forwarder.wake();
+    // Woken once the forwarder can find it due (woken before, it would look, find nothing and sleep);
+    // not awaited, so the device's next frames do not wait for the read model.
+    const { forwarder } = this.deps;
+    if (forwarder) void (this.deps.reportsShow?.(recorded.position) ?? Promise.resolve()).then(() => forwarder.wake(), () => forwarder.wake());
     else this.deps.log.warn({ reportId, deviceId: device.deviceId }, 'rtio: report not forwarded: RTIO_NOTIFY_URL is not set');
     return reportId;
   }
@@ -114,7 +122,10 @@ export class Rtio {
     this.connections.set(deviceId, connection);
     before?.close(4409, 'replaced by a newer connection of the device');
     return () => {
-      if (this.connections.get(deviceId) === connection) this.connections.delete(deviceId);
+      if (this.connections.get(deviceId) !== connection) return;
+      this.connections.delete(deviceId);
+      // Its calls will get no reply: answered now as offline, not at time_live.
+      for (const pending of [...this.pending.values()]) if (pending.deviceId === deviceId) pending.settle({ kind: 'gone' });
     };
   }
 
@@ -126,7 +137,7 @@ export class Rtio {
   reply(deviceId: string, callId: string, reply: { code: number; message: string }): void {
     const pending = this.pending.get(callId);
     if (!pending || pending.deviceId !== deviceId) throw new DomainError('not_found', 'no call waiting for this reply');
-    pending.settle(reply);
+    pending.settle({ kind: 'reply', ...reply });
   }
 
   /** Calls the device and waits for its reply, at most `time_live` seconds. */
@@ -150,29 +161,29 @@ export class Rtio {
       await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordCallFailure', reason, now: this.deps.clock().toISOString() }, context, called);
       return { kind: reason };
     };
-    // Waiting before writing: a device replying at once finds its call pending.
-    const replied = new Promise<{ code: number; message: string } | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), timeLiveSeconds * 1000);
-      this.pending.set(callId, {
-        deviceId: input.deviceId,
-        settle: (reply) => {
-          clearTimeout(timer);
-          resolve(reply);
-        },
-      });
+    // Waiting before writing: a device replying at once finds its call pending. Settled once: the entry
+    // goes with the first answer, so a reply after time_live (or a second one) finds no call waiting.
+    let timer: NodeJS.Timeout | undefined;
+    const answered = new Promise<Answer>((resolve) => {
+      const settle = (answer: Answer) => {
+        clearTimeout(timer);
+        this.pending.delete(callId);
+        resolve(answer);
+      };
+      timer = setTimeout(() => settle({ kind: 'timeout' }), timeLiveSeconds * 1000);
+      this.pending.set(callId, { deviceId: input.deviceId, settle });
     });
-    try {
-      const connection = this.connections.get(input.deviceId);
-      if (!connection?.call({ callId, message: input.message, timeLiveSeconds })) return await fail('offline');
-      const reply = await replied;
-      if (!reply) return await fail('timeout');
-      const recorded = await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordReply', code: reply.code, message: reply.message, now: this.deps.clock().toISOString() }, context, called);
-      // A reply herald could not take (the call had failed meanwhile) is no reply.
-      if (recorded.events.length === 0) return { kind: 'timeout' };
-      return { kind: 'replied', deviceCode: reply.code, deviceMessage: reply.message };
-    } finally {
-      this.pending.delete(callId);
+    const connection = this.connections.get(input.deviceId);
+    if (!connection?.call({ callId, message: input.message, timeLiveSeconds })) {
+      this.pending.get(callId)?.settle({ kind: 'gone' });
+      return fail('offline');
     }
+    const answer = await answered;
+    if (answer.kind !== 'reply') return fail(answer.kind === 'gone' ? 'offline' : 'timeout');
+    const recorded = await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordReply', code: answer.code, message: answer.message, now: this.deps.clock().toISOString() }, context, called);
+    // A reply herald could not take (the call had failed meanwhile) is no reply.
+    if (recorded.events.length === 0) return { kind: 'timeout' };
+    return { kind: 'replied', deviceCode: answer.code, deviceMessage: answer.message };
   }
 
   close(): void {

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { parse, validate } from 'graphql';
 import { buildSchema } from '../../api/graphql/graphqlServer';
 import { systemClock } from '../../src/clock';
-import { graphql } from '../support/graphqlClient';
+import { graphqlWithAuthorization } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
 
 // docs/api/graphql.md stays true: each of its `graphql` blocks is valid against the served schema, and
@@ -35,15 +35,20 @@ describe('docs/api/graphql.md examples', function () {
       devices: test.herald.devices,
       pushes: test.herald.pushes,
       gateway: test.herald.gateway,
+      rtio: test.herald.rtio,
     });
     for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
   });
 
   /**
-   * How a block runs: as the ticket's user, unless it is a device's (then with a device token), and
-   * with the variables it declares, made from what herald holds. `refusedWith`: refused by design.
+   * How a block runs: as the ticket's user, unless it is a device's (then with a device token) or an
+   * RTIO device's (then with its id and key), and with the variables it declares, made from what herald
+   * holds. `refusedWith`: refused by design.
    */
   async function runOf(block: string): Promise<{ credential: string; variables?: Record<string, unknown>; refusedWith?: string }> {
+    // An RTIO device's: a reply to a call that is not waiting is refused by design
+    if (block.includes('replyToCall')) return { credential: await rtioDevice(), variables: { callId: '0123456789abcdef0123456789abcdef' }, refusedWith: 'NOT_FOUND' };
+    if (block.includes('report(')) return { credential: await rtioDevice() };
     // acknowledge([]) is refused as bad input by design
     if (block.includes('$ids')) return { credential: ticket, variables: { ids: [] }, refusedWith: 'BAD_USER_INPUT' };
     if (block.includes('$id:')) return { credential: ticket, variables: { id: (await docsDevice()).device.deviceId } };
@@ -56,13 +61,20 @@ describe('docs/api/graphql.md examples', function () {
     return { credential: ticket };
   }
 
+  /** An RTIO device's Authorization credential: `RtioDevice <device_id>:<device_key>`. */
+  let rtioDevicesMade = 0;
+  const rtioDevice = async () => {
+    const { deviceId, deviceKey } = await test.herald.rtio.createDevice('rtio', `docs-${++rtioDevicesMade}-${Date.now()}`);
+    return `RtioDevice ${deviceId}:${deviceKey}`;
+  };
+
   let devicesMade = 0;
   const docsDevice = () => test.herald.devices.register({ appId: 'camel', alias: 'jiangxiaoyu', platform: 'ANDROID', nativeToken: `docs-device-${++devicesMade}` }, new Date());
 
   it('the queries and mutations run', async () => {
     for (const block of blocks.filter((b) => !/^\s*subscription/.test(b))) {
       const { credential, variables, refusedWith } = await runOf(block);
-      const result = await graphql(test.url, credential, block, variables);
+      const result = await graphqlWithAuthorization(test.url, credential.startsWith('RtioDevice ') ? credential : `Bearer ${credential}`, block, variables);
       if (refusedWith) expect(result.errors?.[0]?.extensions?.code, block).to.equal(refusedWith);
       else expect(result.errors, block).to.equal(undefined);
     }

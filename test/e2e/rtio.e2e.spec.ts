@@ -66,6 +66,29 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect(Date.now() - started).to.be.at.least(900);
   });
 
+  it('answers a call whose device drops its connection at once as offline (2305, device_status 2), not at time_live', async () => {
+    const created = await create();
+    const device = await connect(created);
+    device.answer = () => {
+      device.socket.close();
+      return undefined;
+    };
+    const started = Date.now();
+    const dropped = await send({ device_id: created.device_id, time_live: 20 });
+    expect(dropped.body).to.include({ code: 2305, device_status: 2 });
+    expect(Date.now() - started).to.be.below(10_000);
+  });
+
+  it('refuses a reply after time_live: the device is told no call is waiting', async () => {
+    const created = await create();
+    const device = await connect(created, () => undefined);
+    const late = await send({ device_id: created.device_id, time_live: 1 });
+    expect(late.body).to.include({ code: 2305, device_status: 1 });
+    const callId = device.calls[0]!.call_id;
+    device.socket.send(JSON.stringify({ call_id: callId, code: 1000, message: 'too late' }));
+    await device.until((d) => d.frames.some((f) => f.call_id === callId && typeof f.error === 'object'), 'the refusal');
+  });
+
   it('refuses bad input with its code, echoing the nonce, appending nothing', async () => {
     const created = await create();
     const head = await herald.infrastructure.store.headPosition();

@@ -68,8 +68,13 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     await d.socket.until((s) => s.frames.slice(before).some((f) => typeof f.reported === 'string'), 'the report recorded');
     return d.socket.frames.slice(before).find((f) => typeof f.reported === 'string')!.reported as string;
   };
-  /** Advances herald's clock and wakes the forwarder, then waits until `count` requests reached the endpoint. */
-  const advanceUntil = async (herald: Herald, seconds: number, count: number) => {
+  /**
+   * Once the last try's outcome is recorded (its retry time counts from herald's clock then), advances
+   * the clock and wakes the forwarder, then waits until `count` requests reached the endpoint.
+   */
+  const advanceUntil = async (herald: Herald, reportId: string, seconds: number, count: number) => {
+    const queries = rtioReportQueries(herald.infrastructure.database.pool);
+    await eventually(async () => expect((await queries.byId(reportId))?.attempts).to.equal(received.length));
     clock.advance(seconds * 1000);
     herald.reportForwarder!.wake();
     await eventually(() => expect(received.length).to.equal(count));
@@ -83,8 +88,8 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     await eventually(() => expect(received.length).to.equal(1));
     expect(received[0]).to.deep.include({ device_id: d.device_id, device_message: 'this a device message' });
     expect(received[0]!.nonce).to.match(/^\d{1,19}$/);
-    await advanceUntil(herald, 2, 2);
-    await advanceUntil(herald, 4, 3);
+    await advanceUntil(herald, reportId, 2, 2);
+    await advanceUntil(herald, reportId, 4, 3);
     const queries = rtioReportQueries(herald.infrastructure.database.pool);
     await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 3 }));
     // The same nonce on every try.
@@ -99,14 +104,14 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     answers.push(...Array.from({ length: 12 }, () => 'junk' as const));
     const reportId = await reportFrom(d, 'nobody listens');
     await eventually(() => expect(received.length).to.equal(1));
-    await advanceUntil(herald, 2, 2);
-    await advanceUntil(herald, 4, 3);
+    await advanceUntil(herald, reportId, 2, 2);
+    await advanceUntil(herald, reportId, 4, 3);
     // herald stops with the 4th try due in 8 s; the next one picks the schedule up from the read model.
     await herald.close();
     running = undefined;
     const next = await start();
-    await advanceUntil(next, 8, 4);
-    for (let attempt = 4; attempt < 10; attempt++) await advanceUntil(next, 2 ** attempt, attempt + 1);
+    await advanceUntil(next, reportId, 8, 4);
+    for (let attempt = 4; attempt < 10; attempt++) await advanceUntil(next, reportId, 2 ** attempt, attempt + 1);
     const queries = rtioReportQueries(next.infrastructure.database.pool);
     await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'failed', attempts: 10, nextAttemptAt: null }));
     expect((await queries.byId(reportId))!.lastError).to.equal('the answer is not JSON');

@@ -19,6 +19,17 @@ export async function graphql<T = Record<string, unknown>>(baseUrl: string, tick
   return { status: response.status, ...body };
 }
 
+/** A GraphQL request over HTTP with any Authorization header (an RTIO device: `RtioDevice <device_id>:<device_key>`). */
+export async function graphqlWithAuthorization<T = Record<string, unknown>>(baseUrl: string, authorization: string, query: string, variables?: Record<string, unknown>): Promise<GraphqlResponse<T>> {
+  const response = await fetch(`${baseUrl}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', authorization },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as Omit<GraphqlResponse<T>, 'status'>;
+  return { status: response.status, ...body };
+}
+
 export const MESSAGE_FIELDS = 'id seq title content sender sentAt expiresAt props meta { realm seq sender stime }';
 
 export interface PushedMessage {
