@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { graphql } from '../support/graphqlClient';
 import { DeviceSocket } from '../support/deviceSocket';
+import { RtioDevice } from '../support/rtioDevice';
 import { postForm, startTestHerald } from '../support/herald';
 
 /**
@@ -14,7 +15,7 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
@@ -414,11 +415,42 @@ describe('fuzz: generated bad input on every route', function () {
     );
   });
 
+  it(`the RTIO device socket: ${RUNS.rtioFrames} generated frames, each answered, the socket kept`, async () => {
+    const created = (await (await fetch(`${test.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce: 'fuzz-rtio-socket' }) })).json()) as { device_id: string; device_key: string };
+    const device = await RtioDevice.connect(test.url, created, () => undefined);
+    const frame = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      fc.string({ unit: 'binary', maxLength: 200 }),
+      fc.constantFrom('{}', '[]', 'null', '{"call_id": 1}', '{"call_id": "x"}', '{"call_id": "x", "code": 1.5}', '{"call_id": "x", "code": 1000, "message": 7}', '{"report": 7}', `{"report": "${'r'.repeat(1100)}"}`),
+      fc.record({ call_id: fc.oneof(nastyText(ticket).map((t) => t.slice(0, 100)), fc.integer()), code: fc.oneof(fc.integer(), fc.double(), fc.constant('1000')), message: fc.oneof(nastyText(ticket).map((t) => t.slice(0, 600)), fc.integer()) }, { requiredKeys: [] }).map((f) => JSON.stringify(f)),
+      nastyText(ticket).map((text) => JSON.stringify({ report: text.slice(0, 1200) })),
+    );
+    try {
+      await fc.assert(
+        fc.asyncProperty(frame, async (text) => {
+          const answered = device.frames.length;
+          let reported = false;
+          await refusedAppendsNothing(async () => {
+            device.socket.send(text);
+            await device.until((d) => d.frames.length > answered || d.closeCode !== undefined, 'an answer');
+            reported = typeof device.frames[answered]?.reported === 'string';
+            return reported;
+          });
+          expect(device.closeCode, 'the socket was closed').to.equal(undefined);
+          if (!reported) expect(device.frames[answered]).to.have.property('error');
+        }),
+        fuzzParameters(RUNS.rtioFrames),
+      );
+    } finally {
+      device.socket.close();
+    }
+  });
+
   it('and herald still works afterwards', async () => {
     const sent = await graphql<{ sendMessage: { id: string } }>(test.url, ticket, 'mutation { sendMessage(input: { to: ["fuzzer"], title: "still", content: "here" }) { id } }');
     expect(sent.errors).to.equal(undefined);
     const inbox = await graphql<{ notifications: { nodes: Array<{ id: string }> } }>(test.url, ticket, '{ notifications(first: 1) { nodes { id } } }');
     expect(inbox.data!.notifications.nodes[0]!.id).to.equal(sent.data!.sendMessage.id);
-    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub + RUNS.devices + RUNS.rtio);
+    expect(appended, 'accepted requests are the exception').to.be.below(RUNS.koala + RUNS.graphql + RUNS.datahub + RUNS.devices + RUNS.rtio + RUNS.rtioFrames);
   });
 });

@@ -119,6 +119,27 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect(await herald.infrastructure.store.headPosition()).to.equal(head);
   });
 
+  it("answers 2705 (HTTP 500) when herald cannot create the device, and 2305 when it cannot record a call; nothing is appended", async () => {
+    const created = await create();
+    const { store } = herald.infrastructure;
+    const append = store.append.bind(store);
+    // The event store failing (a test double for a store that is down: its one failing method).
+    store.append = () => Promise.reject(new Error('the store is down'));
+    try {
+      const head = await store.headPosition();
+      const failedCreate = await post('/manage/create_device', JSON.stringify({ nonce: 'store-down-1' }));
+      expect(failedCreate.status).to.equal(500);
+      expect(failedCreate.body).to.include({ nonce: 'store-down-1', code: 2705 });
+      const failedCall = await post('/call/send', JSON.stringify({ nonce: 'store-down-2', device_id: created.device_id, message: 'm' }));
+      expect(failedCall.status).to.equal(500);
+      expect(failedCall.body).to.include({ nonce: 'store-down-2', code: 2305 });
+      expect(JSON.stringify(failedCall.body)).to.not.contain('store is down');
+      expect(await store.headPosition()).to.equal(head);
+    } finally {
+      store.append = append;
+    }
+  });
+
   it('refuses a nonce used before (1604), appending nothing', async () => {
     const created = await create();
     await connect(created);
