@@ -51,10 +51,12 @@ export class UnknownRtioDeviceError extends Error {
   }
 }
 
+const MAX_KNOWN_DEVICES = 100_000;
 const ID_NAMESPACE = '8a4e7c1d-2b39-4f6a-9d05-3c7e1f0b2a64';
 
 export class Rtio {
   private readonly connections = new Map<string, RtioConnection>();
+  private readonly deviceApps = new Map<string, string>();
   /** Calls waiting for their device: settled once — by its reply, its connection closing, or time_live. */
   private readonly pending = new Map<string, { readonly deviceId: string; readonly settle: (answer: Answer) => void }>();
 
@@ -106,6 +108,20 @@ export class Rtio {
     return { deviceId, deviceKey };
   }
 
+  /**
+   * The app of a created device. A device's stream never changes after its creation, so what was read
+   * once is kept (bounded): a call costs no read of it.
+   */
+  private async appOfDevice(deviceId: string): Promise<string | undefined> {
+    const known = this.deviceApps.get(deviceId);
+    if (known !== undefined) return known;
+    const { state } = await loadState(this.deps.store, rtioDeviceAggregate, rtioDeviceStreamName(deviceId));
+    if (state.status !== 'created') return undefined;
+    if (this.deviceApps.size >= MAX_KNOWN_DEVICES) this.deviceApps.clear();
+    this.deviceApps.set(deviceId, state.appId);
+    return state.appId;
+  }
+
   /** The device's app, if `deviceKey` is its key. */
   async authenticateDevice(deviceId: string, deviceKey: string): Promise<{ appId: string } | undefined> {
     if (!isDeviceId(deviceId) || typeof deviceKey !== 'string' || deviceKey.length > 128) return undefined;
@@ -142,9 +158,7 @@ export class Rtio {
 
   /** Calls the device and waits for its reply, at most `time_live` seconds. */
   async call(appId: string, input: CallInput): Promise<CallOutcome> {
-    if (!isDeviceId(input.deviceId)) throw new UnknownRtioDeviceError();
-    const device = await loadState(this.deps.store, rtioDeviceAggregate, rtioDeviceStreamName(input.deviceId));
-    if (device.state.status !== 'created' || device.state.appId !== appId) throw new UnknownRtioDeviceError();
+    if (!isDeviceId(input.deviceId) || (await this.appOfDevice(input.deviceId)) !== appId) throw new UnknownRtioDeviceError();
     const callId = idOf('call', appId, input.nonce);
     const streamName = rtioCallStreamName(callId);
     const context = { appId, actor: `app:${appId}` };
