@@ -7,6 +7,7 @@ import { DEVICE_CLOSE, type DeviceConnection } from '../../src/devices/deviceGat
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import type { Viewer } from '../../src/identity/tickets';
 import { asDevice, asUser, badInput, closable, guard, MAX_BUFFERED, MAX_PAGE, type DeviceContext, type GraphqlDeps, type UserContext } from './resolvers';
+import { ConnectionStream } from './connectionStream';
 
 /**
  * The device API of GraphQL (docs/api/graphql.md, "Devices"): users register, list, unregister and push
@@ -217,48 +218,12 @@ function endingOf(code: number): GraphQLError | undefined {
  * Once the subscription has ended, a write is refused, so the gateway records no attempt for it.
  */
 async function* devicePushes(deps: GraphqlDeps, device: DeviceView, signal: AbortSignal): AsyncGenerator<DevicePush> {
-  const buffered: DevicePush[] = [];
-  let overflow = false;
-  let ended: { code: number; reason: string } | undefined;
-  let wake: (() => void) | undefined;
-  signal.addEventListener('abort', () => wake?.(), { once: true });
-  const connection: DeviceConnection = {
-    deliver(push) {
-      if (signal.aborted || ended || overflow) return false;
-      if (buffered.length >= MAX_BUFFERED) {
-        overflow = true;
-        wake?.();
-        return false;
-      }
-      buffered.push(push);
-      wake?.();
-      return true;
-    },
-    close(code, reason) {
-      ended ??= { code, reason };
-      wake?.();
-    },
-  };
+  const stream = new ConnectionStream<DevicePush>(signal, MAX_BUFFERED);
+  const connection: DeviceConnection = { deliver: (push) => stream.offer(push), close: (code, reason) => stream.close(code, reason) };
   const handle = await deps.gateway.connect(device.deviceId, connection);
   try {
-    for (;;) {
-      while (buffered.length === 0 && !overflow && !ended && !signal.aborted) {
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-      }
-      if (signal.aborted) return;
-      if (overflow) throw new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } });
-      // What was written before the end still goes out; then the end.
-      if (buffered.length > 0) {
-        yield buffered.shift()!;
-        continue;
-      }
-      if (ended) {
-        const error = endingOf(ended.code);
-        if (error) throw error;
-        return; // herald is stopping: the socket closes too
-      }
-    }
+    // What was written before the end still goes out; then the end (herald stopping: the socket closes too).
+    yield* stream.items(() => new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } }), (ended) => endingOf(ended.code));
   } finally {
     handle?.disconnect();
   }

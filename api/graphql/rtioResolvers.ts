@@ -3,6 +3,7 @@ import { RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { isStorableText } from '../../domain/text';
 import type { RtioConnection } from '../../src/rtio/rtio';
 import { asRtioDevice, badInput, closable, guard, type GraphqlDeps, type RtioDeviceContext } from './resolvers';
+import { ConnectionStream } from './connectionStream';
 
 /**
  * The RTIO device side of GraphQL (docs/api/graphql.md, "RTIO devices"; docs/api/rtio.md, "Over
@@ -68,57 +69,28 @@ function endingOf(ended: { code: number; reason: string }): GraphQLError | undef
  * refused (Rtio answers the caller "offline" at once instead of waiting out time_live).
  */
 async function* rtioCalls(deps: GraphqlDeps, { rtioDevice }: RtioDeviceContext, signal: AbortSignal): AsyncGenerator<RtioCallPayload> {
-  const buffered: Array<RtioCallPayload & { readonly deadline: number }> = [];
-  let overflow = false;
-  let ended: { code: number; reason: string } | undefined;
-  let wake: (() => void) | undefined;
-  signal.addEventListener('abort', () => wake?.(), { once: true });
   let disconnect: (() => void) | undefined;
   const disconnectOnce = () => {
     disconnect?.();
     disconnect = undefined;
   };
+  // Overflowing, the device goes offline at once: its further calls fail rather than wait.
+  const stream = new ConnectionStream<RtioCallPayload & { readonly deadline: number }>(signal, MAX_BUFFERED_CALLS, disconnectOnce);
   const connection: RtioConnection = {
-    call(call) {
-      if (signal.aborted || ended || overflow) return false;
-      if (buffered.length >= MAX_BUFFERED_CALLS) {
-        overflow = true;
-        disconnectOnce();
-        wake?.();
-        return false;
-      }
-      // A fresh object per call: sharedSubscription keys its shared results on the payload object.
-      buffered.push({ callId: call.callId, message: call.message, timeLive: call.timeLiveSeconds, deadline: Date.now() + call.timeLiveSeconds * 1000 });
-      wake?.();
-      return true;
-    },
-    close(code, reason) {
-      ended ??= { code, reason };
-      wake?.();
-    },
+    // A fresh object per call: sharedSubscription keys its shared results on the payload object.
+    call: (call) => stream.offer({ callId: call.callId, message: call.message, timeLive: call.timeLiveSeconds, deadline: Date.now() + call.timeLiveSeconds * 1000 }),
+    close: (code, reason) => stream.close(code, reason),
   };
   disconnect = deps.rtio.connect(rtioDevice.deviceId, connection);
   try {
-    for (;;) {
-      while (buffered.length === 0 && !overflow && !ended && !signal.aborted) {
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-      }
-      if (signal.aborted) return;
-      if (overflow) throw new GraphQLError(`the device let ${MAX_BUFFERED_CALLS} calls pile up unread`, { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } });
-      // Calls taken before the end still go out (their callers wait for them); then the end.
-      if (buffered.length > 0) {
-        const { deadline, ...call } = buffered.shift()!;
-        // Its caller has been answered (timeout) already: a reply would not be taken.
-        if (Date.now() >= deadline) continue;
-        yield call;
-        continue;
-      }
-      if (ended) {
-        const error = endingOf(ended);
-        if (error) throw error;
-        return;
-      }
+    // Calls taken before the end still go out (their callers wait for them); then the end.
+    for await (const { deadline, ...call } of stream.items(
+      () => new GraphQLError(`the device let ${MAX_BUFFERED_CALLS} calls pile up unread`, { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } }),
+      endingOf,
+    )) {
+      // Its caller has been answered (timeout) already: a reply would not be taken.
+      if (Date.now() >= deadline) continue;
+      yield call;
     }
   } finally {
     disconnectOnce();
