@@ -41,6 +41,7 @@ import {
   generateMessageEvents,
   perSecond,
   progress,
+  readAllInPositionOrder,
   readModelCounts,
   runBenchmark,
   timeRebuild,
@@ -54,35 +55,6 @@ const SEED = process.env.BENCH_SEED || 'herald-bench';
 const READ_PAGE = envInteger('BENCH_READ_PAGE', 5_000, 1);
 const REBUILD_TIMEOUT_SECONDS = envInteger('BENCH_REBUILD_TIMEOUT_SECONDS', 3_600, 1);
 const GOAL = envInteger('BENCH_GOAL_EVENTS_PER_SECOND', 50_000, 1);
-
-/**
- * Reads the whole store in position order, page by page; returns how many events and how long. `parsed`:
- * data and metadata as JSON values, as herald's pg client gets them; otherwise as text (no JSON.parse).
- */
-async function readAllInPositionOrder(databaseUrl: string, parsed: boolean): Promise<{ events: number; seconds: number; eventsPerSecond: number; pageSize: number }> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  const json = parsed ? 'data, metadata' : 'data::text, metadata::text';
-  try {
-    const started = performance.now();
-    let after = '-1';
-    let events = 0;
-    for (;;) {
-      const { rows } = await client.query<{ position: string }>(
-        `SELECT position, event_id, stream_name, revision, event_type, ${json}, created_at
-           FROM events WHERE position > $1 ORDER BY position LIMIT $2`,
-        [after, READ_PAGE],
-      );
-      events += rows.length;
-      if (rows.length < READ_PAGE) break;
-      after = rows[rows.length - 1]!.position;
-    }
-    const seconds = (performance.now() - started) / 1000;
-    return { events, seconds: Number(seconds.toFixed(2)), eventsPerSecond: perSecond(events, seconds), pageSize: READ_PAGE };
-  } finally {
-    await client.end();
-  }
-}
 
 /** From the rebuild's progress lines: when each projection was first reported and when it was done. */
 function perProjection(run: CliRun): Record<string, { firstReportSecond: number; doneSecond: number | null; head: string }> {
@@ -124,8 +96,8 @@ runBenchmark(async (cleanup) => {
   })();
 
   progress('baseline: reading the store in position order');
-  const read = await readAllInPositionOrder(url, true);
-  const readText = await readAllInPositionOrder(url, false);
+  const read = await readAllInPositionOrder(url, true, READ_PAGE);
+  const readText = await readAllInPositionOrder(url, false, READ_PAGE);
   progress(`  ${read.eventsPerSecond} events/s (JSON as text: ${readText.eventsPerSecond} events/s)`);
 
   progress(`herald projections rebuild (timeout ${REBUILD_TIMEOUT_SECONDS} s)`);

@@ -1207,3 +1207,32 @@ export async function generateDatahubEvents(databaseUrl: string, options: Datahu
     await client.end();
   }
 }
+
+/**
+ * Reads the whole store in position order, page by page; returns how many events and how long. `parsed`:
+ * data and metadata as JSON values, as herald's pg client gets them; otherwise as text (no JSON.parse).
+ */
+export async function readAllInPositionOrder(databaseUrl: string, parsed: boolean, pageSize: number): Promise<{ events: number; seconds: number; eventsPerSecond: number; pageSize: number }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const json = parsed ? 'data, metadata' : 'data::text, metadata::text';
+  try {
+    const started = performance.now();
+    let after = '-1';
+    let events = 0;
+    for (;;) {
+      const { rows } = await client.query<{ position: string }>(
+        `SELECT position, event_id, stream_name, revision, event_type, ${json}, created_at
+           FROM events WHERE position > $1 ORDER BY position LIMIT $2`,
+        [after, pageSize],
+      );
+      events += rows.length;
+      if (rows.length < pageSize) break;
+      after = rows[rows.length - 1]!.position;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { events, seconds: Number(seconds.toFixed(2)), eventsPerSecond: perSecond(events, seconds), pageSize: pageSize };
+  } finally {
+    await client.end();
+  }
+}

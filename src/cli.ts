@@ -4,6 +4,8 @@ import { projections } from '../projections';
 import { ConfigError, loadConfig, type Config } from './config';
 import { startHerald, openInfrastructure, type Herald, type Infrastructure } from './herald';
 import { createLogger } from './logger';
+import type { ReplayFilter } from './analysts/replay';
+import { parseBound, runReplay } from './analysts/replayCommand';
 import { parkedCounts, retryParked } from './projection/parkedEvents';
 import type { Projection } from './projection/projection';
 import { rebuildProjections } from './projection/projectionRebuild';
@@ -72,7 +74,8 @@ function chosenProjections(names: readonly string[]): readonly Projection[] {
 /** Opens the stores quietly (warnings only at the default level), runs `work`, closes them. */
 async function withStores(work: (infrastructure: Infrastructure) => Promise<void>): Promise<void> {
   const config = configOrExit();
-  const infrastructure = await openInfrastructure(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
+  // Logs to stderr: these commands' stdout is their output.
+  const infrastructure = await openInfrastructure(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr'));
   try {
     await work(infrastructure);
   } finally {
@@ -94,6 +97,37 @@ const program = new Command()
   .description('event-sourced push and notification backend');
 
 program.command('serve', { isDefault: true }).description('start the HTTP server, projections and push (default)').action(serve);
+
+program
+  .command('replay')
+  .description('write the event stream as JSON Lines (docs/analysts.md), filtered; progress on stderr when writing to a file')
+  .option('--from <position|time>', 'from this position or ISO 8601 time (inclusive)')
+  .option('--to <position|time>', 'up to this position or ISO 8601 time (inclusive)')
+  .option('--type <type>', 'only events of this type (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
+  .option('--stream <prefix>', 'only streams whose name starts with this')
+  .option('--app <appId>', 'only events of this app (their metadata)')
+  .option('--out <file>', 'write to this file instead of stdout')
+  .action((options: { from?: string; to?: string; type: string[]; stream?: string; app?: string; out?: string }) => {
+    const bound = (name: string, text: string | undefined) => {
+      if (text === undefined) return undefined;
+      const parsed = parseBound(text);
+      if (parsed === undefined) {
+        process.stderr.write(`herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`);
+        process.exit(2);
+      }
+      return parsed;
+    };
+    const filter: ReplayFilter = {
+      ...(options.from !== undefined && { from: bound('from', options.from)! }),
+      ...(options.to !== undefined && { to: bound('to', options.to)! }),
+      ...(options.type.length > 0 && { types: options.type }),
+      ...(options.stream !== undefined && { streamPrefix: options.stream }),
+      ...(options.app !== undefined && { appId: options.app }),
+    };
+    return withStores(async ({ store }) => {
+      await runReplay(store, filter, options.out);
+    });
+  });
 
 const projectionsCommand = program.command('projections').description('read models built from the event stream');
 projectionsCommand

@@ -2,14 +2,18 @@ import pino from 'pino';
 
 export type Logger = pino.Logger;
 
-/** JSON logs on stdout. Secrets never reach them: the paths below are redacted wherever they appear. */
-export function createLogger(level: string = 'info'): Logger {
-  return pino({
+/**
+ * JSON logs, on stdout — or on stderr for the commands whose stdout is their output (replay, status).
+ * Secrets never reach them: the paths below are redacted wherever they appear.
+ */
+export function createLogger(level: string = 'info', to: 'stdout' | 'stderr' = 'stdout'): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service: 'herald' },
     redact: {
       paths: ['secret', '*.secret', 'secret_key', '*.secret_key', 'password', '*.password', 'ticket', '*.ticket', 'req.headers.authorization', 'req.headers["x-app-key"]', 'req.headers["x-client-token"]'],
       censor: '[redacted]',
     },
-  });
+  };
+  return to === 'stderr' ? pino(options, pino.destination(2)) : pino(options);
 }

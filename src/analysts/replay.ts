@@ -1,0 +1,114 @@
+import { InvalidPositionError, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
+
+/**
+ * `herald replay`: the event stream as JSON Lines, for analysts (docs/analysts.md). One line per event,
+ * its keys always in this order — `position`, `stream`, `revision`, `type`, `time`, `data`, `metadata` —
+ * positions and revisions as decimal strings (they are 64-bit), `time` as ISO 8601: the same history
+ * gives the same bytes, whichever store it is read from.
+ */
+
+export interface ReplayFilter {
+  /** From this position, or from this time (inclusive). */
+  readonly from?: bigint | Date;
+  /** Up to this position, or up to this time (inclusive). */
+  readonly to?: bigint | Date;
+  /** Exact event types; none → all. */
+  readonly types?: readonly string[];
+  /** Streams whose name starts with this. */
+  readonly streamPrefix?: string;
+  /** Events whose metadata names this app. */
+  readonly appId?: string;
+}
+
+export interface ReplayProgress {
+  /** Events read from the store (matching or not) and written. */
+  readonly scanned: number;
+  readonly written: number;
+  readonly position: bigint;
+}
+
+const PAGE = 5000;
+
+/** The event as one line of JSON (without the line break). */
+export function eventLine(event: RecordedEvent): string {
+  return JSON.stringify({
+    position: event.position.toString(),
+    stream: event.streamName,
+    revision: event.revision.toString(),
+    type: event.type,
+    time: event.createdAt.toISOString(),
+    data: event.data,
+    metadata: event.metadata,
+  });
+}
+
+/**
+ * Writes every event that passes `filter`, in stream order, through `write` (a chunk of lines at a time;
+ * awaited, so a slow file is written at its pace). Reads the store a page at a time.
+ */
+export async function replay(
+  store: EventStore,
+  filter: ReplayFilter,
+  write: (chunk: string) => Promise<void>,
+  onProgress?: (progress: ReplayProgress) => void,
+): Promise<ReplayProgress> {
+  const types = filter.types && filter.types.length > 0 ? new Set(filter.types) : undefined;
+  const storeFilter = {
+    ...(filter.streamPrefix !== undefined && { streamNamePrefixes: [filter.streamPrefix] }),
+    // Prefixes to the store (which filters by prefix only); the exact types here.
+    ...(types && { eventTypePrefixes: [...types] }),
+  };
+  const fromPosition = typeof filter.from === 'bigint' ? filter.from : undefined;
+  let after = await startAfter(store, fromPosition);
+  let scanned = 0;
+  let written = 0;
+  for (;;) {
+    const page = await store.readAll({ ...(after !== undefined && { after }), maxCount: PAGE, ...(Object.keys(storeFilter).length > 0 && { filter: storeFilter }) });
+    if (page.length === 0) break;
+    let chunk = '';
+    let past = false;
+    for (const event of page) {
+      scanned++;
+      if (isPastEnd(event, filter.to)) {
+        past = true;
+        break;
+      }
+      if (matches(event, filter, types)) {
+        chunk += `${eventLine(event)}\n`;
+        written++;
+      }
+    }
+    if (chunk) await write(chunk);
+    after = page[page.length - 1]!.position;
+    onProgress?.({ scanned, written, position: after });
+    if (past || page.length < PAGE) break;
+  }
+  return { scanned, written, position: after ?? -1n };
+}
+
+/** Where to read from: just before `from`. A store that takes only its own positions as `after` is read from the start instead. */
+async function startAfter(store: EventStore, from: bigint | undefined): Promise<bigint | undefined> {
+  if (from === undefined || from <= 0n) return undefined;
+  try {
+    await store.readAll({ after: from - 1n, maxCount: 1 });
+    return from - 1n;
+  } catch (error) {
+    if (error instanceof InvalidPositionError) return undefined;
+    throw error;
+  }
+}
+
+function isPastEnd(event: RecordedEvent, to: bigint | Date | undefined): boolean {
+  // Positions only grow; times may not (a late commit), so a time bound filters rather than stops.
+  return typeof to === 'bigint' && event.position > to;
+}
+
+function matches(event: RecordedEvent, filter: ReplayFilter, types: ReadonlySet<string> | undefined): boolean {
+  if (typeof filter.from === 'bigint' && event.position < filter.from) return false;
+  if (filter.from instanceof Date && event.createdAt < filter.from) return false;
+  if (filter.to instanceof Date && event.createdAt > filter.to) return false;
+  if (types && !types.has(event.type)) return false;
+  if (filter.streamPrefix !== undefined && !event.streamName.startsWith(filter.streamPrefix)) return false;
+  if (filter.appId !== undefined && event.metadata.appId !== filter.appId) return false;
+  return true;
+}
