@@ -65,6 +65,7 @@ import {
   APP_SECRET,
   benchDatabase,
   CpuSampler,
+  closeSockets,
   deadline,
   envInteger,
   envNumber,
@@ -292,20 +293,7 @@ function msgpushTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
     },
     async close() {
       closing = true;
-      await Promise.race([
-        Promise.all(
-          sockets.map(
-            (socket) =>
-              new Promise<void>((resolve) => {
-                if (socket.readyState === WebSocket.CLOSED) return resolve();
-                socket.once('close', () => resolve());
-                socket.close();
-              }),
-          ),
-        ),
-        deadline(10_000),
-      ]);
-      for (const socket of sockets) socket.terminate();
+      await closeSockets(sockets, 10_000);
     },
   };
   return transport;

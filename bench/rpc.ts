@@ -65,6 +65,7 @@ import {
   benchDatabase,
   closedLoop,
   CpuSampler,
+  closeSockets,
   deadline,
   envInteger,
   envNumber,
@@ -224,20 +225,7 @@ class DeviceFleet {
   async close(): Promise<void> {
     this.closing = true;
     this.loopDelay.disable();
-    await Promise.race([
-      Promise.all(
-        this.sockets.map(
-          (socket) =>
-            new Promise<void>((resolve) => {
-              if (socket.readyState === WebSocket.CLOSED) return resolve();
-              socket.once('close', () => resolve());
-              socket.close();
-            }),
-        ),
-      ),
-      deadline(5000),
-    ]);
-    for (const socket of this.sockets) socket.terminate();
+    await closeSockets(this.sockets, 5000);
   }
 }
 

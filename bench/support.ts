@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { isLeft } from 'fp-ts/lib/Either';
 import pg from 'pg';
+import WebSocket from 'ws';
 import { messageDecider, MessageEvent, type MessageState } from '../domain/message/message';
 import { createTestDatabase, describeTarget, freePort, stopTestServer } from '../test/support/postgres';
 
@@ -1236,3 +1237,22 @@ export async function readAllInPositionOrder(databaseUrl: string, parsed: boolea
     await client.end();
   }
 }
+
+/** Closes the sockets, waiting for each to close for at most `graceMs`; then ends whatever is left. */
+export async function closeSockets(sockets: readonly WebSocket[], graceMs: number): Promise<void> {
+  await Promise.race([
+    Promise.all(
+      sockets.map(
+        (socket) =>
+          new Promise<void>((resolve) => {
+            if (socket.readyState === WebSocket.CLOSED) return resolve();
+            socket.once('close', () => resolve());
+            socket.close();
+          }),
+      ),
+    ),
+    deadline(graceMs),
+  ]);
+  for (const socket of sockets) socket.terminate();
+}
+

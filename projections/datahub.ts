@@ -1,4 +1,5 @@
 import { isRight } from 'fp-ts/lib/Either';
+import { UUID } from '../domain/text';
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
 import { InboxEvent } from '../domain/notification/inbox';
@@ -205,8 +206,6 @@ function toBatch(events: readonly RecordedEvent[]) {
   }
   return { sent, broadcast, subscriptions, read, cleared };
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An event this projection applies; anything else (other events, a malformed one) is skipped. */
 const DatahubEvent = t.union([NotificationEvent, InboxEvent]);

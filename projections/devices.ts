@@ -1,4 +1,5 @@
 import { isRight } from 'fp-ts/lib/Either';
+import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
 import { DEVICE_ID, DeviceEvent, type Platform } from '../domain/device/device';
@@ -235,8 +236,6 @@ function audienceValues(push: PushRequestedData): ReadonlyArray<string | number>
 }
 
 const devicePush = ({ audience: _a, platform: _p, ...push }: PushRequestedData): DevicePush => push;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function decode<E>(codec: { decode(input: unknown): import('fp-ts/lib/Either').Either<unknown, E> }, recorded: RecordedEvent): E | undefined {
   const decoded = codec.decode({ type: recorded.type, data: recorded.data });

@@ -1,4 +1,5 @@
 import { isRight } from 'fp-ts/lib/Either';
+import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { EmailEvent } from '../domain/email/email';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
@@ -128,8 +129,6 @@ function toBatch(events: readonly RecordedEvent[]) {
     },
   };
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An event this projection applies; anything else (other events, a malformed one) is skipped. */
 function decode(recorded: RecordedEvent): EmailEvent | undefined {

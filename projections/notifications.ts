@@ -1,4 +1,5 @@
 import { isRight } from 'fp-ts/lib/Either';
+import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
@@ -216,8 +217,6 @@ function toBatch(events: readonly RecordedEvent[]) {
 type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
 type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** A message event this projection can apply; anything else (other events, a malformed one) is skipped. */
 export function decodeMessageEvent(recorded: RecordedEvent): MessageEvent | undefined {
   if (!recorded.type.startsWith('Message')) return undefined;
@@ -275,7 +274,6 @@ const COUNT_DELIVERED = `, counted AS (
   )`;
 const CREATE_AND_DELIVER = { counted: createAndDeliverSql(true), uncounted: createAndDeliverSql(false) };
 
-
 // The first acknowledgement of a notification wins; it also reads it, once, for the unread counter.
 const ACK_TARGETS = `
   WITH ack AS (
@@ -332,7 +330,6 @@ interface MessageRow {
   sent_at: Date;
   expires_at: Date | null;
 }
-
 
 /** The columns of a row LEFT JOINed to nothing. */
 type NullRow<Row> = { [K in keyof Row]: null };

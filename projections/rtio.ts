@@ -1,4 +1,5 @@
 import { isRight } from 'fp-ts/lib/Either';
+import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { RtioReportEvent } from '../domain/rtio/rtio';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
@@ -71,8 +72,6 @@ export const rtioProjection: Projection = {
     return [];
   },
 };
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function decode(recorded: RecordedEvent): RtioReportEvent | undefined {
   const decoded = RtioReportEvent.decode({ type: recorded.type, data: recorded.data });

@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
-import { isStorableText } from '../text';
+import { isStorableText, UUID } from '../text';
 import { PLATFORMS, PlatformCodec } from './device';
 
 /**
@@ -162,8 +162,6 @@ export type PushCommand = RequestOnePush | RequestTopvdnPush | RecordSmsRequests
 export type PushState = { readonly status: 'none' } | { readonly status: 'requested'; readonly push: PushRequestedData };
 
 export const pushStreamName = (pushId: string) => `push-${pushId}`;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const pushDecider: Decider<PushCommand, PushEvent, PushState> = {
   initialState: () => ({ status: 'none' }),

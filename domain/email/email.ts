@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
-import { isStorableText, recordableError } from '../text';
+import { isStorableText, recordableError, UUID } from '../text';
 
 /**
  * An email other services ask herald to send (datahub's MQ topic `to_emails.json`,
@@ -176,8 +176,6 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
     }
   },
 };
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function decideRequest(command: RequestEmail): EmailEvent[] {
   const L = EMAIL_LIMITS;
