@@ -5,6 +5,7 @@ import { msgpushSockets, MSGPUSH_PATH } from '../api/sockets/msgpush';
 import { routeUpgrades } from '../api/sockets/upgrades';
 import { RTIO_PATH, rtioSockets } from '../api/sockets/rtioSocket';
 import { rtioRouter } from '../api/rest/rtio';
+import { EventFeed } from './analysts/eventFeed';
 import { OperationChecks } from '../api/graphql/operationChecks';
 import { datahubRouter } from '../api/rest/datahub';
 import { datahubTopicsRouter } from '../api/rest/datahubTopics';
@@ -124,6 +125,8 @@ export interface Herald {
   readonly appCallbacks: AppCallbacks;
   readonly rtio: Rtio;
   readonly reportForwarder: ReportForwarder | undefined;
+  /** The app's event stream for analysts (GraphQL `events`). */
+  readonly events: EventFeed;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -225,7 +228,8 @@ export async function startHerald(
     reportForwarder?.start();
 
     const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
-    const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio });
+    const events = new EventFeed({ store });
+    const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio, events });
     const checks = new OperationChecks(schema);
     const routers = [
       koalaRouter({ tickets, messaging, clock, log }),
@@ -270,6 +274,7 @@ export async function startHerald(
       appCallbacks: callbacks,
       rtio,
       reportForwarder: forwarder,
+      events,
       readiness,
       async close() {
         log.info('shutting down');

@@ -5,8 +5,8 @@ import { PUSH_LIMITS } from '../../domain/device/push';
 import { isStorableText } from '../../domain/text';
 import { DEVICE_CLOSE, type DeviceConnection } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
-import type { Viewer } from '../../src/identity/tickets';
-import { asDevice, asUser, badInput, closable, guard, MAX_BUFFERED, MAX_PAGE, type DeviceContext, type GraphqlDeps, type UserContext } from './resolvers';
+import { isAdmin, type Viewer } from '../../src/identity/tickets';
+import { asDevice, asUser, badInput, closable, filterText, forbidden, guard, MAX_BUFFERED, MAX_PAGE, notFound, type DeviceContext, type GraphqlDeps, type UserContext } from './resolvers';
 import { ConnectionStream } from './connectionStream';
 
 /**
@@ -19,8 +19,6 @@ import { ConnectionStream } from './connectionStream';
  * alias; role `admin` acts on any device of the app and pushes by tag and to all. Nothing of another
  * app is visible: a device of another app is NOT_FOUND, as one that does not exist.
  */
-
-const ADMIN = 'admin';
 
 export function deviceResolvers(deps: GraphqlDeps) {
   return {
@@ -147,9 +145,6 @@ interface PushToDevicesInput {
   tenantCode?: string | null;
 }
 
-const isAdmin = (viewer: Viewer) => viewer.roles.includes(ADMIN);
-const forbidden = (message: string) => new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
-const notFound = (message: string) => new GraphQLError(message, { extensions: { code: 'NOT_FOUND' } });
 
 /**
  * A page of the app's registered devices, keyset-paged by id. A user who is not an admin is held to
@@ -175,12 +170,6 @@ async function listDevices(deps: GraphqlDeps, viewer: Viewer, args: DevicesArgs)
   const nodes = listed.slice(0, first);
   const last = nodes[nodes.length - 1];
   return { nodes, pageInfo: { endCursor: last ? encodeDeviceCursor(last.deviceId) : null, hasNextPage: listed.length > first } };
-}
-
-function filterText(field: string, value: string | null | undefined, maxLength: number): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (value.length === 0 || value.length > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
-  return value;
 }
 
 const encodeDeviceCursor = (deviceId: string) => Buffer.from(`device:${deviceId}`).toString('base64url');

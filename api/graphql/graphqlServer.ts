@@ -15,6 +15,7 @@ import { deviceResolvers } from './deviceResolvers';
 import { graphiqlRouter } from './graphiql';
 import { OperationChecks } from './operationChecks';
 import { rtioResolvers } from './rtioResolvers';
+import { eventResolvers } from './eventResolvers';
 import { sharedSubscribe } from './sharedSubscription';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
@@ -24,7 +25,7 @@ export const GRAPHQL_PATH = '/graphql';
 
 export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
-  return makeExecutableSchema({ typeDefs, resolvers: [createResolvers(deps), deviceResolvers(deps), rtioResolvers(deps)] });
+  return makeExecutableSchema({ typeDefs, resolvers: [createResolvers(deps), deviceResolvers(deps), rtioResolvers(deps), eventResolvers(deps)] });
 }
 
 /** What the servers authenticate with: tickets (users), device tokens (devices), RTIO device keys (RTIO devices). */

@@ -12,6 +12,7 @@ import type { DeviceView } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
 import type { Rtio } from '../../src/rtio/rtio';
+import type { EventFeed } from '../../src/analysts/eventFeed';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
 import type { DatahubInbox } from './datahubInbox';
@@ -26,6 +27,8 @@ export interface GraphqlDeps {
   readonly gateway: DeviceGateway;
   /** RTIO device RPC: its devices' calls, replies and reports (rtioResolvers.ts). */
   readonly rtio: Pick<Rtio, 'connect' | 'reply' | 'report'>;
+  /** The app's event stream, for its admins (eventResolvers.ts). */
+  readonly events: Pick<EventFeed, 'page' | 'tail' | 'checkCursor'>;
 }
 
 /** An RTIO device (shared/seeds/004_e2f5c37d54658cec.txt), authenticated by its device_id and device_key. */
@@ -426,6 +429,16 @@ function decodeCursor(cursor: string): bigint {
 
 export function badInput(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } });
+}
+
+export const forbidden = (message: string) => new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
+export const notFound = (message: string) => new GraphQLError(message, { extensions: { code: 'NOT_FOUND' } });
+
+/** An optional text argument: absent, or 1-`maxLength` characters of storable text (BAD_USER_INPUT otherwise). */
+export function filterText(field: string, value: string | null | undefined, maxLength: number): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value.length === 0 || value.length > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
+  return value;
 }
 
 const DOMAIN_CODES: Record<DomainErrorCode, string> = {

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 
 /**
  * An app (DESIGN.md: identity) owns users and devices; its secret is Koala's secret_key, topvdn's
@@ -23,6 +24,26 @@ export const AppPushCallbackSet = t.type({
 });
 export const AppEvent = t.union([AppRegistered, AppSecretChanged, AppPushCallbackSet]);
 export type AppEvent = t.TypeOf<typeof AppEvent>;
+
+/** docs/events.md, app: what the codecs cannot say. */
+export const appCatalogue: CatalogueEntry = {
+  title: 'app',
+  stream: 'app-<appId>',
+  module: 'domain/app/app.ts',
+  union: AppEvent,
+  events: {
+    AppRegistered: {
+      when: 'first registration (from `HERALD_APPS` at start-up)',
+      fields: { secretHash: '`scrypt:` + base64url, salted with the app id', registeredAt: 'ISO 8601' },
+    },
+    AppSecretChanged: { when: 'registration with a different secret', fields: { secretHash: 'as in `AppRegistered`' } },
+    AppPushCallbackSet: {
+      when: '`PUT /v2/message/callback` (topvdn `callback: 1` goes there)',
+      fields: { url: 'absolute http(s), ≤ 2,048 characters, no credentials; null = none' },
+    },
+  },
+  notes: ['Secrets themselves are never stored or logged.'],
+};
 
 /** Registers the app, or changes its secret; registering it again with the same secret changes nothing. */
 export interface RegisterApp {

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { TOPVDN_RETRY_OFFSETS_SECONDS, type PushRequestedData, type Retry } from './push';
 
 /**
@@ -40,6 +41,38 @@ export const DeliveryDropped = t.type({
 export const DeliveryExpired = t.type({ type: t.literal('DeliveryExpired'), data: t.type({ ...Target, attempts: t.number, expiredAt: t.string }) });
 export const DeliveryEvent = t.union([MessageDelivered, DeliveryRetried, DeliveryConfirmed, DeliveryDropped, DeliveryExpired]);
 export type DeliveryEvent = t.TypeOf<typeof DeliveryEvent>;
+
+/** docs/events.md, delivery: what the codecs cannot say. */
+export const deliveryCatalogue: CatalogueEntry = {
+  title: 'delivery',
+  stream: 'delivery-<pushId>.<deviceId>',
+  module: 'domain/device/delivery.ts',
+  union: DeliveryEvent,
+  description: [
+    "One push's delivery to one device (or, as `delivery-<pushId>.app-callback`, to the app's callback URL). " +
+      'The life of every message can be replayed from these (docs/delivery.md).',
+  ],
+  events: {
+    MessageDelivered: {
+      when: "the first attempt: the message was written to the device's connections (for a callback: POSTed)",
+      fields: { attempt: '1', nextAttemptAt: 'null when no attempt is left or none is needed' },
+    },
+    DeliveryRetried: {
+      when: 'a later attempt: a scheduled retry, or the device reconnected with the delivery still unconfirmed',
+      fields: { attempt: '2, 3, …', nextAttemptAt: 'null when no attempt is left or none is needed' },
+    },
+    DeliveryConfirmed: {
+      when: "the device confirmed (`{\"confirm\": id}` on its socket, GraphQL `confirmDelivery`), or the app's callback answered 2xx",
+    },
+    DeliveryDropped: {
+      when:
+        'a topvdn delivery still open when its push expired (flag 2: 16 s; flag 3: 5 s), or a delivery to the ' +
+        "app's callback URL when the app has none",
+      fields: { reason: '`not_connected`: never reached; `not_confirmed`: reached, not confirmed; `no_callback_url`: the app has no callback URL' },
+    },
+    DeliveryExpired: { when: 'a ONE-PUSH delivery still open when its push expired (`duration`, or 7 days)' },
+  },
+};
 
 /** What a delivery's decisions depend on: its push's terms, for one device. */
 export interface DeliveryTerms {

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText } from '../text';
 
 /**
@@ -46,6 +47,34 @@ export const DeviceUnregistered = t.type({
 export const DeviceEvent = t.union([DeviceRegistered, DeviceUnregistered]);
 export type DeviceEvent = t.TypeOf<typeof DeviceEvent>;
 export type DeviceRegistration = t.TypeOf<typeof DeviceRegistered>['data'];
+
+/** docs/events.md, device: what the codecs cannot say. */
+export const deviceCatalogue: CatalogueEntry = {
+  title: 'device',
+  stream: 'device-<deviceId>',
+  module: 'domain/device/device.ts',
+  union: DeviceEvent,
+  description: [
+    "A terminal of an app: ONE-PUSH's registration, topvdn's device number. The id is 32 hex digits derived " +
+      'from the app and native token with a key only herald holds (docs/delivery.md).',
+  ],
+  events: {
+    DeviceRegistered: {
+      when:
+        '`POST /msgpush/register` or GraphQL `registerDevice`: the first time, after an unregister, or with changed ' +
+        'fields (registering unchanged appends nothing)',
+      fields: {
+        clientId: "topvdn's device number, fixed at the first registration",
+        registration: '1, then +1 after each unregister',
+      },
+    },
+    DeviceUnregistered: {
+      when:
+        '`POST /msgpush/unregister/{deviceId}` or GraphQL `unregisterDevice`; its tokens stop working and its ' +
+        'connections are closed (4410)',
+    },
+  },
+};
 
 /** Registers the device, or updates it; registering it again unchanged appends nothing. */
 export interface RegisterDevice {

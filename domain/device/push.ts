@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText, UUID } from '../text';
 import { PLATFORMS, PlatformCodec } from './device';
 
@@ -119,6 +120,39 @@ export const SmsRequested = t.type({
 export const PushEvent = t.union([PushRequested, SmsRequested]);
 export type PushEvent = t.TypeOf<typeof PushEvent>;
 export type PushRequestedData = t.TypeOf<typeof PushRequested>['data'];
+
+/** docs/events.md, push: what the codecs cannot say. */
+export const pushCatalogue: CatalogueEntry = {
+  title: 'push',
+  stream: 'push-<pushId>',
+  module: 'domain/device/push.ts',
+  union: PushEvent,
+  description: [
+    'One ONE-PUSH send or one topvdn message; the push id is the `requestId` / `request_id` the caller gets ' +
+      'and the `messageId` devices confirm.',
+  ],
+  events: {
+    PushRequested: {
+      when:
+        '`POST /msgpush/send`, `POST /v2/message/client/push`, `POST /v2/message/server/push` (one per message), ' +
+        "GraphQL `pushToDevices`. The audience is expanded to devices by the devices projection, at this event's position",
+      fields: {
+        audience: 'as asked, not a list of devices',
+        platform: 'ALL or one',
+        message: 'a topvdn `msg` is base64, as given',
+        needsConfirm: 'a delivery ends when the device confirms it (otherwise when it has been written once)',
+        retry: 'how deliveries are retried (see delivery)',
+        expiresAt: 'deliveries still open then are dropped (topvdn) or expired (ONE-PUSH)',
+      },
+    },
+    SmsRequested: {
+      when:
+        'a ONE-PUSH send with `smsMessage`: the addressed devices with a mobile number that were not connected. ' +
+        'herald has no SMS gateway; one would act on these',
+      fields: { recipients: '≤ 1,000 per event' },
+    },
+  },
+};
 
 export interface RequestOnePush {
   readonly type: 'RequestOnePush';

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText, recordableError, UUID } from '../text';
 
 /**
@@ -64,6 +65,36 @@ export const EmailFailed = t.type({
 });
 export const EmailEvent = t.union([EmailRequested, EmailSent, EmailFailed]);
 export type EmailEvent = t.TypeOf<typeof EmailEvent>;
+
+/** docs/events.md, email: what the codecs cannot say. */
+export const emailCatalogue: CatalogueEntry = {
+  title: 'email',
+  stream: 'email-<emailId>',
+  module: 'domain/email/email.ts',
+  union: EmailEvent,
+  description: [
+    "datahub's `to_emails.json` (`POST /topics/to_emails.json`); the mailer records each attempt. Details, " +
+      'bounds and the retry schedule: docs/email.md.',
+  ],
+  events: {
+    EmailRequested: {
+      when: 'a service asks for an email; the same request id appends nothing',
+      fields: { to: 'the addresses' },
+    },
+    EmailSent: {
+      when: 'the SMTP server accepted the message',
+      fields: { attempt: '1–5', messageId: 'the Message-ID it went out with; null when unknown or not storable' },
+    },
+    EmailFailed: {
+      when: 'an attempt failed; retried after 1 min, 5 min, 30 min, 2 h, the 5th failure is final',
+      fields: {
+        error: 'one line, ≤ 512 characters, secrets cut out',
+        final: 'no attempt is left',
+        retryAt: 'null when `final`',
+      },
+    },
+  },
+};
 
 export interface RequestEmail {
   readonly type: 'RequestEmail';

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText } from '../text';
 
 /**
@@ -48,6 +49,32 @@ export const MessageAcknowledged = t.type({
 export const MessageEvent = t.union([MessageSent, MessageScheduled, MessageReleased, MessageExpired, MessageAcknowledged]);
 export type MessageEvent = t.TypeOf<typeof MessageEvent>;
 export type MessageContent = t.TypeOf<typeof MessageSent>['data'];
+
+/** docs/events.md, message: what the codecs cannot say. */
+export const messageCatalogue: CatalogueEntry = {
+  title: 'message',
+  stream: 'message-<messageId>',
+  module: 'domain/message/message.ts',
+  union: MessageEvent,
+  events: {
+    MessageSent: {
+      when: 'a send without `execute`, or with one not ahead',
+      fields: { expiresAt: 'null: the message never expires (`expire` 0)' },
+    },
+    MessageScheduled: {
+      when: 'a send with `execute` ahead',
+      fields: { expiresAt: 'null: the message never expires (`expire` 0)', releaseAt: 'the `execute` time' },
+    },
+    MessageReleased: { when: 'the scheduler delivers a scheduled message' },
+    MessageExpired: { when: 'a scheduled message came due after its expiry (herald was down): never delivered' },
+    MessageAcknowledged: { when: 'a recipient acknowledges (Koala ack, GraphQL `acknowledge`)' },
+  },
+  notes: [
+    'Expiry is computed, not timed: `expiresAt` = delivery time + `expire` seconds. Reads leave out messages ' +
+      'past it and acknowledging one is refused; no event is written at the moment a delivered message expires ' +
+      "(an analyst derives it from `expiresAt`). The delivering event's position is the message's `seq`.",
+  ],
+};
 
 export interface SendMessage {
   readonly type: 'SendMessage';

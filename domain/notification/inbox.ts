@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { NotificationRead } from './notification';
 
 /**
@@ -19,6 +20,24 @@ export const NotificationStatsCleared = t.type({
 });
 export const InboxEvent = t.union([NotificationStatsCleared, NotificationRead]);
 export type InboxEvent = t.TypeOf<typeof InboxEvent>;
+
+/** docs/events.md, inbox: what the codecs cannot say. */
+export const inboxCatalogue: CatalogueEntry = {
+  title: 'inbox',
+  stream: 'inbox-<appId>.<userId>',
+  module: 'domain/notification/inbox.ts',
+  union: InboxEvent,
+  events: {
+    NotificationStatsCleared: {
+      when: '`DELETE /notification_stat`; afterwards the stats count only unread notifications delivered after it',
+    },
+    NotificationRead: {
+      when:
+        'the user reads a **site broadcast** (`PUT /notifications/{messageid}`); once per user. Kept here, not on ' +
+        "the broadcast's stream, which would otherwise grow with every user of the app",
+    },
+  },
+};
 
 export interface ClearNotificationStats {
   readonly type: 'ClearNotificationStats';

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText } from '../text';
 
 /**
@@ -85,6 +86,37 @@ export const NotificationRead = t.type({
 });
 export const NotificationEvent = t.union([NotificationSent, NotificationRead]);
 export type NotificationEvent = t.TypeOf<typeof NotificationEvent>;
+
+/** docs/events.md, notification: what the codecs cannot say. */
+export const notificationCatalogue: CatalogueEntry = {
+  title: 'notification',
+  stream: 'notification-<notificationId>',
+  module: 'domain/notification/notification.ts',
+  union: NotificationEvent,
+  description: ["datahub's typed notifications (shared/seeds/001_e25b4a10524b93b6.txt)."],
+  events: {
+    NotificationSent: {
+      when:
+        '`POST /notifications`, `POST /topics/to_notifications.json`, `POST /topics/to_subscriptions.json` ' +
+        '(an `item_event` per ≤ 1,000 subscribers)',
+      fields: {
+        notificationType: 'one of the nine datahub types',
+        sender: 'a user id, or `""` for the system',
+        receivers: 'empty for a `site_broadcast`: it is to every user of the app',
+        level: '0 or 50',
+        forClient: "in the client's list; with `forBrowser`, the lists it is in (at least one)",
+        data: "the type's JSON object, as given",
+        forBrowser: "in the browser's list; absent from events recorded before it was added (see below)",
+      },
+    },
+    NotificationRead: { when: 'a receiver marks it read (`PUT /notifications/{messageid}`); once per receiver' },
+  },
+  notes: [
+    "The `NotificationSent` event's position is the notification's `messageid` in every receiver's list.",
+    "`forBrowser` was added after the first release of this event: an event without it is in the browser's " +
+      'list exactly when `forClient` is false (`forBrowser()` in the domain module reads it so).',
+  ],
+};
 
 export interface SendNotification {
   readonly type: 'SendNotification';

@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText, recordableError } from '../text';
 
 /**
@@ -28,6 +29,24 @@ export const RtioDeviceCreated = t.type({
 });
 export const RtioDeviceEvent = RtioDeviceCreated;
 export type RtioDeviceEvent = t.TypeOf<typeof RtioDeviceEvent>;
+
+/** docs/events.md, rtio device: what the codecs cannot say. */
+export const rtioDeviceCatalogue: CatalogueEntry = {
+  title: 'rtio device',
+  stream: 'rtio-device-<deviceId>',
+  module: 'domain/rtio/rtio.ts',
+  union: RtioDeviceEvent,
+  description: [
+    "RTIO device RPC (docs/api/rtio.md): a device an app's server created. Its id, like a call's, derives from " +
+      "the app and the request's `nonce`, so a nonce used again finds its stream taken and appends nothing.",
+  ],
+  events: {
+    RtioDeviceCreated: {
+      when: '`POST /manage/create_device`',
+      fields: { keyHash: 'SHA-256 of the device key, base64url' },
+    },
+  },
+};
 
 export interface CreateRtioDevice {
   readonly type: 'CreateRtioDevice';
@@ -72,6 +91,30 @@ export const RtioCallFailed = t.type({
 });
 export const RtioCallEvent = t.union([RtioDeviceCalled, RtioDeviceReplied, RtioCallFailed]);
 export type RtioCallEvent = t.TypeOf<typeof RtioCallEvent>;
+
+/** docs/events.md, rtio call: what the codecs cannot say. */
+export const rtioCallCatalogue: CatalogueEntry = {
+  title: 'rtio call',
+  stream: 'rtio-call-<callId>',
+  module: 'domain/rtio/rtio.ts',
+  union: RtioCallEvent,
+  description: [
+    'One RTIO call of a device (docs/api/rtio.md): made, then replied to or failed. Its id, like a created ' +
+      "device's, derives from the app and the request's `nonce`, so a nonce used again finds its stream taken " +
+      'and appends nothing.',
+  ],
+  events: {
+    RtioDeviceCalled: {
+      when: '`POST /call/send`, before the message is written to the device',
+      fields: { timeLiveSeconds: '`time_live`: 6 unless given, at most 30' },
+    },
+    RtioDeviceReplied: { when: "the device's reply within `time_live`" },
+    RtioCallFailed: {
+      when: 'the device had no connection, or did not reply in time',
+      fields: { reason: '`offline`: no connection; `timeout`: no reply within `time_live`' },
+    },
+  },
+};
 
 export interface CallRtioDevice {
   readonly type: 'CallRtioDevice';
@@ -191,6 +234,26 @@ export const RtioReportForwardFailed = t.type({
 });
 export const RtioReportEvent = t.union([RtioDeviceReported, RtioReportForwarded, RtioReportForwardFailed]);
 export type RtioReportEvent = t.TypeOf<typeof RtioReportEvent>;
+
+/** docs/events.md, rtio report: what the codecs cannot say. */
+export const rtioReportCatalogue: CatalogueEntry = {
+  title: 'rtio report',
+  stream: 'rtio-report-<reportId>',
+  module: 'domain/rtio/rtio.ts',
+  union: RtioReportEvent,
+  description: ["A device's report, forwarded to the app's notify URL (docs/api/rtio.md)."],
+  events: {
+    RtioDeviceReported: {
+      when: "a device's `{\"report\"}` frame",
+      fields: { nonce: "herald's, for the notify request" },
+    },
+    RtioReportForwarded: { when: 'the notify URL acknowledged it (`{nonce, code: 1000}`)' },
+    RtioReportForwardFailed: {
+      when: 'a try failed',
+      fields: { attempt: '1–10', retryAt: '2^attempt s later; null when final' },
+    },
+  },
+};
 
 export interface ReportFromDevice {
   readonly type: 'ReportFromDevice';

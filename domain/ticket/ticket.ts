@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 
 /**
  * A ticket is a signed, expiring token for (appId, userId, roles): Koala's `ticket`, datahub's
@@ -12,6 +13,18 @@ export const TicketIssued = t.type({
 });
 export const TicketEvent = TicketIssued;
 export type TicketEvent = t.TypeOf<typeof TicketEvent>;
+
+/** docs/events.md, ticket: what the codecs cannot say. */
+export const ticketCatalogue: CatalogueEntry = {
+  title: 'ticket',
+  stream: 'ticket-<ticketId>',
+  module: 'domain/ticket/ticket.ts',
+  union: TicketEvent,
+  events: {
+    TicketIssued: { when: '`POST /koala/api/mas/tickets` with valid app credentials' },
+  },
+  notes: ['The ticket string itself is never stored.'],
+};
 
 export interface IssueTicket {
   readonly type: 'IssueTicket';

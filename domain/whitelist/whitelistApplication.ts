@@ -1,5 +1,6 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
 import { isStorableText } from '../text';
 
 /**
@@ -16,6 +17,22 @@ export const WhitelistApplied = t.type({
 });
 export const WhitelistEvent = WhitelistApplied;
 export type WhitelistEvent = t.TypeOf<typeof WhitelistEvent>;
+
+/** docs/events.md, whitelist: what the codecs cannot say. */
+export const whitelistCatalogue: CatalogueEntry = {
+  title: 'whitelist',
+  stream: 'whitelist-<applicationId>',
+  module: 'domain/whitelist/whitelistApplication.ts',
+  union: WhitelistEvent,
+  description: ['`applicationId` is a UUID v5 of (app, repname, itemname, applicant): one stream per application.'],
+  events: {
+    WhitelistApplied: {
+      when:
+        '`POST /notifications` with `type: apply_whitelist`; followed by a `NotificationSent` (`apply_whitelist`, ' +
+        'level 50) to the owner, whose id derives from the application',
+    },
+  },
+};
 
 export interface ApplyWhitelist {
   readonly type: 'ApplyWhitelist';

@@ -1,4 +1,5 @@
 import { InvalidPositionError, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
+import { selector, storeFilterOf, type EventSelection } from './eventSelection';
 
 /**
  * `herald replay`: the event stream as JSON Lines, for analysts (docs/analysts.md). One line per event,
@@ -7,17 +8,11 @@ import { InvalidPositionError, type EventStore, type RecordedEvent } from '../ev
  * gives the same bytes, whichever store it is read from.
  */
 
-export interface ReplayFilter {
+export interface ReplayFilter extends EventSelection {
   /** From this position, or from this time (inclusive). */
   readonly from?: bigint | Date;
   /** Up to this position, or up to this time (inclusive). */
   readonly to?: bigint | Date;
-  /** Exact event types; none → all. */
-  readonly types?: readonly string[];
-  /** Streams whose name starts with this. */
-  readonly streamPrefix?: string;
-  /** Events whose metadata names this app. */
-  readonly appId?: string;
 }
 
 export interface ReplayProgress {
@@ -29,9 +24,9 @@ export interface ReplayProgress {
 
 const PAGE = 5000;
 
-/** The event as one line of JSON (without the line break). */
-export function eventLine(event: RecordedEvent): string {
-  return JSON.stringify({
+/** The event as analysts see it, in a replay line and over GraphQL: these keys, in this order. */
+export function eventRecord(event: RecordedEvent) {
+  return {
     position: event.position.toString(),
     stream: event.streamName,
     revision: event.revision.toString(),
@@ -39,7 +34,12 @@ export function eventLine(event: RecordedEvent): string {
     time: event.createdAt.toISOString(),
     data: event.data,
     metadata: event.metadata,
-  });
+  };
+}
+
+/** The event as one line of JSON (without the line break). */
+export function eventLine(event: RecordedEvent): string {
+  return JSON.stringify(eventRecord(event));
 }
 
 /**
@@ -52,18 +52,14 @@ export async function replay(
   write: (chunk: string) => Promise<void>,
   onProgress?: (progress: ReplayProgress) => void,
 ): Promise<ReplayProgress> {
-  const types = filter.types && filter.types.length > 0 ? new Set(filter.types) : undefined;
-  const storeFilter = {
-    ...(filter.streamPrefix !== undefined && { streamNamePrefixes: [filter.streamPrefix] }),
-    // Prefixes to the store (which filters by prefix only); the exact types here.
-    ...(types && { eventTypePrefixes: [...types] }),
-  };
+  const storeFilter = storeFilterOf(filter);
+  const selected = selector(filter);
   const fromPosition = typeof filter.from === 'bigint' ? filter.from : undefined;
   let after = await startAfter(store, fromPosition);
   let scanned = 0;
   let written = 0;
   for (;;) {
-    const page = await store.readAll({ ...(after !== undefined && { after }), maxCount: PAGE, ...(Object.keys(storeFilter).length > 0 && { filter: storeFilter }) });
+    const page = await store.readAll({ ...(after !== undefined && { after }), maxCount: PAGE, ...(storeFilter && { filter: storeFilter }) });
     if (page.length === 0) break;
     let chunk = '';
     let past = false;
@@ -73,7 +69,7 @@ export async function replay(
         past = true;
         break;
       }
-      if (matches(event, filter, types)) {
+      if (selected(event) && isWithinBounds(event, filter)) {
         chunk += `${eventLine(event)}\n`;
         written++;
       }
@@ -103,12 +99,8 @@ function isPastEnd(event: RecordedEvent, to: bigint | Date | undefined): boolean
   return typeof to === 'bigint' && event.position > to;
 }
 
-function matches(event: RecordedEvent, filter: ReplayFilter, types: ReadonlySet<string> | undefined): boolean {
+function isWithinBounds(event: RecordedEvent, filter: ReplayFilter): boolean {
   if (typeof filter.from === 'bigint' && event.position < filter.from) return false;
   if (filter.from instanceof Date && event.createdAt < filter.from) return false;
-  if (filter.to instanceof Date && event.createdAt > filter.to) return false;
-  if (types && !types.has(event.type)) return false;
-  if (filter.streamPrefix !== undefined && !event.streamName.startsWith(filter.streamPrefix)) return false;
-  if (filter.appId !== undefined && event.metadata.appId !== filter.appId) return false;
-  return true;
+  return !(filter.to instanceof Date && event.createdAt > filter.to);
 }

@@ -26,6 +26,9 @@ export interface Viewer {
   readonly expiresAt: string;
 }
 
+/** The role that acts on the whole app: any user's devices, pushes to all, the app's event stream. */
+export const isAdmin = (viewer: Viewer): boolean => viewer.roles.includes('admin');
+
 export type TicketProblem = 'malformed' | 'expired' | 'revoked';
 
 export class TicketError extends Error {

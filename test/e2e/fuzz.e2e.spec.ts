@@ -91,11 +91,13 @@ describe('fuzz: generated bad input on every route', function () {
   this.timeout(300_000);
   let test: Awaited<ReturnType<typeof startTestHerald>>;
   let ticket: string;
+  let adminTicket: string;
   let appended = 0;
 
   before(async () => {
     test = await startTestHerald({ sendRatePerMinute: 1_000_000 });
     ticket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'fuzzer' })).body.result as string;
+    adminTicket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'fuzz-admin', user_roles: 'admin' })).body.result as string;
   });
   after(() => test?.stop());
 
@@ -151,13 +153,17 @@ describe('fuzz: generated bad input on every route', function () {
       fc.record({ query: fc.constant('mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }'), variables: fc.record({ i: value }) }),
       fc.record({ query: fc.constant('mutation($ids: [ID!]!) { acknowledge(ids: $ids) }'), variables: fc.record({ ids: value }) }),
       fc.record({ query: fc.constant('query($f: Int, $a: String, $u: Boolean) { notifications(first: $f, after: $a, unreadOnly: $u) { total } }'), variables: fc.record({ f: value, a: value, u: value }) }),
+      fc.record({
+        query: fc.constant('query($a: String, $f: Int, $t: [String!], $s: String, $p: String) { events(after: $a, first: $f, types: $t, stream: $s, appId: $p) { nodes { position data } pageInfo { endCursor } } }'),
+        variables: fc.record({ a: fc.oneof(value, fc.bigInt({ min: -1n, max: 2n ** 64n }).map(String)), f: value, t: value, s: value, p: value }),
+      }),
       fc.record({ query: fc.oneof(fc.string({ maxLength: 200 }), fc.constantFrom('{', '{ me { ', 'subscription { messages { id } }', '{ ...A } fragment A on Query { ...A }', '{ __schema { types { name } } }')), variables: fc.constant({}) }),
     );
     const body = fc.oneof(
       operation.map((o) => JSON.stringify(o)),
       fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('null', '[]', '[{"query":"{ me { userId } }"}]', '{"query": null}', '{"query": 1}', '{"variables": "x"}')),
     );
-    const authorization = fc.constantFrom(`Bearer ${ticket}`, `Bearer ${ticket}`, `Bearer ${ticket}x`, 'Bearer', 'Basic abc', '');
+    const authorization = fc.constantFrom(`Bearer ${ticket}`, `Bearer ${ticket}`, `Bearer ${adminTicket}`, `Bearer ${ticket}x`, 'Bearer', 'Basic abc', '');
     await fc.assert(
       fc.asyncProperty(body, authorization, async (payload, auth) => {
         await refusedAppendsNothing(async () => {

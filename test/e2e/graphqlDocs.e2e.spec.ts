@@ -5,7 +5,7 @@ import { parse, validate } from 'graphql';
 import { buildSchema } from '../../api/graphql/graphqlServer';
 import { systemClock } from '../../src/clock';
 import { graphqlWithAuthorization } from '../support/graphqlClient';
-import { postForm, startTestHerald } from '../support/herald';
+import { issueTicket, postForm, startTestHerald } from '../support/herald';
 
 // docs/api/graphql.md stays true: each of its `graphql` blocks is valid against the served schema, and
 // its queries and mutations run without errors.
@@ -36,6 +36,7 @@ describe('docs/api/graphql.md examples', function () {
       pushes: test.herald.pushes,
       gateway: test.herald.gateway,
       rtio: test.herald.rtio,
+      events: test.herald.events,
     });
     for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
   });
@@ -51,6 +52,8 @@ describe('docs/api/graphql.md examples', function () {
     if (block.includes('report(')) return { credential: await rtioDevice() };
     // acknowledge([]) is refused as bad input by design
     if (block.includes('$ids')) return { credential: ticket, variables: { ids: [] }, refusedWith: 'BAD_USER_INPUT' };
+    // The event stream is for admins
+    if (block.includes('events(')) return { credential: await issueTicket(test.url, 'docs-analyst', 'admin') };
     if (block.includes('$id:')) return { credential: ticket, variables: { id: (await docsDevice()).device.deviceId } };
     if (block.includes('$messageId')) {
       // A device of the user, with a message pushed to it that it has not confirmed.

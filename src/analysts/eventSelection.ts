@@ -1,0 +1,34 @@
+import type { EventFilter, RecordedEvent } from '../eventStore/eventStore';
+
+/**
+ * Which events an analyst asks for, by what they are — the same filters for `herald replay` and the
+ * GraphQL `events` query and subscription. Time and position bounds are the caller's.
+ */
+export interface EventSelection {
+  /** Exact event types; none → all. */
+  readonly types?: readonly string[];
+  /** Streams whose name starts with this. */
+  readonly streamPrefix?: string;
+  /** Events whose metadata names this app. */
+  readonly appId?: string;
+}
+
+/** What the store can filter itself (by prefix only): fewer events cross the wire, `selects` decides. */
+export function storeFilterOf(selection: EventSelection): EventFilter | undefined {
+  const types = selection.types && selection.types.length > 0 ? selection.types : undefined;
+  if (!types && selection.streamPrefix === undefined) return undefined;
+  return {
+    ...(selection.streamPrefix !== undefined && { streamNamePrefixes: [selection.streamPrefix] }),
+    ...(types && { eventTypePrefixes: types }),
+  };
+}
+
+/** A predicate for the selection; build it once per read, not once per event. */
+export function selector(selection: EventSelection): (event: RecordedEvent) => boolean {
+  const types = selection.types && selection.types.length > 0 ? new Set(selection.types) : undefined;
+  const { streamPrefix, appId } = selection;
+  return (event) =>
+    (!types || types.has(event.type)) &&
+    (streamPrefix === undefined || event.streamName.startsWith(streamPrefix)) &&
+    (appId === undefined || event.metadata.appId === appId);
+}
