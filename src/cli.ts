@@ -3,13 +3,13 @@ import { Command } from 'commander';
 import { projections } from '../projections';
 import { ConfigError, loadConfig, type Config } from './config';
 import { startHerald, openInfrastructure, type Herald, type Infrastructure } from './herald';
-import { createLogger } from './logger';
+import { createLogger, type Logger } from './logger';
 import type { ReplayFilter } from './analysts/replay';
 import { parseBound, runReplay } from './analysts/replayCommand';
-import { parkedCounts, retryParked } from './projection/parkedEvents';
+import { lastParked, parkedCounts, retryParked } from './projection/parkedEvents';
 import type { Projection } from './projection/projection';
-import { rebuildProjections } from './projection/projectionRebuild';
 import { readCheckpoints } from './projection/projectionRunner';
+import { runRebuild } from './projection/rebuildCommand';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
 
@@ -72,24 +72,16 @@ function chosenProjections(names: readonly string[]): readonly Projection[] {
 }
 
 /** Opens the stores quietly (warnings only at the default level), runs `work`, closes them. */
-async function withStores(work: (infrastructure: Infrastructure) => Promise<void>): Promise<void> {
+async function withStores(work: (infrastructure: Infrastructure, log: Logger) => Promise<void>): Promise<void> {
   const config = configOrExit();
   // Logs to stderr: these commands' stdout is their output.
-  const infrastructure = await openInfrastructure(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr'));
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr');
+  const infrastructure = await openInfrastructure(config, log);
   try {
-    await work(infrastructure);
+    await work(infrastructure, log);
   } finally {
     await infrastructure.close();
   }
-}
-
-async function rebuild(names: string[]): Promise<void> {
-  const chosen = chosenProjections(names);
-  await withStores((infrastructure) =>
-    rebuildProjections(infrastructure, chosen, (progress) => {
-      process.stdout.write(JSON.stringify(progress) + '\n');
-    }),
-  );
 }
 
 const program = new Command()
@@ -133,18 +125,35 @@ const projectionsCommand = program.command('projections').description('read mode
 projectionsCommand
   .command('rebuild')
   .argument('[names...]', 'projections to rebuild (default: all)')
-  .description('empty the read models and replay the event stream from position 0')
-  .action(rebuild);
+  .description('replay the event stream from position 0 into fresh read models and swap them in; a bar on a terminal, JSON lines otherwise (docs/analysts.md)')
+  .action((names: string[]) => {
+    const chosen = chosenProjections(names);
+    return withStores((infrastructure, log) => runRebuild(infrastructure, chosen, log));
+  });
 projectionsCommand
   .command('status')
-  .description('each projection: version, checkpoint, the store head, parked events (JSON lines)')
+  .description('each projection: version, checkpoint, the store head, lag, parked events and the last one (JSON lines)')
   .action(() =>
     withStores(async ({ database, store }) => {
-      const [checkpoints, parked, head] = await Promise.all([readCheckpoints(database.pool), parkedCounts(database.pool), store.headPosition()]);
+      const [checkpoints, parked, lastParkedOf] = await Promise.all([readCheckpoints(database.pool), parkedCounts(database.pool), lastParked(database.pool)]);
+      // Read after the checkpoints, so no checkpoint is past it.
+      const head = await store.headPosition();
       for (const p of projections) {
         const position = checkpoints.get(p.name);
+        // In positions, not events (docs/analysts.md). Not started (-1 or no row) counts from 0: PostgreSQL
+        // positions start at 1, so the lag is then the number of positions in the store.
+        const from = position !== undefined && position > 0n ? position : 0n;
+        const lag = head > from ? head - from : 0n;
         process.stdout.write(
-          JSON.stringify({ projection: p.name, version: p.version, position: position?.toString() ?? null, head: head.toString(), parked: parked.get(p.name) ?? 0 }) + '\n',
+          JSON.stringify({
+            projection: p.name,
+            version: p.version,
+            position: position?.toString() ?? null,
+            head: head.toString(),
+            lag: Number(lag),
+            parked: parked.get(p.name) ?? 0,
+            lastError: lastParkedOf.get(p.name) ?? null,
+          }) + '\n',
         );
       }
     }),

@@ -5,13 +5,31 @@ import type { Projection } from './projection';
 
 /**
  * Events a runner parked (projection_parked): one its projection kept failing on, set aside so the
- * events after it were still projected. `herald projections status` counts them, `/readyz` shows them,
- * `herald projections retry NAME` re-applies them once the cause is fixed (docs/operations.md).
+ * events after it were still projected. `herald projections status` counts them and shows the latest,
+ * `/readyz` shows them, `herald projections retry NAME` re-applies them once the cause is fixed
+ * (docs/operations.md).
  */
 
 export async function parkedCounts(pool: pg.Pool): Promise<Map<string, number>> {
   const { rows } = await pool.query<{ projection: string; parked: number }>('SELECT projection, count(*)::int AS parked FROM projection_parked GROUP BY projection');
   return new Map(rows.map((r) => [r.projection, r.parked]));
+}
+
+/** A projection's most recently parked event: where, its type, the error of its latest attempt, when it was parked. */
+export interface LastParked {
+  readonly position: string;
+  readonly eventType: string;
+  readonly error: string;
+  readonly parkedAt: string;
+}
+
+/** Each projection's most recently parked event; a retry that fails again replaces the error, not the time. */
+export async function lastParked(pool: pg.Pool): Promise<Map<string, LastParked>> {
+  const { rows } = await pool.query<{ projection: string; position: string; event_type: string; error: string; parked_at: Date }>(
+    `SELECT DISTINCT ON (projection) projection, position::text, event_type, error, parked_at
+       FROM projection_parked ORDER BY projection, parked_at DESC, position DESC`,
+  );
+  return new Map(rows.map((r) => [r.projection, { position: r.position, eventType: r.event_type, error: r.error, parkedAt: r.parked_at.toISOString() }]));
 }
 
 /**

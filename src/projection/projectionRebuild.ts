@@ -1,9 +1,10 @@
 import pg from 'pg';
 import pino from 'pino';
 import type { Bus } from '../bus/bus';
+import type { EventStore } from '../eventStore/eventStore';
 import type { Infrastructure } from '../herald';
 import type { Logger } from '../logger';
-import { openDatabase } from '../postgres/database';
+import { openDatabase, type Database } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';
 import type { Projection } from './projection';
 import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from './projectionRunner';
@@ -12,10 +13,23 @@ export interface RebuildProgress {
   readonly projection: string;
   readonly position: string;
   readonly head: string;
+  /** Events read from the store so far: positions do not count events (on EventStoreDB they are log offsets). */
+  readonly events: number;
+  readonly eventsPerSecond: number;
+  /** Since this projection's rebuild began. */
+  readonly seconds: number;
   readonly done: boolean;
 }
 
 const PROGRESS_EVERY_MS = 200;
+
+/** Another process holds the rebuild lock of these projections; nothing was done. */
+export class RebuildAlreadyRunningError extends Error {
+  override readonly name = 'RebuildAlreadyRunningError';
+  constructor(readonly projections: readonly string[]) {
+    super(`a rebuild of ${projections.join(', ')} is already running`);
+  }
+}
 
 /**
  * Rebuilds projections from position 0 beside the live ones, then swaps them in.
@@ -30,6 +44,10 @@ const PROGRESS_EVERY_MS = 200;
  * then fails its next compare-and-set, and goes on from there with the events that came meanwhile
  * (pushing them again; subscribers drop seqs they already have). Readers see the old tables until the
  * commit, the new ones after it.
+ *
+ * The rebuild locks of all the projections are taken before anything is touched: if another process
+ * holds one, it throws RebuildAlreadyRunningError and leaves everything, that rebuild's schema included,
+ * as it was. A projection that fails does not stop the others; the failures are thrown once all ended.
  */
 export async function rebuildProjections(
   infrastructure: Infrastructure,
@@ -37,33 +55,77 @@ export async function rebuildProjections(
   onProgress: (progress: RebuildProgress) => void,
   log: Logger = pino({ level: 'silent' }),
 ): Promise<void> {
-  // Side by side: each reads the whole stream, and most skip most of it.
-  await Promise.all(projections.map((projection) => rebuildOne(infrastructure, projection, onProgress, log)));
+  const guards = await lockRebuilds(infrastructure.database, projections);
+  try {
+    // Side by side: each reads the whole stream, and most skip most of it.
+    const outcomes = await Promise.allSettled(projections.map((projection, i) => rebuildOne(infrastructure, projection, guards[i]!, onProgress, log)));
+    const failures = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ projection: projections[i]!.name, error: outcome.reason as Error }] : []));
+    if (failures.length === 1) throw failures[0]!.error;
+    if (failures.length > 1) throw new Error(failures.map((f) => `${f.projection}: ${f.error.message}`).join('; '));
+  } finally {
+    await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
+  }
 }
 
-async function rebuildOne(infrastructure: Infrastructure, projection: Projection, onProgress: (progress: RebuildProgress) => void, log: Logger): Promise<void> {
+/**
+ * One connection per projection holding its rebuild lock, which lives as long as the connection. All or
+ * none: a refused lock releases the ones taken.
+ */
+async function lockRebuilds(database: Database, projections: readonly Projection[]): Promise<pg.Client[]> {
+  const guards: pg.Client[] = [];
+  const refused: string[] = [];
+  try {
+    for (const projection of projections) {
+      const guard = new pg.Client(database.clientConfig);
+      // Losing the connection loses the lock; the guard's next query then fails, which ends that rebuild.
+      guard.on('error', () => undefined);
+      await guard.connect();
+      guards.push(guard);
+      const { rows } = await guard.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [PROJECTION_LOCK_SPACE, `rebuild:${projection.name}`]);
+      if (!rows[0]?.locked) refused.push(projection.name);
+    }
+  } catch (error) {
+    await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
+    throw error;
+  }
+  if (refused.length > 0) {
+    await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
+    throw new RebuildAlreadyRunningError(refused);
+  }
+  return guards;
+}
+
+async function rebuildOne(infrastructure: Infrastructure, projection: Projection, guard: pg.Client, onProgress: (progress: RebuildProgress) => void, log: Logger): Promise<void> {
   const { database, store } = infrastructure;
   const schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
   const quotedSchema = pg.escapeIdentifier(schema);
-  // One rebuild of a projection at a time: the lock lives as long as this connection.
-  const guard = new pg.Client(database.clientConfig);
-  await guard.connect();
+  const started = Date.now();
+  const read = { events: 0 };
+  const report = (position: bigint, head: bigint, done: boolean) => {
+    const seconds = (Date.now() - started) / 1000;
+    onProgress({
+      projection: projection.name,
+      position: position.toString(),
+      head: head.toString(),
+      events: read.events,
+      eventsPerSecond: Math.round(read.events / Math.max(seconds, 0.001)),
+      seconds: Number(seconds.toFixed(2)),
+      done,
+    });
+  };
   try {
-    const { rows } = await guard.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [PROJECTION_LOCK_SPACE, `rebuild:${projection.name}`]);
-    if (!rows[0]?.locked) throw new Error(`a rebuild of ${projection.name} is already running`);
-
     const secondaryIndexes = await prepareSchema(guard, schema, projection);
     const shadow = openDatabase(database.clientConfig.connectionString!, { searchPath: quotedSchema });
     try {
       const head = await store.headPosition();
-      const runner = new ProjectionRunner({ database: shadow, store, projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log, replay: true });
+      const runner = new ProjectionRunner({ database: shadow, store: countingReads(store, read), projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log, replay: true });
       runner.start();
       let position = -1n;
       try {
         for (let reported: bigint | undefined; ; reported = position) {
           position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? -1n;
           if (position >= head) break;
-          if (position !== reported) onProgress({ projection: projection.name, position: position.toString(), head: head.toString(), done: false });
+          if (position !== reported) report(position, head, false);
           await new Promise((resolve) => setTimeout(resolve, PROGRESS_EVERY_MS));
         }
       } finally {
@@ -74,14 +136,37 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
       for (const indexSql of secondaryIndexes) await guard.query(indexSql);
       if (projection.tables.length > 0) await guard.query(`ANALYZE ${projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`).join(', ')}`);
       await swapIn(database.pool, schema, projection, position);
-      onProgress({ projection: projection.name, position: position.toString(), head: head.toString(), done: true });
+      report(position, head, true);
     } finally {
       await shadow.close();
     }
   } finally {
     await guard.query(`DROP SCHEMA IF EXISTS ${quotedSchema} CASCADE`).catch(() => undefined);
-    await guard.end().catch(() => undefined);
   }
+}
+
+/** The store as a rebuild's runner reads it, counting the events of each batch it hands out. */
+function countingReads(store: EventStore, read: { events: number }): EventStore {
+  return {
+    kind: store.kind,
+    append: (streamName, events, expectedRevision) => store.append(streamName, events, expectedRevision),
+    readStream: (streamName, options) => store.readStream(streamName, options),
+    readAll: (options) => store.readAll(options),
+    headPosition: () => store.headPosition(),
+    close: () => store.close(),
+    subscribeToAll(options) {
+      const subscription = store.subscribeToAll(options);
+      return {
+        close: () => subscription.close(),
+        async *[Symbol.asyncIterator]() {
+          for await (const batch of subscription) {
+            read.events += batch.events.length;
+            yield batch;
+          }
+        },
+      };
+    },
+  };
 }
 
 const shadowName = (projection: Projection) => `${projection.name}.rebuild`;
