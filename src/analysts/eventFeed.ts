@@ -1,5 +1,5 @@
 import type { EventStore, RecordedEvent } from '../eventStore/eventStore';
-import { selector, storeFilterOf, type EventSelection } from './eventSelection';
+import { appIdOf, selector, storeFilterOf, type EventSelection } from './eventSelection';
 
 /**
  * The event stream for analysts over the API (GraphQL `events`, docs/analysts.md): pages by global
@@ -51,7 +51,7 @@ export class EventFeed {
    */
   async page(selection: AppEventSelection, after: bigint | undefined, first: number): Promise<EventPage> {
     const filter = storeFilterOf(selection);
-    const selected = selector(selection);
+    const selected = selector(selection, appIdOf);
     const events: RecordedEvent[] = [];
     let endPosition = after;
     let scanned = 0;
@@ -86,7 +86,7 @@ export class EventFeed {
     try {
       const start = after ?? (await this.deps.store.headPosition());
       const filter = storeFilterOf(selection);
-      const selected = selector(selection);
+      const selected = selector(selection, appIdOf);
       const subscription = this.deps.store.subscribeToAll({ after: start, ...(filter && { filter }) });
       const stop = () => void subscription.close();
       signal.addEventListener('abort', stop, { once: true });

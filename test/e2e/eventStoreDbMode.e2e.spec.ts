@@ -1,8 +1,12 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
+import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
-import { postForm, startTestHerald } from '../support/herald';
+import { issueTicket, postForm, startTestHerald } from '../support/herald';
 
 // herald with EVENTSTORE_URL set: events in EventStoreDB (here the gRPC stand-in, a test double), read
 // models in PostgreSQL. The Koala flow works the same; seqs are EventStoreDB commit positions.
@@ -54,5 +58,45 @@ describe('herald on the EventStoreDB adapter (gRPC stand-in)', function () {
     await postForm(`${test.url}/koala/api/mas/messages`, { ticket, users: 'nul-receiver', title: 'after', content: 'c' });
     const page = await graphql<{ notifications: { nodes: Array<{ title: string }> } }>(test.url, receiver, '{ notifications { nodes { title } } }');
     expect(page.data!.notifications.nodes.map((n) => n.title)).to.deep.equal(['after']);
+  });
+
+  /** Every event of the store, in position order. */
+  async function allEvents(): Promise<RecordedEvent[]> {
+    const all: RecordedEvent[] = [];
+    for (let after: bigint | undefined; ; ) {
+      const page = await test.herald.infrastructure.store.readAll({ ...(after !== undefined && { after }), maxCount: 500 });
+      all.push(...page);
+      if (page.length < 500) return all;
+      after = page[page.length - 1]!.position;
+    }
+  }
+
+  it('herald replay reads EventStoreDB: every event, in order, its data as appended', async () => {
+    const events = await allEvents();
+    expect(events.length).to.be.at.least(5);
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'replay', '--app', 'camel'], {
+      cwd: path.resolve(__dirname, '../..'),
+      env: { ...process.env, DATABASE_URL: test.testDatabase.connectionString, EVENTSTORE_URL: standIn.connectionString, LOG_LEVEL: 'warn' },
+    });
+    const camel = events.filter((e) => e.metadata.appId === 'camel');
+    // EventStoreDB keeps the JSON herald appended: a line's data is its JSON.stringify, keys as written.
+    const expected = camel.map(
+      (e) => `{"position":"${e.position}","stream":${JSON.stringify(e.streamName)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},"time":"${e.createdAt.toISOString()}","data":${JSON.stringify(e.data)},"metadata":${JSON.stringify(e.metadata)}}\n`,
+    );
+    expect(stdout).to.equal(expected.join(''));
+  });
+
+  it('the events query pages by EventStoreDB positions', async () => {
+    const admin = await issueTicket(test.url, 'esdb-analyst', 'admin');
+    const expected = (await allEvents()).filter((e) => e.metadata.appId === 'camel').map((e) => e.position.toString());
+    const seen: string[] = [];
+    for (let after: string | null = null, pages = 0; pages < 50; pages++) {
+      type Page = { events: { nodes: Array<{ position: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
+      const response: { data?: Page | null } = await graphql<Page>(test.url, admin, 'query($after: String) { events(after: $after, first: 2) { nodes { position } pageInfo { endCursor hasNextPage } } }', { ...(after !== null && { after }) });
+      seen.push(...response.data!.events.nodes.map((n) => n.position));
+      if (!response.data!.events.pageInfo.hasNextPage) break;
+      after = response.data!.events.pageInfo.endCursor;
+    }
+    expect(seen).to.deep.equal(expected);
   });
 });

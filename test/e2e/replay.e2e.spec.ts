@@ -38,12 +38,12 @@ describe('herald replay (CLI)', function () {
 
   /** The documented line of each row, in position order, for rows passing `where`. */
   async function expected(where: string, values: unknown[] = []): Promise<string> {
-    const { rows } = await infrastructure.database.pool.query<{ position: string; stream_name: string; revision: string; event_type: string; data: unknown; metadata: unknown; created_at: Date }>(
-      `SELECT position::text, stream_name, revision::text, event_type, data, metadata, created_at FROM events WHERE ${where} ORDER BY position`,
+    const { rows } = await infrastructure.database.pool.query<{ position: string; stream_name: string; revision: string; event_type: string; data: string; metadata: string; created_at: Date }>(
+      `SELECT position::text, stream_name, revision::text, event_type, data::text, metadata::text, created_at FROM events WHERE ${where} ORDER BY position`,
       values,
     );
     return rows
-      .map((r) => `{"position":"${r.position}","stream":${JSON.stringify(r.stream_name)},"revision":"${r.revision}","type":${JSON.stringify(r.event_type)},"time":"${r.created_at.toISOString()}","data":${JSON.stringify(r.data)},"metadata":${JSON.stringify(r.metadata)}}\n`)
+      .map((r) => `{"position":"${r.position}","stream":${JSON.stringify(r.stream_name)},"revision":"${r.revision}","type":${JSON.stringify(r.event_type)},"time":"${r.created_at.toISOString()}","data":${r.data},"metadata":${r.metadata}}\n`)
       .join('');
   }
 
@@ -57,7 +57,10 @@ describe('herald replay (CLI)', function () {
   it('writes every event, byte for byte, to stdout', async () => {
     const { stdout } = await replay();
     expect(stdout).to.equal(await expected('true'));
-    expect(stdout.split('\n').filter(Boolean)).to.have.length(5);
+    // Each line is JSON, and its data is what was appended.
+    const lines = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { data: unknown; metadata: { appId: string } });
+    expect(lines.map((line) => line.data)).to.deep.equal([{ title: '你好', n: 1 }, { by: 'u1' }, { title: 'quote " and \\\\ backslash', n: 2 }, { alias: 'a' }, { n: 3 }]);
+    expect(lines.map((line) => line.metadata.appId)).to.deep.equal(['camel', 'camel', 'other', 'camel', 'camel']);
   });
 
   it('filters by exact type (repeatable), stream prefix, app and position, into --out with progress on stderr', async () => {
