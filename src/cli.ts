@@ -116,8 +116,8 @@ program
       ...(options.stream !== undefined && { streamPrefix: options.stream }),
       ...(options.app !== undefined && { appId: options.app }),
     };
-    return withStores(async ({ store }) => {
-      await runReplay(store, filter, options.out);
+    return withStores(async (infrastructure) => {
+      await runReplay(infrastructure, filter, options.out);
     });
   });
 

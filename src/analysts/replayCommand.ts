@@ -1,8 +1,9 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import cliProgress from 'cli-progress';
-import type { EventStore } from '../eventStore/eventStore';
-import { replay, type ReplayFilter } from './replay';
+import type { Infrastructure } from '../herald';
+import { replayFromPostgres } from './postgresReplay';
+import { replay, type ReplayFilter, type ReplayOutput, type ReplayProgress } from './replay';
 
 /** A `--from` / `--to` value: a position (digits) or an ISO 8601 time; undefined when it is neither. */
 export function parseBound(text: string): bigint | Date | undefined {
@@ -12,11 +13,12 @@ export function parseBound(text: string): bigint | Date | undefined {
 }
 
 /**
- * Runs `herald replay`: the filtered stream as JSON Lines to `out` (a file) or stdout. With a file (or
- * stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a terminal, JSON
- * lines otherwise. Returns what was written.
+ * Runs `herald replay`: the filtered stream as JSON Lines to `out` (a file) or stdout — PostgreSQL writing
+ * the lines on the PostgreSQL store (postgresReplay.ts), the store port otherwise (replay.ts). With a file
+ * (or stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a terminal,
+ * JSON lines otherwise. Returns what was written.
  */
-export async function runReplay(store: EventStore, filter: ReplayFilter, out: string | undefined): Promise<{ written: number; scanned: number; seconds: number }> {
+export async function runReplay({ store, database }: Pick<Infrastructure, 'store' | 'database'>, filter: ReplayFilter, out: string | undefined): Promise<{ written: number; seconds: number }> {
   const file: WriteStream | undefined = out ? createWriteStream(out) : undefined;
   const target: NodeJS.WritableStream = file ?? process.stdout;
   const toFile = Boolean(file) || !process.stdout.isTTY;
@@ -25,24 +27,25 @@ export async function runReplay(store: EventStore, filter: ReplayFilter, out: st
   const bar = toFile && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'replay |{bar}| {percentage}% | position {value}/{total} | {written} written | {rate} events/s | ETA {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(Number(head < 0n ? 0n : head), 0, { written: 0, rate: 0 });
   let lastReport = 0;
-  const write = async (chunk: string) => {
+  const write: ReplayOutput = async (chunk) => {
     if (!target.write(chunk)) await once(target, 'drain');
   };
-  const result = await replay(store, filter, write, (progress) => {
+  const onProgress = (progress: ReplayProgress) => {
     const seconds = (Date.now() - started) / 1000;
-    const rate = Math.round(progress.scanned / Math.max(seconds, 0.001));
+    const rate = Math.round(progress.written / Math.max(seconds, 0.001));
     if (bar) bar.update(Number(progress.position), { written: progress.written, rate });
     else if (toFile && Date.now() - lastReport >= 1000) {
       lastReport = Date.now();
-      process.stderr.write(`${JSON.stringify({ position: progress.position.toString(), head: head.toString(), scanned: progress.scanned, written: progress.written, eventsPerSecond: rate })}\n`);
+      process.stderr.write(`${JSON.stringify({ position: progress.position.toString(), head: head.toString(), written: progress.written, eventsPerSecond: rate })}\n`);
     }
-  });
+  };
+  const result = store.kind === 'postgresql' ? await replayFromPostgres(database.pool, filter, head, write, onProgress) : await replay(store, filter, head, write, onProgress);
   bar?.stop();
   if (file) {
     file.end();
     await once(file, 'finish');
   }
   const seconds = (Date.now() - started) / 1000;
-  if (toFile) process.stderr.write(`${JSON.stringify({ done: true, scanned: result.scanned, written: result.written, seconds, eventsPerSecond: Math.round(result.scanned / Math.max(seconds, 0.001)) })}\n`);
-  return { written: result.written, scanned: result.scanned, seconds };
+  if (toFile) process.stderr.write(`${JSON.stringify({ done: true, written: result.written, seconds, eventsPerSecond: Math.round(result.written / Math.max(seconds, 0.001)) })}\n`);
+  return { written: result.written, seconds };
 }

@@ -36,17 +36,6 @@ export interface RecordedEvent {
   readonly createdAt: Date;
 }
 
-/**
- * A stored event with its data and metadata as the store's own JSON text, not parsed: PostgreSQL prints
- * jsonb canonically (keys shorter first, one space after each `:` and `,`), EventStoreDB's are compact,
- * keys as appended. For bulk export, where a parse and a stringify per event would cost more than
- * everything else (herald replay).
- */
-export interface RecordedEventText extends Omit<RecordedEvent, 'data' | 'metadata'> {
-  readonly data: string;
-  readonly metadata: string;
-}
-
 /** What the writer believes about the stream: a revision, or a state. */
 export type ExpectedRevision = bigint | 'any' | 'no_stream' | 'stream_exists';
 
@@ -115,8 +104,6 @@ export interface EventStore {
   /** Throws StreamNotFoundError when the stream has no events, StreamDeletedError when it was deleted. */
   readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
-  /** As `readAll` forwards, with data and metadata as JSON text. */
-  readAllAsText(options?: Omit<ReadAllOptions, 'direction'>): Promise<RecordedEventText[]>;
   /** Position of the newest event, or -1n for an empty store. */
   headPosition(): Promise<bigint>;
   subscribeToAll(options?: SubscribeToAllOptions): AllSubscription;

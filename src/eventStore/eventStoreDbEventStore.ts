@@ -36,7 +36,6 @@ import {
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
-  type RecordedEventText,
   type SubscribeToAllOptions,
   type SubscriptionBatch,
 } from './eventStore';
@@ -136,11 +135,6 @@ export class EventStoreDbEventStore implements EventStore {
       }
       if (events.length >= wanted || read < pageSize) return events;
     }
-  }
-
-  async readAllAsText(options: Omit<ReadAllOptions, 'direction'> = {}): Promise<RecordedEventText[]> {
-    // The client hands JSON events over parsed; stringified again they are what herald appended.
-    return (await this.readAll(options)).map((event) => ({ ...event, data: JSON.stringify(event.data), metadata: JSON.stringify(event.metadata) }));
   }
 
   async headPosition(): Promise<bigint> {

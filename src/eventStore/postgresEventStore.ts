@@ -19,7 +19,6 @@ import {
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
-  type RecordedEventText,
   type SubscribeToAllOptions,
   type SubscriptionBatch,
 } from './eventStore';
@@ -333,11 +332,7 @@ interface EventRow {
   created_at: Date;
 }
 
-/** A row of EVENT_TEXT_COLUMNS: data and metadata as jsonb prints them (`{"a": 1, "b": [1, 2]}`), not parsed. */
-type EventTextRow = Omit<EventRow, 'data' | 'metadata'> & { data: string; metadata: string };
-
 const EVENT_COLUMNS = 'position, event_id, stream_name, revision, event_type, data, metadata, created_at';
-const EVENT_TEXT_COLUMNS = 'position, event_id, stream_name, revision, event_type, data::text AS data, metadata::text AS metadata, created_at';
 // Rows of transactions older than every running one: nothing can commit before them any more.
 const SETTLED = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
 
@@ -440,25 +435,16 @@ export class PostgresEventStore implements EventStore {
     if (found.length === 0) throw new InvalidPositionError(after);
   }
 
-  async readAllAsText(options: Omit<ReadAllOptions, 'direction'> = {}): Promise<RecordedEventText[]> {
-    await this.checkPosition(options.after);
-    const rows = await this.readRows<EventTextRow>(EVENT_TEXT_COLUMNS, options);
-    return rows.map(toRecordedEvent);
-  }
-
   private async readAllFrom(options: ReadAllOptions): Promise<RecordedEvent[]> {
-    return (await this.readRows<EventRow>(EVENT_COLUMNS, options)).map(toRecordedEvent);
-  }
-
-  private async readRows<Row extends pg.QueryResultRow>(columns: string, options: ReadAllOptions): Promise<Row[]> {
     const backwards = options.direction === 'backwards';
     const filter = filterSql(options.filter, 3);
-    return this.query<Row>(
-      `SELECT ${columns} FROM events
+    const rows = await this.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events
         WHERE ${SETTLED} AND ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
         ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
       [options.after !== undefined && options.after >= 0n ? options.after.toString() : null, options.maxCount ?? DEFAULT_READ_COUNT, ...filter.params],
     );
+    return rows.map(toRecordedEvent);
   }
 
   async headPosition(): Promise<bigint> {
@@ -595,7 +581,7 @@ function likePrefix(prefix: string): string {
   return prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
 }
 
-function toRecordedEvent<Row extends EventRow | EventTextRow>(row: Row): Omit<RecordedEvent, 'data' | 'metadata'> & Pick<Row, 'data' | 'metadata'> {
+function toRecordedEvent(row: EventRow): RecordedEvent {
   return {
     id: row.event_id,
     streamName: row.stream_name,

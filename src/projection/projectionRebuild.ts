@@ -152,7 +152,6 @@ function countingReads(store: EventStore, read: { events: number }): EventStore 
     append: (streamName, events, expectedRevision) => store.append(streamName, events, expectedRevision),
     readStream: (streamName, options) => store.readStream(streamName, options),
     readAll: (options) => store.readAll(options),
-    readAllAsText: (options) => store.readAllAsText(options),
     headPosition: () => store.headPosition(),
     close: () => store.close(),
     subscribeToAll(options) {

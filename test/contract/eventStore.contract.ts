@@ -256,19 +256,6 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       const byType = await store.readAll({ filter: { eventTypePrefixes: ['YOn'], streamNamePrefixes: [prefix] } });
       expect(byType.map((e) => e.type)).to.deep.equal(['YOne']);
     });
-
-    it('reads as text: the same events, data and metadata as the JSON text of the same values', async () => {
-      const data = { title: '你好 "quoted", \\ and spaced', n: 1.5, list: [1, null, { nested: true }], empty: {} };
-      await store.append(stream('t'), [{ id: randomUUID(), type: 'Texted', data, metadata: { appId: 'camel', actor: 'test' } }, event('Other')], 'no_stream');
-      const filter = { streamNamePrefixes: [stream('t')] };
-      const parsed = await store.readAll({ filter });
-      const texts = await store.readAllAsText({ filter, maxCount: 10 });
-      expect(texts.map(({ data: _, metadata: __, ...rest }) => rest)).to.deep.equal(parsed.map(({ data: _, metadata: __, ...rest }) => rest));
-      expect(texts.map((e) => JSON.parse(e.data) as unknown)).to.deep.equal(parsed.map((e) => e.data));
-      expect(texts.map((e) => JSON.parse(e.metadata) as unknown)).to.deep.equal(parsed.map((e) => e.metadata));
-      expect(JSON.parse(texts[0]!.data)).to.deep.equal(data);
-      expect(await store.readAllAsText({ after: texts[0]!.position, filter })).to.have.length(1);
-    });
   });
 
   describe('system events', () => {

@@ -77,11 +77,25 @@ describe('herald replay (CLI)', function () {
     expect(window).to.equal(await expected('position BETWEEN $1 AND $2', [second, third]));
   });
 
+  it('takes quotes and wildcards in filters as text, not SQL', async () => {
+    for (const args of [['--stream', "x'; DROP TABLE events; --"], ['--type', "O'Brien"], ['--app', "\\' OR '1'='1"], ['--stream', '%'], ['--stream', 'message_']]) {
+      expect((await replay(...args)).stdout, args.join(' ')).to.equal('');
+    }
+    expect((await infrastructure.database.pool.query('SELECT count(*)::int AS n FROM events')).rows[0].n).to.equal(5);
+  });
+
   it('filters by time, and refuses a bound that is neither a position nor a time (exit 2)', async () => {
     const { stdout } = await replay('--from', '2000-01-01T00:00:00Z', '--to', '2999-01-01T00:00:00Z');
     expect(stdout).to.equal(await expected('true'));
     const { stdout: none } = await replay('--to', '2000-01-01T00:00:00Z');
     expect(none).to.equal('');
+    // A bound at an event's own time (to the millisecond, as lines print it) includes that event.
+    const { rows } = await infrastructure.database.pool.query<{ position: string; created_at: Date }>('SELECT position::text, created_at FROM events ORDER BY position');
+    const bound = rows[2]!.created_at;
+    const since = rows.filter((r) => r.created_at >= bound).map((r) => r.position);
+    const until = rows.filter((r) => r.created_at <= bound).map((r) => r.position);
+    expect((await replay('--from', bound.toISOString())).stdout).to.equal(await expected('position = ANY ($1::bigint[])', [since]));
+    expect((await replay('--to', bound.toISOString())).stdout).to.equal(await expected('position = ANY ($1::bigint[])', [until]));
     const refused = await replay('--from', 'yesterday').then(
       () => expect.fail('expected exit 2'),
       (error: { code: number; stderr: string }) => error,
