@@ -17,8 +17,9 @@ export const EVENT_FEED_LIMITS = {
    * instead of one request that reads the whole store.
    */
   scan: 10_000,
-  /** Live tails open at once per app; each holds a store subscription. */
+  /** Live tails open at once per app, and in all; each holds a store subscription. */
   tailsPerApp: 8,
+  tails: 64,
 } as const;
 
 const READ_COUNT = 1000;
@@ -35,13 +36,14 @@ export interface EventPage {
 
 export class TooManyTailsError extends Error {
   override readonly name = 'TooManyTailsError';
-  constructor(readonly appId: string) {
-    super(`at most ${EVENT_FEED_LIMITS.tailsPerApp} event subscriptions per app at once`);
+  constructor(message: string) {
+    super(message);
   }
 }
 
 export class EventFeed {
   private readonly openTails = new Map<string, number>();
+  private openTailsInAll = 0;
 
   constructor(private readonly deps: { readonly store: EventStore }) {}
 
@@ -81,8 +83,10 @@ export class EventFeed {
   async *tail(selection: AppEventSelection, after: bigint | undefined, signal: AbortSignal): AsyncGenerator<RecordedEvent> {
     const { appId } = selection;
     const open = this.openTails.get(appId) ?? 0;
-    if (open >= EVENT_FEED_LIMITS.tailsPerApp) throw new TooManyTailsError(appId);
+    if (open >= EVENT_FEED_LIMITS.tailsPerApp) throw new TooManyTailsError(`at most ${EVENT_FEED_LIMITS.tailsPerApp} event subscriptions per app at once`);
+    if (this.openTailsInAll >= EVENT_FEED_LIMITS.tails) throw new TooManyTailsError(`this node serves at most ${EVENT_FEED_LIMITS.tails} event subscriptions at once`);
     this.openTails.set(appId, open + 1);
+    this.openTailsInAll++;
     try {
       const start = after ?? (await this.deps.store.headPosition());
       const filter = storeFilterOf(selection);
@@ -102,6 +106,7 @@ export class EventFeed {
         await subscription.close();
       }
     } finally {
+      this.openTailsInAll--;
       const left = (this.openTails.get(appId) ?? 1) - 1;
       if (left > 0) this.openTails.set(appId, left);
       else this.openTails.delete(appId);
