@@ -21,6 +21,7 @@ import { notificationQueries, notificationsProjection } from '../projections/not
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
+import { RedisBus } from './bus/redisBus';
 import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
@@ -139,8 +140,10 @@ export async function startHerald(
   const clock = options.clock ?? systemClock;
   const infrastructure = await openInfrastructure(config, log, { ...(options.onStoreLost && { onStoreLost: options.onStoreLost }) });
   const { database, store } = infrastructure;
-  const bus = new InProcessBus((error, topic) => log.error({ err: error, topic }, 'bus subscriber failed'));
-  if (config.redisUrl) log.warn('REDIS_URL is set, but this build carries pushes on the in-process bus only (single node)');
+  const bus = await openBus(config, log).catch(async (error: unknown) => {
+    await infrastructure.close();
+    throw error;
+  });
 
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
@@ -306,9 +309,18 @@ export async function startHerald(
     await mailer?.stop();
     await Promise.all(runners.map((r) => r.stop()));
     await progress.close();
+    await bus.close();
     await infrastructure.close();
     throw error;
   }
+}
+
+/** With REDIS_URL, the bus between nodes; without, this process's own (a single node). */
+async function openBus(config: Config, log: Logger): Promise<Bus> {
+  if (!config.redisUrl) return new InProcessBus((error, topic) => log.error({ err: error, topic }, 'bus subscriber failed'));
+  const bus = await RedisBus.connect(config.redisUrl, log);
+  log.info('publications travel between nodes on Redis (REDIS_URL)');
+  return bus;
 }
 
 const STORE_DOWN_GRACE_MS = 15_000;
