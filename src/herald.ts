@@ -22,6 +22,7 @@ import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
 import { RedisBus } from './bus/redisBus';
+import { Leadership } from './nodes/leadership';
 import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
@@ -37,7 +38,7 @@ import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import type { Logger } from './logger';
 import { Emails } from './mail/emails';
-import { Mailer, startMailer } from './mail/mailer';
+import { createMailer, Mailer } from './mail/mailer';
 import { MessageScheduler } from './messaging/messageScheduler';
 import { Messaging, SendAllowance } from './messaging/messaging';
 import { openDatabase, type Database } from './postgres/database';
@@ -151,6 +152,7 @@ export async function startHerald(
   let gateway: DeviceGateway | undefined;
   let appCallbacks: AppCallbacks | undefined;
   let reportForwarder: ReportForwarder | undefined;
+  let leadership: Leadership | undefined;
   const rtioPorts: HttpServer[] = [];
   const inbox = notificationQueries(database.pool);
   const progress = new ProjectionProgress({ database, log });
@@ -185,7 +187,7 @@ export async function startHerald(
     });
     const pendingEmails = emailQueries(database.pool);
     const emailsShow = progress.readYourWrites([emailsProjection.name], config.readYourWritesTimeoutMs);
-    mailer = startMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
+    mailer = createMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
     const devicesShow = progress.readYourWrites([devicesProjection.name], config.readYourWritesTimeoutMs);
     const devices = new Devices({ store, pool: database.pool, queries: deviceQueries(database.pool), keys: tickets, readYourWrites: devicesShow });
     const deliveries = deliveryQueries(database.pool);
@@ -225,12 +227,13 @@ export async function startHerald(
     const onCommitted = (name: string, position: bigint) => progress.advance(name, position);
     runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted, onError: config.projectionOnError }));
     for (const runner of runners) runner.start();
-    scheduler.start();
     gateway.start();
-    appCallbacks.start();
-    reportForwarder?.start();
+    // Work done once for all nodes runs on the node that leads (one process alone leads itself).
+    leadership = new Leadership({ database, log, work: [scheduler, appCallbacks, ...(mailer ? [mailer] : []), ...(reportForwarder ? [reportForwarder] : [])] });
+    leadership.start();
 
-    const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead);
+    const leads = leadership;
+    const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead, leads);
     const events = new EventFeed({ store });
     const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio, events });
     const checks = new OperationChecks(schema);
@@ -263,6 +266,7 @@ export async function startHerald(
     const deviceGateway = gateway;
     const callbacks = appCallbacks;
     const forwarder = reportForwarder;
+    const leader = leadership;
     return {
       url: server.url,
       infrastructure,
@@ -285,13 +289,11 @@ export async function startHerald(
         await deviceSockets.close();
         rtio.close();
         await rtioDeviceSockets.close();
-        await forwarder?.stop();
+        await leader.stop();
         await deviceGateway.stop();
-        await callbacks.stop();
         await server.close();
         await Promise.all(rtioPorts.map((p) => p.close()));
-        await scheduler.stop();
-        await mailer?.stop();
+        await mailer?.close();
         await Promise.all(runners.map((r) => r.stop()));
         await progress.close();
         await bus.close();
@@ -303,10 +305,8 @@ export async function startHerald(
     await http?.close();
     await Promise.all(rtioPorts.map((p) => p.close()));
     await gateway?.stop();
-    await appCallbacks?.stop();
-    await reportForwarder?.stop();
-    await scheduler.stop();
-    await mailer?.stop();
+    await leadership?.stop();
+    await mailer?.close();
     await Promise.all(runners.map((r) => r.stop()));
     await progress.close();
     await bus.close();
@@ -340,7 +340,7 @@ async function registerConfiguredApps(store: EventStore, config: Config, clock: 
   }
 }
 
-async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], progress: ProjectionProgress, startupHead: bigint): Promise<Readiness> {
+async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], progress: ProjectionProgress, startupHead: bigint, leadership: Leadership): Promise<Readiness> {
   const head = await withTimeout(infrastructure.store.headPosition(), 2000, 'event store did not answer within 2 s');
   // Read from the database, not the runner: a standby node is ready when the active one has caught up.
   // A runner passing events it has nothing to do with writes its checkpoint lazily; `progress` knows
@@ -357,7 +357,8 @@ async function checkReadiness(infrastructure: Infrastructure, runners: readonly 
   );
   return {
     ready: Object.values(projections).every((p) => p.caughtUp),
-    checks: { eventStore: { kind: infrastructure.store.kind, head: head.toString() }, startupHead: startupHead.toString(), projections },
+    // Which node runs the background work is shown, not required: a standby node serves as well.
+    checks: { eventStore: { kind: infrastructure.store.kind, head: head.toString() }, startupHead: startupHead.toString(), leadsBackgroundWork: leadership.isLeader, projections },
   };
 }
 

@@ -72,8 +72,14 @@ export class Mailer {
     this.work.start();
   }
 
+  /** Stops sending; `start()` goes on again (when this node leads again: src/nodes/leadership.ts). */
   async stop(): Promise<void> {
     await this.work.stop();
+  }
+
+  /** Stops for good, and closes the SMTP transport. */
+  async close(): Promise<void> {
+    await this.stop();
     this.deps.transport.close();
   }
 
@@ -139,10 +145,10 @@ export class Mailer {
 
 /**
  * The mailer for SMTP_URL (`smtp://user:password@host:587`, `smtps://…:465`; nodemailer's URL options
- * such as `?pool=true` apply), started. SMTP_URL unset: no mailer; emails are recorded and not sent
+ * such as `?pool=true` apply), not yet started (`start()`: the node that leads does). SMTP_URL unset: no mailer; emails are recorded and not sent
  * (the Emails service logs each as it is requested).
  */
-export function startMailer(options: {
+export function createMailer(options: {
   readonly store: EventStore;
   readonly pending: PendingEmails;
   readonly clock: Clock;
@@ -165,9 +171,8 @@ export function startMailer(options: {
     logger: false,
   });
   const mailer = new Mailer({ ...deps, transport, from: options.from ?? DEFAULT_MAIL_FROM, secrets: secretsOf(smtpUrl) });
-  mailer.start();
   // The URL holds the password: only where it points is logged.
-  options.log.info({ smtp: hostOf(smtpUrl) }, 'mailer started');
+  options.log.info({ smtp: hostOf(smtpUrl) }, 'mailer ready (it sends on the node that leads)');
   return mailer;
 }
 

@@ -6,6 +6,7 @@ import type { Database } from '../postgres/database';
 import type { Migration } from '../postgres/migrations';
 import type { Projection } from './projection';
 import { isConnectionError } from '../postgres/errors';
+import { SessionLock } from '../postgres/sessionLock';
 import { withTransaction } from '../postgres/transaction';
 import { Wakeup } from '../wakeup';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
@@ -85,7 +86,7 @@ export type RunnerState = 'stopped' | 'standby' | 'catching-up' | 'live';
 export class ProjectionRunner {
   private running = false;
   private subscription: AllSubscription | undefined;
-  private lockClient: pg.Client | undefined;
+  private lock: SessionLock | undefined;
   private loop: Promise<void> | undefined;
   private readonly stopWakeup = new Wakeup();
   private currentState: RunnerState = 'stopped';
@@ -294,32 +295,21 @@ export class ProjectionRunner {
     return next;
   }
 
-  /** Session-level advisory lock on a dedicated connection: it is held for as long as that connection lives. */
+  /** The projection's lock (SessionLock): held, it is this runner's to apply. */
   private async acquireLock(): Promise<boolean> {
-    if (this.lockClient) return true;
-    const client = new pg.Client(this.deps.database.clientConfig);
-    client.on('error', () => {
+    if (this.lock) return true;
+    this.lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, PROJECTION_LOCK_SPACE, this.deps.projection.name, () => {
       // The lock went with the connection: stop applying and compete for it again.
-      if (this.lockClient === client) this.lockClient = undefined;
+      this.lock = undefined;
       void this.subscription?.close();
     });
-    await client.connect();
-    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [
-      PROJECTION_LOCK_SPACE,
-      this.deps.projection.name,
-    ]);
-    if (!rows[0]?.locked) {
-      await client.end();
-      return false;
-    }
-    this.lockClient = client;
-    return true;
+    return this.lock !== undefined;
   }
 
   private async releaseLock(): Promise<void> {
-    const client = this.lockClient;
-    this.lockClient = undefined;
-    await client?.end().catch(() => undefined);
+    const lock = this.lock;
+    this.lock = undefined;
+    await lock?.release();
   }
 }
 

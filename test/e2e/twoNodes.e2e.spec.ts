@@ -50,10 +50,14 @@ describe('two herald nodes (Redis bus)', function () {
     expect(((await response.json()) as { status: number }).status, title).to.equal(0);
   };
 
-  it('a subscriber on node 2 receives what is sent through node 1; with node 1 killed, node 2 projects and pushes on', async () => {
-    // Node 1 starts first and holds the projections; node 2 waits as their standby.
+  const leads = async (url: string) => ((await (await fetch(`${url}/readyz`)).json()) as { leadsBackgroundWork: boolean }).leadsBackgroundWork;
+
+  it('a subscriber on node 2 receives what is sent through node 1; with node 1 killed, node 2 projects, leads and pushes on', async () => {
+    // Node 1 starts first and holds the projections and the lead; node 2 waits as their standby.
     const one = await startNode();
+    await eventually(async () => expect(await leads(one)).to.equal(true));
     const two = await startNode();
+    expect(await leads(two)).to.equal(false);
     const reader = await ticket(two, 'two-nodes-reader');
     const socket = GraphqlSocket.connect(two, { ticket: reader });
     sockets.push(socket);
@@ -76,8 +80,18 @@ describe('two herald nodes (Redis bus)', function () {
     await socket.until(() => live.results.length > before, 'the message sent after node 1 died', 30_000);
     expect(live.results.slice(before).map((r) => r.messages.title)).to.deep.equal(['after node 1 died']);
 
+    // Node 2 leads now: a message scheduled through it is released by its scheduler.
+    await eventually(async () => expect(await leads(two)).to.equal(true), { timeoutMs: 15_000 });
+    const scheduled = await fetch(`${two}/koala/api/mas/messages`, {
+      method: 'POST',
+      body: new URLSearchParams({ ticket: await ticket(two, 'two-nodes-sender'), users: 'two-nodes-reader', title: 'scheduled on node 2', content: 'c', execute: String(Math.floor(Date.now() / 1000) + 2) }),
+    });
+    expect(((await scheduled.json()) as { status: number }).status).to.equal(0);
+    await socket.until(() => live.results.some((r) => r.messages.title === 'scheduled on node 2'), 'the scheduled message, released by node 2', 30_000);
+
     const listed = await graphql<{ notifications: { nodes: Array<{ title: string }> } }>(two, reader, '{ notifications(first: 100) { nodes { title } } }');
     expect(listed.data!.notifications.nodes.filter((n) => n.title === 'after node 1 died')).to.have.length(1);
+    expect(listed.data!.notifications.nodes.filter((n) => n.title === 'scheduled on node 2')).to.have.length(1);
     const seqs = live.results.map((r) => r.messages.seq);
     expect(new Set(seqs).size, 'no message pushed twice').to.equal(seqs.length);
   });

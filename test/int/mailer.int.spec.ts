@@ -8,7 +8,7 @@ import { emailQueries, emailsProjection } from '../../projections/emails';
 import { InProcessBus } from '../../src/bus/bus';
 import { StreamNotFoundError, type RecordedEvent } from '../../src/eventStore/eventStore';
 import { Emails } from '../../src/mail/emails';
-import { Mailer, startMailer, type MailTransport } from '../../src/mail/mailer';
+import { createMailer, Mailer, type MailTransport } from '../../src/mail/mailer';
 import type { PendingEmails } from '../../src/mail/pendingEmails';
 import { withTransaction } from '../../src/postgres/transaction';
 import { ProjectionProgress } from '../../src/projection/projectionProgress';
@@ -42,7 +42,7 @@ describe('mailer: to_emails.json sent over SMTP', () => {
   let peer: SmtpPeer | undefined;
   let mailers: Mailer[] = [];
   afterEach(async () => {
-    await Promise.all(mailers.map((m) => m.stop()));
+    await Promise.all(mailers.map((m) => m.close()));
     mailers = [];
     await peer?.close();
     peer = undefined;
@@ -53,8 +53,9 @@ describe('mailer: to_emails.json sent over SMTP', () => {
 
   /** A mailer as herald starts it (its loop running), or one the test drives through `sendDue`. */
   function runningMailer(port: number, from = 'Herald <noreply@herald.example>'): Mailer {
-    const mailer = startMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: smtpUrl(port), from, readYourWrites: world.readYourWrites });
-    if (!mailer) throw new Error('no mailer started');
+    const mailer = createMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: smtpUrl(port), from, readYourWrites: world.readYourWrites });
+    if (!mailer) throw new Error('no mailer made');
+    mailer.start();
     mailers.push(mailer);
     return mailer;
   }
@@ -293,7 +294,7 @@ describe('mailer: to_emails.json sent over SMTP', () => {
   it('with no SMTP_URL nothing is sent: each email is recorded, and logged once as not sent', async () => {
     world = await openWorld();
     peer = await startSmtpPeer();
-    const mailer = startMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: undefined, readYourWrites: world.readYourWrites });
+    const mailer = createMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: undefined, readYourWrites: world.readYourWrites });
     expect(mailer).to.equal(undefined);
     expect(world.logged().some((l) => l.msg === 'SMTP_URL is not set: emails are recorded but not sent')).to.equal(true);
 
