@@ -119,8 +119,13 @@ type PushRow = { id: string; app: string; audienceType: string; platform: string
 type Outcome = { push: string; device: string; status: DeliveryStatus; attempts: number; nextAttemptAt: string | null; events: number; firstPosition: string; position: string; at: string };
 
 class Part {
-  readonly registered = new Columns<{ id: string; app: string; clientId: number; alias: string; platform: string; nativeToken: string; mobile: string | null; tags: string; registration: number; active: boolean; at: string; position: string }>(
-    ['id', 'app', 'clientId', 'alias', 'platform', 'nativeToken', 'mobile', 'tags', 'registration', 'active', 'at', 'position'],
+  /**
+   * A device's registrations in the part, folded as one at a time would leave the row: `registeredAt`
+   * the part's first registration (kept on update: a device's first registration time), `at` its last
+   * (updated_at), `registrationPosition` where its last registration number began, `position` its last event.
+   */
+  readonly registered = new Columns<{ id: string; app: string; clientId: number; alias: string; platform: string; nativeToken: string; mobile: string | null; tags: string; registration: number; registrationPosition: string; active: boolean; registeredAt: string; at: string; position: string }>(
+    ['id', 'app', 'clientId', 'alias', 'platform', 'nativeToken', 'mobile', 'tags', 'registration', 'registrationPosition', 'active', 'registeredAt', 'at', 'position'],
   );
   readonly unregistered = new Columns<{ id: string; app: string; position: string }>(['id', 'app', 'position']);
   /** Devices unregistered in the part (also when registered again after): their sessions end. */
@@ -136,14 +141,32 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
   let part = new Part();
   // Folded per device / per delivery within a part; rows are made when the part is done.
   // `ended`: unregistered at some point of the part (its connections are closed, whatever follows).
-  let devices = new Map<string, { registered?: Extract<DeviceEvent, { type: 'DeviceRegistered' }>['data']; active: boolean; ended: boolean; app: string; position: string }>();
+  let devices = new Map<
+    string,
+    { registered?: Extract<DeviceEvent, { type: 'DeviceRegistered' }>['data']; firstRegisteredAt?: string; registrationPosition?: string; active: boolean; ended: boolean; app: string; position: string }
+  >();
   let outcomes = new Map<string, Outcome>();
   const finish = () => {
     for (const [id, device] of devices) {
       if (device.ended) part.ended.push({ id, app: device.app });
       const r = device.registered;
       if (r) {
-        part.registered.push({ id, app: r.appId, clientId: r.clientId, alias: r.alias, platform: r.platform, nativeToken: r.nativeToken, mobile: r.mobile, tags: JSON.stringify(r.tags), registration: r.registration, active: device.active, at: r.registeredAt, position: device.position });
+        part.registered.push({
+          id,
+          app: r.appId,
+          clientId: r.clientId,
+          alias: r.alias,
+          platform: r.platform,
+          nativeToken: r.nativeToken,
+          mobile: r.mobile,
+          tags: JSON.stringify(r.tags),
+          registration: r.registration,
+          registrationPosition: device.registrationPosition!,
+          active: device.active,
+          registeredAt: device.firstRegisteredAt!,
+          at: r.registeredAt,
+          position: device.position,
+        });
       } else if (!device.active) {
         part.unregistered.push({ id, app: device.app, position: device.position });
       }
@@ -165,7 +188,16 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
       devices.set(
         device.data.deviceId,
         device.type === 'DeviceRegistered'
-          ? { registered: device.data, active: true, ended, app: device.data.appId, position }
+          ? {
+              registered: device.data,
+              firstRegisteredAt: before?.firstRegisteredAt ?? device.data.registeredAt,
+              // The same registration number goes on (an update); a higher one begins here.
+              registrationPosition: before?.registered?.registration === device.data.registration ? before.registrationPosition! : position,
+              active: true,
+              ended,
+              app: device.data.appId,
+              position,
+            }
           : { ...before, active: false, ended, app: device.data.appId, position },
       );
       continue;
@@ -248,12 +280,12 @@ const PENDING_FALLBACK_SECONDS = 2;
 // A registration raising `registration` (new, or back after an unregister) starts a new backlog.
 const REGISTER = `
   INSERT INTO devices AS d (device_id, app_id, client_id, alias, platform, native_token, mobile, tags, registration, registration_position, active, registered_at, updated_at, position)
-  SELECT u.id, u.app, u.client_id, u.alias, u.platform, u.native_token, u.mobile, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.registration, u.position, u.active, u.at, u.at, u.position
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::integer[], $10::boolean[], $11::timestamptz[], $12::bigint[])
-         AS u(id, app, client_id, alias, platform, native_token, mobile, tags, registration, active, at, position)
+  SELECT u.id, u.app, u.client_id, u.alias, u.platform, u.native_token, u.mobile, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.registration, u.registration_position, u.active, u.registered_at, u.at, u.position
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::integer[], $10::bigint[], $11::boolean[], $12::timestamptz[], $13::timestamptz[], $14::bigint[])
+         AS u(id, app, client_id, alias, platform, native_token, mobile, tags, registration, registration_position, active, registered_at, at, position)
   ON CONFLICT (device_id) DO UPDATE
      SET alias = excluded.alias, platform = excluded.platform, native_token = excluded.native_token, mobile = excluded.mobile, tags = excluded.tags,
-         registration_position = CASE WHEN excluded.registration <> d.registration THEN excluded.position ELSE d.registration_position END,
+         registration_position = CASE WHEN excluded.registration <> d.registration THEN excluded.registration_position ELSE d.registration_position END,
          registration = excluded.registration, active = excluded.active, updated_at = excluded.updated_at, position = excluded.position
    WHERE d.position < excluded.position`;
 
