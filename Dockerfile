@@ -11,6 +11,8 @@ COPY projections ./projections
 COPY api ./api
 COPY test ./test
 COPY bench ./bench
+COPY scripts ./scripts
+COPY sdk ./sdk
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

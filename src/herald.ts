@@ -10,6 +10,7 @@ import { OperationChecks } from '../api/graphql/operationChecks';
 import { datahubRouter } from '../api/rest/datahub';
 import { datahubTopicsRouter } from '../api/rest/datahubTopics';
 import { koalaRouter } from '../api/rest/koala';
+import { sdkAssetsRouter } from '../api/rest/sdkAssets';
 import { appStreamName } from '../domain/app/app';
 import { projections as allProjections } from '../projections';
 import { appSecrets, appsProjection, pushCallbackUrls } from '../projections/apps';
@@ -245,6 +246,7 @@ export async function startHerald(
       topvdnRouter({ tickets, devices, deviceQueries: deviceQueries(database.pool), pushes, appCallbacks, clock, log }),
       rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),
       graphqlRouter({ schema, checks, tickets, devices, rtio, clock, log }),
+      sdkAssetsRouter({ log }),
     ];
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
     const unhealthy = () => {

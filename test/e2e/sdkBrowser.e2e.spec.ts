@@ -1,0 +1,94 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { graphql } from '../support/graphqlClient';
+import { issueTicket, postForm, startTestHerald } from '../support/herald';
+import { ensureSdkBuilt } from '../support/sdkBundle';
+
+// The demo page (/demo/terminal.html) in headless Chromium, used as a person would: it loads the SDK
+// from the URL herald serves, shows a message sent over Koala's REST route (shared/seeds/
+// 000_83e3b79cc88886e5.txt, 3.2) as it arrives, and acknowledges it on a click.
+
+/** Debian's chromium (.ci/run installs it), or CHROMIUM_PATH. Playwright downloads no browser here. */
+const CHROMIUM_CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const SCREENSHOT = path.join(__dirname, '../../test-output/sdk-demo-terminal.png');
+
+interface Inbox {
+  notifications: { nodes: Array<{ id: string; title: string; acknowledged: boolean }> };
+}
+
+describe('front-end SDK in headless Chromium: the demo web terminal', function () {
+  this.timeout(120_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>> | undefined;
+  let browser: Browser | undefined;
+
+  before(async function () {
+    const executablePath = CHROMIUM_CANDIDATES.find((candidate): candidate is string => !!candidate && existsSync(candidate));
+    if (!executablePath) {
+      // CI must run it (.ci/run installs chromium); elsewhere a missing browser only skips this suite.
+      if (process.env.CI) throw new Error(`no Chromium at ${CHROMIUM_CANDIDATES.filter(Boolean).join(' or ')}: .ci/run installs it (apt-get install -y chromium)`);
+      console.log('      SKIPPED: no Chromium found (/usr/bin/chromium, or set CHROMIUM_PATH); `apt-get install -y chromium` to run the browser test');
+      this.skip();
+    }
+    await ensureSdkBuilt();
+    test = await startTestHerald();
+    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await test?.stop();
+  });
+
+  async function sendOverKoala(to: string, title: string, content: string): Promise<void> {
+    const sender = await issueTicket(test!.url, 'zhangbin');
+    const { body } = await postForm(`${test!.url}/koala/api/mas/messages`, { ticket: sender, users: to, title, content });
+    expect(body.status, JSON.stringify(body)).to.equal(0);
+  }
+
+  function watch(page: Page): { urls: string[]; problems: string[] } {
+    const seen = { urls: [] as string[], problems: [] as string[] };
+    page.on('request', (request) => seen.urls.push(request.url()));
+    page.on('websocket', (socket) => seen.urls.push(socket.url()));
+    page.on('pageerror', (error) => seen.problems.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error') seen.problems.push(`${message.text()} (${message.location().url})`);
+    });
+    return seen;
+  }
+
+  it('shows a message sent over Koala REST as it arrives, acks it on a click, and GraphQL sees the ack', async () => {
+    const ticket = await issueTicket(test!.url, 'browser-user');
+    const page = await browser!.newPage({ viewport: { width: 860, height: 640 } });
+    const seen = watch(page);
+
+    await page.goto(`${test!.url}/demo/terminal.html#ticket=${encodeURIComponent(ticket)}`);
+    await page.locator('#status[data-state="connected"]').waitFor({ timeout: 15_000 });
+    expect(page.url(), 'the ticket is cleared from the address bar').to.equal(`${test!.url}/demo/terminal.html`);
+
+    await sendOverKoala('browser-user', 'system upgrade', 'system patching 20:21');
+    const upgrade = page.locator('li.message', { hasText: 'system upgrade' });
+    await upgrade.waitFor({ timeout: 15_000 });
+    expect(await upgrade.locator('.content').textContent()).to.equal('system patching 20:21');
+    expect(await upgrade.locator('.meta').textContent()).to.match(/^from zhangbin · .+ · seq \d+ · camel$/);
+
+    await upgrade.getByRole('button', { name: 'Acknowledge' }).click();
+    await page.locator('li.message.acknowledged', { hasText: 'system upgrade' }).waitFor({ timeout: 15_000 });
+    // The ack answers once herald's inbox shows it (read your writes): no waiting needed here.
+    const inbox = await graphql<Inbox>(test!.url, ticket, 'query { notifications(first: 10, type: "koala") { nodes { id title acknowledged } } }');
+    expect(inbox.data!.notifications.nodes).to.deep.equal([{ id: await upgrade.getAttribute('data-id'), title: 'system upgrade', acknowledged: true }]);
+
+    // A second one stays unacknowledged in the screenshot, beside the acknowledged one.
+    await sendOverKoala('browser-user', 'maintenance window', 'the database restarts at 22:00 for about five minutes');
+    await page.locator('li.message', { hasText: 'maintenance window' }).waitFor({ timeout: 15_000 });
+    expect(await page.locator('#count').textContent()).to.equal('(2)');
+    mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    expect(seen.urls.filter((url) => url.includes(ticket)), 'no request carries the ticket in its URL').to.deep.equal([]);
+    expect(seen.urls).to.include(`${test!.url.replace(/^http/, 'ws')}/graphql`);
+    expect(seen.problems, 'no script errors').to.deep.equal([]);
+    await page.close();
+  });
+});
