@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import { projections } from '../projections';
 import { ConfigError, loadConfig, type Config } from './config';
-import { startHerald, openInfrastructure, type Herald, type Infrastructure } from './herald';
+import type { Herald } from './herald';
+import { openInfrastructure, type Infrastructure } from './infrastructure';
 import { createLogger, type Logger } from './logger';
 import type { ReplayFilter } from './analysts/replay';
 import { parseBound, runReplay } from './analysts/replayCommand';
@@ -32,6 +33,8 @@ async function serve(): Promise<void> {
   // The embedded store died for good: stop in order and exit non-zero, so a supervisor restarts herald.
   const onStoreLost = () => shutdown('store lost', 1);
   let herald: Herald | undefined;
+  // Loaded here, not at the top: the maintenance commands need only the stores, and start faster.
+  const { startHerald } = await import('./herald.js');
   herald = await startHerald(config, log, { onStoreLost }).catch((error: unknown) => {
     log.fatal({ err: error }, 'herald could not start');
     return process.exit(1);

@@ -30,89 +30,24 @@ import type { Config } from './config';
 import { Datahub } from './datahub/datahub';
 import { AppCallbacks, postJson } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
-import { deviceNumberMigrations, Devices } from './devices/devices';
+import { Devices } from './devices/devices';
 import { Pushes } from './devices/pushes';
 import { ReportForwarder } from './rtio/reportForwarder';
 import { Rtio } from './rtio/rtio';
 import type { EventStore } from './eventStore/eventStore';
-import { EventStoreDbEventStore } from './eventStore/eventStoreDbEventStore';
-import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import type { Logger } from './logger';
 import { Emails } from './mail/emails';
 import { createMailer, Mailer } from './mail/mailer';
 import { MessageScheduler } from './messaging/messageScheduler';
 import { Messaging, SendAllowance } from './messaging/messaging';
-import { openDatabase, type Database } from './postgres/database';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
-import { migrate } from './postgres/migrations';
-import type { Projection } from './projection/projection';
 import { parkedCounts } from './projection/parkedEvents';
 import { ProjectionProgress } from './projection/projectionProgress';
-import { ProjectionRunner, projectionRunnerMigrations, readCheckpoints } from './projection/projectionRunner';
+import { ProjectionRunner, readCheckpoints } from './projection/projectionRunner';
 import { createHttpApp, listen, type HttpServer, type Readiness } from './server';
-import { Tickets, ticketMigrations } from './identity/tickets';
+import { Tickets } from './identity/tickets';
+import { openInfrastructure, type Infrastructure } from './infrastructure';
 
 /** The composition root: every long-lived piece of herald is created and wired here, and closed here. */
-
-/** The stores herald runs on: the read-model database, and the event store (the same database, or EventStoreDB). */
-export interface Infrastructure {
-  readonly database: Database;
-  readonly store: EventStore;
-  readonly embedded?: EmbeddedPostgres;
-  close(): Promise<void>;
-}
-
-/** `onStoreLost`: the embedded PostgreSQL died and could not be restarted. */
-export async function openInfrastructure(
-  config: Config,
-  log: Logger,
-  options: { readonly projections?: readonly Projection[]; readonly onStoreLost?: (error: Error) => void } = {},
-): Promise<Infrastructure> {
-  const projections = options.projections ?? allProjections;
-  let embedded: EmbeddedPostgres | undefined;
-  let connectionString = config.databaseUrl;
-  if (!connectionString) {
-    log.info({ dataDir: config.dataDir, port: config.embeddedPostgresPort }, 'DATABASE_URL unset: starting embedded PostgreSQL');
-    embedded = await startEmbeddedPostgres({
-      dataDir: config.dataDir,
-      port: config.embeddedPostgresPort,
-      log: (message) => log.debug({ component: 'embedded-postgres' }, message),
-      onRestart: (message, error) => (error ? log.error({ err: error, component: 'embedded-postgres' }, message) : log.warn({ component: 'embedded-postgres' }, message)),
-      onFatal: (error) => {
-        log.fatal({ err: error }, 'the embedded PostgreSQL is gone');
-        options.onStoreLost?.(error);
-      },
-    });
-    connectionString = embedded.connectionString;
-  }
-  const database = openDatabase(connectionString, { onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed') });
-  try {
-    const store: EventStore = config.eventStoreUrl ? new EventStoreDbEventStore(config.eventStoreUrl) : new PostgresEventStore(database);
-    const applied = await migrate(database.pool, [
-      ...(store.kind === 'postgresql' ? postgresEventStoreMigrations : []),
-      ...projectionRunnerMigrations,
-      ...ticketMigrations,
-      ...deviceNumberMigrations,
-      ...projections.flatMap((p) => p.migrations),
-    ]);
-    if (applied.length > 0) log.info({ migrations: applied }, 'applied migrations');
-    log.info({ eventStore: store.kind, embeddedPostgres: Boolean(embedded) }, 'stores ready');
-    return {
-      database,
-      store,
-      ...(embedded && { embedded }),
-      async close() {
-        await store.close().catch((error: unknown) => log.warn({ err: error }, 'closing the event store failed'));
-        await database.close().catch((error: unknown) => log.warn({ err: error }, 'closing the database pool failed'));
-        await embedded?.stop();
-      },
-    };
-  } catch (error) {
-    await database.close().catch(() => undefined);
-    await embedded?.stop();
-    throw error;
-  }
-}
 
 export interface Herald {
   readonly url: string;

@@ -1,7 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import cliProgress from 'cli-progress';
-import type { Infrastructure } from '../herald';
+import type { Infrastructure } from '../infrastructure';
 import { replayFromPostgres } from './postgresReplay';
 import { replay, type ReplayFilter, type ReplayOutput, type ReplayProgress } from './replay';
 

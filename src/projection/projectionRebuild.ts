@@ -2,7 +2,7 @@ import pg from 'pg';
 import pino from 'pino';
 import type { Bus } from '../bus/bus';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Infrastructure } from '../herald';
+import type { Infrastructure } from '../infrastructure';
 import type { Logger } from '../logger';
 import { openDatabase, type Database } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { Infrastructure } from '../herald';
+import type { Infrastructure } from '../infrastructure';
 import type { Logger } from '../logger';
 import type { Projection } from './projection';
 import { rebuildProjections, type RebuildProgress } from './projectionRebuild';

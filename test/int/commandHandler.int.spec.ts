@@ -5,7 +5,7 @@ import { DomainError, type Decider } from '../../domain/decider';
 import { handleCommand, type Aggregate } from '../../src/command/commandHandler';
 import { WrongExpectedRevisionError, type EventStore } from '../../src/eventStore/eventStore';
 import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
-import type { Infrastructure } from '../../src/herald';
+import type { Infrastructure } from '../../src/infrastructure';
 import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { openTestInfrastructure } from '../support/infrastructure';
 

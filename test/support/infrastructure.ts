@@ -1,5 +1,5 @@
 import { PostgresEventStore, postgresEventStoreMigrations } from '../../src/eventStore/postgresEventStore';
-import type { Infrastructure } from '../../src/herald';
+import type { Infrastructure } from '../../src/infrastructure';
 import { migrate } from '../../src/postgres/migrations';
 import type { Projection } from '../../src/projection/projection';
 import { projectionRunnerMigrations } from '../../src/projection/projectionRunner';

@@ -1,0 +1,76 @@
+import { projections as allProjections } from '../projections';
+import { deviceNumberMigrations } from './devices/devices';
+import type { EventStore } from './eventStore/eventStore';
+import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
+import { ticketMigrations } from './identity/tickets';
+import type { Logger } from './logger';
+import type { Config } from './config';
+import { openDatabase, type Database } from './postgres/database';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
+import { migrate } from './postgres/migrations';
+import type { Projection } from './projection/projection';
+import { projectionRunnerMigrations } from './projection/projectionRunner';
+
+/** The stores herald runs on: the read-model database, and the event store (the same database, or EventStoreDB). */
+export interface Infrastructure {
+  readonly database: Database;
+  readonly store: EventStore;
+  readonly embedded?: EmbeddedPostgres;
+  close(): Promise<void>;
+}
+
+/** `onStoreLost`: the embedded PostgreSQL died and could not be restarted. */
+export async function openInfrastructure(
+  config: Config,
+  log: Logger,
+  options: { readonly projections?: readonly Projection[]; readonly onStoreLost?: (error: Error) => void } = {},
+): Promise<Infrastructure> {
+  const projections = options.projections ?? allProjections;
+  let embedded: EmbeddedPostgres | undefined;
+  let connectionString = config.databaseUrl;
+  if (!connectionString) {
+    log.info({ dataDir: config.dataDir, port: config.embeddedPostgresPort }, 'DATABASE_URL unset: starting embedded PostgreSQL');
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.dataDir,
+      port: config.embeddedPostgresPort,
+      log: (message) => log.debug({ component: 'embedded-postgres' }, message),
+      onRestart: (message, error) => (error ? log.error({ err: error, component: 'embedded-postgres' }, message) : log.warn({ component: 'embedded-postgres' }, message)),
+      onFatal: (error) => {
+        log.fatal({ err: error }, 'the embedded PostgreSQL is gone');
+        options.onStoreLost?.(error);
+      },
+    });
+    connectionString = embedded.connectionString;
+  }
+  const database = openDatabase(connectionString, { onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed') });
+  try {
+    // EventStoreDB's client (gRPC) is loaded only where it is used: the CLI's commands start faster.
+    const store: EventStore = config.eventStoreUrl
+      ? new (await import('./eventStore/eventStoreDbEventStore.js')).EventStoreDbEventStore(config.eventStoreUrl)
+      : new PostgresEventStore(database);
+    const applied = await migrate(database.pool, [
+      ...(store.kind === 'postgresql' ? postgresEventStoreMigrations : []),
+      ...projectionRunnerMigrations,
+      ...ticketMigrations,
+      ...deviceNumberMigrations,
+      ...projections.flatMap((p) => p.migrations),
+    ]);
+    if (applied.length > 0) log.info({ migrations: applied }, 'applied migrations');
+    log.info({ eventStore: store.kind, embeddedPostgres: Boolean(embedded) }, 'stores ready');
+    return {
+      database,
+      store,
+      ...(embedded && { embedded }),
+      async close() {
+        await store.close().catch((error: unknown) => log.warn({ err: error }, 'closing the event store failed'));
+        await database.close().catch((error: unknown) => log.warn({ err: error }, 'closing the database pool failed'));
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await database.close().catch(() => undefined);
+    await embedded?.stop();
+    throw error;
+  }
+}
+
