@@ -102,6 +102,7 @@ const Environment = t.type({
   HERALD_APPS: optional(AppList),
   LOG_LEVEL: optional(LogLevel),
   HERALD_TICKET_SECRET: optional(Secret),
+  HERALD_METRICS_TOKEN: optional(Secret),
   HERALD_TICKET_TTL_SECONDS: optional(PositiveInt(30 * 24 * 3600)),
   HERALD_SEND_RATE_PER_MINUTE: optional(PositiveInt(1_000_000)),
   HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
@@ -132,6 +133,8 @@ export interface Config {
   readonly logLevel: string;
   /** Signs tickets; unset → a key generated on first start and kept in the database. */
   readonly ticketSecret?: string;
+  /** The bearer token Prometheus scrapes /metrics with; unset: /metrics is off. */
+  readonly metricsToken?: string;
   readonly ticketTtlSeconds: number;
   /** Messages one sender may send per minute (Koala 4001 beyond it). */
   readonly sendRatePerMinute: number;
@@ -191,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apps: e.HERALD_APPS ?? [],
     logLevel: e.LOG_LEVEL ?? 'info',
     ...(e.HERALD_TICKET_SECRET !== undefined && { ticketSecret: e.HERALD_TICKET_SECRET }),
+    ...(e.HERALD_METRICS_TOKEN !== undefined && { metricsToken: e.HERALD_METRICS_TOKEN }),
     ticketTtlSeconds: e.HERALD_TICKET_TTL_SECONDS ?? 24 * 3600,
     sendRatePerMinute: e.HERALD_SEND_RATE_PER_MINUTE ?? 600,
     readYourWritesTimeoutMs: e.HERALD_READ_YOUR_WRITES_TIMEOUT_MS ?? 2000,

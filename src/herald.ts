@@ -24,6 +24,7 @@ import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
 import { RedisBus } from './bus/redisBus';
 import { Leadership } from './nodes/leadership';
+import { MeteredEventStore, Metrics } from './nodes/metrics';
 import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
@@ -76,7 +77,9 @@ export async function startHerald(
 ): Promise<Herald> {
   const clock = options.clock ?? systemClock;
   const infrastructure = await openInfrastructure(config, log, { ...(options.onStoreLost && { onStoreLost: options.onStoreLost }) });
-  const { database, store } = infrastructure;
+  const { database } = infrastructure;
+  const metrics = new Metrics();
+  const store = new MeteredEventStore(infrastructure.store, metrics);
   const bus = await openBus(config, log).catch(async (error: unknown) => {
     await infrastructure.close();
     throw error;
@@ -182,13 +185,15 @@ export async function startHerald(
       rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),
       graphqlRouter({ schema, checks, tickets, devices, rtio, clock, log }),
       sdkAssetsRouter({ log }),
+      metrics.router(config.metricsToken),
     ];
+    metrics.projectionLag(() => projectionLags(store, runners, progress, clock));
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
     const unhealthy = () => {
       const since = infrastructure.embedded?.downSince();
       return since && clock().getTime() - since.getTime() > STORE_DOWN_GRACE_MS ? `embedded PostgreSQL down since ${since.toISOString()}` : undefined;
     };
-    http = await listen(createHttpApp({ readiness, unhealthy, routers, log }), { port: config.port, host: config.host, log });
+    http = await listen(createHttpApp({ readiness, unhealthy, routers, log, before: metrics.httpTimer() }), { port: config.port, host: config.host, log });
     const server = http;
     // RTIO's own ports, as its seed documents them (8095 manage, 8090 call), when configured.
     for (const [only, port] of [['manage', config.rtioManagePort], ['call', config.rtioCallPort]] as const) {
@@ -200,6 +205,7 @@ export async function startHerald(
     const deviceSockets = msgpushSockets({ gateway, log });
     const rtioDeviceSockets = rtioSockets({ rtio, log });
     routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss });
+    metrics.connectedSockets(() => ({ graphql: graphqlWs.wss.clients.size, msgpush: deviceSockets.wss.clients.size, rtio: rtioDeviceSockets.wss.clients.size }));
     const deviceGateway = gateway;
     const callbacks = appCallbacks;
     const forwarder = reportForwarder;
@@ -258,6 +264,20 @@ async function openBus(config: Config, log: Logger): Promise<Bus> {
   const bus = await RedisBus.connect(config.redisUrl, log);
   log.info('publications travel between nodes on Redis (REDIS_URL)');
   return bus;
+}
+
+/** Each projection's lag behind the store: in positions, and the age of the oldest event it has not applied. */
+async function projectionLags(store: EventStore, runners: readonly ProjectionRunner[], progress: ProjectionProgress, clock: Clock) {
+  const head = await store.headPosition();
+  return Promise.all(
+    runners.map(async (runner) => {
+      const checkpoint = progress.position(runner.name);
+      if (checkpoint >= head) return { projection: runner.name, positions: 0, seconds: 0 };
+      const [oldest] = await store.readAll({ ...(checkpoint >= 0n && { after: checkpoint }), maxCount: 1 });
+      const seconds = oldest ? Math.max(0, (clock().getTime() - oldest.createdAt.getTime()) / 1000) : 0;
+      return { projection: runner.name, positions: Number(head - (checkpoint < 0n ? 0n : checkpoint)), seconds };
+    }),
+  );
 }
 
 const STORE_DOWN_GRACE_MS = 15_000;

@@ -22,9 +22,12 @@ export function createHttpApp(deps: {
   readonly unhealthy?: () => string | undefined;
   readonly routers?: readonly express.Router[];
   readonly log?: Logger;
+  /** Runs before everything (the request timer of /metrics). */
+  readonly before?: express.RequestHandler;
 }): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  if (deps.before) app.use(deps.before);
   app.get('/healthz', (_req, res) => {
     const problem = deps.unhealthy?.();
     if (problem) res.status(503).json({ status: 'unhealthy', problem });

@@ -48,6 +48,7 @@ describe('config from the environment', () => {
     ['DATABASE_URL', 'mysql://x', /DATABASE_URL: expected a URL starting with postgres:\/\/ or postgresql:\/\//],
     ['EVENTSTORE_URL', 'http://x', /EVENTSTORE_URL: expected a URL starting with esdb:\/\//],
     ['REDIS_URL', 'not a url', /REDIS_URL: expected a URL starting with redis:\/\//],
+    ['HERALD_METRICS_TOKEN', 'too-short', /HERALD_METRICS_TOKEN: expected a secret of at least 32 characters/],
     ['HERALD_APPS', 'camel', /HERALD_APPS: expected a comma-separated list of appId:secret/],
     ['HERALD_APPS', 'a:1,a:2', /HERALD_APPS: expected a comma-separated list/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of fatal, error/],

@@ -1,0 +1,165 @@
+import { timingSafeEqual } from 'node:crypto';
+import express from 'express';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AllSubscription, AppendResult, EventStore, ExpectedRevision, NewEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeToAllOptions } from '../eventStore/eventStore';
+
+/**
+ * Prometheus metrics of one herald process (docs/operations.md, "Metrics"), on its own registry so two
+ * herald instances in one process (tests) do not share them. Gauges that describe the moment — projection
+ * lag, connected sockets — are read when Prometheus scrapes, not kept up to date.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly eventsAppended = new Counter({ name: 'herald_events_appended_total', help: 'Events appended by this node, by event type', labelNames: ['type'], registers: [this.registry] });
+  readonly deliveries = new Counter({
+    name: 'herald_deliveries_total',
+    help: 'Device delivery outcomes recorded by this node: delivered (first attempt), retried, confirmed, dropped, expired',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'herald_http_request_duration_seconds',
+    help: 'HTTP requests by method, matched route and status class',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'herald_process_' });
+  }
+
+  /** Lag per projection, read at scrape time: positions behind the store's head, and the age of the oldest event not yet applied. */
+  projectionLag(read: () => Promise<ReadonlyArray<{ projection: string; positions: number; seconds: number }>>): void {
+    let lags: ReadonlyArray<{ projection: string; positions: number; seconds: number }> = [];
+    // Both gauges of a scrape share one read: it is reused for a second.
+    let reading: Promise<void> | undefined;
+    let readAt = 0;
+    const refresh = () => {
+      if (!reading || Date.now() - readAt > 1000) {
+        readAt = Date.now();
+        reading = read().then(
+          (read) => {
+            lags = read;
+          },
+          () => undefined, // the store is down: the gauges keep their last values, /readyz says why
+        );
+      }
+      return reading;
+    };
+    new Gauge({
+      name: 'herald_projection_lag_positions',
+      help: 'Store positions between the head and the projection checkpoint (PostgreSQL: about the events still to apply)',
+      labelNames: ['projection'],
+      registers: [this.registry],
+      async collect() {
+        await refresh();
+        for (const lag of lags) this.set({ projection: lag.projection }, lag.positions);
+      },
+    });
+    new Gauge({
+      name: 'herald_projection_lag_seconds',
+      help: 'Age of the oldest event the projection has not applied yet; 0 when caught up',
+      labelNames: ['projection'],
+      registers: [this.registry],
+      async collect() {
+        await refresh();
+        for (const lag of lags) this.set({ projection: lag.projection }, lag.seconds);
+      },
+    });
+  }
+
+  /** Connected sockets by kind (graphql-ws, msgpush devices, RTIO devices), counted at scrape time. */
+  connectedSockets(countsByKind: () => Readonly<Record<string, number>>): void {
+    new Gauge({
+      name: 'herald_connected_sockets',
+      help: 'WebSocket connections open on this node, by kind',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        for (const [kind, count] of Object.entries(countsByKind())) this.set({ kind }, count);
+      },
+    });
+  }
+
+  /** Times every request; the route label is the matched route's pattern, never the raw URL (bounded cardinality). */
+  httpTimer(): express.RequestHandler {
+    return (req, res, next) => {
+      const end = this.httpDuration.startTimer();
+      res.once('finish', () => {
+        const route = req.route ? `${req.baseUrl}${String((req.route as { path: unknown }).path)}` : 'unmatched';
+        end({ method: req.method, route, status: `${Math.floor(res.statusCode / 100)}xx` });
+      });
+      next();
+    };
+  }
+
+  /**
+   * GET /metrics for Prometheus, with `Authorization: Bearer <HERALD_METRICS_TOKEN>`; without a token
+   * configured the route does not exist (metrics tell who is connected and how busy herald is).
+   */
+  router(token: string | undefined): express.Router {
+    const router = express.Router();
+    if (!token) return router;
+    const expected = Buffer.from(`Bearer ${token}`);
+    router.get('/metrics', async (req, res) => {
+      const given = Buffer.from(req.headers.authorization ?? '');
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        res.status(401).set('www-authenticate', 'Bearer').json({ error: { code: 'UNAUTHENTICATED', message: 'send Authorization: Bearer <HERALD_METRICS_TOKEN>' } });
+        return;
+      }
+      res.set('content-type', this.registry.contentType).send(await this.registry.metrics());
+    });
+    return router;
+  }
+}
+
+const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
+  MessageDelivered: 'delivered',
+  DeliveryRetried: 'retried',
+  DeliveryConfirmed: 'confirmed',
+  DeliveryDropped: 'dropped',
+  DeliveryExpired: 'expired',
+};
+
+/** The store, counting what is appended through it (events by type, delivery outcomes). */
+export class MeteredEventStore implements EventStore {
+  constructor(
+    private readonly store: EventStore,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get kind(): EventStore['kind'] {
+    return this.store.kind;
+  }
+
+  async append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult> {
+    const result = await this.store.append(streamName, events, expectedRevision);
+    for (const event of events) {
+      this.metrics.eventsAppended.inc({ type: event.type });
+      const outcome = DELIVERY_OUTCOMES[event.type];
+      if (outcome) this.metrics.deliveries.inc({ outcome });
+    }
+    return result;
+  }
+
+  readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
+    return this.store.readStream(streamName, options);
+  }
+
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]> {
+    return this.store.readAll(options);
+  }
+
+  headPosition(): Promise<bigint> {
+    return this.store.headPosition();
+  }
+
+  subscribeToAll(options?: SubscribeToAllOptions): AllSubscription {
+    return this.store.subscribeToAll(options);
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
