@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { currentCorrelationId } from './correlation';
 
 export type Logger = pino.Logger;
 
@@ -10,6 +11,11 @@ export function createLogger(level: string = 'info', to: 'stdout' | 'stderr' = '
   const options: pino.LoggerOptions = {
     level,
     base: { service: 'herald' },
+    // The request being served, if any (correlation.ts).
+    mixin: () => {
+      const correlationId = currentCorrelationId();
+      return correlationId ? { correlationId } : {};
+    },
     redact: {
       paths: ['secret', '*.secret', 'secret_key', '*.secret_key', 'password', '*.password', 'ticket', '*.ticket', 'req.headers.authorization', 'req.headers["x-app-key"]', 'req.headers["x-client-token"]'],
       censor: '[redacted]',

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { correlate } from './correlation';
 import type { Logger } from './logger';
 
 export interface Readiness {
@@ -28,6 +29,7 @@ export function createHttpApp(deps: {
   const app = express();
   app.disable('x-powered-by');
   if (deps.before) app.use(deps.before);
+  app.use(correlate());
   app.get('/healthz', (_req, res) => {
     const problem = deps.unhealthy?.();
     if (problem) res.status(503).json({ status: 'unhealthy', problem });

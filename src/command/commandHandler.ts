@@ -3,6 +3,7 @@ import { isLeft } from 'fp-ts/lib/Either';
 import type * as t from 'io-ts';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError, type Decider, type DomainEvent } from '../../domain/decider';
+import { currentCorrelationId } from '../correlation';
 import { StreamDeletedError, StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
 
 /** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
@@ -86,7 +87,7 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
     const events = decider.decide(command, state);
     if (events.length === 0) return { events, state, revision, ...(position !== undefined && { position }) };
 
-    const correlationId = context.correlationId ?? context.commandId ?? randomUUID();
+    const correlationId = context.correlationId ?? currentCorrelationId() ?? context.commandId ?? randomUUID();
     const metadata: EventMetadata = {
       correlationId,
       causationId: context.causationId ?? correlationId,
