@@ -23,6 +23,7 @@ import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
 import { RedisBus } from './bus/redisBus';
+import { LocalDirectory, RedisDirectory, type Directory } from './nodes/directory';
 import { Leadership } from './nodes/leadership';
 import { MeteredEventStore, Metrics } from './nodes/metrics';
 import { handleCommand } from './command/commandHandler';
@@ -84,6 +85,13 @@ export async function startHerald(
     await infrastructure.close();
     throw error;
   });
+  const directory: Directory = config.redisUrl
+    ? await RedisDirectory.connect(config.redisUrl, log).catch(async (error: unknown) => {
+        await bus.close();
+        await infrastructure.close();
+        throw error;
+      })
+    : new LocalDirectory();
 
   let runners: ProjectionRunner[] = [];
   let http: HttpServer | undefined;
@@ -157,6 +165,8 @@ export async function startHerald(
       store,
       clock,
       log,
+      directory,
+      bus,
       reportsShow: progress.readYourWrites([rtioProjection.name], config.readYourWritesTimeoutMs),
       ...(reportForwarder && { forwarder: reportForwarder }),
     });
@@ -239,6 +249,7 @@ export async function startHerald(
         await mailer?.close();
         await Promise.all(runners.map((r) => r.stop()));
         await progress.close();
+        await directory.close();
         await bus.close();
         await infrastructure.close();
         log.info('stopped');
@@ -252,6 +263,7 @@ export async function startHerald(
     await mailer?.close();
     await Promise.all(runners.map((r) => r.stop()));
     await progress.close();
+    await directory.close();
     await bus.close();
     await infrastructure.close();
     throw error;

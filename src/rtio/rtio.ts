@@ -6,7 +6,9 @@ import type { Clock } from '../clock';
 import { rtioCallAggregate, rtioDeviceAggregate, rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
+import type { Bus } from '../bus/bus';
 import type { Logger } from '../logger';
+import type { Directory } from '../nodes/directory';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt, docs/api/rtio.md): creating devices, their
@@ -15,8 +17,9 @@ import type { Logger } from '../logger';
  * at once when the device has no connection, at `time_live` when it does not reply.
  *
  * Devices and calls are read from their own streams (strongly consistent: a device can connect, and be
- * called, as soon as its creation is answered). Connections live on this node; the scale-out issue
- * routes calls to the node a device is connected to.
+ * called, as soon as its creation is answered). A call made on one node reaches a device connected to
+ * another: the directory names the node holding the device's connection, the call goes there on the
+ * bus, and the device's answer comes back the same way (several nodes: REDIS_URL).
  */
 
 /** How a device's connection takes a call (api/sockets/rtioSocket.ts, GraphQL later). */
@@ -43,6 +46,14 @@ export type CallOutcome =
 
 type Answer = { readonly kind: 'reply'; readonly code: number; readonly message: string } | { readonly kind: 'gone' } | { readonly kind: 'timeout' };
 
+/** What nodes send each other about calls, on the bus topic of the node addressed. */
+type NodeMessage =
+  | { readonly kind: 'call'; readonly from: string; readonly callId: string; readonly deviceId: string; readonly message: string; readonly timeLiveSeconds: number }
+  | { readonly kind: 'answer'; readonly callId: string; readonly answer: Answer };
+
+const nodeTopic = (nodeId: string) => `rtio:node:${nodeId}`;
+const directoryKey = (deviceId: string) => `rtio:${deviceId}`;
+
 /** A call to an unknown device, or to a device of another app (nothing of one app is visible to another). */
 export class UnknownRtioDeviceError extends Error {
   override readonly name = 'UnknownRtioDeviceError';
@@ -60,17 +71,25 @@ export class Rtio {
   /** Calls waiting for their device: settled once — by its reply, its connection closing, or time_live. */
   private readonly pending = new Map<string, { readonly deviceId: string; readonly settle: (answer: Answer) => void }>();
 
+  private readonly unsubscribe: () => void;
+
   constructor(
     private readonly deps: {
       readonly store: EventStore;
       readonly clock: Clock;
       readonly log: Logger;
+      /** Which node holds which device's connection. */
+      readonly directory: Directory;
+      /** Carries calls to the node holding the device, and answers back. */
+      readonly bus: Bus;
       /** The running report forwarder, told of a new report; absent (RTIO_NOTIFY_URL unset): reports are recorded only. */
       readonly forwarder?: { wake(): void };
       /** Resolves once the reports read model (what the forwarder finds due) shows a change at this position. */
       readonly reportsShow?: (position: bigint | undefined) => Promise<void>;
     },
-  ) {}
+  ) {
+    this.unsubscribe = deps.bus.subscribe(nodeTopic(deps.directory.nodeId), (payload) => this.onNodeMessage(payload as NodeMessage));
+  }
 
   /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id. */
   async report(device: { readonly deviceId: string; readonly appId: string }, message: string): Promise<string> {
@@ -136,10 +155,12 @@ export class Rtio {
   connect(deviceId: string, connection: RtioConnection): () => void {
     const before = this.connections.get(deviceId);
     this.connections.set(deviceId, connection);
-    before?.close(4409, 'replaced by a newer connection of the device');
+    if (before) before.close(4409, 'replaced by a newer connection of the device');
+    else this.deps.directory.add(directoryKey(deviceId));
     return () => {
       if (this.connections.get(deviceId) !== connection) return;
       this.connections.delete(deviceId);
+      this.deps.directory.remove(directoryKey(deviceId));
       // Its calls will get no reply: answered now as offline, not at time_live.
       for (const pending of [...this.pending.values()]) if (pending.deviceId === deviceId) pending.settle({ kind: 'gone' });
     };
@@ -187,8 +208,7 @@ export class Rtio {
       timer = setTimeout(() => settle({ kind: 'timeout' }), timeLiveSeconds * 1000);
       this.pending.set(callId, { deviceId: input.deviceId, settle });
     });
-    const connection = this.connections.get(input.deviceId);
-    if (!connection?.call({ callId, message: input.message, timeLiveSeconds })) {
+    if (!(await this.deliverCall({ callId, deviceId: input.deviceId, message: input.message, timeLiveSeconds }))) {
       this.pending.get(callId)?.settle({ kind: 'gone' });
       return fail('offline');
     }
@@ -201,8 +221,41 @@ export class Rtio {
   }
 
   close(): void {
+    this.unsubscribe();
     for (const connection of this.connections.values()) connection.close(1001, 'herald is stopping');
     this.connections.clear();
+  }
+
+  /** Writes the call to the device's connection here, or sends it to the node holding one; false when none does. */
+  private async deliverCall(call: { readonly callId: string; readonly deviceId: string; readonly message: string; readonly timeLiveSeconds: number }): Promise<boolean> {
+    const connection = this.connections.get(call.deviceId);
+    if (connection) return connection.call(call);
+    const { directory, bus } = this.deps;
+    const holder = await directory.holder(directoryKey(call.deviceId)).catch((error: unknown) => {
+      this.deps.log.warn({ err: error, deviceId: call.deviceId }, 'rtio: the directory could not be asked; the device counts as offline');
+      return undefined;
+    });
+    if (holder === undefined || holder === directory.nodeId) return false;
+    await bus.publish([{ topic: nodeTopic(holder), payload: { kind: 'call', from: directory.nodeId, ...call } satisfies NodeMessage }]);
+    return true;
+  }
+
+  /**
+   * A call another node made to a device connected here: written to it, and its answer — the reply, its
+   * connection closing, or nothing within time_live — sent back to that node.
+   */
+  private onNodeMessage(message: NodeMessage): void {
+    if (message.kind === 'answer') return void this.pending.get(message.callId)?.settle(message.answer);
+    const answerTo = (answer: Answer) => void this.deps.bus.publish([{ topic: nodeTopic(message.from), payload: { kind: 'answer', callId: message.callId, answer } satisfies NodeMessage }]);
+    const timer = setTimeout(() => settle({ kind: 'timeout' }), message.timeLiveSeconds * 1000);
+    const settle = (answer: Answer) => {
+      clearTimeout(timer);
+      this.pending.delete(message.callId);
+      answerTo(answer);
+    };
+    this.pending.set(message.callId, { deviceId: message.deviceId, settle });
+    const connection = this.connections.get(message.deviceId);
+    if (!connection?.call(message)) settle({ kind: 'gone' });
   }
 }
 

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket } from '../support/graphqlClient';
 import { HeraldProcess } from '../support/heraldProcess';
+import { RtioDevice } from '../support/rtioDevice';
 import { createTestDatabase, freePort, type TestDatabase } from '../support/postgres';
 
 /**
@@ -49,6 +50,37 @@ describe('two herald nodes (Redis bus)', function () {
     const response = await fetch(`${url}/koala/api/mas/messages`, { method: 'POST', body: new URLSearchParams({ ticket: sender, users: 'two-nodes-reader', title, content: 'c' }) });
     expect(((await response.json()) as { status: number }).status, title).to.equal(0);
   };
+
+  /** RTIO's routes, as the seed's curl posts them (a form body holding JSON). */
+  const rtio = async (url: string, path: string, fields: Record<string, unknown>) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: JSON.stringify(fields) });
+    return (await response.json()) as Record<string, unknown>;
+  };
+
+  it('an RTIO call through node 1 reaches a device connected to node 2, and its reply comes back', async () => {
+    const one = await startNode();
+    const two = await startNode();
+    const created = await rtio(one, '/manage/create_device', { nonce: `two-nodes-${Date.now()}` });
+    const device = await RtioDevice.connect(two, { device_id: created.device_id, device_key: created.device_key }, (message) => ({ code: 7, message: `node 2 heard ${message}` }));
+    try {
+      const nonce = `call-${Date.now()}`;
+      const answer = await rtio(one, '/call/send', { nonce, device_id: created.device_id, message: 'hello across nodes' });
+      expect(answer).to.deep.equal({ nonce, code: 1000, desc: 'SUCCESS', device_id: created.device_id, device_status: 1, device_code: 7, device_message: 'node 2 heard hello across nodes' });
+      // Once the device is gone from node 2, node 1 finds it offline (2305) at once.
+      device.socket.close();
+      let tries = 0;
+      await eventually(async () => {
+        const offline = await rtio(one, '/call/send', { nonce: `gone-${Date.now()}-${++tries}`, device_id: created.device_id, message: 'anyone?' });
+        expect(offline).to.include({ code: 2305, device_status: 2 });
+      }, { timeoutMs: 15_000, intervalMs: 200 });
+    } finally {
+      device.socket.close();
+      for (const node of nodes.splice(0)) {
+        node.kill('SIGTERM');
+        await node.exitCode();
+      }
+    }
+  });
 
   const leads = async (url: string) => ((await (await fetch(`${url}/readyz`)).json()) as { leadsBackgroundWork: boolean }).leadsBackgroundWork;
 

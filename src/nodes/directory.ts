@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from '../logger';
+
+/**
+ * Which node holds a connection (an RTIO device's, a ONE-PUSH device's), for the other nodes to find:
+ * what is called on one node reaches a device connected to another. Each node counts its own
+ * connections per key; the directory knows only which node holds a key.
+ */
+export interface Directory {
+  /** This node, as other nodes address it (a fresh id each start). */
+  readonly nodeId: string;
+  /** This node holds one more connection for `key`. */
+  add(key: string): void;
+  /** This node holds one connection fewer for `key`. */
+  remove(key: string): void;
+  /** The node holding a connection for `key`, if any. */
+  holder(key: string): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+/** One node: the directory is its own connections. */
+export class LocalDirectory implements Directory {
+  readonly nodeId = randomUUID();
+  private readonly held = new Map<string, number>();
+
+  add(key: string): void {
+    this.held.set(key, (this.held.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const left = (this.held.get(key) ?? 0) - 1;
+    if (left > 0) this.held.set(key, left);
+    else this.held.delete(key);
+  }
+
+  async holder(key: string): Promise<string | undefined> {
+    return this.held.has(key) ? this.nodeId : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.held.clear();
+  }
+
+  /** The keys this node holds. */
+  keys(): string[] {
+    return [...this.held.keys()];
+  }
+}
+
+// A holder renews its keys well within their lease: a node that dies leaves them for at most LEASE_MS.
+const LEASE_MS = 30_000;
+const RENEW_MS = 10_000;
+const PREFIX = 'herald:holder:';
+// Deletes, or renews, the key only if this node still holds it (another node may have taken the device since).
+const RELEASE_IF_MINE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RENEW_IF_MINE = "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) else return 0 end";
+
+/**
+ * Several nodes (REDIS_URL): each key this node holds is a Redis key naming it, with a lease it renews,
+ * so a crashed node's entries vanish within 30 s. A device that connects to another node takes the key
+ * over (the newest connection wins, as on one node); this node's release then leaves it alone.
+ */
+export class RedisDirectory implements Directory {
+  private readonly local = new LocalDirectory();
+  private readonly renewal: NodeJS.Timeout;
+
+  private constructor(
+    private readonly redis: Redis,
+    private readonly log: Logger,
+  ) {
+    this.renewal = setInterval(() => this.renew(), RENEW_MS);
+    this.renewal.unref();
+  }
+
+  static async connect(url: string, log: Logger): Promise<RedisDirectory> {
+    const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (attempt) => Math.min(attempt * 100, 2000), connectionName: 'herald-directory' });
+    redis.on('error', (error: Error) => log.warn({ err: error }, 'Redis directory connection error'));
+    await redis.connect();
+    return new RedisDirectory(redis, log);
+  }
+
+  get nodeId(): string {
+    return this.local.nodeId;
+  }
+
+  add(key: string): void {
+    this.local.add(key);
+    this.redis.set(PREFIX + key, this.nodeId, 'PX', LEASE_MS).catch((error: unknown) => this.log.warn({ err: error, key }, 'directory: could not record a connection (renewed later)'));
+  }
+
+  remove(key: string): void {
+    this.local.remove(key);
+    if (this.local.keys().includes(key)) return;
+    this.redis.eval(RELEASE_IF_MINE, 1, PREFIX + key, this.nodeId).catch((error: unknown) => this.log.warn({ err: error, key }, 'directory: could not release a connection (its lease runs out)'));
+  }
+
+  async holder(key: string): Promise<string | undefined> {
+    if ((await this.local.holder(key)) !== undefined) return this.nodeId;
+    return (await this.redis.get(PREFIX + key)) ?? undefined;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.renewal);
+    const keys = this.local.keys();
+    await Promise.allSettled(keys.map((key) => this.redis.eval(RELEASE_IF_MINE, 1, PREFIX + key, this.nodeId)));
+    await this.local.close();
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private renew(): void {
+    const keys = this.local.keys();
+    if (keys.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const key of keys) pipeline.eval(RENEW_IF_MINE, 1, PREFIX + key, this.nodeId, LEASE_MS);
+    pipeline.exec().catch((error: unknown) => this.log.warn({ err: error, keys: keys.length }, 'directory: renewing leases failed; trying again'));
+  }
+}
