@@ -106,6 +106,11 @@ export class DeviceGateway {
       readonly log: Logger;
       /** Resolves once the devices read model shows the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+      /**
+       * Whether this node leads (src/nodes/leadership.ts): closing expired deliveries is done once for all
+       * nodes, by the leader; attempts are made by the node holding the device's connection.
+       */
+      readonly leads: () => boolean;
     },
   ) {
     this.work = new DueWork<DueItem>({
@@ -114,7 +119,7 @@ export class DeviceGateway {
       doing: 'a scheduled delivery step',
       maxWaitMs: MAX_WAIT_MS,
       due: async (now, limit) => [
-        ...(await deps.deliveries.expired(now, limit)).map((delivery) => ({ kind: 'close' as const, delivery })),
+        ...(deps.leads() ? await deps.deliveries.expired(now, limit) : []).map((delivery) => ({ kind: 'close' as const, delivery })),
         ...(await deps.deliveries.dueAttempts(this.connected.localDevices(), now, limit)).map((delivery) => ({ kind: 'attempt' as const, delivery })),
       ],
       nextDueAt: () => deps.deliveries.nextDue(this.connected.localDevices()),
