@@ -138,7 +138,7 @@ export async function startHerald(
     const devicesShow = progress.readYourWrites([devicesProjection.name], config.readYourWritesTimeoutMs);
     const devices = new Devices({ store, pool: database.pool, queries: deviceQueries(database.pool), keys: tickets, readYourWrites: devicesShow });
     const deliveries = deliveryQueries(database.pool);
-    gateway = new DeviceGateway({ store, devices: deviceQueries(database.pool), deliveries, bus, clock, log, readYourWrites: devicesShow, leads: () => leadership?.isLeader ?? false });
+    gateway = new DeviceGateway({ store, devices: deviceQueries(database.pool), deliveries, bus, clock, log, readYourWrites: devicesShow, leads: () => leadership?.isLeader ?? false, directory });
     appCallbacks = new AppCallbacks({
       store,
       deliveries,

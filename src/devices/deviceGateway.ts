@@ -9,7 +9,8 @@ import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery } from './deviceQueries';
 import { deviceTopic, type DevicePublication } from './deviceTopics';
-import { InMemoryPresence, type Presence } from './presence';
+import { DevicePresence, type Presence } from './presence';
+import type { Directory } from '../nodes/directory';
 
 /**
  * The devices' connections, and the delivery engine behind them (docs/delivery.md).
@@ -92,7 +93,7 @@ class Session {
 
 export class DeviceGateway {
   private readonly sessions = new Map<string, Session>();
-  private readonly connected = new InMemoryPresence();
+  private readonly connected: DevicePresence;
   private readonly work: DueWork<DueItem>;
   private wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
 
@@ -111,8 +112,11 @@ export class DeviceGateway {
        * nodes, by the leader; attempts are made by the node holding the device's connection.
        */
       readonly leads: () => boolean;
+      /** Which node holds which device's connection. */
+      readonly directory: Directory;
     },
   ) {
+    this.connected = new DevicePresence(deps.directory);
     this.work = new DueWork<DueItem>({
       clock: deps.clock,
       log: deps.log,

@@ -1,30 +1,46 @@
+import type { Directory } from '../nodes/directory';
+
 /**
- * Which devices are connected. In memory here, for one node: the scale-out issue backs the same
- * interface with Redis, so a send can tell connected devices anywhere from offline ones.
+ * Which devices are connected: to this node (whose due attempts it makes), or to any node (whether a
+ * device is online at all: GraphQL's `online`, a ONE-PUSH send's SMS fallback). Across nodes it asks the
+ * directory (src/nodes/directory.ts), which every node tells of its connections.
  */
 export interface Presence {
-  /** The device has a connection (legacy socket or GraphQL subscription). */
-  isOnline(deviceId: string): boolean;
+  /** The device has a connection (legacy socket or GraphQL subscription) to some node. */
+  isOnline(deviceId: string): Promise<boolean>;
+  /** Which of these devices have a connection to some node (one round trip). */
+  onlineAmong(deviceIds: readonly string[]): Promise<ReadonlySet<string>>;
   /** Devices with a connection to this node: whose due attempts this node makes. */
   localDevices(): readonly string[];
 }
 
-/** Counts connections per device: a device with a socket and a subscription stays online until both close. */
-export class InMemoryPresence implements Presence {
+const keyOf = (deviceId: string) => `device:${deviceId}`;
+
+/** Counts this node's connections per device (a socket and a subscription: online until both close) and tells the directory. */
+export class DevicePresence implements Presence {
   private readonly connections = new Map<string, number>();
+
+  constructor(private readonly directory: Directory) {}
 
   add(deviceId: string): void {
     this.connections.set(deviceId, (this.connections.get(deviceId) ?? 0) + 1);
+    this.directory.add(keyOf(deviceId));
   }
 
   remove(deviceId: string): void {
     const left = (this.connections.get(deviceId) ?? 0) - 1;
     if (left > 0) this.connections.set(deviceId, left);
     else this.connections.delete(deviceId);
+    this.directory.remove(keyOf(deviceId));
   }
 
-  isOnline(deviceId: string): boolean {
-    return this.connections.has(deviceId);
+  async isOnline(deviceId: string): Promise<boolean> {
+    return this.connections.has(deviceId) || (await this.directory.holder(keyOf(deviceId))) !== undefined;
+  }
+
+  async onlineAmong(deviceIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const held = await this.directory.held(deviceIds.map(keyOf));
+    return new Set(deviceIds.filter((deviceId) => this.connections.has(deviceId) || held.has(keyOf(deviceId))));
   }
 
   localDevices(): readonly string[] {

@@ -98,7 +98,8 @@ export class Pushes {
       const addressed = await this.deps.deliveries.addressed(pushId, after, PUSH_LIMITS.smsRecipients);
       if (addressed.length === 0) return;
       after = addressed[addressed.length - 1];
-      const offline = addressed.filter((deviceId) => !this.deps.presence.isOnline(deviceId));
+      const online = await this.deps.presence.onlineAmong(addressed);
+      const offline = addressed.filter((deviceId) => !online.has(deviceId));
       const recipients = await this.deps.deliveries.mobiles(pushId, offline);
       if (recipients.length > 0) {
         await handleCommand(this.deps.store, pushAggregate, pushStreamName(pushId), { type: 'RecordSmsRequests', recipients, now: now.toISOString() }, { appId, actor: `app:${appId}` });

@@ -16,35 +16,41 @@ export interface Directory {
   remove(key: string): void;
   /** The node holding a connection for `key`, if any. */
   holder(key: string): Promise<string | undefined>;
+  /** The keys of `keys` some node holds a connection for (one round trip). */
+  held(keys: readonly string[]): Promise<ReadonlySet<string>>;
   close(): Promise<void>;
 }
 
 /** One node: the directory is its own connections. */
 export class LocalDirectory implements Directory {
   readonly nodeId = randomUUID();
-  private readonly held = new Map<string, number>();
+  private readonly counts = new Map<string, number>();
 
   add(key: string): void {
-    this.held.set(key, (this.held.get(key) ?? 0) + 1);
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
   }
 
   remove(key: string): void {
-    const left = (this.held.get(key) ?? 0) - 1;
-    if (left > 0) this.held.set(key, left);
-    else this.held.delete(key);
+    const left = (this.counts.get(key) ?? 0) - 1;
+    if (left > 0) this.counts.set(key, left);
+    else this.counts.delete(key);
   }
 
   async holder(key: string): Promise<string | undefined> {
-    return this.held.has(key) ? this.nodeId : undefined;
+    return this.counts.has(key) ? this.nodeId : undefined;
+  }
+
+  async held(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    return new Set(keys.filter((key) => this.counts.has(key)));
   }
 
   async close(): Promise<void> {
-    this.held.clear();
+    this.counts.clear();
   }
 
   /** The keys this node holds. */
   keys(): string[] {
-    return [...this.held.keys()];
+    return [...this.counts.keys()];
   }
 }
 
@@ -98,6 +104,12 @@ export class RedisDirectory implements Directory {
   async holder(key: string): Promise<string | undefined> {
     if ((await this.local.holder(key)) !== undefined) return this.nodeId;
     return (await this.redis.get(PREFIX + key)) ?? undefined;
+  }
+
+  async held(keys: readonly string[]): Promise<ReadonlySet<string>> {
+    if (keys.length === 0) return new Set();
+    const holders = await this.redis.mget(keys.map((key) => PREFIX + key));
+    return new Set(keys.filter((key, index) => holders[index] !== null || this.local.keys().includes(key)));
   }
 
   async close(): Promise<void> {

@@ -78,14 +78,14 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   async function subscribeDevice(registered: { device: Device; token: string }) {
     const connection = socket({ deviceToken: registered.token });
     const messages = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, { deviceId: registered.device.id });
-    await eventually(() => expect(test.herald.gateway.presence.isOnline(registered.device.id), `the subscription is connected: ${JSON.stringify(messages)} ${connection.closedWith}`).to.equal(true));
+    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(registered.device.id), `the subscription is connected: ${JSON.stringify(messages)} ${connection.closedWith}`).to.equal(true));
     return { connection, messages };
   }
 
   async function connectLegacy(deviceId: string): Promise<DeviceSocket> {
     const device = await DeviceSocket.connect(test.url, deviceId);
     legacy.push(device);
-    await eventually(() => expect(test.herald.gateway.presence.isOnline(deviceId)).to.equal(true));
+    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(deviceId)).to.equal(true));
     return device;
   }
 
@@ -336,7 +336,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     await asDevice.until(() => foreign.completed, 'the refusal');
     expect(foreign.errors.map((e) => e.extensions?.code)).to.deep.equal(['FORBIDDEN']);
     expect(asDevice.isConnected, 'refusals leave the socket open').to.equal(true);
-    expect(test.herald.gateway.presence.isOnline(other.device.id)).to.equal(false);
+    expect(await test.herald.gateway.presence.isOnline(other.device.id)).to.equal(false);
   });
 
   it('devices pages count toward the complexity limit, with their variables, over HTTP and graphql-ws', async () => {
@@ -374,7 +374,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect((await gql(user, UNREGISTER, { id: device.device.id })).data).to.deep.equal({ unregisterDevice: true });
     await connection.until(() => messages.completed, 'the end of the subscription');
     expect(messages.errors.map((e) => e.extensions?.code)).to.deep.equal(['DEVICE_UNREGISTERED']);
-    await eventually(() => expect(test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
+    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
     const later = await connection.request(CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' });
     expect(codeOf(later)).to.equal('UNAUTHENTICATED');
     const again = connection.subscribe(DEVICE_MESSAGES, { deviceId: device.device.id });
@@ -386,11 +386,11 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const device = await register(await ticketFor('close-sub'));
     const { connection, messages } = await subscribeDevice(device);
     messages.stop();
-    await eventually(() => expect(test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
+    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
     const again = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, { deviceId: device.device.id });
-    await eventually(() => expect(test.herald.gateway.presence.isOnline(device.device.id)).to.equal(true));
+    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(true));
     await connection.close();
-    await eventually(() => expect(test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
+    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
     expect(again.errors.map((e) => e.extensions?.code)).to.not.include('INTERNAL_SERVER_ERROR');
   });
 

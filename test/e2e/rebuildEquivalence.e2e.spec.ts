@@ -219,7 +219,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await h.devices.register({ appId: 'camel', alias: 'back-again', platform: 'ANDROID', nativeToken: 'native-back' }, now());
     const socket = await DeviceSocket.connect(url, phone.deviceId);
     sockets.push(socket);
-    await eventually(() => expect(h.gateway.presence.isOnline(phone.deviceId)).to.equal(true));
+    await eventually(async () => expect(await h.gateway.presence.isOnline(phone.deviceId)).to.equal(true));
 
     const confirmed = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'ALIAS', audiences: ['phone-renamed'], alert: 'confirm me', needConfirm: true, duration: 3600 }, now());
     await socket.until((s) => s.messages.some((m) => m.messageId === confirmed.pushId), 'the message to confirm');

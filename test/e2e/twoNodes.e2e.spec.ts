@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket } from '../support/graphqlClient';
 import { HeraldProcess } from '../support/heraldProcess';
+import { DeviceSocket } from '../support/deviceSocket';
 import { RtioDevice } from '../support/rtioDevice';
 import { createTestDatabase, freePort, type TestDatabase } from '../support/postgres';
 
@@ -75,6 +76,33 @@ describe('two herald nodes (Redis bus)', function () {
       }, { timeoutMs: 15_000, intervalMs: 200 });
     } finally {
       device.socket.close();
+      for (const node of nodes.splice(0)) {
+        node.kill('SIGTERM');
+        await node.exitCode();
+      }
+    }
+  });
+
+  it('a ONE-PUSH device on node 2 gets a push sent through node 1, and node 1 sees it online', async () => {
+    const one = await startNode();
+    const two = await startNode();
+    const post = async (url: string, path: string, body: unknown) => (await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<Record<string, unknown>>;
+    const registered = await post(one, '/msgpush/register', { appId: 'camel', alias: 'two-nodes-phone', platform: 'ANDROID', nativeToken: `two-nodes-${Date.now()}` });
+    const socket = await DeviceSocket.connect(two, registered.id as string);
+    try {
+      const admin = await (async () => {
+        const response = await fetch(`${one}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'two-nodes-admin', user_roles: 'admin' }) });
+        return ((await response.json()) as { result: string }).result;
+      })();
+      await eventually(async () => {
+        const listed = await graphql<{ devices: { nodes: Array<{ id: string; online: boolean }> } }>(one, admin, '{ devices(alias: "two-nodes-phone") { nodes { id online } } }');
+        expect(listed.data!.devices.nodes).to.deep.equal([{ id: registered.id, online: true }]);
+      });
+      const sent = await post(one, '/msgpush/send', { appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['two-nodes-phone'], alert: 'across nodes' });
+      await socket.until((s) => s.messages.some((m) => m.messageId === sent.requestId), 'the push sent through node 1');
+      expect(socket.messages.filter((m) => m.messageId === sent.requestId)).to.have.length(1);
+    } finally {
+      socket.close();
       for (const node of nodes.splice(0)) {
         node.kill('SIGTERM');
         await node.exitCode();
