@@ -15,7 +15,7 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300, operations: 300 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
@@ -87,6 +87,8 @@ async function sendKoala(baseUrl: string, request: KoalaRequest): Promise<{ stat
   return { status: response.status, text: await response.text() };
 }
 
+const METRICS_TOKEN = 'fuzz-metrics-token-of-32-characters-or-more';
+
 describe('fuzz: generated bad input on every route', function () {
   this.timeout(300_000);
   let test: Awaited<ReturnType<typeof startTestHerald>>;
@@ -95,7 +97,7 @@ describe('fuzz: generated bad input on every route', function () {
   let appended = 0;
 
   before(async () => {
-    test = await startTestHerald({ sendRatePerMinute: 1_000_000 });
+    test = await startTestHerald({ sendRatePerMinute: 1_000_000, metricsToken: METRICS_TOKEN });
     ticket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'fuzzer' })).body.result as string;
     adminTicket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'fuzz-admin', user_roles: 'admin' })).body.result as string;
   });
@@ -375,6 +377,35 @@ describe('fuzz: generated bad input on every route', function () {
     } finally {
       device.close();
     }
+  });
+
+  it(`/metrics and the SDK's files: ${RUNS.operations} generated requests, each below 500, metrics only to the token, no other file served`, async () => {
+    const request = fc.record({
+      method: fc.constantFrom('GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE'),
+      path: fc.oneof(
+        fc.constantFrom('/metrics', '/metrics/', '/metrics?x=1', '/Metrics', '/sdk/message_client.js', '/sdk/../package.json', '/sdk/%2e%2e/package.json', '/demo/terminal.html', '/demo/../../package.json', '/demo/terminal.js%00.html', '/demo/', '/sdk/dist/message_client.js'),
+        fc.string({ maxLength: 30 }).map((tail) => `/sdk/${encodeURIComponent(tail)}`),
+        fc.string({ maxLength: 30 }).map((tail) => `/demo/${encodeURIComponent(tail)}`),
+      ),
+      authorization: fc.oneof(fc.constantFrom(undefined, `Bearer ${METRICS_TOKEN}`, `Bearer ${METRICS_TOKEN} `, `bearer ${METRICS_TOKEN}`, 'Bearer', `Bearer ${ticket}`), nastyText(ticket).map((t) => `Bearer ${t}`)),
+    });
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        await refusedAppendsNothing(async () => {
+          const headers: Record<string, string> = {};
+          if (r.authorization !== undefined && /^[\x20-\x7e]*$/.test(r.authorization)) headers.authorization = r.authorization;
+          const response = await fetch(test.url + r.path, { method: r.method, headers });
+          const text = await response.text();
+          expect(response.status, `${r.method} ${r.path}: ${text.slice(0, 200)}`).to.be.below(500);
+          expect(text, 'a file outside the served ones').not.to.contain('"devDependencies"');
+          const isMetrics = response.ok && text.includes('herald_events_appended_total');
+          // HTTP drops the whitespace around a header value.
+          if (isMetrics) expect(headers.authorization?.trim()).to.equal(`Bearer ${METRICS_TOKEN}`);
+          return false;
+        });
+      }),
+      fuzzParameters(RUNS.operations),
+    );
   });
 
   it(`RTIO: ${RUNS.rtio} generated requests, each answered below 500 as {nonce, code, desc}`, async () => {
