@@ -24,7 +24,8 @@ export class DevicePresence implements Presence {
 
   add(deviceId: string): void {
     this.connections.set(deviceId, (this.connections.get(deviceId) ?? 0) + 1);
-    this.directory.add(keyOf(deviceId));
+    // A device may hold connections to several nodes (a socket and a subscription): none replaces another.
+    void this.directory.add(keyOf(deviceId));
   }
 
   remove(deviceId: string): void {

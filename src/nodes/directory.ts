@@ -10,8 +10,8 @@ import type { Logger } from '../logger';
 export interface Directory {
   /** This node, as other nodes address it (a fresh id each start). */
   readonly nodeId: string;
-  /** This node holds one more connection for `key`. */
-  add(key: string): void;
+  /** This node holds one more connection for `key`; answers the node that held it before, if another. */
+  add(key: string): Promise<string | undefined>;
   /** This node holds one connection fewer for `key`. */
   remove(key: string): void;
   /** The node holding a connection for `key`, if any. */
@@ -26,8 +26,9 @@ export class LocalDirectory implements Directory {
   readonly nodeId = randomUUID();
   private readonly counts = new Map<string, number>();
 
-  add(key: string): void {
+  async add(key: string): Promise<string | undefined> {
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    return undefined;
   }
 
   remove(key: string): void {
@@ -90,9 +91,15 @@ export class RedisDirectory implements Directory {
     return this.local.nodeId;
   }
 
-  add(key: string): void {
-    this.local.add(key);
-    this.redis.set(PREFIX + key, this.nodeId, 'PX', LEASE_MS).catch((error: unknown) => this.log.warn({ err: error, key }, 'directory: could not record a connection (renewed later)'));
+  async add(key: string): Promise<string | undefined> {
+    await this.local.add(key);
+    try {
+      const before = await this.redis.set(PREFIX + key, this.nodeId, 'PX', LEASE_MS, 'GET');
+      return before !== null && before !== this.nodeId ? before : undefined;
+    } catch (error) {
+      this.log.warn({ err: error, key }, 'directory: could not record a connection (renewed later)');
+      return undefined;
+    }
   }
 
   remove(key: string): void {

@@ -49,7 +49,9 @@ type Answer = { readonly kind: 'reply'; readonly code: number; readonly message:
 /** What nodes send each other about calls, on the bus topic of the node addressed. */
 type NodeMessage =
   | { readonly kind: 'call'; readonly from: string; readonly callId: string; readonly deviceId: string; readonly message: string; readonly timeLiveSeconds: number }
-  | { readonly kind: 'answer'; readonly callId: string; readonly answer: Answer };
+  | { readonly kind: 'answer'; readonly callId: string; readonly answer: Answer }
+  /** The device connected to another node: the one here is replaced, as on one node. */
+  | { readonly kind: 'replaced'; readonly deviceId: string };
 
 const nodeTopic = (nodeId: string) => `rtio:node:${nodeId}`;
 const directoryKey = (deviceId: string) => `rtio:${deviceId}`;
@@ -156,7 +158,11 @@ export class Rtio {
     const before = this.connections.get(deviceId);
     this.connections.set(deviceId, connection);
     if (before) before.close(4409, 'replaced by a newer connection of the device');
-    else this.deps.directory.add(directoryKey(deviceId));
+    else {
+      void this.deps.directory.add(directoryKey(deviceId)).then((previous) => {
+        if (previous) void this.deps.bus.publish([{ topic: nodeTopic(previous), payload: { kind: 'replaced', deviceId } satisfies NodeMessage }]);
+      });
+    }
     return () => {
       if (this.connections.get(deviceId) !== connection) return;
       this.connections.delete(deviceId);
@@ -246,6 +252,7 @@ export class Rtio {
    */
   private onNodeMessage(message: NodeMessage): void {
     if (message.kind === 'answer') return void this.pending.get(message.callId)?.settle(message.answer);
+    if (message.kind === 'replaced') return void this.connections.get(message.deviceId)?.close(4409, 'replaced by a newer connection of the device (on another node)');
     const answerTo = (answer: Answer) => void this.deps.bus.publish([{ topic: nodeTopic(message.from), payload: { kind: 'answer', callId: message.callId, answer } satisfies NodeMessage }]);
     const timer = setTimeout(() => settle({ kind: 'timeout' }), message.timeLiveSeconds * 1000);
     const settle = (answer: Answer) => {

@@ -67,8 +67,19 @@ describe('two herald nodes (Redis bus)', function () {
       const nonce = `call-${Date.now()}`;
       const answer = await rtio(one, '/call/send', { nonce, device_id: created.device_id, message: 'hello across nodes' });
       expect(answer).to.deep.equal({ nonce, code: 1000, desc: 'SUCCESS', device_id: created.device_id, device_status: 1, device_code: 7, device_message: 'node 2 heard hello across nodes' });
-      // Once the device is gone from node 2, node 1 finds it offline (2305) at once.
-      device.socket.close();
+
+      // The device connects again, to node 1: its connection to node 2 is replaced (4409), as on one node,
+      // and a call through node 2 now reaches it on node 1.
+      const moved = await RtioDevice.connect(one, { device_id: created.device_id, device_key: created.device_key }, (message) => ({ code: 8, message: `node 1 heard ${message}` }));
+      try {
+        await device.until((d) => d.closeCode !== undefined, 'the older connection replaced');
+        expect(device.closeCode).to.equal(4409);
+        const back = await rtio(two, '/call/send', { nonce: `back-${Date.now()}`, device_id: created.device_id, message: 'and back' });
+        expect(back).to.include({ code: 1000, device_code: 8, device_message: 'node 1 heard and back' });
+      } finally {
+        moved.socket.close();
+      }
+      // Once the device is gone, node 1 finds it offline (2305) at once.
       let tries = 0;
       await eventually(async () => {
         const offline = await rtio(one, '/call/send', { nonce: `gone-${Date.now()}-${++tries}`, device_id: created.device_id, message: 'anyone?' });
