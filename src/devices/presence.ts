@@ -14,37 +14,32 @@ export interface Presence {
   localDevices(): readonly string[];
 }
 
-const keyOf = (deviceId: string) => `device:${deviceId}`;
+const PREFIX = 'device:';
+const keyOf = (deviceId: string) => `${PREFIX}${deviceId}`;
 
-/** Counts this node's connections per device (a socket and a subscription: online until both close) and tells the directory. */
+/** Tells the directory of this node's device connections (a socket and a subscription: online until both close), and asks it. */
 export class DevicePresence implements Presence {
-  private readonly connections = new Map<string, number>();
-
   constructor(private readonly directory: Directory) {}
 
   add(deviceId: string): void {
-    this.connections.set(deviceId, (this.connections.get(deviceId) ?? 0) + 1);
     // A device may hold connections to several nodes (a socket and a subscription): none replaces another.
     void this.directory.add(keyOf(deviceId));
   }
 
   remove(deviceId: string): void {
-    const left = (this.connections.get(deviceId) ?? 0) - 1;
-    if (left > 0) this.connections.set(deviceId, left);
-    else this.connections.delete(deviceId);
     this.directory.remove(keyOf(deviceId));
   }
 
   async isOnline(deviceId: string): Promise<boolean> {
-    return this.connections.has(deviceId) || (await this.directory.holder(keyOf(deviceId))) !== undefined;
+    return (await this.directory.holder(keyOf(deviceId))) !== undefined;
   }
 
   async onlineAmong(deviceIds: readonly string[]): Promise<ReadonlySet<string>> {
     const held = await this.directory.held(deviceIds.map(keyOf));
-    return new Set(deviceIds.filter((deviceId) => this.connections.has(deviceId) || held.has(keyOf(deviceId))));
+    return new Set(deviceIds.filter((deviceId) => held.has(keyOf(deviceId))));
   }
 
   localDevices(): readonly string[] {
-    return [...this.connections.keys()];
+    return this.directory.keysHere().flatMap((key) => (key.startsWith(PREFIX) ? [key.slice(PREFIX.length)] : []));
   }
 }

@@ -18,6 +18,10 @@ export interface Directory {
   holder(key: string): Promise<string | undefined>;
   /** The keys of `keys` some node holds a connection for (one round trip). */
   held(keys: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Whether this node holds a connection for `key` (no round trip). */
+  holdsHere(key: string): boolean;
+  /** The keys this node holds connections for. */
+  keysHere(): string[];
   close(): Promise<void>;
 }
 
@@ -45,12 +49,15 @@ export class LocalDirectory implements Directory {
     return new Set(keys.filter((key) => this.counts.has(key)));
   }
 
+  holdsHere(key: string): boolean {
+    return this.counts.has(key);
+  }
+
   async close(): Promise<void> {
     this.counts.clear();
   }
 
-  /** The keys this node holds. */
-  keys(): string[] {
+  keysHere(): string[] {
     return [...this.counts.keys()];
   }
 }
@@ -104,31 +111,39 @@ export class RedisDirectory implements Directory {
 
   remove(key: string): void {
     this.local.remove(key);
-    if (this.local.keys().includes(key)) return;
+    if (this.local.holdsHere(key)) return;
     this.redis.eval(RELEASE_IF_MINE, 1, PREFIX + key, this.nodeId).catch((error: unknown) => this.log.warn({ err: error, key }, 'directory: could not release a connection (its lease runs out)'));
   }
 
   async holder(key: string): Promise<string | undefined> {
-    if ((await this.local.holder(key)) !== undefined) return this.nodeId;
+    if (this.local.holdsHere(key)) return this.nodeId;
     return (await this.redis.get(PREFIX + key)) ?? undefined;
   }
 
   async held(keys: readonly string[]): Promise<ReadonlySet<string>> {
     if (keys.length === 0) return new Set();
     const holders = await this.redis.mget(keys.map((key) => PREFIX + key));
-    return new Set(keys.filter((key, index) => holders[index] !== null || this.local.keys().includes(key)));
+    return new Set(keys.filter((key, index) => holders[index] !== null || this.local.holdsHere(key)));
+  }
+
+  holdsHere(key: string): boolean {
+    return this.local.holdsHere(key);
+  }
+
+  keysHere(): string[] {
+    return this.local.keysHere();
   }
 
   async close(): Promise<void> {
     clearInterval(this.renewal);
-    const keys = this.local.keys();
+    const keys = this.local.keysHere();
     await Promise.allSettled(keys.map((key) => this.redis.eval(RELEASE_IF_MINE, 1, PREFIX + key, this.nodeId)));
     await this.local.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
   private renew(): void {
-    const keys = this.local.keys();
+    const keys = this.local.keysHere();
     if (keys.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const key of keys) pipeline.eval(RENEW_IF_MINE, 1, PREFIX + key, this.nodeId, LEASE_MS);

@@ -1,7 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AllSubscription, AppendResult, EventStore, ExpectedRevision, NewEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeToAllOptions } from '../eventStore/eventStore';
+import type { AppendResult, EventStore, ExpectedRevision, NewEvent } from '../eventStore/eventStore';
+import { EventStoreDecorator } from '../eventStore/eventStoreDecorator';
 
 /**
  * Prometheus metrics of one herald process (docs/operations.md, "Metrics"), on its own registry so two
@@ -123,17 +124,15 @@ const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
 };
 
 /** The store, counting what is appended through it (events by type, delivery outcomes). */
-export class MeteredEventStore implements EventStore {
+export class MeteredEventStore extends EventStoreDecorator {
   constructor(
-    private readonly store: EventStore,
+    store: EventStore,
     private readonly metrics: Metrics,
-  ) {}
-
-  get kind(): EventStore['kind'] {
-    return this.store.kind;
+  ) {
+    super(store);
   }
 
-  async append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult> {
+  override async append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult> {
     const result = await this.store.append(streamName, events, expectedRevision);
     for (const event of events) {
       this.metrics.eventsAppended.inc({ type: event.type });
@@ -141,25 +140,5 @@ export class MeteredEventStore implements EventStore {
       if (outcome) this.metrics.deliveries.inc({ outcome });
     }
     return result;
-  }
-
-  readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
-    return this.store.readStream(streamName, options);
-  }
-
-  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]> {
-    return this.store.readAll(options);
-  }
-
-  headPosition(): Promise<bigint> {
-    return this.store.headPosition();
-  }
-
-  subscribeToAll(options?: SubscribeToAllOptions): AllSubscription {
-    return this.store.subscribeToAll(options);
-  }
-
-  close(): Promise<void> {
-    return this.store.close();
   }
 }

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import pino from 'pino';
 import type { Bus } from '../bus/bus';
-import type { EventStore } from '../eventStore/eventStore';
+import type { AllSubscription, EventStore, SubscribeToAllOptions } from '../eventStore/eventStore';
+import { EventStoreDecorator } from '../eventStore/eventStoreDecorator';
 import type { Infrastructure } from '../infrastructure';
 import type { Logger } from '../logger';
 import { openDatabase, type Database } from '../postgres/database';
@@ -118,7 +119,7 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
     const shadow = openDatabase(database.clientConfig.connectionString!, { searchPath: quotedSchema });
     try {
       const head = await store.headPosition();
-      const runner = new ProjectionRunner({ database: shadow, store: countingReads(store, read), projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log, replay: true });
+      const runner = new ProjectionRunner({ database: shadow, store: new CountingReads(store, read), projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log, replay: true });
       runner.start();
       let position = -1n;
       try {
@@ -146,27 +147,27 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
 }
 
 /** The store as a rebuild's runner reads it, counting the events of each batch it hands out. */
-function countingReads(store: EventStore, read: { events: number }): EventStore {
-  return {
-    kind: store.kind,
-    append: (streamName, events, expectedRevision) => store.append(streamName, events, expectedRevision),
-    readStream: (streamName, options) => store.readStream(streamName, options),
-    readAll: (options) => store.readAll(options),
-    headPosition: () => store.headPosition(),
-    close: () => store.close(),
-    subscribeToAll(options) {
-      const subscription = store.subscribeToAll(options);
-      return {
-        close: () => subscription.close(),
-        async *[Symbol.asyncIterator]() {
-          for await (const batch of subscription) {
-            read.events += batch.events.length;
-            yield batch;
-          }
-        },
-      };
-    },
-  };
+class CountingReads extends EventStoreDecorator {
+  constructor(
+    store: EventStore,
+    private readonly read: { events: number },
+  ) {
+    super(store);
+  }
+
+  override subscribeToAll(options?: SubscribeToAllOptions): AllSubscription {
+    const subscription = this.store.subscribeToAll(options);
+    const read = this.read;
+    return {
+      close: () => subscription.close(),
+      async *[Symbol.asyncIterator]() {
+        for await (const batch of subscription) {
+          read.events += batch.events.length;
+          yield batch;
+        }
+      },
+    };
+  }
 }
 
 const shadowName = (projection: Projection) => `${projection.name}.rebuild`;

@@ -1,0 +1,34 @@
+import type { AllSubscription, AppendResult, EventStore, ExpectedRevision, NewEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeToAllOptions } from './eventStore';
+
+/** A store that hands every call to another: extend it and override the one call to watch (metrics, a rebuild's progress). */
+export class EventStoreDecorator implements EventStore {
+  constructor(protected readonly store: EventStore) {}
+
+  get kind(): EventStore['kind'] {
+    return this.store.kind;
+  }
+
+  append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult> {
+    return this.store.append(streamName, events, expectedRevision);
+  }
+
+  readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
+    return this.store.readStream(streamName, options);
+  }
+
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]> {
+    return this.store.readAll(options);
+  }
+
+  headPosition(): Promise<bigint> {
+    return this.store.headPosition();
+  }
+
+  subscribeToAll(options?: SubscribeToAllOptions): AllSubscription {
+    return this.store.subscribeToAll(options);
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
