@@ -4,7 +4,6 @@ import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
 import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { createHandler } from 'graphql-http/lib/use/express';
-import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
 import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
@@ -16,7 +15,8 @@ import { graphiqlRouter } from './graphiql';
 import { OperationChecks } from './operationChecks';
 import { rtioResolvers } from './rtioResolvers';
 import { eventResolvers } from './eventResolvers';
-import { sharedSubscribe } from './sharedSubscription';
+import { serveGraphqlWs } from './graphqlWsTransport';
+import { SharedSubscriptions } from './sharedSubscription';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
@@ -75,7 +75,8 @@ export function graphqlRouter(deps: ServerDeps): express.Router {
 export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServer; close(): Promise<void> } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 256 * 1024 });
   const principals = new WeakMap<object, GraphqlContext>();
-  const disposable = useServer<Record<string, unknown>, Record<string, unknown>>(
+  const subscriptions = new SharedSubscriptions((error) => maskUnexpected(error, deps.log));
+  const disposable = serveGraphqlWs<Record<string, unknown>>(
     {
       schema: deps.schema,
       onConnect: async (ctx) => {
@@ -112,16 +113,19 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
       // Parsed and validated here, not through graphql-ws's `parse` and `validate` hooks: `validate` is
       // not given the variables, and the complexity rule needs them (`first: $first`) — without them
       // it refuses every operation with a required variable as "not provided".
-      onSubscribe: (_ctx, _id, payload) => {
+      onSubscribe: (ctx, id, payload) => {
         const document = deps.checks.parse(payload.query);
         const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables)]);
         if (errors.length > 0) return [...errors];
-        return { schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName };
+        return subscriptions.attach({ schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName }, { socket: ctx.extra.socket, id });
       },
-      subscribe: sharedSubscribe(),
+      subscribe: subscriptions.subscribe,
+      // A query's or mutation's result, and a subscription's that fails before its first result.
+      onNext: (_ctx, _id, _payload, _args, { errors, ...result }) => (errors ? { ...result, errors: errors.map((e) => maskUnexpected(e, deps.log).toJSON()) } : undefined),
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskUnexpected(e, deps.log).toJSON()),
     },
     wss,
+    deps.log,
   );
   return {
     wss,

@@ -1,69 +1,135 @@
-import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLError } from 'graphql';
+import type { WebSocket } from 'ws';
+import { sendText } from './graphqlWsTransport';
+
+/** Who receives an operation's results: a socket, and the operation's id on it. */
+export interface Subscriber {
+  readonly socket: WebSocket;
+  readonly id: string;
+}
 
 /**
- * graphql-ws's `subscribe`: graphql's own, except that a payload pushed to many subscribers is executed
- * once per distinct operation (its text, operation name and variables) and the one result is handed to
- * all of them, instead of one execution per subscriber per message. A broadcast to 1,000 terminals that
- * run the same subscription is one execution.
+ * graphql-ws's `subscribe`, for a payload pushed to many subscribers: it is executed once per distinct
+ * operation and serialized once, and each subscriber's socket gets the same bytes behind its own
+ * operation id. graphql-ws alone would execute and serialize it once per subscriber. A broadcast to
+ * 10,000 terminals that run the same subscription is one execution and one JSON text.
  *
  * Sound because herald's subscription fields resolve from the pushed payload alone, never from the
  * subscriber's context (the viewer decides only *which* payloads reach a subscriber, in the source
- * stream, which stays per subscriber). Results are kept per payload object in a WeakMap: they go when
+ * stream, which stays per subscriber). Frames are kept per payload object in a WeakMap: they go when
  * the payload does.
  *
  * An operation is its document object (OperationChecks parses each text once, so subscribers of the same
  * text share it), its name and its variables. The document is keyed by a small number, not its printed
  * text: 10,000 idle subscribers would otherwise keep 10,000 copies of the query (≈1 KB each).
+ *
+ * The results bypass graphql-ws's own `next` (it would stringify each one for each subscriber): the
+ * iterator graphql-ws gets yields nothing; it ends when the source does, and graphql-ws then sends
+ * `complete` after the last result, or fails with the source, and graphql-ws sends `error`.
  */
-export function sharedSubscribe(): (args: ExecutionArgs) => Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
-  const results = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
-  const documentIds = new WeakMap<DocumentNode, number>();
-  let documents = 0;
-  const idOf = (document: DocumentNode) => {
-    let id = documentIds.get(document);
-    if (id === undefined) documentIds.set(document, (id = ++documents));
-    return id;
-  };
-  const executeOnce = (args: ExecutionArgs, operation: string, payload: unknown): Promise<ExecutionResult> => {
-    const run = async () => execute({ ...args, rootValue: payload });
-    if (typeof payload !== 'object' || payload === null) return run();
-    let byOperation = results.get(payload);
-    if (!byOperation) results.set(payload, (byOperation = new Map()));
-    let result = byOperation.get(operation);
-    if (!result) byOperation.set(operation, (result = run()));
-    return result;
-  };
-  return async (args) => {
+export class SharedSubscriptions {
+  private readonly frames = new WeakMap<object, Map<string, Promise<Buffer>>>();
+  private readonly subscribers = new WeakMap<ExecutionArgs, Subscriber>();
+  private readonly documentIds = new WeakMap<DocumentNode, number>();
+  private documents = 0;
+
+  /** `formatError` masks an error in a result, as the same error in a query's result would be. */
+  constructor(private readonly formatError: (error: GraphQLError) => GraphQLError) {}
+
+  /** For graphql-ws's `onSubscribe`: `args`, which it returns, execute `subscriber`'s operation. */
+  attach(args: ExecutionArgs, subscriber: Subscriber): ExecutionArgs {
+    this.subscribers.set(args, subscriber);
+    return args;
+  }
+
+  readonly subscribe = async (args: ExecutionArgs): Promise<AsyncIterableIterator<never> | ExecutionResult> => {
     const stream = await createSourceEventStream(args);
     if (!(Symbol.asyncIterator in stream)) return stream;
-    const operation = `${idOf(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
-    return mapResults(stream[Symbol.asyncIterator](), (payload) => executeOnce(args, operation, payload));
+    const subscriber = this.subscribers.get(args);
+    if (!subscriber) throw new Error('a subscription was not attached to its socket (SharedSubscriptions.attach in onSubscribe)');
+    const operation = `${this.idOf(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
+    return deliver(stream[Symbol.asyncIterator](), (payload) => this.frameOf(args, operation, payload), subscriber);
   };
+
+  private idOf(document: DocumentNode): number {
+    let id = this.documentIds.get(document);
+    if (id === undefined) this.documentIds.set(document, (id = ++this.documents));
+    return id;
+  }
+
+  /** The `next` message for `payload`, from after its id to its end: `,"type":"next","payload":{…}}`. */
+  private frameOf(args: ExecutionArgs, operation: string, payload: unknown): Promise<Buffer> {
+    if (typeof payload !== 'object' || payload === null) return this.render(args, payload);
+    let byOperation = this.frames.get(payload);
+    if (!byOperation) this.frames.set(payload, (byOperation = new Map()));
+    let frame = byOperation.get(operation);
+    if (!frame) byOperation.set(operation, (frame = this.render(args, payload)));
+    return frame;
+  }
+
+  /** As graphql-ws writes a result: `data` (and `extensions`) first, `errors` after, each formatted. */
+  private async render(args: ExecutionArgs, payload: unknown): Promise<Buffer> {
+    const { errors, ...result } = await execute({ ...args, rootValue: payload });
+    const formatted = errors ? { ...result, errors: errors.map((error) => this.formatError(error).toJSON()) } : result;
+    return Buffer.from(`,"type":"next","payload":${JSON.stringify(formatted)}}`);
+  }
 }
 
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
 /**
- * Maps a source stream to execution results, as graphql's own subscribe does. Not an async generator:
- * `return()` (the client unsubscribed) must reach the source at once, not queue behind a pending `next()`.
+ * Writes each payload of `source` to the subscriber as a graphql-ws `next` message: `{"id":<its id>`,
+ * then the frame's shared rest. Returns what graphql-ws iterates: nothing, until the source ends. Its
+ * `return()` — the client completed the operation, or the socket closed — reaches the source at once.
+ * The writing starts at graphql-ws's first `next()`, so a source failing at once fails that call.
  */
-function mapResults(source: AsyncIterator<unknown>, map: (payload: unknown) => Promise<ExecutionResult>): AsyncIterableIterator<ExecutionResult> {
-  const mapped = async (result: IteratorResult<unknown>): Promise<IteratorResult<ExecutionResult>> => {
-    if (result.done) return { done: true, value: undefined };
+function deliver(source: AsyncIterator<unknown>, frameOf: (payload: unknown) => Promise<Buffer>, { socket, id }: Subscriber): AsyncIterableIterator<never> {
+  const head = `{"id":${JSON.stringify(id)}`;
+  let stopped = false;
+  let writing: Promise<void> | undefined;
+  const write = async () => {
     try {
-      return { done: false, value: await map(result.value) };
+      for (;;) {
+        const next = await source.next();
+        if (next.done || stopped) return;
+        const tail = await frameOf(next.value);
+        if (stopped) return;
+        const backedUp = sendText(socket, withHead(head, tail));
+        if (backedUp) await backedUp;
+      }
     } catch (error) {
       await source.return?.().catch(() => undefined);
       throw error;
     }
   };
+  const stop = async () => {
+    stopped = true;
+    await source.return?.();
+  };
   return {
     [Symbol.asyncIterator]() {
       return this;
     },
-    next: async () => mapped(await source.next()),
-    return: async () => (source.return ? mapped(await source.return()) : { done: true, value: undefined }),
+    next: async () => {
+      await (writing ??= write());
+      return DONE;
+    },
+    return: async () => {
+      await stop();
+      return DONE;
+    },
     throw: async (error: unknown) => {
-      if (source.throw) return mapped(await source.throw(error));
+      await stop();
       throw error;
     },
   };
+}
+
+/** `head` (UTF-8) followed by `tail`, one buffer: one frame, the tail's bytes copied, not serialized again. */
+function withHead(head: string, tail: Buffer): Buffer {
+  const headBytes = Buffer.byteLength(head);
+  const frame = Buffer.allocUnsafe(headBytes + tail.length);
+  frame.write(head, 0);
+  tail.copy(frame, headBytes);
+  return frame;
 }
