@@ -32,7 +32,7 @@ const TEXT = { binary: false } as const;
  *   ones that did not answer the previous ping; use/ws runs an interval, a timeout and a listener per socket.
  * - A `send` returns at once unless the socket is backed up (SOCKET_HIGH_WATER_BYTES): use/ws makes a
  *   promise and a callback per message and waits for every write.
- * - An error in herald's hooks is logged (not printed to the console) and closes the socket 1011 with
+ * - An error in herald's hooks is logged (not printed to the console) and closes the socket 4500 with
  *   a generic reason: details stay in the log.
  */
 export function serveGraphqlWs<P extends Record<string, unknown>>(
