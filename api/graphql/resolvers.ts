@@ -4,7 +4,7 @@ import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, NOTIFICATION_TYPES, type NotificationType } from '../../domain/notification/notification';
 import { isStorableText } from '../../domain/text';
 import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
-import { inboxTopic, parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
+import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
 import type { Clock } from '../../src/clock';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
@@ -16,6 +16,7 @@ import type { EventFeed } from '../../src/analysts/eventFeed';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
 import type { DatahubInbox } from './datahubInbox';
+import { DeliveryFeed } from './deliveryFeed';
 
 export interface GraphqlDeps {
   readonly messaging: Messaging;
@@ -58,10 +59,7 @@ export type DeviceContext = GraphqlContext & { readonly device: DeviceView };
 export type RtioDeviceContext = GraphqlContext & { readonly rtioDevice: RtioDevicePrincipal };
 
 export const MAX_PAGE = 100;
-/** A reconnecting subscriber gets at most this many missed messages; beyond, it must re-query. */
-export const MAX_REPLAY = 500;
-/** Live messages buffered for a slow subscriber before it is cut off. */
-export const MAX_BUFFERED = 1000;
+export { MAX_BUFFERED } from './deliveryFeed';
 /** Koala's messages in `notifications` (the type projections/notifications.ts gives them). */
 export const KOALA_TYPE = 'koala';
 const LIST_TYPES: readonly string[] = [KOALA_TYPE, ...NOTIFICATION_TYPES];
@@ -124,7 +122,7 @@ export function createResolvers(deps: GraphqlDeps) {
     },
     Subscription: {
       messages: {
-        subscribe: asUser((_: unknown, __: unknown, context: UserContext) => closable((signal) => deliveries(deps, context, signal))),
+        subscribe: asUser((_: unknown, __: unknown, { viewer, since }: UserContext) => new DeliveryFeed(deps, viewer, since)),
         resolve: (message: DeliveredMessage) => fromDelivered(message),
       },
       notificationStats: {
@@ -290,52 +288,6 @@ interface SendMessageInput {
 }
 
 /**
- * The user's deliveries: subscribe to the bus first, then replay what was missed since `since` from the
- * read model, then the live ones — skipping any seq already sent, as the two can overlap.
- */
-async function* deliveries(deps: GraphqlDeps, { viewer, since }: UserContext, signal: AbortSignal): AsyncGenerator<DeliveredMessage> {
-  const sinceSeq = parseSince(since);
-  const buffered: DeliveredMessage[] = [];
-  let overflow = false;
-  let wake: (() => void) | undefined;
-  signal.addEventListener('abort', () => wake?.(), { once: true });
-  const unsubscribe = deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) => {
-    if (buffered.length >= MAX_BUFFERED) overflow = true;
-    else buffered.push(payload as DeliveredMessage);
-    wake?.();
-  });
-  try {
-    let lastSeq = sinceSeq ?? -1n;
-    if (sinceSeq !== undefined) {
-      const missed = await deps.messaging.deliveredSince(viewer, sinceSeq, MAX_REPLAY + 1, deps.clock());
-      if (missed.length > MAX_REPLAY) {
-        throw new GraphQLError(`more than ${MAX_REPLAY} messages were missed since ${sinceSeq}; query notifications, then subscribe without since`, {
-          extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },
-        });
-      }
-      for (const message of missed) {
-        lastSeq = BigInt(message.seq);
-        yield message;
-      }
-    }
-    for (;;) {
-      while (buffered.length === 0 && !overflow && !signal.aborted) {
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-      }
-      if (signal.aborted) return;
-      if (overflow) throw new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } });
-      const message = buffered.shift()!;
-      if (BigInt(message.seq) <= lastSeq) continue;
-      lastSeq = BigInt(message.seq);
-      yield message;
-    }
-  } finally {
-    unsubscribe();
-  }
-}
-
-/**
  * A subscription's source stream whose `return()` — the client unsubscribed, or its socket closed —
  * takes effect at once. An async generator's own `return()` queues behind a pending `next()`: for a
  * quiet user, until their next message, and the generator's `finally` (its bus unsubscribe) with it, so
@@ -359,13 +311,6 @@ export function closable<T>(generator: (signal: AbortSignal) => AsyncGenerator<T
       return source.throw(error);
     },
   };
-}
-
-function parseSince(since: unknown): bigint | undefined {
-  if (since === undefined || since === null || since === '') return undefined;
-  const seq = typeof since === 'string' ? parseSeq(since) : typeof since === 'number' && Number.isSafeInteger(since) && since >= 0 ? BigInt(since) : undefined;
-  if (seq !== undefined) return seq;
-  throw badInput('connectionParams.since must be a seq (a non-negative integer)');
 }
 
 function fromDelivered(message: DeliveredMessage) {

@@ -48,7 +48,7 @@ export class SharedSubscriptions {
     const subscriber = this.subscribers.get(args);
     if (!subscriber) throw new Error('a subscription was not attached to its socket (SharedSubscriptions.attach in onSubscribe)');
     const operation = `${this.idOf(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
-    return deliver(stream[Symbol.asyncIterator](), (payload) => this.frameOf(args, operation, payload), subscriber);
+    return new Delivery(stream[Symbol.asyncIterator](), this, args, operation, subscriber.socket, subscriber.id);
   };
 
   private idOf(document: DocumentNode): number {
@@ -58,7 +58,7 @@ export class SharedSubscriptions {
   }
 
   /** The `next` message for `payload`, from after its id to its end: `,"type":"next","payload":{…}}`. */
-  private frameOf(args: ExecutionArgs, operation: string, payload: unknown): Promise<Buffer> {
+  frameOf(args: ExecutionArgs, operation: string, payload: unknown): Promise<Buffer> {
     if (typeof payload !== 'object' || payload === null) return this.render(args, payload);
     let byOperation = this.frames.get(payload);
     if (!byOperation) this.frames.set(payload, (byOperation = new Map()));
@@ -78,51 +78,62 @@ export class SharedSubscriptions {
 const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
 
 /**
- * Writes each payload of `source` to the subscriber as a graphql-ws `next` message: `{"id":<its id>`,
- * then the frame's shared rest. Returns what graphql-ws iterates: nothing, until the source ends. Its
- * `return()` — the client completed the operation, or the socket closed — reaches the source at once.
- * The writing starts at graphql-ws's first `next()`, so a source failing at once fails that call.
+ * One subscriber's operation: each payload of its source written to its socket as a graphql-ws `next`
+ * message, `{"id":<its id>` then the frame's shared rest. It is what graphql-ws iterates: nothing, until
+ * the source ends. Its `return()` (the client completed the operation, or the socket closed) reaches the
+ * source at once. Writing starts at graphql-ws's first `next()`, so a source failing at once fails that
+ * call. A class, not closures: 10,000 idle subscribers share its methods.
  */
-function deliver(source: AsyncIterator<unknown>, frameOf: (payload: unknown) => Promise<Buffer>, { socket, id }: Subscriber): AsyncIterableIterator<never> {
-  const head = `{"id":${JSON.stringify(id)}`;
-  let stopped = false;
-  let writing: Promise<void> | undefined;
-  const write = async () => {
+class Delivery implements AsyncIterableIterator<never> {
+  private stopped = false;
+  private writing: Promise<void> | undefined;
+  private readonly head: string;
+
+  constructor(
+    private readonly source: AsyncIterator<unknown>,
+    private readonly frames: SharedSubscriptions,
+    private readonly args: ExecutionArgs,
+    private readonly operation: string,
+    private readonly socket: WebSocket,
+    id: string,
+  ) {
+    this.head = `{"id":${JSON.stringify(id)}`;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorReturnResult<undefined>> {
+    return (this.writing ??= this.write()).then(() => DONE);
+  }
+
+  async return(): Promise<IteratorReturnResult<undefined>> {
+    this.stopped = true;
+    await this.source.return?.();
+    return DONE;
+  }
+
+  async throw(error: unknown): Promise<never> {
+    await this.return();
+    throw error;
+  }
+
+  private async write(): Promise<void> {
     try {
       for (;;) {
-        const next = await source.next();
-        if (next.done || stopped) return;
-        const tail = await frameOf(next.value);
-        if (stopped) return;
-        const backedUp = sendText(socket, withHead(head, tail));
+        const next = await this.source.next();
+        if (next.done || this.stopped) return;
+        const tail = await this.frames.frameOf(this.args, this.operation, next.value);
+        if (this.stopped) return;
+        const backedUp = sendText(this.socket, withHead(this.head, tail));
         if (backedUp) await backedUp;
       }
     } catch (error) {
-      await source.return?.().catch(() => undefined);
+      await this.source.return?.().catch(() => undefined);
       throw error;
     }
-  };
-  const stop = async () => {
-    stopped = true;
-    await source.return?.();
-  };
-  return {
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    next: async () => {
-      await (writing ??= write());
-      return DONE;
-    },
-    return: async () => {
-      await stop();
-      return DONE;
-    },
-    throw: async (error: unknown) => {
-      await stop();
-      throw error;
-    },
-  };
+  }
 }
 
 /** `head` (UTF-8) followed by `tail`, one buffer: one frame, the tail's bytes copied, not serialized again. */

@@ -10,8 +10,9 @@ import type { WebSocketServer } from 'ws';
 export function routeUpgrades(server: http.Server, endpoints: Readonly<Record<string, WebSocketServer>>): void {
   server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     // Node takes its own error handler off an upgraded socket: a client resetting it mid-answer must not
-    // become an uncaught error (ws adds its own once it takes the socket over).
-    socket.on('error', () => socket.destroy());
+    // become an uncaught error. ws adds its own once it takes the socket over, and this one is taken off
+    // then: one function for all sockets, so a connection keeps no closure over its upgrade request.
+    socket.on('error', destroyOnError);
     const url = request.url ?? '/';
     const query = url.indexOf('?');
     const wss = endpoints[query === -1 ? url : url.slice(0, query)];
@@ -20,6 +21,13 @@ export function routeUpgrades(server: http.Server, endpoints: Readonly<Record<st
       socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      socket.off('error', destroyOnError);
+      wss.emit('connection', ws, request);
+    });
   });
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }

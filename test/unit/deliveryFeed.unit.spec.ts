@@ -1,0 +1,115 @@
+import { expect } from 'chai';
+import { GraphQLError } from 'graphql';
+import { DeliveryFeed, MAX_BUFFERED, MAX_REPLAY } from '../../api/graphql/deliveryFeed';
+import { InProcessBus } from '../../src/bus/bus';
+import type { Viewer } from '../../src/identity/tickets';
+import { inboxTopic, type DeliveredMessage } from '../../src/messaging/inbox';
+
+const viewer: Viewer = { ticketId: 't', appId: 'camel', userId: 'ann', roles: [], expiresAt: '2100-01-01T00:00:00.000Z' };
+const topic = inboxTopic(viewer.appId, viewer.userId);
+const message = (seq: number): DeliveredMessage => ({
+  messageId: `m${seq}`,
+  appId: viewer.appId,
+  seq: String(seq),
+  sender: 'bob',
+  title: `title ${seq}`,
+  content: 'c',
+  props: null,
+  sentAt: '2026-11-23T00:00:00.000Z',
+  expiresAt: null,
+});
+
+/** The real in-process bus, counting its subscribers on the inbox topic. */
+class CountingBus extends InProcessBus {
+  subscribers = 0;
+  override subscribe(subscribedTopic: string, listener: (payload: unknown) => void): () => void {
+    const off = super.subscribe(subscribedTopic, listener);
+    if (subscribedTopic === topic) this.subscribers++;
+    return () => {
+      if (subscribedTopic === topic) this.subscribers--;
+      off();
+    };
+  }
+}
+
+describe('the messages subscription’s source (DeliveryFeed)', () => {
+  let bus: CountingBus;
+  let missed: DeliveredMessage[];
+  const feed = (since?: unknown) =>
+    new DeliveryFeed({ bus, clock: () => new Date(), messaging: { deliveredSince: async (_viewer, sinceSeq, limit) => missed.filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit) } }, viewer, since);
+  const publish = (...seqs: number[]) => bus.publish(seqs.map((seq) => ({ topic, payload: message(seq) })));
+  const seqsOf = async (source: DeliveryFeed, count: number) => {
+    const seqs: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const next = await source.next();
+      if (next.done) break;
+      seqs.push(next.value.seq);
+    }
+    return seqs;
+  };
+  const failureOf = async (promise: Promise<unknown>) => {
+    try {
+      await promise;
+    } catch (error) {
+      return error;
+    }
+    return expect.fail('it did not fail');
+  };
+
+  beforeEach(() => {
+    bus = new CountingBus();
+    missed = [];
+  });
+
+  it('hands over live messages in order, also one that arrives while next() waits', async () => {
+    const source = feed();
+    await publish(1, 2);
+    expect(await seqsOf(source, 2)).to.deep.equal(['1', '2']);
+    const waiting = source.next();
+    await publish(3);
+    expect((await waiting).value).to.deep.include({ seq: '3' });
+  });
+
+  it('replays what was missed since `since` first, then live messages, skipping seqs already handed over', async () => {
+    missed = [message(5), message(6), message(7)];
+    const source = feed('5');
+    await publish(7, 8); // arrives during the replay: 7 is in both
+    expect(await seqsOf(source, 3)).to.deep.equal(['6', '7', '8']);
+  });
+
+  it('return() ends it at once: a waiting next() is done, and its bus listener is gone', async () => {
+    const source = feed();
+    expect(bus.subscribers).to.equal(1);
+    const waiting = source.next();
+    await source.return();
+    expect(await waiting).to.deep.equal({ done: true, value: undefined });
+    expect(bus.subscribers).to.equal(0);
+    await publish(1);
+    expect(await source.next()).to.deep.equal({ done: true, value: undefined });
+  });
+
+  it('fails with REPLAY_LIMIT_EXCEEDED when more than MAX_REPLAY were missed, and unsubscribes', async () => {
+    missed = Array.from({ length: MAX_REPLAY + 1 }, (_, i) => message(i + 1));
+    const error = await failureOf(feed(0).next());
+    expect(error).to.be.instanceOf(GraphQLError);
+    expect((error as GraphQLError).extensions.code).to.equal('REPLAY_LIMIT_EXCEEDED');
+    expect(bus.subscribers).to.equal(0);
+  });
+
+  it('fails with BAD_USER_INPUT for a `since` that is not a seq', async () => {
+    for (const since of [-1, 1.5, 'abc', {}]) {
+      const error = await failureOf(feed(since).next());
+      expect((error as GraphQLError).extensions.code, JSON.stringify(since)).to.equal('BAD_USER_INPUT');
+    }
+    expect(bus.subscribers).to.equal(0);
+  });
+
+  it('cuts off a subscriber that lets more than MAX_BUFFERED pile up (SUBSCRIBER_TOO_SLOW), and unsubscribes', async () => {
+    const source = feed();
+    expect(await seqsOf(source, 0)).to.deep.equal([]);
+    await publish(...Array.from({ length: MAX_BUFFERED + 1 }, (_, i) => i + 1));
+    const error = await failureOf(source.next());
+    expect((error as GraphQLError).extensions.code).to.equal('SUBSCRIBER_TOO_SLOW');
+    expect(bus.subscribers).to.equal(0);
+  });
+});
