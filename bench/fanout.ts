@@ -22,6 +22,7 @@
  *   BENCH_RSS_SETTLE_SECONDS      at most this long waiting for an RSS to settle (Mosquitto's; herald's before a collection) (default 15)
  *   BENCH_CONTENT_BYTES           the Koala message's content, bytes (default 100)
  *   BENCH_MOSQUITTO               the mosquitto binary (default `mosquitto` on PATH or in /usr/sbin)
+ *   BENCH_HERALD_UNDER_TSX        1: run herald from its sources under tsx, not built into dist/ (the default, as deployed)
  *   BENCH_HERALD_CPU_PROF_DIR     profile herald over the measured broadcasts (CPU sampling through its
  *                                 inspector, from before the first round to after the last) into
  *                                 herald-fanout-<N>.cpuprofile there, and summarize it in the JSON (top
@@ -41,8 +42,9 @@
  * distinct users would need N/1,000 Koala sends (a message has at most 1,000 recipients): N deliveries
  * in the store, N payloads and N executions — a measure of sending, not of fan-out.
  *
- * Processes. herald runs as its own child (bench/support.ts startHerald), restarted for each N on the
- * bench database, so each N's memory is measured from a fresh process; it is started with
+ * Processes. herald runs as its own child (bench/support.ts startHerald), built first and run from
+ * dist/ as the Dockerfile runs it (under tsx every closure it compiles carries its name: ≈2 KB more per
+ * idle socket), restarted for each N on the bench database, so each N's memory is measured from a fresh process; it is started with
  * `--inspect=127.0.0.1:<free port>` (bench/inspector.ts) so the bench can force a garbage collection
  * before reading its memory, and profile it on request. Mosquitto (`mosquitto -c`, a
  * config written to a temp folder: listener on a free port of 127.0.0.1, allow_anonymous true,
@@ -98,6 +100,7 @@ import type { ArrivalReport, FanoutCommand, FanoutReply } from './fanoutClient';
 import { NodeInspector, summarizeProfile, type ProfileSummary } from './inspector';
 import {
   benchDatabase,
+  buildHerald,
   CpuSampler,
   deadline,
   envInteger,
@@ -132,6 +135,7 @@ const ROUND_TIMEOUT_MS = envNumber('BENCH_ROUND_TIMEOUT_SECONDS', 30, 0.1) * 100
 const PAUSE_MS = envNumber('BENCH_PAUSE_MS', 500, 0);
 const RSS_SETTLE_MS = envNumber('BENCH_RSS_SETTLE_SECONDS', 15, 1) * 1000;
 const CONTENT_BYTES = envInteger('BENCH_CONTENT_BYTES', 100, 1);
+const HERALD_COMPILED = process.env.BENCH_HERALD_UNDER_TSX !== '1';
 const CPU_PROFILE_DIR = process.env.BENCH_HERALD_CPU_PROF_DIR?.trim() || undefined;
 const PROFILE_SAMPLING_US = envInteger('BENCH_PROFILE_SAMPLING_US', 200, 1);
 const GOAL_SUBSCRIBERS = envInteger('BENCH_GOAL_SUBSCRIBERS', 10_000, 1);
@@ -346,7 +350,7 @@ interface FanoutServer {
 
 async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise<FanoutServer> {
   const inspectorPort = await freePort();
-  const herald = await startHerald(databaseUrl, { env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() } });
+  const herald = await startHerald(databaseUrl, { compiled: HERALD_COMPILED, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() } });
   cleanup.add('stop herald', () => herald.stop());
   const inspector = await NodeInspector.attach(inspectorPort);
   cleanup.add('detach from herald\'s inspector', async () => inspector.close());
@@ -714,6 +718,10 @@ runBenchmark(async (cleanup) => {
   const mosquitto = SERVERS.includes('mosquitto') ? mosquittoBinary() : undefined;
   const mosquittoVersion = mosquitto ? (spawnSync(mosquitto, ['-h'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0]?.trim() || 'unknown' : null;
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
+  if (SERVERS.includes('herald') && HERALD_COMPILED) {
+    progress('building herald (npm run build): it runs from dist/, as deployed');
+    buildHerald();
+  }
 
   progress(`starting ${CLIENT_PROCESSES} subscriber processes`);
   const clients: SubscriberProcess[] = [];
@@ -779,6 +787,7 @@ runBenchmark(async (cleanup) => {
         broadcast: `one Koala send to one user whose N graphql-ws subscribers all run the subscription below: one payload on one topic, one shared execution`,
         subscription: 'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }',
         subscriberClient: 'bare ws, graphql-transport-ws',
+        runs: HERALD_COMPILED ? 'dist/src/cli.js (npm run build), as deployed' : 'src/cli.ts under tsx',
         cpuProfileDir: CPU_PROFILE_DIR ?? null,
       },
       mosquitto: { broadcast: `one PUBLISH, QoS 0, to ${MQTT_TOPIC}, payload the size of herald's frame at the same N`, subscriberClient: 'mqtt package, MQTT 3.1.1, QoS 0' },

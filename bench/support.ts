@@ -13,7 +13,7 @@
  *   DATABASE_URL                 a PostgreSQL server to create the benchmark's database on (default: an
  *                                embedded PostgreSQL, started for the run; test/support/postgres.ts)
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -290,14 +290,25 @@ export interface HeraldChild {
 }
 
 /**
+ * Builds herald (`npm run build`) for `startHerald(…, { compiled: true })`: herald as deployed (the
+ * Dockerfile runs dist/), not under tsx, whose compiled closures carry names (≈2 KB more per idle
+ * socket) and whose start-up compiles.
+ */
+export function buildHerald(): void {
+  const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
+}
+
+/**
  * `herald serve` as its own process on `databaseUrl` and a free port of 127.0.0.1, with the app
  * camel:EERWERRRRE and the highest send rate the configuration allows. Resolves once GET /readyz answers
  * 200; rejects when herald exits first or the deadline passes.
  */
-export async function startHerald(databaseUrl: string, options: { env?: Record<string, string>; readyTimeoutMs?: number } = {}): Promise<HeraldChild> {
+export async function startHerald(databaseUrl: string, options: { env?: Record<string, string>; readyTimeoutMs?: number; compiled?: boolean } = {}): Promise<HeraldChild> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'serve'], {
+  const program = options.compiled ? [path.join(ROOT, 'dist/src/cli.js')] : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
+  const child = spawn(process.execPath, [...program, 'serve'], {
     cwd: ROOT,
     env: childEnvironment({
       DATABASE_URL: databaseUrl,
