@@ -1,4 +1,4 @@
-import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
+import { CloseCode, handleProtocols, makeServer, type ServerOptions, type WebSocket as GraphqlWsSocket } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../../src/logger';
 
@@ -27,9 +27,12 @@ const TEXT = { binary: false } as const;
 
 /**
  * graphql-ws's server on `ws` sockets: what graphql-ws/use/ws does, made lean for many idle subscribers.
- * - `ctx.extra` is the socket alone: use/ws also keeps each socket's upgrade request (≈2 KB).
- * - One keep-alive sweep for all sockets: every `keepAliveMs` it pings each socket and terminates the
- *   ones that did not answer the previous ping; use/ws runs an interval, a timeout and a listener per socket.
+ * - `ctx.extra` is the socket alone: use/ws also keeps each socket's upgrade request (≈1.2 KB).
+ * - One sweep a second for all sockets, instead of timers per socket: it closes (4408) the ones that sent
+ *   no `connection_init` within `connectionInitWaitTimeout` (graphql-ws's option, default 3 s) and up to
+ *   a second more, and every `keepAliveMs` pings each socket and terminates the ones that did not answer
+ *   the previous ping.
+ * - A socket's adapter is one object whose methods and listeners all sockets share, not closures.
  * - A `send` returns at once unless the socket is backed up (SOCKET_HIGH_WATER_BYTES): use/ws makes a
  *   promise and a callback per message and waits for every write.
  * - An error in herald's hooks is logged (not printed to the console) and closes the socket 4500 with
@@ -41,14 +44,55 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
   log: Logger,
   keepAliveMs = 12_000,
 ): { dispose(): Promise<void> } {
-  const server = makeServer(options);
+  const awaitingInit = new Map<WebSocket, number>(); // socket → when it must have sent connection_init
+  const unanswered = new WeakSet<WebSocket>(); // pinged, no pong yet
+  const adapters = new WeakMap<WebSocket, SocketAdapter>();
+  const initWaitMs = options.connectionInitWaitTimeout ?? 3_000;
+  const server = makeServer<P, SocketExtra>({
+    ...options,
+    connectionInitWaitTimeout: 0, // the sweep's: graphql-ws would keep a fired timer per socket
+    onConnect: (ctx) => {
+      awaitingInit.delete(ctx.extra.socket);
+      return options.onConnect?.(ctx);
+    },
+  });
   wss.options.handleProtocols = handleProtocols;
-  const unanswered = new WeakSet<WebSocket>();
-  // `this` is the socket (EventEmitter calls listeners so): one function for every socket, no closure each.
-  function answered(this: WebSocket) {
+
+  const internalError = (socket: WebSocket, error: unknown, what: string) => {
+    log.error({ err: error }, `graphql-ws: ${what}`);
+    socket.close(CloseCode.InternalServerError, 'Internal server error');
+  };
+  // Listeners shared by every socket: EventEmitter calls them with the socket as `this`.
+  function onSocketMessage(this: WebSocket, data: Buffer) {
+    adapters
+      .get(this)
+      ?.handle?.(String(data))
+      .catch((error: unknown) => internalError(this, error, 'error handling a message'));
+  }
+  function onSocketError(this: WebSocket, error: Error) {
+    internalError(this, error, 'socket error');
+  }
+  function onSocketPong(this: WebSocket) {
     unanswered.delete(this);
   }
+  function onSocketClose(this: WebSocket, code: number, reason: Buffer) {
+    awaitingInit.delete(this);
+    adapters
+      .get(this)
+      ?.closed?.(code, String(reason))
+      .catch((error: unknown) => log.error({ err: error }, 'graphql-ws: error closing a socket'));
+  }
+
+  let ticks = 0;
   const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const [socket, deadline] of awaitingInit) {
+      if (deadline > now) continue;
+      awaitingInit.delete(socket);
+      socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+    }
+    if (++ticks * 1000 < keepAliveMs) return;
+    ticks = 0;
     for (const socket of wss.clients) {
       if (unanswered.has(socket)) {
         socket.terminate();
@@ -57,31 +101,17 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       unanswered.add(socket);
       socket.ping();
     }
-  }, keepAliveMs).unref();
-
-  const internalError = (socket: WebSocket, error: unknown, what: string) => {
-    log.error({ err: error }, `graphql-ws: ${what}`);
-    socket.close(CloseCode.InternalServerError, 'Internal server error');
-  };
+  }, Math.min(1000, keepAliveMs, initWaitMs)).unref();
 
   wss.on('connection', (socket: WebSocket) => {
-    socket.once('error', (error) => internalError(socket, error, 'socket error'));
-    socket.on('pong', answered);
-    const closed = server.opened(
-      {
-        protocol: socket.protocol,
-        send: (data) => sendText(socket, data),
-        close: (code, reason) => socket.close(code, reason),
-        onMessage: (handle) =>
-          socket.on('message', (data: Buffer) => {
-            handle(String(data)).catch((error: unknown) => internalError(socket, error, 'error handling a message'));
-          }),
-      },
-      { socket },
-    );
-    socket.once('close', (code: number, reason: Buffer) => {
-      closed(code, String(reason)).catch((error: unknown) => log.error({ err: error }, 'graphql-ws: error closing a socket'));
-    });
+    awaitingInit.set(socket, performance.now() + initWaitMs);
+    socket.on('error', onSocketError);
+    socket.on('pong', onSocketPong);
+    socket.on('message', onSocketMessage);
+    socket.on('close', onSocketClose);
+    const adapter = new SocketAdapter(socket);
+    adapters.set(socket, adapter);
+    adapter.closed = server.opened(adapter, { socket });
   });
 
   return {
@@ -91,4 +121,30 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       wss.removeAllListeners('connection');
     },
   };
+}
+
+/** A `ws` socket as graphql-ws's server sees one (graphql-ws calls these as methods). */
+class SocketAdapter implements GraphqlWsSocket {
+  /** graphql-ws's handler of the socket's messages. */
+  handle: ((data: string) => Promise<void>) | undefined;
+  /** What graphql-ws does when the socket closes. */
+  closed: ((code?: number, reason?: string) => Promise<void>) | undefined;
+
+  constructor(private readonly socket: WebSocket) {}
+
+  get protocol(): string {
+    return this.socket.protocol;
+  }
+
+  send(data: string): Promise<void> | undefined {
+    return sendText(this.socket, data);
+  }
+
+  close(code?: number, reason?: string): void {
+    this.socket.close(code, reason);
+  }
+
+  onMessage(handle: (data: string) => Promise<void>): void {
+    this.handle = handle;
+  }
 }

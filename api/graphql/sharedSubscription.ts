@@ -46,6 +46,7 @@ export class SharedSubscriptions {
     const stream = await createSourceEventStream(args);
     if (!(Symbol.asyncIterator in stream)) return stream;
     const subscriber = this.subscribers.get(args);
+    this.subscribers.delete(args); // the Delivery keeps `args`, so the entry would last as long
     if (!subscriber) throw new Error('a subscription was not attached to its socket (SharedSubscriptions.attach in onSubscribe)');
     const operation = `${this.idOf(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
     return new Delivery(stream[Symbol.asyncIterator](), this, args, operation, subscriber.socket, subscriber.id);
@@ -121,18 +122,25 @@ class Delivery implements AsyncIterableIterator<never> {
 
   private async write(): Promise<void> {
     try {
-      for (;;) {
-        const next = await this.source.next();
-        if (next.done || this.stopped) return;
-        const tail = await this.frames.frameOf(this.args, this.operation, next.value);
-        if (this.stopped) return;
-        const backedUp = sendText(this.socket, withHead(this.head, tail));
-        if (backedUp) await backedUp;
-      }
+      while (await this.writeNext());
     } catch (error) {
       await this.source.return?.().catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * Waits for the source's next payload and writes it; false once the source ended. A call of its own,
+   * so an idle subscriber's waiting frame holds nothing of the last payload or frame it wrote.
+   */
+  private async writeNext(): Promise<boolean> {
+    const next = await this.source.next();
+    if (next.done || this.stopped) return false;
+    const tail = await this.frames.frameOf(this.args, this.operation, next.value);
+    if (this.stopped) return false;
+    const backedUp = sendText(this.socket, withHead(this.head, tail));
+    if (backedUp) await backedUp;
+    return true;
   }
 }
 

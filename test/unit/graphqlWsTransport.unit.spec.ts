@@ -23,6 +23,7 @@ describe('graphql-ws transport', () => {
     transport = serveGraphqlWs(
       {
         schema,
+        connectionInitWaitTimeout: 300,
         onConnect: (ctx) => {
           if (ctx.connectionParams?.fail) throw new Error('a hook failed');
           return true;
@@ -68,9 +69,20 @@ describe('graphql-ws transport', () => {
     const silent = connect({ autoPong: false });
     const answering = connect();
     await Promise.all([opened(silent.socket), opened(answering.socket)]);
+    for (const { socket } of [silent, answering]) socket.send(JSON.stringify({ type: 'connection_init' }));
+    await eventually(() => expect(answering.frames).to.deep.equal([{ type: 'connection_ack' }]));
     await eventually(() => expect(silent.closedWith).to.equal(1006), { timeoutMs: 3000 });
     expect(answering.closedWith).to.equal(undefined);
     expect(answering.socket.readyState).to.equal(WebSocket.OPEN);
+  });
+
+  it('closes (4408) a socket that sends no connection_init in time, and keeps one that did', async () => {
+    const [mute, greeting] = [connect(), connect()];
+    await Promise.all([opened(mute.socket), opened(greeting.socket)]);
+    greeting.socket.send(JSON.stringify({ type: 'connection_init' }));
+    await eventually(() => expect(mute.closedWith).to.equal(4408), { timeoutMs: 3000 });
+    expect(greeting.frames).to.deep.equal([{ type: 'connection_ack' }]);
+    expect(greeting.closedWith).to.equal(undefined);
   });
 
   it('closes the socket 4500, graphql-ws’s internal error, with no details, when a hook fails', async () => {
