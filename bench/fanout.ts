@@ -63,10 +63,13 @@
  *      reading; their median. Mosquitto (C, no collector): once its RSS has settled — sampled every
  *      250 ms until 8 samples in a row lie within max(64 KiB, 0.2 %), at most BENCH_RSS_SETTLE_SECONDS;
  *   3. N subscribers connect; the RSS is read again the same way, and (RSS − baseline) ÷ N is the
- *      resident memory per idle connection, the goal's figure. For herald also: the settled RSS before
+ *      resident memory per idle connection, the goal's figure. It also carries what the process grows
+ *      by once, whatever N: herald's young generation is sized up by the burst of connecting (V8's new
+ *      space from 1 to 4 MiB, see `heapSpaceBytes`), ≈3 KiB per connection at 1,000, 0.3 at 10,000, and
+ *      at 1,000 the figure swings by ±1.5 KiB from run to run. For herald also: the settled RSS before
  *      any collection (`…WithoutGc`: the garbage of connecting counts, and the figure swings with when V8
- *      last collected), and the JS heap in use per connection (after the collections), which tells the
- *      heap's share from the native one (sockets, buffers, malloc);
+ *      last collected), the JS heap in use per connection (after the collections), which tells the
+ *      heap's share from the native one (sockets, buffers, malloc), and the sizes of V8's heap spaces;
  *   4. a warm-up broadcast that every subscriber must receive (proves every subscription is live);
  *   5. BENCH_ROUNDS broadcasts. For each, t0 is taken just before the send (the POST, or the PUBLISH);
  *      every subscriber process notes when each of its sockets first receives it (process.hrtime, the
@@ -618,6 +621,7 @@ async function measureServer(server: FanoutServer, clients: readonly SubscriberP
     const inspector = server.inspector;
     const baseline = inspector ? { bytes: await collectedRss(server.pid, inspector), rssSettled: true } : await settledRss(server.pid);
     const baselineHeap = await inspector?.heapUsedBytes();
+    const baselineUsage = await inspector?.memoryUsage();
     progress(`  ${server.name}: RSS ${(baseline.bytes / 2 ** 20).toFixed(1)} MiB; connecting ${n} subscribers`);
     subscribed = true;
     const connect = await connectSubscribers(server, clients, n);
@@ -626,8 +630,10 @@ async function measureServer(server: FanoutServer, clients: readonly SubscriberP
     const idleWithoutGc = await settledRss(server.pid);
     const idle = inspector ? { bytes: await collectedRss(server.pid, inspector), rssSettled: true } : idleWithoutGc;
     const idleHeap = await inspector?.heapUsedBytes();
+    const idleUsage = await inspector?.memoryUsage();
     const perConnection = (bytes: number) => (connect.connected > 0 ? Math.round(bytes / connect.connected) : null);
     const rssPerIdleConnectionBytes = perConnection(idle.bytes - baseline.bytes);
+    const spaceSizes = (usage: Awaited<ReturnType<NodeInspector['memoryUsage']>>) => Object.fromEntries(usage.spaces.map((space) => [space.space_name, space.space_size]));
     details.memory = {
       garbageCollectedBeforeReading: inspector !== undefined,
       baselineRssBytes: baseline.bytes,
@@ -636,6 +642,7 @@ async function measureServer(server: FanoutServer, clients: readonly SubscriberP
       idleRssWithoutGcBytes: inspector ? idleWithoutGc.bytes : null,
       rssPerIdleConnectionWithoutGcBytes: inspector ? perConnection(idleWithoutGc.bytes - baseline.bytes) : null,
       heapUsedPerIdleConnectionBytes: baselineHeap !== undefined && idleHeap !== undefined ? perConnection(idleHeap - baselineHeap) : null,
+      heapSpaceBytes: baselineUsage && idleUsage ? { baseline: spaceSizes(baselineUsage), idle: spaceSizes(idleUsage) } : null,
       rssSettled: baseline.rssSettled && idle.rssSettled && idleWithoutGc.rssSettled,
     };
     progress(`  ${server.name}: ${connect.connected} connected in ${connect.ms} ms; RSS ${(idle.bytes / 2 ** 20).toFixed(1)} MiB (${rssPerIdleConnectionBytes} bytes per connection)`);

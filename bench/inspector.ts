@@ -115,6 +115,14 @@ export class NodeInspector {
     return (await this.call<{ usedSize: number }>('Runtime.getHeapUsage')).usedSize;
   }
 
+  /** The process's `process.memoryUsage()` and V8's heap spaces (`require` is the inspector's command-line API). */
+  async memoryUsage(): Promise<{ usage: NodeJS.MemoryUsage; spaces: Array<{ space_name: string; space_size: number; space_used_size: number }> }> {
+    const expression = `JSON.stringify({ usage: process.memoryUsage(), spaces: require('v8').getHeapSpaceStatistics() })`;
+    const { result } = await this.call<{ result: { value?: string } }>('Runtime.evaluate', { expression, returnByValue: true, includeCommandLineAPI: true });
+    if (typeof result.value !== 'string') throw new Error(`inspector: memoryUsage evaluated to ${JSON.stringify(result)}`);
+    return JSON.parse(result.value);
+  }
+
   async startProfiling(samplingIntervalUs: number): Promise<void> {
     await this.call('Profiler.enable');
     await this.call('Profiler.setSamplingInterval', { interval: samplingIntervalUs });
