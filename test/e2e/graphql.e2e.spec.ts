@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { eventually } from '../support/eventually';
-import { graphql, Terminal } from '../support/graphqlClient';
+import { graphql, GraphqlSocket, Terminal } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
 
 const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boolean) {
@@ -306,6 +306,29 @@ describe('graphql-ws and ticket expiry', function () {
       expect(terminal.closedWith).to.equal(4403);
     } finally {
       await terminal.close();
+    }
+  });
+});
+
+describe('graphql-ws when herald fails', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  before(async () => {
+    test = await startTestHerald();
+  });
+  after(() => test?.stop());
+
+  it('answers INTERNAL_SERVER_ERROR over the socket, as over HTTP, without the details', async () => {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'unlucky' });
+    const socket = GraphqlSocket.connect(test.url, { ticket: body.result as string });
+    try {
+      await socket.until(() => socket.isConnected, 'the connection');
+      await test.herald.infrastructure.database.pool.end();
+      const answer = await socket.request('{ notifications(first: 1) { total } }');
+      expect(answer.errors?.map((e) => [e.message, e.extensions?.code])).to.deep.equal([['internal error', 'INTERNAL_SERVER_ERROR']]);
+      expect(JSON.stringify(answer)).not.to.match(/pool|Cannot use|Error:/i);
+    } finally {
+      await socket.close();
     }
   });
 });
