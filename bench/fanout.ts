@@ -64,9 +64,10 @@
  *      250 ms until 8 samples in a row lie within max(64 KiB, 0.2 %), at most BENCH_RSS_SETTLE_SECONDS;
  *   3. N subscribers connect; the RSS is read again the same way, and (RSS − baseline) ÷ N is the
  *      resident memory per idle connection, the goal's figure. It also carries what the process grows
- *      by once, whatever N: herald's young generation is sized up by the burst of connecting (V8's new
- *      space from 1 to 4 MiB, see `heapSpaceBytes`), ≈3 KiB per connection at 1,000, 0.3 at 10,000, and
- *      at 1,000 the figure swings by ±1.5 KiB from run to run. For herald also: the settled RSS before
+ *      by once, whatever N, ≈4–5 MiB: V8's spaces sized up by the burst of connecting (its new space
+ *      1 → 4 MiB, see `heapSpaceBytes`; it shrinks back after ~30 s idle, the RSS does not) and native
+ *      memory the allocator keeps. That is ≈4–5 KiB per connection at 1,000, ≈0.5 at 10,000; the heap
+ *      per connection is the same at every N (8.3–8.7 KB). For herald also: the settled RSS before
  *      any collection (`…WithoutGc`: the garbage of connecting counts, and the figure swings with when V8
  *      last collected), the JS heap in use per connection (after the collections), which tells the
  *      heap's share from the native one (sockets, buffers, malloc), and the sizes of V8's heap spaces;
