@@ -43,7 +43,7 @@
  * in the store, N payloads and N executions — a measure of sending, not of fan-out.
  *
  * Processes. herald runs as its own child (bench/support.ts startHerald), built first and run from
- * dist/ as the Dockerfile runs it (under tsx every closure it compiles carries its name: ≈2 KB more per
+ * dist/ with MALLOC_ARENA_MAX=2, as the Dockerfile runs it (under tsx every closure it compiles carries its name: ≈2 KB more per
  * idle socket), restarted for each N on the bench database, so each N's memory is measured from a fresh process; it is started with
  * `--inspect=127.0.0.1:<free port>` (bench/inspector.ts) so the bench can force a garbage collection
  * before reading its memory, and profile it on request. Mosquitto (`mosquitto -c`, a
@@ -64,10 +64,11 @@
  *      250 ms until 8 samples in a row lie within max(64 KiB, 0.2 %), at most BENCH_RSS_SETTLE_SECONDS;
  *   3. N subscribers connect; the RSS is read again the same way, and (RSS − baseline) ÷ N is the
  *      resident memory per idle connection, the goal's figure. It also carries what the process grows
- *      by once, whatever N, ≈4–5 MiB: V8's spaces sized up by the burst of connecting (its new space
- *      1 → 4 MiB, see `heapSpaceBytes`; it shrinks back after ~30 s idle, the RSS does not) and native
- *      memory the allocator keeps. That is ≈4–5 KiB per connection at 1,000, ≈0.5 at 10,000; the heap
- *      per connection is the same at every N (8.3–8.7 KB). For herald also: the settled RSS before
+ *      by once, whatever N: V8's spaces sized up by the burst of connecting (its new space 1 → 4 MiB,
+ *      see `heapSpaceBytes`; it shrinks back after ~30 s idle) and native memory the C allocator keeps,
+ *      ≈1 MiB with MALLOC_ARENA_MAX=2 (as the Docker image and this bench run herald), ≈5 MiB without:
+ *      ≈1 KiB per connection at 1,000 (5 without), ≈0.1 at 10,000. The heap per connection is the same
+ *      at every N (8.3–8.7 KB). For herald also: the settled RSS before
  *      any collection (`…WithoutGc`: the garbage of connecting counts, and the figure swings with when V8
  *      last collected), the JS heap in use per connection (after the collections), which tells the
  *      heap's share from the native one (sockets, buffers, malloc), and the sizes of V8's heap spaces;
@@ -795,7 +796,7 @@ runBenchmark(async (cleanup) => {
         broadcast: `one Koala send to one user whose N graphql-ws subscribers all run the subscription below: one payload on one topic, one shared execution`,
         subscription: 'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }',
         subscriberClient: 'bare ws, graphql-transport-ws',
-        runs: HERALD_COMPILED ? 'dist/src/cli.js (npm run build), as deployed' : 'src/cli.ts under tsx',
+        runs: HERALD_COMPILED ? 'dist/src/cli.js (npm run build) with MALLOC_ARENA_MAX=2, as the Docker image' : 'src/cli.ts under tsx',
         cpuProfileDir: CPU_PROFILE_DIR ?? null,
       },
       mosquitto: { broadcast: `one PUBLISH, QoS 0, to ${MQTT_TOPIC}, payload the size of herald's frame at the same N`, subscriberClient: 'mqtt package, MQTT 3.1.1, QoS 0' },

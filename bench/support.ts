@@ -291,8 +291,8 @@ export interface HeraldChild {
 
 /**
  * Builds herald (`npm run build`) for `startHerald(…, { compiled: true })`: herald as deployed (the
- * Dockerfile runs dist/), not under tsx, whose compiled closures carry names (≈2 KB more per idle
- * socket) and whose start-up compiles.
+ * Dockerfile runs dist/, with MALLOC_ARENA_MAX=2), not under tsx, whose compiled closures carry names
+ * (≈2 KB more per idle socket) and whose start-up compiles.
  */
 export function buildHerald(): void {
   const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
@@ -317,6 +317,7 @@ export async function startHerald(databaseUrl: string, options: { env?: Record<s
       HERALD_APPS: `${APP_ID}:${APP_SECRET}`,
       HERALD_SEND_RATE_PER_MINUTE: '1000000', // the maximum src/config.ts accepts
       LOG_LEVEL: 'warn',
+      ...(options.compiled && { MALLOC_ARENA_MAX: '2' }), // as the Dockerfile runs it
       ...extraHeraldEnvironment(),
       ...options.env,
     }),
