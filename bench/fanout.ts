@@ -43,8 +43,9 @@
  * in the store, N payloads and N executions — a measure of sending, not of fan-out.
  *
  * Processes. herald runs as its own child (bench/support.ts startHerald), built first and run from
- * dist/ with MALLOC_ARENA_MAX=2, as the Dockerfile runs it (under tsx every closure it compiles carries its name: ≈2 KB more per
- * idle socket), restarted for each N on the bench database, so each N's memory is measured from a fresh process; it is started with
+ * dist/ with MALLOC_ARENA_MAX=2, as the Dockerfile runs it (under tsx every closure it compiles
+ * carries its name: ≈2 KB more per idle socket), restarted for each N on the bench database, so each
+ * N's memory is measured from a fresh process; it is started with
  * `--inspect=127.0.0.1:<free port>` (bench/inspector.ts) so the bench can force a garbage collection
  * before reading its memory, and profile it on request. Mosquitto (`mosquitto -c`, a
  * config written to a temp folder: listener on a free port of 127.0.0.1, allow_anonymous true,
