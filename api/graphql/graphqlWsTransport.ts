@@ -12,7 +12,7 @@ export const SOCKET_HIGH_WATER_BYTES = 64 * 1024;
 
 /**
  * Sends a text frame; waits for the write (resolves once it is written) only when the socket is backed
- * up. Nothing is sent on a socket no longer open: it is closing, and graphql-ws is told so.
+ * up. Nothing is sent on a socket no longer open: it is closing, and its close ends its operations.
  */
 export function sendText(socket: WebSocket, data: string | Buffer): Promise<void> | undefined {
   if (socket.readyState !== socket.OPEN) return undefined;
