@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
 import { createHandler } from 'graphql-http/lib/use/express';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
@@ -95,7 +95,14 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
       // not given the variables, and the complexity rule needs them (`first: $first`) — without them
       // it refuses every operation with a required variable as "not provided".
       onSubscribe: (ctx, id, payload) => {
-        const document = deps.checks.parse(payload.query);
+        let document: DocumentNode;
+        try {
+          document = deps.checks.parse(payload.query);
+        } catch (error) {
+          // A syntax error is this operation's error; thrown, graphql-ws would close the socket with all its operations.
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
         const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables)]);
         if (errors.length > 0) return [...errors];
         return subscriptions.attach({ schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName }, { socket: ctx.extra.socket, id });
@@ -216,19 +223,22 @@ async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices' |
 /**
  * Errors of the request itself — graphql-http's request checks (a missing or null query, a batch), a
  * syntax or validation error, a variable of the wrong type — are the client's: BAD_REQUEST, or
- * BAD_USER_INPUT for variables. Errors herald did not anticipate, raised while resolving, keep their
- * details in the log, not in the response.
+ * BAD_USER_INPUT for variables. Errors herald did not anticipate, raised while resolving or by a
+ * subscription's source stream, keep their details in the log, not in the response.
  */
 function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): GraphQLError {
   if (!(error instanceof GraphQLError)) return new GraphQLError(error.message, { extensions: { code: 'BAD_REQUEST' } });
   if (error.extensions?.code) return error;
-  if (error.path === undefined) {
-    const code = /^Variable "\$/.test(error.message) ? 'BAD_USER_INPUT' : 'BAD_REQUEST';
-    return new GraphQLError(error.message, { ...(error.nodes && { nodes: error.nodes }), extensions: { code } });
+  const retyped = (code: string) => new GraphQLError(error.message, { ...(error.nodes && { nodes: error.nodes }), extensions: { code } });
+  if (error.path === undefined && /^Variable "\$/.test(error.message)) return retyped('BAD_USER_INPUT');
+  // Thrown while resolving a field, or outside any field by something not a GraphQLError — a
+  // subscription's source stream failing (graphql-ws wraps what it threw): herald's failure.
+  const thrown = error.originalError;
+  if (thrown && (error.path !== undefined || !(thrown instanceof GraphQLError))) {
+    log.error({ err: thrown, path: error.path }, 'graphql: internal error');
+    return new GraphQLError('internal error', { ...(error.path && { path: error.path }), extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   }
-  if (!error.originalError) return error;
-  log.error({ err: error.originalError, path: error.path }, 'graphql: internal error');
-  return new GraphQLError('internal error', { path: error.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  return error.path === undefined ? retyped('BAD_REQUEST') : error;
 }
 
 /** A body express.json could not read (malformed JSON, too large), answered in GraphQL's envelope. */

@@ -30,24 +30,28 @@ const TEXT = { binary: false } as const;
  * - `ctx.extra` is the socket alone: use/ws also keeps each socket's upgrade request (≈1.2 KB).
  * - One sweep a second for all sockets, instead of timers per socket: it closes (4408) the ones that sent
  *   no `connection_init` within `connectionInitWaitTimeout` (graphql-ws's option, default 3 s) and up to
- *   a second more, and every `keepAliveMs` pings each socket and terminates the ones that did not answer
- *   the previous ping.
+ *   a second more, and every `keepAliveMs` (12 s) pings each open socket and terminates the ones that
+ *   did not answer the previous ping.
  * - A socket's adapter is one object whose methods and listeners all sockets share, not closures.
  * - A `send` returns at once unless the socket is backed up (SOCKET_HIGH_WATER_BYTES): use/ws makes a
  *   promise and a callback per message and waits for every write.
  * - An error in herald's hooks is logged (not printed to the console) and closes the socket 4500 with
- *   a generic reason: details stay in the log.
+ *   a generic reason: details stay in the log. A socket's own errors (ws closes it) are warnings.
  */
 export function serveGraphqlWs<P extends Record<string, unknown>>(
   options: ServerOptions<P, SocketExtra>,
   wss: WebSocketServer,
   log: Logger,
-  keepAliveMs = 12_000,
+  /** Pings every so often; 0 or Infinity: none. `sweepMs`: the sweep's period (tests shorten it). */
+  { keepAliveMs = 12_000, sweepMs = 1_000 }: { keepAliveMs?: number; sweepMs?: number } = {},
 ): { dispose(): Promise<void> } {
   const awaitingInit = new Map<WebSocket, number>(); // socket → when it must have sent connection_init
   const unanswered = new WeakSet<WebSocket>(); // pinged, no pong yet
   const adapters = new WeakMap<WebSocket, SocketAdapter>();
+  // 0 or Infinity turn either off, as graphql-ws's own option does.
   const initWaitMs = options.connectionInitWaitTimeout ?? 3_000;
+  const initDeadlines = initWaitMs > 0 && Number.isFinite(initWaitMs);
+  const sweepsPerPing = keepAliveMs > 0 && Number.isFinite(keepAliveMs) ? Math.max(1, Math.round(keepAliveMs / sweepMs)) : Infinity;
   const server = makeServer<P, SocketExtra>({
     ...options,
     connectionInitWaitTimeout: 0, // the sweep's: graphql-ws would keep a fired timer per socket
@@ -59,6 +63,8 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
   wss.options.handleProtocols = handleProtocols;
 
   const internalError = (socket: WebSocket, error: unknown, what: string) => {
+    // A write failing on a socket that is closing is its closing, not herald's error.
+    if (socket.readyState !== socket.OPEN) return;
     log.error({ err: error }, `graphql-ws: ${what}`);
     socket.close(CloseCode.InternalServerError, 'Internal server error');
   };
@@ -69,8 +75,9 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       ?.handle?.(String(data))
       .catch((error: unknown) => internalError(this, error, 'error handling a message'));
   }
+  // ws closes the socket itself (a frame over maxPayload, a reset): a client's doing, worth a warning.
   function onSocketError(this: WebSocket, error: Error) {
-    internalError(this, error, 'socket error');
+    log.warn({ err: error }, 'graphql-ws: socket error');
   }
   function onSocketPong(this: WebSocket) {
     unanswered.delete(this);
@@ -83,7 +90,7 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       .catch((error: unknown) => log.error({ err: error }, 'graphql-ws: error closing a socket'));
   }
 
-  let ticks = 0;
+  let sweeps = 0;
   const sweep = setInterval(() => {
     const now = performance.now();
     for (const [socket, deadline] of awaitingInit) {
@@ -91,9 +98,10 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       awaitingInit.delete(socket);
       socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
     }
-    if (++ticks * 1000 < keepAliveMs) return;
-    ticks = 0;
+    if (++sweeps < sweepsPerPing) return;
+    sweeps = 0;
     for (const socket of wss.clients) {
+      if (socket.readyState !== socket.OPEN) continue; // closing: ws ends it
       if (unanswered.has(socket)) {
         socket.terminate();
         continue;
@@ -101,10 +109,10 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       unanswered.add(socket);
       socket.ping();
     }
-  }, Math.min(1000, keepAliveMs, initWaitMs)).unref();
+  }, sweepMs).unref();
 
   wss.on('connection', (socket: WebSocket) => {
-    awaitingInit.set(socket, performance.now() + initWaitMs);
+    if (initDeadlines) awaitingInit.set(socket, performance.now() + initWaitMs);
     socket.on('error', onSocketError);
     socket.on('pong', onSocketPong);
     socket.on('message', onSocketMessage);

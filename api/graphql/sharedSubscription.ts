@@ -16,7 +16,8 @@ export interface Subscriber {
  *
  * Sound because herald's subscription fields resolve from the pushed payload alone, never from the
  * subscriber's context (the viewer decides only *which* payloads reach a subscriber, in the source
- * stream, which stays per subscriber). Frames are kept per payload object in a WeakMap: they go when
+ * stream, which stays per subscriber): a payload is executed with the context of the first subscriber
+ * it reaches, so a field resolver that read the context would answer everyone as that one. Frames are kept per payload object in a WeakMap: they go when
  * the payload does.
  *
  * An operation is its document object (OperationChecks parses each text once, so subscribers of the same
@@ -45,11 +46,15 @@ export class SharedSubscriptions {
   readonly subscribe = async (args: ExecutionArgs): Promise<AsyncIterableIterator<never> | ExecutionResult> => {
     const stream = await createSourceEventStream(args);
     if (!(Symbol.asyncIterator in stream)) return stream;
+    const source = stream[Symbol.asyncIterator]();
     const subscriber = this.subscribers.get(args);
     this.subscribers.delete(args); // the Delivery keeps `args`, so the entry would last as long
-    if (!subscriber) throw new Error('a subscription was not attached to its socket (SharedSubscriptions.attach in onSubscribe)');
+    if (!subscriber) {
+      await source.return?.();
+      throw new Error('a subscription was not attached to its socket (SharedSubscriptions.attach in onSubscribe)');
+    }
     const operation = `${this.idOf(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
-    return new Delivery(stream[Symbol.asyncIterator](), this, args, operation, subscriber.socket, subscriber.id);
+    return new Delivery(source, this, args, operation, subscriber.socket, subscriber.id);
   };
 
   private idOf(document: DocumentNode): number {
@@ -125,6 +130,8 @@ class Delivery implements AsyncIterableIterator<never> {
       while (await this.writeNext());
     } catch (error) {
       await this.source.return?.().catch(() => undefined);
+      // The client completed the operation, or its socket closed: graphql-ws must send it nothing more.
+      if (this.stopped) return;
       throw error;
     }
   }

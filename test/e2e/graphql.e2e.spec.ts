@@ -318,15 +318,33 @@ describe('graphql-ws when herald fails', function () {
   });
   after(() => test?.stop());
 
-  it('answers INTERNAL_SERVER_ERROR over the socket, as over HTTP, without the details', async () => {
-    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'unlucky' });
+  it('answers a syntax error as that operation’s BAD_REQUEST, and the socket’s other operations go on', async () => {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'typist' });
     const socket = GraphqlSocket.connect(test.url, { ticket: body.result as string });
+    try {
+      const live = socket.subscribe('subscription { messages { title } }');
+      const broken = await socket.request('{ notifications(first: 1 { total } }');
+      expect(broken.errors?.map((e) => e.extensions?.code)).to.deep.equal(['BAD_REQUEST']);
+      expect(socket.closedWith).to.equal(undefined);
+      expect((await socket.request<{ me: { userId: string } }>('{ me { userId } }')).data?.me.userId).to.equal('typist');
+      expect(live.completed).to.equal(false);
+    } finally {
+      await socket.close();
+    }
+  });
+
+  it('answers INTERNAL_SERVER_ERROR over the socket, as over HTTP, without the details: a query, and a subscription whose source fails', async () => {
+    const { body } = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'unlucky' });
+    const socket = GraphqlSocket.connect(test.url, { ticket: body.result as string, since: '0' });
     try {
       await socket.until(() => socket.isConnected, 'the connection');
       await test.herald.infrastructure.database.pool.end();
       const answer = await socket.request('{ notifications(first: 1) { total } }');
       expect(answer.errors?.map((e) => [e.message, e.extensions?.code])).to.deep.equal([['internal error', 'INTERNAL_SERVER_ERROR']]);
       expect(JSON.stringify(answer)).not.to.match(/pool|Cannot use|Error:/i);
+      const live = socket.subscribe('subscription { messages { title } }'); // replays since 0: reads the database
+      await socket.until(() => live.completed, 'the subscription to fail');
+      expect(live.errors.map((e) => [e.message, e.extensions?.code])).to.deep.equal([['internal error', 'INTERNAL_SERVER_ERROR']]);
     } finally {
       await socket.close();
     }

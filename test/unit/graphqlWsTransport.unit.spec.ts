@@ -31,7 +31,7 @@ describe('graphql-ws transport', () => {
       },
       wss,
       pino({ level: 'silent' }),
-      100,
+      { keepAliveMs: 100, sweepMs: 50 },
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -173,6 +173,35 @@ describe('shared subscriptions', () => {
     expect(socket.frames).to.have.length(1);
   });
 
+  it('ends quietly when its source fails after return(): nothing for graphql-ws to send the client', async () => {
+    let fail: ((error: Error) => void) | undefined;
+    const failing = makeExecutableSchema({
+      typeDefs: 'type Query { ok: Boolean } type Subscription { ticks: Int! }',
+      resolvers: {
+        Subscription: {
+          ticks: {
+            subscribe: () => ({
+              [Symbol.asyncIterator]() {
+                return this;
+              },
+              next: () => new Promise((_, reject) => (fail = reject)),
+              return: async () => ({ done: true, value: undefined }),
+            }),
+          },
+        },
+      },
+    });
+    const shared = new SharedSubscriptions(masked);
+    const socket = new RecordingSocket();
+    const iterator = (await shared.subscribe(shared.attach({ schema: failing, document: parse('subscription { ticks }') }, { socket: socket.asWebSocket, id: 'x' }))) as AsyncIterableIterator<never>;
+    const ended = iterator.next();
+    await poll(() => fail !== undefined, 'the source to be asked');
+    await iterator.return!();
+    fail!(new Error('the database is gone'));
+    expect(await ended).to.deep.equal({ done: true, value: undefined });
+    expect(socket.frames).to.deep.equal([]);
+  });
+
   it('waits for a backed-up socket’s write before the next frame, and writes nothing on a closed one', async () => {
     const shared = new SharedSubscriptions(masked);
     const socket = new RecordingSocket();
