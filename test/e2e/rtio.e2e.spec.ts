@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { eventually } from '../support/eventually';
 import { startTestHerald } from '../support/herald';
 import { freePort } from '../support/postgres';
 import { RtioDevice } from '../support/rtioDevice';
@@ -50,8 +51,12 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect(status).to.equal(200);
     expect(body).to.deep.equal({ nonce: n, code: 1000, desc: 'SUCCESS', device_id: created.device_id, device_status: 1, device_code: 1234, device_message: 'this a device message for this dispatch message' });
     expect(device.calls[0]).to.include({ message: 'this dispatch message', time_live: 6 });
-    const events = await herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['Rtio'] } });
-    expect(events.map((e) => e.type)).to.include.members(['RtioDeviceCreated', 'RtioDeviceCalled', 'RtioDeviceReplied']);
+    // The store's global order shows an event once every transaction older than it has ended (another
+    // writer's, a projection's), so the reply, appended before the answer, may show a moment later.
+    await eventually(async () => {
+      const events = await herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['Rtio'] } });
+      expect(events.map((e) => e.type)).to.include.members(['RtioDeviceCreated', 'RtioDeviceCalled', 'RtioDeviceReplied']);
+    });
   });
 
   it('answers 2305 with device_status 2 at once for an offline device, and 1 when it does not reply within time_live', async () => {
@@ -153,7 +158,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect(createAgain.body.code).to.equal(1000); // another namespace: creating is not calling
     const twice = await post('/manage/create_device', JSON.stringify({ nonce: n }));
     expect(twice.body).to.include({ nonce: n, code: 1604 });
-    expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioDeviceCreated']);
+    await eventually(async () => expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioDeviceCreated']));
   });
 
   it('closes a device socket with a wrong key (4401); a device of another app is unknown (1605)', async () => {
