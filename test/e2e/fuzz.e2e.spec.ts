@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
 import { DeviceSocket } from '../support/deviceSocket';
 import { RtioDevice } from '../support/rtioDevice';
@@ -103,17 +104,20 @@ describe('fuzz: generated bad input on every route', function () {
   });
   after(() => test?.stop());
 
-  /** Runs `request`; a refused one must leave the event store's head where it was. */
   /**
    * Runs `request`; a refused one must append nothing. herald's own background work (a delivery of an
    * earlier accepted push dropped at its expiry, say: actor `herald:…`) may append meanwhile.
+   * `appendsWhenAccepted`: an accepted one always appends, and is waited for in the store's global order
+   * (an event shows there once every older transaction has ended), so that the next request's head is
+   * past it and it is not taken for that request's.
    */
-  async function refusedAppendsNothing(request: () => Promise<boolean>): Promise<void> {
+  async function refusedAppendsNothing(request: () => Promise<boolean>, { appendsWhenAccepted = false } = {}): Promise<void> {
     const { store } = test.herald.infrastructure;
     const head = await store.headPosition();
     const accepted = await request();
     if (accepted) {
       appended++;
+      if (appendsWhenAccepted) await eventually(async () => expect(await store.headPosition() > head, 'the accepted request’s events in the global order').to.equal(true));
       return;
     }
     const since = head < 0n ? await store.readAll({ maxCount: 1000 }) : await store.readAll({ after: head, maxCount: 1000 });
@@ -472,7 +476,7 @@ describe('fuzz: generated bad input on every route', function () {
             await device.until((d) => d.frames.length > answered || d.closeCode !== undefined, 'an answer');
             reported = typeof device.frames[answered]?.reported === 'string';
             return reported;
-          });
+          }, { appendsWhenAccepted: true });
           expect(device.closeCode, 'the socket was closed').to.equal(undefined);
           if (!reported) expect(device.frames[answered]).to.have.property('error');
         }),
