@@ -5,7 +5,7 @@ import { handleCommand, loadState } from '../command/commandHandler';
 import type { Clock } from '../clock';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
-import { DueWork } from '../dueWork';
+import { DueWork, isStopping, untilAborted } from '../dueWork';
 import type { PendingEmails } from './pendingEmails';
 
 /** What the mailer needs of a nodemailer transport (a Transporter satisfies it; tests may pass their own). */
@@ -16,10 +16,15 @@ export interface MailTransport {
 
 export const DEFAULT_MAIL_FROM = 'herald@localhost';
 
-// Bounded so one unresponsive server cannot hold the mailer for nodemailer's default 10 minutes.
-const CONNECTION_TIMEOUT_MS = 30_000;
-const GREETING_TIMEOUT_MS = 30_000;
-const SOCKET_TIMEOUT_MS = 60_000;
+/**
+ * One attempt's bound (docs/email.md): an SMTP server that does not take the message within it fails
+ * that attempt, and the email is retried on its schedule. nodemailer's own timeouts are shorter, so its
+ * connection ends about when the attempt does (its default would hold it for 10 minutes).
+ */
+export const EMAIL_ATTEMPT_TIMEOUT_MS = 60_000;
+const CONNECTION_TIMEOUT_MS = 15_000;
+const GREETING_TIMEOUT_MS = 15_000;
+const SOCKET_TIMEOUT_MS = 30_000;
 
 export interface MailerDeps {
   readonly store: EventStore;
@@ -34,6 +39,8 @@ export interface MailerDeps {
   readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
   /** Text an error must never carry into an event or a log line (the SMTP password, the URL holding it). */
   readonly secrets?: readonly string[];
+  /** One attempt's bound (default EMAIL_ATTEMPT_TIMEOUT_MS). */
+  readonly attemptTimeoutMs?: number;
 }
 
 /**
@@ -59,10 +66,12 @@ export class Mailer {
       doing: 'trying an email',
       // A new email wakes the mailer; retries are minutes apart.
       maxWaitMs: 1000,
+      attemptTimeoutMs: deps.attemptTimeoutMs ?? EMAIL_ATTEMPT_TIMEOUT_MS,
       due: (now, limit) => deps.pending.due(now, limit),
       nextDueAt: () => deps.pending.nextAttemptAt(),
       idOf: (email) => email.emailId,
-      perform: (email) => this.attempt(email.emailId),
+      keyOf: (email) => email.appId,
+      perform: (email, _now, signal) => this.attempt(email.emailId, signal),
       readYourWrites: deps.readYourWrites,
       describe: (error) => this.describe(error),
     });
@@ -94,7 +103,7 @@ export class Mailer {
   }
 
   /** One attempt at one email, decided on its stream; undefined when the stream says it is not due. */
-  private async attempt(emailId: string) {
+  private async attempt(emailId: string, signal: AbortSignal) {
     const streamName = emailStreamName(emailId);
     const loaded = await loadState(this.deps.store, emailAggregate, streamName);
     const { state } = loaded;
@@ -102,7 +111,8 @@ export class Mailer {
     const attempt = state.attempts + 1;
     let outcome: RecordEmailSent | RecordEmailFailed;
     try {
-      const info = await this.deps.transport.sendMail({
+      // nodemailer takes no signal: the attempt ends at the signal, its connection at nodemailer's timeouts.
+      const info = await untilAborted(signal, this.deps.transport.sendMail({
         from: this.deps.from,
         to: [...state.to],
         subject: state.subject,
@@ -111,11 +121,12 @@ export class Mailer {
         // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
         disableFileAccess: true,
         disableUrlAccess: true,
-      });
+      }));
       outcome = { type: 'RecordEmailSent', attempt, ...(info.messageId && { messageId: info.messageId }), now: this.deps.clock().toISOString() };
       this.deps.log.info({ emailId, appId: state.appId, attempt }, 'email sent');
     } catch (error) {
-      const described = this.describe(error);
+      if (isStopping(signal)) throw error;
+      const described = signal.aborted ? `no answer within ${this.deps.attemptTimeoutMs ?? EMAIL_ATTEMPT_TIMEOUT_MS} ms` : this.describe(error);
       outcome = { type: 'RecordEmailFailed', attempt, error: described, now: this.deps.clock().toISOString() };
       const final = attempt >= EMAIL_MAX_ATTEMPTS;
       // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).

@@ -2,7 +2,7 @@ import { rtioReportStreamName, type RecordForwarded, type RecordForwardFailed } 
 import type { Clock } from '../clock';
 import { rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
-import { DueWork } from '../dueWork';
+import { DueWork, isStopping } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
 
@@ -19,20 +19,21 @@ export interface ReportStatus {
 
 /** What the forwarder reads of the reports read model. */
 export interface PendingReports {
-  /** Ids of pending reports whose next attempt is due at `now`, earliest first. */
-  due(now: Date, limit: number): Promise<string[]>;
+  /** Pending reports whose next attempt is due at `now`, earliest first. */
+  due(now: Date, limit: number): Promise<Array<{ reportId: string; deviceId: string }>>;
   nextAttemptAt(): Promise<Date | undefined>;
   byId(reportId: string): Promise<ReportStatus | undefined>;
 }
 
-/** POSTs a JSON body, answering the status and the body (tests may pass their own). */
-export type PostForJson = (url: string, body: string) => Promise<{ status: number; body: string }>;
+/** POSTs a JSON body, answering the status and the body, until `signal` aborts (tests may pass their own). */
+export type PostForJson = (url: string, body: string, signal: AbortSignal) => Promise<{ status: number; body: string }>;
 
-const TIMEOUT_MS = 5000;
+/** One try's bound (docs/api/rtio.md): a notify URL that does not answer within it fails that try. */
+export const NOTIFY_TIMEOUT_MS = 5000;
 const MAX_ANSWER_BYTES = 4096;
 
-export const postForJson: PostForJson = async (url, body) => {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+export const postForJson: PostForJson = async (url, body, signal) => {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, redirect: 'manual', signal });
   const text = await response.text();
   return { status: response.status, body: text.slice(0, MAX_ANSWER_BYTES) };
 };
@@ -44,7 +45,7 @@ export const postForJson: PostForJson = async (url, body) => {
  * mailer: what is due lives in the read model, and each attempt is decided on the report's stream.
  */
 export class ReportForwarder {
-  private readonly work: DueWork<string>;
+  private readonly work: DueWork<{ readonly reportId: string; readonly deviceId: string }>;
 
   constructor(
     private readonly deps: {
@@ -57,15 +58,18 @@ export class ReportForwarder {
       readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
     },
   ) {
-    this.work = new DueWork<string>({
+    this.work = new DueWork({
       clock: deps.clock,
       log: deps.log,
       doing: 'forwarding a device report',
-      maxWaitMs: 1000,
+      maxWaitMs: 500,
+      attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
       due: (now, limit) => deps.pending.due(now, limit),
       nextDueAt: () => deps.pending.nextAttemptAt(),
-      idOf: (reportId) => reportId,
-      perform: (reportId) => this.attempt(reportId),
+      idOf: (report) => report.reportId,
+      // One device's reports to a notify URL that hangs take at most half the attempts in flight.
+      keyOf: (report) => report.deviceId,
+      perform: (report, _now, signal) => this.attempt(report.reportId, signal),
       readYourWrites: deps.readYourWrites,
     });
   }
@@ -83,7 +87,7 @@ export class ReportForwarder {
     this.work.wake();
   }
 
-  private async attempt(reportId: string) {
+  private async attempt(reportId: string, signal: AbortSignal) {
     const streamName = rtioReportStreamName(reportId);
     const loaded = await loadState(this.deps.store, rtioReportAggregate, streamName);
     const { state } = loaded;
@@ -91,11 +95,13 @@ export class ReportForwarder {
     const attempt = state.attempts + 1;
     let outcome: RecordForwarded | RecordForwardFailed;
     try {
-      const answer = await (this.deps.post ?? postForJson)(this.deps.notifyUrl, JSON.stringify({ nonce: state.nonce, device_id: state.deviceId, device_message: state.message }));
+      const answer = await (this.deps.post ?? postForJson)(this.deps.notifyUrl, JSON.stringify({ nonce: state.nonce, device_id: state.deviceId, device_message: state.message }), signal);
       const problem = acknowledgementProblem(answer, state.nonce);
       outcome = problem === undefined ? { type: 'RecordForwarded', attempt, now: this.deps.clock().toISOString() } : { type: 'RecordForwardFailed', attempt, error: problem, now: this.deps.clock().toISOString() };
     } catch (error) {
-      outcome = { type: 'RecordForwardFailed', attempt, error: (error as Error).message ?? String(error), now: this.deps.clock().toISOString() };
+      if (isStopping(signal)) throw error;
+      const reason = signal.aborted ? `no answer within ${NOTIFY_TIMEOUT_MS} ms` : ((error as Error).message ?? String(error));
+      outcome = { type: 'RecordForwardFailed', attempt, error: reason, now: this.deps.clock().toISOString() };
     }
     if (outcome.type === 'RecordForwardFailed') this.deps.log.warn({ reportId, attempt, error: outcome.error }, 'rtio: forwarding a report failed');
     return handleCommand(this.deps.store, rtioReportAggregate, streamName, outcome, { appId: state.appId, actor: 'herald:rtio-reports' }, loaded);
