@@ -8,7 +8,7 @@ import { Wakeup } from './wakeup';
  * in the read model: a restart loses nothing.
  *
  * Each item is attempted on its own, several at once: up to MAX_IN_FLIGHT attempts run side by side, at
- * most half of them for one key (a destination, an app, a device), and each attempt gets an AbortSignal
+ * most half of them (or `maxInFlightPerKey`) for one key (a destination, an app, a device), and each attempt gets an AbortSignal
  * that fires after `attemptTimeoutMs`. So a peer that never answers costs its own items one timeout per
  * attempt and delays no other item beyond its schedule (issue 21, item 9). An attempt that throws is
  * logged and retried after a back-off of its own (1 s doubling to 5 min) while the others go on. An
@@ -27,6 +27,8 @@ export interface DueWorkDeps<Item> {
   readonly idOf: (item: Item) => string;
   /** Whose share of the attempts in flight the item takes (its destination); one key for all when absent. */
   readonly keyOf?: (item: Item) => string;
+  /** Attempts one key may have in flight (default MAX_IN_FLIGHT_PER_KEY, half of all). */
+  readonly maxInFlightPerKey?: number;
   /**
    * Does one item; answers what it recorded (events, position), or undefined when it was not due after
    * all. `signal` aborts when the attempt has taken `attemptTimeoutMs`, or when the worker stops
@@ -55,6 +57,7 @@ export interface Recorded {
 export const MAX_IN_FLIGHT = 64;
 export const MAX_IN_FLIGHT_PER_KEY = MAX_IN_FLIGHT / 2;
 const MAX_ITEM_BACKOFF_MS = 5 * 60_000;
+const MAX_IDLE_REST_MS = 5000;
 const MAX_TRACKED_FAILURES = 10_000;
 const BATCH = 100;
 
@@ -83,6 +86,12 @@ export class DueWork<Item> {
   private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
   private readonly failing = new Map<string, { failures: number; retryAt: number }>();
+  /**
+   * Items the read model keeps showing due whose attempts record nothing (it lags, or a projection is
+   * parked): each is looked at less and less often (50 ms doubling to 5 s) instead of re-reading its
+   * stream at every look, until a look no longer finds it due.
+   */
+  private readonly idle = new Map<string, { looks: number; retryAt: number }>();
   private readonly inFlight = new Map<string, { readonly key: string; readonly done: Promise<number> }>();
   private stopping = new AbortController();
 
@@ -126,7 +135,9 @@ export class DueWork<Item> {
 
   /** Begins the attempts of the items due at `now` that may begin; answers them. */
   private async beginDue(now: Date): Promise<Array<Promise<number>>> {
-    const due = await this.deps.due(now, BATCH + this.failing.size + this.inFlight.size);
+    const due = await this.deps.due(now, BATCH + this.failing.size + this.inFlight.size + this.idle.size);
+    const dueIds = new Set(due.map(this.deps.idOf));
+    for (const id of this.idle.keys()) if (!dueIds.has(id)) this.idle.delete(id);
     const started: Array<Promise<number>> = [];
     for (const item of due) {
       const attempt = this.begin(item, now);
@@ -139,11 +150,11 @@ export class DueWork<Item> {
     const id = this.deps.idOf(item);
     const key = this.deps.keyOf?.(item) ?? '';
     if (this.inFlight.has(id) || this.inFlight.size >= MAX_IN_FLIGHT) return undefined;
-    const failing = this.failing.get(id);
-    if (failing && failing.retryAt > now.getTime()) return undefined;
+    const resting = this.failing.get(id) ?? this.idle.get(id);
+    if (resting && resting.retryAt > now.getTime()) return undefined;
     let sameKey = 0;
     for (const other of this.inFlight.values()) if (other.key === key) sameKey++;
-    if (sameKey >= MAX_IN_FLIGHT_PER_KEY) return undefined;
+    if (sameKey >= (this.deps.maxInFlightPerKey ?? MAX_IN_FLIGHT_PER_KEY)) return undefined;
     const done = this.attempt(item, id, now).finally(() => {
       this.inFlight.delete(id);
     });
@@ -157,7 +168,12 @@ export class DueWork<Item> {
     try {
       const result = await this.deps.perform(item, now, signal);
       this.failing.delete(id);
-      if (!result || result.events.length === 0) return 0;
+      if (!result || result.events.length === 0) {
+        const looks = (this.idle.get(id)?.looks ?? 0) + 1;
+        if (this.idle.size < MAX_TRACKED_FAILURES) this.idle.set(id, { looks, retryAt: now.getTime() + Math.min(MAX_IDLE_REST_MS, 50 * 2 ** looks) });
+        return 0;
+      }
+      this.idle.delete(id);
       await this.deps.readYourWrites?.(result.position);
       // What is due has changed: look again (this attempt's slot is free too).
       this.wakeup.signal();

@@ -24,7 +24,7 @@ import { APP_CALLBACKS_TOPIC, type DevicePublication } from './deviceTopics';
  *
  * POST body: `{"request_id", "from", "msg", "flag"}` as JSON; redirects are not followed; an app that
  * does not answer within 5 s (CALLBACK_TIMEOUT_MS) fails that attempt. Attempts run side by side
- * (src/dueWork.ts), one app's at most half of them, so one app's hung server holds up no other app's.
+ * (src/dueWork.ts), at most 64 at once and 8 per app, so one app's hung server holds up no other app's.
  */
 
 /** What the sender reads of the apps read model (implemented by projections/apps.ts). */
@@ -38,6 +38,7 @@ export type PostJson = (url: string, body: string, signal: AbortSignal) => Promi
 /** One attempt's bound. */
 export const CALLBACK_TIMEOUT_MS = 5000;
 const MAX_WAIT_MS = 1000;
+const MAX_IN_FLIGHT_PER_APP = 8;
 
 /**
  * POSTs with node's own client: no redirects followed, aborted with its signal, and — unless private networks are
@@ -101,6 +102,7 @@ interface Callback {
 }
 
 export class AppCallbacks {
+  readonly name = 'app callbacks';
   /** Each callback is made by one attempt at a time; a push arriving live is offered to it at once. */
   private readonly work: DueWork<Callback>;
   private unsubscribe: () => void = () => undefined;
@@ -130,6 +132,8 @@ export class AppCallbacks {
       nextDueAt: () => deps.deliveries.nextDue([APP_CALLBACK_TARGET]),
       idOf: (callback) => callback.push.pushId,
       keyOf: (callback) => callback.push.appId,
+      // Apps' servers are many: 8 apps with hung servers still leave room for the others.
+      maxInFlightPerKey: MAX_IN_FLIGHT_PER_APP,
       perform: (callback, _now, signal) => this.attempt(callback.push, callback.dueOnly, signal),
       readYourWrites: deps.readYourWrites,
     });

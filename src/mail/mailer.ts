@@ -56,6 +56,7 @@ export interface MailerDeps {
  * receiving server may recognise the repeat.
  */
 export class Mailer {
+  readonly name = 'mailer';
   private readonly work: DueWork<{ readonly emailId: string; readonly appId: string }>;
 
   constructor(private readonly deps: MailerDeps) {

@@ -21,6 +21,7 @@ export interface ScheduledMessages {
  * release of a message no longer scheduled), so several nodes may run schedulers side by side.
  */
 export class MessageScheduler {
+  readonly name = 'message scheduler';
   /** Due messages, each on its own: one whose release fails backs off alone. */
   private readonly work: DueWork<{ readonly messageId: string; readonly appId: string }>;
 

@@ -1,13 +1,8 @@
 import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { SessionLock } from '../postgres/sessionLock';
+import { Services, type Service, type ServiceHealth } from '../services';
 import { Wakeup } from '../wakeup';
-
-/** Background work one node runs for all: started when this node leads, stopped when it no longer does. */
-export interface LeaderWork {
-  start(): void;
-  stop(): Promise<void>;
-}
 
 // The first key of the leader's advisory lock; projections use another space (PROJECTION_LOCK_SPACE).
 const LEADER_LOCK_SPACE = 0x6865_6c64; // "held"
@@ -23,16 +18,22 @@ const STANDBY_RETRY_MS = 1000;
  * vanished without closing the connection: docs/operations.md). The work itself is durable — what is due
  * lives in the read models — so the new leader picks up where the old one stopped.
  */
-export class Leadership {
+export class Leadership implements Service {
+  readonly name = 'leadership';
   private running = false;
   private leading = false;
   private loop: Promise<void> | undefined;
   private readonly wakeup = new Wakeup();
 
-  constructor(private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly LeaderWork[] }) {}
+  /** `work`: background work one node runs for all, started in order when this node leads, stopped in reverse when it no longer does. */
+  constructor(private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly Service[] }) {}
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  health(): ServiceHealth {
+    return { ok: true, detail: this.leading ? 'leads: runs the background work' : 'standby' };
   }
 
   start(): void {
@@ -64,9 +65,10 @@ export class Leadership {
       }
       this.leading = true;
       log.info('this node leads: running the background work');
-      for (const work of this.deps.work) work.start();
+      const work = new Services(log);
+      for (const service of this.deps.work) await work.start(service);
       while (this.running && !lost) await this.wakeup.wait(STANDBY_RETRY_MS);
-      await Promise.all(this.deps.work.map((work) => work.stop()));
+      await work.stop();
       this.leading = false;
       await lock.release();
       if (lost) log.warn('the lead was lost with its PostgreSQL session: background work stopped here until this node leads again');

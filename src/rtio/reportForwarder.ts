@@ -47,6 +47,7 @@ export const postForJson: PostForJson = async (url, body, signal) => {
  * hangs delays no other.
  */
 export class ReportForwarder {
+  readonly name = 'rtio report forwarder';
   private readonly work: DueWork<{ readonly reportId: string; readonly deviceId: string }>;
 
   constructor(
