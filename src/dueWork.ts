@@ -1,6 +1,6 @@
 import type { Clock } from './clock';
 import type { Logger } from './logger';
-import { Wakeup } from './wakeup';
+import { BackgroundLoop } from './backgroundLoop';
 
 /**
  * A background worker that does what a read model says is due (releasing scheduled messages, sending
@@ -82,9 +82,7 @@ export function untilAborted<T>(signal: AbortSignal, promise: Promise<T>): Promi
 }
 
 export class DueWork<Item> {
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private readonly wakeup = new Wakeup();
+  private readonly loop = new BackgroundLoop(() => this.run());
   private readonly failing = new Map<string, { failures: number; retryAt: number }>();
   /**
    * Items the read model keeps showing due whose attempts record nothing (it lags, or a projection is
@@ -98,24 +96,21 @@ export class DueWork<Item> {
   constructor(private readonly deps: DueWorkDeps<Item>) {}
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
+    if (this.loop.running) return;
     this.stopping = new AbortController();
-    this.loop = this.run();
+    this.loop.start();
   }
 
   /** Stops looking, aborts the attempts in flight (they record nothing) and waits for them. */
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.signal();
-    await this.loop;
+    await this.loop.stop();
     this.stopping.abort(new Stopping());
     await Promise.all([...this.inFlight.values()].map((a) => a.done));
   }
 
   /** Look for due items now (one was just added, or a test moved the clock). */
   wake(): void {
-    this.wakeup.signal();
+    this.loop.wake();
   }
 
   /**
@@ -176,7 +171,7 @@ export class DueWork<Item> {
       this.idle.delete(id);
       await this.deps.readYourWrites?.(result.position);
       // What is due has changed: look again (this attempt's slot is free too).
-      this.wakeup.signal();
+      this.loop.wake();
       return result.events.length;
     } catch (error) {
       if (isStopping(signal)) return 0;
@@ -189,7 +184,7 @@ export class DueWork<Item> {
   }
 
   private async run(): Promise<void> {
-    while (this.running) {
+    while (this.loop.running) {
       let waitMs = this.deps.maxWaitMs;
       try {
         const now = this.deps.clock();
@@ -202,7 +197,7 @@ export class DueWork<Item> {
         this.deps.log.error(this.errorField(error), `looking for due work (${this.deps.doing}) failed; retrying`);
         waitMs = 1000;
       }
-      await this.wakeup.wait(waitMs);
+      await this.loop.wait(waitMs);
     }
   }
 

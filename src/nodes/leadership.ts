@@ -2,7 +2,7 @@ import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { SessionLock } from '../postgres/sessionLock';
 import { Services, type Service, type ServiceHealth } from '../services';
-import { Wakeup } from '../wakeup';
+import { BackgroundLoop } from '../backgroundLoop';
 
 // The first key of the leader's advisory lock; projections use another space (PROJECTION_LOCK_SPACE).
 const LEADER_LOCK_SPACE = 0x6865_6c64; // "held"
@@ -20,10 +20,8 @@ const STANDBY_RETRY_MS = 1000;
  */
 export class Leadership implements Service {
   readonly name = 'leadership';
-  private running = false;
   private leading = false;
-  private loop: Promise<void> | undefined;
-  private readonly wakeup = new Wakeup();
+  private readonly loop = new BackgroundLoop(() => this.run());
 
   /** `work`: background work one node runs for all, started in order when this node leads, stopped in reverse when it no longer does. */
   constructor(private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly Service[] }) {}
@@ -37,37 +35,33 @@ export class Leadership implements Service {
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.signal();
-    await this.loop;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async run(): Promise<void> {
     const { log } = this.deps;
-    while (this.running) {
+    while (this.loop.running) {
       let lost = false;
       const lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, LEADER_LOCK_SPACE, LEADER_LOCK_NAME, () => {
         lost = true;
-        this.wakeup.signal();
+        this.loop.wake();
       }).catch((error: unknown) => {
         log.warn({ err: error }, 'could not ask for the lead (PostgreSQL unreachable?); trying again');
         return undefined;
       });
       if (!lock) {
-        await this.wakeup.wait(STANDBY_RETRY_MS);
+        await this.loop.wait(STANDBY_RETRY_MS);
         continue;
       }
       this.leading = true;
       log.info('this node leads: running the background work');
       const work = new Services(log);
       for (const service of this.deps.work) await work.start(service);
-      while (this.running && !lost) await this.wakeup.wait(STANDBY_RETRY_MS);
+      while (this.loop.running && !lost) await this.loop.wait(STANDBY_RETRY_MS);
       await work.stop();
       this.leading = false;
       await lock.release();
