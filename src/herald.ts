@@ -214,7 +214,7 @@ export async function startHerald(
     const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, rtio, clock, log });
     const deviceSockets = msgpushSockets({ gateway, log });
     const rtioDeviceSockets = rtioSockets({ rtio, log });
-    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss });
+    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss }, log);
     metrics.connectedSockets(() => ({ graphql: graphqlWs.wss.clients.size, msgpush: deviceSockets.wss.clients.size, rtio: rtioDeviceSockets.wss.clients.size }));
     const deviceGateway = gateway;
     const callbacks = appCallbacks;

@@ -17,6 +17,7 @@ import { rtioResolvers } from './rtioResolvers';
 import { eventResolvers } from './eventResolvers';
 import { serveGraphqlWs } from './graphqlWsTransport';
 import { SharedSubscriptions } from './sharedSubscription';
+import { unicodeVariablesRule } from './unicodeVariablesRule';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
@@ -53,7 +54,7 @@ export function graphqlRouter(deps: ServerDeps): express.Router {
     },
     parse: checks.parse,
     // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
-    validationRules: (_req, args) => [checks.complexityRule(args.variableValues as Record<string, unknown> | undefined)],
+    validationRules: (_req, args) => [checks.complexityRule(args.variableValues as Record<string, unknown> | undefined), unicodeVariablesRule(args.variableValues)],
     validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
     formatError: (error) => maskUnexpected(error, deps.log),
   });
@@ -103,7 +104,7 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables)]);
+        const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables), unicodeVariablesRule(payload.variables)]);
         if (errors.length > 0) return [...errors];
         return subscriptions.attach({ schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName }, { socket: ctx.extra.socket, id });
       },

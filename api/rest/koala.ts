@@ -8,6 +8,7 @@ import type { Logger } from '../../src/logger';
 import { parseSeq } from '../../src/messaging/inbox';
 import { MAX_REQUEST_ID_LENGTH, SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
 import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/identity/tickets';
+import { illFormedTextOf } from './shimErrors';
 
 /**
  * Koala web push (shared/seeds/000_83e3b79cc88886e5.txt): its three HTTP routes, unchanged.
@@ -189,9 +190,15 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
   return router;
 }
 
+/** A request with text that is not Unicode is bad parameters (illFormedTextOf), before any field is read. */
 function route(log: Logger, handler: (req: express.Request) => Promise<unknown>): express.RequestHandler {
+  const checked = async (req: express.Request) => {
+    const illFormed = illFormedTextOf(req);
+    if (illFormed !== undefined) throw new KoalaError(KoalaCode.badParameters, illFormed);
+    return handler(req);
+  };
   return (req, res) => {
-    handler(req).then(
+    checked(req).then(
       (result) => res.status(200).json({ status: 0, errcode: 0, errmsg: '', result }),
       (error: unknown) => {
         const { code, message } = toKoalaError(error);

@@ -2,6 +2,7 @@ import { BlockList, isIP } from 'node:net';
 import express from 'express';
 import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { illFormedTextAt, notUnicode } from '../../domain/text';
 import type { Cidr } from '../../src/config';
 import { AppAuthError, type Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
@@ -82,6 +83,9 @@ export function rtioRouter(deps: {
       const answer = async () => {
         const body = parseBody(req.body);
         nonce = body.nonce;
+        // Text that is not Unicode (a `\ud800` escape) is a bad field, refused before any field is read.
+        const illFormed = illFormedTextAt(body);
+        if (illFormed !== undefined) throw new RtioAnswer(RTIO_CODES.badField, notUnicode(illFormed));
         return handler(body, req);
       };
       answer().then(
@@ -174,8 +178,8 @@ function asAnswer(error: unknown, failure: Code): RtioAnswer {
   return new RtioAnswer(failure, undefined, 500);
 }
 
-/** The nonce as given, when it is one the seed allows to echo (a string); otherwise empty. */
-const echo = (nonce: unknown) => (typeof nonce === 'string' && Buffer.byteLength(nonce, 'utf8') <= RTIO_LIMITS.nonceBytes ? nonce : '');
+/** The nonce as given, when it is one the seed allows to echo (a string of Unicode text); otherwise empty. */
+const echo = (nonce: unknown) => (typeof nonce === 'string' && Buffer.byteLength(nonce, 'utf8') <= RTIO_LIMITS.nonceBytes && illFormedTextAt(nonce) === undefined ? nonce : '');
 
 function isTrusted(trusted: BlockList, address: string | undefined): boolean {
   if (!address) return false;

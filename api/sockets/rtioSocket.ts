@@ -1,7 +1,7 @@
 import { WebSocket, WebSocketServer } from 'ws';
 import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
-import { isStorableText } from '../../domain/text';
+import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
 import type { Logger } from '../../src/logger';
 import type { Rtio } from '../../src/rtio/rtio';
 
@@ -48,7 +48,10 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
     });
 
     const handle = async (text: string | undefined): Promise<void> => {
-      const frame = parse(text);
+      const parsed = parse(text);
+      // Text that is not Unicode (a `\ud800` escape) makes a frame bad as a whole, before any field is read.
+      const illFormed = parsed && illFormedTextAt(parsed);
+      const frame = illFormed === undefined ? parsed : undefined;
       if (deviceId === undefined) {
         const device = frame && typeof frame.device_id === 'string' && typeof frame.device_key === 'string' ? await deps.rtio.authenticateDevice(frame.device_id, frame.device_key) : undefined;
         if (!device || !frame) return socket.close(CLOSE.unauthenticated.code, 'device_id and device_key do not match a device');
@@ -65,6 +68,7 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         });
         return reply(socket, { authenticated: true });
       }
+      if (illFormed !== undefined) return reply(socket, { error: { code: 'bad_frame', message: notUnicode(illFormed) } });
       if (typeof frame?.report === 'string') {
         const report = frame.report;
         if (Buffer.byteLength(report, 'utf8') > RTIO_LIMITS.reportBytes || !isStorableText(report)) {

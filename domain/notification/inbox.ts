@@ -1,6 +1,7 @@
 import * as t from 'io-ts';
 import { unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
+import { streamNameOf } from '../streamName';
 import { NotificationRead } from './notification';
 
 /**
@@ -58,7 +59,8 @@ export interface InboxState {
   readonly broadcastsRead: ReadonlySet<string>;
 }
 
-export const inboxStreamName = (appId: string, userId: string) => `inbox-${appId}.${userId}`;
+/** `inbox-<appId>.<userId>`, the app id's `.` and `%` percent-encoded (streamNameOf): no two inboxes share a stream. */
+export const inboxStreamName = (appId: string, userId: string) => streamNameOf('inbox', appId, userId);
 
 export const inboxDecider: Decider<InboxCommand, InboxEvent, InboxState> = {
   initialState: () => ({ broadcastsRead: new Set() }),

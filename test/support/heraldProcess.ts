@@ -8,11 +8,18 @@ const root = path.resolve(__dirname, '../..');
 export class HeraldProcess {
   private output = '';
   private exited: Promise<number | null>;
+  /** Whether the process has ended (a crash included). */
+  hasExited = false;
 
   private constructor(private readonly child: ChildProcess) {
     child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.hasExited = true;
+        resolve(code);
+      }),
+    );
   }
 
   /** `as`: run under that uid/gid (possible when the test runs as root). */
