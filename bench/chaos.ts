@@ -370,7 +370,8 @@ interface Load {
 }
 
 function startLoad(): Load {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'chaosLoad.ts')], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'chaosLoad.ts')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  child.stdout?.on('data', (chunk: Buffer) => process.stderr.write(chunk)); // stdout carries only the bench's JSON
   const waiting = new Map<string, (message: Record<string, unknown>) => void>();
   let exited = false;
   const exit = new Promise<void>((resolve) =>
@@ -822,7 +823,8 @@ async function main(cleanup: Cleanup): Promise<unknown> {
 
   progress(`traffic over; draining up to ${DRAIN_SECONDS} s`);
   const drainUntil = Date.now() + DRAIN_SECONDS * 1000;
-  const resultPromise = load.next<{ result: LoadResult }>('result', DRAIN_SECONDS * 1000 + REQUEST_TIMEOUT_MS + 120_000);
+  // The load generator's own bounds: in-flight requests, the drain, then the lists (≥ 30 s, a few request timeouts).
+  const resultPromise = load.next<{ result: LoadResult }>('result', DRAIN_SECONDS * 1000 + 6 * REQUEST_TIMEOUT_MS + 180_000);
   load.send({ type: 'stop', drainUntil });
   const { result } = await resultPromise;
   // Reports and emails: wait for the acknowledged ones at the notify URL and the SMTP peer, to the same deadline.
