@@ -582,7 +582,7 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     await sleep(3000);
   }
 
-  const koalaNotListed = koala.filter((m) => !koalaLists[m.target]?.has(m.key!)).map((m) => m.key!);
+  const koalaNotListed = koala.filter((m) => !koalaLists[m.target]?.has(m.key!)).map((m) => `k${m.i}`);
   const perSubscriber = fleet.subscribers.map((s) => {
     const addressed = koala.filter((m) => `chaos-user-${m.target}` === s.user);
     const missing = addressed.filter((m) => !s.receipts.has(m.key!));
