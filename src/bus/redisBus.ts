@@ -64,9 +64,16 @@ export class RedisBus implements Bus {
       maxRetriesPerRequest: null,
       lazyConnect: true,
     };
-    // Publishing fails at once while disconnected rather than queueing behind the outage, and after 2 s
-    // on a connection that hangs (a projection waits for it).
-    const publisher = new Redis(url, { ...options, enableOfflineQueue: false, commandTimeout: PUBLISH_TIMEOUT_MS, connectionName: 'herald-bus-publisher' });
+    // Publishing fails at once while disconnected rather than queueing behind the outage, after 2 s on a
+    // connection that hangs (a projection waits for it), and when the connection drops under it (not
+    // sent again after the outage: a failure is counted, and healed, as one).
+    const publisher = new Redis(url, {
+      ...options,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: PUBLISH_TIMEOUT_MS,
+      connectionName: 'herald-bus-publisher',
+    });
     const subscriber = new Redis(url, { ...options, autoResubscribe: false, connectionName: 'herald-bus-subscriber' });
     for (const [role, client] of [['publisher', publisher], ['subscriber', subscriber]] as const) {
       // ioredis reconnects by itself; an error event without a listener would crash the process.
@@ -146,7 +153,9 @@ export class RedisBus implements Bus {
     // A publisher first heard at `seq` 1 started after this node subscribed; at a later `seq`, what it
     // sent before may have been lost to this node (or not: it started first). A catch-up tells apart.
     if (batch.seq > (last ?? 0) + 1) {
-      this.log.warn({ publisher: batch.from, after: last ?? 0, seq: batch.seq }, 'Redis bus: a publisher\'s messages were missed; catching up from the store');
+      // A node starting hears every running publisher first past seq 1: not worth a warning.
+      const level = last === undefined ? 'debug' : 'warn';
+      this.log[level]({ publisher: batch.from, after: last ?? 0, seq: batch.seq }, 'Redis bus: a publisher\'s messages may have been missed; catching up from the store');
       this.local.gap();
     }
     void this.local.publish(batch.publications);
