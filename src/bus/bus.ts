@@ -27,6 +27,7 @@ export interface Bus {
 
 export class InProcessBus implements Bus {
   private readonly emitter = new EventEmitter();
+  private readonly gapListeners = new Set<() => void>();
 
   constructor(private readonly onListenerError: (error: unknown, topic: string) => void = () => undefined) {
     this.emitter.setMaxListeners(0);
@@ -52,9 +53,9 @@ export class InProcessBus implements Bus {
 
   /** Tells the gap listeners (the Redis bus, when it lost publications): each is called, one failing does not stop the rest. */
   gap(): void {
-    for (const listener of this.emitter.listeners(GAP)) {
+    for (const listener of [...this.gapListeners]) {
       try {
-        (listener as () => void)();
+        listener();
       } catch (error) {
         this.onListenerError(error, 'gap');
       }
@@ -62,8 +63,10 @@ export class InProcessBus implements Bus {
   }
 
   onGap(listener: () => void): () => void {
-    this.emitter.on(GAP, listener);
-    return () => this.emitter.off(GAP, listener);
+    // A Set, not the emitter: every subscriber of the node listens, and each removes itself in O(1).
+    const own = () => listener();
+    this.gapListeners.add(own);
+    return () => this.gapListeners.delete(own);
   }
 
   /** Nothing between this process's publishers and subscribers can fail. */
@@ -73,8 +76,6 @@ export class InProcessBus implements Bus {
 
   async close(): Promise<void> {
     this.emitter.removeAllListeners();
+    this.gapListeners.clear();
   }
 }
-
-// A symbol, so no topic can be named like it.
-const GAP = Symbol('bus gap');
