@@ -39,8 +39,8 @@ describe('two herald nodes: Redis down for 5 s', function () {
     return url;
   }
 
-  const ticket = async (url: string, userId: string) => {
-    const response = await fetch(`${url}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId }) });
+  const ticket = async (url: string, userId: string, roles = '') => {
+    const response = await fetch(`${url}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId, user_roles: roles }) });
     return ((await response.json()) as { result: string }).result;
   };
   const post = async (url: string, path: string, body: unknown) =>
@@ -53,6 +53,7 @@ describe('two herald nodes: Redis down for 5 s', function () {
 
     const socket = GraphqlSocket.connect(two, { ticket: await ticket(two, 'bus-outage-reader') });
     const live = socket.subscribe<{ messages: { title: string; seq: string } }>('subscription { messages { title seq } }');
+    const stats = socket.subscribe<{ notificationStats: { admin_message: number } }>('subscription { notificationStats { admin_message } }');
     await socket.until(() => socket.isConnected, 'node 2 connected');
     const registered = await post(one, '/msgpush/register', { appId: 'camel', alias: 'bus-outage-phone', platform: 'ANDROID', nativeToken: `bus-outage-${Date.now()}` });
     const device = await DeviceSocket.connect(two, registered.id as string);
@@ -96,6 +97,13 @@ describe('two herald nodes: Redis down for 5 s', function () {
 
       await eventually(() => expect(acknowledged.length).to.be.greaterThan(warmUp + 10), { timeoutMs: 20_000, intervalMs: 50 });
       await redis.kill();
+      // A datahub notification committed while the bus is down: its change of the unread counts is lost on it.
+      const notified = await fetch(`${one}/notifications`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Token ${await ticket(one, 'bus-outage-admin', 'admin')}` },
+        body: JSON.stringify({ type: 'admin_message', receiver: 'bus-outage-reader', data: { content: 'during the outage' } }),
+      });
+      expect(notified.status, await notified.clone().text()).to.be.lessThan(300);
       // The outage itself: 5 s of a fault, not a wait for a result.
       await new Promise((resolve) => setTimeout(resolve, 5000));
       await redis.restart();
@@ -118,6 +126,9 @@ describe('two herald nodes: Redis down for 5 s', function () {
       expect(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), 'pushed in seq order').to.equal(true);
       expect(socket.isConnected, 'the subscriber was not disconnected').to.equal(true);
       expect(live.errors).to.deep.equal([]);
+      // The unread counts were read again after the gap: the notification of the outage is counted.
+      await eventually(() => expect(stats.results.at(-1)?.notificationStats.admin_message).to.equal(1), { timeoutMs: 15_000, intervalMs: 100 });
+      expect(stats.errors).to.deep.equal([]);
 
       // Both nodes were unready while their bus was down, and are ready again.
       expect(readiness[one], `${one}/readyz`).to.include(503);
