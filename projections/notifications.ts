@@ -389,17 +389,33 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       return { total: Number(rows[0]!.total), nodes, hasNextPage: found.length > options.first };
     },
 
-    async deliveredSince(owner, sinceSeq, limit, now) {
-      const { rows } = await pool.query<MessageRow>(
-        `SELECT ${MESSAGE_COLUMNS}
-           FROM (SELECT message_id, seq FROM notifications n
-                  WHERE n.app_id = $1 AND n.user_id = $2 AND n.seq > $3 AND (n.expires_at IS NULL OR n.expires_at > $4)
-                  ORDER BY n.seq ASC LIMIT $5) n
-           JOIN notification_messages m USING (message_id)
-          ORDER BY n.seq ASC`,
-        [owner.appId, owner.userId, sinceSeq.toString(), now, limit],
-      );
-      return rows.map(toDeliveredMessage);
+    async deliveredSince(requests) {
+      const { rows } = await pool.query<MessageRow & { request: string }>({
+        name: 'notifications-delivered-since',
+        text: `SELECT r.request, ${MESSAGE_COLUMNS}
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::timestamptz[]) WITH ORDINALITY AS r(app_id, user_id, since, lim, at, request)
+                CROSS JOIN LATERAL (SELECT message_id, seq FROM notifications n
+                                     WHERE n.app_id = r.app_id AND n.user_id = r.user_id AND n.seq > r.since AND (n.expires_at IS NULL OR n.expires_at > r.at)
+                                     ORDER BY n.seq ASC LIMIT r.lim) n
+                 JOIN notification_messages m USING (message_id)
+                ORDER BY r.request, n.seq ASC`,
+        values: [
+          requests.map((r) => r.owner.appId),
+          requests.map((r) => r.owner.userId),
+          requests.map((r) => r.sinceSeq.toString()),
+          requests.map((r) => r.limit),
+          requests.map((r) => r.now),
+        ],
+      });
+      const results = requests.map((): DeliveredMessage[] => []);
+      // One object per message, as the live push: its GraphQL result is then made once (sharedSubscription.ts).
+      const messages = new Map<string, DeliveredMessage>();
+      for (const row of rows) {
+        let message = messages.get(row.message_id);
+        if (!message) messages.set(row.message_id, (message = toDeliveredMessage(row)));
+        results[Number(row.request) - 1]!.push(message);
+      }
+      return results;
     },
 
     async messageIdsBySeq(appId, seqs) {

@@ -124,6 +124,7 @@ export async function startHerald(
       inbox,
       readYourWrites: inboxShows,
       sendAllowance,
+      inboxPosition: () => progress.position(notificationsProjection.name),
     });
     const datahub = new Datahub({
       store,
@@ -182,7 +183,7 @@ export async function startHerald(
     leadership.start();
 
     const leads = leadership;
-    const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead, leads);
+    const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead, leads, bus);
     const events = new EventFeed({ store });
     const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio, events });
     const checks = new OperationChecks(schema);
@@ -309,7 +310,7 @@ async function registerConfiguredApps(store: EventStore, config: Config, clock: 
   }
 }
 
-async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], progress: ProjectionProgress, startupHead: bigint, leadership: Leadership): Promise<Readiness> {
+async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], progress: ProjectionProgress, startupHead: bigint, leadership: Leadership, bus: Bus): Promise<Readiness> {
   const head = await withTimeout(infrastructure.store.headPosition(), 2000, 'event store did not answer within 2 s');
   // Read from the database, not the runner: a standby node is ready when the active one has caught up.
   // A runner passing events it has nothing to do with writes its checkpoint lazily; `progress` knows
@@ -324,10 +325,12 @@ async function checkReadiness(infrastructure: Infrastructure, runners: readonly 
       return [r.name, { state: r.state, position: position.toString(), caughtUp: position >= startupHead, parked: parked.get(r.name) ?? 0 }];
     }),
   );
+  // A node whose bus is down pushes nothing live (its subscribers catch up once it is back): not ready.
+  const busUp = bus.healthy();
   return {
-    ready: Object.values(projections).every((p) => p.caughtUp),
+    ready: Object.values(projections).every((p) => p.caughtUp) && busUp,
     // Which node runs the background work is shown, not required: a standby node serves as well.
-    checks: { eventStore: { kind: infrastructure.store.kind, head: head.toString() }, startupHead: startupHead.toString(), leadsBackgroundWork: leadership.isLeader, projections },
+    checks: { eventStore: { kind: infrastructure.store.kind, head: head.toString() }, startupHead: startupHead.toString(), leadsBackgroundWork: leadership.isLeader, bus: { healthy: busUp }, projections },
   };
 }
 

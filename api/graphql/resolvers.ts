@@ -257,8 +257,13 @@ async function* statsUpdates(deps: GraphqlDeps, { viewer }: UserContext, signal:
     wake?.();
   };
   signal.addEventListener('abort', () => wake?.(), { once: true });
-  // Subscribed before the first read, so no change between the two is lost.
-  const unsubscribe = [deps.bus.subscribe(notificationStatsTopic(viewer.appId, viewer.userId), changed), deps.bus.subscribe(broadcastStatsTopic(viewer.appId), changed)];
+  // Subscribed before the first read, so no change between the two is lost; a gap on the bus may have
+  // lost one, so it reads the counts again too.
+  const unsubscribe = [
+    deps.bus.subscribe(notificationStatsTopic(viewer.appId, viewer.userId), changed),
+    deps.bus.subscribe(broadcastStatsTopic(viewer.appId), changed),
+    deps.bus.onGap(changed),
+  ];
   try {
     for (;;) {
       while (!stale && !signal.aborted) {
