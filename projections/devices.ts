@@ -219,7 +219,7 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
         expiresAt: d.expiresAt,
         position,
       });
-      part.pushById.set(d.pushId, { type: 'push', push: devicePush(d), pushPosition: recorded.position });
+      part.pushById.set(d.pushId, { type: 'push', push: devicePush(d), pushPosition: String(recorded.position) });
       continue;
     }
     const outcome = decode(DeliveryEvent, recorded);
