@@ -198,6 +198,8 @@ describe('delivery decider', () => {
     const confirmed: DeliveryEvent = { type: 'DeliveryConfirmed', data: { ...target, confirmedAt: at(3) } };
     spec.given([delivered(1, 0, 10)]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(3) }).then([confirmed]);
     spec.given([delivered(1, 0, 10), confirmed]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(4) }).then([]);
+    // Issue 21, item 12: a device that lost the answer confirms again, also after the push expired: answered, nothing appended.
+    spec.given([delivered(1, 0, 10), confirmed]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(600) }).then([]);
     spec.given([delivered(1, 0, 10), confirmed]).when(attempt(confirmOne, 10, true)).then([]);
     // Confirmed before herald recorded its write: taken.
     spec.given([]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(0) }).then([{ type: 'DeliveryConfirmed', data: { ...target, confirmedAt: at(0) } }]);
