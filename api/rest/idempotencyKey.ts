@@ -11,7 +11,7 @@ import { badInput } from './shimErrors';
  * retry after a connection reset appends nothing twice and answers the same ids; the same key with
  * another body is refused (409). 1–128 printable ASCII characters, as a header carries them.
  */
-export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
+const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 
 const IdempotencyKey = t.refinement(t.string, (key) => key.length <= MAX_REQUEST_ID_LENGTH && /^[\x21-\x7e]+$/.test(key), 'IdempotencyKey');
 

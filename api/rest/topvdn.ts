@@ -18,8 +18,9 @@ import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
  * (`/v2/message/client/push`, `X-Client-Token`), the app's server to devices by number
  * (`/v2/message/server/push`, `X-APP-ID` + `X-APP-Key`, `proxy` 0: a batch, 1: on behalf of devices).
  * Both answer `{"request_id"}`; errors `{"code", "message"}` with the seed's statuses (400, 401, 500)
- * and herald's own (404, 409 an Idempotency-Key reused for another push, 413, 429, 503 busy). What `msg` and `flag` may be, and how the deliveries are tried,
- * is the push decider's (domain/device/push.ts). See docs/api/topvdn.md.
+ * and herald's own (404, 409 an Idempotency-Key reused for another push, 413, 429, 503 busy). What
+ * `msg` and `flag` may be, and how the deliveries are tried, is the push decider's
+ * (domain/device/push.ts). See docs/api/topvdn.md.
  */
 
 const BODY_LIMIT = '64kb';
