@@ -168,6 +168,9 @@ describe('idempotent pushes and confirmations', function () {
       await again.until((s) => s.frames.some((f) => f.confirmed === messageId), 'the answer on the new connection');
       expect(again.frames.filter((f) => f.error !== undefined)).to.deep.equal([]);
       expect(again.messages, 'a confirmed message is not sent again').to.deep.equal([]);
+      // GraphQL's confirmDelivery of the same delivery, with the device's token: answered true, nothing appended.
+      const confirmed = await graphql(url, device.token, 'mutation($messageId: ID!) { confirmDelivery(messageId: $messageId) }', { messageId });
+      expect(confirmed.data).to.deep.equal({ confirmDelivery: true });
       expect(await streamTypes(deliveryStreamName(messageId, device.id))).to.deep.equal(['MessageDelivered', 'DeliveryConfirmed']);
     });
   });
