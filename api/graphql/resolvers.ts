@@ -6,6 +6,7 @@ import { isStorableText } from '../../domain/text';
 import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import type { Clock } from '../../src/clock';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DeviceView } from '../../src/devices/deviceQueries';
@@ -449,6 +450,8 @@ export function toGraphqlError(error: unknown): unknown {
   if (error instanceof GraphQLError) return error;
   if (error instanceof DomainError) return new GraphQLError(error.message, { extensions: { code: DOMAIN_CODES[error.code] } });
   if (error instanceof SendRateExceededError) return new GraphQLError(error.message, { extensions: { code: 'RATE_LIMITED', retryAfterSeconds: error.retryAfterSeconds } });
+  // Others changing the same record past the retry bound: nothing was changed; the client sends it again.
+  if (error instanceof StreamContendedError) return new GraphQLError(error.message, { extensions: { code: 'BUSY', retryAfterSeconds: error.retryAfterSeconds } });
   if (error instanceof TicketError) return new GraphQLError(error.message, { extensions: { code: 'UNAUTHENTICATED', reason: error.problem } });
   return error;
 }

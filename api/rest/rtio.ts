@@ -4,6 +4,7 @@ import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import type { Cidr } from '../../src/config';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, type Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
@@ -92,7 +93,10 @@ export function rtioRouter(deps: {
         (fields) => res.json({ nonce: echo(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
           const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
-          if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          if (error instanceof StreamContendedError) {
+            deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
+            res.set('retry-after', String(error.retryAfterSeconds));
+          } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
           res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: known.detail ?? known.code[1], ...known.fields });
         },
       );
@@ -175,6 +179,8 @@ function field(body: Record<string, unknown>, name: string, maxBytes: number): s
 
 function asAnswer(error: unknown, failure: Code): RtioAnswer {
   if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);
+  // Others changing the same record past the retry bound: the route's failure code, as HTTP 503 (send again).
+  if (error instanceof StreamContendedError) return new RtioAnswer(failure, error.message, 503);
   return new RtioAnswer(failure, undefined, 500);
 }
 

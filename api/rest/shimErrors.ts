@@ -1,6 +1,7 @@
 import type express from 'express';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, TicketError } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { SendRateExceededError } from '../../src/messaging/messaging';
@@ -36,6 +37,8 @@ export function toShimError(error: unknown): ShimError {
   if (error instanceof ShimError) return error;
   if (error instanceof TicketError || error instanceof AppAuthError) return new ShimError(401, 'unauthorized', error.message);
   if (error instanceof SendRateExceededError) return new ShimError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
+  // Not herald's failure nor the caller's: others were changing the same record; the request may be sent again.
+  if (error instanceof StreamContendedError) return new ShimError(503, 'busy', error.message, error.retryAfterSeconds);
   if (error instanceof DomainError) {
     const [status, code] = DOMAIN_STATUS[error.code];
     return new ShimError(status, code, error.message);
@@ -72,7 +75,8 @@ export function shimRoute(
   return (req, res) => {
     checked(req, res).catch((error: unknown) => {
       const known = toShimError(error);
-      if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
+      if (error instanceof StreamContendedError) log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, `${shim}: busy`);
+      else if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
       if (known.retryAfterSeconds !== undefined) res.set('retry-after', String(known.retryAfterSeconds));
       send(res, req, known);
     });

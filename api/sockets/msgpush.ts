@@ -1,6 +1,7 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import { DomainError } from '../../domain/decider';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import type { Logger } from '../../src/logger';
@@ -78,10 +79,7 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
           await handle.confirm(messageId);
           reply(socket, { confirmed: messageId });
         } catch (error) {
-          if (!(error instanceof DomainError)) deps.log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
-          const code = error instanceof DomainError ? error.code : 'internal';
-          const message = error instanceof DomainError ? error.message : 'internal error; confirm again';
-          reply(socket, { error: { code, message }, confirm: messageId });
+          reply(socket, { error: confirmationError(error, deviceId, deps.log), confirm: messageId });
         }
       });
     });
@@ -95,6 +93,14 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** Why a confirmation was not recorded: the domain's refusal, busy (others writing; confirm again), or herald's failure. */
+function confirmationError(error: unknown, deviceId: string, log: Logger): { code: string; message: string } {
+  if (error instanceof DomainError) return { code: error.code, message: error.message };
+  if (error instanceof StreamContendedError) return { code: 'busy', message: error.message };
+  log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
+  return { code: 'internal', message: 'internal error; confirm again' };
 }
 
 function reply(socket: WebSocket, frame: unknown): void {

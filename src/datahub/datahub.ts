@@ -5,7 +5,7 @@ import { inboxStreamName } from '../../domain/notification/inbox';
 import { NOTIFICATION_LIMITS, NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
 import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
 import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
-import { handleCommand, newStream } from '../command/commandHandler';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { SendAllowance } from '../messaging/messaging';
 import type { Viewer } from '../identity/tickets';
@@ -223,12 +223,16 @@ export class Datahub {
   }
 
   async clearStats(viewer: Viewer, now: Date): Promise<void> {
+    // Read first: the clears the inbox holds now tell a concurrent clear (appended later) from an old one.
+    const streamName = inboxStreamName(viewer.appId, viewer.userId);
+    const loaded = await loadState(this.deps.store, inboxAggregate, streamName);
     const result = await handleCommand(
       this.deps.store,
       inboxAggregate,
-      inboxStreamName(viewer.appId, viewer.userId),
-      { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
+      streamName,
+      { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, clearsSeen: loaded.state.statsClears, now: now.toISOString() },
       { appId: viewer.appId, actor: `user:${viewer.userId}` },
+      loaded,
     );
     await this.deps.readYourWrites(result.position);
   }

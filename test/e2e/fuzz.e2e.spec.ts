@@ -328,6 +328,8 @@ describe('fuzz: generated bad input on every route', function () {
       contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', ''),
       clientToken: fc.constantFrom(registered.token, registered.token, `${registered.token}0`, 'Token x', ''),
       app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
+      // Issue 21, item 12: keys reused across generated bodies (409 or a retry), malformed ones (400).
+      idempotencyKey: fc.constantFrom<Record<string, string>>({}, {}, { 'idempotency-key': 'fuzz-1' }, { 'idempotency-key': 'fuzz-2' }, { 'idempotency-key': '' }, { 'idempotency-key': 'x'.repeat(129) }, { 'idempotency-key': 'a b' }),
     });
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
@@ -335,7 +337,7 @@ describe('fuzz: generated bad input on every route', function () {
           const [method, path] = r.route.split(' ') as [string, string];
           const response = await fetch(test.url + path + (path.endsWith('/') ? r.id : ''), {
             method,
-            headers: { ...(r.contentType && { 'content-type': r.contentType }), ...(r.clientToken && { 'x-client-token': r.clientToken }), ...r.app },
+            headers: { ...(r.contentType && { 'content-type': r.contentType }), ...(r.clientToken && { 'x-client-token': r.clientToken }), ...r.app, ...r.idempotencyKey },
             ...(method !== 'GET' && { body: r.body }),
           });
           const text = await response.text();
