@@ -37,7 +37,7 @@ export async function openInfrastructure(
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
       port: config.embeddedPostgresPort,
-      whenOwned: options.whenEmbeddedOwned ?? 'refuse',
+      whenOwned: options.whenEmbeddedOwned,
       log: (message) => log.debug({ component: 'embedded-postgres' }, message),
       onRestart: (message, error) => (error ? log.error({ err: error, component: 'embedded-postgres' }, message) : log.warn({ component: 'embedded-postgres' }, message)),
       onFatal: (error) => {
