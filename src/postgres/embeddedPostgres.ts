@@ -61,15 +61,15 @@ export async function startEmbeddedPostgres(options: {
     return { connectionString: connectionString(owner.port), joined: owner, downSince: () => undefined, stop: async () => undefined };
   }
   try {
-    return await startOwnServer({ ...options, dataDir, clusterDir, password, connectionString: connectionString(options.port), ownerFile });
+    return await startOwnServer({ ...options, clusterDir, password, connectionString: connectionString(options.port), ownerFile });
   } catch (error) {
     await releaseOwnership(ownerFile);
     throw error;
   }
 }
 
+/** Starts and supervises the server of a data dir this process owns. */
 async function startOwnServer(options: {
-  readonly dataDir: string;
   readonly clusterDir: string;
   readonly port: number;
   readonly password: string;

@@ -136,6 +136,24 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
     }
   });
 
+  it('a command started as the owner’s PostgreSQL dies uses the server the owner restarts, and starts none', async () => {
+    const herald = await serve();
+    try {
+      const dead = await postmaster();
+      process.kill(dead, 'SIGKILL');
+      const status = await command('projections', 'status');
+      expect(status.code, status.logs).to.equal(0);
+      expect(jsonLines(status.stdout).map((line) => line.projection)).to.deep.equal(projections.map((p) => p.name));
+      expect(herald.logs, 'the owner restarted it').to.include('embedded PostgreSQL restarted');
+      const restarted = await postmaster();
+      expect(restarted).not.to.equal(dead);
+      expect(isAlive(restarted), 'the owner’s server outlives the command').to.equal(true);
+      expect(JSON.parse(await readFile(ownerFile(), 'utf8'))).to.include({ pid: herald.pid });
+    } finally {
+      await stop(herald);
+    }
+  });
+
   it('a second serve on the same data dir refuses, naming the live one, and changes nothing', async () => {
     const first = await serve();
     let second: HeraldProcess | undefined;
