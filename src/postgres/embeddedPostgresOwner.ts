@@ -1,4 +1,4 @@
-import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 
 /**
  * The one herald process that runs a data dir's embedded PostgreSQL: it started the postmaster, supervises
@@ -18,27 +18,60 @@ export interface EmbeddedPostgresOwner {
 
 /**
  * Makes this process the owner, or returns the live process that already is (then nothing changes).
- * A file left by a dead owner (kill -9) is stale and replaced.
+ * A record left by a dead owner (kill -9) is stale and replaced.
  */
 export async function claimOwnership(file: string, port: number): Promise<EmbeddedPostgresOwner | undefined> {
   const me: EmbeddedPostgresOwner = { pid: process.pid, started: await startTimeOf(process.pid), port, command: process.argv.slice(2).join(' ') };
   for (;;) {
-    try {
-      await writeFile(file, JSON.stringify(me) + '\n', { flag: 'wx' }); // exclusive: of two claimants, one creates it
-      return undefined;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    if (await createExclusively(file, me)) return undefined;
     const current = await readOwner(file);
     if (current === undefined) continue; // removed meanwhile: claim again
     if (await isLive(current)) return current;
-    // Stale. Move it aside rather than delete it: if another claimant replaced it meanwhile, the file moved
-    // is that claimant's, and goes back (link fails only if a third one claimed in between).
-    const aside = `${file}.${process.pid}`;
-    if (!(await rename(file, aside).then(() => true, ignore('ENOENT')))) continue;
-    const moved = await readOwner(aside);
-    if (moved !== undefined && JSON.stringify(moved) !== JSON.stringify(current)) await link(aside, file).catch(ignore('EEXIST'));
-    await unlink(aside).catch(ignore('ENOENT'));
+    await removeStale(file, current, me);
+  }
+}
+
+/**
+ * Removes a stale record, one claimant at a time. Another claimant may replace the record between our
+ * reading and removing it, so removal happens under `<file>.break`, itself created exclusively: while we
+ * hold it, a record still equal to the stale one can be neither removed nor replaced by anyone else. A
+ * break file left by a claimant that died within those milliseconds is stale the same way.
+ */
+async function removeStale(file: string, stale: EmbeddedPostgresOwner, me: EmbeddedPostgresOwner): Promise<void> {
+  const breakFile = `${file}.break`;
+  if (!(await createExclusively(breakFile, me))) {
+    const breaker = await readOwner(breakFile);
+    if (breaker !== undefined && !(await isLive(breaker))) await unlink(breakFile).catch(ignore('ENOENT'));
+    else await new Promise((resolve) => setTimeout(resolve, 10)); // another claimant is removing it
+    return;
+  }
+  try {
+    if (JSON.stringify(await readOwner(file)) === JSON.stringify(stale)) await unlink(file).catch(ignore('ENOENT'));
+  } finally {
+    await unlink(breakFile).catch(ignore('ENOENT'));
+  }
+}
+
+/**
+ * Writes the whole record under a name of its own, then links it into place: it appears complete, and only
+ * where none is. A file system without hard links gets an exclusive create (a reader may then, for an
+ * instant, find it empty and take it for stale).
+ */
+async function createExclusively(file: string, record: EmbeddedPostgresOwner): Promise<boolean> {
+  const text = JSON.stringify(record) + '\n';
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, text);
+  try {
+    await link(temporary, file).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST' || !['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP'].includes(error.code ?? '')) throw error;
+      return writeFile(file, text, { flag: 'wx' });
+    });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return false;
+  } finally {
+    await unlink(temporary).catch(ignore('ENOENT'));
   }
 }
 
@@ -54,7 +87,7 @@ async function readOwner(file: string): Promise<EmbeddedPostgresOwner | undefine
     const owner = JSON.parse(text) as Partial<EmbeddedPostgresOwner>;
     return typeof owner.pid === 'number' && typeof owner.port === 'number'
       ? { pid: owner.pid, started: typeof owner.started === 'string' ? owner.started : null, port: owner.port, command: String(owner.command ?? '') }
-      : { pid: 0, started: null, port: 0, command: '' }; // unreadable (a write cut short): stale
+      : { pid: 0, started: null, port: 0, command: '' }; // not a record (damaged): stale
   } catch {
     return { pid: 0, started: null, port: 0, command: '' };
   }
