@@ -3,12 +3,7 @@ import { expect } from 'chai';
 import { buildSchema, GraphQLError, Kind, parse, visit, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import { MAX_COMPLEXITY, MAX_MUTATION_FIELDS, MAX_NESTING, MAX_TOKENS, OperationChecks } from '../../api/graphql/operationChecks';
 import { fragmentsInOrder, measureOperation, WRITE_COST } from '../../api/graphql/operationCost';
-
-/** A fragment bomb (issue 21 item 2): `levels` fragments, each spreading the next `spreads` times. */
-export function fragmentBomb(levels: number, spreads: number): string {
-  const fragments = Array.from({ length: levels }, (_, i) => `fragment F${i} on Viewer { ${Array(spreads).fill(`...F${i + 1}`).join(' ')} }`);
-  return [`{ me { ...F0 } }`, ...fragments, `fragment F${levels} on Viewer { appId appId }`].join('\n');
-}
+import { fragmentBomb } from '../support/fragmentBomb';
 
 /** Issue 21 items 2, 3 and 5: GraphQL's cost is bounded before anything walks the document. */
 describe('operation checks (issue 21)', () => {
