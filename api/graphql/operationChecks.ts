@@ -14,7 +14,7 @@ import {
   type GraphQLSchema,
   type ValidationRule,
 } from 'graphql';
-import { fragmentsInOrder, measureOperation } from './operationCost';
+import { fragmentsInOrder, MAX_SAME_RESPONSE_NAME, measureOperation, mostRepeatedName } from './operationCost';
 
 /** Levels of fields below a root field. */
 export const MAX_DEPTH = 8;
@@ -35,10 +35,10 @@ const tooComplex = (message: string) => new GraphQLError(message, { extensions: 
 /**
  * Parsing and validation of operations, shared by GraphQL over HTTP and graphql-ws. Every step is
  * bounded before the next one walks the document: the text is lexed once against MAX_TOKENS and
- * MAX_NESTING, the parser runs on what passed, fragment cycles are refused, then one pass measures the
- * operation's depth, cost and mutations (operationCost.ts: linear in the document, whatever its fragments
- * spread), and only then do the specified rules run (some are quadratic in a selection's fields, which the
- * limits keep small). A frontend sends the same few texts again and again, so a text's parse and its
+ * MAX_NESTING, the parser runs on what passed, fragment cycles and over 100 fragments are refused, then
+ * one pass measures the operation's depth, cost and mutations (operationCost.ts: linear in the document,
+ * whatever its fragments spread), one more what makes the specified rules quadratic (one name selected
+ * many times in a selection), and only then do the specified rules run. A frontend sends the same few texts again and again, so a text's parse and its
  * static checks are kept; the measure depends on the variables (`first: $first`) and runs per request.
  */
 export class OperationChecks {
@@ -72,7 +72,7 @@ export class OperationChecks {
     };
   }
 
-  /** Fragment cycles, then `perRequestRules` (requestRule), then the specified rules (cached per document). */
+  /** The document's fragments (fragmentsInOrder), then `perRequestRules` (requestRule), then the specified rules; all but the request's rules are kept per document. */
   validate(document: DocumentNode, perRequestRules: readonly ValidationRule[]): readonly GraphQLError[] {
     const fragments = this.fragmentsOf(document);
     if (fragments instanceof GraphQLError) return [fragments];
@@ -88,6 +88,7 @@ export class OperationChecks {
     return errors;
   }
 
+  /** The document's fragments in the order measureOperation takes them, or what refuses its shape. */
   private fragmentsOf(document: DocumentNode): readonly FragmentDefinitionNode[] | GraphQLError {
     let fragments = this.fragments.get(document);
     if (!fragments) {
@@ -110,6 +111,8 @@ export class OperationChecks {
       return [tooComplex(`the operation has ${rootFields} mutation fields, over the limit of ${MAX_MUTATION_FIELDS} per request`)];
     }
     if (cost > MAX_COMPLEXITY) return [tooComplex(`query complexity ${cost} is over the limit of ${MAX_COMPLEXITY}`)];
+    const repeated = mostRepeatedName(fragments, operation);
+    if (repeated.times > MAX_SAME_RESPONSE_NAME) return [tooComplex(`"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`)];
     return coerced.errors ?? [];
   }
 }

@@ -51,14 +51,15 @@ describe('GraphQL: a costly document is refused before it is walked (issue 21 it
           const took = performance.now() - started;
           expect(codeOf(answer), `${name} ${levels}×${spreads}`).to.equal('QUERY_TOO_COMPLEX');
           expect(health.status).to.equal(200);
-          // Generous for a contended CPU (the check itself takes under a millisecond: operationChecks.unit.spec.ts).
-          expect(took, `${name} ${levels}×${spreads} answered in ms`).to.be.below(1000);
+          // Generous for a contended CPU (the check itself takes about a millisecond: operationChecks.unit.spec.ts);
+          // the old checks took 31 s for 25 × 2 on the same machine.
+          expect(took, `${name} ${levels}×${spreads} answered in ms`).to.be.below(2000);
         }
       }
     } finally {
       stalls.disable();
     }
-    expect(stalls.max / 1e6, 'the longest event-loop stall, ms').to.be.below(1000);
+    expect(stalls.max / 1e6, 'the longest event-loop stall, ms').to.be.below(2000);
     expect(ws.isConnected).to.equal(true);
   });
 
