@@ -74,9 +74,8 @@ export const MAX_SAME_RESPONSE_NAME = 10;
 /**
  * The document's fragments, each after the fragments it spreads — or the error of a fragment that
  * spreads itself, directly or through others (a cycle would make every measure infinite), or of more
- * than MAX_FRAGMENTS. A fragment
- * named twice is taken once (validation refuses the document anyway); a spread of an unknown fragment
- * measures nothing.
+ * than MAX_FRAGMENTS. A fragment named twice is taken once (validation refuses the document anyway); a
+ * spread of an unknown fragment measures nothing.
  */
 export function fragmentsInOrder(document: DocumentNode): readonly FragmentDefinitionNode[] | GraphQLError {
   const fragments = new Map<string, FragmentDefinitionNode>();
@@ -87,7 +86,7 @@ export function fragmentsInOrder(document: DocumentNode): readonly FragmentDefin
   }
   const spreads = new Map<string, string[]>();
   for (const [name, fragment] of fragments) spreads.set(name, spreadsOf(fragment.selectionSet).filter((spread) => fragments.has(spread)));
-  // Depth-first, with a stack of its own: a chain of a thousand fragments must not overflow the call stack.
+  // Depth-first, with a stack of its own: a path through the fragments is as long as their chain.
   const order: FragmentDefinitionNode[] = [];
   const state = new Map<string, 'open' | 'done'>();
   for (const start of fragments.keys()) {
