@@ -117,7 +117,7 @@ export async function startHerald(
       ttlSeconds: config.ticketTtlSeconds,
       ...(config.ticketSecret !== undefined && { configuredSecret: config.ticketSecret }),
     });
-    // One budget per sender, whichever API it sends through.
+    // One budget per sender, whichever API it sends through; stats clears and RTIO reports take from it too.
     const sendAllowance = new SendAllowance(config.sendRatePerMinute);
     const messaging = new Messaging({
       store,
@@ -168,6 +168,7 @@ export async function startHerald(
       log,
       directory,
       bus,
+      sendAllowance,
       reportsShow: progress.readYourWrites([rtioProjection.name], config.readYourWritesTimeoutMs),
       ...(reportForwarder && { forwarder: reportForwarder }),
     });

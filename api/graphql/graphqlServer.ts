@@ -54,7 +54,7 @@ export function graphqlRouter(deps: ServerDeps): express.Router {
     },
     parse: checks.parse,
     // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
-    validationRules: (_req, args) => [checks.complexityRule(args.variableValues as Record<string, unknown> | undefined), unicodeVariablesRule(args.variableValues)],
+    validationRules: (_req, args) => [checks.requestRule({ variables: args.variableValues, operationName: args.operationName }), unicodeVariablesRule(args.variableValues)],
     validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
     formatError: (error) => maskUnexpected(error, deps.log),
   });
@@ -93,8 +93,7 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
       // Nothing reaches here unauthenticated (graphql-ws runs no operation before onConnect allowed it).
       context: (ctx): GraphqlContext => principals.get(ctx.extra) ?? {},
       // Parsed and validated here, not through graphql-ws's `parse` and `validate` hooks: `validate` is
-      // not given the variables, and the complexity rule needs them (`first: $first`) — without them
-      // it refuses every operation with a required variable as "not provided".
+      // not given the variables, and the request rule needs them (`first: $first`).
       onSubscribe: (ctx, id, payload) => {
         let document: DocumentNode;
         try {
@@ -104,7 +103,7 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables), unicodeVariablesRule(payload.variables)]);
+        const errors = deps.checks.validate(document, [deps.checks.requestRule(payload), unicodeVariablesRule(payload.variables)]);
         if (errors.length > 0) return [...errors];
         return subscriptions.attach({ schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName }, { socket: ctx.extra.socket, id });
       },

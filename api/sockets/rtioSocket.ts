@@ -3,6 +3,7 @@ import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
 import type { Logger } from '../../src/logger';
+import { SendRateExceededError } from '../../src/messaging/messaging';
 import type { Rtio } from '../../src/rtio/rtio';
 
 /**
@@ -13,7 +14,8 @@ import type { Rtio } from '../../src/rtio/rtio';
  * device → herald, its reply: `{"call_id", "code", "message"}` → `{"replied": "<call_id>"}`, or
  * `{"error": {"code", "message"}, "call_id"}` (no such call waiting: it timed out, or was never made);
  * device → herald, a report: `{"report": "<message ≤ 1,024 bytes>"}` → `{"reported": "<report id>"}`,
- * forwarded to the notify URL (src/rtio/reportForwarder.ts).
+ * forwarded to the notify URL (src/rtio/reportForwarder.ts); over the sending rate
+ * `{"error": {"code": "rate_limited", "message", "retry_after_seconds"}}`.
  * The key travels in a frame, not the URL, so it is not in access logs.
  */
 
@@ -74,7 +76,12 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         if (Buffer.byteLength(report, 'utf8') > RTIO_LIMITS.reportBytes || !isStorableText(report)) {
           return reply(socket, { error: { code: 'bad_frame', message: `a report is at most ${RTIO_LIMITS.reportBytes} bytes of text` } });
         }
-        return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
+        try {
+          return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
+        } catch (error) {
+          if (!(error instanceof SendRateExceededError)) throw error;
+          return reply(socket, { error: { code: 'rate_limited', message: error.message, retry_after_seconds: error.retryAfterSeconds } });
+        }
       }
       const callId = frame?.call_id;
       const code = frame?.code;

@@ -110,7 +110,7 @@ export class Datahub {
       readonly store: EventStore;
       readonly queries: DatahubQueries;
       readonly subscribers: ItemSubscribers;
-      /** Users' sends count against their sending rate (back-end services are the app's own, and are not limited). */
+      /** Users' sends and stats clears count against their sending rate (back-end services are the app's own, and are not limited). */
       readonly sendAllowance: SendAllowance;
       /** Resolves once the caller's next query would show the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
@@ -222,7 +222,9 @@ export class Datahub {
     return Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, unread.get(type) ?? 0])) as Record<NotificationType, number>;
   }
 
+  /** Each clear is a write: it counts against the user's sending rate (SendRateExceededError). */
   async clearStats(viewer: Viewer, now: Date): Promise<void> {
+    this.deps.sendAllowance.take(viewer, now);
     // Read first: the clears the inbox holds now tell a concurrent clear (appended later) from an old one.
     const streamName = inboxStreamName(viewer.appId, viewer.userId);
     const loaded = await loadState(this.deps.store, inboxAggregate, streamName);

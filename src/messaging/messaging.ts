@@ -50,7 +50,8 @@ export class SendRateExceededError extends Error {
 
 /**
  * How many sends one sender may make per minute: a fixed window per (app, sender), shared by every API
- * that sends (Koala, GraphQL, datahub). Several nodes each keep their own (a shared limit comes with Redis).
+ * that sends (Koala, GraphQL, datahub) and by the writes that are as cheap to repeat (stats clears, an RTIO
+ * device's reports as `rtio-device:<id>`). Several nodes each keep their own (a shared limit comes with Redis).
  */
 export class SendAllowance {
   private readonly windows = new Map<string, { windowStart: number; count: number }>();

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { eventually } from '../support/eventually';
+import { fragmentBomb } from '../support/fragmentBomb';
 import { graphql } from '../support/graphqlClient';
 import { DeviceSocket } from '../support/deviceSocket';
 import { RtioDevice } from '../support/rtioDevice';
@@ -165,6 +166,15 @@ describe('fuzz: generated bad input on every route', function () {
         variables: fc.record({ a: fc.oneof(value, fc.bigInt({ min: -1n, max: 2n ** 64n }).map(String)), f: value, t: value, s: value, p: value }),
       }),
       fc.record({ query: fc.oneof(fc.string({ maxLength: 200 }), fc.constantFrom('{', '{ me { ', 'subscription { messages { id } }', '{ ...A } fragment A on Query { ...A }', '{ __schema { types { name } } }')), variables: fc.constant({}) }),
+      // Issue 21: fragment bombs, deep selections, more aliased mutations than a request may run.
+      fc.record({
+        query: fc.oneof(
+          fc.tuple(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 4 })).map(([levels, spreads]) => fragmentBomb(levels, spreads)),
+          fc.integer({ min: 1, max: 6000 }).map((depth) => `{ me ${'{ a '.repeat(depth)}${'}'.repeat(depth)} }`),
+          fc.integer({ min: 11, max: 2000 }).map((n) => `mutation { ${Array.from({ length: n }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`),
+        ),
+        variables: fc.constant({}),
+      }),
     );
     const body = fc.oneof(
       operation.map((o) => JSON.stringify(o)),
