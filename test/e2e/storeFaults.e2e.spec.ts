@@ -101,6 +101,17 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
       const datahub = await fetch(`${herald.url}/notifications?type=admin_message`, { headers: { accept: 'application/json', authorization: `Token ${ticket}` } });
       expect(datahub.status).to.equal(500);
       expect(await datahub.json()).to.deep.equal({ code: 'internal', message: 'internal error' });
+      const json = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+        fetch(`${herald.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+      const onePush = await json('/msgpush/send', { appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALL', alert: 'hello' });
+      expect(onePush.status).to.equal(500);
+      expect(await onePush.json()).to.include({ status: 500, error: 'Internal Server Error', message: 'internal error', path: '/msgpush/send' });
+      const topvdn = await json('/v2/message/server/push', { proxy: 0, payload: [{ to: 'c1', msg: 'aGk=' }] }, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' });
+      expect(topvdn.status).to.equal(500);
+      expect(await topvdn.json()).to.deep.equal({ code: 'internal', message: 'internal error' });
+      const rtio = await json('/manage/create_device', { nonce: 'outage-1' });
+      expect(rtio.status).to.equal(500);
+      expect(await rtio.json()).to.deep.equal({ nonce: 'outage-1', code: 2705, desc: 'device create failed' });
 
       const { body: down } = await readyz();
       expect(down.notReady?.eventStore, 'names the store').to.match(/unavailable/);
