@@ -76,7 +76,7 @@ const STANDBY_RETRY_MS = 1000;
  * away — meanwhile commands wait for it (read your writes) and live pushes wait with it.
  */
 const FIRST_BACKOFF_MS = 250;
-export const MAX_BACKOFF_MS = 2000;
+const MAX_BACKOFF_MS = 2000;
 /** How long the checkpoint may lag in the database behind batches the projection had nothing to do in. */
 const SKIPPED_CHECKPOINT_MS = 1000;
 
@@ -233,12 +233,6 @@ export class ProjectionRunner {
     if (skippedTo !== undefined) await this.moveCheckpoint(checkpoint, skippedTo);
   }
 
-  /**
-   * One transaction: the checkpoint's compare-and-set (sent with BEGIN), then the projection's writes.
-   * Its commit need not wait for the disk: a read model is derived data, so if PostgreSQL crashes and
-   * loses the last few commits, it loses checkpoint and writes together and the runner replays them.
-   * Visibility, which read-your-writes waits for, is at commit either way.
-   */
   /** One line when a run of failures begins (and at debug level after), not one per retry of an outage. */
   private failed(error: unknown, retryInMs: number): void {
     const message = error instanceof Error ? error.message : String(error);
@@ -256,6 +250,12 @@ export class ProjectionRunner {
     this.deps.log.info({ projection: this.name, attempts: failure.attempts, seconds: (Date.now() - failure.since.getTime()) / 1000 }, 'projection runner resumed');
   }
 
+  /**
+   * One transaction: the checkpoint's compare-and-set (sent with BEGIN), then the projection's writes.
+   * Its commit need not wait for the disk: a read model is derived data, so if PostgreSQL crashes and
+   * loses the last few commits, it loses checkpoint and writes together and the runner replays them.
+   * Visibility, which read-your-writes waits for, is at commit either way.
+   */
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
     const begin = `SET LOCAL synchronous_commit = off; ${moveCheckpointSql(projection.name, checkpoint, next)}`;
