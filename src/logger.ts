@@ -45,7 +45,7 @@ export function errorForLog(error: unknown, depth = 0): Record<string, unknown> 
     ...(typeof code === 'string' && { code }),
     ...(typeof constraint === 'string' && { constraint }),
     ...(typeof table === 'string' && { table }),
-    ...(classifyFailure(error) === 'other' && error.stack && { stack: error.stack.split('\n').slice(1, STACK_FRAMES + 1).map((line) => line.trim()).join(' | ') }),
+    ...(classifyFailure(error) === 'other' && error.stack && { stack: error.stack.split('\n').slice(1, STACK_FRAMES + 1).map((line) => line.trim()).join(' | ').slice(0, 1000) }),
     ...(error.cause !== undefined && depth < 2 && { cause: errorForLog(error.cause, depth + 1) }),
   };
 }

@@ -24,7 +24,7 @@ export function graphqlHttpHandler<Context extends OperationContext>(options: Ha
       const own = await options.onOperation?.(req, args, result);
       if (own !== undefined) return own;
       if (!failedForTheStore(result)) return undefined;
-      log.warn({ err: result.errors?.find(isTemporary) }, 'graphql: the store is unavailable');
+      log.warn({ err: result.errors?.find(isTemporary)?.originalError }, 'graphql: the store is unavailable');
       return unavailable();
     },
   });
