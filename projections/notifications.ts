@@ -1,10 +1,10 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { inboxTopic, type DeliveredMessage, type InboxQueries, type NotificationPage } from '../src/messaging/inbox';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
 
 /**
@@ -152,7 +152,7 @@ function toBatch(events: readonly RecordedEvent[]) {
   const changed = { id: [] as string[], position: [] as string[], status: [] as string[], at: [] as string[] };
   const acknowledged = { id: [] as string[], position: [] as string[], app: [] as string[], user: [] as string[], at: [] as string[] };
   for (const recorded of events) {
-    const event = decodeMessageEvent(recorded);
+    const event = messageEvents.decode(recorded);
     if (!event) continue;
     switch (event.type) {
       case 'MessageSent':
@@ -217,13 +217,8 @@ function toBatch(events: readonly RecordedEvent[]) {
 type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
 type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
 
-/** A message event this projection can apply; anything else (other events, a malformed one) is skipped. */
-export function decodeMessageEvent(recorded: RecordedEvent): MessageEvent | undefined {
-  if (!recorded.type.startsWith('Message')) return undefined;
-  const decoded = MessageEvent.decode({ type: recorded.type, data: recorded.data });
-  if (!isRight(decoded) || !UUID.test(decoded.right.data.messageId)) return undefined;
-  return decoded.right;
-}
+/** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
+const messageEvents = eventDecoder(MessageEvent, (event) => (UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID'));
 
 /**
  * One statement for messages created (a repeated creation changes nothing), released or expired (only a

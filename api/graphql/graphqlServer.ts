@@ -3,7 +3,6 @@ import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
 import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
-import { createHandler } from 'graphql-http/lib/use/express';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
 import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
@@ -12,6 +11,7 @@ import { TicketError, type Tickets } from '../../src/identity/tickets';
 import type { Rtio } from '../../src/rtio/rtio';
 import { deviceResolvers } from './deviceResolvers';
 import { graphiqlRouter } from './graphiql';
+import { graphqlHttpHandler, storeUnavailable } from './graphqlHttp';
 import { OperationChecks } from './operationChecks';
 import { rtioResolvers } from './rtioResolvers';
 import { eventResolvers } from './eventResolvers';
@@ -43,7 +43,7 @@ interface ServerDeps {
 export function graphqlRouter(deps: ServerDeps): express.Router {
   const router = express.Router();
   const { checks } = deps;
-  const handler = createHandler<GraphqlContext>({
+  const handler = graphqlHttpHandler<GraphqlContext>({
     schema: deps.schema,
     context: async (req) => {
       const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
@@ -57,7 +57,7 @@ export function graphqlRouter(deps: ServerDeps): express.Router {
     validationRules: (_req, args) => [checks.requestRule({ variables: args.variableValues, operationName: args.operationName }), unicodeVariablesRule(args.variableValues)],
     validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
     formatError: (error) => maskUnexpected(error, deps.log),
-  });
+  }, deps.log);
   router.use(graphiqlRouter(GRAPHQL_PATH));
   router.use(GRAPHQL_PATH, express.json({ limit: '256kb' }));
   router.all(GRAPHQL_PATH, handler);
@@ -235,6 +235,8 @@ function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): Gra
   // subscription's source stream failing (graphql-ws wraps what it threw): herald's failure.
   const thrown = error.originalError;
   if (thrown && (error.path !== undefined || !(thrown instanceof GraphQLError))) {
+    const unavailable = storeUnavailable(thrown, error.path);
+    if (unavailable) return unavailable;
     log.error({ err: thrown, path: error.path }, 'graphql: internal error');
     return new GraphQLError('internal error', { ...(error.path && { path: error.path }), extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   }
