@@ -61,7 +61,9 @@ export const EVENT_CATALOGUE: readonly CatalogueEntry[] = [
 ];
 
 const INTRODUCTION = [
-  'Streams are `<aggregate>-<id>`; event types are PascalCase, past tense; payloads are JSON, decoded by ' +
+  'Streams are `<aggregate>-<id>`; a stream of several ids joins them with `.`, every id but the last with `%` and `.` ' +
+    'percent-encoded (`%25`, `%2E`), so no two share a name: app `camel.x` and user `bob` is `inbox-camel%2Ex.bob`, app ' +
+    '`camel` and user `x.bob` is `inbox-camel.x.bob` (`domain/streamName.ts`). Event types are PascalCase, past tense; payloads are JSON, decoded by ' +
     "the io-ts codecs in `domain/` wherever they are read. Every event's metadata carries `correlationId` and " +
     '`causationId`, and `appId` and `actor` where known.',
   'Each event below lists the fields of its `data` with their types in TypeScript notation (`?`: may be absent). ' +

@@ -1,9 +1,12 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { AppEvent } from '../domain/app/app';
 import type { Pool } from 'pg';
 import type { PushCallbackUrls } from '../src/devices/appCallbacks';
 import type { AppSecrets } from '../src/identity/tickets';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+
+/** App events; one whose data is refused is parked by the runner, not skipped. */
+const appEvents = eventDecoder(AppEvent);
 
 /** Apps and their secret hashes, for authenticating app_key/secret_key, X-APP-ID/X-APP-Key, appId/appKey. */
 export const appsProjection: Projection = {
@@ -29,9 +32,8 @@ export const appsProjection: Projection = {
 
   async handle(events, tx) {
     for (const recorded of events) {
-      const decoded = AppEvent.decode({ type: recorded.type, data: recorded.data });
-      if (!isRight(decoded)) continue;
-      const event = decoded.right;
+      const event = appEvents.decode(recorded);
+      if (!event) continue;
       switch (event.type) {
         case 'AppRegistered':
           await tx.query(

@@ -1,4 +1,3 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { UUID } from '../domain/text';
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
@@ -8,6 +7,7 @@ import { broadcastStatsTopic, notificationStatsTopic, type DatahubQueries, type 
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 
 /**
@@ -176,13 +176,12 @@ function toBatch(events: readonly RecordedEvent[]) {
   const read = new Columns<{ id: string; app: string; user: string; at: string; position: string }>(['id', 'app', 'user', 'at', 'position']);
   const cleared = new Columns<{ app: string; user: string; position: string }>(['app', 'user', 'position']);
   for (const recorded of events) {
-    const event = decode(recorded);
+    const event = datahubEvents.decode(recorded);
     if (!event) continue;
     const position = recorded.position.toString();
     switch (event.type) {
       case 'NotificationSent': {
         const d = event.data;
-        if (!UUID.test(d.notificationId)) break;
         const row: Sent = { id: d.notificationId, app: d.appId, sender: d.sender, level: d.level, forBrowser: forBrowser(d), forClient: d.forClient, data: JSON.stringify(d.data), sentAt: d.sentAt, position };
         if (d.notificationType === BROADCAST_TYPE) {
           broadcast.push(row);
@@ -196,7 +195,6 @@ function toBatch(events: readonly RecordedEvent[]) {
         break;
       }
       case 'NotificationRead':
-        if (!UUID.test(event.data.notificationId)) break;
         read.push({ id: event.data.notificationId, app: event.data.appId, user: event.data.userId, at: event.data.readAt, position });
         break;
       case 'NotificationStatsCleared':
@@ -207,13 +205,10 @@ function toBatch(events: readonly RecordedEvent[]) {
   return { sent, broadcast, subscriptions, read, cleared };
 }
 
-/** An event this projection applies; anything else (other events, a malformed one) is skipped. */
-const DatahubEvent = t.union([NotificationEvent, InboxEvent]);
-
-function decode(recorded: RecordedEvent): t.TypeOf<typeof DatahubEvent> | undefined {
-  const decoded = DatahubEvent.decode({ type: recorded.type, data: recorded.data });
-  return isRight(decoded) ? decoded.right : undefined;
-}
+/** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
+const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
+  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId) ? 'notificationId is not a UUID' : undefined,
+);
 
 // A delivery per distinct receiver (a repeated NotificationSent changes nothing), each counted unread.
 const DELIVER = `

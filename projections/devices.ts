@@ -1,4 +1,3 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
@@ -9,6 +8,7 @@ import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelive
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
 
 /**
@@ -179,9 +179,8 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
   };
   for (const recorded of events) {
     const position = recorded.position.toString();
-    const device = decode(DeviceEvent, recorded);
+    const device = deviceEvents.decode(recorded);
     if (device) {
-      if (!DEVICE_ID.test(device.data.deviceId)) continue;
       if (part.pushes.length > 0) finish();
       const before = devices.get(device.data.deviceId);
       const ended = (before?.ended ?? false) || device.type === 'DeviceUnregistered';
@@ -202,9 +201,9 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
       );
       continue;
     }
-    const push = decode(PushEvent, recorded);
+    const push = pushEvents.decode(recorded);
     if (push) {
-      if (push.type !== 'PushRequested' || !UUID.test(push.data.pushId) || part.pushById.has(push.data.pushId)) continue;
+      if (push.type !== 'PushRequested' || part.pushById.has(push.data.pushId)) continue;
       const d = push.data;
       part.pushes.push({
         id: d.pushId,
@@ -219,13 +218,12 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
         expiresAt: d.expiresAt,
         position,
       });
-      part.pushById.set(d.pushId, { type: 'push', push: devicePush(d), pushPosition: recorded.position });
+      part.pushById.set(d.pushId, { type: 'push', push: devicePush(d), pushPosition: String(recorded.position) });
       continue;
     }
-    const outcome = decode(DeliveryEvent, recorded);
+    const outcome = deliveryEvents.decode(recorded);
     if (outcome) {
       const { pushId, deviceId } = outcome.data;
-      if (!UUID.test(pushId)) continue;
       const key = `${pushId}/${deviceId}`;
       const before = outcomes.get(key);
       outcomes.set(key, applyOutcome(before, outcome, position));
@@ -269,10 +267,10 @@ function audienceValues(push: PushRequestedData): ReadonlyArray<string | number>
 
 const devicePush = ({ audience: _a, platform: _p, ...push }: PushRequestedData): DevicePush => push;
 
-function decode<E>(codec: { decode(input: unknown): import('fp-ts/lib/Either').Either<unknown, E> }, recorded: RecordedEvent): E | undefined {
-  const decoded = codec.decode({ type: recorded.type, data: recorded.data });
-  return isRight(decoded) ? decoded.right : undefined;
-}
+// Events whose data is refused are parked by the runner, not skipped.
+const deviceEvents = eventDecoder(DeviceEvent, (event) => (DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id'));
+const pushEvents = eventDecoder(PushEvent, (event) => (UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID'));
+const deliveryEvents = eventDecoder(DeliveryEvent, (event) => (UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID'));
 
 /** How long after a push its connected devices' connections look for a delivery the live push missed. */
 const PENDING_FALLBACK_SECONDS = 2;

@@ -1,9 +1,9 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { EmailEvent } from '../domain/email/email';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { EmailStatus, PendingEmails } from '../src/mail/pendingEmails';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 
 /**
@@ -80,8 +80,8 @@ function toBatch(events: readonly RecordedEvent[]) {
   const seen = new Set<string>();
   const outcomeById = new Map<string, Outcome>();
   for (const recorded of events) {
-    const event = decode(recorded);
-    if (!event || !UUID.test(event.data.emailId)) continue;
+    const event = emailEvents.decode(recorded);
+    if (!event) continue;
     const id = event.data.emailId;
     switch (event.type) {
       case 'EmailRequested': {
@@ -130,11 +130,8 @@ function toBatch(events: readonly RecordedEvent[]) {
   };
 }
 
-/** An event this projection applies; anything else (other events, a malformed one) is skipped. */
-function decode(recorded: RecordedEvent): EmailEvent | undefined {
-  const decoded = EmailEvent.decode({ type: recorded.type, data: recorded.data });
-  return isRight(decoded) ? decoded.right : undefined;
-}
+/** Email events; one whose data is refused is parked by the runner, not skipped. */
+const emailEvents = eventDecoder(EmailEvent, (event) => (UUID.test(event.data.emailId) ? undefined : 'emailId is not a UUID'));
 
 // jsonb for the recipient lists: a text[][] parameter would have to be rectangular.
 const REQUEST = `

@@ -1,10 +1,10 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { inboxTopic, type DeliveredMessage, type InboxQueries, type NotificationPage } from '../src/messaging/inbox';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
 
 /**
@@ -152,7 +152,7 @@ function toBatch(events: readonly RecordedEvent[]) {
   const changed = { id: [] as string[], position: [] as string[], status: [] as string[], at: [] as string[] };
   const acknowledged = { id: [] as string[], position: [] as string[], app: [] as string[], user: [] as string[], at: [] as string[] };
   for (const recorded of events) {
-    const event = decodeMessageEvent(recorded);
+    const event = messageEvents.decode(recorded);
     if (!event) continue;
     switch (event.type) {
       case 'MessageSent':
@@ -217,13 +217,8 @@ function toBatch(events: readonly RecordedEvent[]) {
 type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
 type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
 
-/** A message event this projection can apply; anything else (other events, a malformed one) is skipped. */
-export function decodeMessageEvent(recorded: RecordedEvent): MessageEvent | undefined {
-  if (!recorded.type.startsWith('Message')) return undefined;
-  const decoded = MessageEvent.decode({ type: recorded.type, data: recorded.data });
-  if (!isRight(decoded) || !UUID.test(decoded.right.data.messageId)) return undefined;
-  return decoded.right;
-}
+/** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
+const messageEvents = eventDecoder(MessageEvent, (event) => (UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID'));
 
 /**
  * One statement for messages created (a repeated creation changes nothing), released or expired (only a
@@ -389,17 +384,33 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       return { total: Number(rows[0]!.total), nodes, hasNextPage: found.length > options.first };
     },
 
-    async deliveredSince(owner, sinceSeq, limit, now) {
-      const { rows } = await pool.query<MessageRow>(
-        `SELECT ${MESSAGE_COLUMNS}
-           FROM (SELECT message_id, seq FROM notifications n
-                  WHERE n.app_id = $1 AND n.user_id = $2 AND n.seq > $3 AND (n.expires_at IS NULL OR n.expires_at > $4)
-                  ORDER BY n.seq ASC LIMIT $5) n
-           JOIN notification_messages m USING (message_id)
-          ORDER BY n.seq ASC`,
-        [owner.appId, owner.userId, sinceSeq.toString(), now, limit],
-      );
-      return rows.map(toDeliveredMessage);
+    async deliveredSince(requests) {
+      const { rows } = await pool.query<MessageRow & { request: string }>({
+        name: 'notifications-delivered-since',
+        text: `SELECT r.request, ${MESSAGE_COLUMNS}
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::timestamptz[]) WITH ORDINALITY AS r(app_id, user_id, since, lim, at, request)
+                CROSS JOIN LATERAL (SELECT message_id, seq FROM notifications n
+                                     WHERE n.app_id = r.app_id AND n.user_id = r.user_id AND n.seq > r.since AND (n.expires_at IS NULL OR n.expires_at > r.at)
+                                     ORDER BY n.seq ASC LIMIT r.lim) n
+                 JOIN notification_messages m USING (message_id)
+                ORDER BY r.request, n.seq ASC`,
+        values: [
+          requests.map((r) => r.owner.appId),
+          requests.map((r) => r.owner.userId),
+          requests.map((r) => r.sinceSeq.toString()),
+          requests.map((r) => r.limit),
+          requests.map((r) => r.now),
+        ],
+      });
+      const results = requests.map((): DeliveredMessage[] => []);
+      // One object per message, as the live push: its GraphQL result is then made once (sharedSubscription.ts).
+      const messages = new Map<string, DeliveredMessage>();
+      for (const row of rows) {
+        let message = messages.get(row.message_id);
+        if (!message) messages.set(row.message_id, (message = toDeliveredMessage(row)));
+        results[Number(row.request) - 1]!.push(message);
+      }
+      return results;
     },
 
     async messageIdsBySeq(appId, seqs) {

@@ -1,10 +1,9 @@
-import { isRight } from 'fp-ts/lib/Either';
 import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { RtioReportEvent } from '../domain/rtio/rtio';
-import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
+import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 import type { PendingReports, ReportStatus } from '../src/rtio/reportForwarder';
 
@@ -46,8 +45,8 @@ export const rtioProjection: Projection = {
     const reported = new Columns<{ id: string; app: string; device: string; at: string; position: string }>(['id', 'app', 'device', 'at', 'position']);
     const outcomes = new Map<string, { id: string; status: string; attempts: number; next: string | null; error: string | null; at: string; first: string; position: string }>();
     for (const recorded of events) {
-      const event = decode(recorded);
-      if (!event || !UUID.test(event.data.reportId)) continue;
+      const event = reportEvents.decode(recorded);
+      if (!event) continue;
       const position = recorded.position.toString();
       const id = event.data.reportId;
       if (event.type === 'RtioDeviceReported') {
@@ -73,10 +72,8 @@ export const rtioProjection: Projection = {
   },
 };
 
-function decode(recorded: RecordedEvent): RtioReportEvent | undefined {
-  const decoded = RtioReportEvent.decode({ type: recorded.type, data: recorded.data });
-  return isRight(decoded) ? decoded.right : undefined;
-}
+/** Report events; one whose data is refused is parked by the runner, not skipped. */
+const reportEvents = eventDecoder(RtioReportEvent, (event) => (UUID.test(event.data.reportId) ? undefined : 'reportId is not a UUID'));
 
 // Reports first: an outcome in the same batch as its report updates the row the first statement made.
 const REPORTED = `

@@ -74,12 +74,15 @@ function chosenProjections(names: readonly string[]): readonly Projection[] {
   return names.length > 0 ? projections.filter((p) => names.includes(p.name)) : projections;
 }
 
-/** Opens the stores quietly (warnings only at the default level), runs `work`, closes them. */
+/**
+ * Opens the stores quietly (warnings only at the default level), runs `work`, closes them. Beside a live
+ * `herald serve` on the same embedded data dir, it uses that herald's PostgreSQL and leaves it running.
+ */
 async function withStores(work: (infrastructure: Infrastructure, log: Logger) => Promise<void>): Promise<void> {
   const config = configOrExit();
   // Logs to stderr: these commands' stdout is their output.
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr');
-  const infrastructure = await openInfrastructure(config, log);
+  const infrastructure = await openInfrastructure(config, log, { whenEmbeddedOwned: 'join' });
   try {
     await work(infrastructure, log);
   } finally {

@@ -107,6 +107,7 @@ const Environment = t.type({
   HERALD_SEND_RATE_PER_MINUTE: optional(PositiveInt(1_000_000)),
   HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
   HERALD_PROJECTION_ON_ERROR: optional(t.keyof({ park: null, stop: null }, 'park or stop')),
+  HERALD_READY_MAX_LAG_SECONDS: optional(PositiveInt(3600)),
   SMTP_URL: optional(urlWithScheme(['smtp', 'smtps'])),
   HERALD_CALLBACK_PRIVATE_NETWORKS: optional(t.keyof({ allow: null, refuse: null }, 'allow or refuse')),
   RTIO_TRUSTED_CIDRS: optional(CidrList),
@@ -145,6 +146,8 @@ export interface Config {
   readonly readYourWritesTimeoutMs: number;
   /** An event a projection keeps failing on: `park` it and go on (default), or `stop` and retry it until it applies. */
   readonly projectionOnError: 'park' | 'stop';
+  /** /readyz is not ready while a projection has not applied an event older than this (docs/operations.md, "Probes"). */
+  readonly readyMaxLagSeconds: number;
   /** The SMTP server the mailer sends through (its password is never logged); unset → emails are recorded, not sent. */
   readonly smtpUrl?: string;
   /** The From address of herald's emails; unset → the mailer's default (herald@localhost). */
@@ -199,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sendRatePerMinute: e.HERALD_SEND_RATE_PER_MINUTE ?? 600,
     readYourWritesTimeoutMs: e.HERALD_READ_YOUR_WRITES_TIMEOUT_MS ?? 2000,
     projectionOnError: e.HERALD_PROJECTION_ON_ERROR ?? 'park',
+    readyMaxLagSeconds: e.HERALD_READY_MAX_LAG_SECONDS ?? 10,
     ...(e.SMTP_URL !== undefined && { smtpUrl: e.SMTP_URL }),
     ...(e.HERALD_MAIL_FROM !== undefined && { mailFrom: e.HERALD_MAIL_FROM }),
     callbackPrivateNetworks: e.HERALD_CALLBACK_PRIVATE_NETWORKS ?? 'refuse',

@@ -42,10 +42,11 @@ import { Emails } from './mail/emails';
 import { createMailer } from './mail/mailer';
 import { MessageScheduler } from './messaging/messageScheduler';
 import { Messaging, SendAllowance } from './messaging/messaging';
-import { parkedCounts } from './projection/parkedEvents';
+import { projectionLags, projectionsReadiness } from './projection/projectionLag';
 import { ProjectionProgress } from './projection/projectionProgress';
-import { ProjectionRunner, readCheckpoints } from './projection/projectionRunner';
-import { createHttpApp, listen, type Readiness } from './server';
+import { ProjectionRunner } from './projection/projectionRunner';
+import { assessReadiness, type Readiness, type ReadinessCheck } from './readiness';
+import { createHttpApp, listen } from './server';
 import { Tickets } from './identity/tickets';
 import { openInfrastructure, type Infrastructure } from './infrastructure';
 import { Services, type Service } from './services';
@@ -105,13 +106,14 @@ export async function startHerald(
       ttlSeconds: config.ticketTtlSeconds,
       ...(config.ticketSecret !== undefined && { configuredSecret: config.ticketSecret }),
     });
-    // One budget per sender, whichever API it sends through.
+    // One budget per sender, whichever API it sends through; stats clears and RTIO reports take from it too.
     const sendAllowance = new SendAllowance(config.sendRatePerMinute);
     const messaging = new Messaging({
       store,
       inbox,
       readYourWrites: inboxShows,
       sendAllowance,
+      inboxPosition: () => progress.position(notificationsProjection.name),
     });
     const datahub = new Datahub({
       store,
@@ -159,6 +161,7 @@ export async function startHerald(
       log,
       directory,
       bus,
+      sendAllowance,
       reportsShow: progress.readYourWrites([rtioProjection.name], config.readYourWritesTimeoutMs),
       ...(reportForwarder && { forwarder: reportForwarder }),
     });
@@ -173,7 +176,16 @@ export async function startHerald(
     leadership = await services.start(new Leadership({ database, log, work: [scheduler, appCallbacks, ...(mailer ? [mailer] : []), ...(reportForwarder ? [reportForwarder] : [])] }));
 
     const leads = leadership;
-    const readiness = () => checkReadiness(infrastructure, runners, progress, startupHead, leads);
+    // /readyz: ready when every check is (docs/operations.md, "Probes").
+    const readinessChecks: ReadinessCheck[] = [
+      { name: 'eventStore', run: async () => ({ detail: { kind: store.kind, head: (await store.headPosition()).toString() } }) },
+      projectionsReadiness({ store, pool: database.pool, runners, progress, clock, startupHead, maxLagSeconds: config.readyMaxLagSeconds }),
+      // Which node runs the background work is shown, not required: a standby node serves as well.
+      { name: 'leadsBackgroundWork', run: async () => ({ detail: leads.isLeader }) },
+      // A node whose bus is down pushes nothing live (its subscribers catch up once it is back).
+      ...(config.redisUrl ? [busReadiness(bus)] : []),
+    ];
+    const readiness = () => assessReadiness(readinessChecks);
     const events = new EventFeed({ store });
     const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio, events });
     const checks = new OperationChecks(schema);
@@ -188,7 +200,7 @@ export async function startHerald(
       sdkAssetsRouter({ log }),
       metrics.router(config.metricsToken),
     ];
-    metrics.projectionLag(() => projectionLags(store, runners, progress, clock));
+    metrics.projectionLag(() => projectionLags(store, runners.map((r) => ({ name: r.name, position: progress.position(r.name) })), clock()));
     // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
     const unhealthy = () => {
       const since = infrastructure.embedded?.downSince();
@@ -209,7 +221,7 @@ export async function startHerald(
     services.add(closing('msgpush sockets', deviceSockets));
     const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, rtio, clock, log });
     services.add(closing('graphql-ws', graphqlWs));
-    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss });
+    routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss }, log);
     metrics.connectedSockets(() => ({ graphql: graphqlWs.wss.clients.size, msgpush: deviceSockets.wss.clients.size, rtio: rtioDeviceSockets.wss.clients.size }));
     return {
       url: server.url,
@@ -252,20 +264,6 @@ async function openBus(config: Config, log: Logger): Promise<Bus> {
   return bus;
 }
 
-/** Each projection's lag behind the store: in positions, and the age of the oldest event it has not applied. */
-async function projectionLags(store: EventStore, runners: readonly ProjectionRunner[], progress: ProjectionProgress, clock: Clock) {
-  const head = await store.headPosition();
-  return Promise.all(
-    runners.map(async (runner) => {
-      const checkpoint = progress.position(runner.name);
-      if (checkpoint >= head) return { projection: runner.name, positions: 0, seconds: 0 };
-      const [oldest] = await store.readAll({ ...(checkpoint >= 0n && { after: checkpoint }), maxCount: 1 });
-      const seconds = oldest ? Math.max(0, (clock().getTime() - oldest.createdAt.getTime()) / 1000) : 0;
-      return { projection: runner.name, positions: Number(head - (checkpoint < 0n ? 0n : checkpoint)), seconds };
-    }),
-  );
-}
-
 const STORE_DOWN_GRACE_MS = 15_000;
 
 /** HERALD_APPS at start-up: registering an app again with the same secret appends nothing. */
@@ -283,32 +281,12 @@ async function registerConfiguredApps(store: EventStore, config: Config, clock: 
   }
 }
 
-async function checkReadiness(infrastructure: Infrastructure, runners: readonly ProjectionRunner[], progress: ProjectionProgress, startupHead: bigint, leadership: Leadership): Promise<Readiness> {
-  const head = await withTimeout(infrastructure.store.headPosition(), 2000, 'event store did not answer within 2 s');
-  // Read from the database, not the runner: a standby node is ready when the active one has caught up.
-  // A runner passing events it has nothing to do with writes its checkpoint lazily; `progress` knows
-  // at once how far it got.
-  const [checkpoints, parked] = await Promise.all([readCheckpoints(infrastructure.database.pool), parkedCounts(infrastructure.database.pool)]);
-  const projections = Object.fromEntries(
-    runners.map((r) => {
-      const stored = checkpoints.get(r.name) ?? -1n;
-      const passed = progress.position(r.name);
-      const position = passed > stored ? passed : stored;
-      // Parked events do not make a node unready (it serves everything else); they are shown to be seen.
-      return [r.name, { state: r.state, position: position.toString(), caughtUp: position >= startupHead, parked: parked.get(r.name) ?? 0 }];
-    }),
-  );
+function busReadiness(bus: Bus): ReadinessCheck {
   return {
-    ready: Object.values(projections).every((p) => p.caughtUp),
-    // Which node runs the background work is shown, not required: a standby node serves as well.
-    checks: { eventStore: { kind: infrastructure.store.kind, head: head.toString() }, startupHead: startupHead.toString(), leadsBackgroundWork: leadership.isLeader, projections },
+    name: 'bus',
+    run: async () => {
+      const healthy = bus.healthy();
+      return { detail: { healthy }, ...(!healthy && { problem: 'disconnected from Redis' }) };
+    },
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -19,11 +19,15 @@ export interface Infrastructure {
   close(): Promise<void>;
 }
 
-/** `onStoreLost`: the embedded PostgreSQL died and could not be restarted. */
+/**
+ * `onStoreLost`: the embedded PostgreSQL died and could not be restarted. `whenEmbeddedOwned`: what to do when
+ * another live herald owns the embedded store (embeddedPostgresOwner.ts): `serve` refuses, a maintenance
+ * command joins it.
+ */
 export async function openInfrastructure(
   config: Config,
   log: Logger,
-  options: { readonly projections?: readonly Projection[]; readonly onStoreLost?: (error: Error) => void } = {},
+  options: { readonly projections?: readonly Projection[]; readonly onStoreLost?: (error: Error) => void; readonly whenEmbeddedOwned?: 'join' | 'refuse' } = {},
 ): Promise<Infrastructure> {
   const projections = options.projections ?? allProjections;
   let embedded: EmbeddedPostgres | undefined;
@@ -33,6 +37,7 @@ export async function openInfrastructure(
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
       port: config.embeddedPostgresPort,
+      whenOwned: options.whenEmbeddedOwned,
       log: (message) => log.debug({ component: 'embedded-postgres' }, message),
       onRestart: (message, error) => (error ? log.error({ err: error, component: 'embedded-postgres' }, message) : log.warn({ component: 'embedded-postgres' }, message)),
       onFatal: (error) => {
@@ -41,6 +46,7 @@ export async function openInfrastructure(
       },
     });
     connectionString = embedded.connectionString;
+    if (embedded.joined) log.info({ ownerPid: embedded.joined.pid, port: embedded.joined.port }, 'the embedded PostgreSQL runs in a live herald: using it');
   }
   const database = openDatabase(connectionString, { onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed') });
   try {

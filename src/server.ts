@@ -3,11 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { correlate } from './correlation';
 import type { Logger } from './logger';
-
-export interface Readiness {
-  readonly ready: boolean;
-  readonly checks: Record<string, unknown>;
-}
+import type { Readiness } from './readiness';
 
 export interface HttpServer {
   readonly url: string;
@@ -35,9 +31,11 @@ export function createHttpApp(deps: {
     if (problem) res.status(503).json({ status: 'unhealthy', problem });
     else res.json({ status: 'ok' });
   });
+  // Liveness above, readiness here: not ready names each check that is not, with why (src/readiness.ts).
   app.get('/readyz', async (_req, res) => {
-    const readiness = await deps.readiness().catch((error: unknown) => ({ ready: false, checks: { error: (error as Error).message } }));
-    res.status(readiness.ready ? 200 : 503).json({ status: readiness.ready ? 'ready' : 'not ready', ...readiness.checks });
+    const readiness = await deps.readiness().catch((error: unknown): Readiness => ({ ready: false, notReady: { readiness: (error as Error).message }, checks: {} }));
+    const { ready, notReady, checks } = readiness;
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...(!ready && { notReady }), ...checks });
   });
   for (const router of deps.routers ?? []) app.use(router);
   // What no router answered, and errors no router handled: JSON, never express's HTML page with a stack.

@@ -17,27 +17,46 @@ const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
  * was missed since `since` is replayed from the read model, then the live ones, skipping any seq already
  * handed over (the two can overlap).
  *
+ * A gap on the bus (Bus.onGap: Redis was down, a publisher's message was lost) takes the same path as
+ * `since`: the feed reads what was delivered after the last seq it handed over — or, if none yet, after
+ * where the inbox stood when it subscribed — and holds the live messages until that read is back, so the
+ * subscriber gets every message once, in seq order, with no client action. Every feed of a node asks in
+ * the same turn, so their reads are one query (Messaging.deliveredSince).
+ *
  * Its state is this one object, not an async generator behind an AbortController: an idle subscriber
- * costs the object, its listener on the bus and, while it waits, one promise. `return()` (the client
- * unsubscribed, or its socket closed) takes effect at once, also while a `next()` waits: the bus listener
- * goes with it. `since` is read, and the missed messages loaded, at the first `next()`, so a bad `since`
+ * costs the object, its listeners on the bus and, while it waits, one promise. `return()` (the client
+ * unsubscribed, or its socket closed) takes effect at once, also while a `next()` waits: the bus listeners
+ * go with it. `since` is read, and the missed messages loaded, at the first `next()`, so a bad `since`
  * or too many missed messages fail the operation (graphql-ws's `error`), as every later failure does.
  */
 export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
   private readonly live: DeliveredMessage[] = [];
-  private missed: DeliveredMessage[] | undefined;
+  /** Read from the store and not yet handed over, oldest first. */
+  private replayed: DeliveredMessage[] = [];
+  /** A read from the store is owed (`since` at the start, a gap on the bus); live messages wait for it. */
+  private catchUpDue: boolean;
+  private catchingUp = false;
   private lastSeq = -1n;
+  /** No message at or below it is owed to this subscriber: `since`, or the inbox's position when it subscribed. */
+  private floor: bigint;
   private overflow = false;
   private ended = false;
+  private failure: unknown;
   private waiting: { resolve(result: IteratorResult<DeliveredMessage>): void; reject(error: unknown): void } | undefined;
-  private readonly unsubscribe: () => void;
+  private readonly unsubscribe: Array<() => void>;
 
   constructor(
-    private readonly deps: { readonly bus: Bus; readonly messaging: Pick<Messaging, 'deliveredSince'>; readonly clock: Clock },
+    private readonly deps: { readonly bus: Bus; readonly messaging: Pick<Messaging, 'deliveredSince' | 'deliveredPosition'>; readonly clock: Clock },
     private readonly viewer: Viewer,
     private readonly since: unknown,
   ) {
-    this.unsubscribe = deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) => this.arrived(payload as DeliveredMessage));
+    this.unsubscribe = [
+      deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) => this.arrived(payload as DeliveredMessage)),
+      deps.bus.onGap(() => this.gap()),
+    ];
+    // Read after subscribing: what the inbox shows after this position reaches the feed live or by a catch-up.
+    this.floor = deps.messaging.deliveredPosition();
+    this.catchUpDue = since !== undefined && since !== null && since !== '';
   }
 
   [Symbol.asyncIterator](): this {
@@ -45,14 +64,15 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
   }
 
   next(): Promise<IteratorResult<DeliveredMessage>> {
-    if (this.missed === undefined) return this.catchUp().then(() => this.next());
     try {
       const ready = this.take();
       if (ready) return Promise.resolve(ready);
     } catch (error) {
       return Promise.reject(error);
     }
-    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+    const waited = new Promise<IteratorResult<DeliveredMessage>>((resolve, reject) => (this.waiting = { resolve, reject }));
+    if (this.catchUpDue) void this.catchUp();
+    return waited;
   }
 
   return(): Promise<IteratorResult<DeliveredMessage>> {
@@ -69,6 +89,18 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     if (this.ended) return;
     if (this.live.length >= MAX_BUFFERED) this.overflow = true;
     else this.live.push(message);
+    this.handOver();
+  }
+
+  /** The bus may have lost messages: read them from the store now, not when the subscriber next asks. */
+  private gap(): void {
+    if (this.ended) return;
+    this.catchUpDue = true;
+    void this.catchUp();
+  }
+
+  /** Resolves a waiting `next()` with what is ready, if anything. */
+  private handOver(): void {
     const waiting = this.waiting;
     if (!waiting) return;
     this.waiting = undefined;
@@ -81,10 +113,17 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     }
   }
 
-  /** The next message to hand over, DONE once ended, or nothing yet; throws when the subscriber fell too far behind. */
+  /** The next message to hand over, DONE once ended, or nothing yet; throws when the feed failed. */
   private take(): IteratorResult<DeliveredMessage> | undefined {
+    if (this.failure !== undefined) {
+      const failure = this.failure;
+      this.failure = undefined;
+      this.end();
+      throw failure;
+    }
     if (this.ended) return DONE;
-    const replayed = this.missed?.shift();
+    if (this.catchUpDue || this.catchingUp) return undefined;
+    const replayed = this.replayed.shift();
     if (replayed) {
       this.lastSeq = BigInt(replayed.seq);
       return { done: false, value: replayed };
@@ -102,33 +141,42 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     return undefined;
   }
 
+  /**
+   * Reads what was delivered after the last seq handed over (or the floor) into `replayed`, again while
+   * another gap came during the read. It replaces what `replayed` held: the read covers all of it.
+   */
   private async catchUp(): Promise<void> {
+    if (this.catchingUp) return;
+    this.catchingUp = true;
     try {
-      const sinceSeq = parseSince(this.since);
-      if (sinceSeq === undefined) {
-        this.missed = [];
-        return;
+      while (this.catchUpDue && !this.ended) {
+        this.catchUpDue = false;
+        if (this.lastSeq < 0n && this.since !== undefined) this.floor = parseSince(this.since) ?? this.floor;
+        const after = this.lastSeq > this.floor ? this.lastSeq : this.floor;
+        const missed = await this.deps.messaging.deliveredSince(this.viewer, after, MAX_REPLAY + 1, this.deps.clock());
+        if (missed.length > MAX_REPLAY) {
+          throw new GraphQLError(`more than ${MAX_REPLAY} messages were missed since ${after}; query notifications, then subscribe without since`, {
+            extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },
+          });
+        }
+        this.replayed = missed;
+        if (this.lastSeq < after) this.lastSeq = after;
       }
-      this.lastSeq = sinceSeq;
-      const missed = await this.deps.messaging.deliveredSince(this.viewer, sinceSeq, MAX_REPLAY + 1, this.deps.clock());
-      if (missed.length > MAX_REPLAY) {
-        throw new GraphQLError(`more than ${MAX_REPLAY} messages were missed since ${sinceSeq}; query notifications, then subscribe without since`, {
-          extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },
-        });
-      }
-      this.missed = missed;
     } catch (error) {
-      this.end();
-      throw error;
+      // Handed to the subscriber at its next `next()` (graphql-ws's `error`): it resubscribes with `since`.
+      if (!this.ended) this.failure = error;
+    } finally {
+      this.catchingUp = false;
     }
+    this.handOver();
   }
 
   private end(): void {
     if (this.ended) return;
     this.ended = true;
-    this.unsubscribe();
+    for (const off of this.unsubscribe) off();
     this.live.length = 0;
-    this.missed = [];
+    this.replayed = [];
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.resolve(DONE);

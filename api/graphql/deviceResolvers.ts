@@ -6,6 +6,7 @@ import { isStorableText } from '../../domain/text';
 import { DEVICE_CLOSE, type DeviceConnection } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import { isAdmin, type Viewer } from '../../src/identity/tickets';
+import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import { asDevice, asUser, badInput, closable, filterText, forbidden, guard, MAX_BUFFERED, MAX_PAGE, notFound, type DeviceContext, type GraphqlDeps, type UserContext } from './resolvers';
 import { ConnectionStream } from './connectionStream';
 
@@ -43,6 +44,7 @@ export function deviceResolvers(deps: GraphqlDeps) {
       })),
       pushToDevices: asUser(guard(async (_: unknown, { input }: { input: PushToDevicesInput }, { viewer }: UserContext) => {
         if (input.audienceType !== 'ALIAS' && !isAdmin(viewer)) throw forbidden(`only role admin may push to ${input.audienceType === 'TAG' ? 'a tag' : 'all devices'}`);
+        const idempotencyKey = filterText('idempotencyKey', input.idempotencyKey, MAX_REQUEST_ID_LENGTH);
         const now = deps.clock();
         const { pushId } = await deps.pushes.onePush(
           viewer.appId,
@@ -62,7 +64,7 @@ export function deviceResolvers(deps: GraphqlDeps) {
             sender: viewer.userId.length <= PUSH_LIMITS.senderLength ? viewer.userId : null,
           },
           now,
-          { appId: viewer.appId, userId: viewer.userId },
+          { sender: { appId: viewer.appId, userId: viewer.userId }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
         );
         const status = await deps.pushes.status(viewer.appId, pushId);
         if (!status) throw new Error(`push ${pushId} is not in the read model after it was requested`);
@@ -143,6 +145,7 @@ interface PushToDevicesInput {
   sound?: string | null;
   badge?: number | null;
   tenantCode?: string | null;
+  idempotencyKey?: string | null;
 }
 
 

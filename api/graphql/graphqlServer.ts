@@ -3,7 +3,6 @@ import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
 import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
-import { createHandler } from 'graphql-http/lib/use/express';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
 import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
@@ -12,11 +11,13 @@ import { TicketError, type Tickets } from '../../src/identity/tickets';
 import type { Rtio } from '../../src/rtio/rtio';
 import { deviceResolvers } from './deviceResolvers';
 import { graphiqlRouter } from './graphiql';
+import { graphqlHttpHandler, storeUnavailable } from './graphqlHttp';
 import { OperationChecks } from './operationChecks';
 import { rtioResolvers } from './rtioResolvers';
 import { eventResolvers } from './eventResolvers';
 import { serveGraphqlWs } from './graphqlWsTransport';
 import { SharedSubscriptions } from './sharedSubscription';
+import { unicodeVariablesRule } from './unicodeVariablesRule';
 import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
@@ -42,7 +43,7 @@ interface ServerDeps {
 export function graphqlRouter(deps: ServerDeps): express.Router {
   const router = express.Router();
   const { checks } = deps;
-  const handler = createHandler<GraphqlContext>({
+  const handler = graphqlHttpHandler<GraphqlContext>({
     schema: deps.schema,
     context: async (req) => {
       const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
@@ -53,10 +54,10 @@ export function graphqlRouter(deps: ServerDeps): express.Router {
     },
     parse: checks.parse,
     // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
-    validationRules: (_req, args) => [checks.complexityRule(args.variableValues as Record<string, unknown> | undefined)],
+    validationRules: (_req, args) => [checks.requestRule({ variables: args.variableValues, operationName: args.operationName }), unicodeVariablesRule(args.variableValues)],
     validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
     formatError: (error) => maskUnexpected(error, deps.log),
-  });
+  }, deps.log);
   router.use(graphiqlRouter(GRAPHQL_PATH));
   router.use(GRAPHQL_PATH, express.json({ limit: '256kb' }));
   router.all(GRAPHQL_PATH, handler);
@@ -92,8 +93,7 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
       // Nothing reaches here unauthenticated (graphql-ws runs no operation before onConnect allowed it).
       context: (ctx): GraphqlContext => principals.get(ctx.extra) ?? {},
       // Parsed and validated here, not through graphql-ws's `parse` and `validate` hooks: `validate` is
-      // not given the variables, and the complexity rule needs them (`first: $first`) — without them
-      // it refuses every operation with a required variable as "not provided".
+      // not given the variables, and the request rule needs them (`first: $first`).
       onSubscribe: (ctx, id, payload) => {
         let document: DocumentNode;
         try {
@@ -103,7 +103,7 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        const errors = deps.checks.validate(document, [deps.checks.complexityRule(payload.variables)]);
+        const errors = deps.checks.validate(document, [deps.checks.requestRule(payload), unicodeVariablesRule(payload.variables)]);
         if (errors.length > 0) return [...errors];
         return subscriptions.attach({ schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName }, { socket: ctx.extra.socket, id });
       },
@@ -235,6 +235,8 @@ function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): Gra
   // subscription's source stream failing (graphql-ws wraps what it threw): herald's failure.
   const thrown = error.originalError;
   if (thrown && (error.path !== undefined || !(thrown instanceof GraphQLError))) {
+    const unavailable = storeUnavailable(thrown, error.path);
+    if (unavailable) return unavailable;
     log.error({ err: thrown, path: error.path }, 'graphql: internal error');
     return new GraphQLError('internal error', { ...(error.path && { path: error.path }), extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   }

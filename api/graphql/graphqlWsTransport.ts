@@ -1,4 +1,4 @@
-import { CloseCode, handleProtocols, makeServer, type ServerOptions, type WebSocket as GraphqlWsSocket } from 'graphql-ws';
+import { CloseCode, handleProtocols, makeServer, MessageType, type ServerOptions, type WebSocket as GraphqlWsSocket } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../../src/logger';
 
@@ -36,7 +36,8 @@ const TEXT = { binary: false } as const;
  * - A `send` returns at once unless the socket is backed up (SOCKET_HIGH_WATER_BYTES): use/ws makes a
  *   promise and a callback per message and waits for every write.
  * - An error in herald's hooks is logged (not printed to the console) and closes the socket 4500 with
- *   a generic reason: details stay in the log. A socket's own errors (ws closes it) are warnings.
+ *   a generic reason: details stay in the log. A socket's own errors (ws closes it) are warnings. A
+ *   client sending a server's message (`connection_ack`, `next`, `error`) is closed 4400, not logged.
  */
 export function serveGraphqlWs<P extends Record<string, unknown>>(
   options: ServerOptions<P, SocketExtra>,
@@ -70,10 +71,17 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
   };
   // Listeners shared by every socket: EventEmitter calls them with the socket as `this`.
   function onSocketMessage(this: WebSocket, data: Buffer) {
+    const text = String(data);
     adapters
       .get(this)
-      ?.handle?.(String(data))
-      .catch((error: unknown) => internalError(this, error, 'error handling a message'));
+      ?.handle?.(text)
+      .catch((error: unknown) => {
+        // graphql-ws throws on a well-formed message of a type only its server sends (connection_ack,
+        // next, error): the protocol closes the socket 4400 for an unexpected message, the client's fault.
+        const type = serverMessageType(text);
+        if (type !== undefined) this.close(CloseCode.BadRequest, `Unexpected message of type ${type} received`);
+        else internalError(this, error, 'error handling a message');
+      });
   }
   // ws closes the socket itself (a frame over maxPayload, a reset): a client's doing, worth a warning.
   function onSocketError(this: WebSocket, error: Error) {
@@ -129,6 +137,16 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
       wss.removeAllListeners('connection');
     },
   };
+}
+
+/** The message's type when it is one that only a server sends (graphql-ws's server refuses it by throwing). */
+function serverMessageType(text: string): string | undefined {
+  try {
+    const { type } = JSON.parse(text) as { type?: unknown };
+    return type === MessageType.ConnectionAck || type === MessageType.Next || type === MessageType.Error ? type : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A `ws` socket as graphql-ws's server sees one (graphql-ws calls these as methods). */

@@ -1,29 +1,49 @@
-import { GraphQLError, parse, specifiedRules, validate, type DocumentNode, type GraphQLSchema, type ValidationRule } from 'graphql';
-import depthLimit from 'graphql-depth-limit';
-import { createComplexityRule, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
+import {
+  BREAK,
+  getOperationAST,
+  getVariableValues,
+  GraphQLError,
+  Lexer,
+  parse,
+  Source,
+  specifiedRules,
+  TokenKind,
+  validate,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  type ValidationRule,
+} from 'graphql';
+import { fragmentsInOrder, MAX_SAME_RESPONSE_NAME, measureOperation, mostRepeatedName } from './operationCost';
 
+/** Levels of fields below a root field. */
 export const MAX_DEPTH = 8;
+/** An operation's cost (operationCost.ts): a list costs `first` times its selection, a mutation what it appends. */
 export const MAX_COMPLEXITY = 5000;
+/** Root fields of a mutation operation: one request is never more than these many commands. */
+export const MAX_MUTATION_FIELDS = 10;
+/** Tokens of a document (comments aside): a literal list of 1,000 user ids is about 1,000. */
+export const MAX_TOKENS = 5000;
+/** Brackets (`{`, `[`, `(`) open at once; the parser recurses once per level, and would overflow the stack near 2,000. */
+export const MAX_NESTING = 64;
 /** Distinct operation texts whose parse and static validation are kept (a client sends the same few). */
 const CACHED_OPERATIONS = 1000;
 const MAX_CACHED_QUERY_LENGTH = 16 * 1024;
 
-/** A list field costs its `first` times its children: a full page of 100 notifications is about 2,500. */
-const pageEstimator: ComplexityEstimator = ({ args, childComplexity }) => (typeof args.first === 'number' ? 1 + args.first * childComplexity : undefined);
-
 const tooComplex = (message: string) => new GraphQLError(message, { extensions: { code: 'QUERY_TOO_COMPLEX' } });
 
 /**
- * Parsing and validation of operations, shared by GraphQL over HTTP and graphql-ws. A frontend sends the
- * same few operation texts again and again, so each text is parsed once and its static validation (the
- * specified rules, then the depth limit) runs once; only the complexity limit, which depends on the
- * variables (`first`), runs per request.
- *
- * The depth limit runs only on documents the specified rules accept: they refuse fragment cycles, which
- * would send the depth limiter into endless recursion.
+ * Parsing and validation of operations, shared by GraphQL over HTTP and graphql-ws. Every step is
+ * bounded before the next one walks the document: the text is lexed once against MAX_TOKENS and
+ * MAX_NESTING, the parser runs on what passed, fragment cycles and over 100 fragments are refused, then
+ * one pass measures the operation's depth, cost and mutations (operationCost.ts: linear in the document,
+ * whatever its fragments spread), one more what makes the specified rules quadratic (one name selected
+ * many times in a selection), and only then do the specified rules run. A frontend sends the same few texts again and again, so a text's parse and its
+ * static checks are kept; the measure depends on the variables (`first: $first`) and runs per request.
  */
 export class OperationChecks {
   private readonly documents = new Map<string, DocumentNode>();
+  private readonly fragments = new WeakMap<DocumentNode, readonly FragmentDefinitionNode[] | GraphQLError>();
   private readonly staticErrors = new WeakMap<DocumentNode, readonly GraphQLError[]>();
 
   constructor(private readonly schema: GraphQLSchema) {}
@@ -32,7 +52,8 @@ export class OperationChecks {
     const text = typeof source === 'string' ? source : source.body;
     const cached = this.documents.get(text);
     if (cached) return cached;
-    const document = parse(text);
+    checkSize(text);
+    const document = parse(text, { maxTokens: MAX_TOKENS });
     if (text.length <= MAX_CACHED_QUERY_LENGTH) {
       if (this.documents.size >= CACHED_OPERATIONS) this.documents.delete(this.documents.keys().next().value!);
       this.documents.set(text, document);
@@ -40,31 +61,81 @@ export class OperationChecks {
     return document;
   };
 
-  /** The per-request rules of an operation with these variables: the complexity limit. */
-  complexityRule(variables: Record<string, unknown> | null | undefined): ValidationRule {
-    return createComplexityRule({
-      maximumComplexity: MAX_COMPLEXITY,
-      variables: variables ?? {},
-      estimators: [pageEstimator, simpleEstimator({ defaultComplexity: 1 })],
-      createError: (max, actual) => tooComplex(`query complexity ${actual} is over the limit of ${max}`),
-    });
+  /**
+   * The per-request rule of an operation with these variables: its depth, cost and mutations within the
+   * limits, and its variables coerced. A rule so that GraphQL over HTTP can hand it to `validate`.
+   */
+  requestRule(request: { readonly variables?: Readonly<Record<string, unknown>> | null; readonly operationName?: string | null }): ValidationRule {
+    return (context) => {
+      for (const error of this.limitErrors(context.getDocument(), request.variables ?? {}, request.operationName ?? undefined)) context.reportError(error);
+      return { enter: () => BREAK };
+    };
   }
 
-  /** Static validation (cached per document), then `perRequestRules`. */
+  /** The document's fragments (fragmentsInOrder), then `perRequestRules` (requestRule), then the specified rules; all but the request's rules are kept per document. */
   validate(document: DocumentNode, perRequestRules: readonly ValidationRule[]): readonly GraphQLError[] {
+    const fragments = this.fragmentsOf(document);
+    if (fragments instanceof GraphQLError) return [fragments];
+    if (perRequestRules.length > 0) {
+      const errors = validate(this.schema, document, perRequestRules);
+      if (errors.length > 0) return errors;
+    }
     let errors = this.staticErrors.get(document);
     if (!errors) {
       errors = validate(this.schema, document, specifiedRules);
-      if (errors.length === 0) errors = validate(this.schema, document, [depthLimit(MAX_DEPTH)]);
       this.staticErrors.set(document, errors);
     }
-    if (errors.length > 0 || perRequestRules.length === 0) return errors;
-    try {
-      return validate(this.schema, document, perRequestRules);
-    } catch (error) {
-      // graphql-query-complexity throws (rather than reports) past its own node limit.
-      if (error instanceof GraphQLError) return [tooComplex(error.message)];
-      throw error;
+    return errors;
+  }
+
+  /** The document's fragments in the order measureOperation takes them, or what refuses its shape. */
+  private fragmentsOf(document: DocumentNode): readonly FragmentDefinitionNode[] | GraphQLError {
+    let fragments = this.fragments.get(document);
+    if (!fragments) {
+      fragments = fragmentsInOrder(document);
+      this.fragments.set(document, fragments);
     }
+    return fragments;
+  }
+
+  /** No operation to run (none by that name, or several without one): nothing to measure; graphql refuses it. */
+  private limitErrors(document: DocumentNode, variables: Readonly<Record<string, unknown>>, operationName: string | undefined): readonly GraphQLError[] {
+    const fragments = this.fragmentsOf(document);
+    if (fragments instanceof GraphQLError) return [fragments];
+    const operation = getOperationAST(document, operationName);
+    if (!operation) return [];
+    const coerced = getVariableValues(this.schema, operation.variableDefinitions ?? [], variables);
+    const { cost, depth, rootFields } = measureOperation(this.schema, fragments, operation, coerced.coerced ?? {});
+    if (depth > MAX_DEPTH) return [tooComplex(`the operation is ${depth} levels deep, over the limit of ${MAX_DEPTH}`)];
+    if (operation.operation === 'mutation' && rootFields > MAX_MUTATION_FIELDS) {
+      return [tooComplex(`the operation has ${rootFields} mutation fields, over the limit of ${MAX_MUTATION_FIELDS} per request`)];
+    }
+    if (cost > MAX_COMPLEXITY) return [tooComplex(`query complexity ${cost} is over the limit of ${MAX_COMPLEXITY}`)];
+    const repeated = mostRepeatedName(fragments, operation);
+    if (repeated.times > MAX_SAME_RESPONSE_NAME) return [tooComplex(`"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`)];
+    return coerced.errors ?? [];
+  }
+}
+
+/**
+ * Lexes `text` once, without recursion, refusing it past MAX_TOKENS or MAX_NESTING: a 5,000-deep
+ * selection would overflow the parser's stack. Syntax errors are left to the parser.
+ */
+function checkSize(text: string): void {
+  const lexer = new Lexer(new Source(text));
+  let tokens = 0;
+  let nesting = 0;
+  try {
+    for (let token = lexer.advance(); token.kind !== TokenKind.EOF; token = lexer.advance()) {
+      if (++tokens > MAX_TOKENS) throw tooComplex(`the document has more than ${MAX_TOKENS} tokens`);
+      if (token.kind === TokenKind.BRACE_L || token.kind === TokenKind.BRACKET_L || token.kind === TokenKind.PAREN_L) {
+        if (++nesting > MAX_NESTING) throw tooComplex(`the document nests more than ${MAX_NESTING} brackets deep`);
+      } else if (token.kind === TokenKind.BRACE_R || token.kind === TokenKind.BRACKET_R || token.kind === TokenKind.PAREN_R) {
+        nesting--;
+      }
+    }
+  } catch (error) {
+    if (error instanceof GraphQLError && error.extensions.code === 'QUERY_TOO_COMPLEX') throw error;
+    // A lexical error: the parser reports it, in its words.
   }
 }

@@ -6,6 +6,7 @@ import { isStorableText } from '../../domain/text';
 import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import type { Clock } from '../../src/clock';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DeviceView } from '../../src/devices/deviceQueries';
@@ -257,8 +258,13 @@ async function* statsUpdates(deps: GraphqlDeps, { viewer }: UserContext, signal:
     wake?.();
   };
   signal.addEventListener('abort', () => wake?.(), { once: true });
-  // Subscribed before the first read, so no change between the two is lost.
-  const unsubscribe = [deps.bus.subscribe(notificationStatsTopic(viewer.appId, viewer.userId), changed), deps.bus.subscribe(broadcastStatsTopic(viewer.appId), changed)];
+  // Subscribed before the first read, so no change between the two is lost; a gap on the bus may have
+  // lost one, so it reads the counts again too.
+  const unsubscribe = [
+    deps.bus.subscribe(notificationStatsTopic(viewer.appId, viewer.userId), changed),
+    deps.bus.subscribe(broadcastStatsTopic(viewer.appId), changed),
+    deps.bus.onGap(changed),
+  ];
   try {
     for (;;) {
       while (!stale && !signal.aborted) {
@@ -444,6 +450,8 @@ export function toGraphqlError(error: unknown): unknown {
   if (error instanceof GraphQLError) return error;
   if (error instanceof DomainError) return new GraphQLError(error.message, { extensions: { code: DOMAIN_CODES[error.code] } });
   if (error instanceof SendRateExceededError) return new GraphQLError(error.message, { extensions: { code: 'RATE_LIMITED', retryAfterSeconds: error.retryAfterSeconds } });
+  // Others changing the same record past the retry bound: nothing was changed; the client sends it again.
+  if (error instanceof StreamContendedError) return new GraphQLError(error.message, { extensions: { code: 'BUSY', retryAfterSeconds: error.retryAfterSeconds } });
   if (error instanceof TicketError) return new GraphQLError(error.message, { extensions: { code: 'UNAUTHENTICATED', reason: error.problem } });
   return error;
 }

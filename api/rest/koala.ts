@@ -7,7 +7,9 @@ import type { Clock } from '../../src/clock';
 import type { Logger } from '../../src/logger';
 import { parseSeq } from '../../src/messaging/inbox';
 import { MAX_REQUEST_ID_LENGTH, SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/identity/tickets';
+import { illFormedTextOf } from './shimErrors';
 
 /**
  * Koala web push (shared/seeds/000_83e3b79cc88886e5.txt): its three HTTP routes, unchanged.
@@ -15,8 +17,9 @@ import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type 
  * Every answer is the seed's envelope `{status, errcode, errmsg, result}` (JSON, UTF-8); `status` is 0 on
  * success and the error code otherwise. Codes: 1001 missing/corrupt parameters, 1002 unknown target,
  * 1003 no permission, 1004 bad ticket, 1005 session ended (the app's secret changed since the ticket was
- * issued), 1006 wrong app secret, 1007 unknown app, 2001 internal error, 4001 sender restricted (over
- * its sending rate), 4002 ticket expired. See docs/api/koala.md.
+ * issued), 1006 wrong app secret, 1007 unknown app, 2001 internal error (HTTP 500; HTTP 503 with
+ * Retry-After when busy: send again), 4001 sender restricted (over its sending rate), 4002 ticket
+ * expired. See docs/api/koala.md.
  */
 
 export const KoalaCode = {
@@ -189,11 +192,24 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
   return router;
 }
 
+/** A request with text that is not Unicode is bad parameters (illFormedTextOf), before any field is read. */
 function route(log: Logger, handler: (req: express.Request) => Promise<unknown>): express.RequestHandler {
+  const checked = async (req: express.Request) => {
+    const illFormed = illFormedTextOf(req);
+    if (illFormed !== undefined) throw new KoalaError(KoalaCode.badParameters, illFormed);
+    return handler(req);
+  };
   return (req, res) => {
-    handler(req).then(
+    checked(req).then(
       (result) => res.status(200).json({ status: 0, errcode: 0, errmsg: '', result }),
       (error: unknown) => {
+        // Others changing the same record past the retry bound: the seed's system fault (2001), but as
+        // HTTP 503 with Retry-After, so a client can tell it from herald's own failure and send again.
+        if (error instanceof StreamContendedError) {
+          log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'koala: busy');
+          res.set('retry-after', String(error.retryAfterSeconds));
+          return reply(res, KoalaCode.internal, error.message, 503);
+        }
         const { code, message } = toKoalaError(error);
         if (code === KoalaCode.internal) log.error({ err: error, path: req.path }, 'koala: internal error');
         reply(res, code, message);
@@ -209,8 +225,8 @@ function bodyErrorMessage(error: unknown): string {
   return /^[\w ,.:'()-]{1,120}$/.test(message) ? `malformed request body: ${message}` : 'malformed request body';
 }
 
-function reply(res: express.Response, code: KoalaCode, errmsg: string): void {
-  res.status(HTTP_STATUS[code]).json({ status: code, errcode: code, errmsg, result: null });
+function reply(res: express.Response, code: KoalaCode, errmsg: string, status = HTTP_STATUS[code]): void {
+  res.status(status).json({ status: code, errcode: code, errmsg, result: null });
 }
 
 function toKoalaError(error: unknown): { code: KoalaCode; message: string } {

@@ -7,13 +7,15 @@ import type { Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { idempotencyKeyOf } from './idempotencyKey';
 import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
 /**
  * ONE-PUSH (shared/seeds/003_834cb051d61fc48e.txt): register, unregister and send on the seed's URLs,
  * JSON in and out. Errors answer in the envelope of the Spring Boot service ONE-PUSH was:
  * `{"timestamp", "status", "error", "message", "path"}`, with the HTTP status in `status`
- * (400 bad input, 401 wrong appId/appKey, 404 unknown device, 413 too large, 429 too many, 500).
+ * (400 bad input, 401 wrong appId/appKey, 404 unknown device, 409 an Idempotency-Key reused for another
+ * send, 413 too large, 429 too many, 503 busy, 500).
  * See docs/api/onepush.md; the device socket is api/sockets/msgpush.ts.
  */
 
@@ -79,6 +81,7 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
 
   router.post('/msgpush/send', route(async (req, res) => {
     const body = decodeBody(SendBody, req.body);
+    const idempotencyKey = idempotencyKeyOf(req);
     await tickets.authenticateApp(body.appId, body.appKey);
     const audienceType = body.audienceType ?? 'ALIAS';
     const { pushId } = await pushes.onePush(
@@ -100,6 +103,7 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
         smsMessage: body.smsMessage ?? null,
       },
       clock(),
+      { ...(idempotencyKey !== undefined && { idempotencyKey }) },
     );
     res.json({ requestId: pushId });
   }));

@@ -2,7 +2,9 @@ import { BlockList, isIP } from 'node:net';
 import express from 'express';
 import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { illFormedTextAt, notUnicode } from '../../domain/text';
 import type { Cidr } from '../../src/config';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, type Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
@@ -82,13 +84,19 @@ export function rtioRouter(deps: {
       const answer = async () => {
         const body = parseBody(req.body);
         nonce = body.nonce;
+        // Text that is not Unicode (a `\ud800` escape) is a bad field, refused before any field is read.
+        const illFormed = illFormedTextAt(body);
+        if (illFormed !== undefined) throw new RtioAnswer(RTIO_CODES.badField, notUnicode(illFormed));
         return handler(body, req);
       };
       answer().then(
         (fields) => res.json({ nonce: echo(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
           const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
-          if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          if (error instanceof StreamContendedError) {
+            deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
+            res.set('retry-after', String(error.retryAfterSeconds));
+          } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
           res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: known.detail ?? known.code[1], ...known.fields });
         },
       );
@@ -171,11 +179,13 @@ function field(body: Record<string, unknown>, name: string, maxBytes: number): s
 
 function asAnswer(error: unknown, failure: Code): RtioAnswer {
   if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);
+  // Others changing the same record past the retry bound: the route's failure code, as HTTP 503 (send again).
+  if (error instanceof StreamContendedError) return new RtioAnswer(failure, error.message, 503);
   return new RtioAnswer(failure, undefined, 500);
 }
 
-/** The nonce as given, when it is one the seed allows to echo (a string); otherwise empty. */
-const echo = (nonce: unknown) => (typeof nonce === 'string' && Buffer.byteLength(nonce, 'utf8') <= RTIO_LIMITS.nonceBytes ? nonce : '');
+/** The nonce as given, when it is one the seed allows to echo (a string of Unicode text); otherwise empty. */
+const echo = (nonce: unknown) => (typeof nonce === 'string' && Buffer.byteLength(nonce, 'utf8') <= RTIO_LIMITS.nonceBytes && illFormedTextAt(nonce) === undefined ? nonce : '');
 
 function isTrusted(trusted: BlockList, address: string | undefined): boolean {
   if (!address) return false;

@@ -1,5 +1,7 @@
 import type express from 'express';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { illFormedTextAt, notUnicode } from '../../domain/text';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, TicketError } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { SendRateExceededError } from '../../src/messaging/messaging';
@@ -35,6 +37,8 @@ export function toShimError(error: unknown): ShimError {
   if (error instanceof ShimError) return error;
   if (error instanceof TicketError || error instanceof AppAuthError) return new ShimError(401, 'unauthorized', error.message);
   if (error instanceof SendRateExceededError) return new ShimError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
+  // Not herald's failure nor the caller's: others were changing the same record; the request may be sent again.
+  if (error instanceof StreamContendedError) return new ShimError(503, 'busy', error.message, error.retryAfterSeconds);
   if (error instanceof DomainError) {
     const [status, code] = DOMAIN_STATUS[error.code];
     return new ShimError(status, code, error.message);
@@ -43,7 +47,18 @@ export function toShimError(error: unknown): ShimError {
 }
 
 /**
- * An async route whose errors reach `send` as ShimErrors. Express's body-parser errors (malformed JSON,
+ * The refusal of a request whose query string or parsed body holds text that is not Unicode (a lone
+ * surrogate from a JSON `\ud800` escape), naming the field; undefined when all its text is Unicode.
+ * Every shim asks it before reading any field (issue 21 item 5).
+ */
+export function illFormedTextOf(req: express.Request): string | undefined {
+  const path = illFormedTextAt(req.query) ?? illFormedTextAt(req.body);
+  return path === undefined ? undefined : notUnicode(path || 'the body');
+}
+
+/**
+ * An async route whose errors reach `send` as ShimErrors; a request with text that is not Unicode is
+ * bad input (illFormedTextOf). Express's body-parser errors (malformed JSON,
  * too large) are a shim's too: `bodyErrors` puts them in the same envelope.
  */
 export function shimRoute(
@@ -52,10 +67,16 @@ export function shimRoute(
   send: (res: express.Response, req: express.Request, error: ShimError) => void,
   handler: (req: express.Request, res: express.Response) => Promise<void>,
 ): express.RequestHandler {
+  const checked = async (req: express.Request, res: express.Response) => {
+    const illFormed = illFormedTextOf(req);
+    if (illFormed !== undefined) throw badInput(illFormed);
+    await handler(req, res);
+  };
   return (req, res) => {
-    handler(req, res).catch((error: unknown) => {
+    checked(req, res).catch((error: unknown) => {
       const known = toShimError(error);
-      if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
+      if (error instanceof StreamContendedError) log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, `${shim}: busy`);
+      else if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
       if (known.retryAfterSeconds !== undefined) res.set('retry-after', String(known.retryAfterSeconds));
       send(res, req, known);
     });

@@ -10,6 +10,7 @@ import { PushRefusedError, type Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { idempotencyKeyOf } from './idempotencyKey';
 import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
 
 /**
@@ -17,8 +18,9 @@ import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
  * (`/v2/message/client/push`, `X-Client-Token`), the app's server to devices by number
  * (`/v2/message/server/push`, `X-APP-ID` + `X-APP-Key`, `proxy` 0: a batch, 1: on behalf of devices).
  * Both answer `{"request_id"}`; errors `{"code", "message"}` with the seed's statuses (400, 401, 500)
- * and herald's own (404, 413, 429). What `msg` and `flag` may be, and how the deliveries are tried,
- * is the push decider's (domain/device/push.ts). See docs/api/topvdn.md.
+ * and herald's own (404, 409 an Idempotency-Key reused for another push, 413, 429, 503 busy). What
+ * `msg` and `flag` may be, and how the deliveries are tried, is the push decider's
+ * (domain/device/push.ts). See docs/api/topvdn.md.
  */
 
 const BODY_LIMIT = '64kb';
@@ -88,6 +90,7 @@ export function topvdnRouter(deps: {
     const sender = await devices.authenticate(token);
     if (!sender) throw new ShimError(401, 'unauthorized', 'X-Client-Token: not a valid device token');
     const body = decodeBody(ClientPushBody, req.body);
+    const idempotencyKey = idempotencyKeyOf(req);
     if (body.access_tokens.length > PUSH_LIMITS.topvdnTargets) throw badInput(`access_tokens: at most ${PUSH_LIMITS.topvdnTargets}`);
     const input = { msg: body.msg, flag: body.flag ?? DEFAULT_FLAG, from: sender.clientId, clientIds: [] as number[], callback: body.callback };
     // The peers: each token must name a registered device of the sender's app.
@@ -107,7 +110,7 @@ export function topvdnRouter(deps: {
       { ...input, clientIds: body.access_tokens.map((peer) => peers.get(peer)!) },
       clock(),
       // A device's sends count against its own rate.
-      { appId: sender.appId, userId: `device:${sender.deviceId}` },
+      { sender: { appId: sender.appId, userId: `device:${sender.deviceId}` }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
     );
     res.json({ request_id: pushId });
   }));
@@ -135,10 +138,12 @@ export function topvdnRouter(deps: {
   router.post('/v2/message/server/push', route(async (req, res) => {
     const appId = await authenticatedApp(req);
     const { proxy } = decodeBody(Proxy, req.body);
+    const idempotencyKey = idempotencyKeyOf(req);
+    const by = { ...(idempotencyKey !== undefined && { idempotencyKey }) };
     if (proxy === 0) {
       const { payload } = decodeBody(BatchBody, req.body);
       const input = { msg: payload.msg, flag: payload.flag ?? DEFAULT_FLAG, from: null, clientIds: payload.clients, callback: false };
-      const { pushId } = await refusedAt((message) => `payload.${message}`, () => pushes.topvdnPush(appId, input, clock()));
+      const { pushId } = await refusedAt((message) => `payload.${message}`, () => pushes.topvdnPush(appId, input, clock(), by));
       res.json({ request_id: pushId });
       return;
     }
@@ -157,7 +162,7 @@ export function topvdnRouter(deps: {
     // Every item is checked before any is pushed: a refused request appends nothing.
     const ids = await refusedAt(
       (message, index) => `payload[${index ?? 0}].${message.startsWith('clients:') ? 'to: must be a device number' : message}`,
-      () => pushes.topvdnPushes(appId, inputs, clock()),
+      () => pushes.topvdnPushes(appId, inputs, clock(), by),
     );
     res.json({ request_id: ids[0], request_ids: ids });
   }));

@@ -1,5 +1,7 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import { DomainError } from '../../domain/decider';
+import { illFormedTextAt, notUnicode } from '../../domain/text';
+import { StreamContendedError } from '../../src/command/commandHandler';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import type { Logger } from '../../src/logger';
@@ -72,15 +74,12 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
       void connected.then(async (handle) => {
         if (!handle || socket.readyState !== WebSocket.OPEN) return;
         const messageId = confirmedIdOf(isBinary ? undefined : data.toString());
-        if (messageId === undefined) return reply(socket, { error: { code: 'bad_frame', message: 'expected {"confirm": "<messageId>"}' } });
+        if (typeof messageId !== 'string') return reply(socket, { error: { code: 'bad_frame', message: messageId.refused } });
         try {
           await handle.confirm(messageId);
           reply(socket, { confirmed: messageId });
         } catch (error) {
-          if (!(error instanceof DomainError)) deps.log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
-          const code = error instanceof DomainError ? error.code : 'internal';
-          const message = error instanceof DomainError ? error.message : 'internal error; confirm again';
-          reply(socket, { error: { code, message }, confirm: messageId });
+          reply(socket, { error: confirmationError(error, deviceId, deps.log), confirm: messageId });
         }
       });
     });
@@ -96,19 +95,33 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
   };
 }
 
+/** Why a confirmation was not recorded: the domain's refusal, busy (others writing; confirm again), or herald's failure. */
+function confirmationError(error: unknown, deviceId: string, log: Logger): { code: string; message: string } {
+  if (error instanceof DomainError) return { code: error.code, message: error.message };
+  if (error instanceof StreamContendedError) return { code: 'busy', message: error.message };
+  log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
+  return { code: 'internal', message: 'internal error; confirm again' };
+}
+
 function reply(socket: WebSocket, frame: unknown): void {
   if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
 }
 
-function confirmedIdOf(text: string | undefined): string | undefined {
-  if (text === undefined) return undefined;
+const NOT_A_CONFIRMATION = { refused: 'expected {"confirm": "<messageId>"}' } as const;
+
+/** The message id a frame confirms, or why the frame is refused. */
+function confirmedIdOf(text: string | undefined): string | { readonly refused: string } {
+  if (text === undefined) return NOT_A_CONFIRMATION;
+  let frame: unknown;
   try {
-    const frame = JSON.parse(text) as unknown;
-    const id = typeof frame === 'object' && frame !== null ? (frame as Record<string, unknown>).confirm : undefined;
-    return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : undefined;
+    frame = JSON.parse(text) as unknown;
   } catch {
-    return undefined;
+    return NOT_A_CONFIRMATION;
   }
+  const illFormed = illFormedTextAt(frame);
+  if (illFormed !== undefined) return { refused: notUnicode(illFormed) };
+  const id = typeof frame === 'object' && frame !== null ? (frame as Record<string, unknown>).confirm : undefined;
+  return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : NOT_A_CONFIRMATION;
 }
 
 /** A push's frame per wire variant, made once per push object and shared by every device it reaches. */

@@ -1,8 +1,9 @@
 import { WebSocket, WebSocketServer } from 'ws';
 import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
-import { isStorableText } from '../../domain/text';
+import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
 import type { Logger } from '../../src/logger';
+import { SendRateExceededError } from '../../src/messaging/messaging';
 import type { Rtio } from '../../src/rtio/rtio';
 
 /**
@@ -13,7 +14,8 @@ import type { Rtio } from '../../src/rtio/rtio';
  * device → herald, its reply: `{"call_id", "code", "message"}` → `{"replied": "<call_id>"}`, or
  * `{"error": {"code", "message"}, "call_id"}` (no such call waiting: it timed out, or was never made);
  * device → herald, a report: `{"report": "<message ≤ 1,024 bytes>"}` → `{"reported": "<report id>"}`,
- * forwarded to the notify URL (src/rtio/reportForwarder.ts).
+ * forwarded to the notify URL (src/rtio/reportForwarder.ts); over the sending rate
+ * `{"error": {"code": "rate_limited", "message", "retry_after_seconds"}}`.
  * The key travels in a frame, not the URL, so it is not in access logs.
  */
 
@@ -48,7 +50,10 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
     });
 
     const handle = async (text: string | undefined): Promise<void> => {
-      const frame = parse(text);
+      const parsed = parse(text);
+      // Text that is not Unicode (a `\ud800` escape) makes a frame bad as a whole, before any field is read.
+      const illFormed = parsed && illFormedTextAt(parsed);
+      const frame = illFormed === undefined ? parsed : undefined;
       if (deviceId === undefined) {
         const device = frame && typeof frame.device_id === 'string' && typeof frame.device_key === 'string' ? await deps.rtio.authenticateDevice(frame.device_id, frame.device_key) : undefined;
         if (!device || !frame) return socket.close(CLOSE.unauthenticated.code, 'device_id and device_key do not match a device');
@@ -65,12 +70,18 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         });
         return reply(socket, { authenticated: true });
       }
+      if (illFormed !== undefined) return reply(socket, { error: { code: 'bad_frame', message: notUnicode(illFormed) } });
       if (typeof frame?.report === 'string') {
         const report = frame.report;
         if (Buffer.byteLength(report, 'utf8') > RTIO_LIMITS.reportBytes || !isStorableText(report)) {
           return reply(socket, { error: { code: 'bad_frame', message: `a report is at most ${RTIO_LIMITS.reportBytes} bytes of text` } });
         }
-        return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
+        try {
+          return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
+        } catch (error) {
+          if (!(error instanceof SendRateExceededError)) throw error;
+          return reply(socket, { error: { code: 'rate_limited', message: error.message, retry_after_seconds: error.retryAfterSeconds } });
+        }
       }
       const callId = frame?.call_id;
       const code = frame?.code;

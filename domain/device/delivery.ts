@@ -1,6 +1,7 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
+import { streamNameOf } from '../streamName';
 import { TOPVDN_RETRY_OFFSETS_SECONDS, type PushRequestedData, type Retry } from './push';
 
 /**
@@ -137,7 +138,8 @@ export interface DeliveryState {
   readonly nextAttemptAt: string | null;
 }
 
-export const deliveryStreamName = (pushId: string, deviceId: string) => `delivery-${pushId}.${deviceId}`;
+/** `delivery-<pushId>.<deviceId>` (streamNameOf; a push id is a UUID, so nothing in it is encoded). */
+export const deliveryStreamName = (pushId: string, deviceId: string) => streamNameOf('delivery', pushId, deviceId);
 
 /**
  * The target of a topvdn push's delivery to its app's callback URL (`callback: 1`), in place of a

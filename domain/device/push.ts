@@ -215,12 +215,15 @@ export const pushDecider: Decider<PushCommand, PushEvent, PushState> = {
     switch (command.type) {
       case 'RequestOnePush':
       case 'RequestTopvdnPush': {
-        // Requested already (a retry landing on the same id): nothing new.
-        if (state.status !== 'none') return [];
         if (!UUID.test(command.pushId)) throw new DomainError('invalid', 'pushId: must be a UUID');
         const now = Date.parse(command.now);
         if (Number.isNaN(now)) throw new DomainError('invalid', 'now: not a valid time');
-        return [{ type: 'PushRequested', data: command.type === 'RequestOnePush' ? onePush(command, now) : topvdnPush(command, now) }];
+        const push = command.type === 'RequestOnePush' ? onePush(command, now) : topvdnPush(command, now);
+        if (state.status === 'none') return [{ type: 'PushRequested', data: push }];
+        // Requested already: the id came from the caller's idempotency key. A retry of that request
+        // appends nothing; another request under the same key is refused, not taken for the first.
+        if (!sameRequest(state.push, push)) throw new DomainError('conflict', 'this idempotency key was used for a different push');
+        return [];
       }
       case 'RecordSmsRequests': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such push');
@@ -294,6 +297,21 @@ function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData 
     requestedAt: new Date(now).toISOString(),
     expiresAt: new Date(now + windowSeconds * 1000).toISOString(),
   };
+}
+
+/** Whether two pushes are the same request made at different times (a retry): all but when, with the same validity. */
+function sameRequest(a: PushRequestedData, b: PushRequestedData): boolean {
+  const asked = ({ requestedAt, expiresAt, ...rest }: PushRequestedData) => ({ ...rest, validityMs: Date.parse(expiresAt) - Date.parse(requestedAt) });
+  return sameJson(asked(a), asked(b));
+}
+
+/** Deep equality of JSON values, whatever the order of object keys (a stored event's may differ). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((item, i) => sameJson(item, (b as unknown[])[i]));
+  const [ka, kb] = [Object.keys(a), Object.keys(b)];
+  return ka.length === kb.length && ka.every((key) => Object.hasOwn(b, key) && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
 }
 
 /** topvdn's `msg`: standard base64 (with padding) of 1-256 bytes. */

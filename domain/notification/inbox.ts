@@ -1,6 +1,7 @@
 import * as t from 'io-ts';
 import { unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
+import { streamNameOf } from '../streamName';
 import { NotificationRead } from './notification';
 
 /**
@@ -29,7 +30,9 @@ export const inboxCatalogue: CatalogueEntry = {
   union: InboxEvent,
   events: {
     NotificationStatsCleared: {
-      when: '`DELETE /notification_stat`; afterwards the stats count only unread notifications delivered after it',
+      when:
+        '`DELETE /notification_stat`, GraphQL `clearNotificationStats`; afterwards the stats count only unread notifications ' +
+        'delivered after it. Clears made at once by one user append one event (each later one finds it and appends nothing)',
     },
     NotificationRead: {
       when:
@@ -43,6 +46,8 @@ export interface ClearNotificationStats {
   readonly type: 'ClearNotificationStats';
   readonly appId: string;
   readonly userId: string;
+  /** How many clears the inbox held when the request arrived (`statsClears` of the state read first). */
+  readonly clearsSeen: number;
   readonly now: string;
 }
 /** The caller found the broadcast in its app's read model; reading it twice records one read. */
@@ -56,26 +61,33 @@ export interface MarkBroadcastRead {
 export type InboxCommand = ClearNotificationStats | MarkBroadcastRead;
 export interface InboxState {
   readonly broadcastsRead: ReadonlySet<string>;
+  /** NotificationStatsCleared events so far. */
+  readonly statsClears: number;
 }
 
-export const inboxStreamName = (appId: string, userId: string) => `inbox-${appId}.${userId}`;
+/** `inbox-<appId>.<userId>`, the app id's `.` and `%` percent-encoded (streamNameOf): no two inboxes share a stream. */
+export const inboxStreamName = (appId: string, userId: string) => streamNameOf('inbox', appId, userId);
 
 export const inboxDecider: Decider<InboxCommand, InboxEvent, InboxState> = {
-  initialState: () => ({ broadcastsRead: new Set() }),
+  initialState: () => ({ broadcastsRead: new Set(), statsClears: 0 }),
   evolve(state, event) {
     switch (event.type) {
       case 'NotificationStatsCleared':
-        return state;
+        return { ...state, statsClears: state.statsClears + 1 };
       case 'NotificationRead':
-        return { broadcastsRead: new Set([...state.broadcastsRead, event.data.notificationId]) };
+        return { ...state, broadcastsRead: new Set([...state.broadcastsRead, event.data.notificationId]) };
       default:
         return unreachable(event);
     }
   },
   decide(command, state) {
     switch (command.type) {
-      // Every clear counts: each one resets the stats at its point of the history.
+      // Each clear resets the stats at its point of the history. A clear appended after this request
+      // arrived (a concurrent one: the user's other tab, a retry) already cleared them within this
+      // request's lifetime, so this one is answered by it and appends nothing: concurrent clears do not
+      // contend for the stream.
       case 'ClearNotificationStats':
+        if (state.statsClears > command.clearsSeen) return [];
         return [{ type: 'NotificationStatsCleared', data: { appId: command.appId, userId: command.userId, clearedAt: command.now } }];
       case 'MarkBroadcastRead': {
         if (state.broadcastsRead.has(command.notificationId)) return [];

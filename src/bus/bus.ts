@@ -4,16 +4,30 @@ import type { Publication } from '../projection/projection';
 /**
  * Carries publications from projection commits to live subscribers. In-process here; a Redis
  * implementation of the same interface carries them between nodes.
+ *
+ * The bus is not durable: a publication can be lost (Redis down, a dropped connection). It never loses
+ * one silently: it tells its gap listeners, and whoever listens on it catches up from the store, where
+ * everything published was committed first (docs/architecture.md, Bus).
  */
 export interface Bus {
   publish(publications: readonly Publication[]): Promise<void>;
   /** Returns the unsubscribe function. */
   subscribe(topic: string, listener: (payload: unknown) => void): () => void;
+  /**
+   * `listener` is called when this node may have missed publications — its connection to the other
+   * nodes dropped, or a publisher's sequence skipped some — once the bus carries publications again: what
+   * a listener then reads from the store, with what the bus brings after, leaves nothing out. Returns
+   * the function that removes it.
+   */
+  onGap(listener: () => void): () => void;
+  /** Whether publications reach every node now (`/readyz`); false while a Redis bus is disconnected. */
+  healthy(): boolean;
   close(): Promise<void>;
 }
 
 export class InProcessBus implements Bus {
   private readonly emitter = new EventEmitter();
+  private readonly gapListeners = new Set<() => void>();
 
   constructor(private readonly onListenerError: (error: unknown, topic: string) => void = () => undefined) {
     this.emitter.setMaxListeners(0);
@@ -37,7 +51,31 @@ export class InProcessBus implements Bus {
     return () => this.emitter.off(topic, listener);
   }
 
+  /** Tells the gap listeners (the Redis bus, when it lost publications): each is called, one failing does not stop the rest. */
+  gap(): void {
+    for (const listener of [...this.gapListeners]) {
+      try {
+        listener();
+      } catch (error) {
+        this.onListenerError(error, 'gap');
+      }
+    }
+  }
+
+  onGap(listener: () => void): () => void {
+    // A Set, not the emitter: every subscriber of the node listens, and each removes itself in O(1).
+    const own = () => listener();
+    this.gapListeners.add(own);
+    return () => this.gapListeners.delete(own);
+  }
+
+  /** Nothing between this process's publishers and subscribers can fail. */
+  healthy(): boolean {
+    return true;
+  }
+
   async close(): Promise<void> {
     this.emitter.removeAllListeners();
+    this.gapListeners.clear();
   }
 }

@@ -58,11 +58,35 @@ export interface CommandResult<Event, State> {
 }
 
 const EVENT_ID_NAMESPACE = '1b671a64-40d5-491e-99b0-da01ff1f3341';
-const MAX_ATTEMPTS = 5;
+
+/**
+ * How long a command keeps deciding again while other writers win the append on its stream. Sized for
+ * 32 writers on one stream: each round one of them wins, so the unluckiest may lose ~31 rounds; a
+ * full-jitter back-off (a random wait up to base·2^attempt, capped) spreads the losers so that they do
+ * not all collide again. Past either bound the caller gets StreamContendedError (each API's busy /
+ * retry-later answer), never an internal error.
+ */
+export const CONFLICT_RETRY = { maxAttempts: 50, maxElapsedMs: 5_000, baseDelayMs: 4, maxDelayMs: 250 } as const;
+
+/**
+ * Other writers kept winning the append on one stream past CONFLICT_RETRY's bounds: nothing of the
+ * command was appended, and the same request may be sent again after `retryAfterSeconds`.
+ */
+export class StreamContendedError extends Error {
+  override readonly name = 'StreamContendedError';
+  readonly retryAfterSeconds = 1;
+  constructor(
+    readonly streamName: string,
+    readonly attempts: number,
+  ) {
+    super('too many concurrent changes to the same record; nothing was changed, retry in 1 s');
+  }
+}
 
 /**
  * The only writer: read the stream, fold, decide, append with the expected revision. On a concurrent
- * write it starts over (bounded, with jittered back-off), so the decision is always made on fresh state.
+ * write it starts over (bounded by attempts and time, with jittered back-off), so the decision is always
+ * made on fresh state.
  */
 export async function handleCommand<Command, Event extends DomainEvent, State>(
   store: EventStore,
@@ -74,6 +98,7 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
   known?: LoadedStream<State>,
 ): Promise<CommandResult<Event, State>> {
   const { decider } = aggregate;
+  const deadline = Date.now() + CONFLICT_RETRY.maxElapsedMs;
   let assumed = known;
   for (let attempt = 1; ; attempt++) {
     const loaded = assumed ?? (await loadState(store, aggregate, streamName));
@@ -107,14 +132,16 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
       );
       return { events, state: events.reduce(decider.evolve, state), revision: result.nextExpectedRevision, position: result.position };
     } catch (error) {
-      if (!(error instanceof WrongExpectedRevisionError) || attempt >= MAX_ATTEMPTS) throw asDomainError(error);
+      if (!(error instanceof WrongExpectedRevisionError)) throw asDomainError(error);
       // What the caller knew is out of date (the stream was not new, or someone wrote since it was read):
       // decide again on what the stream holds, at once; after that, with jittered back-off.
       if (assumed) {
         assumed = undefined;
         continue;
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+      const delay = Math.random() * Math.min(CONFLICT_RETRY.maxDelayMs, CONFLICT_RETRY.baseDelayMs * 2 ** attempt);
+      if (attempt >= CONFLICT_RETRY.maxAttempts || Date.now() + delay > deadline) throw new StreamContendedError(streamName, attempt);
+      await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
 }

@@ -5,7 +5,7 @@ import { inboxStreamName } from '../../domain/notification/inbox';
 import { NOTIFICATION_LIMITS, NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
 import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
 import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
-import { handleCommand, newStream } from '../command/commandHandler';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { SendAllowance } from '../messaging/messaging';
 import type { Viewer } from '../identity/tickets';
@@ -110,7 +110,7 @@ export class Datahub {
       readonly store: EventStore;
       readonly queries: DatahubQueries;
       readonly subscribers: ItemSubscribers;
-      /** Users' sends count against their sending rate (back-end services are the app's own, and are not limited). */
+      /** Users' sends and stats clears count against their sending rate (back-end services are the app's own, and are not limited). */
       readonly sendAllowance: SendAllowance;
       /** Resolves once the caller's next query would show the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
@@ -222,13 +222,19 @@ export class Datahub {
     return Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, unread.get(type) ?? 0])) as Record<NotificationType, number>;
   }
 
+  /** Each clear is a write: it counts against the user's sending rate (SendRateExceededError). */
   async clearStats(viewer: Viewer, now: Date): Promise<void> {
+    this.deps.sendAllowance.take(viewer, now);
+    // Read first: the clears the inbox holds now tell a concurrent clear (appended later) from an old one.
+    const streamName = inboxStreamName(viewer.appId, viewer.userId);
+    const loaded = await loadState(this.deps.store, inboxAggregate, streamName);
     const result = await handleCommand(
       this.deps.store,
       inboxAggregate,
-      inboxStreamName(viewer.appId, viewer.userId),
-      { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, now: now.toISOString() },
+      streamName,
+      { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, clearsSeen: loaded.state.statsClears, now: now.toISOString() },
       { appId: viewer.appId, actor: `user:${viewer.userId}` },
+      loaded,
     );
     await this.deps.readYourWrites(result.position);
   }

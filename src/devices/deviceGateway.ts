@@ -228,9 +228,10 @@ export class DeviceGateway {
     void session.enqueue(async () => {
       const seen = session.backlogPushes;
       if (seen) {
-        if (publication.pushPosition <= session.backlogHigh && seen.has(publication.push.pushId)) return;
+        const pushPosition = BigInt(publication.pushPosition);
+        if (pushPosition <= session.backlogHigh && seen.has(publication.push.pushId)) return;
         // Newer than everything the backlog covered: so is every later push.
-        if (publication.pushPosition > session.backlogHigh) session.backlogPushes = undefined;
+        if (pushPosition > session.backlogHigh) session.backlogPushes = undefined;
       }
       await this.attempt(session, publication.push, fresh(), false);
     });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { pushDecider, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
@@ -46,23 +47,23 @@ export class Pushes {
     },
   ) {}
 
-  async onePush(appId: string, input: OnePushInput, now: Date, sender?: LimitedSender): Promise<{ pushId: string }> {
-    const [pushId] = await this.request([{ ...input, type: 'RequestOnePush', pushId: randomUUID(), appId, now: now.toISOString() }], now, sender);
+  async onePush(appId: string, input: OnePushInput, now: Date, by: PushRequester = {}): Promise<{ pushId: string }> {
+    const [pushId] = await this.request([{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }], now, by.sender);
     if (input.smsMessage) await this.requestSms(pushId!, appId, now);
     return { pushId: pushId! };
   }
 
-  async topvdnPush(appId: string, input: TopvdnPushInput, now: Date, sender?: LimitedSender): Promise<{ pushId: string }> {
-    const [pushId] = await this.topvdnPushes(appId, [input], now, sender);
+  async topvdnPush(appId: string, input: TopvdnPushInput, now: Date, by: PushRequester = {}): Promise<{ pushId: string }> {
+    const [pushId] = await this.topvdnPushes(appId, [input], now, by);
     return { pushId: pushId! };
   }
 
   /** Several topvdn messages of one request (proxy push): all refused if one is (PushRefusedError), else all made. */
-  topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, sender?: LimitedSender): Promise<string[]> {
+  topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, by: PushRequester = {}): Promise<string[]> {
     return this.request(
-      inputs.map((input) => ({ ...input, type: 'RequestTopvdnPush', pushId: randomUUID(), appId, now: now.toISOString() })),
+      inputs.map((input, index) => ({ ...input, type: 'RequestTopvdnPush', pushId: pushIdOf(appId, by, index), appId, now: now.toISOString() })),
       now,
-      sender,
+      by.sender,
     );
   }
 
@@ -102,11 +103,31 @@ export class Pushes {
       const offline = addressed.filter((deviceId) => !online.has(deviceId));
       const recipients = await this.deps.deliveries.mobiles(pushId, offline);
       if (recipients.length > 0) {
-        await handleCommand(this.deps.store, pushAggregate, pushStreamName(pushId), { type: 'RecordSmsRequests', recipients, now: now.toISOString() }, { appId, actor: `app:${appId}` });
+        // One command per page, so a retried send (its idempotency key) records each page once.
+        const page = { appId, actor: `app:${appId}`, commandId: `sms/${addressed[0]}` };
+        await handleCommand(this.deps.store, pushAggregate, pushStreamName(pushId), { type: 'RecordSmsRequests', recipients, now: now.toISOString() }, page);
       }
       if (addressed.length < PUSH_LIMITS.smsRecipients) return;
     }
   }
+}
+
+/** Who asks for a push: its sender when rate-limited, and the client's idempotency key when it gave one. */
+export interface PushRequester {
+  readonly sender?: LimitedSender;
+  /** The same key (from the same sender) makes the same pushes: a retry appends nothing twice. */
+  readonly idempotencyKey?: string;
+}
+
+const PUSH_ID_NAMESPACE = '5b8f0c1e-7a0d-4c55-9d3e-2f6b1c8a4e90';
+
+/**
+ * The id of a request's `index`th push: fresh, or, with an idempotency key, derived from the key and
+ * who gave it (keys of different senders never meet), so a retry lands on the same push streams.
+ */
+function pushIdOf(appId: string, by: PushRequester, index: number): string {
+  if (by.idempotencyKey === undefined) return randomUUID();
+  return uuidv5(`${appId}\u0000${actorOf(appId, by.sender)}\u0000${by.idempotencyKey}\u0000${index}`, PUSH_ID_NAMESPACE);
 }
 
 /** A device sends as `device:<id>` (its sender id says so), a user as `user:<id>`, the app's server as `app:<appId>`. */

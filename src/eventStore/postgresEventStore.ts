@@ -521,8 +521,12 @@ export class PostgresEventStore implements EventStore {
       client.on('error', () => {
         if (this.listener === client) this.listener = undefined;
         client.end().catch(() => undefined);
-        // Subscriptions keep polling meanwhile; reconnect so they go back to being woken at once.
-        if (!this.closed && this.live.listenerCount('position') > 0) setTimeout(() => void this.startListener().catch(() => undefined), 500).unref();
+        // Subscriptions keep polling meanwhile; reconnect (every 0.5 s while the server is away) so they
+        // go back to being woken at once.
+        const reconnect = () => {
+          if (!this.closed && this.live.listenerCount('position') > 0) this.startListener().catch(() => setTimeout(reconnect, 500).unref());
+        };
+        setTimeout(reconnect, 500).unref();
       });
       try {
         await client.connect();

@@ -40,11 +40,21 @@ export interface InboxOwner {
   readonly userId: string;
 }
 
+export interface MissedRequest {
+  readonly owner: InboxOwner;
+  readonly sinceSeq: bigint;
+  readonly limit: number;
+  readonly now: Date;
+}
+
 export interface InboxQueries {
   /** A user's inbox, newest first, without expired messages; `beforeSeq` continues a previous page. */
   page(owner: InboxOwner, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string; now: Date }): Promise<NotificationPage>;
-  /** Messages delivered to the user after `sinceSeq`, oldest first, unexpired; at most `limit`. */
-  deliveredSince(owner: InboxOwner, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]>;
+  /**
+   * For each request, the messages delivered to its owner after `sinceSeq`, oldest first, unexpired at
+   * `now`; at most `limit`. One query for all; a message delivered to several of them is one object.
+   */
+  deliveredSince(requests: readonly MissedRequest[]): Promise<DeliveredMessage[][]>;
   /** Message ids of an app's delivered messages by seq (Koala `sids`); unknown seqs are left out. */
   messageIdsBySeq(appId: string, seqs: readonly bigint[]): Promise<Map<bigint, string>>;
 }

@@ -6,7 +6,8 @@ import { messageAggregate } from '../command/aggregates';
 import { decodeEvent, handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Viewer } from '../identity/tickets';
-import type { DeliveredMessage, InboxQueries, NotificationPage } from './inbox';
+import { Batcher } from '../batcher';
+import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from './inbox';
 
 /**
  * Sending, acknowledging and listing messages: the one implementation behind Koala's REST routes and
@@ -49,7 +50,8 @@ export class SendRateExceededError extends Error {
 
 /**
  * How many sends one sender may make per minute: a fixed window per (app, sender), shared by every API
- * that sends (Koala, GraphQL, datahub). Several nodes each keep their own (a shared limit comes with Redis).
+ * that sends (Koala, GraphQL, datahub) and by the writes that are as cheap to repeat (stats clears, an RTIO
+ * device's reports as `rtio-device:<id>`). Several nodes each keep their own (a shared limit comes with Redis).
  */
 export class SendAllowance {
   private readonly windows = new Map<string, { windowStart: number; count: number }>();
@@ -84,8 +86,14 @@ export class Messaging {
       /** Resolves once the caller's next query would show the effect of a command at this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
       readonly sendAllowance: SendAllowance;
+      /** The inbox read model's position (its projection's checkpoint, as this node knows it). */
+      readonly inboxPosition: () => bigint;
     },
-  ) {}
+  ) {
+    this.missed = new Batcher((requests) => deps.inbox.deliveredSince(requests));
+  }
+
+  private readonly missed: Batcher<MissedRequest, DeliveredMessage[]>;
 
   async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
     if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
@@ -161,9 +169,17 @@ export class Messaging {
     return this.deps.inbox.page(viewer, { ...options, now });
   }
 
-  /** What a reconnecting subscriber missed since `sinceSeq`, oldest first. */
+  /**
+   * What a subscriber missed since `sinceSeq` (it reconnected, or the bus lost messages), oldest first.
+   * The calls of one turn are one query.
+   */
   deliveredSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
-    return this.deps.inbox.deliveredSince(viewer, sinceSeq, limit, now);
+    return this.missed.get({ owner: { appId: viewer.appId, userId: viewer.userId }, sinceSeq, limit, now });
+  }
+
+  /** How far the inbox is known to show deliveries: every message of a higher seq is yet to be pushed. */
+  deliveredPosition(): bigint {
+    return this.deps.inboxPosition();
   }
 
   private async firstEvent(messageId: string): Promise<MessageEvent> {

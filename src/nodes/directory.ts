@@ -85,6 +85,9 @@ export class RedisDirectory implements Directory {
   ) {
     this.renewal = setInterval(() => this.renew(), RENEW_MS);
     this.renewal.unref();
+    // Redis back after an outage may have lost every entry (a restart without persistence): write this
+    // node's back at once, not at the next renewal, so its devices are not offline to the others meanwhile.
+    redis.on('ready', () => this.renew());
   }
 
   static async connect(url: string, log: Logger): Promise<RedisDirectory> {

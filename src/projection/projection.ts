@@ -19,7 +19,8 @@ export interface Projection {
   handles(eventType: string): boolean;
   /**
    * Applies a batch inside the runner's transaction. Returns what became visible, to be published on the
-   * bus once the transaction has committed. Events it does not know are skipped.
+   * bus once the transaction has committed. Events of types it does not read are skipped; one of a type it
+   * reads whose data it cannot read throws (eventDecoder.ts: UndecodableEventError), so the runner parks it.
    */
   handle(events: readonly RecordedEvent[], tx: PoolClient, options?: HandleOptions): Promise<readonly Publication[]>;
   /**

@@ -5,10 +5,11 @@ import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import type { Migration } from '../postgres/migrations';
 import type { Projection } from './projection';
-import { isConnectionError } from '../postgres/errors';
+import { classifyFailure } from '../postgres/errors';
 import { SessionLock } from '../postgres/sessionLock';
 import { withTransaction } from '../postgres/transaction';
 import { Wakeup } from '../wakeup';
+import { UndecodableEventError } from './eventDecoder';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
 
 const CHECKPOINT_MOVED = 'HR001';
@@ -60,7 +61,8 @@ export const projectionRunnerMigrations: readonly Migration[] = [
 
 /** What a runner does with an event its projection keeps failing on (HERALD_PROJECTION_ON_ERROR). */
 export type OnProjectionError = 'park' | 'stop';
-// A failing batch is retried whole, then event by event; an event that still fails is parked.
+// A batch failing for its events' fault is retried whole, then event by event; an event that still
+// fails is parked. Any other failure is retried from the checkpoint, never parked.
 const BATCH_ATTEMPTS = 3;
 const EVENT_ATTEMPTS = 3;
 const RETRY_BACKOFF_MS = 100;
@@ -68,11 +70,25 @@ const RETRY_BACKOFF_MS = 100;
 // First key of the two-key advisory lock: the second is hashtext(projection name).
 export const PROJECTION_LOCK_SPACE = 0x68726c64; // "hrld"
 const STANDBY_RETRY_MS = 1000;
-const MAX_BACKOFF_MS = 30_000;
+/**
+ * Back-off after a failure that is not an event's fault (the database down or restarting, a lock
+ * timeout, a deadlock): short and capped, so the projection resumes within ~2 s of the cause going
+ * away — meanwhile commands wait for it (read your writes) and live pushes wait with it.
+ */
+const FIRST_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 2000;
 /** How long the checkpoint may lag in the database behind batches the projection had nothing to do in. */
 const SKIPPED_CHECKPOINT_MS = 1000;
 
-export type RunnerState = 'stopped' | 'standby' | 'catching-up' | 'live';
+/** `retrying`: waiting out the back-off after a failure (see `failing`). */
+export type RunnerState = 'stopped' | 'standby' | 'catching-up' | 'live' | 'retrying';
+
+/** The failure a runner is retrying after: since when, how many times in a row, the latest error's message. */
+export interface RunnerFailure {
+  readonly since: Date;
+  readonly attempts: number;
+  readonly error: string;
+}
 
 /**
  * Keeps one projection up to date with the event store.
@@ -90,6 +106,7 @@ export class ProjectionRunner {
   private loop: Promise<void> | undefined;
   private readonly stopWakeup = new Wakeup();
   private currentState: RunnerState = 'stopped';
+  private failure: RunnerFailure | undefined;
 
   constructor(
     private readonly deps: {
@@ -115,6 +132,11 @@ export class ProjectionRunner {
     return this.currentState;
   }
 
+  /** The failure this runner keeps retrying after, until it applies (or passes) a batch again. */
+  get failing(): RunnerFailure | undefined {
+    return this.failure;
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -131,7 +153,7 @@ export class ProjectionRunner {
 
   private async runUntilStopped(): Promise<void> {
     const { log } = this.deps;
-    let backoffMs = 500;
+    let backoffMs = FIRST_BACKOFF_MS;
     while (this.running) {
       try {
         if (!(await this.acquireLock())) {
@@ -140,7 +162,7 @@ export class ProjectionRunner {
           continue;
         }
         await this.applyUntilStoppedOrFailed();
-        backoffMs = 500;
+        backoffMs = FIRST_BACKOFF_MS;
       } catch (error) {
         if (!this.running) break;
         if (error instanceof CheckpointMovedError) {
@@ -148,7 +170,8 @@ export class ProjectionRunner {
           log.info({ projection: this.name }, error.message);
           continue;
         }
-        log.error({ err: error, projection: this.name }, 'projection runner failed; restarting from its checkpoint');
+        this.failed(error, backoffMs);
+        this.currentState = 'retrying';
         await this.stopWakeup.wait(backoffMs);
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
       } finally {
@@ -199,6 +222,8 @@ export class ProjectionRunner {
           this.deps.onCommitted?.(projection.name, last);
         }
       }
+      // This batch went through (applied, or nothing in it for the projection): whatever failed has passed.
+      this.recovered();
       if (caughtUp) {
         this.currentState = 'live';
         if (analyzeWhenCaughtUp) await this.analyzeTables();
@@ -206,6 +231,23 @@ export class ProjectionRunner {
       }
     }
     if (skippedTo !== undefined) await this.moveCheckpoint(checkpoint, skippedTo);
+  }
+
+  /** One line when a run of failures begins (and at debug level after), not one per retry of an outage. */
+  private failed(error: unknown, retryInMs: number): void {
+    const message = error instanceof Error ? error.message : String(error);
+    const attempts = (this.failure?.attempts ?? 0) + 1;
+    this.failure = { since: this.failure?.since ?? new Date(), attempts, error: message.slice(0, 500) };
+    const fields = { err: error, projection: this.name, kind: classifyFailure(error), attempts, retryInMs };
+    if (attempts === 1) this.deps.log.warn(fields, 'projection runner failed; retrying from its checkpoint');
+    else this.deps.log.debug(fields, 'projection runner failed again; retrying from its checkpoint');
+  }
+
+  private recovered(): void {
+    const failure = this.failure;
+    if (!failure) return;
+    this.failure = undefined;
+    this.deps.log.info({ projection: this.name, attempts: failure.attempts, seconds: (Date.now() - failure.since.getTime()) / 1000 }, 'projection runner resumed');
   }
 
   /**
@@ -236,9 +278,10 @@ export class ProjectionRunner {
   }
 
   /**
-   * Applies a batch; if it keeps failing (not for want of a connection, nor because a rebuild moved the
-   * checkpoint), finds the events that fail by applying them one at a time and parks each one that
-   * still fails, so one bad event cannot stall the projection for everyone (docs/operations.md).
+   * Applies a batch; if it keeps failing for its events' fault (isEventsFault), finds the events that
+   * fail by applying them one at a time and parks each one that still fails, so one bad event cannot
+   * stall the projection for everyone (docs/operations.md). Any other failure goes up to the runner's
+   * loop, which retries from the checkpoint.
    */
   private async applyOrPark(events: readonly RecordedEvent[], checkpoint: bigint, last: bigint): Promise<void> {
     const failure = await this.attempt(BATCH_ATTEMPTS, () => this.applyBatch(events, checkpoint, last));
@@ -263,7 +306,7 @@ export class ProjectionRunner {
         return undefined;
       } catch (error) {
         // Not the events' fault: the runner restarts from its checkpoint (and competes for the lock again).
-        if (error instanceof CheckpointMovedError || isConnectionError(error) || !this.running) throw error;
+        if (!isEventsFault(error) || !this.running) throw error;
         if (attempt >= attempts) return error instanceof Error ? error : new Error(String(error));
         await this.stopWakeup.wait(RETRY_BACKOFF_MS * 4 ** (attempt - 1));
       }
@@ -317,6 +360,14 @@ export class ProjectionRunner {
 function moveCheckpointSql(projection: string, from: bigint, to: bigint): string {
   // Schema-qualified: a rebuild runs with its own schema alone on the search path.
   return `SELECT public.herald_move_checkpoint(${pg.escapeLiteral(projection)}, ${from.toString()}, ${to.toString()})`;
+}
+
+/**
+ * What parks an event: its own data refused — by its codec (UndecodableEventError) or by PostgreSQL
+ * (SQLSTATE classes 22 and 23). A timeout, a deadlock, the database gone, a bug: retried, never parked.
+ */
+export function isEventsFault(error: unknown): boolean {
+  return error instanceof UndecodableEventError || classifyFailure(error) === 'data';
 }
 
 function isCheckpointMoved(error: unknown): boolean {

@@ -8,6 +8,7 @@ import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Bus } from '../bus/bus';
 import type { Logger } from '../logger';
+import type { SendAllowance } from '../messaging/messaging';
 import type { Directory } from '../nodes/directory';
 
 /**
@@ -84,6 +85,8 @@ export class Rtio {
       readonly directory: Directory;
       /** Carries calls to the node holding the device, and answers back. */
       readonly bus: Bus;
+      /** A device's reports count against its sending rate, as a user's sends do. */
+      readonly sendAllowance: SendAllowance;
       /** The running report forwarder, told of a new report; absent (RTIO_NOTIFY_URL unset): reports are recorded only. */
       readonly forwarder?: { wake(): void };
       /** Resolves once the reports read model (what the forwarder finds due) shows a change at this position. */
@@ -93,8 +96,9 @@ export class Rtio {
     this.unsubscribe = deps.bus.subscribe(nodeTopic(deps.directory.nodeId), (payload) => this.onNodeMessage(payload as NodeMessage));
   }
 
-  /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id. */
+  /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id; SendRateExceededError over the sending rate. */
   async report(device: { readonly deviceId: string; readonly appId: string }, message: string): Promise<string> {
+    this.deps.sendAllowance.take({ appId: device.appId, userId: `rtio-device:${device.deviceId}` }, this.deps.clock());
     const reportId = randomUUID();
     // The notify request's nonce: as the seed's example, a decimal string (of 63 random bits).
     const nonce = BigInt.asUintN(63, BigInt(`0x${randomBytes(8).toString('hex')}`)).toString();

@@ -1,13 +1,15 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { eventually } from '../support/eventually';
+import { fragmentBomb } from '../support/fragmentBomb';
 import { graphql } from '../support/graphqlClient';
 import { DeviceSocket } from '../support/deviceSocket';
 import { RtioDevice } from '../support/rtioDevice';
 import { postForm, startTestHerald } from '../support/herald';
+import { clientFrame, sendRawFrame } from '../support/rawWebSocket';
 
 /**
- * Generated bad input on every Koala, datahub, ONE-PUSH and topvdn route, on the device socket and on GraphQL: whatever comes in, herald answers below 500,
+ * Generated bad input on every Koala, datahub, ONE-PUSH and topvdn route, on the device sockets and on GraphQL, and invalid WebSocket frames on every socket endpoint: whatever comes in, herald answers below 500,
  * in the route's documented envelope, and a refused request appends nothing. (fast-check prints the
  * seed and the smallest failing request when a property fails.)
  */
@@ -16,7 +18,7 @@ const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koa
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'title', 'content', 'expire', 'execute', 'sids', 'app_key', 'secret_key', 'user_id', 'user_roles', 'request_id'];
 const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
-const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300, operations: 300 };
+const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300, operations: 300, badFrames: 120 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'spam', ''];
 /**
@@ -164,6 +166,15 @@ describe('fuzz: generated bad input on every route', function () {
         variables: fc.record({ a: fc.oneof(value, fc.bigInt({ min: -1n, max: 2n ** 64n }).map(String)), f: value, t: value, s: value, p: value }),
       }),
       fc.record({ query: fc.oneof(fc.string({ maxLength: 200 }), fc.constantFrom('{', '{ me { ', 'subscription { messages { id } }', '{ ...A } fragment A on Query { ...A }', '{ __schema { types { name } } }')), variables: fc.constant({}) }),
+      // Issue 21: fragment bombs, deep selections, more aliased mutations than a request may run.
+      fc.record({
+        query: fc.oneof(
+          fc.tuple(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 4 })).map(([levels, spreads]) => fragmentBomb(levels, spreads)),
+          fc.integer({ min: 1, max: 6000 }).map((depth) => `{ me ${'{ a '.repeat(depth)}${'}'.repeat(depth)} }`),
+          fc.integer({ min: 11, max: 2000 }).map((n) => `mutation { ${Array.from({ length: n }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`),
+        ),
+        variables: fc.constant({}),
+      }),
     );
     const body = fc.oneof(
       operation.map((o) => JSON.stringify(o)),
@@ -327,6 +338,8 @@ describe('fuzz: generated bad input on every route', function () {
       contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', ''),
       clientToken: fc.constantFrom(registered.token, registered.token, `${registered.token}0`, 'Token x', ''),
       app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
+      // Issue 21, item 12: keys reused across generated bodies (409 or a retry), malformed ones (400).
+      idempotencyKey: fc.constantFrom<Record<string, string>>({}, {}, { 'idempotency-key': 'fuzz-1' }, { 'idempotency-key': 'fuzz-2' }, { 'idempotency-key': '' }, { 'idempotency-key': 'x'.repeat(129) }, { 'idempotency-key': 'a b' }),
     });
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
@@ -334,7 +347,7 @@ describe('fuzz: generated bad input on every route', function () {
           const [method, path] = r.route.split(' ') as [string, string];
           const response = await fetch(test.url + path + (path.endsWith('/') ? r.id : ''), {
             method,
-            headers: { ...(r.contentType && { 'content-type': r.contentType }), ...(r.clientToken && { 'x-client-token': r.clientToken }), ...r.app },
+            headers: { ...(r.contentType && { 'content-type': r.contentType }), ...(r.clientToken && { 'x-client-token': r.clientToken }), ...r.app, ...r.idempotencyKey },
             ...(method !== 'GET' && { body: r.body }),
           });
           const text = await response.text();
@@ -485,6 +498,33 @@ describe('fuzz: generated bad input on every route', function () {
     } finally {
       device.socket.close();
     }
+  });
+
+  it(`WebSocket endpoints: ${RUNS.badFrames} generated invalid frames, each closing its socket with ws's code, herald serving (issue 21 item 1)`, async () => {
+    const registered = (await (await fetch(`${test.url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ alias: 'fuzz-frames', appId: 'camel', platform: 'ANDROID', nativeToken: 'fuzz-frames' }) })).json()) as { id: string };
+    const ws = test.url.replace(/^http/, 'ws');
+    const endpoint = fc.constantFrom({ url: `${ws}/rtio.ws` }, { url: `${ws}/msgpush.ws?deviceId=${registered.id}` }, { url: `${ws}/graphql`, protocol: 'graphql-transport-ws' });
+    const text = fc.string({ maxLength: 60 }).map((t) => Buffer.from(t));
+    // Each kind of invalid frame (RFC 6455 §5.2, §7.4), varied, with the close code ws answers it with.
+    const badFrame = fc.oneof(
+      fc.record({ opcode: fc.constantFrom(0x1, 0x2), payload: text }).map(({ opcode, payload }) => ({ frame: clientFrame(opcode, payload, { masked: false }), closeCode: 1002 })),
+      fc.record({ rsv: fc.integer({ min: 1, max: 7 }), payload: text }).map(({ rsv, payload }) => ({ frame: clientFrame(0x1, payload, { rsv }), closeCode: 1002 })),
+      fc.record({ opcode: fc.constantFrom(0x3, 0x4, 0x5, 0x6, 0x7, 0xb, 0xc, 0xd, 0xe, 0xf), payload: text }).map(({ opcode, payload }) => ({ frame: clientFrame(opcode, payload), closeCode: 1002 })),
+      fc
+        .record({ prefix: text, bad: fc.constantFrom([0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80]) })
+        .map(({ prefix, bad }) => ({ frame: clientFrame(0x1, Buffer.concat([prefix, Buffer.from(bad)])), closeCode: 1007 })),
+      fc
+        .oneof(fc.integer({ min: 0, max: 999 }), fc.constantFrom(1004, 1005, 1006), fc.integer({ min: 1015, max: 2999 }), fc.integer({ min: 5000, max: 65535 }))
+        .map((code) => ({ frame: clientFrame(0x8, Buffer.from([code >> 8, code & 0xff])), closeCode: 1002 })),
+      fc.integer({ min: 256 * 1024 + 1, max: 2 ** 40 }).map((claimedLength) => ({ frame: clientFrame(0x1, Buffer.alloc(100, 'x'), { claimedLength }), closeCode: 1009 })),
+    );
+    await fc.assert(
+      fc.asyncProperty(endpoint, badFrame, async (target, bad) => {
+        expect(await sendRawFrame(target.url, bad.frame, target.protocol)).to.equal(bad.closeCode);
+        expect((await fetch(`${test.url}/healthz`)).status).to.equal(200);
+      }),
+      fuzzParameters(RUNS.badFrames),
+    );
   });
 
   it('and herald still works afterwards', async () => {

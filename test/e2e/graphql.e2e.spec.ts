@@ -246,7 +246,7 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     expect(cycle.errors?.[0]?.message).to.match(/Cannot spread fragment "A" within itself/);
 
 
-    // More nodes than graphql-query-complexity will count: it throws rather than reports; herald answers in kind.
+    // More tokens than herald parses (MAX_TOKENS): refused before the parser builds the document.
     const huge = await graphql(test.url, ticket, `{ ${Array.from({ length: 12_000 }, (_, i) => `a${i}: me { userId }`).join(' ')} }`);
     expect(huge.status).to.be.within(400, 499);
     expect(huge.errors?.[0]?.extensions?.code).to.equal('QUERY_TOO_COMPLEX');

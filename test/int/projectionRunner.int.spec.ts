@@ -2,18 +2,22 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import pino from 'pino';
+import { notificationsProjection } from '../../projections/notifications';
 import { InProcessBus } from '../../src/bus/bus';
+import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
+import { openDatabase } from '../../src/postgres/database';
 import type { Projection } from '../../src/projection/projection';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
 import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
 import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from '../../src/projection/projectionRunner';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
+import { TcpProxy } from '../support/tcpProxy';
 
-const log = pino({ level: 'silent' });
+const log = pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' });
 
 /** A test read model: per stream, how many `Tallied` events and the sum of their values. */
-/** `poison`: values whose event the handler throws on (an application bug, a value PostgreSQL refuses). */
+/** `poison`: values whose event PostgreSQL refuses (the event's own bad data, SQLSTATE class 22). */
 function tallyProjection(options: { version?: number; crashOn?: Set<number>; poison?: Set<number> } = {}): Projection {
   return {
     name: 'tally',
@@ -26,7 +30,7 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number>; poi
       for (const event of events) {
         if (event.type !== 'Tallied') continue;
         const value = (event.data as { value: number }).value;
-        if (options.poison?.has(value)) throw new Error(`cannot tally ${value}`);
+        if (options.poison?.has(value)) await tx.query('SELECT $1::integer', [`cannot tally ${value}`]);
         await tx.query(
           `INSERT INTO tally VALUES ($1, 1, $2)
            ON CONFLICT (stream_name) DO UPDATE SET count = tally.count + 1, sum = tally.sum + excluded.sum`,
@@ -228,7 +232,7 @@ describe('projection runner: an event its projection cannot apply', () => {
     }
 
     const { rows } = await infrastructure.database.pool.query('SELECT event_type, stream_name, error, attempts FROM projection_parked');
-    expect(rows).to.deep.equal([{ event_type: 'Tallied', stream_name: 'tally-p-3', error: 'cannot tally -7', attempts: 3 }]);
+    expect(rows).to.deep.equal([{ event_type: 'Tallied', stream_name: 'tally-p-3', error: 'invalid input syntax for type integer: "cannot tally -7"', attempts: 3 }]);
     expect((await parkedCounts(infrastructure.database.pool)).get('tally')).to.equal(1);
 
     // Still failing: it stays parked, with the new error. Fixed: it applies, and is no longer parked.
@@ -251,6 +255,121 @@ describe('projection runner: an event its projection cannot apply', () => {
       expect((await parkedCounts(infrastructure.database.pool)).size).to.equal(0);
       poison.clear();
       await eventually(async () => expect(await total()).to.equal(5 - 9 + 6), { timeoutMs: 60_000 });
+    } finally {
+      await runner.stop();
+    }
+  });
+});
+
+describe('projection runner: failures that are not the events\' fault (issue 21, items 8 and 10)', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([tallyProjection()]);
+  });
+  after(() => infrastructure?.close());
+
+  let appended = 0;
+  async function append(values: readonly number[]): Promise<void> {
+    for (const value of values) {
+      await infrastructure.store.append(`tally-t${value % 2}`, [{ id: randomUUID(), type: 'Tallied', data: { value } }]);
+      appended += value;
+    }
+  }
+  const total = async () => Number((await infrastructure.database.pool.query<{ sum: string }>('SELECT coalesce(sum(sum), 0) AS sum FROM tally')).rows[0]!.sum);
+  const parked = async () => (await parkedCounts(infrastructure.database.pool)).get('tally') ?? 0;
+
+  it('a statement_timeout while it waits on a table lock parks nothing; the event lands once the lock is released', async () => {
+    const name = new URL(infrastructure.testDatabase.connectionString).pathname.slice(1);
+    await infrastructure.database.pool.query(`ALTER DATABASE ${name} SET statement_timeout = '200ms'`);
+    // Sessions opened from now on have the timeout, the runner's among them.
+    const runner = new ProjectionRunner({ database: infrastructure.testDatabase.open(), store: infrastructure.store, projection: tallyProjection(), bus: new InProcessBus(), log });
+    const holder = new pg.Client(infrastructure.database.clientConfig);
+    await holder.connect();
+    runner.start();
+    try {
+      await append([1]);
+      await eventually(async () => expect(await total()).to.equal(1));
+      await holder.query('BEGIN');
+      // SHARE blocks the runner's writes; unlike ACCESS EXCLUSIVE it takes no transaction id, which would
+      // hold every event after it back from the catch-up readers (the store's visibility rule).
+      await holder.query('LOCK TABLE tally IN SHARE MODE');
+      await append([4]);
+      // Past the point where the old rule parked it (3 timeouts of the batch, then 3 of the event: ~2 s).
+      await eventually(async () => expect((runner.failing?.attempts ?? 0) >= 5 || (await parked()) > 0, 'retried 5 times or parked').to.equal(true), { timeoutMs: 30_000 });
+      expect(await parked(), 'parked events').to.equal(0);
+      expect(runner.failing?.error).to.match(/statement timeout/);
+      await holder.query('ROLLBACK');
+      await eventually(async () => expect(await total()).to.equal(5), { timeoutMs: 10_000 });
+      expect(await parked(), 'parked events').to.equal(0);
+      expect(runner.failing).to.equal(undefined);
+    } finally {
+      await holder.end();
+      await runner.stop();
+      await infrastructure.database.pool.query(`ALTER DATABASE ${name} RESET statement_timeout`);
+    }
+  });
+
+  it('resumes within ~2 s of the database coming back after an outage', async () => {
+    // The runner reaches PostgreSQL through a proxy the test cuts: for the runner the server is gone,
+    // while events go on being appended (as by another node).
+    const proxy = await TcpProxy.start(infrastructure.testDatabase.connectionString);
+    const proxied = new URL(infrastructure.testDatabase.connectionString);
+    proxied.port = new URL(proxy.url).port;
+    const database = openDatabase(proxied.toString());
+    const store = new PostgresEventStore(database);
+    const runner = new ProjectionRunner({ database, store, projection: tallyProjection(), bus: new InProcessBus(), log });
+    runner.start();
+    try {
+      await append([10]);
+      await eventually(async () => expect(await total()).to.equal(appended), { timeoutMs: 10_000 });
+      proxy.cut();
+      await append([20]);
+      // The outage lasts 9 s: long enough for the old back-off (0.5 s doubling to 30 s) to wait 8 s next.
+      await new Promise((resolve) => setTimeout(resolve, 9000));
+      proxy.restore();
+      const restoredAt = Date.now();
+      await eventually(async () => expect(await total()).to.equal(appended), { timeoutMs: 30_000 });
+      const resumedMs = Date.now() - restoredAt;
+      expect(resumedMs, 'ms from the database back to the event applied').to.be.below(4500);
+      expect(await parked()).to.equal(0);
+    } finally {
+      await runner.stop();
+      await store.close();
+      await database.close().catch(() => undefined);
+      await proxy.close();
+    }
+  });
+});
+
+describe('projection runner: an event its codec refuses (issue 21, item 8)', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([notificationsProjection]);
+  });
+  after(() => infrastructure?.close());
+
+  const messageSent = (messageId: string) => ({
+    id: randomUUID(),
+    type: 'MessageSent',
+    data: { messageId, appId: 'camel', sender: 'alice', recipients: ['bob'], title: 'hello', content: 'hi', props: null, expiresAt: null, sentAt: new Date().toISOString() },
+  });
+
+  it('is parked with its error, not skipped; the events after it are projected', async () => {
+    const runner = new ProjectionRunner({ ...infrastructure, projection: notificationsProjection, bus: new InProcessBus(), log });
+    runner.start();
+    try {
+      const refused = randomUUID();
+      const after = randomUUID();
+      const { title: _title, ...untitled } = messageSent(refused).data;
+      await infrastructure.store.append(`message-${refused}`, [{ ...messageSent(refused), data: untitled }]);
+      await infrastructure.store.append(`message-${after}`, [messageSent(after)]);
+      const listed = async (id: string) => (await infrastructure.database.pool.query('SELECT 1 FROM notification_messages WHERE message_id = $1', [id])).rowCount;
+      await eventually(async () => expect(await listed(after)).to.equal(1), { timeoutMs: 30_000 });
+      expect(await listed(refused)).to.equal(0);
+      const { rows } = await infrastructure.database.pool.query<{ event_type: string; stream_name: string; error: string }>('SELECT event_type, stream_name, error FROM projection_parked');
+      expect(rows).to.have.length(1);
+      expect(rows[0]).to.include({ event_type: 'MessageSent', stream_name: `message-${refused}` });
+      expect(rows[0]!.error).to.match(/^MessageSent at position \d+ does not match its codec: data\.title: expected string$/);
     } finally {
       await runner.stop();
     }

@@ -7,12 +7,25 @@ const root = path.resolve(__dirname, '../..');
 /** herald as a user runs it: the CLI in a child process, configured by environment variables. */
 export class HeraldProcess {
   private output = '';
+  private stdoutOnly = '';
   private exited: Promise<number | null>;
+  private closed: Promise<number | null>;
+  /** Whether the process has ended (a crash included). */
+  hasExited = false;
 
   private constructor(private readonly child: ChildProcess) {
-    child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    child.stdout?.on('data', (chunk: Buffer) => {
+      this.output += chunk.toString();
+      this.stdoutOnly += chunk.toString();
+    });
     child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.hasExited = true;
+        resolve(code);
+      }),
+    );
+    this.closed = new Promise((resolve) => child.on('close', (code) => resolve(code)));
   }
 
   /** `as`: run under that uid/gid (possible when the test runs as root). */
@@ -26,8 +39,18 @@ export class HeraldProcess {
     return new HeraldProcess(child);
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** stdout and stderr as they came. */
   get logs(): string {
     return this.output;
+  }
+
+  /** stdout alone: a command's output, without its log lines. */
+  get stdout(): string {
+    return this.stdoutOnly;
   }
 
   async waitForHttp(url: string, timeoutMs = 60_000): Promise<Response> {
@@ -49,6 +72,11 @@ export class HeraldProcess {
 
   exitCode(): Promise<number | null> {
     return this.exited;
+  }
+
+  /** The exit code once the process has exited and all its output has been read (a command's stdout). */
+  finished(): Promise<number | null> {
+    return this.closed;
   }
 }
 

@@ -38,6 +38,11 @@ describe('config from the environment', () => {
     expect(loadConfig({ HERALD_READ_YOUR_WRITES_TIMEOUT_MS: '0' }).readYourWritesTimeoutMs).to.equal(0);
   });
 
+  it('counts a projection 10 s behind the store as not ready by default (issue 21, item 11)', () => {
+    expect(loadConfig({}).readyMaxLagSeconds).to.equal(10);
+    expect(loadConfig({ HERALD_READY_MAX_LAG_SECONDS: '30' }).readyMaxLagSeconds).to.equal(30);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).to.equal(8080);
   });
@@ -54,6 +59,7 @@ describe('config from the environment', () => {
     ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of fatal, error/],
     ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '-1', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
     ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '30001', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
+    ['HERALD_READY_MAX_LAG_SECONDS', '0', /HERALD_READY_MAX_LAG_SECONDS: expected an integer from 1 to 3600/],
     ['SMTP_URL', 'http://mail.example.com', /SMTP_URL: expected a URL starting with smtp:\/\/ or smtps:\/\//],
     ['HERALD_MAIL_FROM', 'not an address', /HERALD_MAIL_FROM: expected an address or Name <address>/],
   ];

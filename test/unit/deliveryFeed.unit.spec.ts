@@ -35,8 +35,10 @@ class CountingBus extends InProcessBus {
 describe('the messages subscription’s source (DeliveryFeed)', () => {
   let bus: CountingBus;
   let missed: DeliveredMessage[];
+  let inboxPosition: bigint;
+  let reads: number;
   const feed = (since?: unknown) =>
-    new DeliveryFeed({ bus, clock: () => new Date(), messaging: { deliveredSince: async (_viewer, sinceSeq, limit) => missed.filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit) } }, viewer, since);
+    new DeliveryFeed({ bus, clock: () => new Date(), messaging: { deliveredSince: async (_viewer, sinceSeq, limit) => (reads++, missed).filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit), deliveredPosition: () => inboxPosition } }, viewer, since);
   const publish = (...seqs: number[]) => bus.publish(seqs.map((seq) => ({ topic, payload: message(seq) })));
   const seqsOf = async (source: DeliveryFeed, count: number) => {
     const seqs: string[] = [];
@@ -59,6 +61,8 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
   beforeEach(() => {
     bus = new CountingBus();
     missed = [];
+    inboxPosition = 0n;
+    reads = 0;
   });
 
   it('hands over live messages in order, also one that arrives while next() waits', async () => {
@@ -111,5 +115,63 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
     const error = await failureOf(source.next());
     expect((error as GraphQLError).extensions.code).to.equal('SUBSCRIBER_TOO_SLOW');
     expect(bus.subscribers).to.equal(0);
+  });
+
+  // Issue 21 item 7: a gap on the bus (Redis down, a publisher's message lost) is healed from the store.
+  describe('a gap on the bus', () => {
+    it('catches up from the last seq handed over, holding the live messages until then: each once, in order', async () => {
+      const source = feed();
+      await publish(1, 2);
+      expect(await seqsOf(source, 2)).to.deep.equal(['1', '2']);
+      // 3 to 5 were lost on the bus; 6 comes live after it is back, before the store has been read.
+      missed = [1, 2, 3, 4, 5, 6].map(message);
+      const before = reads;
+      bus.gap();
+      await publish(6);
+      expect(await seqsOf(source, 4)).to.deep.equal(['3', '4', '5', '6']);
+      expect(reads).to.equal(before + 1);
+      await publish(7);
+      expect((await source.next()).value).to.deep.include({ seq: '7' });
+    });
+
+    it('without anything handed over yet, catches up from where the inbox stood when it subscribed', async () => {
+      inboxPosition = 10n;
+      const source = feed();
+      missed = [9, 10, 11, 12].map(message); // 9 and 10 were there before it subscribed
+      bus.gap();
+      expect(await seqsOf(source, 2)).to.deep.equal(['11', '12']);
+    });
+
+    it('a gap while a catch-up reads reads again, and a waiting next() gets what the reads found', async () => {
+      const source = feed();
+      const waiting = source.next();
+      missed = [message(1)];
+      bus.gap();
+      missed = [message(1), message(2)];
+      bus.gap();
+      expect((await waiting).value).to.deep.include({ seq: '1' });
+      expect((await source.next()).value).to.deep.include({ seq: '2' });
+    });
+
+    it('a failed catch-up fails the operation at its next next() (the client resubscribes with since), and unsubscribes', async () => {
+      const failing = new DeliveryFeed(
+        { bus, clock: () => new Date(), messaging: { deliveredSince: () => Promise.reject(new Error('the database is gone')), deliveredPosition: () => 0n } },
+        viewer,
+        undefined,
+      );
+      const waiting = failing.next();
+      bus.gap();
+      expect(((await failureOf(waiting)) as Error).message).to.equal('the database is gone');
+      expect(bus.subscribers).to.equal(0);
+    });
+
+    it('an ended feed ignores gaps', async () => {
+      const source = feed();
+      await source.return();
+      const before = reads;
+      bus.gap();
+      expect(reads).to.equal(before);
+      expect(await source.next()).to.deep.equal({ done: true, value: undefined });
+    });
   });
 });

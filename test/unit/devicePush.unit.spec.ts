@@ -74,7 +74,29 @@ describe('push decider', () => {
     expect(data).to.include({ needsConfirm: false, retry: 'none', expiresAt: at(7 * 24 * 3600) });
     const confirmed = pushDecider.decide({ ...onePush, needConfirm: true, duration: 10000 }, pushDecider.initialState())[0]!.data as PushRequestedData;
     expect(confirmed).to.include({ needsConfirm: true, retry: 'backoff', expiresAt: at(10000) });
-    spec.given([event!]).when({ ...onePush, alert: 'again' }).then([]);
+  });
+
+  // Issue 21, item 12: a push id made from a client's idempotency key lands a retry on the same stream.
+  it('a retry of the same request (later, its keys stored in another order) appends nothing; another request under the same id is a conflict', () => {
+    const [sent] = pushDecider.decide({ ...onePush, duration: 60 }, pushDecider.initialState());
+    const reordered = JSON.parse(JSON.stringify(sent, (_, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).reverse()) : value))) as typeof sent;
+    spec.given([reordered!]).when({ ...onePush, duration: 60, now: at(30) }).then([]);
+    for (const change of [{ alert: 'again' }, { duration: 61 }, { audiences: ['someone-else'] }, { needConfirm: true, duration: 60 }]) {
+      spec
+        .given([sent!])
+        .when({ ...onePush, duration: 60, ...change })
+        .thenThrows(DomainError, (e) => expect(e.code).to.equal('conflict'));
+    }
+    const [flag2] = pushDecider.decide(topvdn, pushDecider.initialState());
+    spec.given([flag2!]).when({ ...topvdn, now: at(3) }).then([]);
+    spec
+      .given([flag2!])
+      .when({ ...topvdn, msg: 'd29ybGQ=' })
+      .thenThrows(DomainError, (e) => expect(e.code).to.equal('conflict'));
+    spec
+      .given([sent!])
+      .when({ ...topvdn, pushId })
+      .thenThrows(DomainError, (e) => expect(e.code).to.equal('conflict'));
   });
 
   it('records a topvdn message: flag 2 retries for 16 s, flag 3 once within 5 s', () => {
@@ -176,6 +198,8 @@ describe('delivery decider', () => {
     const confirmed: DeliveryEvent = { type: 'DeliveryConfirmed', data: { ...target, confirmedAt: at(3) } };
     spec.given([delivered(1, 0, 10)]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(3) }).then([confirmed]);
     spec.given([delivered(1, 0, 10), confirmed]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(4) }).then([]);
+    // Issue 21, item 12: a device that lost the answer confirms again, also after the push expired: answered, nothing appended.
+    spec.given([delivered(1, 0, 10), confirmed]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(600) }).then([]);
     spec.given([delivered(1, 0, 10), confirmed]).when(attempt(confirmOne, 10, true)).then([]);
     // Confirmed before herald recorded its write: taken.
     spec.given([]).when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(0) }).then([{ type: 'DeliveryConfirmed', data: { ...target, confirmedAt: at(0) } }]);

@@ -16,8 +16,11 @@ describe('graphql-ws transport', () => {
   let transport: { dispose(): Promise<void> };
   let url: string;
   const sockets: WebSocket[] = [];
+  /** What the transport logged, at warn or above. */
+  let logged: Array<{ level: number; msg: string }> = [];
 
   beforeEach(async () => {
+    logged = [];
     server = http.createServer();
     wss = new WebSocketServer({ server });
     transport = serveGraphqlWs(
@@ -30,7 +33,7 @@ describe('graphql-ws transport', () => {
         },
       },
       wss,
-      pino({ level: 'silent' }),
+      pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line) as { level: number; msg: string }) }),
       { keepAliveMs: 100, sweepMs: 50 },
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -93,5 +96,17 @@ describe('graphql-ws transport', () => {
     client.socket.send(JSON.stringify({ type: 'connection_init', payload: { fail: true } }));
     await eventually(() => expect(client.closedWith).to.equal(4500));
     expect(reason).to.equal('Internal server error');
+  });
+
+  it('closes the socket 4400 without logging an error when a client sends a server’s message (issue 21 item 5)', async () => {
+    for (const message of [{ type: 'connection_ack' }, { id: 'x', type: 'next', payload: { data: {} } }, { id: 'x', type: 'error', payload: [{ message: 'no' }] }]) {
+      const client = connect();
+      await opened(client.socket);
+      client.socket.send(JSON.stringify({ type: 'connection_init' }));
+      await eventually(() => expect(client.frames).to.deep.equal([{ type: 'connection_ack' }]));
+      client.socket.send(JSON.stringify(message));
+      await eventually(() => expect(client.closedWith, message.type).to.equal(4400));
+    }
+    expect(logged.filter((line) => line.level >= 50)).to.deep.equal([]);
   });
 });
