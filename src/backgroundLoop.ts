@@ -1,9 +1,10 @@
 import { Wakeup } from './wakeup';
 
 /**
- * A loop that runs in the background from `start()` until `stop()`: the start/stop pattern every worker
- * of herald shares (the due-work runner, the leadership, the projection runners), once. The body runs while `running`, waits
- * with `wait(ms)`; `wake()` ends a wait early, `stop()` ends it and resolves once the body has returned.
+ * A loop that runs in the background from `start()` until `stop()`: the start/stop pattern every
+ * worker of herald shares (the due-work runner, the leadership, the projection runners), once. The body
+ * runs while `running` and waits with `wait(ms)`; `wake()` ends a wait early, `stop()` ends it and
+ * resolves once the body has returned.
  */
 export class BackgroundLoop {
   private active = false;
