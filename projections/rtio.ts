@@ -94,10 +94,10 @@ const OUTCOME = `
 export function rtioReportQueries(pool: Pool | PoolClient): PendingReports {
   return {
     async due(now, limit) {
-      const { rows } = await pool.query<{ report_id: string }>(
-        prepared(`SELECT report_id FROM rtio_reports WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, report_id LIMIT $2`, [now, limit]),
+      const { rows } = await pool.query<{ report_id: string; device_id: string }>(
+        prepared(`SELECT report_id, device_id FROM rtio_reports WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, report_id LIMIT $2`, [now, limit]),
       );
-      return rows.map((row) => row.report_id);
+      return rows.map((row) => ({ reportId: row.report_id, deviceId: row.device_id }));
     },
     async nextAttemptAt() {
       const { rows } = await pool.query<{ next: Date | null }>(prepared(`SELECT min(next_attempt_at) AS next FROM rtio_reports WHERE status = 'pending'`, []));

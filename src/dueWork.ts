@@ -1,13 +1,19 @@
 import type { Clock } from './clock';
 import type { Logger } from './logger';
-import { Wakeup } from './wakeup';
+import { BackgroundLoop } from './backgroundLoop';
 
 /**
  * A background worker that does what a read model says is due (releasing scheduled messages, sending
- * emails). Durable because what is due lives in the read model: a restart loses nothing. Each item is
- * done on its own: one whose step throws is logged and retried after a back-off of its own (1 s doubling
- * to 5 min) while the others go on. After a round it waits until the read model shows what it recorded,
- * so the next look does not find the same items due again.
+ * emails, forwarding reports, posting callbacks, retrying deliveries). Durable because what is due lives
+ * in the read model: a restart loses nothing.
+ *
+ * Each item is attempted on its own, several at once: up to MAX_IN_FLIGHT attempts run side by side, at
+ * most half of them (or `maxInFlightPerKey`) for one key (a destination, an app, a device), and each attempt gets an AbortSignal
+ * that fires after `attemptTimeoutMs`. So a peer that never answers costs its own items one timeout per
+ * attempt and delays no other item beyond its schedule (issue 21, item 9). An attempt that throws is
+ * logged and retried after a back-off of its own (1 s doubling to 5 min) while the others go on. An
+ * attempt's outcome is awaited in the read model before the item can be looked at again, so it is not
+ * found due twice.
  */
 export interface DueWorkDeps<Item> {
   readonly clock: Clock;
@@ -19,90 +25,179 @@ export interface DueWorkDeps<Item> {
   /** When the next item falls due, if any. */
   nextDueAt(): Promise<Date | undefined>;
   readonly idOf: (item: Item) => string;
-  /** Does one item; answers what it recorded (events, position), or undefined when it was not due after all. */
-  perform(item: Item, now: Date): Promise<{ readonly events: readonly unknown[]; readonly position?: bigint | undefined } | undefined>;
+  /** Whose share of the attempts in flight the item takes (its destination); one key for all when absent. */
+  readonly keyOf?: (item: Item) => string;
+  /** Attempts one key may have in flight (default MAX_IN_FLIGHT_PER_KEY, half of all). */
+  readonly maxInFlightPerKey?: number;
+  /**
+   * Does one item; answers what it recorded (events, position), or undefined when it was not due after
+   * all. `signal` aborts when the attempt has taken `attemptTimeoutMs`, or when the worker stops
+   * (`isStopping(signal)`: then record nothing, the item stays due for whoever runs next).
+   */
+  perform(item: Item, now: Date, signal: AbortSignal): Promise<Recorded | undefined>;
+  /** The longest one attempt may take before its signal aborts it. */
+  readonly attemptTimeoutMs: number;
   /** Resolves once the read model shows a change at this position. */
   readonly readYourWrites?: ((position: bigint | undefined) => Promise<void>) | undefined;
-  /** The longest wait between two looks, unless woken (how late an item may be done when nothing wakes the worker). */
+  /**
+   * The longest wait between two looks, unless woken (how late an item may be done when nothing wakes
+   * the worker, or while every item due is already being attempted).
+   */
   readonly maxWaitMs: number;
   /** An error as text fit for a log line (default: the error itself, logged as `err`). */
   readonly describe?: (error: unknown) => string;
 }
 
-const MAX_IDLE_WAIT_MS = 5000;
+export interface Recorded {
+  readonly events: readonly unknown[];
+  readonly position?: bigint | undefined;
+}
+
+/** Attempts in flight at once, per worker; one key may take half of them. */
+export const MAX_IN_FLIGHT = 64;
+export const MAX_IN_FLIGHT_PER_KEY = MAX_IN_FLIGHT / 2;
 const MAX_ITEM_BACKOFF_MS = 5 * 60_000;
+const MAX_IDLE_REST_MS = 5000;
 const MAX_TRACKED_FAILURES = 10_000;
 const BATCH = 100;
 
+/** The reason a worker's attempts are aborted with when it stops. */
+class Stopping extends Error {
+  constructor() {
+    super('the worker is stopping');
+  }
+}
+
+/** Whether `signal` was aborted because the worker stops (not because the attempt took too long). */
+export const isStopping = (signal: AbortSignal): boolean => signal.aborted && signal.reason instanceof Stopping;
+
+/** `promise`, or its rejection with the signal's reason once `signal` aborts (for work that takes no signal). */
+export function untilAborted<T>(signal: AbortSignal, promise: Promise<T>): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
+}
+
 export class DueWork<Item> {
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private readonly wakeup = new Wakeup();
+  private readonly loop = new BackgroundLoop(() => this.run());
   private readonly failing = new Map<string, { failures: number; retryAt: number }>();
+  /**
+   * Items the read model keeps showing due whose attempts record nothing (it lags, or a projection is
+   * parked): each is looked at less and less often (50 ms doubling to 5 s) instead of re-reading its
+   * stream at every look, until a look no longer finds it due.
+   */
+  private readonly idle = new Map<string, { looks: number; retryAt: number }>();
+  private readonly inFlight = new Map<string, { readonly key: string; readonly done: Promise<number> }>();
+  private stopping = new AbortController();
 
   constructor(private readonly deps: DueWorkDeps<Item>) {}
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    if (this.loop.running) return;
+    this.stopping = new AbortController();
+    this.loop.start();
   }
 
+  /** Stops looking, aborts the attempts in flight (they record nothing) and waits for them. */
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.signal();
-    await this.loop;
+    await this.loop.stop();
+    this.stopping.abort(new Stopping());
+    await Promise.all([...this.inFlight.values()].map((a) => a.done));
   }
 
   /** Look for due items now (one was just added, or a test moved the clock). */
   wake(): void {
-    this.wakeup.signal();
+    this.loop.wake();
   }
 
-  /** Does every item due now, one after the other. Returns how many events were recorded. */
+  /**
+   * Attempts `item` now, outside the worker's looks (it arrived live), unless it is being attempted,
+   * backing off, or the limits are reached (then a look finds it due later).
+   */
+  offer(item: Item): void {
+    this.begin(item, this.deps.clock());
+  }
+
+  /** Attempts every item due now and waits for them all. Returns how many events were recorded. */
   async doDue(): Promise<number> {
-    const now = this.deps.clock();
-    const due = await this.deps.due(now, BATCH + this.failing.size);
-    let recorded = 0;
-    let newest: bigint | undefined;
+    const started = await this.beginDue(this.deps.clock());
+    const recorded = await Promise.all(started);
+    return recorded.reduce((sum, n) => sum + n, 0);
+  }
+
+  /** Begins the attempts of the items due at `now` that may begin; answers them. */
+  private async beginDue(now: Date): Promise<Array<Promise<number>>> {
+    const due = await this.deps.due(now, BATCH + this.failing.size + this.inFlight.size + this.idle.size);
+    const dueIds = new Set(due.map(this.deps.idOf));
+    for (const id of this.idle.keys()) if (!dueIds.has(id)) this.idle.delete(id);
+    const started: Array<Promise<number>> = [];
     for (const item of due) {
-      const id = this.deps.idOf(item);
-      const failing = this.failing.get(id);
-      if (failing && failing.retryAt > now.getTime()) continue;
-      try {
-        const result = await this.deps.perform(item, now);
-        this.failing.delete(id);
-        if (!result) continue;
-        recorded += result.events.length;
-        if (result.position !== undefined && (newest === undefined || result.position > newest)) newest = result.position;
-      } catch (error) {
-        const failures = (failing?.failures ?? 0) + 1;
-        const backoffMs = Math.min(MAX_ITEM_BACKOFF_MS, 1000 * 2 ** (failures - 1));
-        if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(id, { failures, retryAt: now.getTime() + backoffMs });
-        this.deps.log.error({ ...this.errorField(error), id, failures, retryInMs: backoffMs }, `${this.deps.doing} failed; the others go on`);
-      }
+      const attempt = this.begin(item, now);
+      if (attempt) started.push(attempt);
     }
-    await this.deps.readYourWrites?.(newest);
-    return recorded;
+    return started;
+  }
+
+  private begin(item: Item, now: Date): Promise<number> | undefined {
+    const id = this.deps.idOf(item);
+    const key = this.deps.keyOf?.(item) ?? '';
+    if (this.inFlight.has(id) || this.inFlight.size >= MAX_IN_FLIGHT) return undefined;
+    const resting = this.failing.get(id) ?? this.idle.get(id);
+    if (resting && resting.retryAt > now.getTime()) return undefined;
+    let sameKey = 0;
+    for (const other of this.inFlight.values()) if (other.key === key) sameKey++;
+    if (sameKey >= (this.deps.maxInFlightPerKey ?? MAX_IN_FLIGHT_PER_KEY)) return undefined;
+    const done = this.attempt(item, id, now).finally(() => {
+      this.inFlight.delete(id);
+    });
+    this.inFlight.set(id, { key, done });
+    return done;
+  }
+
+  /** One attempt; answers how many events it recorded, once the read model shows them. */
+  private async attempt(item: Item, id: string, now: Date): Promise<number> {
+    const signal = AbortSignal.any([AbortSignal.timeout(this.deps.attemptTimeoutMs), this.stopping.signal]);
+    try {
+      const result = await this.deps.perform(item, now, signal);
+      this.failing.delete(id);
+      if (!result || result.events.length === 0) {
+        const looks = (this.idle.get(id)?.looks ?? 0) + 1;
+        if (this.idle.size < MAX_TRACKED_FAILURES) this.idle.set(id, { looks, retryAt: now.getTime() + Math.min(MAX_IDLE_REST_MS, 50 * 2 ** looks) });
+        return 0;
+      }
+      this.idle.delete(id);
+      await this.deps.readYourWrites?.(result.position);
+      // What is due has changed: look again (this attempt's slot is free too).
+      this.loop.wake();
+      return result.events.length;
+    } catch (error) {
+      if (isStopping(signal)) return 0;
+      const failures = (this.failing.get(id)?.failures ?? 0) + 1;
+      const backoffMs = Math.min(MAX_ITEM_BACKOFF_MS, 1000 * 2 ** (failures - 1));
+      if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(id, { failures, retryAt: now.getTime() + backoffMs });
+      this.deps.log.error({ ...this.errorField(error), id, failures, retryInMs: backoffMs }, `${this.deps.doing} failed; the others go on`);
+      return 0;
+    }
   }
 
   private async run(): Promise<void> {
-    let idleLooks = 0;
-    while (this.running) {
+    while (this.loop.running) {
       let waitMs = this.deps.maxWaitMs;
       try {
-        const recorded = await this.doDue();
+        const now = this.deps.clock();
+        await this.beginDue(now);
         const next = await this.deps.nextDueAt();
-        if (next) waitMs = Math.max(0, Math.min(this.deps.maxWaitMs, next.getTime() - this.deps.clock().getTime()));
-        // Still due but nothing recorded (failing ones backing off, or a read model that lags): look
-        // again less and less often rather than re-reading their streams in a tight loop.
-        idleLooks = recorded === 0 && next !== undefined && waitMs === 0 ? idleLooks + 1 : 0;
-        if (idleLooks > 0) waitMs = Math.min(MAX_IDLE_WAIT_MS, 50 * 2 ** Math.min(idleLooks, 10));
+        // Due now (next ≤ now) means every item due is being attempted or backing off: an attempt that
+        // records something wakes the worker, else it looks again after maxWaitMs.
+        if (next && next.getTime() > now.getTime()) waitMs = Math.min(this.deps.maxWaitMs, next.getTime() - now.getTime());
       } catch (error) {
         this.deps.log.error(this.errorField(error), `looking for due work (${this.deps.doing}) failed; retrying`);
         waitMs = 1000;
       }
-      await this.wakeup.wait(waitMs);
+      await this.loop.wait(waitMs);
     }
   }
 

@@ -39,16 +39,17 @@ import { Rtio } from './rtio/rtio';
 import type { EventStore } from './eventStore/eventStore';
 import type { Logger } from './logger';
 import { Emails } from './mail/emails';
-import { createMailer, Mailer } from './mail/mailer';
+import { createMailer } from './mail/mailer';
 import { MessageScheduler } from './messaging/messageScheduler';
 import { Messaging, SendAllowance } from './messaging/messaging';
 import { projectionLags, projectionsReadiness } from './projection/projectionLag';
 import { ProjectionProgress } from './projection/projectionProgress';
 import { ProjectionRunner } from './projection/projectionRunner';
 import { assessReadiness, type Readiness, type ReadinessCheck } from './readiness';
-import { createHttpApp, listen, type HttpServer } from './server';
+import { createHttpApp, listen } from './server';
 import { Tickets } from './identity/tickets';
 import { openInfrastructure, type Infrastructure } from './infrastructure';
+import { Services, type Service } from './services';
 
 /** The composition root: every long-lived piece of herald is created and wired here, and closed here. */
 
@@ -78,38 +79,25 @@ export async function startHerald(
   options: { readonly clock?: Clock; readonly onStoreLost?: (error: Error) => void } = {},
 ): Promise<Herald> {
   const clock = options.clock ?? systemClock;
-  const infrastructure = await openInfrastructure(config, log, { ...(options.onStoreLost && { onStoreLost: options.onStoreLost }) });
-  const { database } = infrastructure;
-  const metrics = new Metrics();
-  const store = new MeteredEventStore(infrastructure.store, metrics);
-  const bus = await openBus(config, log).catch(async (error: unknown) => {
-    await infrastructure.close();
-    throw error;
-  });
-  const directory: Directory = config.redisUrl
-    ? await RedisDirectory.connect(config.redisUrl, log).catch(async (error: unknown) => {
-        await bus.close();
-        await infrastructure.close();
-        throw error;
-      })
-    : new LocalDirectory();
-
-  let runners: ProjectionRunner[] = [];
-  let http: HttpServer | undefined;
-  let mailer: Mailer | undefined;
-  let gateway: DeviceGateway | undefined;
-  let appCallbacks: AppCallbacks | undefined;
-  let reportForwarder: ReportForwarder | undefined;
-  let leadership: Leadership | undefined;
-  const rtioPorts: HttpServer[] = [];
-  const inbox = notificationQueries(database.pool);
-  const progress = new ProjectionProgress({ database, log });
-  // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
-  // scheduler's releases wait the same way, so a lagging projection does not make them due again and again.
-  const inboxShows = progress.readYourWrites([notificationsProjection.name], config.readYourWritesTimeoutMs);
-  const scheduler = new MessageScheduler({ store, scheduled: inbox, clock, log, readYourWrites: inboxShows });
+  // Everything that runs, in the order it starts; stopped in reverse, on close or a failed start.
+  const services = new Services(log);
   try {
-    await progress.start();
+    const infrastructure = await openInfrastructure(config, log, { ...(options.onStoreLost && { onStoreLost: options.onStoreLost }) });
+    services.add({ name: 'store', stop: () => infrastructure.close() });
+    const { database } = infrastructure;
+    const metrics = new Metrics();
+    const store = new MeteredEventStore(infrastructure.store, metrics);
+    const bus = await openBus(config, log);
+    services.add({ name: 'bus', stop: () => bus.close() });
+    const directory: Directory = config.redisUrl ? await RedisDirectory.connect(config.redisUrl, log) : new LocalDirectory();
+    services.add({ name: 'directory', stop: () => directory.close() });
+    const inbox = notificationQueries(database.pool);
+    const progress = new ProjectionProgress({ database, log });
+    // Sends and acks answer once the inbox shows them (docs/architecture.md: read your writes); the
+    // scheduler's releases wait the same way, so a lagging projection does not make them due again and again.
+    const inboxShows = progress.readYourWrites([notificationsProjection.name], config.readYourWritesTimeoutMs);
+    const scheduler = new MessageScheduler({ store, scheduled: inbox, clock, log, readYourWrites: inboxShows });
+    await services.start({ name: 'projection progress', start: () => progress.start(), stop: () => progress.close() });
     await registerConfiguredApps(store, config, clock, log);
     const tickets = await Tickets.open({
       store,
@@ -136,12 +124,15 @@ export async function startHerald(
     });
     const pendingEmails = emailQueries(database.pool);
     const emailsShow = progress.readYourWrites([emailsProjection.name], config.readYourWritesTimeoutMs);
-    mailer = createMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
+    const mailer = createMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
+    // The leader starts and stops its sending; its SMTP transport closes with herald.
+    if (mailer) services.add({ name: 'mailer transport', stop: () => mailer.close() });
     const devicesShow = progress.readYourWrites([devicesProjection.name], config.readYourWritesTimeoutMs);
     const devices = new Devices({ store, pool: database.pool, queries: deviceQueries(database.pool), keys: tickets, readYourWrites: devicesShow });
     const deliveries = deliveryQueries(database.pool);
-    gateway = new DeviceGateway({ store, devices: deviceQueries(database.pool), deliveries, bus, clock, log, readYourWrites: devicesShow, leads: () => leadership?.isLeader ?? false, directory });
-    appCallbacks = new AppCallbacks({
+    let leadership: Leadership | undefined;
+    const gateway = new DeviceGateway({ store, devices: deviceQueries(database.pool), deliveries, bus, clock, log, readYourWrites: devicesShow, leads: () => leadership?.isLeader ?? false, directory });
+    const appCallbacks = new AppCallbacks({
       store,
       deliveries,
       urls: pushCallbackUrls(database.pool),
@@ -153,6 +144,7 @@ export async function startHerald(
       post: postJson({ privateNetworks: config.callbackPrivateNetworks }),
     });
     const pushes = new Pushes({ store, deliveries, presence: gateway.presence, sendAllowance, readYourWrites: devicesShow });
+    let reportForwarder: ReportForwarder | undefined;
     if (config.rtioNotifyUrl) {
       reportForwarder = new ReportForwarder({
         store,
@@ -177,12 +169,11 @@ export async function startHerald(
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
     const onCommitted = (name: string, position: bigint) => progress.advance(name, position);
-    runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted, onError: config.projectionOnError }));
-    for (const runner of runners) runner.start();
-    gateway.start();
+    const runners = allProjections.map((projection) => new ProjectionRunner({ database, store, projection, bus, log, onCommitted, onError: config.projectionOnError }));
+    await services.start({ name: 'projections', start: () => runners.forEach((r) => r.start()), stop: async () => void (await Promise.all(runners.map((r) => r.stop()))) });
+    await services.start({ name: 'device gateway', start: () => gateway.start(), stop: () => gateway.stop() });
     // Work done once for all nodes runs on the node that leads (one process alone leads itself).
-    leadership = new Leadership({ database, log, work: [scheduler, appCallbacks, ...(mailer ? [mailer] : []), ...(reportForwarder ? [reportForwarder] : [])] });
-    leadership.start();
+    leadership = await services.start(new Leadership({ database, log, work: [scheduler, appCallbacks, ...(mailer ? [mailer] : []), ...(reportForwarder ? [reportForwarder] : [])] }));
 
     const leads = leadership;
     // /readyz: ready when every check is (docs/operations.md, "Probes").
@@ -215,23 +206,23 @@ export async function startHerald(
       const since = infrastructure.embedded?.downSince();
       return since && clock().getTime() - since.getTime() > STORE_DOWN_GRACE_MS ? `embedded PostgreSQL down since ${since.toISOString()}` : undefined;
     };
-    http = await listen(createHttpApp({ readiness, unhealthy, routers, log, before: metrics.httpTimer() }), { port: config.port, host: config.host, log });
-    const server = http;
+    const server = await listen(createHttpApp({ readiness, unhealthy, routers, log, before: metrics.httpTimer() }), { port: config.port, host: config.host, log });
+    services.add(closing('http', server));
     // RTIO's own ports, as its seed documents them (8095 manage, 8090 call), when configured.
     for (const [only, port] of [['manage', config.rtioManagePort], ['call', config.rtioCallPort]] as const) {
       if (port === undefined) continue;
       const router = rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log, only });
-      rtioPorts.push(await listen(createHttpApp({ readiness, unhealthy, routers: [router], log }), { port, host: config.host, log }));
+      services.add(closing(`rtio ${only} port`, await listen(createHttpApp({ readiness, unhealthy, routers: [router], log }), { port, host: config.host, log })));
     }
-    const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, rtio, clock, log });
-    const deviceSockets = msgpushSockets({ gateway, log });
     const rtioDeviceSockets = rtioSockets({ rtio, log });
+    services.add(closing('rtio device sockets', rtioDeviceSockets));
+    services.add(closing('rtio calls', rtio));
+    const deviceSockets = msgpushSockets({ gateway, log });
+    services.add(closing('msgpush sockets', deviceSockets));
+    const graphqlWs = graphqlWsServer({ schema, checks, tickets, devices, rtio, clock, log });
+    services.add(closing('graphql-ws', graphqlWs));
     routeUpgrades(server.server, { [GRAPHQL_PATH]: graphqlWs.wss, [MSGPUSH_PATH]: deviceSockets.wss, [RTIO_PATH]: rtioDeviceSockets.wss }, log);
     metrics.connectedSockets(() => ({ graphql: graphqlWs.wss.clients.size, msgpush: deviceSockets.wss.clients.size, rtio: rtioDeviceSockets.wss.clients.size }));
-    const deviceGateway = gateway;
-    const callbacks = appCallbacks;
-    const forwarder = reportForwarder;
-    const leader = leadership;
     return {
       url: server.url,
       infrastructure,
@@ -242,44 +233,27 @@ export async function startHerald(
       datahub,
       devices,
       pushes,
-      gateway: deviceGateway,
-      appCallbacks: callbacks,
+      gateway,
+      appCallbacks,
       rtio,
-      reportForwarder: forwarder,
+      reportForwarder,
       events,
       readiness,
       async close() {
         log.info('shutting down');
-        await graphqlWs.close();
-        await deviceSockets.close();
-        rtio.close();
-        await rtioDeviceSockets.close();
-        await leader.stop();
-        await deviceGateway.stop();
-        await server.close();
-        await Promise.all(rtioPorts.map((p) => p.close()));
-        await mailer?.close();
-        await Promise.all(runners.map((r) => r.stop()));
-        await progress.close();
-        await directory.close();
-        await bus.close();
-        await infrastructure.close();
+        await services.stop();
         log.info('stopped');
       },
     };
   } catch (error) {
-    await http?.close();
-    await Promise.all(rtioPorts.map((p) => p.close()));
-    await gateway?.stop();
-    await leadership?.stop();
-    await mailer?.close();
-    await Promise.all(runners.map((r) => r.stop()));
-    await progress.close();
-    await directory.close();
-    await bus.close();
-    await infrastructure.close();
+    await services.stop();
     throw error;
   }
+}
+
+/** Something opened by its own factory (a listening server, a socket endpoint), as the service that closes it. */
+function closing(name: string, running: { close(): void | Promise<void> }): Service {
+  return { name, stop: () => running.close() };
 }
 
 /** With REDIS_URL, the bus between nodes; without, this process's own (a single node). */

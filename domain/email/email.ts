@@ -1,16 +1,17 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { isStorableText, recordableError, UUID } from '../text';
+import { decideAttempt, ERROR_LENGTH, evolveAttempt, firstAttemptAt, maxAttempts, type AttemptState, type RetrySchedule } from '../outbox';
+import { isStorableText, UUID } from '../text';
 
 /**
  * An email other services ask herald to send (datahub's MQ topic `to_emails.json`,
  * shared/seeds/001_e25b4a10524b93b6.txt: `{to, subject, content, ishtml}`). Stream: `email-<emailId>`.
  *
  * Requesting it is the event (EmailRequested); the mailer then tries to send it and records each
- * outcome (EmailSent, or EmailFailed with the time of the next try). After EMAIL_MAX_ATTEMPTS failures
- * the email is failed for good. A sent or finally failed email takes no more outcomes, so mailers racing
- * on one email record it once (the loser's command decides to nothing).
+ * outcome (EmailSent, or EmailFailed with the time of the next try). An email is an outbox item
+ * (domain/outbox.ts): after EMAIL_MAX_ATTEMPTS failures it is failed for good, and a sent or finally
+ * failed email takes no more outcomes, so mailers racing on one email record it once.
  */
 
 export const EMAIL_LIMITS = {
@@ -23,15 +24,16 @@ export const EMAIL_LIMITS = {
    */
   recipients: 10,
   subjectLength: 256,
+  /** A failure's text as recorded (domain/outbox.ts): enough for an SMTP reply, not a whole transcript. */
+  errorLength: ERROR_LENGTH,
   contentBytes: 64 * 1024,
-  /** A failure's text as recorded: enough for an SMTP reply, not enough to carry a whole transcript. */
-  errorLength: 512,
   messageIdLength: 256,
 } as const;
 
 /** Wait after failed attempt n (1-based) before attempt n+1; the attempt after the last entry is the last. */
 export const EMAIL_RETRY_DELAYS_MS = [60_000, 5 * 60_000, 30 * 60_000, 2 * 3600_000] as const;
-export const EMAIL_MAX_ATTEMPTS = EMAIL_RETRY_DELAYS_MS.length + 1;
+export const EMAIL_SCHEDULE: RetrySchedule = { retryDelaysMs: EMAIL_RETRY_DELAYS_MS };
+export const EMAIL_MAX_ATTEMPTS = maxAttempts(EMAIL_SCHEDULE);
 
 export const EmailRequested = t.type({
   type: t.literal('EmailRequested'),
@@ -133,16 +135,8 @@ export interface EmailContent {
   readonly isHtml: boolean;
 }
 
-export type EmailState =
-  | { readonly status: 'none' }
-  | (EmailContent & {
-      /** `failed` is final; a failure with attempts left stays `pending`. */
-      readonly status: 'pending' | 'sent' | 'failed';
-      /** Attempts whose outcome is recorded. */
-      readonly attempts: number;
-      /** When the next attempt is due; null once sent or finally failed. */
-      readonly nextAttemptAt: string | null;
-    });
+/** Requested: its content, and where its attempts stand (`succeeded`: sent). */
+export type EmailState = { readonly status: 'none' } | (EmailContent & AttemptState);
 
 export const emailStreamName = (emailId: string) => `email-${emailId}`;
 
@@ -153,14 +147,12 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
     switch (event.type) {
       case 'EmailRequested': {
         const { emailId, appId, to, subject, content, isHtml, requestedAt } = event.data;
-        return { status: 'pending', emailId, appId, to, subject, content, isHtml, attempts: 0, nextAttemptAt: requestedAt };
+        return { emailId, appId, to, subject, content, isHtml, ...firstAttemptAt(requestedAt) };
       }
       case 'EmailSent':
-        return state.status === 'none' ? state : { ...state, status: 'sent', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: null };
+        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
       case 'EmailFailed':
-        return state.status === 'none'
-          ? state
-          : { ...state, status: event.data.final ? 'failed' : 'pending', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: event.data.retryAt };
+        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
       default:
         return unreachable(event);
     }
@@ -171,36 +163,19 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
       case 'RequestEmail':
         // Requested already (a redelivered message, a client's retry): nothing new.
         return state.status === 'none' ? decideRequest(command) : [];
-      case 'RecordEmailSent': {
-        if (state.status === 'none') throw new DomainError('not_found', 'no such email');
-        // Another mailer recorded its outcome first: this one records nothing.
-        if (state.status !== 'pending') return [];
-        checkAttempt(command.attempt, state.attempts);
-        // A success is recorded even for an attempt whose failure a racing mailer recorded: the email did go out.
-        return [{ type: 'EmailSent', data: { emailId: state.emailId, appId: state.appId, attempt: command.attempt, messageId: messageIdOf(command.messageId), sentAt: command.now } }];
-      }
+      case 'RecordEmailSent':
       case 'RecordEmailFailed': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such email');
-        if (state.status !== 'pending' || command.attempt <= state.attempts) return [];
-        checkAttempt(command.attempt, state.attempts);
-        const now = Date.parse(command.now);
-        if (Number.isNaN(now)) throw new DomainError('invalid', 'now: not a valid time');
-        const final = command.attempt >= EMAIL_MAX_ATTEMPTS;
-        const delay = EMAIL_RETRY_DELAYS_MS[command.attempt - 1];
-        return [
-          {
-            type: 'EmailFailed',
-            data: {
-              emailId: state.emailId,
-              appId: state.appId,
-              attempt: command.attempt,
-              error: recordableError(command.error, EMAIL_LIMITS.errorLength),
-              final,
-              failedAt: command.now,
-              retryAt: final || delay === undefined ? null : new Date(now + delay).toISOString(),
-            },
-          },
-        ];
+        const outcome = command.type === 'RecordEmailSent' ? { ok: true as const } : { ok: false as const, error: command.error };
+        const recorded = decideAttempt(EMAIL_SCHEDULE, state, command.attempt, outcome, command.now);
+        if (!recorded) return [];
+        const { emailId, appId } = state;
+        if (recorded.succeeded) {
+          const messageId = command.type === 'RecordEmailSent' ? messageIdOf(command.messageId) : null;
+          return [{ type: 'EmailSent', data: { emailId, appId, attempt: recorded.attempt, messageId, sentAt: command.now } }];
+        }
+        const { attempt, error, final, retryAt } = recorded;
+        return [{ type: 'EmailFailed', data: { emailId, appId, attempt, error, final, failedAt: command.now, retryAt } }];
       }
       default:
         return unreachable(command);
@@ -258,13 +233,6 @@ function parseRecipients(to: string): string[] {
   if (addresses.length === 0) throw new DomainError('invalid', 'to: an email address is required');
   if (addresses.length > L.recipients) throw new DomainError('invalid', `to: at most ${L.recipients} addresses`);
   return addresses;
-}
-
-function checkAttempt(attempt: number, recorded: number): void {
-  // The next attempt, or (for a success) one whose failure a racing mailer recorded first.
-  if (!Number.isInteger(attempt) || attempt < 1 || attempt > Math.min(recorded + 1, EMAIL_MAX_ATTEMPTS)) {
-    throw new DomainError('invalid', `attempt: must be 1-${Math.min(recorded + 1, EMAIL_MAX_ATTEMPTS)}`);
-  }
 }
 
 /** The Message-ID is informational: one that cannot be stored is dropped, not a reason to lose the success. */

@@ -1,7 +1,8 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { isStorableText, recordableError } from '../text';
+import { decideAttempt, evolveAttempt, firstAttemptAt, maxAttempts, type AttemptState, type RetrySchedule } from '../outbox';
+import { isStorableText } from '../text';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt): an app's server creates devices, and calls
@@ -211,12 +212,11 @@ function checkNonce(nonce: unknown): void {
  * device_message}`; the reply `{nonce, code: 1000}` acknowledges it. Anything else — or no answer — is
  * tried again after 2, 4, 8, 16 … s, 10 tries in all, then recorded as failed for good. Stream:
  * `rtio-report-<reportId>`; the retry state is the stream's (and the read model's), so a restart of
- * herald continues the schedule.
+ * herald continues the schedule. A report is an outbox item (domain/outbox.ts).
  */
-export const RTIO_REPORT_ATTEMPTS = 10;
-/** Wait after failed attempt n (1-based) before attempt n+1: 2^n seconds. */
-export const reportRetryDelaySeconds = (attempt: number) => 2 ** attempt;
-const REPORT_ERROR_LENGTH = 512;
+/** Wait after failed attempt n (1-based) before attempt n+1: 2^n seconds, 10 tries in all. */
+export const RTIO_REPORT_SCHEDULE: RetrySchedule = { retryDelaysMs: Array.from({ length: 9 }, (_, i) => 2 ** (i + 1) * 1000) };
+export const RTIO_REPORT_ATTEMPTS = maxAttempts(RTIO_REPORT_SCHEDULE);
 
 const Report = { reportId: t.string, appId: t.string, deviceId: t.string };
 
@@ -278,20 +278,10 @@ export interface RecordForwardFailed {
 }
 export type RtioReportCommand = ReportFromDevice | RecordForwarded | RecordForwardFailed;
 
+/** Reported: what to forward, and where its attempts stand (`succeeded`: forwarded). */
 export type RtioReportState =
   | { readonly status: 'none' }
-  | {
-      readonly status: 'pending' | 'forwarded' | 'failed';
-      readonly reportId: string;
-      readonly appId: string;
-      readonly deviceId: string;
-      readonly nonce: string;
-      readonly message: string;
-      /** Attempts whose outcome is recorded. */
-      readonly attempts: number;
-      /** When the next attempt is due; null once forwarded or failed for good. */
-      readonly nextAttemptAt: string | null;
-    };
+  | ({ readonly reportId: string; readonly appId: string; readonly deviceId: string; readonly nonce: string; readonly message: string } & AttemptState);
 
 export const rtioReportStreamName = (reportId: string) => `rtio-report-${reportId}`;
 
@@ -301,14 +291,12 @@ export const rtioReportDecider: Decider<RtioReportCommand, RtioReportEvent, Rtio
     switch (event.type) {
       case 'RtioDeviceReported': {
         const { reportId, appId, deviceId, nonce, message, reportedAt } = event.data;
-        return { status: 'pending', reportId, appId, deviceId, nonce, message, attempts: 0, nextAttemptAt: reportedAt };
+        return { reportId, appId, deviceId, nonce, message, ...firstAttemptAt(reportedAt) };
       }
       case 'RtioReportForwarded':
-        return state.status === 'none' ? state : { ...state, status: 'forwarded', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: null };
+        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
       case 'RtioReportForwardFailed':
-        return state.status === 'none'
-          ? state
-          : { ...state, status: event.data.final ? 'failed' : 'pending', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: event.data.retryAt };
+        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
       default:
         return unreachable(event);
     }
@@ -326,17 +314,13 @@ export const rtioReportDecider: Decider<RtioReportCommand, RtioReportEvent, Rtio
       case 'RecordForwarded':
       case 'RecordForwardFailed': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such report');
-        // Forwarded or failed for good already (a racing forwarder recorded it): nothing more.
-        if (state.status !== 'pending') return [];
-        if (!Number.isInteger(command.attempt) || command.attempt < 1 || command.attempt > Math.min(state.attempts + 1, RTIO_REPORT_ATTEMPTS)) {
-          throw new DomainError('invalid', `attempt: must be 1-${Math.min(state.attempts + 1, RTIO_REPORT_ATTEMPTS)}`);
-        }
+        const outcome = command.type === 'RecordForwarded' ? { ok: true as const } : { ok: false as const, error: command.error };
+        const recorded = decideAttempt(RTIO_REPORT_SCHEDULE, state, command.attempt, outcome, command.now);
+        if (!recorded) return [];
         const { reportId, appId, deviceId } = state;
-        if (command.type === 'RecordForwarded') return [{ type: 'RtioReportForwarded', data: { reportId, appId, deviceId, attempt: command.attempt, forwardedAt: command.now } }];
-        if (command.attempt <= state.attempts) return [];
-        const final = command.attempt >= RTIO_REPORT_ATTEMPTS;
-        const retryAt = final ? null : new Date(Date.parse(command.now) + reportRetryDelaySeconds(command.attempt) * 1000).toISOString();
-        return [{ type: 'RtioReportForwardFailed', data: { reportId, appId, deviceId, attempt: command.attempt, error: recordableError(command.error, REPORT_ERROR_LENGTH), final, failedAt: command.now, retryAt } }];
+        if (recorded.succeeded) return [{ type: 'RtioReportForwarded', data: { reportId, appId, deviceId, attempt: recorded.attempt, forwardedAt: command.now } }];
+        const { attempt, error, final, retryAt } = recorded;
+        return [{ type: 'RtioReportForwardFailed', data: { reportId, appId, deviceId, attempt, error, final, failedAt: command.now, retryAt } }];
       }
       default:
         return unreachable(command);

@@ -8,7 +8,7 @@ import type { Bus } from '../bus/bus';
 import type { Clock } from '../clock';
 import { appAggregate, deliveryAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
-import { DueWork } from '../dueWork';
+import { DueWork, isStopping } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
 import type { DeliveryQueries, DevicePush, OpenDelivery } from './deviceQueries';
@@ -22,7 +22,9 @@ import { APP_CALLBACKS_TOPIC, type DevicePublication } from './deviceTopics';
  * at 16 s; flag 3 is one POST, whatever the answer. An app without a URL gets no attempt: the
  * delivery is dropped when its push expires.
  *
- * POST body: `{"request_id", "from", "msg", "flag"}` as JSON; redirects are not followed; 5 s timeout.
+ * POST body: `{"request_id", "from", "msg", "flag"}` as JSON; redirects are not followed; an app that
+ * does not answer within 5 s (CALLBACK_TIMEOUT_MS) fails that attempt. Attempts run side by side
+ * (src/dueWork.ts), at most 64 at once and 8 per app, so one app's hung server holds up no other app's.
  */
 
 /** What the sender reads of the apps read model (implemented by projections/apps.ts). */
@@ -30,23 +32,22 @@ export interface PushCallbackUrls {
   urlOf(appId: string): Promise<string | undefined>;
 }
 
-/** POSTs a JSON body; answers the HTTP status (tests may pass their own). */
-export type PostJson = (url: string, body: string) => Promise<number>;
+/** POSTs a JSON body until `signal` aborts; answers the HTTP status (tests may pass their own). */
+export type PostJson = (url: string, body: string, signal: AbortSignal) => Promise<number>;
 
-const TIMEOUT_MS = 5000;
+/** One attempt's bound. */
+export const CALLBACK_TIMEOUT_MS = 5000;
 const MAX_WAIT_MS = 1000;
-/** POSTs in flight at once: in all, and per app (one app's slow server must not hold up the others'). */
-const MAX_IN_FLIGHT = 64;
 const MAX_IN_FLIGHT_PER_APP = 8;
 
 /**
- * POSTs with node's own client: no redirects followed, a 5 s timeout, and — unless private networks are
+ * POSTs with node's own client: no redirects followed, aborted with its signal, and — unless private networks are
  * allowed — no connection to a loopback, private, link-local or otherwise non-public address, checked on
  * the addresses the connection actually uses (so a name that resolves differently later cannot slip by).
  */
 export function postJson(options: { readonly privateNetworks: 'allow' | 'refuse' }): PostJson {
   const guard = options.privateNetworks === 'refuse';
-  return (url, body) =>
+  return (url, body, signal) =>
     new Promise<number>((resolve, reject) => {
       const target = new URL(url);
       const host = target.hostname.replace(/^\[|\]$/g, '');
@@ -57,7 +58,7 @@ export function postJson(options: { readonly privateNetworks: 'allow' | 'refuse'
         {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-          timeout: TIMEOUT_MS,
+          signal,
           ...(guard && { lookup: publicLookup }),
         },
         (response) => {
@@ -65,7 +66,6 @@ export function postJson(options: { readonly privateNetworks: 'allow' | 'refuse'
           resolve(response.statusCode ?? 0);
         },
       );
-      request.on('timeout', () => request.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
       request.on('error', reject);
       request.end(body);
     });
@@ -95,11 +95,17 @@ function publicLookup(hostname: string, options: LookupOptions, callback: (error
   });
 }
 
+/** A callback to make: a scheduled one (`dueOnly`: made only when its attempt is due), or one arriving live. */
+interface Callback {
+  readonly push: DevicePush;
+  readonly dueOnly: boolean;
+}
+
 export class AppCallbacks {
-  private readonly work: DueWork<OpenDelivery>;
+  readonly name = 'app callbacks';
+  /** Each callback is made by one attempt at a time; a push arriving live is offered to it at once. */
+  private readonly work: DueWork<Callback>;
   private unsubscribe: () => void = () => undefined;
-  /** Callbacks being made, by push id, with their app: each is made by one caller at a time. */
-  private readonly inFlight = new Map<string, string>();
 
   constructor(
     private readonly deps: {
@@ -116,19 +122,19 @@ export class AppCallbacks {
       readonly post: PostJson;
     },
   ) {
-    this.work = new DueWork<OpenDelivery>({
+    this.work = new DueWork<Callback>({
       clock: deps.clock,
       log: deps.log,
       doing: 'a callback to an app',
       maxWaitMs: MAX_WAIT_MS,
-      due: (now, limit) => deps.deliveries.dueCallbacks(now, limit),
+      attemptTimeoutMs: CALLBACK_TIMEOUT_MS,
+      due: async (now, limit) => (await deps.deliveries.dueCallbacks(now, limit)).map((delivery: OpenDelivery) => ({ push: delivery.push, dueOnly: true })),
       nextDueAt: () => deps.deliveries.nextDue([APP_CALLBACK_TARGET]),
-      idOf: (delivery) => delivery.push.pushId,
-      // Started, not awaited: a slow app's POST must not hold up the other callbacks.
-      perform: async (delivery) => {
-        this.begin(delivery.push, true);
-        return undefined;
-      },
+      idOf: (callback) => callback.push.pushId,
+      keyOf: (callback) => callback.push.appId,
+      // Apps' servers are many: 8 apps with hung servers still leave room for the others.
+      maxInFlightPerKey: MAX_IN_FLIGHT_PER_APP,
+      perform: (callback, _now, signal) => this.attempt(callback.push, callback.dueOnly, signal),
       readYourWrites: deps.readYourWrites,
     });
   }
@@ -148,7 +154,7 @@ export class AppCallbacks {
   start(): void {
     this.unsubscribe = this.deps.bus.subscribe(APP_CALLBACKS_TOPIC, (payload) => {
       const publication = payload as DevicePublication;
-      if (publication.type === 'push') this.begin(publication.push, false);
+      if (publication.type === 'push') this.work.offer({ push: publication.push, dueOnly: false });
     });
     this.work.start();
   }
@@ -163,21 +169,7 @@ export class AppCallbacks {
     this.work.wake();
   }
 
-  /** Makes the callback unless it is being made, or too many are (the worker finds it due again). */
-  private begin(push: DevicePush, dueOnly: boolean): void {
-    const { pushId, appId } = push;
-    if (this.inFlight.has(pushId) || this.inFlight.size >= MAX_IN_FLIGHT) return;
-    if ([...this.inFlight.values()].filter((app) => app === appId).length >= MAX_IN_FLIGHT_PER_APP) return;
-    this.inFlight.set(pushId, appId);
-    this.attempt(push, dueOnly)
-      .then((result) => {
-        if (result?.events.length) this.work.wake();
-      })
-      .catch((error: unknown) => this.deps.log.error({ err: error, appId, pushId }, 'a callback to an app failed; it is tried again'))
-      .finally(() => this.inFlight.delete(pushId));
-  }
-
-  private async attempt(push: DevicePush, dueOnly: boolean) {
+  private async attempt(push: DevicePush, dueOnly: boolean, signal: AbortSignal) {
     if (push.message.kind !== 'topvdn') return undefined;
     const streamName = deliveryStreamName(push.pushId, APP_CALLBACK_TARGET);
     const terms = deliveryTerms(push, APP_CALLBACK_TARGET);
@@ -189,8 +181,10 @@ export class AppCallbacks {
     const command: RecordAttempt = { type: 'RecordAttempt', terms, dueOnly, now: this.deps.clock().toISOString() };
     if (deliveryDecider.decide(command, loaded.state).length === 0) return undefined;
     const { message } = push;
-    const status = await this.deps.post(url, JSON.stringify({ request_id: push.pushId, from: message.from, msg: message.msg, flag: message.flag })).catch((error: unknown) => {
-      this.deps.log.warn({ appId: push.appId, pushId: push.pushId, error: (error as Error).message }, 'callback: the app did not answer');
+    const status = await this.deps.post(url, JSON.stringify({ request_id: push.pushId, from: message.from, msg: message.msg, flag: message.flag }), signal).catch((error: unknown) => {
+      if (isStopping(signal)) throw error;
+      const reason = signal.aborted ? `no answer within ${CALLBACK_TIMEOUT_MS} ms` : (error as Error).message;
+      this.deps.log.warn({ appId: push.appId, pushId: push.pushId, error: reason }, 'callback: the app did not answer');
       return 0;
     });
     const attempted = await handleCommand(this.deps.store, deliveryAggregate, streamName, command, context, loaded);

@@ -1,11 +1,11 @@
 import { createTransport, type SendMailOptions } from 'nodemailer';
-import { EMAIL_MAX_ATTEMPTS, emailStreamName, type RecordEmailFailed, type RecordEmailSent } from '../../domain/email/email';
+import { EMAIL_MAX_ATTEMPTS, emailStreamName, type EmailCommand, type EmailContent } from '../../domain/email/email';
 import { emailAggregate } from '../command/aggregates';
-import { handleCommand, loadState } from '../command/commandHandler';
 import type { Clock } from '../clock';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
-import { DueWork } from '../dueWork';
+import { untilAborted, type DueWork } from '../dueWork';
+import { outboxWorker } from '../outbox';
 import type { PendingEmails } from './pendingEmails';
 
 /** What the mailer needs of a nodemailer transport (a Transporter satisfies it; tests may pass their own). */
@@ -16,10 +16,15 @@ export interface MailTransport {
 
 export const DEFAULT_MAIL_FROM = 'herald@localhost';
 
-// Bounded so one unresponsive server cannot hold the mailer for nodemailer's default 10 minutes.
-const CONNECTION_TIMEOUT_MS = 30_000;
-const GREETING_TIMEOUT_MS = 30_000;
-const SOCKET_TIMEOUT_MS = 60_000;
+/**
+ * One attempt's bound (docs/email.md): an SMTP server that does not take the message within it fails
+ * that attempt, and the email is retried on its schedule. nodemailer's own timeouts are shorter, so its
+ * connection ends about when the attempt does (its default would hold it for 10 minutes).
+ */
+export const EMAIL_ATTEMPT_TIMEOUT_MS = 60_000;
+const CONNECTION_TIMEOUT_MS = 15_000;
+const GREETING_TIMEOUT_MS = 15_000;
+const SOCKET_TIMEOUT_MS = 30_000;
 
 export interface MailerDeps {
   readonly store: EventStore;
@@ -34,38 +39,53 @@ export interface MailerDeps {
   readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
   /** Text an error must never carry into an event or a log line (the SMTP password, the URL holding it). */
   readonly secrets?: readonly string[];
+  /** One attempt's bound (default EMAIL_ATTEMPT_TIMEOUT_MS). */
+  readonly attemptTimeoutMs?: number;
 }
 
 /**
  * Sends requested emails over SMTP and records each attempt's outcome: EmailSent, or EmailFailed with
  * the next try (domain/email/email.ts: 1 min, 5 min, 30 min, 2 h; the 5th failure is final).
  *
- * Durable like the message scheduler: what is due lives in the emails read model, so a restart loses
- * nothing. The email's own stream decides: the mailer sends what the stream says is due now (a lagging
- * read model cannot make it send an email again that is already sent), and records the outcome with the
- * revision it read. Several mailers may run side by side: the decider takes one outcome per attempt and
- * none after a success or a final failure, so the loser of a race records nothing. The email itself may
- * then have gone out twice (at least once, as SMTP itself); its Message-ID is the same on every try, so
- * a receiving server may recognise the repeat.
+ * An outbox (src/outbox.ts): what is due lives in the emails read model, so a restart loses nothing;
+ * each attempt is decided and recorded on the email's own stream; emails are sent side by side, each
+ * attempt bounded by `attemptTimeoutMs`, so a server that never answers holds up no other email.
+ * Several mailers may run side by side: the decider takes one outcome per attempt and none after a
+ * success or a final failure, so the loser of a race records nothing. The email itself may then have
+ * gone out twice (at least once, as SMTP itself); its Message-ID is the same on every try, so a
+ * receiving server may recognise the repeat.
  */
 export class Mailer {
-  /** Due emails, each on its own: one whose attempt cannot even be recorded (the store down) backs off alone. */
+  readonly name = 'mailer';
   private readonly work: DueWork<{ readonly emailId: string; readonly appId: string }>;
 
   constructor(private readonly deps: MailerDeps) {
-    this.work = new DueWork({
-      clock: deps.clock,
-      log: deps.log,
-      doing: 'trying an email',
-      // A new email wakes the mailer; retries are minutes apart.
-      maxWaitMs: 1000,
-      due: (now, limit) => deps.pending.due(now, limit),
-      nextDueAt: () => deps.pending.nextAttemptAt(),
-      idOf: (email) => email.emailId,
-      perform: (email) => this.attempt(email.emailId),
-      readYourWrites: deps.readYourWrites,
-      describe: (error) => this.describe(error),
-    });
+    const attemptTimeoutMs = deps.attemptTimeoutMs ?? EMAIL_ATTEMPT_TIMEOUT_MS;
+    this.work = outboxWorker(
+      { store: deps.store, clock: deps.clock, log: deps.log, due: (now, limit) => deps.pending.due(now, limit), nextDueAt: () => deps.pending.nextAttemptAt(), readYourWrites: deps.readYourWrites },
+      {
+        doing: 'trying an email',
+        actor: 'herald:mailer',
+        aggregate: emailAggregate,
+        streamOf: (email) => emailStreamName(email.emailId),
+        idOf: (email) => email.emailId,
+        keyOf: (email) => email.appId,
+        attemptTimeoutMs,
+        // A new email wakes the mailer; retries are minutes apart.
+        maxWaitMs: 1000,
+        attempt: (email, signal) => this.send(email, signal),
+        record: (outcome, attempt, now): EmailCommand =>
+          outcome.ok ? { type: 'RecordEmailSent', attempt, ...(outcome.messageId && { messageId: outcome.messageId }), now } : { type: 'RecordEmailFailed', attempt, error: outcome.error, now },
+        describe: (error) => this.describe(error),
+        logOutcome: (email, attempt, outcome) => {
+          if (outcome.ok) return this.deps.log.info({ emailId: email.emailId, appId: email.appId, attempt }, 'email sent');
+          const final = attempt >= EMAIL_MAX_ATTEMPTS;
+          // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
+          const logged = email.to.reduce((text, address) => text.split(address).join('<recipient>'), outcome.error);
+          this.deps.log[final ? 'error' : 'warn']({ emailId: email.emailId, appId: email.appId, attempt, error: logged }, final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried');
+        },
+      },
+    );
   }
 
   start(): void {
@@ -88,50 +108,28 @@ export class Mailer {
     this.work.wake();
   }
 
-  /** Tries every email due now, one after the other; returns how many outcomes were recorded. */
+  /** Tries every email due now, side by side; returns how many outcomes were recorded. */
   sendDue(): Promise<number> {
     return this.work.doDue();
   }
 
-  /** One attempt at one email, decided on its stream; undefined when the stream says it is not due. */
-  private async attempt(emailId: string) {
-    const streamName = emailStreamName(emailId);
-    const loaded = await loadState(this.deps.store, emailAggregate, streamName);
-    const { state } = loaded;
-    if (state.status !== 'pending' || state.nextAttemptAt === null || Date.parse(state.nextAttemptAt) > this.deps.clock().getTime()) return undefined;
-    const attempt = state.attempts + 1;
-    let outcome: RecordEmailSent | RecordEmailFailed;
-    try {
-      const info = await this.deps.transport.sendMail({
+  /** One attempt: hands the email to the SMTP server. */
+  private async send(email: EmailContent, signal: AbortSignal): Promise<{ readonly ok: true; readonly messageId: string | undefined }> {
+    // nodemailer takes no signal: the attempt ends at the signal, its connection at nodemailer's timeouts.
+    const info = await untilAborted(
+      signal,
+      this.deps.transport.sendMail({
         from: this.deps.from,
-        to: [...state.to],
-        subject: state.subject,
-        ...(state.isHtml ? { html: state.content } : { text: state.content }),
-        messageId: `<${emailId}@${domainOf(this.deps.from)}>`,
+        to: [...email.to],
+        subject: email.subject,
+        ...(email.isHtml ? { html: email.content } : { text: email.content }),
+        messageId: `<${email.emailId}@${domainOf(this.deps.from)}>`,
         // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
         disableFileAccess: true,
         disableUrlAccess: true,
-      });
-      outcome = { type: 'RecordEmailSent', attempt, ...(info.messageId && { messageId: info.messageId }), now: this.deps.clock().toISOString() };
-      this.deps.log.info({ emailId, appId: state.appId, attempt }, 'email sent');
-    } catch (error) {
-      const described = this.describe(error);
-      outcome = { type: 'RecordEmailFailed', attempt, error: described, now: this.deps.clock().toISOString() };
-      const final = attempt >= EMAIL_MAX_ATTEMPTS;
-      // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
-      const logged = state.to.reduce((text, address) => text.split(address).join('<recipient>'), described);
-      this.deps.log[final ? 'error' : 'warn']({ emailId, appId: state.appId, attempt, error: logged }, final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried');
-    }
-    return handleCommand(
-      this.deps.store,
-      emailAggregate,
-      streamName,
-      outcome,
-      // No commandId: the decider alone keeps racing mailers from recording twice, and the events it
-      // returns are then what was appended (the store would take identical ids as a retry and say so too).
-      { appId: state.appId, actor: 'herald:mailer' },
-      loaded,
+      }),
     );
+    return { ok: true, messageId: info.messageId };
   }
 
   /** An error as text fit for an event and a log: its code and message, with every secret cut out. */

@@ -21,6 +21,7 @@ export interface ScheduledMessages {
  * release of a message no longer scheduled), so several nodes may run schedulers side by side.
  */
 export class MessageScheduler {
+  readonly name = 'message scheduler';
   /** Due messages, each on its own: one whose release fails backs off alone. */
   private readonly work: DueWork<{ readonly messageId: string; readonly appId: string }>;
 
@@ -38,6 +39,8 @@ export class MessageScheduler {
       doing: 'releasing a scheduled message',
       // Nothing wakes the scheduler when a message falls due: it looks at least every 250 ms.
       maxWaitMs: 250,
+      // A release is a write to the store, no peer: the bound only frees its slot if the store hangs.
+      attemptTimeoutMs: 10_000,
       due: (now, limit) => deps.scheduled.due(now, limit),
       nextDueAt: () => deps.scheduled.nextReleaseAt(),
       idOf: (message) => message.messageId,

@@ -1,13 +1,8 @@
 import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { SessionLock } from '../postgres/sessionLock';
-import { Wakeup } from '../wakeup';
-
-/** Background work one node runs for all: started when this node leads, stopped when it no longer does. */
-export interface LeaderWork {
-  start(): void;
-  stop(): Promise<void>;
-}
+import { Services, type Service, type ServiceHealth } from '../services';
+import { BackgroundLoop } from '../backgroundLoop';
 
 // The first key of the leader's advisory lock; projections use another space (PROJECTION_LOCK_SPACE).
 const LEADER_LOCK_SPACE = 0x6865_6c64; // "held"
@@ -23,50 +18,51 @@ const STANDBY_RETRY_MS = 1000;
  * vanished without closing the connection: docs/operations.md). The work itself is durable — what is due
  * lives in the read models — so the new leader picks up where the old one stopped.
  */
-export class Leadership {
-  private running = false;
+export class Leadership implements Service {
+  readonly name = 'leadership';
   private leading = false;
-  private loop: Promise<void> | undefined;
-  private readonly wakeup = new Wakeup();
+  private readonly loop = new BackgroundLoop(() => this.run());
 
-  constructor(private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly LeaderWork[] }) {}
+  /** `work`: background work one node runs for all, started in order when this node leads, stopped in reverse when it no longer does. */
+  constructor(private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly Service[] }) {}
 
   get isLeader(): boolean {
     return this.leading;
   }
 
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+  health(): ServiceHealth {
+    return { ok: true, detail: this.leading ? 'leads: runs the background work' : 'standby' };
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.signal();
-    await this.loop;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async run(): Promise<void> {
     const { log } = this.deps;
-    while (this.running) {
+    while (this.loop.running) {
       let lost = false;
       const lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, LEADER_LOCK_SPACE, LEADER_LOCK_NAME, () => {
         lost = true;
-        this.wakeup.signal();
+        this.loop.wake();
       }).catch((error: unknown) => {
         log.warn({ err: error }, 'could not ask for the lead (PostgreSQL unreachable?); trying again');
         return undefined;
       });
       if (!lock) {
-        await this.wakeup.wait(STANDBY_RETRY_MS);
+        await this.loop.wait(STANDBY_RETRY_MS);
         continue;
       }
       this.leading = true;
       log.info('this node leads: running the background work');
-      for (const work of this.deps.work) work.start();
-      while (this.running && !lost) await this.wakeup.wait(STANDBY_RETRY_MS);
-      await Promise.all(this.deps.work.map((work) => work.stop()));
+      const work = new Services(log);
+      for (const service of this.deps.work) await work.start(service);
+      while (this.loop.running && !lost) await this.loop.wait(STANDBY_RETRY_MS);
+      await work.stop();
       this.leading = false;
       await lock.release();
       if (lost) log.warn('the lead was lost with its PostgreSQL session: background work stopped here until this node leads again');

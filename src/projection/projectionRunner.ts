@@ -8,7 +8,7 @@ import type { Projection } from './projection';
 import { classifyFailure } from '../postgres/errors';
 import { SessionLock } from '../postgres/sessionLock';
 import { withTransaction } from '../postgres/transaction';
-import { Wakeup } from '../wakeup';
+import { BackgroundLoop } from '../backgroundLoop';
 import { UndecodableEventError } from './eventDecoder';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
 
@@ -100,11 +100,9 @@ export interface RunnerFailure {
  * - Publications are handed to the bus only after the commit that made them visible.
  */
 export class ProjectionRunner {
-  private running = false;
+  private readonly loop = new BackgroundLoop(() => this.runUntilStopped());
   private subscription: AllSubscription | undefined;
   private lock: SessionLock | undefined;
-  private loop: Promise<void> | undefined;
-  private readonly stopWakeup = new Wakeup();
   private currentState: RunnerState = 'stopped';
   private failure: RunnerFailure | undefined;
 
@@ -138,33 +136,30 @@ export class ProjectionRunner {
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.runUntilStopped();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.stopWakeup.signal();
+    const stopped = this.loop.stop();
+    // A batch being awaited ends with the subscription.
     await this.subscription?.close();
-    await this.loop;
-    this.loop = undefined;
+    await stopped;
   }
 
   private async runUntilStopped(): Promise<void> {
     const { log } = this.deps;
     let backoffMs = FIRST_BACKOFF_MS;
-    while (this.running) {
+    while (this.loop.running) {
       try {
         if (!(await this.acquireLock())) {
           this.currentState = 'standby';
-          await this.stopWakeup.wait(STANDBY_RETRY_MS);
+          await this.loop.wait(STANDBY_RETRY_MS);
           continue;
         }
         await this.applyUntilStoppedOrFailed();
         backoffMs = FIRST_BACKOFF_MS;
       } catch (error) {
-        if (!this.running) break;
+        if (!this.loop.running) break;
         if (error instanceof CheckpointMovedError) {
           // A rebuild swapped in its tables (or reset these): start again from the checkpoint it left.
           log.info({ projection: this.name }, error.message);
@@ -172,7 +167,7 @@ export class ProjectionRunner {
         }
         this.failed(error, backoffMs);
         this.currentState = 'retrying';
-        await this.stopWakeup.wait(backoffMs);
+        await this.loop.wait(backoffMs);
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
       } finally {
         await this.subscription?.close();
@@ -197,7 +192,7 @@ export class ProjectionRunner {
     // After a replay from the start, the tables' statistics describe empty tables: refresh them once
     // caught up, or the planner may pick scans that suit an empty table for queries on a full one.
     let analyzeWhenCaughtUp = checkpoint < 0n;
-    while (this.running) {
+    while (this.loop.running) {
       const result = skippedTo === undefined ? await next : await Promise.race([next, delay(SKIPPED_CHECKPOINT_MS)]);
       if (result === undefined || (skippedTo !== undefined && Date.now() - checkpointWrittenAt >= SKIPPED_CHECKPOINT_MS)) {
         if (skippedTo !== undefined) checkpoint = await this.moveCheckpoint(checkpoint, skippedTo);
@@ -205,7 +200,7 @@ export class ProjectionRunner {
         checkpointWrittenAt = Date.now();
         if (result === undefined) continue;
       }
-      if (result.done || !this.running) break;
+      if (result.done || !this.loop.running) break;
       // Read the next batch while this one is applied.
       next = prefetch(batches);
       const { events, caughtUp } = result.value;
@@ -306,9 +301,9 @@ export class ProjectionRunner {
         return undefined;
       } catch (error) {
         // Not the events' fault: the runner restarts from its checkpoint (and competes for the lock again).
-        if (!isEventsFault(error) || !this.running) throw error;
+        if (!isEventsFault(error) || !this.loop.running) throw error;
         if (attempt >= attempts) return error instanceof Error ? error : new Error(String(error));
-        await this.stopWakeup.wait(RETRY_BACKOFF_MS * 4 ** (attempt - 1));
+        await this.loop.wait(RETRY_BACKOFF_MS * 4 ** (attempt - 1));
       }
     }
   }

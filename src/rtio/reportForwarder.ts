@@ -1,10 +1,10 @@
-import { rtioReportStreamName, type RecordForwarded, type RecordForwardFailed } from '../../domain/rtio/rtio';
+import { rtioReportStreamName, type RtioReportCommand } from '../../domain/rtio/rtio';
 import type { Clock } from '../clock';
 import { rtioReportAggregate } from '../command/aggregates';
-import { handleCommand, loadState } from '../command/commandHandler';
-import { DueWork } from '../dueWork';
+import type { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
+import { outboxWorker } from '../outbox';
 
 /** A report as the read model shows it (implemented by projections/rtio.ts). */
 export interface ReportStatus {
@@ -19,32 +19,36 @@ export interface ReportStatus {
 
 /** What the forwarder reads of the reports read model. */
 export interface PendingReports {
-  /** Ids of pending reports whose next attempt is due at `now`, earliest first. */
-  due(now: Date, limit: number): Promise<string[]>;
+  /** Pending reports whose next attempt is due at `now`, earliest first. */
+  due(now: Date, limit: number): Promise<Array<{ reportId: string; deviceId: string }>>;
   nextAttemptAt(): Promise<Date | undefined>;
   byId(reportId: string): Promise<ReportStatus | undefined>;
 }
 
-/** POSTs a JSON body, answering the status and the body (tests may pass their own). */
-export type PostForJson = (url: string, body: string) => Promise<{ status: number; body: string }>;
+/** POSTs a JSON body, answering the status and the body, until `signal` aborts (tests may pass their own). */
+export type PostForJson = (url: string, body: string, signal: AbortSignal) => Promise<{ status: number; body: string }>;
 
-const TIMEOUT_MS = 5000;
+/** One try's bound (docs/api/rtio.md): a notify URL that does not answer within it fails that try. */
+export const NOTIFY_TIMEOUT_MS = 5000;
 const MAX_ANSWER_BYTES = 4096;
 
-export const postForJson: PostForJson = async (url, body) => {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+export const postForJson: PostForJson = async (url, body, signal) => {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, redirect: 'manual', signal });
   const text = await response.text();
   return { status: response.status, body: text.slice(0, MAX_ANSWER_BYTES) };
 };
 
 /**
  * Forwards RTIO devices' reports to RTIO_NOTIFY_URL (shared/seeds/004_e2f5c37d54658cec.txt, 消息通知):
- * `{nonce, device_id, device_message}`, acknowledged by `{nonce, code: 1000}`; anything else is a
- * failure, tried again after 2, 4, 8 … s, 10 tries in all (domain/rtio/rtio.ts). Durable like the
- * mailer: what is due lives in the read model, and each attempt is decided on the report's stream.
+ * `{nonce, device_id, device_message}`, acknowledged by `{nonce, code: 1000}`; anything else, or no
+ * answer within NOTIFY_TIMEOUT_MS, is a failure, tried again after 2, 4, 8 … s, 10 tries in all
+ * (domain/rtio/rtio.ts). An outbox (src/outbox.ts) like the mailer: what is due lives in the read model,
+ * each attempt is decided on the report's stream, and reports are forwarded side by side, so one that
+ * hangs delays no other.
  */
 export class ReportForwarder {
-  private readonly work: DueWork<string>;
+  readonly name = 'rtio report forwarder';
+  private readonly work: DueWork<{ readonly reportId: string; readonly deviceId: string }>;
 
   constructor(
     private readonly deps: {
@@ -57,17 +61,31 @@ export class ReportForwarder {
       readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
     },
   ) {
-    this.work = new DueWork<string>({
-      clock: deps.clock,
-      log: deps.log,
-      doing: 'forwarding a device report',
-      maxWaitMs: 1000,
-      due: (now, limit) => deps.pending.due(now, limit),
-      nextDueAt: () => deps.pending.nextAttemptAt(),
-      idOf: (reportId) => reportId,
-      perform: (reportId) => this.attempt(reportId),
-      readYourWrites: deps.readYourWrites,
-    });
+    this.work = outboxWorker(
+      { store: deps.store, clock: deps.clock, log: deps.log, due: (now, limit) => deps.pending.due(now, limit), nextDueAt: () => deps.pending.nextAttemptAt(), readYourWrites: deps.readYourWrites },
+      {
+        doing: 'forwarding a device report',
+        actor: 'herald:rtio-reports',
+        aggregate: rtioReportAggregate,
+        streamOf: (report) => rtioReportStreamName(report.reportId),
+        idOf: (report) => report.reportId,
+        // One device's reports to a notify URL that hangs take at most half the attempts in flight.
+        keyOf: (report) => report.deviceId,
+        attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
+        // Retries are 2 s apart at first: looked for at least twice a second while others are in flight.
+        maxWaitMs: 500,
+        attempt: async (report, signal) => {
+          const answer = await (deps.post ?? postForJson)(deps.notifyUrl, JSON.stringify({ nonce: report.nonce, device_id: report.deviceId, device_message: report.message }), signal);
+          const problem = acknowledgementProblem(answer, report.nonce);
+          return problem === undefined ? { ok: true } : { ok: false, error: problem };
+        },
+        record: (outcome, attempt, now): RtioReportCommand => (outcome.ok ? { type: 'RecordForwarded', attempt, now } : { type: 'RecordForwardFailed', attempt, error: outcome.error, now }),
+        describe: (error) => (error instanceof Error ? error.message : String(error)),
+        logOutcome: (report, attempt, outcome) => {
+          if (!outcome.ok) deps.log.warn({ reportId: report.reportId, attempt, error: outcome.error }, 'rtio: forwarding a report failed');
+        },
+      },
+    );
   }
 
   start(): void {
@@ -81,24 +99,6 @@ export class ReportForwarder {
   /** Look for due reports now (one was just made, or a test moved the clock). */
   wake(): void {
     this.work.wake();
-  }
-
-  private async attempt(reportId: string) {
-    const streamName = rtioReportStreamName(reportId);
-    const loaded = await loadState(this.deps.store, rtioReportAggregate, streamName);
-    const { state } = loaded;
-    if (state.status !== 'pending' || state.nextAttemptAt === null || Date.parse(state.nextAttemptAt) > this.deps.clock().getTime()) return undefined;
-    const attempt = state.attempts + 1;
-    let outcome: RecordForwarded | RecordForwardFailed;
-    try {
-      const answer = await (this.deps.post ?? postForJson)(this.deps.notifyUrl, JSON.stringify({ nonce: state.nonce, device_id: state.deviceId, device_message: state.message }));
-      const problem = acknowledgementProblem(answer, state.nonce);
-      outcome = problem === undefined ? { type: 'RecordForwarded', attempt, now: this.deps.clock().toISOString() } : { type: 'RecordForwardFailed', attempt, error: problem, now: this.deps.clock().toISOString() };
-    } catch (error) {
-      outcome = { type: 'RecordForwardFailed', attempt, error: (error as Error).message ?? String(error), now: this.deps.clock().toISOString() };
-    }
-    if (outcome.type === 'RecordForwardFailed') this.deps.log.warn({ reportId, attempt, error: outcome.error }, 'rtio: forwarding a report failed');
-    return handleCommand(this.deps.store, rtioReportAggregate, streamName, outcome, { appId: state.appId, actor: 'herald:rtio-reports' }, loaded);
   }
 }
 

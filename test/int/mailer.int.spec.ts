@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { createTransport } from 'nodemailer';
@@ -289,6 +290,60 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     // Both went out (at least once, as SMTP is), with one Message-ID a receiving server can dedupe by.
     expect(peer.received).to.have.length(2);
     expect(new Set(peer.received.map((r) => r.message.messageId)).size).to.equal(1);
+  });
+
+  // Issue 21, item 9 (docs/email.md: "a failing email holds up no other"): emails to an SMTP server
+  // that accepts the connection and never greets take one attempt timeout each, side by side, while an
+  // email to a working server goes out at once. One after the other, each would hold the mailer 30 s.
+  it('a server that never greets holds up no other email: each of its attempts ends at the timeout', async () => {
+    world = await openWorld();
+    peer = await startSmtpPeer();
+    const silent = new Set<net.Socket>();
+    const mute = net.createServer((socket) => {
+      silent.add(socket);
+      socket.on('close', () => silent.delete(socket));
+    });
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+    try {
+      const working = createTransport({ url: smtpUrl(peer.port), logger: false });
+      const hung = createTransport({ url: `smtp://127.0.0.1:${(mute.address() as net.AddressInfo).port}`, logger: false });
+      // One mailer, two servers: the silent one gets the mail for hung.example.
+      const routed: MailTransport = {
+        sendMail: (message) => (String(message.to).includes('@hung.example') ? hung : working).sendMail(message),
+        close: () => {
+          working.close();
+          hung.close();
+        },
+      };
+      const attemptTimeoutMs = 1500;
+      const mailer = new Mailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, transport: routed, from: 'herald@herald.example', readYourWrites: world.readYourWrites, attemptTimeoutMs });
+      mailers.push(mailer);
+      mailer.start();
+      const emails = emailsWith(mailer);
+      const stuck = [];
+      for (const name of ['a', 'b', 'c']) stuck.push(await emails.request('camel', ACTOR, { ...SEED, to: `${name}@hung.example` }, world.clock.now()));
+      await eventually(() => expect(silent.size).to.equal(3));
+      const { emailId } = await emails.request('camel', ACTOR, SEED, world.clock.now());
+      await eventually(async () => expect((await emails.status('camel', emailId))?.status).to.equal('sent'));
+      expect(peer.received).to.have.length(1);
+
+      for (const email of stuck) {
+        const status = await eventually(async () => {
+          const status = await emails.status('camel', email.emailId);
+          expect(status?.attempts).to.equal(1);
+          return status!;
+        });
+        expect(status).to.include({ status: 'pending', lastError: `no answer within ${attemptTimeoutMs} ms` });
+        // Retried on its own schedule: 1 min after the failure.
+        const [, failed] = await world.events(email.emailId);
+        const data = failed!.data as { failedAt: string; retryAt: string };
+        expect(Date.parse(data.retryAt) - Date.parse(data.failedAt)).to.equal(EMAIL_RETRY_DELAYS_MS[0]);
+      }
+      
+    } finally {
+      for (const socket of silent) socket.destroy();
+      await new Promise((resolve) => mute.close(resolve));
+    }
   });
 
   it('with no SMTP_URL nothing is sent: each email is recorded, and logged once as not sent', async () => {

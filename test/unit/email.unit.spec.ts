@@ -160,7 +160,7 @@ describe('email decider', () => {
 
     it('a success of an attempt whose failure a racing mailer recorded is still a success', () => {
       spec.given([requested, failed(1, at(0), at(1))]).when({ type: 'RecordEmailSent', attempt: 1, messageId: '<m@x>', now: at(0) }).then([sent(1, at(0))]);
-      expect(stateAfter([requested, failed(1, at(0), at(1)), sent(1, at(0))])).to.include({ status: 'sent', attempts: 1, nextAttemptAt: null });
+      expect(stateAfter([requested, failed(1, at(0), at(1)), sent(1, at(0))])).to.include({ status: 'succeeded', attempts: 1, nextAttemptAt: null });
     });
 
     it('refuses an attempt that skips ahead, and outcomes of an email never requested', () => {

@@ -1,0 +1,94 @@
+import type { DomainEvent } from '../domain/decider';
+import { isDue, type AttemptOutcome, type AttemptState } from '../domain/outbox';
+import type { Clock } from './clock';
+import { handleCommand, loadState, type Aggregate } from './command/commandHandler';
+import { DueWork, isStopping } from './dueWork';
+import type { EventStore } from './eventStore/eventStore';
+import type { Logger } from './logger';
+
+/**
+ * One retrying outbox (docs/architecture.md, "Background work"): items on streams of their own, each an
+ * outbox item of domain/outbox.ts, attempted until their schedule ends. An outbox says how to attempt an
+ * item and which command records an outcome; the runner (src/dueWork.ts) attempts due items side by side
+ * with a timeout per attempt, and this decides each attempt on the item's stream: it attempts what the
+ * stream says is due now (a lagging read model cannot make it attempt an item again that is settled)
+ * and records the outcome with the revision it read, as an event on that stream.
+ *
+ * Email (src/mail/mailer.ts) and RTIO reports (src/rtio/reportForwarder.ts) are outboxes.
+ */
+export interface Outbox<Item, State extends OutboxItemState, Command, Event extends DomainEvent, Outcome extends AttemptOutcome> {
+  /** What it does, for log lines ("forwarding a device report"). */
+  readonly doing: string;
+  /** Who records the outcomes (the events' `actor`). */
+  readonly actor: string;
+  readonly aggregate: Aggregate<Command, Event, State | { readonly status: 'none' }>;
+  readonly streamOf: (item: Item) => string;
+  readonly idOf: (item: Item) => string;
+  /** Whose share of the attempts in flight the item takes (its destination). */
+  readonly keyOf: (item: Item) => string;
+  /** The longest one attempt may take: then it is a failed attempt, "no answer within … ms". */
+  readonly attemptTimeoutMs: number;
+  /** The longest wait between two looks at the read model, unless woken. */
+  readonly maxWaitMs: number;
+  /** Makes the attempt; a throw is a failed attempt (described by `describe`). Stops at `signal`. */
+  attempt(state: State, signal: AbortSignal): Promise<Outcome>;
+  /** The command that records the outcome of attempt `attempt` (1-based). */
+  record(outcome: Outcome | { readonly ok: false; readonly error: string }, attempt: number, now: string): Command;
+  /** An error as text fit for an event and a log line (secrets cut out). */
+  readonly describe: (error: unknown) => string;
+  /** Logs an attempt's outcome (so each outbox keeps its recipients' details out of the log its own way). */
+  readonly logOutcome: (state: State, attempt: number, outcome: Outcome | { readonly ok: false; readonly error: string }) => void;
+}
+
+/** An outbox item's state once it exists: where its attempts stand, and whose it is. */
+export type OutboxItemState = AttemptState & { readonly appId: string };
+
+export interface OutboxDeps<Item> {
+  readonly store: EventStore;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Items due at `now` as the read model shows them, earliest first. */
+  due(now: Date, limit: number): Promise<readonly Item[]>;
+  nextDueAt(): Promise<Date | undefined>;
+  /** Resolves once the read model shows an outcome at this position (so the item is no longer due). */
+  readonly readYourWrites?: ((position: bigint | undefined) => Promise<void>) | undefined;
+}
+
+/** The worker that runs `outbox`: start it on the node that leads; stop it when that ends. */
+export function outboxWorker<Item, State extends OutboxItemState, Command, Event extends DomainEvent, Outcome extends AttemptOutcome>(
+  deps: OutboxDeps<Item>,
+  outbox: Outbox<Item, State, Command, Event, Outcome>,
+): DueWork<Item> {
+  const { store, clock } = deps;
+  return new DueWork<Item>({
+    clock,
+    log: deps.log,
+    doing: outbox.doing,
+    maxWaitMs: outbox.maxWaitMs,
+    attemptTimeoutMs: outbox.attemptTimeoutMs,
+    due: deps.due,
+    nextDueAt: deps.nextDueAt,
+    idOf: outbox.idOf,
+    keyOf: outbox.keyOf,
+    readYourWrites: deps.readYourWrites,
+    describe: outbox.describe,
+    async perform(item, _now, signal) {
+      const streamName = outbox.streamOf(item);
+      const loaded = await loadState(store, outbox.aggregate, streamName);
+      const { state } = loaded;
+      if (state.status === 'none' || !isDue(state as State, clock())) return undefined;
+      const pending = state as State;
+      const attempt = pending.attempts + 1;
+      let outcome: Outcome | { readonly ok: false; readonly error: string };
+      try {
+        outcome = await outbox.attempt(pending, signal);
+      } catch (error) {
+        // Stopping: nothing is recorded, the item stays due for whoever runs next.
+        if (isStopping(signal)) throw error;
+        outcome = { ok: false, error: signal.aborted ? `no answer within ${outbox.attemptTimeoutMs} ms` : outbox.describe(error) };
+      }
+      outbox.logOutcome(pending, attempt, outcome);
+      return handleCommand(store, outbox.aggregate, streamName, outbox.record(outcome, attempt, clock().toISOString()), { appId: pending.appId, actor: outbox.actor }, loaded);
+    },
+  });
+}
