@@ -80,14 +80,17 @@ class Session {
     private readonly onError: (error: unknown) => void,
   ) {}
 
-  /** Runs `job` after every job enqueued before it. */
-  enqueue<T>(job: () => Promise<T>): Promise<T | undefined> {
-    const run = this.queue.then(() => (this.closed ? undefined : job()));
-    this.queue = run.then(
+  /**
+   * Runs `job` after every job enqueued before it. The promise ends with the job and never rejects: a
+   * failing job goes to `onError`, so no caller can leave a rejection unhandled (one did, and a store
+   * restarting under a device's retry ended the process).
+   */
+  enqueue(job: () => Promise<unknown>): Promise<void> {
+    this.queue = this.queue.then(() => (this.closed ? undefined : job())).then(
       () => undefined,
       (error: unknown) => this.onError(error),
     );
-    return run;
+    return this.queue;
   }
 }
 
