@@ -120,13 +120,32 @@ export class RedisDirectory implements Directory {
 
   async holder(key: string): Promise<string | undefined> {
     if (this.local.holdsHere(key)) return this.nodeId;
-    return (await this.redis.get(PREFIX + key)) ?? undefined;
+    try {
+      return (await this.redis.get(PREFIX + key)) ?? undefined;
+    } catch (error) {
+      return this.unreachable(error, this.local.holder(key));
+    }
   }
 
   async held(keys: readonly string[]): Promise<ReadonlySet<string>> {
     if (keys.length === 0) return new Set();
-    const holders = await this.redis.mget(keys.map((key) => PREFIX + key));
-    return new Set(keys.filter((key, index) => holders[index] !== null || this.local.holdsHere(key)));
+    try {
+      const holders = await this.redis.mget(keys.map((key) => PREFIX + key));
+      return new Set(keys.filter((key, index) => holders[index] !== null || this.local.holdsHere(key)));
+    } catch (error) {
+      return this.unreachable(error, this.local.held(keys));
+    }
+  }
+
+  /**
+   * While Redis is unreachable this node knows only its own connections, and answers from them (the
+   * offline queue is off, so that is at once): a device held by another node counts as offline — an RTIO
+   * call to it answers offline, a ONE-PUSH send with `smsMessage` requests its SMS as well — rather than
+   * failing a request whose push is already recorded (docs/operations.md, "When Redis is down").
+   */
+  private unreachable<T>(error: unknown, local: Promise<T>): Promise<T> {
+    this.log.warn({ err: error }, 'directory: Redis unreachable; answering from this node\'s own connections');
+    return local;
   }
 
   holdsHere(key: string): boolean {

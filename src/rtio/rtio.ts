@@ -241,10 +241,7 @@ export class Rtio {
     const connection = this.connections.get(call.deviceId);
     if (connection) return connection.call(call);
     const { directory, bus } = this.deps;
-    const holder = await directory.holder(directoryKey(call.deviceId)).catch((error: unknown) => {
-      this.deps.log.warn({ err: error, deviceId: call.deviceId }, 'rtio: the directory could not be asked; the device counts as offline');
-      return undefined;
-    });
+    const holder = await directory.holder(directoryKey(call.deviceId));
     if (holder === undefined || holder === directory.nodeId) return false;
     await bus.publish([{ topic: nodeTopic(holder), payload: { kind: 'call', from: directory.nodeId, ...call } satisfies NodeMessage }]);
     return true;
