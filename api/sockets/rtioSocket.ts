@@ -79,8 +79,13 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         try {
           return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
         } catch (error) {
-          if (!(error instanceof SendRateExceededError)) throw error;
-          return reply(socket, { error: { code: 'rate_limited', message: error.message, retry_after_seconds: error.retryAfterSeconds } });
+          if (error instanceof SendRateExceededError) {
+            return reply(socket, { error: { code: 'rate_limited', message: error.message, retry_after_seconds: error.retryAfterSeconds } });
+          }
+          // The store failed (down, restarting): the device keeps its socket and reports again, as a
+          // ONE-PUSH device confirms again; closing it made every device of the node reconnect at once.
+          deps.log.error({ err: error, deviceId }, 'rtio socket: recording a report failed');
+          return reply(socket, { error: { code: 'internal', message: 'internal error; report again' } });
         }
       }
       const callId = frame?.call_id;

@@ -6,6 +6,7 @@ import { createLogger } from '../../src/logger';
 import { eventually } from '../support/eventually';
 import { issueTicket, postForm } from '../support/herald';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
+import { RtioDevice } from '../support/rtioDevice';
 import { TcpProxy } from '../support/tcpProxy';
 
 /**
@@ -81,6 +82,8 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
   it('while the database is unreachable: GraphQL 503 JSON with Retry-After, shims in their envelopes, /readyz 503, /healthz 200, small log lines; all back after', async () => {
     const ticket = await issueTicket(herald.url, 'outage-reader');
     expect((await graphql(ticket, '{ notifications(first: 1) { total } }')).status).to.equal(200);
+    const { deviceId, deviceKey } = await herald.rtio.createDevice('camel', 'outage-device');
+    const device = await RtioDevice.connect(herald.url, { device_id: deviceId, device_key: deviceKey });
     const logsBefore = logLines.length;
     proxy.cut();
     try {
@@ -113,6 +116,12 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
       expect(rtio.status).to.equal(500);
       expect(await rtio.json()).to.deep.equal({ nonce: 'outage-1', code: 2705, desc: 'device create failed' });
 
+      // A device's report while the store is down: answered, the socket kept (it was closed 1011).
+      device.socket.send(JSON.stringify({ report: 'during the outage' }));
+      await device.until((d) => d.frames.some((f) => f.error !== undefined) || d.closeCode !== undefined, 'the answer to the report');
+      expect(device.frames.find((f) => f.error !== undefined)?.error).to.deep.equal({ code: 'internal', message: 'internal error; report again' });
+      expect(device.closeCode, 'the device keeps its socket').to.equal(undefined);
+
       const { body: down } = await readyz();
       expect(down.notReady?.eventStore, 'names the store').to.match(/unavailable/);
       expect(down.notReady?.projections, 'names the read models').to.match(/does not answer/);
@@ -122,6 +131,10 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
     }
     await eventually(async () => expect((await readyz()).status).to.equal(200), { timeoutMs: 30_000 });
     expect((await graphql(ticket, '{ notifications(first: 1) { total } }')).status).to.equal(200);
+    // Reporting again on the same socket, once the store is back, is recorded.
+    device.socket.send(JSON.stringify({ report: 'after the outage' }));
+    await device.until((d) => d.frames.some((f) => typeof f.reported === 'string'), 'the report recorded');
+    device.socket.close();
 
     const outageLines = logLines.slice(logsBefore);
     expect(outageLines.length, 'the outage was logged').to.be.above(0);
