@@ -3,6 +3,7 @@ import {
   getOperationAST,
   getVariableValues,
   GraphQLError,
+  Kind,
   Lexer,
   parse,
   Source,
@@ -12,9 +13,10 @@ import {
   type DocumentNode,
   type FragmentDefinitionNode,
   type GraphQLSchema,
+  type OperationDefinitionNode,
   type ValidationRule,
 } from 'graphql';
-import { fragmentsInOrder, MAX_SAME_RESPONSE_NAME, measureOperation, mostRepeatedName } from './operationCost';
+import { fragmentsInOrder, MAX_MERGED_SELECTIONS, MAX_SAME_RESPONSE_NAME, measureOperation, mostRepeatedName } from './operationCost';
 
 /** Levels of fields below a root field. */
 export const MAX_DEPTH = 8;
@@ -98,22 +100,37 @@ export class OperationChecks {
     return fragments;
   }
 
-  /** No operation to run (none by that name, or several without one): nothing to measure; graphql refuses it. */
+  /**
+   * Every operation of the document is measured, not only the one that runs: graphql's rules validate
+   * them all, so an operation that never runs could otherwise carry what makes them slow. The variables
+   * are the request's, coerced for each operation as far as they go; only the running one's coercion
+   * errors are reported (none to run — none by that name, or several without one — graphql refuses).
+   */
   private limitErrors(document: DocumentNode, variables: Readonly<Record<string, unknown>>, operationName: string | undefined): readonly GraphQLError[] {
     const fragments = this.fragmentsOf(document);
     if (fragments instanceof GraphQLError) return [fragments];
+    for (const definition of document.definitions) {
+      if (definition.kind !== Kind.OPERATION_DEFINITION) continue;
+      const error = this.limitError(fragments, definition, variables);
+      if (error) return [error];
+    }
     const operation = getOperationAST(document, operationName);
     if (!operation) return [];
+    return getVariableValues(this.schema, operation.variableDefinitions ?? [], variables).errors ?? [];
+  }
+
+  private limitError(fragments: readonly FragmentDefinitionNode[], operation: OperationDefinitionNode, variables: Readonly<Record<string, unknown>>): GraphQLError | undefined {
     const coerced = getVariableValues(this.schema, operation.variableDefinitions ?? [], variables);
     const { cost, depth, rootFields } = measureOperation(this.schema, fragments, operation, coerced.coerced ?? {});
-    if (depth > MAX_DEPTH) return [tooComplex(`the operation is ${depth} levels deep, over the limit of ${MAX_DEPTH}`)];
+    if (depth > MAX_DEPTH) return tooComplex(`the operation is ${depth} levels deep, over the limit of ${MAX_DEPTH}`);
     if (operation.operation === 'mutation' && rootFields > MAX_MUTATION_FIELDS) {
-      return [tooComplex(`the operation has ${rootFields} mutation fields, over the limit of ${MAX_MUTATION_FIELDS} per request`)];
+      return tooComplex(`the operation has ${rootFields} mutation fields, over the limit of ${MAX_MUTATION_FIELDS} per request`);
     }
-    if (cost > MAX_COMPLEXITY) return [tooComplex(`query complexity ${cost} is over the limit of ${MAX_COMPLEXITY}`)];
+    if (cost > MAX_COMPLEXITY) return tooComplex(`query complexity ${cost} is over the limit of ${MAX_COMPLEXITY}`);
     const repeated = mostRepeatedName(fragments, operation);
-    if (repeated.times > MAX_SAME_RESPONSE_NAME) return [tooComplex(`"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`)];
-    return coerced.errors ?? [];
+    if (repeated === undefined) return tooComplex(`the operation expands to more than ${MAX_MERGED_SELECTIONS} selections`);
+    if (repeated.times > MAX_SAME_RESPONSE_NAME) return tooComplex(`"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`);
+    return undefined;
   }
 }
 

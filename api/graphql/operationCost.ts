@@ -63,6 +63,8 @@ const NOTHING: Measure = { cost: 0, depth: 0, rootFields: 0 };
  * of a second.
  */
 export const MAX_FRAGMENTS = 100;
+/** Selections mostRepeatedName may visit, fragments expanded where they are spread; past it, it answers undefined. */
+export const MAX_MERGED_SELECTIONS = 50_000;
 /**
  * Fields answering under one name in one merged selection (mostRepeatedName). The same rule compares
  * every two of them, with their selections: 1,240 aliases `me { appId }`, 25 fragments of 10 each, or
@@ -84,8 +86,15 @@ export function fragmentsInOrder(document: DocumentNode): readonly FragmentDefin
     if (fragments.size === MAX_FRAGMENTS) return new GraphQLError(`the document defines more than ${MAX_FRAGMENTS} fragments`, { extensions: { code: 'QUERY_TOO_COMPLEX' } });
     if (!fragments.has(definition.name.value)) fragments.set(definition.name.value, definition);
   }
+  // A spread of a fragment the document does not define would measure nothing, so a chain of spreads
+  // ending in one would pass every limit at cost 0 and then be expanded 2^n times: refused here, in
+  // graphql's own words (its rule refuses it too, but only after every walk).
+  for (const definition of document.definitions) {
+    const unknown = definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION ? spreadsOf(definition.selectionSet).find((name) => !fragments.has(name)) : undefined;
+    if (unknown !== undefined) return new GraphQLError(`Unknown fragment "${unknown}".`, { extensions: { code: 'BAD_REQUEST' } });
+  }
   const spreads = new Map<string, string[]>();
-  for (const [name, fragment] of fragments) spreads.set(name, spreadsOf(fragment.selectionSet).filter((spread) => fragments.has(spread)));
+  for (const [name, fragment] of fragments) spreads.set(name, spreadsOf(fragment.selectionSet));
   // Depth-first, with a stack of its own: a path through the fragments is as long as their chain.
   const order: FragmentDefinitionNode[] = [];
   const state = new Map<string, 'open' | 'done'>();
@@ -202,15 +211,19 @@ export function measureOperation(
  * merges the fields answering under one name (through inline fragments and fragment spreads, and the
  * selections of same-named fields under one another), and OverlappingFieldsCanBeMerged compares every
  * two of each merge. Fragments are expanded every time they are spread, so run it on an operation
- * within MAX_COMPLEXITY: each field it visits is one the cost counted.
+ * within MAX_COMPLEXITY (each field it visits is one the cost counted); past MAX_MERGED_SELECTIONS
+ * visits it stops and answers undefined.
  */
-export function mostRepeatedName(fragments: readonly FragmentDefinitionNode[], operation: OperationDefinitionNode): { readonly name: string; readonly times: number } {
+export function mostRepeatedName(fragments: readonly FragmentDefinitionNode[], operation: OperationDefinitionNode): { readonly name: string; readonly times: number } | undefined {
   const byName = new Map(fragments.map((fragment) => [fragment.name.value, fragment]));
   type Merged = Map<string, { times: number; readonly selections: Merged }>;
   let most = { name: '', times: 0 };
+  // A second bound beside the cost: chains of spreads and inline fragments are selections the cost does not count.
+  let visits = 0;
   // Recursion: as deep as the document nests (MAX_NESTING) plus a chain of fragments (MAX_FRAGMENTS, no cycles).
   const merge = (selectionSet: SelectionSetNode, into: Merged): void => {
     for (const selection of selectionSet.selections) {
+      if (++visits > MAX_MERGED_SELECTIONS) return;
       if (selection.kind === Kind.FIELD) {
         const name = selection.alias?.value ?? selection.name.value;
         let merged = into.get(name);
@@ -226,5 +239,5 @@ export function mostRepeatedName(fragments: readonly FragmentDefinitionNode[], o
     }
   };
   merge(operation.selectionSet, new Map());
-  return most;
+  return visits > MAX_MERGED_SELECTIONS ? undefined : most;
 }

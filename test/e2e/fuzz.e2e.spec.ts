@@ -169,7 +169,7 @@ describe('fuzz: generated bad input on every route', function () {
       // Issue 21: fragment bombs, deep selections, more aliased mutations than a request may run.
       fc.record({
         query: fc.oneof(
-          fc.tuple(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 4 })).map(([levels, spreads]) => fragmentBomb(levels, spreads)),
+          fc.tuple(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 4 }), fc.constantFrom('fields' as const, 'undefined' as const)).map(([levels, spreads, leaf]) => fragmentBomb(levels, spreads, leaf)),
           fc.integer({ min: 1, max: 6000 }).map((depth) => `{ me ${'{ a '.repeat(depth)}${'}'.repeat(depth)} }`),
           fc.integer({ min: 11, max: 2000 }).map((n) => `mutation { ${Array.from({ length: n }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`),
         ),

@@ -64,6 +64,18 @@ describe('GraphQL: a costly document is refused before it is walked (issue 21 it
     expect(ws.isConnected).to.equal(true);
   });
 
+  it('answers a bomb ending in a fragment the document does not define (it cost 0 and froze a later walk) at once, over HTTP and graphql-ws', async () => {
+    const bomb = fragmentBomb(30, 3, 'undefined');
+    const started = performance.now();
+    const [overHttp, health] = await Promise.all([graphql(test.url, ticket, bomb), fetch(`${test.url}/healthz`)]);
+    expect(overHttp.errors?.map((e) => e.message)).to.deep.equal(['Unknown fragment "Nope".']);
+    expect(health.status).to.equal(200);
+    const ws = await socket();
+    expect((await ws.request(bomb)).errors?.map((e) => e.message)).to.deep.equal(['Unknown fragment "Nope".']);
+    // Generous for a contended CPU; 23 × 2 alone held the event loop 1.9 s before this fix, 30 × 3 for ever.
+    expect(performance.now() - started).to.be.below(2000);
+  });
+
   it('answers a 5,000-deep selection QUERY_TOO_COMPLEX over HTTP, and over graphql-ws keeps the socket', async () => {
     const deep = `{ me ${'{ a '.repeat(5000)}${'}'.repeat(5000)} }`;
     const overHttp = await graphql(test.url, ticket, deep);

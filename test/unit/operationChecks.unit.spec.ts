@@ -42,6 +42,24 @@ describe('operation checks (issue 21)', () => {
     expect(measure(fragmentBomb(50, 2)).visited).to.equal(104);
   });
 
+  it('refuses a spread of a fragment the document does not define before any walk (a bomb ending in one cost 0 and froze the merge check)', () => {
+    expect(fragmentsInOrder(parse(fragmentBomb(40, 3, 'undefined')))).to.be.instanceOf(GraphQLError);
+    expect(fragmentsInOrder(parse('{ me { ...Nope } }'))).to.be.instanceOf(GraphQLError);
+    for (const [levels, spreads] of [[23, 2], [30, 3], [99, 2]] as const) {
+      expect(errorsOf(fragmentBomb(levels, spreads, 'undefined')), `${levels}×${spreads}`).to.deep.equal([{ message: 'Unknown fragment "Nope".', code: 'BAD_REQUEST' }]);
+    }
+  });
+
+  it('measures every operation of a document, not only the one that runs: graphql validates them all', () => {
+    const aliases = Array.from({ length: 400 }, () => `x: me { appId }`).join(' ');
+    const document = checks.parse(`query A { me { appId } } query B { ${aliases} }`);
+    const errors = checks.validate(document, [checks.requestRule({ operationName: 'A' })]);
+    expect(errors.map((e) => e.extensions.code)).to.deep.equal(['QUERY_TOO_COMPLEX']);
+    expect(errors[0]!.message).to.match(/"x" is selected 400 times/);
+    const mutations = checks.parse(`query A { me { appId } } mutation B { ${Array.from({ length: 11 }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`);
+    expect(checks.validate(mutations, [checks.requestRule({ operationName: 'A' })]).map((e) => e.extensions.code)).to.deep.equal(['QUERY_TOO_COMPLEX']);
+  });
+
   it('answers the bombs QUERY_TOO_COMPLEX at once (item 2)', () => {
     for (const [levels, spreads] of [[25, 2], [30, 2], [25, 3], [30, 3]] as const) {
       const started = performance.now();
