@@ -3,7 +3,7 @@ import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { pushDecider, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
-import { handleCommand, newStream } from '../command/commandHandler';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { SendAllowance } from '../messaging/messaging';
 import type { DeliveryQueries, PushStatus } from './deviceQueries';
@@ -48,7 +48,7 @@ export class Pushes {
   ) {}
 
   async onePush(appId: string, input: OnePushInput, now: Date, by: PushRequester = {}): Promise<{ pushId: string }> {
-    const [pushId] = await this.request([{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }], now, by.sender);
+    const [pushId] = await this.request(appId, [{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }], now, by);
     if (input.smsMessage) await this.requestSms(pushId!, appId, now);
     return { pushId: pushId! };
   }
@@ -61,9 +61,10 @@ export class Pushes {
   /** Several topvdn messages of one request (proxy push): all refused if one is (PushRefusedError), else all made. */
   topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, by: PushRequester = {}): Promise<string[]> {
     return this.request(
+      appId,
       inputs.map((input, index) => ({ ...input, type: 'RequestTopvdnPush', pushId: pushIdOf(appId, by, index), appId, now: now.toISOString() })),
       now,
-      by.sender,
+      by,
     );
   }
 
@@ -72,23 +73,28 @@ export class Pushes {
   }
 
   /**
-   * Checks every push before any is recorded or counted against the sender's rate (the decider is
-   * pure: deciding on a new stream is what handleCommand will do), then records them side by side and
-   * answers once the read model shows all.
+   * Decides every push before any is recorded or counted against the sender's rate, so a refused one
+   * (bad input, or an idempotency key reused for another push) leaves the store as it was. A fresh id
+   * names a stream that cannot exist yet, so it is decided without a read; a key's ids may name pushes
+   * of an earlier try, which are read: those already made are answered, not made or counted again.
+   * Then the new ones are recorded side by side, and answered once the read model shows them all.
    */
-  private async request(commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, sender: LimitedSender | undefined): Promise<string[]> {
-    commands.forEach((command, index) => {
+  private async request(appId: string, commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, by: PushRequester): Promise<string[]> {
+    const { store, sendAllowance, readYourWrites } = this.deps;
+    const loaded = await Promise.all(commands.map((command) => (by.idempotencyKey === undefined ? newStream(pushAggregate) : loadState(store, pushAggregate, pushStreamName(command.pushId)))));
+    const decided = commands.map((command, index) => {
       try {
-        pushDecider.decide(command, pushDecider.initialState());
+        return pushDecider.decide(command, loaded[index]!.state);
       } catch (error) {
         throw error instanceof DomainError && commands.length > 1 ? new PushRefusedError(index, error) : error;
       }
     });
-    if (sender) this.deps.sendAllowance.take(sender, now);
-    const results = await Promise.all(
-      commands.map((command) => handleCommand(this.deps.store, pushAggregate, pushStreamName(command.pushId), command, { appId: command.appId, actor: actorOf(command.appId, sender) }, newStream(pushAggregate))),
-    );
-    await this.deps.readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
+    if (by.sender && decided.some((events) => events.length > 0)) sendAllowance.take(by.sender, now);
+    const context = { appId, actor: actorOf(appId, by.sender) };
+    // Each decided again on the state just read: a concurrent try of the same request that appended
+    // first makes it append nothing.
+    const results = await Promise.all(commands.map((command, index) => handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])));
+    await readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
     return commands.map((command) => command.pushId);
   }
 
