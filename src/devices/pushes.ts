@@ -5,6 +5,7 @@ import { pushDecider, pushStreamName, PUSH_LIMITS, type RequestOnePush, type Req
 import { pushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
+import { actorOf, type Sender } from '../identity/sender';
 import type { SendAllowance } from '../messaging/messaging';
 import type { DeliveryQueries, PushStatus } from './deviceQueries';
 import type { Presence } from './presence';
@@ -18,12 +19,6 @@ import type { Presence } from './presence';
 
 export type OnePushInput = Omit<RequestOnePush, 'type' | 'pushId' | 'appId' | 'now'>;
 export type TopvdnPushInput = Omit<RequestTopvdnPush, 'type' | 'pushId' | 'appId' | 'now'>;
-
-/** Who sends, when it is a user or a device (their sends count against their rate); an app's own server is not limited. */
-export interface LimitedSender {
-  readonly appId: string;
-  readonly userId: string;
-}
 
 /** One push of a request of several was refused: which (0-based), and why. Nothing was pushed. */
 export class PushRefusedError extends DomainError {
@@ -90,7 +85,7 @@ export class Pushes {
       }
     });
     if (by.sender && decided.some((events) => events.length > 0)) sendAllowance.take(by.sender, now);
-    const context = { appId, actor: actorOf(appId, by.sender) };
+    const context = { appId, actor: requesterActor(appId, by) };
     // Each decided again on the state just read: a concurrent try of the same request that appended
     // first makes it append nothing.
     const results = await Promise.all(commands.map((command, index) => handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])));
@@ -110,7 +105,7 @@ export class Pushes {
       const recipients = await this.deps.deliveries.mobiles(pushId, offline);
       if (recipients.length > 0) {
         // One command per page, so a retried send (its idempotency key) records each page once.
-        const page = { appId, actor: `app:${appId}`, commandId: `sms/${addressed[0]}` };
+        const page = { appId, actor: appActor(appId), commandId: `sms/${addressed[0]}` };
         await handleCommand(this.deps.store, pushAggregate, pushStreamName(pushId), { type: 'RecordSmsRequests', recipients, now: now.toISOString() }, page);
       }
       if (addressed.length < PUSH_LIMITS.smsRecipients) return;
@@ -118,9 +113,9 @@ export class Pushes {
   }
 }
 
-/** Who asks for a push: its sender when rate-limited, and the client's idempotency key when it gave one. */
+/** Who asks for a push: its sender when rate-limited (a user or a device; the app's own server is not), and the client's idempotency key when it gave one. */
 export interface PushRequester {
-  readonly sender?: LimitedSender;
+  readonly sender?: Sender;
   /** The same key (from the same sender) makes the same pushes: a retry appends nothing twice. */
   readonly idempotencyKey?: string;
 }
@@ -133,8 +128,9 @@ const PUSH_ID_NAMESPACE = '5b8f0c1e-7a0d-4c55-9d3e-2f6b1c8a4e90';
  */
 function pushIdOf(appId: string, by: PushRequester, index: number): string {
   if (by.idempotencyKey === undefined) return randomUUID();
-  return uuidv5(`${appId}\u0000${actorOf(appId, by.sender)}\u0000${by.idempotencyKey}\u0000${index}`, PUSH_ID_NAMESPACE);
+  return uuidv5(`${appId}\u0000${requesterActor(appId, by)}\u0000${by.idempotencyKey}\u0000${index}`, PUSH_ID_NAMESPACE);
 }
 
-/** A device sends as `device:<id>` (its sender id says so), a user as `user:<id>`, the app's server as `app:<appId>`. */
-const actorOf = (appId: string, sender: LimitedSender | undefined) => (!sender ? `app:${appId}` : sender.userId.startsWith('device:') ? sender.userId : `user:${sender.userId}`);
+/** The app's own server (ONE-PUSH's appKey, topvdn's X-APP-Key) as events' `actor`. */
+const appActor = (appId: string) => `app:${appId}`;
+const requesterActor = (appId: string, by: PushRequester) => (by.sender ? actorOf(by.sender) : appActor(appId));

@@ -3,7 +3,7 @@ import { deliveryStreamName } from '../../domain/device/delivery';
 import { pushStreamName, type PushRequestedData } from '../../domain/device/push';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
-import { graphql } from '../support/graphqlClient';
+import { graphql, graphqlWithAuthorization } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
 
 // Issue 21, item 12: an optional Idempotency-Key on the sending routes whose seed has none — ONE-PUSH's
@@ -194,8 +194,9 @@ describe('idempotent pushes and confirmations', function () {
   });
 });
 
-// The sending rate (HERALD_SEND_RATE_PER_MINUTE, here 2) and idempotency keys: a retry that pushes
-// nothing new takes nothing from the sender's budget.
+// The sending rate (HERALD_SEND_RATE_PER_MINUTE, here 2) and idempotency keys, per sender: a retry that
+// pushes nothing new takes nothing from the budget; a user, a device and an RTIO device are told apart
+// by kind, not by their ids — a ticket's user id may be `device:<id>` or `rtio-device:<id>`.
 describe('idempotent pushes: sending rate and senders', function () {
   this.timeout(60_000);
   let url: string;
@@ -217,6 +218,9 @@ describe('idempotent pushes: sending rate and senders', function () {
   /** topvdn's client push (shared/seeds/002_66d9dfe67c8bed29.txt): the device's sends count against its rate. */
   const clientPush = (sender: { token: string }, peer: { token: string }, key?: string) =>
     postJson('/v2/message/client/push', { msg: 'aGVsbG8=', flag: 3, callback: 0, access_tokens: [peer.token] }, { 'x-client-token': sender.token, ...(key !== undefined && { 'idempotency-key': key }) });
+  const PUSH = 'mutation($input: PushToDevicesInput!) { pushToDevices(input: $input) { requestId } }';
+  const pushAsUser = (ticket: string, idempotencyKey?: string) =>
+    graphql<{ pushToDevices: { requestId: string } }>(url, ticket, PUSH, { input: { platform: 'ALL', audienceType: 'ALIAS', audiences: ['nobody'], alert: 'hi', ...(idempotencyKey !== undefined && { idempotencyKey }) } });
 
   it('a retry at the rate limit answers the same request_id, not 429; a new push is still 429 (issue 21, item 12, review)', async () => {
     const [sender, peer] = [await registered(), await registered()];
@@ -225,5 +229,30 @@ describe('idempotent pushes: sending rate and senders', function () {
     expect((await clientPush(sender, peer, 'at-limit-2')).status).to.equal(200);
     expect(await clientPush(sender, peer, 'at-limit-1')).to.deep.equal(first);
     expect((await clientPush(sender, peer, 'at-limit-3')).status).to.equal(429);
+  });
+
+  it('a user named device:<id> shares neither the idempotency keys nor the sending rate of device <id> (issue 21, item 12, review)', async () => {
+    const [device, peer] = [await registered(), await registered()];
+    const impostor = await issueTicket(url, `device:${device.id}`);
+    const pushed = await clientPush(device, peer, 'shared-key');
+    expect(pushed.status).to.equal(200);
+    const keyed = await pushAsUser(impostor, 'shared-key');
+    expect(keyed.errors, 'the same key is the user\'s own').to.equal(undefined);
+    expect(keyed.data!.pushToDevices.requestId).to.not.equal(pushed.body.request_id);
+    expect((await clientPush(device, peer)).status).to.equal(200);
+    expect((await clientPush(device, peer)).status, 'the device has used its rate').to.equal(429);
+    expect((await pushAsUser(impostor)).errors, 'the user has a rate of its own').to.equal(undefined);
+  });
+
+  it('a user named rtio-device:<id> does not share the sending rate of RTIO device <id> (issue 21, item 12, review)', async () => {
+    // shared/seeds/004_e2f5c37d54658cec.txt: a device of the app camel, reporting with GraphQL's `report`.
+    const created = (await (await fetch(`${url}/manage/create_device`, { method: 'POST', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, body: JSON.stringify({ nonce: 'limited-rtio' }) })).json()) as Record<string, string>;
+    expect(created.code).to.equal(1000);
+    const report = () => graphqlWithAuthorization(url, `RtioDevice ${created.device_id}:${created.device_key}`, 'mutation { report(message: "hello") }');
+    for (let i = 0; i < 2; i++) expect((await report()).errors).to.equal(undefined);
+    expect((await report()).errors?.[0]?.extensions?.code, 'the device has used its rate').to.equal('RATE_LIMITED');
+    const impostor = await issueTicket(url, `rtio-device:${created.device_id}`);
+    expect((await pushAsUser(impostor)).errors).to.equal(undefined);
+    expect((await pushAsUser(impostor)).errors).to.equal(undefined);
   });
 });
