@@ -5,6 +5,7 @@ import { PUSH_LIMITS } from '../../domain/device/push';
 import { isStorableText } from '../../domain/text';
 import { DEVICE_CLOSE, type DeviceConnection } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
+import { userSender } from '../../src/identity/sender';
 import { isAdmin, type Viewer } from '../../src/identity/tickets';
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import { asDevice, asUser, badInput, closable, filterText, forbidden, guard, MAX_BUFFERED, MAX_PAGE, notFound, type DeviceContext, type GraphqlDeps, type UserContext } from './resolvers';
@@ -64,7 +65,7 @@ export function deviceResolvers(deps: GraphqlDeps) {
             sender: viewer.userId.length <= PUSH_LIMITS.senderLength ? viewer.userId : null,
           },
           now,
-          { sender: { appId: viewer.appId, userId: viewer.userId }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
+          { sender: userSender(viewer), ...(idempotencyKey !== undefined && { idempotencyKey }) },
         );
         const status = await deps.pushes.status(viewer.appId, pushId);
         if (!status) throw new Error(`push ${pushId} is not in the read model after it was requested`);

@@ -110,7 +110,7 @@ export function topvdnRouter(deps: {
       { ...input, clientIds: body.access_tokens.map((peer) => peers.get(peer)!) },
       clock(),
       // A device's sends count against its own rate.
-      { sender: { appId: sender.appId, userId: `device:${sender.deviceId}` }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
+      { sender: { kind: 'device', appId: sender.appId, deviceId: sender.deviceId }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
     );
     res.json({ request_id: pushId });
   }));

@@ -8,6 +8,7 @@ import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../co
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { SendAllowance } from '../messaging/messaging';
+import { userSender } from '../identity/sender';
 import type { Viewer } from '../identity/tickets';
 
 /**
@@ -118,7 +119,7 @@ export class Datahub {
   ) {}
 
   async send(viewer: Viewer, input: SendNotificationInput, now: Date): Promise<void> {
-    this.deps.sendAllowance.take(viewer, now);
+    this.deps.sendAllowance.take(userSender(viewer), now);
     await this.sendFrom(userAuthor(viewer), input, now);
   }
 
@@ -190,7 +191,7 @@ export class Datahub {
    * completes what a failed one began and notifies once.
    */
   async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner: string }, now: Date): Promise<void> {
-    this.deps.sendAllowance.take(viewer, now);
+    this.deps.sendAllowance.take(userSender(viewer), now);
     const applicationId = uuidv5(JSON.stringify([viewer.appId, input.repname, input.itemname, viewer.userId]), NOTIFICATION_ID_NAMESPACE);
     const context = { appId: viewer.appId, actor: `user:${viewer.userId}`, commandId: `apply-whitelist:${applicationId}` };
     const applied = await handleCommand(
@@ -224,7 +225,7 @@ export class Datahub {
 
   /** Each clear is a write: it counts against the user's sending rate (SendRateExceededError). */
   async clearStats(viewer: Viewer, now: Date): Promise<void> {
-    this.deps.sendAllowance.take(viewer, now);
+    this.deps.sendAllowance.take(userSender(viewer), now);
     // Read first: the clears the inbox holds now tell a concurrent clear (appended later) from an old one.
     const streamName = inboxStreamName(viewer.appId, viewer.userId);
     const loaded = await loadState(this.deps.store, inboxAggregate, streamName);

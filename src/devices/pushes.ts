@@ -3,8 +3,9 @@ import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { pushDecider, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
-import { handleCommand, newStream } from '../command/commandHandler';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
+import { actorOf, type Sender } from '../identity/sender';
 import type { SendAllowance } from '../messaging/messaging';
 import type { DeliveryQueries, PushStatus } from './deviceQueries';
 import type { Presence } from './presence';
@@ -18,12 +19,6 @@ import type { Presence } from './presence';
 
 export type OnePushInput = Omit<RequestOnePush, 'type' | 'pushId' | 'appId' | 'now'>;
 export type TopvdnPushInput = Omit<RequestTopvdnPush, 'type' | 'pushId' | 'appId' | 'now'>;
-
-/** Who sends, when it is a user or a device (their sends count against their rate); an app's own server is not limited. */
-export interface LimitedSender {
-  readonly appId: string;
-  readonly userId: string;
-}
 
 /** One push of a request of several was refused: which (0-based), and why. Nothing was pushed. */
 export class PushRefusedError extends DomainError {
@@ -48,7 +43,7 @@ export class Pushes {
   ) {}
 
   async onePush(appId: string, input: OnePushInput, now: Date, by: PushRequester = {}): Promise<{ pushId: string }> {
-    const [pushId] = await this.request([{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }], now, by.sender);
+    const [pushId] = await this.request(appId, [{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }], now, by);
     if (input.smsMessage) await this.requestSms(pushId!, appId, now);
     return { pushId: pushId! };
   }
@@ -61,9 +56,10 @@ export class Pushes {
   /** Several topvdn messages of one request (proxy push): all refused if one is (PushRefusedError), else all made. */
   topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, by: PushRequester = {}): Promise<string[]> {
     return this.request(
+      appId,
       inputs.map((input, index) => ({ ...input, type: 'RequestTopvdnPush', pushId: pushIdOf(appId, by, index), appId, now: now.toISOString() })),
       now,
-      by.sender,
+      by,
     );
   }
 
@@ -72,23 +68,28 @@ export class Pushes {
   }
 
   /**
-   * Checks every push before any is recorded or counted against the sender's rate (the decider is
-   * pure: deciding on a new stream is what handleCommand will do), then records them side by side and
-   * answers once the read model shows all.
+   * Decides every push before any is recorded or counted against the sender's rate, so a refused one
+   * (bad input, or an idempotency key reused for another push) leaves the store as it was. A fresh id
+   * names a stream that cannot exist yet, so it is decided without a read; a key's ids may name pushes
+   * of an earlier try, which are read: those already made are answered, not made or counted again.
+   * Then the new ones are recorded side by side, and answered once the read model shows them all.
    */
-  private async request(commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, sender: LimitedSender | undefined): Promise<string[]> {
-    commands.forEach((command, index) => {
+  private async request(appId: string, commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, by: PushRequester): Promise<string[]> {
+    const { store, sendAllowance, readYourWrites } = this.deps;
+    const loaded = await Promise.all(commands.map((command) => (by.idempotencyKey === undefined ? newStream(pushAggregate) : loadState(store, pushAggregate, pushStreamName(command.pushId)))));
+    const decided = commands.map((command, index) => {
       try {
-        pushDecider.decide(command, pushDecider.initialState());
+        return pushDecider.decide(command, loaded[index]!.state);
       } catch (error) {
         throw error instanceof DomainError && commands.length > 1 ? new PushRefusedError(index, error) : error;
       }
     });
-    if (sender) this.deps.sendAllowance.take(sender, now);
-    const results = await Promise.all(
-      commands.map((command) => handleCommand(this.deps.store, pushAggregate, pushStreamName(command.pushId), command, { appId: command.appId, actor: actorOf(command.appId, sender) }, newStream(pushAggregate))),
-    );
-    await this.deps.readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
+    if (by.sender && decided.some((events) => events.length > 0)) sendAllowance.take(by.sender, now);
+    const context = { appId, actor: requesterActor(appId, by) };
+    // Each decided again on the state just read: a concurrent try of the same request that appended
+    // first makes it append nothing.
+    const results = await Promise.all(commands.map((command, index) => handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])));
+    await readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
     return commands.map((command) => command.pushId);
   }
 
@@ -104,7 +105,7 @@ export class Pushes {
       const recipients = await this.deps.deliveries.mobiles(pushId, offline);
       if (recipients.length > 0) {
         // One command per page, so a retried send (its idempotency key) records each page once.
-        const page = { appId, actor: `app:${appId}`, commandId: `sms/${addressed[0]}` };
+        const page = { appId, actor: appActor(appId), commandId: `sms/${addressed[0]}` };
         await handleCommand(this.deps.store, pushAggregate, pushStreamName(pushId), { type: 'RecordSmsRequests', recipients, now: now.toISOString() }, page);
       }
       if (addressed.length < PUSH_LIMITS.smsRecipients) return;
@@ -112,9 +113,9 @@ export class Pushes {
   }
 }
 
-/** Who asks for a push: its sender when rate-limited, and the client's idempotency key when it gave one. */
+/** Who asks for a push: its sender when rate-limited (a user or a device; the app's own server is not), and the client's idempotency key when it gave one. */
 export interface PushRequester {
-  readonly sender?: LimitedSender;
+  readonly sender?: Sender;
   /** The same key (from the same sender) makes the same pushes: a retry appends nothing twice. */
   readonly idempotencyKey?: string;
 }
@@ -127,8 +128,9 @@ const PUSH_ID_NAMESPACE = '5b8f0c1e-7a0d-4c55-9d3e-2f6b1c8a4e90';
  */
 function pushIdOf(appId: string, by: PushRequester, index: number): string {
   if (by.idempotencyKey === undefined) return randomUUID();
-  return uuidv5(`${appId}\u0000${actorOf(appId, by.sender)}\u0000${by.idempotencyKey}\u0000${index}`, PUSH_ID_NAMESPACE);
+  return uuidv5(`${appId}\u0000${requesterActor(appId, by)}\u0000${by.idempotencyKey}\u0000${index}`, PUSH_ID_NAMESPACE);
 }
 
-/** A device sends as `device:<id>` (its sender id says so), a user as `user:<id>`, the app's server as `app:<appId>`. */
-const actorOf = (appId: string, sender: LimitedSender | undefined) => (!sender ? `app:${appId}` : sender.userId.startsWith('device:') ? sender.userId : `user:${sender.userId}`);
+/** The app's own server (ONE-PUSH's appKey, topvdn's X-APP-Key) as events' `actor`. */
+const appActor = (appId: string) => `app:${appId}`;
+const requesterActor = (appId: string, by: PushRequester) => (by.sender ? actorOf(by.sender) : appActor(appId));

@@ -5,6 +5,7 @@ import { messageStreamName, type MessageEvent } from '../../domain/message/messa
 import { messageAggregate } from '../command/aggregates';
 import { decodeEvent, handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
+import { actorOf, userSender, type Sender } from '../identity/sender';
 import type { Viewer } from '../identity/tickets';
 import { Batcher } from '../batcher';
 import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from './inbox';
@@ -50,8 +51,9 @@ export class SendRateExceededError extends Error {
 
 /**
  * How many sends one sender may make per minute: a fixed window per (app, sender), shared by every API
- * that sends (Koala, GraphQL, datahub) and by the writes that are as cheap to repeat (stats clears, an RTIO
- * device's reports as `rtio-device:<id>`). Several nodes each keep their own (a shared limit comes with Redis).
+ * that sends (Koala, GraphQL, datahub, topvdn's client push) and by the writes that are as cheap to repeat
+ * (stats clears, an RTIO device's reports). A user, a device and an RTIO device of the same id have a
+ * window each. Several nodes each keep their own (a shared limit comes with Redis).
  */
 export class SendAllowance {
   private readonly windows = new Map<string, { windowStart: number; count: number }>();
@@ -59,8 +61,8 @@ export class SendAllowance {
   constructor(private readonly sendsPerMinute: number) {}
 
   /** Takes one send from the sender's window, or throws SendRateExceededError. */
-  take(sender: { readonly appId: string; readonly userId: string }, now: Date): void {
-    const key = `${sender.appId}\u0000${sender.userId}`;
+  take(sender: Sender, now: Date): void {
+    const key = `${sender.appId}\u0000${actorOf(sender)}`;
     const minute = 60_000;
     const window = this.windows.get(key);
     if (!window || now.getTime() - window.windowStart >= minute) {
@@ -99,7 +101,7 @@ export class Messaging {
     if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
       throw new DomainError('invalid', `a request id is 1-${MAX_REQUEST_ID_LENGTH} characters`);
     }
-    this.deps.sendAllowance.take(viewer, now);
+    this.deps.sendAllowance.take(userSender(viewer), now);
     // With a request id the message id is derived from it, so a resend is the same message. Either way
     // the stream is new: no read before deciding; a resend conflicts on `no_stream` and is answered from
     // the message the store holds, not from what this call would have sent.

@@ -10,6 +10,7 @@ import type { Bus } from '../bus/bus';
 import type { Logger } from '../logger';
 import type { SendAllowance } from '../messaging/messaging';
 import type { Directory } from '../nodes/directory';
+import { actorOf, type Sender } from '../identity/sender';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt, docs/api/rtio.md): creating devices, their
@@ -98,7 +99,8 @@ export class Rtio {
 
   /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id; SendRateExceededError over the sending rate. */
   async report(device: { readonly deviceId: string; readonly appId: string }, message: string): Promise<string> {
-    this.deps.sendAllowance.take({ appId: device.appId, userId: `rtio-device:${device.deviceId}` }, this.deps.clock());
+    const sender: Sender = { kind: 'rtio-device', appId: device.appId, deviceId: device.deviceId };
+    this.deps.sendAllowance.take(sender, this.deps.clock());
     const reportId = randomUUID();
     // The notify request's nonce: as the seed's example, a decimal string (of 63 random bits).
     const nonce = BigInt.asUintN(63, BigInt(`0x${randomBytes(8).toString('hex')}`)).toString();
@@ -107,7 +109,7 @@ export class Rtio {
       rtioReportAggregate,
       rtioReportStreamName(reportId),
       { type: 'ReportFromDevice', reportId, appId: device.appId, deviceId: device.deviceId, nonce, message, now: this.deps.clock().toISOString() },
-      { appId: device.appId, actor: `rtio-device:${device.deviceId}` },
+      { appId: device.appId, actor: actorOf(sender) },
       newStream(rtioReportAggregate),
     );
     // Woken once the forwarder can find it due (woken before, it would look, find nothing and sleep);

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { deliveryStreamName } from '../../domain/device/delivery';
-import { pushStreamName } from '../../domain/device/push';
+import { pushStreamName, type PushRequestedData } from '../../domain/device/push';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
-import { graphql } from '../support/graphqlClient';
+import { graphql, graphqlWithAuthorization } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
 
 // Issue 21, item 12: an optional Idempotency-Key on the sending routes whose seed has none — ONE-PUSH's
@@ -37,6 +37,12 @@ describe('idempotent pushes and confirmations', function () {
     return { id: body.id as string, clientId: body.clientId as number, token: body.token as string, socket };
   };
   const streamTypes = async (streamName: string) => (await herald.infrastructure.store.readStream(streamName)).map((e) => e.type);
+  /** The `msg` of each topvdn push recorded for a device number, in order. */
+  const topvdnMessagesTo = async (clientId: number) =>
+    (await herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['PushRequested'] } }))
+      .map((event) => event.data as PushRequestedData)
+      .filter((push) => push.audience.type === 'CLIENTS' && push.audience.clientIds.includes(clientId))
+      .map((push) => (push.message.kind === 'topvdn' ? push.message.msg : undefined));
   /**
    * Exactly these messages reached the device, in order: a marker pushed after them (no key) arrives
    * after any duplicate would have (a device's pushes are written in order), so no fixed wait is needed.
@@ -130,6 +136,18 @@ describe('idempotent pushes and confirmations', function () {
       expect(ids).to.have.length(2);
       await expectReceived(to, [batch1.body.request_id as string, ...ids]);
     });
+    it('proxy: items [A,B], then [A′,B,C] under the same key is 409 and appends nothing — no push C, no delivery (issue 21, item 12, review)', async () => {
+      const from = await connectedDevice('tv-grow-from');
+      const to = await connectedDevice('tv-grow-to');
+      const item = (msg: string) => ({ from: from.clientId, to: to.clientId, flag: 3, msg });
+      const headers = { ...app, 'idempotency-key': 'proxy-grow' };
+      const first = await postJson('/v2/message/server/push', { proxy: 1, payload: [item('b25l'), item('dHdv')] }, headers);
+      expect(first.status).to.equal(200);
+      const grown = await postJson('/v2/message/server/push', { proxy: 1, payload: [item('b3RoZXI='), item('dHdv'), item('dGhyZWU=')] }, headers);
+      expect(grown).to.deep.equal({ status: 409, body: { code: 'conflict', message: 'this idempotency key was used for a different push' } });
+      expect(await topvdnMessagesTo(to.clientId), 'the pushes recorded').to.deep.equal(['b25l', 'dHdv']);
+      await expectReceived(to, first.body.request_ids as string[]);
+    });
   });
 
   describe('GraphQL pushToDevices with idempotencyKey', () => {
@@ -173,5 +191,68 @@ describe('idempotent pushes and confirmations', function () {
       expect(confirmed.data).to.deep.equal({ confirmDelivery: true });
       expect(await streamTypes(deliveryStreamName(messageId, device.id))).to.deep.equal(['MessageDelivered', 'DeliveryConfirmed']);
     });
+  });
+});
+
+// The sending rate (HERALD_SEND_RATE_PER_MINUTE, here 2) and idempotency keys, per sender: a retry that
+// pushes nothing new takes nothing from the budget; a user, a device and an RTIO device are told apart
+// by kind, not by their ids — a ticket's user id may be `device:<id>` or `rtio-device:<id>`.
+describe('idempotent pushes: sending rate and senders', function () {
+  this.timeout(60_000);
+  let url: string;
+  let stop: () => Promise<void>;
+
+  before(async () => ({ url, stop } = await startTestHerald({ sendRatePerMinute: 2 })));
+  after(async () => stop());
+
+  const postJson = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  let devices = 0;
+  const registered = async () => {
+    const { status, body } = await postJson('/msgpush/register', { appId: 'camel', alias: `limited-${++devices}`, platform: 'ANDROID', nativeToken: `limited-${devices}` });
+    expect(status).to.equal(200);
+    return { id: body.id as string, token: body.token as string };
+  };
+  /** topvdn's client push (shared/seeds/002_66d9dfe67c8bed29.txt): the device's sends count against its rate. */
+  const clientPush = (sender: { token: string }, peer: { token: string }, key?: string) =>
+    postJson('/v2/message/client/push', { msg: 'aGVsbG8=', flag: 3, callback: 0, access_tokens: [peer.token] }, { 'x-client-token': sender.token, ...(key !== undefined && { 'idempotency-key': key }) });
+  const PUSH = 'mutation($input: PushToDevicesInput!) { pushToDevices(input: $input) { requestId } }';
+  const pushAsUser = (ticket: string, idempotencyKey?: string) =>
+    graphql<{ pushToDevices: { requestId: string } }>(url, ticket, PUSH, { input: { platform: 'ALL', audienceType: 'ALIAS', audiences: ['nobody'], alert: 'hi', ...(idempotencyKey !== undefined && { idempotencyKey }) } });
+
+  it('a retry at the rate limit answers the same request_id, not 429; a new push is still 429 (issue 21, item 12, review)', async () => {
+    const [sender, peer] = [await registered(), await registered()];
+    const first = await clientPush(sender, peer, 'at-limit-1');
+    expect(first.status).to.equal(200);
+    expect((await clientPush(sender, peer, 'at-limit-2')).status).to.equal(200);
+    expect(await clientPush(sender, peer, 'at-limit-1')).to.deep.equal(first);
+    expect((await clientPush(sender, peer, 'at-limit-3')).status).to.equal(429);
+  });
+
+  it('a user named device:<id> shares neither the idempotency keys nor the sending rate of device <id> (issue 21, item 12, review)', async () => {
+    const [device, peer] = [await registered(), await registered()];
+    const impostor = await issueTicket(url, `device:${device.id}`);
+    const pushed = await clientPush(device, peer, 'shared-key');
+    expect(pushed.status).to.equal(200);
+    const keyed = await pushAsUser(impostor, 'shared-key');
+    expect(keyed.errors, 'the same key is the user\'s own').to.equal(undefined);
+    expect(keyed.data!.pushToDevices.requestId).to.not.equal(pushed.body.request_id);
+    expect((await clientPush(device, peer)).status).to.equal(200);
+    expect((await clientPush(device, peer)).status, 'the device has used its rate').to.equal(429);
+    expect((await pushAsUser(impostor)).errors, 'the user has a rate of its own').to.equal(undefined);
+  });
+
+  it('a user named rtio-device:<id> does not share the sending rate of RTIO device <id> (issue 21, item 12, review)', async () => {
+    // shared/seeds/004_e2f5c37d54658cec.txt: a device of the app camel, reporting with GraphQL's `report`.
+    const created = (await (await fetch(`${url}/manage/create_device`, { method: 'POST', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, body: JSON.stringify({ nonce: 'limited-rtio' }) })).json()) as Record<string, string>;
+    expect(created.code).to.equal(1000);
+    const report = () => graphqlWithAuthorization(url, `RtioDevice ${created.device_id}:${created.device_key}`, 'mutation { report(message: "hello") }');
+    for (let i = 0; i < 2; i++) expect((await report()).errors).to.equal(undefined);
+    expect((await report()).errors?.[0]?.extensions?.code, 'the device has used its rate').to.equal('RATE_LIMITED');
+    const impostor = await issueTicket(url, `rtio-device:${created.device_id}`);
+    expect((await pushAsUser(impostor)).errors).to.equal(undefined);
+    expect((await pushAsUser(impostor)).errors).to.equal(undefined);
   });
 });
