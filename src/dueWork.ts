@@ -89,7 +89,7 @@ export class DueWork<Item> {
    * parked): each is looked at less and less often (50 ms doubling to 5 s) instead of re-reading its
    * stream at every look, until a look no longer finds it due.
    */
-  private readonly idle = new Map<string, { looks: number; retryAt: number }>();
+  private readonly idle = new Map<string, { looks: number; restsUntil: number }>();
   private readonly inFlight = new Map<string, { readonly key: string; readonly done: Promise<number> }>();
   private stopping = new AbortController();
 
@@ -145,8 +145,13 @@ export class DueWork<Item> {
     const id = this.deps.idOf(item);
     const key = this.deps.keyOf?.(item) ?? '';
     if (this.inFlight.has(id) || this.inFlight.size >= MAX_IN_FLIGHT) return undefined;
-    const resting = this.failing.get(id) ?? this.idle.get(id);
-    if (resting && resting.retryAt > now.getTime()) return undefined;
+    const failing = this.failing.get(id);
+    if (failing && failing.retryAt > now.getTime()) return undefined;
+    // In real time, not herald's clock: a rest only keeps a look from re-reading the same stream in a
+    // tight loop, and the item may be due again at once in herald's time (a device's next retry recorded
+    // while its last one was still queued). Herald's clock stands still in tests; a rest on it never ended.
+    const idle = this.idle.get(id);
+    if (idle && idle.restsUntil > performance.now()) return undefined;
     let sameKey = 0;
     for (const other of this.inFlight.values()) if (other.key === key) sameKey++;
     if (sameKey >= (this.deps.maxInFlightPerKey ?? MAX_IN_FLIGHT_PER_KEY)) return undefined;
@@ -165,7 +170,7 @@ export class DueWork<Item> {
       this.failing.delete(id);
       if (!result || result.events.length === 0) {
         const looks = (this.idle.get(id)?.looks ?? 0) + 1;
-        if (this.idle.size < MAX_TRACKED_FAILURES) this.idle.set(id, { looks, retryAt: now.getTime() + Math.min(MAX_IDLE_REST_MS, 50 * 2 ** looks) });
+        if (this.idle.size < MAX_TRACKED_FAILURES) this.idle.set(id, { looks, restsUntil: performance.now() + Math.min(MAX_IDLE_REST_MS, 50 * 2 ** looks) });
         return 0;
       }
       this.idle.delete(id);
