@@ -198,7 +198,7 @@ const DEFAULT_CHANNEL = 'herald:publications';
 const PUBLISH_TIMEOUT_MS = 2000;
 const MARKER_RETRY_MS = 1000;
 /** Publishers whose `seq` a node keeps: far more than the nodes of a deployment. */
-const MAX_PUBLISHERS = 1000;
+export const MAX_PUBLISHERS = 1000;
 
 interface Batch {
   /** The publishing node (a fresh id each start) and its count of messages, failed ones included. */
