@@ -20,6 +20,12 @@ export interface Bus {
    * the function that removes it.
    */
   onGap(listener: () => void): () => void;
+  /**
+   * Has every node's gap listeners called, once this reaches each node through the bus. A runner that
+   * takes over a projection calls it before its first publish: the runner before it may have committed a
+   * batch and died before publishing it, which no sequence shows (docs/architecture.md, Bus).
+   */
+  resync(): Promise<void>;
   /** Whether publications reach every node now (`/readyz`); false while a Redis bus is disconnected. */
   healthy(): boolean;
   close(): Promise<void>;
@@ -60,6 +66,14 @@ export class InProcessBus implements Bus {
         this.onListenerError(error, 'gap');
       }
     }
+  }
+
+  /**
+   * One process: a runner takes over from another of this process (tests), or from one of a process that
+   * died — and took its subscribers with it. A local gap covers the first and costs nothing in the second.
+   */
+  async resync(): Promise<void> {
+    this.gap();
   }
 
   onGap(listener: () => void): () => void {

@@ -22,7 +22,9 @@ import { InProcessBus, type Bus } from './bus';
  * - a node that sees a publisher's `seq` skip (or a publisher's first message after others it missed)
  *   reports a gap;
  * - a node whose publish failed publishes an empty message with its next `seq` once it is connected
- *   again, so every node sees the skip even if it publishes nothing more.
+ *   again, so every node sees the skip even if it publishes nothing more;
+ * - a node that takes over a projection publishes a `resync` message first (Bus.resync): the node before
+ *   it may have died between a commit and its publish, which no `seq` shows; every node reports a gap.
  * A gap's listeners catch up from the store (Bus.onGap), so publish never waits for Redis (a projection
  * must not stall behind the bus) and never delivers around it.
  */
@@ -35,7 +37,11 @@ export class RedisBus implements Bus {
   private owesMarker = false;
   private subscribed = true;
   private closed = false;
-  /** The last `seq` received from each publisher. */
+  /**
+   * The last `seq` received from each publisher, the longest unheard first. Every start of a node adds
+   * one, so it keeps the MAX_PUBLISHERS heard most recently: one forgotten but alive is heard again at
+   * a later `seq` than 1, which costs a catch-up, nothing more.
+   */
   private readonly received = new Map<string, number>();
 
   private constructor(
@@ -93,9 +99,18 @@ export class RedisBus implements Bus {
 
   async publish(publications: readonly Publication[]): Promise<void> {
     if (publications.length === 0 && !this.owesMarker) return;
+    await this.send(publications, false);
+  }
+
+  /** One message that every node, this one too, turns into a gap; if it fails, its skipped `seq` does. */
+  resync(): Promise<void> {
+    return this.send([], true);
+  }
+
+  private async send(publications: readonly Publication[], resync: boolean): Promise<void> {
     const seq = ++this.sent;
     try {
-      await this.publisher.publish(this.channel, encodePublications(publications, { from: this.from, seq }));
+      await this.publisher.publish(this.channel, encodePublications(publications, { from: this.from, seq, resync }));
       if (seq === this.sent) this.owesMarker = false;
     } catch (error) {
       if (this.closed) return;
@@ -135,12 +150,23 @@ export class RedisBus implements Bus {
       this.log.warn({ err: error }, 'Redis bus: subscribing again failed');
       return;
     }
+    this.hearsAgain();
+  }
+
+  /**
+   * The channel is heard again after a drop: the gap is reported before the first message delivered,
+   * which may come in the same read as SUBSCRIBE's reply, before `resubscribe` resumes. Delivered first,
+   * it would move the subscribers past the messages they missed.
+   */
+  private hearsAgain(): void {
+    if (this.subscribed) return;
     this.subscribed = true;
     this.log.warn('Redis bus subscribed again: catching up from the store what was published meanwhile');
     this.local.gap();
   }
 
   private receive(message: Buffer): void {
+    this.hearsAgain();
     let batch: ReceivedBatch;
     try {
       batch = decodePublications(message.toString('utf8'));
@@ -149,13 +175,19 @@ export class RedisBus implements Bus {
       return;
     }
     const last = this.received.get(batch.from);
+    // Deleted first, so the map stays in the order publishers were last heard.
+    this.received.delete(batch.from);
     this.received.set(batch.from, batch.seq);
+    if (this.received.size > MAX_PUBLISHERS) this.received.delete(this.received.keys().next().value!);
     // A publisher first heard at `seq` 1 started after this node subscribed; at a later `seq`, what it
     // sent before may have been lost to this node (or not: it started first). A catch-up tells apart.
     if (batch.seq > (last ?? 0) + 1) {
       // A node starting hears every running publisher first past seq 1: not worth a warning.
       const level = last === undefined ? 'debug' : 'warn';
       this.log[level]({ publisher: batch.from, after: last ?? 0, seq: batch.seq }, 'Redis bus: a publisher\'s messages may have been missed; catching up from the store');
+      this.local.gap();
+    } else if (batch.resync) {
+      this.log.debug({ publisher: batch.from }, 'Redis bus: a projection changed hands; catching up from the store');
       this.local.gap();
     }
     void this.local.publish(batch.publications);
@@ -165,11 +197,15 @@ export class RedisBus implements Bus {
 const DEFAULT_CHANNEL = 'herald:publications';
 const PUBLISH_TIMEOUT_MS = 2000;
 const MARKER_RETRY_MS = 1000;
+/** Publishers whose `seq` a node keeps: far more than the nodes of a deployment. */
+export const MAX_PUBLISHERS = 1000;
 
 interface Batch {
   /** The publishing node (a fresh id each start) and its count of messages, failed ones included. */
   readonly from: string;
   readonly seq: number;
+  /** Every node reports a gap on it (Bus.resync). */
+  readonly resync?: true;
   /** The distinct payloads, each once. */
   readonly payloads: unknown[];
   /** Each publication: its topic and the index of its payload. */
@@ -179,11 +215,12 @@ interface Batch {
 interface ReceivedBatch {
   readonly from: string;
   readonly seq: number;
+  readonly resync: boolean;
   readonly publications: Publication[];
 }
 
 /** One message for a batch: payloads shared between topics (the same object) are written once. */
-export function encodePublications(publications: readonly Publication[], sender: { readonly from: string; readonly seq: number }): string {
+export function encodePublications(publications: readonly Publication[], sender: { readonly from: string; readonly seq: number; readonly resync?: boolean }): string {
   const payloads: unknown[] = [];
   const indexOf = new Map<unknown, number>();
   const topics = publications.map(({ topic, payload }): [string, number] => {
@@ -194,11 +231,11 @@ export function encodePublications(publications: readonly Publication[], sender:
     }
     return [topic, index];
   });
-  return JSON.stringify({ from: sender.from, seq: sender.seq, payloads, topics } satisfies Batch);
+  return JSON.stringify({ from: sender.from, seq: sender.seq, ...(sender.resync && { resync: true as const }), payloads, topics } satisfies Batch);
 }
 
 export function decodePublications(message: string): ReceivedBatch {
   const batch = JSON.parse(message) as Batch;
   if (typeof batch.from !== 'string' || !Number.isSafeInteger(batch.seq) || !Array.isArray(batch.payloads) || !Array.isArray(batch.topics)) throw new Error('not a publication batch');
-  return { from: batch.from, seq: batch.seq, publications: batch.topics.map(([topic, index]) => ({ topic, payload: batch.payloads[index] })) };
+  return { from: batch.from, seq: batch.seq, resync: batch.resync === true, publications: batch.topics.map(([topic, index]) => ({ topic, payload: batch.payloads[index] })) };
 }

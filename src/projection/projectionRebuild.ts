@@ -173,7 +173,7 @@ class CountingReads extends EventStoreDecorator {
 const shadowName = (projection: Projection) => `${projection.name}.rebuild`;
 
 /** Publications of a replay go nowhere: subscribers saw these changes when they happened. */
-const silentBus: Bus = { publish: async () => undefined, subscribe: () => () => undefined, onGap: () => () => undefined, healthy: () => true, close: async () => undefined };
+const silentBus: Bus = { publish: async () => undefined, subscribe: () => () => undefined, onGap: () => () => undefined, resync: async () => undefined, healthy: () => true, close: async () => undefined };
 
 /**
  * A fresh schema with the projection's tables (its migrations, run there), a checkpoint table and a

@@ -97,7 +97,9 @@ export interface RunnerFailure {
  *   and the checkpoint moves by compare-and-set, so a batch replayed after a crash is a no-op.
  * - One active runner per projection across processes: the runner that holds the projection's advisory
  *   lock applies events; the others stand by and take over when it goes away.
- * - Publications are handed to the bus only after the commit that made them visible.
+ * - Publications are handed to the bus only after the commit that made them visible. A runner that takes
+ *   the projection over asks every node to catch up from the store first (Bus.resync): the runner before
+ *   it may have died after a commit, its client already answered, and before that commit's publish.
  */
 export class ProjectionRunner {
   private readonly loop = new BackgroundLoop(() => this.runUntilStopped());
@@ -105,6 +107,8 @@ export class ProjectionRunner {
   private lock: SessionLock | undefined;
   private currentState: RunnerState = 'stopped';
   private failure: RunnerFailure | undefined;
+  /** The projection changed hands (or its checkpoint was moved under it) since this runner last published. */
+  private owesResync = false;
 
   constructor(
     private readonly deps: {
@@ -163,6 +167,7 @@ export class ProjectionRunner {
         if (error instanceof CheckpointMovedError) {
           // A rebuild swapped in its tables (or reset these): start again from the checkpoint it left.
           log.info({ projection: this.name }, error.message);
+          this.owesResync = true;
           continue;
         }
         this.failed(error, backoffMs);
@@ -180,7 +185,13 @@ export class ProjectionRunner {
 
   private async applyUntilStoppedOrFailed(): Promise<void> {
     const { projection } = this.deps;
+    // After the checkpoint is read: it waits for a commit of the runner before, so what the nodes read
+    // from the store on the resync includes that commit.
     let checkpoint = await prepareCheckpoint(this.deps.database.pool, projection);
+    if (this.owesResync) {
+      await this.deps.bus.resync();
+      this.owesResync = false;
+    }
     this.currentState = 'catching-up';
     this.subscription = this.deps.store.subscribeToAll({ after: checkpoint < 0n ? undefined : checkpoint });
     const batches = this.subscription[Symbol.asyncIterator]();
@@ -336,12 +347,16 @@ export class ProjectionRunner {
   /** The projection's lock (SessionLock): held, it is this runner's to apply. */
   private async acquireLock(): Promise<boolean> {
     if (this.lock) return true;
-    this.lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, PROJECTION_LOCK_SPACE, this.deps.projection.name, () => {
+    const lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, PROJECTION_LOCK_SPACE, this.deps.projection.name, () => {
       // The lock went with the connection: stop applying and compete for it again.
       this.lock = undefined;
       void this.subscription?.close();
     });
-    return this.lock !== undefined;
+    if (!lock) return false;
+    // Taken over, at start-up too: whoever held it may have died between a commit and its publish.
+    this.lock = lock;
+    this.owesResync = true;
+    return true;
   }
 
   private async releaseLock(): Promise<void> {

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { RedisBus } from '../../src/bus/redisBus';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { MAX_PUBLISHERS, RedisBus } from '../../src/bus/redisBus';
 import { eventually } from '../support/eventually';
 import { RedisServer } from '../support/redisServer';
 
@@ -174,4 +176,137 @@ describe('Redis bus: no silent gaps', function () {
     await eventually(() => expect(seen.payloads).to.deep.equal([1, 2, 4, 5]));
     expect(seen.gaps).to.equal(1);
   });
+
+  // Review of item 7: a runner that takes a projection over resyncs, since the one before it may have
+  // died between its commit and its publish (test/int/projectionTakeover.int.spec.ts).
+  it('resync: every node reports a gap, the sender too, and nothing else is delivered', async () => {
+    const channel = `herald:test:${randomUUID()}`;
+    const [one, two] = [await node(channel), await node(channel)];
+    await one.bus.resync();
+    await eventually(() => expect([one.seen.gaps, two.seen.gaps]).to.deep.equal([1, 1]));
+    await one.bus.publish([{ topic: 't', payload: 'next' }]);
+    await eventually(() => expect(two.seen.payloads).to.deep.equal(['next']));
+    expect([one.seen.gaps, two.seen.gaps], 'the resync left no skip').to.deep.equal([1, 1]);
+  });
+
+  it(`keeps the sequence of the ${MAX_PUBLISHERS} publishers heard last (one a restart): one forgotten is caught up from the store when heard again`, async () => {
+    const channel = `herald:test:${randomUUID()}`;
+    const { seen } = await node(channel);
+    const message = (from: string, seq: number) => JSON.stringify({ from, seq, payloads: [], topics: [] });
+    // Every restart of a node is a new publisher: more of them than the node keeps.
+    for (let n = 0; n <= MAX_PUBLISHERS; n++) await admin.publish(channel, message(`restarted-${n}`, 1));
+    // Its next seq: whether it skipped any, this node no longer knows.
+    await admin.publish(channel, message('restarted-0', 2));
+    await eventually(() => expect(seen.gaps).to.equal(1));
+    // One heard lately is still known: its next seq is no gap, its skip is one.
+    await admin.publish(channel, message(`restarted-${MAX_PUBLISHERS}`, 2));
+    await admin.publish(channel, message(`restarted-${MAX_PUBLISHERS}`, 4));
+    await eventually(() => expect(seen.gaps).to.equal(2));
+  });
+
+  it('a message in the same read as the reply to SUBSCRIBE again is delivered after the gap, not before', async () => {
+    const redis = await ScriptedRedis.start();
+    const bus = await RedisBus.connect(redis.url, log, 'c');
+    opened.push(bus);
+    const seen: string[] = [];
+    bus.onGap(() => seen.push('gap'));
+    bus.subscribe('t', (payload) => seen.push(String(payload)));
+    const message = (from: string, seq: number, payload: string) => JSON.stringify({ from, seq, payloads: [payload], topics: [['t', 0]] });
+    try {
+      redis.push(message('node-x', 1, 'x1'));
+      redis.push(message('node-y', 1, 'y1'));
+      await eventually(() => expect(seen).to.deep.equal(['x1', 'y1']));
+      // The subscription drops; meanwhile node X's message is lost (X then dies, so no later seq of it
+      // shows the skip), and node Y's next one comes in the very read that answers SUBSCRIBE.
+      redis.onSubscribe = message('node-y', 2, 'y2');
+      redis.dropSubscribers();
+      await eventually(() => expect(seen).to.deep.equal(['x1', 'y1', 'gap', 'y2']), { timeoutMs: 15_000 });
+    } finally {
+      await redis.close();
+    }
+  });
 });
+
+/**
+ * Just enough of a Redis server (RESP3, as ioredis asks) for one RedisBus, scripted: it answers SUBSCRIBE
+ * with a message in the same write when told to, as a real server does when a publish lands in the same
+ * turn of its loop.
+ */
+class ScriptedRedis {
+  onSubscribe: string | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly subscribers = new Map<net.Socket, string>();
+
+  private constructor(private readonly server: net.Server) {}
+
+  static async start(): Promise<ScriptedRedis> {
+    let redis: ScriptedRedis | undefined;
+    const server = net.createServer((socket) => redis!.accept(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    redis = new ScriptedRedis(server);
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  push(message: string): void {
+    for (const [socket, channel] of this.subscribers) socket.write(messageReply(channel, message));
+  }
+
+  dropSubscribers(): void {
+    for (const socket of this.subscribers.keys()) socket.destroy();
+    this.subscribers.clear();
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buffered = '';
+    socket.on('data', (data) => {
+      buffered += data.toString('utf8');
+      for (let command = takeCommand(); command; command = takeCommand()) this.answer(socket, command);
+    });
+    // A command as clients send it: an array of bulk strings (ASCII here, so lengths are characters).
+    const takeCommand = (): string[] | undefined => {
+      const lines = buffered.split('\r\n');
+      const count = Number(lines[0]!.slice(1));
+      if (!lines[0]!.startsWith('*') || lines.length < 2 * count + 2) return undefined;
+      const args = Array.from({ length: count }, (_, i) => lines[2 + 2 * i]!);
+      buffered = lines.slice(2 * count + 1).join('\r\n');
+      return args;
+    };
+  }
+
+  private answer(socket: net.Socket, [name, ...args]: string[]): void {
+    switch (name!.toUpperCase()) {
+      case 'HELLO':
+        return void socket.write('%1\r\n+proto\r\n:3\r\n');
+      case 'INFO':
+        return void socket.write(bulk('# Server\r\nloading:0\r\n'));
+      case 'SUBSCRIBE': {
+        const channel = args[0]!;
+        this.subscribers.set(socket, channel);
+        const message = this.onSubscribe;
+        this.onSubscribe = undefined;
+        return void socket.write(`>3\r\n${bulk('subscribe')}${bulk(channel)}:1\r\n${message === undefined ? '' : messageReply(channel, message)}`);
+      }
+      case 'PUBLISH':
+        return void socket.write(':0\r\n');
+      case 'QUIT':
+        return void socket.end('+OK\r\n');
+      default:
+        return void socket.write('+OK\r\n');
+    }
+  }
+}
+
+const bulk = (text: string) => `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+const messageReply = (channel: string, message: string) => `>3\r\n${bulk('message')}${bulk(channel)}${bulk(message)}`;
