@@ -8,7 +8,7 @@ import { BackgroundLoop } from './backgroundLoop';
  * in the read model: a restart loses nothing.
  *
  * Each item is attempted on its own, several at once: up to MAX_IN_FLIGHT attempts run side by side, at
- * most half of them (or `maxInFlightPerKey`) for one key (a destination, an app, a device), and each attempt gets an AbortSignal
+ * most half of them (or `maxInFlightPerKey`) for one key (an app, a device, an app's callback URL), and each attempt gets an AbortSignal
  * that fires after `attemptTimeoutMs`. So a peer that never answers costs its own items one timeout per
  * attempt and delays no other item beyond its schedule (issue 21, item 9). An attempt that throws is
  * logged and retried after a back-off of its own (1 s doubling to 5 min) while the others go on. An
@@ -31,7 +31,7 @@ export interface DueWorkDeps<Item> {
   /** When the next item falls due, if any. */
   nextDueAt(): Promise<Date | undefined>;
   readonly idOf: (item: Item) => string;
-  /** Whose share of the attempts in flight the item takes (its destination); one key for all when absent. */
+  /** Whose share of the attempts in flight the item takes (an app, a device); one key for all when absent. */
   readonly keyOf?: (item: Item) => string;
   /** Attempts one key may have in flight (default MAX_IN_FLIGHT_PER_KEY, half of all). */
   readonly maxInFlightPerKey?: number;
