@@ -124,6 +124,8 @@ export class DueWork<Item> {
    * signal for as long as the worker lives: nodejs/node#55351.)
    */
   private readonly inFlight = new Map<string, InFlight>();
+  /** The look under way (a controller per look, for the same reason). */
+  private look: AbortController | undefined;
 
   constructor(private readonly deps: DueWorkDeps<Item>) {}
 
@@ -133,7 +135,10 @@ export class DueWork<Item> {
 
   /** Stops looking and abandons the attempts in flight (told to record nothing); waits for none of them. */
   async stop(): Promise<void> {
-    await this.loop.stop();
+    const looking = this.loop.stop();
+    // A look stuck on a hung store is not waited for either.
+    this.look?.abort(new Stopping());
+    await looking;
     for (const attempt of this.inFlight.values()) attempt.abort(new Stopping());
     await Promise.all([...this.inFlight.values()].map((a) => a.done));
   }
@@ -164,8 +169,9 @@ export class DueWork<Item> {
   }
 
   /** Begins the attempts of the items due at `now` that may begin; answers them. */
-  private async beginDue(now: Date): Promise<Array<Promise<number>>> {
-    const due = await this.deps.due(now, BATCH + this.failing.size + this.inFlight.size + this.idle.size);
+  private async beginDue(now: Date, look?: AbortSignal): Promise<Array<Promise<number>>> {
+    const asking = this.deps.due(now, BATCH + this.failing.size + this.inFlight.size + this.idle.size);
+    const due = await (look ? untilAborted(look, asking) : asking);
     const dueIds = new Set(due.map(this.deps.idOf));
     for (const id of this.idle.keys()) if (!dueIds.has(id)) this.idle.delete(id);
     const started: Array<Promise<number>> = [];
@@ -246,14 +252,16 @@ export class DueWork<Item> {
   private async run(): Promise<void> {
     while (this.loop.running) {
       let waitMs = this.deps.maxWaitMs;
+      const look = (this.look = new AbortController());
       try {
         const now = this.deps.clock();
-        await this.beginDue(now);
-        const next = await this.deps.nextDueAt();
+        await this.beginDue(now, look.signal);
+        const next = await untilAborted(look.signal, this.deps.nextDueAt());
         // Due now (next ≤ now) means every item due is being attempted or backing off: an attempt that
         // records something wakes the worker, else it looks again after maxWaitMs.
         if (next && next.getTime() > now.getTime()) waitMs = Math.min(this.deps.maxWaitMs, next.getTime() - now.getTime());
       } catch (error) {
+        if (isStopping(look.signal)) return;
         this.deps.log.error(this.errorField(error), `looking for due work (${this.deps.doing}) failed; retrying`);
         waitMs = 1000;
       }

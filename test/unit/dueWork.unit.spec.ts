@@ -76,6 +76,29 @@ describe('due work: a timeout per attempt, enforced', () => {
     expect(work.attemptsInFlight).to.equal(0);
   });
 
+  it('stop() returns at once while a look for due items hangs on the store', async () => {
+    let asked = false;
+    const work = new DueWork<string>({
+      clock: () => new Date(),
+      log,
+      doing: 'testing',
+      due: () => {
+        asked = true;
+        return never;
+      },
+      nextDueAt: async () => undefined,
+      idOf: (item) => item,
+      perform: async () => undefined,
+      attemptTimeoutMs: 60_000,
+      maxWaitMs: 50,
+    });
+    work.start();
+    await eventually(() => expect(asked).to.equal(true));
+    const started = Date.now();
+    await work.stop();
+    expect(Date.now() - started, 'ms stop() took').to.be.below(5000);
+  });
+
   it('keeps nothing of an attempt once it has ended (no signal of the worker collects the attempts’ signals)', async () => {
     const items = Array.from({ length: 300 }, (_, i) => `item-${i}`);
     const { work } = worker(items, async (): Promise<Recorded> => ({ events: [{}] }), 60_000);
