@@ -8,12 +8,18 @@ import { BackgroundLoop } from './backgroundLoop';
  * in the read model: a restart loses nothing.
  *
  * Each item is attempted on its own, several at once: up to MAX_IN_FLIGHT attempts run side by side, at
- * most half of them (or `maxInFlightPerKey`) for one key (a destination, an app, a device), and each attempt gets an AbortSignal
+ * most half of them (or `maxInFlightPerKey`) for one key (an app, a device, an app's callback URL), and each attempt gets an AbortSignal
  * that fires after `attemptTimeoutMs`. So a peer that never answers costs its own items one timeout per
  * attempt and delays no other item beyond its schedule (issue 21, item 9). An attempt that throws is
  * logged and retried after a back-off of its own (1 s doubling to 5 min) while the others go on. An
  * attempt's outcome is awaited in the read model before the item can be looked at again, so it is not
  * found due twice.
+ *
+ * The worker does not trust `perform` to heed its signal (a store that hangs, a lock held): an attempt
+ * still running RECORDING_GRACE_MS after its signal fired is abandoned, its slot freed, and counted as a
+ * failure; `stop()` abandons every attempt at once. An abandoned attempt may still write later: each
+ * perform records through a decider that takes one outcome per attempt (or a release, a close, once), so
+ * a late write records nothing twice.
  */
 export interface DueWorkDeps<Item> {
   readonly clock: Clock;
@@ -25,14 +31,15 @@ export interface DueWorkDeps<Item> {
   /** When the next item falls due, if any. */
   nextDueAt(): Promise<Date | undefined>;
   readonly idOf: (item: Item) => string;
-  /** Whose share of the attempts in flight the item takes (its destination); one key for all when absent. */
+  /** Whose share of the attempts in flight the item takes (an app, a device); one key for all when absent. */
   readonly keyOf?: (item: Item) => string;
   /** Attempts one key may have in flight (default MAX_IN_FLIGHT_PER_KEY, half of all). */
   readonly maxInFlightPerKey?: number;
   /**
    * Does one item; answers what it recorded (events, position), or undefined when it was not due after
-   * all. `signal` aborts when the attempt has taken `attemptTimeoutMs`, or when the worker stops
-   * (`isStopping(signal)`: then record nothing, the item stays due for whoever runs next).
+   * all. `signal` aborts when the attempt has taken `attemptTimeoutMs` (then record the failure: the
+   * worker waits RECORDING_GRACE_MS more for it), or when the worker stops (`isStopping(signal)`: then
+   * record nothing, the item stays due for whoever runs next; the worker does not wait).
    */
   perform(item: Item, now: Date, signal: AbortSignal): Promise<Recorded | undefined>;
   /** The longest one attempt may take before its signal aborts it. */
@@ -60,11 +67,23 @@ const MAX_ITEM_BACKOFF_MS = 5 * 60_000;
 const MAX_IDLE_REST_MS = 5000;
 const MAX_TRACKED_FAILURES = 10_000;
 const BATCH = 100;
+/**
+ * How long an attempt whose signal fired for the timeout keeps its slot: time to record "no answer" and
+ * see it in the read model, ample for a store that answers; past it the attempt is abandoned.
+ */
+export const RECORDING_GRACE_MS = 2000;
 
 /** The reason a worker's attempts are aborted with when it stops. */
 class Stopping extends Error {
   constructor() {
     super('the worker is stopping');
+  }
+}
+
+/** The reason an attempt is aborted with when it takes too long. */
+class TimedOut extends Error {
+  constructor(ms: number) {
+    super(`no answer within ${ms} ms`);
   }
 }
 
@@ -81,6 +100,15 @@ export function untilAborted<T>(signal: AbortSignal, promise: Promise<T>): Promi
   });
 }
 
+interface InFlight {
+  /** Whose share of the attempts in flight it takes. */
+  readonly key: string;
+  /** Settles when the attempt has ended or been abandoned. */
+  readonly done: Promise<number>;
+  /** Aborts the attempt and abandons it at once. */
+  readonly abort: (reason: Error) => void;
+}
+
 export class DueWork<Item> {
   private readonly loop = new BackgroundLoop(() => this.run());
   private readonly failing = new Map<string, { failures: number; retryAt: number }>();
@@ -90,22 +118,34 @@ export class DueWork<Item> {
    * stream at every look, until a look no longer finds it due.
    */
   private readonly idle = new Map<string, { looks: number; restsUntil: number }>();
-  private readonly inFlight = new Map<string, { readonly key: string; readonly done: Promise<number> }>();
-  private stopping = new AbortController();
+  /**
+   * Attempts in flight, each with its own controllers and timer: nothing of an attempt outlives it. (One
+   * signal shared by all attempts, combined with AbortSignal.any, would keep a reference to each attempt's
+   * signal for as long as the worker lives: nodejs/node#55351.)
+   */
+  private readonly inFlight = new Map<string, InFlight>();
+  /** The look under way (a controller per look, for the same reason). */
+  private look: AbortController | undefined;
 
   constructor(private readonly deps: DueWorkDeps<Item>) {}
 
   start(): void {
-    if (this.loop.running) return;
-    this.stopping = new AbortController();
     this.loop.start();
   }
 
-  /** Stops looking, aborts the attempts in flight (they record nothing) and waits for them. */
+  /** Stops looking and abandons the attempts in flight (told to record nothing); waits for none of them. */
   async stop(): Promise<void> {
-    await this.loop.stop();
-    this.stopping.abort(new Stopping());
+    const looking = this.loop.stop();
+    // A look stuck on a hung store is not waited for either.
+    this.look?.abort(new Stopping());
+    await looking;
+    for (const attempt of this.inFlight.values()) attempt.abort(new Stopping());
     await Promise.all([...this.inFlight.values()].map((a) => a.done));
+  }
+
+  /** Attempts in flight (for tests: none once they have ended). */
+  get attemptsInFlight(): number {
+    return this.inFlight.size;
   }
 
   /** Look for due items now (one was just added, or a test moved the clock). */
@@ -129,8 +169,9 @@ export class DueWork<Item> {
   }
 
   /** Begins the attempts of the items due at `now` that may begin; answers them. */
-  private async beginDue(now: Date): Promise<Array<Promise<number>>> {
-    const due = await this.deps.due(now, BATCH + this.failing.size + this.inFlight.size + this.idle.size);
+  private async beginDue(now: Date, look?: AbortSignal): Promise<Array<Promise<number>>> {
+    const asking = this.deps.due(now, BATCH + this.failing.size + this.inFlight.size + this.idle.size);
+    const due = await (look ? untilAborted(look, asking) : asking);
     const dueIds = new Set(due.map(this.deps.idOf));
     for (const id of this.idle.keys()) if (!dueIds.has(id)) this.idle.delete(id);
     const started: Array<Promise<number>> = [];
@@ -155,18 +196,32 @@ export class DueWork<Item> {
     let sameKey = 0;
     for (const other of this.inFlight.values()) if (other.key === key) sameKey++;
     if (sameKey >= (this.deps.maxInFlightPerKey ?? MAX_IN_FLIGHT_PER_KEY)) return undefined;
-    const done = this.attempt(item, id, now).finally(() => {
+    // `signal` is the attempt's (handed to perform); `abandon` frees the slot whether or not perform heeds it.
+    const signal = new AbortController();
+    const abandon = new AbortController();
+    let timer = setTimeout(() => {
+      signal.abort(new TimedOut(this.deps.attemptTimeoutMs));
+      timer = setTimeout(() => abandon.abort(signal.signal.reason), RECORDING_GRACE_MS);
+    }, this.deps.attemptTimeoutMs);
+    const done = this.attempt(item, id, now, signal.signal, abandon.signal).finally(() => {
+      clearTimeout(timer);
       this.inFlight.delete(id);
     });
-    this.inFlight.set(id, { key, done });
+    this.inFlight.set(id, {
+      key,
+      done,
+      abort: (reason) => {
+        signal.abort(reason);
+        abandon.abort(reason);
+      },
+    });
     return done;
   }
 
   /** One attempt; answers how many events it recorded, once the read model shows them. */
-  private async attempt(item: Item, id: string, now: Date): Promise<number> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.deps.attemptTimeoutMs), this.stopping.signal]);
+  private async attempt(item: Item, id: string, now: Date, signal: AbortSignal, abandon: AbortSignal): Promise<number> {
     try {
-      const result = await this.deps.perform(item, now, signal);
+      const result = await untilAborted(abandon, this.performAndShow(item, now, signal));
       this.failing.delete(id);
       if (!result || result.events.length === 0) {
         const looks = (this.idle.get(id)?.looks ?? 0) + 1;
@@ -174,7 +229,6 @@ export class DueWork<Item> {
         return 0;
       }
       this.idle.delete(id);
-      await this.deps.readYourWrites?.(result.position);
       // What is due has changed: look again (this attempt's slot is free too).
       this.loop.wake();
       return result.events.length;
@@ -182,23 +236,32 @@ export class DueWork<Item> {
       if (isStopping(signal)) return 0;
       const failures = (this.failing.get(id)?.failures ?? 0) + 1;
       const backoffMs = Math.min(MAX_ITEM_BACKOFF_MS, 1000 * 2 ** (failures - 1));
-      if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(id, { failures, retryAt: now.getTime() + backoffMs });
+      if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(id, { failures, retryAt: this.deps.clock().getTime() + backoffMs });
       this.deps.log.error({ ...this.errorField(error), id, failures, retryInMs: backoffMs }, `${this.deps.doing} failed; the others go on`);
       return 0;
     }
   }
 
+  /** What perform recorded, once the read model shows it. */
+  private async performAndShow(item: Item, now: Date, signal: AbortSignal): Promise<Recorded | undefined> {
+    const result = await this.deps.perform(item, now, signal);
+    if (result && result.events.length > 0) await this.deps.readYourWrites?.(result.position);
+    return result;
+  }
+
   private async run(): Promise<void> {
     while (this.loop.running) {
       let waitMs = this.deps.maxWaitMs;
+      const look = (this.look = new AbortController());
       try {
         const now = this.deps.clock();
-        await this.beginDue(now);
-        const next = await this.deps.nextDueAt();
+        await this.beginDue(now, look.signal);
+        const next = await untilAborted(look.signal, this.deps.nextDueAt());
         // Due now (next ≤ now) means every item due is being attempted or backing off: an attempt that
         // records something wakes the worker, else it looks again after maxWaitMs.
         if (next && next.getTime() > now.getTime()) waitMs = Math.min(this.deps.maxWaitMs, next.getTime() - now.getTime());
       } catch (error) {
+        if (isStopping(look.signal)) return;
         this.deps.log.error(this.errorField(error), `looking for due work (${this.deps.doing}) failed; retrying`);
         waitMs = 1000;
       }

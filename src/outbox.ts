@@ -24,7 +24,10 @@ export interface Outbox<Item, State extends OutboxItemState, Command, Event exte
   readonly aggregate: Aggregate<Command, Event, State | { readonly status: 'none' }>;
   readonly streamOf: (item: Item) => string;
   readonly idOf: (item: Item) => string;
-  /** Whose share of the attempts in flight the item takes (its destination). */
+  /**
+   * Whose share of the attempts in flight the item takes (its owner: an app, a device), so one owner's
+   * flood leaves room for the others'. Not a destination: an outbox's items may all go to one.
+   */
   readonly keyOf: (item: Item) => string;
   /** The longest one attempt may take: then it is a failed attempt, "no answer within … ms". */
   readonly attemptTimeoutMs: number;

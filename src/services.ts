@@ -8,13 +8,6 @@ export interface Service {
   readonly name: string;
   start?(): void | Promise<void>;
   stop(): void | Promise<void>;
-  /** Whether it is well, for operators (`/readyz` detail); absent: well while it runs. */
-  health?(): ServiceHealth;
-}
-
-export interface ServiceHealth {
-  readonly ok: boolean;
-  readonly detail?: string;
 }
 
 /**
@@ -50,10 +43,5 @@ export class Services {
         this.log.error({ err: error, service: service.name }, 'a service failed to stop; stopping the others');
       }
     }
-  }
-
-  /** Each running service's health, by name. */
-  health(): Record<string, ServiceHealth> {
-    return Object.fromEntries(this.running.map((s) => [s.name, s.health?.() ?? { ok: true }]));
   }
 }

@@ -125,7 +125,8 @@ export class DeviceGateway {
       log: deps.log,
       doing: 'a scheduled delivery step',
       maxWaitMs: MAX_WAIT_MS,
-      // A step queues the write on the device's session (or writes to the store): nothing here waits on a peer.
+      // A step queues the write on the device's session (or writes to the store): nothing here waits on a
+      // peer; the runner abandons a step stuck on a hung store (a late close or attempt, the decider takes once).
       attemptTimeoutMs: 10_000,
       due: async (now, limit) => [
         ...(deps.leads() ? await deps.deliveries.expired(now, limit) : []).map((delivery) => ({ kind: 'close' as const, delivery })),

@@ -4,7 +4,7 @@ import { emailAggregate } from '../command/aggregates';
 import type { Clock } from '../clock';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
-import { untilAborted, type DueWork } from '../dueWork';
+import type { DueWork } from '../dueWork';
 import { outboxWorker } from '../outbox';
 import type { PendingEmails } from './pendingEmails';
 
@@ -18,8 +18,9 @@ export const DEFAULT_MAIL_FROM = 'herald@localhost';
 
 /**
  * One attempt's bound (docs/email.md): an SMTP server that does not take the message within it fails
- * that attempt, and the email is retried on its schedule. nodemailer's own timeouts are shorter, so its
- * connection ends about when the attempt does (its default would hold it for 10 minutes).
+ * that attempt ("no answer within 60000 ms"), its connection closed, and the email is retried on its
+ * schedule. nodemailer's own timeouts are shorter and may end an attempt first: no connection within
+ * 15 s, no greeting within 15 s ("Greeting never received"), 30 s without a byte.
  */
 export const EMAIL_ATTEMPT_TIMEOUT_MS = 60_000;
 const CONNECTION_TIMEOUT_MS = 15_000;
@@ -115,20 +116,20 @@ export class Mailer {
 
   /** One attempt: hands the email to the SMTP server. */
   private async send(email: EmailContent, signal: AbortSignal): Promise<{ readonly ok: true; readonly messageId: string | undefined }> {
-    // nodemailer takes no signal: the attempt ends at the signal, its connection at nodemailer's timeouts.
-    const info = await untilAborted(
+    const info = await this.deps.transport.sendMail({
+      from: this.deps.from,
+      to: [...email.to],
+      subject: email.subject,
+      ...(email.isHtml ? { html: email.content } : { text: email.content }),
+      messageId: `<${email.emailId}@${domainOf(this.deps.from)}>`,
+      // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
+      disableFileAccess: true,
+      disableUrlAccess: true,
+      // At the signal nodemailer fails the send and closes its connection (a pooled one too): an attempt
+      // recorded as "no answer" cannot go on to deliver the email over a server that drips bytes
+      // (which no socket timeout notices), and no abandoned connection outlives its attempt.
       signal,
-      this.deps.transport.sendMail({
-        from: this.deps.from,
-        to: [...email.to],
-        subject: email.subject,
-        ...(email.isHtml ? { html: email.content } : { text: email.content }),
-        messageId: `<${email.emailId}@${domainOf(this.deps.from)}>`,
-        // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
-        disableFileAccess: true,
-        disableUrlAccess: true,
-      }),
-    );
+    });
     return { ok: true, messageId: info.messageId };
   }
 

@@ -39,7 +39,8 @@ export class MessageScheduler {
       doing: 'releasing a scheduled message',
       // Nothing wakes the scheduler when a message falls due: it looks at least every 250 ms.
       maxWaitMs: 250,
-      // A release is a write to the store, no peer: the bound only frees its slot if the store hangs.
+      // A release is a write to the store, no peer: the runner abandons it (frees its slot) if the store
+      // hangs; a late release is harmless (the decider releases a message once, commandId per message).
       attemptTimeoutMs: 10_000,
       due: (now, limit) => deps.scheduled.due(now, limit),
       nextDueAt: () => deps.scheduled.nextReleaseAt(),

@@ -1,7 +1,7 @@
 import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { SessionLock } from '../postgres/sessionLock';
-import { Services, type Service, type ServiceHealth } from '../services';
+import { Services, type Service } from '../services';
 import { BackgroundLoop } from '../backgroundLoop';
 
 // The first key of the leader's advisory lock; projections use another space (PROJECTION_LOCK_SPACE).
@@ -28,10 +28,6 @@ export class Leadership implements Service {
 
   get isLeader(): boolean {
     return this.leading;
-  }
-
-  health(): ServiceHealth {
-    return { ok: true, detail: this.leading ? 'leads: runs the background work' : 'standby' };
   }
 
   start(): void {

@@ -69,7 +69,9 @@ export class ReportForwarder {
         aggregate: rtioReportAggregate,
         streamOf: (report) => rtioReportStreamName(report.reportId),
         idOf: (report) => report.reportId,
-        // One device's reports to a notify URL that hangs take at most half the attempts in flight.
+        // Every report goes to the one RTIO_NOTIFY_URL: the key is the device, so one device's reports (a
+        // flood, or ones the notify URL is slow to take) take at most half the attempts in flight. A URL
+        // that hangs for every report delays all alike (each try still ends at its timeout).
         keyOf: (report) => report.deviceId,
         attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
         // Retries are 2 s apart at first: looked for at least twice a second while others are in flight.

@@ -249,7 +249,8 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     expect(peer.rcptAttempts).to.equal(1);
     peer.refuse = false;
     world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
-    expect(await mailer.sendDue()).to.equal(1);
+    // The look that found it not due rests it a moment in real time (src/dueWork.ts), then it is sent.
+    await eventually(async () => expect(await mailer.sendDue()).to.equal(1));
     expect(await mailer.sendDue(), 'sent again').to.equal(0);
     expect(peer.received).to.have.length(1);
     expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']);
@@ -343,6 +344,88 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     } finally {
       for (const socket of silent) socket.destroy();
       await new Promise((resolve) => mute.close(resolve));
+    }
+  });
+
+  // Issue 21, item 9 (review): a server that greets, then answers MAIL FROM a byte at a time (never idle
+  // long enough for a socket timeout) and only after the attempt has timed out. The attempt is recorded
+  // as "no answer", so herald must close that connection: kept open, it went on to deliver the email
+  // (a duplicate of the retry), outside the limit on attempts in flight.
+  it('an attempt that times out closes its connection: a dripping server never gets the email', async () => {
+    world = await openWorld();
+    const attemptTimeoutMs = 1000;
+    const dripForMs = 8 * attemptTimeoutMs;
+    const sessions: Array<{ commands: string[]; closedAt?: number; delivered: boolean }> = [];
+    const timers = new Set<NodeJS.Timeout>();
+    const sockets = new Set<net.Socket>();
+    const drip = net.createServer((socket) => {
+      sockets.add(socket);
+      const session: (typeof sessions)[number] = { commands: [], delivered: false };
+      sessions.push(session);
+      socket.on('close', () => (session.closedAt = Date.now()));
+      socket.on('error', () => undefined);
+      let buffered = '';
+      let inData = false;
+      socket.write('220 drip.example ESMTP\r\n');
+      socket.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('latin1');
+        if (inData) {
+          if (!buffered.includes('\r\n.\r\n')) return;
+          inData = false;
+          buffered = '';
+          session.delivered = true;
+          socket.write('250 queued\r\n');
+          return;
+        }
+        let end: number;
+        while ((end = buffered.indexOf('\r\n')) !== -1) {
+          const line = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const verb = line.slice(0, 4).toUpperCase();
+          session.commands.push(verb);
+          if (verb === 'EHLO' || verb === 'HELO') socket.write('250-drip.example\r\n250 8BITMIME\r\n');
+          else if (verb === 'MAIL') {
+            const started = Date.now();
+            const timer = setInterval(() => {
+              if (socket.destroyed) return clearInterval(timer);
+              if (Date.now() - started < dripForMs) return void socket.write('250-still thinking\r\n');
+              clearInterval(timer);
+              socket.write('250 OK\r\n');
+            }, 100);
+            timers.add(timer);
+          } else if (verb === 'RCPT') socket.write('250 OK\r\n');
+          else if (verb === 'DATA') {
+            inData = true;
+            socket.write('354 go on\r\n');
+          } else if (verb === 'QUIT') socket.end('221 bye\r\n');
+          else socket.write('250 OK\r\n');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => drip.listen(0, '127.0.0.1', resolve));
+    try {
+      const transport = createTransport({ url: `smtp://127.0.0.1:${(drip.address() as net.AddressInfo).port}`, logger: false });
+      const mailer = new Mailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, transport, from: 'herald@herald.example', readYourWrites: world.readYourWrites, attemptTimeoutMs });
+      mailers.push(mailer);
+      mailer.start();
+      const emails = emailsWith(mailer);
+      const { emailId } = await emails.request('camel', ACTOR, SEED, world.clock.now());
+      await eventually(() => expect(sessions.map((x) => x.commands)).to.deep.equal([['EHLO', 'MAIL']]));
+      const status = await eventually(async () => {
+        const status = await emails.status('camel', emailId);
+        expect(status?.attempts).to.equal(1);
+        return status!;
+      });
+      expect(status).to.include({ status: 'pending', lastError: `no answer within ${attemptTimeoutMs} ms` });
+      // herald closes the connection (well before the server would have let the email through).
+      const [session] = sessions;
+      await eventually(() => expect(session!.closedAt, 'the server saw the connection close').to.be.a('number'), { timeoutMs: dripForMs / 2 });
+      expect(session!.commands).to.not.include('DATA');
+      expect(session!.delivered).to.equal(false);
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => drip.close(resolve));
     }
   });
 
