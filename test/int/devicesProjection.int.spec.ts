@@ -4,6 +4,7 @@ import { APP_CALLBACK_TARGET, deliveryDecider, deliveryTerms, type DeliveryEvent
 import { deviceDecider, type DeviceEvent, type DeviceState } from '../../domain/device/device';
 import { pushDecider, type PushEvent, type PushRequestedData } from '../../domain/device/push';
 import { devicesProjection } from '../../projections/devices';
+import { decodePublications, encodePublications } from '../../src/bus/redisBus';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { withTransaction } from '../../src/postgres/transaction';
 import { openTestInfrastructure } from '../support/infrastructure';
@@ -204,5 +205,18 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
       expect(publications, JSON.stringify(steps)).to.deep.equal([{ topic: `device:app:${deviceIdOf(steps[0]!.kind === 'register' ? steps[0]!.device : 0)}`, payload: { type: 'unregistered' } }]);
     }
   });
-});
 
+  // Found by bench/chaos.ts: a push's publication carried its position as a bigint, which JSON cannot
+  // encode, so every batch with a push failed to cross Redis and reached other nodes' devices by retries only.
+  it("publishes a push as JSON can carry it across nodes: what the Redis bus decodes equals what was published", async () => {
+    const { pool } = infrastructure.database;
+    await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
+    const { events } = history([
+      { kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' },
+      { kind: 'push', audience: 'ALIAS', value: 'a', client: 0, platform: 'ALL', flag: 2, callback: false },
+    ]);
+    const publications = await withTransaction(pool, (tx) => devicesProjection.handle(recorded(events, () => 'irrelevant'), tx));
+    expect(publications.map((p) => (p.payload as { type: string }).type)).to.include('push');
+    expect(decodePublications(encodePublications(publications, { from: 'node-a', seq: 1 })).publications).to.deep.equal(publications);
+  });
+});
