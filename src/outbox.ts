@@ -50,9 +50,12 @@ export interface OutboxDeps<Item> {
   readonly store: EventStore;
   readonly clock: Clock;
   readonly log: Logger;
-  /** Items due at `now` as the read model shows them, earliest first. */
-  due(now: Date, limit: number): Promise<readonly Item[]>;
-  nextDueAt(): Promise<Date | undefined>;
+  /** The outbox's items as its read model shows them. */
+  readonly pending: {
+    /** Items due at `now`, earliest first. */
+    due(now: Date, limit: number): Promise<readonly Item[]>;
+    nextAttemptAt(): Promise<Date | undefined>;
+  };
   /** Resolves once the read model shows an outcome at this position (so the item is no longer due). */
   readonly readYourWrites?: ((position: bigint | undefined) => Promise<void>) | undefined;
 }
@@ -69,8 +72,8 @@ export function outboxWorker<Item, State extends OutboxItemState, Command, Event
     doing: outbox.doing,
     maxWaitMs: outbox.maxWaitMs,
     attemptTimeoutMs: outbox.attemptTimeoutMs,
-    due: deps.due,
-    nextDueAt: deps.nextDueAt,
+    due: (now, limit) => deps.pending.due(now, limit),
+    nextDueAt: () => deps.pending.nextAttemptAt(),
     idOf: outbox.idOf,
     keyOf: outbox.keyOf,
     readYourWrites: deps.readYourWrites,

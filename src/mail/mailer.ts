@@ -63,7 +63,7 @@ export class Mailer {
   constructor(private readonly deps: MailerDeps) {
     const attemptTimeoutMs = deps.attemptTimeoutMs ?? EMAIL_ATTEMPT_TIMEOUT_MS;
     this.work = outboxWorker(
-      { store: deps.store, clock: deps.clock, log: deps.log, due: (now, limit) => deps.pending.due(now, limit), nextDueAt: () => deps.pending.nextAttemptAt(), readYourWrites: deps.readYourWrites },
+      deps,
       {
         doing: 'trying an email',
         actor: 'herald:mailer',

@@ -62,7 +62,7 @@ export class ReportForwarder {
     },
   ) {
     this.work = outboxWorker(
-      { store: deps.store, clock: deps.clock, log: deps.log, due: (now, limit) => deps.pending.due(now, limit), nextDueAt: () => deps.pending.nextAttemptAt(), readYourWrites: deps.readYourWrites },
+      deps,
       {
         doing: 'forwarding a device report',
         actor: 'herald:rtio-reports',
