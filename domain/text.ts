@@ -76,3 +76,21 @@ export function recordableError(error: string, maxLength: number): string {
   const bounded = chars.length > maxLength ? `${chars.slice(0, maxLength - 1).join('')}…` : oneLine;
   return bounded.length > 0 ? bounded : 'unknown error';
 }
+
+/**
+ * How many characters a limit documented in characters sees: Unicode code points, so an emoji (two UTF-16
+ * units) counts once. Every "at most N characters" rule counts with this, never with `string.length`.
+ */
+export function characterCount(text: string): number {
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point: skip the low one.
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    count++;
+  }
+  return count;
+}

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { illFormedTextAt, notUnicode } from '../../domain/text';
+import { characterCount, illFormedTextAt, notUnicode } from '../../domain/text';
 
 /** Issue 21 item 5: the one rule every boundary refuses text that is not Unicode with. */
 describe('illFormedTextAt: where decoded input holds a lone surrogate', () => {
@@ -30,5 +30,21 @@ describe('illFormedTextAt: where decoded input holds a lone surrogate', () => {
   it('notUnicode says what is wrong and where', () => {
     expect(notUnicode('nonce')).to.equal('nonce: must be Unicode text (no lone surrogates such as \\ud800)');
     expect(notUnicode('')).to.match(/^the text: /);
+  });
+});
+
+/** Issue 22: limits documented in characters count code points, not UTF-16 units. */
+describe('characterCount: characters as a documented limit counts them', () => {
+  it('counts an emoji (a surrogate pair) once', () => {
+    expect(characterCount('😀'.repeat(256))).to.equal(256);
+    expect('😀'.repeat(256).length).to.equal(512);
+  });
+
+  it('counts ASCII, CJK and a lone surrogate one each', () => {
+    expect(characterCount('')).to.equal(0);
+    expect(characterCount('abc')).to.equal(3);
+    expect(characterCount('系统升级')).to.equal(4);
+    expect(characterCount('a\ud800b')).to.equal(3);
+    expect(characterCount('\ud83d')).to.equal(1);
   });
 });
