@@ -62,6 +62,19 @@ describe('config from the environment', () => {
     ['HERALD_READY_MAX_LAG_SECONDS', '0', /HERALD_READY_MAX_LAG_SECONDS: expected an integer from 1 to 3600/],
     ['SMTP_URL', 'http://mail.example.com', /SMTP_URL: expected a URL starting with smtp:\/\/ or smtps:\/\//],
     ['HERALD_MAIL_FROM', 'not an address', /HERALD_MAIL_FROM: expected an address or Name <address>/],
+    ['HERALD_CORS_ORIGINS', 'app.example.com', /HERALD_CORS_ORIGINS: "app.example.com" is not an origin; expected \* or a comma-separated list of origins/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com/', /HERALD_CORS_ORIGINS: "https:\/\/app.example.com\/" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com/page', /"https:\/\/app.example.com\/page" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://App.Example.com', /"https:\/\/App.Example.com" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com:443', /"https:\/\/app.example.com:443" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://bücher.example', /"https:\/\/bücher.example" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://user@app.example.com', /is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com?x=1', /is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'ftp://files.example.com', /"ftp:\/\/files.example.com" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'null', /"null" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://a.example.com,*', /"\*" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://a.example.com,,https://b.example.com', /"" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://a.example.com https://b.example.com', /is not an origin/],
   ];
   for (const [variable, value, message] of bad) {
     it(`stops on ${variable}=${value} with a message naming the variable and the expected form`, () => {
