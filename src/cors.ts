@@ -59,8 +59,8 @@ export function corsRouter(origins: CorsOrigins): express.Router {
     router.use(
       path,
       cors({
-        // A function, not the list: cors answers a listed-out origin's preflight with the allow headers
-        // still on; this way an origin not allowed gets none. Only an allowed origin (exact, ASCII, from
+        // A function, not the list: given the list, cors answers a preflight from an origin not on it with
+        // the allow headers still on; given a function's false, it adds nothing. Only an allowed origin (exact, ASCII, from
         // the validated configuration) is echoed, so an odd Origin header never reaches a response header.
         origin: (origin, callback) => callback(null, origins === '*' ? '*' : origin !== undefined && listed.has(origin)),
         methods: [...methods],
