@@ -53,6 +53,12 @@ const SendBody = t.intersection([
   }),
 ]);
 
+/**
+ * The seed: `audiences` … "ALL-所有用户". ONE-PUSH read an `ALL` audience, in any case, as every device of the
+ * app, whatever the audienceType; an ALL beside aliases or tags still means everyone (docs/api/onepush.md).
+ */
+const isEveryone = (audience: string) => audience.toUpperCase() === 'ALL';
+
 /** Spring Boot's error body, stamped with herald's clock. */
 const springError = (clock: Clock) => (res: express.Response, req: express.Request, error: ShimError): void => {
   res.status(error.status).json({ timestamp: clock().toISOString(), status: error.status, error: http.STATUS_CODES[error.status] ?? 'Error', message: error.message, path: req.originalUrl.split('?')[0] });
@@ -84,12 +90,13 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
     const idempotencyKey = idempotencyKeyOf(req);
     await tickets.authenticateApp(body.appId, body.appKey);
     const audienceType = body.audienceType ?? 'ALIAS';
+    const audiences = body.audiences ?? [];
     const { pushId } = await pushes.onePush(
       body.appId,
       {
         platform: body.platform,
-        audienceType,
-        audiences: audienceType === 'ALL' ? [] : (body.audiences ?? []),
+        audienceType: (audienceType === 'ALIAS' || audienceType === 'TAG') && audiences.some(isEveryone) ? 'ALL' : audienceType,
+        audiences,
         tenantCode: body.tenantCode ?? null,
         alert: body.alert,
         extra: body.extra ?? null,
