@@ -69,7 +69,9 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
   const router = express.Router();
   const send = springError(clock);
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'onepush', send, handler);
-  router.use('/msgpush', express.json({ limit: BODY_LIMIT }));
+  // JSON whatever the Content-Type says (a client that leaves it out sends text/plain), as the RTIO shim
+  // reads it; unregister reads no body, so none it is sent can refuse it.
+  router.use(['/msgpush/register', '/msgpush/send'], express.json({ limit: BODY_LIMIT, type: () => true }));
 
   // Open, as the seed has it (a device has no app secret). With `appKey`, it is checked: the app's own
   // server registering devices for its users. docs/api/onepush.md says what that means for aliases.

@@ -403,6 +403,19 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     }
   });
 
+  it('reads the JSON body whatever the Content-Type; unregister reads none', async () => {
+    const raw = (path: string, body: string, headers: Record<string, string> = {}) => fetch(`${url}${path}`, { method: 'POST', headers, body });
+    // fetch sends a string as text/plain, as a client that leaves the header out does.
+    const registered = await raw('/msgpush/register', JSON.stringify({ alias: 'plain', appId: 'camel', platform: 'ANDROID', nativeToken: 'plain-token' }));
+    expect(registered.status).to.equal(200);
+    const { id } = (await registered.json()) as { id: string };
+    const sent = await raw('/msgpush/send', JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['plain'], alert: 'hi' }));
+    expect(sent.status).to.equal(200);
+    // The seed's unregister: POST, Content-Type: application/json, no body — or whatever body.
+    for (const body of ['', 'null', '{bad']) expect((await raw(`/msgpush/unregister/${id}`, body, { 'content-type': 'application/json' })).status, body).to.equal(200);
+    expect(await herald.devices.byId(id)).to.include({ active: false });
+  });
+
   // Last: it moves the clock on by the seed's duration.
   it('needConfirm=false: the seed duration (10000 s) does not expire it; a device offline past it still receives it', async () => {
     const device = await register({ alias: 'away' });
