@@ -343,7 +343,8 @@ function onePushAudience(audienceType: string, audiences: readonly string[]): Au
   const L = PUSH_LIMITS;
   if (audienceType === 'ALL') return { type: 'ALL' };
   if (audienceType !== 'ALIAS' && audienceType !== 'TAG') throw new DomainError('invalid', 'audienceType: must be ALIAS, TAG or ALL');
-  const values = [...new Set(audiences)];
+  // A blank audience names nobody: dropped, like an empty optional field (docs/api/onepush.md).
+  const values = [...new Set(audiences)].filter((value) => typeof value !== 'string' || value.trim() !== '');
   if (values.length === 0) throw new DomainError('invalid', 'audiences: at least one is required');
   if (values.length > L.audiences) throw new DomainError('invalid', `audiences: at most ${L.audiences}`);
   for (const value of values) text('audiences', value, L.audienceLength, { required: true });

@@ -109,6 +109,15 @@ describe('push decider', () => {
     expect(pushDecider.decide({ ...onePush, needConfirm: true, duration: 10 ** 9 }, pushDecider.initialState())[0]!.data).to.include({ expiresAt: at(30 * 24 * 3600) });
   });
 
+  it('drops blank audiences; none left is refused', () => {
+    const [event] = pushDecider.decide({ ...onePush, audiences: ['', 'testuser1', ' '] }, pushDecider.initialState());
+    expect((event!.data as PushRequestedData).audience).to.deep.equal({ type: 'ALIAS', aliases: ['testuser1'] });
+    spec
+      .given([])
+      .when({ ...onePush, audiences: ['', ' '] })
+      .thenThrows(DomainError, (e) => expect(e.message).to.equal('audiences: at least one is required'));
+  });
+
   it('counts the alert limit in characters (code points): 1,024 emoji are fine, 1,025 are not', () => {
     expect(pushDecider.decide({ ...onePush, alert: '😀'.repeat(1024) }, pushDecider.initialState())).to.have.length(1);
     spec
