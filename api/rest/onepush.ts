@@ -53,6 +53,12 @@ const SendBody = t.intersection([
   }),
 ]);
 
+/**
+ * The seed: `audiences` … "ALL-所有用户". ONE-PUSH read an `ALL` audience, in any case, as every device of the
+ * app, whatever the audienceType; an ALL beside aliases or tags still means everyone (docs/api/onepush.md).
+ */
+const isEveryone = (audience: string) => audience.toUpperCase() === 'ALL';
+
 /** Spring Boot's error body, stamped with herald's clock. */
 const springError = (clock: Clock) => (res: express.Response, req: express.Request, error: ShimError): void => {
   res.status(error.status).json({ timestamp: clock().toISOString(), status: error.status, error: http.STATUS_CODES[error.status] ?? 'Error', message: error.message, path: req.originalUrl.split('?')[0] });
@@ -63,7 +69,9 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
   const router = express.Router();
   const send = springError(clock);
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'onepush', send, handler);
-  router.use('/msgpush', express.json({ limit: BODY_LIMIT }));
+  // JSON whatever the Content-Type says (a client that leaves it out sends text/plain), as the RTIO shim
+  // reads it; unregister reads no body, so none it is sent can refuse it.
+  router.use(['/msgpush/register', '/msgpush/send'], express.json({ limit: BODY_LIMIT, type: () => true }));
 
   // Open, as the seed has it (a device has no app secret). With `appKey`, it is checked: the app's own
   // server registering devices for its users. docs/api/onepush.md says what that means for aliases.
@@ -84,12 +92,13 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
     const idempotencyKey = idempotencyKeyOf(req);
     await tickets.authenticateApp(body.appId, body.appKey);
     const audienceType = body.audienceType ?? 'ALIAS';
+    const audiences = body.audiences ?? [];
     const { pushId } = await pushes.onePush(
       body.appId,
       {
         platform: body.platform,
-        audienceType,
-        audiences: audienceType === 'ALL' ? [] : (body.audiences ?? []),
+        audienceType: (audienceType === 'ALIAS' || audienceType === 'TAG') && audiences.some(isEveryone) ? 'ALL' : audienceType,
+        audiences,
         tenantCode: body.tenantCode ?? null,
         alert: body.alert,
         extra: body.extra ?? null,

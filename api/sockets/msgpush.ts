@@ -15,7 +15,10 @@ import type { Logger } from '../../src/logger';
  * (`sound` and `badge` for IOS devices only, as the seed says, and only when the sender gave them); a topvdn message as
  *   {"messageId", "appId", "type": "topvdn", "msg" (base64, as sent), "flag", "from", "needConfirm"}.
  * device → herald: `{"confirm": "<messageId>"}`, answered `{"confirmed": "<messageId>"}`, or
- * `{"error": {"code", "message"}, "confirm": "<messageId>"}`.
+ * `{"error": {"code", "message"}, "confirm": "<messageId>"}`. Beside these, the plain-text frames of the
+ * original one-push client (github.com/yaoyasong/one-push, ConnectionHandler): `HBT…`, a heartbeat,
+ * answered `ACK1`; `CFM:<messageId>`, the same confirmation, answered nothing, as that server did.
+ * ONE-PUSH message frames carry the message id also as `id`, where that client reads it for `CFM:`.
  */
 
 export const MSGPUSH_PATH = '/msgpush.ws';
@@ -50,7 +53,7 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
   wss.on('connection', (socket: WebSocket, request) => {
     alive.add(socket);
     socket.on('pong', () => alive.add(socket));
-    const deviceId = new URL(request.url ?? '/', 'http://herald').searchParams.get('deviceId');
+    const deviceId = deviceIdOf(request.url);
     if (!deviceId) return socket.close(CLOSE.noDeviceId.code, CLOSE.noDeviceId.reason);
     const connection: DeviceConnection = {
       deliver(push, device) {
@@ -71,15 +74,22 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
     });
     socket.on('close', () => void connected.then((handle) => handle?.disconnect()));
     socket.on('message', (data, isBinary) => {
+      // Whatever the device sends shows it is there, as a pong does.
+      alive.add(socket);
       void connected.then(async (handle) => {
         if (!handle || socket.readyState !== WebSocket.OPEN) return;
-        const messageId = confirmedIdOf(isBinary ? undefined : data.toString());
-        if (typeof messageId !== 'string') return reply(socket, { error: { code: 'bad_frame', message: messageId.refused } });
+        const frame = deviceFrameOf(isBinary ? undefined : data.toString());
+        if ('refused' in frame) return reply(socket, { error: { code: 'bad_frame', message: frame.refused } });
+        if (frame.kind === 'heartbeat') return socket.send(HEARTBEAT_ANSWER);
+        const { messageId } = frame;
         try {
           await handle.confirm(messageId);
-          reply(socket, { confirmed: messageId });
+          if (frame.kind === 'confirm') reply(socket, { confirmed: messageId });
         } catch (error) {
-          reply(socket, { error: confirmationError(error, deviceId, deps.log), confirm: messageId });
+          const refusal = confirmationError(error, deviceId, deps.log);
+          // The plain-text protocol has no answer to CFM: a device speaking it learns nothing from one, and
+          // an open needConfirm message is sent again, to be confirmed again.
+          if (frame.kind === 'confirm') reply(socket, { error: refusal, confirm: messageId });
         }
       });
     });
@@ -107,11 +117,38 @@ function reply(socket: WebSocket, frame: unknown): void {
   if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
 }
 
-const NOT_A_CONFIRMATION = { refused: 'expected {"confirm": "<messageId>"}' } as const;
+/**
+ * The device id of a connection's URL. The original server matched the parameter's name in any case
+ * (`?deviceid=` too); an exact `deviceId` comes first.
+ */
+function deviceIdOf(url: string | undefined): string | null {
+  const params = new URL(url ?? '/', 'http://herald').searchParams;
+  const exact = params.get('deviceId');
+  if (exact !== null) return exact;
+  for (const [name, value] of params) if (name.toLowerCase() === 'deviceid') return value;
+  return null;
+}
 
-/** The message id a frame confirms, or why the frame is refused. */
-function confirmedIdOf(text: string | undefined): string | { readonly refused: string } {
+/** The original one-push server's answer to a heartbeat. */
+const HEARTBEAT_ANSWER = 'ACK1';
+const MAX_MESSAGE_ID_LENGTH = 64;
+
+type DeviceFrame =
+  | { readonly kind: 'heartbeat' }
+  /** `confirm`: the JSON frame, answered; `cfm`: the original client's `CFM:<id>`, not answered. */
+  | { readonly kind: 'confirm' | 'cfm'; readonly messageId: string }
+  | { readonly refused: string };
+
+const NOT_A_CONFIRMATION = { refused: 'expected {"confirm": "<messageId>"}, CFM:<messageId> or HBT' } as const;
+
+/** What a device's frame asks, or why it is refused. The original client's plain-text frames are read as that server read them (prefixes). */
+function deviceFrameOf(text: string | undefined): DeviceFrame {
   if (text === undefined) return NOT_A_CONFIRMATION;
+  if (text.startsWith('HBT')) return { kind: 'heartbeat' };
+  if (text.startsWith('CFM:')) {
+    const messageId = text.slice(4).trim();
+    return isMessageId(messageId) ? { kind: 'cfm', messageId } : NOT_A_CONFIRMATION;
+  }
   let frame: unknown;
   try {
     frame = JSON.parse(text) as unknown;
@@ -121,8 +158,10 @@ function confirmedIdOf(text: string | undefined): string | { readonly refused: s
   const illFormed = illFormedTextAt(frame);
   if (illFormed !== undefined) return { refused: notUnicode(illFormed) };
   const id = typeof frame === 'object' && frame !== null ? (frame as Record<string, unknown>).confirm : undefined;
-  return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : NOT_A_CONFIRMATION;
+  return isMessageId(id) ? { kind: 'confirm', messageId: id } : NOT_A_CONFIRMATION;
 }
+
+const isMessageId = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= MAX_MESSAGE_ID_LENGTH;
 
 /** A push's frame per wire variant, made once per push object and shared by every device it reaches. */
 const frames = new WeakMap<DevicePush, Map<string, string>>();
@@ -139,6 +178,7 @@ function frameOf(push: DevicePush, device: DeviceView): string {
         ? { messageId: push.pushId, appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
         : {
             messageId: push.pushId,
+            id: push.pushId,
             appId: push.appId,
             tenantCode: message.tenantCode,
             alert: message.alert,

@@ -71,7 +71,7 @@ export const deliveryCatalogue: CatalogueEntry = {
         "app's callback URL when the app has none",
       fields: { reason: '`not_connected`: never reached; `not_confirmed`: reached, not confirmed; `no_callback_url`: the app has no callback URL' },
     },
-    DeliveryExpired: { when: 'a ONE-PUSH delivery still open when its push expired (`duration`, or 7 days)' },
+    DeliveryExpired: { when: 'a ONE-PUSH delivery still open when its push expired (`duration` with needConfirm, otherwise 7 days)' },
   },
 };
 

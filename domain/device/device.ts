@@ -1,7 +1,7 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { isStorableText } from '../text';
+import { characterCount, isStorableText } from '../text';
 
 /**
  * A terminal of an app that herald pushes to (ONE-PUSH, shared/seeds/003_834cb051d61fc48e.txt; topvdn,
@@ -168,16 +168,18 @@ function checkRegistration(command: RegisterDevice): Fields {
   if (!isText(command.alias, L.aliasLength) || /\s/.test(command.alias)) throw new DomainError('invalid', `alias: must be 1-${L.aliasLength} characters without spaces`);
   if (!PlatformCodec.is(command.platform)) throw new DomainError('invalid', `platform: must be one of ${PLATFORMS.join(', ')}`);
   if (!isText(command.nativeToken, L.nativeTokenLength)) throw new DomainError('invalid', `nativeToken: must be 1-${L.nativeTokenLength} characters`);
-  const mobile = command.mobile ?? null;
-  if (mobile !== null && !(typeof mobile === 'string' && /^\+?[0-9][0-9 -]*$/.test(mobile) && mobile.length <= L.mobileLength)) {
+  // Empty is not given (the seed's clients send `"mobile": ""`).
+  const mobile = command.mobile === '' ? null : (command.mobile ?? null);
+  if (mobile !== null && !(typeof mobile === 'string' && /^\+?[0-9][0-9 -]*$/.test(mobile) && characterCount(mobile) <= L.mobileLength)) {
     throw new DomainError('invalid', `mobile: digits, optionally with a leading + and spaces or dashes, at most ${L.mobileLength} characters`);
   }
-  const tags = [...new Set((command.tags ?? []).map((tag) => (typeof tag === 'string' ? tag.trim() : tag)))];
+  // A blank tag names no tag: dropped, like the empty optional fields.
+  const tags = [...new Set((command.tags ?? []).map((tag) => (typeof tag === 'string' ? tag.trim() : tag)))].filter((tag) => tag !== '');
   if (tags.length > L.tags) throw new DomainError('invalid', `tag: at most ${L.tags} tags`);
   for (const tag of tags) if (!isText(tag, L.tagLength)) throw new DomainError('invalid', `tag: each tag is 1-${L.tagLength} characters`);
   return { alias: command.alias, platform: command.platform, nativeToken: command.nativeToken, mobile, tags: tags as string[] };
 }
 
 function isText(value: unknown, maxLength: number): value is string {
-  return typeof value === 'string' && value.trim().length > 0 && value.length <= maxLength && isStorableText(value) && !/[\r\n\t]/.test(value);
+  return typeof value === 'string' && value.trim().length > 0 && characterCount(value) <= maxLength && isStorableText(value) && !/[\r\n\t]/.test(value);
 }

@@ -1,7 +1,7 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { isStorableText, UUID } from '../text';
+import { characterCount, isStorableText, UUID } from '../text';
 import { PLATFORMS, PlatformCodec } from './device';
 
 /**
@@ -30,7 +30,7 @@ export const PUSH_LIMITS = {
   senderLength: 128,
   sendDeviceLength: 32,
   smsLength: 500,
-  /** `duration`, in seconds: at most 30 days. */
+  /** `duration`, in seconds: a longer one is taken as 30 days. */
   durationSeconds: 30 * 24 * 3600,
   /** topvdn: the message is at most 256 bytes before base64. */
   topvdnBytes: 256,
@@ -248,11 +248,8 @@ function onePush(command: RequestOnePush, now: number): PushRequestedData {
   if (pushMsgType !== 'MSG' && pushMsgType !== 'CMD') throw new DomainError('invalid', 'pushMsgType: must be MSG or CMD');
   const badge = command.badge ?? null;
   if (badge !== null && !(Number.isSafeInteger(badge) && badge >= 0 && badge <= L.badgeMax)) throw new DomainError('invalid', `badge: must be an integer 0-${L.badgeMax}`);
-  const duration = command.duration ?? null;
-  if (duration !== null && !(Number.isSafeInteger(duration) && duration > 0 && duration <= L.durationSeconds)) {
-    throw new DomainError('invalid', `duration: must be 1-${L.durationSeconds} seconds`);
-  }
   const needsConfirm = command.needConfirm ?? false;
+  const validitySeconds = needsConfirm ? confirmValidity(command.duration ?? null) : ONEPUSH_DEFAULT_VALIDITY_SECONDS;
   return {
     pushId: command.pushId,
     appId: command.appId,
@@ -273,8 +270,19 @@ function onePush(command: RequestOnePush, now: number): PushRequestedData {
     needsConfirm,
     retry: needsConfirm ? 'backoff' : 'none',
     requestedAt: new Date(now).toISOString(),
-    expiresAt: new Date(now + (duration ?? ONEPUSH_DEFAULT_VALIDITY_SECONDS) * 1000).toISOString(),
+    expiresAt: new Date(now + validitySeconds * 1000).toISOString(),
   };
+}
+
+/**
+ * How long a needConfirm message is kept and re-sent: its `duration`, which the seed says counts only
+ * then ("needConfirm=true时有效"; without a confirmation the default keeps it for an offline device).
+ * Longer than the maximum is the maximum, as ONE-PUSH clamped it (to its own 3 days).
+ */
+function confirmValidity(duration: number | null): number {
+  if (duration === null) return ONEPUSH_DEFAULT_VALIDITY_SECONDS;
+  if (!Number.isSafeInteger(duration) || duration <= 0) throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
+  return Math.min(duration, PUSH_LIMITS.durationSeconds);
 }
 
 function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData {
@@ -335,7 +343,8 @@ function onePushAudience(audienceType: string, audiences: readonly string[]): Au
   const L = PUSH_LIMITS;
   if (audienceType === 'ALL') return { type: 'ALL' };
   if (audienceType !== 'ALIAS' && audienceType !== 'TAG') throw new DomainError('invalid', 'audienceType: must be ALIAS, TAG or ALL');
-  const values = [...new Set(audiences)];
+  // A blank audience names nobody: dropped, like an empty optional field (docs/api/onepush.md).
+  const values = [...new Set(audiences)].filter((value) => typeof value !== 'string' || value.trim() !== '');
   if (values.length === 0) throw new DomainError('invalid', 'audiences: at least one is required');
   if (values.length > L.audiences) throw new DomainError('invalid', `audiences: at most ${L.audiences}`);
   for (const value of values) text('audiences', value, L.audienceLength, { required: true });
@@ -345,7 +354,7 @@ function onePushAudience(audienceType: string, audiences: readonly string[]): Au
 function text(field: string, value: unknown, maxLength: number, options: { required: boolean; multiline?: boolean }): string {
   if (typeof value !== 'string') throw new DomainError('invalid', `${field}: must be text`);
   if (options.required && value.trim().length === 0) throw new DomainError('invalid', `${field}: is required`);
-  if (value.length > maxLength) throw new DomainError('invalid', `${field}: at most ${maxLength} characters`);
+  if (characterCount(value) > maxLength) throw new DomainError('invalid', `${field}: at most ${maxLength} characters`);
   if (!isStorableText(value) || (!options.multiline && /[\r\n]/.test(value))) throw new DomainError('invalid', `${field}: may not contain control characters`);
   return value;
 }

@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
 import { DomainError } from '../../domain/decider';
 import { DEVICE_LIMITS, deviceStreamName } from '../../domain/device/device';
-import { isStorableText } from '../../domain/text';
+import { characterCount, isStorableText } from '../../domain/text';
 import { deviceAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -75,7 +75,7 @@ export class Devices {
   async register(input: RegisterDeviceInput, now: Date): Promise<RegisteredDevice> {
     if (!(await this.deps.keys.isRegisteredApp(input.appId))) throw new DomainError('invalid', 'appId: no such app');
     // Looked up only when it can be one (text PostgreSQL can compare); anything else the decider refuses.
-    const lookup = typeof input.nativeToken === 'string' && input.nativeToken.length <= DEVICE_LIMITS.nativeTokenLength && isStorableText(input.nativeToken);
+    const lookup = typeof input.nativeToken === 'string' && characterCount(input.nativeToken) <= DEVICE_LIMITS.nativeTokenLength && isStorableText(input.nativeToken);
     const known = lookup ? await this.deps.queries.byNativeToken(input.appId, input.nativeToken) : undefined;
     if (known?.active && input.ownedBy !== undefined && known.alias !== input.ownedBy) throw new DomainError('forbidden', 'this native token is registered to another alias');
     const deviceId = known?.deviceId ?? this.deviceIdOf(input.appId, input.nativeToken);

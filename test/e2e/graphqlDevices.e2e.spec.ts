@@ -294,7 +294,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     await other.connection.until(() => other.messages.results.length > 0, 'the ALL push');
     expect(other.messages.results.map((r) => r.deviceMessages.messageId)).to.deep.equal([all.data!.pushToDevices.requestId]);
 
-    for (const input of [{ audiences: [] }, { alert: '' }, { duration: 0 }, { badge: -1 }, { extra: 'x'.repeat(4097) }]) {
+    for (const input of [{ audiences: [] }, { alert: '' }, { needConfirm: true, duration: 0 }, { badge: -1 }, { extra: 'x'.repeat(4097) }]) {
       expect(codeOf(await push(user, { audiences: ['tag-user'], ...input })), JSON.stringify(input)).to.equal('BAD_USER_INPUT');
     }
   });

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { expect } from 'chai';
+import WebSocket from 'ws';
 import { deliveryQueries } from '../../projections/devices';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
@@ -63,7 +64,7 @@ describe('ONE-PUSH: /msgpush', function () {
     expect(status).to.equal(200);
     expect(body.requestId).to.be.a('string');
     await socket.until((s) => s.messages.length === 1, 'the message');
-    expect(socket.messages[0]).to.deep.equal({ messageId: body.requestId, appId: 'camel', tenantCode: 't1', alert: ' this is a alert', extra: 'testmsg', pushMsgType: 'MSG', needConfirm: false });
+    expect(socket.messages[0]).to.deep.equal({ messageId: body.requestId, id: body.requestId, appId: 'camel', tenantCode: 't1', alert: ' this is a alert', extra: 'testmsg', pushMsgType: 'MSG', needConfirm: false });
     socket.confirm(body.requestId as string);
     await socket.until((s) => s.frames.some((f) => f.confirmed === body.requestId), 'the confirmation reply');
     const statusOf = await herald.pushes.status('camel', body.requestId as string);
@@ -241,7 +242,7 @@ describe('ONE-PUSH: /msgpush', function () {
       [{ alert: '' }, 'alert'],
       [{ alert: 7 }, 'alert'],
       [{ pushMsgType: 'X' }, 'pushMsgType'],
-      [{ duration: -1 }, 'duration'],
+      [{ needConfirm: true, duration: -1 }, 'duration'],
       [{ badge: 'many' }, 'badge'],
       [{ extra: 'x'.repeat(5000) }, 'extra'],
     ] as const) {
@@ -259,5 +260,170 @@ describe('ONE-PUSH: /msgpush', function () {
     const malformed = await fetch(`${url}/msgpush/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"appId":' });
     expect(malformed.status).to.equal(400);
     expect(((await malformed.json()) as Record<string, unknown>).path).to.equal('/msgpush/send');
+  });
+});
+
+// Issue 22: the seed's requests as its clients write them, and the original one-push client's frames.
+describe('ONE-PUSH: the seed as its clients write it', function () {
+  this.timeout(60_000);
+  const clock = new TestClock();
+  let url: string;
+  let stop: () => Promise<void>;
+  let herald: Awaited<ReturnType<typeof startTestHerald>>['herald'];
+  const sockets: DeviceSocket[] = [];
+
+  before(async () => {
+    ({ url, stop, herald } = await startTestHerald({}, clock.now));
+  });
+  after(async () => {
+    for (const socket of sockets) socket.close();
+    await stop();
+  });
+
+  const post = async (path: string, body: unknown) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const register = async (fields: Record<string, unknown>) => {
+    const { status, body } = await post('/msgpush/register', { appId: 'camel', platform: 'ANDROID', nativeToken: `seed-${Math.random()}`, ...fields });
+    expect(status, JSON.stringify(body)).to.equal(200);
+    return body as { id: string };
+  };
+  const connect = async (deviceId: string) => {
+    const socket = await DeviceSocket.connect(url, deviceId);
+    sockets.push(socket);
+    return socket;
+  };
+  // The seed's push example, field for field, with the test app's credentials.
+  const seedSend = (fields: Record<string, unknown>) =>
+    post('/msgpush/send', {
+      appId: 'camel',
+      appKey: 'EERWERRRRE',
+      tenantCode: 'xxx',
+      platform: 'ALL',
+      pushMsgType: 'MSG',
+      needConfirm: false,
+      duration: 10000,
+      audienceType: 'ALIAS',
+      audiences: ['testuser1'],
+      extra: 'testmsg',
+      alert: ' this is a alert',
+      sound: 'default',
+      badge: 1,
+      sender: 'user2',
+      sendDeive: 'ANDROID',
+      smsMessage: 'sms message',
+      ...fields,
+    });
+  const requestIdOf = (answer: { status: number; body: Record<string, unknown> }) => {
+    expect(answer.status, JSON.stringify(answer.body)).to.equal(200);
+    return answer.body.requestId as string;
+  };
+  const received = (socket: DeviceSocket, requestId: string) => socket.messages.some((m) => m.messageId === requestId);
+
+  it('audiences ["ALL"] with the default audienceType reaches every device of the app, crossed with the platform; not another app', async () => {
+    const android = await register({ alias: 'all-android' });
+    const ios = await register({ alias: 'all-ios', platform: 'IOS' });
+    const stranger = await register({ appId: 'other', alias: 'all-other' });
+    const [a, i, s] = [await connect(android.id), await connect(ios.id), await connect(stranger.id)];
+
+    const everyone = requestIdOf(await seedSend({ audiences: ['ALL'] }));
+    await a.until((d) => received(d, everyone), 'the ALL push on Android');
+    await i.until((d) => received(d, everyone), 'the ALL push on iOS');
+    // audienceType given explicitly, and ALL beside an alias: still everyone.
+    const explicit = requestIdOf(await seedSend({ audienceType: 'ALIAS', audiences: ['all-ios', 'ALL'] }));
+    await a.until((d) => received(d, explicit), 'ALL beside an alias');
+    // The platform filter holds: an IOS-only ALL push reaches the iOS device alone.
+    const iosOnly = requestIdOf(await seedSend({ platform: 'IOS', audiences: ['ALL'] }));
+    await i.until((d) => received(d, iosOnly), 'the iOS-only ALL push');
+    const afterwards = requestIdOf(await seedSend({ audiences: ['all-android'] }));
+    await a.until((d) => received(d, afterwards), 'a later push to Android');
+    expect(a.messages.map((m) => m.messageId)).to.deep.equal([everyone, explicit, afterwards]);
+    // The other app's device got none of it: its own app's push arrives, alone.
+    const own = requestIdOf(await post('/msgpush/send', { appId: 'other', appKey: 'other-secret', platform: 'ALL', audiences: ['all-other'], alert: 'yours' }));
+    await s.until((d) => received(d, own), "the other app's own push");
+    expect(s.messages.map((m) => m.messageId)).to.deep.equal([own]);
+  });
+
+  it('registers with the seed example and "mobile": "" (and an empty tag, appKey): empty optional fields are not given', async () => {
+    const { status, body } = await post('/msgpush/register', '{"alias": "testuserid1", "appId": "camel", "platform": "ANDROID", "nativeToken": "andToken0011", "mobile": "", "tag": ["tag1","sz"]}');
+    expect(status, JSON.stringify(body)).to.equal(200);
+    expect(await herald.devices.byId(body.id as string)).to.include({ alias: 'testuserid1', mobile: null });
+    const emptyTag = await post('/msgpush/register', { alias: 'empty-tag', appId: 'camel', platform: 'ANDROID', nativeToken: 'empty-tag-token', mobile: '', tag: '', appKey: '' });
+    expect(emptyTag.status, JSON.stringify(emptyTag.body)).to.equal(200);
+    expect(await herald.devices.byId(emptyTag.body.id as string)).to.deep.include({ mobile: null, tags: [] });
+  });
+
+  it('sends with every optional field empty: taken as not given, the defaults apply', async () => {
+    const device = await register({ alias: 'empty-fields', mobile: '13700001111' });
+    const socket = await connect(device.id);
+    const empty = { tenantCode: '', pushMsgType: '', needConfirm: '', duration: '', audienceType: '', extra: '', sound: '', badge: '', sender: '', sendDeive: '', smsMessage: '' };
+    const id = requestIdOf(await seedSend({ ...empty, audiences: ['empty-fields'] }));
+    await socket.until((d) => received(d, id), 'the message');
+    expect(socket.messages[0]).to.deep.equal({ messageId: id, id, appId: 'camel', tenantCode: '', alert: ' this is a alert', extra: '', pushMsgType: 'MSG', needConfirm: false });
+    // An empty smsMessage asks for no SMS.
+    expect((await herald.infrastructure.store.readStream(`push-${id}`)).map((e) => e.type)).to.deep.equal(['PushRequested']);
+    // Blanks in a number are no number either.
+    expect((await seedSend({ audiences: ['empty-fields'], badge: ' ', duration: ' ' })).status).to.equal(200);
+  });
+
+  it('the original client: HBT is answered ACK1, CFM:<id> confirms the message (no answer), beside the JSON frames', async () => {
+    const device = await register({ alias: 'classic' });
+    const socket = await connect(device.id);
+    socket.sendText('HBT');
+    await socket.until((d) => d.frames.some((f) => f.text === 'ACK1'), 'the heartbeat answer');
+    const id = requestIdOf(await seedSend({ audiences: ['classic'], needConfirm: true, duration: 600 }));
+    await socket.until((d) => received(d, id), 'the message');
+    // The frame carries the id where the original client reads it.
+    expect(socket.messages[0]).to.include({ id, messageId: id, needConfirm: true });
+    socket.sendText(`CFM:${socket.messages[0]!.id as string}`);
+    await eventually(async () => expect((await herald.pushes.status('camel', id))?.deliveries.confirmed).to.equal(1));
+    // Neither frame was refused, and a confirmed message is not sent again.
+    socket.sendText('HBT');
+    await socket.until((d) => d.frames.filter((f) => f.text === 'ACK1').length === 2, 'the second heartbeat answer');
+    expect(socket.frames.filter((f) => f.error !== undefined || f.confirmed !== undefined)).to.deep.equal([]);
+    clock.advance(11_000);
+    herald.gateway.wake();
+    const next = requestIdOf(await seedSend({ audiences: ['classic'], alert: 'next' }));
+    await socket.until((d) => received(d, next), 'the next message');
+    expect(socket.messages.map((m) => m.messageId)).to.deep.equal([id, next]);
+  });
+
+  it('connects with ?deviceid= (any case), as the original server read it', async () => {
+    const device = await register({ alias: 'lowercase' });
+    const frames: string[] = [];
+    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/msgpush.ws?deviceid=${device.id}`);
+    socket.on('message', (data) => frames.push(data.toString()));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    try {
+      const id = requestIdOf(await seedSend({ audiences: ['lowercase'] }));
+      await eventually(() => expect(frames.map((f) => (JSON.parse(f) as { messageId?: string }).messageId)).to.include(id));
+    } finally {
+      socket.close();
+    }
+  });
+
+  it('reads the JSON body whatever the Content-Type; unregister reads none', async () => {
+    const raw = (path: string, body: string, headers: Record<string, string> = {}) => fetch(`${url}${path}`, { method: 'POST', headers, body });
+    // fetch sends a string as text/plain, as a client that leaves the header out does.
+    const registered = await raw('/msgpush/register', JSON.stringify({ alias: 'plain', appId: 'camel', platform: 'ANDROID', nativeToken: 'plain-token' }));
+    expect(registered.status).to.equal(200);
+    const { id } = (await registered.json()) as { id: string };
+    const sent = await raw('/msgpush/send', JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['plain'], alert: 'hi' }));
+    expect(sent.status).to.equal(200);
+    // The seed's unregister: POST, Content-Type: application/json, no body — or whatever body.
+    for (const body of ['', 'null', '{bad']) expect((await raw(`/msgpush/unregister/${id}`, body, { 'content-type': 'application/json' })).status, body).to.equal(200);
+    expect(await herald.devices.byId(id)).to.include({ active: false });
+  });
+
+  // Last: it moves the clock on by the seed's duration.
+  it('needConfirm=false: the seed duration (10000 s) does not expire it; a device offline past it still receives it', async () => {
+    const device = await register({ alias: 'away' });
+    const id = requestIdOf(await seedSend({ audiences: ['away'], needConfirm: false, duration: 10000 }));
+    clock.advance(10_001_000);
+    herald.gateway.wake();
+    const socket = await connect(device.id);
+    await socket.until((d) => received(d, id), 'the message kept past its duration');
+    expect((await herald.pushes.status('camel', id))?.deliveries.expired).to.equal(0);
   });
 });

@@ -10,7 +10,7 @@ export class DeviceSocket {
 
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data) => {
-      this.frames.push(JSON.parse(data.toString()) as Record<string, unknown>);
+      this.frames.push(frameOf(data.toString()));
       this.notify();
     });
     socket.on('close', (code, reason) => {
@@ -40,6 +40,11 @@ export class DeviceSocket {
     this.socket.send(JSON.stringify({ confirm: messageId }));
   }
 
+  /** Sends a text frame as given (the original one-push client's `HBT`, `CFM:<id>`). */
+  sendText(text: string): void {
+    this.socket.send(text);
+  }
+
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: (device: DeviceSocket) => boolean, what: string, timeoutMs = 10_000): Promise<void> {
     await this.changes.until(() => condition(this), () => `device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}, close ${this.closeCode}`, timeoutMs);
@@ -52,4 +57,15 @@ export class DeviceSocket {
   private notify(): void {
     this.changes.notify();
   }
+}
+
+/** A JSON frame as its object; any other text frame (the original protocol's `ACK1`) as `{text}`. */
+function frameOf(text: string): Record<string, unknown> {
+  try {
+    const frame = JSON.parse(text) as unknown;
+    if (typeof frame === 'object' && frame !== null && !Array.isArray(frame)) return frame as Record<string, unknown>;
+  } catch {
+    // not JSON
+  }
+  return { text };
 }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
-import { deliveryDecider, nextAttempt, type DeliveryEvent, type DeliveryTerms } from '../../domain/device/delivery';
+import { deliveryDecider, deliveryTerms, nextAttempt, type DeliveryEvent, type DeliveryTerms } from '../../domain/device/delivery';
 import { deviceDecider, type DeviceEvent, type RegisterDevice } from '../../domain/device/device';
 import { pushDecider, type PushRequestedData, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { deciderSpecification } from '../support/deciderSpecification';
@@ -37,6 +37,20 @@ describe('device decider', () => {
       .when({ ...register, now: at(7) })
       .then([{ type: 'DeviceRegistered', data: { ...registered.data, registration: 2, registeredAt: at(7) } as never }]);
     spec.given([]).when({ type: 'UnregisterDevice', now }).thenThrows(DomainError, (e) => expect(e.code).to.equal('not_found'));
+  });
+
+  // Issue 22: an empty optional field is not given; limits count characters (code points).
+  it('takes an empty mobile as none, drops blank tags, and counts characters, not UTF-16 units', () => {
+    spec
+      .given([])
+      .when({ ...register, mobile: '', tags: ['', ' ', 'sz'] })
+      .then([{ type: 'DeviceRegistered', data: { ...registered.data, mobile: null, tags: ['sz'] } as never }]);
+    const [event] = deviceDecider.decide({ ...register, alias: '😀'.repeat(128) }, deviceDecider.initialState());
+    expect((event!.data as { alias: string }).alias).to.equal('😀'.repeat(128));
+    spec
+      .given([])
+      .when({ ...register, alias: '😀'.repeat(129) })
+      .thenThrows(DomainError, (e) => expect(e.message).to.match(/^alias: /));
   });
 
   it('refuses bad registrations, naming the field', () => {
@@ -76,15 +90,52 @@ describe('push decider', () => {
     expect(confirmed).to.include({ needsConfirm: true, retry: 'backoff', expiresAt: at(10000) });
   });
 
+  // Issue 22: the seed's duration is "needConfirm=true时有效": the seed's own example (needConfirm false,
+  // duration 10000) keeps the message for an offline device the default 7 days, not 2.8 hours.
+  it('duration counts only with needConfirm: without it the message waits the default 7 days, whatever the duration', () => {
+    const seedExample = { ...onePush, needConfirm: false, duration: 10000 };
+    const push = pushDecider.decide(seedExample, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(push).to.include({ needsConfirm: false, expiresAt: at(7 * 24 * 3600) });
+    // Its delivery to an offline device is still open after the duration, and ends at the default.
+    const terms = deliveryTerms(push, deviceId);
+    deciderSpecification(deliveryDecider).given([]).when({ type: 'CloseDelivery', terms, now: at(10001) }).then([]);
+    deciderSpecification(deliveryDecider)
+      .given([])
+      .when({ type: 'CloseDelivery', terms, now: at(7 * 24 * 3600) })
+      .then([{ type: 'DeliveryExpired', data: { pushId, deviceId, appId: 'testapp1', attempts: 0, expiredAt: at(7 * 24 * 3600) } }]);
+    // A duration that would count for nothing is not checked either.
+    expect(pushDecider.decide({ ...onePush, duration: -1 }, pushDecider.initialState())[0]!.data).to.include({ expiresAt: at(7 * 24 * 3600) });
+    // With needConfirm, a duration over the 30-day maximum is the maximum (ONE-PUSH clamped it too).
+    expect(pushDecider.decide({ ...onePush, needConfirm: true, duration: 10 ** 9 }, pushDecider.initialState())[0]!.data).to.include({ expiresAt: at(30 * 24 * 3600) });
+  });
+
+  it('drops blank audiences; none left is refused', () => {
+    const [event] = pushDecider.decide({ ...onePush, audiences: ['', 'testuser1', ' '] }, pushDecider.initialState());
+    expect((event!.data as PushRequestedData).audience).to.deep.equal({ type: 'ALIAS', aliases: ['testuser1'] });
+    spec
+      .given([])
+      .when({ ...onePush, audiences: ['', ' '] })
+      .thenThrows(DomainError, (e) => expect(e.message).to.equal('audiences: at least one is required'));
+  });
+
+  it('counts the alert limit in characters (code points): 1,024 emoji are fine, 1,025 are not', () => {
+    expect(pushDecider.decide({ ...onePush, alert: '😀'.repeat(1024) }, pushDecider.initialState())).to.have.length(1);
+    spec
+      .given([])
+      .when({ ...onePush, alert: '😀'.repeat(1025) })
+      .thenThrows(DomainError, (e) => expect(e.message).to.equal('alert: at most 1024 characters'));
+  });
+
   // Issue 21, item 12: a push id made from a client's idempotency key lands a retry on the same stream.
   it('a retry of the same request (later, its keys stored in another order) appends nothing; another request under the same id is a conflict', () => {
-    const [sent] = pushDecider.decide({ ...onePush, duration: 60 }, pushDecider.initialState());
+    const confirmed = { ...onePush, needConfirm: true, duration: 60 };
+    const [sent] = pushDecider.decide(confirmed, pushDecider.initialState());
     const reordered = JSON.parse(JSON.stringify(sent, (_, value: unknown) => (value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).reverse()) : value))) as typeof sent;
-    spec.given([reordered!]).when({ ...onePush, duration: 60, now: at(30) }).then([]);
-    for (const change of [{ alert: 'again' }, { duration: 61 }, { audiences: ['someone-else'] }, { needConfirm: true, duration: 60 }]) {
+    spec.given([reordered!]).when({ ...confirmed, now: at(30) }).then([]);
+    for (const change of [{ alert: 'again' }, { duration: 61 }, { audiences: ['someone-else'] }, { needConfirm: false }]) {
       spec
         .given([sent!])
-        .when({ ...onePush, duration: 60, ...change })
+        .when({ ...confirmed, ...change })
         .thenThrows(DomainError, (e) => expect(e.code).to.equal('conflict'));
     }
     const [flag2] = pushDecider.decide(topvdn, pushDecider.initialState());
@@ -129,7 +180,7 @@ describe('push decider', () => {
       [{ audiences: [] }, 'audiences'],
       [{ alert: ' ' }, 'alert'],
       [{ pushMsgType: 'PING' }, 'pushMsgType'],
-      [{ duration: 0 }, 'duration'],
+      [{ needConfirm: true, duration: 0 }, 'duration'],
       [{ badge: -1 }, 'badge'],
       [{ extra: 'x'.repeat(4097) }, 'extra'],
       [{ sound: 'a\nb' }, 'sound'],
