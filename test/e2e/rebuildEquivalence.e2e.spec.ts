@@ -172,7 +172,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false }, now());
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['bob', 'carol'], data: { repname: 'rep', itemname: 'item', phase: 1 }, level: 0, forBrowser: true, forClient: false }, now());
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['carol'], data: { repname: 'rep', itemname: 'item', phase: 5 }, level: 0, forBrowser: true, forClient: false }, now());
-    expect(await h.datahub.announceItemEvent('camel', { repname: 'rep', itemname: 'item' }, { event: 'updated' }, 'item-updated-1', now())).to.equal(1);
+    expect(await h.datahub.announceItemEvent('camel', { repname: 'rep', itemname: 'item' }, { event: 'updated' }, undefined, 'item-updated-1', now())).to.equal(1);
     await h.datahub.applyWhitelist(bob, { repname: 'rep', itemname: 'item', owner: 'alice' }, now());
     const listOf = async (who: Viewer, forClient = false) => (await h.datahub.list(who, { forClient, status: 'either', page: 1, size: 100 })).results;
     const bobs = await listOf(bob);
