@@ -306,10 +306,10 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
       // No time given: the time herald accepted it.
       expect(Date.now() - Date.parse(times[1]!)).to.be.within(-5_000, 60_000);
 
-      // POST /notifications takes the same field.
-      const posted = await call('POST', '/notifications', { authorization: `Token ${admin}` }, { type: 'admin_message', receiver: user, time: '2015-11-10T15:06:09Z08:00', data: { content: 'posted' } });
+      // POST /notifications takes the same fields (time, level) as the topic's messages.
+      const posted = await call('POST', '/notifications', { authorization: `Token ${admin}` }, { type: 'admin_message', receiver: user, level: 50, time: '2015-11-10T15:06:09Z08:00', data: { content: 'posted' } });
       expect(posted.status, posted.text).to.equal(200);
-      expect((await list(ticket, '?type=admin_message')).results[0]).to.include({ time: '2015-11-10T07:06:09Z' });
+      expect((await list(ticket, '?type=admin_message')).results[0]).to.include({ time: '2015-11-10T07:06:09Z', level: 50 });
 
       for (const bad of ['yesterday', '2015-02-30T00:00:00Z', '2015-11-10T15:06:09', 5]) {
         const response = await topic('to_notifications.json', { type: 'private_message', receiver: user, sender: 's', time: bad, data: { content: 'bad time' } });
