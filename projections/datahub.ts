@@ -2,7 +2,7 @@ import { UUID } from '../domain/text';
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
 import { InboxEvent } from '../domain/notification/inbox';
-import { BROADCAST_TYPE, forBrowser, NotificationEvent, subscriptionEnded, type NotificationType } from '../domain/notification/notification';
+import { BROADCAST_TYPE, forBrowser, isSiteWide, NotificationEvent, subscriptionEnded, type NotificationType } from '../domain/notification/notification';
 import { broadcastStatsTopic, notificationStatsTopic, type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
@@ -18,7 +18,10 @@ import type { Projection } from '../src/projection/projection';
  * records the position it happened at (`datahub_stats_cleared.up_to`); only notifications after it count,
  * so the user's counters are recounted from the (few) notifications after that position.
  *
- * A site broadcast is one row for the whole app (`datahub_broadcasts`), whatever the number of users, so
+ * A notification's `given_time` is the time its sender gave (the seed's `time`), listed instead of `sent_at`
+ * (the arrival) when there is one; lists stay ordered by arrival (`message_id`).
+ *
+ * A site broadcast to the whole app (one that names no receiver) is one row for the app (`datahub_broadcasts`), whatever the number of users, so
  * users who appear later see it too. Each broadcast has an ordinal in its app (1, 2, …), so the app's
  * latest ordinal is the number of broadcasts sent. A user's reads of broadcasts are rows of their own;
  * `datahub_broadcast_views.uncounted` is how many of the app's broadcasts do not count as unread for the
@@ -136,6 +139,15 @@ export const datahubProjection: Projection = {
         );
       `,
     },
+    {
+      // The time the sender gave (NotificationSent.time). Events before it recorded none: NULL is right
+      // for them, so no rebuild is needed.
+      id: 'projection/datahub/003',
+      sql: `
+        ALTER TABLE datahub_notifications ADD COLUMN given_time timestamptz;
+        ALTER TABLE datahub_broadcasts ADD COLUMN given_time timestamptz;
+      `,
+    },
   ],
 
   // Sends, then reads, then clears: a clear recounts its users from what the two before left, so the
@@ -167,9 +179,9 @@ export const datahubProjection: Projection = {
 
 /** The batch, split by the statement that applies each event. */
 function toBatch(events: readonly RecordedEvent[]) {
-  type Sent = { id: string; app: string; sender: string; level: number; forBrowser: boolean; forClient: boolean; data: string; sentAt: string; position: string };
-  const sent = new Columns<Sent & { type: string; receivers: string }>(['id', 'app', 'type', 'sender', 'receivers', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position']);
-  const broadcast = new Columns<Sent>(['id', 'app', 'sender', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position']);
+  type Sent = { id: string; app: string; sender: string; level: number; forBrowser: boolean; forClient: boolean; data: string; sentAt: string; position: string; givenTime: string | null };
+  const sent = new Columns<Sent & { type: string; receivers: string }>(['id', 'app', 'type', 'sender', 'receivers', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position', 'givenTime']);
+  const broadcast = new Columns<Sent>(['id', 'app', 'sender', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position', 'givenTime']);
   const subscriptions = new Columns<{ app: string; repname: string; itemname: string; receivers: string; subscribed: boolean; position: string }>(
     ['app', 'repname', 'itemname', 'receivers', 'subscribed', 'position'],
   );
@@ -182,8 +194,8 @@ function toBatch(events: readonly RecordedEvent[]) {
     switch (event.type) {
       case 'NotificationSent': {
         const d = event.data;
-        const row: Sent = { id: d.notificationId, app: d.appId, sender: d.sender, level: d.level, forBrowser: forBrowser(d), forClient: d.forClient, data: JSON.stringify(d.data), sentAt: d.sentAt, position };
-        if (d.notificationType === BROADCAST_TYPE) {
+        const row: Sent = { id: d.notificationId, app: d.appId, sender: d.sender, level: d.level, forBrowser: forBrowser(d), forClient: d.forClient, data: JSON.stringify(d.data), sentAt: d.sentAt, position, givenTime: d.time ?? null };
+        if (isSiteWide(d)) {
           broadcast.push(row);
           break;
         }
@@ -213,11 +225,11 @@ const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (ev
 // A delivery per distinct receiver (a repeated NotificationSent changes nothing), each counted unread.
 const DELIVER = `
   WITH delivered AS (
-    INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_browser, for_client, data, sent_at)
-    SELECT u.app, r.user_id, u.position, u.id, u.type, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at
+    INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_browser, for_client, data, sent_at, given_time)
+    SELECT u.app, r.user_id, u.position, u.id, u.type, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at, u.given_time
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::smallint[], $7::boolean[], $8::boolean[], $9::jsonb[],
-                  $10::timestamptz[], $11::bigint[])
-           AS u(id, app, type, sender, receivers, level, for_browser, for_client, data, sent_at, position)
+                  $10::timestamptz[], $11::bigint[], $12::timestamptz[])
+           AS u(id, app, type, sender, receivers, level, for_browser, for_client, data, sent_at, position, given_time)
       CROSS JOIN LATERAL (SELECT DISTINCT jsonb_array_elements_text(u.receivers)) AS r(user_id)
     ON CONFLICT DO NOTHING
     RETURNING app_id, user_id, type, for_browser, for_client
@@ -278,14 +290,15 @@ const SUBSCRIBERS = `
 // One row per broadcast, numbered on from its app's latest ordinal (a repeated NotificationSent, possible
 // only in a corrupt history, is skipped so the ordinals stay a count).
 const BROADCAST = `
-  INSERT INTO datahub_broadcasts (app_id, message_id, ordinal, notification_id, sender, level, for_browser, for_client, data, sent_at)
+  INSERT INTO datahub_broadcasts (app_id, message_id, ordinal, notification_id, sender, level, for_browser, for_client, data, sent_at, given_time)
   SELECT u.app, u.position,
          coalesce((SELECT max(b.ordinal) FROM datahub_broadcasts b WHERE b.app_id = u.app), 0)
            + row_number() OVER (PARTITION BY u.app ORDER BY u.position),
-         u.id, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at
+         u.id, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at, u.given_time
     FROM (SELECT DISTINCT ON (id) *
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::boolean[], $6::boolean[], $7::jsonb[], $8::timestamptz[], $9::bigint[])
-                 AS u(id, app, sender, level, for_browser, for_client, data, sent_at, position)
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::boolean[], $6::boolean[], $7::jsonb[], $8::timestamptz[], $9::bigint[],
+                        $10::timestamptz[])
+                 AS u(id, app, sender, level, for_browser, for_client, data, sent_at, position, given_time)
            ORDER BY id, position) u
    WHERE NOT EXISTS (SELECT 1 FROM datahub_broadcasts b WHERE b.notification_id = u.id)`;
 
@@ -350,6 +363,7 @@ interface NotificationRow {
   level: number;
   data: Record<string, unknown>;
   sent_at: Date;
+  given_time: Date | null;
   read_at: Date | null;
 }
 
@@ -362,12 +376,12 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
       const list = filter.forClient ? 'for_client' : 'for_browser';
       const status = filter.status === 'unread' ? 'AND read_at IS NULL' : filter.status === 'read' ? 'AND read_at IS NOT NULL' : '';
       const mine = `
-        SELECT message_id, notification_id, type, sender, level, data, sent_at, read_at
+        SELECT message_id, notification_id, type, sender, level, data, sent_at, given_time, read_at
           FROM datahub_notifications
          WHERE app_id = $1 AND user_id = $2 AND ${list}
            AND ($3::text IS NULL OR type = $3) AND ($4::text IS NULL OR sender = $4) AND ($5::smallint IS NULL OR level = $5) ${status}`;
       const broadcasts = `
-        SELECT b.message_id, b.notification_id, '${BROADCAST_TYPE}' AS type, b.sender, b.level, b.data, b.sent_at, r.read_at
+        SELECT b.message_id, b.notification_id, '${BROADCAST_TYPE}' AS type, b.sender, b.level, b.data, b.sent_at, b.given_time, r.read_at
           FROM datahub_broadcasts b
           LEFT JOIN datahub_broadcast_reads r ON r.app_id = b.app_id AND r.user_id = $2 AND r.message_id = b.message_id
          WHERE b.app_id = $1 AND b.${list}
@@ -413,20 +427,24 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
           level: row.level,
           data: row.data,
           sentAt: row.sent_at,
+          time: row.given_time ?? row.sent_at,
           read: row.read_at !== null,
         }));
       return { total: Number(rows[0]?.total ?? 0), results };
     },
 
     async unreadStats(owner) {
-      // The maintained counters, and the app's latest broadcast ordinal less what the user does not count.
+      // The maintained counters, and the app's latest broadcast ordinal less what the user does not count
+      // (site broadcasts addressed to the user are counted in the first: the two add up).
       const { rows } = await pool.query<{ type: string; unread: string }>({
         name: 'datahub-stats',
-        text: `SELECT type, unread FROM datahub_stats WHERE app_id = $1 AND user_id = $2 AND unread > 0
-               UNION ALL
-               SELECT '${BROADCAST_TYPE}', latest.ordinal - coalesce(v.uncounted, 0)
-                 FROM (SELECT max(ordinal) AS ordinal FROM datahub_broadcasts WHERE app_id = $1) latest
-                 LEFT JOIN datahub_broadcast_views v ON v.app_id = $1 AND v.user_id = $2`,
+        text: `SELECT type, sum(unread) AS unread FROM (
+                 SELECT type, unread FROM datahub_stats WHERE app_id = $1 AND user_id = $2 AND unread > 0
+                 UNION ALL
+                 SELECT '${BROADCAST_TYPE}', latest.ordinal - coalesce(v.uncounted, 0)
+                   FROM (SELECT max(ordinal) AS ordinal FROM datahub_broadcasts WHERE app_id = $1) latest
+                   LEFT JOIN datahub_broadcast_views v ON v.app_id = $1 AND v.user_id = $2) counts
+               GROUP BY type`,
         values: [owner.appId, owner.userId],
       });
       return new Map(rows.filter((row) => Number(row.unread) > 0).map((row) => [row.type, Number(row.unread)]));

@@ -2,11 +2,11 @@ import express from 'express';
 import * as t from 'io-ts';
 import { DomainError } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
-import { isStorableText } from '../../domain/text';
+import { characterCount, isStorableText } from '../../domain/text';
 import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { Tickets, Viewer } from '../../src/identity/tickets';
-import { decodeFormat, decodeNotificationData, FormatError } from './datahubFormats';
+import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, optional } from './datahubFormats';
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import { badInput, ShimError, shimRoute } from './shimErrors';
 import type { Logger } from '../../src/logger';
@@ -31,30 +31,41 @@ const USER_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'sit
 
 // --- wire format ---------------------------------------------------------------------------------
 
-const SendBody = t.intersection([
-  t.type({ type: t.string, data: t.UnknownRecord }),
-  t.partial({ receiver: t.string, request_id: t.string }),
-]);
+/** The seed's request, and the optional fields its MQ messages share (`sender` is the caller here: ignored). */
+const SendBody = t.intersection([t.type({ type: t.string, data: t.UnknownRecord }), MessageOptions, t.partial({ request_id: optional(t.string) })]);
 
-/** A query parameter given once, as the integer it must be, within bounds; absent → undefined. */
-function integerParam(query: express.Request['query'], name: string, min: number, max: number): number | undefined {
+/**
+ * Pages past this one are empty for any inbox (1e12 pages of 1 notification), so a larger page is read as
+ * it: every page ≥ 1 the seed allows is answered, and the offset stays a safe integer.
+ */
+const LIST_MAX_PAGE = 1_000_000_000_000;
+
+/**
+ * A query parameter given once, as the non-negative integer it must be, at least `min`; `""` or absent →
+ * undefined. Above `max` it is read as `max` when `clamp`, else refused.
+ */
+function integerParam(query: express.Request['query'], name: string, min: number, max: number, clamp = false): number | undefined {
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
-  if (typeof raw !== 'string' || !/^-?\d{1,9}$/.test(raw)) throw badRequest(`${name} must be an integer`);
+  if (typeof raw !== 'string' || !/^\d{1,100}$/.test(raw)) throw badRequest(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
   const value = Number(raw);
-  if (value < min || value > max) throw badRequest(`${name} must be ${min}-${max}`);
-  return value;
+  if (value < min || (value > max && !clamp)) throw badRequest(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
+  return Math.min(value, max);
 }
 
 function stringParam(query: express.Request['query'], name: string, maxLength: number): string | undefined {
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
-  if (typeof raw !== 'string' || raw.length > maxLength || !isStorableText(raw)) throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
+  if (typeof raw !== 'string' || characterCount(raw) > maxLength || !isStorableText(raw)) throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
   return raw;
 }
 
+/** The seed's list sample shows type `apply_subs`, its stats and topics `subsapply_event`: one type, two names. */
+const TYPE_ALIASES: Readonly<Record<string, NotificationType>> = { apply_subs: 'subsapply_event' };
+
 function listFilter(query: express.Request['query']): NotificationFilter {
-  const type = stringParam(query, 'type', 64);
+  const named = stringParam(query, 'type', 64);
+  const type = named === undefined ? undefined : (TYPE_ALIASES[named] ?? named);
   if (type !== undefined && !NotificationTypeCodec.is(type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
   const level = integerParam(query, 'level', 0, 50);
   if (level !== undefined && !(LEVELS as readonly number[]).includes(level)) throw badRequest(`level must be ${LEVELS.join(' or ')}`);
@@ -63,19 +74,19 @@ function listFilter(query: express.Request['query']): NotificationFilter {
   return {
     forClient: (integerParam(query, 'forclient', 0, 1) ?? 0) === 1,
     status: status === 0 ? 'unread' : status === 1 ? 'read' : 'either',
-    page: integerParam(query, 'page', 1, 1_000_000) ?? 1,
-    size: integerParam(query, 'size', 1, LIST_MAX_SIZE) ?? LIST_DEFAULT_SIZE,
+    page: integerParam(query, 'page', 1, LIST_MAX_PAGE, true) ?? 1,
+    // The seed sets no maximum: a larger size is read as the largest page herald serves.
+    size: integerParam(query, 'size', 1, LIST_MAX_SIZE, true) ?? LIST_DEFAULT_SIZE,
     ...(type !== undefined && { type }),
     ...(sender !== undefined && { sender }),
     ...(level !== undefined && { level }),
   };
 }
 
-/** A client's idempotency key, if given. */
+/** A client's idempotency key, if given ("" is none). */
 export function checkRequestId(requestId: string | undefined): string | undefined {
-  if (requestId !== undefined && (requestId.length === 0 || requestId.length > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId))) {
-    throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
-  }
+  if (requestId === undefined || requestId === '') return undefined;
+  if (characterCount(requestId) > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId)) throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
   return requestId;
 }
 
@@ -89,8 +100,9 @@ export function rfc3339(time: Date): string {
   return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** As the seed lists it: a system notification (sender "") has no `sender`, as in its item_event and subs_event samples. */
 function toWire(n: ReceivedNotification) {
-  return { messageid: n.messageId, type: n.type, sender: n.sender, time: rfc3339(n.sentAt), data: n.data, level: n.level, status: n.read ? 1 : 0 };
+  return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time: rfc3339(n.time), data: n.data, level: n.level, status: n.read ? 1 : 0 };
 }
 
 // --- routes --------------------------------------------------------------------------------------
@@ -101,7 +113,8 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
   const json = express.json({ limit: '64kb', type: () => true });
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
-    const match = /^Token\s+(\S+)$/.exec(req.get('authorization') ?? '');
+    // Auth schemes are case-insensitive (RFC 9110 §11.1).
+    const match = /^Token\s+(\S+)$/i.exec(req.get('authorization') ?? '');
     if (!match) throw new ShimError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
     return tickets.authenticate(match[1]!, clock());
   };
@@ -123,7 +136,16 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
     const requestId = checkRequestId(body.request_id);
     await datahub.send(
       viewer,
-      { type: body.type, receivers: parseReceivers(body.receiver), data, level: 0, forBrowser: true, forClient: false, ...(requestId !== undefined && { requestId }) },
+      {
+        type: body.type,
+        receivers: parseReceivers(body.receiver),
+        data,
+        level: body.level ?? 0,
+        forBrowser: true,
+        forClient: false,
+        ...(body.time !== undefined && { time: body.time }),
+        ...(requestId !== undefined && { requestId }),
+      },
       clock(),
     );
     res.status(200).end();

@@ -1,7 +1,7 @@
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
-import { isStorableText } from '../../domain/text';
+import { characterCount, isStorableText } from '../../domain/text';
 
 /**
  * The JSON message formats of datahub's seed (shared/seeds/001_e25b4a10524b93b6.txt, "json消息格式"):
@@ -11,8 +11,27 @@ import { isStorableText } from '../../domain/text';
  * as given). Bounds on size and text are the domain's (domain/notification/notification.ts).
  */
 
+/**
+ * An optional field: `""` is read as the field left out (clients that fill every field of a struct write
+ * `""` for "none"; the seed's own samples write `"sender": ""`). Use inside `t.partial`.
+ */
+export function optional<C extends t.Mixed>(codec: C): t.Type<t.TypeOf<C> | undefined, unknown, unknown> {
+  return new t.Type<t.TypeOf<C> | undefined, unknown, unknown>(
+    `optional(${codec.name})`,
+    (value): value is t.TypeOf<C> | undefined => value === undefined || codec.is(value),
+    (value, context) => (value === '' || value === undefined ? t.success(undefined) : codec.validate(value, context)),
+    (value) => value,
+  );
+}
+
+/**
+ * An optional field of a notification's `data`: `""` is accepted as "none" and, as all of `data`, kept as
+ * given (a field that is text anyway needs no wrapper).
+ */
+const orEmpty = <C extends t.Mixed>(codec: C) => t.union([codec, t.literal('')]);
+
 const Content = t.type({ content: t.string });
-const Plan = t.partial({ money: t.number, units: t.number, used: t.number, limit: t.number, subs: t.number, expire: t.number });
+const Plan = t.partial({ money: orEmpty(t.number), units: orEmpty(t.number), used: orEmpty(t.number), limit: orEmpty(t.number), subs: orEmpty(t.number), expire: orEmpty(t.number) });
 const SubscriptionFields = {
   sellername: t.string,
   repname: t.string,
@@ -20,10 +39,10 @@ const SubscriptionFields = {
   supply_style: t.string,
   expiretime: t.string,
   eventtime: t.string,
-  phase: t.number,
+  phase: orEmpty(t.number),
   // The seed's list example shows the phase as a name ("freezed"), its topic notes as a number.
   newphase: t.union([t.string, t.number]),
-  plan: Plan,
+  plan: orEmpty(Plan),
 };
 
 export const ITEM_EVENTS = ['tag_added', 'tag_deleted', 'item_deleted', 'repo_deleted'] as const;
@@ -48,7 +67,7 @@ const DATA: Record<NotificationType, t.Decoder<unknown, Record<string, unknown>>
   apply_whitelist: t.type({ repname: t.string, itemname: t.string }),
   comment_reply: t.intersection([
     t.type({ commentid: t.number, username: t.string, content: t.string }),
-    t.partial({ nickname: t.string, createtime: t.string, replyto: t.type({ commentid: t.number, content: t.string }) }),
+    t.partial({ nickname: t.string, createtime: t.string, replyto: orEmpty(t.type({ commentid: t.number, content: t.string })) }),
   ]),
   item_event: ItemEventData,
   subs_event: t.intersection([t.type({ subscriptionid: t.number }), t.partial({ ...SubscriptionFields, signtime: t.string, freezetime: t.string, finishtime: t.string })]),
@@ -79,18 +98,22 @@ export function decodeNotificationData(type: NotificationType, data: unknown): R
 }
 
 function checkItemEvent(item: { readonly event: ItemEvent; readonly itemname?: string; readonly tag?: string }, prefix: string): void {
-  const missing = ITEM_EVENT_NEEDS[item.event].find((field) => item[field] === undefined);
+  // "" names nothing: as good as missing.
+  const missing = ITEM_EVENT_NEEDS[item.event].find((field) => item[field] === undefined || item[field] === '');
   if (missing) throw new FormatError(`${prefix}${missing}: required for ${item.event}`);
 }
 
+/**
+ * The optional fields of a notification message, shared by the topic and POST /notifications. `time` is
+ * checked by the domain (domain/rfc3339.ts); "" in any of them is the field left out.
+ */
+export const MessageOptions = t.partial({ receiver: optional(t.string), sender: optional(t.string), time: optional(t.string), level: optional(t.number) });
+
 /** A message of the `to_notifications.json` topic. `receiver` lists users by spaces or commas. */
-export const TopicNotification = t.intersection([
-  t.type({ type: NotificationTypeCodec, data: t.unknown }),
-  t.partial({ receiver: t.string, sender: t.string, time: t.string, level: t.number }),
-]);
+export const TopicNotification = t.intersection([t.type({ type: NotificationTypeCodec, data: t.unknown }), MessageOptions]);
 
 /** A message of the `to_emails.json` topic. */
-export const TopicEmail = t.intersection([t.type({ to: t.string, subject: t.string, content: t.string }), t.partial({ ishtml: t.boolean })]);
+export const TopicEmail = t.intersection([t.type({ to: t.string, subject: t.string, content: t.string }), t.partial({ ishtml: optional(t.boolean) })]);
 
 /** The `to_subscriptions.json` event codes, and the item event each becomes. */
 export const SUBSCRIPTION_EVENTS = {
@@ -102,12 +125,12 @@ export const SUBSCRIPTION_EVENTS = {
 } as const satisfies Record<string, ItemEvent>;
 
 /** A repository, item or tag name: 1-128 characters of text (as the whitelist's names). */
-const Name = t.refinement(t.string, (name) => name.trim().length > 0 && name.length <= 128 && isStorableText(name), 'Name');
+const Name = t.refinement(t.string, (name) => name.trim().length > 0 && characterCount(name) <= 128 && isStorableText(name), 'Name');
 
 /** A message of the `to_subscriptions.json` topic. */
 export const TopicSubscriptionEvent = t.intersection([
   t.type({ type: t.keyof(Object.fromEntries(Object.keys(SUBSCRIPTION_EVENTS).map((code) => [code, null])) as Record<keyof typeof SUBSCRIPTION_EVENTS, null>), repname: Name }),
-  t.partial({ itemname: Name, tag: Name, time: t.refinement(t.string, (time) => time.length <= 64 && isStorableText(time), 'Time') }),
+  t.partial({ itemname: optional(Name), tag: optional(Name), time: optional(t.refinement(t.string, (time) => characterCount(time) <= 64 && isStorableText(time), 'Time')) }),
 ]);
 
 /** The item event a `to_subscriptions.json` message announces, as an `item_event` notification's data. */

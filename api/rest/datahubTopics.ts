@@ -6,6 +6,8 @@ import type { Logger } from '../../src/logger';
 import type { Emails } from '../../src/mail/emails';
 import { badRequest, checkRequestId, parseReceivers, reply, route } from './datahub';
 import { ShimError } from './shimErrors';
+import { parseRfc3339 } from '../../domain/rfc3339';
+import { characterCount } from '../../domain/text';
 import { decodeFormat, decodeNotificationData, itemEventOf, TopicEmail, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
 
 /**
@@ -61,7 +63,7 @@ export function datahubTopicsRouter(deps: {
     const appId = await authenticated(req);
     const message = decodeFormat(TopicNotification, req.body);
     const key = req.get('x-message-key') ?? '';
-    if (key.length > MAX_KEY_LENGTH) throw badRequest(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
+    if (characterCount(key) > MAX_KEY_LENGTH) throw badRequest(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
     const lists = listsOfKey(key);
     if (!lists.forBrowser && !lists.forClient) throw badRequest('X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list');
     const requestId = requestIdOf(req);
@@ -73,6 +75,7 @@ export function datahubTopicsRouter(deps: {
         receivers: parseReceivers(message.receiver),
         data: decodeNotificationData(message.type, message.data),
         level: message.level ?? 0,
+        ...(message.time !== undefined && { time: message.time }),
         ...lists,
         ...(requestId !== undefined && { requestId }),
       },
@@ -99,8 +102,10 @@ export function datahubTopicsRouter(deps: {
     const appId = await authenticated(req);
     const message = decodeFormat(TopicSubscriptionEvent, req.body);
     const data = itemEventOf(message);
+    // Checked here, not only by each notification's decider: an item without subscribers sends none.
+    if (message.time !== undefined && parseRfc3339(message.time) === undefined) throw badRequest('time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
     const item = { repname: message.repname, ...(message.type !== '0x00020003' && { itemname: message.itemname! }) };
-    const notified = await datahub.announceItemEvent(appId, item, data, requestIdOf(req), clock());
+    const notified = await datahub.announceItemEvent(appId, item, data, message.time, requestIdOf(req), clock());
     res.status(200).json({ notified });
   }));
 

@@ -2,7 +2,7 @@ import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
 import { decideAttempt, ERROR_LENGTH, evolveAttempt, firstAttemptAt, maxAttempts, type AttemptState, type RetrySchedule } from '../outbox';
-import { isStorableText, UUID } from '../text';
+import { characterCount, isStorableText, UUID } from '../text';
 
 /**
  * An email other services ask herald to send (datahub's MQ topic `to_emails.json`,
@@ -188,7 +188,7 @@ function decideRequest(command: RequestEmail): EmailEvent[] {
   // The read model keys emails by uuid; ids are made by herald, so a bad one is a caller's bug.
   if (!UUID.test(command.emailId)) throw new DomainError('invalid', 'emailId: must be a UUID');
   const to = parseRecipients(command.to);
-  if (typeof command.subject !== 'string' || command.subject.trim().length === 0 || command.subject.length > L.subjectLength) {
+  if (typeof command.subject !== 'string' || command.subject.trim().length === 0 || characterCount(command.subject) > L.subjectLength) {
     throw new DomainError('invalid', `subject: must be 1-${L.subjectLength} characters`);
   }
   // A subject is one header line; a line break in it is someone's attempt at header injection or a bug.

@@ -1,7 +1,8 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { isStorableText } from '../text';
+import { parseRfc3339 } from '../rfc3339';
+import { characterCount, isStorableText } from '../text';
 
 /**
  * A typed notification of datahub (shared/seeds/001_e25b4a10524b93b6.txt): one sender, its receivers in
@@ -10,8 +11,10 @@ import { isStorableText } from '../text';
  * `notification-<id>`. Each receiver reads it once (NotificationRead); unread notifications make up the
  * per-type stats.
  *
- * A `site_broadcast` is addressed to the whole app: every user, also those who appear after it was sent.
- * Its `receivers` is empty, and who has read it is kept on each reader's inbox (domain/notification/inbox.ts).
+ * A `site_broadcast` without receivers is addressed to the whole app: every user, also those who appear
+ * after it was sent. Its `receivers` is empty, and who has read it is kept on each reader's inbox
+ * (domain/notification/inbox.ts). One that names receivers (the seed's own MQ sample does, and producers
+ * send one per receiver) reaches those receivers only, like any other type.
  */
 
 export const NOTIFICATION_TYPES = [
@@ -28,7 +31,7 @@ export const NOTIFICATION_TYPES = [
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
 export const NotificationTypeCodec = t.keyof(Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, null])) as Record<NotificationType, null>);
 
-/** The type addressed to every user of the app rather than to receivers. */
+/** The type that, sent without receivers, is addressed to every user of the app. */
 export const BROADCAST_TYPE = 'site_broadcast' satisfies NotificationType;
 /** Types only an admin may send. */
 export const ADMIN_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'site_broadcast']);
@@ -72,10 +75,14 @@ export const NotificationSent = t.type({
       sentAt: t.string,
     }),
     // Recorded since a notification may be in both lists; before, it was in exactly one (see forBrowser()).
-    t.partial({ forBrowser: t.boolean }),
+    // `time`: the time its producer gave (the seed's `time`), in UTC; absent when none was given.
+    t.partial({ forBrowser: t.boolean, time: t.string }),
   ]),
 });
 export type NotificationSent = t.TypeOf<typeof NotificationSent>;
+
+/** Whether the notification is to every user of the app: a site broadcast that names no receiver. */
+export const isSiteWide = (sent: NotificationSent['data']): boolean => sent.notificationType === BROADCAST_TYPE && sent.receivers.length === 0;
 
 /** Whether the notification is in the browser's list: as recorded, or, if not recorded, when not the client's. */
 export const forBrowser = (sent: NotificationSent['data']): boolean => sent.forBrowser ?? !sent.forClient;
@@ -102,11 +109,12 @@ export const notificationCatalogue: CatalogueEntry = {
       fields: {
         notificationType: 'one of the nine datahub types',
         sender: 'a user id, or `""` for the system',
-        receivers: 'empty for a `site_broadcast`: it is to every user of the app',
+        receivers: 'empty only for a `site_broadcast` to every user of the app (one naming receivers is to them only)',
         level: '0 or 50',
         forClient: "in the client's list; with `forBrowser`, the lists it is in (at least one)",
         data: "the type's JSON object, as given",
         forBrowser: "in the browser's list; absent from events recorded before it was added (see below)",
+        time: 'the time the sender gave (the seed\'s `time`, RFC 3339, read into UTC), listed as the notification\'s `time`; absent when none was given (then `sentAt` is listed)',
       },
     },
     NotificationRead: { when: 'a receiver marks it read (`PUT /notifications/{messageid}`); once per receiver' },
@@ -131,6 +139,8 @@ export interface SendNotification {
   readonly forBrowser: boolean;
   readonly forClient: boolean;
   readonly data: Readonly<Record<string, unknown>>;
+  /** The time the sender gave, as written (RFC 3339, or the seed's `…Z08:00`); undefined when none. */
+  readonly time?: string;
   readonly now: string;
 }
 export interface MarkNotificationRead {
@@ -187,17 +197,18 @@ function decideSend(command: SendNotification): NotificationEvent[] {
     throw new DomainError('forbidden', `only an admin may send ${command.notificationType}`);
   }
   if (!command.forBrowser && !command.forClient) throw new DomainError('invalid', 'the notification must be for the browser, the client or both');
-  const broadcast = command.notificationType === BROADCAST_TYPE;
-  // A broadcast reaches the whole app: receivers named with it change nothing.
-  const receivers = broadcast ? [] : [...new Set(command.receivers.map((r) => r.trim()).filter((r) => r.length > 0))];
-  if (!broadcast && receivers.length === 0) throw new DomainError('invalid', 'receiver: at least one user is required');
+  const receivers = [...new Set(command.receivers.map((r) => r.trim()).filter((r) => r.length > 0))];
+  // A site broadcast that names no receiver is to the whole app; one that names receivers is to them.
+  if (receivers.length === 0 && command.notificationType !== BROADCAST_TYPE) throw new DomainError('invalid', 'receiver: at least one user is required');
   const most = command.notificationType === 'admin_message' ? L.adminReceivers : command.notificationType === 'private_message' ? 1 : L.receivers;
   if (receivers.length > most) throw new DomainError('invalid', `receiver: at most ${most} user${most === 1 ? '' : 's'} for ${command.notificationType}`);
-  if (receivers.some((r) => r.length > L.userIdLength || !isStorableText(r))) throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
+  if (receivers.some((r) => characterCount(r) > L.userIdLength || !isStorableText(r))) throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
   // "" is the system (the seed's services send so); otherwise a user id.
-  if (command.sender.length > L.userIdLength || !isStorableText(command.sender)) throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
+  if (characterCount(command.sender) > L.userIdLength || !isStorableText(command.sender)) throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
   if (!(LEVELS as readonly number[]).includes(command.level)) throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
   checkData(command.data);
+  const time = command.time === undefined ? undefined : parseRfc3339(command.time);
+  if (command.time !== undefined && time === undefined) throw new DomainError('invalid', 'time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
   return [
     {
       type: 'NotificationSent',
@@ -212,6 +223,7 @@ function decideSend(command: SendNotification): NotificationEvent[] {
         forClient: command.forClient,
         data: { ...command.data },
         sentAt: command.now,
+        ...(time !== undefined && { time }),
       },
     },
   ];

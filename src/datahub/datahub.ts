@@ -25,7 +25,10 @@ export interface ReceivedNotification {
   readonly sender: string;
   readonly level: number;
   readonly data: Record<string, unknown>;
+  /** When herald accepted it. */
   readonly sentAt: Date;
+  /** The time it is listed with: the one its sender gave (the seed's `time`), else `sentAt`. */
+  readonly time: Date;
   readonly read: boolean;
 }
 
@@ -70,6 +73,8 @@ export interface SendNotificationInput {
   readonly level: number;
   readonly forBrowser: boolean;
   readonly forClient: boolean;
+  /** The time the sender gave, as written (RFC 3339, or the seed's `…Z08:00`). */
+  readonly time?: string;
   /** A client's idempotency key: the same key sends the notification once. */
   readonly requestId?: string;
 }
@@ -132,10 +137,17 @@ export class Datahub {
    * An item event of the `to_subscriptions.json` topic becomes an `item_event` notification for each
    * subscriber of the item (of any item of the repository, for repo_deleted) known to herald: see
    * ItemSubscribers. Sent in notifications of at most NOTIFICATION_LIMITS.receivers receivers each,
-   * with ids derived from `requestId` when given, so a retried request sends each once. Answers how many
-   * users it reached.
+   * with ids derived from `requestId` when given, so a retried request sends each once, listed at the
+   * event's `time` when given. Answers how many users it reached.
    */
-  async announceItemEvent(appId: string, item: { readonly repname: string; readonly itemname?: string }, data: Record<string, unknown>, requestId: string | undefined, now: Date): Promise<number> {
+  async announceItemEvent(
+    appId: string,
+    item: { readonly repname: string; readonly itemname?: string },
+    data: Record<string, unknown>,
+    time: string | undefined,
+    requestId: string | undefined,
+    now: Date,
+  ): Promise<number> {
     const author = serviceAuthor(appId, '');
     const batchId = requestId ?? randomUUID();
     let reached = 0;
@@ -143,7 +155,7 @@ export class Datahub {
     for (let after = '', chunk = 0; ; chunk++) {
       const receivers = await this.deps.subscribers.page(appId, item, after, NOTIFICATION_LIMITS.receivers);
       if (receivers.length === 0) break;
-      const input = { type: 'item_event' as const, receivers, data, level: 0, forBrowser: true, forClient: false };
+      const input = { type: 'item_event' as const, receivers, data, level: 0, forBrowser: true, forClient: false, ...(time !== undefined && { time }) };
       const notificationId = uuidv5(`${appId}/service/${batchId}/${chunk}`, NOTIFICATION_ID_NAMESPACE);
       position = (await this.sendAs(author, notificationId, input, `item-event:${batchId}/${chunk}`, now)).position ?? position;
       reached += receivers.length;
@@ -177,6 +189,7 @@ export class Datahub {
         forBrowser: input.forBrowser,
         forClient: input.forClient,
         data: input.data,
+        ...(input.time !== undefined && { time: input.time }),
         now: now.toISOString(),
       },
       { appId: author.appId, actor: author.actor, ...(commandId && { commandId }) },

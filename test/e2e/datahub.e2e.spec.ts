@@ -164,7 +164,7 @@ describe('datahub REST (seed 001) over HTTP', function () {
 
     it('refuses bad filters with 400, and another user\'s notification is not found', async () => {
       const ticket = await ticketFor('bad-filters');
-      for (const query of ['?sender=%00', '?status=3', '?level=7', '?page=0', '?size=101', '?size=x', '?type=spam', '?forclient=2', '?page=1&page=2']) {
+      for (const query of ['?sender=%00', '?status=3', '?level=7', '?page=0', '?page=-1', '?page=1.5', '?size=0', '?size=-5', '?size=x', '?type=spam', '?forclient=2', '?page=1&page=2']) {
         const response = await call('GET', `/notifications${query}`, ticket);
         expect(response.status, query).to.equal(400);
         expect(response.json(), query).to.have.keys('code', 'message');
@@ -175,6 +175,49 @@ describe('datahub REST (seed 001) over HTTP', function () {
       expect((await call('PUT', `/notifications/${mine!.messageid}`, ticket)).status).to.equal(404);
       expect((await call('PUT', '/notifications/not-a-number', ticket)).status).to.equal(400);
       expect((await list(owner, '?status=0')).total, 'still unread for its owner').to.equal(1);
+    });
+  });
+
+  describe('GET /notifications: what the seed allows (issue 22)', () => {
+    const APP = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE', 'content-type': 'application/json' };
+
+    it('reads a size above 100 as 100 (the seed sets no maximum), and any page from 1 on', async () => {
+      const user = 'many@example.com';
+      const ticket = await ticketFor(user);
+      // 101 notifications, from a back-end service (not rate-limited).
+      for (let i = 0; i < 101; i++) {
+        const response = await fetch(`${test.url}/topics/to_notifications.json`, { method: 'POST', headers: APP, body: JSON.stringify({ type: 'item_event', receiver: user, data: { event: 'repo_deleted', repname: `r${i}` } }) });
+        expect(response.status).to.equal(200);
+      }
+      for (const size of ['101', '1000', '99999999999999999999']) {
+        const { total, results } = await list(ticket, `?size=${size}`);
+        expect(total, size).to.equal(101);
+        expect(results, size).to.have.length(100);
+      }
+      expect((await list(ticket, '?size=100&page=2')).results.map((r) => r.data['repname'])).to.deep.equal(['r0']);
+      expect(await list(ticket, '?page=99999999999999999999')).to.deep.equal({ total: 101, results: [] });
+    });
+
+    it('counts the limits in characters (code points): 128 emoji are 128 characters', async () => {
+      const emoji = '😀'.repeat(128);
+      const sent = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: `${emoji},emoji-reader`, request_id: emoji, data: { content: 'emoji' } });
+      expect(sent.status, sent.text).to.equal(200);
+      const tooLong = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: `${emoji}x`, data: { content: 'emoji' } });
+      expect(tooLong.status, tooLong.text).to.equal(400);
+      const reader = await ticketFor('emoji-reader');
+      expect((await list(reader)).results.map((r) => r.data['content'])).to.deep.equal(['emoji']);
+      expect((await list(reader, `?sender=${encodeURIComponent(emoji)}`)).total).to.equal(0);
+      expect((await call('GET', `/notifications?sender=${encodeURIComponent(`${emoji}x`)}`, reader)).status).to.equal(400);
+    });
+
+    it("reads the list sample's type apply_subs as subsapply_event, and the Token scheme in any case", async () => {
+      const user = 'subsapply@example.com';
+      const ticket = await ticketFor(user);
+      const response = await fetch(`${test.url}/topics/to_notifications.json`, { method: 'POST', headers: APP, body: JSON.stringify({ type: 'subsapply_event', receiver: user, data: { subscriptionid: 1 } }) });
+      expect(response.status).to.equal(200);
+      expect((await list(ticket, '?type=apply_subs')).results.map((r) => r.type)).to.deep.equal(['subsapply_event']);
+      const lower = await fetch(`${test.url}/notifications`, { headers: { authorization: `token ${ticket}` } });
+      expect(lower.status).to.equal(200);
     });
   });
 

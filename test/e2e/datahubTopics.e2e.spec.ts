@@ -30,7 +30,7 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
     return { status: response.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
   }
   const topic = (name: string, message: unknown, headers: Record<string, string> = {}) => call('POST', `/topics/${name}`, { ...APP, ...headers }, message);
-  type Listed = { total: number; results: Array<{ messageid: number; type: string; sender: string; time: string; data: Record<string, unknown>; level: number; status: number }> };
+  type Listed = { total: number; results: Array<{ messageid: number; type: string; sender?: string; time: string; data: Record<string, unknown>; level: number; status: number }> };
   const list = async (ticket: string, query = '') => {
     const response = await call('GET', `/notifications${query}`, { authorization: `Token ${ticket}` });
     expect(response.status, response.text).to.equal(200);
@@ -118,9 +118,11 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
         expect(listed, type).to.not.equal(undefined);
         expect(listed!.data, type).to.deep.equal(message.data);
         expect(listed!.level, type).to.equal('level' in message ? message.level : 0);
-        expect(listed!.sender, type).to.equal(message.sender);
-        // herald stamps its own time; the seed's `Z08:00` is not RFC 3339.
-        expect(listed!.time, type).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+        // A system notification (sender "") is listed without `sender`, as the seed's list sample shows.
+        if (message.sender === '') expect(listed, type).to.not.have.property('sender');
+        else expect(listed!.sender, type).to.equal(message.sender);
+        // The message's own time, the seed's `…Z08:00` read as +08:00, in UTC.
+        expect(listed!.time, type).to.equal('2015-11-10T07:06:09Z');
       }
       const counts = await stats(ticket);
       for (const type of Object.keys(all)) expect(counts[type], type).to.be.at.least(1);
@@ -225,7 +227,8 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
       // Clearing the stats uncounts it, and a later broadcast counts again.
       expect((await call('DELETE', '/notification_stat', { authorization: `Token ${early}` })).status).to.equal(200);
       expect((await stats(early)).site_broadcast).to.equal(0);
-      expect((await topic('to_notifications.json', { type: 'site_broadcast', receiver: 'ignored', sender: '', data: { content: 'again' } })).status).to.equal(200);
+      // "receiver": "" names no receiver: to the whole app.
+      expect((await topic('to_notifications.json', { type: 'site_broadcast', receiver: '', sender: '', data: { content: 'again' } })).status).to.equal(200);
       expect((await stats(early)).site_broadcast).to.equal(1);
     });
 
@@ -234,6 +237,126 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
       const refused = await call('POST', '/notifications', { authorization: `Token ${user}` }, { type: 'site_broadcast', data: { content: 'x' } });
       expect(refused.status).to.equal(403);
       expect(refused.json()).to.have.keys('code', 'message');
+    });
+  });
+
+  describe('site_broadcast naming a receiver (issue 22)', () => {
+    // The seed's sample, byte for byte as the seed prints it.
+    const SEED_BROADCAST = `{
+		"type": "site_broadcast",
+		"receiver": "zhang3@example.com",
+		"sender": "",
+		"time": "2015-11-10T15:06:09Z08:00",
+		"data": {
+			"content": "bla bla ..."
+		}
+	}`;
+
+    it("the seed's sample reaches its receiver only, and a producer sending one per receiver gives each one copy", async () => {
+      const zhang3 = await ticketFor('zhang3@example.com');
+      const bystander = await ticketFor('broadcast-bystander');
+      const sent = await topic('to_notifications.json', SEED_BROADCAST);
+      expect(sent.status, sent.text).to.equal(200);
+
+      const received = (await list(zhang3, '?type=site_broadcast')).results.filter((r) => r.data['content'] === 'bla bla ...');
+      expect(received).to.have.length(1);
+      expect(received[0]).to.deep.include({ type: 'site_broadcast', time: '2015-11-10T07:06:09Z', data: { content: 'bla bla ...' }, status: 0 });
+      expect((await list(bystander, '?type=site_broadcast')).results.map((r) => r.data['content']), 'not for the bystander').to.not.include('bla bla ...');
+      const unread = (await stats(zhang3)).site_broadcast!;
+      expect(unread).to.be.at.least(1);
+      await markRead(zhang3, received[0]!.messageid);
+      expect((await stats(zhang3)).site_broadcast).to.equal(unread - 1);
+
+      // One message per receiver: each receiver one copy, nobody else any.
+      const receivers = ['per-receiver-a', 'per-receiver-b', 'per-receiver-c'];
+      for (const receiver of receivers) {
+        expect((await topic('to_notifications.json', { type: 'site_broadcast', receiver, sender: '', data: { content: 'one each' } })).status).to.equal(200);
+      }
+      for (const receiver of receivers) {
+        const copies = (await list(await ticketFor(receiver), '?type=site_broadcast')).results.filter((r) => r.data['content'] === 'one each');
+        expect(copies, receiver).to.have.length(1);
+      }
+      expect((await list(bystander, '?type=site_broadcast')).results.map((r) => r.data['content'])).to.not.include('one each');
+    });
+
+    it('on POST /notifications too: an admin\'s site_broadcast with receivers reaches them only', async () => {
+      const [a, b, bystander] = (await Promise.all(['narrow-a', 'narrow-b', 'narrow-bystander'].map((u) => ticketFor(u)))) as [string, string, string];
+      const sent = await call('POST', '/notifications', { authorization: `Token ${admin}` }, { type: 'site_broadcast', receiver: 'narrow-a,narrow-b', data: { content: 'narrowed' } });
+      expect(sent.status, sent.text).to.equal(200);
+      for (const ticket of [a, b]) {
+        expect((await list(ticket, '?type=site_broadcast')).results.filter((r) => r.data['content'] === 'narrowed'), 'a receiver').to.have.length(1);
+      }
+      expect((await list(bystander, '?type=site_broadcast')).results.map((r) => r.data['content'])).to.not.include('narrowed');
+    });
+  });
+
+  describe("a message's time (issue 22)", () => {
+    it('is listed as given (RFC 3339, or the seed\'s Z08:00 read as +08:00), in UTC, while the list stays ordered by arrival', async () => {
+      const user = 'timed@example.com';
+      const ticket = await ticketFor(user);
+      const send = (content: string, time?: string) => topic('to_notifications.json', { type: 'private_message', receiver: user, sender: 'li4@example.com', ...(time !== undefined && { time }), data: { content } });
+      for (const [content, time] of [['seed form', '2015-11-10T15:06:09Z08:00'], ['older', '2014-01-01T00:00:00.250-05:00'], ['none', ''], ['standard', '2015-11-10T15:06:09+08:00']] as const) {
+        const response = await send(content, time);
+        expect(response.status, `${content}: ${response.text}`).to.equal(200);
+      }
+      const { results } = await list(ticket, '?type=private_message');
+      expect(results.map((r) => r.data['content'])).to.deep.equal(['standard', 'none', 'older', 'seed form']);
+      const times = results.map((r) => r.time);
+      expect([times[0], times[2], times[3]]).to.deep.equal(['2015-11-10T07:06:09Z', '2014-01-01T05:00:00Z', '2015-11-10T07:06:09Z']);
+      // No time given: the time herald accepted it.
+      expect(Date.now() - Date.parse(times[1]!)).to.be.within(-5_000, 60_000);
+
+      // POST /notifications takes the same fields (time, level) as the topic's messages.
+      const posted = await call('POST', '/notifications', { authorization: `Token ${admin}` }, { type: 'admin_message', receiver: user, level: 50, time: '2015-11-10T15:06:09Z08:00', data: { content: 'posted' } });
+      expect(posted.status, posted.text).to.equal(200);
+      expect((await list(ticket, '?type=admin_message')).results[0]).to.include({ time: '2015-11-10T07:06:09Z', level: 50 });
+
+      for (const bad of ['yesterday', '2015-02-30T00:00:00Z', '2015-11-10T15:06:09', 5]) {
+        const response = await topic('to_notifications.json', { type: 'private_message', receiver: user, sender: 's', time: bad, data: { content: 'bad time' } });
+        expect(response.status, String(bad)).to.equal(400);
+        expect(response.json().message, String(bad)).to.match(/^time:/);
+      }
+      expect((await list(ticket, '?type=private_message')).total, 'a bad time sends nothing').to.equal(4);
+    });
+  });
+
+  describe('empty optional fields are absent (issue 22)', () => {
+    it('in topic messages, their data, POST /notifications, emails and item events', async () => {
+      const user = 'empties@example.com';
+      const ticket = await ticketFor(user);
+      const vip = await topic('to_notifications.json', { type: 'vip_remind', receiver: user, sender: '', level: '', time: '', data: { level: 4, invalide: 7 } }, { 'x-request-id': '', 'x-message-key': '' });
+      expect(vip.status, vip.text).to.equal(200);
+      const [listed] = (await list(ticket, '?type=vip_remind')).results;
+      expect(listed).to.include({ level: 0 });
+      expect(listed).to.not.have.property('sender');
+
+      const reply = await topic('to_notifications.json', {
+        type: 'comment_reply', receiver: user, sender: '', level: 0, time: '',
+        data: { commentid: 1, username: 'li4@bbb.com', nickname: '', createtime: '', content: 'agree!', replyto: '' },
+      });
+      expect(reply.status, reply.text).to.equal(200);
+      const subs = await topic('to_notifications.json', { type: 'subs_event', receiver: user, sender: '', data: { subscriptionid: 7, phase: '', plan: '', sellername: '' } });
+      expect(subs.status, subs.text).to.equal(200);
+      const plan = await topic('to_notifications.json', { type: 'subsapply_event', receiver: user, sender: '', data: { subscriptionid: 8, plan: { money: '', units: 3 } } });
+      expect(plan.status, plan.text).to.equal(200);
+
+      const posted = await call('POST', '/notifications', { authorization: `Token ${admin}` }, {
+        type: 'admin_message', receiver: user, sender: '', level: '', time: '', request_id: '', data: { content: 'empties' },
+      });
+      expect(posted.status, posted.text).to.equal(200);
+      expect((await list(ticket, '?type=admin_message')).results[0]).to.include({ level: 0, sender: 'admin@hub.dataio.com' });
+
+      const email = await topic('to_emails.json', { to: 'zhang3@example.com', subject: 's', content: 'c', ishtml: '' });
+      expect(email.status, email.text).to.equal(202);
+      const repo = await topic('to_subscriptions.json', { type: '0x00020003', repname: 'empties-repo', itemname: '', tag: '', time: '' });
+      expect(repo.status, repo.text).to.equal(200);
+    });
+
+    it('in the query of GET /notifications', async () => {
+      const ticket = await ticketFor('empties@example.com');
+      const plain = await list(ticket);
+      const empty = await list(ticket, '?forclient=&type=&sender=&status=&level=&page=&size=');
+      expect(empty).to.deep.equal(plain);
     });
   });
 
@@ -255,14 +378,16 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
       for (const user of [sub1, sub2]) {
         const events = (await list(await ticketFor(user), '?type=item_event')).results;
         expect(events.map((r) => r.data)).to.deep.equal([{ event: 'tag_added', repname: 'repo001', itemname: 'item002', tag: 'tag003', eventtime: '2015-11-10T15:06:09Z08:00' }]);
-        expect(events[0]!.sender).to.equal('');
+        expect(events[0]).to.not.have.property('sender');
+        expect(events[0]!.time, "the event's time").to.equal('2015-11-10T07:06:09Z');
       }
       for (const user of [ended, other]) expect((await list(await ticketFor(user), '?type=item_event')).total, user).to.equal(0);
 
-      expect((await topic('to_subscriptions.json', { type: '0x00020001', repname: 'repo001', itemname: 'item002', tag: 'tag003', time: 't' })).json()).to.deep.equal({ notified: 2 });
-      expect((await topic('to_subscriptions.json', { type: '0x00020002', repname: 'repo001', itemname: 'item002', time: 't' })).json()).to.deep.equal({ notified: 2 });
+      const time = '2015-11-10T15:06:09Z08:00';
+      expect((await topic('to_subscriptions.json', { type: '0x00020001', repname: 'repo001', itemname: 'item002', tag: 'tag003', time })).json()).to.deep.equal({ notified: 2 });
+      expect((await topic('to_subscriptions.json', { type: '0x00020002', repname: 'repo001', itemname: 'item002', time })).json()).to.deep.equal({ notified: 2 });
       // The retired repository deletion reaches the subscribers of every item of the repository.
-      expect((await topic('to_subscriptions.json', { type: '0x00020003', repname: 'repo001', time: 't' })).json()).to.deep.equal({ notified: 3 });
+      expect((await topic('to_subscriptions.json', { type: '0x00020003', repname: 'repo001', time })).json()).to.deep.equal({ notified: 3 });
       expect((await list(await ticketFor(other), '?type=item_event')).results.map((r) => r.data['event'])).to.deep.equal(['repo_deleted']);
       expect((await list(await ticketFor(sub1), '?type=item_event')).results.map((r) => r.data['event'])).to.deep.equal(['repo_deleted', 'item_deleted', 'tag_deleted', 'tag_added']);
     });
@@ -275,6 +400,8 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
         [{ type: '0x00020002', itemname: 'i' }, /^repname:/],
         [{ type: '0x00020002', repname: 'a\u0000b', itemname: 'i' }, /^repname:/],
         [{ type: '0x00020000', repname: 'r', itemname: 'i', tag: 'x'.repeat(129) }, /^tag:/],
+        [{ type: '0x00020000', repname: 'r', itemname: 'i', tag: '' }, /^tag: required for tag_added/],
+        [{ type: '0x00020002', repname: 'r', itemname: 'i', time: 'yesterday' }, /^time: must be an RFC 3339 time/],
       ] as const) {
         const response = await topic('to_subscriptions.json', body);
         expect(response.status, response.text).to.equal(400);

@@ -170,9 +170,11 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await h.datahub.sendFromService('camel', { sender: 'shop', type: 'subsapply_event', receivers: ['alice'], data: { repname: 'rep', itemname: 'item' }, ...both }, now());
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'first broadcast' }, ...both }, now());
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false }, now());
+    // A broadcast naming its receiver, with the time its sender gave (issue 22).
+    await h.datahub.send(admin, { type: 'site_broadcast', receivers: ['carol'], data: { text: 'to carol only' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10T15:06:09Z08:00' }, now());
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['bob', 'carol'], data: { repname: 'rep', itemname: 'item', phase: 1 }, level: 0, forBrowser: true, forClient: false }, now());
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['carol'], data: { repname: 'rep', itemname: 'item', phase: 5 }, level: 0, forBrowser: true, forClient: false }, now());
-    expect(await h.datahub.announceItemEvent('camel', { repname: 'rep', itemname: 'item' }, { event: 'updated' }, 'item-updated-1', now())).to.equal(1);
+    expect(await h.datahub.announceItemEvent('camel', { repname: 'rep', itemname: 'item' }, { event: 'updated' }, undefined, 'item-updated-1', now())).to.equal(1);
     await h.datahub.applyWhitelist(bob, { repname: 'rep', itemname: 'item', owner: 'alice' }, now());
     const listOf = async (who: Viewer, forClient = false) => (await h.datahub.list(who, { forClient, status: 'either', page: 1, size: 100 })).results;
     const bobs = await listOf(bob);

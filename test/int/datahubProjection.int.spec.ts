@@ -26,7 +26,8 @@ const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOSt
 const notificationId = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
 type Step =
-  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[]; item: string; phase: number; lists: 'browser' | 'client' | 'both' }
+  // siteWide: a site_broadcast to the whole app (else to its receivers, as one naming receivers is).
+  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[]; item: string; phase: number; lists: 'browser' | 'client' | 'both'; siteWide?: boolean }
   | { kind: 'read'; of: number; app: string; user: string }
   | { kind: 'clear'; app: string; user: string };
 
@@ -39,6 +40,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     item: fc.constantFrom(...ITEMS),
     phase: fc.constantFrom(1, 2, 5, 6),
     lists: fc.constantFrom('browser' as const, 'client' as const, 'both' as const),
+    siteWide: fc.boolean(),
   }),
   fc.record({ kind: fc.constant('read' as const), of: fc.nat(), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
   fc.record({ kind: fc.constant('clear' as const), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
@@ -49,7 +51,7 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
   return steps.map((s, i): NotificationEvent | InboxEvent => {
     switch (s.kind) {
       case 'send': {
-        const broadcast = s.type === 'site_broadcast';
+        const broadcast = s.type === 'site_broadcast' && s.siteWide === true;
         const data = s.type === 'subs_event' ? { subscriptionid: i, repname: 'repo', itemname: s.item, phase: s.phase } : { i };
         return {
           type: 'NotificationSent',
@@ -89,7 +91,7 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
     if (event.type === 'NotificationSent') {
       const d = event.data;
       const lists = { browser: d.forBrowser ?? !d.forClient, client: d.forClient };
-      if (d.notificationType === 'site_broadcast') {
+      if (d.notificationType === 'site_broadcast' && d.receivers.length === 0) {
         if (!broadcasts.has(d.notificationId)) broadcasts.set(d.notificationId, { app: d.appId, position, readBy: new Set(), lists });
         continue;
       }

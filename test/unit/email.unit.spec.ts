@@ -100,6 +100,10 @@ describe('email decider', () => {
       const longest = '字'.repeat(EMAIL_LIMITS.subjectLength);
       spec.given([]).when({ ...request, subject: longest }).then([{ type: 'EmailRequested', data: { ...requested.data, subject: longest } }]);
       for (const subject of ['', '   ', `${longest}x`, 'a\r\nBcc: x@example.com', 'a\nb', 'nul\u0000', 'lone \uD800 surrogate']) refused({ ...request, subject }, 'subject');
+      // Counted in characters (code points): 256 emoji are 256 characters, not 512.
+      const emoji = '😀'.repeat(EMAIL_LIMITS.subjectLength);
+      spec.given([]).when({ ...request, subject: emoji }).then([{ type: 'EmailRequested', data: { ...requested.data, subject: emoji } }]);
+      refused({ ...request, subject: `${emoji}x` }, 'subject');
     });
 
     it('takes content up to 64 KB of UTF-8 (empty allowed) and no control characters', () => {
