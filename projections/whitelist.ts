@@ -35,11 +35,13 @@ export const whitelistProjection: Projection = {
           itemname text NOT NULL,
           applicant text NOT NULL,
           owner text,
-          notification_id uuid NOT NULL UNIQUE,
+          notification_id uuid NOT NULL,
           notified boolean NOT NULL DEFAULT false,
           applied_at timestamptz NOT NULL
         );
         CREATE INDEX whitelist_applications_waiting ON whitelist_applications (applied_at, application_id) WHERE NOT notified;
+        -- Not a UNIQUE constraint (one per application by derivation): a rebuild drops and recreates indexes.
+        CREATE INDEX whitelist_applications_notification ON whitelist_applications (notification_id);
         CREATE TABLE item_owners (
           app_id text NOT NULL,
           repname text NOT NULL,
