@@ -125,6 +125,7 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
   it('refuses bad input with 400/401/403/404, changing nothing', async () => {
     const user = await ticketFor('bad-input-user');
     const admin = await ticketFor('items-admin', 'admin');
+    expect((await h.registerOwner('repo001', 'kept', 'kept-owner')).status).to.equal(200);
     const cases: Array<[string, Promise<{ status: number; text: string }>, number]> = [
       ['no credentials', h.registerOwner('repo001', 'bad', 'x', {}), 401],
       ['a wrong app key', h.registerOwner('repo001', 'bad', 'x', { 'x-app-id': 'camel', 'x-app-key': 'wrong' }), 401],
@@ -138,9 +139,14 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
       ['a blank repname', h.registerOwner(' ', 'bad', 'x'), 400],
       ['a control character', h.registerOwner('repo001', 'bad\u0001', 'x'), 400],
       ['malformed JSON', h.call('PUT', '/items/repo001/bad', APP, '{owner'), 400],
+      ['a body that is not an object', h.call('PUT', '/items/repo001/bad', APP, '[]'), 400],
+      ['an owner that is not a string', h.call('PUT', '/items/repo001/bad', APP, '{"owner": 5}'), 400],
+      ['no body', h.call('PUT', '/items/repo001/bad', APP), 400],
+      ['a lone surrogate', h.call('PUT', '/items/repo001/bad', APP, '{"owner": "\\ud800"}'), 400],
+      ['a NUL in the path', h.call('GET', '/items/repo001/bad%00', APP), 400],
       ['a path that is not UTF-8', h.call('PUT', '/items/repo001/%E0%A4%A', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'), 400],
       ['no itemname', h.call('PUT', '/items/repo001', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'), 404],
-      ["a user's ticket, removing", h.call('DELETE', '/items/repo001/item123', { authorization: `Token ${user}` }), 403],
+      ["a user's ticket, removing", h.call('DELETE', '/items/repo001/kept', { authorization: `Token ${user}` }), 403],
       ['apply without repname', h.apply(user, '{"type": "apply_whitelist", "data": {"itemname": "bad"}}'), 400],
       ['apply with a blank itemname', h.apply(user, '{"type": "apply_whitelist", "data": {"repname": "repo001", "itemname": " "}}'), 400],
       ['apply naming two owners', h.apply(user, '{"type": "apply_whitelist", "receiver": "a,b", "data": {"repname": "repo001", "itemname": "bad"}}'), 400],
@@ -151,7 +157,7 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
       expect(JSON.parse(text)).to.have.property('code');
     }
     expect((await h.call('GET', '/items/repo001/bad', APP)).status, 'no owner was registered').to.equal(404);
-    expect((await h.call('GET', '/items/repo001/item123', { authorization: `Token ${admin}` })).json().owner, 'the owner stays').to.equal('zhang3@example.com');
+    expect((await h.call('GET', '/items/repo001/kept', { authorization: `Token ${admin}` })).json().owner, 'the owner stays').to.equal('kept-owner');
     // An admin's ticket may manage the items: registering bad's owner now shows no application was recorded.
     expect((await h.registerOwner('repo001', 'bad', 'bad-owner', { authorization: `Token ${admin}` })).status).to.equal(200);
     expect((await h.apply(await ticketFor('bad-probe'), SEED_APPLY.replace('item123', 'bad'))).status).to.equal(200);
