@@ -9,6 +9,7 @@ import { inboxCatalogue } from './notification/inbox';
 import { notificationCatalogue } from './notification/notification';
 import { rtioCallCatalogue, rtioDeviceCatalogue, rtioReportCatalogue } from './rtio/rtio';
 import { ticketCatalogue } from './ticket/ticket';
+import { itemOwnerCatalogue } from './whitelist/itemOwner';
 import { whitelistCatalogue } from './whitelist/whitelistApplication';
 
 /**
@@ -51,6 +52,7 @@ export const EVENT_CATALOGUE: readonly CatalogueEntry[] = [
   notificationCatalogue,
   inboxCatalogue,
   whitelistCatalogue,
+  itemOwnerCatalogue,
   emailCatalogue,
   deviceCatalogue,
   pushCatalogue,

@@ -5,6 +5,7 @@ import { devicesProjection } from './devices';
 import { emailsProjection } from './emails';
 import { notificationsProjection } from './notifications';
 import { rtioProjection } from './rtio';
+import { whitelistProjection } from './whitelist';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection, devicesProjection, rtioProjection];
+export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection, devicesProjection, rtioProjection, whitelistProjection];

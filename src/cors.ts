@@ -24,6 +24,8 @@ export const CORS_PATHS: ReadonlyArray<{ readonly path: string; readonly methods
   { path: '/notifications', methods: ['GET', 'POST', 'PUT'] },
   { path: '/notification_stat', methods: ['GET', 'DELETE'] },
   { path: '/topics', methods: ['POST'] },
+  // datahub's item owners: a web admin (an admin's ticket) may register them (docs/api/datahub.md).
+  { path: '/items', methods: ['GET', 'PUT', 'DELETE'] },
   { path: '/msgpush', methods: ['POST'] },
   { path: '/v2/message', methods: ['GET', 'POST', 'PUT'] },
   { path: '/graphql', methods: ['GET', 'POST'] },

@@ -9,6 +9,7 @@ import { EventFeed } from './analysts/eventFeed';
 import { OperationChecks } from '../api/graphql/operationChecks';
 import { datahubRouter } from '../api/rest/datahub';
 import { datahubTopicsRouter } from '../api/rest/datahubTopics';
+import { datahubItemsRouter } from '../api/rest/datahubItems';
 import { koalaRouter } from '../api/rest/koala';
 import { sdkAssetsRouter } from '../api/rest/sdkAssets';
 import { appStreamName } from '../domain/app/app';
@@ -19,6 +20,7 @@ import { deliveryQueries, deviceQueries, devicesProjection } from '../projection
 import { emailQueries, emailsProjection } from '../projections/emails';
 import { rtioProjection, rtioReportQueries } from '../projections/rtio';
 import { notificationQueries, notificationsProjection } from '../projections/notifications';
+import { waitingApplications, whitelistProjection } from '../projections/whitelist';
 import { appAggregate } from './command/aggregates';
 import { hashAppSecret } from './identity/appSecret';
 import { InProcessBus, type Bus } from './bus/bus';
@@ -30,6 +32,8 @@ import { handleCommand } from './command/commandHandler';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { Datahub } from './datahub/datahub';
+import { ItemOwners } from './datahub/itemOwners';
+import { WhitelistOwnerNotifier } from './datahub/whitelistOwnerNotifier';
 import { AppCallbacks, postJson } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
 import { Devices } from './devices/devices';
@@ -123,6 +127,10 @@ export async function startHerald(
       sendAllowance,
       readYourWrites: progress.readYourWrites([datahubProjection.name], config.readYourWritesTimeoutMs),
     });
+    // apply_whitelist without an owner waits for the item's owner (docs/api/datahub.md, "Item owners").
+    const whitelistShows = progress.readYourWrites([whitelistProjection.name], config.readYourWritesTimeoutMs);
+    const whitelistOwnerNotifier = new WhitelistOwnerNotifier({ store, waiting: waitingApplications(database.pool), clock, log, readYourWrites: whitelistShows });
+    const itemOwners = new ItemOwners({ store, readYourWrites: whitelistShows, ownerRegistered: () => whitelistOwnerNotifier.wake() });
     const pendingEmails = emailQueries(database.pool);
     const emailsShow = progress.readYourWrites([emailsProjection.name], config.readYourWritesTimeoutMs);
     const mailer = createMailer({ store, pending: pendingEmails, clock, log, smtpUrl: config.smtpUrl, readYourWrites: emailsShow, ...(config.mailFrom && { from: config.mailFrom }) });
@@ -174,7 +182,7 @@ export async function startHerald(
     await services.start({ name: 'projections', start: () => runners.forEach((r) => r.start()), stop: async () => void (await Promise.all(runners.map((r) => r.stop()))) });
     await services.start({ name: 'device gateway', start: () => gateway.start(), stop: () => gateway.stop() });
     // Work done once for all nodes runs on the node that leads (one process alone leads itself).
-    leadership = await services.start(new Leadership({ database, log, work: [scheduler, appCallbacks, ...(mailer ? [mailer] : []), ...(reportForwarder ? [reportForwarder] : [])] }));
+    leadership = await services.start(new Leadership({ database, log, work: [scheduler, appCallbacks, whitelistOwnerNotifier, ...(mailer ? [mailer] : []), ...(reportForwarder ? [reportForwarder] : [])] }));
 
     const leads = leadership;
     // /readyz: ready when every check is (docs/operations.md, "Probes").
@@ -195,6 +203,7 @@ export async function startHerald(
       koalaRouter({ tickets, messaging, clock, log }),
       datahubRouter({ tickets, datahub, clock, log }),
       datahubTopicsRouter({ tickets, datahub, emails, clock, log }),
+      datahubItemsRouter({ tickets, itemOwners, clock, log }),
       onePushRouter({ tickets, devices, pushes, clock, log }),
       topvdnRouter({ tickets, devices, deviceQueries: deviceQueries(database.pool), pushes, appCallbacks, clock, log }),
       rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),

@@ -20,6 +20,6 @@ export interface DatahubInbox {
   clearStats(viewer: Viewer, now: Date): Promise<void>;
   /** Throws DomainError `not_found` when the caller did not receive `messageId`; answers once the read shows. */
   markRead(viewer: Viewer, messageId: number, now: Date): Promise<void>;
-  /** The caller applies to the owner of an item; the owner gets an `apply_whitelist` notification. */
-  applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner: string }, now: Date): Promise<void>;
+  /** The caller applies to the owner of an item (named, else the registered one); the owner gets an `apply_whitelist` notification. */
+  applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined }, now: Date): Promise<void>;
 }

@@ -111,13 +111,15 @@ export function createResolvers(deps: GraphqlDeps) {
         await deps.datahub.clearStats(viewer, deps.clock());
         return deps.datahub.stats(viewer);
       })),
-      applyWhitelist: asUser(guard(async (_: unknown, args: { repname: string; itemname: string; owner: string }, { viewer }: UserContext) => {
-        for (const field of ['repname', 'itemname', 'owner'] as const) {
-          const value = args[field];
+      applyWhitelist: asUser(guard(async (_: unknown, args: { repname: string; itemname: string; owner?: string | null }, { viewer }: UserContext) => {
+        // No owner (null or absent): the item's registered owner (docs/api/datahub.md, "Item owners").
+        const owner = args.owner ?? undefined;
+        for (const [field, value] of [['repname', args.repname], ['itemname', args.itemname], ['owner', owner]] as const) {
+          if (value === undefined) continue;
           if (value.trim().length === 0 || value.length > MAX_NAME_LENGTH || !isStorableText(value)) throw badInput(`${field} must be 1-${MAX_NAME_LENGTH} characters of text`);
         }
-        if (args.owner === viewer.userId) throw badInput('owner: the owner of the item cannot apply to it');
-        await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner: args.owner }, deps.clock());
+        if (owner === viewer.userId) throw badInput('owner: the owner of the item cannot apply to it');
+        await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner }, deps.clock());
         return true;
       })),
     },

@@ -2,6 +2,7 @@ import { appDecider, AppEvent, type AppCommand, type AppState } from '../../doma
 import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/notification/inbox';
 import { notificationDecider, NotificationEvent, type NotificationCommand, type NotificationState } from '../../domain/notification/notification';
 import { whitelistDecider, WhitelistEvent, type WhitelistCommand, type WhitelistState } from '../../domain/whitelist/whitelistApplication';
+import { itemOwnerDecider, ItemOwnerEvent, type ItemOwnerCommand, type ItemOwnerState } from '../../domain/whitelist/itemOwner';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
 import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
 import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
@@ -31,6 +32,7 @@ export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageSt
 export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = { decider: notificationDecider, eventCodec: NotificationEvent };
 export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = { decider: inboxDecider, eventCodec: InboxEvent };
 export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = { decider: whitelistDecider, eventCodec: WhitelistEvent };
+export const itemOwnerAggregate: Aggregate<ItemOwnerCommand, ItemOwnerEvent, ItemOwnerState> = { decider: itemOwnerDecider, eventCodec: ItemOwnerEvent };
 export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = { decider: emailDecider, eventCodec: EmailEvent };
 export const deviceAggregate: Aggregate<DeviceCommand, DeviceEvent, DeviceState> = { decider: deviceDecider, eventCodec: DeviceEvent };
 export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = { decider: pushDecider, eventCodec: PushEvent };

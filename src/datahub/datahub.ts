@@ -3,8 +3,9 @@ import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { inboxStreamName } from '../../domain/notification/inbox';
 import { NOTIFICATION_LIMITS, NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
-import { whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
-import { inboxAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
+import { checkItemNames, itemOwnerStreamName } from '../../domain/whitelist/itemOwner';
+import { ownerNotification, whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
+import { inboxAggregate, itemOwnerAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { SendAllowance } from '../messaging/messaging';
@@ -110,6 +111,12 @@ export interface ItemSubscribers {
 
 const NOTIFICATION_ID_NAMESPACE = '9c3e0f0a-2d7b-4c51-8d7e-5b1f3c2a6e41';
 
+/** A whitelist application's id: one per (app, repname, itemname, applicant). */
+export const whitelistApplicationId = (appId: string, repname: string, itemname: string, applicant: string) =>
+  uuidv5(JSON.stringify([appId, repname, itemname, applicant]), NOTIFICATION_ID_NAMESPACE);
+/** The id of the owner's notification of a whitelist application: one per application, whoever sends it. */
+export const whitelistNotificationId = (applicationId: string) => uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
+
 export class Datahub {
   constructor(
     private readonly deps: {
@@ -199,31 +206,31 @@ export class Datahub {
 
   /**
    * The caller applies to be whitelisted for an item; its owner gets an `apply_whitelist` notification
-   * (level 50, data {repname, itemname}). herald does not know who owns an item, so the caller names the
-   * owner (datahub's `receiver`). Both steps have ids derived from the application, so a retried request
-   * completes what a failed one began and notifies once.
+   * (level 50, data {repname, itemname}, from the caller). herald keeps no catalogue of items: the owner
+   * is the one the caller names (datahub's `receiver`), else the one the app registered for the item
+   * (src/datahub/itemOwners.ts). When neither is known the application is recorded and waits: the
+   * owner is notified once registered (WhitelistOwnerNotifier). Every step has an id derived from the
+   * application, so a retried request completes what a failed one began and notifies once.
    */
-  async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner: string }, now: Date): Promise<void> {
+  async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined }, now: Date): Promise<void> {
     this.deps.sendAllowance.take(userSender(viewer), now);
-    const applicationId = uuidv5(JSON.stringify([viewer.appId, input.repname, input.itemname, viewer.userId]), NOTIFICATION_ID_NAMESPACE);
+    // Checked before the item's stream is read: a name that could not be a stream's is refused first.
+    checkItemNames(input.repname, input.itemname, 'data.');
+    const applicationId = whitelistApplicationId(viewer.appId, input.repname, input.itemname, viewer.userId);
     const context = { appId: viewer.appId, actor: `user:${viewer.userId}`, commandId: `apply-whitelist:${applicationId}` };
+    const item = await loadState(this.deps.store, itemOwnerAggregate, itemOwnerStreamName(viewer.appId, input.repname, input.itemname));
+    const registered = item.state.status === 'registered' ? item.state.owner : undefined;
     const applied = await handleCommand(
       this.deps.store,
       whitelistAggregate,
       whitelistStreamName(applicationId),
-      { type: 'ApplyWhitelist', applicationId, appId: viewer.appId, ...input, applicant: viewer.userId, now: now.toISOString() },
+      { type: 'ApplyWhitelist', applicationId, appId: viewer.appId, repname: input.repname, itemname: input.itemname, applicant: viewer.userId, owner: input.owner ?? registered, now: now.toISOString() },
       context,
       newStream(whitelistAggregate),
     );
-    const notificationId = uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
-    const notified = await this.sendAs(
-      userAuthor(viewer),
-      notificationId,
-      { type: 'apply_whitelist', receivers: [input.owner], level: 50, forBrowser: true, forClient: false, data: { repname: input.repname, itemname: input.itemname } },
-      context.commandId,
-      now,
-    );
-    await this.deps.readYourWrites(notified.position ?? applied.position);
+    const notification = ownerNotification(applied.state, item.state, whitelistNotificationId(applicationId), now.toISOString());
+    const notified = notification && (await handleCommand(this.deps.store, notificationAggregate, notificationStreamName(notification.notificationId), notification, context, newStream(notificationAggregate)));
+    await this.deps.readYourWrites(notified?.position ?? applied.position);
   }
 
   list(viewer: Viewer, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }> {

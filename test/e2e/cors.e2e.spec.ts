@@ -34,6 +34,7 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
       ['/notifications/12', 'PUT', 'GET,POST,PUT'],
       ['/notification_stat', 'DELETE', 'GET,DELETE'],
       ['/topics/to_notifications.json', 'POST', 'POST'],
+      ['/items/repo001/item123', 'PUT', 'GET,PUT,DELETE'],
       ['/msgpush/send', 'POST', 'POST'],
       ['/msgpush/register', 'POST', 'POST'],
       ['/v2/message/client/push', 'POST', 'GET,POST,PUT'],

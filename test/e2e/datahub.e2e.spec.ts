@@ -96,7 +96,6 @@ describe('datahub REST (seed 001) over HTTP', function () {
       expect((await stats(owner)).apply_whitelist).to.equal(1);
 
       for (const [what, body] of [
-        ['no owner', { type: 'apply_whitelist', data: { repname: 'repo001', itemname: 'item123' } }],
         ['two owners', { ...apply, receiver: 'a,b' }],
         ['no itemname', { ...apply, data: { repname: 'repo001' } }],
         ['an empty repname', { ...apply, data: { repname: ' ', itemname: 'item123' } }],

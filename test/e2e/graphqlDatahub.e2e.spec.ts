@@ -150,7 +150,7 @@ function harness(test: () => Awaited<ReturnType<typeof startTestHerald>>) {
 
 const MARK_READ = 'mutation($seq: ID!) { markRead(seq: $seq) }';
 const CLEAR = `mutation { clearNotificationStats { ${STATS_FIELDS} } }`;
-const APPLY = 'mutation($repname: String!, $itemname: String!, $owner: String!) { applyWhitelist(repname: $repname, itemname: $itemname, owner: $owner) }';
+const APPLY = 'mutation($repname: String!, $itemname: String!, $owner: String) { applyWhitelist(repname: $repname, itemname: $itemname, owner: $owner) }';
 const titles = (nodes: Node[]) => nodes.map((n) => (n.type === 'koala' ? n.title : `${n.type}:${n.content}`));
 
 describe('GraphQL: datahub notifications, stats and their live counts (seed 001, issue 8)', function () {
@@ -292,7 +292,7 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     expect((await apply('repo', 'i'.repeat(129), 'owner@example.com')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'item', 'o\u001b[31m')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'item', 'bad-input@example.com')).message, 'not your own item').to.include('owner');
-    expect((await h.errorCode(ticket, 'mutation { applyWhitelist(repname: "r", itemname: "i") }')).code, 'a missing argument').to.equal('BAD_REQUEST');
+    expect((await h.errorCode(ticket, 'mutation { applyWhitelist(repname: "r", owner: "o") }')).code, 'a missing argument').to.equal('BAD_REQUEST');
     expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
   });
 
@@ -342,6 +342,12 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     expect(await h.stats(owner)).to.deep.equal({ ...ZERO, apply_whitelist: 1 });
     expect(await h.mutate(ticket, APPLY, { repname: 'NBA', itemname: 'bear', owner: 'owner@example.com' }), 'again: nothing new').to.deep.equal({ applyWhitelist: true });
     expect((await h.inbox(owner, { type: 'apply_whitelist' })).total).to.equal(1);
+
+    // Without an owner: the one the app registered for the item (issue 22), listed at once.
+    const registered = await fetch(`${test.url}/items/NBA/lion`, { method: 'PUT', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, body: JSON.stringify({ owner: 'owner@example.com' }) });
+    expect(registered.status, await registered.text()).to.equal(200);
+    expect(await h.mutate(ticket, 'mutation { applyWhitelist(repname: "NBA", itemname: "lion") }')).to.deep.equal({ applyWhitelist: true });
+    expect((await h.inbox(owner, { type: 'apply_whitelist' })).nodes.map((n) => n.data)).to.deep.equal([{ repname: 'NBA', itemname: 'lion' }, { repname: 'NBA', itemname: 'bear' }]);
   });
 
   it('subscription notificationStats: the current counts at once, then new counts after a send, a read and a clear', async () => {

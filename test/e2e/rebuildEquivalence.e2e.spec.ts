@@ -176,6 +176,18 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['carol'], data: { repname: 'rep', itemname: 'item', phase: 5 }, level: 0, forBrowser: true, forClient: false }, now());
     expect(await h.datahub.announceItemEvent('camel', { repname: 'rep', itemname: 'item' }, { event: 'updated' }, undefined, 'item-updated-1', now())).to.equal(1);
     await h.datahub.applyWhitelist(bob, { repname: 'rep', itemname: 'item', owner: 'alice' }, now());
+    // Applications that name no owner wait for the one the app registers (one owner removed again).
+    const itemOwner = async (method: string, item: string, owner?: string) => {
+      const response = await fetch(`${url}/items/rep/${item}`, { method, headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, ...(owner && { body: JSON.stringify({ owner }) }) });
+      expect(response.status, await response.text()).to.equal(200);
+    };
+    await h.datahub.applyWhitelist(carol, { repname: 'rep', itemname: 'waiting' }, now());
+    await h.datahub.applyWhitelist(bob, { repname: 'rep', itemname: 'waiting' }, now());
+    await itemOwner('PUT', 'waiting', 'alice');
+    await itemOwner('PUT', 'gone', 'carol');
+    await itemOwner('DELETE', 'gone');
+    await h.datahub.applyWhitelist(alice, { repname: 'rep', itemname: 'gone' }, now());
+    await eventually(async () => expect((await h.datahub.list(alice, { forClient: false, status: 'either', type: 'apply_whitelist', page: 1, size: 10 })).total).to.equal(3));
     const listOf = async (who: Viewer, forClient = false) => (await h.datahub.list(who, { forClient, status: 'either', page: 1, size: 100 })).results;
     const bobs = await listOf(bob);
     const messageIdOf = (list: typeof bobs, type: string) => list.find((n) => n.type === type)!.messageId;

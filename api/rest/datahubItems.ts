@@ -1,0 +1,84 @@
+import express from 'express';
+import * as t from 'io-ts';
+import { checkItemNames } from '../../domain/whitelist/itemOwner';
+import type { Clock } from '../../src/clock';
+import type { ItemOwners } from '../../src/datahub/itemOwners';
+import type { Tickets } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { badRequest, reply, route } from './datahub';
+import { decodeFormat } from './datahubFormats';
+import { ShimError } from './shimErrors';
+
+/**
+ * The owners of an app's data items, for the app (herald's addition to datahub, docs/api/datahub.md,
+ * "Item owners"): herald keeps no catalogue of items, so the seed's `apply_whitelist`, which names no
+ * owner, goes to the owner the app registers here, now or later.
+ *
+ * - `PUT /items/{repname}/{itemname}` `{"owner": "<user id>"}`: registers (or changes) the owner; the
+ *   applications waiting for it are then sent to the owner, once each.
+ * - `GET` answers `{"repname", "itemname", "owner"}` (404 when none); `DELETE` removes the owner.
+ *
+ * Only the app may: its credentials (`X-App-Id`, `X-App-Key`, as the topics take them) or the ticket of
+ * a user with the `admin` role (as admin_message takes it). Another user's ticket is a 403.
+ */
+
+const OwnerBody = t.type({ owner: t.string });
+
+export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly itemOwners: ItemOwners; readonly clock: Clock; readonly log: Logger }): express.Router {
+  const { tickets, itemOwners, clock, log } = deps;
+  const router = express.Router();
+  const json = express.json({ limit: '64kb', type: () => true });
+
+  /** The app that manages its items, and who acts for it (the events' actor). */
+  const authenticated = async (req: express.Request): Promise<{ appId: string; actor: string }> => {
+    const appId = req.get('x-app-id');
+    const secret = req.get('x-app-key');
+    if (appId && secret) {
+      await tickets.authenticateApp(appId, secret);
+      return { appId, actor: `service:${appId}` };
+    }
+    const match = /^Token\s+(\S+)$/.exec(req.get('authorization') ?? '');
+    if (!match) throw new ShimError(401, 'unauthorized', "X-App-Id and X-App-Key (the app's credentials), or Authorization: Token <an admin's ticket>, are required");
+    const viewer = await tickets.authenticate(match[1]!, clock());
+    if (!viewer.roles.includes('admin')) throw new ShimError(403, 'forbidden', "only the app (its credentials) or an admin registers an item's owner");
+    return { appId: viewer.appId, actor: `user:${viewer.userId}` };
+  };
+  const itemOf = (req: express.Request) => {
+    const item = { repname: req.params.repname ?? '', itemname: req.params.itemname ?? '' };
+    checkItemNames(item.repname, item.itemname);
+    return item;
+  };
+
+  router.put('/items/:repname/:itemname', json, route(log, async (req, res) => {
+    const { appId, actor } = await authenticated(req);
+    const item = itemOf(req);
+    const { owner } = decodeFormat(OwnerBody, req.body);
+    await itemOwners.register(appId, actor, { ...item, owner }, clock());
+    res.status(200).end();
+  }));
+
+  router.get('/items/:repname/:itemname', route(log, async (req, res) => {
+    const { appId } = await authenticated(req);
+    const item = itemOf(req);
+    const owner = await itemOwners.ownerOf(appId, item);
+    if (owner === undefined) throw new ShimError(404, 'not_found', `no owner registered for ${item.repname}/${item.itemname}`);
+    res.status(200).json({ ...item, owner });
+  }));
+
+  router.delete('/items/:repname/:itemname', route(log, async (req, res) => {
+    const { appId, actor } = await authenticated(req);
+    await itemOwners.remove(appId, actor, itemOf(req), clock());
+    res.status(200).end();
+  }));
+
+  router.all(['/items', '/items/*'], (req, res) => {
+    reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
+  });
+  router.use('/items', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (res.headersSent) return next(error);
+    if ((error as { status?: unknown }).status === 413) return reply(res, new ShimError(413, 'too_large', 'request body too large (at most 64 KB)'));
+    const parsing = (error as { type?: unknown }).type === 'entity.parse.failed';
+    return reply(res, badRequest(parsing ? 'malformed JSON body' : 'malformed request (a path that is not percent-encoded UTF-8?)'));
+  });
+  return router;
+}

@@ -1,0 +1,112 @@
+import * as t from 'io-ts';
+import { DomainError, unreachable, type Decider } from '../decider';
+import type { CatalogueEntry } from '../eventCatalogue';
+import { NOTIFICATION_LIMITS } from '../notification/notification';
+import { streamNameOf } from '../streamName';
+import { isStorableText } from '../text';
+
+/**
+ * Who owns a data item of an app: herald keeps no catalogue of datahub's items, so the app tells it
+ * (`PUT /items/{repname}/{itemname}`, docs/api/datahub.md). The owner receives the `apply_whitelist`
+ * applications for the item that name no owner (the seed's own request). One stream per item:
+ * `item-<appId>.<repname>.<itemname>` (domain/streamName.ts: no two items share one).
+ */
+
+/** datahub's repository and item names (and a whitelist application's), as its shim has always bounded them. */
+export const ITEM_LIMITS = { nameLength: 128 } as const;
+
+export const ItemOwnerRegistered = t.type({
+  type: t.literal('ItemOwnerRegistered'),
+  data: t.type({ appId: t.string, repname: t.string, itemname: t.string, owner: t.string, registeredAt: t.string }),
+});
+export const ItemOwnerRemoved = t.type({
+  type: t.literal('ItemOwnerRemoved'),
+  data: t.type({ appId: t.string, repname: t.string, itemname: t.string, removedAt: t.string }),
+});
+export const ItemOwnerEvent = t.union([ItemOwnerRegistered, ItemOwnerRemoved]);
+export type ItemOwnerEvent = t.TypeOf<typeof ItemOwnerEvent>;
+
+/** docs/events.md, item: what the codecs cannot say. */
+export const itemOwnerCatalogue: CatalogueEntry = {
+  title: 'item',
+  stream: 'item-<appId>.<repname>.<itemname>',
+  module: 'domain/whitelist/itemOwner.ts',
+  union: ItemOwnerEvent,
+  description: ["A data item's owner, as the app registers it: herald keeps no catalogue of datahub's items."],
+  events: {
+    ItemOwnerRegistered: {
+      when:
+        '`PUT /items/{repname}/{itemname}` with the app\'s credentials (or an admin\'s ticket); registering the same owner ' +
+        'again appends nothing. Each `WhitelistApplied` of the item that named no owner and is not yet notified then gets ' +
+        'its owner\'s `NotificationSent`, once',
+      fields: { owner: 'one user id, 1-128 characters, no blanks or commas' },
+    },
+    ItemOwnerRemoved: { when: '`DELETE /items/{repname}/{itemname}`; applications made afterwards wait for the next owner' },
+  },
+};
+
+export interface RegisterItemOwner {
+  readonly type: 'RegisterItemOwner';
+  readonly appId: string;
+  readonly repname: string;
+  readonly itemname: string;
+  readonly owner: string;
+  readonly now: string;
+}
+export interface RemoveItemOwner {
+  readonly type: 'RemoveItemOwner';
+  readonly appId: string;
+  readonly repname: string;
+  readonly itemname: string;
+  readonly now: string;
+}
+export type ItemOwnerCommand = RegisterItemOwner | RemoveItemOwner;
+export type ItemOwnerState =
+  | { readonly status: 'none' }
+  | { readonly status: 'registered'; readonly appId: string; readonly repname: string; readonly itemname: string; readonly owner: string };
+
+export const itemOwnerStreamName = (appId: string, repname: string, itemname: string) => streamNameOf('item', appId, repname, itemname);
+
+/** A user id that is one user: datahub's receivers are separated by blanks or commas, so an owner holds neither. */
+export const isOneUser = (userId: string): boolean =>
+  userId.length > 0 && userId.length <= NOTIFICATION_LIMITS.userIdLength && !/[\s,]/.test(userId) && isStorableText(userId);
+
+/** An item's names, as datahub's shim bounds them: 1-128 characters of text each, not blank. */
+export function checkItemNames(repname: string, itemname: string, prefix = ''): void {
+  for (const [field, value] of [['repname', repname], ['itemname', itemname]] as const) {
+    if (value.trim().length === 0 || value.length > ITEM_LIMITS.nameLength || !isStorableText(value)) {
+      throw new DomainError('invalid', `${prefix}${field} must be 1-${ITEM_LIMITS.nameLength} characters of text`);
+    }
+  }
+}
+
+export const itemOwnerDecider: Decider<ItemOwnerCommand, ItemOwnerEvent, ItemOwnerState> = {
+  initialState: () => ({ status: 'none' }),
+  evolve(_state, event) {
+    switch (event.type) {
+      case 'ItemOwnerRegistered': {
+        const { appId, repname, itemname, owner } = event.data;
+        return { status: 'registered', appId, repname, itemname, owner };
+      }
+      case 'ItemOwnerRemoved':
+        return { status: 'none' };
+      default:
+        return unreachable(event);
+    }
+  },
+  decide(command, state) {
+    checkItemNames(command.repname, command.itemname);
+    const { appId, repname, itemname, now } = command;
+    switch (command.type) {
+      case 'RegisterItemOwner': {
+        if (!isOneUser(command.owner)) throw new DomainError('invalid', `owner must be one user id: 1-${NOTIFICATION_LIMITS.userIdLength} characters, no blanks or commas`);
+        if (state.status === 'registered' && state.owner === command.owner) return [];
+        return [{ type: 'ItemOwnerRegistered', data: { appId, repname, itemname, owner: command.owner, registeredAt: now } }];
+      }
+      case 'RemoveItemOwner':
+        return state.status === 'registered' ? [{ type: 'ItemOwnerRemoved', data: { appId, repname, itemname, removedAt: now } }] : [];
+      default:
+        return unreachable(command);
+    }
+  },
+};

@@ -1,0 +1,93 @@
+import { notificationStreamName } from '../../domain/notification/notification';
+import { itemOwnerStreamName } from '../../domain/whitelist/itemOwner';
+import { ownerNotification, whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
+import type { Clock } from '../clock';
+import { itemOwnerAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
+import { DueWork } from '../dueWork';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Logger } from '../logger';
+import type { Service } from '../services';
+import { whitelistNotificationId } from './datahub';
+
+/** Whitelist applications whose owner is known and not yet notified (implemented by projections/whitelist.ts). */
+export interface WaitingApplications {
+  /** At most `limit`, oldest first. */
+  ownerKnown(limit: number): Promise<ReadonlyArray<{ readonly applicationId: string; readonly appId: string }>>;
+}
+
+/**
+ * Brings each whitelist application to its item's owner once the owner is known: an application that
+ * named no owner (the seed's own `apply_whitelist` request) waits until the app registers the item's
+ * owner (`ItemOwnerRegistered`), and an application whose notification was not sent (herald stopped
+ * between the two writes) is completed. Durable: what waits is in the whitelist read model, built from
+ * the events, so a restart loses nothing. Exactly once: the notification's id derives from the
+ * application, and the decision (ownerNotification, domain/whitelist/whitelistApplication.ts) is made on
+ * the application's and the item's own streams, so a second attempt, a lagging read model or a second
+ * node sends nothing twice. Runs on the node that leads.
+ */
+export class WhitelistOwnerNotifier implements Service {
+  readonly name = 'whitelist owner notifier';
+  private readonly work: DueWork<{ readonly applicationId: string; readonly appId: string }>;
+
+  constructor(deps: {
+    readonly store: EventStore;
+    readonly waiting: WaitingApplications;
+    readonly clock: Clock;
+    readonly log: Logger;
+    /** Resolves once the read model shows a notification at this position (so it no longer waits). */
+    readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
+  }) {
+    const { store } = deps;
+    this.work = new DueWork({
+      clock: deps.clock,
+      log: deps.log,
+      doing: "notifying an item's owner of a whitelist application",
+      // Woken on this node when an owner is registered; another node's registration is seen within this.
+      maxWaitMs: 1000,
+      // Two writes to the store, no peer.
+      attemptTimeoutMs: 10_000,
+      due: (_now, limit) => deps.waiting.ownerKnown(limit),
+      // Waiting applications are due as soon as their owner is known: nothing falls due later.
+      nextDueAt: async () => undefined,
+      idOf: (application) => application.applicationId,
+      keyOf: (application) => application.appId,
+      async perform({ applicationId, appId }, now) {
+        const application = await loadState(store, whitelistAggregate, whitelistStreamName(applicationId));
+        if (application.state.status !== 'applied' || application.state.appId !== appId) return undefined;
+        const { repname, itemname } = application.state;
+        const item = await loadState(store, itemOwnerAggregate, itemOwnerStreamName(appId, repname, itemname));
+        const notification = ownerNotification(application.state, item.state, whitelistNotificationId(applicationId), now.toISOString());
+        if (!notification) return undefined;
+        return handleCommand(
+          store,
+          notificationAggregate,
+          notificationStreamName(notification.notificationId),
+          notification,
+          // The command id the application's own request uses for this notification: either may send it.
+          { appId, actor: 'herald:whitelist', commandId: `apply-whitelist:${applicationId}` },
+          newStream(notificationAggregate),
+        );
+      },
+      readYourWrites: deps.readYourWrites,
+    });
+  }
+
+  start(): void {
+    this.work.start();
+  }
+
+  stop(): Promise<void> {
+    return this.work.stop();
+  }
+
+  /** An owner was registered: look for the applications waiting for it now. */
+  wake(): void {
+    this.work.wake();
+  }
+
+  /** Notifies every owner known now; returns how many notifications were sent. */
+  notifyDue(): Promise<number> {
+    return this.work.doDue();
+  }
+}

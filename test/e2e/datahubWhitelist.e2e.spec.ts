@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/config';
+import { whitelistApplicationId } from '../../src/datahub/datahub';
+import { startHerald, type Herald } from '../../src/herald';
+import { eventually } from '../support/eventually';
+import { issueTicket, startTestHerald } from '../support/herald';
+import { createTestDatabase, type TestDatabase } from '../support/postgres';
+
+/**
+ * datahub's apply_whitelist as the seed writes it (shared/seeds/001_e25b4a10524b93b6.txt, the first
+ * POST /notifications example): no receiver, since datahub knew the item's owner. herald learns owners
+ * from the app (PUT /items/{repname}/{itemname}) and sends each application to its owner once the
+ * owner is known (issue 22; docs/api/datahub.md, "Item owners").
+ */
+
+/** The seed's example, byte for byte: its headers (no Content-Type) and its body, tabs and all. */
+const SEED_APPLY = '{\n\t"type": "apply_whitelist",\n\t"data": {\n\t\t"repname": "repo001",\n\t\t"itemname": "item123"\n\t}\n}';
+const APP = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
+
+type Listed = { total: number; results: Array<{ messageid: number; type: string; sender: string; data: Record<string, unknown>; level: number; status: number }> };
+
+function client(url: () => string) {
+  const call = async (method: string, path: string, headers: Record<string, string>, body?: string) => {
+    const response = await fetch(`${url()}${path}`, { method, headers: { accept: 'application/json', ...headers }, ...(body !== undefined && { body }) });
+    const text = await response.text();
+    return { status: response.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
+  };
+  const token = (ticket: string) => ({ authorization: `Token ${ticket}` });
+  return {
+    call,
+    /** POST /notifications as the seed writes it. */
+    apply: (ticket: string, body = SEED_APPLY) => call('POST', '/notifications', token(ticket), body),
+    registerOwner: (repname: string, itemname: string, owner: string, headers: Record<string, string> = APP) =>
+      call('PUT', `/items/${encodeURIComponent(repname)}/${encodeURIComponent(itemname)}`, { ...headers, 'content-type': 'application/json' }, JSON.stringify({ owner })),
+    list: async (ticket: string, query = '') => {
+      const response = await call('GET', `/notifications${query}`, token(ticket));
+      expect(response.status, response.text).to.equal(200);
+      return response.json() as unknown as Listed;
+    },
+  };
+}
+
+describe('datahub apply_whitelist without receiver, and item owners (seed 001, issue 22)', function () {
+  this.timeout(60_000);
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  before(async () => {
+    test = await startTestHerald();
+  });
+  after(() => test?.stop());
+  const ticketFor = (userId: string, roles = '', app?: string, secret?: string) => issueTicket(test.url, userId, roles, app, secret);
+  const h = client(() => test.url);
+
+  it("accepts the seed's example as written (200, empty body); the owner gets it, once, when the app registers the owner", async () => {
+    const li4 = await ticketFor('li4@example.com');
+    const zhang3 = await ticketFor('zhang3@example.com');
+    const applied = await h.apply(li4);
+    expect(applied.status, applied.text).to.equal(200);
+    expect(applied.text).to.equal('');
+    // Recorded, and listed nowhere while the owner is unknown.
+    expect((await h.list(zhang3)).total).to.equal(0);
+    expect((await h.list(li4)).total).to.equal(0);
+
+    const registered = await h.registerOwner('repo001', 'item123', 'zhang3@example.com');
+    expect(registered.status, registered.text).to.equal(200);
+    expect(registered.text).to.equal('');
+    const owner = await h.call('GET', '/items/repo001/item123', APP);
+    expect(owner.json()).to.deep.equal({ repname: 'repo001', itemname: 'item123', owner: 'zhang3@example.com' });
+
+    const { results } = await eventually(async () => {
+      const listed = await h.list(zhang3);
+      expect(listed.total).to.equal(1);
+      return listed;
+    });
+    expect(results[0]).to.include({ type: 'apply_whitelist', sender: 'li4@example.com', level: 50, status: 0 });
+    expect(results[0]!.data).to.deep.equal({ repname: 'repo001', itemname: 'item123' });
+
+    // Registering again, and applying again, send nothing more: another applicant's application, sent at
+    // once, is the only new one.
+    expect((await h.registerOwner('repo001', 'item123', 'zhang3@example.com')).status).to.equal(200);
+    expect((await h.apply(li4)).status).to.equal(200);
+    expect((await h.apply(await ticketFor('wang5@example.com'))).status).to.equal(200);
+    const after = await h.list(zhang3, '?type=apply_whitelist');
+    expect(after.results.map((r) => r.sender)).to.deep.equal(['wang5@example.com', 'li4@example.com']);
+  });
+
+  it("registered first: the seed's application reaches the owner at once (listed when POST answers)", async () => {
+    expect((await h.registerOwner('repo002', 'item9', 'owner2@example.com')).status).to.equal(200);
+    const owner = await ticketFor('owner2@example.com');
+    const applied = await h.apply(await ticketFor('applicant2@example.com'), SEED_APPLY.replace('repo001', 'repo002').replace('item123', 'item9'));
+    expect(applied.status, applied.text).to.equal(200);
+    const { total, results } = await h.list(owner);
+    expect(total).to.equal(1);
+    expect(results[0]).to.include({ type: 'apply_whitelist', sender: 'applicant2@example.com', level: 50 });
+    expect((await h.call('GET', '/notification_stat', { authorization: `Token ${owner}` })).json().apply_whitelist).to.equal(1);
+  });
+
+  it('several applications wait for one item; a change of owner before registration is the one that gets them', async () => {
+    const applicants = ['a1', 'a2', 'a3'];
+    for (const a of applicants) expect((await h.apply(await ticketFor(a), SEED_APPLY.replace('item123', 'many'))).status).to.equal(200);
+    expect((await h.registerOwner('repo001', 'many', 'many-owner')).status).to.equal(200);
+    const owner = await ticketFor('many-owner');
+    await eventually(async () => expect((await h.list(owner)).results.map((r) => r.sender).sort()).to.deep.equal(applicants));
+    // A later owner gets only what comes after: each application is sent once.
+    expect((await h.registerOwner('repo001', 'many', 'next-owner')).status).to.equal(200);
+    const next = await ticketFor('next-owner');
+    expect((await h.apply(await ticketFor('a4'), SEED_APPLY.replace('item123', 'many'))).status).to.equal(200);
+    expect((await h.list(next)).results.map((r) => r.sender)).to.deep.equal(['a4']);
+    expect((await h.list(owner)).total).to.equal(3);
+  });
+
+  it("is scoped by app: another app's owner of the same names gets nothing, and sees no owner", async () => {
+    expect((await h.apply(await ticketFor('scoped-applicant'), SEED_APPLY.replace('item123', 'scoped'))).status).to.equal(200);
+    const otherApp = { 'x-app-id': 'other', 'x-app-key': 'other-secret' };
+    expect((await h.registerOwner('repo001', 'scoped', 'scoped-owner', otherApp)).status).to.equal(200);
+    expect((await h.call('GET', '/items/repo001/scoped', APP)).status).to.equal(404);
+    // camel's owner, registered afterwards, is the one who gets camel's application.
+    expect((await h.registerOwner('repo001', 'scoped', 'camel-owner')).status).to.equal(200);
+    await eventually(async () => expect((await h.list(await ticketFor('camel-owner'))).total).to.equal(1));
+    expect((await h.list(await ticketFor('scoped-owner', '', 'other', 'other-secret'))).total).to.equal(0);
+    expect((await h.list(await ticketFor('scoped-owner'))).total).to.equal(0);
+  });
+
+  it('refuses bad input with 400/401/403/404, changing nothing', async () => {
+    const user = await ticketFor('bad-input-user');
+    const admin = await ticketFor('items-admin', 'admin');
+    expect((await h.registerOwner('repo001', 'kept', 'kept-owner')).status).to.equal(200);
+    const cases: Array<[string, Promise<{ status: number; text: string }>, number]> = [
+      ['no credentials', h.registerOwner('repo001', 'bad', 'x', {}), 401],
+      ['a wrong app key', h.registerOwner('repo001', 'bad', 'x', { 'x-app-id': 'camel', 'x-app-key': 'wrong' }), 401],
+      ["a user's ticket", h.registerOwner('repo001', 'bad', 'x', { authorization: `Token ${user}` }), 403],
+      ['no owner', h.call('PUT', '/items/repo001/bad', { ...APP, 'content-type': 'application/json' }, '{}'), 400],
+      ['two owners', h.registerOwner('repo001', 'bad', 'a,b'), 400],
+      ['an owner with a blank', h.registerOwner('repo001', 'bad', 'a b'), 400],
+      ['an empty owner', h.registerOwner('repo001', 'bad', ''), 400],
+      ['an owner of 129 characters', h.registerOwner('repo001', 'bad', 'x'.repeat(129)), 400],
+      ['an itemname of 129 characters', h.registerOwner('repo001', 'x'.repeat(129), 'x'), 400],
+      ['a blank repname', h.registerOwner(' ', 'bad', 'x'), 400],
+      ['a control character', h.registerOwner('repo001', 'bad\u0001', 'x'), 400],
+      ['malformed JSON', h.call('PUT', '/items/repo001/bad', APP, '{owner'), 400],
+      ['a body that is not an object', h.call('PUT', '/items/repo001/bad', APP, '[]'), 400],
+      ['an owner that is not a string', h.call('PUT', '/items/repo001/bad', APP, '{"owner": 5}'), 400],
+      ['no body', h.call('PUT', '/items/repo001/bad', APP), 400],
+      ['a lone surrogate', h.call('PUT', '/items/repo001/bad', APP, '{"owner": "\\ud800"}'), 400],
+      ['a NUL in the path', h.call('GET', '/items/repo001/bad%00', APP), 400],
+      ['a path that is not UTF-8', h.call('PUT', '/items/repo001/%E0%A4%A', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'), 400],
+      ['no itemname', h.call('PUT', '/items/repo001', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'), 404],
+      ["a user's ticket, removing", h.call('DELETE', '/items/repo001/kept', { authorization: `Token ${user}` }), 403],
+      ['apply without repname', h.apply(user, '{"type": "apply_whitelist", "data": {"itemname": "bad"}}'), 400],
+      ['apply with a blank itemname', h.apply(user, '{"type": "apply_whitelist", "data": {"repname": "repo001", "itemname": " "}}'), 400],
+      ['apply naming two owners', h.apply(user, '{"type": "apply_whitelist", "receiver": "a,b", "data": {"repname": "repo001", "itemname": "bad"}}'), 400],
+    ];
+    for (const [what, answer, status] of cases) {
+      const { status: got, text } = await answer;
+      expect(got, `${what}: ${text}`).to.equal(status);
+      expect(JSON.parse(text)).to.have.property('code');
+    }
+    expect((await h.call('GET', '/items/repo001/bad', APP)).status, 'no owner was registered').to.equal(404);
+    expect((await h.call('GET', '/items/repo001/kept', { authorization: `Token ${admin}` })).json().owner, 'the owner stays').to.equal('kept-owner');
+    // An admin's ticket may manage the items: registering bad's owner now shows no application was recorded.
+    expect((await h.registerOwner('repo001', 'bad', 'bad-owner', { authorization: `Token ${admin}` })).status).to.equal(200);
+    expect((await h.apply(await ticketFor('bad-probe'), SEED_APPLY.replace('item123', 'bad'))).status).to.equal(200);
+    expect((await h.list(await ticketFor('bad-owner'))).results.map((r) => r.sender)).to.deep.equal(['bad-probe']);
+    // The owner cannot apply to their own item.
+    expect((await h.apply(await ticketFor('bad-owner'), SEED_APPLY.replace('item123', 'bad'))).status).to.equal(400);
+  });
+
+  it('DELETE removes the owner: applications made afterwards wait for the next one', async () => {
+    expect((await h.registerOwner('repo001', 'gone', 'first-owner')).status).to.equal(200);
+    expect((await h.call('DELETE', '/items/repo001/gone', APP)).status).to.equal(200);
+    expect((await h.call('GET', '/items/repo001/gone', APP)).status).to.equal(404);
+    expect((await h.apply(await ticketFor('late-applicant'), SEED_APPLY.replace('item123', 'gone'))).status).to.equal(200);
+    expect((await h.list(await ticketFor('first-owner'))).total).to.equal(0);
+    expect((await h.registerOwner('repo001', 'gone', 'second-owner')).status).to.equal(200);
+    await eventually(async () => expect((await h.list(await ticketFor('second-owner'))).total).to.equal(1));
+  });
+});
+
+// The owner's notification is driven from the events: what waits when herald stops is sent by the next
+// herald on the same store, once.
+describe('datahub apply_whitelist across a restart (issue 22)', function () {
+  this.timeout(60_000);
+  let testDatabase: TestDatabase;
+  let config: Config;
+  let running: Herald | undefined;
+  before(async () => {
+    testDatabase = await createTestDatabase();
+    config = { ...loadConfig({}), port: 0, host: '127.0.0.1', databaseUrl: testDatabase.connectionString, apps: [{ appId: 'camel', secret: 'EERWERRRRE' }] };
+  });
+  after(async () => {
+    await running?.close();
+    await testDatabase.drop();
+  });
+  const start = async () => (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' })));
+  const h = client(() => running!.url);
+  const ticketFor = (userId: string) => issueTicket(running!.url, userId);
+
+  it('an application waiting when herald stops reaches the owner registered after the restart; one left unsent by a crash is sent; none twice', async () => {
+    await start();
+    expect((await h.apply(await ticketFor('li4@example.com'))).status).to.equal(200);
+    // A crash between the application and its notification: the application names its owner, the
+    // notification was never appended.
+    const crashedId = whitelistApplicationId('camel', 'repo001', 'item123', 'crashed@example.com');
+    await running!.infrastructure.store.append(
+      `whitelist-${crashedId}`,
+      [{ id: randomUUID(), type: 'WhitelistApplied', data: { applicationId: crashedId, appId: 'camel', repname: 'repo001', itemname: 'item123', applicant: 'crashed@example.com', owner: 'named@example.com', appliedAt: new Date().toISOString() } }],
+      'no_stream',
+    );
+    await running!.close();
+    running = undefined;
+
+    await start();
+    await eventually(async () => expect((await h.list(await ticketFor('named@example.com'))).results.map((r) => r.sender)).to.deep.equal(['crashed@example.com']));
+    expect((await h.list(await ticketFor('zhang3@example.com'))).total, 'no owner known yet').to.equal(0);
+    expect((await h.registerOwner('repo001', 'item123', 'zhang3@example.com')).status).to.equal(200);
+    const zhang3 = await ticketFor('zhang3@example.com');
+    await eventually(async () => expect((await h.list(zhang3)).total).to.equal(1));
+    await running!.close();
+    running = undefined;
+
+    // Restarted again: nothing is sent twice; a new application is the only new notification.
+    await start();
+    expect((await h.apply(await ticketFor('wang5@example.com'))).status).to.equal(200);
+    expect((await h.list(await ticketFor('zhang3@example.com'))).results.map((r) => r.sender)).to.deep.equal(['wang5@example.com', 'li4@example.com']);
+    expect((await h.list(await ticketFor('named@example.com'))).total).to.equal(1);
+  });
+});
