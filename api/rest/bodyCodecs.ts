@@ -17,8 +17,22 @@ export const Integer = new t.Type<number, number, unknown>(
 
 export const Text = new t.Type<string, string, unknown>('Text', (u): u is string => typeof u === 'string', (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')), t.identity);
 
-/** A field that may also be sent as null (taken as absent). */
-export const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.null]);
+/**
+ * An optional field, absent also when sent as null or empty: `""` (what forms and many clients send for
+ * "not given", e.g. the seed's `"mobile": ""`), and, for a field that is not text (a number, a boolean),
+ * blanks too — `"badge": " "` says no more than `""`. Decoded as null; a text field keeps blanks as sent.
+ */
+export const optional = <C extends t.Mixed>(codec: C) =>
+  new t.Type<t.TypeOf<C> | null, t.OutputOf<C> | null, unknown>(
+    codec.name,
+    (u): u is t.TypeOf<C> | null => u === null || codec.is(u),
+    (u, c) => {
+      if (u === null || u === '') return t.success(null);
+      const decoded = codec.validate(u, c);
+      return isLeft(decoded) && typeof u === 'string' && u.trim() === '' ? t.success(null) : decoded;
+    },
+    (a) => (a === null ? null : (codec.encode(a) as t.OutputOf<C>)),
+  );
 
 /**
  * The body decoded, or a 400 naming the first failing field: `payload[2].msg: is required`. An
