@@ -89,7 +89,10 @@ export function topvdnRouter(deps: {
   const { tickets, devices, deviceQueries, pushes, appCallbacks, clock, log } = deps;
   const router = express.Router();
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'topvdn', send, handler);
-  router.use('/v2/message', express.json({ limit: BODY_LIMIT }));
+  // JSON whatever the Content-Type says (none, or curl's `-d` default, form-urlencoded), as datahub and
+  // RTIO read theirs: a client that leaves the seed's `Content-Type: application/json` out is not told
+  // that `msg` is missing from a body that has it.
+  router.use('/v2/message', express.json({ limit: BODY_LIMIT, type: () => true }));
 
   router.post('/v2/message/client/push', route(async (req, res) => {
     const token = req.get('x-client-token')?.trim();

@@ -278,6 +278,31 @@ describe('topvdn: /v2/message', function () {
     expect(await pushesSince(head)).to.have.length(1);
   });
 
+  it("reads the body as JSON whatever the Content-Type (none, curl -d's form type, text/plain)", async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    const sent: unknown[] = [];
+    for (const type of [undefined, 'application/x-www-form-urlencoded', 'text/plain;charset=UTF-8']) {
+      const response = await fetch(`${url}/v2/message/client/push`, {
+        method: 'POST',
+        headers: { 'x-client-token': sender.token, ...(type && { 'content-type': type }) },
+        body: `{"msg": "aGVsbG8=", "flag": 3, "callback": 1, "access_tokens": ["${peer.token}"]}`,
+      });
+      const body = (await response.json()) as Record<string, unknown>;
+      expect(response.status, `${type}: ${JSON.stringify(body)}`).to.equal(200);
+      sent.push(body.request_id);
+    }
+    const server = await fetch(`${url}/v2/message/server/push`, {
+      method: 'POST',
+      headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE', 'content-type': 'application/x-www-form-urlencoded' },
+      body: JSON.stringify({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [peer.clientId] } }),
+    });
+    expect(server.status).to.equal(200);
+    sent.push(((await server.json()) as Record<string, unknown>).request_id);
+    await socket.until((s) => s.messages.length === 4, 'four messages');
+    expect(ids(socket)).to.deep.equal(sent);
+  });
+
   it('takes an empty optional field as absent: flag null or "" is the default, 2', async () => {
     const [sender, peer] = [await register(), await register()];
     const socket = await connect(peer);
