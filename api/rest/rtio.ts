@@ -154,8 +154,11 @@ export function rtioRouter(deps: {
   router.all(served, refuse(RTIO_CODES.badMethod));
   if (deps.only === undefined) router.all(['/manage', '/manage/*', '/call', '/call/*'], refuse(RTIO_CODES.badUri));
   else router.use(refuse(RTIO_CODES.badUri));
-  router.use(rtioPaths, (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+  // A body that could not be read: 1601 — on a route's path; elsewhere the URI is what is wrong (1600).
+  const isServed = (path: string) => served.some((route) => route.toLowerCase() === path.toLowerCase().replace(/(.)\/$/, '$1'));
+  router.use(rtioPaths, (error: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
+    if (!isServed(req.path)) return void res.json({ nonce: '', code: RTIO_CODES.badUri[0], desc: RTIO_CODES.badUri[1] });
     const tooLarge = (error as { status?: unknown }).status === 413;
     res.json({ nonce: '', code: RTIO_CODES.badBody[0], desc: tooLarge ? `the body is over ${BODY_LIMIT}` : RTIO_CODES.badBody[1] });
   });

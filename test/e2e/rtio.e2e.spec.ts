@@ -235,11 +235,14 @@ describe('RTIO: /manage/create_device and /call/send', function () {
         expect(seedExample.body, `port ${port}`).to.deep.equal({ nonce: '', code: 1600, desc: 'invalid URI' });
         expect((await on(port, '/', { method: 'GET' })).body).to.include({ code: 1600 });
         expect((await on(port, '/api/x', { body: '{"nonce": "u1"}' })).body).to.include({ nonce: 'u1', code: 1600 });
+        // The URI first: a body that cannot be read (over 16 KB) does not make an unknown URI a bad body.
+        expect((await on(port, '/api?seq=123459', { body: 'x'.repeat(20_000) })).body).to.include({ code: 1600 });
       }
       expect((await on(callPort, '/call/send', { method: 'GET' })).body).to.include({ code: 1602 });
       expect((await on(managePort, '/manage/create_device', { method: 'PUT', body: '{"nonce": "m1"}' })).body).to.include({ nonce: 'm1', code: 1602 });
       expect((await on(callPort, '/call/send', { body: '' })).body).to.include({ code: 1601, device_id: '' });
       expect((await on(callPort, '/call/send', { body: '"text"' })).body).to.include({ code: 1601 });
+      expect((await on(callPort, '/call/send/', { body: 'x'.repeat(20_000) })).body).to.include({ code: 1601 });
       expect((await on(managePort, '/manage/create_device', { body: '{"nonce": ' })).body).to.include({ code: 1603 });
       expect((await on(callPort, '/call/send', { body: '{"nonce": "j1", ' })).body).to.include({ code: 1603 });
       // herald's probes stay on every port it listens on.
