@@ -46,7 +46,8 @@ const BODY_LIMIT = '16kb';
 
 /**
  * `only`: the seed serves /manage on port 8095 and /call on 8090; herald's own port serves both, and a
- * port of the seed's (RTIO_MANAGE_PORT, RTIO_CALL_PORT) serves its one.
+ * port of the seed's (RTIO_MANAGE_PORT, RTIO_CALL_PORT) serves its one — and answers every other path
+ * there in RTIO's envelope (1600).
  */
 export function rtioRouter(deps: {
   readonly rtio: Rtio;
