@@ -117,9 +117,10 @@ export function topvdnRouter(deps: {
     }
     const skipped = distinct.filter((peer) => peers.get(peer) === undefined);
     const clientIds = distinct.flatMap((peer) => peers.get(peer) ?? []);
-    // A message that would reach nobody — every token skipped and no callback — is refused, not accepted
-    // and lost. (`access_tokens: []` is the seed's own "push to no device", and stays a success.)
-    if (skipped.length > 0 && clientIds.length === 0 && !body.callback) {
+    // A message that would reach nobody — every token skipped, and no callback to the app's server (not
+    // asked, or the app has no callback URL) — is refused, not accepted and lost. (`access_tokens: []` is
+    // the seed's own "push to no device", and stays a success.)
+    if (skipped.length > 0 && clientIds.length === 0 && (!body.callback || (await appCallbacks.urlOf(sender.appId)) === null)) {
       throw new NoPeerError(skipped);
     }
     const { pushId } = await pushes.topvdnPush(
