@@ -7,7 +7,7 @@ import { emailCatalogue } from './email/email';
 import { messageCatalogue } from './message/message';
 import { inboxCatalogue } from './notification/inbox';
 import { notificationCatalogue } from './notification/notification';
-import { rtioCallCatalogue, rtioDeviceCatalogue, rtioReportCatalogue } from './rtio/rtio';
+import { rtioCallCatalogue, rtioDeviceCatalogue, rtioNonceCatalogue, rtioReportCatalogue } from './rtio/rtio';
 import { ticketCatalogue } from './ticket/ticket';
 import { itemOwnerCatalogue } from './whitelist/itemOwner';
 import { whitelistCatalogue } from './whitelist/whitelistApplication';
@@ -57,6 +57,7 @@ export const EVENT_CATALOGUE: readonly CatalogueEntry[] = [
   deviceCatalogue,
   pushCatalogue,
   deliveryCatalogue,
+  rtioNonceCatalogue,
   rtioDeviceCatalogue,
   rtioCallCatalogue,
   rtioReportCatalogue,

@@ -46,7 +46,8 @@ const BODY_LIMIT = '16kb';
 
 /**
  * `only`: the seed serves /manage on port 8095 and /call on 8090; herald's own port serves both, and a
- * port of the seed's (RTIO_MANAGE_PORT, RTIO_CALL_PORT) serves its one.
+ * port of the seed's (RTIO_MANAGE_PORT, RTIO_CALL_PORT) serves its one — and answers every other path
+ * there in RTIO's envelope (1600).
  */
 export function rtioRouter(deps: {
   readonly rtio: Rtio;
@@ -78,12 +79,20 @@ export function rtioRouter(deps: {
     throw new RtioAnswer(RTIO_CODES.unauthorized, undefined, 401);
   };
 
-  const route = (failure: Code, handler: (body: Record<string, unknown>, req: express.Request) => Promise<Record<string, unknown>>): express.RequestHandler => {
+  /** `echoed`: what every answer of the route carries from the request (call/send's `device_id`, required in its answer). */
+  const route = (
+    failure: Code,
+    handler: (body: Record<string, unknown>, req: express.Request) => Promise<Record<string, unknown>>,
+    echoed: (body: Record<string, unknown>) => Record<string, unknown> = () => ({}),
+  ): express.RequestHandler => {
     return (req, res) => {
       let nonce: unknown;
+      // Until the body is read, what it would echo is empty.
+      let echoes = echoed({});
       const answer = async () => {
         const body = parseBody(req.body);
         nonce = body.nonce;
+        echoes = echoed(body);
         // Text that is not Unicode (a `\ud800` escape) is a bad field, refused before any field is read.
         const illFormed = illFormedTextAt(body);
         if (illFormed !== undefined) throw new RtioAnswer(RTIO_CODES.badField, notUnicode(illFormed));
@@ -97,13 +106,16 @@ export function rtioRouter(deps: {
             deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
             res.set('retry-after', String(error.retryAfterSeconds));
           } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
-          res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: known.detail ?? known.code[1], ...known.fields });
+          res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: descOf(known.detail ?? known.code[1]), ...echoes, ...known.fields });
         },
       );
     };
   };
 
-  router.use(['/manage', '/call'], express.text({ type: () => true, limit: BODY_LIMIT }));
+  // On a port of the seed's own, every path is RTIO's: an unknown one is 1600 in its envelope (the seed's
+  // `/api?seq=123459`), not herald's generic 404. On herald's port, RTIO has the paths under its two.
+  const rtioPaths = deps.only === undefined ? ['/manage', '/call'] : ['/'];
+  router.use(rtioPaths, express.text({ type: () => true, limit: BODY_LIMIT }));
 
   if (deps.only !== 'call') router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
     const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
@@ -116,8 +128,9 @@ export function rtioRouter(deps: {
     const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
     const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
     const message = field(body, 'message', RTIO_LIMITS.messageBytes);
-    const timeLive = body.time_live;
-    if (timeLive !== undefined && timeLive !== null && !(Number.isInteger(timeLive) && (timeLive as number) >= 1 && (timeLive as number) <= RTIO_LIMITS.timeLiveMaxSeconds)) {
+    // Optional: null and "" (blank) are absent, as on every shim's optional fields — the default, 6 s.
+    const timeLive = body.time_live === null || (typeof body.time_live === 'string' && body.time_live.trim() === '') ? undefined : body.time_live;
+    if (timeLive !== undefined && !(Number.isInteger(timeLive) && (timeLive as number) >= 1 && (timeLive as number) <= RTIO_LIMITS.timeLiveMaxSeconds)) {
       throw new RtioAnswer(RTIO_CODES.badField, `time_live: an integer of seconds, 1-${RTIO_LIMITS.timeLiveMaxSeconds}`);
     }
     const appId = await appOf(req);
@@ -132,7 +145,7 @@ export function rtioRouter(deps: {
       200,
       { device_id: deviceId, device_status: outcome.kind === 'offline' ? 2 : 1 },
     );
-  }));
+  }, (body) => ({ device_id: echo(body.device_id, RTIO_LIMITS.deviceIdBytes) })));
 
   // The routes' paths with another method; other paths under theirs. The nonce is echoed if there is one.
   const refuse = (code: Code): express.RequestHandler => (req, res) => {
@@ -140,9 +153,13 @@ export function rtioRouter(deps: {
   };
   const served = [...(deps.only !== 'call' ? ['/manage/create_device'] : []), ...(deps.only !== 'manage' ? ['/call/send'] : [])];
   router.all(served, refuse(RTIO_CODES.badMethod));
-  router.all(['/manage', '/manage/*', '/call', '/call/*'], refuse(RTIO_CODES.badUri));
-  router.use(['/manage', '/call'], (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+  if (deps.only === undefined) router.all(['/manage', '/manage/*', '/call', '/call/*'], refuse(RTIO_CODES.badUri));
+  else router.use(refuse(RTIO_CODES.badUri));
+  // A body that could not be read: 1601 — on a route's path; elsewhere the URI is what is wrong (1600).
+  const isServed = (path: string) => served.some((route) => route.toLowerCase() === path.toLowerCase().replace(/(.)\/$/, '$1'));
+  router.use(rtioPaths, (error: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
+    if (!isServed(req.path)) return void res.json({ nonce: '', code: RTIO_CODES.badUri[0], desc: RTIO_CODES.badUri[1] });
     const tooLarge = (error as { status?: unknown }).status === 413;
     res.json({ nonce: '', code: RTIO_CODES.badBody[0], desc: tooLarge ? `the body is over ${BODY_LIMIT}` : RTIO_CODES.badBody[1] });
   });
@@ -184,8 +201,19 @@ function asAnswer(error: unknown, failure: Code): RtioAnswer {
   return new RtioAnswer(failure, undefined, 500);
 }
 
-/** The nonce as given, when it is one the seed allows to echo (a string of Unicode text); otherwise empty. */
-const echo = (nonce: unknown) => (typeof nonce === 'string' && Buffer.byteLength(nonce, 'utf8') <= RTIO_LIMITS.nonceBytes && illFormedTextAt(nonce) === undefined ? nonce : '');
+/** The seed's `desc` is at most 128 bytes: a longer one (a field's path from the body in it) is cut, with `…`. */
+function descOf(text: string): string {
+  if (Buffer.byteLength(text, 'utf8') <= RTIO_LIMITS.descBytes) return text;
+  let cut = '';
+  for (const char of text) {
+    if (Buffer.byteLength(`${cut}${char}…`, 'utf8') > RTIO_LIMITS.descBytes) break;
+    cut += char;
+  }
+  return `${cut}…`;
+}
+
+/** A request's field as given, when it is one the seed allows to echo (Unicode text within its length); otherwise empty. */
+const echo = (value: unknown, maxBytes: number = RTIO_LIMITS.nonceBytes) => (typeof value === 'string' && Buffer.byteLength(value, 'utf8') <= maxBytes && illFormedTextAt(value) === undefined ? value : '');
 
 function isTrusted(trusted: BlockList, address: string | undefined): boolean {
   if (!address) return false;

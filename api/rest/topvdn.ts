@@ -56,8 +56,15 @@ const CallbackBody = t.type({ url: t.union([Text, t.null], 'a URL or null') });
 /** The seed: flag defaults to 2 (retried until confirmed). */
 const DEFAULT_FLAG = 2;
 
+/** A client push none of whose `access_tokens` names a device of the app: 400, with the tokens. */
+class NoPeerError extends ShimError {
+  constructor(readonly skippedTokens: readonly string[]) {
+    super(400, 'bad_request', 'access_tokens: none is a device token of this app; nothing was pushed');
+  }
+}
+
 function send(res: express.Response, _req: express.Request, error: ShimError): void {
-  res.status(error.status).json({ code: error.code, message: error.message });
+  res.status(error.status).json({ code: error.code, message: error.message, ...(error instanceof NoPeerError && { skipped_tokens: error.skippedTokens }) });
 }
 
 /** A refused push's message, put where the caller has the field (`payload[3].flag`). */
@@ -82,7 +89,10 @@ export function topvdnRouter(deps: {
   const { tickets, devices, deviceQueries, pushes, appCallbacks, clock, log } = deps;
   const router = express.Router();
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'topvdn', send, handler);
-  router.use('/v2/message', express.json({ limit: BODY_LIMIT }));
+  // JSON whatever the Content-Type says (none, or curl's `-d` default, form-urlencoded), as datahub and
+  // RTIO read theirs: a client that leaves the seed's `Content-Type: application/json` out is not told
+  // that `msg` is missing from a body that has it.
+  router.use('/v2/message', express.json({ limit: BODY_LIMIT, type: () => true }));
 
   router.post('/v2/message/client/push', route(async (req, res) => {
     const token = req.get('x-client-token')?.trim();
@@ -92,8 +102,10 @@ export function topvdnRouter(deps: {
     const body = decodeBody(ClientPushBody, req.body);
     const idempotencyKey = idempotencyKeyOf(req);
     if (body.access_tokens.length > PUSH_LIMITS.topvdnTargets) throw badInput(`access_tokens: at most ${PUSH_LIMITS.topvdnTargets}`);
-    const input = { msg: body.msg, flag: body.flag ?? DEFAULT_FLAG, from: sender.clientId, clientIds: [] as number[], callback: body.callback };
-    // The peers: each token must name a registered device of the sender's app.
+    const input = { msg: body.msg, flag: body.flag ?? DEFAULT_FLAG, from: sender.clientId, callback: body.callback };
+    // The peers: the tokens that name a registered device of the sender's app. A stale or unknown token
+    // (its device unregistered, re-registered, of another app, forged) is skipped, not a reason to keep
+    // the message from the others; the answer lists it, so the device can drop it (docs/api/topvdn.md).
     const peers = new Map<string, number | undefined>(body.access_tokens.map((peer) => [peer, undefined]));
     const distinct = [...peers.keys()];
     for (let i = 0; i < distinct.length; i += TOKEN_LOOKUPS_AT_ONCE) {
@@ -103,16 +115,23 @@ export function topvdnRouter(deps: {
         if (device?.appId === sender.appId) peers.set(slice[j]!, device.clientId);
       });
     }
-    const unknown = body.access_tokens.findIndex((peer) => peers.get(peer) === undefined);
-    if (unknown >= 0) throw badInput(`access_tokens[${unknown}]: not a device token of this app`);
+    const skipped = distinct.filter((peer) => peers.get(peer) === undefined);
+    const clientIds = distinct.flatMap((peer) => peers.get(peer) ?? []);
+    // A message that would reach nobody — every token skipped, and no callback to the app's server (not
+    // asked, or the app has no callback URL) — is refused, not accepted and lost. (`access_tokens: []` is
+    // the seed's own "push to no device", and stays a success.)
+    if (skipped.length > 0 && clientIds.length === 0 && (!body.callback || (await appCallbacks.urlOf(sender.appId)) === null)) {
+      throw new NoPeerError(skipped);
+    }
     const { pushId } = await pushes.topvdnPush(
       sender.appId,
-      { ...input, clientIds: body.access_tokens.map((peer) => peers.get(peer)!) },
+      { ...input, clientIds },
       clock(),
       // A device's sends count against its own rate.
       { sender: { kind: 'device', appId: sender.appId, deviceId: sender.deviceId }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
     );
-    res.json({ request_id: pushId });
+    // The seed's answer is `{"request_id"}`; `skipped_tokens` is added only when there is something to say.
+    res.json({ request_id: pushId, ...(skipped.length > 0 && { skipped_tokens: skipped }) });
   }));
 
   /** The app's server: X-APP-ID and X-APP-Key. */

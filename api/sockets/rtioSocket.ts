@@ -1,6 +1,6 @@
 import { WebSocket, WebSocketServer } from 'ws';
 import { DomainError } from '../../domain/decider';
-import { RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { isDeviceCode, RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
 import type { Logger } from '../../src/logger';
 import { SendRateExceededError } from '../../src/messaging/messaging';
@@ -91,11 +91,11 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
       const callId = frame?.call_id;
       const code = frame?.code;
       const message = frame?.message ?? '';
-      if (typeof callId !== 'string' || !Number.isSafeInteger(code) || Math.abs(code as number) > 2 ** 31 || typeof message !== 'string' || Buffer.byteLength(message, 'utf8') > RTIO_LIMITS.messageBytes || !isStorableText(message)) {
+      if (typeof callId !== 'string' || !isDeviceCode(code) || typeof message !== 'string' || Buffer.byteLength(message, 'utf8') > RTIO_LIMITS.messageBytes || !isStorableText(message)) {
         return reply(socket, { error: { code: 'bad_frame', message: `expected {"call_id", "code" (an integer), "message" (at most ${RTIO_LIMITS.messageBytes} bytes)} or {"report"}` } });
       }
       try {
-        deps.rtio.reply(deviceId, callId, { code: code as number, message });
+        deps.rtio.reply(deviceId, callId, { code, message });
         reply(socket, { replied: callId });
       } catch (error) {
         if (!(error instanceof DomainError)) throw error;

@@ -76,7 +76,7 @@ export const OnePushMessage = t.type({
 });
 export const TopvdnMessage = t.type({
   kind: t.literal('topvdn'),
-  /** As given: base64 of at most 256 bytes. */
+  /** Standard padded base64 of 1-256 bytes, however the sender wrote it (topvdnMsg). */
   msg: t.string,
   flag: t.union([t.literal(2), t.literal(3)]),
   /** The sending device's number; null when the app's server sent it. */
@@ -139,7 +139,7 @@ export const pushCatalogue: CatalogueEntry = {
       fields: {
         audience: 'as asked, not a list of devices',
         platform: 'ALL or one',
-        message: 'a topvdn `msg` is base64, as given',
+        message: 'a topvdn `msg` is standard padded base64 (RFC 4648 §4), whatever form of base64 the sender used',
         needsConfirm: 'a delivery ends when the device confirms it (otherwise when it has been written once)',
         retry: 'how deliveries are retried (see delivery)',
         expiresAt: 'deliveries still open then are dropped (topvdn) or expired (ONE-PUSH)',
@@ -287,7 +287,7 @@ function confirmValidity(duration: number | null): number {
 
 function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData {
   const L = PUSH_LIMITS;
-  checkTopvdnMsg(command.msg);
+  const msg = topvdnMsg(command.msg);
   if (command.flag !== 2 && command.flag !== 3) throw new DomainError('invalid', 'flag: must be 2 or 3');
   if (command.from !== null && !isClientId(command.from)) throw new DomainError('invalid', 'from: must be a device number');
   if (command.clientIds.length > L.topvdnTargets) throw new DomainError('invalid', `at most ${L.topvdnTargets} devices per message`);
@@ -299,7 +299,7 @@ function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData 
     appId: command.appId,
     audience: { type: 'CLIENTS', clientIds: [...new Set(command.clientIds)] },
     platform: 'ALL',
-    message: { kind: 'topvdn', msg: command.msg, flag, from: command.from, callback: command.callback },
+    message: { kind: 'topvdn', msg, flag, from: command.from, callback: command.callback },
     needsConfirm: flag === 2,
     retry: flag === 2 ? 'topvdn' : 'none',
     requestedAt: new Date(now).toISOString(),
@@ -322,14 +322,28 @@ function sameJson(a: unknown, b: unknown): boolean {
   return ka.length === kb.length && ka.every((key) => Object.hasOwn(b, key) && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
 }
 
-/** topvdn's `msg`: standard base64 (with padding) of 1-256 bytes. */
-export function checkTopvdnMsg(msg: unknown): void {
-  if (typeof msg !== 'string' || msg.length === 0) throw new DomainError('invalid', 'msg: the base64 of the message is required');
-  if (msg.length > Math.ceil(PUSH_LIMITS.topvdnBytes / 3) * 4 || msg.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(msg)) {
-    throw new DomainError('invalid', `msg: must be base64 of at most ${PUSH_LIMITS.topvdnBytes} bytes`);
-  }
-  const bytes = (msg.length / 4) * 3 - (msg.endsWith('==') ? 2 : msg.endsWith('=') ? 1 : 0);
-  if (bytes > PUSH_LIMITS.topvdnBytes) throw new DomainError('invalid', `msg: the message is ${bytes} bytes; at most ${PUSH_LIMITS.topvdnBytes}`);
+/**
+ * topvdn's `msg` as devices receive it: the standard, padded base64 (RFC 4648 §4) of its bytes, which
+ * number 1-256 (the seed's limit is on the message before encoding). Every common way of writing base64
+ * is taken, as the decoders devices use take it: with or without `=` padding, the URL-safe alphabet
+ * (`-` `_`), and line breaks or other ASCII white space anywhere (Android's `Base64.DEFAULT` ends every
+ * 76 characters and the text with `\n`; MIME uses `\r\n`). Anything else — another character, padding
+ * that does not match the length, padding inside the text — is not base64 and refused.
+ */
+export function topvdnMsg(msg: unknown): string {
+  if (typeof msg !== 'string') throw new DomainError('invalid', 'msg: the base64 of the message is required');
+  const notBase64 = new DomainError('invalid', `msg: must be base64 of 1-${PUSH_LIMITS.topvdnBytes} bytes`);
+  // Bounded before the work: 256 bytes are 344 characters; line breaks and padding leave room for this much.
+  if (msg.length > 4 * PUSH_LIMITS.topvdnBytes) throw notBase64;
+  const written = /^([A-Za-z0-9+/_-]*)(=*)$/.exec(msg.replace(/[\t\n\r ]/g, ''));
+  if (!written) throw notBase64;
+  const [, digits = '', padding = ''] = written;
+  // 4 digits make 3 bytes; a group of 1 digit cannot be; padding, when given, completes the last group.
+  if (digits.length % 4 === 1 || (padding.length > 0 && (padding.length > 2 || (digits.length + padding.length) % 4 !== 0))) throw notBase64;
+  const bytes = Buffer.from(digits.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (bytes.length === 0) throw new DomainError('invalid', 'msg: the base64 of the message is required');
+  if (bytes.length > PUSH_LIMITS.topvdnBytes) throw new DomainError('invalid', `msg: the message is ${bytes.length} bytes; at most ${PUSH_LIMITS.topvdnBytes}`);
+  return bytes.toString('base64');
 }
 
 export const isClientId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;

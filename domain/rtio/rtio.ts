@@ -9,9 +9,10 @@ import { isStorableText } from '../text';
  * a connected device synchronously (`call/send`: the message goes to the device, whose reply is the
  * answer, within `time_live` seconds).
  *
- * Streams: `rtio-device-<deviceId>` (created once) and `rtio-call-<callId>` (one call: made, then
- * replied to or failed). A request's `nonce` decides the stream it lands on (the ids derive from the
- * app and the nonce), so a nonce used before finds its stream taken: refused, and nothing appended.
+ * Streams: `rtio-nonce-<nonceId>` (a nonce taken), `rtio-device-<deviceId>` (created once) and
+ * `rtio-call-<callId>` (one call: made, then replied to or failed). A request first takes its `nonce` in
+ * the app's one nonce space (RtioNonceUsed), then lands on the stream its nonce decides (the ids derive
+ * from the app and the nonce): a nonce used before, by either request, is refused.
  */
 
 export const RTIO_LIMITS = {
@@ -20,6 +21,8 @@ export const RTIO_LIMITS = {
   deviceIdBytes: 64,
   messageBytes: 512,
   reportBytes: 1024,
+  /** An answer's `desc`. */
+  descBytes: 128,
   timeLiveDefaultSeconds: 6,
   timeLiveMaxSeconds: 30,
 } as const;
@@ -39,7 +42,7 @@ export const rtioDeviceCatalogue: CatalogueEntry = {
   union: RtioDeviceEvent,
   description: [
     "RTIO device RPC (docs/api/rtio.md): a device an app's server created. Its id, like a call's, derives from " +
-      "the app and the request's `nonce`, so a nonce used again finds its stream taken and appends nothing.",
+      "the app and the request's `nonce`, taken first as an `RtioNonceUsed`: a nonce used again appends nothing.",
   ],
   events: {
     RtioDeviceCreated: {
@@ -62,6 +65,7 @@ export type RtioDeviceCommand = CreateRtioDevice;
 export type RtioDeviceState = { readonly status: 'none' } | { readonly status: 'created'; readonly appId: string; readonly keyHash: string };
 
 export const rtioDeviceStreamName = (deviceId: string) => `rtio-device-${deviceId}`;
+export const rtioNonceStreamName = (nonceId: string) => `rtio-nonce-${nonceId}`;
 
 export const rtioDeviceDecider: Decider<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = {
   initialState: () => ({ status: 'none' }),
@@ -72,6 +76,65 @@ export const rtioDeviceDecider: Decider<RtioDeviceCommand, RtioDeviceEvent, Rtio
     if (state.status !== 'none') throw new DomainError('conflict', 'nonce: already used');
     const { deviceId, appId, keyHash, nonce, now } = command;
     return [{ type: 'RtioDeviceCreated', data: { deviceId, appId, keyHash, nonce, createdAt: now } }];
+  },
+};
+
+/**
+ * The seed: every request's nonce differs ("每次请求不能相同") — one space per app for all its RTIO
+ * requests, `create_device` and `call/send` alike. A request first takes its nonce here, on the stream
+ * named by the app and the nonce, so two requests racing for one nonce are decided on one stream. The
+ * request the nonce was first used for may take it again: a retry whose own stream was never written
+ * (herald failed between the two appends) goes through, and its own stream refuses it if it was.
+ */
+export const RTIO_REQUESTS = ['create_device', 'call/send'] as const;
+export type RtioRequest = (typeof RTIO_REQUESTS)[number];
+
+export const RtioNonceUsed = t.type({
+  type: t.literal('RtioNonceUsed'),
+  data: t.type({ appId: t.string, nonce: t.string, request: t.keyof({ create_device: null, 'call/send': null }), usedAt: t.string }),
+});
+export const RtioNonceEvent = RtioNonceUsed;
+export type RtioNonceEvent = t.TypeOf<typeof RtioNonceEvent>;
+
+/** docs/events.md, rtio nonce: what the codecs cannot say. */
+export const rtioNonceCatalogue: CatalogueEntry = {
+  title: 'rtio nonce',
+  stream: 'rtio-nonce-<nonceId>',
+  module: 'domain/rtio/rtio.ts',
+  union: RtioNonceEvent,
+  description: [
+    "An RTIO request's `nonce`, taken once per app for every request (docs/api/rtio.md, Nonces). The id derives " +
+      'from the app and the nonce; the request the nonce was used for may take it again (its retry), any other is refused.',
+  ],
+  events: {
+    RtioNonceUsed: {
+      when: '`POST /manage/create_device`, `POST /call/send`: before the request\'s own event',
+      fields: { request: 'what the nonce was used for' },
+    },
+  },
+};
+
+export interface UseRtioNonce {
+  readonly type: 'UseRtioNonce';
+  readonly appId: string;
+  readonly nonce: string;
+  readonly request: RtioRequest;
+  readonly now: string;
+}
+export type RtioNonceCommand = UseRtioNonce;
+export type RtioNonceState = { readonly status: 'none' } | { readonly status: 'used'; readonly request: RtioRequest };
+
+export const rtioNonceDecider: Decider<RtioNonceCommand, RtioNonceEvent, RtioNonceState> = {
+  initialState: () => ({ status: 'none' }),
+  evolve: (_state, event) => ({ status: 'used', request: event.data.request }),
+  decide(command, state) {
+    checkNonce(command.nonce);
+    if (state.status === 'none') {
+      const { appId, nonce, request, now } = command;
+      return [{ type: 'RtioNonceUsed', data: { appId, nonce, request, usedAt: now } }];
+    }
+    if (state.request !== command.request) throw new DomainError('conflict', `nonce: already used (by ${state.request})`);
+    return [];
   },
 };
 
@@ -101,8 +164,8 @@ export const rtioCallCatalogue: CatalogueEntry = {
   union: RtioCallEvent,
   description: [
     'One RTIO call of a device (docs/api/rtio.md): made, then replied to or failed. Its id, like a created ' +
-      "device's, derives from the app and the request's `nonce`, so a nonce used again finds its stream taken " +
-      'and appends nothing.',
+      "device's, derives from the app and the request's `nonce`, taken first as an `RtioNonceUsed`: a nonce used " +
+      'again appends nothing.',
   ],
   events: {
     RtioDeviceCalled: {
@@ -181,7 +244,7 @@ export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallSt
         if (state.status === 'none') throw new DomainError('not_found', 'no such call');
         // One outcome per call: a reply after the call failed (timed out) is not taken.
         if (state.status !== 'calling') return [];
-        if (!Number.isSafeInteger(command.code) || Math.abs(command.code) > 2 ** 31) throw new DomainError('invalid', 'code: a 32-bit integer');
+        if (!isDeviceCode(command.code)) throw new DomainError('invalid', 'code: a 32-bit integer');
         if (!isStorableText(command.message) || Buffer.byteLength(command.message, 'utf8') > RTIO_LIMITS.messageBytes) {
           throw new DomainError('invalid', `message: at most ${RTIO_LIMITS.messageBytes} bytes of text`);
         }
@@ -199,6 +262,9 @@ export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallSt
     }
   },
 };
+
+/** A device's `code` (the answer's `device_code`): the seed's `int`, 4 bytes — a signed 32-bit integer. */
+export const isDeviceCode = (code: unknown): code is number => typeof code === 'number' && Number.isInteger(code) && code >= -(2 ** 31) && code < 2 ** 31;
 
 /** The seed: a nonce is a string of at most 32 bytes; herald also wants it non-empty and printable. */
 function checkNonce(nonce: unknown): void {

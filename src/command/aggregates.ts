@@ -14,6 +14,10 @@ import {
   RtioCallEvent,
   rtioDeviceDecider,
   RtioDeviceEvent,
+  rtioNonceDecider,
+  RtioNonceEvent,
+  type RtioNonceCommand,
+  type RtioNonceState,
   rtioReportDecider,
   RtioReportEvent,
   type RtioReportCommand,
@@ -40,3 +44,4 @@ export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, Delive
 export const rtioDeviceAggregate: Aggregate<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = { decider: rtioDeviceDecider, eventCodec: RtioDeviceEvent };
 export const rtioCallAggregate: Aggregate<RtioCallCommand, RtioCallEvent, RtioCallState> = { decider: rtioCallDecider, eventCodec: RtioCallEvent };
 export const rtioReportAggregate: Aggregate<RtioReportCommand, RtioReportEvent, RtioReportState> = { decider: rtioReportDecider, eventCodec: RtioReportEvent };
+export const rtioNonceAggregate: Aggregate<RtioNonceCommand, RtioNonceEvent, RtioNonceState> = { decider: rtioNonceDecider, eventCodec: RtioNonceEvent };

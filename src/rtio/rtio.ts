@@ -1,9 +1,9 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { rtioCallStreamName, rtioDeviceStreamName, rtioReportStreamName, RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { rtioCallStreamName, rtioDeviceStreamName, rtioNonceStreamName, rtioReportStreamName, RTIO_LIMITS, type RtioRequest } from '../../domain/rtio/rtio';
 import type { Clock } from '../clock';
-import { rtioCallAggregate, rtioDeviceAggregate, rtioReportAggregate } from '../command/aggregates';
+import { rtioCallAggregate, rtioDeviceAggregate, rtioNonceAggregate, rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Bus } from '../bus/bus';
@@ -122,6 +122,7 @@ export class Rtio {
 
   /** Creates a device; its key is answered once and kept only as a hash. */
   async createDevice(appId: string, nonce: string): Promise<{ deviceId: string; deviceKey: string }> {
+    await this.useNonce(appId, nonce, 'create_device');
     const deviceId = idOf('device', appId, nonce);
     const deviceKey = randomBytes(20).toString('base64url');
     await handleCommand(
@@ -133,6 +134,22 @@ export class Rtio {
       newStream(rtioDeviceAggregate),
     );
     return { deviceId, deviceKey };
+  }
+
+  /**
+   * Takes the request's nonce in the app's one nonce space (domain/rtio/rtio.ts, RtioNonceUsed): a nonce
+   * another kind of request used is refused (DomainError conflict); one this kind used goes on to the
+   * request's own stream, which refuses it if that request was made.
+   */
+  private async useNonce(appId: string, nonce: string, request: RtioRequest): Promise<void> {
+    await handleCommand(
+      this.deps.store,
+      rtioNonceAggregate,
+      rtioNonceStreamName(idOf('nonce', appId, nonce)),
+      { type: 'UseRtioNonce', appId, nonce, request, now: this.deps.clock().toISOString() },
+      { appId, actor: `app:${appId}` },
+      newStream(rtioNonceAggregate),
+    );
   }
 
   /**
@@ -195,14 +212,11 @@ export class Rtio {
     const callId = idOf('call', appId, input.nonce);
     const streamName = rtioCallStreamName(callId);
     const context = { appId, actor: `app:${appId}` };
-    const called = await handleCommand(
-      this.deps.store,
-      rtioCallAggregate,
-      streamName,
-      { type: 'CallRtioDevice', callId, appId, deviceId: input.deviceId, nonce: input.nonce, message: input.message, ...(input.timeLiveSeconds !== undefined && { timeLiveSeconds: input.timeLiveSeconds }), now: this.deps.clock().toISOString() },
-      context,
-      newStream(rtioCallAggregate),
-    );
+    const command = { type: 'CallRtioDevice', callId, appId, deviceId: input.deviceId, nonce: input.nonce, message: input.message, ...(input.timeLiveSeconds !== undefined && { timeLiveSeconds: input.timeLiveSeconds }), now: this.deps.clock().toISOString() } as const;
+    // A call refused for its own fields takes no nonce: decided on a new stream first (pure, no I/O).
+    rtioCallAggregate.decider.decide(command, rtioCallAggregate.decider.initialState());
+    await this.useNonce(appId, input.nonce, 'call/send');
+    const called = await handleCommand(this.deps.store, rtioCallAggregate, streamName, command, context, newStream(rtioCallAggregate));
     const timeLiveSeconds = input.timeLiveSeconds ?? RTIO_LIMITS.timeLiveDefaultSeconds;
     const fail = async (reason: 'offline' | 'timeout'): Promise<CallOutcome> => {
       await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordCallFailure', reason, now: this.deps.clock().toISOString() }, context, called);
@@ -270,7 +284,7 @@ export class Rtio {
 }
 
 /** The seed's device ids are 32 hex digits; herald's are too (a UUID v5 of the app and the nonce, without dashes). */
-const idOf = (kind: 'device' | 'call', appId: string, nonce: string) => uuidv5(`${kind}\u0000${appId}\u0000${nonce}`, ID_NAMESPACE).replace(/-/g, '');
+const idOf = (kind: 'device' | 'call' | 'nonce', appId: string, nonce: string) => uuidv5(`${kind}\u0000${appId}\u0000${nonce}`, ID_NAMESPACE).replace(/-/g, '');
 
 export const isDeviceId = (deviceId: unknown): deviceId is string => typeof deviceId === 'string' && /^[0-9a-f]{32}$/.test(deviceId);
 

@@ -145,20 +145,38 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     }
   });
 
-  it('refuses a nonce used before (1604), appending nothing', async () => {
+  it('refuses a nonce used before (1604), appending nothing: one nonce space for create_device and call/send', async () => {
     const created = await create();
-    await connect(created);
+    const device = await connect(created);
     const n = nonce();
     expect((await send({ nonce: n, device_id: created.device_id })).body.code).to.equal(1000);
     const head = await herald.infrastructure.store.headPosition();
     const again = await send({ nonce: n, device_id: created.device_id });
     expect(again.body).to.include({ nonce: n, code: 1604 });
     expect(again.body.desc).to.match(/nonce/);
+    // The seed: every request's nonce differs ("每次请求不能相同"), whichever request it was used for.
     const createAgain = await post('/manage/create_device', JSON.stringify({ nonce: n }));
-    expect(createAgain.body.code).to.equal(1000); // another namespace: creating is not calling
-    const twice = await post('/manage/create_device', JSON.stringify({ nonce: n }));
-    expect(twice.body).to.include({ nonce: n, code: 1604 });
-    await eventually(async () => expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioDeviceCreated']));
+    expect(createAgain.body).to.include({ nonce: n, code: 1604 });
+    expect(createAgain.body.desc).to.match(/nonce: already used/);
+    // The seed's own create example, then its call example with the nonce create used.
+    const seedNonce = `1724578899-${n}`;
+    const seedCreate = await post('/manage/create_device', `{"nonce":"${seedNonce}"}`);
+    expect(seedCreate.body).to.include({ nonce: seedNonce, code: 1000 });
+    const headAfterCreate = await herald.infrastructure.store.headPosition();
+    const reused = await post('/call/send', `{"nonce":"${seedNonce}", "device_id": "${created.device_id}", "message":"this dispatch message"}`);
+    expect(reused.body).to.include({ nonce: seedNonce, code: 1604, device_id: created.device_id });
+    expect(device.calls).to.have.length(1);
+    await eventually(async () => expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioNonceUsed', 'RtioDeviceCreated']));
+    expect(await herald.infrastructure.store.headPosition()).to.equal(headAfterCreate);
+  });
+
+  it('a request refused for its fields or an unknown device takes no nonce: sent again, right, it goes through', async () => {
+    const created = await create();
+    await connect(created);
+    const n = nonce();
+    expect((await send({ nonce: n, device_id: '0123456789abcdef0123456789abcdef' })).body.code).to.equal(1605);
+    expect((await send({ nonce: n, device_id: created.device_id, message: 'bell\u0007' })).body.code).to.equal(1604);
+    expect((await send({ nonce: n, device_id: created.device_id })).body).to.include({ nonce: n, code: 1000 });
   });
 
   it('closes a device socket with a wrong key (4401); a device of another app is unknown (1605)', async () => {
@@ -200,5 +218,62 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       await ported.stop();
     }
   });
-});
 
+  it("answers every request on the seed's ports in its envelope: an unknown URI (the seed's own /api?seq=123459) 1600, a wrong method 1602, a bad body 1601, bad JSON 1603", async () => {
+    const managePort = await freePort();
+    const callPort = await freePort(managePort);
+    const ported = await startTestHerald({ rtioManagePort: managePort, rtioCallPort: callPort });
+    try {
+      const on = async (port: number, path: string, init: RequestInit = {}) => {
+        const response = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, ...init });
+        return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+      };
+      // The seed's win10 example: curl.exe --data '{\"deviceid\":\"device001\"}' "http://…:8090/api?seq=123459"
+      for (const port of [callPort, managePort]) {
+        const seedExample = await on(port, '/api?seq=123459', { body: '{"deviceid":"device001"}' });
+        expect(seedExample.status, `port ${port}`).to.equal(200);
+        expect(seedExample.body, `port ${port}`).to.deep.equal({ nonce: '', code: 1600, desc: 'invalid URI' });
+        expect((await on(port, '/', { method: 'GET' })).body).to.include({ code: 1600 });
+        expect((await on(port, '/api/x', { body: '{"nonce": "u1"}' })).body).to.include({ nonce: 'u1', code: 1600 });
+        // The URI first: a body that cannot be read (over 16 KB) does not make an unknown URI a bad body.
+        expect((await on(port, '/api?seq=123459', { body: 'x'.repeat(20_000) })).body).to.include({ code: 1600 });
+      }
+      expect((await on(callPort, '/call/send', { method: 'GET' })).body).to.include({ code: 1602 });
+      expect((await on(managePort, '/manage/create_device', { method: 'PUT', body: '{"nonce": "m1"}' })).body).to.include({ nonce: 'm1', code: 1602 });
+      expect((await on(callPort, '/call/send', { body: '' })).body).to.include({ code: 1601, device_id: '' });
+      expect((await on(callPort, '/call/send', { body: '"text"' })).body).to.include({ code: 1601 });
+      expect((await on(callPort, '/call/send/', { body: 'x'.repeat(20_000) })).body).to.include({ code: 1601 });
+      expect((await on(managePort, '/manage/create_device', { body: '{"nonce": ' })).body).to.include({ code: 1603 });
+      expect((await on(callPort, '/call/send', { body: '{"nonce": "j1", ' })).body).to.include({ code: 1603 });
+      // herald's probes stay on every port it listens on.
+      expect((await fetch(`http://127.0.0.1:${callPort}/healthz`)).status).to.equal(200);
+    } finally {
+      await ported.stop();
+    }
+  });
+
+  it('takes an empty optional field as absent: time_live null or "" is the default, 6 s', async () => {
+    const created = await create();
+    const device = await connect(created);
+    for (const timeLive of ['null', '""', '" "']) {
+      const n = nonce();
+      const answer = await post('/call/send', `{"nonce":"${n}", "device_id": "${created.device_id}", "message":"this dispatch message", "time_live": ${timeLive}}`);
+      expect(answer.body, timeLive).to.include({ nonce: n, code: 1000 });
+    }
+    expect(device.calls.map((call) => call.time_live)).to.deep.equal([6, 6, 6]);
+  });
+
+  it("keeps the seed's lengths in bytes: desc at most 128, device_id echoed on every call/send answer", async () => {
+    const created = await create();
+    // A key of 300 characters holding text that is not Unicode: the refusal names it, cut to 128 bytes.
+    const long = await post('/call/send', `{"nonce": "d1", "device_id": "${created.device_id}", "message": "m", "${'键'.repeat(300)}": "\\ud800"}`);
+    expect(long.body).to.include({ nonce: 'd1', code: 1604, device_id: created.device_id });
+    expect(Buffer.byteLength(long.body.desc as string, 'utf8')).to.be.within(100, 128);
+    // A message of 170 Chinese characters is 510 bytes (within 512); 171 are 513.
+    const device = await connect(created, () => ({ code: 1000, message: 'ok' }));
+    expect((await send({ device_id: created.device_id, message: '消'.repeat(170) })).body).to.include({ code: 1000 });
+    expect((await send({ device_id: created.device_id, message: '消'.repeat(171) })).body).to.include({ code: 1604, device_id: created.device_id });
+    expect(device.calls).to.have.length(1);
+    expect((await send({ device_id: created.device_id, time_live: 31 })).body).to.include({ code: 1604, device_id: created.device_id });
+  });
+});

@@ -222,6 +222,100 @@ describe('topvdn: /v2/message', function () {
     expect(ids(socket)).to.deep.equal([requestId, next.body.request_id]);
   });
 
+  it("msg in every common base64 form (Android's Base64.DEFAULT, unpadded, URL-safe) is taken; devices receive the standard padded form", async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    const url256 = Buffer.alloc(256, 0xfb);
+    // Android: Base64.encodeToString(bytes, Base64.DEFAULT) — lines of 76 characters, each ending with \n.
+    const androidDefault = `${url256.toString('base64').match(/.{1,76}/g)!.join('\n')}\n`;
+    const forms: Array<[string, string]> = [
+      ['aGVsbG8=\n', 'aGVsbG8='],
+      ['aGVsbG8', 'aGVsbG8='],
+      ['-_-__g', '+/+//g=='],
+      ['-_-__g==', '+/+//g=='],
+      [androidDefault, url256.toString('base64')],
+    ];
+    const sent: string[] = [];
+    for (const [msg] of forms) {
+      // The seed's request, byte for byte but for msg and the token.
+      const body = `{\n    "msg": ${JSON.stringify(msg)},\n    "flag": 3,\n    "callback": 1,\n    "access_tokens": ["${peer.token}"]\n}`;
+      const { status: code, body: answer } = await post('/v2/message/client/push', body, { 'x-client-token': sender.token, 'cache-control': 'no-cache' });
+      expect(code, JSON.stringify(msg)).to.equal(200);
+      expect(Object.keys(answer)).to.deep.equal(['request_id']);
+      sent.push(answer.request_id as string);
+    }
+    // The server push takes them too.
+    const server = await serverPush({ proxy: 0, payload: { msg: 'aGVsbG8=\n', flag: 3, clients: [peer.clientId] } });
+    expect(server.status).to.equal(200);
+    const proxied = await serverPush({ proxy: 1, payload: [{ from: sender.clientId, to: peer.clientId, flag: 3, msg: 'aGVsbG8' }] });
+    expect(proxied.status).to.equal(200);
+    await socket.until((s) => s.messages.length === forms.length + 2, 'every message');
+    expect(socket.messages.map((m) => m.msg)).to.deep.equal([...forms.map(([, standard]) => standard), 'aGVsbG8=', 'aGVsbG8=']);
+    expect(ids(socket)).to.deep.equal([...sent, server.body.request_id, proxied.body.request_id]);
+  });
+
+  it('client push: a stale or unknown access token is skipped — the valid peers get the message and the answer lists the skipped tokens', async () => {
+    const [sender, peer, gone, foreign] = [await register(), await register(), await register(), await register('other')];
+    const socket = await connect(peer);
+    expect((await post(`/msgpush/unregister/${gone.id}`, {})).status).to.equal(200);
+    const { status: code, body } = await clientPush(sender.token, { flag: 3, callback: 1, access_tokens: [gone.token, peer.token, 'not-a-token', foreign.token, gone.token] });
+    expect(code, JSON.stringify(body)).to.equal(200);
+    expect(body).to.have.all.keys('request_id', 'skipped_tokens');
+    expect(body.skipped_tokens).to.deep.equal([gone.token, 'not-a-token', foreign.token]);
+    await socket.until((s) => s.messages.length === 1, 'the message');
+    expect(socket.messages[0]).to.include({ messageId: body.request_id, msg: HELLO, from: sender.clientId });
+    await eventually(async () => expect((await status(body.request_id as string))?.deliveries).to.include({ delivered: 1 }));
+
+    // None valid: refused (400, with the list) and nothing pushed — unless callback 1 takes it to the app's server (topvdnCallback.e2e).
+    const head = await herald.infrastructure.store.headPosition();
+    const none = await clientPush(sender.token, { flag: 3, callback: 0, access_tokens: [gone.token, 'not-a-token'] });
+    expect(none.status).to.equal(400);
+    expect(none.body).to.deep.equal({ code: 'bad_request', message: 'access_tokens: none is a device token of this app; nothing was pushed', skipped_tokens: [gone.token, 'not-a-token'] });
+    expect(await pushesSince(head)).to.deep.equal([]);
+    // callback 1 but no callback URL set: it would reach no one either.
+    const noUrl = await clientPush(sender.token, { flag: 3, callback: 1, access_tokens: ['not-a-token'] });
+    expect(noUrl.status).to.equal(400);
+    expect(noUrl.body.skipped_tokens).to.deep.equal(['not-a-token']);
+    expect(await pushesSince(head)).to.deep.equal([]);
+  });
+
+  it("reads the body as JSON whatever the Content-Type (none, curl -d's form type, text/plain)", async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    const sent: unknown[] = [];
+    for (const type of [undefined, 'application/x-www-form-urlencoded', 'text/plain;charset=UTF-8']) {
+      const response = await fetch(`${url}/v2/message/client/push`, {
+        method: 'POST',
+        headers: { 'x-client-token': sender.token, ...(type && { 'content-type': type }) },
+        body: `{"msg": "aGVsbG8=", "flag": 3, "callback": 1, "access_tokens": ["${peer.token}"]}`,
+      });
+      const body = (await response.json()) as Record<string, unknown>;
+      expect(response.status, `${type}: ${JSON.stringify(body)}`).to.equal(200);
+      sent.push(body.request_id);
+    }
+    const server = await fetch(`${url}/v2/message/server/push`, {
+      method: 'POST',
+      headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE', 'content-type': 'application/x-www-form-urlencoded' },
+      body: JSON.stringify({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [peer.clientId] } }),
+    });
+    expect(server.status).to.equal(200);
+    sent.push(((await server.json()) as Record<string, unknown>).request_id);
+    await socket.until((s) => s.messages.length === 4, 'four messages');
+    expect(ids(socket)).to.deep.equal(sent);
+  });
+
+  it('takes an empty optional field as absent: flag null or "" is the default, 2', async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    for (const flag of [null, '']) {
+      expect((await clientPush(sender.token, { flag, access_tokens: [peer.token] })).status).to.equal(200);
+      expect((await serverPush({ proxy: 0, payload: { msg: HELLO, flag, clients: [peer.clientId] } })).status).to.equal(200);
+      expect((await serverPush({ proxy: 1, payload: [{ from: sender.clientId, to: peer.clientId, flag, msg: HELLO }] })).status).to.equal(200);
+    }
+    await socket.until((s) => s.messages.length >= 6, 'six messages');
+    expect(socket.messages.slice(0, 6).map((m) => [m.flag, m.needConfirm])).to.deep.equal(Array(6).fill([2, true]));
+  });
+
   it('client push errors: 401 without a valid device token, 400 for bad input, in the {code, message} envelope, appending nothing', async () => {
     const [sender, peer, foreign] = [await register(), await register(), await register('other')];
     const head = await herald.infrastructure.store.headPosition();
@@ -239,7 +333,9 @@ describe('topvdn: /v2/message', function () {
 
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ msg: 'not base64!' }, 'msg'],
-      [{ msg: 'aGVsbG8' }, 'msg'],
+      [{ msg: 'aGVsb' }, 'msg'],
+      [{ msg: 'aGVsbG8===' }, 'msg'],
+      [{ msg: '\n' }, 'msg'],
       [{ msg: Buffer.alloc(257, 7).toString('base64') }, 'msg'],
       [{ msg: '' }, 'msg'],
       [{ msg: 5 }, 'msg'],
@@ -255,13 +351,14 @@ describe('topvdn: /v2/message', function () {
       [{ flag: 1 }, 'flag'],
       [{ flag: 'two' }, 'flag'],
       [{ flag: 2.5 }, 'flag'],
-      [{ access_tokens: [peer.token, 'not-a-token'] }, 'access_tokens[1]: not a device token of this app'],
-      [{ access_tokens: [peer.token, peer.token, foreign.token] }, 'access_tokens[2]: not a device token of this app'],
+      [{ access_tokens: ['not-a-token'] }, 'access_tokens: none is a device token of this app'],
+      [{ access_tokens: [foreign.token, foreign.token] }, 'access_tokens: none is a device token of this app'],
     ];
     for (const [fields, expected] of cases) {
       const { status: code, body } = await clientPush(sender.token, { access_tokens: [peer.token], ...fields });
       expect(code, JSON.stringify(fields).slice(0, 200)).to.equal(400);
-      expect(body).to.have.all.keys('code', 'message');
+      // A push none of whose tokens names a device lists them (skipped_tokens).
+      expect(body).to.have.all.keys('code', 'message', ...(expected.includes('none is a device token') ? ['skipped_tokens'] : []));
       expect(body.code).to.equal('bad_request');
       expect(body.message, JSON.stringify(fields).slice(0, 200)).to.contain(expected);
     }

@@ -102,6 +102,18 @@ describe('topvdn: app callbacks', function () {
     expect(received.map((r) => r.request_id)).to.not.include(nowhere);
   });
 
+  it("callback 1 with every access token stale: taken (the app's server gets it), msg POSTed in the standard form", async () => {
+    await call('PUT', '/v2/message/callback', { url: callbackUrl });
+    const { token } = await sender();
+    const before = received.length;
+    // hello as Android's Base64.DEFAULT writes it, to a peer token that names no device.
+    const answer = await call('POST', '/v2/message/client/push', { msg: 'aGVsbG8=\n', flag: 3, callback: 1, access_tokens: ['1_1_1_stale'] }, { 'x-client-token': token });
+    expect(answer.status).to.equal(200);
+    expect(answer.body.skipped_tokens).to.deep.equal(['1_1_1_stale']);
+    await eventually(() => expect(received.length).to.equal(before + 1));
+    expect(received[before]).to.deep.include({ request_id: answer.body.request_id, msg: 'aGVsbG8=', flag: 3 });
+  });
+
   it('by default, POSTs to no loopback, private or link-local address (HERALD_CALLBACK_PRIVATE_NETWORKS)', async () => {
     const guarded = await startTestHerald({}, clock.now);
     try {

@@ -161,16 +161,31 @@ describe('push decider', () => {
   it('takes base64 of up to 256 bytes, and refuses the rest', () => {
     const base64 = (bytes: number) => Buffer.alloc(bytes, 7).toString('base64');
     expect(pushDecider.decide({ ...topvdn, msg: base64(256) }, pushDecider.initialState())).to.have.length(1);
-    for (const msg of [base64(257), '', 'aGVsbG8', 'aGV sbG8=', 'aGVsbG8=='.slice(0, 9), '!!!!']) {
+    for (const msg of [base64(257), '', '\n', 'aGVsbG8===', 'aGVsb', 'aGVsb=G8=', 'aGVsbG8=aGVsbG8=', '=', '!!!!', 'aGVs*bG8=', '\u00e9GVsbG8=']) {
       spec
         .given([])
         .when({ ...topvdn, msg })
-        .thenThrows(DomainError, (e) => expect(e.message).to.match(/^msg: /));
+        .thenThrows(DomainError, (e) => expect(e.message, JSON.stringify(msg)).to.match(/^msg: /));
     }
     spec
       .given([])
       .when({ ...topvdn, flag: 4 })
       .thenThrows(DomainError, (e) => expect(e.message).to.match(/^flag: /));
+  });
+
+  it('takes every common form of base64 (Android DEFAULT, unpadded, URL-safe, MIME) and records the standard padded one', () => {
+    const msgOf = (msg: string) => ((pushDecider.decide({ ...topvdn, msg }, pushDecider.initialState())[0]!.data as PushRequestedData).message as { msg: string }).msg;
+    // hello, as Android's Base64.DEFAULT, NO_PADDING, URL_SAFE and NO_WRAP write it.
+    for (const msg of ['aGVsbG8=', 'aGVsbG8=\n', 'aGVsbG8', 'aGVsbG8\n', ' aGVs\r\nbG8= ']) expect(msgOf(msg), JSON.stringify(msg)).to.equal('aGVsbG8=');
+    // Bytes whose standard base64 has + and /: the URL-safe alphabet writes them - and _.
+    const bytes = Buffer.from([0xfb, 0xff, 0xbf, 0xfe]);
+    expect(bytes.toString('base64')).to.equal('+/+//g==');
+    for (const msg of ['-_-__g==', '-_-__g', '+/+//g']) expect(msgOf(msg), msg).to.equal('+/+//g==');
+    // 256 bytes as Base64.DEFAULT writes them: lines of 76 characters, each ending with \n.
+    const all = Buffer.alloc(256, 0xfe).toString('base64');
+    const wrapped = `${all.match(/.{1,76}/g)!.join('\n')}\n`;
+    expect(msgOf(wrapped)).to.equal(all);
+    expect(() => msgOf(`${Buffer.alloc(257, 0xfe).toString('base64').match(/.{1,76}/g)!.join('\n')}\n`)).to.throw(DomainError, /257 bytes/);
   });
 
   it('refuses bad ONE-PUSH sends, naming the field', () => {

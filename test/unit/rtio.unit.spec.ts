@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
-import { rtioCallDecider, rtioDeviceDecider, rtioReportDecider, type RtioCallEvent, type RtioDeviceEvent, type RtioReportEvent } from '../../domain/rtio/rtio';
+import { isDeviceCode, rtioCallDecider, rtioDeviceDecider, rtioNonceDecider, rtioReportDecider, type RtioCallEvent, type RtioDeviceEvent, type RtioNonceEvent, type RtioReportEvent } from '../../domain/rtio/rtio';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 const now = '2026-11-23T10:00:00.000Z';
@@ -19,6 +19,22 @@ describe('rtio device decider', () => {
   it('refuses a nonce over 32 bytes (the seed counts bytes: 11 Chinese characters are 33)', () => {
     spec.given([]).when({ ...create, nonce: '随'.repeat(11) }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^nonce: /));
     spec.given([]).when({ ...create, nonce: '随'.repeat(10) }).then([{ ...created, data: { ...created.data, nonce: '随'.repeat(10) } }]);
+  });
+});
+
+describe('rtio nonce decider: one nonce space per app for every request', () => {
+  const spec = deciderSpecification(rtioNonceDecider);
+  const use = { type: 'UseRtioNonce' as const, appId: 'rtio', nonce: '1724578899', request: 'create_device' as const, now };
+  const used: RtioNonceEvent = { type: 'RtioNonceUsed', data: { appId: 'rtio', nonce: '1724578899', request: 'create_device', usedAt: now } };
+
+  it('takes a nonce once; the request it was used for may take it again (its own stream refuses a repeat), another is refused', () => {
+    spec.given([]).when(use).then([used]);
+    spec.given([used]).when({ ...use, now: at(1) }).then([]);
+    spec.given([used]).when({ ...use, request: 'call/send' }).thenThrows(DomainError, (e) => expect([e.code, e.message]).to.deep.equal(['conflict', 'nonce: already used (by create_device)']));
+  });
+
+  it('refuses a nonce that is empty or over 32 bytes', () => {
+    for (const nonce of ['', '随'.repeat(11), 'n'.repeat(33)]) spec.given([]).when({ ...use, nonce }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^nonce: /));
   });
 });
 
@@ -43,6 +59,12 @@ describe('rtio call decider', () => {
     spec.given([called]).when({ type: 'RecordCallFailure', reason: 'timeout', now: at(6) }).then([failed]);
     spec.given([called, failed]).when({ type: 'RecordReply', code: 1000, message: 'late', now: at(7) }).then([]);
     spec.given([called, replied]).when({ type: 'RecordCallFailure', reason: 'timeout', now: at(6) }).then([]);
+  });
+
+  it("takes a device's code as the seed's int: a signed 32-bit integer", () => {
+    expect([-(2 ** 31), 0, 1000, 2 ** 31 - 1].every(isDeviceCode)).to.equal(true);
+    expect([2 ** 31, -(2 ** 31) - 1, 1.5, '1000', Number.NaN].some(isDeviceCode)).to.equal(false);
+    spec.given([called]).when({ type: 'RecordReply', code: 2 ** 31, message: 'm', now: at(1) }).thenThrows(DomainError, (e) => expect(e.message).to.match(/^code: /));
   });
 });
 
