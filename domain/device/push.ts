@@ -371,6 +371,13 @@ export function unknownClients(named: readonly number[], known: ReadonlySet<numb
   return [...new Set(named)].filter((number) => !known.has(number));
 }
 
+/**
+ * topvdn's `flag` as sent → the flag pushed. The seed: optional, "默认行为为 2". Absent, `null`, `""` and
+ * `0` are the default: `0` is what a Go struct field without `omitempty` (or a PHP form left empty) sends
+ * for none, and is no flag of the seed's. Any other value is checked by the decider (2 or 3).
+ */
+export const topvdnFlag = (flag: number | null | undefined): number => (flag === undefined || flag === null || flag === 0 ? 2 : flag);
+
 export const isClientId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 
 function checkPlatform(platform: string): t.TypeOf<typeof PushPlatformCodec> {

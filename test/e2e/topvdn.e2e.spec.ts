@@ -403,6 +403,25 @@ describe('topvdn: /v2/message', function () {
     expect(socket.messages.slice(0, 6).map((m) => [m.flag, m.needConfirm])).to.deep.equal(Array(6).fill([2, true]));
   });
 
+  it('takes what a Go or PHP server sends: flag 0 (a Go int without omitempty) as the default, 2; numbers as strings of digits', async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    expect((await clientPush(sender.token, { flag: 0, callback: 0, access_tokens: [peer.token] })).status).to.equal(200);
+    expect((await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 0, clients: [peer.clientId] } })).status).to.equal(200);
+    expect((await serverPush({ proxy: 1, payload: [{ from: sender.clientId, to: peer.clientId, flag: 0, msg: HELLO }] })).status).to.equal(200);
+    // Every number as a string, as a PHP client building the body from a form or a Go one with `,string` tags sends it.
+    expect((await clientPush(sender.token, { flag: '3', callback: '0', access_tokens: [peer.token] })).status).to.equal(200);
+    const batch = await serverPush({ proxy: '0', payload: { msg: HELLO, flag: '3', clients: [String(peer.clientId), '1003181'] } });
+    expect(batch.status, JSON.stringify(batch.body)).to.equal(200);
+    expect(batch.body.skipped_clients).to.deep.equal([1003181]);
+    expect((await serverPush({ proxy: '1', payload: [{ from: String(sender.clientId), to: String(peer.clientId), flag: '3', msg: HELLO }] })).status).to.equal(200);
+    await socket.until((s) => s.messages.length >= 6, 'six messages');
+    expect(socket.messages.slice(0, 6).map((m) => m.flag)).to.deep.equal([2, 2, 2, 3, 3, 3]);
+    // clients: [] names no one (as access_tokens: []): taken, reaching nobody.
+    const nobody = await serverPush({ proxy: 0, payload: { msg: HELLO, clients: [] } });
+    expect(nobody).to.deep.include({ status: 200, body: { request_id: nobody.body.request_id } });
+  });
+
   it('client push errors: 401 without a valid device token, 400 for bad input, in the {code, message} envelope, appending nothing', async () => {
     const [sender, peer, foreign] = [await register(), await register(), await register('other')];
     const head = await herald.infrastructure.store.headPosition();
