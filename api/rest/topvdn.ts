@@ -1,7 +1,7 @@
 import express from 'express';
 import * as t from 'io-ts';
 import { DomainError } from '../../domain/decider';
-import { PUSH_LIMITS, topvdnRequestId, unknownClients } from '../../domain/device/push';
+import { PUSH_LIMITS, topvdnFlag, topvdnRequestId, unknownClients } from '../../domain/device/push';
 import type { Clock } from '../../src/clock';
 import type { AppCallbacks } from '../../src/devices/appCallbacks';
 import type { DeviceQueries } from '../../src/devices/deviceQueries';
@@ -53,8 +53,6 @@ const ProxyBody = t.type({ payload: t.array(ProxyItem, 'an array of messages') }
 
 const CallbackBody = t.type({ url: t.union([Text, t.null], 'a URL or null') });
 
-/** The seed: flag defaults to 2 (retried until confirmed). */
-const DEFAULT_FLAG = 2;
 
 /** A client push none of whose `access_tokens` names a device of the app: 400, with the tokens. */
 class NoPeerError extends ShimError {
@@ -117,7 +115,7 @@ export function topvdnRouter(deps: {
     const body = decodeBody(ClientPushBody, req.body);
     const idempotencyKey = idempotencyKeyOf(req);
     if (body.access_tokens.length > PUSH_LIMITS.topvdnTargets) throw badInput(`access_tokens: at most ${PUSH_LIMITS.topvdnTargets}`);
-    const input = { msg: body.msg, flag: body.flag ?? DEFAULT_FLAG, from: sender.clientId, callback: body.callback };
+    const input = { msg: body.msg, flag: topvdnFlag(body.flag), from: sender.clientId, callback: body.callback };
     // The peers: the tokens that name a registered device of the sender's app. A stale or unknown token
     // (its device unregistered, re-registered, of another app, forged) is skipped, not a reason to keep
     // the message from the others; the answer lists it, so the device can drop it (docs/api/topvdn.md).
@@ -196,10 +194,11 @@ export function topvdnRouter(deps: {
       const { payload } = decodeBody(BatchBody, req.body);
       if (payload.clients.length > PUSH_LIMITS.topvdnTargets) throw badInput(`payload.clients: at most ${PUSH_LIMITS.topvdnTargets} devices`);
       // The audience is recorded as asked (the devices read model expands it to the app's devices).
-      const input = { msg: payload.msg, flag: payload.flag ?? DEFAULT_FLAG, from: null, clientIds: payload.clients, callback: false };
+      const input = { msg: payload.msg, flag: topvdnFlag(payload.flag), from: null, clientIds: payload.clients, callback: false };
       const known = await devicesOfApp(appId, payload.clients);
       const skipped = unknownClients(payload.clients, known);
-      const none = known.size === 0;
+      // `clients: []` names no one, as the client push's `access_tokens: []` ("空则表示不推送给任何设备"): taken.
+      const none = skipped.length > 0 && known.size === 0;
       const [pushId] = await refusedAt((message) => `payload.${message}`, () => pushes.topvdnPushes(appId, [input], clock(), by, new Set(none ? [0] : [])));
       if (none) throw new NoClientError('payload.clients', skipped);
       res.json({ request_id: topvdnRequestId(pushId!), ...(skipped.length > 0 && { skipped_clients: skipped }) });
@@ -208,7 +207,7 @@ export function topvdnRouter(deps: {
     if (proxy !== 1) throw badInput('proxy: must be 0 (batch) or 1 (proxy)');
     const { payload } = decodeBody(ProxyBody, req.body);
     if (payload.length === 0 || payload.length > PROXY_ITEMS_MAX) throw badInput(`payload: 1 to ${PROXY_ITEMS_MAX} messages`);
-    const inputs = payload.map((item) => ({ msg: item.msg, flag: item.flag ?? DEFAULT_FLAG, from: item.from, clientIds: [item.to], callback: false }));
+    const inputs = payload.map((item) => ({ msg: item.msg, flag: topvdnFlag(item.flag), from: item.from, clientIds: [item.to], callback: false }));
     // An item whose `from` or `to` is no device of the app is skipped; the others are pushed.
     const named = payload.flatMap((item) => [item.from, item.to]);
     const known = await devicesOfApp(appId, named);
