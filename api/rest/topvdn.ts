@@ -9,7 +9,7 @@ import type { Devices } from '../../src/devices/devices';
 import { PushRefusedError, type Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { anyJsonBody, decodeBody, Integer, optional, Text } from './bodyCodecs';
 import { idempotencyKeyOf } from './idempotencyKey';
 import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
 
@@ -105,7 +105,8 @@ export function topvdnRouter(deps: {
   // JSON whatever the Content-Type says (none, or curl's `-d` default, form-urlencoded), as datahub and
   // RTIO read theirs: a client that leaves the seed's `Content-Type: application/json` out is not told
   // that `msg` is missing from a body that has it.
-  router.use('/v2/message', express.json({ limit: BODY_LIMIT, type: () => true }));
+  // …and in whatever charset it names (`charset=utf8`, `GBK`): the bodies are ASCII JSON.
+  router.use('/v2/message', ...anyJsonBody(BODY_LIMIT));
 
   router.post('/v2/message/client/push', route(async (req, res) => {
     const token = req.get('x-client-token')?.trim();

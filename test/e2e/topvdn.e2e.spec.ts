@@ -366,11 +366,12 @@ describe('topvdn: /v2/message', function () {
     expect((await status(pushIdOf(first)))?.deliveries).to.include({ confirmed: 1 });
   });
 
-  it("reads the body as JSON whatever the Content-Type (none, curl -d's form type, text/plain)", async () => {
+  it("reads the body as JSON whatever the Content-Type (none, curl -d's form type, text/plain) and charset (utf8 as PHP and Java write it, GBK)", async () => {
     const [sender, peer] = [await register(), await register()];
     const socket = await connect(peer);
     const sent: unknown[] = [];
-    for (const type of [undefined, 'application/x-www-form-urlencoded', 'text/plain;charset=UTF-8']) {
+    const types = [undefined, 'application/x-www-form-urlencoded', 'text/plain;charset=UTF-8', 'application/json;charset=utf8', 'application/json; charset=GBK', 'application/json; charset=gb2312'];
+    for (const type of types) {
       const response = await fetch(`${url}/v2/message/client/push`, {
         method: 'POST',
         headers: { 'x-client-token': sender.token, ...(type && { 'content-type': type }) },
@@ -387,8 +388,14 @@ describe('topvdn: /v2/message', function () {
     });
     expect(server.status).to.equal(200);
     sent.push(((await server.json()) as Record<string, unknown>).request_id);
-    await socket.until((s) => s.messages.length === 4, 'four messages');
+    await socket.until((s) => s.messages.length === types.length + 1, 'every message');
     expect(ids(socket)).to.deep.equal(sent);
+    // A charset nobody knows, or a body that is not JSON: 400 in the envelope, as before.
+    for (const [type, body] of [['application/json; charset=klingon', '{}'], ['application/json', '{"msg": '], ['application/json', '"text"']] as const) {
+      const refused = await fetch(`${url}/v2/message/client/push`, { method: 'POST', headers: { 'x-client-token': sender.token, 'content-type': type }, body });
+      expect(refused.status, `${type} ${body}`).to.equal(400);
+      expect(Object.keys((await refused.json()) as object)).to.deep.equal(['code', 'message']);
+    }
   });
 
   it('takes an empty optional field as absent: flag null or "" is the default, 2', async () => {
