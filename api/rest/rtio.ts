@@ -103,14 +103,14 @@ export function rtioRouter(deps: {
         return handler(body, req);
       };
       answer().then(
-        (fields) => res.json({ nonce: echo(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
+        (fields) => res.json({ nonce: echoNonce(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
           const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
           if (error instanceof StreamContendedError) {
             deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
             res.set('retry-after', String(error.retryAfterSeconds));
           } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
-          res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: descOf(known.detail ?? known.code[1]), ...echoes, ...known.fields });
+          res.status(known.status).json({ nonce: echoNonce(nonce), code: known.code[0], desc: descOf(known.detail ?? known.code[1]), ...echoes, ...known.fields });
         },
       );
     };
@@ -122,14 +122,14 @@ export function rtioRouter(deps: {
   router.use(rtioPaths, express.text({ type: () => true, limit: BODY_LIMIT }));
 
   if (deps.only !== 'call') router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
-    const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+    const nonce = nonceField(body);
     const appId = await appOf(req);
     const { deviceId, deviceKey } = await deps.rtio.createDevice(appId, nonce);
     return { device_id: deviceId, device_key: deviceKey };
   }));
 
   if (deps.only !== 'manage') router.post('/call/send', route(RTIO_CODES.sendFailed, async (body, req) => {
-    const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+    const nonce = nonceField(body);
     const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
     const message = field(body, 'message', RTIO_LIMITS.messageBytes);
     // Optional: none, null, "", 0 → 6 s; above 30 → 30 (domain/rtio/rtio.ts); a negative one is 1604.
@@ -150,7 +150,7 @@ export function rtioRouter(deps: {
 
   // The routes' paths with another method; other paths under theirs. The nonce is echoed if there is one.
   const refuse = (code: Code): express.RequestHandler => (req, res) => {
-    res.json({ nonce: echo(nonceIn(req.body)), code: code[0], desc: code[1] });
+    res.json({ nonce: echoNonce(nonceIn(req.body)), code: code[0], desc: code[1] });
   };
   const served = [...(deps.only !== 'call' ? ['/manage/create_device'] : []), ...(deps.only !== 'manage' ? ['/call/send'] : [])];
   router.all(served, refuse(RTIO_CODES.badMethod));
@@ -194,6 +194,19 @@ function field(body: Record<string, unknown>, name: string, maxBytes: number): s
   if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new RtioAnswer(RTIO_CODES.badField, `${name}: at most ${maxBytes} bytes`);
   return value;
 }
+
+/**
+ * The nonce: a string, as the seed's examples send it, or a whole number (`"nonce": time()` from PHP, an
+ * int64 from Go), taken as its decimal digits — the same nonce as that string. Echoed as it was sent.
+ */
+function nonceField(body: Record<string, unknown>): string {
+  const { nonce } = body;
+  if (typeof nonce === 'number' && Number.isSafeInteger(nonce) && nonce >= 0) return String(nonce);
+  return field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+}
+
+/** A nonce echoed as sent: text within its length, or a whole number; otherwise empty. */
+const echoNonce = (value: unknown) => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : echo(value));
 
 function asAnswer(error: unknown, failure: Code): RtioAnswer {
   if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);

@@ -111,7 +111,8 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       ['/call/send', '', 1601],
       ['/call/send', '[1]', 1601],
       ['/manage/create_device', '{}', 1604],
-      ['/manage/create_device', '{"nonce": 5}', 1604],
+      ['/manage/create_device', '{"nonce": true}', 1604],
+      ['/manage/create_device', '{"nonce": -5}', 1604],
       ['/manage/nope', '{"nonce": "x9"}', 1600],
     ];
     for (const [path, body, code] of cases) {
@@ -285,6 +286,15 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect((await send({ device_id: created.device_id, message: '消'.repeat(171) })).body).to.include({ code: 1604, device_id: created.device_id });
     expect(device.calls).to.have.length(1);
     expect((await send({ device_id: created.device_id, time_live: -1 })).body).to.include({ code: 1604, device_id: created.device_id });
+  });
+
+  it('takes a nonce sent as a whole number (PHP time(), a Go int64) as its digits, echoed as sent; the same digits as text are the same nonce', async () => {
+    const n = 1_700_000_000 + (Date.now() % 1e8);
+    const created = await post('/manage/create_device', `{"nonce": ${n}}`);
+    expect(created.body).to.include({ nonce: n, code: 1000 });
+    const again = await post('/call/send', `{"nonce": "${n}", "device_id": "${created.body.device_id as string}", "message": "m"}`);
+    expect(again.body).to.include({ nonce: String(n), code: 1604 });
+    for (const bad of ['-1', '1.5', '1e40']) expect((await post('/manage/create_device', `{"nonce": ${bad}}`)).body, bad).to.include({ nonce: '', code: 1604 });
   });
 
   it('takes time_live 0 (a Go struct without omitempty) as the default 6 s, clamps one above 30 to 30, reads "6" as 6', async () => {
