@@ -42,7 +42,8 @@ const SendBody = t.intersection([
     duration: optional(Integer),
     audienceType: optional(Text),
     audiences: optional(t.array(Text)),
-    extra: optional(Text),
+    // Text, or any other JSON, delivered as given (docs/api/onepush.md); the push decider checks it.
+    extra: optional(t.unknown),
     sound: optional(Text),
     badge: optional(Integer),
     sender: optional(Text),
