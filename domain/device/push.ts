@@ -151,7 +151,9 @@ export const pushCatalogue: CatalogueEntry = {
       fields: {
         audience: 'as asked, not a list of devices',
         platform: 'ALL or one',
-        message: 'a topvdn `msg` is standard padded base64 (RFC 4648 §4), whatever form of base64 the sender used',
+        message:
+          'a topvdn `msg` is standard padded base64 (RFC 4648 §4), whatever form of base64 the sender used; a ONE-PUSH `extra` is text, ' +
+          'or other JSON (`JsonValue`: an object, an array, a number, a boolean) as the sender gave it — events before issue 22 hold text only',
         needsConfirm: 'a delivery ends when the device confirms it (otherwise when it has been written once)',
         retry: 'how deliveries are retried (see delivery)',
         expiresAt: 'deliveries still open then are dropped (topvdn) or expired (ONE-PUSH)',
