@@ -164,6 +164,9 @@ describe('push decider', () => {
     }
     const [old] = pushDecider.decide(onePush, pushDecider.initialState());
     expect(PushEvent.is(JSON.parse(JSON.stringify(old)))).to.equal(true);
+    // A retry whose stored extra came back with its keys in another order (jsonb) is the same request.
+    const [keyed] = pushDecider.decide({ ...onePush, extra: { a: 1, b: [2] } }, pushDecider.initialState());
+    spec.given([keyed!]).when({ ...onePush, extra: { b: [2], a: 1 } }).then([]);
     // null is none, as before.
     expect((pushDecider.decide({ ...onePush, extra: null }, pushDecider.initialState())[0]!.data as PushRequestedData).message).to.include({ extra: '' });
     // The same limit as text, on its JSON text; bounded depth; storable text in values and keys.
