@@ -57,8 +57,9 @@ const SendBody = t.intersection([
 /**
  * The seed: `audiences` … "ALL-所有用户". ONE-PUSH read an `ALL` audience, in any case, as every device of the
  * app, whatever the audienceType; an ALL beside aliases or tags still means everyone (docs/api/onepush.md).
+ * Trimmed, as every audience is (`"ALL "`).
  */
-const isEveryone = (audience: string) => audience.toUpperCase() === 'ALL';
+const isEveryone = (audience: string) => audience.trim().toUpperCase() === 'ALL';
 
 /** Spring Boot's error body, stamped with herald's clock. */
 const springError = (clock: Clock) => (res: express.Response, req: express.Request, error: ShimError): void => {

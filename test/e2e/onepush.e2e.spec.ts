@@ -450,6 +450,9 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     await socket.until((d) => received(d, byAlias), 'the push to "trimmed-user "');
     const byTag = requestIdOf(await seedSend({ audienceType: 'TAG', audiences: [' trimmed-tag\t'] }));
     await socket.until((d) => received(d, byTag), 'the push to " trimmed-tag"');
+    // "ALL " is ALL.
+    const everyone = requestIdOf(await seedSend({ audiences: ['ALL '] }));
+    await socket.until((d) => received(d, everyone), 'the push to "ALL "');
     const refused = await seedSend({ audiences: ['trimmed-user', 'trimmed user'] });
     expect(refused.status).to.equal(400);
     expect(refused.body.message).to.equal('audiences: "trimmed user" is not an alias (aliases have no spaces)');
