@@ -6,7 +6,7 @@ import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { decodeBody, Integer, optional, Text, WholeNumber } from './bodyCodecs';
 import { idempotencyKeyOf } from './idempotencyKey';
 import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
@@ -39,7 +39,7 @@ const SendBody = t.intersection([
     tenantCode: optional(Text),
     pushMsgType: optional(Text),
     needConfirm: optional(Flag),
-    duration: optional(Integer),
+    duration: optional(WholeNumber),
     audienceType: optional(Text),
     audiences: optional(t.array(Text)),
     // Text, or any other JSON, delivered as given (docs/api/onepush.md); the push decider checks it.

@@ -332,7 +332,8 @@ function onePushExtra(extra: unknown): string | JsonExtraValue {
 function confirmValidity(duration: number | null): number {
   // 0 is what a client's unset int field sends (Java's `int duration`): no duration, the default.
   if (duration === null || duration === 0) return ONEPUSH_DEFAULT_VALIDITY_SECONDS;
-  if (!Number.isSafeInteger(duration) || duration <= 0) throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
+  // Any whole number: past Number's exact integers (a Java Long.MAX_VALUE) is still past the maximum.
+  if (!Number.isInteger(duration) || duration <= 0) throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
   return Math.min(duration, PUSH_LIMITS.durationSeconds);
 }
 

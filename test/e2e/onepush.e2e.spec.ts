@@ -429,6 +429,8 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     };
     expect(await validity(id)).to.equal(7 * 24 * 3600);
     expect(await validity(requestIdOf(await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: 10 ** 9 })))).to.equal(30 * 24 * 3600);
+    // A Java client's Long.MAX_VALUE ("as long as possible") is the maximum too.
+    expect(await validity(requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":9223372036854775807,"audiences":["duration-zero"],"alert":"x"}')))).to.equal(30 * 24 * 3600);
     expect((await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: -1 })).status).to.equal(400);
   });
 
