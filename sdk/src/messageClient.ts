@@ -76,13 +76,59 @@ export class MessageClientError extends Error {
   }
 }
 
+/**
+ * Connects and keeps connected until `close()`. Options that cannot work are refused here, at once, with
+ * a TypeError naming them ("message_client.open: ticket is required …"), never with a client that
+ * retries forever.
+ */
 export function open(options: OpenOptions): MessageClient {
-  return new Terminal(options);
+  return new Terminal(checkedOptions(options));
 }
 
 /** The socket URL for `url`: http(s) becomes ws(s), so a page may pass `location`-relative http URLs. */
 export function toWebSocketUrl(url: string): string {
   return url.replace(/^http(s?):\/\//i, (_, secure: string) => (secure ? 'wss://' : 'ws://'));
+}
+
+const REQUIRED: ReadonlyArray<[keyof OpenOptions, string, (value: unknown) => boolean]> = [
+  ['url', "herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql'", (v) => typeof v === 'string' && v.trim() !== ''],
+  ['ticket', 'a ticket, or a function returning one', (v) => (typeof v === 'string' && v !== '') || typeof v === 'function'],
+  ['onMessage', 'a function (message, ctx) => …', (v) => typeof v === 'function'],
+];
+
+/** `options` with `url` resolved to a ws(s) URL (relative to the page, where there is one), or a TypeError. */
+function checkedOptions(options: OpenOptions): OpenOptions {
+  const where = 'message_client.open';
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${where}: options are required: { url, ticket, onMessage } (${REQUIRED.map(([name, what]) => `${name}: ${what}`).join('; ')})`);
+  }
+  const missing = REQUIRED.filter(([name, , valid]) => !valid(options[name]));
+  if (missing.length > 0) {
+    const names = missing.map(([name]) => name);
+    const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+    throw new TypeError(`${where}: ${list} ${names.length === 1 ? 'is' : 'are'} required (${missing.map(([name, what]) => `${name}: ${what}`).join('; ')})`);
+  }
+  const base = (globalThis as { location?: { href?: unknown } }).location?.href;
+  let url: URL;
+  try {
+    url = new URL(options.url.trim(), typeof base === 'string' ? base : undefined);
+  } catch {
+    throw new TypeError(`${where}: url ${JSON.stringify(options.url)} is not a URL (herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql')`);
+  }
+  if (!/^(wss?|https?):$/.test(url.protocol)) throw new TypeError(`${where}: url must be a ws(s):// or http(s):// URL, not ${url.protocol}`);
+  if (options.since !== undefined && !(typeof options.since === 'string' && /^\d{1,20}$/.test(options.since))) {
+    throw new TypeError(`${where}: since must be a message's seq (a string of digits), not ${JSON.stringify(options.since)}`);
+  }
+  for (const name of ['heartbeatMs', 'connectTimeoutMs'] as const) {
+    const value = options[name];
+    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new TypeError(`${where}: ${name} must be a positive number of milliseconds`);
+  }
+  for (const name of ['initialMs', 'maxMs'] as const) {
+    const value = options.reconnect?.[name];
+    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new TypeError(`${where}: reconnect.${name} must be a positive number of milliseconds`);
+  }
+  if (options.webSocketImpl !== undefined && typeof options.webSocketImpl !== 'function') throw new TypeError(`${where}: webSocketImpl must be a WebSocket class`);
+  return { ...options, url: toWebSocketUrl(url.href) };
 }
 
 const MESSAGES = 'subscription MessageClient { messages { id title content props expiresAt meta { realm seq sender stime } } }';
