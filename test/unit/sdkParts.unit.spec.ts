@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { eventually } from '../support/eventually';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../sdk/src/backoff';
 import { compareSeq } from '../../sdk/src/message';
 import { open, toWebSocketUrl, type OpenOptions } from '../../sdk/src/messageClient';
@@ -39,6 +40,10 @@ describe('front-end SDK: reconnect waits, seq order, socket URLs', () => {
 describe('front-end SDK: message_client.open() refuses options that cannot work, at once, naming them', () => {
   /** A WebSocket that never connects: open() must not get as far as needing one. */
   class SilentSocket {
+    static readonly CONNECTING = 0;
+    static readonly OPEN = 1;
+    static readonly CLOSING = 2;
+    static readonly CLOSED = 3;
     close(): void {}
   }
   const good = { url: 'wss://push.example.com/graphql', ticket: 't', onMessage: () => undefined, webSocketImpl: SilentSocket };
@@ -70,6 +75,25 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
     expect(openWith({ ...good, heartbeatMs: 0 })).to.throw(TypeError, /heartbeatMs must be a positive number/);
     expect(openWith({ ...good, reconnect: { initialMs: Number.NaN } })).to.throw(TypeError, /reconnect\.initialMs/);
     expect(openWith({ ...good, webSocketImpl: 'ws' })).to.throw(TypeError, /webSocketImpl must be a WebSocket class/);
+  });
+
+  it('resolves a relative url against the page, as the same host’s ws(s) URL', async () => {
+    const opened: string[] = [];
+    class RecordingSocket extends SilentSocket {
+      constructor(url: string) {
+        super();
+        opened.push(url);
+      }
+    }
+    const global = globalThis as { location?: unknown };
+    global.location = { href: 'https://push.example.com/app/inbox.html' };
+    try {
+      const client = open({ ...good, url: '/graphql', webSocketImpl: RecordingSocket });
+      await eventually(() => expect(opened).to.deep.equal(['wss://push.example.com/graphql']));
+      await client.close();
+    } finally {
+      delete global.location;
+    }
   });
 
   it('opens with usable options (an http URL meaning the same host’s ws URL)', async () => {
