@@ -117,7 +117,7 @@ const text = (name: string, max: number) =>
     String,
   );
 
-/** Non-negative integer seconds; absent or empty → 0 (the seed's default: forever, now). */
+/** Non-negative integer seconds (`expire`); absent or empty → 0 (the seed's default: forever). */
 const seconds = (name: string) =>
   new t.Type<number, string, unknown>(
     name,
@@ -126,6 +126,25 @@ const seconds = (name: string) =>
       const value = u === undefined ? '' : bareText(u);
       if (value === '') return t.success(0);
       return value !== undefined && /^\d{1,12}$/.test(value) ? t.success(Number(value)) : t.failure(u, c, `${name} must be a whole number of seconds`);
+    },
+    String,
+  );
+
+/**
+ * When to deliver, as unix time: seconds, or milliseconds (what Java's currentTimeMillis and JavaScript's
+ * Date.now() give) for a value of 10^11 or more — as seconds that would be past the year 5000. Absent,
+ * empty or 0 → 0: now (the seed's default). Answered in milliseconds.
+ */
+const unixTime = (name: string) =>
+  new t.Type<number, string, unknown>(
+    name,
+    (u): u is number => typeof u === 'number',
+    (u, c) => {
+      const value = u === undefined ? '' : bareText(u);
+      if (value === '') return t.success(0);
+      if (value === undefined || !/^\d{1,15}$/.test(value)) return t.failure(u, c, `${name} must be unix time in whole seconds (or milliseconds)`);
+      const n = Number(value);
+      return t.success(n >= 1e11 ? n : n * 1000);
     },
     String,
   );
@@ -171,7 +190,7 @@ const SendRequest = t.type({
   title: text('title', MESSAGE_LIMITS.titleLength),
   content: text('content', MESSAGE_LIMITS.contentLength),
   expire: seconds('expire'),
-  execute: seconds('execute'),
+  execute: unixTime('execute'),
   // herald's addition to the seed: a client's idempotency key, so a send retried after a lost answer
   // (a connection reset) sends nothing twice and answers the same message id.
   request_id: optional(id('request_id', MAX_REQUEST_ID_LENGTH)),
@@ -212,7 +231,7 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
         title: input.title,
         content: input.content,
         expireSeconds: input.expire,
-        ...(input.execute > 0 && { executeAt: new Date(input.execute * 1000) }),
+        ...(input.execute > 0 && { executeAt: new Date(input.execute) }),
         ...(input.request_id !== undefined && { requestId: input.request_id }),
       },
       clock(),
@@ -320,10 +339,21 @@ function toKoalaError(error: unknown): { code: KoalaCode; message: string } {
   return { code: KoalaCode.internal, message: 'internal error' };
 }
 
-/** Query parameters and form fields; the body wins. The seed's examples spell `ticket` as `tickets`. */
+/**
+ * The seed's other names for a field: its examples spell `ticket` as `tickets`, and getTickets'
+ * signature names the secret `app_secret` where its parameter list says `secret_key`.
+ */
+const ALIASES: ReadonlyArray<[string, string]> = [
+  ['ticket', 'tickets'],
+  ['secret_key', 'app_secret'],
+];
+
+/** Query parameters and form fields; the body wins. A field missing or empty is taken from its alias. */
 function params(req: express.Request): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
-  if (merged.ticket === undefined && merged.tickets !== undefined) merged.ticket = merged.tickets;
+  for (const [name, alias] of ALIASES) {
+    if ((merged[name] === undefined || bareText(merged[name]) === '') && merged[alias] !== undefined) merged[name] = merged[alias];
+  }
   return merged;
 }
 

@@ -41,6 +41,13 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(viewer).to.include({ appId: 'camel', userId: 'zhangbin' });
     });
 
+    it("takes the secret as `app_secret`, the name getTickets' signature gives it", async () => {
+      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&app_secret=EERWERRRRE&user_id=zhangbin');
+      expect([status, body.status], JSON.stringify(body)).to.deep.equal([200, 0]);
+      const wrong = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&app_secret=WRONG&user_id=zhangbin');
+      expect(wrong.body.status).to.equal(1006);
+    });
+
     it('carries user_roles into the ticket', async () => {
       const { body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=boss&user_roles=admin,editor');
       const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
@@ -160,6 +167,21 @@ describe('Koala REST (seed 000) over HTTP', function () {
         return page;
       }, { timeoutMs: 15_000 })).nodes;
       expect(Date.parse(message!.sentAt)).to.be.at.least(executeAt * 1000);
+    });
+
+    it('takes `execute` in milliseconds too (Date.now(), currentTimeMillis): held until then, not refused', async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('scheduled-ms-user');
+      const executeAtMs = Date.now() + 2000;
+      const sent = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=scheduled-ms-user&title=later&content=c&execute=${executeAtMs}`);
+      expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
+      expect((await inboxOf(receiver)).nodes).to.have.length(0);
+      const [message] = (await eventually(async () => {
+        const page = await inboxOf(receiver);
+        expect(page.nodes).to.have.length(1);
+        return page;
+      }, { timeoutMs: 15_000 })).nodes;
+      expect(Date.parse(message!.sentAt)).to.be.at.least(executeAtMs);
     });
 
     it('stops listing a message once `expire` seconds have passed', async () => {
