@@ -348,9 +348,15 @@ const ALIASES: ReadonlyArray<[string, string]> = [
   ['secret_key', 'app_secret'],
 ];
 
-/** Query parameters and form fields; the body wins. A field missing or empty is taken from its alias. */
+/**
+ * Query parameters and form fields; the body wins. A field missing or empty is taken from its alias; a
+ * list may be sent as jQuery sends arrays (`users[]=a&users[]=b`).
+ */
 function params(req: express.Request): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
+  for (const list of ['users', 'sids', 'user_roles']) {
+    if (merged[list] === undefined && merged[`${list}[]`] !== undefined) merged[list] = merged[`${list}[]`];
+  }
   for (const [name, alias] of ALIASES) {
     if ((merged[name] === undefined || bareText(merged[name]) === '') && merged[alias] !== undefined) merged[name] = merged[alias];
   }

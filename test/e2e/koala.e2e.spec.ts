@@ -287,6 +287,12 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect((await receivedBy(spaced, 2)).map((m) => m.title)).to.deep.equal(['system upgrade', 'second']);
       expect((await receivedBy(other, 2)).map((m) => m.title)).to.deep.equal(['system upgrade', 'second']);
       expect((await receivedBy(plus, 1)).map((m) => m.title)).to.deep.equal(['system upgrade']);
+      // a list as jQuery posts an array, and as a repeated field
+      const jquery = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users%5B%5D=spaced-a&users%5B%5D=spaced-c&title=third&content=c`);
+      expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0 });
+      const repeated = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-b&users=spaced-c&title=fourth&content=c`);
+      expect(repeated.body, JSON.stringify(repeated.body)).to.include({ status: 0 });
+      expect((await receivedBy(plus, 3)).map((m) => m.title)).to.deep.equal(['system upgrade', 'third', 'fourth']);
       const blankUser = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=spaced-a spaced-b');
       expect(blankUser.body).to.include({ status: 1001 });
     });
