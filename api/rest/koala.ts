@@ -340,12 +340,14 @@ function toKoalaError(error: unknown): { code: KoalaCode; message: string } {
 }
 
 /**
- * The seed's other names for a field: its examples spell `ticket` as `tickets`, and getTickets'
- * signature names the secret `app_secret` where its parameter list says `secret_key`.
+ * Other names Koala's clients give a field: the seed's examples spell `ticket` as `tickets`; getTickets'
+ * signature names the secret `app_secret` where its parameter list says `secret_key`; Koala's own demo
+ * page logs in with `app_id` for `app_key`.
  */
 const ALIASES: ReadonlyArray<[string, string]> = [
   ['ticket', 'tickets'],
   ['secret_key', 'app_secret'],
+  ['app_key', 'app_id'],
 ];
 
 /**

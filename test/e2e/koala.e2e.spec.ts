@@ -48,6 +48,13 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(wrong.body.status).to.equal(1006);
     });
 
+    it('takes the app as `app_id`, as Koala\'s own demo page logs in (jQuery $.ajax data: {app_id, secret_key, user_id})', async () => {
+      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_id=camel&secret_key=EERWERRRRE&user_id=zhangbin');
+      expect([status, body.status], JSON.stringify(body)).to.deep.equal([200, 0]);
+      const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
+      expect(viewer).to.include({ appId: 'camel', userId: 'zhangbin' });
+    });
+
     it('carries user_roles into the ticket', async () => {
       const { body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=boss&user_roles=admin,editor');
       const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
