@@ -59,7 +59,7 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
     const { ticket: _ticket, ...noTicket } = good;
     const { onMessage: _onMessage, ...noHandler } = good;
     expect(openWith(noUrl)).to.throw(TypeError, /^message_client\.open: url is required \(url: herald's GraphQL endpoint/);
-    expect(openWith(noTicket)).to.throw(TypeError, /^message_client\.open: ticket is required \(ticket: a ticket, or a function returning one\)/);
+    expect(openWith(noTicket)).to.throw(TypeError, /^message_client\.open: ticket is required \(ticket: a ticket, or a function returning one; Koala's token\)/);
     expect(openWith(noHandler)).to.throw(TypeError, /^message_client\.open: onMessage is required/);
     expect(openWith({ onMessage: good.onMessage })).to.throw(TypeError, /^message_client\.open: url and ticket are required/);
     expect(openWith({})).to.throw(TypeError, /^message_client\.open: url, ticket and onMessage are required/);
@@ -94,6 +94,23 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
     } finally {
       delete global.location;
     }
+  });
+
+  it("takes Koala's own option names: mas_url (the endpoint is its /graphql), token, ping", async () => {
+    const opened: string[] = [];
+    class RecordingSocket extends SilentSocket {
+      constructor(url: string) {
+        super();
+        opened.push(url);
+      }
+    }
+    const { url: _url, ticket: _ticket, ...koala } = good;
+    const client = open({ ...koala, mas_url: 'https://push.example.com/', token: 't', ping: 5, webSocketImpl: RecordingSocket });
+    await eventually(() => expect(opened).to.deep.equal(['wss://push.example.com/graphql']));
+    await client.close();
+    expect(openWith({ ...koala, mas_url: 'https://push.example.com' })).to.throw(TypeError, /^message_client\.open: ticket is required/);
+    expect(openWith({ ...good, ping: -1 })).to.throw(TypeError, /ping must be a positive number of seconds/);
+    expect(openWith({ ...good, onError: 'log' })).to.throw(TypeError, /onError must be a function/);
   });
 
   it('opens with usable options (an http URL meaning the same host’s ws URL)', async () => {
