@@ -268,6 +268,11 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(received[1]!.expiresAt).to.be.a('string');
       const acked = await postRaw('/koala/api/mas/messages/ack', `ticket=${receiver}&sids=${received[0]!.meta.seq}`, {});
       expect(acked.body, JSON.stringify(acked.body)).to.include({ status: 0, result: 1 });
+      // Koala's own page: jQuery's $.ajax({ data: { ticket, sids: [seq] } }) posts the array as sids[]
+      const jquery = await postRaw('/koala/api/mas/messages/ack', `ticket=${receiver}&sids%5B%5D=${received[0]!.meta.seq}&sids%5B%5D=${received[1]!.meta.seq}`, {
+        'content-type': 'application/x-www-form-urlencoded; charset=UTF-8',
+      });
+      expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0, result: 1 });
     });
 
     it('refuses a JSON body holding text that is not Unicode (a lone surrogate) with 1001, appending nothing', async () => {
