@@ -89,6 +89,38 @@ const CidrList = fromEnvString<readonly Cidr[]>('a comma-separated list of CIDRs
   return cidrs.every((c) => c !== undefined) ? (cidrs as Cidr[]) : undefined;
 });
 
+/**
+ * The browser origins allowed to call herald's REST shims and /graphql (src/cors.ts): `*` alone, or
+ * origins exactly as a browser sends them in `Origin` (scheme://host[:port], lower case, no default
+ * port, no path), so a configured origin either matches byte for byte or is refused at start-up.
+ */
+export type CorsOrigins = '*' | readonly string[];
+const CORS_FORM = '* or a comma-separated list of origins as browsers send them: http(s)://host[:port], lower case, no path or trailing slash, no default port, an IDN host in punycode (e.g. https://app.example.com,http://localhost:3000)';
+const CorsOriginList = new t.Type<CorsOrigins, string, unknown>(
+  CORS_FORM,
+  (u): u is CorsOrigins => false,
+  (u, context) => {
+    if (typeof u !== 'string') return t.failure(u, context);
+    const entries = u.split(',').map((entry) => entry.trim());
+    if (entries.length === 1 && entries[0] === '*') return t.success('*');
+    // Origins are not secrets: the message names the entry that is not one.
+    const wrong = entries.find((entry) => entry !== serializedOrigin(entry));
+    if (wrong !== undefined) return t.failure(u, context, `${JSON.stringify(wrong)} is not an origin; expected ${CORS_FORM}`);
+    return t.success([...new Set(entries)]);
+  },
+  (a) => (a === '*' ? a : a.join(',')),
+);
+
+/** The origin a browser would send for `entry`'s page (WHATWG URL), or undefined when it has none (not http(s)). */
+function serializedOrigin(entry: string): string | undefined {
+  try {
+    const url = new URL(entry);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.undefined], codec.name);
 
 const Environment = t.type({
@@ -115,6 +147,7 @@ const Environment = t.type({
   RTIO_MANAGE_PORT: optional(Port),
   RTIO_CALL_PORT: optional(Port),
   RTIO_APP_ID: optional(fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined))),
+  HERALD_CORS_ORIGINS: optional(CorsOriginList),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
   ),
@@ -166,6 +199,8 @@ export interface Config {
   /** Also serve RTIO's /manage routes on this port (the seed's 8095), and /call on this one (8090). */
   readonly rtioManagePort?: number;
   readonly rtioCallPort?: number;
+  /** Browser origins that may call the REST shims and /graphql (CORS); none by default. */
+  readonly corsOrigins: CorsOrigins;
 }
 
 export class ConfigError extends Error {
@@ -177,11 +212,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present = Object.fromEntries(Object.keys(Environment.props).map((key) => [key, env[key] === '' ? undefined : env[key]]));
   const decoded = Environment.decode(present);
   if (isLeft(decoded)) {
-    const problems = decoded.left.map((error) => {
+    // A codec that explains itself (names what is wrong) is heard; the others say the form they expect.
+    const explained = new Set(decoded.left.filter((error) => error.message !== undefined).map((error) => error.context[1]?.key));
+    const problems = decoded.left.flatMap((error) => {
       const variable = error.context[1]?.key ?? '?';
+      if (error.message !== undefined) return [`${variable}: ${error.message}`];
+      if (explained.has(variable)) return [];
       const expected = error.context[1]?.type.name ?? 'a valid value';
       // Secrets may be in the value (HERALD_APPS, URLs with passwords): name the variable, not the value.
-      return `${variable}: expected ${expected}`;
+      return [`${variable}: expected ${expected}`];
     });
     throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
   }
@@ -214,5 +253,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(e.RTIO_NOTIFY_URL !== undefined && { rtioNotifyUrl: e.RTIO_NOTIFY_URL }),
     ...(e.RTIO_MANAGE_PORT !== undefined && { rtioManagePort: e.RTIO_MANAGE_PORT }),
     ...(e.RTIO_CALL_PORT !== undefined && { rtioCallPort: e.RTIO_CALL_PORT }),
+    corsOrigins: e.HERALD_CORS_ORIGINS ?? [],
   };
 }

@@ -46,6 +46,7 @@ import { projectionLags, projectionsReadiness } from './projection/projectionLag
 import { ProjectionProgress } from './projection/projectionProgress';
 import { ProjectionRunner } from './projection/projectionRunner';
 import { assessReadiness, type Readiness, type ReadinessCheck } from './readiness';
+import { corsRouter } from './cors';
 import { createHttpApp, listen } from './server';
 import { Tickets } from './identity/tickets';
 import { openInfrastructure, type Infrastructure } from './infrastructure';
@@ -190,6 +191,7 @@ export async function startHerald(
     const schema = buildSchema({ messaging, bus, clock, datahub, devices, pushes, gateway, rtio, events });
     const checks = new OperationChecks(schema);
     const routers = [
+      corsRouter(config.corsOrigins),
       koalaRouter({ tickets, messaging, clock, log }),
       datahubRouter({ tickets, datahub, clock, log }),
       datahubTopicsRouter({ tickets, datahub, emails, clock, log }),

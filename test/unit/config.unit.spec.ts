@@ -62,12 +62,43 @@ describe('config from the environment', () => {
     ['HERALD_READY_MAX_LAG_SECONDS', '0', /HERALD_READY_MAX_LAG_SECONDS: expected an integer from 1 to 3600/],
     ['SMTP_URL', 'http://mail.example.com', /SMTP_URL: expected a URL starting with smtp:\/\/ or smtps:\/\//],
     ['HERALD_MAIL_FROM', 'not an address', /HERALD_MAIL_FROM: expected an address or Name <address>/],
+    ['HERALD_CORS_ORIGINS', 'app.example.com', /HERALD_CORS_ORIGINS: "app.example.com" is not an origin; expected \* or a comma-separated list of origins/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com/', /HERALD_CORS_ORIGINS: "https:\/\/app.example.com\/" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com/page', /"https:\/\/app.example.com\/page" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://App.Example.com', /"https:\/\/App.Example.com" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com:443', /"https:\/\/app.example.com:443" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://bücher.example', /"https:\/\/bücher.example" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://user@app.example.com', /is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://app.example.com?x=1', /is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'ftp://files.example.com', /"ftp:\/\/files.example.com" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'null', /"null" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://a.example.com,*', /"\*" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://a.example.com,,https://b.example.com', /"" is not an origin/],
+    ['HERALD_CORS_ORIGINS', 'https://a.example.com https://b.example.com', /is not an origin/],
   ];
   for (const [variable, value, message] of bad) {
     it(`stops on ${variable}=${value} with a message naming the variable and the expected form`, () => {
       expect(() => loadConfig({ [variable]: value })).to.throw(ConfigError, message);
     });
   }
+
+  it('allows no browser origin by default (no CORS headers, as before); reads HERALD_CORS_ORIGINS as exact origins or *', () => {
+    expect(loadConfig({}).corsOrigins).to.deep.equal([]);
+    expect(loadConfig({ HERALD_CORS_ORIGINS: '' }).corsOrigins).to.deep.equal([]);
+    expect(loadConfig({ HERALD_CORS_ORIGINS: 'https://app.example.com, http://localhost:3000 ,https://xn--bcher-kva.example,https://app.example.com' }).corsOrigins).to.deep.equal([
+      'https://app.example.com',
+      'http://localhost:3000',
+      'https://xn--bcher-kva.example',
+    ]);
+    expect(loadConfig({ HERALD_CORS_ORIGINS: 'http://[::1]:8080,http://127.0.0.1:5173' }).corsOrigins).to.deep.equal(['http://[::1]:8080', 'http://127.0.0.1:5173']);
+    expect(loadConfig({ HERALD_CORS_ORIGINS: ' * ' }).corsOrigins).to.equal('*');
+  });
+
+  it('names every wrong variable once, with what is wrong in it (a wrong origin beside a wrong port)', () => {
+    expect(() => loadConfig({ PORT: 'x', HERALD_CORS_ORIGINS: 'https://app.example.com/' }))
+      .to.throw(ConfigError)
+      .with.property('message', 'invalid configuration:\n  PORT: expected an integer from 1 to 65535\n  HERALD_CORS_ORIGINS: "https://app.example.com/" is not an origin; expected * or a comma-separated list of origins as browsers send them: http(s)://host[:port], lower case, no path or trailing slash, no default port, an IDN host in punycode (e.g. https://app.example.com,http://localhost:3000)');
+  });
 
   it('reads the mailer\'s SMTP_URL and HERALD_MAIL_FROM (an address, or Name <address>)', () => {
     expect(loadConfig({ SMTP_URL: 'smtps://u:p@mail.example.com:465', HERALD_MAIL_FROM: 'Herald <noreply@herald.example>' })).to.include({
