@@ -117,31 +117,29 @@ const text = (name: string, max: number) =>
     String,
   );
 
-/** Non-negative integer seconds (`expire`); absent or empty → 0 (the seed's default: forever). */
+/** Non-negative integer seconds (`expire`). */
 const seconds = (name: string) =>
   new t.Type<number, string, unknown>(
     name,
     (u): u is number => typeof u === 'number',
     (u, c) => {
-      const value = u === undefined ? '' : bareText(u);
-      if (value === '') return t.success(0);
+      const value = bareText(u);
       return value !== undefined && /^\d{1,12}$/.test(value) ? t.success(Number(value)) : t.failure(u, c, `${name} must be a whole number of seconds`);
     },
     String,
   );
 
 /**
- * When to deliver, as unix time: seconds, or milliseconds (what Java's currentTimeMillis and JavaScript's
- * Date.now() give) for a value of 10^11 or more — as seconds that would be past the year 5000. Absent,
- * empty or 0 → 0: now (the seed's default). Answered in milliseconds.
+ * A time as unix time (`execute`): seconds, or milliseconds (what Java's currentTimeMillis and
+ * JavaScript's Date.now() give) for a value of 10^11 or more — as seconds that would be past the year
+ * 5000. Answered in milliseconds.
  */
 const unixTime = (name: string) =>
   new t.Type<number, string, unknown>(
     name,
     (u): u is number => typeof u === 'number',
     (u, c) => {
-      const value = u === undefined ? '' : bareText(u);
-      if (value === '') return t.success(0);
+      const value = bareText(u);
       if (value === undefined || !/^\d{1,15}$/.test(value)) return t.failure(u, c, `${name} must be unix time in whole seconds (or milliseconds)`);
       const n = Number(value);
       return t.success(n >= 1e11 ? n : n * 1000);
@@ -189,8 +187,9 @@ const SendRequest = t.type({
   users: idList('users', MESSAGE_LIMITS.recipients, USER_ID_MAX),
   title: text('title', MESSAGE_LIMITS.titleLength),
   content: text('content', MESSAGE_LIMITS.contentLength),
-  expire: seconds('expire'),
-  execute: unixTime('execute'),
+  // The seed's defaults when absent or empty: expire 0 = forever, execute 0 = now.
+  expire: optional(seconds('expire')),
+  execute: optional(unixTime('execute')),
   // herald's addition to the seed: a client's idempotency key, so a send retried after a lost answer
   // (a connection reset) sends nothing twice and answers the same message id.
   request_id: optional(id('request_id', MAX_REQUEST_ID_LENGTH)),
@@ -230,8 +229,8 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
         to: input.users,
         title: input.title,
         content: input.content,
-        expireSeconds: input.expire,
-        ...(input.execute > 0 && { executeAt: new Date(input.execute) }),
+        expireSeconds: input.expire ?? 0,
+        ...(input.execute !== undefined && input.execute > 0 && { executeAt: new Date(input.execute) }),
         ...(input.request_id !== undefined && { requestId: input.request_id }),
       },
       clock(),
