@@ -21,10 +21,14 @@ import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
 const BODY_LIMIT = '64kb';
 
+/** A boolean as Jackson, behind the original service, read one: also "true"/"false" in any case, and 1/0. */
 const Flag = new t.Type<boolean, boolean, unknown>(
   'Boolean',
   (u): u is boolean => typeof u === 'boolean',
-  (u, c) => (typeof u === 'boolean' ? t.success(u) : u === 'true' ? t.success(true) : u === 'false' ? t.success(false) : t.failure(u, c, 'true or false')),
+  (u, c) => {
+    const word = typeof u === 'string' ? u.trim().toLowerCase() : u;
+    return typeof u === 'boolean' ? t.success(u) : word === 'true' || u === 1 ? t.success(true) : word === 'false' || u === 0 ? t.success(false) : t.failure(u, c, 'true or false');
+  },
   t.identity,
 );
 

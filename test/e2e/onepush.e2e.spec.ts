@@ -490,6 +490,13 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     );
     await socket.until((d) => received(d, id), 'the message');
     expect(socket.messages[0]).to.deep.equal({ messageId: id, id, appId: 'camel', tenantCode: '', alert: 'hi', extra: '', pushMsgType: 'MSG', needConfirm: true });
+    // Booleans as Jackson read them: "TRUE", " false ", 1, 0.
+    for (const [needConfirm, expected] of [['TRUE', true], [' false ', false], [1, true], [0, false]] as const) {
+      const next = requestIdOf(await seedSend({ audiences: ['jackson'], needConfirm, duration: 600 }));
+      await socket.until((d) => received(d, next), `the message with needConfirm ${JSON.stringify(needConfirm)}`);
+      expect(socket.messages.find((m) => m.messageId === next)).to.include({ needConfirm: expected });
+    }
+    expect((await seedSend({ audiences: ['jackson'], needConfirm: 'yes' })).status).to.equal(400);
   });
 
   // Last: it moves the clock on by the seed's duration.
