@@ -239,7 +239,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await socket.until((s) => s.messages.some((m) => m.messageId === confirmed.pushId), 'the message to confirm');
     socket.confirm(confirmed.pushId);
     await eventually(async () => expect((await h.pushes.status('camel', confirmed.pushId))?.deliveries).to.include({ confirmed: 1 }));
-    const byTag = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'TAG', audiences: ['news'], alert: 'news', tenantCode: 't1' }, now());
+    const byTag = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'TAG', audiences: ['news'], alert: 'news\nsecond line', tenantCode: 't1', extra: { orderId: 7, lines: ['a', { b: null }] } }, now());
     await eventually(async () => expect((await h.pushes.status('camel', byTag.pushId))?.deliveries).to.include({ delivered: 1, pending: 1 }));
     const once = await h.pushes.topvdnPush('camel', { msg: 'aGVsbG8=', flag: 3, from: null, clientIds: [phone.clientId, tablet.clientId], callback: true }, now());
     await eventually(async () => expect(await h.pushes.status('camel', once.pushId)).to.deep.include({ callback: 'delivered' }));
