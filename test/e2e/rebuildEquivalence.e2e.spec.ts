@@ -169,7 +169,8 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await h.datahub.sendFromService('camel', { sender: '', type: 'vip_remind', receivers: ['carol'], data: { days: 3 }, level: 0, forBrowser: false, forClient: true }, now());
     await h.datahub.sendFromService('camel', { sender: 'shop', type: 'subsapply_event', receivers: ['alice'], data: { repname: 'rep', itemname: 'item' }, ...both }, now());
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'first broadcast' }, ...both }, now());
-    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false }, now());
+    // A broadcast to the whole app with the time its sender gave, kept as written (issue 22).
+    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10t15:06:09.5-05:30' }, now());
     // A broadcast naming its receiver, with the time its sender gave (issue 22).
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: ['carol'], data: { text: 'to carol only' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10T15:06:09Z08:00' }, now());
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['bob', 'carol'], data: { repname: 'rep', itemname: 'item', phase: 1 }, level: 0, forBrowser: true, forClient: false }, now());
