@@ -23,7 +23,7 @@ const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_
 const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300, operations: 300, badFrames: 120, cors: 300 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];
 /** Times as producers write them: the seed's `Z08:00`, RFC 3339, and what is neither. */
-const DATAHUB_TIMES = ['2015-11-10T15:06:09Z08:00', '2015-11-10T15:06:09Z-05:00', '9999-12-31T23:59:59-23:59', '0001-01-01T00:00:00+01:00', '2015-02-30T00:00:00Z', '2015-11-10T15:06:09', '', 'x'.repeat(300)];
+const DATAHUB_TIMES = ['2015-11-10T15:06:09Z08:00', '2015-11-10T15:06:09Z-05:00', '9999-12-31T23:59:59-23:59', '0001-01-01T00:00:00+01:00', '2015-02-30T00:00:00Z', '2015-11-10T15:06:09', '', 'x'.repeat(300), '2015-11-10t15:06:09.123456789z', '2015-11-10 15:06:09-05:30', '2016-12-31T23:59:60Z', ' 2015-11-10T15:06:09Z', '2015-11-10T15:06:09Z08'];
 const DATAHUB_TYPES = ['admin_message', 'private_message', 'apply_whitelist', 'site_broadcast', 'item_event', 'apply_subs', 'spam', ''];
 /**
  * A fixed seed keeps CI deterministic (a failure reproduces); FUZZ_SEED=random explores new inputs on a
