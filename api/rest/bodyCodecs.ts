@@ -16,6 +16,20 @@ export const Integer = new t.Type<number, number, unknown>(
   t.identity,
 );
 
+/**
+ * A whole number of any size, for a value that is clamped rather than refused when large (ONE-PUSH
+ * `duration`: a Java client's Long.MAX_VALUE, 9223372036854775807, is past Number's exact integers).
+ */
+export const WholeNumber = new t.Type<number, number, unknown>(
+  'Integer',
+  (u): u is number => typeof u === 'number' && Number.isInteger(u),
+  (u, c) => {
+    const n = typeof u === 'string' && /^-?\d{1,19}$/.test(u.trim()) ? Number(u) : u;
+    return typeof n === 'number' && Number.isInteger(n) ? t.success(n) : t.failure(u, c, 'an integer');
+  },
+  t.identity,
+);
+
 export const Text = new t.Type<string, string, unknown>('Text', (u): u is string => typeof u === 'string', (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')), t.identity);
 
 /**

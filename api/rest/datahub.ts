@@ -100,9 +100,14 @@ export function rfc3339(time: Date): string {
   return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** As the seed lists it: a system notification (sender "") has no `sender`, as in its item_event and subs_event samples. */
+/**
+ * As the seed lists it: a system notification (sender "") has no `sender`, as in its item_event and
+ * subs_event samples; `time` is the producer's own, byte for byte as sent (the seed writes `…Z08:00`), else
+ * when herald accepted it.
+ */
 function toWire(n: ReceivedNotification) {
-  return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time: rfc3339(n.time), data: n.data, level: n.level, status: n.read ? 1 : 0 };
+  const time = n.givenTime ?? rfc3339(n.sentAt);
+  return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time, data: n.data, level: n.level, status: n.read ? 1 : 0 };
 }
 
 // --- routes --------------------------------------------------------------------------------------

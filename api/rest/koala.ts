@@ -1,14 +1,18 @@
+import querystring from 'node:querystring';
 import express from 'express';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import multer from 'multer';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { MESSAGE_LIMITS } from '../../domain/message/message';
+import { characterCount } from '../../domain/text';
+import { isUserId, USER_ID_MAX } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
 import type { Logger } from '../../src/logger';
 import { parseSeq } from '../../src/messaging/inbox';
-import { MAX_REQUEST_ID_LENGTH, SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
+import { MAX_ACKNOWLEDGE_IDS, MAX_REQUEST_ID_LENGTH, SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
 import { StreamContendedError } from '../../src/command/commandHandler';
-import { AppAuthError, TicketError, validRoles, validUserId, type Tickets, type TicketProblem } from '../../src/identity/tickets';
+import { AppAuthError, TicketError, validRoles, type Tickets, type TicketProblem } from '../../src/identity/tickets';
 import { illFormedTextOf } from './shimErrors';
 
 /**
@@ -74,76 +78,143 @@ const TICKET_CODES: Record<TicketProblem, KoalaCode> = {
 };
 
 // --- wire format ---------------------------------------------------------------------------------
+// Every optional field sent empty (`expire=`, `expire=""`, `user_roles=`) is taken as absent: its default.
 
-/** A form field: present, trimmed, non-empty, bounded. */
-const field = (name: string, max: number) =>
+/** A field's text as sent (a JSON number as its digits); undefined when it is not one value (a repeated field). */
+const rawText = (u: unknown): string | undefined => (typeof u === 'string' ? u : typeof u === 'number' && Number.isFinite(u) ? String(u) : undefined);
+
+/** A field's text with blanks around it and the seed's one pair of surrounding quotes dropped (`"0"` is 0). */
+const bareText = (u: unknown): string | undefined => {
+  const raw = rawText(u);
+  return raw === undefined ? undefined : unquote(raw.trim()).trim();
+};
+
+/** An identifier (ticket, app key, secret, user id, request id): present, 1-`max` characters once bare. */
+const id = (name: string, max: number) =>
   new t.Type<string, string, unknown>(
     name,
     (u): u is string => typeof u === 'string',
     (u, c) => {
-      const value = typeof u === 'string' ? unquote(u.trim()) : '';
-      return value.length > 0 && value.length <= max ? t.success(value) : t.failure(u, c, `${name} is required (1-${max} characters)`);
+      const value = bareText(u) ?? '';
+      return value.length > 0 && characterCount(value) <= max ? t.success(value) : t.failure(u, c, `${name} is required (1-${max} characters)`);
     },
     String,
   );
 
-/** Non-negative integer seconds in a form field; absent or empty → 0 (the seed's default). */
+/**
+ * A message's title or content: delivered exactly as sent (blanks and line breaks kept; only the seed's
+ * surrounding quotes dropped); an empty or blank one is refused. Counted in characters (code points).
+ */
+const text = (name: string, max: number) =>
+  new t.Type<string, string, unknown>(
+    name,
+    (u): u is string => typeof u === 'string',
+    (u, c) => {
+      const raw = rawText(u);
+      const value = raw === undefined ? '' : unquote(raw);
+      return value.trim().length > 0 && characterCount(value) <= max ? t.success(value) : t.failure(u, c, `${name} is required (1-${max} characters, not blank)`);
+    },
+    String,
+  );
+
+/** Non-negative integer seconds (`expire`). */
 const seconds = (name: string) =>
   new t.Type<number, string, unknown>(
     name,
     (u): u is number => typeof u === 'number',
     (u, c) => {
-      if (u === undefined || u === '') return t.success(0);
-      return typeof u === 'string' && /^\d{1,12}$/.test(u.trim()) ? t.success(Number(u.trim())) : t.failure(u, c, `${name} must be a whole number of seconds`);
+      const value = bareText(u);
+      return value !== undefined && /^\d{1,12}$/.test(value) ? t.success(Number(value)) : t.failure(u, c, `${name} must be a whole number of seconds`);
     },
     String,
   );
 
-const commaList = (name: string, max: number) =>
+/**
+ * A time as unix time (`execute`): seconds, or milliseconds (what Java's currentTimeMillis and
+ * JavaScript's Date.now() give) for a value of 10^11 or more — as seconds that would be past the year
+ * 5000. Answered in milliseconds.
+ */
+const unixTime = (name: string) =>
+  new t.Type<number, string, unknown>(
+    name,
+    (u): u is number => typeof u === 'number',
+    (u, c) => {
+      const value = bareText(u);
+      if (value === undefined || !/^\d{1,15}$/.test(value)) return t.failure(u, c, `${name} must be unix time in whole seconds (or milliseconds)`);
+      const n = Number(value);
+      return t.success(n >= 1e11 ? n : n * 1000);
+    },
+    String,
+  );
+
+/**
+ * A list of ids: separated by commas or blanks (as datahub's `receiver`), or given as a repeated field;
+ * duplicates dropped. A blank cannot be inside an id (no ticket is issued for a user id with one), so
+ * `users=a b` is the two users a and b, never one user "a b" no one could ever receive as.
+ */
+const idList = (name: string, max: number, maxLength: number) =>
   new t.Type<string[], string, unknown>(
     name,
     (u): u is string[] => Array.isArray(u),
     (u, c) => {
-      if (typeof u !== 'string') return t.failure(u, c, `${name} is required`);
-      const items = [...new Set(u.split(',').map((s) => unquote(s.trim())).filter((s) => s.length > 0))];
-      if (items.length === 0 || items.length > max) return t.failure(u, c, `${name} must list 1-${max} comma-separated values`);
+      const values = (Array.isArray(u) ? u : [u]).map(bareText);
+      if (values.some((v) => v === undefined)) return t.failure(u, c, `${name} is required`);
+      const items = [...new Set(values.flatMap((v) => v!.split(/[\s,]+/)).map(unquote).filter((s) => s.length > 0))];
+      if (items.length === 0 || items.length > max) return t.failure(u, c, `${name} must list 1-${max} values (separated by commas or blanks)`);
+      if (items.some((item) => characterCount(item) > maxLength)) return t.failure(u, c, `${name}: each value is 1-${maxLength} characters`);
       return t.success(items);
     },
     (a) => a.join(','),
   );
 
-const TicketRequest = t.intersection([
-  t.type({ app_key: field('app_key', 64), secret_key: field('secret_key', 256), user_id: field('user_id', 128) }),
-  t.partial({ user_roles: t.string }),
-]);
-const SendRequest = t.intersection([
-  t.type({
-    ticket: field('ticket', 2048),
-    users: commaList('users', 1000),
-    title: field('title', 256),
-    content: field('content', 16_384),
-    expire: seconds('expire'),
-    execute: seconds('execute'),
-  }),
+/** An optional field: absent when missing or empty (`""` too), then its default. */
+const optional = <A>(codec: t.Type<A, string, unknown>) =>
+  new t.Type<A | undefined, string | undefined, unknown>(
+    `${codec.name}?`,
+    (u): u is A | undefined => u === undefined || codec.is(u),
+    (u, c) => (u === undefined || bareText(u) === '' ? t.success(undefined) : codec.validate(u, c)),
+    (a) => (a === undefined ? undefined : codec.encode(a)),
+  );
+
+const TicketRequest = t.type({
+  app_key: id('app_key', 64),
+  secret_key: id('secret_key', 256),
+  user_id: id('user_id', USER_ID_MAX),
+  user_roles: optional(idList('user_roles', 16, 32)),
+});
+const SendRequest = t.type({
+  ticket: id('ticket', 2048),
+  users: idList('users', MESSAGE_LIMITS.recipients, USER_ID_MAX),
+  title: text('title', MESSAGE_LIMITS.titleLength),
+  content: text('content', MESSAGE_LIMITS.contentLength),
+  // The seed's defaults when absent or empty: expire 0 = forever, execute 0 = now.
+  expire: optional(seconds('expire')),
+  execute: optional(unixTime('execute')),
   // herald's addition to the seed: a client's idempotency key, so a send retried after a lost answer
   // (a connection reset) sends nothing twice and answers the same message id.
-  t.partial({ request_id: field('request_id', MAX_REQUEST_ID_LENGTH) }),
-]);
-const AckRequest = t.type({ ticket: field('ticket', 2048), sids: commaList('sids', 200) });
+  request_id: optional(id('request_id', MAX_REQUEST_ID_LENGTH)),
+});
+const AckRequest = t.type({ ticket: id('ticket', 2048), sids: idList('sids', MAX_ACKNOWLEDGE_IDS, 64) });
 
 // --- routes --------------------------------------------------------------------------------------
 
 export function koalaRouter(deps: { readonly tickets: Tickets; readonly messaging: Messaging; readonly clock: Clock; readonly log: Logger }): express.Router {
   const { clock } = deps;
   const router = express.Router();
-  // The seed names x-www-form-urlencoded for tickets and messages and multipart/form-data for ack;
-  // every route takes both (fields only, no files), and query parameters too.
-  const forms = [express.urlencoded({ extended: false, limit: '256kb' }), multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none()];
+  // The seed names x-www-form-urlencoded for tickets and messages and multipart/form-data for ack, and
+  // writes the header as `Content-Type: x-www-form-urlencoded`: every route takes multipart (fields
+  // only, no files) and reads any other body as a form whatever its type says (none, text/plain, the
+  // seed's spelling), or as a JSON object when it is one; query parameters too.
+  const forms = [
+    multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none(),
+    express.text({ type: (req) => !/^\s*multipart\//i.test(req.headers['content-type'] ?? ''), limit: '256kb' }),
+    formFields,
+  ];
 
   router.post('/koala/api/mas/tickets', ...forms, route(deps.log, async (req) => {
     const input = decode(TicketRequest, params(req));
-    if (!validUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain spaces or commas');
-    const roles = (input.user_roles ?? '').split(',').map((r) => r.trim()).filter((r) => r.length > 0);
+    if (!isUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain spaces or commas');
+    const roles = input.user_roles ?? [];
     if (!validRoles(roles)) throw new KoalaError(KoalaCode.badParameters, 'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -');
     const { ticket } = await deps.tickets.issue({ appId: input.app_key, secret: input.secret_key, userId: input.user_id, roles, now: clock() });
     return ticket;
@@ -158,8 +229,8 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
         to: input.users,
         title: input.title,
         content: input.content,
-        expireSeconds: input.expire,
-        ...(input.execute > 0 && { executeAt: new Date(input.execute * 1000) }),
+        expireSeconds: input.expire ?? 0,
+        ...(input.execute !== undefined && input.execute > 0 && { executeAt: new Date(input.execute) }),
         ...(input.request_id !== undefined && { requestId: input.request_id }),
       },
       clock(),
@@ -218,6 +289,35 @@ function route(log: Logger, handler: (req: express.Request) => Promise<unknown>)
   };
 }
 
+/** The text body (express.text) as fields: a JSON object when it is one, a urlencoded form otherwise. */
+const formFields: express.RequestHandler = (req, _res, next) => {
+  if (typeof req.body !== 'string') return next();
+  try {
+    req.body = fieldsOf(req.body);
+    next();
+  } catch (error) {
+    next(error);
+  }
+};
+
+const MAX_FORM_FIELDS = 1000;
+
+function fieldsOf(body: string): Record<string, unknown> {
+  if (/^\s*\{/.test(body)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      throw Object.assign(new Error('malformed JSON'), { status: 400 });
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw Object.assign(new Error('malformed JSON'), { status: 400 });
+    // null is JSON's absent field.
+    return Object.fromEntries(Object.entries(parsed).filter(([, value]) => value !== null));
+  }
+  if (body.split('&').length > MAX_FORM_FIELDS) throw Object.assign(new Error('too many parameters'), { status: 413 });
+  return querystring.parse(body);
+}
+
 function bodyErrorMessage(error: unknown): string {
   if (error instanceof multer.MulterError) return `malformed form: ${error.message}${error.field ? ` (${error.field})` : ''}`;
   const message = (error as Error).message ?? '';
@@ -238,10 +338,29 @@ function toKoalaError(error: unknown): { code: KoalaCode; message: string } {
   return { code: KoalaCode.internal, message: 'internal error' };
 }
 
-/** Query parameters and form fields; the body wins. The seed's examples spell `ticket` as `tickets`. */
+/**
+ * Other names Koala's clients give a field: the seed's examples spell `ticket` as `tickets`; getTickets'
+ * signature names the secret `app_secret` where its parameter list says `secret_key`; Koala's own demo
+ * page logs in with `app_id` for `app_key`.
+ */
+const ALIASES: ReadonlyArray<[string, string]> = [
+  ['ticket', 'tickets'],
+  ['secret_key', 'app_secret'],
+  ['app_key', 'app_id'],
+];
+
+/**
+ * Query parameters and form fields; the body wins. A field missing or empty is taken from its alias; a
+ * list may be sent as jQuery sends arrays (`users[]=a&users[]=b`).
+ */
 function params(req: express.Request): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
-  if (merged.ticket === undefined && merged.tickets !== undefined) merged.ticket = merged.tickets;
+  for (const list of ['users', 'sids', 'user_roles']) {
+    if (merged[list] === undefined && merged[`${list}[]`] !== undefined) merged[list] = merged[`${list}[]`];
+  }
+  for (const [name, alias] of ALIASES) {
+    if ((merged[name] === undefined || bareText(merged[name]) === '') && merged[alias] !== undefined) merged[name] = merged[alias];
+  }
   return merged;
 }
 

@@ -83,6 +83,7 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
         const frame = deviceFrameOf(isBinary ? undefined : data.toString());
         if ('refused' in frame) return reply(socket, { error: { code: 'bad_frame', message: frame.refused } });
         if (frame.kind === 'heartbeat') return socket.send(HEARTBEAT_ANSWER);
+        if (frame.kind === 'unanswered') return;
         const { messageId } = frame;
         try {
           await handle.confirm(messageId);
@@ -139,6 +140,8 @@ type DeviceFrame =
   | { readonly kind: 'heartbeat' }
   /** `confirm`: the JSON frame, answered; `cfm`: the original client's `CFM:<id>`, not answered. */
   | { readonly kind: 'confirm' | 'cfm'; readonly messageId: string }
+  /** A `CFM:` with no possible message id: the plain-text protocol answers nothing, not even a refusal (its client would read a JSON answer as a message). */
+  | { readonly kind: 'unanswered' }
   | { readonly refused: string };
 
 const NOT_A_CONFIRMATION = { refused: 'expected {"confirm": "<messageId>"}, CFM:<messageId> or HBT' } as const;
@@ -149,7 +152,7 @@ function deviceFrameOf(text: string | undefined): DeviceFrame {
   if (text.startsWith('HBT')) return { kind: 'heartbeat' };
   if (text.startsWith('CFM:')) {
     const messageId = text.slice(4).trim();
-    return isMessageId(messageId) ? { kind: 'cfm', messageId } : NOT_A_CONFIRMATION;
+    return isMessageId(messageId) ? { kind: 'cfm', messageId } : { kind: 'unanswered' };
   }
   let frame: unknown;
   try {

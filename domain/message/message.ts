@@ -1,7 +1,8 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { isStorableText } from '../text';
+import { characterCount, isStorableText } from '../text';
+import { isUserId, USER_ID_MAX } from '../ticket/ticket';
 
 /**
  * A message sent by a user of an app to other users of the same app (Koala web push,
@@ -13,7 +14,6 @@ import { isStorableText } from '../text';
 
 export const MESSAGE_LIMITS = {
   recipients: 1000,
-  userIdLength: 128,
   titleLength: 256,
   contentLength: 16_384,
   propsKeys: 32,
@@ -174,13 +174,16 @@ function decideSend(command: SendMessage): MessageEvent[] {
   const recipients = [...new Set(command.recipients.map((r) => r.trim()).filter((r) => r.length > 0))];
   if (recipients.length === 0) throw new DomainError('invalid', 'at least one recipient is required');
   if (recipients.length > L.recipients) throw new DomainError('invalid', `at most ${L.recipients} recipients`);
-  if (recipients.some((r) => r.length > L.userIdLength)) throw new DomainError('invalid', `user ids are at most ${L.userIdLength} characters`);
-  if (command.title.length === 0 || command.title.length > L.titleLength) throw new DomainError('invalid', `title must be 1-${L.titleLength} characters`);
-  if (command.content.length === 0 || command.content.length > L.contentLength) throw new DomainError('invalid', `content must be 1-${L.contentLength} characters`);
   const texts = [...recipients, command.title, command.content, ...Object.entries(command.props ?? {}).flat()];
   if (!texts.every(isStorableText)) throw new DomainError('invalid', 'text may not contain control characters (other than tab, line feed, carriage return) or lone surrogates');
+  // Only a user id can hold a ticket: a recipient "a b" would be accepted and never received.
+  const notUser = recipients.find((r) => !isUserId(r));
+  if (notUser !== undefined) throw new DomainError('invalid', `recipient ${JSON.stringify(notUser.slice(0, 64))} is not a user id (1-${USER_ID_MAX} characters, no blanks or commas)`);
+  // Title and content are delivered exactly as sent (no trimming); only empty or blank ones are refused.
+  if (command.title.trim().length === 0 || characterCount(command.title) > L.titleLength) throw new DomainError('invalid', `title must be 1-${L.titleLength} characters, not blank`);
+  if (command.content.trim().length === 0 || characterCount(command.content) > L.contentLength) throw new DomainError('invalid', `content must be 1-${L.contentLength} characters, not blank`);
   if (command.props && Object.keys(command.props).length > L.propsKeys) throw new DomainError('invalid', `at most ${L.propsKeys} props`);
-  if (command.props && Object.values(command.props).some((v) => v.length > L.propValueLength)) throw new DomainError('invalid', `prop values are at most ${L.propValueLength} characters`);
+  if (command.props && Object.values(command.props).some((v) => characterCount(v) > L.propValueLength)) throw new DomainError('invalid', `prop values are at most ${L.propValueLength} characters`);
   if (!Number.isInteger(command.expireSeconds) || command.expireSeconds < 0 || command.expireSeconds > L.expireSeconds) {
     throw new DomainError('invalid', `expire must be 0 (forever) or 1-${L.expireSeconds} seconds`);
   }

@@ -1,6 +1,7 @@
 import * as t from 'io-ts';
 import { unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
+import { characterCount, isStorableText } from '../text';
 
 /**
  * A ticket is a signed, expiring token for (appId, userId, roles): Koala's `ticket`, datahub's
@@ -25,6 +26,16 @@ export const ticketCatalogue: CatalogueEntry = {
   },
   notes: ['The ticket string itself is never stored.'],
 };
+
+export const USER_ID_MAX = 128;
+
+/**
+ * A user id tickets are issued for: 1-128 characters of text with no blank or comma, the separators of
+ * Koala's `users` and datahub's `receiver` lists. A message to anything else could never be received.
+ */
+export function isUserId(userId: string): boolean {
+  return userId.length > 0 && characterCount(userId) <= USER_ID_MAX && !/[\s,]/.test(userId) && isStorableText(userId);
+}
 
 export interface IssueTicket {
   readonly type: 'IssueTicket';

@@ -1,9 +1,13 @@
-import { open } from './messageClient.js';
+import { koalaModule } from './messageClient.js';
 
 export { open, toWebSocketUrl, MessageClientError } from './messageClient.js';
 export type { ConnectionState, Disconnection, MessageClient, MessageClientEvents, OpenOptions, RecoveryImpossible, TicketSource } from './messageClient.js';
 export type { ITerminal, Message_t, MessageContext, MessageMeta_t, Properties_t } from './message.js';
 export type { Backoff } from './backoff.js';
 
-/** Koala's entry point, by its name: `message_client.open({ url, ticket, onMessage })`. */
-export const message_client = { open };
+/**
+ * Koala's module, by its name: `message_client.open({ url, ticket, onMessage })` (or Koala's own
+ * `{ mas_url, token, ping, onMessage, onError }`), then `acknowledge(seqs)`, `sendMessage(target, title,
+ * content)`, `close()`.
+ */
+export const message_client = koalaModule();

@@ -15,9 +15,18 @@ export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'clo
 export type TicketSource = string | (() => string | Promise<string>);
 
 export interface OpenOptions extends ITerminal {
-  /** herald's GraphQL endpoint, `ws(s)://host/graphql`; an `http(s)://` URL means the same host's `ws(s)://`. */
-  readonly url: string;
-  readonly ticket: TicketSource;
+  /** herald's GraphQL endpoint, `ws(s)://host/graphql`; an `http(s)://` URL means the same host's `ws(s)://`. Required, or `mas_url`. */
+  readonly url?: string;
+  /** Required (or `token`). */
+  readonly ticket?: TicketSource;
+  /** Koala's name for `ticket` (its `open({ token })`). */
+  readonly token?: TicketSource;
+  /** Koala's server base URL (its `open({ mas_url })`): the endpoint is `<mas_url>/graphql` when `url` is not given. */
+  readonly mas_url?: string;
+  /** Koala's heartbeat in seconds (its `open({ ping })`): `heartbeatMs` when that is not given. */
+  readonly ping?: number;
+  /** Koala's `ITerminal.onError(errcode, errmsg)`: called with each error the `error` event carries. */
+  readonly onError?: (errcode: string, errmsg: string) => void;
   /** The last seq the page already shows (from its inbox): pushes start after it. */
   readonly since?: string;
   /** Waits between attempts to reconnect; default 1 s doubling to 30 s, with jitter. */
@@ -61,6 +70,13 @@ export interface MessageClient {
   on<E extends keyof MessageClientEvents>(event: E, listener: MessageClientEvents[E]): () => void;
   /** Acknowledges messages by id; resolves with how many were newly acknowledged. */
   ack(ids: readonly string[]): Promise<number>;
+  /**
+   * Koala's `acknowledge(seqs)`: acknowledges messages this client handed to onMessage by their
+   * `meta.seq` (one, or a list); a seq it did not hand over rejects with NOT_FOUND.
+   */
+  acknowledge(seqs: string | number | ReadonlyArray<string | number>): Promise<number>;
+  /** Koala's `sendMessage(target, title, content)`: `target` is user ids (a list, or separated by commas or blanks). Resolves with the message id. */
+  sendMessage(target: string | readonly string[], title: string, content: string): Promise<string>;
   /** Closes the socket and stops reconnecting. */
   close(): Promise<void>;
 }
@@ -76,8 +92,34 @@ export class MessageClientError extends Error {
   }
 }
 
+/**
+ * Connects and keeps connected until `close()`. Options that cannot work are refused here, at once, with
+ * a TypeError naming them ("message_client.open: ticket is required …"), never with a client that
+ * retries forever.
+ */
 export function open(options: OpenOptions): MessageClient {
-  return new Terminal(options);
+  return new Terminal(checkedOptions(options));
+}
+
+/**
+ * Koala's `message_client` module: `open(cfg)`, then `acknowledge(seqs)`, `sendMessage(target, title,
+ * content)` and `close()` on the client it opened last (Koala's client was one per page).
+ */
+export function koalaModule() {
+  let current: MessageClient | undefined;
+  const opened = (): MessageClient => {
+    if (current === undefined) throw new MessageClientError('CLOSED', 'call message_client.open() first');
+    return current;
+  };
+  return {
+    open(options: OpenOptions): MessageClient {
+      current = open(options);
+      return current;
+    },
+    acknowledge: (seqs: string | number | ReadonlyArray<string | number>): Promise<number> => Promise.resolve().then(() => opened().acknowledge(seqs)),
+    sendMessage: (target: string | readonly string[], title: string, content: string): Promise<string> => Promise.resolve().then(() => opened().sendMessage(target, title, content)),
+    close: (): Promise<void> => current?.close() ?? Promise.resolve(),
+  };
 }
 
 /** The socket URL for `url`: http(s) becomes ws(s), so a page may pass `location`-relative http URLs. */
@@ -85,8 +127,66 @@ export function toWebSocketUrl(url: string): string {
   return url.replace(/^http(s?):\/\//i, (_, secure: string) => (secure ? 'wss://' : 'ws://'));
 }
 
+const REQUIRED: ReadonlyArray<['url' | 'ticket' | 'onMessage', string, (value: unknown) => boolean]> = [
+  ['url', "herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql', or Koala's mas_url", (v) => typeof v === 'string' && v.trim() !== ''],
+  ['ticket', "a ticket, or a function returning one; Koala's token", (v) => (typeof v === 'string' && v !== '') || typeof v === 'function'],
+  ['onMessage', 'a function (message, ctx) => …', (v) => typeof v === 'function'],
+];
+
+type CheckedOptions = OpenOptions & { readonly url: string; readonly ticket: TicketSource };
+
+/**
+ * `options` with Koala's names taken (token, mas_url, ping) and `url` resolved to a ws(s) URL (relative
+ * to the page, where there is one), or a TypeError naming what cannot work.
+ */
+function checkedOptions(given: OpenOptions): CheckedOptions {
+  const where = 'message_client.open';
+  if (typeof given !== 'object' || given === null) {
+    throw new TypeError(`${where}: options are required: { url, ticket, onMessage } (${REQUIRED.map(([name, what]) => `${name}: ${what}`).join('; ')})`);
+  }
+  if (given.ping !== undefined && !(typeof given.ping === 'number' && given.ping > 0 && Number.isFinite(given.ping))) throw new TypeError(`${where}: ping must be a positive number of seconds`);
+  const masUrl = typeof given.mas_url === 'string' && given.mas_url.trim() !== '' ? `${given.mas_url.trim().replace(/\/+$/, '')}/graphql` : undefined;
+  const options = {
+    ...given,
+    url: given.url ?? masUrl,
+    ticket: given.ticket ?? given.token,
+    heartbeatMs: given.heartbeatMs ?? (given.ping !== undefined ? given.ping * 1000 : undefined),
+  };
+  const missing = REQUIRED.filter(([name, , valid]) => !valid(options[name]));
+  if (missing.length > 0) {
+    const names = missing.map(([name]) => name);
+    const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+    throw new TypeError(`${where}: ${list} ${names.length === 1 ? 'is' : 'are'} required (${missing.map(([name, what]) => `${name}: ${what}`).join('; ')})`);
+  }
+  const base = (globalThis as { location?: { href?: unknown } }).location?.href;
+  let url: URL;
+  try {
+    url = new URL(options.url!.trim(), typeof base === 'string' ? base : undefined);
+  } catch {
+    throw new TypeError(`${where}: url ${JSON.stringify(options.url)} is not a URL (herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql')`);
+  }
+  if (!/^(wss?|https?):$/.test(url.protocol)) throw new TypeError(`${where}: url must be a ws(s):// or http(s):// URL, not ${url.protocol}`);
+  if (options.since !== undefined && !(typeof options.since === 'string' && /^\d{1,20}$/.test(options.since))) {
+    throw new TypeError(`${where}: since must be a message's seq (a string of digits), not ${JSON.stringify(options.since)}`);
+  }
+  for (const name of ['heartbeatMs', 'connectTimeoutMs'] as const) {
+    const value = options[name];
+    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new TypeError(`${where}: ${name} must be a positive number of milliseconds`);
+  }
+  for (const name of ['initialMs', 'maxMs'] as const) {
+    const value = options.reconnect?.[name];
+    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new TypeError(`${where}: reconnect.${name} must be a positive number of milliseconds`);
+  }
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw new TypeError(`${where}: onError must be a function (errcode, errmsg) => …`);
+  if (options.webSocketImpl !== undefined && typeof options.webSocketImpl !== 'function') throw new TypeError(`${where}: webSocketImpl must be a WebSocket class`);
+  return { ...options, url: toWebSocketUrl(url.href), ticket: options.ticket! };
+}
+
 const MESSAGES = 'subscription MessageClient { messages { id title content props expiresAt meta { realm seq sender stime } } }';
 const ACKNOWLEDGE = 'mutation MessageClientAck($ids: [ID!]!) { acknowledge(ids: $ids) }';
+const SEND = 'mutation MessageClientSend($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+/** How many handed-over messages' seqs `acknowledge(seqs)` can name (the newest ones). */
+const REMEMBERED_SEQS = 10_000;
 const NEWEST_SEQ = 'query MessageClientNewest { notifications(first: 1, type: "koala") { nodes { seq } } }';
 /** herald closes a socket with 4403 when it refuses the ticket, at connect or when the ticket expires. */
 const FORBIDDEN = 4403;
@@ -125,8 +225,10 @@ class Terminal implements MessageClient {
   private readonly listeners: { [E in keyof MessageClientEvents]?: Array<MessageClientEvents[E]> } = {};
   private readonly done: Promise<void>;
   private readonly webSocket: WebSocketClass;
+  /** seq → message id of the messages handed to onMessage, the newest REMEMBERED_SEQS. */
+  private readonly idsBySeq = new Map<string, string>();
 
-  constructor(private readonly options: OpenOptions) {
+  constructor(private readonly options: CheckedOptions) {
     this.webSocket = webSocketClass(options.webSocketImpl);
     this.seq = options.since;
     // Started a tick later, so that listeners attached right after open() see everything.
@@ -162,6 +264,25 @@ class Terminal implements MessageClient {
       if (answer.kind === 'errors') throw errorFrom(answer.errors);
       // The socket went away before the answer; herald may have recorded it or not. Acknowledging again
       // is harmless (a repeat counts 0), so it is sent again on the next socket.
+    }
+  }
+
+  async acknowledge(seqs: string | number | ReadonlyArray<string | number>): Promise<number> {
+    const list = (Array.isArray(seqs) ? seqs : [seqs]) as ReadonlyArray<string | number>;
+    const ids = list.map((seq) => this.idsBySeq.get(String(seq)));
+    const unknown = list.find((_, i) => ids[i] === undefined);
+    if (unknown !== undefined) throw new MessageClientError('NOT_FOUND', `no message of seq ${String(unknown)} was handed to this client`);
+    return this.ack(ids as string[]);
+  }
+
+  async sendMessage(target: string | readonly string[], title: string, content: string): Promise<string> {
+    const to = (typeof target === 'string' ? [target] : [...target]).flatMap((t) => String(t).split(/[\s,]+/)).filter((t) => t !== '');
+    // One request id for every attempt: a send retried on the next socket (the answer was lost) is sent once.
+    const requestId = `sdk-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+    for (;;) {
+      const answer = await request<{ sendMessage: { id: string } }>(await this.liveClient(), SEND, { i: { to, title, content, requestId } });
+      if (answer.kind === 'data') return answer.data.sendMessage.id;
+      if (answer.kind === 'errors') throw errorFrom(answer.errors);
     }
   }
 
@@ -259,6 +380,8 @@ class Terminal implements MessageClient {
     // A replay can overlap what the previous socket delivered: each seq is handed over once.
     if (this.seq !== undefined && compareSeq(wire.meta.seq, this.seq) <= 0) return;
     this.seq = wire.meta.seq;
+    this.idsBySeq.set(wire.meta.seq, wire.id);
+    if (this.idsBySeq.size > REMEMBERED_SEQS) this.idsBySeq.delete(this.idsBySeq.keys().next().value!);
     const message: Message_t = { id: wire.id, meta: wire.meta, title: wire.title, content: wire.content, props: wire.props ?? {}, expiresAt: wire.expiresAt };
     const ctx: MessageContext = { ack: () => this.ack([message.id]) };
     try {
@@ -296,8 +419,17 @@ class Terminal implements MessageClient {
   }
 
   private reportError(error: Error): void {
+    if (this.options.onError) {
+      try {
+        this.options.onError(error instanceof MessageClientError ? error.code : error.name, error.message);
+      } catch (thrown) {
+        setTimeout(() => {
+          throw thrown;
+        });
+      }
+    }
     if (this.listeners.error?.length) this.emit('error', error);
-    else console.error('message_client:', error);
+    else if (!this.options.onError) console.error('message_client:', error);
   }
 
   private emit<E extends keyof MessageClientEvents>(event: E, ...args: Parameters<MessageClientEvents[E]>): void {

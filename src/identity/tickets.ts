@@ -1,7 +1,6 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
 import { AppId, appStreamName } from '../../domain/app/app';
-import { isStorableText } from '../../domain/text';
 import { ticketStreamName } from '../../domain/ticket/ticket';
 import { verifyAppSecret } from './appSecret';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
@@ -60,7 +59,6 @@ export const ticketMigrations: readonly Migration[] = [
   },
 ];
 
-export const USER_ID_MAX = 128;
 const ROLE_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/;
 const MAX_ROLES = 16;
 const APP_SECRET_CACHE_MS = 1000;
@@ -231,10 +229,6 @@ export class Tickets {
   private mac(body: string): string {
     return createHmac('sha256', this.key).update(body).digest('base64url');
   }
-}
-
-export function validUserId(userId: string): boolean {
-  return userId.length > 0 && userId.length <= USER_ID_MAX && !/[\s,]/.test(userId) && isStorableText(userId);
 }
 
 export function validRoles(roles: readonly string[]): boolean {

@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import WebSocket from 'ws';
+import { open, type Message_t } from '../../sdk/src/index';
 import { appStreamName } from '../../domain/app/app';
 import { appAggregate } from '../../src/command/aggregates';
 import { hashAppSecret } from '../../src/identity/appSecret';
@@ -35,6 +37,20 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(status).to.equal(200);
       expect(body).to.include({ status: 0, errcode: 0, errmsg: '' });
       expect(body.result).to.be.a('string').with.length.greaterThan(20);
+      const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
+      expect(viewer).to.include({ appId: 'camel', userId: 'zhangbin' });
+    });
+
+    it("takes the secret as `app_secret`, the name getTickets' signature gives it", async () => {
+      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&app_secret=EERWERRRRE&user_id=zhangbin');
+      expect([status, body.status], JSON.stringify(body)).to.deep.equal([200, 0]);
+      const wrong = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&app_secret=WRONG&user_id=zhangbin');
+      expect(wrong.body.status).to.equal(1006);
+    });
+
+    it('takes the app as `app_id`, as Koala\'s own demo page logs in (jQuery $.ajax data: {app_id, secret_key, user_id})', async () => {
+      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_id=camel&secret_key=EERWERRRRE&user_id=zhangbin');
+      expect([status, body.status], JSON.stringify(body)).to.deep.equal([200, 0]);
       const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
       expect(viewer).to.include({ appId: 'camel', userId: 'zhangbin' });
     });
@@ -160,6 +176,21 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(Date.parse(message!.sentAt)).to.be.at.least(executeAt * 1000);
     });
 
+    it('takes `execute` in milliseconds too (Date.now(), currentTimeMillis): held until then, not refused', async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('scheduled-ms-user');
+      const executeAtMs = Date.now() + 2000;
+      const sent = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=scheduled-ms-user&title=later&content=c&execute=${executeAtMs}`);
+      expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
+      expect((await inboxOf(receiver)).nodes).to.have.length(0);
+      const [message] = (await eventually(async () => {
+        const page = await inboxOf(receiver);
+        expect(page.nodes).to.have.length(1);
+        return page;
+      }, { timeoutMs: 15_000 })).nodes;
+      expect(Date.parse(message!.sentAt)).to.be.at.least(executeAtMs);
+    });
+
     it('stops listing a message once `expire` seconds have passed', async () => {
       const sender = await ticketFor('zhangbin');
       const receiver = await ticketFor('short-lived');
@@ -188,6 +219,145 @@ describe('Koala REST (seed 000) over HTTP', function () {
         expect(body).to.include({ status: 1005, errcode: 1005 });
       });
       await ticketFor('rotating', 'other', 'rotated-secret');
+    });
+  });
+
+  describe('requests as the seed writes them (issue 22)', () => {
+    /** A POST with exactly these headers: a Uint8Array body gets no content type of fetch's own. */
+    async function postRaw(path: string, body: string, headers: Record<string, string>) {
+      const response = await fetch(url(path), { method: 'POST', headers, body: new TextEncoder().encode(body) });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    }
+    const SEED_HEADER = { 'Content-Type': 'x-www-form-urlencoded' };
+
+    /** What the user's terminal is handed over Koala's SDK (message_client, from seq 0: nothing can be missed). */
+    async function receivedBy(ticket: string, count: number): Promise<Message_t[]> {
+      const received: Message_t[] = [];
+      const client = open({ url: `${test.url}/graphql`, ticket, since: '0', webSocketImpl: WebSocket, onMessage: (message) => void received.push(message) });
+      try {
+        await eventually(() => expect(received).to.have.length(count));
+        return received;
+      } finally {
+        await client.close();
+      }
+    }
+
+    it("reads the seed's literal `Content-Type: x-www-form-urlencoded` on all three URLs, with the seed's example bodies byte for byte", async () => {
+      const issued = await postRaw('/koala/api/mas/tickets', 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin', SEED_HEADER);
+      expect(issued.body, JSON.stringify(issued.body)).to.include({ status: 0, errcode: 0 });
+      const receiver = await ticketFor('seedheader-user');
+      const sent = await postRaw('/koala/api/mas/messages', `tickets=${issued.body.result as string}&users=seedheader-user,zhouyang&title="system upgrade"&content="system patching 20:21"`, SEED_HEADER);
+      expect([sent.status, sent.body.status], JSON.stringify(sent.body)).to.deep.equal([200, 0]);
+      const [message] = await receivedBy(receiver, 1);
+      expect(message).to.include({ title: 'system upgrade', content: 'system patching 20:21' });
+      const acked = await postRaw('/koala/api/mas/messages/ack', `tickets=${receiver}&sids=${message!.meta.seq}`, SEED_HEADER);
+      expect(acked.body, JSON.stringify(acked.body)).to.include({ status: 0, result: 1 });
+    });
+
+    it('reads a form body with no content type, or text/plain (fetch with a string body), or a JSON object', async () => {
+      const issued = await postRaw('/koala/api/mas/tickets', 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin', {});
+      expect(issued.body, JSON.stringify(issued.body)).to.include({ status: 0 });
+      const sender = issued.body.result as string;
+      const receiver = await ticketFor('untyped-user');
+      const plain = await postRaw('/koala/api/mas/messages', `ticket=${sender}&users=untyped-user&title=plain&content=c`, { 'content-type': 'text/plain;charset=UTF-8' });
+      expect(plain.body, JSON.stringify(plain.body)).to.include({ status: 0 });
+      const json = await postRaw('/koala/api/mas/messages', JSON.stringify({ ticket: sender, users: 'untyped-user', title: 'json', content: 'c', expire: 60 }), { 'content-type': 'application/json' });
+      expect(json.body, JSON.stringify(json.body)).to.include({ status: 0 });
+      const received = await receivedBy(receiver, 2);
+      expect(received.map((m) => m.title)).to.deep.equal(['plain', 'json']);
+      expect(received[1]!.expiresAt).to.be.a('string');
+      const acked = await postRaw('/koala/api/mas/messages/ack', `ticket=${receiver}&sids=${received[0]!.meta.seq}`, {});
+      expect(acked.body, JSON.stringify(acked.body)).to.include({ status: 0, result: 1 });
+      // Koala's own page: jQuery's $.ajax({ data: { ticket, sids: [seq] } }) posts the array as sids[]
+      const jquery = await postRaw('/koala/api/mas/messages/ack', `ticket=${receiver}&sids%5B%5D=${received[0]!.meta.seq}&sids%5B%5D=${received[1]!.meta.seq}`, {
+        'content-type': 'application/x-www-form-urlencoded; charset=UTF-8',
+      });
+      expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0, result: 1 });
+    });
+
+    it('refuses a JSON body holding text that is not Unicode (a lone surrogate) with 1001, appending nothing', async () => {
+      const sender = await ticketFor('zhangbin');
+      const head = await test.herald.infrastructure.store.headPosition();
+      const refused = await postRaw('/koala/api/mas/messages', `{"ticket":"${sender}","users":"u1","title":"\\ud800","content":"c"}`, { 'content-type': 'application/json' });
+      expect([refused.status, refused.body.status]).to.deep.equal([400, 1001]);
+      expect(refused.body.errmsg).to.match(/title: must be Unicode/);
+      const malformed = await postRaw('/koala/api/mas/messages', '{"ticket":', { 'content-type': 'application/json' });
+      expect([malformed.status, malformed.body.status]).to.deep.equal([400, 1001]);
+      expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+    });
+
+    it('takes blanks in `users` as separators, as no ticket is ever issued for a user id with a blank', async () => {
+      const sender = await ticketFor('zhangbin');
+      const spaced = await ticketFor('spaced-a');
+      const other = await ticketFor('spaced-b');
+      const plus = await ticketFor('spaced-c');
+      // a literal blank, a `+`, an escaped blank and a blank after a comma
+      const sent = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-a spaced-b+spaced-c&title="system upgrade"&content="system patching 20:21"`);
+      expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
+      const again = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-a,%20spaced-b&title=second&content=c`);
+      expect(again.body, JSON.stringify(again.body)).to.include({ status: 0 });
+      expect((await receivedBy(spaced, 2)).map((m) => m.title)).to.deep.equal(['system upgrade', 'second']);
+      expect((await receivedBy(other, 2)).map((m) => m.title)).to.deep.equal(['system upgrade', 'second']);
+      expect((await receivedBy(plus, 1)).map((m) => m.title)).to.deep.equal(['system upgrade']);
+      // a list as jQuery posts an array, and as a repeated field
+      const jquery = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users%5B%5D=spaced-a&users%5B%5D=spaced-c&title=third&content=c`);
+      expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0 });
+      const repeated = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-b&users=spaced-c&title=fourth&content=c`);
+      expect(repeated.body, JSON.stringify(repeated.body)).to.include({ status: 0 });
+      expect((await receivedBy(plus, 3)).map((m) => m.title)).to.deep.equal(['system upgrade', 'third', 'fourth']);
+      const blankUser = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=spaced-a spaced-b');
+      expect(blankUser.body).to.include({ status: 1001 });
+    });
+
+    it('delivers title and content exactly as sent (blanks and line breaks kept) and refuses only blank ones', async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('exact-user');
+      const form = new URLSearchParams({ ticket: sender, users: 'exact-user', title: ' padded title ', content: 'line one\nline two\n' });
+      const sent = await postForm(url('/koala/api/mas/messages'), form.toString());
+      expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
+      const [message] = await receivedBy(receiver, 1);
+      expect(message).to.include({ title: ' padded title ', content: 'line one\nline two\n' });
+      expect((await inboxOf(receiver)).nodes[0]).to.include({ title: ' padded title ', content: 'line one\nline two\n' });
+      for (const blank of [{ title: '   ', content: 'c' }, { title: 't', content: '\n\t ' }, { title: '" "', content: 'c' }]) {
+        const head = await test.herald.infrastructure.store.headPosition();
+        const refused = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'exact-user', ...blank });
+        expect([refused.status, refused.body.status], JSON.stringify(blank)).to.deep.equal([400, 1001]);
+        expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+      }
+    });
+
+    it('counts limits in characters (code points): 256 emoji are a title, 257 are not; a 128-emoji user id is one', async () => {
+      const sender = await ticketFor('zhangbin');
+      const emojiUser = '😀'.repeat(128);
+      const receiver = await ticketFor(emojiUser);
+      const title = '😀'.repeat(256);
+      const sent = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: emojiUser, title, content: '😀'.repeat(16_384) });
+      expect(sent.body, JSON.stringify(sent.body).slice(0, 200)).to.include({ status: 0 });
+      expect((await receivedBy(receiver, 1))[0]!.title).to.equal(title);
+      const tooLong = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: emojiUser, title: `${title}😀`, content: 'c' });
+      expect(tooLong.body).to.include({ status: 1001 });
+      expect(tooLong.body.errmsg).to.match(/title/);
+    });
+
+    it('takes empty optional fields (expire, execute, request_id, user_roles) as absent: their defaults', async () => {
+      const issued = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin&user_roles=');
+      expect(issued.body).to.include({ status: 0 });
+      const receiver = await ticketFor('defaults-user');
+      const bodies = [
+        `tickets=${issued.body.result as string}&users=defaults-user&title=bare&content=c&expire=&execute=&request_id=`,
+        `tickets=${issued.body.result as string}&users=defaults-user&title=quoted&content=c&expire=""&execute=""&request_id=""`,
+        `tickets=${issued.body.result as string}&users=defaults-user&title=blank&content=c&expire=%20&execute=%20&request_id=%20`,
+      ];
+      for (const body of bodies) {
+        const sent = await postForm(url('/koala/api/mas/messages'), body);
+        expect(sent.body, body).to.include({ status: 0 });
+      }
+      const received = await receivedBy(receiver, 3);
+      expect(received.map((m) => [m.title, m.expiresAt])).to.deep.equal([['bare', null], ['quoted', null], ['blank', null]]);
+      // `expire` 0 = forever and `execute` 0 = now, written out
+      const zeros = await postForm(url('/koala/api/mas/messages'), `tickets=${issued.body.result as string}&users=defaults-user&title=zeros&content=c&expire=0&execute=0`);
+      expect(zeros.body).to.include({ status: 0 });
+      expect((await receivedBy(receiver, 4))[3]).to.include({ title: 'zeros', expiresAt: null });
     });
   });
 
@@ -245,7 +415,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
     });
 
     it('refuses empty content, also when written as a pair of quotes', async () => {
-      await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=""`, /content is required \(1-16384 characters\)/);
+      await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=""`, /content is required \(1-16384 characters, not blank\)/);
       await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=`, /content is required/);
     });
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
-import { open, type ConnectionState, type Disconnection, type Message_t, type MessageClient, type MessageContext, type OpenOptions, type RecoveryImpossible } from '../../sdk/src/index';
+import { message_client, MessageClientError, open, type ConnectionState, type Disconnection, type Message_t, type MessageClient, type MessageContext, type OpenOptions, type RecoveryImpossible } from '../../sdk/src/index';
 import { Changes } from '../support/changes';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
@@ -250,5 +250,39 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
       (error: { code?: string }) => error.code,
     );
     expect(refused).to.equal('CLOSED');
+  });
+  it("takes Koala's own open({ mas_url, token, ping, onMessage, onError }) and its module's sendMessage, acknowledge(seq) and close()", async () => {
+    // Koala's demo page: message_client.open({ onMessage, ping: 5, mas_url, token }), client.sendMessage(target, title, content),
+    // and client.acknowledge(message.meta.seq) in onMessage.
+    const ticket = await issueTicket(test.url, 'sdk-koala');
+    const received: Message_t[] = [];
+    const errors: Array<[string, string]> = [];
+    const client = message_client.open({
+      mas_url: `${test.url}/`,
+      token: ticket,
+      ping: 5,
+      webSocketImpl: WebSocket,
+      onMessage: (message) => void received.push(message),
+      onError: (errcode, errmsg) => void errors.push([errcode, errmsg]),
+    });
+    await eventually(() => expect(client.state).to.equal('connected'));
+    const id = await message_client.sendMessage('sdk-koala sdk-koala-peer', 'from the page', 'hello');
+    await eventually(() => expect(received.map((m) => m.title)).to.deep.equal(['from the page']));
+    expect(received[0]!.id).to.equal(id);
+    expect(await message_client.acknowledge(received[0]!.meta.seq)).to.equal(1);
+    const inbox = await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 });
+    expect(inbox.data!.notifications.nodes).to.deep.equal([{ id, seq: received[0]!.meta.seq, title: 'from the page', acknowledged: true }]);
+    const peer = await graphql<Inbox>(test.url, await issueTicket(test.url, 'sdk-koala-peer'), INBOX, { first: 10 });
+    expect(peer.data!.notifications.nodes.map((n) => [n.title, n.acknowledged])).to.deep.equal([['from the page', false]]);
+    const unknown = await message_client.acknowledge('999999999').catch((error: unknown) => error);
+    expect(unknown).to.be.instanceOf(MessageClientError).with.property('code', 'NOT_FOUND');
+    await message_client.close();
+    expect(client.state).to.equal('closed');
+    expect(errors).to.deep.equal([]);
+
+    // onError(errcode, errmsg): a token herald refuses
+    const refused = message_client.open({ mas_url: test.url, token: 'not-a-ticket', webSocketImpl: WebSocket, onMessage: () => undefined, onError: (errcode, errmsg) => void errors.push([errcode, errmsg]) });
+    await eventually(() => expect(errors.map(([code]) => code)).to.deep.equal(['UNAUTHENTICATED']));
+    await refused.close();
   });
 });

@@ -49,6 +49,16 @@ describe('message decider', () => {
     spec.given([]).when({ ...send, recipients: [' jiangxiaoyu', 'zhouyang', 'jiangxiaoyu', ''] }).then([sent]);
   });
 
+  it('keeps title and content exactly as sent: blanks around them and line breaks are text', () => {
+    const exact = { title: ' padded title ', content: 'line one\nline two\n' };
+    spec.given([]).when({ ...send, ...exact }).then([{ type: 'MessageSent', data: { ...content, ...exact, expiresAt: null, sentAt: now } }]);
+  });
+
+  it('counts limits in characters (code points): 256 emoji are a title, a 1,024-emoji prop value is one', () => {
+    const emoji = { title: '😀'.repeat(256), content: '😀'.repeat(16_384), props: { key: '😀'.repeat(1024) } };
+    spec.given([]).when({ ...send, ...emoji }).then([{ type: 'MessageSent', data: { ...content, ...emoji, expiresAt: null, sentAt: now } }]);
+  });
+
   const scheduled: MessageEvent = {
     type: 'MessageScheduled',
     data: { ...content, expiresAt: '2026-11-22T11:01:00.000Z', scheduledAt: now, releaseAt: '2026-11-22T11:00:00.000Z' },
@@ -93,6 +103,12 @@ describe('message decider', () => {
       ['1,001 recipients', { recipients: Array.from({ length: 1001 }, (_, i) => `u${i}`) }],
       ['an empty title', { title: '' }],
       ['a 257-character title', { title: 'x'.repeat(257) }],
+      ['257 emoji as a title', { title: '😀'.repeat(257) }],
+      ['a blank title', { title: ' \t\n' }],
+      ['blank content', { content: '   ' }],
+      ['a recipient with a blank (no ticket is issued for one)', { recipients: ['jiangxiaoyu', 'jiang xiaoyu'] }],
+      ['a recipient with a comma', { recipients: ['a,b'] }],
+      ['a recipient of 129 characters', { recipients: ['x'.repeat(129)] }],
       ['content over 16,384 characters', { content: 'x'.repeat(16_385) }],
       ['empty content', { content: '' }],
       ['a NUL in the title', { title: 'a\u0000b' }],
