@@ -1,5 +1,6 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import { DomainError } from '../../domain/decider';
+import { topvdnRequestId } from '../../domain/device/push';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
@@ -13,7 +14,8 @@ import type { Logger } from '../../src/logger';
  * herald → device: one frame per message, the seed's fields plus `messageId`:
  *   {"messageId", "appId", "tenantCode", "alert", "extra", "pushMsgType", "sound", "badge", "needConfirm"}
  * (`sound` and `badge` for IOS devices only, as the seed says, and only when the sender gave them); a topvdn message as
- *   {"messageId", "appId", "type": "topvdn", "msg" (base64, as sent), "flag", "from", "needConfirm"}.
+ *   {"messageId", "appId", "type": "topvdn", "msg" (standard base64), "flag", "from", "needConfirm"}, its `messageId`
+ *   the `request_id` the sender was answered (32 hex digits); a confirmation takes it with or without dashes.
  * device → herald: `{"confirm": "<messageId>"}`, answered `{"confirmed": "<messageId>"}`, or
  * `{"error": {"code", "message"}, "confirm": "<messageId>"}`. Beside these, the plain-text frames of the
  * original one-push client (github.com/yaoyasong/one-push, ConnectionHandler): `HBT…`, a heartbeat,
@@ -178,7 +180,7 @@ function frameOf(push: DevicePush, device: DeviceView): string {
   if (frame === undefined) {
     frame = JSON.stringify(
       message.kind === 'topvdn'
-        ? { messageId: push.pushId, appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
+        ? { messageId: topvdnRequestId(push.pushId), appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
         : {
             messageId: push.pushId,
             id: push.pushId,

@@ -398,6 +398,38 @@ export function topvdnMsg(msg: unknown): string {
   return bytes.toString('base64');
 }
 
+/**
+ * topvdn's `request_id` as its seed writes it: 32 lowercase hex digits (`2279fa57f4d644c1b333f5ff5ff7a2b7`),
+ * the push id without its dashes — a legacy client may keep it in a 32-character column. Internally
+ * (events, streams, the `messageId` of device frames) the push id stays a UUID.
+ */
+export const topvdnRequestId = (pushId: string): string => pushId.replace(/-/g, '').toLowerCase();
+
+/**
+ * The push id a client sent back (a device's confirmation, a status look-up): a UUID, or the same 32 hex
+ * digits without dashes (topvdn's `request_id`), in either case → the UUID, lowercase. Anything else is
+ * returned as given (it names no push).
+ */
+export function pushIdOfSentId(id: string): string {
+  const hex = /^[0-9a-f]{32}$/i.test(id) ? id.toLowerCase() : UUID.test(id) ? id.replace(/-/g, '').toLowerCase() : undefined;
+  return hex === undefined ? id : `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * topvdn's server push: the device numbers it names that are no registered device of the app — skipped,
+ * as a client push skips stale tokens — each once, in the order named.
+ */
+export function unknownClients(named: readonly number[], known: ReadonlySet<number>): number[] {
+  return [...new Set(named)].filter((number) => !known.has(number));
+}
+
+/**
+ * topvdn's `flag` as sent → the flag pushed. The seed: optional, "默认行为为 2". Absent, `null`, `""` and
+ * `0` are the default: `0` is what a Go struct field without `omitempty` (or a PHP form left empty) sends
+ * for none, and is no flag of the seed's. Any other value is checked by the decider (2 or 3).
+ */
+export const topvdnFlag = (flag: number | null | undefined): number => (flag === undefined || flag === null || flag === 0 ? 2 : flag);
+
 export const isClientId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 
 function checkPlatform(platform: string): t.TypeOf<typeof PushPlatformCodec> {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
 import { deliveryDecider, deliveryTerms, nextAttempt, type DeliveryEvent, type DeliveryTerms } from '../../domain/device/delivery';
 import { deviceDecider, type DeviceEvent, type RegisterDevice } from '../../domain/device/device';
-import { PushEvent, pushDecider, type PushRequestedData, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
+import { PushEvent, pushDecider, pushIdOfSentId, topvdnFlag, topvdnRequestId, unknownClients, type PushRequestedData, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 const now = '2026-11-23T10:00:00.000Z';
@@ -343,5 +343,26 @@ describe('delivery decider', () => {
       .given([delivered(1, 0, 10), expired])
       .when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(61) })
       .thenThrows(DomainError, (e) => expect(e.code).to.equal('expired'));
+  });
+});
+
+describe("topvdn's request_id and device numbers", () => {
+  it('answers a push id as 32 lowercase hex digits and takes it back in either form', () => {
+    const id = '2279fa57-f4d6-44c1-b333-f5ff5ff7a2b7';
+    expect(topvdnRequestId(id)).to.equal('2279fa57f4d644c1b333f5ff5ff7a2b7');
+    for (const sent of [id, '2279fa57f4d644c1b333f5ff5ff7a2b7', '2279FA57F4D644C1B333F5FF5FF7A2B7', id.toUpperCase()]) expect(pushIdOfSentId(sent), sent).to.equal(id);
+    // Not an id of either form: as given (it names no push).
+    for (const other of ['', 'abc', '2279fa57f4d644c1b333f5ff5ff7a2b', '2279fa57f4d644c1b333f5ff5ff7a2b7z']) expect(pushIdOfSentId(other)).to.equal(other);
+  });
+  it('lists the named numbers that are no device of the app, each once, in the order named', () => {
+    expect(unknownClients([5, 1003181, 7, 1003181, 9], new Set([5, 7]))).to.deep.equal([1003181, 9]);
+    expect(unknownClients([5, 7], new Set([5, 7]))).to.deep.equal([]);
+  });
+});
+
+describe("topvdn's flag", () => {
+  it('absent, null and 0 (a Go struct without omitempty) are the default, 2; other values are as sent', () => {
+    for (const flag of [undefined, null, 0]) expect(topvdnFlag(flag)).to.equal(2);
+    for (const flag of [2, 3, 1, 4, -1]) expect(topvdnFlag(flag)).to.equal(flag);
   });
 });
