@@ -10,6 +10,7 @@ import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, opti
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import { badInput, ShimError, shimRoute } from './shimErrors';
 import type { Logger } from '../../src/logger';
+import { anyJsonBody } from './bodyCodecs';
 
 /**
  * datahub notifications (shared/seeds/001_e25b4a10524b93b6.txt): its documented URLs, unchanged, with
@@ -115,7 +116,7 @@ function toWire(n: ReceivedNotification) {
 export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
   const { tickets, datahub, clock, log } = deps;
   const router = express.Router();
-  const json = express.json({ limit: '64kb', type: () => true });
+  const json = anyJsonBody('64kb');
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
     // Auth schemes are case-insensitive (RFC 9110 §11.1).

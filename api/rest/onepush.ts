@@ -6,7 +6,7 @@ import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { decodeBody, Integer, optional, Text, WholeNumber } from './bodyCodecs';
+import { anyJsonBody, decodeBody, Integer, optional, Text, WholeNumber } from './bodyCodecs';
 import { idempotencyKeyOf } from './idempotencyKey';
 import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
@@ -77,7 +77,7 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'onepush', send, handler);
   // JSON whatever the Content-Type says (a client that leaves it out sends text/plain), as the RTIO shim
   // reads it; unregister reads no body, so none it is sent can refuse it.
-  router.use(['/msgpush/register', '/msgpush/send'], express.json({ limit: BODY_LIMIT, type: () => true }));
+  router.use(['/msgpush/register', '/msgpush/send'], anyJsonBody(BODY_LIMIT));
 
   // Open, as the seed has it (a device has no app secret). With `appKey`, it is checked: the app's own
   // server registering devices for its users. docs/api/onepush.md says what that means for aliases.

@@ -416,6 +416,16 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     expect(await herald.devices.byId(id)).to.include({ active: false });
   });
 
+  it('reads the body in the charset its Content-Type names (utf8 as Java writes it, GBK); an unknown one is a 400 in the envelope', async () => {
+    for (const [i, type] of ['application/json;charset=utf8', 'application/json; charset=GBK', 'application/json;charset=UTF-8'].entries()) {
+      const answer = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify({ alias: `charset-${i}`, appId: 'camel', platform: 'ANDROID', nativeToken: `charset-${i}` }) });
+      expect(answer.status, type).to.equal(200);
+    }
+    const unknown = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json; charset=klingon' }, body: '{}' });
+    expect(unknown.status).to.equal(400);
+    expect(Object.keys((await unknown.json()) as object).sort()).to.deep.equal(['error', 'message', 'path', 'status', 'timestamp']);
+  });
+
   // Issue 22 (audit): a Java client's unset `int duration` sends 0.
   it('needConfirm with "duration": 0 is the default validity (7 days), not a 400; over 30 days is 30 days', async () => {
     const device = await register({ alias: 'duration-zero' });
