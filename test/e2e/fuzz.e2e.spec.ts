@@ -347,13 +347,13 @@ describe('fuzz: generated bad input on every route', function () {
           tenantCode: some('', null, 't1'),
           smsMessage: some('sms'),
           msg: base64,
-          flag: some(2, 3, 4, null, '', ' ', '2'),
+          flag: some(2, 3, 4, 0, null, '', ' ', '2'),
           callback: some(0, 1),
           access_tokens: some([registered.token], [], [`${registered.token}x`], ['1_1_1_00000000000000000000000000000000'], [registered.token, `${registered.token}x`]),
-          proxy: some(0, 1, 2),
+          proxy: some(0, 1, 2, '0', '1'),
           payload: fc.oneof(
-            fc.record({ msg: base64, flag: some(2, 3), clients: some([registered.clientId], [], [-1]) }, { requiredKeys: [] }),
-            fc.array(fc.record({ from: some(registered.clientId, 0), to: some(registered.clientId, 1), flag: some(2, 3), msg: base64 }, { requiredKeys: [] }), { maxLength: 3 }),
+            fc.record({ msg: base64, flag: some(2, 3), clients: some([registered.clientId], [], [-1], [String(registered.clientId)], [registered.clientId, 5003062], [5003062]) }, { requiredKeys: [] }),
+            fc.array(fc.record({ from: some(registered.clientId, 0, String(registered.clientId), 1003200), to: some(registered.clientId, 1, String(registered.clientId), 5003062), flag: some(2, 3), msg: base64 }, { requiredKeys: [] }), { maxLength: 3 }),
             json,
           ),
           url: some('https://example.com/callback', 'ftp://x', null),
@@ -374,7 +374,7 @@ describe('fuzz: generated bad input on every route', function () {
       ),
       id: fc.oneof(fc.constantFrom('0123456789abcdef0123456789abcdef', '', '%00'), nastyText(ticket).map(pathSegment)),
       body: fc.oneof(body, fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('{bad', 'null', '[]', '"x"', 'x'.repeat(70_000)))),
-      contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', ''),
+      contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json;charset=utf8', 'application/json; charset=GBK', 'application/json; charset=klingon', ''),
       clientToken: fc.constantFrom(registered.token, registered.token, `${registered.token}0`, 'Token x', ''),
       app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
       // Issue 21, item 12: keys reused across generated bodies (409 or a retry), malformed ones (400).
@@ -483,10 +483,10 @@ describe('fuzz: generated bad input on every route', function () {
       fc
         .record(
           {
-            nonce: fc.oneof(fc.string({ maxLength: 40 }).map((n) => `f${n}`), nastyText(ticket), json),
+            nonce: fc.oneof(fc.string({ maxLength: 40 }).map((n) => `f${n}`), fc.integer().map((n) => Math.abs(n) + 1), fc.constantFrom(-5, 1.5, 1e40), nastyText(ticket), json),
             device_id: some(created.device_id, '0123456789abcdef0123456789abcdef', 'd'.repeat(65)),
             message: fc.oneof(fc.string({ maxLength: 600 }), nastyText(ticket), json),
-            time_live: some(1, 6, 30, 31, 0, -1, '6', 1.5, '', ' ', null),
+            time_live: some(1, 6, 30, 31, 0, -1, '6', 1.5, '', ' ', null, 3600, '0'),
           },
           { requiredKeys: [] },
         )
