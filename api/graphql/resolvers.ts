@@ -50,6 +50,8 @@ export interface GraphqlContext extends Record<PropertyKey, unknown> {
   readonly rtioDevice?: RtioDevicePrincipal;
   /** graphql-ws `connectionParams.since`: the last seq the client saw before reconnecting. */
   readonly since?: unknown;
+  /** graphql-ws `connectionParams.pending`: without `since`, start with the user's unacknowledged messages (a terminal's first connect). */
+  readonly pending?: unknown;
 }
 
 /** The context of a user field: the ticket's user is there. */
@@ -125,7 +127,7 @@ export function createResolvers(deps: GraphqlDeps) {
     },
     Subscription: {
       messages: {
-        subscribe: asUser((_: unknown, __: unknown, { viewer, since }: UserContext) => new DeliveryFeed(deps, viewer, since)),
+        subscribe: asUser((_: unknown, __: unknown, { viewer, since, pending }: UserContext) => new DeliveryFeed(deps, viewer, since, pending)),
         resolve: (message: DeliveredMessage) => fromDelivered(message),
       },
       notificationStats: {

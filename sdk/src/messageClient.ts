@@ -6,7 +6,9 @@ import { compareSeq, type ITerminal, type Message_t, type MessageContext } from 
  * herald's front-end SDK: Koala's `message_client.open()` (shared/seeds/000_83e3b79cc88886e5.txt,
  * section 4) over GraphQL's `messages` subscription. One socket at a time; when it ends, the client
  * connects again with `connectionParams.since` = the last seq it handed over, so herald replays what
- * was missed (docs/api/graphql.md, "Live messages") and nothing is handed over twice.
+ * was missed (docs/api/graphql.md, "Live messages") and nothing is handed over twice. Before it has
+ * handed any over (no `since`), it connects with `connectionParams.pending`: herald first replays the
+ * user's unacknowledged, unexpired messages, e.g. those sent while the page was closed.
  */
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'closed';
@@ -361,7 +363,8 @@ class Terminal implements MessageClient {
     const connection = openConnection({
       url: toWebSocketUrl(this.options.url),
       webSocket: this.webSocket,
-      connectionParams: { ticket, ...(this.seq !== undefined && { since: this.seq }) },
+      // No seq yet (a page's first connect, as Koala's pages open): start with the user's unacknowledged messages.
+      connectionParams: { ticket, ...(this.seq !== undefined ? { since: this.seq } : { pending: true }) },
       heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
       connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       onConnected: (client) => {

@@ -93,9 +93,11 @@ export class Messaging {
     },
   ) {
     this.missed = new Batcher((requests) => deps.inbox.deliveredSince(requests));
+    this.pending = new Batcher((requests) => deps.inbox.pendingSince(requests));
   }
 
   private readonly missed: Batcher<MissedRequest, DeliveredMessage[]>;
+  private readonly pending: Batcher<MissedRequest, DeliveredMessage[]>;
 
   async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
     if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
@@ -177,6 +179,14 @@ export class Messaging {
    */
   deliveredSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
     return this.missed.get({ owner: { appId: viewer.appId, userId: viewer.userId }, sinceSeq, limit, now });
+  }
+
+  /**
+   * The user's pending messages (unacknowledged, unexpired) after `sinceSeq`, the newest `limit`, oldest
+   * first: what a terminal that connects for the first time is owed. The calls of one turn are one query.
+   */
+  pendingSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
+    return this.pending.get({ owner: { appId: viewer.appId, userId: viewer.userId }, sinceSeq, limit, now });
   }
 
   /** How far the inbox is known to show deliveries: every message of a higher seq is yet to be pushed. */
