@@ -108,6 +108,12 @@ export const notificationsProjection: Projection = {
         );
       `,
     },
+    {
+      // A page opened without since reads its user's unacknowledged messages, newest first (pendingSince):
+      // one range scan of these, not a walk past every acknowledged one.
+      id: 'projection/notifications/003-pending',
+      sql: `CREATE INDEX notifications_pending ON notifications (app_id, user_id, seq DESC) WHERE acknowledged_at IS NULL;`,
+    },
   ],
 
   // Inbox counters are kept per batch live; a rebuild leaves them out while replaying and counts every
