@@ -276,7 +276,8 @@ class Terminal implements MessageClient {
   }
 
   async sendMessage(target: string | readonly string[], title: string, content: string): Promise<string> {
-    const to = (typeof target === 'string' ? [target] : [...target]).flatMap((t) => String(t).split(/[\s,]+/)).filter((t) => t !== '');
+    // Koala's target as given ("a,b", "a b", "a，b", or a list): herald splits user lists (one splitter for every API).
+    const to = (typeof target === 'string' ? [target] : [...target]).map(String);
     // One request id for every attempt: a send retried on the next socket (the answer was lost) is sent once.
     const requestId = `sdk-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
     for (;;) {
