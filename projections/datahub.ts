@@ -18,8 +18,8 @@ import type { Projection } from '../src/projection/projection';
  * records the position it happened at (`datahub_stats_cleared.up_to`); only notifications after it count,
  * so the user's counters are recounted from the (few) notifications after that position.
  *
- * A notification's `given_time` is the time its sender gave (the seed's `time`), listed instead of `sent_at`
- * (the arrival) when there is one; lists stay ordered by arrival (`message_id`).
+ * A notification's `given_time` is the time its sender gave (the seed's `time`), exactly as written, listed
+ * instead of `sent_at` (the arrival) when there is one; lists stay ordered by arrival (`message_id`).
  *
  * A site broadcast to the whole app (one that names no receiver) is one row for the app (`datahub_broadcasts`), whatever the number of users, so
  * users who appear later see it too. Each broadcast has an ordinal in its app (1, 2, …), so the app's
@@ -140,12 +140,12 @@ export const datahubProjection: Projection = {
       `,
     },
     {
-      // The time the sender gave (NotificationSent.time). Events before it recorded none: NULL is right
-      // for them, so no rebuild is needed.
+      // The time the sender gave (NotificationSent.time), as written: text, so it is listed byte for byte.
+      // Events before it recorded none: NULL is right for them, so no rebuild is needed.
       id: 'projection/datahub/003',
       sql: `
-        ALTER TABLE datahub_notifications ADD COLUMN given_time timestamptz;
-        ALTER TABLE datahub_broadcasts ADD COLUMN given_time timestamptz;
+        ALTER TABLE datahub_notifications ADD COLUMN given_time text;
+        ALTER TABLE datahub_broadcasts ADD COLUMN given_time text;
       `,
     },
   ],
@@ -228,7 +228,7 @@ const DELIVER = `
     INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_browser, for_client, data, sent_at, given_time)
     SELECT u.app, r.user_id, u.position, u.id, u.type, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at, u.given_time
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::smallint[], $7::boolean[], $8::boolean[], $9::jsonb[],
-                  $10::timestamptz[], $11::bigint[], $12::timestamptz[])
+                  $10::timestamptz[], $11::bigint[], $12::text[])
            AS u(id, app, type, sender, receivers, level, for_browser, for_client, data, sent_at, position, given_time)
       CROSS JOIN LATERAL (SELECT DISTINCT jsonb_array_elements_text(u.receivers)) AS r(user_id)
     ON CONFLICT DO NOTHING
@@ -297,7 +297,7 @@ const BROADCAST = `
          u.id, u.sender, u.level, u.for_browser, u.for_client, u.data, u.sent_at, u.given_time
     FROM (SELECT DISTINCT ON (id) *
             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::boolean[], $6::boolean[], $7::jsonb[], $8::timestamptz[], $9::bigint[],
-                        $10::timestamptz[])
+                        $10::text[])
                  AS u(id, app, sender, level, for_browser, for_client, data, sent_at, position, given_time)
            ORDER BY id, position) u
    WHERE NOT EXISTS (SELECT 1 FROM datahub_broadcasts b WHERE b.notification_id = u.id)`;
@@ -363,7 +363,7 @@ interface NotificationRow {
   level: number;
   data: Record<string, unknown>;
   sent_at: Date;
-  given_time: Date | null;
+  given_time: string | null;
   read_at: Date | null;
 }
 
@@ -427,7 +427,7 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
           level: row.level,
           data: row.data,
           sentAt: row.sent_at,
-          time: row.given_time ?? row.sent_at,
+          givenTime: row.given_time ?? undefined,
           read: row.read_at !== null,
         }));
       return { total: Number(rows[0]?.total ?? 0), results };

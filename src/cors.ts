@@ -73,7 +73,9 @@ export function corsRouter(origins: CorsOrigins): express.Router {
       }),
     );
     // A preflight from an origin not allowed: answered, with nothing allowed (the browser then refuses the call).
-    router.options([path, `${path}/*`], (_req, res) => void res.status(204).set('content-length', '0').end());
+    // `use`, not a `${path}/*` route: a route decodes the path as a parameter, and a path that is not
+    // percent-encoded UTF-8 would leave this router as an error no shim's handler sees.
+    router.use(path, (req, res, next) => (req.method === 'OPTIONS' ? void res.status(204).set('content-length', '0').end() : next()));
   }
   return router;
 }

@@ -219,7 +219,11 @@ export async function startHerald(
     };
     const server = await listen(createHttpApp({ readiness, unhealthy, routers, log, before: metrics.httpTimer() }), { port: config.port, host: config.host, log });
     services.add(closing('http', server));
-    // RTIO's own ports, as its seed documents them (8095 manage, 8090 call), when configured.
+    // RTIO's own ports, as its seed documents them (8095 manage, 8090 call), when configured: off by
+    // default, so nodes and test runs on one host do not clash; said at start-up, as its callers need them.
+    if (config.rtioManagePort === undefined || config.rtioCallPort === undefined) {
+      log.info({ rtioManagePort: config.rtioManagePort ?? null, rtioCallPort: config.rtioCallPort ?? null }, "rtio: routes on PORT only; set RTIO_MANAGE_PORT=8095 and RTIO_CALL_PORT=8090 to serve the seed's URLs, and list the app-service's network in RTIO_TRUSTED_CIDRS");
+    }
     for (const [only, port] of [['manage', config.rtioManagePort], ['call', config.rtioCallPort]] as const) {
       if (port === undefined) continue;
       const router = rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log, only });

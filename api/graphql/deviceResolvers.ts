@@ -106,7 +106,8 @@ export function deviceResolvers(deps: GraphqlDeps) {
       source: (push: DevicePush) => (push.message.kind === 'onepush' ? 'ONEPUSH' : 'TOPVDN'),
       tenantCode: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.tenantCode : null),
       alert: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.alert : null),
-      extra: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.extra : null),
+      // extra given as other JSON than text (an object, a number) is its JSON text: the field is a String.
+      extra: (push: DevicePush) => (push.message.kind !== 'onepush' ? null : typeof push.message.extra === 'string' ? push.message.extra : JSON.stringify(push.message.extra)),
       pushMsgType: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.pushMsgType : null),
       sound: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.sound : null),
       badge: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.badge : null),

@@ -1,3 +1,4 @@
+import express from 'express';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { badInput } from './shimErrors';
@@ -11,6 +12,20 @@ export const Integer = new t.Type<number, number, unknown>(
   (u, c) => {
     const n = typeof u === 'string' && /^-?\d{1,15}$/.test(u.trim()) ? Number(u) : u;
     return typeof n === 'number' && Number.isSafeInteger(n) ? t.success(n) : t.failure(u, c, 'an integer');
+  },
+  t.identity,
+);
+
+/**
+ * A whole number of any size, for a value that is clamped rather than refused when large (ONE-PUSH
+ * `duration`: a Java client's Long.MAX_VALUE, 9223372036854775807, is past Number's exact integers).
+ */
+export const WholeNumber = new t.Type<number, number, unknown>(
+  'Integer',
+  (u): u is number => typeof u === 'number' && Number.isInteger(u),
+  (u, c) => {
+    const n = typeof u === 'string' && /^-?\d{1,19}$/.test(u.trim()) ? Number(u) : u;
+    return typeof n === 'number' && Number.isInteger(n) ? t.success(n) : t.failure(u, c, 'an integer');
   },
   t.identity,
 );
@@ -55,4 +70,34 @@ export function decodeBody<A>(codec: t.Decoder<unknown, A>, body: unknown): A {
     throw badInput(field ? `${field}: ${value === undefined ? 'is required' : `must be ${first?.message ?? context[context.length - 1]?.type.name}`}` : 'the body must be a JSON object');
   }
   return decoded.right;
+}
+
+/**
+ * The body read as JSON whatever its Content-Type, and in the charset it names: express.json takes only
+ * `utf-…` names and refuses (415) the `charset=utf8` PHP and Java clients write and a legacy Chinese
+ * stack's `charset=GBK` — for a body that is ASCII JSON. Decoded as the charset says (UTF-8 when none;
+ * a BOM is dropped), then parsed as express.json's strict mode does: an object or an array. Errors go to
+ * the router's error handler (status 400 for what is not JSON, 413 over `limit`, 415 an unknown charset).
+ */
+export function anyJsonBody(limit: string): express.RequestHandler[] {
+  return [
+    express.text({ type: () => true, limit }),
+    (req, _res, next) => {
+      const text: unknown = req.body;
+      if (typeof text !== 'string') return next();
+      if (text.trim() === '') {
+        req.body = {};
+        return next();
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return next(Object.assign(new SyntaxError('malformed JSON body'), { status: 400 }));
+      }
+      if (typeof body !== 'object' || body === null) return next(Object.assign(new SyntaxError('a JSON object or array is required'), { status: 400 }));
+      req.body = body;
+      next();
+    },
+  ];
 }

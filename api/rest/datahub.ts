@@ -11,6 +11,7 @@ import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, opti
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import { badInput, ShimError, shimRoute } from './shimErrors';
 import type { Logger } from '../../src/logger';
+import { anyJsonBody } from './bodyCodecs';
 
 /**
  * datahub notifications (shared/seeds/001_e25b4a10524b93b6.txt): its documented URLs, unchanged, with
@@ -96,9 +97,14 @@ export function rfc3339(time: Date): string {
   return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** As the seed lists it: a system notification (sender "") has no `sender`, as in its item_event and subs_event samples. */
+/**
+ * As the seed lists it: a system notification (sender "") has no `sender`, as in its item_event and
+ * subs_event samples; `time` is the producer's own, byte for byte as sent (the seed writes `…Z08:00`), else
+ * when herald accepted it.
+ */
 function toWire(n: ReceivedNotification) {
-  return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time: rfc3339(n.time), data: n.data, level: n.level, status: n.read ? 1 : 0 };
+  const time = n.givenTime ?? rfc3339(n.sentAt);
+  return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time, data: n.data, level: n.level, status: n.read ? 1 : 0 };
 }
 
 // --- routes --------------------------------------------------------------------------------------
@@ -106,7 +112,7 @@ function toWire(n: ReceivedNotification) {
 export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
   const { tickets, datahub, clock, log } = deps;
   const router = express.Router();
-  const json = express.json({ limit: '64kb', type: () => true });
+  const json = anyJsonBody('64kb');
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
     // Auth schemes are case-insensitive (RFC 9110 §11.1).

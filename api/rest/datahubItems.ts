@@ -8,6 +8,7 @@ import type { Logger } from '../../src/logger';
 import { badRequest, reply, route } from './datahub';
 import { decodeFormat } from './datahubFormats';
 import { ShimError } from './shimErrors';
+import { anyJsonBody } from './bodyCodecs';
 
 /**
  * The owners of an app's data items, for the app (herald's addition to datahub, docs/api/datahub.md,
@@ -27,7 +28,7 @@ const OwnerBody = t.type({ owner: t.string });
 export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly itemOwners: ItemOwners; readonly clock: Clock; readonly log: Logger }): express.Router {
   const { tickets, itemOwners, clock, log } = deps;
   const router = express.Router();
-  const json = express.json({ limit: '64kb', type: () => true });
+  const json = anyJsonBody('64kb');
 
   /** The app that manages its items, and who acts for it (the events' actor). */
   const authenticated = async (req: express.Request): Promise<{ appId: string; actor: string }> => {

@@ -10,6 +10,7 @@ import { ShimError } from './shimErrors';
 import { parseRfc3339 } from '../../domain/rfc3339';
 import { characterCount } from '../../domain/text';
 import { decodeFormat, decodeNotificationData, itemEventOf, TopicEmail, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
+import { anyJsonBody } from './bodyCodecs';
 
 /**
  * datahub's message-queue topics, for the app's back-end services, over HTTP: a message the seed's
@@ -46,9 +47,9 @@ export function datahubTopicsRouter(deps: {
 }): express.Router {
   const { tickets, datahub, emails, clock, log } = deps;
   const router = express.Router();
-  const json = express.json({ limit: '64kb', type: () => true });
+  const json = anyJsonBody('64kb');
   // An email's content may be 64 KB (domain/email/email.ts) and JSON escapes may double it.
-  const emailJson = express.json({ limit: '256kb', type: () => true });
+  const emailJson = anyJsonBody('256kb');
 
   /** The app whose service calls. */
   const authenticated = async (req: express.Request): Promise<string> => {

@@ -6,7 +6,7 @@ import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { anyJsonBody, decodeBody, Integer, optional, Text, WholeNumber } from './bodyCodecs';
 import { idempotencyKeyOf } from './idempotencyKey';
 import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
@@ -21,10 +21,14 @@ import { bodyErrors, shimRoute, ShimError } from './shimErrors';
 
 const BODY_LIMIT = '64kb';
 
+/** A boolean as Jackson, behind the original service, read one: also "true"/"false" in any case, and 1/0. */
 const Flag = new t.Type<boolean, boolean, unknown>(
   'Boolean',
   (u): u is boolean => typeof u === 'boolean',
-  (u, c) => (typeof u === 'boolean' ? t.success(u) : u === 'true' ? t.success(true) : u === 'false' ? t.success(false) : t.failure(u, c, 'true or false')),
+  (u, c) => {
+    const word = typeof u === 'string' ? u.trim().toLowerCase() : u;
+    return typeof u === 'boolean' ? t.success(u) : word === 'true' || u === 1 ? t.success(true) : word === 'false' || u === 0 ? t.success(false) : t.failure(u, c, 'true or false');
+  },
   t.identity,
 );
 
@@ -39,10 +43,11 @@ const SendBody = t.intersection([
     tenantCode: optional(Text),
     pushMsgType: optional(Text),
     needConfirm: optional(Flag),
-    duration: optional(Integer),
+    duration: optional(WholeNumber),
     audienceType: optional(Text),
     audiences: optional(t.array(Text)),
-    extra: optional(Text),
+    // Text, or any other JSON, delivered as given (docs/api/onepush.md); the push decider checks it.
+    extra: optional(t.unknown),
     sound: optional(Text),
     badge: optional(Integer),
     sender: optional(Text),
@@ -56,8 +61,9 @@ const SendBody = t.intersection([
 /**
  * The seed: `audiences` … "ALL-所有用户". ONE-PUSH read an `ALL` audience, in any case, as every device of the
  * app, whatever the audienceType; an ALL beside aliases or tags still means everyone (docs/api/onepush.md).
+ * Trimmed, as every audience is (`"ALL "`).
  */
-const isEveryone = (audience: string) => audience.toUpperCase() === 'ALL';
+const isEveryone = (audience: string) => audience.trim().toUpperCase() === 'ALL';
 
 /** Spring Boot's error body, stamped with herald's clock. */
 const springError = (clock: Clock) => (res: express.Response, req: express.Request, error: ShimError): void => {
@@ -71,7 +77,7 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
   const route = (handler: (req: express.Request, res: express.Response) => Promise<void>) => shimRoute(log, 'onepush', send, handler);
   // JSON whatever the Content-Type says (a client that leaves it out sends text/plain), as the RTIO shim
   // reads it; unregister reads no body, so none it is sent can refuse it.
-  router.use(['/msgpush/register', '/msgpush/send'], express.json({ limit: BODY_LIMIT, type: () => true }));
+  router.use(['/msgpush/register', '/msgpush/send'], anyJsonBody(BODY_LIMIT));
 
   // Open, as the seed has it (a device has no app secret). With `appKey`, it is checked: the app's own
   // server registering devices for its users. docs/api/onepush.md says what that means for aliases.

@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import express from 'express';
 import { DomainError } from '../../domain/decider';
-import { RTIO_LIMITS } from '../../domain/rtio/rtio';
+import { RTIO_LIMITS, rtioTimeLiveSeconds } from '../../domain/rtio/rtio';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import type { Cidr } from '../../src/config';
 import { StreamContendedError } from '../../src/command/commandHandler';
@@ -13,8 +13,8 @@ import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
  * RTIO's REST routes (shared/seeds/004_e2f5c37d54658cec.txt): `POST /manage/create_device` and
  * `POST /call/send`, JSON bodies whatever the Content-Type (the seed's own example posts with curl
  * `--data`, i.e. as a form). Every answer is HTTP 200 with the seed's `code`/`desc` and the request's
- * `nonce` echoed, except herald's own failures (HTTP 500, with 2705 / 2305) and a caller outside the
- * trusted networks without app credentials (HTTP 401, code 4010). See docs/api/rtio.md.
+ * `nonce` echoed, except herald's own failures (HTTP 500, with 2705 / 2305). A caller outside the
+ * trusted networks without app credentials is 1606 (herald's code, HTTP 200). See docs/api/rtio.md.
  */
 
 export const RTIO_CODES = {
@@ -27,7 +27,9 @@ export const RTIO_CODES = {
   unknownDevice: [1605, 'device does not exist'],
   sendFailed: [2305, 'message send failed'],
   createFailed: [2705, 'device create failed'],
-  unauthorized: [4010, 'app credentials required: X-APP-ID and X-APP-Key, or a call from a trusted network'],
+  // herald's, in the seed's range of request errors (16xx): the seed's callers are on a trusted network
+  // and it has no code for one that is not. Answered like the seed's other codes, HTTP 200.
+  untrusted: [1606, 'caller not trusted: not in RTIO_TRUSTED_CIDRS, and no X-APP-ID and X-APP-Key'],
 } as const;
 type Code = (typeof RTIO_CODES)[keyof typeof RTIO_CODES];
 
@@ -66,17 +68,19 @@ export function rtioRouter(deps: {
     const appId = req.get('x-app-id');
     const key = req.get('x-app-key');
     if (appId !== undefined || key !== undefined) {
-      if (!appId || !key) throw new RtioAnswer(RTIO_CODES.unauthorized, undefined, 401);
+      if (!appId || !key) throw new RtioAnswer(RTIO_CODES.untrusted, 'caller not trusted: X-APP-ID and X-APP-Key go together');
       try {
         await deps.tickets.authenticateApp(appId, key);
       } catch (error) {
-        if (error instanceof AppAuthError) throw new RtioAnswer(RTIO_CODES.unauthorized, `app credentials refused: ${error.message}`, 401);
+        if (error instanceof AppAuthError) throw new RtioAnswer(RTIO_CODES.untrusted, `caller not trusted: app credentials refused: ${error.message}`);
         throw error;
       }
       return appId;
     }
-    if (isTrusted(trusted, req.socket.remoteAddress)) return deps.appId;
-    throw new RtioAnswer(RTIO_CODES.unauthorized, undefined, 401);
+    const caller = req.socket.remoteAddress;
+    if (isTrusted(trusted, caller)) return deps.appId;
+    // Named, so the operator sees which network to add to RTIO_TRUSTED_CIDRS.
+    throw new RtioAnswer(RTIO_CODES.untrusted, `caller ${caller ?? '?'} not in RTIO_TRUSTED_CIDRS; or send X-APP-ID and X-APP-Key`);
   };
 
   /** `echoed`: what every answer of the route carries from the request (call/send's `device_id`, required in its answer). */
@@ -99,14 +103,14 @@ export function rtioRouter(deps: {
         return handler(body, req);
       };
       answer().then(
-        (fields) => res.json({ nonce: echo(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
+        (fields) => res.json({ nonce: echoNonce(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
           const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
           if (error instanceof StreamContendedError) {
             deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
             res.set('retry-after', String(error.retryAfterSeconds));
           } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
-          res.status(known.status).json({ nonce: echo(nonce), code: known.code[0], desc: descOf(known.detail ?? known.code[1]), ...echoes, ...known.fields });
+          res.status(known.status).json({ nonce: echoNonce(nonce), code: known.code[0], desc: descOf(known.detail ?? known.code[1]), ...echoes, ...known.fields });
         },
       );
     };
@@ -118,23 +122,20 @@ export function rtioRouter(deps: {
   router.use(rtioPaths, express.text({ type: () => true, limit: BODY_LIMIT }));
 
   if (deps.only !== 'call') router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
-    const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+    const nonce = nonceField(body);
     const appId = await appOf(req);
     const { deviceId, deviceKey } = await deps.rtio.createDevice(appId, nonce);
     return { device_id: deviceId, device_key: deviceKey };
   }));
 
   if (deps.only !== 'manage') router.post('/call/send', route(RTIO_CODES.sendFailed, async (body, req) => {
-    const nonce = field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+    const nonce = nonceField(body);
     const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
     const message = field(body, 'message', RTIO_LIMITS.messageBytes);
-    // Optional: null and "" (blank) are absent, as on every shim's optional fields — the default, 6 s.
-    const timeLive = body.time_live === null || (typeof body.time_live === 'string' && body.time_live.trim() === '') ? undefined : body.time_live;
-    if (timeLive !== undefined && !(Number.isInteger(timeLive) && (timeLive as number) >= 1 && (timeLive as number) <= RTIO_LIMITS.timeLiveMaxSeconds)) {
-      throw new RtioAnswer(RTIO_CODES.badField, `time_live: an integer of seconds, 1-${RTIO_LIMITS.timeLiveMaxSeconds}`);
-    }
+    // Optional: none, null, "", 0 → 6 s; above 30 → 30 (domain/rtio/rtio.ts); a negative one is 1604.
+    const timeLive = rtioTimeLiveSeconds(body.time_live);
     const appId = await appOf(req);
-    const outcome = await deps.rtio.call(appId, { nonce, deviceId, message, ...(typeof timeLive === 'number' && { timeLiveSeconds: timeLive }) }).catch((error: unknown) => {
+    const outcome = await deps.rtio.call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive }).catch((error: unknown) => {
       if (error instanceof UnknownRtioDeviceError) throw new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, { device_id: deviceId, device_status: 0 });
       throw error;
     });
@@ -149,7 +150,7 @@ export function rtioRouter(deps: {
 
   // The routes' paths with another method; other paths under theirs. The nonce is echoed if there is one.
   const refuse = (code: Code): express.RequestHandler => (req, res) => {
-    res.json({ nonce: echo(nonceIn(req.body)), code: code[0], desc: code[1] });
+    res.json({ nonce: echoNonce(nonceIn(req.body)), code: code[0], desc: code[1] });
   };
   const served = [...(deps.only !== 'call' ? ['/manage/create_device'] : []), ...(deps.only !== 'manage' ? ['/call/send'] : [])];
   router.all(served, refuse(RTIO_CODES.badMethod));
@@ -193,6 +194,19 @@ function field(body: Record<string, unknown>, name: string, maxBytes: number): s
   if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new RtioAnswer(RTIO_CODES.badField, `${name}: at most ${maxBytes} bytes`);
   return value;
 }
+
+/**
+ * The nonce: a string, as the seed's examples send it, or a whole number (`"nonce": time()` from PHP, an
+ * int64 from Go), taken as its decimal digits — the same nonce as that string. Echoed as it was sent.
+ */
+function nonceField(body: Record<string, unknown>): string {
+  const { nonce } = body;
+  if (typeof nonce === 'number' && Number.isSafeInteger(nonce) && nonce >= 0) return String(nonce);
+  return field(body, 'nonce', RTIO_LIMITS.nonceBytes);
+}
+
+/** A nonce echoed as sent: text within its length, or a whole number; otherwise empty. */
+const echoNonce = (value: unknown) => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : echo(value));
 
 function asAnswer(error: unknown, failure: Code): RtioAnswer {
   if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);

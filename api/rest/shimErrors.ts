@@ -87,6 +87,8 @@ export function bodyErrors(send: (res: express.Response, req: express.Request, e
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
     const status = (error as { status?: unknown }).status;
-    send(res, req, status === 413 ? new ShimError(413, 'too_large', `request body too large (at most ${limit})`) : badInput('malformed JSON body'));
+    if (status === 413) return send(res, req, new ShimError(413, 'too_large', `request body too large (at most ${limit})`));
+    // Express decodes a path's parameters before any route runs: a URIError is the path's, not the body's.
+    send(res, req, badInput(error instanceof URIError ? 'malformed request path (not percent-encoded UTF-8)' : 'malformed JSON body'));
   };
 }

@@ -1,7 +1,7 @@
 import express from 'express';
 import * as t from 'io-ts';
 import { DomainError } from '../../domain/decider';
-import { PUSH_LIMITS } from '../../domain/device/push';
+import { PUSH_LIMITS, topvdnFlag, topvdnRequestId, unknownClients } from '../../domain/device/push';
 import type { Clock } from '../../src/clock';
 import type { AppCallbacks } from '../../src/devices/appCallbacks';
 import type { DeviceQueries } from '../../src/devices/deviceQueries';
@@ -9,7 +9,7 @@ import type { Devices } from '../../src/devices/devices';
 import { PushRefusedError, type Pushes } from '../../src/devices/pushes';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { decodeBody, Integer, optional, Text } from './bodyCodecs';
+import { anyJsonBody, decodeBody, Integer, optional, Text } from './bodyCodecs';
 import { idempotencyKeyOf } from './idempotencyKey';
 import { badInput, bodyErrors, shimRoute, ShimError } from './shimErrors';
 
@@ -53,8 +53,6 @@ const ProxyBody = t.type({ payload: t.array(ProxyItem, 'an array of messages') }
 
 const CallbackBody = t.type({ url: t.union([Text, t.null], 'a URL or null') });
 
-/** The seed: flag defaults to 2 (retried until confirmed). */
-const DEFAULT_FLAG = 2;
 
 /** A client push none of whose `access_tokens` names a device of the app: 400, with the tokens. */
 class NoPeerError extends ShimError {
@@ -63,8 +61,23 @@ class NoPeerError extends ShimError {
   }
 }
 
+/** A server push none of whose device numbers is a device of the app: 400, with the numbers. */
+class NoClientError extends ShimError {
+  constructor(
+    where: string,
+    readonly skippedClients: readonly number[],
+  ) {
+    super(400, 'bad_request', `${where}: no device of this app; nothing was pushed`);
+  }
+}
+
 function send(res: express.Response, _req: express.Request, error: ShimError): void {
-  res.status(error.status).json({ code: error.code, message: error.message, ...(error instanceof NoPeerError && { skipped_tokens: error.skippedTokens }) });
+  res.status(error.status).json({
+    code: error.code,
+    message: error.message,
+    ...(error instanceof NoPeerError && { skipped_tokens: error.skippedTokens }),
+    ...(error instanceof NoClientError && { skipped_clients: error.skippedClients }),
+  });
 }
 
 /** A refused push's message, put where the caller has the field (`payload[3].flag`). */
@@ -92,7 +105,8 @@ export function topvdnRouter(deps: {
   // JSON whatever the Content-Type says (none, or curl's `-d` default, form-urlencoded), as datahub and
   // RTIO read theirs: a client that leaves the seed's `Content-Type: application/json` out is not told
   // that `msg` is missing from a body that has it.
-  router.use('/v2/message', express.json({ limit: BODY_LIMIT, type: () => true }));
+  // …and in whatever charset it names (`charset=utf8`, `GBK`): the bodies are ASCII JSON.
+  router.use('/v2/message', ...anyJsonBody(BODY_LIMIT));
 
   router.post('/v2/message/client/push', route(async (req, res) => {
     const token = req.get('x-client-token')?.trim();
@@ -102,7 +116,7 @@ export function topvdnRouter(deps: {
     const body = decodeBody(ClientPushBody, req.body);
     const idempotencyKey = idempotencyKeyOf(req);
     if (body.access_tokens.length > PUSH_LIMITS.topvdnTargets) throw badInput(`access_tokens: at most ${PUSH_LIMITS.topvdnTargets}`);
-    const input = { msg: body.msg, flag: body.flag ?? DEFAULT_FLAG, from: sender.clientId, callback: body.callback };
+    const input = { msg: body.msg, flag: topvdnFlag(body.flag), from: sender.clientId, callback: body.callback };
     // The peers: the tokens that name a registered device of the sender's app. A stale or unknown token
     // (its device unregistered, re-registered, of another app, forged) is skipped, not a reason to keep
     // the message from the others; the answer lists it, so the device can drop it (docs/api/topvdn.md).
@@ -131,7 +145,7 @@ export function topvdnRouter(deps: {
       { sender: { kind: 'device', appId: sender.appId, deviceId: sender.deviceId }, ...(idempotencyKey !== undefined && { idempotencyKey }) },
     );
     // The seed's answer is `{"request_id"}`; `skipped_tokens` is added only when there is something to say.
-    res.json({ request_id: pushId, ...(skipped.length > 0 && { skipped_tokens: skipped }) });
+    res.json({ request_id: topvdnRequestId(pushId), ...(skipped.length > 0 && { skipped_tokens: skipped }) });
   }));
 
   /** The app's server: X-APP-ID and X-APP-Key. */
@@ -154,6 +168,24 @@ export function topvdnRouter(deps: {
     res.json({ url: await appCallbacks.urlOf(await authenticatedApp(req)) });
   }));
 
+  /** Which of these device numbers are registered devices of the app. */
+  const devicesOfApp = async (appId: string, numbers: readonly number[]): Promise<Set<number>> => {
+    const distinct = [...new Set(numbers)];
+    const known = new Set<number>();
+    for (let i = 0; i < distinct.length; i += TOKEN_LOOKUPS_AT_ONCE) {
+      const slice = distinct.slice(i, i + TOKEN_LOOKUPS_AT_ONCE);
+      const found = await Promise.all(slice.map((number) => deviceQueries.byClientId(number)));
+      found.forEach((device, j) => {
+        if (device?.active && device.appId === appId) known.add(slice[j]!);
+      });
+    }
+    return known;
+  };
+
+  // Device numbers that are no device of the app are skipped, as a client push skips stale tokens: the
+  // message goes to the others, and the answer lists them (`skipped_clients`). When no number names a
+  // device, the message would reach no one: refused (400, with them), nothing pushed. Every message is
+  // checked first, so bad input is its own 400 (docs/api/topvdn.md).
   router.post('/v2/message/server/push', route(async (req, res) => {
     const appId = await authenticatedApp(req);
     const { proxy } = decodeBody(Proxy, req.body);
@@ -161,29 +193,36 @@ export function topvdnRouter(deps: {
     const by = { ...(idempotencyKey !== undefined && { idempotencyKey }) };
     if (proxy === 0) {
       const { payload } = decodeBody(BatchBody, req.body);
-      const input = { msg: payload.msg, flag: payload.flag ?? DEFAULT_FLAG, from: null, clientIds: payload.clients, callback: false };
-      const { pushId } = await refusedAt((message) => `payload.${message}`, () => pushes.topvdnPush(appId, input, clock(), by));
-      res.json({ request_id: pushId });
+      if (payload.clients.length > PUSH_LIMITS.topvdnTargets) throw badInput(`payload.clients: at most ${PUSH_LIMITS.topvdnTargets} devices`);
+      // The audience is recorded as asked (the devices read model expands it to the app's devices).
+      const input = { msg: payload.msg, flag: topvdnFlag(payload.flag), from: null, clientIds: payload.clients, callback: false };
+      const known = await devicesOfApp(appId, payload.clients);
+      const skipped = unknownClients(payload.clients, known);
+      // `clients: []` names no one, as the client push's `access_tokens: []` ("空则表示不推送给任何设备"): taken.
+      const none = skipped.length > 0 && known.size === 0;
+      const [pushId] = await refusedAt((message) => `payload.${message}`, () => pushes.topvdnPushes(appId, [input], clock(), by, new Set(none ? [0] : [])));
+      if (none) throw new NoClientError('payload.clients', skipped);
+      res.json({ request_id: topvdnRequestId(pushId!), ...(skipped.length > 0 && { skipped_clients: skipped }) });
       return;
     }
     if (proxy !== 1) throw badInput('proxy: must be 0 (batch) or 1 (proxy)');
     const { payload } = decodeBody(ProxyBody, req.body);
     if (payload.length === 0 || payload.length > PROXY_ITEMS_MAX) throw badInput(`payload: 1 to ${PROXY_ITEMS_MAX} messages`);
-    const inputs = payload.map((item) => ({ msg: item.msg, flag: item.flag ?? DEFAULT_FLAG, from: item.from, clientIds: [item.to], callback: false }));
-    const senders = new Map<number, boolean>();
-    for (const [i, { from }] of inputs.entries()) {
-      if (!senders.has(from)) {
-        const device = await deviceQueries.byClientId(from);
-        senders.set(from, Boolean(device?.active && device.appId === appId));
-      }
-      if (!senders.get(from)) throw badInput(`payload[${i}].from: not a device of this app`);
-    }
+    const inputs = payload.map((item) => ({ msg: item.msg, flag: topvdnFlag(item.flag), from: item.from, clientIds: [item.to], callback: false }));
+    // An item whose `from` or `to` is no device of the app is skipped; the others are pushed.
+    const named = payload.flatMap((item) => [item.from, item.to]);
+    const known = await devicesOfApp(appId, named);
+    const skippedItems = new Set(payload.flatMap((item, i) => (known.has(item.from) && known.has(item.to) ? [] : [i])));
     // Every item is checked before any is pushed: a refused request appends nothing.
     const ids = await refusedAt(
       (message, index) => `payload[${index ?? 0}].${message.startsWith('clients:') ? 'to: must be a device number' : message}`,
-      () => pushes.topvdnPushes(appId, inputs, clock(), by),
+      () => pushes.topvdnPushes(appId, inputs, clock(), by, skippedItems),
     );
-    res.json({ request_id: ids[0], request_ids: ids });
+    const skipped = unknownClients(named, known);
+    if (skippedItems.size === payload.length) throw new NoClientError('payload: from and to', skipped);
+    // `request_ids`: one per item, in order; a skipped item's is null. `request_id`: the first pushed.
+    const requestIds = ids.map((id, i) => (skippedItems.has(i) ? null : topvdnRequestId(id)));
+    res.json({ request_id: requestIds.find((id) => id !== null), request_ids: requestIds, ...(skipped.length > 0 && { skipped_clients: skipped }) });
   }));
 
   router.all(['/v2/message', '/v2/message/*'], (req, res) => send(res, req, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`)));

@@ -1,5 +1,6 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import { DomainError } from '../../domain/decider';
+import { topvdnRequestId } from '../../domain/device/push';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
@@ -13,7 +14,8 @@ import type { Logger } from '../../src/logger';
  * herald → device: one frame per message, the seed's fields plus `messageId`:
  *   {"messageId", "appId", "tenantCode", "alert", "extra", "pushMsgType", "sound", "badge", "needConfirm"}
  * (`sound` and `badge` for IOS devices only, as the seed says, and only when the sender gave them); a topvdn message as
- *   {"messageId", "appId", "type": "topvdn", "msg" (base64, as sent), "flag", "from", "needConfirm"}.
+ *   {"messageId", "appId", "type": "topvdn", "msg" (standard base64), "flag", "from", "needConfirm"}, its `messageId`
+ *   the `request_id` the sender was answered (32 hex digits); a confirmation takes it with or without dashes.
  * device → herald: `{"confirm": "<messageId>"}`, answered `{"confirmed": "<messageId>"}`, or
  * `{"error": {"code", "message"}, "confirm": "<messageId>"}`. Beside these, the plain-text frames of the
  * original one-push client (github.com/yaoyasong/one-push, ConnectionHandler): `HBT…`, a heartbeat,
@@ -81,6 +83,7 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
         const frame = deviceFrameOf(isBinary ? undefined : data.toString());
         if ('refused' in frame) return reply(socket, { error: { code: 'bad_frame', message: frame.refused } });
         if (frame.kind === 'heartbeat') return socket.send(HEARTBEAT_ANSWER);
+        if (frame.kind === 'unanswered') return;
         const { messageId } = frame;
         try {
           await handle.confirm(messageId);
@@ -137,6 +140,8 @@ type DeviceFrame =
   | { readonly kind: 'heartbeat' }
   /** `confirm`: the JSON frame, answered; `cfm`: the original client's `CFM:<id>`, not answered. */
   | { readonly kind: 'confirm' | 'cfm'; readonly messageId: string }
+  /** A `CFM:` with no possible message id: the plain-text protocol answers nothing, not even a refusal (its client would read a JSON answer as a message). */
+  | { readonly kind: 'unanswered' }
   | { readonly refused: string };
 
 const NOT_A_CONFIRMATION = { refused: 'expected {"confirm": "<messageId>"}, CFM:<messageId> or HBT' } as const;
@@ -147,7 +152,7 @@ function deviceFrameOf(text: string | undefined): DeviceFrame {
   if (text.startsWith('HBT')) return { kind: 'heartbeat' };
   if (text.startsWith('CFM:')) {
     const messageId = text.slice(4).trim();
-    return isMessageId(messageId) ? { kind: 'cfm', messageId } : NOT_A_CONFIRMATION;
+    return isMessageId(messageId) ? { kind: 'cfm', messageId } : { kind: 'unanswered' };
   }
   let frame: unknown;
   try {
@@ -175,7 +180,7 @@ function frameOf(push: DevicePush, device: DeviceView): string {
   if (frame === undefined) {
     frame = JSON.stringify(
       message.kind === 'topvdn'
-        ? { messageId: push.pushId, appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
+        ? { messageId: topvdnRequestId(push.pushId), appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
         : {
             messageId: push.pushId,
             id: push.pushId,

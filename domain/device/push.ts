@@ -2,7 +2,7 @@ import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
 import { characterCount, isStorableText, UUID } from '../text';
-import { PLATFORMS, PlatformCodec } from './device';
+import { DEVICE_LIMITS, PLATFORMS, PlatformCodec } from './device';
 
 /**
  * A push to devices: one ONE-PUSH send (shared/seeds/003_834cb051d61fc48e.txt: by alias, tag or ALL,
@@ -21,7 +21,6 @@ import { PLATFORMS, PlatformCodec } from './device';
 
 export const PUSH_LIMITS = {
   audiences: 1000,
-  audienceLength: 128,
   alertLength: 1024,
   extraLength: 4096,
   tenantCodeLength: 64,
@@ -62,11 +61,24 @@ export const Audience = t.union([
 ]);
 export type Audience = t.TypeOf<typeof Audience>;
 
+/** A JSON value as JSON.parse gives it. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * ONE-PUSH `extra` given as JSON that is not text — an object, an array, a number, a boolean — kept and
+ * delivered as that JSON (the original service took any JSON there: "业务系统自定义的消息数据"). The event
+ * holds the value itself; onePushExtra checked it (size, depth, storable text) before it was recorded.
+ */
+type JsonExtraValue = Exclude<JsonValue, string | null>;
+const isJsonExtra = (u: unknown): u is JsonExtraValue => (typeof u === 'number' && Number.isFinite(u)) || typeof u === 'boolean' || (typeof u === 'object' && u !== null);
+export const JsonExtra = new t.Type<JsonExtraValue, JsonExtraValue, unknown>('JsonValue', isJsonExtra, (u, c) => (isJsonExtra(u) ? t.success(u) : t.failure(u, c, 'JSON')), t.identity);
+
 export const OnePushMessage = t.type({
   kind: t.literal('onepush'),
   tenantCode: t.string,
   alert: t.string,
-  extra: t.string,
+  /** Text (every event before issue 22), or other JSON as the sender gave it. */
+  extra: t.union([t.string, JsonExtra]),
   pushMsgType: t.keyof({ MSG: null, CMD: null }),
   sound: t.union([t.string, t.null]),
   badge: t.union([t.number, t.null]),
@@ -139,7 +151,9 @@ export const pushCatalogue: CatalogueEntry = {
       fields: {
         audience: 'as asked, not a list of devices',
         platform: 'ALL or one',
-        message: 'a topvdn `msg` is standard padded base64 (RFC 4648 §4), whatever form of base64 the sender used',
+        message:
+          'a topvdn `msg` is standard padded base64 (RFC 4648 §4), whatever form of base64 the sender used; a ONE-PUSH `extra` is text, ' +
+          'or other JSON (`JsonValue`: an object, an array, a number, a boolean) as the sender gave it — events before issue 22 hold text only',
         needsConfirm: 'a delivery ends when the device confirms it (otherwise when it has been written once)',
         retry: 'how deliveries are retried (see delivery)',
         expiresAt: 'deliveries still open then are dropped (topvdn) or expired (ONE-PUSH)',
@@ -163,7 +177,8 @@ export interface RequestOnePush {
   readonly audiences: readonly string[];
   readonly tenantCode?: string | null;
   readonly alert: string;
-  readonly extra?: string | null;
+  /** Text, or any other JSON (JsonExtra); null is none. */
+  readonly extra?: unknown;
   readonly pushMsgType?: string | null;
   readonly needConfirm?: boolean | null;
   /** Seconds. */
@@ -243,7 +258,8 @@ function onePush(command: RequestOnePush, now: number): PushRequestedData {
   const L = PUSH_LIMITS;
   const platform = checkPlatform(command.platform);
   const audience = onePushAudience(command.audienceType, command.audiences);
-  const alert = text('alert', command.alert, L.alertLength, { required: true });
+  // Multi-line, as the seed sets no such limit: LF, CR and TAB are kept (other controls are not storable).
+  const alert = text('alert', command.alert, L.alertLength, { required: true, multiline: true });
   const pushMsgType = command.pushMsgType ?? 'MSG';
   if (pushMsgType !== 'MSG' && pushMsgType !== 'CMD') throw new DomainError('invalid', 'pushMsgType: must be MSG or CMD');
   const badge = command.badge ?? null;
@@ -259,7 +275,7 @@ function onePush(command: RequestOnePush, now: number): PushRequestedData {
       kind: 'onepush',
       tenantCode: text('tenantCode', command.tenantCode ?? '', L.tenantCodeLength, { required: false }),
       alert,
-      extra: text('extra', command.extra ?? '', L.extraLength, { required: false, multiline: true }),
+      extra: onePushExtra(command.extra),
       pushMsgType,
       sound: optionalText('sound', command.sound, L.soundLength),
       badge,
@@ -274,14 +290,50 @@ function onePush(command: RequestOnePush, now: number): PushRequestedData {
   };
 }
 
+/** How deep JSON in `extra` may nest: business data is shallow; a bound keeps every walk of it small. */
+const EXTRA_DEPTH = 32;
+
+/**
+ * `extra` as it is recorded and delivered: text (none is `""`), or other JSON as given (JsonExtra), at
+ * most 4,096 characters of its JSON text, nesting at most EXTRA_DEPTH deep, every string and key
+ * storable (no NUL or other C0 controls but TAB, LF and CR), every number finite.
+ */
+function onePushExtra(extra: unknown): string | JsonExtraValue {
+  const L = PUSH_LIMITS;
+  if (extra === null || extra === undefined) return '';
+  if (typeof extra === 'string') return text('extra', extra, L.extraLength, { required: false, multiline: true });
+  const check = (value: unknown, depth: number): void => {
+    if (depth > EXTRA_DEPTH) throw new DomainError('invalid', `extra: JSON nested at most ${EXTRA_DEPTH} deep`);
+    if (typeof value === 'string') {
+      if (!isStorableText(value)) throw new DomainError('invalid', 'extra: may not contain control characters');
+    } else if (typeof value === 'number') {
+      if (!Number.isFinite(value)) throw new DomainError('invalid', 'extra: a number too large for JSON');
+    } else if (Array.isArray(value)) {
+      for (const item of value) check(item, depth + 1);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, item] of Object.entries(value)) {
+        if (!isStorableText(key)) throw new DomainError('invalid', 'extra: may not contain control characters');
+        check(item, depth + 1);
+      }
+    } else if (typeof value !== 'boolean' && value !== null) {
+      throw new DomainError('invalid', 'extra: must be text or JSON');
+    }
+  };
+  check(extra, 1);
+  if (characterCount(JSON.stringify(extra)) > L.extraLength) throw new DomainError('invalid', `extra: at most ${L.extraLength} characters (of its JSON)`);
+  return extra as JsonExtraValue;
+}
+
 /**
  * How long a needConfirm message is kept and re-sent: its `duration`, which the seed says counts only
  * then ("needConfirm=true时有效"; without a confirmation the default keeps it for an offline device).
  * Longer than the maximum is the maximum, as ONE-PUSH clamped it (to its own 3 days).
  */
 function confirmValidity(duration: number | null): number {
-  if (duration === null) return ONEPUSH_DEFAULT_VALIDITY_SECONDS;
-  if (!Number.isSafeInteger(duration) || duration <= 0) throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
+  // 0 is what a client's unset int field sends (Java's `int duration`): no duration, the default.
+  if (duration === null || duration === 0) return ONEPUSH_DEFAULT_VALIDITY_SECONDS;
+  // Any whole number: past Number's exact integers (a Java Long.MAX_VALUE) is still past the maximum.
+  if (!Number.isInteger(duration) || duration <= 0) throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
   return Math.min(duration, PUSH_LIMITS.durationSeconds);
 }
 
@@ -346,6 +398,38 @@ export function topvdnMsg(msg: unknown): string {
   return bytes.toString('base64');
 }
 
+/**
+ * topvdn's `request_id` as its seed writes it: 32 lowercase hex digits (`2279fa57f4d644c1b333f5ff5ff7a2b7`),
+ * the push id without its dashes — a legacy client may keep it in a 32-character column. Internally
+ * (events, streams, the `messageId` of device frames) the push id stays a UUID.
+ */
+export const topvdnRequestId = (pushId: string): string => pushId.replace(/-/g, '').toLowerCase();
+
+/**
+ * The push id a client sent back (a device's confirmation, a status look-up): a UUID, or the same 32 hex
+ * digits without dashes (topvdn's `request_id`), in either case → the UUID, lowercase. Anything else is
+ * returned as given (it names no push).
+ */
+export function pushIdOfSentId(id: string): string {
+  const hex = /^[0-9a-f]{32}$/i.test(id) ? id.toLowerCase() : UUID.test(id) ? id.replace(/-/g, '').toLowerCase() : undefined;
+  return hex === undefined ? id : `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * topvdn's server push: the device numbers it names that are no registered device of the app — skipped,
+ * as a client push skips stale tokens — each once, in the order named.
+ */
+export function unknownClients(named: readonly number[], known: ReadonlySet<number>): number[] {
+  return [...new Set(named)].filter((number) => !known.has(number));
+}
+
+/**
+ * topvdn's `flag` as sent → the flag pushed. The seed: optional, "默认行为为 2". Absent, `null`, `""` and
+ * `0` are the default: `0` is what a Go struct field without `omitempty` (or a PHP form left empty) sends
+ * for none, and is no flag of the seed's. Any other value is checked by the decider (2 or 3).
+ */
+export const topvdnFlag = (flag: number | null | undefined): number => (flag === undefined || flag === null || flag === 0 ? 2 : flag);
+
 export const isClientId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 
 function checkPlatform(platform: string): t.TypeOf<typeof PushPlatformCodec> {
@@ -357,11 +441,17 @@ function onePushAudience(audienceType: string, audiences: readonly string[]): Au
   const L = PUSH_LIMITS;
   if (audienceType === 'ALL') return { type: 'ALL' };
   if (audienceType !== 'ALIAS' && audienceType !== 'TAG') throw new DomainError('invalid', 'audienceType: must be ALIAS, TAG or ALL');
-  // A blank audience names nobody: dropped, like an empty optional field (docs/api/onepush.md).
-  const values = [...new Set(audiences)].filter((value) => typeof value !== 'string' || value.trim() !== '');
+  // Each audience as registration stores it: trimmed (tags are trimmed on register, aliases have no
+  // spaces). A blank one names nobody: dropped, like an empty optional field (docs/api/onepush.md).
+  const values = [...new Set(audiences.map((value) => (typeof value === 'string' ? value.trim() : value)))].filter((value) => value !== '');
   if (values.length === 0) throw new DomainError('invalid', 'audiences: at least one is required');
   if (values.length > L.audiences) throw new DomainError('invalid', `audiences: at most ${L.audiences}`);
-  for (const value of values) text('audiences', value, L.audienceLength, { required: true });
+  const maxLength = audienceType === 'ALIAS' ? DEVICE_LIMITS.aliasLength : DEVICE_LIMITS.tagLength;
+  for (const value of values) {
+    text('audiences', value, maxLength, { required: true });
+    // No device can be registered under such an alias: refused rather than accepted and delivered to no one.
+    if (audienceType === 'ALIAS' && /\s/.test(value)) throw new DomainError('invalid', `audiences: ${JSON.stringify(value)} is not an alias (aliases have no spaces)`);
+  }
   return audienceType === 'ALIAS' ? { type: 'ALIAS', aliases: values } : { type: 'TAG', tags: values };
 }
 

@@ -75,7 +75,7 @@ export const NotificationSent = t.type({
       sentAt: t.string,
     }),
     // Recorded since a notification may be in both lists; before, it was in exactly one (see forBrowser()).
-    // `time`: the time its producer gave (the seed's `time`), in UTC; absent when none was given.
+    // `time`: the time its producer gave (the seed's `time`), exactly as written; absent when none was given.
     t.partial({ forBrowser: t.boolean, time: t.string }),
   ]),
 });
@@ -114,7 +114,9 @@ export const notificationCatalogue: CatalogueEntry = {
         forClient: "in the client's list; with `forBrowser`, the lists it is in (at least one)",
         data: "the type's JSON object, as given",
         forBrowser: "in the browser's list; absent from events recorded before it was added (see below)",
-        time: 'the time the sender gave (the seed\'s `time`, RFC 3339, read into UTC), listed as the notification\'s `time`; absent when none was given (then `sentAt` is listed)',
+        time:
+          "the time the sender gave (the seed's `time`), exactly as written once checked to be a time (RFC 3339, or the seed's " +
+          '`…Z08:00`: domain/rfc3339.ts); listed unchanged as the notification\'s `time`. Absent when none was given (then `sentAt` is listed)',
       },
     },
     NotificationRead: { when: 'a receiver marks it read (`PUT /notifications/{messageid}`); once per receiver' },
@@ -207,8 +209,9 @@ function decideSend(command: SendNotification): NotificationEvent[] {
   if (characterCount(command.sender) > L.userIdLength || !isStorableText(command.sender)) throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
   if (!(LEVELS as readonly number[]).includes(command.level)) throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
   checkData(command.data);
-  const time = command.time === undefined ? undefined : parseRfc3339(command.time);
-  if (command.time !== undefined && time === undefined) throw new DomainError('invalid', 'time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
+  // Checked to be a time, then kept as written: the list gives the producer back what it sent.
+  const time = command.time;
+  if (time !== undefined && parseRfc3339(time) === undefined) throw new DomainError('invalid', 'time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
   return [
     {
       type: 'NotificationSent',

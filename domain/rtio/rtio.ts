@@ -27,6 +27,23 @@ export const RTIO_LIMITS = {
   timeLiveMaxSeconds: 30,
 } as const;
 
+/**
+ * `call/send`'s `time_live` as the caller wrote it → the seconds the call waits for the device's reply.
+ * The seed: "消息有效秒数，默认6秒，最大30秒". Absent, `null`, `""` (blank) and `0` are the default: `0` is
+ * what a Go struct field without `omitempty` (or a PHP form left empty) sends when the caller meant none.
+ * Above the maximum is the maximum, as the seed states one and a caller expects its call made rather than
+ * lost. A string of digits (`"6"`, what a PHP or form-fed client sends) is its number. A negative number,
+ * a fraction or any other value is refused (1604).
+ */
+export function rtioTimeLiveSeconds(raw: unknown): number {
+  const value = typeof raw === 'string' ? (raw.trim() === '' ? undefined : /^\s*\d{1,9}\s*$/.test(raw) ? Number(raw) : raw) : raw;
+  if (value === undefined || value === null || value === 0) return RTIO_LIMITS.timeLiveDefaultSeconds;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new DomainError('invalid', `time_live: an integer of seconds, 1-${RTIO_LIMITS.timeLiveMaxSeconds} (0 or none: ${RTIO_LIMITS.timeLiveDefaultSeconds})`);
+  }
+  return Math.min(value, RTIO_LIMITS.timeLiveMaxSeconds);
+}
+
 export const RtioDeviceCreated = t.type({
   type: t.literal('RtioDeviceCreated'),
   data: t.type({ deviceId: t.string, appId: t.string, keyHash: t.string, nonce: t.string, createdAt: t.string }),

@@ -28,8 +28,8 @@ export interface ReceivedNotification {
   readonly data: Record<string, unknown>;
   /** When herald accepted it. */
   readonly sentAt: Date;
-  /** The time it is listed with: the one its sender gave (the seed's `time`), else `sentAt`. */
-  readonly time: Date;
+  /** The time its sender gave (the seed's `time`), exactly as written; undefined when none (then `sentAt` is listed). */
+  readonly givenTime: string | undefined;
   readonly read: boolean;
 }
 

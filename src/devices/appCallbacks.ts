@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { appStreamName } from '../../domain/app/app';
+import { topvdnRequestId } from '../../domain/device/push';
 import { APP_CALLBACK_TARGET, deliveryDecider, deliveryStreamName, deliveryTerms, type RecordAttempt } from '../../domain/device/delivery';
 import type { Bus } from '../bus/bus';
 import type { Clock } from '../clock';
@@ -181,7 +182,7 @@ export class AppCallbacks {
     const command: RecordAttempt = { type: 'RecordAttempt', terms, dueOnly, now: this.deps.clock().toISOString() };
     if (deliveryDecider.decide(command, loaded.state).length === 0) return undefined;
     const { message } = push;
-    const status = await this.deps.post(url, JSON.stringify({ request_id: push.pushId, from: message.from, msg: message.msg, flag: message.flag }), signal).catch((error: unknown) => {
+    const status = await this.deps.post(url, JSON.stringify({ request_id: topvdnRequestId(push.pushId), from: message.from, msg: message.msg, flag: message.flag }), signal).catch((error: unknown) => {
       if (isStopping(signal)) throw error;
       const reason = signal.aborted ? `no answer within ${CALLBACK_TIMEOUT_MS} ms` : (error as Error).message;
       this.deps.log.warn({ appId: push.appId, pushId: push.pushId, error: reason }, 'callback: the app did not answer');

@@ -1,5 +1,6 @@
 import { DomainError } from '../../domain/decider';
 import { deliveryDecider, deliveryStreamName, deliveryTerms, type DeliveryState, type RecordAttempt } from '../../domain/device/delivery';
+import { pushIdOfSentId } from '../../domain/device/push';
 import type { Bus } from '../bus/bus';
 import type { Clock } from '../clock';
 import { deliveryAggregate } from '../command/aggregates';
@@ -206,8 +207,9 @@ export class DeviceGateway {
     };
   }
 
-  /** The device confirms a delivery: `messageId` is the push's id. */
-  async confirm(device: DeviceView, messageId: string): Promise<void> {
+  /** The device confirms a delivery: `sentId` is the push's id, as a UUID or as topvdn's 32 hex digits. */
+  async confirm(device: DeviceView, sentId: string): Promise<void> {
+    const messageId = pushIdOfSentId(sentId);
     const written = this.sessions.get(device.deviceId)?.written.get(messageId);
     const push = written?.push ?? (await this.deps.deliveries.byKey(messageId, device.deviceId))?.push;
     if (!push) throw new DomainError('not_found', 'no message with this id was sent to this device');

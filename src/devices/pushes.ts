@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { pushDecider, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
+import { pushDecider, pushIdOfSentId, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -53,18 +53,24 @@ export class Pushes {
     return { pushId: pushId! };
   }
 
-  /** Several topvdn messages of one request (proxy push): all refused if one is (PushRefusedError), else all made. */
-  topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, by: PushRequester = {}): Promise<string[]> {
+  /**
+   * Several topvdn messages of one request (proxy push): all refused if one is (PushRefusedError), else
+   * all made but those at the `skipped` positions (naming no device of the app), which are checked like
+   * the others and not made. Answers every position's push id (a skipped one's is made by no one).
+   */
+  topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, by: PushRequester = {}, skipped: ReadonlySet<number> = new Set()): Promise<string[]> {
     return this.request(
       appId,
       inputs.map((input, index) => ({ ...input, type: 'RequestTopvdnPush', pushId: pushIdOf(appId, by, index), appId, now: now.toISOString() })),
       now,
       by,
+      skipped,
     );
   }
 
+  /** `pushId` as a UUID or as topvdn's 32 hex digits. */
   status(appId: string, pushId: string): Promise<PushStatus | undefined> {
-    return this.deps.deliveries.statusOf(appId, pushId);
+    return this.deps.deliveries.statusOf(appId, pushIdOfSentId(pushId));
   }
 
   /**
@@ -74,7 +80,7 @@ export class Pushes {
    * of an earlier try, which are read: those already made are answered, not made or counted again.
    * Then the new ones are recorded side by side, and answered once the read model shows them all.
    */
-  private async request(appId: string, commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, by: PushRequester): Promise<string[]> {
+  private async request(appId: string, commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, by: PushRequester, skipped: ReadonlySet<number> = new Set()): Promise<string[]> {
     const { store, sendAllowance, readYourWrites } = this.deps;
     const loaded = await Promise.all(commands.map((command) => (by.idempotencyKey === undefined ? newStream(pushAggregate) : loadState(store, pushAggregate, pushStreamName(command.pushId)))));
     const decided = commands.map((command, index) => {
@@ -84,11 +90,14 @@ export class Pushes {
         throw error instanceof DomainError && commands.length > 1 ? new PushRefusedError(index, error) : error;
       }
     });
-    if (by.sender && decided.some((events) => events.length > 0)) sendAllowance.take(by.sender, now);
+    const made = (index: number) => !skipped.has(index);
+    if (by.sender && decided.some((events, index) => made(index) && events.length > 0)) sendAllowance.take(by.sender, now);
     const context = { appId, actor: requesterActor(appId, by) };
     // Each decided again on the state just read: a concurrent try of the same request that appended
     // first makes it append nothing.
-    const results = await Promise.all(commands.map((command, index) => handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])));
+    const results = await Promise.all(
+      commands.flatMap((command, index) => (made(index) ? [handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])] : [])),
+    );
     await readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
     return commands.map((command) => command.pushId);
   }

@@ -114,7 +114,9 @@ function acknowledgementProblem(answer: { status: number; body: string }, nonce:
     return 'the answer is not JSON';
   }
   const reply = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {};
-  if (reply.code !== 1000) return `code ${JSON.stringify(reply.code ?? null)}, not 1000`;
+  // The seed's code is an int; `"1000"` (an app-service in PHP, answering what it read as text) is the same code.
+  const code = typeof reply.code === 'string' && reply.code.trim() === '1000' ? 1000 : reply.code;
+  if (code !== 1000) return `code ${JSON.stringify(reply.code ?? null)}, not 1000`;
   if (reply.nonce !== undefined && reply.nonce !== nonce) return 'the answer is for another nonce';
   return undefined;
 }

@@ -71,6 +71,19 @@ describe('datahub REST (seed 001) over HTTP', function () {
       }
     });
 
+    it('reads the body in the charset its Content-Type names (utf8 as PHP and Java write it, GBK); an unknown one is a 400 in the envelope', async () => {
+      const receiver = await ticketFor('charset@example.com');
+      const types = ['application/json;charset=utf8', 'application/json; charset=GBK'];
+      for (const type of types) {
+        const sent = await fetch(`${test.url}/notifications`, { method: 'POST', headers: { authorization: `Token ${admin}`, 'content-type': type }, body: JSON.stringify({ type: 'admin_message', receiver: 'charset@example.com', data: { content: type } }) });
+        expect(sent.status, `${type}: ${await sent.text()}`).to.equal(200);
+      }
+      expect((await list(receiver!)).results.map((r) => (r.data as { content: string }).content).sort()).to.deep.equal([...types].sort());
+      const unknown = await fetch(`${test.url}/notifications`, { method: 'POST', headers: { authorization: `Token ${admin}`, 'content-type': 'application/json; charset=klingon' }, body: '{}' });
+      expect(unknown.status).to.equal(400);
+      expect(Object.keys((await unknown.json()) as object).sort()).to.deep.equal(['code', 'message']);
+    });
+
     it('refuses 101 receivers, and an admin_message from a non-admin, appending nothing', async () => {
       const receivers = Array.from({ length: 101 }, (_, i) => `u${i}@example.com`).join(',');
       const tooMany = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: receivers, data: { content: 'x' } });

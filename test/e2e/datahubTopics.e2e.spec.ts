@@ -121,8 +121,8 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
         // A system notification (sender "") is listed without `sender`, as the seed's list sample shows.
         if (message.sender === '') expect(listed, type).to.not.have.property('sender');
         else expect(listed!.sender, type).to.equal(message.sender);
-        // The message's own time, the seed's `…Z08:00` read as +08:00, in UTC.
-        expect(listed!.time, type).to.equal('2015-11-10T07:06:09Z');
+        // The message's own time, exactly as sent (the seed's `…Z08:00`).
+        expect(listed!.time, type).to.equal(message.time);
       }
       const counts = await stats(ticket);
       for (const type of Object.keys(all)) expect(counts[type], type).to.be.at.least(1);
@@ -260,7 +260,7 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
 
       const received = (await list(zhang3, '?type=site_broadcast')).results.filter((r) => r.data['content'] === 'bla bla ...');
       expect(received).to.have.length(1);
-      expect(received[0]).to.deep.include({ type: 'site_broadcast', time: '2015-11-10T07:06:09Z', data: { content: 'bla bla ...' }, status: 0 });
+      expect(received[0]).to.deep.include({ type: 'site_broadcast', time: '2015-11-10T15:06:09Z08:00', data: { content: 'bla bla ...' }, status: 0 });
       expect((await list(bystander, '?type=site_broadcast')).results.map((r) => r.data['content']), 'not for the bystander').to.not.include('bla bla ...');
       const unread = (await stats(zhang3)).site_broadcast!;
       expect(unread).to.be.at.least(1);
@@ -291,32 +291,78 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
   });
 
   describe("a message's time (issue 22)", () => {
-    it('is listed as given (RFC 3339, or the seed\'s Z08:00 read as +08:00), in UTC, while the list stays ordered by arrival', async () => {
+    // The seed's private_message sample, byte for byte as the seed prints it.
+    const SEED_PRIVATE_MESSAGE = `{
+		"type": "private_message",
+		"receiver": "zhang3@example.com",
+		"sender": "li4@example.com",
+		"time": "2015-11-10T15:06:09Z08:00",
+		"data": {
+			"content": "bla bla ..."
+		}
+	}`;
+
+    it("the seed's sample is listed with its time exactly as sent, \"2015-11-10T15:06:09Z08:00\"", async () => {
+      const user = 'zhang3@example.com';
+      const ticket = await ticketFor(user);
+      const sent = await topic('to_notifications.json', SEED_PRIVATE_MESSAGE);
+      expect(sent.status, sent.text).to.equal(200);
+      const response = await call('GET', '/notifications?type=private_message', { authorization: `Token ${ticket}` });
+      expect(response.status, response.text).to.equal(200);
+      // On the wire, as the seed's list sample writes its times.
+      expect(response.text).to.include('"time":"2015-11-10T15:06:09Z08:00"');
+      const [listed] = (response.json() as unknown as Listed).results;
+      expect(listed).to.deep.include({ type: 'private_message', sender: 'li4@example.com', time: '2015-11-10T15:06:09Z08:00', data: { content: 'bla bla ...' } });
+    });
+
+    it('is listed as given, byte for byte (the seed\'s Z08:00 and RFC 3339 forms), while the list stays ordered by arrival', async () => {
       const user = 'timed@example.com';
       const ticket = await ticketFor(user);
       const send = (content: string, time?: string) => topic('to_notifications.json', { type: 'private_message', receiver: user, sender: 'li4@example.com', ...(time !== undefined && { time }), data: { content } });
-      for (const [content, time] of [['seed form', '2015-11-10T15:06:09Z08:00'], ['older', '2014-01-01T00:00:00.250-05:00'], ['none', ''], ['standard', '2015-11-10T15:06:09+08:00']] as const) {
+      // Sent in this order, their times in no order: the list is by arrival, newest first.
+      const given: Array<[string, string]> = [
+        ['list sample form', '2015-11-10T15:05:09Z08:00'],
+        ['older', '2014-01-01T00:00:00.250-05:00'],
+        ['none', ''],
+        ['standard', '2015-11-10T15:06:09+08:00'],
+        ['lower case, nanoseconds', '2015-11-10t15:06:09.123456789z'],
+        ['space, odd offset', '2015-11-10 15:06:09-05:30'],
+        ['leap second', '2016-12-31T23:59:60Z'],
+        ['signed seed form', '2015-11-10T15:06:09Z-05:00'],
+      ];
+      for (const [content, time] of given) {
         const response = await send(content, time);
         expect(response.status, `${content}: ${response.text}`).to.equal(200);
       }
       const { results } = await list(ticket, '?type=private_message');
-      expect(results.map((r) => r.data['content'])).to.deep.equal(['standard', 'none', 'older', 'seed form']);
-      const times = results.map((r) => r.time);
-      expect([times[0], times[2], times[3]]).to.deep.equal(['2015-11-10T07:06:09Z', '2014-01-01T05:00:00Z', '2015-11-10T07:06:09Z']);
-      // No time given: the time herald accepted it.
-      expect(Date.now() - Date.parse(times[1]!)).to.be.within(-5_000, 60_000);
+      const newestFirst = [...given].reverse();
+      expect(results.map((r) => r.data['content'])).to.deep.equal(newestFirst.map(([content]) => content));
+      for (const [content, time] of newestFirst.filter(([, time]) => time !== '')) {
+        expect(results.find((r) => r.data['content'] === content)!.time, content).to.equal(time);
+      }
+      // No time given: the time herald accepted it, RFC 3339 in UTC.
+      const none = results.find((r) => r.data['content'] === 'none')!.time;
+      expect(none).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      expect(Date.now() - Date.parse(none)).to.be.within(-5_000, 60_000);
 
       // POST /notifications takes the same fields (time, level) as the topic's messages.
       const posted = await call('POST', '/notifications', { authorization: `Token ${admin}` }, { type: 'admin_message', receiver: user, level: 50, time: '2015-11-10T15:06:09Z08:00', data: { content: 'posted' } });
       expect(posted.status, posted.text).to.equal(200);
-      expect((await list(ticket, '?type=admin_message')).results[0]).to.include({ time: '2015-11-10T07:06:09Z', level: 50 });
+      expect((await list(ticket, '?type=admin_message')).results[0]).to.include({ time: '2015-11-10T15:06:09Z08:00', level: 50 });
 
-      for (const bad of ['yesterday', '2015-02-30T00:00:00Z', '2015-11-10T15:06:09', 5]) {
+      // A site broadcast to the whole app keeps its time too (its own table).
+      const everyone = await topic('to_notifications.json', { type: 'site_broadcast', sender: '', time: '2015-11-10T15:03:09Z08:00', data: { content: 'timed broadcast' } });
+      expect(everyone.status, everyone.text).to.equal(200);
+      const broadcast = (await list(ticket, '?type=site_broadcast')).results.find((r) => r.data['content'] === 'timed broadcast');
+      expect(broadcast, 'the broadcast').to.not.equal(undefined);
+      expect(broadcast!.time).to.equal('2015-11-10T15:03:09Z08:00');
+
+      for (const bad of ['yesterday', '2015-02-30T00:00:00Z', '2015-11-10T15:06:09', '2015-11-10T15:06:09Z08', ' 2015-11-10T15:06:09Z', 5]) {
         const response = await topic('to_notifications.json', { type: 'private_message', receiver: user, sender: 's', time: bad, data: { content: 'bad time' } });
         expect(response.status, String(bad)).to.equal(400);
         expect(response.json().message, String(bad)).to.match(/^time:/);
       }
-      expect((await list(ticket, '?type=private_message')).total, 'a bad time sends nothing').to.equal(4);
+      expect((await list(ticket, '?type=private_message')).total, 'a bad time sends nothing').to.equal(given.length);
     });
   });
 
@@ -379,7 +425,7 @@ describe('datahub topics and site broadcasts (seed 001) over HTTP', function () 
         const events = (await list(await ticketFor(user), '?type=item_event')).results;
         expect(events.map((r) => r.data)).to.deep.equal([{ event: 'tag_added', repname: 'repo001', itemname: 'item002', tag: 'tag003', eventtime: '2015-11-10T15:06:09Z08:00' }]);
         expect(events[0]).to.not.have.property('sender');
-        expect(events[0]!.time, "the event's time").to.equal('2015-11-10T07:06:09Z');
+        expect(events[0]!.time, "the event's time, as sent").to.equal('2015-11-10T15:06:09Z08:00');
       }
       for (const user of [ended, other]) expect((await list(await ticketFor(user), '?type=item_event')).total, user).to.equal(0);
 

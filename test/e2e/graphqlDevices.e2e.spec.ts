@@ -273,6 +273,21 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect(messages.results[0]!.deviceMessages.needConfirm).to.equal(false);
   });
 
+  // Issue 22 (audit): ONE-PUSH takes any JSON in extra; GraphQL's extra is a String, so it is the JSON text.
+  it('a ONE-PUSH extra sent as a JSON object is its JSON text in deviceMessages.extra', async () => {
+    const device = await register(await ticketFor('json-extra-user'));
+    const sent = await fetch(`${test.url}/msgpush/send`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audiences: ['json-extra-user'], alert: 'x', extra: { orderId: 7 } }),
+    });
+    expect(sent.status).to.equal(200);
+    const { requestId } = (await sent.json()) as { requestId: string };
+    const { connection, messages } = await subscribeDevice(device);
+    await connection.until(() => messages.results.length === 1, 'the backlog');
+    expect(messages.results[0]!.deviceMessages).to.include({ messageId: requestId, extra: '{"orderId":7}' });
+  });
+
   it('TAG and ALL pushes are for admins; an admin\'s tag push reaches the tagged devices', async () => {
     const user = await ticketFor('tag-user');
     const tagged = await register(user, { tags: ['tag-push-vip'] });
@@ -294,7 +309,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     await other.connection.until(() => other.messages.results.length > 0, 'the ALL push');
     expect(other.messages.results.map((r) => r.deviceMessages.messageId)).to.deep.equal([all.data!.pushToDevices.requestId]);
 
-    for (const input of [{ audiences: [] }, { alert: '' }, { needConfirm: true, duration: 0 }, { badge: -1 }, { extra: 'x'.repeat(4097) }]) {
+    for (const input of [{ audiences: [] }, { alert: '' }, { needConfirm: true, duration: -1 }, { badge: -1 }, { extra: 'x'.repeat(4097) }]) {
       expect(codeOf(await push(user, { audiences: ['tag-user'], ...input })), JSON.stringify(input)).to.equal('BAD_USER_INPUT');
     }
   });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { deliveryStreamName } from '../../domain/device/delivery';
-import { pushStreamName, type PushRequestedData } from '../../domain/device/push';
+import { pushIdOfSentId, pushStreamName, type PushRequestedData } from '../../domain/device/push';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { graphql, graphqlWithAuthorization } from '../support/graphqlClient';
@@ -121,7 +121,8 @@ describe('idempotent pushes and confirmations', function () {
       expect(retried).to.deep.equal({ status: 200, body: { request_id: first.body.request_id } });
       const other = await postJson('/v2/message/client/push', { ...body, msg: 'd29ybGQ=' }, headers);
       expect(other).to.deep.equal({ status: 409, body: { code: 'conflict', message: 'this idempotency key was used for a different push' } });
-      expect(await streamTypes(pushStreamName(first.body.request_id as string))).to.deep.equal(['PushRequested']);
+      // request_id is the push id in topvdn's form (32 hex digits).
+      expect(await streamTypes(pushStreamName(pushIdOfSentId(first.body.request_id as string)))).to.deep.equal(['PushRequested']);
       await expectReceived(peer, [first.body.request_id as string]);
     });
 

@@ -416,6 +416,99 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     expect(await herald.devices.byId(id)).to.include({ active: false });
   });
 
+  it('reads the body in the charset its Content-Type names (utf8 as Java writes it, GBK); an unknown one is a 400 in the envelope', async () => {
+    for (const [i, type] of ['application/json;charset=utf8', 'application/json; charset=GBK', 'application/json;charset=UTF-8'].entries()) {
+      const answer = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify({ alias: `charset-${i}`, appId: 'camel', platform: 'ANDROID', nativeToken: `charset-${i}` }) });
+      expect(answer.status, type).to.equal(200);
+    }
+    const unknown = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json; charset=klingon' }, body: '{}' });
+    expect(unknown.status).to.equal(400);
+    expect(Object.keys((await unknown.json()) as object).sort()).to.deep.equal(['error', 'message', 'path', 'status', 'timestamp']);
+  });
+
+  // Issue 22 (audit): a Java client's unset `int duration` sends 0.
+  it('needConfirm with "duration": 0 is the default validity (7 days), not a 400; over 30 days is 30 days', async () => {
+    const device = await register({ alias: 'duration-zero' });
+    const socket = await connect(device.id);
+    const id = requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":0,"audienceType":"ALIAS","audiences":["duration-zero"],"alert":"x"}'));
+    await socket.until((d) => received(d, id), 'the message');
+    const validity = async (requestId: string) => {
+      const [requested] = await herald.infrastructure.store.readStream(`push-${requestId}`);
+      const data = requested!.data as { requestedAt: string; expiresAt: string };
+      return (Date.parse(data.expiresAt) - Date.parse(data.requestedAt)) / 1000;
+    };
+    expect(await validity(id)).to.equal(7 * 24 * 3600);
+    expect(await validity(requestIdOf(await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: 10 ** 9 })))).to.equal(30 * 24 * 3600);
+    // A Java client's Long.MAX_VALUE ("as long as possible") is the maximum too.
+    expect(await validity(requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":9223372036854775807,"audiences":["duration-zero"],"alert":"x"}')))).to.equal(30 * 24 * 3600);
+    expect((await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: -1 })).status).to.equal(400);
+  });
+
+  it('a multi-line alert and extra arrive as sent (LF, CR, TAB); other control characters are refused', async () => {
+    const device = await register({ alias: 'multiline' });
+    const socket = await connect(device.id);
+    const id = requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","audienceType":"ALIAS","audiences":["multiline"],"alert":"line1\\nline2\\r\\n\\tend","extra":"a\\nb"}'));
+    await socket.until((d) => received(d, id), 'the message');
+    expect(socket.messages[0]).to.include({ alert: 'line1\nline2\r\n\tend', extra: 'a\nb' });
+    const refused = await seedSend({ audiences: ['multiline'], alert: 'bell\u0007' });
+    expect(refused).to.deep.include({ status: 400 });
+    expect(refused.body).to.include({ status: 400, message: 'alert: may not contain control characters' });
+  });
+
+  it('trims each audience ("testuser1 " reaches testuser1, " sz " the tag sz); an alias with inner spaces is a 400 naming it', async () => {
+    const device = await register({ alias: 'trimmed-user', tag: ['trimmed-tag'] });
+    const socket = await connect(device.id);
+    const byAlias = requestIdOf(await seedSend({ audiences: ['trimmed-user '] }));
+    await socket.until((d) => received(d, byAlias), 'the push to "trimmed-user "');
+    const byTag = requestIdOf(await seedSend({ audienceType: 'TAG', audiences: [' trimmed-tag\t'] }));
+    await socket.until((d) => received(d, byTag), 'the push to " trimmed-tag"');
+    // "ALL " is ALL.
+    const everyone = requestIdOf(await seedSend({ audiences: ['ALL '] }));
+    await socket.until((d) => received(d, everyone), 'the push to "ALL "');
+    const refused = await seedSend({ audiences: ['trimmed-user', 'trimmed user'] });
+    expect(refused.status).to.equal(400);
+    expect(refused.body.message).to.equal('audiences: "trimmed user" is not an alias (aliases have no spaces)');
+  });
+
+  // Issue 22 (audit): the original one-push took any JSON in extra and delivered it as given.
+  it('extra given as a JSON object, array, number or boolean is delivered as that JSON, also to a device that connects later', async () => {
+    const device = await register({ alias: 'json-extra' });
+    const values = [{ orderId: 7, lines: ['a', { b: null }], note: 'x\ny' }, [1, 'two'], 42, true];
+    const ids: string[] = [];
+    for (const extra of values) ids.push(requestIdOf(await seedSend({ audiences: ['json-extra'], extra })));
+    const socket = await connect(device.id);
+    await socket.until((d) => ids.every((id) => received(d, id)), 'the messages');
+    expect(ids.map((id) => socket.messages.find((m) => m.messageId === id)!.extra)).to.deep.equal(values);
+    // The limit is the text limit, on its JSON text; NUL inside is refused as in text.
+    const big = await seedSend({ audiences: ['json-extra'], extra: { k: 'x'.repeat(4096) } });
+    expect(big.status).to.equal(400);
+    expect(big.body.message).to.equal('extra: at most 4096 characters (of its JSON)');
+    expect((await seedSend({ audiences: ['json-extra'], extra: { k: 'a\u0000' } })).status).to.equal(400);
+  });
+
+  // Issue 22 (audit): Jackson writes every unset field of a Java client's request object as null, and
+  // the fields of the original's own classes herald does not know (id, listenFlag, status, createTime).
+  it('a Java client of the original: nulls for unset fields and its model\'s other fields are taken, the defaults apply', async () => {
+    const { status, body } = await post('/msgpush/register', { id: null, alias: 'jackson', appId: 'camel', thirdpartId: null, tag: null, platform: 'ANDROID', nativeToken: 'jackson-token', listenFlag: 'NOTF', lastUpdateTime: null, mobile: null, status: '1' });
+    expect(status, JSON.stringify(body)).to.equal(200);
+    const socket = await connect(body.id as string);
+    const id = requestIdOf(
+      await post('/msgpush/send', {
+        id: null, appId: 'camel', appKey: 'EERWERRRRE', tenantCode: null, platform: 'ALL', audienceType: 'ALIAS', audiences: ['jackson'], pushMsgType: 'MSG', listenFlag: 'NOTF',
+        extra: null, alert: 'hi', sound: null, badge: null, smsMessage: null, createTime: null, needConfirm: 'true', duration: 0, status: '1', sender: null, sendDevice: null,
+      }),
+    );
+    await socket.until((d) => received(d, id), 'the message');
+    expect(socket.messages[0]).to.deep.equal({ messageId: id, id, appId: 'camel', tenantCode: '', alert: 'hi', extra: '', pushMsgType: 'MSG', needConfirm: true });
+    // Booleans as Jackson read them: "TRUE", " false ", 1, 0.
+    for (const [needConfirm, expected] of [['TRUE', true], [' false ', false], [1, true], [0, false]] as const) {
+      const next = requestIdOf(await seedSend({ audiences: ['jackson'], needConfirm, duration: 600 }));
+      await socket.until((d) => received(d, next), `the message with needConfirm ${JSON.stringify(needConfirm)}`);
+      expect(socket.messages.find((m) => m.messageId === next)).to.include({ needConfirm: expected });
+    }
+    expect((await seedSend({ audiences: ['jackson'], needConfirm: 'yes' })).status).to.equal(400);
+  });
+
   // Last: it moves the clock on by the seed's duration.
   it('needConfirm=false: the seed duration (10000 s) does not expire it; a device offline past it still receives it', async () => {
     const device = await register({ alias: 'away' });

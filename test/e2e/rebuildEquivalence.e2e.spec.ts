@@ -169,7 +169,8 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await h.datahub.sendFromService('camel', { sender: '', type: 'vip_remind', receivers: ['carol'], data: { days: 3 }, level: 0, forBrowser: false, forClient: true }, now());
     await h.datahub.sendFromService('camel', { sender: 'shop', type: 'subsapply_event', receivers: ['alice'], data: { repname: 'rep', itemname: 'item' }, ...both }, now());
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'first broadcast' }, ...both }, now());
-    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false }, now());
+    // A broadcast to the whole app with the time its sender gave, kept as written (issue 22).
+    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10t15:06:09.5-05:30' }, now());
     // A broadcast naming its receiver, with the time its sender gave (issue 22).
     await h.datahub.send(admin, { type: 'site_broadcast', receivers: ['carol'], data: { text: 'to carol only' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10T15:06:09Z08:00' }, now());
     await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['bob', 'carol'], data: { repname: 'rep', itemname: 'item', phase: 1 }, level: 0, forBrowser: true, forClient: false }, now());
@@ -239,7 +240,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await socket.until((s) => s.messages.some((m) => m.messageId === confirmed.pushId), 'the message to confirm');
     socket.confirm(confirmed.pushId);
     await eventually(async () => expect((await h.pushes.status('camel', confirmed.pushId))?.deliveries).to.include({ confirmed: 1 }));
-    const byTag = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'TAG', audiences: ['news'], alert: 'news', tenantCode: 't1' }, now());
+    const byTag = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'TAG', audiences: ['news'], alert: 'news\nsecond line', tenantCode: 't1', extra: { orderId: 7, lines: ['a', { b: null }] } }, now());
     await eventually(async () => expect((await h.pushes.status('camel', byTag.pushId))?.deliveries).to.include({ delivered: 1, pending: 1 }));
     const once = await h.pushes.topvdnPush('camel', { msg: 'aGVsbG8=', flag: 3, from: null, clientIds: [phone.clientId, tablet.clientId], callback: true }, now());
     await eventually(async () => expect(await h.pushes.status('camel', once.pushId)).to.deep.include({ callback: 'delivered' }));

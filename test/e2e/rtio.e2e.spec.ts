@@ -99,8 +99,9 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const head = await herald.infrastructure.store.headPosition();
     const cases: Array<[string, string, number]> = [
       ['/call/send', '{"nonce": "x1", "device_id": "' + created.device_id + '", "message": "' + 'm'.repeat(513) + '"}', 1604],
-      ['/call/send', '{"nonce": "x2", "device_id": "' + created.device_id + '", "message": "m", "time_live": 31}', 1604],
-      ['/call/send', '{"nonce": "x3", "device_id": "' + created.device_id + '", "message": "m", "time_live": "6"}', 1604],
+      ['/call/send', '{"nonce": "x2", "device_id": "' + created.device_id + '", "message": "m", "time_live": -1}', 1604],
+      ['/call/send', '{"nonce": "x3", "device_id": "' + created.device_id + '", "message": "m", "time_live": 1.5}', 1604],
+      ['/call/send', '{"nonce": "x3b", "device_id": "' + created.device_id + '", "message": "m", "time_live": "six"}', 1604],
       ['/call/send', '{"nonce": "x4", "device_id": "' + created.device_id + '"}', 1604],
       ['/call/send', `{"nonce": "${'n'.repeat(33)}", "device_id": "${created.device_id}", "message": "m"}`, 1604],
       ['/call/send', '{"nonce": "x5", "device_id": "0123456789abcdef0123456789abcdef", "message": "m"}', 1605],
@@ -110,7 +111,8 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       ['/call/send', '', 1601],
       ['/call/send', '[1]', 1601],
       ['/manage/create_device', '{}', 1604],
-      ['/manage/create_device', '{"nonce": 5}', 1604],
+      ['/manage/create_device', '{"nonce": true}', 1604],
+      ['/manage/create_device', '{"nonce": -5}', 1604],
       ['/manage/nope', '{"nonce": "x9"}', 1600],
     ];
     for (const [path, body, code] of cases) {
@@ -188,16 +190,25 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect((await send({ device_id: otherDevice.device_id })).body.code).to.equal(1605);
   });
 
-  it('takes callers outside the trusted networks only with app credentials (401, code 4010)', async () => {
+  it("answers a caller outside the trusted networks without app credentials in the seed's envelope: HTTP 200, code 1606, naming its address", async () => {
     const closed = await startTestHerald({ rtioTrustedCidrs: [] });
     try {
-      const refused = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t1"}' });
-      expect(refused.status).to.equal(401);
-      expect(await refused.json()).to.deep.include({ nonce: 't1', code: 4010 });
+      // The seed's own example, from a network not in RTIO_TRUSTED_CIDRS.
+      const refused = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"1724578899"}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      expect(refused.status).to.equal(200);
+      const body = (await refused.json()) as Record<string, unknown>;
+      expect(Object.keys(body).sort()).to.deep.equal(['code', 'desc', 'nonce']);
+      expect(body).to.include({ nonce: '1724578899', code: 1606 });
+      expect(body.desc).to.match(/RTIO_TRUSTED_CIDRS/).and.to.match(/127\.0\.0\.1/);
+      const call = await fetch(`${closed.url}/call/send`, { method: 'POST', body: '{"nonce":"157789243", "device_id": "4ffffb282b774b1fa1942b76445131d7", "message":"this dispatch message"}' });
+      expect(call.status).to.equal(200);
+      expect(await call.json()).to.include({ nonce: '157789243', code: 1606, device_id: '4ffffb282b774b1fa1942b76445131d7' });
       const wrongKey = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t2"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'nope' } });
-      expect(wrongKey.status).to.equal(401);
-      const allowed = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t3"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' } });
-      expect(await allowed.json()).to.deep.include({ nonce: 't3', code: 1000 });
+      expect(wrongKey.status).to.equal(200);
+      expect(await wrongKey.json()).to.include({ nonce: 't2', code: 1606 });
+      // Refused callers took no nonce: the same nonce from a trusted app goes through.
+      const allowed = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t2"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' } });
+      expect(await allowed.json()).to.deep.include({ nonce: 't2', code: 1000 });
     } finally {
       await closed.stop();
     }
@@ -274,6 +285,26 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect((await send({ device_id: created.device_id, message: '消'.repeat(170) })).body).to.include({ code: 1000 });
     expect((await send({ device_id: created.device_id, message: '消'.repeat(171) })).body).to.include({ code: 1604, device_id: created.device_id });
     expect(device.calls).to.have.length(1);
-    expect((await send({ device_id: created.device_id, time_live: 31 })).body).to.include({ code: 1604, device_id: created.device_id });
+    expect((await send({ device_id: created.device_id, time_live: -1 })).body).to.include({ code: 1604, device_id: created.device_id });
+  });
+
+  it('takes a nonce sent as a whole number (PHP time(), a Go int64) as its digits, echoed as sent; the same digits as text are the same nonce', async () => {
+    const n = 1_700_000_000 + (Date.now() % 1e8);
+    const created = await post('/manage/create_device', `{"nonce": ${n}}`);
+    expect(created.body).to.include({ nonce: n, code: 1000 });
+    const again = await post('/call/send', `{"nonce": "${n}", "device_id": "${created.body.device_id as string}", "message": "m"}`);
+    expect(again.body).to.include({ nonce: String(n), code: 1604 });
+    for (const bad of ['-1', '1.5', '1e40']) expect((await post('/manage/create_device', `{"nonce": ${bad}}`)).body, bad).to.include({ nonce: '', code: 1604 });
+  });
+
+  it('takes time_live 0 (a Go struct without omitempty) as the default 6 s, clamps one above 30 to 30, reads "6" as 6', async () => {
+    const created = await create();
+    const device = await connect(created, () => ({ code: 1000, message: 'ok' }));
+    for (const timeLive of ['0', '31', '3600', '"6"', '"0"']) {
+      const n = nonce();
+      const answer = await post('/call/send', `{"nonce":"${n}", "device_id": "${created.device_id}", "message":"this dispatch message", "time_live": ${timeLive}}`);
+      expect(answer.body, timeLive).to.include({ nonce: n, code: 1000 });
+    }
+    expect(device.calls.map((call) => call.time_live)).to.deep.equal([6, 30, 30, 6, 6]);
   });
 });

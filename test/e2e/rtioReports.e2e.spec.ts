@@ -22,7 +22,7 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
   const devices: RtioDevice[] = [];
   // The app's notify endpoint: records each request; answers the next queued answer (an ack when none).
   const received: Array<{ nonce: string; device_id: string; device_message: string; at: number }> = [];
-  const answers: Array<'ack' | 'http500' | 'code500' | 'junk'> = [];
+  const answers: Array<'ack' | 'ackText' | 'http500' | 'code500' | 'junk'> = [];
   let notifyServer: http.Server;
 
   before(async () => {
@@ -35,7 +35,7 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
         const answer = answers.shift() ?? 'ack';
         if (answer === 'http500') res.statusCode = 500;
         res.setHeader('content-type', 'application/json');
-        res.end(answer === 'junk' ? 'not json' : JSON.stringify({ nonce: request.nonce, code: answer === 'ack' ? 1000 : 500 }));
+        res.end(answer === 'junk' ? 'not json' : JSON.stringify({ nonce: request.nonce, code: answer === 'ack' ? 1000 : answer === 'ackText' ? '1000' : 500 }));
       });
     });
     await new Promise<void>((resolve) => notifyServer.listen(0, '127.0.0.1', resolve));
@@ -95,6 +95,17 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     // The same nonce on every try.
     expect(new Set(received.map((r) => r.nonce)).size).to.equal(1);
     expect(received[1]!.at - received[0]!.at).to.be.at.least(2000);
+  });
+
+  it('takes code "1000" as text (a PHP app-service) as the acknowledgement', async () => {
+    const herald = running ?? (await start());
+    const d = await device(herald, 'report-device-text-ack');
+    answers.push('ackText');
+    const before = received.length;
+    const reportId = await reportFrom(d, 'acknowledged as text');
+    await eventually(() => expect(received.length).to.equal(before + 1));
+    const queries = rtioReportQueries(herald.infrastructure.database.pool);
+    await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 1 }));
   });
 
   it('gives up after 10 tries (2, 4, … 512 s apart), and a restart mid-schedule continues it', async () => {

@@ -21,6 +21,10 @@ interface Reply {
 }
 
 const HELLO = Buffer.from('hello').toString('base64');
+/** The seed's request_id: 32 lowercase hex digits ("2279fa57f4d644c1b333f5ff5ff7a2b7"). */
+const REQUEST_ID = /^[0-9a-f]{32}$/;
+/** herald's push id (a UUID, in events and streams) of a topvdn request_id. */
+const pushIdOf = (requestId: string) => requestId.replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5');
 
 function topvdnClient(url: () => string) {
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> => {
@@ -55,7 +59,13 @@ describe('topvdn: /v2/message', function () {
   const { post, register, clientPush, serverPush } = topvdnClient(() => url);
 
   before(async () => {
-    ({ url, stop, herald } = await startTestHerald({}, clock.now));
+    // The seed's own app (its curl example's X-APP-ID / X-APP-Key) beside the test apps.
+    const apps = [
+      { appId: 'camel', secret: 'EERWERRRRE' },
+      { appId: 'other', secret: 'other-secret' },
+      { appId: 'Test', secret: 'mock-app-key-use-your-own-pls' },
+    ];
+    ({ url, stop, herald } = await startTestHerald({ apps }, clock.now));
   });
   after(async () => {
     for (const socket of sockets) socket.close();
@@ -84,13 +94,13 @@ describe('topvdn: /v2/message', function () {
     expect(code, JSON.stringify(body)).to.equal(200);
     expect(Object.keys(body)).to.deep.equal(['request_id']);
     const requestId = body.request_id as string;
-    expect(requestId).to.be.a('string').and.not.empty;
+    expect(requestId).to.match(REQUEST_ID);
     for (const socket of [socket1, socket2]) {
       await socket.until((s) => s.messages.length === 1, 'the message');
       expect(socket.messages[0]).to.deep.equal({ messageId: requestId, appId: 'camel', type: 'topvdn', msg: HELLO, flag: 3, from: sender.clientId, needConfirm: false });
     }
     // callback: 1 is recorded on the push.
-    const [requested] = await herald.infrastructure.store.readStream(`push-${requestId}`);
+    const [requested] = await herald.infrastructure.store.readStream(`push-${pushIdOf(requestId)}`);
     expect(requested?.data).to.deep.include({ message: { kind: 'topvdn', msg: HELLO, flag: 3, from: sender.clientId, callback: true } });
     // The attempts are recorded just after the frames are written.
     await eventually(async () => expect((await status(requestId))?.deliveries).to.include({ delivered: 2 }));
@@ -118,11 +128,12 @@ describe('topvdn: /v2/message', function () {
     expect(ids(socket)).to.deep.equal([next.body.request_id]);
   });
 
-  it('server push, proxy 0: to device numbers of the app, from nobody; unknown numbers and other apps\' devices reach nothing', async () => {
+  it('server push, proxy 0: to device numbers of the app, from nobody; unknown numbers and other apps\' devices are skipped and listed', async () => {
     const [a, b, foreign] = [await register(), await register(), await register('other')];
     const [socketA, socketB, socketForeign] = [await connect(a), await connect(b), await connect(foreign)];
-    const { status: code, body } = await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [a.clientId, b.clientId, 9_999_999, foreign.clientId] } });
+    const { status: code, body } = await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 3, clients: [a.clientId, b.clientId, 9_999_999, foreign.clientId, 9_999_999] } });
     expect(code, JSON.stringify(body)).to.equal(200);
+    expect(body).to.deep.equal({ request_id: body.request_id, skipped_clients: [9_999_999, foreign.clientId] });
     const requestId = body.request_id as string;
     for (const socket of [socketA, socketB]) {
       await socket.until((s) => s.messages.length === 1, 'the message');
@@ -279,11 +290,88 @@ describe('topvdn: /v2/message', function () {
     expect(await pushesSince(head)).to.deep.equal([]);
   });
 
-  it("reads the body as JSON whatever the Content-Type (none, curl -d's form type, text/plain)", async () => {
+  it("server push: the seed's example to a number that is no device of the app is refused (400, skipped_clients), nothing pushed; unknown numbers beside known ones are skipped and listed", async () => {
+    const head = await herald.infrastructure.store.headPosition();
+    // The seed's curl, byte for byte: 1003181 is no device of the app "Test".
+    const seedBody = '{\n    "proxy": 0,\n    "payload": {\n        "msg": "aGVsbG8=",\n        "flag": 3,\n        "clients": [1003181]\n    }\n}';
+    const seedHeaders = { 'Content-Type': 'application/json', 'X-APP-ID': 'Test', 'X-APP-Key': 'mock-app-key-use-your-own-pls', 'Cache-Control': 'no-cache' };
+    const refused = await post('/v2/message/server/push', seedBody, seedHeaders);
+    expect(refused.status, JSON.stringify(refused.body)).to.equal(400);
+    expect(refused.body).to.deep.equal({ code: 'bad_request', message: 'payload.clients: no device of this app; nothing was pushed', skipped_clients: [1003181] });
+    expect(await pushesSince(head)).to.deep.equal([]);
+
+    // The same, once 1003181's place is taken by a device of the app beside it: delivered to it, 1003181 listed.
+    const [device, from] = [await register('Test'), await register('Test')];
+    const socket = await connect(device);
+    const mixed = await post('/v2/message/server/push', seedBody.replace('[1003181]', `[1003181, ${device.clientId}]`), seedHeaders);
+    expect(mixed.status, JSON.stringify(mixed.body)).to.equal(200);
+    expect(mixed.body).to.deep.equal({ request_id: mixed.body.request_id, skipped_clients: [1003181] });
+    await socket.until((s) => s.messages.length === 1, 'the message');
+    expect(ids(socket)).to.deep.equal([mixed.body.request_id]);
+
+    // proxy 1: an item whose to or from is no device of the app is skipped; its request_ids entry is null.
+    const proxied = await serverPush(
+      {
+        proxy: 1,
+        payload: [
+          { from: from.clientId, to: 5003062, flag: 3, msg: HELLO },
+          { from: from.clientId, to: device.clientId, flag: 3, msg: HELLO },
+          { from: 1003200, to: device.clientId, flag: 3, msg: HELLO },
+        ],
+      },
+      'Test',
+      'mock-app-key-use-your-own-pls',
+    );
+    expect(proxied.status, JSON.stringify(proxied.body)).to.equal(200);
+    const pushed = (proxied.body.request_ids as Array<string | null>)[1]!;
+    expect(proxied.body).to.deep.equal({ request_id: pushed, request_ids: [null, pushed, null], skipped_clients: [5003062, 1003200] });
+    await socket.until((s) => s.messages.length === 2, 'the proxied message');
+    expect(ids(socket)).to.deep.equal([mixed.body.request_id, pushed]);
+    // Every item naming an unknown device: refused, nothing pushed.
+    const before = await herald.infrastructure.store.headPosition();
+    const none = await serverPush({ proxy: 1, payload: [{ from: 1003200, to: 5003062, msg: HELLO }, { from: from.clientId, to: 5002654, msg: HELLO }] }, 'Test', 'mock-app-key-use-your-own-pls');
+    expect(none.status).to.equal(400);
+    expect(none.body).to.deep.equal({ code: 'bad_request', message: 'payload: from and to: no device of this app; nothing was pushed', skipped_clients: [1003200, 5003062, 5002654] });
+    expect(await pushesSince(before)).to.deep.equal([]);
+  });
+
+  it("answers request_id as the seed's 32 hex digits on both pushes and their Idempotency-Key replays, as the device's messageId; a confirmation takes it with or without dashes", async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    // The seed's client push curl, byte for byte but for the tokens.
+    const clientBody = `{\n    "msg": "aGVsbG8=",\n    "flag": 2,\n    "callback": 1,\n    "access_tokens": ["${peer.token}"]\n}`;
+    const client = await post('/v2/message/client/push', clientBody, { 'X-Client-Token': sender.token, 'Content-Type': 'application/json', 'Cache-Control': 'no-cache', 'Idempotency-Key': 'hex-1' });
+    expect(client.status, JSON.stringify(client.body)).to.equal(200);
+    expect(Object.keys(client.body)).to.deep.equal(['request_id']);
+    expect(client.body.request_id).to.match(REQUEST_ID);
+    const replay = await post('/v2/message/client/push', clientBody, { 'X-Client-Token': sender.token, 'Idempotency-Key': 'hex-1' });
+    expect(replay.body).to.deep.equal(client.body);
+    const batch = await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 2, clients: [peer.clientId] } });
+    expect(batch.body.request_id).to.match(REQUEST_ID);
+    const proxy = { proxy: 1, payload: [{ from: sender.clientId, to: peer.clientId, flag: 3, msg: HELLO }] };
+    const proxied = await post('/v2/message/server/push', proxy, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE', 'idempotency-key': 'hex-2' });
+    expect(proxied.body.request_id).to.match(REQUEST_ID);
+    expect(proxied.body.request_ids).to.deep.equal([proxied.body.request_id]);
+    expect((await post('/v2/message/server/push', proxy, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE', 'idempotency-key': 'hex-2' })).body).to.deep.equal(proxied.body);
+
+    await socket.until((s) => s.messages.length === 3, 'the messages');
+    expect(ids(socket)).to.deep.equal([client.body.request_id, batch.body.request_id, proxied.body.request_id]);
+    // Confirmed as the device received it, and (a device built on the UUID) with dashes.
+    const [first, second] = [client.body.request_id as string, batch.body.request_id as string];
+    socket.confirm(first);
+    socket.confirm(pushIdOf(second));
+    await socket.until((s) => s.frames.filter((f) => f.confirmed !== undefined).length === 2, 'the confirmations');
+    expect(socket.frames.filter((f) => f.error !== undefined)).to.deep.equal([]);
+    for (const id of [first, second]) await eventually(async () => expect((await status(id))?.deliveries).to.include({ confirmed: 1 }));
+    expect((await status(pushIdOf(first)))?.deliveries).to.include({ confirmed: 1 });
+  });
+
+  it("reads the body as JSON whatever the Content-Type (none, curl -d's form type, text/plain) and charset (utf8 as PHP and Java write it, GBK)", async () => {
     const [sender, peer] = [await register(), await register()];
     const socket = await connect(peer);
     const sent: unknown[] = [];
-    for (const type of [undefined, 'application/x-www-form-urlencoded', 'text/plain;charset=UTF-8']) {
+    const types = [undefined, 'application/x-www-form-urlencoded', 'text/plain;charset=UTF-8', 'application/json;charset=utf8', 'application/json; charset=GBK', 'application/json; charset=gb2312'];
+    for (const type of types) {
       const response = await fetch(`${url}/v2/message/client/push`, {
         method: 'POST',
         headers: { 'x-client-token': sender.token, ...(type && { 'content-type': type }) },
@@ -300,8 +388,14 @@ describe('topvdn: /v2/message', function () {
     });
     expect(server.status).to.equal(200);
     sent.push(((await server.json()) as Record<string, unknown>).request_id);
-    await socket.until((s) => s.messages.length === 4, 'four messages');
+    await socket.until((s) => s.messages.length === types.length + 1, 'every message');
     expect(ids(socket)).to.deep.equal(sent);
+    // A charset nobody knows, or a body that is not JSON: 400 in the envelope, as before.
+    for (const [type, body] of [['application/json; charset=klingon', '{}'], ['application/json', '{"msg": '], ['application/json', '"text"']] as const) {
+      const refused = await fetch(`${url}/v2/message/client/push`, { method: 'POST', headers: { 'x-client-token': sender.token, 'content-type': type }, body });
+      expect(refused.status, `${type} ${body}`).to.equal(400);
+      expect(Object.keys((await refused.json()) as object)).to.deep.equal(['code', 'message']);
+    }
   });
 
   it('takes an empty optional field as absent: flag null or "" is the default, 2', async () => {
@@ -314,6 +408,25 @@ describe('topvdn: /v2/message', function () {
     }
     await socket.until((s) => s.messages.length >= 6, 'six messages');
     expect(socket.messages.slice(0, 6).map((m) => [m.flag, m.needConfirm])).to.deep.equal(Array(6).fill([2, true]));
+  });
+
+  it('takes what a Go or PHP server sends: flag 0 (a Go int without omitempty) as the default, 2; numbers as strings of digits', async () => {
+    const [sender, peer] = [await register(), await register()];
+    const socket = await connect(peer);
+    expect((await clientPush(sender.token, { flag: 0, callback: 0, access_tokens: [peer.token] })).status).to.equal(200);
+    expect((await serverPush({ proxy: 0, payload: { msg: HELLO, flag: 0, clients: [peer.clientId] } })).status).to.equal(200);
+    expect((await serverPush({ proxy: 1, payload: [{ from: sender.clientId, to: peer.clientId, flag: 0, msg: HELLO }] })).status).to.equal(200);
+    // Every number as a string, as a PHP client building the body from a form or a Go one with `,string` tags sends it.
+    expect((await clientPush(sender.token, { flag: '3', callback: '0', access_tokens: [peer.token] })).status).to.equal(200);
+    const batch = await serverPush({ proxy: '0', payload: { msg: HELLO, flag: '3', clients: [String(peer.clientId), '1003181'] } });
+    expect(batch.status, JSON.stringify(batch.body)).to.equal(200);
+    expect(batch.body.skipped_clients).to.deep.equal([1003181]);
+    expect((await serverPush({ proxy: '1', payload: [{ from: String(sender.clientId), to: String(peer.clientId), flag: '3', msg: HELLO }] })).status).to.equal(200);
+    await socket.until((s) => s.messages.length >= 6, 'six messages');
+    expect(socket.messages.slice(0, 6).map((m) => m.flag)).to.deep.equal([2, 2, 2, 3, 3, 3]);
+    // clients: [] names no one (as access_tokens: []): taken, reaching nobody.
+    const nobody = await serverPush({ proxy: 0, payload: { msg: HELLO, clients: [] } });
+    expect(nobody).to.deep.include({ status: 200, body: { request_id: nobody.body.request_id } });
   });
 
   it('client push errors: 401 without a valid device token, 400 for bad input, in the {code, message} envelope, appending nothing', async () => {
@@ -375,7 +488,7 @@ describe('topvdn: /v2/message', function () {
   });
 
   it('server push errors: 401 for a wrong key or unknown app; 400 for bad input; proxy 1 with one bad item pushes nothing', async () => {
-    const [from, to, foreign] = [await register(), await register(), await register('other')];
+    const [from, to] = [await register(), await register()];
     const socket = await connect(to);
     const head = await herald.infrastructure.store.headPosition();
     const good = { proxy: 0, payload: { msg: HELLO, clients: [to.clientId] } };
@@ -416,8 +529,9 @@ describe('topvdn: /v2/message', function () {
       [{ proxy: 1, payload: [item, { ...item, msg: '!!' }] }, 'payload[1].msg'],
       [{ proxy: 1, payload: [item, { to: to.clientId, msg: HELLO }] }, 'payload[1].from'],
       [{ proxy: 1, payload: [item, { ...item, to: 0 }] }, 'payload[1].to'],
-      [{ proxy: 1, payload: [item, { ...item, from: 9_999_999 }] }, 'payload[1].from: not a device of this app'],
-      [{ proxy: 1, payload: [item, item, { ...item, from: foreign.clientId }] }, 'payload[2].from: not a device of this app'],
+      // Bad input is refused even in an item that names no device (it would be skipped otherwise).
+      [{ proxy: 1, payload: [item, { ...item, from: 9_999_999, flag: 4 }] }, 'payload[1].flag'],
+      [{ proxy: 0, payload: { msg: '!!', clients: [9_999_999] } }, 'payload.msg'],
     ];
     for (const [body, expected] of cases) {
       const reply = await serverPush(body);

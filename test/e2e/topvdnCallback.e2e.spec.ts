@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
+import { pushIdOfSentId } from '../../domain/device/push';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
 
@@ -67,6 +68,8 @@ describe('topvdn: app callbacks', function () {
     const id = await clientPush(token, 2);
     await eventually(() => expect(received.length).to.equal(before + 1));
     expect(received[before]).to.deep.include({ request_id: id, msg: 'aGVsbG8=', flag: 2 });
+    // The seed's request_id form, as the sender was answered: 32 hex digits.
+    expect(received[before]!.request_id).to.match(/^[0-9a-f]{32}$/);
     expect(received[before]!.from).to.be.a('number');
     // The attempt is recorded once the app has answered (500: not confirmed).
     await eventually(async () => expect((await herald.pushes.status('camel', id))?.callback).to.equal('delivered'));
@@ -97,7 +100,7 @@ describe('topvdn: app callbacks', function () {
     await call('PUT', '/v2/message/callback', { url: null });
     const nowhere = await clientPush(token, 2);
     await eventually(async () => expect((await herald.pushes.status('camel', nowhere))?.callback).to.equal('dropped'));
-    const events = await herald.infrastructure.store.readStream(`delivery-${nowhere}.app-callback`);
+    const events = await herald.infrastructure.store.readStream(`delivery-${pushIdOfSentId(nowhere)}.app-callback`);
     expect(events.map((e) => [e.type, (e.data as { reason?: string }).reason])).to.deep.equal([['DeliveryDropped', 'no_callback_url']]);
     expect(received.map((r) => r.request_id)).to.not.include(nowhere);
   });

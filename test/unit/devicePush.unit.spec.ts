@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
 import { deliveryDecider, deliveryTerms, nextAttempt, type DeliveryEvent, type DeliveryTerms } from '../../domain/device/delivery';
 import { deviceDecider, type DeviceEvent, type RegisterDevice } from '../../domain/device/device';
-import { pushDecider, type PushRequestedData, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
+import { PushEvent, pushDecider, pushIdOfSentId, topvdnFlag, topvdnRequestId, unknownClients, type PushRequestedData, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 const now = '2026-11-23T10:00:00.000Z';
@@ -118,6 +118,73 @@ describe('push decider', () => {
       .thenThrows(DomainError, (e) => expect(e.message).to.equal('audiences: at least one is required'));
   });
 
+  // Issue 22 (audit): what a Java client's unset `int duration` sends is 0: no duration, the default.
+  it('needConfirm with duration 0 is the default validity (7 days); over 30 days is 30 days', () => {
+    const push = pushDecider.decide({ ...onePush, needConfirm: true, duration: 0 }, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(push).to.include({ needsConfirm: true, expiresAt: at(7 * 24 * 3600) });
+    expect(pushDecider.decide({ ...onePush, needConfirm: true, duration: 30 * 24 * 3600 + 1 }, pushDecider.initialState())[0]!.data).to.include({ expiresAt: at(30 * 24 * 3600) });
+  });
+
+  it('takes a multi-line alert and extra (LF, CR, TAB); other control characters are refused', () => {
+    const push = pushDecider.decide({ ...onePush, alert: 'line1\nline2\r\n\tend', extra: 'a\nb' }, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(push.message).to.include({ alert: 'line1\nline2\r\n\tend', extra: 'a\nb' });
+    for (const change of [{ alert: 'a\u0001b' }, { alert: 'a\u0000b' }, { extra: 'a\u001bb' }]) {
+      spec
+        .given([])
+        .when({ ...onePush, ...change })
+        .thenThrows(DomainError, (e) => expect(e.message).to.match(/^(alert|extra): may not contain control characters$/));
+    }
+  });
+
+  it('trims each audience as registration stores it; an alias with inner spaces, or a tag too long to register, is refused, naming it', () => {
+    const byAlias = pushDecider.decide({ ...onePush, audiences: ['testuser1 ', ' testuser1', '\tbob\n'] }, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(byAlias.audience).to.deep.equal({ type: 'ALIAS', aliases: ['testuser1', 'bob'] });
+    const byTag = pushDecider.decide({ ...onePush, audienceType: 'TAG', audiences: [' sz ', 'two words'] }, pushDecider.initialState())[0]!.data as PushRequestedData;
+    expect(byTag.audience).to.deep.equal({ type: 'TAG', tags: ['sz', 'two words'] });
+    spec
+      .given([])
+      .when({ ...onePush, audiences: ['testuser1', 'test user1'] })
+      .thenThrows(DomainError, (e) => expect(e.message).to.equal('audiences: "test user1" is not an alias (aliases have no spaces)'));
+    spec
+      .given([])
+      .when({ ...onePush, audienceType: 'TAG', audiences: ['t'.repeat(65)] })
+      .thenThrows(DomainError, (e) => expect(e.message).to.equal('audiences: at most 64 characters'));
+    spec
+      .given([])
+      .when({ ...onePush, audiences: ['a'.repeat(129)] })
+      .thenThrows(DomainError, (e) => expect(e.message).to.equal('audiences: at most 128 characters'));
+  });
+
+  // Issue 22 (audit): the original one-push took any JSON in extra ("业务系统自定义的消息数据") and delivered it.
+  it('records extra given as JSON (object, array, number, boolean) as given; old events with text extra still decode', () => {
+    for (const extra of [{ orderId: 7, lines: ['a', { b: null }] }, [1, 'two'], 42, 0, false, true]) {
+      const [event] = pushDecider.decide({ ...onePush, extra }, pushDecider.initialState());
+      expect((event!.data as PushRequestedData).message).to.deep.include({ extra });
+      expect(PushEvent.is(JSON.parse(JSON.stringify(event)))).to.equal(true);
+    }
+    const [old] = pushDecider.decide(onePush, pushDecider.initialState());
+    expect(PushEvent.is(JSON.parse(JSON.stringify(old)))).to.equal(true);
+    // A retry whose stored extra came back with its keys in another order (jsonb) is the same request.
+    const [keyed] = pushDecider.decide({ ...onePush, extra: { a: 1, b: [2] } }, pushDecider.initialState());
+    spec.given([keyed!]).when({ ...onePush, extra: { b: [2], a: 1 } }).then([]);
+    // null is none, as before.
+    expect((pushDecider.decide({ ...onePush, extra: null }, pushDecider.initialState())[0]!.data as PushRequestedData).message).to.include({ extra: '' });
+    // The same limit as text, on its JSON text; bounded depth; storable text in values and keys.
+    expect(pushDecider.decide({ ...onePush, extra: { k: '😀'.repeat(4096 - 8) } }, pushDecider.initialState())).to.have.length(1);
+    for (const [extra, message] of [
+      [{ k: '😀'.repeat(4096 - 7) }, 'extra: at most 4096 characters (of its JSON)'],
+      [JSON.parse(`${'['.repeat(33)}${']'.repeat(33)}`), 'extra: JSON nested at most 32 deep'],
+      [{ 'a\u0000': 1 }, 'extra: may not contain control characters'],
+      [{ a: ['\u0001'] }, 'extra: may not contain control characters'],
+      [{ a: Infinity }, 'extra: a number too large for JSON'],
+    ] as const) {
+      spec
+        .given([])
+        .when({ ...onePush, extra })
+        .thenThrows(DomainError, (e) => expect(e.message).to.equal(message));
+    }
+  });
+
   it('counts the alert limit in characters (code points): 1,024 emoji are fine, 1,025 are not', () => {
     expect(pushDecider.decide({ ...onePush, alert: '😀'.repeat(1024) }, pushDecider.initialState())).to.have.length(1);
     spec
@@ -195,7 +262,8 @@ describe('push decider', () => {
       [{ audiences: [] }, 'audiences'],
       [{ alert: ' ' }, 'alert'],
       [{ pushMsgType: 'PING' }, 'pushMsgType'],
-      [{ needConfirm: true, duration: 0 }, 'duration'],
+      [{ needConfirm: true, duration: -1 }, 'duration'],
+      [{ needConfirm: true, duration: 1.5 }, 'duration'],
       [{ badge: -1 }, 'badge'],
       [{ extra: 'x'.repeat(4097) }, 'extra'],
       [{ sound: 'a\nb' }, 'sound'],
@@ -275,5 +343,26 @@ describe('delivery decider', () => {
       .given([delivered(1, 0, 10), expired])
       .when({ type: 'ConfirmDelivery', terms: confirmOne, now: at(61) })
       .thenThrows(DomainError, (e) => expect(e.code).to.equal('expired'));
+  });
+});
+
+describe("topvdn's request_id and device numbers", () => {
+  it('answers a push id as 32 lowercase hex digits and takes it back in either form', () => {
+    const id = '2279fa57-f4d6-44c1-b333-f5ff5ff7a2b7';
+    expect(topvdnRequestId(id)).to.equal('2279fa57f4d644c1b333f5ff5ff7a2b7');
+    for (const sent of [id, '2279fa57f4d644c1b333f5ff5ff7a2b7', '2279FA57F4D644C1B333F5FF5FF7A2B7', id.toUpperCase()]) expect(pushIdOfSentId(sent), sent).to.equal(id);
+    // Not an id of either form: as given (it names no push).
+    for (const other of ['', 'abc', '2279fa57f4d644c1b333f5ff5ff7a2b', '2279fa57f4d644c1b333f5ff5ff7a2b7z']) expect(pushIdOfSentId(other)).to.equal(other);
+  });
+  it('lists the named numbers that are no device of the app, each once, in the order named', () => {
+    expect(unknownClients([5, 1003181, 7, 1003181, 9], new Set([5, 7]))).to.deep.equal([1003181, 9]);
+    expect(unknownClients([5, 7], new Set([5, 7]))).to.deep.equal([]);
+  });
+});
+
+describe("topvdn's flag", () => {
+  it('absent, null and 0 (a Go struct without omitempty) are the default, 2; other values are as sent', () => {
+    for (const flag of [undefined, null, 0]) expect(topvdnFlag(flag)).to.equal(2);
+    for (const flag of [2, 3, 1, 4, -1]) expect(topvdnFlag(flag)).to.equal(flag);
   });
 });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
-import { isDeviceCode, rtioCallDecider, rtioDeviceDecider, rtioNonceDecider, rtioReportDecider, type RtioCallEvent, type RtioDeviceEvent, type RtioNonceEvent, type RtioReportEvent } from '../../domain/rtio/rtio';
+import { isDeviceCode, rtioTimeLiveSeconds, rtioCallDecider, rtioDeviceDecider, rtioNonceDecider, rtioReportDecider, type RtioCallEvent, type RtioDeviceEvent, type RtioNonceEvent, type RtioReportEvent } from '../../domain/rtio/rtio';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 const now = '2026-11-23T10:00:00.000Z';
@@ -94,5 +94,22 @@ describe('rtio report decider', () => {
     const forwarded: RtioReportEvent = { type: 'RtioReportForwarded', data: { ...target, attempt: 1, forwardedAt: at(1) } };
     spec.given([reported]).when({ type: 'RecordForwarded', attempt: 1, now: at(1) }).then([forwarded]);
     spec.given([reported, forwarded]).when({ type: 'RecordForwardFailed', attempt: 2, error: 'x', now: at(2) }).then([]);
+  });
+});
+
+describe('rtio time_live', () => {
+  it('absent, null, blank and 0 are the default 6 s; above 30 is 30; a string of digits is its number', () => {
+    for (const raw of [undefined, null, '', ' ', 0, '0']) expect(rtioTimeLiveSeconds(raw), String(raw)).to.equal(6);
+    expect(rtioTimeLiveSeconds(1)).to.equal(1);
+    expect(rtioTimeLiveSeconds(30)).to.equal(30);
+    expect(rtioTimeLiveSeconds(31)).to.equal(30);
+    expect(rtioTimeLiveSeconds(Number.MAX_SAFE_INTEGER)).to.equal(30);
+    expect(rtioTimeLiveSeconds('6')).to.equal(6);
+    expect(rtioTimeLiveSeconds('3600')).to.equal(30);
+  });
+  it('refuses a negative number, a fraction and anything else', () => {
+    for (const raw of [-1, -30, 1.5, '1.5', '-1', 'six', true, [6], { s: 6 }, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => rtioTimeLiveSeconds(raw), String(raw)).to.throw(DomainError, 'time_live');
+    }
   });
 });
