@@ -2,7 +2,8 @@ import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, NOTIFICATION_TYPES, type NotificationType } from '../../domain/notification/notification';
-import { isStorableText } from '../../domain/text';
+import { characterCount, isStorableText, UUID } from '../../domain/text';
+import { splitUserList } from '../../domain/ticket/ticket';
 import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
@@ -85,7 +86,8 @@ export function createResolvers(deps: GraphqlDeps) {
         const sent = await deps.messaging.send(
           viewer,
           {
-            to: input.to,
+            // An entry may be a list as Koala's users are (the SDK's sendMessage(target) passes Koala's target through).
+            to: input.to.flatMap(splitUserList),
             title: input.title,
             content: input.content,
             props,
@@ -98,8 +100,23 @@ export function createResolvers(deps: GraphqlDeps) {
         return fromSent(sent);
       })),
       acknowledge: asUser(guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: UserContext) => {
-        if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new GraphQLError('no such message', { extensions: { code: 'NOT_FOUND' } });
-        return deps.messaging.acknowledge(viewer, ids, deps.clock());
+        // Every id of a message delivered to the viewer is acknowledged (an expired one counts as done);
+        // the others (not a message id, unknown, not delivered yet, sent to other users) are named in the
+        // error, which also carries how many were acknowledged (docs/api/graphql.md).
+        const messageIds = ids.filter((id) => UUID.test(id));
+        const { acknowledged, refused } =
+          messageIds.length > 0 || ids.length === 0 ? await deps.messaging.acknowledge(viewer, messageIds, deps.clock()) : { acknowledged: 0, refused: [] };
+        const notFound = [...ids.filter((id) => !UUID.test(id)), ...refused.filter((r) => r.error.code !== 'forbidden').map((r) => r.id)];
+        const othersMessages = refused.filter((r) => r.error.code === 'forbidden').map((r) => r.id);
+        if (notFound.length === 0 && othersMessages.length === 0) return acknowledged;
+        const named = (list: readonly string[]) => list.slice(0, 10).map((id) => JSON.stringify(id.slice(0, 64))).join(', ') + (list.length > 10 ? ', …' : '');
+        const reasons = [
+          ...(notFound.length > 0 ? [`no message delivered to you: ${named(notFound)}`] : []),
+          ...(othersMessages.length > 0 ? [`sent to other users: ${named(othersMessages)}`] : []),
+        ];
+        throw new GraphQLError(`${acknowledged} acknowledged; refused ${reasons.join('; ')}`, {
+          extensions: { code: notFound.length > 0 ? 'NOT_FOUND' : 'FORBIDDEN', acknowledged, refused: [...notFound, ...othersMessages] },
+        });
       })),
       markRead: asUser(guard(async (_: unknown, { seq }: { seq: string }, { viewer }: UserContext) => {
         const position = parseSeq(String(seq));
@@ -118,7 +135,7 @@ export function createResolvers(deps: GraphqlDeps) {
         const owner = args.owner ?? undefined;
         for (const [field, value] of [['repname', args.repname], ['itemname', args.itemname], ['owner', owner]] as const) {
           if (value === undefined) continue;
-          if (value.trim().length === 0 || value.length > MAX_NAME_LENGTH || !isStorableText(value)) throw badInput(`${field} must be 1-${MAX_NAME_LENGTH} characters of text`);
+          if (value.trim().length === 0 || characterCount(value) > MAX_NAME_LENGTH || !isStorableText(value)) throw badInput(`${field} must be 1-${MAX_NAME_LENGTH} characters of text`);
         }
         if (owner === viewer.userId) throw badInput('owner: the owner of the item cannot apply to it');
         await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner }, deps.clock());
@@ -206,7 +223,7 @@ function parseListFilter(args: NotificationsArgs): {
   const unreadOnly = args.unreadOnly ?? false;
   const forClient = args.forClient ?? false;
   if (type !== undefined && type !== null && !LIST_TYPES.includes(type)) throw badInput(`type must be one of ${LIST_TYPES.join(', ')}`);
-  if (sender !== undefined && sender !== null && (sender.length > MAX_NAME_LENGTH || !isStorableText(sender))) {
+  if (sender !== undefined && sender !== null && (characterCount(sender) > MAX_NAME_LENGTH || !isStorableText(sender))) {
     throw badInput(`sender must be at most ${MAX_NAME_LENGTH} characters of text`);
   }
   if (level !== undefined && level !== null && !(LEVELS as readonly number[]).includes(level)) throw badInput(`level must be ${LEVELS.join(' or ')}`);
@@ -392,7 +409,7 @@ export const notFound = (message: string) => new GraphQLError(message, { extensi
 /** An optional text argument: absent, or 1-`maxLength` characters of storable text (BAD_USER_INPUT otherwise). */
 export function filterText(field: string, value: string | null | undefined, maxLength: number): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (value.length === 0 || value.length > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
+  if (value.length === 0 || characterCount(value) > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
   return value;
 }
 

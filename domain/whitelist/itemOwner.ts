@@ -1,9 +1,9 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { NOTIFICATION_LIMITS } from '../notification/notification';
 import { streamNameOf } from '../streamName';
-import { isStorableText } from '../text';
+import { characterCount, isStorableText } from '../text';
+import { isUserId, USER_ID_MAX } from '../ticket/ticket';
 
 /**
  * Who owns a data item of an app: herald keeps no catalogue of datahub's items, so the app tells it
@@ -67,14 +67,10 @@ export type ItemOwnerState =
 
 export const itemOwnerStreamName = (appId: string, repname: string, itemname: string) => streamNameOf('item', appId, repname, itemname);
 
-/** A user id that is one user: datahub's receivers are separated by blanks or commas, so an owner holds neither. */
-export const isOneUser = (userId: string): boolean =>
-  userId.length > 0 && userId.length <= NOTIFICATION_LIMITS.userIdLength && !/[\s,]/.test(userId) && isStorableText(userId);
-
 /** An item's names, as datahub's shim bounds them: 1-128 characters of text each, not blank. */
 export function checkItemNames(repname: string, itemname: string, prefix = ''): void {
   for (const [field, value] of [['repname', repname], ['itemname', itemname]] as const) {
-    if (value.trim().length === 0 || value.length > ITEM_LIMITS.nameLength || !isStorableText(value)) {
+    if (value.trim().length === 0 || characterCount(value) > ITEM_LIMITS.nameLength || !isStorableText(value)) {
       throw new DomainError('invalid', `${prefix}${field} must be 1-${ITEM_LIMITS.nameLength} characters of text`);
     }
   }
@@ -99,7 +95,7 @@ export const itemOwnerDecider: Decider<ItemOwnerCommand, ItemOwnerEvent, ItemOwn
     const { appId, repname, itemname, now } = command;
     switch (command.type) {
       case 'RegisterItemOwner': {
-        if (!isOneUser(command.owner)) throw new DomainError('invalid', `owner must be one user id: 1-${NOTIFICATION_LIMITS.userIdLength} characters, no blanks or commas`);
+        if (!isUserId(command.owner)) throw new DomainError('invalid', `owner must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
         if (state.status === 'registered' && state.owner === command.owner) return [];
         return [{ type: 'ItemOwnerRegistered', data: { appId, repname, itemname, owner: command.owner, registeredAt: now } }];
       }

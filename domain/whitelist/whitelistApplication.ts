@@ -2,7 +2,7 @@ import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
 import type { SendNotification } from '../notification/notification';
-import { isStorableText } from '../text';
+import { isUserId, USER_ID_MAX } from '../ticket/ticket';
 import { checkItemNames, ITEM_LIMITS, type ItemOwnerState } from './itemOwner';
 
 /**
@@ -89,8 +89,9 @@ export const whitelistDecider: Decider<WhitelistCommand, WhitelistEvent, Whiteli
         if (state.status === 'applied') return [];
         checkItemNames(command.repname, command.itemname, 'data.');
         const { owner } = command;
-        if (owner !== undefined && (owner.trim().length === 0 || owner.length > WHITELIST_LIMITS.nameLength || !isStorableText(owner))) {
-          throw new DomainError('invalid', `receiver must be 1-${WHITELIST_LIMITS.nameLength} characters of text`);
+        // The owner is one user (a receiver list is split before it gets here; GraphQL's owner is not).
+        if (owner !== undefined && !isUserId(owner)) {
+          throw new DomainError('invalid', `receiver must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
         }
         if (command.owner === command.applicant) throw new DomainError('invalid', 'the owner of the item cannot apply to it');
         const { applicationId, appId, repname, itemname, applicant, now } = command;

@@ -124,7 +124,11 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     expect(otherInbox.data!.notifications.total, 'another app sees nothing').to.equal(0);
 
     const ack = (ids: string[]) => graphql<{ acknowledge: number }>(test.url, receiver, 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids });
-    expect((await ack([id])).data!.acknowledge).to.equal(1);
+    // An unknown id beside it: the message is acknowledged all the same, the unknown one named.
+    const unknownId = '00000000-0000-4000-8000-000000000000';
+    const mixed = await ack([id, unknownId, 'not-an-id']);
+    expect(mixed.errors?.[0]?.extensions).to.deep.equal({ code: 'NOT_FOUND', acknowledged: 1, refused: ['not-an-id', unknownId] });
+    expect(mixed.errors?.[0]?.message).to.equal(`1 acknowledged; refused no message delivered to you: "not-an-id", "${unknownId}"`);
     expect((await ack([id])).data!.acknowledge).to.equal(0);
 
     const invalid = await graphql(test.url, sender, 'mutation { sendMessage(input: { to: [], title: "t", content: "c" }) { id } }');
