@@ -39,7 +39,7 @@ function nastyText(validTicket: string): fc.Arbitrary<string> {
     fc.string({ unit: 'binary', maxLength: 40 }),
     fc.constantFrom('', ' ', '""', '"', ',', ',,,', '\u0000', 'a\u0000b', '\u0007', '\ud800', '\udc00x', '\u001b[2J', '%00', '\\'),
     fc.constantFrom('-1', '1e309', '9223372036854775808', '99999999999999999999999', '0x10', 'NaN', '1.5', '00', '4294967296', '1733500000000', '173350000000000'),
-    fc.constantFrom('a b', 'a\tb', 'a，b', 'a;b', ' u1 ', '\n', '😀'.repeat(256), '😀'.repeat(257)),
+    fc.constantFrom('a b', 'a\tb', 'a，b', 'a;b', 'a；b', 'a、b', 'a\u3000b', ' u1 ', '\n', '😀'.repeat(256), '😀'.repeat(257), 'x'.repeat(16385)),
     fc.constantFrom(validTicket, `${validTicket}x`, validTicket.replace(/\./, '..'), 'a.b', 'not-a-ticket'),
     fc.integer({ min: 1, max: 300 }).map((n) => 'x'.repeat(n * 1024)),
     fc.array(fc.constantFrom('u1', 'u2', '', ' ', '\u0000', 'x'.repeat(200)), { maxLength: 1200 }).map((a) => a.join(',')),
@@ -62,8 +62,8 @@ function koalaRequest(validTicket: string): fc.Arbitrary<KoalaRequest> {
     path: fc.constantFrom(...KOALA_ROUTES),
     encoding: fc.constantFrom('urlencoded', 'urlencoded', 'seedform', 'multipart', 'query', 'json', 'raw'),
     fields: fc.dictionary(fc.oneof(fc.constantFrom(...KOALA_FIELDS), fc.string({ maxLength: 8 })), nastyText(validTicket), { maxKeys: 20 }),
-    raw: fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), fc.constant('--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\n')),
-    contentType: fc.constantFrom('multipart/form-data; boundary=xyz', 'multipart/form-data', 'application/x-www-form-urlencoded', 'x-www-form-urlencoded', 'text/plain', 'application/json', ''),
+    raw: fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), fc.constantFrom('--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\n', '--xyz\r\ngarbage', 'tickets=t&sids=1,2', `--${'b'.repeat(200)}\r\n`)),
+    contentType: fc.constantFrom('multipart/form-data; boundary=xyz', 'multipart/form-data', 'multipart/form-data; boundary="a b"', `multipart/form-data; boundary=${'b'.repeat(200)}`, 'application/x-www-form-urlencoded', 'x-www-form-urlencoded', 'text/plain', 'application/json', ''),
   });
 }
 
@@ -280,6 +280,8 @@ describe('fuzz: generated bad input on every route', function () {
       app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
       messageKey: fc.constantFrom('', 'forclient', 'notforbrowser', 'forclient,notforbrowser', 'x'.repeat(300)),
       requestId: fc.constantFrom(undefined, '', 'r1', 'x'.repeat(200)),
+      contentType: fc.constantFrom('application/json', 'application/json', 'application/json;charset=utf8', 'application/json; charset=GBK', 'application/json; charset=klingon', 'text/plain', ''),
+      contentEncoding: fc.constantFrom(undefined, undefined, 'identity', 'br', 'x-foo'),
     });
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
@@ -290,7 +292,8 @@ describe('fuzz: generated bad input on every route', function () {
           const response = await fetch(url, {
             method,
             headers: {
-              'content-type': 'application/json',
+              ...(r.contentType && { 'content-type': r.contentType }),
+              ...(r.contentEncoding && { 'content-encoding': r.contentEncoding }),
               ...(r.authorization && { authorization: r.authorization }),
               ...r.app,
               'x-message-key': r.messageKey,
@@ -448,7 +451,7 @@ describe('fuzz: generated bad input on every route', function () {
     const request = fc.record({
       method: fc.constantFrom('GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE'),
       path: fc.oneof(
-        fc.constantFrom('/metrics', '/metrics/', '/metrics?x=1', '/Metrics', '/sdk/message_client.js', '/sdk/../package.json', '/sdk/%2e%2e/package.json', '/demo/terminal.html', '/demo/../../package.json', '/demo/terminal.js%00.html', '/demo/', '/sdk/dist/message_client.js'),
+        fc.constantFrom('/metrics', '/metrics/', '/metrics?x=1', '/Metrics', '/sdk/message_client.js', '/sdk/../package.json', '/sdk/%2e%2e/package.json', '/demo/terminal.html', '/demo/../../package.json', '/demo/terminal.js%00.html', '/demo/', '/sdk/dist/message_client.js', '/sdk/tce.js', '/sdk/koala.js', '/sdk/amd/koala.js', '/sdk/koala.js%00'),
         fc.string({ maxLength: 30 }).map((tail) => `/sdk/${encodeURIComponent(tail)}`),
         fc.string({ maxLength: 30 }).map((tail) => `/demo/${encodeURIComponent(tail)}`),
       ),
@@ -498,17 +501,21 @@ describe('fuzz: generated bad input on every route', function () {
       body,
       contentType: fc.constantFrom('application/x-www-form-urlencoded', 'application/json', 'text/plain', ''),
       app: fc.constantFrom<Record<string, string>>({}, {}, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'camel' }),
+      // A browser's request (issue 22): never trusted by network alone.
+      browser: fc.constantFrom<Record<string, string>>({}, {}, {}, { origin: 'null' }, { origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'none' }),
     });
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
         await refusedAppendsNothing(async () => {
           const [method, path] = r.route.split(' ') as [string, string];
-          const response = await fetch(test.url + path, { method, headers: { ...(r.contentType && { 'content-type': r.contentType }), ...r.app }, ...(method !== 'GET' && { body: r.body }) });
+          const response = await fetch(test.url + path, { method, headers: { ...(r.contentType && { 'content-type': r.contentType }), ...r.app, ...r.browser }, ...(method !== 'GET' && { body: r.body }) });
           const text = await response.text();
           expect(response.status, text).to.be.below(500);
           const answer = JSON.parse(text) as Record<string, unknown>;
           expect(Object.keys(answer), text).to.include.members(['nonce', 'code', 'desc']);
           expect(answer.code, text).to.be.a('number');
+          const credentialed = r.app['x-app-key'] === 'EERWERRRRE';
+          if (Object.keys(r.browser).length > 0 && !credentialed) expect(answer.code, `a browser's request trusted by network: ${text}`).not.to.be.oneOf([1000, 2305]);
           // 2305: the call was made (and recorded), the device was offline.
           return answer.code === 1000 || answer.code === 2305;
         });
