@@ -192,6 +192,31 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
     expect((await h.list(zhang3, '?type=apply_whitelist')).results.filter((r) => r.sender === 'named-later@example.com')).to.have.length(1);
   });
 
+  // Issue 22 (review): the owner named by applying again was never recorded, so when the request failed
+  // between the application and the notification (herald stopped, the store failed), nobody ever got it.
+  it('an owner named by applying again is recorded with the application: a notification the request could not send is sent by the notifier', async () => {
+    const applicant = await ticketFor('named-crash@example.com');
+    const seed = SEED_APPLY.replace('item123', 'named-crash');
+    expect((await h.apply(applicant, seed)).status).to.equal(200);
+    // The notification's append fails once, as if herald stopped right after recording the application.
+    const store = test.herald.infrastructure.store;
+    const append = store.append.bind(store);
+    let failures = 0;
+    store.append = (async (streamName: string, ...rest: unknown[]) => {
+      if (streamName.startsWith('notification-') && failures++ === 0) throw new Error('the store failed (test)');
+      return (append as (...args: unknown[]) => unknown)(streamName, ...rest);
+    }) as typeof store.append;
+    try {
+      const failed = await h.apply(applicant, seed.replace('"type": "apply_whitelist",', '"type": "apply_whitelist",\n\t"receiver": "crash-owner@example.com",'));
+      expect(failed.status, failed.text).to.equal(500);
+    } finally {
+      store.append = append;
+    }
+    expect(failures, 'the notification was attempted').to.equal(1);
+    const owner = await ticketFor('crash-owner@example.com');
+    await eventually(async () => expect((await h.list(owner)).results.map((r) => r.sender)).to.deep.equal(['named-crash@example.com']), { timeoutMs: 20_000 });
+  });
+
   // Issue 22 (review): "at most 128 characters" counted in UTF-16 units, and a lower-case `token` scheme refused on /items.
   it('counts names and owners in characters (128 emoji are a name), and reads the Token scheme in any case on /items as on /notifications', async () => {
     const emoji = '😀'.repeat(128);
