@@ -2,7 +2,7 @@ import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import { inboxTopic, type DeliveredMessage, type InboxQueries, type NotificationPage } from '../src/messaging/inbox';
+import { inboxTopic, type DeliveredMessage, type InboxQueries, type MissedRequest, type NotificationPage } from '../src/messaging/inbox';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
@@ -107,6 +107,12 @@ export const notificationsProjection: Projection = {
           PRIMARY KEY (app_id, user_id)
         );
       `,
+    },
+    {
+      // A page opened without since reads its user's unacknowledged messages, newest first (pendingSince):
+      // one range scan of these, not a walk past every acknowledged one.
+      id: 'projection/notifications/003-pending',
+      sql: `CREATE INDEX notifications_pending ON notifications (app_id, user_id, seq DESC) WHERE acknowledged_at IS NULL;`,
     },
   ],
 
@@ -384,33 +390,12 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       return { total: Number(rows[0]!.total), nodes, hasNextPage: found.length > options.first };
     },
 
-    async deliveredSince(requests) {
-      const { rows } = await pool.query<MessageRow & { request: string }>({
-        name: 'notifications-delivered-since',
-        text: `SELECT r.request, ${MESSAGE_COLUMNS}
-                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::timestamptz[]) WITH ORDINALITY AS r(app_id, user_id, since, lim, at, request)
-                CROSS JOIN LATERAL (SELECT message_id, seq FROM notifications n
-                                     WHERE n.app_id = r.app_id AND n.user_id = r.user_id AND n.seq > r.since AND (n.expires_at IS NULL OR n.expires_at > r.at)
-                                     ORDER BY n.seq ASC LIMIT r.lim) n
-                 JOIN notification_messages m USING (message_id)
-                ORDER BY r.request, n.seq ASC`,
-        values: [
-          requests.map((r) => r.owner.appId),
-          requests.map((r) => r.owner.userId),
-          requests.map((r) => r.sinceSeq.toString()),
-          requests.map((r) => r.limit),
-          requests.map((r) => r.now),
-        ],
-      });
-      const results = requests.map((): DeliveredMessage[] => []);
-      // One object per message, as the live push: its GraphQL result is then made once (sharedSubscription.ts).
-      const messages = new Map<string, DeliveredMessage>();
-      for (const row of rows) {
-        let message = messages.get(row.message_id);
-        if (!message) messages.set(row.message_id, (message = toDeliveredMessage(row)));
-        results[Number(row.request) - 1]!.push(message);
-      }
-      return results;
+    deliveredSince(requests) {
+      return missedMessages(pool, requests, 'delivered');
+    },
+
+    pendingSince(requests) {
+      return missedMessages(pool, requests, 'pending');
     },
 
     async messageIdsBySeq(appId, seqs) {
@@ -434,4 +419,39 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       return rows[0]?.release_at ?? undefined;
     },
   };
+}
+
+/**
+ * InboxQueries.deliveredSince and pendingSince: for each request, its owner's unexpired messages after
+ * `since`, oldest first — every delivered one from the oldest, or the newest `limit` unacknowledged ones.
+ */
+async function missedMessages(pool: Pool, requests: readonly MissedRequest[], which: 'delivered' | 'pending'): Promise<DeliveredMessage[][]> {
+  const pendingOnly = which === 'pending' ? ' AND n.acknowledged_at IS NULL' : '';
+  const newestFirst = which === 'pending' ? 'DESC' : 'ASC';
+  const { rows } = await pool.query<MessageRow & { request: string }>({
+    name: `notifications-${which}-since`,
+    text: `SELECT r.request, ${MESSAGE_COLUMNS}
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::integer[], $5::timestamptz[]) WITH ORDINALITY AS r(app_id, user_id, since, lim, at, request)
+            CROSS JOIN LATERAL (SELECT message_id, seq FROM notifications n
+                                 WHERE n.app_id = r.app_id AND n.user_id = r.user_id AND n.seq > r.since AND (n.expires_at IS NULL OR n.expires_at > r.at)${pendingOnly}
+                                 ORDER BY n.seq ${newestFirst} LIMIT r.lim) n
+             JOIN notification_messages m USING (message_id)
+            ORDER BY r.request, n.seq ASC`,
+    values: [
+      requests.map((r) => r.owner.appId),
+      requests.map((r) => r.owner.userId),
+      requests.map((r) => r.sinceSeq.toString()),
+      requests.map((r) => r.limit),
+      requests.map((r) => r.now),
+    ],
+  });
+  const results = requests.map((): DeliveredMessage[] => []);
+  // One object per message, as the live push: its GraphQL result is then made once (sharedSubscription.ts).
+  const messages = new Map<string, DeliveredMessage>();
+  for (const row of rows) {
+    let message = messages.get(row.message_id);
+    if (!message) messages.set(row.message_id, (message = toDeliveredMessage(row)));
+    results[Number(row.request) - 1]!.push(message);
+  }
+  return results;
 }

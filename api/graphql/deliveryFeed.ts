@@ -5,7 +5,10 @@ import type { Viewer } from '../../src/identity/tickets';
 import { inboxTopic, parseSeq, type DeliveredMessage } from '../../src/messaging/inbox';
 import type { Messaging } from '../../src/messaging/messaging';
 
-/** A reconnecting subscriber gets at most this many missed messages; beyond, it must re-query. */
+/**
+ * A reconnecting subscriber gets at most this many missed messages; beyond, it must re-query. A first
+ * connect with `pending` gets at most this many pending ones: the newest.
+ */
 export const MAX_REPLAY = 500;
 /** Live messages buffered for a slow subscriber before it is cut off. */
 export const MAX_BUFFERED = 1000;
@@ -16,6 +19,12 @@ const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
  * The user's deliveries, the source of a `messages` subscription: subscribed to the bus first, then what
  * was missed since `since` is replayed from the read model, then the live ones, skipping any seq already
  * handed over (the two can overlap).
+ *
+ * `pending` (a terminal's first connect, no `since`: Koala's pages know no seq) replays instead the user's
+ * pending messages — unacknowledged, unexpired — the newest MAX_REPLAY of them, oldest first; older ones
+ * stay in the inbox. Until that replay is handed over, a gap reads the pending ones after the last seq
+ * handed over again; a live message the inbox already showed when the feed subscribed (at or below the
+ * floor) is skipped, as the read covered it. Then it goes on as any feed.
  *
  * A gap on the bus (Bus.onGap: Redis was down, a publisher's message was lost) takes the same path as
  * `since`: the feed reads what was delivered after the last seq it handed over — or, if none yet, after
@@ -39,6 +48,8 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
   private lastSeq = -1n;
   /** No message at or below it is owed to this subscriber: `since`, or the inbox's position when it subscribed. */
   private floor: bigint;
+  /** The first replay is the pending messages (connectionParams.pending, no since); cleared once it is handed over. */
+  private pendingFirst: boolean;
   private overflow = false;
   private ended = false;
   private failure: unknown;
@@ -46,9 +57,10 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
   private readonly unsubscribe: Array<() => void>;
 
   constructor(
-    private readonly deps: { readonly bus: Bus; readonly messaging: Pick<Messaging, 'deliveredSince' | 'deliveredPosition'>; readonly clock: Clock },
+    private readonly deps: { readonly bus: Bus; readonly messaging: Pick<Messaging, 'deliveredSince' | 'pendingSince' | 'deliveredPosition'>; readonly clock: Clock },
     private readonly viewer: Viewer,
     private readonly since: unknown,
+    pending: unknown = undefined,
   ) {
     this.unsubscribe = [
       deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) => this.arrived(payload as DeliveredMessage)),
@@ -56,7 +68,12 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     ];
     // Read after subscribing: what the inbox shows after this position reaches the feed live or by a catch-up.
     this.floor = deps.messaging.deliveredPosition();
-    this.catchUpDue = since !== undefined && since !== null && since !== '';
+    const hasSince = since !== undefined && since !== null && since !== '';
+    this.pendingFirst = !hasSince && pending === true;
+    if (!hasSince && pending !== undefined && pending !== null && typeof pending !== 'boolean') {
+      this.failure = new GraphQLError('connectionParams.pending must be true or false', { extensions: { code: 'BAD_USER_INPUT' } });
+    }
+    this.catchUpDue = hasSince || this.pendingFirst;
   }
 
   [Symbol.asyncIterator](): this {
@@ -128,6 +145,11 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
       this.lastSeq = BigInt(replayed.seq);
       return { done: false, value: replayed };
     }
+    if (this.pendingFirst) {
+      // The pending replay is handed over: what the inbox showed at the floor was in it, or acknowledged.
+      this.pendingFirst = false;
+      if (this.lastSeq < this.floor) this.lastSeq = this.floor;
+    }
     if (this.overflow) {
       this.end();
       throw new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } });
@@ -151,6 +173,10 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     try {
       while (this.catchUpDue && !this.ended) {
         this.catchUpDue = false;
+        if (this.pendingFirst) {
+          this.replayed = await this.deps.messaging.pendingSince(this.viewer, this.lastSeq, MAX_REPLAY, this.deps.clock());
+          continue;
+        }
         if (this.lastSeq < 0n && this.since !== undefined) this.floor = parseSince(this.since) ?? this.floor;
         const after = this.lastSeq > this.floor ? this.lastSeq : this.floor;
         const missed = await this.deps.messaging.deliveredSince(this.viewer, after, MAX_REPLAY + 1, this.deps.clock());

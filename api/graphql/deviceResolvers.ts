@@ -2,7 +2,7 @@ import { GraphQLError } from 'graphql';
 import { DomainError } from '../../domain/decider';
 import { DEVICE_ID, DEVICE_LIMITS, type Platform } from '../../domain/device/device';
 import { PUSH_LIMITS } from '../../domain/device/push';
-import { isStorableText } from '../../domain/text';
+import { characterCount, isStorableText } from '../../domain/text';
 import { DEVICE_CLOSE, type DeviceConnection } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import { userSender } from '../../src/identity/sender';
@@ -62,7 +62,7 @@ export function deviceResolvers(deps: GraphqlDeps) {
             sound: input.sound ?? null,
             badge: input.badge ?? null,
             // Recorded with the push (ONE-PUSH's `sender`): who sent it, for analysts.
-            sender: viewer.userId.length <= PUSH_LIMITS.senderLength ? viewer.userId : null,
+            sender: characterCount(viewer.userId) <= PUSH_LIMITS.senderLength ? viewer.userId : null,
           },
           now,
           { sender: userSender(viewer), ...(idempotencyKey !== undefined && { idempotencyKey }) },

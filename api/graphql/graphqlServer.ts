@@ -167,7 +167,7 @@ class TicketExpiries {
  * (graphqlWsServer); undefined when they do not authenticate.
  */
 async function authenticateConnection(deps: Pick<ServerDeps, 'tickets' | 'devices' | 'rtio' | 'clock'>, params: Readonly<Record<string, unknown>>): Promise<GraphqlContext | undefined> {
-  const { ticket, deviceToken, rtioDeviceId, rtioDeviceKey, since } = params;
+  const { ticket, deviceToken, rtioDeviceId, rtioDeviceKey, since, pending } = params;
   const kinds = [ticket !== undefined, deviceToken !== undefined, rtioDeviceId !== undefined || rtioDeviceKey !== undefined].filter(Boolean).length;
   if (kinds !== 1) return undefined;
   if (rtioDeviceId !== undefined || rtioDeviceKey !== undefined) {
@@ -182,7 +182,7 @@ async function authenticateConnection(deps: Pick<ServerDeps, 'tickets' | 'device
   }
   if (typeof ticket !== 'string') return undefined;
   try {
-    return { viewer: await deps.tickets.authenticate(ticket, deps.clock()), since };
+    return { viewer: await deps.tickets.authenticate(ticket, deps.clock()), since, pending };
   } catch (error) {
     if (error instanceof TicketError) return undefined;
     throw error;

@@ -2,8 +2,8 @@ import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, NOTIFICATION_TYPES, type NotificationType } from '../../domain/notification/notification';
-import { characterCount, isStorableText } from '../../domain/text';
-import { USER_ID_MAX } from '../../domain/ticket/ticket';
+import { characterCount, isStorableText, UUID } from '../../domain/text';
+import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import { checkItemNames, checkOwner } from '../../domain/whitelist/itemOwner';
 import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
@@ -52,6 +52,8 @@ export interface GraphqlContext extends Record<PropertyKey, unknown> {
   readonly rtioDevice?: RtioDevicePrincipal;
   /** graphql-ws `connectionParams.since`: the last seq the client saw before reconnecting. */
   readonly since?: unknown;
+  /** graphql-ws `connectionParams.pending`: without `since`, start with the user's unacknowledged messages (a terminal's first connect). */
+  readonly pending?: unknown;
 }
 
 /** The context of a user field: the ticket's user is there. */
@@ -83,7 +85,8 @@ export function createResolvers(deps: GraphqlDeps) {
         const sent = await deps.messaging.send(
           viewer,
           {
-            to: input.to,
+            // An entry may be a list as Koala's users are (the SDK's sendMessage(target) passes Koala's target through).
+            to: input.to.flatMap(splitUserList),
             title: input.title,
             content: input.content,
             props,
@@ -96,8 +99,23 @@ export function createResolvers(deps: GraphqlDeps) {
         return fromSent(sent);
       })),
       acknowledge: asUser(guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: UserContext) => {
-        if (ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) throw new GraphQLError('no such message', { extensions: { code: 'NOT_FOUND' } });
-        return deps.messaging.acknowledge(viewer, ids, deps.clock());
+        // Every id of a message delivered to the viewer is acknowledged (an expired one counts as done);
+        // the others (not a message id, unknown, not delivered yet, sent to other users) are named in the
+        // error, which also carries how many were acknowledged (docs/api/graphql.md).
+        const messageIds = ids.filter((id) => UUID.test(id));
+        const { acknowledged, refused } =
+          messageIds.length > 0 || ids.length === 0 ? await deps.messaging.acknowledge(viewer, messageIds, deps.clock()) : { acknowledged: 0, refused: [] };
+        const notFound = [...ids.filter((id) => !UUID.test(id)), ...refused.filter((r) => r.error.code !== 'forbidden').map((r) => r.id)];
+        const othersMessages = refused.filter((r) => r.error.code === 'forbidden').map((r) => r.id);
+        if (notFound.length === 0 && othersMessages.length === 0) return acknowledged;
+        const named = (list: readonly string[]) => list.slice(0, 10).map((id) => JSON.stringify(id.slice(0, 64))).join(', ') + (list.length > 10 ? ', …' : '');
+        const reasons = [
+          ...(notFound.length > 0 ? [`no message delivered to you: ${named(notFound)}`] : []),
+          ...(othersMessages.length > 0 ? [`sent to other users: ${named(othersMessages)}`] : []),
+        ];
+        throw new GraphQLError(`${acknowledged} acknowledged; refused ${reasons.join('; ')}`, {
+          extensions: { code: notFound.length > 0 ? 'NOT_FOUND' : 'FORBIDDEN', acknowledged, refused: [...notFound, ...othersMessages] },
+        });
       })),
       markRead: asUser(guard(async (_: unknown, { seq }: { seq: string }, { viewer }: UserContext) => {
         const position = parseSeq(String(seq));
@@ -123,7 +141,7 @@ export function createResolvers(deps: GraphqlDeps) {
     },
     Subscription: {
       messages: {
-        subscribe: asUser((_: unknown, __: unknown, { viewer, since }: UserContext) => new DeliveryFeed(deps, viewer, since)),
+        subscribe: asUser((_: unknown, __: unknown, { viewer, since, pending }: UserContext) => new DeliveryFeed(deps, viewer, since, pending)),
         resolve: (message: DeliveredMessage) => fromDelivered(message),
       },
       notificationStats: {
@@ -388,7 +406,7 @@ export const notFound = (message: string) => new GraphQLError(message, { extensi
 /** An optional text argument: absent, or 1-`maxLength` characters of storable text (BAD_USER_INPUT otherwise). */
 export function filterText(field: string, value: string | null | undefined, maxLength: number): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (value.length === 0 || value.length > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
+  if (value.length === 0 || characterCount(value) > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
   return value;
 }
 

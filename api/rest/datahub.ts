@@ -3,7 +3,7 @@ import * as t from 'io-ts';
 import { DomainError } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText } from '../../domain/text';
-import { USER_ID_MAX } from '../../domain/ticket/ticket';
+import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { Tickets, Viewer } from '../../src/identity/tickets';
@@ -92,11 +92,6 @@ export function checkRequestId(requestId: string | undefined): string | undefine
   return requestId;
 }
 
-/** Receivers as the seed writes them: separated by commas (REST) or spaces (its MQ samples). */
-export function parseReceivers(receiver: string | undefined): string[] {
-  return (receiver ?? '').split(/[\s,]+/).filter((r) => r.length > 0);
-}
-
 /** RFC 3339 in UTC to the second. (The seed's `2015-11-10T15:05:09Z08:00` is not valid RFC 3339.) */
 export function rfc3339(time: Date): string {
   return time.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -139,7 +134,7 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
     if (body.type === 'apply_whitelist') {
       const item = data as { repname: string; itemname: string };
       // The seed's own request names no owner: the item's registered owner gets it (docs/api/datahub.md, "Item owners").
-      const owner = parseReceivers(body.receiver);
+      const owner = splitUserList(body.receiver ?? '');
       if (owner.length > 1) throw badRequest('receiver: at most one user, the owner of the item, for apply_whitelist');
       await datahub.applyWhitelist(viewer, { repname: item.repname, itemname: item.itemname, owner: owner[0] }, clock());
       res.status(200).end();
@@ -150,7 +145,7 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
       viewer,
       {
         type: body.type,
-        receivers: parseReceivers(body.receiver),
+        receivers: splitUserList(body.receiver ?? ''),
         data,
         level: body.level ?? 0,
         forBrowser: true,

@@ -4,7 +4,8 @@ import type { Datahub } from '../../src/datahub/datahub';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import type { Emails } from '../../src/mail/emails';
-import { badRequest, checkRequestId, parseReceivers, reply, route } from './datahub';
+import { splitUserList } from '../../domain/ticket/ticket';
+import { badRequest, checkRequestId, reply, route } from './datahub';
 import { ShimError } from './shimErrors';
 import { parseRfc3339 } from '../../domain/rfc3339';
 import { characterCount } from '../../domain/text';
@@ -73,7 +74,7 @@ export function datahubTopicsRouter(deps: {
       {
         type: message.type,
         sender: message.sender ?? '',
-        receivers: parseReceivers(message.receiver),
+        receivers: splitUserList(message.receiver ?? ''),
         data: decodeNotificationData(message.type, message.data),
         level: message.level ?? 0,
         ...(message.time !== undefined && { time: message.time }),

@@ -5,8 +5,8 @@ import * as t from 'io-ts';
 import multer from 'multer';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { MESSAGE_LIMITS } from '../../domain/message/message';
-import { characterCount } from '../../domain/text';
-import { isUserId, USER_ID_MAX } from '../../domain/ticket/ticket';
+import { characterCount, UUID } from '../../domain/text';
+import { isUserId, splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
 import type { Logger } from '../../src/logger';
 import { parseSeq } from '../../src/messaging/inbox';
@@ -18,12 +18,14 @@ import { illFormedTextOf } from './shimErrors';
 /**
  * Koala web push (shared/seeds/000_83e3b79cc88886e5.txt): its three HTTP routes, unchanged.
  *
- * Every answer is the seed's envelope `{status, errcode, errmsg, result}` (JSON, UTF-8); `status` is 0 on
- * success and the error code otherwise. Codes: 1001 missing/corrupt parameters, 1002 unknown target,
+ * Every answer is the seed's envelope `{status, errcode, errmsg, result}` (JSON, UTF-8) with HTTP 200;
+ * `status` is 0 on success and the error code otherwise. Koala's own client reads errors in jQuery's
+ * `success` callback (`if (data.status != 0) … data.errmsg`), which a 4xx/5xx never reaches: the envelope
+ * is the error, not the HTTP status. Codes: 1001 missing/corrupt parameters, 1002 unknown target,
  * 1003 no permission, 1004 bad ticket, 1005 session ended (the app's secret changed since the ticket was
- * issued), 1006 wrong app secret, 1007 unknown app, 2001 internal error (HTTP 500; HTTP 503 with
- * Retry-After when busy: send again), 4001 sender restricted (over its sending rate), 4002 ticket
- * expired. See docs/api/koala.md.
+ * issued), 1006 wrong app secret, 1007 unknown app, 2001 internal error (Retry-After when busy: send
+ * again), 4001 sender restricted (over its sending rate; Retry-After), 4002 ticket expired. See
+ * docs/api/koala.md.
  */
 
 export const KoalaCode = {
@@ -40,20 +42,6 @@ export const KoalaCode = {
   ticketExpired: 4002,
 } as const;
 type KoalaCode = (typeof KoalaCode)[keyof typeof KoalaCode];
-
-const HTTP_STATUS: Record<KoalaCode, number> = {
-  0: 200,
-  1001: 400,
-  1002: 404,
-  1003: 403,
-  1004: 401,
-  1005: 401,
-  1006: 401,
-  1007: 401,
-  2001: 500,
-  4001: 429,
-  4002: 401,
-};
 
 class KoalaError extends Error {
   constructor(
@@ -96,7 +84,8 @@ const id = (name: string, max: number) =>
     (u): u is string => typeof u === 'string',
     (u, c) => {
       const value = bareText(u) ?? '';
-      return value.length > 0 && characterCount(value) <= max ? t.success(value) : t.failure(u, c, `${name} is required (1-${max} characters)`);
+      if (value.length === 0) return t.failure(u, c, `${name} is required`);
+      return characterCount(value) <= max ? t.success(value) : t.failure(u, c, tooLong(name, max, value));
     },
     String,
   );
@@ -112,10 +101,14 @@ const text = (name: string, max: number) =>
     (u, c) => {
       const raw = rawText(u);
       const value = raw === undefined ? '' : unquote(raw);
-      return value.trim().length > 0 && characterCount(value) <= max ? t.success(value) : t.failure(u, c, `${name} is required (1-${max} characters, not blank)`);
+      if (value.trim().length === 0) return t.failure(u, c, `${name} is required (not empty or blank)`);
+      return characterCount(value) <= max ? t.success(value) : t.failure(u, c, tooLong(name, max, value));
     },
     String,
   );
+
+/** A value over its limit is told so, never "required": it was sent, only too long. */
+const tooLong = (name: string, max: number, value: string) => `${name} is at most ${max} characters (this one has ${characterCount(value)})`;
 
 /** Non-negative integer seconds (`expire`). */
 const seconds = (name: string) =>
@@ -148,9 +141,10 @@ const unixTime = (name: string) =>
   );
 
 /**
- * A list of ids: separated by commas or blanks (as datahub's `receiver`), or given as a repeated field;
- * duplicates dropped. A blank cannot be inside an id (no ticket is issued for a user id with one), so
- * `users=a b` is the two users a and b, never one user "a b" no one could ever receive as.
+ * A list of ids: split as every user list is (domain/ticket/ticket.ts splitUserList: blanks, commas,
+ * semicolons, full-width ones, `、`), or given as a repeated field; duplicates dropped. No user id holds
+ * a separator (no ticket is issued for one), so `users=a b` and `users=a，b` are the two users a and b,
+ * never one user no one could ever receive as.
  */
 const idList = (name: string, max: number, maxLength: number) =>
   new t.Type<string[], string, unknown>(
@@ -159,9 +153,10 @@ const idList = (name: string, max: number, maxLength: number) =>
     (u, c) => {
       const values = (Array.isArray(u) ? u : [u]).map(bareText);
       if (values.some((v) => v === undefined)) return t.failure(u, c, `${name} is required`);
-      const items = [...new Set(values.flatMap((v) => v!.split(/[\s,]+/)).map(unquote).filter((s) => s.length > 0))];
-      if (items.length === 0 || items.length > max) return t.failure(u, c, `${name} must list 1-${max} values (separated by commas or blanks)`);
-      if (items.some((item) => characterCount(item) > maxLength)) return t.failure(u, c, `${name}: each value is 1-${maxLength} characters`);
+      const items = [...new Set(values.flatMap((v) => splitUserList(v!)).map(unquote).filter((s) => s.length > 0))];
+      if (items.length === 0 || items.length > max) return t.failure(u, c, `${name} must list 1-${max} values (separated by commas, semicolons or blanks)`);
+      const long = items.find((item) => characterCount(item) > maxLength);
+      if (long !== undefined) return t.failure(u, c, tooLong(`${name}: each value`, maxLength, long));
       return t.success(items);
     },
     (a) => a.join(','),
@@ -213,7 +208,7 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
 
   router.post('/koala/api/mas/tickets', ...forms, route(deps.log, async (req) => {
     const input = decode(TicketRequest, params(req));
-    if (!isUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain spaces or commas');
+    if (!isUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain blanks, commas, semicolons or 、 (they separate user lists)');
     const roles = input.user_roles ?? [];
     if (!validRoles(roles)) throw new KoalaError(KoalaCode.badParameters, 'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -');
     const { ticket } = await deps.tickets.issue({ appId: input.app_key, secret: input.secret_key, userId: input.user_id, roles, now: clock() });
@@ -241,13 +236,27 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
   router.post('/koala/api/mas/messages/ack', ...forms, route(deps.log, async (req) => {
     const input = decode(AckRequest, params(req));
     const viewer = await deps.tickets.authenticate(input.ticket, clock());
-    const seqs = input.sids.map(parseSeq).filter((seq) => seq !== undefined);
-    const ids = input.sids.filter((s) => !/^\d+$/.test(s));
-    if (seqs.length + ids.length < input.sids.length || ids.some((id) => !/^[0-9a-f-]{36}$/i.test(id))) {
-      throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
-    }
-    // One acknowledge call for all of them, so one refused sid refuses the whole request.
-    return deps.messaging.acknowledge(viewer, [...(await deps.messaging.messageIdsOfSeqs(viewer, seqs)), ...ids], clock());
+    const seqOf = new Map(input.sids.map((sid) => [sid, parseSeq(sid)] as const));
+    if (input.sids.some((sid) => seqOf.get(sid) === undefined && !UUID.test(sid))) throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
+    const idBySeq = await deps.messaging.messageIdsOfSeqs(viewer, [...seqOf.values()].filter((seq) => seq !== undefined));
+    const idOf = (sid: string): string | undefined => {
+      const seq = seqOf.get(sid);
+      return seq === undefined ? sid : idBySeq.get(seq);
+    };
+    const known = input.sids.filter((sid) => idOf(sid) !== undefined);
+    // Every sid of a message delivered to this user is acknowledged, whatever the others are; an expired
+    // one counts as done. The rest are named in a 1002 (1003 when all are other users' messages), so a
+    // client that sends wrong sids notices; the ones it got right are acknowledged all the same.
+    const { acknowledged, refused } = known.length > 0 ? await deps.messaging.acknowledge(viewer, known.map(idOf) as string[], clock()) : { acknowledged: 0, refused: [] };
+    const refusedIds = new Map(refused.map((r) => [r.id, r.error.code] as const));
+    const unknown = input.sids.filter((sid) => idOf(sid) === undefined || (refusedIds.has(idOf(sid)!) && refusedIds.get(idOf(sid)!) !== 'forbidden'));
+    const othersMessages = known.filter((sid) => refusedIds.get(idOf(sid)!) === 'forbidden');
+    if (unknown.length === 0 && othersMessages.length === 0) return acknowledged;
+    const reasons = [
+      ...(unknown.length > 0 ? [`no message delivered to this user: sids ${unknown.join(',')}`] : []),
+      ...(othersMessages.length > 0 ? [`messages sent to other users: sids ${othersMessages.join(',')}`] : []),
+    ];
+    throw new KoalaError(unknown.length > 0 ? KoalaCode.unknownTarget : KoalaCode.forbidden, `${acknowledged} acknowledged; refused ${reasons.join('; ')}`);
   }));
 
   // Only the body parsers fail into here (route handlers answer their own errors): a body too large,
@@ -274,13 +283,14 @@ function route(log: Logger, handler: (req: express.Request) => Promise<unknown>)
     checked(req).then(
       (result) => res.status(200).json({ status: 0, errcode: 0, errmsg: '', result }),
       (error: unknown) => {
-        // Others changing the same record past the retry bound: the seed's system fault (2001), but as
-        // HTTP 503 with Retry-After, so a client can tell it from herald's own failure and send again.
+        // Others changing the same record past the retry bound: the seed's system fault (2001), with
+        // Retry-After, so a client can tell it from herald's own failure and send again.
         if (error instanceof StreamContendedError) {
           log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'koala: busy');
           res.set('retry-after', String(error.retryAfterSeconds));
-          return reply(res, KoalaCode.internal, error.message, 503);
+          return reply(res, KoalaCode.internal, error.message);
         }
+        if (error instanceof SendRateExceededError) res.set('retry-after', String(error.retryAfterSeconds));
         const { code, message } = toKoalaError(error);
         if (code === KoalaCode.internal) log.error({ err: error, path: req.path }, 'koala: internal error');
         reply(res, code, message);
@@ -325,8 +335,9 @@ function bodyErrorMessage(error: unknown): string {
   return /^[\w ,.:'()-]{1,120}$/.test(message) ? `malformed request body: ${message}` : 'malformed request body';
 }
 
-function reply(res: express.Response, code: KoalaCode, errmsg: string, status = HTTP_STATUS[code]): void {
-  res.status(status).json({ status: code, errcode: code, errmsg, result: null });
+/** An error in the seed's envelope, as HTTP 200 (see the top of this file: Koala's clients read the envelope). */
+function reply(res: express.Response, code: KoalaCode, errmsg: string): void {
+  res.status(200).json({ status: code, errcode: code, errmsg, result: null });
 }
 
 function toKoalaError(error: unknown): { code: KoalaCode; message: string } {

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import express from 'express';
 import * as t from 'io-ts';
+import { namesEveryone } from '../../domain/device/device';
 import type { Clock } from '../../src/clock';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
@@ -58,12 +59,6 @@ const SendBody = t.intersection([
   }),
 ]);
 
-/**
- * The seed: `audiences` … "ALL-所有用户". ONE-PUSH read an `ALL` audience, in any case, as every device of the
- * app, whatever the audienceType; an ALL beside aliases or tags still means everyone (docs/api/onepush.md).
- * Trimmed, as every audience is (`"ALL "`).
- */
-const isEveryone = (audience: string) => audience.trim().toUpperCase() === 'ALL';
 
 /** Spring Boot's error body, stamped with herald's clock. */
 const springError = (clock: Clock) => (res: express.Response, req: express.Request, error: ShimError): void => {
@@ -103,7 +98,8 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
       body.appId,
       {
         platform: body.platform,
-        audienceType: (audienceType === 'ALIAS' || audienceType === 'TAG') && audiences.some(isEveryone) ? 'ALL' : audienceType,
+        // The seed's "ALL-所有用户": an ALL audience beside aliases or tags still means everyone (docs/api/onepush.md).
+        audienceType: (audienceType === 'ALIAS' || audienceType === 'TAG') && audiences.some(namesEveryone) ? 'ALL' : audienceType,
         audiences,
         tenantCode: body.tenantCode ?? null,
         alert: body.alert,

@@ -33,6 +33,9 @@ const ASSETS: Readonly<Record<string, Asset>> = {
     cacheControl: 'public, max-age=300',
     headers: { 'cross-origin-resource-policy': 'cross-origin' }, // pages of other origins load it too
   },
+  // Koala's other two scripts (sdk/amd/): tiny modules, so a page's require(['tce', 'koala', 'message_client']) loads.
+  '/sdk/tce.js': { file: path.join(__dirname, '../../sdk/dist/tce.js'), type: 'text/javascript; charset=utf-8', cacheControl: 'public, max-age=300', headers: { 'cross-origin-resource-policy': 'cross-origin' } },
+  '/sdk/koala.js': { file: path.join(__dirname, '../../sdk/dist/koala.js'), type: 'text/javascript; charset=utf-8', cacheControl: 'public, max-age=300', headers: { 'cross-origin-resource-policy': 'cross-origin' } },
   '/demo/terminal.html': { file: path.join(__dirname, '../demo/terminal.html'), type: 'text/html; charset=utf-8', cacheControl: 'no-cache', headers: DEMO_PAGE_HEADERS },
   '/demo/terminal.js': { file: path.join(__dirname, '../demo/terminal.js'), type: 'text/javascript; charset=utf-8', cacheControl: 'no-cache' },
   '/demo/terminal.css': { file: path.join(__dirname, '../demo/terminal.css'), type: 'text/css; charset=utf-8', cacheControl: 'no-cache' },

@@ -162,10 +162,17 @@ function sameRegistration(known: Fields, fields: Fields): boolean {
   );
 }
 
+/**
+ * ONE-PUSH's audience `ALL` (the seed: "ALL-所有用户"), matched as the original service matched it: in any
+ * case, trimmed. So no alias or tag may be spelled so: a push to it would reach every device of the app.
+ */
+export const namesEveryone = (audience: string): boolean => audience.trim().toUpperCase() === 'ALL';
+
 /** The registration's fields, checked and normalised (tags trimmed, repeats dropped, in the order given). */
 function checkRegistration(command: RegisterDevice): Fields {
   const L = DEVICE_LIMITS;
   if (!isText(command.alias, L.aliasLength) || /\s/.test(command.alias)) throw new DomainError('invalid', `alias: must be 1-${L.aliasLength} characters without spaces`);
+  if (namesEveryone(command.alias)) throw new DomainError('invalid', 'alias: ALL (in any case) is reserved: a push to audiences ["ALL"] reaches every device of the app');
   if (!PlatformCodec.is(command.platform)) throw new DomainError('invalid', `platform: must be one of ${PLATFORMS.join(', ')}`);
   if (!isText(command.nativeToken, L.nativeTokenLength)) throw new DomainError('invalid', `nativeToken: must be 1-${L.nativeTokenLength} characters`);
   // Empty is not given (the seed's clients send `"mobile": ""`).
@@ -177,6 +184,7 @@ function checkRegistration(command: RegisterDevice): Fields {
   const tags = [...new Set((command.tags ?? []).map((tag) => (typeof tag === 'string' ? tag.trim() : tag)))].filter((tag) => tag !== '');
   if (tags.length > L.tags) throw new DomainError('invalid', `tag: at most ${L.tags} tags`);
   for (const tag of tags) if (!isText(tag, L.tagLength)) throw new DomainError('invalid', `tag: each tag is 1-${L.tagLength} characters`);
+  if (tags.some((tag) => namesEveryone(tag as string))) throw new DomainError('invalid', 'tag: ALL (in any case) is reserved: a push to audiences ["ALL"] reaches every device of the app');
   return { alias: command.alias, platform: command.platform, nativeToken: command.nativeToken, mobile, tags: tags as string[] };
 }
 

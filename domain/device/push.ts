@@ -296,7 +296,8 @@ const EXTRA_DEPTH = 32;
 /**
  * `extra` as it is recorded and delivered: text (none is `""`), or other JSON as given (JsonExtra), at
  * most 4,096 characters of its JSON text, nesting at most EXTRA_DEPTH deep, every string and key
- * storable (no NUL or other C0 controls but TAB, LF and CR), every number finite.
+ * storable (no NUL or other C0 controls but TAB, LF and CR), every number finite, every integer exact
+ * (within ±2^53, what a JSON number reaches the device as).
  */
 function onePushExtra(extra: unknown): string | JsonExtraValue {
   const L = PUSH_LIMITS;
@@ -308,6 +309,8 @@ function onePushExtra(extra: unknown): string | JsonExtraValue {
       if (!isStorableText(value)) throw new DomainError('invalid', 'extra: may not contain control characters');
     } else if (typeof value === 'number') {
       if (!Number.isFinite(value)) throw new DomainError('invalid', 'extra: a number too large for JSON');
+      // JSON.parse rounds an integer past 2^53 (a Java long id): refused, not delivered changed.
+      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw new DomainError('invalid', 'extra: an integer beyond ±9007199254740991 cannot be delivered exactly; send it as a string');
     } else if (Array.isArray(value)) {
       for (const item of value) check(item, depth + 1);
     } else if (typeof value === 'object' && value !== null) {

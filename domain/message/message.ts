@@ -71,7 +71,7 @@ export const messageCatalogue: CatalogueEntry = {
   },
   notes: [
     'Expiry is computed, not timed: `expiresAt` = delivery time + `expire` seconds. Reads leave out messages ' +
-      'past it and acknowledging one is refused; no event is written at the moment a delivered message expires ' +
+      'past it and acknowledging one is done already (no event); no event is written at the moment a delivered message expires ' +
       "(an analyst derives it from `expiresAt`). The delivering event's position is the message's `seq`.",
   ],
 };
@@ -159,7 +159,10 @@ export const messageDecider: Decider<MessageCommand, MessageEvent, MessageState>
         // Nothing of one app is visible to another: a foreign message is "not found", not "forbidden".
         if (state.status === 'none' || state.appId !== command.appId) throw new DomainError('not_found', 'no such message');
         if (!state.recipients.has(command.userId)) throw new DomainError('forbidden', 'the message was not sent to this user');
-        if (state.status !== 'delivered' || isExpired(state.expiresAt, command.now)) throw new DomainError('not_found', 'the message is not (or no longer) delivered');
+        if (state.status === 'scheduled') throw new DomainError('not_found', 'the message is not delivered yet');
+        // Expired (past `expire`, or never delivered because it came due past it): nothing is left to
+        // acknowledge, so it counts as done rather than refusing the acknowledgements sent with it.
+        if (state.status === 'expired' || isExpired(state.expiresAt, command.now)) return [];
         if (state.acknowledgedBy.has(command.userId)) return [];
         return [{ type: 'MessageAcknowledged', data: { messageId: state.messageId, appId: state.appId, userId: command.userId, acknowledgedAt: command.now } }];
       }
@@ -180,8 +183,10 @@ function decideSend(command: SendMessage): MessageEvent[] {
   const notUser = recipients.find((r) => !isUserId(r));
   if (notUser !== undefined) throw new DomainError('invalid', `recipient ${JSON.stringify(notUser.slice(0, 64))} is not a user id (1-${USER_ID_MAX} characters, no blanks or commas)`);
   // Title and content are delivered exactly as sent (no trimming); only empty or blank ones are refused.
-  if (command.title.trim().length === 0 || characterCount(command.title) > L.titleLength) throw new DomainError('invalid', `title must be 1-${L.titleLength} characters, not blank`);
-  if (command.content.trim().length === 0 || characterCount(command.content) > L.contentLength) throw new DomainError('invalid', `content must be 1-${L.contentLength} characters, not blank`);
+  for (const [name, text, max] of [['title', command.title, L.titleLength], ['content', command.content, L.contentLength]] as const) {
+    if (text.trim().length === 0) throw new DomainError('invalid', `${name} is required (not empty or blank)`);
+    if (characterCount(text) > max) throw new DomainError('invalid', `${name} is at most ${max} characters (this one has ${characterCount(text)})`);
+  }
   if (command.props && Object.keys(command.props).length > L.propsKeys) throw new DomainError('invalid', `at most ${L.propsKeys} props`);
   if (command.props && Object.values(command.props).some((v) => characterCount(v) > L.propValueLength)) throw new DomainError('invalid', `prop values are at most ${L.propValueLength} characters`);
   if (!Number.isInteger(command.expireSeconds) || command.expireSeconds < 0 || command.expireSeconds > L.expireSeconds) {

@@ -30,11 +30,25 @@ export const ticketCatalogue: CatalogueEntry = {
 export const USER_ID_MAX = 128;
 
 /**
- * A user id tickets are issued for: 1-128 characters of text with no blank or comma, the separators of
- * Koala's `users` and datahub's `receiver` lists. A message to anything else could never be received.
+ * What separates the user ids of a list as people type one (Koala's `users`, datahub's `receiver`, a
+ * topic message's `receiver`, GraphQL's `to`): blanks (any Unicode white space, the ideographic space
+ * too), commas and semicolons, ASCII and full-width (`，` `；`), and the enumeration comma `、` a Chinese
+ * input method types between names. "jiangxiaoyu，zhouyang" is two users, never one no ticket is issued for.
+ */
+const USER_LIST_SEPARATOR = /[\s,;\uFF0C\uFF1B\u3001]/;
+const USER_LIST_SEPARATORS = new RegExp(`${USER_LIST_SEPARATOR.source}+`);
+
+/** The user ids of a list (see USER_LIST_SEPARATOR), in order, empty entries dropped; the one splitter of user lists. */
+export function splitUserList(list: string): string[] {
+  return list.split(USER_LIST_SEPARATORS).filter((userId) => userId.length > 0);
+}
+
+/**
+ * A user id tickets are issued for: 1-128 characters of text with no list separator (USER_LIST_SEPARATOR),
+ * so every list splits back into the ids it was made of. A message to anything else could never be received.
  */
 export function isUserId(userId: string): boolean {
-  return userId.length > 0 && characterCount(userId) <= USER_ID_MAX && !/[\s,]/.test(userId) && isStorableText(userId);
+  return userId.length > 0 && characterCount(userId) <= USER_ID_MAX && !USER_LIST_SEPARATOR.test(userId) && isStorableText(userId);
 }
 
 export interface IssueTicket {

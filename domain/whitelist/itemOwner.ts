@@ -72,10 +72,10 @@ export const itemOwnerStreamName = (appId: string, repname: string, itemname: st
 
 /**
  * An item's owner, or the owner a whitelist application names: one user id a ticket can be issued for
- * (isUserId: no blanks or commas, datahub's receiver separators), so the owner's notification can be read.
+ * (isUserId: no blanks, commas, semicolons or 、: the separators of user lists), so the owner's notification can be read.
  */
 export function checkOwner(owner: string, field = 'owner'): void {
-  if (!isUserId(owner)) throw new DomainError('invalid', `${field} must be one user id: 1-${USER_ID_MAX} characters, no blanks or commas`);
+  if (!isUserId(owner)) throw new DomainError('invalid', `${field} must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
 }
 
 /** An item's names, as datahub's shim bounds them: 1-128 characters of text each, not blank. */

@@ -6,7 +6,9 @@ import { compareSeq, type ITerminal, type Message_t, type MessageContext } from 
  * herald's front-end SDK: Koala's `message_client.open()` (shared/seeds/000_83e3b79cc88886e5.txt,
  * section 4) over GraphQL's `messages` subscription. One socket at a time; when it ends, the client
  * connects again with `connectionParams.since` = the last seq it handed over, so herald replays what
- * was missed (docs/api/graphql.md, "Live messages") and nothing is handed over twice.
+ * was missed (docs/api/graphql.md, "Live messages") and nothing is handed over twice. Before it has
+ * handed any over (no `since`), it connects with `connectionParams.pending`: herald first replays the
+ * user's unacknowledged, unexpired messages, e.g. those sent while the page was closed.
  */
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'closed';
@@ -270,13 +272,17 @@ class Terminal implements MessageClient {
   async acknowledge(seqs: string | number | ReadonlyArray<string | number>): Promise<number> {
     const list = (Array.isArray(seqs) ? seqs : [seqs]) as ReadonlyArray<string | number>;
     const ids = list.map((seq) => this.idsBySeq.get(String(seq)));
-    const unknown = list.find((_, i) => ids[i] === undefined);
-    if (unknown !== undefined) throw new MessageClientError('NOT_FOUND', `no message of seq ${String(unknown)} was handed to this client`);
-    return this.ack(ids as string[]);
+    const unknown = list.filter((_, i) => ids[i] === undefined);
+    const known = ids.filter((id): id is string => id !== undefined);
+    // The known ones are acknowledged whatever the others are (as herald's ack does); the unknown are named after.
+    const acknowledged = known.length > 0 ? await this.ack(known) : 0;
+    if (unknown.length > 0) throw new MessageClientError('NOT_FOUND', `${acknowledged} acknowledged; no message of seq ${unknown.map(String).join(', ')} was handed to this client`);
+    return acknowledged;
   }
 
   async sendMessage(target: string | readonly string[], title: string, content: string): Promise<string> {
-    const to = (typeof target === 'string' ? [target] : [...target]).flatMap((t) => String(t).split(/[\s,]+/)).filter((t) => t !== '');
+    // Koala's target as given ("a,b", "a b", "a，b", or a list): herald splits user lists (one splitter for every API).
+    const to = (typeof target === 'string' ? [target] : [...target]).map(String);
     // One request id for every attempt: a send retried on the next socket (the answer was lost) is sent once.
     const requestId = `sdk-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
     for (;;) {
@@ -361,7 +367,8 @@ class Terminal implements MessageClient {
     const connection = openConnection({
       url: toWebSocketUrl(this.options.url),
       webSocket: this.webSocket,
-      connectionParams: { ticket, ...(this.seq !== undefined && { since: this.seq }) },
+      // No seq yet (a page's first connect, as Koala's pages open): start with the user's unacknowledged messages.
+      connectionParams: { ticket, ...(this.seq !== undefined ? { since: this.seq } : { pending: true }) },
       heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
       connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       onConnected: (client) => {

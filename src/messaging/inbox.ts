@@ -55,6 +55,11 @@ export interface InboxQueries {
    * `now`; at most `limit`. One query for all; a message delivered to several of them is one object.
    */
   deliveredSince(requests: readonly MissedRequest[]): Promise<DeliveredMessage[][]>;
+  /**
+   * For each request, its owner's pending messages — unacknowledged, unexpired at `now` — after
+   * `sinceSeq`: the newest `limit` of them, oldest first. One query for all, as deliveredSince.
+   */
+  pendingSince(requests: readonly MissedRequest[]): Promise<DeliveredMessage[][]>;
   /** Message ids of an app's delivered messages by seq (Koala `sids`); unknown seqs are left out. */
   messageIdsBySeq(appId: string, seqs: readonly bigint[]): Promise<Map<bigint, string>>;
 }

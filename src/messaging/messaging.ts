@@ -78,6 +78,12 @@ export class SendAllowance {
 }
 
 export const MAX_ACKNOWLEDGE_IDS = 200;
+
+/** What an acknowledge call did: how many it newly acknowledged, and the ids it refused, with why. */
+export interface Acknowledgement {
+  readonly acknowledged: number;
+  readonly refused: ReadonlyArray<{ readonly id: string; readonly error: DomainError }>;
+}
 export const MAX_REQUEST_ID_LENGTH = 128;
 
 export class Messaging {
@@ -93,9 +99,11 @@ export class Messaging {
     },
   ) {
     this.missed = new Batcher((requests) => deps.inbox.deliveredSince(requests));
+    this.pending = new Batcher((requests) => deps.inbox.pendingSince(requests));
   }
 
   private readonly missed: Batcher<MissedRequest, DeliveredMessage[]>;
+  private readonly pending: Batcher<MissedRequest, DeliveredMessage[]>;
 
   async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
     if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
@@ -132,39 +140,44 @@ export class Messaging {
   }
 
   /**
-   * Acknowledges messages for the viewer; returns how many were newly acknowledged. All ids are checked
-   * before anything is appended: one refused id (another user's message, an unknown one) refuses all.
+   * Acknowledges messages for the viewer: every id that names a message delivered to them is
+   * acknowledged, whatever the others are (a client acking a batch must not lose its good ids to one
+   * stale one). An expired message counts as done. The refused ones — no such message in the app, one
+   * not delivered yet, or one sent to other users — are returned with their reason, for the caller to
+   * name them. `acknowledged` counts the newly acknowledged (a repeat counts 0).
    */
-  async acknowledge(viewer: Viewer, messageIds: readonly string[], now: Date): Promise<number> {
+  async acknowledge(viewer: Viewer, messageIds: readonly string[], now: Date): Promise<Acknowledgement> {
     const ids = [...new Set(messageIds)];
     if (ids.length === 0) throw new DomainError('invalid', 'no message ids given');
     if (ids.length > MAX_ACKNOWLEDGE_IDS) throw new DomainError('invalid', `at most ${MAX_ACKNOWLEDGE_IDS} ids per call`);
     const command = { type: 'AcknowledgeMessage' as const, appId: viewer.appId, userId: viewer.userId, now: now.toISOString() };
-    // Decide every id before appending any: a refused one throws here and nothing is appended.
     const decided = await Promise.all(
       ids.map(async (id) => {
         const loaded = await loadState(this.deps.store, messageAggregate, messageStreamName(id));
-        return { id, ...loaded, events: messageAggregate.decider.decide(command, loaded.state) };
+        try {
+          return { id, ...loaded, events: messageAggregate.decider.decide(command, loaded.state), refused: undefined };
+        } catch (error) {
+          if (error instanceof DomainError) return { id, ...loaded, events: [], refused: error };
+          throw error;
+        }
       }),
     );
+    const refused = decided.flatMap((d) => (d.refused !== undefined ? [{ id: d.id, error: d.refused }] : []));
     // Appended side by side (the store commits them together), each on the state just read.
     const context = { appId: viewer.appId, actor: `user:${viewer.userId}` };
     const results = await Promise.all(
-      decided.map(({ id, events, ...loaded }) =>
+      decided.flatMap((d) => (d.refused !== undefined ? [] : [d])).map(({ id, events, refused: _, ...loaded }) =>
         events.length === 0 ? { events, position: loaded.position } : handleCommand(this.deps.store, messageAggregate, messageStreamName(id), command, context, loaded),
       ),
     );
     await this.deps.readYourWrites(maxPosition(results.map((r) => r.position)));
-    return results.reduce((sum, r) => sum + r.events.length, 0);
+    return { acknowledged: results.reduce((sum, r) => sum + r.events.length, 0), refused };
   }
 
-  /** Message ids of Koala's `sids` (the seqs users received). A seq unknown in the viewer's app is "not found". */
-  async messageIdsOfSeqs(viewer: Viewer, seqs: readonly bigint[]): Promise<string[]> {
-    if (seqs.length === 0) return [];
-    const bySeq = await this.deps.inbox.messageIdsBySeq(viewer.appId, seqs);
-    const missing = seqs.find((s) => !bySeq.has(s));
-    if (missing !== undefined) throw new DomainError('not_found', `no message with seq ${missing}`);
-    return [...bySeq.values()];
+  /** Message ids of Koala's `sids` (the seqs users received) by seq; a seq unknown in the viewer's app is left out. */
+  messageIdsOfSeqs(viewer: Viewer, seqs: readonly bigint[]): Promise<Map<bigint, string>> {
+    if (seqs.length === 0) return Promise.resolve(new Map());
+    return this.deps.inbox.messageIdsBySeq(viewer.appId, seqs);
   }
 
   inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string }, now: Date): Promise<NotificationPage> {
@@ -177,6 +190,14 @@ export class Messaging {
    */
   deliveredSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
     return this.missed.get({ owner: { appId: viewer.appId, userId: viewer.userId }, sinceSeq, limit, now });
+  }
+
+  /**
+   * The user's pending messages (unacknowledged, unexpired) after `sinceSeq`, the newest `limit`, oldest
+   * first: what a terminal that connects for the first time is owed. The calls of one turn are one query.
+   */
+  pendingSince(viewer: Viewer, sinceSeq: bigint, limit: number, now: Date): Promise<DeliveredMessage[]> {
+    return this.pending.get({ owner: { appId: viewer.appId, userId: viewer.userId }, sinceSeq, limit, now });
   }
 
   /** How far the inbox is known to show deliveries: every message of a higher seq is yet to be pushed. */

@@ -110,9 +110,9 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
       }
     });
 
-    it('carries it on errors, so the page can read them: Koala 1004 (401), datahub 401 and 400, GraphQL 401, a 404 under a shim', async () => {
+    it('carries it on errors, so the page can read them: Koala 1004 (HTTP 200, its envelope), datahub 401 and 400, GraphQL 401, a 404 under a shim', async () => {
       const errors: Array<[string, RequestInit, number]> = [
-        ['/koala/api/mas/messages', { method: 'POST', body: new URLSearchParams({ ticket: 'not-a-ticket', users: 'a', title: 't', content: 'c' }) }, 401],
+        ['/koala/api/mas/messages', { method: 'POST', body: new URLSearchParams({ ticket: 'not-a-ticket', users: 'a', title: 't', content: 'c' }) }, 200],
         ['/notifications', {}, 401],
         ['/notifications?size=abc', { headers: { authorization: `Token ${await issueTicket(test.url, 'li4@example.com')}` } }, 400],
         ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer nope' }, body: '{"query":"{ userId }"}' }, 401],

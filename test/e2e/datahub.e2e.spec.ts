@@ -54,6 +54,23 @@ describe('datahub REST (seed 001) over HTTP', function () {
       }
     });
 
+    it('takes full-width commas, semicolons (; ；) and 、 in `receiver` as separators, on POST /notifications and the topic', async () => {
+      const users = ['sep1@example.com', 'sep2@example.com', 'sep3@example.com', 'sep4@example.com'];
+      const tickets = await Promise.all(users.map((u) => ticketFor(u)));
+      const sent = await call('POST', '/notifications', admin, { type: 'admin_message', receiver: 'sep1@example.com，sep2@example.com；sep3@example.com、sep4@example.com', data: { content: 'bla bla ...' } });
+      expect(sent.status, sent.text).to.equal(200);
+      const topic = await fetch(`${test.url}/topics/to_notifications.json`, {
+        method: 'POST',
+        headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+        body: JSON.stringify({ type: 'admin_message', receiver: 'sep1@example.com;sep4@example.com', sender: 'admin@hub.dataio.com', data: { content: 'via the topic' } }),
+      });
+      expect(topic.status, await topic.text()).to.equal(200);
+      for (const [i, ticket] of tickets.entries()) {
+        const { results } = await list(ticket!);
+        expect(results.map((r) => r.data.content), users[i]).to.deep.equal(i === 0 || i === 3 ? ['via the topic', 'bla bla ...'] : ['bla bla ...']);
+      }
+    });
+
     it('reads the body in the charset its Content-Type names (utf8 as PHP and Java write it, GBK); an unknown one is a 400 in the envelope', async () => {
       const receiver = await ticketFor('charset@example.com');
       const types = ['application/json;charset=utf8', 'application/json; charset=GBK'];

@@ -18,7 +18,7 @@ import { request as httpRequest } from 'node:http';
 
 const KOALA_ROUTES = ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koala/api/mas/messages/ack'];
 const KOALA_FIELDS = ['ticket', 'tickets', 'users', 'users[]', 'title', 'content', 'expire', 'execute', 'sids', 'sids[]', 'app_key', 'app_id', 'secret_key', 'app_secret', 'user_id', 'user_roles', 'request_id'];
-const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 400, 1002: 404, 1003: 403, 1004: 401, 1005: 401, 1006: 401, 1007: 401, 4001: 429, 4002: 401 };
+const KOALA_HTTP: Record<number, number> = { 0: 200, 1001: 200, 1002: 200, 1003: 200, 1004: 200, 1005: 200, 1006: 200, 1007: 200, 4001: 200, 4002: 200 };
 const GRAPHQL_CODES = ['UNAUTHENTICATED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN', 'RATE_LIMITED', 'QUERY_TOO_COMPLEX'];
 const RUNS = { koala: 1200, graphql: 900, datahub: 900, devices: 900, deviceFrames: 300, rtio: 600, rtioFrames: 300, operations: 300, badFrames: 120, cors: 300 };
 const DATAHUB_FIELDS = ['forclient', 'type', 'sender', 'status', 'level', 'page', 'size'];

@@ -124,7 +124,11 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     expect(otherInbox.data!.notifications.total, 'another app sees nothing').to.equal(0);
 
     const ack = (ids: string[]) => graphql<{ acknowledge: number }>(test.url, receiver, 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids });
-    expect((await ack([id])).data!.acknowledge).to.equal(1);
+    // An unknown id beside it: the message is acknowledged all the same, the unknown one named.
+    const unknownId = '00000000-0000-4000-8000-000000000000';
+    const mixed = await ack([id, unknownId, 'not-an-id']);
+    expect(mixed.errors?.[0]?.extensions).to.deep.equal({ code: 'NOT_FOUND', acknowledged: 1, refused: ['not-an-id', unknownId] });
+    expect(mixed.errors?.[0]?.message).to.equal(`1 acknowledged; refused no message delivered to you: "not-an-id", "${unknownId}"`);
     expect((await ack([id])).data!.acknowledge).to.equal(0);
 
     const invalid = await graphql(test.url, sender, 'mutation { sendMessage(input: { to: [], title: "t", content: "c" }) { id } }');
@@ -159,7 +163,43 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     expect(JSON.stringify(bad.errors)).to.include('BAD_USER_INPUT');
   });
 
-  it('answers REPLAY_LIMIT_EXCEEDED when more than 500 messages were missed', async () => {
+  // Issue 22: Koala's pages know no seq; a first connect asks for what is pending with connectionParams.pending.
+  it('a first connect with connectionParams.pending gets the unacknowledged, unexpired messages, oldest first, then live ones; without it only live ones', async () => {
+    const receiver = await ticketFor('offline_gql');
+    const sender = await ticketFor('zhangbin');
+    // The seed's send (3.2) as its example writes it: tickets=…&users=…&title=…&content=…
+    const sendTo = async (title: string, extra = '') => {
+      const { body } = await postForm(`${test.url}/koala/api/mas/messages`, `tickets=${sender}&users=offline_gql&title=${title}&content=system patching 20:21${extra}`);
+      expect(body.status, JSON.stringify(body)).to.equal(0);
+    };
+    await sendTo('pending 1');
+    await sendTo('acknowledged');
+    await sendTo('expired', '&expire=1');
+    await sendTo('pending 2');
+    const inbox = async () => (await graphql<Inbox>(test.url, receiver, NOTIFICATIONS, { first: 10 })).data!.notifications.nodes;
+    await eventually(async () => expect((await inbox()).map((n) => n.title)).to.include('pending 2'));
+    const acknowledged = (await inbox()).find((n) => n.title === 'acknowledged')!;
+    expect((await graphql<{ acknowledge: number }>(test.url, receiver, 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids: [acknowledged.id] })).data!.acknowledge).to.equal(1);
+    await eventually(async () => expect((await inbox()).map((n) => n.title)).not.to.include('expired'), { timeoutMs: 10_000 });
+
+    const pending = connect({ ticket: receiver, pending: true });
+    await pending.until((t) => t.received.length >= 2, 'the pending messages');
+    expect(pending.received.map((m) => m.title)).to.deep.equal(['pending 1', 'pending 2']);
+    const liveOnly = connect({ ticket: receiver });
+    await subscribed(liveOnly, 'offline_gql'); // its probes reach both
+    await sendTo('live');
+    await pending.until((t) => t.received.some((m) => m.title === 'live'), 'the live message');
+    await liveOnly.until((t) => t.received.some((m) => m.title === 'live'), 'the live message');
+    const titles = (terminal: Terminal) => terminal.received.map((m) => m.title).filter((title) => title !== 'probe');
+    expect(titles(pending)).to.deep.equal(['pending 1', 'pending 2', 'live']);
+    expect(titles(liveOnly), 'no pending without the flag').to.deep.equal(['live']);
+
+    const bad = connect({ ticket: receiver, pending: 'yes' });
+    await bad.until((t) => t.errors.length > 0, 'an error');
+    expect(JSON.stringify(bad.errors)).to.include('BAD_USER_INPUT');
+  });
+
+  it('answers REPLAY_LIMIT_EXCEEDED when more than 500 messages were missed; a first connect with pending gets the newest 500 of them', async () => {
     const receiver = await ticketFor('backlog');
     const viewer = await test.herald.tickets.authenticate(await ticketFor('bulk-sender'), new Date());
     for (let i = 0; i < 501; i++) await test.herald.messaging.send(viewer, { to: ['backlog'], title: `b${i}`, content: 'c', expireSeconds: 0 }, new Date());
@@ -170,6 +210,11 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     await terminal.until((t) => t.errors.length > 0, 'the error');
     expect(JSON.stringify(terminal.errors)).to.include('REPLAY_LIMIT_EXCEEDED');
     expect(terminal.received).to.have.length(0);
+
+    const first = connect({ ticket: receiver, pending: true });
+    await first.until((t) => t.received.length >= 500, 'the newest 500 pending', 30_000);
+    expect(first.received.map((m) => m.title)).to.deep.equal(Array.from({ length: 500 }, (_, i) => `b${i + 1}`));
+    expect(first.errors).to.deep.equal([]);
   });
 
   it('a scheduled message reaches the terminal not before `execute`', async () => {

@@ -158,7 +158,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     const typesOf = async (streamName: string) => (await h.infrastructure.store.readStream(streamName)).map((e) => e.type);
     await eventually(async () => expect(await typesOf(messageStreamName(released.id))).to.include('MessageReleased'));
     await eventually(async () => expect(await typesOf(messageStreamName(expired.id))).to.include('MessageExpired'));
-    await eventually(async () => expect(await h.messaging.acknowledge(carol, [released.id], now())).to.equal(1));
+    await eventually(async () => expect((await h.messaging.acknowledge(carol, [released.id], now())).acknowledged).to.equal(1));
 
     // datahub: notifications of several types, in one list or both, site broadcasts, subscriptions, an
     // item event to the subscribers, a whitelist application, reads, a stats clear and sends after it.

@@ -269,7 +269,11 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     const id = await message_client.sendMessage('sdk-koala sdk-koala-peer', 'from the page', 'hello');
     await eventually(() => expect(received.map((m) => m.title)).to.deep.equal(['from the page']));
     expect(received[0]!.id).to.equal(id);
-    expect(await message_client.acknowledge(received[0]!.meta.seq)).to.equal(1);
+    // One seq this client was never handed beside a good one: the good one is acknowledged all the same.
+    const mixed = await message_client.acknowledge([received[0]!.meta.seq, '999999998']).catch((error: unknown) => error);
+    expect(mixed).to.be.instanceOf(MessageClientError).with.property('code', 'NOT_FOUND');
+    expect((mixed as Error).message).to.equal('1 acknowledged; no message of seq 999999998 was handed to this client');
+    expect(await message_client.acknowledge(received[0]!.meta.seq)).to.equal(0);
     const inbox = await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 });
     expect(inbox.data!.notifications.nodes).to.deep.equal([{ id, seq: received[0]!.meta.seq, title: 'from the page', acknowledged: true }]);
     const peer = await graphql<Inbox>(test.url, await issueTicket(test.url, 'sdk-koala-peer'), INBOX, { first: 10 });
@@ -284,5 +288,68 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     const refused = message_client.open({ mas_url: test.url, token: 'not-a-ticket', webSocketImpl: WebSocket, onMessage: () => undefined, onError: (errcode, errmsg) => void errors.push([errcode, errmsg]) });
     await eventually(() => expect(errors.map(([code]) => code)).to.deep.equal(['UNAUTHENTICATED']));
     await refused.close();
+  });
+
+  // Issue 22: a Koala page opens without `since`; what was sent while it was closed must still reach onMessage.
+  describe('a page opened after messages were sent to its user (no since)', () => {
+    /** The seed's send (3.2), as its example writes it: `tickets=…&users=…&title=…&content=…`. */
+    async function sendAsTheSeed(user: string, title: string, extra = ''): Promise<void> {
+      const sender = await issueTicket(test.url, 'zhangbin');
+      const { body } = await postForm(`${test.url}/koala/api/mas/messages`, `tickets=${sender}&users=${user}&title=${title}&content="system patching 20:21"${extra}`);
+      expect(body.status, JSON.stringify(body)).to.equal(0);
+    }
+
+    it('hands over the unacknowledged, unexpired ones oldest first, then live ones, each once; a reconnect resumes after them', async () => {
+      const user = 'offline_sdk';
+      const ticket = await issueTicket(test.url, user);
+      await sendAsTheSeed(user, '"system upgrade"');
+      await sendAsTheSeed(user, 'acknowledged');
+      await sendAsTheSeed(user, 'expiring', '&expire=1');
+      await sendAsTheSeed(user, 'second');
+      await eventually(async () => expect(await inboxTitles(ticket)).to.have.length(4));
+      const acknowledgedSeq = (await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 })).data!.notifications.nodes.find((n) => n.title === 'acknowledged')!.seq;
+      const ack = await postForm(`${test.url}/koala/api/mas/messages/ack`, `tickets=${ticket}&sids=${acknowledgedSeq}`);
+      expect(ack.body.status, JSON.stringify(ack.body)).to.equal(0);
+      // The inbox leaves expired messages out: wait until `expiring` is (expire=1 s).
+      await eventually(async () => expect(await inboxTitles(ticket)).to.not.include('expiring'), { timeoutMs: 10_000 });
+
+      // The seed's quoted values arrive as the Koala shim reads them (docs/api/koala.md): as the inbox lists them.
+      const [upgrade] = (await inboxTitles(ticket)).slice(-1);
+      expect(upgrade).to.include('system upgrade');
+
+      const t = terminal({ ticket });
+      await t.until((x) => x.received.length >= 2, 'the pending messages');
+      expect(t.titles).to.deep.equal([upgrade, 'second']);
+      expect(t.received[0]!.message.content).to.include('system patching 20:21');
+      expect(t.client.lastSeq).to.equal(t.received[1]!.message.meta.seq);
+
+      await send(user, 'live');
+      await t.until((x) => x.titles.includes('live'), 'the live push');
+      // A reconnect resumes with since: the pending ones are not handed over again, a message sent meanwhile is.
+      const disconnectionsBefore = t.disconnections.length;
+      proxy.cut();
+      await t.until((x) => x.disconnections.length > disconnectionsBefore, 'the disconnection');
+      await send(user, 'while cut');
+      await eventually(async () => expect(await inboxTitles(ticket)).to.include('while cut'));
+      proxy.restore();
+      await t.until((x) => x.titles.includes('while cut'), 'the message sent while cut');
+      await send(user, 'after');
+      await t.until((x) => x.titles.includes('after'), 'the last push');
+      expect(t.titles).to.deep.equal([upgrade, 'second', 'live', 'while cut', 'after']);
+    });
+
+    it("Koala's own open({ mas_url, token }) gets them too", async () => {
+      const user = 'offline_koala';
+      const token = await issueTicket(test.url, user);
+      await sendAsTheSeed(user, 'sent while closed');
+      await eventually(async () => expect(await inboxTitles(token)).to.deep.equal(['sent while closed']));
+      const received: Message_t[] = [];
+      const client = message_client.open({ mas_url: test.url, token, webSocketImpl: WebSocket, onMessage: (message) => void received.push(message) });
+      try {
+        await eventually(() => expect(received.map((m) => m.title)).to.deep.equal(['sent while closed']));
+      } finally {
+        await client.close();
+      }
+    });
   });
 });

@@ -38,7 +38,15 @@ describe('herald serves the front-end SDK and its demo page', function () {
     expect(response.headers['cache-control']).to.equal('public, max-age=300');
     expect(response.headers['x-content-type-options']).to.equal('nosniff');
     expect(response.body).to.equal(readFileSync(path.join(__dirname, '../../sdk/dist/message_client.js'), 'utf8'));
-    expect(response.body).to.match(/^"use strict";var message_client=/);
+    // UMD: the AMD module `message_client` (require.js pages), CommonJS, and the global.
+    expect(response.body).to.match(/^\(function \(root, factory\) \{\n/);
+    expect(response.body).to.contain("define('message_client', [], function () { return api; })");
+    expect(response.body).to.contain('"use strict";var message_client=');
+    for (const [route, name] of [['/sdk/tce.js', 'tce'], ['/sdk/koala.js', 'koala']] as const) {
+      const module = await rawRequest(test.url, route);
+      expect([module.status, module.headers['content-type'], module.headers['cross-origin-resource-policy']], route).to.deep.equal([200, 'text/javascript; charset=utf-8', 'cross-origin']);
+      expect(module.body, route).to.contain(`define('${name}', `);
+    }
 
     const etag = response.headers.etag!;
     expect(etag).to.be.a('string');

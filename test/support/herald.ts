@@ -32,7 +32,7 @@ export async function startTestHerald(overrides: Partial<Config> = {}, clock: Cl
 }
 
 /** POSTs a form, urlencoded by default; returns the JSON body and status. */
-export async function postForm(url: string, body: string | FormData | Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function postForm(url: string, body: string | FormData | Record<string, string>): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const init: RequestInit =
     typeof body === 'string'
       ? { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } }
@@ -40,7 +40,7 @@ export async function postForm(url: string, body: string | FormData | Record<str
         ? { method: 'POST', body }
         : { method: 'POST', body: new URLSearchParams(body) };
   const response = await fetch(url, init);
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, unknown> };
 }
 
 /** A ticket for `userId` from Koala's ticket route, with the seed's demo app unless another is given. */

@@ -37,8 +37,20 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
   let missed: DeliveredMessage[];
   let inboxPosition: bigint;
   let reads: number;
-  const feed = (since?: unknown) =>
-    new DeliveryFeed({ bus, clock: () => new Date(), messaging: { deliveredSince: async (_viewer, sinceSeq, limit) => (reads++, missed).filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit), deliveredPosition: () => inboxPosition } }, viewer, since);
+  /** Seqs of `missed` the user acknowledged: not pending. */
+  let acknowledged: Set<string>;
+  const pendingSince = async (_viewer: Viewer, sinceSeq: bigint, limit: number) => {
+    reads++;
+    const pending = missed.filter((m) => BigInt(m.seq) > sinceSeq && !acknowledged.has(m.seq));
+    return pending.slice(Math.max(0, pending.length - limit));
+  };
+  const feed = (since?: unknown, pending?: unknown) =>
+    new DeliveryFeed(
+      { bus, clock: () => new Date(), messaging: { deliveredSince: async (_viewer, sinceSeq, limit) => (reads++, missed).filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit), pendingSince, deliveredPosition: () => inboxPosition } },
+      viewer,
+      since,
+      pending,
+    );
   const publish = (...seqs: number[]) => bus.publish(seqs.map((seq) => ({ topic, payload: message(seq) })));
   const seqsOf = async (source: DeliveryFeed, count: number) => {
     const seqs: string[] = [];
@@ -63,6 +75,7 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
     missed = [];
     inboxPosition = 0n;
     reads = 0;
+    acknowledged = new Set();
   });
 
   it('hands over live messages in order, also one that arrives while next() waits', async () => {
@@ -155,7 +168,7 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
 
     it('a failed catch-up fails the operation at its next next() (the client resubscribes with since), and unsubscribes', async () => {
       const failing = new DeliveryFeed(
-        { bus, clock: () => new Date(), messaging: { deliveredSince: () => Promise.reject(new Error('the database is gone')), deliveredPosition: () => 0n } },
+        { bus, clock: () => new Date(), messaging: { deliveredSince: () => Promise.reject(new Error('the database is gone')), pendingSince, deliveredPosition: () => 0n } },
         viewer,
         undefined,
       );
@@ -172,6 +185,74 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
       bus.gap();
       expect(reads).to.equal(before);
       expect(await source.next()).to.deep.equal({ done: true, value: undefined });
+    });
+  });
+
+  // Issue 22: a Koala page opens without `since`; what was sent while it was closed and not acknowledged is owed to it.
+  describe('a first connect with `pending` (no since)', () => {
+    it('replays the unacknowledged ones oldest first, then live ones, each once', async () => {
+      inboxPosition = 3n;
+      missed = [1, 2, 3].map(message);
+      acknowledged = new Set(['2']);
+      const source = feed(undefined, true);
+      await publish(3, 4); // 3 arrives live too: pushed after the feed subscribed, before the read
+      expect(await seqsOf(source, 3)).to.deep.equal(['1', '3', '4']);
+      await publish(5);
+      expect((await source.next()).value).to.deep.include({ seq: '5' });
+    });
+
+    it('skips a live message the inbox already showed when it subscribed and the user acknowledged', async () => {
+      inboxPosition = 3n;
+      missed = [1, 2, 3].map(message);
+      acknowledged = new Set(['3']);
+      const source = feed(undefined, true);
+      await publish(3, 4);
+      expect(await seqsOf(source, 3)).to.deep.equal(['1', '2', '4']);
+    });
+
+    it('beyond MAX_REPLAY pending, hands over the newest MAX_REPLAY without failing, then live ones', async () => {
+      const count = MAX_REPLAY + 5;
+      inboxPosition = BigInt(count);
+      missed = Array.from({ length: count }, (_, i) => message(i + 1));
+      const source = feed(undefined, true);
+      const seqs = await seqsOf(source, MAX_REPLAY);
+      expect(seqs[0]).to.equal('6');
+      expect(seqs.at(-1)).to.equal(String(count));
+      await publish(count + 1);
+      expect((await source.next()).value).to.deep.include({ seq: String(count + 1) });
+    });
+
+    it('a gap during the pending replay reads the pending ones after the last handed over: none twice, none lost', async () => {
+      inboxPosition = 3n;
+      missed = [1, 2, 3].map(message);
+      const source = feed(undefined, true);
+      expect(await seqsOf(source, 1)).to.deep.equal(['1']);
+      missed = [1, 2, 3, 4].map(message); // 4 was lost on the bus
+      bus.gap();
+      expect(await seqsOf(source, 3)).to.deep.equal(['2', '3', '4']);
+    });
+
+    it('`since` wins: it replays every delivered message after it, acknowledged or not', async () => {
+      inboxPosition = 3n;
+      missed = [1, 2, 3].map(message);
+      acknowledged = new Set(['2']);
+      expect(await seqsOf(feed('1', true), 2)).to.deep.equal(['2', '3']);
+    });
+
+    it('without `pending` or `since`, replays nothing (GraphQL clients that want only live messages)', async () => {
+      inboxPosition = 2n;
+      missed = [1, 2].map(message);
+      const source = feed(undefined, false);
+      await publish(3);
+      expect(await seqsOf(source, 1)).to.deep.equal(['3']);
+      expect(reads).to.equal(0);
+    });
+
+    it('fails with BAD_USER_INPUT for a `pending` that is not a boolean, and unsubscribes', async () => {
+      const error = await failureOf(feed(undefined, 'yes').next());
+      expect(error).to.be.instanceOf(GraphQLError);
+      expect((error as GraphQLError).extensions.code).to.equal('BAD_USER_INPUT');
+      expect(bus.subscribers).to.equal(0);
     });
   });
 });

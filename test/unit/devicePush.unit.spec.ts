@@ -53,6 +53,17 @@ describe('device decider', () => {
       .thenThrows(DomainError, (e) => expect(e.message).to.match(/^alias: /));
   });
 
+  // Issue 22 (review): audiences ["ALL"] (in any case) means every device, so no alias or tag may be spelled so.
+  it('refuses an alias or tag spelled ALL in any case: a push to it would reach every device of the app', () => {
+    for (const change of [{ alias: 'ALL' }, { alias: 'all' }, { alias: 'All' }, { tags: ['sz', 'ALL'] }, { tags: [' all '] }]) {
+      spec
+        .given([])
+        .when({ ...register, ...change })
+        .thenThrows(DomainError, (e) => expect(e.message).to.match(/^(alias|tag): ALL \(in any case\) is reserved/));
+    }
+    expect(deviceDecider.decide({ ...register, alias: 'allan', tags: ['all-staff'] }, deviceDecider.initialState())).to.have.length(1);
+  });
+
   it('refuses bad registrations, naming the field', () => {
     for (const [change, field] of [
       [{ alias: '' }, 'alias'],
@@ -157,7 +168,7 @@ describe('push decider', () => {
 
   // Issue 22 (audit): the original one-push took any JSON in extra ("业务系统自定义的消息数据") and delivered it.
   it('records extra given as JSON (object, array, number, boolean) as given; old events with text extra still decode', () => {
-    for (const extra of [{ orderId: 7, lines: ['a', { b: null }] }, [1, 'two'], 42, 0, false, true]) {
+    for (const extra of [{ orderId: 7, lines: ['a', { b: null }] }, [1, 'two'], 42, 0, false, true, 2 ** 53 - 1, 1.5, -0.25]) {
       const [event] = pushDecider.decide({ ...onePush, extra }, pushDecider.initialState());
       expect((event!.data as PushRequestedData).message).to.deep.include({ extra });
       expect(PushEvent.is(JSON.parse(JSON.stringify(event)))).to.equal(true);
@@ -177,6 +188,9 @@ describe('push decider', () => {
       [{ 'a\u0000': 1 }, 'extra: may not contain control characters'],
       [{ a: ['\u0001'] }, 'extra: may not contain control characters'],
       [{ a: Infinity }, 'extra: a number too large for JSON'],
+      // A Java long id, as JSON.parse reads it: rounded; refused rather than delivered changed.
+      [JSON.parse('{"orderId": 1234567890123456789}'), 'extra: an integer beyond ±9007199254740991 cannot be delivered exactly; send it as a string'],
+      [[-(2 ** 53)], 'extra: an integer beyond ±9007199254740991 cannot be delivered exactly; send it as a string'],
     ] as const) {
       spec
         .given([])

@@ -86,14 +86,21 @@ describe('message decider', () => {
       spec.given([sent, acknowledged]).when(ack('zhouyang')).then([]);
     });
 
-    it('refuses another user (forbidden), another app (not found), a scheduled or expired message (not found)', () => {
+    it('refuses another user (forbidden), another app (not found), a message not delivered yet (not found)', () => {
       const code = (expected: string) => (error: DomainError) => expect(error.code).to.equal(expected);
       spec.given([sent]).when(ack('stranger')).thenThrows(DomainError, code('forbidden'));
       spec.given([sent]).when(ack('zhouyang', 'other')).thenThrows(DomainError, code('not_found'));
       spec.given([]).when(ack('zhouyang')).thenThrows(DomainError, code('not_found'));
       spec.given([scheduled]).when(ack('zhouyang')).thenThrows(DomainError, code('not_found'));
+    });
+
+    it('takes an expired message as done: nothing is left to acknowledge, nothing is appended, nothing refused', () => {
       const short: MessageEvent = { type: 'MessageSent', data: { ...content, expiresAt: '2026-11-22T10:00:01.000Z', sentAt: now } };
-      spec.given([short]).when(ack('zhouyang', 'camel', '2026-11-22T10:00:02.000Z')).thenThrows(DomainError, code('not_found'));
+      spec.given([short]).when(ack('zhouyang', 'camel', '2026-11-22T10:00:02.000Z')).then([]);
+      const expired: MessageEvent = { type: 'MessageExpired', data: { messageId: 'm-1', appId: 'camel', expiredAt: now } };
+      spec.given([scheduled, expired]).when(ack('zhouyang')).then([]);
+      // still only for its recipients
+      spec.given([short]).when(ack('stranger', 'camel', '2026-11-22T10:00:02.000Z')).thenThrows(DomainError, (error) => expect(error.code).to.equal('forbidden'));
     });
   });
 
