@@ -44,7 +44,7 @@ describe('whitelist applications and item owners', () => {
       spec.given([applied()]).when(apply('wang5@example.com', 'zhang3@example.com')).then([]);
     });
     it('refuses an owner who is not one user (every entry point: REST, GraphQL), before and after applying', () => {
-      for (const owner of ['zhang3 wang5', 'a,b', '', ' ', 'x'.repeat(129), 'nul\u0000', '\ud800']) {
+      for (const owner of ['zhang3 wang5', 'a,b', 'zhang3、wang5', 'a；b', '', ' ', 'x'.repeat(129), 'nul\u0000', '\ud800']) {
         spec.given([]).when(apply(owner)).thenThrows(DomainError, (e) => expect(e.message).to.include('one user id'));
         spec.given([applied()]).when(apply(owner)).thenThrows(DomainError);
       }
