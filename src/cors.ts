@@ -13,8 +13,10 @@ import type { CorsOrigins } from './config';
  * Access-Control-Allow-Credentials, and so `*` may be configured safely. An origin not allowed gets no
  * CORS header at all (its preflight a bare 204), and the browser keeps the answer from its page.
  *
- * Not here: RTIO (server to server; its routes trust callers by network (RTIO_TRUSTED_CIDRS),
- * so a page must never be let read them), the static SDK and demo files (script tags need no CORS),
+ * Not here: RTIO (server to server; its routes trust callers by network (RTIO_TRUSTED_CIDRS), so a
+ * page must never be let call them. CORS alone would not stop that — a page can still send a simple
+ * text/plain POST and only not read the answer — so api/rest/rtio.ts refuses a browser's request
+ * (Origin, Sec-Fetch-Site) that has no app credentials), the static SDK and demo files (script tags need no CORS),
  * the probes and /metrics.
  */
 

@@ -77,7 +77,8 @@ export function decodeBody<A>(codec: t.Decoder<unknown, A>, body: unknown): A {
  * `utf-…` names and refuses (415) the `charset=utf8` PHP and Java clients write and a legacy Chinese
  * stack's `charset=GBK` — for a body that is ASCII JSON. Decoded as the charset says (UTF-8 when none;
  * a BOM is dropped), then parsed as express.json's strict mode does: an object or an array. Errors go to
- * the router's error handler (status 400 for what is not JSON, 413 over `limit`, 415 an unknown charset).
+ * the router's error handler, which answers them as shimErrors bodyError does (status 400 for what is not
+ * JSON, 413 over `limit`, 415 an unknown charset).
  */
 export function anyJsonBody(limit: string): express.RequestHandler[] {
   return [
@@ -95,7 +96,7 @@ export function anyJsonBody(limit: string): express.RequestHandler[] {
       } catch {
         return next(Object.assign(new SyntaxError('malformed JSON body'), { status: 400 }));
       }
-      if (typeof body !== 'object' || body === null) return next(Object.assign(new SyntaxError('a JSON object or array is required'), { status: 400 }));
+      if (typeof body !== 'object' || body === null) return next(Object.assign(new SyntaxError('the body must be a JSON object or array'), { status: 400, type: 'json.not_object' }));
       req.body = body;
       next();
     },

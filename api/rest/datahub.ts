@@ -9,7 +9,7 @@ import type { Datahub, NotificationFilter, ReceivedNotification } from '../../sr
 import type { Tickets, Viewer } from '../../src/identity/tickets';
 import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, optional } from './datahubFormats';
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
-import { badInput, ShimError, shimRoute } from './shimErrors';
+import { badInput, bodyErrors, ShimError, shimRoute } from './shimErrors';
 import type { Logger } from '../../src/logger';
 import { anyJsonBody } from './bodyCodecs';
 
@@ -188,13 +188,8 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
     reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
 
-  // Body errors (bad JSON, too large) in the same envelope.
-  router.use(['/notifications', '/notification_stat'], (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
-    if (res.headersSent) return next(error);
-    const status = (error as { status?: unknown }).status;
-    if (status === 413) return reply(res, new ShimError(413, 'too_large', 'request body too large (at most 64 KB)'));
-    return reply(res, new ShimError(400, 'bad_request', 'malformed JSON body'));
-  });
+  // Body errors (bad JSON, too large, an unknown charset: 415) in the same envelope.
+  router.use(['/notifications', '/notification_stat'], bodyErrors(datahubReply, { limit: '64 KB', unsupported: 415 }));
   return router;
 }
 
@@ -207,6 +202,9 @@ export function route(log: Logger, handler: (req: express.Request, res: express.
     }
   });
 }
+
+/** reply as a shim's `send` (shimErrors bodyErrors). */
+export const datahubReply = (res: express.Response, _req: express.Request, error: ShimError): void => reply(res, error);
 
 export function reply(res: express.Response, error: ShimError): void {
   if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));

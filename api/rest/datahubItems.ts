@@ -5,9 +5,9 @@ import type { Clock } from '../../src/clock';
 import type { ItemOwners } from '../../src/datahub/itemOwners';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { badRequest, reply, route, ticketOf } from './datahub';
+import { datahubReply, reply, route, ticketOf } from './datahub';
 import { decodeFormat } from './datahubFormats';
-import { ShimError } from './shimErrors';
+import { bodyErrors, ShimError } from './shimErrors';
 import { anyJsonBody } from './bodyCodecs';
 
 /**
@@ -75,11 +75,6 @@ export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly i
   router.all(['/items', '/items/*'], (req, res) => {
     reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
-  router.use('/items', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
-    if (res.headersSent) return next(error);
-    if ((error as { status?: unknown }).status === 413) return reply(res, new ShimError(413, 'too_large', 'request body too large (at most 64 KB)'));
-    const parsing = (error as { type?: unknown }).type === 'entity.parse.failed';
-    return reply(res, badRequest(parsing ? 'malformed JSON body' : 'malformed request (a path that is not percent-encoded UTF-8?)'));
-  });
+  router.use('/items', bodyErrors(datahubReply, { limit: '64 KB', unsupported: 415 }));
   return router;
 }

@@ -5,8 +5,8 @@ import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import type { Emails } from '../../src/mail/emails';
 import { splitUserList } from '../../domain/ticket/ticket';
-import { badRequest, checkRequestId, reply, route } from './datahub';
-import { ShimError } from './shimErrors';
+import { badRequest, checkRequestId, datahubReply, reply, route } from './datahub';
+import { bodyErrors, ShimError } from './shimErrors';
 import { parseRfc3339 } from '../../domain/rfc3339';
 import { characterCount } from '../../domain/text';
 import { decodeFormat, decodeNotificationData, itemEventOf, TopicEmail, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
@@ -114,10 +114,10 @@ export function datahubTopicsRouter(deps: {
   router.all(['/topics', '/topics/*'], (req, res) => {
     reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
-  router.use('/topics', (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
-    if (res.headersSent) return next(error);
-    if ((error as { status?: unknown }).status === 413) return reply(res, new ShimError(413, 'too_large', 'request body too large (at most 64 KB; 256 KB for to_emails.json)'));
-    return reply(res, new ShimError(400, 'bad_request', 'malformed JSON body (strict JSON: the seed samples\' typos are not accepted, see docs/api/datahub.md)'));
-  });
+  router.use('/topics', bodyErrors(datahubReply, {
+    limit: '64 KB; 256 KB for to_emails.json',
+    unsupported: 415,
+    malformed: "malformed JSON body (strict JSON: the seed samples' typos are not accepted, see docs/api/datahub.md)",
+  }));
   return router;
 }

@@ -1,4 +1,5 @@
 import querystring from 'node:querystring';
+import { Readable } from 'node:stream';
 import express from 'express';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
@@ -199,10 +200,13 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
   // The seed names x-www-form-urlencoded for tickets and messages and multipart/form-data for ack, and
   // writes the header as `Content-Type: x-www-form-urlencoded`: every route takes multipart (fields
   // only, no files) and reads any other body as a form whatever its type says (none, text/plain, the
-  // seed's spelling), or as a JSON object when it is one; query parameters too.
+  // seed's spelling), or as a JSON object when it is one; query parameters too. A body sent as
+  // multipart is read as multipart only when it is one (realMultipart): the seed's own ack is
+  // `Content-Type: multipart/form-data` (no boundary) over a urlencoded body.
   const forms = [
-    multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none(),
-    express.text({ type: (req) => !/^\s*multipart\//i.test(req.headers['content-type'] ?? ''), limit: '256kb' }),
+    express.raw({ type: isMultipartTyped, limit: BODY_LIMIT }),
+    realMultipart(multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none()),
+    express.text({ type: (req) => !isMultipartTyped(req), limit: BODY_LIMIT }),
     formFields,
   ];
 
@@ -296,6 +300,42 @@ function route(log: Logger, handler: (req: express.Request) => Promise<unknown>)
         reply(res, code, message);
       },
     );
+  };
+}
+
+const BODY_LIMIT = '256kb';
+
+const isMultipartTyped = (req: { headers: { 'content-type'?: string } }) => /^\s*multipart\//i.test(req.headers['content-type'] ?? '');
+
+/** The boundary a multipart content type names (`boundary=XYZ` or `boundary="X Y"`); undefined when none. */
+export function multipartBoundary(contentType: string | undefined): string | undefined {
+  const match = /;\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;"]{1,70}))/i.exec(contentType ?? '');
+  return match?.[1] ?? match?.[2];
+}
+
+/**
+ * A body typed multipart (buffered by express.raw) handed to `parse` (multer) only when it is multipart:
+ * its type names a boundary and the body opens with that boundary's delimiter (after a preamble, RFC
+ * 2046, at most). Otherwise it is the text it is — the seed's `multipart/form-data` header over
+ * `tickets=…&sids=…` — and read as any other body (formFields).
+ */
+function realMultipart(parse: express.RequestHandler): express.RequestHandler {
+  return (req, res, next) => {
+    const raw: unknown = req.body;
+    if (!Buffer.isBuffer(raw)) return next();
+    const boundary = multipartBoundary(req.headers['content-type']);
+    const delimiter = boundary === undefined ? undefined : `--${boundary}`;
+    if (delimiter === undefined || !(raw.subarray(0, delimiter.length).toString('latin1') === delimiter || raw.includes(`\r\n${delimiter}`, 0, 'latin1'))) {
+      req.body = raw.toString('utf8');
+      return next();
+    }
+    // multer reads a stream with the request's headers: the buffered body, replayed.
+    const replay = Object.assign(Readable.from([raw]), { headers: req.headers }) as unknown as express.Request;
+    parse(replay, res, (error?: unknown) => {
+      if (error !== undefined) return next(error);
+      req.body = replay.body;
+      next();
+    });
   };
 }
 

@@ -120,6 +120,7 @@ export function onePushRouter(deps: { readonly tickets: Tickets; readonly device
   }));
 
   router.all(['/msgpush', '/msgpush/*'], (req, res) => send(res, req, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`)));
-  router.use('/msgpush', bodyErrors(send, BODY_LIMIT));
+  // An unknown charset is 415, as the Spring Boot service answered a body it could not read by its type.
+  router.use('/msgpush', bodyErrors(send, { limit: BODY_LIMIT, unsupported: 415 }));
   return router;
 }

@@ -14,7 +14,8 @@ import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
  * `POST /call/send`, JSON bodies whatever the Content-Type (the seed's own example posts with curl
  * `--data`, i.e. as a form). Every answer is HTTP 200 with the seed's `code`/`desc` and the request's
  * `nonce` echoed, except herald's own failures (HTTP 500, with 2705 / 2305). A caller outside the
- * trusted networks without app credentials is 1606 (herald's code, HTTP 200). See docs/api/rtio.md.
+ * trusted networks without app credentials, or a browser's request in them (Origin, Sec-Fetch-Site),
+ * is 1606 (herald's code, HTTP 200). See docs/api/rtio.md.
  */
 
 export const RTIO_CODES = {
@@ -78,6 +79,14 @@ export function rtioRouter(deps: {
       return appId;
     }
     const caller = req.socket.remoteAddress;
+    // A browser inside a trusted network is not a trusted caller: any page it opens, from anywhere, can
+    // send it a simple text/plain POST (CORS only keeps the page from reading the answer). Browsers mark
+    // every such request — Origin on each cross-origin POST (`null` from a sandbox), Sec-Fetch-Site on
+    // each request of a current one; servers' HTTP clients send neither (Node's fetch sends only
+    // Sec-Fetch-Mode, which is not looked at).
+    if (isTrusted(trusted, caller) && fromBrowser(req)) {
+      throw new RtioAnswer(RTIO_CODES.untrusted, 'caller not trusted: a browser request (Origin, Sec-Fetch-Site) is not trusted by network; send X-APP-ID and X-APP-Key');
+    }
     if (isTrusted(trusted, caller)) return deps.appId;
     // Named, so the operator sees which network to add to RTIO_TRUSTED_CIDRS.
     throw new RtioAnswer(RTIO_CODES.untrusted, `caller ${caller ?? '?'} not in RTIO_TRUSTED_CIDRS; or send X-APP-ID and X-APP-Key`);
@@ -228,6 +237,9 @@ function descOf(text: string): string {
 
 /** A request's field as given, when it is one the seed allows to echo (Unicode text within its length); otherwise empty. */
 const echo = (value: unknown, maxBytes: number = RTIO_LIMITS.nonceBytes) => (typeof value === 'string' && Buffer.byteLength(value, 'utf8') <= maxBytes && illFormedTextAt(value) === undefined ? value : '');
+
+/** A request a web browser sent on a page's behalf (see appOf). */
+const fromBrowser = (req: express.Request) => req.get('origin') !== undefined || req.get('sec-fetch-site') !== undefined;
 
 function isTrusted(trusted: BlockList, address: string | undefined): boolean {
   if (!address) return false;

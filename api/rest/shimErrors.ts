@@ -83,12 +83,33 @@ export function shimRoute(
   };
 }
 
-export function bodyErrors(send: (res: express.Response, req: express.Request, error: ShimError) => void, limit: string): express.ErrorRequestHandler {
+/**
+ * What a body parser's error (express.text/json in anyJsonBody, Express's path decoding) says went wrong,
+ * in a shim's terms, so each shim answers it in its own envelope and none sends a caller looking in the
+ * wrong place (an unknown charset is not "malformed JSON"):
+ * - too large (413): `limit` says how large a body may be;
+ * - a charset (or Content-Encoding) herald cannot decode: `unsupported` (415, or 400 for a shim whose seed
+ *   lists no 415), naming it;
+ * - a path that is not percent-encoded UTF-8 (Express decodes parameters before any route): 400;
+ * - anything else the body's own fault: 400 with `malformed`.
+ */
+export function bodyError(error: unknown, options: { readonly limit: string; readonly unsupported: 400 | 415; readonly malformed?: string }): ShimError {
+  const { status, type, charset, encoding } = error as { status?: unknown; type?: unknown; charset?: unknown; encoding?: unknown };
+  if (status === 413) return new ShimError(413, 'too_large', `request body too large (at most ${options.limit})`);
+  const unsupported = (message: string) => new ShimError(options.unsupported, options.unsupported === 415 ? 'unsupported_media_type' : 'bad_request', message);
+  // body-parser's own names (a charset is a token from the caller's header: quoted, capped).
+  const named = (value: unknown) => JSON.stringify(String(value).slice(0, 40));
+  if (type === 'charset.unsupported') return unsupported(`unsupported charset ${named(charset)} (UTF-8, GBK, … are read)`);
+  if (type === 'encoding.unsupported') return unsupported(`unsupported content encoding ${named(encoding)} (identity, gzip, deflate are read)`);
+  if (error instanceof URIError) return badInput('malformed request path (not percent-encoded UTF-8)');
+  if (type === 'json.not_object') return badInput((error as Error).message);
+  return badInput(options.malformed ?? 'malformed JSON body');
+}
+
+/** bodyError as a router's error handler, answered by `send` in the shim's envelope. */
+export function bodyErrors(send: (res: express.Response, req: express.Request, error: ShimError) => void, options: Parameters<typeof bodyError>[1]): express.ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
-    const status = (error as { status?: unknown }).status;
-    if (status === 413) return send(res, req, new ShimError(413, 'too_large', `request body too large (at most ${limit})`));
-    // Express decodes a path's parameters before any route runs: a URIError is the path's, not the body's.
-    send(res, req, badInput(error instanceof URIError ? 'malformed request path (not percent-encoded UTF-8)' : 'malformed JSON body'));
+    send(res, req, bodyError(error, options));
   };
 }

@@ -226,6 +226,7 @@ export function topvdnRouter(deps: {
   }));
 
   router.all(['/v2/message', '/v2/message/*'], (req, res) => send(res, req, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`)));
-  router.use('/v2/message', bodyErrors(send, BODY_LIMIT));
+  // An unknown charset is 400: the seed's status table lists 200, 400, 401 and 500 only.
+  router.use('/v2/message', bodyErrors(send, { limit: BODY_LIMIT, unsupported: 400 }));
   return router;
 }

@@ -71,7 +71,7 @@ describe('datahub REST (seed 001) over HTTP', function () {
       }
     });
 
-    it('reads the body in the charset its Content-Type names (utf8 as PHP and Java write it, GBK); an unknown one is a 400 in the envelope', async () => {
+    it('reads the body in the charset its Content-Type names (utf8 as PHP and Java write it, GBK); an unknown one is a 415 naming it, on every datahub route', async () => {
       const receiver = await ticketFor('charset@example.com');
       const types = ['application/json;charset=utf8', 'application/json; charset=GBK'];
       for (const type of types) {
@@ -79,9 +79,19 @@ describe('datahub REST (seed 001) over HTTP', function () {
         expect(sent.status, `${type}: ${await sent.text()}`).to.equal(200);
       }
       expect((await list(receiver!)).results.map((r) => (r.data as { content: string }).content).sort()).to.deep.equal([...types].sort());
-      const unknown = await fetch(`${test.url}/notifications`, { method: 'POST', headers: { authorization: `Token ${admin}`, 'content-type': 'application/json; charset=klingon' }, body: '{}' });
-      expect(unknown.status).to.equal(400);
-      expect(Object.keys((await unknown.json()) as object).sort()).to.deep.equal(['code', 'message']);
+      // Not "malformed JSON": the body may be fine; the charset is what herald cannot read.
+      for (const [method, path] of [['POST', '/notifications'], ['POST', '/topics/to_notifications.json'], ['POST', '/topics/to_emails.json'], ['PUT', '/items/rep1/item1']]) {
+        const unknown = await fetch(`${test.url}${path}`, { method, headers: { authorization: `Token ${admin}`, 'content-type': 'application/json; charset=klingon' }, body: '{}' });
+        expect(unknown.status, path).to.equal(415);
+        const body = (await unknown.json()) as Record<string, unknown>;
+        expect(Object.keys(body).sort()).to.deep.equal(['code', 'message']);
+        expect(body.code).to.equal('unsupported_media_type');
+        expect(body.message).to.match(/^unsupported charset "klingon"/);
+      }
+      const notJson = await fetch(`${test.url}/items/rep1/item1`, { method: 'PUT', headers: { authorization: `Token ${admin}`, 'content-type': 'application/json' }, body: '{"owner": ' });
+      expect([notJson.status, await notJson.json()]).to.deep.equal([400, { code: 'bad_request', message: 'malformed JSON body' }]);
+      const badPath = await fetch(`${test.url}/items/%E0%A4%A/item1`, { method: 'PUT', headers: { authorization: `Token ${admin}`, 'content-type': 'application/json' }, body: '{}' });
+      expect([badPath.status, await badPath.json()]).to.deep.equal([400, { code: 'bad_request', message: 'malformed request path (not percent-encoded UTF-8)' }]);
     });
 
     it('refuses 101 receivers, and an admin_message from a non-admin, appending nothing', async () => {

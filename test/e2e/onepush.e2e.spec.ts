@@ -416,14 +416,17 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     expect(await herald.devices.byId(id)).to.include({ active: false });
   });
 
-  it('reads the body in the charset its Content-Type names (utf8 as Java writes it, GBK); an unknown one is a 400 in the envelope', async () => {
+  it('reads the body in the charset its Content-Type names (utf8 as Java writes it, GBK); an unknown one is a 415 in the envelope, naming it, as Spring answered', async () => {
     for (const [i, type] of ['application/json;charset=utf8', 'application/json; charset=GBK', 'application/json;charset=UTF-8'].entries()) {
       const answer = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify({ alias: `charset-${i}`, appId: 'camel', platform: 'ANDROID', nativeToken: `charset-${i}` }) });
       expect(answer.status, type).to.equal(200);
     }
     const unknown = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json; charset=klingon' }, body: '{}' });
-    expect(unknown.status).to.equal(400);
-    expect(Object.keys((await unknown.json()) as object).sort()).to.deep.equal(['error', 'message', 'path', 'status', 'timestamp']);
+    expect(unknown.status).to.equal(415);
+    const body = (await unknown.json()) as Record<string, unknown>;
+    expect(Object.keys(body).sort()).to.deep.equal(['error', 'message', 'path', 'status', 'timestamp']);
+    expect(body).to.include({ status: 415, error: 'Unsupported Media Type', path: '/msgpush/register' });
+    expect(body.message).to.match(/^unsupported charset "klingon"/);
   });
 
   // Issue 22 (audit): a Java client's unset `int duration` sends 0.

@@ -214,6 +214,33 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     }
   });
 
+  it('refuses a browser request trusted by network alone (Origin, Sec-Fetch-Site: a page from anywhere) with 1606, appending nothing; app credentials still go through', async () => {
+    const head = await herald.infrastructure.store.headPosition();
+    const n = nonce();
+    // What a page on another origin can send from a browser inside the trusted network: a simple POST, text/plain.
+    const browsers: Array<Record<string, string>> = [
+      { origin: 'https://evil.example' },
+      { origin: 'null' },
+      { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors' },
+      { 'sec-fetch-site': 'same-site' },
+    ];
+    for (const headers of browsers) {
+      const created = await post('/manage/create_device', JSON.stringify({ nonce: n }), { headers: { 'content-type': 'text/plain', ...headers } });
+      expect([created.status, created.body.code], JSON.stringify(headers)).to.deep.equal([200, 1606]);
+      expect(created.body).to.include({ nonce: n });
+      expect(created.body.desc).to.match(/browser/);
+      const called = await post('/call/send', JSON.stringify({ nonce: n, device_id: '4ffffb282b774b1fa1942b76445131d7', message: 'this dispatch message' }), { headers: { 'content-type': 'text/plain', ...headers } });
+      expect(called.body).to.include({ nonce: n, code: 1606, device_id: '4ffffb282b774b1fa1942b76445131d7' });
+    }
+    expect(await herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+    // No nonce was taken; a server's client (Node's fetch sends Sec-Fetch-Mode only) goes through.
+    expect((await post('/manage/create_device', JSON.stringify({ nonce: n }))).body).to.include({ nonce: n, code: 1000 });
+    const withCredentials = await post('/manage/create_device', JSON.stringify({ nonce: nonce() }), {
+      headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+    });
+    expect(withCredentials.body).to.include({ code: 1000 });
+  });
+
   it("also serves the seed's ports when configured: /manage on RTIO_MANAGE_PORT, /call on RTIO_CALL_PORT", async () => {
     const managePort = await freePort();
     const callPort = await freePort(managePort);

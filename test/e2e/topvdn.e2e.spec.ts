@@ -390,11 +390,17 @@ describe('topvdn: /v2/message', function () {
     sent.push(((await server.json()) as Record<string, unknown>).request_id);
     await socket.until((s) => s.messages.length === types.length + 1, 'every message');
     expect(ids(socket)).to.deep.equal(sent);
-    // A charset nobody knows, or a body that is not JSON: 400 in the envelope, as before.
-    for (const [type, body] of [['application/json; charset=klingon', '{}'], ['application/json', '{"msg": '], ['application/json', '"text"']] as const) {
+    // A charset nobody knows, or a body that is not JSON: 400 in the envelope (the seed lists no 415), each named as what it is.
+    for (const [type, body, message] of [
+      ['application/json; charset=klingon', '{}', /^unsupported charset "klingon"/],
+      ['application/json', '{"msg": ', /^malformed JSON body$/],
+      ['application/json', '"text"', /JSON object/],
+    ] as const) {
       const refused = await fetch(`${url}/v2/message/client/push`, { method: 'POST', headers: { 'x-client-token': sender.token, 'content-type': type }, body });
       expect(refused.status, `${type} ${body}`).to.equal(400);
-      expect(Object.keys((await refused.json()) as object)).to.deep.equal(['code', 'message']);
+      const answer = (await refused.json()) as Record<string, unknown>;
+      expect(Object.keys(answer)).to.deep.equal(['code', 'message']);
+      expect(answer.message, `${type} ${body}`).to.match(message);
     }
   });
 
