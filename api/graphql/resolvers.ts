@@ -3,7 +3,8 @@ import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, NOTIFICATION_TYPES, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText, UUID } from '../../domain/text';
-import { splitUserList } from '../../domain/ticket/ticket';
+import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
+import { checkItemNames, checkOwner } from '../../domain/whitelist/itemOwner';
 import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
 import type { Bus } from '../../src/bus/bus';
@@ -67,8 +68,6 @@ export { MAX_BUFFERED } from './deliveryFeed';
 /** Koala's messages in `notifications` (the type projections/notifications.ts gives them). */
 export const KOALA_TYPE = 'koala';
 const LIST_TYPES: readonly string[] = [KOALA_TYPE, ...NOTIFICATION_TYPES];
-/** `sender`, and applyWhitelist's names: as datahub bounds them (api/rest/datahub.ts, WHITELIST_LIMITS). */
-export const MAX_NAME_LENGTH = 128;
 
 export function createResolvers(deps: GraphqlDeps) {
   return {
@@ -131,13 +130,11 @@ export function createResolvers(deps: GraphqlDeps) {
         return deps.datahub.stats(viewer);
       })),
       applyWhitelist: asUser(guard(async (_: unknown, args: { repname: string; itemname: string; owner?: string | null }, { viewer }: UserContext) => {
-        // No owner (null or absent): the item's registered owner (docs/api/datahub.md, "Item owners").
+        // No owner (null or absent): the item's registered owner (docs/api/datahub.md, "Item owners"). The
+        // rules are the decider's (domain/whitelist); checked here first only to name this API's arguments.
         const owner = args.owner ?? undefined;
-        for (const [field, value] of [['repname', args.repname], ['itemname', args.itemname], ['owner', owner]] as const) {
-          if (value === undefined) continue;
-          if (value.trim().length === 0 || characterCount(value) > MAX_NAME_LENGTH || !isStorableText(value)) throw badInput(`${field} must be 1-${MAX_NAME_LENGTH} characters of text`);
-        }
-        if (owner === viewer.userId) throw badInput('owner: the owner of the item cannot apply to it');
+        checkItemNames(args.repname, args.itemname);
+        if (owner !== undefined) checkOwner(owner);
         await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner }, deps.clock());
         return true;
       })),
@@ -223,8 +220,8 @@ function parseListFilter(args: NotificationsArgs): {
   const unreadOnly = args.unreadOnly ?? false;
   const forClient = args.forClient ?? false;
   if (type !== undefined && type !== null && !LIST_TYPES.includes(type)) throw badInput(`type must be one of ${LIST_TYPES.join(', ')}`);
-  if (sender !== undefined && sender !== null && (characterCount(sender) > MAX_NAME_LENGTH || !isStorableText(sender))) {
-    throw badInput(`sender must be at most ${MAX_NAME_LENGTH} characters of text`);
+  if (sender !== undefined && sender !== null && (characterCount(sender) > USER_ID_MAX || !isStorableText(sender))) {
+    throw badInput(`sender must be at most ${USER_ID_MAX} characters of text`);
   }
   if (level !== undefined && level !== null && !(LEVELS as readonly number[]).includes(level)) throw badInput(`level must be ${LEVELS.join(' or ')}`);
   const datahubType = type !== undefined && type !== null && NotificationTypeCodec.is(type) ? type : undefined;

@@ -3,7 +3,7 @@ import * as t from 'io-ts';
 import { DomainError } from '../../domain/decider';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText } from '../../domain/text';
-import { splitUserList } from '../../domain/ticket/ticket';
+import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { Tickets, Viewer } from '../../src/identity/tickets';
@@ -72,7 +72,7 @@ function listFilter(query: express.Request['query']): NotificationFilter {
   const level = integerParam(query, 'level', 0, 50);
   if (level !== undefined && !(LEVELS as readonly number[]).includes(level)) throw badRequest(`level must be ${LEVELS.join(' or ')}`);
   const status = integerParam(query, 'status', 0, 2) ?? 2;
-  const sender = stringParam(query, 'sender', 128);
+  const sender = stringParam(query, 'sender', USER_ID_MAX);
   return {
     forClient: (integerParam(query, 'forclient', 0, 1) ?? 0) === 1,
     status: status === 0 ? 'unread' : status === 1 ? 'read' : 'either',
@@ -107,6 +107,11 @@ function toWire(n: ReceivedNotification) {
   return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time, data: n.data, level: n.level, status: n.read ? 1 : 0 };
 }
 
+/** The ticket of `Authorization: Token <ticket>`, datahub's scheme (case-insensitive, RFC 9110 §11.1); undefined when none. */
+export function ticketOf(req: express.Request): string | undefined {
+  return /^Token\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1];
+}
+
 // --- routes --------------------------------------------------------------------------------------
 
 export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
@@ -115,10 +120,9 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
   const json = anyJsonBody('64kb');
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
-    // Auth schemes are case-insensitive (RFC 9110 §11.1).
-    const match = /^Token\s+(\S+)$/i.exec(req.get('authorization') ?? '');
-    if (!match) throw new ShimError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
-    return tickets.authenticate(match[1]!, clock());
+    const ticket = ticketOf(req);
+    if (ticket === undefined) throw new ShimError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
+    return tickets.authenticate(ticket, clock());
   };
 
   router.post('/notifications', json, route(log, async (req, res) => {

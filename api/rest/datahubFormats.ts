@@ -2,6 +2,7 @@ import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText } from '../../domain/text';
+import { isItemName } from '../../domain/whitelist/itemOwner';
 
 /**
  * The JSON message formats of datahub's seed (shared/seeds/001_e25b4a10524b93b6.txt, "json消息格式"):
@@ -124,8 +125,8 @@ export const SUBSCRIPTION_EVENTS = {
   '0x00020003': 'repo_deleted',
 } as const satisfies Record<string, ItemEvent>;
 
-/** A repository, item or tag name: 1-128 characters of text (as the whitelist's names). */
-const Name = t.refinement(t.string, (name) => name.trim().length > 0 && characterCount(name) <= 128 && isStorableText(name), 'Name');
+/** A repository, item or tag name: 1-128 characters of text (as the whitelist's and the item owners' names). */
+const Name = t.refinement(t.string, isItemName, 'Name');
 
 /** A message of the `to_subscriptions.json` topic. */
 export const TopicSubscriptionEvent = t.intersection([

@@ -5,7 +5,7 @@ import type { Clock } from '../../src/clock';
 import type { ItemOwners } from '../../src/datahub/itemOwners';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
-import { badRequest, datahubReply, reply, route } from './datahub';
+import { datahubReply, reply, route, ticketOf } from './datahub';
 import { decodeFormat } from './datahubFormats';
 import { bodyErrors, ShimError } from './shimErrors';
 import { anyJsonBody } from './bodyCodecs';
@@ -38,9 +38,9 @@ export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly i
       await tickets.authenticateApp(appId, secret);
       return { appId, actor: `service:${appId}` };
     }
-    const match = /^Token\s+(\S+)$/.exec(req.get('authorization') ?? '');
-    if (!match) throw new ShimError(401, 'unauthorized', "X-App-Id and X-App-Key (the app's credentials), or Authorization: Token <an admin's ticket>, are required");
-    const viewer = await tickets.authenticate(match[1]!, clock());
+    const ticket = ticketOf(req);
+    if (ticket === undefined) throw new ShimError(401, 'unauthorized', "X-App-Id and X-App-Key (the app's credentials), or Authorization: Token <an admin's ticket>, are required");
+    const viewer = await tickets.authenticate(ticket, clock());
     if (!viewer.roles.includes('admin')) throw new ShimError(403, 'forbidden', "only the app (its credentials) or an admin registers an item's owner");
     return { appId: viewer.appId, actor: `user:${viewer.userId}` };
   };

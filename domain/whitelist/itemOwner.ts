@@ -12,8 +12,11 @@ import { isUserId, USER_ID_MAX } from '../ticket/ticket';
  * `item-<appId>.<repname>.<itemname>` (domain/streamName.ts: no two items share one).
  */
 
-/** datahub's repository and item names (and a whitelist application's), as its shim has always bounded them. */
+/** datahub's repository, item and tag names (and a whitelist application's), as its shim has always bounded them. */
 export const ITEM_LIMITS = { nameLength: 128 } as const;
+
+/** A repository, item or tag name: 1-128 characters (code points) of text, not blank. */
+export const isItemName = (name: string): boolean => name.trim().length > 0 && characterCount(name) <= ITEM_LIMITS.nameLength && isStorableText(name);
 
 export const ItemOwnerRegistered = t.type({
   type: t.literal('ItemOwnerRegistered'),
@@ -67,10 +70,18 @@ export type ItemOwnerState =
 
 export const itemOwnerStreamName = (appId: string, repname: string, itemname: string) => streamNameOf('item', appId, repname, itemname);
 
+/**
+ * An item's owner, or the owner a whitelist application names: one user id a ticket can be issued for
+ * (isUserId: no blanks, commas, semicolons or 、: the separators of user lists), so the owner's notification can be read.
+ */
+export function checkOwner(owner: string, field = 'owner'): void {
+  if (!isUserId(owner)) throw new DomainError('invalid', `${field} must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
+}
+
 /** An item's names, as datahub's shim bounds them: 1-128 characters of text each, not blank. */
 export function checkItemNames(repname: string, itemname: string, prefix = ''): void {
   for (const [field, value] of [['repname', repname], ['itemname', itemname]] as const) {
-    if (value.trim().length === 0 || characterCount(value) > ITEM_LIMITS.nameLength || !isStorableText(value)) {
+    if (!isItemName(value)) {
       throw new DomainError('invalid', `${prefix}${field} must be 1-${ITEM_LIMITS.nameLength} characters of text`);
     }
   }
@@ -95,7 +106,7 @@ export const itemOwnerDecider: Decider<ItemOwnerCommand, ItemOwnerEvent, ItemOwn
     const { appId, repname, itemname, now } = command;
     switch (command.type) {
       case 'RegisterItemOwner': {
-        if (!isUserId(command.owner)) throw new DomainError('invalid', `owner must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
+        checkOwner(command.owner);
         if (state.status === 'registered' && state.owner === command.owner) return [];
         return [{ type: 'ItemOwnerRegistered', data: { appId, repname, itemname, owner: command.owner, registeredAt: now } }];
       }

@@ -2,8 +2,7 @@ import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
 import type { SendNotification } from '../notification/notification';
-import { isUserId, USER_ID_MAX } from '../ticket/ticket';
-import { checkItemNames, ITEM_LIMITS, type ItemOwnerState } from './itemOwner';
+import { checkItemNames, checkOwner, type ItemOwnerState } from './itemOwner';
 
 /**
  * A user's application to be whitelisted for a data item (datahub's `apply_whitelist`): one stream per
@@ -11,12 +10,11 @@ import { checkItemNames, ITEM_LIMITS, type ItemOwnerState } from './itemOwner';
  * stands changes nothing, so the item's owner is notified once.
  *
  * The seed's own request names no owner (herald keeps no catalogue of items): such an application waits
- * for its owner, who is known once the app registers the item's owner (domain/whitelist/itemOwner.ts).
- * Either way the owner gets one `apply_whitelist` notification per application, decided here
- * (ownerNotification) and sent with an id derived from the application, so sending it again is a no-op.
+ * for its owner, who is known once the app registers the item's owner (domain/whitelist/itemOwner.ts), or
+ * once the applicant applies again naming one (`WhitelistOwnerNamed`). Either way the owner gets one
+ * `apply_whitelist` notification per application, decided here (ownerNotification) and sent with an id
+ * derived from the application, so sending it again is a no-op.
  */
-
-export const WHITELIST_LIMITS = { nameLength: ITEM_LIMITS.nameLength } as const;
 
 export const WhitelistApplied = t.type({
   type: t.literal('WhitelistApplied'),
@@ -26,7 +24,11 @@ export const WhitelistApplied = t.type({
     t.partial({ owner: t.string }),
   ]),
 });
-export const WhitelistEvent = WhitelistApplied;
+export const WhitelistOwnerNamed = t.type({
+  type: t.literal('WhitelistOwnerNamed'),
+  data: t.type({ applicationId: t.string, appId: t.string, owner: t.string, namedAt: t.string }),
+});
+export const WhitelistEvent = t.union([WhitelistApplied, WhitelistOwnerNamed]);
 export type WhitelistEvent = t.TypeOf<typeof WhitelistEvent>;
 
 /** docs/events.md, whitelist: what the codecs cannot say. */
@@ -39,14 +41,20 @@ export const whitelistCatalogue: CatalogueEntry = {
   events: {
     WhitelistApplied: {
       when:
-        '`POST /notifications` with `type: apply_whitelist`. Once the owner is known (here, or later from ' +
-        '`ItemOwnerRegistered`) the owner gets one `NotificationSent` (`apply_whitelist`, level 50, sender the applicant), ' +
-        'whose id derives from the application',
+        '`POST /notifications` with `type: apply_whitelist` (or GraphQL `applyWhitelist`). Once the owner is known (here, later ' +
+        'from `ItemOwnerRegistered`, or from `WhitelistOwnerNamed`) the owner gets one `NotificationSent` (`apply_whitelist`, ' +
+        'level 50, sender the applicant), whose id derives from the application',
       fields: {
         owner:
           'the owner known when the user applied: the `receiver` named, else the item\'s registered owner; absent when neither ' +
-          'was known (the application then waits for `ItemOwnerRegistered` of its item)',
+          'was known (the application then waits for `ItemOwnerRegistered` of its item, or `WhitelistOwnerNamed`)',
       },
+    },
+    WhitelistOwnerNamed: {
+      when:
+        'The applicant applies again naming a `receiver` while the application still has no owner (none named, none registered ' +
+        'for the item): that owner gets the application\'s `NotificationSent`, once. Naming an owner once one is known appends nothing',
+      fields: { owner: 'one user id (1-128 characters, no blanks or commas), not the applicant' },
     },
   },
 };
@@ -58,8 +66,10 @@ export interface ApplyWhitelist {
   readonly repname: string;
   readonly itemname: string;
   readonly applicant: string;
-  /** The owner named with the application, else the item's registered owner; undefined when unknown yet. */
-  readonly owner: string | undefined;
+  /** The owner the request names (datahub's `receiver`, GraphQL's `owner`), if any. */
+  readonly namedOwner: string | undefined;
+  /** The item's registered owner when the request was made, if any. */
+  readonly registeredOwner: string | undefined;
   readonly now: string;
 }
 export type WhitelistCommand = ApplyWhitelist;
@@ -72,6 +82,7 @@ export type WhitelistState =
       readonly repname: string;
       readonly itemname: string;
       readonly applicant: string;
+      /** The application's own owner (named, or registered when it was made); undefined while it waits. */
       readonly owner: string | undefined;
     };
 
@@ -79,23 +90,37 @@ export const whitelistStreamName = (applicationId: string) => `whitelist-${appli
 
 export const whitelistDecider: Decider<WhitelistCommand, WhitelistEvent, WhitelistState> = {
   initialState: () => ({ status: 'none' }),
-  evolve: (_state, event) => {
-    const { applicationId, appId, repname, itemname, applicant, owner } = event.data;
-    return { status: 'applied', applicationId, appId, repname, itemname, applicant, owner };
+  evolve(state, event) {
+    switch (event.type) {
+      case 'WhitelistApplied': {
+        const { applicationId, appId, repname, itemname, applicant, owner } = event.data;
+        return { status: 'applied', applicationId, appId, repname, itemname, applicant, owner };
+      }
+      case 'WhitelistOwnerNamed':
+        return state.status === 'applied' ? { ...state, owner: event.data.owner } : state;
+      default:
+        return unreachable(event);
+    }
   },
   decide(command, state) {
     switch (command.type) {
       case 'ApplyWhitelist': {
-        if (state.status === 'applied') return [];
+        // Bad input is refused whether or not the application stands: every entry point has one rule.
         checkItemNames(command.repname, command.itemname, 'data.');
-        const { owner } = command;
-        // The owner is one user (a receiver list is split before it gets here; GraphQL's owner is not).
-        if (owner !== undefined && !isUserId(owner)) {
-          throw new DomainError('invalid', `receiver must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
+        const { applicationId, appId, repname, itemname, applicant, namedOwner, registeredOwner, now } = command;
+        // One user a ticket can be issued for: "zhang3 wang5" or "a,b" could never read the notification.
+        if (namedOwner !== undefined) checkOwner(namedOwner, 'receiver (the owner)');
+        if ((namedOwner ?? registeredOwner) === applicant) throw new DomainError('invalid', 'the owner of the item cannot apply to it');
+        if (state.status === 'none') {
+          const owner = namedOwner ?? registeredOwner;
+          return [{ type: 'WhitelistApplied', data: { applicationId, appId, repname, itemname, applicant, ...(owner !== undefined && { owner }), appliedAt: now } }];
         }
-        if (command.owner === command.applicant) throw new DomainError('invalid', 'the owner of the item cannot apply to it');
-        const { applicationId, appId, repname, itemname, applicant, now } = command;
-        return [{ type: 'WhitelistApplied', data: { applicationId, appId, repname, itemname, applicant, ...(owner !== undefined && { owner }), appliedAt: now } }];
+        // The application stands. It waits for an owner (none of its own, none registered): the one named now
+        // is its owner. Once an owner is known, naming another changes nothing: the owner is notified once.
+        if (state.owner === undefined && registeredOwner === undefined && namedOwner !== undefined) {
+          return [{ type: 'WhitelistOwnerNamed', data: { applicationId: state.applicationId, appId: state.appId, owner: namedOwner, namedAt: now } }];
+        }
+        return [];
       }
       default:
         return unreachable(command.type);

@@ -209,8 +209,9 @@ export class Datahub {
    * (level 50, data {repname, itemname}, from the caller). herald keeps no catalogue of items: the owner
    * is the one the caller names (datahub's `receiver`), else the one the app registered for the item
    * (src/datahub/itemOwners.ts). When neither is known the application is recorded and waits: the
-   * owner is notified once registered (WhitelistOwnerNotifier). Every step has an id derived from the
-   * application, so a retried request completes what a failed one began and notifies once.
+   * owner is notified once registered (WhitelistOwnerNotifier), or once the caller applies again naming
+   * one. Every step has an id derived from the application, so a retried request completes what a
+   * failed one began and notifies once.
    */
   async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined }, now: Date): Promise<void> {
     this.deps.sendAllowance.take(userSender(viewer), now);
@@ -224,8 +225,20 @@ export class Datahub {
       this.deps.store,
       whitelistAggregate,
       whitelistStreamName(applicationId),
-      { type: 'ApplyWhitelist', applicationId, appId: viewer.appId, repname: input.repname, itemname: input.itemname, applicant: viewer.userId, owner: input.owner ?? registered, now: now.toISOString() },
-      context,
+      {
+        type: 'ApplyWhitelist',
+        applicationId,
+        appId: viewer.appId,
+        repname: input.repname,
+        itemname: input.itemname,
+        applicant: viewer.userId,
+        namedOwner: input.owner,
+        registeredOwner: registered,
+        now: now.toISOString(),
+      },
+      // A request naming an owner is another command than one naming none (it may name the owner of an
+      // application that waits), so a retry of either is recognised without hiding the other.
+      { ...context, ...(input.owner !== undefined && { commandId: `${context.commandId}/owner:${input.owner}` }) },
       newStream(whitelistAggregate),
     );
     const notification = ownerNotification(applied.state, item.state, whitelistNotificationId(applicationId), now.toISOString());

@@ -10,7 +10,10 @@ import type { Logger } from '../logger';
 import type { Service } from '../services';
 import { whitelistNotificationId } from './datahub';
 
-/** Whitelist applications whose owner is known and not yet notified (implemented by projections/whitelist.ts). */
+/**
+ * Whitelist applications whose owner is known (their own, or their item's registered one), is not the
+ * applicant, and is not yet notified (implemented by projections/whitelist.ts, as an indexed read of only those).
+ */
 export interface WaitingApplications {
   /** At most `limit`, oldest first. */
   ownerKnown(limit: number): Promise<ReadonlyArray<{ readonly applicationId: string; readonly appId: string }>>;
@@ -19,8 +22,8 @@ export interface WaitingApplications {
 /**
  * Brings each whitelist application to its item's owner once the owner is known: an application that
  * named no owner (the seed's own `apply_whitelist` request) waits until the app registers the item's
- * owner (`ItemOwnerRegistered`), and an application whose notification was not sent (herald stopped
- * between the two writes) is completed. Durable: what waits is in the whitelist read model, built from
+ * owner (`ItemOwnerRegistered`) or the applicant names one (`WhitelistOwnerNamed`), and an application
+ * whose notification was not sent (herald stopped between the two writes) is completed. Durable: what waits is in the whitelist read model, built from
  * the events, so a restart loses nothing. Exactly once: the notification's id derives from the
  * application, and the decision (ownerNotification, domain/whitelist/whitelistApplication.ts) is made on
  * the application's and the item's own streams, so a second attempt, a lagging read model or a second
@@ -43,8 +46,10 @@ export class WhitelistOwnerNotifier implements Service {
       clock: deps.clock,
       log: deps.log,
       doing: "notifying an item's owner of a whitelist application",
-      // Woken on this node when an owner is registered; another node's registration is seen within this.
-      maxWaitMs: 1000,
+      // Woken on this node when an owner is registered (an owner named with an application is notified by
+      // the request itself): this safety look only catches another node's registration, or a crash's leftovers.
+      // A look reads only the applications due (a partial index of the whitelist read model), however many wait.
+      maxWaitMs: 5000,
       // Two writes to the store, no peer.
       attemptTimeoutMs: 10_000,
       due: (_now, limit) => deps.waiting.ownerKnown(limit),

@@ -166,6 +166,73 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
     expect((await h.apply(await ticketFor('bad-owner'), SEED_APPLY.replace('item123', 'bad'))).status).to.equal(400);
   });
 
+  // Issue 22 (review): applying again naming the owner answered 200 and nobody was ever notified.
+  it('an application waiting for its owner: applying again naming the receiver notifies that owner, once; naming another afterwards changes nothing', async () => {
+    const applicant = await ticketFor('named-later@example.com');
+    const seed = SEED_APPLY.replace('item123', 'named-later');
+    expect((await h.apply(applicant, seed)).status).to.equal(200);
+    const withReceiver = (receiver: string) => seed.replace('"type": "apply_whitelist",', `"type": "apply_whitelist",\n\t"receiver": "${receiver}",`);
+    const again = await h.apply(applicant, withReceiver('zhang3@example.com'));
+    expect(again.status, again.text).to.equal(200);
+    expect(again.text).to.equal('');
+    // Listed when the POST answers, as an application that names its owner at once.
+    const zhang3 = await ticketFor('zhang3@example.com');
+    const listed = await h.list(zhang3, '?type=apply_whitelist');
+    expect(listed.results.filter((r) => r.sender === 'named-later@example.com').map((r) => r.data)).to.deep.equal([{ repname: 'repo001', itemname: 'named-later' }]);
+    // The owner is known now: naming the same or another owner, or registering one, sends nothing more.
+    expect((await h.apply(applicant, withReceiver('zhang3@example.com'))).status).to.equal(200);
+    expect((await h.apply(applicant, withReceiver('wang5@example.com'))).status).to.equal(200);
+    expect((await h.apply(applicant, seed)).status).to.equal(200);
+    expect((await h.registerOwner('repo001', 'named-later', 'registered-later@example.com')).status).to.equal(200);
+    const probe = await ticketFor('named-later-probe@example.com');
+    expect((await h.apply(probe, seed)).status, 'a later application goes to the registered owner').to.equal(200);
+    const registered = await ticketFor('registered-later@example.com');
+    expect((await h.list(registered)).results.map((r) => r.sender)).to.deep.equal(['named-later-probe@example.com']);
+    expect((await h.list(await ticketFor('wang5@example.com'))).total).to.equal(0);
+    expect((await h.list(zhang3, '?type=apply_whitelist')).results.filter((r) => r.sender === 'named-later@example.com')).to.have.length(1);
+  });
+
+  // Issue 22 (review): the owner named by applying again was never recorded, so when the request failed
+  // between the application and the notification (herald stopped, the store failed), nobody ever got it.
+  it('an owner named by applying again is recorded with the application: a notification the request could not send is sent by the notifier', async () => {
+    const applicant = await ticketFor('named-crash@example.com');
+    const seed = SEED_APPLY.replace('item123', 'named-crash');
+    expect((await h.apply(applicant, seed)).status).to.equal(200);
+    // The notification's append fails once, as if herald stopped right after recording the application.
+    const store = test.herald.infrastructure.store;
+    const append = store.append.bind(store);
+    let failures = 0;
+    store.append = (async (streamName: string, ...rest: unknown[]) => {
+      if (streamName.startsWith('notification-') && failures++ === 0) throw new Error('the store failed (test)');
+      return (append as (...args: unknown[]) => unknown)(streamName, ...rest);
+    }) as typeof store.append;
+    try {
+      const failed = await h.apply(applicant, seed.replace('"type": "apply_whitelist",', '"type": "apply_whitelist",\n\t"receiver": "crash-owner@example.com",'));
+      expect(failed.status, failed.text).to.equal(500);
+    } finally {
+      store.append = append;
+    }
+    expect(failures, 'the notification was attempted').to.equal(1);
+    const owner = await ticketFor('crash-owner@example.com');
+    await eventually(async () => expect((await h.list(owner)).results.map((r) => r.sender)).to.deep.equal(['named-crash@example.com']), { timeoutMs: 20_000 });
+  });
+
+  // Issue 22 (review): "at most 128 characters" counted in UTF-16 units, and a lower-case `token` scheme refused on /items.
+  it('counts names and owners in characters (128 emoji are a name), and reads the Token scheme in any case on /items as on /notifications', async () => {
+    const emoji = '😀'.repeat(128);
+    const admin = await ticketFor('items-scheme-admin', 'admin');
+    const put = await h.registerOwner(emoji, emoji, emoji, { authorization: `token ${admin}` });
+    expect(put.status, put.text).to.equal(200);
+    const got = await h.call('GET', `/items/${encodeURIComponent(emoji)}/${encodeURIComponent(emoji)}`, { authorization: `TOKEN ${admin}` });
+    expect(got.status, got.text).to.equal(200);
+    expect(got.json()).to.deep.equal({ repname: emoji, itemname: emoji, owner: emoji });
+    const applied = await h.apply(await ticketFor('emoji-applicant'), JSON.stringify({ type: 'apply_whitelist', data: { repname: emoji, itemname: emoji } }));
+    expect(applied.status, applied.text).to.equal(200);
+    expect((await h.list(await ticketFor(emoji))).results.map((r) => r.sender)).to.deep.equal(['emoji-applicant']);
+    expect((await h.registerOwner(emoji + '😀', 'x', 'x')).status, '129 characters').to.equal(400);
+    expect((await h.apply(await ticketFor('emoji-applicant'), JSON.stringify({ type: 'apply_whitelist', receiver: emoji + '😀', data: { repname: 'r', itemname: 'i' } }))).status).to.equal(400);
+  });
+
   it('DELETE removes the owner: applications made afterwards wait for the next one', async () => {
     expect((await h.registerOwner('repo001', 'gone', 'first-owner')).status).to.equal(200);
     expect((await h.call('DELETE', '/items/repo001/gone', APP)).status).to.equal(200);

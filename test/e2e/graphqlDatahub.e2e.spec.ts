@@ -292,8 +292,13 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     expect((await apply('repo', 'i'.repeat(129), 'owner@example.com')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'item', 'o\u001b[31m')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'item', 'bad-input@example.com')).message, 'not your own item').to.include('owner');
+    // Issue 22 (review): an owner no ticket can be issued for (blanks, commas: datahub's separators) is refused, as on REST.
+    for (const owner of ['zhang3 wang5', 'a,b', ' ', 'x'.repeat(129)]) expect((await apply('repo', 'item', owner)).code, owner).to.equal('BAD_USER_INPUT');
+    expect((await apply('repo', '😀'.repeat(129), 'owner@example.com')).code, '129 characters').to.equal('BAD_USER_INPUT');
     expect((await h.errorCode(ticket, 'mutation { applyWhitelist(repname: "r", owner: "o") }')).code, 'a missing argument').to.equal('BAD_REQUEST');
     expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+    // Names are counted in characters (code points): 128 emoji are a name (256 UTF-16 units).
+    expect(await h.mutate(ticket, APPLY, { repname: 'repo', itemname: '😀'.repeat(128), owner: 'emoji-owner@example.com' })).to.deep.equal({ applyWhitelist: true });
   });
 
   it('markRead, clearNotificationStats and applyWhitelist: each visible to the very next query', async () => {

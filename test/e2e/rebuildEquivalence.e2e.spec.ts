@@ -188,7 +188,10 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await itemOwner('PUT', 'gone', 'carol');
     await itemOwner('DELETE', 'gone');
     await h.datahub.applyWhitelist(alice, { repname: 'rep', itemname: 'gone' }, now());
-    await eventually(async () => expect((await h.datahub.list(alice, { forClient: false, status: 'either', type: 'apply_whitelist', page: 1, size: 10 })).total).to.equal(3));
+    // An application that waited until its applicant named the owner (WhitelistOwnerNamed).
+    await h.datahub.applyWhitelist(carol, { repname: 'rep', itemname: 'named-later' }, now());
+    await h.datahub.applyWhitelist(carol, { repname: 'rep', itemname: 'named-later', owner: 'alice' }, now());
+    await eventually(async () => expect((await h.datahub.list(alice, { forClient: false, status: 'either', type: 'apply_whitelist', page: 1, size: 10 })).total).to.equal(4));
     const listOf = async (who: Viewer, forClient = false) => (await h.datahub.list(who, { forClient, status: 'either', page: 1, size: 100 })).results;
     const bobs = await listOf(bob);
     const messageIdOf = (list: typeof bobs, type: string) => list.find((n) => n.type === type)!.messageId;

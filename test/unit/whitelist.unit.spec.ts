@@ -8,7 +8,7 @@ import { deciderSpecification } from '../support/deciderSpecification';
 // the application waits for the item's owner the app registers (issue 22).
 describe('whitelist applications and item owners', () => {
   const item = { appId: 'camel', repname: 'repo001', itemname: 'item123' };
-  const apply = (owner?: string) => ({ type: 'ApplyWhitelist' as const, applicationId: 'a1', ...item, applicant: 'li4@example.com', owner, now: 't1' });
+  const apply = (namedOwner?: string, registeredOwner?: string) => ({ type: 'ApplyWhitelist' as const, applicationId: 'a1', ...item, applicant: 'li4@example.com', namedOwner, registeredOwner, now: 't1' });
   const applied = (owner?: string): WhitelistEvent => ({
     type: 'WhitelistApplied',
     data: { applicationId: 'a1', ...item, applicant: 'li4@example.com', ...(owner !== undefined && { owner }), appliedAt: 't1' },
@@ -25,15 +25,41 @@ describe('whitelist applications and item owners', () => {
     });
     it('records the owner when known (named, or registered)', () => {
       spec.given([]).when(apply('zhang3@example.com')).then([applied('zhang3@example.com')]);
+      spec.given([]).when(apply(undefined, 'zhang3@example.com')).then([applied('zhang3@example.com')]);
+      spec.given([]).when(apply('named@example.com', 'zhang3@example.com')).then([applied('named@example.com')]);
     });
     it('applying again while the application stands records nothing', () => {
       spec.given([applied()]).when(apply()).then([]);
-      spec.given([applied()]).when(apply('zhang3@example.com')).then([]);
+      spec.given([applied('zhang3@example.com')]).when(apply('zhang3@example.com')).then([]);
+    });
+    // Issue 22 (review): applying again naming the owner used to record nothing, so nobody was ever notified.
+    it('applying again naming an owner while the application waits for one records that owner, once', () => {
+      const named: WhitelistEvent = { type: 'WhitelistOwnerNamed', data: { applicationId: 'a1', appId: 'camel', owner: 'zhang3@example.com', namedAt: 't1' } };
+      spec.given([applied()]).when(apply('zhang3@example.com')).then([named]);
+      expect(application([applied(), named])).to.deep.include({ status: 'applied', owner: 'zhang3@example.com' });
+      // Once an owner is known (named before, named at application, or registered for the item): nothing.
+      spec.given([applied(), named]).when(apply('zhang3@example.com')).then([]);
+      spec.given([applied(), named]).when(apply('wang5@example.com')).then([]);
+      spec.given([applied('zhang3@example.com')]).when(apply('wang5@example.com')).then([]);
+      spec.given([applied()]).when(apply('wang5@example.com', 'zhang3@example.com')).then([]);
+    });
+    it('refuses an owner who is not one user (every entry point: REST, GraphQL), before and after applying', () => {
+      for (const owner of ['zhang3 wang5', 'a,b', 'zhang3、wang5', 'a；b', '', ' ', 'x'.repeat(129), 'nul\u0000', '\ud800']) {
+        spec.given([]).when(apply(owner)).thenThrows(DomainError, (e) => expect(e.message).to.include('one user id'));
+        spec.given([applied()]).when(apply(owner)).thenThrows(DomainError);
+      }
+      // Counted in characters (code points), as isUserId counts: 128 emoji are one user id.
+      spec.given([]).when(apply('😀'.repeat(128))).then([applied('😀'.repeat(128))]);
     });
     it('refuses the owner applying, and blank or overlong names', () => {
       spec.given([]).when(apply('li4@example.com')).thenThrows(DomainError);
+      spec.given([]).when(apply(undefined, 'li4@example.com')).thenThrows(DomainError);
+      spec.given([applied()]).when(apply('li4@example.com')).thenThrows(DomainError);
       spec.given([]).when({ ...apply(), repname: ' ' }).thenThrows(DomainError, (e) => expect(e.message).to.include('data.repname'));
       spec.given([]).when({ ...apply(), itemname: 'x'.repeat(129) }).thenThrows(DomainError, (e) => expect(e.message).to.include('data.itemname'));
+      // 1-128 characters, counted in code points: 128 emoji (256 UTF-16 units) are a name, 129 are not.
+      spec.given([]).when({ ...apply(), itemname: '😀'.repeat(128) }).then([{ ...applied(), data: { ...applied().data, itemname: '😀'.repeat(128) } } as WhitelistEvent]);
+      spec.given([]).when({ ...apply(), itemname: '😀'.repeat(129) }).thenThrows(DomainError);
     });
   });
 
@@ -54,6 +80,10 @@ describe('whitelist applications and item owners', () => {
     it('refuses an owner that is not one user, and bad names', () => {
       for (const owner of ['', 'a,b', 'a b', 'x'.repeat(129), 'nul\u0000']) spec.given([]).when(register(owner)).thenThrows(DomainError);
       spec.given([]).when({ ...register('zhang3'), itemname: '' }).thenThrows(DomainError);
+    });
+    it('counts names and owners in characters (code points), not UTF-16 units', () => {
+      spec.given([]).when({ ...register('😀'.repeat(128)), repname: '😀'.repeat(128) }).then([{ type: 'ItemOwnerRegistered', data: { ...item, repname: '😀'.repeat(128), owner: '😀'.repeat(128), registeredAt: 't1' } }]);
+      spec.given([]).when(register('😀'.repeat(129))).thenThrows(DomainError);
     });
   });
 
