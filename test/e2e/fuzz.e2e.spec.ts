@@ -234,7 +234,7 @@ describe('fuzz: generated bad input on every route', function () {
     const sendBody = fc.oneof(
       fc.record({ type: fc.oneof(fc.constantFrom(...DATAHUB_TYPES), json), receiver: fc.oneof(nastyText(ticket), json), data: json, request_id: fc.oneof(nastyText(ticket), json), level: fc.oneof(fc.constantFrom(0, 50, ''), json), time: fc.oneof(fc.constantFrom(...DATAHUB_TIMES), json) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
       // apply_whitelist as the seed writes it (no receiver), and an item owner's registration (PUT /items).
-      fc.record({ type: fc.constant('apply_whitelist'), receiver: fc.constantFrom(undefined, '', 'a,b', 'owner'), data: fc.record({ repname: fc.oneof(fc.constantFrom('repo001'), nastyText(ticket)), itemname: fc.oneof(fc.constantFrom('item123'), nastyText(ticket)) }, { requiredKeys: [] }) }, { requiredKeys: ['type'] }).map((b) => JSON.stringify(b)),
+      fc.record({ type: fc.constant('apply_whitelist'), receiver: fc.constantFrom(undefined, undefined, '', 'a,b', 'a b', 'a；b', 'owner', '😀'.repeat(129)), data: fc.record({ repname: fc.oneof(fc.constantFrom('repo001'), nastyText(ticket)), itemname: fc.oneof(fc.constantFrom('item123'), nastyText(ticket)) }, { requiredKeys: [] }) }, { requiredKeys: ['type'] }).map((b) => JSON.stringify(b)),
       fc.record({ owner: fc.oneof(fc.constantFrom('owner', 'a,b', 'a b', '', 5, null), nastyText(ticket), json) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)),
       fc.oneof(fc.string({ maxLength: 100 }), fc.constantFrom('{bad', 'null', '[]', '"x"', `{"type":"admin_message","data":{},"receiver":"${'u,'.repeat(40_000)}"}`)),
     );
@@ -276,7 +276,7 @@ describe('fuzz: generated bad input on every route', function () {
       query: fc.dictionary(fc.oneof(fc.constantFrom(...DATAHUB_FIELDS), fc.string({ maxLength: 6 })), fc.oneof(nastyText(ticket), fc.constantFrom('0', '1', '2', '50', '100', '101', '', 'apply_subs', '99999999999999999999', `1${'0'.repeat(100)}`)), { maxKeys: 8 }),
       id: fc.oneof(fc.nat().map(String), fc.constantFrom('%E0%A4%A', '%00', '-1', '1e3', '99999999999999999999', 'repo001/item123', 'a/%2F', 'a/b/c', '..x/y', `${'r'.repeat(129)}/i`), nastyText(ticket).map(pathSegment), fc.tuple(nastyText(ticket), nastyText(ticket)).map(([r, i]) => `${pathSegment(r)}/${pathSegment(i)}`)),
       body: fc.oneof(sendBody, topicBody),
-      authorization: fc.constantFrom(`Token ${ticket}`, `Token ${admin}`, `Token ${admin}`, `token ${admin}`, `Token ${ticket}x`, `Bearer ${ticket}`, 'Token', ''),
+      authorization: fc.constantFrom(`Token ${ticket}`, `Token ${admin}`, `Token ${admin}`, `token ${admin}`, `TOKEN ${admin}`, `Token ${ticket}x`, `Bearer ${ticket}`, 'Token', ''),
       app: fc.constantFrom<Record<string, string>>({ 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }, { 'x-app-id': 'nobody', 'x-app-key': 'x' }, {}),
       messageKey: fc.constantFrom('', 'forclient', 'notforbrowser', 'forclient,notforbrowser', 'x'.repeat(300)),
       requestId: fc.constantFrom(undefined, '', 'r1', 'x'.repeat(200)),
