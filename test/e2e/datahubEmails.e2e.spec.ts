@@ -4,6 +4,7 @@ import { emailStreamName } from '../../domain/email/email';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
 import { startSmtpPeer, type ReceivedEmail, type SmtpPeer } from '../support/smtpPeer';
+import { settledHead } from '../support/settledHead';
 
 /**
  * datahub's `to_emails.json` topic (shared/seeds/001_e25b4a10524b93b6.txt, "topic: to_emails.json")
@@ -102,9 +103,9 @@ describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function
     const headers = { ...APP, 'x-request-id': 'mq-offset-4242' };
     const emailId = await accepted(test, SEED_SAMPLE, headers);
     await delivered(emailId);
-    const head = await test.herald.infrastructure.store.headPosition();
+    const head = await settledHead(test.herald.infrastructure);
     expect(await accepted(test, SEED_SAMPLE, headers)).to.equal(emailId);
-    expect(await test.herald.infrastructure.store.headPosition(), 'the repeat appended events').to.equal(head);
+    expect(await settledHead(test.herald.infrastructure), 'the repeat appended events').to.equal(head);
     expect(await eventTypes(test, emailId)).to.deep.equal(['EmailRequested', 'EmailSent']);
     expect(withId(emailId)).to.have.length(1);
   });
@@ -127,14 +128,14 @@ describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function
     const rcptAttempts = peer.rcptAttempts;
     const received = peer.received.length;
     for (const [what, request, status, code, message] of refused) {
-      const head = await test.herald.infrastructure.store.headPosition();
+      const head = await settledHead(test.herald.infrastructure);
       const response = await postEmail(test, request.body, request.headers);
       expect(response.status, `${what}: ${response.text}`).to.equal(status);
       const answer = response.json();
       expect(Object.keys(answer).sort(), what).to.deep.equal(['code', 'message']);
       expect(answer.code, what).to.equal(code);
       expect(answer.message, what).to.match(message);
-      expect(await test.herald.infrastructure.store.headPosition(), `${what}: appended events`).to.equal(head);
+      expect(await settledHead(test.herald.infrastructure), `${what}: appended events`).to.equal(head);
     }
     // An email accepted after them is the only one the peer gets: none of the refused ones went out.
     const after = await accepted(test, { ...SEED, subject: 'after the refused ones' });

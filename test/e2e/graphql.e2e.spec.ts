@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, Terminal } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
+import { settledHead } from '../support/settledHead';
 
 const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boolean) {
   notifications(first: $first, after: $after, unreadOnly: $unreadOnly) {
@@ -303,7 +304,7 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
 
   it('answers bad requests as BAD_REQUEST / BAD_USER_INPUT in its envelope, appending nothing', async () => {
     const ticket = await ticketFor('hardened');
-    const head = await test.herald.infrastructure.store.headPosition();
+    const head = await settledHead(test.herald.infrastructure);
     const post = async (body: string) => {
       const response = await fetch(`${test.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ticket}` }, body });
       const text = await response.text();
@@ -331,7 +332,7 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     const pastInt64 = Buffer.from('seq:9223372036854775808').toString('base64url');
     const cursor = await graphql(test.url, ticket, NOTIFICATIONS, { after: pastInt64 });
     expect(cursor.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
-    expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+    expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(head);
   });
 });
 

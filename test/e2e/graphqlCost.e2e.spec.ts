@@ -5,6 +5,7 @@ import { graphql, graphqlWithAuthorization, GraphqlSocket, type GraphqlResponse 
 import { eventually } from '../support/eventually';
 import { issueTicket, startTestHerald } from '../support/herald';
 import { RtioDevice } from '../support/rtioDevice';
+import { settledHead } from '../support/settledHead';
 
 const codeOf = (result: Pick<GraphqlResponse, 'errors'>) => result.errors?.[0]?.extensions?.code;
 
@@ -98,24 +99,12 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
   });
   after(() => test?.stop());
 
-  const head = () => test.herald.infrastructure.store.headPosition();
-  /**
-   * The head once the `count` events a user's requests just appended show in the store's global order:
-   * the store lists an event only once every older transaction has ended, so under load one can show a
-   * moment after its request's answer — and then be taken for an append of the request under test.
-   */
-  const headAfter = (userId: string, count: number) =>
-    eventually(async () => {
-      const newest = await test.herald.infrastructure.store.readAll({ direction: 'backwards', maxCount: 50 });
-      const theirs = newest.filter((event) => event.metadata.actor === `user:${userId}`);
-      expect(theirs.length, `${userId}'s ${count} events in the global order`).to.equal(count);
-      return newest[0]!.position;
-    });
+  const head = () => settledHead(test.herald.infrastructure);
   const clears = (n: number) => `mutation { ${Array.from({ length: n }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`;
 
   it('refuses 11 mutation fields in one operation before running any', async () => {
     const ticket = await issueTicket(test.url, 'many-aliases');
-    const before = await headAfter('many-aliases', 1);
+    const before = await head();
     const refused = await graphql(test.url, ticket, clears(11));
     expect([refused.status, codeOf(refused)]).to.deep.equal([400, 'QUERY_TOO_COMPLEX']);
     expect(refused.errors?.[0]?.message).to.equal('the operation has 11 mutation fields, over the limit of 10 per request');
@@ -137,8 +126,7 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
     const ticket = await issueTicket(test.url, 'clearer');
     const clear = () => fetch(`${test.url}/notification_stat`, { method: 'DELETE', headers: { accept: 'application/json', authorization: `Token ${ticket}` } });
     for (let i = 0; i < RATE; i++) expect((await clear()).status).to.equal(200);
-    // The ticket and the RATE clears.
-    const before = await headAfter('clearer', 1 + RATE);
+    const before = await head();
     const limited = await clear();
     expect(limited.status).to.equal(429);
     expect(limited.headers.get('retry-after')).to.match(/^\d+$/);

@@ -5,6 +5,7 @@ import { Changes } from '../support/changes';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
+import { settledHead } from '../support/settledHead';
 
 /**
  * datahub's notifications over GraphQL (shared/seeds/001_e25b4a10524b93b6.txt, issue 8): one
@@ -270,7 +271,7 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
 
   it('refuses bad filters and arguments with typed errors, never a 500, appending nothing', async () => {
     const ticket = await h.ticketFor('bad-input@example.com');
-    const head = await test.herald.infrastructure.store.headPosition();
+    const head = await settledHead(test.herald.infrastructure);
     const badType = await h.errorCode(ticket, NOTIFICATIONS, { type: 'sms' });
     expect(badType.code).to.equal('BAD_USER_INPUT');
     for (const type of ['koala', ...TYPES]) expect(badType.message, 'lists the valid types').to.include(type);
@@ -296,7 +297,7 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     for (const owner of ['zhang3 wang5', 'a,b', ' ', 'x'.repeat(129)]) expect((await apply('repo', 'item', owner)).code, owner).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', '😀'.repeat(129), 'owner@example.com')).code, '129 characters').to.equal('BAD_USER_INPUT');
     expect((await h.errorCode(ticket, 'mutation { applyWhitelist(repname: "r", owner: "o") }')).code, 'a missing argument').to.equal('BAD_REQUEST');
-    expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+    expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(head);
     // Names are counted in characters (code points): 128 emoji are a name (256 UTF-16 units).
     expect(await h.mutate(ticket, APPLY, { repname: 'repo', itemname: '😀'.repeat(128), owner: 'emoji-owner@example.com' })).to.deep.equal({ applyWhitelist: true });
   });

@@ -4,6 +4,7 @@ import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
 import { RtioDevice } from '../support/rtioDevice';
+import { settledHead } from '../support/settledHead';
 
 /**
  * Issue 21 item 5: text that is not Unicode — a lone UTF-16 surrogate, which a JSON `\ud800` escape
@@ -29,7 +30,7 @@ describe('text with a lone surrogate is bad input on every API (issue 21 item 5)
   /** Runs `request` and checks that nothing was appended meanwhile but herald's own background work. */
   async function appendsNothing<T>(request: () => Promise<T>): Promise<T> {
     const { store } = test.herald.infrastructure;
-    const head = await store.headPosition();
+    const head = await settledHead(test.herald.infrastructure);
     const answer = await request();
     const since = head < 0n ? await store.readAll({ maxCount: 1000 }) : await store.readAll({ after: head, maxCount: 1000 });
     expect(since.filter((event) => !String(event.metadata.actor ?? '').startsWith('herald:')).map((event) => event.type), 'appended').to.deep.equal([]);

@@ -8,6 +8,7 @@ import { handleCommand } from '../../src/command/commandHandler';
 import type { Viewer } from '../../src/identity/tickets';
 import { eventually } from '../support/eventually';
 import { postForm, startTestHerald, TestClock } from '../support/herald';
+import { settledHead } from '../support/settledHead';
 
 // Koala web push, shared/seeds/000_83e3b79cc88886e5.txt: the seed's own requests, over HTTP.
 describe('Koala REST (seed 000) over HTTP', function () {
@@ -121,7 +122,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const foreignTicket = await ticketFor('li4', 'other', 'other-secret');
       const notForLi4 = (await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'wang5', title: 'not for li4', content: 'c' })).body.result as string;
       await eventually(async () => expect((await inboxOf(await ticketFor('wang5'))).nodes).to.have.length(1));
-      const before = await test.herald.infrastructure.store.headPosition();
+      const before = await settledHead(test.herald.infrastructure);
 
       const forbidden = await postForm(url('/koala/api/mas/messages/ack'), { ticket: stranger, sids: message!.seq });
       expect(forbidden.status).to.equal(200);
@@ -131,7 +132,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
       // another app's user cannot even see that the message exists
       const foreign = await postForm(url('/koala/api/mas/messages/ack'), { ticket: foreignTicket, sids: message!.seq });
       expect(foreign.body).to.include({ status: 1002 });
-      expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(before);
+      expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(before);
 
       // The seed's form (tickets=…&sids=a,b): li4's own message is acknowledged, the unknown seq and
       // wang5's message are named; one wrong sid no longer keeps the right one unacknowledged.
@@ -317,13 +318,13 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
     it('refuses a JSON body holding text that is not Unicode (a lone surrogate) with 1001, appending nothing', async () => {
       const sender = await ticketFor('zhangbin');
-      const head = await test.herald.infrastructure.store.headPosition();
+      const head = await settledHead(test.herald.infrastructure);
       const refused = await postRaw('/koala/api/mas/messages', `{"ticket":"${sender}","users":"u1","title":"\\ud800","content":"c"}`, { 'content-type': 'application/json' });
       expect([refused.status, refused.body.status]).to.deep.equal([200, 1001]);
       expect(refused.body.errmsg).to.match(/title: must be Unicode/);
       const malformed = await postRaw('/koala/api/mas/messages', '{"ticket":', { 'content-type': 'application/json' });
       expect([malformed.status, malformed.body.status]).to.deep.equal([200, 1001]);
-      expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+      expect(await settledHead(test.herald.infrastructure)).to.equal(head);
     });
 
     it('takes blanks in `users` as separators, as no ticket is ever issued for a user id with a blank', async () => {
@@ -372,10 +373,10 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(message).to.include({ title: ' padded title ', content: 'line one\nline two\n' });
       expect((await inboxOf(receiver)).nodes[0]).to.include({ title: ' padded title ', content: 'line one\nline two\n' });
       for (const blank of [{ title: '   ', content: 'c' }, { title: 't', content: '\n\t ' }, { title: '" "', content: 'c' }]) {
-        const head = await test.herald.infrastructure.store.headPosition();
+        const head = await settledHead(test.herald.infrastructure);
         const refused = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'exact-user', ...blank });
         expect([refused.status, refused.body.status], JSON.stringify(blank)).to.deep.equal([200, 1001]);
-        expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+        expect(await settledHead(test.herald.infrastructure)).to.equal(head);
       }
     });
 
@@ -440,12 +441,12 @@ describe('Koala REST (seed 000) over HTTP', function () {
     });
 
     async function refused(path: string, body: string | FormData | Record<string, string>, message: RegExp) {
-      const head = await test.herald.infrastructure.store.headPosition();
+      const head = await settledHead(test.herald.infrastructure);
       const answer = await postForm(url(path), body);
       expect(answer.status, JSON.stringify(answer.body)).to.equal(200);
       expect(answer.body).to.include({ status: 1001, errcode: 1001, result: null });
       expect(answer.body.errmsg).to.match(message);
-      expect(await test.herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+      expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(head);
     }
 
     it('refuses NUL and other control characters in every text field', async () => {
@@ -460,10 +461,10 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
     it('answers an app_key that cannot be an app id (NUL, spaces) as an unknown app, 1007', async () => {
       for (const appKey of ['\u0000', 'camel\u0000', 'ca mel', '-camel']) {
-        const head = await test.herald.infrastructure.store.headPosition();
+        const head = await settledHead(test.herald.infrastructure);
         const answer = await postForm(url('/koala/api/mas/tickets'), { app_key: appKey, secret_key: 'EERWERRRRE', user_id: 'u' });
         expect([answer.status, answer.body.status]).to.deep.equal([200, 1007]);
-        expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+        expect(await settledHead(test.herald.infrastructure)).to.equal(head);
       }
     });
 
@@ -487,11 +488,11 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
     it('refuses malformed multipart bodies, file parts, too many fields and huge fields on all three routes', async () => {
       const garbage = async (path: string) => {
-        const head = await test.herald.infrastructure.store.headPosition();
+        const head = await settledHead(test.herald.infrastructure);
         const response = await fetch(url(path), { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=xyz' }, body: '--xyz\r\ngarbage' });
         expect(response.status).to.equal(200);
         expect(await response.json()).to.include({ status: 1001, errcode: 1001 }).and.to.have.property('errmsg').that.matches(/malformed/);
-        expect(await test.herald.infrastructure.store.headPosition()).to.equal(head);
+        expect(await settledHead(test.herald.infrastructure)).to.equal(head);
       };
       for (const path of ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koala/api/mas/messages/ack']) {
         await garbage(path);

@@ -3,6 +3,7 @@ import { eventually } from '../support/eventually';
 import { startTestHerald } from '../support/herald';
 import { freePort } from '../support/postgres';
 import { RtioDevice } from '../support/rtioDevice';
+import { settledHead } from '../support/settledHead';
 
 // RTIO (shared/seeds/004_e2f5c37d54658cec.txt) on the wire: every code, the device's own reply, nonces.
 describe('RTIO: /manage/create_device and /call/send', function () {
@@ -96,7 +97,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
 
   it('refuses bad input with its code, echoing the nonce, appending nothing', async () => {
     const created = await create();
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
     const cases: Array<[string, string, number]> = [
       ['/call/send', '{"nonce": "x1", "device_id": "' + created.device_id + '", "message": "' + 'm'.repeat(513) + '"}', 1604],
       ['/call/send', '{"nonce": "x2", "device_id": "' + created.device_id + '", "message": "m", "time_live": -1}', 1604],
@@ -123,7 +124,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect((await post('/call/send', '{"nonce": "x10", "message": "m"}')).body.nonce).to.equal('x10');
     const get = await fetch(`${url}/call/send`);
     expect(((await get.json()) as Record<string, unknown>).code).to.equal(1602);
-    expect(await herald.infrastructure.store.headPosition()).to.equal(head);
+    expect(await settledHead(herald.infrastructure)).to.equal(head);
   });
 
   it("answers 2705 (HTTP 500) when herald cannot create the device, and 2305 when it cannot record a call; nothing is appended", async () => {
@@ -133,7 +134,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     // The event store failing (a test double for a store that is down: its one failing method).
     store.append = () => Promise.reject(new Error('the store is down'));
     try {
-      const head = await store.headPosition();
+      const head = await settledHead(herald.infrastructure);
       const failedCreate = await post('/manage/create_device', JSON.stringify({ nonce: 'store-down-1' }));
       expect(failedCreate.status).to.equal(500);
       expect(failedCreate.body).to.include({ nonce: 'store-down-1', code: 2705 });
@@ -141,7 +142,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       expect(failedCall.status).to.equal(500);
       expect(failedCall.body).to.include({ nonce: 'store-down-2', code: 2305 });
       expect(JSON.stringify(failedCall.body)).to.not.contain('store is down');
-      expect(await store.headPosition()).to.equal(head);
+      expect(await settledHead(herald.infrastructure)).to.equal(head);
     } finally {
       store.append = append;
     }
@@ -152,7 +153,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const device = await connect(created);
     const n = nonce();
     expect((await send({ nonce: n, device_id: created.device_id })).body.code).to.equal(1000);
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
     const again = await send({ nonce: n, device_id: created.device_id });
     expect(again.body).to.include({ nonce: n, code: 1604 });
     expect(again.body.desc).to.match(/nonce/);
@@ -164,12 +165,12 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const seedNonce = `1724578899-${n}`;
     const seedCreate = await post('/manage/create_device', `{"nonce":"${seedNonce}"}`);
     expect(seedCreate.body).to.include({ nonce: seedNonce, code: 1000 });
-    const headAfterCreate = await herald.infrastructure.store.headPosition();
+    const headAfterCreate = await settledHead(herald.infrastructure);
     const reused = await post('/call/send', `{"nonce":"${seedNonce}", "device_id": "${created.device_id}", "message":"this dispatch message"}`);
     expect(reused.body).to.include({ nonce: seedNonce, code: 1604, device_id: created.device_id });
     expect(device.calls).to.have.length(1);
     await eventually(async () => expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioNonceUsed', 'RtioDeviceCreated']));
-    expect(await herald.infrastructure.store.headPosition()).to.equal(headAfterCreate);
+    expect(await settledHead(herald.infrastructure)).to.equal(headAfterCreate);
   });
 
   it('a request refused for its fields or an unknown device takes no nonce: sent again, right, it goes through', async () => {
@@ -215,7 +216,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
   });
 
   it('refuses a browser request trusted by network alone (Origin, Sec-Fetch-Site: a page from anywhere) with 1606, appending nothing; app credentials still go through', async () => {
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
     const n = nonce();
     // What a page on another origin can send from a browser inside the trusted network: a simple POST, text/plain.
     const browsers: Array<Record<string, string>> = [
@@ -232,7 +233,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       const called = await post('/call/send', JSON.stringify({ nonce: n, device_id: '4ffffb282b774b1fa1942b76445131d7', message: 'this dispatch message' }), { headers: { 'content-type': 'text/plain', ...headers } });
       expect(called.body).to.include({ nonce: n, code: 1606, device_id: '4ffffb282b774b1fa1942b76445131d7' });
     }
-    expect(await herald.infrastructure.store.headPosition(), 'nothing appended').to.equal(head);
+    expect(await settledHead(herald.infrastructure), 'nothing appended').to.equal(head);
     // No nonce was taken; a server's client (Node's fetch sends Sec-Fetch-Mode only) goes through.
     expect((await post('/manage/create_device', JSON.stringify({ nonce: n }))).body).to.include({ nonce: n, code: 1000 });
     const withCredentials = await post('/manage/create_device', JSON.stringify({ nonce: nonce() }), {

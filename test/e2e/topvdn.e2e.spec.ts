@@ -3,6 +3,7 @@ import type { Herald } from '../../src/herald';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
+import { settledHead } from '../support/settledHead';
 
 // topvdn's custom message push on the wire (shared/seeds/002_66d9dfe67c8bed29.txt): client push with a
 // device token, server push (proxy 0: a batch to device numbers, proxy 1: on behalf of devices), the
@@ -278,7 +279,7 @@ describe('topvdn: /v2/message', function () {
     await eventually(async () => expect((await status(body.request_id as string))?.deliveries).to.include({ delivered: 1 }));
 
     // None valid: refused (400, with the list) and nothing pushed — unless callback 1 takes it to the app's server (topvdnCallback.e2e).
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
     const none = await clientPush(sender.token, { flag: 3, callback: 0, access_tokens: [gone.token, 'not-a-token'] });
     expect(none.status).to.equal(400);
     expect(none.body).to.deep.equal({ code: 'bad_request', message: 'access_tokens: none is a device token of this app; nothing was pushed', skipped_tokens: [gone.token, 'not-a-token'] });
@@ -291,7 +292,7 @@ describe('topvdn: /v2/message', function () {
   });
 
   it("server push: the seed's example to a number that is no device of the app is refused (400, skipped_clients), nothing pushed; unknown numbers beside known ones are skipped and listed", async () => {
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
     // The seed's curl, byte for byte: 1003181 is no device of the app "Test".
     const seedBody = '{\n    "proxy": 0,\n    "payload": {\n        "msg": "aGVsbG8=",\n        "flag": 3,\n        "clients": [1003181]\n    }\n}';
     const seedHeaders = { 'Content-Type': 'application/json', 'X-APP-ID': 'Test', 'X-APP-Key': 'mock-app-key-use-your-own-pls', 'Cache-Control': 'no-cache' };
@@ -328,7 +329,7 @@ describe('topvdn: /v2/message', function () {
     await socket.until((s) => s.messages.length === 2, 'the proxied message');
     expect(ids(socket)).to.deep.equal([mixed.body.request_id, pushed]);
     // Every item naming an unknown device: refused, nothing pushed.
-    const before = await herald.infrastructure.store.headPosition();
+    const before = await settledHead(herald.infrastructure);
     const none = await serverPush({ proxy: 1, payload: [{ from: 1003200, to: 5003062, msg: HELLO }, { from: from.clientId, to: 5002654, msg: HELLO }] }, 'Test', 'mock-app-key-use-your-own-pls');
     expect(none.status).to.equal(400);
     expect(none.body).to.deep.equal({ code: 'bad_request', message: 'payload: from and to: no device of this app; nothing was pushed', skipped_clients: [1003200, 5003062, 5002654] });
@@ -437,7 +438,7 @@ describe('topvdn: /v2/message', function () {
 
   it('client push errors: 401 without a valid device token, 400 for bad input, in the {code, message} envelope, appending nothing', async () => {
     const [sender, peer, foreign] = [await register(), await register(), await register('other')];
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
 
     for (const token of [undefined, '', 'garbage', `${sender.token.slice(0, -1)}${sender.token.endsWith('0') ? '1' : '0'}`]) {
       const { status: code, body } = await clientPush(token, { access_tokens: [peer.token] });
@@ -496,7 +497,7 @@ describe('topvdn: /v2/message', function () {
   it('server push errors: 401 for a wrong key or unknown app; 400 for bad input; proxy 1 with one bad item pushes nothing', async () => {
     const [from, to] = [await register(), await register()];
     const socket = await connect(to);
-    const head = await herald.infrastructure.store.headPosition();
+    const head = await settledHead(herald.infrastructure);
     const good = { proxy: 0, payload: { msg: HELLO, clients: [to.clientId] } };
 
     for (const [app, key] of [
