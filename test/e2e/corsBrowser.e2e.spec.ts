@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumPathOrSkip, launchChromium } from '../support/chromium';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
 
@@ -12,9 +12,6 @@ import { issueTicket, startTestHerald } from '../support/herald';
 // fetch(): the seed's Koala send (a form), its ack (multipart, as the seed names it) and datahub's
 // GET /notifications. From a listed origin the page reads every answer; from any other, fetch rejects.
 
-/** Debian's chromium, or CHROMIUM_PATH (as sdkBrowser.e2e.spec.ts). */
-const CHROMIUM_CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** The front end's own calls, as a page would write them; each answers what the page could read, or the error fetch threw. */
 const PAGE = `<!doctype html>
@@ -85,16 +82,11 @@ describe('CORS in headless Chromium: a front end on another origin calls Koala a
   let unlisted: Awaited<ReturnType<typeof servePage>> | undefined;
 
   before(async function () {
-    const executablePath = CHROMIUM_CANDIDATES.find((candidate): candidate is string => !!candidate && existsSync(candidate));
-    if (!executablePath) {
-      if (process.env.CI) throw new Error(`no Chromium at ${CHROMIUM_CANDIDATES.filter(Boolean).join(' or ')}: .ci/run installs it (apt-get install -y chromium)`);
-      console.log('      SKIPPED: no Chromium found (/usr/bin/chromium, or set CHROMIUM_PATH); `apt-get install -y chromium` to run the browser test');
-      this.skip();
-    }
+    const executablePath = chromiumPathOrSkip(this);
     listed = await servePage();
     unlisted = await servePage();
     test = await startTestHerald({ corsOrigins: [listed.origin] });
-    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
+    browser = await launchChromium(executablePath);
   });
   after(async () => {
     await browser?.close();

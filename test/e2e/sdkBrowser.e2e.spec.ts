@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumPathOrSkip, launchChromium } from '../support/chromium';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, postForm, startTestHerald } from '../support/herald';
 import { eventually } from '../support/eventually';
@@ -13,9 +14,6 @@ import { ensureSdkBuilt } from '../support/sdkBundle';
 // from the URL herald serves, shows a message sent over Koala's REST route (shared/seeds/
 // 000_83e3b79cc88886e5.txt, 3.2) as it arrives, and acknowledges it on a click.
 
-/** Debian's chromium (.ci/run installs it), or CHROMIUM_PATH. Playwright downloads no browser here. */
-const CHROMIUM_CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOT = path.join(__dirname, '../../test-output/sdk-demo-terminal.png');
 
 interface Inbox {
@@ -28,16 +26,10 @@ describe('front-end SDK in headless Chromium: the demo web terminal', function (
   let browser: Browser | undefined;
 
   before(async function () {
-    const executablePath = CHROMIUM_CANDIDATES.find((candidate): candidate is string => !!candidate && existsSync(candidate));
-    if (!executablePath) {
-      // CI must run it (.ci/run installs chromium); elsewhere a missing browser only skips this suite.
-      if (process.env.CI) throw new Error(`no Chromium at ${CHROMIUM_CANDIDATES.filter(Boolean).join(' or ')}: .ci/run installs it (apt-get install -y chromium)`);
-      console.log('      SKIPPED: no Chromium found (/usr/bin/chromium, or set CHROMIUM_PATH); `apt-get install -y chromium` to run the browser test');
-      this.skip();
-    }
+    const executablePath = chromiumPathOrSkip(this);
     await ensureSdkBuilt();
     test = await startTestHerald();
-    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
+    browser = await launchChromium(executablePath);
   });
   after(async () => {
     await browser?.close();
