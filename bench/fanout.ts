@@ -131,7 +131,8 @@ const SUBSCRIBERS = (process.env.BENCH_SUBSCRIBERS?.trim() || '1000,5000,10000')
   return n;
 });
 const SERVERS = (process.env.BENCH_SERVERS?.trim() || 'herald,mosquitto').split(',').map((s) => s.trim());
-for (const s of SERVERS) if (s !== 'herald' && s !== 'mosquitto') throw new Error(`BENCH_SERVERS: unknown server ${s} (herald, mosquitto)`);
+for (const s of SERVERS)
+  if (s !== 'herald' && s !== 'mosquitto') throw new Error(`BENCH_SERVERS: unknown server ${s} (herald, mosquitto)`);
 const CLIENT_PROCESSES = envInteger('BENCH_CLIENT_PROCESSES', Math.max(2, Math.min(4, os.cpus().length)), 1);
 const ROUNDS = envInteger('BENCH_ROUNDS', 3, 1);
 const CONNECT_BATCH = envInteger('BENCH_CONNECT_BATCH', 100, 1);
@@ -152,12 +153,15 @@ const GOAL_RSS_BYTES = envNumber('BENCH_GOAL_RSS_BYTES_PER_CONNECTION', 10 * 102
 const SUBSCRIBER_USER = 'fanout-subscriber';
 const SENDER_USER = 'fanout-sender';
 const MQTT_TOPIC = 'herald/fanout';
-const CONTENT = 'fan-out probe: the same one message for every subscriber of the broadcast; '.repeat(Math.ceil(CONTENT_BYTES / 76)).slice(0, CONTENT_BYTES);
+const CONTENT = 'fan-out probe: the same one message for every subscriber of the broadcast; '
+  .repeat(Math.ceil(CONTENT_BYTES / 76))
+  .slice(0, CONTENT_BYTES);
 /** Used for Mosquitto's payload when herald was not measured at that N. */
 const DEFAULT_PAYLOAD_BYTES = 400;
 
 const round2 = (value: number) => Number(value.toFixed(2));
-const errorText = (error: unknown) => (error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error));
+const errorText = (error: unknown) =>
+  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 function median(values: readonly (number | null)[]): number | null {
@@ -173,19 +177,24 @@ const roundedMedian = (values: readonly (number | null)[]) => {
 };
 
 /** `total` split over `parts` as evenly as it goes. */
-const shares = (total: number, parts: number) => Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
+const shares = (total: number, parts: number) =>
+  Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 
 // --- the machine's limits and /proc ---------------------------------------------------------------
 
 function openFilesLimit(): number {
-  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  const line = readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
   const soft = line?.split(/\s{2,}/)[1];
   return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft);
 }
 
 /** VmRSS of a process, bytes. */
 function residentBytes(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
   if (!line) throw new Error(`/proc/${pid}/status has no VmRSS`);
   return Number(line.split(/\s+/)[1]) * 1024;
 }
@@ -204,8 +213,18 @@ async function settledRss(pid: number): Promise<SettledRss> {
     samples.push(residentBytes(pid));
     const last = samples.slice(-8);
     const high = Math.max(...last);
-    if (last.length === 8 && high - Math.min(...last) <= Math.max(64 * 1024, 0.002 * high)) return { bytes: samples[samples.length - 1]!, rssSettled: true, waitedMs: Math.round(performance.now() - started) };
-    if (performance.now() - started > RSS_SETTLE_MS) return { bytes: samples[samples.length - 1]!, rssSettled: false, waitedMs: Math.round(performance.now() - started) };
+    if (last.length === 8 && high - Math.min(...last) <= Math.max(64 * 1024, 0.002 * high))
+      return {
+        bytes: samples[samples.length - 1]!,
+        rssSettled: true,
+        waitedMs: Math.round(performance.now() - started),
+      };
+    if (performance.now() - started > RSS_SETTLE_MS)
+      return {
+        bytes: samples[samples.length - 1]!,
+        rssSettled: false,
+        waitedMs: Math.round(performance.now() - started),
+      };
     await sleep(250);
   }
 }
@@ -237,7 +256,8 @@ function mosquittoBinary(): string {
   if (named.includes('/')) return named;
   const folders = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin'];
   const found = folders.map((folder) => path.join(folder, named)).find((file) => existsSync(file));
-  if (!found) throw new Error(`${named} is not installed (Debian: apt-get install -y mosquitto), or set BENCH_MOSQUITTO`);
+  if (!found)
+    throw new Error(`${named} is not installed (Debian: apt-get install -y mosquitto), or set BENCH_MOSQUITTO`);
   return found;
 }
 
@@ -263,12 +283,15 @@ type ReplyOf<K extends FanoutReply['kind']> = Extract<FanoutReply, { kind: K }>;
 /** One bench/fanoutClient.ts process, as its parent sees it: one request at a time. */
 class SubscriberProcess {
   private readonly inbox: FanoutReply[] = [];
-  private waiter: { accept: (reply: FanoutReply) => boolean; resolve: (reply: FanoutReply) => void; reject: (error: Error) => void } | undefined;
+  private waiter:
+    | { accept: (reply: FanoutReply) => boolean; resolve: (reply: FanoutReply) => void; reject: (error: Error) => void }
+    | undefined;
   private exited = false;
   private readonly exit: Promise<void>;
 
   private constructor(private readonly child: ChildProcess) {
-    const forward = (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, `[subscribers ${child.pid}] `));
+    const forward = (chunk: Buffer) =>
+      process.stderr.write(chunk.toString().replace(/^(?=.)/gm, `[subscribers ${child.pid}] `));
     child.stdout?.on('data', forward);
     child.stderr?.on('data', forward);
     child.on('message', (reply: FanoutReply) => {
@@ -285,7 +308,10 @@ class SubscriberProcess {
   }
 
   static async start(): Promise<SubscriberProcess> {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/fanoutClient.ts')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/fanoutClient.ts')], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     const subscriberProcess = new SubscriberProcess(child);
     await subscriberProcess.next('ready', 60_000); // tsx compiles it first
     return subscriberProcess;
@@ -301,7 +327,11 @@ class SubscriberProcess {
   }
 
   /** The next reply of `kind` that `accept`s (one already received, or the next to come), within `timeoutMs`. */
-  next<K extends FanoutReply['kind']>(kind: K, timeoutMs: number, accept: (reply: ReplyOf<K>) => boolean = () => true): Promise<ReplyOf<K>> {
+  next<K extends FanoutReply['kind']>(
+    kind: K,
+    timeoutMs: number,
+    accept: (reply: ReplyOf<K>) => boolean = () => true,
+  ): Promise<ReplyOf<K>> {
     const matches = (reply: FanoutReply): reply is ReplyOf<K> => reply.kind === kind && accept(reply as ReplyOf<K>);
     const queued = this.inbox.findIndex(matches);
     if (queued >= 0) return Promise.resolve(this.inbox.splice(queued, 1)[0] as ReplyOf<K>);
@@ -327,7 +357,12 @@ class SubscriberProcess {
     });
   }
 
-  request<K extends FanoutReply['kind']>(command: FanoutCommand, kind: K, timeoutMs: number, accept?: (reply: ReplyOf<K>) => boolean): Promise<ReplyOf<K>> {
+  request<K extends FanoutReply['kind']>(
+    command: FanoutCommand,
+    kind: K,
+    timeoutMs: number,
+    accept?: (reply: ReplyOf<K>) => boolean,
+  ): Promise<ReplyOf<K>> {
     this.send(command);
     return this.next(kind, timeoutMs, accept);
   }
@@ -356,10 +391,13 @@ interface FanoutServer {
 
 async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise<FanoutServer> {
   const inspectorPort = await freePort();
-  const herald = await startHerald(databaseUrl, { compiled: HERALD_COMPILED, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() } });
+  const herald = await startHerald(databaseUrl, {
+    compiled: HERALD_COMPILED,
+    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() },
+  });
   cleanup.add('stop herald', () => herald.stop());
   const inspector = await NodeInspector.attach(inspectorPort);
-  cleanup.add('detach from herald\'s inspector', async () => inspector.close());
+  cleanup.add("detach from herald's inspector", async () => inspector.close());
   const http = new HttpClient(herald.url, { maxSockets: 4 });
   cleanup.add('close the HTTP agent', async () => http.close());
   // One ticket serves every subscriber: they are all the one user (see the header).
@@ -369,7 +407,14 @@ async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise
     name: 'herald',
     pid: herald.pid,
     inspector,
-    connectCommand: (count) => ({ kind: 'connectGraphql', url: `${herald.wsUrl}/graphql`, ticket: subscriberTicket, count, batch: CONNECT_BATCH, timeoutMs: CONNECT_TIMEOUT_MS }),
+    connectCommand: (count) => ({
+      kind: 'connectGraphql',
+      url: `${herald.wsUrl}/graphql`,
+      ticket: subscriberTicket,
+      count,
+      batch: CONNECT_BATCH,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+    }),
     async broadcast(title) {
       const answer = await koalaSend(http, { ticket: senderTicket, users: SUBSCRIBER_USER, title, content: CONTENT });
       if (answer.status !== 0) throw new Error(`Koala send: ${JSON.stringify(answer)}`);
@@ -433,7 +478,13 @@ async function startMosquitto(cleanup: Cleanup, binary: string, payloadBytes: nu
     if (exited) throw new Error(`mosquitto exited at start (code ${child.exitCode})`);
     try {
       publisher = await new Promise<MqttClient>((resolve, reject) => {
-        const client = mqtt.connect(url, { clientId: 'fanout-publisher', protocolVersion: 4, clean: true, reconnectPeriod: 0, connectTimeout: 2000 });
+        const client = mqtt.connect(url, {
+          clientId: 'fanout-publisher',
+          protocolVersion: 4,
+          clean: true,
+          reconnectPeriod: 0,
+          connectTimeout: 2000,
+        });
         client.once('connect', () => resolve(client));
         client.once('error', (error) => {
           client.end(true);
@@ -442,7 +493,8 @@ async function startMosquitto(cleanup: Cleanup, binary: string, payloadBytes: nu
         client.once('close', () => reject(new Error('closed')));
       });
     } catch (error) {
-      if (performance.now() > until) throw new Error(`mosquitto did not accept a connection within 10 s: ${errorText(error)}`);
+      if (performance.now() > until)
+        throw new Error(`mosquitto did not accept a connection within 10 s: ${errorText(error)}`);
       await sleep(100);
     }
   }
@@ -450,9 +502,20 @@ async function startMosquitto(cleanup: Cleanup, binary: string, payloadBytes: nu
   return {
     name: 'mosquitto',
     pid: child.pid!,
-    connectCommand: (count) => ({ kind: 'connectMqtt', url, topic: MQTT_TOPIC, count, batch: CONNECT_BATCH, timeoutMs: CONNECT_TIMEOUT_MS }),
+    connectCommand: (count) => ({
+      kind: 'connectMqtt',
+      url,
+      topic: MQTT_TOPIC,
+      count,
+      batch: CONNECT_BATCH,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+    }),
     broadcast: (title) =>
-      new Promise((resolve, reject) => connected.publish(MQTT_TOPIC, mqttPayload(title, payloadBytes), { qos: 0 }, (error) => (error ? reject(error) : resolve()))),
+      new Promise((resolve, reject) =>
+        connected.publish(MQTT_TOPIC, mqttPayload(title, payloadBytes), { qos: 0 }, (error) =>
+          error ? reject(error) : resolve(),
+        ),
+      ),
     async stop() {
       await new Promise<void>((resolve) => connected.end(false, {}, () => resolve()));
       await stopProcess();
@@ -497,10 +560,20 @@ interface RoundCpu {
   readonly otherPercent: number | null;
 }
 
-async function broadcastRound(server: FanoutServer, clients: readonly SubscriberProcess[], title: string, timeoutMs: number): Promise<RoundResult> {
-  await Promise.all(clients.map((c) => c.request({ kind: 'expect', title }, 'expecting', 10_000, (r) => r.title === title)));
+async function broadcastRound(
+  server: FanoutServer,
+  clients: readonly SubscriberProcess[],
+  title: string,
+  timeoutMs: number,
+): Promise<RoundResult> {
+  await Promise.all(
+    clients.map((c) => c.request({ kind: 'expect', title }, 'expecting', 10_000, (r) => r.title === title)),
+  );
   const reports = clients.map((c) => c.next('report', timeoutMs, (r) => r.title === title));
-  const cpu = new CpuSampler(server.pid, clients.map((c) => c.pid));
+  const cpu = new CpuSampler(
+    server.pid,
+    clients.map((c) => c.pid),
+  );
   const before = cpu.snapshot();
   const clientPids = clients.map((c) => c.pid);
   const serverCpuBefore = cpuMsOf([server.pid]);
@@ -559,11 +632,23 @@ async function broadcastRound(server: FanoutServer, clients: readonly Subscriber
     deliveriesPerSecond: reached && last > 0 ? Math.round((received * 1000) / last) : null,
     deliveryFromSendStart: latencyStats(delays),
     payloadBytes: results.find((r) => r.payloadBytes !== null)?.payloadBytes ?? null,
-    cpu: roundCpu(cpuUse, roundMs, received, { user: serverCpuAfter.user - serverCpuBefore.user, kernel: serverCpuAfter.kernel - serverCpuBefore.kernel }, clientCpuAfter.user + clientCpuAfter.kernel - clientCpuBefore.user - clientCpuBefore.kernel),
+    cpu: roundCpu(
+      cpuUse,
+      roundMs,
+      received,
+      { user: serverCpuAfter.user - serverCpuBefore.user, kernel: serverCpuAfter.kernel - serverCpuBefore.kernel },
+      clientCpuAfter.user + clientCpuAfter.kernel - clientCpuBefore.user - clientCpuBefore.kernel,
+    ),
   };
 }
 
-function roundCpu(sampled: CpuUse, roundMs: number, received: number, server: { user: number; kernel: number }, subscribersMs: number): RoundCpu {
+function roundCpu(
+  sampled: CpuUse,
+  roundMs: number,
+  received: number,
+  server: { user: number; kernel: number },
+  subscribersMs: number,
+): RoundCpu {
   const finite = (value: number) => (Number.isFinite(value) ? round2(value) : null);
   const serverMs = server.user + server.kernel;
   const subscriberProcessesPercent = finite((100 * subscribersMs) / roundMs);
@@ -575,24 +660,41 @@ function roundCpu(sampled: CpuUse, roundMs: number, received: number, server: { 
     subscriberProcessesPercent,
     machineBusyPercent: sampled.machineBusyPercent,
     // CpuSampler counts the subscriber processes among the others: not here.
-    otherPercent: sampled.otherPercent === null || subscriberProcessesPercent === null ? null : Math.max(0, round2(sampled.otherPercent - subscriberProcessesPercent)),
+    otherPercent:
+      sampled.otherPercent === null || subscriberProcessesPercent === null
+        ? null
+        : Math.max(0, round2(sampled.otherPercent - subscriberProcessesPercent)),
   };
 }
 
 // --- one server at one N --------------------------------------------------------------------------
 
-async function connectSubscribers(server: FanoutServer, clients: readonly SubscriberProcess[], total: number): Promise<{ connected: number; failures: Record<string, number>; ms: number }> {
+async function connectSubscribers(
+  server: FanoutServer,
+  clients: readonly SubscriberProcess[],
+  total: number,
+): Promise<{ connected: number; failures: Record<string, number>; ms: number }> {
   const counts = shares(total, clients.length);
-  const replies = await Promise.all(clients.map((c, i) => c.request(server.connectCommand(counts[i]!), 'connected', CONNECT_TIMEOUT_MS + 30_000)));
+  const replies = await Promise.all(
+    clients.map((c, i) => c.request(server.connectCommand(counts[i]!), 'connected', CONNECT_TIMEOUT_MS + 30_000)),
+  );
   const failures: Record<string, number> = {};
-  for (const reply of replies) for (const [why, n] of Object.entries(reply.failures)) failures[why] = (failures[why] ?? 0) + n;
-  return { connected: replies.reduce((a, r) => a + r.connected, 0), failures, ms: Math.max(...replies.map((r) => r.ms)) };
+  for (const reply of replies)
+    for (const [why, n] of Object.entries(reply.failures)) failures[why] = (failures[why] ?? 0) + n;
+  return {
+    connected: replies.reduce((a, r) => a + r.connected, 0),
+    failures,
+    ms: Math.max(...replies.map((r) => r.ms)),
+  };
 }
 
 async function disconnectSubscribers(clients: readonly SubscriberProcess[]): Promise<Record<string, number>> {
-  const replies = await Promise.all(clients.map((c) => c.request({ kind: 'disconnect', graceMs: 5000 }, 'disconnected', 30_000)));
+  const replies = await Promise.all(
+    clients.map((c) => c.request({ kind: 'disconnect', graceMs: 5000 }, 'disconnected', 30_000)),
+  );
   const ends: Record<string, number> = {};
-  for (const reply of replies) for (const [why, n] of Object.entries(reply.unexpectedEnds)) ends[why] = (ends[why] ?? 0) + n;
+  for (const reply of replies)
+    for (const [why, n] of Object.entries(reply.unexpectedEnds)) ends[why] = (ends[why] ?? 0) + n;
   return ends;
 }
 
@@ -608,7 +710,11 @@ interface ServerRun {
   readonly payloadBytes: number | null;
 }
 
-async function measureServer(server: FanoutServer, clients: readonly SubscriberProcess[], n: number): Promise<ServerRun> {
+async function measureServer(
+  server: FanoutServer,
+  clients: readonly SubscriberProcess[],
+  n: number,
+): Promise<ServerRun> {
   const details: Record<string, unknown> = {};
   let subscribed = false;
   try {
@@ -618,25 +724,34 @@ async function measureServer(server: FanoutServer, clients: readonly SubscriberP
       subscribed = true;
       const connect = await connectSubscribers(server, clients, warmUpSubscribers);
       const warm = await broadcastRound(server, clients, `n${n}-warm-up-0`, ROUND_TIMEOUT_MS);
-      details.warmUpSubscribers = { ...connect, received: warm.received, msToLastDelivery: warm.msToLastDelivery, unexpectedEnds: await disconnectSubscribers(clients) };
+      details.warmUpSubscribers = {
+        ...connect,
+        received: warm.received,
+        msToLastDelivery: warm.msToLastDelivery,
+        unexpectedEnds: await disconnectSubscribers(clients),
+      };
       subscribed = false;
     }
     const inspector = server.inspector;
-    const baseline = inspector ? { bytes: await collectedRss(server.pid, inspector), rssSettled: true } : await settledRss(server.pid);
+    const baseline = inspector
+      ? { bytes: await collectedRss(server.pid, inspector), rssSettled: true }
+      : await settledRss(server.pid);
     const baselineHeap = await inspector?.heapUsedBytes();
     const baselineUsage = await inspector?.memoryUsage();
     progress(`  ${server.name}: RSS ${(baseline.bytes / 2 ** 20).toFixed(1)} MiB; connecting ${n} subscribers`);
     subscribed = true;
     const connect = await connectSubscribers(server, clients, n);
     details.connect = connect;
-    if (connect.connected < n) progress(`  ${server.name}: only ${connect.connected} of ${n} connected: ${JSON.stringify(connect.failures)}`);
+    if (connect.connected < n)
+      progress(`  ${server.name}: only ${connect.connected} of ${n} connected: ${JSON.stringify(connect.failures)}`);
     const idleWithoutGc = await settledRss(server.pid);
     const idle = inspector ? { bytes: await collectedRss(server.pid, inspector), rssSettled: true } : idleWithoutGc;
     const idleHeap = await inspector?.heapUsedBytes();
     const idleUsage = await inspector?.memoryUsage();
     const perConnection = (bytes: number) => (connect.connected > 0 ? Math.round(bytes / connect.connected) : null);
     const rssPerIdleConnectionBytes = perConnection(idle.bytes - baseline.bytes);
-    const spaceSizes = (usage: Awaited<ReturnType<NodeInspector['memoryUsage']>>) => Object.fromEntries(usage.spaces.map((space) => [space.space_name, space.space_size]));
+    const spaceSizes = (usage: Awaited<ReturnType<NodeInspector['memoryUsage']>>) =>
+      Object.fromEntries(usage.spaces.map((space) => [space.space_name, space.space_size]));
     details.memory = {
       garbageCollectedBeforeReading: inspector !== undefined,
       baselineRssBytes: baseline.bytes,
@@ -644,15 +759,28 @@ async function measureServer(server: FanoutServer, clients: readonly SubscriberP
       rssPerIdleConnectionBytes,
       idleRssWithoutGcBytes: inspector ? idleWithoutGc.bytes : null,
       rssPerIdleConnectionWithoutGcBytes: inspector ? perConnection(idleWithoutGc.bytes - baseline.bytes) : null,
-      heapUsedPerIdleConnectionBytes: baselineHeap !== undefined && idleHeap !== undefined ? perConnection(idleHeap - baselineHeap) : null,
-      heapSpaceBytes: baselineUsage && idleUsage ? { baseline: spaceSizes(baselineUsage), idle: spaceSizes(idleUsage) } : null,
+      heapUsedPerIdleConnectionBytes:
+        baselineHeap !== undefined && idleHeap !== undefined ? perConnection(idleHeap - baselineHeap) : null,
+      heapSpaceBytes:
+        baselineUsage && idleUsage ? { baseline: spaceSizes(baselineUsage), idle: spaceSizes(idleUsage) } : null,
       rssSettled: baseline.rssSettled && idle.rssSettled && idleWithoutGc.rssSettled,
     };
-    progress(`  ${server.name}: ${connect.connected} connected in ${connect.ms} ms; RSS ${(idle.bytes / 2 ** 20).toFixed(1)} MiB (${rssPerIdleConnectionBytes} bytes per connection)`);
+    progress(
+      `  ${server.name}: ${connect.connected} connected in ${connect.ms} ms; RSS ${(idle.bytes / 2 ** 20).toFixed(1)} MiB (${rssPerIdleConnectionBytes} bytes per connection)`,
+    );
 
     const warm = await broadcastRound(server, clients, `n${n}-warm-up-1`, ROUND_TIMEOUT_MS);
-    details.warmUp = { received: warm.received, lost: warm.lost, msToLastDelivery: warm.msToLastDelivery, timedOut: warm.timedOut, sendError: warm.sendError };
-    if (warm.received < connect.connected) throw new Error(`warm-up broadcast: ${warm.received} of ${connect.connected} subscribers received it (${warm.sendError ?? 'timed out'})`);
+    details.warmUp = {
+      received: warm.received,
+      lost: warm.lost,
+      msToLastDelivery: warm.msToLastDelivery,
+      timedOut: warm.timedOut,
+      sendError: warm.sendError,
+    };
+    if (warm.received < connect.connected)
+      throw new Error(
+        `warm-up broadcast: ${warm.received} of ${connect.connected} subscribers received it (${warm.sendError ?? 'timed out'})`,
+      );
 
     const profiling = CPU_PROFILE_DIR !== undefined && inspector !== undefined;
     if (profiling) await inspector.startProfiling(PROFILE_SAMPLING_US);
@@ -692,14 +820,23 @@ async function measureServer(server: FanoutServer, clients: readonly SubscriberP
     subscribed = false;
     details.unexpectedEnds = await disconnectSubscribers(clients);
     return {
-      figures: { deliveriesPerSecond: roundedMedian(rounds.map((r) => r.deliveriesPerSecond)), msToLastDelivery: median(rounds.map((r) => r.msToLastDelivery)), rssPerIdleConnectionBytes },
+      figures: {
+        deliveriesPerSecond: roundedMedian(rounds.map((r) => r.deliveriesPerSecond)),
+        msToLastDelivery: median(rounds.map((r) => r.msToLastDelivery)),
+        rssPerIdleConnectionBytes,
+      },
       details,
       payloadBytes: rounds.find((r) => r.payloadBytes !== null)?.payloadBytes ?? null,
     };
   } catch (error) {
     progress(`  ${server.name} at ${n} failed: ${(error as Error).stack ?? errorText(error)}`);
-    if (subscribed) await disconnectSubscribers(clients).catch((e: unknown) => progress(`  disconnecting failed: ${errorText(e)}`));
-    return { figures: { deliveriesPerSecond: null, msToLastDelivery: null, rssPerIdleConnectionBytes: null }, details: { failed: errorText(error), ...details }, payloadBytes: null };
+    if (subscribed)
+      await disconnectSubscribers(clients).catch((e: unknown) => progress(`  disconnecting failed: ${errorText(e)}`));
+    return {
+      figures: { deliveriesPerSecond: null, msToLastDelivery: null, rssPerIdleConnectionBytes: null },
+      details: { failed: errorText(error), ...details },
+      payloadBytes: null,
+    };
   } finally {
     await server.stop();
   }
@@ -712,7 +849,12 @@ async function saveProfile(inspector: NodeInspector, n: number): Promise<Profile
   const file = path.join(CPU_PROFILE_DIR!, `herald-fanout-${n}.cpuprofile`);
   writeFileSync(file, JSON.stringify(profile));
   const summary = summarizeProfile(profile, ROOT);
-  progress(`  herald profile (${file}), self time: ${summary.byArea.slice(0, 6).map((a) => `${a.name} ${a.selfPercent} %`).join(', ')}`);
+  progress(
+    `  herald profile (${file}), self time: ${summary.byArea
+      .slice(0, 6)
+      .map((a) => `${a.name} ${a.selfPercent} %`)
+      .join(', ')}`,
+  );
   return { file, ...summary };
 }
 
@@ -723,10 +865,14 @@ runBenchmark(async (cleanup) => {
   const largest = Math.max(...SUBSCRIBERS);
   const limit = openFilesLimit();
   if (limit < largest + 1024) {
-    throw new Error(`the open files limit is ${limit}: a server needs one per subscriber (${largest}) and more; run \`npm run bench:fanout\` (it raises it) or \`ulimit -n 65536\` first`);
+    throw new Error(
+      `the open files limit is ${limit}: a server needs one per subscriber (${largest}) and more; run \`npm run bench:fanout\` (it raises it) or \`ulimit -n 65536\` first`,
+    );
   }
   const mosquitto = SERVERS.includes('mosquitto') ? mosquittoBinary() : undefined;
-  const mosquittoVersion = mosquitto ? (spawnSync(mosquitto, ['-h'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0]?.trim() || 'unknown' : null;
+  const mosquittoVersion = mosquitto
+    ? (spawnSync(mosquitto, ['-h'], { encoding: 'utf8' }).stdout ?? '').split('\n')[0]?.trim() || 'unknown'
+    : null;
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
   if (SERVERS.includes('herald') && HERALD_COMPILED) {
     progress('building herald (npm run build): it runs from dist/, as deployed');
@@ -736,9 +882,16 @@ runBenchmark(async (cleanup) => {
   progress(`starting ${CLIENT_PROCESSES} subscriber processes`);
   const clients: SubscriberProcess[] = [];
   cleanup.add('stop the subscriber processes', () => Promise.all(clients.map((c) => c.stop())));
-  await Promise.all(Array.from({ length: CLIENT_PROCESSES }, async () => clients.push(await SubscriberProcess.start())));
+  await Promise.all(
+    Array.from({ length: CLIENT_PROCESSES }, async () => clients.push(await SubscriberProcess.start())),
+  );
 
-  const figures: Array<{ subscribers: number; herald: ServerFigures | null; mosquitto: ServerFigures | null; heraldToMosquittoDeliveriesRatio: number | null }> = [];
+  const figures: Array<{
+    subscribers: number;
+    herald: ServerFigures | null;
+    mosquitto: ServerFigures | null;
+    heraldToMosquittoDeliveriesRatio: number | null;
+  }> = [];
   const runs: Record<string, Record<string, unknown>> = {};
   for (const n of SUBSCRIBERS) {
     progress(`=== ${n} subscribers`);
@@ -759,28 +912,49 @@ runBenchmark(async (cleanup) => {
       subscribers: n,
       herald: herald?.figures ?? null,
       mosquitto: mqttRun?.figures ?? null,
-      heraldToMosquittoDeliveriesRatio: heraldRate !== null && mosquittoRate ? Number((heraldRate / mosquittoRate).toFixed(3)) : null,
+      heraldToMosquittoDeliveriesRatio:
+        heraldRate !== null && mosquittoRate ? Number((heraldRate / mosquittoRate).toFixed(3)) : null,
     });
     runs[String(n)] = { herald: herald?.details ?? null, mosquitto: mqttRun?.details ?? null };
   }
 
   const atGoal = figures.find((f) => f.subscribers === GOAL_SUBSCRIBERS);
-  const rssMeasured = figures.map((f) => f.herald?.rssPerIdleConnectionBytes ?? null).filter((v): v is number => v !== null);
+  const rssMeasured = figures
+    .map((f) => f.herald?.rssPerIdleConnectionBytes ?? null)
+    .filter((v): v is number => v !== null);
   const rateAtGoal = atGoal?.herald?.deliveriesPerSecond ?? null;
   const ratioAtGoal = atGoal?.heraldToMosquittoDeliveriesRatio ?? null;
   const goals = {
-    deliveriesPerSecond: { subscribers: GOAL_SUBSCRIBERS, atLeast: GOAL_DELIVERIES_PER_SECOND, measured: rateAtGoal, met: rateAtGoal === null ? null : rateAtGoal >= GOAL_DELIVERIES_PER_SECOND },
-    mosquittoRatio: { subscribers: GOAL_SUBSCRIBERS, atLeast: GOAL_MOSQUITTO_RATIO, measured: ratioAtGoal, met: ratioAtGoal === null ? null : ratioAtGoal >= GOAL_MOSQUITTO_RATIO },
+    deliveriesPerSecond: {
+      subscribers: GOAL_SUBSCRIBERS,
+      atLeast: GOAL_DELIVERIES_PER_SECOND,
+      measured: rateAtGoal,
+      met: rateAtGoal === null ? null : rateAtGoal >= GOAL_DELIVERIES_PER_SECOND,
+    },
+    mosquittoRatio: {
+      subscribers: GOAL_SUBSCRIBERS,
+      atLeast: GOAL_MOSQUITTO_RATIO,
+      measured: ratioAtGoal,
+      met: ratioAtGoal === null ? null : ratioAtGoal >= GOAL_MOSQUITTO_RATIO,
+    },
     rssPerIdleConnection: {
       atMostBytes: GOAL_RSS_BYTES,
       measuredMaxBytes: rssMeasured.length > 0 ? Math.max(...rssMeasured) : null,
-      met: rssMeasured.length === figures.length && rssMeasured.length > 0 ? rssMeasured.every((v) => v <= GOAL_RSS_BYTES) : null,
+      met:
+        rssMeasured.length === figures.length && rssMeasured.length > 0
+          ? rssMeasured.every((v) => v <= GOAL_RSS_BYTES)
+          : null,
     },
   };
 
   return {
     benchmark: 'fan-out: one broadcast to N graphql-ws subscribers, beside Mosquitto',
-    machine: { ...machine, mosquitto: mosquittoVersion, openFilesLimit: limit, loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0) },
+    machine: {
+      ...machine,
+      mosquitto: mosquittoVersion,
+      openFilesLimit: limit,
+      loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0),
+    },
     parameters: {
       subscribers: SUBSCRIBERS,
       servers: SERVERS,
@@ -795,12 +969,18 @@ runBenchmark(async (cleanup) => {
       contentBytes: CONTENT_BYTES,
       herald: {
         broadcast: `one Koala send to one user whose N graphql-ws subscribers all run the subscription below: one payload on one topic, one shared execution`,
-        subscription: 'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }',
+        subscription:
+          'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }',
         subscriberClient: 'bare ws, graphql-transport-ws',
-        runs: HERALD_COMPILED ? 'dist/src/cli.js (npm run build) with MALLOC_ARENA_MAX=2, as the Docker image' : 'src/cli.ts under tsx',
+        runs: HERALD_COMPILED
+          ? 'dist/src/cli.js (npm run build) with MALLOC_ARENA_MAX=2, as the Docker image'
+          : 'src/cli.ts under tsx',
         cpuProfileDir: CPU_PROFILE_DIR ?? null,
       },
-      mosquitto: { broadcast: `one PUBLISH, QoS 0, to ${MQTT_TOPIC}, payload the size of herald's frame at the same N`, subscriberClient: 'mqtt package, MQTT 3.1.1, QoS 0' },
+      mosquitto: {
+        broadcast: `one PUBLISH, QoS 0, to ${MQTT_TOPIC}, payload the size of herald's frame at the same N`,
+        subscriberClient: 'mqtt package, MQTT 3.1.1, QoS 0',
+      },
     },
     // Medians of the rounds; deliveries/s = subscribers reached ÷ (last delivery − send start).
     figures,

@@ -16,11 +16,26 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 
-export const SUBSCRIPTION = 'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }';
+export const SUBSCRIPTION =
+  'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }';
 
 export type FanoutCommand =
-  | { readonly kind: 'connectGraphql'; readonly url: string; readonly ticket: string; readonly count: number; readonly batch: number; readonly timeoutMs: number }
-  | { readonly kind: 'connectMqtt'; readonly url: string; readonly topic: string; readonly count: number; readonly batch: number; readonly timeoutMs: number }
+  | {
+      readonly kind: 'connectGraphql';
+      readonly url: string;
+      readonly ticket: string;
+      readonly count: number;
+      readonly batch: number;
+      readonly timeoutMs: number;
+    }
+  | {
+      readonly kind: 'connectMqtt';
+      readonly url: string;
+      readonly topic: string;
+      readonly count: number;
+      readonly batch: number;
+      readonly timeoutMs: number;
+    }
   /** From now on, a payload titled `title` is the broadcast being timed; earlier arrivals are forgotten. */
   | { readonly kind: 'expect'; readonly title: string }
   /** Answer a report now, complete or not (the parent's deadline passed). */
@@ -45,7 +60,12 @@ export interface ArrivalReport {
 
 export type FanoutReply =
   | { readonly kind: 'ready' }
-  | { readonly kind: 'connected'; readonly connected: number; readonly failures: Record<string, number>; readonly ms: number }
+  | {
+      readonly kind: 'connected';
+      readonly connected: number;
+      readonly failures: Record<string, number>;
+      readonly ms: number;
+    }
   | { readonly kind: 'expecting'; readonly title: string }
   | ArrivalReport
   | { readonly kind: 'disconnected'; readonly unexpectedEnds: Record<string, number> };
@@ -82,7 +102,16 @@ function report(): void {
   reported = true;
   const arrivals: number[] = [];
   for (const at of firstArrival) if (!Number.isNaN(at)) arrivals.push(at);
-  send({ kind: 'report', title: expected, sockets: subscribers.length, received, arrivals, duplicates, otherPayloads, payloadBytes });
+  send({
+    kind: 'report',
+    title: expected,
+    sockets: subscribers.length,
+    received,
+    arrivals,
+    duplicates,
+    otherPayloads,
+    payloadBytes,
+  });
 }
 
 function onPayload(index: number, title: string | undefined, bytes: number): void {
@@ -109,7 +138,11 @@ function graphqlSubscriber(index: number, url: string, ticket: string, timeoutMs
       socket.terminate();
       reject(new Error('connect timeout'));
     }, timeoutMs);
-    const subscriber: Subscriber = { close: () => socket.close(1000), terminate: () => socket.terminate(), closed: () => socket.readyState === WebSocket.CLOSED };
+    const subscriber: Subscriber = {
+      close: () => socket.close(1000),
+      terminate: () => socket.terminate(),
+      closed: () => socket.readyState === WebSocket.CLOSED,
+    };
     socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { ticket } })));
     socket.on('error', (error) => {
       clearTimeout(timer);
@@ -145,7 +178,8 @@ function graphqlSubscriber(index: number, url: string, ticket: string, timeoutMs
         case 'pong':
           return;
         default:
-          if (!disconnecting) count(unexpectedEnds, `${frame.type} ${JSON.stringify(frame.payload ?? null)}`.slice(0, 200));
+          if (!disconnecting)
+            count(unexpectedEnds, `${frame.type} ${JSON.stringify(frame.payload ?? null)}`.slice(0, 200));
       }
     });
   });
@@ -165,7 +199,11 @@ function mqttSubscriber(index: number, url: string, topic: string, timeoutMs: nu
       client.end(true);
       reject(new Error('connect timeout'));
     }, timeoutMs);
-    const subscriber: Subscriber = { close: () => client.end(), terminate: () => client.end(true), closed: () => client.disconnected || !client.connected };
+    const subscriber: Subscriber = {
+      close: () => client.end(),
+      terminate: () => client.end(true),
+      closed: () => client.disconnected || !client.connected,
+    };
     client.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
@@ -197,12 +235,18 @@ function mqttSubscriber(index: number, url: string, topic: string, timeoutMs: nu
 }
 
 /** Opens `count` subscribers, `batch` at a time (each batch waits for the last), and keeps those that connected. */
-async function connect(count: number, batch: number, open: (index: number) => Promise<Subscriber>): Promise<FanoutReply> {
+async function connect(
+  count: number,
+  batch: number,
+  open: (index: number) => Promise<Subscriber>,
+): Promise<FanoutReply> {
   const started = monotonicMs();
   const failures: Record<string, number> = {};
   const opened: Subscriber[] = [];
   for (let from = 0; from < count; from += batch) {
-    const results = await Promise.allSettled(Array.from({ length: Math.min(batch, count - from) }, (_, k) => open(from + k)));
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(batch, count - from) }, (_, k) => open(from + k)),
+    );
     for (const result of results) {
       if (result.status === 'fulfilled') opened.push(result.value);
       else failures[errorText(result.reason)] = (failures[errorText(result.reason)] ?? 0) + 1;
@@ -218,7 +262,8 @@ async function disconnect(graceMs: number): Promise<FanoutReply> {
   disconnecting = true;
   for (const subscriber of subscribers) subscriber.close();
   const until = monotonicMs() + graceMs;
-  while (subscribers.some((s) => !s.closed()) && monotonicMs() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (subscribers.some((s) => !s.closed()) && monotonicMs() < until)
+    await new Promise((resolve) => setTimeout(resolve, 20));
   for (const subscriber of subscribers) subscriber.terminate();
   const ends = unexpectedEnds;
   subscribers = [];
@@ -231,10 +276,18 @@ async function disconnect(graceMs: number): Promise<FanoutReply> {
 async function handle(command: FanoutCommand): Promise<void> {
   switch (command.kind) {
     case 'connectGraphql':
-      send(await connect(command.count, command.batch, (i) => graphqlSubscriber(i, command.url, command.ticket, command.timeoutMs)));
+      send(
+        await connect(command.count, command.batch, (i) =>
+          graphqlSubscriber(i, command.url, command.ticket, command.timeoutMs),
+        ),
+      );
       return;
     case 'connectMqtt':
-      send(await connect(command.count, command.batch, (i) => mqttSubscriber(i, command.url, command.topic, command.timeoutMs)));
+      send(
+        await connect(command.count, command.batch, (i) =>
+          mqttSubscriber(i, command.url, command.topic, command.timeoutMs),
+        ),
+      );
       return;
     case 'expect':
       expected = command.title;

@@ -90,7 +90,8 @@ interface Page {
   pageInfo: { endCursor: string | null; hasNextPage: boolean };
 }
 
-const seqOfCursor = (cursor: string) => BigInt(/^seq:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString())?.[1] ?? '-1');
+const seqOfCursor = (cursor: string) =>
+  BigInt(/^seq:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString())?.[1] ?? '-1');
 
 runBenchmark(async (cleanup) => {
   const { url, machine } = await benchDatabase(cleanup);
@@ -114,12 +115,23 @@ runBenchmark(async (cleanup) => {
     seed: SEED,
   });
   await vacuumEventStore(url);
-  progress(`generated ${generated.events} events in ${generated.seconds} s; projecting them (herald projections rebuild)`);
+  progress(
+    `generated ${generated.events} events in ${generated.seconds} s; projecting them (herald projections rebuild)`,
+  );
   const { run: rebuild } = await timeRebuild(url, REBUILD_TIMEOUT_SECONDS * 1000);
-  if (rebuild.exitCode !== 0 || rebuild.timedOut) throw new Error(`herald projections rebuild did not complete (exit ${rebuild.exitCode}${rebuild.timedOut ? ', timed out' : ''}):\n${rebuild.output}`);
+  if (rebuild.exitCode !== 0 || rebuild.timedOut)
+    throw new Error(
+      `herald projections rebuild did not complete (exit ${rebuild.exitCode}${rebuild.timedOut ? ', timed out' : ''}):\n${rebuild.output}`,
+    );
   const counts = await readModelCounts(url);
-  if (counts.notifications !== generated.notifications) throw new Error(`the read model holds ${counts.notifications} notifications, ${generated.notifications} were generated`);
-  if (counts.datahubDeliveries !== datahubGenerated.deliveries) throw new Error(`the datahub read model holds ${counts.datahubDeliveries} deliveries, ${datahubGenerated.deliveries} were generated`);
+  if (counts.notifications !== generated.notifications)
+    throw new Error(
+      `the read model holds ${counts.notifications} notifications, ${generated.notifications} were generated`,
+    );
+  if (counts.datahubDeliveries !== datahubGenerated.deliveries)
+    throw new Error(
+      `the datahub read model holds ${counts.datahubDeliveries} deliveries, ${datahubGenerated.deliveries} were generated`,
+    );
   // None expire (expiresAt is null or a year ahead); the GraphQL inbox also lists the app's site broadcasts.
   const expectedTotal = generated.inboxUserNotifications + BROADCASTS;
 
@@ -133,20 +145,24 @@ runBenchmark(async (cleanup) => {
   const ticket = await issueTicket(http, INBOX_USER);
   const auth = { authorization: `Bearer ${ticket}` };
 
-  const inbox = (first: number, after?: string) => http.postJson('/graphql', { query: QUERY, variables: { first, ...(after && { after }) } }, auth);
+  const inbox = (first: number, after?: string) =>
+    http.postJson('/graphql', { query: QUERY, variables: { first, ...(after && { after }) } }, auth);
   const parsePage = (response: HttpResponse, what: string): Page => {
     const body = JSON.parse(response.body) as { data?: { notifications: Page }; errors?: unknown };
-    if (response.status !== 200 || body.errors || !body.data) throw new Error(`${what}: HTTP ${response.status} ${response.body.slice(0, 500)}`);
+    if (response.status !== 200 || body.errors || !body.data)
+      throw new Error(`${what}: HTTP ${response.status} ${response.body.slice(0, 500)}`);
     return body.data.notifications;
   };
   /** `offset`: notifications before the page. */
   const checkPage = (page: Page, what: string, offset: number, beforeSeq?: bigint) => {
     if (page.total !== expectedTotal) throw new Error(`${what}: total ${page.total}, expected ${expectedTotal}`);
     if (page.nodes.length !== PAGE) throw new Error(`${what}: ${page.nodes.length} nodes, expected ${PAGE}`);
-    if (page.pageInfo.hasNextPage !== offset + PAGE < expectedTotal || !page.pageInfo.endCursor) throw new Error(`${what}: pageInfo ${JSON.stringify(page.pageInfo)}`);
+    if (page.pageInfo.hasNextPage !== offset + PAGE < expectedTotal || !page.pageInfo.endCursor)
+      throw new Error(`${what}: pageInfo ${JSON.stringify(page.pageInfo)}`);
     const seqs = page.nodes.map((n) => BigInt(n.seq));
     if (seqs.some((seq, i) => i > 0 && seq >= seqs[i - 1]!)) throw new Error(`${what}: not newest first`);
-    if (beforeSeq !== undefined && seqs[0]! >= beforeSeq) throw new Error(`${what}: seq ${seqs[0]} is not below the cursor's ${beforeSeq}`);
+    if (beforeSeq !== undefined && seqs[0]! >= beforeSeq)
+      throw new Error(`${what}: seq ${seqs[0]} is not below the cursor's ${beforeSeq}`);
   };
 
   /** `count` requests one after the other; each answer checked after its time was taken. */
@@ -170,7 +186,8 @@ runBenchmark(async (cleanup) => {
   while (walked < DEEP) {
     const first = Math.min(100, DEEP - walked);
     const page = parsePage(await inbox(first, cursor), `walking at ${walked}`);
-    if (page.nodes.length !== first || !page.pageInfo.endCursor) throw new Error(`walking at ${walked}: ${page.nodes.length} nodes`);
+    if (page.nodes.length !== first || !page.pageInfo.endCursor)
+      throw new Error(`walking at ${walked}: ${page.nodes.length} nodes`);
     walked += page.nodes.length;
     cursor = page.pageInfo.endCursor;
   }
@@ -196,15 +213,21 @@ runBenchmark(async (cleanup) => {
   const checkDatahubPage = (response: HttpResponse) => {
     const body = JSON.parse(response.body) as { total?: number; results?: Array<{ messageid: number }> };
     if (response.status !== 200 || body.total !== datahubTotal || body.results?.length !== PAGE) {
-      throw new Error(`GET /notifications: HTTP ${response.status}, total ${body.total} (expected ${datahubTotal}), ${body.results?.length} results`);
+      throw new Error(
+        `GET /notifications: HTTP ${response.status}, total ${body.total} (expected ${datahubTotal}), ${body.results?.length} results`,
+      );
     }
-    if (body.results.some((r, i) => i > 0 && r.messageid >= body.results![i - 1]!.messageid)) throw new Error('GET /notifications: not newest first');
+    if (body.results.some((r, i) => i > 0 && r.messageid >= body.results![i - 1]!.messageid))
+      throw new Error('GET /notifications: not newest first');
   };
   const datahubStats = () => http.request('GET', '/notification_stat', undefined, datahubAuth);
   const checkDatahubStats = (response: HttpResponse) => {
     const counts = JSON.parse(response.body) as Record<string, number>;
     const sum = Object.values(counts).reduce((a, b) => a + b, 0);
-    if (response.status !== 200 || Object.keys(counts).length !== 9 || sum !== datahubUnread) throw new Error(`GET /notification_stat: HTTP ${response.status}, ${response.body} (expected a sum of ${datahubUnread})`);
+    if (response.status !== 200 || Object.keys(counts).length !== 9 || sum !== datahubUnread)
+      throw new Error(
+        `GET /notification_stat: HTTP ${response.status}, ${response.body} (expected a sum of ${datahubUnread})`,
+      );
   };
 
   progress(`warm-up: ${WARMUP} of each`);
@@ -228,23 +251,44 @@ runBenchmark(async (cleanup) => {
   return {
     benchmark: 'inbox (B5)',
     machine,
-    parameters: { notifications: NOTIFICATIONS, userNotifications: USER_NOTIFICATIONS, users: USERS, samples: SAMPLES, warmUp: WARMUP, deep: DEEP, pageSize: PAGE, chunk: CHUNK, seed: SEED },
+    parameters: {
+      notifications: NOTIFICATIONS,
+      userNotifications: USER_NOTIFICATIONS,
+      users: USERS,
+      samples: SAMPLES,
+      warmUp: WARMUP,
+      deep: DEEP,
+      pageSize: PAGE,
+      chunk: CHUNK,
+      seed: SEED,
+    },
     data: {
       generated,
-      rebuild: { seconds: Number(rebuild.seconds.toFixed(2)), eventsPerSecond: Math.round(generated.events / rebuild.seconds) },
+      rebuild: {
+        seconds: Number(rebuild.seconds.toFixed(2)),
+        eventsPerSecond: Math.round(generated.events / rebuild.seconds),
+      },
       readModels: counts,
       inboxUser: { userId: INBOX_USER, total: firstAnswer.total, expectedTotal },
     },
     baselineHealthz: baseline,
-    firstPage: { ...first, query: 'notifications(first: 20) { total nodes { id seq title } pageInfo { endCursor hasNextPage } }' },
+    firstPage: {
+      ...first,
+      query: 'notifications(first: 20) { total nodes { id seq title } pageInfo { endCursor hasNextPage } }',
+    },
     deepPage: {
       ...deep,
-      query: 'notifications(first: 20, after: <cursor>) { total nodes { id seq title } pageInfo { endCursor hasNextPage } }',
+      query:
+        'notifications(first: 20, after: <cursor>) { total nodes { id seq title } pageInfo { endCursor hasNextPage } }',
       depth: DEEP,
       cursorSeq: deepSeq.toString(),
       walk: { pagesOf: 100, seconds: Number(walkSeconds.toFixed(2)) },
     },
-    checks: { everyAnswerChecked: true, total: firstAnswer.total === expectedTotal, readModelNotifications: counts.notifications === generated.notifications },
+    checks: {
+      everyAnswerChecked: true,
+      total: firstAnswer.total === expectedTotal,
+      readModelNotifications: counts.notifications === generated.notifications,
+    },
     datahub: {
       generated: datahubGenerated,
       user: { userId: DATAHUB_USER, total: datahubTotal, unread: datahubUnread },

@@ -73,7 +73,9 @@ export class NodeInspector {
 
   /** Attaches to the inspector listening on 127.0.0.1:`port` (its first target). */
   static async attach(port: number, timeoutMs = 10_000): Promise<NodeInspector> {
-    const targets = (await getJson(`http://127.0.0.1:${port}/json/list`, timeoutMs)) as Array<{ webSocketDebuggerUrl?: string }>;
+    const targets = (await getJson(`http://127.0.0.1:${port}/json/list`, timeoutMs)) as Array<{
+      webSocketDebuggerUrl?: string;
+    }>;
     const url = targets[0]?.webSocketDebuggerUrl;
     if (!url) throw new Error(`the inspector on port ${port} lists no target`);
     const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: 2 ** 30 });
@@ -116,10 +118,18 @@ export class NodeInspector {
   }
 
   /** The process's `process.memoryUsage()` and V8's heap spaces (`require` is the inspector's command-line API). */
-  async memoryUsage(): Promise<{ usage: NodeJS.MemoryUsage; spaces: Array<{ space_name: string; space_size: number; space_used_size: number }> }> {
+  async memoryUsage(): Promise<{
+    usage: NodeJS.MemoryUsage;
+    spaces: Array<{ space_name: string; space_size: number; space_used_size: number }>;
+  }> {
     const expression = `JSON.stringify({ usage: process.memoryUsage(), spaces: require('v8').getHeapSpaceStatistics() })`;
-    const { result } = await this.call<{ result: { value?: string } }>('Runtime.evaluate', { expression, returnByValue: true, includeCommandLineAPI: true });
-    if (typeof result.value !== 'string') throw new Error(`inspector: memoryUsage evaluated to ${JSON.stringify(result)}`);
+    const { result } = await this.call<{ result: { value?: string } }>('Runtime.evaluate', {
+      expression,
+      returnByValue: true,
+      includeCommandLineAPI: true,
+    });
+    if (typeof result.value !== 'string')
+      throw new Error(`inspector: memoryUsage evaluated to ${JSON.stringify(result)}`);
     return JSON.parse(result.value);
   }
 
@@ -150,7 +160,12 @@ function areaOf(url: string, functionName: string, root: string): string {
     return rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]!;
   }
   const local = url.replace(/^file:\/\//, '');
-  if (local.startsWith(root)) return local.slice(root.length + 1).split('/').slice(0, 2).join('/');
+  if (local.startsWith(root))
+    return local
+      .slice(root.length + 1)
+      .split('/')
+      .slice(0, 2)
+      .join('/');
   return local;
 }
 
@@ -164,7 +179,8 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 15): P
   const deltas = profile.timeDeltas ?? [];
   // A sample's time is the delta to the next one (the last: the mean).
   const mean = samples.length > 0 ? (profile.endTime - profile.startTime) / samples.length : 0;
-  for (let i = 0; i < samples.length; i++) byNode.set(samples[i]!, (byNode.get(samples[i]!) ?? 0) + (i + 1 < deltas.length ? deltas[i + 1]! : mean));
+  for (let i = 0; i < samples.length; i++)
+    byNode.set(samples[i]!, (byNode.get(samples[i]!) ?? 0) + (i + 1 < deltas.length ? deltas[i + 1]! : mean));
   const functions = new Map<string, number>();
   const areas = new Map<string, number>();
   let busyUs = 0;
@@ -174,7 +190,12 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 15): P
     busyUs += us;
     const { functionName, url, lineNumber } = node.callFrame;
     const modules = url.lastIndexOf('/node_modules/');
-    const place = url === '' ? '' : modules >= 0 ? url.slice(modules + '/node_modules/'.length) : url.replace(/^file:\/\//, '').replace(`${root}/`, '');
+    const place =
+      url === ''
+        ? ''
+        : modules >= 0
+          ? url.slice(modules + '/node_modules/'.length)
+          : url.replace(/^file:\/\//, '').replace(`${root}/`, '');
     const name = `${functionName || '(anonymous)'}${place ? ` ${place}:${lineNumber + 1}` : ''}`;
     functions.set(name, (functions.get(name) ?? 0) + us);
     const area = areaOf(url, functionName, root);
@@ -184,6 +205,10 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 15): P
     [...map]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([name, us]) => ({ name, selfPercent: Number(((100 * us) / (busyUs || 1)).toFixed(1)), selfMs: Number((us / 1000).toFixed(1)) }));
+      .map(([name, us]) => ({
+        name,
+        selfPercent: Number(((100 * us) / (busyUs || 1)).toFixed(1)),
+        selfMs: Number((us / 1000).toFixed(1)),
+      }));
   return { busyMs: Number((busyUs / 1000).toFixed(1)), topFunctions: lines(functions), byArea: lines(areas) };
 }

@@ -90,16 +90,29 @@ interface PendingSend {
  * notifications read model shows (projected, so the push was due), to tell a slow or stuck projection
  * from a lost push.
  */
-async function whereAreTheLost(databaseUrl: string, titles: readonly string[]): Promise<{ eventStore: number; readModel: number; readModelQueryError?: string }> {
+async function whereAreTheLost(
+  databaseUrl: string,
+  titles: readonly string[],
+): Promise<{ eventStore: number; readModel: number; readModelQueryError?: string }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const eventStore = await client.query<{ n: string }>(`SELECT count(*) AS n FROM events WHERE event_type = 'MessageSent' AND data->>'title' = ANY ($1::text[])`, [titles]);
+    const eventStore = await client.query<{ n: string }>(
+      `SELECT count(*) AS n FROM events WHERE event_type = 'MessageSent' AND data->>'title' = ANY ($1::text[])`,
+      [titles],
+    );
     try {
-      const readModel = await client.query<{ n: string }>('SELECT count(*) AS n FROM notification_messages WHERE title = ANY ($1::text[])', [titles]);
+      const readModel = await client.query<{ n: string }>(
+        'SELECT count(*) AS n FROM notification_messages WHERE title = ANY ($1::text[])',
+        [titles],
+      );
       return { eventStore: Number(eventStore.rows[0]!.n), readModel: Number(readModel.rows[0]!.n) };
     } catch (error) {
-      return { eventStore: Number(eventStore.rows[0]!.n), readModel: -1, readModelQueryError: (error as Error).message };
+      return {
+        eventStore: Number(eventStore.rows[0]!.n),
+        readModel: -1,
+        readModelQueryError: (error as Error).message,
+      };
     }
   } finally {
     await client.end();
@@ -152,8 +165,21 @@ runBenchmark(async (cleanup) => {
   for (let index = 0; index < TERMINALS; index++) {
     const userId = `terminal-${index}`;
     const ticket = await issueTicket(http, userId);
-    const client = createClient({ url: `${herald.wsUrl}/graphql`, webSocketImpl: WebSocket, connectionParams: { ticket }, lazy: false, retryAttempts: 0 });
-    const terminal: Terminal = { userId, client, warmedUp: false, received: 0, subscriptionError: undefined, completed: false };
+    const client = createClient({
+      url: `${herald.wsUrl}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { ticket },
+      lazy: false,
+      retryAttempts: 0,
+    });
+    const terminal: Terminal = {
+      userId,
+      client,
+      warmedUp: false,
+      received: 0,
+      subscriptionError: undefined,
+      completed: false,
+    };
     terminals.push(terminal);
     connected.push(new Promise((resolve) => client.on('connected', () => resolve())));
     client.subscribe<{ messages: { title: string; seq: string } }>(
@@ -164,7 +190,9 @@ runBenchmark(async (cleanup) => {
           else terminal.subscriptionError = JSON.stringify(result.errors);
         },
         error: (error: unknown) => {
-          terminal.subscriptionError = Array.isArray(error) ? JSON.stringify(error) : String((error as Error)?.message ?? error);
+          terminal.subscriptionError = Array.isArray(error)
+            ? JSON.stringify(error)
+            : String((error as Error)?.message ?? error);
         },
         complete: () => {
           terminal.completed = true;
@@ -182,11 +210,19 @@ runBenchmark(async (cleanup) => {
   progress('warm-up: one message to each terminal');
   const warmUpDeadline = Date.now() + WARMUP_TIMEOUT_SECONDS * 1000;
   for (let round = 0; terminals.some((t) => !t.warmedUp); round++) {
-    if (Date.now() > warmUpDeadline) throw new Error(`only ${terminals.filter((t) => t.warmedUp).length} of ${TERMINALS} terminals received a warm-up message within ${WARMUP_TIMEOUT_SECONDS} s`);
+    if (Date.now() > warmUpDeadline)
+      throw new Error(
+        `only ${terminals.filter((t) => t.warmedUp).length} of ${TERMINALS} terminals received a warm-up message within ${WARMUP_TIMEOUT_SECONDS} s`,
+      );
     const waiting = terminals.filter((t) => !t.warmedUp);
     await Promise.all(
       waiting.map(async (t, k) => {
-        const answer = await koalaSend(http, { ticket: senderTickets[k % SENDERS]!, users: t.userId, title: `warm-up ${round}`, content: 'w' });
+        const answer = await koalaSend(http, {
+          ticket: senderTickets[k % SENDERS]!,
+          users: t.userId,
+          title: `warm-up ${round}`,
+          content: 'w',
+        });
         if (answer.status !== 0) throw new Error(`warm-up send: ${JSON.stringify(answer)}`);
       }),
     );
@@ -198,50 +234,56 @@ runBenchmark(async (cleanup) => {
   progress(`baselines at ${BASELINE_RATE}/s for ${BASELINE_SECONDS} s each: GET /healthz, graphql-ws { me }`);
   const healthz: number[] = [];
   let healthzErrors = 0;
-  const healthzLoop = await openLoop({ rate: BASELINE_RATE, seconds: BASELINE_SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS }, async () => {
-    const t0 = performance.now();
-    try {
-      const response = await http.get('/healthz');
-      if (response.status !== 200) healthzErrors++;
-      else healthz.push(performance.now() - t0);
-    } catch {
-      healthzErrors++;
-    }
-  });
+  const healthzLoop = await openLoop(
+    { rate: BASELINE_RATE, seconds: BASELINE_SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS },
+    async () => {
+      const t0 = performance.now();
+      try {
+        const response = await http.get('/healthz');
+        if (response.status !== 200) healthzErrors++;
+        else healthz.push(performance.now() - t0);
+      } catch {
+        healthzErrors++;
+      }
+    },
+  );
   await healthzLoop.settled();
   const wsQuery: number[] = [];
   let wsQueryErrors = 0;
-  const wsLoop = await openLoop({ rate: BASELINE_RATE, seconds: BASELINE_SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS }, async (i) => {
-    const client = terminals[i % terminals.length]!.client;
-    const t0 = performance.now();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        let answered = false;
-        const timer = setTimeout(() => {
-          cancel();
-          reject(new Error('no answer in time'));
-        }, REQUEST_TIMEOUT_MS);
-        const cancel = client.subscribe<{ me: { userId: string } }>(
-          { query: '{ me { userId } }' },
-          {
-            next: (result) => (answered = Boolean(result.data?.me.userId)),
-            error: (error: unknown) => {
-              clearTimeout(timer);
-              reject(error instanceof Error ? error : new Error(JSON.stringify(error)));
+  const wsLoop = await openLoop(
+    { rate: BASELINE_RATE, seconds: BASELINE_SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS },
+    async (i) => {
+      const client = terminals[i % terminals.length]!.client;
+      const t0 = performance.now();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          let answered = false;
+          const timer = setTimeout(() => {
+            cancel();
+            reject(new Error('no answer in time'));
+          }, REQUEST_TIMEOUT_MS);
+          const cancel = client.subscribe<{ me: { userId: string } }>(
+            { query: '{ me { userId } }' },
+            {
+              next: (result) => (answered = Boolean(result.data?.me.userId)),
+              error: (error: unknown) => {
+                clearTimeout(timer);
+                reject(error instanceof Error ? error : new Error(JSON.stringify(error)));
+              },
+              complete: () => {
+                clearTimeout(timer);
+                if (answered) resolve();
+                else reject(new Error('no answer'));
+              },
             },
-            complete: () => {
-              clearTimeout(timer);
-              if (answered) resolve();
-              else reject(new Error('no answer'));
-            },
-          },
-        );
-      });
-      wsQuery.push(performance.now() - t0);
-    } catch {
-      wsQueryErrors++;
-    }
-  });
+          );
+        });
+        wsQuery.push(performance.now() - t0);
+      } catch {
+        wsQueryErrors++;
+      }
+    },
+  );
   await wsLoop.settled();
 
   // --- the load ---
@@ -250,27 +292,37 @@ runBenchmark(async (cleanup) => {
   const sendErrors: Record<string, number> = {};
   let accepted = 0;
   const before = cpu.snapshot();
-  const load = await openLoop({ rate: RATE, seconds: SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS }, async (i, due) => {
-    const title = `lat-${i}`;
-    const terminal = i % TERMINALS;
-    const started = performance.now();
-    pending.set(title, { terminal, due, started });
-    try {
-      const answer = await koalaSend(http, { ticket: senderTickets[i % SENDERS]!, users: terminals[terminal]!.userId, title, content: 'latency probe' });
-      sendAnswer.push(performance.now() - started);
-      if (answer.status === 0) {
-        accepted++;
-        return;
+  const load = await openLoop(
+    { rate: RATE, seconds: SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS },
+    async (i, due) => {
+      const title = `lat-${i}`;
+      const terminal = i % TERMINALS;
+      const started = performance.now();
+      pending.set(title, { terminal, due, started });
+      try {
+        const answer = await koalaSend(http, {
+          ticket: senderTickets[i % SENDERS]!,
+          users: terminals[terminal]!.userId,
+          title,
+          content: 'latency probe',
+        });
+        sendAnswer.push(performance.now() - started);
+        if (answer.status === 0) {
+          accepted++;
+          return;
+        }
+        sendErrors[`errcode-${answer.errcode}`] = (sendErrors[`errcode-${answer.errcode}`] ?? 0) + 1;
+      } catch {
+        sendErrors.network = (sendErrors.network ?? 0) + 1;
       }
-      sendErrors[`errcode-${answer.errcode}`] = (sendErrors[`errcode-${answer.errcode}`] ?? 0) + 1;
-    } catch {
-      sendErrors.network = (sendErrors.network ?? 0) + 1;
-    }
-    pending.delete(title); // refused: not expected at the terminal
-  });
+      pending.delete(title); // refused: not expected at the terminal
+    },
+  );
   const duringLoad = CpuSampler.between(before, cpu.snapshot());
   const receivedWhileSending = sendToReceive.length;
-  progress(`  fired ${load.fired} of ${load.planned} (skipped ${load.skipped}); received ${receivedWhileSending} so far; waiting for answers and stragglers (≤ ${DRAIN_SECONDS} s)`);
+  progress(
+    `  fired ${load.fired} of ${load.planned} (skipped ${load.skipped}); received ${receivedWhileSending} so far; waiting for answers and stragglers (≤ ${DRAIN_SECONDS} s)`,
+  );
 
   const drainStarted = performance.now();
   const drainDeadline = drainStarted + DRAIN_SECONDS * 1000;
@@ -288,14 +340,19 @@ runBenchmark(async (cleanup) => {
   const unanswered = load.fired - accepted - Object.values(sendErrors).reduce((a, b) => a + b, 0);
   const lost = pending.size; // accepted (or still unanswered) sends whose message never arrived
   const latency = latencyStats(sendToReceive);
-  const subscriptionErrors = terminals.filter((t) => t.subscriptionError !== undefined).map((t) => ({ terminal: t.userId, error: t.subscriptionError }));
+  const subscriptionErrors = terminals
+    .filter((t) => t.subscriptionError !== undefined)
+    .map((t) => ({ terminal: t.userId, error: t.subscriptionError }));
   const sendRefused = Object.values(sendErrors).reduce((a, b) => a + b, 0);
   const lostWhere =
     lost > 0
       ? {
           ...(await whereAreTheLost(databaseUrl, [...pending.keys()])),
           terminals: new Set([...pending.values()].map((p) => p.terminal)).size,
-          sendIndexRange: [Math.min(...[...pending.keys()].map((t) => Number(t.slice(4)))), Math.max(...[...pending.keys()].map((t) => Number(t.slice(4))))],
+          sendIndexRange: [
+            Math.min(...[...pending.keys()].map((t) => Number(t.slice(4)))),
+            Math.max(...[...pending.keys()].map((t) => Number(t.slice(4)))),
+          ],
         }
       : null;
 

@@ -57,7 +57,9 @@ const REBUILD_TIMEOUT_SECONDS = envInteger('BENCH_REBUILD_TIMEOUT_SECONDS', 3_60
 const GOAL = envInteger('BENCH_GOAL_EVENTS_PER_SECOND', 50_000, 1);
 
 /** From the rebuild's progress lines: when each projection was first reported and when it was done. */
-function perProjection(run: CliRun): Record<string, { firstReportSecond: number; doneSecond: number | null; head: string }> {
+function perProjection(
+  run: CliRun,
+): Record<string, { firstReportSecond: number; doneSecond: number | null; head: string }> {
   const result: Record<string, { firstReportSecond: number; doneSecond: number | null; head: string }> = {};
   run.stdoutLines.forEach((line, index) => {
     let parsed: { projection?: string; head?: string; done?: boolean };
@@ -68,7 +70,11 @@ function perProjection(run: CliRun): Record<string, { firstReportSecond: number;
     }
     if (!parsed.projection) return;
     const at = Number(run.lineTimes[index]!.toFixed(2));
-    const entry = (result[parsed.projection] ??= { firstReportSecond: at, doneSecond: null, head: String(parsed.head) });
+    const entry = (result[parsed.projection] ??= {
+      firstReportSecond: at,
+      doneSecond: null,
+      head: String(parsed.head),
+    });
     if (parsed.done) entry.doneSecond = at;
   });
   return result;
@@ -80,7 +86,12 @@ runBenchmark(async (cleanup) => {
   progress('starting herald once to create its schema');
   await createHeraldSchema(url);
 
-  const generated = await generateMessageEvents(url, { target: { events: EVENTS }, users: USERS, chunkMessages: CHUNK, seed: SEED });
+  const generated = await generateMessageEvents(url, {
+    target: { events: EVENTS },
+    users: USERS,
+    chunkMessages: CHUNK,
+    seed: SEED,
+  });
   progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
   await vacuumEventStore(url);
 
@@ -88,7 +99,9 @@ runBenchmark(async (cleanup) => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
-      const { rows } = await client.query<{ n: string; head: string }>('SELECT count(*) AS n, max(position) AS head FROM events');
+      const { rows } = await client.query<{ n: string; head: string }>(
+        'SELECT count(*) AS n, max(position) AS head FROM events',
+      );
       return { events: Number(rows[0]!.n), headPosition: rows[0]!.head };
     } finally {
       await client.end();
@@ -103,7 +116,8 @@ runBenchmark(async (cleanup) => {
   progress(`herald projections rebuild (timeout ${REBUILD_TIMEOUT_SECONDS} s)`);
   const { run, lastProgress } = await timeRebuild(url, REBUILD_TIMEOUT_SECONDS * 1000);
   const completed = run.exitCode === 0 && !run.timedOut;
-  if (!completed) progress(`the rebuild did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
+  if (!completed)
+    progress(`the rebuild did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
   const rebuildRate = completed ? perSecond(inStore.events, run.seconds) : 0;
 
   const counts = await readModelCounts(url);
@@ -117,7 +131,14 @@ runBenchmark(async (cleanup) => {
   return {
     benchmark: 'rebuild (B4)',
     machine,
-    parameters: { events: EVENTS, users: USERS, chunk: CHUNK, seed: SEED, readPage: READ_PAGE, rebuildTimeoutSeconds: REBUILD_TIMEOUT_SECONDS },
+    parameters: {
+      events: EVENTS,
+      users: USERS,
+      chunk: CHUNK,
+      seed: SEED,
+      readPage: READ_PAGE,
+      rebuildTimeoutSeconds: REBUILD_TIMEOUT_SECONDS,
+    },
     generated,
     store: inStore,
     baselineReadInPositionOrder: { ...read, jsonAsTextEventsPerSecond: readText.eventsPerSecond },
@@ -131,8 +152,15 @@ runBenchmark(async (cleanup) => {
       lastProgress: lastProgress ?? null,
       vsBaselineRead: read.eventsPerSecond > 0 ? Number((rebuildRate / read.eventsPerSecond).toFixed(3)) : null,
     },
-    readModels: { ...counts, expectedNotifications: generated.notifications, expectedNotificationMessages: generated.messages },
+    readModels: {
+      ...counts,
+      expectedNotifications: generated.notifications,
+      expectedNotificationMessages: generated.messages,
+    },
     checks,
-    goal: { eventsPerSecondAtLeast: GOAL, met: completed && rebuildRate >= GOAL && Object.values(checks).every(Boolean) },
+    goal: {
+      eventsPerSecondAtLeast: GOAL,
+      met: completed && rebuildRate >= GOAL && Object.values(checks).every(Boolean),
+    },
   };
 });

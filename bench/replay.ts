@@ -21,7 +21,18 @@ import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { benchDatabase, createHeraldSchema, envInteger, generateMessageEvents, perSecond, progress, readAllInPositionOrder, runBenchmark, runHeraldCli, vacuumEventStore } from './support';
+import {
+  benchDatabase,
+  createHeraldSchema,
+  envInteger,
+  generateMessageEvents,
+  perSecond,
+  progress,
+  readAllInPositionOrder,
+  runBenchmark,
+  runHeraldCli,
+  vacuumEventStore,
+} from './support';
 
 const EVENTS = envInteger('BENCH_EVENTS', 1_000_000, 1);
 const USERS = envInteger('BENCH_USERS', 50_000, 100);
@@ -32,7 +43,9 @@ const TIMEOUT_SECONDS = envInteger('BENCH_TIMEOUT_SECONDS', 1_800, 1);
 const GOAL = envInteger('BENCH_GOAL_EVENTS_PER_SECOND', 100_000, 1);
 
 /** Lines in the file, and its first and last line's position (read from both ends, not all parsed). */
-async function checkFile(file: string): Promise<{ lines: number; bytes: number; firstPosition: string | null; lastPosition: string | null }> {
+async function checkFile(
+  file: string,
+): Promise<{ lines: number; bytes: number; firstPosition: string | null; lastPosition: string | null }> {
   const handle = await open(file);
   try {
     let lines = 0;
@@ -61,13 +74,20 @@ runBenchmark(async (cleanup) => {
   const { url, machine } = await benchDatabase(cleanup);
   progress('starting herald once to create its schema');
   await createHeraldSchema(url);
-  const generated = await generateMessageEvents(url, { target: { events: EVENTS }, users: USERS, chunkMessages: CHUNK, seed: SEED });
+  const generated = await generateMessageEvents(url, {
+    target: { events: EVENTS },
+    users: USERS,
+    chunkMessages: CHUNK,
+    seed: SEED,
+  });
   progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
   await vacuumEventStore(url);
 
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  const { rows } = await client.query<{ n: string; first: string; head: string }>('SELECT count(*) AS n, min(position) AS first, max(position) AS head FROM events');
+  const { rows } = await client.query<{ n: string; first: string; head: string }>(
+    'SELECT count(*) AS n, min(position) AS first, max(position) AS head FROM events',
+  );
   await client.end();
   const store = { events: Number(rows[0]!.n), firstPosition: rows[0]!.first, headPosition: rows[0]!.head };
 
@@ -81,7 +101,8 @@ runBenchmark(async (cleanup) => {
   progress('herald replay --out FILE');
   const run = await runHeraldCli(['replay', '--out', file], url, TIMEOUT_SECONDS * 1000);
   const completed = run.exitCode === 0 && !run.timedOut;
-  if (!completed) progress(`replay did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
+  if (!completed)
+    progress(`replay did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
   const output = completed ? await checkFile(file) : null;
   const rate = completed ? perSecond(store.events, run.seconds) : 0;
   const checks = {
@@ -92,7 +113,14 @@ runBenchmark(async (cleanup) => {
   return {
     benchmark: 'herald replay to a file',
     machine,
-    parameters: { events: EVENTS, users: USERS, chunk: CHUNK, seed: SEED, readPage: READ_PAGE, timeoutSeconds: TIMEOUT_SECONDS },
+    parameters: {
+      events: EVENTS,
+      users: USERS,
+      chunk: CHUNK,
+      seed: SEED,
+      readPage: READ_PAGE,
+      timeoutSeconds: TIMEOUT_SECONDS,
+    },
     store,
     baselineReadInPositionOrder: baseline,
     replay: {

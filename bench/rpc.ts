@@ -83,7 +83,8 @@ import {
   type LatencyStats,
 } from './support';
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error));
+const errorText = (error: unknown) =>
+  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
 const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
 const round2 = (value: number) => Number(value.toFixed(2));
 
@@ -114,7 +115,14 @@ interface SimulatorStats {
 }
 
 type SimulatorRequest =
-  | { readonly id: number; readonly op: 'connect'; readonly wsUrl: string; readonly devices: readonly DeviceCredentials[]; readonly batch: number; readonly timeoutMs: number }
+  | {
+      readonly id: number;
+      readonly op: 'connect';
+      readonly wsUrl: string;
+      readonly devices: readonly DeviceCredentials[];
+      readonly batch: number;
+      readonly timeoutMs: number;
+    }
   | { readonly id: number; readonly op: 'stats' }
   | { readonly id: number; readonly op: 'close' };
 
@@ -140,13 +148,23 @@ class DeviceFleet {
     this.loopDelay.enable();
   }
 
-  async connect(wsUrl: string, devices: readonly DeviceCredentials[], batch: number, timeoutMs: number): Promise<{ connected: number; failed: Record<string, number>; seconds: number }> {
+  async connect(
+    wsUrl: string,
+    devices: readonly DeviceCredentials[],
+    batch: number,
+    timeoutMs: number,
+  ): Promise<{ connected: number; failed: Record<string, number>; seconds: number }> {
     const started = performance.now();
     const failed: Record<string, number> = {};
     const until = Date.now() + timeoutMs;
     for (let from = 0; from < devices.length; from += batch) {
-      const results = await Promise.allSettled(devices.slice(from, from + batch).map((device, k) => this.connectOne(wsUrl, from + k, device, Math.max(1, until - Date.now()))));
-      for (const result of results) if (result.status === 'rejected') count(failed, errorText(result.reason).slice(0, 120));
+      const results = await Promise.allSettled(
+        devices
+          .slice(from, from + batch)
+          .map((device, k) => this.connectOne(wsUrl, from + k, device, Math.max(1, until - Date.now()))),
+      );
+      for (const result of results)
+        if (result.status === 'rejected') count(failed, errorText(result.reason).slice(0, 120));
     }
     return { connected: this.connected, failed, seconds: round2((performance.now() - started) / 1000) };
   }
@@ -161,7 +179,9 @@ class DeviceFleet {
         socket.terminate();
         reject(new Error('no {"authenticated": true} in time'));
       }, timeoutMs);
-      socket.on('open', () => socket.send(JSON.stringify({ device_id: device.deviceId, device_key: device.deviceKey })));
+      socket.on('open', () =>
+        socket.send(JSON.stringify({ device_id: device.deviceId, device_key: device.deviceKey })),
+      );
       socket.on('error', (error) => {
         clearTimeout(timer);
         reject(error);
@@ -205,7 +225,11 @@ class DeviceFleet {
     const cpu = process.cpuUsage();
     // The histogram holds the intervals between the sampling timer's runs: the lag is what exceeds it.
     const ms = (ns: number) => Math.max(0, round2(ns / 1e6 - LOOP_DELAY_RESOLUTION_MS));
-    const eventLoopDelayMs = { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) };
+    const eventLoopDelayMs = {
+      p50: ms(this.loopDelay.percentile(50)),
+      p99: ms(this.loopDelay.percentile(99)),
+      max: ms(this.loopDelay.max),
+    };
     this.loopDelay.reset();
     return {
       connected: this.connected,
@@ -215,7 +239,10 @@ class DeviceFleet {
       errorFrames: { ...this.errorFrames },
       unknownFrames: this.unknownFrames,
       unexpectedCloses: { ...this.unexpectedCloses },
-      callsPerDevice: { min: this.calls.length ? Math.min(...this.calls) : 0, max: this.calls.length ? Math.max(...this.calls) : 0 },
+      callsPerDevice: {
+        min: this.calls.length ? Math.min(...this.calls) : 0,
+        max: this.calls.length ? Math.max(...this.calls) : 0,
+      },
       cpuMicros: cpu.user + cpu.system,
       at: performance.now() + performance.timeOrigin,
       eventLoopDelayMs,
@@ -239,7 +266,10 @@ function runDeviceSimulator(): void {
       try {
         switch (request.op) {
           case 'connect':
-            return send({ id: request.id, result: await fleet.connect(request.wsUrl, request.devices, request.batch, request.timeoutMs) });
+            return send({
+              id: request.id,
+              result: await fleet.connect(request.wsUrl, request.devices, request.batch, request.timeoutMs),
+            });
           case 'stats':
             return send({ id: request.id, result: fleet.stats() });
           case 'close':
@@ -258,13 +288,21 @@ function runDeviceSimulator(): void {
 /** The parent's side of the simulator. */
 interface Simulator {
   readonly pid: number;
-  connect(wsUrl: string, devices: readonly DeviceCredentials[], batch: number, timeoutMs: number): Promise<{ connected: number; failed: Record<string, number>; seconds: number }>;
+  connect(
+    wsUrl: string,
+    devices: readonly DeviceCredentials[],
+    batch: number,
+    timeoutMs: number,
+  ): Promise<{ connected: number; failed: Record<string, number>; seconds: number }>;
   stats(): Promise<SimulatorStats>;
   stop(): Promise<void>;
 }
 
 async function startSimulator(): Promise<Simulator> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', __filename, '--device-simulator'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', __filename, '--device-simulator'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
   const forward = (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, '[devices] '));
   child.stdout?.on('data', forward);
   child.stderr?.on('data', forward);
@@ -310,7 +348,8 @@ async function startSimulator(): Promise<Simulator> {
   await ask<SimulatorStats>({ op: 'stats' }, 60_000);
   return {
     pid: child.pid!,
-    connect: (wsUrl, devices, batch, timeoutMs) => ask({ op: 'connect', wsUrl, devices, batch, timeoutMs } as Omit<SimulatorRequest, 'id'>, timeoutMs + 30_000),
+    connect: (wsUrl, devices, batch, timeoutMs) =>
+      ask({ op: 'connect', wsUrl, devices, batch, timeoutMs } as Omit<SimulatorRequest, 'id'>, timeoutMs + 30_000),
     stats: () => ask<SimulatorStats>({ op: 'stats' }),
     async stop() {
       if (exited) return;
@@ -360,7 +399,10 @@ interface RtioAnswerBody {
 }
 
 /** Sequential round trips; failures counted, not timed. */
-async function sequential(samples: number, roundTrip: () => Promise<void>): Promise<LatencyStats & { errors: Record<string, number> }> {
+async function sequential(
+  samples: number,
+  roundTrip: () => Promise<void>,
+): Promise<LatencyStats & { errors: Record<string, number> }> {
   const latencies: number[] = [];
   const errors: Record<string, number> = {};
   for (let i = 0; i < samples; i++) {
@@ -389,12 +431,20 @@ class PhaseCpu {
     return new PhaseCpu(cpu, simulator, cpu.snapshot(), simulatorBefore);
   }
 
-  async stop(): Promise<{ cpu: CpuUse & { deviceSimulatorPercent: number | null }; simulator: SimulatorStats | undefined; simulatorDelta: Record<string, unknown> | undefined }> {
+  async stop(): Promise<{
+    cpu: CpuUse & { deviceSimulatorPercent: number | null };
+    simulator: SimulatorStats | undefined;
+    simulatorDelta: Record<string, unknown> | undefined;
+  }> {
     const use = CpuSampler.between(this.before, this.cpu.snapshot());
     const after = await this.simulator.stats().catch(() => undefined);
     const b = this.simulatorBefore;
-    const simulatorPercent = b && after && after.at > b.at ? Number(((100 * (after.cpuMicros - b.cpuMicros)) / 1000 / (after.at - b.at)).toFixed(1)) : null;
-    const otherPercent = use.otherPercent === null ? null : Math.max(0, Number((use.otherPercent - (simulatorPercent ?? 0)).toFixed(1)));
+    const simulatorPercent =
+      b && after && after.at > b.at
+        ? Number(((100 * (after.cpuMicros - b.cpuMicros)) / 1000 / (after.at - b.at)).toFixed(1))
+        : null;
+    const otherPercent =
+      use.otherPercent === null ? null : Math.max(0, Number((use.otherPercent - (simulatorPercent ?? 0)).toFixed(1)));
     return {
       cpu: { ...use, deviceSimulatorPercent: simulatorPercent, otherPercent },
       simulator: after,
@@ -467,7 +517,10 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   progress('starting herald');
   const herald = await startHerald(databaseUrl);
   cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: Math.max(p.concurrency, p.maxInFlight, p.createConcurrency), timeoutMs: p.requestTimeoutMs });
+  const http = new HttpClient(herald.url, {
+    maxSockets: Math.max(p.concurrency, p.maxInFlight, p.createConcurrency),
+    timeoutMs: p.requestTimeoutMs,
+  });
   cleanup.add('close the HTTP agent', async () => http.close());
 
   progress('starting the device simulator');
@@ -487,7 +540,12 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const createDevice = async (nonce: string): Promise<DeviceCredentials> => {
     const answer = await post('/manage/create_device', { nonce });
     const { device_id: deviceId, device_key: deviceKey } = answer.body;
-    if (answer.status !== 200 || answer.body.code !== 1000 || typeof deviceId !== 'string' || typeof deviceKey !== 'string') {
+    if (
+      answer.status !== 200 ||
+      answer.body.code !== 1000 ||
+      typeof deviceId !== 'string' ||
+      typeof deviceKey !== 'string'
+    ) {
       throw new Error(`create_device: HTTP ${answer.status} ${JSON.stringify(answer.body)}`);
     }
     return { deviceId, deviceKey };
@@ -513,7 +571,13 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       }),
     );
     const seconds = (performance.now() - t0) / 1000;
-    phases.createDevices = { devices: p.devices, concurrency: p.createConcurrency, seconds: round2(seconds), perSecond: perSecond(p.devices, seconds), latency: latencyStats(latencies) };
+    phases.createDevices = {
+      devices: p.devices,
+      concurrency: p.createConcurrency,
+      seconds: round2(seconds),
+      perSecond: perSecond(p.devices, seconds),
+      latency: latencyStats(latencies),
+    };
   }
   const probeDevice = await createDevice(`${run}-probe`);
   const offlineDevice = await createDevice(`${run}-offline`);
@@ -521,7 +585,10 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   progress(`connecting ${p.devices} devices in the simulator`);
   const connected = await simulator.connect(herald.wsUrl, devices, 100, p.connectTimeoutSeconds * 1000);
   phases.connectDevices = connected;
-  if (connected.connected !== p.devices) throw new Error(`only ${connected.connected} of ${p.devices} devices connected: ${JSON.stringify(connected.failed)}`);
+  if (connected.connected !== p.devices)
+    throw new Error(
+      `only ${connected.connected} of ${p.devices} devices connected: ${JSON.stringify(connected.failed)}`,
+    );
 
   // The probe device, in this process: for the socket baseline.
   const probe = new WebSocket(`${herald.wsUrl}/rtio.ws`, { perMessageDeflate: false });
@@ -529,7 +596,9 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   let probeWaiter: ((frame: Record<string, unknown>) => void) | undefined;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the probe device was not authenticated within 30 s')), 30_000);
-    probe.on('open', () => probe.send(JSON.stringify({ device_id: probeDevice.deviceId, device_key: probeDevice.deviceKey })));
+    probe.on('open', () =>
+      probe.send(JSON.stringify({ device_id: probeDevice.deviceId, device_key: probeDevice.deviceKey })),
+    );
     probe.on('error', reject);
     probe.on('close', (code) => reject(new Error(`the probe device's socket closed (${code})`)));
     probe.on('message', (data) => {
@@ -547,14 +616,23 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     const b = answer.body;
     if (answer.status !== 200) return `http-${answer.status}-code-${String(b.code)}`;
     if (b.code !== 1000) return `code-${String(b.code)}-status-${String(b.device_status)}`;
-    if (b.device_status !== 1 || b.device_code !== 1000) return `device-status-${String(b.device_status)}-code-${String(b.device_code)}`;
+    if (b.device_status !== 1 || b.device_code !== 1000)
+      return `device-status-${String(b.device_status)}-code-${String(b.device_code)}`;
     if (b.device_message !== sent) return 'wrong-device-message';
     return 'ok';
   };
   const call = async (phase: string, i: number, deviceId = devices[i % p.devices]!.deviceId): Promise<string> => {
     const sent = message(phase, i);
     try {
-      return classify(await post('/call/send', { nonce: `${run}-${phase}-${i}`, device_id: deviceId, message: sent, time_live: p.timeLiveSeconds }), sent);
+      return classify(
+        await post('/call/send', {
+          nonce: `${run}-${phase}-${i}`,
+          device_id: deviceId,
+          message: sent,
+          time_live: p.timeLiveSeconds,
+        }),
+        sent,
+      );
     } catch (error) {
       return /no answer within/.test(errorText(error)) ? 'timeout' : `network: ${errorText(error).slice(0, 80)}`;
     }
@@ -575,7 +653,9 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   }
 
   // --- 3. baselines ---
-  progress(`baselines: ${p.baselineSamples} sequential GET /healthz, socket bad_frame round trips, calls to an offline device; GET /healthz closed loop at ${p.concurrency} for ${p.baselineSeconds} s`);
+  progress(
+    `baselines: ${p.baselineSamples} sequential GET /healthz, socket bad_frame round trips, calls to an offline device; GET /healthz closed loop at ${p.concurrency} for ${p.baselineSeconds} s`,
+  );
   const baselines: Record<string, unknown> = {};
   try {
     baselines.httpHealthzRoundTrip = await sequential(p.baselineSamples, async () => {
@@ -616,10 +696,13 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         if (outcome !== 'ok') throw new Error(outcome);
       })),
     };
-    baselines.httpHealthzClosedLoop = await closedLoop({ concurrency: p.concurrency, seconds: p.baselineSeconds, maxRequests: Number.POSITIVE_INFINITY, cpu }, async () => {
-      const response = await http.get('/healthz');
-      return response.status === 200 ? 'ok' : `http-${response.status}`;
-    });
+    baselines.httpHealthzClosedLoop = await closedLoop(
+      { concurrency: p.concurrency, seconds: p.baselineSeconds, maxRequests: Number.POSITIVE_INFINITY, cpu },
+      async () => {
+        const response = await http.get('/healthz');
+        return response.status === 200 ? 'ok' : `http-${response.status}`;
+      },
+    );
   } catch (error) {
     baselines.failed = errorText(error);
   }
@@ -631,12 +714,15 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     const phaseCpu = await PhaseCpu.start(cpu, simulator);
     const okLatencies: number[] = [];
     let i = 0;
-    const result = await closedLoop({ concurrency: p.concurrency, seconds: p.seconds, maxRequests: Number.POSITIVE_INFINITY, cpu }, async () => {
-      const t0 = performance.now();
-      const outcome = await call('c', i++);
-      if (outcome === 'ok') okLatencies.push(performance.now() - t0);
-      return outcome;
-    });
+    const result = await closedLoop(
+      { concurrency: p.concurrency, seconds: p.seconds, maxRequests: Number.POSITIVE_INFINITY, cpu },
+      async () => {
+        const t0 = performance.now();
+        const outcome = await call('c', i++);
+        if (outcome === 'ok') okLatencies.push(performance.now() - t0);
+        return outcome;
+      },
+    );
     const { cpu: cpuUse, simulatorDelta } = await phaseCpu.stop();
     closed = {
       concurrency: p.concurrency,
@@ -650,7 +736,9 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       cpu: cpuUse,
       devices: simulatorDelta,
     };
-    progress(`  ${result.ok} ok of ${result.requests} (${result.okPerSecond}/s), p99 ${latencyStats(okLatencies).p99Ms} ms, errors ${JSON.stringify(result.errors)}`);
+    progress(
+      `  ${result.ok} ok of ${result.requests} (${result.okPerSecond}/s), p99 ${latencyStats(okLatencies).p99Ms} ms, errors ${JSON.stringify(result.errors)}`,
+    );
   } catch (error) {
     closed = { failed: errorText(error) };
   }
@@ -664,16 +752,19 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     const fromDue: number[] = [];
     const outcomes: Record<string, number> = {};
     let answered = 0;
-    const load = await openLoop({ rate: p.ratePerSecond, seconds: p.seconds, maxInFlight: p.maxInFlight, lateMs: p.lateMs }, async (i, due) => {
-      const t0 = performance.now();
-      const outcome = await call('r', i);
-      answered++;
-      if (outcome === 'ok') {
-        const at = performance.now();
-        fromStart.push(at - t0);
-        fromDue.push(at - due);
-      } else count(outcomes, outcome);
-    });
+    const load = await openLoop(
+      { rate: p.ratePerSecond, seconds: p.seconds, maxInFlight: p.maxInFlight, lateMs: p.lateMs },
+      async (i, due) => {
+        const t0 = performance.now();
+        const outcome = await call('r', i);
+        answered++;
+        if (outcome === 'ok') {
+          const at = performance.now();
+          fromStart.push(at - t0);
+          fromDue.push(at - due);
+        } else count(outcomes, outcome);
+      },
+    );
     const whileFiring = await phaseCpu.stop();
     const drainStarted = performance.now();
     let drainTimedOut = false;
@@ -699,7 +790,9 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       cpuWhileFiring: whileFiring.cpu,
       devices: whileFiring.simulatorDelta,
     };
-    progress(`  ${fromStart.length} ok of ${load.fired} fired (${load.skipped} skipped), p50 ${latency.p50Ms} ms, p99 ${latency.p99Ms} ms, errors ${JSON.stringify(outcomes)}`);
+    progress(
+      `  ${fromStart.length} ok of ${load.fired} fired (${load.skipped} skipped), p50 ${latency.p50Ms} ms, p99 ${latency.p99Ms} ms, errors ${JSON.stringify(outcomes)}`,
+    );
   } catch (error) {
     open = { failed: errorText(error) };
   }
@@ -737,11 +830,16 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   return {
     benchmark: 'RTIO call/send round trips with a device simulator on loopback',
     machine: { ...machine, loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0) },
-    processes: 'herald serve (own process, fresh database); device simulator (own process, ws); load generator (this process, keep-alive HTTP/1.1)',
+    processes:
+      'herald serve (own process, fresh database); device simulator (own process, ws); load generator (this process, keep-alive HTTP/1.1)',
     parameters: p,
     summary: {
       closedLoop: summary(closed, 'latencyOk', 'okCallsPerSecond'),
-      openLoop: { ...summary(open, 'latencyOkFromCallStart', 'okCallsPerSecond'), skipped: open.skippedInFlightBound ?? null, lateP99Ms: (open.lateness as LatencyStats | undefined)?.p99Ms ?? null },
+      openLoop: {
+        ...summary(open, 'latencyOkFromCallStart', 'okCallsPerSecond'),
+        skipped: open.skippedInFlightBound ?? null,
+        lateP99Ms: (open.lateness as LatencyStats | undefined)?.p99Ms ?? null,
+      },
       baselines: {
         healthzP50Ms: healthz?.p50Ms ?? null,
         healthzP99Ms: healthz?.p99Ms ?? null,
@@ -751,7 +849,8 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         offlineCallP99Ms: offline?.p99Ms ?? null,
         connectedCallSequentialP50Ms: single?.p50Ms ?? null,
         connectedCallSequentialP99Ms: single?.p99Ms ?? null,
-        healthzClosedLoopPerSecond: (baselines.httpHealthzClosedLoop as { okPerSecond?: number } | undefined)?.okPerSecond ?? null,
+        healthzClosedLoopPerSecond:
+          (baselines.httpHealthzClosedLoop as { okPerSecond?: number } | undefined)?.okPerSecond ?? null,
       },
     },
     phases,

@@ -93,16 +93,33 @@ runBenchmark(async (cleanup) => {
   lag.start();
   const sendResult = await closedLoop({ ...loop, seconds: SECONDS }, send('send'));
   const projectionLag = await lag.stop();
-  progress(`  ${sendResult.okPerSecond} sends/s, p99 ${sendResult.latency.p99Ms} ms; projection lag p99 ${projectionLag.p99Ms} ms`);
+  progress(
+    `  ${sendResult.okPerSecond} sends/s, p99 ${sendResult.latency.p99Ms} ms; projection lag p99 ${projectionLag.p99Ms} ms`,
+  );
 
-  const ratio = healthzResult.okPerSecond > 0 ? Number((sendResult.okPerSecond / healthzResult.okPerSecond).toFixed(3)) : 0;
+  const ratio =
+    healthzResult.okPerSecond > 0 ? Number((sendResult.okPerSecond / healthzResult.okPerSecond).toFixed(3)) : 0;
   const clean = Object.keys(healthzResult.errors).length === 0 && Object.keys(sendResult.errors).length === 0;
   return {
     benchmark: 'send (B1)',
     machine,
-    parameters: { concurrency: CONCURRENCY, seconds: SECONDS, warmUpSeconds: WARMUP_SECONDS, maxRequests: MAX_REQUESTS, recipients: RECIPIENTS },
-    healthz: { ...healthzResult, requestsPerSecond: healthzResult.okPerSecond, warmUp: { requests: healthzWarmUp.requests, errors: healthzWarmUp.errors } },
-    send: { ...sendResult, sendsPerSecond: sendResult.okPerSecond, warmUp: { requests: sendWarmUp.requests, errors: sendWarmUp.errors } },
+    parameters: {
+      concurrency: CONCURRENCY,
+      seconds: SECONDS,
+      warmUpSeconds: WARMUP_SECONDS,
+      maxRequests: MAX_REQUESTS,
+      recipients: RECIPIENTS,
+    },
+    healthz: {
+      ...healthzResult,
+      requestsPerSecond: healthzResult.okPerSecond,
+      warmUp: { requests: healthzWarmUp.requests, errors: healthzWarmUp.errors },
+    },
+    send: {
+      ...sendResult,
+      sendsPerSecond: sendResult.okPerSecond,
+      warmUp: { requests: sendWarmUp.requests, errors: sendWarmUp.errors },
+    },
     ratio,
     // How far the notifications projection trails the store while sending (the issue's "projection lag").
     projectionLag,
@@ -111,7 +128,8 @@ runBenchmark(async (cleanup) => {
       met: ratio >= GOAL_RATIO && clean,
       errorsFree: clean,
       projectionLagP99AtMostMs: GOAL_LAG_P99_MS,
-      projectionLagMet: projectionLag.p99Ms !== null && projectionLag.p99Ms <= GOAL_LAG_P99_MS && projectionLag.stillBehind === 0,
+      projectionLagMet:
+        projectionLag.p99Ms !== null && projectionLag.p99Ms <= GOAL_LAG_P99_MS && projectionLag.stillBehind === 0,
     },
   };
 });

@@ -75,7 +75,14 @@ export function latencyStats(samples: readonly number[]): LatencyStats {
   const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!);
   let sum = 0;
   for (const s of sorted) sum += s;
-  return { count: sorted.length, meanMs: round(sum / sorted.length), p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: round(sorted[sorted.length - 1]!) };
+  return {
+    count: sorted.length,
+    meanMs: round(sum / sorted.length),
+    p50Ms: at(0.5),
+    p90Ms: at(0.9),
+    p99Ms: at(0.99),
+    maxMs: round(sorted[sorted.length - 1]!),
+  };
 }
 
 export const perSecond = (count: number, seconds: number) => (seconds > 0 ? Math.round(count / seconds) : 0);
@@ -99,7 +106,8 @@ export async function describeMachine(databaseUrl?: string): Promise<Machine> {
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
     try {
-      postgres = (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? null;
+      postgres =
+        (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? null;
     } finally {
       await client.end();
     }
@@ -137,7 +145,10 @@ export class Cleanup {
             resolve();
           }, 60_000);
         });
-        await Promise.race([step.run().catch((error: unknown) => progress(`cleanup "${step.name}" failed: ${(error as Error).message}`)), timeout]);
+        await Promise.race([
+          step.run().catch((error: unknown) => progress(`cleanup "${step.name}" failed: ${(error as Error).message}`)),
+          timeout,
+        ]);
         clearTimeout(timer);
       }
     })();
@@ -304,10 +315,15 @@ export function buildHerald(): void {
  * camel:EERWERRRRE and the highest send rate the configuration allows. Resolves once GET /readyz answers
  * 200; rejects when herald exits first or the deadline passes.
  */
-export async function startHerald(databaseUrl: string, options: { env?: Record<string, string>; readyTimeoutMs?: number; compiled?: boolean } = {}): Promise<HeraldChild> {
+export async function startHerald(
+  databaseUrl: string,
+  options: { env?: Record<string, string>; readyTimeoutMs?: number; compiled?: boolean } = {},
+): Promise<HeraldChild> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const program = options.compiled ? [path.join(ROOT, 'dist/src/cli.js')] : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
+  const program = options.compiled
+    ? [path.join(ROOT, 'dist/src/cli.js')]
+    : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
   const child = spawn(process.execPath, [...program, 'serve'], {
     cwd: ROOT,
     env: childEnvironment({
@@ -345,12 +361,17 @@ export async function startHerald(databaseUrl: string, options: { env?: Record<s
 
   const deadline = Date.now() + (options.readyTimeoutMs ?? envNumber('BENCH_READY_TIMEOUT_SECONDS', 120, 1) * 1000);
   for (;;) {
-    if (exitCode !== undefined) throw new Error(`herald exited with ${exitCode} before it was ready\n--- herald output (last 4 kB; all of it went to stderr above) ---\n${logs().slice(-4096)}`);
+    if (exitCode !== undefined)
+      throw new Error(
+        `herald exited with ${exitCode} before it was ready\n--- herald output (last 4 kB; all of it went to stderr above) ---\n${logs().slice(-4096)}`,
+      );
     const status = await httpStatus(`${url}/readyz`);
     if (status === 200) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`herald was not ready within the deadline (last /readyz: ${status ?? 'no answer'})\n--- herald output (last 4 kB; all of it went to stderr above) ---\n${logs().slice(-4096)}`);
+      throw new Error(
+        `herald was not ready within the deadline (last /readyz: ${status ?? 'no answer'})\n--- herald output (last 4 kB; all of it went to stderr above) ---\n${logs().slice(-4096)}`,
+      );
     }
     await sleep(100);
   }
@@ -387,7 +408,12 @@ export interface CliRun {
 }
 
 /** `node --import tsx src/cli.ts <args>` on `databaseUrl`, timed end to end; SIGTERM (then SIGKILL) at the deadline. */
-export function runHeraldCli(args: readonly string[], databaseUrl: string, timeoutMs: number, onLine?: (line: string) => void): Promise<CliRun> {
+export function runHeraldCli(
+  args: readonly string[],
+  databaseUrl: string,
+  timeoutMs: number,
+  onLine?: (line: string) => void,
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
@@ -450,19 +476,25 @@ export class HttpClient {
   private readonly port: number;
   private readonly timeoutMs: number;
 
-  constructor(
-    baseUrl: string,
-    options: { maxSockets: number; timeoutMs?: number },
-  ) {
+  constructor(baseUrl: string, options: { maxSockets: number; timeoutMs?: number }) {
     const url = new URL(baseUrl);
     if (url.hostname !== '127.0.0.1') throw new Error(`benchmarks only talk to 127.0.0.1, not ${url.hostname}`);
     this.host = url.hostname;
     this.port = Number(url.port);
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: options.maxSockets, maxFreeSockets: options.maxSockets });
+    this.agent = new http.Agent({
+      keepAlive: true,
+      maxSockets: options.maxSockets,
+      maxFreeSockets: options.maxSockets,
+    });
     this.timeoutMs = options.timeoutMs ?? envNumber('BENCH_REQUEST_TIMEOUT_MS', 30_000, 1);
   }
 
-  request(method: string, requestPath: string, body?: string, headers: Record<string, string> = {}): Promise<HttpResponse> {
+  request(
+    method: string,
+    requestPath: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<HttpResponse> {
     return new Promise((resolve, reject) => {
       const request = http.request(
         {
@@ -476,11 +508,15 @@ export class HttpClient {
         (response) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+          );
           response.on('error', reject);
         },
       );
-      request.setTimeout(this.timeoutMs, () => request.destroy(new Error(`${method} ${requestPath}: no answer within ${this.timeoutMs} ms`)));
+      request.setTimeout(this.timeoutMs, () =>
+        request.destroy(new Error(`${method} ${requestPath}: no answer within ${this.timeoutMs} ms`)),
+      );
       request.on('error', reject);
       request.end(body);
     });
@@ -491,7 +527,9 @@ export class HttpClient {
   }
 
   postForm(requestPath: string, fields: Record<string, string>): Promise<HttpResponse> {
-    return this.request('POST', requestPath, new URLSearchParams(fields).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
+    return this.request('POST', requestPath, new URLSearchParams(fields).toString(), {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
   }
 
   postJson(requestPath: string, value: unknown, headers: Record<string, string> = {}): Promise<HttpResponse> {
@@ -521,13 +559,19 @@ export function parseKoala(response: HttpResponse): KoalaAnswer {
 
 /** POST /koala/api/mas/tickets for `userId` of camel. */
 export async function issueTicket(client: HttpClient, userId: string): Promise<string> {
-  const answer = parseKoala(await client.postForm('/koala/api/mas/tickets', { app_key: APP_ID, secret_key: APP_SECRET, user_id: userId }));
-  if (answer.status !== 0 || typeof answer.result !== 'string') throw new Error(`ticket for ${userId}: ${JSON.stringify(answer)}`);
+  const answer = parseKoala(
+    await client.postForm('/koala/api/mas/tickets', { app_key: APP_ID, secret_key: APP_SECRET, user_id: userId }),
+  );
+  if (answer.status !== 0 || typeof answer.result !== 'string')
+    throw new Error(`ticket for ${userId}: ${JSON.stringify(answer)}`);
   return answer.result;
 }
 
 /** POST /koala/api/mas/messages. */
-export async function koalaSend(client: HttpClient, fields: { ticket: string; users: string; title: string; content: string }): Promise<KoalaAnswer> {
+export async function koalaSend(
+  client: HttpClient,
+  fields: { ticket: string; users: string; title: string; content: string },
+): Promise<KoalaAnswer> {
   return parseKoala(await client.postForm('/koala/api/mas/messages', fields));
 }
 
@@ -553,7 +597,11 @@ function readProcStat(pid: number): ProcStat | undefined {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name, which is in parentheses and may hold spaces: state ppid … utime stime cutime cstime.
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { pid, ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]) };
+    return {
+      pid,
+      ppid: Number(fields[1]),
+      ticks: Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]),
+    };
   } catch {
     return undefined;
   }
@@ -634,7 +682,12 @@ export class CpuSampler {
     return {
       at: performance.now(),
       herald: herald?.ticks ?? NaN,
-      postgres: process.env.DATABASE_URL ? NaN : descendantTicks(process.pid, new Set([...(this.heraldPid === undefined ? [] : [this.heraldPid]), ...this.otherChildPids])),
+      postgres: process.env.DATABASE_URL
+        ? NaN
+        : descendantTicks(
+            process.pid,
+            new Set([...(this.heraldPid === undefined ? [] : [this.heraldPid]), ...this.otherChildPids]),
+          ),
       bench: process.cpuUsage(),
       machine: machineTicks(),
     };
@@ -642,15 +695,27 @@ export class CpuSampler {
 
   static between(from: CpuSnapshot, to: CpuSnapshot): CpuUse {
     const seconds = (to.at - from.at) / 1000;
-    const percent = (ticks: number) => (Number.isFinite(ticks) && seconds > 0 ? round((100 * ticks) / CLOCK_TICKS / seconds, 1) : null);
+    const percent = (ticks: number) =>
+      Number.isFinite(ticks) && seconds > 0 ? round((100 * ticks) / CLOCK_TICKS / seconds, 1) : null;
     const benchMicros = to.bench.user + to.bench.system - (from.bench.user + from.bench.system);
     const machineTotal = to.machine.total - from.machine.total;
     const heraldPercent = percent(to.herald - from.herald);
     const postgresPercent = percent(to.postgres - from.postgres);
     const benchPercent = seconds > 0 ? round(benchMicros / 1e4 / seconds, 1) : 0;
-    const machineBusyPercent = Number.isFinite(machineTotal) && machineTotal > 0 ? round((100 * (to.machine.busy - from.machine.busy)) / machineTotal, 1) : null;
+    const machineBusyPercent =
+      Number.isFinite(machineTotal) && machineTotal > 0
+        ? round((100 * (to.machine.busy - from.machine.busy)) / machineTotal, 1)
+        : null;
     const otherPercent =
-      machineBusyPercent === null ? null : Math.max(0, round(machineBusyPercent * os.cpus().length - (heraldPercent ?? 0) - (postgresPercent ?? 0) - benchPercent, 1));
+      machineBusyPercent === null
+        ? null
+        : Math.max(
+            0,
+            round(
+              machineBusyPercent * os.cpus().length - (heraldPercent ?? 0) - (postgresPercent ?? 0) - benchPercent,
+              1,
+            ),
+          );
     return { heraldPercent, postgresPercent, benchPercent, machineBusyPercent, otherPercent };
   }
 }
@@ -702,7 +767,15 @@ export async function closedLoop(
   );
   const seconds = (performance.now() - started) / 1000;
   const cpu = CpuSampler.between(before, options.cpu.snapshot());
-  return { requests: issued, ok, seconds: round(seconds), okPerSecond: perSecond(ok, seconds), latency: latencyStats(latencies), errors, cpu };
+  return {
+    requests: issued,
+    ok,
+    seconds: round(seconds),
+    okPerSecond: perSecond(ok, seconds),
+    latency: latencyStats(latencies),
+    errors,
+    cpu,
+  };
 }
 
 // --- open-loop load -------------------------------------------------------------------------------
@@ -801,7 +874,12 @@ export interface GeneratedData {
   /** Inbox rows the notifications projection should hold for these messages (all are delivered). */
   readonly notifications: number;
   readonly inboxUserNotifications: number;
-  readonly recipientsPerMessage: { readonly mean: number; readonly p50: number; readonly p90: number; readonly max: number };
+  readonly recipientsPerMessage: {
+    readonly mean: number;
+    readonly p50: number;
+    readonly p90: number;
+    readonly max: number;
+  };
   readonly seconds: number;
   readonly eventsPerSecond: number;
   /** Events decoded with the io-ts codecs and replayed through the message decider, per stream. */
@@ -838,7 +916,8 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
     const started = performance.now();
     const seed = options.seed;
     // A uniform number in [0, 1) from a hash of the message number and a salt: the same run after run.
-    const u = (expr: string, salt: string) => `((hashtext('${seed}:${salt}:' || (${expr})::text) & 2147483647)::float8 / 2147483648.0)`;
+    const u = (expr: string, salt: string) =>
+      `((hashtext('${seed}:${salt}:' || (${expr})::text) & 2147483647)::float8 / 2147483648.0)`;
 
     // 1. The plan: one row per message, with its recipients count, kind, acks and timing.
     const perMessage = 'events' in options.target ? 1.7 : 10;
@@ -897,14 +976,28 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
     if (options.inboxUser) {
       const { count, userId } = options.inboxUser;
       if (count > messages) throw new Error(`${userId} cannot receive ${count} of ${messages} messages`);
-      if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(userId) || /^user-\d+$/.test(userId)) throw new Error(`bad inbox user id ${userId}`);
+      if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(userId) || /^user-\d+$/.test(userId))
+        throw new Error(`bad inbox user id ${userId}`);
       // The inbox user is the first recipient of every stride-th message.
       const stride = Math.floor(messages / count);
-      if (count > 0) await client.query('UPDATE bench_plan SET inbox = true WHERE i % $1 = 0 AND i / $1 <= $2', [stride, count]);
+      if (count > 0)
+        await client.query('UPDATE bench_plan SET inbox = true WHERE i % $1 = 0 AND i / $1 <= $2', [stride, count]);
     }
     await client.query('ANALYZE bench_plan');
     const plan = (
-      await client.query<{ events: string; notifications: string; sent: string; scheduled: string; acks: string; inbox: string; mean: string; p50: number; p90: number; max: number; last: number }>(`
+      await client.query<{
+        events: string;
+        notifications: string;
+        sent: string;
+        scheduled: string;
+        acks: string;
+        inbox: string;
+        mean: string;
+        p50: number;
+        p90: number;
+        max: number;
+        last: number;
+      }>(`
         SELECT sum(1 + scheduled::int + acks) AS events, sum(r) AS notifications, count(*) FILTER (WHERE NOT scheduled) AS sent,
                count(*) FILTER (WHERE scheduled) AS scheduled, sum(acks) AS acks, count(*) FILTER (WHERE inbox) AS inbox,
                round(avg(r), 2) AS mean, percentile_disc(0.5) WITHIN GROUP (ORDER BY r) AS p50,
@@ -912,12 +1005,16 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
           FROM bench_plan`)
     ).rows[0]!;
     const lastSlot = plan.last + MAX_LAG;
-    progress(`generating ${plan.events} events of ${messages} messages (${plan.notifications} inbox rows) in chunks of ${options.chunkMessages} slots`);
+    progress(
+      `generating ${plan.events} events of ${messages} messages (${plan.notifications} inbox rows) in chunks of ${options.chunkMessages} slots`,
+    );
 
     // 2. The events, chunk by chunk of slots, in slot order; streams.revision follows in the same statement.
     const t0 = `(now() - interval '${(lastSlot + 10) * SLOT_MS} milliseconds')`;
-    const at = (slot: string) => `to_char((${t0} + (${slot}) * interval '${SLOT_MS} milliseconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-    const recipient = (k: string) => `CASE WHEN (${k}) = 0 AND m.inbox THEN '${options.inboxUser?.userId ?? ''}' ELSE 'user-' || ((m.base + (${k})) % ${options.users}) END`;
+    const at = (slot: string) =>
+      `to_char((${t0} + (${slot}) * interval '${SLOT_MS} milliseconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+    const recipient = (k: string) =>
+      `CASE WHEN (${k}) = 0 AND m.inbox THEN '${options.inboxUser?.userId ?? ''}' ELSE 'user-' || ((m.base + (${k})) % ${options.users}) END`;
     const metadata = (correlation: string, actor: string | null) =>
       `jsonb_build_object('correlationId', ${correlation}, 'causationId', ${correlation}, 'appId', '${APP_ID}'${actor ? `, 'actor', ${actor}` : ''})`;
     const insertChunk = `
@@ -972,7 +1069,9 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
     await client.query('DROP TABLE bench_plan');
 
     // 3. Check: counts by type against the plan, and a sample of streams through the codecs and decider.
-    const byType = await client.query<{ event_type: string; n: string }>(`SELECT event_type, count(*) AS n FROM events WHERE event_type LIKE 'Message%' GROUP BY 1 ORDER BY 1`);
+    const byType = await client.query<{ event_type: string; n: string }>(
+      `SELECT event_type, count(*) AS n FROM events WHERE event_type LIKE 'Message%' GROUP BY 1 ORDER BY 1`,
+    );
     const eventsByType = Object.fromEntries(byType.rows.map((r) => [r.event_type, Number(r.n)]));
     const expected = {
       MessageSent: Number(plan.sent),
@@ -981,7 +1080,8 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
       MessageAcknowledged: Number(plan.acks),
     };
     for (const [type, count] of Object.entries(expected)) {
-      if ((eventsByType[type] ?? 0) !== count) throw new Error(`generated ${eventsByType[type] ?? 0} ${type} events, planned ${count}`);
+      if ((eventsByType[type] ?? 0) !== count)
+        throw new Error(`generated ${eventsByType[type] ?? 0} ${type} events, planned ${count}`);
     }
     const verified = await verifyStreams(client, messages, seed);
     return {
@@ -1006,9 +1106,20 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
  * would decide at that time (so acks are only of delivered messages, by their recipients, once), the
  * revisions must run 0, 1, … in position order, and streams.revision must be the last of them.
  */
-async function verifyStreams(client: pg.Client, messages: number, seed: string): Promise<{ streams: number; events: number }> {
+async function verifyStreams(
+  client: pg.Client,
+  messages: number,
+  seed: string,
+): Promise<{ streams: number; events: number }> {
   const step = Math.max(1, Math.floor(messages / 500));
-  const { rows } = await client.query<{ stream_name: string; revision: string; event_type: string; data: unknown; metadata: { appId?: string }; head: string }>(
+  const { rows } = await client.query<{
+    stream_name: string;
+    revision: string;
+    event_type: string;
+    data: unknown;
+    metadata: { appId?: string };
+    head: string;
+  }>(
     `SELECT e.stream_name, e.revision, e.event_type, e.data, e.metadata, s.revision AS head
        FROM events e JOIN streams s USING (stream_name)
       WHERE e.stream_name IN (SELECT 'message-' || md5('${seed}:message:' || i)::uuid FROM generate_series(1, $1::int, $2::int) AS i)
@@ -1028,20 +1139,31 @@ async function verifyStreams(client: pg.Client, messages: number, seed: string):
       const event = decoded.right;
       // io-ts's t.type lets keys beyond the codec's through: compare the key sets with the codec's too.
       const codec = MessageEvent.types.find((c) => c.props.type.value === event.type)!;
-      if (JSON.stringify(Object.keys(row.data as object).sort()) !== JSON.stringify(Object.keys(codec.props.data.props).sort())) throw fail('keys differ from the codec\'s');
+      if (
+        JSON.stringify(Object.keys(row.data as object).sort()) !==
+        JSON.stringify(Object.keys(codec.props.data.props).sort())
+      )
+        throw fail("keys differ from the codec's");
       if (event.type === 'MessageReleased' || event.type === 'MessageAcknowledged') {
         const command =
           event.type === 'MessageReleased'
             ? { type: 'ReleaseMessage' as const, now: event.data.releasedAt }
-            : { type: 'AcknowledgeMessage' as const, appId: event.data.appId, userId: event.data.userId, now: event.data.acknowledgedAt };
+            : {
+                type: 'AcknowledgeMessage' as const,
+                appId: event.data.appId,
+                userId: event.data.userId,
+                now: event.data.acknowledgedAt,
+              };
         const decided = messageDecider.decide(command, state);
-        if (canonicalJson(decided) !== canonicalJson([event])) throw fail(`the decider decides ${JSON.stringify(decided)}, not ${event.type}`);
+        if (canonicalJson(decided) !== canonicalJson([event]))
+          throw fail(`the decider decides ${JSON.stringify(decided)}, not ${event.type}`);
       } else if (index !== 0) {
         throw fail(`${event.type} is not the stream's first event`);
       }
       state = messageDecider.evolve(state, event);
     });
-    if (Number(events[0]!.head) !== events.length - 1) throw new Error(`streams.revision of ${stream} is ${events[0]!.head}, its last event is ${events.length - 1}`);
+    if (Number(events[0]!.head) !== events.length - 1)
+      throw new Error(`streams.revision of ${stream} is ${events[0]!.head}, its last event is ${events.length - 1}`);
   }
   return { streams: streams.size, events: rows.length };
 }
@@ -1049,19 +1171,28 @@ async function verifyStreams(client: pg.Client, messages: number, seed: string):
 /** JSON with object keys sorted (jsonb does not keep the order they were written in). */
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as object).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as object).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
   );
 }
 
 /** Rows in the read-model tables of the notifications projection (and apps). */
-export async function readModelCounts(
-  databaseUrl: string,
-): Promise<{ notifications: number; notificationMessages: number; datahubDeliveries: number; apps: number; checkpoints: Record<string, string> }> {
+export async function readModelCounts(databaseUrl: string): Promise<{
+  notifications: number;
+  notificationMessages: number;
+  datahubDeliveries: number;
+  apps: number;
+  checkpoints: Record<string, string>;
+}> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const count = async (table: string) => Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]!.n);
-    const checkpoints = await client.query<{ name: string; position: string }>('SELECT name, position FROM projection_checkpoints ORDER BY name');
+    const count = async (table: string) =>
+      Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]!.n);
+    const checkpoints = await client.query<{ name: string; position: string }>(
+      'SELECT name, position FROM projection_checkpoints ORDER BY name',
+    );
     return {
       notifications: await count('notifications'),
       notificationMessages: await count('notification_messages'),
@@ -1086,7 +1217,10 @@ export async function vacuumEventStore(databaseUrl: string): Promise<void> {
 }
 
 /** `herald projections rebuild` (all projections) on `databaseUrl`, timed end to end. */
-export async function timeRebuild(databaseUrl: string, timeoutMs: number): Promise<{ run: CliRun; lastProgress: Record<string, unknown> | undefined }> {
+export async function timeRebuild(
+  databaseUrl: string,
+  timeoutMs: number,
+): Promise<{ run: CliRun; lastProgress: Record<string, unknown> | undefined }> {
   let lastProgress: Record<string, unknown> | undefined;
   let lastReport = 0;
   const run = await runHeraldCli(['projections', 'rebuild'], databaseUrl, timeoutMs, (line) => {
@@ -1096,7 +1230,9 @@ export async function timeRebuild(databaseUrl: string, timeoutMs: number): Promi
       return;
     }
     if (performance.now() - lastReport > 5000 || lastProgress.done) {
-      progress(`  rebuild ${String(lastProgress.projection)}: position ${String(lastProgress.position)} of ${String(lastProgress.head)}`);
+      progress(
+        `  rebuild ${String(lastProgress.projection)}: position ${String(lastProgress.position)} of ${String(lastProgress.head)}`,
+      );
       lastReport = performance.now();
     }
   });
@@ -1126,7 +1262,15 @@ export interface GeneratedDatahubData {
   readonly seconds: number;
 }
 
-const DATAHUB_TYPES = ['admin_message', 'private_message', 'comment_reply', 'item_event', 'subs_event', 'subsapply_event', 'vip_remind'];
+const DATAHUB_TYPES = [
+  'admin_message',
+  'private_message',
+  'comment_reply',
+  'item_event',
+  'subs_event',
+  'subsapply_event',
+  'vip_remind',
+];
 const DATAHUB_READ_FRACTION = 0.3; // NotificationRead by the first receiver
 const DATAHUB_LEVEL_50_FRACTION = 0.1;
 
@@ -1136,14 +1280,18 @@ const DATAHUB_LEVEL_50_FRACTION = 0.1;
  * event store tables, set-based, in the form of domain/notification/notification.ts. The inbox user is
  * the first receiver of every stride-th notification.
  */
-export async function generateDatahubEvents(databaseUrl: string, options: DatahubGeneratorOptions): Promise<GeneratedDatahubData> {
+export async function generateDatahubEvents(
+  databaseUrl: string,
+  options: DatahubGeneratorOptions,
+): Promise<GeneratedDatahubData> {
   if (!/^[A-Za-z0-9-]{1,40}$/.test(options.seed)) throw new Error('the seed must be 1-40 of A-Z a-z 0-9 -');
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     const started = performance.now();
     const seed = `${options.seed}-datahub`;
-    const u = (expr: string, salt: string) => `((hashtext('${seed}:${salt}:' || (${expr})::text) & 2147483647)::float8 / 2147483648.0)`;
+    const u = (expr: string, salt: string) =>
+      `((hashtext('${seed}:${salt}:' || (${expr})::text) & 2147483647)::float8 / 2147483648.0)`;
     // The plan: one row per notification, cut where the deliveries reach the target.
     await client.query(`
       CREATE TEMP TABLE datahub_plan AS
@@ -1157,19 +1305,31 @@ export async function generateDatahubEvents(databaseUrl: string, options: Datahu
           FROM generate_series(1, ${Math.ceil(options.notifications / 5) + 1000}) AS i) g`);
     await client.query(`
       DELETE FROM datahub_plan WHERE i > (SELECT min(i) FROM (SELECT i, sum(r) OVER (ORDER BY i) AS cum FROM datahub_plan) s WHERE cum >= ${options.notifications})`);
-    await client.query(`UPDATE datahub_plan SET r = r - ((SELECT sum(r) FROM datahub_plan) - ${options.notifications}) WHERE i = (SELECT max(i) FROM datahub_plan)`);
+    await client.query(
+      `UPDATE datahub_plan SET r = r - ((SELECT sum(r) FROM datahub_plan) - ${options.notifications}) WHERE i = (SELECT max(i) FROM datahub_plan)`,
+    );
     await client.query('ALTER TABLE datahub_plan ADD PRIMARY KEY (i)');
     const planned = Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM datahub_plan')).rows[0]!.n);
     const total = Number((await client.query<{ n: string }>('SELECT sum(r) AS n FROM datahub_plan')).rows[0]!.n);
-    if (total !== options.notifications) throw new Error(`planned ${total} datahub deliveries, not ${options.notifications}`);
+    if (total !== options.notifications)
+      throw new Error(`planned ${total} datahub deliveries, not ${options.notifications}`);
     const stride = Math.floor(planned / options.inboxUser.count);
-    if (stride < 1) throw new Error(`${options.inboxUser.userId} cannot receive ${options.inboxUser.count} of ${planned} notifications`);
-    await client.query('UPDATE datahub_plan SET inbox = true WHERE i % $1 = 0 AND i / $1 <= $2', [stride, options.inboxUser.count]);
+    if (stride < 1)
+      throw new Error(
+        `${options.inboxUser.userId} cannot receive ${options.inboxUser.count} of ${planned} notifications`,
+      );
+    await client.query('UPDATE datahub_plan SET inbox = true WHERE i % $1 = 0 AND i / $1 <= $2', [
+      stride,
+      options.inboxUser.count,
+    ]);
     progress(`generating ${planned} datahub notifications (${total} deliveries) and ${options.broadcasts} broadcasts`);
 
-    const receiver = (k: string) => `CASE WHEN (${k}) = 0 AND p.inbox THEN '${options.inboxUser.userId}' ELSE 'user-' || ((p.base + (${k})) % ${options.users}) END`;
-    const at = (i: string) => `to_char((now() - interval '1 day' + (${i}) * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-    const metadata = (correlation: string, actor: string) => `jsonb_build_object('correlationId', ${correlation}, 'causationId', ${correlation}, 'appId', '${APP_ID}', 'actor', ${actor})`;
+    const receiver = (k: string) =>
+      `CASE WHEN (${k}) = 0 AND p.inbox THEN '${options.inboxUser.userId}' ELSE 'user-' || ((p.base + (${k})) % ${options.users}) END`;
+    const at = (i: string) =>
+      `to_char((now() - interval '1 day' + (${i}) * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+    const metadata = (correlation: string, actor: string) =>
+      `jsonb_build_object('correlationId', ${correlation}, 'causationId', ${correlation}, 'appId', '${APP_ID}', 'actor', ${actor})`;
     const sent = (type: string, receivers: string, level: string) => `jsonb_build_object(
       'notificationId', p.id::text, 'appId', '${APP_ID}', 'notificationType', ${type}, 'sender', 'sender-' || (p.i % 1000),
       'receivers', ${receivers}, 'level', ${level}, 'forBrowser', true, 'forClient', false,
@@ -1192,7 +1352,8 @@ export async function generateDatahubEvents(databaseUrl: string, options: Datahu
       )
       INSERT INTO streams (stream_name, revision) SELECT stream_name, max(revision) FROM inserted GROUP BY stream_name
       ON CONFLICT (stream_name) DO UPDATE SET revision = greatest(streams.revision, excluded.revision)`;
-    for (let from = 1; from <= planned; from += options.chunkNotifications) await client.query(insertChunk, [from, from + options.chunkNotifications]);
+    for (let from = 1; from <= planned; from += options.chunkNotifications)
+      await client.query(insertChunk, [from, from + options.chunkNotifications]);
     await client.query(`
       WITH p AS (SELECT ${planned} + i AS i, md5('${seed}:broadcast:' || i)::uuid AS id FROM generate_series(1, ${options.broadcasts}) AS i), inserted AS (
         INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
@@ -1225,7 +1386,11 @@ export async function generateDatahubEvents(databaseUrl: string, options: Datahu
  * Reads the whole store in position order, page by page; returns how many events and how long. `parsed`:
  * data and metadata as JSON values, as herald's pg client gets them; otherwise as text (no JSON.parse).
  */
-export async function readAllInPositionOrder(databaseUrl: string, parsed: boolean, pageSize: number): Promise<{ events: number; seconds: number; eventsPerSecond: number; pageSize: number }> {
+export async function readAllInPositionOrder(
+  databaseUrl: string,
+  parsed: boolean,
+  pageSize: number,
+): Promise<{ events: number; seconds: number; eventsPerSecond: number; pageSize: number }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   const json = parsed ? 'data, metadata' : 'data::text, metadata::text';
@@ -1244,7 +1409,12 @@ export async function readAllInPositionOrder(databaseUrl: string, parsed: boolea
       after = rows[rows.length - 1]!.position;
     }
     const seconds = (performance.now() - started) / 1000;
-    return { events, seconds: Number(seconds.toFixed(2)), eventsPerSecond: perSecond(events, seconds), pageSize: pageSize };
+    return {
+      events,
+      seconds: Number(seconds.toFixed(2)),
+      eventsPerSecond: perSecond(events, seconds),
+      pageSize: pageSize,
+    };
   } finally {
     await client.end();
   }
@@ -1267,4 +1437,3 @@ export async function closeSockets(sockets: readonly WebSocket[], graceMs: numbe
   ]);
   for (const socket of sockets) socket.terminate();
 }
-

@@ -80,9 +80,16 @@ export function renderCatalogue(entries: readonly CatalogueEntry[] = EVENT_CATAL
   const overview = [
     '| stream | events |',
     '| --- | --- |',
-    ...sections.map(({ entry, events }) => `| \`${entry.stream}\` | ${events.map((event) => `\`${event.type}\``).join(', ')} |`),
+    ...sections.map(
+      ({ entry, events }) => `| \`${entry.stream}\` | ${events.map((event) => `\`${event.type}\``).join(', ')} |`,
+    ),
   ].join('\n');
-  const blocks = ['# Event catalogue', ...INTRODUCTION, overview, ...sections.flatMap(({ entry, events }) => renderSection(entry, events))];
+  const blocks = [
+    '# Event catalogue',
+    ...INTRODUCTION,
+    overview,
+    ...sections.flatMap(({ entry, events }) => renderSection(entry, events)),
+  ];
   return `${blocks.join('\n\n')}\n`;
 }
 
@@ -172,7 +179,11 @@ export function fieldsOf(codec: t.Mixed): EventField[] | undefined {
   switch (c._tag) {
     case 'InterfaceType':
     case 'PartialType':
-      return Object.entries(c.props).map(([name, field]) => ({ name, optional: c._tag === 'PartialType', codec: field }));
+      return Object.entries(c.props).map(([name, field]) => ({
+        name,
+        optional: c._tag === 'PartialType',
+        codec: field,
+      }));
     case 'ExactType':
     case 'ReadonlyType':
       return fieldsOf(c.type);

@@ -40,7 +40,13 @@ export type AttemptOutcome = { readonly ok: true } | { readonly ok: false; reado
 /** The outcome to record, as each aggregate's event carries it. */
 export type RecordedAttempt =
   | { readonly succeeded: true; readonly attempt: number }
-  | { readonly succeeded: false; readonly attempt: number; readonly error: string; readonly final: boolean; readonly retryAt: string | null };
+  | {
+      readonly succeeded: false;
+      readonly attempt: number;
+      readonly error: string;
+      readonly final: boolean;
+      readonly retryAt: string | null;
+    };
 
 export const ERROR_LENGTH = 512;
 
@@ -49,17 +55,30 @@ export const ERROR_LENGTH = 512;
  * the item is settled already, or a racing attempt recorded this failure first. A success is recorded
  * even for an attempt whose failure a racing attempt recorded: the side effect did happen.
  */
-export function decideAttempt(schedule: RetrySchedule, state: AttemptState, attempt: number, outcome: AttemptOutcome, now: string): RecordedAttempt | undefined {
+export function decideAttempt(
+  schedule: RetrySchedule,
+  state: AttemptState,
+  attempt: number,
+  outcome: AttemptOutcome,
+  now: string,
+): RecordedAttempt | undefined {
   if (state.status !== 'pending') return undefined;
   const last = Math.min(state.attempts + 1, maxAttempts(schedule));
-  if (!Number.isInteger(attempt) || attempt < 1 || attempt > last) throw new DomainError('invalid', `attempt: must be 1-${last}`);
+  if (!Number.isInteger(attempt) || attempt < 1 || attempt > last)
+    throw new DomainError('invalid', `attempt: must be 1-${last}`);
   if (outcome.ok) return { succeeded: true, attempt };
   if (attempt <= state.attempts) return undefined;
   const at = Date.parse(now);
   if (Number.isNaN(at)) throw new DomainError('invalid', 'now: not a valid time');
   const delay = schedule.retryDelaysMs[attempt - 1];
   const final = delay === undefined;
-  return { succeeded: false, attempt, error: recordableError(outcome.error, ERROR_LENGTH), final, retryAt: final ? null : new Date(at + delay).toISOString() };
+  return {
+    succeeded: false,
+    attempt,
+    error: recordableError(outcome.error, ERROR_LENGTH),
+    final,
+    retryAt: final ? null : new Date(at + delay).toISOString(),
+  };
 }
 
 export function evolveAttempt(state: AttemptState, recorded: RecordedAttempt): AttemptState {

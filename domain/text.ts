@@ -4,7 +4,8 @@
  * and a lone surrogate in jsonb; refused at every boundary, they can neither fail a request with a 500
  * nor reach the event store and stall a projection that cannot store them.
  */
-const UNSTORABLE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const UNSTORABLE =
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** A UUID as herald's ids are written (any version, either case). */
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -37,7 +38,10 @@ export function illFormedTextAt(input: unknown): string | undefined {
     const keys: Array<string | number> = key === undefined ? [] : [key];
     for (let at = node; at?.key !== undefined; at = at.parent) keys.push(at.key);
     keys.reverse();
-    const path = keys.slice(0, MAX_PATH_KEYS).map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
+    const path = keys
+      .slice(0, MAX_PATH_KEYS)
+      .map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`))
+      .join('');
     return keys.length > MAX_PATH_KEYS ? `${path}…` : path;
   };
   const stack: Node[] = [{ value: input }];
@@ -59,7 +63,8 @@ export function illFormedTextAt(input: unknown): string | undefined {
 }
 
 /** The refusal of text at `path` (illFormedTextAt), in every API's bad-input error. */
-export const notUnicode = (path: string): string => `${path || 'the text'}: must be Unicode text (no lone surrogates such as \\ud800)`;
+export const notUnicode = (path: string): string =>
+  `${path || 'the text'}: must be Unicode text (no lone surrogates such as \\ud800)`;
 
 /**
  * A failure's text as an event records it: one line, storable, at most `maxLength` characters. A failure

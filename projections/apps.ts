@@ -1,5 +1,5 @@
-import { AppEvent } from '../domain/app/app';
 import type { Pool } from 'pg';
+import { AppEvent } from '../domain/app/app';
 import type { PushCallbackUrls } from '../src/devices/appCallbacks';
 import type { AppSecrets } from '../src/identity/tickets';
 import { eventDecoder } from '../src/projection/eventDecoder';
@@ -43,10 +43,18 @@ export const appsProjection: Projection = {
           );
           break;
         case 'AppSecretChanged':
-          await tx.query('UPDATE apps SET secret_hash = $2, updated_at = $3 WHERE app_id = $1', [event.data.appId, event.data.secretHash, event.data.changedAt]);
+          await tx.query('UPDATE apps SET secret_hash = $2, updated_at = $3 WHERE app_id = $1', [
+            event.data.appId,
+            event.data.secretHash,
+            event.data.changedAt,
+          ]);
           break;
         case 'AppPushCallbackSet':
-          await tx.query('UPDATE apps SET push_callback_url = $2, updated_at = $3 WHERE app_id = $1', [event.data.appId, event.data.url, event.data.setAt]);
+          await tx.query('UPDATE apps SET push_callback_url = $2, updated_at = $3 WHERE app_id = $1', [
+            event.data.appId,
+            event.data.url,
+            event.data.setAt,
+          ]);
           break;
       }
     }
@@ -58,7 +66,10 @@ export const appsProjection: Projection = {
 export function pushCallbackUrls(pool: Pool): PushCallbackUrls {
   return {
     async urlOf(appId) {
-      const { rows } = await pool.query<{ push_callback_url: string | null }>('SELECT push_callback_url FROM apps WHERE app_id = $1', [appId]);
+      const { rows } = await pool.query<{ push_callback_url: string | null }>(
+        'SELECT push_callback_url FROM apps WHERE app_id = $1',
+        [appId],
+      );
       return rows[0]?.push_callback_url ?? undefined;
     },
   };
@@ -68,7 +79,9 @@ export function pushCallbackUrls(pool: Pool): PushCallbackUrls {
 export function appSecrets(pool: Pool): AppSecrets {
   return {
     async secretHash(appId) {
-      const { rows } = await pool.query<{ secret_hash: string }>('SELECT secret_hash FROM apps WHERE app_id = $1', [appId]);
+      const { rows } = await pool.query<{ secret_hash: string }>('SELECT secret_hash FROM apps WHERE app_id = $1', [
+        appId,
+      ]);
       return rows[0]?.secret_hash;
     },
   };

@@ -1,9 +1,23 @@
-import { UUID } from '../domain/text';
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
 import { InboxEvent } from '../domain/notification/inbox';
-import { BROADCAST_TYPE, forBrowser, isSiteWide, NotificationEvent, subscriptionEnded, type NotificationType } from '../domain/notification/notification';
-import { broadcastStatsTopic, notificationStatsTopic, type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
+import {
+  BROADCAST_TYPE,
+  forBrowser,
+  isSiteWide,
+  NotificationEvent,
+  subscriptionEnded,
+  type NotificationType,
+} from '../domain/notification/notification';
+import { UUID } from '../domain/text';
+import {
+  broadcastStatsTopic,
+  notificationStatsTopic,
+  type DatahubQueries,
+  type ItemSubscribers,
+  type NotificationFilter,
+  type Owner,
+} from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
@@ -156,12 +170,17 @@ export const datahubProjection: Projection = {
     const { sent, broadcast, subscriptions, read, cleared } = toBatch(events);
     // Users whose counts changed, and apps with a new broadcast: their stats are pushed (GraphQL notificationStats).
     const changed: Array<{ app_id: string; user_id: string }> = [];
-    if (sent.length > 0) changed.push(...(await tx.query({ name: 'datahub-deliver', text: DELIVER, values: sent.values() })).rows);
-    if (subscriptions.length > 0) await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: subscriptions.values() });
-    if (broadcast.length > 0) await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: broadcast.values() });
+    if (sent.length > 0)
+      changed.push(...(await tx.query({ name: 'datahub-deliver', text: DELIVER, values: sent.values() })).rows);
+    if (subscriptions.length > 0)
+      await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: subscriptions.values() });
+    if (broadcast.length > 0)
+      await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: broadcast.values() });
     if (read.length > 0) {
       changed.push(...(await tx.query({ name: 'datahub-read', text: READ, values: read.values() })).rows);
-      changed.push(...(await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: read.values() })).rows);
+      changed.push(
+        ...(await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: read.values() })).rows,
+      );
     }
     if (cleared.length > 0) {
       await tx.query({ name: 'datahub-clear', text: CLEAR, values: cleared.values() });
@@ -172,20 +191,69 @@ export const datahubProjection: Projection = {
     const users = new Map(changed.map((row) => [notificationStatsTopic(row.app_id, row.user_id), row]));
     return [
       ...[...users].map(([topic, row]) => ({ topic, payload: { appId: row.app_id, userId: row.user_id } })),
-      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) => ({ topic: broadcastStatsTopic(app), payload: { appId: app } })),
+      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) => ({
+        topic: broadcastStatsTopic(app),
+        payload: { appId: app },
+      })),
     ];
   },
 };
 
 /** The batch, split by the statement that applies each event. */
 function toBatch(events: readonly RecordedEvent[]) {
-  type Sent = { id: string; app: string; sender: string; level: number; forBrowser: boolean; forClient: boolean; data: string; sentAt: string; position: string; givenTime: string | null };
-  const sent = new Columns<Sent & { type: string; receivers: string }>(['id', 'app', 'type', 'sender', 'receivers', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position', 'givenTime']);
-  const broadcast = new Columns<Sent>(['id', 'app', 'sender', 'level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position', 'givenTime']);
-  const subscriptions = new Columns<{ app: string; repname: string; itemname: string; receivers: string; subscribed: boolean; position: string }>(
-    ['app', 'repname', 'itemname', 'receivers', 'subscribed', 'position'],
-  );
-  const read = new Columns<{ id: string; app: string; user: string; at: string; position: string }>(['id', 'app', 'user', 'at', 'position']);
+  type Sent = {
+    id: string;
+    app: string;
+    sender: string;
+    level: number;
+    forBrowser: boolean;
+    forClient: boolean;
+    data: string;
+    sentAt: string;
+    position: string;
+    givenTime: string | null;
+  };
+  const sent = new Columns<Sent & { type: string; receivers: string }>([
+    'id',
+    'app',
+    'type',
+    'sender',
+    'receivers',
+    'level',
+    'forBrowser',
+    'forClient',
+    'data',
+    'sentAt',
+    'position',
+    'givenTime',
+  ]);
+  const broadcast = new Columns<Sent>([
+    'id',
+    'app',
+    'sender',
+    'level',
+    'forBrowser',
+    'forClient',
+    'data',
+    'sentAt',
+    'position',
+    'givenTime',
+  ]);
+  const subscriptions = new Columns<{
+    app: string;
+    repname: string;
+    itemname: string;
+    receivers: string;
+    subscribed: boolean;
+    position: string;
+  }>(['app', 'repname', 'itemname', 'receivers', 'subscribed', 'position']);
+  const read = new Columns<{ id: string; app: string; user: string; at: string; position: string }>([
+    'id',
+    'app',
+    'user',
+    'at',
+    'position',
+  ]);
   const cleared = new Columns<{ app: string; user: string; position: string }>(['app', 'user', 'position']);
   for (const recorded of events) {
     const event = datahubEvents.decode(recorded);
@@ -194,7 +262,18 @@ function toBatch(events: readonly RecordedEvent[]) {
     switch (event.type) {
       case 'NotificationSent': {
         const d = event.data;
-        const row: Sent = { id: d.notificationId, app: d.appId, sender: d.sender, level: d.level, forBrowser: forBrowser(d), forClient: d.forClient, data: JSON.stringify(d.data), sentAt: d.sentAt, position, givenTime: d.time ?? null };
+        const row: Sent = {
+          id: d.notificationId,
+          app: d.appId,
+          sender: d.sender,
+          level: d.level,
+          forBrowser: forBrowser(d),
+          forClient: d.forClient,
+          data: JSON.stringify(d.data),
+          sentAt: d.sentAt,
+          position,
+          givenTime: d.time ?? null,
+        };
         if (isSiteWide(d)) {
           broadcast.push(row);
           break;
@@ -202,12 +281,25 @@ function toBatch(events: readonly RecordedEvent[]) {
         sent.push({ ...row, type: d.notificationType, receivers: JSON.stringify(d.receivers) });
         const { repname, itemname } = d.data;
         if (d.notificationType === 'subs_event' && typeof repname === 'string' && typeof itemname === 'string') {
-          subscriptions.push({ app: d.appId, repname, itemname, receivers: JSON.stringify(d.receivers), subscribed: !subscriptionEnded(d.data), position });
+          subscriptions.push({
+            app: d.appId,
+            repname,
+            itemname,
+            receivers: JSON.stringify(d.receivers),
+            subscribed: !subscriptionEnded(d.data),
+            position,
+          });
         }
         break;
       }
       case 'NotificationRead':
-        read.push({ id: event.data.notificationId, app: event.data.appId, user: event.data.userId, at: event.data.readAt, position });
+        read.push({
+          id: event.data.notificationId,
+          app: event.data.appId,
+          user: event.data.userId,
+          at: event.data.readAt,
+          position,
+        });
         break;
       case 'NotificationStatsCleared':
         cleared.push({ app: event.data.appId, user: event.data.userId, position });
@@ -219,7 +311,9 @@ function toBatch(events: readonly RecordedEvent[]) {
 
 /** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
 const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
-  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId) ? 'notificationId is not a UUID' : undefined,
+  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId)
+    ? 'notificationId is not a UUID'
+    : undefined,
 );
 
 // A delivery per distinct receiver (a repeated NotificationSent changes nothing), each counted unread.
@@ -374,7 +468,8 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
       // The user's own notifications and the app's broadcasts, each filtered on its index; one statement
       // for the total (one row) and the page joined to it (an empty page still carries the total).
       const list = filter.forClient ? 'for_client' : 'for_browser';
-      const status = filter.status === 'unread' ? 'AND read_at IS NULL' : filter.status === 'read' ? 'AND read_at IS NOT NULL' : '';
+      const status =
+        filter.status === 'unread' ? 'AND read_at IS NULL' : filter.status === 'read' ? 'AND read_at IS NOT NULL' : '';
       const mine = `
         SELECT message_id, notification_id, type, sender, level, data, sent_at, given_time, read_at
           FROM datahub_notifications
@@ -390,7 +485,8 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
       // Unfiltered but for the list and status, the user's part of it is a maintained counter (the
       // app's broadcasts are few: counted).
       // (A clause only when there is a cursor: a named statement's generic plan would not see through `$8 IS NULL OR`.)
-      const before = (query: string, column: string) => (filter.beforeMessageId === undefined ? query : `${query} AND ${column} < $8`);
+      const before = (query: string, column: string) =>
+        filter.beforeMessageId === undefined ? query : `${query} AND ${column} < $8`;
       const counter = filter.status === 'either' ? 'total' : filter.status === 'unread' ? 'unread' : 'total - unread';
       const mineTotal =
         filter.type === undefined && filter.sender === undefined && filter.level === undefined

@@ -1,10 +1,17 @@
-import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
 import { DEVICE_ID, DeviceEvent, type Platform } from '../domain/device/device';
 import { PushEvent, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
+import { UUID } from '../domain/text';
+import type {
+  DeliveryQueries,
+  DevicePush,
+  DeviceQueries,
+  DeviceView,
+  OpenDelivery,
+  PushStatus,
+} from '../src/devices/deviceQueries';
 import { APP_CALLBACKS_TOPIC, deviceTopic, type DevicePublication } from '../src/devices/deviceTopics';
-import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery, PushStatus } from '../src/devices/deviceQueries';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
@@ -27,7 +34,11 @@ export const devicesProjection: Projection = {
   name: 'devices',
   version: 1,
   tables: ['devices', 'device_pushes', 'device_deliveries'],
-  handles: (eventType) => eventType.startsWith('Device') || eventType.startsWith('Delivery') || eventType === 'PushRequested' || eventType === 'MessageDelivered',
+  handles: (eventType) =>
+    eventType.startsWith('Device') ||
+    eventType.startsWith('Delivery') ||
+    eventType === 'PushRequested' ||
+    eventType === 'MessageDelivered',
   migrations: [
     {
       id: 'projection/devices/001',
@@ -98,25 +109,62 @@ export const devicesProjection: Projection = {
   async handle(events, tx) {
     const publications: Publication[] = [];
     for (const part of partsOf(events)) {
-      if (part.registered.length > 0) await tx.query({ name: 'devices-register', text: REGISTER, values: part.registered.values() });
-      if (part.unregistered.length > 0) await tx.query({ name: 'devices-unregister', text: UNREGISTER, values: part.unregistered.values() });
-      for (const row of part.ended) publications.push({ topic: deviceTopic(row.app, row.id), payload: { type: 'unregistered' } satisfies DevicePublication });
+      if (part.registered.length > 0)
+        await tx.query({ name: 'devices-register', text: REGISTER, values: part.registered.values() });
+      if (part.unregistered.length > 0)
+        await tx.query({ name: 'devices-unregister', text: UNREGISTER, values: part.unregistered.values() });
+      for (const row of part.ended)
+        publications.push({
+          topic: deviceTopic(row.app, row.id),
+          payload: { type: 'unregistered' } satisfies DevicePublication,
+        });
       if (part.pushes.length > 0) {
         await tx.query({ name: 'devices-push', text: INSERT_PUSHES, values: part.pushes.values() });
-        const { rows } = await tx.query<{ push_id: string; device_id: string }>({ name: 'devices-expand', text: EXPAND, values: part.pushes.values() });
+        const { rows } = await tx.query<{ push_id: string; device_id: string }>({
+          name: 'devices-expand',
+          text: EXPAND,
+          values: part.pushes.values(),
+        });
         for (const row of rows) {
           const push = part.pushById.get(row.push_id)!;
-          publications.push({ topic: row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id), payload: push });
+          publications.push({
+            topic:
+              row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id),
+            payload: push,
+          });
         }
       }
-      if (part.outcomes.length > 0) await tx.query({ name: 'devices-outcome', text: OUTCOME, values: part.outcomes.values() });
+      if (part.outcomes.length > 0)
+        await tx.query({ name: 'devices-outcome', text: OUTCOME, values: part.outcomes.values() });
     }
     return publications;
   },
 };
 
-type PushRow = { id: string; app: string; audienceType: string; platform: string; audience: string; message: string; needsConfirm: boolean; retry: string; requestedAt: string; expiresAt: string; position: string };
-type Outcome = { push: string; device: string; status: DeliveryStatus; attempts: number; nextAttemptAt: string | null; events: number; firstPosition: string; position: string; at: string };
+type PushRow = {
+  id: string;
+  app: string;
+  audienceType: string;
+  platform: string;
+  audience: string;
+  message: string;
+  needsConfirm: boolean;
+  retry: string;
+  requestedAt: string;
+  expiresAt: string;
+  position: string;
+};
+type Outcome = {
+  push: string;
+  device: string;
+  status: DeliveryStatus;
+  attempts: number;
+  nextAttemptAt: string | null;
+  events: number;
+  firstPosition: string;
+  position: string;
+  at: string;
+};
 
 class Part {
   /**
@@ -124,15 +172,65 @@ class Part {
    * the part's first registration (kept on update: a device's first registration time), `at` its last
    * (updated_at), `registrationPosition` where its last registration number began, `position` its last event.
    */
-  readonly registered = new Columns<{ id: string; app: string; clientId: number; alias: string; platform: string; nativeToken: string; mobile: string | null; tags: string; registration: number; registrationPosition: string; active: boolean; registeredAt: string; at: string; position: string }>(
-    ['id', 'app', 'clientId', 'alias', 'platform', 'nativeToken', 'mobile', 'tags', 'registration', 'registrationPosition', 'active', 'registeredAt', 'at', 'position'],
-  );
+  readonly registered = new Columns<{
+    id: string;
+    app: string;
+    clientId: number;
+    alias: string;
+    platform: string;
+    nativeToken: string;
+    mobile: string | null;
+    tags: string;
+    registration: number;
+    registrationPosition: string;
+    active: boolean;
+    registeredAt: string;
+    at: string;
+    position: string;
+  }>([
+    'id',
+    'app',
+    'clientId',
+    'alias',
+    'platform',
+    'nativeToken',
+    'mobile',
+    'tags',
+    'registration',
+    'registrationPosition',
+    'active',
+    'registeredAt',
+    'at',
+    'position',
+  ]);
   readonly unregistered = new Columns<{ id: string; app: string; position: string }>(['id', 'app', 'position']);
   /** Devices unregistered in the part (also when registered again after): their sessions end. */
   readonly ended: Array<{ id: string; app: string }> = [];
-  readonly pushes = new Columns<PushRow>(['id', 'app', 'audienceType', 'platform', 'audience', 'message', 'needsConfirm', 'retry', 'requestedAt', 'expiresAt', 'position']);
+  readonly pushes = new Columns<PushRow>([
+    'id',
+    'app',
+    'audienceType',
+    'platform',
+    'audience',
+    'message',
+    'needsConfirm',
+    'retry',
+    'requestedAt',
+    'expiresAt',
+    'position',
+  ]);
   readonly pushById = new Map<string, Extract<DevicePublication, { type: 'push' }>>();
-  readonly outcomes = new Columns<Outcome>(['push', 'device', 'status', 'attempts', 'nextAttemptAt', 'events', 'firstPosition', 'position', 'at']);
+  readonly outcomes = new Columns<Outcome>([
+    'push',
+    'device',
+    'status',
+    'attempts',
+    'nextAttemptAt',
+    'events',
+    'firstPosition',
+    'position',
+    'at',
+  ]);
 }
 
 /** The batch cut into parts that can each be applied devices → pushes → outcomes (see above). */
@@ -143,7 +241,15 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
   // `ended`: unregistered at some point of the part (its connections are closed, whatever follows).
   let devices = new Map<
     string,
-    { registered?: Extract<DeviceEvent, { type: 'DeviceRegistered' }>['data']; firstRegisteredAt?: string; registrationPosition?: string; active: boolean; ended: boolean; app: string; position: string }
+    {
+      registered?: Extract<DeviceEvent, { type: 'DeviceRegistered' }>['data'];
+      firstRegisteredAt?: string;
+      registrationPosition?: string;
+      active: boolean;
+      ended: boolean;
+      app: string;
+      position: string;
+    }
   >();
   let outcomes = new Map<string, Outcome>();
   const finish = () => {
@@ -191,7 +297,8 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
               registered: device.data,
               firstRegisteredAt: before?.firstRegisteredAt ?? device.data.registeredAt,
               // The same registration number goes on (an update); a higher one begins here.
-              registrationPosition: before?.registered?.registration === device.data.registration ? before.registrationPosition! : position,
+              registrationPosition:
+                before?.registered?.registration === device.data.registration ? before.registrationPosition! : position,
               active: true,
               ended,
               app: device.data.appId,
@@ -235,13 +342,31 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
 
 /** One delivery event on what the part has folded so far for its delivery (events after an end never come). */
 function applyOutcome(before: Outcome | undefined, event: DeliveryEvent, position: string): Outcome {
-  const common = { push: event.data.pushId, device: event.data.deviceId, events: (before?.events ?? 0) + 1, firstPosition: before?.firstPosition ?? position, position };
+  const common = {
+    push: event.data.pushId,
+    device: event.data.deviceId,
+    events: (before?.events ?? 0) + 1,
+    firstPosition: before?.firstPosition ?? position,
+    position,
+  };
   const attempts = before?.attempts ?? 0;
   switch (event.type) {
     case 'MessageDelivered':
-      return { ...common, status: 'delivered', attempts: Math.max(attempts, event.data.attempt), nextAttemptAt: event.data.nextAttemptAt, at: event.data.deliveredAt };
+      return {
+        ...common,
+        status: 'delivered',
+        attempts: Math.max(attempts, event.data.attempt),
+        nextAttemptAt: event.data.nextAttemptAt,
+        at: event.data.deliveredAt,
+      };
     case 'DeliveryRetried':
-      return { ...common, status: 'delivered', attempts: Math.max(attempts, event.data.attempt), nextAttemptAt: event.data.nextAttemptAt, at: event.data.retriedAt };
+      return {
+        ...common,
+        status: 'delivered',
+        attempts: Math.max(attempts, event.data.attempt),
+        nextAttemptAt: event.data.nextAttemptAt,
+        at: event.data.retriedAt,
+      };
     case 'DeliveryConfirmed':
       return { ...common, status: 'confirmed', attempts, nextAttemptAt: null, at: event.data.confirmedAt };
     case 'DeliveryDropped':
@@ -268,9 +393,15 @@ function audienceValues(push: PushRequestedData): ReadonlyArray<string | number>
 const devicePush = ({ audience: _a, platform: _p, ...push }: PushRequestedData): DevicePush => push;
 
 // Events whose data is refused are parked by the runner, not skipped.
-const deviceEvents = eventDecoder(DeviceEvent, (event) => (DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id'));
-const pushEvents = eventDecoder(PushEvent, (event) => (UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID'));
-const deliveryEvents = eventDecoder(DeliveryEvent, (event) => (UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID'));
+const deviceEvents = eventDecoder(DeviceEvent, (event) =>
+  DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id',
+);
+const pushEvents = eventDecoder(PushEvent, (event) =>
+  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
+);
+const deliveryEvents = eventDecoder(DeliveryEvent, (event) =>
+  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
+);
 
 /** How long after a push its connected devices' connections look for a delivery the live push missed. */
 const PENDING_FALLBACK_SECONDS = 2;
@@ -390,7 +521,8 @@ interface DeviceRow {
   updated_at: Date;
 }
 
-const DEVICE_COLUMNS = 'device_id, app_id, client_id, alias, platform, mobile, tags, registration, active, registered_at, updated_at';
+const DEVICE_COLUMNS =
+  'device_id, app_id, client_id, alias, platform, mobile, tags, registration, active, registered_at, updated_at';
 
 function toDevice(row: DeviceRow): DeviceView {
   return {
@@ -415,9 +547,19 @@ export function deviceQueries(pool: Pool | PoolClient): DeviceQueries {
     return rows[0] && toDevice(rows[0]);
   };
   return {
-    byId: (deviceId) => (DEVICE_ID.test(deviceId) ? one(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE device_id = $1`, [deviceId]) : Promise.resolve(undefined)),
-    byNativeToken: (appId, nativeToken) => one(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE app_id = $1 AND native_token = $2 ORDER BY registered_at LIMIT 1`, [appId, nativeToken]),
-    byClientId: (clientId) => (Number.isSafeInteger(clientId) && clientId > 0 ? one(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE client_id = $1`, [clientId]) : Promise.resolve(undefined)),
+    byId: (deviceId) =>
+      DEVICE_ID.test(deviceId)
+        ? one(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE device_id = $1`, [deviceId])
+        : Promise.resolve(undefined),
+    byNativeToken: (appId, nativeToken) =>
+      one(
+        `SELECT ${DEVICE_COLUMNS} FROM devices WHERE app_id = $1 AND native_token = $2 ORDER BY registered_at LIMIT 1`,
+        [appId, nativeToken],
+      ),
+    byClientId: (clientId) =>
+      Number.isSafeInteger(clientId) && clientId > 0
+        ? one(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE client_id = $1`, [clientId])
+        : Promise.resolve(undefined),
     async list(appId, filter) {
       const conditions = ['app_id = $1', 'active'];
       const values: unknown[] = [appId];
@@ -430,7 +572,12 @@ export function deviceQueries(pool: Pool | PoolClient): DeviceQueries {
       if (filter.platform !== undefined) add((n) => `platform = $${n}`, filter.platform);
       if (filter.afterDeviceId !== undefined) add((n) => `device_id > $${n}`, filter.afterDeviceId);
       values.push(filter.first);
-      const { rows } = await pool.query<DeviceRow>(prepared(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${conditions.join(' AND ')} ORDER BY device_id LIMIT $${values.length}`, values));
+      const { rows } = await pool.query<DeviceRow>(
+        prepared(
+          `SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${conditions.join(' AND ')} ORDER BY device_id LIMIT $${values.length}`,
+          values,
+        ),
+      );
       return rows.map(toDevice);
     },
   };
@@ -438,7 +585,8 @@ export function deviceQueries(pool: Pool | PoolClient): DeviceQueries {
 
 /** The read side of the deliveries, behind the interface src/devices declares. */
 export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
-  const open = async (text: string, values: unknown[]) => (await pool.query<OpenDeliveryRow>(prepared(text, values))).rows.map(toOpenDelivery);
+  const open = async (text: string, values: unknown[]) =>
+    (await pool.query<OpenDeliveryRow>(prepared(text, values))).rows.map(toOpenDelivery);
   return {
     backlog: (deviceId, now, afterPushPosition, limit) =>
       open(
@@ -501,7 +649,12 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
     },
     async statusOf(appId, pushId) {
       if (!UUID.test(pushId)) return undefined;
-      const { rows } = await pool.query<{ requested_at: Date; expires_at: Date; counts: Record<string, number> | null; callback: DeliveryStatus | null }>(
+      const { rows } = await pool.query<{
+        requested_at: Date;
+        expires_at: Date;
+        counts: Record<string, number> | null;
+        callback: DeliveryStatus | null;
+      }>(
         prepared(
           `SELECT p.requested_at, p.expires_at,
                   (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*)::int AS n FROM device_deliveries
@@ -514,7 +667,14 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
       const row = rows[0];
       if (!row) return undefined;
       const deliveries = { pending: 0, delivered: 0, confirmed: 0, dropped: 0, expired: 0, ...row.counts };
-      return { pushId, appId, requestedAt: row.requested_at, expiresAt: row.expires_at, deliveries, callback: row.callback } satisfies PushStatus;
+      return {
+        pushId,
+        appId,
+        requestedAt: row.requested_at,
+        expiresAt: row.expires_at,
+        deliveries,
+        callback: row.callback,
+      } satisfies PushStatus;
     },
     async mobiles(pushId, deviceIds) {
       if (deviceIds.length === 0) return [];
@@ -529,10 +689,12 @@ export function deliveryQueries(pool: Pool | PoolClient): DeliveryQueries {
     },
     async addressed(pushId, afterDeviceId, limit) {
       const { rows } = await pool.query<{ device_id: string }>(
-        prepared(`SELECT device_id FROM device_deliveries WHERE push_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3`, [pushId, afterDeviceId ?? '', limit]),
+        prepared(
+          `SELECT device_id FROM device_deliveries WHERE push_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3`,
+          [pushId, afterDeviceId ?? '', limit],
+        ),
       );
       return rows.map((row) => row.device_id);
     },
   };
 }
-

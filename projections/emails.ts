@@ -1,6 +1,6 @@
-import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { EmailEvent } from '../domain/email/email';
+import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { EmailStatus, PendingEmails } from '../src/mail/pendingEmails';
 import { eventDecoder } from '../src/projection/eventDecoder';
@@ -49,8 +49,10 @@ export const emailsProjection: Projection = {
   // Requests first: an outcome in the same batch as its request updates the row the first statement made.
   async handle(events, tx) {
     const { requested, outcomes } = toBatch(events);
-    if (requested.id.length > 0) await tx.query({ name: 'emails-request', text: REQUEST, values: Object.values(requested) });
-    if (outcomes.id.length > 0) await tx.query({ name: 'emails-outcome', text: OUTCOME, values: Object.values(outcomes) });
+    if (requested.id.length > 0)
+      await tx.query({ name: 'emails-request', text: REQUEST, values: Object.values(requested) });
+    if (outcomes.id.length > 0)
+      await tx.query({ name: 'emails-outcome', text: OUTCOME, values: Object.values(outcomes) });
     return [];
   },
 };
@@ -101,12 +103,31 @@ function toBatch(events: readonly RecordedEvent[]) {
       case 'EmailFailed': {
         const before = outcomeById.get(id);
         const attempts = Math.max(before?.attempts ?? 0, event.data.attempt);
-        const common = { attempts, lastError: before?.lastError ?? null, messageId: before?.messageId ?? null, sentAt: before?.sentAt ?? null, position: recorded.position };
+        const common = {
+          attempts,
+          lastError: before?.lastError ?? null,
+          messageId: before?.messageId ?? null,
+          sentAt: before?.sentAt ?? null,
+          position: recorded.position,
+        };
         outcomeById.set(
           id,
           event.type === 'EmailSent'
-            ? { ...common, status: 'sent', nextAttemptAt: null, messageId: event.data.messageId ?? common.messageId, sentAt: event.data.sentAt, at: event.data.sentAt }
-            : { ...common, status: event.data.final ? 'failed' : 'pending', nextAttemptAt: event.data.retryAt, lastError: event.data.error, at: event.data.failedAt },
+            ? {
+                ...common,
+                status: 'sent',
+                nextAttemptAt: null,
+                messageId: event.data.messageId ?? common.messageId,
+                sentAt: event.data.sentAt,
+                at: event.data.sentAt,
+              }
+            : {
+                ...common,
+                status: event.data.final ? 'failed' : 'pending',
+                nextAttemptAt: event.data.retryAt,
+                lastError: event.data.error,
+                at: event.data.failedAt,
+              },
         );
         break;
       }
@@ -131,7 +152,9 @@ function toBatch(events: readonly RecordedEvent[]) {
 }
 
 /** Email events; one whose data is refused is parked by the runner, not skipped. */
-const emailEvents = eventDecoder(EmailEvent, (event) => (UUID.test(event.data.emailId) ? undefined : 'emailId is not a UUID'));
+const emailEvents = eventDecoder(EmailEvent, (event) =>
+  UUID.test(event.data.emailId) ? undefined : 'emailId is not a UUID',
+);
 
 // jsonb for the recipient lists: a text[][] parameter would have to be rectangular.
 const REQUEST = `

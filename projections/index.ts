@@ -8,4 +8,12 @@ import { rtioProjection } from './rtio';
 import { whitelistProjection } from './whitelist';
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
-export const projections: readonly Projection[] = [appsProjection, notificationsProjection, datahubProjection, emailsProjection, devicesProjection, rtioProjection, whitelistProjection];
+export const projections: readonly Projection[] = [
+  appsProjection,
+  notificationsProjection,
+  datahubProjection,
+  emailsProjection,
+  devicesProjection,
+  rtioProjection,
+  whitelistProjection,
+];

@@ -1,8 +1,14 @@
-import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
+import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import { inboxTopic, type DeliveredMessage, type InboxQueries, type MissedRequest, type NotificationPage } from '../src/messaging/inbox';
+import {
+  inboxTopic,
+  type DeliveredMessage,
+  type InboxQueries,
+  type MissedRequest,
+  type NotificationPage,
+} from '../src/messaging/inbox';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
@@ -121,7 +127,8 @@ export const notificationsProjection: Projection = {
   async handle(events, tx, options = {}) {
     const counted = options.replay !== true;
     const { created, changed, acknowledged } = toBatch(events);
-    const publications = created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed, counted) : [];
+    const publications =
+      created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed, counted) : [];
     if (acknowledged.id.length > 0) {
       const statement = counted ? ACKNOWLEDGE : ACKNOWLEDGE_UNCOUNTED;
       await tx.query({ name: statement.name, text: statement.text, values: Object.values(acknowledged) });
@@ -156,7 +163,13 @@ interface CreatedMessage {
 function toBatch(events: readonly RecordedEvent[]) {
   const createdById = new Map<string, CreatedMessage>();
   const changed = { id: [] as string[], position: [] as string[], status: [] as string[], at: [] as string[] };
-  const acknowledged = { id: [] as string[], position: [] as string[], app: [] as string[], user: [] as string[], at: [] as string[] };
+  const acknowledged = {
+    id: [] as string[],
+    position: [] as string[],
+    app: [] as string[],
+    user: [] as string[],
+    at: [] as string[],
+  };
   for (const recorded of events) {
     const event = messageEvents.decode(recorded);
     if (!event) continue;
@@ -224,7 +237,9 @@ type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
 type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
 
 /** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
-const messageEvents = eventDecoder(MessageEvent, (event) => (UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID'));
+const messageEvents = eventDecoder(MessageEvent, (event) =>
+  UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID',
+);
 
 /**
  * One statement for messages created (a repeated creation changes nothing), released or expired (only a
@@ -305,7 +320,12 @@ const ACKNOWLEDGE_UNCOUNTED = { name: 'notifications-acknowledge-uncounted', tex
  * One push per new notification, in seq order (a subscriber drops a seq at or below the last it sent);
  * the payload is made once per message and shared by its recipients.
  */
-async function createAndDeliver(tx: PoolClient, created: Record<string, unknown[]>, changed: Record<string, unknown[]>, counted: boolean): Promise<Publication[]> {
+async function createAndDeliver(
+  tx: PoolClient,
+  created: Record<string, unknown[]>,
+  changed: Record<string, unknown[]>,
+  counted: boolean,
+): Promise<Publication[]> {
   // Named, so each connection parses and plans this statement once, not per batch.
   const { rows } = await tx.query<MessageRow & { users: string[] }>({
     name: counted ? 'notifications-create-and-deliver' : 'notifications-create-and-deliver-uncounted',
@@ -358,16 +378,26 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       // notifications_inbox, only its rows joined to their messages) joined to it, so an empty page is
       // still one row carrying the total.
       // With a sender, the total is a count of the user's messages from that sender (no counter keeps it).
-      const total = options.sender === undefined
-        ? `SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
+      const total =
+        options.sender === undefined
+          ? `SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
                   -- the maintained counter, less what has expired since (expiry is a time, not an event)
                   - (SELECT count(*) FROM notifications n
                       WHERE n.app_id = $1 AND n.user_id = $2 AND n.expires_at IS NOT NULL AND n.expires_at <= $3 ${unread})
                   AS total`
-        : `SELECT count(*) AS total FROM notifications n JOIN notification_messages m USING (message_id)
+          : `SELECT count(*) AS total FROM notifications n JOIN notification_messages m USING (message_id)
             WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread} AND m.sender = $6`;
-      const fromSender = options.sender === undefined ? '' : 'AND EXISTS (SELECT 1 FROM notification_messages s WHERE s.message_id = n.message_id AND s.sender = $6)';
-      const { rows } = await pool.query<{ total: string } & (MessageRow | NullRow<MessageRow>) & { type: string; read_at: Date | null; acknowledged_at: Date | null }>(
+      const fromSender =
+        options.sender === undefined
+          ? ''
+          : 'AND EXISTS (SELECT 1 FROM notification_messages s WHERE s.message_id = n.message_id AND s.sender = $6)';
+      const { rows } = await pool.query<
+        { total: string } & (MessageRow | NullRow<MessageRow>) & {
+            type: string;
+            read_at: Date | null;
+            acknowledged_at: Date | null;
+          }
+      >(
         `SELECT t.total, p.*
            FROM (${total}) t
            LEFT JOIN LATERAL (
@@ -378,7 +408,14 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
                          ORDER BY n.seq DESC LIMIT $5) n
                   JOIN notification_messages m USING (message_id)) p ON true
           ORDER BY p.seq DESC`,
-        [owner.appId, owner.userId, options.now, options.beforeSeq?.toString() ?? null, options.first + 1, ...(options.sender === undefined ? [] : [options.sender])],
+        [
+          owner.appId,
+          owner.userId,
+          options.now,
+          options.beforeSeq?.toString() ?? null,
+          options.first + 1,
+          ...(options.sender === undefined ? [] : [options.sender]),
+        ],
       );
       const found = rows.filter((row): row is typeof row & MessageRow => row.message_id !== null);
       const nodes = found.slice(0, options.first).map((row) => ({
@@ -415,7 +452,9 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
     },
 
     async nextReleaseAt() {
-      const { rows } = await pool.query<{ release_at: Date | null }>(`SELECT min(release_at) AS release_at FROM notification_messages WHERE status = 'scheduled'`);
+      const { rows } = await pool.query<{ release_at: Date | null }>(
+        `SELECT min(release_at) AS release_at FROM notification_messages WHERE status = 'scheduled'`,
+      );
       return rows[0]?.release_at ?? undefined;
     },
   };
@@ -425,7 +464,11 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
  * InboxQueries.deliveredSince and pendingSince: for each request, its owner's unexpired messages after
  * `since`, oldest first — every delivered one from the oldest, or the newest `limit` unacknowledged ones.
  */
-async function missedMessages(pool: Pool, requests: readonly MissedRequest[], which: 'delivered' | 'pending'): Promise<DeliveredMessage[][]> {
+async function missedMessages(
+  pool: Pool,
+  requests: readonly MissedRequest[],
+  which: 'delivered' | 'pending',
+): Promise<DeliveredMessage[][]> {
   const pendingOnly = which === 'pending' ? ' AND n.acknowledged_at IS NULL' : '';
   const newestFirst = which === 'pending' ? 'DESC' : 'ASC';
   const { rows } = await pool.query<MessageRow & { request: string }>({

@@ -1,6 +1,6 @@
-import { UUID } from '../domain/text';
 import type { Pool, PoolClient } from 'pg';
 import { RtioReportEvent } from '../domain/rtio/rtio';
+import { UUID } from '../domain/text';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
 import { eventDecoder } from '../src/projection/eventDecoder';
@@ -42,8 +42,26 @@ export const rtioProjection: Projection = {
   ],
 
   async handle(events, tx) {
-    const reported = new Columns<{ id: string; app: string; device: string; at: string; position: string }>(['id', 'app', 'device', 'at', 'position']);
-    const outcomes = new Map<string, { id: string; status: string; attempts: number; next: string | null; error: string | null; at: string; first: string; position: string }>();
+    const reported = new Columns<{ id: string; app: string; device: string; at: string; position: string }>([
+      'id',
+      'app',
+      'device',
+      'at',
+      'position',
+    ]);
+    const outcomes = new Map<
+      string,
+      {
+        id: string;
+        status: string;
+        attempts: number;
+        next: string | null;
+        error: string | null;
+        at: string;
+        first: string;
+        position: string;
+      }
+    >();
     for (const recorded of events) {
       const event = reportEvents.decode(recorded);
       if (!event) continue;
@@ -54,17 +72,37 @@ export const rtioProjection: Projection = {
         continue;
       }
       const before = outcomes.get(id);
-      const common = { id, attempts: Math.max(before?.attempts ?? 0, event.data.attempt), first: before?.first ?? position, position };
+      const common = {
+        id,
+        attempts: Math.max(before?.attempts ?? 0, event.data.attempt),
+        first: before?.first ?? position,
+        position,
+      };
       outcomes.set(
         id,
         event.type === 'RtioReportForwarded'
           ? { ...common, status: 'forwarded', next: null, error: before?.error ?? null, at: event.data.forwardedAt }
-          : { ...common, status: event.data.final ? 'failed' : 'pending', next: event.data.retryAt, error: event.data.error, at: event.data.failedAt },
+          : {
+              ...common,
+              status: event.data.final ? 'failed' : 'pending',
+              next: event.data.retryAt,
+              error: event.data.error,
+              at: event.data.failedAt,
+            },
       );
     }
     if (reported.length > 0) await tx.query({ name: 'rtio-reported', text: REPORTED, values: reported.values() });
     if (outcomes.size > 0) {
-      const rows = new Columns<{ id: string; status: string; attempts: number; next: string | null; error: string | null; at: string; first: string; position: string }>(['id', 'status', 'attempts', 'next', 'error', 'at', 'first', 'position']);
+      const rows = new Columns<{
+        id: string;
+        status: string;
+        attempts: number;
+        next: string | null;
+        error: string | null;
+        at: string;
+        first: string;
+        position: string;
+      }>(['id', 'status', 'attempts', 'next', 'error', 'at', 'first', 'position']);
       for (const outcome of outcomes.values()) rows.push(outcome);
       await tx.query({ name: 'rtio-report-outcome', text: OUTCOME, values: rows.values() });
     }
@@ -73,7 +111,9 @@ export const rtioProjection: Projection = {
 };
 
 /** Report events; one whose data is refused is parked by the runner, not skipped. */
-const reportEvents = eventDecoder(RtioReportEvent, (event) => (UUID.test(event.data.reportId) ? undefined : 'reportId is not a UUID'));
+const reportEvents = eventDecoder(RtioReportEvent, (event) =>
+  UUID.test(event.data.reportId) ? undefined : 'reportId is not a UUID',
+);
 
 // Reports first: an outcome in the same batch as its report updates the row the first statement made.
 const REPORTED = `
@@ -95,21 +135,47 @@ export function rtioReportQueries(pool: Pool | PoolClient): PendingReports {
   return {
     async due(now, limit) {
       const { rows } = await pool.query<{ report_id: string; device_id: string }>(
-        prepared(`SELECT report_id, device_id FROM rtio_reports WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, report_id LIMIT $2`, [now, limit]),
+        prepared(
+          `SELECT report_id, device_id FROM rtio_reports WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, report_id LIMIT $2`,
+          [now, limit],
+        ),
       );
       return rows.map((row) => ({ reportId: row.report_id, deviceId: row.device_id }));
     },
     async nextAttemptAt() {
-      const { rows } = await pool.query<{ next: Date | null }>(prepared(`SELECT min(next_attempt_at) AS next FROM rtio_reports WHERE status = 'pending'`, []));
+      const { rows } = await pool.query<{ next: Date | null }>(
+        prepared(`SELECT min(next_attempt_at) AS next FROM rtio_reports WHERE status = 'pending'`, []),
+      );
       return rows[0]?.next ?? undefined;
     },
     async byId(reportId) {
       if (!UUID.test(reportId)) return undefined;
-      const { rows } = await pool.query<{ report_id: string; app_id: string; device_id: string; status: ReportStatus['status']; attempts: number; next_attempt_at: Date | null; last_error: string | null }>(
-        prepared(`SELECT report_id, app_id, device_id, status, attempts, next_attempt_at, last_error FROM rtio_reports WHERE report_id = $1`, [reportId]),
+      const { rows } = await pool.query<{
+        report_id: string;
+        app_id: string;
+        device_id: string;
+        status: ReportStatus['status'];
+        attempts: number;
+        next_attempt_at: Date | null;
+        last_error: string | null;
+      }>(
+        prepared(
+          `SELECT report_id, app_id, device_id, status, attempts, next_attempt_at, last_error FROM rtio_reports WHERE report_id = $1`,
+          [reportId],
+        ),
       );
       const row = rows[0];
-      return row && { reportId: row.report_id, appId: row.app_id, deviceId: row.device_id, status: row.status, attempts: row.attempts, nextAttemptAt: row.next_attempt_at, lastError: row.last_error };
+      return (
+        row && {
+          reportId: row.report_id,
+          appId: row.app_id,
+          deviceId: row.device_id,
+          status: row.status,
+          attempts: row.attempts,
+          nextAttemptAt: row.next_attempt_at,
+          lastError: row.last_error,
+        }
+      );
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
-import { UUID } from '../domain/text';
 import { NotificationEvent } from '../domain/notification/notification';
+import { UUID } from '../domain/text';
 import { ItemOwnerEvent } from '../domain/whitelist/itemOwner';
 import { WhitelistEvent } from '../domain/whitelist/whitelistApplication';
 import { whitelistNotificationId } from '../src/datahub/datahub';
@@ -71,24 +71,47 @@ export const whitelistProjection: Projection = {
 
   async handle(events, tx) {
     const batch = toBatch(events);
-    if (batch.applied.id.length > 0) await tx.query({ name: 'whitelist-applied', text: APPLIED, values: Object.values(batch.applied) });
-    if (batch.named.id.length > 0) await tx.query({ name: 'whitelist-owner-named', text: NAMED, values: Object.values(batch.named) });
-    if (batch.registered.app.length > 0) await tx.query({ name: 'whitelist-owners', text: OWNERS, values: Object.values(batch.registered) });
-    if (batch.removed.app.length > 0) await tx.query({ name: 'whitelist-owners-removed', text: REMOVED, values: Object.values(batch.removed) });
-    if (batch.changed.app.length > 0) await tx.query({ name: 'whitelist-owners-stamped', text: STAMPED, values: Object.values(batch.changed) });
-    if (batch.notified.length > 0) await tx.query({ name: 'whitelist-notified', text: NOTIFIED, values: [batch.notified] });
+    if (batch.applied.id.length > 0)
+      await tx.query({ name: 'whitelist-applied', text: APPLIED, values: Object.values(batch.applied) });
+    if (batch.named.id.length > 0)
+      await tx.query({ name: 'whitelist-owner-named', text: NAMED, values: Object.values(batch.named) });
+    if (batch.registered.app.length > 0)
+      await tx.query({ name: 'whitelist-owners', text: OWNERS, values: Object.values(batch.registered) });
+    if (batch.removed.app.length > 0)
+      await tx.query({ name: 'whitelist-owners-removed', text: REMOVED, values: Object.values(batch.removed) });
+    if (batch.changed.app.length > 0)
+      await tx.query({ name: 'whitelist-owners-stamped', text: STAMPED, values: Object.values(batch.changed) });
+    if (batch.notified.length > 0)
+      await tx.query({ name: 'whitelist-notified', text: NOTIFIED, values: [batch.notified] });
     return [];
   },
 };
 
 // Ids are uuid columns: an event whose id is not a UUID is parked, not retried forever.
-const whitelistEvents = eventDecoder(WhitelistEvent, (event) => (UUID.test(event.data.applicationId) ? undefined : 'applicationId is not a UUID'));
+const whitelistEvents = eventDecoder(WhitelistEvent, (event) =>
+  UUID.test(event.data.applicationId) ? undefined : 'applicationId is not a UUID',
+);
 const itemOwnerEvents = eventDecoder(ItemOwnerEvent);
 const notificationEvents = eventDecoder(NotificationEvent);
-const HANDLED = new Set(['WhitelistApplied', 'WhitelistOwnerNamed', 'ItemOwnerRegistered', 'ItemOwnerRemoved', 'NotificationSent']);
+const HANDLED = new Set([
+  'WhitelistApplied',
+  'WhitelistOwnerNamed',
+  'ItemOwnerRegistered',
+  'ItemOwnerRemoved',
+  'NotificationSent',
+]);
 
 function toBatch(events: readonly RecordedEvent[]) {
-  const applied = { id: [] as string[], app: [] as string[], repname: [] as string[], itemname: [] as string[], applicant: [] as string[], owner: [] as Array<string | null>, notificationId: [] as string[], at: [] as string[] };
+  const applied = {
+    id: [] as string[],
+    app: [] as string[],
+    repname: [] as string[],
+    itemname: [] as string[],
+    applicant: [] as string[],
+    owner: [] as Array<string | null>,
+    notificationId: [] as string[],
+    at: [] as string[],
+  };
   const named = new Map<string, string>();
   // The last change of each item in the batch: its owner, or null when removed.
   const owners = new Map<string, { app: string; repname: string; itemname: string; owner: string | null }>();
@@ -97,7 +120,12 @@ function toBatch(events: readonly RecordedEvent[]) {
     if (recorded.type === 'NotificationSent') {
       const event = notificationEvents.decode(recorded);
       // Only a UUID can be an application's notification (whitelistNotificationId).
-      if (event?.type === 'NotificationSent' && event.data.notificationType === 'apply_whitelist' && UUID.test(event.data.notificationId)) notified.push(event.data.notificationId);
+      if (
+        event?.type === 'NotificationSent' &&
+        event.data.notificationType === 'apply_whitelist' &&
+        UUID.test(event.data.notificationId)
+      )
+        notified.push(event.data.notificationId);
       continue;
     }
     const application = whitelistEvents.decode(recorded);
@@ -120,7 +148,12 @@ function toBatch(events: readonly RecordedEvent[]) {
     const change = itemOwnerEvents.decode(recorded);
     if (change) {
       const { appId, repname, itemname } = change.data;
-      owners.set(JSON.stringify([appId, repname, itemname]), { app: appId, repname, itemname, owner: change.type === 'ItemOwnerRegistered' ? change.data.owner : null });
+      owners.set(JSON.stringify([appId, repname, itemname]), {
+        app: appId,
+        repname,
+        itemname,
+        owner: change.type === 'ItemOwnerRegistered' ? change.data.owner : null,
+      });
     }
   }
   const changes = [...owners.values()];
@@ -129,9 +162,23 @@ function toBatch(events: readonly RecordedEvent[]) {
   return {
     applied,
     named: { id: [...named.keys()], owner: [...named.values()] },
-    registered: { app: registered.map((o) => o.app), repname: registered.map((o) => o.repname), itemname: registered.map((o) => o.itemname), owner: registered.map((o) => o.owner!) },
-    removed: { app: removed.map((o) => o.app), repname: removed.map((o) => o.repname), itemname: removed.map((o) => o.itemname) },
-    changed: { app: changes.map((o) => o.app), repname: changes.map((o) => o.repname), itemname: changes.map((o) => o.itemname), owner: changes.map((o) => o.owner) },
+    registered: {
+      app: registered.map((o) => o.app),
+      repname: registered.map((o) => o.repname),
+      itemname: registered.map((o) => o.itemname),
+      owner: registered.map((o) => o.owner!),
+    },
+    removed: {
+      app: removed.map((o) => o.app),
+      repname: removed.map((o) => o.repname),
+      itemname: removed.map((o) => o.itemname),
+    },
+    changed: {
+      app: changes.map((o) => o.app),
+      repname: changes.map((o) => o.repname),
+      itemname: changes.map((o) => o.itemname),
+      owner: changes.map((o) => o.owner),
+    },
     notified,
   };
 }

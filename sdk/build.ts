@@ -80,13 +80,18 @@ export async function buildBundles(outdir: string = DIST_DIR): Promise<BundleSiz
 export function describeSizes(sizes: readonly BundleSize[]): string {
   const kb = (n: number) => `${(n / 1024).toFixed(1)} KB`;
   return sizes
-    .map((s) => `${s.file.padEnd(20)} ${kb(s.minifiedBytes).padStart(9)} min ${kb(s.gzippedBytes).padStart(8)} min+gzip${s.file.endsWith('.mjs') ? '  (graphql-ws imported, not included)' : '  (graphql-ws included)'}`)
+    .map(
+      (s) =>
+        `${s.file.padEnd(20)} ${kb(s.minifiedBytes).padStart(9)} min ${kb(s.gzippedBytes).padStart(8)} min+gzip${s.file.endsWith('.mjs') ? '  (graphql-ws imported, not included)' : '  (graphql-ws included)'}`,
+    )
     .join('\n');
 }
 
 async function main(): Promise<void> {
   const sizes = await buildBundles();
-  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(SDK_DIR, 'tsconfig.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(SDK_DIR, 'tsconfig.json')], {
+    stdio: 'inherit',
+  });
   console.log(`sdk: built ${path.relative(process.cwd(), DIST_DIR) || '.'}/\n${describeSizes(sizes)}`);
 }
 

@@ -4,7 +4,8 @@
  * one per subscriber.
  */
 export class Batcher<Request, Result> {
-  private pending: Array<{ readonly request: Request; resolve(result: Result): void; reject(error: unknown): void }> = [];
+  private pending: Array<{ readonly request: Request; resolve(result: Result): void; reject(error: unknown): void }> =
+    [];
 
   constructor(
     /** The results in the order of the requests. */

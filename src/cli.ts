@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { projections } from '../projections';
+import type { ReplayFilter } from './analysts/replay';
+import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
 import type { Herald } from './herald';
 import { openInfrastructure, type Infrastructure } from './infrastructure';
 import { createLogger, type Logger } from './logger';
-import type { ReplayFilter } from './analysts/replay';
-import { parseBound, runReplay } from './analysts/replayCommand';
 import { lastParked, parkedCounts, retryParked } from './projection/parkedEvents';
 import type { Projection } from './projection/projection';
 import { readCheckpoints } from './projection/projectionRunner';
@@ -32,9 +32,11 @@ async function serve(): Promise<void> {
   let stopping = false;
   // The embedded store died for good: stop in order and exit non-zero, so a supervisor restarts herald.
   const onStoreLost = () => shutdown('store lost', 1);
+  // shutdown() may run (the store lost) before startHerald resolves, so herald is declared before it starts.
   let herald: Herald | undefined;
   // Loaded here, not at the top: the maintenance commands need only the stores, and start faster.
   const { startHerald } = await import('./herald.js');
+  // eslint-disable-next-line prefer-const
   herald = await startHerald(config, log, { onStoreLost }).catch((error: unknown) => {
     log.fatal({ err: error }, 'herald could not start');
     return process.exit(1);
@@ -68,7 +70,9 @@ async function serve(): Promise<void> {
 function chosenProjections(names: readonly string[]): readonly Projection[] {
   const unknown = names.filter((n) => !projections.some((p) => p.name === n));
   if (unknown.length > 0) {
-    process.stderr.write(`herald: unknown projection(s) ${unknown.join(', ')}; known: ${projections.map((p) => p.name).join(', ')}\n`);
+    process.stderr.write(
+      `herald: unknown projection(s) ${unknown.join(', ')}; known: ${projections.map((p) => p.name).join(', ')}\n`,
+    );
     process.exit(2);
   }
   return names.length > 0 ? projections.filter((p) => names.includes(p.name)) : projections;
@@ -90,18 +94,26 @@ async function withStores(work: (infrastructure: Infrastructure, log: Logger) =>
   }
 }
 
-const program = new Command()
-  .name('herald')
-  .description('event-sourced push and notification backend');
+const program = new Command().name('herald').description('event-sourced push and notification backend');
 
-program.command('serve', { isDefault: true }).description('start the HTTP server, projections and push (default)').action(serve);
+program
+  .command('serve', { isDefault: true })
+  .description('start the HTTP server, projections and push (default)')
+  .action(serve);
 
 program
   .command('replay')
-  .description('write the event stream as JSON Lines (docs/analysts.md), filtered; progress on stderr when writing to a file')
+  .description(
+    'write the event stream as JSON Lines (docs/analysts.md), filtered; progress on stderr when writing to a file',
+  )
   .option('--from <position|time>', 'from this position or ISO 8601 time (inclusive)')
   .option('--to <position|time>', 'up to this position or ISO 8601 time (inclusive)')
-  .option('--type <type>', 'only events of this type (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
+  .option(
+    '--type <type>',
+    'only events of this type (repeatable)',
+    (value: string, all: string[]) => [...all, value],
+    [] as string[],
+  )
   .option('--stream <prefix>', 'only streams whose name starts with this')
   .option('--app <appId>', 'only events of this app (their metadata)')
   .option('--out <file>', 'write to this file instead of stdout')
@@ -110,7 +122,9 @@ program
       if (text === undefined) return undefined;
       const parsed = parseBound(text);
       if (parsed === undefined) {
-        process.stderr.write(`herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`);
+        process.stderr.write(
+          `herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`,
+        );
         process.exit(2);
       }
       return parsed;
@@ -131,7 +145,9 @@ const projectionsCommand = program.command('projections').description('read mode
 projectionsCommand
   .command('rebuild')
   .argument('[names...]', 'projections to rebuild (default: all)')
-  .description('replay the event stream from position 0 into fresh read models and swap them in; a bar on a terminal, JSON lines otherwise (docs/analysts.md)')
+  .description(
+    'replay the event stream from position 0 into fresh read models and swap them in; a bar on a terminal, JSON lines otherwise (docs/analysts.md)',
+  )
   .action((names: string[]) => {
     const chosen = chosenProjections(names);
     return withStores((infrastructure, log) => runRebuild(infrastructure, chosen, log));
@@ -141,7 +157,11 @@ projectionsCommand
   .description('each projection: version, checkpoint, the store head, lag, parked events and the last one (JSON lines)')
   .action(() =>
     withStores(async ({ database, store }) => {
-      const [checkpoints, parked, lastParkedOf] = await Promise.all([readCheckpoints(database.pool), parkedCounts(database.pool), lastParked(database.pool)]);
+      const [checkpoints, parked, lastParkedOf] = await Promise.all([
+        readCheckpoints(database.pool),
+        parkedCounts(database.pool),
+        lastParked(database.pool),
+      ]);
       // Read after the checkpoints, so no checkpoint is past it.
       const head = await store.headPosition();
       for (const p of projections) {

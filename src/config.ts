@@ -1,6 +1,6 @@
+import { isIP } from 'node:net';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
-import { isIP } from 'node:net';
 import { AppId } from '../domain/app/app';
 
 /**
@@ -12,7 +12,7 @@ import { AppId } from '../domain/app/app';
 function fromEnvString<A>(expected: string, parse: (raw: string) => A | undefined): t.Type<A, string, unknown> {
   return new t.Type<A, string, unknown>(
     expected,
-    (u): u is A => false,
+    (_u): _u is A => false,
     (u, context) => {
       if (typeof u !== 'string') return t.failure(u, context);
       const parsed = parse(u.trim());
@@ -41,18 +41,26 @@ export interface AppCredentials {
   readonly secret: string;
 }
 
-const AppList = fromEnvString<readonly AppCredentials[]>('a comma-separated list of appId:secret (appId: 1-64 of A-Z a-z 0-9 _ . -)', (raw) => {
-  if (raw === '') return [];
-  const apps = raw.split(',').map((entry) => {
-    const colon = entry.indexOf(':');
-    return colon < 0 ? { appId: '', secret: '' } : { appId: entry.slice(0, colon).trim(), secret: entry.slice(colon + 1).trim() };
-  });
-  const valid = apps.every((a) => AppId.is(a.appId) && a.secret.length > 0 && a.secret.length <= 256);
-  const unique = new Set(apps.map((a) => a.appId)).size === apps.length;
-  return valid && unique ? apps : undefined;
-});
+const AppList = fromEnvString<readonly AppCredentials[]>(
+  'a comma-separated list of appId:secret (appId: 1-64 of A-Z a-z 0-9 _ . -)',
+  (raw) => {
+    if (raw === '') return [];
+    const apps = raw.split(',').map((entry) => {
+      const colon = entry.indexOf(':');
+      return colon < 0
+        ? { appId: '', secret: '' }
+        : { appId: entry.slice(0, colon).trim(), secret: entry.slice(colon + 1).trim() };
+    });
+    const valid = apps.every((a) => AppId.is(a.appId) && a.secret.length > 0 && a.secret.length <= 256);
+    const unique = new Set(apps.map((a) => a.appId)).size === apps.length;
+    return valid && unique ? apps : undefined;
+  },
+);
 
-const LogLevel = t.keyof({ fatal: null, error: null, warn: null, info: null, debug: null, trace: null, silent: null }, 'one of fatal, error, warn, info, debug, trace, silent');
+const LogLevel = t.keyof(
+  { fatal: null, error: null, warn: null, info: null, debug: null, trace: null, silent: null },
+  'one of fatal, error, warn, info, debug, trace, silent',
+);
 
 const NonEmptyString = fromEnvString('a non-empty string', (raw) => (raw.length > 0 ? raw : undefined));
 
@@ -76,18 +84,24 @@ export interface Cidr {
   readonly prefix: number;
   readonly family: 'ipv4' | 'ipv6';
 }
-const CidrList = fromEnvString<readonly Cidr[]>('a comma-separated list of CIDRs (e.g. 127.0.0.0/8,::1/128,10.0.0.0/8)', (raw) => {
-  const entries = raw.split(',').map((entry) => entry.trim()).filter((entry) => entry.length > 0);
-  const cidrs = entries.map((entry): Cidr | undefined => {
-    const [address = '', prefixText] = entry.split('/');
-    const version = isIP(address);
-    if (version === 0) return undefined;
-    const max = version === 4 ? 32 : 128;
-    const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-    return prefix >= 0 && prefix <= max ? { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' } : undefined;
-  });
-  return cidrs.every((c) => c !== undefined) ? (cidrs as Cidr[]) : undefined;
-});
+const CidrList = fromEnvString<readonly Cidr[]>(
+  'a comma-separated list of CIDRs (e.g. 127.0.0.0/8,::1/128,10.0.0.0/8)',
+  (raw) => {
+    const entries = raw
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry.length > 0);
+    const cidrs = entries.map((entry): Cidr | undefined => {
+      const [address = '', prefixText] = entry.split('/');
+      const version = isIP(address);
+      if (version === 0) return undefined;
+      const max = version === 4 ? 32 : 128;
+      const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+      return prefix >= 0 && prefix <= max ? { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' } : undefined;
+    });
+    return cidrs.every((c) => c !== undefined) ? (cidrs as Cidr[]) : undefined;
+  },
+);
 
 /**
  * The browser origins allowed to call herald's REST shims and /graphql (src/cors.ts): `*` alone, or
@@ -95,17 +109,19 @@ const CidrList = fromEnvString<readonly Cidr[]>('a comma-separated list of CIDRs
  * port, no path), so a configured origin either matches byte for byte or is refused at start-up.
  */
 export type CorsOrigins = '*' | readonly string[];
-const CORS_FORM = '* or a comma-separated list of origins as browsers send them: http(s)://host[:port], lower case, no path or trailing slash, no default port, an IDN host in punycode (e.g. https://app.example.com,http://localhost:3000)';
+const CORS_FORM =
+  '* or a comma-separated list of origins as browsers send them: http(s)://host[:port], lower case, no path or trailing slash, no default port, an IDN host in punycode (e.g. https://app.example.com,http://localhost:3000)';
 const CorsOriginList = new t.Type<CorsOrigins, string, unknown>(
   CORS_FORM,
-  (u): u is CorsOrigins => false,
+  (_u): _u is CorsOrigins => false,
   (u, context) => {
     if (typeof u !== 'string') return t.failure(u, context);
     const entries = u.split(',').map((entry) => entry.trim());
     if (entries.length === 1 && entries[0] === '*') return t.success('*');
     // Origins are not secrets: the message names the entry that is not one.
     const wrong = entries.find((entry) => entry !== serializedOrigin(entry));
-    if (wrong !== undefined) return t.failure(u, context, `${JSON.stringify(wrong)} is not an origin; expected ${CORS_FORM}`);
+    if (wrong !== undefined)
+      return t.failure(u, context, `${JSON.stringify(wrong)} is not an origin; expected ${CORS_FORM}`);
     return t.success([...new Set(entries)]);
   },
   (a) => (a === '*' ? a : a.join(',')),
@@ -146,10 +162,16 @@ const Environment = t.type({
   RTIO_NOTIFY_URL: optional(urlWithScheme(['http', 'https'])),
   RTIO_MANAGE_PORT: optional(Port),
   RTIO_CALL_PORT: optional(Port),
-  RTIO_APP_ID: optional(fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined))),
+  RTIO_APP_ID: optional(
+    fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined)),
+  ),
   HERALD_CORS_ORIGINS: optional(CorsOriginList),
   HERALD_MAIL_FROM: optional(
-    fromEnvString('an address or Name <address>', (raw) => (/^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw) ? raw : undefined)),
+    fromEnvString('an address or Name <address>', (raw) =>
+      /^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw)
+        ? raw
+        : undefined,
+    ),
   ),
 });
 
@@ -209,11 +231,15 @@ export class ConfigError extends Error {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable counts as unset, as shells and compose files often leave them.
-  const present = Object.fromEntries(Object.keys(Environment.props).map((key) => [key, env[key] === '' ? undefined : env[key]]));
+  const present = Object.fromEntries(
+    Object.keys(Environment.props).map((key) => [key, env[key] === '' ? undefined : env[key]]),
+  );
   const decoded = Environment.decode(present);
   if (isLeft(decoded)) {
     // A codec that explains itself (names what is wrong) is heard; the others say the form they expect.
-    const explained = new Set(decoded.left.filter((error) => error.message !== undefined).map((error) => error.context[1]?.key));
+    const explained = new Set(
+      decoded.left.filter((error) => error.message !== undefined).map((error) => error.context[1]?.key),
+    );
     const problems = decoded.left.flatMap((error) => {
       const variable = error.context[1]?.key ?? '?';
       if (error.message !== undefined) return [`${variable}: ${error.message}`];

@@ -66,7 +66,8 @@ export function corsRouter(origins: CorsOrigins): express.Router {
         // A function, not the list: given the list, cors answers a preflight from an origin not on it with
         // the allow headers still on; given a function's false, it adds nothing. Only an allowed origin (exact, ASCII, from
         // the validated configuration) is echoed, so an odd Origin header never reaches a response header.
-        origin: (origin, callback) => callback(null, origins === '*' ? '*' : origin !== undefined && listed.has(origin)),
+        origin: (origin, callback) =>
+          callback(null, origins === '*' ? '*' : origin !== undefined && listed.has(origin)),
         methods: [...methods],
         allowedHeaders: CORS_REQUEST_HEADERS,
         exposedHeaders: CORS_EXPOSED_HEADERS,
@@ -77,7 +78,9 @@ export function corsRouter(origins: CorsOrigins): express.Router {
     // A preflight from an origin not allowed: answered, with nothing allowed (the browser then refuses the call).
     // `use`, not a `${path}/*` route: a route decodes the path as a parameter, and a path that is not
     // percent-encoded UTF-8 would leave this router as an error no shim's handler sees.
-    router.use(path, (req, res, next) => (req.method === 'OPTIONS' ? void res.status(204).set('content-length', '0').end() : next()));
+    router.use(path, (req, res, next) =>
+      req.method === 'OPTIONS' ? void res.status(204).set('content-length', '0').end() : next(),
+    );
   }
   return router;
 }

@@ -1,6 +1,6 @@
+import { BackgroundLoop } from './backgroundLoop';
 import type { Clock } from './clock';
 import type { Logger } from './logger';
-import { BackgroundLoop } from './backgroundLoop';
 
 /**
  * A background worker that does what a read model says is due (releasing scheduled messages, sending
@@ -225,7 +225,8 @@ export class DueWork<Item> {
       this.failing.delete(id);
       if (!result || result.events.length === 0) {
         const looks = (this.idle.get(id)?.looks ?? 0) + 1;
-        if (this.idle.size < MAX_TRACKED_FAILURES) this.idle.set(id, { looks, restsUntil: performance.now() + Math.min(MAX_IDLE_REST_MS, 50 * 2 ** looks) });
+        if (this.idle.size < MAX_TRACKED_FAILURES)
+          this.idle.set(id, { looks, restsUntil: performance.now() + Math.min(MAX_IDLE_REST_MS, 50 * 2 ** looks) });
         return 0;
       }
       this.idle.delete(id);
@@ -236,8 +237,12 @@ export class DueWork<Item> {
       if (isStopping(signal)) return 0;
       const failures = (this.failing.get(id)?.failures ?? 0) + 1;
       const backoffMs = Math.min(MAX_ITEM_BACKOFF_MS, 1000 * 2 ** (failures - 1));
-      if (this.failing.size < MAX_TRACKED_FAILURES) this.failing.set(id, { failures, retryAt: this.deps.clock().getTime() + backoffMs });
-      this.deps.log.error({ ...this.errorField(error), id, failures, retryInMs: backoffMs }, `${this.deps.doing} failed; the others go on`);
+      if (this.failing.size < MAX_TRACKED_FAILURES)
+        this.failing.set(id, { failures, retryAt: this.deps.clock().getTime() + backoffMs });
+      this.deps.log.error(
+        { ...this.errorField(error), id, failures, retryInMs: backoffMs },
+        `${this.deps.doing} failed; the others go on`,
+      );
       return 0;
     }
   }
@@ -259,7 +264,8 @@ export class DueWork<Item> {
         const next = await untilAborted(look.signal, this.deps.nextDueAt());
         // Due now (next ≤ now) means every item due is being attempted or backing off: an attempt that
         // records something wakes the worker, else it looks again after maxWaitMs.
-        if (next && next.getTime() > now.getTime()) waitMs = Math.min(this.deps.maxWaitMs, next.getTime() - now.getTime());
+        if (next && next.getTime() > now.getTime())
+          waitMs = Math.min(this.deps.maxWaitMs, next.getTime() - now.getTime());
       } catch (error) {
         if (isStopping(look.signal)) return;
         this.deps.log.error(this.errorField(error), `looking for due work (${this.deps.doing}) failed; retrying`);

@@ -1,10 +1,10 @@
 import { projections as allProjections } from '../projections';
+import type { Config } from './config';
 import { deviceNumberMigrations } from './devices/devices';
 import type { EventStore } from './eventStore/eventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import { ticketMigrations } from './identity/tickets';
 import type { Logger } from './logger';
-import type { Config } from './config';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
@@ -27,28 +27,44 @@ export interface Infrastructure {
 export async function openInfrastructure(
   config: Config,
   log: Logger,
-  options: { readonly projections?: readonly Projection[]; readonly onStoreLost?: (error: Error) => void; readonly whenEmbeddedOwned?: 'join' | 'refuse' } = {},
+  options: {
+    readonly projections?: readonly Projection[];
+    readonly onStoreLost?: (error: Error) => void;
+    readonly whenEmbeddedOwned?: 'join' | 'refuse';
+  } = {},
 ): Promise<Infrastructure> {
   const projections = options.projections ?? allProjections;
   let embedded: EmbeddedPostgres | undefined;
   let connectionString = config.databaseUrl;
   if (!connectionString) {
-    log.info({ dataDir: config.dataDir, port: config.embeddedPostgresPort }, 'DATABASE_URL unset: starting embedded PostgreSQL');
+    log.info(
+      { dataDir: config.dataDir, port: config.embeddedPostgresPort },
+      'DATABASE_URL unset: starting embedded PostgreSQL',
+    );
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
       port: config.embeddedPostgresPort,
       whenOwned: options.whenEmbeddedOwned,
       log: (message) => log.debug({ component: 'embedded-postgres' }, message),
-      onRestart: (message, error) => (error ? log.error({ err: error, component: 'embedded-postgres' }, message) : log.warn({ component: 'embedded-postgres' }, message)),
+      onRestart: (message, error) =>
+        error
+          ? log.error({ err: error, component: 'embedded-postgres' }, message)
+          : log.warn({ component: 'embedded-postgres' }, message),
       onFatal: (error) => {
         log.fatal({ err: error }, 'the embedded PostgreSQL is gone');
         options.onStoreLost?.(error);
       },
     });
     connectionString = embedded.connectionString;
-    if (embedded.joined) log.info({ ownerPid: embedded.joined.pid, port: embedded.joined.port }, 'the embedded PostgreSQL runs in a live herald: using it');
+    if (embedded.joined)
+      log.info(
+        { ownerPid: embedded.joined.pid, port: embedded.joined.port },
+        'the embedded PostgreSQL runs in a live herald: using it',
+      );
   }
-  const database = openDatabase(connectionString, { onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed') });
+  const database = openDatabase(connectionString, {
+    onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed'),
+  });
   try {
     // EventStoreDB's client (gRPC) is loaded only where it is used: the CLI's commands start faster.
     const store: EventStore = config.eventStoreUrl
@@ -79,4 +95,3 @@ export async function openInfrastructure(
     throw error;
   }
 }
-

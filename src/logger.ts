@@ -8,7 +8,10 @@ export type Logger = pino.Logger;
  * JSON logs, on stdout — or on stderr for the commands whose stdout is their output (replay, status).
  * Secrets never reach them: the paths below are redacted wherever they appear.
  */
-export function createLogger(level: string = 'info', to: 'stdout' | 'stderr' | pino.DestinationStream = 'stdout'): Logger {
+export function createLogger(
+  level: string = 'info',
+  to: 'stdout' | 'stderr' | pino.DestinationStream = 'stdout',
+): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { service: 'herald' },
@@ -19,7 +22,19 @@ export function createLogger(level: string = 'info', to: 'stdout' | 'stderr' | p
     },
     serializers: { err: errorForLog },
     redact: {
-      paths: ['secret', '*.secret', 'secret_key', '*.secret_key', 'password', '*.password', 'ticket', '*.ticket', 'req.headers.authorization', 'req.headers["x-app-key"]', 'req.headers["x-client-token"]'],
+      paths: [
+        'secret',
+        '*.secret',
+        'secret_key',
+        '*.secret_key',
+        'password',
+        '*.password',
+        'ticket',
+        '*.ticket',
+        'req.headers.authorization',
+        'req.headers["x-app-key"]',
+        'req.headers["x-client-token"]',
+      ],
       censor: '[redacted]',
     },
   };
@@ -45,7 +60,15 @@ export function errorForLog(error: unknown, depth = 0): Record<string, unknown> 
     ...(typeof code === 'string' && { code }),
     ...(typeof constraint === 'string' && { constraint }),
     ...(typeof table === 'string' && { table }),
-    ...(classifyFailure(error) === 'other' && error.stack && { stack: error.stack.split('\n').slice(1, STACK_FRAMES + 1).map((line) => line.trim()).join(' | ').slice(0, 1000) }),
+    ...(classifyFailure(error) === 'other' &&
+      error.stack && {
+        stack: error.stack
+          .split('\n')
+          .slice(1, STACK_FRAMES + 1)
+          .map((line) => line.trim())
+          .join(' | ')
+          .slice(0, 1000),
+      }),
     ...(error.cause !== undefined && depth < 2 && { cause: errorForLog(error.cause, depth + 1) }),
   };
 }

@@ -16,7 +16,13 @@ import type { Logger } from './logger';
  *
  * Email (src/mail/mailer.ts) and RTIO reports (src/rtio/reportForwarder.ts) are outboxes.
  */
-export interface Outbox<Item, State extends OutboxItemState, Command, Event extends DomainEvent, Outcome extends AttemptOutcome> {
+export interface Outbox<
+  Item,
+  State extends OutboxItemState,
+  Command,
+  Event extends DomainEvent,
+  Outcome extends AttemptOutcome,
+> {
   /** What it does, for log lines ("forwarding a device report"). */
   readonly doing: string;
   /** Who records the outcomes (the events' `actor`). */
@@ -40,7 +46,11 @@ export interface Outbox<Item, State extends OutboxItemState, Command, Event exte
   /** An error as text fit for an event and a log line (secrets cut out). */
   readonly describe: (error: unknown) => string;
   /** Logs an attempt's outcome (so each outbox keeps its recipients' details out of the log its own way). */
-  readonly logOutcome: (state: State, attempt: number, outcome: Outcome | { readonly ok: false; readonly error: string }) => void;
+  readonly logOutcome: (
+    state: State,
+    attempt: number,
+    outcome: Outcome | { readonly ok: false; readonly error: string },
+  ) => void;
 }
 
 /** An outbox item's state once it exists: where its attempts stand, and whose it is. */
@@ -61,10 +71,13 @@ export interface OutboxDeps<Item> {
 }
 
 /** The worker that runs `outbox`: start it on the node that leads; stop it when that ends. */
-export function outboxWorker<Item, State extends OutboxItemState, Command, Event extends DomainEvent, Outcome extends AttemptOutcome>(
-  deps: OutboxDeps<Item>,
-  outbox: Outbox<Item, State, Command, Event, Outcome>,
-): DueWork<Item> {
+export function outboxWorker<
+  Item,
+  State extends OutboxItemState,
+  Command,
+  Event extends DomainEvent,
+  Outcome extends AttemptOutcome,
+>(deps: OutboxDeps<Item>, outbox: Outbox<Item, State, Command, Event, Outcome>): DueWork<Item> {
   const { store, clock } = deps;
   return new DueWork<Item>({
     clock,
@@ -91,10 +104,20 @@ export function outboxWorker<Item, State extends OutboxItemState, Command, Event
       } catch (error) {
         // Stopping: nothing is recorded, the item stays due for whoever runs next.
         if (isStopping(signal)) throw error;
-        outcome = { ok: false, error: signal.aborted ? `no answer within ${outbox.attemptTimeoutMs} ms` : outbox.describe(error) };
+        outcome = {
+          ok: false,
+          error: signal.aborted ? `no answer within ${outbox.attemptTimeoutMs} ms` : outbox.describe(error),
+        };
       }
       outbox.logOutcome(pending, attempt, outcome);
-      return handleCommand(store, outbox.aggregate, streamName, outbox.record(outcome, attempt, clock().toISOString()), { appId: pending.appId, actor: outbox.actor }, loaded);
+      return handleCommand(
+        store,
+        outbox.aggregate,
+        streamName,
+        outbox.record(outcome, attempt, clock().toISOString()),
+        { appId: pending.appId, actor: outbox.actor },
+        loaded,
+      );
     },
   });
 }

@@ -27,7 +27,10 @@ export interface Readiness {
 export const CHECK_TIMEOUT_MS = 2000;
 
 /** Runs the checks at once; one that throws or does not answer in time is not ready, with why. */
-export async function assessReadiness(checks: readonly ReadinessCheck[], timeoutMs = CHECK_TIMEOUT_MS): Promise<Readiness> {
+export async function assessReadiness(
+  checks: readonly ReadinessCheck[],
+  timeoutMs = CHECK_TIMEOUT_MS,
+): Promise<Readiness> {
   const outcomes = await Promise.all(
     checks.map(async (check) => {
       try {

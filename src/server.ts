@@ -33,9 +33,15 @@ export function createHttpApp(deps: {
   });
   // Liveness above, readiness here: not ready names each check that is not, with why (src/readiness.ts).
   app.get('/readyz', async (_req, res) => {
-    const readiness = await deps.readiness().catch((error: unknown): Readiness => ({ ready: false, notReady: { readiness: (error as Error).message }, checks: {} }));
+    const readiness = await deps.readiness().catch((error: unknown): Readiness => ({
+      ready: false,
+      notReady: { readiness: (error as Error).message },
+      checks: {},
+    }));
     const { ready, notReady, checks } = readiness;
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...(!ready && { notReady }), ...checks });
+    res
+      .status(ready ? 200 : 503)
+      .json({ status: ready ? 'ready' : 'not ready', ...(!ready && { notReady }), ...checks });
   });
   for (const router of deps.routers ?? []) app.use(router);
   // What no router answered, and errors no router handled: JSON, never express's HTML page with a stack.
@@ -45,23 +51,34 @@ export function createHttpApp(deps: {
   app.use((error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
     const status = (error as { status?: number }).status ?? 500;
-    if (status >= 400 && status < 500) return res.status(status).json({ error: { code: 'BAD_REQUEST', message: 'the request could not be read' } });
+    if (status >= 400 && status < 500)
+      return res.status(status).json({ error: { code: 'BAD_REQUEST', message: 'the request could not be read' } });
     deps.log?.error({ err: error }, 'http: unexpected error');
     return res.status(500).json({ error: { code: 'INTERNAL', message: 'internal error' } });
   });
   return app;
 }
 
-export async function listen(app: express.Express, options: { port: number; host: string; log: Logger }): Promise<HttpServer> {
+export async function listen(
+  app: express.Express,
+  options: { port: number; host: string; log: Logger },
+): Promise<HttpServer> {
   const server = http.createServer(app);
   // Requests Node's parser refuses before any route sees them (a request line or headers over 16 KB,
   // garbage) are answered in JSON too, not with an empty body.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || (error as { bytesParsed?: unknown }).bytesParsed === undefined) return void socket.destroy();
+    if (!socket.writable || (error as { bytesParsed?: unknown }).bytesParsed === undefined)
+      return void socket.destroy();
     const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-    const body = JSON.stringify(tooLarge ? { code: 'too_large', message: 'request line and headers are at most 16 KB' } : { code: 'bad_request', message: 'malformed HTTP request' });
+    const body = JSON.stringify(
+      tooLarge
+        ? { code: 'too_large', message: 'request line and headers are at most 16 KB' }
+        : { code: 'bad_request', message: 'malformed HTTP request' },
+    );
     const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

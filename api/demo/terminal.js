@@ -50,7 +50,8 @@
       setStatus('disconnected', 'Reconnecting in ' + Math.ceil(info.retryInMs / 1000) + ' s (' + why + ')');
     });
     opened.on('recoveryimpossible', function () {
-      notice.textContent = 'More messages arrived while this page was away than can be replayed: reload the inbox to see them all.';
+      notice.textContent =
+        'More messages arrived while this page was away than can be replayed: reload the inbox to see them all.';
       notice.hidden = false;
     });
     opened.on('error', function (error) {
@@ -59,7 +60,12 @@
   }
 
   function showState(state) {
-    var text = { connecting: 'Connecting…', connected: 'Connected — messages appear as they arrive', disconnected: 'Disconnected', closed: 'Not connected' };
+    var text = {
+      connecting: 'Connecting…',
+      connected: 'Connected — messages appear as they arrive',
+      disconnected: 'Disconnected',
+      closed: 'Not connected',
+    };
     setStatus(state, text[state] || state);
     disconnectButton.disabled = state === 'closed';
   }
@@ -84,7 +90,20 @@
       });
       item.appendChild(props);
     }
-    item.appendChild(element('p', 'meta', 'from ' + message.meta.sender + ' · ' + new Date(message.meta.stime).toLocaleString() + ' · seq ' + message.meta.seq + ' · ' + message.meta.realm));
+    item.appendChild(
+      element(
+        'p',
+        'meta',
+        'from ' +
+          message.meta.sender +
+          ' · ' +
+          new Date(message.meta.stime).toLocaleString() +
+          ' · seq ' +
+          message.meta.seq +
+          ' · ' +
+          message.meta.realm,
+      ),
+    );
     var ack = element('button', 'ack', 'Acknowledge');
     ack.type = 'button';
     var problem = element('span', 'error');

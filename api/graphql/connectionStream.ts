@@ -41,7 +41,10 @@ export class ConnectionStream<T> {
   }
 
   /** The items, in order; throws `overflowError()` on overflow, `endingOf(close)` (if any) at the end. */
-  async *items(overflowError: () => GraphQLError, endingOf: (ended: { readonly code: number; readonly reason: string }) => GraphQLError | undefined): AsyncGenerator<T> {
+  async *items(
+    overflowError: () => GraphQLError,
+    endingOf: (ended: { readonly code: number; readonly reason: string }) => GraphQLError | undefined,
+  ): AsyncGenerator<T> {
     for (;;) {
       while (this.buffered.length === 0 && !this.overflow && !this.ended && !this.signal.aborted) {
         await new Promise<void>((resolve) => (this.wake = resolve));

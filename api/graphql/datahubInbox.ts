@@ -13,7 +13,10 @@ import type { Viewer } from '../../src/identity/tickets';
  * and order of a Koala message's `seq` — which is what lets `notifications` merge the two lists.
  */
 export interface DatahubInbox {
-  list(viewer: Viewer, filter: NotificationFilter): Promise<{ readonly total: number; readonly results: readonly ReceivedNotification[] }>;
+  list(
+    viewer: Viewer,
+    filter: NotificationFilter,
+  ): Promise<{ readonly total: number; readonly results: readonly ReceivedNotification[] }>;
   /** Unread counts of every type (0 when none), since the user last cleared them. */
   stats(viewer: Viewer): Promise<Record<NotificationType, number>>;
   /** Answers once the caller's next `stats` shows the clear (read your writes). */
@@ -21,5 +24,9 @@ export interface DatahubInbox {
   /** Throws DomainError `not_found` when the caller did not receive `messageId`; answers once the read shows. */
   markRead(viewer: Viewer, messageId: number, now: Date): Promise<void>;
   /** The caller applies to the owner of an item (named, else the registered one); the owner gets an `apply_whitelist` notification. */
-  applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined }, now: Date): Promise<void>;
+  applyWhitelist(
+    viewer: Viewer,
+    input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined },
+    now: Date,
+  ): Promise<void>;
 }

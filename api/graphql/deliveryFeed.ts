@@ -53,17 +53,24 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
   private overflow = false;
   private ended = false;
   private failure: unknown;
-  private waiting: { resolve(result: IteratorResult<DeliveredMessage>): void; reject(error: unknown): void } | undefined;
+  private waiting:
+    { resolve(result: IteratorResult<DeliveredMessage>): void; reject(error: unknown): void } | undefined;
   private readonly unsubscribe: Array<() => void>;
 
   constructor(
-    private readonly deps: { readonly bus: Bus; readonly messaging: Pick<Messaging, 'deliveredSince' | 'pendingSince' | 'deliveredPosition'>; readonly clock: Clock },
+    private readonly deps: {
+      readonly bus: Bus;
+      readonly messaging: Pick<Messaging, 'deliveredSince' | 'pendingSince' | 'deliveredPosition'>;
+      readonly clock: Clock;
+    },
     private readonly viewer: Viewer,
     private readonly since: unknown,
     pending: unknown = undefined,
   ) {
     this.unsubscribe = [
-      deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) => this.arrived(payload as DeliveredMessage)),
+      deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) =>
+        this.arrived(payload as DeliveredMessage),
+      ),
       deps.bus.onGap(() => this.gap()),
     ];
     // Read after subscribing: what the inbox shows after this position reaches the feed live or by a catch-up.
@@ -71,7 +78,9 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     const hasSince = since !== undefined && since !== null && since !== '';
     this.pendingFirst = !hasSince && pending === true;
     if (!hasSince && pending !== undefined && pending !== null && typeof pending !== 'boolean') {
-      this.failure = new GraphQLError('connectionParams.pending must be true or false', { extensions: { code: 'BAD_USER_INPUT' } });
+      this.failure = new GraphQLError('connectionParams.pending must be true or false', {
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
     }
     this.catchUpDue = hasSince || this.pendingFirst;
   }
@@ -87,7 +96,9 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const waited = new Promise<IteratorResult<DeliveredMessage>>((resolve, reject) => (this.waiting = { resolve, reject }));
+    const waited = new Promise<IteratorResult<DeliveredMessage>>(
+      (resolve, reject) => (this.waiting = { resolve, reject }),
+    );
     if (this.catchUpDue) void this.catchUp();
     return waited;
   }
@@ -174,16 +185,24 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
       while (this.catchUpDue && !this.ended) {
         this.catchUpDue = false;
         if (this.pendingFirst) {
-          this.replayed = await this.deps.messaging.pendingSince(this.viewer, this.lastSeq, MAX_REPLAY, this.deps.clock());
+          this.replayed = await this.deps.messaging.pendingSince(
+            this.viewer,
+            this.lastSeq,
+            MAX_REPLAY,
+            this.deps.clock(),
+          );
           continue;
         }
         if (this.lastSeq < 0n && this.since !== undefined) this.floor = parseSince(this.since) ?? this.floor;
         const after = this.lastSeq > this.floor ? this.lastSeq : this.floor;
         const missed = await this.deps.messaging.deliveredSince(this.viewer, after, MAX_REPLAY + 1, this.deps.clock());
         if (missed.length > MAX_REPLAY) {
-          throw new GraphQLError(`more than ${MAX_REPLAY} messages were missed since ${after}; query notifications, then subscribe without since`, {
-            extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },
-          });
+          throw new GraphQLError(
+            `more than ${MAX_REPLAY} messages were missed since ${after}; query notifications, then subscribe without since`,
+            {
+              extensions: { code: 'REPLAY_LIMIT_EXCEEDED' },
+            },
+          );
         }
         this.replayed = missed;
         if (this.lastSeq < after) this.lastSeq = after;
@@ -211,7 +230,14 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
 
 function parseSince(since: unknown): bigint | undefined {
   if (since === undefined || since === null || since === '') return undefined;
-  const seq = typeof since === 'string' ? parseSeq(since) : typeof since === 'number' && Number.isSafeInteger(since) && since >= 0 ? BigInt(since) : undefined;
+  const seq =
+    typeof since === 'string'
+      ? parseSeq(since)
+      : typeof since === 'number' && Number.isSafeInteger(since) && since >= 0
+        ? BigInt(since)
+        : undefined;
   if (seq !== undefined) return seq;
-  throw new GraphQLError('connectionParams.since must be a seq (a non-negative integer)', { extensions: { code: 'BAD_USER_INPUT' } });
+  throw new GraphQLError('connectionParams.since must be a seq (a non-negative integer)', {
+    extensions: { code: 'BAD_USER_INPUT' },
+  });
 }

@@ -2,14 +2,28 @@ import { GraphQLError } from 'graphql';
 import { DomainError } from '../../domain/decider';
 import { DEVICE_ID, DEVICE_LIMITS, type Platform } from '../../domain/device/device';
 import { PUSH_LIMITS } from '../../domain/device/push';
-import { characterCount, isStorableText } from '../../domain/text';
+import { characterCount } from '../../domain/text';
 import { DEVICE_CLOSE, type DeviceConnection } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import { userSender } from '../../src/identity/sender';
 import { isAdmin, type Viewer } from '../../src/identity/tickets';
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
-import { asDevice, asUser, badInput, closable, filterText, forbidden, guard, MAX_BUFFERED, MAX_PAGE, notFound, type DeviceContext, type GraphqlDeps, type UserContext } from './resolvers';
 import { ConnectionStream } from './connectionStream';
+import {
+  asDevice,
+  asUser,
+  badInput,
+  closable,
+  filterText,
+  forbidden,
+  guard,
+  MAX_BUFFERED,
+  MAX_PAGE,
+  notFound,
+  type DeviceContext,
+  type GraphqlDeps,
+  type UserContext,
+} from './resolvers';
 
 /**
  * The device API of GraphQL (docs/api/graphql.md, "Devices"): users register, list, unregister and push
@@ -25,71 +39,101 @@ import { ConnectionStream } from './connectionStream';
 export function deviceResolvers(deps: GraphqlDeps) {
   return {
     Query: {
-      devices: asUser(guard((_: unknown, args: DevicesArgs, { viewer }: UserContext) => listDevices(deps, viewer, args))),
+      devices: asUser(
+        guard((_: unknown, args: DevicesArgs, { viewer }: UserContext) => listDevices(deps, viewer, args)),
+      ),
     },
     Mutation: {
-      registerDevice: asUser(guard(async (_: unknown, { input }: { input: RegisterDeviceInput }, { viewer }: UserContext) => {
-        const alias = input.alias ?? viewer.userId;
-        if (alias !== viewer.userId && !isAdmin(viewer)) throw forbidden('only role admin may register a device for another alias');
-        return deps.devices.register(
-          // A user takes over only their own device; an admin registers for anyone.
-          { appId: viewer.appId, alias, platform: input.platform, nativeToken: input.nativeToken, mobile: input.mobile ?? null, tags: input.tags ?? [], ...(!isAdmin(viewer) && { ownedBy: viewer.userId }) },
-          deps.clock(),
-        );
-      })),
-      unregisterDevice: asUser(guard(async (_: unknown, { id }: { id: string }, { viewer }: UserContext) => {
-        const device = DEVICE_ID.test(id) ? await deps.devices.byId(id) : undefined;
-        if (!device || device.appId !== viewer.appId || !(isAdmin(viewer) || device.alias === viewer.userId)) throw notFound('no such device');
-        await deps.devices.unregister(device.deviceId, deps.clock());
-        return true;
-      })),
-      pushToDevices: asUser(guard(async (_: unknown, { input }: { input: PushToDevicesInput }, { viewer }: UserContext) => {
-        if (input.audienceType !== 'ALIAS' && !isAdmin(viewer)) throw forbidden(`only role admin may push to ${input.audienceType === 'TAG' ? 'a tag' : 'all devices'}`);
-        const idempotencyKey = filterText('idempotencyKey', input.idempotencyKey, MAX_REQUEST_ID_LENGTH);
-        const now = deps.clock();
-        const { pushId } = await deps.pushes.onePush(
-          viewer.appId,
-          {
-            platform: input.platform,
-            audienceType: input.audienceType,
-            audiences: input.audienceType === 'ALL' ? [] : (input.audiences ?? []),
-            tenantCode: input.tenantCode ?? null,
-            alert: input.alert,
-            extra: input.extra ?? null,
-            pushMsgType: input.pushMsgType ?? null,
-            needConfirm: input.needConfirm ?? null,
-            duration: input.duration ?? null,
-            sound: input.sound ?? null,
-            badge: input.badge ?? null,
-            // Recorded with the push (ONE-PUSH's `sender`): who sent it, for analysts.
-            sender: characterCount(viewer.userId) <= PUSH_LIMITS.senderLength ? viewer.userId : null,
-          },
-          now,
-          { sender: userSender(viewer), ...(idempotencyKey !== undefined && { idempotencyKey }) },
-        );
-        const status = await deps.pushes.status(viewer.appId, pushId);
-        if (!status) throw new Error(`push ${pushId} is not in the read model after it was requested`);
-        return { requestId: pushId, requestedAt: status.requestedAt.toISOString(), expiresAt: status.expiresAt.toISOString(), deliveries: status.deliveries };
-      })),
-      confirmDelivery: asDevice(guard(async (_: unknown, { messageId }: { messageId: string }, context: DeviceContext) => {
-        const device = await currentDevice(deps, context);
-        try {
-          await deps.gateway.confirm(device, messageId);
-        } catch (error) {
-          // The delivery has ended (dropped or expired): not the same as an id that names nothing.
-          if (error instanceof DomainError && error.code === 'expired') throw new GraphQLError(error.message, { extensions: { code: 'GONE' } });
-          throw error;
-        }
-        return true;
-      })),
+      registerDevice: asUser(
+        guard(async (_: unknown, { input }: { input: RegisterDeviceInput }, { viewer }: UserContext) => {
+          const alias = input.alias ?? viewer.userId;
+          if (alias !== viewer.userId && !isAdmin(viewer))
+            throw forbidden('only role admin may register a device for another alias');
+          return deps.devices.register(
+            // A user takes over only their own device; an admin registers for anyone.
+            {
+              appId: viewer.appId,
+              alias,
+              platform: input.platform,
+              nativeToken: input.nativeToken,
+              mobile: input.mobile ?? null,
+              tags: input.tags ?? [],
+              ...(!isAdmin(viewer) && { ownedBy: viewer.userId }),
+            },
+            deps.clock(),
+          );
+        }),
+      ),
+      unregisterDevice: asUser(
+        guard(async (_: unknown, { id }: { id: string }, { viewer }: UserContext) => {
+          const device = DEVICE_ID.test(id) ? await deps.devices.byId(id) : undefined;
+          if (!device || device.appId !== viewer.appId || !(isAdmin(viewer) || device.alias === viewer.userId))
+            throw notFound('no such device');
+          await deps.devices.unregister(device.deviceId, deps.clock());
+          return true;
+        }),
+      ),
+      pushToDevices: asUser(
+        guard(async (_: unknown, { input }: { input: PushToDevicesInput }, { viewer }: UserContext) => {
+          if (input.audienceType !== 'ALIAS' && !isAdmin(viewer))
+            throw forbidden(`only role admin may push to ${input.audienceType === 'TAG' ? 'a tag' : 'all devices'}`);
+          const idempotencyKey = filterText('idempotencyKey', input.idempotencyKey, MAX_REQUEST_ID_LENGTH);
+          const now = deps.clock();
+          const { pushId } = await deps.pushes.onePush(
+            viewer.appId,
+            {
+              platform: input.platform,
+              audienceType: input.audienceType,
+              audiences: input.audienceType === 'ALL' ? [] : (input.audiences ?? []),
+              tenantCode: input.tenantCode ?? null,
+              alert: input.alert,
+              extra: input.extra ?? null,
+              pushMsgType: input.pushMsgType ?? null,
+              needConfirm: input.needConfirm ?? null,
+              duration: input.duration ?? null,
+              sound: input.sound ?? null,
+              badge: input.badge ?? null,
+              // Recorded with the push (ONE-PUSH's `sender`): who sent it, for analysts.
+              sender: characterCount(viewer.userId) <= PUSH_LIMITS.senderLength ? viewer.userId : null,
+            },
+            now,
+            { sender: userSender(viewer), ...(idempotencyKey !== undefined && { idempotencyKey }) },
+          );
+          const status = await deps.pushes.status(viewer.appId, pushId);
+          if (!status) throw new Error(`push ${pushId} is not in the read model after it was requested`);
+          return {
+            requestId: pushId,
+            requestedAt: status.requestedAt.toISOString(),
+            expiresAt: status.expiresAt.toISOString(),
+            deliveries: status.deliveries,
+          };
+        }),
+      ),
+      confirmDelivery: asDevice(
+        guard(async (_: unknown, { messageId }: { messageId: string }, context: DeviceContext) => {
+          const device = await currentDevice(deps, context);
+          try {
+            await deps.gateway.confirm(device, messageId);
+          } catch (error) {
+            // The delivery has ended (dropped or expired): not the same as an id that names nothing.
+            if (error instanceof DomainError && error.code === 'expired')
+              throw new GraphQLError(error.message, { extensions: { code: 'GONE' } });
+            throw error;
+          }
+          return true;
+        }),
+      ),
     },
     Subscription: {
       deviceMessages: {
-        subscribe: asDevice(guard(async (_: unknown, { deviceId }: { deviceId?: string | null }, context: DeviceContext) => {
-          if (deviceId !== undefined && deviceId !== null && deviceId !== context.device.deviceId) throw forbidden('deviceId is not the authenticated device');
-          const device = await currentDevice(deps, context);
-          return closable((signal) => devicePushes(deps, device, signal));
-        })),
+        subscribe: asDevice(
+          guard(async (_: unknown, { deviceId }: { deviceId?: string | null }, context: DeviceContext) => {
+            if (deviceId !== undefined && deviceId !== null && deviceId !== context.device.deviceId)
+              throw forbidden('deviceId is not the authenticated device');
+            const device = await currentDevice(deps, context);
+            return closable((signal) => devicePushes(deps, device, signal));
+          }),
+        ),
         // The push object itself: sharedSubscription executes a push once per operation for every
         // subscriber it reaches, so the fields below read the push, never the subscriber.
         resolve: (push: DevicePush) => push,
@@ -107,7 +151,12 @@ export function deviceResolvers(deps: GraphqlDeps) {
       tenantCode: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.tenantCode : null),
       alert: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.alert : null),
       // extra given as other JSON than text (an object, a number) is its JSON text: the field is a String.
-      extra: (push: DevicePush) => (push.message.kind !== 'onepush' ? null : typeof push.message.extra === 'string' ? push.message.extra : JSON.stringify(push.message.extra)),
+      extra: (push: DevicePush) =>
+        push.message.kind !== 'onepush'
+          ? null
+          : typeof push.message.extra === 'string'
+            ? push.message.extra
+            : JSON.stringify(push.message.extra),
       pushMsgType: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.pushMsgType : null),
       sound: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.sound : null),
       badge: (push: DevicePush) => (push.message.kind === 'onepush' ? push.message.badge : null),
@@ -150,7 +199,6 @@ interface PushToDevicesInput {
   idempotencyKey?: string | null;
 }
 
-
 /**
  * A page of the app's registered devices, keyset-paged by id. A user who is not an admin is held to
  * their own alias: another alias is an empty page, not an error (nobody learns whose devices exist).
@@ -174,7 +222,10 @@ async function listDevices(deps: GraphqlDeps, viewer: Viewer, args: DevicesArgs)
   });
   const nodes = listed.slice(0, first);
   const last = nodes[nodes.length - 1];
-  return { nodes, pageInfo: { endCursor: last ? encodeDeviceCursor(last.deviceId) : null, hasNextPage: listed.length > first } };
+  return {
+    nodes,
+    pageInfo: { endCursor: last ? encodeDeviceCursor(last.deviceId) : null, hasNextPage: listed.length > first },
+  };
 }
 
 const encodeDeviceCursor = (deviceId: string) => Buffer.from(`device:${deviceId}`).toString('base64url');
@@ -192,15 +243,19 @@ function decodeDeviceCursor(cursor: string): string {
 async function currentDevice(deps: GraphqlDeps, { device }: DeviceContext): Promise<DeviceView> {
   const now = await deps.devices.byId(device.deviceId);
   if (!now?.active || now.registration !== device.registration) {
-    throw new GraphQLError('the device token belongs to a registration that has ended', { extensions: { code: 'UNAUTHENTICATED' } });
+    throw new GraphQLError('the device token belongs to a registration that has ended', {
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   }
   return now;
 }
 
 /** How a gateway close ends a deviceMessages subscription: an error, or (herald stopping) completion. */
 function endingOf(code: number): GraphQLError | undefined {
-  if (code === DEVICE_CLOSE.unknownDevice.code) return new GraphQLError('the device is not registered', { extensions: { code: 'NOT_FOUND' } });
-  if (code === DEVICE_CLOSE.unregistered.code) return new GraphQLError('the device was unregistered', { extensions: { code: 'DEVICE_UNREGISTERED' } });
+  if (code === DEVICE_CLOSE.unknownDevice.code)
+    return new GraphQLError('the device is not registered', { extensions: { code: 'NOT_FOUND' } });
+  if (code === DEVICE_CLOSE.unregistered.code)
+    return new GraphQLError('the device was unregistered', { extensions: { code: 'DEVICE_UNREGISTERED' } });
   return undefined;
 }
 
@@ -213,11 +268,17 @@ function endingOf(code: number): GraphQLError | undefined {
  */
 async function* devicePushes(deps: GraphqlDeps, device: DeviceView, signal: AbortSignal): AsyncGenerator<DevicePush> {
   const stream = new ConnectionStream<DevicePush>(signal, MAX_BUFFERED);
-  const connection: DeviceConnection = { deliver: (push) => stream.offer(push), close: (code, reason) => stream.close(code, reason) };
+  const connection: DeviceConnection = {
+    deliver: (push) => stream.offer(push),
+    close: (code, reason) => stream.close(code, reason),
+  };
   const handle = await deps.gateway.connect(device.deviceId, connection);
   try {
     // What was written before the end still goes out; then the end (herald stopping: the socket closes too).
-    yield* stream.items(() => new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } }), (ended) => endingOf(ended.code));
+    yield* stream.items(
+      () => new GraphQLError('the subscriber fell too far behind', { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } }),
+      (ended) => endingOf(ended.code),
+    );
   } finally {
     handle?.disconnect();
   }

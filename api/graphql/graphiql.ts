@@ -21,7 +21,11 @@ export function graphiqlRouter(graphqlPath: string): express.Router {
   const router = express.Router();
   router.get(graphqlPath, (req, res, next) => {
     // Only browsers asking for a page get the IDE; GraphQL-over-HTTP GETs go on to the handler.
-    if (req.accepts(['application/json', 'application/graphql-response+json', 'text/html']) !== 'text/html' || req.query.query !== undefined) return next();
+    if (
+      req.accepts(['application/json', 'application/graphql-response+json', 'text/html']) !== 'text/html' ||
+      req.query.query !== undefined
+    )
+      return next();
     res.type('html').set('cache-control', 'no-store').send(page(graphqlPath));
   });
   router.get(`${graphqlPath}/assets/:name`, (req, res) => {
@@ -35,7 +39,9 @@ export function graphiqlRouter(graphqlPath: string): express.Router {
 
 /** The installed package's folder; the browser builds are not in the packages' `exports` maps. */
 function packageRoot(name: string): string {
-  const root = (require.resolve.paths(name) ?? []).map((dir) => path.join(dir, name)).find((dir) => existsSync(path.join(dir, 'package.json')));
+  const root = (require.resolve.paths(name) ?? [])
+    .map((dir) => path.join(dir, name))
+    .find((dir) => existsSync(path.join(dir, 'package.json')));
   if (!root) throw new Error(`package ${name} is not installed`);
   return root;
 }

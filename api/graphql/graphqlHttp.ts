@@ -17,7 +17,10 @@ const UNAVAILABLE_MESSAGE = 'the store is unavailable; retry shortly';
  * conflict (src/postgres/errors.ts), or a JSON 500 otherwise, each logged as one small line. An operation
  * whose root fields all failed for the store's sake is answered 503 the same way.
  */
-export function graphqlHttpHandler<Context extends OperationContext>(options: HandlerOptions<Context>, log: Logger): express.RequestHandler {
+export function graphqlHttpHandler<Context extends OperationContext>(
+  options: HandlerOptions<Context>,
+  log: Logger,
+): express.RequestHandler {
   const handle = createHandler<express.Request, RequestContext, Context>({
     ...options,
     onOperation: async (req, args, result) => {
@@ -46,7 +49,10 @@ export function graphqlHttpHandler<Context extends OperationContext>(options: Ha
 /** A resolver's error when the store is unreachable (or met a passing conflict): SERVICE_UNAVAILABLE at its path. */
 export function storeUnavailable(error: unknown, path: GraphQLError['path']): GraphQLError | undefined {
   if (!isTemporary(error)) return undefined;
-  return new GraphQLError(UNAVAILABLE_MESSAGE, { ...(path && { path }), extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: RETRY_AFTER_SECONDS } });
+  return new GraphQLError(UNAVAILABLE_MESSAGE, {
+    ...(path && { path }),
+    extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: RETRY_AFTER_SECONDS },
+  });
 }
 
 /** Every root field failed (no data at all), and the store is why. */
@@ -56,13 +62,34 @@ function failedForTheStore(result: ExecutionResult): boolean {
 }
 
 function unavailable(): Response {
-  const body = { errors: [{ message: UNAVAILABLE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: RETRY_AFTER_SECONDS } }] };
-  return [JSON.stringify(body), { status: 503, statusText: 'Service Unavailable', headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': String(RETRY_AFTER_SECONDS) } }];
+  const body = {
+    errors: [
+      {
+        message: UNAVAILABLE_MESSAGE,
+        extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: RETRY_AFTER_SECONDS },
+      },
+    ],
+  };
+  return [
+    JSON.stringify(body),
+    {
+      status: 503,
+      statusText: 'Service Unavailable',
+      headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': String(RETRY_AFTER_SECONDS) },
+    },
+  ];
 }
 
 function internalError(): Response {
   const body = { errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] };
-  return [JSON.stringify(body), { status: 500, statusText: 'Internal Server Error', headers: { 'content-type': 'application/json; charset=utf-8' } }];
+  return [
+    JSON.stringify(body),
+    {
+      status: 500,
+      statusText: 'Internal Server Error',
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+    },
+  ];
 }
 
 /** As graphql-http's express adapter builds it: the body express.json parsed, else the raw stream's text. */

@@ -6,19 +6,19 @@ import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../src/clock';
 import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
-import type { Logger } from '../../src/logger';
 import { TicketError, type Tickets } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
 import type { Rtio } from '../../src/rtio/rtio';
 import { deviceResolvers } from './deviceResolvers';
+import { eventResolvers } from './eventResolvers';
 import { graphiqlRouter } from './graphiql';
 import { graphqlHttpHandler, storeUnavailable } from './graphqlHttp';
-import { OperationChecks } from './operationChecks';
-import { rtioResolvers } from './rtioResolvers';
-import { eventResolvers } from './eventResolvers';
 import { serveGraphqlWs } from './graphqlWsTransport';
+import { OperationChecks } from './operationChecks';
+import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
+import { rtioResolvers } from './rtioResolvers';
 import { SharedSubscriptions } from './sharedSubscription';
 import { unicodeVariablesRule } from './unicodeVariablesRule';
-import { createResolvers, toGraphqlError, type GraphqlContext, type GraphqlDeps } from './resolvers';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
 
@@ -26,7 +26,10 @@ export const GRAPHQL_PATH = '/graphql';
 
 export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
-  return makeExecutableSchema({ typeDefs, resolvers: [createResolvers(deps), deviceResolvers(deps), rtioResolvers(deps), eventResolvers(deps)] });
+  return makeExecutableSchema({
+    typeDefs,
+    resolvers: [createResolvers(deps), deviceResolvers(deps), rtioResolvers(deps), eventResolvers(deps)],
+  });
 }
 
 /** What the servers authenticate with: tickets (users), device tokens (devices), RTIO device keys (RTIO devices). */
@@ -43,21 +46,30 @@ interface ServerDeps {
 export function graphqlRouter(deps: ServerDeps): express.Router {
   const router = express.Router();
   const { checks } = deps;
-  const handler = graphqlHttpHandler<GraphqlContext>({
-    schema: deps.schema,
-    context: async (req) => {
-      const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
-      if (principal instanceof GraphQLError) {
-        return [JSON.stringify({ errors: [principal.toJSON()] }), { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } }];
-      }
-      return principal;
+  const handler = graphqlHttpHandler<GraphqlContext>(
+    {
+      schema: deps.schema,
+      context: async (req) => {
+        const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
+        if (principal instanceof GraphQLError) {
+          return [
+            JSON.stringify({ errors: [principal.toJSON()] }),
+            { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } },
+          ];
+        }
+        return principal;
+      },
+      parse: checks.parse,
+      // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
+      validationRules: (_req, args) => [
+        checks.requestRule({ variables: args.variableValues, operationName: args.operationName }),
+        unicodeVariablesRule(args.variableValues),
+      ],
+      validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
+      formatError: (error) => maskUnexpected(error, deps.log),
     },
-    parse: checks.parse,
-    // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
-    validationRules: (_req, args) => [checks.requestRule({ variables: args.variableValues, operationName: args.operationName }), unicodeVariablesRule(args.variableValues)],
-    validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
-    formatError: (error) => maskUnexpected(error, deps.log),
-  }, deps.log);
+    deps.log,
+  );
   router.use(graphiqlRouter(GRAPHQL_PATH));
   router.use(GRAPHQL_PATH, express.json({ limit: '256kb' }));
   router.all(GRAPHQL_PATH, handler);
@@ -103,13 +115,20 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        const errors = deps.checks.validate(document, [deps.checks.requestRule(payload), unicodeVariablesRule(payload.variables)]);
+        const errors = deps.checks.validate(document, [
+          deps.checks.requestRule(payload),
+          unicodeVariablesRule(payload.variables),
+        ]);
         if (errors.length > 0) return [...errors];
-        return subscriptions.attach({ schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName }, { socket: ctx.extra.socket, id });
+        return subscriptions.attach(
+          { schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName },
+          { socket: ctx.extra.socket, id },
+        );
       },
       subscribe: subscriptions.subscribe,
       // A query's or mutation's result, and a subscription's that fails before its first result.
-      onNext: (_ctx, _id, _payload, _args, { errors, ...result }) => (errors ? { ...result, errors: errors.map((e) => maskUnexpected(e, deps.log).toJSON()) } : undefined),
+      onNext: (_ctx, _id, _payload, _args, { errors, ...result }) =>
+        errors ? { ...result, errors: errors.map((e) => maskUnexpected(e, deps.log).toJSON()) } : undefined,
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskUnexpected(e, deps.log).toJSON()),
       onClose: (ctx) => expiries.forget(ctx.extra.socket),
     },
@@ -166,9 +185,16 @@ class TicketExpiries {
  * A graphql-ws connection's principal, from exactly one kind of credential in its `connectionParams`
  * (graphqlWsServer); undefined when they do not authenticate.
  */
-async function authenticateConnection(deps: Pick<ServerDeps, 'tickets' | 'devices' | 'rtio' | 'clock'>, params: Readonly<Record<string, unknown>>): Promise<GraphqlContext | undefined> {
+async function authenticateConnection(
+  deps: Pick<ServerDeps, 'tickets' | 'devices' | 'rtio' | 'clock'>,
+  params: Readonly<Record<string, unknown>>,
+): Promise<GraphqlContext | undefined> {
   const { ticket, deviceToken, rtioDeviceId, rtioDeviceKey, since, pending } = params;
-  const kinds = [ticket !== undefined, deviceToken !== undefined, rtioDeviceId !== undefined || rtioDeviceKey !== undefined].filter(Boolean).length;
+  const kinds = [
+    ticket !== undefined,
+    deviceToken !== undefined,
+    rtioDeviceId !== undefined || rtioDeviceKey !== undefined,
+  ].filter(Boolean).length;
   if (kinds !== 1) return undefined;
   if (rtioDeviceId !== undefined || rtioDeviceKey !== undefined) {
     if (typeof rtioDeviceId !== 'string' || typeof rtioDeviceKey !== 'string') return undefined;
@@ -193,7 +219,11 @@ async function authenticateConnection(deps: Pick<ServerDeps, 'tickets' | 'device
  * A Bearer credential is a ticket or a device token; their forms tell them apart (isDeviceTokenForm).
  * An RTIO device sends `RtioDevice <device_id>:<device_key>`.
  */
-async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices' | 'rtio'>, header: string | undefined, now: Date): Promise<GraphqlContext | GraphQLError> {
+async function authenticateHeader(
+  deps: Pick<ServerDeps, 'tickets' | 'devices' | 'rtio'>,
+  header: string | undefined,
+  now: Date,
+): Promise<GraphqlContext | GraphQLError> {
   const rtio = /^RtioDevice\s+(\S+)$/i.exec(header ?? '');
   if (rtio) {
     const credential = rtio[1]!;
@@ -202,14 +232,24 @@ async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices' |
     const device = colon < 0 ? undefined : await deps.rtio.authenticateDevice(deviceId, credential.slice(colon + 1));
     return device
       ? { rtioDevice: { deviceId, appId: device.appId } }
-      : new GraphQLError('the RTIO device_id and device_key do not match a device (send Authorization: RtioDevice <device_id>:<device_key>)', { extensions: { code: 'UNAUTHENTICATED' } });
+      : new GraphQLError(
+          'the RTIO device_id and device_key do not match a device (send Authorization: RtioDevice <device_id>:<device_key>)',
+          { extensions: { code: 'UNAUTHENTICATED' } },
+        );
   }
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
-  if (!match) return new GraphQLError('send the ticket as Authorization: Bearer <ticket> (a device: Bearer <deviceToken>)', { extensions: { code: 'UNAUTHENTICATED' } });
+  if (!match)
+    return new GraphQLError('send the ticket as Authorization: Bearer <ticket> (a device: Bearer <deviceToken>)', {
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   const credential = match[1]!;
   if (isDeviceTokenForm(credential)) {
     const device = await deps.devices.authenticate(credential);
-    return device ? { device } : new GraphQLError('the device token is not valid, or its registration has ended', { extensions: { code: 'UNAUTHENTICATED' } });
+    return device
+      ? { device }
+      : new GraphQLError('the device token is not valid, or its registration has ended', {
+          extensions: { code: 'UNAUTHENTICATED' },
+        });
   }
   try {
     return { viewer: await deps.tickets.authenticate(credential, now) };
@@ -229,7 +269,8 @@ async function authenticateHeader(deps: Pick<ServerDeps, 'tickets' | 'devices' |
 function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): GraphQLError {
   if (!(error instanceof GraphQLError)) return new GraphQLError(error.message, { extensions: { code: 'BAD_REQUEST' } });
   if (error.extensions?.code) return error;
-  const retyped = (code: string) => new GraphQLError(error.message, { ...(error.nodes && { nodes: error.nodes }), extensions: { code } });
+  const retyped = (code: string) =>
+    new GraphQLError(error.message, { ...(error.nodes && { nodes: error.nodes }), extensions: { code } });
   if (error.path === undefined && /^Variable "\$/.test(error.message)) return retyped('BAD_USER_INPUT');
   // Thrown while resolving a field, or outside any field by something not a GraphQLError — a
   // subscription's source stream failing (graphql-ws wraps what it threw): herald's failure.
@@ -238,7 +279,10 @@ function maskUnexpected(error: Readonly<GraphQLError | Error>, log: Logger): Gra
     const unavailable = storeUnavailable(thrown, error.path);
     if (unavailable) return unavailable;
     log.error({ err: thrown, path: error.path }, 'graphql: internal error');
-    return new GraphQLError('internal error', { ...(error.path && { path: error.path }), extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+    return new GraphQLError('internal error', {
+      ...(error.path && { path: error.path }),
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    });
   }
   return error.path === undefined ? retyped('BAD_REQUEST') : error;
 }
@@ -250,7 +294,9 @@ function bodyError(log: Logger): express.ErrorRequestHandler {
     const status = (error as { status?: number }).status ?? 500;
     if (status >= 500) {
       log.error({ err: error }, 'graphql: unexpected error');
-      return res.status(500).json({ errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      return res
+        .status(500)
+        .json({ errors: [{ message: 'internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
     }
     const message = status === 413 ? 'the request body is over 256 KB' : 'the request body is not valid JSON';
     return res.status(status).json({ errors: [{ message, extensions: { code: 'BAD_REQUEST' } }] });

@@ -1,4 +1,11 @@
-import { CloseCode, handleProtocols, makeServer, MessageType, type ServerOptions, type WebSocket as GraphqlWsSocket } from 'graphql-ws';
+import {
+  CloseCode,
+  handleProtocols,
+  makeServer,
+  MessageType,
+  type ServerOptions,
+  type WebSocket as GraphqlWsSocket,
+} from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../../src/logger';
 
@@ -20,7 +27,9 @@ export function sendText(socket: WebSocket, data: string | Buffer): Promise<void
     socket.send(data, TEXT);
     return undefined;
   }
-  return new Promise<void>((resolve, reject) => socket.send(data, TEXT, (error) => (error ? reject(error) : resolve())));
+  return new Promise<void>((resolve, reject) =>
+    socket.send(data, TEXT, (error) => (error ? reject(error) : resolve())),
+  );
 }
 
 const TEXT = { binary: false } as const;
@@ -52,7 +61,8 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
   // 0 or Infinity turn either off, as graphql-ws's own option does.
   const initWaitMs = options.connectionInitWaitTimeout ?? 3_000;
   const initDeadlines = initWaitMs > 0 && Number.isFinite(initWaitMs);
-  const sweepsPerPing = keepAliveMs > 0 && Number.isFinite(keepAliveMs) ? Math.max(1, Math.round(keepAliveMs / sweepMs)) : Infinity;
+  const sweepsPerPing =
+    keepAliveMs > 0 && Number.isFinite(keepAliveMs) ? Math.max(1, Math.round(keepAliveMs / sweepMs)) : Infinity;
   const server = makeServer<P, SocketExtra>({
     ...options,
     connectionInitWaitTimeout: 0, // the sweep's: graphql-ws would keep a fired timer per socket
@@ -143,7 +153,9 @@ export function serveGraphqlWs<P extends Record<string, unknown>>(
 function serverMessageType(text: string): string | undefined {
   try {
     const { type } = JSON.parse(text) as { type?: unknown };
-    return type === MessageType.ConnectionAck || type === MessageType.Next || type === MessageType.Error ? type : undefined;
+    return type === MessageType.ConnectionAck || type === MessageType.Next || type === MessageType.Error
+      ? type
+      : undefined;
   } catch {
     return undefined;
   }

@@ -16,7 +16,13 @@ import {
   type OperationDefinitionNode,
   type ValidationRule,
 } from 'graphql';
-import { fragmentsInOrder, MAX_MERGED_SELECTIONS, MAX_SAME_RESPONSE_NAME, measureOperation, mostRepeatedName } from './operationCost';
+import {
+  fragmentsInOrder,
+  MAX_MERGED_SELECTIONS,
+  MAX_SAME_RESPONSE_NAME,
+  measureOperation,
+  mostRepeatedName,
+} from './operationCost';
 
 /** Levels of fields below a root field. */
 export const MAX_DEPTH = 8;
@@ -67,9 +73,17 @@ export class OperationChecks {
    * The per-request rule of an operation with these variables: its depth, cost and mutations within the
    * limits, and its variables coerced. A rule so that GraphQL over HTTP can hand it to `validate`.
    */
-  requestRule(request: { readonly variables?: Readonly<Record<string, unknown>> | null; readonly operationName?: string | null }): ValidationRule {
+  requestRule(request: {
+    readonly variables?: Readonly<Record<string, unknown>> | null;
+    readonly operationName?: string | null;
+  }): ValidationRule {
     return (context) => {
-      for (const error of this.limitErrors(context.getDocument(), request.variables ?? {}, request.operationName ?? undefined)) context.reportError(error);
+      for (const error of this.limitErrors(
+        context.getDocument(),
+        request.variables ?? {},
+        request.operationName ?? undefined,
+      ))
+        context.reportError(error);
       return { enter: () => BREAK };
     };
   }
@@ -106,7 +120,11 @@ export class OperationChecks {
    * are the request's, coerced for each operation as far as they go; only the running one's coercion
    * errors are reported (none to run — none by that name, or several without one — graphql refuses).
    */
-  private limitErrors(document: DocumentNode, variables: Readonly<Record<string, unknown>>, operationName: string | undefined): readonly GraphQLError[] {
+  private limitErrors(
+    document: DocumentNode,
+    variables: Readonly<Record<string, unknown>>,
+    operationName: string | undefined,
+  ): readonly GraphQLError[] {
     const fragments = this.fragmentsOf(document);
     if (fragments instanceof GraphQLError) return [fragments];
     for (const definition of document.definitions) {
@@ -119,17 +137,27 @@ export class OperationChecks {
     return getVariableValues(this.schema, operation.variableDefinitions ?? [], variables).errors ?? [];
   }
 
-  private limitError(fragments: readonly FragmentDefinitionNode[], operation: OperationDefinitionNode, variables: Readonly<Record<string, unknown>>): GraphQLError | undefined {
+  private limitError(
+    fragments: readonly FragmentDefinitionNode[],
+    operation: OperationDefinitionNode,
+    variables: Readonly<Record<string, unknown>>,
+  ): GraphQLError | undefined {
     const coerced = getVariableValues(this.schema, operation.variableDefinitions ?? [], variables);
     const { cost, depth, rootFields } = measureOperation(this.schema, fragments, operation, coerced.coerced ?? {});
     if (depth > MAX_DEPTH) return tooComplex(`the operation is ${depth} levels deep, over the limit of ${MAX_DEPTH}`);
     if (operation.operation === 'mutation' && rootFields > MAX_MUTATION_FIELDS) {
-      return tooComplex(`the operation has ${rootFields} mutation fields, over the limit of ${MAX_MUTATION_FIELDS} per request`);
+      return tooComplex(
+        `the operation has ${rootFields} mutation fields, over the limit of ${MAX_MUTATION_FIELDS} per request`,
+      );
     }
     if (cost > MAX_COMPLEXITY) return tooComplex(`query complexity ${cost} is over the limit of ${MAX_COMPLEXITY}`);
     const repeated = mostRepeatedName(fragments, operation);
-    if (repeated === undefined) return tooComplex(`the operation expands to more than ${MAX_MERGED_SELECTIONS} selections`);
-    if (repeated.times > MAX_SAME_RESPONSE_NAME) return tooComplex(`"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`);
+    if (repeated === undefined)
+      return tooComplex(`the operation expands to more than ${MAX_MERGED_SELECTIONS} selections`);
+    if (repeated.times > MAX_SAME_RESPONSE_NAME)
+      return tooComplex(
+        `"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`,
+      );
     return undefined;
   }
 }
@@ -147,7 +175,11 @@ function checkSize(text: string): void {
       if (++tokens > MAX_TOKENS) throw tooComplex(`the document has more than ${MAX_TOKENS} tokens`);
       if (token.kind === TokenKind.BRACE_L || token.kind === TokenKind.BRACKET_L || token.kind === TokenKind.PAREN_L) {
         if (++nesting > MAX_NESTING) throw tooComplex(`the document nests more than ${MAX_NESTING} brackets deep`);
-      } else if (token.kind === TokenKind.BRACE_R || token.kind === TokenKind.BRACKET_R || token.kind === TokenKind.PAREN_R) {
+      } else if (
+        token.kind === TokenKind.BRACE_R ||
+        token.kind === TokenKind.BRACKET_R ||
+        token.kind === TokenKind.PAREN_R
+      ) {
         nesting--;
       }
     }

@@ -83,15 +83,22 @@ export function fragmentsInOrder(document: DocumentNode): readonly FragmentDefin
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions) {
     if (definition.kind !== Kind.FRAGMENT_DEFINITION) continue;
-    if (fragments.size === MAX_FRAGMENTS) return new GraphQLError(`the document defines more than ${MAX_FRAGMENTS} fragments`, { extensions: { code: 'QUERY_TOO_COMPLEX' } });
+    if (fragments.size === MAX_FRAGMENTS)
+      return new GraphQLError(`the document defines more than ${MAX_FRAGMENTS} fragments`, {
+        extensions: { code: 'QUERY_TOO_COMPLEX' },
+      });
     if (!fragments.has(definition.name.value)) fragments.set(definition.name.value, definition);
   }
   // A spread of a fragment the document does not define would measure nothing, so a chain of spreads
   // ending in one would pass every limit at cost 0 and then be expanded 2^n times: refused here, in
   // graphql's own words (its rule refuses it too, but only after every walk).
   for (const definition of document.definitions) {
-    const unknown = definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION ? spreadsOf(definition.selectionSet).find((name) => !fragments.has(name)) : undefined;
-    if (unknown !== undefined) return new GraphQLError(`Unknown fragment "${unknown}".`, { extensions: { code: 'BAD_REQUEST' } });
+    const unknown =
+      definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION
+        ? spreadsOf(definition.selectionSet).find((name) => !fragments.has(name))
+        : undefined;
+    if (unknown !== undefined)
+      return new GraphQLError(`Unknown fragment "${unknown}".`, { extensions: { code: 'BAD_REQUEST' } });
   }
   const spreads = new Map<string, string[]>();
   for (const [name, fragment] of fragments) spreads.set(name, spreadsOf(fragment.selectionSet));
@@ -116,7 +123,10 @@ export function fragmentsInOrder(document: DocumentNode): readonly FragmentDefin
       if (seen === 'open') {
         const via = path.slice(path.findIndex((step) => step.name === child) + 1).map((step) => `"${step.name}"`);
         const nodes = path.map((step) => fragments.get(step.name)!);
-        return new GraphQLError(`Cannot spread fragment "${child}" within itself${via.length > 0 ? ` via ${via.join(', ')}` : ''}.`, { nodes, extensions: { code: 'BAD_REQUEST' } });
+        return new GraphQLError(
+          `Cannot spread fragment "${child}" within itself${via.length > 0 ? ` via ${via.join(', ')}` : ''}.`,
+          { nodes, extensions: { code: 'BAD_REQUEST' } },
+        );
       }
       if (seen === undefined) {
         state.set(child, 'open');
@@ -171,11 +181,14 @@ export function measureOperation(
 
   const measureField = (node: FieldNode, parent: GraphQLNamedType | undefined): Measure => {
     const field = fieldOf(parent, node.name.value);
-    const selection = node.selectionSet ? measureSelectionSet(node.selectionSet, field && getNamedType(field.type)) : NOTHING;
+    const selection = node.selectionSet
+      ? measureSelectionSet(node.selectionSet, field && getNamedType(field.type))
+      : NOTHING;
     const args = field && (node.arguments?.length || field.args.length) ? argumentsOf(field, node) : {};
     // A page costs `first` times its selection (a `first` under 1 is refused when resolved; counted as 1).
     const cost = typeof args.first === 'number' ? 1 + Math.max(1, args.first) * selection.cost : 1 + selection.cost;
-    const writes = parent !== undefined && parent === mutationType ? eventsWritten(node.name.value, args) * WRITE_COST : 0;
+    const writes =
+      parent !== undefined && parent === mutationType ? eventsWritten(node.name.value, args) * WRITE_COST : 0;
     const introspection = node.name.value.startsWith('__');
     return { cost: cost + writes, depth: introspection || !node.selectionSet ? 0 : 1 + selection.depth, rootFields: 1 };
   };
@@ -191,7 +204,10 @@ export function measureOperation(
           ? measureField(selection, parent)
           : selection.kind === Kind.FRAGMENT_SPREAD
             ? (measured.get(selection.name.value) ?? NOTHING)
-            : measureSelectionSet(selection.selectionSet, selection.typeCondition ? schema.getType(selection.typeCondition.name.value) : parent);
+            : measureSelectionSet(
+                selection.selectionSet,
+                selection.typeCondition ? schema.getType(selection.typeCondition.name.value) : parent,
+              );
       cost += part.cost;
       depth = Math.max(depth, part.depth);
       rootFields += part.rootFields;
@@ -200,7 +216,10 @@ export function measureOperation(
   }
 
   for (const fragment of fragments) {
-    measured.set(fragment.name.value, measureSelectionSet(fragment.selectionSet, schema.getType(fragment.typeCondition.name.value)));
+    measured.set(
+      fragment.name.value,
+      measureSelectionSet(fragment.selectionSet, schema.getType(fragment.typeCondition.name.value)),
+    );
   }
   const root = measureSelectionSet(operation.selectionSet, schema.getRootType(operation.operation) ?? undefined);
   return { ...root, visited };
@@ -214,7 +233,10 @@ export function measureOperation(
  * within MAX_COMPLEXITY (each field it visits is one the cost counted); past MAX_MERGED_SELECTIONS
  * visits it stops and answers undefined.
  */
-export function mostRepeatedName(fragments: readonly FragmentDefinitionNode[], operation: OperationDefinitionNode): { readonly name: string; readonly times: number } | undefined {
+export function mostRepeatedName(
+  fragments: readonly FragmentDefinitionNode[],
+  operation: OperationDefinitionNode,
+): { readonly name: string; readonly times: number } | undefined {
   const byName = new Map(fragments.map((fragment) => [fragment.name.value, fragment]));
   type Merged = Map<string, { times: number; readonly selections: Merged }>;
   let most = { name: '', times: 0 };

@@ -1,23 +1,33 @@
 import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { DomainError, type DomainErrorCode } from '../../domain/decider';
-import { LEVELS, NotificationTypeCodec, NOTIFICATION_TYPES, type NotificationType } from '../../domain/notification/notification';
+import {
+  LEVELS,
+  NotificationTypeCodec,
+  NOTIFICATION_TYPES,
+  type NotificationType,
+} from '../../domain/notification/notification';
 import { characterCount, isStorableText, UUID } from '../../domain/text';
 import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import { checkItemNames, checkOwner } from '../../domain/whitelist/itemOwner';
-import { broadcastStatsTopic, notificationStatsTopic, type NotificationFilter, type ReceivedNotification } from '../../src/datahub/datahub';
-import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
+import type { EventFeed } from '../../src/analysts/eventFeed';
 import type { Bus } from '../../src/bus/bus';
-import { StreamContendedError } from '../../src/command/commandHandler';
 import type { Clock } from '../../src/clock';
+import { StreamContendedError } from '../../src/command/commandHandler';
+import {
+  broadcastStatsTopic,
+  notificationStatsTopic,
+  type NotificationFilter,
+  type ReceivedNotification,
+} from '../../src/datahub/datahub';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DeviceView } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
-import type { Rtio } from '../../src/rtio/rtio';
-import type { EventFeed } from '../../src/analysts/eventFeed';
-import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
+import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
+import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
+import type { Rtio } from '../../src/rtio/rtio';
 import type { DatahubInbox } from './datahubInbox';
 import { DeliveryFeed } from './deliveryFeed';
 
@@ -73,79 +83,127 @@ export function createResolvers(deps: GraphqlDeps) {
   return {
     JSON: GraphQLJSON,
     Query: {
-      me: asUser((_: unknown, __: unknown, { viewer }: UserContext) => ({ ...viewer, ticketExpiresAt: viewer.expiresAt })),
-      notifications: asUser(guard((_: unknown, args: NotificationsArgs, { viewer }: UserContext) => notifications(deps, viewer, args))),
-      notificationStats: asUser(guard((_: unknown, __: unknown, { viewer }: UserContext) => deps.datahub.stats(viewer))),
+      me: asUser((_: unknown, __: unknown, { viewer }: UserContext) => ({
+        ...viewer,
+        ticketExpiresAt: viewer.expiresAt,
+      })),
+      notifications: asUser(
+        guard((_: unknown, args: NotificationsArgs, { viewer }: UserContext) => notifications(deps, viewer, args)),
+      ),
+      notificationStats: asUser(
+        guard((_: unknown, __: unknown, { viewer }: UserContext) => deps.datahub.stats(viewer)),
+      ),
     },
     Mutation: {
-      sendMessage: asUser(guard(async (_: unknown, { input }: { input: SendMessageInput }, { viewer }: UserContext) => {
-        const props = parseProps(input.props);
-        if (input.expire !== undefined && input.expire !== null && input.expire < 0) throw badInput('expire must be 0 or more seconds');
-        if (input.execute !== undefined && input.execute !== null && input.execute < 0) throw badInput('execute must be unix seconds');
-        const sent = await deps.messaging.send(
-          viewer,
-          {
-            // An entry may be a list as Koala's users are (the SDK's sendMessage(target) passes Koala's target through).
-            to: input.to.flatMap(splitUserList),
-            title: input.title,
-            content: input.content,
-            props,
-            expireSeconds: input.expire ?? 0,
-            ...(input.execute ? { executeAt: new Date(input.execute * 1000) } : {}),
-            ...(input.requestId !== undefined && input.requestId !== null && { requestId: input.requestId }),
+      sendMessage: asUser(
+        guard(async (_: unknown, { input }: { input: SendMessageInput }, { viewer }: UserContext) => {
+          const props = parseProps(input.props);
+          if (input.expire !== undefined && input.expire !== null && input.expire < 0)
+            throw badInput('expire must be 0 or more seconds');
+          if (input.execute !== undefined && input.execute !== null && input.execute < 0)
+            throw badInput('execute must be unix seconds');
+          const sent = await deps.messaging.send(
+            viewer,
+            {
+              // An entry may be a list as Koala's users are (the SDK's sendMessage(target) passes Koala's target through).
+              to: input.to.flatMap(splitUserList),
+              title: input.title,
+              content: input.content,
+              props,
+              expireSeconds: input.expire ?? 0,
+              ...(input.execute ? { executeAt: new Date(input.execute * 1000) } : {}),
+              ...(input.requestId !== undefined && input.requestId !== null && { requestId: input.requestId }),
+            },
+            deps.clock(),
+          );
+          return fromSent(sent);
+        }),
+      ),
+      acknowledge: asUser(
+        guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: UserContext) => {
+          // Every id of a message delivered to the viewer is acknowledged (an expired one counts as done);
+          // the others (not a message id, unknown, not delivered yet, sent to other users) are named in the
+          // error, which also carries how many were acknowledged (docs/api/graphql.md).
+          const messageIds = ids.filter((id) => UUID.test(id));
+          const { acknowledged, refused } =
+            messageIds.length > 0 || ids.length === 0
+              ? await deps.messaging.acknowledge(viewer, messageIds, deps.clock())
+              : { acknowledged: 0, refused: [] };
+          const notFound = [
+            ...ids.filter((id) => !UUID.test(id)),
+            ...refused.filter((r) => r.error.code !== 'forbidden').map((r) => r.id),
+          ];
+          const othersMessages = refused.filter((r) => r.error.code === 'forbidden').map((r) => r.id);
+          if (notFound.length === 0 && othersMessages.length === 0) return acknowledged;
+          const named = (list: readonly string[]) =>
+            list
+              .slice(0, 10)
+              .map((id) => JSON.stringify(id.slice(0, 64)))
+              .join(', ') + (list.length > 10 ? ', …' : '');
+          const reasons = [
+            ...(notFound.length > 0 ? [`no message delivered to you: ${named(notFound)}`] : []),
+            ...(othersMessages.length > 0 ? [`sent to other users: ${named(othersMessages)}`] : []),
+          ];
+          throw new GraphQLError(`${acknowledged} acknowledged; refused ${reasons.join('; ')}`, {
+            extensions: {
+              code: notFound.length > 0 ? 'NOT_FOUND' : 'FORBIDDEN',
+              acknowledged,
+              refused: [...notFound, ...othersMessages],
+            },
+          });
+        }),
+      ),
+      markRead: asUser(
+        guard(async (_: unknown, { seq }: { seq: string }, { viewer }: UserContext) => {
+          const position = parseSeq(String(seq));
+          if (position === undefined) throw badInput('seq must be a notification seq (a non-negative integer)');
+          // Every messageid is a position below 2^53; a larger seq names nothing the caller received.
+          if (position > MAX_SAFE_POSITION)
+            throw new GraphQLError(`no notification ${position}`, { extensions: { code: 'NOT_FOUND' } });
+          await deps.datahub.markRead(viewer, Number(position), deps.clock());
+          return true;
+        }),
+      ),
+      clearNotificationStats: asUser(
+        guard(async (_: unknown, __: unknown, { viewer }: UserContext) => {
+          await deps.datahub.clearStats(viewer, deps.clock());
+          return deps.datahub.stats(viewer);
+        }),
+      ),
+      applyWhitelist: asUser(
+        guard(
+          async (
+            _: unknown,
+            args: { repname: string; itemname: string; owner?: string | null },
+            { viewer }: UserContext,
+          ) => {
+            // No owner (null or absent): the item's registered owner (docs/api/datahub.md, "Item owners"). The
+            // rules are the decider's (domain/whitelist); checked here first only to name this API's arguments.
+            const owner = args.owner ?? undefined;
+            checkItemNames(args.repname, args.itemname);
+            if (owner !== undefined) checkOwner(owner);
+            await deps.datahub.applyWhitelist(
+              viewer,
+              { repname: args.repname, itemname: args.itemname, owner },
+              deps.clock(),
+            );
+            return true;
           },
-          deps.clock(),
-        );
-        return fromSent(sent);
-      })),
-      acknowledge: asUser(guard(async (_: unknown, { ids }: { ids: string[] }, { viewer }: UserContext) => {
-        // Every id of a message delivered to the viewer is acknowledged (an expired one counts as done);
-        // the others (not a message id, unknown, not delivered yet, sent to other users) are named in the
-        // error, which also carries how many were acknowledged (docs/api/graphql.md).
-        const messageIds = ids.filter((id) => UUID.test(id));
-        const { acknowledged, refused } =
-          messageIds.length > 0 || ids.length === 0 ? await deps.messaging.acknowledge(viewer, messageIds, deps.clock()) : { acknowledged: 0, refused: [] };
-        const notFound = [...ids.filter((id) => !UUID.test(id)), ...refused.filter((r) => r.error.code !== 'forbidden').map((r) => r.id)];
-        const othersMessages = refused.filter((r) => r.error.code === 'forbidden').map((r) => r.id);
-        if (notFound.length === 0 && othersMessages.length === 0) return acknowledged;
-        const named = (list: readonly string[]) => list.slice(0, 10).map((id) => JSON.stringify(id.slice(0, 64))).join(', ') + (list.length > 10 ? ', …' : '');
-        const reasons = [
-          ...(notFound.length > 0 ? [`no message delivered to you: ${named(notFound)}`] : []),
-          ...(othersMessages.length > 0 ? [`sent to other users: ${named(othersMessages)}`] : []),
-        ];
-        throw new GraphQLError(`${acknowledged} acknowledged; refused ${reasons.join('; ')}`, {
-          extensions: { code: notFound.length > 0 ? 'NOT_FOUND' : 'FORBIDDEN', acknowledged, refused: [...notFound, ...othersMessages] },
-        });
-      })),
-      markRead: asUser(guard(async (_: unknown, { seq }: { seq: string }, { viewer }: UserContext) => {
-        const position = parseSeq(String(seq));
-        if (position === undefined) throw badInput('seq must be a notification seq (a non-negative integer)');
-        // Every messageid is a position below 2^53; a larger seq names nothing the caller received.
-        if (position > MAX_SAFE_POSITION) throw new GraphQLError(`no notification ${position}`, { extensions: { code: 'NOT_FOUND' } });
-        await deps.datahub.markRead(viewer, Number(position), deps.clock());
-        return true;
-      })),
-      clearNotificationStats: asUser(guard(async (_: unknown, __: unknown, { viewer }: UserContext) => {
-        await deps.datahub.clearStats(viewer, deps.clock());
-        return deps.datahub.stats(viewer);
-      })),
-      applyWhitelist: asUser(guard(async (_: unknown, args: { repname: string; itemname: string; owner?: string | null }, { viewer }: UserContext) => {
-        // No owner (null or absent): the item's registered owner (docs/api/datahub.md, "Item owners"). The
-        // rules are the decider's (domain/whitelist); checked here first only to name this API's arguments.
-        const owner = args.owner ?? undefined;
-        checkItemNames(args.repname, args.itemname);
-        if (owner !== undefined) checkOwner(owner);
-        await deps.datahub.applyWhitelist(viewer, { repname: args.repname, itemname: args.itemname, owner }, deps.clock());
-        return true;
-      })),
+        ),
+      ),
     },
     Subscription: {
       messages: {
-        subscribe: asUser((_: unknown, __: unknown, { viewer, since, pending }: UserContext) => new DeliveryFeed(deps, viewer, since, pending)),
+        subscribe: asUser(
+          (_: unknown, __: unknown, { viewer, since, pending }: UserContext) =>
+            new DeliveryFeed(deps, viewer, since, pending),
+        ),
         resolve: (message: DeliveredMessage) => fromDelivered(message),
       },
       notificationStats: {
-        subscribe: asUser((_: unknown, __: unknown, context: UserContext) => closable((signal) => statsUpdates(deps, context, signal))),
+        subscribe: asUser((_: unknown, __: unknown, context: UserContext) =>
+          closable((signal) => statsUpdates(deps, context, signal)),
+        ),
         resolve: (stats: Record<NotificationType, number>) => stats,
       },
     },
@@ -182,7 +240,16 @@ async function notifications(deps: GraphqlDeps, viewer: Viewer, args: Notificati
   const now = deps.clock();
   const [koala, datahub] = await Promise.all([
     filter.koala
-      ? deps.messaging.inbox(viewer, { first, unreadOnly: filter.unreadOnly, ...(beforeSeq !== undefined && { beforeSeq }), ...(filter.sender !== undefined && { sender: filter.sender }) }, now)
+      ? deps.messaging.inbox(
+          viewer,
+          {
+            first,
+            unreadOnly: filter.unreadOnly,
+            ...(beforeSeq !== undefined && { beforeSeq }),
+            ...(filter.sender !== undefined && { sender: filter.sender }),
+          },
+          now,
+        )
       : { total: 0, nodes: [], hasNextPage: false },
     filter.datahub
       ? deps.datahub.list(viewer, {
@@ -205,7 +272,10 @@ async function notifications(deps: GraphqlDeps, viewer: Viewer, args: Notificati
     total: koala.total + datahub.total,
     nodes,
     // Koala's list says whether it goes on past its `first`; datahub's, by answering `first + 1`.
-    pageInfo: { endCursor: last ? encodeCursor(last.seq) : null, hasNextPage: koala.hasNextPage || merged.length > first },
+    pageInfo: {
+      endCursor: last ? encodeCursor(last.seq) : null,
+      hasNextPage: koala.hasNextPage || merged.length > first,
+    },
   };
 }
 
@@ -219,21 +289,29 @@ function parseListFilter(args: NotificationsArgs): {
   const { type, sender, level } = args;
   const unreadOnly = args.unreadOnly ?? false;
   const forClient = args.forClient ?? false;
-  if (type !== undefined && type !== null && !LIST_TYPES.includes(type)) throw badInput(`type must be one of ${LIST_TYPES.join(', ')}`);
+  if (type !== undefined && type !== null && !LIST_TYPES.includes(type))
+    throw badInput(`type must be one of ${LIST_TYPES.join(', ')}`);
   if (sender !== undefined && sender !== null && (characterCount(sender) > USER_ID_MAX || !isStorableText(sender))) {
     throw badInput(`sender must be at most ${USER_ID_MAX} characters of text`);
   }
-  if (level !== undefined && level !== null && !(LEVELS as readonly number[]).includes(level)) throw badInput(`level must be ${LEVELS.join(' or ')}`);
+  if (level !== undefined && level !== null && !(LEVELS as readonly number[]).includes(level))
+    throw badInput(`level must be ${LEVELS.join(' or ')}`);
   const datahubType = type !== undefined && type !== null && NotificationTypeCodec.is(type) ? type : undefined;
   // Koala messages are level 0 and in the browser's list only.
-  const koala = (type === undefined || type === null || type === KOALA_TYPE) && (level === undefined || level === null || level === 0) && !forClient;
-  const datahub = type === KOALA_TYPE ? undefined : {
-    forClient,
-    status: unreadOnly ? ('unread' as const) : ('either' as const),
-    ...(datahubType !== undefined && { type: datahubType }),
-    ...(sender !== undefined && sender !== null && { sender }),
-    ...(level !== undefined && level !== null && { level }),
-  };
+  const koala =
+    (type === undefined || type === null || type === KOALA_TYPE) &&
+    (level === undefined || level === null || level === 0) &&
+    !forClient;
+  const datahub =
+    type === KOALA_TYPE
+      ? undefined
+      : {
+          forClient,
+          status: unreadOnly ? ('unread' as const) : ('either' as const),
+          ...(datahubType !== undefined && { type: datahubType }),
+          ...(sender !== undefined && sender !== null && { sender }),
+          ...(level !== undefined && level !== null && { level }),
+        };
   return { unreadOnly, koala, ...(sender !== undefined && sender !== null && { sender }), ...(datahub && { datahub }) };
 }
 
@@ -268,7 +346,11 @@ function fromReceived(appId: string, notification: ReceivedNotification): Listed
  * counts stale; the counts are read when the subscriber is ready for them, so a burst of changes —
  * during a read, or while the client is slow — is one read more, never a queue of them.
  */
-async function* statsUpdates(deps: GraphqlDeps, { viewer }: UserContext, signal: AbortSignal): AsyncGenerator<Record<NotificationType, number>> {
+async function* statsUpdates(
+  deps: GraphqlDeps,
+  { viewer }: UserContext,
+  signal: AbortSignal,
+): AsyncGenerator<Record<NotificationType, number>> {
   let stale = true; // the current counts, at once
   let wake: (() => void) | undefined;
   const changed = () => {
@@ -406,7 +488,8 @@ export const notFound = (message: string) => new GraphQLError(message, { extensi
 /** An optional text argument: absent, or 1-`maxLength` characters of storable text (BAD_USER_INPUT otherwise). */
 export function filterText(field: string, value: string | null | undefined, maxLength: number): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (value.length === 0 || characterCount(value) > maxLength || !isStorableText(value)) throw badInput(`${field} must be 1-${maxLength} characters of text`);
+  if (value.length === 0 || characterCount(value) > maxLength || !isStorableText(value))
+    throw badInput(`${field} must be 1-${maxLength} characters of text`);
   return value;
 }
 
@@ -423,38 +506,67 @@ const DOMAIN_CODES: Record<DomainErrorCode, string> = {
  * servers let none through, but a field never reads a missing viewer). Checked before the resolver
  * runs, also a subscription's `subscribe`, whose throw graphql turns into the operation's error.
  */
-export function asUser<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: UserContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
+export function asUser<Parent, Args, R>(
+  resolver: (parent: Parent, args: Args, context: UserContext) => R,
+): (parent: Parent, args: Args, context: GraphqlContext) => R {
   return (parent, args, context) => {
     if (context.viewer) return resolver(parent, args, context as UserContext);
-    if (context.device) throw new GraphQLError('this field is for users: authenticate with a ticket, not a device token', { extensions: { code: 'FORBIDDEN' } });
-    if (context.rtioDevice) throw new GraphQLError('this field is for users: authenticate with a ticket, not an RTIO device key', { extensions: { code: 'FORBIDDEN' } });
-    throw new GraphQLError('send a ticket as Authorization: Bearer <ticket>', { extensions: { code: 'UNAUTHENTICATED' } });
+    if (context.device)
+      throw new GraphQLError('this field is for users: authenticate with a ticket, not a device token', {
+        extensions: { code: 'FORBIDDEN' },
+      });
+    if (context.rtioDevice)
+      throw new GraphQLError('this field is for users: authenticate with a ticket, not an RTIO device key', {
+        extensions: { code: 'FORBIDDEN' },
+      });
+    throw new GraphQLError('send a ticket as Authorization: Bearer <ticket>', {
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   };
 }
 
 /** A device field: refuses a ticket and an RTIO device (FORBIDDEN); see asUser. */
-export function asDevice<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: DeviceContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
+export function asDevice<Parent, Args, R>(
+  resolver: (parent: Parent, args: Args, context: DeviceContext) => R,
+): (parent: Parent, args: Args, context: GraphqlContext) => R {
   return (parent, args, context) => {
     if (context.device) return resolver(parent, args, context as DeviceContext);
-    if (context.viewer) throw new GraphQLError('this field is for devices: authenticate with a device token, not a ticket', { extensions: { code: 'FORBIDDEN' } });
-    if (context.rtioDevice) throw new GraphQLError('this field is for ONE-PUSH devices (a device token), not RTIO devices', { extensions: { code: 'FORBIDDEN' } });
-    throw new GraphQLError('send a device token as Authorization: Bearer <deviceToken>', { extensions: { code: 'UNAUTHENTICATED' } });
+    if (context.viewer)
+      throw new GraphQLError('this field is for devices: authenticate with a device token, not a ticket', {
+        extensions: { code: 'FORBIDDEN' },
+      });
+    if (context.rtioDevice)
+      throw new GraphQLError('this field is for ONE-PUSH devices (a device token), not RTIO devices', {
+        extensions: { code: 'FORBIDDEN' },
+      });
+    throw new GraphQLError('send a device token as Authorization: Bearer <deviceToken>', {
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   };
 }
 
 /** An RTIO device field: refuses a ticket and a ONE-PUSH device token (FORBIDDEN); see asUser. */
-export function asRtioDevice<Parent, Args, R>(resolver: (parent: Parent, args: Args, context: RtioDeviceContext) => R): (parent: Parent, args: Args, context: GraphqlContext) => R {
+export function asRtioDevice<Parent, Args, R>(
+  resolver: (parent: Parent, args: Args, context: RtioDeviceContext) => R,
+): (parent: Parent, args: Args, context: GraphqlContext) => R {
   return (parent, args, context) => {
     if (context.rtioDevice) return resolver(parent, args, context as RtioDeviceContext);
     if (context.viewer || context.device) {
-      throw new GraphQLError('this field is for RTIO devices: authenticate with connectionParams { rtioDeviceId, rtioDeviceKey } (HTTP: Authorization: RtioDevice <device_id>:<device_key>)', { extensions: { code: 'FORBIDDEN' } });
+      throw new GraphQLError(
+        'this field is for RTIO devices: authenticate with connectionParams { rtioDeviceId, rtioDeviceKey } (HTTP: Authorization: RtioDevice <device_id>:<device_key>)',
+        { extensions: { code: 'FORBIDDEN' } },
+      );
     }
-    throw new GraphQLError('send the RTIO device\'s credentials as Authorization: RtioDevice <device_id>:<device_key>', { extensions: { code: 'UNAUTHENTICATED' } });
+    throw new GraphQLError("send the RTIO device's credentials as Authorization: RtioDevice <device_id>:<device_key>", {
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
   };
 }
 
 /** Maps herald's errors to typed GraphQL errors; anything unexpected is left for formatError to mask. */
-export function guard<Args extends unknown[], R>(resolver: (...args: Args) => Promise<R>): (...args: Args) => Promise<R> {
+export function guard<Args extends unknown[], R>(
+  resolver: (...args: Args) => Promise<R>,
+): (...args: Args) => Promise<R> {
   return async (...args) => {
     try {
       return await resolver(...args);
@@ -466,10 +578,18 @@ export function guard<Args extends unknown[], R>(resolver: (...args: Args) => Pr
 
 export function toGraphqlError(error: unknown): unknown {
   if (error instanceof GraphQLError) return error;
-  if (error instanceof DomainError) return new GraphQLError(error.message, { extensions: { code: DOMAIN_CODES[error.code] } });
-  if (error instanceof SendRateExceededError) return new GraphQLError(error.message, { extensions: { code: 'RATE_LIMITED', retryAfterSeconds: error.retryAfterSeconds } });
+  if (error instanceof DomainError)
+    return new GraphQLError(error.message, { extensions: { code: DOMAIN_CODES[error.code] } });
+  if (error instanceof SendRateExceededError)
+    return new GraphQLError(error.message, {
+      extensions: { code: 'RATE_LIMITED', retryAfterSeconds: error.retryAfterSeconds },
+    });
   // Others changing the same record past the retry bound: nothing was changed; the client sends it again.
-  if (error instanceof StreamContendedError) return new GraphQLError(error.message, { extensions: { code: 'BUSY', retryAfterSeconds: error.retryAfterSeconds } });
-  if (error instanceof TicketError) return new GraphQLError(error.message, { extensions: { code: 'UNAUTHENTICATED', reason: error.problem } });
+  if (error instanceof StreamContendedError)
+    return new GraphQLError(error.message, {
+      extensions: { code: 'BUSY', retryAfterSeconds: error.retryAfterSeconds },
+    });
+  if (error instanceof TicketError)
+    return new GraphQLError(error.message, { extensions: { code: 'UNAUTHENTICATED', reason: error.problem } });
   return error;
 }

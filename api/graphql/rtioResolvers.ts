@@ -2,8 +2,8 @@ import { GraphQLError } from 'graphql';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { isStorableText } from '../../domain/text';
 import type { RtioConnection } from '../../src/rtio/rtio';
-import { asRtioDevice, badInput, closable, guard, type GraphqlDeps, type RtioDeviceContext } from './resolvers';
 import { ConnectionStream } from './connectionStream';
+import { asRtioDevice, badInput, closable, guard, type GraphqlDeps, type RtioDeviceContext } from './resolvers';
 
 /**
  * The RTIO device side of GraphQL (docs/api/graphql.md, "RTIO devices"; docs/api/rtio.md, "Over
@@ -27,24 +27,36 @@ interface RtioCallPayload {
 export function rtioResolvers(deps: GraphqlDeps) {
   return {
     Mutation: {
-      replyToCall: asRtioDevice(guard(async (_: unknown, args: { callId: string; code: number; message: string }, { rtioDevice }: RtioDeviceContext) => {
-        if (Buffer.byteLength(args.message, 'utf8') > RTIO_LIMITS.messageBytes || !isStorableText(args.message)) {
-          throw badInput(`message must be at most ${RTIO_LIMITS.messageBytes} bytes of text`);
-        }
-        // A reply to no call of this device that is waiting (it timed out, or never was): NOT_FOUND.
-        deps.rtio.reply(rtioDevice.deviceId, args.callId, { code: args.code, message: args.message });
-        return true;
-      })),
-      report: asRtioDevice(guard(async (_: unknown, { message }: { message: string }, { rtioDevice }: RtioDeviceContext) => {
-        if (Buffer.byteLength(message, 'utf8') > RTIO_LIMITS.reportBytes || !isStorableText(message)) {
-          throw badInput(`message must be at most ${RTIO_LIMITS.reportBytes} bytes of text`);
-        }
-        return deps.rtio.report(rtioDevice, message);
-      })),
+      replyToCall: asRtioDevice(
+        guard(
+          async (
+            _: unknown,
+            args: { callId: string; code: number; message: string },
+            { rtioDevice }: RtioDeviceContext,
+          ) => {
+            if (Buffer.byteLength(args.message, 'utf8') > RTIO_LIMITS.messageBytes || !isStorableText(args.message)) {
+              throw badInput(`message must be at most ${RTIO_LIMITS.messageBytes} bytes of text`);
+            }
+            // A reply to no call of this device that is waiting (it timed out, or never was): NOT_FOUND.
+            deps.rtio.reply(rtioDevice.deviceId, args.callId, { code: args.code, message: args.message });
+            return true;
+          },
+        ),
+      ),
+      report: asRtioDevice(
+        guard(async (_: unknown, { message }: { message: string }, { rtioDevice }: RtioDeviceContext) => {
+          if (Buffer.byteLength(message, 'utf8') > RTIO_LIMITS.reportBytes || !isStorableText(message)) {
+            throw badInput(`message must be at most ${RTIO_LIMITS.reportBytes} bytes of text`);
+          }
+          return deps.rtio.report(rtioDevice, message);
+        }),
+      ),
     },
     Subscription: {
       deviceCalls: {
-        subscribe: asRtioDevice((_: unknown, __: unknown, context: RtioDeviceContext) => closable((signal) => rtioCalls(deps, context, signal))),
+        subscribe: asRtioDevice((_: unknown, __: unknown, context: RtioDeviceContext) =>
+          closable((signal) => rtioCalls(deps, context, signal)),
+        ),
         resolve: (call: RtioCallPayload) => call,
       },
     },
@@ -56,9 +68,12 @@ export function rtioResolvers(deps: GraphqlDeps) {
  * device (4409) is REPLACED; herald stopping (1001) completes it (the socket closes too).
  */
 function endingOf(ended: { code: number; reason: string }): GraphQLError | undefined {
-  if (ended.code === 4409) return new GraphQLError(`the device connected again: ${ended.reason}`, { extensions: { code: 'REPLACED' } });
+  if (ended.code === 4409)
+    return new GraphQLError(`the device connected again: ${ended.reason}`, { extensions: { code: 'REPLACED' } });
   if (ended.code === 1001) return undefined;
-  return new GraphQLError(ended.reason || 'the device was disconnected', { extensions: { code: 'DISCONNECTED', closeCode: ended.code } });
+  return new GraphQLError(ended.reason || 'the device was disconnected', {
+    extensions: { code: 'DISCONNECTED', closeCode: ended.code },
+  });
 }
 
 /**
@@ -68,24 +83,41 @@ function endingOf(ended: { code: number; reason: string }): GraphQLError | undef
  * and disconnected at once, so later calls find it offline. Once the subscription has ended, a call is
  * refused (Rtio answers the caller "offline" at once instead of waiting out time_live).
  */
-async function* rtioCalls(deps: GraphqlDeps, { rtioDevice }: RtioDeviceContext, signal: AbortSignal): AsyncGenerator<RtioCallPayload> {
+async function* rtioCalls(
+  deps: GraphqlDeps,
+  { rtioDevice }: RtioDeviceContext,
+  signal: AbortSignal,
+): AsyncGenerator<RtioCallPayload> {
   let disconnect: (() => void) | undefined;
   const disconnectOnce = () => {
     disconnect?.();
     disconnect = undefined;
   };
   // Overflowing, the device goes offline at once: its further calls fail rather than wait.
-  const stream = new ConnectionStream<RtioCallPayload & { readonly deadline: number }>(signal, MAX_BUFFERED_CALLS, disconnectOnce);
+  const stream = new ConnectionStream<RtioCallPayload & { readonly deadline: number }>(
+    signal,
+    MAX_BUFFERED_CALLS,
+    disconnectOnce,
+  );
   const connection: RtioConnection = {
     // A fresh object per call: sharedSubscription keys its shared results on the payload object.
-    call: (call) => stream.offer({ callId: call.callId, message: call.message, timeLive: call.timeLiveSeconds, deadline: Date.now() + call.timeLiveSeconds * 1000 }),
+    call: (call) =>
+      stream.offer({
+        callId: call.callId,
+        message: call.message,
+        timeLive: call.timeLiveSeconds,
+        deadline: Date.now() + call.timeLiveSeconds * 1000,
+      }),
     close: (code, reason) => stream.close(code, reason),
   };
   disconnect = deps.rtio.connect(rtioDevice.deviceId, connection);
   try {
     // Calls taken before the end still go out (their callers wait for them); then the end.
     for await (const { deadline, ...call } of stream.items(
-      () => new GraphQLError(`the device let ${MAX_BUFFERED_CALLS} calls pile up unread`, { extensions: { code: 'SUBSCRIBER_TOO_SLOW' } }),
+      () =>
+        new GraphQLError(`the device let ${MAX_BUFFERED_CALLS} calls pile up unread`, {
+          extensions: { code: 'SUBSCRIBER_TOO_SLOW' },
+        }),
       endingOf,
     )) {
       // Its caller has been answered (timeout) already: a reply would not be taken.

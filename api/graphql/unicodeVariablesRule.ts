@@ -10,7 +10,8 @@ export function unicodeVariablesRule(variables: Readonly<Record<string, unknown>
   const path = illFormedTextAt(variables ?? {});
   return (context) => ({
     Document() {
-      if (path !== undefined) context.reportError(new GraphQLError(notUnicode(`$${path}`), { extensions: { code: 'BAD_USER_INPUT' } }));
+      if (path !== undefined)
+        context.reportError(new GraphQLError(notUnicode(`$${path}`), { extensions: { code: 'BAD_USER_INPUT' } }));
     },
   });
 }

@@ -30,7 +30,12 @@ export const WholeNumber = new t.Type<number, number, unknown>(
   t.identity,
 );
 
-export const Text = new t.Type<string, string, unknown>('Text', (u): u is string => typeof u === 'string', (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')), t.identity);
+export const Text = new t.Type<string, string, unknown>(
+  'Text',
+  (u): u is string => typeof u === 'string',
+  (u, c) => (typeof u === 'string' ? t.success(u) : t.failure(u, c, 'a string')),
+  t.identity,
+);
 
 /**
  * An optional field, absent also when sent as null or empty: `""` (what forms and many clients send for
@@ -67,7 +72,11 @@ export function decodeBody<A>(codec: t.Decoder<unknown, A>, body: unknown): A {
       else if (!/^\d+$/.test(entry.key)) field += field === '' ? entry.key : `.${entry.key}`;
     });
     const value = first?.value;
-    throw badInput(field ? `${field}: ${value === undefined ? 'is required' : `must be ${first?.message ?? context[context.length - 1]?.type.name}`}` : 'the body must be a JSON object');
+    throw badInput(
+      field
+        ? `${field}: ${value === undefined ? 'is required' : `must be ${first?.message ?? context[context.length - 1]?.type.name}`}`
+        : 'the body must be a JSON object',
+    );
   }
   return decoded.right;
 }
@@ -96,7 +105,13 @@ export function anyJsonBody(limit: string): express.RequestHandler[] {
       } catch {
         return next(Object.assign(new SyntaxError('malformed JSON body'), { status: 400 }));
       }
-      if (typeof body !== 'object' || body === null) return next(Object.assign(new SyntaxError('the body must be a JSON object or array'), { status: 400, type: 'json.not_object' }));
+      if (typeof body !== 'object' || body === null)
+        return next(
+          Object.assign(new SyntaxError('the body must be a JSON object or array'), {
+            status: 400,
+            type: 'json.not_object',
+          }),
+        );
       req.body = body;
       next();
     },

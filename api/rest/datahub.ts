@@ -7,11 +7,11 @@ import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
 import type { Datahub, NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { Tickets, Viewer } from '../../src/identity/tickets';
-import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, optional } from './datahubFormats';
-import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
-import { badInput, bodyErrors, ShimError, shimRoute } from './shimErrors';
 import type { Logger } from '../../src/logger';
+import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import { anyJsonBody } from './bodyCodecs';
+import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, optional } from './datahubFormats';
+import { badInput, bodyErrors, ShimError, shimRoute } from './shimErrors';
 
 /**
  * datahub notifications (shared/seeds/001_e25b4a10524b93b6.txt): its documented URLs, unchanged, with
@@ -34,7 +34,11 @@ const USER_TYPES: ReadonlySet<NotificationType> = new Set(['admin_message', 'sit
 // --- wire format ---------------------------------------------------------------------------------
 
 /** The seed's request, and the optional fields its MQ messages share (`sender` is the caller here: ignored). */
-const SendBody = t.intersection([t.type({ type: t.string, data: t.UnknownRecord }), MessageOptions, t.partial({ request_id: optional(t.string) })]);
+const SendBody = t.intersection([
+  t.type({ type: t.string, data: t.UnknownRecord }),
+  MessageOptions,
+  t.partial({ request_id: optional(t.string) }),
+]);
 
 /**
  * Pages past this one are empty for any inbox (1e12 pages of 1 notification), so a larger page is read as
@@ -46,19 +50,28 @@ const LIST_MAX_PAGE = 1_000_000_000_000;
  * A query parameter given once, as the non-negative integer it must be, at least `min`; `""` or absent →
  * undefined. Above `max` it is read as `max` when `clamp`, else refused.
  */
-function integerParam(query: express.Request['query'], name: string, min: number, max: number, clamp = false): number | undefined {
+function integerParam(
+  query: express.Request['query'],
+  name: string,
+  min: number,
+  max: number,
+  clamp = false,
+): number | undefined {
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
-  if (typeof raw !== 'string' || !/^\d{1,100}$/.test(raw)) throw badRequest(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
+  if (typeof raw !== 'string' || !/^\d{1,100}$/.test(raw))
+    throw badRequest(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
   const value = Number(raw);
-  if (value < min || (value > max && !clamp)) throw badRequest(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
+  if (value < min || (value > max && !clamp))
+    throw badRequest(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
   return Math.min(value, max);
 }
 
 function stringParam(query: express.Request['query'], name: string, maxLength: number): string | undefined {
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
-  if (typeof raw !== 'string' || characterCount(raw) > maxLength || !isStorableText(raw)) throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
+  if (typeof raw !== 'string' || characterCount(raw) > maxLength || !isStorableText(raw))
+    throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
   return raw;
 }
 
@@ -68,9 +81,11 @@ const TYPE_ALIASES: Readonly<Record<string, NotificationType>> = { apply_subs: '
 function listFilter(query: express.Request['query']): NotificationFilter {
   const named = stringParam(query, 'type', 64);
   const type = named === undefined ? undefined : (TYPE_ALIASES[named] ?? named);
-  if (type !== undefined && !NotificationTypeCodec.is(type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+  if (type !== undefined && !NotificationTypeCodec.is(type))
+    throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
   const level = integerParam(query, 'level', 0, 50);
-  if (level !== undefined && !(LEVELS as readonly number[]).includes(level)) throw badRequest(`level must be ${LEVELS.join(' or ')}`);
+  if (level !== undefined && !(LEVELS as readonly number[]).includes(level))
+    throw badRequest(`level must be ${LEVELS.join(' or ')}`);
   const status = integerParam(query, 'status', 0, 2) ?? 2;
   const sender = stringParam(query, 'sender', USER_ID_MAX);
   return {
@@ -88,7 +103,8 @@ function listFilter(query: express.Request['query']): NotificationFilter {
 /** A client's idempotency key, if given ("" is none). */
 export function checkRequestId(requestId: string | undefined): string | undefined {
   if (requestId === undefined || requestId === '') return undefined;
-  if (characterCount(requestId) > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId)) throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
+  if (characterCount(requestId) > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId))
+    throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
   return requestId;
 }
 
@@ -104,7 +120,15 @@ export function rfc3339(time: Date): string {
  */
 function toWire(n: ReceivedNotification) {
   const time = n.givenTime ?? rfc3339(n.sentAt);
-  return { messageid: n.messageId, type: n.type, ...(n.sender !== '' && { sender: n.sender }), time, data: n.data, level: n.level, status: n.read ? 1 : 0 };
+  return {
+    messageid: n.messageId,
+    type: n.type,
+    ...(n.sender !== '' && { sender: n.sender }),
+    time,
+    data: n.data,
+    level: n.level,
+    status: n.read ? 1 : 0,
+  };
 }
 
 /** The ticket of `Authorization: Token <ticket>`, datahub's scheme (case-insensitive, RFC 9110 §11.1); undefined when none. */
@@ -114,7 +138,12 @@ export function ticketOf(req: express.Request): string | undefined {
 
 // --- routes --------------------------------------------------------------------------------------
 
-export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahub: Datahub; readonly clock: Clock; readonly log: Logger }): express.Router {
+export function datahubRouter(deps: {
+  readonly tickets: Tickets;
+  readonly datahub: Datahub;
+  readonly clock: Clock;
+  readonly log: Logger;
+}): express.Router {
   const { tickets, datahub, clock, log } = deps;
   const router = express.Router();
   const json = anyJsonBody('64kb');
@@ -125,63 +154,86 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
     return tickets.authenticate(ticket, clock());
   };
 
-  router.post('/notifications', json, route(log, async (req, res) => {
-    const viewer = await authenticated(req);
-    const body = decodeFormat(SendBody, req.body);
-    if (!NotificationTypeCodec.is(body.type)) throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
-    if (!USER_TYPES.has(body.type) && body.type !== 'apply_whitelist') throw badRequest(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
-    const data = decodeNotificationData(body.type, body.data);
-    if (body.type === 'apply_whitelist') {
-      const item = data as { repname: string; itemname: string };
-      // The seed's own request names no owner: the item's registered owner gets it (docs/api/datahub.md, "Item owners").
-      const owner = splitUserList(body.receiver ?? '');
-      if (owner.length > 1) throw badRequest('receiver: at most one user, the owner of the item, for apply_whitelist');
-      await datahub.applyWhitelist(viewer, { repname: item.repname, itemname: item.itemname, owner: owner[0] }, clock());
+  router.post(
+    '/notifications',
+    json,
+    route(log, async (req, res) => {
+      const viewer = await authenticated(req);
+      const body = decodeFormat(SendBody, req.body);
+      if (!NotificationTypeCodec.is(body.type))
+        throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+      if (!USER_TYPES.has(body.type) && body.type !== 'apply_whitelist')
+        throw badRequest(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
+      const data = decodeNotificationData(body.type, body.data);
+      if (body.type === 'apply_whitelist') {
+        const item = data as { repname: string; itemname: string };
+        // The seed's own request names no owner: the item's registered owner gets it (docs/api/datahub.md, "Item owners").
+        const owner = splitUserList(body.receiver ?? '');
+        if (owner.length > 1)
+          throw badRequest('receiver: at most one user, the owner of the item, for apply_whitelist');
+        await datahub.applyWhitelist(
+          viewer,
+          { repname: item.repname, itemname: item.itemname, owner: owner[0] },
+          clock(),
+        );
+        res.status(200).end();
+        return;
+      }
+      const requestId = checkRequestId(body.request_id);
+      await datahub.send(
+        viewer,
+        {
+          type: body.type,
+          receivers: splitUserList(body.receiver ?? ''),
+          data,
+          level: body.level ?? 0,
+          forBrowser: true,
+          forClient: false,
+          ...(body.time !== undefined && { time: body.time }),
+          ...(requestId !== undefined && { requestId }),
+        },
+        clock(),
+      );
       res.status(200).end();
-      return;
-    }
-    const requestId = checkRequestId(body.request_id);
-    await datahub.send(
-      viewer,
-      {
-        type: body.type,
-        receivers: splitUserList(body.receiver ?? ''),
-        data,
-        level: body.level ?? 0,
-        forBrowser: true,
-        forClient: false,
-        ...(body.time !== undefined && { time: body.time }),
-        ...(requestId !== undefined && { requestId }),
-      },
-      clock(),
-    );
-    res.status(200).end();
-  }));
+    }),
+  );
 
-  router.get('/notifications', route(log, async (req, res) => {
-    const viewer = await authenticated(req);
-    const { total, results } = await datahub.list(viewer, listFilter(req.query));
-    res.status(200).json({ total, results: results.map(toWire) });
-  }));
+  router.get(
+    '/notifications',
+    route(log, async (req, res) => {
+      const viewer = await authenticated(req);
+      const { total, results } = await datahub.list(viewer, listFilter(req.query));
+      res.status(200).json({ total, results: results.map(toWire) });
+    }),
+  );
 
-  router.put('/notifications/:messageid', route(log, async (req, res) => {
-    const viewer = await authenticated(req);
-    const messageId = req.params.messageid ?? '';
-    if (!/^\d{1,15}$/.test(messageId)) throw badRequest('messageid must be a notification number');
-    await datahub.markRead(viewer, Number(messageId), clock());
-    res.status(200).end();
-  }));
+  router.put(
+    '/notifications/:messageid',
+    route(log, async (req, res) => {
+      const viewer = await authenticated(req);
+      const messageId = req.params.messageid ?? '';
+      if (!/^\d{1,15}$/.test(messageId)) throw badRequest('messageid must be a notification number');
+      await datahub.markRead(viewer, Number(messageId), clock());
+      res.status(200).end();
+    }),
+  );
 
-  router.get('/notification_stat', route(log, async (req, res) => {
-    const viewer = await authenticated(req);
-    res.status(200).json(await datahub.stats(viewer));
-  }));
+  router.get(
+    '/notification_stat',
+    route(log, async (req, res) => {
+      const viewer = await authenticated(req);
+      res.status(200).json(await datahub.stats(viewer));
+    }),
+  );
 
-  router.delete('/notification_stat', route(log, async (req, res) => {
-    const viewer = await authenticated(req);
-    await datahub.clearStats(viewer, clock());
-    res.status(200).end();
-  }));
+  router.delete(
+    '/notification_stat',
+    route(log, async (req, res) => {
+      const viewer = await authenticated(req);
+      await datahub.clearStats(viewer, clock());
+      res.status(200).end();
+    }),
+  );
 
   // Anything else under datahub's paths (another method, a path below them) in the same envelope.
   router.all(['/notifications', '/notifications/*', '/notification_stat', '/notification_stat/*'], (req, res) => {
@@ -193,14 +245,22 @@ export function datahubRouter(deps: { readonly tickets: Tickets; readonly datahu
   return router;
 }
 
-export function route(log: Logger, handler: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler {
-  return shimRoute(log, 'datahub', (res, _req, error) => reply(res, error), async (req, res) => {
-    try {
-      await handler(req, res);
-    } catch (error) {
-      throw datahubError(error);
-    }
-  });
+export function route(
+  log: Logger,
+  handler: (req: express.Request, res: express.Response) => Promise<void>,
+): express.RequestHandler {
+  return shimRoute(
+    log,
+    'datahub',
+    (res, _req, error) => reply(res, error),
+    async (req, res) => {
+      try {
+        await handler(req, res);
+      } catch (error) {
+        throw datahubError(error);
+      }
+    },
+  );
 }
 
 /** reply as a shim's `send` (shimErrors bodyErrors). */

@@ -32,7 +32,14 @@ export function optional<C extends t.Mixed>(codec: C): t.Type<t.TypeOf<C> | unde
 const orEmpty = <C extends t.Mixed>(codec: C) => t.union([codec, t.literal('')]);
 
 const Content = t.type({ content: t.string });
-const Plan = t.partial({ money: orEmpty(t.number), units: orEmpty(t.number), used: orEmpty(t.number), limit: orEmpty(t.number), subs: orEmpty(t.number), expire: orEmpty(t.number) });
+const Plan = t.partial({
+  money: orEmpty(t.number),
+  units: orEmpty(t.number),
+  used: orEmpty(t.number),
+  limit: orEmpty(t.number),
+  subs: orEmpty(t.number),
+  expire: orEmpty(t.number),
+});
 const SubscriptionFields = {
   sellername: t.string,
   repname: t.string,
@@ -58,7 +65,10 @@ const ITEM_EVENT_NEEDS: Record<ItemEvent, ReadonlyArray<'itemname' | 'tag'>> = {
   repo_deleted: [],
 };
 
-const ItemEventData = t.intersection([t.type({ event: ItemEventName, repname: t.string }), t.partial({ itemname: t.string, tag: t.string, eventtime: t.string })]);
+const ItemEventData = t.intersection([
+  t.type({ event: ItemEventName, repname: t.string }),
+  t.partial({ itemname: t.string, tag: t.string, eventtime: t.string }),
+]);
 
 /** Each notification type's `data`. */
 const DATA: Record<NotificationType, t.Decoder<unknown, Record<string, unknown>>> = {
@@ -68,11 +78,21 @@ const DATA: Record<NotificationType, t.Decoder<unknown, Record<string, unknown>>
   apply_whitelist: t.type({ repname: t.string, itemname: t.string }),
   comment_reply: t.intersection([
     t.type({ commentid: t.number, username: t.string, content: t.string }),
-    t.partial({ nickname: t.string, createtime: t.string, replyto: orEmpty(t.type({ commentid: t.number, content: t.string })) }),
+    t.partial({
+      nickname: t.string,
+      createtime: t.string,
+      replyto: orEmpty(t.type({ commentid: t.number, content: t.string })),
+    }),
   ]),
   item_event: ItemEventData,
-  subs_event: t.intersection([t.type({ subscriptionid: t.number }), t.partial({ ...SubscriptionFields, signtime: t.string, freezetime: t.string, finishtime: t.string })]),
-  subsapply_event: t.intersection([t.type({ subscriptionid: t.number }), t.partial({ ...SubscriptionFields, applytime: t.string })]),
+  subs_event: t.intersection([
+    t.type({ subscriptionid: t.number }),
+    t.partial({ ...SubscriptionFields, signtime: t.string, freezetime: t.string, finishtime: t.string }),
+  ]),
+  subsapply_event: t.intersection([
+    t.type({ subscriptionid: t.number }),
+    t.partial({ ...SubscriptionFields, applytime: t.string }),
+  ]),
   vip_remind: t.type({ level: t.number, invalide: t.number }),
 };
 
@@ -98,7 +118,10 @@ export function decodeNotificationData(type: NotificationType, data: unknown): R
   return decoded;
 }
 
-function checkItemEvent(item: { readonly event: ItemEvent; readonly itemname?: string; readonly tag?: string }, prefix: string): void {
+function checkItemEvent(
+  item: { readonly event: ItemEvent; readonly itemname?: string; readonly tag?: string },
+  prefix: string,
+): void {
   // "" names nothing: as good as missing.
   const missing = ITEM_EVENT_NEEDS[item.event].find((field) => item[field] === undefined || item[field] === '');
   if (missing) throw new FormatError(`${prefix}${missing}: required for ${item.event}`);
@@ -108,13 +131,24 @@ function checkItemEvent(item: { readonly event: ItemEvent; readonly itemname?: s
  * The optional fields of a notification message, shared by the topic and POST /notifications. `time` is
  * checked by the domain (domain/rfc3339.ts); "" in any of them is the field left out.
  */
-export const MessageOptions = t.partial({ receiver: optional(t.string), sender: optional(t.string), time: optional(t.string), level: optional(t.number) });
+export const MessageOptions = t.partial({
+  receiver: optional(t.string),
+  sender: optional(t.string),
+  time: optional(t.string),
+  level: optional(t.number),
+});
 
 /** A message of the `to_notifications.json` topic. `receiver` lists users by spaces or commas. */
-export const TopicNotification = t.intersection([t.type({ type: NotificationTypeCodec, data: t.unknown }), MessageOptions]);
+export const TopicNotification = t.intersection([
+  t.type({ type: NotificationTypeCodec, data: t.unknown }),
+  MessageOptions,
+]);
 
 /** A message of the `to_emails.json` topic. */
-export const TopicEmail = t.intersection([t.type({ to: t.string, subject: t.string, content: t.string }), t.partial({ ishtml: optional(t.boolean) })]);
+export const TopicEmail = t.intersection([
+  t.type({ to: t.string, subject: t.string, content: t.string }),
+  t.partial({ ishtml: optional(t.boolean) }),
+]);
 
 /** The `to_subscriptions.json` event codes, and the item event each becomes. */
 export const SUBSCRIPTION_EVENTS = {
@@ -130,8 +164,20 @@ const Name = t.refinement(t.string, isItemName, 'Name');
 
 /** A message of the `to_subscriptions.json` topic. */
 export const TopicSubscriptionEvent = t.intersection([
-  t.type({ type: t.keyof(Object.fromEntries(Object.keys(SUBSCRIPTION_EVENTS).map((code) => [code, null])) as Record<keyof typeof SUBSCRIPTION_EVENTS, null>), repname: Name }),
-  t.partial({ itemname: optional(Name), tag: optional(Name), time: optional(t.refinement(t.string, (time) => characterCount(time) <= 64 && isStorableText(time), 'Time')) }),
+  t.type({
+    type: t.keyof(
+      Object.fromEntries(Object.keys(SUBSCRIPTION_EVENTS).map((code) => [code, null])) as Record<
+        keyof typeof SUBSCRIPTION_EVENTS,
+        null
+      >,
+    ),
+    repname: Name,
+  }),
+  t.partial({
+    itemname: optional(Name),
+    tag: optional(Name),
+    time: optional(t.refinement(t.string, (time) => characterCount(time) <= 64 && isStorableText(time), 'Time')),
+  }),
 ]);
 
 /** The item event a `to_subscriptions.json` message announces, as an `item_event` notification's data. */

@@ -5,10 +5,10 @@ import type { Clock } from '../../src/clock';
 import type { ItemOwners } from '../../src/datahub/itemOwners';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
+import { anyJsonBody } from './bodyCodecs';
 import { datahubReply, reply, route, ticketOf } from './datahub';
 import { decodeFormat } from './datahubFormats';
 import { bodyErrors, ShimError } from './shimErrors';
-import { anyJsonBody } from './bodyCodecs';
 
 /**
  * The owners of an app's data items, for the app (herald's addition to datahub, docs/api/datahub.md,
@@ -25,7 +25,12 @@ import { anyJsonBody } from './bodyCodecs';
 
 const OwnerBody = t.type({ owner: t.string });
 
-export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly itemOwners: ItemOwners; readonly clock: Clock; readonly log: Logger }): express.Router {
+export function datahubItemsRouter(deps: {
+  readonly tickets: Tickets;
+  readonly itemOwners: ItemOwners;
+  readonly clock: Clock;
+  readonly log: Logger;
+}): express.Router {
   const { tickets, itemOwners, clock, log } = deps;
   const router = express.Router();
   const json = anyJsonBody('64kb');
@@ -39,9 +44,15 @@ export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly i
       return { appId, actor: `service:${appId}` };
     }
     const ticket = ticketOf(req);
-    if (ticket === undefined) throw new ShimError(401, 'unauthorized', "X-App-Id and X-App-Key (the app's credentials), or Authorization: Token <an admin's ticket>, are required");
+    if (ticket === undefined)
+      throw new ShimError(
+        401,
+        'unauthorized',
+        "X-App-Id and X-App-Key (the app's credentials), or Authorization: Token <an admin's ticket>, are required",
+      );
     const viewer = await tickets.authenticate(ticket, clock());
-    if (!viewer.roles.includes('admin')) throw new ShimError(403, 'forbidden', "only the app (its credentials) or an admin registers an item's owner");
+    if (!viewer.roles.includes('admin'))
+      throw new ShimError(403, 'forbidden', "only the app (its credentials) or an admin registers an item's owner");
     return { appId: viewer.appId, actor: `user:${viewer.userId}` };
   };
   const itemOf = (req: express.Request) => {
@@ -50,27 +61,38 @@ export function datahubItemsRouter(deps: { readonly tickets: Tickets; readonly i
     return item;
   };
 
-  router.put('/items/:repname/:itemname', json, route(log, async (req, res) => {
-    const { appId, actor } = await authenticated(req);
-    const item = itemOf(req);
-    const { owner } = decodeFormat(OwnerBody, req.body);
-    await itemOwners.register(appId, actor, { ...item, owner }, clock());
-    res.status(200).end();
-  }));
+  router.put(
+    '/items/:repname/:itemname',
+    json,
+    route(log, async (req, res) => {
+      const { appId, actor } = await authenticated(req);
+      const item = itemOf(req);
+      const { owner } = decodeFormat(OwnerBody, req.body);
+      await itemOwners.register(appId, actor, { ...item, owner }, clock());
+      res.status(200).end();
+    }),
+  );
 
-  router.get('/items/:repname/:itemname', route(log, async (req, res) => {
-    const { appId } = await authenticated(req);
-    const item = itemOf(req);
-    const owner = await itemOwners.ownerOf(appId, item);
-    if (owner === undefined) throw new ShimError(404, 'not_found', `no owner registered for ${item.repname}/${item.itemname}`);
-    res.status(200).json({ ...item, owner });
-  }));
+  router.get(
+    '/items/:repname/:itemname',
+    route(log, async (req, res) => {
+      const { appId } = await authenticated(req);
+      const item = itemOf(req);
+      const owner = await itemOwners.ownerOf(appId, item);
+      if (owner === undefined)
+        throw new ShimError(404, 'not_found', `no owner registered for ${item.repname}/${item.itemname}`);
+      res.status(200).json({ ...item, owner });
+    }),
+  );
 
-  router.delete('/items/:repname/:itemname', route(log, async (req, res) => {
-    const { appId, actor } = await authenticated(req);
-    await itemOwners.remove(appId, actor, itemOf(req), clock());
-    res.status(200).end();
-  }));
+  router.delete(
+    '/items/:repname/:itemname',
+    route(log, async (req, res) => {
+      const { appId, actor } = await authenticated(req);
+      await itemOwners.remove(appId, actor, itemOf(req), clock());
+      res.status(200).end();
+    }),
+  );
 
   router.all(['/items', '/items/*'], (req, res) => {
     reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));

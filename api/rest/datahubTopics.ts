@@ -1,16 +1,23 @@
 import express from 'express';
+import { parseRfc3339 } from '../../domain/rfc3339';
+import { characterCount } from '../../domain/text';
+import { splitUserList } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
 import type { Datahub } from '../../src/datahub/datahub';
 import type { Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import type { Emails } from '../../src/mail/emails';
-import { splitUserList } from '../../domain/ticket/ticket';
-import { badRequest, checkRequestId, datahubReply, reply, route } from './datahub';
-import { bodyErrors, ShimError } from './shimErrors';
-import { parseRfc3339 } from '../../domain/rfc3339';
-import { characterCount } from '../../domain/text';
-import { decodeFormat, decodeNotificationData, itemEventOf, TopicEmail, TopicNotification, TopicSubscriptionEvent } from './datahubFormats';
 import { anyJsonBody } from './bodyCodecs';
+import { badRequest, checkRequestId, datahubReply, reply, route } from './datahub';
+import {
+  decodeFormat,
+  decodeNotificationData,
+  itemEventOf,
+  TopicEmail,
+  TopicNotification,
+  TopicSubscriptionEvent,
+} from './datahubFormats';
+import { bodyErrors, ShimError } from './shimErrors';
 
 /**
  * datahub's message-queue topics, for the app's back-end services, over HTTP: a message the seed's
@@ -55,69 +62,93 @@ export function datahubTopicsRouter(deps: {
   const authenticated = async (req: express.Request): Promise<string> => {
     const appId = req.get('x-app-id');
     const secret = req.get('x-app-key');
-    if (!appId || !secret) throw new ShimError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
+    if (!appId || !secret)
+      throw new ShimError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
     await tickets.authenticateApp(appId, secret);
     return appId;
   };
   const requestIdOf = (req: express.Request) => checkRequestId(req.get('x-request-id'));
 
-  router.post('/topics/to_notifications.json', json, route(log, async (req, res) => {
-    const appId = await authenticated(req);
-    const message = decodeFormat(TopicNotification, req.body);
-    const key = req.get('x-message-key') ?? '';
-    if (characterCount(key) > MAX_KEY_LENGTH) throw badRequest(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
-    const lists = listsOfKey(key);
-    if (!lists.forBrowser && !lists.forClient) throw badRequest('X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list');
-    const requestId = requestIdOf(req);
-    await datahub.sendFromService(
-      appId,
-      {
-        type: message.type,
-        sender: message.sender ?? '',
-        receivers: splitUserList(message.receiver ?? ''),
-        data: decodeNotificationData(message.type, message.data),
-        level: message.level ?? 0,
-        ...(message.time !== undefined && { time: message.time }),
-        ...lists,
-        ...(requestId !== undefined && { requestId }),
-      },
-      clock(),
-    );
-    res.status(200).end();
-  }));
+  router.post(
+    '/topics/to_notifications.json',
+    json,
+    route(log, async (req, res) => {
+      const appId = await authenticated(req);
+      const message = decodeFormat(TopicNotification, req.body);
+      const key = req.get('x-message-key') ?? '';
+      if (characterCount(key) > MAX_KEY_LENGTH) throw badRequest(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
+      const lists = listsOfKey(key);
+      if (!lists.forBrowser && !lists.forClient)
+        throw badRequest('X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list');
+      const requestId = requestIdOf(req);
+      await datahub.sendFromService(
+        appId,
+        {
+          type: message.type,
+          sender: message.sender ?? '',
+          receivers: splitUserList(message.receiver ?? ''),
+          data: decodeNotificationData(message.type, message.data),
+          level: message.level ?? 0,
+          ...(message.time !== undefined && { time: message.time }),
+          ...lists,
+          ...(requestId !== undefined && { requestId }),
+        },
+        clock(),
+      );
+      res.status(200).end();
+    }),
+  );
 
   // Recorded as EmailRequested; the mailer sends it (docs/email.md). 202: accepted, not yet sent.
-  router.post('/topics/to_emails.json', emailJson, route(log, async (req, res) => {
-    const appId = await authenticated(req);
-    const message = decodeFormat(TopicEmail, req.body);
-    const requestId = requestIdOf(req);
-    const { emailId } = await emails.request(
-      appId,
-      `service:${appId}`,
-      { to: message.to, subject: message.subject, content: message.content, isHtml: message.ishtml ?? false, ...(requestId !== undefined && { requestId }) },
-      clock(),
-    );
-    res.status(202).json({ emailid: emailId });
-  }));
+  router.post(
+    '/topics/to_emails.json',
+    emailJson,
+    route(log, async (req, res) => {
+      const appId = await authenticated(req);
+      const message = decodeFormat(TopicEmail, req.body);
+      const requestId = requestIdOf(req);
+      const { emailId } = await emails.request(
+        appId,
+        `service:${appId}`,
+        {
+          to: message.to,
+          subject: message.subject,
+          content: message.content,
+          isHtml: message.ishtml ?? false,
+          ...(requestId !== undefined && { requestId }),
+        },
+        clock(),
+      );
+      res.status(202).json({ emailid: emailId });
+    }),
+  );
 
-  router.post('/topics/to_subscriptions.json', json, route(log, async (req, res) => {
-    const appId = await authenticated(req);
-    const message = decodeFormat(TopicSubscriptionEvent, req.body);
-    const data = itemEventOf(message);
-    // Checked here, not only by each notification's decider: an item without subscribers sends none.
-    if (message.time !== undefined && parseRfc3339(message.time) === undefined) throw badRequest('time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
-    const item = { repname: message.repname, ...(message.type !== '0x00020003' && { itemname: message.itemname! }) };
-    const notified = await datahub.announceItemEvent(appId, item, data, message.time, requestIdOf(req), clock());
-    res.status(200).json({ notified });
-  }));
+  router.post(
+    '/topics/to_subscriptions.json',
+    json,
+    route(log, async (req, res) => {
+      const appId = await authenticated(req);
+      const message = decodeFormat(TopicSubscriptionEvent, req.body);
+      const data = itemEventOf(message);
+      // Checked here, not only by each notification's decider: an item without subscribers sends none.
+      if (message.time !== undefined && parseRfc3339(message.time) === undefined)
+        throw badRequest('time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
+      const item = { repname: message.repname, ...(message.type !== '0x00020003' && { itemname: message.itemname! }) };
+      const notified = await datahub.announceItemEvent(appId, item, data, message.time, requestIdOf(req), clock());
+      res.status(200).json({ notified });
+    }),
+  );
 
   router.all(['/topics', '/topics/*'], (req, res) => {
     reply(res, new ShimError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
-  router.use('/topics', bodyErrors(datahubReply, {
-    limit: '64 KB; 256 KB for to_emails.json',
-    unsupported: 415,
-    malformed: "malformed JSON body (strict JSON: the seed samples' typos are not accepted, see docs/api/datahub.md)",
-  }));
+  router.use(
+    '/topics',
+    bodyErrors(datahubReply, {
+      limit: '64 KB; 256 KB for to_emails.json',
+      unsupported: 415,
+      malformed: "malformed JSON body (strict JSON: the seed samples' typos are not accepted, see docs/api/datahub.md)",
+    }),
+  );
   return router;
 }

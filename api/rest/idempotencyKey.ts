@@ -13,7 +13,11 @@ import { badInput } from './shimErrors';
  */
 const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 
-const IdempotencyKey = t.refinement(t.string, (key) => key.length <= MAX_REQUEST_ID_LENGTH && /^[\x21-\x7e]+$/.test(key), 'IdempotencyKey');
+const IdempotencyKey = t.refinement(
+  t.string,
+  (key) => key.length <= MAX_REQUEST_ID_LENGTH && /^[\x21-\x7e]+$/.test(key),
+  'IdempotencyKey',
+);
 
 /** The request's key, undefined without one; a malformed one is a 400 in the shim's envelope. */
 export function idempotencyKeyOf(req: express.Request): string | undefined {

@@ -9,11 +9,16 @@ import { MESSAGE_LIMITS } from '../../domain/message/message';
 import { characterCount, UUID } from '../../domain/text';
 import { isUserId, splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import type { Clock } from '../../src/clock';
-import type { Logger } from '../../src/logger';
-import { parseSeq } from '../../src/messaging/inbox';
-import { MAX_ACKNOWLEDGE_IDS, MAX_REQUEST_ID_LENGTH, SendRateExceededError, type Messaging } from '../../src/messaging/messaging';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, TicketError, validRoles, type Tickets, type TicketProblem } from '../../src/identity/tickets';
+import type { Logger } from '../../src/logger';
+import { parseSeq } from '../../src/messaging/inbox';
+import {
+  MAX_ACKNOWLEDGE_IDS,
+  MAX_REQUEST_ID_LENGTH,
+  SendRateExceededError,
+  type Messaging,
+} from '../../src/messaging/messaging';
 import { illFormedTextOf } from './shimErrors';
 
 /**
@@ -70,7 +75,8 @@ const TICKET_CODES: Record<TicketProblem, KoalaCode> = {
 // Every optional field sent empty (`expire=`, `expire=""`, `user_roles=`) is taken as absent: its default.
 
 /** A field's text as sent (a JSON number as its digits); undefined when it is not one value (a repeated field). */
-const rawText = (u: unknown): string | undefined => (typeof u === 'string' ? u : typeof u === 'number' && Number.isFinite(u) ? String(u) : undefined);
+const rawText = (u: unknown): string | undefined =>
+  typeof u === 'string' ? u : typeof u === 'number' && Number.isFinite(u) ? String(u) : undefined;
 
 /** A field's text with blanks around it and the seed's one pair of surrounding quotes dropped (`"0"` is 0). */
 const bareText = (u: unknown): string | undefined => {
@@ -109,7 +115,8 @@ const text = (name: string, max: number) =>
   );
 
 /** A value over its limit is told so, never "required": it was sent, only too long. */
-const tooLong = (name: string, max: number, value: string) => `${name} is at most ${max} characters (this one has ${characterCount(value)})`;
+const tooLong = (name: string, max: number, value: string) =>
+  `${name} is at most ${max} characters (this one has ${characterCount(value)})`;
 
 /** Non-negative integer seconds (`expire`). */
 const seconds = (name: string) =>
@@ -118,7 +125,9 @@ const seconds = (name: string) =>
     (u): u is number => typeof u === 'number',
     (u, c) => {
       const value = bareText(u);
-      return value !== undefined && /^\d{1,12}$/.test(value) ? t.success(Number(value)) : t.failure(u, c, `${name} must be a whole number of seconds`);
+      return value !== undefined && /^\d{1,12}$/.test(value)
+        ? t.success(Number(value))
+        : t.failure(u, c, `${name} must be a whole number of seconds`);
     },
     String,
   );
@@ -134,7 +143,8 @@ const unixTime = (name: string) =>
     (u): u is number => typeof u === 'number',
     (u, c) => {
       const value = bareText(u);
-      if (value === undefined || !/^\d{1,15}$/.test(value)) return t.failure(u, c, `${name} must be unix time in whole seconds (or milliseconds)`);
+      if (value === undefined || !/^\d{1,15}$/.test(value))
+        return t.failure(u, c, `${name} must be unix time in whole seconds (or milliseconds)`);
       const n = Number(value);
       return t.success(n >= 1e11 ? n : n * 1000);
     },
@@ -154,8 +164,16 @@ const idList = (name: string, max: number, maxLength: number) =>
     (u, c) => {
       const values = (Array.isArray(u) ? u : [u]).map(bareText);
       if (values.some((v) => v === undefined)) return t.failure(u, c, `${name} is required`);
-      const items = [...new Set(values.flatMap((v) => splitUserList(v!)).map(unquote).filter((s) => s.length > 0))];
-      if (items.length === 0 || items.length > max) return t.failure(u, c, `${name} must list 1-${max} values (separated by commas, semicolons or blanks)`);
+      const items = [
+        ...new Set(
+          values
+            .flatMap((v) => splitUserList(v!))
+            .map(unquote)
+            .filter((s) => s.length > 0),
+        ),
+      ];
+      if (items.length === 0 || items.length > max)
+        return t.failure(u, c, `${name} must list 1-${max} values (separated by commas, semicolons or blanks)`);
       const long = items.find((item) => characterCount(item) > maxLength);
       if (long !== undefined) return t.failure(u, c, tooLong(`${name}: each value`, maxLength, long));
       return t.success(items);
@@ -194,7 +212,12 @@ const AckRequest = t.type({ ticket: id('ticket', 2048), sids: idList('sids', MAX
 
 // --- routes --------------------------------------------------------------------------------------
 
-export function koalaRouter(deps: { readonly tickets: Tickets; readonly messaging: Messaging; readonly clock: Clock; readonly log: Logger }): express.Router {
+export function koalaRouter(deps: {
+  readonly tickets: Tickets;
+  readonly messaging: Messaging;
+  readonly clock: Clock;
+  readonly log: Logger;
+}): express.Router {
   const { clock } = deps;
   const router = express.Router();
   // The seed names x-www-form-urlencoded for tickets and messages and multipart/form-data for ack, and
@@ -210,58 +233,96 @@ export function koalaRouter(deps: { readonly tickets: Tickets; readonly messagin
     formFields,
   ];
 
-  router.post('/koala/api/mas/tickets', ...forms, route(deps.log, async (req) => {
-    const input = decode(TicketRequest, params(req));
-    if (!isUserId(input.user_id)) throw new KoalaError(KoalaCode.badParameters, 'user_id may not contain blanks, commas, semicolons or 、 (they separate user lists)');
-    const roles = input.user_roles ?? [];
-    if (!validRoles(roles)) throw new KoalaError(KoalaCode.badParameters, 'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -');
-    const { ticket } = await deps.tickets.issue({ appId: input.app_key, secret: input.secret_key, userId: input.user_id, roles, now: clock() });
-    return ticket;
-  }));
+  router.post(
+    '/koala/api/mas/tickets',
+    ...forms,
+    route(deps.log, async (req) => {
+      const input = decode(TicketRequest, params(req));
+      if (!isUserId(input.user_id))
+        throw new KoalaError(
+          KoalaCode.badParameters,
+          'user_id may not contain blanks, commas, semicolons or 、 (they separate user lists)',
+        );
+      const roles = input.user_roles ?? [];
+      if (!validRoles(roles))
+        throw new KoalaError(
+          KoalaCode.badParameters,
+          'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -',
+        );
+      const { ticket } = await deps.tickets.issue({
+        appId: input.app_key,
+        secret: input.secret_key,
+        userId: input.user_id,
+        roles,
+        now: clock(),
+      });
+      return ticket;
+    }),
+  );
 
-  router.post('/koala/api/mas/messages', ...forms, route(deps.log, async (req) => {
-    const input = decode(SendRequest, params(req));
-    const viewer = await deps.tickets.authenticate(input.ticket, clock());
-    const sent = await deps.messaging.send(
-      viewer,
-      {
-        to: input.users,
-        title: input.title,
-        content: input.content,
-        expireSeconds: input.expire ?? 0,
-        ...(input.execute !== undefined && input.execute > 0 && { executeAt: new Date(input.execute) }),
-        ...(input.request_id !== undefined && { requestId: input.request_id }),
-      },
-      clock(),
-    );
-    return sent.id;
-  }));
+  router.post(
+    '/koala/api/mas/messages',
+    ...forms,
+    route(deps.log, async (req) => {
+      const input = decode(SendRequest, params(req));
+      const viewer = await deps.tickets.authenticate(input.ticket, clock());
+      const sent = await deps.messaging.send(
+        viewer,
+        {
+          to: input.users,
+          title: input.title,
+          content: input.content,
+          expireSeconds: input.expire ?? 0,
+          ...(input.execute !== undefined && input.execute > 0 && { executeAt: new Date(input.execute) }),
+          ...(input.request_id !== undefined && { requestId: input.request_id }),
+        },
+        clock(),
+      );
+      return sent.id;
+    }),
+  );
 
-  router.post('/koala/api/mas/messages/ack', ...forms, route(deps.log, async (req) => {
-    const input = decode(AckRequest, params(req));
-    const viewer = await deps.tickets.authenticate(input.ticket, clock());
-    const seqOf = new Map(input.sids.map((sid) => [sid, parseSeq(sid)] as const));
-    if (input.sids.some((sid) => seqOf.get(sid) === undefined && !UUID.test(sid))) throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
-    const idBySeq = await deps.messaging.messageIdsOfSeqs(viewer, [...seqOf.values()].filter((seq) => seq !== undefined));
-    const idOf = (sid: string): string | undefined => {
-      const seq = seqOf.get(sid);
-      return seq === undefined ? sid : idBySeq.get(seq);
-    };
-    const known = input.sids.filter((sid) => idOf(sid) !== undefined);
-    // Every sid of a message delivered to this user is acknowledged, whatever the others are; an expired
-    // one counts as done. The rest are named in a 1002 (1003 when all are other users' messages), so a
-    // client that sends wrong sids notices; the ones it got right are acknowledged all the same.
-    const { acknowledged, refused } = known.length > 0 ? await deps.messaging.acknowledge(viewer, known.map(idOf) as string[], clock()) : { acknowledged: 0, refused: [] };
-    const refusedIds = new Map(refused.map((r) => [r.id, r.error.code] as const));
-    const unknown = input.sids.filter((sid) => idOf(sid) === undefined || (refusedIds.has(idOf(sid)!) && refusedIds.get(idOf(sid)!) !== 'forbidden'));
-    const othersMessages = known.filter((sid) => refusedIds.get(idOf(sid)!) === 'forbidden');
-    if (unknown.length === 0 && othersMessages.length === 0) return acknowledged;
-    const reasons = [
-      ...(unknown.length > 0 ? [`no message delivered to this user: sids ${unknown.join(',')}`] : []),
-      ...(othersMessages.length > 0 ? [`messages sent to other users: sids ${othersMessages.join(',')}`] : []),
-    ];
-    throw new KoalaError(unknown.length > 0 ? KoalaCode.unknownTarget : KoalaCode.forbidden, `${acknowledged} acknowledged; refused ${reasons.join('; ')}`);
-  }));
+  router.post(
+    '/koala/api/mas/messages/ack',
+    ...forms,
+    route(deps.log, async (req) => {
+      const input = decode(AckRequest, params(req));
+      const viewer = await deps.tickets.authenticate(input.ticket, clock());
+      const seqOf = new Map(input.sids.map((sid) => [sid, parseSeq(sid)] as const));
+      if (input.sids.some((sid) => seqOf.get(sid) === undefined && !UUID.test(sid)))
+        throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
+      const idBySeq = await deps.messaging.messageIdsOfSeqs(
+        viewer,
+        [...seqOf.values()].filter((seq) => seq !== undefined),
+      );
+      const idOf = (sid: string): string | undefined => {
+        const seq = seqOf.get(sid);
+        return seq === undefined ? sid : idBySeq.get(seq);
+      };
+      const known = input.sids.filter((sid) => idOf(sid) !== undefined);
+      // Every sid of a message delivered to this user is acknowledged, whatever the others are; an expired
+      // one counts as done. The rest are named in a 1002 (1003 when all are other users' messages), so a
+      // client that sends wrong sids notices; the ones it got right are acknowledged all the same.
+      const { acknowledged, refused } =
+        known.length > 0
+          ? await deps.messaging.acknowledge(viewer, known.map(idOf) as string[], clock())
+          : { acknowledged: 0, refused: [] };
+      const refusedIds = new Map(refused.map((r) => [r.id, r.error.code] as const));
+      const unknown = input.sids.filter(
+        (sid) => idOf(sid) === undefined || (refusedIds.has(idOf(sid)!) && refusedIds.get(idOf(sid)!) !== 'forbidden'),
+      );
+      const othersMessages = known.filter((sid) => refusedIds.get(idOf(sid)!) === 'forbidden');
+      if (unknown.length === 0 && othersMessages.length === 0) return acknowledged;
+      const reasons = [
+        ...(unknown.length > 0 ? [`no message delivered to this user: sids ${unknown.join(',')}`] : []),
+        ...(othersMessages.length > 0 ? [`messages sent to other users: sids ${othersMessages.join(',')}`] : []),
+      ];
+      throw new KoalaError(
+        unknown.length > 0 ? KoalaCode.unknownTarget : KoalaCode.forbidden,
+        `${acknowledged} acknowledged; refused ${reasons.join('; ')}`,
+      );
+    }),
+  );
 
   // Only the body parsers fail into here (route handlers answer their own errors): a body too large,
   // malformed urlencoded or multipart data, a file part, too many fields. All are bad parameters.
@@ -305,7 +366,8 @@ function route(log: Logger, handler: (req: express.Request) => Promise<unknown>)
 
 const BODY_LIMIT = '256kb';
 
-const isMultipartTyped = (req: { headers: { 'content-type'?: string } }) => /^\s*multipart\//i.test(req.headers['content-type'] ?? '');
+const isMultipartTyped = (req: { headers: { 'content-type'?: string } }) =>
+  /^\s*multipart\//i.test(req.headers['content-type'] ?? '');
 
 /** The boundary a multipart content type names (`boundary=XYZ` or `boundary="X Y"`); undefined when none. */
 export function multipartBoundary(contentType: string | undefined): string | undefined {
@@ -325,7 +387,13 @@ function realMultipart(parse: express.RequestHandler): express.RequestHandler {
     if (!Buffer.isBuffer(raw)) return next();
     const boundary = multipartBoundary(req.headers['content-type']);
     const delimiter = boundary === undefined ? undefined : `--${boundary}`;
-    if (delimiter === undefined || !(raw.subarray(0, delimiter.length).toString('latin1') === delimiter || raw.includes(`\r\n${delimiter}`, 0, 'latin1'))) {
+    if (
+      delimiter === undefined ||
+      !(
+        raw.subarray(0, delimiter.length).toString('latin1') === delimiter ||
+        raw.includes(`\r\n${delimiter}`, 0, 'latin1')
+      )
+    ) {
       req.body = raw.toString('utf8');
       return next();
     }
@@ -360,7 +428,8 @@ function fieldsOf(body: string): Record<string, unknown> {
     } catch {
       throw Object.assign(new Error('malformed JSON'), { status: 400 });
     }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw Object.assign(new Error('malformed JSON'), { status: 400 });
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw Object.assign(new Error('malformed JSON'), { status: 400 });
     // null is JSON's absent field.
     return Object.fromEntries(Object.entries(parsed).filter(([, value]) => value !== null));
   }
@@ -369,7 +438,8 @@ function fieldsOf(body: string): Record<string, unknown> {
 }
 
 function bodyErrorMessage(error: unknown): string {
-  if (error instanceof multer.MulterError) return `malformed form: ${error.message}${error.field ? ` (${error.field})` : ''}`;
+  if (error instanceof multer.MulterError)
+    return `malformed form: ${error.message}${error.field ? ` (${error.field})` : ''}`;
   const message = (error as Error).message ?? '';
   // body-parser's and busboy's own messages name the problem and nothing of the server.
   return /^[\w ,.:'()-]{1,120}$/.test(message) ? `malformed request body: ${message}` : 'malformed request body';
@@ -383,7 +453,11 @@ function reply(res: express.Response, code: KoalaCode, errmsg: string): void {
 function toKoalaError(error: unknown): { code: KoalaCode; message: string } {
   if (error instanceof KoalaError) return { code: error.code, message: error.message };
   if (error instanceof TicketError) return { code: TICKET_CODES[error.problem], message: error.message };
-  if (error instanceof AppAuthError) return { code: error.problem === 'unknown_app' ? KoalaCode.unknownApp : KoalaCode.wrongSecret, message: error.message };
+  if (error instanceof AppAuthError)
+    return {
+      code: error.problem === 'unknown_app' ? KoalaCode.unknownApp : KoalaCode.wrongSecret,
+      message: error.message,
+    };
   if (error instanceof DomainError) return { code: DOMAIN_CODES[error.code], message: error.message };
   if (error instanceof SendRateExceededError) return { code: KoalaCode.senderRestricted, message: error.message };
   return { code: KoalaCode.internal, message: 'internal error' };
@@ -405,12 +479,16 @@ const ALIASES: ReadonlyArray<[string, string]> = [
  * list may be sent as jQuery sends arrays (`users[]=a&users[]=b`).
  */
 function params(req: express.Request): Record<string, unknown> {
-  const merged: Record<string, unknown> = { ...(req.query as Record<string, unknown>), ...((req.body ?? {}) as Record<string, unknown>) };
+  const merged: Record<string, unknown> = {
+    ...(req.query as Record<string, unknown>),
+    ...((req.body ?? {}) as Record<string, unknown>),
+  };
   for (const list of ['users', 'sids', 'user_roles']) {
     if (merged[list] === undefined && merged[`${list}[]`] !== undefined) merged[list] = merged[`${list}[]`];
   }
   for (const [name, alias] of ALIASES) {
-    if ((merged[name] === undefined || bareText(merged[name]) === '') && merged[alias] !== undefined) merged[name] = merged[alias];
+    if ((merged[name] === undefined || bareText(merged[name]) === '') && merged[alias] !== undefined)
+      merged[name] = merged[alias];
   }
   return merged;
 }

@@ -3,8 +3,8 @@ import express from 'express';
 import { DomainError } from '../../domain/decider';
 import { RTIO_LIMITS, rtioTimeLiveSeconds } from '../../domain/rtio/rtio';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
-import type { Cidr } from '../../src/config';
 import { StreamContendedError } from '../../src/command/commandHandler';
+import type { Cidr } from '../../src/config';
 import { AppAuthError, type Tickets } from '../../src/identity/tickets';
 import type { Logger } from '../../src/logger';
 import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
@@ -69,11 +69,13 @@ export function rtioRouter(deps: {
     const appId = req.get('x-app-id');
     const key = req.get('x-app-key');
     if (appId !== undefined || key !== undefined) {
-      if (!appId || !key) throw new RtioAnswer(RTIO_CODES.untrusted, 'caller not trusted: X-APP-ID and X-APP-Key go together');
+      if (!appId || !key)
+        throw new RtioAnswer(RTIO_CODES.untrusted, 'caller not trusted: X-APP-ID and X-APP-Key go together');
       try {
         await deps.tickets.authenticateApp(appId, key);
       } catch (error) {
-        if (error instanceof AppAuthError) throw new RtioAnswer(RTIO_CODES.untrusted, `caller not trusted: app credentials refused: ${error.message}`);
+        if (error instanceof AppAuthError)
+          throw new RtioAnswer(RTIO_CODES.untrusted, `caller not trusted: app credentials refused: ${error.message}`);
         throw error;
       }
       return appId;
@@ -85,11 +87,17 @@ export function rtioRouter(deps: {
     // each request of a current one; servers' HTTP clients send neither (Node's fetch sends only
     // Sec-Fetch-Mode, which is not looked at).
     if (isTrusted(trusted, caller) && fromBrowser(req)) {
-      throw new RtioAnswer(RTIO_CODES.untrusted, 'caller not trusted: a browser request (Origin, Sec-Fetch-Site) is not trusted by network; send X-APP-ID and X-APP-Key');
+      throw new RtioAnswer(
+        RTIO_CODES.untrusted,
+        'caller not trusted: a browser request (Origin, Sec-Fetch-Site) is not trusted by network; send X-APP-ID and X-APP-Key',
+      );
     }
     if (isTrusted(trusted, caller)) return deps.appId;
     // Named, so the operator sees which network to add to RTIO_TRUSTED_CIDRS.
-    throw new RtioAnswer(RTIO_CODES.untrusted, `caller ${caller ?? '?'} not in RTIO_TRUSTED_CIDRS; or send X-APP-ID and X-APP-Key`);
+    throw new RtioAnswer(
+      RTIO_CODES.untrusted,
+      `caller ${caller ?? '?'} not in RTIO_TRUSTED_CIDRS; or send X-APP-ID and X-APP-Key`,
+    );
   };
 
   /** `echoed`: what every answer of the route carries from the request (call/send's `device_id`, required in its answer). */
@@ -112,14 +120,21 @@ export function rtioRouter(deps: {
         return handler(body, req);
       };
       answer().then(
-        (fields) => res.json({ nonce: echoNonce(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
+        (fields) =>
+          res.json({ nonce: echoNonce(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
           const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
           if (error instanceof StreamContendedError) {
             deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
             res.set('retry-after', String(error.retryAfterSeconds));
           } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
-          res.status(known.status).json({ nonce: echoNonce(nonce), code: known.code[0], desc: descOf(known.detail ?? known.code[1]), ...echoes, ...known.fields });
+          res.status(known.status).json({
+            nonce: echoNonce(nonce),
+            code: known.code[0],
+            desc: descOf(known.detail ?? known.code[1]),
+            ...echoes,
+            ...known.fields,
+          });
         },
       );
     };
@@ -130,48 +145,85 @@ export function rtioRouter(deps: {
   const rtioPaths = deps.only === undefined ? ['/manage', '/call'] : ['/'];
   router.use(rtioPaths, express.text({ type: () => true, limit: BODY_LIMIT }));
 
-  if (deps.only !== 'call') router.post('/manage/create_device', route(RTIO_CODES.createFailed, async (body, req) => {
-    const nonce = nonceField(body);
-    const appId = await appOf(req);
-    const { deviceId, deviceKey } = await deps.rtio.createDevice(appId, nonce);
-    return { device_id: deviceId, device_key: deviceKey };
-  }));
-
-  if (deps.only !== 'manage') router.post('/call/send', route(RTIO_CODES.sendFailed, async (body, req) => {
-    const nonce = nonceField(body);
-    const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
-    const message = field(body, 'message', RTIO_LIMITS.messageBytes);
-    // Optional: none, null, "", 0 → 6 s; above 30 → 30 (domain/rtio/rtio.ts); a negative one is 1604.
-    const timeLive = rtioTimeLiveSeconds(body.time_live);
-    const appId = await appOf(req);
-    const outcome = await deps.rtio.call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive }).catch((error: unknown) => {
-      if (error instanceof UnknownRtioDeviceError) throw new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, { device_id: deviceId, device_status: 0 });
-      throw error;
-    });
-    if (outcome.kind === 'replied') return { device_id: deviceId, device_status: 1, device_code: outcome.deviceCode, device_message: outcome.deviceMessage };
-    throw new RtioAnswer(
-      RTIO_CODES.sendFailed,
-      outcome.kind === 'offline' ? 'message send failed: the device is offline' : 'message send failed: the device did not reply within time_live',
-      200,
-      { device_id: deviceId, device_status: outcome.kind === 'offline' ? 2 : 1 },
+  if (deps.only !== 'call')
+    router.post(
+      '/manage/create_device',
+      route(RTIO_CODES.createFailed, async (body, req) => {
+        const nonce = nonceField(body);
+        const appId = await appOf(req);
+        const { deviceId, deviceKey } = await deps.rtio.createDevice(appId, nonce);
+        return { device_id: deviceId, device_key: deviceKey };
+      }),
     );
-  }, (body) => ({ device_id: echo(body.device_id, RTIO_LIMITS.deviceIdBytes) })));
+
+  if (deps.only !== 'manage')
+    router.post(
+      '/call/send',
+      route(
+        RTIO_CODES.sendFailed,
+        async (body, req) => {
+          const nonce = nonceField(body);
+          const deviceId = field(body, 'device_id', RTIO_LIMITS.deviceIdBytes);
+          const message = field(body, 'message', RTIO_LIMITS.messageBytes);
+          // Optional: none, null, "", 0 → 6 s; above 30 → 30 (domain/rtio/rtio.ts); a negative one is 1604.
+          const timeLive = rtioTimeLiveSeconds(body.time_live);
+          const appId = await appOf(req);
+          const outcome = await deps.rtio
+            .call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive })
+            .catch((error: unknown) => {
+              if (error instanceof UnknownRtioDeviceError)
+                throw new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, {
+                  device_id: deviceId,
+                  device_status: 0,
+                });
+              throw error;
+            });
+          if (outcome.kind === 'replied')
+            return {
+              device_id: deviceId,
+              device_status: 1,
+              device_code: outcome.deviceCode,
+              device_message: outcome.deviceMessage,
+            };
+          throw new RtioAnswer(
+            RTIO_CODES.sendFailed,
+            outcome.kind === 'offline'
+              ? 'message send failed: the device is offline'
+              : 'message send failed: the device did not reply within time_live',
+            200,
+            { device_id: deviceId, device_status: outcome.kind === 'offline' ? 2 : 1 },
+          );
+        },
+        (body) => ({ device_id: echo(body.device_id, RTIO_LIMITS.deviceIdBytes) }),
+      ),
+    );
 
   // The routes' paths with another method; other paths under theirs. The nonce is echoed if there is one.
-  const refuse = (code: Code): express.RequestHandler => (req, res) => {
-    res.json({ nonce: echoNonce(nonceIn(req.body)), code: code[0], desc: code[1] });
-  };
-  const served = [...(deps.only !== 'call' ? ['/manage/create_device'] : []), ...(deps.only !== 'manage' ? ['/call/send'] : [])];
+  const refuse =
+    (code: Code): express.RequestHandler =>
+    (req, res) => {
+      res.json({ nonce: echoNonce(nonceIn(req.body)), code: code[0], desc: code[1] });
+    };
+  const served = [
+    ...(deps.only !== 'call' ? ['/manage/create_device'] : []),
+    ...(deps.only !== 'manage' ? ['/call/send'] : []),
+  ];
   router.all(served, refuse(RTIO_CODES.badMethod));
   if (deps.only === undefined) router.all(['/manage', '/manage/*', '/call', '/call/*'], refuse(RTIO_CODES.badUri));
   else router.use(refuse(RTIO_CODES.badUri));
   // A body that could not be read: 1601 — on a route's path; elsewhere the URI is what is wrong (1600).
-  const isServed = (path: string) => served.some((route) => route.toLowerCase() === path.toLowerCase().replace(/(.)\/$/, '$1'));
+  const isServed = (path: string) =>
+    served.some((route) => route.toLowerCase() === path.toLowerCase().replace(/(.)\/$/, '$1'));
   router.use(rtioPaths, (error: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (res.headersSent) return next(error);
-    if (!isServed(req.path)) return void res.json({ nonce: '', code: RTIO_CODES.badUri[0], desc: RTIO_CODES.badUri[1] });
+    if (!isServed(req.path))
+      return void res.json({ nonce: '', code: RTIO_CODES.badUri[0], desc: RTIO_CODES.badUri[1] });
     const tooLarge = (error as { status?: unknown }).status === 413;
-    res.json({ nonce: '', code: RTIO_CODES.badBody[0], desc: tooLarge ? `the body is over ${BODY_LIMIT}` : RTIO_CODES.badBody[1] });
+    res.json({
+      nonce: '',
+      code: RTIO_CODES.badBody[0],
+      desc: tooLarge ? `the body is over ${BODY_LIMIT}` : RTIO_CODES.badBody[1],
+    });
   });
   return router;
 }
@@ -185,22 +237,26 @@ function nonceIn(raw: unknown): unknown {
 }
 
 function parseBody(raw: unknown): Record<string, unknown> {
-  if (typeof raw !== 'string' || raw.trim().length === 0) throw new RtioAnswer(RTIO_CODES.badBody, 'invalid HTTP body: a JSON object is required');
+  if (typeof raw !== 'string' || raw.trim().length === 0)
+    throw new RtioAnswer(RTIO_CODES.badBody, 'invalid HTTP body: a JSON object is required');
   let body: unknown;
   try {
     body = JSON.parse(raw);
   } catch {
     throw new RtioAnswer(RTIO_CODES.badJson);
   }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new RtioAnswer(RTIO_CODES.badBody, 'invalid HTTP body: a JSON object is required');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new RtioAnswer(RTIO_CODES.badBody, 'invalid HTTP body: a JSON object is required');
   return body as Record<string, unknown>;
 }
 
 /** A required string field of at most `maxBytes` (the seed's lengths are in bytes). */
 function field(body: Record<string, unknown>, name: string, maxBytes: number): string {
   const value = body[name];
-  if (typeof value !== 'string' || value.length === 0) throw new RtioAnswer(RTIO_CODES.badField, `${name}: a string is required`);
-  if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new RtioAnswer(RTIO_CODES.badField, `${name}: at most ${maxBytes} bytes`);
+  if (typeof value !== 'string' || value.length === 0)
+    throw new RtioAnswer(RTIO_CODES.badField, `${name}: a string is required`);
+  if (Buffer.byteLength(value, 'utf8') > maxBytes)
+    throw new RtioAnswer(RTIO_CODES.badField, `${name}: at most ${maxBytes} bytes`);
   return value;
 }
 
@@ -215,7 +271,8 @@ function nonceField(body: Record<string, unknown>): string {
 }
 
 /** A nonce echoed as sent: text within its length, or a whole number; otherwise empty. */
-const echoNonce = (value: unknown) => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : echo(value));
+const echoNonce = (value: unknown) =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : echo(value);
 
 function asAnswer(error: unknown, failure: Code): RtioAnswer {
   if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);
@@ -236,10 +293,14 @@ function descOf(text: string): string {
 }
 
 /** A request's field as given, when it is one the seed allows to echo (Unicode text within its length); otherwise empty. */
-const echo = (value: unknown, maxBytes: number = RTIO_LIMITS.nonceBytes) => (typeof value === 'string' && Buffer.byteLength(value, 'utf8') <= maxBytes && illFormedTextAt(value) === undefined ? value : '');
+const echo = (value: unknown, maxBytes: number = RTIO_LIMITS.nonceBytes) =>
+  typeof value === 'string' && Buffer.byteLength(value, 'utf8') <= maxBytes && illFormedTextAt(value) === undefined
+    ? value
+    : '';
 
 /** A request a web browser sent on a page's behalf (see appOf). */
-const fromBrowser = (req: express.Request) => req.get('origin') !== undefined || req.get('sec-fetch-site') !== undefined;
+const fromBrowser = (req: express.Request) =>
+  req.get('origin') !== undefined || req.get('sec-fetch-site') !== undefined;
 
 function isTrusted(trusted: BlockList, address: string | undefined): boolean {
   if (!address) return false;

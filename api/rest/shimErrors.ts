@@ -35,8 +35,10 @@ const DOMAIN_STATUS: Record<DomainErrorCode, [number, string]> = {
 
 export function toShimError(error: unknown): ShimError {
   if (error instanceof ShimError) return error;
-  if (error instanceof TicketError || error instanceof AppAuthError) return new ShimError(401, 'unauthorized', error.message);
-  if (error instanceof SendRateExceededError) return new ShimError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
+  if (error instanceof TicketError || error instanceof AppAuthError)
+    return new ShimError(401, 'unauthorized', error.message);
+  if (error instanceof SendRateExceededError)
+    return new ShimError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
   // Not herald's failure nor the caller's: others were changing the same record; the request may be sent again.
   if (error instanceof StreamContendedError) return new ShimError(503, 'busy', error.message, error.retryAfterSeconds);
   if (error instanceof DomainError) {
@@ -75,7 +77,8 @@ export function shimRoute(
   return (req, res) => {
     checked(req, res).catch((error: unknown) => {
       const known = toShimError(error);
-      if (error instanceof StreamContendedError) log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, `${shim}: busy`);
+      if (error instanceof StreamContendedError)
+        log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, `${shim}: busy`);
       else if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
       if (known.retryAfterSeconds !== undefined) res.set('retry-after', String(known.retryAfterSeconds));
       send(res, req, known);
@@ -93,21 +96,35 @@ export function shimRoute(
  * - a path that is not percent-encoded UTF-8 (Express decodes parameters before any route): 400;
  * - anything else the body's own fault: 400 with `malformed`.
  */
-export function bodyError(error: unknown, options: { readonly limit: string; readonly unsupported: 400 | 415; readonly malformed?: string }): ShimError {
-  const { status, type, charset, encoding } = error as { status?: unknown; type?: unknown; charset?: unknown; encoding?: unknown };
+export function bodyError(
+  error: unknown,
+  options: { readonly limit: string; readonly unsupported: 400 | 415; readonly malformed?: string },
+): ShimError {
+  const { status, type, charset, encoding } = error as {
+    status?: unknown;
+    type?: unknown;
+    charset?: unknown;
+    encoding?: unknown;
+  };
   if (status === 413) return new ShimError(413, 'too_large', `request body too large (at most ${options.limit})`);
-  const unsupported = (message: string) => new ShimError(options.unsupported, options.unsupported === 415 ? 'unsupported_media_type' : 'bad_request', message);
+  const unsupported = (message: string) =>
+    new ShimError(options.unsupported, options.unsupported === 415 ? 'unsupported_media_type' : 'bad_request', message);
   // body-parser's own names (a charset is a token from the caller's header: quoted, capped).
   const named = (value: unknown) => JSON.stringify(String(value).slice(0, 40));
-  if (type === 'charset.unsupported') return unsupported(`unsupported charset ${named(charset)} (UTF-8, GBK, … are read)`);
-  if (type === 'encoding.unsupported') return unsupported(`unsupported content encoding ${named(encoding)} (identity, gzip, deflate are read)`);
+  if (type === 'charset.unsupported')
+    return unsupported(`unsupported charset ${named(charset)} (UTF-8, GBK, … are read)`);
+  if (type === 'encoding.unsupported')
+    return unsupported(`unsupported content encoding ${named(encoding)} (identity, gzip, deflate are read)`);
   if (error instanceof URIError) return badInput('malformed request path (not percent-encoded UTF-8)');
   if (type === 'json.not_object') return badInput((error as Error).message);
   return badInput(options.malformed ?? 'malformed JSON body');
 }
 
 /** bodyError as a router's error handler, answered by `send` in the shim's envelope. */
-export function bodyErrors(send: (res: express.Response, req: express.Request, error: ShimError) => void, options: Parameters<typeof bodyError>[1]): express.ErrorRequestHandler {
+export function bodyErrors(
+  send: (res: express.Response, req: express.Request, error: ShimError) => void,
+  options: Parameters<typeof bodyError>[1],
+): express.ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
     send(res, req, bodyError(error, options));

@@ -37,7 +37,10 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
 const MAX_FRAME_BYTES = 4096;
 const HEARTBEAT_MS = 30_000;
 
-export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly log: Logger }): { readonly wss: WebSocketServer; close(): Promise<void> } {
+export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly log: Logger }): {
+  readonly wss: WebSocketServer;
+  close(): Promise<void>;
+} {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   const alive = new WeakSet<WebSocket>();
   // A device that vanished without closing (its network dropped) is noticed by the missing pong.
@@ -69,11 +72,13 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
       },
       close: (code, reason) => socket.close(code, reason),
     };
-    const connected: Promise<DeviceHandle | undefined> = deps.gateway.connect(deviceId, connection).catch((error: unknown) => {
-      deps.log.error({ err: error }, 'msgpush: connecting a device failed');
-      socket.close(CLOSE.internal.code, CLOSE.internal.reason);
-      return undefined;
-    });
+    const connected: Promise<DeviceHandle | undefined> = deps.gateway
+      .connect(deviceId, connection)
+      .catch((error: unknown) => {
+        deps.log.error({ err: error }, 'msgpush: connecting a device failed');
+        socket.close(CLOSE.internal.code, CLOSE.internal.reason);
+        return undefined;
+      });
     socket.on('close', () => void connected.then((handle) => handle?.disconnect()));
     socket.on('message', (data, isBinary) => {
       // Whatever the device sends shows it is there, as a pong does.
@@ -166,7 +171,8 @@ function deviceFrameOf(text: string | undefined): DeviceFrame {
   return isMessageId(id) ? { kind: 'confirm', messageId: id } : NOT_A_CONFIRMATION;
 }
 
-const isMessageId = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= MAX_MESSAGE_ID_LENGTH;
+const isMessageId = (id: unknown): id is string =>
+  typeof id === 'string' && id.length > 0 && id.length <= MAX_MESSAGE_ID_LENGTH;
 
 /** A push's frame per wire variant, made once per push object and shared by every device it reaches. */
 const frames = new WeakMap<DevicePush, Map<string, string>>();
@@ -180,7 +186,15 @@ function frameOf(push: DevicePush, device: DeviceView): string {
   if (frame === undefined) {
     frame = JSON.stringify(
       message.kind === 'topvdn'
-        ? { messageId: topvdnRequestId(push.pushId), appId: push.appId, type: 'topvdn', msg: message.msg, flag: message.flag, from: message.from, needConfirm: push.needsConfirm }
+        ? {
+            messageId: topvdnRequestId(push.pushId),
+            appId: push.appId,
+            type: 'topvdn',
+            msg: message.msg,
+            flag: message.flag,
+            from: message.from,
+            needConfirm: push.needsConfirm,
+          }
         : {
             messageId: push.pushId,
             id: push.pushId,

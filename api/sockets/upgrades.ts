@@ -13,7 +13,11 @@ import type { Logger } from '../../src/logger';
  * maxPayload) by closing the socket (1002, 1007, 1009) and emitting 'error' on it — an 'error' nobody
  * listens to ends the process (issue 21 item 1). One listener for all sockets: no closure per socket.
  */
-export function routeUpgrades(server: http.Server, endpoints: Readonly<Record<string, WebSocketServer>>, log: Logger): void {
+export function routeUpgrades(
+  server: http.Server,
+  endpoints: Readonly<Record<string, WebSocketServer>>,
+  log: Logger,
+): void {
   // Called with the socket as `this`; ws has already closed the socket, so a warning is all that is left.
   function onSocketError(this: WebSocket, error: Error & { code?: string }): void {
     log.warn({ code: error.code, message: error.message }, 'websocket: socket error');
@@ -28,7 +32,9 @@ export function routeUpgrades(server: http.Server, endpoints: Readonly<Record<st
     const wss = endpoints[query === -1 ? url : url.slice(0, query)];
     if (!wss) {
       const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no WebSocket endpoint here' } });
-      socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     wss.handleUpgrade(request, socket, head, (ws) => {

@@ -76,7 +76,11 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
     switch (event.type) {
       case 'AppRegistered':
       case 'AppSecretChanged':
-        return { status: 'registered', secretHash: event.data.secretHash, pushCallbackUrl: state.status === 'registered' ? state.pushCallbackUrl : null };
+        return {
+          status: 'registered',
+          secretHash: event.data.secretHash,
+          pushCallbackUrl: state.status === 'registered' ? state.pushCallbackUrl : null,
+        };
       case 'AppPushCallbackSet':
         return state.status === 'registered' ? { ...state, pushCallbackUrl: event.data.url } : state;
       default:
@@ -87,12 +91,26 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
   decide(command, state) {
     switch (command.type) {
       case 'RegisterApp': {
-        if (!AppId.is(command.appId)) throw new DomainError('invalid', `app id ${JSON.stringify(command.appId)} must be 1-64 letters, digits, '_', '.' or '-'`);
+        if (!AppId.is(command.appId))
+          throw new DomainError(
+            'invalid',
+            `app id ${JSON.stringify(command.appId)} must be 1-64 letters, digits, '_', '.' or '-'`,
+          );
         if (state.status === 'unregistered') {
-          return [{ type: 'AppRegistered', data: { appId: command.appId, secretHash: command.secretHash, registeredAt: command.now } }];
+          return [
+            {
+              type: 'AppRegistered',
+              data: { appId: command.appId, secretHash: command.secretHash, registeredAt: command.now },
+            },
+          ];
         }
         if (state.secretHash === command.secretHash) return [];
-        return [{ type: 'AppSecretChanged', data: { appId: command.appId, secretHash: command.secretHash, changedAt: command.now } }];
+        return [
+          {
+            type: 'AppSecretChanged',
+            data: { appId: command.appId, secretHash: command.secretHash, changedAt: command.now },
+          },
+        ];
       }
       case 'SetPushCallback': {
         if (state.status !== 'registered') throw new DomainError('not_found', 'no such app');
@@ -114,8 +132,10 @@ function checkCallbackUrl(url: string): string {
   } catch {
     throw new DomainError('invalid', 'url: must be an absolute http or https URL');
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new DomainError('invalid', 'url: must be an http or https URL');
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new DomainError('invalid', 'url: must be an http or https URL');
   if (parsed.username || parsed.password) throw new DomainError('invalid', 'url: may not hold a user name or password');
-  if (parsed.href.length > PUSH_CALLBACK_URL_LENGTH) throw new DomainError('invalid', `url: at most ${PUSH_CALLBACK_URL_LENGTH} characters`);
+  if (parsed.href.length > PUSH_CALLBACK_URL_LENGTH)
+    throw new DomainError('invalid', `url: at most ${PUSH_CALLBACK_URL_LENGTH} characters`);
   return parsed.href;
 }

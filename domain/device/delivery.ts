@@ -34,13 +34,30 @@ export const DeliveryRetried = t.type({
   type: t.literal('DeliveryRetried'),
   data: t.type({ ...Target, attempt: t.number, retriedAt: t.string, nextAttemptAt: NextAttempt }),
 });
-export const DeliveryConfirmed = t.type({ type: t.literal('DeliveryConfirmed'), data: t.type({ ...Target, confirmedAt: t.string }) });
+export const DeliveryConfirmed = t.type({
+  type: t.literal('DeliveryConfirmed'),
+  data: t.type({ ...Target, confirmedAt: t.string }),
+});
 export const DeliveryDropped = t.type({
   type: t.literal('DeliveryDropped'),
-  data: t.type({ ...Target, attempts: t.number, reason: t.keyof({ not_connected: null, not_confirmed: null, no_callback_url: null }), droppedAt: t.string }),
+  data: t.type({
+    ...Target,
+    attempts: t.number,
+    reason: t.keyof({ not_connected: null, not_confirmed: null, no_callback_url: null }),
+    droppedAt: t.string,
+  }),
 });
-export const DeliveryExpired = t.type({ type: t.literal('DeliveryExpired'), data: t.type({ ...Target, attempts: t.number, expiredAt: t.string }) });
-export const DeliveryEvent = t.union([MessageDelivered, DeliveryRetried, DeliveryConfirmed, DeliveryDropped, DeliveryExpired]);
+export const DeliveryExpired = t.type({
+  type: t.literal('DeliveryExpired'),
+  data: t.type({ ...Target, attempts: t.number, expiredAt: t.string }),
+});
+export const DeliveryEvent = t.union([
+  MessageDelivered,
+  DeliveryRetried,
+  DeliveryConfirmed,
+  DeliveryDropped,
+  DeliveryExpired,
+]);
 export type DeliveryEvent = t.TypeOf<typeof DeliveryEvent>;
 
 /** docs/events.md, delivery: what the codecs cannot say. */
@@ -63,15 +80,20 @@ export const deliveryCatalogue: CatalogueEntry = {
       fields: { attempt: '2, 3, …', nextAttemptAt: 'null when no attempt is left or none is needed' },
     },
     DeliveryConfirmed: {
-      when: "the device confirmed (`{\"confirm\": id}` on its socket, GraphQL `confirmDelivery`), or the app's callback answered 2xx",
+      when: 'the device confirmed (`{"confirm": id}` on its socket, GraphQL `confirmDelivery`), or the app\'s callback answered 2xx',
     },
     DeliveryDropped: {
       when:
         'a topvdn delivery still open when its push expired (flag 2: 16 s; flag 3: 5 s), or a delivery to the ' +
         "app's callback URL when the app has none",
-      fields: { reason: '`not_connected`: never reached; `not_confirmed`: reached, not confirmed; `no_callback_url`: the app has no callback URL' },
+      fields: {
+        reason:
+          '`not_connected`: never reached; `not_confirmed`: reached, not confirmed; `no_callback_url`: the app has no callback URL',
+      },
     },
-    DeliveryExpired: { when: 'a ONE-PUSH delivery still open when its push expired (`duration` with needConfirm, otherwise 7 days)' },
+    DeliveryExpired: {
+      when: 'a ONE-PUSH delivery still open when its push expired (`duration` with needConfirm, otherwise 7 days)',
+    },
   },
 };
 
@@ -87,7 +109,10 @@ export interface DeliveryTerms {
   readonly expiresAt: string;
 }
 
-export const deliveryTerms = (push: Omit<PushRequestedData, 'audience' | 'platform'>, deviceId: string): DeliveryTerms => ({
+export const deliveryTerms = (
+  push: Omit<PushRequestedData, 'audience' | 'platform'>,
+  deviceId: string,
+): DeliveryTerms => ({
   pushId: push.pushId,
   deviceId,
   appId: push.appId,
@@ -148,7 +173,8 @@ export const deliveryStreamName = (pushId: string, deviceId: string) => streamNa
 export const APP_CALLBACK_TARGET = 'app-callback';
 
 /** Whether the delivery still waits for an attempt or a confirmation. */
-export const isOpen = (status: DeliveryStatus, needsConfirm: boolean): boolean => status === 'pending' || (status === 'delivered' && needsConfirm);
+export const isOpen = (status: DeliveryStatus, needsConfirm: boolean): boolean =>
+  status === 'pending' || (status === 'delivered' && needsConfirm);
 
 export const deliveryDecider: Decider<DeliveryCommand, DeliveryEvent, DeliveryState> = {
   initialState: () => ({ status: 'pending', attempts: 0, nextAttemptAt: null }),
@@ -158,7 +184,11 @@ export const deliveryDecider: Decider<DeliveryCommand, DeliveryEvent, DeliverySt
       case 'MessageDelivered':
       case 'DeliveryRetried':
         return state.status === 'pending' || state.status === 'delivered'
-          ? { status: 'delivered', attempts: Math.max(state.attempts, event.data.attempt), nextAttemptAt: event.data.nextAttemptAt }
+          ? {
+              status: 'delivered',
+              attempts: Math.max(state.attempts, event.data.attempt),
+              nextAttemptAt: event.data.nextAttemptAt,
+            }
           : state;
       case 'DeliveryConfirmed':
         return { ...state, status: 'confirmed', nextAttemptAt: null };
@@ -179,7 +209,12 @@ export const deliveryDecider: Decider<DeliveryCommand, DeliveryEvent, DeliverySt
     switch (command.type) {
       case 'RecordAttempt': {
         if (!open || !attemptLeft(terms, state.attempts)) return [];
-        if (command.dueOnly && state.attempts > 0 && (state.nextAttemptAt === null || now < timeOf(state.nextAttemptAt, 'nextAttemptAt'))) return [];
+        if (
+          command.dueOnly &&
+          state.attempts > 0 &&
+          (state.nextAttemptAt === null || now < timeOf(state.nextAttemptAt, 'nextAttemptAt'))
+        )
+          return [];
         const attempt = state.attempts + 1;
         const nextAttemptAt = nextAttempt(terms, attempt, now);
         return attempt === 1
@@ -189,18 +224,34 @@ export const deliveryDecider: Decider<DeliveryCommand, DeliveryEvent, DeliverySt
       case 'ConfirmDelivery':
         if (state.status === 'confirmed') return [];
         // A delivery written once that needed no confirmation may still be confirmed (the device does it anyway).
-        if (!open && !(state.status === 'delivered' && !terms.needsConfirm)) throw new DomainError('expired', 'the delivery has ended: the message was dropped or has expired');
+        if (!open && !(state.status === 'delivered' && !terms.needsConfirm))
+          throw new DomainError('expired', 'the delivery has ended: the message was dropped or has expired');
         return [{ type: 'DeliveryConfirmed', data: { ...target, confirmedAt: command.now } }];
       case 'CloseDelivery': {
         if (!isOpen(state.status, terms.needsConfirm) || now < timeOf(terms.expiresAt, 'expiresAt')) return [];
         const { attempts } = state;
         return terms.source === 'topvdn'
-          ? [{ type: 'DeliveryDropped', data: { ...target, attempts, reason: attempts === 0 ? 'not_connected' : 'not_confirmed', droppedAt: command.now } }]
+          ? [
+              {
+                type: 'DeliveryDropped',
+                data: {
+                  ...target,
+                  attempts,
+                  reason: attempts === 0 ? 'not_connected' : 'not_confirmed',
+                  droppedAt: command.now,
+                },
+              },
+            ]
           : [{ type: 'DeliveryExpired', data: { ...target, attempts, expiredAt: command.now } }];
       }
       case 'DropDelivery':
         if (!isOpen(state.status, terms.needsConfirm)) return [];
-        return [{ type: 'DeliveryDropped', data: { ...target, attempts: state.attempts, reason: command.reason, droppedAt: command.now } }];
+        return [
+          {
+            type: 'DeliveryDropped',
+            data: { ...target, attempts: state.attempts, reason: command.reason, droppedAt: command.now },
+          },
+        ];
       default:
         return unreachable(command);
     }

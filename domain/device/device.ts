@@ -39,7 +39,10 @@ const Registration = {
   registration: t.number,
 };
 
-export const DeviceRegistered = t.type({ type: t.literal('DeviceRegistered'), data: t.type({ ...Registration, registeredAt: t.string }) });
+export const DeviceRegistered = t.type({
+  type: t.literal('DeviceRegistered'),
+  data: t.type({ ...Registration, registeredAt: t.string }),
+});
 export const DeviceUnregistered = t.type({
   type: t.literal('DeviceUnregistered'),
   data: t.type({ deviceId: t.string, appId: t.string, registration: t.number, unregisteredAt: t.string }),
@@ -127,18 +130,41 @@ export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
         const fields = checkRegistration(command);
         if (state.status === 'none') {
           if (!DEVICE_ID.test(command.deviceId)) throw new DomainError('invalid', 'deviceId: must be 32 hex digits');
-          if (!Number.isSafeInteger(command.clientId) || command.clientId <= 0) throw new DomainError('invalid', 'clientId: must be a positive integer');
-          return [registered({ deviceId: command.deviceId, appId: command.appId, clientId: command.clientId, registration: 1, ...fields }, command.now)];
+          if (!Number.isSafeInteger(command.clientId) || command.clientId <= 0)
+            throw new DomainError('invalid', 'clientId: must be a positive integer');
+          return [
+            registered(
+              {
+                deviceId: command.deviceId,
+                appId: command.appId,
+                clientId: command.clientId,
+                registration: 1,
+                ...fields,
+              },
+              command.now,
+            ),
+          ];
         }
         if (state.appId !== command.appId) throw new DomainError('forbidden', 'the device belongs to another app');
         const { status: _, ...known } = state;
-        if (state.status === 'unregistered') return [registered({ ...known, ...fields, registration: state.registration + 1 }, command.now)];
+        if (state.status === 'unregistered')
+          return [registered({ ...known, ...fields, registration: state.registration + 1 }, command.now)];
         return sameRegistration(known, fields) ? [] : [registered({ ...known, ...fields }, command.now)];
       }
       case 'UnregisterDevice':
         if (state.status === 'none') throw new DomainError('not_found', 'no such device');
         if (state.status === 'unregistered') return [];
-        return [{ type: 'DeviceUnregistered', data: { deviceId: state.deviceId, appId: state.appId, registration: state.registration, unregisteredAt: command.now } }];
+        return [
+          {
+            type: 'DeviceUnregistered',
+            data: {
+              deviceId: state.deviceId,
+              appId: state.appId,
+              registration: state.registration,
+              unregisteredAt: command.now,
+            },
+          },
+        ];
       default:
         return unreachable(command);
     }
@@ -171,23 +197,55 @@ export const namesEveryone = (audience: string): boolean => audience.trim().toUp
 /** The registration's fields, checked and normalised (tags trimmed, repeats dropped, in the order given). */
 function checkRegistration(command: RegisterDevice): Fields {
   const L = DEVICE_LIMITS;
-  if (!isText(command.alias, L.aliasLength) || /\s/.test(command.alias)) throw new DomainError('invalid', `alias: must be 1-${L.aliasLength} characters without spaces`);
-  if (namesEveryone(command.alias)) throw new DomainError('invalid', 'alias: ALL (in any case) is reserved: a push to audiences ["ALL"] reaches every device of the app');
-  if (!PlatformCodec.is(command.platform)) throw new DomainError('invalid', `platform: must be one of ${PLATFORMS.join(', ')}`);
-  if (!isText(command.nativeToken, L.nativeTokenLength)) throw new DomainError('invalid', `nativeToken: must be 1-${L.nativeTokenLength} characters`);
+  if (!isText(command.alias, L.aliasLength) || /\s/.test(command.alias))
+    throw new DomainError('invalid', `alias: must be 1-${L.aliasLength} characters without spaces`);
+  if (namesEveryone(command.alias))
+    throw new DomainError(
+      'invalid',
+      'alias: ALL (in any case) is reserved: a push to audiences ["ALL"] reaches every device of the app',
+    );
+  if (!PlatformCodec.is(command.platform))
+    throw new DomainError('invalid', `platform: must be one of ${PLATFORMS.join(', ')}`);
+  if (!isText(command.nativeToken, L.nativeTokenLength))
+    throw new DomainError('invalid', `nativeToken: must be 1-${L.nativeTokenLength} characters`);
   // Empty is not given (the seed's clients send `"mobile": ""`).
   const mobile = command.mobile === '' ? null : (command.mobile ?? null);
-  if (mobile !== null && !(typeof mobile === 'string' && /^\+?[0-9][0-9 -]*$/.test(mobile) && characterCount(mobile) <= L.mobileLength)) {
-    throw new DomainError('invalid', `mobile: digits, optionally with a leading + and spaces or dashes, at most ${L.mobileLength} characters`);
+  if (
+    mobile !== null &&
+    !(typeof mobile === 'string' && /^\+?[0-9][0-9 -]*$/.test(mobile) && characterCount(mobile) <= L.mobileLength)
+  ) {
+    throw new DomainError(
+      'invalid',
+      `mobile: digits, optionally with a leading + and spaces or dashes, at most ${L.mobileLength} characters`,
+    );
   }
   // A blank tag names no tag: dropped, like the empty optional fields.
-  const tags = [...new Set((command.tags ?? []).map((tag) => (typeof tag === 'string' ? tag.trim() : tag)))].filter((tag) => tag !== '');
+  const tags = [...new Set((command.tags ?? []).map((tag) => (typeof tag === 'string' ? tag.trim() : tag)))].filter(
+    (tag) => tag !== '',
+  );
   if (tags.length > L.tags) throw new DomainError('invalid', `tag: at most ${L.tags} tags`);
-  for (const tag of tags) if (!isText(tag, L.tagLength)) throw new DomainError('invalid', `tag: each tag is 1-${L.tagLength} characters`);
-  if (tags.some((tag) => namesEveryone(tag as string))) throw new DomainError('invalid', 'tag: ALL (in any case) is reserved: a push to audiences ["ALL"] reaches every device of the app');
-  return { alias: command.alias, platform: command.platform, nativeToken: command.nativeToken, mobile, tags: tags as string[] };
+  for (const tag of tags)
+    if (!isText(tag, L.tagLength)) throw new DomainError('invalid', `tag: each tag is 1-${L.tagLength} characters`);
+  if (tags.some((tag) => namesEveryone(tag as string)))
+    throw new DomainError(
+      'invalid',
+      'tag: ALL (in any case) is reserved: a push to audiences ["ALL"] reaches every device of the app',
+    );
+  return {
+    alias: command.alias,
+    platform: command.platform,
+    nativeToken: command.nativeToken,
+    mobile,
+    tags: tags as string[],
+  };
 }
 
 function isText(value: unknown, maxLength: number): value is string {
-  return typeof value === 'string' && value.trim().length > 0 && characterCount(value) <= maxLength && isStorableText(value) && !/[\r\n\t]/.test(value);
+  return (
+    typeof value === 'string' &&
+    value.trim().length > 0 &&
+    characterCount(value) <= maxLength &&
+    isStorableText(value) &&
+    !/[\r\n\t]/.test(value)
+  );
 }

@@ -70,8 +70,14 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
  * holds the value itself; onePushExtra checked it (size, depth, storable text) before it was recorded.
  */
 type JsonExtraValue = Exclude<JsonValue, string | null>;
-const isJsonExtra = (u: unknown): u is JsonExtraValue => (typeof u === 'number' && Number.isFinite(u)) || typeof u === 'boolean' || (typeof u === 'object' && u !== null);
-export const JsonExtra = new t.Type<JsonExtraValue, JsonExtraValue, unknown>('JsonValue', isJsonExtra, (u, c) => (isJsonExtra(u) ? t.success(u) : t.failure(u, c, 'JSON')), t.identity);
+const isJsonExtra = (u: unknown): u is JsonExtraValue =>
+  (typeof u === 'number' && Number.isFinite(u)) || typeof u === 'boolean' || (typeof u === 'object' && u !== null);
+export const JsonExtra = new t.Type<JsonExtraValue, JsonExtraValue, unknown>(
+  'JsonValue',
+  isJsonExtra,
+  (u, c) => (isJsonExtra(u) ? t.success(u) : t.failure(u, c, 'JSON')),
+  t.identity,
+);
 
 export const OnePushMessage = t.type({
   kind: t.literal('onepush'),
@@ -208,7 +214,8 @@ export interface RecordSmsRequests {
 }
 export type PushCommand = RequestOnePush | RequestTopvdnPush | RecordSmsRequests;
 
-export type PushState = { readonly status: 'none' } | { readonly status: 'requested'; readonly push: PushRequestedData };
+export type PushState =
+  { readonly status: 'none' } | { readonly status: 'requested'; readonly push: PushRequestedData };
 
 export const pushStreamName = (pushId: string) => `push-${pushId}`;
 
@@ -237,16 +244,29 @@ export const pushDecider: Decider<PushCommand, PushEvent, PushState> = {
         if (state.status === 'none') return [{ type: 'PushRequested', data: push }];
         // Requested already: the id came from the caller's idempotency key. A retry of that request
         // appends nothing; another request under the same key is refused, not taken for the first.
-        if (!sameRequest(state.push, push)) throw new DomainError('conflict', 'this idempotency key was used for a different push');
+        if (!sameRequest(state.push, push))
+          throw new DomainError('conflict', 'this idempotency key was used for a different push');
         return [];
       }
       case 'RecordSmsRequests': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such push');
         const { message } = state.push;
         if (message.kind !== 'onepush' || message.smsMessage === null || command.recipients.length === 0) return [];
-        if (command.recipients.length > PUSH_LIMITS.smsRecipients) throw new DomainError('invalid', `at most ${PUSH_LIMITS.smsRecipients} SMS recipients per event`);
+        if (command.recipients.length > PUSH_LIMITS.smsRecipients)
+          throw new DomainError('invalid', `at most ${PUSH_LIMITS.smsRecipients} SMS recipients per event`);
         const { pushId, appId } = state.push;
-        return [{ type: 'SmsRequested', data: { pushId, appId, message: message.smsMessage, recipients: command.recipients.map(({ deviceId, mobile }) => ({ deviceId, mobile })), requestedAt: command.now } }];
+        return [
+          {
+            type: 'SmsRequested',
+            data: {
+              pushId,
+              appId,
+              message: message.smsMessage,
+              recipients: command.recipients.map(({ deviceId, mobile }) => ({ deviceId, mobile })),
+              requestedAt: command.now,
+            },
+          },
+        ];
       }
       default:
         return unreachable(command);
@@ -261,9 +281,11 @@ function onePush(command: RequestOnePush, now: number): PushRequestedData {
   // Multi-line, as the seed sets no such limit: LF, CR and TAB are kept (other controls are not storable).
   const alert = text('alert', command.alert, L.alertLength, { required: true, multiline: true });
   const pushMsgType = command.pushMsgType ?? 'MSG';
-  if (pushMsgType !== 'MSG' && pushMsgType !== 'CMD') throw new DomainError('invalid', 'pushMsgType: must be MSG or CMD');
+  if (pushMsgType !== 'MSG' && pushMsgType !== 'CMD')
+    throw new DomainError('invalid', 'pushMsgType: must be MSG or CMD');
   const badge = command.badge ?? null;
-  if (badge !== null && !(Number.isSafeInteger(badge) && badge >= 0 && badge <= L.badgeMax)) throw new DomainError('invalid', `badge: must be an integer 0-${L.badgeMax}`);
+  if (badge !== null && !(Number.isSafeInteger(badge) && badge >= 0 && badge <= L.badgeMax))
+    throw new DomainError('invalid', `badge: must be an integer 0-${L.badgeMax}`);
   const needsConfirm = command.needConfirm ?? false;
   const validitySeconds = needsConfirm ? confirmValidity(command.duration ?? null) : ONEPUSH_DEFAULT_VALIDITY_SECONDS;
   return {
@@ -310,7 +332,11 @@ function onePushExtra(extra: unknown): string | JsonExtraValue {
     } else if (typeof value === 'number') {
       if (!Number.isFinite(value)) throw new DomainError('invalid', 'extra: a number too large for JSON');
       // JSON.parse rounds an integer past 2^53 (a Java long id): refused, not delivered changed.
-      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw new DomainError('invalid', 'extra: an integer beyond ±9007199254740991 cannot be delivered exactly; send it as a string');
+      if (Number.isInteger(value) && !Number.isSafeInteger(value))
+        throw new DomainError(
+          'invalid',
+          'extra: an integer beyond ±9007199254740991 cannot be delivered exactly; send it as a string',
+        );
     } else if (Array.isArray(value)) {
       for (const item of value) check(item, depth + 1);
     } else if (typeof value === 'object' && value !== null) {
@@ -323,7 +349,8 @@ function onePushExtra(extra: unknown): string | JsonExtraValue {
     }
   };
   check(extra, 1);
-  if (characterCount(JSON.stringify(extra)) > L.extraLength) throw new DomainError('invalid', `extra: at most ${L.extraLength} characters (of its JSON)`);
+  if (characterCount(JSON.stringify(extra)) > L.extraLength)
+    throw new DomainError('invalid', `extra: at most ${L.extraLength} characters (of its JSON)`);
   return extra as JsonExtraValue;
 }
 
@@ -336,7 +363,8 @@ function confirmValidity(duration: number | null): number {
   // 0 is what a client's unset int field sends (Java's `int duration`): no duration, the default.
   if (duration === null || duration === 0) return ONEPUSH_DEFAULT_VALIDITY_SECONDS;
   // Any whole number: past Number's exact integers (a Java Long.MAX_VALUE) is still past the maximum.
-  if (!Number.isInteger(duration) || duration <= 0) throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
+  if (!Number.isInteger(duration) || duration <= 0)
+    throw new DomainError('invalid', `duration: must be a whole number of seconds, at least 1`);
   return Math.min(duration, PUSH_LIMITS.durationSeconds);
 }
 
@@ -344,9 +372,12 @@ function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData 
   const L = PUSH_LIMITS;
   const msg = topvdnMsg(command.msg);
   if (command.flag !== 2 && command.flag !== 3) throw new DomainError('invalid', 'flag: must be 2 or 3');
-  if (command.from !== null && !isClientId(command.from)) throw new DomainError('invalid', 'from: must be a device number');
-  if (command.clientIds.length > L.topvdnTargets) throw new DomainError('invalid', `at most ${L.topvdnTargets} devices per message`);
-  for (const id of command.clientIds) if (!isClientId(id)) throw new DomainError('invalid', 'clients: each is a device number');
+  if (command.from !== null && !isClientId(command.from))
+    throw new DomainError('invalid', 'from: must be a device number');
+  if (command.clientIds.length > L.topvdnTargets)
+    throw new DomainError('invalid', `at most ${L.topvdnTargets} devices per message`);
+  for (const id of command.clientIds)
+    if (!isClientId(id)) throw new DomainError('invalid', 'clients: each is a device number');
   const flag = command.flag;
   const windowSeconds = flag === 2 ? TOPVDN_RETRY_WINDOW_SECONDS : TOPVDN_ONCE_WINDOW_SECONDS;
   return {
@@ -364,17 +395,34 @@ function topvdnPush(command: RequestTopvdnPush, now: number): PushRequestedData 
 
 /** Whether two pushes are the same request made at different times (a retry): all but when, with the same validity. */
 function sameRequest(a: PushRequestedData, b: PushRequestedData): boolean {
-  const asked = ({ requestedAt, expiresAt, ...rest }: PushRequestedData) => ({ ...rest, validityMs: Date.parse(expiresAt) - Date.parse(requestedAt) });
+  const asked = ({ requestedAt, expiresAt, ...rest }: PushRequestedData) => ({
+    ...rest,
+    validityMs: Date.parse(expiresAt) - Date.parse(requestedAt),
+  });
   return sameJson(asked(a), asked(b));
 }
 
 /** Deep equality of JSON values, whatever the order of object keys (a stored event's may differ). */
 function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((item, i) => sameJson(item, (b as unknown[])[i]));
+  if (
+    typeof a !== 'object' ||
+    typeof b !== 'object' ||
+    a === null ||
+    b === null ||
+    Array.isArray(a) !== Array.isArray(b)
+  )
+    return false;
+  if (Array.isArray(a))
+    return a.length === (b as unknown[]).length && a.every((item, i) => sameJson(item, (b as unknown[])[i]));
   const [ka, kb] = [Object.keys(a), Object.keys(b)];
-  return ka.length === kb.length && ka.every((key) => Object.hasOwn(b, key) && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
+  return (
+    ka.length === kb.length &&
+    ka.every(
+      (key) =>
+        Object.hasOwn(b, key) && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]),
+    )
+  );
 }
 
 /**
@@ -394,10 +442,15 @@ export function topvdnMsg(msg: unknown): string {
   if (!written) throw notBase64;
   const [, digits = '', padding = ''] = written;
   // 4 digits make 3 bytes; a group of 1 digit cannot be; padding, when given, completes the last group.
-  if (digits.length % 4 === 1 || (padding.length > 0 && (padding.length > 2 || (digits.length + padding.length) % 4 !== 0))) throw notBase64;
+  if (
+    digits.length % 4 === 1 ||
+    (padding.length > 0 && (padding.length > 2 || (digits.length + padding.length) % 4 !== 0))
+  )
+    throw notBase64;
   const bytes = Buffer.from(digits.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
   if (bytes.length === 0) throw new DomainError('invalid', 'msg: the base64 of the message is required');
-  if (bytes.length > PUSH_LIMITS.topvdnBytes) throw new DomainError('invalid', `msg: the message is ${bytes.length} bytes; at most ${PUSH_LIMITS.topvdnBytes}`);
+  if (bytes.length > PUSH_LIMITS.topvdnBytes)
+    throw new DomainError('invalid', `msg: the message is ${bytes.length} bytes; at most ${PUSH_LIMITS.topvdnBytes}`);
   return bytes.toString('base64');
 }
 
@@ -414,8 +467,14 @@ export const topvdnRequestId = (pushId: string): string => pushId.replace(/-/g, 
  * returned as given (it names no push).
  */
 export function pushIdOfSentId(id: string): string {
-  const hex = /^[0-9a-f]{32}$/i.test(id) ? id.toLowerCase() : UUID.test(id) ? id.replace(/-/g, '').toLowerCase() : undefined;
-  return hex === undefined ? id : `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const hex = /^[0-9a-f]{32}$/i.test(id)
+    ? id.toLowerCase()
+    : UUID.test(id)
+      ? id.replace(/-/g, '').toLowerCase()
+      : undefined;
+  return hex === undefined
+    ? id
+    : `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /**
@@ -431,41 +490,56 @@ export function unknownClients(named: readonly number[], known: ReadonlySet<numb
  * `0` are the default: `0` is what a Go struct field without `omitempty` (or a PHP form left empty) sends
  * for none, and is no flag of the seed's. Any other value is checked by the decider (2 or 3).
  */
-export const topvdnFlag = (flag: number | null | undefined): number => (flag === undefined || flag === null || flag === 0 ? 2 : flag);
+export const topvdnFlag = (flag: number | null | undefined): number =>
+  flag === undefined || flag === null || flag === 0 ? 2 : flag;
 
-export const isClientId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+export const isClientId = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 
 function checkPlatform(platform: string): t.TypeOf<typeof PushPlatformCodec> {
-  if (!PushPlatformCodec.is(platform)) throw new DomainError('invalid', `platform: must be one of ${PUSH_PLATFORMS.join(', ')}`);
+  if (!PushPlatformCodec.is(platform))
+    throw new DomainError('invalid', `platform: must be one of ${PUSH_PLATFORMS.join(', ')}`);
   return platform;
 }
 
 function onePushAudience(audienceType: string, audiences: readonly string[]): Audience {
   const L = PUSH_LIMITS;
   if (audienceType === 'ALL') return { type: 'ALL' };
-  if (audienceType !== 'ALIAS' && audienceType !== 'TAG') throw new DomainError('invalid', 'audienceType: must be ALIAS, TAG or ALL');
+  if (audienceType !== 'ALIAS' && audienceType !== 'TAG')
+    throw new DomainError('invalid', 'audienceType: must be ALIAS, TAG or ALL');
   // Each audience as registration stores it: trimmed (tags are trimmed on register, aliases have no
   // spaces). A blank one names nobody: dropped, like an empty optional field (docs/api/onepush.md).
-  const values = [...new Set(audiences.map((value) => (typeof value === 'string' ? value.trim() : value)))].filter((value) => value !== '');
+  const values = [...new Set(audiences.map((value) => (typeof value === 'string' ? value.trim() : value)))].filter(
+    (value) => value !== '',
+  );
   if (values.length === 0) throw new DomainError('invalid', 'audiences: at least one is required');
   if (values.length > L.audiences) throw new DomainError('invalid', `audiences: at most ${L.audiences}`);
   const maxLength = audienceType === 'ALIAS' ? DEVICE_LIMITS.aliasLength : DEVICE_LIMITS.tagLength;
   for (const value of values) {
     text('audiences', value, maxLength, { required: true });
     // No device can be registered under such an alias: refused rather than accepted and delivered to no one.
-    if (audienceType === 'ALIAS' && /\s/.test(value)) throw new DomainError('invalid', `audiences: ${JSON.stringify(value)} is not an alias (aliases have no spaces)`);
+    if (audienceType === 'ALIAS' && /\s/.test(value))
+      throw new DomainError('invalid', `audiences: ${JSON.stringify(value)} is not an alias (aliases have no spaces)`);
   }
   return audienceType === 'ALIAS' ? { type: 'ALIAS', aliases: values } : { type: 'TAG', tags: values };
 }
 
-function text(field: string, value: unknown, maxLength: number, options: { required: boolean; multiline?: boolean }): string {
+function text(
+  field: string,
+  value: unknown,
+  maxLength: number,
+  options: { required: boolean; multiline?: boolean },
+): string {
   if (typeof value !== 'string') throw new DomainError('invalid', `${field}: must be text`);
   if (options.required && value.trim().length === 0) throw new DomainError('invalid', `${field}: is required`);
   if (characterCount(value) > maxLength) throw new DomainError('invalid', `${field}: at most ${maxLength} characters`);
-  if (!isStorableText(value) || (!options.multiline && /[\r\n]/.test(value))) throw new DomainError('invalid', `${field}: may not contain control characters`);
+  if (!isStorableText(value) || (!options.multiline && /[\r\n]/.test(value)))
+    throw new DomainError('invalid', `${field}: may not contain control characters`);
   return value;
 }
 
 function optionalText(field: string, value: string | null | undefined, maxLength: number): string | null {
-  return value === null || value === undefined || value === '' ? null : text(field, value, maxLength, { required: false });
+  return value === null || value === undefined || value === ''
+    ? null
+    : text(field, value, maxLength, { required: false });
 }

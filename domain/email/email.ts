@@ -1,7 +1,15 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { decideAttempt, ERROR_LENGTH, evolveAttempt, firstAttemptAt, maxAttempts, type AttemptState, type RetrySchedule } from '../outbox';
+import {
+  decideAttempt,
+  ERROR_LENGTH,
+  evolveAttempt,
+  firstAttemptAt,
+  maxAttempts,
+  type AttemptState,
+  type RetrySchedule,
+} from '../outbox';
 import { characterCount, isStorableText, UUID } from '../text';
 
 /**
@@ -49,7 +57,13 @@ export const EmailRequested = t.type({
 });
 export const EmailSent = t.type({
   type: t.literal('EmailSent'),
-  data: t.type({ emailId: t.string, appId: t.string, attempt: t.number, messageId: t.union([t.string, t.null]), sentAt: t.string }),
+  data: t.type({
+    emailId: t.string,
+    appId: t.string,
+    attempt: t.number,
+    messageId: t.union([t.string, t.null]),
+    sentAt: t.string,
+  }),
 });
 export const EmailFailed = t.type({
   type: t.literal('EmailFailed'),
@@ -150,9 +164,13 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
         return { emailId, appId, to, subject, content, isHtml, ...firstAttemptAt(requestedAt) };
       }
       case 'EmailSent':
-        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
+        return state.status === 'none'
+          ? state
+          : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
       case 'EmailFailed':
-        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
+        return state.status === 'none'
+          ? state
+          : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
       default:
         return unreachable(event);
     }
@@ -166,16 +184,21 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
       case 'RecordEmailSent':
       case 'RecordEmailFailed': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such email');
-        const outcome = command.type === 'RecordEmailSent' ? { ok: true as const } : { ok: false as const, error: command.error };
+        const outcome =
+          command.type === 'RecordEmailSent' ? { ok: true as const } : { ok: false as const, error: command.error };
         const recorded = decideAttempt(EMAIL_SCHEDULE, state, command.attempt, outcome, command.now);
         if (!recorded) return [];
         const { emailId, appId } = state;
         if (recorded.succeeded) {
           const messageId = command.type === 'RecordEmailSent' ? messageIdOf(command.messageId) : null;
-          return [{ type: 'EmailSent', data: { emailId, appId, attempt: recorded.attempt, messageId, sentAt: command.now } }];
+          return [
+            { type: 'EmailSent', data: { emailId, appId, attempt: recorded.attempt, messageId, sentAt: command.now } },
+          ];
         }
         const { attempt, error, final, retryAt } = recorded;
-        return [{ type: 'EmailFailed', data: { emailId, appId, attempt, error, final, failedAt: command.now, retryAt } }];
+        return [
+          { type: 'EmailFailed', data: { emailId, appId, attempt, error, final, failedAt: command.now, retryAt } },
+        ];
       }
       default:
         return unreachable(command);
@@ -188,15 +211,24 @@ function decideRequest(command: RequestEmail): EmailEvent[] {
   // The read model keys emails by uuid; ids are made by herald, so a bad one is a caller's bug.
   if (!UUID.test(command.emailId)) throw new DomainError('invalid', 'emailId: must be a UUID');
   const to = parseRecipients(command.to);
-  if (typeof command.subject !== 'string' || command.subject.trim().length === 0 || characterCount(command.subject) > L.subjectLength) {
+  if (
+    typeof command.subject !== 'string' ||
+    command.subject.trim().length === 0 ||
+    characterCount(command.subject) > L.subjectLength
+  ) {
     throw new DomainError('invalid', `subject: must be 1-${L.subjectLength} characters`);
   }
   // A subject is one header line; a line break in it is someone's attempt at header injection or a bug.
-  if (!isStorableText(command.subject) || /[\r\n]/.test(command.subject)) throw new DomainError('invalid', 'subject: must be one line of text without control characters');
+  if (!isStorableText(command.subject) || /[\r\n]/.test(command.subject))
+    throw new DomainError('invalid', 'subject: must be one line of text without control characters');
   if (typeof command.content !== 'string' || !isStorableText(command.content)) {
-    throw new DomainError('invalid', 'content: text may not contain control characters (other than tab, line feed, carriage return) or lone surrogates');
+    throw new DomainError(
+      'invalid',
+      'content: text may not contain control characters (other than tab, line feed, carriage return) or lone surrogates',
+    );
   }
-  if (Buffer.byteLength(command.content, 'utf8') > L.contentBytes) throw new DomainError('invalid', `content: at most ${L.contentBytes} bytes (UTF-8)`);
+  if (Buffer.byteLength(command.content, 'utf8') > L.contentBytes)
+    throw new DomainError('invalid', `content: at most ${L.contentBytes} bytes (UTF-8)`);
   if (typeof command.isHtml !== 'boolean') throw new DomainError('invalid', 'isHtml: must be true or false');
   const { emailId, appId, subject, content, isHtml, now } = command;
   return [{ type: 'EmailRequested', data: { emailId, appId, to, subject, content, isHtml, requestedAt: now } }];
@@ -207,22 +239,33 @@ function decideRequest(command: RequestEmail): EmailEvent[] {
  * separators in it (so it cannot smuggle a second recipient or a header), a domain of dot-separated
  * labels (Unicode allowed; nodemailer encodes it). Quoted local parts and address literals are refused.
  */
-const ADDRESS = /^[^\s@<>()[\]\\,;:"]+@[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?)+$/u;
+const ADDRESS =
+  /^[^\s@<>()[\]\\,;:"]+@[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?)+$/u;
 
 /** The `to` field: one address or a comma-separated list; blanks between commas are ignored, repeats dropped. */
 function parseRecipients(to: string): string[] {
   const L = EMAIL_LIMITS;
   if (typeof to !== 'string') throw new DomainError('invalid', 'to: must be an email address');
   // Bounds the work before splitting: no valid list is longer.
-  if (to.length > L.recipients * (L.addressLength + 2)) throw new DomainError('invalid', `to: at most ${L.recipients} addresses`);
+  if (to.length > L.recipients * (L.addressLength + 2))
+    throw new DomainError('invalid', `to: at most ${L.recipients} addresses`);
   const seen = new Set<string>();
   const addresses: string[] = [];
   for (const part of to.split(',')) {
     const address = part.trim();
     if (address.length === 0) continue;
     const at = address.lastIndexOf('@');
-    if (address.length > L.addressLength || at > L.localPartLength || !isStorableText(address) || !ADDRESS.test(address) || /[\u0000-\u001F\u007F]/.test(address)) {
-      throw new DomainError('invalid', `to: ${JSON.stringify(address.slice(0, 64))} is not an email address (at most ${L.addressLength} characters)`);
+    if (
+      address.length > L.addressLength ||
+      at > L.localPartLength ||
+      !isStorableText(address) ||
+      !ADDRESS.test(address) ||
+      /[\u0000-\u001F\u007F]/.test(address)
+    ) {
+      throw new DomainError(
+        'invalid',
+        `to: ${JSON.stringify(address.slice(0, 64))} is not an email address (at most ${L.addressLength} characters)`,
+      );
     }
     // Domains are case-insensitive; local parts in practice too: a list naming one mailbox twice sends once.
     const key = address.toLowerCase();
@@ -237,5 +280,11 @@ function parseRecipients(to: string): string[] {
 
 /** The Message-ID is informational: one that cannot be stored is dropped, not a reason to lose the success. */
 function messageIdOf(messageId: string | undefined): string | null {
-  return messageId !== undefined && messageId.length > 0 && messageId.length <= EMAIL_LIMITS.messageIdLength && isStorableText(messageId) && !/[\r\n]/.test(messageId) ? messageId : null;
+  return messageId !== undefined &&
+    messageId.length > 0 &&
+    messageId.length <= EMAIL_LIMITS.messageIdLength &&
+    isStorableText(messageId) &&
+    !/[\r\n]/.test(messageId)
+    ? messageId
+    : null;
 }

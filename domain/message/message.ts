@@ -40,13 +40,25 @@ export const MessageScheduled = t.type({
   type: t.literal('MessageScheduled'),
   data: t.type({ ...Content, scheduledAt: t.string, releaseAt: t.string }),
 });
-export const MessageReleased = t.type({ type: t.literal('MessageReleased'), data: t.type({ messageId: t.string, appId: t.string, releasedAt: t.string }) });
-export const MessageExpired = t.type({ type: t.literal('MessageExpired'), data: t.type({ messageId: t.string, appId: t.string, expiredAt: t.string }) });
+export const MessageReleased = t.type({
+  type: t.literal('MessageReleased'),
+  data: t.type({ messageId: t.string, appId: t.string, releasedAt: t.string }),
+});
+export const MessageExpired = t.type({
+  type: t.literal('MessageExpired'),
+  data: t.type({ messageId: t.string, appId: t.string, expiredAt: t.string }),
+});
 export const MessageAcknowledged = t.type({
   type: t.literal('MessageAcknowledged'),
   data: t.type({ messageId: t.string, appId: t.string, userId: t.string, acknowledgedAt: t.string }),
 });
-export const MessageEvent = t.union([MessageSent, MessageScheduled, MessageReleased, MessageExpired, MessageAcknowledged]);
+export const MessageEvent = t.union([
+  MessageSent,
+  MessageScheduled,
+  MessageReleased,
+  MessageExpired,
+  MessageAcknowledged,
+]);
 export type MessageEvent = t.TypeOf<typeof MessageEvent>;
 export type MessageContent = t.TypeOf<typeof MessageSent>['data'];
 
@@ -137,7 +149,9 @@ export const messageDecider: Decider<MessageCommand, MessageEvent, MessageState>
       case 'MessageExpired':
         return state.status === 'none' ? state : { ...state, status: 'expired' };
       case 'MessageAcknowledged':
-        return state.status === 'none' ? state : { ...state, acknowledgedBy: new Set([...state.acknowledgedBy, event.data.userId]) };
+        return state.status === 'none'
+          ? state
+          : { ...state, acknowledgedBy: new Set([...state.acknowledgedBy, event.data.userId]) };
       default:
         return unreachable(event);
     }
@@ -152,19 +166,41 @@ export const messageDecider: Decider<MessageCommand, MessageEvent, MessageState>
       case 'ReleaseMessage':
         if (state.status !== 'scheduled') return [];
         if (isExpired(state.expiresAt, command.now)) {
-          return [{ type: 'MessageExpired', data: { messageId: state.messageId, appId: state.appId, expiredAt: command.now } }];
+          return [
+            {
+              type: 'MessageExpired',
+              data: { messageId: state.messageId, appId: state.appId, expiredAt: command.now },
+            },
+          ];
         }
-        return [{ type: 'MessageReleased', data: { messageId: state.messageId, appId: state.appId, releasedAt: command.now } }];
+        return [
+          {
+            type: 'MessageReleased',
+            data: { messageId: state.messageId, appId: state.appId, releasedAt: command.now },
+          },
+        ];
       case 'AcknowledgeMessage': {
         // Nothing of one app is visible to another: a foreign message is "not found", not "forbidden".
-        if (state.status === 'none' || state.appId !== command.appId) throw new DomainError('not_found', 'no such message');
-        if (!state.recipients.has(command.userId)) throw new DomainError('forbidden', 'the message was not sent to this user');
+        if (state.status === 'none' || state.appId !== command.appId)
+          throw new DomainError('not_found', 'no such message');
+        if (!state.recipients.has(command.userId))
+          throw new DomainError('forbidden', 'the message was not sent to this user');
         if (state.status === 'scheduled') throw new DomainError('not_found', 'the message is not delivered yet');
         // Expired (past `expire`, or never delivered because it came due past it): nothing is left to
         // acknowledge, so it counts as done rather than refusing the acknowledgements sent with it.
         if (state.status === 'expired' || isExpired(state.expiresAt, command.now)) return [];
         if (state.acknowledgedBy.has(command.userId)) return [];
-        return [{ type: 'MessageAcknowledged', data: { messageId: state.messageId, appId: state.appId, userId: command.userId, acknowledgedAt: command.now } }];
+        return [
+          {
+            type: 'MessageAcknowledged',
+            data: {
+              messageId: state.messageId,
+              appId: state.appId,
+              userId: command.userId,
+              acknowledgedAt: command.now,
+            },
+          },
+        ];
       }
       default:
         return unreachable(command);
@@ -178,26 +214,46 @@ function decideSend(command: SendMessage): MessageEvent[] {
   if (recipients.length === 0) throw new DomainError('invalid', 'at least one recipient is required');
   if (recipients.length > L.recipients) throw new DomainError('invalid', `at most ${L.recipients} recipients`);
   const texts = [...recipients, command.title, command.content, ...Object.entries(command.props ?? {}).flat()];
-  if (!texts.every(isStorableText)) throw new DomainError('invalid', 'text may not contain control characters (other than tab, line feed, carriage return) or lone surrogates');
+  if (!texts.every(isStorableText))
+    throw new DomainError(
+      'invalid',
+      'text may not contain control characters (other than tab, line feed, carriage return) or lone surrogates',
+    );
   // Only a user id can hold a ticket: a recipient "a b" would be accepted and never received.
   const notUser = recipients.find((r) => !isUserId(r));
-  if (notUser !== undefined) throw new DomainError('invalid', `recipient ${JSON.stringify(notUser.slice(0, 64))} is not a user id (1-${USER_ID_MAX} characters, no blanks or commas)`);
+  if (notUser !== undefined)
+    throw new DomainError(
+      'invalid',
+      `recipient ${JSON.stringify(notUser.slice(0, 64))} is not a user id (1-${USER_ID_MAX} characters, no blanks or commas)`,
+    );
   // Title and content are delivered exactly as sent (no trimming); only empty or blank ones are refused.
-  for (const [name, text, max] of [['title', command.title, L.titleLength], ['content', command.content, L.contentLength]] as const) {
+  for (const [name, text, max] of [
+    ['title', command.title, L.titleLength],
+    ['content', command.content, L.contentLength],
+  ] as const) {
     if (text.trim().length === 0) throw new DomainError('invalid', `${name} is required (not empty or blank)`);
-    if (characterCount(text) > max) throw new DomainError('invalid', `${name} is at most ${max} characters (this one has ${characterCount(text)})`);
+    if (characterCount(text) > max)
+      throw new DomainError('invalid', `${name} is at most ${max} characters (this one has ${characterCount(text)})`);
   }
-  if (command.props && Object.keys(command.props).length > L.propsKeys) throw new DomainError('invalid', `at most ${L.propsKeys} props`);
-  if (command.props && Object.values(command.props).some((v) => characterCount(v) > L.propValueLength)) throw new DomainError('invalid', `prop values are at most ${L.propValueLength} characters`);
-  if (!Number.isInteger(command.expireSeconds) || command.expireSeconds < 0 || command.expireSeconds > L.expireSeconds) {
+  if (command.props && Object.keys(command.props).length > L.propsKeys)
+    throw new DomainError('invalid', `at most ${L.propsKeys} props`);
+  if (command.props && Object.values(command.props).some((v) => characterCount(v) > L.propValueLength))
+    throw new DomainError('invalid', `prop values are at most ${L.propValueLength} characters`);
+  if (
+    !Number.isInteger(command.expireSeconds) ||
+    command.expireSeconds < 0 ||
+    command.expireSeconds > L.expireSeconds
+  ) {
     throw new DomainError('invalid', `expire must be 0 (forever) or 1-${L.expireSeconds} seconds`);
   }
   const now = Date.parse(command.now);
   const executeAt = command.executeAt === null ? now : Date.parse(command.executeAt);
   if (Number.isNaN(executeAt)) throw new DomainError('invalid', 'execute is not a valid time');
-  if (executeAt - now > L.scheduleAheadSeconds * 1000) throw new DomainError('invalid', `execute is at most ${L.scheduleAheadSeconds} seconds ahead`);
+  if (executeAt - now > L.scheduleAheadSeconds * 1000)
+    throw new DomainError('invalid', `execute is at most ${L.scheduleAheadSeconds} seconds ahead`);
   const deliverAt = Math.max(now, executeAt);
-  const expiresAt = command.expireSeconds === 0 ? null : new Date(deliverAt + command.expireSeconds * 1000).toISOString();
+  const expiresAt =
+    command.expireSeconds === 0 ? null : new Date(deliverAt + command.expireSeconds * 1000).toISOString();
   const content = {
     messageId: command.messageId,
     appId: command.appId,
@@ -209,7 +265,12 @@ function decideSend(command: SendMessage): MessageEvent[] {
     expiresAt,
   };
   if (executeAt > now) {
-    return [{ type: 'MessageScheduled', data: { ...content, scheduledAt: command.now, releaseAt: new Date(executeAt).toISOString() } }];
+    return [
+      {
+        type: 'MessageScheduled',
+        data: { ...content, scheduledAt: command.now, releaseAt: new Date(executeAt).toISOString() },
+      },
+    ];
   }
   return [{ type: 'MessageSent', data: { ...content, sentAt: command.now } }];
 }

@@ -88,7 +88,12 @@ export const inboxDecider: Decider<InboxCommand, InboxEvent, InboxState> = {
       // contend for the stream.
       case 'ClearNotificationStats':
         if (state.statsClears > command.clearsSeen) return [];
-        return [{ type: 'NotificationStatsCleared', data: { appId: command.appId, userId: command.userId, clearedAt: command.now } }];
+        return [
+          {
+            type: 'NotificationStatsCleared',
+            data: { appId: command.appId, userId: command.userId, clearedAt: command.now },
+          },
+        ];
       case 'MarkBroadcastRead': {
         if (state.broadcastsRead.has(command.notificationId)) return [];
         const { notificationId, appId, userId, now } = command;

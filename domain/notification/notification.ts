@@ -29,7 +29,9 @@ export const NOTIFICATION_TYPES = [
   'vip_remind',
 ] as const;
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
-export const NotificationTypeCodec = t.keyof(Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, null])) as Record<NotificationType, null>);
+export const NotificationTypeCodec = t.keyof(
+  Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, null])) as Record<NotificationType, null>,
+);
 
 /** The type that, sent without receivers, is addressed to every user of the app. */
 export const BROADCAST_TYPE = 'site_broadcast' satisfies NotificationType;
@@ -82,7 +84,8 @@ export const NotificationSent = t.type({
 export type NotificationSent = t.TypeOf<typeof NotificationSent>;
 
 /** Whether the notification is to every user of the app: a site broadcast that names no receiver. */
-export const isSiteWide = (sent: NotificationSent['data']): boolean => sent.notificationType === BROADCAST_TYPE && sent.receivers.length === 0;
+export const isSiteWide = (sent: NotificationSent['data']): boolean =>
+  sent.notificationType === BROADCAST_TYPE && sent.receivers.length === 0;
 
 /** Whether the notification is in the browser's list: as recorded, or, if not recorded, when not the client's. */
 export const forBrowser = (sent: NotificationSent['data']): boolean => sent.forBrowser ?? !sent.forClient;
@@ -116,7 +119,7 @@ export const notificationCatalogue: CatalogueEntry = {
         forBrowser: "in the browser's list; absent from events recorded before it was added (see below)",
         time:
           "the time the sender gave (the seed's `time`), exactly as written once checked to be a time (RFC 3339, or the seed's " +
-          '`…Z08:00`: domain/rfc3339.ts); listed unchanged as the notification\'s `time`. Absent when none was given (then `sentAt` is listed)',
+          "`…Z08:00`: domain/rfc3339.ts); listed unchanged as the notification's `time`. Absent when none was given (then `sentAt` is listed)",
       },
     },
     NotificationRead: { when: 'a receiver marks it read (`PUT /notifications/{messageid}`); once per receiver' },
@@ -155,7 +158,13 @@ export type NotificationCommand = SendNotification | MarkNotificationRead;
 
 export type NotificationState =
   | { readonly status: 'none' }
-  | { readonly status: 'sent'; readonly notificationId: string; readonly appId: string; readonly receivers: ReadonlySet<string>; readonly readBy: ReadonlySet<string> };
+  | {
+      readonly status: 'sent';
+      readonly notificationId: string;
+      readonly appId: string;
+      readonly receivers: ReadonlySet<string>;
+      readonly readBy: ReadonlySet<string>;
+    };
 
 export const notificationStreamName = (notificationId: string) => `notification-${notificationId}`;
 
@@ -165,7 +174,13 @@ export const notificationDecider: Decider<NotificationCommand, NotificationEvent
   evolve(state, event) {
     switch (event.type) {
       case 'NotificationSent':
-        return { status: 'sent', notificationId: event.data.notificationId, appId: event.data.appId, receivers: new Set(event.data.receivers), readBy: new Set() };
+        return {
+          status: 'sent',
+          notificationId: event.data.notificationId,
+          appId: event.data.appId,
+          receivers: new Set(event.data.receivers),
+          readBy: new Set(),
+        };
       case 'NotificationRead':
         return state.status === 'sent' ? { ...state, readBy: new Set([...state.readBy, event.data.userId]) } : state;
       default:
@@ -185,7 +200,17 @@ export const notificationDecider: Decider<NotificationCommand, NotificationEvent
           throw new DomainError('not_found', 'no such notification');
         }
         if (state.readBy.has(command.userId)) return [];
-        return [{ type: 'NotificationRead', data: { notificationId: state.notificationId, appId: command.appId, userId: command.userId, readAt: command.now } }];
+        return [
+          {
+            type: 'NotificationRead',
+            data: {
+              notificationId: state.notificationId,
+              appId: command.appId,
+              userId: command.userId,
+              readAt: command.now,
+            },
+          },
+        ];
       }
       default:
         return unreachable(command);
@@ -198,20 +223,35 @@ function decideSend(command: SendNotification): NotificationEvent[] {
   if (ADMIN_TYPES.has(command.notificationType) && !command.senderIsAdmin) {
     throw new DomainError('forbidden', `only an admin may send ${command.notificationType}`);
   }
-  if (!command.forBrowser && !command.forClient) throw new DomainError('invalid', 'the notification must be for the browser, the client or both');
+  if (!command.forBrowser && !command.forClient)
+    throw new DomainError('invalid', 'the notification must be for the browser, the client or both');
   const receivers = [...new Set(command.receivers.map((r) => r.trim()).filter((r) => r.length > 0))];
   // A site broadcast that names no receiver is to the whole app; one that names receivers is to them.
-  if (receivers.length === 0 && command.notificationType !== BROADCAST_TYPE) throw new DomainError('invalid', 'receiver: at least one user is required');
-  const most = command.notificationType === 'admin_message' ? L.adminReceivers : command.notificationType === 'private_message' ? 1 : L.receivers;
-  if (receivers.length > most) throw new DomainError('invalid', `receiver: at most ${most} user${most === 1 ? '' : 's'} for ${command.notificationType}`);
-  if (receivers.some((r) => characterCount(r) > L.userIdLength || !isStorableText(r))) throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
+  if (receivers.length === 0 && command.notificationType !== BROADCAST_TYPE)
+    throw new DomainError('invalid', 'receiver: at least one user is required');
+  const most =
+    command.notificationType === 'admin_message'
+      ? L.adminReceivers
+      : command.notificationType === 'private_message'
+        ? 1
+        : L.receivers;
+  if (receivers.length > most)
+    throw new DomainError(
+      'invalid',
+      `receiver: at most ${most} user${most === 1 ? '' : 's'} for ${command.notificationType}`,
+    );
+  if (receivers.some((r) => characterCount(r) > L.userIdLength || !isStorableText(r)))
+    throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
   // "" is the system (the seed's services send so); otherwise a user id.
-  if (characterCount(command.sender) > L.userIdLength || !isStorableText(command.sender)) throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
-  if (!(LEVELS as readonly number[]).includes(command.level)) throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
+  if (characterCount(command.sender) > L.userIdLength || !isStorableText(command.sender))
+    throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
+  if (!(LEVELS as readonly number[]).includes(command.level))
+    throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
   checkData(command.data);
   // Checked to be a time, then kept as written: the list gives the producer back what it sent.
   const time = command.time;
-  if (time !== undefined && parseRfc3339(time) === undefined) throw new DomainError('invalid', 'time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
+  if (time !== undefined && parseRfc3339(time) === undefined)
+    throw new DomainError('invalid', 'time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
   return [
     {
       type: 'NotificationSent',
@@ -235,10 +275,12 @@ function decideSend(command: SendNotification): NotificationEvent[] {
 /** `data` is stored as jsonb: bounded, and every key and string storable text (PostgreSQL refuses NUL in jsonb). */
 function checkData(data: Readonly<Record<string, unknown>>): void {
   const L = NOTIFICATION_LIMITS;
-  if (Buffer.byteLength(JSON.stringify(data)) > L.dataBytes) throw new DomainError('invalid', `data: at most ${L.dataBytes} bytes of JSON`);
+  if (Buffer.byteLength(JSON.stringify(data)) > L.dataBytes)
+    throw new DomainError('invalid', `data: at most ${L.dataBytes} bytes of JSON`);
   const visit = (value: unknown, depth: number): void => {
     if (depth > L.dataDepth) throw new DomainError('invalid', `data: nested at most ${L.dataDepth} levels`);
-    if (typeof value === 'string' && !isStorableText(value)) throw new DomainError('invalid', 'data: text may not contain control characters or lone surrogates');
+    if (typeof value === 'string' && !isStorableText(value))
+      throw new DomainError('invalid', 'data: text may not contain control characters or lone surrogates');
     if (Array.isArray(value)) value.forEach((item) => visit(item, depth + 1));
     else if (value !== null && typeof value === 'object') {
       for (const [key, item] of Object.entries(value)) {

@@ -1,7 +1,14 @@
 import * as t from 'io-ts';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
-import { decideAttempt, evolveAttempt, firstAttemptAt, maxAttempts, type AttemptState, type RetrySchedule } from '../outbox';
+import {
+  decideAttempt,
+  evolveAttempt,
+  firstAttemptAt,
+  maxAttempts,
+  type AttemptState,
+  type RetrySchedule,
+} from '../outbox';
 import { isStorableText } from '../text';
 
 /**
@@ -36,10 +43,14 @@ export const RTIO_LIMITS = {
  * a fraction or any other value is refused (1604).
  */
 export function rtioTimeLiveSeconds(raw: unknown): number {
-  const value = typeof raw === 'string' ? (raw.trim() === '' ? undefined : /^\s*\d{1,9}\s*$/.test(raw) ? Number(raw) : raw) : raw;
+  const value =
+    typeof raw === 'string' ? (raw.trim() === '' ? undefined : /^\s*\d{1,9}\s*$/.test(raw) ? Number(raw) : raw) : raw;
   if (value === undefined || value === null || value === 0) return RTIO_LIMITS.timeLiveDefaultSeconds;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new DomainError('invalid', `time_live: an integer of seconds, 1-${RTIO_LIMITS.timeLiveMaxSeconds} (0 or none: ${RTIO_LIMITS.timeLiveDefaultSeconds})`);
+    throw new DomainError(
+      'invalid',
+      `time_live: an integer of seconds, 1-${RTIO_LIMITS.timeLiveMaxSeconds} (0 or none: ${RTIO_LIMITS.timeLiveDefaultSeconds})`,
+    );
   }
   return Math.min(value, RTIO_LIMITS.timeLiveMaxSeconds);
 }
@@ -79,7 +90,8 @@ export interface CreateRtioDevice {
   readonly now: string;
 }
 export type RtioDeviceCommand = CreateRtioDevice;
-export type RtioDeviceState = { readonly status: 'none' } | { readonly status: 'created'; readonly appId: string; readonly keyHash: string };
+export type RtioDeviceState =
+  { readonly status: 'none' } | { readonly status: 'created'; readonly appId: string; readonly keyHash: string };
 
 export const rtioDeviceStreamName = (deviceId: string) => `rtio-device-${deviceId}`;
 export const rtioNonceStreamName = (nonceId: string) => `rtio-nonce-${nonceId}`;
@@ -108,7 +120,12 @@ export type RtioRequest = (typeof RTIO_REQUESTS)[number];
 
 export const RtioNonceUsed = t.type({
   type: t.literal('RtioNonceUsed'),
-  data: t.type({ appId: t.string, nonce: t.string, request: t.keyof({ create_device: null, 'call/send': null }), usedAt: t.string }),
+  data: t.type({
+    appId: t.string,
+    nonce: t.string,
+    request: t.keyof({ create_device: null, 'call/send': null }),
+    usedAt: t.string,
+  }),
 });
 export const RtioNonceEvent = RtioNonceUsed;
 export type RtioNonceEvent = t.TypeOf<typeof RtioNonceEvent>;
@@ -125,7 +142,7 @@ export const rtioNonceCatalogue: CatalogueEntry = {
   ],
   events: {
     RtioNonceUsed: {
-      when: '`POST /manage/create_device`, `POST /call/send`: before the request\'s own event',
+      when: "`POST /manage/create_device`, `POST /call/send`: before the request's own event",
       fields: { request: 'what the nonce was used for' },
     },
   },
@@ -150,7 +167,8 @@ export const rtioNonceDecider: Decider<RtioNonceCommand, RtioNonceEvent, RtioNon
       const { appId, nonce, request, now } = command;
       return [{ type: 'RtioNonceUsed', data: { appId, nonce, request, usedAt: now } }];
     }
-    if (state.request !== command.request) throw new DomainError('conflict', `nonce: already used (by ${state.request})`);
+    if (state.request !== command.request)
+      throw new DomainError('conflict', `nonce: already used (by ${state.request})`);
     return [];
   },
 };
@@ -159,7 +177,14 @@ const Call = { callId: t.string, appId: t.string, deviceId: t.string };
 
 export const RtioDeviceCalled = t.type({
   type: t.literal('RtioDeviceCalled'),
-  data: t.type({ ...Call, nonce: t.string, message: t.string, timeLiveSeconds: t.number, calledAt: t.string, expiresAt: t.string }),
+  data: t.type({
+    ...Call,
+    nonce: t.string,
+    message: t.string,
+    timeLiveSeconds: t.number,
+    calledAt: t.string,
+    expiresAt: t.string,
+  }),
 });
 export const RtioDeviceReplied = t.type({
   type: t.literal('RtioDeviceReplied'),
@@ -223,7 +248,13 @@ export type RtioCallCommand = CallRtioDevice | RecordReply | RecordCallFailure;
 
 export type RtioCallState =
   | { readonly status: 'none' }
-  | { readonly status: 'calling' | 'replied' | 'failed'; readonly callId: string; readonly appId: string; readonly deviceId: string; readonly expiresAt: string };
+  | {
+      readonly status: 'calling' | 'replied' | 'failed';
+      readonly callId: string;
+      readonly appId: string;
+      readonly deviceId: string;
+      readonly expiresAt: string;
+    };
 
 export const rtioCallStreamName = (callId: string) => `rtio-call-${callId}`;
 
@@ -232,7 +263,13 @@ export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallSt
   evolve(state, event) {
     switch (event.type) {
       case 'RtioDeviceCalled':
-        return { status: 'calling', callId: event.data.callId, appId: event.data.appId, deviceId: event.data.deviceId, expiresAt: event.data.expiresAt };
+        return {
+          status: 'calling',
+          callId: event.data.callId,
+          appId: event.data.appId,
+          deviceId: event.data.deviceId,
+          expiresAt: event.data.expiresAt,
+        };
       case 'RtioDeviceReplied':
         return state.status === 'none' ? state : { ...state, status: 'replied' };
       case 'RtioCallFailed':
@@ -255,7 +292,12 @@ export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallSt
         }
         const { callId, appId, deviceId, nonce, message, now } = command;
         const expiresAt = new Date(Date.parse(now) + timeLive * 1000).toISOString();
-        return [{ type: 'RtioDeviceCalled', data: { callId, appId, deviceId, nonce, message, timeLiveSeconds: timeLive, calledAt: now, expiresAt } }];
+        return [
+          {
+            type: 'RtioDeviceCalled',
+            data: { callId, appId, deviceId, nonce, message, timeLiveSeconds: timeLive, calledAt: now, expiresAt },
+          },
+        ];
       }
       case 'RecordReply': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such call');
@@ -266,13 +308,20 @@ export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallSt
           throw new DomainError('invalid', `message: at most ${RTIO_LIMITS.messageBytes} bytes of text`);
         }
         const { callId, appId, deviceId } = state;
-        return [{ type: 'RtioDeviceReplied', data: { callId, appId, deviceId, code: command.code, message: command.message, repliedAt: command.now } }];
+        return [
+          {
+            type: 'RtioDeviceReplied',
+            data: { callId, appId, deviceId, code: command.code, message: command.message, repliedAt: command.now },
+          },
+        ];
       }
       case 'RecordCallFailure': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such call');
         if (state.status !== 'calling') return [];
         const { callId, appId, deviceId } = state;
-        return [{ type: 'RtioCallFailed', data: { callId, appId, deviceId, reason: command.reason, failedAt: command.now } }];
+        return [
+          { type: 'RtioCallFailed', data: { callId, appId, deviceId, reason: command.reason, failedAt: command.now } },
+        ];
       }
       default:
         return unreachable(command);
@@ -281,11 +330,18 @@ export const rtioCallDecider: Decider<RtioCallCommand, RtioCallEvent, RtioCallSt
 };
 
 /** A device's `code` (the answer's `device_code`): the seed's `int`, 4 bytes — a signed 32-bit integer. */
-export const isDeviceCode = (code: unknown): code is number => typeof code === 'number' && Number.isInteger(code) && code >= -(2 ** 31) && code < 2 ** 31;
+export const isDeviceCode = (code: unknown): code is number =>
+  typeof code === 'number' && Number.isInteger(code) && code >= -(2 ** 31) && code < 2 ** 31;
 
 /** The seed: a nonce is a string of at most 32 bytes; herald also wants it non-empty and printable. */
 function checkNonce(nonce: unknown): void {
-  if (typeof nonce !== 'string' || nonce.length === 0 || Buffer.byteLength(nonce, 'utf8') > RTIO_LIMITS.nonceBytes || !isStorableText(nonce) || /[\r\n\t]/.test(nonce)) {
+  if (
+    typeof nonce !== 'string' ||
+    nonce.length === 0 ||
+    Buffer.byteLength(nonce, 'utf8') > RTIO_LIMITS.nonceBytes ||
+    !isStorableText(nonce) ||
+    /[\r\n\t]/.test(nonce)
+  ) {
     throw new DomainError('invalid', `nonce: 1-${RTIO_LIMITS.nonceBytes} bytes of text`);
   }
 }
@@ -298,7 +354,9 @@ function checkNonce(nonce: unknown): void {
  * herald continues the schedule. A report is an outbox item (domain/outbox.ts).
  */
 /** Wait after failed attempt n (1-based) before attempt n+1: 2^n seconds, 10 tries in all. */
-export const RTIO_REPORT_SCHEDULE: RetrySchedule = { retryDelaysMs: Array.from({ length: 9 }, (_, i) => 2 ** (i + 1) * 1000) };
+export const RTIO_REPORT_SCHEDULE: RetrySchedule = {
+  retryDelaysMs: Array.from({ length: 9 }, (_, i) => 2 ** (i + 1) * 1000),
+};
 export const RTIO_REPORT_ATTEMPTS = maxAttempts(RTIO_REPORT_SCHEDULE);
 
 const Report = { reportId: t.string, appId: t.string, deviceId: t.string };
@@ -313,7 +371,14 @@ export const RtioReportForwarded = t.type({
 });
 export const RtioReportForwardFailed = t.type({
   type: t.literal('RtioReportForwardFailed'),
-  data: t.type({ ...Report, attempt: t.number, error: t.string, final: t.boolean, failedAt: t.string, retryAt: t.union([t.string, t.null]) }),
+  data: t.type({
+    ...Report,
+    attempt: t.number,
+    error: t.string,
+    final: t.boolean,
+    failedAt: t.string,
+    retryAt: t.union([t.string, t.null]),
+  }),
 });
 export const RtioReportEvent = t.union([RtioDeviceReported, RtioReportForwarded, RtioReportForwardFailed]);
 export type RtioReportEvent = t.TypeOf<typeof RtioReportEvent>;
@@ -327,7 +392,7 @@ export const rtioReportCatalogue: CatalogueEntry = {
   description: ["A device's report, forwarded to the app's notify URL (docs/api/rtio.md)."],
   events: {
     RtioDeviceReported: {
-      when: "a device's `{\"report\"}` frame",
+      when: 'a device\'s `{"report"}` frame',
       fields: { nonce: "herald's, for the notify request" },
     },
     RtioReportForwarded: { when: 'the notify URL acknowledged it (`{nonce, code: 1000}`)' },
@@ -364,7 +429,13 @@ export type RtioReportCommand = ReportFromDevice | RecordForwarded | RecordForwa
 /** Reported: what to forward, and where its attempts stand (`succeeded`: forwarded). */
 export type RtioReportState =
   | { readonly status: 'none' }
-  | ({ readonly reportId: string; readonly appId: string; readonly deviceId: string; readonly nonce: string; readonly message: string } & AttemptState);
+  | ({
+      readonly reportId: string;
+      readonly appId: string;
+      readonly deviceId: string;
+      readonly nonce: string;
+      readonly message: string;
+    } & AttemptState);
 
 export const rtioReportStreamName = (reportId: string) => `rtio-report-${reportId}`;
 
@@ -377,9 +448,13 @@ export const rtioReportDecider: Decider<RtioReportCommand, RtioReportEvent, Rtio
         return { reportId, appId, deviceId, nonce, message, ...firstAttemptAt(reportedAt) };
       }
       case 'RtioReportForwarded':
-        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
+        return state.status === 'none'
+          ? state
+          : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
       case 'RtioReportForwardFailed':
-        return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
+        return state.status === 'none'
+          ? state
+          : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
       default:
         return unreachable(event);
     }
@@ -397,13 +472,25 @@ export const rtioReportDecider: Decider<RtioReportCommand, RtioReportEvent, Rtio
       case 'RecordForwarded':
       case 'RecordForwardFailed': {
         if (state.status === 'none') throw new DomainError('not_found', 'no such report');
-        const outcome = command.type === 'RecordForwarded' ? { ok: true as const } : { ok: false as const, error: command.error };
+        const outcome =
+          command.type === 'RecordForwarded' ? { ok: true as const } : { ok: false as const, error: command.error };
         const recorded = decideAttempt(RTIO_REPORT_SCHEDULE, state, command.attempt, outcome, command.now);
         if (!recorded) return [];
         const { reportId, appId, deviceId } = state;
-        if (recorded.succeeded) return [{ type: 'RtioReportForwarded', data: { reportId, appId, deviceId, attempt: recorded.attempt, forwardedAt: command.now } }];
+        if (recorded.succeeded)
+          return [
+            {
+              type: 'RtioReportForwarded',
+              data: { reportId, appId, deviceId, attempt: recorded.attempt, forwardedAt: command.now },
+            },
+          ];
         const { attempt, error, final, retryAt } = recorded;
-        return [{ type: 'RtioReportForwardFailed', data: { reportId, appId, deviceId, attempt, error, final, failedAt: command.now, retryAt } }];
+        return [
+          {
+            type: 'RtioReportForwardFailed',
+            data: { reportId, appId, deviceId, attempt, error, final, failedAt: command.now, retryAt },
+          },
+        ];
       }
       default:
         return unreachable(command);

@@ -10,7 +10,14 @@ import { characterCount, isStorableText } from '../text';
  */
 export const TicketIssued = t.type({
   type: t.literal('TicketIssued'),
-  data: t.type({ ticketId: t.string, appId: t.string, userId: t.string, roles: t.array(t.string), issuedAt: t.string, expiresAt: t.string }),
+  data: t.type({
+    ticketId: t.string,
+    appId: t.string,
+    userId: t.string,
+    roles: t.array(t.string),
+    issuedAt: t.string,
+    expiresAt: t.string,
+  }),
 });
 export const TicketEvent = TicketIssued;
 export type TicketEvent = t.TypeOf<typeof TicketEvent>;
@@ -48,7 +55,12 @@ export function splitUserList(list: string): string[] {
  * so every list splits back into the ids it was made of. A message to anything else could never be received.
  */
 export function isUserId(userId: string): boolean {
-  return userId.length > 0 && characterCount(userId) <= USER_ID_MAX && !USER_LIST_SEPARATOR.test(userId) && isStorableText(userId);
+  return (
+    userId.length > 0 &&
+    characterCount(userId) <= USER_ID_MAX &&
+    !USER_LIST_SEPARATOR.test(userId) &&
+    isStorableText(userId)
+  );
 }
 
 export interface IssueTicket {

@@ -16,7 +16,8 @@ import { isUserId, USER_ID_MAX } from '../ticket/ticket';
 export const ITEM_LIMITS = { nameLength: 128 } as const;
 
 /** A repository, item or tag name: 1-128 characters (code points) of text, not blank. */
-export const isItemName = (name: string): boolean => name.trim().length > 0 && characterCount(name) <= ITEM_LIMITS.nameLength && isStorableText(name);
+export const isItemName = (name: string): boolean =>
+  name.trim().length > 0 && characterCount(name) <= ITEM_LIMITS.nameLength && isStorableText(name);
 
 export const ItemOwnerRegistered = t.type({
   type: t.literal('ItemOwnerRegistered'),
@@ -39,12 +40,14 @@ export const itemOwnerCatalogue: CatalogueEntry = {
   events: {
     ItemOwnerRegistered: {
       when:
-        '`PUT /items/{repname}/{itemname}` with the app\'s credentials (or an admin\'s ticket); registering the same owner ' +
+        "`PUT /items/{repname}/{itemname}` with the app's credentials (or an admin's ticket); registering the same owner " +
         'again appends nothing. Each `WhitelistApplied` of the item that named no owner and is not yet notified then gets ' +
-        'its owner\'s `NotificationSent`, once',
+        "its owner's `NotificationSent`, once",
       fields: { owner: 'one user id, 1-128 characters, no blanks or commas' },
     },
-    ItemOwnerRemoved: { when: '`DELETE /items/{repname}/{itemname}`; applications made afterwards wait for the next owner' },
+    ItemOwnerRemoved: {
+      when: '`DELETE /items/{repname}/{itemname}`; applications made afterwards wait for the next owner',
+    },
   },
 };
 
@@ -66,21 +69,35 @@ export interface RemoveItemOwner {
 export type ItemOwnerCommand = RegisterItemOwner | RemoveItemOwner;
 export type ItemOwnerState =
   | { readonly status: 'none' }
-  | { readonly status: 'registered'; readonly appId: string; readonly repname: string; readonly itemname: string; readonly owner: string };
+  | {
+      readonly status: 'registered';
+      readonly appId: string;
+      readonly repname: string;
+      readonly itemname: string;
+      readonly owner: string;
+    };
 
-export const itemOwnerStreamName = (appId: string, repname: string, itemname: string) => streamNameOf('item', appId, repname, itemname);
+export const itemOwnerStreamName = (appId: string, repname: string, itemname: string) =>
+  streamNameOf('item', appId, repname, itemname);
 
 /**
  * An item's owner, or the owner a whitelist application names: one user id a ticket can be issued for
  * (isUserId: no blanks, commas, semicolons or 、: the separators of user lists), so the owner's notification can be read.
  */
 export function checkOwner(owner: string, field = 'owner'): void {
-  if (!isUserId(owner)) throw new DomainError('invalid', `${field} must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`);
+  if (!isUserId(owner))
+    throw new DomainError(
+      'invalid',
+      `${field} must be one user id: 1-${USER_ID_MAX} characters, no blanks, commas, semicolons or 、`,
+    );
 }
 
 /** An item's names, as datahub's shim bounds them: 1-128 characters of text each, not blank. */
 export function checkItemNames(repname: string, itemname: string, prefix = ''): void {
-  for (const [field, value] of [['repname', repname], ['itemname', itemname]] as const) {
+  for (const [field, value] of [
+    ['repname', repname],
+    ['itemname', itemname],
+  ] as const) {
     if (!isItemName(value)) {
       throw new DomainError('invalid', `${prefix}${field} must be 1-${ITEM_LIMITS.nameLength} characters of text`);
     }
@@ -108,10 +125,14 @@ export const itemOwnerDecider: Decider<ItemOwnerCommand, ItemOwnerEvent, ItemOwn
       case 'RegisterItemOwner': {
         checkOwner(command.owner);
         if (state.status === 'registered' && state.owner === command.owner) return [];
-        return [{ type: 'ItemOwnerRegistered', data: { appId, repname, itemname, owner: command.owner, registeredAt: now } }];
+        return [
+          { type: 'ItemOwnerRegistered', data: { appId, repname, itemname, owner: command.owner, registeredAt: now } },
+        ];
       }
       case 'RemoveItemOwner':
-        return state.status === 'registered' ? [{ type: 'ItemOwnerRemoved', data: { appId, repname, itemname, removedAt: now } }] : [];
+        return state.status === 'registered'
+          ? [{ type: 'ItemOwnerRemoved', data: { appId, repname, itemname, removedAt: now } }]
+          : [];
       default:
         return unreachable(command);
     }

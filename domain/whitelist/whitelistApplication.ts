@@ -19,7 +19,14 @@ import { checkItemNames, checkOwner, type ItemOwnerState } from './itemOwner';
 export const WhitelistApplied = t.type({
   type: t.literal('WhitelistApplied'),
   data: t.intersection([
-    t.type({ applicationId: t.string, appId: t.string, repname: t.string, itemname: t.string, applicant: t.string, appliedAt: t.string }),
+    t.type({
+      applicationId: t.string,
+      appId: t.string,
+      repname: t.string,
+      itemname: t.string,
+      applicant: t.string,
+      appliedAt: t.string,
+    }),
     // Absent: the owner was not known when the user applied (the seed's request names none).
     t.partial({ owner: t.string }),
   ]),
@@ -46,14 +53,14 @@ export const whitelistCatalogue: CatalogueEntry = {
         'level 50, sender the applicant), whose id derives from the application',
       fields: {
         owner:
-          'the owner known when the user applied: the `receiver` named, else the item\'s registered owner; absent when neither ' +
+          "the owner known when the user applied: the `receiver` named, else the item's registered owner; absent when neither " +
           'was known (the application then waits for `ItemOwnerRegistered` of its item, or `WhitelistOwnerNamed`)',
       },
     },
     WhitelistOwnerNamed: {
       when:
         'The applicant applies again naming a `receiver` while the application still has no owner (none named, none registered ' +
-        'for the item): that owner gets the application\'s `NotificationSent`, once. Naming an owner once one is known appends nothing',
+        "for the item): that owner gets the application's `NotificationSent`, once. Naming an owner once one is known appends nothing",
       fields: { owner: 'one user id (1-128 characters, no blanks or commas), not the applicant' },
     },
   },
@@ -110,15 +117,34 @@ export const whitelistDecider: Decider<WhitelistCommand, WhitelistEvent, Whiteli
         const { applicationId, appId, repname, itemname, applicant, namedOwner, registeredOwner, now } = command;
         // One user a ticket can be issued for: "zhang3 wang5" or "a,b" could never read the notification.
         if (namedOwner !== undefined) checkOwner(namedOwner, 'receiver (the owner)');
-        if ((namedOwner ?? registeredOwner) === applicant) throw new DomainError('invalid', 'the owner of the item cannot apply to it');
+        if ((namedOwner ?? registeredOwner) === applicant)
+          throw new DomainError('invalid', 'the owner of the item cannot apply to it');
         if (state.status === 'none') {
           const owner = namedOwner ?? registeredOwner;
-          return [{ type: 'WhitelistApplied', data: { applicationId, appId, repname, itemname, applicant, ...(owner !== undefined && { owner }), appliedAt: now } }];
+          return [
+            {
+              type: 'WhitelistApplied',
+              data: {
+                applicationId,
+                appId,
+                repname,
+                itemname,
+                applicant,
+                ...(owner !== undefined && { owner }),
+                appliedAt: now,
+              },
+            },
+          ];
         }
         // The application stands. It waits for an owner (none of its own, none registered): the one named now
         // is its owner. Once an owner is known, naming another changes nothing: the owner is notified once.
         if (state.owner === undefined && registeredOwner === undefined && namedOwner !== undefined) {
-          return [{ type: 'WhitelistOwnerNamed', data: { applicationId: state.applicationId, appId: state.appId, owner: namedOwner, namedAt: now } }];
+          return [
+            {
+              type: 'WhitelistOwnerNamed',
+              data: { applicationId: state.applicationId, appId: state.appId, owner: namedOwner, namedAt: now },
+            },
+          ];
         }
         return [];
       }
@@ -135,10 +161,18 @@ export const whitelistDecider: Decider<WhitelistCommand, WhitelistEvent, Whiteli
  * the applicant (an owner needs no application to their own item). `notificationId` derives from the
  * application (the caller makes it), so deciding and sending again sends nothing twice.
  */
-export function ownerNotification(application: WhitelistState, itemOwner: ItemOwnerState, notificationId: string, now: string): SendNotification | undefined {
+export function ownerNotification(
+  application: WhitelistState,
+  itemOwner: ItemOwnerState,
+  notificationId: string,
+  now: string,
+): SendNotification | undefined {
   if (application.status !== 'applied') return undefined;
   const registered =
-    itemOwner.status === 'registered' && itemOwner.appId === application.appId && itemOwner.repname === application.repname && itemOwner.itemname === application.itemname
+    itemOwner.status === 'registered' &&
+    itemOwner.appId === application.appId &&
+    itemOwner.repname === application.repname &&
+    itemOwner.itemname === application.itemname
       ? itemOwner.owner
       : undefined;
   const owner = application.owner ?? registered;

@@ -8,7 +8,10 @@
 (function (root) {
   'use strict';
   var tce = { runtime: 'herald', note: 'not needed: message_client talks to herald over GraphQL' };
-  if (typeof define === 'function' && define.amd) define('tce', [], function () { return tce; });
+  if (typeof define === 'function' && define.amd)
+    define('tce', [], function () {
+      return tce;
+    });
   else if (typeof module === 'object' && module.exports) module.exports = tce;
   else root.tce = tce;
 })(typeof self !== 'undefined' ? self : this);

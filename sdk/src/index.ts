@@ -1,7 +1,15 @@
 import { koalaModule } from './messageClient.js';
 
 export { open, toWebSocketUrl, MessageClientError } from './messageClient.js';
-export type { ConnectionState, Disconnection, MessageClient, MessageClientEvents, OpenOptions, RecoveryImpossible, TicketSource } from './messageClient.js';
+export type {
+  ConnectionState,
+  Disconnection,
+  MessageClient,
+  MessageClientEvents,
+  OpenOptions,
+  RecoveryImpossible,
+  TicketSource,
+} from './messageClient.js';
 export type { ITerminal, Message_t, MessageContext, MessageMeta_t, Properties_t } from './message.js';
 export type { Backoff } from './backoff.js';
 

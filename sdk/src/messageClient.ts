@@ -118,8 +118,10 @@ export function koalaModule() {
       current = open(options);
       return current;
     },
-    acknowledge: (seqs: string | number | ReadonlyArray<string | number>): Promise<number> => Promise.resolve().then(() => opened().acknowledge(seqs)),
-    sendMessage: (target: string | readonly string[], title: string, content: string): Promise<string> => Promise.resolve().then(() => opened().sendMessage(target, title, content)),
+    acknowledge: (seqs: string | number | ReadonlyArray<string | number>): Promise<number> =>
+      Promise.resolve().then(() => opened().acknowledge(seqs)),
+    sendMessage: (target: string | readonly string[], title: string, content: string): Promise<string> =>
+      Promise.resolve().then(() => opened().sendMessage(target, title, content)),
     close: (): Promise<void> => current?.close() ?? Promise.resolve(),
   };
 }
@@ -130,8 +132,16 @@ export function toWebSocketUrl(url: string): string {
 }
 
 const REQUIRED: ReadonlyArray<['url' | 'ticket' | 'onMessage', string, (value: unknown) => boolean]> = [
-  ['url', "herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql', or Koala's mas_url", (v) => typeof v === 'string' && v.trim() !== ''],
-  ['ticket', "a ticket, or a function returning one; Koala's token", (v) => (typeof v === 'string' && v !== '') || typeof v === 'function'],
+  [
+    'url',
+    "herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql', or Koala's mas_url",
+    (v) => typeof v === 'string' && v.trim() !== '',
+  ],
+  [
+    'ticket',
+    "a ticket, or a function returning one; Koala's token",
+    (v) => (typeof v === 'string' && v !== '') || typeof v === 'function',
+  ],
   ['onMessage', 'a function (message, ctx) => …', (v) => typeof v === 'function'],
 ];
 
@@ -144,10 +154,16 @@ type CheckedOptions = OpenOptions & { readonly url: string; readonly ticket: Tic
 function checkedOptions(given: OpenOptions): CheckedOptions {
   const where = 'message_client.open';
   if (typeof given !== 'object' || given === null) {
-    throw new TypeError(`${where}: options are required: { url, ticket, onMessage } (${REQUIRED.map(([name, what]) => `${name}: ${what}`).join('; ')})`);
+    throw new TypeError(
+      `${where}: options are required: { url, ticket, onMessage } (${REQUIRED.map(([name, what]) => `${name}: ${what}`).join('; ')})`,
+    );
   }
-  if (given.ping !== undefined && !(typeof given.ping === 'number' && given.ping > 0 && Number.isFinite(given.ping))) throw new TypeError(`${where}: ping must be a positive number of seconds`);
-  const masUrl = typeof given.mas_url === 'string' && given.mas_url.trim() !== '' ? `${given.mas_url.trim().replace(/\/+$/, '')}/graphql` : undefined;
+  if (given.ping !== undefined && !(typeof given.ping === 'number' && given.ping > 0 && Number.isFinite(given.ping)))
+    throw new TypeError(`${where}: ping must be a positive number of seconds`);
+  const masUrl =
+    typeof given.mas_url === 'string' && given.mas_url.trim() !== ''
+      ? `${given.mas_url.trim().replace(/\/+$/, '')}/graphql`
+      : undefined;
   const options = {
     ...given,
     url: given.url ?? masUrl,
@@ -158,33 +174,45 @@ function checkedOptions(given: OpenOptions): CheckedOptions {
   if (missing.length > 0) {
     const names = missing.map(([name]) => name);
     const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
-    throw new TypeError(`${where}: ${list} ${names.length === 1 ? 'is' : 'are'} required (${missing.map(([name, what]) => `${name}: ${what}`).join('; ')})`);
+    throw new TypeError(
+      `${where}: ${list} ${names.length === 1 ? 'is' : 'are'} required (${missing.map(([name, what]) => `${name}: ${what}`).join('; ')})`,
+    );
   }
   const base = (globalThis as { location?: { href?: unknown } }).location?.href;
   let url: URL;
   try {
     url = new URL(options.url!.trim(), typeof base === 'string' ? base : undefined);
   } catch {
-    throw new TypeError(`${where}: url ${JSON.stringify(options.url)} is not a URL (herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql')`);
+    throw new TypeError(
+      `${where}: url ${JSON.stringify(options.url)} is not a URL (herald's GraphQL endpoint, e.g. 'wss://push.example.com/graphql')`,
+    );
   }
-  if (!/^(wss?|https?):$/.test(url.protocol)) throw new TypeError(`${where}: url must be a ws(s):// or http(s):// URL, not ${url.protocol}`);
+  if (!/^(wss?|https?):$/.test(url.protocol))
+    throw new TypeError(`${where}: url must be a ws(s):// or http(s):// URL, not ${url.protocol}`);
   if (options.since !== undefined && !(typeof options.since === 'string' && /^\d{1,20}$/.test(options.since))) {
-    throw new TypeError(`${where}: since must be a message's seq (a string of digits), not ${JSON.stringify(options.since)}`);
+    throw new TypeError(
+      `${where}: since must be a message's seq (a string of digits), not ${JSON.stringify(options.since)}`,
+    );
   }
   for (const name of ['heartbeatMs', 'connectTimeoutMs'] as const) {
     const value = options[name];
-    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new TypeError(`${where}: ${name} must be a positive number of milliseconds`);
+    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value)))
+      throw new TypeError(`${where}: ${name} must be a positive number of milliseconds`);
   }
   for (const name of ['initialMs', 'maxMs'] as const) {
     const value = options.reconnect?.[name];
-    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new TypeError(`${where}: reconnect.${name} must be a positive number of milliseconds`);
+    if (value !== undefined && !(typeof value === 'number' && value > 0 && Number.isFinite(value)))
+      throw new TypeError(`${where}: reconnect.${name} must be a positive number of milliseconds`);
   }
-  if (options.onError !== undefined && typeof options.onError !== 'function') throw new TypeError(`${where}: onError must be a function (errcode, errmsg) => …`);
-  if (options.webSocketImpl !== undefined && typeof options.webSocketImpl !== 'function') throw new TypeError(`${where}: webSocketImpl must be a WebSocket class`);
+  if (options.onError !== undefined && typeof options.onError !== 'function')
+    throw new TypeError(`${where}: onError must be a function (errcode, errmsg) => …`);
+  if (options.webSocketImpl !== undefined && typeof options.webSocketImpl !== 'function')
+    throw new TypeError(`${where}: webSocketImpl must be a WebSocket class`);
   return { ...options, url: toWebSocketUrl(url.href), ticket: options.ticket! };
 }
 
-const MESSAGES = 'subscription MessageClient { messages { id title content props expiresAt meta { realm seq sender stime } } }';
+const MESSAGES =
+  'subscription MessageClient { messages { id title content props expiresAt meta { realm seq sender stime } } }';
 const ACKNOWLEDGE = 'mutation MessageClientAck($ids: [ID!]!) { acknowledge(ids: $ids) }';
 const SEND = 'mutation MessageClientSend($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
 /** How many handed-over messages' seqs `acknowledge(seqs)` can name (the newest ones). */
@@ -276,7 +304,11 @@ class Terminal implements MessageClient {
     const known = ids.filter((id): id is string => id !== undefined);
     // The known ones are acknowledged whatever the others are (as herald's ack does); the unknown are named after.
     const acknowledged = known.length > 0 ? await this.ack(known) : 0;
-    if (unknown.length > 0) throw new MessageClientError('NOT_FOUND', `${acknowledged} acknowledged; no message of seq ${unknown.map(String).join(', ')} was handed to this client`);
+    if (unknown.length > 0)
+      throw new MessageClientError(
+        'NOT_FOUND',
+        `${acknowledged} acknowledged; no message of seq ${unknown.map(String).join(', ')} was handed to this client`,
+      );
     return acknowledged;
   }
 
@@ -286,7 +318,9 @@ class Terminal implements MessageClient {
     // One request id for every attempt: a send retried on the next socket (the answer was lost) is sent once.
     const requestId = `sdk-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
     for (;;) {
-      const answer = await request<{ sendMessage: { id: string } }>(await this.liveClient(), SEND, { i: { to, title, content, requestId } });
+      const answer = await request<{ sendMessage: { id: string } }>(await this.liveClient(), SEND, {
+        i: { to, title, content, requestId },
+      });
       if (answer.kind === 'data') return answer.data.sendMessage.id;
       if (answer.kind === 'errors') throw errorFrom(answer.errors);
     }
@@ -297,7 +331,8 @@ class Terminal implements MessageClient {
       this.closed = true;
       this.signalClosed();
       this.connection?.shutdown();
-      for (const waiter of this.liveWaiters.splice(0)) waiter.reject(new MessageClientError('CLOSED', 'the message client is closed'));
+      for (const waiter of this.liveWaiters.splice(0))
+        waiter.reject(new MessageClientError('CLOSED', 'the message client is closed'));
       this.setState('closed');
     }
     await this.done;
@@ -328,14 +363,27 @@ class Terminal implements MessageClient {
       connection.shutdown();
       if (ending.kind === 'closed' && ending.code === FORBIDDEN) {
         if (typeof this.options.ticket !== 'function') {
-          this.reportError(new MessageClientError('UNAUTHENTICATED', 'herald refused the ticket (or it expired); pass a function as `ticket` to get fresh ones'));
+          this.reportError(
+            new MessageClientError(
+              'UNAUTHENTICATED',
+              'herald refused the ticket (or it expired); pass a function as `ticket` to get fresh ones',
+            ),
+          );
           return void this.close();
         }
         this.ticket = undefined;
       }
       if (ending.kind === 'errors') this.reportError(errorFrom(ending.errors));
-      const reason = ending.kind === 'closed' ? ending.reason : ending.kind === 'errors' ? 'the subscription failed' : 'the subscription ended';
-      await this.pause({ ...(ending.kind === 'closed' && ending.code !== undefined && { code: ending.code }), reason }, backoffDelay(failures++, backoff));
+      const reason =
+        ending.kind === 'closed'
+          ? ending.reason
+          : ending.kind === 'errors'
+            ? 'the subscription failed'
+            : 'the subscription ended';
+      await this.pause(
+        { ...(ending.kind === 'closed' && ending.code !== undefined && { code: ending.code }), reason },
+        backoffDelay(failures++, backoff),
+      );
     }
   }
 
@@ -357,7 +405,8 @@ class Terminal implements MessageClient {
     if (this.ticket === undefined) {
       const source = this.options.ticket;
       const ticket = typeof source === 'function' ? await source() : source;
-      if (typeof ticket !== 'string' || ticket === '') throw new MessageClientError('UNAUTHENTICATED', 'the ticket function gave no ticket');
+      if (typeof ticket !== 'string' || ticket === '')
+        throw new MessageClientError('UNAUTHENTICATED', 'the ticket function gave no ticket');
       this.ticket = ticket;
     }
     return this.ticket;
@@ -389,7 +438,14 @@ class Terminal implements MessageClient {
     this.seq = wire.meta.seq;
     this.idsBySeq.set(wire.meta.seq, wire.id);
     if (this.idsBySeq.size > REMEMBERED_SEQS) this.idsBySeq.delete(this.idsBySeq.keys().next().value!);
-    const message: Message_t = { id: wire.id, meta: wire.meta, title: wire.title, content: wire.content, props: wire.props ?? {}, expiresAt: wire.expiresAt };
+    const message: Message_t = {
+      id: wire.id,
+      meta: wire.meta,
+      title: wire.title,
+      content: wire.content,
+      props: wire.props ?? {},
+      expiresAt: wire.expiresAt,
+    };
     const ctx: MessageContext = { ack: () => this.ack([message.id]) };
     try {
       const handled: unknown = this.options.onMessage(message, ctx);
@@ -519,7 +575,8 @@ function openConnection(options: {
         options.onConnected(client);
       },
       ping: (received) => {
-        if (!received) pongTimer = setTimeout(() => dropSilent(`no pong within ${options.heartbeatMs} ms`), options.heartbeatMs);
+        if (!received)
+          pongTimer = setTimeout(() => dropSilent(`no pong within ${options.heartbeatMs} ms`), options.heartbeatMs);
       },
       pong: (received) => {
         if (received) clearTimeout(pongTimer);
@@ -534,7 +591,10 @@ function openConnection(options: {
       },
     },
   });
-  connectTimer = setTimeout(() => dropSilent(`not connected within ${options.connectTimeoutMs} ms`), options.connectTimeoutMs);
+  connectTimer = setTimeout(
+    () => dropSilent(`not connected within ${options.connectTimeoutMs} ms`),
+    options.connectTimeoutMs,
+  );
   client.subscribe<{ messages: WireMessage }>(
     { query: MESSAGES },
     {
@@ -545,7 +605,11 @@ function openConnection(options: {
       error: (error) => {
         if (Array.isArray(error)) return finish({ kind: 'errors', errors: error as GraphqlError[] });
         const { code, reason, message } = (error ?? {}) as { code?: number; reason?: string; message?: string };
-        finish({ kind: 'closed', ...(typeof code === 'number' && { code }), reason: reason || message || 'the socket failed' });
+        finish({
+          kind: 'closed',
+          ...(typeof code === 'number' && { code }),
+          reason: reason || message || 'the socket failed',
+        });
       },
       complete: () => finish({ kind: 'completed' }),
     },
@@ -568,7 +632,11 @@ type WebSocketClass = new (url: string, protocols?: string | string[]) => { clos
 /** The given WebSocket class, or the global one. */
 function webSocketClass(given: unknown): WebSocketClass {
   const found = given ?? (globalThis as { WebSocket?: unknown }).WebSocket;
-  if (typeof found !== 'function') throw new MessageClientError('NO_WEBSOCKET', 'no WebSocket here: pass webSocketImpl (in Node before 22, the ws package)');
+  if (typeof found !== 'function')
+    throw new MessageClientError(
+      'NO_WEBSOCKET',
+      'no WebSocket here: pass webSocketImpl (in Node before 22, the ws package)',
+    );
   return found as WebSocketClass;
 }
 
@@ -582,7 +650,10 @@ function trackingSockets(Base: WebSocketClass, created: (socket: { close(): void
   };
 }
 
-type Answer<T> = { readonly kind: 'data'; readonly data: T } | { readonly kind: 'errors'; readonly errors: readonly GraphqlError[] } | { readonly kind: 'lost' };
+type Answer<T> =
+  | { readonly kind: 'data'; readonly data: T }
+  | { readonly kind: 'errors'; readonly errors: readonly GraphqlError[] }
+  | { readonly kind: 'lost' };
 
 /** A query or mutation over an open socket; `lost` when the socket went away before the answer. */
 function request<T>(client: Client, query: string, variables?: Record<string, unknown>): Promise<Answer<T>> {
@@ -595,7 +666,8 @@ function request<T>(client: Client, query: string, variables?: Record<string, un
           if (result.errors?.length) resolve({ kind: 'errors', errors: result.errors });
           else if (result.data) data = result.data as T;
         },
-        error: (error) => resolve(Array.isArray(error) ? { kind: 'errors', errors: error as GraphqlError[] } : { kind: 'lost' }),
+        error: (error) =>
+          resolve(Array.isArray(error) ? { kind: 'errors', errors: error as GraphqlError[] } : { kind: 'lost' }),
         complete: () => resolve(data !== undefined ? { kind: 'data', data } : { kind: 'lost' }),
       },
     );

@@ -59,7 +59,11 @@ export class EventFeed {
     let scanned = 0;
     while (scanned < EVENT_FEED_LIMITS.scan) {
       const maxCount = Math.min(READ_COUNT, EVENT_FEED_LIMITS.scan - scanned);
-      const read = await this.deps.store.readAll({ ...(endPosition !== undefined && { after: endPosition }), maxCount, ...(filter && { filter }) });
+      const read = await this.deps.store.readAll({
+        ...(endPosition !== undefined && { after: endPosition }),
+        maxCount,
+        ...(filter && { filter }),
+      });
       for (const [index, event] of read.entries()) {
         scanned++;
         endPosition = event.position;
@@ -80,11 +84,17 @@ export class EventFeed {
    * appended: each once, in position order (the store's catch-up subscription). Pulled: a subscriber
    * that reads slowly is fed at its pace, nothing piles up here. Ends when `signal` aborts.
    */
-  async *tail(selection: AppEventSelection, after: bigint | undefined, signal: AbortSignal): AsyncGenerator<RecordedEvent> {
+  async *tail(
+    selection: AppEventSelection,
+    after: bigint | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<RecordedEvent> {
     const { appId } = selection;
     const open = this.openTails.get(appId) ?? 0;
-    if (open >= EVENT_FEED_LIMITS.tailsPerApp) throw new TooManyTailsError(`at most ${EVENT_FEED_LIMITS.tailsPerApp} event subscriptions per app at once`);
-    if (this.openTailsInAll >= EVENT_FEED_LIMITS.tails) throw new TooManyTailsError(`this node serves at most ${EVENT_FEED_LIMITS.tails} event subscriptions at once`);
+    if (open >= EVENT_FEED_LIMITS.tailsPerApp)
+      throw new TooManyTailsError(`at most ${EVENT_FEED_LIMITS.tailsPerApp} event subscriptions per app at once`);
+    if (this.openTailsInAll >= EVENT_FEED_LIMITS.tails)
+      throw new TooManyTailsError(`this node serves at most ${EVENT_FEED_LIMITS.tails} event subscriptions at once`);
     this.openTails.set(appId, open + 1);
     this.openTailsInAll++;
     try {

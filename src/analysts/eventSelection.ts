@@ -27,7 +27,10 @@ export function storeFilterOf(selection: EventSelection): EventFilter | undefine
  * A predicate for the selection; build it once per read, not once per event. `appIdOf` reads an event's
  * app from its metadata (parsed, or JSON text), asked only when the selection names an app.
  */
-export function selector<Event extends Pick<RecordedEvent, 'type' | 'streamName'>>(selection: EventSelection, appIdOf: (event: Event) => unknown): (event: Event) => boolean {
+export function selector<Event extends Pick<RecordedEvent, 'type' | 'streamName'>>(
+  selection: EventSelection,
+  appIdOf: (event: Event) => unknown,
+): (event: Event) => boolean {
   const types = selection.types && selection.types.length > 0 ? new Set(selection.types) : undefined;
   const { streamPrefix, appId } = selection;
   return (event) =>

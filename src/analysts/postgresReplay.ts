@@ -30,11 +30,18 @@ const LINE_SQL = `'{"position":"' || position || '","stream":' || to_json(stream
 const COPY_OPTIONS = `(FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')`;
 
 /** As replay.ts's `replay`: every event up to `head` that passes `filter`, in stream order, through `write`. */
-export async function replayFromPostgres(pool: pg.Pool, filter: ReplayFilter, head: bigint, write: ReplayOutput, onProgress?: (progress: ReplayProgress) => void): Promise<ReplayProgress> {
+export async function replayFromPostgres(
+  pool: pg.Pool,
+  filter: ReplayFilter,
+  head: bigint,
+  write: ReplayOutput,
+  onProgress?: (progress: ReplayProgress) => void,
+): Promise<ReplayProgress> {
   const last = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
   const first = typeof filter.from === 'bigint' ? filter.from : 0n;
   const ranges: Array<{ from: bigint; to: bigint }> = [];
-  for (let from = first; from <= last; from += RANGE) ranges.push({ from, to: from + RANGE - 1n < last ? from + RANGE - 1n : last });
+  for (let from = first; from <= last; from += RANGE)
+    ranges.push({ from, to: from + RANGE - 1n < last ? from + RANGE - 1n : last });
 
   const conditions = whereOf(filter);
   const read = (range: { from: bigint; to: bigint }) => {
@@ -60,7 +67,9 @@ export async function replayFromPostgres(pool: pg.Pool, filter: ReplayFilter, he
 async function copyRange(pool: pg.Pool, where: string): Promise<{ chunks: Uint8Array[]; rows: number }> {
   const client = await pool.connect();
   try {
-    const stream = client.query(copyTo(`COPY (SELECT ${LINE_SQL} FROM events WHERE ${where} ORDER BY position) TO STDOUT WITH ${COPY_OPTIONS}`));
+    const stream = client.query(
+      copyTo(`COPY (SELECT ${LINE_SQL} FROM events WHERE ${where} ORDER BY position) TO STDOUT WITH ${COPY_OPTIONS}`),
+    );
     const chunks: Uint8Array[] = [];
     for await (const chunk of stream) chunks.push(chunk as Uint8Array);
     return { chunks, rows: stream.rowCount };
@@ -73,11 +82,15 @@ async function copyRange(pool: pg.Pool, where: string): Promise<{ chunks: Uint8A
 function whereOf(filter: ReplayFilter): string {
   // System streams ($…) are never replayed, as the store port never returns them.
   let sql = ` AND stream_name NOT LIKE '$%' AND event_type NOT LIKE '$%'`;
-  if (filter.types && filter.types.length > 0) sql += ` AND event_type IN (${filter.types.map(pg.escapeLiteral).join(', ')})`;
-  if (filter.streamPrefix !== undefined) sql += ` AND starts_with(stream_name, ${pg.escapeLiteral(filter.streamPrefix)})`;
+  if (filter.types && filter.types.length > 0)
+    sql += ` AND event_type IN (${filter.types.map(pg.escapeLiteral).join(', ')})`;
+  if (filter.streamPrefix !== undefined)
+    sql += ` AND starts_with(stream_name, ${pg.escapeLiteral(filter.streamPrefix)})`;
   if (filter.appId !== undefined) sql += ` AND metadata->>'appId' = ${pg.escapeLiteral(filter.appId)}`;
   // Times compare at the millisecond, as the lines print them and as replay.ts compares Dates.
-  if (filter.from instanceof Date) sql += ` AND date_trunc('milliseconds', created_at) >= ${pg.escapeLiteral(filter.from.toISOString())}::timestamptz`;
-  if (filter.to instanceof Date) sql += ` AND date_trunc('milliseconds', created_at) <= ${pg.escapeLiteral(filter.to.toISOString())}::timestamptz`;
+  if (filter.from instanceof Date)
+    sql += ` AND date_trunc('milliseconds', created_at) >= ${pg.escapeLiteral(filter.from.toISOString())}::timestamptz`;
+  if (filter.to instanceof Date)
+    sql += ` AND date_trunc('milliseconds', created_at) <= ${pg.escapeLiteral(filter.to.toISOString())}::timestamptz`;
   return sql;
 }

@@ -64,7 +64,11 @@ export async function replay(
   const end = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
   const fromPosition = typeof filter.from === 'bigint' ? filter.from : undefined;
   const read = (after: bigint | undefined) => {
-    const page = store.readAll({ ...(after !== undefined && { after }), maxCount: PAGE, ...(storeFilter && { filter: storeFilter }) });
+    const page = store.readAll({
+      ...(after !== undefined && { after }),
+      maxCount: PAGE,
+      ...(storeFilter && { filter: storeFilter }),
+    });
     page.catch(() => undefined); // awaited below; a prefetch that fails while a write does is not unhandled
     return page;
   };

@@ -1,5 +1,5 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Infrastructure } from '../infrastructure';
 import { replayFromPostgres } from './postgresReplay';
@@ -18,13 +18,27 @@ export function parseBound(text: string): bigint | Date | undefined {
  * (or stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a terminal,
  * JSON lines otherwise. Returns what was written.
  */
-export async function runReplay({ store, database }: Pick<Infrastructure, 'store' | 'database'>, filter: ReplayFilter, out: string | undefined): Promise<{ written: number; seconds: number }> {
+export async function runReplay(
+  { store, database }: Pick<Infrastructure, 'store' | 'database'>,
+  filter: ReplayFilter,
+  out: string | undefined,
+): Promise<{ written: number; seconds: number }> {
   const file: WriteStream | undefined = out ? createWriteStream(out) : undefined;
   const target: NodeJS.WritableStream = file ?? process.stdout;
   const toFile = Boolean(file) || !process.stdout.isTTY;
   const head = await store.headPosition();
   const started = Date.now();
-  const bar = toFile && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'replay |{bar}| {percentage}% | position {value}/{total} | {written} written | {rate} events/s | ETA {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
+  const bar =
+    toFile && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          {
+            format:
+              'replay |{bar}| {percentage}% | position {value}/{total} | {written} written | {rate} events/s | ETA {eta_formatted}',
+            stream: process.stderr,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
   bar?.start(Number(head < 0n ? 0n : head), 0, { written: 0, rate: 0 });
   let lastReport = 0;
   const write: ReplayOutput = async (chunk) => {
@@ -36,16 +50,24 @@ export async function runReplay({ store, database }: Pick<Infrastructure, 'store
     if (bar) bar.update(Number(progress.position), { written: progress.written, rate });
     else if (toFile && Date.now() - lastReport >= 1000) {
       lastReport = Date.now();
-      process.stderr.write(`${JSON.stringify({ position: progress.position.toString(), head: head.toString(), written: progress.written, eventsPerSecond: rate })}\n`);
+      process.stderr.write(
+        `${JSON.stringify({ position: progress.position.toString(), head: head.toString(), written: progress.written, eventsPerSecond: rate })}\n`,
+      );
     }
   };
-  const result = store.kind === 'postgresql' ? await replayFromPostgres(database.pool, filter, head, write, onProgress) : await replay(store, filter, head, write, onProgress);
+  const result =
+    store.kind === 'postgresql'
+      ? await replayFromPostgres(database.pool, filter, head, write, onProgress)
+      : await replay(store, filter, head, write, onProgress);
   bar?.stop();
   if (file) {
     file.end();
     await once(file, 'finish');
   }
   const seconds = (Date.now() - started) / 1000;
-  if (toFile) process.stderr.write(`${JSON.stringify({ done: true, written: result.written, seconds, eventsPerSecond: Math.round(result.written / Math.max(seconds, 0.001)) })}\n`);
+  if (toFile)
+    process.stderr.write(
+      `${JSON.stringify({ done: true, written: result.written, seconds, eventsPerSecond: Math.round(result.written / Math.max(seconds, 0.001)) })}\n`,
+    );
   return { written: result.written, seconds };
 }

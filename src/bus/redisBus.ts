@@ -81,7 +81,10 @@ export class RedisBus implements Bus {
       connectionName: 'herald-bus-publisher',
     });
     const subscriber = new Redis(url, { ...options, autoResubscribe: false, connectionName: 'herald-bus-subscriber' });
-    for (const [role, client] of [['publisher', publisher], ['subscriber', subscriber]] as const) {
+    for (const [role, client] of [
+      ['publisher', publisher],
+      ['subscriber', subscriber],
+    ] as const) {
       // ioredis reconnects by itself; an error event without a listener would crash the process.
       client.on('error', (error: Error) => log.warn({ err: error, role }, 'Redis bus connection error'));
       client.on('reconnecting', () => log.warn({ role }, 'Redis bus reconnecting'));
@@ -115,7 +118,10 @@ export class RedisBus implements Bus {
     } catch (error) {
       if (this.closed) return;
       this.owesMarker = true;
-      this.log.warn({ err: error, publications: publications.length }, 'Redis bus unavailable: publications not sent; every node catches up from the store once it is back');
+      this.log.warn(
+        { err: error, publications: publications.length },
+        'Redis bus unavailable: publications not sent; every node catches up from the store once it is back',
+      );
       // Timed out on a connection that stays up: no 'ready' will come to send the marker.
       if (this.publisher.status === 'ready') setTimeout(() => void this.publish([]), MARKER_RETRY_MS).unref();
     }
@@ -184,7 +190,10 @@ export class RedisBus implements Bus {
     if (batch.seq > (last ?? 0) + 1) {
       // A node starting hears every running publisher first past seq 1: not worth a warning.
       const level = last === undefined ? 'debug' : 'warn';
-      this.log[level]({ publisher: batch.from, after: last ?? 0, seq: batch.seq }, 'Redis bus: a publisher\'s messages may have been missed; catching up from the store');
+      this.log[level](
+        { publisher: batch.from, after: last ?? 0, seq: batch.seq },
+        "Redis bus: a publisher's messages may have been missed; catching up from the store",
+      );
       this.local.gap();
     } else if (batch.resync) {
       this.log.debug({ publisher: batch.from }, 'Redis bus: a projection changed hands; catching up from the store');
@@ -220,7 +229,10 @@ interface ReceivedBatch {
 }
 
 /** One message for a batch: payloads shared between topics (the same object) are written once. */
-export function encodePublications(publications: readonly Publication[], sender: { readonly from: string; readonly seq: number; readonly resync?: boolean }): string {
+export function encodePublications(
+  publications: readonly Publication[],
+  sender: { readonly from: string; readonly seq: number; readonly resync?: boolean },
+): string {
   const payloads: unknown[] = [];
   const indexOf = new Map<unknown, number>();
   const topics = publications.map(({ topic, payload }): [string, number] => {
@@ -231,11 +243,28 @@ export function encodePublications(publications: readonly Publication[], sender:
     }
     return [topic, index];
   });
-  return JSON.stringify({ from: sender.from, seq: sender.seq, ...(sender.resync && { resync: true as const }), payloads, topics } satisfies Batch);
+  return JSON.stringify({
+    from: sender.from,
+    seq: sender.seq,
+    ...(sender.resync && { resync: true as const }),
+    payloads,
+    topics,
+  } satisfies Batch);
 }
 
 export function decodePublications(message: string): ReceivedBatch {
   const batch = JSON.parse(message) as Batch;
-  if (typeof batch.from !== 'string' || !Number.isSafeInteger(batch.seq) || !Array.isArray(batch.payloads) || !Array.isArray(batch.topics)) throw new Error('not a publication batch');
-  return { from: batch.from, seq: batch.seq, resync: batch.resync === true, publications: batch.topics.map(([topic, index]) => ({ topic, payload: batch.payloads[index] })) };
+  if (
+    typeof batch.from !== 'string' ||
+    !Number.isSafeInteger(batch.seq) ||
+    !Array.isArray(batch.payloads) ||
+    !Array.isArray(batch.topics)
+  )
+    throw new Error('not a publication batch');
+  return {
+    from: batch.from,
+    seq: batch.seq,
+    resync: batch.resync === true,
+    publications: batch.topics.map(([topic, index]) => ({ topic, payload: batch.payloads[index] })),
+  };
 }

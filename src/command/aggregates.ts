@@ -1,14 +1,16 @@
 import { appDecider, AppEvent, type AppCommand, type AppState } from '../../domain/app/app';
-import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/notification/inbox';
-import { notificationDecider, NotificationEvent, type NotificationCommand, type NotificationState } from '../../domain/notification/notification';
-import { whitelistDecider, WhitelistEvent, type WhitelistCommand, type WhitelistState } from '../../domain/whitelist/whitelistApplication';
-import { itemOwnerDecider, ItemOwnerEvent, type ItemOwnerCommand, type ItemOwnerState } from '../../domain/whitelist/itemOwner';
-import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
-import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
-import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
+import { deliveryDecider, DeliveryEvent, type DeliveryCommand, type DeliveryState } from '../../domain/device/delivery';
 import { deviceDecider, DeviceEvent, type DeviceCommand, type DeviceState } from '../../domain/device/device';
 import { pushDecider, PushEvent, type PushCommand, type PushState } from '../../domain/device/push';
-import { deliveryDecider, DeliveryEvent, type DeliveryCommand, type DeliveryState } from '../../domain/device/delivery';
+import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
+import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
+import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/notification/inbox';
+import {
+  notificationDecider,
+  NotificationEvent,
+  type NotificationCommand,
+  type NotificationState,
+} from '../../domain/notification/notification';
 import {
   rtioCallDecider,
   RtioCallEvent,
@@ -27,21 +29,76 @@ import {
   type RtioDeviceCommand,
   type RtioDeviceState,
 } from '../../domain/rtio/rtio';
+import { ticketDecider, TicketEvent, type TicketCommand, type TicketState } from '../../domain/ticket/ticket';
+import {
+  itemOwnerDecider,
+  ItemOwnerEvent,
+  type ItemOwnerCommand,
+  type ItemOwnerState,
+} from '../../domain/whitelist/itemOwner';
+import {
+  whitelistDecider,
+  WhitelistEvent,
+  type WhitelistCommand,
+  type WhitelistState,
+} from '../../domain/whitelist/whitelistApplication';
 import type { Aggregate } from './commandHandler';
 
 /** Each aggregate's decider with the codec its stored events are decoded by. */
 export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider: appDecider, eventCodec: AppEvent };
-export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState> = { decider: ticketDecider, eventCodec: TicketEvent };
-export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageState> = { decider: messageDecider, eventCodec: MessageEvent };
-export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = { decider: notificationDecider, eventCodec: NotificationEvent };
-export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = { decider: inboxDecider, eventCodec: InboxEvent };
-export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = { decider: whitelistDecider, eventCodec: WhitelistEvent };
-export const itemOwnerAggregate: Aggregate<ItemOwnerCommand, ItemOwnerEvent, ItemOwnerState> = { decider: itemOwnerDecider, eventCodec: ItemOwnerEvent };
-export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = { decider: emailDecider, eventCodec: EmailEvent };
-export const deviceAggregate: Aggregate<DeviceCommand, DeviceEvent, DeviceState> = { decider: deviceDecider, eventCodec: DeviceEvent };
-export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = { decider: pushDecider, eventCodec: PushEvent };
-export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, DeliveryState> = { decider: deliveryDecider, eventCodec: DeliveryEvent };
-export const rtioDeviceAggregate: Aggregate<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = { decider: rtioDeviceDecider, eventCodec: RtioDeviceEvent };
-export const rtioCallAggregate: Aggregate<RtioCallCommand, RtioCallEvent, RtioCallState> = { decider: rtioCallDecider, eventCodec: RtioCallEvent };
-export const rtioReportAggregate: Aggregate<RtioReportCommand, RtioReportEvent, RtioReportState> = { decider: rtioReportDecider, eventCodec: RtioReportEvent };
-export const rtioNonceAggregate: Aggregate<RtioNonceCommand, RtioNonceEvent, RtioNonceState> = { decider: rtioNonceDecider, eventCodec: RtioNonceEvent };
+export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState> = {
+  decider: ticketDecider,
+  eventCodec: TicketEvent,
+};
+export const messageAggregate: Aggregate<MessageCommand, MessageEvent, MessageState> = {
+  decider: messageDecider,
+  eventCodec: MessageEvent,
+};
+export const notificationAggregate: Aggregate<NotificationCommand, NotificationEvent, NotificationState> = {
+  decider: notificationDecider,
+  eventCodec: NotificationEvent,
+};
+export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = {
+  decider: inboxDecider,
+  eventCodec: InboxEvent,
+};
+export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = {
+  decider: whitelistDecider,
+  eventCodec: WhitelistEvent,
+};
+export const itemOwnerAggregate: Aggregate<ItemOwnerCommand, ItemOwnerEvent, ItemOwnerState> = {
+  decider: itemOwnerDecider,
+  eventCodec: ItemOwnerEvent,
+};
+export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = {
+  decider: emailDecider,
+  eventCodec: EmailEvent,
+};
+export const deviceAggregate: Aggregate<DeviceCommand, DeviceEvent, DeviceState> = {
+  decider: deviceDecider,
+  eventCodec: DeviceEvent,
+};
+export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = {
+  decider: pushDecider,
+  eventCodec: PushEvent,
+};
+export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, DeliveryState> = {
+  decider: deliveryDecider,
+  eventCodec: DeliveryEvent,
+};
+export const rtioDeviceAggregate: Aggregate<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = {
+  decider: rtioDeviceDecider,
+  eventCodec: RtioDeviceEvent,
+};
+export const rtioCallAggregate: Aggregate<RtioCallCommand, RtioCallEvent, RtioCallState> = {
+  decider: rtioCallDecider,
+  eventCodec: RtioCallEvent,
+};
+export const rtioReportAggregate: Aggregate<RtioReportCommand, RtioReportEvent, RtioReportState> = {
+  decider: rtioReportDecider,
+  eventCodec: RtioReportEvent,
+};
+export const rtioNonceAggregate: Aggregate<RtioNonceCommand, RtioNonceEvent, RtioNonceState> = {
+  decider: rtioNonceDecider,
+  eventCodec: RtioNonceEvent,
+};

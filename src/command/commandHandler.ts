@@ -4,7 +4,14 @@ import type * as t from 'io-ts';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError, type Decider, type DomainEvent } from '../../domain/decider';
 import { currentCorrelationId } from '../correlation';
-import { StreamDeletedError, StreamNotFoundError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
+import {
+  StreamDeletedError,
+  StreamNotFoundError,
+  WrongExpectedRevisionError,
+  type EventMetadata,
+  type EventStore,
+  type RecordedEvent,
+} from '../eventStore/eventStore';
 
 /** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
 export interface Aggregate<Command, Event extends DomainEvent, State> {
@@ -40,7 +47,9 @@ export interface LoadedStream<State> {
  * `no_stream`. If the stream exists after all (a retried request), the append conflicts and the command
  * is decided again on what the stream holds.
  */
-export function newStream<Command, Event extends DomainEvent, State>(aggregate: Aggregate<Command, Event, State>): LoadedStream<State> {
+export function newStream<Command, Event extends DomainEvent, State>(
+  aggregate: Aggregate<Command, Event, State>,
+): LoadedStream<State> {
   return { state: aggregate.decider.initialState(), revision: -1n };
 }
 
@@ -130,7 +139,12 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
         })),
         revision < 0n ? 'no_stream' : revision,
       );
-      return { events, state: events.reduce(decider.evolve, state), revision: result.nextExpectedRevision, position: result.position };
+      return {
+        events,
+        state: events.reduce(decider.evolve, state),
+        revision: result.nextExpectedRevision,
+        position: result.position,
+      };
     } catch (error) {
       if (!(error instanceof WrongExpectedRevisionError)) throw asDomainError(error);
       // What the caller knew is out of date (the stream was not new, or someone wrote since it was read):
@@ -140,13 +154,15 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
         continue;
       }
       const delay = Math.random() * Math.min(CONFLICT_RETRY.maxDelayMs, CONFLICT_RETRY.baseDelayMs * 2 ** attempt);
-      if (attempt >= CONFLICT_RETRY.maxAttempts || Date.now() + delay > deadline) throw new StreamContendedError(streamName, attempt);
+      if (attempt >= CONFLICT_RETRY.maxAttempts || Date.now() + delay > deadline)
+        throw new StreamContendedError(streamName, attempt);
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
 }
 
-const eventIdOf = (streamName: string, commandId: string, index: number) => uuidv5(`${streamName}/${commandId}/${index}`, EVENT_ID_NAMESPACE);
+const eventIdOf = (streamName: string, commandId: string, index: number) =>
+  uuidv5(`${streamName}/${commandId}/${index}`, EVENT_ID_NAMESPACE);
 
 export async function loadState<Command, Event extends DomainEvent, State>(
   store: EventStore,
@@ -163,7 +179,12 @@ export async function loadState<Command, Event extends DomainEvent, State>(
   let state = aggregate.decider.initialState();
   for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
   const last = recorded[recorded.length - 1];
-  return { state, revision: last?.revision ?? -1n, ...(last && { position: last.position }), eventIds: new Set(recorded.map((e) => e.id)) };
+  return {
+    state,
+    revision: last?.revision ?? -1n,
+    ...(last && { position: last.position }),
+    eventIds: new Set(recorded.map((e) => e.id)),
+  };
 }
 
 /** A stream an operator deleted is, to every command, a thing that no longer exists. */
@@ -174,6 +195,7 @@ function asDomainError(error: unknown): unknown {
 /** Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream. */
 export function decodeEvent<Event>(codec: t.Decoder<unknown, Event>, event: RecordedEvent): Event {
   const decoded = codec.decode({ type: event.type, data: event.data });
-  if (isLeft(decoded)) throw new Error(`event ${event.id} (${event.type}) in ${event.streamName} does not match its codec`);
+  if (isLeft(decoded))
+    throw new Error(`event ${event.id} (${event.type}) in ${event.streamName} does not match its codec`);
   return decoded.right;
 }

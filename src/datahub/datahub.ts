@@ -2,15 +2,20 @@ import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { inboxStreamName } from '../../domain/notification/inbox';
-import { NOTIFICATION_LIMITS, NOTIFICATION_TYPES, notificationStreamName, type NotificationType } from '../../domain/notification/notification';
+import {
+  NOTIFICATION_LIMITS,
+  NOTIFICATION_TYPES,
+  notificationStreamName,
+  type NotificationType,
+} from '../../domain/notification/notification';
 import { checkItemNames, itemOwnerStreamName } from '../../domain/whitelist/itemOwner';
 import { ownerNotification, whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
 import { inboxAggregate, itemOwnerAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
-import type { SendAllowance } from '../messaging/messaging';
 import { userSender } from '../identity/sender';
 import type { Viewer } from '../identity/tickets';
+import type { SendAllowance } from '../messaging/messaging';
 
 /**
  * datahub's notifications (shared/seeds/001_e25b4a10524b93b6.txt): sending typed notifications, the
@@ -101,12 +106,23 @@ const userAuthor = (viewer: Viewer): Author => ({
   actor: `user:${viewer.userId}`,
   requestScope: viewer.userId,
 });
-const serviceAuthor = (appId: string, sender: string): Author => ({ appId, sender, admin: true, actor: `service:${appId}`, requestScope: 'service:' });
+const serviceAuthor = (appId: string, sender: string): Author => ({
+  appId,
+  sender,
+  admin: true,
+  actor: `service:${appId}`,
+  requestScope: 'service:',
+});
 
 /** The subscribers of an item (or of every item of a repository) known to herald, as the read model has them. */
 export interface ItemSubscribers {
   /** At most `limit` user ids after `after` (in user id order). */
-  page(appId: string, item: { readonly repname: string; readonly itemname?: string }, after: string, limit: number): Promise<string[]>;
+  page(
+    appId: string,
+    item: { readonly repname: string; readonly itemname?: string },
+    after: string,
+    limit: number,
+  ): Promise<string[]>;
 }
 
 const NOTIFICATION_ID_NAMESPACE = '9c3e0f0a-2d7b-4c51-8d7e-5b1f3c2a6e41';
@@ -115,7 +131,8 @@ const NOTIFICATION_ID_NAMESPACE = '9c3e0f0a-2d7b-4c51-8d7e-5b1f3c2a6e41';
 export const whitelistApplicationId = (appId: string, repname: string, itemname: string, applicant: string) =>
   uuidv5(JSON.stringify([appId, repname, itemname, applicant]), NOTIFICATION_ID_NAMESPACE);
 /** The id of the owner's notification of a whitelist application: one per application, whoever sends it. */
-export const whitelistNotificationId = (applicationId: string) => uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
+export const whitelistNotificationId = (applicationId: string) =>
+  uuidv5(`${applicationId}/owner`, NOTIFICATION_ID_NAMESPACE);
 
 export class Datahub {
   constructor(
@@ -136,7 +153,11 @@ export class Datahub {
   }
 
   /** A notification of the `to_notifications.json` topic, from a back-end service of the app. */
-  async sendFromService(appId: string, input: SendNotificationInput & { readonly sender: string }, now: Date): Promise<void> {
+  async sendFromService(
+    appId: string,
+    input: SendNotificationInput & { readonly sender: string },
+    now: Date,
+  ): Promise<void> {
     await this.sendFrom(serviceAuthor(appId, input.sender), input, now);
   }
 
@@ -162,9 +183,18 @@ export class Datahub {
     for (let after = '', chunk = 0; ; chunk++) {
       const receivers = await this.deps.subscribers.page(appId, item, after, NOTIFICATION_LIMITS.receivers);
       if (receivers.length === 0) break;
-      const input = { type: 'item_event' as const, receivers, data, level: 0, forBrowser: true, forClient: false, ...(time !== undefined && { time }) };
+      const input = {
+        type: 'item_event' as const,
+        receivers,
+        data,
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+        ...(time !== undefined && { time }),
+      };
       const notificationId = uuidv5(`${appId}/service/${batchId}/${chunk}`, NOTIFICATION_ID_NAMESPACE);
-      position = (await this.sendAs(author, notificationId, input, `item-event:${batchId}/${chunk}`, now)).position ?? position;
+      position =
+        (await this.sendAs(author, notificationId, input, `item-event:${batchId}/${chunk}`, now)).position ?? position;
       reached += receivers.length;
       after = receivers[receivers.length - 1]!;
     }
@@ -173,13 +203,21 @@ export class Datahub {
   }
 
   private async sendFrom(author: Author, input: SendNotificationInput, now: Date): Promise<void> {
-    const notificationId = input.requestId ? uuidv5(`${author.appId}/${author.requestScope}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE) : randomUUID();
+    const notificationId = input.requestId
+      ? uuidv5(`${author.appId}/${author.requestScope}/${input.requestId}`, NOTIFICATION_ID_NAMESPACE)
+      : randomUUID();
     const result = await this.sendAs(author, notificationId, input, input.requestId, now);
     await this.deps.readYourWrites(result.position);
   }
 
   /** Sends a notification; `commandId` makes a retry append nothing twice. */
-  private sendAs(author: Author, notificationId: string, input: Omit<SendNotificationInput, 'requestId'>, commandId: string | undefined, now: Date) {
+  private sendAs(
+    author: Author,
+    notificationId: string,
+    input: Omit<SendNotificationInput, 'requestId'>,
+    commandId: string | undefined,
+    now: Date,
+  ) {
     return handleCommand(
       this.deps.store,
       notificationAggregate,
@@ -213,13 +251,25 @@ export class Datahub {
    * one. Every step has an id derived from the application, so a retried request completes what a
    * failed one began and notifies once.
    */
-  async applyWhitelist(viewer: Viewer, input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined }, now: Date): Promise<void> {
+  async applyWhitelist(
+    viewer: Viewer,
+    input: { readonly repname: string; readonly itemname: string; readonly owner?: string | undefined },
+    now: Date,
+  ): Promise<void> {
     this.deps.sendAllowance.take(userSender(viewer), now);
     // Checked before the item's stream is read: a name that could not be a stream's is refused first.
     checkItemNames(input.repname, input.itemname, 'data.');
     const applicationId = whitelistApplicationId(viewer.appId, input.repname, input.itemname, viewer.userId);
-    const context = { appId: viewer.appId, actor: `user:${viewer.userId}`, commandId: `apply-whitelist:${applicationId}` };
-    const item = await loadState(this.deps.store, itemOwnerAggregate, itemOwnerStreamName(viewer.appId, input.repname, input.itemname));
+    const context = {
+      appId: viewer.appId,
+      actor: `user:${viewer.userId}`,
+      commandId: `apply-whitelist:${applicationId}`,
+    };
+    const item = await loadState(
+      this.deps.store,
+      itemOwnerAggregate,
+      itemOwnerStreamName(viewer.appId, input.repname, input.itemname),
+    );
     const registered = item.state.status === 'registered' ? item.state.owner : undefined;
     const applied = await handleCommand(
       this.deps.store,
@@ -241,8 +291,22 @@ export class Datahub {
       { ...context, ...(input.owner !== undefined && { commandId: `${context.commandId}/owner:${input.owner}` }) },
       newStream(whitelistAggregate),
     );
-    const notification = ownerNotification(applied.state, item.state, whitelistNotificationId(applicationId), now.toISOString());
-    const notified = notification && (await handleCommand(this.deps.store, notificationAggregate, notificationStreamName(notification.notificationId), notification, context, newStream(notificationAggregate)));
+    const notification = ownerNotification(
+      applied.state,
+      item.state,
+      whitelistNotificationId(applicationId),
+      now.toISOString(),
+    );
+    const notified =
+      notification &&
+      (await handleCommand(
+        this.deps.store,
+        notificationAggregate,
+        notificationStreamName(notification.notificationId),
+        notification,
+        context,
+        newStream(notificationAggregate),
+      ));
     await this.deps.readYourWrites(notified?.position ?? applied.position);
   }
 
@@ -253,7 +317,10 @@ export class Datahub {
   /** Every type, 0 when none is unread. */
   async stats(viewer: Viewer): Promise<Record<NotificationType, number>> {
     const unread = await this.deps.queries.unreadStats(viewer);
-    return Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, unread.get(type) ?? 0])) as Record<NotificationType, number>;
+    return Object.fromEntries(NOTIFICATION_TYPES.map((type) => [type, unread.get(type) ?? 0])) as Record<
+      NotificationType,
+      number
+    >;
   }
 
   /** Each clear is a write: it counts against the user's sending rate (SendRateExceededError). */
@@ -266,7 +333,13 @@ export class Datahub {
       this.deps.store,
       inboxAggregate,
       streamName,
-      { type: 'ClearNotificationStats', appId: viewer.appId, userId: viewer.userId, clearsSeen: loaded.state.statsClears, now: now.toISOString() },
+      {
+        type: 'ClearNotificationStats',
+        appId: viewer.appId,
+        userId: viewer.userId,
+        clearsSeen: loaded.state.statsClears,
+        now: now.toISOString(),
+      },
       { appId: viewer.appId, actor: `user:${viewer.userId}` },
       loaded,
     );
@@ -282,7 +355,13 @@ export class Datahub {
           this.deps.store,
           inboxAggregate,
           inboxStreamName(viewer.appId, viewer.userId),
-          { type: 'MarkBroadcastRead', appId: viewer.appId, userId: viewer.userId, notificationId: received.notificationId, now: now.toISOString() },
+          {
+            type: 'MarkBroadcastRead',
+            appId: viewer.appId,
+            userId: viewer.userId,
+            notificationId: received.notificationId,
+            now: now.toISOString(),
+          },
           context,
         )
       : await handleCommand(

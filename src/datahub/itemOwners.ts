@@ -20,7 +20,12 @@ export class ItemOwners {
   ) {}
 
   /** `actor`: who registers (the app's service, an admin), for the event's metadata. */
-  async register(appId: string, actor: string, item: { readonly repname: string; readonly itemname: string; readonly owner: string }, now: Date): Promise<void> {
+  async register(
+    appId: string,
+    actor: string,
+    item: { readonly repname: string; readonly itemname: string; readonly owner: string },
+    now: Date,
+  ): Promise<void> {
     const result = await handleCommand(
       this.deps.store,
       itemOwnerAggregate,
@@ -32,7 +37,12 @@ export class ItemOwners {
     this.deps.ownerRegistered();
   }
 
-  async remove(appId: string, actor: string, item: { readonly repname: string; readonly itemname: string }, now: Date): Promise<void> {
+  async remove(
+    appId: string,
+    actor: string,
+    item: { readonly repname: string; readonly itemname: string },
+    now: Date,
+  ): Promise<void> {
     const result = await handleCommand(
       this.deps.store,
       itemOwnerAggregate,
@@ -44,9 +54,16 @@ export class ItemOwners {
   }
 
   /** The item's owner, from its own stream (so it is never behind a registration just answered). */
-  async ownerOf(appId: string, item: { readonly repname: string; readonly itemname: string }): Promise<string | undefined> {
+  async ownerOf(
+    appId: string,
+    item: { readonly repname: string; readonly itemname: string },
+  ): Promise<string | undefined> {
     checkItemNames(item.repname, item.itemname);
-    const { state } = await loadState(this.deps.store, itemOwnerAggregate, itemOwnerStreamName(appId, item.repname, item.itemname));
+    const { state } = await loadState(
+      this.deps.store,
+      itemOwnerAggregate,
+      itemOwnerStreamName(appId, item.repname, item.itemname),
+    );
     return state.status === 'registered' ? state.owner : undefined;
   }
 }

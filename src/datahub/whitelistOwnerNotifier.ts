@@ -62,7 +62,12 @@ export class WhitelistOwnerNotifier implements Service {
         if (application.state.status !== 'applied' || application.state.appId !== appId) return undefined;
         const { repname, itemname } = application.state;
         const item = await loadState(store, itemOwnerAggregate, itemOwnerStreamName(appId, repname, itemname));
-        const notification = ownerNotification(application.state, item.state, whitelistNotificationId(applicationId), now.toISOString());
+        const notification = ownerNotification(
+          application.state,
+          item.state,
+          whitelistNotificationId(applicationId),
+          now.toISOString(),
+        );
         if (!notification) return undefined;
         return handleCommand(
           store,

@@ -3,8 +3,14 @@ import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { appStreamName } from '../../domain/app/app';
+import {
+  APP_CALLBACK_TARGET,
+  deliveryDecider,
+  deliveryStreamName,
+  deliveryTerms,
+  type RecordAttempt,
+} from '../../domain/device/delivery';
 import { topvdnRequestId } from '../../domain/device/push';
-import { APP_CALLBACK_TARGET, deliveryDecider, deliveryStreamName, deliveryTerms, type RecordAttempt } from '../../domain/device/delivery';
 import type { Bus } from '../bus/bus';
 import type { Clock } from '../clock';
 import { appAggregate, deliveryAggregate } from '../command/aggregates';
@@ -74,10 +80,27 @@ export function postJson(options: { readonly privateNetworks: 'allow' | 'refuse'
 
 const NON_PUBLIC = new BlockList();
 for (const [network, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) NON_PUBLIC.addSubnet(network, prefix, 'ipv4');
-for (const [network, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) NON_PUBLIC.addSubnet(network, prefix, 'ipv6');
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const)
+  NON_PUBLIC.addSubnet(network, prefix, 'ipv4');
+for (const [network, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const)
+  NON_PUBLIC.addSubnet(network, prefix, 'ipv6');
 
 function isPublicAddress(address: string): boolean {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
@@ -86,11 +109,21 @@ function isPublicAddress(address: string): boolean {
 }
 
 /** dns.lookup, refusing a name any of whose addresses is not public. */
-function publicLookup(hostname: string, options: LookupOptions, callback: (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void {
+function publicLookup(
+  hostname: string,
+  options: LookupOptions,
+  callback: (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+): void {
   lookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, []);
     const refused = addresses.find((a) => !isPublicAddress(a.address));
-    if (refused) return callback(Object.assign(new Error(`${hostname} resolves to ${refused.address}, not a public address`), { code: 'ENOTPUBLIC' }), []);
+    if (refused)
+      return callback(
+        Object.assign(new Error(`${hostname} resolves to ${refused.address}, not a public address`), {
+          code: 'ENOTPUBLIC',
+        }),
+        [],
+      );
     if (options.all) return callback(null, addresses);
     callback(null, addresses[0]!.address, addresses[0]!.family);
   });
@@ -129,7 +162,11 @@ export class AppCallbacks {
       doing: 'a callback to an app',
       maxWaitMs: MAX_WAIT_MS,
       attemptTimeoutMs: CALLBACK_TIMEOUT_MS,
-      due: async (now, limit) => (await deps.deliveries.dueCallbacks(now, limit)).map((delivery: OpenDelivery) => ({ push: delivery.push, dueOnly: true })),
+      due: async (now, limit) =>
+        (await deps.deliveries.dueCallbacks(now, limit)).map((delivery: OpenDelivery) => ({
+          push: delivery.push,
+          dueOnly: true,
+        })),
       nextDueAt: () => deps.deliveries.nextDue([APP_CALLBACK_TARGET]),
       idOf: (callback) => callback.push.pushId,
       keyOf: (callback) => callback.push.appId,
@@ -142,7 +179,13 @@ export class AppCallbacks {
 
   /** Sets (or, with null, removes) where the app receives callbacks. */
   async setUrl(appId: string, url: string | null, now: Date): Promise<string | null> {
-    const result = await handleCommand(this.deps.store, appAggregate, appStreamName(appId), { type: 'SetPushCallback', appId, url, now: now.toISOString() }, { appId, actor: `app:${appId}` });
+    const result = await handleCommand(
+      this.deps.store,
+      appAggregate,
+      appStreamName(appId),
+      { type: 'SetPushCallback', appId, url, now: now.toISOString() },
+      { appId, actor: `app:${appId}` },
+    );
     await this.deps.appsShow(result.position);
     return result.state.status === 'registered' ? result.state.pushCallbackUrl : null;
   }
@@ -177,23 +220,54 @@ export class AppCallbacks {
     const context = { appId: push.appId, actor: 'herald:callbacks' };
     const url = await this.deps.urls.urlOf(push.appId);
     // Nowhere to deliver it: ended now rather than looked at again until it expires.
-    if (!url) return handleCommand(this.deps.store, deliveryAggregate, streamName, { type: 'DropDelivery', terms, reason: 'no_callback_url', now: this.deps.clock().toISOString() }, context);
+    if (!url)
+      return handleCommand(
+        this.deps.store,
+        deliveryAggregate,
+        streamName,
+        { type: 'DropDelivery', terms, reason: 'no_callback_url', now: this.deps.clock().toISOString() },
+        context,
+      );
     const loaded = await loadState(this.deps.store, deliveryAggregate, streamName);
     const command: RecordAttempt = { type: 'RecordAttempt', terms, dueOnly, now: this.deps.clock().toISOString() };
     if (deliveryDecider.decide(command, loaded.state).length === 0) return undefined;
     const { message } = push;
-    const status = await this.deps.post(url, JSON.stringify({ request_id: topvdnRequestId(push.pushId), from: message.from, msg: message.msg, flag: message.flag }), signal).catch((error: unknown) => {
-      if (isStopping(signal)) throw error;
-      const reason = signal.aborted ? `no answer within ${CALLBACK_TIMEOUT_MS} ms` : (error as Error).message;
-      this.deps.log.warn({ appId: push.appId, pushId: push.pushId, error: reason }, 'callback: the app did not answer');
-      return 0;
-    });
+    const status = await this.deps
+      .post(
+        url,
+        JSON.stringify({
+          request_id: topvdnRequestId(push.pushId),
+          from: message.from,
+          msg: message.msg,
+          flag: message.flag,
+        }),
+        signal,
+      )
+      .catch((error: unknown) => {
+        if (isStopping(signal)) throw error;
+        const reason = signal.aborted ? `no answer within ${CALLBACK_TIMEOUT_MS} ms` : (error as Error).message;
+        this.deps.log.warn(
+          { appId: push.appId, pushId: push.pushId, error: reason },
+          'callback: the app did not answer',
+        );
+        return 0;
+      });
     const attempted = await handleCommand(this.deps.store, deliveryAggregate, streamName, command, context, loaded);
     if (status < 200 || status >= 300) {
-      if (status !== 0) this.deps.log.warn({ appId: push.appId, pushId: push.pushId, status }, 'callback: the app answered with an error');
+      if (status !== 0)
+        this.deps.log.warn(
+          { appId: push.appId, pushId: push.pushId, status },
+          'callback: the app answered with an error',
+        );
       return attempted;
     }
     if (!push.needsConfirm) return attempted;
-    return handleCommand(this.deps.store, deliveryAggregate, streamName, { type: 'ConfirmDelivery', terms, now: this.deps.clock().toISOString() }, context);
+    return handleCommand(
+      this.deps.store,
+      deliveryAggregate,
+      streamName,
+      { type: 'ConfirmDelivery', terms, now: this.deps.clock().toISOString() },
+      context,
+    );
   }
 }

@@ -1,5 +1,11 @@
 import { DomainError } from '../../domain/decider';
-import { deliveryDecider, deliveryStreamName, deliveryTerms, type DeliveryState, type RecordAttempt } from '../../domain/device/delivery';
+import {
+  deliveryDecider,
+  deliveryStreamName,
+  deliveryTerms,
+  type DeliveryState,
+  type RecordAttempt,
+} from '../../domain/device/delivery';
 import { pushIdOfSentId } from '../../domain/device/push';
 import type { Bus } from '../bus/bus';
 import type { Clock } from '../clock';
@@ -8,10 +14,10 @@ import { handleCommand, loadState, type LoadedStream } from '../command/commandH
 import { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
+import type { Directory } from '../nodes/directory';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery } from './deviceQueries';
 import { deviceTopic, type DevicePublication } from './deviceTopics';
 import { DevicePresence, type Presence } from './presence';
-import type { Directory } from '../nodes/directory';
 
 /**
  * The devices' connections, and the delivery engine behind them (docs/delivery.md).
@@ -74,7 +80,10 @@ class Session {
    */
   /** Scheduled retries queued and not yet made. */
   readonly retrying = new Set<string>();
-  readonly written = new Map<string, { readonly push: DevicePush; readonly recorded: Promise<LoadedStream<DeliveryState> | undefined> }>();
+  readonly written = new Map<
+    string,
+    { readonly push: DevicePush; readonly recorded: Promise<LoadedStream<DeliveryState> | undefined> }
+  >();
 
   constructor(
     readonly device: DeviceView,
@@ -87,10 +96,12 @@ class Session {
    * restarting under a device's retry ended the process).
    */
   enqueue(job: () => Promise<unknown>): Promise<void> {
-    this.queue = this.queue.then(() => (this.closed ? undefined : job())).then(
-      () => undefined,
-      (error: unknown) => this.onError(error),
-    );
+    this.queue = this.queue
+      .then(() => (this.closed ? undefined : job()))
+      .then(
+        () => undefined,
+        (error: unknown) => this.onError(error),
+      );
     return this.queue;
   }
 }
@@ -130,8 +141,14 @@ export class DeviceGateway {
       // peer; the runner abandons a step stuck on a hung store (a late close or attempt, the decider takes once).
       attemptTimeoutMs: 10_000,
       due: async (now, limit) => [
-        ...(deps.leads() ? await deps.deliveries.expired(now, limit) : []).map((delivery) => ({ kind: 'close' as const, delivery })),
-        ...(await deps.deliveries.dueAttempts(this.connected.localDevices(), now, limit)).map((delivery) => ({ kind: 'attempt' as const, delivery })),
+        ...(deps.leads() ? await deps.deliveries.expired(now, limit) : []).map((delivery) => ({
+          kind: 'close' as const,
+          delivery,
+        })),
+        ...(await deps.deliveries.dueAttempts(this.connected.localDevices(), now, limit)).map((delivery) => ({
+          kind: 'attempt' as const,
+          delivery,
+        })),
       ],
       nextDueAt: () => deps.deliveries.nextDue(this.connected.localDevices()),
       idOf: (item) => `${item.kind}/${item.delivery.push.pushId}/${item.delivery.deviceId}`,
@@ -169,11 +186,15 @@ export class DeviceGateway {
     }
     let session = this.sessions.get(deviceId);
     if (!session) {
-      const created = new Session(device, (error) => this.deps.log.error({ err: error, deviceId }, 'a delivery to a device failed; it stays open'));
+      const created = new Session(device, (error) =>
+        this.deps.log.error({ err: error, deviceId }, 'a delivery to a device failed; it stays open'),
+      );
       session = created;
       this.sessions.set(deviceId, created);
       // Listen before reading the backlog: a push committed in between is in one or the other (or both: deduplicated).
-      created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (payload) => this.onPublication(created, payload as DevicePublication));
+      created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (payload) =>
+        this.onPublication(created, payload as DevicePublication),
+      );
       // Unregistered between the look above and the subscription: its publication was missed, so look again.
       let stillActive: boolean;
       try {
@@ -254,7 +275,10 @@ export class DeviceGateway {
         // Decided on its stream (the read model may not show a confirmation yet). One that fails stays
         // open and is tried again later; the rest of the backlog goes on, in order.
         await this.attempt(session, delivery.push, undefined, false).catch((error: unknown) =>
-          this.deps.log.error({ err: error, deviceId: session.device.deviceId, pushId: delivery.push.pushId }, 'a delivery to a device failed; it stays open'),
+          this.deps.log.error(
+            { err: error, deviceId: session.device.deviceId, pushId: delivery.push.pushId },
+            'a delivery to a device failed; it stays open',
+          ),
         );
       }
       if (page.length < BACKLOG_PAGE) return;
@@ -272,24 +296,50 @@ export class DeviceGateway {
     const { pushId } = delivery.push;
     if (!session || session.retrying.has(pushId)) return undefined;
     session.retrying.add(pushId);
-    void session.enqueue(() => this.attempt(session, delivery.push, undefined, true)).finally(() => session.retrying.delete(pushId));
+    void session
+      .enqueue(() => this.attempt(session, delivery.push, undefined, true))
+      .finally(() => session.retrying.delete(pushId));
     return undefined;
   }
 
-  private async attempt(session: Session, push: DevicePush, known: LoadedStream<DeliveryState> | undefined, dueOnly: boolean) {
+  private async attempt(
+    session: Session,
+    push: DevicePush,
+    known: LoadedStream<DeliveryState> | undefined,
+    dueOnly: boolean,
+  ) {
     const { deviceId } = session.device;
     const streamName = deliveryStreamName(push.pushId, deviceId);
     const loaded = known ?? (await loadState(this.deps.store, deliveryAggregate, streamName));
-    const command: RecordAttempt = { type: 'RecordAttempt', terms: deliveryTerms(push, deviceId), dueOnly, now: this.deps.clock().toISOString() };
+    const command: RecordAttempt = {
+      type: 'RecordAttempt',
+      terms: deliveryTerms(push, deviceId),
+      dueOnly,
+      now: this.deps.clock().toISOString(),
+    };
     if (deliveryDecider.decide(command, loaded.state).length === 0) return undefined;
     let written = false;
     for (const connection of session.connections) written = connection.deliver(push, session.device) || written;
     if (!written) return undefined;
-    const recording = handleCommand(this.deps.store, deliveryAggregate, streamName, command, { appId: push.appId, actor: `device:${deviceId}` }, loaded);
-    remember(session.written, push.pushId, { push, recorded: recording.then(({ state, revision }) => ({ state, revision }), () => undefined) });
+    const recording = handleCommand(
+      this.deps.store,
+      deliveryAggregate,
+      streamName,
+      command,
+      { appId: push.appId, actor: `device:${deviceId}` },
+      loaded,
+    );
+    remember(session.written, push.pushId, {
+      push,
+      recorded: recording.then(
+        ({ state, revision }) => ({ state, revision }),
+        () => undefined,
+      ),
+    });
     const result = await recording;
     for (const event of result.events) {
-      if ((event.type === 'MessageDelivered' || event.type === 'DeliveryRetried') && event.data.nextAttemptAt) this.wakeAt(Date.parse(event.data.nextAttemptAt));
+      if ((event.type === 'MessageDelivered' || event.type === 'DeliveryRetried') && event.data.nextAttemptAt)
+        this.wakeAt(Date.parse(event.data.nextAttemptAt));
     }
     return result;
   }
@@ -332,10 +382,8 @@ export class DeviceGateway {
   }
 }
 
-
 /** A delivery just expanded: its stream has no events yet. */
 const fresh = (): LoadedStream<DeliveryState> => ({ state: deliveryAggregate.decider.initialState(), revision: -1n });
-
 
 /** Remembers a session's last writes, the oldest forgotten first: a device confirms soon or not at all. */
 const WRITTEN_REMEMBERED = 256;
@@ -344,4 +392,3 @@ function remember<V>(written: Map<string, V>, pushId: string, value: V): void {
   written.set(pushId, value);
   if (written.size > WRITTEN_REMEMBERED) written.delete(written.keys().next().value!);
 }
-

@@ -1,5 +1,5 @@
-import type { Platform } from '../../domain/device/device';
 import type { DeliveryStatus } from '../../domain/device/delivery';
+import type { Platform } from '../../domain/device/device';
 import type { PushRequestedData } from '../../domain/device/push';
 
 /** What src/devices reads of the devices read model (implemented by projections/devices.ts). */

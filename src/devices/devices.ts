@@ -75,16 +75,31 @@ export class Devices {
   async register(input: RegisterDeviceInput, now: Date): Promise<RegisteredDevice> {
     if (!(await this.deps.keys.isRegisteredApp(input.appId))) throw new DomainError('invalid', 'appId: no such app');
     // Looked up only when it can be one (text PostgreSQL can compare); anything else the decider refuses.
-    const lookup = typeof input.nativeToken === 'string' && characterCount(input.nativeToken) <= DEVICE_LIMITS.nativeTokenLength && isStorableText(input.nativeToken);
+    const lookup =
+      typeof input.nativeToken === 'string' &&
+      characterCount(input.nativeToken) <= DEVICE_LIMITS.nativeTokenLength &&
+      isStorableText(input.nativeToken);
     const known = lookup ? await this.deps.queries.byNativeToken(input.appId, input.nativeToken) : undefined;
-    if (known?.active && input.ownedBy !== undefined && known.alias !== input.ownedBy) throw new DomainError('forbidden', 'this native token is registered to another alias');
+    if (known?.active && input.ownedBy !== undefined && known.alias !== input.ownedBy)
+      throw new DomainError('forbidden', 'this native token is registered to another alias');
     const deviceId = known?.deviceId ?? this.deviceIdOf(input.appId, input.nativeToken);
     const clientId = known?.clientId ?? (await this.nextNumber());
     const result = await handleCommand(
       this.deps.store,
       deviceAggregate,
       deviceStreamName(deviceId),
-      { type: 'RegisterDevice', deviceId, appId: input.appId, clientId, alias: input.alias, platform: input.platform, nativeToken: input.nativeToken, mobile: input.mobile ?? null, tags: input.tags ?? [], now: now.toISOString() },
+      {
+        type: 'RegisterDevice',
+        deviceId,
+        appId: input.appId,
+        clientId,
+        alias: input.alias,
+        platform: input.platform,
+        nativeToken: input.nativeToken,
+        mobile: input.mobile ?? null,
+        tags: input.tags ?? [],
+        now: now.toISOString(),
+      },
       { appId: input.appId, actor: `device:${deviceId}` },
       known ? undefined : newStream(deviceAggregate),
     );
@@ -98,7 +113,13 @@ export class Devices {
   async unregister(deviceId: string, now: Date): Promise<DeviceView> {
     const device = await this.deps.queries.byId(deviceId);
     if (!device) throw new DomainError('not_found', 'no such device');
-    const result = await handleCommand(this.deps.store, deviceAggregate, deviceStreamName(deviceId), { type: 'UnregisterDevice', now: now.toISOString() }, { appId: device.appId, actor: `device:${deviceId}` });
+    const result = await handleCommand(
+      this.deps.store,
+      deviceAggregate,
+      deviceStreamName(deviceId),
+      { type: 'UnregisterDevice', now: now.toISOString() },
+      { appId: device.appId, actor: `device:${deviceId}` },
+    );
     await this.deps.readYourWrites(result.position);
     return { ...device, active: false };
   }

@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { pushDecider, pushIdOfSentId, pushStreamName, PUSH_LIMITS, type RequestOnePush, type RequestTopvdnPush } from '../../domain/device/push';
+import {
+  pushDecider,
+  pushIdOfSentId,
+  pushStreamName,
+  PUSH_LIMITS,
+  type RequestOnePush,
+  type RequestTopvdnPush,
+} from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -43,12 +50,22 @@ export class Pushes {
   ) {}
 
   async onePush(appId: string, input: OnePushInput, now: Date, by: PushRequester = {}): Promise<{ pushId: string }> {
-    const [pushId] = await this.request(appId, [{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }], now, by);
+    const [pushId] = await this.request(
+      appId,
+      [{ ...input, type: 'RequestOnePush', pushId: pushIdOf(appId, by, 0), appId, now: now.toISOString() }],
+      now,
+      by,
+    );
     if (input.smsMessage) await this.requestSms(pushId!, appId, now);
     return { pushId: pushId! };
   }
 
-  async topvdnPush(appId: string, input: TopvdnPushInput, now: Date, by: PushRequester = {}): Promise<{ pushId: string }> {
+  async topvdnPush(
+    appId: string,
+    input: TopvdnPushInput,
+    now: Date,
+    by: PushRequester = {},
+  ): Promise<{ pushId: string }> {
     const [pushId] = await this.topvdnPushes(appId, [input], now, by);
     return { pushId: pushId! };
   }
@@ -58,10 +75,22 @@ export class Pushes {
    * all made but those at the `skipped` positions (naming no device of the app), which are checked like
    * the others and not made. Answers every position's push id (a skipped one's is made by no one).
    */
-  topvdnPushes(appId: string, inputs: readonly TopvdnPushInput[], now: Date, by: PushRequester = {}, skipped: ReadonlySet<number> = new Set()): Promise<string[]> {
+  topvdnPushes(
+    appId: string,
+    inputs: readonly TopvdnPushInput[],
+    now: Date,
+    by: PushRequester = {},
+    skipped: ReadonlySet<number> = new Set(),
+  ): Promise<string[]> {
     return this.request(
       appId,
-      inputs.map((input, index) => ({ ...input, type: 'RequestTopvdnPush', pushId: pushIdOf(appId, by, index), appId, now: now.toISOString() })),
+      inputs.map((input, index) => ({
+        ...input,
+        type: 'RequestTopvdnPush',
+        pushId: pushIdOf(appId, by, index),
+        appId,
+        now: now.toISOString(),
+      })),
       now,
       by,
       skipped,
@@ -80,9 +109,21 @@ export class Pushes {
    * of an earlier try, which are read: those already made are answered, not made or counted again.
    * Then the new ones are recorded side by side, and answered once the read model shows them all.
    */
-  private async request(appId: string, commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>, now: Date, by: PushRequester, skipped: ReadonlySet<number> = new Set()): Promise<string[]> {
+  private async request(
+    appId: string,
+    commands: ReadonlyArray<RequestOnePush | RequestTopvdnPush>,
+    now: Date,
+    by: PushRequester,
+    skipped: ReadonlySet<number> = new Set(),
+  ): Promise<string[]> {
     const { store, sendAllowance, readYourWrites } = this.deps;
-    const loaded = await Promise.all(commands.map((command) => (by.idempotencyKey === undefined ? newStream(pushAggregate) : loadState(store, pushAggregate, pushStreamName(command.pushId)))));
+    const loaded = await Promise.all(
+      commands.map((command) =>
+        by.idempotencyKey === undefined
+          ? newStream(pushAggregate)
+          : loadState(store, pushAggregate, pushStreamName(command.pushId)),
+      ),
+    );
     const decided = commands.map((command, index) => {
       try {
         return pushDecider.decide(command, loaded[index]!.state);
@@ -91,14 +132,24 @@ export class Pushes {
       }
     });
     const made = (index: number) => !skipped.has(index);
-    if (by.sender && decided.some((events, index) => made(index) && events.length > 0)) sendAllowance.take(by.sender, now);
+    if (by.sender && decided.some((events, index) => made(index) && events.length > 0))
+      sendAllowance.take(by.sender, now);
     const context = { appId, actor: requesterActor(appId, by) };
     // Each decided again on the state just read: a concurrent try of the same request that appended
     // first makes it append nothing.
     const results = await Promise.all(
-      commands.flatMap((command, index) => (made(index) ? [handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])] : [])),
+      commands.flatMap((command, index) =>
+        made(index)
+          ? [handleCommand(store, pushAggregate, pushStreamName(command.pushId), command, context, loaded[index])]
+          : [],
+      ),
     );
-    await readYourWrites(results.reduce<bigint | undefined>((max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max), undefined));
+    await readYourWrites(
+      results.reduce<bigint | undefined>(
+        (max, r) => (r.position !== undefined && (max === undefined || r.position > max) ? r.position : max),
+        undefined,
+      ),
+    );
     return commands.map((command) => command.pushId);
   }
 
@@ -115,7 +166,13 @@ export class Pushes {
       if (recipients.length > 0) {
         // One command per page, so a retried send (its idempotency key) records each page once.
         const page = { appId, actor: appActor(appId), commandId: `sms/${addressed[0]}` };
-        await handleCommand(this.deps.store, pushAggregate, pushStreamName(pushId), { type: 'RecordSmsRequests', recipients, now: now.toISOString() }, page);
+        await handleCommand(
+          this.deps.store,
+          pushAggregate,
+          pushStreamName(pushId),
+          { type: 'RecordSmsRequests', recipients, now: now.toISOString() },
+          page,
+        );
       }
       if (addressed.length < PUSH_LIMITS.smsRecipients) return;
     }
@@ -137,7 +194,10 @@ const PUSH_ID_NAMESPACE = '5b8f0c1e-7a0d-4c55-9d3e-2f6b1c8a4e90';
  */
 function pushIdOf(appId: string, by: PushRequester, index: number): string {
   if (by.idempotencyKey === undefined) return randomUUID();
-  return uuidv5(`${appId}\u0000${requesterActor(appId, by)}\u0000${by.idempotencyKey}\u0000${index}`, PUSH_ID_NAMESPACE);
+  return uuidv5(
+    `${appId}\u0000${requesterActor(appId, by)}\u0000${by.idempotencyKey}\u0000${index}`,
+    PUSH_ID_NAMESPACE,
+  );
 }
 
 /** The app's own server (ONE-PUSH's appKey, topvdn's X-APP-Key) as events' `actor`. */

@@ -143,7 +143,9 @@ export class StreamDeletedError extends Error {
 export class InvalidPositionError extends Error {
   override readonly name = 'InvalidPositionError';
   constructor(readonly position: bigint) {
-    super(`position ${position} is not the position of an event in this store (a checkpoint from another store or an older backup?)`);
+    super(
+      `position ${position} is not the position of an event in this store (a checkpoint from another store or an older backup?)`,
+    );
   }
 }
 
@@ -161,7 +163,10 @@ function isSystemStream(streamName: string): boolean {
   return streamName.startsWith('$');
 }
 
-export function matchesFilter(event: Pick<RecordedEvent, 'streamName' | 'type'>, filter: EventFilter | undefined): boolean {
+export function matchesFilter(
+  event: Pick<RecordedEvent, 'streamName' | 'type'>,
+  filter: EventFilter | undefined,
+): boolean {
   if (isSystemStream(event.streamName) || event.type.startsWith('$')) return false;
   if (!filter) return true;
   if (filter.streamNamePrefixes && !filter.streamNamePrefixes.some((p) => event.streamName.startsWith(p))) return false;

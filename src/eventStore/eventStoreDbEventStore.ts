@@ -54,7 +54,11 @@ export class EventStoreDbEventStore implements EventStore {
     this.client = EventStoreDBClient.connectionString(connectionString);
   }
 
-  async append(streamName: string, events: readonly NewEvent[], expectedRevision: ExpectedRevision = 'any'): Promise<AppendResult> {
+  async append(
+    streamName: string,
+    events: readonly NewEvent[],
+    expectedRevision: ExpectedRevision = 'any',
+  ): Promise<AppendResult> {
     if (events.length === 0) throw new TypeError('append needs at least one event');
     const proposed = events.map((event) => ({
       id: event.id,
@@ -65,7 +69,9 @@ export class EventStoreDbEventStore implements EventStore {
     }));
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.client.appendToStream(streamName, proposed, { expectedRevision: toEsdbRevision(expectedRevision) });
+        const result = await this.client.appendToStream(streamName, proposed, {
+          expectedRevision: toEsdbRevision(expectedRevision),
+        });
         // A retry the server recognised may come back without a position: it is the stored last event's.
         const position = result.position?.commit ?? (await this.positionOf(streamName, result.nextExpectedRevision));
         return { nextExpectedRevision: result.nextExpectedRevision, position };
@@ -75,7 +81,10 @@ export class EventStoreDbEventStore implements EventStore {
         // (its idempotency check), so sending them again is safe and tells us which it was.
         if (isUnknownOutcome(error) && attempt < UNKNOWN_OUTCOME_ATTEMPTS) continue;
         if (isUnknownOutcome(error)) {
-          throw new EventStoreUnavailableError(`EventStoreDB did not confirm an append to ${streamName} in ${attempt} attempts; it may be written, and retrying it with the same event ids is safe`, { cause: error });
+          throw new EventStoreUnavailableError(
+            `EventStoreDB did not confirm an append to ${streamName} in ${attempt} attempts; it may be written, and retrying it with the same event ids is safe`,
+            { cause: error },
+          );
         }
         throw translateError(error, streamName, expectedRevision);
       }
@@ -144,7 +153,8 @@ export class EventStoreDbEventStore implements EventStore {
 
   subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
     const subscription = this.client.subscribeToAll({
-      fromPosition: options.after === undefined || options.after < 0n ? START : { commit: options.after, prepare: options.after },
+      fromPosition:
+        options.after === undefined || options.after < 0n ? START : { commit: options.after, prepare: options.after },
       filter: serverFilter(options.filter),
     });
     return batchesOf(subscription, options.filter, options.after);
@@ -162,7 +172,11 @@ const HIGH_WATER = 4 * DEFAULT_READ_COUNT;
  * Turns the client's push-style subscription (a Readable emitting events, `caughtUp` and `fellBehind`)
  * into the port's pull-style batches, pausing the stream while the consumer is behind.
  */
-function batchesOf(subscription: ReturnType<EventStoreDBClient['subscribeToAll']>, filter: EventFilter | undefined, after: bigint | undefined): AllSubscription {
+function batchesOf(
+  subscription: ReturnType<EventStoreDBClient['subscribeToAll']>,
+  filter: EventFilter | undefined,
+  after: bigint | undefined,
+): AllSubscription {
   const queue: Array<RecordedEvent | typeof CAUGHT_UP> = [];
   let live = false;
   let ended = false;
@@ -305,13 +319,18 @@ const INVALID_ARGUMENT = 3;
 function translateError(error: unknown, streamName?: string, expected?: ExpectedRevision, position?: bigint): unknown {
   if (error instanceof WrongExpectedVersionError) {
     const actual = error.actualVersion;
-    return new WrongExpectedRevisionError(streamName ?? error.streamName, expected ?? 'any', typeof actual === 'bigint' ? actual : 'no_stream');
+    return new WrongExpectedRevisionError(
+      streamName ?? error.streamName,
+      expected ?? 'any',
+      typeof actual === 'bigint' ? actual : 'no_stream',
+    );
   }
   if (error instanceof EsdbStreamNotFoundError) return new StreamNotFoundError(streamName ?? String(error.streamName));
   if (error instanceof EsdbStreamDeletedError) return new StreamDeletedError(streamName ?? String(error.streamName));
   const e = error as { type?: unknown; code?: unknown; message?: unknown } | undefined;
   // The client has no class for this status: it arrives as an UnknownError carrying the gRPC code.
-  if (position !== undefined && e?.code === INVALID_ARGUMENT && /invalid position/i.test(String(e.message))) return new InvalidPositionError(position);
+  if (position !== undefined && e?.code === INVALID_ARGUMENT && /invalid position/i.test(String(e.message)))
+    return new InvalidPositionError(position);
   if (e && (e.type === 'unavailable' || e.type === 'cancelled' || isUnknownOutcome(e) || e.code === 14)) {
     return new EventStoreUnavailableError(`EventStoreDB unavailable: ${String(e.message)}`, { cause: error });
   }

@@ -1,4 +1,14 @@
-import type { AllSubscription, AppendResult, EventStore, ExpectedRevision, NewEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeToAllOptions } from './eventStore';
+import type {
+  AllSubscription,
+  AppendResult,
+  EventStore,
+  ExpectedRevision,
+  NewEvent,
+  ReadAllOptions,
+  ReadStreamOptions,
+  RecordedEvent,
+  SubscribeToAllOptions,
+} from './eventStore';
 
 /** A store that hands every call to another: extend it and override the one call to watch (metrics, a rebuild's progress). */
 export class EventStoreDecorator implements EventStore {

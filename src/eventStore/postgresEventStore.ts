@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import pg, { type Pool } from 'pg';
 import type { Database } from '../postgres/database';
-import type { Migration } from '../postgres/migrations';
 import { isConnectionError } from '../postgres/errors';
+import type { Migration } from '../postgres/migrations';
 import { Wakeup } from '../wakeup';
 import {
   DEFAULT_READ_COUNT,
@@ -352,7 +352,11 @@ export class PostgresEventStore implements EventStore {
     this.live.setMaxListeners(0);
   }
 
-  append(streamName: string, events: readonly NewEvent[], expectedRevision: ExpectedRevision = 'any'): Promise<AppendResult> {
+  append(
+    streamName: string,
+    events: readonly NewEvent[],
+    expectedRevision: ExpectedRevision = 'any',
+  ): Promise<AppendResult> {
     if (events.length === 0) return Promise.reject(new TypeError('append needs at least one event'));
     return new Promise((resolve, reject) => {
       this.queue.push({ streamName, events, expectedRevision, resolve, reject });
@@ -374,7 +378,8 @@ export class PostgresEventStore implements EventStore {
             for (const append of group) append.reject(translateError(error));
           } else {
             // One bad append (say, data PostgreSQL rejects) must not fail the others: retry them alone.
-            for (const append of group) await this.commitGroup([append]).catch((e: unknown) => append.reject(translateError(e)));
+            for (const append of group)
+              await this.commitGroup([append]).catch((e: unknown) => append.reject(translateError(e)));
           }
         }
       }
@@ -399,7 +404,8 @@ export class PostgresEventStore implements EventStore {
         events.map((e) => JSON.stringify(e.metadata ?? {})),
       ],
     });
-    if (rows.length !== group.length) throw new Error(`herald_append_batch answered ${rows.length} of ${group.length} appends`);
+    if (rows.length !== group.length)
+      throw new Error(`herald_append_batch answered ${rows.length} of ${group.length} appends`);
     group.forEach((append, i) => {
       const outcome = toAppendOutcome(append, rows[i]!);
       if (outcome instanceof Error) append.reject(outcome);
@@ -442,7 +448,11 @@ export class PostgresEventStore implements EventStore {
       `SELECT ${EVENT_COLUMNS} FROM events
         WHERE ${SETTLED} AND ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
         ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
-      [options.after !== undefined && options.after >= 0n ? options.after.toString() : null, options.maxCount ?? DEFAULT_READ_COUNT, ...filter.params],
+      [
+        options.after !== undefined && options.after >= 0n ? options.after.toString() : null,
+        options.maxCount ?? DEFAULT_READ_COUNT,
+        ...filter.params,
+      ],
     );
     return rows.map(toRecordedEvent);
   }
@@ -466,6 +476,7 @@ export class PostgresEventStore implements EventStore {
       this.live.off('position', onNotify);
       wakeup.signal();
     };
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- an async generator cannot be an arrow function
     const store = this;
 
     async function* batches(): AsyncGenerator<SubscriptionBatch> {
@@ -524,7 +535,8 @@ export class PostgresEventStore implements EventStore {
         // Subscriptions keep polling meanwhile; reconnect (every 0.5 s while the server is away) so they
         // go back to being woken at once.
         const reconnect = () => {
-          if (!this.closed && this.live.listenerCount('position') > 0) this.startListener().catch(() => setTimeout(reconnect, 500).unref());
+          if (!this.closed && this.live.listenerCount('position') > 0)
+            this.startListener().catch(() => setTimeout(reconnect, 500).unref());
         };
         setTimeout(reconnect, 500).unref();
       });
@@ -551,13 +563,20 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
-function toAppendOutcome(append: PendingAppend, row: { outcome: string; revision: string | null; last_position: string | null }): AppendResult | Error {
+function toAppendOutcome(
+  append: PendingAppend,
+  row: { outcome: string; revision: string | null; last_position: string | null },
+): AppendResult | Error {
   switch (row.outcome) {
     case 'ok':
     case 'idempotent':
       return { nextExpectedRevision: BigInt(row.revision!), position: BigInt(row.last_position!) };
     case 'conflict':
-      return new WrongExpectedRevisionError(append.streamName, append.expectedRevision, row.revision === null ? 'no_stream' : BigInt(row.revision));
+      return new WrongExpectedRevisionError(
+        append.streamName,
+        append.expectedRevision,
+        row.revision === null ? 'no_stream' : BigInt(row.revision),
+      );
     case 'duplicate_ids':
       // Some of these event ids are stored already, but not as this append: a reused id, not a retry.
       return new WrongExpectedRevisionError(append.streamName, append.expectedRevision, BigInt(row.revision ?? -1));
@@ -599,6 +618,9 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
 }
 
 function translateError(error: unknown): unknown {
-  if (isConnectionError(error)) return new EventStoreUnavailableError(`PostgreSQL event store unavailable: ${(error as Error).message}`, { cause: error });
+  if (isConnectionError(error))
+    return new EventStoreUnavailableError(`PostgreSQL event store unavailable: ${(error as Error).message}`, {
+      cause: error,
+    });
   return error;
 }

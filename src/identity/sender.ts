@@ -11,10 +11,15 @@ export type Sender =
   | { readonly kind: 'rtio-device'; readonly appId: string; readonly deviceId: string };
 
 /** A ticket's user as a sender. */
-export const userSender = (user: { readonly appId: string; readonly userId: string }): Sender => ({ kind: 'user', appId: user.appId, userId: user.userId });
+export const userSender = (user: { readonly appId: string; readonly userId: string }): Sender => ({
+  kind: 'user',
+  appId: user.appId,
+  userId: user.userId,
+});
 
 /**
  * The sender as events' metadata `actor` names it: `user:<userId>`, `device:<deviceId>`,
  * `rtio-device:<deviceId>`. The kind comes first and holds no ':', so two senders never share one.
  */
-export const actorOf = (sender: Sender): string => (sender.kind === 'user' ? `user:${sender.userId}` : `${sender.kind}:${sender.deviceId}`);
+export const actorOf = (sender: Sender): string =>
+  sender.kind === 'user' ? `user:${sender.userId}` : `${sender.kind}:${sender.deviceId}`;

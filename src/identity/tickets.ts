@@ -2,11 +2,11 @@ import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from
 import type { Pool } from 'pg';
 import { AppId, appStreamName } from '../../domain/app/app';
 import { ticketStreamName } from '../../domain/ticket/ticket';
-import { verifyAppSecret } from './appSecret';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Migration } from '../postgres/migrations';
+import { verifyAppSecret } from './appSecret';
 
 /**
  * Tickets: signed, expiring tokens for (appId, userId, roles). Format `<payload>.<signature>`, both
@@ -33,7 +33,13 @@ export type TicketProblem = 'malformed' | 'expired' | 'revoked';
 export class TicketError extends Error {
   override readonly name = 'TicketError';
   constructor(readonly problem: TicketProblem) {
-    super(problem === 'malformed' ? 'the ticket is not valid' : problem === 'expired' ? 'the ticket has expired' : 'the ticket belongs to a session that has ended');
+    super(
+      problem === 'malformed'
+        ? 'the ticket is not valid'
+        : problem === 'expired'
+          ? 'the ticket has expired'
+          : 'the ticket belongs to a session that has ended',
+    );
   }
 }
 
@@ -96,13 +102,22 @@ export class Tickets {
   private readonly verifiedSecrets = new Map<string, { secretHash: string; digest: Buffer }>();
 
   /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
-  static async open(options: { store: EventStore; pool: Pool; apps: AppSecrets; ttlSeconds: number; configuredSecret?: string }): Promise<Tickets> {
+  static async open(options: {
+    store: EventStore;
+    pool: Pool;
+    apps: AppSecrets;
+    ttlSeconds: number;
+    configuredSecret?: string;
+  }): Promise<Tickets> {
     let secret = options.configuredSecret;
     if (!secret) {
-      await options.pool.query(`INSERT INTO herald_settings (name, value) VALUES ('ticket_key', $1) ON CONFLICT (name) DO NOTHING`, [
-        randomBytes(32).toString('base64url'),
-      ]);
-      const { rows } = await options.pool.query<{ value: string }>(`SELECT value FROM herald_settings WHERE name = 'ticket_key'`);
+      await options.pool.query(
+        `INSERT INTO herald_settings (name, value) VALUES ('ticket_key', $1) ON CONFLICT (name) DO NOTHING`,
+        [randomBytes(32).toString('base64url')],
+      );
+      const { rows } = await options.pool.query<{ value: string }>(
+        `SELECT value FROM herald_settings WHERE name = 'ticket_key'`,
+      );
       secret = rows[0]!.value;
     }
     return new Tickets(Buffer.from(secret, 'utf8'), options.ttlSeconds, options.store, options.apps);
@@ -112,7 +127,13 @@ export class Tickets {
    * Checks the app's credentials against its event stream (strongly consistent: a just-registered app
    * works at once), then signs a ticket and records TicketIssued.
    */
-  async issue(request: { appId: string; secret: string; userId: string; roles: readonly string[]; now: Date }): Promise<{ ticket: string; viewer: Viewer }> {
+  async issue(request: {
+    appId: string;
+    secret: string;
+    userId: string;
+    roles: readonly string[];
+    now: Date;
+  }): Promise<{ ticket: string; viewer: Viewer }> {
     // Not even the form of an app id (NUL, spaces, too long): no such app, and no store read with it.
     if (!AppId.is(request.appId)) throw new AppAuthError('unknown_app');
     const { state } = await loadState(this.store, appAggregate, appStreamName(request.appId));
@@ -137,7 +158,15 @@ export class Tickets {
       this.store,
       ticketAggregate,
       ticketStreamName(ticketId),
-      { type: 'IssueTicket', ticketId, appId: viewer.appId, userId: viewer.userId, roles: viewer.roles, issuedAt: request.now.toISOString(), expiresAt: viewer.expiresAt },
+      {
+        type: 'IssueTicket',
+        ticketId,
+        appId: viewer.appId,
+        userId: viewer.userId,
+        roles: viewer.roles,
+        issuedAt: request.now.toISOString(),
+        expiresAt: viewer.expiresAt,
+      },
       { appId: viewer.appId, actor: `user:${viewer.userId}` },
     );
     return { ticket: this.sign(payload), viewer };
@@ -194,7 +223,8 @@ export class Tickets {
   /** Checked on the apps read model; a refusal is confirmed on the app's stream, as the read model may lag. */
   private async isCurrentSecret(appId: string, secretFingerprint: string, now: Date): Promise<boolean> {
     const cached = this.currentSecrets.get(appId);
-    if (cached && cached.fingerprint === secretFingerprint && now.getTime() - cached.checkedAt < APP_SECRET_CACHE_MS) return true;
+    if (cached && cached.fingerprint === secretFingerprint && now.getTime() - cached.checkedAt < APP_SECRET_CACHE_MS)
+      return true;
     const secretHash = await this.apps.secretHash(appId);
     if (secretHash !== undefined && fingerprint(secretHash) === secretFingerprint) {
       if (this.currentSecrets.size >= MAX_CACHED_APPS) this.currentSecrets.clear();
@@ -236,7 +266,13 @@ export function validRoles(roles: readonly string[]): boolean {
 }
 
 function toViewer(payload: Payload): Viewer {
-  return { ticketId: payload.tid, appId: payload.app, userId: payload.sub, roles: payload.roles, expiresAt: new Date(payload.exp * 1000).toISOString() };
+  return {
+    ticketId: payload.tid,
+    appId: payload.app,
+    userId: payload.sub,
+    roles: payload.roles,
+    expiresAt: new Date(payload.exp * 1000).toISOString(),
+  };
 }
 
 function fingerprint(secretHash: string): string {

@@ -43,12 +43,23 @@ export class Emails {
 
   /** Records the email to be sent; answers once its status can be read. `actor` names the caller (e.g. `user:<id>`). */
   async request(appId: string, actor: string, input: RequestEmailInput, now: Date): Promise<{ emailId: string }> {
-    const emailId = input.requestId ? uuidv5(JSON.stringify([appId, actor, input.requestId]), EMAIL_ID_NAMESPACE) : randomUUID();
+    const emailId = input.requestId
+      ? uuidv5(JSON.stringify([appId, actor, input.requestId]), EMAIL_ID_NAMESPACE)
+      : randomUUID();
     const result = await handleCommand(
       this.deps.store,
       emailAggregate,
       emailStreamName(emailId),
-      { type: 'RequestEmail', emailId, appId, to: input.to, subject: input.subject, content: input.content, isHtml: input.isHtml, now: now.toISOString() },
+      {
+        type: 'RequestEmail',
+        emailId,
+        appId,
+        to: input.to,
+        subject: input.subject,
+        content: input.content,
+        isHtml: input.isHtml,
+        now: now.toISOString(),
+      },
       // No commandId: a retried request lands on the same stream (its id comes from the request id), where
       // the decider appends nothing. Identical event ids would instead be taken by the store as a retry of
       // the first append and reported as appended, and the "not sent" line below would repeat.
@@ -57,7 +68,8 @@ export class Emails {
     );
     // Logged where it is appended, so once per email however often the request is retried.
     // Only the id: addresses and content are the recipients' business, not the log's.
-    if (result.events.length > 0 && !this.deps.mailer) this.deps.log.warn({ emailId, appId }, 'email not sent: SMTP_URL is not set');
+    if (result.events.length > 0 && !this.deps.mailer)
+      this.deps.log.warn({ emailId, appId }, 'email not sent: SMTP_URL is not set');
     await this.deps.readYourWrites(result.position);
     this.deps.mailer?.wake();
     return { emailId };

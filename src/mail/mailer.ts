@@ -1,10 +1,10 @@
 import { createTransport, type SendMailOptions } from 'nodemailer';
 import { EMAIL_MAX_ATTEMPTS, emailStreamName, type EmailCommand, type EmailContent } from '../../domain/email/email';
-import { emailAggregate } from '../command/aggregates';
 import type { Clock } from '../clock';
+import { emailAggregate } from '../command/aggregates';
+import type { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
-import type { DueWork } from '../dueWork';
 import { outboxWorker } from '../outbox';
 import type { PendingEmails } from './pendingEmails';
 
@@ -62,31 +62,34 @@ export class Mailer {
 
   constructor(private readonly deps: MailerDeps) {
     const attemptTimeoutMs = deps.attemptTimeoutMs ?? EMAIL_ATTEMPT_TIMEOUT_MS;
-    this.work = outboxWorker(
-      deps,
-      {
-        doing: 'trying an email',
-        actor: 'herald:mailer',
-        aggregate: emailAggregate,
-        streamOf: (email) => emailStreamName(email.emailId),
-        idOf: (email) => email.emailId,
-        keyOf: (email) => email.appId,
-        attemptTimeoutMs,
-        // A new email wakes the mailer; retries are minutes apart.
-        maxWaitMs: 1000,
-        attempt: (email, signal) => this.send(email, signal),
-        record: (outcome, attempt, now): EmailCommand =>
-          outcome.ok ? { type: 'RecordEmailSent', attempt, ...(outcome.messageId && { messageId: outcome.messageId }), now } : { type: 'RecordEmailFailed', attempt, error: outcome.error, now },
-        describe: (error) => this.describe(error),
-        logOutcome: (email, attempt, outcome) => {
-          if (outcome.ok) return this.deps.log.info({ emailId: email.emailId, appId: email.appId, attempt }, 'email sent');
-          const final = attempt >= EMAIL_MAX_ATTEMPTS;
-          // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
-          const logged = email.to.reduce((text, address) => text.split(address).join('<recipient>'), outcome.error);
-          this.deps.log[final ? 'error' : 'warn']({ emailId: email.emailId, appId: email.appId, attempt, error: logged }, final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried');
-        },
+    this.work = outboxWorker(deps, {
+      doing: 'trying an email',
+      actor: 'herald:mailer',
+      aggregate: emailAggregate,
+      streamOf: (email) => emailStreamName(email.emailId),
+      idOf: (email) => email.emailId,
+      keyOf: (email) => email.appId,
+      attemptTimeoutMs,
+      // A new email wakes the mailer; retries are minutes apart.
+      maxWaitMs: 1000,
+      attempt: (email, signal) => this.send(email, signal),
+      record: (outcome, attempt, now): EmailCommand =>
+        outcome.ok
+          ? { type: 'RecordEmailSent', attempt, ...(outcome.messageId && { messageId: outcome.messageId }), now }
+          : { type: 'RecordEmailFailed', attempt, error: outcome.error, now },
+      describe: (error) => this.describe(error),
+      logOutcome: (email, attempt, outcome) => {
+        if (outcome.ok)
+          return this.deps.log.info({ emailId: email.emailId, appId: email.appId, attempt }, 'email sent');
+        const final = attempt >= EMAIL_MAX_ATTEMPTS;
+        // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
+        const logged = email.to.reduce((text, address) => text.split(address).join('<recipient>'), outcome.error);
+        this.deps.log[final ? 'error' : 'warn'](
+          { emailId: email.emailId, appId: email.appId, attempt, error: logged },
+          final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried',
+        );
       },
-    );
+    });
   }
 
   start(): void {
@@ -115,7 +118,10 @@ export class Mailer {
   }
 
   /** One attempt: hands the email to the SMTP server. */
-  private async send(email: EmailContent, signal: AbortSignal): Promise<{ readonly ok: true; readonly messageId: string | undefined }> {
+  private async send(
+    email: EmailContent,
+    signal: AbortSignal,
+  ): Promise<{ readonly ok: true; readonly messageId: string | undefined }> {
     const info = await this.deps.transport.sendMail({
       from: this.deps.from,
       to: [...email.to],
@@ -135,7 +141,10 @@ export class Mailer {
 
   /** An error as text fit for an event and a log: its code and message, with every secret cut out. */
   private describe(error: unknown): string {
-    const code = typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? `${error.code}: ` : '';
+    const code =
+      typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
+        ? `${error.code}: `
+        : '';
     let text = `${code}${error instanceof Error ? error.message : String(error)}`;
     for (const secret of this.deps.secrets ?? []) if (secret.length > 0) text = text.split(secret).join('[redacted]');
     return text;
@@ -169,7 +178,12 @@ export function createMailer(options: {
     // nodemailer's own logger stays off: at debug level it would print the SMTP conversation, AUTH included.
     logger: false,
   });
-  const mailer = new Mailer({ ...deps, transport, from: options.from ?? DEFAULT_MAIL_FROM, secrets: secretsOf(smtpUrl) });
+  const mailer = new Mailer({
+    ...deps,
+    transport,
+    from: options.from ?? DEFAULT_MAIL_FROM,
+    secrets: secretsOf(smtpUrl),
+  });
   // The URL holds the password: only where it points is logged.
   options.log.info({ smtp: hostOf(smtpUrl) }, 'mailer ready (it sends on the node that leads)');
   return mailer;

@@ -49,7 +49,10 @@ export interface MissedRequest {
 
 export interface InboxQueries {
   /** A user's inbox, newest first, without expired messages; `beforeSeq` continues a previous page. */
-  page(owner: InboxOwner, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string; now: Date }): Promise<NotificationPage>;
+  page(
+    owner: InboxOwner,
+    options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string; now: Date },
+  ): Promise<NotificationPage>;
   /**
    * For each request, the messages delivered to its owner after `sinceSeq`, oldest first, unexpired at
    * `now`; at most `limit`. One query for all; a message delivered to several of them is one object.

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { messageStreamName, type MessageEvent } from '../../domain/message/message';
+import { Batcher } from '../batcher';
 import { messageAggregate } from '../command/aggregates';
 import { decodeEvent, handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import { actorOf, userSender, type Sender } from '../identity/sender';
 import type { Viewer } from '../identity/tickets';
-import { Batcher } from '../batcher';
 import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from './inbox';
 
 /**
@@ -106,7 +106,10 @@ export class Messaging {
   private readonly pending: Batcher<MissedRequest, DeliveredMessage[]>;
 
   async send(viewer: Viewer, input: SendInput, now: Date): Promise<SentMessage> {
-    if (input.requestId !== undefined && (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)) {
+    if (
+      input.requestId !== undefined &&
+      (input.requestId.length === 0 || input.requestId.length > MAX_REQUEST_ID_LENGTH)
+    ) {
       throw new DomainError('invalid', `a request id is 1-${MAX_REQUEST_ID_LENGTH} characters`);
     }
     this.deps.sendAllowance.take(userSender(viewer), now);
@@ -149,8 +152,14 @@ export class Messaging {
   async acknowledge(viewer: Viewer, messageIds: readonly string[], now: Date): Promise<Acknowledgement> {
     const ids = [...new Set(messageIds)];
     if (ids.length === 0) throw new DomainError('invalid', 'no message ids given');
-    if (ids.length > MAX_ACKNOWLEDGE_IDS) throw new DomainError('invalid', `at most ${MAX_ACKNOWLEDGE_IDS} ids per call`);
-    const command = { type: 'AcknowledgeMessage' as const, appId: viewer.appId, userId: viewer.userId, now: now.toISOString() };
+    if (ids.length > MAX_ACKNOWLEDGE_IDS)
+      throw new DomainError('invalid', `at most ${MAX_ACKNOWLEDGE_IDS} ids per call`);
+    const command = {
+      type: 'AcknowledgeMessage' as const,
+      appId: viewer.appId,
+      userId: viewer.userId,
+      now: now.toISOString(),
+    };
     const decided = await Promise.all(
       ids.map(async (id) => {
         const loaded = await loadState(this.deps.store, messageAggregate, messageStreamName(id));
@@ -166,9 +175,13 @@ export class Messaging {
     // Appended side by side (the store commits them together), each on the state just read.
     const context = { appId: viewer.appId, actor: `user:${viewer.userId}` };
     const results = await Promise.all(
-      decided.flatMap((d) => (d.refused !== undefined ? [] : [d])).map(({ id, events, refused: _, ...loaded }) =>
-        events.length === 0 ? { events, position: loaded.position } : handleCommand(this.deps.store, messageAggregate, messageStreamName(id), command, context, loaded),
-      ),
+      decided
+        .flatMap((d) => (d.refused !== undefined ? [] : [d]))
+        .map(({ id, events, refused: _, ...loaded }) =>
+          events.length === 0
+            ? { events, position: loaded.position }
+            : handleCommand(this.deps.store, messageAggregate, messageStreamName(id), command, context, loaded),
+        ),
     );
     await this.deps.readYourWrites(maxPosition(results.map((r) => r.position)));
     return { acknowledged: results.reduce((sum, r) => sum + r.events.length, 0), refused };
@@ -180,7 +193,11 @@ export class Messaging {
     return this.deps.inbox.messageIdsBySeq(viewer.appId, seqs);
   }
 
-  inbox(viewer: Viewer, options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string }, now: Date): Promise<NotificationPage> {
+  inbox(
+    viewer: Viewer,
+    options: { first: number; beforeSeq?: bigint; unreadOnly: boolean; sender?: string },
+    now: Date,
+  ): Promise<NotificationPage> {
     return this.deps.inbox.page(viewer, { ...options, now });
   }
 
@@ -212,7 +229,8 @@ export class Messaging {
 }
 
 function toSentMessage(event: MessageEvent): SentMessage {
-  if (event.type !== 'MessageSent' && event.type !== 'MessageScheduled') throw new Error(`unexpected first event ${event.type}`);
+  if (event.type !== 'MessageSent' && event.type !== 'MessageScheduled')
+    throw new Error(`unexpected first event ${event.type}`);
   const d = event.data;
   return {
     id: d.messageId,
@@ -228,7 +246,10 @@ function toSentMessage(event: MessageEvent): SentMessage {
 }
 
 function maxPosition(positions: ReadonlyArray<bigint | undefined>): bigint | undefined {
-  return positions.reduce<bigint | undefined>((max, p) => (p !== undefined && (max === undefined || p > max) ? p : max), undefined);
+  return positions.reduce<bigint | undefined>(
+    (max, p) => (p !== undefined && (max === undefined || p > max) ? p : max),
+    undefined,
+  );
 }
 
 const REQUEST_ID_NAMESPACE = 'c0c4a7f2-3b43-4c8e-9f0e-5a0d6f1e2b77';

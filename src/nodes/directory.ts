@@ -67,8 +67,10 @@ const LEASE_MS = 30_000;
 const RENEW_MS = 10_000;
 const PREFIX = 'herald:holder:';
 // Deletes, or renews, the key only if this node still holds it (another node may have taken the device since).
-const RELEASE_IF_MINE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-const RENEW_IF_MINE = "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) else return 0 end";
+const RELEASE_IF_MINE =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RENEW_IF_MINE =
+  "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) else return 0 end";
 
 /**
  * Several nodes (REDIS_URL): each key this node holds is a Redis key naming it, with a lease it renews,
@@ -91,7 +93,13 @@ export class RedisDirectory implements Directory {
   }
 
   static async connect(url: string, log: Logger): Promise<RedisDirectory> {
-    const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (attempt) => Math.min(attempt * 100, 2000), connectionName: 'herald-directory' });
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+      connectionName: 'herald-directory',
+    });
     redis.on('error', (error: Error) => log.warn({ err: error }, 'Redis directory connection error'));
     await redis.connect();
     return new RedisDirectory(redis, log);
@@ -115,7 +123,11 @@ export class RedisDirectory implements Directory {
   remove(key: string): void {
     this.local.remove(key);
     if (this.local.holdsHere(key)) return;
-    this.redis.eval(RELEASE_IF_MINE, 1, PREFIX + key, this.nodeId).catch((error: unknown) => this.log.warn({ err: error, key }, 'directory: could not release a connection (its lease runs out)'));
+    this.redis
+      .eval(RELEASE_IF_MINE, 1, PREFIX + key, this.nodeId)
+      .catch((error: unknown) =>
+        this.log.warn({ err: error, key }, 'directory: could not release a connection (its lease runs out)'),
+      );
   }
 
   async holder(key: string): Promise<string | undefined> {
@@ -144,7 +156,7 @@ export class RedisDirectory implements Directory {
    * failing a request whose push is already recorded (docs/operations.md, "When Redis is down").
    */
   private unreachable<T>(error: unknown, local: Promise<T>): Promise<T> {
-    this.log.warn({ err: error }, 'directory: Redis unreachable; answering from this node\'s own connections');
+    this.log.warn({ err: error }, "directory: Redis unreachable; answering from this node's own connections");
     return local;
   }
 
@@ -169,6 +181,10 @@ export class RedisDirectory implements Directory {
     if (keys.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const key of keys) pipeline.eval(RENEW_IF_MINE, 1, PREFIX + key, this.nodeId, LEASE_MS);
-    pipeline.exec().catch((error: unknown) => this.log.warn({ err: error, keys: keys.length }, 'directory: renewing leases failed; trying again'));
+    pipeline
+      .exec()
+      .catch((error: unknown) =>
+        this.log.warn({ err: error, keys: keys.length }, 'directory: renewing leases failed; trying again'),
+      );
   }
 }

@@ -1,8 +1,8 @@
+import { BackgroundLoop } from '../backgroundLoop';
 import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { SessionLock } from '../postgres/sessionLock';
 import { Services, type Service } from '../services';
-import { BackgroundLoop } from '../backgroundLoop';
 
 // The first key of the leader's advisory lock; projections use another space (PROJECTION_LOCK_SPACE).
 const LEADER_LOCK_SPACE = 0x6865_6c64; // "held"
@@ -24,7 +24,9 @@ export class Leadership implements Service {
   private readonly loop = new BackgroundLoop(() => this.run());
 
   /** `work`: background work one node runs for all, started in order when this node leads, stopped in reverse when it no longer does. */
-  constructor(private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly Service[] }) {}
+  constructor(
+    private readonly deps: { readonly database: Database; readonly log: Logger; readonly work: readonly Service[] },
+  ) {}
 
   get isLeader(): boolean {
     return this.leading;
@@ -42,10 +44,15 @@ export class Leadership implements Service {
     const { log } = this.deps;
     while (this.loop.running) {
       let lost = false;
-      const lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, LEADER_LOCK_SPACE, LEADER_LOCK_NAME, () => {
-        lost = true;
-        this.loop.wake();
-      }).catch((error: unknown) => {
+      const lock = await SessionLock.tryAcquire(
+        this.deps.database.clientConfig,
+        LEADER_LOCK_SPACE,
+        LEADER_LOCK_NAME,
+        () => {
+          lost = true;
+          this.loop.wake();
+        },
+      ).catch((error: unknown) => {
         log.warn({ err: error }, 'could not ask for the lead (PostgreSQL unreachable?); trying again');
         return undefined;
       });
@@ -61,7 +68,10 @@ export class Leadership implements Service {
       await work.stop();
       this.leading = false;
       await lock.release();
-      if (lost) log.warn('the lead was lost with its PostgreSQL session: background work stopped here until this node leads again');
+      if (lost)
+        log.warn(
+          'the lead was lost with its PostgreSQL session: background work stopped here until this node leads again',
+        );
     }
   }
 }

@@ -11,7 +11,12 @@ import { EventStoreDecorator } from '../eventStore/eventStoreDecorator';
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly eventsAppended = new Counter({ name: 'herald_events_appended_total', help: 'Events appended by this node, by event type', labelNames: ['type'], registers: [this.registry] });
+  readonly eventsAppended = new Counter({
+    name: 'herald_events_appended_total',
+    help: 'Events appended by this node, by event type',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
   readonly deliveries = new Counter({
     name: 'herald_deliveries_total',
     help: 'Device delivery outcomes recorded by this node: delivered (first attempt), retried, confirmed, dropped, expired',
@@ -106,7 +111,10 @@ export class Metrics {
     router.get('/metrics', async (req, res) => {
       const given = Buffer.from(req.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        res.status(401).set('www-authenticate', 'Bearer').json({ error: { code: 'UNAUTHENTICATED', message: 'send Authorization: Bearer <HERALD_METRICS_TOKEN>' } });
+        res
+          .status(401)
+          .set('www-authenticate', 'Bearer')
+          .json({ error: { code: 'UNAUTHENTICATED', message: 'send Authorization: Bearer <HERALD_METRICS_TOKEN>' } });
         return;
       }
       res.set('content-type', this.registry.contentType).send(await this.registry.metrics());
@@ -132,7 +140,11 @@ export class MeteredEventStore extends EventStoreDecorator {
     super(store);
   }
 
-  override async append(streamName: string, events: readonly NewEvent[], expectedRevision?: ExpectedRevision): Promise<AppendResult> {
+  override async append(
+    streamName: string,
+    events: readonly NewEvent[],
+    expectedRevision?: ExpectedRevision,
+  ): Promise<AppendResult> {
     const result = await this.store.append(streamName, events, expectedRevision);
     for (const event of events) {
       this.metrics.eventsAppended.inc({ type: event.type });

@@ -28,7 +28,11 @@ export const SESSION_SETTINGS: readonly string[] = [
 
 export function openDatabase(
   connectionString: string,
-  options: { readonly maxConnections?: number; readonly onConnectionError?: (error: Error) => void; readonly searchPath?: string } = {},
+  options: {
+    readonly maxConnections?: number;
+    readonly onConnectionError?: (error: Error) => void;
+    readonly searchPath?: string;
+  } = {},
 ): Database {
   const settings = [
     ...SESSION_SETTINGS,

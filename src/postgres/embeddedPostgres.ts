@@ -50,18 +50,36 @@ export async function startEmbeddedPostgres(options: {
   // As root, postgres runs as the `postgres` user, which must be able to enter the data directory.
   if (runAsPostgresUser) await chmod(dataDir, ((await stat(dataDir)).mode & 0o777) | 0o711);
   const password = await readOrCreatePassword(path.join(dataDir, 'postgres.password'));
-  const connectionString = (port: number) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
+  const connectionString = (port: number) =>
+    `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
 
   const ownerFile = path.join(dataDir, 'postgres.owner');
   const owner = await claimOwnership(ownerFile, options.port);
   if (owner) {
     const who = `herald pid ${owner.pid}${owner.command ? ` (${owner.command})` : ''}`;
-    if (options.whenOwned !== 'join') throw new Error(`the embedded PostgreSQL in ${dataDir} belongs to ${who}, which is running; stop it first, or give this one another HERALD_DATA_DIR`);
-    await waitUntilAnswering({ host: '127.0.0.1', port: owner.port, user: 'postgres', password, database: DATABASE_NAME }, `${who} owns ${dataDir}, but its PostgreSQL on port ${owner.port} does not answer`);
-    return { connectionString: connectionString(owner.port), joined: owner, downSince: () => undefined, stop: async () => undefined };
+    if (options.whenOwned !== 'join')
+      throw new Error(
+        `the embedded PostgreSQL in ${dataDir} belongs to ${who}, which is running; stop it first, or give this one another HERALD_DATA_DIR`,
+      );
+    await waitUntilAnswering(
+      { host: '127.0.0.1', port: owner.port, user: 'postgres', password, database: DATABASE_NAME },
+      `${who} owns ${dataDir}, but its PostgreSQL on port ${owner.port} does not answer`,
+    );
+    return {
+      connectionString: connectionString(owner.port),
+      joined: owner,
+      downSince: () => undefined,
+      stop: async () => undefined,
+    };
   }
   try {
-    return await startOwnServer({ ...options, clusterDir, password, connectionString: connectionString(options.port), ownerFile });
+    return await startOwnServer({
+      ...options,
+      clusterDir,
+      password,
+      connectionString: connectionString(options.port),
+      ownerFile,
+    });
   } catch (error) {
     await releaseOwnership(ownerFile);
     throw error;
@@ -107,10 +125,18 @@ async function startOwnServer(options: {
     await server.start();
   } catch (error) {
     // The package rejects with `undefined` when postgres exits during start-up.
-    throw new Error(`embedded PostgreSQL did not start in ${clusterDir} on port ${options.port} (is the port taken?)`, { cause: error });
+    throw new Error(`embedded PostgreSQL did not start in ${clusterDir} on port ${options.port} (is the port taken?)`, {
+      cause: error,
+    });
   }
 
-  await createDatabaseIfMissing({ host: '127.0.0.1', port: options.port, user: 'postgres', password, database: 'postgres' });
+  await createDatabaseIfMissing({
+    host: '127.0.0.1',
+    port: options.port,
+    user: 'postgres',
+    password,
+    database: 'postgres',
+  });
 
   // Supervision: a postmaster that dies (killed, crashed) is started again, a few times with back-off;
   // if it will not come back, herald is told (it then exits non-zero for its own supervisor to act).
@@ -130,7 +156,10 @@ async function startOwnServer(options: {
         options.onRestart?.(`embedded PostgreSQL restarted (pid ${pid})`);
         return;
       } catch (error) {
-        options.onRestart?.(`restarting embedded PostgreSQL failed (attempt ${attempt} of ${RESTART_ATTEMPTS})`, error ?? new Error('postgres exited during start-up'));
+        options.onRestart?.(
+          `restarting embedded PostgreSQL failed (attempt ${attempt} of ${RESTART_ATTEMPTS})`,
+          error ?? new Error('postgres exited during start-up'),
+        );
         await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS * 2 ** (attempt - 1)));
       }
     }
@@ -175,7 +204,8 @@ async function stopOrphanedServer(clusterDir: string, log: (message: string) => 
     process.kill(pid, 'SIGINT');
     const deadline = Date.now() + 30_000;
     while (isAlive(pid)) {
-      if (Date.now() > deadline) throw new Error(`orphaned embedded PostgreSQL (pid ${pid}) did not stop; stop it and start again`);
+      if (Date.now() > deadline)
+        throw new Error(`orphaned embedded PostgreSQL (pid ${pid}) did not stop; stop it and start again`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
@@ -223,6 +253,7 @@ async function createDatabaseIfMissing(config: pg.ClientConfig): Promise<void> {
  * herald owns the signals; the package keeps its `exit`/`beforeExit` hooks as a last resort.
  */
 function handOverSignalsToHerald(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- untyped package; its module singleton holds the hooks
   const exitHook = require('async-exit-hook') as { unhookEvent(event: string): void };
   for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event);
 }

@@ -21,7 +21,12 @@ export interface EmbeddedPostgresOwner {
  * A record left by a dead owner (kill -9) is stale and replaced.
  */
 export async function claimOwnership(file: string, port: number): Promise<EmbeddedPostgresOwner | undefined> {
-  const me: EmbeddedPostgresOwner = { pid: process.pid, started: await startTimeOf(process.pid), port, command: process.argv.slice(2).join(' ') };
+  const me: EmbeddedPostgresOwner = {
+    pid: process.pid,
+    started: await startTimeOf(process.pid),
+    port,
+    command: process.argv.slice(2).join(' '),
+  };
   for (;;) {
     if (await createExclusively(file, me)) return undefined;
     const current = await readOwner(file);
@@ -63,7 +68,8 @@ async function createExclusively(file: string, record: EmbeddedPostgresOwner): P
   await writeFile(temporary, text);
   try {
     await link(temporary, file).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'EEXIST' || !['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP'].includes(error.code ?? '')) throw error;
+      if (error.code === 'EEXIST' || !['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP'].includes(error.code ?? ''))
+        throw error;
       return writeFile(file, text, { flag: 'wx' });
     });
     return true;
@@ -86,7 +92,12 @@ async function readOwner(file: string): Promise<EmbeddedPostgresOwner | undefine
   try {
     const owner = JSON.parse(text) as Partial<EmbeddedPostgresOwner>;
     return typeof owner.pid === 'number' && typeof owner.port === 'number'
-      ? { pid: owner.pid, started: typeof owner.started === 'string' ? owner.started : null, port: owner.port, command: String(owner.command ?? '') }
+      ? {
+          pid: owner.pid,
+          started: typeof owner.started === 'string' ? owner.started : null,
+          port: owner.port,
+          command: String(owner.command ?? ''),
+        }
       : { pid: 0, started: null, port: 0, command: '' }; // not a record (damaged): stale
   } catch {
     return { pid: 0, started: null, port: 0, command: '' };

@@ -17,18 +17,29 @@ import { EventStoreUnavailableError } from '../eventStore/eventStore';
  */
 export type FailureKind = 'unavailable' | 'transient' | 'data' | 'other';
 
-const NODE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NODE_SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 const UNAVAILABLE_CODES = new Set(['57P01', '57P02', '57P03']);
 const TRANSIENT_CODES = new Set(['57014', '55P03', '25P03', '57P05']);
 // node-postgres raises these without a code: a socket that died mid-query, a pool that found no connection in time.
-const UNAVAILABLE_MESSAGE = /Connection terminated|not queryable|connection is closed|timeout exceeded when trying to connect|Client has encountered a connection error/i;
+const UNAVAILABLE_MESSAGE =
+  /Connection terminated|not queryable|connection is closed|timeout exceeded when trying to connect|Client has encountered a connection error/i;
 
 export function classifyFailure(error: unknown): FailureKind {
   if (error instanceof EventStoreUnavailableError) return 'unavailable';
   if (!(error instanceof Error)) return 'other';
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string') {
-    if (NODE_SOCKET_CODES.has(code) || UNAVAILABLE_CODES.has(code) || code.startsWith('08') || code.startsWith('53')) return 'unavailable';
+    if (NODE_SOCKET_CODES.has(code) || UNAVAILABLE_CODES.has(code) || code.startsWith('08') || code.startsWith('53'))
+      return 'unavailable';
     if (TRANSIENT_CODES.has(code) || code.startsWith('40')) return 'transient';
     if (code.startsWith('22') || code.startsWith('23')) return 'data';
   }

@@ -13,7 +13,12 @@ export class SessionLock {
    * The lock `(space, hashtext(name))`, or undefined when another session holds it. `onLost` is told
    * once if the connection fails while it is held: the lock has gone with it.
    */
-  static async tryAcquire(clientConfig: pg.ClientConfig, space: number, name: string, onLost: () => void): Promise<SessionLock | undefined> {
+  static async tryAcquire(
+    clientConfig: pg.ClientConfig,
+    space: number,
+    name: string,
+    onLost: () => void,
+  ): Promise<SessionLock | undefined> {
     const client = new pg.Client(clientConfig);
     let held = false;
     client.on('error', () => {
@@ -22,7 +27,10 @@ export class SessionLock {
     });
     await client.connect();
     try {
-      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [space, name]);
+      const { rows } = await client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked',
+        [space, name],
+      );
       if (!rows[0]?.locked) {
         await client.end();
         return undefined;

@@ -8,7 +8,11 @@ import pg from 'pg';
  * `firstStatement`, SQL without parameters, is sent with BEGIN in the same round trip: a hot path's
  * transaction (a projection batch) saves one round trip that way.
  */
-export async function withTransaction<T>(db: pg.Pool | pg.PoolClient | pg.Client, work: (tx: pg.PoolClient) => Promise<T>, firstStatement?: string): Promise<T> {
+export async function withTransaction<T>(
+  db: pg.Pool | pg.PoolClient | pg.Client,
+  work: (tx: pg.PoolClient) => Promise<T>,
+  firstStatement?: string,
+): Promise<T> {
   // A plain Client serves as well as a pooled one inside `work`; only the pooled one is released.
   const client = (db instanceof pg.Pool ? await db.connect() : db) as pg.PoolClient;
   let failure: Error | undefined;

@@ -26,11 +26,15 @@ export interface EventDecoder<E> {
  * event is decoded by its own type's codec, so a refusal names the fields of that event only.
  * `refuse`: what the codec cannot say (an id's form), as the reason to refuse a decoded event.
  */
-export function eventDecoder<E>(union: t.Type<E, unknown, unknown>, refuse?: (event: E) => string | undefined): EventDecoder<E> {
+export function eventDecoder<E>(
+  union: t.Type<E, unknown, unknown>,
+  refuse?: (event: E) => string | undefined,
+): EventDecoder<E> {
   const byType = new Map<string, t.Mixed>();
   for (const member of membersOf(union)) {
     const type = codecEvent(member)?.type;
-    if (type === undefined) throw new Error(`eventDecoder: ${member.name} is not an event codec ({ type: literal, data: object })`);
+    if (type === undefined)
+      throw new Error(`eventDecoder: ${member.name} is not an event codec ({ type: literal, data: object })`);
     byType.set(type, member);
   }
   return {
@@ -38,10 +42,14 @@ export function eventDecoder<E>(union: t.Type<E, unknown, unknown>, refuse?: (ev
       const codec = byType.get(recorded.type);
       if (!codec) return undefined;
       const decoded = codec.decode({ type: recorded.type, data: recorded.data });
-      if (isLeft(decoded)) throw new UndecodableEventError(`${recorded.type} at position ${recorded.position} does not match its codec: ${describe(decoded.left)}`);
+      if (isLeft(decoded))
+        throw new UndecodableEventError(
+          `${recorded.type} at position ${recorded.position} does not match its codec: ${describe(decoded.left)}`,
+        );
       const event = decoded.right as E;
       const reason = refuse?.(event);
-      if (reason !== undefined) throw new UndecodableEventError(`${recorded.type} at position ${recorded.position} is refused: ${reason}`);
+      if (reason !== undefined)
+        throw new UndecodableEventError(`${recorded.type} at position ${recorded.position} is refused: ${reason}`);
       return event;
     },
   };
@@ -50,7 +58,10 @@ export function eventDecoder<E>(union: t.Type<E, unknown, unknown>, refuse?: (ev
 /** The first few refused fields, as `data.title: expected string`: short enough for a log line and the parked row. */
 function describe(errors: t.Errors): string {
   const fields = errors.slice(0, 3).map((error) => {
-    const path = error.context.map((entry) => entry.key).filter((key) => key !== '').join('.');
+    const path = error.context
+      .map((entry) => entry.key)
+      .filter((key) => key !== '')
+      .join('.');
     const expected = error.context[error.context.length - 1]?.type.name ?? 'a value';
     return `${path || '(the event)'}: expected ${expected.slice(0, 80)}`;
   });

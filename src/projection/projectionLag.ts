@@ -15,7 +15,11 @@ export interface ProjectionLag {
 }
 
 /** Each projection's lag behind the store, from where it has got to (`position`, -1n for nowhere). */
-export async function projectionLags(store: EventStore, projections: ReadonlyArray<{ readonly name: string; readonly position: bigint }>, now: Date): Promise<ProjectionLag[]> {
+export async function projectionLags(
+  store: EventStore,
+  projections: ReadonlyArray<{ readonly name: string; readonly position: bigint }>,
+  now: Date,
+): Promise<ProjectionLag[]> {
   const head = await store.headPosition();
   return Promise.all(
     projections.map(async ({ name, position }) => {
@@ -47,9 +51,11 @@ export function projectionsReadiness(deps: {
     name: 'projections',
     async run() {
       const { runners, progress } = deps;
-      const [checkpoints, parked] = await Promise.all([readCheckpoints(deps.pool), parkedCounts(deps.pool)]).catch((error: unknown) => {
-        throw new Error(`the read models' database does not answer: ${(error as Error).message}`);
-      });
+      const [checkpoints, parked] = await Promise.all([readCheckpoints(deps.pool), parkedCounts(deps.pool)]).catch(
+        (error: unknown) => {
+          throw new Error(`the read models' database does not answer: ${(error as Error).message}`);
+        },
+      );
       // A runner passing events it has nothing to do with writes its checkpoint lazily; `progress` knows at once how far it got.
       const positions = runners.map((r) => {
         const stored = checkpoints.get(r.name) ?? -1n;
@@ -62,8 +68,12 @@ export function projectionsReadiness(deps: {
         runners.map((runner, i) => {
           const { position } = positions[i]!;
           const lag = lags[i]!;
-          if (position < deps.startupHead) problems.push(`${runner.name} is catching up to the store's head at start-up`);
-          else if (lag.seconds > deps.maxLagSeconds) problems.push(`${runner.name} is ${Math.round(lag.seconds)} s behind the store (more than ${deps.maxLagSeconds} s)`);
+          if (position < deps.startupHead)
+            problems.push(`${runner.name} is catching up to the store's head at start-up`);
+          else if (lag.seconds > deps.maxLagSeconds)
+            problems.push(
+              `${runner.name} is ${Math.round(lag.seconds)} s behind the store (more than ${deps.maxLagSeconds} s)`,
+            );
           const failing = runner.failing;
           return [
             runner.name,
@@ -74,7 +84,9 @@ export function projectionsReadiness(deps: {
               lagSeconds: Math.round(lag.seconds * 10) / 10,
               // Parked events do not make a node unready (it serves everything else); they are shown to be seen.
               parked: parked.get(runner.name) ?? 0,
-              ...(failing && { failing: { since: failing.since.toISOString(), attempts: failing.attempts, error: failing.error } }),
+              ...(failing && {
+                failing: { since: failing.since.toISOString(), attempts: failing.attempts, error: failing.error },
+              }),
             },
           ];
         }),

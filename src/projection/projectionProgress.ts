@@ -90,7 +90,11 @@ export class ProjectionProgress {
       if (await this.waitFor(projections, position, timeoutMs)) return;
       if (timeoutMs <= 0) return;
       this.deps.log.warn(
-        { projections: Object.fromEntries(projections.map((p) => [p, String(this.positions.get(p) ?? -1n)])), position: String(position), waitedMs: Date.now() - started },
+        {
+          projections: Object.fromEntries(projections.map((p) => [p, String(this.positions.get(p) ?? -1n)])),
+          position: String(position),
+          waitedMs: Date.now() - started,
+        },
         'read models lag behind a command: answering before its caller can see its effect',
       );
     };
@@ -110,7 +114,9 @@ export class ProjectionProgress {
   }
 
   private async readCheckpoints(): Promise<void> {
-    const { rows } = await this.deps.database.pool.query<{ name: string; position: string }>('SELECT name, position FROM projection_checkpoints');
+    const { rows } = await this.deps.database.pool.query<{ name: string; position: string }>(
+      'SELECT name, position FROM projection_checkpoints',
+    );
     for (const row of rows) this.advance(row.name, BigInt(row.position));
   }
 

@@ -59,8 +59,12 @@ export async function rebuildProjections(
   const guards = await lockRebuilds(infrastructure.database, projections);
   try {
     // Side by side: each reads the whole stream, and most skip most of it.
-    const outcomes = await Promise.allSettled(projections.map((projection, i) => rebuildOne(infrastructure, projection, guards[i]!, onProgress, log)));
-    const failures = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ projection: projections[i]!.name, error: outcome.reason as Error }] : []));
+    const outcomes = await Promise.allSettled(
+      projections.map((projection, i) => rebuildOne(infrastructure, projection, guards[i]!, onProgress, log)),
+    );
+    const failures = outcomes.flatMap((outcome, i) =>
+      outcome.status === 'rejected' ? [{ projection: projections[i]!.name, error: outcome.reason as Error }] : [],
+    );
     if (failures.length === 1) throw failures[0]!.error;
     if (failures.length > 1) throw new Error(failures.map((f) => `${f.projection}: ${f.error.message}`).join('; '));
   } finally {
@@ -82,7 +86,10 @@ async function lockRebuilds(database: Database, projections: readonly Projection
       guard.on('error', () => undefined);
       await guard.connect();
       guards.push(guard);
-      const { rows } = await guard.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [PROJECTION_LOCK_SPACE, `rebuild:${projection.name}`]);
+      const { rows } = await guard.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked',
+        [PROJECTION_LOCK_SPACE, `rebuild:${projection.name}`],
+      );
       if (!rows[0]?.locked) refused.push(projection.name);
     }
   } catch (error) {
@@ -96,7 +103,13 @@ async function lockRebuilds(database: Database, projections: readonly Projection
   return guards;
 }
 
-async function rebuildOne(infrastructure: Infrastructure, projection: Projection, guard: pg.Client, onProgress: (progress: RebuildProgress) => void, log: Logger): Promise<void> {
+async function rebuildOne(
+  infrastructure: Infrastructure,
+  projection: Projection,
+  guard: pg.Client,
+  onProgress: (progress: RebuildProgress) => void,
+  log: Logger,
+): Promise<void> {
   const { database, store } = infrastructure;
   const schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
   const quotedSchema = pg.escapeIdentifier(schema);
@@ -119,7 +132,14 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
     const shadow = openDatabase(database.clientConfig.connectionString!, { searchPath: quotedSchema });
     try {
       const head = await store.headPosition();
-      const runner = new ProjectionRunner({ database: shadow, store: new CountingReads(store, read), projection: { ...projection, name: shadowName(projection) }, bus: silentBus, log, replay: true });
+      const runner = new ProjectionRunner({
+        database: shadow,
+        store: new CountingReads(store, read),
+        projection: { ...projection, name: shadowName(projection) },
+        bus: silentBus,
+        log,
+        replay: true,
+      });
       runner.start();
       let position = -1n;
       try {
@@ -135,7 +155,10 @@ async function rebuildOne(infrastructure: Infrastructure, projection: Projection
       position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? position;
       if (projection.finishReplay) await withTransaction(shadow.pool, (tx) => projection.finishReplay!(tx));
       for (const indexSql of secondaryIndexes) await guard.query(indexSql);
-      if (projection.tables.length > 0) await guard.query(`ANALYZE ${projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`).join(', ')}`);
+      if (projection.tables.length > 0)
+        await guard.query(
+          `ANALYZE ${projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`).join(', ')}`,
+        );
       await swapIn(database.pool, schema, projection, position);
       report(position, head, true);
     } finally {
@@ -173,7 +196,14 @@ class CountingReads extends EventStoreDecorator {
 const shadowName = (projection: Projection) => `${projection.name}.rebuild`;
 
 /** Publications of a replay go nowhere: subscribers saw these changes when they happened. */
-const silentBus: Bus = { publish: async () => undefined, subscribe: () => () => undefined, onGap: () => () => undefined, resync: async () => undefined, healthy: () => true, close: async () => undefined };
+const silentBus: Bus = {
+  publish: async () => undefined,
+  subscribe: () => () => undefined,
+  onGap: () => () => undefined,
+  resync: async () => undefined,
+  healthy: () => true,
+  close: async () => undefined,
+};
 
 /**
  * A fresh schema with the projection's tables (its migrations, run there), a checkpoint table and a
@@ -230,14 +260,20 @@ async function swapOnce(pool: pg.Pool, schema: string, projection: Projection, p
   const quoted = pg.escapeIdentifier(schema);
   await withTransaction(pool, async (tx) => {
     await tx.query(`SET LOCAL lock_timeout = ${SWAP_LOCK_TIMEOUT_MS}`);
-    await tx.query('INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING', [projection.name, projection.version]);
+    await tx.query(
+      'INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING',
+      [projection.name, projection.version],
+    );
     // Holding the checkpoint row keeps the live runner from committing a batch to the old tables meanwhile.
     await tx.query('SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE', [projection.name]);
     for (const table of projection.tables) {
       await tx.query(`DROP TABLE IF EXISTS public.${pg.escapeIdentifier(table)}`);
       await tx.query(`ALTER TABLE ${quoted}.${pg.escapeIdentifier(table)} SET SCHEMA public`);
     }
-    await tx.query('UPDATE projection_checkpoints SET position = $2, version = $3, updated_at = now() WHERE name = $1', [projection.name, position.toString(), projection.version]);
+    await tx.query(
+      'UPDATE projection_checkpoints SET position = $2, version = $3, updated_at = now() WHERE name = $1',
+      [projection.name, position.toString(), projection.version],
+    );
     await tx.query('DELETE FROM projection_parked WHERE projection = $1', [projection.name]);
     await tx.query(
       `INSERT INTO projection_parked (projection, position, event_id, event_type, stream_name, event, error, attempts, parked_at)

@@ -1,15 +1,15 @@
 import pg from 'pg';
+import { BackgroundLoop } from '../backgroundLoop';
 import type { Bus } from '../bus/bus';
 import type { AllSubscription, EventStore, RecordedEvent, SubscriptionBatch } from '../eventStore/eventStore';
 import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
-import type { Migration } from '../postgres/migrations';
-import type { Projection } from './projection';
 import { classifyFailure } from '../postgres/errors';
+import type { Migration } from '../postgres/migrations';
 import { SessionLock } from '../postgres/sessionLock';
 import { withTransaction } from '../postgres/transaction';
-import { BackgroundLoop } from '../backgroundLoop';
 import { UndecodableEventError } from './eventDecoder';
+import type { Projection } from './projection';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
 
 const CHECKPOINT_MOVED = 'HR001';
@@ -205,7 +205,10 @@ export class ProjectionRunner {
     let analyzeWhenCaughtUp = checkpoint < 0n;
     while (this.loop.running) {
       const result = skippedTo === undefined ? await next : await Promise.race([next, delay(SKIPPED_CHECKPOINT_MS)]);
-      if (result === undefined || (skippedTo !== undefined && Date.now() - checkpointWrittenAt >= SKIPPED_CHECKPOINT_MS)) {
+      if (
+        result === undefined ||
+        (skippedTo !== undefined && Date.now() - checkpointWrittenAt >= SKIPPED_CHECKPOINT_MS)
+      ) {
         if (skippedTo !== undefined) checkpoint = await this.moveCheckpoint(checkpoint, skippedTo);
         skippedTo = undefined;
         checkpointWrittenAt = Date.now();
@@ -253,7 +256,10 @@ export class ProjectionRunner {
     const failure = this.failure;
     if (!failure) return;
     this.failure = undefined;
-    this.deps.log.info({ projection: this.name, attempts: failure.attempts, seconds: (Date.now() - failure.since.getTime()) / 1000 }, 'projection runner resumed');
+    this.deps.log.info(
+      { projection: this.name, attempts: failure.attempts, seconds: (Date.now() - failure.since.getTime()) / 1000 },
+      'projection runner resumed',
+    );
   }
 
   /**
@@ -266,11 +272,13 @@ export class ProjectionRunner {
     const { database, projection, bus } = this.deps;
     const begin = `SET LOCAL synchronous_commit = off; ${moveCheckpointSql(projection.name, checkpoint, next)}`;
     const options = { replay: this.deps.replay === true };
-    const publications = await withTransaction(database.pool, (tx) => projection.handle(events, tx, options), begin).catch(
-      (error: unknown) => {
-        throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
-      },
-    );
+    const publications = await withTransaction(
+      database.pool,
+      (tx) => projection.handle(events, tx, options),
+      begin,
+    ).catch((error: unknown) => {
+      throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
+    });
     this.deps.onCommitted?.(projection.name, next);
     if (publications.length > 0) await bus.publish(publications);
   }
@@ -278,9 +286,11 @@ export class ProjectionRunner {
   private async analyzeTables(): Promise<void> {
     const { tables } = this.deps.projection;
     if (tables.length === 0) return;
-    await this.deps.database.pool.query(`ANALYZE ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`).catch((error: unknown) => {
-      this.deps.log.warn({ err: error, projection: this.name }, 'refreshing table statistics after a replay failed');
-    });
+    await this.deps.database.pool
+      .query(`ANALYZE ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`)
+      .catch((error: unknown) => {
+        this.deps.log.warn({ err: error, projection: this.name }, 'refreshing table statistics after a replay failed');
+      });
   }
 
   /**
@@ -292,7 +302,10 @@ export class ProjectionRunner {
   private async applyOrPark(events: readonly RecordedEvent[], checkpoint: bigint, last: bigint): Promise<void> {
     const failure = await this.attempt(BATCH_ATTEMPTS, () => this.applyBatch(events, checkpoint, last));
     if (!failure) return;
-    this.deps.log.warn({ err: failure, projection: this.name, from: String(checkpoint), to: String(last) }, 'a batch keeps failing; applying its events one by one');
+    this.deps.log.warn(
+      { err: failure, projection: this.name, from: String(checkpoint), to: String(last) },
+      'a batch keeps failing; applying its events one by one',
+    );
     let at = checkpoint;
     for (const event of events) {
       const eventFailure = await this.attempt(EVENT_ATTEMPTS, () => this.applyBatch([event], at, event.position));
@@ -321,19 +334,39 @@ export class ProjectionRunner {
 
   private async park(event: RecordedEvent, checkpoint: bigint, error: Error): Promise<void> {
     const { database, projection, log } = this.deps;
-    const recorded = JSON.stringify(event, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+    const recorded = JSON.stringify(event, (_key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString() : value,
+    );
     await withTransaction(
       database.pool,
       (tx) =>
         tx.query(
           `INSERT INTO projection_parked (projection, position, event_id, event_type, stream_name, event, error, attempts)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (projection, position) DO NOTHING`,
-          [projection.name, event.position.toString(), event.id, printable(event.type), printable(event.streamName), recorded, printable(error.message), EVENT_ATTEMPTS],
+          [
+            projection.name,
+            event.position.toString(),
+            event.id,
+            printable(event.type),
+            printable(event.streamName),
+            recorded,
+            printable(error.message),
+            EVENT_ATTEMPTS,
+          ],
         ),
       moveCheckpointSql(projection.name, checkpoint, event.position),
     );
     this.deps.onCommitted?.(projection.name, event.position);
-    log.error({ err: error, projection: projection.name, position: String(event.position), eventId: event.id, type: event.type }, 'parked an event the projection cannot apply; `herald projections retry` re-applies it');
+    log.error(
+      {
+        err: error,
+        projection: projection.name,
+        position: String(event.position),
+        eventId: event.id,
+        type: event.type,
+      },
+      'parked an event the projection cannot apply; `herald projections retry` re-applies it',
+    );
   }
 
   private async moveCheckpoint(checkpoint: bigint, next: bigint): Promise<bigint> {
@@ -347,11 +380,16 @@ export class ProjectionRunner {
   /** The projection's lock (SessionLock): held, it is this runner's to apply. */
   private async acquireLock(): Promise<boolean> {
     if (this.lock) return true;
-    const lock = await SessionLock.tryAcquire(this.deps.database.clientConfig, PROJECTION_LOCK_SPACE, this.deps.projection.name, () => {
-      // The lock went with the connection: stop applying and compete for it again.
-      this.lock = undefined;
-      void this.subscription?.close();
-    });
+    const lock = await SessionLock.tryAcquire(
+      this.deps.database.clientConfig,
+      PROJECTION_LOCK_SPACE,
+      this.deps.projection.name,
+      () => {
+        // The lock went with the connection: stop applying and compete for it again.
+        this.lock = undefined;
+        void this.subscription?.close();
+      },
+    );
     if (!lock) return false;
     // Taken over, at start-up too: whoever held it may have died between a commit and its publish.
     this.lock = lock;
@@ -402,7 +440,9 @@ function printable(text: string): string {
 
 class CheckpointMovedError extends Error {
   constructor(projection: string) {
-    super(`checkpoint of projection ${projection} was moved by someone else (a rebuild?); resuming from the stored one`);
+    super(
+      `checkpoint of projection ${projection} was moved by someone else (a rebuild?); resuming from the stored one`,
+    );
   }
 }
 
@@ -412,13 +452,14 @@ class CheckpointMovedError extends Error {
  */
 export function prepareCheckpoint(pool: pg.Pool, projection: Projection): Promise<bigint> {
   return withTransaction(pool, async (tx) => {
-    await tx.query('INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING', [
-      projection.name,
-      projection.version,
-    ]);
-    const { rows } = await tx.query<{ version: number; position: string }>('SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE', [
-      projection.name,
-    ]);
+    await tx.query(
+      'INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, -1) ON CONFLICT (name) DO NOTHING',
+      [projection.name, projection.version],
+    );
+    const { rows } = await tx.query<{ version: number; position: string }>(
+      'SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
+      [projection.name],
+    );
     const row = rows[0]!;
     if (row.version === projection.version) return BigInt(row.position);
     await resetProjection(tx, projection);
@@ -428,11 +469,17 @@ export function prepareCheckpoint(pool: pg.Pool, projection: Projection): Promis
 
 /** Empties the projection's tables and moves its checkpoint to the start (inside the caller's transaction). */
 export async function resetProjection(tx: pg.PoolClient, projection: Projection): Promise<void> {
-  if (projection.tables.length > 0) await tx.query(`TRUNCATE ${projection.tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`);
-  await tx.query('UPDATE projection_checkpoints SET position = -1, version = $2, updated_at = now() WHERE name = $1', [projection.name, projection.version]);
+  if (projection.tables.length > 0)
+    await tx.query(`TRUNCATE ${projection.tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`);
+  await tx.query('UPDATE projection_checkpoints SET position = -1, version = $2, updated_at = now() WHERE name = $1', [
+    projection.name,
+    projection.version,
+  ]);
 }
 
 export async function readCheckpoints(pool: pg.Pool): Promise<Map<string, bigint>> {
-  const { rows } = await pool.query<{ name: string; position: string }>('SELECT name, position FROM projection_checkpoints');
+  const { rows } = await pool.query<{ name: string; position: string }>(
+    'SELECT name, position FROM projection_checkpoints',
+  );
   return new Map(rows.map((r) => [r.name, BigInt(r.position)]));
 }

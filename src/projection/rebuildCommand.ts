@@ -13,11 +13,16 @@ const PROGRESS_LINE_EVERY_MS = 1000;
  * projection. Either way stdout gets one last line per projection rebuilt, `"done":true` with the
  * seconds it took — on a terminal once every bar has stopped, so the two do not draw over each other.
  */
-export async function runRebuild(infrastructure: Infrastructure, projections: readonly Projection[], log: Logger): Promise<void> {
+export async function runRebuild(
+  infrastructure: Infrastructure,
+  projections: readonly Projection[],
+  log: Logger,
+): Promise<void> {
   const bars = process.stderr.isTTY
     ? new cliProgress.MultiBar(
         {
-          format: '{projection} |{bar}| {percentage}% | position {value}/{total} | {rate} events/s | ETA {eta_formatted}',
+          format:
+            '{projection} |{bar}| {percentage}% | position {value}/{total} | {rate} events/s | ETA {eta_formatted}',
           stream: process.stderr,
           hideCursor: true,
         },

@@ -33,7 +33,13 @@ export const NOTIFY_TIMEOUT_MS = 5000;
 const MAX_ANSWER_BYTES = 4096;
 
 export const postForJson: PostForJson = async (url, body, signal) => {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, redirect: 'manual', signal });
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    redirect: 'manual',
+    signal,
+  });
   const text = await response.text();
   return { status: response.status, body: text.slice(0, MAX_ANSWER_BYTES) };
 };
@@ -61,33 +67,41 @@ export class ReportForwarder {
       readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
     },
   ) {
-    this.work = outboxWorker(
-      deps,
-      {
-        doing: 'forwarding a device report',
-        actor: 'herald:rtio-reports',
-        aggregate: rtioReportAggregate,
-        streamOf: (report) => rtioReportStreamName(report.reportId),
-        idOf: (report) => report.reportId,
-        // Every report goes to the one RTIO_NOTIFY_URL: the key is the device, so one device's reports (a
-        // flood, or ones the notify URL is slow to take) take at most half the attempts in flight. A URL
-        // that hangs for every report delays all alike (each try still ends at its timeout).
-        keyOf: (report) => report.deviceId,
-        attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
-        // Retries are 2 s apart at first: looked for at least twice a second while others are in flight.
-        maxWaitMs: 500,
-        attempt: async (report, signal) => {
-          const answer = await (deps.post ?? postForJson)(deps.notifyUrl, JSON.stringify({ nonce: report.nonce, device_id: report.deviceId, device_message: report.message }), signal);
-          const problem = acknowledgementProblem(answer, report.nonce);
-          return problem === undefined ? { ok: true } : { ok: false, error: problem };
-        },
-        record: (outcome, attempt, now): RtioReportCommand => (outcome.ok ? { type: 'RecordForwarded', attempt, now } : { type: 'RecordForwardFailed', attempt, error: outcome.error, now }),
-        describe: (error) => (error instanceof Error ? error.message : String(error)),
-        logOutcome: (report, attempt, outcome) => {
-          if (!outcome.ok) deps.log.warn({ reportId: report.reportId, attempt, error: outcome.error }, 'rtio: forwarding a report failed');
-        },
+    this.work = outboxWorker(deps, {
+      doing: 'forwarding a device report',
+      actor: 'herald:rtio-reports',
+      aggregate: rtioReportAggregate,
+      streamOf: (report) => rtioReportStreamName(report.reportId),
+      idOf: (report) => report.reportId,
+      // Every report goes to the one RTIO_NOTIFY_URL: the key is the device, so one device's reports (a
+      // flood, or ones the notify URL is slow to take) take at most half the attempts in flight. A URL
+      // that hangs for every report delays all alike (each try still ends at its timeout).
+      keyOf: (report) => report.deviceId,
+      attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
+      // Retries are 2 s apart at first: looked for at least twice a second while others are in flight.
+      maxWaitMs: 500,
+      attempt: async (report, signal) => {
+        const answer = await (deps.post ?? postForJson)(
+          deps.notifyUrl,
+          JSON.stringify({ nonce: report.nonce, device_id: report.deviceId, device_message: report.message }),
+          signal,
+        );
+        const problem = acknowledgementProblem(answer, report.nonce);
+        return problem === undefined ? { ok: true } : { ok: false, error: problem };
       },
-    );
+      record: (outcome, attempt, now): RtioReportCommand =>
+        outcome.ok
+          ? { type: 'RecordForwarded', attempt, now }
+          : { type: 'RecordForwardFailed', attempt, error: outcome.error, now },
+      describe: (error) => (error instanceof Error ? error.message : String(error)),
+      logOutcome: (report, attempt, outcome) => {
+        if (!outcome.ok)
+          deps.log.warn(
+            { reportId: report.reportId, attempt, error: outcome.error },
+            'rtio: forwarding a report failed',
+          );
+      },
+    });
   }
 
   start(): void {

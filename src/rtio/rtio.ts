@@ -1,16 +1,23 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { rtioCallStreamName, rtioDeviceStreamName, rtioNonceStreamName, rtioReportStreamName, RTIO_LIMITS, type RtioRequest } from '../../domain/rtio/rtio';
+import {
+  rtioCallStreamName,
+  rtioDeviceStreamName,
+  rtioNonceStreamName,
+  rtioReportStreamName,
+  RTIO_LIMITS,
+  type RtioRequest,
+} from '../../domain/rtio/rtio';
+import type { Bus } from '../bus/bus';
 import type { Clock } from '../clock';
 import { rtioCallAggregate, rtioDeviceAggregate, rtioNonceAggregate, rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Bus } from '../bus/bus';
+import { actorOf, type Sender } from '../identity/sender';
 import type { Logger } from '../logger';
 import type { SendAllowance } from '../messaging/messaging';
 import type { Directory } from '../nodes/directory';
-import { actorOf, type Sender } from '../identity/sender';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt, docs/api/rtio.md): creating devices, their
@@ -46,11 +53,21 @@ export type CallOutcome =
   | { readonly kind: 'offline' }
   | { readonly kind: 'timeout' };
 
-type Answer = { readonly kind: 'reply'; readonly code: number; readonly message: string } | { readonly kind: 'gone' } | { readonly kind: 'timeout' };
+type Answer =
+  | { readonly kind: 'reply'; readonly code: number; readonly message: string }
+  | { readonly kind: 'gone' }
+  | { readonly kind: 'timeout' };
 
 /** What nodes send each other about calls, on the bus topic of the node addressed. */
 type NodeMessage =
-  | { readonly kind: 'call'; readonly from: string; readonly callId: string; readonly deviceId: string; readonly message: string; readonly timeLiveSeconds: number }
+  | {
+      readonly kind: 'call';
+      readonly from: string;
+      readonly callId: string;
+      readonly deviceId: string;
+      readonly message: string;
+      readonly timeLiveSeconds: number;
+    }
   | { readonly kind: 'answer'; readonly callId: string; readonly answer: Answer }
   /** The device connected to another node: the one here is replaced, as on one node. */
   | { readonly kind: 'replaced'; readonly deviceId: string };
@@ -73,7 +90,10 @@ export class Rtio {
   private readonly connections = new Map<string, RtioConnection>();
   private readonly deviceApps = new Map<string, string>();
   /** Calls waiting for their device: settled once — by its reply, its connection closing, or time_live. */
-  private readonly pending = new Map<string, { readonly deviceId: string; readonly settle: (answer: Answer) => void }>();
+  private readonly pending = new Map<
+    string,
+    { readonly deviceId: string; readonly settle: (answer: Answer) => void }
+  >();
 
   private readonly unsubscribe: () => void;
 
@@ -94,7 +114,9 @@ export class Rtio {
       readonly reportsShow?: (position: bigint | undefined) => Promise<void>;
     },
   ) {
-    this.unsubscribe = deps.bus.subscribe(nodeTopic(deps.directory.nodeId), (payload) => this.onNodeMessage(payload as NodeMessage));
+    this.unsubscribe = deps.bus.subscribe(nodeTopic(deps.directory.nodeId), (payload) =>
+      this.onNodeMessage(payload as NodeMessage),
+    );
   }
 
   /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id; SendRateExceededError over the sending rate. */
@@ -108,15 +130,31 @@ export class Rtio {
       this.deps.store,
       rtioReportAggregate,
       rtioReportStreamName(reportId),
-      { type: 'ReportFromDevice', reportId, appId: device.appId, deviceId: device.deviceId, nonce, message, now: this.deps.clock().toISOString() },
+      {
+        type: 'ReportFromDevice',
+        reportId,
+        appId: device.appId,
+        deviceId: device.deviceId,
+        nonce,
+        message,
+        now: this.deps.clock().toISOString(),
+      },
       { appId: device.appId, actor: actorOf(sender) },
       newStream(rtioReportAggregate),
     );
     // Woken once the forwarder can find it due (woken before, it would look, find nothing and sleep);
     // not awaited, so the device's next frames do not wait for the read model.
     const { forwarder } = this.deps;
-    if (forwarder) void (this.deps.reportsShow?.(recorded.position) ?? Promise.resolve()).then(() => forwarder.wake(), () => forwarder.wake());
-    else this.deps.log.warn({ reportId, deviceId: device.deviceId }, 'rtio: report not forwarded: RTIO_NOTIFY_URL is not set');
+    if (forwarder)
+      void (this.deps.reportsShow?.(recorded.position) ?? Promise.resolve()).then(
+        () => forwarder.wake(),
+        () => forwarder.wake(),
+      );
+    else
+      this.deps.log.warn(
+        { reportId, deviceId: device.deviceId },
+        'rtio: report not forwarded: RTIO_NOTIFY_URL is not set',
+      );
     return reportId;
   }
 
@@ -129,7 +167,14 @@ export class Rtio {
       this.deps.store,
       rtioDeviceAggregate,
       rtioDeviceStreamName(deviceId),
-      { type: 'CreateRtioDevice', deviceId, appId, keyHash: hashKey(deviceKey), nonce, now: this.deps.clock().toISOString() },
+      {
+        type: 'CreateRtioDevice',
+        deviceId,
+        appId,
+        keyHash: hashKey(deviceKey),
+        nonce,
+        now: this.deps.clock().toISOString(),
+      },
       { appId, actor: `app:${appId}` },
       newStream(rtioDeviceAggregate),
     );
@@ -183,7 +228,10 @@ export class Rtio {
     if (before) before.close(4409, 'replaced by a newer connection of the device');
     else {
       void this.deps.directory.add(directoryKey(deviceId)).then((previous) => {
-        if (previous) void this.deps.bus.publish([{ topic: nodeTopic(previous), payload: { kind: 'replaced', deviceId } satisfies NodeMessage }]);
+        if (previous)
+          void this.deps.bus.publish([
+            { topic: nodeTopic(previous), payload: { kind: 'replaced', deviceId } satisfies NodeMessage },
+          ]);
       });
     }
     return () => {
@@ -191,7 +239,8 @@ export class Rtio {
       this.connections.delete(deviceId);
       this.deps.directory.remove(directoryKey(deviceId));
       // Its calls will get no reply: answered now as offline, not at time_live.
-      for (const pending of [...this.pending.values()]) if (pending.deviceId === deviceId) pending.settle({ kind: 'gone' });
+      for (const pending of [...this.pending.values()])
+        if (pending.deviceId === deviceId) pending.settle({ kind: 'gone' });
     };
   }
 
@@ -208,18 +257,42 @@ export class Rtio {
 
   /** Calls the device and waits for its reply, at most `time_live` seconds. */
   async call(appId: string, input: CallInput): Promise<CallOutcome> {
-    if (!isDeviceId(input.deviceId) || (await this.appOfDevice(input.deviceId)) !== appId) throw new UnknownRtioDeviceError();
+    if (!isDeviceId(input.deviceId) || (await this.appOfDevice(input.deviceId)) !== appId)
+      throw new UnknownRtioDeviceError();
     const callId = idOf('call', appId, input.nonce);
     const streamName = rtioCallStreamName(callId);
     const context = { appId, actor: `app:${appId}` };
-    const command = { type: 'CallRtioDevice', callId, appId, deviceId: input.deviceId, nonce: input.nonce, message: input.message, ...(input.timeLiveSeconds !== undefined && { timeLiveSeconds: input.timeLiveSeconds }), now: this.deps.clock().toISOString() } as const;
+    const command = {
+      type: 'CallRtioDevice',
+      callId,
+      appId,
+      deviceId: input.deviceId,
+      nonce: input.nonce,
+      message: input.message,
+      ...(input.timeLiveSeconds !== undefined && { timeLiveSeconds: input.timeLiveSeconds }),
+      now: this.deps.clock().toISOString(),
+    } as const;
     // A call refused for its own fields takes no nonce: decided on a new stream first (pure, no I/O).
     rtioCallAggregate.decider.decide(command, rtioCallAggregate.decider.initialState());
     await this.useNonce(appId, input.nonce, 'call/send');
-    const called = await handleCommand(this.deps.store, rtioCallAggregate, streamName, command, context, newStream(rtioCallAggregate));
+    const called = await handleCommand(
+      this.deps.store,
+      rtioCallAggregate,
+      streamName,
+      command,
+      context,
+      newStream(rtioCallAggregate),
+    );
     const timeLiveSeconds = input.timeLiveSeconds ?? RTIO_LIMITS.timeLiveDefaultSeconds;
     const fail = async (reason: 'offline' | 'timeout'): Promise<CallOutcome> => {
-      await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordCallFailure', reason, now: this.deps.clock().toISOString() }, context, called);
+      await handleCommand(
+        this.deps.store,
+        rtioCallAggregate,
+        streamName,
+        { type: 'RecordCallFailure', reason, now: this.deps.clock().toISOString() },
+        context,
+        called,
+      );
       return { kind: reason };
     };
     // Waiting before writing: a device replying at once finds its call pending. Settled once: the entry
@@ -240,7 +313,14 @@ export class Rtio {
     }
     const answer = await answered;
     if (answer.kind !== 'reply') return fail(answer.kind === 'gone' ? 'offline' : 'timeout');
-    const recorded = await handleCommand(this.deps.store, rtioCallAggregate, streamName, { type: 'RecordReply', code: answer.code, message: answer.message, now: this.deps.clock().toISOString() }, context, called);
+    const recorded = await handleCommand(
+      this.deps.store,
+      rtioCallAggregate,
+      streamName,
+      { type: 'RecordReply', code: answer.code, message: answer.message, now: this.deps.clock().toISOString() },
+      context,
+      called,
+    );
     // A reply herald could not take (the call had failed meanwhile) is no reply.
     if (recorded.events.length === 0) return { kind: 'timeout' };
     return { kind: 'replied', deviceCode: answer.code, deviceMessage: answer.message };
@@ -253,13 +333,20 @@ export class Rtio {
   }
 
   /** Writes the call to the device's connection here, or sends it to the node holding one; false when none does. */
-  private async deliverCall(call: { readonly callId: string; readonly deviceId: string; readonly message: string; readonly timeLiveSeconds: number }): Promise<boolean> {
+  private async deliverCall(call: {
+    readonly callId: string;
+    readonly deviceId: string;
+    readonly message: string;
+    readonly timeLiveSeconds: number;
+  }): Promise<boolean> {
     const connection = this.connections.get(call.deviceId);
     if (connection) return connection.call(call);
     const { directory, bus } = this.deps;
     const holder = await directory.holder(directoryKey(call.deviceId));
     if (holder === undefined || holder === directory.nodeId) return false;
-    await bus.publish([{ topic: nodeTopic(holder), payload: { kind: 'call', from: directory.nodeId, ...call } satisfies NodeMessage }]);
+    await bus.publish([
+      { topic: nodeTopic(holder), payload: { kind: 'call', from: directory.nodeId, ...call } satisfies NodeMessage },
+    ]);
     return true;
   }
 
@@ -269,8 +356,17 @@ export class Rtio {
    */
   private onNodeMessage(message: NodeMessage): void {
     if (message.kind === 'answer') return void this.pending.get(message.callId)?.settle(message.answer);
-    if (message.kind === 'replaced') return void this.connections.get(message.deviceId)?.close(4409, 'replaced by a newer connection of the device (on another node)');
-    const answerTo = (answer: Answer) => void this.deps.bus.publish([{ topic: nodeTopic(message.from), payload: { kind: 'answer', callId: message.callId, answer } satisfies NodeMessage }]);
+    if (message.kind === 'replaced')
+      return void this.connections
+        .get(message.deviceId)
+        ?.close(4409, 'replaced by a newer connection of the device (on another node)');
+    const answerTo = (answer: Answer) =>
+      void this.deps.bus.publish([
+        {
+          topic: nodeTopic(message.from),
+          payload: { kind: 'answer', callId: message.callId, answer } satisfies NodeMessage,
+        },
+      ]);
     const timer = setTimeout(() => settle({ kind: 'timeout' }), message.timeLiveSeconds * 1000);
     const settle = (answer: Answer) => {
       clearTimeout(timer);
@@ -284,8 +380,10 @@ export class Rtio {
 }
 
 /** The seed's device ids are 32 hex digits; herald's are too (a UUID v5 of the app and the nonce, without dashes). */
-const idOf = (kind: 'device' | 'call' | 'nonce', appId: string, nonce: string) => uuidv5(`${kind}\u0000${appId}\u0000${nonce}`, ID_NAMESPACE).replace(/-/g, '');
+const idOf = (kind: 'device' | 'call' | 'nonce', appId: string, nonce: string) =>
+  uuidv5(`${kind}\u0000${appId}\u0000${nonce}`, ID_NAMESPACE).replace(/-/g, '');
 
-export const isDeviceId = (deviceId: unknown): deviceId is string => typeof deviceId === 'string' && /^[0-9a-f]{32}$/.test(deviceId);
+export const isDeviceId = (deviceId: unknown): deviceId is string =>
+  typeof deviceId === 'string' && /^[0-9a-f]{32}$/.test(deviceId);
 
 const hashKey = (deviceKey: string) => createHash('sha256').update(deviceKey).digest('base64url');

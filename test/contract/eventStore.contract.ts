@@ -45,7 +45,12 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
   });
 
   const stream = (name: string) => `${prefix}_${name}`;
-  const event = (type: string, data: unknown = {}, metadata: Record<string, unknown> = {}): NewEvent => ({ id: randomUUID(), type, data, metadata });
+  const event = (type: string, data: unknown = {}, metadata: Record<string, unknown> = {}): NewEvent => ({
+    id: randomUUID(),
+    type,
+    data,
+    metadata,
+  });
 
   describe('append and readStream', () => {
     it('appends to a new stream and reads the events back in order with ids, data and metadata', async () => {
@@ -205,7 +210,9 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
         expect(results[i]!.position, `append ${i} reports the position of its last event`).to.equal(last.position);
         expect(results[i]!.nextExpectedRevision).to.equal(last.revision);
         const stored = read.filter((e) => append.events.some((a) => a.id === e.id));
-        expect(stored.map((e) => e.revision)).to.deep.equal(stored.map((_, k) => last.revision - BigInt(stored.length - 1 - k)));
+        expect(stored.map((e) => e.revision)).to.deep.equal(
+          stored.map((_, k) => last.revision - BigInt(stored.length - 1 - k)),
+        );
       }
 
       // The same append sent twice at once (a client retry racing the original) is stored once.
@@ -224,11 +231,22 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     });
 
     it('reads a stream backwards, from a revision, and bounded by maxCount', async () => {
-      await store.append(stream('f'), ['A', 'B', 'C', 'D'].map((t) => event(t)), 'no_stream');
-      expect((await store.readStream(stream('f'), { direction: 'backwards' })).map((e) => e.type)).to.deep.equal(['D', 'C', 'B', 'A']);
+      await store.append(
+        stream('f'),
+        ['A', 'B', 'C', 'D'].map((t) => event(t)),
+        'no_stream',
+      );
+      expect((await store.readStream(stream('f'), { direction: 'backwards' })).map((e) => e.type)).to.deep.equal([
+        'D',
+        'C',
+        'B',
+        'A',
+      ]);
       expect((await store.readStream(stream('f'), { fromRevision: 2n })).map((e) => e.type)).to.deep.equal(['C', 'D']);
       expect((await store.readStream(stream('f'), { maxCount: 2 })).map((e) => e.type)).to.deep.equal(['A', 'B']);
-      expect((await store.readStream(stream('f'), { direction: 'backwards', fromRevision: 1n })).map((e) => e.type)).to.deep.equal(['B', 'A']);
+      expect(
+        (await store.readStream(stream('f'), { direction: 'backwards', fromRevision: 1n })).map((e) => e.type),
+      ).to.deep.equal(['B', 'A']);
     });
   });
 
@@ -243,12 +261,19 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       expect(forwards.map((e) => e.type)).to.deep.equal(['XOne', 'YOne', 'XTwo']);
       expect(isAscending(forwards.map((e) => e.position))).to.equal(true);
 
-      const afterFirst = await store.readAll({ after: forwards[0]!.position, filter: { streamNamePrefixes: [prefix] } });
+      const afterFirst = await store.readAll({
+        after: forwards[0]!.position,
+        filter: { streamNamePrefixes: [prefix] },
+      });
       expect(afterFirst.map((e) => e.type)).to.deep.equal(['YOne', 'XTwo']);
 
       const head = await store.headPosition();
       expect(head >= forwards[2]!.position).to.equal(true);
-      const backwards = await store.readAll({ direction: 'backwards', filter: { streamNamePrefixes: [prefix] }, maxCount: 2 });
+      const backwards = await store.readAll({
+        direction: 'backwards',
+        filter: { streamNamePrefixes: [prefix] },
+        maxCount: 2,
+      });
       expect(backwards.map((e) => e.type)).to.deep.equal(['XTwo', 'YOne']);
 
       const onlyX = await store.readAll({ filter: { streamNamePrefixes: [stream('x')] } });
@@ -262,7 +287,12 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     it('never returns system ($…) events, and the head is the newest other event even behind many of them', async () => {
       const before = await store.append(stream('before'), [event('Before')], 'no_stream');
       const normal = await store.append(stream('visible'), [event('Visible')], 'no_stream');
-      for (let i = 0; i < 3; i++) await store.append(`$${prefix}-sys`, Array.from({ length: 50 }, () => event('Tick')), 'any');
+      for (let i = 0; i < 3; i++)
+        await store.append(
+          `$${prefix}-sys`,
+          Array.from({ length: 50 }, () => event('Tick')),
+          'any',
+        );
       expect(await store.headPosition()).to.equal(normal.position);
       const [newest] = await store.readAll({ direction: 'backwards', maxCount: 1 });
       expect(newest?.type).to.equal('Visible');
@@ -306,7 +336,11 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     });
 
     it('resumes after a saved position without repeating or skipping', async () => {
-      await store.append(stream('r'), ['A', 'B', 'C'].map((t) => event(t)), 'no_stream');
+      await store.append(
+        stream('r'),
+        ['A', 'B', 'C'].map((t) => event(t)),
+        'no_stream',
+      );
       const [a] = await store.readStream(stream('r'), { maxCount: 1 });
       const subscription = store.subscribeToAll({ after: a!.position, filter: { streamNamePrefixes: [prefix] } });
       const seen: string[] = [];

@@ -12,7 +12,10 @@ for (const batchAppend of [true, false]) {
     eventStoreContract(async () => {
       standIn = await EventStoreDbStandIn.start({ batchAppend });
       const started = standIn;
-      return { ...storesOn(started.connectionString, () => started.stop()), timeOutNextAppends: (count, options) => started.timeOutNextAppends(count, options) };
+      return {
+        ...storesOn(started.connectionString, () => started.stop()),
+        timeOutNextAppends: (count, options) => started.timeOutNextAppends(count, options),
+      };
     });
     after('the client took the append path the server advertised', () => {
       expect(standIn?.appendCalls[batchAppend ? 'batchAppend' : 'append']).to.be.greaterThan(0);

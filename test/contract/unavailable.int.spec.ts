@@ -24,7 +24,9 @@ describe('an unreachable event store surfaces as EventStoreUnavailableError', ()
       await store.append(`probe-${randomUUID()}`, anEvent());
       await standIn.stop();
       for (let call = 1; call <= 3; call++) {
-        expect(await failure(store.append(`probe-${randomUUID()}`, anEvent())), `call ${call}`).to.be.instanceOf(EventStoreUnavailableError);
+        expect(await failure(store.append(`probe-${randomUUID()}`, anEvent())), `call ${call}`).to.be.instanceOf(
+          EventStoreUnavailableError,
+        );
       }
       expect(await failure(store.readAll({ maxCount: 1 }))).to.be.instanceOf(EventStoreUnavailableError);
     } finally {

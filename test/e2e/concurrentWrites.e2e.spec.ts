@@ -23,15 +23,27 @@ describe('concurrent writes to one stream', function () {
 
   const store = (): EventStore => herald.infrastructure.store;
   const streamTypes = async (streamName: string) => (await store().readStream(streamName)).map((e) => e.type);
-  const at = <T>(count: number, request: (i: number) => Promise<T>) => Promise.all(Array.from({ length: count }, (_, i) => request(i)));
-  const stats = async (ticket: string) => (await (await fetch(`${url}/notification_stat`, { headers: { authorization: `Token ${ticket}` } })).json()) as Record<string, number>;
+  const at = <T>(count: number, request: (i: number) => Promise<T>) =>
+    Promise.all(Array.from({ length: count }, (_, i) => request(i)));
+  const stats = async (ticket: string) =>
+    (await (
+      await fetch(`${url}/notification_stat`, { headers: { authorization: `Token ${ticket}` } })
+    ).json()) as Record<string, number>;
   const unread = (counts: Record<string, number>) => Object.values(counts).reduce((sum, n) => sum + n, 0);
   const sendAdminMessage = async (admin: string, receiver: string) => {
-    const response = await fetch(`${url}/notifications`, { method: 'POST', headers: { authorization: `Token ${admin}` }, body: JSON.stringify({ type: 'admin_message', receiver, data: { content: 'hi' } }) });
+    const response = await fetch(`${url}/notifications`, {
+      method: 'POST',
+      headers: { authorization: `Token ${admin}` },
+      body: JSON.stringify({ type: 'admin_message', receiver, data: { content: 'hi' } }),
+    });
     expect(response.status).to.equal(200);
   };
   const register = async (body: Record<string, unknown>) => {
-    const response = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ appId: 'camel', platform: 'ANDROID', ...body }) });
+    const response = await fetch(`${url}/msgpush/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appId: 'camel', platform: 'ANDROID', ...body }),
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
 
@@ -40,8 +52,15 @@ describe('concurrent writes to one stream', function () {
     const ticket = await issueTicket(url, 'clear-rest');
     await sendAdminMessage(admin, 'clear-rest');
     expect(unread(await stats(ticket))).to.equal(1);
-    const statuses = await at(WRITERS, () => fetch(`${url}/notification_stat`, { method: 'DELETE', headers: { authorization: `Token ${ticket}` } }).then((r) => r.status));
-    expect(statuses.filter((s) => s !== 200), `statuses ${statuses.join(',')}`).to.deep.equal([]);
+    const statuses = await at(WRITERS, () =>
+      fetch(`${url}/notification_stat`, { method: 'DELETE', headers: { authorization: `Token ${ticket}` } }).then(
+        (r) => r.status,
+      ),
+    );
+    expect(
+      statuses.filter((s) => s !== 200),
+      `statuses ${statuses.join(',')}`,
+    ).to.deep.equal([]);
     expect(unread(await stats(ticket))).to.equal(0);
     // Still a clear at its point of the history: a notification after it counts.
     await sendAdminMessage(admin, 'clear-rest');
@@ -52,7 +71,13 @@ describe('concurrent writes to one stream', function () {
     const admin = await issueTicket(url, 'admin', 'admin');
     const ticket = await issueTicket(url, 'clear-graphql');
     await sendAdminMessage(admin, 'clear-graphql');
-    const answers = await at(WRITERS, () => graphql<{ clearNotificationStats: Record<string, number> }>(url, ticket, 'mutation { clearNotificationStats { admin_message } }'));
+    const answers = await at(WRITERS, () =>
+      graphql<{ clearNotificationStats: Record<string, number> }>(
+        url,
+        ticket,
+        'mutation { clearNotificationStats { admin_message } }',
+      ),
+    );
     for (const answer of answers) {
       expect(answer.status).to.equal(200);
       expect(answer.errors, JSON.stringify(answer.errors)).to.equal(undefined);
@@ -62,7 +87,9 @@ describe('concurrent writes to one stream', function () {
   });
 
   it(`${WRITERS} concurrent POST /msgpush/register of one app + native token, unchanged: one device, one registration`, async () => {
-    const answers = await at(WRITERS, () => register({ alias: 'same-phone', nativeToken: 'concurrent-same', tag: ['a'] }));
+    const answers = await at(WRITERS, () =>
+      register({ alias: 'same-phone', nativeToken: 'concurrent-same', tag: ['a'] }),
+    );
     expect(answers.filter((a) => a.status !== 200).map((a) => a.body)).to.deep.equal([]);
     const ids = new Set(answers.map((a) => a.body.id));
     expect(ids.size).to.equal(1);
@@ -71,7 +98,9 @@ describe('concurrent writes to one stream', function () {
   });
 
   it(`${WRITERS} concurrent POST /msgpush/register of one app + native token, each changing it: all 200, the last write is the device`, async () => {
-    const answers = await at(WRITERS, (i) => register({ alias: `phone-${i}`, nativeToken: 'concurrent-changing', tag: [`t${i}`] }));
+    const answers = await at(WRITERS, (i) =>
+      register({ alias: `phone-${i}`, nativeToken: 'concurrent-changing', tag: [`t${i}`] }),
+    );
     expect(answers.filter((a) => a.status !== 200).map((a) => a.body)).to.deep.equal([]);
     const deviceId = answers[0]!.body.id as string;
     expect(new Set(answers.map((a) => a.body.id))).to.deep.equal(new Set([deviceId]));
@@ -88,7 +117,10 @@ describe('concurrent writes to one stream', function () {
     before(() => {
       const target = store();
       const append = target.append.bind(target);
-      target.append = (streamName, events, expected) => (contended.has(streamName) ? Promise.reject(new WrongExpectedRevisionError(streamName, expected ?? 'any', 0n)) : append(streamName, events, expected));
+      target.append = (streamName, events, expected) =>
+        contended.has(streamName)
+          ? Promise.reject(new WrongExpectedRevisionError(streamName, expected ?? 'any', 0n))
+          : append(streamName, events, expected);
       restore = () => void (target.append = append);
     });
     after(() => restore());
@@ -101,7 +133,11 @@ describe('concurrent writes to one stream', function () {
       const started = Date.now();
       const [datahub, onePush, graphqlAnswer] = await Promise.all([
         fetch(`${url}/notification_stat`, { method: 'DELETE', headers: { authorization: `Token ${ticket}` } }),
-        fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ appId: 'camel', platform: 'IOS', alias: 'contended', nativeToken: 'contended-phone' }) }),
+        fetch(`${url}/msgpush/register`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ appId: 'camel', platform: 'IOS', alias: 'contended', nativeToken: 'contended-phone' }),
+        }),
         graphql(url, ticket, 'mutation { clearNotificationStats { admin_message } }'),
       ]);
       expect(Date.now() - started).to.be.below(CONFLICT_RETRY.maxElapsedMs + 2_000);
@@ -116,7 +152,10 @@ describe('concurrent writes to one stream', function () {
 
     it('Koala 2001 as HTTP 503 with Retry-After; the ONE-PUSH device socket {"error": {"code": "busy"}}', async () => {
       const ticket = await issueTicket(url, 'koala-contended');
-      const sent = await fetch(`${url}/koala/api/mas/messages`, { method: 'POST', body: new URLSearchParams({ ticket, users: 'koala-contended', title: 't', content: 'c' }) });
+      const sent = await fetch(`${url}/koala/api/mas/messages`, {
+        method: 'POST',
+        body: new URLSearchParams({ ticket, users: 'koala-contended', title: 't', content: 'c' }),
+      });
       const messageId = ((await sent.json()) as { result: string }).result;
       contended.add(`message-${messageId}`);
       const device = await register({ alias: 'socket-contended', nativeToken: 'socket-contended' });
@@ -125,13 +164,24 @@ describe('concurrent writes to one stream', function () {
         const push = await fetch(`${url}/msgpush/send`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['socket-contended'], alert: 'hi', needConfirm: true }),
+          body: JSON.stringify({
+            appId: 'camel',
+            appKey: 'EERWERRRRE',
+            platform: 'ALL',
+            audienceType: 'ALIAS',
+            audiences: ['socket-contended'],
+            alert: 'hi',
+            needConfirm: true,
+          }),
         });
         const { requestId } = (await push.json()) as { requestId: string };
         await socket.until((s) => s.messages.length === 1, 'the message');
         contended.add(`delivery-${requestId}.${device.body.id as string}`);
         const [acknowledged] = await Promise.all([
-          fetch(`${url}/koala/api/mas/messages/ack`, { method: 'POST', body: new URLSearchParams({ ticket, sids: messageId }) }),
+          fetch(`${url}/koala/api/mas/messages/ack`, {
+            method: 'POST',
+            body: new URLSearchParams({ ticket, sids: messageId }),
+          }),
           (async () => {
             socket.confirm(requestId);
             await socket.until((s) => s.frames.some((f) => f.confirm === requestId), 'the busy answer');
@@ -140,7 +190,12 @@ describe('concurrent writes to one stream', function () {
         expect(acknowledged.status, 'Koala answers every error as HTTP 200 with its envelope').to.equal(200);
         expect(acknowledged.headers.get('retry-after')).to.equal('1');
         expect(await acknowledged.json()).to.include({ status: 2001, errcode: 2001 });
-        expect(socket.frames.find((f) => f.confirm === requestId)).to.deep.include({ error: { code: 'busy', message: 'too many concurrent changes to the same record; nothing was changed, retry in 1 s' } });
+        expect(socket.frames.find((f) => f.confirm === requestId)).to.deep.include({
+          error: {
+            code: 'busy',
+            message: 'too many concurrent changes to the same record; nothing was changed, retry in 1 s',
+          },
+        });
       } finally {
         socket.close();
       }

@@ -18,7 +18,7 @@ describe('correlation ids', function () {
     return all.filter((e) => (e.data as { title?: string }).title === title);
   }
 
-  it('takes the caller\'s X-Correlation-Id into the events it appends, and answers with it', async () => {
+  it("takes the caller's X-Correlation-Id into the events it appends, and answers with it", async () => {
     const ticket = await issueTicket(test.url, 'correlated');
     const sends = ['one', 'two', 'three'].map(async (title, i) => {
       const response = await fetch(`${test.url}/koala/api/mas/messages`, {
@@ -40,8 +40,14 @@ describe('correlation ids', function () {
     const ticket = await issueTicket(test.url, 'correlated-gql');
     const response = await fetch(`${test.url}/graphql`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${ticket}`, 'x-correlation-id': 'bad id with spaces' },
-      body: JSON.stringify({ query: 'mutation { sendMessage(input: { to: ["someone"], title: "correlated gql", content: "c" }) { id } }' }),
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${ticket}`,
+        'x-correlation-id': 'bad id with spaces',
+      },
+      body: JSON.stringify({
+        query: 'mutation { sendMessage(input: { to: ["someone"], title: "correlated gql", content: "c" }) { id } }',
+      }),
     });
     const id = response.headers.get('x-correlation-id');
     expect(id).to.match(/^[0-9a-f-]{36}$/);

@@ -19,10 +19,19 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
   });
   after(() => test?.stop());
 
-  const corsHeaders = (response: Response) => Object.fromEntries([...response.headers.entries()].filter(([name]) => name.startsWith('access-control-')));
+  const corsHeaders = (response: Response) =>
+    Object.fromEntries([...response.headers.entries()].filter(([name]) => name.startsWith('access-control-')));
   const preflight = (path: string, origin: string, method: string, requestHeaders?: string) =>
-    fetch(`${test.url}${path}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': method, ...(requestHeaders && { 'access-control-request-headers': requestHeaders }) } });
-  const ALLOWED_HEADERS = 'Authorization,Content-Type,X-Request-Id,Idempotency-Key,X-Client-Token,X-APP-ID,X-APP-Key,X-Message-Key,X-Correlation-Id';
+    fetch(`${test.url}${path}`, {
+      method: 'OPTIONS',
+      headers: {
+        origin,
+        'access-control-request-method': method,
+        ...(requestHeaders && { 'access-control-request-headers': requestHeaders }),
+      },
+    });
+  const ALLOWED_HEADERS =
+    'Authorization,Content-Type,X-Request-Id,Idempotency-Key,X-Client-Token,X-APP-ID,X-APP-Key,X-Message-Key,X-Correlation-Id';
 
   describe('preflights', () => {
     // Every path a page calls, with the methods of the routes under it.
@@ -90,13 +99,20 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
         body: `tickets=${encodeURIComponent(sender)}&users=jiangxiaoyu,zhouyang&title="system upgrade"&content="system patching 20:21"`,
       });
       expect(sent.status).to.equal(200);
-      expect(corsHeaders(sent)).to.deep.equal({ 'access-control-allow-origin': APP, 'access-control-expose-headers': 'Retry-After,X-Correlation-Id' });
+      expect(corsHeaders(sent)).to.deep.equal({
+        'access-control-allow-origin': APP,
+        'access-control-expose-headers': 'Retry-After,X-Correlation-Id',
+      });
       expect(sent.headers.get('vary')).to.equal('Origin');
       const { result: messageId } = (await sent.json()) as { result: string };
       const ack = new FormData();
       ack.set('tickets', receiver);
       ack.set('sids', messageId);
-      const acked = await fetch(`${test.url}/koala/api/mas/messages/ack`, { method: 'POST', headers: { origin: APP }, body: ack });
+      const acked = await fetch(`${test.url}/koala/api/mas/messages/ack`, {
+        method: 'POST',
+        headers: { origin: APP },
+        body: ack,
+      });
       expect(await acked.json()).to.include({ status: 0 });
       expect(acked.headers.get('access-control-allow-origin')).to.equal(APP);
     });
@@ -104,7 +120,9 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
     it("carries it on the seed's datahub GET /notifications and GET /notification_stat", async () => {
       const ticket = await issueTicket(test.url, 'zhang3@example.com');
       for (const path of ['/notifications', '/notification_stat']) {
-        const answer = await fetch(`${test.url}${path}`, { headers: { origin: APP, accept: 'application/json', authorization: `Token ${ticket}` } });
+        const answer = await fetch(`${test.url}${path}`, {
+          headers: { origin: APP, accept: 'application/json', authorization: `Token ${ticket}` },
+        });
         expect(answer.status, path).to.equal(200);
         expect(answer.headers.get('access-control-allow-origin'), path).to.equal(APP);
       }
@@ -112,14 +130,36 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
 
     it('carries it on errors, so the page can read them: Koala 1004 (HTTP 200, its envelope), datahub 401 and 400, GraphQL 401, a 404 under a shim', async () => {
       const errors: Array<[string, RequestInit, number]> = [
-        ['/koala/api/mas/messages', { method: 'POST', body: new URLSearchParams({ ticket: 'not-a-ticket', users: 'a', title: 't', content: 'c' }) }, 200],
+        [
+          '/koala/api/mas/messages',
+          {
+            method: 'POST',
+            body: new URLSearchParams({ ticket: 'not-a-ticket', users: 'a', title: 't', content: 'c' }),
+          },
+          200,
+        ],
         ['/notifications', {}, 401],
-        ['/notifications?size=abc', { headers: { authorization: `Token ${await issueTicket(test.url, 'li4@example.com')}` } }, 400],
-        ['/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer nope' }, body: '{"query":"{ userId }"}' }, 401],
+        [
+          '/notifications?size=abc',
+          { headers: { authorization: `Token ${await issueTicket(test.url, 'li4@example.com')}` } },
+          400,
+        ],
+        [
+          '/graphql',
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: 'Bearer nope' },
+            body: '{"query":"{ userId }"}',
+          },
+          401,
+        ],
         ['/notifications/12/nothing', {}, 404],
       ];
       for (const [path, init, status] of errors) {
-        const answer = await fetch(`${test.url}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), origin: APP } });
+        const answer = await fetch(`${test.url}${path}`, {
+          ...init,
+          headers: { ...(init.headers as Record<string, string>), origin: APP },
+        });
         expect(answer.status, path).to.equal(status);
         expect(answer.headers.get('access-control-allow-origin'), path).to.equal(APP);
         expect(answer.headers.get('access-control-expose-headers'), path).to.equal('Retry-After,X-Correlation-Id');
@@ -132,7 +172,11 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
         fetch(`${test.url}/notifications`, {
           method: 'POST',
           headers: { origin: APP, authorization: `Token ${admin}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ type: 'admin_message', receiver: 'zhang3@example.com', data: { content: 'bla bla ...' } }),
+          body: JSON.stringify({
+            type: 'admin_message',
+            receiver: 'zhang3@example.com',
+            data: { content: 'bla bla ...' },
+          }),
         });
       const statuses = [];
       let last: Response | undefined;
@@ -145,11 +189,17 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
 
     it('carries none for an origin not listed, nor for a caller without Origin (a server)', async () => {
       const ticket = await issueTicket(test.url, 'zhang3@example.com');
-      const unlisted = await fetch(`${test.url}/notifications`, { headers: { origin: EVIL, authorization: `Token ${ticket}` } });
+      const unlisted = await fetch(`${test.url}/notifications`, {
+        headers: { origin: EVIL, authorization: `Token ${ticket}` },
+      });
       expect(unlisted.status).to.equal(200);
       expect(corsHeaders(unlisted)).to.deep.equal({});
       expect(unlisted.headers.get('vary')).to.equal('Origin');
-      const server = await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'zhangbin' });
+      const server = await postForm(`${test.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: 'zhangbin',
+      });
       expect(server.body).to.include({ status: 0 });
       const noOrigin = await fetch(`${test.url}/notifications`, { headers: { authorization: `Token ${ticket}` } });
       expect(corsHeaders(noOrigin)).to.deep.equal({});
@@ -192,16 +242,27 @@ describe('CORS for pages on other origins (issue 22) over HTTP', function () {
       it(`never answers 5xx nor allows an Origin header that is ${what}`, async () => {
         const ticket = await issueTicket(test.url, 'zhang3@example.com');
         const requests = [
-          ['OPTIONS /notifications HTTP/1.1', 'Access-Control-Request-Method: GET', 'Access-Control-Request-Headers: authorization'],
+          [
+            'OPTIONS /notifications HTTP/1.1',
+            'Access-Control-Request-Method: GET',
+            'Access-Control-Request-Headers: authorization',
+          ],
           ['OPTIONS /koala/api/mas/messages HTTP/1.1', 'Access-Control-Request-Method: POST'],
           ['OPTIONS /graphql HTTP/1.1', 'Access-Control-Request-Method: POST'],
           ['GET /notifications HTTP/1.1', `Authorization: Token ${ticket}`],
-          ['POST /koala/api/mas/messages HTTP/1.1', 'Content-Type: application/x-www-form-urlencoded', 'Content-Length: 0'],
+          [
+            'POST /koala/api/mas/messages HTTP/1.1',
+            'Content-Type: application/x-www-form-urlencoded',
+            'Content-Length: 0',
+          ],
         ];
         for (const request of requests) {
           const answer = await raw([...request, ...headers]);
           expect(answer.status, `${request[0]} with ${headers.join(' / ').slice(0, 100)}`).to.be.within(200, 499);
-          expect(answer.headers.filter((h) => h.startsWith('access-control-')), request[0]).to.deep.equal([]);
+          expect(
+            answer.headers.filter((h) => h.startsWith('access-control-')),
+            request[0],
+          ).to.deep.equal([]);
         }
       });
     }

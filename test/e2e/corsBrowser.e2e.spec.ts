@@ -12,7 +12,6 @@ import { issueTicket, startTestHerald } from '../support/herald';
 // fetch(): the seed's Koala send (a form), its ack (multipart, as the seed names it) and datahub's
 // GET /notifications. From a listed origin the page reads every answer; from any other, fetch rejects.
 
-
 /** The front end's own calls, as a page would write them; each answers what the page could read, or the error fetch threw. */
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -66,7 +65,9 @@ interface Front {
 
 /** A server of the front end's page, on a port of its own: an origin other than herald's. */
 async function servePage(): Promise<{ origin: string; close(): Promise<void> }> {
-  const server = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE));
+  const server = http.createServer(
+    (_req, res) => void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -101,7 +102,11 @@ describe('CORS in headless Chromium: a front end on another origin calls Koala a
     return page;
   }
   const call = <K extends keyof Front>(page: Page, name: K, ...args: Parameters<Front[K]>): Promise<Answer> =>
-    page.evaluate(([name, args]) => ((globalThis as unknown as { front: Record<string, (...a: string[]) => Promise<Answer>> }).front[name]!)(...args), [name, args as string[]] as const);
+    page.evaluate(
+      ([name, args]) =>
+        (globalThis as unknown as { front: Record<string, (...a: string[]) => Promise<Answer>> }).front[name]!(...args),
+      [name, args as string[]] as const,
+    );
   const json = (answer: Answer) => {
     expect(answer.error, 'fetch rejected').to.equal(undefined);
     return JSON.parse(answer.body!) as Record<string, unknown>;
@@ -124,21 +129,40 @@ describe('CORS in headless Chromium: a front end on another origin calls Koala a
     await adminMessage('jiangxiaoyu', 'bla bla ...');
     const page = await open(listed!.origin);
 
-    const sent = await call(page, 'koalaSend', test!.url, sender, 'jiangxiaoyu', 'system upgrade', 'system patching 20:21');
+    const sent = await call(
+      page,
+      'koalaSend',
+      test!.url,
+      sender,
+      'jiangxiaoyu',
+      'system upgrade',
+      'system patching 20:21',
+    );
     expect(sent.status).to.equal(200);
     expect(json(sent)).to.include({ status: 0, errcode: 0 });
     expect(sent.correlationId, 'an exposed header').to.match(/^[0-9a-f-]{36}$/);
 
     const inbox = await call(page, 'inbox', test!.url, receiver);
-    const [message] = (json(inbox) as { data: { notifications: { nodes: Array<{ seq: string; title: string; acknowledged: boolean }> } } }).data.notifications.nodes;
+    const [message] = (
+      json(inbox) as {
+        data: { notifications: { nodes: Array<{ seq: string; title: string; acknowledged: boolean }> } };
+      }
+    ).data.notifications.nodes;
     expect(message).to.include({ title: 'system upgrade', acknowledged: false });
 
     const acked = await call(page, 'koalaAck', test!.url, receiver, message!.seq);
     expect(json(acked)).to.include({ status: 0, errcode: 0 });
-    const after = await graphql<{ notifications: { nodes: Array<{ acknowledged: boolean }> } }>(test!.url, receiver, '{ notifications(first: 10, type: "koala") { nodes { acknowledged } } }');
+    const after = await graphql<{ notifications: { nodes: Array<{ acknowledged: boolean }> } }>(
+      test!.url,
+      receiver,
+      '{ notifications(first: 10, type: "koala") { nodes { acknowledged } } }',
+    );
     expect(after.data!.notifications.nodes).to.deep.equal([{ acknowledged: true }]);
 
-    const listedNotifications = json(await call(page, 'datahubList', test!.url, receiver)) as { total: number; results: Array<{ type: string; data: unknown }> };
+    const listedNotifications = json(await call(page, 'datahubList', test!.url, receiver)) as {
+      total: number;
+      results: Array<{ type: string; data: unknown }>;
+    };
     expect(listedNotifications.total).to.equal(1);
     expect(listedNotifications.results[0]).to.deep.include({ type: 'admin_message', data: { content: 'bla bla ...' } });
 

@@ -3,8 +3,8 @@ import { validate as isUuid } from 'uuid';
 import { emailStreamName } from '../../domain/email/email';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
-import { startSmtpPeer, type ReceivedEmail, type SmtpPeer } from '../support/smtpPeer';
 import { settledHead } from '../support/settledHead';
+import { startSmtpPeer, type ReceivedEmail, type SmtpPeer } from '../support/smtpPeer';
 
 /**
  * datahub's `to_emails.json` topic (shared/seeds/001_e25b4a10524b93b6.txt, "topic: to_emails.json")
@@ -46,7 +46,8 @@ async function accepted(test: TestHerald, body: unknown, headers: Record<string,
   return answer.emailid as string;
 }
 
-const eventTypes = async (test: TestHerald, emailId: string) => (await test.herald.infrastructure.store.readStream(emailStreamName(emailId))).map((e) => e.type);
+const eventTypes = async (test: TestHerald, emailId: string) =>
+  (await test.herald.infrastructure.store.readStream(emailStreamName(emailId))).map((e) => e.type);
 
 describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function () {
   this.timeout(60_000);
@@ -72,7 +73,9 @@ describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function
       expect(found, `email ${emailId} at the SMTP peer`).to.have.length(1);
       return found[0]!;
     });
-    await eventually(async () => expect(await eventTypes(test, emailId)).to.deep.equal(['EmailRequested', 'EmailSent']));
+    await eventually(async () =>
+      expect(await eventTypes(test, emailId)).to.deep.equal(['EmailRequested', 'EmailSent']),
+    );
     return mail;
   }
 
@@ -83,7 +86,10 @@ describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function
     expect(mail.message.to).to.deep.include({ value: [{ address: SEED.to, name: '' }], text: SEED.to });
     expect(mail.message.from).to.deep.include({ value: [{ address: MAIL_FROM, name: '' }] });
     expect(mail.message.subject).to.equal(SEED.subject);
-    expect(mail.message.headers.get('content-type')).to.deep.equal({ value: 'text/plain', params: { charset: 'utf-8' } });
+    expect(mail.message.headers.get('content-type')).to.deep.equal({
+      value: 'text/plain',
+      params: { charset: 'utf-8' },
+    });
     expect(mail.body).to.equal(SEED.content);
     expect(mail.message.html).to.equal(false);
   });
@@ -94,7 +100,10 @@ describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function
     const mail = await delivered(emailId);
     expect(mail.envelope.to).to.deep.equal(['li4@example.com']);
     expect(mail.message.subject).to.equal(SEED.subject);
-    expect(mail.message.headers.get('content-type')).to.deep.equal({ value: 'text/html', params: { charset: 'utf-8' } });
+    expect(mail.message.headers.get('content-type')).to.deep.equal({
+      value: 'text/html',
+      params: { charset: 'utf-8' },
+    });
     expect(mail.body).to.equal(content);
     expect(mail.message.text).to.equal('');
   });
@@ -115,14 +124,32 @@ describe('datahub to_emails.json (seed 001) over HTTP, sent over SMTP', function
       ['no to', { body: { subject: SEED.subject, content: SEED.content, ishtml: false } }, 400, 'bad_request', /^to:/],
       ['a bad address', { body: { ...SEED, to: 'zhang3 at example.com' } }, 400, 'bad_request', /^to:/],
       ['a display name', { body: { ...SEED, to: 'Zhang <zhang3@example.com>' } }, 400, 'bad_request', /^to:/],
-      ['a subject with a line break', { body: { ...SEED, subject: '你的订购申请\r\nBcc: everyone@example.com' } }, 400, 'bad_request', /^subject:/],
+      [
+        'a subject with a line break',
+        { body: { ...SEED, subject: '你的订购申请\r\nBcc: everyone@example.com' } },
+        400,
+        'bad_request',
+        /^subject:/,
+      ],
       ['ishtml not a boolean', { body: { ...SEED, ishtml: 'false' } }, 400, 'bad_request', /^ishtml:/],
       ['not JSON', { body: '{"to": "zhang3@example.com", ' }, 400, 'bad_request', /JSON/],
       // 64 KB + 1 fits the body limit, so it is the domain that refuses it.
-      ['content over 64 KB', { body: { ...SEED, content: 'x'.repeat(64 * 1024 + 1) } }, 400, 'bad_request', /^content:/],
+      [
+        'content over 64 KB',
+        { body: { ...SEED, content: 'x'.repeat(64 * 1024 + 1) } },
+        400,
+        'bad_request',
+        /^content:/,
+      ],
       ['a body over 256 KB', { body: { ...SEED, content: 'x'.repeat(256 * 1024) } }, 413, 'too_large', /256 KB/],
       ['a wrong app key', { body: SEED_SAMPLE, headers: { ...APP, 'x-app-key': 'wrong' } }, 401, 'unauthorized', /./],
-      ['an unknown app', { body: SEED_SAMPLE, headers: { 'x-app-id': 'nobody', 'x-app-key': 'EERWERRRRE' } }, 401, 'unauthorized', /./],
+      [
+        'an unknown app',
+        { body: SEED_SAMPLE, headers: { 'x-app-id': 'nobody', 'x-app-key': 'EERWERRRRE' } },
+        401,
+        'unauthorized',
+        /./,
+      ],
       ['no app credentials', { body: SEED_SAMPLE, headers: {} }, 401, 'unauthorized', /X-App-Id/],
     ];
     const rcptAttempts = peer.rcptAttempts;

@@ -16,14 +16,29 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres';
  */
 
 /** The seed's example, byte for byte: its headers (no Content-Type) and its body, tabs and all. */
-const SEED_APPLY = '{\n\t"type": "apply_whitelist",\n\t"data": {\n\t\t"repname": "repo001",\n\t\t"itemname": "item123"\n\t}\n}';
+const SEED_APPLY =
+  '{\n\t"type": "apply_whitelist",\n\t"data": {\n\t\t"repname": "repo001",\n\t\t"itemname": "item123"\n\t}\n}';
 const APP = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
 
-type Listed = { total: number; results: Array<{ messageid: number; type: string; sender: string; data: Record<string, unknown>; level: number; status: number }> };
+type Listed = {
+  total: number;
+  results: Array<{
+    messageid: number;
+    type: string;
+    sender: string;
+    data: Record<string, unknown>;
+    level: number;
+    status: number;
+  }>;
+};
 
 function client(url: () => string) {
   const call = async (method: string, path: string, headers: Record<string, string>, body?: string) => {
-    const response = await fetch(`${url()}${path}`, { method, headers: { accept: 'application/json', ...headers }, ...(body !== undefined && { body }) });
+    const response = await fetch(`${url()}${path}`, {
+      method,
+      headers: { accept: 'application/json', ...headers },
+      ...(body !== undefined && { body }),
+    });
     const text = await response.text();
     return { status: response.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
   };
@@ -33,7 +48,12 @@ function client(url: () => string) {
     /** POST /notifications as the seed writes it. */
     apply: (ticket: string, body = SEED_APPLY) => call('POST', '/notifications', token(ticket), body),
     registerOwner: (repname: string, itemname: string, owner: string, headers: Record<string, string> = APP) =>
-      call('PUT', `/items/${encodeURIComponent(repname)}/${encodeURIComponent(itemname)}`, { ...headers, 'content-type': 'application/json' }, JSON.stringify({ owner })),
+      call(
+        'PUT',
+        `/items/${encodeURIComponent(repname)}/${encodeURIComponent(itemname)}`,
+        { ...headers, 'content-type': 'application/json' },
+        JSON.stringify({ owner }),
+      ),
     list: async (ticket: string, query = '') => {
       const response = await call('GET', `/notifications${query}`, token(ticket));
       expect(response.status, response.text).to.equal(200);
@@ -49,7 +69,8 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
     test = await startTestHerald();
   });
   after(() => test?.stop());
-  const ticketFor = (userId: string, roles = '', app?: string, secret?: string) => issueTicket(test.url, userId, roles, app, secret);
+  const ticketFor = (userId: string, roles = '', app?: string, secret?: string) =>
+    issueTicket(test.url, userId, roles, app, secret);
   const h = client(() => test.url);
 
   it("accepts the seed's example as written (200, empty body); the owner gets it, once, when the app registers the owner", async () => {
@@ -88,20 +109,28 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
   it("registered first: the seed's application reaches the owner at once (listed when POST answers)", async () => {
     expect((await h.registerOwner('repo002', 'item9', 'owner2@example.com')).status).to.equal(200);
     const owner = await ticketFor('owner2@example.com');
-    const applied = await h.apply(await ticketFor('applicant2@example.com'), SEED_APPLY.replace('repo001', 'repo002').replace('item123', 'item9'));
+    const applied = await h.apply(
+      await ticketFor('applicant2@example.com'),
+      SEED_APPLY.replace('repo001', 'repo002').replace('item123', 'item9'),
+    );
     expect(applied.status, applied.text).to.equal(200);
     const { total, results } = await h.list(owner);
     expect(total).to.equal(1);
     expect(results[0]).to.include({ type: 'apply_whitelist', sender: 'applicant2@example.com', level: 50 });
-    expect((await h.call('GET', '/notification_stat', { authorization: `Token ${owner}` })).json().apply_whitelist).to.equal(1);
+    expect(
+      (await h.call('GET', '/notification_stat', { authorization: `Token ${owner}` })).json().apply_whitelist,
+    ).to.equal(1);
   });
 
   it('several applications wait for one item; a change of owner before registration is the one that gets them', async () => {
     const applicants = ['a1', 'a2', 'a3'];
-    for (const a of applicants) expect((await h.apply(await ticketFor(a), SEED_APPLY.replace('item123', 'many'))).status).to.equal(200);
+    for (const a of applicants)
+      expect((await h.apply(await ticketFor(a), SEED_APPLY.replace('item123', 'many'))).status).to.equal(200);
     expect((await h.registerOwner('repo001', 'many', 'many-owner')).status).to.equal(200);
     const owner = await ticketFor('many-owner');
-    await eventually(async () => expect((await h.list(owner)).results.map((r) => r.sender).sort()).to.deep.equal(applicants));
+    await eventually(async () =>
+      expect((await h.list(owner)).results.map((r) => r.sender).sort()).to.deep.equal(applicants),
+    );
     // A later owner gets only what comes after: each application is sent once.
     expect((await h.registerOwner('repo001', 'many', 'next-owner')).status).to.equal(200);
     const next = await ticketFor('next-owner');
@@ -111,7 +140,9 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
   });
 
   it("is scoped by app: another app's owner of the same names gets nothing, and sees no owner", async () => {
-    expect((await h.apply(await ticketFor('scoped-applicant'), SEED_APPLY.replace('item123', 'scoped'))).status).to.equal(200);
+    expect(
+      (await h.apply(await ticketFor('scoped-applicant'), SEED_APPLY.replace('item123', 'scoped'))).status,
+    ).to.equal(200);
     const otherApp = { 'x-app-id': 'other', 'x-app-key': 'other-secret' };
     expect((await h.registerOwner('repo001', 'scoped', 'scoped-owner', otherApp)).status).to.equal(200);
     expect((await h.call('GET', '/items/repo001/scoped', APP)).status).to.equal(404);
@@ -144,12 +175,31 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
       ['no body', h.call('PUT', '/items/repo001/bad', APP), 400],
       ['a lone surrogate', h.call('PUT', '/items/repo001/bad', APP, '{"owner": "\\ud800"}'), 400],
       ['a NUL in the path', h.call('GET', '/items/repo001/bad%00', APP), 400],
-      ['a path that is not UTF-8', h.call('PUT', '/items/repo001/%E0%A4%A', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'), 400],
-      ['no itemname', h.call('PUT', '/items/repo001', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'), 404],
+      [
+        'a path that is not UTF-8',
+        h.call('PUT', '/items/repo001/%E0%A4%A', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'),
+        400,
+      ],
+      [
+        'no itemname',
+        h.call('PUT', '/items/repo001', { ...APP, 'content-type': 'application/json' }, '{"owner":"x"}'),
+        404,
+      ],
       ["a user's ticket, removing", h.call('DELETE', '/items/repo001/kept', { authorization: `Token ${user}` }), 403],
       ['apply without repname', h.apply(user, '{"type": "apply_whitelist", "data": {"itemname": "bad"}}'), 400],
-      ['apply with a blank itemname', h.apply(user, '{"type": "apply_whitelist", "data": {"repname": "repo001", "itemname": " "}}'), 400],
-      ['apply naming two owners', h.apply(user, '{"type": "apply_whitelist", "receiver": "a,b", "data": {"repname": "repo001", "itemname": "bad"}}'), 400],
+      [
+        'apply with a blank itemname',
+        h.apply(user, '{"type": "apply_whitelist", "data": {"repname": "repo001", "itemname": " "}}'),
+        400,
+      ],
+      [
+        'apply naming two owners',
+        h.apply(
+          user,
+          '{"type": "apply_whitelist", "receiver": "a,b", "data": {"repname": "repo001", "itemname": "bad"}}',
+        ),
+        400,
+      ],
     ];
     for (const [what, answer, status] of cases) {
       const { status: got, text } = await answer;
@@ -157,9 +207,14 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
       expect(JSON.parse(text)).to.have.property('code');
     }
     expect((await h.call('GET', '/items/repo001/bad', APP)).status, 'no owner was registered').to.equal(404);
-    expect((await h.call('GET', '/items/repo001/kept', { authorization: `Token ${admin}` })).json().owner, 'the owner stays').to.equal('kept-owner');
+    expect(
+      (await h.call('GET', '/items/repo001/kept', { authorization: `Token ${admin}` })).json().owner,
+      'the owner stays',
+    ).to.equal('kept-owner');
     // An admin's ticket may manage the items: registering bad's owner now shows no application was recorded.
-    expect((await h.registerOwner('repo001', 'bad', 'bad-owner', { authorization: `Token ${admin}` })).status).to.equal(200);
+    expect((await h.registerOwner('repo001', 'bad', 'bad-owner', { authorization: `Token ${admin}` })).status).to.equal(
+      200,
+    );
     expect((await h.apply(await ticketFor('bad-probe'), SEED_APPLY.replace('item123', 'bad'))).status).to.equal(200);
     expect((await h.list(await ticketFor('bad-owner'))).results.map((r) => r.sender)).to.deep.equal(['bad-probe']);
     // The owner cannot apply to their own item.
@@ -171,14 +226,17 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
     const applicant = await ticketFor('named-later@example.com');
     const seed = SEED_APPLY.replace('item123', 'named-later');
     expect((await h.apply(applicant, seed)).status).to.equal(200);
-    const withReceiver = (receiver: string) => seed.replace('"type": "apply_whitelist",', `"type": "apply_whitelist",\n\t"receiver": "${receiver}",`);
+    const withReceiver = (receiver: string) =>
+      seed.replace('"type": "apply_whitelist",', `"type": "apply_whitelist",\n\t"receiver": "${receiver}",`);
     const again = await h.apply(applicant, withReceiver('zhang3@example.com'));
     expect(again.status, again.text).to.equal(200);
     expect(again.text).to.equal('');
     // Listed when the POST answers, as an application that names its owner at once.
     const zhang3 = await ticketFor('zhang3@example.com');
     const listed = await h.list(zhang3, '?type=apply_whitelist');
-    expect(listed.results.filter((r) => r.sender === 'named-later@example.com').map((r) => r.data)).to.deep.equal([{ repname: 'repo001', itemname: 'named-later' }]);
+    expect(listed.results.filter((r) => r.sender === 'named-later@example.com').map((r) => r.data)).to.deep.equal([
+      { repname: 'repo001', itemname: 'named-later' },
+    ]);
     // The owner is known now: naming the same or another owner, or registering one, sends nothing more.
     expect((await h.apply(applicant, withReceiver('zhang3@example.com'))).status).to.equal(200);
     expect((await h.apply(applicant, withReceiver('wang5@example.com'))).status).to.equal(200);
@@ -189,7 +247,9 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
     const registered = await ticketFor('registered-later@example.com');
     expect((await h.list(registered)).results.map((r) => r.sender)).to.deep.equal(['named-later-probe@example.com']);
     expect((await h.list(await ticketFor('wang5@example.com'))).total).to.equal(0);
-    expect((await h.list(zhang3, '?type=apply_whitelist')).results.filter((r) => r.sender === 'named-later@example.com')).to.have.length(1);
+    expect(
+      (await h.list(zhang3, '?type=apply_whitelist')).results.filter((r) => r.sender === 'named-later@example.com'),
+    ).to.have.length(1);
   });
 
   // Issue 22 (review): the owner named by applying again was never recorded, so when the request failed
@@ -207,14 +267,23 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
       return (append as (...args: unknown[]) => unknown)(streamName, ...rest);
     }) as typeof store.append;
     try {
-      const failed = await h.apply(applicant, seed.replace('"type": "apply_whitelist",', '"type": "apply_whitelist",\n\t"receiver": "crash-owner@example.com",'));
+      const failed = await h.apply(
+        applicant,
+        seed.replace(
+          '"type": "apply_whitelist",',
+          '"type": "apply_whitelist",\n\t"receiver": "crash-owner@example.com",',
+        ),
+      );
       expect(failed.status, failed.text).to.equal(500);
     } finally {
       store.append = append;
     }
     expect(failures, 'the notification was attempted').to.equal(1);
     const owner = await ticketFor('crash-owner@example.com');
-    await eventually(async () => expect((await h.list(owner)).results.map((r) => r.sender)).to.deep.equal(['named-crash@example.com']), { timeoutMs: 20_000 });
+    await eventually(
+      async () => expect((await h.list(owner)).results.map((r) => r.sender)).to.deep.equal(['named-crash@example.com']),
+      { timeoutMs: 20_000 },
+    );
   });
 
   // Issue 22 (review): "at most 128 characters" counted in UTF-16 units, and a lower-case `token` scheme refused on /items.
@@ -223,21 +292,35 @@ describe('datahub apply_whitelist without receiver, and item owners (seed 001, i
     const admin = await ticketFor('items-scheme-admin', 'admin');
     const put = await h.registerOwner(emoji, emoji, emoji, { authorization: `token ${admin}` });
     expect(put.status, put.text).to.equal(200);
-    const got = await h.call('GET', `/items/${encodeURIComponent(emoji)}/${encodeURIComponent(emoji)}`, { authorization: `TOKEN ${admin}` });
+    const got = await h.call('GET', `/items/${encodeURIComponent(emoji)}/${encodeURIComponent(emoji)}`, {
+      authorization: `TOKEN ${admin}`,
+    });
     expect(got.status, got.text).to.equal(200);
     expect(got.json()).to.deep.equal({ repname: emoji, itemname: emoji, owner: emoji });
-    const applied = await h.apply(await ticketFor('emoji-applicant'), JSON.stringify({ type: 'apply_whitelist', data: { repname: emoji, itemname: emoji } }));
+    const applied = await h.apply(
+      await ticketFor('emoji-applicant'),
+      JSON.stringify({ type: 'apply_whitelist', data: { repname: emoji, itemname: emoji } }),
+    );
     expect(applied.status, applied.text).to.equal(200);
     expect((await h.list(await ticketFor(emoji))).results.map((r) => r.sender)).to.deep.equal(['emoji-applicant']);
     expect((await h.registerOwner(emoji + '😀', 'x', 'x')).status, '129 characters').to.equal(400);
-    expect((await h.apply(await ticketFor('emoji-applicant'), JSON.stringify({ type: 'apply_whitelist', receiver: emoji + '😀', data: { repname: 'r', itemname: 'i' } }))).status).to.equal(400);
+    expect(
+      (
+        await h.apply(
+          await ticketFor('emoji-applicant'),
+          JSON.stringify({ type: 'apply_whitelist', receiver: emoji + '😀', data: { repname: 'r', itemname: 'i' } }),
+        )
+      ).status,
+    ).to.equal(400);
   });
 
   it('DELETE removes the owner: applications made afterwards wait for the next one', async () => {
     expect((await h.registerOwner('repo001', 'gone', 'first-owner')).status).to.equal(200);
     expect((await h.call('DELETE', '/items/repo001/gone', APP)).status).to.equal(200);
     expect((await h.call('GET', '/items/repo001/gone', APP)).status).to.equal(404);
-    expect((await h.apply(await ticketFor('late-applicant'), SEED_APPLY.replace('item123', 'gone'))).status).to.equal(200);
+    expect((await h.apply(await ticketFor('late-applicant'), SEED_APPLY.replace('item123', 'gone'))).status).to.equal(
+      200,
+    );
     expect((await h.list(await ticketFor('first-owner'))).total).to.equal(0);
     expect((await h.registerOwner('repo001', 'gone', 'second-owner')).status).to.equal(200);
     await eventually(async () => expect((await h.list(await ticketFor('second-owner'))).total).to.equal(1));
@@ -253,13 +336,20 @@ describe('datahub apply_whitelist across a restart (issue 22)', function () {
   let running: Herald | undefined;
   before(async () => {
     testDatabase = await createTestDatabase();
-    config = { ...loadConfig({}), port: 0, host: '127.0.0.1', databaseUrl: testDatabase.connectionString, apps: [{ appId: 'camel', secret: 'EERWERRRRE' }] };
+    config = {
+      ...loadConfig({}),
+      port: 0,
+      host: '127.0.0.1',
+      databaseUrl: testDatabase.connectionString,
+      apps: [{ appId: 'camel', secret: 'EERWERRRRE' }],
+    };
   });
   after(async () => {
     await running?.close();
     await testDatabase.drop();
   });
-  const start = async () => (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' })));
+  const start = async () =>
+    (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' })));
   const h = client(() => running!.url);
   const ticketFor = (userId: string) => issueTicket(running!.url, userId);
 
@@ -271,14 +361,32 @@ describe('datahub apply_whitelist across a restart (issue 22)', function () {
     const crashedId = whitelistApplicationId('camel', 'repo001', 'item123', 'crashed@example.com');
     await running!.infrastructure.store.append(
       `whitelist-${crashedId}`,
-      [{ id: randomUUID(), type: 'WhitelistApplied', data: { applicationId: crashedId, appId: 'camel', repname: 'repo001', itemname: 'item123', applicant: 'crashed@example.com', owner: 'named@example.com', appliedAt: new Date().toISOString() } }],
+      [
+        {
+          id: randomUUID(),
+          type: 'WhitelistApplied',
+          data: {
+            applicationId: crashedId,
+            appId: 'camel',
+            repname: 'repo001',
+            itemname: 'item123',
+            applicant: 'crashed@example.com',
+            owner: 'named@example.com',
+            appliedAt: new Date().toISOString(),
+          },
+        },
+      ],
       'no_stream',
     );
     await running!.close();
     running = undefined;
 
     await start();
-    await eventually(async () => expect((await h.list(await ticketFor('named@example.com'))).results.map((r) => r.sender)).to.deep.equal(['crashed@example.com']));
+    await eventually(async () =>
+      expect((await h.list(await ticketFor('named@example.com'))).results.map((r) => r.sender)).to.deep.equal([
+        'crashed@example.com',
+      ]),
+    );
     expect((await h.list(await ticketFor('zhang3@example.com'))).total, 'no owner known yet').to.equal(0);
     expect((await h.registerOwner('repo001', 'item123', 'zhang3@example.com')).status).to.equal(200);
     const zhang3 = await ticketFor('zhang3@example.com');
@@ -289,7 +397,10 @@ describe('datahub apply_whitelist across a restart (issue 22)', function () {
     // Restarted again: nothing is sent twice; a new application is the only new notification.
     await start();
     expect((await h.apply(await ticketFor('wang5@example.com'))).status).to.equal(200);
-    expect((await h.list(await ticketFor('zhang3@example.com'))).results.map((r) => r.sender)).to.deep.equal(['wang5@example.com', 'li4@example.com']);
+    expect((await h.list(await ticketFor('zhang3@example.com'))).results.map((r) => r.sender)).to.deep.equal([
+      'wang5@example.com',
+      'li4@example.com',
+    ]);
     expect((await h.list(await ticketFor('named@example.com'))).total).to.equal(1);
   });
 });

@@ -19,7 +19,13 @@ describe('device deliveries across a restart', function () {
 
   before(async () => {
     testDatabase = await createTestDatabase();
-    config = { ...loadConfig({}), port: 0, host: '127.0.0.1', databaseUrl: testDatabase.connectionString, apps: [{ appId: 'camel', secret: 'EERWERRRRE' }] };
+    config = {
+      ...loadConfig({}),
+      port: 0,
+      host: '127.0.0.1',
+      databaseUrl: testDatabase.connectionString,
+      apps: [{ appId: 'camel', secret: 'EERWERRRRE' }],
+    };
   });
   after(async () => {
     for (const socket of sockets) socket.close();
@@ -27,9 +33,18 @@ describe('device deliveries across a restart', function () {
     await testDatabase.drop();
   });
 
-  const start = async () => (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), { clock: clock.now }));
+  const start = async () =>
+    (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), {
+      clock: clock.now,
+    }));
   const post = async (herald: Herald, path: string, body: unknown) =>
-    (await (await fetch(`${herald.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as Record<string, string>;
+    (await (
+      await fetch(`${herald.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    ).json()) as Record<string, string>;
   const connect = async (herald: Herald, deviceId: string) => {
     const socket = await DeviceSocket.connect(herald.url, deviceId);
     sockets.push(socket);
@@ -38,10 +53,31 @@ describe('device deliveries across a restart', function () {
 
   it('re-sends an unconfirmed message after a restart, and drops an expired topvdn one that herald was down for', async () => {
     const first = await start();
-    const phone = await post(first, '/msgpush/register', { alias: 'restart', appId: 'camel', platform: 'ANDROID', nativeToken: 'restart-phone' });
-    const offline = await post(first, '/msgpush/register', { alias: 'away', appId: 'camel', platform: 'ANDROID', nativeToken: 'restart-away' });
+    const phone = await post(first, '/msgpush/register', {
+      alias: 'restart',
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: 'restart-phone',
+    });
+    const offline = await post(first, '/msgpush/register', {
+      alias: 'away',
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: 'restart-away',
+    });
     const socket = await connect(first, phone.id!);
-    const confirmMe = (await post(first, '/msgpush/send', { appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['restart'], alert: 'confirm me', needConfirm: true, duration: 3600 })).requestId!;
+    const confirmMe = (
+      await post(first, '/msgpush/send', {
+        appId: 'camel',
+        appKey: 'EERWERRRRE',
+        platform: 'ALL',
+        audienceType: 'ALIAS',
+        audiences: ['restart'],
+        alert: 'confirm me',
+        needConfirm: true,
+        duration: 3600,
+      })
+    ).requestId!;
     await socket.until((s) => s.messages.length === 1, 'the first attempt');
     // A flag 2 message to a device that is not connected: open until 16 s after the request.
     const serverPush = await fetch(`${first.url}/v2/message/server/push`, {
@@ -57,7 +93,9 @@ describe('device deliveries across a restart', function () {
     // Time passes while herald is down: the topvdn message's 16 s run out.
     clock.advance(20_000);
     const second = await start();
-    await eventually(async () => expect((await second.pushes.status('camel', topvdnId))?.deliveries).to.include({ dropped: 1, pending: 0 }));
+    await eventually(async () =>
+      expect((await second.pushes.status('camel', topvdnId))?.deliveries).to.include({ dropped: 1, pending: 0 }),
+    );
     const again = await connect(second, phone.id!);
     await again.until((s) => s.messages.length === 1, 'the unconfirmed message again');
     expect(again.messages[0]).to.include({ messageId: confirmMe, alert: 'confirm me' });

@@ -46,7 +46,11 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
     const code = await cli.finished();
     return { code, stdout: cli.stdout, logs: cli.logs };
   }
-  const jsonLines = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+  const jsonLines = (stdout: string) =>
+    stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
 
   async function serve(): Promise<HeraldProcess> {
     const herald = HeraldProcess.start(env);
@@ -59,7 +63,10 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
   }
 
   async function ticket(userId: string): Promise<string> {
-    const response = await fetch(`${base}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId }) });
+    const response = await fetch(`${base}/koala/api/mas/tickets`, {
+      method: 'POST',
+      body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId }),
+    });
     return ((await response.json()) as { result: string }).result;
   }
 
@@ -86,7 +93,8 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
             }).then(
               async (response) => {
                 const body = await response.text();
-                if (response.status === 200 && (JSON.parse(body) as { status: number }).status === 0) answered.push(title);
+                if (response.status === 200 && (JSON.parse(body) as { status: number }).status === 0)
+                  answered.push(title);
                 else failed.push(`${title}: ${response.status} ${body}`);
               },
               (error: unknown) => void failed.push(`${title}: ${(error as Error).message}`),
@@ -102,12 +110,19 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
       expect(status.code, status.logs).to.equal(0);
       const statusLines = jsonLines(status.stdout);
       expect(statusLines.map((line) => line.projection)).to.deep.equal(projections.map((p) => p.name));
-      for (const line of statusLines) expect(line).to.include({ parked: 0, lastError: null }).and.to.have.keys('projection', 'version', 'position', 'head', 'lag', 'parked');
+      for (const line of statusLines)
+        expect(line)
+          .to.include({ parked: 0, lastError: null })
+          .and.to.have.keys('projection', 'version', 'position', 'head', 'lag', 'parked');
 
       const rebuild = await command('projections', 'rebuild');
       expect(rebuild.code, rebuild.logs).to.equal(0);
       const rebuildLines = jsonLines(rebuild.stdout);
-      for (const { name } of projections) expect(rebuildLines.filter((line) => line.projection === name && line.done), `one done line for ${name}`).to.have.length(1);
+      for (const { name } of projections)
+        expect(
+          rebuildLines.filter((line) => line.projection === name && line.done),
+          `one done line for ${name}`,
+        ).to.have.length(1);
 
       const retry = await command('projections', 'retry', 'notifications');
       expect(retry.code, retry.logs).to.equal(0);
@@ -119,7 +134,8 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
       const replayed = jsonLines(replay.stdout) as Array<{ type: string; data: { title: string } }>;
       expect(new Set(replayed.map((line) => line.type))).to.deep.equal(new Set(['MessageSent']));
       const titles = new Set(replayed.map((line) => line.data.title));
-      for (const title of sentBeforeReplay) expect(titles.has(title), `${title}, answered before the replay, is in it`).to.equal(true);
+      for (const title of sentBeforeReplay)
+        expect(titles.has(title), `${title}, answered before the replay, is in it`).to.equal(true);
 
       const sentDuringCommands = answered.length - answeredBeforeCommands;
       sending = false;
@@ -159,12 +175,18 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
     let second: HeraldProcess | undefined;
     try {
       const postmasterPid = await postmaster();
-      second = HeraldProcess.start({ ...env, PORT: String(await freePort(Number(env.PORT), Number(env.HERALD_EMBEDDED_POSTGRES_PORT))) });
+      second = HeraldProcess.start({
+        ...env,
+        PORT: String(await freePort(Number(env.PORT), Number(env.HERALD_EMBEDDED_POSTGRES_PORT))),
+      });
       expect(await second.exitCode(), second.logs).to.equal(1);
       expect(second.logs).to.include(`belongs to herald pid ${first.pid} (serve), which is running`);
       expect(await postmaster()).to.equal(postmasterPid);
       expect(await ticket('still-served')).to.be.a('string');
-      expect(JSON.parse(await readFile(ownerFile(), 'utf8'))).to.include({ pid: first.pid, port: Number(env.HERALD_EMBEDDED_POSTGRES_PORT) });
+      expect(JSON.parse(await readFile(ownerFile(), 'utf8'))).to.include({
+        pid: first.pid,
+        port: Number(env.HERALD_EMBEDDED_POSTGRES_PORT),
+      });
     } finally {
       second?.kill('SIGKILL'); // already gone, unless it failed to refuse
       await stop(first);

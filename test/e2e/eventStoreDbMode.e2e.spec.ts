@@ -26,15 +26,31 @@ describe('herald on the EventStoreDB adapter (gRPC stand-in)', function () {
 
   it('registers apps, issues tickets, sends, lists and acknowledges', async () => {
     expect(test.herald.infrastructure.store.kind).to.equal('eventstoredb');
-    const ticket = async (userId: string) => (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId })).body;
+    const ticket = async (userId: string) =>
+      (
+        await postForm(`${test.url}/koala/api/mas/tickets`, {
+          app_key: 'camel',
+          secret_key: 'EERWERRRRE',
+          user_id: userId,
+        })
+      ).body;
     const sender = await ticket('zhangbin');
     expect(sender.status).to.equal(0);
     const receiver = (await ticket('jiangxiaoyu')).result as string;
-    const sent = await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender.result as string, users: 'jiangxiaoyu', title: 'via esdb', content: 'c' });
+    const sent = await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket: sender.result as string,
+      users: 'jiangxiaoyu',
+      title: 'via esdb',
+      content: 'c',
+    });
     expect(sent.body.status).to.equal(0);
 
     const inbox = await eventually(async () => {
-      const page = await graphql<{ notifications: { nodes: Array<{ id: string; seq: string; title: string }> } }>(test.url, receiver, '{ notifications { nodes { id seq title } } }');
+      const page = await graphql<{ notifications: { nodes: Array<{ id: string; seq: string; title: string }> } }>(
+        test.url,
+        receiver,
+        '{ notifications { nodes { id seq title } } }',
+      );
       expect(page.data!.notifications.nodes).to.have.length(1);
       return page.data!.notifications.nodes;
     });
@@ -46,25 +62,58 @@ describe('herald on the EventStoreDB adapter (gRPC stand-in)', function () {
   });
 
   it('refuses a NUL title before EventStoreDB stores anything, and the read side keeps going', async () => {
-    const ticket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul-sender' })).body.result as string;
-    const receiver = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul-receiver' })).body.result as string;
+    const ticket = (
+      await postForm(`${test.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: 'nul-sender',
+      })
+    ).body.result as string;
+    const receiver = (
+      await postForm(`${test.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: 'nul-receiver',
+      })
+    ).body.result as string;
     const head = await test.herald.infrastructure.store.headPosition();
-    const refused = await postForm(`${test.url}/koala/api/mas/messages`, { ticket, users: 'nul-receiver', title: 'a\u0000b', content: 'c' });
+    const refused = await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket,
+      users: 'nul-receiver',
+      title: 'a\u0000b',
+      content: 'c',
+    });
     expect(refused.body).to.include({ status: 1001 });
-    const viaGraphql = await graphql(test.url, ticket, 'mutation { sendMessage(input: { to: ["nul-receiver"], title: "t", content: "c\\u0000" }) { id } }');
+    const viaGraphql = await graphql(
+      test.url,
+      ticket,
+      'mutation { sendMessage(input: { to: ["nul-receiver"], title: "t", content: "c\\u0000" }) { id } }',
+    );
     expect(viaGraphql.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
     expect(await test.herald.infrastructure.store.headPosition(), 'nothing stored').to.equal(head);
     // The next message is listed (the projection did not stall).
-    await postForm(`${test.url}/koala/api/mas/messages`, { ticket, users: 'nul-receiver', title: 'after', content: 'c' });
-    const page = await graphql<{ notifications: { nodes: Array<{ title: string }> } }>(test.url, receiver, '{ notifications { nodes { title } } }');
+    await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket,
+      users: 'nul-receiver',
+      title: 'after',
+      content: 'c',
+    });
+    const page = await graphql<{ notifications: { nodes: Array<{ title: string }> } }>(
+      test.url,
+      receiver,
+      '{ notifications { nodes { title } } }',
+    );
     expect(page.data!.notifications.nodes.map((n) => n.title)).to.deep.equal(['after']);
   });
 
   /** Every event of the store, in position order. */
   async function allEvents(): Promise<RecordedEvent[]> {
     const all: RecordedEvent[] = [];
-    for (let after: bigint | undefined; ; ) {
-      const page = await test.herald.infrastructure.store.readAll({ ...(after !== undefined && { after }), maxCount: 500 });
+    for (let after: bigint | undefined; ;) {
+      const page = await test.herald.infrastructure.store.readAll({
+        ...(after !== undefined && { after }),
+        maxCount: 500,
+      });
       all.push(...page);
       if (page.length < 500) return all;
       after = page[page.length - 1]!.position;
@@ -74,14 +123,24 @@ describe('herald on the EventStoreDB adapter (gRPC stand-in)', function () {
   it('herald replay reads EventStoreDB: every event, in order, its data as appended', async () => {
     const events = await allEvents();
     expect(events.length).to.be.at.least(5);
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'replay', '--app', 'camel'], {
-      cwd: path.resolve(__dirname, '../..'),
-      env: { ...process.env, DATABASE_URL: test.testDatabase.connectionString, EVENTSTORE_URL: standIn.connectionString, LOG_LEVEL: 'warn' },
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'replay', '--app', 'camel'],
+      {
+        cwd: path.resolve(__dirname, '../..'),
+        env: {
+          ...process.env,
+          DATABASE_URL: test.testDatabase.connectionString,
+          EVENTSTORE_URL: standIn.connectionString,
+          LOG_LEVEL: 'warn',
+        },
+      },
+    );
     const camel = events.filter((e) => e.metadata.appId === 'camel');
     // EventStoreDB keeps the JSON herald appended: a line's data is its JSON.stringify, keys as written.
     const expected = camel.map(
-      (e) => `{"position":"${e.position}","stream":${JSON.stringify(e.streamName)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},"time":"${e.createdAt.toISOString()}","data":${JSON.stringify(e.data)},"metadata":${JSON.stringify(e.metadata)}}\n`,
+      (e) =>
+        `{"position":"${e.position}","stream":${JSON.stringify(e.streamName)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},"time":"${e.createdAt.toISOString()}","data":${JSON.stringify(e.data)},"metadata":${JSON.stringify(e.metadata)}}\n`,
     );
     expect(stdout).to.equal(expected.join(''));
   });
@@ -91,8 +150,15 @@ describe('herald on the EventStoreDB adapter (gRPC stand-in)', function () {
     const expected = (await allEvents()).filter((e) => e.metadata.appId === 'camel').map((e) => e.position.toString());
     const seen: string[] = [];
     for (let after: string | null = null, pages = 0; pages < 50; pages++) {
-      type Page = { events: { nodes: Array<{ position: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
-      const response: { data?: Page | null } = await graphql<Page>(test.url, admin, 'query($after: String) { events(after: $after, first: 2) { nodes { position } pageInfo { endCursor hasNextPage } } }', { ...(after !== null && { after }) });
+      type Page = {
+        events: { nodes: Array<{ position: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } };
+      };
+      const response: { data?: Page | null } = await graphql<Page>(
+        test.url,
+        admin,
+        'query($after: String) { events(after: $after, first: 2) { nodes { position } pageInfo { endCursor hasNextPage } } }',
+        { ...(after !== null && { after }) },
+      );
       seen.push(...response.data!.events.nodes.map((n) => n.position));
       if (!response.data!.events.pageInfo.hasNextPage) break;
       after = response.data!.events.pageInfo.endCursor;

@@ -1,8 +1,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { expect } from 'chai';
+import { eventually } from '../support/eventually';
 import { fragmentBomb } from '../support/fragmentBomb';
 import { graphql, graphqlWithAuthorization, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
-import { eventually } from '../support/eventually';
 import { issueTicket, startTestHerald } from '../support/herald';
 import { RtioDevice } from '../support/rtioDevice';
 import { settledHead } from '../support/settledHead';
@@ -25,7 +25,9 @@ describe('GraphQL: a costly document is refused before it is walked (issue 21 it
   });
 
   const overGet = async (query: string): Promise<GraphqlResponse> => {
-    const response = await fetch(`${test.url}/graphql?query=${encodeURIComponent(query)}`, { headers: { accept: 'application/graphql-response+json, application/json', authorization: `Bearer ${ticket}` } });
+    const response = await fetch(`${test.url}/graphql?query=${encodeURIComponent(query)}`, {
+      headers: { accept: 'application/graphql-response+json, application/json', authorization: `Bearer ${ticket}` },
+    });
     return { status: response.status, ...((await response.json()) as Omit<GraphqlResponse, 'status'>) };
   };
   const socket = async () => {
@@ -46,10 +48,18 @@ describe('GraphQL: a costly document is refused before it is walked (issue 21 it
     const stalls = monitorEventLoopDelay({ resolution: 10 });
     stalls.enable();
     try {
-      for (const [levels, spreads] of [[25, 2], [30, 2], [25, 3], [30, 3]] as const) {
+      for (const [levels, spreads] of [
+        [25, 2],
+        [30, 2],
+        [25, 3],
+        [30, 3],
+      ] as const) {
         for (const [name, send] of Object.entries(transports)) {
           const started = performance.now();
-          const [answer, health] = await Promise.all([send(fragmentBomb(levels, spreads)), fetch(`${test.url}/healthz`)]);
+          const [answer, health] = await Promise.all([
+            send(fragmentBomb(levels, spreads)),
+            fetch(`${test.url}/healthz`),
+          ]);
           const took = performance.now() - started;
           expect(codeOf(answer), `${name} ${levels}×${spreads}`).to.equal('QUERY_TOO_COMPLEX');
           expect(health.status).to.equal(200);
@@ -100,15 +110,22 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
   after(() => test?.stop());
 
   const head = () => settledHead(test.herald.infrastructure);
-  const clears = (n: number) => `mutation { ${Array.from({ length: n }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`;
+  const clears = (n: number) =>
+    `mutation { ${Array.from({ length: n }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`;
 
   it('refuses 11 mutation fields in one operation before running any', async () => {
     const ticket = await issueTicket(test.url, 'many-aliases');
     const before = await head();
     const refused = await graphql(test.url, ticket, clears(11));
     expect([refused.status, codeOf(refused)]).to.deep.equal([400, 'QUERY_TOO_COMPLEX']);
-    expect(refused.errors?.[0]?.message).to.equal('the operation has 11 mutation fields, over the limit of 10 per request');
-    const viaFragments = await graphql(test.url, ticket, 'mutation { ...A ...A ...A } fragment A on Mutation { a: clearNotificationStats { site_broadcast } b: clearNotificationStats { site_broadcast } c: clearNotificationStats { site_broadcast } d: clearNotificationStats { site_broadcast } }');
+    expect(refused.errors?.[0]?.message).to.equal(
+      'the operation has 11 mutation fields, over the limit of 10 per request',
+    );
+    const viaFragments = await graphql(
+      test.url,
+      ticket,
+      'mutation { ...A ...A ...A } fragment A on Mutation { a: clearNotificationStats { site_broadcast } b: clearNotificationStats { site_broadcast } c: clearNotificationStats { site_broadcast } d: clearNotificationStats { site_broadcast } }',
+    );
     expect(codeOf(viaFragments)).to.equal('QUERY_TOO_COMPLEX');
     expect(await head(), 'nothing appended').to.equal(before);
   });
@@ -116,7 +133,12 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
   it('a request whose fourth clear is over the rate answers the first three and names the one that failed', async () => {
     const ticket = await issueTicket(test.url, 'partial');
     const answer = await graphql<Record<string, { site_broadcast: number } | null>>(test.url, ticket, clears(RATE + 1));
-    expect(answer.data).to.deep.equal({ c0: { site_broadcast: 0 }, c1: { site_broadcast: 0 }, c2: { site_broadcast: 0 }, c3: null });
+    expect(answer.data).to.deep.equal({
+      c0: { site_broadcast: 0 },
+      c1: { site_broadcast: 0 },
+      c2: { site_broadcast: 0 },
+      c3: null,
+    });
     expect(answer.errors).to.have.length(1);
     expect(answer.errors?.[0]).to.deep.include({ path: ['c3'] });
     expect(codeOf(answer)).to.equal('RATE_LIMITED');
@@ -124,7 +146,11 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
 
   it('stats clears over REST DELETE /notification_stat and GraphQL share the sending rate', async () => {
     const ticket = await issueTicket(test.url, 'clearer');
-    const clear = () => fetch(`${test.url}/notification_stat`, { method: 'DELETE', headers: { accept: 'application/json', authorization: `Token ${ticket}` } });
+    const clear = () =>
+      fetch(`${test.url}/notification_stat`, {
+        method: 'DELETE',
+        headers: { accept: 'application/json', authorization: `Token ${ticket}` },
+      });
     for (let i = 0; i < RATE; i++) expect((await clear()).status).to.equal(200);
     const before = await head();
     const limited = await clear();
@@ -137,13 +163,24 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
   it("an RTIO device's reports are rate-limited, over GraphQL and /rtio.ws", async () => {
     const { deviceId, deviceKey } = await test.herald.rtio.createDevice('rtio', `cost-${Date.now()}`);
     const reports = `mutation { ${Array.from({ length: RATE + 1 }, (_, i) => `r${i}: report(message: "m${i}")`).join(' ')} }`;
-    const answer = await graphqlWithAuthorization<Record<string, string | null>>(test.url, `RtioDevice ${deviceId}:${deviceKey}`, reports);
-    expect(Object.values(answer.data ?? {}).map((id) => typeof id)).to.deep.equal(['string', 'string', 'string', 'object']);
+    const answer = await graphqlWithAuthorization<Record<string, string | null>>(
+      test.url,
+      `RtioDevice ${deviceId}:${deviceKey}`,
+      reports,
+    );
+    expect(Object.values(answer.data ?? {}).map((id) => typeof id)).to.deep.equal([
+      'string',
+      'string',
+      'string',
+      'object',
+    ]);
     expect(answer.errors?.[0]).to.deep.include({ path: [`r${RATE}`] });
     expect(codeOf(answer)).to.equal('RATE_LIMITED');
     // Counted by type, not by the store's head: the leader's outbox records the forwarding of the
     // accepted reports (RtioReportForward…) on its own schedule, meanwhile.
-    const reported = async () => (await test.herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['RtioDeviceReported'] } })).length;
+    const reported = async () =>
+      (await test.herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['RtioDeviceReported'] } }))
+        .length;
     // The store shows an event once every older transaction has ended (another writer's may still be open).
     const before = await eventually(async () => {
       const count = await reported();
@@ -153,8 +190,15 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
     const device = await RtioDevice.connect(test.url, { device_id: deviceId, device_key: deviceKey });
     try {
       device.socket.send(JSON.stringify({ report: 'one more' }));
-      await device.until((d) => d.frames.some((f) => f.error !== undefined) || d.closeCode !== undefined, 'the answer to the report');
-      const refusal = device.frames.find((f) => f.error !== undefined)?.error as { code: string; message: string; retry_after_seconds: number };
+      await device.until(
+        (d) => d.frames.some((f) => f.error !== undefined) || d.closeCode !== undefined,
+        'the answer to the report',
+      );
+      const refusal = device.frames.find((f) => f.error !== undefined)?.error as {
+        code: string;
+        message: string;
+        retry_after_seconds: number;
+      };
       expect(refusal.code).to.equal('rate_limited');
       expect(refusal.message).to.match(/^sending rate exceeded; retry in \d+ s$/);
       expect(refusal.retry_after_seconds).to.be.within(1, 60);

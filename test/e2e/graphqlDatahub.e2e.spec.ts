@@ -20,7 +20,8 @@ const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boo
     pageInfo { endCursor hasNextPage }
   }
 }`;
-const STATS_FIELDS = 'site_broadcast admin_message private_message apply_whitelist comment_reply item_event subs_event subsapply_event vip_remind';
+const STATS_FIELDS =
+  'site_broadcast admin_message private_message apply_whitelist comment_reply item_event subs_event subsapply_event vip_remind';
 const TYPES = STATS_FIELDS.split(' ');
 const ZERO: Stats = Object.fromEntries(TYPES.map((type) => [type, 0]));
 
@@ -41,8 +42,18 @@ interface Node {
   data: Record<string, unknown> | null;
   meta: { realm: string; seq: string; sender: string; stime: string };
 }
-type Inbox = { notifications: { total: number; nodes: Node[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
-type Filter = { first?: number; after?: string | null; unreadOnly?: boolean; type?: string; sender?: string; level?: number; forClient?: boolean };
+type Inbox = {
+  notifications: { total: number; nodes: Node[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } };
+};
+type Filter = {
+  first?: number;
+  after?: string | null;
+  unreadOnly?: boolean;
+  type?: string;
+  sender?: string;
+  level?: number;
+  forClient?: boolean;
+};
 
 /** A graphql-ws client subscribed to `notificationStats`; it records each push. */
 class StatsWatcher {
@@ -53,7 +64,14 @@ class StatsWatcher {
   private constructor(private readonly client: Client) {}
 
   static connect(baseUrl: string, ticket: string): StatsWatcher {
-    const client = createClient({ url: `${baseUrl.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { ticket }, retryAttempts: 0, lazy: false, onNonLazyError: () => undefined });
+    const client = createClient({
+      url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { ticket },
+      retryAttempts: 0,
+      lazy: false,
+      onNonLazyError: () => undefined,
+    });
     const watcher = new StatsWatcher(client);
     client.subscribe<{ notificationStats: Stats }>(
       { query: `subscription { notificationStats { ${STATS_FIELDS} } }` },
@@ -85,7 +103,12 @@ class StatsWatcher {
   /** Waits until a push (from index `since` on) satisfies `condition`, or fails after the deadline. */
   async until(condition: (stats: Stats) => boolean, what: string, since = 0, timeoutMs = 10_000): Promise<Stats> {
     const found = () => this.pushes.slice(since).find(condition);
-    await this.changes.until(() => found() !== undefined, () => `notificationStats: timed out waiting for ${what}; pushes ${JSON.stringify(this.pushes)}, errors ${JSON.stringify(this.errors)}`, timeoutMs);
+    await this.changes.until(
+      () => found() !== undefined,
+      () =>
+        `notificationStats: timed out waiting for ${what}; pushes ${JSON.stringify(this.pushes)}, errors ${JSON.stringify(this.errors)}`,
+      timeoutMs,
+    );
     return found()!;
   }
 
@@ -103,25 +126,41 @@ function harness(test: () => Awaited<ReturnType<typeof startTestHerald>>) {
   const APP = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
   const h = {
     async ticketFor(userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
-      const { body } = await postForm(`${test().url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
+      const { body } = await postForm(`${test().url}/koala/api/mas/tickets`, {
+        app_key: app,
+        secret_key: secret,
+        user_id: userId,
+        ...(roles && { user_roles: roles }),
+      });
       expect(body.status, JSON.stringify(body)).to.equal(0);
       return body.result as string;
     },
     async rest(method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<void> {
       const response = await fetch(`${test().url}${path}`, {
         method,
-        headers: { accept: 'application/json', ...headers, ...(body !== undefined && { 'content-type': 'application/json' }) },
+        headers: {
+          accept: 'application/json',
+          ...headers,
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+        },
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
       expect(response.status, `${method} ${path}: ${await response.text()}`).to.equal(200);
     },
     /** A datahub notification from a user (POST /notifications); answers once the receivers' lists show it. */
-    notify: (ticket: string, body: Record<string, unknown>) => h.rest('POST', '/notifications', { authorization: `Token ${ticket}` }, body),
+    notify: (ticket: string, body: Record<string, unknown>) =>
+      h.rest('POST', '/notifications', { authorization: `Token ${ticket}` }, body),
     /** A notification from a back-end service of the app (the seed's to_notifications.json topic). */
-    topic: (message: Record<string, unknown>, key?: string) => h.rest('POST', '/topics/to_notifications.json', { ...APP, ...(key && { 'x-message-key': key }) }, message),
+    topic: (message: Record<string, unknown>, key?: string) =>
+      h.rest('POST', '/topics/to_notifications.json', { ...APP, ...(key && { 'x-message-key': key }) }, message),
     /** A Koala message; answers once the receivers' inboxes show it. */
     async koala(senderTicket: string, to: string, title: string): Promise<void> {
-      const sent = await postForm(`${test().url}/koala/api/mas/messages`, { ticket: senderTicket, users: to, title, content: `${title} content` });
+      const sent = await postForm(`${test().url}/koala/api/mas/messages`, {
+        ticket: senderTicket,
+        users: to,
+        title,
+        content: `${title} content`,
+      });
       expect(sent.body.status, JSON.stringify(sent.body)).to.equal(0);
     },
     async inbox(ticket: string, filter: Filter = {}): Promise<Inbox['notifications']> {
@@ -129,14 +168,22 @@ function harness(test: () => Awaited<ReturnType<typeof startTestHerald>>) {
       expect(answer.errors, JSON.stringify(answer.errors)).to.equal(undefined);
       return answer.data!.notifications;
     },
-    async errorCode(ticket: string, query: string, variables?: Record<string, unknown>): Promise<{ code: string | undefined; message: string | undefined }> {
+    async errorCode(
+      ticket: string,
+      query: string,
+      variables?: Record<string, unknown>,
+    ): Promise<{ code: string | undefined; message: string | undefined }> {
       const answer = await graphql(test().url, ticket, query, variables);
       expect(answer.status, 'never a 500').to.be.below(500);
       expect(answer.errors, 'an error').to.be.an('array').that.is.not.empty;
       return { code: answer.errors![0]!.extensions?.code, message: answer.errors![0]!.message };
     },
     async stats(ticket: string): Promise<Stats> {
-      const answer = await graphql<{ notificationStats: Stats }>(test().url, ticket, `{ notificationStats { ${STATS_FIELDS} } }`);
+      const answer = await graphql<{ notificationStats: Stats }>(
+        test().url,
+        ticket,
+        `{ notificationStats { ${STATS_FIELDS} } }`,
+      );
       expect(answer.errors, JSON.stringify(answer.errors)).to.equal(undefined);
       return answer.data!.notificationStats;
     },
@@ -151,7 +198,8 @@ function harness(test: () => Awaited<ReturnType<typeof startTestHerald>>) {
 
 const MARK_READ = 'mutation($seq: ID!) { markRead(seq: $seq) }';
 const CLEAR = `mutation { clearNotificationStats { ${STATS_FIELDS} } }`;
-const APPLY = 'mutation($repname: String!, $itemname: String!, $owner: String) { applyWhitelist(repname: $repname, itemname: $itemname, owner: $owner) }';
+const APPLY =
+  'mutation($repname: String!, $itemname: String!, $owner: String) { applyWhitelist(repname: $repname, itemname: $itemname, owner: $owner) }';
 const titles = (nodes: Node[]) => nodes.map((n) => (n.type === 'koala' ? n.title : `${n.type}:${n.content}`));
 
 describe('GraphQL: datahub notifications, stats and their live counts (seed 001, issue 8)', function () {
@@ -184,7 +232,12 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     await h.koala(zhangbin, user, 'k1');
     await h.notify(admin, { type: 'admin_message', receiver: user, data: { content: 'd1' } });
     await h.koala(zhangbin, user, 'k2');
-    await h.topic({ type: 'comment_reply', receiver: user, sender: '', data: { commentid: 7, username: 'li4@bbb.com', content: 'd2', replyto: { commentid: 6, content: 'first!' } } });
+    await h.topic({
+      type: 'comment_reply',
+      receiver: user,
+      sender: '',
+      data: { commentid: 7, username: 'li4@bbb.com', content: 'd2', replyto: { commentid: 6, content: 'first!' } },
+    });
     await h.koala(zhangbin, user, 'k3');
 
     const all = await h.inbox(ticket, { first: 10 });
@@ -238,24 +291,50 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     await h.notify(admin, { type: 'admin_message', receiver: user, data: { content: 'from admin' } });
     await h.notify(friend, { type: 'private_message', receiver: user, data: { content: 'from friend' } });
     await h.topic({ type: 'vip_remind', receiver: user, sender: '', level: 50, data: { level: 4, invalide: 7 } });
-    await h.topic({ type: 'private_message', receiver: user, sender: 'zhangbin', data: { content: 'client only' } }, 'forclient,notforbrowser');
-    await h.topic({ type: 'private_message', receiver: user, sender: 'zhangbin', data: { content: 'both lists' } }, 'forclient');
+    await h.topic(
+      { type: 'private_message', receiver: user, sender: 'zhangbin', data: { content: 'client only' } },
+      'forclient,notforbrowser',
+    );
+    await h.topic(
+      { type: 'private_message', receiver: user, sender: 'zhangbin', data: { content: 'both lists' } },
+      'forclient',
+    );
 
     const listed = async (filter: Filter) => {
       const page = await h.inbox(ticket, { first: 100, ...filter });
       expect(page.total, JSON.stringify(filter)).to.equal(page.nodes.length);
       return titles(page.nodes);
     };
-    expect(await listed({})).to.deep.equal(['private_message:both lists', 'vip_remind:', 'private_message:from friend', 'admin_message:from admin', 'koala from zhangbin']);
+    expect(await listed({})).to.deep.equal([
+      'private_message:both lists',
+      'vip_remind:',
+      'private_message:from friend',
+      'admin_message:from admin',
+      'koala from zhangbin',
+    ]);
     expect(await listed({ type: 'koala' })).to.deep.equal(['koala from zhangbin']);
-    expect(await listed({ type: 'private_message' })).to.deep.equal(['private_message:both lists', 'private_message:from friend']);
-    expect(await listed({ sender: 'zhangbin' }), 'both lists by sender').to.deep.equal(['private_message:both lists', 'koala from zhangbin']);
+    expect(await listed({ type: 'private_message' })).to.deep.equal([
+      'private_message:both lists',
+      'private_message:from friend',
+    ]);
+    expect(await listed({ sender: 'zhangbin' }), 'both lists by sender').to.deep.equal([
+      'private_message:both lists',
+      'koala from zhangbin',
+    ]);
     expect(await listed({ sender: 'admin@hub.dataio.com' })).to.deep.equal(['admin_message:from admin']);
     expect(await listed({ sender: '' }), '"" is the system').to.deep.equal(['vip_remind:']);
     expect(await listed({ sender: 'nobody' })).to.deep.equal([]);
     expect(await listed({ level: 50 }), 'Koala has no level 50').to.deep.equal(['vip_remind:']);
-    expect(await listed({ level: 0 })).to.deep.equal(['private_message:both lists', 'private_message:from friend', 'admin_message:from admin', 'koala from zhangbin']);
-    expect(await listed({ forClient: true }), 'Koala has no client list').to.deep.equal(['private_message:both lists', 'private_message:client only']);
+    expect(await listed({ level: 0 })).to.deep.equal([
+      'private_message:both lists',
+      'private_message:from friend',
+      'admin_message:from admin',
+      'koala from zhangbin',
+    ]);
+    expect(await listed({ forClient: true }), 'Koala has no client list').to.deep.equal([
+      'private_message:both lists',
+      'private_message:client only',
+    ]);
     expect(await listed({ forClient: true, type: 'koala' })).to.deep.equal([]);
     expect(await listed({ type: 'koala', level: 50 })).to.deep.equal([]);
 
@@ -265,8 +344,15 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     const fromAdmin = all.find((n) => n.type === 'admin_message')!;
     await h.mutate(ticket, 'mutation($ids: [ID!]!) { acknowledge(ids: $ids) }', { ids: [koala.id] });
     await h.mutate(ticket, MARK_READ, { seq: fromAdmin.seq });
-    expect(await listed({ unreadOnly: true })).to.deep.equal(['private_message:both lists', 'vip_remind:', 'private_message:from friend']);
-    expect(await listed({ unreadOnly: true, level: 0 })).to.deep.equal(['private_message:both lists', 'private_message:from friend']);
+    expect(await listed({ unreadOnly: true })).to.deep.equal([
+      'private_message:both lists',
+      'vip_remind:',
+      'private_message:from friend',
+    ]);
+    expect(await listed({ unreadOnly: true, level: 0 })).to.deep.equal([
+      'private_message:both lists',
+      'private_message:from friend',
+    ]);
   });
 
   it('refuses bad filters and arguments with typed errors, never a 500, appending nothing', async () => {
@@ -279,43 +365,73 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     expect((await h.errorCode(ticket, NOTIFICATIONS, { level: -1 })).code).to.equal('BAD_USER_INPUT');
     expect((await h.errorCode(ticket, NOTIFICATIONS, { sender: 'x'.repeat(129) })).code).to.equal('BAD_USER_INPUT');
     expect((await h.errorCode(ticket, NOTIFICATIONS, { sender: 'nul \u0000' })).code).to.equal('BAD_USER_INPUT');
-    expect((await h.errorCode(ticket, NOTIFICATIONS, { first: 0, type: 'admin_message' })).code).to.equal('BAD_USER_INPUT');
-    expect((await h.errorCode(ticket, NOTIFICATIONS, { level: 'high' })).code, 'a variable of the wrong type').to.equal('BAD_USER_INPUT');
+    expect((await h.errorCode(ticket, NOTIFICATIONS, { first: 0, type: 'admin_message' })).code).to.equal(
+      'BAD_USER_INPUT',
+    );
+    expect((await h.errorCode(ticket, NOTIFICATIONS, { level: 'high' })).code, 'a variable of the wrong type').to.equal(
+      'BAD_USER_INPUT',
+    );
 
     expect((await h.errorCode(ticket, MARK_READ, { seq: 'abc' })).code).to.equal('BAD_USER_INPUT');
-    expect((await h.errorCode(ticket, MARK_READ, { seq: '99999999999999999999' })).code, 'past int64').to.equal('BAD_USER_INPUT');
+    expect((await h.errorCode(ticket, MARK_READ, { seq: '99999999999999999999' })).code, 'past int64').to.equal(
+      'BAD_USER_INPUT',
+    );
     expect((await h.errorCode(ticket, MARK_READ, { seq: '9007199254740993' })).code).to.equal('NOT_FOUND');
     expect((await h.errorCode(ticket, MARK_READ, { seq: '1' })).code).to.equal('NOT_FOUND');
 
-    const apply = (repname: string, itemname: string, owner: string) => h.errorCode(ticket, APPLY, { repname, itemname, owner });
+    const apply = (repname: string, itemname: string, owner: string) =>
+      h.errorCode(ticket, APPLY, { repname, itemname, owner });
     expect((await apply('', 'item', 'owner@example.com')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('   ', 'item', 'owner@example.com')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'i'.repeat(129), 'owner@example.com')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'item', 'o\u001b[31m')).code).to.equal('BAD_USER_INPUT');
     expect((await apply('repo', 'item', 'bad-input@example.com')).message, 'not your own item').to.include('owner');
     // Issue 22 (review): an owner no ticket can be issued for (blanks, commas: datahub's separators) is refused, as on REST.
-    for (const owner of ['zhang3 wang5', 'a,b', ' ', 'x'.repeat(129)]) expect((await apply('repo', 'item', owner)).code, owner).to.equal('BAD_USER_INPUT');
-    expect((await apply('repo', '😀'.repeat(129), 'owner@example.com')).code, '129 characters').to.equal('BAD_USER_INPUT');
-    expect((await h.errorCode(ticket, 'mutation { applyWhitelist(repname: "r", owner: "o") }')).code, 'a missing argument').to.equal('BAD_REQUEST');
+    for (const owner of ['zhang3 wang5', 'a,b', ' ', 'x'.repeat(129)])
+      expect((await apply('repo', 'item', owner)).code, owner).to.equal('BAD_USER_INPUT');
+    expect((await apply('repo', '😀'.repeat(129), 'owner@example.com')).code, '129 characters').to.equal(
+      'BAD_USER_INPUT',
+    );
+    expect(
+      (await h.errorCode(ticket, 'mutation { applyWhitelist(repname: "r", owner: "o") }')).code,
+      'a missing argument',
+    ).to.equal('BAD_REQUEST');
     expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(head);
     // Names are counted in characters (code points): 128 emoji are a name (256 UTF-16 units).
-    expect(await h.mutate(ticket, APPLY, { repname: 'repo', itemname: '😀'.repeat(128), owner: 'emoji-owner@example.com' })).to.deep.equal({ applyWhitelist: true });
+    expect(
+      await h.mutate(ticket, APPLY, { repname: 'repo', itemname: '😀'.repeat(128), owner: 'emoji-owner@example.com' }),
+    ).to.deep.equal({ applyWhitelist: true });
   });
 
   it('markRead, clearNotificationStats and applyWhitelist: each visible to the very next query', async () => {
     const user = 'effects@example.com';
     const ticket = await h.ticketFor(user);
     expect(await h.stats(ticket)).to.deep.equal(ZERO);
-    await h.notify(admin, { type: 'admin_message', receiver: `${user},other-effects@example.com`, data: { content: 'a1' } });
+    await h.notify(admin, {
+      type: 'admin_message',
+      receiver: `${user},other-effects@example.com`,
+      data: { content: 'a1' },
+    });
     await h.notify(admin, { type: 'admin_message', receiver: user, data: { content: 'a2' } });
-    await h.topic({ type: 'item_event', receiver: user, sender: '', data: { event: 'tag_deleted', repname: 'r', itemname: 'i', tag: 't' } });
+    await h.topic({
+      type: 'item_event',
+      receiver: user,
+      sender: '',
+      data: { event: 'tag_deleted', repname: 'r', itemname: 'i', tag: 't' },
+    });
     expect(await h.stats(ticket)).to.deep.equal({ ...ZERO, admin_message: 2, item_event: 1 });
 
     // markRead, by seq: read (and acknowledged) in the list, uncounted at once.
     const a2 = (await h.inbox(ticket, { type: 'admin_message' })).nodes.find((n) => n.content === 'a2')!;
     expect(await h.mutate(ticket, MARK_READ, { seq: a2.seq })).to.deep.equal({ markRead: true });
-    expect(await h.mutate(ticket, MARK_READ, { seq: Number(a2.seq) }), 'again, and as an Int ID').to.deep.equal({ markRead: true });
-    const readStates = (await h.inbox(ticket, { type: 'admin_message' })).nodes.map((n) => [n.content, n.read, n.acknowledged]);
+    expect(await h.mutate(ticket, MARK_READ, { seq: Number(a2.seq) }), 'again, and as an Int ID').to.deep.equal({
+      markRead: true,
+    });
+    const readStates = (await h.inbox(ticket, { type: 'admin_message' })).nodes.map((n) => [
+      n.content,
+      n.read,
+      n.acknowledged,
+    ]);
     expect(readStates).to.deep.equal([
       ['a2', true, true],
       ['a1', false, false],
@@ -328,7 +444,10 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     await h.koala(zhangbin, user, 'a koala message');
     const koala = (await h.inbox(ticket, { type: 'koala' })).nodes[0]!;
     expect((await h.errorCode(ticket, MARK_READ, { seq: koala.seq })).code).to.equal('NOT_FOUND');
-    expect((await h.errorCode(await h.ticketFor(user, '', 'other', 'other-secret'), MARK_READ, { seq: a2.seq })).code, 'another app').to.equal('NOT_FOUND');
+    expect(
+      (await h.errorCode(await h.ticketFor(user, '', 'other', 'other-secret'), MARK_READ, { seq: a2.seq })).code,
+      'another app',
+    ).to.equal('NOT_FOUND');
 
     // clearNotificationStats answers the cleared counts; the list keeps its read states; later ones count.
     expect(await h.mutate(ticket, CLEAR)).to.deep.equal({ clearNotificationStats: ZERO });
@@ -343,17 +462,36 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     expect(applied).to.deep.equal({ applyWhitelist: true });
     const request = (await h.inbox(owner, { type: 'apply_whitelist' })).nodes;
     expect(request).to.have.length(1);
-    expect(request[0]).to.deep.include({ type: 'apply_whitelist', sender: user, level: 50, read: false, data: { repname: 'NBA', itemname: 'bear' }, content: '' });
+    expect(request[0]).to.deep.include({
+      type: 'apply_whitelist',
+      sender: user,
+      level: 50,
+      read: false,
+      data: { repname: 'NBA', itemname: 'bear' },
+      content: '',
+    });
     expect((await h.inbox(owner, { level: 50 })).total).to.equal(1);
     expect(await h.stats(owner)).to.deep.equal({ ...ZERO, apply_whitelist: 1 });
-    expect(await h.mutate(ticket, APPLY, { repname: 'NBA', itemname: 'bear', owner: 'owner@example.com' }), 'again: nothing new').to.deep.equal({ applyWhitelist: true });
+    expect(
+      await h.mutate(ticket, APPLY, { repname: 'NBA', itemname: 'bear', owner: 'owner@example.com' }),
+      'again: nothing new',
+    ).to.deep.equal({ applyWhitelist: true });
     expect((await h.inbox(owner, { type: 'apply_whitelist' })).total).to.equal(1);
 
     // Without an owner: the one the app registered for the item (issue 22), listed at once.
-    const registered = await fetch(`${test.url}/items/NBA/lion`, { method: 'PUT', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, body: JSON.stringify({ owner: 'owner@example.com' }) });
+    const registered = await fetch(`${test.url}/items/NBA/lion`, {
+      method: 'PUT',
+      headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+      body: JSON.stringify({ owner: 'owner@example.com' }),
+    });
     expect(registered.status, await registered.text()).to.equal(200);
-    expect(await h.mutate(ticket, 'mutation { applyWhitelist(repname: "NBA", itemname: "lion") }')).to.deep.equal({ applyWhitelist: true });
-    expect((await h.inbox(owner, { type: 'apply_whitelist' })).nodes.map((n) => n.data)).to.deep.equal([{ repname: 'NBA', itemname: 'lion' }, { repname: 'NBA', itemname: 'bear' }]);
+    expect(await h.mutate(ticket, 'mutation { applyWhitelist(repname: "NBA", itemname: "lion") }')).to.deep.equal({
+      applyWhitelist: true,
+    });
+    expect((await h.inbox(owner, { type: 'apply_whitelist' })).nodes.map((n) => n.data)).to.deep.equal([
+      { repname: 'NBA', itemname: 'lion' },
+      { repname: 'NBA', itemname: 'bear' },
+    ]);
   });
 
   it('subscription notificationStats: the current counts at once, then new counts after a send, a read and a clear', async () => {
@@ -365,12 +503,19 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
 
     let mark = watcher.mark();
     await h.topic({ type: 'private_message', receiver: user, sender: 'friend@example.com', data: { content: 'hi' } });
-    expect(await watcher.until((s) => s.private_message === 1, 'the counts after a send', mark)).to.deep.equal({ ...ZERO, admin_message: 1, private_message: 1 });
+    expect(await watcher.until((s) => s.private_message === 1, 'the counts after a send', mark)).to.deep.equal({
+      ...ZERO,
+      admin_message: 1,
+      private_message: 1,
+    });
 
     const pm = (await h.inbox(ticket, { type: 'private_message' })).nodes[0]!;
     mark = watcher.mark();
     await h.mutate(ticket, MARK_READ, { seq: pm.seq });
-    expect(await watcher.until((s) => s.private_message === 0, 'the counts after a read', mark)).to.deep.equal({ ...ZERO, admin_message: 1 });
+    expect(await watcher.until((s) => s.private_message === 0, 'the counts after a read', mark)).to.deep.equal({
+      ...ZERO,
+      admin_message: 1,
+    });
 
     mark = watcher.mark();
     await h.mutate(ticket, CLEAR);
@@ -378,7 +523,12 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
 
     // Only the caller's counts: another user's notification pushes nothing here; the next one to the caller does.
     mark = watcher.mark();
-    await h.topic({ type: 'private_message', receiver: 'someone-else@example.com', sender: 'x', data: { content: 'not yours' } });
+    await h.topic({
+      type: 'private_message',
+      receiver: 'someone-else@example.com',
+      sender: 'x',
+      data: { content: 'not yours' },
+    });
     await h.topic({ type: 'vip_remind', receiver: user, sender: '', level: 50, data: { level: 4, invalide: 7 } });
     await watcher.until((s) => s.vip_remind === 1, 'the counts after the next send', mark);
     expect(watcher.pushes.slice(mark)).to.deep.equal([{ ...ZERO, vip_remind: 1 }]);
@@ -393,21 +543,37 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     // 2,000 change signals at once (as a busy projection could publish them): a handful of pushes, not 2,000.
     const topic = `datahub-stats:camel:${user}`;
     let mark = watcher.mark();
-    await test.herald.bus.publish(Array.from({ length: 2000 }, () => ({ topic, payload: { appId: 'camel', userId: user } })));
-    await h.topic({ type: 'subs_event', receiver: user, sender: '', data: { subscriptionid: 1, repname: 'r', itemname: 'i', phase: 1 } });
+    await test.herald.bus.publish(
+      Array.from({ length: 2000 }, () => ({ topic, payload: { appId: 'camel', userId: user } })),
+    );
+    await h.topic({
+      type: 'subs_event',
+      receiver: user,
+      sender: '',
+      data: { subscriptionid: 1, repname: 'r', itemname: 'i', phase: 1 },
+    });
     await watcher.until((s) => s.subs_event === 1, 'the counts after the burst', mark);
     expect(watcher.pushes.length - mark).to.be.within(1, 4);
     expect(watcher.latest).to.deep.equal({ ...ZERO, subs_event: 1 });
 
     // Many real sends side by side: the pushes end at all of them counted.
     mark = watcher.mark();
-    await Promise.all(Array.from({ length: 20 }, (_, i) => h.topic({ type: 'comment_reply', receiver: user, sender: '', data: { commentid: i, username: 'li4@bbb.com', content: `c${i}` } })));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        h.topic({
+          type: 'comment_reply',
+          receiver: user,
+          sender: '',
+          data: { commentid: i, username: 'li4@bbb.com', content: `c${i}` },
+        }),
+      ),
+    );
     await watcher.until((s) => s.comment_reply === 20, 'all 20', mark);
     expect(watcher.latest).to.deep.equal({ ...ZERO, subs_event: 1, comment_reply: 20 });
     expect(watcher.pushes.length - mark).to.be.within(1, 20);
   });
 
-  it('a closed subscription lets go of its bus listeners at once, not at the user\'s next change', async () => {
+  it("a closed subscription lets go of its bus listeners at once, not at the user's next change", async () => {
     const user = 'leaves@example.com';
     const ticket = await h.ticketFor(user);
     // Count the listeners of this user's topics and of the app's broadcast topic, as the resolvers add and remove them.
@@ -427,13 +593,32 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     try {
       const watcher = watch(ticket);
       await watcher.until(() => true, 'the current counts');
-      const client = createClient({ url: `${test.url.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { ticket }, retryAttempts: 0, lazy: false });
-      const stop = client.subscribe({ query: 'subscription { messages { id } }' }, { next: () => undefined, error: () => undefined, complete: () => undefined });
-      await eventually(() => expect(Object.fromEntries(active)).to.deep.equal({ [`datahub-stats:camel:${user}`]: 1, [`inbox:camel:${user}`]: 1 }));
+      const client = createClient({
+        url: `${test.url.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: WebSocket,
+        connectionParams: { ticket },
+        retryAttempts: 0,
+        lazy: false,
+      });
+      const stop = client.subscribe(
+        { query: 'subscription { messages { id } }' },
+        { next: () => undefined, error: () => undefined, complete: () => undefined },
+      );
+      await eventually(() =>
+        expect(Object.fromEntries(active)).to.deep.equal({
+          [`datahub-stats:camel:${user}`]: 1,
+          [`inbox:camel:${user}`]: 1,
+        }),
+      );
       stop();
       await watcher.close();
       await client.dispose();
-      await eventually(() => expect(Object.fromEntries(active)).to.deep.equal({ [`datahub-stats:camel:${user}`]: 0, [`inbox:camel:${user}`]: 0 }));
+      await eventually(() =>
+        expect(Object.fromEntries(active)).to.deep.equal({
+          [`datahub-stats:camel:${user}`]: 0,
+          [`inbox:camel:${user}`]: 0,
+        }),
+      );
     } finally {
       bus.subscribe = subscribe;
     }
@@ -476,11 +661,23 @@ describe('GraphQL: site broadcasts in notifications and notificationStats (seed 
     for (const ticket of [early, late]) {
       const list = await h.inbox(ticket, { type: 'site_broadcast' });
       expect(list.total).to.equal(1);
-      expect(list.nodes[0]).to.deep.include({ type: 'site_broadcast', content: 'maintenance at 20:00', sender: 'admin@hub.dataio.com', read: false, data: { content: 'maintenance at 20:00' } });
+      expect(list.nodes[0]).to.deep.include({
+        type: 'site_broadcast',
+        content: 'maintenance at 20:00',
+        sender: 'admin@hub.dataio.com',
+        read: false,
+        data: { content: 'maintenance at 20:00' },
+      });
     }
     const merged = await h.inbox(early);
-    expect([merged.total, titles(merged.nodes)]).to.deep.equal([2, ['site_broadcast:maintenance at 20:00', 'koala first']]);
-    expect((await h.inbox(await h.ticketFor('early@example.com', '', 'other', 'other-secret'))).total, 'another app sees nothing').to.equal(0);
+    expect([merged.total, titles(merged.nodes)]).to.deep.equal([
+      2,
+      ['site_broadcast:maintenance at 20:00', 'koala first'],
+    ]);
+    expect(
+      (await h.inbox(await h.ticketFor('early@example.com', '', 'other', 'other-secret'))).total,
+      'another app sees nothing',
+    ).to.equal(0);
 
     // Read by one user: read for them only.
     await h.mutate(late, MARK_READ, { seq: merged.nodes[0]!.seq });
@@ -493,7 +690,9 @@ describe('GraphQL: site broadcasts in notifications and notificationStats (seed 
     expect(await watcher.until((s) => s.site_broadcast === 0, 'the counts after a clear', mark)).to.deep.equal(ZERO);
     mark = watcher.mark();
     await h.notify(admin, { type: 'site_broadcast', data: { content: 'done' } });
-    expect(await watcher.until((s) => s.site_broadcast === 1, 'the counts after a second broadcast', mark)).to.deep.equal({ ...ZERO, site_broadcast: 1 });
+    expect(
+      await watcher.until((s) => s.site_broadcast === 1, 'the counts after a second broadcast', mark),
+    ).to.deep.equal({ ...ZERO, site_broadcast: 1 });
     expect(await h.stats(late)).to.deep.equal({ ...ZERO, site_broadcast: 1 });
   });
 });

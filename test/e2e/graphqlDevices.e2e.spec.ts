@@ -9,7 +9,8 @@ import { issueTicket, startTestHerald, TestClock } from '../support/herald';
 // by the same gateway as the legacy /msgpush.ws socket.
 
 const DEVICE_FIELDS = 'id clientId alias platform mobile tags online registeredAt updatedAt';
-const MESSAGE_FIELDS = 'messageId appId source tenantCode alert extra pushMsgType sound badge msg flag from needConfirm requestedAt expiresAt';
+const MESSAGE_FIELDS =
+  'messageId appId source tenantCode alert extra pushMsgType sound badge msg flag from needConfirm requestedAt expiresAt';
 const DEVICE_MESSAGES = `subscription Mine($deviceId: ID!) { deviceMessages(deviceId: $deviceId) { ${MESSAGE_FIELDS} } }`;
 const REGISTER = `mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { ${DEVICE_FIELDS} } token } }`;
 const DEVICES = `query($alias: String, $tag: String, $platform: DevicePlatform, $first: Int, $after: String) {
@@ -39,7 +40,9 @@ interface DeviceMessage {
   [field: string]: unknown;
 }
 type Page = { devices: { nodes: Device[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
-type Pushed = { pushToDevices: { requestId: string; requestedAt: string; expiresAt: string; deliveries: Record<string, number> } };
+type Pushed = {
+  pushToDevices: { requestId: string; requestedAt: string; expiresAt: string; deliveries: Record<string, number> };
+};
 
 describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   this.timeout(60_000);
@@ -58,12 +61,22 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   });
   after(() => test?.stop());
 
-  const ticketFor = (userId: string, roles = '', app = 'camel') => issueTicket(test.url, userId, roles, app, app === 'camel' ? 'EERWERRRRE' : 'other-secret');
-  const gql = <T = Record<string, unknown>>(credential: string | undefined, query: string, variables?: Record<string, unknown>) => graphql<T>(test.url, credential, query, variables);
+  const ticketFor = (userId: string, roles = '', app = 'camel') =>
+    issueTicket(test.url, userId, roles, app, app === 'camel' ? 'EERWERRRRE' : 'other-secret');
+  const gql = <T = Record<string, unknown>>(
+    credential: string | undefined,
+    query: string,
+    variables?: Record<string, unknown>,
+  ) => graphql<T>(test.url, credential, query, variables);
   const codeOf = (response: { errors?: GraphqlResponse['errors'] }) => response.errors?.[0]?.extensions?.code;
 
-  async function register(ticket: string, input: Record<string, unknown> = {}): Promise<{ device: Device; token: string }> {
-    const result = await gql<{ registerDevice: { device: Device; token: string } }>(ticket, REGISTER, { input: { platform: 'ANDROID', nativeToken: `native-${++nativeTokens}-${Date.now()}`, ...input } });
+  async function register(
+    ticket: string,
+    input: Record<string, unknown> = {},
+  ): Promise<{ device: Device; token: string }> {
+    const result = await gql<{ registerDevice: { device: Device; token: string } }>(ticket, REGISTER, {
+      input: { platform: 'ANDROID', nativeToken: `native-${++nativeTokens}-${Date.now()}`, ...input },
+    });
     expect(result.errors, JSON.stringify(result.errors)).to.equal(undefined);
     return result.data!.registerDevice;
   }
@@ -77,8 +90,15 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   /** A device's GraphQL subscription, once the gateway counts it as the device's connection. */
   async function subscribeDevice(registered: { device: Device; token: string }) {
     const connection = socket({ deviceToken: registered.token });
-    const messages = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, { deviceId: registered.device.id });
-    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(registered.device.id), `the subscription is connected: ${JSON.stringify(messages)} ${connection.closedWith}`).to.equal(true));
+    const messages = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, {
+      deviceId: registered.device.id,
+    });
+    await eventually(async () =>
+      expect(
+        await test.herald.gateway.presence.isOnline(registered.device.id),
+        `the subscription is connected: ${JSON.stringify(messages)} ${connection.closedWith}`,
+      ).to.equal(true),
+    );
     return { connection, messages };
   }
 
@@ -95,8 +115,18 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
 
   it('registerDevice: the alias defaults to the caller; another alias is for admins only; the same native token is the same device', async () => {
     const user = await ticketFor('reg-user');
-    const registered = await register(user, { platform: 'IOS', nativeToken: 'apns-reg-user-1', mobile: '+86 137-0000-1111', tags: ['beta', ' beta ', 'sz'] });
-    expect(registered.device).to.include({ alias: 'reg-user', platform: 'IOS', mobile: '+86 137-0000-1111', online: false });
+    const registered = await register(user, {
+      platform: 'IOS',
+      nativeToken: 'apns-reg-user-1',
+      mobile: '+86 137-0000-1111',
+      tags: ['beta', ' beta ', 'sz'],
+    });
+    expect(registered.device).to.include({
+      alias: 'reg-user',
+      platform: 'IOS',
+      mobile: '+86 137-0000-1111',
+      online: false,
+    });
     expect(registered.device.id).to.match(/^[0-9a-f]{32}$/);
     expect(registered.device.clientId).to.be.a('number');
     expect(registered.device.tags).to.deep.equal(['beta', 'sz']);
@@ -106,9 +136,13 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect(again.device).to.include({ id: registered.device.id, clientId: registered.device.clientId });
     expect(again.device.tags).to.deep.equal(['gamma']);
 
-    const mine = await gql(user, REGISTER, { input: { platform: 'ANDROID', nativeToken: 'own-alias', alias: 'reg-user' } });
+    const mine = await gql(user, REGISTER, {
+      input: { platform: 'ANDROID', nativeToken: 'own-alias', alias: 'reg-user' },
+    });
     expect(mine.errors).to.equal(undefined);
-    const someoneElse = await gql(user, REGISTER, { input: { platform: 'ANDROID', nativeToken: 'for-someone', alias: 'reg-other' } });
+    const someoneElse = await gql(user, REGISTER, {
+      input: { platform: 'ANDROID', nativeToken: 'for-someone', alias: 'reg-other' },
+    });
     expect(codeOf(someoneElse)).to.equal('FORBIDDEN');
     expect(someoneElse.data).to.deep.equal({ registerDevice: null }); // a mutation field that fails is null by itself (issue 21 item 3)
     expect(await test.herald.devices.list('camel', { alias: 'reg-other', first: 10 })).to.have.length(0);
@@ -129,10 +163,12 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
       const refused = await gql(admin, REGISTER, { input });
       expect(codeOf(refused), JSON.stringify(input)).to.equal('BAD_USER_INPUT');
     }
-    expect(codeOf(await gql(admin, REGISTER, { input: { platform: 'PHONE', nativeToken: 'x' } }))).to.equal('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, REGISTER, { input: { platform: 'PHONE', nativeToken: 'x' } }))).to.equal(
+      'BAD_USER_INPUT',
+    );
   });
 
-  it('devices: a user sees their own, an admin the app\'s, another app nothing; filters by alias, tag and platform; pages with a cursor', async () => {
+  it("devices: a user sees their own, an admin the app's, another app nothing; filters by alias, tag and platform; pages with a cursor", async () => {
     const anna = await ticketFor('list-anna');
     const ben = await ticketFor('list-ben');
     const admin = await ticketFor('list-admin', 'admin');
@@ -149,12 +185,19 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect(own.errors).to.equal(undefined);
     expect(ids(own)).to.deep.equal(sorted(annas.map((r) => r.device.id)));
     expect(own.data!.devices.pageInfo.hasNextPage).to.equal(false);
-    expect(ids(await gql<Page>(anna, DEVICES, { alias: 'list-ben' })), 'another user\'s alias: an empty page').to.deep.equal([]);
+    expect(
+      ids(await gql<Page>(anna, DEVICES, { alias: 'list-ben' })),
+      "another user's alias: an empty page",
+    ).to.deep.equal([]);
     expect(ids(await gql<Page>(ben, DEVICES))).to.deep.equal([bens.device.id]);
 
     // The admin sees the app's devices: by tag, anna's two and ben's one.
-    expect(ids(await gql<Page>(admin, DEVICES, { tag: 'list-vip' }))).to.deep.equal(sorted([annas[0]!.device.id, annas[1]!.device.id, bens.device.id]));
-    expect(ids(await gql<Page>(admin, DEVICES, { tag: 'list-vip', platform: 'WEB' }))).to.deep.equal(sorted([annas[1]!.device.id, bens.device.id]));
+    expect(ids(await gql<Page>(admin, DEVICES, { tag: 'list-vip' }))).to.deep.equal(
+      sorted([annas[0]!.device.id, annas[1]!.device.id, bens.device.id]),
+    );
+    expect(ids(await gql<Page>(admin, DEVICES, { tag: 'list-vip', platform: 'WEB' }))).to.deep.equal(
+      sorted([annas[1]!.device.id, bens.device.id]),
+    );
     expect(ids(await gql<Page>(admin, DEVICES, { alias: 'list-ben' }))).to.deep.equal([bens.device.id]);
     expect(ids(await gql<Page>(anna, DEVICES, { tag: 'list-sz' }))).to.deep.equal([annas[1]!.device.id]);
     expect(ids(await gql<Page>(anna, DEVICES, { platform: 'IOS' }))).to.deep.equal([annas[2]!.device.id]);
@@ -176,19 +219,28 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     }
     expect(seen).to.deep.equal(sorted(annas.map((r) => r.device.id)));
 
-    for (const variables of [{ first: 0 }, { first: 101 }, { after: 'bm90IGEgY3Vyc29y' }, { alias: 'x'.repeat(129) }, { tag: 'a\u0000b' }]) {
+    for (const variables of [
+      { first: 0 },
+      { first: 101 },
+      { after: 'bm90IGEgY3Vyc29y' },
+      { alias: 'x'.repeat(129) },
+      { tag: 'a\u0000b' },
+    ]) {
       expect(codeOf(await gql(anna, DEVICES, variables)), JSON.stringify(variables)).to.equal('BAD_USER_INPUT');
     }
   });
 
-  it('unregisterDevice: the caller\'s own devices, or an admin\'s app; anything else is NOT_FOUND', async () => {
+  it("unregisterDevice: the caller's own devices, or an admin's app; anything else is NOT_FOUND", async () => {
     const cleo = await ticketFor('unreg-cleo');
     const dan = await ticketFor('unreg-dan');
     const cleos = await register(cleo);
     const dans = await register(dan);
 
-    expect(codeOf(await gql(dan, UNREGISTER, { id: cleos.device.id })), 'another user\'s device').to.equal('NOT_FOUND');
-    expect(codeOf(await gql(await ticketFor('unreg-admin', 'admin', 'other'), UNREGISTER, { id: cleos.device.id })), 'another app\'s admin').to.equal('NOT_FOUND');
+    expect(codeOf(await gql(dan, UNREGISTER, { id: cleos.device.id })), "another user's device").to.equal('NOT_FOUND');
+    expect(
+      codeOf(await gql(await ticketFor('unreg-admin', 'admin', 'other'), UNREGISTER, { id: cleos.device.id })),
+      "another app's admin",
+    ).to.equal('NOT_FOUND');
     expect(codeOf(await gql(cleo, UNREGISTER, { id: '0123456789abcdef0123456789abcdef' }))).to.equal('NOT_FOUND');
     expect(codeOf(await gql(cleo, UNREGISTER, { id: 'not an id' }))).to.equal('NOT_FOUND');
     expect((await test.herald.devices.byId(cleos.device.id))?.active).to.equal(true);
@@ -197,14 +249,18 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect(gone.data).to.deep.equal({ unregisterDevice: true });
     expect((await gql<Page>(cleo, DEVICES)).data!.devices.nodes).to.deep.equal([]);
     // Its token stops working.
-    expect((await gql(cleos.token, CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' })).status).to.equal(401);
+    expect((await gql(cleos.token, CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' })).status).to.equal(
+      401,
+    );
 
-    const byAdmin = await gql<{ unregisterDevice: boolean }>(await ticketFor('unreg-admin', 'admin'), UNREGISTER, { id: dans.device.id });
+    const byAdmin = await gql<{ unregisterDevice: boolean }>(await ticketFor('unreg-admin', 'admin'), UNREGISTER, {
+      id: dans.device.id,
+    });
     expect(byAdmin.data).to.deep.equal({ unregisterDevice: true });
     expect((await test.herald.devices.byId(dans.device.id))?.active).to.equal(false);
   });
 
-  it('pushToDevices by ALIAS reaches the alias\'s legacy socket and GraphQL subscription; both confirm; the counts show it', async () => {
+  it("pushToDevices by ALIAS reaches the alias's legacy socket and GraphQL subscription; both confirm; the counts show it", async () => {
     const owner = await ticketFor('push-carol');
     const onSocket = await register(owner, { platform: 'ANDROID' });
     const onGraphql = await register(owner, { platform: 'IOS' });
@@ -216,10 +272,22 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect(online.data!.devices.nodes.map((d) => d.online)).to.deep.equal([true, true]);
 
     // Any user of the app may push to an alias.
-    const pushed = await push(await ticketFor('push-sender'), { audiences: ['push-carol'], alert: 'door opened', extra: '{"door":1}', tenantCode: 't1', needConfirm: true, duration: 600, sound: 'ding', badge: 3 });
+    const pushed = await push(await ticketFor('push-sender'), {
+      audiences: ['push-carol'],
+      alert: 'door opened',
+      extra: '{"door":1}',
+      tenantCode: 't1',
+      needConfirm: true,
+      duration: 600,
+      sound: 'ding',
+      badge: 3,
+    });
     expect(pushed.errors).to.equal(undefined);
     const { requestId, deliveries, requestedAt, expiresAt } = pushed.data!.pushToDevices;
-    expect(Object.values(deliveries).reduce((a, b) => a + b, 0), 'one delivery per device of the alias').to.equal(2);
+    expect(
+      Object.values(deliveries).reduce((a, b) => a + b, 0),
+      'one delivery per device of the alias',
+    ).to.equal(2);
     expect(Date.parse(expiresAt) - Date.parse(requestedAt)).to.equal(600_000);
 
     await socket.until((s) => s.messages.some((m) => m.messageId === requestId), 'the legacy frame');
@@ -249,11 +317,21 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect((await test.herald.pushes.status('camel', requestId))?.deliveries.confirmed).to.equal(1);
     socket.confirm(requestId);
     await socket.until((s) => s.frames.some((f) => f.confirmed === requestId), 'the legacy confirmation');
-    expect((await test.herald.pushes.status('camel', requestId))?.deliveries).to.include({ confirmed: 2, pending: 0, delivered: 0 });
+    expect((await test.herald.pushes.status('camel', requestId))?.deliveries).to.include({
+      confirmed: 2,
+      pending: 0,
+      delivered: 0,
+    });
     // Confirming again is no error; over HTTP with the device token too.
-    expect((await gql(onGraphql.token, CONFIRM, { messageId: requestId })).data).to.deep.equal({ confirmDelivery: true });
-    expect(codeOf(await gql(onGraphql.token, CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' }))).to.equal('NOT_FOUND');
-    expect(codeOf(await gql(elsewhere.token, CONFIRM, { messageId: requestId })), 'not sent to this device').to.equal('NOT_FOUND');
+    expect((await gql(onGraphql.token, CONFIRM, { messageId: requestId })).data).to.deep.equal({
+      confirmDelivery: true,
+    });
+    expect(codeOf(await gql(onGraphql.token, CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' }))).to.equal(
+      'NOT_FOUND',
+    );
+    expect(codeOf(await gql(elsewhere.token, CONFIRM, { messageId: requestId })), 'not sent to this device').to.equal(
+      'NOT_FOUND',
+    );
     expect(bystander.messages.results).to.deep.equal([]);
   });
 
@@ -261,7 +339,8 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const owner = await ticketFor('push-late');
     const device = await register(owner);
     const sender = await ticketFor('push-late-sender');
-    const missed = (await push(sender, { audiences: ['push-late'], alert: 'while away' })).data!.pushToDevices.requestId;
+    const missed = (await push(sender, { audiences: ['push-late'], alert: 'while away' })).data!.pushToDevices
+      .requestId;
     const { connection, messages } = await subscribeDevice(device);
     await connection.until(() => messages.results.length === 1, 'the backlog');
     const live = (await push(sender, { audiences: ['push-late'], alert: 'live' })).data!.pushToDevices.requestId;
@@ -279,7 +358,14 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const sent = await fetch(`${test.url}/msgpush/send`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audiences: ['json-extra-user'], alert: 'x', extra: { orderId: 7 } }),
+      body: JSON.stringify({
+        appId: 'camel',
+        appKey: 'EERWERRRRE',
+        platform: 'ALL',
+        audiences: ['json-extra-user'],
+        alert: 'x',
+        extra: { orderId: 7 },
+      }),
     });
     expect(sent.status).to.equal(200);
     const { requestId } = (await sent.json()) as { requestId: string };
@@ -288,7 +374,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect(messages.results[0]!.deviceMessages).to.include({ messageId: requestId, extra: '{"orderId":7}' });
   });
 
-  it('TAG and ALL pushes are for admins; an admin\'s tag push reaches the tagged devices', async () => {
+  it("TAG and ALL pushes are for admins; an admin's tag push reaches the tagged devices", async () => {
     const user = await ticketFor('tag-user');
     const tagged = await register(user, { tags: ['tag-push-vip'] });
     const untagged = await register(user);
@@ -299,18 +385,37 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     }
     const one = await subscribeDevice(tagged);
     const other = await subscribeDevice(untagged);
-    const byTag = await push(await ticketFor('tag-admin', 'admin'), { audienceType: 'TAG', audiences: ['tag-push-vip'], alert: 'vips only', pushMsgType: 'CMD' });
+    const byTag = await push(await ticketFor('tag-admin', 'admin'), {
+      audienceType: 'TAG',
+      audiences: ['tag-push-vip'],
+      alert: 'vips only',
+      pushMsgType: 'CMD',
+    });
     expect(byTag.errors).to.equal(undefined);
     const { requestId } = byTag.data!.pushToDevices;
     await one.connection.until(() => one.messages.results.length > 0, 'the tag push');
-    expect(one.messages.results[0]!.deviceMessages).to.include({ messageId: requestId, alert: 'vips only', pushMsgType: 'CMD' });
+    expect(one.messages.results[0]!.deviceMessages).to.include({
+      messageId: requestId,
+      alert: 'vips only',
+      pushMsgType: 'CMD',
+    });
     const all = await push(await ticketFor('tag-admin', 'admin'), { audienceType: 'ALL', alert: 'everyone' });
     expect(all.errors).to.equal(undefined);
     await other.connection.until(() => other.messages.results.length > 0, 'the ALL push');
-    expect(other.messages.results.map((r) => r.deviceMessages.messageId)).to.deep.equal([all.data!.pushToDevices.requestId]);
+    expect(other.messages.results.map((r) => r.deviceMessages.messageId)).to.deep.equal([
+      all.data!.pushToDevices.requestId,
+    ]);
 
-    for (const input of [{ audiences: [] }, { alert: '' }, { needConfirm: true, duration: -1 }, { badge: -1 }, { extra: 'x'.repeat(4097) }]) {
-      expect(codeOf(await push(user, { audiences: ['tag-user'], ...input })), JSON.stringify(input)).to.equal('BAD_USER_INPUT');
+    for (const input of [
+      { audiences: [] },
+      { alert: '' },
+      { needConfirm: true, duration: -1 },
+      { badge: -1 },
+      { extra: 'x'.repeat(4097) },
+    ]) {
+      expect(codeOf(await push(user, { audiences: ['tag-user'], ...input })), JSON.stringify(input)).to.equal(
+        'BAD_USER_INPUT',
+      );
     }
   });
 
@@ -332,7 +437,9 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
       expect(refused.status, query).to.equal(200);
       expect(codeOf(refused), query).to.equal('FORBIDDEN');
     }
-    expect(codeOf(await gql(user, CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' }))).to.equal('FORBIDDEN');
+    expect(codeOf(await gql(user, CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' }))).to.equal(
+      'FORBIDDEN',
+    );
 
     // Over graphql-ws: the device may not subscribe to a user's messages, the user not to a device's.
     const asDevice = socket({ deviceToken: device.token });
@@ -372,7 +479,12 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   it('a bad device token: the socket is closed with 4403, HTTP answers 401', async () => {
     const device = await register(await ticketFor('bad-token'));
     const forged = device.token.replace(/[0-9a-f]{32}$/, '0'.repeat(32));
-    for (const params of [{ deviceToken: forged }, { deviceToken: 'nonsense' }, { deviceToken: 42 }, { deviceToken: device.token, ticket: await ticketFor('bad-token') }]) {
+    for (const params of [
+      { deviceToken: forged },
+      { deviceToken: 'nonsense' },
+      { deviceToken: 42 },
+      { deviceToken: device.token, ticket: await ticketFor('bad-token') },
+    ]) {
       const connection = socket(params);
       await connection.until(() => connection.closedWith !== undefined, 'the close');
       expect(connection.closedWith, JSON.stringify(params)).to.equal(4403);
@@ -402,7 +514,9 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const { connection, messages } = await subscribeDevice(device);
     messages.stop();
     await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
-    const again = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, { deviceId: device.device.id });
+    const again = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, {
+      deviceId: device.device.id,
+    });
     await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(true));
     await connection.close();
     await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
@@ -412,7 +526,9 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   it('two devices subscribed with the same operation get identical payloads', async () => {
     const user = await ticketFor('shared-exec');
     const [a, b] = [await subscribeDevice(await register(user)), await subscribeDevice(await register(user))];
-    const { requestId } = (await push(await ticketFor('shared-sender'), { audiences: ['shared-exec'], alert: 'both', sound: 'ding' })).data!.pushToDevices;
+    const { requestId } = (
+      await push(await ticketFor('shared-sender'), { audiences: ['shared-exec'], alert: 'both', sound: 'ding' })
+    ).data!.pushToDevices;
     for (const s of [a, b]) await s.connection.until(() => s.messages.results.length > 0, 'the push');
     expect(a.messages.results).to.deep.equal(b.messages.results);
     expect(a.messages.results[0]!.deviceMessages).to.include({ messageId: requestId, sound: 'ding' });
@@ -422,18 +538,38 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const device = await register(await ticketFor('topvdn-dev'));
     const view = (await test.herald.devices.byId(device.device.id))!;
     const { connection, messages } = await subscribeDevice(device);
-    const { pushId } = await test.herald.pushes.topvdnPush('camel', { msg: Buffer.from('hi').toString('base64'), flag: 3, from: null, clientIds: [view.clientId], callback: false }, clock.now());
+    const { pushId } = await test.herald.pushes.topvdnPush(
+      'camel',
+      { msg: Buffer.from('hi').toString('base64'), flag: 3, from: null, clientIds: [view.clientId], callback: false },
+      clock.now(),
+    );
     await connection.until(() => messages.results.length > 0, 'the topvdn message');
-    expect(messages.results[0]!.deviceMessages).to.include({ messageId: pushId, source: 'TOPVDN', msg: 'aGk=', flag: 3, from: null, alert: null, tenantCode: null, sound: null, badge: null, pushMsgType: null, needConfirm: false });
+    expect(messages.results[0]!.deviceMessages).to.include({
+      messageId: pushId,
+      source: 'TOPVDN',
+      msg: 'aGk=',
+      flag: 3,
+      from: null,
+      alert: null,
+      tenantCode: null,
+      sound: null,
+      badge: null,
+      pushMsgType: null,
+      needConfirm: false,
+    });
   });
 
   // Last: it moves herald's clock.
   it('confirmDelivery after the message expired is GONE', async () => {
     const device = await register(await ticketFor('expiring'));
-    const { requestId } = (await push(await ticketFor('expiring-sender'), { audiences: ['expiring'], needConfirm: true, duration: 60 })).data!.pushToDevices;
+    const { requestId } = (
+      await push(await ticketFor('expiring-sender'), { audiences: ['expiring'], needConfirm: true, duration: 60 })
+    ).data!.pushToDevices;
     clock.advance(61_000);
     test.herald.gateway.wake();
-    await eventually(async () => expect((await test.herald.pushes.status('camel', requestId))?.deliveries.expired).to.equal(1));
+    await eventually(async () =>
+      expect((await test.herald.pushes.status('camel', requestId))?.deliveries.expired).to.equal(1),
+    );
     const late = await gql(device.token, CONFIRM, { messageId: requestId });
     expect(codeOf(late)).to.equal('GONE');
   });

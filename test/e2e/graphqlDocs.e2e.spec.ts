@@ -18,7 +18,13 @@ describe('docs/api/graphql.md examples', function () {
 
   before(async () => {
     test = await startTestHerald();
-    ticket = (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'jiangxiaoyu' })).body.result as string;
+    ticket = (
+      await postForm(`${test.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: 'jiangxiaoyu',
+      })
+    ).body.result as string;
   });
   after(() => test?.stop());
 
@@ -38,7 +44,11 @@ describe('docs/api/graphql.md examples', function () {
       rtio: test.herald.rtio,
       events: test.herald.events,
     });
-    for (const block of blocks) expect(validate(schema, parse(block)).map((e) => e.message), block).to.deep.equal([]);
+    for (const block of blocks)
+      expect(
+        validate(schema, parse(block)).map((e) => e.message),
+        block,
+      ).to.deep.equal([]);
   });
 
   /**
@@ -46,9 +56,16 @@ describe('docs/api/graphql.md examples', function () {
    * RTIO device's (then with its id and key), and with the variables it declares, made from what herald
    * holds. `refusedWith`: refused by design.
    */
-  async function runOf(block: string): Promise<{ credential: string; variables?: Record<string, unknown>; refusedWith?: string }> {
+  async function runOf(
+    block: string,
+  ): Promise<{ credential: string; variables?: Record<string, unknown>; refusedWith?: string }> {
     // An RTIO device's: a reply to a call that is not waiting is refused by design
-    if (block.includes('replyToCall')) return { credential: await rtioDevice(), variables: { callId: '0123456789abcdef0123456789abcdef' }, refusedWith: 'NOT_FOUND' };
+    if (block.includes('replyToCall'))
+      return {
+        credential: await rtioDevice(),
+        variables: { callId: '0123456789abcdef0123456789abcdef' },
+        refusedWith: 'NOT_FOUND',
+      };
     if (block.includes('report(')) return { credential: await rtioDevice() };
     // acknowledge([]) is refused as bad input by design
     if (block.includes('$ids')) return { credential: ticket, variables: { ids: [] }, refusedWith: 'BAD_USER_INPUT' };
@@ -58,7 +75,11 @@ describe('docs/api/graphql.md examples', function () {
     if (block.includes('$messageId')) {
       // A device of the user, with a message pushed to it that it has not confirmed.
       const { token } = await docsDevice();
-      const { pushId } = await test.herald.pushes.onePush('camel', { platform: 'ALL', audienceType: 'ALIAS', audiences: ['jiangxiaoyu'], alert: 'docs', needConfirm: true }, new Date());
+      const { pushId } = await test.herald.pushes.onePush(
+        'camel',
+        { platform: 'ALL', audienceType: 'ALIAS', audiences: ['jiangxiaoyu'], alert: 'docs', needConfirm: true },
+        new Date(),
+      );
       return { credential: token, variables: { messageId: pushId } };
     }
     return { credential: ticket };
@@ -67,17 +88,29 @@ describe('docs/api/graphql.md examples', function () {
   /** An RTIO device's Authorization credential: `RtioDevice <device_id>:<device_key>`. */
   let rtioDevicesMade = 0;
   const rtioDevice = async () => {
-    const { deviceId, deviceKey } = await test.herald.rtio.createDevice('rtio', `docs-${++rtioDevicesMade}-${Date.now()}`);
+    const { deviceId, deviceKey } = await test.herald.rtio.createDevice(
+      'rtio',
+      `docs-${++rtioDevicesMade}-${Date.now()}`,
+    );
     return `RtioDevice ${deviceId}:${deviceKey}`;
   };
 
   let devicesMade = 0;
-  const docsDevice = () => test.herald.devices.register({ appId: 'camel', alias: 'jiangxiaoyu', platform: 'ANDROID', nativeToken: `docs-device-${++devicesMade}` }, new Date());
+  const docsDevice = () =>
+    test.herald.devices.register(
+      { appId: 'camel', alias: 'jiangxiaoyu', platform: 'ANDROID', nativeToken: `docs-device-${++devicesMade}` },
+      new Date(),
+    );
 
   it('the queries and mutations run', async () => {
     for (const block of blocks.filter((b) => !/^\s*subscription/.test(b))) {
       const { credential, variables, refusedWith } = await runOf(block);
-      const result = await graphqlWithAuthorization(test.url, credential.startsWith('RtioDevice ') ? credential : `Bearer ${credential}`, block, variables);
+      const result = await graphqlWithAuthorization(
+        test.url,
+        credential.startsWith('RtioDevice ') ? credential : `Bearer ${credential}`,
+        block,
+        variables,
+      );
       if (refusedWith) expect(result.errors?.[0]?.extensions?.code, block).to.equal(refusedWith);
       else expect(result.errors, block).to.equal(undefined);
     }

@@ -43,16 +43,29 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
   });
   after(() => test?.stop());
 
-  const viewer = (userId: string, appId = 'camel'): Viewer => ({ ticketId: `t-${userId}`, appId, userId, roles: [], expiresAt: new Date(Date.now() + 3_600_000).toISOString() });
+  const viewer = (userId: string, appId = 'camel'): Viewer => ({
+    ticketId: `t-${userId}`,
+    appId,
+    userId,
+    roles: [],
+    expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+  });
   let sent = 0;
   const send = (from: string, appId = 'camel') =>
-    test.herald.messaging.send(viewer(from, appId), { to: ['reader'], title: `t${++sent}`, content: 'analysts', expireSeconds: 0 }, new Date());
+    test.herald.messaging.send(
+      viewer(from, appId),
+      { to: ['reader'], title: `t${++sent}`, content: 'analysts', expireSeconds: 0 },
+      new Date(),
+    );
 
   /** What the store holds for the app (the expected answer), in position order. */
   async function storedEventsOf(appId: string, after = -1n): Promise<RecordedEvent[]> {
     const all: RecordedEvent[] = [];
-    for (let cursor = -1n; ; ) {
-      const page = await test.herald.infrastructure.store.readAll({ ...(cursor >= 0n && { after: cursor }), maxCount: 1000 });
+    for (let cursor = -1n; ;) {
+      const page = await test.herald.infrastructure.store.readAll({
+        ...(cursor >= 0n && { after: cursor }),
+        maxCount: 1000,
+      });
       all.push(...page);
       if (page.length < 1000) break;
       cursor = page[page.length - 1]!.position;
@@ -60,14 +73,15 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
     return all.filter((e) => e.metadata.appId === appId && e.position > after);
   }
 
-  const codeOf = (response: { errors?: Array<{ extensions?: { code?: string } }> }) => response.errors?.[0]?.extensions?.code;
+  const codeOf = (response: { errors?: Array<{ extensions?: { code?: string } }> }) =>
+    response.errors?.[0]?.extensions?.code;
   const open = () => {
     const socket = GraphqlSocket.connect(test.url, { ticket: admin });
     sockets.push(socket);
     return socket;
   };
 
-  it('pages through exactly the app\'s events, oldest first, with the fields of a replay line', async () => {
+  it("pages through exactly the app's events, oldest first, with the fields of a replay line", async () => {
     for (let i = 0; i < 4; i++) {
       await send('pager');
       await send('pager', 'other');
@@ -79,7 +93,10 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
     let after: string | null = null;
     for (let pages = 0; ; pages++) {
       expect(pages, 'pages').to.be.below(100);
-      const response: GraphqlResponse<Page> = await graphql<Page>(test.url, admin, EVENTS, { first: 3, ...(after !== null && { after }) });
+      const response: GraphqlResponse<Page> = await graphql<Page>(test.url, admin, EVENTS, {
+        first: 3,
+        ...(after !== null && { after }),
+      });
       expect(response.errors).to.equal(undefined);
       const { nodes, pageInfo } = response.data!.events;
       expect(nodes.length).to.be.at.most(3);
@@ -105,9 +122,13 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
     const { id: messageId } = await send('filterer');
     const byType = await graphql<Page>(test.url, admin, EVENTS, { first: 100, types: ['MessageSent'] });
     const expectedSent = (await storedEventsOf('camel')).filter((e) => e.type === 'MessageSent');
-    expect(byType.data!.events.nodes.map((e) => e.position)).to.deep.equal(expectedSent.map((e) => e.position.toString()));
+    expect(byType.data!.events.nodes.map((e) => e.position)).to.deep.equal(
+      expectedSent.map((e) => e.position.toString()),
+    );
     // A prefix of a type is not a type.
-    expect((await graphql<Page>(test.url, admin, EVENTS, { types: ['MessageSen'] })).data!.events.nodes).to.deep.equal([]);
+    expect((await graphql<Page>(test.url, admin, EVENTS, { types: ['MessageSen'] })).data!.events.nodes).to.deep.equal(
+      [],
+    );
 
     const byStream = await graphql<Page>(test.url, admin, EVENTS, { first: 100, stream: `message-${messageId}` });
     expect(byStream.data!.events.nodes.map((e) => e.stream)).to.deep.equal([`message-${messageId}`]);
@@ -147,7 +168,10 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
       { stream: 'x'.repeat(257) },
       { stream: 'a\u0000b' },
     ];
-    for (const variables of cases) expect(codeOf(await graphql(test.url, admin, EVENTS, variables)), JSON.stringify(variables)).to.equal('BAD_USER_INPUT');
+    for (const variables of cases)
+      expect(codeOf(await graphql(test.url, admin, EVENTS, variables)), JSON.stringify(variables)).to.equal(
+        'BAD_USER_INPUT',
+      );
     const tail = open().subscribe<Tailed>(TAIL, { after: '987654321' });
     await eventually(() => expect(tail.errors.map((e) => e.extensions?.code)).to.deep.equal(['BAD_USER_INPUT']));
   });
@@ -176,32 +200,43 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
     const head = await test.herald.infrastructure.store.headPosition();
     const tail = open().subscribe<Tailed>(TAIL, { types: ['MessageSent'] });
     // The tail takes the head when it starts; keep sending until one arrives.
-    await eventually(async () => {
-      await send('after-tail');
-      expect(tail.results.length).to.be.at.least(1);
-    }, { timeoutMs: 15_000, intervalMs: 200 });
-    expect(tail.results.every((r) => BigInt(r.events.position) > head && r.events.type === 'MessageSent')).to.equal(true);
+    await eventually(
+      async () => {
+        await send('after-tail');
+        expect(tail.results.length).to.be.at.least(1);
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
+    expect(tail.results.every((r) => BigInt(r.events.position) > head && r.events.type === 'MessageSent')).to.equal(
+      true,
+    );
   });
 
   it('holds at most 8 tails per app at once, and frees a slot when one stops', async () => {
     const socket = open();
     const tails = Array.from({ length: 8 }, () => socket.subscribe<Tailed>(TAIL, { types: ['MessageSent'] }));
-    await eventually(async () => {
-      await send('slots');
-      expect(tails.every((t) => t.results.length > 0)).to.equal(true);
-    }, { timeoutMs: 15_000, intervalMs: 200 });
+    await eventually(
+      async () => {
+        await send('slots');
+        expect(tails.every((t) => t.results.length > 0)).to.equal(true);
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
     const ninth = socket.subscribe<Tailed>(TAIL, {});
     await socket.until(() => ninth.completed, 'the ninth tail refused');
     expect(ninth.errors.map((e) => e.extensions?.code)).to.deep.equal(['TOO_MANY_SUBSCRIPTIONS']);
 
     tails[0]!.stop();
-    await eventually(async () => {
-      // From a cursor, so the message sent next reaches it however soon the tail starts.
-      const head = await test.herald.infrastructure.store.headPosition();
-      const again = socket.subscribe<Tailed>(TAIL, { types: ['MessageSent'], after: head.toString() });
-      await send('slots');
-      await socket.until(() => again.results.length > 0 || again.completed, 'a tail in the freed slot');
-      expect(again.errors).to.deep.equal([]);
-    }, { timeoutMs: 15_000, intervalMs: 200 });
+    await eventually(
+      async () => {
+        // From a cursor, so the message sent next reaches it however soon the tail starts.
+        const head = await test.herald.infrastructure.store.headPosition();
+        const again = socket.subscribe<Tailed>(TAIL, { types: ['MessageSent'], after: head.toString() });
+        await send('slots');
+        await socket.until(() => again.results.length > 0 || again.completed, 'a tail in the freed slot');
+        expect(again.errors).to.deep.equal([]);
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
   });
 });

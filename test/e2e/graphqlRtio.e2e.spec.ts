@@ -31,7 +31,9 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
       });
     });
     await new Promise<void>((resolve) => notifyServer.listen(0, '127.0.0.1', resolve));
-    test = await startTestHerald({ rtioNotifyUrl: `http://127.0.0.1:${(notifyServer.address() as AddressInfo).port}/notify` });
+    test = await startTestHerald({
+      rtioNotifyUrl: `http://127.0.0.1:${(notifyServer.address() as AddressInfo).port}/notify`,
+    });
   });
   after(async () => {
     for (const socket of sockets) await socket.close();
@@ -61,33 +63,57 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
     return s;
   };
   const callsOf = async (s: GraphqlSocket, deviceId: string) => {
-    const calls = s.subscribe<{ deviceCalls: { callId: string; message: string; timeLive: number } }>('subscription { deviceCalls { callId message timeLive } }');
+    const calls = s.subscribe<{ deviceCalls: { callId: string; message: string; timeLive: number } }>(
+      'subscription { deviceCalls { callId message timeLive } }',
+    );
     // The subscription is the device's connection: it is online once herald ran it.
     await eventually(() => expect(test.herald.rtio.isOnline(deviceId)).to.equal(true));
     return calls;
   };
-  const codeOf = (result: { errors?: Array<{ extensions?: { code?: string } }> }) => result.errors?.[0]?.extensions?.code;
-  const REPLY = 'mutation Reply($callId: ID!, $code: Int!, $message: String!) { replyToCall(callId: $callId, code: $code, message: $message) }';
+  const codeOf = (result: { errors?: Array<{ extensions?: { code?: string } }> }) =>
+    result.errors?.[0]?.extensions?.code;
+  const REPLY =
+    'mutation Reply($callId: ID!, $code: Int!, $message: String!) { replyToCall(callId: $callId, code: $code, message: $message) }';
   const REPORT = 'mutation Report($message: String!) { report(message: $message) }';
-  const reportedCount = async () => (await test.herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['RtioDeviceReported'] } })).length;
+  const reportedCount = async () =>
+    (await test.herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['RtioDeviceReported'] } })).length;
 
   it("call/send answers with the device's own code and message, replied over graphql-ws", async () => {
     const device = await create();
     const s = await deviceSocket(device);
     const calls = await callsOf(s, device.device_id);
     const n = nonce();
-    const answer = post('/call/send', { nonce: n, device_id: device.device_id, message: 'open the door', time_live: 10 });
+    const answer = post('/call/send', {
+      nonce: n,
+      device_id: device.device_id,
+      message: 'open the door',
+      time_live: 10,
+    });
     await s.until(() => calls.results.length === 1 || calls.completed, 'the call');
     const call = calls.results[0]!.deviceCalls;
     expect(call).to.include({ message: 'open the door', timeLive: 10 });
     expect(call.callId).to.be.a('string');
     const replied = await s.request(REPLY, { callId: call.callId, code: 1234, message: 'door opened' });
     expect(replied).to.deep.equal({ data: { replyToCall: true } });
-    expect(await answer).to.deep.equal({ nonce: n, code: 1000, desc: 'SUCCESS', device_id: device.device_id, device_status: 1, device_code: 1234, device_message: 'door opened' });
+    expect(await answer).to.deep.equal({
+      nonce: n,
+      code: 1000,
+      desc: 'SUCCESS',
+      device_id: device.device_id,
+      device_status: 1,
+      device_code: 1234,
+      device_message: 'door opened',
+    });
     // The call was answered: replying again finds nothing waiting.
     expect(codeOf(await s.request(REPLY, { callId: call.callId, code: 1, message: 'again' }))).to.equal('NOT_FOUND');
     const events = await test.herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['Rtio'] } });
-    expect(events.filter((e) => (e.data as { deviceId?: string }).deviceId === device.device_id || e.type === 'RtioDeviceReplied').map((e) => e.type)).to.include.members(['RtioDeviceCalled', 'RtioDeviceReplied']);
+    expect(
+      events
+        .filter(
+          (e) => (e.data as { deviceId?: string }).deviceId === device.device_id || e.type === 'RtioDeviceReplied',
+        )
+        .map((e) => e.type),
+    ).to.include.members(['RtioDeviceCalled', 'RtioDeviceReplied']);
   });
 
   it('a report is recorded and forwarded to the notify URL as {nonce, device_id, device_message}; also over HTTP', async () => {
@@ -96,13 +122,22 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
     const reported = await s.request<{ report: string }>(REPORT, { message: 'battery low: 14%' });
     expect(reported.errors).to.equal(undefined);
     expect(reported.data?.report).to.match(/^[0-9a-f-]{36}$/);
-    await eventually(() => expect(notified.find((r) => r.device_message === 'battery low: 14%')).to.include({ device_id: device.device_id }));
+    await eventually(() =>
+      expect(notified.find((r) => r.device_message === 'battery low: 14%')).to.include({ device_id: device.device_id }),
+    );
     expect(notified.find((r) => r.device_message === 'battery low: 14%')!.nonce).to.match(/^\d+$/);
 
-    const overHttp = await graphqlWithAuthorization<{ report: string }>(test.url, `RtioDevice ${device.device_id}:${device.device_key}`, REPORT, { message: 'door closed' });
+    const overHttp = await graphqlWithAuthorization<{ report: string }>(
+      test.url,
+      `RtioDevice ${device.device_id}:${device.device_key}`,
+      REPORT,
+      { message: 'door closed' },
+    );
     expect(overHttp.status).to.equal(200);
     expect(overHttp.data?.report).to.match(/^[0-9a-f-]{36}$/);
-    await eventually(() => expect(notified.find((r) => r.device_message === 'door closed')).to.include({ device_id: device.device_id }));
+    await eventually(() =>
+      expect(notified.find((r) => r.device_message === 'door closed')).to.include({ device_id: device.device_id }),
+    );
   });
 
   it('refuses an oversize or unstorable report and reply (BAD_USER_INPUT), recording nothing; an unknown call is NOT_FOUND', async () => {
@@ -116,8 +151,12 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
     expect(await reportedCount()).to.equal(before + 1);
     const unknown = '0123456789abcdef0123456789abcdef';
     expect(codeOf(await s.request(REPLY, { callId: unknown, code: 1000, message: 'ok' }))).to.equal('NOT_FOUND');
-    expect(codeOf(await s.request(REPLY, { callId: unknown, code: 1000, message: 'm'.repeat(513) }))).to.equal('BAD_USER_INPUT');
-    expect(codeOf(await s.request(REPLY, { callId: unknown, code: 1000, message: 'bell \u0007' }))).to.equal('BAD_USER_INPUT');
+    expect(codeOf(await s.request(REPLY, { callId: unknown, code: 1000, message: 'm'.repeat(513) }))).to.equal(
+      'BAD_USER_INPUT',
+    );
+    expect(codeOf(await s.request(REPLY, { callId: unknown, code: 1000, message: 'bell \u0007' }))).to.equal(
+      'BAD_USER_INPUT',
+    );
     expect(s.isConnected, 'refusals leave the socket open').to.equal(true);
   });
 
@@ -126,7 +165,12 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
     const s = await deviceSocket(called);
     const calls = await callsOf(s, called.device_id);
     const o = await deviceSocket(other);
-    const answer = post('/call/send', { nonce: nonce(), device_id: called.device_id, message: 'who are you', time_live: 10 });
+    const answer = post('/call/send', {
+      nonce: nonce(),
+      device_id: called.device_id,
+      message: 'who are you',
+      time_live: 10,
+    });
     await s.until(() => calls.results.length === 1, 'the call');
     const { callId } = calls.results[0]!.deviceCalls;
     expect(codeOf(await o.request(REPLY, { callId, code: 1, message: 'not me' }))).to.equal('NOT_FOUND');
@@ -143,14 +187,22 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
       { rtioDeviceKey: device.device_key },
       { rtioDeviceId: device.device_id, rtioDeviceKey: 42 },
       { rtioDeviceId: device.device_id, rtioDeviceKey: device.device_key, ticket },
-      { rtioDeviceId: device.device_id, rtioDeviceKey: device.device_key, deviceToken: '1_1_1_0123456789abcdef0123456789abcdef' },
+      {
+        rtioDeviceId: device.device_id,
+        rtioDeviceKey: device.device_key,
+        deviceToken: '1_1_1_0123456789abcdef0123456789abcdef',
+      },
     ];
     for (const params of cases) {
       const s = socket(params);
       await s.until(() => s.closedWith !== undefined, `the refusal of ${JSON.stringify(params)}`);
       expect(s.closedWith, JSON.stringify(params)).to.equal(4403);
     }
-    for (const authorization of [`RtioDevice ${device.device_id}:wrong`, `RtioDevice ${device.device_id}`, `RtioDevice :${device.device_key}`]) {
+    for (const authorization of [
+      `RtioDevice ${device.device_id}:wrong`,
+      `RtioDevice ${device.device_id}`,
+      `RtioDevice :${device.device_key}`,
+    ]) {
       const result = await graphqlWithAuthorization(test.url, authorization, REPORT, { message: 'x' });
       expect(result.status, authorization).to.equal(401);
       expect(codeOf(result), authorization).to.equal('UNAUTHENTICATED');
@@ -160,7 +212,10 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
   it('refuses tickets and ONE-PUSH device tokens on the RTIO fields, and an RTIO device on user and device fields (FORBIDDEN)', async () => {
     const device = await create();
     const ticket = await issueTicket(test.url, 'rtio-user');
-    const registered = await test.herald.devices.register({ appId: 'camel', alias: 'rtio-user', platform: 'ANDROID', nativeToken: `rtio-test-${nonce()}` }, new Date());
+    const registered = await test.herald.devices.register(
+      { appId: 'camel', alias: 'rtio-user', platform: 'ANDROID', nativeToken: `rtio-test-${nonce()}` },
+      new Date(),
+    );
     const refused = async (s: GraphqlSocket, query: string, variables?: Record<string, unknown>) => {
       const operation: LiveOperation<unknown> = s.subscribe(query, variables);
       await s.until(() => operation.completed, `the refusal of ${query}`);
@@ -191,7 +246,11 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
       expect(await refused(s, query), query).to.equal('FORBIDDEN');
     }
     expect(s.isConnected, 'refusals leave the socket open').to.equal(true);
-    const overHttp = await graphqlWithAuthorization(test.url, `RtioDevice ${device.device_id}:${device.device_key}`, '{ me { userId } }');
+    const overHttp = await graphqlWithAuthorization(
+      test.url,
+      `RtioDevice ${device.device_id}:${device.device_key}`,
+      '{ me { userId } }',
+    );
     expect(codeOf(overHttp)).to.equal('FORBIDDEN');
   });
 
@@ -201,7 +260,10 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
     const calls = await callsOf(s, device.device_id);
     calls.stop();
     await eventually(() => expect(test.herald.rtio.isOnline(device.device_id)).to.equal(false));
-    expect(await post('/call/send', { nonce: nonce(), device_id: device.device_id, message: 'anyone?' })).to.include({ code: 2305, device_status: 2 });
+    expect(await post('/call/send', { nonce: nonce(), device_id: device.device_id, message: 'anyone?' })).to.include({
+      code: 2305,
+      device_status: 2,
+    });
 
     const again = await callsOf(s, device.device_id);
     // The same device on /rtio.ws replaces the subscription.
@@ -210,7 +272,10 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
     await s.until(() => again.completed, 'the replaced subscription to end');
     expect(again.errors[0]?.extensions?.code).to.equal('REPLACED');
     expect(test.herald.rtio.isOnline(device.device_id)).to.equal(true);
-    expect(await post('/call/send', { nonce: nonce(), device_id: device.device_id, message: 'plain' })).to.include({ code: 1000, device_message: 'echo plain' });
+    expect(await post('/call/send', { nonce: nonce(), device_id: device.device_id, message: 'plain' })).to.include({
+      code: 1000,
+      device_message: 'echo plain',
+    });
 
     // …and a subscription replaces /rtio.ws (closed 4409).
     const third = await callsOf(s, device.device_id);

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,7 +21,12 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    env = { PORT: String(port), HERALD_DATA_DIR: dataDir, HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)), HERALD_APPS: 'camel:EERWERRRRE' };
+    env = {
+      PORT: String(port),
+      HERALD_DATA_DIR: dataDir,
+      HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)),
+      HERALD_APPS: 'camel:EERWERRRRE',
+    };
     // With DATABASE_URL (CI's second run) herald gets a fresh database on that server; otherwise it
     // starts its embedded PostgreSQL, as after `npm start` on a fresh machine.
     if (process.env.DATABASE_URL) {
@@ -37,7 +42,10 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
   it('starts, answers /healthz and /readyz, survives kill -9, and stops cleanly on SIGTERM', async () => {
     const first = HeraldProcess.start(env);
     expect(await (await first.waitForHttp(`${base}/healthz`)).json()).to.deep.equal({ status: 'ok' });
-    const ready = (await (await first.waitForHttp(`${base}/readyz`)).json()) as { status: string; projections: Record<string, { caughtUp: boolean; parked: number }> };
+    const ready = (await (await first.waitForHttp(`${base}/readyz`)).json()) as {
+      status: string;
+      projections: Record<string, { caughtUp: boolean; parked: number }>;
+    };
     expect(ready.status).to.equal('ready');
     expect(ready.projections.apps?.caughtUp).to.equal(true);
     expect(ready.projections.notifications?.parked).to.equal(0);
@@ -65,7 +73,10 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     const first = HeraldProcess.start(env);
     await first.waitForHttp(`${base}/readyz`);
     const ticketOf = async (userId: string) => {
-      const response = await fetch(`${base}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId }) });
+      const response = await fetch(`${base}/koala/api/mas/tickets`, {
+        method: 'POST',
+        body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId }),
+      });
       return ((await response.json()) as { result: string }).result;
     };
     const sender = await ticketOf('load-sender');
@@ -73,7 +84,13 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     const send = async (i: number): Promise<string> => {
       const response = await fetch(`${base}/koala/api/mas/messages`, {
         method: 'POST',
-        body: new URLSearchParams({ ticket: sender, users: 'load-receiver', title: `load-${i}`, content: 'c', request_id: `load-${i}` }),
+        body: new URLSearchParams({
+          ticket: sender,
+          users: 'load-receiver',
+          title: `load-${i}`,
+          content: 'c',
+          request_id: `load-${i}`,
+        }),
         signal: AbortSignal.timeout(15_000),
       });
       const body = (await response.json()) as { status: number; result: string };
@@ -112,7 +129,12 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
       const titles = new Map<string, string>();
       let after: string | null = null;
       for (;;) {
-        const page: GraphqlResponse<{ notifications: { nodes: Array<{ id: string; title: string }>; pageInfo: { endCursor: string | null; hasNextPage: boolean } } }> = await graphql(
+        const page: GraphqlResponse<{
+          notifications: {
+            nodes: Array<{ id: string; title: string }>;
+            pageInfo: { endCursor: string | null; hasNextPage: boolean };
+          };
+        }> = await graphql(
           base,
           receiver,
           'query($after: String) { notifications(first: 100, after: $after) { nodes { id title } pageInfo { endCursor hasNextPage } } }',
@@ -136,13 +158,20 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
 
   it('starts its embedded PostgreSQL as a normal user too', async function () {
     // As root the embedded server runs as `postgres`; this checks the other path, herald run by `nobody`.
-    const nobody = { uid: Number(execFileSync('id', ['-u', 'nobody']).toString()), gid: Number(execFileSync('id', ['-g', 'nobody']).toString()) };
+    const nobody = {
+      uid: Number(execFileSync('id', ['-u', 'nobody']).toString()),
+      gid: Number(execFileSync('id', ['-g', 'nobody']).toString()),
+    };
     if (process.env.DATABASE_URL || process.getuid?.() !== 0 || !canRunAs(nobody)) this.skip();
     const userDir = await mkdtemp(path.join(os.tmpdir(), 'herald-user-'));
     await chmod(userDir, 0o777);
     const port = await freePort();
     const herald = HeraldProcess.start(
-      { PORT: String(port), HERALD_DATA_DIR: path.join(userDir, 'data'), HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)) },
+      {
+        PORT: String(port),
+        HERALD_DATA_DIR: path.join(userDir, 'data'),
+        HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)),
+      },
       ['serve'],
       nobody,
     );
@@ -165,7 +194,10 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     const herald = HeraldProcess.start(env);
     await herald.waitForHttp(`${base}/readyz`);
     const ticket = async () => {
-      const response = await fetch(`${base}/koala/api/mas/tickets`, { method: 'POST', body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'survivor' }) });
+      const response = await fetch(`${base}/koala/api/mas/tickets`, {
+        method: 'POST',
+        body: new URLSearchParams({ app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'survivor' }),
+      });
       return ((await response.json()) as { result: string }).result;
     };
     expect(await ticket()).to.be.a('string');
@@ -198,7 +230,11 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     const run = async (args: string[]) => {
       const cli = HeraldProcess.start(env, args);
       expect(await cli.exitCode(), cli.logs).to.equal(0);
-      const lines = cli.logs.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = cli.logs
+        .trim()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
       // The command's output, apart from herald's own log records (pino: level, msg) on the same stream.
       const [logRecords, output] = [lines.filter((line) => 'msg' in line), lines.filter((line) => !('msg' in line))];
       for (const record of logRecords) expect(record, cli.logs).to.have.property('level').that.is.below(50);
@@ -206,8 +242,11 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
     };
     const status = await run(['projections', 'status']);
     expect(status.map((s) => s.projection)).to.deep.equal(projections.map((p) => p.name));
-    for (const line of status) expect(line).to.include({ parked: 0 }).and.to.have.keys('projection', 'version', 'position', 'head', 'parked');
-    expect(await run(['projections', 'retry', 'notifications'])).to.deep.equal([{ projection: 'notifications', retried: 0, stillParked: 0 }]);
+    for (const line of status)
+      expect(line).to.include({ parked: 0 }).and.to.have.keys('projection', 'version', 'position', 'head', 'parked');
+    expect(await run(['projections', 'retry', 'notifications'])).to.deep.equal([
+      { projection: 'notifications', retried: 0, stillParked: 0 },
+    ]);
     const unknown = HeraldProcess.start(env, ['projections', 'retry', 'nope']);
     expect(await unknown.exitCode()).to.equal(2);
     expect(unknown.logs).to.match(/unknown projection\(s\) nope/);
@@ -223,7 +262,12 @@ describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embed
 /** Whether that user can read this checkout and run its tsx (a checkout under a private folder cannot). */
 function canRunAs(user: { uid: number; gid: number }): boolean {
   try {
-    execFileSync(process.execPath, ['--import', 'tsx', '-e', ''], { ...user, cwd: path.resolve(__dirname, '../..'), stdio: 'ignore', timeout: 30_000 });
+    execFileSync(process.execPath, ['--import', 'tsx', '-e', ''], {
+      ...user,
+      cwd: path.resolve(__dirname, '../..'),
+      stdio: 'ignore',
+      timeout: 30_000,
+    });
     return true;
   } catch {
     return false;

@@ -24,7 +24,8 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
   const devices: RtioDevice[] = [];
   let hungDeviceId = '';
   /** Requests of the hung device: when each came (herald's clock and real time) and when herald gave up on it. */
-  const hung: Array<{ nonce: string; at: number; openedAt: number; closedAt?: number; response: http.ServerResponse }> = [];
+  const hung: Array<{ nonce: string; at: number; openedAt: number; closedAt?: number; response: http.ServerResponse }> =
+    [];
   const answered: Array<{ device_id: string; nonce: string }> = [];
   let notifyServer: http.Server;
   const openHung = () => hung.filter((r) => r.closedAt === undefined).length;
@@ -39,7 +40,12 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
         const request = JSON.parse(body) as { nonce: string; device_id: string; device_message: string };
         if (request.device_id === hungDeviceId) {
           // Never answered: herald has to give up on its own.
-          const entry: (typeof hung)[number] = { nonce: request.nonce, at: clock.now().getTime(), openedAt: Date.now(), response: res };
+          const entry: (typeof hung)[number] = {
+            nonce: request.nonce,
+            at: clock.now().getTime(),
+            openedAt: Date.now(),
+            response: res,
+          };
           hung.push(entry);
           mostOpen = Math.max(mostOpen, openHung());
           res.on('close', () => (entry.closedAt = Date.now()));
@@ -71,7 +77,9 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
   });
 
   const device = async (nonce: string) => {
-    const created = (await (await fetch(`${herald!.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })).json()) as { device_id: string; device_key: string };
+    const created = (await (
+      await fetch(`${herald!.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })
+    ).json()) as { device_id: string; device_key: string };
     const connected = await RtioDevice.connect(herald!.url, created);
     devices.push(connected);
     return { ...created, socket: connected };
@@ -91,7 +99,10 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
     hungDeviceId = stuck.device_id;
     const working = await device('working-device');
 
-    const stuckReports = await report(stuck, Array.from({ length: 20 }, (_, i) => `stuck ${i}`));
+    const stuckReports = await report(
+      stuck,
+      Array.from({ length: 20 }, (_, i) => `stuck ${i}`),
+    );
     // Every first try is made without waiting for another's answer (one after the other, the 20th
     // would start 95 s after the first): all 20 arrive well within the time one of them hangs.
     await eventually(() => expect(hung).to.have.length(20), { timeoutMs: 3 * NOTIFY_TIMEOUT_MS });
@@ -99,12 +110,22 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
 
     // The other device's report is forwarded while those hang.
     const [workingReport] = await report(working, ['fine']);
-    await eventually(async () => expect(await queries.byId(workingReport!)).to.deep.include({ status: 'forwarded', attempts: 1 }));
+    await eventually(async () =>
+      expect(await queries.byId(workingReport!)).to.deep.include({ status: 'forwarded', attempts: 1 }),
+    );
     expect(answered.map((r) => r.device_id)).to.deep.equal([working.device_id]);
 
     // Each hung try is given up at the per-attempt timeout and recorded as a failed try, retried in 2 s.
     for (const reportId of stuckReports) {
-      await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'pending', attempts: 1, lastError: `no answer within ${NOTIFY_TIMEOUT_MS} ms` }), { timeoutMs: 30_000 });
+      await eventually(
+        async () =>
+          expect(await queries.byId(reportId)).to.deep.include({
+            status: 'pending',
+            attempts: 1,
+            lastError: `no answer within ${NOTIFY_TIMEOUT_MS} ms`,
+          }),
+        { timeoutMs: 30_000 },
+      );
     }
     for (const request of hung) {
       expect(request.closedAt, 'herald closed the hung request').to.be.a('number');
@@ -118,7 +139,10 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
     await eventually(() => expect(hung).to.have.length(40), { timeoutMs: 3 * NOTIFY_TIMEOUT_MS });
     for (const reportId of stuckReports) {
       const events = await herald!.infrastructure.store.readStream(`rtio-report-${reportId}`);
-      const failed = events.find((e) => e.type === 'RtioReportForwardFailed')!.data as { failedAt: string; retryAt: string };
+      const failed = events.find((e) => e.type === 'RtioReportForwardFailed')!.data as {
+        failedAt: string;
+        retryAt: string;
+      };
       expect(Date.parse(failed.retryAt) - Date.parse(failed.failedAt)).to.equal(2000);
     }
     const nonces = new Set(hung.slice(20).map((r) => r.nonce));

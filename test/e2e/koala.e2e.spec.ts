@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
-import { open, type Message_t } from '../../sdk/src/index';
 import { appStreamName } from '../../domain/app/app';
+import { open, type Message_t } from '../../sdk/src/index';
 import { appAggregate } from '../../src/command/aggregates';
-import { hashAppSecret } from '../../src/identity/appSecret';
 import { handleCommand } from '../../src/command/commandHandler';
+import { hashAppSecret } from '../../src/identity/appSecret';
 import type { Viewer } from '../../src/identity/tickets';
 import { eventually } from '../support/eventually';
 import { postForm, startTestHerald, TestClock } from '../support/herald';
@@ -22,7 +22,11 @@ describe('Koala REST (seed 000) over HTTP', function () {
   after(() => test?.stop());
 
   async function ticketFor(userId: string, app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
-    const { body } = await postForm(url('/koala/api/mas/tickets'), { app_key: app, secret_key: secret, user_id: userId });
+    const { body } = await postForm(url('/koala/api/mas/tickets'), {
+      app_key: app,
+      secret_key: secret,
+      user_id: userId,
+    });
     expect(body.status, JSON.stringify(body)).to.equal(0);
     return body.result as string;
   }
@@ -34,7 +38,10 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
   describe('POST /koala/api/mas/tickets', () => {
     it("issues a ticket for the seed's example (app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin)", async () => {
-      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin');
+      const { status, body } = await postForm(
+        url('/koala/api/mas/tickets'),
+        'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin',
+      );
       expect(status).to.equal(200);
       expect(body).to.include({ status: 0, errcode: 0, errmsg: '' });
       expect(body.result).to.be.a('string').with.length.greaterThan(20);
@@ -43,21 +50,30 @@ describe('Koala REST (seed 000) over HTTP', function () {
     });
 
     it("takes the secret as `app_secret`, the name getTickets' signature gives it", async () => {
-      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&app_secret=EERWERRRRE&user_id=zhangbin');
+      const { status, body } = await postForm(
+        url('/koala/api/mas/tickets'),
+        'app_key=camel&app_secret=EERWERRRRE&user_id=zhangbin',
+      );
       expect([status, body.status], JSON.stringify(body)).to.deep.equal([200, 0]);
       const wrong = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&app_secret=WRONG&user_id=zhangbin');
       expect(wrong.body.status).to.equal(1006);
     });
 
-    it('takes the app as `app_id`, as Koala\'s own demo page logs in (jQuery $.ajax data: {app_id, secret_key, user_id})', async () => {
-      const { status, body } = await postForm(url('/koala/api/mas/tickets'), 'app_id=camel&secret_key=EERWERRRRE&user_id=zhangbin');
+    it("takes the app as `app_id`, as Koala's own demo page logs in (jQuery $.ajax data: {app_id, secret_key, user_id})", async () => {
+      const { status, body } = await postForm(
+        url('/koala/api/mas/tickets'),
+        'app_id=camel&secret_key=EERWERRRRE&user_id=zhangbin',
+      );
       expect([status, body.status], JSON.stringify(body)).to.deep.equal([200, 0]);
       const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
       expect(viewer).to.include({ appId: 'camel', userId: 'zhangbin' });
     });
 
     it('carries user_roles into the ticket', async () => {
-      const { body } = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=boss&user_roles=admin,editor');
+      const { body } = await postForm(
+        url('/koala/api/mas/tickets'),
+        'app_key=camel&secret_key=EERWERRRRE&user_id=boss&user_roles=admin,editor',
+      );
       const viewer = await test.herald.tickets.authenticate(body.result as string, new Date());
       expect(viewer.roles).to.deep.equal(['admin', 'editor']);
     });
@@ -96,7 +112,13 @@ describe('Koala REST (seed 000) over HTTP', function () {
         return page;
       });
       const [message] = inbox.nodes;
-      expect(message).to.include({ title: 'system upgrade', content: 'system patching 20:21', sender: 'zhangbin', appId: 'camel', acknowledgedAt: null });
+      expect(message).to.include({
+        title: 'system upgrade',
+        content: 'system patching 20:21',
+        sender: 'zhangbin',
+        appId: 'camel',
+        acknowledgedAt: null,
+      });
       expect(message!.seq).to.match(/^\d+$/);
 
       const form = new FormData();
@@ -112,22 +134,38 @@ describe('Koala REST (seed 000) over HTTP', function () {
     it("acks every sid delivered to the user though others are unknown (1002 naming them) or another user's (1003), as HTTP 200", async () => {
       const sender = await ticketFor('zhangbin');
       const stranger = await ticketFor('stranger');
-      await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'li4', title: 'private', content: 'for li4 only' });
+      await postForm(url('/koala/api/mas/messages'), {
+        ticket: sender,
+        users: 'li4',
+        title: 'private',
+        content: 'for li4 only',
+      });
       const li4 = await ticketFor('li4');
-      const [message] = (await eventually(async () => {
-        const page = await inboxOf(li4);
-        expect(page.nodes).to.have.length(1);
-        return page;
-      })).nodes;
+      const [message] = (
+        await eventually(async () => {
+          const page = await inboxOf(li4);
+          expect(page.nodes).to.have.length(1);
+          return page;
+        })
+      ).nodes;
       const foreignTicket = await ticketFor('li4', 'other', 'other-secret');
-      const notForLi4 = (await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'wang5', title: 'not for li4', content: 'c' })).body.result as string;
+      const notForLi4 = (
+        await postForm(url('/koala/api/mas/messages'), {
+          ticket: sender,
+          users: 'wang5',
+          title: 'not for li4',
+          content: 'c',
+        })
+      ).body.result as string;
       await eventually(async () => expect((await inboxOf(await ticketFor('wang5'))).nodes).to.have.length(1));
       const before = await settledHead(test.herald.infrastructure);
 
       const forbidden = await postForm(url('/koala/api/mas/messages/ack'), { ticket: stranger, sids: message!.seq });
       expect(forbidden.status).to.equal(200);
       expect(forbidden.body).to.include({ status: 1003, errcode: 1003, result: null });
-      expect(forbidden.body.errmsg).to.equal(`0 acknowledged; refused messages sent to other users: sids ${message!.seq}`);
+      expect(forbidden.body.errmsg).to.equal(
+        `0 acknowledged; refused messages sent to other users: sids ${message!.seq}`,
+      );
 
       // another app's user cannot even see that the message exists
       const foreign = await postForm(url('/koala/api/mas/messages/ack'), { ticket: foreignTicket, sids: message!.seq });
@@ -136,15 +174,29 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
       // The seed's form (tickets=…&sids=a,b): li4's own message is acknowledged, the unknown seq and
       // wang5's message are named; one wrong sid no longer keeps the right one unacknowledged.
-      const mixed = await postForm(url('/koala/api/mas/messages/ack'), `tickets=${encodeURIComponent(li4)}&sids=${message!.seq},999999999,${notForLi4}`);
+      const mixed = await postForm(
+        url('/koala/api/mas/messages/ack'),
+        `tickets=${encodeURIComponent(li4)}&sids=${message!.seq},999999999,${notForLi4}`,
+      );
       expect(mixed.status).to.equal(200);
       expect(mixed.body).to.include({ status: 1002, errcode: 1002, result: null });
-      expect(mixed.body.errmsg).to.equal(`1 acknowledged; refused no message delivered to this user: sids 999999999; messages sent to other users: sids ${notForLi4}`);
+      expect(mixed.body.errmsg).to.equal(
+        `1 acknowledged; refused no message delivered to this user: sids 999999999; messages sent to other users: sids ${notForLi4}`,
+      );
       expect((await inboxOf(li4)).nodes[0]!.acknowledgedAt).to.be.a('string');
-      expect((await inboxOf(await ticketFor('wang5'))).nodes[0]!.acknowledgedAt, "wang5's message is untouched").to.equal(null);
+      expect(
+        (await inboxOf(await ticketFor('wang5'))).nodes[0]!.acknowledgedAt,
+        "wang5's message is untouched",
+      ).to.equal(null);
       // Sent again (a client retrying the whole batch): nothing new, the same sids named.
-      const again = await postForm(url('/koala/api/mas/messages/ack'), `tickets=${encodeURIComponent(li4)}&sids=${message!.seq},999999999`);
-      expect(again.body).to.include({ status: 1002, errmsg: '0 acknowledged; refused no message delivered to this user: sids 999999999' });
+      const again = await postForm(
+        url('/koala/api/mas/messages/ack'),
+        `tickets=${encodeURIComponent(li4)}&sids=${message!.seq},999999999`,
+      );
+      expect(again.body).to.include({
+        status: 1002,
+        errmsg: '0 acknowledged; refused no message delivered to this user: sids 999999999',
+      });
     });
 
     it('answers 1001 for missing or corrupt parameters, and 1004 for a bad ticket', async () => {
@@ -170,14 +222,25 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const sender = await ticketFor('zhangbin');
       const receiver = await ticketFor('scheduled-user');
       const executeAt = Math.floor(Date.now() / 1000) + 2;
-      const sent = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'scheduled-user', title: 'later', content: 'c', execute: String(executeAt) });
+      const sent = await postForm(url('/koala/api/mas/messages'), {
+        ticket: sender,
+        users: 'scheduled-user',
+        title: 'later',
+        content: 'c',
+        execute: String(executeAt),
+      });
       expect(sent.body).to.include({ status: 0 });
       expect((await inboxOf(receiver)).nodes).to.have.length(0);
-      const [message] = (await eventually(async () => {
-        const page = await inboxOf(receiver);
-        expect(page.nodes).to.have.length(1);
-        return page;
-      }, { timeoutMs: 15_000 })).nodes;
+      const [message] = (
+        await eventually(
+          async () => {
+            const page = await inboxOf(receiver);
+            expect(page.nodes).to.have.length(1);
+            return page;
+          },
+          { timeoutMs: 15_000 },
+        )
+      ).nodes;
       expect(Date.parse(message!.sentAt)).to.be.at.least(executeAt * 1000);
     });
 
@@ -185,38 +248,67 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const sender = await ticketFor('zhangbin');
       const receiver = await ticketFor('scheduled-ms-user');
       const executeAtMs = Date.now() + 2000;
-      const sent = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=scheduled-ms-user&title=later&content=c&execute=${executeAtMs}`);
+      const sent = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${sender}&users=scheduled-ms-user&title=later&content=c&execute=${executeAtMs}`,
+      );
       expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
       expect((await inboxOf(receiver)).nodes).to.have.length(0);
-      const [message] = (await eventually(async () => {
-        const page = await inboxOf(receiver);
-        expect(page.nodes).to.have.length(1);
-        return page;
-      }, { timeoutMs: 15_000 })).nodes;
+      const [message] = (
+        await eventually(
+          async () => {
+            const page = await inboxOf(receiver);
+            expect(page.nodes).to.have.length(1);
+            return page;
+          },
+          { timeoutMs: 15_000 },
+        )
+      ).nodes;
       expect(Date.parse(message!.sentAt)).to.be.at.least(executeAtMs);
     });
 
     it('stops listing a message once `expire` seconds have passed', async () => {
       const sender = await ticketFor('zhangbin');
       const receiver = await ticketFor('short-lived');
-      await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'short-lived', title: 'flash', content: 'c', expire: '1' });
-      const [message] = (await eventually(async () => {
-        const page = await inboxOf(receiver);
-        expect(page.nodes).to.have.length(1);
-        return page;
-      })).nodes;
+      await postForm(url('/koala/api/mas/messages'), {
+        ticket: sender,
+        users: 'short-lived',
+        title: 'flash',
+        content: 'c',
+        expire: '1',
+      });
+      const [message] = (
+        await eventually(async () => {
+          const page = await inboxOf(receiver);
+          expect(page.nodes).to.have.length(1);
+          return page;
+        })
+      ).nodes;
       expect(Date.parse(message!.expiresAt!) - Date.parse(message!.sentAt)).to.equal(1000);
       await eventually(async () => expect((await inboxOf(receiver)).nodes).to.have.length(0), { timeoutMs: 10_000 });
       // Acked with one still valid (the seed's sids=a,b): the expired one has nothing left to
       // acknowledge and counts as done; the valid one is acknowledged; the answer is success.
-      await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'short-lived', title: 'lasting', content: 'c' });
-      const [lasting] = (await eventually(async () => {
-        const page = await inboxOf(receiver);
-        expect(page.nodes).to.have.length(1);
-        return page;
-      })).nodes;
-      const ack = await postForm(url('/koala/api/mas/messages/ack'), `tickets=${encodeURIComponent(receiver)}&sids=${message!.seq},${lasting!.seq}`);
-      expect([ack.status, ack.body], JSON.stringify(ack.body)).to.deep.equal([200, { status: 0, errcode: 0, errmsg: '', result: 1 }]);
+      await postForm(url('/koala/api/mas/messages'), {
+        ticket: sender,
+        users: 'short-lived',
+        title: 'lasting',
+        content: 'c',
+      });
+      const [lasting] = (
+        await eventually(async () => {
+          const page = await inboxOf(receiver);
+          expect(page.nodes).to.have.length(1);
+          return page;
+        })
+      ).nodes;
+      const ack = await postForm(
+        url('/koala/api/mas/messages/ack'),
+        `tickets=${encodeURIComponent(receiver)}&sids=${message!.seq},${lasting!.seq}`,
+      );
+      expect([ack.status, ack.body], JSON.stringify(ack.body)).to.deep.equal([
+        200,
+        { status: 0, errcode: 0, errmsg: '', result: 1 },
+      ]);
       expect((await inboxOf(receiver)).nodes[0]!.acknowledgedAt).to.be.a('string');
       const alone = await postForm(url('/koala/api/mas/messages/ack'), { ticket: receiver, sids: message!.seq });
       expect(alone.body).to.deep.equal({ status: 0, errcode: 0, errmsg: '', result: 0 });
@@ -231,7 +323,12 @@ describe('Koala REST (seed 000) over HTTP', function () {
         now: new Date().toISOString(),
       });
       await eventually(async () => {
-        const { body } = await postForm(url('/koala/api/mas/messages'), { ticket, users: 'x', title: 't', content: 'c' });
+        const { body } = await postForm(url('/koala/api/mas/messages'), {
+          ticket,
+          users: 'x',
+          title: 't',
+          content: 'c',
+        });
         expect(body).to.include({ status: 1005, errcode: 1005 });
       });
       await ticketFor('rotating', 'other', 'rotated-secret');
@@ -249,7 +346,13 @@ describe('Koala REST (seed 000) over HTTP', function () {
     /** What the user's terminal is handed over Koala's SDK (message_client, from seq 0: nothing can be missed). */
     async function receivedBy(ticket: string, count: number): Promise<Message_t[]> {
       const received: Message_t[] = [];
-      const client = open({ url: `${test.url}/graphql`, ticket, since: '0', webSocketImpl: WebSocket, onMessage: (message) => void received.push(message) });
+      const client = open({
+        url: `${test.url}/graphql`,
+        ticket,
+        since: '0',
+        webSocketImpl: WebSocket,
+        onMessage: (message) => void received.push(message),
+      });
       try {
         await eventually(() => expect(received).to.have.length(count));
         return received;
@@ -259,14 +362,26 @@ describe('Koala REST (seed 000) over HTTP', function () {
     }
 
     it("reads the seed's literal `Content-Type: x-www-form-urlencoded` on all three URLs, with the seed's example bodies byte for byte", async () => {
-      const issued = await postRaw('/koala/api/mas/tickets', 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin', SEED_HEADER);
+      const issued = await postRaw(
+        '/koala/api/mas/tickets',
+        'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin',
+        SEED_HEADER,
+      );
       expect(issued.body, JSON.stringify(issued.body)).to.include({ status: 0, errcode: 0 });
       const receiver = await ticketFor('seedheader-user');
-      const sent = await postRaw('/koala/api/mas/messages', `tickets=${issued.body.result as string}&users=seedheader-user,zhouyang&title="system upgrade"&content="system patching 20:21"`, SEED_HEADER);
+      const sent = await postRaw(
+        '/koala/api/mas/messages',
+        `tickets=${issued.body.result as string}&users=seedheader-user,zhouyang&title="system upgrade"&content="system patching 20:21"`,
+        SEED_HEADER,
+      );
       expect([sent.status, sent.body.status], JSON.stringify(sent.body)).to.deep.equal([200, 0]);
       const [message] = await receivedBy(receiver, 1);
       expect(message).to.include({ title: 'system upgrade', content: 'system patching 20:21' });
-      const acked = await postRaw('/koala/api/mas/messages/ack', `tickets=${receiver}&sids=${message!.meta.seq}`, SEED_HEADER);
+      const acked = await postRaw(
+        '/koala/api/mas/messages/ack',
+        `tickets=${receiver}&sids=${message!.meta.seq}`,
+        SEED_HEADER,
+      );
       expect(acked.body, JSON.stringify(acked.body)).to.include({ status: 0, result: 1 });
     });
 
@@ -275,13 +390,21 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const receiver = await ticketFor('multipart-header-user');
       for (const title of ['one', 'two', 'three', 'four']) {
         // §3.2's send with §3.3's header: also a form.
-        const sent = await postRaw('/koala/api/mas/messages', `tickets=${sender}&users=multipart-header-user&title="${title}"&content="c"`, { 'Content-Type': 'multipart/form-data' });
+        const sent = await postRaw(
+          '/koala/api/mas/messages',
+          `tickets=${sender}&users=multipart-header-user&title="${title}"&content="c"`,
+          { 'Content-Type': 'multipart/form-data' },
+        );
         expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
       }
       const [first, second, third, fourth] = await receivedBy(receiver, 4);
-      const seed = await postRaw('/koala/api/mas/messages/ack', `tickets=${receiver}&sids=${first!.meta.seq}`, { 'Content-Type': 'multipart/form-data' });
+      const seed = await postRaw('/koala/api/mas/messages/ack', `tickets=${receiver}&sids=${first!.meta.seq}`, {
+        'Content-Type': 'multipart/form-data',
+      });
       expect(seed.body, JSON.stringify(seed.body)).to.include({ status: 0, result: 1 });
-      const bounded = await postRaw('/koala/api/mas/messages/ack', `tickets=${receiver}&sids=${second!.meta.seq}`, { 'Content-Type': 'multipart/form-data; boundary=XYZ' });
+      const bounded = await postRaw('/koala/api/mas/messages/ack', `tickets=${receiver}&sids=${second!.meta.seq}`, {
+        'Content-Type': 'multipart/form-data; boundary=XYZ',
+      });
       expect(bounded.body, JSON.stringify(bounded.body)).to.include({ status: 0, result: 1 });
       // curl -F / a browser's FormData: a real multipart body (boundary in the header, the body opens with it).
       const form = new FormData();
@@ -289,37 +412,65 @@ describe('Koala REST (seed 000) over HTTP', function () {
       form.set('sids', String(third!.meta.seq));
       const real = await postForm(url('/koala/api/mas/messages/ack'), form);
       expect(real.body, JSON.stringify(real.body)).to.include({ status: 0, result: 1 });
-      const quoted = await postRaw('/koala/api/mas/messages/ack', `--a b\r\nContent-Disposition: form-data; name="tickets"\r\n\r\n${receiver}\r\n--a b\r\nContent-Disposition: form-data; name="sids"\r\n\r\n${fourth!.meta.seq}\r\n--a b--\r\n`, {
-        'Content-Type': 'multipart/form-data; boundary="a b"',
-      });
+      const quoted = await postRaw(
+        '/koala/api/mas/messages/ack',
+        `--a b\r\nContent-Disposition: form-data; name="tickets"\r\n\r\n${receiver}\r\n--a b\r\nContent-Disposition: form-data; name="sids"\r\n\r\n${fourth!.meta.seq}\r\n--a b--\r\n`,
+        {
+          'Content-Type': 'multipart/form-data; boundary="a b"',
+        },
+      );
       expect(quoted.body, JSON.stringify(quoted.body)).to.include({ status: 0, result: 1 });
     });
 
     it('reads a form body with no content type, or text/plain (fetch with a string body), or a JSON object', async () => {
-      const issued = await postRaw('/koala/api/mas/tickets', 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin', {});
+      const issued = await postRaw(
+        '/koala/api/mas/tickets',
+        'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin',
+        {},
+      );
       expect(issued.body, JSON.stringify(issued.body)).to.include({ status: 0 });
       const sender = issued.body.result as string;
       const receiver = await ticketFor('untyped-user');
-      const plain = await postRaw('/koala/api/mas/messages', `ticket=${sender}&users=untyped-user&title=plain&content=c`, { 'content-type': 'text/plain;charset=UTF-8' });
+      const plain = await postRaw(
+        '/koala/api/mas/messages',
+        `ticket=${sender}&users=untyped-user&title=plain&content=c`,
+        { 'content-type': 'text/plain;charset=UTF-8' },
+      );
       expect(plain.body, JSON.stringify(plain.body)).to.include({ status: 0 });
-      const json = await postRaw('/koala/api/mas/messages', JSON.stringify({ ticket: sender, users: 'untyped-user', title: 'json', content: 'c', expire: 60 }), { 'content-type': 'application/json' });
+      const json = await postRaw(
+        '/koala/api/mas/messages',
+        JSON.stringify({ ticket: sender, users: 'untyped-user', title: 'json', content: 'c', expire: 60 }),
+        { 'content-type': 'application/json' },
+      );
       expect(json.body, JSON.stringify(json.body)).to.include({ status: 0 });
       const received = await receivedBy(receiver, 2);
       expect(received.map((m) => m.title)).to.deep.equal(['plain', 'json']);
       expect(received[1]!.expiresAt).to.be.a('string');
-      const acked = await postRaw('/koala/api/mas/messages/ack', `ticket=${receiver}&sids=${received[0]!.meta.seq}`, {});
+      const acked = await postRaw(
+        '/koala/api/mas/messages/ack',
+        `ticket=${receiver}&sids=${received[0]!.meta.seq}`,
+        {},
+      );
       expect(acked.body, JSON.stringify(acked.body)).to.include({ status: 0, result: 1 });
       // Koala's own page: jQuery's $.ajax({ data: { ticket, sids: [seq] } }) posts the array as sids[]
-      const jquery = await postRaw('/koala/api/mas/messages/ack', `ticket=${receiver}&sids%5B%5D=${received[0]!.meta.seq}&sids%5B%5D=${received[1]!.meta.seq}`, {
-        'content-type': 'application/x-www-form-urlencoded; charset=UTF-8',
-      });
+      const jquery = await postRaw(
+        '/koala/api/mas/messages/ack',
+        `ticket=${receiver}&sids%5B%5D=${received[0]!.meta.seq}&sids%5B%5D=${received[1]!.meta.seq}`,
+        {
+          'content-type': 'application/x-www-form-urlencoded; charset=UTF-8',
+        },
+      );
       expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0, result: 1 });
     });
 
     it('refuses a JSON body holding text that is not Unicode (a lone surrogate) with 1001, appending nothing', async () => {
       const sender = await ticketFor('zhangbin');
       const head = await settledHead(test.herald.infrastructure);
-      const refused = await postRaw('/koala/api/mas/messages', `{"ticket":"${sender}","users":"u1","title":"\\ud800","content":"c"}`, { 'content-type': 'application/json' });
+      const refused = await postRaw(
+        '/koala/api/mas/messages',
+        `{"ticket":"${sender}","users":"u1","title":"\\ud800","content":"c"}`,
+        { 'content-type': 'application/json' },
+      );
       expect([refused.status, refused.body.status]).to.deep.equal([200, 1001]);
       expect(refused.body.errmsg).to.match(/title: must be Unicode/);
       const malformed = await postRaw('/koala/api/mas/messages', '{"ticket":', { 'content-type': 'application/json' });
@@ -333,32 +484,55 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const other = await ticketFor('spaced-b');
       const plus = await ticketFor('spaced-c');
       // a literal blank, a `+`, an escaped blank and a blank after a comma
-      const sent = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-a spaced-b+spaced-c&title="system upgrade"&content="system patching 20:21"`);
+      const sent = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${sender}&users=spaced-a spaced-b+spaced-c&title="system upgrade"&content="system patching 20:21"`,
+      );
       expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
-      const again = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-a,%20spaced-b&title=second&content=c`);
+      const again = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${sender}&users=spaced-a,%20spaced-b&title=second&content=c`,
+      );
       expect(again.body, JSON.stringify(again.body)).to.include({ status: 0 });
       expect((await receivedBy(spaced, 2)).map((m) => m.title)).to.deep.equal(['system upgrade', 'second']);
       expect((await receivedBy(other, 2)).map((m) => m.title)).to.deep.equal(['system upgrade', 'second']);
       expect((await receivedBy(plus, 1)).map((m) => m.title)).to.deep.equal(['system upgrade']);
       // a list as jQuery posts an array, and as a repeated field
-      const jquery = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users%5B%5D=spaced-a&users%5B%5D=spaced-c&title=third&content=c`);
+      const jquery = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${sender}&users%5B%5D=spaced-a&users%5B%5D=spaced-c&title=third&content=c`,
+      );
       expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0 });
-      const repeated = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=spaced-b&users=spaced-c&title=fourth&content=c`);
+      const repeated = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${sender}&users=spaced-b&users=spaced-c&title=fourth&content=c`,
+      );
       expect(repeated.body, JSON.stringify(repeated.body)).to.include({ status: 0 });
       expect((await receivedBy(plus, 3)).map((m) => m.title)).to.deep.equal(['system upgrade', 'third', 'fourth']);
-      const blankUser = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=spaced-a spaced-b');
+      const blankUser = await postForm(
+        url('/koala/api/mas/tickets'),
+        'app_key=camel&secret_key=EERWERRRRE&user_id=spaced-a spaced-b',
+      );
       expect(blankUser.body).to.include({ status: 1001 });
     });
 
     it("takes full-width commas, semicolons (; ；) and 、 in `users` as separators: the seed's example typed with a Chinese input method", async () => {
       const sender = await ticketFor('zhangbin');
       const receivers = await Promise.all(['sep-a', 'sep-b', 'sep-c', 'sep-d', 'sep-e'].map((u) => ticketFor(u)));
-      const sent = await postForm(url('/koala/api/mas/messages'), `tickets=${sender}&users=sep-a，sep-b;sep-c；sep-d、sep-e&title="system upgrade"&content="system patching 20:21"`);
+      const sent = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${sender}&users=sep-a，sep-b;sep-c；sep-d、sep-e&title="system upgrade"&content="system patching 20:21"`,
+      );
       expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
-      for (const receiver of receivers) expect((await receivedBy(receiver, 1)).map((m) => m.title)).to.deep.equal(['system upgrade']);
+      for (const receiver of receivers)
+        expect((await receivedBy(receiver, 1)).map((m) => m.title)).to.deep.equal(['system upgrade']);
       // No ticket is issued for a user id holding one of them, so every list splits back into its ids.
       for (const userId of ['jiangxiaoyu，zhouyang', 'a;b', 'a；b', 'a、b', 'a\u3000b']) {
-        const refused = await postForm(url('/koala/api/mas/tickets'), { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId });
+        const refused = await postForm(url('/koala/api/mas/tickets'), {
+          app_key: 'camel',
+          secret_key: 'EERWERRRRE',
+          user_id: userId,
+        });
         expect(refused.body, userId).to.include({ status: 1001 });
       }
     });
@@ -366,15 +540,31 @@ describe('Koala REST (seed 000) over HTTP', function () {
     it('delivers title and content exactly as sent (blanks and line breaks kept) and refuses only blank ones', async () => {
       const sender = await ticketFor('zhangbin');
       const receiver = await ticketFor('exact-user');
-      const form = new URLSearchParams({ ticket: sender, users: 'exact-user', title: ' padded title ', content: 'line one\nline two\n' });
+      const form = new URLSearchParams({
+        ticket: sender,
+        users: 'exact-user',
+        title: ' padded title ',
+        content: 'line one\nline two\n',
+      });
       const sent = await postForm(url('/koala/api/mas/messages'), form.toString());
       expect(sent.body, JSON.stringify(sent.body)).to.include({ status: 0 });
       const [message] = await receivedBy(receiver, 1);
       expect(message).to.include({ title: ' padded title ', content: 'line one\nline two\n' });
-      expect((await inboxOf(receiver)).nodes[0]).to.include({ title: ' padded title ', content: 'line one\nline two\n' });
-      for (const blank of [{ title: '   ', content: 'c' }, { title: 't', content: '\n\t ' }, { title: '" "', content: 'c' }]) {
+      expect((await inboxOf(receiver)).nodes[0]).to.include({
+        title: ' padded title ',
+        content: 'line one\nline two\n',
+      });
+      for (const blank of [
+        { title: '   ', content: 'c' },
+        { title: 't', content: '\n\t ' },
+        { title: '" "', content: 'c' },
+      ]) {
         const head = await settledHead(test.herald.infrastructure);
-        const refused = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: 'exact-user', ...blank });
+        const refused = await postForm(url('/koala/api/mas/messages'), {
+          ticket: sender,
+          users: 'exact-user',
+          ...blank,
+        });
         expect([refused.status, refused.body.status], JSON.stringify(blank)).to.deep.equal([200, 1001]);
         expect(await settledHead(test.herald.infrastructure)).to.equal(head);
       }
@@ -385,16 +575,29 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const emojiUser = '😀'.repeat(128);
       const receiver = await ticketFor(emojiUser);
       const title = '😀'.repeat(256);
-      const sent = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: emojiUser, title, content: '😀'.repeat(16_384) });
+      const sent = await postForm(url('/koala/api/mas/messages'), {
+        ticket: sender,
+        users: emojiUser,
+        title,
+        content: '😀'.repeat(16_384),
+      });
       expect(sent.body, JSON.stringify(sent.body).slice(0, 200)).to.include({ status: 0 });
       expect((await receivedBy(receiver, 1))[0]!.title).to.equal(title);
-      const tooLong = await postForm(url('/koala/api/mas/messages'), { ticket: sender, users: emojiUser, title: `${title}😀`, content: 'c' });
+      const tooLong = await postForm(url('/koala/api/mas/messages'), {
+        ticket: sender,
+        users: emojiUser,
+        title: `${title}😀`,
+        content: 'c',
+      });
       expect(tooLong.body).to.include({ status: 1001 });
       expect(tooLong.body.errmsg).to.match(/title/);
     });
 
     it('takes empty optional fields (expire, execute, request_id, user_roles) as absent: their defaults', async () => {
-      const issued = await postForm(url('/koala/api/mas/tickets'), 'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin&user_roles=');
+      const issued = await postForm(
+        url('/koala/api/mas/tickets'),
+        'app_key=camel&secret_key=EERWERRRRE&user_id=zhangbin&user_roles=',
+      );
       expect(issued.body).to.include({ status: 0 });
       const receiver = await ticketFor('defaults-user');
       const bodies = [
@@ -407,19 +610,33 @@ describe('Koala REST (seed 000) over HTTP', function () {
         expect(sent.body, body).to.include({ status: 0 });
       }
       const received = await receivedBy(receiver, 3);
-      expect(received.map((m) => [m.title, m.expiresAt])).to.deep.equal([['bare', null], ['quoted', null], ['blank', null]]);
+      expect(received.map((m) => [m.title, m.expiresAt])).to.deep.equal([
+        ['bare', null],
+        ['quoted', null],
+        ['blank', null],
+      ]);
       // `expire` 0 = forever and `execute` 0 = now, written out
-      const zeros = await postForm(url('/koala/api/mas/messages'), `tickets=${issued.body.result as string}&users=defaults-user&title=zeros&content=c&expire=0&execute=0`);
+      const zeros = await postForm(
+        url('/koala/api/mas/messages'),
+        `tickets=${issued.body.result as string}&users=defaults-user&title=zeros&content=c&expire=0&execute=0`,
+      );
       expect(zeros.body).to.include({ status: 0 });
       expect((await receivedBy(receiver, 4))[3]).to.include({ title: 'zeros', expiresAt: null });
     });
   });
 
-  describe('request_id (herald\'s idempotency key for retried sends)', () => {
+  describe("request_id (herald's idempotency key for retried sends)", () => {
     it('a send retried with the same request_id sends nothing twice and answers the first message id', async () => {
       const ticket = await ticketFor('retrier');
       const receiver = await ticketFor('retry-receiver');
-      const send = (title: string) => postForm(url('/koala/api/mas/messages'), { ticket, users: 'retry-receiver', title, content: 'c', request_id: 'order-42' });
+      const send = (title: string) =>
+        postForm(url('/koala/api/mas/messages'), {
+          ticket,
+          users: 'retry-receiver',
+          title,
+          content: 'c',
+          request_id: 'order-42',
+        });
       const first = await send('original');
       const retried = await send('changed on retry');
       expect(first.body.status).to.equal(0);
@@ -427,9 +644,21 @@ describe('Koala REST (seed 000) over HTTP', function () {
       const inbox = await inboxOf(receiver);
       expect(inbox.nodes.map((n) => [n.messageId, n.title])).to.deep.equal([[first.body.result, 'original']]);
       // Another sender's identical request id is another message.
-      const other = await postForm(url('/koala/api/mas/messages'), { ticket: await ticketFor('another'), users: 'retry-receiver', title: 't', content: 'c', request_id: 'order-42' });
+      const other = await postForm(url('/koala/api/mas/messages'), {
+        ticket: await ticketFor('another'),
+        users: 'retry-receiver',
+        title: 't',
+        content: 'c',
+        request_id: 'order-42',
+      });
       expect(other.body.result).not.to.equal(first.body.result);
-      const tooLong = await postForm(url('/koala/api/mas/messages'), { ticket, users: 'retry-receiver', title: 't', content: 'c', request_id: 'x'.repeat(129) });
+      const tooLong = await postForm(url('/koala/api/mas/messages'), {
+        ticket,
+        users: 'retry-receiver',
+        title: 't',
+        content: 'c',
+        request_id: 'x'.repeat(129),
+      });
       expect(tooLong.body).to.include({ status: 1001 });
     });
   });
@@ -452,33 +681,78 @@ describe('Koala REST (seed 000) over HTTP', function () {
     it('refuses NUL and other control characters in every text field', async () => {
       const controlText = /control characters/;
       await refused('/koala/api/mas/messages', { ticket, users: 'u1', title: 'a\u0000b', content: 'c' }, controlText);
-      await refused('/koala/api/mas/messages', { ticket, users: 'u1', title: 't', content: 'ding \u0007' }, controlText);
+      await refused(
+        '/koala/api/mas/messages',
+        { ticket, users: 'u1', title: 't', content: 'ding \u0007' },
+        controlText,
+      );
       await refused('/koala/api/mas/messages', { ticket, users: 'u\u0001', title: 't', content: 'c' }, controlText);
-      await refused('/koala/api/mas/tickets', { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul\u0000' }, /user_id/);
+      await refused(
+        '/koala/api/mas/tickets',
+        { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul\u0000' },
+        /user_id/,
+      );
       // TAB, LF and CR are text.
-      expect((await postForm(url('/koala/api/mas/messages'), { ticket, users: 'u1', title: 'a\tb', content: 'line\r\nline' })).body.status).to.equal(0);
+      expect(
+        (
+          await postForm(url('/koala/api/mas/messages'), {
+            ticket,
+            users: 'u1',
+            title: 'a\tb',
+            content: 'line\r\nline',
+          })
+        ).body.status,
+      ).to.equal(0);
     });
 
     it('answers an app_key that cannot be an app id (NUL, spaces) as an unknown app, 1007', async () => {
       for (const appKey of ['\u0000', 'camel\u0000', 'ca mel', '-camel']) {
         const head = await settledHead(test.herald.infrastructure);
-        const answer = await postForm(url('/koala/api/mas/tickets'), { app_key: appKey, secret_key: 'EERWERRRRE', user_id: 'u' });
+        const answer = await postForm(url('/koala/api/mas/tickets'), {
+          app_key: appKey,
+          secret_key: 'EERWERRRRE',
+          user_id: 'u',
+        });
         expect([answer.status, answer.body.status]).to.deep.equal([200, 1007]);
         expect(await settledHead(test.herald.infrastructure)).to.equal(head);
       }
     });
 
     it('refuses empty content, also when written as a pair of quotes', async () => {
-      await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=""`, /content is required \(not empty or blank\)/);
+      await refused(
+        '/koala/api/mas/messages',
+        `ticket=${ticket}&users=u1&title=t&content=""`,
+        /content is required \(not empty or blank\)/,
+      );
       await refused('/koala/api/mas/messages', `ticket=${ticket}&users=u1&title=t&content=`, /content is required/);
     });
 
     it('says a title, content, user or ticket over its limit is at most N characters, not that it is required', async () => {
-      await refused('/koala/api/mas/messages', { ticket, users: 'u1', title: 't', content: 'x'.repeat(16_385) }, /^content is at most 16384 characters \(this one has 16385\)$/);
-      await refused('/koala/api/mas/messages', { ticket, users: 'u1', title: '😀'.repeat(257), content: 'c' }, /^title is at most 256 characters \(this one has 257\)$/);
-      await refused('/koala/api/mas/messages', { ticket, users: `u1,${'x'.repeat(129)}`, title: 't', content: 'c' }, /^users: each value is at most 128 characters/);
-      await refused('/koala/api/mas/tickets', { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'x'.repeat(129) }, /^user_id is at most 128 characters/);
-      await refused('/koala/api/mas/messages', { ticket: 'x'.repeat(2049), users: 'u1', title: 't', content: 'c' }, /^ticket is at most 2048 characters/);
+      await refused(
+        '/koala/api/mas/messages',
+        { ticket, users: 'u1', title: 't', content: 'x'.repeat(16_385) },
+        /^content is at most 16384 characters \(this one has 16385\)$/,
+      );
+      await refused(
+        '/koala/api/mas/messages',
+        { ticket, users: 'u1', title: '😀'.repeat(257), content: 'c' },
+        /^title is at most 256 characters \(this one has 257\)$/,
+      );
+      await refused(
+        '/koala/api/mas/messages',
+        { ticket, users: `u1,${'x'.repeat(129)}`, title: 't', content: 'c' },
+        /^users: each value is at most 128 characters/,
+      );
+      await refused(
+        '/koala/api/mas/tickets',
+        { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'x'.repeat(129) },
+        /^user_id is at most 128 characters/,
+      );
+      await refused(
+        '/koala/api/mas/messages',
+        { ticket: 'x'.repeat(2049), users: 'u1', title: 't', content: 'c' },
+        /^ticket is at most 2048 characters/,
+      );
     });
 
     it('refuses sids past a 64-bit seq', async () => {
@@ -489,9 +763,16 @@ describe('Koala REST (seed 000) over HTTP', function () {
     it('refuses malformed multipart bodies, file parts, too many fields and huge fields on all three routes', async () => {
       const garbage = async (path: string) => {
         const head = await settledHead(test.herald.infrastructure);
-        const response = await fetch(url(path), { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=xyz' }, body: '--xyz\r\ngarbage' });
+        const response = await fetch(url(path), {
+          method: 'POST',
+          headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
+          body: '--xyz\r\ngarbage',
+        });
         expect(response.status).to.equal(200);
-        expect(await response.json()).to.include({ status: 1001, errcode: 1001 }).and.to.have.property('errmsg').that.matches(/malformed/);
+        expect(await response.json())
+          .to.include({ status: 1001, errcode: 1001 })
+          .and.to.have.property('errmsg')
+          .that.matches(/malformed/);
         expect(await settledHead(test.herald.infrastructure)).to.equal(head);
       };
       for (const path of ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koala/api/mas/messages/ack']) {
@@ -537,9 +818,14 @@ describe('Koala REST (seed 000) over HTTP', function () {
     after(() => limited?.stop());
 
     it('answers 4001 when a sender goes over its rate, and 4002 once the ticket expired', async () => {
-      const { body } = await postForm(`${limited.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'chatty' });
+      const { body } = await postForm(`${limited.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: 'chatty',
+      });
       const ticket = body.result as string;
-      const send = () => postForm(`${limited.url}/koala/api/mas/messages`, { ticket, users: 'x', title: 't', content: 'c' });
+      const send = () =>
+        postForm(`${limited.url}/koala/api/mas/messages`, { ticket, users: 'x', title: 't', content: 'c' });
       const results = [await send(), await send(), await send()];
       expect(results.map((r) => r.body.status)).to.deep.equal([0, 0, 4001]);
       expect(results[2]!.status).to.equal(200);
@@ -550,10 +836,17 @@ describe('Koala REST (seed 000) over HTTP', function () {
     });
 
     it('answers 2001 when the store fails, without leaking details', async () => {
-      const { body } = await postForm(`${limited.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'late' });
+      const { body } = await postForm(`${limited.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: 'late',
+      });
       await limited.herald.infrastructure.database.pool.end();
       await limited.herald.infrastructure.store.close();
-      const failed = await postForm(`${limited.url}/koala/api/mas/messages/ack`, { ticket: body.result as string, sids: '1' });
+      const failed = await postForm(`${limited.url}/koala/api/mas/messages/ack`, {
+        ticket: body.result as string,
+        sids: '1',
+      });
       expect(failed.status).to.equal(200);
       expect(failed.body).to.deep.equal({ status: 2001, errcode: 2001, errmsg: 'internal error', result: null });
     });

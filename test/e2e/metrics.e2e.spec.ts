@@ -34,7 +34,12 @@ describe('GET /metrics', function () {
 
   it('counts appended events, HTTP requests by route, open sockets and projection lag', async () => {
     const sender = await issueTicket(test.url, 'metrics-sender');
-    const sent = await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: 'metrics-reader', title: 't', content: 'c' });
+    const sent = await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket: sender,
+      users: 'metrics-reader',
+      title: 't',
+      content: 'c',
+    });
     expect(sent.body.status).to.equal(0);
     const socket = GraphqlSocket.connect(test.url, { ticket: await issueTicket(test.url, 'metrics-reader') });
     try {
@@ -49,14 +54,21 @@ describe('GET /metrics', function () {
       expect(scraped.type).to.match(/^text\/plain/);
       expect(sample(scraped.text, 'herald_events_appended_total{type="MessageSent"}')).to.equal(1);
       expect(sample(scraped.text, 'herald_events_appended_total{type="TicketIssued"}')).to.be.at.least(2);
-      expect(sample(scraped.text, 'herald_http_request_duration_seconds_count{method="POST",route="/koala/api/mas/messages",status="2xx"}')).to.equal(1);
+      expect(
+        sample(
+          scraped.text,
+          'herald_http_request_duration_seconds_count{method="POST",route="/koala/api/mas/messages",status="2xx"}',
+        ),
+      ).to.equal(1);
       expect(sample(scraped.text, 'herald_projection_lag_seconds{projection="notifications"}')).to.equal(0);
       expect(sample(scraped.text, 'herald_connected_sockets{kind="msgpush"}')).to.equal(0);
       // Unmatched URLs share one label: a scanner cannot blow up the series count.
       await fetch(`${test.url}/no/such/${Date.now()}`);
       await fetch(`${test.url}/no/such/${Date.now() + 1}`);
       const after = await scrape(`Bearer ${token}`);
-      expect(sample(after.text, 'herald_http_request_duration_seconds_count{method="GET",route="unmatched",status="4xx"}')).to.equal(2);
+      expect(
+        sample(after.text, 'herald_http_request_duration_seconds_count{method="GET",route="unmatched",status="4xx"}'),
+      ).to.equal(2);
     } finally {
       await socket.close();
     }

@@ -25,12 +25,21 @@ describe('ONE-PUSH: /msgpush', function () {
   });
 
   const post = async (path: string, body?: unknown) => {
-    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+    const response = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   let tokenCounter = 0;
   const register = async (fields: Record<string, unknown>) => {
-    const { status, body } = await post('/msgpush/register', { appId: 'camel', platform: 'ANDROID', nativeToken: `native-${++tokenCounter}-${Date.now()}`, ...fields });
+    const { status, body } = await post('/msgpush/register', {
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: `native-${++tokenCounter}-${Date.now()}`,
+      ...fields,
+    });
     expect(status, JSON.stringify(body)).to.equal(200);
     return body as { id: string; clientId: number; token: string };
   };
@@ -39,32 +48,71 @@ describe('ONE-PUSH: /msgpush', function () {
     sockets.push(socket);
     return socket;
   };
-  const send = (fields: Record<string, unknown>) => post('/msgpush/send', { appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', alert: 'hello', ...fields });
+  const send = (fields: Record<string, unknown>) =>
+    post('/msgpush/send', {
+      appId: 'camel',
+      appKey: 'EERWERRRRE',
+      platform: 'ALL',
+      audienceType: 'ALIAS',
+      alert: 'hello',
+      ...fields,
+    });
 
   it('registers a device: an unguessable id, its number and token; the same native token is the same device, updated', async () => {
-    const first = await post('/msgpush/register', { alias: 'testuserid1', appId: 'camel', platform: 'ANDROID', nativeToken: 'andToken0011', mobile: '13700001111', tag: ['tag1', 'sz'] });
+    const first = await post('/msgpush/register', {
+      alias: 'testuserid1',
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: 'andToken0011',
+      mobile: '13700001111',
+      tag: ['tag1', 'sz'],
+    });
     expect(first.status).to.equal(200);
     expect(first.body.id).to.match(/^[0-9a-f]{32}$/);
     expect(first.body.clientId).to.be.a('number');
     expect(first.body.token).to.match(/^\d+_\d+_\d+_[0-9a-f]{32}$/);
-    const again = await post('/msgpush/register', { alias: 'testuserid2', appId: 'camel', platform: 'ANDROID', nativeToken: 'andToken0011' });
+    const again = await post('/msgpush/register', {
+      alias: 'testuserid2',
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: 'andToken0011',
+    });
     expect(again.body.id).to.equal(first.body.id);
     expect(again.body.clientId).to.equal(first.body.clientId);
     const device = await herald.devices.byId(first.body.id as string);
     expect(device).to.include({ alias: 'testuserid2', active: true });
     // Another app's same native token is another device.
-    const other = await post('/msgpush/register', { alias: 'x', appId: 'other', platform: 'ANDROID', nativeToken: 'andToken0011' });
+    const other = await post('/msgpush/register', {
+      alias: 'x',
+      appId: 'other',
+      platform: 'ANDROID',
+      nativeToken: 'andToken0011',
+    });
     expect(other.body.id).to.not.equal(first.body.id);
   });
 
   it('pushes by alias to the connected device, in the seed frame, and records the confirmation', async () => {
     const device = await register({ alias: 'alice' });
     const socket = await connect(device.id);
-    const { status, body } = await send({ audiences: ['alice'], alert: ' this is a alert', extra: 'testmsg', tenantCode: 't1' });
+    const { status, body } = await send({
+      audiences: ['alice'],
+      alert: ' this is a alert',
+      extra: 'testmsg',
+      tenantCode: 't1',
+    });
     expect(status).to.equal(200);
     expect(body.requestId).to.be.a('string');
     await socket.until((s) => s.messages.length === 1, 'the message');
-    expect(socket.messages[0]).to.deep.equal({ messageId: body.requestId, id: body.requestId, appId: 'camel', tenantCode: 't1', alert: ' this is a alert', extra: 'testmsg', pushMsgType: 'MSG', needConfirm: false });
+    expect(socket.messages[0]).to.deep.equal({
+      messageId: body.requestId,
+      id: body.requestId,
+      appId: 'camel',
+      tenantCode: 't1',
+      alert: ' this is a alert',
+      extra: 'testmsg',
+      pushMsgType: 'MSG',
+      needConfirm: false,
+    });
     socket.confirm(body.requestId as string);
     await socket.until((s) => s.frames.some((f) => f.confirmed === body.requestId), 'the confirmation reply');
     const statusOf = await herald.pushes.status('camel', body.requestId as string);
@@ -90,18 +138,22 @@ describe('ONE-PUSH: /msgpush', function () {
     const byTag = await send({ audienceType: 'TAG', audiences: ['vip'], platform: 'WEB', alert: 'web vips' });
     await b.until((s) => s.messages.some((m) => m.messageId === byTag.body.requestId), 'the tag push');
     const all = await send({ audienceType: 'ALL', audiences: ['ALL'], alert: 'everyone' });
-    for (const socket of [a, b, c]) await socket.until((s) => s.messages.some((m) => m.messageId === all.body.requestId), 'the ALL push');
+    for (const socket of [a, b, c])
+      await socket.until((s) => s.messages.some((m) => m.messageId === all.body.requestId), 'the ALL push');
     // The WEB-only tag push reached only the WEB device with the tag.
     expect(a.messages.map((m) => m.messageId)).to.not.include(byTag.body.requestId);
     expect(c.messages.map((m) => m.messageId)).to.not.include(byTag.body.requestId);
     // Recorded after the write: the read model shows it soon after the device has it.
-    await eventually(async () => expect((await herald.pushes.status('camel', byTag.body.requestId as string))?.deliveries.delivered).to.equal(1));
+    await eventually(async () =>
+      expect((await herald.pushes.status('camel', byTag.body.requestId as string))?.deliveries.delivered).to.equal(1),
+    );
   });
 
   it('gives a device that was offline its open messages on connect, in order, before live ones', async () => {
     const device = await register({ alias: 'sleeper' });
     const sent: string[] = [];
-    for (const alert of ['one', 'two', 'three']) sent.push((await send({ audiences: ['sleeper'], alert })).body.requestId as string);
+    for (const alert of ['one', 'two', 'three'])
+      sent.push((await send({ audiences: ['sleeper'], alert })).body.requestId as string);
     const socket = await connect(device.id);
     await socket.until((s) => s.messages.length === 3, 'the backlog');
     const live = (await send({ audiences: ['sleeper'], alert: 'four' })).body.requestId as string;
@@ -151,7 +203,9 @@ describe('ONE-PUSH: /msgpush', function () {
   it('switching user: what was sent to the old alias is not delivered to the device registered again', async () => {
     const nativeToken = `shared-phone-${Date.now()}`;
     const alice = await register({ alias: 'switch-alice', nativeToken });
-    const secret = (await send({ audiences: ['switch-alice'], alert: 'alice secret', needConfirm: true, duration: 600 })).body.requestId as string;
+    const secret = (
+      await send({ audiences: ['switch-alice'], alert: 'alice secret', needConfirm: true, duration: 600 })
+    ).body.requestId as string;
     expect((await post(`/msgpush/unregister/${alice.id}`)).status).to.equal(200);
     const bob = await register({ alias: 'switch-bob', nativeToken });
     expect(bob.id).to.equal(alice.id);
@@ -160,10 +214,16 @@ describe('ONE-PUSH: /msgpush', function () {
     await socket.until((s) => s.messages.some((m) => m.messageId === hello), "bob's message");
     // Not in the backlog, not due for a retry, not confirmable by the device now.
     const later = new Date(clock.now().getTime() + 60_000);
-    expect((await deliveryQueries(herald.infrastructure.database.pool).dueAttempts([bob.id], later, 10)).map((d) => d.push.pushId)).to.not.include(secret);
+    expect(
+      (await deliveryQueries(herald.infrastructure.database.pool).dueAttempts([bob.id], later, 10)).map(
+        (d) => d.push.pushId,
+      ),
+    ).to.not.include(secret);
     socket.confirm(secret);
     await socket.until((s) => s.frames.some((f) => f.confirm === secret), 'the refusal');
-    expect(socket.frames.find((f) => f.confirm === secret)).to.deep.include({ error: { code: 'not_found', message: 'no message with this id was sent to this device' } });
+    expect(socket.frames.find((f) => f.confirm === secret)).to.deep.include({
+      error: { code: 'not_found', message: 'no message with this id was sent to this device' },
+    });
     expect(socket.messages.map((m) => m.alert)).to.deep.equal(['hello bob']);
   });
 
@@ -176,10 +236,15 @@ describe('ONE-PUSH: /msgpush', function () {
     await socket.until((s) => s.messages.length === 1, 'the push');
     const events = await herald.infrastructure.store.readStream(`push-${body.requestId as string}`);
     expect(events.map((e) => e.type)).to.deep.equal(['PushRequested', 'SmsRequested']);
-    expect(events[1]!.data).to.deep.include({ message: 'sms message', recipients: [{ deviceId: offline.id, mobile: '13700002222' }] });
+    expect(events[1]!.data).to.deep.include({
+      message: 'sms message',
+      recipients: [{ deviceId: offline.id, mobile: '13700002222' }],
+    });
     // Without smsMessage, none.
     const quiet = await send({ audiences: ['sms-user'] });
-    expect((await herald.infrastructure.store.readStream(`push-${quiet.body.requestId as string}`)).map((e) => e.type)).to.deep.equal(['PushRequested']);
+    expect(
+      (await herald.infrastructure.store.readStream(`push-${quiet.body.requestId as string}`)).map((e) => e.type),
+    ).to.deep.equal(['PushRequested']);
   });
 
   it('closes an unknown device, and an unregistered one, which then receives nothing', async () => {
@@ -197,7 +262,13 @@ describe('ONE-PUSH: /msgpush', function () {
     await socket.until((s) => s.closeCode !== undefined, 'the close');
     expect(socket.closeCode).to.equal(4410);
     const pushed = await send({ audiences: ['leaver'] });
-    expect((await herald.pushes.status('camel', pushed.body.requestId as string))?.deliveries).to.deep.equal({ pending: 0, delivered: 0, confirmed: 0, dropped: 0, expired: 0 });
+    expect((await herald.pushes.status('camel', pushed.body.requestId as string))?.deliveries).to.deep.equal({
+      pending: 0,
+      delivered: 0,
+      confirmed: 0,
+      dropped: 0,
+      expired: 0,
+    });
     const again = await connect(device.id);
     await again.until((s) => s.closeCode !== undefined, 'the close');
     expect(again.closeCode).to.equal(4404);
@@ -206,7 +277,8 @@ describe('ONE-PUSH: /msgpush', function () {
 
   it('answers an upgrade to no endpoint 404, and survives clients that reset it', async () => {
     const { port } = new URL(url);
-    const upgrade = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const upgrade = (path: string) =>
+      `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
     const answer = await new Promise<string>((resolve, reject) => {
       const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(upgrade('/nope')));
       let text = '';
@@ -253,11 +325,26 @@ describe('ONE-PUSH: /msgpush', function () {
     const missing = await post('/msgpush/register', { appId: 'camel', platform: 'ANDROID' });
     expect(missing.status).to.equal(400);
     expect(missing.body.message).to.contain('alias');
-    const badApp = await post('/msgpush/register', { alias: 'a', appId: 'nosuchapp', platform: 'ANDROID', nativeToken: 't' });
+    const badApp = await post('/msgpush/register', {
+      alias: 'a',
+      appId: 'nosuchapp',
+      platform: 'ANDROID',
+      nativeToken: 't',
+    });
     expect(badApp.status).to.equal(400);
-    const badKey = await post('/msgpush/register', { alias: 'a', appId: 'camel', appKey: 'nope', platform: 'ANDROID', nativeToken: 't' });
+    const badKey = await post('/msgpush/register', {
+      alias: 'a',
+      appId: 'camel',
+      appKey: 'nope',
+      platform: 'ANDROID',
+      nativeToken: 't',
+    });
     expect(badKey.status).to.equal(401);
-    const malformed = await fetch(`${url}/msgpush/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"appId":' });
+    const malformed = await fetch(`${url}/msgpush/send`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"appId":',
+    });
     expect(malformed.status).to.equal(400);
     expect(((await malformed.json()) as Record<string, unknown>).path).to.equal('/msgpush/send');
   });
@@ -281,11 +368,20 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
   });
 
   const post = async (path: string, body: unknown) => {
-    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const response = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   const register = async (fields: Record<string, unknown>) => {
-    const { status, body } = await post('/msgpush/register', { appId: 'camel', platform: 'ANDROID', nativeToken: `seed-${Math.random()}`, ...fields });
+    const { status, body } = await post('/msgpush/register', {
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: `seed-${Math.random()}`,
+      ...fields,
+    });
     expect(status, JSON.stringify(body)).to.equal(200);
     return body as { id: string };
   };
@@ -340,16 +436,35 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     await a.until((d) => received(d, afterwards), 'a later push to Android');
     expect(a.messages.map((m) => m.messageId)).to.deep.equal([everyone, explicit, afterwards]);
     // The other app's device got none of it: its own app's push arrives, alone.
-    const own = requestIdOf(await post('/msgpush/send', { appId: 'other', appKey: 'other-secret', platform: 'ALL', audiences: ['all-other'], alert: 'yours' }));
+    const own = requestIdOf(
+      await post('/msgpush/send', {
+        appId: 'other',
+        appKey: 'other-secret',
+        platform: 'ALL',
+        audiences: ['all-other'],
+        alert: 'yours',
+      }),
+    );
     await s.until((d) => received(d, own), "the other app's own push");
     expect(s.messages.map((m) => m.messageId)).to.deep.equal([own]);
   });
 
   it('registers with the seed example and "mobile": "" (and an empty tag, appKey): empty optional fields are not given', async () => {
-    const { status, body } = await post('/msgpush/register', '{"alias": "testuserid1", "appId": "camel", "platform": "ANDROID", "nativeToken": "andToken0011", "mobile": "", "tag": ["tag1","sz"]}');
+    const { status, body } = await post(
+      '/msgpush/register',
+      '{"alias": "testuserid1", "appId": "camel", "platform": "ANDROID", "nativeToken": "andToken0011", "mobile": "", "tag": ["tag1","sz"]}',
+    );
     expect(status, JSON.stringify(body)).to.equal(200);
     expect(await herald.devices.byId(body.id as string)).to.include({ alias: 'testuserid1', mobile: null });
-    const emptyTag = await post('/msgpush/register', { alias: 'empty-tag', appId: 'camel', platform: 'ANDROID', nativeToken: 'empty-tag-token', mobile: '', tag: '', appKey: '' });
+    const emptyTag = await post('/msgpush/register', {
+      alias: 'empty-tag',
+      appId: 'camel',
+      platform: 'ANDROID',
+      nativeToken: 'empty-tag-token',
+      mobile: '',
+      tag: '',
+      appKey: '',
+    });
     expect(emptyTag.status, JSON.stringify(emptyTag.body)).to.equal(200);
     expect(await herald.devices.byId(emptyTag.body.id as string)).to.deep.include({ mobile: null, tags: [] });
   });
@@ -357,12 +472,35 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
   it('sends with every optional field empty: taken as not given, the defaults apply', async () => {
     const device = await register({ alias: 'empty-fields', mobile: '13700001111' });
     const socket = await connect(device.id);
-    const empty = { tenantCode: '', pushMsgType: '', needConfirm: '', duration: '', audienceType: '', extra: '', sound: '', badge: '', sender: '', sendDeive: '', smsMessage: '' };
+    const empty = {
+      tenantCode: '',
+      pushMsgType: '',
+      needConfirm: '',
+      duration: '',
+      audienceType: '',
+      extra: '',
+      sound: '',
+      badge: '',
+      sender: '',
+      sendDeive: '',
+      smsMessage: '',
+    };
     const id = requestIdOf(await seedSend({ ...empty, audiences: ['empty-fields'] }));
     await socket.until((d) => received(d, id), 'the message');
-    expect(socket.messages[0]).to.deep.equal({ messageId: id, id, appId: 'camel', tenantCode: '', alert: ' this is a alert', extra: '', pushMsgType: 'MSG', needConfirm: false });
+    expect(socket.messages[0]).to.deep.equal({
+      messageId: id,
+      id,
+      appId: 'camel',
+      tenantCode: '',
+      alert: ' this is a alert',
+      extra: '',
+      pushMsgType: 'MSG',
+      needConfirm: false,
+    });
     // An empty smsMessage asks for no SMS.
-    expect((await herald.infrastructure.store.readStream(`push-${id}`)).map((e) => e.type)).to.deep.equal(['PushRequested']);
+    expect((await herald.infrastructure.store.readStream(`push-${id}`)).map((e) => e.type)).to.deep.equal([
+      'PushRequested',
+    ]);
     // Blanks in a number are no number either.
     expect((await seedSend({ audiences: ['empty-fields'], badge: ' ', duration: ' ' })).status).to.equal(200);
   });
@@ -397,31 +535,68 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
     await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
     try {
       const id = requestIdOf(await seedSend({ audiences: ['lowercase'] }));
-      await eventually(() => expect(frames.map((f) => (JSON.parse(f) as { messageId?: string }).messageId)).to.include(id));
+      await eventually(() =>
+        expect(frames.map((f) => (JSON.parse(f) as { messageId?: string }).messageId)).to.include(id),
+      );
     } finally {
       socket.close();
     }
   });
 
   it('reads the JSON body whatever the Content-Type; unregister reads none', async () => {
-    const raw = (path: string, body: string, headers: Record<string, string> = {}) => fetch(`${url}${path}`, { method: 'POST', headers, body });
+    const raw = (path: string, body: string, headers: Record<string, string> = {}) =>
+      fetch(`${url}${path}`, { method: 'POST', headers, body });
     // fetch sends a string as text/plain, as a client that leaves the header out does.
-    const registered = await raw('/msgpush/register', JSON.stringify({ alias: 'plain', appId: 'camel', platform: 'ANDROID', nativeToken: 'plain-token' }));
+    const registered = await raw(
+      '/msgpush/register',
+      JSON.stringify({ alias: 'plain', appId: 'camel', platform: 'ANDROID', nativeToken: 'plain-token' }),
+    );
     expect(registered.status).to.equal(200);
     const { id } = (await registered.json()) as { id: string };
-    const sent = await raw('/msgpush/send', JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['plain'], alert: 'hi' }));
+    const sent = await raw(
+      '/msgpush/send',
+      JSON.stringify({
+        appId: 'camel',
+        appKey: 'EERWERRRRE',
+        platform: 'ALL',
+        audienceType: 'ALIAS',
+        audiences: ['plain'],
+        alert: 'hi',
+      }),
+    );
     expect(sent.status).to.equal(200);
     // The seed's unregister: POST, Content-Type: application/json, no body — or whatever body.
-    for (const body of ['', 'null', '{bad']) expect((await raw(`/msgpush/unregister/${id}`, body, { 'content-type': 'application/json' })).status, body).to.equal(200);
+    for (const body of ['', 'null', '{bad'])
+      expect(
+        (await raw(`/msgpush/unregister/${id}`, body, { 'content-type': 'application/json' })).status,
+        body,
+      ).to.equal(200);
     expect(await herald.devices.byId(id)).to.include({ active: false });
   });
 
   it('reads the body in the charset its Content-Type names (utf8 as Java writes it, GBK); an unknown one is a 415 in the envelope, naming it, as Spring answered', async () => {
-    for (const [i, type] of ['application/json;charset=utf8', 'application/json; charset=GBK', 'application/json;charset=UTF-8'].entries()) {
-      const answer = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify({ alias: `charset-${i}`, appId: 'camel', platform: 'ANDROID', nativeToken: `charset-${i}` }) });
+    for (const [i, type] of [
+      'application/json;charset=utf8',
+      'application/json; charset=GBK',
+      'application/json;charset=UTF-8',
+    ].entries()) {
+      const answer = await fetch(`${url}/msgpush/register`, {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: JSON.stringify({
+          alias: `charset-${i}`,
+          appId: 'camel',
+          platform: 'ANDROID',
+          nativeToken: `charset-${i}`,
+        }),
+      });
       expect(answer.status, type).to.equal(200);
     }
-    const unknown = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json; charset=klingon' }, body: '{}' });
+    const unknown = await fetch(`${url}/msgpush/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json; charset=klingon' },
+      body: '{}',
+    });
     expect(unknown.status).to.equal(415);
     const body = (await unknown.json()) as Record<string, unknown>;
     expect(Object.keys(body).sort()).to.deep.equal(['error', 'message', 'path', 'status', 'timestamp']);
@@ -433,7 +608,12 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
   it('needConfirm with "duration": 0 is the default validity (7 days), not a 400; over 30 days is 30 days', async () => {
     const device = await register({ alias: 'duration-zero' });
     const socket = await connect(device.id);
-    const id = requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":0,"audienceType":"ALIAS","audiences":["duration-zero"],"alert":"x"}'));
+    const id = requestIdOf(
+      await post(
+        '/msgpush/send',
+        '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":0,"audienceType":"ALIAS","audiences":["duration-zero"],"alert":"x"}',
+      ),
+    );
     await socket.until((d) => received(d, id), 'the message');
     const validity = async (requestId: string) => {
       const [requested] = await herald.infrastructure.store.readStream(`push-${requestId}`);
@@ -441,16 +621,34 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
       return (Date.parse(data.expiresAt) - Date.parse(data.requestedAt)) / 1000;
     };
     expect(await validity(id)).to.equal(7 * 24 * 3600);
-    expect(await validity(requestIdOf(await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: 10 ** 9 })))).to.equal(30 * 24 * 3600);
+    expect(
+      await validity(
+        requestIdOf(await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: 10 ** 9 })),
+      ),
+    ).to.equal(30 * 24 * 3600);
     // A Java client's Long.MAX_VALUE ("as long as possible") is the maximum too.
-    expect(await validity(requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":9223372036854775807,"audiences":["duration-zero"],"alert":"x"}')))).to.equal(30 * 24 * 3600);
+    expect(
+      await validity(
+        requestIdOf(
+          await post(
+            '/msgpush/send',
+            '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","needConfirm":true,"duration":9223372036854775807,"audiences":["duration-zero"],"alert":"x"}',
+          ),
+        ),
+      ),
+    ).to.equal(30 * 24 * 3600);
     expect((await seedSend({ audiences: ['duration-zero'], needConfirm: true, duration: -1 })).status).to.equal(400);
   });
 
   it('a multi-line alert and extra arrive as sent (LF, CR, TAB); other control characters are refused', async () => {
     const device = await register({ alias: 'multiline' });
     const socket = await connect(device.id);
-    const id = requestIdOf(await post('/msgpush/send', '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","audienceType":"ALIAS","audiences":["multiline"],"alert":"line1\\nline2\\r\\n\\tend","extra":"a\\nb"}'));
+    const id = requestIdOf(
+      await post(
+        '/msgpush/send',
+        '{"appId":"camel","appKey":"EERWERRRRE","platform":"ALL","audienceType":"ALIAS","audiences":["multiline"],"alert":"line1\\nline2\\r\\n\\tend","extra":"a\\nb"}',
+      ),
+    );
     await socket.until((d) => received(d, id), 'the message');
     expect(socket.messages[0]).to.include({ alert: 'line1\nline2\r\n\tend', extra: 'a\nb' });
     const refused = await seedSend({ audiences: ['multiline'], alert: 'bell\u0007' });
@@ -491,20 +689,64 @@ describe('ONE-PUSH: the seed as its clients write it', function () {
 
   // Issue 22 (audit): Jackson writes every unset field of a Java client's request object as null, and
   // the fields of the original's own classes herald does not know (id, listenFlag, status, createTime).
-  it('a Java client of the original: nulls for unset fields and its model\'s other fields are taken, the defaults apply', async () => {
-    const { status, body } = await post('/msgpush/register', { id: null, alias: 'jackson', appId: 'camel', thirdpartId: null, tag: null, platform: 'ANDROID', nativeToken: 'jackson-token', listenFlag: 'NOTF', lastUpdateTime: null, mobile: null, status: '1' });
+  it("a Java client of the original: nulls for unset fields and its model's other fields are taken, the defaults apply", async () => {
+    const { status, body } = await post('/msgpush/register', {
+      id: null,
+      alias: 'jackson',
+      appId: 'camel',
+      thirdpartId: null,
+      tag: null,
+      platform: 'ANDROID',
+      nativeToken: 'jackson-token',
+      listenFlag: 'NOTF',
+      lastUpdateTime: null,
+      mobile: null,
+      status: '1',
+    });
     expect(status, JSON.stringify(body)).to.equal(200);
     const socket = await connect(body.id as string);
     const id = requestIdOf(
       await post('/msgpush/send', {
-        id: null, appId: 'camel', appKey: 'EERWERRRRE', tenantCode: null, platform: 'ALL', audienceType: 'ALIAS', audiences: ['jackson'], pushMsgType: 'MSG', listenFlag: 'NOTF',
-        extra: null, alert: 'hi', sound: null, badge: null, smsMessage: null, createTime: null, needConfirm: 'true', duration: 0, status: '1', sender: null, sendDevice: null,
+        id: null,
+        appId: 'camel',
+        appKey: 'EERWERRRRE',
+        tenantCode: null,
+        platform: 'ALL',
+        audienceType: 'ALIAS',
+        audiences: ['jackson'],
+        pushMsgType: 'MSG',
+        listenFlag: 'NOTF',
+        extra: null,
+        alert: 'hi',
+        sound: null,
+        badge: null,
+        smsMessage: null,
+        createTime: null,
+        needConfirm: 'true',
+        duration: 0,
+        status: '1',
+        sender: null,
+        sendDevice: null,
       }),
     );
     await socket.until((d) => received(d, id), 'the message');
-    expect(socket.messages[0]).to.deep.equal({ messageId: id, id, appId: 'camel', tenantCode: '', alert: 'hi', extra: '', pushMsgType: 'MSG', needConfirm: true });
+    expect(socket.messages[0]).to.deep.equal({
+      messageId: id,
+      id,
+      appId: 'camel',
+      tenantCode: '',
+      alert: 'hi',
+      extra: '',
+      pushMsgType: 'MSG',
+      needConfirm: true,
+    });
     // Booleans as Jackson read them: "TRUE", " false ", 1, 0.
-    for (const [needConfirm, expected] of [['TRUE', true], [' false ', false], [1, true], [0, false]] as const) {
+    for (const [needConfirm, expected] of [
+      ['TRUE', true],
+      [' false ', false],
+      [1, true],
+      [0, false],
+    ] as const) {
       const next = requestIdOf(await seedSend({ audiences: ['jackson'], needConfirm, duration: 600 }));
       await socket.until((d) => received(d, next), `the message with needConfirm ${JSON.stringify(needConfirm)}`);
       expect(socket.messages.find((m) => m.messageId === next)).to.include({ needConfirm: expected });

@@ -25,7 +25,12 @@ describe(`ONE-PUSH across kill -9 (${process.env.DATABASE_URL ? describeTarget()
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-onepush-crash-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    env = { PORT: String(port), HERALD_DATA_DIR: dataDir, HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)), HERALD_APPS: 'camel:EERWERRRRE' };
+    env = {
+      PORT: String(port),
+      HERALD_DATA_DIR: dataDir,
+      HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)),
+      HERALD_APPS: 'camel:EERWERRRRE',
+    };
     if (process.env.DATABASE_URL) {
       testDatabase = await createTestDatabase();
       env.DATABASE_URL = testDatabase.connectionString;
@@ -54,7 +59,11 @@ describe(`ONE-PUSH across kill -9 (${process.env.DATABASE_URL ? describeTarget()
   it('sends retried with their key land once; confirmations sent again are answered', async () => {
     const first = HeraldProcess.start(env);
     await first.waitForHttp(`${base}/readyz`);
-    const register = await fetch(`${base}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ appId: 'camel', alias: 'crash-phone', platform: 'ANDROID', nativeToken: 'crash-phone' }) });
+    const register = await fetch(`${base}/msgpush/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appId: 'camel', alias: 'crash-phone', platform: 'ANDROID', nativeToken: 'crash-phone' }),
+    });
     const deviceId = ((await register.json()) as { id: string }).id;
     const seen = new Set<string>();
     const confirmedAnswers = new Set<string>();
@@ -64,11 +73,21 @@ describe(`ONE-PUSH across kill -9 (${process.env.DATABASE_URL ? describeTarget()
       const response = await fetch(`${base}/msgpush/send`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'idempotency-key': `crash-${i}` },
-        body: JSON.stringify({ appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALIAS', audiences: ['crash-phone'], alert: `crash ${i}`, needConfirm: true, duration: 3600 }),
+        body: JSON.stringify({
+          appId: 'camel',
+          appKey: 'EERWERRRRE',
+          platform: 'ALL',
+          audienceType: 'ALIAS',
+          audiences: ['crash-phone'],
+          alert: `crash ${i}`,
+          needConfirm: true,
+          duration: 3600,
+        }),
         signal: AbortSignal.timeout(15_000),
       });
       const body = (await response.json()) as { requestId?: string };
-      if (response.status !== 200 || !body.requestId) throw new Error(`send ${i}: ${response.status} ${JSON.stringify(body)}`);
+      if (response.status !== 200 || !body.requestId)
+        throw new Error(`send ${i}: ${response.status} ${JSON.stringify(body)}`);
       return body.requestId;
     };
 
@@ -110,13 +129,25 @@ describe(`ONE-PUSH across kill -9 (${process.env.DATABASE_URL ? describeTarget()
         expect(sent.size, 'one push per send').to.equal(next);
         await eventually(
           () => {
-            expect([...seen].filter((id) => !sent.has(id)), 'messages of no send (a second push)').to.deep.equal([]);
-            expect([...sent].filter((id) => !seen.has(id)), 'sends the device never received').to.deep.equal([]);
-            expect([...seen].filter((id) => !confirmedAnswers.has(id)), 'confirmations never answered').to.deep.equal([]);
+            expect(
+              [...seen].filter((id) => !sent.has(id)),
+              'messages of no send (a second push)',
+            ).to.deep.equal([]);
+            expect(
+              [...sent].filter((id) => !seen.has(id)),
+              'sends the device never received',
+            ).to.deep.equal([]);
+            expect(
+              [...seen].filter((id) => !confirmedAnswers.has(id)),
+              'confirmations never answered',
+            ).to.deep.equal([]);
           },
           { timeoutMs: 30_000 },
         );
-        expect(after.frames.filter((f) => f.error !== undefined), 'no confirmation refused').to.deep.equal([]);
+        expect(
+          after.frames.filter((f) => f.error !== undefined),
+          'no confirmation refused',
+        ).to.deep.equal([]);
       } finally {
         after.close();
       }

@@ -9,7 +9,9 @@ import { postForm, startTestHerald } from '../support/herald';
 
 const ROUNDS = 100;
 const INBOX = `{ notifications(first: 1) { total nodes { id seq title acknowledged } } }`;
-type Inbox = { notifications: { total: number; nodes: Array<{ id: string; seq: string; title: string; acknowledged: boolean }> } };
+type Inbox = {
+  notifications: { total: number; nodes: Array<{ id: string; seq: string; title: string; acknowledged: boolean }> };
+};
 
 describe('read your writes (Koala REST and GraphQL)', function () {
   this.timeout(120_000);
@@ -21,7 +23,13 @@ describe('read your writes (Koala REST and GraphQL)', function () {
   after(() => test?.stop());
 
   async function ticketFor(userId: string): Promise<string> {
-    return (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId })).body.result as string;
+    return (
+      await postForm(`${test.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: userId,
+      })
+    ).body.result as string;
   }
 
   async function newest(ticket: string) {
@@ -35,7 +43,12 @@ describe('read your writes (Koala REST and GraphQL)', function () {
     let sendsSeen = 0;
     let acksSeen = 0;
     for (let i = 0; i < ROUNDS; i++) {
-      const sent = await postForm(`${test.url}/koala/api/mas/messages`, { ticket, users: 'ryw-rest', title: `rest ${i}`, content: 'c' });
+      const sent = await postForm(`${test.url}/koala/api/mas/messages`, {
+        ticket,
+        users: 'ryw-rest',
+        title: `rest ${i}`,
+        content: 'c',
+      });
       expect(sent.body.status).to.equal(0);
       const afterSend = await newest(ticket);
       if (afterSend.node?.id === sent.body.result && afterSend.total === i + 1) sendsSeen++;
@@ -52,12 +65,20 @@ describe('read your writes (Koala REST and GraphQL)', function () {
     let sendsSeen = 0;
     let acksSeen = 0;
     for (let i = 0; i < ROUNDS; i++) {
-      const sent = await graphql<{ sendMessage: { id: string } }>(test.url, ticket, `mutation { sendMessage(input: { to: ["ryw-graphql"], title: "graphql ${i}", content: "c" }) { id } }`);
+      const sent = await graphql<{ sendMessage: { id: string } }>(
+        test.url,
+        ticket,
+        `mutation { sendMessage(input: { to: ["ryw-graphql"], title: "graphql ${i}", content: "c" }) { id } }`,
+      );
       expect(sent.errors).to.equal(undefined);
       const afterSend = await newest(ticket);
       if (afterSend.node?.id === sent.data!.sendMessage.id && afterSend.total === i + 1) sendsSeen++;
 
-      const acked = await graphql<{ acknowledge: number }>(test.url, ticket, `mutation { acknowledge(ids: ["${sent.data!.sendMessage.id}"]) }`);
+      const acked = await graphql<{ acknowledge: number }>(
+        test.url,
+        ticket,
+        `mutation { acknowledge(ids: ["${sent.data!.sendMessage.id}"]) }`,
+      );
       expect(acked.data?.acknowledge).to.equal(1);
       if ((await newest(ticket)).node?.acknowledged === true) acksSeen++;
     }

@@ -61,12 +61,17 @@ async function caughtUp(herald: Herald): Promise<bigint> {
   return eventually(
     async () => {
       const head = await store.headPosition();
-      const { rows } = await database.pool.query<{ name: string; version: number; position: string }>('SELECT name, version, position FROM projection_checkpoints');
+      const { rows } = await database.pool.query<{ name: string; version: number; position: string }>(
+        'SELECT name, version, position FROM projection_checkpoints',
+      );
       for (const projection of projections) {
         const checkpoint = rows.find((row) => row.name === projection.name);
         expect(checkpoint, `${projection.name}'s checkpoint`).to.not.equal(undefined);
         expect(checkpoint!.version, `${projection.name}'s checkpoint version`).to.equal(projection.version);
-        expect(BigInt(checkpoint!.position) >= head, `${projection.name} at ${checkpoint!.position}, the head at ${head}`).to.equal(true);
+        expect(
+          BigInt(checkpoint!.position) >= head,
+          `${projection.name} at ${checkpoint!.position}, the head at ${head}`,
+        ).to.equal(true);
       }
       return head;
     },
@@ -78,7 +83,9 @@ async function caughtUp(herald: Herald): Promise<bigint> {
 async function settledSnapshot(herald: Herald): Promise<{ head: bigint; tables: Snapshot }> {
   const head = await caughtUp(herald);
   const tables = await snapshot(herald.infrastructure.database.pool);
-  expect(await herald.infrastructure.store.headPosition(), 'events were appended while the tables were read').to.equal(head);
+  expect(await herald.infrastructure.store.headPosition(), 'events were appended while the tables were read').to.equal(
+    head,
+  );
   return { head, tables };
 }
 
@@ -137,49 +144,220 @@ describe('rebuilt projections equal incrementally built ones', function () {
 
   async function makeTraffic(h: Herald, url: string, callbackUrl: string): Promise<void> {
     const now = () => clock.now();
-    const viewer = async (userId: string, roles: string[] = [], app = { appId: 'camel', secret: 'EERWERRRRE' }): Promise<Viewer> =>
-      (await h.tickets.issue({ ...app, userId, roles, now: now() })).viewer;
-    const [alice, bob, carol, admin] = [await viewer('alice'), await viewer('bob'), await viewer('carol'), await viewer('admin', ['admin'])];
+    const viewer = async (
+      userId: string,
+      roles: string[] = [],
+      app = { appId: 'camel', secret: 'EERWERRRRE' },
+    ): Promise<Viewer> => (await h.tickets.issue({ ...app, userId, roles, now: now() })).viewer;
+    const [alice, bob, carol, admin] = [
+      await viewer('alice'),
+      await viewer('bob'),
+      await viewer('carol'),
+      await viewer('admin', ['admin']),
+    ];
     const otherUser = await viewer('olga', [], { appId: 'other', secret: 'other-secret' });
 
     // Koala: sent (with props, with an expiry), scheduled (released, expired before its release, still
     // scheduled), acknowledged, in two apps.
-    const m1 = await h.messaging.send(alice, { to: ['bob', 'carol'], title: 'hello', content: 'to both', props: { kind: 'greeting' }, expireSeconds: 0 }, now());
-    const m2 = await h.messaging.send(alice, { to: ['bob'], title: 'expiring', content: 'in an hour', expireSeconds: 3600 }, now());
-    const m3 = await h.messaging.send(bob, { to: ['alice', 'carol'], title: 'reply', content: 'from bob', expireSeconds: 0 }, now());
-    await h.messaging.send(otherUser, { to: ['olga', 'oscar'], title: 'other app', content: 'elsewhere', expireSeconds: 0 }, now());
-    const released = await h.messaging.send(alice, { to: ['bob', 'carol'], title: 'later', content: 'released', expireSeconds: 0, executeAt: new Date(now().getTime() + 30_000) }, now());
-    const expired = await h.messaging.send(alice, { to: ['carol'], title: 'too late', content: 'expires first', expireSeconds: 1, executeAt: new Date(now().getTime() + 30_000) }, now());
-    await h.messaging.send(alice, { to: ['bob'], title: 'next hour', content: 'still scheduled', expireSeconds: 0, executeAt: new Date(now().getTime() + 3600_000) }, now());
+    const m1 = await h.messaging.send(
+      alice,
+      { to: ['bob', 'carol'], title: 'hello', content: 'to both', props: { kind: 'greeting' }, expireSeconds: 0 },
+      now(),
+    );
+    const m2 = await h.messaging.send(
+      alice,
+      { to: ['bob'], title: 'expiring', content: 'in an hour', expireSeconds: 3600 },
+      now(),
+    );
+    const m3 = await h.messaging.send(
+      bob,
+      { to: ['alice', 'carol'], title: 'reply', content: 'from bob', expireSeconds: 0 },
+      now(),
+    );
+    await h.messaging.send(
+      otherUser,
+      { to: ['olga', 'oscar'], title: 'other app', content: 'elsewhere', expireSeconds: 0 },
+      now(),
+    );
+    const released = await h.messaging.send(
+      alice,
+      {
+        to: ['bob', 'carol'],
+        title: 'later',
+        content: 'released',
+        expireSeconds: 0,
+        executeAt: new Date(now().getTime() + 30_000),
+      },
+      now(),
+    );
+    const expired = await h.messaging.send(
+      alice,
+      {
+        to: ['carol'],
+        title: 'too late',
+        content: 'expires first',
+        expireSeconds: 1,
+        executeAt: new Date(now().getTime() + 30_000),
+      },
+      now(),
+    );
+    await h.messaging.send(
+      alice,
+      {
+        to: ['bob'],
+        title: 'next hour',
+        content: 'still scheduled',
+        expireSeconds: 0,
+        executeAt: new Date(now().getTime() + 3600_000),
+      },
+      now(),
+    );
     await h.messaging.acknowledge(bob, [m1.id, m2.id], now());
     await h.messaging.acknowledge(carol, [m3.id], now());
     // Released 40 s on: the first due, the second past its expiry (its 1 s after the release time).
     clock.advance(40_000);
-    const typesOf = async (streamName: string) => (await h.infrastructure.store.readStream(streamName)).map((e) => e.type);
+    const typesOf = async (streamName: string) =>
+      (await h.infrastructure.store.readStream(streamName)).map((e) => e.type);
     await eventually(async () => expect(await typesOf(messageStreamName(released.id))).to.include('MessageReleased'));
     await eventually(async () => expect(await typesOf(messageStreamName(expired.id))).to.include('MessageExpired'));
-    await eventually(async () => expect((await h.messaging.acknowledge(carol, [released.id], now())).acknowledged).to.equal(1));
+    await eventually(async () =>
+      expect((await h.messaging.acknowledge(carol, [released.id], now())).acknowledged).to.equal(1),
+    );
 
     // datahub: notifications of several types, in one list or both, site broadcasts, subscriptions, an
     // item event to the subscribers, a whitelist application, reads, a stats clear and sends after it.
     const both = { level: 0, forBrowser: true, forClient: true };
-    await h.datahub.send(admin, { type: 'admin_message', receivers: ['bob', 'carol'], data: { text: 'maintenance' }, ...both, level: 50 }, now());
-    await h.datahub.send(alice, { type: 'private_message', receivers: ['bob'], data: { text: 'hi bob' }, level: 0, forBrowser: true, forClient: false }, now());
-    await h.datahub.sendFromService('camel', { sender: '', type: 'comment_reply', receivers: ['bob', 'alice'], data: { comment: 'nice' }, level: 0, forBrowser: true, forClient: false }, now());
-    await h.datahub.sendFromService('camel', { sender: '', type: 'vip_remind', receivers: ['carol'], data: { days: 3 }, level: 0, forBrowser: false, forClient: true }, now());
-    await h.datahub.sendFromService('camel', { sender: 'shop', type: 'subsapply_event', receivers: ['alice'], data: { repname: 'rep', itemname: 'item' }, ...both }, now());
-    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'first broadcast' }, ...both }, now());
+    await h.datahub.send(
+      admin,
+      { type: 'admin_message', receivers: ['bob', 'carol'], data: { text: 'maintenance' }, ...both, level: 50 },
+      now(),
+    );
+    await h.datahub.send(
+      alice,
+      {
+        type: 'private_message',
+        receivers: ['bob'],
+        data: { text: 'hi bob' },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+      },
+      now(),
+    );
+    await h.datahub.sendFromService(
+      'camel',
+      {
+        sender: '',
+        type: 'comment_reply',
+        receivers: ['bob', 'alice'],
+        data: { comment: 'nice' },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+      },
+      now(),
+    );
+    await h.datahub.sendFromService(
+      'camel',
+      {
+        sender: '',
+        type: 'vip_remind',
+        receivers: ['carol'],
+        data: { days: 3 },
+        level: 0,
+        forBrowser: false,
+        forClient: true,
+      },
+      now(),
+    );
+    await h.datahub.sendFromService(
+      'camel',
+      {
+        sender: 'shop',
+        type: 'subsapply_event',
+        receivers: ['alice'],
+        data: { repname: 'rep', itemname: 'item' },
+        ...both,
+      },
+      now(),
+    );
+    await h.datahub.send(
+      admin,
+      { type: 'site_broadcast', receivers: [], data: { text: 'first broadcast' }, ...both },
+      now(),
+    );
     // A broadcast to the whole app with the time its sender gave, kept as written (issue 22).
-    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'second broadcast' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10t15:06:09.5-05:30' }, now());
+    await h.datahub.send(
+      admin,
+      {
+        type: 'site_broadcast',
+        receivers: [],
+        data: { text: 'second broadcast' },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+        time: '2015-11-10t15:06:09.5-05:30',
+      },
+      now(),
+    );
     // A broadcast naming its receiver, with the time its sender gave (issue 22).
-    await h.datahub.send(admin, { type: 'site_broadcast', receivers: ['carol'], data: { text: 'to carol only' }, level: 0, forBrowser: true, forClient: false, time: '2015-11-10T15:06:09Z08:00' }, now());
-    await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['bob', 'carol'], data: { repname: 'rep', itemname: 'item', phase: 1 }, level: 0, forBrowser: true, forClient: false }, now());
-    await h.datahub.sendFromService('camel', { sender: '', type: 'subs_event', receivers: ['carol'], data: { repname: 'rep', itemname: 'item', phase: 5 }, level: 0, forBrowser: true, forClient: false }, now());
-    expect(await h.datahub.announceItemEvent('camel', { repname: 'rep', itemname: 'item' }, { event: 'updated' }, undefined, 'item-updated-1', now())).to.equal(1);
+    await h.datahub.send(
+      admin,
+      {
+        type: 'site_broadcast',
+        receivers: ['carol'],
+        data: { text: 'to carol only' },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+        time: '2015-11-10T15:06:09Z08:00',
+      },
+      now(),
+    );
+    await h.datahub.sendFromService(
+      'camel',
+      {
+        sender: '',
+        type: 'subs_event',
+        receivers: ['bob', 'carol'],
+        data: { repname: 'rep', itemname: 'item', phase: 1 },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+      },
+      now(),
+    );
+    await h.datahub.sendFromService(
+      'camel',
+      {
+        sender: '',
+        type: 'subs_event',
+        receivers: ['carol'],
+        data: { repname: 'rep', itemname: 'item', phase: 5 },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+      },
+      now(),
+    );
+    expect(
+      await h.datahub.announceItemEvent(
+        'camel',
+        { repname: 'rep', itemname: 'item' },
+        { event: 'updated' },
+        undefined,
+        'item-updated-1',
+        now(),
+      ),
+    ).to.equal(1);
     await h.datahub.applyWhitelist(bob, { repname: 'rep', itemname: 'item', owner: 'alice' }, now());
     // Applications that name no owner wait for the one the app registers (one owner removed again).
     const itemOwner = async (method: string, item: string, owner?: string) => {
-      const response = await fetch(`${url}/items/rep/${item}`, { method, headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' }, ...(owner && { body: JSON.stringify({ owner }) }) });
+      const response = await fetch(`${url}/items/rep/${item}`, {
+        method,
+        headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+        ...(owner && { body: JSON.stringify({ owner }) }),
+      });
       expect(response.status, await response.text()).to.equal(200);
     };
     await h.datahub.applyWhitelist(carol, { repname: 'rep', itemname: 'waiting' }, now());
@@ -191,16 +369,44 @@ describe('rebuilt projections equal incrementally built ones', function () {
     // An application that waited until its applicant named the owner (WhitelistOwnerNamed).
     await h.datahub.applyWhitelist(carol, { repname: 'rep', itemname: 'named-later' }, now());
     await h.datahub.applyWhitelist(carol, { repname: 'rep', itemname: 'named-later', owner: 'alice' }, now());
-    await eventually(async () => expect((await h.datahub.list(alice, { forClient: false, status: 'either', type: 'apply_whitelist', page: 1, size: 10 })).total).to.equal(4));
-    const listOf = async (who: Viewer, forClient = false) => (await h.datahub.list(who, { forClient, status: 'either', page: 1, size: 100 })).results;
+    await eventually(async () =>
+      expect(
+        (
+          await h.datahub.list(alice, {
+            forClient: false,
+            status: 'either',
+            type: 'apply_whitelist',
+            page: 1,
+            size: 10,
+          })
+        ).total,
+      ).to.equal(4),
+    );
+    const listOf = async (who: Viewer, forClient = false) =>
+      (await h.datahub.list(who, { forClient, status: 'either', page: 1, size: 100 })).results;
     const bobs = await listOf(bob);
     const messageIdOf = (list: typeof bobs, type: string) => list.find((n) => n.type === type)!.messageId;
     await h.datahub.markRead(bob, messageIdOf(bobs, 'admin_message'), now());
     await h.datahub.markRead(bob, messageIdOf(bobs, 'site_broadcast'), now());
     await h.datahub.markRead(carol, messageIdOf(await listOf(carol, true), 'vip_remind'), now());
     await h.datahub.clearStats(bob, now());
-    await h.datahub.send(alice, { type: 'private_message', receivers: ['bob'], data: { text: 'after the clear' }, level: 0, forBrowser: true, forClient: false }, now());
-    await h.datahub.send(admin, { type: 'site_broadcast', receivers: [], data: { text: 'third broadcast' }, ...both }, now());
+    await h.datahub.send(
+      alice,
+      {
+        type: 'private_message',
+        receivers: ['bob'],
+        data: { text: 'after the clear' },
+        level: 0,
+        forBrowser: true,
+        forClient: false,
+      },
+      now(),
+    );
+    await h.datahub.send(
+      admin,
+      { type: 'site_broadcast', receivers: [], data: { text: 'third broadcast' }, ...both },
+      now(),
+    );
     const third = (await listOf(bob)).filter((n) => n.type === 'site_broadcast')[0]!;
     await h.datahub.markRead(bob, third.messageId, now());
     await h.datahub.markRead(carol, third.messageId, now());
@@ -215,47 +421,147 @@ describe('rebuilt projections equal incrementally built ones', function () {
       expect(response.status).to.equal(202);
       return ((await response.json()) as { emailid: string }).emailid;
     };
-    const sent = await requestEmail({ to: 'zhang3@example.com', subject: 'approved', content: 'you may download', ishtml: false });
-    await eventually(async () => expect(await typesOf(emailStreamName(sent))).to.deep.equal(['EmailRequested', 'EmailSent']));
+    const sent = await requestEmail({
+      to: 'zhang3@example.com',
+      subject: 'approved',
+      content: 'you may download',
+      ishtml: false,
+    });
+    await eventually(async () =>
+      expect(await typesOf(emailStreamName(sent))).to.deep.equal(['EmailRequested', 'EmailSent']),
+    );
     smtp.refuse = true;
-    const retried = await requestEmail({ to: 'li4@example.com,wang5@example.com', subject: 'retried', content: '<p>later</p>', ishtml: true });
-    await eventually(async () => expect(await typesOf(emailStreamName(retried))).to.deep.equal(['EmailRequested', 'EmailFailed']));
+    const retried = await requestEmail({
+      to: 'li4@example.com,wang5@example.com',
+      subject: 'retried',
+      content: '<p>later</p>',
+      ishtml: true,
+    });
+    await eventually(async () =>
+      expect(await typesOf(emailStreamName(retried))).to.deep.equal(['EmailRequested', 'EmailFailed']),
+    );
     smtp.refuse = false;
     clock.advance(61_000);
-    await eventually(async () => expect(await typesOf(emailStreamName(retried))).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']));
+    await eventually(async () =>
+      expect(await typesOf(emailStreamName(retried))).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']),
+    );
 
     // Devices and pushes: registered, registered again with other details, unregistered (and one back
     // again), pushed to by alias, tag and number, confirmed, delivered, dropped, and an app callback.
     await h.appCallbacks.setUrl('camel', callbackUrl, now());
-    const phone = (await h.devices.register({ appId: 'camel', alias: 'phone', platform: 'ANDROID', nativeToken: 'native-phone', mobile: '13700001111', tags: ['news', 'sz'] }, now())).device;
-    await h.devices.register({ appId: 'camel', alias: 'phone-renamed', platform: 'ANDROID', nativeToken: 'native-phone', mobile: '13700002222', tags: ['news'] }, now());
-    const tablet = (await h.devices.register({ appId: 'camel', alias: 'tablet', platform: 'IOS', nativeToken: 'native-tablet', tags: ['news'] }, now())).device;
-    const gone = (await h.devices.register({ appId: 'camel', alias: 'gone', platform: 'ANDROID', nativeToken: 'native-gone' }, now())).device;
+    const phone = (
+      await h.devices.register(
+        {
+          appId: 'camel',
+          alias: 'phone',
+          platform: 'ANDROID',
+          nativeToken: 'native-phone',
+          mobile: '13700001111',
+          tags: ['news', 'sz'],
+        },
+        now(),
+      )
+    ).device;
+    await h.devices.register(
+      {
+        appId: 'camel',
+        alias: 'phone-renamed',
+        platform: 'ANDROID',
+        nativeToken: 'native-phone',
+        mobile: '13700002222',
+        tags: ['news'],
+      },
+      now(),
+    );
+    const tablet = (
+      await h.devices.register(
+        { appId: 'camel', alias: 'tablet', platform: 'IOS', nativeToken: 'native-tablet', tags: ['news'] },
+        now(),
+      )
+    ).device;
+    const gone = (
+      await h.devices.register(
+        { appId: 'camel', alias: 'gone', platform: 'ANDROID', nativeToken: 'native-gone' },
+        now(),
+      )
+    ).device;
     await h.devices.unregister(gone.deviceId, now());
-    const back = (await h.devices.register({ appId: 'camel', alias: 'back', platform: 'ANDROID', nativeToken: 'native-back' }, now())).device;
+    const back = (
+      await h.devices.register(
+        { appId: 'camel', alias: 'back', platform: 'ANDROID', nativeToken: 'native-back' },
+        now(),
+      )
+    ).device;
     await h.devices.unregister(back.deviceId, now());
-    await h.devices.register({ appId: 'camel', alias: 'back-again', platform: 'ANDROID', nativeToken: 'native-back' }, now());
+    await h.devices.register(
+      { appId: 'camel', alias: 'back-again', platform: 'ANDROID', nativeToken: 'native-back' },
+      now(),
+    );
     const socket = await DeviceSocket.connect(url, phone.deviceId);
     sockets.push(socket);
     await eventually(async () => expect(await h.gateway.presence.isOnline(phone.deviceId)).to.equal(true));
 
-    const confirmed = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'ALIAS', audiences: ['phone-renamed'], alert: 'confirm me', needConfirm: true, duration: 3600 }, now());
+    const confirmed = await h.pushes.onePush(
+      'camel',
+      {
+        platform: 'ALL',
+        audienceType: 'ALIAS',
+        audiences: ['phone-renamed'],
+        alert: 'confirm me',
+        needConfirm: true,
+        duration: 3600,
+      },
+      now(),
+    );
     await socket.until((s) => s.messages.some((m) => m.messageId === confirmed.pushId), 'the message to confirm');
     socket.confirm(confirmed.pushId);
-    await eventually(async () => expect((await h.pushes.status('camel', confirmed.pushId))?.deliveries).to.include({ confirmed: 1 }));
-    const byTag = await h.pushes.onePush('camel', { platform: 'ALL', audienceType: 'TAG', audiences: ['news'], alert: 'news\nsecond line', tenantCode: 't1', extra: { orderId: 7, lines: ['a', { b: null }] } }, now());
-    await eventually(async () => expect((await h.pushes.status('camel', byTag.pushId))?.deliveries).to.include({ delivered: 1, pending: 1 }));
-    const once = await h.pushes.topvdnPush('camel', { msg: 'aGVsbG8=', flag: 3, from: null, clientIds: [phone.clientId, tablet.clientId], callback: true }, now());
-    await eventually(async () => expect(await h.pushes.status('camel', once.pushId)).to.deep.include({ callback: 'delivered' }));
-    await eventually(async () => expect((await h.pushes.status('camel', once.pushId))?.deliveries).to.include({ delivered: 1, pending: 1 }));
+    await eventually(async () =>
+      expect((await h.pushes.status('camel', confirmed.pushId))?.deliveries).to.include({ confirmed: 1 }),
+    );
+    const byTag = await h.pushes.onePush(
+      'camel',
+      {
+        platform: 'ALL',
+        audienceType: 'TAG',
+        audiences: ['news'],
+        alert: 'news\nsecond line',
+        tenantCode: 't1',
+        extra: { orderId: 7, lines: ['a', { b: null }] },
+      },
+      now(),
+    );
+    await eventually(async () =>
+      expect((await h.pushes.status('camel', byTag.pushId))?.deliveries).to.include({ delivered: 1, pending: 1 }),
+    );
+    const once = await h.pushes.topvdnPush(
+      'camel',
+      { msg: 'aGVsbG8=', flag: 3, from: null, clientIds: [phone.clientId, tablet.clientId], callback: true },
+      now(),
+    );
+    await eventually(async () =>
+      expect(await h.pushes.status('camel', once.pushId)).to.deep.include({ callback: 'delivered' }),
+    );
+    await eventually(async () =>
+      expect((await h.pushes.status('camel', once.pushId))?.deliveries).to.include({ delivered: 1, pending: 1 }),
+    );
     // flag 2: the app's callback answers 200, which confirms it.
-    const untilConfirmed = await h.pushes.topvdnPush('camel', { msg: 'd29ybGQ=', flag: 2, from: phone.clientId, clientIds: [tablet.clientId], callback: true }, now());
-    await eventually(async () => expect(await h.pushes.status('camel', untilConfirmed.pushId)).to.deep.include({ callback: 'confirmed' }));
+    const untilConfirmed = await h.pushes.topvdnPush(
+      'camel',
+      { msg: 'd29ybGQ=', flag: 2, from: phone.clientId, clientIds: [tablet.clientId], callback: true },
+      now(),
+    );
+    await eventually(async () =>
+      expect(await h.pushes.status('camel', untilConfirmed.pushId)).to.deep.include({ callback: 'confirmed' }),
+    );
     // The tablet is not connected: past the 16 s of a flag 2 message (5 s of flag 3), its deliveries end undelivered.
     clock.advance(17_000);
     h.gateway.wake();
-    await eventually(async () => expect((await h.pushes.status('camel', once.pushId))?.deliveries).to.include({ delivered: 1, pending: 0 }));
-    await eventually(async () => expect((await h.pushes.status('camel', untilConfirmed.pushId))?.deliveries).to.include({ pending: 0 }));
+    await eventually(async () =>
+      expect((await h.pushes.status('camel', once.pushId))?.deliveries).to.include({ delivered: 1, pending: 0 }),
+    );
+    await eventually(async () =>
+      expect((await h.pushes.status('camel', untilConfirmed.pushId))?.deliveries).to.include({ pending: 0 }),
+    );
     socket.close();
 
     // RTIO: a device's reports, one forwarded at once, one after a failed try.
@@ -274,19 +580,45 @@ describe('rebuilt projections equal incrementally built ones', function () {
   it('the incremental tables have rows in every table, of every kind the traffic made', async () => {
     const { tables } = incremental;
     for (const projection of projections) {
-      for (const table of projection.tables) expect(tables[projection.name]![table], `rows of ${table}`).to.not.be.empty;
+      for (const table of projection.tables)
+        expect(tables[projection.name]![table], `rows of ${table}`).to.not.be.empty;
     }
-    const values = (projection: string, table: string, column: string) => new Set(tables[projection]![table]!.map((row) => row[column]));
-    expect([...values('notifications', 'notification_messages', 'status')]).to.have.members(['delivered', 'scheduled', 'expired']);
-    expect([...values('devices', 'device_deliveries', 'status')]).to.include.members(['confirmed', 'delivered', 'pending']);
-    expect([...values('devices', 'device_deliveries', 'status')].some((status) => status === 'dropped' || status === 'expired'), 'an undelivered end').to.equal(true);
+    const values = (projection: string, table: string, column: string) =>
+      new Set(tables[projection]![table]!.map((row) => row[column]));
+    expect([...values('notifications', 'notification_messages', 'status')]).to.have.members([
+      'delivered',
+      'scheduled',
+      'expired',
+    ]);
+    expect([...values('devices', 'device_deliveries', 'status')]).to.include.members([
+      'confirmed',
+      'delivered',
+      'pending',
+    ]);
+    expect(
+      [...values('devices', 'device_deliveries', 'status')].some(
+        (status) => status === 'dropped' || status === 'expired',
+      ),
+      'an undelivered end',
+    ).to.equal(true);
     expect([...values('devices', 'devices', 'active')]).to.have.members([true, false]);
-    expect([...values('datahub', 'datahub_notifications', 'type')]).to.include.members(['admin_message', 'private_message', 'comment_reply', 'vip_remind', 'subsapply_event', 'subs_event', 'item_event', 'apply_whitelist']);
+    expect([...values('datahub', 'datahub_notifications', 'type')]).to.include.members([
+      'admin_message',
+      'private_message',
+      'comment_reply',
+      'vip_remind',
+      'subsapply_event',
+      'subs_event',
+      'item_event',
+      'apply_whitelist',
+    ]);
     expect([...values('emails', 'emails', 'status')]).to.deep.equal(['sent']);
     expect([...values('emails', 'emails', 'last_error')]).to.have.length(2);
     expect([...values('rtio', 'rtio_reports', 'status')]).to.deep.equal(['forwarded']);
     expect([...values('apps', 'apps', 'push_callback_url')]).to.have.length(2);
-    const { rows: parked } = await herald!.infrastructure.database.pool.query('SELECT projection, event_type, error FROM projection_parked');
+    const { rows: parked } = await herald!.infrastructure.database.pool.query(
+      'SELECT projection, event_type, error FROM projection_parked',
+    );
     expect(parked, 'events no projection could apply').to.deep.equal([]);
   });
 
@@ -296,11 +628,17 @@ describe('rebuilt projections equal incrementally built ones', function () {
     before(async () => {
       const { pool } = herald!.infrastructure.database;
       const tables = projections.flatMap((p) => p.tables);
-      const tableIds = async () => (await pool.query<{ id: number }>('SELECT unnest($1::text[])::regclass::oid::int AS id', [tables])).rows.map((row) => row.id);
+      const tableIds = async () =>
+        (await pool.query<{ id: number }>('SELECT unnest($1::text[])::regclass::oid::int AS id', [tables])).rows.map(
+          (row) => row.id,
+        );
       const live = await tableIds();
       await rebuildProjections(herald!.infrastructure, projections, () => undefined);
       const swappedIn = await tableIds();
-      expect(swappedIn.filter((id) => live.includes(id)), 'tables the rebuild did not replace').to.deep.equal([]);
+      expect(
+        swappedIn.filter((id) => live.includes(id)),
+        'tables the rebuild did not replace',
+      ).to.deep.equal([]);
       rebuilt = await settledSnapshot(herald!);
       expect(rebuilt.head, 'events were appended after the traffic settled').to.equal(incremental.head);
     });

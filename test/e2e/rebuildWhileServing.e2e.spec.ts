@@ -23,15 +23,28 @@ describe('rebuild while serving', function () {
   });
 
   const ticketFor = async (userId: string) =>
-    (await postForm(`${test.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId })).body.result as string;
+    (
+      await postForm(`${test.url}/koala/api/mas/tickets`, {
+        app_key: 'camel',
+        secret_key: 'EERWERRRRE',
+        user_id: userId,
+      })
+    ).body.result as string;
   const INBOX = '{ notifications(first: 100) { total nodes { id seq title acknowledged } } }';
-  type Inbox = { notifications: { total: number; nodes: Array<{ id: string; seq: string; title: string; acknowledged: boolean }> } };
+  type Inbox = {
+    notifications: { total: number; nodes: Array<{ id: string; seq: string; title: string; acknowledged: boolean }> };
+  };
 
   it('completes without new traffic, keeps the inbox readable, pushes nothing old, then serves on', async () => {
     const sender = await ticketFor('rebuild-sender');
     const reader = await ticketFor('rebuild-reader');
     for (let i = 0; i < 60; i++) {
-      const sent = await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: 'rebuild-reader', title: `m${i}`, content: 'c' });
+      const sent = await postForm(`${test.url}/koala/api/mas/messages`, {
+        ticket: sender,
+        users: 'rebuild-reader',
+        title: `m${i}`,
+        content: 'c',
+      });
       expect(sent.body.status).to.equal(0);
     }
     const first = (await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications;
@@ -41,11 +54,19 @@ describe('rebuild while serving', function () {
 
     terminal = Terminal.connect(test.url, { ticket: reader });
     // Subscribed once a probe reaches it.
-    await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: 'rebuild-reader', title: 'probe', content: 'c' });
+    await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket: sender,
+      users: 'rebuild-reader',
+      title: 'probe',
+      content: 'c',
+    });
     await terminal.until((t) => t.received.some((m) => m.title === 'probe'), 'the probe');
     const expected = (await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications;
 
-    const rebuild = HeraldProcess.start({ DATABASE_URL: test.testDatabase.connectionString }, ['projections', 'rebuild']);
+    const rebuild = HeraldProcess.start({ DATABASE_URL: test.testDatabase.connectionString }, [
+      'projections',
+      'rebuild',
+    ]);
     let exited: number | null | undefined;
     void rebuild.exitCode().then((code) => (exited = code));
     let reads = 0;
@@ -59,10 +80,21 @@ describe('rebuild while serving', function () {
     expect(rebuild.logs).to.match(/"projection":"notifications".*"done":true/);
     expect(reads).to.be.at.least(1);
 
-    expect((await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications, 'the rebuilt inbox is the same').to.deep.equal(expected);
-    await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: 'rebuild-reader', title: 'after', content: 'c' });
+    expect(
+      (await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications,
+      'the rebuilt inbox is the same',
+    ).to.deep.equal(expected);
+    await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket: sender,
+      users: 'rebuild-reader',
+      title: 'after',
+      content: 'c',
+    });
     await terminal.until((t) => t.received.some((m) => m.title === 'after'), 'a message sent after the rebuild');
-    expect(terminal.received.map((m) => m.title), 'nothing of the history was pushed again').to.deep.equal(['probe', 'after']);
+    expect(
+      terminal.received.map((m) => m.title),
+      'nothing of the history was pushed again',
+    ).to.deep.equal(['probe', 'after']);
     const afterwards = (await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications;
     expect(afterwards.total).to.equal(62);
     expect(afterwards.nodes[0]!.title).to.equal('after');

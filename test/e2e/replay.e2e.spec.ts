@@ -24,7 +24,9 @@ describe('herald replay (CLI)', function () {
     dir = await mkdtemp(path.join(os.tmpdir(), 'herald-replay-'));
     const { store } = infrastructure;
     const append = (stream: string, type: string, data: unknown, appId: string) =>
-      store.append(stream, [{ id: randomUUID(), type, data, metadata: { correlationId: 'c', causationId: 'c', appId, actor: 'test' } }]);
+      store.append(stream, [
+        { id: randomUUID(), type, data, metadata: { correlationId: 'c', causationId: 'c', appId, actor: 'test' } },
+      ]);
     await append('message-1', 'MessageSent', { title: '你好', n: 1 }, 'camel');
     await append('message-1', 'MessageAcknowledged', { by: 'u1' }, 'camel');
     await append('message-2', 'MessageSent', { title: 'quote " and \\\\ backslash', n: 2 }, 'other');
@@ -38,12 +40,23 @@ describe('herald replay (CLI)', function () {
 
   /** The documented line of each row, in position order, for rows passing `where`. */
   async function expected(where: string, values: unknown[] = []): Promise<string> {
-    const { rows } = await infrastructure.database.pool.query<{ position: string; stream_name: string; revision: string; event_type: string; data: string; metadata: string; created_at: Date }>(
+    const { rows } = await infrastructure.database.pool.query<{
+      position: string;
+      stream_name: string;
+      revision: string;
+      event_type: string;
+      data: string;
+      metadata: string;
+      created_at: Date;
+    }>(
       `SELECT position::text, stream_name, revision::text, event_type, data::text, metadata::text, created_at FROM events WHERE ${where} ORDER BY position`,
       values,
     );
     return rows
-      .map((r) => `{"position":"${r.position}","stream":${JSON.stringify(r.stream_name)},"revision":"${r.revision}","type":${JSON.stringify(r.event_type)},"time":"${r.created_at.toISOString()}","data":${r.data},"metadata":${r.metadata}}\n`)
+      .map(
+        (r) =>
+          `{"position":"${r.position}","stream":${JSON.stringify(r.stream_name)},"revision":"${r.revision}","type":${JSON.stringify(r.event_type)},"time":"${r.created_at.toISOString()}","data":${r.data},"metadata":${r.metadata}}\n`,
+      )
       .join('');
   }
 
@@ -58,27 +71,55 @@ describe('herald replay (CLI)', function () {
     const { stdout } = await replay();
     expect(stdout).to.equal(await expected('true'));
     // Each line is JSON, and its data is what was appended.
-    const lines = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { data: unknown; metadata: { appId: string } });
-    expect(lines.map((line) => line.data)).to.deep.equal([{ title: '你好', n: 1 }, { by: 'u1' }, { title: 'quote " and \\\\ backslash', n: 2 }, { alias: 'a' }, { n: 3 }]);
+    const lines = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { data: unknown; metadata: { appId: string } });
+    expect(lines.map((line) => line.data)).to.deep.equal([
+      { title: '你好', n: 1 },
+      { by: 'u1' },
+      { title: 'quote " and \\\\ backslash', n: 2 },
+      { alias: 'a' },
+      { n: 3 },
+    ]);
     expect(lines.map((line) => line.metadata.appId)).to.deep.equal(['camel', 'camel', 'other', 'camel', 'camel']);
   });
 
   it('filters by exact type (repeatable), stream prefix, app and position, into --out with progress on stderr', async () => {
     const out = path.join(dir, 'sent.jsonl');
-    const { stdout, stderr } = await replay('--type', 'MessageSent', '--type', 'DeviceRegistered', '--app', 'camel', '--out', out);
+    const { stdout, stderr } = await replay(
+      '--type',
+      'MessageSent',
+      '--type',
+      'DeviceRegistered',
+      '--app',
+      'camel',
+      '--out',
+      out,
+    );
     expect(stdout).to.equal('');
-    expect(await readFile(out, 'utf8')).to.equal(await expected(`event_type IN ('MessageSent', 'DeviceRegistered') AND metadata->>'appId' = 'camel'`));
+    expect(await readFile(out, 'utf8')).to.equal(
+      await expected(`event_type IN ('MessageSent', 'DeviceRegistered') AND metadata->>'appId' = 'camel'`),
+    );
     expect(stderr).to.match(/"done":true/);
     const { stdout: byStream } = await replay('--stream', 'message-', '--type', 'MessageSent');
     expect(byStream).to.equal(await expected(`stream_name LIKE 'message-%' AND event_type = 'MessageSent'`));
-    const { rows } = await infrastructure.database.pool.query<{ position: string }>('SELECT position::text FROM events ORDER BY position');
+    const { rows } = await infrastructure.database.pool.query<{ position: string }>(
+      'SELECT position::text FROM events ORDER BY position',
+    );
     const [, second, third] = rows.map((r) => r.position);
     const { stdout: window } = await replay('--from', second!, '--to', third!);
     expect(window).to.equal(await expected('position BETWEEN $1 AND $2', [second, third]));
   });
 
   it('takes quotes and wildcards in filters as text, not SQL', async () => {
-    for (const args of [['--stream', "x'; DROP TABLE events; --"], ['--type', "O'Brien"], ['--app', "\\' OR '1'='1"], ['--stream', '%'], ['--stream', 'message_']]) {
+    for (const args of [
+      ['--stream', "x'; DROP TABLE events; --"],
+      ['--type', "O'Brien"],
+      ['--app', "\\' OR '1'='1"],
+      ['--stream', '%'],
+      ['--stream', 'message_'],
+    ]) {
       expect((await replay(...args)).stdout, args.join(' ')).to.equal('');
     }
     expect((await infrastructure.database.pool.query('SELECT count(*)::int AS n FROM events')).rows[0].n).to.equal(5);
@@ -90,12 +131,18 @@ describe('herald replay (CLI)', function () {
     const { stdout: none } = await replay('--to', '2000-01-01T00:00:00Z');
     expect(none).to.equal('');
     // A bound at an event's own time (to the millisecond, as lines print it) includes that event.
-    const { rows } = await infrastructure.database.pool.query<{ position: string; created_at: Date }>('SELECT position::text, created_at FROM events ORDER BY position');
+    const { rows } = await infrastructure.database.pool.query<{ position: string; created_at: Date }>(
+      'SELECT position::text, created_at FROM events ORDER BY position',
+    );
     const bound = rows[2]!.created_at;
     const since = rows.filter((r) => r.created_at >= bound).map((r) => r.position);
     const until = rows.filter((r) => r.created_at <= bound).map((r) => r.position);
-    expect((await replay('--from', bound.toISOString())).stdout).to.equal(await expected('position = ANY ($1::bigint[])', [since]));
-    expect((await replay('--to', bound.toISOString())).stdout).to.equal(await expected('position = ANY ($1::bigint[])', [until]));
+    expect((await replay('--from', bound.toISOString())).stdout).to.equal(
+      await expected('position = ANY ($1::bigint[])', [since]),
+    );
+    expect((await replay('--to', bound.toISOString())).stdout).to.equal(
+      await expected('position = ANY ($1::bigint[])', [until]),
+    );
     const refused = await replay('--from', 'yesterday').then(
       () => expect.fail('expected exit 2'),
       (error: { code: number; stderr: string }) => error,

@@ -25,7 +25,12 @@ describe('RTIO: /manage/create_device and /call/send', function () {
 
   /** As the seed's curl does: `--data '<json>'`, i.e. posted as a form. */
   const post = async (path: string, body: string, init: RequestInit = {}) => {
-    const response = await fetch(`${url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' }, ...init });
+    const response = await fetch(`${url}${path}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      ...init,
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   const create = async () => {
@@ -38,25 +43,48 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     return body as { device_id: string; device_key: string };
   };
   const connect = async (created: { device_id: string; device_key: string }, answer?: RtioDevice['answer']) => {
-    const device = await RtioDevice.connect(url, { device_id: created.device_id, device_key: created.device_key }, answer);
+    const device = await RtioDevice.connect(
+      url,
+      { device_id: created.device_id, device_key: created.device_key },
+      answer,
+    );
     devices.push(device);
     return device;
   };
-  const send = (fields: Record<string, unknown>) => post('/call/send', JSON.stringify({ nonce: nonce(), message: 'this dispatch message', ...fields }));
+  const send = (fields: Record<string, unknown>) =>
+    post('/call/send', JSON.stringify({ nonce: nonce(), message: 'this dispatch message', ...fields }));
 
   it("create → the device connects → call/send answers with the device's own code and message", async () => {
     const created = await create();
-    const device = await connect(created, (message) => ({ code: 1234, message: `this a device message for ${message}` }));
+    const device = await connect(created, (message) => ({
+      code: 1234,
+      message: `this a device message for ${message}`,
+    }));
     const n = nonce();
-    const { status, body } = await post('/call/send', JSON.stringify({ nonce: n, device_id: created.device_id, message: 'this dispatch message' }));
+    const { status, body } = await post(
+      '/call/send',
+      JSON.stringify({ nonce: n, device_id: created.device_id, message: 'this dispatch message' }),
+    );
     expect(status).to.equal(200);
-    expect(body).to.deep.equal({ nonce: n, code: 1000, desc: 'SUCCESS', device_id: created.device_id, device_status: 1, device_code: 1234, device_message: 'this a device message for this dispatch message' });
+    expect(body).to.deep.equal({
+      nonce: n,
+      code: 1000,
+      desc: 'SUCCESS',
+      device_id: created.device_id,
+      device_status: 1,
+      device_code: 1234,
+      device_message: 'this a device message for this dispatch message',
+    });
     expect(device.calls[0]).to.include({ message: 'this dispatch message', time_live: 6 });
     // The store's global order shows an event once every transaction older than it has ended (another
     // writer's, a projection's), so the reply, appended before the answer, may show a moment later.
     await eventually(async () => {
       const events = await herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['Rtio'] } });
-      expect(events.map((e) => e.type)).to.include.members(['RtioDeviceCreated', 'RtioDeviceCalled', 'RtioDeviceReplied']);
+      expect(events.map((e) => e.type)).to.include.members([
+        'RtioDeviceCreated',
+        'RtioDeviceCalled',
+        'RtioDeviceReplied',
+      ]);
     });
   });
 
@@ -99,10 +127,26 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const created = await create();
     const head = await settledHead(herald.infrastructure);
     const cases: Array<[string, string, number]> = [
-      ['/call/send', '{"nonce": "x1", "device_id": "' + created.device_id + '", "message": "' + 'm'.repeat(513) + '"}', 1604],
-      ['/call/send', '{"nonce": "x2", "device_id": "' + created.device_id + '", "message": "m", "time_live": -1}', 1604],
-      ['/call/send', '{"nonce": "x3", "device_id": "' + created.device_id + '", "message": "m", "time_live": 1.5}', 1604],
-      ['/call/send', '{"nonce": "x3b", "device_id": "' + created.device_id + '", "message": "m", "time_live": "six"}', 1604],
+      [
+        '/call/send',
+        '{"nonce": "x1", "device_id": "' + created.device_id + '", "message": "' + 'm'.repeat(513) + '"}',
+        1604,
+      ],
+      [
+        '/call/send',
+        '{"nonce": "x2", "device_id": "' + created.device_id + '", "message": "m", "time_live": -1}',
+        1604,
+      ],
+      [
+        '/call/send',
+        '{"nonce": "x3", "device_id": "' + created.device_id + '", "message": "m", "time_live": 1.5}',
+        1604,
+      ],
+      [
+        '/call/send',
+        '{"nonce": "x3b", "device_id": "' + created.device_id + '", "message": "m", "time_live": "six"}',
+        1604,
+      ],
       ['/call/send', '{"nonce": "x4", "device_id": "' + created.device_id + '"}', 1604],
       ['/call/send', `{"nonce": "${'n'.repeat(33)}", "device_id": "${created.device_id}", "message": "m"}`, 1604],
       ['/call/send', '{"nonce": "x5", "device_id": "0123456789abcdef0123456789abcdef", "message": "m"}', 1605],
@@ -127,7 +171,7 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     expect(await settledHead(herald.infrastructure)).to.equal(head);
   });
 
-  it("answers 2705 (HTTP 500) when herald cannot create the device, and 2305 when it cannot record a call; nothing is appended", async () => {
+  it('answers 2705 (HTTP 500) when herald cannot create the device, and 2305 when it cannot record a call; nothing is appended', async () => {
     const created = await create();
     const { store } = herald.infrastructure;
     const append = store.append.bind(store);
@@ -138,7 +182,10 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       const failedCreate = await post('/manage/create_device', JSON.stringify({ nonce: 'store-down-1' }));
       expect(failedCreate.status).to.equal(500);
       expect(failedCreate.body).to.include({ nonce: 'store-down-1', code: 2705 });
-      const failedCall = await post('/call/send', JSON.stringify({ nonce: 'store-down-2', device_id: created.device_id, message: 'm' }));
+      const failedCall = await post(
+        '/call/send',
+        JSON.stringify({ nonce: 'store-down-2', device_id: created.device_id, message: 'm' }),
+      );
       expect(failedCall.status).to.equal(500);
       expect(failedCall.body).to.include({ nonce: 'store-down-2', code: 2305 });
       expect(JSON.stringify(failedCall.body)).to.not.contain('store is down');
@@ -166,10 +213,18 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const seedCreate = await post('/manage/create_device', `{"nonce":"${seedNonce}"}`);
     expect(seedCreate.body).to.include({ nonce: seedNonce, code: 1000 });
     const headAfterCreate = await settledHead(herald.infrastructure);
-    const reused = await post('/call/send', `{"nonce":"${seedNonce}", "device_id": "${created.device_id}", "message":"this dispatch message"}`);
+    const reused = await post(
+      '/call/send',
+      `{"nonce":"${seedNonce}", "device_id": "${created.device_id}", "message":"this dispatch message"}`,
+    );
     expect(reused.body).to.include({ nonce: seedNonce, code: 1604, device_id: created.device_id });
     expect(device.calls).to.have.length(1);
-    await eventually(async () => expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal(['RtioNonceUsed', 'RtioDeviceCreated']));
+    await eventually(async () =>
+      expect((await herald.infrastructure.store.readAll({ after: head })).map((e) => e.type)).to.deep.equal([
+        'RtioNonceUsed',
+        'RtioDeviceCreated',
+      ]),
+    );
     expect(await settledHead(herald.infrastructure)).to.equal(headAfterCreate);
   });
 
@@ -186,7 +241,11 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const created = await create();
     const wrong = await RtioDevice.connect(url, { device_id: created.device_id, device_key: 'nope' });
     expect(wrong.closeCode).to.equal(4401);
-    const other = await fetch(`${url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce: nonce() }), headers: { 'x-app-id': 'other', 'x-app-key': 'other-secret' } });
+    const other = await fetch(`${url}/manage/create_device`, {
+      method: 'POST',
+      body: JSON.stringify({ nonce: nonce() }),
+      headers: { 'x-app-id': 'other', 'x-app-key': 'other-secret' },
+    });
     const otherDevice = (await other.json()) as { device_id: string };
     expect((await send({ device_id: otherDevice.device_id })).body.code).to.equal(1605);
   });
@@ -195,20 +254,41 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const closed = await startTestHerald({ rtioTrustedCidrs: [] });
     try {
       // The seed's own example, from a network not in RTIO_TRUSTED_CIDRS.
-      const refused = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"1724578899"}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      const refused = await fetch(`${closed.url}/manage/create_device`, {
+        method: 'POST',
+        body: '{"nonce":"1724578899"}',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
       expect(refused.status).to.equal(200);
       const body = (await refused.json()) as Record<string, unknown>;
       expect(Object.keys(body).sort()).to.deep.equal(['code', 'desc', 'nonce']);
       expect(body).to.include({ nonce: '1724578899', code: 1606 });
-      expect(body.desc).to.match(/RTIO_TRUSTED_CIDRS/).and.to.match(/127\.0\.0\.1/);
-      const call = await fetch(`${closed.url}/call/send`, { method: 'POST', body: '{"nonce":"157789243", "device_id": "4ffffb282b774b1fa1942b76445131d7", "message":"this dispatch message"}' });
+      expect(body.desc)
+        .to.match(/RTIO_TRUSTED_CIDRS/)
+        .and.to.match(/127\.0\.0\.1/);
+      const call = await fetch(`${closed.url}/call/send`, {
+        method: 'POST',
+        body: '{"nonce":"157789243", "device_id": "4ffffb282b774b1fa1942b76445131d7", "message":"this dispatch message"}',
+      });
       expect(call.status).to.equal(200);
-      expect(await call.json()).to.include({ nonce: '157789243', code: 1606, device_id: '4ffffb282b774b1fa1942b76445131d7' });
-      const wrongKey = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t2"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'nope' } });
+      expect(await call.json()).to.include({
+        nonce: '157789243',
+        code: 1606,
+        device_id: '4ffffb282b774b1fa1942b76445131d7',
+      });
+      const wrongKey = await fetch(`${closed.url}/manage/create_device`, {
+        method: 'POST',
+        body: '{"nonce":"t2"}',
+        headers: { 'x-app-id': 'camel', 'x-app-key': 'nope' },
+      });
       expect(wrongKey.status).to.equal(200);
       expect(await wrongKey.json()).to.include({ nonce: 't2', code: 1606 });
       // Refused callers took no nonce: the same nonce from a trusted app goes through.
-      const allowed = await fetch(`${closed.url}/manage/create_device`, { method: 'POST', body: '{"nonce":"t2"}', headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' } });
+      const allowed = await fetch(`${closed.url}/manage/create_device`, {
+        method: 'POST',
+        body: '{"nonce":"t2"}',
+        headers: { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+      });
       expect(await allowed.json()).to.deep.include({ nonce: 't2', code: 1000 });
     } finally {
       await closed.stop();
@@ -226,18 +306,32 @@ describe('RTIO: /manage/create_device and /call/send', function () {
       { 'sec-fetch-site': 'same-site' },
     ];
     for (const headers of browsers) {
-      const created = await post('/manage/create_device', JSON.stringify({ nonce: n }), { headers: { 'content-type': 'text/plain', ...headers } });
+      const created = await post('/manage/create_device', JSON.stringify({ nonce: n }), {
+        headers: { 'content-type': 'text/plain', ...headers },
+      });
       expect([created.status, created.body.code], JSON.stringify(headers)).to.deep.equal([200, 1606]);
       expect(created.body).to.include({ nonce: n });
       expect(created.body.desc).to.match(/browser/);
-      const called = await post('/call/send', JSON.stringify({ nonce: n, device_id: '4ffffb282b774b1fa1942b76445131d7', message: 'this dispatch message' }), { headers: { 'content-type': 'text/plain', ...headers } });
+      const called = await post(
+        '/call/send',
+        JSON.stringify({ nonce: n, device_id: '4ffffb282b774b1fa1942b76445131d7', message: 'this dispatch message' }),
+        { headers: { 'content-type': 'text/plain', ...headers } },
+      );
       expect(called.body).to.include({ nonce: n, code: 1606, device_id: '4ffffb282b774b1fa1942b76445131d7' });
     }
     expect(await settledHead(herald.infrastructure), 'nothing appended').to.equal(head);
     // No nonce was taken; a server's client (Node's fetch sends Sec-Fetch-Mode only) goes through.
-    expect((await post('/manage/create_device', JSON.stringify({ nonce: n }))).body).to.include({ nonce: n, code: 1000 });
+    expect((await post('/manage/create_device', JSON.stringify({ nonce: n }))).body).to.include({
+      nonce: n,
+      code: 1000,
+    });
     const withCredentials = await post('/manage/create_device', JSON.stringify({ nonce: nonce() }), {
-      headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+      headers: {
+        origin: 'https://evil.example',
+        'sec-fetch-site': 'cross-site',
+        'x-app-id': 'camel',
+        'x-app-key': 'EERWERRRRE',
+      },
     });
     expect(withCredentials.body).to.include({ code: 1000 });
   });
@@ -247,11 +341,19 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const callPort = await freePort(managePort);
     const ported = await startTestHerald({ rtioManagePort: managePort, rtioCallPort: callPort });
     try {
-      const on = async (port: number, path: string, body: unknown) => (await (await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body: JSON.stringify(body) })).json()) as Record<string, unknown>;
+      const on = async (port: number, path: string, body: unknown) =>
+        (await (
+          await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body: JSON.stringify(body) })
+        ).json()) as Record<string, unknown>;
       const created = await on(managePort, '/manage/create_device', { nonce: 'p1' });
       expect(created).to.include({ nonce: 'p1', code: 1000 });
-      expect(await on(managePort, '/call/send', { nonce: 'p2', device_id: created.device_id, message: 'm' })).to.include({ code: 1600 });
-      expect(await on(callPort, '/call/send', { nonce: 'p3', device_id: created.device_id, message: 'm' })).to.include({ code: 2305, device_status: 2 });
+      expect(
+        await on(managePort, '/call/send', { nonce: 'p2', device_id: created.device_id, message: 'm' }),
+      ).to.include({ code: 1600 });
+      expect(await on(callPort, '/call/send', { nonce: 'p3', device_id: created.device_id, message: 'm' })).to.include({
+        code: 2305,
+        device_status: 2,
+      });
       expect(await on(callPort, '/manage/create_device', { nonce: 'p4' })).to.include({ code: 1600 });
     } finally {
       await ported.stop();
@@ -264,7 +366,11 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const ported = await startTestHerald({ rtioManagePort: managePort, rtioCallPort: callPort });
     try {
       const on = async (port: number, path: string, init: RequestInit = {}) => {
-        const response = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, ...init });
+        const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          ...init,
+        });
         return { status: response.status, body: (await response.json()) as Record<string, unknown> };
       };
       // The seed's win10 example: curl.exe --data '{\"deviceid\":\"device001\"}' "http://…:8090/api?seq=123459"
@@ -278,7 +384,9 @@ describe('RTIO: /manage/create_device and /call/send', function () {
         expect((await on(port, '/api?seq=123459', { body: 'x'.repeat(20_000) })).body).to.include({ code: 1600 });
       }
       expect((await on(callPort, '/call/send', { method: 'GET' })).body).to.include({ code: 1602 });
-      expect((await on(managePort, '/manage/create_device', { method: 'PUT', body: '{"nonce": "m1"}' })).body).to.include({ nonce: 'm1', code: 1602 });
+      expect(
+        (await on(managePort, '/manage/create_device', { method: 'PUT', body: '{"nonce": "m1"}' })).body,
+      ).to.include({ nonce: 'm1', code: 1602 });
       expect((await on(callPort, '/call/send', { body: '' })).body).to.include({ code: 1601, device_id: '' });
       expect((await on(callPort, '/call/send', { body: '"text"' })).body).to.include({ code: 1601 });
       expect((await on(callPort, '/call/send/', { body: 'x'.repeat(20_000) })).body).to.include({ code: 1601 });
@@ -296,7 +404,10 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const device = await connect(created);
     for (const timeLive of ['null', '""', '" "']) {
       const n = nonce();
-      const answer = await post('/call/send', `{"nonce":"${n}", "device_id": "${created.device_id}", "message":"this dispatch message", "time_live": ${timeLive}}`);
+      const answer = await post(
+        '/call/send',
+        `{"nonce":"${n}", "device_id": "${created.device_id}", "message":"this dispatch message", "time_live": ${timeLive}}`,
+      );
       expect(answer.body, timeLive).to.include({ nonce: n, code: 1000 });
     }
     expect(device.calls.map((call) => call.time_live)).to.deep.equal([6, 6, 6]);
@@ -305,24 +416,40 @@ describe('RTIO: /manage/create_device and /call/send', function () {
   it("keeps the seed's lengths in bytes: desc at most 128, device_id echoed on every call/send answer", async () => {
     const created = await create();
     // A key of 300 characters holding text that is not Unicode: the refusal names it, cut to 128 bytes.
-    const long = await post('/call/send', `{"nonce": "d1", "device_id": "${created.device_id}", "message": "m", "${'键'.repeat(300)}": "\\ud800"}`);
+    const long = await post(
+      '/call/send',
+      `{"nonce": "d1", "device_id": "${created.device_id}", "message": "m", "${'键'.repeat(300)}": "\\ud800"}`,
+    );
     expect(long.body).to.include({ nonce: 'd1', code: 1604, device_id: created.device_id });
     expect(Buffer.byteLength(long.body.desc as string, 'utf8')).to.be.within(100, 128);
     // A message of 170 Chinese characters is 510 bytes (within 512); 171 are 513.
     const device = await connect(created, () => ({ code: 1000, message: 'ok' }));
     expect((await send({ device_id: created.device_id, message: '消'.repeat(170) })).body).to.include({ code: 1000 });
-    expect((await send({ device_id: created.device_id, message: '消'.repeat(171) })).body).to.include({ code: 1604, device_id: created.device_id });
+    expect((await send({ device_id: created.device_id, message: '消'.repeat(171) })).body).to.include({
+      code: 1604,
+      device_id: created.device_id,
+    });
     expect(device.calls).to.have.length(1);
-    expect((await send({ device_id: created.device_id, time_live: -1 })).body).to.include({ code: 1604, device_id: created.device_id });
+    expect((await send({ device_id: created.device_id, time_live: -1 })).body).to.include({
+      code: 1604,
+      device_id: created.device_id,
+    });
   });
 
   it('takes a nonce sent as a whole number (PHP time(), a Go int64) as its digits, echoed as sent; the same digits as text are the same nonce', async () => {
     const n = 1_700_000_000 + (Date.now() % 1e8);
     const created = await post('/manage/create_device', `{"nonce": ${n}}`);
     expect(created.body).to.include({ nonce: n, code: 1000 });
-    const again = await post('/call/send', `{"nonce": "${n}", "device_id": "${created.body.device_id as string}", "message": "m"}`);
+    const again = await post(
+      '/call/send',
+      `{"nonce": "${n}", "device_id": "${created.body.device_id as string}", "message": "m"}`,
+    );
     expect(again.body).to.include({ nonce: String(n), code: 1604 });
-    for (const bad of ['-1', '1.5', '1e40']) expect((await post('/manage/create_device', `{"nonce": ${bad}}`)).body, bad).to.include({ nonce: '', code: 1604 });
+    for (const bad of ['-1', '1.5', '1e40'])
+      expect((await post('/manage/create_device', `{"nonce": ${bad}}`)).body, bad).to.include({
+        nonce: '',
+        code: 1604,
+      });
   });
 
   it('takes time_live 0 (a Go struct without omitempty) as the default 6 s, clamps one above 30 to 30, reads "6" as 6', async () => {
@@ -330,7 +457,10 @@ describe('RTIO: /manage/create_device and /call/send', function () {
     const device = await connect(created, () => ({ code: 1000, message: 'ok' }));
     for (const timeLive of ['0', '31', '3600', '"6"', '"0"']) {
       const n = nonce();
-      const answer = await post('/call/send', `{"nonce":"${n}", "device_id": "${created.device_id}", "message":"this dispatch message", "time_live": ${timeLive}}`);
+      const answer = await post(
+        '/call/send',
+        `{"nonce":"${n}", "device_id": "${created.device_id}", "message":"this dispatch message", "time_live": ${timeLive}}`,
+      );
       expect(answer.body, timeLive).to.include({ nonce: n, code: 1000 });
     }
     expect(device.calls.map((call) => call.time_live)).to.deep.equal([6, 30, 30, 6, 6]);

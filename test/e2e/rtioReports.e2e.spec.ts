@@ -35,7 +35,14 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
         const answer = answers.shift() ?? 'ack';
         if (answer === 'http500') res.statusCode = 500;
         res.setHeader('content-type', 'application/json');
-        res.end(answer === 'junk' ? 'not json' : JSON.stringify({ nonce: request.nonce, code: answer === 'ack' ? 1000 : answer === 'ackText' ? '1000' : 500 }));
+        res.end(
+          answer === 'junk'
+            ? 'not json'
+            : JSON.stringify({
+                nonce: request.nonce,
+                code: answer === 'ack' ? 1000 : answer === 'ackText' ? '1000' : 500,
+              }),
+        );
       });
     });
     await new Promise<void>((resolve) => notifyServer.listen(0, '127.0.0.1', resolve));
@@ -55,9 +62,14 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     await new Promise((resolve) => notifyServer.close(resolve));
   });
 
-  const start = async () => (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), { clock: clock.now }));
+  const start = async () =>
+    (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), {
+      clock: clock.now,
+    }));
   const device = async (herald: Herald, nonce: string) => {
-    const created = (await (await fetch(`${herald.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })).json()) as { device_id: string; device_key: string };
+    const created = (await (
+      await fetch(`${herald.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })
+    ).json()) as { device_id: string; device_key: string };
     const connected = await RtioDevice.connect(herald.url, created);
     devices.push(connected);
     return { ...created, socket: connected };
@@ -65,7 +77,10 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
   const reportFrom = async (d: { socket: RtioDevice }, message: string) => {
     const before = d.socket.frames.length;
     d.socket.report(message);
-    await d.socket.until((s) => s.frames.slice(before).some((f) => typeof f.reported === 'string'), 'the report recorded');
+    await d.socket.until(
+      (s) => s.frames.slice(before).some((f) => typeof f.reported === 'string'),
+      'the report recorded',
+    );
     return d.socket.frames.slice(before).find((f) => typeof f.reported === 'string')!.reported as string;
   };
   /**
@@ -91,7 +106,9 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     await advanceUntil(herald, reportId, 2, 2);
     await advanceUntil(herald, reportId, 4, 3);
     const queries = rtioReportQueries(herald.infrastructure.database.pool);
-    await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 3 }));
+    await eventually(async () =>
+      expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 3 }),
+    );
     // The same nonce on every try.
     expect(new Set(received.map((r) => r.nonce)).size).to.equal(1);
     expect(received[1]!.at - received[0]!.at).to.be.at.least(2000);
@@ -105,7 +122,9 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     const reportId = await reportFrom(d, 'acknowledged as text');
     await eventually(() => expect(received.length).to.equal(before + 1));
     const queries = rtioReportQueries(herald.infrastructure.database.pool);
-    await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 1 }));
+    await eventually(async () =>
+      expect(await queries.byId(reportId)).to.deep.include({ status: 'forwarded', attempts: 1 }),
+    );
   });
 
   it('gives up after 10 tries (2, 4, … 512 s apart), and a restart mid-schedule continues it', async () => {
@@ -124,13 +143,18 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     await advanceUntil(next, reportId, 8, 4);
     for (let attempt = 4; attempt < 10; attempt++) await advanceUntil(next, reportId, 2 ** attempt, attempt + 1);
     const queries = rtioReportQueries(next.infrastructure.database.pool);
-    await eventually(async () => expect(await queries.byId(reportId)).to.deep.include({ status: 'failed', attempts: 10, nextAttemptAt: null }));
+    await eventually(async () =>
+      expect(await queries.byId(reportId)).to.deep.include({ status: 'failed', attempts: 10, nextAttemptAt: null }),
+    );
     expect((await queries.byId(reportId))!.lastError).to.equal('the answer is not JSON');
     // No 11th try, however long.
     clock.advance(3600_000);
     next.reportForwarder!.wake();
     const events = await next.infrastructure.store.readStream(`rtio-report-${reportId}`);
-    expect(events.map((e) => e.type)).to.deep.equal(['RtioDeviceReported', ...Array.from({ length: 10 }, () => 'RtioReportForwardFailed')]);
+    expect(events.map((e) => e.type)).to.deep.equal([
+      'RtioDeviceReported',
+      ...Array.from({ length: 10 }, () => 'RtioReportForwardFailed'),
+    ]);
     expect(received).to.have.length(10);
   });
 });

@@ -16,7 +16,13 @@ describe('scheduled messages across a restart', function () {
 
   before(async () => {
     testDatabase = await createTestDatabase();
-    config = { ...loadConfig({}), port: 0, host: '127.0.0.1', databaseUrl: testDatabase.connectionString, apps: [{ appId: 'camel', secret: 'EERWERRRRE' }] };
+    config = {
+      ...loadConfig({}),
+      port: 0,
+      host: '127.0.0.1',
+      databaseUrl: testDatabase.connectionString,
+      apps: [{ appId: 'camel', secret: 'EERWERRRRE' }],
+    };
   });
   after(async () => {
     await running?.close();
@@ -28,13 +34,27 @@ describe('scheduled messages across a restart', function () {
     const first = await startHerald(config, log);
     running = first;
     const ticket = async (herald: Herald, userId: string) =>
-      (await postForm(`${herald.url}/koala/api/mas/tickets`, { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: userId })).body.result as string;
+      (
+        await postForm(`${herald.url}/koala/api/mas/tickets`, {
+          app_key: 'camel',
+          secret_key: 'EERWERRRRE',
+          user_id: userId,
+        })
+      ).body.result as string;
     const execute = Math.floor(Date.now() / 1000) + 3; // 2-3 s ahead: herald stops well before it is due
-    const sent = await postForm(`${first.url}/koala/api/mas/messages`, { ticket: await ticket(first, 'zhangbin'), users: 'sleeper', title: 'while you were out', content: 'c', execute: String(execute) });
+    const sent = await postForm(`${first.url}/koala/api/mas/messages`, {
+      ticket: await ticket(first, 'zhangbin'),
+      users: 'sleeper',
+      title: 'while you were out',
+      content: 'c',
+      execute: String(execute),
+    });
     expect(sent.body.status).to.equal(0);
     // The read model has the message as scheduled before herald stops.
     await eventually(async () => {
-      const { rows } = await first.infrastructure.database.pool.query("SELECT status FROM notification_messages WHERE title = 'while you were out'");
+      const { rows } = await first.infrastructure.database.pool.query(
+        "SELECT status FROM notification_messages WHERE title = 'while you were out'",
+      );
       expect(rows[0]?.status).to.equal('scheduled');
     });
     await first.close();

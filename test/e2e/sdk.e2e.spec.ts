@@ -1,6 +1,17 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
-import { message_client, MessageClientError, open, type ConnectionState, type Disconnection, type Message_t, type MessageClient, type MessageContext, type OpenOptions, type RecoveryImpossible } from '../../sdk/src/index';
+import {
+  message_client,
+  MessageClientError,
+  open,
+  type ConnectionState,
+  type Disconnection,
+  type Message_t,
+  type MessageClient,
+  type MessageContext,
+  type OpenOptions,
+  type RecoveryImpossible,
+} from '../../sdk/src/index';
 import { Changes } from '../support/changes';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
@@ -40,7 +51,8 @@ class RecordingTerminal {
   async until(condition: (t: RecordingTerminal) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
     await this.changes.until(
       () => condition(this),
-      () => `sdk: timed out waiting for ${what}; state ${this.client.state}, received ${JSON.stringify(this.titles)}, disconnections ${JSON.stringify(this.disconnections)}, errors ${this.errors.map((e) => e.message)}`,
+      () =>
+        `sdk: timed out waiting for ${what}; state ${this.client.state}, received ${JSON.stringify(this.titles)}, disconnections ${JSON.stringify(this.disconnections)}, errors ${this.errors.map((e) => e.message)}`,
       timeoutMs,
     );
   }
@@ -54,7 +66,8 @@ class RecordingTerminal {
 interface Inbox {
   notifications: { total: number; nodes: Array<{ id: string; seq: string; title: string; acknowledged: boolean }> };
 }
-const INBOX = 'query($first: Int) { notifications(first: $first, type: "koala") { total nodes { id seq title acknowledged } } }';
+const INBOX =
+  'query($first: Int) { notifications(first: $first, type: "koala") { total nodes { id seq title acknowledged } } }';
 
 describe('front-end SDK (message_client) against herald, in Node', function () {
   this.timeout(90_000);
@@ -85,7 +98,12 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
   /** Sends over Koala's REST route, as the app's back end does. */
   async function send(to: string, title: string, content = 'c'): Promise<void> {
     const sender = await issueTicket(test.url, 'zhangbin');
-    const { body } = await postForm(`${test.url}/koala/api/mas/messages`, { ticket: sender, users: to, title, content });
+    const { body } = await postForm(`${test.url}/koala/api/mas/messages`, {
+      ticket: sender,
+      users: to,
+      title,
+      content,
+    });
     expect(body.status, JSON.stringify(body)).to.equal(0);
   }
 
@@ -102,7 +120,12 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     await t.until((x) => x.received.length === 1, 'the push');
 
     const { message, ctx } = t.received[0]!;
-    expect(message).to.deep.include({ title: 'system upgrade', content: 'system patching 20:21', props: {}, expiresAt: null });
+    expect(message).to.deep.include({
+      title: 'system upgrade',
+      content: 'system patching 20:21',
+      props: {},
+      expiresAt: null,
+    });
     expect(message.meta).to.include({ realm: 'camel', sender: 'zhangbin' });
     expect(message.meta.seq).to.match(/^\d+$/);
     expect(Date.parse(message.meta.stime)).to.be.closeTo(Date.now(), 60_000);
@@ -111,7 +134,9 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     expect(await ctx.ack()).to.equal(1);
     expect(await ctx.ack(), 'a repeat counts 0').to.equal(0);
     const inbox = await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 });
-    expect(inbox.data!.notifications.nodes).to.deep.equal([{ id: message.id, seq: message.meta.seq, title: 'system upgrade', acknowledged: true }]);
+    expect(inbox.data!.notifications.nodes).to.deep.equal([
+      { id: message.id, seq: message.meta.seq, title: 'system upgrade', acknowledged: true },
+    ]);
   });
 
   it('reconnects after the socket is cut, and hands over what was sent meanwhile once, in order', async () => {
@@ -170,7 +195,12 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
       });
       await t.until((x) => x.client.state === 'connected', 'connected');
       const sendHere = async (title: string) => {
-        const { body } = await postForm(`${shortLived.url}/koala/api/mas/messages`, { ticket: await issueTicket(shortLived.url, 'zhangbin'), users: 'sdk-expiry', title, content: 'c' });
+        const { body } = await postForm(`${shortLived.url}/koala/api/mas/messages`, {
+          ticket: await issueTicket(shortLived.url, 'zhangbin'),
+          users: 'sdk-expiry',
+          title,
+          content: 'c',
+        });
         expect(body.status).to.equal(0);
       };
       await sendHere('before expiry');
@@ -179,7 +209,11 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
       await t.until((x) => x.disconnections.some((d) => d.code === 4403), 'herald to close the socket at expiry');
       await eventually(() => expect(asked, 'a fresh ticket asked for').to.equal(2));
       await sendHere('while the ticket was renewed');
-      await eventually(async () => expect(await graphql<Inbox>(shortLived.url, await issueTicket(shortLived.url, 'sdk-expiry'), INBOX, {})).to.have.nested.property('data.notifications.total', 2));
+      await eventually(async () =>
+        expect(
+          await graphql<Inbox>(shortLived.url, await issueTicket(shortLived.url, 'sdk-expiry'), INBOX, {}),
+        ).to.have.nested.property('data.notifications.total', 2),
+      );
       release();
 
       await t.until((x) => x.received.length >= 2, 'the message sent meanwhile');
@@ -209,8 +243,17 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     proxy.cut();
     await t.until((x) => x.disconnections.length > 0, 'the disconnection');
     const viewer = await test.herald.tickets.authenticate(await issueTicket(test.url, 'bulk-sender'), new Date());
-    for (let i = 0; i < 501; i++) await test.herald.messaging.send(viewer, { to: ['sdk-gap'], title: `backlog ${i}`, content: 'c', expireSeconds: 0 }, new Date());
-    await eventually(async () => expect((await graphql<Inbox>(test.url, ticket, INBOX, { first: 1 })).data!.notifications.total).to.equal(502), { timeoutMs: 30_000 });
+    for (let i = 0; i < 501; i++)
+      await test.herald.messaging.send(
+        viewer,
+        { to: ['sdk-gap'], title: `backlog ${i}`, content: 'c', expireSeconds: 0 },
+        new Date(),
+      );
+    await eventually(
+      async () =>
+        expect((await graphql<Inbox>(test.url, ticket, INBOX, { first: 1 })).data!.notifications.total).to.equal(502),
+      { timeoutMs: 30_000 },
+    );
     const newest = (await graphql<Inbox>(test.url, ticket, INBOX, { first: 1 })).data!.notifications.nodes[0]!.seq;
     const connections = () => t.states.filter((s) => s === 'connected').length;
     const connectedBefore = connections();
@@ -270,14 +313,20 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     await eventually(() => expect(received.map((m) => m.title)).to.deep.equal(['from the page']));
     expect(received[0]!.id).to.equal(id);
     // One seq this client was never handed beside a good one: the good one is acknowledged all the same.
-    const mixed = await message_client.acknowledge([received[0]!.meta.seq, '999999998']).catch((error: unknown) => error);
+    const mixed = await message_client
+      .acknowledge([received[0]!.meta.seq, '999999998'])
+      .catch((error: unknown) => error);
     expect(mixed).to.be.instanceOf(MessageClientError).with.property('code', 'NOT_FOUND');
     expect((mixed as Error).message).to.equal('1 acknowledged; no message of seq 999999998 was handed to this client');
     expect(await message_client.acknowledge(received[0]!.meta.seq)).to.equal(0);
     const inbox = await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 });
-    expect(inbox.data!.notifications.nodes).to.deep.equal([{ id, seq: received[0]!.meta.seq, title: 'from the page', acknowledged: true }]);
+    expect(inbox.data!.notifications.nodes).to.deep.equal([
+      { id, seq: received[0]!.meta.seq, title: 'from the page', acknowledged: true },
+    ]);
     const peer = await graphql<Inbox>(test.url, await issueTicket(test.url, 'sdk-koala-peer'), INBOX, { first: 10 });
-    expect(peer.data!.notifications.nodes.map((n) => [n.title, n.acknowledged])).to.deep.equal([['from the page', false]]);
+    expect(peer.data!.notifications.nodes.map((n) => [n.title, n.acknowledged])).to.deep.equal([
+      ['from the page', false],
+    ]);
     const unknown = await message_client.acknowledge('999999999').catch((error: unknown) => error);
     expect(unknown).to.be.instanceOf(MessageClientError).with.property('code', 'NOT_FOUND');
     await message_client.close();
@@ -285,7 +334,13 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     expect(errors).to.deep.equal([]);
 
     // onError(errcode, errmsg): a token herald refuses
-    const refused = message_client.open({ mas_url: test.url, token: 'not-a-ticket', webSocketImpl: WebSocket, onMessage: () => undefined, onError: (errcode, errmsg) => void errors.push([errcode, errmsg]) });
+    const refused = message_client.open({
+      mas_url: test.url,
+      token: 'not-a-ticket',
+      webSocketImpl: WebSocket,
+      onMessage: () => undefined,
+      onError: (errcode, errmsg) => void errors.push([errcode, errmsg]),
+    });
     await eventually(() => expect(errors.map(([code]) => code)).to.deep.equal(['UNAUTHENTICATED']));
     await refused.close();
   });
@@ -295,7 +350,10 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
     /** The seed's send (3.2), as its example writes it: `tickets=…&users=…&title=…&content=…`. */
     async function sendAsTheSeed(user: string, title: string, extra = ''): Promise<void> {
       const sender = await issueTicket(test.url, 'zhangbin');
-      const { body } = await postForm(`${test.url}/koala/api/mas/messages`, `tickets=${sender}&users=${user}&title=${title}&content="system patching 20:21"${extra}`);
+      const { body } = await postForm(
+        `${test.url}/koala/api/mas/messages`,
+        `tickets=${sender}&users=${user}&title=${title}&content="system patching 20:21"${extra}`,
+      );
       expect(body.status, JSON.stringify(body)).to.equal(0);
     }
 
@@ -307,7 +365,9 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
       await sendAsTheSeed(user, 'expiring', '&expire=1');
       await sendAsTheSeed(user, 'second');
       await eventually(async () => expect(await inboxTitles(ticket)).to.have.length(4));
-      const acknowledgedSeq = (await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 })).data!.notifications.nodes.find((n) => n.title === 'acknowledged')!.seq;
+      const acknowledgedSeq = (
+        await graphql<Inbox>(test.url, ticket, INBOX, { first: 10 })
+      ).data!.notifications.nodes.find((n) => n.title === 'acknowledged')!.seq;
       const ack = await postForm(`${test.url}/koala/api/mas/messages/ack`, `tickets=${ticket}&sids=${acknowledgedSeq}`);
       expect(ack.body.status, JSON.stringify(ack.body)).to.equal(0);
       // The inbox leaves expired messages out: wait until `expiring` is (expire=1 s).
@@ -344,7 +404,12 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
       await sendAsTheSeed(user, 'sent while closed');
       await eventually(async () => expect(await inboxTitles(token)).to.deep.equal(['sent while closed']));
       const received: Message_t[] = [];
-      const client = message_client.open({ mas_url: test.url, token, webSocketImpl: WebSocket, onMessage: (message) => void received.push(message) });
+      const client = message_client.open({
+        mas_url: test.url,
+        token,
+        webSocketImpl: WebSocket,
+        onMessage: (message) => void received.push(message),
+      });
       try {
         await eventually(() => expect(received.map((m) => m.title)).to.deep.equal(['sent while closed']));
       } finally {

@@ -1,12 +1,17 @@
-import http from 'node:http';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { expect } from 'chai';
 import { startTestHerald } from '../support/herald';
 import { ensureSdkBuilt } from '../support/sdkBundle';
 
 /** A GET with the path sent exactly as written (fetch would resolve `..` and `%2e` before sending). */
-function rawRequest(baseUrl: string, rawPath: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function rawRequest(
+  baseUrl: string,
+  rawPath: string,
+  method = 'GET',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   const { hostname, port } = new URL(baseUrl);
   return new Promise((resolve, reject) => {
     const request = http.request({ hostname, port, path: rawPath, method, headers }, (response) => {
@@ -42,9 +47,15 @@ describe('herald serves the front-end SDK and its demo page', function () {
     expect(response.body).to.match(/^\(function \(root, factory\) \{\n/);
     expect(response.body).to.contain("define('message_client', [], function () { return api; })");
     expect(response.body).to.contain('"use strict";var message_client=');
-    for (const [route, name] of [['/sdk/tce.js', 'tce'], ['/sdk/koala.js', 'koala']] as const) {
+    for (const [route, name] of [
+      ['/sdk/tce.js', 'tce'],
+      ['/sdk/koala.js', 'koala'],
+    ] as const) {
       const module = await rawRequest(test.url, route);
-      expect([module.status, module.headers['content-type'], module.headers['cross-origin-resource-policy']], route).to.deep.equal([200, 'text/javascript; charset=utf-8', 'cross-origin']);
+      expect(
+        [module.status, module.headers['content-type'], module.headers['cross-origin-resource-policy']],
+        route,
+      ).to.deep.equal([200, 'text/javascript; charset=utf-8', 'cross-origin']);
       expect(module.body, route).to.contain(`define('${name}', `);
     }
 
@@ -62,7 +73,10 @@ describe('herald serves the front-end SDK and its demo page', function () {
     expect(page.status).to.equal(200);
     expect(page.headers['content-type']).to.equal('text/html; charset=utf-8');
     expect(page.headers['cache-control']).to.equal('no-cache');
-    expect(page.headers['content-security-policy']).to.include("script-src 'self'").and.include("connect-src 'self'").and.include("frame-ancestors 'none'");
+    expect(page.headers['content-security-policy'])
+      .to.include("script-src 'self'")
+      .and.include("connect-src 'self'")
+      .and.include("frame-ancestors 'none'");
     expect(page.headers['referrer-policy']).to.equal('no-referrer');
     expect(page.body).to.include('<script src="/sdk/message_client.js" defer></script>');
     for (const [asset, type] of [

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { expect } from 'chai';
 import type { Browser, Page } from 'playwright-core';
 import { chromiumPathOrSkip, launchChromium } from '../support/chromium';
+import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, postForm, startTestHerald } from '../support/herald';
-import { eventually } from '../support/eventually';
 import { ensureSdkBuilt } from '../support/sdkBundle';
 
 // The demo page (/demo/terminal.html) in headless Chromium, used as a person would: it loads the SDK
@@ -38,7 +38,12 @@ describe('front-end SDK in headless Chromium: the demo web terminal', function (
 
   async function sendOverKoala(to: string, title: string, content: string): Promise<void> {
     const sender = await issueTicket(test!.url, 'zhangbin');
-    const { body } = await postForm(`${test!.url}/koala/api/mas/messages`, { ticket: sender, users: to, title, content });
+    const { body } = await postForm(`${test!.url}/koala/api/mas/messages`, {
+      ticket: sender,
+      users: to,
+      title,
+      content,
+    });
     expect(body.status, JSON.stringify(body)).to.equal(0);
   }
 
@@ -71,8 +76,14 @@ describe('front-end SDK in headless Chromium: the demo web terminal', function (
     await upgrade.getByRole('button', { name: 'Acknowledge' }).click();
     await page.locator('li.message.acknowledged', { hasText: 'system upgrade' }).waitFor({ timeout: 15_000 });
     // The ack answers once herald's inbox shows it (read your writes): no waiting needed here.
-    const inbox = await graphql<Inbox>(test!.url, ticket, 'query { notifications(first: 10, type: "koala") { nodes { id title acknowledged } } }');
-    expect(inbox.data!.notifications.nodes).to.deep.equal([{ id: await upgrade.getAttribute('data-id'), title: 'system upgrade', acknowledged: true }]);
+    const inbox = await graphql<Inbox>(
+      test!.url,
+      ticket,
+      'query { notifications(first: 10, type: "koala") { nodes { id title acknowledged } } }',
+    );
+    expect(inbox.data!.notifications.nodes).to.deep.equal([
+      { id: await upgrade.getAttribute('data-id'), title: 'system upgrade', acknowledged: true },
+    ]);
 
     // A second one stays unacknowledged in the screenshot, beside the acknowledged one.
     await sendOverKoala('browser-user', 'maintenance window', 'the database restarts at 22:00 for about five minutes');
@@ -81,7 +92,10 @@ describe('front-end SDK in headless Chromium: the demo web terminal', function (
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
-    expect(seen.urls.filter((url) => url.includes(ticket)), 'no request carries the ticket in its URL').to.deep.equal([]);
+    expect(
+      seen.urls.filter((url) => url.includes(ticket)),
+      'no request carries the ticket in its URL',
+    ).to.deep.equal([]);
     expect(seen.urls).to.include(`${test!.url.replace(/^http/, 'ws')}/graphql`);
     expect(seen.problems, 'no script errors').to.deep.equal([]);
     await page.close();
@@ -123,32 +137,69 @@ requirejs(['tce', 'koala', 'message_client'], function (tce, koala, client) {
       const ticket = await issueTicket(test!.url, `amd-${loading}`);
       // The legacy site: its page and its copy of require.js, on an origin of its own; herald's scripts from herald.
       const site = http.createServer((req, res) => {
-        if (req.url === '/scripts/require.js') return void res.writeHead(200, { 'content-type': 'text/javascript' }).end(readFileSync(require.resolve('requirejs/require.js')));
-        if (req.url === '/') return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(legacyPage(test!.url, ticket, loading));
+        if (req.url === '/scripts/require.js')
+          return void res
+            .writeHead(200, { 'content-type': 'text/javascript' })
+            .end(readFileSync(require.resolve('requirejs/require.js')));
+        if (req.url === '/')
+          return void res
+            .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+            .end(legacyPage(test!.url, ticket, loading));
         res.writeHead(404).end();
       });
       await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
       const page = await browser!.newPage();
       const seen = watch(page);
       await page.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`);
-      type PageGlobals = { errors: string[]; opened?: boolean; modules: unknown; connection: { state: string }; received: Array<{ seq: string; title: string; content: string; sender: string }>; acks: number[] };
-      await page.waitForFunction(() => (globalThis as unknown as { opened?: boolean }).opened === true, undefined, { timeout: 15_000 });
-      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).modules)).to.deep.equal({ tce: 'object', iTerminal: 'function', sameClient: true, open: 'function' });
-      await eventually(async () => {
-        const { state, errors } = await page.evaluate(() => ({ state: (globalThis as unknown as PageGlobals).connection.state, errors: (globalThis as unknown as PageGlobals).errors }));
-        expect(state, `${errors.join('; ')} ${seen.problems.join('; ')}`).to.equal('connected');
-      }, { timeoutMs: 15_000 });
+      type PageGlobals = {
+        errors: string[];
+        opened?: boolean;
+        modules: unknown;
+        connection: { state: string };
+        received: Array<{ seq: string; title: string; content: string; sender: string }>;
+        acks: number[];
+      };
+      await page.waitForFunction(() => (globalThis as unknown as { opened?: boolean }).opened === true, undefined, {
+        timeout: 15_000,
+      });
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).modules)).to.deep.equal({
+        tce: 'object',
+        iTerminal: 'function',
+        sameClient: true,
+        open: 'function',
+      });
+      await eventually(
+        async () => {
+          const { state, errors } = await page.evaluate(() => ({
+            state: (globalThis as unknown as PageGlobals).connection.state,
+            errors: (globalThis as unknown as PageGlobals).errors,
+          }));
+          expect(state, `${errors.join('; ')} ${seen.problems.join('; ')}`).to.equal('connected');
+        },
+        { timeoutMs: 15_000 },
+      );
 
       await sendOverKoala(`amd-${loading}`, 'system upgrade', 'system patching 20:21');
-      const received = await eventually(async () => {
-        const got = await page.evaluate(() => (globalThis as unknown as PageGlobals).received);
-        expect(got).to.have.length(1);
-        return got;
-      }, { timeoutMs: 15_000 });
+      const received = await eventually(
+        async () => {
+          const got = await page.evaluate(() => (globalThis as unknown as PageGlobals).received);
+          expect(got).to.have.length(1);
+          return got;
+        },
+        { timeoutMs: 15_000 },
+      );
       expect(received[0]).to.include({ title: 'system upgrade', content: 'system patching 20:21', sender: 'zhangbin' });
-      await eventually(async () => expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).acks)).to.deep.equal([1]));
-      const inbox = await graphql<Inbox>(test!.url, ticket, 'query { notifications(first: 10, type: "koala") { nodes { id title acknowledged } } }');
-      expect(inbox.data!.notifications.nodes.map((n) => [n.title, n.acknowledged])).to.deep.equal([['system upgrade', true]]);
+      await eventually(async () =>
+        expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).acks)).to.deep.equal([1]),
+      );
+      const inbox = await graphql<Inbox>(
+        test!.url,
+        ticket,
+        'query { notifications(first: 10, type: "koala") { nodes { id title acknowledged } } }',
+      );
+      expect(inbox.data!.notifications.nodes.map((n) => [n.title, n.acknowledged])).to.deep.equal([
+        ['system upgrade', true],
+      ]);
       expect(seen.problems, 'no script errors').to.deep.equal([]);
       await page.close();
       await new Promise<void>((resolve) => site.close(() => resolve()));

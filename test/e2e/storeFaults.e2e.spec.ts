@@ -46,10 +46,17 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
 
   const readyz = async () => {
     const response = await fetch(`${herald.url}/readyz`);
-    return { status: response.status, body: (await response.json()) as { status: string; notReady?: Record<string, string> } };
+    return {
+      status: response.status,
+      body: (await response.json()) as { status: string; notReady?: Record<string, string> },
+    };
   };
   const graphql = (ticket: string, query: string) =>
-    fetch(`${herald.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ticket}` }, body: JSON.stringify({ query }) });
+    fetch(`${herald.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ticket}` },
+      body: JSON.stringify({ query }),
+    });
 
   it('/readyz is 503 naming the projection while a table lock blocks it, 200 once the lock is released', async () => {
     await eventually(async () => expect((await readyz()).status).to.equal(200), { timeoutMs: 30_000 });
@@ -60,7 +67,12 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
       await holder.query('BEGIN');
       // SHARE blocks the projection's writes without taking a transaction id (which would hold back every projection).
       await holder.query('LOCK TABLE notification_messages IN SHARE MODE');
-      const sent = await postForm(`${herald.url}/koala/api/mas/messages`, { ticket: sender, users: 'locked-receiver', title: 'held', content: 'by a lock' });
+      const sent = await postForm(`${herald.url}/koala/api/mas/messages`, {
+        ticket: sender,
+        users: 'locked-receiver',
+        title: 'held',
+        content: 'by a lock',
+      });
       expect(sent.body).to.include({ status: 0 });
       const notReady = await eventually(
         async () => {
@@ -94,22 +106,51 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
       expect(answer.headers.get('retry-after')).to.equal('2');
       expect(answer.headers.get('content-type')).to.match(/^application\/json/);
       expect(await answer.json()).to.deep.equal({
-        errors: [{ message: 'the store is unavailable; retry shortly', extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 2 } }],
+        errors: [
+          {
+            message: 'the store is unavailable; retry shortly',
+            extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 2 },
+          },
+        ],
       });
 
       // The legacy shims answer in their own envelopes, as their seeds document a failure of the server.
-      const koala = await fetch(`${herald.url}/koala/api/mas/messages`, { method: 'POST', body: new URLSearchParams({ ticket, users: 'x', title: 't', content: 'c' }) });
+      const koala = await fetch(`${herald.url}/koala/api/mas/messages`, {
+        method: 'POST',
+        body: new URLSearchParams({ ticket, users: 'x', title: 't', content: 'c' }),
+      });
       expect(koala.headers.get('content-type')).to.match(/^application\/json/);
       expect(await koala.json()).to.include({ status: 2001, errcode: 2001 });
-      const datahub = await fetch(`${herald.url}/notifications?type=admin_message`, { headers: { accept: 'application/json', authorization: `Token ${ticket}` } });
+      const datahub = await fetch(`${herald.url}/notifications?type=admin_message`, {
+        headers: { accept: 'application/json', authorization: `Token ${ticket}` },
+      });
       expect(datahub.status).to.equal(500);
       expect(await datahub.json()).to.deep.equal({ code: 'internal', message: 'internal error' });
       const json = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-        fetch(`${herald.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-      const onePush = await json('/msgpush/send', { appId: 'camel', appKey: 'EERWERRRRE', platform: 'ALL', audienceType: 'ALL', alert: 'hello' });
+        fetch(`${herald.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify(body),
+        });
+      const onePush = await json('/msgpush/send', {
+        appId: 'camel',
+        appKey: 'EERWERRRRE',
+        platform: 'ALL',
+        audienceType: 'ALL',
+        alert: 'hello',
+      });
       expect(onePush.status).to.equal(500);
-      expect(await onePush.json()).to.include({ status: 500, error: 'Internal Server Error', message: 'internal error', path: '/msgpush/send' });
-      const topvdn = await json('/v2/message/server/push', { proxy: 0, payload: [{ to: 'c1', msg: 'aGk=' }] }, { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' });
+      expect(await onePush.json()).to.include({
+        status: 500,
+        error: 'Internal Server Error',
+        message: 'internal error',
+        path: '/msgpush/send',
+      });
+      const topvdn = await json(
+        '/v2/message/server/push',
+        { proxy: 0, payload: [{ to: 'c1', msg: 'aGk=' }] },
+        { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+      );
       expect(topvdn.status).to.equal(500);
       expect(await topvdn.json()).to.deep.equal({ code: 'internal', message: 'internal error' });
       const rtio = await json('/manage/create_device', { nonce: 'outage-1' });
@@ -118,8 +159,14 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
 
       // A device's report while the store is down: answered, the socket kept (it was closed 1011).
       device.socket.send(JSON.stringify({ report: 'during the outage' }));
-      await device.until((d) => d.frames.some((f) => f.error !== undefined) || d.closeCode !== undefined, 'the answer to the report');
-      expect(device.frames.find((f) => f.error !== undefined)?.error).to.deep.equal({ code: 'internal', message: 'internal error; report again' });
+      await device.until(
+        (d) => d.frames.some((f) => f.error !== undefined) || d.closeCode !== undefined,
+        'the answer to the report',
+      );
+      expect(device.frames.find((f) => f.error !== undefined)?.error).to.deep.equal({
+        code: 'internal',
+        message: 'internal error; report again',
+      });
       expect(device.closeCode, 'the device keeps its socket').to.equal(undefined);
 
       const { body: down } = await readyz();
@@ -139,7 +186,10 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
     const outageLines = logLines.slice(logsBefore);
     expect(outageLines.length, 'the outage was logged').to.be.above(0);
     const longest = Math.max(...outageLines.map((line) => line.length));
-    expect(longest, `longest log line: ${outageLines.find((line) => line.length === longest)?.slice(0, 300)}`).to.be.below(2048);
-    expect(outageLines.join('\n')).not.to.match(/"client":|    at /);
+    expect(
+      longest,
+      `longest log line: ${outageLines.find((line) => line.length === longest)?.slice(0, 300)}`,
+    ).to.be.below(2048);
+    expect(outageLines.join('\n')).not.to.match(/"client":| {4}at /);
   });
 });

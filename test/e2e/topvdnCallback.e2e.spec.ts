@@ -40,24 +40,49 @@ describe('topvdn: app callbacks', function () {
 
   const app = { 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = app) => {
-    const response = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   const sender = async () => {
-    const { body } = await call('POST', '/msgpush/register', { alias: 'cb', appId: 'camel', platform: 'ANDROID', nativeToken: `cb-${Date.now()}-${Math.random()}` }, {});
+    const { body } = await call(
+      'POST',
+      '/msgpush/register',
+      { alias: 'cb', appId: 'camel', platform: 'ANDROID', nativeToken: `cb-${Date.now()}-${Math.random()}` },
+      {},
+    );
     return body as { token: string };
   };
   const clientPush = async (token: string, flag: number) =>
-    (await call('POST', '/v2/message/client/push', { msg: 'aGVsbG8=', flag, callback: 1, access_tokens: [] }, { 'x-client-token': token })).body.request_id as string;
+    (
+      await call(
+        'POST',
+        '/v2/message/client/push',
+        { msg: 'aGVsbG8=', flag, callback: 1, access_tokens: [] },
+        { 'x-client-token': token },
+      )
+    ).body.request_id as string;
 
   it('sets, reads and removes the URL; refuses a bad one (400) and a wrong key (401)', async () => {
     expect(await call('GET', '/v2/message/callback')).to.deep.equal({ status: 200, body: { url: null } });
-    expect(await call('PUT', '/v2/message/callback', { url: callbackUrl })).to.deep.equal({ status: 200, body: { url: callbackUrl } });
+    expect(await call('PUT', '/v2/message/callback', { url: callbackUrl })).to.deep.equal({
+      status: 200,
+      body: { url: callbackUrl },
+    });
     expect((await call('GET', '/v2/message/callback')).body.url).to.equal(callbackUrl);
     expect((await call('PUT', '/v2/message/callback', { url: 'ftp://example.com/' })).status).to.equal(400);
     expect((await call('PUT', '/v2/message/callback', { url: 7 })).status).to.equal(400);
-    expect((await call('PUT', '/v2/message/callback', { url: callbackUrl }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' })).status).to.equal(401);
-    expect((await call('GET', '/v2/message/callback', undefined, { 'x-app-id': 'other', 'x-app-key': 'other-secret' })).body.url).to.equal(null);
+    expect(
+      (await call('PUT', '/v2/message/callback', { url: callbackUrl }, { 'x-app-id': 'camel', 'x-app-key': 'wrong' }))
+        .status,
+    ).to.equal(401);
+    expect(
+      (await call('GET', '/v2/message/callback', undefined, { 'x-app-id': 'other', 'x-app-key': 'other-secret' })).body
+        .url,
+    ).to.equal(null);
   });
 
   it('flag 2: POSTs the message to the app until it answers 2xx, at the retry schedule', async () => {
@@ -101,7 +126,9 @@ describe('topvdn: app callbacks', function () {
     const nowhere = await clientPush(token, 2);
     await eventually(async () => expect((await herald.pushes.status('camel', nowhere))?.callback).to.equal('dropped'));
     const events = await herald.infrastructure.store.readStream(`delivery-${pushIdOfSentId(nowhere)}.app-callback`);
-    expect(events.map((e) => [e.type, (e.data as { reason?: string }).reason])).to.deep.equal([['DeliveryDropped', 'no_callback_url']]);
+    expect(events.map((e) => [e.type, (e.data as { reason?: string }).reason])).to.deep.equal([
+      ['DeliveryDropped', 'no_callback_url'],
+    ]);
     expect(received.map((r) => r.request_id)).to.not.include(nowhere);
   });
 
@@ -110,7 +137,12 @@ describe('topvdn: app callbacks', function () {
     const { token } = await sender();
     const before = received.length;
     // hello as Android's Base64.DEFAULT writes it, to a peer token that names no device.
-    const answer = await call('POST', '/v2/message/client/push', { msg: 'aGVsbG8=\n', flag: 3, callback: 1, access_tokens: ['1_1_1_stale'] }, { 'x-client-token': token });
+    const answer = await call(
+      'POST',
+      '/v2/message/client/push',
+      { msg: 'aGVsbG8=\n', flag: 3, callback: 1, access_tokens: ['1_1_1_stale'] },
+      { 'x-client-token': token },
+    );
     expect(answer.status).to.equal(200);
     expect(answer.body.skipped_tokens).to.deep.equal(['1_1_1_stale']);
     await eventually(() => expect(received.length).to.equal(before + 1));
@@ -121,13 +153,29 @@ describe('topvdn: app callbacks', function () {
     const guarded = await startTestHerald({}, clock.now);
     try {
       const headers = { 'content-type': 'application/json', 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' };
-      await fetch(`${guarded.url}/v2/message/callback`, { method: 'PUT', headers, body: JSON.stringify({ url: callbackUrl }) });
-      const device = (await (await fetch(`${guarded.url}/msgpush/register`, { method: 'POST', headers, body: JSON.stringify({ alias: 'cb', appId: 'camel', platform: 'ANDROID', nativeToken: 'guarded' }) })).json()) as { token: string };
+      await fetch(`${guarded.url}/v2/message/callback`, {
+        method: 'PUT',
+        headers,
+        body: JSON.stringify({ url: callbackUrl }),
+      });
+      const device = (await (
+        await fetch(`${guarded.url}/msgpush/register`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ alias: 'cb', appId: 'camel', platform: 'ANDROID', nativeToken: 'guarded' }),
+        })
+      ).json()) as { token: string };
       const before = received.length;
-      const answer = await fetch(`${guarded.url}/v2/message/client/push`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-client-token': device.token }, body: JSON.stringify({ msg: 'aGVsbG8=', flag: 3, callback: 1, access_tokens: [] }) });
+      const answer = await fetch(`${guarded.url}/v2/message/client/push`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-client-token': device.token },
+        body: JSON.stringify({ msg: 'aGVsbG8=', flag: 3, callback: 1, access_tokens: [] }),
+      });
       const id = ((await answer.json()) as { request_id: string }).request_id;
       // The attempt is made and fails (no connection): recorded, and nothing reached the app's server.
-      await eventually(async () => expect((await guarded.herald.pushes.status('camel', id))?.callback).to.equal('delivered'));
+      await eventually(async () =>
+        expect((await guarded.herald.pushes.status('camel', id))?.callback).to.equal('delivered'),
+      );
       expect(received.length).to.equal(before);
     } finally {
       await guarded.stop();

@@ -20,11 +20,19 @@ describe('invalid WebSocket frames close their socket, never herald (issue 21 it
   before(async () => {
     testDatabase = await createTestDatabase();
     const port = await freePort();
-    herald = HeraldProcess.start({ PORT: String(port), DATABASE_URL: testDatabase.connectionString, HERALD_APPS: 'camel:EERWERRRRE' });
+    herald = HeraldProcess.start({
+      PORT: String(port),
+      DATABASE_URL: testDatabase.connectionString,
+      HERALD_APPS: 'camel:EERWERRRRE',
+    });
     url = `http://127.0.0.1:${port}`;
     await herald.waitForHttp(`${url}/readyz`);
     // A registered device, so its socket stays open until the bad frame (an unknown one is closed 4404).
-    const registered = await fetch(`${url}/msgpush/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ alias: 'bad-frames', appId: 'camel', platform: 'ANDROID', nativeToken: 'bad-frames' }) });
+    const registered = await fetch(`${url}/msgpush/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ alias: 'bad-frames', appId: 'camel', platform: 'ANDROID', nativeToken: 'bad-frames' }),
+    });
     expect(registered.status).to.equal(200);
     deviceId = ((await registered.json()) as { id: string }).id;
   });

@@ -37,18 +37,31 @@ describe('command handler (PostgreSQL event store)', () => {
 
   it('folds the stream, decides and appends with correlation and causation ids in the metadata', async () => {
     const name = stream();
-    await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 2, limit: 10 }, { correlationId: 'corr-1', appId: 'camel', actor: 'user:zhangbin' });
+    await handleCommand(
+      store,
+      counterAggregate,
+      name,
+      { type: 'Increment', by: 2, limit: 10 },
+      { correlationId: 'corr-1', appId: 'camel', actor: 'user:zhangbin' },
+    );
     const result = await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 3, limit: 10 });
     expect(result.state).to.equal(5);
     expect(result.revision).to.equal(1n);
     const [first] = await store.readStream(name);
-    expect(first!.metadata).to.deep.include({ correlationId: 'corr-1', causationId: 'corr-1', appId: 'camel', actor: 'user:zhangbin' });
+    expect(first!.metadata).to.deep.include({
+      correlationId: 'corr-1',
+      causationId: 'corr-1',
+      appId: 'camel',
+      actor: 'user:zhangbin',
+    });
   });
 
   it('refuses with the domain error and appends nothing', async () => {
     const name = stream();
     await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 9, limit: 10 });
-    const refused = await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 2, limit: 10 }).catch((e: unknown) => e);
+    const refused = await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 2, limit: 10 }).catch(
+      (e: unknown) => e,
+    );
     expect(refused).to.be.instanceOf(DomainError);
     expect(await store.readStream(name)).to.have.length(1);
   });
@@ -56,12 +69,16 @@ describe('command handler (PostgreSQL event store)', () => {
   it('retries on a concurrent write and decides again on fresh state: 20 racing commands respect the limit', async () => {
     const name = stream();
     const outcomes = await Promise.allSettled(
-      Array.from({ length: 20 }, () => handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 12 })),
+      Array.from({ length: 20 }, () =>
+        handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 12 }),
+      ),
     );
     const events = await store.readStream(name);
     const total = events.reduce((sum, e) => sum + (e.data as { by: number }).by, 0);
     expect(total).to.be.at.most(12);
-    const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason as unknown);
+    const refused = outcomes
+      .filter((o) => o.status === 'rejected')
+      .map((o) => (o as PromiseRejectedResult).reason as unknown);
     // Every refusal is the limit (20 writers are well within the retry bound) — never a silent lost update.
     for (const reason of refused) expect(reason).to.be.instanceOf(DomainError);
     expect(outcomes.filter((o) => o.status === 'fulfilled')).to.have.length(total);
@@ -70,7 +87,11 @@ describe('command handler (PostgreSQL event store)', () => {
 
   it('32 writers racing on one stream all append (issue 21, item 4: 2-5 of 80 failed with 5 attempts)', async () => {
     const name = stream();
-    await Promise.all(Array.from({ length: 32 }, () => handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 100 })));
+    await Promise.all(
+      Array.from({ length: 32 }, () =>
+        handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 100 }),
+      ),
+    );
     expect(await store.readStream(name)).to.have.length(32);
   });
 
@@ -84,7 +105,11 @@ describe('command handler (PostgreSQL event store)', () => {
       },
     });
     const started = Date.now();
-    const refused = await handleCommand(alwaysBeaten, counterAggregate, name, { type: 'Increment', by: 1, limit: 10 }).catch((e: unknown) => e);
+    const refused = await handleCommand(alwaysBeaten, counterAggregate, name, {
+      type: 'Increment',
+      by: 1,
+      limit: 10,
+    }).catch((e: unknown) => e);
     expect(refused).to.be.instanceOf(StreamContendedError);
     expect(refused).to.include({ streamName: name, retryAfterSeconds: 1 });
     expect(appends).to.be.within(2, CONFLICT_RETRY.maxAttempts);
@@ -94,11 +119,29 @@ describe('command handler (PostgreSQL event store)', () => {
 
   it('a retried command (same commandId) appends nothing twice', async () => {
     const name = stream();
-    await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 10 }, { commandId: 'request-42' });
+    await handleCommand(
+      store,
+      counterAggregate,
+      name,
+      { type: 'Increment', by: 1, limit: 10 },
+      { commandId: 'request-42' },
+    );
     // The client resends: the decider decides again, but the event ids derive from the commandId.
-    await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 10 }, { commandId: 'request-42' });
+    await handleCommand(
+      store,
+      counterAggregate,
+      name,
+      { type: 'Increment', by: 1, limit: 10 },
+      { commandId: 'request-42' },
+    );
     expect(await store.readStream(name)).to.have.length(1);
-    await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 10 }, { commandId: 'request-43' });
+    await handleCommand(
+      store,
+      counterAggregate,
+      name,
+      { type: 'Increment', by: 1, limit: 10 },
+      { commandId: 'request-43' },
+    );
     expect(await store.readStream(name)).to.have.length(2);
   });
 });
@@ -121,7 +164,11 @@ describe('command handler (EventStoreDB adapter on the gRPC stand-in, a test dou
   it('answers a command on a deleted stream as "not found", not as a failure', async () => {
     await handleCommand(store, counterAggregate, 'counter-deleted', { type: 'Increment', by: 1, limit: 10 });
     await admin.tombstoneStream('counter-deleted');
-    const refused = await handleCommand(store, counterAggregate, 'counter-deleted', { type: 'Increment', by: 1, limit: 10 }).catch((e: unknown) => e);
+    const refused = await handleCommand(store, counterAggregate, 'counter-deleted', {
+      type: 'Increment',
+      by: 1,
+      limit: 10,
+    }).catch((e: unknown) => e);
     expect(refused).to.be.instanceOf(DomainError);
     expect((refused as DomainError).code).to.equal('not_found');
   });

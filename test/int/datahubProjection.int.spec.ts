@@ -4,9 +4,9 @@ import type { InboxEvent } from '../../domain/notification/inbox';
 import type { NotificationEvent } from '../../domain/notification/notification';
 import { datahubProjection, datahubQueries, itemSubscribers } from '../../projections/datahub';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import { recorded } from '../support/recorded';
 import { withTransaction } from '../../src/postgres/transaction';
 import { openTestInfrastructure } from '../support/infrastructure';
+import { recorded } from '../support/recorded';
 
 /**
  * The datahub projection applies a batch in a few set-based statements (deliveries, then reads, then
@@ -27,7 +27,16 @@ const notificationId = (i: number) => `00000000-0000-4000-8000-${String(i).padSt
 
 type Step =
   // siteWide: a site_broadcast to the whole app (else to its receivers, as one naming receivers is).
-  | { kind: 'send'; app: string; type: (typeof TYPES)[number]; receivers: string[]; item: string; phase: number; lists: 'browser' | 'client' | 'both'; siteWide?: boolean }
+  | {
+      kind: 'send';
+      app: string;
+      type: (typeof TYPES)[number];
+      receivers: string[];
+      item: string;
+      phase: number;
+      lists: 'browser' | 'client' | 'both';
+      siteWide?: boolean;
+    }
   | { kind: 'read'; of: number; app: string; user: string }
   | { kind: 'clear'; app: string; user: string };
 
@@ -42,7 +51,12 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     lists: fc.constantFrom('browser' as const, 'client' as const, 'both' as const),
     siteWide: fc.boolean(),
   }),
-  fc.record({ kind: fc.constant('read' as const), of: fc.nat(), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
+  fc.record({
+    kind: fc.constant('read' as const),
+    of: fc.nat(),
+    app: fc.constantFrom(...APPS),
+    user: fc.constantFrom(...USERS),
+  }),
   fc.record({ kind: fc.constant('clear' as const), app: fc.constantFrom(...APPS), user: fc.constantFrom(...USERS) }),
 );
 
@@ -52,7 +66,8 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
     switch (s.kind) {
       case 'send': {
         const broadcast = s.type === 'site_broadcast' && s.siteWide === true;
-        const data = s.type === 'subs_event' ? { subscriptionid: i, repname: 'repo', itemname: s.item, phase: s.phase } : { i };
+        const data =
+          s.type === 'subs_event' ? { subscriptionid: i, repname: 'repo', itemname: s.item, phase: s.phase } : { i };
         return {
           type: 'NotificationSent',
           data: {
@@ -71,18 +86,23 @@ function toEvents(steps: readonly Step[]): Array<NotificationEvent | InboxEvent>
       }
       case 'read':
         // Reads of notifications not (yet) sent too: `of` may point past the ones sent so far.
-        return { type: 'NotificationRead', data: { notificationId: notificationId(s.of % (sent + 2)), appId: s.app, userId: s.user, readAt: at(i) } };
+        return {
+          type: 'NotificationRead',
+          data: { notificationId: notificationId(s.of % (sent + 2)), appId: s.app, userId: s.user, readAt: at(i) },
+        };
       case 'clear':
         return { type: 'NotificationStatsCleared', data: { appId: s.app, userId: s.user, clearedAt: at(i) } };
     }
   });
 }
 
-
 /** One event at a time: which deliveries are read, each user's unread stats and list totals, each item's subscribers. */
 function foldOneByOne(events: readonly RecordedEvent[]) {
   type Lists = { browser: boolean; client: boolean };
-  const deliveries = new Map<string, { app: string; user: string; type: string; position: bigint; read: boolean; lists: Lists }>();
+  const deliveries = new Map<
+    string,
+    { app: string; user: string; type: string; position: bigint; read: boolean; lists: Lists }
+  >();
   const broadcasts = new Map<string, { app: string; position: bigint; readBy: Set<string>; lists: Lists }>();
   const clearedUpTo = new Map<string, bigint>();
   const subscribed = new Map<string, boolean>();
@@ -92,13 +112,16 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
       const d = event.data;
       const lists = { browser: d.forBrowser ?? !d.forClient, client: d.forClient };
       if (d.notificationType === 'site_broadcast' && d.receivers.length === 0) {
-        if (!broadcasts.has(d.notificationId)) broadcasts.set(d.notificationId, { app: d.appId, position, readBy: new Set(), lists });
+        if (!broadcasts.has(d.notificationId))
+          broadcasts.set(d.notificationId, { app: d.appId, position, readBy: new Set(), lists });
         continue;
       }
       for (const user of new Set(d.receivers)) {
         const key = `${d.notificationId}/${user}`;
-        if (!deliveries.has(key)) deliveries.set(key, { app: d.appId, user, type: d.notificationType, position, read: false, lists });
-        if (d.notificationType === 'subs_event') subscribed.set(`${d.appId}/${d.data['itemname']}/${user}`, ![5, 6].includes(d.data['phase'] as number));
+        if (!deliveries.has(key))
+          deliveries.set(key, { app: d.appId, user, type: d.notificationType, position, read: false, lists });
+        if (d.notificationType === 'subs_event')
+          subscribed.set(`${d.appId}/${d.data['itemname']}/${user}`, ![5, 6].includes(d.data['phase'] as number));
       }
     } else if (event.type === 'NotificationRead') {
       const delivery = deliveries.get(`${event.data.notificationId}/${event.data.userId}`);
@@ -109,7 +132,10 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
       clearedUpTo.set(`${event.data.appId}/${event.data.userId}`, position);
     }
   }
-  const reads = [...deliveries.entries()].filter(([, d]) => d.read).map(([key]) => key).sort();
+  const reads = [...deliveries.entries()]
+    .filter(([, d]) => d.read)
+    .map(([key]) => key)
+    .sort();
   const stats: Record<string, Record<string, number>> = {};
   const count = (app: string, user: string, type: string) => {
     const mine = (stats[`${app}/${user}`] ??= {});
@@ -119,14 +145,21 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
     if (!d.read && d.position > (clearedUpTo.get(`${d.app}/${d.user}`) ?? -1n)) count(d.app, d.user, d.type);
   }
   for (const b of broadcasts.values()) {
-    for (const user of USERS) if (!b.readBy.has(user) && b.position > (clearedUpTo.get(`${b.app}/${user}`) ?? -1n)) count(b.app, user, 'site_broadcast');
+    for (const user of USERS)
+      if (!b.readBy.has(user) && b.position > (clearedUpTo.get(`${b.app}/${user}`) ?? -1n))
+        count(b.app, user, 'site_broadcast');
   }
   const subscribers = Object.fromEntries(
-    APPS.flatMap((app) => ITEMS.map((item) => [`${app}/${item}`, USERS.filter((user) => subscribed.get(`${app}/${item}/${user}`))])),
+    APPS.flatMap((app) =>
+      ITEMS.map((item) => [`${app}/${item}`, USERS.filter((user) => subscribed.get(`${app}/${item}/${user}`))]),
+    ),
   );
   // Each user's list totals: all, and unread, per list (what GET /notifications reports unfiltered).
   const totals = everyUser((app, user) => {
-    const mine = [...[...deliveries.values()].filter((d) => d.app === app && d.user === user), ...[...broadcasts.values()].filter((b) => b.app === app).map((b) => ({ ...b, read: b.readBy.has(user) }))];
+    const mine = [
+      ...[...deliveries.values()].filter((d) => d.app === app && d.user === user),
+      ...[...broadcasts.values()].filter((b) => b.app === app).map((b) => ({ ...b, read: b.readBy.has(user) })),
+    ];
     return Object.fromEntries(
       (['browser', 'client'] as const).flatMap((list) => [
         [`${list}/either`, mine.filter((n) => n.lists[list]).length],
@@ -138,7 +171,8 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
   return { reads, stats: everyUser((app, user) => stats[`${app}/${user}`] ?? {}), subscribers, totals };
 }
 
-const everyUser = <T>(f: (app: string, user: string) => T) => Object.fromEntries(APPS.flatMap((app) => USERS.map((user) => [`${app}/${user}`, f(app, user)])));
+const everyUser = <T>(f: (app: string, user: string) => T) =>
+  Object.fromEntries(APPS.flatMap((app) => USERS.map((user) => [`${app}/${user}`, f(app, user)])));
 
 describe('datahub projection: set-based batches equal the one-by-one fold', () => {
   let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
@@ -156,19 +190,35 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
       await withTransaction(pool, (tx) => datahubProjection.handle(batch, tx));
       from += size;
     }
-    const reads = await pool.query<{ key: string }>(`SELECT notification_id || '/' || user_id AS key FROM datahub_notifications WHERE read_at IS NOT NULL`);
+    const reads = await pool.query<{ key: string }>(
+      `SELECT notification_id || '/' || user_id AS key FROM datahub_notifications WHERE read_at IS NOT NULL`,
+    );
     const queries = datahubQueries(pool);
     const stats: Record<string, Record<string, number>> = {};
-    for (const app of APPS) for (const user of USERS) stats[`${app}/${user}`] = Object.fromEntries(await queries.unreadStats({ appId: app, userId: user }));
+    for (const app of APPS)
+      for (const user of USERS)
+        stats[`${app}/${user}`] = Object.fromEntries(await queries.unreadStats({ appId: app, userId: user }));
     const subscribers: Record<string, string[]> = {};
-    for (const app of APPS) for (const item of ITEMS) subscribers[`${app}/${item}`] = await itemSubscribers(pool).page(app, { repname: 'repo', itemname: item }, '', 10);
+    for (const app of APPS)
+      for (const item of ITEMS)
+        subscribers[`${app}/${item}`] = await itemSubscribers(pool).page(
+          app,
+          { repname: 'repo', itemname: item },
+          '',
+          10,
+        );
     const totals: Record<string, Record<string, number>> = {};
     for (const app of APPS) {
       for (const user of USERS) {
         const mine: Record<string, number> = {};
         for (const list of ['browser', 'client'] as const) {
           for (const status of ['either', 'unread', 'read'] as const) {
-            mine[`${list}/${status}`] = (await queries.list({ appId: app, userId: user }, { forClient: list === 'client', status, page: 1, size: 1 })).total;
+            mine[`${list}/${status}`] = (
+              await queries.list(
+                { appId: app, userId: user },
+                { forClient: list === 'client', status, page: 1, size: 1 },
+              )
+            ).total;
           }
         }
         totals[`${app}/${user}`] = mine;
@@ -180,18 +230,36 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
     this.timeout(120_000);
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }), async (steps, batchSizes) => {
-        const events = recorded(toEvents(steps), () => 'irrelevant');
-        const expected = foldOneByOne(events);
-        expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
-        expect(await applyInBatches(events, [events.length])).to.deep.equal(expected);
-      }),
+      fc.asyncProperty(
+        fc.array(step, { minLength: 1, maxLength: 40 }),
+        fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }),
+        async (steps, batchSizes) => {
+          const events = recorded(toEvents(steps), () => 'irrelevant');
+          const expected = foldOneByOne(events);
+          expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
+          expect(await applyInBatches(events, [events.length])).to.deep.equal(expected);
+        },
+      ),
       { numRuns: 60, seed: 20261123 },
     );
   });
 
   it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
-    const events = recorded(toEvents([{ kind: 'send', app: 'app-a', type: 'admin_message', receivers: ['u1'], item: 'item1', phase: 1, lists: 'browser' }, { kind: 'clear', app: 'app-a', user: 'u1' }]), () => 'irrelevant');
+    const events = recorded(
+      toEvents([
+        {
+          kind: 'send',
+          app: 'app-a',
+          type: 'admin_message',
+          receivers: ['u1'],
+          item: 'item1',
+          phase: 1,
+          lists: 'browser',
+        },
+        { kind: 'clear', app: 'app-a', user: 'u1' },
+      ]),
+      () => 'irrelevant',
+    );
     const tables = await applyInBatches(events, [1]);
     expect(tables.stats['app-a/u1']).to.deep.equal({});
     expect(foldOneByOne(events.slice(0, 1)).stats).to.not.deep.equal(tables.stats);

@@ -1,6 +1,12 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { APP_CALLBACK_TARGET, deliveryDecider, deliveryTerms, type DeliveryEvent, type DeliveryState } from '../../domain/device/delivery';
+import {
+  APP_CALLBACK_TARGET,
+  deliveryDecider,
+  deliveryTerms,
+  type DeliveryEvent,
+  type DeliveryState,
+} from '../../domain/device/delivery';
 import { deviceDecider, type DeviceEvent, type DeviceState } from '../../domain/device/device';
 import { pushDecider, type PushEvent, type PushRequestedData } from '../../domain/device/push';
 import { devicesProjection } from '../../projections/devices';
@@ -27,7 +33,15 @@ const at = (second: number) => new Date(Date.UTC(2026, 0, 1) + second * 1000).to
 type Step =
   | { kind: 'register'; device: number; alias: string; tags: string[]; platform: 'ANDROID' | 'IOS' }
   | { kind: 'unregister'; device: number }
-  | { kind: 'push'; audience: 'ALIAS' | 'TAG' | 'ALL' | 'CLIENTS'; value: string; client: number; platform: 'ALL' | 'ANDROID'; flag: 2 | 3; callback: boolean }
+  | {
+      kind: 'push';
+      audience: 'ALIAS' | 'TAG' | 'ALL' | 'CLIENTS';
+      value: string;
+      client: number;
+      platform: 'ALL' | 'ANDROID';
+      flag: 2 | 3;
+      callback: boolean;
+    }
   | { kind: 'attempt' | 'confirm' | 'close'; push: number; target: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
@@ -52,7 +66,14 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     callback: fc.boolean(),
   }),
   // Outcomes often, and of the last few pushes, so a batch holds several events of one delivery.
-  { arbitrary: fc.record({ kind: fc.constantFrom('attempt' as const, 'confirm' as const, 'close' as const), push: fc.nat(2), target: fc.nat() }), weight: 3 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constantFrom('attempt' as const, 'confirm' as const, 'close' as const),
+      push: fc.nat(2),
+      target: fc.nat(),
+    }),
+    weight: 3,
+  },
 );
 
 type Event = DeviceEvent | PushEvent | DeliveryEvent;
@@ -77,7 +98,20 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
       try {
         decided =
           s.kind === 'register'
-            ? deviceDecider.decide({ type: 'RegisterDevice', deviceId, appId: 'app', clientId: clientIdOf(s.device), alias: s.alias, platform: s.platform, nativeToken: deviceId, tags: s.tags, now }, state)
+            ? deviceDecider.decide(
+                {
+                  type: 'RegisterDevice',
+                  deviceId,
+                  appId: 'app',
+                  clientId: clientIdOf(s.device),
+                  alias: s.alias,
+                  platform: s.platform,
+                  nativeToken: deviceId,
+                  tags: s.tags,
+                  now,
+                },
+                state,
+              )
             : deviceDecider.decide({ type: 'UnregisterDevice', now }, state);
       } catch {
         return; // unregistering a device never registered
@@ -86,15 +120,49 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
         events.push(event);
         const next = deviceDecider.evolve(deviceStates.get(deviceId) ?? deviceDecider.initialState(), event);
         deviceStates.set(deviceId, next);
-        if (next.status !== 'none') model.devices.set(deviceId, { active: next.status === 'registered', registration: next.registration, alias: next.alias, tags: next.tags });
+        if (next.status !== 'none')
+          model.devices.set(deviceId, {
+            active: next.status === 'registered',
+            registration: next.registration,
+            alias: next.alias,
+            tags: next.tags,
+          });
       }
       return;
     }
     if (s.kind === 'push') {
       const pushId = pushIdOf(pushes.length);
-      const [event] = s.audience === 'CLIENTS'
-        ? pushDecider.decide({ type: 'RequestTopvdnPush', pushId, appId: 'app', msg: 'aGVsbG8=', flag: s.flag, from: null, clientIds: [clientIdOf(s.client)], callback: s.callback, now }, pushDecider.initialState())
-        : pushDecider.decide({ type: 'RequestOnePush', pushId, appId: 'app', platform: s.platform, audienceType: s.audience, audiences: [s.value], alert: 'hi', needConfirm: s.flag === 2, duration: 10, now }, pushDecider.initialState());
+      const [event] =
+        s.audience === 'CLIENTS'
+          ? pushDecider.decide(
+              {
+                type: 'RequestTopvdnPush',
+                pushId,
+                appId: 'app',
+                msg: 'aGVsbG8=',
+                flag: s.flag,
+                from: null,
+                clientIds: [clientIdOf(s.client)],
+                callback: s.callback,
+                now,
+              },
+              pushDecider.initialState(),
+            )
+          : pushDecider.decide(
+              {
+                type: 'RequestOnePush',
+                pushId,
+                appId: 'app',
+                platform: s.platform,
+                audienceType: s.audience,
+                audiences: [s.value],
+                alert: 'hi',
+                needConfirm: s.flag === 2,
+                duration: 10,
+                now,
+              },
+              pushDecider.initialState(),
+            );
       const push = event!.data as PushRequestedData;
       events.push(event!);
       pushes.push(push);
@@ -107,9 +175,11 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
           (audience.type === 'ALIAS' && audience.aliases.includes(state.alias)) ||
           (audience.type === 'TAG' && audience.tags.some((tag) => state.tags.includes(tag))) ||
           (audience.type === 'CLIENTS' && audience.clientIds.includes(state.clientId));
-        if (matches && (push.platform === 'ALL' || push.platform === state.platform)) model.deliveries.set(`${pushId}/${deviceId}`, { status: 'pending', attempts: 0, revision: -1 });
+        if (matches && (push.platform === 'ALL' || push.platform === state.platform))
+          model.deliveries.set(`${pushId}/${deviceId}`, { status: 'pending', attempts: 0, revision: -1 });
       }
-      if (push.message.kind === 'topvdn' && push.message.callback) model.deliveries.set(`${pushId}/${APP_CALLBACK_TARGET}`, { status: 'pending', attempts: 0, revision: -1 });
+      if (push.message.kind === 'topvdn' && push.message.callback)
+        model.deliveries.set(`${pushId}/${APP_CALLBACK_TARGET}`, { status: 'pending', attempts: 0, revision: -1 });
       return;
     }
     const push = pushes[pushes.length - 1 - (s.push % Math.max(1, pushes.length))];
@@ -125,7 +195,11 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
     let decided: readonly DeliveryEvent[];
     try {
       decided = deliveryDecider.decide(
-        s.kind === 'attempt' ? { type: 'RecordAttempt', terms, now } : s.kind === 'confirm' ? { type: 'ConfirmDelivery', terms, now } : { type: 'CloseDelivery', terms, now },
+        s.kind === 'attempt'
+          ? { type: 'RecordAttempt', terms, now }
+          : s.kind === 'confirm'
+            ? { type: 'ConfirmDelivery', terms, now }
+            : { type: 'CloseDelivery', terms, now },
         state,
       );
     } catch {
@@ -157,11 +231,26 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
       await withTransaction(pool, (tx) => devicesProjection.handle(events.slice(from, from + size), tx));
       from += size;
     }
-    const devices = await pool.query<{ device_id: string; active: boolean; registration: number; alias: string; tags: string[] }>('SELECT device_id, active, registration, alias, tags FROM devices');
-    const deliveries = await pool.query<{ key: string; status: string; attempts: number; revision: string }>(`SELECT push_id || '/' || device_id AS key, status, attempts, revision FROM device_deliveries`);
+    const devices = await pool.query<{
+      device_id: string;
+      active: boolean;
+      registration: number;
+      alias: string;
+      tags: string[];
+    }>('SELECT device_id, active, registration, alias, tags FROM devices');
+    const deliveries = await pool.query<{ key: string; status: string; attempts: number; revision: string }>(
+      `SELECT push_id || '/' || device_id AS key, status, attempts, revision FROM device_deliveries`,
+    );
     return {
-      devices: new Map(devices.rows.map((r) => [r.device_id, { active: r.active, registration: r.registration, alias: r.alias, tags: r.tags }])),
-      deliveries: new Map(deliveries.rows.map((r) => [r.key, { status: r.status, attempts: r.attempts, revision: Number(r.revision) }])),
+      devices: new Map(
+        devices.rows.map((r) => [
+          r.device_id,
+          { active: r.active, registration: r.registration, alias: r.alias, tags: r.tags },
+        ]),
+      ),
+      deliveries: new Map(
+        deliveries.rows.map((r) => [r.key, { status: r.status, attempts: r.attempts, revision: Number(r.revision) }]),
+      ),
     };
   }
 
@@ -170,12 +259,16 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
     this.timeout(120_000);
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }), async (steps, batchSizes) => {
-        const { events, model } = history(steps);
-        const stored = recorded(events, () => 'irrelevant');
-        expect(sorted(await applyInBatches(stored, batchSizes))).to.deep.equal(sorted(model));
-        expect(sorted(await applyInBatches(stored, [stored.length]))).to.deep.equal(sorted(model));
-      }),
+      fc.asyncProperty(
+        fc.array(step, { minLength: 1, maxLength: 40 }),
+        fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }),
+        async (steps, batchSizes) => {
+          const { events, model } = history(steps);
+          const stored = recorded(events, () => 'irrelevant');
+          expect(sorted(await applyInBatches(stored, batchSizes))).to.deep.equal(sorted(model));
+          expect(sorted(await applyInBatches(stored, [stored.length]))).to.deep.equal(sorted(model));
+        },
+      ),
       { numRuns: 80, seed: 20261123 },
     );
   });
@@ -187,7 +280,10 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
       { kind: 'register', device: 1, alias: 'a', tags: [], platform: 'ANDROID' },
     ];
     const { events, model } = history(steps);
-    const tables = await applyInBatches(recorded(events, () => 'irrelevant'), [3]);
+    const tables = await applyInBatches(
+      recorded(events, () => 'irrelevant'),
+      [3],
+    );
     expect([...tables.deliveries.keys()]).to.deep.equal([`${pushIdOf(0)}/${deviceIdOf(0)}`]);
     expect(sorted(tables)).to.deep.equal(sorted(model));
   });
@@ -195,28 +291,56 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
   it('publishes the end of a device unregistered in a batch, also when it was registered in the same batch, or again after', async () => {
     const { pool } = infrastructure.database;
     for (const steps of [
-      [{ kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' }, { kind: 'unregister', device: 0 }],
-      [{ kind: 'register', device: 1, alias: 'a', tags: [], platform: 'ANDROID' }, { kind: 'register', device: 1, alias: 'b', tags: [], platform: 'ANDROID' }, { kind: 'unregister', device: 1 }],
-      [{ kind: 'register', device: 2, alias: 'a', tags: [], platform: 'ANDROID' }, { kind: 'unregister', device: 2 }, { kind: 'register', device: 2, alias: 'b', tags: [], platform: 'ANDROID' }],
+      [
+        { kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' },
+        { kind: 'unregister', device: 0 },
+      ],
+      [
+        { kind: 'register', device: 1, alias: 'a', tags: [], platform: 'ANDROID' },
+        { kind: 'register', device: 1, alias: 'b', tags: [], platform: 'ANDROID' },
+        { kind: 'unregister', device: 1 },
+      ],
+      [
+        { kind: 'register', device: 2, alias: 'a', tags: [], platform: 'ANDROID' },
+        { kind: 'unregister', device: 2 },
+        { kind: 'register', device: 2, alias: 'b', tags: [], platform: 'ANDROID' },
+      ],
     ] as Step[][]) {
       await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
       const { events } = history(steps);
-      const publications = await withTransaction(pool, (tx) => devicesProjection.handle(recorded(events, () => 'irrelevant'), tx));
-      expect(publications, JSON.stringify(steps)).to.deep.equal([{ topic: `device:app:${deviceIdOf(steps[0]!.kind === 'register' ? steps[0]!.device : 0)}`, payload: { type: 'unregistered' } }]);
+      const publications = await withTransaction(pool, (tx) =>
+        devicesProjection.handle(
+          recorded(events, () => 'irrelevant'),
+          tx,
+        ),
+      );
+      expect(publications, JSON.stringify(steps)).to.deep.equal([
+        {
+          topic: `device:app:${deviceIdOf(steps[0]!.kind === 'register' ? steps[0]!.device : 0)}`,
+          payload: { type: 'unregistered' },
+        },
+      ]);
     }
   });
 
   // Found by bench/chaos.ts: a push's publication carried its position as a bigint, which JSON cannot
   // encode, so every batch with a push failed to cross Redis and reached other nodes' devices by retries only.
-  it("publishes a push as JSON can carry it across nodes: what the Redis bus decodes equals what was published", async () => {
+  it('publishes a push as JSON can carry it across nodes: what the Redis bus decodes equals what was published', async () => {
     const { pool } = infrastructure.database;
     await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
     const { events } = history([
       { kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' },
       { kind: 'push', audience: 'ALIAS', value: 'a', client: 0, platform: 'ALL', flag: 2, callback: false },
     ]);
-    const publications = await withTransaction(pool, (tx) => devicesProjection.handle(recorded(events, () => 'irrelevant'), tx));
+    const publications = await withTransaction(pool, (tx) =>
+      devicesProjection.handle(
+        recorded(events, () => 'irrelevant'),
+        tx,
+      ),
+    );
     expect(publications.map((p) => (p.payload as { type: string }).type)).to.include('push');
-    expect(decodePublications(encodePublications(publications, { from: 'node-a', seq: 1 })).publications).to.deep.equal(publications);
+    expect(decodePublications(encodePublications(publications, { from: 'node-a', seq: 1 })).publications).to.deep.equal(
+      publications,
+    );
   });
 });

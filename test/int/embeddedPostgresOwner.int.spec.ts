@@ -30,7 +30,11 @@ describe('embedded PostgreSQL ownership claims (issue 21, item 6)', function () 
   });
 
   /** A process that claims `file` when told "go", prints the outcome, and holds its claim until its stdin closes. */
-  function claimant(): { child: ChildProcess; ready: Promise<void>; outcome: Promise<{ pid: number; claimed: boolean; owner?: { pid: number } }> } {
+  function claimant(): {
+    child: ChildProcess;
+    ready: Promise<void>;
+    outcome: Promise<{ pid: number; claimed: boolean; owner?: { pid: number } }>;
+  } {
     const script = `
       const { claimOwnership, releaseOwnership } = require(${JSON.stringify(path.join(root, 'src/postgres/embeddedPostgresOwner.ts'))});
       let input = '';
@@ -43,7 +47,10 @@ describe('embedded PostgreSQL ownership claims (issue 21, item 6)', function () 
       });
       process.stdin.on('end', () => releaseOwnership(${JSON.stringify(file)}).then(() => process.exit(0)));
       process.stdout.write('ready\\n');`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
+      cwd: root,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     claimants.push(child);
     let output = '';
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));

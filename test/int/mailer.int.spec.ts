@@ -4,7 +4,14 @@ import fc from 'fast-check';
 import { createTransport } from 'nodemailer';
 import pino from 'pino';
 import { DomainError } from '../../domain/decider';
-import { EMAIL_RETRY_DELAYS_MS, emailDecider, emailStreamName, type EmailCommand, type EmailEvent, type EmailState } from '../../domain/email/email';
+import {
+  EMAIL_RETRY_DELAYS_MS,
+  emailDecider,
+  emailStreamName,
+  type EmailCommand,
+  type EmailEvent,
+  type EmailState,
+} from '../../domain/email/email';
 import { emailQueries, emailsProjection } from '../../projections/emails';
 import { InProcessBus } from '../../src/bus/bus';
 import { StreamNotFoundError, type RecordedEvent } from '../../src/eventStore/eventStore';
@@ -31,7 +38,8 @@ import { startSmtpPeer, type SmtpPeer } from '../support/smtpPeer';
 const SEED = {
   to: 'zhang3@example.com',
   subject: '你的订购申请通过了',
-  content: '你的订购申请通过了，请可以下载数据了。http://hub.dataos.io/mySubscribe.html 。此邮件是系统自动转发，请不要回复。',
+  content:
+    '你的订购申请通过了，请可以下载数据了。http://hub.dataos.io/mySubscribe.html 。此邮件是系统自动转发，请不要回复。',
   isHtml: false,
 };
 // Characters a URL must encode, so the test also shows the mailer decodes SMTP_URL's password.
@@ -50,31 +58,70 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     await world?.close();
   });
 
-  const smtpUrl = (port: number, password = PASSWORD) => `smtp://herald:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+  const smtpUrl = (port: number, password = PASSWORD) =>
+    `smtp://herald:${encodeURIComponent(password)}@127.0.0.1:${port}`;
 
   /** A mailer as herald starts it (its loop running), or one the test drives through `sendDue`. */
   function runningMailer(port: number, from = 'Herald <noreply@herald.example>'): Mailer {
-    const mailer = createMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: smtpUrl(port), from, readYourWrites: world.readYourWrites });
+    const mailer = createMailer({
+      store: world.store,
+      pending: world.pending,
+      clock: world.clock.now,
+      log: world.log,
+      smtpUrl: smtpUrl(port),
+      from,
+      readYourWrites: world.readYourWrites,
+    });
     if (!mailer) throw new Error('no mailer made');
     mailer.start();
     mailers.push(mailer);
     return mailer;
   }
-  function drivenMailer(port: number, wrap: (transport: MailTransport) => MailTransport = (t) => t, password = PASSWORD): Mailer {
+  function drivenMailer(
+    port: number,
+    wrap: (transport: MailTransport) => MailTransport = (t) => t,
+    password = PASSWORD,
+  ): Mailer {
     const url = smtpUrl(port, password);
     const transport = wrap(createTransport({ url, logger: false }));
-    const mailer = new Mailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, transport, from: 'herald@herald.example', readYourWrites: world.readYourWrites, secrets: [url, password] });
+    const mailer = new Mailer({
+      store: world.store,
+      pending: world.pending,
+      clock: world.clock.now,
+      log: world.log,
+      transport,
+      from: 'herald@herald.example',
+      readYourWrites: world.readYourWrites,
+      secrets: [url, password],
+    });
     mailers.push(mailer);
     return mailer;
   }
-  const emailsWith = (mailer: Mailer | undefined) => new Emails({ store: world.store, queries: world.pending, readYourWrites: world.readYourWrites, log: world.log, ...(mailer && { mailer }) });
+  const emailsWith = (mailer: Mailer | undefined) =>
+    new Emails({
+      store: world.store,
+      queries: world.pending,
+      readYourWrites: world.readYourWrites,
+      log: world.log,
+      ...(mailer && { mailer }),
+    });
 
   it('sends a requested email with its to, subject and body (text or html) and records EmailSent', async () => {
     world = await openWorld();
     peer = await startSmtpPeer({ user: 'herald', password: PASSWORD });
     const emails = emailsWith(runningMailer(peer.port));
     const text = await emails.request('camel', ACTOR, SEED, world.clock.now());
-    const html = await emails.request('camel', ACTOR, { to: 'li4@example.com, wang5@example.com', subject: '订阅 <b>', content: '<p>订购 <b>通过</b> &amp; ok</p>', isHtml: true }, world.clock.now());
+    const html = await emails.request(
+      'camel',
+      ACTOR,
+      {
+        to: 'li4@example.com, wang5@example.com',
+        subject: '订阅 <b>',
+        content: '<p>订购 <b>通过</b> &amp; ok</p>',
+        isHtml: true,
+      },
+      world.clock.now(),
+    );
 
     const received = await eventually(() => {
       expect(peer!.received).to.have.length(2);
@@ -82,10 +129,16 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     });
     const textMail = received.get(`<${text.emailId}@herald.example>`)!;
     expect(textMail.envelope).to.deep.equal({ from: 'noreply@herald.example', to: ['zhang3@example.com'] });
-    expect(textMail.message.to).to.deep.include({ value: [{ address: 'zhang3@example.com', name: '' }], text: 'zhang3@example.com' });
+    expect(textMail.message.to).to.deep.include({
+      value: [{ address: 'zhang3@example.com', name: '' }],
+      text: 'zhang3@example.com',
+    });
     expect(textMail.message.from).to.deep.include({ value: [{ address: 'noreply@herald.example', name: 'Herald' }] });
     expect(textMail.message.subject).to.equal(SEED.subject);
-    expect(textMail.message.headers.get('content-type')).to.deep.equal({ value: 'text/plain', params: { charset: 'utf-8' } });
+    expect(textMail.message.headers.get('content-type')).to.deep.equal({
+      value: 'text/plain',
+      params: { charset: 'utf-8' },
+    });
     expect(textMail.body).to.equal(SEED.content);
     expect(textMail.message.html).to.equal(false);
     const htmlMail = received.get(`<${html.emailId}@herald.example>`)!;
@@ -98,7 +151,10 @@ describe('mailer: to_emails.json sent over SMTP', () => {
       text: 'li4@example.com, wang5@example.com',
     });
     expect(htmlMail.message.subject).to.equal('订阅 <b>');
-    expect(htmlMail.message.headers.get('content-type')).to.deep.equal({ value: 'text/html', params: { charset: 'utf-8' } });
+    expect(htmlMail.message.headers.get('content-type')).to.deep.equal({
+      value: 'text/html',
+      params: { charset: 'utf-8' },
+    });
     expect(htmlMail.body).to.equal('<p>订购 <b>通过</b> &amp; ok</p>');
     expect(htmlMail.message.text).to.equal('');
 
@@ -112,7 +168,12 @@ describe('mailer: to_emails.json sent over SMTP', () => {
       expect(status.nextAttemptAt).to.equal(undefined);
       const events = await world.events(emailId);
       expect(events.map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailSent']);
-      expect(events[1]!.data).to.include({ emailId, appId: 'camel', attempt: 1, messageId: `<${emailId}@herald.example>` });
+      expect(events[1]!.data).to.include({
+        emailId,
+        appId: 'camel',
+        attempt: 1,
+        messageId: `<${emailId}@herald.example>`,
+      });
       expect(events[1]!.metadata).to.include({ appId: 'camel', actor: 'herald:mailer' });
     }
     // Nothing of one app is visible to another.
@@ -138,7 +199,9 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     const data = failed!.data as { failedAt: string; retryAt: string; final: boolean; error: string };
     expect(data.final).to.equal(false);
     expect(Date.parse(data.retryAt) - Date.parse(data.failedAt)).to.equal(EMAIL_RETRY_DELAYS_MS[0]);
-    expect(data.error).to.match(/450/).and.match(/mailbox busy/);
+    expect(data.error)
+      .to.match(/450/)
+      .and.match(/mailbox busy/);
     expect(failure.lastError).to.equal(data.error);
     expect(failure.nextAttemptAt?.toISOString()).to.equal(data.retryAt);
     // Until its retry time it is not due.
@@ -148,7 +211,9 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     peer.refuse = false;
     world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
     mailer.wake();
-    await eventually(async () => expect(await emails.status('camel', emailId)).to.include({ status: 'sent', attempts: 2 }));
+    await eventually(async () =>
+      expect(await emails.status('camel', emailId)).to.include({ status: 'sent', attempts: 2 }),
+    );
     expect((await world.events(emailId)).map((e) => [e.type, (e.data as { attempt?: number }).attempt])).to.deep.equal([
       ['EmailRequested', undefined],
       ['EmailFailed', 1],
@@ -204,7 +269,11 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     peer = await startSmtpPeer({ port });
     world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
     expect(await mailer.sendDue()).to.equal(1);
-    expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']);
+    expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal([
+      'EmailRequested',
+      'EmailFailed',
+      'EmailSent',
+    ]);
     expect(peer.received).to.have.length(1);
     world.expectNoSecretLogged();
   });
@@ -218,13 +287,18 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     const events = await world.events(emailId);
     expect(events.map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed']);
     expect((events[1]!.data as { error: string }).error).to.match(/535|EAUTH/);
-    expect(JSON.stringify(events.map((e) => [e.data, e.metadata]))).to.not.include(PASSWORD).and.not.include(encodeURIComponent(PASSWORD));
+    expect(JSON.stringify(events.map((e) => [e.data, e.metadata])))
+      .to.not.include(PASSWORD)
+      .and.not.include(encodeURIComponent(PASSWORD));
     world.expectNoSecretLogged();
   });
 
   it('a transport error carrying the password is recorded without it', async () => {
     world = await openWorld();
-    const leaky: MailTransport = { sendMail: () => Promise.reject(new Error(`cannot log in to ${smtpUrl(25)} with ${PASSWORD}`)), close: () => undefined };
+    const leaky: MailTransport = {
+      sendMail: () => Promise.reject(new Error(`cannot log in to ${smtpUrl(25)} with ${PASSWORD}`)),
+      close: () => undefined,
+    };
     const mailer = drivenMailer(25, () => leaky);
     const { emailId } = await emailsWith(mailer).request('camel', ACTOR, SEED, world.clock.now());
     expect(await mailer.sendDue()).to.equal(1);
@@ -241,7 +315,14 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     // A read model that still shows the email due whatever happened since.
     const lagging: PendingEmails = { ...world.pending, due: async () => [{ emailId, appId: 'camel' }] };
     const url = smtpUrl(peer.port);
-    const mailer = new Mailer({ store: world.store, pending: lagging, clock: world.clock.now, log: world.log, transport: createTransport({ url, logger: false }), from: 'herald@herald.example' });
+    const mailer = new Mailer({
+      store: world.store,
+      pending: lagging,
+      clock: world.clock.now,
+      log: world.log,
+      transport: createTransport({ url, logger: false }),
+      from: 'herald@herald.example',
+    });
     mailers.push(mailer);
 
     expect(await mailer.sendDue()).to.equal(1);
@@ -253,7 +334,11 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     await eventually(async () => expect(await mailer.sendDue()).to.equal(1));
     expect(await mailer.sendDue(), 'sent again').to.equal(0);
     expect(peer.received).to.have.length(1);
-    expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', 'EmailFailed', 'EmailSent']);
+    expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal([
+      'EmailRequested',
+      'EmailFailed',
+      'EmailSent',
+    ]);
   });
 
   it('two mailers racing on one email record its outcome once', async () => {
@@ -282,11 +367,19 @@ describe('mailer: to_emails.json sent over SMTP', () => {
       peer.refuse = refuse;
       const race = raced(2);
       const [a, b] = [drivenMailer(peer.port, race.wrap), drivenMailer(peer.port, race.wrap)];
-      const { emailId } = await emailsWith(a).request('camel', ACTOR, { ...SEED, subject: `race ${refuse}` }, world.clock.now());
+      const { emailId } = await emailsWith(a).request(
+        'camel',
+        ACTOR,
+        { ...SEED, subject: `race ${refuse}` },
+        world.clock.now(),
+      );
       const recorded = await Promise.all([a.sendDue(), b.sendDue()]);
       expect(race.arrived()).to.equal(2);
       expect(recorded.reduce((x, y) => x + y)).to.equal(1);
-      expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal(['EmailRequested', refuse ? 'EmailFailed' : 'EmailSent']);
+      expect((await world.events(emailId)).map((e) => e.type)).to.deep.equal([
+        'EmailRequested',
+        refuse ? 'EmailFailed' : 'EmailSent',
+      ]);
     }
     // Both went out (at least once, as SMTP is), with one Message-ID a receiving server can dedupe by.
     expect(peer.received).to.have.length(2);
@@ -307,7 +400,10 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
     try {
       const working = createTransport({ url: smtpUrl(peer.port), logger: false });
-      const hung = createTransport({ url: `smtp://127.0.0.1:${(mute.address() as net.AddressInfo).port}`, logger: false });
+      const hung = createTransport({
+        url: `smtp://127.0.0.1:${(mute.address() as net.AddressInfo).port}`,
+        logger: false,
+      });
       // One mailer, two servers: the silent one gets the mail for hung.example.
       const routed: MailTransport = {
         sendMail: (message) => (String(message.to).includes('@hung.example') ? hung : working).sendMail(message),
@@ -317,12 +413,22 @@ describe('mailer: to_emails.json sent over SMTP', () => {
         },
       };
       const attemptTimeoutMs = 1500;
-      const mailer = new Mailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, transport: routed, from: 'herald@herald.example', readYourWrites: world.readYourWrites, attemptTimeoutMs });
+      const mailer = new Mailer({
+        store: world.store,
+        pending: world.pending,
+        clock: world.clock.now,
+        log: world.log,
+        transport: routed,
+        from: 'herald@herald.example',
+        readYourWrites: world.readYourWrites,
+        attemptTimeoutMs,
+      });
       mailers.push(mailer);
       mailer.start();
       const emails = emailsWith(mailer);
       const stuck = [];
-      for (const name of ['a', 'b', 'c']) stuck.push(await emails.request('camel', ACTOR, { ...SEED, to: `${name}@hung.example` }, world.clock.now()));
+      for (const name of ['a', 'b', 'c'])
+        stuck.push(await emails.request('camel', ACTOR, { ...SEED, to: `${name}@hung.example` }, world.clock.now()));
       await eventually(() => expect(silent.size).to.equal(3));
       const { emailId } = await emails.request('camel', ACTOR, SEED, world.clock.now());
       await eventually(async () => expect((await emails.status('camel', emailId))?.status).to.equal('sent'));
@@ -340,7 +446,6 @@ describe('mailer: to_emails.json sent over SMTP', () => {
         const data = failed!.data as { failedAt: string; retryAt: string };
         expect(Date.parse(data.retryAt) - Date.parse(data.failedAt)).to.equal(EMAIL_RETRY_DELAYS_MS[0]);
       }
-      
     } finally {
       for (const socket of silent) socket.destroy();
       await new Promise((resolve) => mute.close(resolve));
@@ -404,8 +509,20 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     });
     await new Promise<void>((resolve) => drip.listen(0, '127.0.0.1', resolve));
     try {
-      const transport = createTransport({ url: `smtp://127.0.0.1:${(drip.address() as net.AddressInfo).port}`, logger: false });
-      const mailer = new Mailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, transport, from: 'herald@herald.example', readYourWrites: world.readYourWrites, attemptTimeoutMs });
+      const transport = createTransport({
+        url: `smtp://127.0.0.1:${(drip.address() as net.AddressInfo).port}`,
+        logger: false,
+      });
+      const mailer = new Mailer({
+        store: world.store,
+        pending: world.pending,
+        clock: world.clock.now,
+        log: world.log,
+        transport,
+        from: 'herald@herald.example',
+        readYourWrites: world.readYourWrites,
+        attemptTimeoutMs,
+      });
       mailers.push(mailer);
       mailer.start();
       const emails = emailsWith(mailer);
@@ -419,7 +536,9 @@ describe('mailer: to_emails.json sent over SMTP', () => {
       expect(status).to.include({ status: 'pending', lastError: `no answer within ${attemptTimeoutMs} ms` });
       // herald closes the connection (well before the server would have let the email through).
       const [session] = sessions;
-      await eventually(() => expect(session!.closedAt, 'the server saw the connection close').to.be.a('number'), { timeoutMs: dripForMs / 2 });
+      await eventually(() => expect(session!.closedAt, 'the server saw the connection close').to.be.a('number'), {
+        timeoutMs: dripForMs / 2,
+      });
       expect(session!.commands).to.not.include('DATA');
       expect(session!.delivered).to.equal(false);
     } finally {
@@ -432,9 +551,18 @@ describe('mailer: to_emails.json sent over SMTP', () => {
   it('with no SMTP_URL nothing is sent: each email is recorded, and logged once as not sent', async () => {
     world = await openWorld();
     peer = await startSmtpPeer();
-    const mailer = createMailer({ store: world.store, pending: world.pending, clock: world.clock.now, log: world.log, smtpUrl: undefined, readYourWrites: world.readYourWrites });
+    const mailer = createMailer({
+      store: world.store,
+      pending: world.pending,
+      clock: world.clock.now,
+      log: world.log,
+      smtpUrl: undefined,
+      readYourWrites: world.readYourWrites,
+    });
     expect(mailer).to.equal(undefined);
-    expect(world.logged().some((l) => l.msg === 'SMTP_URL is not set: emails are recorded but not sent')).to.equal(true);
+    expect(world.logged().some((l) => l.msg === 'SMTP_URL is not set: emails are recorded but not sent')).to.equal(
+      true,
+    );
 
     const emails = emailsWith(undefined);
     const first = await emails.request('camel', ACTOR, { ...SEED, requestId: 'mq-offset-42' }, world.clock.now());
@@ -443,7 +571,9 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     expect(retried.emailId).to.equal(first.emailId);
     expect(other.emailId).to.not.equal(first.emailId);
 
-    const notSent = world.logged().filter((l) => typeof l.msg === 'string' && l.msg.includes('not sent: SMTP_URL is not set'));
+    const notSent = world
+      .logged()
+      .filter((l) => typeof l.msg === 'string' && l.msg.includes('not sent: SMTP_URL is not set'));
     expect(notSent.map((l) => l.emailId)).to.deep.equal([first.emailId, other.emailId]);
     // Only the id: the recipient and the content stay out of the log.
     expect(JSON.stringify(world.logged())).to.not.include(SEED.to).and.not.include(SEED.subject);
@@ -461,7 +591,9 @@ describe('mailer: to_emails.json sent over SMTP', () => {
       [{ ...SEED, content: 'x'.repeat(64 * 1024 + 1) }, 'content'],
     ] as const) {
       let thrown: unknown;
-      await emails.request('camel', ACTOR, { ...input, requestId: field }, world.clock.now()).catch((error: unknown) => (thrown = error));
+      await emails
+        .request('camel', ACTOR, { ...input, requestId: field }, world.clock.now())
+        .catch((error: unknown) => (thrown = error));
       expect(thrown).to.be.instanceOf(DomainError);
       expect((thrown as DomainError).code).to.equal('invalid');
       expect((thrown as DomainError).message).to.match(new RegExp(`^${field}: `));
@@ -488,8 +620,15 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
   // Mostly failures of the next attempt, so histories reach retries, successes after them and final failures.
   const step: fc.Arbitrary<Step> = fc.record({
     email: fc.nat(ids.length - 1),
-    kind: fc.oneof({ arbitrary: fc.constant('request' as const), weight: 1 }, { arbitrary: fc.constant('failed' as const), weight: 4 }, { arbitrary: fc.constant('sent' as const), weight: 1 }),
-    attempt: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.integer({ min: 1, max: 2 }), weight: 1 }),
+    kind: fc.oneof(
+      { arbitrary: fc.constant('request' as const), weight: 1 },
+      { arbitrary: fc.constant('failed' as const), weight: 4 },
+      { arbitrary: fc.constant('sent' as const), weight: 1 },
+    ),
+    attempt: fc.oneof(
+      { arbitrary: fc.constant(0), weight: 4 },
+      { arbitrary: fc.integer({ min: 1, max: 2 }), weight: 1 },
+    ),
   });
 
   /** Commands through the decider: what it refuses or decides to nothing leaves no event. */
@@ -503,7 +642,16 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
       const attempt = Math.max(1, attempts + 1 - s.attempt);
       const command: EmailCommand =
         s.kind === 'request'
-          ? { type: 'RequestEmail', emailId: ids[s.email]!, appId: 'camel', to: `u${s.email}@example.com`, subject: `s${i}`, content: 'c', isHtml: i % 2 === 0, now: at(i) }
+          ? {
+              type: 'RequestEmail',
+              emailId: ids[s.email]!,
+              appId: 'camel',
+              to: `u${s.email}@example.com`,
+              subject: `s${i}`,
+              content: 'c',
+              isHtml: i % 2 === 0,
+              now: at(i),
+            }
           : s.kind === 'sent'
             ? { type: 'RecordEmailSent', attempt, ...(i % 3 > 0 && { messageId: `<m${i}@x>` }), now: at(i) }
             : { type: 'RecordEmailFailed', attempt, error: `e${i}`, now: at(i) };
@@ -527,7 +675,20 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
       const row = rows.get(event.data.emailId);
       if (event.type === 'EmailRequested') {
         const d = event.data;
-        if (!row) rows.set(d.emailId, { emailId: d.emailId, appId: d.appId, to: d.to, subject: d.subject, isHtml: d.isHtml, status: 'pending', attempts: 0, nextAttemptAt: d.requestedAt, requestedAt: d.requestedAt, updatedAt: d.requestedAt, position });
+        if (!row)
+          rows.set(d.emailId, {
+            emailId: d.emailId,
+            appId: d.appId,
+            to: d.to,
+            subject: d.subject,
+            isHtml: d.isHtml,
+            status: 'pending',
+            attempts: 0,
+            nextAttemptAt: d.requestedAt,
+            requestedAt: d.requestedAt,
+            updatedAt: d.requestedAt,
+            position,
+          });
       } else if (row && (row.position as bigint) < position) {
         row.attempts = Math.max(row.attempts as number, event.data.attempt);
         row.position = position;
@@ -536,7 +697,11 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
           delete row.nextAttemptAt;
           if (event.data.messageId !== null) row.messageId = event.data.messageId;
         } else {
-          Object.assign(row, { status: event.data.final ? 'failed' : 'pending', lastError: event.data.error, updatedAt: event.data.failedAt });
+          Object.assign(row, {
+            status: event.data.final ? 'failed' : 'pending',
+            lastError: event.data.error,
+            updatedAt: event.data.failedAt,
+          });
           if (event.data.retryAt === null) delete row.nextAttemptAt;
           else row.nextAttemptAt = event.data.retryAt;
         }
@@ -551,7 +716,11 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
   }
 
   /** `replayFirst`: the first batch is applied once more at the end, as a runner without exactly-once would. */
-  async function applyInBatches(events: RecordedEvent[], batchSizes: number[], options: { replayFirst?: boolean } = {}) {
+  async function applyInBatches(
+    events: RecordedEvent[],
+    batchSizes: number[],
+    options: { replayFirst?: boolean } = {},
+  ) {
     const { pool } = infrastructure.database;
     await pool.query(`TRUNCATE ${emailsProjection.tables.join(', ')}`);
     for (let from = 0, b = 0; from < events.length; b++) {
@@ -560,7 +729,8 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
       await withTransaction(pool, (tx) => emailsProjection.handle(batch, tx));
       from += size;
     }
-    if (options.replayFirst) await withTransaction(pool, (tx) => emailsProjection.handle(events.slice(0, batchSizes[0]), tx));
+    if (options.replayFirst)
+      await withTransaction(pool, (tx) => emailsProjection.handle(events.slice(0, batchSizes[0]), tx));
     const queries = emailQueries(pool);
     const shown = await Promise.all(ids.map((id) => queries.byId(id)));
     // As JSON: dates become the ISO strings the events hold.
@@ -570,27 +740,45 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
     this.timeout(120_000);
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }), async (steps, batchSizes) => {
-        const events = recorded(toEvents(steps), (e) => emailStreamName(e.data.emailId));
-        const expected = JSON.parse(JSON.stringify(foldOneByOne(events))) as unknown;
-        expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
-        expect(await applyInBatches(events, [events.length || 1])).to.deep.equal(expected);
-        // A batch applied again changes nothing, even after later ones.
-        expect(await applyInBatches(events, batchSizes, { replayFirst: true })).to.deep.equal(expected);
-      }),
+      fc.asyncProperty(
+        fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }),
+        fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }),
+        async (steps, batchSizes) => {
+          const events = recorded(toEvents(steps), (e) => emailStreamName(e.data.emailId));
+          const expected = JSON.parse(JSON.stringify(foldOneByOne(events))) as unknown;
+          expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
+          expect(await applyInBatches(events, [events.length || 1])).to.deep.equal(expected);
+          // A batch applied again changes nothing, even after later ones.
+          expect(await applyInBatches(events, batchSizes, { replayFirst: true })).to.deep.equal(expected);
+        },
+      ),
       { numRuns: 60, seed: 20261124 },
     );
   });
 
   it('due lists pending emails whose time has come, earliest first (the comparison above can fail)', async () => {
     const [a, b, c] = ids as [string, string, string];
-    const request = (emailId: string, minute: number): EmailEvent => ({ type: 'EmailRequested', data: { emailId, appId: 'camel', to: ['x@example.com'], subject: 's', content: 'c', isHtml: false, requestedAt: at(minute) } });
+    const request = (emailId: string, minute: number): EmailEvent => ({
+      type: 'EmailRequested',
+      data: {
+        emailId,
+        appId: 'camel',
+        to: ['x@example.com'],
+        subject: 's',
+        content: 'c',
+        isHtml: false,
+        requestedAt: at(minute),
+      },
+    });
     const events = recorded(
       [
         request(a, 5),
         request(b, 1),
         request(c, 2),
-        { type: 'EmailFailed', data: { emailId: b, appId: 'camel', attempt: 1, error: 'e', final: false, failedAt: at(3), retryAt: at(4) } },
+        {
+          type: 'EmailFailed',
+          data: { emailId: b, appId: 'camel', attempt: 1, error: 'e', final: false, failedAt: at(3), retryAt: at(4) },
+        },
         { type: 'EmailSent', data: { emailId: c, appId: 'camel', attempt: 1, messageId: null, sentAt: at(3) } },
       ] satisfies EmailEvent[],
       () => 'irrelevant',
@@ -598,7 +786,9 @@ describe('emails projection: set-based batches equal the one-by-one fold', () =>
     const shown = await applyInBatches(events, [2]);
     expect(shown.map((s) => s?.status)).to.deep.equal(['pending', 'pending', 'sent']);
     const queries = emailQueries(infrastructure.database.pool);
-    expect(await queries.due(new Date(at(10)), 10)).to.deep.equal([b, a].map((emailId) => ({ emailId, appId: 'camel' })));
+    expect(await queries.due(new Date(at(10)), 10)).to.deep.equal(
+      [b, a].map((emailId) => ({ emailId, appId: 'camel' })),
+    );
     expect(await queries.due(new Date(at(4)), 10)).to.deep.equal([{ emailId: b, appId: 'camel' }]);
     expect(await queries.due(new Date(at(3)), 10)).to.deep.equal([]);
     expect((await queries.nextAttemptAt())?.toISOString()).to.equal(at(4));

@@ -16,14 +16,27 @@ describe('message scheduler: a release that keeps failing', () => {
   });
   after(() => infrastructure?.close());
 
-  const ids = ['00000000-0000-4000-8000-0000000000b1', '00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-0000000000a2'];
+  const ids = [
+    '00000000-0000-4000-8000-0000000000b1',
+    '00000000-0000-4000-8000-0000000000a1',
+    '00000000-0000-4000-8000-0000000000a2',
+  ];
   const [bad, good1, good2] = ids as [string, string, string];
 
   async function schedule(messageId: string, clock: TestClock): Promise<void> {
     const now = clock.now();
     await handleCommand(infrastructure.store, messageAggregate, messageStreamName(messageId), {
-      type: 'SendMessage', messageId, appId: 'camel', sender: 's', recipients: ['r'], title: 't', content: 'c', props: null,
-      expireSeconds: 0, executeAt: new Date(now.getTime() + 60_000).toISOString(), now: now.toISOString(),
+      type: 'SendMessage',
+      messageId,
+      appId: 'camel',
+      sender: 's',
+      recipients: ['r'],
+      title: 't',
+      content: 'c',
+      props: null,
+      expireSeconds: 0,
+      executeAt: new Date(now.getTime() + 60_000).toISOString(),
+      now: now.toISOString(),
     });
   }
 
@@ -53,7 +66,8 @@ describe('message scheduler: a release that keeps failing', () => {
     clock.advance(61_000);
 
     expect(await scheduler.releaseDue()).to.equal(2);
-    const typesOf = async (id: string) => (await infrastructure.store.readStream(messageStreamName(id))).map((e) => e.type);
+    const typesOf = async (id: string) =>
+      (await infrastructure.store.readStream(messageStreamName(id))).map((e) => e.type);
     expect(await typesOf(good1)).to.deep.equal(['MessageScheduled', 'MessageReleased']);
     expect(await typesOf(good2)).to.deep.equal(['MessageScheduled', 'MessageReleased']);
     expect(attemptsOnBad).to.equal(1);

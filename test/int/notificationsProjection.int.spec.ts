@@ -4,10 +4,10 @@ import type { MessageEvent } from '../../domain/message/message';
 import { notificationsProjection } from '../../projections/notifications';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { inboxTopic } from '../../src/messaging/inbox';
-import { recorded } from '../support/recorded';
 import { withTransaction } from '../../src/postgres/transaction';
 import type { Publication } from '../../src/projection/projection';
 import { openTestInfrastructure } from '../support/infrastructure';
+import { recorded } from '../support/recorded';
 
 /**
  * The notifications projection applies a batch set-based (a few statements per batch). Whatever the
@@ -59,13 +59,18 @@ function messageEvents(i: number, plan: MessagePlan): MessageEvent[] {
   const events: MessageEvent[] = [];
   if (plan.scheduled) {
     events.push({ type: 'MessageScheduled', data: { ...content, scheduledAt: at(i), releaseAt: at(50 + i) } });
-    if (plan.outcome === 'released') events.push({ type: 'MessageReleased', data: { messageId: id, appId: plan.app, releasedAt: at(50 + i) } });
-    if (plan.outcome === 'expired') events.push({ type: 'MessageExpired', data: { messageId: id, appId: plan.app, expiredAt: at(50 + i) } });
+    if (plan.outcome === 'released')
+      events.push({ type: 'MessageReleased', data: { messageId: id, appId: plan.app, releasedAt: at(50 + i) } });
+    if (plan.outcome === 'expired')
+      events.push({ type: 'MessageExpired', data: { messageId: id, appId: plan.app, expiredAt: at(50 + i) } });
   } else {
     events.push({ type: 'MessageSent', data: { ...content, sentAt: at(i) } });
   }
   plan.ackers.forEach((userId, k) =>
-    events.push({ type: 'MessageAcknowledged', data: { messageId: id, appId: plan.ackApp, userId, acknowledgedAt: at(200 + k) } }),
+    events.push({
+      type: 'MessageAcknowledged',
+      data: { messageId: id, appId: plan.ackApp, userId, acknowledgedAt: at(200 + k) },
+    }),
   );
   return events;
 }
@@ -88,7 +93,10 @@ const history: fc.Arbitrary<{ events: MessageEvent[]; batchSizes: number[]; repl
     });
     const events = keyed.sort((a, b) => a.key - b.key).map((k) => k.event);
     for (const userId of unknownAcks) {
-      events.push({ type: 'MessageAcknowledged', data: { messageId: messageId(9999), appId: APPS[0]!, userId, acknowledgedAt: at(300) } });
+      events.push({
+        type: 'MessageAcknowledged',
+        data: { messageId: messageId(9999), appId: APPS[0]!, userId, acknowledgedAt: at(300) },
+      });
     }
     // Repeated events come after their original, as a redelivered or re-imported event would.
     for (const repeat of repeats) {
@@ -97,7 +105,6 @@ const history: fc.Arbitrary<{ events: MessageEvent[]; batchSizes: number[]; repl
     }
     return { events, batchSizes, replay };
   });
-
 
 /** The obvious fold: one event at a time, in memory. Returns the tables as the projection's queries below read them. */
 function foldOneByOne(events: readonly RecordedEvent[]) {
@@ -108,7 +115,15 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
     for (const userId of message.recipients as string[]) {
       const key = `${id}/${userId}`;
       if (notifications.has(key)) continue;
-      notifications.set(key, { message_id: id, user_id: userId, app_id: message.app_id, seq: message.seq, expires_at: message.expires_at, read_at: null, acknowledged_at: null });
+      notifications.set(key, {
+        message_id: id,
+        user_id: userId,
+        app_id: message.app_id,
+        seq: message.seq,
+        expires_at: message.expires_at,
+        read_at: null,
+        acknowledged_at: null,
+      });
       pushes.push(`${inboxTopic(message.app_id as string, userId)} ${id}`);
     }
   };
@@ -121,9 +136,18 @@ function foldOneByOne(events: readonly RecordedEvent[]) {
         if (messages.has(d.messageId)) break;
         const sent = event.type === 'MessageSent';
         const message = {
-          message_id: d.messageId, app_id: d.appId, sender: d.sender, title: d.title, content: d.content, props: d.props,
-          recipients: d.recipients, status: sent ? 'delivered' : 'scheduled', seq: sent ? String(position) : null,
-          sent_at: sent ? event.data.sentAt : null, release_at: sent ? null : event.data.releaseAt, expires_at: d.expiresAt,
+          message_id: d.messageId,
+          app_id: d.appId,
+          sender: d.sender,
+          title: d.title,
+          content: d.content,
+          props: d.props,
+          recipients: d.recipients,
+          status: sent ? 'delivered' : 'scheduled',
+          seq: sent ? String(position) : null,
+          sent_at: sent ? event.data.sentAt : null,
+          release_at: sent ? null : event.data.releaseAt,
+          expires_at: d.expiresAt,
         };
         messages.set(d.messageId, message);
         if (sent) deliver(d.messageId, message);
@@ -189,7 +213,9 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
     for (let from = 0, b = 0; from < events.length; b++) {
       const size = batchSizes[b % batchSizes.length]!;
       const batch = events.slice(from, from + size);
-      publications.push(...(await withTransaction(pool, (tx) => notificationsProjection.handle(batch, tx, { replay }))));
+      publications.push(
+        ...(await withTransaction(pool, (tx) => notificationsProjection.handle(batch, tx, { replay }))),
+      );
       from += size;
     }
     if (replay) await withTransaction(pool, (tx) => notificationsProjection.finishReplay!(tx));
@@ -200,12 +226,24 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
     const { pool } = infrastructure.database;
     const messages = await pool.query(`SELECT * FROM notification_messages ORDER BY message_id`);
     const notifications = await pool.query(`SELECT * FROM notifications ORDER BY message_id, user_id`);
-    const counters = await pool.query(`SELECT app_id, user_id, total::int, unread::int FROM inbox_counters ORDER BY app_id, user_id`);
+    const counters = await pool.query(
+      `SELECT app_id, user_id, total::int, unread::int FROM inbox_counters ORDER BY app_id, user_id`,
+    );
     return {
-      messages: messages.rows.map((r) => ({ ...r, sent_at: iso(r.sent_at), release_at: iso(r.release_at), expires_at: iso(r.expires_at) })),
+      messages: messages.rows.map((r) => ({
+        ...r,
+        sent_at: iso(r.sent_at),
+        release_at: iso(r.release_at),
+        expires_at: iso(r.expires_at),
+      })),
       notifications: notifications.rows.map((r) => ({
-        message_id: r.message_id, user_id: r.user_id, app_id: r.app_id, seq: r.seq, expires_at: iso(r.expires_at),
-        read_at: iso(r.read_at), acknowledged_at: iso(r.acknowledged_at),
+        message_id: r.message_id,
+        user_id: r.user_id,
+        app_id: r.app_id,
+        seq: r.seq,
+        expires_at: iso(r.expires_at),
+        read_at: iso(r.read_at),
+        acknowledged_at: iso(r.acknowledged_at),
       })),
       counters: counters.rows,
     };
@@ -226,7 +264,9 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
         expect(pushes).to.deep.equal(expected.pushes);
         // Each inbox is pushed in seq order: a subscriber skips a seq at or below the last one it sent.
         for (const topic of new Set(publications.map((p) => p.topic))) {
-          const seqs = publications.filter((p) => p.topic === topic).map((p) => BigInt((p.payload as { seq: string }).seq));
+          const seqs = publications
+            .filter((p) => p.topic === topic)
+            .map((p) => BigInt((p.payload as { seq: string }).seq));
           expect(seqs, topic).to.deep.equal([...seqs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
         }
       }),
@@ -235,7 +275,18 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
   });
 
   it('is not fooled by a fold that skips the counters (the comparison can fail)', async () => {
-    const events = recorded(messageEvents(1, { app: 'app-a', recipients: ['u1', 'u2'], scheduled: false, outcome: 'none', expires: false, ackers: ['u1'], ackApp: 'app-a' }), messageStream);
+    const events = recorded(
+      messageEvents(1, {
+        app: 'app-a',
+        recipients: ['u1', 'u2'],
+        scheduled: false,
+        outcome: 'none',
+        expires: false,
+        ackers: ['u1'],
+        ackApp: 'app-a',
+      }),
+      messageStream,
+    );
     await applyInBatches(events, [1]);
     await infrastructure.database.pool.query(`UPDATE inbox_counters SET unread = unread + 1`);
     expect((await readTables()).counters).not.to.deep.equal(foldOneByOne(events).counters);

@@ -6,9 +6,9 @@ import { notificationsProjection } from '../../projections/notifications';
 import { InProcessBus } from '../../src/bus/bus';
 import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
 import { openDatabase } from '../../src/postgres/database';
+import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
 import type { Projection } from '../../src/projection/projection';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
-import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
 import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from '../../src/projection/projectionRunner';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
@@ -24,7 +24,12 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number>; poi
     version: options.version ?? 1,
     tables: ['tally'],
     handles: (eventType) => eventType === 'Tallied',
-    migrations: [{ id: 'test/tally/001', sql: 'CREATE TABLE tally (stream_name text PRIMARY KEY, count integer NOT NULL, sum bigint NOT NULL)' }],
+    migrations: [
+      {
+        id: 'test/tally/001',
+        sql: 'CREATE TABLE tally (stream_name text PRIMARY KEY, count integer NOT NULL, sum bigint NOT NULL)',
+      },
+    ],
     async handle(events, tx) {
       const touched = new Set<string>();
       for (const event of events) {
@@ -41,7 +46,10 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number>; poi
         // dies with the transaction open, as when the process is killed.
         if (options.crashOn?.delete(value)) await tx.query('SELECT pg_terminate_backend(pg_backend_pid())');
       }
-      const { rows } = await tx.query<{ stream_name: string; count: number }>('SELECT stream_name, count FROM tally WHERE stream_name = ANY ($1)', [[...touched]]);
+      const { rows } = await tx.query<{ stream_name: string; count: number }>(
+        'SELECT stream_name, count FROM tally WHERE stream_name = ANY ($1)',
+        [[...touched]],
+      );
       return rows.map((r) => ({ topic: `tally:${r.stream_name}`, payload: { count: r.count } }));
     },
   };
@@ -56,18 +64,23 @@ describe('projection runner', () => {
 
   async function appendTallies(count: number, streams = 3): Promise<void> {
     for (let i = 0; i < count; i++) {
-      await infrastructure.store.append(`tally-s${i % streams}`, [{ id: randomUUID(), type: 'Tallied', data: { value: i } }]);
+      await infrastructure.store.append(`tally-s${i % streams}`, [
+        { id: randomUUID(), type: 'Tallied', data: { value: i } },
+      ]);
     }
   }
 
   async function readTally(): Promise<Array<{ stream_name: string; count: number; sum: string }>> {
-    return (await infrastructure.database.pool.query('SELECT stream_name, count, sum FROM tally ORDER BY stream_name')).rows;
+    return (await infrastructure.database.pool.query('SELECT stream_name, count, sum FROM tally ORDER BY stream_name'))
+      .rows;
   }
 
   async function waitForCheckpoint(position: bigint): Promise<void> {
     await eventually(
       async () => {
-        const { rows } = await infrastructure.database.pool.query<{ position: string }>("SELECT position FROM projection_checkpoints WHERE name = 'tally'");
+        const { rows } = await infrastructure.database.pool.query<{ position: string }>(
+          "SELECT position FROM projection_checkpoints WHERE name = 'tally'",
+        );
         const checkpoint = BigInt(rows[0]?.position ?? -1);
         expect(checkpoint >= position, `checkpoint ${checkpoint} reached ${position}`).to.equal(true);
       },
@@ -78,7 +91,12 @@ describe('projection runner', () => {
   it('a crash mid-batch applies nothing of that batch; after restart the read model equals a rebuild from 0', async () => {
     await appendTallies(600);
     const crashOn = new Set([250, 420]);
-    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection({ crashOn }), bus: new InProcessBus(), log });
+    const runner = new ProjectionRunner({
+      ...infrastructure,
+      projection: tallyProjection({ crashOn }),
+      bus: new InProcessBus(),
+      log,
+    });
     runner.start();
     await waitForCheckpoint(await infrastructure.store.headPosition());
     await runner.stop();
@@ -136,8 +154,20 @@ describe('projection runner', () => {
 
   it('when the lock session dies (its host vanished), a standby takes over; one runner stays active', async () => {
     const projection = tallyProjection();
-    const a = new ProjectionRunner({ database: infrastructure.testDatabase.open(), store: infrastructure.store, projection, bus: new InProcessBus(), log });
-    const b = new ProjectionRunner({ database: infrastructure.testDatabase.open(), store: infrastructure.store, projection, bus: new InProcessBus(), log });
+    const a = new ProjectionRunner({
+      database: infrastructure.testDatabase.open(),
+      store: infrastructure.store,
+      projection,
+      bus: new InProcessBus(),
+      log,
+    });
+    const b = new ProjectionRunner({
+      database: infrastructure.testDatabase.open(),
+      store: infrastructure.store,
+      projection,
+      bus: new InProcessBus(),
+      log,
+    });
     a.start();
     await eventually(() => expect(a.state).to.be.oneOf(['catching-up', 'live']));
     b.start();
@@ -152,7 +182,9 @@ describe('projection runner', () => {
       await infrastructure.database.pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
       await appendTallies(30);
       await waitForCheckpoint(await infrastructure.store.headPosition());
-      await eventually(() => expect([a.state, b.state].filter((s) => s !== 'standby')).to.have.length(1), { timeoutMs: 10_000 });
+      await eventually(() => expect([a.state, b.state].filter((s) => s !== 'standby')).to.have.length(1), {
+        timeoutMs: 10_000,
+      });
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
@@ -163,7 +195,11 @@ describe('projection runner', () => {
     await client.connect();
     try {
       const show = async (name: string) => (await client.query(`SHOW ${name}`)).rows[0]![name] as string;
-      expect([await show('tcp_keepalives_idle'), await show('tcp_keepalives_interval'), await show('tcp_keepalives_count')]).to.deep.equal(['4', '2', '3']);
+      expect([
+        await show('tcp_keepalives_idle'),
+        await show('tcp_keepalives_interval'),
+        await show('tcp_keepalives_count'),
+      ]).to.deep.equal(['4', '2', '3']);
       expect(await show('idle_in_transaction_session_timeout')).to.equal('1min');
     } finally {
       await client.end();
@@ -190,7 +226,12 @@ describe('projection runner', () => {
   it('a new projection version empties its tables and replays from the start', async () => {
     const before = await readTally();
     await infrastructure.database.pool.query("UPDATE tally SET count = count + 1000 WHERE stream_name = 'tally-s0'");
-    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection({ version: 2 }), bus: new InProcessBus(), log });
+    const runner = new ProjectionRunner({
+      ...infrastructure,
+      projection: tallyProjection({ version: 2 }),
+      bus: new InProcessBus(),
+      log,
+    });
     runner.start();
     await waitForCheckpoint(await infrastructure.store.headPosition());
     await eventually(async () => expect(await readTally()).to.deep.equal(before));
@@ -206,9 +247,16 @@ describe('projection runner: an event its projection cannot apply', () => {
   after(() => infrastructure?.close());
 
   async function append(values: readonly number[]): Promise<void> {
-    for (const value of values) await infrastructure.store.append(`tally-p${value % 4}`, [{ id: randomUUID(), type: 'Tallied', data: { value } }]);
+    for (const value of values)
+      await infrastructure.store.append(`tally-p${value % 4}`, [
+        { id: randomUUID(), type: 'Tallied', data: { value } },
+      ]);
   }
-  const total = async () => Number((await infrastructure.database.pool.query<{ sum: string }>('SELECT coalesce(sum(sum), 0) AS sum FROM tally')).rows[0]!.sum);
+  const total = async () =>
+    Number(
+      (await infrastructure.database.pool.query<{ sum: string }>('SELECT coalesce(sum(sum), 0) AS sum FROM tally'))
+        .rows[0]!.sum,
+    );
 
   it('is parked; the next 1,000 events are still projected and pushed; retry applies it once fixed', async () => {
     const poison = new Set([-7]);
@@ -224,15 +272,30 @@ describe('projection runner: an event its projection cannot apply', () => {
       await append(after);
       // The head as readers see it (it may trail a transaction still settling): the checkpoint passes it.
       const head = await infrastructure.store.headPosition();
-      await eventually(async () => expect(await total()).to.equal(1 + 2 + 3 + after.reduce((a, b) => a + b, 0)), { timeoutMs: 30_000 });
-      await eventually(async () => expect(((await readCheckpoints(infrastructure.database.pool)).get('tally') ?? -1n) >= head).to.equal(true), { timeoutMs: 30_000 });
+      await eventually(async () => expect(await total()).to.equal(1 + 2 + 3 + after.reduce((a, b) => a + b, 0)), {
+        timeoutMs: 30_000,
+      });
+      await eventually(
+        async () =>
+          expect(((await readCheckpoints(infrastructure.database.pool)).get('tally') ?? -1n) >= head).to.equal(true),
+        { timeoutMs: 30_000 },
+      );
       expect(pushes, 'the events after the parked one were pushed').to.be.at.least(after.length / 100);
     } finally {
       await runner.stop();
     }
 
-    const { rows } = await infrastructure.database.pool.query('SELECT event_type, stream_name, error, attempts FROM projection_parked');
-    expect(rows).to.deep.equal([{ event_type: 'Tallied', stream_name: 'tally-p-3', error: 'invalid input syntax for type integer: "cannot tally -7"', attempts: 3 }]);
+    const { rows } = await infrastructure.database.pool.query(
+      'SELECT event_type, stream_name, error, attempts FROM projection_parked',
+    );
+    expect(rows).to.deep.equal([
+      {
+        event_type: 'Tallied',
+        stream_name: 'tally-p-3',
+        error: 'invalid input syntax for type integer: "cannot tally -7"',
+        attempts: 3,
+      },
+    ]);
     expect((await parkedCounts(infrastructure.database.pool)).get('tally')).to.equal(1);
 
     // Still failing: it stays parked, with the new error. Fixed: it applies, and is no longer parked.
@@ -245,9 +308,17 @@ describe('projection runner: an event its projection cannot apply', () => {
 
   it('with onError "stop", stops at it and projects nothing after it until it applies', async () => {
     await infrastructure.database.pool.query('TRUNCATE tally');
-    await infrastructure.database.pool.query(`UPDATE projection_checkpoints SET position = (SELECT max(position) FROM events) WHERE name = 'tally'`);
+    await infrastructure.database.pool.query(
+      `UPDATE projection_checkpoints SET position = (SELECT max(position) FROM events) WHERE name = 'tally'`,
+    );
     const poison = new Set([-9]);
-    const runner = new ProjectionRunner({ ...infrastructure, projection: tallyProjection({ poison }), bus: new InProcessBus(), log, onError: 'stop' });
+    const runner = new ProjectionRunner({
+      ...infrastructure,
+      projection: tallyProjection({ poison }),
+      bus: new InProcessBus(),
+      log,
+      onError: 'stop',
+    });
     runner.start();
     try {
       await append([5, -9, 6]);
@@ -261,7 +332,7 @@ describe('projection runner: an event its projection cannot apply', () => {
   });
 });
 
-describe('projection runner: failures that are not the events\' fault (issue 21, items 8 and 10)', () => {
+describe("projection runner: failures that are not the events' fault (issue 21, items 8 and 10)", () => {
   let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
   before(async () => {
     infrastructure = await openTestInfrastructure([tallyProjection()]);
@@ -271,18 +342,30 @@ describe('projection runner: failures that are not the events\' fault (issue 21,
   let appended = 0;
   async function append(values: readonly number[]): Promise<void> {
     for (const value of values) {
-      await infrastructure.store.append(`tally-t${value % 2}`, [{ id: randomUUID(), type: 'Tallied', data: { value } }]);
+      await infrastructure.store.append(`tally-t${value % 2}`, [
+        { id: randomUUID(), type: 'Tallied', data: { value } },
+      ]);
       appended += value;
     }
   }
-  const total = async () => Number((await infrastructure.database.pool.query<{ sum: string }>('SELECT coalesce(sum(sum), 0) AS sum FROM tally')).rows[0]!.sum);
+  const total = async () =>
+    Number(
+      (await infrastructure.database.pool.query<{ sum: string }>('SELECT coalesce(sum(sum), 0) AS sum FROM tally'))
+        .rows[0]!.sum,
+    );
   const parked = async () => (await parkedCounts(infrastructure.database.pool)).get('tally') ?? 0;
 
   it('a statement_timeout while it waits on a table lock parks nothing; the event lands once the lock is released', async () => {
     const name = new URL(infrastructure.testDatabase.connectionString).pathname.slice(1);
     await infrastructure.database.pool.query(`ALTER DATABASE ${name} SET statement_timeout = '200ms'`);
     // Sessions opened from now on have the timeout, the runner's among them.
-    const runner = new ProjectionRunner({ database: infrastructure.testDatabase.open(), store: infrastructure.store, projection: tallyProjection(), bus: new InProcessBus(), log });
+    const runner = new ProjectionRunner({
+      database: infrastructure.testDatabase.open(),
+      store: infrastructure.store,
+      projection: tallyProjection(),
+      bus: new InProcessBus(),
+      log,
+    });
     const holder = new pg.Client(infrastructure.database.clientConfig);
     await holder.connect();
     runner.start();
@@ -295,7 +378,13 @@ describe('projection runner: failures that are not the events\' fault (issue 21,
       await holder.query('LOCK TABLE tally IN SHARE MODE');
       await append([4]);
       // Past the point where the old rule parked it (3 timeouts of the batch, then 3 of the event: ~2 s).
-      await eventually(async () => expect((runner.failing?.attempts ?? 0) >= 5 || (await parked()) > 0, 'retried 5 times or parked').to.equal(true), { timeoutMs: 30_000 });
+      await eventually(
+        async () =>
+          expect((runner.failing?.attempts ?? 0) >= 5 || (await parked()) > 0, 'retried 5 times or parked').to.equal(
+            true,
+          ),
+        { timeoutMs: 30_000 },
+      );
       expect(await parked(), 'parked events').to.equal(0);
       expect(runner.failing?.error).to.match(/statement timeout/);
       await holder.query('ROLLBACK');
@@ -317,7 +406,13 @@ describe('projection runner: failures that are not the events\' fault (issue 21,
     proxied.port = new URL(proxy.url).port;
     const database = openDatabase(proxied.toString());
     const store = new PostgresEventStore(database);
-    const runner = new ProjectionRunner({ database, store, projection: tallyProjection(), bus: new InProcessBus(), log });
+    const runner = new ProjectionRunner({
+      database,
+      store,
+      projection: tallyProjection(),
+      bus: new InProcessBus(),
+      log,
+    });
     runner.start();
     try {
       await append([10]);
@@ -351,11 +446,26 @@ describe('projection runner: an event its codec refuses (issue 21, item 8)', () 
   const messageSent = (messageId: string) => ({
     id: randomUUID(),
     type: 'MessageSent',
-    data: { messageId, appId: 'camel', sender: 'alice', recipients: ['bob'], title: 'hello', content: 'hi', props: null, expiresAt: null, sentAt: new Date().toISOString() },
+    data: {
+      messageId,
+      appId: 'camel',
+      sender: 'alice',
+      recipients: ['bob'],
+      title: 'hello',
+      content: 'hi',
+      props: null,
+      expiresAt: null,
+      sentAt: new Date().toISOString(),
+    },
   });
 
   it('is parked with its error, not skipped; the events after it are projected', async () => {
-    const runner = new ProjectionRunner({ ...infrastructure, projection: notificationsProjection, bus: new InProcessBus(), log });
+    const runner = new ProjectionRunner({
+      ...infrastructure,
+      projection: notificationsProjection,
+      bus: new InProcessBus(),
+      log,
+    });
     runner.start();
     try {
       const refused = randomUUID();
@@ -363,13 +473,21 @@ describe('projection runner: an event its codec refuses (issue 21, item 8)', () 
       const { title: _title, ...untitled } = messageSent(refused).data;
       await infrastructure.store.append(`message-${refused}`, [{ ...messageSent(refused), data: untitled }]);
       await infrastructure.store.append(`message-${after}`, [messageSent(after)]);
-      const listed = async (id: string) => (await infrastructure.database.pool.query('SELECT 1 FROM notification_messages WHERE message_id = $1', [id])).rowCount;
+      const listed = async (id: string) =>
+        (await infrastructure.database.pool.query('SELECT 1 FROM notification_messages WHERE message_id = $1', [id]))
+          .rowCount;
       await eventually(async () => expect(await listed(after)).to.equal(1), { timeoutMs: 30_000 });
       expect(await listed(refused)).to.equal(0);
-      const { rows } = await infrastructure.database.pool.query<{ event_type: string; stream_name: string; error: string }>('SELECT event_type, stream_name, error FROM projection_parked');
+      const { rows } = await infrastructure.database.pool.query<{
+        event_type: string;
+        stream_name: string;
+        error: string;
+      }>('SELECT event_type, stream_name, error FROM projection_parked');
       expect(rows).to.have.length(1);
       expect(rows[0]).to.include({ event_type: 'MessageSent', stream_name: `message-${refused}` });
-      expect(rows[0]!.error).to.match(/^MessageSent at position \d+ does not match its codec: data\.title: expected string$/);
+      expect(rows[0]!.error).to.match(
+        /^MessageSent at position \d+ does not match its codec: data\.title: expected string$/,
+      );
     } finally {
       await runner.stop();
     }

@@ -70,12 +70,22 @@ describe('a projection taken over from a runner that died between its commit and
   async function node(wrap: (bus: Bus) => Bus = (bus) => bus) {
     const database = infrastructure.testDatabase.open();
     const bus = wrap(await RedisBus.connect(redis.url, log));
-    const runner = new ProjectionRunner({ database, store: infrastructure.store, projection: notificationsProjection, bus, log });
-    closing.push(() => database.close(), () => bus.close(), () => runner.stop());
+    const runner = new ProjectionRunner({
+      database,
+      store: infrastructure.store,
+      projection: notificationsProjection,
+      bus,
+      log,
+    });
+    closing.push(
+      () => database.close(),
+      () => bus.close(),
+      () => runner.stop(),
+    );
     return { database, bus, runner };
   }
 
-  it('every node catches up from the store: node B\'s subscriber gets the message node A committed and never published', async () => {
+  it("every node catches up from the store: node B's subscriber gets the message node A committed and never published", async () => {
     let dying: DyingBus | undefined;
     const a = await node((bus) => (dying = new DyingBus(bus)));
     const b = await node();
@@ -84,7 +94,13 @@ describe('a projection taken over from a runner that died between its commit and
     b.runner.start();
     await eventually(() => expect(b.runner.state).to.equal('standby'));
 
-    const viewer = (userId: string): Viewer => ({ ticketId: 't', appId: 'camel', userId, roles: [], expiresAt: '2100-01-01T00:00:00.000Z' });
+    const viewer = (userId: string): Viewer => ({
+      ticketId: 't',
+      appId: 'camel',
+      userId,
+      roles: [],
+      expiresAt: '2100-01-01T00:00:00.000Z',
+    });
     const messaging = new Messaging({
       store: infrastructure.store,
       inbox: notificationQueries(b.database.pool),
@@ -93,7 +109,8 @@ describe('a projection taken over from a runner that died between its commit and
       // The reader has no message yet: everything in its inbox is owed to the subscriber.
       inboxPosition: () => -1n,
     });
-    const send = (title: string) => messaging.send(viewer('sender'), { to: ['reader'], title, content: 'c', expireSeconds: 0 }, new Date());
+    const send = (title: string) =>
+      messaging.send(viewer('sender'), { to: ['reader'], title, content: 'c', expireSeconds: 0 }, new Date());
     // A graphql-ws `messages` subscriber on node B.
     const feed = new DeliveryFeed({ bus: b.bus, messaging, clock: () => new Date() }, viewer('reader'), undefined);
     const received: string[] = [];

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { MAX_PUBLISHERS, RedisBus } from '../../src/bus/redisBus';
 import { eventually } from '../support/eventually';
 import { RedisServer } from '../support/redisServer';
@@ -22,8 +22,7 @@ describe('Redis bus: publications between nodes', function () {
 
   before(function () {
     if (!REDIS_URL) {
-      // eslint-disable-next-line no-console
-      console.log('      (skipped: REDIS_URL is unset; .ci/run sets it to the machine\'s Redis)');
+      console.log("      (skipped: REDIS_URL is unset; .ci/run sets it to the machine's Redis)");
       this.skip();
     }
     admin = new Redis(REDIS_URL!);
@@ -45,8 +44,12 @@ describe('Redis bus: publications between nodes', function () {
   it('a batch published on one node reaches the listeners of every node, a shared payload as one object', async () => {
     const [one, two] = await nodes(2);
     const received: Array<{ node: string; topic: string; payload: unknown }> = [];
-    for (const [node, bus] of [['one', one!], ['two', two!]] as const) {
-      for (const topic of ['inbox:camel:a', 'inbox:camel:b']) bus.subscribe(topic, (payload) => received.push({ node, topic, payload }));
+    for (const [node, bus] of [
+      ['one', one!],
+      ['two', two!],
+    ] as const) {
+      for (const topic of ['inbox:camel:a', 'inbox:camel:b'])
+        bus.subscribe(topic, (payload) => received.push({ node, topic, payload }));
     }
     const push = { messageId: 'm1', title: '你好', props: null, seq: '12' };
     await one!.publish([
@@ -55,7 +58,12 @@ describe('Redis bus: publications between nodes', function () {
       { topic: 'inbox:camel:nobody', payload: { other: true } },
     ]);
     await eventually(() => expect(received).to.have.length(4));
-    expect(received.map((r) => `${r.node} ${r.topic}`).sort()).to.deep.equal(['one inbox:camel:a', 'one inbox:camel:b', 'two inbox:camel:a', 'two inbox:camel:b']);
+    expect(received.map((r) => `${r.node} ${r.topic}`).sort()).to.deep.equal([
+      'one inbox:camel:a',
+      'one inbox:camel:b',
+      'two inbox:camel:a',
+      'two inbox:camel:b',
+    ]);
     for (const r of received) expect(r.payload).to.deep.equal(push);
     // Parsed once per node: both topics of a node hold the same object (GraphQL executes it once).
     const onTwo = received.filter((r) => r.node === 'two');
@@ -77,10 +85,13 @@ describe('Redis bus: publications between nodes', function () {
     // A marker on another topic: once it arrives, the unsubscribed message would have too.
     const marker: unknown[] = [];
     two!.subscribe('marker', (payload) => marker.push(payload));
-    await eventually(async () => {
-      await one!.publish([{ topic: 'marker', payload: 1 }]);
-      expect(marker.length).to.be.greaterThan(0);
-    }, { intervalMs: 100 });
+    await eventually(
+      async () => {
+        await one!.publish([{ topic: 'marker', payload: 1 }]);
+        expect(marker.length).to.be.greaterThan(0);
+      },
+      { intervalMs: 100 },
+    );
     expect(seen).to.have.length(50);
   });
 
@@ -90,10 +101,13 @@ describe('Redis bus: publications between nodes', function () {
     two!.subscribe('after-drop', (payload) => seen.push(payload));
     // Every subscriber connection on the server goes; ioredis reconnects and subscribes again.
     await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await eventually(async () => {
-      await one!.publish([{ topic: 'after-drop', payload: 'again' }]);
-      expect(seen).to.include('again');
-    }, { timeoutMs: 15_000, intervalMs: 200 });
+    await eventually(
+      async () => {
+        await one!.publish([{ topic: 'after-drop', payload: 'again' }]);
+        expect(seen).to.include('again');
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
   });
 
   it('refuses to start when Redis cannot be reached (a misconfiguration, not an outage)', async () => {
@@ -211,7 +225,8 @@ describe('Redis bus: no silent gaps', function () {
     const seen: string[] = [];
     bus.onGap(() => seen.push('gap'));
     bus.subscribe('t', (payload) => seen.push(String(payload)));
-    const message = (from: string, seq: number, payload: string) => JSON.stringify({ from, seq, payloads: [payload], topics: [['t', 0]] });
+    const message = (from: string, seq: number, payload: string) =>
+      JSON.stringify({ from, seq, payloads: [payload], topics: [['t', 0]] });
     try {
       redis.push(message('node-x', 1, 'x1'));
       redis.push(message('node-y', 1, 'y1'));
@@ -296,7 +311,9 @@ class ScriptedRedis {
         this.subscribers.set(socket, channel);
         const message = this.onSubscribe;
         this.onSubscribe = undefined;
-        return void socket.write(`>3\r\n${bulk('subscribe')}${bulk(channel)}:1\r\n${message === undefined ? '' : messageReply(channel, message)}`);
+        return void socket.write(
+          `>3\r\n${bulk('subscribe')}${bulk(channel)}:1\r\n${message === undefined ? '' : messageReply(channel, message)}`,
+        );
       }
       case 'PUBLISH':
         return void socket.write(':0\r\n');

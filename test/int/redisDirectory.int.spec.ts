@@ -30,7 +30,10 @@ describe('Redis directory: Redis restarted', function () {
       await server.kill();
       await server.restart();
       // Well before the first renewal, 10 s after the node connected.
-      await eventually(async () => expect(await two.holder('rtio:device-a')).to.equal(one.nodeId), { timeoutMs: 4000, intervalMs: 100 });
+      await eventually(async () => expect(await two.holder('rtio:device-a')).to.equal(one.nodeId), {
+        timeoutMs: 4000,
+        intervalMs: 100,
+      });
     } finally {
       await Promise.all([one.close(), two.close()]);
     }
@@ -38,13 +41,15 @@ describe('Redis directory: Redis restarted', function () {
 
   // Found by the bus helper: a ONE-PUSH send with smsMessage while Redis was down answered 500 after its
   // push was recorded (the SMS fallback asks who is online). A node answers from what it knows itself.
-  it('while Redis is down, answers at once from this node\'s own connections instead of failing', async () => {
+  it("while Redis is down, answers at once from this node's own connections instead of failing", async () => {
     const one = await RedisDirectory.connect(server.url, log);
     const two = await RedisDirectory.connect(server.url, log);
     try {
       await one.add('device:here');
       await two.add('device:there');
-      await eventually(async () => expect([...(await one.held(['device:here', 'device:there']))]).to.have.members(['device:here', 'device:there']));
+      await eventually(async () =>
+        expect([...(await one.held(['device:here', 'device:there']))]).to.have.members(['device:here', 'device:there']),
+      );
       await server.kill();
       const started = Date.now();
       expect([...(await one.held(['device:here', 'device:there', 'device:nowhere']))]).to.deep.equal(['device:here']);

@@ -5,7 +5,6 @@ import type { ItemOwnerEvent } from '../../domain/whitelist/itemOwner';
 import type { WhitelistEvent } from '../../domain/whitelist/whitelistApplication';
 import { waitingApplications, whitelistProjection } from '../../projections/whitelist';
 import { whitelistApplicationId, whitelistNotificationId } from '../../src/datahub/datahub';
-import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { withTransaction } from '../../src/postgres/transaction';
 import { openTestInfrastructure } from '../support/infrastructure';
 import { recorded } from '../support/recorded';
@@ -22,18 +21,37 @@ type Event = WhitelistEvent | ItemOwnerEvent | NotificationEvent;
 const APP = 'camel';
 const at = (i: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
 
-const streamOf = (event: Event) => (event.type === 'NotificationSent' ? `notification-${event.data.notificationId}` : event.type.startsWith('Whitelist') ? 'whitelist' : 'item');
+const streamOf = (event: Event) =>
+  event.type === 'NotificationSent'
+    ? `notification-${event.data.notificationId}`
+    : event.type.startsWith('Whitelist')
+      ? 'whitelist'
+      : 'item';
 
 const applied = (item: string, applicant: string, i: number, owner?: string): WhitelistEvent => ({
   type: 'WhitelistApplied',
-  data: { applicationId: whitelistApplicationId(APP, 'repo', item, applicant), appId: APP, repname: 'repo', itemname: item, applicant, ...(owner !== undefined && { owner }), appliedAt: at(i) },
+  data: {
+    applicationId: whitelistApplicationId(APP, 'repo', item, applicant),
+    appId: APP,
+    repname: 'repo',
+    itemname: item,
+    applicant,
+    ...(owner !== undefined && { owner }),
+    appliedAt: at(i),
+  },
 });
 const named = (item: string, applicant: string, owner: string): WhitelistEvent => ({
   type: 'WhitelistOwnerNamed',
   data: { applicationId: whitelistApplicationId(APP, 'repo', item, applicant), appId: APP, owner, namedAt: at(0) },
 });
-const registered = (item: string, owner: string): ItemOwnerEvent => ({ type: 'ItemOwnerRegistered', data: { appId: APP, repname: 'repo', itemname: item, owner, registeredAt: at(0) } });
-const removed = (item: string): ItemOwnerEvent => ({ type: 'ItemOwnerRemoved', data: { appId: APP, repname: 'repo', itemname: item, removedAt: at(0) } });
+const registered = (item: string, owner: string): ItemOwnerEvent => ({
+  type: 'ItemOwnerRegistered',
+  data: { appId: APP, repname: 'repo', itemname: item, owner, registeredAt: at(0) },
+});
+const removed = (item: string): ItemOwnerEvent => ({
+  type: 'ItemOwnerRemoved',
+  data: { appId: APP, repname: 'repo', itemname: item, removedAt: at(0) },
+});
 const notified = (item: string, applicant: string, owner: string): NotificationEvent => ({
   type: 'NotificationSent',
   data: {
@@ -70,7 +88,9 @@ describe('whitelist projection: the due applications (issue 22)', function () {
   };
   const due = async () => {
     const rows = await waitingApplications(pool()).ownerKnown(100);
-    const applicants = await pool().query<{ application_id: string; applicant: string; itemname: string }>('SELECT application_id, applicant, itemname FROM whitelist_applications');
+    const applicants = await pool().query<{ application_id: string; applicant: string; itemname: string }>(
+      'SELECT application_id, applicant, itemname FROM whitelist_applications',
+    );
     const byId = new Map(applicants.rows.map((r) => [r.application_id, `${r.itemname}/${r.applicant}`]));
     return rows.map((r) => byId.get(r.applicationId)).sort();
   };
@@ -89,7 +109,13 @@ describe('whitelist projection: the due applications (issue 22)', function () {
       applied('sent', 'a8', 8, 'o-sent'),
     ]);
     expect(await due()).to.deep.equal(['before/a3', 'named/a2', 'sent/a8']);
-    await apply([registered('after', 'o-after'), named('later', 'a5', 'o-later'), registered('mine', 'a6'), registered('gone', 'o-gone'), notified('sent', 'a8', 'o-sent')]);
+    await apply([
+      registered('after', 'o-after'),
+      named('later', 'a5', 'o-later'),
+      registered('mine', 'a6'),
+      registered('gone', 'o-gone'),
+      notified('sent', 'a8', 'o-sent'),
+    ]);
     expect(await due()).to.deep.equal(['after/a4', 'before/a3', 'gone/a7', 'later/a5', 'named/a2']);
     await apply([removed('gone'), notified('before', 'a3', 'o-before'), registered('mine', 'o-mine')]);
     expect(await due()).to.deep.equal(['after/a4', 'later/a5', 'mine/a6', 'named/a2']);
@@ -98,9 +124,20 @@ describe('whitelist projection: the due applications (issue 22)', function () {
   it('leaves the same tables however the events are batched (set-based, as applied one by one)', async () => {
     const ITEMS = ['i1', 'i2'];
     const USERS = ['u1', 'u2', 'u3'];
-    type Step = { kind: 'apply' | 'name' | 'register' | 'remove' | 'notify'; item: string; user: string; owner: string };
+    type Step = {
+      kind: 'apply' | 'name' | 'register' | 'remove' | 'notify';
+      item: string;
+      user: string;
+      owner: string;
+    };
     const step = fc.record({
-      kind: fc.constantFrom('apply' as const, 'name' as const, 'register' as const, 'remove' as const, 'notify' as const),
+      kind: fc.constantFrom(
+        'apply' as const,
+        'name' as const,
+        'register' as const,
+        'remove' as const,
+        'notify' as const,
+      ),
       item: fc.constantFrom(...ITEMS),
       user: fc.constantFrom(...USERS),
       owner: fc.constantFrom(...USERS, 'o1', 'o2'),
@@ -134,15 +171,19 @@ describe('whitelist projection: the due applications (issue 22)', function () {
       due: await due(),
     });
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { maxLength: 30 }), fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }), async (steps, batches) => {
-        const events = toEvents(steps);
-        await reset();
-        await apply(events, [1]);
-        const oneByOne = await tables();
-        await reset();
-        await apply(events, batches);
-        expect(await tables()).to.deep.equal(oneByOne);
-      }),
+      fc.asyncProperty(
+        fc.array(step, { maxLength: 30 }),
+        fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }),
+        async (steps, batches) => {
+          const events = toEvents(steps);
+          await reset();
+          await apply(events, [1]);
+          const oneByOne = await tables();
+          await reset();
+          await apply(events, batches);
+          expect(await tables()).to.deep.equal(oneByOne);
+        },
+      ),
       { numRuns: 40 },
     );
   });
@@ -150,7 +191,9 @@ describe('whitelist projection: the due applications (issue 22)', function () {
   it('one look reads only the due applications: 10,000 waiting for owners nobody registers cost it nothing', async () => {
     await reset();
     const waiting = Array.from({ length: 10_000 }, (_, i) => applied(`unregistered-${i}`, `applicant-${i}`, i));
-    const dueOnes = Array.from({ length: 50 }, (_, i) => applied(`registered-${i}`, `applicant-${i}`, 20_000 + i, 'owner'));
+    const dueOnes = Array.from({ length: 50 }, (_, i) =>
+      applied(`registered-${i}`, `applicant-${i}`, 20_000 + i, 'owner'),
+    );
     await apply([...waiting, ...dueOnes], [1000]);
     await pool().query('ANALYZE whitelist_applications');
     const ownerKnown = waitingApplications(pool()).ownerKnown;
@@ -163,7 +206,9 @@ describe('whitelist projection: the due applications (issue 22)', function () {
     }
     times.sort((a, b) => a - b);
     // A figure for the report, not an assertion: timing on 2 shared cores is noise.
-    console.log(`      ownerKnown(100) with 10,000 waiting for unregistered items and 50 due: median ${times[10]!.toFixed(2)} ms, min ${times[0]!.toFixed(2)} ms`);
+    console.log(
+      `      ownerKnown(100) with 10,000 waiting for unregistered items and 50 due: median ${times[10]!.toFixed(2)} ms, min ${times[0]!.toFixed(2)} ms`,
+    );
     // What the look reads, not how long it takes: the partial index of the due applications, no waiting row.
     const plan = await pool().query<{ 'QUERY PLAN': unknown }>({
       text: `EXPLAIN (ANALYZE, FORMAT JSON) SELECT application_id, app_id FROM whitelist_applications

@@ -22,7 +22,9 @@ export class DeviceSocket {
 
   /** Connects `deviceId` (as given: a test may pass none or a bad one); resolves once the socket is open. */
   static async connect(url: string, deviceId: string | undefined): Promise<DeviceSocket> {
-    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/msgpush.ws${deviceId === undefined ? '' : `?deviceId=${encodeURIComponent(deviceId)}`}`);
+    const socket = new WebSocket(
+      `${url.replace(/^http/, 'ws')}/msgpush.ws${deviceId === undefined ? '' : `?deviceId=${encodeURIComponent(deviceId)}`}`,
+    );
     const device = new DeviceSocket(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
@@ -47,7 +49,11 @@ export class DeviceSocket {
 
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: (device: DeviceSocket) => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-    await this.changes.until(() => condition(this), () => `device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}, close ${this.closeCode}`, timeoutMs);
+    await this.changes.until(
+      () => condition(this),
+      () => `device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}, close ${this.closeCode}`,
+      timeoutMs,
+    );
   }
 
   close(): void {

@@ -30,8 +30,7 @@
  * the same contract suite runs against a real server instead (test/contract/eventStoreDbEventStore.int.spec.ts).
  */
 import { randomUUID } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
-import { Any } from 'google-protobuf/google/protobuf/any_pb';
+import type { Code } from '@eventstore/db-client/generated/code_pb';
 import { ServerFeaturesService } from '@eventstore/db-client/generated/serverfeatures_grpc_pb';
 import { SupportedMethod, SupportedMethods } from '@eventstore/db-client/generated/serverfeatures_pb';
 import {
@@ -43,10 +42,20 @@ import {
   UUID,
   WrongExpectedVersion as SharedWrongExpectedVersion,
 } from '@eventstore/db-client/generated/shared_pb';
-import type { Code } from '@eventstore/db-client/generated/code_pb';
 import { Status } from '@eventstore/db-client/generated/status_pb';
 import { StreamsService } from '@eventstore/db-client/generated/streams_grpc_pb';
-import { AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, ReadReq, ReadResp, TombstoneReq, TombstoneResp } from '@eventstore/db-client/generated/streams_pb';
+import {
+  AppendReq,
+  AppendResp,
+  BatchAppendReq,
+  BatchAppendResp,
+  ReadReq,
+  ReadResp,
+  TombstoneReq,
+  TombstoneResp,
+} from '@eventstore/db-client/generated/streams_pb';
+import * as grpc from '@grpc/grpc-js';
+import { Any } from 'google-protobuf/google/protobuf/any_pb';
 
 interface StoredEvent {
   readonly id: string;
@@ -58,7 +67,8 @@ interface StoredEvent {
   readonly customMetadata: Uint8Array;
 }
 
-type Expected = { kind: 'any' } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'revision'; revision: bigint };
+type Expected =
+  { kind: 'any' } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'revision'; revision: bigint };
 
 interface ProposedEvent {
   readonly id: string;
@@ -94,19 +104,27 @@ export class EventStoreDbStandIn {
   static async start(options: { readonly batchAppend: boolean }): Promise<EventStoreDbStandIn> {
     const server = new grpc.Server();
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort))),
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
+        error ? reject(error) : resolve(boundPort),
+      ),
     );
     const standIn = new EventStoreDbStandIn(server, port);
     server.addService(StreamsService, {
       read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => standIn.read(call),
-      append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>) => standIn.appendCall(call, callback),
+      append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>) =>
+        standIn.appendCall(call, callback),
       batchAppend: (call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>) => standIn.batchAppendCall(call),
-      delete: (_call: unknown, callback: grpc.sendUnaryData<never>) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in the stand-in' }),
-      tombstone: (call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>, callback: grpc.sendUnaryData<TombstoneResp>) => standIn.tombstoneCall(call, callback),
+      delete: (_call: unknown, callback: grpc.sendUnaryData<never>) =>
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'not in the stand-in' }),
+      tombstone: (
+        call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>,
+        callback: grpc.sendUnaryData<TombstoneResp>,
+      ) => standIn.tombstoneCall(call, callback),
     });
     server.addService(ServerFeaturesService, {
       getSupportedMethods: (_call: unknown, callback: grpc.sendUnaryData<SupportedMethods>) => {
-        if (!options.batchAppend) return callback({ code: grpc.status.UNIMPLEMENTED, details: 'server features are not supported' });
+        if (!options.batchAppend)
+          return callback({ code: grpc.status.UNIMPLEMENTED, details: 'server features are not supported' });
         const methods = new SupportedMethods();
         methods.setEventStoreServerVersion('23.10.0-stand-in');
         for (const name of ['Read', 'Append', 'BatchAppend']) {
@@ -142,14 +160,25 @@ export class EventStoreDbStandIn {
 
   // --- writes -------------------------------------------------------------------------------------
 
-  private tombstoneCall(call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>, callback: grpc.sendUnaryData<TombstoneResp>): void {
+  private tombstoneCall(
+    call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>,
+    callback: grpc.sendUnaryData<TombstoneResp>,
+  ): void {
     const streamName = streamNameOf(call.request.getOptions()?.getStreamIdentifier());
     if (this.tombstoned.has(streamName)) return callback(streamDeletedStatus(streamName));
     this.tombstoned.add(streamName);
     this.streams.delete(streamName);
     // The server records the deletion in $all as a system event.
     const [tombstone] = this.record(streamName, BigInt(Number.MAX_SAFE_INTEGER), [
-      { id: randomUUID(), metadata: new Map([['type', '$streamDeleted'], ['content-type', 'application/octet-stream']]), data: new Uint8Array(), customMetadata: new Uint8Array() },
+      {
+        id: randomUUID(),
+        metadata: new Map([
+          ['type', '$streamDeleted'],
+          ['content-type', 'application/octet-stream'],
+        ]),
+        data: new Uint8Array(),
+        customMetadata: new Uint8Array(),
+      },
     ]);
     const position = new TombstoneResp.Position();
     position.setCommitPosition(tombstone!.position.toString());
@@ -157,7 +186,10 @@ export class EventStoreDbStandIn {
     callback(null, new TombstoneResp().setPosition(position));
   }
 
-  private appendCall(call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>): void {
+  private appendCall(
+    call: grpc.ServerReadableStream<AppendReq, AppendResp>,
+    callback: grpc.sendUnaryData<AppendResp>,
+  ): void {
     let streamName = '';
     let expected: Expected = { kind: 'any' };
     const proposed: ProposedEvent[] = [];
@@ -174,7 +206,8 @@ export class EventStoreDbStandIn {
       this.appendCalls.append++;
       const outcome = this.append(streamName, expected, proposed);
       if (outcome.kind === 'stream_deleted') return callback(streamDeletedStatus(streamName));
-      if (outcome.kind === 'timeout') return callback({ code: grpc.status.ABORTED, details: 'Operation timed out: Commit phase timeout.' });
+      if (outcome.kind === 'timeout')
+        return callback({ code: grpc.status.ABORTED, details: 'Operation timed out: Commit phase timeout.' });
       const response = new AppendResp();
       if (outcome.kind === 'written' || outcome.kind === 'retried') {
         const success = new AppendResp.Success();
@@ -212,7 +245,10 @@ export class EventStoreDbStandIn {
   }
 
   private batchAppendCall(call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>): void {
-    const pending = new Map<string, { streamName: string; expected: Expected; identifier: StreamIdentifier; proposed: ProposedEvent[] }>();
+    const pending = new Map<
+      string,
+      { streamName: string; expected: Expected; identifier: StreamIdentifier; proposed: ProposedEvent[] }
+    >();
     call.on('data', (request: BatchAppendReq) => {
       const correlationId = request.getCorrelationId()?.getString() ?? '';
       let batch = pending.get(correlationId);
@@ -220,7 +256,12 @@ export class EventStoreDbStandIn {
       if (!batch) {
         if (!options) return; // the first request of a batch carries its options
         const expected = expectedOf(options, options.hasStreamPosition() ? options.getStreamPosition() : undefined);
-        batch = { streamName: streamNameOf(options.getStreamIdentifier()), expected, identifier: options.getStreamIdentifier()!, proposed: [] };
+        batch = {
+          streamName: streamNameOf(options.getStreamIdentifier()),
+          expected,
+          identifier: options.getStreamIdentifier()!,
+          proposed: [],
+        };
         pending.set(correlationId, batch);
       }
       for (const message of request.getProposedMessagesList()) batch.proposed.push(toProposed(message));
@@ -253,12 +294,23 @@ export class EventStoreDbStandIn {
         else if (expected.kind === 'no_stream') details.setExpectedNoStream(new Empty());
         else if (expected.kind === 'stream_exists') details.setExpectedStreamExists(new Empty());
         else details.setExpectedAny(new Empty());
-        response.setError(packedStatus(grpc.status.FAILED_PRECONDITION, 'WrongExpectedVersion', details, 'event_store.client.WrongExpectedVersion'));
+        response.setError(
+          packedStatus(
+            grpc.status.FAILED_PRECONDITION,
+            'WrongExpectedVersion',
+            details,
+            'event_store.client.WrongExpectedVersion',
+          ),
+        );
       } else if (outcome.kind === 'stream_deleted') {
         const details = new StreamDeleted().setStreamIdentifier(batch.identifier);
-        response.setError(packedStatus(grpc.status.FAILED_PRECONDITION, 'StreamDeleted', details, 'event_store.client.StreamDeleted'));
+        response.setError(
+          packedStatus(grpc.status.FAILED_PRECONDITION, 'StreamDeleted', details, 'event_store.client.StreamDeleted'),
+        );
       } else {
-        response.setError(packedStatus(grpc.status.DEADLINE_EXCEEDED, 'Timeout', new Timeout(), 'event_store.client.Timeout'));
+        response.setError(
+          packedStatus(grpc.status.DEADLINE_EXCEEDED, 'Timeout', new Timeout(), 'event_store.client.Timeout'),
+        );
       }
       call.write(response);
     });
@@ -370,7 +422,10 @@ export class EventStoreDbStandIn {
     } else {
       const allOptions = options.getAll()!;
       const C = ReadReq.Options.AllOptions.AllOptionCase;
-      const start = allOptions.getAllOptionCase() === C.POSITION ? BigInt(allOptions.getPosition()!.getCommitPosition()) : undefined;
+      const start =
+        allOptions.getAllOptionCase() === C.POSITION
+          ? BigInt(allOptions.getPosition()!.getCommitPosition())
+          : undefined;
       const atEnd = allOptions.getAllOptionCase() === C.END;
       // A position must be a record's (or the end of the log, where the next one goes).
       if (start !== undefined && start !== this.nextPosition && !this.recordPositions.has(start)) {
@@ -378,7 +433,10 @@ export class EventStoreDbStandIn {
         return;
       }
       if (subscribing) history = atEnd ? [] : this.log.filter((e) => start === undefined || e.position > start);
-      else if (backwards) history = (atEnd || start === undefined ? [...this.log] : this.log.filter((e) => e.position <= start)).reverse();
+      else if (backwards)
+        history = (
+          atEnd || start === undefined ? [...this.log] : this.log.filter((e) => e.position <= start)
+        ).reverse();
       else history = atEnd ? [] : this.log.filter((e) => start === undefined || e.position >= start);
     }
     history = history.filter(matches);
@@ -396,7 +454,8 @@ export class EventStoreDbStandIn {
     confirmation.setSubscriptionId(randomUUID());
     call.write(new ReadResp().setConfirmation(confirmation));
     const listener = (event: StoredEvent) => {
-      if ((streamName === undefined || event.streamName === streamName) && matches(event)) call.write(eventResponse(event));
+      if ((streamName === undefined || event.streamName === streamName) && matches(event))
+        call.write(eventResponse(event));
     };
     this.liveListeners.add(listener);
     const unsubscribe = () => this.liveListeners.delete(listener);
@@ -416,7 +475,12 @@ function streamDeletedStatus(streamName: string): Partial<grpc.StatusObject> {
 }
 
 /** BatchAppend's per-append errors: a google.rpc.Status whose details pack one of the shared messages. */
-function packedStatus(code: grpc.status, message: string, details: { serializeBinary(): Uint8Array }, typeName: string): Status {
+function packedStatus(
+  code: grpc.status,
+  message: string,
+  details: { serializeBinary(): Uint8Array },
+  typeName: string,
+): Status {
   const packed = new Any();
   packed.pack(details.serializeBinary(), typeName);
   const status = new Status();
@@ -427,7 +491,10 @@ function packedStatus(code: grpc.status, message: string, details: { serializeBi
 }
 
 /** Append and BatchAppend carry the expected revision in differently numbered oneofs of the same shape. */
-function expectedOf(options: { hasNoStream(): boolean; hasStreamExists(): boolean }, revision: string | undefined): Expected {
+function expectedOf(
+  options: { hasNoStream(): boolean; hasStreamExists(): boolean },
+  revision: string | undefined,
+): Expected {
   if (revision !== undefined) return { kind: 'revision', revision: BigInt(revision) };
   if (options.hasNoStream()) return { kind: 'no_stream' };
   if (options.hasStreamExists()) return { kind: 'stream_exists' };
@@ -488,7 +555,11 @@ function streamNameOf(identifier: StreamIdentifier | undefined): string {
  * an append to check and write as new. (The server looks ids up in a bounded cache; this one never
  * forgets, which only matters for retries long after the fact.)
  */
-function checkCommit(stream: readonly StoredEvent[], expected: Expected, proposed: readonly ProposedEvent[]): StoredEvent | 'conflict' | undefined {
+function checkCommit(
+  stream: readonly StoredEvent[],
+  expected: Expected,
+  proposed: readonly ProposedEvent[],
+): StoredEvent | 'conflict' | undefined {
   if (proposed.length === 0) return undefined;
   const current = BigInt(stream.length - 1);
   if (expected.kind === 'any' || expected.kind === 'stream_exists') {

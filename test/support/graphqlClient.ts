@@ -9,10 +9,19 @@ export interface GraphqlResponse<T = Record<string, unknown>> {
 }
 
 /** A GraphQL request over HTTP, as a frontend sends it. */
-export async function graphql<T = Record<string, unknown>>(baseUrl: string, ticket: string | undefined, query: string, variables?: Record<string, unknown>): Promise<GraphqlResponse<T>> {
+export async function graphql<T = Record<string, unknown>>(
+  baseUrl: string,
+  ticket: string | undefined,
+  query: string,
+  variables?: Record<string, unknown>,
+): Promise<GraphqlResponse<T>> {
   const response = await fetch(`${baseUrl}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...(ticket && { authorization: `Bearer ${ticket}` }) },
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/graphql-response+json, application/json',
+      ...(ticket && { authorization: `Bearer ${ticket}` }),
+    },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await response.json()) as Omit<GraphqlResponse<T>, 'status'>;
@@ -20,10 +29,19 @@ export async function graphql<T = Record<string, unknown>>(baseUrl: string, tick
 }
 
 /** A GraphQL request over HTTP with any Authorization header (an RTIO device: `RtioDevice <device_id>:<device_key>`). */
-export async function graphqlWithAuthorization<T = Record<string, unknown>>(baseUrl: string, authorization: string, query: string, variables?: Record<string, unknown>): Promise<GraphqlResponse<T>> {
+export async function graphqlWithAuthorization<T = Record<string, unknown>>(
+  baseUrl: string,
+  authorization: string,
+  query: string,
+  variables?: Record<string, unknown>,
+): Promise<GraphqlResponse<T>> {
   const response = await fetch(`${baseUrl}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', authorization },
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/graphql-response+json, application/json',
+      authorization,
+    },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await response.json()) as Omit<GraphqlResponse<T>, 'status'>;
@@ -94,7 +112,12 @@ export class Terminal {
 
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: (terminal: Terminal) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    await this.changes.until(() => condition(this), () => `terminal: timed out waiting for ${what}; received ${this.received.length}, errors ${JSON.stringify(this.errors)}`, timeoutMs);
+    await this.changes.until(
+      () => condition(this),
+      () =>
+        `terminal: timed out waiting for ${what}; received ${this.received.length}, errors ${JSON.stringify(this.errors)}`,
+      timeoutMs,
+    );
   }
 
   async close(): Promise<void> {
@@ -159,7 +182,12 @@ export class GraphqlSocket {
   }
 
   subscribe<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): LiveOperation<T> {
-    const operation = { results: [] as T[], errors: [] as LiveOperation<T>['errors'], completed: false, stop: () => undefined as void };
+    const operation = {
+      results: [] as T[],
+      errors: [] as LiveOperation<T>['errors'],
+      completed: false,
+      stop: () => undefined as void,
+    };
     const unsubscribe = this.client.subscribe<T>(
       { query, ...(variables && { variables }) },
       {
@@ -169,7 +197,16 @@ export class GraphqlSocket {
           this.notify();
         },
         error: (error) => {
-          operation.errors.push(...(Array.isArray(error) ? error : [{ message: String((error as { message?: unknown })?.message ?? error), extensions: { code: 'SOCKET_CLOSED' } }]));
+          operation.errors.push(
+            ...(Array.isArray(error)
+              ? error
+              : [
+                  {
+                    message: String((error as { message?: unknown })?.message ?? error),
+                    extensions: { code: 'SOCKET_CLOSED' },
+                  },
+                ]),
+          );
           operation.completed = true;
           this.notify();
         },
@@ -184,15 +221,25 @@ export class GraphqlSocket {
   }
 
   /** A query or mutation over the socket: its one result. */
-  async request<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): Promise<Omit<GraphqlResponse<T>, 'status'>> {
+  async request<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+  ): Promise<Omit<GraphqlResponse<T>, 'status'>> {
     const operation = this.subscribe<T>(query, variables);
     await this.until(() => operation.completed, `the answer to ${query}`);
-    return { ...(operation.results[0] !== undefined && { data: operation.results[0] }), ...(operation.errors.length > 0 && { errors: operation.errors }) };
+    return {
+      ...(operation.results[0] !== undefined && { data: operation.results[0] }),
+      ...(operation.errors.length > 0 && { errors: operation.errors }),
+    };
   }
 
   /** Waits until `condition` holds, or fails after the deadline. */
   async until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    await this.changes.until(condition, () => `graphql socket: timed out waiting for ${what} (closed with ${this.closeCode})`, timeoutMs);
+    await this.changes.until(
+      condition,
+      () => `graphql socket: timed out waiting for ${what} (closed with ${this.closeCode})`,
+      timeoutMs,
+    );
   }
 
   async close(): Promise<void> {

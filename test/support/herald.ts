@@ -6,7 +6,10 @@ import { createTestDatabase, type TestDatabase } from './postgres';
 
 /** herald in this process, on a fresh test database and a free port, with the seed's demo apps. */
 /** `clock`: herald's time; a test of expiry or schedules passes a `TestClock` and advances it. */
-export async function startTestHerald(overrides: Partial<Config> = {}, clock: Clock = systemClock): Promise<{ herald: Herald; url: string; testDatabase: TestDatabase; stop(): Promise<void> }> {
+export async function startTestHerald(
+  overrides: Partial<Config> = {},
+  clock: Clock = systemClock,
+): Promise<{ herald: Herald; url: string; testDatabase: TestDatabase; stop(): Promise<void> }> {
   const testDatabase = await createTestDatabase();
   const config: Config = {
     ...loadConfig({}),
@@ -32,7 +35,10 @@ export async function startTestHerald(overrides: Partial<Config> = {}, clock: Cl
 }
 
 /** POSTs a form, urlencoded by default; returns the JSON body and status. */
-export async function postForm(url: string, body: string | FormData | Record<string, string>): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+export async function postForm(
+  url: string,
+  body: string | FormData | Record<string, string>,
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const init: RequestInit =
     typeof body === 'string'
       ? { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } }
@@ -40,12 +46,27 @@ export async function postForm(url: string, body: string | FormData | Record<str
         ? { method: 'POST', body }
         : { method: 'POST', body: new URLSearchParams(body) };
   const response = await fetch(url, init);
-  return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, unknown> };
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as Record<string, unknown>,
+  };
 }
 
 /** A ticket for `userId` from Koala's ticket route, with the seed's demo app unless another is given. */
-export async function issueTicket(url: string, userId: string, roles = '', app = 'camel', secret = 'EERWERRRRE'): Promise<string> {
-  const { body } = await postForm(`${url}/koala/api/mas/tickets`, { app_key: app, secret_key: secret, user_id: userId, ...(roles && { user_roles: roles }) });
+export async function issueTicket(
+  url: string,
+  userId: string,
+  roles = '',
+  app = 'camel',
+  secret = 'EERWERRRRE',
+): Promise<string> {
+  const { body } = await postForm(`${url}/koala/api/mas/tickets`, {
+    app_key: app,
+    secret_key: secret,
+    user_id: userId,
+    ...(roles && { user_roles: roles }),
+  });
   if (body.status !== 0) throw new Error(`no ticket for ${userId}: ${JSON.stringify(body)}`);
   return body.result as string;
 }

@@ -29,7 +29,11 @@ export class HeraldProcess {
   }
 
   /** `as`: run under that uid/gid (possible when the test runs as root). */
-  static start(env: Record<string, string>, args: readonly string[] = ['serve'], as?: { uid: number; gid: number }): HeraldProcess {
+  static start(
+    env: Record<string, string>,
+    args: readonly string[] = ['serve'],
+    as?: { uid: number; gid: number },
+  ): HeraldProcess {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli.ts'), ...args], {
       ...as,
       cwd: root,
@@ -82,6 +86,15 @@ export class HeraldProcess {
 
 function withoutHeraldVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const copy = { ...env };
-  for (const key of ['PORT', 'DATABASE_URL', 'EVENTSTORE_URL', 'REDIS_URL', 'HERALD_DATA_DIR', 'HERALD_APPS', 'HERALD_EMBEDDED_POSTGRES_PORT']) delete copy[key];
+  for (const key of [
+    'PORT',
+    'DATABASE_URL',
+    'EVENTSTORE_URL',
+    'REDIS_URL',
+    'HERALD_DATA_DIR',
+    'HERALD_APPS',
+    'HERALD_EMBEDDED_POSTGRES_PORT',
+  ])
+    delete copy[key];
   return copy;
 }

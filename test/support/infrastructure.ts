@@ -6,10 +6,16 @@ import { projectionRunnerMigrations } from '../../src/projection/projectionRunne
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 /** A fresh database with the PostgreSQL event store and the given projections' tables migrated. */
-export async function openTestInfrastructure(projections: readonly Projection[] = []): Promise<Infrastructure & { testDatabase: TestDatabase }> {
+export async function openTestInfrastructure(
+  projections: readonly Projection[] = [],
+): Promise<Infrastructure & { testDatabase: TestDatabase }> {
   const testDatabase = await createTestDatabase();
   const database = testDatabase.open();
-  await migrate(database.pool, [...postgresEventStoreMigrations, ...projectionRunnerMigrations, ...projections.flatMap((p) => p.migrations)]);
+  await migrate(database.pool, [
+    ...postgresEventStoreMigrations,
+    ...projectionRunnerMigrations,
+    ...projections.flatMap((p) => p.migrations),
+  ]);
   const store = new PostgresEventStore(database);
   return {
     testDatabase,

@@ -8,7 +8,15 @@ import net from 'node:net';
  */
 
 /** A client frame: FIN + `opcode` (and `rsv` bits), masked unless `masked` is false. */
-export function clientFrame(opcode: number, payload: Buffer, { rsv = 0, masked = true, claimedLength = payload.length }: { rsv?: number; masked?: boolean; claimedLength?: number } = {}): Buffer {
+export function clientFrame(
+  opcode: number,
+  payload: Buffer,
+  {
+    rsv = 0,
+    masked = true,
+    claimedLength = payload.length,
+  }: { rsv?: number; masked?: boolean; claimedLength?: number } = {},
+): Buffer {
   const first = 0x80 | (rsv << 4) | opcode;
   const maskBit = masked ? 0x80 : 0;
   let header: Buffer;
@@ -38,7 +46,10 @@ export const BAD_FRAMES = {
   'a bad close code': { frame: () => clientFrame(CLOSE, Buffer.from([0x03, 0xe7])), closeCode: 1002 },
   // Over every endpoint's maxPayload (4 KB on the device sockets, 256 KB on /graphql); ws refuses the
   // frame from its header, so only the first 5,000 bytes (the issue's 'x'.repeat(5000)) are sent.
-  'over maxPayload': { frame: () => clientFrame(TEXT, Buffer.alloc(5000, 'x'), { claimedLength: 1024 * 1024 }), closeCode: 1009 },
+  'over maxPayload': {
+    frame: () => clientFrame(TEXT, Buffer.alloc(5000, 'x'), { claimedLength: 1024 * 1024 }),
+    closeCode: 1009,
+  },
 } as const;
 export type BadFrameKind = keyof typeof BAD_FRAMES;
 
@@ -58,7 +69,9 @@ export function sendRawFrame(url: string, frame: Buffer, protocol?: string): Pro
       resolve(code);
     };
     socket.on('error', reject);
-    socket.on('close', () => (upgraded ? resolve(undefined) : reject(new Error(`no upgrade: ${received.toString('latin1').slice(0, 200)}`))));
+    socket.on('close', () =>
+      upgraded ? resolve(undefined) : reject(new Error(`no upgrade: ${received.toString('latin1').slice(0, 200)}`)),
+    );
     socket.on('connect', () => {
       socket.write(
         `GET ${pathname}${search} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -81,7 +94,8 @@ export function sendRawFrame(url: string, frame: Buffer, protocol?: string): Pro
       for (;;) {
         const parsed = serverFrame(received);
         if (!parsed) return;
-        if (parsed.opcode === CLOSE) return done(parsed.payload.length >= 2 ? parsed.payload.readUInt16BE(0) : undefined);
+        if (parsed.opcode === CLOSE)
+          return done(parsed.payload.length >= 2 ? parsed.payload.readUInt16BE(0) : undefined);
         received = received.subarray(parsed.size);
       }
     });

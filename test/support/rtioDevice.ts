@@ -29,7 +29,11 @@ export class RtioDevice {
     });
   }
 
-  static async connect(url: string, credentials: Record<string, unknown>, answer: RtioDevice['answer'] = (message) => ({ code: 1000, message: `echo ${message}` })): Promise<RtioDevice> {
+  static async connect(
+    url: string,
+    credentials: Record<string, unknown>,
+    answer: RtioDevice['answer'] = (message) => ({ code: 1000, message: `echo ${message}` }),
+  ): Promise<RtioDevice> {
     const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/rtio.ws`);
     const device = new RtioDevice(socket, answer);
     await new Promise<void>((resolve, reject) => {
@@ -37,7 +41,10 @@ export class RtioDevice {
       socket.once('error', reject);
     });
     socket.send(JSON.stringify(credentials));
-    await device.until((d) => d.frames.some((f) => f.authenticated === true) || d.closeCode !== undefined, 'authentication');
+    await device.until(
+      (d) => d.frames.some((f) => f.authenticated === true) || d.closeCode !== undefined,
+      'authentication',
+    );
     return device;
   }
 
@@ -46,7 +53,10 @@ export class RtioDevice {
   }
 
   until(condition: (device: RtioDevice) => boolean, what: string): Promise<void> {
-    return this.changes.until(() => condition(this), () => `rtio device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}`, 10_000);
+    return this.changes.until(
+      () => condition(this),
+      () => `rtio device: timed out waiting for ${what}; frames ${JSON.stringify(this.frames)}`,
+      10_000,
+    );
   }
 }
-

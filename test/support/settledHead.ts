@@ -13,11 +13,15 @@ import { eventually } from './eventually';
 export async function settledHead(infrastructure: Pick<Infrastructure, 'store' | 'database'>): Promise<bigint> {
   const { store, database } = infrastructure;
   if (!(store instanceof PostgresEventStore)) return store.headPosition();
-  const { rows } = await database.pool.query<{ committed: string | null }>('SELECT max(position) AS committed FROM events');
+  const { rows } = await database.pool.query<{ committed: string | null }>(
+    'SELECT max(position) AS committed FROM events',
+  );
   const committed = rows[0]?.committed === null || rows[0] === undefined ? -1n : BigInt(rows[0].committed);
   return eventually(async () => {
     const head = await store.headPosition();
-    expect(head >= committed, `the store's head ${head} shows every event committed, up to ${committed}`).to.equal(true);
+    expect(head >= committed, `the store's head ${head} shows every event committed, up to ${committed}`).to.equal(
+      true,
+    );
     return head;
   });
 }

@@ -30,7 +30,9 @@ export interface SmtpPeer {
 }
 
 /** A real SMTP server on an ephemeral port (or the given one), without TLS, with PLAIN/LOGIN auth when a user is given. */
-export async function startSmtpPeer(options: { user?: string; password?: string; port?: number } = {}): Promise<SmtpPeer> {
+export async function startSmtpPeer(
+  options: { user?: string; password?: string; port?: number } = {},
+): Promise<SmtpPeer> {
   let rcptAttempts = 0;
   const received: ReceivedEmail[] = [];
   const peer = {
@@ -47,7 +49,8 @@ export async function startSmtpPeer(options: { user?: string; password?: string;
     allowInsecureAuth: true,
     onAuth(auth, _session, callback) {
       // Without a user of its own, the peer lets any login in (the mailers' URLs all carry one).
-      if (options.user === undefined || (auth.username === options.user && auth.password === options.password)) callback(null, { user: auth.username });
+      if (options.user === undefined || (auth.username === options.user && auth.password === options.password))
+        callback(null, { user: auth.username });
       else callback(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
     },
     onRcptTo(_address, _session, callback) {
@@ -55,7 +58,10 @@ export async function startSmtpPeer(options: { user?: string; password?: string;
       callback(peer.refuse ? Object.assign(new Error('mailbox busy, try again later'), { responseCode: 450 }) : null);
     },
     onData(stream, session, callback) {
-      const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((a) => a.address) };
+      const envelope = {
+        from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+        to: session.envelope.rcptTo.map((a) => a.address),
+      };
       // Recorded before the server answers 250, so a sender whose send has resolved finds its message here.
       simpleParser(stream, { skipHtmlToText: true, skipTextToHtml: true }).then(
         (message) => {

@@ -18,7 +18,14 @@ describe('Batcher: the requests of one turn are one load', () => {
 
   it('a failed load fails its requests', async () => {
     const batcher = new Batcher<number, number>(() => Promise.reject(new Error('gone')));
-    const failures = await Promise.all([1, 2].map((n) => batcher.get(n).then(() => 'answered', (error: Error) => error.message)));
+    const failures = await Promise.all(
+      [1, 2].map((n) =>
+        batcher.get(n).then(
+          () => 'answered',
+          (error: Error) => error.message,
+        ),
+      ),
+    );
     expect(failures).to.deep.equal(['gone', 'gone']);
   });
 });

@@ -4,7 +4,14 @@ import { ConfigError, loadConfig } from '../../src/config';
 describe('config from the environment', () => {
   it('has embedded defaults when nothing is set', () => {
     const config = loadConfig({});
-    expect(config).to.deep.include({ port: 8080, host: '0.0.0.0', dataDir: './.herald', embeddedPostgresPort: 25432, apps: [], logLevel: 'info' });
+    expect(config).to.deep.include({
+      port: 8080,
+      host: '0.0.0.0',
+      dataDir: './.herald',
+      embeddedPostgresPort: 25432,
+      apps: [],
+      logLevel: 'info',
+    });
     expect(config.databaseUrl).to.equal(undefined);
     expect(config.eventStoreUrl).to.equal(undefined);
   });
@@ -57,13 +64,29 @@ describe('config from the environment', () => {
     ['HERALD_APPS', 'camel', /HERALD_APPS: expected a comma-separated list of appId:secret/],
     ['HERALD_APPS', 'a:1,a:2', /HERALD_APPS: expected a comma-separated list/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL: expected one of fatal, error/],
-    ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '-1', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
-    ['HERALD_READ_YOUR_WRITES_TIMEOUT_MS', '30001', /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/],
+    [
+      'HERALD_READ_YOUR_WRITES_TIMEOUT_MS',
+      '-1',
+      /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/,
+    ],
+    [
+      'HERALD_READ_YOUR_WRITES_TIMEOUT_MS',
+      '30001',
+      /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/,
+    ],
     ['HERALD_READY_MAX_LAG_SECONDS', '0', /HERALD_READY_MAX_LAG_SECONDS: expected an integer from 1 to 3600/],
     ['SMTP_URL', 'http://mail.example.com', /SMTP_URL: expected a URL starting with smtp:\/\/ or smtps:\/\//],
     ['HERALD_MAIL_FROM', 'not an address', /HERALD_MAIL_FROM: expected an address or Name <address>/],
-    ['HERALD_CORS_ORIGINS', 'app.example.com', /HERALD_CORS_ORIGINS: "app.example.com" is not an origin; expected \* or a comma-separated list of origins/],
-    ['HERALD_CORS_ORIGINS', 'https://app.example.com/', /HERALD_CORS_ORIGINS: "https:\/\/app.example.com\/" is not an origin/],
+    [
+      'HERALD_CORS_ORIGINS',
+      'app.example.com',
+      /HERALD_CORS_ORIGINS: "app.example.com" is not an origin; expected \* or a comma-separated list of origins/,
+    ],
+    [
+      'HERALD_CORS_ORIGINS',
+      'https://app.example.com/',
+      /HERALD_CORS_ORIGINS: "https:\/\/app.example.com\/" is not an origin/,
+    ],
     ['HERALD_CORS_ORIGINS', 'https://app.example.com/page', /"https:\/\/app.example.com\/page" is not an origin/],
     ['HERALD_CORS_ORIGINS', 'https://App.Example.com', /"https:\/\/App.Example.com" is not an origin/],
     ['HERALD_CORS_ORIGINS', 'https://app.example.com:443', /"https:\/\/app.example.com:443" is not an origin/],
@@ -85,23 +108,32 @@ describe('config from the environment', () => {
   it('allows no browser origin by default (no CORS headers, as before); reads HERALD_CORS_ORIGINS as exact origins or *', () => {
     expect(loadConfig({}).corsOrigins).to.deep.equal([]);
     expect(loadConfig({ HERALD_CORS_ORIGINS: '' }).corsOrigins).to.deep.equal([]);
-    expect(loadConfig({ HERALD_CORS_ORIGINS: 'https://app.example.com, http://localhost:3000 ,https://xn--bcher-kva.example,https://app.example.com' }).corsOrigins).to.deep.equal([
-      'https://app.example.com',
-      'http://localhost:3000',
-      'https://xn--bcher-kva.example',
+    expect(
+      loadConfig({
+        HERALD_CORS_ORIGINS:
+          'https://app.example.com, http://localhost:3000 ,https://xn--bcher-kva.example,https://app.example.com',
+      }).corsOrigins,
+    ).to.deep.equal(['https://app.example.com', 'http://localhost:3000', 'https://xn--bcher-kva.example']);
+    expect(loadConfig({ HERALD_CORS_ORIGINS: 'http://[::1]:8080,http://127.0.0.1:5173' }).corsOrigins).to.deep.equal([
+      'http://[::1]:8080',
+      'http://127.0.0.1:5173',
     ]);
-    expect(loadConfig({ HERALD_CORS_ORIGINS: 'http://[::1]:8080,http://127.0.0.1:5173' }).corsOrigins).to.deep.equal(['http://[::1]:8080', 'http://127.0.0.1:5173']);
     expect(loadConfig({ HERALD_CORS_ORIGINS: ' * ' }).corsOrigins).to.equal('*');
   });
 
   it('names every wrong variable once, with what is wrong in it (a wrong origin beside a wrong port)', () => {
     expect(() => loadConfig({ PORT: 'x', HERALD_CORS_ORIGINS: 'https://app.example.com/' }))
       .to.throw(ConfigError)
-      .with.property('message', 'invalid configuration:\n  PORT: expected an integer from 1 to 65535\n  HERALD_CORS_ORIGINS: "https://app.example.com/" is not an origin; expected * or a comma-separated list of origins as browsers send them: http(s)://host[:port], lower case, no path or trailing slash, no default port, an IDN host in punycode (e.g. https://app.example.com,http://localhost:3000)');
+      .with.property(
+        'message',
+        'invalid configuration:\n  PORT: expected an integer from 1 to 65535\n  HERALD_CORS_ORIGINS: "https://app.example.com/" is not an origin; expected * or a comma-separated list of origins as browsers send them: http(s)://host[:port], lower case, no path or trailing slash, no default port, an IDN host in punycode (e.g. https://app.example.com,http://localhost:3000)',
+      );
   });
 
-  it('reads the mailer\'s SMTP_URL and HERALD_MAIL_FROM (an address, or Name <address>)', () => {
-    expect(loadConfig({ SMTP_URL: 'smtps://u:p@mail.example.com:465', HERALD_MAIL_FROM: 'Herald <noreply@herald.example>' })).to.include({
+  it("reads the mailer's SMTP_URL and HERALD_MAIL_FROM (an address, or Name <address>)", () => {
+    expect(
+      loadConfig({ SMTP_URL: 'smtps://u:p@mail.example.com:465', HERALD_MAIL_FROM: 'Herald <noreply@herald.example>' }),
+    ).to.include({
       smtpUrl: 'smtps://u:p@mail.example.com:465',
       mailFrom: 'Herald <noreply@herald.example>',
     });
@@ -110,7 +142,11 @@ describe('config from the environment', () => {
   });
 
   it('never echoes a secret in its error', () => {
-    expect(() => loadConfig({ SMTP_URL: 'ftp://user:topsecret@x' })).to.throw(ConfigError).that.satisfies((e: Error) => !e.message.includes('topsecret'));
-    expect(() => loadConfig({ HERALD_APPS: 'bad id:topsecret' })).to.throw(ConfigError).that.satisfies((e: Error) => !e.message.includes('topsecret'));
+    expect(() => loadConfig({ SMTP_URL: 'ftp://user:topsecret@x' }))
+      .to.throw(ConfigError)
+      .that.satisfies((e: Error) => !e.message.includes('topsecret'));
+    expect(() => loadConfig({ HERALD_APPS: 'bad id:topsecret' }))
+      .to.throw(ConfigError)
+      .that.satisfies((e: Error) => !e.message.includes('topsecret'));
   });
 });

@@ -15,11 +15,31 @@ describe('CORS layer (src/cors.ts)', () => {
     const log = createLogger('silent');
     const graphql = express.Router();
     // GraphQL over HTTP while the store is down: 503 + Retry-After, written with res.writeHead.
-    graphql.all('/graphql', graphqlHttpHandler({ schema: buildSchema('type Query { hello: String }'), context: () => Promise.reject(new EventStoreUnavailableError('down')) }, log));
-    graphql.get('/notifications', (_req, res) => void res.status(401).json({ code: 'unauthorized', message: 'Authorization: Token <ticket> is required' }));
+    graphql.all(
+      '/graphql',
+      graphqlHttpHandler(
+        {
+          schema: buildSchema('type Query { hello: String }'),
+          context: () => Promise.reject(new EventStoreUnavailableError('down')),
+        },
+        log,
+      ),
+    );
+    graphql.get(
+      '/notifications',
+      (_req, res) =>
+        void res.status(401).json({ code: 'unauthorized', message: 'Authorization: Token <ticket> is required' }),
+    );
     // As datahub's router: every other method on its paths is its 404.
-    graphql.all('/notifications', (req, res) => void res.status(404).json({ code: 'not_found', message: `no route ${req.method} ${req.path}` }));
-    const app = createHttpApp({ readiness: async () => ({ ready: true, notReady: {}, checks: {} }), routers: [corsRouter(origins), graphql], log });
+    graphql.all(
+      '/notifications',
+      (req, res) => void res.status(404).json({ code: 'not_found', message: `no route ${req.method} ${req.path}` }),
+    );
+    const app = createHttpApp({
+      readiness: async () => ({ ready: true, notReady: {}, checks: {} }),
+      routers: [corsRouter(origins), graphql],
+      log,
+    });
     const server = await listen(app, { port: 0, host: '127.0.0.1', log });
     try {
       return await use(server.url);
@@ -27,8 +47,13 @@ describe('CORS layer (src/cors.ts)', () => {
       await server.close();
     }
   }
-  const corsHeaders = (response: Response) => [...response.headers.keys()].filter((name) => name.startsWith('access-control-'));
-  const preflight = (url: string, origin: string) => fetch(url, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+  const corsHeaders = (response: Response) =>
+    [...response.headers.keys()].filter((name) => name.startsWith('access-control-'));
+  const preflight = (url: string, origin: string) =>
+    fetch(url, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+    });
 
   it('with no origins configured (the default) adds nothing: a preflight is 404 and no answer has a CORS header, as before', async () => {
     await withApp([], async (url) => {
@@ -56,9 +81,13 @@ describe('CORS layer (src/cors.ts)', () => {
     });
   });
 
-  it('keeps its headers on an answer written with writeHead: GraphQL\'s 503, whose Retry-After the page may read', async () => {
+  it("keeps its headers on an answer written with writeHead: GraphQL's 503, whose Retry-After the page may read", async () => {
     await withApp(['https://app.example.com'], async (url) => {
-      const answer = await fetch(`${url}/graphql`, { method: 'POST', headers: { origin: 'https://app.example.com', 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ hello }' }) });
+      const answer = await fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { origin: 'https://app.example.com', 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ hello }' }),
+      });
       expect(answer.status).to.equal(503);
       expect(answer.headers.get('retry-after')).to.equal('2');
       expect(answer.headers.get('access-control-allow-origin')).to.equal('https://app.example.com');

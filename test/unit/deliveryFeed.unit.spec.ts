@@ -5,7 +5,13 @@ import { InProcessBus } from '../../src/bus/bus';
 import type { Viewer } from '../../src/identity/tickets';
 import { inboxTopic, type DeliveredMessage } from '../../src/messaging/inbox';
 
-const viewer: Viewer = { ticketId: 't', appId: 'camel', userId: 'ann', roles: [], expiresAt: '2100-01-01T00:00:00.000Z' };
+const viewer: Viewer = {
+  ticketId: 't',
+  appId: 'camel',
+  userId: 'ann',
+  roles: [],
+  expiresAt: '2100-01-01T00:00:00.000Z',
+};
 const topic = inboxTopic(viewer.appId, viewer.userId);
 const message = (seq: number): DeliveredMessage => ({
   messageId: `m${seq}`,
@@ -46,7 +52,16 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
   };
   const feed = (since?: unknown, pending?: unknown) =>
     new DeliveryFeed(
-      { bus, clock: () => new Date(), messaging: { deliveredSince: async (_viewer, sinceSeq, limit) => (reads++, missed).filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit), pendingSince, deliveredPosition: () => inboxPosition } },
+      {
+        bus,
+        clock: () => new Date(),
+        messaging: {
+          deliveredSince: async (_viewer, sinceSeq, limit) =>
+            (reads++, missed).filter((m) => BigInt(m.seq) > sinceSeq).slice(0, limit),
+          pendingSince,
+          deliveredPosition: () => inboxPosition,
+        },
+      },
       viewer,
       since,
       pending,
@@ -168,7 +183,15 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
 
     it('a failed catch-up fails the operation at its next next() (the client resubscribes with since), and unsubscribes', async () => {
       const failing = new DeliveryFeed(
-        { bus, clock: () => new Date(), messaging: { deliveredSince: () => Promise.reject(new Error('the database is gone')), pendingSince, deliveredPosition: () => 0n } },
+        {
+          bus,
+          clock: () => new Date(),
+          messaging: {
+            deliveredSince: () => Promise.reject(new Error('the database is gone')),
+            pendingSince,
+            deliveredPosition: () => 0n,
+          },
+        },
         viewer,
         undefined,
       );

@@ -30,7 +30,12 @@ describe('device gateway: a delivery attempt that fails', () => {
   const unavailable = () => Promise.reject(new EventStoreUnavailableError('the store is restarting'));
   // Test double: a store whose every call fails as PostgreSQL's does while it restarts.
   const store = new Proxy({} as EventStore, { get: () => unavailable });
-  const devices: DeviceQueries = { byId: async () => device, byNativeToken: async () => undefined, byClientId: async () => undefined, list: async () => [] };
+  const devices: DeviceQueries = {
+    byId: async () => device,
+    byNativeToken: async () => undefined,
+    byClientId: async () => undefined,
+    list: async () => [],
+  };
   const push = { pushId: '6f1c3f0e-8a7b-4a53-9b59-2f0a9a3c1d11', appId: device.appId } as DevicePush;
   /** The read model's deliveries: one retry due, once. */
   function deliveriesWithOneDueRetry(): DeliveryQueries {
@@ -40,7 +45,12 @@ describe('device gateway: a delivery attempt that fails', () => {
       due = [];
       return now;
     };
-    return { backlog: async () => [], dueAttempts: taken, expired: async () => [], nextDue: async () => undefined } as unknown as DeliveryQueries;
+    return {
+      backlog: async () => [],
+      dueAttempts: taken,
+      expired: async () => [],
+      nextDue: async () => undefined,
+    } as unknown as DeliveryQueries;
   }
 
   for (const [how, cause] of [
@@ -53,14 +63,27 @@ describe('device gateway: a delivery attempt that fails', () => {
       const lines: string[] = [];
       const log = createLogger('error', { write: (line: string) => void lines.push(line) });
       const bus = new InProcessBus();
-      const gateway = new DeviceGateway({ store, devices, deliveries: deliveriesWithOneDueRetry(), bus, clock: () => new Date(), log, readYourWrites: async () => undefined, leads: () => false, directory: new LocalDirectory() });
+      const gateway = new DeviceGateway({
+        store,
+        devices,
+        deliveries: deliveriesWithOneDueRetry(),
+        bus,
+        clock: () => new Date(),
+        log,
+        readYourWrites: async () => undefined,
+        leads: () => false,
+        directory: new LocalDirectory(),
+      });
       // Mocha's own listener would fail some later test; this one sees the rejection here.
       const mochaListeners = process.listeners('unhandledRejection');
       process.removeAllListeners('unhandledRejection');
       process.on('unhandledRejection', onUnhandled);
       try {
         const delivered: string[] = [];
-        const handle = await gateway.connect(device.deviceId, { deliver: (push) => delivered.push(push.pushId) > 0, close: () => undefined });
+        const handle = await gateway.connect(device.deviceId, {
+          deliver: (push) => delivered.push(push.pushId) > 0,
+          close: () => undefined,
+        });
         expect(handle, 'connected').to.not.equal(undefined);
         if (cause === 'publication') {
           const publication: DevicePublication = { type: 'push', push, pushPosition: '7' };
@@ -72,7 +95,9 @@ describe('device gateway: a delivery attempt that fails', () => {
         // A rejection is reported as unhandled once the microtask queue drains after it: give it that turn.
         await new Promise((resolve) => setImmediate(resolve));
         expect(unhandled).to.deep.equal([]);
-        expect(delivered, 'nothing written to the device: the attempt is decided on its stream first').to.deep.equal([]);
+        expect(delivered, 'nothing written to the device: the attempt is decided on its stream first').to.deep.equal(
+          [],
+        );
         handle!.disconnect();
       } finally {
         process.off('unhandledRejection', onUnhandled);

@@ -49,7 +49,9 @@ describe('due work: a timeout per attempt, enforced', () => {
     try {
       await eventually(() => expect(signals).to.have.length(MAX_IN_FLIGHT));
       expect(done.has('fine')).to.equal(false);
-      await eventually(() => expect(done.has('fine'), 'the item past the hung ones is done').to.equal(true), { timeoutMs: 10 * (300 + RECORDING_GRACE_MS) });
+      await eventually(() => expect(done.has('fine'), 'the item past the hung ones is done').to.equal(true), {
+        timeoutMs: 10 * (300 + RECORDING_GRACE_MS),
+      });
       // Each hung attempt was told it took too long, then abandoned.
       for (const signal of signals) expect((signal.reason as Error).message).to.equal('no answer within 300 ms');
     } finally {

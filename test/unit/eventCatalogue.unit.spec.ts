@@ -1,6 +1,6 @@
-import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { expect } from 'chai';
 import * as t from 'io-ts';
 import { EVENT_CATALOGUE, renderCatalogue, renderType, type CatalogueEntry } from '../../domain/eventCatalogue';
 
@@ -31,7 +31,13 @@ function eventSection(markdown: string, entry: CatalogueEntry, type: string): st
 
 const tinyEvent = (type: string) => t.type({ type: t.literal(type), data: t.type({ id: t.string }) });
 const tinyCatalogue = (events: CatalogueEntry['events']): CatalogueEntry[] => [
-  { title: 'tiny', stream: 'tiny-<id>', module: 'domain/tiny.ts', union: t.union([tinyEvent('TinyMade'), tinyEvent('TinyUnmade')]), events },
+  {
+    title: 'tiny',
+    stream: 'tiny-<id>',
+    module: 'domain/tiny.ts',
+    union: t.union([tinyEvent('TinyMade'), tinyEvent('TinyUnmade')]),
+    events,
+  },
 ];
 
 describe('event catalogue (docs/events.md)', () => {
@@ -78,24 +84,36 @@ describe('event catalogue (docs/events.md)', () => {
     expect(renderType(t.readonlyArray(t.keyof({ a: null, b: null })))).to.equal('("a" | "b")[]');
     expect(renderType(t.exact(t.type({ a: t.number })))).to.equal('{ a: number }');
     expect(renderType(t.readonly(t.partial({ a: t.boolean })))).to.equal('{ a?: boolean }');
-    expect(renderType(t.intersection([t.type({ a: t.string }), t.partial({ b: t.string })]))).to.equal('{ a: string, b?: string }');
-    expect(renderType(t.record(t.keyof({ x: null }), t.UnknownRecord))).to.equal('Record<"x", Record<string, unknown>>');
+    expect(renderType(t.intersection([t.type({ a: t.string }), t.partial({ b: t.string })]))).to.equal(
+      '{ a: string, b?: string }',
+    );
+    expect(renderType(t.record(t.keyof({ x: null }), t.UnknownRecord))).to.equal(
+      'Record<"x", Record<string, unknown>>',
+    );
     expect(renderType(t.tuple([t.string, t.Int]))).to.equal('[string, number (Int)]');
-    expect(renderType(t.brand(t.string, (s): s is t.Branded<string, { readonly Id: unique symbol }> => s.length > 0, 'Id'))).to.equal('string (Id)');
+    expect(
+      renderType(t.brand(t.string, (s): s is t.Branded<string, { readonly Id: unique symbol }> => s.length > 0, 'Id')),
+    ).to.equal('string (Id)');
     expect(renderType(t.refinement(t.string, (s) => s.length > 0))).to.equal('string');
     expect(renderType(t.literal('ALL'))).to.equal('"ALL"');
     expect(renderType(t.null)).to.equal('null');
   });
 
   it('renders a catalogue whose prose matches its union', () => {
-    const markdown = renderCatalogue(tinyCatalogue({ TinyMade: { when: 'made', fields: { id: 'the id' } }, TinyUnmade: { when: 'unmade' } }));
+    const markdown = renderCatalogue(
+      tinyCatalogue({ TinyMade: { when: 'made', fields: { id: 'the id' } }, TinyUnmade: { when: 'unmade' } }),
+    );
     expect(markdown).to.contain('### `TinyMade`\n\nWhen: made\n\n- `id: string` — the id');
     expect(markdown).to.contain('### `TinyUnmade`\n\nWhen: unmade\n\n- `id: string`');
   });
 
   it('refuses an event of the union without a "when" text', () => {
-    expect(() => renderCatalogue(tinyCatalogue({ TinyMade: { when: 'made' } }))).to.throw(/TinyUnmade has no "when" text/);
-    expect(() => renderCatalogue(tinyCatalogue({ TinyMade: { when: 'made' }, TinyUnmade: { when: ' ' } }))).to.throw(/TinyUnmade has no "when" text/);
+    expect(() => renderCatalogue(tinyCatalogue({ TinyMade: { when: 'made' } }))).to.throw(
+      /TinyUnmade has no "when" text/,
+    );
+    expect(() => renderCatalogue(tinyCatalogue({ TinyMade: { when: 'made' }, TinyUnmade: { when: ' ' } }))).to.throw(
+      /TinyUnmade has no "when" text/,
+    );
   });
 
   it('refuses a "when" text for an event not in the union', () => {

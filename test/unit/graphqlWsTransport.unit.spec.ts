@@ -10,7 +10,10 @@ import { eventually } from '../support/eventually';
 
 /** herald's graphql-ws transport on a real `ws` server: the protocol, the keep-alive sweep, hook failures. */
 describe('graphql-ws transport', () => {
-  const schema = makeExecutableSchema({ typeDefs: 'type Query { hello: String! }', resolvers: { Query: { hello: () => 'world' } } });
+  const schema = makeExecutableSchema({
+    typeDefs: 'type Query { hello: String! }',
+    resolvers: { Query: { hello: () => 'world' } },
+  });
   let server: http.Server;
   let wss: WebSocketServer;
   let transport: { dispose(): Promise<void> };
@@ -33,7 +36,10 @@ describe('graphql-ws transport', () => {
         },
       },
       wss,
-      pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line) as { level: number; msg: string }) }),
+      pino(
+        { level: 'warn' },
+        { write: (line: string) => void logged.push(JSON.parse(line) as { level: number; msg: string }) },
+      ),
       { keepAliveMs: 100, sweepMs: 50 },
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -56,7 +62,8 @@ describe('graphql-ws transport', () => {
     socket.on('close', (code) => (state.closedWith = code));
     return state;
   }
-  const opened = (socket: WebSocket) => new Promise<void>((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  const opened = (socket: WebSocket) =>
+    new Promise<void>((resolve, reject) => socket.once('open', resolve).once('error', reject));
 
   it('speaks graphql-transport-ws: ack, then a query’s next and complete', async () => {
     const client = connect();
@@ -65,7 +72,11 @@ describe('graphql-ws transport', () => {
     await eventually(() => expect(client.frames).to.have.length(1)); // graphql-ws refuses (4401) a subscribe before its ack
     client.socket.send(JSON.stringify({ id: 'q', type: 'subscribe', payload: { query: '{ hello }' } }));
     await eventually(() => expect(client.frames).to.have.length(3));
-    expect(client.frames).to.deep.equal([{ type: 'connection_ack' }, { id: 'q', type: 'next', payload: { data: { hello: 'world' } } }, { id: 'q', type: 'complete' }]);
+    expect(client.frames).to.deep.equal([
+      { type: 'connection_ack' },
+      { id: 'q', type: 'next', payload: { data: { hello: 'world' } } },
+      { id: 'q', type: 'complete' },
+    ]);
   });
 
   it('terminates a socket that does not answer pings, and keeps one that does', async () => {
@@ -99,7 +110,11 @@ describe('graphql-ws transport', () => {
   });
 
   it('closes the socket 4400 without logging an error when a client sends a server’s message (issue 21 item 5)', async () => {
-    for (const message of [{ type: 'connection_ack' }, { id: 'x', type: 'next', payload: { data: {} } }, { id: 'x', type: 'error', payload: [{ message: 'no' }] }]) {
+    for (const message of [
+      { type: 'connection_ack' },
+      { id: 'x', type: 'next', payload: { data: {} } },
+      { id: 'x', type: 'error', payload: [{ message: 'no' }] },
+    ]) {
       const client = connect();
       await opened(client.socket);
       client.socket.send(JSON.stringify({ type: 'connection_init' }));

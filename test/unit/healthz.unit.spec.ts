@@ -4,7 +4,10 @@ import { createHttpApp, listen } from '../../src/server';
 
 describe('GET /healthz', () => {
   async function healthz(unhealthy: () => string | undefined) {
-    const server = await listen(createHttpApp({ readiness: async () => ({ ready: true, notReady: {}, checks: {} }), unhealthy }), { port: 0, host: '127.0.0.1', log: pino({ level: 'silent' }) });
+    const server = await listen(
+      createHttpApp({ readiness: async () => ({ ready: true, notReady: {}, checks: {} }), unhealthy }),
+      { port: 0, host: '127.0.0.1', log: pino({ level: 'silent' }) },
+    );
     try {
       const response = await fetch(`${server.url}/healthz`);
       return { status: response.status, body: await response.json() };

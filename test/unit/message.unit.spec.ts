@@ -42,30 +42,57 @@ describe('message decider', () => {
     spec
       .given([])
       .when({ ...send, executeAt: '2026-11-22T11:00:00.000Z', expireSeconds: 60 })
-      .then([{ type: 'MessageScheduled', data: { ...content, expiresAt: '2026-11-22T11:01:00.000Z', scheduledAt: now, releaseAt: '2026-11-22T11:00:00.000Z' } }]);
+      .then([
+        {
+          type: 'MessageScheduled',
+          data: {
+            ...content,
+            expiresAt: '2026-11-22T11:01:00.000Z',
+            scheduledAt: now,
+            releaseAt: '2026-11-22T11:00:00.000Z',
+          },
+        },
+      ]);
   });
 
   it('dedupes and trims recipients', () => {
-    spec.given([]).when({ ...send, recipients: [' jiangxiaoyu', 'zhouyang', 'jiangxiaoyu', ''] }).then([sent]);
+    spec
+      .given([])
+      .when({ ...send, recipients: [' jiangxiaoyu', 'zhouyang', 'jiangxiaoyu', ''] })
+      .then([sent]);
   });
 
   it('keeps title and content exactly as sent: blanks around them and line breaks are text', () => {
     const exact = { title: ' padded title ', content: 'line one\nline two\n' };
-    spec.given([]).when({ ...send, ...exact }).then([{ type: 'MessageSent', data: { ...content, ...exact, expiresAt: null, sentAt: now } }]);
+    spec
+      .given([])
+      .when({ ...send, ...exact })
+      .then([{ type: 'MessageSent', data: { ...content, ...exact, expiresAt: null, sentAt: now } }]);
   });
 
   it('counts limits in characters (code points): 256 emoji are a title, a 1,024-emoji prop value is one', () => {
     const emoji = { title: '😀'.repeat(256), content: '😀'.repeat(16_384), props: { key: '😀'.repeat(1024) } };
-    spec.given([]).when({ ...send, ...emoji }).then([{ type: 'MessageSent', data: { ...content, ...emoji, expiresAt: null, sentAt: now } }]);
+    spec
+      .given([])
+      .when({ ...send, ...emoji })
+      .then([{ type: 'MessageSent', data: { ...content, ...emoji, expiresAt: null, sentAt: now } }]);
   });
 
   const scheduled: MessageEvent = {
     type: 'MessageScheduled',
-    data: { ...content, expiresAt: '2026-11-22T11:01:00.000Z', scheduledAt: now, releaseAt: '2026-11-22T11:00:00.000Z' },
+    data: {
+      ...content,
+      expiresAt: '2026-11-22T11:01:00.000Z',
+      scheduledAt: now,
+      releaseAt: '2026-11-22T11:00:00.000Z',
+    },
   };
 
   it('releases a scheduled message when due, once', () => {
-    const released: MessageEvent = { type: 'MessageReleased', data: { messageId: 'm-1', appId: 'camel', releasedAt: '2026-11-22T11:00:00.100Z' } };
+    const released: MessageEvent = {
+      type: 'MessageReleased',
+      data: { messageId: 'm-1', appId: 'camel', releasedAt: '2026-11-22T11:00:00.100Z' },
+    };
     spec.given([scheduled]).when({ type: 'ReleaseMessage', now: '2026-11-22T11:00:00.100Z' }).then([released]);
     spec.given([scheduled, released]).when({ type: 'ReleaseMessage', now: '2026-11-22T11:00:01.000Z' }).then([]);
   });
@@ -74,14 +101,24 @@ describe('message decider', () => {
     spec
       .given([scheduled])
       .when({ type: 'ReleaseMessage', now: '2026-11-22T12:00:00.000Z' })
-      .then([{ type: 'MessageExpired', data: { messageId: 'm-1', appId: 'camel', expiredAt: '2026-11-22T12:00:00.000Z' } }]);
+      .then([
+        { type: 'MessageExpired', data: { messageId: 'm-1', appId: 'camel', expiredAt: '2026-11-22T12:00:00.000Z' } },
+      ]);
   });
 
   describe('acknowledge', () => {
-    const ack = (userId: string, appId = 'camel', at = now) => ({ type: 'AcknowledgeMessage' as const, appId, userId, now: at });
+    const ack = (userId: string, appId = 'camel', at = now) => ({
+      type: 'AcknowledgeMessage' as const,
+      appId,
+      userId,
+      now: at,
+    });
 
     it('by a recipient, once', () => {
-      const acknowledged: MessageEvent = { type: 'MessageAcknowledged', data: { messageId: 'm-1', appId: 'camel', userId: 'zhouyang', acknowledgedAt: now } };
+      const acknowledged: MessageEvent = {
+        type: 'MessageAcknowledged',
+        data: { messageId: 'm-1', appId: 'camel', userId: 'zhouyang', acknowledgedAt: now },
+      };
       spec.given([sent]).when(ack('zhouyang')).then([acknowledged]);
       spec.given([sent, acknowledged]).when(ack('zhouyang')).then([]);
     });
@@ -95,12 +132,24 @@ describe('message decider', () => {
     });
 
     it('takes an expired message as done: nothing is left to acknowledge, nothing is appended, nothing refused', () => {
-      const short: MessageEvent = { type: 'MessageSent', data: { ...content, expiresAt: '2026-11-22T10:00:01.000Z', sentAt: now } };
-      spec.given([short]).when(ack('zhouyang', 'camel', '2026-11-22T10:00:02.000Z')).then([]);
-      const expired: MessageEvent = { type: 'MessageExpired', data: { messageId: 'm-1', appId: 'camel', expiredAt: now } };
+      const short: MessageEvent = {
+        type: 'MessageSent',
+        data: { ...content, expiresAt: '2026-11-22T10:00:01.000Z', sentAt: now },
+      };
+      spec
+        .given([short])
+        .when(ack('zhouyang', 'camel', '2026-11-22T10:00:02.000Z'))
+        .then([]);
+      const expired: MessageEvent = {
+        type: 'MessageExpired',
+        data: { messageId: 'm-1', appId: 'camel', expiredAt: now },
+      };
       spec.given([scheduled, expired]).when(ack('zhouyang')).then([]);
       // still only for its recipients
-      spec.given([short]).when(ack('stranger', 'camel', '2026-11-22T10:00:02.000Z')).thenThrows(DomainError, (error) => expect(error.code).to.equal('forbidden'));
+      spec
+        .given([short])
+        .when(ack('stranger', 'camel', '2026-11-22T10:00:02.000Z'))
+        .thenThrows(DomainError, (error) => expect(error.code).to.equal('forbidden'));
     });
   });
 

@@ -1,12 +1,21 @@
 import { expect } from 'chai';
 import { DomainError } from '../../domain/decider';
-import { decideAttempt, evolveAttempt, firstAttemptAt, isDue, maxAttempts, type AttemptState, type RetrySchedule } from '../../domain/outbox';
+import {
+  decideAttempt,
+  evolveAttempt,
+  firstAttemptAt,
+  isDue,
+  maxAttempts,
+  type AttemptState,
+  type RetrySchedule,
+} from '../../domain/outbox';
 
 // domain/outbox.ts: the part the email and RTIO report deciders share (issue 21, item 9: one outbox).
 describe('outbox item: attempts on a schedule', () => {
   const schedule: RetrySchedule = { retryDelaysMs: [2000, 4000] };
   const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000).toISOString();
-  const fold = (recorded: ReturnType<typeof decideAttempt>[]) => recorded.reduce<AttemptState>((state, r) => (r ? evolveAttempt(state, r) : state), firstAttemptAt(at(0)));
+  const fold = (recorded: ReturnType<typeof decideAttempt>[]) =>
+    recorded.reduce<AttemptState>((state, r) => (r ? evolveAttempt(state, r) : state), firstAttemptAt(at(0)));
 
   it('is due at once, then after each failure at its wait; the attempt after the last wait is final', () => {
     expect(maxAttempts(schedule)).to.equal(3);
@@ -37,7 +46,13 @@ describe('outbox item: attempts on a schedule', () => {
   });
 
   it('refuses an attempt that skips ahead, and a time that is not one', () => {
-    expect(() => decideAttempt(schedule, firstAttemptAt(at(0)), 2, { ok: true }, at(1))).to.throw(DomainError, 'attempt: must be 1-1');
-    expect(() => decideAttempt(schedule, firstAttemptAt(at(0)), 1, { ok: false, error: 'x' }, 'soon')).to.throw(DomainError, 'now: not a valid time');
+    expect(() => decideAttempt(schedule, firstAttemptAt(at(0)), 2, { ok: true }, at(1))).to.throw(
+      DomainError,
+      'attempt: must be 1-1',
+    );
+    expect(() => decideAttempt(schedule, firstAttemptAt(at(0)), 1, { ok: false, error: 'x' }, 'soon')).to.throw(
+      DomainError,
+      'now: not a valid time',
+    );
   });
 });

@@ -6,7 +6,8 @@ import { UndecodableEventError } from '../../src/projection/eventDecoder';
 import { isEventsFault } from '../../src/projection/projectionRunner';
 
 /** An error as node-postgres raises it: a message and the server's SQLSTATE (or Node's socket code). */
-const failure = (code: string | undefined, message = 'failed') => Object.assign(new Error(message), code === undefined ? {} : { code });
+const failure = (code: string | undefined, message = 'failed') =>
+  Object.assign(new Error(message), code === undefined ? {} : { code });
 
 // Issue 21, item 8: a transient database error must not park an event; only the event's own data does.
 describe('database failures are classified by SQLSTATE class', () => {
@@ -23,7 +24,12 @@ describe('database failures are classified by SQLSTATE class', () => {
     ['Node: connection reset', 'ECONNRESET', 'read ECONNRESET', 'unavailable'],
     ['Node: timed out', 'ETIMEDOUT', 'connect ETIMEDOUT', 'unavailable'],
     ['node-postgres: socket died mid-query', undefined, 'Connection terminated unexpectedly', 'unavailable'],
-    ['node-postgres: pool found no connection in time', undefined, 'timeout exceeded when trying to connect', 'unavailable'],
+    [
+      'node-postgres: pool found no connection in time',
+      undefined,
+      'timeout exceeded when trying to connect',
+      'unavailable',
+    ],
     ['statement_timeout', '57014', 'canceling statement due to statement timeout', 'transient'],
     ['lock_timeout', '55P03', 'canceling statement due to lock timeout', 'transient'],
     ['serialization failure', '40001', 'could not serialize access', 'transient'],
@@ -52,8 +58,10 @@ describe('database failures are classified by SQLSTATE class', () => {
     expect(classifyFailure('not an error')).to.equal('other');
   });
 
-  it('only the event\'s own data parks it: a codec refusal or classes 22 and 23', () => {
-    expect(isEventsFault(new UndecodableEventError('MessageSent at position 1 does not match its codec'))).to.equal(true);
+  it("only the event's own data parks it: a codec refusal or classes 22 and 23", () => {
+    expect(isEventsFault(new UndecodableEventError('MessageSent at position 1 does not match its codec'))).to.equal(
+      true,
+    );
     expect(isEventsFault(failure('22P02'))).to.equal(true);
     expect(isEventsFault(failure('23505'))).to.equal(true);
     for (const code of ['57014', '40P01', '40001', '57P01', '53300', '08006', 'ECONNREFUSED', '42P01', undefined]) {

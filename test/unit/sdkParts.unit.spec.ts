@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { eventually } from '../support/eventually';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../sdk/src/backoff';
 import { compareSeq } from '../../sdk/src/message';
 import { open, toWebSocketUrl, type OpenOptions } from '../../sdk/src/messageClient';
+import { eventually } from '../support/eventually';
 
 // The front-end SDK's pure parts (sdk/src); its behaviour against herald is test/e2e/sdk.e2e.spec.ts.
 describe('front-end SDK: reconnect waits, seq order, socket URLs', () => {
@@ -10,10 +10,19 @@ describe('front-end SDK: reconnect waits, seq order, socket URLs', () => {
     const backoff = { initialMs: 100, maxMs: 1000 };
     const ceilings = [100, 200, 400, 800, 1000, 1000, 1000];
     ceilings.forEach((ceiling, failures) => {
-      expect(backoffDelay(failures, backoff, () => 0), `floor after ${failures}`).to.equal(ceiling / 2);
-      expect(backoffDelay(failures, backoff, () => 0.999999), `ceiling after ${failures}`).to.equal(ceiling);
+      expect(
+        backoffDelay(failures, backoff, () => 0),
+        `floor after ${failures}`,
+      ).to.equal(ceiling / 2);
+      expect(
+        backoffDelay(failures, backoff, () => 0.999999),
+        `ceiling after ${failures}`,
+      ).to.equal(ceiling);
     });
-    expect(backoffDelay(10_000, DEFAULT_BACKOFF, () => 1), 'capped, however many failures').to.equal(DEFAULT_BACKOFF.maxMs);
+    expect(
+      backoffDelay(10_000, DEFAULT_BACKOFF, () => 1),
+      'capped, however many failures',
+    ).to.equal(DEFAULT_BACKOFF.maxMs);
   });
 
   it('spreads the waits of many pages over the upper half', () => {
@@ -46,11 +55,19 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
     static readonly CLOSED = 3;
     close(): void {}
   }
-  const good = { url: 'wss://push.example.com/graphql', ticket: 't', onMessage: () => undefined, webSocketImpl: SilentSocket };
+  const good = {
+    url: 'wss://push.example.com/graphql',
+    ticket: 't',
+    onMessage: () => undefined,
+    webSocketImpl: SilentSocket,
+  };
   const openWith = (options: unknown) => () => open(options as OpenOptions);
 
   it('names the options when there are none', () => {
-    expect(openWith(undefined)).to.throw(TypeError, /^message_client\.open: options are required: \{ url, ticket, onMessage \}/);
+    expect(openWith(undefined)).to.throw(
+      TypeError,
+      /^message_client\.open: options are required: \{ url, ticket, onMessage \}/,
+    );
     expect(openWith(null)).to.throw(TypeError, /options are required/);
   });
 
@@ -58,10 +75,19 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
     const { url: _url, ...noUrl } = good;
     const { ticket: _ticket, ...noTicket } = good;
     const { onMessage: _onMessage, ...noHandler } = good;
-    expect(openWith(noUrl)).to.throw(TypeError, /^message_client\.open: url is required \(url: herald's GraphQL endpoint/);
-    expect(openWith(noTicket)).to.throw(TypeError, /^message_client\.open: ticket is required \(ticket: a ticket, or a function returning one; Koala's token\)/);
+    expect(openWith(noUrl)).to.throw(
+      TypeError,
+      /^message_client\.open: url is required \(url: herald's GraphQL endpoint/,
+    );
+    expect(openWith(noTicket)).to.throw(
+      TypeError,
+      /^message_client\.open: ticket is required \(ticket: a ticket, or a function returning one; Koala's token\)/,
+    );
     expect(openWith(noHandler)).to.throw(TypeError, /^message_client\.open: onMessage is required/);
-    expect(openWith({ onMessage: good.onMessage })).to.throw(TypeError, /^message_client\.open: url and ticket are required/);
+    expect(openWith({ onMessage: good.onMessage })).to.throw(
+      TypeError,
+      /^message_client\.open: url and ticket are required/,
+    );
     expect(openWith({})).to.throw(TypeError, /^message_client\.open: url, ticket and onMessage are required/);
     expect(openWith({ ...good, url: ' ' })).to.throw(TypeError, /url is required/);
     expect(openWith({ ...good, ticket: '' })).to.throw(TypeError, /ticket is required/);
@@ -69,8 +95,14 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
   });
 
   it('refuses a url it could never connect to, and malformed optional values', () => {
-    expect(openWith({ ...good, url: 'graphql' }), 'relative, with no page to resolve it against').to.throw(TypeError, /url "graphql" is not a URL/);
-    expect(openWith({ ...good, url: 'ftp://push.example.com/graphql' })).to.throw(TypeError, /url must be a ws\(s\):\/\/ or http\(s\):\/\/ URL/);
+    expect(openWith({ ...good, url: 'graphql' }), 'relative, with no page to resolve it against').to.throw(
+      TypeError,
+      /url "graphql" is not a URL/,
+    );
+    expect(openWith({ ...good, url: 'ftp://push.example.com/graphql' })).to.throw(
+      TypeError,
+      /url must be a ws\(s\):\/\/ or http\(s\):\/\/ URL/,
+    );
     expect(openWith({ ...good, since: 'latest' })).to.throw(TypeError, /since must be a message's seq/);
     expect(openWith({ ...good, heartbeatMs: 0 })).to.throw(TypeError, /heartbeatMs must be a positive number/);
     expect(openWith({ ...good, reconnect: { initialMs: Number.NaN } })).to.throw(TypeError, /reconnect\.initialMs/);
@@ -105,10 +137,19 @@ describe('front-end SDK: message_client.open() refuses options that cannot work,
       }
     }
     const { url: _url, ticket: _ticket, ...koala } = good;
-    const client = open({ ...koala, mas_url: 'https://push.example.com/', token: 't', ping: 5, webSocketImpl: RecordingSocket });
+    const client = open({
+      ...koala,
+      mas_url: 'https://push.example.com/',
+      token: 't',
+      ping: 5,
+      webSocketImpl: RecordingSocket,
+    });
     await eventually(() => expect(opened).to.deep.equal(['wss://push.example.com/graphql']));
     await client.close();
-    expect(openWith({ ...koala, mas_url: 'https://push.example.com' })).to.throw(TypeError, /^message_client\.open: ticket is required/);
+    expect(openWith({ ...koala, mas_url: 'https://push.example.com' })).to.throw(
+      TypeError,
+      /^message_client\.open: ticket is required/,
+    );
     expect(openWith({ ...good, ping: -1 })).to.throw(TypeError, /ping must be a positive number of seconds/);
     expect(openWith({ ...good, onError: 'log' })).to.throw(TypeError, /onError must be a function/);
   });

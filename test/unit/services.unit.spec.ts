@@ -23,7 +23,15 @@ describe('services: one lifecycle', () => {
     await services.start(service('workers', true));
     await services.start(service('http'));
     await services.stop();
-    expect(seen).to.deep.equal(['start store', 'start workers', 'start http', 'stop http', 'stop workers', 'stop bus', 'stop store']);
+    expect(seen).to.deep.equal([
+      'start store',
+      'start workers',
+      'start http',
+      'stop http',
+      'stop workers',
+      'stop bus',
+      'stop store',
+    ]);
     // Stopped once: stopping again stops nothing twice.
     await services.stop();
     expect(seen).to.have.length(7);
@@ -34,7 +42,11 @@ describe('services: one lifecycle', () => {
     const services = new Services(log);
     await services.start({ name: 'a', stop: () => void seen.push('stop a') });
     await services.start({ name: 'b', stop: () => void seen.push('stop b') });
-    const failing = services.start({ name: 'c', start: () => Promise.reject(new Error('port in use')), stop: () => void seen.push('stop c') });
+    const failing = services.start({
+      name: 'c',
+      start: () => Promise.reject(new Error('port in use')),
+      stop: () => void seen.push('stop c'),
+    });
     await failing.then(
       () => expect.fail('started'),
       (error: Error) => expect(error.message).to.equal('port in use'),

@@ -42,7 +42,8 @@ describe('shared subscriptions', () => {
   let resolved: number;
   let finished: number;
   const schema = makeExecutableSchema({
-    typeDefs: 'type Query { ok: Boolean } type Message { title: String! upper: String! broken: String } type Subscription { messages: Message! }',
+    typeDefs:
+      'type Query { ok: Boolean } type Message { title: String! upper: String! broken: String } type Subscription { messages: Message! }',
     resolvers: {
       Subscription: {
         messages: {
@@ -67,7 +68,8 @@ describe('shared subscriptions', () => {
       },
     },
   });
-  const masked = (error: GraphQLError) => new GraphQLError('internal error', { path: error.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  const masked = (error: GraphQLError) =>
+    new GraphQLError('internal error', { path: error.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 
   beforeEach(() => {
     pushed = [{ title: 'one' }, { title: 'two' }];
@@ -76,9 +78,15 @@ describe('shared subscriptions', () => {
   });
 
   /** Runs the operation for one subscriber to its end, as graphql-ws does: iterates what `subscribe` returns. */
-  async function run(shared: SharedSubscriptions, document: DocumentNode, socket: RecordingSocket, id: string): Promise<void> {
+  async function run(
+    shared: SharedSubscriptions,
+    document: DocumentNode,
+    socket: RecordingSocket,
+    id: string,
+  ): Promise<void> {
     const iterator = await shared.subscribe(shared.attach({ schema, document }, { socket: socket.asWebSocket, id }));
-    for await (const result of iterator as AsyncIterable<never>) expect.fail(`graphql-ws is handed no result, got ${JSON.stringify(result)}`);
+    for await (const result of iterator as AsyncIterable<never>)
+      expect.fail(`graphql-ws is handed no result, got ${JSON.stringify(result)}`);
   }
 
   /** What graphql-ws itself would write for graphql's own results, one subscriber. */
@@ -119,8 +127,14 @@ describe('shared subscriptions', () => {
     const [titles, uppers] = [new RecordingSocket(), new RecordingSocket()];
     await run(shared, parse('subscription { messages { title } }'), titles, '1');
     await run(shared, parse('subscription { messages { upper } }'), uppers, '1');
-    expect(titles.frames.map((f) => JSON.parse(f).payload)).to.deep.equal([{ data: { messages: { title: 'one' } } }, { data: { messages: { title: 'two' } } }]);
-    expect(uppers.frames.map((f) => JSON.parse(f).payload)).to.deep.equal([{ data: { messages: { upper: 'ONE' } } }, { data: { messages: { upper: 'TWO' } } }]);
+    expect(titles.frames.map((f) => JSON.parse(f).payload)).to.deep.equal([
+      { data: { messages: { title: 'one' } } },
+      { data: { messages: { title: 'two' } } },
+    ]);
+    expect(uppers.frames.map((f) => JSON.parse(f).payload)).to.deep.equal([
+      { data: { messages: { upper: 'ONE' } } },
+      { data: { messages: { upper: 'TWO' } } },
+    ]);
     expect(resolved).to.equal(4);
   });
 
@@ -133,7 +147,12 @@ describe('shared subscriptions', () => {
     expect(JSON.parse(socket.frames[0]!)).to.deep.equal({
       id: '7',
       type: 'next',
-      payload: { data: { messages: { title: 'one', broken: null } }, errors: [{ message: 'internal error', path: ['messages', 'broken'], extensions: { code: 'INTERNAL_SERVER_ERROR' } }] },
+      payload: {
+        data: { messages: { title: 'one', broken: null } },
+        errors: [
+          { message: 'internal error', path: ['messages', 'broken'], extensions: { code: 'INTERNAL_SERVER_ERROR' } },
+        ],
+      },
     });
   });
 
@@ -152,7 +171,10 @@ describe('shared subscriptions', () => {
                 [Symbol.asyncIterator]() {
                   return this;
                 },
-                next: () => (n === 0 ? Promise.resolve({ done: false, value: { ticks: ++n } }) : new Promise((resolve) => (release = () => resolve({ done: true, value: undefined })))),
+                next: () =>
+                  n === 0
+                    ? Promise.resolve({ done: false, value: { ticks: ++n } })
+                    : new Promise((resolve) => (release = () => resolve({ done: true, value: undefined }))),
                 return: async () => {
                   finished++;
                   release?.();
@@ -164,7 +186,12 @@ describe('shared subscriptions', () => {
         },
       },
     });
-    const iterator = (await shared.subscribe(shared.attach({ schema: waiting, document: parse('subscription { ticks }') }, { socket: socket.asWebSocket, id: 'x' }))) as AsyncIterableIterator<never>;
+    const iterator = (await shared.subscribe(
+      shared.attach(
+        { schema: waiting, document: parse('subscription { ticks }') },
+        { socket: socket.asWebSocket, id: 'x' },
+      ),
+    )) as AsyncIterableIterator<never>;
     const ended = iterator.next();
     await poll(() => socket.frames.length === 1, 'the first frame');
     await iterator.return!();
@@ -193,7 +220,12 @@ describe('shared subscriptions', () => {
     });
     const shared = new SharedSubscriptions(masked);
     const socket = new RecordingSocket();
-    const iterator = (await shared.subscribe(shared.attach({ schema: failing, document: parse('subscription { ticks }') }, { socket: socket.asWebSocket, id: 'x' }))) as AsyncIterableIterator<never>;
+    const iterator = (await shared.subscribe(
+      shared.attach(
+        { schema: failing, document: parse('subscription { ticks }') },
+        { socket: socket.asWebSocket, id: 'x' },
+      ),
+    )) as AsyncIterableIterator<never>;
     const ended = iterator.next();
     await poll(() => fail !== undefined, 'the source to be asked');
     await iterator.return!();

@@ -6,7 +6,7 @@ import { streamNameOf } from '../../domain/streamName';
 
 /** Issue 21 item 5: a stream name built from several ids is unambiguous for every app and user id. */
 describe('stream names of several ids', () => {
-  it("apps camel and camel.x no longer share a stream (user x.bob of one, bob of the other)", () => {
+  it('apps camel and camel.x no longer share a stream (user x.bob of one, bob of the other)', () => {
     expect(inboxStreamName('camel', 'x.bob')).to.equal('inbox-camel.x.bob');
     expect(inboxStreamName('camel.x', 'bob')).to.equal('inbox-camel%2Ex.bob');
   });
@@ -15,7 +15,9 @@ describe('stream names of several ids', () => {
     expect(inboxStreamName('camel', 'bob')).to.equal('inbox-camel.bob');
     expect(inboxStreamName('camel', 'zhang3@example.com')).to.equal('inbox-camel.zhang3@example.com');
     expect(inboxStreamName('camel', '50%.off')).to.equal('inbox-camel.50%.off');
-    expect(deliveryStreamName('7d3c2a5e-0f1b-4c8e-9a6d-2b4f8e1c3a70', 'app-callback')).to.equal('delivery-7d3c2a5e-0f1b-4c8e-9a6d-2b4f8e1c3a70.app-callback');
+    expect(deliveryStreamName('7d3c2a5e-0f1b-4c8e-9a6d-2b4f8e1c3a70', 'app-callback')).to.equal(
+      'delivery-7d3c2a5e-0f1b-4c8e-9a6d-2b4f8e1c3a70.app-callback',
+    );
   });
 
   it('encodes the escape character too, so an encoded id is not another id', () => {
@@ -35,11 +37,17 @@ describe('stream names of several ids', () => {
       { numRuns: 20_000 },
     );
     // An aggregate's streams all have the same number of ids.
-    const twoLists = fc.integer({ min: 1, max: 4 }).chain((n) => fc.tuple(fc.array(id, { minLength: n, maxLength: n }), fc.array(id, { minLength: n, maxLength: n })));
+    const twoLists = fc
+      .integer({ min: 1, max: 4 })
+      .chain((n) =>
+        fc.tuple(fc.array(id, { minLength: n, maxLength: n }), fc.array(id, { minLength: n, maxLength: n })),
+      );
     fc.assert(
       fc.property(twoLists, ([a, b]) => {
         fc.pre(JSON.stringify(a) !== JSON.stringify(b));
-        expect(streamNameOf('s', ...(a as [string, ...string[]]))).not.to.equal(streamNameOf('s', ...(b as [string, ...string[]])));
+        expect(streamNameOf('s', ...(a as [string, ...string[]]))).not.to.equal(
+          streamNameOf('s', ...(b as [string, ...string[]])),
+        );
       }),
       { numRuns: 20_000 },
     );

@@ -4,7 +4,9 @@ import { characterCount, illFormedTextAt, notUnicode } from '../../domain/text';
 /** Issue 21 item 5: the one rule every boundary refuses text that is not Unicode with. */
 describe('illFormedTextAt: where decoded input holds a lone surrogate', () => {
   it('finds none in well-formed text, surrogate pairs included', () => {
-    expect(illFormedTextAt({ a: 'plain', b: ['😀', '\ud83d\ude00'], c: { d: 1, e: null, f: true } })).to.equal(undefined);
+    expect(illFormedTextAt({ a: 'plain', b: ['😀', '\ud83d\ude00'], c: { d: 1, e: null, f: true } })).to.equal(
+      undefined,
+    );
     expect(illFormedTextAt('😀')).to.equal(undefined);
     expect(illFormedTextAt(undefined)).to.equal(undefined);
   });
