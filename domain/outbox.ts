@@ -5,7 +5,7 @@ import { recordableError } from './text';
  * An outbox item's attempts: one side effect (an email, a forwarded report) tried until it succeeds or
  * its schedule ends. The part every such aggregate shares — when an item is due, and which outcome an
  * attempt records — is decided here once; each aggregate wraps the decision in its own events
- * (EmailSent/EmailFailed, RtioReportForwarded/RtioReportForwardFailed). src/outbox.ts runs them.
+ * (EmailSent/EmailFailed, RtioReportForwarded/RtioReportForwardFailed). src/runtime/outbox.ts runs them.
  *
  * One outcome per attempt, none after a success or a final failure, so attempts racing on one item
  * (two nodes, or a retry after a timeout) record it once: the loser decides to nothing.

@@ -6,11 +6,11 @@ import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
 import type { Herald } from './herald';
 import { openInfrastructure, type Infrastructure } from './infrastructure';
-import { createLogger, type Logger } from './logger';
 import { lastParked, parkedCounts, retryParked } from './projection/parkedEvents';
 import type { Projection } from './projection/projection';
 import { readCheckpoints } from './projection/projectionRunner';
 import { runRebuild } from './projection/rebuildCommand';
+import { createLogger, type Logger } from './runtime/logger';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
 

@@ -15,7 +15,7 @@ import type { CorsOrigins } from './config';
  *
  * Not here: RTIO (server to server; its routes trust callers by network (RTIO_TRUSTED_CIDRS), so a
  * page must never be let call them. CORS alone would not stop that — a page can still send a simple
- * text/plain POST and only not read the answer — so api/rest/rtio.ts refuses a browser's request
+ * text/plain POST and only not read the answer — so api/rest/rtioShim.ts refuses a browser's request
  * (Origin, Sec-Fetch-Site) that has no app credentials), the static SDK and demo files (script tags need no CORS),
  * the probes and /metrics.
  */
@@ -33,7 +33,7 @@ export const CORS_PATHS: ReadonlyArray<{ readonly path: string; readonly methods
   { path: '/graphql', methods: ['GET', 'POST'] },
 ];
 
-/** Every request header a route above reads (req.get in api/rest, graphql's Authorization, src/correlation.ts). */
+/** Every request header a route above reads (req.get in api/rest, graphql's Authorization, src/runtime/correlation.ts). */
 export const CORS_REQUEST_HEADERS = [
   'Authorization',
   'Content-Type',

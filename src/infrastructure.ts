@@ -4,12 +4,12 @@ import { deviceNumberMigrations } from './devices/devices';
 import type { EventStore } from './eventStore/eventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
 import { ticketMigrations } from './identity/tickets';
-import type { Logger } from './logger';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate } from './postgres/migrations';
 import type { Projection } from './projection/projection';
 import { projectionRunnerMigrations } from './projection/projectionRunner';
+import type { Logger } from './runtime/logger';
 
 /** The stores herald runs on: the read-model database, and the event store (the same database, or EventStoreDB). */
 export interface Infrastructure {

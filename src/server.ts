@@ -1,9 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { correlate } from './correlation';
-import type { Logger } from './logger';
-import type { Readiness } from './readiness';
+import type { Readiness } from './nodes/readiness';
+import { correlate } from './runtime/correlation';
+import type { Logger } from './runtime/logger';
 
 export interface HttpServer {
   readonly url: string;
@@ -31,7 +31,7 @@ export function createHttpApp(deps: {
     if (problem) res.status(503).json({ status: 'unhealthy', problem });
     else res.json({ status: 'ok' });
   });
-  // Liveness above, readiness here: not ready names each check that is not, with why (src/readiness.ts).
+  // Liveness above, readiness here: not ready names each check that is not, with why (src/nodes/readiness.ts).
   app.get('/readyz', async (_req, res) => {
     const readiness = await deps.readiness().catch((error: unknown): Readiness => ({
       ready: false,

@@ -1,9 +1,9 @@
 import { GraphQLError } from 'graphql';
 import type { Bus } from '../../src/bus/bus';
-import type { Clock } from '../../src/clock';
 import type { Viewer } from '../../src/identity/tickets';
-import { inboxTopic, parseSeq, type DeliveredMessage } from '../../src/messaging/inbox';
+import { inboxTopic, parseSeq, type DeliveredMessage } from '../../src/messaging/inboxQueries';
 import type { Messaging } from '../../src/messaging/messaging';
+import type { Clock } from '../../src/runtime/clock';
 
 /**
  * A reconnecting subscriber gets at most this many missed messages; beyond, it must re-query. A first

@@ -2,8 +2,8 @@ import type express from 'express';
 import { GraphQLError, type ExecutionResult } from 'graphql';
 import { createHandler, type OperationContext, type Request, type Response } from 'graphql-http';
 import type { HandlerOptions, RequestContext } from 'graphql-http/lib/use/express';
-import type { Logger } from '../../src/logger';
 import { isTemporary } from '../../src/postgres/errors';
+import type { Logger } from '../../src/runtime/logger';
 
 /** What a client is told to wait (Retry-After) while the store is unreachable: about what the projections need to resume. */
 export const RETRY_AFTER_SECONDS = 2;

@@ -7,7 +7,7 @@ import {
   type WebSocket as GraphqlWsSocket,
 } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/runtime/logger';
 
 /** What graphql-ws's hooks see as `ctx.extra`: the socket, and nothing of the upgrade request. */
 export interface SocketExtra {

@@ -12,7 +12,6 @@ import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import { checkItemNames, checkOwner } from '../../domain/whitelist/itemOwner';
 import type { EventFeed } from '../../src/analysts/eventFeed';
 import type { Bus } from '../../src/bus/bus';
-import type { Clock } from '../../src/clock';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import {
   broadcastStatsTopic,
@@ -25,9 +24,10 @@ import type { DeviceView } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
 import { TicketError, type Viewer } from '../../src/identity/tickets';
-import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inbox';
+import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inboxQueries';
 import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
-import type { Rtio } from '../../src/rtio/rtio';
+import type { Rtio } from '../../src/rtio/deviceCalls';
+import type { Clock } from '../../src/runtime/clock';
 import type { DatahubInbox } from './datahubInbox';
 import { DeliveryFeed } from './deliveryFeed';
 
@@ -75,7 +75,7 @@ export type RtioDeviceContext = GraphqlContext & { readonly rtioDevice: RtioDevi
 
 export const MAX_PAGE = 100;
 export { MAX_BUFFERED } from './deliveryFeed';
-/** Koala's messages in `notifications` (the type projections/notifications.ts gives them). */
+/** Koala's messages in `notifications` (the type projections/koalaInbox.ts gives them). */
 export const KOALA_TYPE = 'koala';
 const LIST_TYPES: readonly string[] = [KOALA_TYPE, ...NOTIFICATION_TYPES];
 

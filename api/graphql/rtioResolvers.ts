@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { isStorableText } from '../../domain/text';
-import type { RtioConnection } from '../../src/rtio/rtio';
+import type { RtioConnection } from '../../src/rtio/deviceCalls';
 import { ConnectionStream } from './connectionStream';
 import { asRtioDevice, badInput, closable, guard, type GraphqlDeps, type RtioDeviceContext } from './resolvers';
 
@@ -10,7 +10,7 @@ import { asRtioDevice, badInput, closable, guard, type GraphqlDeps, type RtioDev
  * GraphQL"): a device of RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt), authenticated by its
  * device_id and device_key, receives the calls of `/call/send` as the `deviceCalls` subscription,
  * answers them with `replyToCall`, and sends reports with `report`. The same service serves the plain
- * `/rtio.ws` socket: src/rtio/rtio.ts. These fields take only an RTIO device (asRtioDevice); every
+ * `/rtio.ws` socket: src/rtio/deviceCalls.ts. These fields take only an RTIO device (asRtioDevice); every
  * other field refuses one.
  */
 

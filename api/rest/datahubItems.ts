@@ -1,13 +1,13 @@
 import express from 'express';
 import * as t from 'io-ts';
 import { checkItemNames } from '../../domain/whitelist/itemOwner';
-import type { Clock } from '../../src/clock';
 import type { ItemOwners } from '../../src/datahub/itemOwners';
 import type { Tickets } from '../../src/identity/tickets';
-import type { Logger } from '../../src/logger';
+import type { Clock } from '../../src/runtime/clock';
+import type { Logger } from '../../src/runtime/logger';
 import { anyJsonBody } from './bodyCodecs';
-import { datahubReply, reply, route, ticketOf } from './datahub';
 import { decodeFormat } from './datahubFormats';
+import { datahubReply, reply, route, ticketOf } from './datahubShim';
 import { bodyErrors, ShimError } from './shimErrors';
 
 /**

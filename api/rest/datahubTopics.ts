@@ -2,13 +2,12 @@ import express from 'express';
 import { parseRfc3339 } from '../../domain/rfc3339';
 import { characterCount } from '../../domain/text';
 import { splitUserList } from '../../domain/ticket/ticket';
-import type { Clock } from '../../src/clock';
 import type { Datahub } from '../../src/datahub/datahub';
 import type { Tickets } from '../../src/identity/tickets';
-import type { Logger } from '../../src/logger';
 import type { Emails } from '../../src/mail/emails';
+import type { Clock } from '../../src/runtime/clock';
+import type { Logger } from '../../src/runtime/logger';
 import { anyJsonBody } from './bodyCodecs';
-import { badRequest, checkRequestId, datahubReply, reply, route } from './datahub';
 import {
   decodeFormat,
   decodeNotificationData,
@@ -17,6 +16,7 @@ import {
   TopicNotification,
   TopicSubscriptionEvent,
 } from './datahubFormats';
+import { badRequest, checkRequestId, datahubReply, reply, route } from './datahubShim';
 import { bodyErrors, ShimError } from './shimErrors';
 
 /**

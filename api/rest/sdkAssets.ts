@@ -1,6 +1,6 @@
 import path from 'node:path';
 import express from 'express';
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/runtime/logger';
 
 /**
  * The front-end SDK's browser bundle at a stable URL, so a legacy page loads it with one script tag, as

@@ -3,8 +3,8 @@ import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, TicketError } from '../../src/identity/tickets';
-import type { Logger } from '../../src/logger';
 import { SendRateExceededError } from '../../src/messaging/messaging';
+import type { Logger } from '../../src/runtime/logger';
 
 /**
  * What went wrong in a legacy shim's request, before the shim puts it in its own envelope: an HTTP

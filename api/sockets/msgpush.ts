@@ -5,7 +5,7 @@ import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/runtime/logger';
 
 /**
  * ONE-PUSH's device socket (shared/seeds/003_834cb051d61fc48e.txt): `ws://host/msgpush.ws?deviceId=…`,

@@ -2,9 +2,9 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { DomainError } from '../../domain/decider';
 import { isDeviceCode, RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
-import type { Logger } from '../../src/logger';
 import { SendRateExceededError } from '../../src/messaging/messaging';
-import type { Rtio } from '../../src/rtio/rtio';
+import type { Rtio } from '../../src/rtio/deviceCalls';
+import type { Logger } from '../../src/runtime/logger';
 
 /**
  * RTIO's device socket (docs/api/rtio.md): `ws://host/rtio.ws`, JSON text frames.

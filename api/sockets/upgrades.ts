@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
-import type { Logger } from '../../src/logger';
+import type { Logger } from '../../src/runtime/logger';
 
 /**
  * One HTTP server, several WebSocket endpoints: `ws` servers attached to the same HTTP server each

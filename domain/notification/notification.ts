@@ -13,7 +13,7 @@ import { characterCount, isStorableText } from '../text';
  *
  * A `site_broadcast` without receivers is addressed to the whole app: every user, also those who appear
  * after it was sent. Its `receivers` is empty, and who has read it is kept on each reader's inbox
- * (domain/notification/inbox.ts). One that names receivers (the seed's own MQ sample does, and producers
+ * (domain/inbox/inbox.ts). One that names receivers (the seed's own MQ sample does, and producers
  * send one per receiver) reaches those receivers only, like any other type.
  */
 

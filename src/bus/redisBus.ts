@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { Logger } from '../logger';
 import type { Publication } from '../projection/projection';
+import type { Logger } from '../runtime/logger';
 import { InProcessBus, type Bus } from './bus';
 
 /**

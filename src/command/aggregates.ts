@@ -3,8 +3,8 @@ import { deliveryDecider, DeliveryEvent, type DeliveryCommand, type DeliveryStat
 import { deviceDecider, DeviceEvent, type DeviceCommand, type DeviceState } from '../../domain/device/device';
 import { pushDecider, PushEvent, type PushCommand, type PushState } from '../../domain/device/push';
 import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
+import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/inbox/inbox';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
-import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/notification/inbox';
 import {
   notificationDecider,
   NotificationEvent,

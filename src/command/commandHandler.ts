@@ -3,7 +3,6 @@ import { isLeft } from 'fp-ts/lib/Either';
 import type * as t from 'io-ts';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError, type Decider, type DomainEvent } from '../../domain/decider';
-import { currentCorrelationId } from '../correlation';
 import {
   StreamDeletedError,
   StreamNotFoundError,
@@ -12,6 +11,7 @@ import {
   type EventStore,
   type RecordedEvent,
 } from '../eventStore/eventStore';
+import { currentCorrelationId } from '../runtime/correlation';
 
 /** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
 export interface Aggregate<Command, Event extends DomainEvent, State> {

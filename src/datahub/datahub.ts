@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { inboxStreamName } from '../../domain/notification/inbox';
+import { inboxStreamName } from '../../domain/inbox/inbox';
 import {
   NOTIFICATION_LIMITS,
   NOTIFICATION_TYPES,
@@ -20,7 +20,7 @@ import type { SendAllowance } from '../messaging/messaging';
 /**
  * datahub's notifications (shared/seeds/001_e25b4a10524b93b6.txt): sending typed notifications, the
  * user's list with its filters, per-type unread stats, clearing them and marking read. The REST shim
- * (api/rest/datahub.ts) parses the wire format and calls these.
+ * (api/rest/datahubShim.ts) parses the wire format and calls these.
  */
 
 /** One notification as a receiver sees it. `messageId` is its number in the app (datahub's `messageid`). */
@@ -51,7 +51,7 @@ export interface NotificationFilter {
   readonly beforeMessageId?: number;
 }
 
-/** The datahub read model, as this feature reads it (implemented in projections/datahub.ts). */
+/** The datahub read model, as this feature reads it (implemented in projections/datahubNotifications.ts). */
 export interface DatahubQueries {
   list(owner: Owner, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }>;
   /** Unread counts per type since the user last cleared them; types without any are absent. */

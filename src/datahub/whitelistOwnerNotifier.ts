@@ -1,13 +1,13 @@
 import { notificationStreamName } from '../../domain/notification/notification';
 import { itemOwnerStreamName } from '../../domain/whitelist/itemOwner';
 import { ownerNotification, whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
-import type { Clock } from '../clock';
 import { itemOwnerAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
-import { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
-import type { Service } from '../services';
+import type { Clock } from '../runtime/clock';
+import { DueWork } from '../runtime/dueWork';
+import type { Logger } from '../runtime/logger';
+import type { Service } from '../runtime/services';
 import { whitelistNotificationId } from './datahub';
 
 /**

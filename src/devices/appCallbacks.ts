@@ -12,12 +12,12 @@ import {
 } from '../../domain/device/delivery';
 import { topvdnRequestId } from '../../domain/device/push';
 import type { Bus } from '../bus/bus';
-import type { Clock } from '../clock';
 import { appAggregate, deliveryAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
-import { DueWork, isStopping } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
+import type { Clock } from '../runtime/clock';
+import { DueWork, isStopping } from '../runtime/dueWork';
+import type { Logger } from '../runtime/logger';
 import type { DeliveryQueries, DevicePush, OpenDelivery } from './deviceQueries';
 import { APP_CALLBACKS_TOPIC, type DevicePublication } from './deviceTopics';
 
@@ -31,7 +31,7 @@ import { APP_CALLBACKS_TOPIC, type DevicePublication } from './deviceTopics';
  *
  * POST body: `{"request_id", "from", "msg", "flag"}` as JSON; redirects are not followed; an app that
  * does not answer within 5 s (CALLBACK_TIMEOUT_MS) fails that attempt. Attempts run side by side
- * (src/dueWork.ts), at most 64 at once and 8 per app, so one app's hung server holds up no other app's.
+ * (src/runtime/dueWork.ts), at most 64 at once and 8 per app, so one app's hung server holds up no other app's.
  */
 
 /** What the sender reads of the apps read model (implemented by projections/apps.ts). */

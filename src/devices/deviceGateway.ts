@@ -8,13 +8,13 @@ import {
 } from '../../domain/device/delivery';
 import { pushIdOfSentId } from '../../domain/device/push';
 import type { Bus } from '../bus/bus';
-import type { Clock } from '../clock';
 import { deliveryAggregate } from '../command/aggregates';
 import { handleCommand, loadState, type LoadedStream } from '../command/commandHandler';
-import { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
 import type { Directory } from '../nodes/directory';
+import type { Clock } from '../runtime/clock';
+import { DueWork } from '../runtime/dueWork';
+import type { Logger } from '../runtime/logger';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery } from './deviceQueries';
 import { deviceTopic, type DevicePublication } from './deviceTopics';
 import { DevicePresence, type Presence } from './presence';

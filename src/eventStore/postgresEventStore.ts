@@ -3,7 +3,7 @@ import pg, { type Pool } from 'pg';
 import type { Database } from '../postgres/database';
 import { isConnectionError } from '../postgres/errors';
 import type { Migration } from '../postgres/migrations';
-import { Wakeup } from '../wakeup';
+import { Wakeup } from '../runtime/wakeup';
 import {
   DEFAULT_READ_COUNT,
   EventStoreUnavailableError,

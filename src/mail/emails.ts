@@ -4,7 +4,7 @@ import { emailStreamName } from '../../domain/email/email';
 import { emailAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
+import type { Logger } from '../runtime/logger';
 import type { EmailStatus, PendingEmails } from './pendingEmails';
 
 /**

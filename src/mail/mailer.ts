@@ -1,11 +1,11 @@
 import { createTransport, type SendMailOptions } from 'nodemailer';
 import { EMAIL_MAX_ATTEMPTS, emailStreamName, type EmailCommand, type EmailContent } from '../../domain/email/email';
-import type { Clock } from '../clock';
 import { emailAggregate } from '../command/aggregates';
-import type { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
-import { outboxWorker } from '../outbox';
+import type { Clock } from '../runtime/clock';
+import type { DueWork } from '../runtime/dueWork';
+import type { Logger } from '../runtime/logger';
+import { outboxWorker } from '../runtime/outbox';
 import type { PendingEmails } from './pendingEmails';
 
 /** What the mailer needs of a nodemailer transport (a Transporter satisfies it; tests may pass their own). */
@@ -48,7 +48,7 @@ export interface MailerDeps {
  * Sends requested emails over SMTP and records each attempt's outcome: EmailSent, or EmailFailed with
  * the next try (domain/email/email.ts: 1 min, 5 min, 30 min, 2 h; the 5th failure is final).
  *
- * An outbox (src/outbox.ts): what is due lives in the emails read model, so a restart loses nothing;
+ * An outbox (src/runtime/outbox.ts): what is due lives in the emails read model, so a restart loses nothing;
  * each attempt is decided and recorded on the email's own stream; emails are sent side by side, each
  * attempt bounded by `attemptTimeoutMs`, so a server that never answers holds up no other email.
  * Several mailers may run side by side: the decider takes one outcome per attempt and none after a

@@ -1,10 +1,10 @@
 import { messageStreamName } from '../../domain/message/message';
-import type { Clock } from '../clock';
 import { messageAggregate } from '../command/aggregates';
 import { handleCommand } from '../command/commandHandler';
-import { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
+import type { Clock } from '../runtime/clock';
+import { DueWork } from '../runtime/dueWork';
+import type { Logger } from '../runtime/logger';
 
 /** What the scheduler reads of the scheduled messages (implemented by the notifications projection). */
 export interface ScheduledMessages {

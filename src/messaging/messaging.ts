@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
 import { messageStreamName, type MessageEvent } from '../../domain/message/message';
-import { Batcher } from '../batcher';
 import { messageAggregate } from '../command/aggregates';
 import { decodeEvent, handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import { actorOf, userSender, type Sender } from '../identity/sender';
 import type { Viewer } from '../identity/tickets';
-import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from './inbox';
+import { Batcher } from '../runtime/batcher';
+import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from './inboxQueries';
 
 /**
  * Sending, acknowledging and listing messages: the one implementation behind Koala's REST routes and

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { Logger } from '../logger';
+import type { Logger } from '../runtime/logger';
 
 /**
  * Which node holds a connection (an RTIO device's, a ONE-PUSH device's), for the other nodes to find:

@@ -1,8 +1,8 @@
-import { BackgroundLoop } from '../backgroundLoop';
-import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { SessionLock } from '../postgres/sessionLock';
-import { Services, type Service } from '../services';
+import { BackgroundLoop } from '../runtime/backgroundLoop';
+import type { Logger } from '../runtime/logger';
+import { Services, type Service } from '../runtime/services';
 
 // The first key of the leader's advisory lock; projections use another space (PROJECTION_LOCK_SPACE).
 const LEADER_LOCK_SPACE = 0x6865_6c64; // "held"

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import type { Clock } from '../clock';
 import type { EventStore } from '../eventStore/eventStore';
-import type { ReadinessCheck } from '../readiness';
+import type { ReadinessCheck } from '../nodes/readiness';
+import type { Clock } from '../runtime/clock';
 import { parkedCounts } from './parkedEvents';
 import type { ProjectionProgress } from './projectionProgress';
 import { readCheckpoints, type ProjectionRunner } from './projectionRunner';

@@ -1,6 +1,6 @@
 import pg from 'pg';
-import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
+import type { Logger } from '../runtime/logger';
 
 /** Every batch commit notifies `<projection> <position>` on this channel (see ProjectionRunner.applyBatch). */
 export const CHECKPOINT_CHANNEL = 'herald_checkpoints';

@@ -4,9 +4,9 @@ import type { Bus } from '../bus/bus';
 import type { AllSubscription, EventStore, SubscribeToAllOptions } from '../eventStore/eventStore';
 import { EventStoreDecorator } from '../eventStore/eventStoreDecorator';
 import type { Infrastructure } from '../infrastructure';
-import type { Logger } from '../logger';
 import { openDatabase, type Database } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';
+import type { Logger } from '../runtime/logger';
 import type { Projection } from './projection';
 import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from './projectionRunner';
 

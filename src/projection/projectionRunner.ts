@@ -1,13 +1,13 @@
 import pg from 'pg';
-import { BackgroundLoop } from '../backgroundLoop';
 import type { Bus } from '../bus/bus';
 import type { AllSubscription, EventStore, RecordedEvent, SubscriptionBatch } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
 import type { Database } from '../postgres/database';
 import { classifyFailure } from '../postgres/errors';
 import type { Migration } from '../postgres/migrations';
 import { SessionLock } from '../postgres/sessionLock';
 import { withTransaction } from '../postgres/transaction';
+import { BackgroundLoop } from '../runtime/backgroundLoop';
+import type { Logger } from '../runtime/logger';
 import { UndecodableEventError } from './eventDecoder';
 import type { Projection } from './projection';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Infrastructure } from '../infrastructure';
-import type { Logger } from '../logger';
+import type { Logger } from '../runtime/logger';
 import type { Projection } from './projection';
 import { rebuildProjections, type RebuildProgress } from './projectionRebuild';
 

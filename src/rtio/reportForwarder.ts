@@ -1,12 +1,12 @@
 import { rtioReportStreamName, type RtioReportCommand } from '../../domain/rtio/rtio';
-import type { Clock } from '../clock';
 import { rtioReportAggregate } from '../command/aggregates';
-import type { DueWork } from '../dueWork';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Logger } from '../logger';
-import { outboxWorker } from '../outbox';
+import type { Clock } from '../runtime/clock';
+import type { DueWork } from '../runtime/dueWork';
+import type { Logger } from '../runtime/logger';
+import { outboxWorker } from '../runtime/outbox';
 
-/** A report as the read model shows it (implemented by projections/rtio.ts). */
+/** A report as the read model shows it (implemented by projections/rtioReports.ts). */
 export interface ReportStatus {
   readonly reportId: string;
   readonly appId: string;
@@ -48,7 +48,7 @@ export const postForJson: PostForJson = async (url, body, signal) => {
  * Forwards RTIO devices' reports to RTIO_NOTIFY_URL (shared/seeds/004_e2f5c37d54658cec.txt, 消息通知):
  * `{nonce, device_id, device_message}`, acknowledged by `{nonce, code: 1000}`; anything else, or no
  * answer within NOTIFY_TIMEOUT_MS, is a failure, tried again after 2, 4, 8 … s, 10 tries in all
- * (domain/rtio/rtio.ts). An outbox (src/outbox.ts) like the mailer: what is due lives in the read model,
+ * (domain/rtio/rtio.ts). An outbox (src/runtime/outbox.ts) like the mailer: what is due lives in the read model,
  * each attempt is decided on the report's stream, and reports are forwarded side by side, so one that
  * hangs delays no other.
  */

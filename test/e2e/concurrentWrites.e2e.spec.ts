@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { deviceStreamName } from '../../domain/device/device';
-import { inboxStreamName } from '../../domain/notification/inbox';
+import { inboxStreamName } from '../../domain/inbox/inbox';
 import { CONFLICT_RETRY } from '../../src/command/commandHandler';
 import { WrongExpectedRevisionError, type EventStore } from '../../src/eventStore/eventStore';
 import { DeviceSocket } from '../support/deviceSocket';

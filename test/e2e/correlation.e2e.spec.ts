@@ -3,7 +3,7 @@ import { graphql } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
 
 // One request's correlation id is on its response and in the metadata of the events it appended
-// (src/correlation.ts), whatever route and body parser served it.
+// (src/runtime/correlation.ts), whatever route and body parser served it.
 describe('correlation ids', function () {
   this.timeout(60_000);
   let test: Awaited<ReturnType<typeof startTestHerald>>;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { parse, validate } from 'graphql';
 import { buildSchema } from '../../api/graphql/graphqlServer';
-import { systemClock } from '../../src/clock';
+import { systemClock } from '../../src/runtime/clock';
 import { graphqlWithAuthorization } from '../support/graphqlClient';
 import { issueTicket, postForm, startTestHerald } from '../support/herald';
 

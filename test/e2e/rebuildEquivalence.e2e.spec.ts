@@ -6,7 +6,7 @@ import pino from 'pino';
 import { emailStreamName } from '../../domain/email/email';
 import { messageStreamName } from '../../domain/message/message';
 import { projections } from '../../projections';
-import { rtioReportQueries } from '../../projections/rtio';
+import { rtioReportQueries } from '../../projections/rtioReports';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
 import type { Viewer } from '../../src/identity/tickets';

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import pino from 'pino';
-import { rtioReportQueries } from '../../projections/rtio';
+import { rtioReportQueries } from '../../projections/rtioReports';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
 import { eventually } from '../support/eventually';

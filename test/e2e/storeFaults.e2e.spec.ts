@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { loadConfig } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/runtime/logger';
 import { eventually } from '../support/eventually';
 import { issueTicket, postForm } from '../support/herald';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';

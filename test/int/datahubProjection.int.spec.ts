@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { InboxEvent } from '../../domain/notification/inbox';
+import type { InboxEvent } from '../../domain/inbox/inbox';
 import type { NotificationEvent } from '../../domain/notification/notification';
-import { datahubProjection, datahubQueries, itemSubscribers } from '../../projections/datahub';
+import { datahubProjection, datahubQueries, itemSubscribers } from '../../projections/datahubNotifications';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { withTransaction } from '../../src/postgres/transaction';
 import { openTestInfrastructure } from '../support/infrastructure';

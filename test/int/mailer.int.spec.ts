@@ -330,7 +330,7 @@ describe('mailer: to_emails.json sent over SMTP', () => {
     expect(peer.rcptAttempts).to.equal(1);
     peer.refuse = false;
     world.clock.advance(EMAIL_RETRY_DELAYS_MS[0] + 1000);
-    // The look that found it not due rests it a moment in real time (src/dueWork.ts), then it is sent.
+    // The look that found it not due rests it a moment in real time (src/runtime/dueWork.ts), then it is sent.
     await eventually(async () => expect(await mailer.sendDue()).to.equal(1));
     expect(await mailer.sendDue(), 'sent again').to.equal(0);
     expect(peer.received).to.have.length(1);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import pino from 'pino';
-import { notificationsProjection } from '../../projections/notifications';
+import { notificationsProjection } from '../../projections/koalaInbox';
 import { InProcessBus } from '../../src/bus/bus';
 import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
 import { openDatabase } from '../../src/postgres/database';

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import pino from 'pino';
 import { DeliveryFeed } from '../../api/graphql/deliveryFeed';
-import { notificationsProjection, notificationQueries } from '../../projections/notifications';
+import { notificationsProjection, notificationQueries } from '../../projections/koalaInbox';
 import type { Bus } from '../../src/bus/bus';
 import { RedisBus } from '../../src/bus/redisBus';
 import type { Viewer } from '../../src/identity/tickets';

@@ -1,7 +1,7 @@
 import pino from 'pino';
-import { systemClock, type Clock } from '../../src/clock';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
+import { systemClock, type Clock } from '../../src/runtime/clock';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 /** herald in this process, on a fresh test database and a free port, with the seed's demo apps. */

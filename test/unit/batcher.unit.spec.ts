@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Batcher } from '../../src/batcher';
+import { Batcher } from '../../src/runtime/batcher';
 
 // Issue 21 item 7: a bus gap makes every subscriber of a node ask the store at once; that is one query.
 describe('Batcher: the requests of one turn are one load', () => {

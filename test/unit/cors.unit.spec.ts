@@ -5,7 +5,7 @@ import { graphqlHttpHandler } from '../../api/graphql/graphqlHttp';
 import type { CorsOrigins } from '../../src/config';
 import { corsRouter } from '../../src/cors';
 import { EventStoreUnavailableError } from '../../src/eventStore/eventStore';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/runtime/logger';
 import { createHttpApp, listen } from '../../src/server';
 
 // Issue 22, CORS: the layer alone, in front of herald's own express app (src/server.ts): what no

@@ -3,7 +3,7 @@ import { GraphQLError } from 'graphql';
 import { DeliveryFeed, MAX_BUFFERED, MAX_REPLAY } from '../../api/graphql/deliveryFeed';
 import { InProcessBus } from '../../src/bus/bus';
 import type { Viewer } from '../../src/identity/tickets';
-import { inboxTopic, type DeliveredMessage } from '../../src/messaging/inbox';
+import { inboxTopic, type DeliveredMessage } from '../../src/messaging/inboxQueries';
 
 const viewer: Viewer = {
   ticketId: 't',

@@ -4,8 +4,8 @@ import { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView } from '../../src/devices/deviceQueries';
 import { deviceTopic, type DevicePublication } from '../../src/devices/deviceTopics';
 import { EventStoreUnavailableError, type EventStore } from '../../src/eventStore/eventStore';
-import { createLogger } from '../../src/logger';
 import { LocalDirectory } from '../../src/nodes/directory';
+import { createLogger } from '../../src/runtime/logger';
 import { eventually } from '../support/eventually';
 
 /**

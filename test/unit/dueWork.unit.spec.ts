@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pino from 'pino';
-import { DueWork, MAX_IN_FLIGHT, RECORDING_GRACE_MS, type DueWorkDeps, type Recorded } from '../../src/dueWork';
+import { DueWork, MAX_IN_FLIGHT, RECORDING_GRACE_MS, type DueWorkDeps, type Recorded } from '../../src/runtime/dueWork';
 import { eventually } from '../support/eventually';
 
 // Issue 21, item 9: the due-work runner bounds each attempt by its timeout, whether or not the attempt

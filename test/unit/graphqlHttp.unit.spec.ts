@@ -4,7 +4,7 @@ import { buildSchema } from 'graphql';
 import pg from 'pg';
 import { graphqlHttpHandler } from '../../api/graphql/graphqlHttp';
 import { EventStoreUnavailableError } from '../../src/eventStore/eventStore';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/runtime/logger';
 import { listen } from '../../src/server';
 
 // Issue 21, item 11: while the database is down, an authenticated GraphQL request answered an empty 500

@@ -1,4 +1,4 @@
-import { inboxDecider, type InboxEvent } from '../../domain/notification/inbox';
+import { inboxDecider, type InboxEvent } from '../../domain/inbox/inbox';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 // datahub's DELETE /notification_stat (shared/seeds/001_e25b4a10524b93b6.txt) as a decision; issue 21, item 4.

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pino from 'pino';
-import { Services } from '../../src/services';
+import { Services } from '../../src/runtime/services';
 
 // STYLE.md "Services: one lifecycle for everything that runs" (issue 21, item 9): herald's composition
 // root and the leader's background work start their services in order and stop them in reverse.

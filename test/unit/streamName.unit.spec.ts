@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { deliveryStreamName } from '../../domain/device/delivery';
-import { inboxStreamName } from '../../domain/notification/inbox';
+import { inboxStreamName } from '../../domain/inbox/inbox';
 import { streamNameOf } from '../../domain/streamName';
 
 /** Issue 21 item 5: a stream name built from several ids is unambiguous for every app and user id. */

@@ -1,6 +1,6 @@
 /**
  * What messaging reads from the inbox read model. Declared here, where it is used; the notifications
- * projection (projections/notifications.ts) implements it and the composition root wires the two.
+ * projection (projections/koalaInbox.ts) implements it and the composition root wires the two.
  *
  * A message's `seq` is the global position of the event that delivered it (MessageSent, or
  * MessageReleased for a scheduled one): increasing, so it doubles as Koala's `Message_t.meta.seq`, as the

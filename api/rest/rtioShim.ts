@@ -6,8 +6,8 @@ import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import type { Cidr } from '../../src/config';
 import { AppAuthError, type Tickets } from '../../src/identity/tickets';
-import type { Logger } from '../../src/logger';
-import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/rtio';
+import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/deviceCalls';
+import type { Logger } from '../../src/runtime/logger';
 
 /**
  * RTIO's REST routes (shared/seeds/004_e2f5c37d54658cec.txt): `POST /manage/create_device` and

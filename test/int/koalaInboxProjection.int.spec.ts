@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import type { MessageEvent } from '../../domain/message/message';
-import { notificationsProjection } from '../../projections/notifications';
+import { notificationsProjection } from '../../projections/koalaInbox';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import { inboxTopic } from '../../src/messaging/inbox';
+import { inboxTopic } from '../../src/messaging/inboxQueries';
 import { withTransaction } from '../../src/postgres/transaction';
 import type { Publication } from '../../src/projection/projection';
 import { openTestInfrastructure } from '../support/infrastructure';

@@ -1,8 +1,8 @@
 import * as t from 'io-ts';
 import { unreachable, type Decider } from '../decider';
 import type { CatalogueEntry } from '../eventCatalogue';
+import { NotificationRead } from '../notification/notification';
 import { streamNameOf } from '../streamName';
-import { NotificationRead } from './notification';
 
 /**
  * A user's inbox in one app (datahub): what belongs to the user rather than to one notification.
@@ -26,7 +26,7 @@ export type InboxEvent = t.TypeOf<typeof InboxEvent>;
 export const inboxCatalogue: CatalogueEntry = {
   title: 'inbox',
   stream: 'inbox-<appId>.<userId>',
-  module: 'domain/notification/inbox.ts',
+  module: 'domain/inbox/inbox.ts',
   union: InboxEvent,
   events: {
     NotificationStatsCleared: {

@@ -8,7 +8,7 @@ import {
   type InboxQueries,
   type MissedRequest,
   type NotificationPage,
-} from '../src/messaging/inbox';
+} from '../src/messaging/inboxQueries';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import { eventDecoder } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
@@ -22,7 +22,7 @@ import type { Projection, Publication } from '../src/projection/projection';
  * delivers them into every recipient's inbox, counts them and returns what to push; a second one applies
  * the batch's acknowledgements. Each works over `unnest` of the batch's arrays. Repeated events are
  * harmless: the first creation, status change and acknowledgement of a message wins, later ones change
- * nothing — the same tables as applying the events one by one (test/int/notificationsProjection.int.spec.ts).
+ * nothing — the same tables as applying the events one by one (test/int/koalaInboxProjection.int.spec.ts).
  */
 
 const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';

@@ -8,17 +8,17 @@ import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import { MESSAGE_LIMITS } from '../../domain/message/message';
 import { characterCount, UUID } from '../../domain/text';
 import { isUserId, splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
-import type { Clock } from '../../src/clock';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import { AppAuthError, TicketError, validRoles, type Tickets, type TicketProblem } from '../../src/identity/tickets';
-import type { Logger } from '../../src/logger';
-import { parseSeq } from '../../src/messaging/inbox';
+import { parseSeq } from '../../src/messaging/inboxQueries';
 import {
   MAX_ACKNOWLEDGE_IDS,
   MAX_REQUEST_ID_LENGTH,
   SendRateExceededError,
   type Messaging,
 } from '../../src/messaging/messaging';
+import type { Clock } from '../../src/runtime/clock';
+import type { Logger } from '../../src/runtime/logger';
 import { illFormedTextOf } from './shimErrors';
 
 /**

@@ -10,14 +10,14 @@ import {
   type RtioRequest,
 } from '../../domain/rtio/rtio';
 import type { Bus } from '../bus/bus';
-import type { Clock } from '../clock';
 import { rtioCallAggregate, rtioDeviceAggregate, rtioNonceAggregate, rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import { actorOf, type Sender } from '../identity/sender';
-import type { Logger } from '../logger';
 import type { SendAllowance } from '../messaging/messaging';
 import type { Directory } from '../nodes/directory';
+import type { Clock } from '../runtime/clock';
+import type { Logger } from '../runtime/logger';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt, docs/api/rtio.md): creating devices, their

@@ -1,6 +1,6 @@
 import pino from 'pino';
+import { classifyFailure } from '../postgres/errors';
 import { currentCorrelationId } from './correlation';
-import { classifyFailure } from './postgres/errors';
 
 export type Logger = pino.Logger;
 

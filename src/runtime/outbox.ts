@@ -1,15 +1,15 @@
-import type { DomainEvent } from '../domain/decider';
-import { isDue, type AttemptOutcome, type AttemptState } from '../domain/outbox';
+import type { DomainEvent } from '../../domain/decider';
+import { isDue, type AttemptOutcome, type AttemptState } from '../../domain/outbox';
+import { handleCommand, loadState, type Aggregate } from '../command/commandHandler';
+import type { EventStore } from '../eventStore/eventStore';
 import type { Clock } from './clock';
-import { handleCommand, loadState, type Aggregate } from './command/commandHandler';
 import { DueWork, isStopping } from './dueWork';
-import type { EventStore } from './eventStore/eventStore';
 import type { Logger } from './logger';
 
 /**
  * One retrying outbox (docs/architecture.md, "Background work"): items on streams of their own, each an
  * outbox item of domain/outbox.ts, attempted until their schedule ends. An outbox says how to attempt an
- * item and which command records an outcome; the runner (src/dueWork.ts) attempts due items side by side
+ * item and which command records an outcome; the runner (src/runtime/dueWork.ts) attempts due items side by side
  * with a timeout per attempt, and this decides each attempt on the item's stream: it attempts what the
  * stream says is due now (a lagging read model cannot make it attempt an item again that is settled)
  * and records the outcome with the revision it read, as an event on that stream.

@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
 import type { Pool, PoolClient } from 'pg';
-import { InboxEvent } from '../domain/notification/inbox';
+import { InboxEvent } from '../domain/inbox/inbox';
 import {
   BROADCAST_TYPE,
   forBrowser,
