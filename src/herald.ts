@@ -126,28 +126,17 @@ export async function startHerald(
     // Work done once for all nodes runs on the node that leads (one process alone leads itself).
     const leads = await services.start(new Leadership({ database, log, work: features.backgroundWork }));
     leadership = leads;
-
-    // /readyz: ready when every check is (docs/operations.md, "Probes").
-    const readinessChecks: ReadinessCheck[] = [
-      {
-        name: 'eventStore',
-        run: async () => ({ detail: { kind: store.kind, head: (await store.headPosition()).toString() } }),
-      },
-      projectionsReadiness({
-        store,
-        pool: database.pool,
-        runners,
-        progress,
-        clock,
-        startupHead,
-        maxLagSeconds: config.readyMaxLagSeconds,
-      }),
-      // Which node runs the background work is shown, not required: a standby node serves as well.
-      { name: 'leadsBackgroundWork', run: async () => ({ detail: leads.isLeader }) },
-      // A node whose bus is down pushes nothing live (its subscribers catch up once it is back).
-      ...(config.redisUrl ? [busReadiness(bus)] : []),
-    ];
-    const readiness = () => assessReadiness(readinessChecks);
+    const { readiness, unhealthy } = probes({
+      config,
+      clock,
+      store,
+      infrastructure,
+      runners,
+      progress,
+      startupHead,
+      leads,
+      bus,
+    });
     metrics.projectionLag(() =>
       projectionLags(
         store,
@@ -155,13 +144,6 @@ export async function startHerald(
         clock(),
       ),
     );
-    // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
-    const unhealthy = () => {
-      const since = infrastructure.embedded?.downSince();
-      return since && clock().getTime() - since.getTime() > STORE_DOWN_GRACE_MS
-        ? `embedded PostgreSQL down since ${since.toISOString()}`
-        : undefined;
-    };
     const { url } = await mountApi(
       { ...features, config, clock, log, bus, metrics, readiness, unhealthy, deviceQueries: models.devices.queries },
       services,
@@ -355,6 +337,50 @@ async function openFeatures(deps: {
 /** With REDIS_URL, the directory of which node holds which device's connection is shared through Redis. */
 async function openDirectory(config: Config, log: Logger): Promise<Directory> {
   return config.redisUrl ? await RedisDirectory.connect(config.redisUrl, log) : new LocalDirectory();
+}
+
+/** /readyz (ready when every check is: docs/operations.md, "Probes") and /healthz. */
+function probes(deps: {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly store: EventStore;
+  readonly infrastructure: Infrastructure;
+  readonly runners: readonly ProjectionRunner[];
+  readonly progress: ProjectionProgress;
+  readonly startupHead: bigint;
+  readonly leads: Leadership;
+  readonly bus: Bus;
+}): { readiness: () => Promise<Readiness>; unhealthy: () => string | undefined } {
+  const { config, clock, store, infrastructure, leads } = deps;
+  const readinessChecks: ReadinessCheck[] = [
+    {
+      name: 'eventStore',
+      run: async () => ({ detail: { kind: store.kind, head: (await store.headPosition()).toString() } }),
+    },
+    projectionsReadiness({
+      store,
+      pool: infrastructure.database.pool,
+      runners: deps.runners,
+      progress: deps.progress,
+      clock,
+      startupHead: deps.startupHead,
+      maxLagSeconds: config.readyMaxLagSeconds,
+    }),
+    // Which node runs the background work is shown, not required: a standby node serves as well.
+    { name: 'leadsBackgroundWork', run: async () => ({ detail: leads.isLeader }) },
+    // A node whose bus is down pushes nothing live (its subscribers catch up once it is back).
+    ...(config.redisUrl ? [busReadiness(deps.bus)] : []),
+  ];
+  return {
+    readiness: () => assessReadiness(readinessChecks),
+    // A store down briefly (being restarted) is not yet a reason to restart herald; one down longer is.
+    unhealthy: () => {
+      const since = infrastructure.embedded?.downSince();
+      return since && clock().getTime() - since.getTime() > STORE_DOWN_GRACE_MS
+        ? `embedded PostgreSQL down since ${since.toISOString()}`
+        : undefined;
+    },
+  };
 }
 
 /** With REDIS_URL, the bus between nodes; without, this process's own (a single node). */
