@@ -66,10 +66,5 @@ export default tseslint.config(
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-unused-expressions': 'off' },
   },
-  {
-    // Until the composition root mounts api/ and projections/ through their index modules (issue 23).
-    files: ['src/herald.ts'],
-    rules: { 'import-x/no-restricted-paths': 'off' },
-  },
   prettier,
 );

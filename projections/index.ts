@@ -1,11 +1,22 @@
+import type { Pool } from 'pg';
+import type { Migration } from '../src/postgres/migrations';
 import type { Projection } from '../src/projection/projection';
-import { appsProjection } from './apps';
-import { datahubProjection } from './datahubNotifications';
-import { devicesProjection } from './devices';
-import { emailsProjection } from './emails';
-import { notificationsProjection } from './koalaInbox';
-import { rtioProjection } from './rtioReports';
-import { whitelistProjection } from './whitelist';
+import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
+import { appSecrets, appsProjection, pushCallbackUrls } from './apps';
+import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
+import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
+import { deliveryQueries, deviceQueries, devicesProjection } from './devices';
+import { emailQueries, emailsProjection } from './emails';
+import { notificationQueries, notificationsProjection } from './koalaInbox';
+import { rtioProjection, rtioReportQueries } from './rtioReports';
+import { keptTicketKey, settingsMigrations } from './settings';
+import { waitingApplications, whitelistProjection } from './whitelist';
+
+/**
+ * projections/ to the rest of herald: the read models' projections, their queries behind the interfaces
+ * src/ declares (readModels), and the tables they need (migrations). Only the composition root
+ * (src/herald.ts) and the maintenance commands (src/cli.ts) import this module, and nothing else of projections/.
+ */
 
 /** Every read model herald keeps; the composition root runs one runner for each. */
 export const projections: readonly Projection[] = [
@@ -17,3 +28,40 @@ export const projections: readonly Projection[] = [
   rtioProjection,
   whitelistProjection,
 ];
+
+/**
+ * The migration registry: every table herald keeps in PostgreSQL besides the event store's own (its
+ * adapter applies those), in the order they apply. A module with tables adds its list here; an id never
+ * changes once shipped.
+ */
+export const migrations: readonly Migration[] = [
+  ...projectionRunnerMigrations,
+  ...settingsMigrations,
+  ...deviceNumberMigrations,
+  ...projections.flatMap((p) => p.migrations),
+];
+
+/**
+ * The read models on `pool`: for each, its projection's name (what read-your-writes waits for) and its
+ * queries, behind the interfaces src/ declares where they are used.
+ */
+export function readModels(pool: Pool) {
+  return {
+    projections,
+    apps: { name: appsProjection.name, secrets: appSecrets(pool), pushCallbackUrls: pushCallbackUrls(pool) },
+    koalaInbox: { name: notificationsProjection.name, queries: notificationQueries(pool) },
+    datahub: { name: datahubProjection.name, queries: datahubQueries(pool), itemSubscribers: itemSubscribers(pool) },
+    emails: { name: emailsProjection.name, pending: emailQueries(pool) },
+    devices: {
+      name: devicesProjection.name,
+      queries: deviceQueries(pool),
+      deliveries: deliveryQueries(pool),
+      numbers: deviceNumbers(pool),
+    },
+    rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
+    whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },
+    ticketKey: keptTicketKey(pool),
+  };
+}
+
+export type ReadModels = ReturnType<typeof readModels>;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { projections } from '../projections';
+import { migrations, projections } from '../projections';
 import type { ReplayFilter } from './analysts/replay';
 import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
@@ -86,7 +86,7 @@ async function withStores(work: (infrastructure: Infrastructure, log: Logger) =>
   const config = configOrExit();
   // Logs to stderr: these commands' stdout is their output.
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr');
-  const infrastructure = await openInfrastructure(config, log, { whenEmbeddedOwned: 'join' });
+  const infrastructure = await openInfrastructure(config, log, { migrations, whenEmbeddedOwned: 'join' });
   try {
     await work(infrastructure, log);
   } finally {

@@ -1,14 +1,9 @@
-import { projections as allProjections } from '../projections';
 import type { Config } from './config';
-import { deviceNumberMigrations } from './devices/devices';
 import type { EventStore } from './eventStore/eventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
-import { ticketMigrations } from './identity/tickets';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
-import { migrate } from './postgres/migrations';
-import type { Projection } from './projection/projection';
-import { projectionRunnerMigrations } from './projection/projectionRunner';
+import { migrate, type Migration } from './postgres/migrations';
 import type { Logger } from './runtime/logger';
 
 /** The stores herald runs on: the read-model database, and the event store (the same database, or EventStoreDB). */
@@ -20,6 +15,7 @@ export interface Infrastructure {
 }
 
 /**
+ * `migrations`: the migration registry (projections/index.ts), applied after the event store's own.
  * `onStoreLost`: the embedded PostgreSQL died and could not be restarted. `whenEmbeddedOwned`: what to do when
  * another live herald owns the embedded store (embeddedPostgresOwner.ts): `serve` refuses, a maintenance
  * command joins it.
@@ -28,12 +24,11 @@ export async function openInfrastructure(
   config: Config,
   log: Logger,
   options: {
-    readonly projections?: readonly Projection[];
+    readonly migrations: readonly Migration[];
     readonly onStoreLost?: (error: Error) => void;
     readonly whenEmbeddedOwned?: 'join' | 'refuse';
-  } = {},
+  },
 ): Promise<Infrastructure> {
-  const projections = options.projections ?? allProjections;
   let embedded: EmbeddedPostgres | undefined;
   let connectionString = config.databaseUrl;
   if (!connectionString) {
@@ -72,10 +67,7 @@ export async function openInfrastructure(
       : new PostgresEventStore(database);
     const applied = await migrate(database.pool, [
       ...(store.kind === 'postgresql' ? postgresEventStoreMigrations : []),
-      ...projectionRunnerMigrations,
-      ...ticketMigrations,
-      ...deviceNumberMigrations,
-      ...projections.flatMap((p) => p.migrations),
+      ...options.migrations,
     ]);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied migrations');
     log.info({ eventStore: store.kind, embeddedPostgres: Boolean(embedded) }, 'stores ready');

@@ -7,7 +7,6 @@ import type { EventStore } from '../eventStore/eventStore';
 import type { Clock } from '../runtime/clock';
 import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
-import type { Service } from '../runtime/services';
 import { whitelistNotificationId } from './datahub';
 
 /**
@@ -29,9 +28,8 @@ export interface WaitingApplications {
  * the application's and the item's own streams, so a second attempt, a lagging read model or a second
  * node sends nothing twice. Runs on the node that leads.
  */
-export class WhitelistOwnerNotifier implements Service {
-  readonly name = 'whitelist owner notifier';
-  private readonly work: DueWork<{ readonly applicationId: string; readonly appId: string }>;
+export class WhitelistOwnerNotifier extends DueWork<{ readonly applicationId: string; readonly appId: string }> {
+  override readonly name = 'whitelist owner notifier';
 
   constructor(deps: {
     readonly store: EventStore;
@@ -42,7 +40,7 @@ export class WhitelistOwnerNotifier implements Service {
     readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
   }) {
     const { store } = deps;
-    this.work = new DueWork({
+    super({
       clock: deps.clock,
       log: deps.log,
       doing: "notifying an item's owner of a whitelist application",
@@ -83,21 +81,8 @@ export class WhitelistOwnerNotifier implements Service {
     });
   }
 
-  start(): void {
-    this.work.start();
-  }
-
-  stop(): Promise<void> {
-    return this.work.stop();
-  }
-
-  /** An owner was registered: look for the applications waiting for it now. */
-  wake(): void {
-    this.work.wake();
-  }
-
   /** Notifies every owner known now; returns how many notifications were sent. */
   notifyDue(): Promise<number> {
-    return this.work.doDue();
+    return this.doDue();
   }
 }

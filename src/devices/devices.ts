@@ -1,12 +1,10 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { Pool } from 'pg';
 import { DomainError } from '../../domain/decider';
 import { DEVICE_LIMITS, deviceStreamName } from '../../domain/device/device';
 import { characterCount, isStorableText } from '../../domain/text';
 import { deviceAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Migration } from '../postgres/migrations';
 import type { DeviceFilter, DeviceQueries, DeviceView } from './deviceQueries';
 
 /**
@@ -21,13 +19,10 @@ import type { DeviceFilter, DeviceQueries, DeviceView } from './deviceQueries';
  * at>_<signature>`, the shape of topvdn's own. It is valid while the registration it names lasts.
  */
 
-export const deviceNumberMigrations: readonly Migration[] = [
-  {
-    id: 'devices/001-client-numbers',
-    // topvdn's device numbers are seven digits in its examples; herald's start there.
-    sql: `CREATE SEQUENCE herald_device_numbers START WITH 1000001`,
-  },
-];
+/** Device numbers (the first part of a device token), never handed out twice (implemented by projections/deviceNumbers.ts). */
+export interface DeviceNumbers {
+  next(): Promise<number>;
+}
 
 export interface RegisterDeviceInput {
   readonly appId: string;
@@ -60,7 +55,7 @@ export class Devices {
   constructor(
     private readonly deps: {
       readonly store: EventStore;
-      readonly pool: Pool;
+      readonly numbers: DeviceNumbers;
       readonly queries: DeviceQueries;
       /** The ticket keys (device ids and tokens are signed with keys derived from them) and the apps. */
       readonly keys: { derivedKey(purpose: string): Buffer; isRegisteredApp(appId: string): Promise<boolean> };
@@ -83,7 +78,7 @@ export class Devices {
     if (known?.active && input.ownedBy !== undefined && known.alias !== input.ownedBy)
       throw new DomainError('forbidden', 'this native token is registered to another alias');
     const deviceId = known?.deviceId ?? this.deviceIdOf(input.appId, input.nativeToken);
-    const clientId = known?.clientId ?? (await this.nextNumber());
+    const clientId = known?.clientId ?? (await this.deps.numbers.next());
     const result = await handleCommand(
       this.deps.store,
       deviceAggregate,
@@ -155,10 +150,5 @@ export class Devices {
 
   private sign(body: string): string {
     return createHmac('sha256', this.tokenKey).update(body).digest('hex').slice(0, 32);
-  }
-
-  private async nextNumber(): Promise<number> {
-    const { rows } = await this.deps.pool.query<{ n: string }>(`SELECT nextval('herald_device_numbers') AS n`);
-    return Number(rows[0]!.n);
   }
 }

@@ -1,11 +1,9 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Pool } from 'pg';
 import { AppId, appStreamName } from '../../domain/app/app';
 import { ticketStreamName } from '../../domain/ticket/ticket';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
-import type { Migration } from '../postgres/migrations';
 import { verifyAppSecret } from './appSecret';
 
 /**
@@ -58,12 +56,11 @@ export interface AppSecrets {
   secretHash(appId: string): Promise<string | undefined>;
 }
 
-export const ticketMigrations: readonly Migration[] = [
-  {
-    id: 'tickets/001-settings',
-    sql: `CREATE TABLE herald_settings (name text PRIMARY KEY, value text NOT NULL)`,
-  },
-];
+/** The ticket key every node shares when none is configured (implemented by projections/settings.ts). */
+export interface KeptTicketKey {
+  /** The key kept for every node; `candidate` becomes it when none is kept yet (the first start). */
+  keep(candidate: string): Promise<string>;
+}
 
 const ROLE_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/;
 const MAX_ROLES = 16;
@@ -104,22 +101,12 @@ export class Tickets {
   /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
   static async open(options: {
     store: EventStore;
-    pool: Pool;
+    keptKey: KeptTicketKey;
     apps: AppSecrets;
     ttlSeconds: number;
     configuredSecret?: string;
   }): Promise<Tickets> {
-    let secret = options.configuredSecret;
-    if (!secret) {
-      await options.pool.query(
-        `INSERT INTO herald_settings (name, value) VALUES ('ticket_key', $1) ON CONFLICT (name) DO NOTHING`,
-        [randomBytes(32).toString('base64url')],
-      );
-      const { rows } = await options.pool.query<{ value: string }>(
-        `SELECT value FROM herald_settings WHERE name = 'ticket_key'`,
-      );
-      secret = rows[0]!.value;
-    }
+    const secret = options.configuredSecret || (await options.keptKey.keep(randomBytes(32).toString('base64url')));
     return new Tickets(Buffer.from(secret, 'utf8'), options.ttlSeconds, options.store, options.apps);
   }
 

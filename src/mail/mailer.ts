@@ -3,9 +3,9 @@ import { EMAIL_MAX_ATTEMPTS, emailStreamName, type EmailCommand, type EmailConte
 import { emailAggregate } from '../command/aggregates';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Clock } from '../runtime/clock';
-import type { DueWork } from '../runtime/dueWork';
+import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
-import { outboxWorker } from '../runtime/outbox';
+import { outboxWork } from '../runtime/outbox';
 import type { PendingEmails } from './pendingEmails';
 
 /** What the mailer needs of a nodemailer transport (a Transporter satisfies it; tests may pass their own). */
@@ -56,99 +56,89 @@ export interface MailerDeps {
  * gone out twice (at least once, as SMTP itself); its Message-ID is the same on every try, so a
  * receiving server may recognise the repeat.
  */
-export class Mailer {
-  readonly name = 'mailer';
-  private readonly work: DueWork<{ readonly emailId: string; readonly appId: string }>;
+export class Mailer extends DueWork<{ readonly emailId: string; readonly appId: string }> {
+  override readonly name = 'mailer';
+  private readonly transport: MailTransport;
 
-  constructor(private readonly deps: MailerDeps) {
+  constructor(deps: MailerDeps) {
     const attemptTimeoutMs = deps.attemptTimeoutMs ?? EMAIL_ATTEMPT_TIMEOUT_MS;
-    this.work = outboxWorker(deps, {
-      doing: 'trying an email',
-      actor: 'herald:mailer',
-      aggregate: emailAggregate,
-      streamOf: (email) => emailStreamName(email.emailId),
-      idOf: (email) => email.emailId,
-      keyOf: (email) => email.appId,
-      attemptTimeoutMs,
-      // A new email wakes the mailer; retries are minutes apart.
-      maxWaitMs: 1000,
-      attempt: (email, signal) => this.send(email, signal),
-      record: (outcome, attempt, now): EmailCommand =>
-        outcome.ok
-          ? { type: 'RecordEmailSent', attempt, ...(outcome.messageId && { messageId: outcome.messageId }), now }
-          : { type: 'RecordEmailFailed', attempt, error: outcome.error, now },
-      describe: (error) => this.describe(error),
-      logOutcome: (email, attempt, outcome) => {
-        if (outcome.ok)
-          return this.deps.log.info({ emailId: email.emailId, appId: email.appId, attempt }, 'email sent');
-        const final = attempt >= EMAIL_MAX_ATTEMPTS;
-        // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
-        const logged = email.to.reduce((text, address) => text.split(address).join('<recipient>'), outcome.error);
-        this.deps.log[final ? 'error' : 'warn'](
-          { emailId: email.emailId, appId: email.appId, attempt, error: logged },
-          final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried',
-        );
-      },
-    });
+    const describe = (error: unknown) => describeError(error, deps.secrets ?? []);
+    super(
+      outboxWork(deps, {
+        doing: 'trying an email',
+        actor: 'herald:mailer',
+        aggregate: emailAggregate,
+        streamOf: (email) => emailStreamName(email.emailId),
+        idOf: (email) => email.emailId,
+        keyOf: (email) => email.appId,
+        attemptTimeoutMs,
+        // A new email wakes the mailer; retries are minutes apart.
+        maxWaitMs: 1000,
+        attempt: (email, signal) => send(deps, email, signal),
+        record: (outcome, attempt, now): EmailCommand =>
+          outcome.ok
+            ? { type: 'RecordEmailSent', attempt, ...(outcome.messageId && { messageId: outcome.messageId }), now }
+            : { type: 'RecordEmailFailed', attempt, error: outcome.error, now },
+        describe,
+        logOutcome: (email, attempt, outcome) => {
+          if (outcome.ok) return deps.log.info({ emailId: email.emailId, appId: email.appId, attempt }, 'email sent');
+          const final = attempt >= EMAIL_MAX_ATTEMPTS;
+          // SMTP replies quote the recipients; the log gets the error without them (the event keeps it whole).
+          const logged = email.to.reduce((text, address) => text.split(address).join('<recipient>'), outcome.error);
+          deps.log[final ? 'error' : 'warn'](
+            { emailId: email.emailId, appId: email.appId, attempt, error: logged },
+            final ? 'email failed for good: no attempt left' : 'sending an email failed; it will be retried',
+          );
+        },
+      }),
+    );
+    this.transport = deps.transport;
   }
 
-  start(): void {
-    this.work.start();
-  }
-
-  /** Stops sending; `start()` goes on again (when this node leads again: src/nodes/leadership.ts). */
-  async stop(): Promise<void> {
-    await this.work.stop();
-  }
-
-  /** Stops for good, and closes the SMTP transport. */
+  /** Stops for good, and closes the SMTP transport (`stop()` only stops sending, until this node leads again). */
   async close(): Promise<void> {
     await this.stop();
-    this.deps.transport.close();
-  }
-
-  /** Look for due emails now (a new one was requested, or a test moved the clock). */
-  wake(): void {
-    this.work.wake();
+    this.transport.close();
   }
 
   /** Tries every email due now, side by side; returns how many outcomes were recorded. */
   sendDue(): Promise<number> {
-    return this.work.doDue();
+    return this.doDue();
   }
+}
 
-  /** One attempt: hands the email to the SMTP server. */
-  private async send(
-    email: EmailContent,
-    signal: AbortSignal,
-  ): Promise<{ readonly ok: true; readonly messageId: string | undefined }> {
-    const info = await this.deps.transport.sendMail({
-      from: this.deps.from,
-      to: [...email.to],
-      subject: email.subject,
-      ...(email.isHtml ? { html: email.content } : { text: email.content }),
-      messageId: `<${email.emailId}@${domainOf(this.deps.from)}>`,
-      // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
-      disableFileAccess: true,
-      disableUrlAccess: true,
-      // At the signal nodemailer fails the send and closes its connection (a pooled one too): an attempt
-      // recorded as "no answer" cannot go on to deliver the email over a server that drips bytes
-      // (which no socket timeout notices), and no abandoned connection outlives its attempt.
-      signal,
-    });
-    return { ok: true, messageId: info.messageId };
-  }
+/** One attempt: hands the email to the SMTP server. */
+async function send(
+  deps: MailerDeps,
+  email: EmailContent,
+  signal: AbortSignal,
+): Promise<{ readonly ok: true; readonly messageId: string | undefined }> {
+  const info = await deps.transport.sendMail({
+    from: deps.from,
+    to: [...email.to],
+    subject: email.subject,
+    ...(email.isHtml ? { html: email.content } : { text: email.content }),
+    messageId: `<${email.emailId}@${domainOf(deps.from)}>`,
+    // The content is the caller's text: never let it name a file or URL for nodemailer to fetch.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+    // At the signal nodemailer fails the send and closes its connection (a pooled one too): an attempt
+    // recorded as "no answer" cannot go on to deliver the email over a server that drips bytes
+    // (which no socket timeout notices), and no abandoned connection outlives its attempt.
+    signal,
+  });
+  return { ok: true, messageId: info.messageId };
+}
 
-  /** An error as text fit for an event and a log: its code and message, with every secret cut out. */
-  private describe(error: unknown): string {
-    const code =
-      typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
-        ? `${error.code}: `
-        : '';
-    let text = `${code}${error instanceof Error ? error.message : String(error)}`;
-    for (const secret of this.deps.secrets ?? []) if (secret.length > 0) text = text.split(secret).join('[redacted]');
-    return text;
-  }
+/** An error as text fit for an event and a log: its code and message, with every secret cut out. */
+function describeError(error: unknown, secrets: readonly string[]): string {
+  const code =
+    typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
+      ? `${error.code}: `
+      : '';
+  let text = `${code}${error instanceof Error ? error.message : String(error)}`;
+  for (const secret of secrets) if (secret.length > 0) text = text.split(secret).join('[redacted]');
+  return text;
 }
 
 /**

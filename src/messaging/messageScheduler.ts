@@ -20,10 +20,8 @@ export interface ScheduledMessages {
  * releases whatever fell due while herald was down. Releasing is idempotent (the decider ignores a
  * release of a message no longer scheduled), so several nodes may run schedulers side by side.
  */
-export class MessageScheduler {
-  readonly name = 'message scheduler';
-  /** Due messages, each on its own: one whose release fails backs off alone. */
-  private readonly work: DueWork<{ readonly messageId: string; readonly appId: string }>;
+export class MessageScheduler extends DueWork<{ readonly messageId: string; readonly appId: string }> {
+  override readonly name = 'message scheduler';
 
   constructor(deps: {
     readonly store: EventStore;
@@ -33,7 +31,8 @@ export class MessageScheduler {
     /** Resolves once the read model shows a release at this position (so it is no longer "due"). */
     readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
   }) {
-    this.work = new DueWork({
+    // Due messages, each on its own: one whose release fails backs off alone.
+    super({
       clock: deps.clock,
       log: deps.log,
       doing: 'releasing a scheduled message',
@@ -57,16 +56,8 @@ export class MessageScheduler {
     });
   }
 
-  start(): void {
-    this.work.start();
-  }
-
-  stop(): Promise<void> {
-    return this.work.stop();
-  }
-
   /** Releases what is due now; returns how many were released or expired. */
   releaseDue(): Promise<number> {
-    return this.work.doDue();
+    return this.doDue();
   }
 }

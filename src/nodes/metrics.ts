@@ -1,8 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AppendResult, EventStore, ExpectedRevision, NewEvent } from '../eventStore/eventStore';
-import { EventStoreDecorator } from '../eventStore/eventStoreDecorator';
 
 /**
  * Prometheus metrics of one herald process (docs/operations.md, "Metrics"), on its own registry so two
@@ -120,37 +118,5 @@ export class Metrics {
       res.set('content-type', this.registry.contentType).send(await this.registry.metrics());
     });
     return router;
-  }
-}
-
-const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
-  MessageDelivered: 'delivered',
-  DeliveryRetried: 'retried',
-  DeliveryConfirmed: 'confirmed',
-  DeliveryDropped: 'dropped',
-  DeliveryExpired: 'expired',
-};
-
-/** The store, counting what is appended through it (events by type, delivery outcomes). */
-export class MeteredEventStore extends EventStoreDecorator {
-  constructor(
-    store: EventStore,
-    private readonly metrics: Metrics,
-  ) {
-    super(store);
-  }
-
-  override async append(
-    streamName: string,
-    events: readonly NewEvent[],
-    expectedRevision?: ExpectedRevision,
-  ): Promise<AppendResult> {
-    const result = await this.store.append(streamName, events, expectedRevision);
-    for (const event of events) {
-      this.metrics.eventsAppended.inc({ type: event.type });
-      const outcome = DELIVERY_OUTCOMES[event.type];
-      if (outcome) this.metrics.deliveries.inc({ outcome });
-    }
-    return result;
   }
 }

@@ -2,9 +2,9 @@ import { rtioReportStreamName, type RtioReportCommand } from '../../domain/rtio/
 import { rtioReportAggregate } from '../command/aggregates';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Clock } from '../runtime/clock';
-import type { DueWork } from '../runtime/dueWork';
+import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
-import { outboxWorker } from '../runtime/outbox';
+import { outboxWork } from '../runtime/outbox';
 
 /** A report as the read model shows it (implemented by projections/rtioReports.ts). */
 export interface ReportStatus {
@@ -52,69 +52,55 @@ export const postForJson: PostForJson = async (url, body, signal) => {
  * each attempt is decided on the report's stream, and reports are forwarded side by side, so one that
  * hangs delays no other.
  */
-export class ReportForwarder {
-  readonly name = 'rtio report forwarder';
-  private readonly work: DueWork<{ readonly reportId: string; readonly deviceId: string }>;
+export class ReportForwarder extends DueWork<{ readonly reportId: string; readonly deviceId: string }> {
+  override readonly name = 'rtio report forwarder';
 
-  constructor(
-    private readonly deps: {
-      readonly store: EventStore;
-      readonly pending: PendingReports;
-      readonly clock: Clock;
-      readonly log: Logger;
-      readonly notifyUrl: string;
-      readonly post?: PostForJson;
-      readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
-    },
-  ) {
-    this.work = outboxWorker(deps, {
-      doing: 'forwarding a device report',
-      actor: 'herald:rtio-reports',
-      aggregate: rtioReportAggregate,
-      streamOf: (report) => rtioReportStreamName(report.reportId),
-      idOf: (report) => report.reportId,
-      // Every report goes to the one RTIO_NOTIFY_URL: the key is the device, so one device's reports (a
-      // flood, or ones the notify URL is slow to take) take at most half the attempts in flight. A URL
-      // that hangs for every report delays all alike (each try still ends at its timeout).
-      keyOf: (report) => report.deviceId,
-      attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
-      // Retries are 2 s apart at first: looked for at least twice a second while others are in flight.
-      maxWaitMs: 500,
-      attempt: async (report, signal) => {
-        const answer = await (deps.post ?? postForJson)(
-          deps.notifyUrl,
-          JSON.stringify({ nonce: report.nonce, device_id: report.deviceId, device_message: report.message }),
-          signal,
-        );
-        const problem = acknowledgementProblem(answer, report.nonce);
-        return problem === undefined ? { ok: true } : { ok: false, error: problem };
-      },
-      record: (outcome, attempt, now): RtioReportCommand =>
-        outcome.ok
-          ? { type: 'RecordForwarded', attempt, now }
-          : { type: 'RecordForwardFailed', attempt, error: outcome.error, now },
-      describe: (error) => (error instanceof Error ? error.message : String(error)),
-      logOutcome: (report, attempt, outcome) => {
-        if (!outcome.ok)
-          deps.log.warn(
-            { reportId: report.reportId, attempt, error: outcome.error },
-            'rtio: forwarding a report failed',
+  constructor(deps: {
+    readonly store: EventStore;
+    readonly pending: PendingReports;
+    readonly clock: Clock;
+    readonly log: Logger;
+    readonly notifyUrl: string;
+    readonly post?: PostForJson;
+    readonly readYourWrites?: (position: bigint | undefined) => Promise<void>;
+  }) {
+    super(
+      outboxWork(deps, {
+        doing: 'forwarding a device report',
+        actor: 'herald:rtio-reports',
+        aggregate: rtioReportAggregate,
+        streamOf: (report) => rtioReportStreamName(report.reportId),
+        idOf: (report) => report.reportId,
+        // Every report goes to the one RTIO_NOTIFY_URL: the key is the device, so one device's reports (a
+        // flood, or ones the notify URL is slow to take) take at most half the attempts in flight. A URL
+        // that hangs for every report delays all alike (each try still ends at its timeout).
+        keyOf: (report) => report.deviceId,
+        attemptTimeoutMs: NOTIFY_TIMEOUT_MS,
+        // Retries are 2 s apart at first: looked for at least twice a second while others are in flight.
+        maxWaitMs: 500,
+        attempt: async (report, signal) => {
+          const answer = await (deps.post ?? postForJson)(
+            deps.notifyUrl,
+            JSON.stringify({ nonce: report.nonce, device_id: report.deviceId, device_message: report.message }),
+            signal,
           );
-      },
-    });
-  }
-
-  start(): void {
-    this.work.start();
-  }
-
-  stop(): Promise<void> {
-    return this.work.stop();
-  }
-
-  /** Look for due reports now (one was just made, or a test moved the clock). */
-  wake(): void {
-    this.work.wake();
+          const problem = acknowledgementProblem(answer, report.nonce);
+          return problem === undefined ? { ok: true } : { ok: false, error: problem };
+        },
+        record: (outcome, attempt, now): RtioReportCommand =>
+          outcome.ok
+            ? { type: 'RecordForwarded', attempt, now }
+            : { type: 'RecordForwardFailed', attempt, error: outcome.error, now },
+        describe: (error) => (error instanceof Error ? error.message : String(error)),
+        logOutcome: (report, attempt, outcome) => {
+          if (!outcome.ok)
+            deps.log.warn(
+              { reportId: report.reportId, attempt, error: outcome.error },
+              'rtio: forwarding a report failed',
+            );
+        },
+      }),
+    );
   }
 }
 

@@ -1,6 +1,7 @@
 import { BackgroundLoop } from './backgroundLoop';
 import type { Clock } from './clock';
 import type { Logger } from './logger';
+import type { Service } from './services';
 
 /**
  * A background worker that does what a read model says is due (releasing scheduled messages, sending
@@ -109,7 +110,13 @@ interface InFlight {
   readonly abort: (reason: Error) => void;
 }
 
-export class DueWork<Item> {
+/**
+ * A worker is a service (started and stopped with the others; on the node that leads, by the leadership). A
+ * worker with a name of its own (MessageScheduler, Mailer, …) extends it and keeps only what is its own.
+ */
+export class DueWork<Item> implements Service {
+  /** For the service list's log lines; a subclass names itself. */
+  readonly name: string;
   private readonly loop = new BackgroundLoop(() => this.run());
   private readonly failing = new Map<string, { failures: number; retryAt: number }>();
   /**
@@ -127,7 +134,9 @@ export class DueWork<Item> {
   /** The look under way (a controller per look, for the same reason). */
   private look: AbortController | undefined;
 
-  constructor(private readonly deps: DueWorkDeps<Item>) {}
+  constructor(private readonly deps: DueWorkDeps<Item>) {
+    this.name = deps.doing;
+  }
 
   start(): void {
     this.loop.start();

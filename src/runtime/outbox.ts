@@ -3,7 +3,7 @@ import { isDue, type AttemptOutcome, type AttemptState } from '../../domain/outb
 import { handleCommand, loadState, type Aggregate } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Clock } from './clock';
-import { DueWork, isStopping } from './dueWork';
+import { isStopping, type DueWorkDeps } from './dueWork';
 import type { Logger } from './logger';
 
 /**
@@ -70,16 +70,16 @@ export interface OutboxDeps<Item> {
   readonly readYourWrites?: ((position: bigint | undefined) => Promise<void>) | undefined;
 }
 
-/** The worker that runs `outbox`: start it on the node that leads; stop it when that ends. */
-export function outboxWorker<
+/** What a DueWork needs to run `outbox` (a worker extends DueWork with it: src/mail/mailer.ts). */
+export function outboxWork<
   Item,
   State extends OutboxItemState,
   Command,
   Event extends DomainEvent,
   Outcome extends AttemptOutcome,
->(deps: OutboxDeps<Item>, outbox: Outbox<Item, State, Command, Event, Outcome>): DueWork<Item> {
+>(deps: OutboxDeps<Item>, outbox: Outbox<Item, State, Command, Event, Outcome>): DueWorkDeps<Item> {
   const { store, clock } = deps;
-  return new DueWork<Item>({
+  return {
     clock,
     log: deps.log,
     doing: outbox.doing,
@@ -119,5 +119,5 @@ export function outboxWorker<
         loaded,
       );
     },
-  });
+  };
 }

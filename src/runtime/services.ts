@@ -45,3 +45,11 @@ export class Services {
     }
   }
 }
+
+/** Something opened by its own factory (the stores, a listening server, a socket endpoint), as the service that closes it. */
+export function closing<R extends { close(): void | Promise<void> }>(
+  name: string,
+  running: R,
+): Service & { readonly running: R } {
+  return { name, running, stop: () => running.close() };
+}
