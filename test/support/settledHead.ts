@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
 import type { Infrastructure } from '../../src/infrastructure';
 import { eventually } from './eventually';
 
