@@ -1,5 +1,5 @@
 import type { Migration } from '../../../postgres/migrations';
-import { APPEND_LOCK, NOTIFY_CHANNEL, checkRevisionAndInsert } from './appendFunctions';
+import { APPEND_LOCK, NOTIFY_CHANNEL, checkRevisionAndInsert, heraldAppendSignature } from './appendFunctions';
 
 /** The tables, herald_append (one append, with its idempotency check) and herald_append_batch (group commit). */
 export const eventsMigration: Migration = {
@@ -25,9 +25,7 @@ export const eventsMigration: Migration = {
 
       -- One round trip per append. Outcomes: ok, idempotent (all ids already stored in this stream),
       -- conflict (expected revision does not hold; revision = actual), duplicate_ids (some ids stored).
-      CREATE FUNCTION herald_append(
-        p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
-      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
+      CREATE FUNCTION ${heraldAppendSignature}
       LANGUAGE plpgsql AS $$
       DECLARE
         v_count int := cardinality(p_ids);
@@ -46,8 +44,6 @@ export const eventsMigration: Migration = {
         END IF;
 
 ${checkRevisionAndInsert}
-      END
-      $$;
 
       -- A group of appends in one statement, so in one round trip and one commit (group commit). The
       -- advisory lock serialises appending transactions across processes: positions are then taken in

@@ -1,5 +1,5 @@
 import type { Migration } from '../../../postgres/migrations';
-import { checkRevisionAndInsert } from './appendFunctions';
+import { checkRevisionAndInsert, heraldAppendSignature } from './appendFunctions';
 
 /**
  * Event ids deduplicate appends within a stream, as in EventStoreDB: the same id in another stream is
@@ -16,9 +16,7 @@ export const eventIdsPerStreamMigration: Migration = {
       -- herald_append_batch still looks ids up across streams (to choose its path): keep that fast.
       CREATE INDEX events_event_id ON events (event_id);
 
-      CREATE OR REPLACE FUNCTION herald_append(
-        p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
-      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)
+      CREATE OR REPLACE FUNCTION ${heraldAppendSignature}
       LANGUAGE plpgsql AS $$
       DECLARE
         v_count int := cardinality(p_ids);
@@ -47,7 +45,5 @@ export const eventIdsPerStreamMigration: Migration = {
         END IF;
 
 ${checkRevisionAndInsert}
-      END
-      $$;
     `,
 };

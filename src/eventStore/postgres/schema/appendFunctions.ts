@@ -10,6 +10,11 @@ export const APPEND_LOCK = 0x6865_7261_6c64; // "herald"
 /** herald_append_batch notifies the newest position it appended on this channel; subscriptions LISTEN. */
 export const NOTIFY_CHANNEL = 'herald_events';
 
+/** herald_append's signature: 002 replaces the function, which PostgreSQL allows only with the same one. */
+export const heraldAppendSignature = `herald_append(
+        p_stream text, p_expected text, p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[]
+      ) RETURNS TABLE (outcome text, revision bigint, last_position bigint)`;
+
 /**
  * The end of herald_append, the same in both its versions (001, 002): lock the stream's head, check the
  * expected revision, then insert the events after it and move the head.
@@ -42,4 +47,6 @@ export const checkRevisionAndInsert = `        SELECT s.revision INTO v_current 
         SELECT max(inserted.position) INTO last_position FROM inserted;
         outcome := 'ok';
         revision := v_current + v_count;
-        RETURN NEXT;`;
+        RETURN NEXT;
+      END
+      $$;`;
