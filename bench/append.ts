@@ -12,7 +12,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { PostgresEventStore, postgresEventStoreMigrations } from '../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../src/eventStore/postgres/postgresEventStore';
+import { postgresEventStoreMigrations } from '../src/eventStore/postgres/schema/migrations';
 import type { Database } from '../src/postgres/database';
 import { migrate } from '../src/postgres/migrations';
 import { createTestDatabase, describeTarget, stopTestServer } from '../test/support/postgres';

@@ -3,8 +3,9 @@
  * the machine description, and the set-based generator of message events straight into the PostgreSQL
  * event store (for the rebuild and inbox benchmarks).
  *
- * Only test/support/ and domain/ are imported from the project: herald itself is always run as its own
- * process (`node --import tsx src/cli.ts …`), never loaded into the load generator.
+ * Only test/support/, domain/ and the event store's table SQL (src/eventStore/postgres/eventTables.ts, SQL
+ * strings only) are imported from the project: herald itself is always run as its own process
+ * (`node --import tsx src/cli.ts …`), never loaded into the load generator.
  *
  * Variables every benchmark understands:
  *   BENCH_READY_TIMEOUT_SECONDS  how long to wait for a started herald's GET /readyz 200 (default 120)
@@ -22,6 +23,14 @@ import { isLeft } from 'fp-ts/lib/Either';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { messageDecider, MessageEvent, type MessageState } from '../domain/message/message';
+import {
+  EVENT_COUNTS_BY_TYPE_SQL,
+  eventPageSql,
+  insertGeneratedEventsSql,
+  NEWEST_POSITION_SQL,
+  streamsWithHeadsSql,
+  VACUUM_EVENT_TABLES_SQL,
+} from '../src/eventStore/postgres/eventTables';
 import { createTestDatabase, describeTarget, freePort, stopTestServer } from '../test/support/postgres';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -182,7 +191,7 @@ export class ProjectionLagSampler {
         // After stop(): no new samples, but the pending ones are followed until passed (≤ 5 s).
         while (this.running || (this.pending.length > 0 && performance.now() < this.drainUntil)) {
           const { rows } = await client.query<{ head: string | null; checkpoint: string | null }>(
-            'SELECT (SELECT max(position) FROM events) AS head, (SELECT position FROM projection_checkpoints WHERE name = $1) AS checkpoint',
+            `SELECT ${NEWEST_POSITION_SQL} AS head, (SELECT position FROM projection_checkpoints WHERE name = $1) AS checkpoint`,
             [this.projection],
           );
           const now = performance.now();
@@ -1017,8 +1026,8 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
       `CASE WHEN (${k}) = 0 AND m.inbox THEN '${options.inboxUser?.userId ?? ''}' ELSE 'user-' || ((m.base + (${k})) % ${options.users}) END`;
     const metadata = (correlation: string, actor: string | null) =>
       `jsonb_build_object('correlationId', ${correlation}, 'causationId', ${correlation}, 'appId', '${APP_ID}'${actor ? `, 'actor', ${actor}` : ''})`;
-    const insertChunk = `
-      WITH m AS (
+    const insertChunk = insertGeneratedEventsSql(
+      `m AS (
         SELECT p.*, CASE WHEN p.scheduled THEN p.i + p.release_delay ELSE p.i END AS deliver_slot
           FROM bench_plan p WHERE p.i >= $1::int - ${MAX_LAG} AND p.i < $2::int
       ), e AS (
@@ -1049,14 +1058,9 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
                ${metadata(`md5('${seed}:ack:' || m.i || ':' || a.k)::uuid::text`, `'user:' || ${recipient('a.k')}`)}
           FROM m CROSS JOIN LATERAL (SELECT k, m.deliver_slot + (k + 1) * m.ack_gap AS slot FROM generate_series(0, m.acks - 1) AS k) AS a
          WHERE a.slot >= $1::int AND a.slot < $2::int
-      ), inserted AS (
-        INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
-        SELECT event_id, stream_name, revision, event_type, data, metadata FROM e ORDER BY slot, kind, i, k
-        RETURNING stream_name, revision
-      )
-      INSERT INTO streams (stream_name, revision)
-      SELECT stream_name, max(revision) FROM inserted GROUP BY stream_name
-      ON CONFLICT (stream_name) DO UPDATE SET revision = greatest(streams.revision, excluded.revision)`;
+      )`,
+      'slot, kind, i, k',
+    );
     let lastReport = performance.now();
     for (let from = 1; from <= lastSlot; from += options.chunkMessages) {
       await client.query(insertChunk, [from, from + options.chunkMessages]);
@@ -1069,9 +1073,7 @@ export async function generateMessageEvents(databaseUrl: string, options: Genera
     await client.query('DROP TABLE bench_plan');
 
     // 3. Check: counts by type against the plan, and a sample of streams through the codecs and decider.
-    const byType = await client.query<{ event_type: string; n: string }>(
-      `SELECT event_type, count(*) AS n FROM events WHERE event_type LIKE 'Message%' GROUP BY 1 ORDER BY 1`,
-    );
+    const byType = await client.query<{ event_type: string; n: string }>(EVENT_COUNTS_BY_TYPE_SQL, ['Message%']);
     const eventsByType = Object.fromEntries(byType.rows.map((r) => [r.event_type, Number(r.n)]));
     const expected = {
       MessageSent: Number(plan.sent),
@@ -1120,10 +1122,9 @@ async function verifyStreams(
     metadata: { appId?: string };
     head: string;
   }>(
-    `SELECT e.stream_name, e.revision, e.event_type, e.data, e.metadata, s.revision AS head
-       FROM events e JOIN streams s USING (stream_name)
-      WHERE e.stream_name IN (SELECT 'message-' || md5('${seed}:message:' || i)::uuid FROM generate_series(1, $1::int, $2::int) AS i)
-      ORDER BY e.stream_name, e.position`,
+    streamsWithHeadsSql(
+      `SELECT 'message-' || md5('${seed}:message:' || i)::uuid FROM generate_series(1, $1::int, $2::int) AS i`,
+    ),
     [messages, step],
   );
   const streams = new Map<string, typeof rows>();
@@ -1210,7 +1211,7 @@ export async function vacuumEventStore(databaseUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    await client.query('VACUUM (ANALYZE) events, streams');
+    await client.query(VACUUM_EVENT_TABLES_SQL);
   } finally {
     await client.end();
   }
@@ -1334,8 +1335,8 @@ export async function generateDatahubEvents(
       'notificationId', p.id::text, 'appId', '${APP_ID}', 'notificationType', ${type}, 'sender', 'sender-' || (p.i % 1000),
       'receivers', ${receivers}, 'level', ${level}, 'forBrowser', true, 'forClient', false,
       'data', jsonb_build_object('content', 'notification ' || p.i), 'sentAt', ${at('p.i')})`;
-    const insertChunk = `
-      WITH e AS (
+    const insertChunk = insertGeneratedEventsSql(
+      `e AS (
         SELECT p.i, 0 AS kind, md5('${seed}:event:' || p.i)::uuid AS event_id, 'notification-' || p.id AS stream_name, 0 AS revision, 'NotificationSent' AS event_type,
                ${sent('p.type', `(SELECT jsonb_agg(${receiver('j')} ORDER BY j) FROM generate_series(0, p.r - 1) AS j)`, 'p.level')} AS data,
                ${metadata(`md5('${seed}:send:' || p.i)::uuid::text`, "'user:sender-' || (p.i % 1000)")} AS metadata
@@ -1345,24 +1346,22 @@ export async function generateDatahubEvents(
                jsonb_build_object('notificationId', p.id::text, 'appId', '${APP_ID}', 'userId', ${receiver('0')}, 'readAt', ${at('p.i + 1')}),
                ${metadata(`md5('${seed}:readc:' || p.i)::uuid::text`, `'user:' || ${receiver('0')}`)}
           FROM datahub_plan p WHERE p.read AND p.i >= $1 AND p.i < $2
-      ), inserted AS (
-        INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
-        SELECT event_id, stream_name, revision, event_type, data, metadata FROM e ORDER BY i, kind
-        RETURNING stream_name, revision
-      )
-      INSERT INTO streams (stream_name, revision) SELECT stream_name, max(revision) FROM inserted GROUP BY stream_name
-      ON CONFLICT (stream_name) DO UPDATE SET revision = greatest(streams.revision, excluded.revision)`;
+      )`,
+      'i, kind',
+    );
     for (let from = 1; from <= planned; from += options.chunkNotifications)
       await client.query(insertChunk, [from, from + options.chunkNotifications]);
-    await client.query(`
-      WITH p AS (SELECT ${planned} + i AS i, md5('${seed}:broadcast:' || i)::uuid AS id FROM generate_series(1, ${options.broadcasts}) AS i), inserted AS (
-        INSERT INTO events (event_id, stream_name, revision, event_type, data, metadata)
-        SELECT md5('${seed}:event:' || p.i)::uuid, 'notification-' || p.id, 0, 'NotificationSent', ${sent("'site_broadcast'", "'[]'::jsonb", '0')},
-               ${metadata(`md5('${seed}:send:' || p.i)::uuid::text`, "'user:admin'")}
-          FROM p ORDER BY p.i
-        RETURNING stream_name, revision
-      )
-      INSERT INTO streams (stream_name, revision) SELECT stream_name, revision FROM inserted`);
+    await client.query(
+      insertGeneratedEventsSql(
+        `p AS (SELECT ${planned} + i AS i, md5('${seed}:broadcast:' || i)::uuid AS id FROM generate_series(1, ${options.broadcasts}) AS i), e AS (
+        SELECT p.i, md5('${seed}:event:' || p.i)::uuid AS event_id, 'notification-' || p.id AS stream_name, 0 AS revision,
+               'NotificationSent' AS event_type, ${sent("'site_broadcast'", "'[]'::jsonb", '0')} AS data,
+               ${metadata(`md5('${seed}:send:' || p.i)::uuid::text`, "'user:admin'")} AS metadata
+          FROM p
+      )`,
+        'i',
+      ),
+    );
     const counts = (
       await client.query<{ reads: string; inbox: string; unread: string }>(
         'SELECT count(*) FILTER (WHERE read) AS reads, count(*) FILTER (WHERE inbox) AS inbox, count(*) FILTER (WHERE inbox AND NOT read) AS unread FROM datahub_plan',
@@ -1393,17 +1392,12 @@ export async function readAllInPositionOrder(
 ): Promise<{ events: number; seconds: number; eventsPerSecond: number; pageSize: number }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
-  const json = parsed ? 'data, metadata' : 'data::text, metadata::text';
   try {
     const started = performance.now();
     let after = '-1';
     let events = 0;
     for (;;) {
-      const { rows } = await client.query<{ position: string }>(
-        `SELECT position, event_id, stream_name, revision, event_type, ${json}, created_at
-           FROM events WHERE position > $1 ORDER BY position LIMIT $2`,
-        [after, pageSize],
-      );
+      const { rows } = await client.query<{ position: string }>(eventPageSql(parsed), [after, pageSize]);
       events += rows.length;
       if (rows.length < pageSize) break;
       after = rows[rows.length - 1]!.position;

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { migrations, projections } from '../projections';
-import type { ReplayFilter } from './analysts/replay';
 import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
+import type { ExportSelection } from './eventStore/eventStore';
 import type { Herald } from './herald';
 import { openInfrastructure, type Infrastructure } from './infrastructure';
 import { lastParked, parkedCounts, retryParked } from './projection/parkedEvents';
@@ -129,7 +129,7 @@ program
       }
       return parsed;
     };
-    const filter: ReplayFilter = {
+    const filter: ExportSelection = {
       ...(options.from !== undefined && { from: bound('from', options.from)! }),
       ...(options.to !== undefined && { to: bound('to', options.to)! }),
       ...(options.type.length > 0 && { types: options.type }),

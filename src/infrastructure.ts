@@ -1,6 +1,7 @@
 import type { Config } from './config';
 import type { EventStore } from './eventStore/eventStore';
-import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
+import { PostgresEventStore } from './eventStore/postgres/postgresEventStore';
+import { postgresEventStoreMigrations } from './eventStore/postgres/schema/migrations';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate, type Migration } from './postgres/migrations';

@@ -1,5 +1,5 @@
-import type { EventStore, RecordedEvent } from '../eventStore/eventStore';
-import { appIdOf, selector, storeFilterOf, type EventSelection } from './eventSelection';
+import type { EventSelection, EventStore, RecordedEvent } from '../eventStore/eventStore';
+import { appIdOf, selector, storeFilterOf } from './eventSelection';
 
 /**
  * The event stream for analysts over the API (GraphQL `events`, docs/analysts.md): pages by global

@@ -1,17 +1,7 @@
-import type { EventFilter, RecordedEvent } from '../eventStore/eventStore';
+import type { EventFilter, EventSelection, RecordedEvent } from '../eventStore/eventStore';
 
-/**
- * Which events an analyst asks for, by what they are — the same filters for `herald replay` and the
- * GraphQL `events` query and subscription. Time and position bounds are the caller's.
- */
-export interface EventSelection {
-  /** Exact event types; none → all. */
-  readonly types?: readonly string[];
-  /** Streams whose name starts with this. */
-  readonly streamPrefix?: string;
-  /** Events whose metadata names this app. */
-  readonly appId?: string;
-}
+// The same selection for `herald replay` and the GraphQL `events` query and subscription; time and position
+// bounds are the caller's.
 
 /** What the store can filter itself (by prefix only): fewer events cross the wire, `selects` decides. */
 export function storeFilterOf(selection: EventSelection): EventFilter | undefined {

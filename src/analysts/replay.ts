@@ -1,31 +1,21 @@
-import { InvalidPositionError, type EventStore, type RecordedEvent } from '../eventStore/eventStore';
-import { appIdOf, selector, storeFilterOf, type EventSelection } from './eventSelection';
+import {
+  InvalidPositionError,
+  type EventStore,
+  type ExportOutput,
+  type ExportProgress,
+  type ExportSelection,
+  type RecordedEvent,
+} from '../eventStore/eventStore';
+import { appIdOf, selector, storeFilterOf } from './eventSelection';
 
 /**
  * `herald replay`: the event stream as JSON Lines, for analysts (docs/analysts.md). One line per event,
  * its keys always in this order — `position`, `stream`, `revision`, `type`, `time`, `data`, `metadata` —
  * positions and revisions as decimal strings (they are 64-bit), `time` as ISO 8601 (milliseconds, UTC),
  * `data` and `metadata` as the store's JSON text: EventStoreDB's compact, as appended (this module);
- * PostgreSQL's as jsonb prints it (postgresReplay.ts, which has PostgreSQL write the lines). The same
- * store gives the same bytes.
+ * PostgreSQL's as jsonb prints it (its store's `exportJsonLines`, which has PostgreSQL write the lines).
+ * The same store gives the same bytes.
  */
-
-export interface ReplayFilter extends EventSelection {
-  /** From this position, or from this time (inclusive). */
-  readonly from?: bigint | Date;
-  /** Up to this position, or up to this time (inclusive). */
-  readonly to?: bigint | Date;
-}
-
-export interface ReplayProgress {
-  /** Events written so far. */
-  readonly written: number;
-  /** How far the replay has read: every event up to here that passes the filter is written. */
-  readonly position: bigint;
-}
-
-/** Where a replay sends its lines: a chunk of whole lines at a time, awaited (a slow file is written at its pace). */
-export type ReplayOutput = (chunk: string | Uint8Array) => Promise<void>;
 
 const PAGE = 5000;
 
@@ -54,11 +44,11 @@ function eventLine(event: RecordedEvent): string {
  */
 export async function replay(
   store: EventStore,
-  filter: ReplayFilter,
+  filter: ExportSelection,
   head: bigint,
-  write: ReplayOutput,
-  onProgress?: (progress: ReplayProgress) => void,
-): Promise<ReplayProgress> {
+  write: ExportOutput,
+  onProgress?: (progress: ExportProgress) => void,
+): Promise<ExportProgress> {
   const storeFilter = storeFilterOf(filter);
   const selected = selector(filter, appIdOf);
   const end = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
@@ -113,7 +103,7 @@ async function startAfter(store: EventStore, from: bigint | undefined): Promise<
   }
 }
 
-function isWithinBounds(event: RecordedEvent, filter: ReplayFilter): boolean {
+function isWithinBounds(event: RecordedEvent, filter: ExportSelection): boolean {
   if (typeof filter.from === 'bigint' && event.position < filter.from) return false;
   if (filter.from instanceof Date && event.createdAt < filter.from) return false;
   return !(filter.to instanceof Date && event.createdAt > filter.to);

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import cliProgress from 'cli-progress';
+import type { ExportOutput, ExportProgress, ExportSelection } from '../eventStore/eventStore';
 import type { Infrastructure } from '../infrastructure';
-import { replayFromPostgres } from './postgresReplay';
-import { replay, type ReplayFilter, type ReplayOutput, type ReplayProgress } from './replay';
+import { replay } from './replay';
 
 /** A `--from` / `--to` value: a position (digits) or an ISO 8601 time; undefined when it is neither. */
 export function parseBound(text: string): bigint | Date | undefined {
@@ -13,14 +13,14 @@ export function parseBound(text: string): bigint | Date | undefined {
 }
 
 /**
- * Runs `herald replay`: the filtered stream as JSON Lines to `out` (a file) or stdout — PostgreSQL writing
- * the lines on the PostgreSQL store (postgresReplay.ts), the store port otherwise (replay.ts). With a file
+ * Runs `herald replay`: the filtered stream as JSON Lines to `out` (a file) or stdout — written by the
+ * store where it can (`exportJsonLines`: PostgreSQL), read through the store port otherwise (replay.ts). With a file
  * (or stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a terminal,
  * JSON lines otherwise. Returns what was written.
  */
 export async function runReplay(
-  { store, database }: Pick<Infrastructure, 'store' | 'database'>,
-  filter: ReplayFilter,
+  { store }: Pick<Infrastructure, 'store'>,
+  filter: ExportSelection,
   out: string | undefined,
 ): Promise<{ written: number; seconds: number }> {
   const file: WriteStream | undefined = out ? createWriteStream(out) : undefined;
@@ -41,10 +41,10 @@ export async function runReplay(
       : undefined;
   bar?.start(Number(head < 0n ? 0n : head), 0, { written: 0, rate: 0 });
   let lastReport = 0;
-  const write: ReplayOutput = async (chunk) => {
+  const write: ExportOutput = async (chunk) => {
     if (!target.write(chunk)) await once(target, 'drain');
   };
-  const onProgress = (progress: ReplayProgress) => {
+  const onProgress = (progress: ExportProgress) => {
     const seconds = (Date.now() - started) / 1000;
     const rate = Math.round(progress.written / Math.max(seconds, 0.001));
     if (bar) bar.update(Number(progress.position), { written: progress.written, rate });
@@ -55,10 +55,9 @@ export async function runReplay(
       );
     }
   };
-  const result =
-    store.kind === 'postgresql'
-      ? await replayFromPostgres(database.pool, filter, head, write, onProgress)
-      : await replay(store, filter, head, write, onProgress);
+  const result = store.exportJsonLines
+    ? await store.exportJsonLines(filter, head, write, onProgress)
+    : await replay(store, filter, head, write, onProgress);
   bar?.stop();
   if (file) {
     file.end();

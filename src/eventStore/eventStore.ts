@@ -71,6 +71,32 @@ export interface EventFilter {
   readonly eventTypePrefixes?: readonly string[];
 }
 
+/** Which events an analyst asks for, by what they are (`herald replay`, the GraphQL `events` query and subscription). */
+export interface EventSelection {
+  /** Exact event types; none → all. */
+  readonly types?: readonly string[];
+  /** Streams whose name starts with this. */
+  readonly streamPrefix?: string;
+  /** Events whose metadata names this app. */
+  readonly appId?: string;
+}
+
+/** What an export writes: the selection, within bounds by position or by time (both inclusive). */
+export interface ExportSelection extends EventSelection {
+  readonly from?: bigint | Date;
+  readonly to?: bigint | Date;
+}
+
+/** Where an export sends its lines: a chunk of whole lines at a time, awaited (a slow file is written at its pace). */
+export type ExportOutput = (chunk: string | Uint8Array) => Promise<void>;
+
+export interface ExportProgress {
+  /** Events written so far. */
+  readonly written: number;
+  /** How far the export has read: every event up to here that passes the selection is written. */
+  readonly position: bigint;
+}
+
 export interface SubscribeToAllOptions {
   /** Exclusive start, an event's position (InvalidPositionError otherwise); omitted or negative → from the very beginning. */
   readonly after?: bigint;
@@ -107,6 +133,19 @@ export interface EventStore {
   /** Position of the newest event, or -1n for an empty store. */
   headPosition(): Promise<bigint>;
   subscribeToAll(options?: SubscribeToAllOptions): AllSubscription;
+  /**
+   * A capability, not every store's: writes every event up to `head` (a snapshot) that `selection` picks,
+   * in position order, as the JSON Lines of `herald replay` (docs/analysts.md), formatted by the store
+   * itself — much faster than reading the events through this port and serializing them. PostgreSQL offers
+   * it (COPY); EventStoreDB does not (src/analysts/replay.ts reads through the port instead). A decorator
+   * that changes events on read must not forward it.
+   */
+  exportJsonLines?(
+    selection: ExportSelection,
+    head: bigint,
+    write: ExportOutput,
+    onProgress?: (progress: ExportProgress) => void,
+  ): Promise<ExportProgress>;
   close(): Promise<void>;
 }
 

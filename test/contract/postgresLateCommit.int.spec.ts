@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
-import { PostgresEventStore, postgresEventStoreMigrations } from '../../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
+import { postgresEventStoreMigrations } from '../../src/eventStore/postgres/schema/migrations';
 import { migrate } from '../../src/postgres/migrations';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { EventStoreUnavailableError, type EventStore } from '../../src/eventStore/eventStore';
 import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
-import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
 import { openDatabase } from '../../src/postgres/database';
 import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { freePort } from '../support/postgres';

@@ -4,7 +4,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { notificationsProjection } from '../../projections/koalaInbox';
 import { InProcessBus } from '../../src/bus/bus';
-import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
 import { openDatabase } from '../../src/postgres/database';
 import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
 import type { Projection } from '../../src/projection/projection';

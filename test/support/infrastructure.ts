@@ -1,4 +1,5 @@
-import { PostgresEventStore, postgresEventStoreMigrations } from '../../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
+import { postgresEventStoreMigrations } from '../../src/eventStore/postgres/schema/migrations';
 import type { Infrastructure } from '../../src/infrastructure';
 import { migrate } from '../../src/postgres/migrations';
 import type { Projection } from '../../src/projection/projection';

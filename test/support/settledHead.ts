@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { PostgresEventStore } from '../../src/eventStore/postgresEventStore';
+import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
 import type { Infrastructure } from '../../src/infrastructure';
 import { eventually } from './eventually';
 
 /**
  * The store's head once every event committed so far shows in its global order. The PostgreSQL store
- * lists an event only once every older transaction has ended (src/eventStore/postgresEventStore.ts), so
+ * lists an event only once every older transaction has ended (src/eventStore/postgres/reads.ts), so
  * a request's event can show a moment after its answer — under load, after a test's "nothing appended"
  * check has read the head, and is then taken for an append of the request under test. Other stores
  * show an event once it is committed.

@@ -1,26 +1,26 @@
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import type { ReplayFilter, ReplayOutput, ReplayProgress } from './replay';
+import type { ExportOutput, ExportProgress, ExportSelection } from '../eventStore';
 
 /**
- * `herald replay` on the PostgreSQL store: PostgreSQL writes the lines itself. Parsing each event into
- * JavaScript and serializing it again would cost more than everything else (bench/replay.ts: ~57k
- * events/s that way); here each range of positions is one `COPY (SELECT <line> …) TO STDOUT`, whose bytes
- * go to the output untouched, and two ranges are read at once (two server processes: formatting is the
- * server's work now). The line is replay.ts's — same keys, same order — with `data` and `metadata` as
- * jsonb prints them.
+ * The PostgreSQL store's `exportJsonLines` (`herald replay`'s fast path): PostgreSQL writes the lines
+ * itself. Parsing each event into JavaScript and serializing it again would cost more than everything
+ * else (bench/replay.ts: ~57k events/s that way); here each range of positions is one
+ * `COPY (SELECT <line> …) TO STDOUT`, whose bytes go to the output untouched, and two ranges are read at
+ * once (two server processes: formatting is the server's work now). The line is src/analysts/replay.ts's — same keys, same order — with `data` and
+ * `metadata` as jsonb prints them.
  *
- * The events table is read directly, as docs/analysts.md documents it for any reader. Appends take one
- * lock in turn (postgresEventStore.ts), so every position up to the head read at the start is committed:
- * the ranges are a consistent snapshot, and events appended meanwhile are left for the next replay.
+ * Appends take one lock in turn (schema/001-events.ts), so every position up to the head read at the
+ * start is committed: the ranges are a consistent snapshot, and events appended meanwhile are left for the
+ * next export.
  */
 
 /** Positions per COPY: a range is held in memory until the ranges before it are written. */
 const RANGE = 10_000n;
 const RANGES_AT_ONCE = 2;
 
-// The replay line (replay.ts eventRecord): strings through to_json, so they are escaped as JSON; time in
-// UTC to the millisecond, truncated as JavaScript's Date is.
+// The replay line (src/analysts/replay.ts eventRecord): strings through to_json, so they are escaped as
+// JSON; time in UTC to the millisecond, truncated as JavaScript's Date is.
 const LINE_SQL = `'{"position":"' || position || '","stream":' || to_json(stream_name)::text || ',"revision":"' || revision
   || '","type":' || to_json(event_type)::text || ',"time":"' || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
   || '","data":' || data::text || ',"metadata":' || metadata::text || '}'`;
@@ -29,14 +29,14 @@ const LINE_SQL = `'{"position":"' || position || '","stream":' || to_json(stream
 // COPY then writes each line as it is, where its text format would escape every backslash.
 const COPY_OPTIONS = `(FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')`;
 
-/** As replay.ts's `replay`: every event up to `head` that passes `filter`, in stream order, through `write`. */
-export async function replayFromPostgres(
+/** As src/analysts/replay.ts's `replay`: every event up to `head` that `filter` selects, in order, through `write`. */
+export async function exportJsonLines(
   pool: pg.Pool,
-  filter: ReplayFilter,
+  filter: ExportSelection,
   head: bigint,
-  write: ReplayOutput,
-  onProgress?: (progress: ReplayProgress) => void,
-): Promise<ReplayProgress> {
+  write: ExportOutput,
+  onProgress?: (progress: ExportProgress) => void,
+): Promise<ExportProgress> {
   const last = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
   const first = typeof filter.from === 'bigint' ? filter.from : 0n;
   const ranges: Array<{ from: bigint; to: bigint }> = [];
@@ -79,7 +79,7 @@ async function copyRange(pool: pg.Pool, where: string): Promise<{ chunks: Uint8A
 }
 
 /** The filter as SQL (COPY takes no parameters: values are escaped literals). Position bounds are the ranges'. */
-function whereOf(filter: ReplayFilter): string {
+function whereOf(filter: ExportSelection): string {
   // System streams ($…) are never replayed, as the store port never returns them.
   let sql = ` AND stream_name NOT LIKE '$%' AND event_type NOT LIKE '$%'`;
   if (filter.types && filter.types.length > 0)
@@ -87,7 +87,7 @@ function whereOf(filter: ReplayFilter): string {
   if (filter.streamPrefix !== undefined)
     sql += ` AND starts_with(stream_name, ${pg.escapeLiteral(filter.streamPrefix)})`;
   if (filter.appId !== undefined) sql += ` AND metadata->>'appId' = ${pg.escapeLiteral(filter.appId)}`;
-  // Times compare at the millisecond, as the lines print them and as replay.ts compares Dates.
+  // Times compare at the millisecond, as the lines print them and as src/analysts/replay.ts compares Dates.
   if (filter.from instanceof Date)
     sql += ` AND date_trunc('milliseconds', created_at) >= ${pg.escapeLiteral(filter.from.toISOString())}::timestamptz`;
   if (filter.to instanceof Date)

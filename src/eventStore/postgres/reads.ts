@@ -1,0 +1,120 @@
+import type pg from 'pg';
+import {
+  DEFAULT_READ_COUNT,
+  InvalidPositionError,
+  StreamNotFoundError,
+  type EventFilter,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+} from '../eventStore';
+import { toStoreError } from './storeError';
+
+/**
+ * Reads of the events table. Reads that must never skip (the global order: `readAll`, catch-up,
+ * subscriptions) only return rows whose transaction is older than every transaction still running
+ * (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`): a row with a lower position committed
+ * late by a slower writer is waited for, never jumped over. Appending transactions also take one advisory
+ * lock, so transaction order and position order agree across processes (see docs/architecture.md).
+ */
+
+interface EventRow {
+  position: string;
+  event_id: string;
+  stream_name: string;
+  revision: string;
+  event_type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  created_at: Date;
+}
+
+const EVENT_COLUMNS = 'position, event_id, stream_name, revision, event_type, data, metadata, created_at';
+// Rows of transactions older than every running one: nothing can commit before them any more.
+const SETTLED = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
+
+export async function readStream(
+  pool: pg.Pool,
+  streamName: string,
+  options: ReadStreamOptions = {},
+): Promise<RecordedEvent[]> {
+  const backwards = options.direction === 'backwards';
+  const from = options.fromRevision ?? (backwards ? null : 0n);
+  const rows = await query<EventRow>(
+    pool,
+    `SELECT ${EVENT_COLUMNS} FROM events
+      WHERE stream_name = $1 AND ($2::bigint IS NULL OR revision ${backwards ? '<=' : '>='} $2)
+      ORDER BY revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
+    [streamName, from?.toString() ?? null, options.maxCount ?? Number.MAX_SAFE_INTEGER],
+  );
+  if (rows.length === 0) {
+    const exists = await query(pool, 'SELECT 1 FROM streams WHERE stream_name = $1', [streamName]);
+    if (exists.length === 0) throw new StreamNotFoundError(streamName);
+  }
+  return rows.map(toRecordedEvent);
+}
+
+/** Positions are bigint ids, so any number would do here; it is refused as EventStoreDB refuses it. */
+export async function checkPosition(pool: pg.Pool, after: bigint | undefined): Promise<void> {
+  if (after === undefined || after < 0n) return;
+  const found = await query(pool, 'SELECT 1 FROM events WHERE position = $1', [after.toString()]);
+  if (found.length === 0) throw new InvalidPositionError(after);
+}
+
+/** The settled events after (or before) `options.after`, in position order; `after` is not checked. */
+export async function readSettled(pool: pg.Pool, options: ReadAllOptions): Promise<RecordedEvent[]> {
+  const backwards = options.direction === 'backwards';
+  const filter = filterSql(options.filter, 3);
+  const rows = await query<EventRow>(
+    pool,
+    `SELECT ${EVENT_COLUMNS} FROM events
+      WHERE ${SETTLED} AND ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
+      ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
+    [
+      options.after !== undefined && options.after >= 0n ? options.after.toString() : null,
+      options.maxCount ?? DEFAULT_READ_COUNT,
+      ...filter.params,
+    ],
+  );
+  return rows.map(toRecordedEvent);
+}
+
+function filterSql(filter: EventFilter | undefined, firstParam: number): { sql: string; params: unknown[] } {
+  // System streams ($…) are never returned; PostgreSQL has none, but an import might.
+  let sql = `AND stream_name NOT LIKE '$%' AND event_type NOT LIKE '$%'`;
+  const params: unknown[] = [];
+  if (filter?.streamNamePrefixes) {
+    params.push(filter.streamNamePrefixes.map(likePrefix));
+    sql += ` AND stream_name LIKE ANY ($${firstParam + params.length - 1}::text[])`;
+  }
+  if (filter?.eventTypePrefixes) {
+    params.push(filter.eventTypePrefixes.map(likePrefix));
+    sql += ` AND event_type LIKE ANY ($${firstParam + params.length - 1}::text[])`;
+  }
+  return { sql, params };
+}
+
+function likePrefix(prefix: string): string {
+  return prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    id: row.event_id,
+    streamName: row.stream_name,
+    revision: BigInt(row.revision),
+    position: BigInt(row.position),
+    type: row.event_type,
+    data: row.data,
+    metadata: row.metadata,
+    createdAt: row.created_at,
+  };
+}
+
+async function query<Row extends pg.QueryResultRow>(pool: pg.Pool, sql: string, params: unknown[]): Promise<Row[]> {
+  try {
+    return (await pool.query<Row>(sql, params)).rows;
+  } catch (error) {
+    throw toStoreError(error);
+  }
+}

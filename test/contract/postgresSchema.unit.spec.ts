@@ -1,0 +1,23 @@
+import { createHash } from 'node:crypto';
+import { expect } from 'chai';
+import { postgresEventStoreMigrations } from '../../src/eventStore/postgres/schema/migrations';
+
+/**
+ * A database records only the ids of the migrations it applied (src/postgres/migrations.ts), so a shipped
+ * migration edited in place would leave old and new databases with different functions. The schema
+ * modules share pieces of SQL (schema/appendFunctions.ts): this pins what each shipped migration runs, to
+ * the byte. A change to the store's schema is a new migration at the end of the list.
+ */
+const SHIPPED: ReadonlyArray<readonly [id: string, sha256: string]> = [
+  ['event-store/001-events', '9e22735018e6724aeda68a967378d50144fc0968a0258c3c38a7e0a3641bd00c'],
+  ['event-store/002-event-ids-per-stream', 'd30776748a28c7250d9b0944e148ba583e6d796ffcab5daea65435282b28311e'],
+];
+
+describe('PostgreSQL event store schema', () => {
+  it('keeps every shipped migration, in order, with the SQL it shipped with', () => {
+    const shipped = postgresEventStoreMigrations
+      .slice(0, SHIPPED.length)
+      .map((migration) => [migration.id, createHash('sha256').update(migration.sql).digest('hex')]);
+    expect(shipped).to.deep.equal(SHIPPED);
+  });
+});
