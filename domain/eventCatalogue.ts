@@ -1,5 +1,6 @@
 import type * as t from 'io-ts';
 import { appCatalogue } from './app/app';
+import type { CatalogueEntry, EventProse } from './catalogueEntry';
 import { deliveryCatalogue } from './device/delivery';
 import { deviceCatalogue } from './device/device';
 import { pushCatalogue } from './device/push';
@@ -18,31 +19,6 @@ import { whitelistCatalogue } from './whitelist/whitelistApplication';
  * event means, notes on fields) is written by hand, in an entry beside the codecs. An event without its
  * entry, or an entry without its event, stops the rendering, so a new event cannot go uncatalogued.
  */
-
-/** One stream's part of the catalogue: the prose its codecs cannot carry. */
-export interface CatalogueEntry {
-  /** The section's name, e.g. `message`. */
-  readonly title: string;
-  /** The stream name pattern, e.g. `message-<messageId>`. */
-  readonly stream: string;
-  /** The file that holds the codecs, from the repository's root. */
-  readonly module: string;
-  /** The events of the stream: its exported union, or its one event codec. */
-  readonly union: t.Mixed;
-  /** Paragraphs (Markdown) on the aggregate, before its events. */
-  readonly description?: readonly string[];
-  /** Per event type of the union. */
-  readonly events: Readonly<Record<string, EventProse>>;
-  /** Paragraphs after the events. */
-  readonly notes?: readonly string[];
-}
-
-export interface EventProse {
-  /** What the event means: the command, route or process that appends it. */
-  readonly when: string;
-  /** Per field of the event's data: what its type cannot say (format, bounds, the meaning of null). */
-  readonly fields?: Readonly<Record<string, string>>;
-}
 
 /** The streams in the order docs/events.md lists them. */
 export const EVENT_CATALOGUE: readonly CatalogueEntry[] = [
