@@ -1,4 +1,5 @@
 import type * as t from 'io-ts';
+import type { Upcaster } from './eventVersions';
 
 /**
  * One stream's part of the event catalogue (docs/events.md): the prose its codecs cannot carry. Each
@@ -20,6 +21,8 @@ export interface CatalogueEntry {
   readonly events: Readonly<Record<string, EventProse>>;
   /** Paragraphs after the events. */
   readonly notes?: readonly string[];
+  /** Each step by which an event of the union changed shape (domain/eventVersions.ts); none: all at version 1. */
+  readonly upcasters?: readonly Upcaster[];
 }
 
 export interface EventProse {

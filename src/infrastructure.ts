@@ -3,6 +3,7 @@ import type { Config } from './config';
 import { deviceNumberMigrations } from './devices/devices';
 import type { EventStore } from './eventStore/eventStore';
 import { PostgresEventStore, postgresEventStoreMigrations } from './eventStore/postgresEventStore';
+import { UpcastingEventStore } from './eventStore/upcastingEventStore';
 import { ticketMigrations } from './identity/tickets';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
@@ -81,7 +82,8 @@ export async function openInfrastructure(
     log.info({ eventStore: store.kind, embeddedPostgres: Boolean(embedded) }, 'stores ready');
     return {
       database,
-      store,
+      // Every reader (commands, projections, rebuilds, the analysts' feed) sees events upcast on read.
+      store: new UpcastingEventStore(store),
       ...(embedded && { embedded }),
       async close() {
         await store.close().catch((error: unknown) => log.warn({ err: error }, 'closing the event store failed'));

@@ -70,7 +70,7 @@ describe('event catalogue (docs/events.md)', () => {
       '`recipients: string[]`',
       '`expiresAt: string | null`',
       '`props: Record<string, string> | null`',
-      '`forBrowser?: boolean`',
+      '`time?: string`',
       '`reason: "offline" | "timeout"`',
       '`recipients: { deviceId: string, mobile: string }[]`',
       '`retry: "none" | "backoff" | "topvdn"`',
