@@ -3,7 +3,6 @@ import type { Pool, PoolClient } from 'pg';
 import { InboxEvent } from '../domain/inbox/inbox';
 import {
   BROADCAST_TYPE,
-  forBrowser,
   isSiteWide,
   NotificationEvent,
   subscriptionEnded,
@@ -267,7 +266,7 @@ function toBatch(events: readonly RecordedEvent[]) {
           app: d.appId,
           sender: d.sender,
           level: d.level,
-          forBrowser: forBrowser(d),
+          forBrowser: d.forBrowser,
           forClient: d.forClient,
           data: JSON.stringify(d.data),
           sentAt: d.sentAt,

@@ -2,6 +2,7 @@ import type { Config } from './config';
 import type { EventStore } from './eventStore/eventStore';
 import { PostgresEventStore } from './eventStore/postgres/postgresEventStore';
 import { postgresEventStoreMigrations } from './eventStore/postgres/schema/migrations';
+import { UpcastingEventStore } from './eventStore/upcastingEventStore';
 import { openDatabase, type Database } from './postgres/database';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './postgres/embeddedPostgres';
 import { migrate, type Migration } from './postgres/migrations';
@@ -74,7 +75,8 @@ export async function openInfrastructure(
     log.info({ eventStore: store.kind, embeddedPostgres: Boolean(embedded) }, 'stores ready');
     return {
       database,
-      store,
+      // Every reader (commands, projections, rebuilds, the analysts' feed) sees events upcast on read.
+      store: new UpcastingEventStore(store),
       ...(embedded && { embedded }),
       async close() {
         await store.close().catch((error: unknown) => log.warn({ err: error }, 'closing the event store failed'));

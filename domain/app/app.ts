@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
+import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
-import type { CatalogueEntry } from '../eventCatalogue';
 
 /**
  * An app (DESIGN.md: identity) owns users and devices; its secret is Koala's secret_key, topvdn's

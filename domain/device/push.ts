@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
+import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
-import type { CatalogueEntry } from '../eventCatalogue';
 import { characterCount, isStorableText, UUID } from '../text';
 import { DEVICE_LIMITS, PLATFORMS, PlatformCodec } from './device';
 

@@ -1,6 +1,7 @@
 import * as t from 'io-ts';
+import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
-import type { CatalogueEntry } from '../eventCatalogue';
+import type { Upcaster } from '../eventVersions';
 import { parseRfc3339 } from '../rfc3339';
 import { characterCount, isStorableText } from '../text';
 
@@ -75,20 +76,36 @@ export const NotificationSent = t.type({
       forClient: t.boolean,
       data: t.UnknownRecord,
       sentAt: t.string,
+      forBrowser: t.boolean,
     }),
-    // Recorded since a notification may be in both lists; before, it was in exactly one (see forBrowser()).
     // `time`: the time its producer gave (the seed's `time`), exactly as written; absent when none was given.
-    t.partial({ forBrowser: t.boolean, time: t.string }),
+    t.partial({ time: t.string }),
   ]),
 });
 export type NotificationSent = t.TypeOf<typeof NotificationSent>;
 
+/**
+ * Version 2 of NotificationSent always records `forBrowser`. The first release had no such field, since a
+ * notification was then in exactly one list: the browser's unless the client's. A notification may now be
+ * in both, so events of version 1 (those stored before versioning) that lack it get the one list they
+ * were in; those recorded with it keep it.
+ */
+export const notificationSentV2: Upcaster = {
+  type: 'NotificationSent',
+  from: 1,
+  to: 2,
+  change:
+    "`forBrowser` is always recorded; version 1 could leave it out, and then the notification is in the browser's " +
+    'list exactly when `forClient` is false',
+  upcast: (data) =>
+    t.UnknownRecord.is(data) && data['forBrowser'] === undefined && typeof data['forClient'] === 'boolean'
+      ? { ...data, forBrowser: !data['forClient'] }
+      : data,
+};
+
 /** Whether the notification is to every user of the app: a site broadcast that names no receiver. */
 export const isSiteWide = (sent: NotificationSent['data']): boolean =>
   sent.notificationType === BROADCAST_TYPE && sent.receivers.length === 0;
-
-/** Whether the notification is in the browser's list: as recorded, or, if not recorded, when not the client's. */
-export const forBrowser = (sent: NotificationSent['data']): boolean => sent.forBrowser ?? !sent.forClient;
 
 export const NotificationRead = t.type({
   type: t.literal('NotificationRead'),
@@ -116,7 +133,7 @@ export const notificationCatalogue: CatalogueEntry = {
         level: '0 or 50',
         forClient: "in the client's list; with `forBrowser`, the lists it is in (at least one)",
         data: "the type's JSON object, as given",
-        forBrowser: "in the browser's list; absent from events recorded before it was added (see below)",
+        forBrowser: "in the browser's list",
         time:
           "the time the sender gave (the seed's `time`), exactly as written once checked to be a time (RFC 3339, or the seed's " +
           "`…Z08:00`: domain/rfc3339.ts); listed unchanged as the notification's `time`. Absent when none was given (then `sentAt` is listed)",
@@ -124,11 +141,8 @@ export const notificationCatalogue: CatalogueEntry = {
     },
     NotificationRead: { when: 'a receiver marks it read (`PUT /notifications/{messageid}`); once per receiver' },
   },
-  notes: [
-    "The `NotificationSent` event's position is the notification's `messageid` in every receiver's list.",
-    "`forBrowser` was added after the first release of this event: an event without it is in the browser's " +
-      'list exactly when `forClient` is false (`forBrowser()` in the domain module reads it so).',
-  ],
+  notes: ["The `NotificationSent` event's position is the notification's `messageid` in every receiver's list."],
+  upcasters: [notificationSentV2],
 };
 
 export interface SendNotification {

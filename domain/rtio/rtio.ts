@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
+import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
-import type { CatalogueEntry } from '../eventCatalogue';
 import {
   decideAttempt,
   evolveAttempt,

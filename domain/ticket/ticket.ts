@@ -1,6 +1,6 @@
 import * as t from 'io-ts';
+import type { CatalogueEntry } from '../catalogueEntry';
 import { unreachable, type Decider } from '../decider';
-import type { CatalogueEntry } from '../eventCatalogue';
 import { characterCount, isStorableText } from '../text';
 
 /**

@@ -11,6 +11,7 @@ import {
   type EventStore,
   type RecordedEvent,
 } from '../eventStore/eventStore';
+import { currentSchemaVersion, schemaRefusal } from '../eventStore/upcastingEventStore';
 import { currentCorrelationId } from '../runtime/correlation';
 
 /** What the handler needs of an aggregate: its decider and the codec its stored events must pass. */
@@ -135,7 +136,7 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
           id: context.commandId ? eventIdOf(streamName, context.commandId, index) : randomUUID(),
           type: event.type,
           data: event.data,
-          metadata,
+          metadata: { ...metadata, schemaVersion: currentSchemaVersion(event.type) },
         })),
         revision < 0n ? 'no_stream' : revision,
       );
@@ -192,8 +193,14 @@ function asDomainError(error: unknown): unknown {
   return error instanceof StreamDeletedError ? new DomainError('not_found', `${error.streamName} was deleted`) : error;
 }
 
-/** Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream. */
+/**
+ * Stored events pass their codec on the way in, like any other input; a failure means a corrupt stream,
+ * or an event of a newer herald (its schema version), on which this one must not decide.
+ */
 export function decodeEvent<Event>(codec: t.Decoder<unknown, Event>, event: RecordedEvent): Event {
+  const refusal = schemaRefusal(event);
+  if (refusal !== undefined)
+    throw new Error(`event ${event.id} (${event.type}) in ${event.streamName} cannot be read: ${refusal}`);
   const decoded = codec.decode({ type: event.type, data: event.data });
   if (isLeft(decoded))
     throw new Error(`event ${event.id} (${event.type}) in ${event.streamName} does not match its codec`);

@@ -2,6 +2,7 @@ import { isLeft } from 'fp-ts/lib/Either';
 import type * as t from 'io-ts';
 import { codecEvent, membersOf } from '../../domain/eventCatalogue';
 import type { RecordedEvent } from '../eventStore/eventStore';
+import { schemaRefusal } from '../eventStore/upcastingEventStore';
 
 /**
  * An event of a type the projection reads whose data its codec refuses (or a check beside the codec,
@@ -41,6 +42,9 @@ export function eventDecoder<E>(
     decode(recorded) {
       const codec = byType.get(recorded.type);
       if (!codec) return undefined;
+      const refusal = schemaRefusal(recorded);
+      if (refusal !== undefined)
+        throw new UndecodableEventError(`${recorded.type} at position ${recorded.position} cannot be read: ${refusal}`);
       const decoded = codec.decode({ type: recorded.type, data: recorded.data });
       if (isLeft(decoded))
         throw new UndecodableEventError(

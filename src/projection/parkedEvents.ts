@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { RecordedEvent } from '../eventStore/eventStore';
+import { upcastEvent } from '../eventStore/upcastingEventStore';
 import { withTransaction } from '../postgres/transaction';
 import type { Projection } from './projection';
 
@@ -61,7 +62,8 @@ export async function retryParked(
   );
   let retried = 0;
   for (const row of rows) {
-    const event = reviveEvent(row.event);
+    // Parked by an older herald, perhaps: in the shape this one reads.
+    const event = upcastEvent(reviveEvent(row.event));
     try {
       await withTransaction(pool, async (tx) => {
         await projection.handle([event], tx);

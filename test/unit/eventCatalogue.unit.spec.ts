@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import * as t from 'io-ts';
-import { EVENT_CATALOGUE, renderCatalogue, renderType, type CatalogueEntry } from '../../domain/eventCatalogue';
+import type { CatalogueEntry } from '../../domain/catalogueEntry';
+import { EVENT_CATALOGUE, renderCatalogue, renderType } from '../../domain/eventCatalogue';
 
 const root = join(__dirname, '..', '..');
 
@@ -69,7 +70,7 @@ describe('event catalogue (docs/events.md)', () => {
       '`recipients: string[]`',
       '`expiresAt: string | null`',
       '`props: Record<string, string> | null`',
-      '`forBrowser?: boolean`',
+      '`time?: string`',
       '`reason: "offline" | "timeout"`',
       '`recipients: { deviceId: string, mobile: string }[]`',
       '`retry: "none" | "backoff" | "topvdn"`',
