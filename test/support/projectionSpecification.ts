@@ -21,7 +21,7 @@ export interface Given {
   readonly recorded: readonly RecordedEvent[];
   /** What the projection's batches returned to publish, in order. */
   publications(): Promise<Publication[]>;
-  rows(sql: string, values?: readonly unknown[]): Promise<Array<Record<string, unknown>>>;
+  rows<Row extends object = Record<string, unknown>>(sql: string, values?: readonly unknown[]): Promise<Row[]>;
   /** Asks the read model through a query interface (projections/…: `datahubQueries(pool)`, say). */
   answer<T>(query: (pool: Pool) => Promise<T>): Promise<T>;
   expectRows(sql: string, expected: ReadonlyArray<Record<string, unknown>>): Promise<void>;
@@ -97,9 +97,9 @@ export function projectionSpecification<Event extends { readonly type: string; r
         if (generation !== latest) throw new Error('a later given replaced the read model this one made');
         return (applying ??= apply(stream, batching));
       };
-      const rows = async (sql: string, values?: readonly unknown[]) => {
+      const rows = async <Row extends object>(sql: string, values?: readonly unknown[]) => {
         await applied();
-        return (await pool().query(sql, values as unknown[] | undefined)).rows as Array<Record<string, unknown>>;
+        return (await pool().query(sql, values as unknown[] | undefined)).rows as Row[];
       };
       const answer = async <T>(query: (pool: Pool) => Promise<T>) => {
         await applied();
