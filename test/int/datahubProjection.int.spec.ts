@@ -1,12 +1,11 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { InboxEvent } from '../../domain/inbox/inbox';
-import type { NotificationEvent } from '../../domain/notification/notification';
+import * as t from 'io-ts';
+import { InboxEvent } from '../../domain/inbox/inbox';
+import { NotificationEvent } from '../../domain/notification/notification';
 import { datahubProjection, datahubQueries, itemSubscribers } from '../../projections/datahubNotifications';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import { withTransaction } from '../../src/postgres/transaction';
-import { openTestInfrastructure } from '../support/infrastructure';
-import { recorded } from '../support/recorded';
+import { projectionSpecification, type Given } from '../support/projectionSpecification';
 
 /**
  * The datahub projection applies a batch in a few set-based statements (deliveries, then reads, then
@@ -175,25 +174,15 @@ const everyUser = <T>(f: (app: string, user: string) => T) =>
   Object.fromEntries(APPS.flatMap((app) => USERS.map((user) => [`${app}/${user}`, f(app, user)])));
 
 describe('datahub projection: set-based batches equal the one-by-one fold', () => {
-  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
-  before(async () => {
-    infrastructure = await openTestInfrastructure([datahubProjection]);
-  });
-  after(() => infrastructure?.close());
+  const spec = projectionSpecification(datahubProjection, t.union([NotificationEvent, InboxEvent]));
 
-  async function applyInBatches(events: RecordedEvent[], batchSizes: number[]) {
-    const { pool } = infrastructure.database;
-    await pool.query(`TRUNCATE ${datahubProjection.tables.join(', ')}`);
-    for (let from = 0, b = 0; from < events.length; b++) {
-      const size = batchSizes[b % batchSizes.length]!;
-      const batch = events.slice(from, from + size);
-      await withTransaction(pool, (tx) => datahubProjection.handle(batch, tx));
-      from += size;
-    }
-    const reads = await pool.query<{ key: string }>(
+  /** What the queries answer after the given events. */
+  async function answers(given: Given) {
+    const reads = await given.rows<{ key: string }>(
       `SELECT notification_id || '/' || user_id AS key FROM datahub_notifications WHERE read_at IS NOT NULL`,
     );
-    const queries = datahubQueries(pool);
+    const queries = await given.answer(async (pool) => datahubQueries(pool));
+    const subscribersOf = await given.answer(async (pool) => itemSubscribers(pool));
     const stats: Record<string, Record<string, number>> = {};
     for (const app of APPS)
       for (const user of USERS)
@@ -201,12 +190,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
     const subscribers: Record<string, string[]> = {};
     for (const app of APPS)
       for (const item of ITEMS)
-        subscribers[`${app}/${item}`] = await itemSubscribers(pool).page(
-          app,
-          { repname: 'repo', itemname: item },
-          '',
-          10,
-        );
+        subscribers[`${app}/${item}`] = await subscribersOf.page(app, { repname: 'repo', itemname: item }, '', 10);
     const totals: Record<string, Record<string, number>> = {};
     for (const app of APPS) {
       for (const user of USERS) {
@@ -224,7 +208,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
         totals[`${app}/${user}`] = mine;
       }
     }
-    return { reads: reads.rows.map((r) => r.key).sort(), stats, subscribers, totals };
+    return { reads: reads.map((r) => r.key).sort(), stats, subscribers, totals };
   }
 
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
@@ -234,10 +218,10 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
         fc.array(step, { minLength: 1, maxLength: 40 }),
         fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }),
         async (steps, batchSizes) => {
-          const events = recorded(toEvents(steps), () => 'irrelevant');
-          const expected = foldOneByOne(events);
-          expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
-          expect(await applyInBatches(events, [events.length])).to.deep.equal(expected);
+          const events = toEvents(steps);
+          const expected = foldOneByOne(spec.record(events));
+          expect(await answers(spec.given(events, { batchSizes }))).to.deep.equal(expected);
+          expect(await answers(spec.given(events))).to.deep.equal(expected);
         },
       ),
       { numRuns: 60, seed: 20261123 },
@@ -245,7 +229,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
   });
 
   it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
-    const events = recorded(
+    const given = spec.given(
       toEvents([
         {
           kind: 'send',
@@ -258,10 +242,10 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
         },
         { kind: 'clear', app: 'app-a', user: 'u1' },
       ]),
-      () => 'irrelevant',
+      { batchSizes: [1] },
     );
-    const tables = await applyInBatches(events, [1]);
+    const tables = await answers(given);
     expect(tables.stats['app-a/u1']).to.deep.equal({});
-    expect(foldOneByOne(events.slice(0, 1)).stats).to.not.deep.equal(tables.stats);
+    expect(foldOneByOne(given.recorded.slice(0, 1)).stats).to.not.deep.equal(tables.stats);
   });
 });

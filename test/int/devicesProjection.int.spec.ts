@@ -1,20 +1,18 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import * as t from 'io-ts';
 import {
   APP_CALLBACK_TARGET,
+  DeliveryEvent,
   deliveryDecider,
   deliveryTerms,
-  type DeliveryEvent,
   type DeliveryState,
 } from '../../domain/device/delivery';
-import { deviceDecider, type DeviceEvent, type DeviceState } from '../../domain/device/device';
-import { pushDecider, type PushEvent, type PushRequestedData } from '../../domain/device/push';
+import { DeviceEvent, deviceDecider, type DeviceState } from '../../domain/device/device';
+import { PushEvent, pushDecider, type PushRequestedData } from '../../domain/device/push';
 import { devicesProjection } from '../../projections/devices';
 import { decodePublications, encodePublications } from '../../src/bus/redisBus';
-import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import { withTransaction } from '../../src/postgres/transaction';
-import { openTestInfrastructure } from '../support/infrastructure';
-import { recorded } from '../support/recorded';
+import { projectionSpecification, type Given } from '../support/projectionSpecification';
 
 /**
  * The devices projection expands each push to the devices registered when it is applied, and folds a
@@ -217,39 +215,28 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
 }
 
 describe('devices projection: set-based batches equal the one-by-one model', () => {
-  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
-  before(async () => {
-    infrastructure = await openTestInfrastructure([devicesProjection]);
-  });
-  after(() => infrastructure?.close());
+  const spec = projectionSpecification(devicesProjection, t.union([DeviceEvent, PushEvent, DeliveryEvent]));
 
-  async function applyInBatches(events: RecordedEvent[], batchSizes: number[]): Promise<Model> {
-    const { pool } = infrastructure.database;
-    await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
-    for (let from = 0, b = 0; from < events.length; b++) {
-      const size = batchSizes[b % batchSizes.length]!;
-      await withTransaction(pool, (tx) => devicesProjection.handle(events.slice(from, from + size), tx));
-      from += size;
-    }
-    const devices = await pool.query<{
+  async function tables(given: Given): Promise<Model> {
+    const devices = await given.rows<{
       device_id: string;
       active: boolean;
       registration: number;
       alias: string;
       tags: string[];
     }>('SELECT device_id, active, registration, alias, tags FROM devices');
-    const deliveries = await pool.query<{ key: string; status: string; attempts: number; revision: string }>(
+    const deliveries = await given.rows<{ key: string; status: string; attempts: number; revision: string }>(
       `SELECT push_id || '/' || device_id AS key, status, attempts, revision FROM device_deliveries`,
     );
     return {
       devices: new Map(
-        devices.rows.map((r) => [
+        devices.map((r) => [
           r.device_id,
           { active: r.active, registration: r.registration, alias: r.alias, tags: r.tags },
         ]),
       ),
       deliveries: new Map(
-        deliveries.rows.map((r) => [r.key, { status: r.status, attempts: r.attempts, revision: Number(r.revision) }]),
+        deliveries.map((r) => [r.key, { status: r.status, attempts: r.attempts, revision: Number(r.revision) }]),
       ),
     };
   }
@@ -264,9 +251,8 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
         fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 }),
         async (steps, batchSizes) => {
           const { events, model } = history(steps);
-          const stored = recorded(events, () => 'irrelevant');
-          expect(sorted(await applyInBatches(stored, batchSizes))).to.deep.equal(sorted(model));
-          expect(sorted(await applyInBatches(stored, [stored.length]))).to.deep.equal(sorted(model));
+          expect(sorted(await tables(spec.given(events, { batchSizes })))).to.deep.equal(sorted(model));
+          expect(sorted(await tables(spec.given(events)))).to.deep.equal(sorted(model));
         },
       ),
       { numRuns: 80, seed: 20261123 },
@@ -280,16 +266,14 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
       { kind: 'register', device: 1, alias: 'a', tags: [], platform: 'ANDROID' },
     ];
     const { events, model } = history(steps);
-    const tables = await applyInBatches(
-      recorded(events, () => 'irrelevant'),
-      [3],
-    );
-    expect([...tables.deliveries.keys()]).to.deep.equal([`${pushIdOf(0)}/${deviceIdOf(0)}`]);
-    expect(sorted(tables)).to.deep.equal(sorted(model));
+    const given = spec.given(events);
+    await given.expectRows(`SELECT push_id || '/' || device_id AS key FROM device_deliveries`, [
+      { key: `${pushIdOf(0)}/${deviceIdOf(0)}` },
+    ]);
+    expect(sorted(await tables(given))).to.deep.equal(sorted(model));
   });
 
   it('publishes the end of a device unregistered in a batch, also when it was registered in the same batch, or again after', async () => {
-    const { pool } = infrastructure.database;
     for (const steps of [
       [
         { kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' },
@@ -306,19 +290,10 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
         { kind: 'register', device: 2, alias: 'b', tags: [], platform: 'ANDROID' },
       ],
     ] as Step[][]) {
-      await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
       const { events } = history(steps);
-      const publications = await withTransaction(pool, (tx) =>
-        devicesProjection.handle(
-          recorded(events, () => 'irrelevant'),
-          tx,
-        ),
-      );
-      expect(publications, JSON.stringify(steps)).to.deep.equal([
-        {
-          topic: `device:app:${deviceIdOf(steps[0]!.kind === 'register' ? steps[0]!.device : 0)}`,
-          payload: { type: 'unregistered' },
-        },
+      const device = steps[0]!.kind === 'register' ? steps[0]!.device : 0;
+      expect(await spec.given(events).publications(), JSON.stringify(steps)).to.deep.equal([
+        { topic: `device:app:${deviceIdOf(device)}`, payload: { type: 'unregistered' } },
       ]);
     }
   });
@@ -326,18 +301,11 @@ describe('devices projection: set-based batches equal the one-by-one model', () 
   // Found by bench/chaos.ts: a push's publication carried its position as a bigint, which JSON cannot
   // encode, so every batch with a push failed to cross Redis and reached other nodes' devices by retries only.
   it('publishes a push as JSON can carry it across nodes: what the Redis bus decodes equals what was published', async () => {
-    const { pool } = infrastructure.database;
-    await pool.query(`TRUNCATE ${devicesProjection.tables.join(', ')}`);
     const { events } = history([
       { kind: 'register', device: 0, alias: 'a', tags: [], platform: 'ANDROID' },
       { kind: 'push', audience: 'ALIAS', value: 'a', client: 0, platform: 'ALL', flag: 2, callback: false },
     ]);
-    const publications = await withTransaction(pool, (tx) =>
-      devicesProjection.handle(
-        recorded(events, () => 'irrelevant'),
-        tx,
-      ),
-    );
+    const publications = await spec.given(events).publications();
     expect(publications.map((p) => (p.payload as { type: string }).type)).to.include('push');
     expect(decodePublications(encodePublications(publications, { from: 'node-a', seq: 1 })).publications).to.deep.equal(
       publications,

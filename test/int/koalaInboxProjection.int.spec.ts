@@ -1,13 +1,10 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { MessageEvent } from '../../domain/message/message';
+import { MessageEvent } from '../../domain/message/message';
 import { notificationsProjection } from '../../projections/koalaInbox';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { inboxTopic } from '../../src/messaging/inboxQueries';
-import { withTransaction } from '../../src/postgres/transaction';
-import type { Publication } from '../../src/projection/projection';
-import { openTestInfrastructure } from '../support/infrastructure';
-import { recorded } from '../support/recorded';
+import { projectionSpecification, type Given } from '../support/projectionSpecification';
 
 /**
  * The notifications projection applies a batch set-based (a few statements per batch). Whatever the
@@ -199,63 +196,43 @@ const messageStream = (event: MessageEvent) => `message-${event.data.messageId}`
 const iso = (value: Date | null) => value?.toISOString() ?? null;
 
 describe('notifications projection: set-based batches equal the one-by-one fold', () => {
-  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
-  before(async () => {
-    infrastructure = await openTestInfrastructure([notificationsProjection]);
-  });
-  after(() => infrastructure?.close());
+  const spec = projectionSpecification(notificationsProjection, MessageEvent, messageStream);
 
-  /** `replay`: as a rebuild does it — counters left out per batch, then derived once by finishReplay. */
-  async function applyInBatches(events: RecordedEvent[], batchSizes: number[], replay = false): Promise<Publication[]> {
-    const { pool } = infrastructure.database;
-    await pool.query(`TRUNCATE ${notificationsProjection.tables.join(', ')}`);
-    const publications: Publication[] = [];
-    for (let from = 0, b = 0; from < events.length; b++) {
-      const size = batchSizes[b % batchSizes.length]!;
-      const batch = events.slice(from, from + size);
-      publications.push(
-        ...(await withTransaction(pool, (tx) => notificationsProjection.handle(batch, tx, { replay }))),
-      );
-      from += size;
-    }
-    if (replay) await withTransaction(pool, (tx) => notificationsProjection.finishReplay!(tx));
-    return publications;
-  }
-
-  async function readTables() {
-    const { pool } = infrastructure.database;
-    const messages = await pool.query(`SELECT * FROM notification_messages ORDER BY message_id`);
-    const notifications = await pool.query(`SELECT * FROM notifications ORDER BY message_id, user_id`);
-    const counters = await pool.query(
+  async function readTables(given: Given) {
+    const messages = await given.rows(`SELECT * FROM notification_messages ORDER BY message_id`);
+    const notifications = await given.rows(`SELECT * FROM notifications ORDER BY message_id, user_id`);
+    const counters = await given.rows(
       `SELECT app_id, user_id, total::int, unread::int FROM inbox_counters ORDER BY app_id, user_id`,
     );
+    const at = (row: Record<string, unknown>, column: string) => iso(row[column] as Date | null);
     return {
-      messages: messages.rows.map((r) => ({
+      messages: messages.map((r) => ({
         ...r,
-        sent_at: iso(r.sent_at),
-        release_at: iso(r.release_at),
-        expires_at: iso(r.expires_at),
+        sent_at: at(r, 'sent_at'),
+        release_at: at(r, 'release_at'),
+        expires_at: at(r, 'expires_at'),
       })),
-      notifications: notifications.rows.map((r) => ({
+      notifications: notifications.map((r) => ({
         message_id: r.message_id,
         user_id: r.user_id,
         app_id: r.app_id,
         seq: r.seq,
-        expires_at: iso(r.expires_at),
-        read_at: iso(r.read_at),
-        acknowledged_at: iso(r.acknowledged_at),
+        expires_at: at(r, 'expires_at'),
+        read_at: at(r, 'read_at'),
+        acknowledged_at: at(r, 'acknowledged_at'),
       })),
-      counters: counters.rows,
+      counters,
     };
   }
 
+  // `replay`: as a rebuild does it — counters left out per batch, then derived once by finishReplay.
   it('for generated histories and batchings, live and replaying (a rebuild)', async () => {
     await fc.assert(
       fc.asyncProperty(history, async ({ events, batchSizes, replay }) => {
-        const stream = recorded(events, messageStream);
-        const publications = await applyInBatches(stream, batchSizes, replay);
-        const expected = foldOneByOne(stream);
-        const actual = await readTables();
+        const given = spec.given(events, { batchSizes, replay });
+        const publications = await given.publications();
+        const expected = foldOneByOne(given.recorded);
+        const actual = await readTables(given);
         // Message rows carry recipients as given; the fold keeps them the same way.
         expect(actual.messages).to.deep.equal(expected.messages);
         expect(actual.notifications).to.deep.equal(expected.notifications);
@@ -275,7 +252,7 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
   });
 
   it('is not fooled by a fold that skips the counters (the comparison can fail)', async () => {
-    const events = recorded(
+    const given = spec.given(
       messageEvents(1, {
         app: 'app-a',
         recipients: ['u1', 'u2'],
@@ -285,10 +262,9 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
         ackers: ['u1'],
         ackApp: 'app-a',
       }),
-      messageStream,
+      { batchSizes: [1] },
     );
-    await applyInBatches(events, [1]);
-    await infrastructure.database.pool.query(`UPDATE inbox_counters SET unread = unread + 1`);
-    expect((await readTables()).counters).not.to.deep.equal(foldOneByOne(events).counters);
+    await given.rows(`UPDATE inbox_counters SET unread = unread + 1`);
+    expect((await readTables(given)).counters).not.to.deep.equal(foldOneByOne(given.recorded).counters);
   });
 });

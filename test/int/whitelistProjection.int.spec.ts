@@ -1,13 +1,12 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { NotificationEvent } from '../../domain/notification/notification';
-import type { ItemOwnerEvent } from '../../domain/whitelist/itemOwner';
-import type { WhitelistEvent } from '../../domain/whitelist/whitelistApplication';
+import * as t from 'io-ts';
+import { NotificationEvent } from '../../domain/notification/notification';
+import { ItemOwnerEvent } from '../../domain/whitelist/itemOwner';
+import { WhitelistEvent } from '../../domain/whitelist/whitelistApplication';
 import { waitingApplications, whitelistProjection } from '../../projections/whitelist';
 import { whitelistApplicationId, whitelistNotificationId } from '../../src/datahub/datahub';
-import { withTransaction } from '../../src/postgres/transaction';
-import { openTestInfrastructure } from '../support/infrastructure';
-import { recorded } from '../support/recorded';
+import { projectionSpecification, type Given } from '../support/projectionSpecification';
 
 /**
  * The whitelist projection (issue 22, review): the owner notifier asks it every few seconds which
@@ -70,34 +69,23 @@ const notified = (item: string, applicant: string, owner: string): NotificationE
 
 describe('whitelist projection: the due applications (issue 22)', function () {
   this.timeout(120_000);
-  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
-  before(async () => {
-    infrastructure = await openTestInfrastructure([whitelistProjection]);
-  });
-  after(() => infrastructure?.close());
-  const pool = () => infrastructure.database.pool;
-  const reset = () => pool().query(`TRUNCATE ${whitelistProjection.tables.join(', ')}`);
-  const apply = async (events: readonly Event[], batches: readonly number[] = [events.length]) => {
-    const all = recorded(events, streamOf);
-    for (let from = 0, b = 0; from < all.length; b++) {
-      const size = Math.max(1, batches[b % batches.length]!);
-      const batch = all.slice(from, from + size);
-      await withTransaction(pool(), (tx) => whitelistProjection.handle(batch, tx));
-      from += size;
-    }
-  };
-  const due = async () => {
-    const rows = await waitingApplications(pool()).ownerKnown(100);
-    const applicants = await pool().query<{ application_id: string; applicant: string; itemname: string }>(
+  const spec = projectionSpecification(
+    whitelistProjection,
+    t.union([WhitelistEvent, ItemOwnerEvent, NotificationEvent]),
+    streamOf,
+  );
+  /** The due applications, as `item/applicant`. */
+  const due = async (given: Given) => {
+    const rows = await given.answer((pool) => waitingApplications(pool).ownerKnown(100));
+    const applicants = await given.rows<{ application_id: string; applicant: string; itemname: string }>(
       'SELECT application_id, applicant, itemname FROM whitelist_applications',
     );
-    const byId = new Map(applicants.rows.map((r) => [r.application_id, `${r.itemname}/${r.applicant}`]));
+    const byId = new Map(applicants.map((r) => [r.application_id, `${r.itemname}/${r.applicant}`]));
     return rows.map((r) => byId.get(r.applicationId)).sort();
   };
 
   it('is due once an owner is known (named, registered before or after, named again later), never for the applicant, not after the notification or a removal', async () => {
-    await reset();
-    await apply([
+    const first: Event[] = [
       applied('waits', 'a1', 1),
       applied('named', 'a2', 2, 'o-named'),
       registered('before', 'o-before'),
@@ -107,18 +95,27 @@ describe('whitelist projection: the due applications (issue 22)', function () {
       applied('mine', 'a6', 6),
       applied('gone', 'a7', 7),
       applied('sent', 'a8', 8, 'o-sent'),
-    ]);
-    expect(await due()).to.deep.equal(['before/a3', 'named/a2', 'sent/a8']);
-    await apply([
+    ];
+    expect(await due(spec.given(first))).to.deep.equal(['before/a3', 'named/a2', 'sent/a8']);
+    const second: Event[] = [
       registered('after', 'o-after'),
       named('later', 'a5', 'o-later'),
       registered('mine', 'a6'),
       registered('gone', 'o-gone'),
       notified('sent', 'a8', 'o-sent'),
+    ];
+    expect(await due(spec.given([...first, ...second], { batchSizes: [first.length, second.length] }))).to.deep.equal([
+      'after/a4',
+      'before/a3',
+      'gone/a7',
+      'later/a5',
+      'named/a2',
     ]);
-    expect(await due()).to.deep.equal(['after/a4', 'before/a3', 'gone/a7', 'later/a5', 'named/a2']);
-    await apply([removed('gone'), notified('before', 'a3', 'o-before'), registered('mine', 'o-mine')]);
-    expect(await due()).to.deep.equal(['after/a4', 'later/a5', 'mine/a6', 'named/a2']);
+    const third: Event[] = [removed('gone'), notified('before', 'a3', 'o-before'), registered('mine', 'o-mine')];
+    const all = spec.given([...first, ...second, ...third], {
+      batchSizes: [first.length, second.length, third.length],
+    });
+    expect(await due(all)).to.deep.equal(['after/a4', 'later/a5', 'mine/a6', 'named/a2']);
   });
 
   it('leaves the same tables however the events are batched (set-based, as applied one by one)', async () => {
@@ -165,10 +162,10 @@ describe('whitelist projection: the due applications (issue 22)', function () {
       });
       return events;
     };
-    const tables = async () => ({
-      applications: (await pool().query('SELECT * FROM whitelist_applications ORDER BY application_id')).rows,
-      owners: (await pool().query('SELECT * FROM item_owners ORDER BY app_id, repname, itemname')).rows,
-      due: await due(),
+    const tables = async (given: Given) => ({
+      applications: await given.rows('SELECT * FROM whitelist_applications ORDER BY application_id'),
+      owners: await given.rows('SELECT * FROM item_owners ORDER BY app_id, repname, itemname'),
+      due: await due(given),
     });
     await fc.assert(
       fc.asyncProperty(
@@ -176,12 +173,8 @@ describe('whitelist projection: the due applications (issue 22)', function () {
         fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }),
         async (steps, batches) => {
           const events = toEvents(steps);
-          await reset();
-          await apply(events, [1]);
-          const oneByOne = await tables();
-          await reset();
-          await apply(events, batches);
-          expect(await tables()).to.deep.equal(oneByOne);
+          const oneByOne = await tables(spec.given(events, { batchSizes: [1] }));
+          expect(await tables(spec.given(events, { batchSizes: batches }))).to.deep.equal(oneByOne);
         },
       ),
       { numRuns: 40 },
@@ -189,14 +182,13 @@ describe('whitelist projection: the due applications (issue 22)', function () {
   });
 
   it('one look reads only the due applications: 10,000 waiting for owners nobody registers cost it nothing', async () => {
-    await reset();
     const waiting = Array.from({ length: 10_000 }, (_, i) => applied(`unregistered-${i}`, `applicant-${i}`, i));
     const dueOnes = Array.from({ length: 50 }, (_, i) =>
       applied(`registered-${i}`, `applicant-${i}`, 20_000 + i, 'owner'),
     );
-    await apply([...waiting, ...dueOnes], [1000]);
-    await pool().query('ANALYZE whitelist_applications');
-    const ownerKnown = waitingApplications(pool()).ownerKnown;
+    const given = spec.given([...waiting, ...dueOnes], { batchSizes: [1000] });
+    await given.rows('ANALYZE whitelist_applications');
+    const ownerKnown = waitingApplications(spec.pool).ownerKnown;
     await ownerKnown(100);
     const times: number[] = [];
     for (let i = 0; i < 20; i++) {
@@ -210,11 +202,11 @@ describe('whitelist projection: the due applications (issue 22)', function () {
       `      ownerKnown(100) with 10,000 waiting for unregistered items and 50 due: median ${times[10]!.toFixed(2)} ms, min ${times[0]!.toFixed(2)} ms`,
     );
     // What the look reads, not how long it takes: the partial index of the due applications, no waiting row.
-    const plan = await pool().query<{ 'QUERY PLAN': unknown }>({
-      text: `EXPLAIN (ANALYZE, FORMAT JSON) SELECT application_id, app_id FROM whitelist_applications
+    const plan = await given.rows<{ 'QUERY PLAN': unknown }>(
+      `EXPLAIN (ANALYZE, FORMAT JSON) SELECT application_id, app_id FROM whitelist_applications
               WHERE NOT notified AND coalesce(owner, registered_owner) <> applicant ORDER BY applied_at, application_id LIMIT 100`,
-    });
-    const text = JSON.stringify(plan.rows[0]!['QUERY PLAN']);
+    );
+    const text = JSON.stringify(plan[0]!['QUERY PLAN']);
     expect(text, text).to.include('"Index Name":"whitelist_applications_due"');
     expect(text, text).not.to.match(/"Rows Removed by Filter":[1-9]/);
   });

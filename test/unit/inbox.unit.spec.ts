@@ -38,3 +38,55 @@ describe('inbox decider: clearing the notification stats', () => {
       .then([]);
   });
 });
+
+describe('inbox decider: reading a site broadcast', () => {
+  const spec = deciderSpecification(inboxDecider);
+  const markRead = (notificationId: string, now = 't1') => ({
+    type: 'MarkBroadcastRead' as const,
+    appId: 'camel',
+    userId: 'bob',
+    notificationId,
+    now,
+  });
+  const read = (notificationId: string, at = 't1'): InboxEvent => ({
+    type: 'NotificationRead',
+    data: { notificationId, appId: 'camel', userId: 'bob', readAt: at },
+  });
+
+  it("records the user's read of the broadcast on the user's inbox", () => {
+    spec
+      .given([])
+      .when(markRead('b1'))
+      .then([read('b1')]);
+    spec
+      .given([read('b1')])
+      .when(markRead('b2', 't2'))
+      .then([read('b2', 't2')]);
+  });
+
+  it('reading it again records nothing: once per user', () => {
+    spec
+      .given([read('b1')])
+      .when(markRead('b1', 't2'))
+      .then([]);
+    spec
+      .given([read('b1'), read('b2')])
+      .when(markRead('b1', 't3'))
+      .then([]);
+  });
+
+  it('a clear of the stats does not mark broadcasts read, nor does a read count as a clear', () => {
+    const cleared: InboxEvent = {
+      type: 'NotificationStatsCleared',
+      data: { appId: 'camel', userId: 'bob', clearedAt: 't0' },
+    };
+    spec
+      .given([cleared])
+      .when(markRead('b1'))
+      .then([read('b1')]);
+    spec
+      .given([read('b1')])
+      .when({ type: 'ClearNotificationStats', appId: 'camel', userId: 'bob', clearsSeen: 0, now: 't2' })
+      .then([{ type: 'NotificationStatsCleared', data: { appId: 'camel', userId: 'bob', clearedAt: 't2' } }]);
+  });
+});

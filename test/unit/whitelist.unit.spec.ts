@@ -85,6 +85,23 @@ describe('whitelist applications and item owners', () => {
         .then([]);
       spec.given([applied()]).when(apply('wang5@example.com', 'zhang3@example.com')).then([]);
     });
+    it("applying again once the item's owner is registered records nothing: the owner is notified from the item, once", () => {
+      spec.given([applied()]).when(apply(undefined, 'zhang3@example.com')).then([]);
+    });
+    it('refuses bad names and the applicant as owner also while the application stands (one rule for every request)', () => {
+      const named: WhitelistEvent = {
+        type: 'WhitelistOwnerNamed',
+        data: { applicationId: 'a1', appId: 'camel', owner: 'zhang3@example.com', namedAt: 't1' },
+      };
+      spec
+        .given([applied(), named])
+        .when({ ...apply(), repname: '' })
+        .thenThrows(DomainError, (e) => expect(e.message).to.include('data.repname'));
+      spec
+        .given([applied('zhang3@example.com')])
+        .when(apply(undefined, 'li4@example.com'))
+        .thenThrows(DomainError, (e) => expect(e.message).to.equal('the owner of the item cannot apply to it'));
+    });
     it('refuses an owner who is not one user (every entry point: REST, GraphQL), before and after applying', () => {
       for (const owner of [
         'zhang3 wang5',
