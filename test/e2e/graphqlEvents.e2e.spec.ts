@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import type { Viewer } from '../../src/identity/tickets';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
@@ -43,22 +42,30 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
   });
   after(() => test?.stop());
 
-  const viewer = (userId: string, appId = 'camel'): Viewer => ({
-    ticketId: `t-${userId}`,
-    appId,
-    userId,
-    roles: [],
-    expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-  });
+  const APP_SECRETS: Record<string, string> = { camel: 'EERWERRRRE', other: 'other-secret' };
+  const tickets = new Map<string, Promise<string>>();
+  const ticketOf = (userId: string, appId: string) => {
+    const key = `${appId}/${userId}`;
+    if (!tickets.has(key)) tickets.set(key, issueTicket(test.url, userId, '', appId, APP_SECRETS[appId]));
+    return tickets.get(key)!;
+  };
   let sent = 0;
-  const send = (from: string, appId = 'camel') =>
-    test.herald.messaging.send(
-      viewer(from, appId),
-      { to: ['reader'], title: `t${++sent}`, content: 'analysts', expireSeconds: 0 },
-      new Date(),
+  /** A message sent as a frontend sends it (GraphQL sendMessage); answers its id. */
+  const send = async (from: string, appId = 'camel'): Promise<{ id: string }> => {
+    const response = await graphql<{ sendMessage: { id: string } }>(
+      test.url,
+      await ticketOf(from, appId),
+      'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }',
+      { input: { to: ['reader'], title: `t${++sent}`, content: 'analysts' } },
     );
+    expect(response.errors, 'sendMessage').to.equal(undefined);
+    return response.data!.sendMessage;
+  };
 
-  /** What the store holds for the app (the expected answer), in position order. */
+  /**
+   * What the store holds for the app (the expected answer), in position order. The events query is
+   * what is under test here, so the store itself is the oracle, as the replay CLI's test reads the table.
+   */
   async function storedEventsOf(appId: string, after = -1n): Promise<RecordedEvent[]> {
     const all: RecordedEvent[] = [];
     for (let cursor = -1n; ;) {

@@ -4,6 +4,36 @@ import { startHerald, type Herald } from '../../src/herald';
 import { systemClock, type Clock } from '../../src/runtime/clock';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
+/** herald's configuration in a test: a free port on localhost, the seed's demo apps, on `databaseUrl`. */
+export function testHeraldConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
+  return {
+    ...loadConfig({}),
+    port: 0,
+    host: '127.0.0.1',
+    databaseUrl,
+    apps: [
+      { appId: 'camel', secret: 'EERWERRRRE' },
+      { appId: 'other', secret: 'other-secret' },
+    ],
+    ...overrides,
+  };
+}
+
+/** herald in this process on an existing database: a second node, or the next one after a restart. */
+export function startHeraldOn(
+  databaseUrl: string,
+  overrides: Partial<Config> = {},
+  clock: Clock = systemClock,
+): Promise<Herald> {
+  return startHerald(
+    testHeraldConfig(databaseUrl, overrides),
+    pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }),
+    {
+      clock,
+    },
+  );
+}
+
 /** herald in this process, on a fresh test database and a free port, with the seed's demo apps. */
 /** `clock`: herald's time; a test of expiry or schedules passes a `TestClock` and advances it. */
 export async function startTestHerald(
@@ -11,18 +41,7 @@ export async function startTestHerald(
   clock: Clock = systemClock,
 ): Promise<{ herald: Herald; url: string; testDatabase: TestDatabase; stop(): Promise<void> }> {
   const testDatabase = await createTestDatabase();
-  const config: Config = {
-    ...loadConfig({}),
-    port: 0,
-    host: '127.0.0.1',
-    databaseUrl: testDatabase.connectionString,
-    apps: [
-      { appId: 'camel', secret: 'EERWERRRRE' },
-      { appId: 'other', secret: 'other-secret' },
-    ],
-    ...overrides,
-  };
-  const herald = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), { clock });
+  const herald = await startHeraldOn(testDatabase.connectionString, overrides, clock);
   return {
     herald,
     url: herald.url,
