@@ -21,8 +21,15 @@ import {
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+
+/** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
+const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
+  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId)
+    ? 'notificationId is not a UUID'
+    : undefined,
+);
 
 /**
  * datahub's inboxes and their per-type unread stats. A notification's `message_id` is the position of
@@ -60,7 +67,7 @@ export const datahubProjection: Projection = {
     'datahub_item_subscribers',
     'datahub_list_counts',
   ],
-  handles: (eventType) => eventType.startsWith('Notification'),
+  eventTypes: eventTypesOf(datahubEvents),
   migrations: [
     {
       id: 'projection/datahub/001',
@@ -308,13 +315,6 @@ function toBatch(events: readonly RecordedEvent[]) {
   }
   return { sent, broadcast, subscriptions, read, cleared };
 }
-
-/** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
-const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
-  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId)
-    ? 'notificationId is not a UUID'
-    : undefined,
-);
 
 // A delivery per distinct receiver (a repeated NotificationSent changes nothing), each counted unread.
 const DELIVER = `

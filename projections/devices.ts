@@ -1,7 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
 import { DEVICE_ID, DeviceEvent, type Platform } from '../domain/device/device';
-import { PushEvent, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
+import { PushRequested, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
 import { UUID } from '../domain/text';
 import type {
   DeliveryQueries,
@@ -15,8 +15,20 @@ import { APP_CALLBACKS_TOPIC, deviceTopic, type DevicePublication } from '../src
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
+
+// Events whose data is refused are parked by the runner, not skipped. Of a push's events only the request
+// is read here: an SmsRequested reaches no device.
+const deviceEvents = eventDecoder(DeviceEvent, (event) =>
+  DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id',
+);
+const pushEvents = eventDecoder(PushRequested, (event) =>
+  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
+);
+const deliveryEvents = eventDecoder(DeliveryEvent, (event) =>
+  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
+);
 
 /**
  * Devices, the pushes made to them and each push's delivery to each device (docs/delivery.md).
@@ -34,11 +46,7 @@ export const devicesProjection: Projection = {
   name: 'devices',
   version: 1,
   tables: ['devices', 'device_pushes', 'device_deliveries'],
-  handles: (eventType) =>
-    eventType.startsWith('Device') ||
-    eventType.startsWith('Delivery') ||
-    eventType === 'PushRequested' ||
-    eventType === 'MessageDelivered',
+  eventTypes: eventTypesOf(deviceEvents, pushEvents, deliveryEvents),
   migrations: [
     {
       id: 'projection/devices/001',
@@ -310,7 +318,7 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
     }
     const push = pushEvents.decode(recorded);
     if (push) {
-      if (push.type !== 'PushRequested' || part.pushById.has(push.data.pushId)) continue;
+      if (part.pushById.has(push.data.pushId)) continue;
       const d = push.data;
       part.pushes.push({
         id: d.pushId,
@@ -391,17 +399,6 @@ function audienceValues(push: PushRequestedData): ReadonlyArray<string | number>
 }
 
 const devicePush = ({ audience: _a, platform: _p, ...push }: PushRequestedData): DevicePush => push;
-
-// Events whose data is refused are parked by the runner, not skipped.
-const deviceEvents = eventDecoder(DeviceEvent, (event) =>
-  DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id',
-);
-const pushEvents = eventDecoder(PushEvent, (event) =>
-  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
-);
-const deliveryEvents = eventDecoder(DeliveryEvent, (event) =>
-  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
-);
 
 /** How long after a push its connected devices' connections look for a delivery the live push missed. */
 const PENDING_FALLBACK_SECONDS = 2;

@@ -10,7 +10,7 @@ import {
   type NotificationPage,
 } from '../src/messaging/inboxQueries';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection, Publication } from '../src/projection/projection';
 
 /**
@@ -25,13 +25,18 @@ import type { Projection, Publication } from '../src/projection/projection';
  * nothing — the same tables as applying the events one by one (test/int/koalaInboxProjection.int.spec.ts).
  */
 
+/** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
+const messageEvents = eventDecoder(MessageEvent, (event) =>
+  UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID',
+);
+
 const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';
 
 export const notificationsProjection: Projection = {
   name: 'notifications',
   version: 2,
   tables: ['notifications', 'notification_messages', 'inbox_counters'],
-  handles: (eventType) => eventType.startsWith('Message'),
+  eventTypes: eventTypesOf(messageEvents),
   migrations: [
     {
       id: 'projection/notifications/001',
@@ -235,11 +240,6 @@ function toBatch(events: readonly RecordedEvent[]) {
 
 type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
 type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
-
-/** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
-const messageEvents = eventDecoder(MessageEvent, (event) =>
-  UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID',
-);
 
 /**
  * One statement for messages created (a repeated creation changes nothing), released or expired (only a

@@ -13,10 +13,11 @@ export interface Projection {
   readonly migrations: readonly Migration[];
   readonly tables: readonly string[];
   /**
-   * Whether events of this type can change the read model. A batch with none of them is not handed to
-   * `handle`, and the runner moves the checkpoint past it lazily (the projection is unaffected by it).
+   * The event types that can change the read model: those of the codecs `handle` decodes (eventTypesOf in
+   * eventDecoder.ts). The runner hands `handle` only events of these types; past a batch with none of them
+   * it moves the checkpoint lazily (the projection is unaffected by it).
    */
-  handles(eventType: string): boolean;
+  readonly eventTypes: ReadonlySet<string>;
   /**
    * Applies a batch inside the runner's transaction. Returns what became visible, to be published on the
    * bus once the transaction has committed. Events of types it does not read are skipped; one of a type it

@@ -23,7 +23,7 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number>; poi
     name: 'tally',
     version: options.version ?? 1,
     tables: ['tally'],
-    handles: (eventType) => eventType === 'Tallied',
+    eventTypes: new Set(['Tallied']),
     migrations: [
       {
         id: 'test/tally/001',
