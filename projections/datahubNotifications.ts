@@ -10,14 +10,9 @@ import {
   type NotificationType,
 } from '../domain/notification/notification';
 import { UUID } from '../domain/text';
-import {
-  broadcastStatsTopic,
-  notificationStatsTopic,
-  type DatahubQueries,
-  type ItemSubscribers,
-  type NotificationFilter,
-  type Owner,
-} from '../src/datahub/datahub';
+import { publication } from '../src/bus/bus';
+import { broadcastStatsTopic, notificationStatsTopic } from '../src/bus/topics';
+import { type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
@@ -197,11 +192,10 @@ export const datahubProjection: Projection = {
     }
     const users = new Map(changed.map((row) => [notificationStatsTopic(row.app_id, row.user_id), row]));
     return [
-      ...[...users].map(([topic, row]) => ({ topic, payload: { appId: row.app_id, userId: row.user_id } })),
-      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) => ({
-        topic: broadcastStatsTopic(app),
-        payload: { appId: app },
-      })),
+      ...[...users].map(([topic, row]) => publication(topic, { appId: row.app_id, userId: row.user_id })),
+      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) =>
+        publication(broadcastStatsTopic(app), { appId: app }),
+      ),
     ];
   },
 };

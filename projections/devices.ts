@@ -3,6 +3,9 @@ import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../doma
 import { DEVICE_ID, DeviceEvent, type Platform } from '../domain/device/device';
 import { PushRequested, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
 import { UUID } from '../domain/text';
+import { publication, type Publication } from '../src/bus/bus';
+import { APP_CALLBACKS_TOPIC, deviceTopic } from '../src/bus/topics';
+import type { DevicePublication } from '../src/devices/devicePublication';
 import type {
   DeliveryQueries,
   DevicePush,
@@ -11,12 +14,11 @@ import type {
   OpenDelivery,
   PushStatus,
 } from '../src/devices/deviceQueries';
-import { APP_CALLBACKS_TOPIC, deviceTopic, type DevicePublication } from '../src/devices/deviceTopics';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
-import type { Projection, Publication } from '../src/projection/projection';
+import type { Projection } from '../src/projection/projection';
 
 // Events whose data is refused are parked by the runner, not skipped. Of a push's events only the request
 // is read here: an SmsRequested reaches no device.
@@ -122,10 +124,7 @@ export const devicesProjection: Projection = {
       if (part.unregistered.length > 0)
         await tx.query({ name: 'devices-unregister', text: UNREGISTER, values: part.unregistered.values() });
       for (const row of part.ended)
-        publications.push({
-          topic: deviceTopic(row.app, row.id),
-          payload: { type: 'unregistered' } satisfies DevicePublication,
-        });
+        publications.push(publication(deviceTopic(row.app, row.id), { type: 'unregistered' }));
       if (part.pushes.length > 0) {
         await tx.query({ name: 'devices-push', text: INSERT_PUSHES, values: part.pushes.values() });
         const { rows } = await tx.query<{ push_id: string; device_id: string }>({
@@ -135,11 +134,9 @@ export const devicesProjection: Projection = {
         });
         for (const row of rows) {
           const push = part.pushById.get(row.push_id)!;
-          publications.push({
-            topic:
-              row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id),
-            payload: push,
-          });
+          const topic =
+            row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id);
+          publications.push(publication(topic, push));
         }
       }
       if (part.outcomes.length > 0)

@@ -1,17 +1,13 @@
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
 import { UUID } from '../domain/text';
+import { publication, type Publication } from '../src/bus/bus';
+import { inboxTopic } from '../src/bus/topics';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import {
-  inboxTopic,
-  type DeliveredMessage,
-  type InboxQueries,
-  type MissedRequest,
-  type NotificationPage,
-} from '../src/messaging/inboxQueries';
+import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from '../src/messaging/inboxQueries';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
-import type { Projection, Publication } from '../src/projection/projection';
+import type { Projection } from '../src/projection/projection';
 
 /**
  * Inboxes: the messages each user of an app has received, with read/acknowledged state, a counter row
@@ -334,7 +330,7 @@ async function createAndDeliver(
   });
   return rows.flatMap((row) => {
     const message = toDeliveredMessage(row);
-    return row.users.map((userId) => ({ topic: inboxTopic(message.appId, userId), payload: message }));
+    return row.users.map((userId) => publication(inboxTopic(message.appId, userId), message));
   });
 }
 

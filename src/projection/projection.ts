@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import type { Publication } from '../bus/bus';
 import type { RecordedEvent } from '../eventStore/eventStore';
 import type { Migration } from '../postgres/migrations';
 
@@ -37,10 +38,4 @@ export interface HandleOptions {
    * (counters, say) may be left out.
    */
   readonly replay?: boolean;
-}
-
-/** A change made visible by a projection commit, for live subscribers (GraphQL, sockets, webhooks). */
-export interface Publication {
-  readonly topic: string;
-  readonly payload: unknown;
 }

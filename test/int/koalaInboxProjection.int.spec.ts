@@ -2,10 +2,10 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import type { MessageEvent } from '../../domain/message/message';
 import { notificationsProjection } from '../../projections/koalaInbox';
+import type { Publication } from '../../src/bus/bus';
+import { inboxTopic } from '../../src/bus/topics';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import { inboxTopic } from '../../src/messaging/inboxQueries';
 import { withTransaction } from '../../src/postgres/transaction';
-import type { Publication } from '../../src/projection/projection';
 import { openTestInfrastructure } from '../support/infrastructure';
 import { recorded } from '../support/recorded';
 
