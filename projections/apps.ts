@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { AppEvent } from '../domain/app/app';
 import type { PushCallbackUrls } from '../src/devices/appCallbacks';
 import type { AppSecrets } from '../src/identity/tickets';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 
 /** App events; one whose data is refused is parked by the runner, not skipped. */
@@ -13,7 +13,7 @@ export const appsProjection: Projection = {
   name: 'apps',
   version: 1,
   tables: ['apps'],
-  handles: (eventType) => eventType.startsWith('App'),
+  eventTypes: eventTypesOf(appEvents),
   migrations: [
     {
       id: 'projection/apps/001',

@@ -9,19 +9,21 @@ import {
   type NotificationType,
 } from '../domain/notification/notification';
 import { UUID } from '../domain/text';
-import {
-  broadcastStatsTopic,
-  notificationStatsTopic,
-  type DatahubQueries,
-  type ItemSubscribers,
-  type NotificationFilter,
-  type Owner,
-} from '../src/datahub/datahub';
+import { publication } from '../src/bus/bus';
+import { broadcastStatsTopic, notificationStatsTopic } from '../src/bus/topics';
+import { type DatahubQueries, type ItemSubscribers, type NotificationFilter, type Owner } from '../src/datahub/datahub';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+
+/** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
+const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
+  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId)
+    ? 'notificationId is not a UUID'
+    : undefined,
+);
 
 /**
  * datahub's inboxes and their per-type unread stats. A notification's `message_id` is the position of
@@ -59,7 +61,7 @@ export const datahubProjection: Projection = {
     'datahub_item_subscribers',
     'datahub_list_counts',
   ],
-  handles: (eventType) => eventType.startsWith('Notification'),
+  eventTypes: eventTypesOf(datahubEvents),
   migrations: [
     {
       id: 'projection/datahub/001',
@@ -189,11 +191,10 @@ export const datahubProjection: Projection = {
     }
     const users = new Map(changed.map((row) => [notificationStatsTopic(row.app_id, row.user_id), row]));
     return [
-      ...[...users].map(([topic, row]) => ({ topic, payload: { appId: row.app_id, userId: row.user_id } })),
-      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) => ({
-        topic: broadcastStatsTopic(app),
-        payload: { appId: app },
-      })),
+      ...[...users].map(([topic, row]) => publication(topic, { appId: row.app_id, userId: row.user_id })),
+      ...[...new Set(broadcast.rows.map((row) => row.app))].map((app) =>
+        publication(broadcastStatsTopic(app), { appId: app }),
+      ),
     ];
   },
 };
@@ -307,13 +308,6 @@ function toBatch(events: readonly RecordedEvent[]) {
   }
   return { sent, broadcast, subscriptions, read, cleared };
 }
-
-/** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
-const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
-  event.type !== 'NotificationStatsCleared' && !UUID.test(event.data.notificationId)
-    ? 'notificationId is not a UUID'
-    : undefined,
-);
 
 // A delivery per distinct receiver (a repeated NotificationSent changes nothing), each counted unread.
 const DELIVER = `

@@ -1,8 +1,11 @@
 import type { Pool, PoolClient } from 'pg';
 import { APP_CALLBACK_TARGET, DeliveryEvent, type DeliveryStatus } from '../domain/device/delivery';
 import { DEVICE_ID, DeviceEvent, type Platform } from '../domain/device/device';
-import { PushEvent, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
+import { PushRequested, type PushMessage, type PushRequestedData, type Retry } from '../domain/device/push';
 import { UUID } from '../domain/text';
+import { publication, type Publication } from '../src/bus/bus';
+import { APP_CALLBACKS_TOPIC, deviceTopic } from '../src/bus/topics';
+import type { DevicePublication } from '../src/devices/devicePublication';
 import type {
   DeliveryQueries,
   DevicePush,
@@ -11,12 +14,23 @@ import type {
   OpenDelivery,
   PushStatus,
 } from '../src/devices/deviceQueries';
-import { APP_CALLBACKS_TOPIC, deviceTopic, type DevicePublication } from '../src/devices/deviceTopics';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
-import { eventDecoder } from '../src/projection/eventDecoder';
-import type { Projection, Publication } from '../src/projection/projection';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
+import type { Projection } from '../src/projection/projection';
+
+// Events whose data is refused are parked by the runner, not skipped. Of a push's events only the request
+// is read here: an SmsRequested reaches no device.
+const deviceEvents = eventDecoder(DeviceEvent, (event) =>
+  DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id',
+);
+const pushEvents = eventDecoder(PushRequested, (event) =>
+  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
+);
+const deliveryEvents = eventDecoder(DeliveryEvent, (event) =>
+  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
+);
 
 /**
  * Devices, the pushes made to them and each push's delivery to each device (docs/delivery.md).
@@ -34,11 +48,7 @@ export const devicesProjection: Projection = {
   name: 'devices',
   version: 1,
   tables: ['devices', 'device_pushes', 'device_deliveries'],
-  handles: (eventType) =>
-    eventType.startsWith('Device') ||
-    eventType.startsWith('Delivery') ||
-    eventType === 'PushRequested' ||
-    eventType === 'MessageDelivered',
+  eventTypes: eventTypesOf(deviceEvents, pushEvents, deliveryEvents),
   migrations: [
     {
       id: 'projection/devices/001',
@@ -114,10 +124,7 @@ export const devicesProjection: Projection = {
       if (part.unregistered.length > 0)
         await tx.query({ name: 'devices-unregister', text: UNREGISTER, values: part.unregistered.values() });
       for (const row of part.ended)
-        publications.push({
-          topic: deviceTopic(row.app, row.id),
-          payload: { type: 'unregistered' } satisfies DevicePublication,
-        });
+        publications.push(publication(deviceTopic(row.app, row.id), { type: 'unregistered' }));
       if (part.pushes.length > 0) {
         await tx.query({ name: 'devices-push', text: INSERT_PUSHES, values: part.pushes.values() });
         const { rows } = await tx.query<{ push_id: string; device_id: string }>({
@@ -127,11 +134,9 @@ export const devicesProjection: Projection = {
         });
         for (const row of rows) {
           const push = part.pushById.get(row.push_id)!;
-          publications.push({
-            topic:
-              row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id),
-            payload: push,
-          });
+          const topic =
+            row.device_id === APP_CALLBACK_TARGET ? APP_CALLBACKS_TOPIC : deviceTopic(push.push.appId, row.device_id);
+          publications.push(publication(topic, push));
         }
       }
       if (part.outcomes.length > 0)
@@ -310,7 +315,7 @@ function partsOf(events: readonly RecordedEvent[]): Part[] {
     }
     const push = pushEvents.decode(recorded);
     if (push) {
-      if (push.type !== 'PushRequested' || part.pushById.has(push.data.pushId)) continue;
+      if (part.pushById.has(push.data.pushId)) continue;
       const d = push.data;
       part.pushes.push({
         id: d.pushId,
@@ -391,17 +396,6 @@ function audienceValues(push: PushRequestedData): ReadonlyArray<string | number>
 }
 
 const devicePush = ({ audience: _a, platform: _p, ...push }: PushRequestedData): DevicePush => push;
-
-// Events whose data is refused are parked by the runner, not skipped.
-const deviceEvents = eventDecoder(DeviceEvent, (event) =>
-  DEVICE_ID.test(event.data.deviceId) ? undefined : 'deviceId is not a device id',
-);
-const pushEvents = eventDecoder(PushEvent, (event) =>
-  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
-);
-const deliveryEvents = eventDecoder(DeliveryEvent, (event) =>
-  UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
-);
 
 /** How long after a push its connected devices' connections look for a delivery the live push missed. */
 const PENDING_FALLBACK_SECONDS = 2;

@@ -3,8 +3,13 @@ import { EmailEvent } from '../domain/email/email';
 import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { EmailStatus, PendingEmails } from '../src/mail/pendingEmails';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+
+/** Email events; one whose data is refused is parked by the runner, not skipped. */
+const emailEvents = eventDecoder(EmailEvent, (event) =>
+  UUID.test(event.data.emailId) ? undefined : 'emailId is not a UUID',
+);
 
 /**
  * The emails herald was asked to send and how far each got: what the mailer finds due, and an email's
@@ -20,7 +25,7 @@ export const emailsProjection: Projection = {
   name: 'emails',
   version: 1,
   tables: ['emails'],
-  handles: (eventType) => eventType.startsWith('Email'),
+  eventTypes: eventTypesOf(emailEvents),
   migrations: [
     {
       id: 'projection/emails/001',
@@ -150,11 +155,6 @@ function toBatch(events: readonly RecordedEvent[]) {
     },
   };
 }
-
-/** Email events; one whose data is refused is parked by the runner, not skipped. */
-const emailEvents = eventDecoder(EmailEvent, (event) =>
-  UUID.test(event.data.emailId) ? undefined : 'emailId is not a UUID',
-);
 
 // jsonb for the recipient lists: a text[][] parameter would have to be rectangular.
 const REQUEST = `

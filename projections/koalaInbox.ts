@@ -1,17 +1,13 @@
 import type { Pool, PoolClient } from 'pg';
 import { MessageEvent } from '../domain/message/message';
 import { UUID } from '../domain/text';
+import { publication, type Publication } from '../src/bus/bus';
+import { inboxTopic } from '../src/bus/topics';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import {
-  inboxTopic,
-  type DeliveredMessage,
-  type InboxQueries,
-  type MissedRequest,
-  type NotificationPage,
-} from '../src/messaging/inboxQueries';
+import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from '../src/messaging/inboxQueries';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
-import { eventDecoder } from '../src/projection/eventDecoder';
-import type { Projection, Publication } from '../src/projection/projection';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
+import type { Projection } from '../src/projection/projection';
 
 /**
  * Inboxes: the messages each user of an app has received, with read/acknowledged state, a counter row
@@ -25,13 +21,18 @@ import type { Projection, Publication } from '../src/projection/projection';
  * nothing — the same tables as applying the events one by one (test/int/koalaInboxProjection.int.spec.ts).
  */
 
+/** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
+const messageEvents = eventDecoder(MessageEvent, (event) =>
+  UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID',
+);
+
 const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';
 
 export const notificationsProjection: Projection = {
   name: 'notifications',
   version: 2,
   tables: ['notifications', 'notification_messages', 'inbox_counters'],
-  handles: (eventType) => eventType.startsWith('Message'),
+  eventTypes: eventTypesOf(messageEvents),
   migrations: [
     {
       id: 'projection/notifications/001',
@@ -236,11 +237,6 @@ function toBatch(events: readonly RecordedEvent[]) {
 type MessageSent = Extract<MessageEvent, { type: 'MessageSent' }>;
 type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
 
-/** Message events; one whose data is refused is parked by the runner, not skipped. Other events are not this projection's. */
-const messageEvents = eventDecoder(MessageEvent, (event) =>
-  UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID',
-);
-
 /**
  * One statement for messages created (a repeated creation changes nothing), released or expired (only a
  * scheduled message changes; its first change wins), the deliveries into every recipient's inbox with
@@ -334,7 +330,7 @@ async function createAndDeliver(
   });
   return rows.flatMap((row) => {
     const message = toDeliveredMessage(row);
-    return row.users.map((userId) => ({ topic: inboxTopic(message.appId, userId), payload: message }));
+    return row.users.map((userId) => publication(inboxTopic(message.appId, userId), message));
   });
 }
 

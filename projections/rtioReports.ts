@@ -3,9 +3,14 @@ import { RtioReportEvent } from '../domain/rtio/rtio';
 import { UUID } from '../domain/text';
 import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 import type { PendingReports, ReportStatus } from '../src/rtio/reportForwarder';
+
+/** Report events; one whose data is refused is parked by the runner, not skipped. */
+const reportEvents = eventDecoder(RtioReportEvent, (event) =>
+  UUID.test(event.data.reportId) ? undefined : 'reportId is not a UUID',
+);
 
 /**
  * RTIO devices' reports and how far their forwarding got: the outbox the report forwarder reads (what is
@@ -19,7 +24,7 @@ export const rtioProjection: Projection = {
   name: 'rtio',
   version: 1,
   tables: ['rtio_reports'],
-  handles: (eventType) => eventType.startsWith('RtioReport') || eventType === 'RtioDeviceReported',
+  eventTypes: eventTypesOf(reportEvents),
   migrations: [
     {
       id: 'projection/rtio/001',
@@ -109,11 +114,6 @@ export const rtioProjection: Projection = {
     return [];
   },
 };
-
-/** Report events; one whose data is refused is parked by the runner, not skipped. */
-const reportEvents = eventDecoder(RtioReportEvent, (event) =>
-  UUID.test(event.data.reportId) ? undefined : 'reportId is not a UUID',
-);
 
 // Reports first: an outcome in the same batch as its report updates the row the first statement made.
 const REPORTED = `

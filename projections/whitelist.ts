@@ -1,13 +1,21 @@
 import type { Pool, PoolClient } from 'pg';
-import { NotificationEvent } from '../domain/notification/notification';
+import { NotificationSent } from '../domain/notification/notification';
 import { UUID } from '../domain/text';
 import { ItemOwnerEvent } from '../domain/whitelist/itemOwner';
 import { WhitelistEvent } from '../domain/whitelist/whitelistApplication';
 import { whitelistNotificationId } from '../src/datahub/datahub';
 import type { WaitingApplications } from '../src/datahub/whitelistOwnerNotifier';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import { eventDecoder } from '../src/projection/eventDecoder';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+
+// Ids are uuid columns: an event whose id is not a UUID is parked, not retried forever. Of a notification's
+// events only its sending is read here (it may notify an application).
+const whitelistEvents = eventDecoder(WhitelistEvent, (event) =>
+  UUID.test(event.data.applicationId) ? undefined : 'applicationId is not a UUID',
+);
+const itemOwnerEvents = eventDecoder(ItemOwnerEvent);
+const notificationEvents = eventDecoder(NotificationSent);
 
 /**
  * Whitelist applications and the owners of items (datahub's `apply_whitelist`): which applications
@@ -32,7 +40,7 @@ export const whitelistProjection: Projection = {
   name: 'whitelist',
   version: 1,
   tables: ['whitelist_applications', 'item_owners'],
-  handles: (eventType) => HANDLED.has(eventType),
+  eventTypes: eventTypesOf(whitelistEvents, itemOwnerEvents, notificationEvents),
   migrations: [
     {
       id: 'projection/whitelist/001',
@@ -87,20 +95,6 @@ export const whitelistProjection: Projection = {
   },
 };
 
-// Ids are uuid columns: an event whose id is not a UUID is parked, not retried forever.
-const whitelistEvents = eventDecoder(WhitelistEvent, (event) =>
-  UUID.test(event.data.applicationId) ? undefined : 'applicationId is not a UUID',
-);
-const itemOwnerEvents = eventDecoder(ItemOwnerEvent);
-const notificationEvents = eventDecoder(NotificationEvent);
-const HANDLED = new Set([
-  'WhitelistApplied',
-  'WhitelistOwnerNamed',
-  'ItemOwnerRegistered',
-  'ItemOwnerRemoved',
-  'NotificationSent',
-]);
-
 function toBatch(events: readonly RecordedEvent[]) {
   const applied = {
     id: [] as string[],
@@ -117,15 +111,11 @@ function toBatch(events: readonly RecordedEvent[]) {
   const owners = new Map<string, { app: string; repname: string; itemname: string; owner: string | null }>();
   const notified: string[] = [];
   for (const recorded of events) {
-    if (recorded.type === 'NotificationSent') {
-      const event = notificationEvents.decode(recorded);
+    const sent = notificationEvents.decode(recorded);
+    if (sent) {
       // Only a UUID can be an application's notification (whitelistNotificationId).
-      if (
-        event?.type === 'NotificationSent' &&
-        event.data.notificationType === 'apply_whitelist' &&
-        UUID.test(event.data.notificationId)
-      )
-        notified.push(event.data.notificationId);
+      if (sent.data.notificationType === 'apply_whitelist' && UUID.test(sent.data.notificationId))
+        notified.push(sent.data.notificationId);
       continue;
     }
     const application = whitelistEvents.decode(recorded);

@@ -1,7 +1,8 @@
 import { GraphQLError } from 'graphql';
 import type { Bus } from '../../src/bus/bus';
+import { inboxTopic } from '../../src/bus/topics';
 import type { Viewer } from '../../src/identity/tickets';
-import { inboxTopic, parseSeq, type DeliveredMessage } from '../../src/messaging/inboxQueries';
+import { parseSeq, type DeliveredMessage } from '../../src/messaging/inboxQueries';
 import type { Messaging } from '../../src/messaging/messaging';
 import type { Clock } from '../../src/runtime/clock';
 
@@ -68,9 +69,7 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
     pending: unknown = undefined,
   ) {
     this.unsubscribe = [
-      deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (payload) =>
-        this.arrived(payload as DeliveredMessage),
-      ),
+      deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (message) => this.arrived(message)),
       deps.bus.onGap(() => this.gap()),
     ];
     // Read after subscribing: what the inbox shows after this position reaches the feed live or by a catch-up.

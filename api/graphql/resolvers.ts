@@ -12,13 +12,9 @@ import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
 import { checkItemNames, checkOwner } from '../../domain/whitelist/itemOwner';
 import type { EventFeed } from '../../src/analysts/eventFeed';
 import type { Bus } from '../../src/bus/bus';
+import { broadcastStatsTopic, notificationStatsTopic } from '../../src/bus/topics';
 import { StreamContendedError } from '../../src/command/commandHandler';
-import {
-  broadcastStatsTopic,
-  notificationStatsTopic,
-  type NotificationFilter,
-  type ReceivedNotification,
-} from '../../src/datahub/datahub';
+import type { NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DeviceView } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';

@@ -25,7 +25,8 @@ export interface Subscriber {
  * subscriber's context (the viewer decides only *which* payloads reach a subscriber, in the source
  * stream, which stays per subscriber): a payload is executed with the context of the first subscriber
  * it reaches, so a field resolver that read the context would answer everyone as that one. Frames are kept per payload object in a WeakMap: they go when
- * the payload does.
+ * the payload does. That relies on the bus handing every subscriber of a publication the same object
+ * (its identity contract, Bus.subscribe in src/bus/bus.ts, tested for both buses).
  *
  * An operation is its document object (OperationChecks parses each text once, so subscribers of the same
  * text share it), its name and its variables. The document is keyed by a small number, not its printed

@@ -1,5 +1,35 @@
 import { EventEmitter } from 'node:events';
-import type { Publication } from '../projection/projection';
+
+// Types only, for the compiler: neither property exists at run time.
+declare const payloadType: unique symbol;
+declare const checked: unique symbol;
+
+/**
+ * A bus topic: its name, typed with what is published on it, so the compiler checks that a topic's
+ * publishers and subscribers agree. herald's topics are declared once, in topics.ts.
+ */
+export type Topic<T> = string & { readonly [payloadType]: T };
+
+/** The topic of this name, carrying payloads of type T. */
+export const topic = <T>(name: string): Topic<T> => name as Topic<T>;
+
+interface Unchecked {
+  readonly topic: string;
+  readonly payload: unknown;
+}
+
+/**
+ * A payload on its topic, as a projection's commit (or a node) publishes it. Made by `publication` only
+ * (a literal lacks `checked`), which type-checks when the payload is what the topic carries.
+ */
+export interface Publication extends Unchecked {
+  readonly [checked]: true;
+}
+
+export function publication<T>(topic: Topic<T>, payload: NoInfer<T>): Publication {
+  const unchecked: Unchecked = { topic, payload };
+  return unchecked as Publication;
+}
 
 /**
  * Carries publications from projection commits to live subscribers. In-process here; a Redis
@@ -11,8 +41,16 @@ import type { Publication } from '../projection/projection';
  */
 export interface Bus {
   publish(publications: readonly Publication[]): Promise<void>;
-  /** Returns the unsubscribe function. */
-  subscribe(topic: string, listener: (payload: unknown) => void): () => void;
+  /**
+   * Calls `listener` with each payload published on `topic`; returns the unsubscribe function.
+   *
+   * Every listener of a publication on this node gets the same object (identity, not a copy): an
+   * in-process bus hands over the published object, a Redis bus decodes each payload once per message it
+   * receives, one object however many topics and listeners share it. What is made of a payload (a
+   * serialized frame) can so be made once and kept per object: a pushed message is serialized once, not
+   * once per subscriber (api/graphql/sharedSubscription.ts). Listeners must not change a payload.
+   */
+  subscribe<T>(topic: Topic<T>, listener: (payload: T) => void): () => void;
   /**
    * `listener` is called when this node may have missed publications — its connection to the other
    * nodes dropped, or a publisher's sequence skipped some — once the bus carries publications again: what
@@ -52,7 +90,7 @@ export class InProcessBus implements Bus {
     }
   }
 
-  subscribe(topic: string, listener: (payload: unknown) => void): () => void {
+  subscribe<T>(topic: Topic<T>, listener: (payload: T) => void): () => void {
     this.emitter.on(topic, listener);
     return () => this.emitter.off(topic, listener);
   }

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { Publication } from '../projection/projection';
 import type { Logger } from '../runtime/logger';
-import { InProcessBus, type Bus } from './bus';
+import { InProcessBus, publication, topic, type Bus, type Publication, type Topic } from './bus';
 
 /**
  * The bus between herald nodes (REDIS_URL): a projection's publications reach the subscribers of every
@@ -127,7 +126,7 @@ export class RedisBus implements Bus {
     }
   }
 
-  subscribe(topic: string, listener: (payload: unknown) => void): () => void {
+  subscribe<T>(topic: Topic<T>, listener: (payload: T) => void): () => void {
     return this.local.subscribe(topic, listener);
   }
 
@@ -265,6 +264,8 @@ export function decodePublications(message: string): ReceivedBatch {
     from: batch.from,
     seq: batch.seq,
     resync: batch.resync === true,
-    publications: batch.topics.map(([topic, index]) => ({ topic, payload: batch.payloads[index] })),
+    // Each payload once: the topics that share it get the same object (Bus.subscribe). Its type is the one its
+    // topic declares; the publishing node's compiler checked it.
+    publications: batch.topics.map(([name, index]) => publication(topic(name), batch.payloads[index])),
   };
 }

@@ -60,13 +60,6 @@ export interface DatahubQueries {
   findReceived(owner: Owner, messageId: number): Promise<{ notificationId: string; broadcast: boolean } | undefined>;
 }
 
-/**
- * Bus topics of the datahub projection's commits: a user's unread counts changed (payload: Owner), or a
- * broadcast reached every user of an app (payload: { appId }). Live subscribers re-read the stats.
- */
-export const notificationStatsTopic = (appId: string, userId: string) => `datahub-stats:${appId}:${userId}`;
-export const broadcastStatsTopic = (appId: string) => `datahub-broadcast:${appId}`;
-
 export interface Owner {
   readonly appId: string;
   readonly userId: string;

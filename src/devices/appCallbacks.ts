@@ -12,6 +12,7 @@ import {
 } from '../../domain/device/delivery';
 import { topvdnRequestId } from '../../domain/device/push';
 import type { Bus } from '../bus/bus';
+import { APP_CALLBACKS_TOPIC } from '../bus/topics';
 import { appAggregate, deliveryAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -19,7 +20,6 @@ import type { Clock } from '../runtime/clock';
 import { DueWork, isStopping } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
 import type { DeliveryQueries, DevicePush, OpenDelivery } from './deviceQueries';
-import { APP_CALLBACKS_TOPIC, type DevicePublication } from './deviceTopics';
 
 /**
  * topvdn's `callback: 1` (shared/seeds/002_66d9dfe67c8bed29.txt): the message also goes to the app's
@@ -196,8 +196,7 @@ export class AppCallbacks {
   }
 
   start(): void {
-    this.unsubscribe = this.deps.bus.subscribe(APP_CALLBACKS_TOPIC, (payload) => {
-      const publication = payload as DevicePublication;
+    this.unsubscribe = this.deps.bus.subscribe(APP_CALLBACKS_TOPIC, (publication) => {
       if (publication.type === 'push') this.work.offer({ push: publication.push, dueOnly: false });
     });
     this.work.start();

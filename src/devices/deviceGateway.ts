@@ -8,6 +8,7 @@ import {
 } from '../../domain/device/delivery';
 import { pushIdOfSentId } from '../../domain/device/push';
 import type { Bus } from '../bus/bus';
+import { deviceTopic } from '../bus/topics';
 import { deliveryAggregate } from '../command/aggregates';
 import { handleCommand, loadState, type LoadedStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -15,8 +16,8 @@ import type { Directory } from '../nodes/directory';
 import type { Clock } from '../runtime/clock';
 import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
+import type { DevicePublication } from './devicePublication';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery } from './deviceQueries';
-import { deviceTopic, type DevicePublication } from './deviceTopics';
 import { DevicePresence, type Presence } from './presence';
 
 /**
@@ -192,8 +193,8 @@ export class DeviceGateway {
       session = created;
       this.sessions.set(deviceId, created);
       // Listen before reading the backlog: a push committed in between is in one or the other (or both: deduplicated).
-      created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (payload) =>
-        this.onPublication(created, payload as DevicePublication),
+      created.unsubscribe = this.deps.bus.subscribe(deviceTopic(device.appId, deviceId), (publication) =>
+        this.onPublication(created, publication),
       );
       // Unregistered between the look above and the subscription: its publication was missed, so look again.
       let stillActive: boolean;

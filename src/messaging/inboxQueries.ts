@@ -7,7 +7,7 @@
  * acknowledgement id (`sids`), as the paging cursor and as the resume point of a reconnecting subscriber.
  */
 
-/** What a recipient is pushed when a message reaches their inbox; topic `inboxTopic(appId, userId)`. */
+/** What a recipient is pushed when a message reaches their inbox, on `inboxTopic(appId, userId)` (src/bus/topics.ts). */
 export interface DeliveredMessage {
   readonly messageId: string;
   readonly appId: string;
@@ -19,8 +19,6 @@ export interface DeliveredMessage {
   readonly sentAt: string;
   readonly expiresAt: string | null;
 }
-
-export const inboxTopic = (appId: string, userId: string) => `inbox:${appId}:${userId}`;
 
 export interface Notification extends DeliveredMessage {
   readonly type: string;

@@ -15,6 +15,8 @@ export class UndecodableEventError extends Error {
 
 /** How a projection reads the recorded events of one event union. */
 export interface EventDecoder<E> {
+  /** The types of the union's events: what `decode` reads, every other type it passes over. */
+  readonly types: ReadonlySet<string>;
   /**
    * The event, or undefined when its type is none of the union's (another projection's event).
    * Throws UndecodableEventError when the type is the union's but the data is refused.
@@ -39,6 +41,7 @@ export function eventDecoder<E>(
     byType.set(type, member);
   }
   return {
+    types: new Set(byType.keys()),
     decode(recorded) {
       const codec = byType.get(recorded.type);
       if (!codec) return undefined;
@@ -57,6 +60,14 @@ export function eventDecoder<E>(
       return event;
     },
   };
+}
+
+/**
+ * The event types a projection reads: those its decoders decode, so the set cannot drift from the codecs
+ * (a test on names would also take another feature's event of a similar name).
+ */
+export function eventTypesOf(...decoders: readonly EventDecoder<unknown>[]): ReadonlySet<string> {
+  return new Set(decoders.flatMap((decoder) => [...decoder.types]));
 }
 
 /** The first few refused fields, as `data.title: expected string`: short enough for a log line and the parked row. */

@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import type { Publication } from '../bus/bus';
 import type { RecordedEvent } from '../eventStore/eventStore';
 import type { Migration } from '../postgres/migrations';
 
@@ -13,10 +14,11 @@ export interface Projection {
   readonly migrations: readonly Migration[];
   readonly tables: readonly string[];
   /**
-   * Whether events of this type can change the read model. A batch with none of them is not handed to
-   * `handle`, and the runner moves the checkpoint past it lazily (the projection is unaffected by it).
+   * The event types that can change the read model: those of the codecs `handle` decodes (eventTypesOf in
+   * eventDecoder.ts). The runner hands `handle` only events of these types; past a batch with none of them
+   * it moves the checkpoint lazily (the projection is unaffected by it).
    */
-  handles(eventType: string): boolean;
+  readonly eventTypes: ReadonlySet<string>;
   /**
    * Applies a batch inside the runner's transaction. Returns what became visible, to be published on the
    * bus once the transaction has committed. Events of types it does not read are skipped; one of a type it
@@ -36,10 +38,4 @@ export interface HandleOptions {
    * (counters, say) may be left out.
    */
   readonly replay?: boolean;
-}
-
-/** A change made visible by a projection commit, for live subscribers (GraphQL, sockets, webhooks). */
-export interface Publication {
-  readonly topic: string;
-  readonly payload: unknown;
 }

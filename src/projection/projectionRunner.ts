@@ -220,7 +220,7 @@ export class ProjectionRunner {
       const { events, caughtUp } = result.value;
       if (events.length > 0) {
         const last = events[events.length - 1]!.position;
-        const relevant = events.filter((event) => projection.handles(event.type));
+        const relevant = events.filter((event) => projection.eventTypes.has(event.type));
         if (relevant.length > 0) {
           await this.applyOrPark(relevant, checkpoint, last);
           checkpoint = last;

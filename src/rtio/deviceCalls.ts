@@ -9,7 +9,8 @@ import {
   RTIO_LIMITS,
   type RtioRequest,
 } from '../../domain/rtio/rtio';
-import type { Bus } from '../bus/bus';
+import { publication, type Bus } from '../bus/bus';
+import { nodeTopic } from '../bus/topics';
 import { rtioCallAggregate, rtioDeviceAggregate, rtioNonceAggregate, rtioReportAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -18,6 +19,7 @@ import type { SendAllowance } from '../messaging/messaging';
 import type { Directory } from '../nodes/directory';
 import type { Clock } from '../runtime/clock';
 import type { Logger } from '../runtime/logger';
+import type { Answer, NodeMessage } from './nodeMessage';
 
 /**
  * RTIO device RPC (shared/seeds/004_e2f5c37d54658cec.txt, docs/api/rtio.md): creating devices, their
@@ -53,26 +55,6 @@ export type CallOutcome =
   | { readonly kind: 'offline' }
   | { readonly kind: 'timeout' };
 
-type Answer =
-  | { readonly kind: 'reply'; readonly code: number; readonly message: string }
-  | { readonly kind: 'gone' }
-  | { readonly kind: 'timeout' };
-
-/** What nodes send each other about calls, on the bus topic of the node addressed. */
-type NodeMessage =
-  | {
-      readonly kind: 'call';
-      readonly from: string;
-      readonly callId: string;
-      readonly deviceId: string;
-      readonly message: string;
-      readonly timeLiveSeconds: number;
-    }
-  | { readonly kind: 'answer'; readonly callId: string; readonly answer: Answer }
-  /** The device connected to another node: the one here is replaced, as on one node. */
-  | { readonly kind: 'replaced'; readonly deviceId: string };
-
-const nodeTopic = (nodeId: string) => `rtio:node:${nodeId}`;
 const directoryKey = (deviceId: string) => `rtio:${deviceId}`;
 
 /** A call to an unknown device, or to a device of another app (nothing of one app is visible to another). */
@@ -114,9 +96,7 @@ export class Rtio {
       readonly reportsShow?: (position: bigint | undefined) => Promise<void>;
     },
   ) {
-    this.unsubscribe = deps.bus.subscribe(nodeTopic(deps.directory.nodeId), (payload) =>
-      this.onNodeMessage(payload as NodeMessage),
-    );
+    this.unsubscribe = deps.bus.subscribe(nodeTopic(deps.directory.nodeId), (message) => this.onNodeMessage(message));
   }
 
   /** A device's report (≤ 1,024 bytes), recorded to be forwarded to the notify URL. Returns its id; SendRateExceededError over the sending rate. */
@@ -228,10 +208,7 @@ export class Rtio {
     if (before) before.close(4409, 'replaced by a newer connection of the device');
     else {
       void this.deps.directory.add(directoryKey(deviceId)).then((previous) => {
-        if (previous)
-          void this.deps.bus.publish([
-            { topic: nodeTopic(previous), payload: { kind: 'replaced', deviceId } satisfies NodeMessage },
-          ]);
+        if (previous) void this.deps.bus.publish([publication(nodeTopic(previous), { kind: 'replaced', deviceId })]);
       });
     }
     return () => {
@@ -344,9 +321,7 @@ export class Rtio {
     const { directory, bus } = this.deps;
     const holder = await directory.holder(directoryKey(call.deviceId));
     if (holder === undefined || holder === directory.nodeId) return false;
-    await bus.publish([
-      { topic: nodeTopic(holder), payload: { kind: 'call', from: directory.nodeId, ...call } satisfies NodeMessage },
-    ]);
+    await bus.publish([publication(nodeTopic(holder), { kind: 'call', from: directory.nodeId, ...call })]);
     return true;
   }
 
@@ -362,10 +337,7 @@ export class Rtio {
         ?.close(4409, 'replaced by a newer connection of the device (on another node)');
     const answerTo = (answer: Answer) =>
       void this.deps.bus.publish([
-        {
-          topic: nodeTopic(message.from),
-          payload: { kind: 'answer', callId: message.callId, answer } satisfies NodeMessage,
-        },
+        publication(nodeTopic(message.from), { kind: 'answer', callId: message.callId, answer }),
       ]);
     const timer = setTimeout(() => settle({ kind: 'timeout' }), message.timeLiveSeconds * 1000);
     const settle = (answer: Answer) => {

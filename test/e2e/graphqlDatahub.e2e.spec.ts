@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { publication } from '../../src/bus/bus';
+import { notificationStatsTopic } from '../../src/bus/topics';
 import { Changes } from '../support/changes';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
@@ -541,10 +543,10 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     const watcher = watch(ticket);
     await watcher.until(() => true, 'the current counts');
     // 2,000 change signals at once (as a busy projection could publish them): a handful of pushes, not 2,000.
-    const topic = `datahub-stats:camel:${user}`;
+    const topic = notificationStatsTopic('camel', user);
     let mark = watcher.mark();
     await test.herald.bus.publish(
-      Array.from({ length: 2000 }, () => ({ topic, payload: { appId: 'camel', userId: user } })),
+      Array.from({ length: 2000 }, () => publication(topic, { appId: 'camel', userId: user })),
     );
     await h.topic({
       type: 'subs_event',
@@ -582,7 +584,7 @@ describe('GraphQL: datahub notifications, stats and their live counts (seed 001,
     const active = new Map<string, number>();
     const count = (topic: string, by: number) => active.set(topic, (active.get(topic) ?? 0) + by);
     bus.subscribe = (topic, listener) => {
-      const off = subscribe.call(bus, topic, listener);
+      const off = subscribe.bind(bus)(topic, listener);
       if (!topic.endsWith(`:${user}`)) return off;
       count(topic, 1);
       return () => {

@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { MessageEvent } from '../../domain/message/message';
 import { notificationsProjection } from '../../projections/koalaInbox';
+import { inboxTopic } from '../../src/bus/topics';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
-import { inboxTopic } from '../../src/messaging/inboxQueries';
 import { projectionSpecification, type Given } from '../support/projectionSpecification';
 
 /**

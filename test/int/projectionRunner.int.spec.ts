@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import pino from 'pino';
 import { notificationsProjection } from '../../projections/koalaInbox';
-import { InProcessBus } from '../../src/bus/bus';
+import { InProcessBus, publication, topic } from '../../src/bus/bus';
 import { PostgresEventStore } from '../../src/eventStore/postgres/postgresEventStore';
 import { openDatabase } from '../../src/postgres/database';
 import { parkedCounts, retryParked } from '../../src/projection/parkedEvents';
@@ -16,6 +16,9 @@ import { TcpProxy } from '../support/tcpProxy';
 
 const log = pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' });
 
+/** What the test read model publishes: a stream's new count. */
+const tallyTopic = (streamName: string) => topic<{ count: number }>(`tally:${streamName}`);
+
 /** A test read model: per stream, how many `Tallied` events and the sum of their values. */
 /** `poison`: values whose event PostgreSQL refuses (the event's own bad data, SQLSTATE class 22). */
 function tallyProjection(options: { version?: number; crashOn?: Set<number>; poison?: Set<number> } = {}): Projection {
@@ -23,7 +26,7 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number>; poi
     name: 'tally',
     version: options.version ?? 1,
     tables: ['tally'],
-    handles: (eventType) => eventType === 'Tallied',
+    eventTypes: new Set(['Tallied']),
     migrations: [
       {
         id: 'test/tally/001',
@@ -50,7 +53,7 @@ function tallyProjection(options: { version?: number; crashOn?: Set<number>; poi
         'SELECT stream_name, count FROM tally WHERE stream_name = ANY ($1)',
         [[...touched]],
       );
-      return rows.map((r) => ({ topic: `tally:${r.stream_name}`, payload: { count: r.count } }));
+      return rows.map((r) => publication(tallyTopic(r.stream_name), { count: r.count }));
     },
   };
 }
@@ -209,8 +212,7 @@ describe('projection runner', () => {
   it('publishes after commit: a subscriber that queries on the push already sees the change', async () => {
     const bus = new InProcessBus();
     const seen: Array<{ pushed: number; queried: number }> = [];
-    bus.subscribe('tally:tally-s0', (payload) => {
-      const pushed = (payload as { count: number }).count;
+    bus.subscribe(tallyTopic('tally-s0'), ({ count: pushed }) => {
       void infrastructure.database.pool
         .query<{ count: number }>("SELECT count FROM tally WHERE stream_name = 'tally-s0'")
         .then(({ rows }) => seen.push({ pushed, queried: rows[0]!.count }));
@@ -263,7 +265,7 @@ describe('projection runner: an event its projection cannot apply', () => {
     const projection = tallyProjection({ poison });
     const bus = new InProcessBus();
     let pushes = 0;
-    for (let stream = 0; stream < 4; stream++) bus.subscribe(`tally:tally-p${stream}`, () => pushes++);
+    for (let stream = 0; stream < 4; stream++) bus.subscribe(tallyTopic(`tally-p${stream}`), () => pushes++);
     const runner = new ProjectionRunner({ ...infrastructure, projection, bus, log });
     runner.start();
     const after = Array.from({ length: 1000 }, (_, i) => 100 + i);

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import pino from 'pino';
 import { DeliveryFeed } from '../../api/graphql/deliveryFeed';
 import { notificationsProjection, notificationQueries } from '../../projections/koalaInbox';
-import type { Bus } from '../../src/bus/bus';
+import type { Bus, Topic } from '../../src/bus/bus';
 import { RedisBus } from '../../src/bus/redisBus';
 import type { Viewer } from '../../src/identity/tickets';
 import { Messaging, SendAllowance } from '../../src/messaging/messaging';
@@ -25,7 +25,7 @@ class DyingBus implements Bus {
     if (this.dead) this.dropped++;
     else await this.bus.publish(publications);
   }
-  subscribe(topic: string, listener: (payload: unknown) => void): () => void {
+  subscribe<T>(topic: Topic<T>, listener: (payload: T) => void): () => void {
     return this.bus.subscribe(topic, listener);
   }
   onGap(listener: () => void): () => void {

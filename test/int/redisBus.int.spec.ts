@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import pino from 'pino';
+import { publication, topic } from '../../src/bus/bus';
 import { MAX_PUBLISHERS, RedisBus } from '../../src/bus/redisBus';
 import { eventually } from '../support/eventually';
 import { RedisServer } from '../support/redisServer';
@@ -13,6 +14,10 @@ import { RedisServer } from '../support/redisServer';
  * instances are two nodes; each test uses a channel of its own, so runs do not hear each other.
  */
 const REDIS_URL = process.env.REDIS_URL;
+
+/** The tests' own topics: what they carry is the tests' business, not herald's (src/bus/topics.ts). */
+const t = topic<unknown>('t');
+const inbox = (user: string) => topic<unknown>(`inbox:camel:${user}`);
 
 describe('Redis bus: publications between nodes', function () {
   this.timeout(30_000);
@@ -48,14 +53,14 @@ describe('Redis bus: publications between nodes', function () {
       ['one', one!],
       ['two', two!],
     ] as const) {
-      for (const topic of ['inbox:camel:a', 'inbox:camel:b'])
-        bus.subscribe(topic, (payload) => received.push({ node, topic, payload }));
+      for (const user of ['a', 'b'])
+        bus.subscribe(inbox(user), (payload) => received.push({ node, topic: inbox(user), payload }));
     }
     const push = { messageId: 'm1', title: '你好', props: null, seq: '12' };
     await one!.publish([
-      { topic: 'inbox:camel:a', payload: push },
-      { topic: 'inbox:camel:b', payload: push },
-      { topic: 'inbox:camel:nobody', payload: { other: true } },
+      publication(inbox('a'), push),
+      publication(inbox('b'), push),
+      publication(inbox('nobody'), { other: true }),
     ]);
     await eventually(() => expect(received).to.have.length(4));
     expect(received.map((r) => `${r.node} ${r.topic}`).sort()).to.deep.equal([
@@ -70,24 +75,52 @@ describe('Redis bus: publications between nodes', function () {
     expect(onTwo[0]!.payload).to.equal(onTwo[1]!.payload);
   });
 
+  // The identity contract of Bus.subscribe: a pushed message is serialized once per node, not per subscriber.
+  it('every listener of a topic on a node gets the same object, on the publishing node too', async () => {
+    const [one, two] = await nodes(2);
+    const received = new Map<string, unknown[]>();
+    for (const [node, bus] of [
+      ['one', one!],
+      ['two', two!],
+    ] as const) {
+      const payloads: unknown[] = [];
+      received.set(node, payloads);
+      for (let listener = 0; listener < 3; listener++) bus.subscribe(t, (payload) => payloads.push(payload));
+    }
+    const published = { n: 1 };
+    await one!.publish([publication(t, published), publication(t, { n: 2 })]);
+    await eventually(() => expect([...received.values()].map((payloads) => payloads.length)).to.deep.equal([6, 6]));
+    for (const payloads of received.values()) {
+      expect(payloads.map((payload) => (payload as { n: number }).n)).to.deep.equal([1, 1, 1, 2, 2, 2]);
+      // One object per publication: the listeners of one see it identical (===), two are two objects.
+      expect(payloads[1]).to.equal(payloads[0]).and.to.equal(payloads[2]);
+      expect(payloads[4]).to.equal(payloads[3]).and.to.equal(payloads[5]);
+      expect(payloads[0]).to.not.equal(payloads[3]);
+    }
+    // Each node decodes its own copy: the same object within a node, not across nodes.
+    expect(received.get('one')![0]).to.not.equal(received.get('two')![0]);
+  });
+
   it('keeps order, stops at unsubscribe, and one failing listener does not keep a message from the others', async () => {
     const [one, two] = await nodes(2);
     const seen: number[] = [];
-    two!.subscribe('t', () => {
+    const counted = topic<{ n: number }>('t');
+    two!.subscribe(counted, () => {
       throw new Error('a broken subscriber');
     });
-    const stop = two!.subscribe('t', (payload) => seen.push((payload as { n: number }).n));
-    for (let n = 0; n < 50; n++) await one!.publish([{ topic: 't', payload: { n } }]);
+    const stop = two!.subscribe(counted, (payload) => seen.push(payload.n));
+    for (let n = 0; n < 50; n++) await one!.publish([publication(counted, { n })]);
     await eventually(() => expect(seen).to.have.length(50));
     expect(seen).to.deep.equal(Array.from({ length: 50 }, (_, n) => n));
     stop();
-    await one!.publish([{ topic: 't', payload: { n: 50 } }]);
+    await one!.publish([publication(counted, { n: 50 })]);
     // A marker on another topic: once it arrives, the unsubscribed message would have too.
     const marker: unknown[] = [];
-    two!.subscribe('marker', (payload) => marker.push(payload));
+    const markers = topic<number>('marker');
+    two!.subscribe(markers, (payload) => marker.push(payload));
     await eventually(
       async () => {
-        await one!.publish([{ topic: 'marker', payload: 1 }]);
+        await one!.publish([publication(markers, 1)]);
         expect(marker.length).to.be.greaterThan(0);
       },
       { intervalMs: 100 },
@@ -98,12 +131,13 @@ describe('Redis bus: publications between nodes', function () {
   it('resubscribes after its connection to Redis is dropped', async () => {
     const [one, two] = await nodes(2);
     const seen: unknown[] = [];
-    two!.subscribe('after-drop', (payload) => seen.push(payload));
+    const afterDrop = topic<string>('after-drop');
+    two!.subscribe(afterDrop, (payload) => seen.push(payload));
     // Every subscriber connection on the server goes; ioredis reconnects and subscribes again.
     await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await eventually(
       async () => {
-        await one!.publish([{ topic: 'after-drop', payload: 'again' }]);
+        await one!.publish([publication(afterDrop, 'again')]);
         expect(seen).to.include('again');
       },
       { timeoutMs: 15_000, intervalMs: 200 },
@@ -146,7 +180,7 @@ describe('Redis bus: no silent gaps', function () {
     opened.push(bus);
     const seen = { gaps: 0, payloads: [] as unknown[] };
     bus.onGap(() => seen.gaps++);
-    bus.subscribe('t', (payload) => seen.payloads.push(payload));
+    bus.subscribe(t, (payload) => seen.payloads.push(payload));
     return { bus, seen };
   }
 
@@ -156,13 +190,13 @@ describe('Redis bus: no silent gaps', function () {
     expect(one.bus.healthy() && two.bus.healthy()).to.equal(true);
     await server.kill();
     await eventually(() => expect([one.bus.healthy(), two.bus.healthy()]).to.deep.equal([false, false]));
-    await one.bus.publish([{ topic: 't', payload: 'lost' }]); // does not throw, does not wait
+    await one.bus.publish([publication(t, 'lost')]); // does not throw, does not wait
     expect([one.seen.gaps, two.seen.gaps]).to.deep.equal([0, 0]);
     await server.restart();
     // Once for subscribing again; maybe once more for the failed publish's marker, if it came after.
     await eventually(() => expect(Math.min(one.seen.gaps, two.seen.gaps)).to.be.at.least(1), { timeoutMs: 15_000 });
     await eventually(() => expect([one.bus.healthy(), two.bus.healthy()]).to.deep.equal([true, true]));
-    await one.bus.publish([{ topic: 't', payload: 'after' }]);
+    await one.bus.publish([publication(t, 'after')]);
     await eventually(() => expect(two.seen.payloads).to.deep.equal(['after']));
     expect(one.seen.payloads).to.deep.equal(['after']);
   });
@@ -176,7 +210,7 @@ describe('Redis bus: no silent gaps', function () {
     // Both publishers go; one's next publish fails while it reconnects. Nobody's subscription dropped.
     for (const id of publishers) await admin.call('CLIENT', 'KILL', 'ID', id);
     await eventually(() => expect(one.bus.healthy()).to.equal(false), { intervalMs: 1 });
-    await one.bus.publish([{ topic: 't', payload: 'lost' }]);
+    await one.bus.publish([publication(t, 'lost')]);
     // Reconnected, it sends an empty message with its next seq: both nodes see the skip.
     await eventually(() => expect([one.seen.gaps, two.seen.gaps]).to.deep.equal([1, 1]), { timeoutMs: 15_000 });
     expect(two.seen.payloads).to.deep.equal([]);
@@ -198,7 +232,7 @@ describe('Redis bus: no silent gaps', function () {
     const [one, two] = [await node(channel), await node(channel)];
     await one.bus.resync();
     await eventually(() => expect([one.seen.gaps, two.seen.gaps]).to.deep.equal([1, 1]));
-    await one.bus.publish([{ topic: 't', payload: 'next' }]);
+    await one.bus.publish([publication(t, 'next')]);
     await eventually(() => expect(two.seen.payloads).to.deep.equal(['next']));
     expect([one.seen.gaps, two.seen.gaps], 'the resync left no skip').to.deep.equal([1, 1]);
   });
@@ -224,7 +258,7 @@ describe('Redis bus: no silent gaps', function () {
     opened.push(bus);
     const seen: string[] = [];
     bus.onGap(() => seen.push('gap'));
-    bus.subscribe('t', (payload) => seen.push(String(payload)));
+    bus.subscribe(t, (payload) => seen.push(String(payload)));
     const message = (from: string, seq: number, payload: string) =>
       JSON.stringify({ from, seq, payloads: [payload], topics: [['t', 0]] });
     try {

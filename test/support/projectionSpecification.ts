@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import type * as t from 'io-ts';
 import type { Pool } from 'pg';
+import type { Publication } from '../../src/bus/bus';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { withTransaction } from '../../src/postgres/transaction';
-import type { Projection, Publication } from '../../src/projection/projection';
+import type { Projection } from '../../src/projection/projection';
 import { openTestInfrastructure } from './infrastructure';
 import { recorded } from './recorded';
 

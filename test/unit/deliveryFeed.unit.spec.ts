@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import { GraphQLError } from 'graphql';
 import { DeliveryFeed, MAX_BUFFERED, MAX_REPLAY } from '../../api/graphql/deliveryFeed';
-import { InProcessBus } from '../../src/bus/bus';
+import { InProcessBus, publication, type Topic } from '../../src/bus/bus';
+import { inboxTopic } from '../../src/bus/topics';
 import type { Viewer } from '../../src/identity/tickets';
-import { inboxTopic, type DeliveredMessage } from '../../src/messaging/inboxQueries';
+import type { DeliveredMessage } from '../../src/messaging/inboxQueries';
 
 const viewer: Viewer = {
   ticketId: 't',
@@ -28,7 +29,7 @@ const message = (seq: number): DeliveredMessage => ({
 /** The real in-process bus, counting its subscribers on the inbox topic. */
 class CountingBus extends InProcessBus {
   subscribers = 0;
-  override subscribe(subscribedTopic: string, listener: (payload: unknown) => void): () => void {
+  override subscribe<T>(subscribedTopic: Topic<T>, listener: (payload: T) => void): () => void {
     const off = super.subscribe(subscribedTopic, listener);
     if (subscribedTopic === topic) this.subscribers++;
     return () => {
@@ -66,7 +67,7 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
       since,
       pending,
     );
-  const publish = (...seqs: number[]) => bus.publish(seqs.map((seq) => ({ topic, payload: message(seq) })));
+  const publish = (...seqs: number[]) => bus.publish(seqs.map((seq) => publication(topic, message(seq))));
   const seqsOf = async (source: DeliveryFeed, count: number) => {
     const seqs: string[] = [];
     for (let i = 0; i < count; i++) {

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
-import { InProcessBus } from '../../src/bus/bus';
+import { InProcessBus, publication } from '../../src/bus/bus';
+import { deviceTopic } from '../../src/bus/topics';
 import { DeviceGateway } from '../../src/devices/deviceGateway';
+import type { DevicePublication } from '../../src/devices/devicePublication';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView } from '../../src/devices/deviceQueries';
-import { deviceTopic, type DevicePublication } from '../../src/devices/deviceTopics';
 import { EventStoreUnavailableError, type EventStore } from '../../src/eventStore/eventStore';
 import { LocalDirectory } from '../../src/nodes/directory';
 import { createLogger } from '../../src/runtime/logger';
@@ -86,8 +87,8 @@ describe('device gateway: a delivery attempt that fails', () => {
         });
         expect(handle, 'connected').to.not.equal(undefined);
         if (cause === 'publication') {
-          const publication: DevicePublication = { type: 'push', push, pushPosition: '7' };
-          await bus.publish([{ topic: deviceTopic(device.appId, device.deviceId), payload: publication }]);
+          const pushed: DevicePublication = { type: 'push', push, pushPosition: '7' };
+          await bus.publish([publication(deviceTopic(device.appId, device.deviceId), pushed)]);
         } else {
           gateway.start();
         }

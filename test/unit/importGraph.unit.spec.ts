@@ -70,7 +70,7 @@ function cycles(graph: Map<string, Set<string>>): string[][] {
 
 const arrows = (graph: Map<string, Set<string>>) =>
   [...graph].flatMap(([from, targets]) => [...targets].map((to) => ({ from, to })));
-const layerOf = (file: string) => file.split('/')[0];
+const layerOf = (file: string) => file.split('/')[0] ?? '';
 
 describe('the import graph', () => {
   const graph = importGraph();
