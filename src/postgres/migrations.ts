@@ -3,7 +3,8 @@ import { withTransaction } from './transaction';
 
 /**
  * A versioned schema change. Ids are applied once each, in the order given, and recorded in
- * `schema_migrations`; an id is never edited after it ships — add a new one instead.
+ * `schema_migrations`; an id is never edited after it ships — add a new one instead. A module with tables
+ * exports its list and adds it to the migration registry (projections/index.ts).
  */
 export interface Migration {
   readonly id: string;
