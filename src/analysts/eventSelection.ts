@@ -1,8 +1,5 @@
 import type { EventFilter, EventSelection, RecordedEvent } from '../eventStore/eventStore';
 
-// The same selection for `herald replay` and the GraphQL `events` query and subscription; time and position
-// bounds are the caller's.
-
 /** What the store can filter itself (by prefix only): fewer events cross the wire, `selects` decides. */
 export function storeFilterOf(selection: EventSelection): EventFilter | undefined {
   const types = selection.types && selection.types.length > 0 ? selection.types : undefined;

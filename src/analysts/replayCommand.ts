@@ -14,9 +14,9 @@ export function parseBound(text: string): bigint | Date | undefined {
 
 /**
  * Runs `herald replay`: the filtered stream as JSON Lines to `out` (a file) or stdout — written by the
- * store where it can (`exportJsonLines`: PostgreSQL), read through the store port otherwise (replay.ts). With a file
- * (or stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a terminal,
- * JSON lines otherwise. Returns what was written.
+ * store where it can (`exportJsonLines`: PostgreSQL), read through the store port otherwise (replay.ts).
+ * With a file (or stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a
+ * terminal, JSON lines otherwise. Returns what was written.
  */
 export async function runReplay(
   { store }: Pick<Infrastructure, 'store'>,

@@ -73,7 +73,10 @@ export interface EventFilter {
   readonly eventTypePrefixes?: readonly string[];
 }
 
-/** Which events an analyst asks for, by what they are (`herald replay`, the GraphQL `events` query and subscription). */
+/**
+ * Which events an analyst asks for, by what they are: the same for `herald replay` and the GraphQL `events`
+ * query and subscription (src/analysts/eventSelection.ts). Time and position bounds are the caller's.
+ */
 export interface EventSelection {
   /** Exact event types; none → all. */
   readonly types?: readonly string[];

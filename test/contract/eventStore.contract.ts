@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { inspect } from 'node:util';
 import { expect } from 'chai';
+import { replay } from '../../src/analysts/replay';
 import {
   EventStoreUnavailableError,
   InvalidPositionError,
@@ -8,6 +10,9 @@ import {
   WrongExpectedRevisionError,
   type AllSubscription,
   type EventStore,
+  type ExportOutput,
+  type ExportProgress,
+  type ExportSelection,
   type NewEvent,
   type RecordedEvent,
 } from '../../src/eventStore/eventStore';
@@ -317,6 +322,58 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     });
   });
 
+  describe('exportJsonLines, where a store offers it (PostgreSQL)', () => {
+    it('writes the lines that reading through the port writes (src/analysts/replay.ts), for each selection', async function () {
+      if (!store.exportJsonLines) this.skip();
+      const sent = await store.append(
+        stream('m1'),
+        [
+          event('MessageSent', { title: 'a "quote", \\ and 你好', n: 1 }, { appId: 'camel' }),
+          event('MessageAcknowledged', {}, { appId: 'camel' }),
+        ],
+        'no_stream',
+      );
+      await store.append(stream('m2'), [event('MessageSent', { n: 2 }, { appId: 'other' })], 'no_stream');
+      await store.append(stream('d1'), [event('DeviceRegistered', { alias: 'a' }, { appId: 'camel' })], 'no_stream');
+      const head = await store.headPosition();
+      const cases: Array<{ selection: ExportSelection; types: string[] }> = [
+        {
+          selection: { streamPrefix: prefix },
+          types: ['MessageSent', 'MessageAcknowledged', 'MessageSent', 'DeviceRegistered'],
+        },
+        { selection: { streamPrefix: prefix, types: ['MessageSent'] }, types: ['MessageSent', 'MessageSent'] },
+        {
+          selection: { streamPrefix: prefix, appId: 'camel' },
+          types: ['MessageSent', 'MessageAcknowledged', 'DeviceRegistered'],
+        },
+        {
+          selection: { streamPrefix: stream('m'), from: sent.position },
+          types: ['MessageAcknowledged', 'MessageSent'],
+        },
+      ];
+      for (const { selection, types } of cases) {
+        const exported = await jsonLines((write) => store.exportJsonLines!(selection, head, write));
+        const read = await jsonLines((write) => replay(store, selection, head, write));
+        expect(
+          exported.lines.map((line) => line.type),
+          inspect(selection),
+        ).to.deep.equal(types);
+        expect(exported.lines).to.deep.equal(read.lines);
+        expect(exported.written).to.equal(types.length);
+        for (const line of exported.lines)
+          expect(Object.keys(line)).to.deep.equal([
+            'position',
+            'stream',
+            'revision',
+            'type',
+            'time',
+            'data',
+            'metadata',
+          ]);
+      }
+    });
+  });
+
   describe('subscribeToAll', () => {
     it('delivers the history, then reports caught up, then delivers live events', async () => {
       await store.append(stream('s'), [event('Before1'), event('Before2')], 'no_stream');
@@ -389,6 +446,20 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       await consumer;
     });
   });
+}
+
+/** What an export or a replay writes, parsed: one JSON value a line. */
+async function jsonLines(
+  produce: (write: ExportOutput) => Promise<ExportProgress>,
+): Promise<{ lines: Array<Record<string, unknown>>; written: number }> {
+  const chunks: Buffer[] = [];
+  const { written } = await produce(async (chunk) => {
+    chunks.push(Buffer.from(chunk));
+  });
+  // Decoded once: a chunk may end inside a character.
+  const lines = Buffer.concat(chunks).toString('utf8').split('\n');
+  expect(lines.pop(), 'the output ends with a line break').to.equal('');
+  return { lines: lines.map((line) => JSON.parse(line) as Record<string, unknown>), written };
 }
 
 /** Iterates a subscription until `onBatch` returns true (or the subscription ends), with a deadline. */
