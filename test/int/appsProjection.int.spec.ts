@@ -95,4 +95,13 @@ describe('apps projection: secrets and push callback URLs', () => {
     for (const batchSizes of [[history.length], [2, 3], [3]])
       await spec.given(history, { batchSizes }).expectRows(table, oneByOne);
   });
+
+  it('refuses a given event its codec does not read, and a given replaced by a later one (the helper cannot mislead)', async () => {
+    const malformed = { type: 'AppRegistered', data: { appId: 'camel' } } as unknown as AppEvent;
+    expect(() => spec.given([malformed])).to.throw('given event 0 is not one apps reads');
+    const earlier = spec.given([registered('camel', 'hash-1')]);
+    await spec.given([registered('koala', 'hash-k')]).expectAnswer(secretOf('koala'), 'hash-k');
+    const error = await earlier.answer(secretOf('camel')).catch((e: unknown) => e);
+    expect(error).to.be.instanceOf(Error).with.property('message').that.includes('a later given replaced');
+  });
 });
