@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import * as t from 'io-ts';
+import type { Pool } from 'pg';
 import { InboxEvent } from '../../domain/inbox/inbox';
 import { NotificationEvent } from '../../domain/notification/notification';
 import { datahubProjection, datahubQueries, itemSubscribers } from '../../projections/datahubNotifications';
@@ -181,8 +182,13 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
     const reads = await given.rows<{ key: string }>(
       `SELECT notification_id || '/' || user_id AS key FROM datahub_notifications WHERE read_at IS NOT NULL`,
     );
-    const queries = await given.answer(async (pool) => datahubQueries(pool));
-    const subscribersOf = await given.answer(async (pool) => itemSubscribers(pool));
+    return { reads: reads.map((r) => r.key).sort(), ...(await given.answer(queryAnswers)) };
+  }
+
+  /** Each user's stats and list totals, and each item's subscribers. */
+  async function queryAnswers(pool: Pool) {
+    const queries = datahubQueries(pool);
+    const subscribersOf = itemSubscribers(pool);
     const stats: Record<string, Record<string, number>> = {};
     for (const app of APPS)
       for (const user of USERS)
@@ -208,7 +214,7 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
         totals[`${app}/${user}`] = mine;
       }
     }
-    return { reads: reads.map((r) => r.key).sort(), stats, subscribers, totals };
+    return { stats, subscribers, totals };
   }
 
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {

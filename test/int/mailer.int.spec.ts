@@ -1,31 +1,21 @@
 import net from 'node:net';
 import { expect } from 'chai';
-import fc from 'fast-check';
 import { createTransport } from 'nodemailer';
 import pino from 'pino';
 import { DomainError } from '../../domain/decider';
-import {
-  EMAIL_RETRY_DELAYS_MS,
-  emailDecider,
-  emailStreamName,
-  type EmailCommand,
-  type EmailEvent,
-  type EmailState,
-} from '../../domain/email/email';
+import { EMAIL_RETRY_DELAYS_MS, emailStreamName } from '../../domain/email/email';
 import { emailQueries, emailsProjection } from '../../projections/emails';
 import { InProcessBus } from '../../src/bus/bus';
 import { StreamNotFoundError, type RecordedEvent } from '../../src/eventStore/eventStore';
 import { Emails } from '../../src/mail/emails';
 import { createMailer, Mailer, type MailTransport } from '../../src/mail/mailer';
 import type { PendingEmails } from '../../src/mail/pendingEmails';
-import { withTransaction } from '../../src/postgres/transaction';
 import { ProjectionProgress } from '../../src/projection/projectionProgress';
 import { ProjectionRunner } from '../../src/projection/projectionRunner';
 import { eventually } from '../support/eventually';
 import { TestClock } from '../support/herald';
 import { openTestInfrastructure } from '../support/infrastructure';
 import { freePort } from '../support/postgres';
-import { recorded } from '../support/recorded';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtpPeer';
 
 /**
@@ -599,201 +589,6 @@ describe('mailer: to_emails.json sent over SMTP', () => {
       expect((thrown as DomainError).message).to.match(new RegExp(`^${field}: `));
     }
     expect(await world.store.headPosition()).to.equal(-1n);
-  });
-});
-
-/**
- * The projection applies a batch in two set-based statements. Whatever the batching (a rebuild's one
- * batch of everything, the live runner's small ones) it must leave the table the obvious one-event-at-
- * a-time fold leaves. Histories come from the decider, driven by generated commands over a few emails.
- */
-describe('emails projection: set-based batches equal the one-by-one fold', () => {
-  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
-  before(async () => {
-    infrastructure = await openTestInfrastructure([emailsProjection]);
-  });
-  after(() => infrastructure?.close());
-
-  const ids = [1, 2, 3].map((i) => `00000000-0000-4000-8000-00000000e00${i}`);
-  const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
-  type Step = { email: number; kind: 'request' | 'sent' | 'failed'; attempt: number };
-  // Mostly failures of the next attempt, so histories reach retries, successes after them and final failures.
-  const step: fc.Arbitrary<Step> = fc.record({
-    email: fc.nat(ids.length - 1),
-    kind: fc.oneof(
-      { arbitrary: fc.constant('request' as const), weight: 1 },
-      { arbitrary: fc.constant('failed' as const), weight: 4 },
-      { arbitrary: fc.constant('sent' as const), weight: 1 },
-    ),
-    attempt: fc.oneof(
-      { arbitrary: fc.constant(0), weight: 4 },
-      { arbitrary: fc.integer({ min: 1, max: 2 }), weight: 1 },
-    ),
-  });
-
-  /** Commands through the decider: what it refuses or decides to nothing leaves no event. */
-  function toEvents(steps: readonly Step[]): EmailEvent[] {
-    const states = new Map<number, EmailState>();
-    const events: EmailEvent[] = [];
-    steps.forEach((s, i) => {
-      const state = states.get(s.email) ?? emailDecider.initialState();
-      const attempts = state.status === 'none' ? 0 : state.attempts;
-      // attempt 0: the next one; 1, 2: one already recorded or just recorded (a racing mailer's).
-      const attempt = Math.max(1, attempts + 1 - s.attempt);
-      const command: EmailCommand =
-        s.kind === 'request'
-          ? {
-              type: 'RequestEmail',
-              emailId: ids[s.email]!,
-              appId: 'camel',
-              to: `u${s.email}@example.com`,
-              subject: `s${i}`,
-              content: 'c',
-              isHtml: i % 2 === 0,
-              now: at(i),
-            }
-          : s.kind === 'sent'
-            ? { type: 'RecordEmailSent', attempt, ...(i % 3 > 0 && { messageId: `<m${i}@x>` }), now: at(i) }
-            : { type: 'RecordEmailFailed', attempt, error: `e${i}`, now: at(i) };
-      let decided: readonly EmailEvent[] = [];
-      try {
-        decided = emailDecider.decide(command, state);
-      } catch {
-        // refused: no event
-      }
-      states.set(s.email, decided.reduce(emailDecider.evolve, state));
-      events.push(...decided);
-    });
-    return events;
-  }
-
-  /** One event at a time, in memory: the rows as `emailQueries` would show them. */
-  function foldOneByOne(events: readonly RecordedEvent[]) {
-    const rows = new Map<string, Record<string, unknown>>();
-    for (const { type, data, position } of events) {
-      const event = { type, data } as EmailEvent;
-      const row = rows.get(event.data.emailId);
-      if (event.type === 'EmailRequested') {
-        const d = event.data;
-        if (!row)
-          rows.set(d.emailId, {
-            emailId: d.emailId,
-            appId: d.appId,
-            to: d.to,
-            subject: d.subject,
-            isHtml: d.isHtml,
-            status: 'pending',
-            attempts: 0,
-            nextAttemptAt: d.requestedAt,
-            requestedAt: d.requestedAt,
-            updatedAt: d.requestedAt,
-            position,
-          });
-      } else if (row && (row.position as bigint) < position) {
-        row.attempts = Math.max(row.attempts as number, event.data.attempt);
-        row.position = position;
-        if (event.type === 'EmailSent') {
-          Object.assign(row, { status: 'sent', sentAt: event.data.sentAt, updatedAt: event.data.sentAt });
-          delete row.nextAttemptAt;
-          if (event.data.messageId !== null) row.messageId = event.data.messageId;
-        } else {
-          Object.assign(row, {
-            status: event.data.final ? 'failed' : 'pending',
-            lastError: event.data.error,
-            updatedAt: event.data.failedAt,
-          });
-          if (event.data.retryAt === null) delete row.nextAttemptAt;
-          else row.nextAttemptAt = event.data.retryAt;
-        }
-      }
-    }
-    return ids.map((id) => {
-      const row = rows.get(id);
-      if (!row) return null;
-      const { position: _position, ...shown } = row;
-      return shown;
-    });
-  }
-
-  /** `replayFirst`: the first batch is applied once more at the end, as a runner without exactly-once would. */
-  async function applyInBatches(
-    events: RecordedEvent[],
-    batchSizes: number[],
-    options: { replayFirst?: boolean } = {},
-  ) {
-    const { pool } = infrastructure.database;
-    await pool.query(`TRUNCATE ${emailsProjection.tables.join(', ')}`);
-    for (let from = 0, b = 0; from < events.length; b++) {
-      const size = batchSizes[b % batchSizes.length]!;
-      const batch = events.slice(from, from + size);
-      await withTransaction(pool, (tx) => emailsProjection.handle(batch, tx));
-      from += size;
-    }
-    if (options.replayFirst)
-      await withTransaction(pool, (tx) => emailsProjection.handle(events.slice(0, batchSizes[0]), tx));
-    const queries = emailQueries(pool);
-    const shown = await Promise.all(ids.map((id) => queries.byId(id)));
-    // As JSON: dates become the ISO strings the events hold.
-    return shown.map((s) => (s ? (JSON.parse(JSON.stringify(s)) as Record<string, unknown>) : null));
-  }
-
-  it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
-    this.timeout(120_000);
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }),
-        fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 5 }),
-        async (steps, batchSizes) => {
-          const events = recorded(toEvents(steps), (e) => emailStreamName(e.data.emailId));
-          const expected = JSON.parse(JSON.stringify(foldOneByOne(events))) as unknown;
-          expect(await applyInBatches(events, batchSizes)).to.deep.equal(expected);
-          expect(await applyInBatches(events, [events.length || 1])).to.deep.equal(expected);
-          // A batch applied again changes nothing, even after later ones.
-          expect(await applyInBatches(events, batchSizes, { replayFirst: true })).to.deep.equal(expected);
-        },
-      ),
-      { numRuns: 60, seed: 20261124 },
-    );
-  });
-
-  it('due lists pending emails whose time has come, earliest first (the comparison above can fail)', async () => {
-    const [a, b, c] = ids as [string, string, string];
-    const request = (emailId: string, minute: number): EmailEvent => ({
-      type: 'EmailRequested',
-      data: {
-        emailId,
-        appId: 'camel',
-        to: ['x@example.com'],
-        subject: 's',
-        content: 'c',
-        isHtml: false,
-        requestedAt: at(minute),
-      },
-    });
-    const events = recorded(
-      [
-        request(a, 5),
-        request(b, 1),
-        request(c, 2),
-        {
-          type: 'EmailFailed',
-          data: { emailId: b, appId: 'camel', attempt: 1, error: 'e', final: false, failedAt: at(3), retryAt: at(4) },
-        },
-        { type: 'EmailSent', data: { emailId: c, appId: 'camel', attempt: 1, messageId: null, sentAt: at(3) } },
-      ] satisfies EmailEvent[],
-      () => 'irrelevant',
-    );
-    const shown = await applyInBatches(events, [2]);
-    expect(shown.map((s) => s?.status)).to.deep.equal(['pending', 'pending', 'sent']);
-    const queries = emailQueries(infrastructure.database.pool);
-    expect(await queries.due(new Date(at(10)), 10)).to.deep.equal(
-      [b, a].map((emailId) => ({ emailId, appId: 'camel' })),
-    );
-    expect(await queries.due(new Date(at(4)), 10)).to.deep.equal([{ emailId: b, appId: 'camel' }]);
-    expect(await queries.due(new Date(at(3)), 10)).to.deep.equal([]);
-    expect((await queries.nextAttemptAt())?.toISOString()).to.equal(at(4));
-    // A fold that missed the failure would still show b due at minute 1.
-    expect(JSON.parse(JSON.stringify(foldOneByOne(events.slice(0, 3))))).to.not.deep.equal(shown);
   });
 });
 

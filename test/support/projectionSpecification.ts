@@ -27,7 +27,6 @@ export interface Given {
   answer<T>(query: (pool: Pool) => Promise<T>): Promise<T>;
   expectRows(sql: string, expected: ReadonlyArray<Record<string, unknown>>): Promise<void>;
   expectAnswer<T>(query: (pool: Pool) => Promise<T>, expected: T): Promise<void>;
-  expectPublications(expected: readonly Publication[]): Promise<void>;
 }
 
 /**
@@ -116,9 +115,6 @@ export function projectionSpecification<Event extends { readonly type: string; r
         },
         async expectAnswer(query, expected) {
           expect(await answer(query)).to.deep.equal(expected);
-        },
-        async expectPublications(expected) {
-          expect(await applied()).to.deep.equal(expected);
         },
       };
     },
