@@ -63,10 +63,7 @@ export class EventVersions {
     return this.chains.get(type) ?? [];
   }
 
-  /**
-   * Data of `version` in the shape of the current version. Throws RangeError for a version that is not
-   * one of the type's older ones: callers check `refusal` first.
-   */
+  /** Data of `version` in the shape of the current version. Throws RangeError for a version outside 1 to current. */
   upcast(type: string, version: number, data: unknown): unknown {
     const current = this.current(type);
     if (!Number.isInteger(version) || version < FIRST_VERSION || version > current)
@@ -77,17 +74,16 @@ export class EventVersions {
   }
 
   /**
-   * Why data stored as `version` (undefined: not a version) cannot be decoded as the type's current shape,
-   * or undefined when it can. An older version that reaches a decoder was not upcast (a store without
-   * the decorator); a newer one was written by a newer herald, whose upcasters this code does not have —
-   * refused, never decoded as something it is not.
+   * Why data stored as `version` (undefined: not a version) must not be decoded, or undefined when it may
+   * be: a version newer than the type's current one was written by a newer herald, whose upcasters this
+   * code does not have, so it is refused rather than read as the older shape it may resemble. (An older
+   * version is upcast by the store on read; one that was not, meets the current codec like any data.)
    */
   refusal(type: string, version: number | undefined): string | undefined {
     const current = this.current(type);
-    if (version === current) return undefined;
-    if (version === undefined) return `its schemaVersion is not a version (a positive integer)`;
-    return version > current
-      ? `it is schema version ${version}, newer than this herald's ${current}: upgrade herald, then retry it`
-      : `it is schema version ${version} and was not upcast to ${current}`;
+    if (version === undefined) return 'its schemaVersion is not a version (a positive integer)';
+    if (version > current)
+      return `it is schema version ${version}, newer than this herald's ${current}: upgrade herald, then retry it`;
+    return undefined;
   }
 }

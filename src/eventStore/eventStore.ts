@@ -10,8 +10,6 @@ export interface EventMetadata {
   readonly causationId?: string;
   readonly appId?: string;
   readonly actor?: string;
-  /** The version of the data's shape (domain/eventVersions.ts); absent on events stored before versioning: 1. */
-  readonly schemaVersion?: number;
   readonly [key: string]: unknown;
 }
 

@@ -65,17 +65,20 @@ export function upcastEvent(event: RecordedEvent, versions: EventVersions = EVEN
   try {
     data = versions.upcast(event.type, version, event.data);
   } catch {
-    // An upcaster must not throw; if one does, the event stays old, and decoders refuse it by its version.
+    // An upcaster must not throw; if one does, the event stays old for its codec to judge (a projection parks it).
     return event;
   }
   return { ...event, data, metadata: { ...event.metadata, schemaVersion: current } };
 }
 
-/** The version of an event's data as its metadata records it: absent → 1; undefined when it is no version. */
+/**
+ * The version of an event's data as its metadata records it (`schemaVersion`, stamped by the command
+ * handler): absent → 1, as on every event stored before versioning; undefined when it is no version.
+ */
 export function schemaVersionOf(metadata: EventMetadata): number | undefined {
-  const version = metadata.schemaVersion;
+  const version = metadata['schemaVersion'];
   if (version === undefined) return FIRST_VERSION;
-  return Number.isInteger(version) && version >= FIRST_VERSION ? version : undefined;
+  return typeof version === 'number' && Number.isInteger(version) && version >= FIRST_VERSION ? version : undefined;
 }
 
 /** Why a recorded event cannot be decoded as its type's current shape (its version), or undefined when it can. */

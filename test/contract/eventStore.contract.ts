@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
 import { expect } from 'chai';
+import { NotificationEvent } from '../../domain/notification/notification';
 import { replay } from '../../src/analysts/replay';
+import { decodeEvent } from '../../src/command/commandHandler';
 import {
   EventStoreUnavailableError,
   InvalidPositionError,
@@ -16,6 +18,7 @@ import {
   type NewEvent,
   type RecordedEvent,
 } from '../../src/eventStore/eventStore';
+import { UpcastingEventStore } from '../../src/eventStore/upcastingEventStore';
 import { eventually } from '../support/eventually';
 
 /**
@@ -444,6 +447,69 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       const consumer = consume(subscription, () => false);
       await subscription.close();
       await consumer;
+    });
+  });
+
+  // Event versioning (domain/eventVersions.ts): events stored in an old shape, appended raw as history
+  // holds them, read back through the decorator herald wraps every adapter in, in the current shape.
+  describe('upcasting on read (UpcastingEventStore)', () => {
+    // NotificationSent version 1, as stored before versioning: no schemaVersion, and no forBrowser.
+    const v1 = {
+      notificationId: 'n1',
+      appId: 'camel',
+      notificationType: 'private_message',
+      sender: 'alice',
+      receivers: ['bob'],
+      level: 0,
+      forClient: false,
+      data: { text: 'hi' },
+      sentAt: '2026-01-01T00:00:00.000Z',
+    };
+    const history = () => [
+      event('NotificationSent', v1, { correlationId: 'c-old' }),
+      event('NotificationSent', { ...v1, forClient: true, forBrowser: true }, { schemaVersion: 2 }),
+      event('NotificationSent', { ...v1, forBrowser: 'v3 meant something else' }, { schemaVersion: 3 }),
+    ];
+    // The decorator does not own the store: it is closed with the suite's.
+    const upcasting = () => new UpcastingEventStore(store);
+
+    /** The three events as read through the decorator: old upcast, current and newer as stored. */
+    function expectUpcast(read: readonly RecordedEvent[], appended: readonly NewEvent[]) {
+      expect(read.map((e) => e.id)).to.deep.equal(appended.map((e) => e.id));
+      const [old, current, newer] = read;
+      expect(old!.data).to.deep.equal({ ...v1, forBrowser: true });
+      expect(old!.metadata).to.include({ correlationId: 'c-old', schemaVersion: 2 });
+      expect(decodeEvent(NotificationEvent, old!).data).to.include({ forBrowser: true, forClient: false });
+      expect(current!.data).to.deep.equal(appended[1]!.data);
+      expect(current!.metadata).to.include({ schemaVersion: 2 });
+      expect(newer!.data).to.deep.equal(appended[2]!.data);
+      expect(() => decodeEvent(NotificationEvent, newer!)).to.throw(/schema version 3, newer than this herald's 2/);
+    }
+
+    it('readStream: an old-shape event reads back upcast; the stored event is unchanged', async () => {
+      const appended = history();
+      await store.append(stream('v'), appended, 'no_stream');
+      expectUpcast(await upcasting().readStream(stream('v')), appended);
+      const [stored] = await store.readStream(stream('v'), { maxCount: 1 });
+      expect(stored!.data).to.deep.equal(v1);
+      expect(stored!.metadata).not.to.have.property('schemaVersion');
+    });
+
+    it('readAll: an old-shape event reads back upcast', async () => {
+      const appended = history();
+      await store.append(stream('v'), appended, 'no_stream');
+      expectUpcast(await upcasting().readAll({ filter: { streamNamePrefixes: [prefix] } }), appended);
+    });
+
+    it('subscribeToAll: an old-shape event is delivered upcast', async () => {
+      const appended = history();
+      await store.append(stream('v'), appended, 'no_stream');
+      const seen: RecordedEvent[] = [];
+      await consume(upcasting().subscribeToAll({ filter: { streamNamePrefixes: [prefix] } }), (batch) => {
+        seen.push(...batch.events);
+        return seen.length >= appended.length;
+      });
+      expectUpcast(seen, appended);
     });
   });
 }
