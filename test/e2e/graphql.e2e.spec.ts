@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, Terminal } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
+import { sendMessages } from '../support/sendMessage';
 import { settledHead } from '../support/settledHead';
 
 const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boolean) {
@@ -294,13 +295,12 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
 
   it('answers REPLAY_LIMIT_EXCEEDED when more than 500 messages were missed; a first connect with pending gets the newest 500 of them', async () => {
     const receiver = await ticketFor('backlog');
-    const viewer = await test.herald.tickets.authenticate(await ticketFor('bulk-sender'), new Date());
-    for (let i = 0; i < 501; i++)
-      await test.herald.messaging.send(
-        viewer,
-        { to: ['backlog'], title: `b${i}`, content: 'c', expireSeconds: 0 },
-        new Date(),
-      );
+    const sender = await ticketFor('bulk-sender');
+    await sendMessages(
+      test.url,
+      sender,
+      Array.from({ length: 501 }, (_, i) => ({ to: ['backlog'], title: `b${i}`, content: 'c' })),
+    );
     await eventually(
       async () =>
         expect(
@@ -547,6 +547,7 @@ describe('graphql-ws when herald fails', function () {
     const socket = GraphqlSocket.connect(test.url, { ticket: body.result as string, since: '0' });
     try {
       await socket.until(() => socket.isConnected, 'the connection');
+      // A database fault has no public switch: the test closes herald's pool under it.
       await test.herald.infrastructure.database.pool.end();
       const answer = await socket.request('{ notifications(first: 1) { total } }');
       expect(answer.errors?.map((e) => [e.message, e.extensions?.code])).to.deep.equal([

@@ -3,6 +3,7 @@ import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
+import { sendMessage } from '../support/sendMessage';
 
 // The analysts' GraphQL (docs/analysts.md, "Over GraphQL"): an admin pages through and tails the app's
 // events as the store holds them; nobody else gets anything.
@@ -50,17 +51,13 @@ describe('GraphQL: the events query and subscription (analysts)', function () {
     return tickets.get(key)!;
   };
   let sent = 0;
-  /** A message sent as a frontend sends it (GraphQL sendMessage); answers its id. */
-  const send = async (from: string, appId = 'camel'): Promise<{ id: string }> => {
-    const response = await graphql<{ sendMessage: { id: string } }>(
-      test.url,
-      await ticketOf(from, appId),
-      'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }',
-      { input: { to: ['reader'], title: `t${++sent}`, content: 'analysts' } },
-    );
-    expect(response.errors, 'sendMessage').to.equal(undefined);
-    return response.data!.sendMessage;
-  };
+  const send = async (from: string, appId = 'camel') => ({
+    id: await sendMessage(test.url, await ticketOf(from, appId), {
+      to: ['reader'],
+      title: `t${++sent}`,
+      content: 'analysts',
+    }),
+  });
 
   /**
    * What the store holds for the app (the expected answer), in position order. The events query is
