@@ -1,6 +1,6 @@
 import express from 'express';
 import * as t from 'io-ts';
-import { DomainError } from '../../domain/decider';
+import { HeraldError } from '../../domain/heraldError';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText } from '../../domain/text';
 import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
@@ -10,8 +10,8 @@ import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import type { Clock } from '../../src/runtime/clock';
 import type { Logger } from '../../src/runtime/logger';
 import { anyJsonBody } from './bodyCodecs';
-import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, optional } from './datahubFormats';
-import { badInput, bodyErrors, ShimError, shimRoute } from './shimErrors';
+import { decodeFormat, decodeNotificationData, MessageOptions, optional } from './datahubFormats';
+import { badInput, bodyErrors, HTTP_ANSWERS, ShimError, shimRoute, type HttpAnswers } from './shimErrors';
 
 /**
  * datahub notifications (shared/seeds/001_e25b4a10524b93b6.txt): its documented URLs, unchanged, with
@@ -150,7 +150,7 @@ export function datahubRouter(deps: {
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
     const ticket = ticketOf(req);
-    if (ticket === undefined) throw new ShimError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
+    if (ticket === undefined) throw new HeraldError('unauthenticated', 'Authorization: Token <ticket> is required');
     return tickets.authenticate(ticket, clock());
   };
 
@@ -245,22 +245,14 @@ export function datahubRouter(deps: {
   return router;
 }
 
+/** How datahub answers each HeraldError code: as the other JSON shims, but an expired notification is one not found. */
+export const DATAHUB_ANSWERS: HttpAnswers = { ...HTTP_ANSWERS, expired: [404, 'not_found'] };
+
 export function route(
   log: Logger,
   handler: (req: express.Request, res: express.Response) => Promise<void>,
 ): express.RequestHandler {
-  return shimRoute(
-    log,
-    'datahub',
-    (res, _req, error) => reply(res, error),
-    async (req, res) => {
-      try {
-        await handler(req, res);
-      } catch (error) {
-        throw datahubError(error);
-      }
-    },
-  );
+  return shimRoute(log, 'datahub', datahubReply, handler, DATAHUB_ANSWERS);
 }
 
 /** reply as a shim's `send` (shimErrors bodyErrors). */
@@ -269,13 +261,6 @@ export const datahubReply = (res: express.Response, _req: express.Request, error
 export function reply(res: express.Response, error: ShimError): void {
   if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));
   res.status(error.status).json({ code: error.code, message: error.message });
-}
-
-/** What datahub says differently from the other shims: a bad format is bad input; an expired notification is not found. */
-function datahubError(error: unknown): unknown {
-  if (error instanceof FormatError) return badRequest(error.message);
-  if (error instanceof DomainError && error.code === 'expired') return new ShimError(404, 'not_found', error.message);
-  return error;
 }
 
 export const badRequest = badInput;

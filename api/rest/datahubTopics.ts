@@ -1,4 +1,5 @@
 import express from 'express';
+import { HeraldError } from '../../domain/heraldError';
 import { parseRfc3339 } from '../../domain/rfc3339';
 import { characterCount } from '../../domain/text';
 import { splitUserList } from '../../domain/ticket/ticket';
@@ -63,7 +64,7 @@ export function datahubTopicsRouter(deps: {
     const appId = req.get('x-app-id');
     const secret = req.get('x-app-key');
     if (!appId || !secret)
-      throw new ShimError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
+      throw new HeraldError('unauthenticated', 'X-App-Id and X-App-Key (the app credentials) are required');
     await tickets.authenticateApp(appId, secret);
     return appId;
   };

@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
 import { AppId, appStreamName } from '../../domain/app/app';
+import { HeraldError } from '../../domain/heraldError';
 import { ticketStreamName } from '../../domain/ticket/ticket';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
@@ -30,10 +31,12 @@ export const isAdmin = (viewer: Viewer): boolean => viewer.roles.includes('admin
 
 export type TicketProblem = 'malformed' | 'expired' | 'revoked';
 
-export class TicketError extends Error {
+export class TicketError extends HeraldError {
   override readonly name = 'TicketError';
+  declare readonly code: `ticket_${TicketProblem}`;
   constructor(readonly problem: TicketProblem) {
     super(
+      `ticket_${problem}`,
       problem === 'malformed'
         ? 'the ticket is not valid'
         : problem === 'expired'
@@ -45,10 +48,11 @@ export class TicketError extends Error {
 
 export type AppAuthProblem = 'unknown_app' | 'wrong_secret';
 
-export class AppAuthError extends Error {
+export class AppAuthError extends HeraldError {
   override readonly name = 'AppAuthError';
+  declare readonly code: AppAuthProblem;
   constructor(readonly problem: AppAuthProblem) {
-    super(problem === 'unknown_app' ? 'unknown app' : 'wrong app secret');
+    super(problem, problem === 'unknown_app' ? 'unknown app' : 'wrong app secret');
   }
 }
 
