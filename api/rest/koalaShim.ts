@@ -7,7 +7,7 @@ import multer from 'multer';
 import { HeraldError, type HeraldErrorCode } from '../../domain/heraldError';
 import { MESSAGE_LIMITS } from '../../domain/message/message';
 import { characterCount, UUID } from '../../domain/text';
-import { isUserId, splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
+import { isUserId, splitUserList, TICKET_LIMITS, USER_ID_MAX } from '../../domain/ticket/ticket';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import { validRoles, type Tickets } from '../../src/identity/tickets';
 import { parseSeq } from '../../src/messaging/inboxQueries';
@@ -190,10 +190,10 @@ const TicketRequest = t.type({
   app_key: id('app_key', 64),
   secret_key: id('secret_key', 256),
   user_id: id('user_id', USER_ID_MAX),
-  user_roles: optional(idList('user_roles', 16, 32)),
+  user_roles: optional(idList('user_roles', TICKET_LIMITS.roles, TICKET_LIMITS.roleLength)),
 });
 const SendRequest = t.type({
-  ticket: id('ticket', 2048),
+  ticket: id('ticket', TICKET_LIMITS.ticketLength),
   users: idList('users', MESSAGE_LIMITS.recipients, USER_ID_MAX),
   title: text('title', MESSAGE_LIMITS.titleLength),
   content: text('content', MESSAGE_LIMITS.contentLength),
@@ -204,7 +204,10 @@ const SendRequest = t.type({
   // (a connection reset) sends nothing twice and answers the same message id.
   request_id: optional(id('request_id', MAX_REQUEST_ID_LENGTH)),
 });
-const AckRequest = t.type({ ticket: id('ticket', 2048), sids: idList('sids', MAX_ACKNOWLEDGE_IDS, 64) });
+const AckRequest = t.type({
+  ticket: id('ticket', TICKET_LIMITS.ticketLength),
+  sids: idList('sids', MAX_ACKNOWLEDGE_IDS, 64),
+});
 
 // --- routes --------------------------------------------------------------------------------------
 
@@ -238,7 +241,9 @@ export function koalaRouter(deps: {
         throw badParameters('user_id may not contain blanks, commas, semicolons or 、 (they separate user lists)');
       const roles = input.user_roles ?? [];
       if (!validRoles(roles))
-        throw badParameters('user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -');
+        throw badParameters(
+          `user_roles: at most ${TICKET_LIMITS.roles} roles of 1-${TICKET_LIMITS.roleLength} characters A-Z a-z 0-9 _ . : -`,
+        );
       const { ticket } = await deps.tickets.issue({
         appId: input.app_key,
         secret: input.secret_key,

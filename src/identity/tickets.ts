@@ -2,7 +2,7 @@ import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from
 import type { Pool } from 'pg';
 import { AppId, appStreamName } from '../../domain/app/app';
 import { HeraldError } from '../../domain/heraldError';
-import { ticketStreamName } from '../../domain/ticket/ticket';
+import { TICKET_LIMITS, ticketStreamName } from '../../domain/ticket/ticket';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -69,8 +69,7 @@ export const ticketMigrations: readonly Migration[] = [
   },
 ];
 
-const ROLE_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/;
-const MAX_ROLES = 16;
+const ROLE_PATTERN = new RegExp(`^[A-Za-z0-9_.:-]{1,${TICKET_LIMITS.roleLength}}$`);
 const APP_SECRET_CACHE_MS = 1000;
 const MAX_CACHED_APPS = 10_000;
 
@@ -246,7 +245,8 @@ export class Tickets {
 
   private verifySignature(ticket: string): Payload {
     const [body, signature, extra] = ticket.split('.');
-    if (!body || !signature || extra !== undefined || ticket.length > 2048) throw new TicketError('malformed');
+    if (!body || !signature || extra !== undefined || ticket.length > TICKET_LIMITS.ticketLength)
+      throw new TicketError('malformed');
     const expected = Buffer.from(this.mac(body));
     const actual = Buffer.from(signature);
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) throw new TicketError('malformed');
@@ -266,7 +266,7 @@ export class Tickets {
 }
 
 export function validRoles(roles: readonly string[]): boolean {
-  return roles.length <= MAX_ROLES && roles.every((r) => ROLE_PATTERN.test(r));
+  return roles.length <= TICKET_LIMITS.roles && roles.every((r) => ROLE_PATTERN.test(r));
 }
 
 function toViewer(payload: Payload): Viewer {
