@@ -40,6 +40,8 @@ export class RtioAnswer extends Error {
     readonly detail?: string,
     readonly status = 200,
     readonly fields: Record<string, unknown> = {},
+    /** Sent as Retry-After. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(detail ?? code[1]);
   }
@@ -118,10 +120,10 @@ export function rtioRouter(deps: {
           res.json({ nonce: echoNonce(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
           const known = rtioAnswer(error, failure);
-          if (error instanceof StreamContendedError) {
+          if (error instanceof StreamContendedError)
             deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
-            res.set('retry-after', String(error.retryAfterSeconds));
-          } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          if (known.retryAfterSeconds !== undefined) res.set('retry-after', String(known.retryAfterSeconds));
           res.status(known.status).json({
             nonce: echoNonce(nonce),
             code: known.code[0],
@@ -286,7 +288,7 @@ export const RTIO_ANSWERS: Readonly<Record<HeraldErrorCode, (error: HeraldError,
   unknown_app: refused(RTIO_CODES.untrusted, 'caller not trusted: app credentials refused: '),
   wrong_secret: refused(RTIO_CODES.untrusted, 'caller not trusted: app credentials refused: '),
   rate_limited: failed,
-  busy: (error, failure) => new RtioAnswer(failure, error.message, 503),
+  busy: (error, failure) => new RtioAnswer(failure, error.message, 503, {}, error.retryAfterSeconds),
 };
 
 /** What a route answers to what it threw: its own answer, a HeraldError by RTIO_ANSWERS, else the route's failure (500). */
