@@ -182,68 +182,57 @@ describe('API error tables: one wire answer per HeraldError code', () => {
     });
   });
 
-  describe('topvdn (seed 002): {code, message} with the HTTP status', () => {
-    const appThrowing = (error: unknown) =>
-      ask(
-        topvdnRouter({
-          tickets: { authenticateApp: thrower(error) } as never,
-          devices: {} as never,
-          deviceQueries: {} as never,
-          pushes: {} as never,
-          appCallbacks: {} as never,
-          clock: now,
-          log,
-        }),
-        '/v2/message/callback',
-        { headers: { 'x-app-id': 'app1', 'x-app-key': 'key' } },
-      );
+  /** topvdn and datahub: `{code, message}` with the HTTP status, by `table`. */
+  function describeCodeAndMessage(
+    title: string,
+    table: Record<HeraldErrorCode, [number, string]>,
+    askThrowing: (error: unknown) => Promise<Answer>,
+  ): void {
+    describe(title, () => {
+      for (const code of HERALD_ERROR_CODES) {
+        it(`${code} → ${table[code].join(' ')}`, async () => {
+          const answer = await askThrowing(errorOf(code));
+          expect(answer.status).to.equal(table[code][0]);
+          expect(answer.body).to.deep.equal({ code: table[code][1], message: `refused: ${code}` });
+          expect(answer.retryAfter).to.equal(retryAfterOf(code));
+        });
+      }
 
-    for (const code of HERALD_ERROR_CODES) {
-      it(`${code} → ${HTTP[code].join(' ')}`, async () => {
-        const answer = await appThrowing(errorOf(code));
-        expect(answer.status).to.equal(HTTP[code][0]);
-        expect(answer.body).to.deep.equal({ code: HTTP[code][1], message: `refused: ${code}` });
-        expect(answer.retryAfter).to.equal(retryAfterOf(code));
+      it('an unanticipated error is 500 internal, nothing of it leaked', async () => {
+        const answer = await askThrowing(UNANTICIPATED);
+        expect(answer.status).to.equal(500);
+        expect(answer.body).to.deep.equal({ code: 'internal', message: 'internal error' });
+        expectNothingLeaked(answer);
       });
-    }
-
-    it('an unanticipated error is 500 internal, nothing of it leaked', async () => {
-      const answer = await appThrowing(UNANTICIPATED);
-      expect(answer.status).to.equal(500);
-      expect(answer.body).to.deep.equal({ code: 'internal', message: 'internal error' });
-      expectNothingLeaked(answer);
     });
-  });
+  }
 
-  describe('datahub (seed 001): {code, message} with the HTTP status; an expired notification is not found', () => {
-    const ticketThrowing = (error: unknown) =>
+  describeCodeAndMessage('topvdn (seed 002): {code, message} with the HTTP status', HTTP, (error) =>
+    ask(
+      topvdnRouter({
+        tickets: { authenticateApp: thrower(error) } as never,
+        devices: {} as never,
+        deviceQueries: {} as never,
+        pushes: {} as never,
+        appCallbacks: {} as never,
+        clock: now,
+        log,
+      }),
+      '/v2/message/callback',
+      { headers: { 'x-app-id': 'app1', 'x-app-key': 'key' } },
+    ),
+  );
+
+  describeCodeAndMessage(
+    'datahub (seed 001): {code, message} with the HTTP status; an expired notification is not found',
+    DATAHUB,
+    (error) =>
       ask(
-        datahubRouter({
-          tickets: { authenticate: thrower(error) } as never,
-          datahub: {} as never,
-          clock: now,
-          log,
-        }),
+        datahubRouter({ tickets: { authenticate: thrower(error) } as never, datahub: {} as never, clock: now, log }),
         '/notification_stat',
         { headers: { authorization: 'Token abc' } },
-      );
-
-    for (const code of HERALD_ERROR_CODES) {
-      it(`${code} → ${DATAHUB[code].join(' ')}`, async () => {
-        const answer = await ticketThrowing(errorOf(code));
-        expect(answer.status).to.equal(DATAHUB[code][0]);
-        expect(answer.body).to.deep.equal({ code: DATAHUB[code][1], message: `refused: ${code}` });
-        expect(answer.retryAfter).to.equal(retryAfterOf(code));
-      });
-    }
-
-    it('an unanticipated error is 500 internal, nothing of it leaked', async () => {
-      const answer = await ticketThrowing(UNANTICIPATED);
-      expect(answer.status).to.equal(500);
-      expect(answer.body).to.deep.equal({ code: 'internal', message: 'internal error' });
-      expectNothingLeaked(answer);
-    });
-  });
+      ),
+  );
 
   describe("RTIO (seed 004): the seed's code and desc, the nonce echoed", () => {
     /** create_device's answers (its failure code is 2705): [HTTP status, code, desc, extra fields]. */
