@@ -60,10 +60,10 @@ function integerParam(
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
   if (typeof raw !== 'string' || !/^\d{1,100}$/.test(raw))
-    throw badRequest(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
+    throw badInput(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
   const value = Number(raw);
   if (value < min || (value > max && !clamp))
-    throw badRequest(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
+    throw badInput(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
   return Math.min(value, max);
 }
 
@@ -71,7 +71,7 @@ function stringParam(query: express.Request['query'], name: string, maxLength: n
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
   if (typeof raw !== 'string' || characterCount(raw) > maxLength || !isStorableText(raw))
-    throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
+    throw badInput(`${name} must be one value of at most ${maxLength} characters of text`);
   return raw;
 }
 
@@ -82,10 +82,10 @@ function listFilter(query: express.Request['query']): NotificationFilter {
   const named = stringParam(query, 'type', 64);
   const type = named === undefined ? undefined : (TYPE_ALIASES[named] ?? named);
   if (type !== undefined && !NotificationTypeCodec.is(type))
-    throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+    throw badInput(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
   const level = integerParam(query, 'level', 0, 50);
   if (level !== undefined && !(LEVELS as readonly number[]).includes(level))
-    throw badRequest(`level must be ${LEVELS.join(' or ')}`);
+    throw badInput(`level must be ${LEVELS.join(' or ')}`);
   const status = integerParam(query, 'status', 0, 2) ?? 2;
   const sender = stringParam(query, 'sender', USER_ID_MAX);
   return {
@@ -104,7 +104,7 @@ function listFilter(query: express.Request['query']): NotificationFilter {
 export function checkRequestId(requestId: string | undefined): string | undefined {
   if (requestId === undefined || requestId === '') return undefined;
   if (characterCount(requestId) > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId))
-    throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
+    throw badInput(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
   return requestId;
 }
 
@@ -161,16 +161,15 @@ export function datahubRouter(deps: {
       const viewer = await authenticated(req);
       const body = decodeFormat(SendBody, req.body);
       if (!NotificationTypeCodec.is(body.type))
-        throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+        throw badInput(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
       if (!USER_TYPES.has(body.type) && body.type !== 'apply_whitelist')
-        throw badRequest(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
+        throw badInput(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
       const data = decodeNotificationData(body.type, body.data);
       if (body.type === 'apply_whitelist') {
         const item = data as { repname: string; itemname: string };
         // The seed's own request names no owner: the item's registered owner gets it (docs/api/datahub.md, "Item owners").
         const owner = splitUserList(body.receiver ?? '');
-        if (owner.length > 1)
-          throw badRequest('receiver: at most one user, the owner of the item, for apply_whitelist');
+        if (owner.length > 1) throw badInput('receiver: at most one user, the owner of the item, for apply_whitelist');
         await datahub.applyWhitelist(
           viewer,
           { repname: item.repname, itemname: item.itemname, owner: owner[0] },
@@ -212,7 +211,7 @@ export function datahubRouter(deps: {
     route(log, async (req, res) => {
       const viewer = await authenticated(req);
       const messageId = req.params.messageid ?? '';
-      if (!/^\d{1,15}$/.test(messageId)) throw badRequest('messageid must be a notification number');
+      if (!/^\d{1,15}$/.test(messageId)) throw badInput('messageid must be a notification number');
       await datahub.markRead(viewer, Number(messageId), clock());
       res.status(200).end();
     }),
@@ -262,5 +261,3 @@ export function reply(res: express.Response, error: ShimError): void {
   if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));
   res.status(error.status).json({ code: error.code, message: error.message });
 }
-
-export const badRequest = badInput;
