@@ -1,3 +1,5 @@
+import { HeraldError } from './heraldError';
+
 /**
  * A decider: the whole behaviour of one aggregate as pure functions. `decide` turns a command and the
  * current state into new events (or throws a DomainError); `evolve` folds one event into the state.
@@ -15,17 +17,12 @@ export interface DomainEvent<Type extends string = string, Data = unknown> {
   readonly data: Data;
 }
 
-/**
- * A refused command. `code` is stable: each shim maps it to its own documented error code, GraphQL to
- * `extensions.code`.
- */
-export class DomainError extends Error {
+/** A refused command: a HeraldError with one of the codes a decider uses. */
+export class DomainError extends HeraldError {
   override readonly name = 'DomainError';
-  constructor(
-    readonly code: DomainErrorCode,
-    message: string,
-  ) {
-    super(message);
+  declare readonly code: DomainErrorCode;
+  constructor(code: DomainErrorCode, message: string) {
+    super(code, message);
   }
 }
 

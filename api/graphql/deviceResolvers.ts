@@ -8,22 +8,21 @@ import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import { userSender } from '../../src/identity/sender';
 import { isAdmin, type Viewer } from '../../src/identity/tickets';
 import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
+import { closable } from './closable';
 import { ConnectionStream } from './connectionStream';
+import { MAX_BUFFERED } from './deliveryFeed';
 import {
   asDevice,
   asUser,
   badInput,
-  closable,
   filterText,
   forbidden,
   guard,
-  MAX_BUFFERED,
-  MAX_PAGE,
   notFound,
   type DeviceContext,
-  type GraphqlDeps,
   type UserContext,
-} from './resolvers';
+} from './guards';
+import { MAX_PAGE, type GraphqlDeps } from './resolvers';
 
 /**
  * The device API of GraphQL (docs/api/graphql.md, "Devices"): users register, list, unregister and push

@@ -3,16 +3,9 @@ import { EVENT_FEED_LIMITS, TooManyTailsError, type AppEventSelection } from '..
 import { eventRecord } from '../../src/analysts/replay';
 import { InvalidPositionError, type RecordedEvent } from '../../src/eventStore/eventStore';
 import { isAdmin } from '../../src/identity/tickets';
-import {
-  asUser,
-  badInput,
-  closable,
-  filterText,
-  forbidden,
-  guard,
-  type GraphqlDeps,
-  type UserContext,
-} from './resolvers';
+import { closable } from './closable';
+import { asUser, badInput, filterText, forbidden, guard, type UserContext } from './guards';
+import type { GraphqlDeps } from './resolvers';
 
 /**
  * The analysts' side of GraphQL (docs/analysts.md, "Over GraphQL"): an admin of an app reads and tails

@@ -1,6 +1,5 @@
 import { GraphQLError } from 'graphql';
 import { GraphQLJSON } from 'graphql-scalars';
-import { DomainError, type DomainErrorCode } from '../../domain/decider';
 import {
   LEVELS,
   NotificationTypeCodec,
@@ -13,19 +12,19 @@ import { checkItemNames, checkOwner } from '../../domain/whitelist/itemOwner';
 import type { EventFeed } from '../../src/analysts/eventFeed';
 import type { Bus } from '../../src/bus/bus';
 import { broadcastStatsTopic, notificationStatsTopic } from '../../src/bus/topics';
-import { StreamContendedError } from '../../src/command/commandHandler';
 import type { NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
-import type { DeviceView } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';
 import type { Pushes } from '../../src/devices/pushes';
-import { TicketError, type Viewer } from '../../src/identity/tickets';
+import type { Viewer } from '../../src/identity/tickets';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inboxQueries';
-import { SendRateExceededError, type Messaging, type SentMessage } from '../../src/messaging/messaging';
+import type { Messaging, SentMessage } from '../../src/messaging/messaging';
 import type { Rtio } from '../../src/rtio/deviceCalls';
 import type { Clock } from '../../src/runtime/clock';
+import { closable } from './closable';
 import type { DatahubInbox } from './datahubInbox';
 import { DeliveryFeed } from './deliveryFeed';
+import { asUser, badInput, guard, type UserContext } from './guards';
 
 export interface GraphqlDeps {
   readonly messaging: Messaging;
@@ -41,36 +40,7 @@ export interface GraphqlDeps {
   readonly events: Pick<EventFeed, 'page' | 'tail' | 'checkCursor'>;
 }
 
-/** An RTIO device (shared/seeds/004_e2f5c37d54658cec.txt), authenticated by its device_id and device_key. */
-export interface RtioDevicePrincipal {
-  readonly deviceId: string;
-  readonly appId: string;
-}
-
-/**
- * Who calls: a user (a ticket: `viewer`), a ONE-PUSH device (a device token: `device`) or an RTIO
- * device (its id and key: `rtioDevice`), only ever one of them. User fields take the first, device
- * fields the second, RTIO device fields the third (`asUser`, `asDevice`, `asRtioDevice`).
- */
-export interface GraphqlContext extends Record<PropertyKey, unknown> {
-  readonly viewer?: Viewer;
-  readonly device?: DeviceView;
-  readonly rtioDevice?: RtioDevicePrincipal;
-  /** graphql-ws `connectionParams.since`: the last seq the client saw before reconnecting. */
-  readonly since?: unknown;
-  /** graphql-ws `connectionParams.pending`: without `since`, start with the user's unacknowledged messages (a terminal's first connect). */
-  readonly pending?: unknown;
-}
-
-/** The context of a user field: the ticket's user is there. */
-export type UserContext = GraphqlContext & { readonly viewer: Viewer };
-/** The context of a device field: the device token's device is there. */
-export type DeviceContext = GraphqlContext & { readonly device: DeviceView };
-/** The context of an RTIO device field: the RTIO device is there. */
-export type RtioDeviceContext = GraphqlContext & { readonly rtioDevice: RtioDevicePrincipal };
-
 export const MAX_PAGE = 100;
-export { MAX_BUFFERED } from './deliveryFeed';
 /** Koala's messages in `notifications` (the type projections/koalaInbox.ts gives them). */
 export const KOALA_TYPE = 'koala';
 const LIST_TYPES: readonly string[] = [KOALA_TYPE, ...NOTIFICATION_TYPES];
@@ -389,32 +359,6 @@ interface SendMessageInput {
   requestId?: string | null;
 }
 
-/**
- * A subscription's source stream whose `return()` — the client unsubscribed, or its socket closed —
- * takes effect at once. An async generator's own `return()` queues behind a pending `next()`: for a
- * quiet user, until their next message, and the generator's `finally` (its bus unsubscribe) with it, so
- * each closed subscription would keep its bus listeners until then. Here `return()` first aborts the
- * generator's signal, which ends its wait; the generator sees the signal and returns.
- */
-export function closable<T>(generator: (signal: AbortSignal) => AsyncGenerator<T>): AsyncIterableIterator<T> {
-  const controller = new AbortController();
-  const source = generator(controller.signal);
-  return {
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    next: () => source.next(),
-    return: (value?: unknown) => {
-      controller.abort();
-      return source.return(value as T);
-    },
-    throw: (error?: unknown) => {
-      controller.abort();
-      return source.throw(error);
-    },
-  };
-}
-
 function fromDelivered(message: DeliveredMessage) {
   return {
     id: message.messageId,
@@ -472,120 +416,4 @@ function decodeCursor(cursor: string): bigint {
   const seq = match ? parseSeq(match[1]!) : undefined;
   if (seq === undefined) throw badInput('after is not a cursor from pageInfo.endCursor');
   return seq;
-}
-
-export function badInput(message: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } });
-}
-
-export const forbidden = (message: string) => new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
-export const notFound = (message: string) => new GraphQLError(message, { extensions: { code: 'NOT_FOUND' } });
-
-/** An optional text argument: absent, or 1-`maxLength` characters of storable text (BAD_USER_INPUT otherwise). */
-export function filterText(field: string, value: string | null | undefined, maxLength: number): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (value.length === 0 || characterCount(value) > maxLength || !isStorableText(value))
-    throw badInput(`${field} must be 1-${maxLength} characters of text`);
-  return value;
-}
-
-const DOMAIN_CODES: Record<DomainErrorCode, string> = {
-  invalid: 'BAD_USER_INPUT',
-  not_found: 'NOT_FOUND',
-  forbidden: 'FORBIDDEN',
-  conflict: 'CONFLICT',
-  expired: 'NOT_FOUND',
-};
-
-/**
- * A user field: refuses a device token and an RTIO device (FORBIDDEN), and a context without a user (UNAUTHENTICATED; the
- * servers let none through, but a field never reads a missing viewer). Checked before the resolver
- * runs, also a subscription's `subscribe`, whose throw graphql turns into the operation's error.
- */
-export function asUser<Parent, Args, R>(
-  resolver: (parent: Parent, args: Args, context: UserContext) => R,
-): (parent: Parent, args: Args, context: GraphqlContext) => R {
-  return (parent, args, context) => {
-    if (context.viewer) return resolver(parent, args, context as UserContext);
-    if (context.device)
-      throw new GraphQLError('this field is for users: authenticate with a ticket, not a device token', {
-        extensions: { code: 'FORBIDDEN' },
-      });
-    if (context.rtioDevice)
-      throw new GraphQLError('this field is for users: authenticate with a ticket, not an RTIO device key', {
-        extensions: { code: 'FORBIDDEN' },
-      });
-    throw new GraphQLError('send a ticket as Authorization: Bearer <ticket>', {
-      extensions: { code: 'UNAUTHENTICATED' },
-    });
-  };
-}
-
-/** A device field: refuses a ticket and an RTIO device (FORBIDDEN); see asUser. */
-export function asDevice<Parent, Args, R>(
-  resolver: (parent: Parent, args: Args, context: DeviceContext) => R,
-): (parent: Parent, args: Args, context: GraphqlContext) => R {
-  return (parent, args, context) => {
-    if (context.device) return resolver(parent, args, context as DeviceContext);
-    if (context.viewer)
-      throw new GraphQLError('this field is for devices: authenticate with a device token, not a ticket', {
-        extensions: { code: 'FORBIDDEN' },
-      });
-    if (context.rtioDevice)
-      throw new GraphQLError('this field is for ONE-PUSH devices (a device token), not RTIO devices', {
-        extensions: { code: 'FORBIDDEN' },
-      });
-    throw new GraphQLError('send a device token as Authorization: Bearer <deviceToken>', {
-      extensions: { code: 'UNAUTHENTICATED' },
-    });
-  };
-}
-
-/** An RTIO device field: refuses a ticket and a ONE-PUSH device token (FORBIDDEN); see asUser. */
-export function asRtioDevice<Parent, Args, R>(
-  resolver: (parent: Parent, args: Args, context: RtioDeviceContext) => R,
-): (parent: Parent, args: Args, context: GraphqlContext) => R {
-  return (parent, args, context) => {
-    if (context.rtioDevice) return resolver(parent, args, context as RtioDeviceContext);
-    if (context.viewer || context.device) {
-      throw new GraphQLError(
-        'this field is for RTIO devices: authenticate with connectionParams { rtioDeviceId, rtioDeviceKey } (HTTP: Authorization: RtioDevice <device_id>:<device_key>)',
-        { extensions: { code: 'FORBIDDEN' } },
-      );
-    }
-    throw new GraphQLError("send the RTIO device's credentials as Authorization: RtioDevice <device_id>:<device_key>", {
-      extensions: { code: 'UNAUTHENTICATED' },
-    });
-  };
-}
-
-/** Maps herald's errors to typed GraphQL errors; anything unexpected is left for formatError to mask. */
-export function guard<Args extends unknown[], R>(
-  resolver: (...args: Args) => Promise<R>,
-): (...args: Args) => Promise<R> {
-  return async (...args) => {
-    try {
-      return await resolver(...args);
-    } catch (error) {
-      throw toGraphqlError(error);
-    }
-  };
-}
-
-export function toGraphqlError(error: unknown): unknown {
-  if (error instanceof GraphQLError) return error;
-  if (error instanceof DomainError)
-    return new GraphQLError(error.message, { extensions: { code: DOMAIN_CODES[error.code] } });
-  if (error instanceof SendRateExceededError)
-    return new GraphQLError(error.message, {
-      extensions: { code: 'RATE_LIMITED', retryAfterSeconds: error.retryAfterSeconds },
-    });
-  // Others changing the same record past the retry bound: nothing was changed; the client sends it again.
-  if (error instanceof StreamContendedError)
-    return new GraphQLError(error.message, {
-      extensions: { code: 'BUSY', retryAfterSeconds: error.retryAfterSeconds },
-    });
-  if (error instanceof TicketError)
-    return new GraphQLError(error.message, { extensions: { code: 'UNAUTHENTICATED', reason: error.problem } });
-  return error;
 }

@@ -2,8 +2,10 @@ import { GraphQLError } from 'graphql';
 import { RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { isStorableText } from '../../domain/text';
 import type { RtioConnection } from '../../src/rtio/deviceCalls';
+import { closable } from './closable';
 import { ConnectionStream } from './connectionStream';
-import { asRtioDevice, badInput, closable, guard, type GraphqlDeps, type RtioDeviceContext } from './resolvers';
+import { asRtioDevice, badInput, guard, type RtioDeviceContext } from './guards';
+import type { GraphqlDeps } from './resolvers';
 
 /**
  * The RTIO device side of GraphQL (docs/api/graphql.md, "RTIO devices"; docs/api/rtio.md, "Over

@@ -1,5 +1,6 @@
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
+import { HeraldError } from '../../domain/heraldError';
 import { NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText } from '../../domain/text';
 import { isItemName } from '../../domain/whitelist/itemOwner';
@@ -96,17 +97,15 @@ const DATA: Record<NotificationType, t.Decoder<unknown, Record<string, unknown>>
   vip_remind: t.type({ level: t.number, invalide: t.number }),
 };
 
-/** A malformed message: `message` names the field (`data.repname: missing or malformed`). */
-export class FormatError extends Error {
-  override readonly name = 'FormatError';
-}
+/** A malformed message is bad input; the message names the field (`data.repname: missing or malformed`). */
+const malformed = (message: string) => new HeraldError('invalid', message);
 
 export function decodeFormat<A>(codec: t.Decoder<unknown, A>, input: unknown, prefix = ''): A {
   const result = codec.decode(input);
   if (isLeft(result)) {
     const path = result.left[0]?.context.map((c) => c.key).filter((key) => key !== '' && !/^\d+$/.test(key)) ?? [];
     const field = [prefix, ...path].filter((part) => part !== '').join('.');
-    throw new FormatError(field ? `${field}: missing or malformed` : 'the body must be a JSON object');
+    throw malformed(field ? `${field}: missing or malformed` : 'the body must be a JSON object');
   }
   return result.right;
 }
@@ -124,7 +123,7 @@ function checkItemEvent(
 ): void {
   // "" names nothing: as good as missing.
   const missing = ITEM_EVENT_NEEDS[item.event].find((field) => item[field] === undefined || item[field] === '');
-  if (missing) throw new FormatError(`${prefix}${missing}: required for ${item.event}`);
+  if (missing) throw malformed(`${prefix}${missing}: required for ${item.event}`);
 }
 
 /**

@@ -1,5 +1,6 @@
 import express from 'express';
 import * as t from 'io-ts';
+import { HeraldError } from '../../domain/heraldError';
 import { checkItemNames } from '../../domain/whitelist/itemOwner';
 import type { ItemOwners } from '../../src/datahub/itemOwners';
 import type { Tickets } from '../../src/identity/tickets';
@@ -45,14 +46,13 @@ export function datahubItemsRouter(deps: {
     }
     const ticket = ticketOf(req);
     if (ticket === undefined)
-      throw new ShimError(
-        401,
-        'unauthorized',
+      throw new HeraldError(
+        'unauthenticated',
         "X-App-Id and X-App-Key (the app's credentials), or Authorization: Token <an admin's ticket>, are required",
       );
     const viewer = await tickets.authenticate(ticket, clock());
     if (!viewer.roles.includes('admin'))
-      throw new ShimError(403, 'forbidden', "only the app (its credentials) or an admin registers an item's owner");
+      throw new HeraldError('forbidden', "only the app (its credentials) or an admin registers an item's owner");
     return { appId: viewer.appId, actor: `user:${viewer.userId}` };
   };
   const itemOf = (req: express.Request) => {
@@ -80,7 +80,7 @@ export function datahubItemsRouter(deps: {
       const item = itemOf(req);
       const owner = await itemOwners.ownerOf(appId, item);
       if (owner === undefined)
-        throw new ShimError(404, 'not_found', `no owner registered for ${item.repname}/${item.itemname}`);
+        throw new HeraldError('not_found', `no owner registered for ${item.repname}/${item.itemname}`);
       res.status(200).json({ ...item, owner });
     }),
   );

@@ -1,6 +1,6 @@
 import express from 'express';
 import * as t from 'io-ts';
-import { DomainError } from '../../domain/decider';
+import { HeraldError } from '../../domain/heraldError';
 import { LEVELS, NotificationTypeCodec, type NotificationType } from '../../domain/notification/notification';
 import { characterCount, isStorableText } from '../../domain/text';
 import { splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
@@ -10,8 +10,8 @@ import { MAX_REQUEST_ID_LENGTH } from '../../src/messaging/messaging';
 import type { Clock } from '../../src/runtime/clock';
 import type { Logger } from '../../src/runtime/logger';
 import { anyJsonBody } from './bodyCodecs';
-import { decodeFormat, decodeNotificationData, FormatError, MessageOptions, optional } from './datahubFormats';
-import { badInput, bodyErrors, ShimError, shimRoute } from './shimErrors';
+import { decodeFormat, decodeNotificationData, MessageOptions, optional } from './datahubFormats';
+import { badInput, bodyErrors, HTTP_ANSWERS, ShimError, shimRoute, type HttpAnswers } from './shimErrors';
 
 /**
  * datahub notifications (shared/seeds/001_e25b4a10524b93b6.txt): its documented URLs, unchanged, with
@@ -60,10 +60,10 @@ function integerParam(
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
   if (typeof raw !== 'string' || !/^\d{1,100}$/.test(raw))
-    throw badRequest(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
+    throw badInput(`${name} must be ${clamp ? `an integer, at least ${min}` : `an integer, ${min}-${max}`}`);
   const value = Number(raw);
   if (value < min || (value > max && !clamp))
-    throw badRequest(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
+    throw badInput(`${name} must be ${clamp ? `at least ${min}` : `${min}-${max}`}`);
   return Math.min(value, max);
 }
 
@@ -71,7 +71,7 @@ function stringParam(query: express.Request['query'], name: string, maxLength: n
   const raw = query[name];
   if (raw === undefined || raw === '') return undefined;
   if (typeof raw !== 'string' || characterCount(raw) > maxLength || !isStorableText(raw))
-    throw badRequest(`${name} must be one value of at most ${maxLength} characters of text`);
+    throw badInput(`${name} must be one value of at most ${maxLength} characters of text`);
   return raw;
 }
 
@@ -82,10 +82,10 @@ function listFilter(query: express.Request['query']): NotificationFilter {
   const named = stringParam(query, 'type', 64);
   const type = named === undefined ? undefined : (TYPE_ALIASES[named] ?? named);
   if (type !== undefined && !NotificationTypeCodec.is(type))
-    throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+    throw badInput(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
   const level = integerParam(query, 'level', 0, 50);
   if (level !== undefined && !(LEVELS as readonly number[]).includes(level))
-    throw badRequest(`level must be ${LEVELS.join(' or ')}`);
+    throw badInput(`level must be ${LEVELS.join(' or ')}`);
   const status = integerParam(query, 'status', 0, 2) ?? 2;
   const sender = stringParam(query, 'sender', USER_ID_MAX);
   return {
@@ -104,7 +104,7 @@ function listFilter(query: express.Request['query']): NotificationFilter {
 export function checkRequestId(requestId: string | undefined): string | undefined {
   if (requestId === undefined || requestId === '') return undefined;
   if (characterCount(requestId) > MAX_REQUEST_ID_LENGTH || !isStorableText(requestId))
-    throw badRequest(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
+    throw badInput(`request_id must be 1-${MAX_REQUEST_ID_LENGTH} characters of text`);
   return requestId;
 }
 
@@ -150,7 +150,7 @@ export function datahubRouter(deps: {
 
   const authenticated = (req: express.Request): Promise<Viewer> => {
     const ticket = ticketOf(req);
-    if (ticket === undefined) throw new ShimError(401, 'unauthorized', 'Authorization: Token <ticket> is required');
+    if (ticket === undefined) throw new HeraldError('unauthenticated', 'Authorization: Token <ticket> is required');
     return tickets.authenticate(ticket, clock());
   };
 
@@ -161,16 +161,15 @@ export function datahubRouter(deps: {
       const viewer = await authenticated(req);
       const body = decodeFormat(SendBody, req.body);
       if (!NotificationTypeCodec.is(body.type))
-        throw badRequest(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
+        throw badInput(`type must be one of ${Object.keys(NotificationTypeCodec.keys).join(', ')}`);
       if (!USER_TYPES.has(body.type) && body.type !== 'apply_whitelist')
-        throw badRequest(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
+        throw badInput(`type ${body.type} is sent by back-end services (POST /topics/to_notifications.json)`);
       const data = decodeNotificationData(body.type, body.data);
       if (body.type === 'apply_whitelist') {
         const item = data as { repname: string; itemname: string };
         // The seed's own request names no owner: the item's registered owner gets it (docs/api/datahub.md, "Item owners").
         const owner = splitUserList(body.receiver ?? '');
-        if (owner.length > 1)
-          throw badRequest('receiver: at most one user, the owner of the item, for apply_whitelist');
+        if (owner.length > 1) throw badInput('receiver: at most one user, the owner of the item, for apply_whitelist');
         await datahub.applyWhitelist(
           viewer,
           { repname: item.repname, itemname: item.itemname, owner: owner[0] },
@@ -212,7 +211,7 @@ export function datahubRouter(deps: {
     route(log, async (req, res) => {
       const viewer = await authenticated(req);
       const messageId = req.params.messageid ?? '';
-      if (!/^\d{1,15}$/.test(messageId)) throw badRequest('messageid must be a notification number');
+      if (!/^\d{1,15}$/.test(messageId)) throw badInput('messageid must be a notification number');
       await datahub.markRead(viewer, Number(messageId), clock());
       res.status(200).end();
     }),
@@ -245,22 +244,14 @@ export function datahubRouter(deps: {
   return router;
 }
 
+/** How datahub answers each HeraldError code: as the other JSON shims, but an expired notification is one not found. */
+export const DATAHUB_ANSWERS: HttpAnswers = { ...HTTP_ANSWERS, expired: [404, 'not_found'] };
+
 export function route(
   log: Logger,
   handler: (req: express.Request, res: express.Response) => Promise<void>,
 ): express.RequestHandler {
-  return shimRoute(
-    log,
-    'datahub',
-    (res, _req, error) => reply(res, error),
-    async (req, res) => {
-      try {
-        await handler(req, res);
-      } catch (error) {
-        throw datahubError(error);
-      }
-    },
-  );
+  return shimRoute(log, 'datahub', datahubReply, handler, DATAHUB_ANSWERS);
 }
 
 /** reply as a shim's `send` (shimErrors bodyErrors). */
@@ -270,12 +261,3 @@ export function reply(res: express.Response, error: ShimError): void {
   if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));
   res.status(error.status).json({ code: error.code, message: error.message });
 }
-
-/** What datahub says differently from the other shims: a bad format is bad input; an expired notification is not found. */
-function datahubError(error: unknown): unknown {
-  if (error instanceof FormatError) return badRequest(error.message);
-  if (error instanceof DomainError && error.code === 'expired') return new ShimError(404, 'not_found', error.message);
-  return error;
-}
-
-export const badRequest = badInput;

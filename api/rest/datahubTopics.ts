@@ -1,4 +1,5 @@
 import express from 'express';
+import { HeraldError } from '../../domain/heraldError';
 import { parseRfc3339 } from '../../domain/rfc3339';
 import { characterCount } from '../../domain/text';
 import { splitUserList } from '../../domain/ticket/ticket';
@@ -16,8 +17,8 @@ import {
   TopicNotification,
   TopicSubscriptionEvent,
 } from './datahubFormats';
-import { badRequest, checkRequestId, datahubReply, reply, route } from './datahubShim';
-import { bodyErrors, ShimError } from './shimErrors';
+import { checkRequestId, datahubReply, reply, route } from './datahubShim';
+import { badInput, bodyErrors, ShimError } from './shimErrors';
 
 /**
  * datahub's message-queue topics, for the app's back-end services, over HTTP: a message the seed's
@@ -63,7 +64,7 @@ export function datahubTopicsRouter(deps: {
     const appId = req.get('x-app-id');
     const secret = req.get('x-app-key');
     if (!appId || !secret)
-      throw new ShimError(401, 'unauthorized', 'X-App-Id and X-App-Key (the app credentials) are required');
+      throw new HeraldError('unauthenticated', 'X-App-Id and X-App-Key (the app credentials) are required');
     await tickets.authenticateApp(appId, secret);
     return appId;
   };
@@ -76,10 +77,10 @@ export function datahubTopicsRouter(deps: {
       const appId = await authenticated(req);
       const message = decodeFormat(TopicNotification, req.body);
       const key = req.get('x-message-key') ?? '';
-      if (characterCount(key) > MAX_KEY_LENGTH) throw badRequest(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
+      if (characterCount(key) > MAX_KEY_LENGTH) throw badInput(`X-Message-Key: at most ${MAX_KEY_LENGTH} characters`);
       const lists = listsOfKey(key);
       if (!lists.forBrowser && !lists.forClient)
-        throw badRequest('X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list');
+        throw badInput('X-Message-Key: "notforbrowser" without "forclient" puts the notification in no list');
       const requestId = requestIdOf(req);
       await datahub.sendFromService(
         appId,
@@ -132,7 +133,7 @@ export function datahubTopicsRouter(deps: {
       const data = itemEventOf(message);
       // Checked here, not only by each notification's decider: an item without subscribers sends none.
       if (message.time !== undefined && parseRfc3339(message.time) === undefined)
-        throw badRequest('time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
+        throw badInput('time: must be an RFC 3339 time, e.g. 2015-11-10T15:06:09+08:00');
       const item = { repname: message.repname, ...(message.type !== '0x00020003' && { itemname: message.itemname! }) };
       const notified = await datahub.announceItemEvent(appId, item, data, message.time, requestIdOf(req), clock());
       res.status(200).json({ notified });

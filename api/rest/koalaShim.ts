@@ -4,19 +4,14 @@ import express from 'express';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import multer from 'multer';
-import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { HeraldError, type HeraldErrorCode } from '../../domain/heraldError';
 import { MESSAGE_LIMITS } from '../../domain/message/message';
 import { characterCount, UUID } from '../../domain/text';
-import { isUserId, splitUserList, USER_ID_MAX } from '../../domain/ticket/ticket';
+import { isUserId, splitUserList, TICKET_LIMITS, USER_ID_MAX } from '../../domain/ticket/ticket';
 import { StreamContendedError } from '../../src/command/commandHandler';
-import { AppAuthError, TicketError, validRoles, type Tickets, type TicketProblem } from '../../src/identity/tickets';
+import { validRoles, type Tickets } from '../../src/identity/tickets';
 import { parseSeq } from '../../src/messaging/inboxQueries';
-import {
-  MAX_ACKNOWLEDGE_IDS,
-  MAX_REQUEST_ID_LENGTH,
-  SendRateExceededError,
-  type Messaging,
-} from '../../src/messaging/messaging';
+import { MAX_ACKNOWLEDGE_IDS, MAX_REQUEST_ID_LENGTH, type Messaging } from '../../src/messaging/messaging';
 import type { Clock } from '../../src/runtime/clock';
 import type { Logger } from '../../src/runtime/logger';
 import { illFormedTextOf } from './shimErrors';
@@ -49,27 +44,28 @@ export const KoalaCode = {
 } as const;
 type KoalaCode = (typeof KoalaCode)[keyof typeof KoalaCode];
 
-class KoalaError extends Error {
-  constructor(
-    readonly code: KoalaCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const DOMAIN_CODES: Record<DomainErrorCode, KoalaCode> = {
+/**
+ * Koala's code for each HeraldError code. Busy (others changing the same record past the retry bound) is
+ * the seed's system fault, 2001, with the error's message and Retry-After, so a client can tell it from
+ * herald's own failure (2001 "internal error") and send again.
+ */
+export const KOALA_CODES: Readonly<Record<HeraldErrorCode, KoalaCode>> = {
   invalid: KoalaCode.badParameters,
   not_found: KoalaCode.unknownTarget,
   forbidden: KoalaCode.forbidden,
   conflict: KoalaCode.badParameters,
   expired: KoalaCode.unknownTarget,
+  unauthenticated: KoalaCode.badTicket,
+  ticket_malformed: KoalaCode.badTicket,
+  ticket_expired: KoalaCode.ticketExpired,
+  ticket_revoked: KoalaCode.sessionError,
+  unknown_app: KoalaCode.unknownApp,
+  wrong_secret: KoalaCode.wrongSecret,
+  rate_limited: KoalaCode.senderRestricted,
+  busy: KoalaCode.internal,
 };
-const TICKET_CODES: Record<TicketProblem, KoalaCode> = {
-  malformed: KoalaCode.badTicket,
-  expired: KoalaCode.ticketExpired,
-  revoked: KoalaCode.sessionError,
-};
+
+const badParameters = (message: string) => new HeraldError('invalid', message);
 
 // --- wire format ---------------------------------------------------------------------------------
 // Every optional field sent empty (`expire=`, `expire=""`, `user_roles=`) is taken as absent: its default.
@@ -194,10 +190,10 @@ const TicketRequest = t.type({
   app_key: id('app_key', 64),
   secret_key: id('secret_key', 256),
   user_id: id('user_id', USER_ID_MAX),
-  user_roles: optional(idList('user_roles', 16, 32)),
+  user_roles: optional(idList('user_roles', TICKET_LIMITS.roles, TICKET_LIMITS.roleLength)),
 });
 const SendRequest = t.type({
-  ticket: id('ticket', 2048),
+  ticket: id('ticket', TICKET_LIMITS.ticketLength),
   users: idList('users', MESSAGE_LIMITS.recipients, USER_ID_MAX),
   title: text('title', MESSAGE_LIMITS.titleLength),
   content: text('content', MESSAGE_LIMITS.contentLength),
@@ -208,7 +204,10 @@ const SendRequest = t.type({
   // (a connection reset) sends nothing twice and answers the same message id.
   request_id: optional(id('request_id', MAX_REQUEST_ID_LENGTH)),
 });
-const AckRequest = t.type({ ticket: id('ticket', 2048), sids: idList('sids', MAX_ACKNOWLEDGE_IDS, 64) });
+const AckRequest = t.type({
+  ticket: id('ticket', TICKET_LIMITS.ticketLength),
+  sids: idList('sids', MAX_ACKNOWLEDGE_IDS, 64),
+});
 
 // --- routes --------------------------------------------------------------------------------------
 
@@ -239,15 +238,11 @@ export function koalaRouter(deps: {
     route(deps.log, async (req) => {
       const input = decode(TicketRequest, params(req));
       if (!isUserId(input.user_id))
-        throw new KoalaError(
-          KoalaCode.badParameters,
-          'user_id may not contain blanks, commas, semicolons or 、 (they separate user lists)',
-        );
+        throw badParameters('user_id may not contain blanks, commas, semicolons or 、 (they separate user lists)');
       const roles = input.user_roles ?? [];
       if (!validRoles(roles))
-        throw new KoalaError(
-          KoalaCode.badParameters,
-          'user_roles: at most 16 roles of 1-32 characters A-Z a-z 0-9 _ . : -',
+        throw badParameters(
+          `user_roles: at most ${TICKET_LIMITS.roles} roles of 1-${TICKET_LIMITS.roleLength} characters A-Z a-z 0-9 _ . : -`,
         );
       const { ticket } = await deps.tickets.issue({
         appId: input.app_key,
@@ -290,7 +285,7 @@ export function koalaRouter(deps: {
       const viewer = await deps.tickets.authenticate(input.ticket, clock());
       const seqOf = new Map(input.sids.map((sid) => [sid, parseSeq(sid)] as const));
       if (input.sids.some((sid) => seqOf.get(sid) === undefined && !UUID.test(sid)))
-        throw new KoalaError(KoalaCode.badParameters, 'sids must be message seqs (or message ids)');
+        throw badParameters('sids must be message seqs (or message ids)');
       const idBySeq = await deps.messaging.messageIdsOfSeqs(
         viewer,
         [...seqOf.values()].filter((seq) => seq !== undefined),
@@ -317,8 +312,8 @@ export function koalaRouter(deps: {
         ...(unknown.length > 0 ? [`no message delivered to this user: sids ${unknown.join(',')}`] : []),
         ...(othersMessages.length > 0 ? [`messages sent to other users: sids ${othersMessages.join(',')}`] : []),
       ];
-      throw new KoalaError(
-        unknown.length > 0 ? KoalaCode.unknownTarget : KoalaCode.forbidden,
+      throw new HeraldError(
+        unknown.length > 0 ? 'not_found' : 'forbidden',
         `${acknowledged} acknowledged; refused ${reasons.join('; ')}`,
       );
     }),
@@ -341,24 +336,21 @@ export function koalaRouter(deps: {
 function route(log: Logger, handler: (req: express.Request) => Promise<unknown>): express.RequestHandler {
   const checked = async (req: express.Request) => {
     const illFormed = illFormedTextOf(req);
-    if (illFormed !== undefined) throw new KoalaError(KoalaCode.badParameters, illFormed);
+    if (illFormed !== undefined) throw badParameters(illFormed);
     return handler(req);
   };
   return (req, res) => {
     checked(req).then(
       (result) => res.status(200).json({ status: 0, errcode: 0, errmsg: '', result }),
       (error: unknown) => {
-        // Others changing the same record past the retry bound: the seed's system fault (2001), with
-        // Retry-After, so a client can tell it from herald's own failure and send again.
-        if (error instanceof StreamContendedError) {
-          log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'koala: busy');
-          res.set('retry-after', String(error.retryAfterSeconds));
-          return reply(res, KoalaCode.internal, error.message);
+        if (!(error instanceof HeraldError)) {
+          log.error({ err: error, path: req.path }, 'koala: internal error');
+          return reply(res, KoalaCode.internal, 'internal error');
         }
-        if (error instanceof SendRateExceededError) res.set('retry-after', String(error.retryAfterSeconds));
-        const { code, message } = toKoalaError(error);
-        if (code === KoalaCode.internal) log.error({ err: error, path: req.path }, 'koala: internal error');
-        reply(res, code, message);
+        if (error instanceof StreamContendedError)
+          log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'koala: busy');
+        if (error.retryAfterSeconds !== undefined) res.set('retry-after', String(error.retryAfterSeconds));
+        reply(res, KOALA_CODES[error.code], error.message);
       },
     );
   };
@@ -450,19 +442,6 @@ function reply(res: express.Response, code: KoalaCode, errmsg: string): void {
   res.status(200).json({ status: code, errcode: code, errmsg, result: null });
 }
 
-function toKoalaError(error: unknown): { code: KoalaCode; message: string } {
-  if (error instanceof KoalaError) return { code: error.code, message: error.message };
-  if (error instanceof TicketError) return { code: TICKET_CODES[error.problem], message: error.message };
-  if (error instanceof AppAuthError)
-    return {
-      code: error.problem === 'unknown_app' ? KoalaCode.unknownApp : KoalaCode.wrongSecret,
-      message: error.message,
-    };
-  if (error instanceof DomainError) return { code: DOMAIN_CODES[error.code], message: error.message };
-  if (error instanceof SendRateExceededError) return { code: KoalaCode.senderRestricted, message: error.message };
-  return { code: KoalaCode.internal, message: 'internal error' };
-}
-
 /**
  * Other names Koala's clients give a field: the seed's examples spell `ticket` as `tickets`; getTickets'
  * signature names the secret `app_secret` where its parameter list says `secret_key`; Koala's own demo
@@ -497,7 +476,7 @@ function decode<A>(codec: t.Decoder<unknown, A>, input: unknown): A {
   const result = codec.decode(input);
   if (isLeft(result)) {
     const message = result.left.map((e) => e.message).find((m) => m !== undefined) ?? 'missing or malformed parameters';
-    throw new KoalaError(KoalaCode.badParameters, message);
+    throw badParameters(message);
   }
   return result.right;
 }

@@ -1,12 +1,12 @@
 import { BlockList, isIP } from 'node:net';
 import express from 'express';
-import { DomainError } from '../../domain/decider';
+import { HeraldError, type HeraldErrorCode } from '../../domain/heraldError';
 import { RTIO_LIMITS, rtioTimeLiveSeconds } from '../../domain/rtio/rtio';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import type { Cidr } from '../../src/config';
-import { AppAuthError, type Tickets } from '../../src/identity/tickets';
-import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/deviceCalls';
+import type { Tickets } from '../../src/identity/tickets';
+import type { Rtio } from '../../src/rtio/deviceCalls';
 import type { Logger } from '../../src/runtime/logger';
 
 /**
@@ -32,14 +32,16 @@ export const RTIO_CODES = {
   // and it has no code for one that is not. Answered like the seed's other codes, HTTP 200.
   untrusted: [1606, 'caller not trusted: not in RTIO_TRUSTED_CIDRS, and no X-APP-ID and X-APP-Key'],
 } as const;
-type Code = (typeof RTIO_CODES)[keyof typeof RTIO_CODES];
+export type RtioCode = (typeof RTIO_CODES)[keyof typeof RTIO_CODES];
 
-class RtioAnswer extends Error {
+export class RtioAnswer extends Error {
   constructor(
-    readonly code: Code,
+    readonly code: RtioCode,
     readonly detail?: string,
     readonly status = 200,
     readonly fields: Record<string, unknown> = {},
+    /** Sent as Retry-After. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(detail ?? code[1]);
   }
@@ -71,13 +73,7 @@ export function rtioRouter(deps: {
     if (appId !== undefined || key !== undefined) {
       if (!appId || !key)
         throw new RtioAnswer(RTIO_CODES.untrusted, 'caller not trusted: X-APP-ID and X-APP-Key go together');
-      try {
-        await deps.tickets.authenticateApp(appId, key);
-      } catch (error) {
-        if (error instanceof AppAuthError)
-          throw new RtioAnswer(RTIO_CODES.untrusted, `caller not trusted: app credentials refused: ${error.message}`);
-        throw error;
-      }
+      await deps.tickets.authenticateApp(appId, key);
       return appId;
     }
     const caller = req.socket.remoteAddress;
@@ -102,7 +98,7 @@ export function rtioRouter(deps: {
 
   /** `echoed`: what every answer of the route carries from the request (call/send's `device_id`, required in its answer). */
   const route = (
-    failure: Code,
+    failure: RtioCode,
     handler: (body: Record<string, unknown>, req: express.Request) => Promise<Record<string, unknown>>,
     echoed: (body: Record<string, unknown>) => Record<string, unknown> = () => ({}),
   ): express.RequestHandler => {
@@ -123,11 +119,11 @@ export function rtioRouter(deps: {
         (fields) =>
           res.json({ nonce: echoNonce(nonce), code: RTIO_CODES.success[0], desc: RTIO_CODES.success[1], ...fields }),
         (error: unknown) => {
-          const known = error instanceof RtioAnswer ? error : asAnswer(error, failure);
-          if (error instanceof StreamContendedError) {
+          const known = rtioAnswer(error, failure);
+          if (error instanceof StreamContendedError)
             deps.log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, 'rtio: busy');
-            res.set('retry-after', String(error.retryAfterSeconds));
-          } else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          else if (known.status >= 500) deps.log.error({ err: error, path: req.path }, 'rtio: internal error');
+          if (known.retryAfterSeconds !== undefined) res.set('retry-after', String(known.retryAfterSeconds));
           res.status(known.status).json({
             nonce: echoNonce(nonce),
             code: known.code[0],
@@ -168,16 +164,7 @@ export function rtioRouter(deps: {
           // Optional: none, null, "", 0 → 6 s; above 30 → 30 (domain/rtio/rtio.ts); a negative one is 1604.
           const timeLive = rtioTimeLiveSeconds(body.time_live);
           const appId = await appOf(req);
-          const outcome = await deps.rtio
-            .call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive })
-            .catch((error: unknown) => {
-              if (error instanceof UnknownRtioDeviceError)
-                throw new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, {
-                  device_id: deviceId,
-                  device_status: 0,
-                });
-              throw error;
-            });
+          const outcome = await deps.rtio.call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive });
           if (outcome.kind === 'replied')
             return {
               device_id: deviceId,
@@ -200,7 +187,7 @@ export function rtioRouter(deps: {
 
   // The routes' paths with another method; other paths under theirs. The nonce is echoed if there is one.
   const refuse =
-    (code: Code): express.RequestHandler =>
+    (code: RtioCode): express.RequestHandler =>
     (req, res) => {
       res.json({ nonce: echoNonce(nonceIn(req.body)), code: code[0], desc: code[1] });
     };
@@ -274,10 +261,40 @@ function nonceField(body: Record<string, unknown>): string {
 const echoNonce = (value: unknown) =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : echo(value);
 
-function asAnswer(error: unknown, failure: Code): RtioAnswer {
-  if (error instanceof DomainError) return new RtioAnswer(RTIO_CODES.badField, error.message);
-  // Others changing the same record past the retry bound: the route's failure code, as HTTP 503 (send again).
-  if (error instanceof StreamContendedError) return new RtioAnswer(failure, error.message, 503);
+/** A refusal in the seed's range of request errors (HTTP 200), its message in `desc`. */
+const refused =
+  (code: RtioCode, prefix = '') =>
+  (error: HeraldError) =>
+    new RtioAnswer(code, `${prefix}${error.message}`);
+/** The route's own failure code (2305 call/send, 2705 create_device), without detail, as herald's failure (HTTP 500). */
+const failed = (_error: HeraldError, failure: RtioCode) => new RtioAnswer(failure, undefined, 500);
+
+/**
+ * RTIO's answer to each HeraldError code. A call to a device that does not exist (or is another app's) is
+ * 1605 with `device_status` 0; app credentials refused are an untrusted caller (1606); busy — others
+ * changing the same record past the retry bound — is the route's failure code as HTTP 503 (send again);
+ * the other refusals are a field's (1604). Codes no RTIO route meets are herald's failure, as before.
+ */
+export const RTIO_ANSWERS: Readonly<Record<HeraldErrorCode, (error: HeraldError, failure: RtioCode) => RtioAnswer>> = {
+  invalid: refused(RTIO_CODES.badField),
+  not_found: () => new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, { device_status: 0 }),
+  forbidden: refused(RTIO_CODES.badField),
+  conflict: refused(RTIO_CODES.badField),
+  expired: refused(RTIO_CODES.badField),
+  unauthenticated: failed,
+  ticket_malformed: failed,
+  ticket_expired: failed,
+  ticket_revoked: failed,
+  unknown_app: refused(RTIO_CODES.untrusted, 'caller not trusted: app credentials refused: '),
+  wrong_secret: refused(RTIO_CODES.untrusted, 'caller not trusted: app credentials refused: '),
+  rate_limited: failed,
+  busy: (error, failure) => new RtioAnswer(failure, error.message, 503, {}, error.retryAfterSeconds),
+};
+
+/** What a route answers to what it threw: its own answer, a HeraldError by RTIO_ANSWERS, else the route's failure (500). */
+export function rtioAnswer(error: unknown, failure: RtioCode): RtioAnswer {
+  if (error instanceof RtioAnswer) return error;
+  if (error instanceof HeraldError) return RTIO_ANSWERS[error.code](error, failure);
   return new RtioAnswer(failure, undefined, 500);
 }
 

@@ -1,15 +1,14 @@
 import type express from 'express';
-import { DomainError, type DomainErrorCode } from '../../domain/decider';
+import { HeraldError, type HeraldErrorCode } from '../../domain/heraldError';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
-import { AppAuthError, TicketError } from '../../src/identity/tickets';
-import { SendRateExceededError } from '../../src/messaging/messaging';
 import type { Logger } from '../../src/runtime/logger';
 
 /**
- * What went wrong in a legacy shim's request, before the shim puts it in its own envelope: an HTTP
- * status, a stable code and a message for the caller. Errors herald did not anticipate are 500
- * `internal`, their details only logged.
+ * A JSON shim's answer to a failed request (ONE-PUSH, topvdn, datahub), before the shim puts it in its own
+ * envelope: an HTTP status, a stable code and a message for the caller. A HeraldError becomes one through
+ * the shim's table (HTTP_ANSWERS); errors herald did not anticipate are 500 `internal`, their details only
+ * logged. Thrown as it is only for what is the wire's own (a body too large, an unknown route).
  */
 export class ShimError extends Error {
   constructor(
@@ -23,27 +22,38 @@ export class ShimError extends Error {
   }
 }
 
-export const badInput = (message: string) => new ShimError(400, 'bad_request', message);
+export const badInput = (message: string) => new HeraldError('invalid', message);
 
-const DOMAIN_STATUS: Record<DomainErrorCode, [number, string]> = {
+/** An HTTP status and the envelope's `code`, for each HeraldError code. */
+export type HttpAnswers = Readonly<Record<HeraldErrorCode, readonly [status: number, code: string]>>;
+
+/**
+ * How ONE-PUSH and topvdn answer each HeraldError code (datahub: DATAHUB_ANSWERS, this table but for one
+ * code). Busy is neither herald's failure nor the caller's: others were changing the same record, and the
+ * request may be sent again (Retry-After, as for 429).
+ */
+export const HTTP_ANSWERS: HttpAnswers = {
   invalid: [400, 'bad_request'],
   not_found: [404, 'not_found'],
   forbidden: [403, 'forbidden'],
   conflict: [409, 'conflict'],
   expired: [410, 'gone'],
+  unauthenticated: [401, 'unauthorized'],
+  ticket_malformed: [401, 'unauthorized'],
+  ticket_expired: [401, 'unauthorized'],
+  ticket_revoked: [401, 'unauthorized'],
+  unknown_app: [401, 'unauthorized'],
+  wrong_secret: [401, 'unauthorized'],
+  rate_limited: [429, 'too_many_requests'],
+  busy: [503, 'busy'],
 };
 
-export function toShimError(error: unknown): ShimError {
+/** The shim's answer to what a request threw, by `answers`. */
+export function toShimError(error: unknown, answers: HttpAnswers = HTTP_ANSWERS): ShimError {
   if (error instanceof ShimError) return error;
-  if (error instanceof TicketError || error instanceof AppAuthError)
-    return new ShimError(401, 'unauthorized', error.message);
-  if (error instanceof SendRateExceededError)
-    return new ShimError(429, 'too_many_requests', error.message, error.retryAfterSeconds);
-  // Not herald's failure nor the caller's: others were changing the same record; the request may be sent again.
-  if (error instanceof StreamContendedError) return new ShimError(503, 'busy', error.message, error.retryAfterSeconds);
-  if (error instanceof DomainError) {
-    const [status, code] = DOMAIN_STATUS[error.code];
-    return new ShimError(status, code, error.message);
+  if (error instanceof HeraldError) {
+    const [status, code] = answers[error.code];
+    return new ShimError(status, code, error.message, error.retryAfterSeconds);
   }
   return new ShimError(500, 'internal', 'internal error');
 }
@@ -59,15 +69,16 @@ export function illFormedTextOf(req: express.Request): string | undefined {
 }
 
 /**
- * An async route whose errors reach `send` as ShimErrors; a request with text that is not Unicode is
- * bad input (illFormedTextOf). Express's body-parser errors (malformed JSON,
- * too large) are a shim's too: `bodyErrors` puts them in the same envelope.
+ * An async route whose errors reach `send` as ShimErrors (by `answers`); a request with text that is not
+ * Unicode is bad input (illFormedTextOf). Express's body-parser errors (malformed JSON, too large) are a
+ * shim's too: `bodyErrors` puts them in the same envelope.
  */
 export function shimRoute(
   log: Logger,
   shim: string,
   send: (res: express.Response, req: express.Request, error: ShimError) => void,
   handler: (req: express.Request, res: express.Response) => Promise<void>,
+  answers: HttpAnswers = HTTP_ANSWERS,
 ): express.RequestHandler {
   const checked = async (req: express.Request, res: express.Response) => {
     const illFormed = illFormedTextOf(req);
@@ -76,7 +87,7 @@ export function shimRoute(
   };
   return (req, res) => {
     checked(req, res).catch((error: unknown) => {
-      const known = toShimError(error);
+      const known = toShimError(error, answers);
       if (error instanceof StreamContendedError)
         log.warn({ stream: error.streamName, attempts: error.attempts, path: req.path }, `${shim}: busy`);
       else if (known.status >= 500) log.error({ err: error, path: req.path }, `${shim}: internal error`);
@@ -106,6 +117,7 @@ export function bodyError(
     charset?: unknown;
     encoding?: unknown;
   };
+  const badBody = (message: string) => new ShimError(400, 'bad_request', message);
   if (status === 413) return new ShimError(413, 'too_large', `request body too large (at most ${options.limit})`);
   const unsupported = (message: string) =>
     new ShimError(options.unsupported, options.unsupported === 415 ? 'unsupported_media_type' : 'bad_request', message);
@@ -115,9 +127,9 @@ export function bodyError(
     return unsupported(`unsupported charset ${named(charset)} (UTF-8, GBK, … are read)`);
   if (type === 'encoding.unsupported')
     return unsupported(`unsupported content encoding ${named(encoding)} (identity, gzip, deflate are read)`);
-  if (error instanceof URIError) return badInput('malformed request path (not percent-encoded UTF-8)');
-  if (type === 'json.not_object') return badInput((error as Error).message);
-  return badInput(options.malformed ?? 'malformed JSON body');
+  if (error instanceof URIError) return badBody('malformed request path (not percent-encoded UTF-8)');
+  if (type === 'json.not_object') return badBody((error as Error).message);
+  return badBody(options.malformed ?? 'malformed JSON body');
 }
 
 /** bodyError as a router's error handler, answered by `send` in the shim's envelope. */

@@ -1,7 +1,7 @@
 import express from 'express';
 import * as t from 'io-ts';
-import { DomainError } from '../../domain/decider';
 import { PUSH_LIMITS, topvdnFlag, topvdnRequestId, unknownClients } from '../../domain/device/push';
+import { HeraldError } from '../../domain/heraldError';
 import type { AppCallbacks } from '../../src/devices/appCallbacks';
 import type { DeviceQueries } from '../../src/devices/deviceQueries';
 import type { Devices } from '../../src/devices/devices';
@@ -101,7 +101,7 @@ async function refusedAt<T>(
   try {
     return await push();
   } catch (error) {
-    if (error instanceof DomainError && error.code === 'invalid')
+    if (error instanceof HeraldError && error.code === 'invalid')
       throw badInput(where(error.message, error instanceof PushRefusedError ? error.index : undefined));
     throw error;
   }
@@ -130,9 +130,9 @@ export function topvdnRouter(deps: {
     '/v2/message/client/push',
     route(async (req, res) => {
       const token = req.get('x-client-token')?.trim();
-      if (!token) throw new ShimError(401, 'unauthorized', 'X-Client-Token is required');
+      if (!token) throw new HeraldError('unauthenticated', 'X-Client-Token is required');
       const sender = await devices.authenticate(token);
-      if (!sender) throw new ShimError(401, 'unauthorized', 'X-Client-Token: not a valid device token');
+      if (!sender) throw new HeraldError('unauthenticated', 'X-Client-Token: not a valid device token');
       const body = decodeBody(ClientPushBody, req.body);
       const idempotencyKey = idempotencyKeyOf(req);
       if (body.access_tokens.length > PUSH_LIMITS.topvdnTargets)
@@ -181,7 +181,7 @@ export function topvdnRouter(deps: {
   const authenticatedApp = async (req: express.Request): Promise<string> => {
     const appId = req.get('x-app-id')?.trim();
     const key = req.get('x-app-key');
-    if (!appId || !key) throw new ShimError(401, 'unauthorized', 'X-APP-ID and X-APP-Key are required');
+    if (!appId || !key) throw new HeraldError('unauthenticated', 'X-APP-ID and X-APP-Key are required');
     await tickets.authenticateApp(appId, key);
     return appId;
   };

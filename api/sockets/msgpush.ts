@@ -1,8 +1,7 @@
 import { WebSocketServer, WebSocket } from 'ws';
-import { DomainError } from '../../domain/decider';
 import { topvdnRequestId } from '../../domain/device/push';
+import { HeraldError } from '../../domain/heraldError';
 import { illFormedTextAt, notUnicode } from '../../domain/text';
-import { StreamContendedError } from '../../src/command/commandHandler';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import type { Logger } from '../../src/runtime/logger';
@@ -113,10 +112,12 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
   };
 }
 
-/** Why a confirmation was not recorded: the domain's refusal, busy (others writing; confirm again), or herald's failure. */
+/**
+ * Why a confirmation was not recorded: a refusal (`not_found`, `expired`) or busy (others writing; confirm
+ * again) — a frame names a HeraldError by its own code — or herald's failure.
+ */
 function confirmationError(error: unknown, deviceId: string, log: Logger): { code: string; message: string } {
-  if (error instanceof DomainError) return { code: error.code, message: error.message };
-  if (error instanceof StreamContendedError) return { code: 'busy', message: error.message };
+  if (error instanceof HeraldError) return { code: error.code, message: error.message };
   log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
   return { code: 'internal', message: 'internal error; confirm again' };
 }

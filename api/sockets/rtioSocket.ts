@@ -1,8 +1,7 @@
 import { WebSocket, WebSocketServer } from 'ws';
-import { DomainError } from '../../domain/decider';
+import { HeraldError } from '../../domain/heraldError';
 import { isDeviceCode, RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
-import { SendRateExceededError } from '../../src/messaging/messaging';
 import type { Rtio } from '../../src/rtio/deviceCalls';
 import type { Logger } from '../../src/runtime/logger';
 
@@ -96,7 +95,7 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         try {
           return reply(socket, { reported: await deps.rtio.report({ deviceId, appId: appId! }, report) });
         } catch (error) {
-          if (error instanceof SendRateExceededError) {
+          if (error instanceof HeraldError && error.code === 'rate_limited') {
             return reply(socket, {
               error: { code: 'rate_limited', message: error.message, retry_after_seconds: error.retryAfterSeconds },
             });
@@ -128,7 +127,7 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         deps.rtio.reply(deviceId, callId, { code, message });
         reply(socket, { replied: callId });
       } catch (error) {
-        if (!(error instanceof DomainError)) throw error;
+        if (!(error instanceof HeraldError)) throw error;
         reply(socket, { error: { code: error.code, message: error.message }, call_id: callId });
       }
     };

@@ -4,6 +4,7 @@ import { DomainError, unreachable, type Decider } from '../decider';
 import type { Upcaster } from '../eventVersions';
 import { parseRfc3339 } from '../rfc3339';
 import { characterCount, isStorableText } from '../text';
+import { USER_ID_MAX } from '../ticket/ticket';
 
 /**
  * A typed notification of datahub (shared/seeds/001_e25b4a10524b93b6.txt): one sender, its receivers in
@@ -57,7 +58,6 @@ export const NOTIFICATION_LIMITS = {
   adminReceivers: 100,
   /** Notifications other services send (comment replies, item events, …) to several users. */
   receivers: 1000,
-  userIdLength: 128,
   /** The `data` object as JSON. */
   dataBytes: 16_384,
   dataDepth: 8,
@@ -254,11 +254,11 @@ function decideSend(command: SendNotification): NotificationEvent[] {
       'invalid',
       `receiver: at most ${most} user${most === 1 ? '' : 's'} for ${command.notificationType}`,
     );
-  if (receivers.some((r) => characterCount(r) > L.userIdLength || !isStorableText(r)))
-    throw new DomainError('invalid', `receiver: user ids are 1-${L.userIdLength} characters of text`);
+  if (receivers.some((r) => characterCount(r) > USER_ID_MAX || !isStorableText(r)))
+    throw new DomainError('invalid', `receiver: user ids are 1-${USER_ID_MAX} characters of text`);
   // "" is the system (the seed's services send so); otherwise a user id.
-  if (characterCount(command.sender) > L.userIdLength || !isStorableText(command.sender))
-    throw new DomainError('invalid', `sender: at most ${L.userIdLength} characters of text`);
+  if (characterCount(command.sender) > USER_ID_MAX || !isStorableText(command.sender))
+    throw new DomainError('invalid', `sender: at most ${USER_ID_MAX} characters of text`);
   if (!(LEVELS as readonly number[]).includes(command.level))
     throw new DomainError('invalid', `level must be ${LEVELS.join(' or ')}`);
   checkData(command.data);

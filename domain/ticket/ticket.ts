@@ -34,7 +34,11 @@ export const ticketCatalogue: CatalogueEntry = {
   notes: ['The ticket string itself is never stored.'],
 };
 
+/** A user id's length in characters: a ticket's user, a message's or notification's sender or recipient. */
 export const USER_ID_MAX = 128;
+
+/** What a ticket may carry and how long one herald issues can be (Koala's ticket request is refused past them). */
+export const TICKET_LIMITS = { roles: 16, roleLength: 32, ticketLength: 2048 } as const;
 
 /**
  * What separates the user ids of a list as people type one (Koala's `users`, datahub's `receiver`, a

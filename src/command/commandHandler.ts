@@ -3,6 +3,7 @@ import { isLeft } from 'fp-ts/lib/Either';
 import type * as t from 'io-ts';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError, type Decider, type DomainEvent } from '../../domain/decider';
+import { HeraldError } from '../../domain/heraldError';
 import {
   StreamDeletedError,
   StreamNotFoundError,
@@ -82,14 +83,14 @@ export const CONFLICT_RETRY = { maxAttempts: 50, maxElapsedMs: 5_000, baseDelayM
  * Other writers kept winning the append on one stream past CONFLICT_RETRY's bounds: nothing of the
  * command was appended, and the same request may be sent again after `retryAfterSeconds`.
  */
-export class StreamContendedError extends Error {
+export class StreamContendedError extends HeraldError {
   override readonly name = 'StreamContendedError';
-  readonly retryAfterSeconds = 1;
+  override readonly retryAfterSeconds = 1;
   constructor(
     readonly streamName: string,
     readonly attempts: number,
   ) {
-    super('too many concurrent changes to the same record; nothing was changed, retry in 1 s');
+    super('busy', 'too many concurrent changes to the same record; nothing was changed, retry in 1 s', 1);
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { AppId, appStreamName } from '../../domain/app/app';
-import { ticketStreamName } from '../../domain/ticket/ticket';
+import { HeraldError } from '../../domain/heraldError';
+import { TICKET_LIMITS, ticketStreamName } from '../../domain/ticket/ticket';
 import { appAggregate, ticketAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -28,10 +29,12 @@ export const isAdmin = (viewer: Viewer): boolean => viewer.roles.includes('admin
 
 export type TicketProblem = 'malformed' | 'expired' | 'revoked';
 
-export class TicketError extends Error {
+export class TicketError extends HeraldError {
   override readonly name = 'TicketError';
+  declare readonly code: `ticket_${TicketProblem}`;
   constructor(readonly problem: TicketProblem) {
     super(
+      `ticket_${problem}`,
       problem === 'malformed'
         ? 'the ticket is not valid'
         : problem === 'expired'
@@ -43,10 +46,11 @@ export class TicketError extends Error {
 
 export type AppAuthProblem = 'unknown_app' | 'wrong_secret';
 
-export class AppAuthError extends Error {
+export class AppAuthError extends HeraldError {
   override readonly name = 'AppAuthError';
+  declare readonly code: AppAuthProblem;
   constructor(readonly problem: AppAuthProblem) {
-    super(problem === 'unknown_app' ? 'unknown app' : 'wrong app secret');
+    super(problem, problem === 'unknown_app' ? 'unknown app' : 'wrong app secret');
   }
 }
 
@@ -62,8 +66,7 @@ export interface KeptTicketKey {
   keep(candidate: string): Promise<string>;
 }
 
-const ROLE_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/;
-const MAX_ROLES = 16;
+const ROLE_PATTERN = new RegExp(`^[A-Za-z0-9_.:-]{1,${TICKET_LIMITS.roleLength}}$`);
 const APP_SECRET_CACHE_MS = 1000;
 const MAX_CACHED_APPS = 10_000;
 
@@ -229,7 +232,8 @@ export class Tickets {
 
   private verifySignature(ticket: string): Payload {
     const [body, signature, extra] = ticket.split('.');
-    if (!body || !signature || extra !== undefined || ticket.length > 2048) throw new TicketError('malformed');
+    if (!body || !signature || extra !== undefined || ticket.length > TICKET_LIMITS.ticketLength)
+      throw new TicketError('malformed');
     const expected = Buffer.from(this.mac(body));
     const actual = Buffer.from(signature);
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) throw new TicketError('malformed');
@@ -249,7 +253,7 @@ export class Tickets {
 }
 
 export function validRoles(roles: readonly string[]): boolean {
-  return roles.length <= MAX_ROLES && roles.every((r) => ROLE_PATTERN.test(r));
+  return roles.length <= TICKET_LIMITS.roles && roles.every((r) => ROLE_PATTERN.test(r));
 }
 
 function toViewer(payload: Payload): Viewer {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
+import { HeraldError } from '../../domain/heraldError';
 import { messageStreamName, type MessageEvent } from '../../domain/message/message';
 import { messageAggregate } from '../command/aggregates';
 import { decodeEvent, handleCommand, loadState, newStream } from '../command/commandHandler';
@@ -42,10 +43,10 @@ export interface SentMessage {
 }
 
 /** A sender went over its sending rate (Koala 4001, GraphQL RATE_LIMITED). */
-export class SendRateExceededError extends Error {
+export class SendRateExceededError extends HeraldError {
   override readonly name = 'SendRateExceededError';
-  constructor(readonly retryAfterSeconds: number) {
-    super(`sending rate exceeded; retry in ${retryAfterSeconds} s`);
+  constructor(override readonly retryAfterSeconds: number) {
+    super('rate_limited', `sending rate exceeded; retry in ${retryAfterSeconds} s`, retryAfterSeconds);
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
+import { HeraldError } from '../../domain/heraldError';
 import {
   rtioCallStreamName,
   rtioDeviceStreamName,
@@ -58,10 +59,10 @@ export type CallOutcome =
 const directoryKey = (deviceId: string) => `rtio:${deviceId}`;
 
 /** A call to an unknown device, or to a device of another app (nothing of one app is visible to another). */
-export class UnknownRtioDeviceError extends Error {
+export class UnknownRtioDeviceError extends HeraldError {
   override readonly name = 'UnknownRtioDeviceError';
   constructor() {
-    super('no such device');
+    super('not_found', 'no such device');
   }
 }
 
