@@ -27,7 +27,10 @@
  */
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { APP_ID, APP_SECRET, HttpClient, parseKoala, sleep, type HttpResponse } from './support';
+import { APP_ID, APP_SECRET } from './heraldProcess';
+import { HttpClient, parseKoala, type HttpResponse } from './httpClient';
+import { sleep } from './run';
+import { errorText, count } from './stats';
 
 export const KINDS = ['koala', 'datahub', 'onepush', 'rtio', 'report', 'email'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -68,8 +71,6 @@ export interface LoadResult {
   readonly drain: Record<string, unknown>;
 }
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
 const log = (message: string) => process.stderr.write(`[load ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
 const send = (message: unknown) => process.send!(message);
 

@@ -102,28 +102,14 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { freePort } from '../test/support/postgres';
+import { CLOCK_TICKS, CpuSampler, type CpuUse } from './cpu';
 import type { ArrivalReport, FanoutCommand, FanoutReply } from './fanoutClient';
+import { buildHerald, ROOT, startHerald } from './heraldProcess';
+import { HttpClient, issueTicket, koalaSend } from './httpClient';
 import { NodeInspector, summarizeProfile, type ProfileSummary } from './inspector';
-import {
-  benchDatabase,
-  buildHerald,
-  CpuSampler,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  latencyStats,
-  progress,
-  ROOT,
-  runBenchmark,
-  sleep,
-  startHerald,
-  type Cleanup,
-  type CpuUse,
-  type LatencyStats,
-} from './support';
+import { benchDatabase } from './machine';
+import { deadline, envInteger, envNumber, progress, runBenchmark, sleep, type Cleanup } from './run';
+import { latencyStats, type LatencyStats, round, errorText, median } from './stats';
 
 const SUBSCRIBERS = (process.env.BENCH_SUBSCRIBERS?.trim() || '1000,5000,10000').split(',').map((raw) => {
   const n = Number(raw.trim().replace(/_/g, ''));
@@ -159,17 +145,7 @@ const CONTENT = 'fan-out probe: the same one message for every subscriber of the
 /** Used for Mosquitto's payload when herald was not measured at that N. */
 const DEFAULT_PAYLOAD_BYTES = 400;
 
-const round2 = (value: number) => Number(value.toFixed(2));
-const errorText = (error: unknown) =>
-  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
-
-function median(values: readonly (number | null)[]): number | null {
-  const known = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  if (known.length === 0) return null;
-  const mid = Math.floor(known.length / 2);
-  return round2(known.length % 2 === 1 ? known[mid]! : (known[mid - 1]! + known[mid]!) / 2);
-}
 
 const roundedMedian = (values: readonly (number | null)[]) => {
   const m = median(values);
@@ -228,11 +204,6 @@ async function settledRss(pid: number): Promise<SettledRss> {
     await sleep(250);
   }
 }
-
-const CLOCK_TICKS = (() => {
-  const answer = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  return Number(answer.stdout?.trim()) || 100;
-})();
 
 /** CPU time of the processes, ms: in user mode and in the kernel (utime, stime; clock-tick resolution). */
 function cpuMsOf(pids: readonly number[]): { user: number; kernel: number } {
@@ -625,10 +596,10 @@ async function broadcastRound(
     otherPayloads: results.reduce((a, r) => a + r.otherPayloads, 0),
     timedOut,
     sendError,
-    sendAnswerMs: sendAnsweredAt === undefined ? null : round2(sendAnsweredAt - t0),
-    msToFirstDelivery: reached ? round2(first) : null,
-    msToLastDelivery: reached ? round2(last) : null,
-    spreadMs: reached ? round2(last - first) : null,
+    sendAnswerMs: sendAnsweredAt === undefined ? null : round(sendAnsweredAt - t0),
+    msToFirstDelivery: reached ? round(first) : null,
+    msToLastDelivery: reached ? round(last) : null,
+    spreadMs: reached ? round(last - first) : null,
     deliveriesPerSecond: reached && last > 0 ? Math.round((received * 1000) / last) : null,
     deliveryFromSendStart: latencyStats(delays),
     payloadBytes: results.find((r) => r.payloadBytes !== null)?.payloadBytes ?? null,
@@ -649,7 +620,7 @@ function roundCpu(
   server: { user: number; kernel: number },
   subscribersMs: number,
 ): RoundCpu {
-  const finite = (value: number) => (Number.isFinite(value) ? round2(value) : null);
+  const finite = (value: number) => (Number.isFinite(value) ? round(value) : null);
   const serverMs = server.user + server.kernel;
   const subscriberProcessesPercent = finite((100 * subscribersMs) / roundMs);
   return {
@@ -663,7 +634,7 @@ function roundCpu(
     otherPercent:
       sampled.otherPercent === null || subscriberProcessesPercent === null
         ? null
-        : Math.max(0, round2(sampled.otherPercent - subscriberProcessesPercent)),
+        : Math.max(0, round(sampled.otherPercent - subscriberProcessesPercent)),
   };
 }
 
@@ -953,7 +924,7 @@ runBenchmark(async (cleanup) => {
       ...machine,
       mosquitto: mosquittoVersion,
       openFilesLimit: limit,
-      loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0),
+      loadAverage1mAtEnd: round(os.loadavg()[0] ?? 0),
     },
     parameters: {
       subscribers: SUBSCRIBERS,
@@ -986,6 +957,6 @@ runBenchmark(async (cleanup) => {
     figures,
     goals: { ...goals, met: Object.values(goals).every((g) => g.met === true) },
     runs,
-    seconds: round2((performance.now() - started) / 1000),
+    seconds: round((performance.now() - started) / 1000),
   };
 });

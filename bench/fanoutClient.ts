@@ -15,6 +15,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
+import { errorText, count } from './stats';
 
 export const SUBSCRIPTION =
   'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }';
@@ -71,8 +72,6 @@ export type FanoutReply =
   | { readonly kind: 'disconnected'; readonly unexpectedEnds: Record<string, number> };
 
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /** What a connected subscriber can be told: close, gracefully or not. */
 interface Subscriber {

@@ -43,22 +43,16 @@
  *   datahub first page   GET /notifications            (size 20; total = the user's deliveries + broadcasts)
  *   datahub stats        GET /notification_stat         (the sum of the counts = the user's unread + broadcasts)
  */
+import { CpuSampler } from './cpu';
+import { createHeraldSchema, startHerald } from './heraldProcess';
+import { HttpClient, type HttpResponse, issueTicket } from './httpClient';
+import { benchDatabase } from './machine';
+import { envInteger, envNumber, progress, runBenchmark } from './run';
+import { latencyStats } from './stats';
 import {
-  benchDatabase,
-  CpuSampler,
-  createHeraldSchema,
-  envInteger,
-  envNumber,
   generateDatahubEvents,
   generateMessageEvents,
-  HttpClient,
-  type HttpResponse,
-  issueTicket,
-  latencyStats,
-  progress,
   readModelCounts,
-  runBenchmark,
-  startHerald,
   timeRebuild,
   vacuumEventStore,
 } from './support';

@@ -39,23 +39,13 @@
 import { createClient, type Client } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
-import {
-  benchDatabase,
-  CpuSampler,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  latencyStats,
-  openLoop,
-  perSecond,
-  progress,
-  runBenchmark,
-  sleep,
-  startHerald,
-} from './support';
+import { CpuSampler } from './cpu';
+import { startHerald } from './heraldProcess';
+import { HttpClient, issueTicket, koalaSend } from './httpClient';
+import { openLoop } from './load';
+import { benchDatabase } from './machine';
+import { deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { latencyStats, perSecond } from './stats';
 
 const RATE = envNumber('BENCH_RATE', 1_000, 0.1);
 const SECONDS = envNumber('BENCH_SECONDS', 30, 0.1);

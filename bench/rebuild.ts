@@ -33,17 +33,14 @@
  * Prints one JSON document on stdout; progress on stderr.
  */
 import pg from 'pg';
+import { type CliRun, createHeraldSchema } from './heraldProcess';
+import { benchDatabase } from './machine';
+import { envInteger, progress, runBenchmark } from './run';
+import { perSecond } from './stats';
 import {
-  benchDatabase,
-  type CliRun,
-  createHeraldSchema,
-  envInteger,
   generateMessageEvents,
-  perSecond,
-  progress,
   readAllInPositionOrder,
   readModelCounts,
-  runBenchmark,
   timeRebuild,
   vacuumEventStore,
 } from './support';

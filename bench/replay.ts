@@ -21,18 +21,11 @@ import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import {
-  benchDatabase,
-  createHeraldSchema,
-  envInteger,
-  generateMessageEvents,
-  perSecond,
-  progress,
-  readAllInPositionOrder,
-  runBenchmark,
-  runHeraldCli,
-  vacuumEventStore,
-} from './support';
+import { createHeraldSchema, runHeraldCli } from './heraldProcess';
+import { benchDatabase } from './machine';
+import { envInteger, progress, runBenchmark } from './run';
+import { perSecond } from './stats';
+import { generateMessageEvents, readAllInPositionOrder, vacuumEventStore } from './support';
 
 const EVENTS = envInteger('BENCH_EVENTS', 1_000_000, 1);
 const USERS = envInteger('BENCH_USERS', 50_000, 100);

@@ -61,32 +61,14 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
-import {
-  benchDatabase,
-  closedLoop,
-  CpuSampler,
-  closeSockets,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  latencyStats,
-  openLoop,
-  perSecond,
-  progress,
-  ROOT,
-  runBenchmark,
-  startHerald,
-  type Cleanup,
-  type CpuSnapshot,
-  type CpuUse,
-  type LatencyStats,
-} from './support';
-
-const errorText = (error: unknown) =>
-  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
-const round2 = (value: number) => Number(value.toFixed(2));
+import { CpuSampler, type CpuSnapshot, type CpuUse } from './cpu';
+import { ROOT, startHerald } from './heraldProcess';
+import { HttpClient } from './httpClient';
+import { closedLoop, openLoop } from './load';
+import { benchDatabase } from './machine';
+import { deadline, envInteger, envNumber, progress, runBenchmark, type Cleanup } from './run';
+import { closeSockets } from './sockets';
+import { latencyStats, perSecond, type LatencyStats, round, errorText, count } from './stats';
 
 // --- the device simulator (a child process) ---------------------------------------------------------
 
@@ -166,7 +148,7 @@ class DeviceFleet {
       for (const result of results)
         if (result.status === 'rejected') count(failed, errorText(result.reason).slice(0, 120));
     }
-    return { connected: this.connected, failed, seconds: round2((performance.now() - started) / 1000) };
+    return { connected: this.connected, failed, seconds: round((performance.now() - started) / 1000) };
   }
 
   private connectOne(wsUrl: string, index: number, device: DeviceCredentials, timeoutMs: number): Promise<void> {
@@ -224,7 +206,7 @@ class DeviceFleet {
   stats(): SimulatorStats {
     const cpu = process.cpuUsage();
     // The histogram holds the intervals between the sampling timer's runs: the lag is what exceeds it.
-    const ms = (ns: number) => Math.max(0, round2(ns / 1e6 - LOOP_DELAY_RESOLUTION_MS));
+    const ms = (ns: number) => Math.max(0, round(ns / 1e6 - LOOP_DELAY_RESOLUTION_MS));
     const eventLoopDelayMs = {
       p50: ms(this.loopDelay.percentile(50)),
       p99: ms(this.loopDelay.percentile(99)),
@@ -574,7 +556,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     phases.createDevices = {
       devices: p.devices,
       concurrency: p.createConcurrency,
-      seconds: round2(seconds),
+      seconds: round(seconds),
       perSecond: perSecond(p.devices, seconds),
       latency: latencyStats(latencies),
     };
@@ -649,7 +631,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         while (next < p.warmUpCalls) count(outcomes, await call('w', next++));
       }),
     );
-    phases.warmUp = { calls: p.warmUpCalls, seconds: round2((performance.now() - t0) / 1000), outcomes };
+    phases.warmUp = { calls: p.warmUpCalls, seconds: round((performance.now() - t0) / 1000), outcomes };
   }
 
   // --- 3. baselines ---
@@ -786,7 +768,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       latencyOkFromDueTime: latencyStats(fromDue),
       lateness: load.lateness,
       maxInFlightSeen: load.maxInFlightSeen,
-      drain: { seconds: round2(drainSeconds), timedOut: drainTimedOut },
+      drain: { seconds: round(drainSeconds), timedOut: drainTimedOut },
       cpuWhileFiring: whileFiring.cpu,
       devices: whileFiring.simulatorDelta,
     };
@@ -829,7 +811,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const single = baselines.callConnectedDeviceRoundTrip as LatencyStats | undefined;
   return {
     benchmark: 'RTIO call/send round trips with a device simulator on loopback',
-    machine: { ...machine, loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0) },
+    machine: { ...machine, loadAverage1mAtEnd: round(os.loadavg()[0] ?? 0) },
     processes:
       'herald serve (own process, fresh database); device simulator (own process, ws); load generator (this process, keep-alive HTTP/1.1)',
     parameters: p,
@@ -860,7 +842,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     store,
     devicesAtEnd,
     heraldExitCode: heraldCode,
-    seconds: round2((performance.now() - started) / 1000),
+    seconds: round((performance.now() - started) / 1000),
   };
 }
 

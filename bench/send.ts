@@ -31,20 +31,13 @@
  * CPU use of herald (/proc/<pid>/stat), of the embedded PostgreSQL, of this process and of the machine is
  * sampled over each phase. Prints one JSON document on stdout; progress on stderr.
  */
-import {
-  benchDatabase,
-  closedLoop,
-  CpuSampler,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  progress,
-  ProjectionLagSampler,
-  runBenchmark,
-  startHerald,
-} from './support';
+import { CpuSampler } from './cpu';
+import { startHerald } from './heraldProcess';
+import { HttpClient, issueTicket, koalaSend } from './httpClient';
+import { closedLoop } from './load';
+import { benchDatabase } from './machine';
+import { envInteger, envNumber, progress, runBenchmark } from './run';
+import { ProjectionLagSampler } from './support';
 
 const CONCURRENCY = envInteger('BENCH_CONCURRENCY', 64, 1);
 const SECONDS = envNumber('BENCH_SECONDS', 10, 0.1);
