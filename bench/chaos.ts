@@ -30,7 +30,7 @@
  * free port, stopped and started by the bench; herald connects as a role whose statement_timeout is
  * BENCH_CHAOS_STATEMENT_TIMEOUT_MS), a redis-server child (free port, no persistence), an HTTP server as RTIO_NOTIFY_URL, an SMTP peer
  * (test/support/smtpPeer.ts) behind a TCP front as SMTP_URL, and two `herald serve` children
- * (bench/support.ts startHerald) on that database and Redis. The load generator is bench/chaosLoad.ts in
+ * (bench/heraldProcess.ts startHerald) on that database and Redis. The load generator is bench/chaosLoad.ts in
  * its own process, driven over IPC (its header lists the traffic: Koala sends, datahub notifications
  * over the topic and REST, ONE-PUSH sends with needConfirm to connected devices that confirm, RTIO calls
  * to connected devices, RTIO reports forwarded to the notify URL, emails through to_emails.json; and the
@@ -73,13 +73,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../test/support/postgres';
 import { startSmtpPeer } from '../test/support/smtpPeer';
-import { KINDS, type Kind, type LoadResult, type LoadSetup } from './chaosLoad';
+import { type Kind, KINDS, type LoadResult, type LoadSetup } from './chaosLoad';
 import { CLOCK_TICKS, CpuSampler } from './cpu';
-import { ROOT, startHerald, type HeraldChild } from './heraldProcess';
+import { type HeraldChild, ROOT, startHerald } from './heraldProcess';
 import { HttpClient, issueTicket, koalaSend } from './httpClient';
 import { describeMachine } from './machine';
-import { envInteger, envNumber, progress, runBenchmark, sleep, type Cleanup } from './run';
-import { latencyStats, round, errorText, count } from './stats';
+import { type Cleanup, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { count, errorText, latencyStats, round } from './stats';
 
 const SECONDS = envNumber('BENCH_CHAOS_SECONDS', 600, 10);
 const DRAIN_SECONDS = envNumber('BENCH_CHAOS_DRAIN_SECONDS', 120, 1);

@@ -28,9 +28,9 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { APP_ID, APP_SECRET } from './heraldProcess';
-import { HttpClient, parseKoala, type HttpResponse } from './httpClient';
+import { HttpClient, type HttpResponse, parseKoala } from './httpClient';
 import { sleep } from './run';
-import { errorText, count } from './stats';
+import { count, errorText } from './stats';
 
 export const KINDS = ['koala', 'datahub', 'onepush', 'rtio', 'report', 'email'] as const;
 export type Kind = (typeof KINDS)[number];

@@ -28,7 +28,7 @@
  *            speaking /msgpush.ws's frames. POST /send writes one frame to every socket and answers
  *            {requestId}; a {"confirm"} is answered {"confirmed"} at once. Same load generator, same
  *            measurements as `legacy`.
- *   legacy   herald in its own process on a fresh database (bench/support.ts startHerald): BENCH_DEVICES
+ *   legacy   herald in its own process on a fresh database (bench/heraldProcess.ts startHerald): BENCH_DEVICES
  *            devices registered (POST /msgpush/register), each connected on ws /msgpush.ws?deviceId=;
  *            sends are POST /msgpush/send {platform: ALL, audienceType: ALL, needConfirm: true}; each
  *            device confirms every frame at once ({"confirm": id} → {"confirmed": id}).
@@ -64,9 +64,9 @@ import { CpuSampler, type CpuUse } from './cpu';
 import { APP_ID, APP_SECRET, ROOT, startHerald } from './heraldProcess';
 import { HttpClient } from './httpClient';
 import { benchDatabase } from './machine';
-import { deadline, envInteger, envNumber, progress, runBenchmark, sleep, type Cleanup } from './run';
+import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
 import { closeSockets } from './sockets';
-import { latencyStats, type LatencyStats, round, errorText, count, median } from './stats';
+import { count, errorText, latencyStats, type LatencyStats, median, round } from './stats';
 
 const DEVICES = envInteger('BENCH_DEVICES', 1_000, 1);
 const ROUNDS = envInteger('BENCH_ROUNDS', 3, 1);

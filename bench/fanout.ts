@@ -30,7 +30,7 @@
  *   BENCH_PROFILE_SAMPLING_US     the profile's sampling interval, µs (default 200)
  *   BENCH_GOAL_SUBSCRIBERS, BENCH_GOAL_DELIVERIES_PER_SECOND, BENCH_GOAL_MOSQUITTO_RATIO,
  *   BENCH_GOAL_RSS_BYTES_PER_CONNECTION   the goals (10,000; 100,000; 0.3; 10,240)
- *   BENCH_READY_TIMEOUT_SECONDS, BENCH_REQUEST_TIMEOUT_MS, DATABASE_URL   as every benchmark (bench/support.ts)
+ *   BENCH_READY_TIMEOUT_SECONDS, BENCH_REQUEST_TIMEOUT_MS, DATABASE_URL   as every benchmark (bench/heraldProcess.ts, httpClient.ts, machine.ts)
  *
  * The broadcast. All N subscribers authenticate with the same ticket of ONE user and run
  * `subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }`;
@@ -42,7 +42,7 @@
  * distinct users would need N/1,000 Koala sends (a message has at most 1,000 recipients): N deliveries
  * in the store, N payloads and N executions — a measure of sending, not of fan-out.
  *
- * Processes. herald runs as its own child (bench/support.ts startHerald), built first and run from
+ * Processes. herald runs as its own child (bench/heraldProcess.ts startHerald), built first and run from
  * dist/ with MALLOC_ARENA_MAX=2, as the Dockerfile runs it (under tsx every closure it compiles
  * carries its name: ≈2 KB more per idle socket), restarted for each N on the bench database, so each
  * N's memory is measured from a fresh process; it is started with
@@ -106,10 +106,10 @@ import { CLOCK_TICKS, CpuSampler, type CpuUse } from './cpu';
 import type { ArrivalReport, FanoutCommand, FanoutReply } from './fanoutClient';
 import { buildHerald, ROOT, startHerald } from './heraldProcess';
 import { HttpClient, issueTicket, koalaSend } from './httpClient';
-import { NodeInspector, summarizeProfile, type ProfileSummary } from './inspector';
+import { NodeInspector, type ProfileSummary, summarizeProfile } from './inspector';
 import { benchDatabase } from './machine';
-import { deadline, envInteger, envNumber, progress, runBenchmark, sleep, type Cleanup } from './run';
-import { latencyStats, type LatencyStats, round, errorText, median } from './stats';
+import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { errorText, latencyStats, type LatencyStats, median, round } from './stats';
 
 const SUBSCRIBERS = (process.env.BENCH_SUBSCRIBERS?.trim() || '1000,5000,10000').split(',').map((raw) => {
   const n = Number(raw.trim().replace(/_/g, ''));

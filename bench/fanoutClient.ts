@@ -15,7 +15,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
-import { errorText, count } from './stats';
+import { count, errorText } from './stats';
 
 export const SUBSCRIPTION =
   'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }';

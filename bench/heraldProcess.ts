@@ -170,6 +170,12 @@ export interface CliRun {
   readonly output: string;
 }
 
+/** Why a CLI run did not complete (its exit code, a timeout, its last output); undefined when it did. */
+export function incompleteRun(what: string, run: CliRun): string | undefined {
+  if (run.exitCode === 0 && !run.timedOut) return undefined;
+  return `${what} did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`;
+}
+
 /** `node --import tsx src/cli.ts <args>` on `databaseUrl`, timed end to end; SIGTERM (then SIGKILL) at the deadline. */
 export function runHeraldCli(
   args: readonly string[],

@@ -18,7 +18,7 @@
  *   BENCH_SEED                     seed of the generated history (default herald-bench)
  *   BENCH_REBUILD_TIMEOUT_SECONDS  building the read model by rebuild is stopped after this (default 3,600)
  *   BENCH_GOAL_P99_MS              the goal (default 5)
- *   BENCH_REQUEST_TIMEOUT_MS, BENCH_READY_TIMEOUT_SECONDS, BENCH_HERALD_ENV: see bench/support.ts
+ *   BENCH_REQUEST_TIMEOUT_MS, BENCH_READY_TIMEOUT_SECONDS, BENCH_HERALD_ENV: see bench/heraldProcess.ts, httpClient.ts
  *
  * The data is built the way herald would have it: camel's message events (the generator of
  * bench/rebuild.ts, bench/support.ts generateMessageEvents, here sized by notification rows, with
@@ -44,7 +44,7 @@
  *   datahub stats        GET /notification_stat         (the sum of the counts = the user's unread + broadcasts)
  */
 import { CpuSampler } from './cpu';
-import { createHeraldSchema, startHerald } from './heraldProcess';
+import { createHeraldSchema, incompleteRun, startHerald } from './heraldProcess';
 import { HttpClient, type HttpResponse, issueTicket } from './httpClient';
 import { benchDatabase } from './machine';
 import { envInteger, envNumber, progress, runBenchmark } from './run';
@@ -113,10 +113,8 @@ runBenchmark(async (cleanup) => {
     `generated ${generated.events} events in ${generated.seconds} s; projecting them (herald projections rebuild)`,
   );
   const { run: rebuild } = await timeRebuild(url, REBUILD_TIMEOUT_SECONDS * 1000);
-  if (rebuild.exitCode !== 0 || rebuild.timedOut)
-    throw new Error(
-      `herald projections rebuild did not complete (exit ${rebuild.exitCode}${rebuild.timedOut ? ', timed out' : ''}):\n${rebuild.output}`,
-    );
+  const failure = incompleteRun('herald projections rebuild', rebuild);
+  if (failure) throw new Error(failure);
   const counts = await readModelCounts(url);
   if (counts.notifications !== generated.notifications)
     throw new Error(

@@ -21,7 +21,7 @@
  *   BENCH_REQUEST_TIMEOUT_MS    one HTTP request's (or graphql-ws query's) timeout (default 30,000)
  *   BENCH_READY_TIMEOUT_SECONDS wait for herald's /readyz (default 120)
  *
- * herald runs as its own process on a fresh database (bench/support.ts startHerald). This process is the
+ * herald runs as its own process on a fresh database (bench/heraldProcess.ts startHerald). This process is the
  * load generator: Koala sends (POST /koala/api/mas/messages) over keep-alive HTTP/1.1 at a fixed rate,
  * whatever the answers, with at most BENCH_MAX_IN_FLIGHT unanswered; the terminals subscribe with
  * `subscription { messages { title seq } }`. A message's latency is the time it is received at its

@@ -1,7 +1,7 @@
 /** Load shapes: closed loop (the next request when the last answered) and open loop (a fixed rate). */
 import { CpuSampler, type CpuUse } from './cpu';
 import { sleep } from './run';
-import { latencyStats, perSecond, round, type LatencyStats } from './stats';
+import { latencyStats, type LatencyStats, perSecond, round } from './stats';
 
 // --- closed-loop load -----------------------------------------------------------------------------
 

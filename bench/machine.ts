@@ -1,4 +1,9 @@
-/** The machine a benchmark runs on, and the fresh database each run gets on the test server. */
+/**
+ * The machine a benchmark runs on, and the fresh database each run gets on the test server.
+ *
+ *   DATABASE_URL   a PostgreSQL server to create the benchmark's database on (default: an embedded
+ *                  PostgreSQL, started for the run; test/support/postgres.ts)
+ */
 import os from 'node:os';
 import pg from 'pg';
 import { createTestDatabase, describeTarget, stopTestServer } from '../test/support/postgres';

@@ -24,7 +24,7 @@
  *   BENCH_REQUEST_TIMEOUT_MS      one HTTP request's timeout (default 30,000; must exceed time_live)
  *   BENCH_READY_TIMEOUT_SECONDS   wait for herald's /readyz (default 120)
  *
- * Processes: herald runs as its own child (bench/support.ts startHerald: fresh database, embedded
+ * Processes: herald runs as its own child (bench/heraldProcess.ts startHerald: fresh database, embedded
  * PostgreSQL unless DATABASE_URL). The device simulator is a second child (this file with
  * `--device-simulator`, driven over IPC): BENCH_DEVICES `ws` sockets on /rtio.ws, each authenticated with
  * its `{device_id, device_key}`, replying to every call at once with `{call_id, code: 1000, message}`
@@ -66,9 +66,9 @@ import { ROOT, startHerald } from './heraldProcess';
 import { HttpClient } from './httpClient';
 import { closedLoop, openLoop } from './load';
 import { benchDatabase } from './machine';
-import { deadline, envInteger, envNumber, progress, runBenchmark, type Cleanup } from './run';
+import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark } from './run';
 import { closeSockets } from './sockets';
-import { latencyStats, perSecond, type LatencyStats, round, errorText, count } from './stats';
+import { count, errorText, latencyStats, type LatencyStats, perSecond, round } from './stats';
 
 // --- the device simulator (a child process) ---------------------------------------------------------
 

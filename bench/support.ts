@@ -8,17 +8,14 @@
  *
  * Only test/support/ and domain/ are imported from the project: herald itself is always run as its own
  * process (`node --import tsx src/cli.ts …`), never loaded into the load generator.
- *
- * Variables every benchmark understands:
- *   DATABASE_URL                 a PostgreSQL server to create the benchmark's database on (default: an
- *                                embedded PostgreSQL, started for the run; test/support/postgres.ts)
  */
 import { isLeft } from 'fp-ts/lib/Either';
 import pg from 'pg';
 import { messageDecider, MessageEvent, type MessageState } from '../domain/message/message';
-import { APP_ID, runHeraldCli, type CliRun } from './heraldProcess';
-import { progress, sleep } from './run';
-import { latencyStats, perSecond, round, type LatencyStats } from './stats';
+import { APP_ID, type CliRun, createHeraldSchema, runHeraldCli } from './heraldProcess';
+import { benchDatabase, type Machine } from './machine';
+import { type Cleanup, envInteger, progress, sleep } from './run';
+import { latencyStats, type LatencyStats, perSecond, round } from './stats';
 
 /**
  * Projection lag as a reader sees it: every `everyMs` the newest position in the store is noted, and its
@@ -459,6 +456,64 @@ export async function timeRebuild(
     }
   });
   return { run, lastProgress };
+}
+
+/** The store's extent: how many events it holds and its first and last position. */
+export interface StoreExtent {
+  readonly events: number;
+  readonly firstPosition: string;
+  readonly headPosition: string;
+}
+
+/**
+ * The rebuild and replay benchmarks' history: BENCH_EVENTS message events (default 1,000,000) to
+ * recipients among BENCH_USERS users (50,000), BENCH_CHUNK slots per generating INSERT (20,000), seeded
+ * by BENCH_SEED (herald-bench).
+ */
+export function messageHistoryParameters(): { events: number; users: number; chunk: number; seed: string } {
+  return {
+    events: envInteger('BENCH_EVENTS', 1_000_000, 1),
+    users: envInteger('BENCH_USERS', 50_000, 100),
+    chunk: envInteger('BENCH_CHUNK', 20_000, 100),
+    seed: process.env.BENCH_SEED || 'herald-bench',
+  };
+}
+
+/**
+ * A fresh database made a store of generated history, as the rebuild and replay benchmarks start: herald
+ * creates its schema (and registers camel), the history's message events are generated into the store,
+ * which is then VACUUM (ANALYZE)d as a store that has been running a while would be.
+ */
+export async function generatedMessageStore(
+  cleanup: Cleanup,
+  history: ReturnType<typeof messageHistoryParameters>,
+): Promise<{ url: string; machine: Machine; generated: GeneratedData; store: StoreExtent }> {
+  const { url, machine } = await benchDatabase(cleanup);
+  progress('starting herald once to create its schema');
+  await createHeraldSchema(url);
+  const generated = await generateMessageEvents(url, {
+    target: { events: history.events },
+    users: history.users,
+    chunkMessages: history.chunk,
+    seed: history.seed,
+  });
+  progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
+  await vacuumEventStore(url);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string; first: string; head: string }>(
+      'SELECT count(*) AS n, min(position) AS first, max(position) AS head FROM events',
+    );
+    return {
+      url,
+      machine,
+      generated,
+      store: { events: Number(rows[0]!.n), firstPosition: rows[0]!.first, headPosition: rows[0]!.head },
+    };
+  } finally {
+    await client.end();
+  }
 }
 
 export interface DatahubGeneratorOptions {
