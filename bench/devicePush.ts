@@ -65,7 +65,7 @@ import { APP_ID, APP_SECRET, ROOT, startHerald } from './heraldProcess';
 import { HttpClient } from './httpClient';
 import { benchDatabase } from './machine';
 import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
-import { closeSockets } from './sockets';
+import { boundConnect, closeSockets } from './sockets';
 import { count, errorText, latencyStats, type LatencyStats, median, round } from './stats';
 
 const DEVICES = envInteger('BENCH_DEVICES', 1_000, 1);
@@ -213,22 +213,12 @@ function msgpushTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
           perMessageDeflate: false,
         });
         sockets[index] = socket;
-        const timer = setTimeout(() => {
-          socket.terminate();
-          reject(new Error('connect timeout'));
-        }, CONNECT_TIMEOUT_MS);
-        socket.on('open', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        socket.on('error', (error) => {
-          clearTimeout(timer);
-          reject(error);
-        });
-        socket.on('close', (code) => {
-          clearTimeout(timer);
-          reject(new Error(`closed ${code}`));
+        const connected = boundConnect(socket, CONNECT_TIMEOUT_MS, reject, (code) => {
           if (!closing) count(unexpectedEnds, `close ${code}`);
+        });
+        socket.on('open', () => {
+          connected();
+          resolve();
         });
         socket.on('message', (data) => {
           let frame: Record<string, unknown>;

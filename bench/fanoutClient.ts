@@ -15,6 +15,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
+import { boundConnect } from './sockets';
 import { count, errorText } from './stats';
 
 export const SUBSCRIPTION =
@@ -133,25 +134,15 @@ function onPayload(index: number, title: string | undefined, bytes: number): voi
 function graphqlSubscriber(index: number, url: string, ticket: string, timeoutMs: number): Promise<Subscriber> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, 'graphql-transport-ws', { perMessageDeflate: false });
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error('connect timeout'));
-    }, timeoutMs);
+    const connected = boundConnect(socket, timeoutMs, reject, (code) => {
+      if (!disconnecting) count(unexpectedEnds, `close ${code}`);
+    });
     const subscriber: Subscriber = {
       close: () => socket.close(1000),
       terminate: () => socket.terminate(),
       closed: () => socket.readyState === WebSocket.CLOSED,
     };
     socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { ticket } })));
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.on('close', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`closed ${code}`));
-      if (!disconnecting) count(unexpectedEnds, `close ${code}`);
-    });
     socket.on('message', (data: Buffer) => {
       let frame: { type?: string; payload?: { data?: { messages?: { title?: string } } } };
       try {
@@ -168,7 +159,7 @@ function graphqlSubscriber(index: number, url: string, ticket: string, timeoutMs
           // The server registers the subscription asynchronously: the parent's warm-up broadcast is
           // what proves every subscriber is live.
           socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIPTION } }));
-          clearTimeout(timer);
+          connected();
           resolve(subscriber);
           return;
         case 'ping':

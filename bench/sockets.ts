@@ -19,3 +19,29 @@ export async function closeSockets(sockets: readonly WebSocket[], graceMs: numbe
   ]);
   for (const socket of sockets) socket.terminate();
 }
+
+/**
+ * Bounds a socket's connect: an error, a close or `timeoutMs` passing (which terminates the socket) rejects
+ * it; `onClose` hears every close, during the connect and after. Returns what to call once connected.
+ */
+export function boundConnect(
+  socket: WebSocket,
+  timeoutMs: number,
+  reject: (error: Error) => void,
+  onClose: (code: number) => void,
+): () => void {
+  const timer = setTimeout(() => {
+    socket.terminate();
+    reject(new Error('connect timeout'));
+  }, timeoutMs);
+  socket.on('error', (error) => {
+    clearTimeout(timer);
+    reject(error);
+  });
+  socket.on('close', (code) => {
+    clearTimeout(timer);
+    reject(new Error(`closed ${code}`));
+    onClose(code);
+  });
+  return () => clearTimeout(timer);
+}
