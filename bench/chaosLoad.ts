@@ -645,6 +645,17 @@ function summarise(kind: Kind): KindSummary {
 
 const examples = (keys: readonly string[]) => keys.slice(0, 10);
 
+/** What one subscriber or device got of the messages addressed to it; lost ones named `prefix` + their number. */
+function deliveries(addressed: readonly Sent[], receipts: ReadonlyMap<string, unknown>, prefix: string) {
+  const missing = addressed.filter((m) => !receipts.has(m.key!));
+  return {
+    addressed: addressed.length,
+    delivered: addressed.length - missing.length,
+    lost: missing.length,
+    lostExamples: examples(missing.map((m) => `${prefix}${m.i}`)),
+  };
+}
+
 async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResult> {
   const drainStarted = Date.now();
   // The operations in flight end by their own timeouts.
@@ -686,15 +697,11 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
   const koalaNotListed = koala.filter((m) => !koalaLists[m.target]?.has(m.key!)).map((m) => `k${m.i}`);
   const perSubscriber = fleet.subscribers.map((s) => {
     const addressed = koala.filter((m) => `chaos-user-${m.target}` === s.user);
-    const missing = addressed.filter((m) => !s.receipts.has(m.key!));
     let duplicates = 0;
     for (const times of s.receipts.values()) duplicates += times.length - 1;
     return {
       subscriber: s.name,
-      addressed: addressed.length,
-      delivered: addressed.length - missing.length,
-      lost: missing.length,
-      lostExamples: examples(missing.map((m) => `k${m.i}`)),
+      ...deliveries(addressed, s.receipts, 'k'),
       duplicates,
       reconnects: s.reconnects,
       ends: s.ends,
@@ -717,16 +724,12 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
 
   const perDevice = fleet.pushDevices.map((d, index) => {
     const addressed = pushes.filter((m) => m.target === index);
-    const missing = addressed.filter((m) => !d.receipts.has(m.key!));
     const unconfirmed = addressed.filter((m) => d.receipts.has(m.key!) && !d.confirmed.has(m.key!));
     let duplicates = 0;
     for (const [id, times] of d.receipts) if (/^p\d+$/.test(d.alerts.get(id) ?? '')) duplicates += times.length - 1;
     return {
       device: d.alias,
-      addressed: addressed.length,
-      delivered: addressed.length - missing.length,
-      lost: missing.length,
-      lostExamples: examples(missing.map((m) => `p${m.i}`)),
+      ...deliveries(addressed, d.receipts, 'p'),
       unconfirmed: unconfirmed.length,
       duplicates,
       reconnects: d.reconnects,

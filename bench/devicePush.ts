@@ -61,8 +61,8 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestDatabase } from '../test/support/postgres';
 import { CpuSampler, type CpuUse } from './cpu';
-import { APP_ID, APP_SECRET, ROOT, startHerald } from './heraldProcess';
-import { HttpClient } from './httpClient';
+import { APP_ID, APP_SECRET, ROOT } from './heraldProcess';
+import { HttpClient, startHeraldWithClient } from './httpClient';
 import { benchDatabase } from './machine';
 import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
 import { boundConnect, closeSockets } from './sockets';
@@ -489,10 +489,9 @@ async function startRawServer(cleanup: Cleanup): Promise<Server> {
 }
 
 async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise<Server> {
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: Math.max(8, REGISTER_CONCURRENCY) });
-  cleanup.add('close the HTTP agent', async () => http.close());
+  const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, {
+    maxSockets: Math.max(8, REGISTER_CONCURRENCY),
+  });
   return {
     kind: 'herald',
     url: herald.url,

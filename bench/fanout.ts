@@ -104,8 +104,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { freePort } from '../test/support/postgres';
 import { CLOCK_TICKS, CpuSampler, type CpuUse } from './cpu';
 import type { ArrivalReport, FanoutCommand, FanoutReply } from './fanoutClient';
-import { buildHerald, ROOT, startHerald } from './heraldProcess';
-import { HttpClient, issueTicket, koalaSend } from './httpClient';
+import { buildHerald, ROOT } from './heraldProcess';
+import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
 import { NodeInspector, type ProfileSummary, summarizeProfile } from './inspector';
 import { benchDatabase } from './machine';
 import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
@@ -362,15 +362,17 @@ interface FanoutServer {
 
 async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise<FanoutServer> {
   const inspectorPort = await freePort();
-  const herald = await startHerald(databaseUrl, {
-    compiled: HERALD_COMPILED,
-    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() },
-  });
-  cleanup.add('stop herald', () => herald.stop());
+  const { herald, http } = await startHeraldWithClient(
+    cleanup,
+    databaseUrl,
+    { maxSockets: 4 },
+    {
+      compiled: HERALD_COMPILED,
+      env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() },
+    },
+  );
   const inspector = await NodeInspector.attach(inspectorPort);
   cleanup.add("detach from herald's inspector", async () => inspector.close());
-  const http = new HttpClient(herald.url, { maxSockets: 4 });
-  cleanup.add('close the HTTP agent', async () => http.close());
   // One ticket serves every subscriber: they are all the one user (see the header).
   const subscriberTicket = await issueTicket(http, SUBSCRIBER_USER);
   const senderTicket = await issueTicket(http, SENDER_USER);

@@ -73,15 +73,19 @@ export function buildHerald(): void {
   if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
 }
 
+export interface HeraldOptions {
+  readonly env?: Record<string, string>;
+  readonly readyTimeoutMs?: number;
+  /** Run dist/ (see buildHerald), not the sources under tsx. */
+  readonly compiled?: boolean;
+}
+
 /**
  * `herald serve` as its own process on `databaseUrl` and a free port of 127.0.0.1, with the app
  * camel:EERWERRRRE and the highest send rate the configuration allows. Resolves once GET /readyz answers
  * 200; rejects when herald exits first or the deadline passes.
  */
-export async function startHerald(
-  databaseUrl: string,
-  options: { env?: Record<string, string>; readyTimeoutMs?: number; compiled?: boolean } = {},
-): Promise<HeraldChild> {
+export async function startHerald(databaseUrl: string, options: HeraldOptions = {}): Promise<HeraldChild> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const program = options.compiled

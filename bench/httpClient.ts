@@ -4,8 +4,8 @@
  *   BENCH_REQUEST_TIMEOUT_MS     one HTTP request's timeout (default 30,000)
  */
 import http from 'node:http';
-import { APP_ID, APP_SECRET } from './heraldProcess';
-import { envNumber } from './run';
+import { APP_ID, APP_SECRET, type HeraldChild, type HeraldOptions, startHerald } from './heraldProcess';
+import { type Cleanup, envNumber } from './run';
 
 // --- HTTP with keep-alive -------------------------------------------------------------------------
 
@@ -84,6 +84,20 @@ export class HttpClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** herald started on `databaseUrl` and a keep-alive client of it; `cleanup` closes the client and stops herald. */
+export async function startHeraldWithClient(
+  cleanup: Cleanup,
+  databaseUrl: string,
+  client: { maxSockets: number; timeoutMs?: number },
+  options?: HeraldOptions,
+): Promise<{ herald: HeraldChild; http: HttpClient }> {
+  const herald = await startHerald(databaseUrl, options);
+  cleanup.add('stop herald', () => herald.stop());
+  const http = new HttpClient(herald.url, client);
+  cleanup.add('close the HTTP agent', async () => http.close());
+  return { herald, http };
 }
 
 /** Koala's answer envelope. */

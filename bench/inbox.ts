@@ -44,8 +44,8 @@
  *   datahub stats        GET /notification_stat         (the sum of the counts = the user's unread + broadcasts)
  */
 import { CpuSampler } from './cpu';
-import { createHeraldSchema, incompleteRun, startHerald } from './heraldProcess';
-import { HttpClient, type HttpResponse, issueTicket } from './httpClient';
+import { createHeraldSchema, incompleteRun } from './heraldProcess';
+import { type HttpResponse, issueTicket, startHeraldWithClient } from './httpClient';
 import { benchDatabase } from './machine';
 import { envInteger, envNumber, progress, runBenchmark } from './run';
 import { latencyStats } from './stats';
@@ -129,10 +129,7 @@ runBenchmark(async (cleanup) => {
 
   // --- herald ---
   progress('starting herald');
-  const herald = await startHerald(url);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: 1 });
-  cleanup.add('close the HTTP agent', async () => http.close());
+  const { herald, http } = await startHeraldWithClient(cleanup, url, { maxSockets: 1 });
   const cpu = new CpuSampler(herald.pid);
   const ticket = await issueTicket(http, INBOX_USER);
   const auth = { authorization: `Bearer ${ticket}` };

@@ -40,8 +40,7 @@ import { createClient, type Client } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { CpuSampler } from './cpu';
-import { startHerald } from './heraldProcess';
-import { HttpClient, issueTicket, koalaSend } from './httpClient';
+import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
 import { openLoop } from './load';
 import { benchDatabase } from './machine';
 import { deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
@@ -113,10 +112,7 @@ runBenchmark(async (cleanup) => {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: MAX_IN_FLIGHT });
-  cleanup.add('close the HTTP agent', async () => http.close());
+  const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, { maxSockets: MAX_IN_FLIGHT });
   const cpu = new CpuSampler(herald.pid);
 
   const senderTickets: string[] = [];

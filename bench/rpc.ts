@@ -62,8 +62,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { CpuSampler, type CpuSnapshot, type CpuUse } from './cpu';
-import { ROOT, startHerald } from './heraldProcess';
-import { HttpClient } from './httpClient';
+import { ROOT } from './heraldProcess';
+import { startHeraldWithClient } from './httpClient';
 import { closedLoop, openLoop } from './load';
 import { benchDatabase } from './machine';
 import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark } from './run';
@@ -497,13 +497,10 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, {
+  const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, {
     maxSockets: Math.max(p.concurrency, p.maxInFlight, p.createConcurrency),
     timeoutMs: p.requestTimeoutMs,
   });
-  cleanup.add('close the HTTP agent', async () => http.close());
 
   progress('starting the device simulator');
   const simulator = await startSimulator();

@@ -32,8 +32,7 @@
  * sampled over each phase. Prints one JSON document on stdout; progress on stderr.
  */
 import { CpuSampler } from './cpu';
-import { startHerald } from './heraldProcess';
-import { HttpClient, issueTicket, koalaSend } from './httpClient';
+import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
 import { closedLoop } from './load';
 import { benchDatabase } from './machine';
 import { envInteger, envNumber, progress, runBenchmark } from './run';
@@ -51,10 +50,7 @@ runBenchmark(async (cleanup) => {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const client = new HttpClient(herald.url, { maxSockets: CONCURRENCY });
-  cleanup.add('close the HTTP agent', async () => client.close());
+  const { herald, http: client } = await startHeraldWithClient(cleanup, databaseUrl, { maxSockets: CONCURRENCY });
   const cpu = new CpuSampler(herald.pid);
 
   const tickets: string[] = [];
