@@ -645,6 +645,17 @@ function summarise(kind: Kind): KindSummary {
 
 const examples = (keys: readonly string[]) => keys.slice(0, 10);
 
+/** How many acknowledged messages the users' lists show; `lists` holds undefined for a list that could not be read. */
+function listing(acknowledged: number, notListed: readonly string[], lists: readonly unknown[]) {
+  return {
+    acknowledged,
+    listed: acknowledged - notListed.length,
+    notListed: notListed.length,
+    notListedExamples: examples(notListed),
+    listsUnreadable: lists.filter((l) => l === undefined).length,
+  };
+}
+
 /** What one subscriber or device got of the messages addressed to it; lost ones named `prefix` + their number. */
 function deliveries(addressed: readonly Sent[], receipts: ReadonlyMap<string, unknown>, prefix: string) {
   const missing = addressed.filter((m) => !receipts.has(m.key!));
@@ -760,21 +771,13 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     acknowledgedReports: sent.report.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
     acknowledgedEmails: sent.email.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
     koala: {
-      acknowledged: koala.length,
-      listed: koala.length - koalaNotListed.length,
-      notListed: koalaNotListed.length,
-      notListedExamples: examples(koalaNotListed),
-      listsUnreadable: koalaLists.filter((l) => l === undefined).length,
+      ...listing(koala.length, koalaNotListed, koalaLists),
       lostMessages: koalaLostMessages.length,
       unacknowledgedButDelivered: unacknowledgedButDelivered.size,
       subscribers: perSubscriber,
     },
     datahub: {
-      acknowledged: datahub.length,
-      listed: datahub.length - datahubNotListed.length,
-      notListed: datahubNotListed.length,
-      notListedExamples: examples(datahubNotListed),
-      listsUnreadable: datahubLists.filter((l) => l === undefined).length,
+      ...listing(datahub.length, datahubNotListed, datahubLists),
       unacknowledgedButListed: datahubUnacknowledgedButListed,
       note: 'datahub notifications are not pushed on `messages` (only unread counts are): listed is their delivery',
     },
