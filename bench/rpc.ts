@@ -66,6 +66,7 @@ import { ROOT } from './heraldProcess';
 import { startHeraldWithClient } from './httpClient';
 import { closedLoop, openLoop } from './load';
 import { benchDatabase } from './machine';
+import { PendingCalls } from './pendingCalls';
 import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark } from './run';
 import { closeSockets } from './sockets';
 import { count, errorText, latencyStats, type LatencyStats, perSecond, round } from './stats';
@@ -288,44 +289,22 @@ async function startSimulator(): Promise<Simulator> {
   const forward = (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, '[devices] '));
   child.stdout?.on('data', forward);
   child.stderr?.on('data', forward);
-  const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  const calls = new PendingCalls();
   let exited = false;
   const exit = new Promise<void>((resolve) =>
     child.on('exit', (code, signal) => {
       exited = true;
-      for (const w of waiting.values()) w.reject(new Error(`the device simulator exited (${code ?? signal})`));
-      waiting.clear();
+      calls.rejectAll(new Error(`the device simulator exited (${code ?? signal})`));
       resolve();
     }),
   );
-  child.on('message', (answer: SimulatorAnswer) => {
-    const w = waiting.get(answer.id);
-    if (!w) return;
-    waiting.delete(answer.id);
-    if (answer.error !== undefined) w.reject(new Error(answer.error));
-    else w.resolve(answer.result);
-  });
-  let nextId = 0;
+  child.on('message', (answer: SimulatorAnswer) => calls.answer(answer.id, answer.error, answer.result));
   const ask = <T>(request: Omit<SimulatorRequest, 'id'>, timeoutMs = 30_000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      if (exited) return reject(new Error('the device simulator has exited'));
-      const id = ++nextId;
-      const timer = setTimeout(() => {
-        waiting.delete(id);
-        reject(new Error(`the device simulator did not answer ${request.op} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      waiting.set(id, {
-        resolve: (value) => {
-          clearTimeout(timer);
-          resolve(value as T);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      child.send({ ...request, id });
-    });
+    exited
+      ? Promise.reject(new Error('the device simulator has exited'))
+      : calls.call<T>(`the device simulator did not answer ${request.op} within ${timeoutMs} ms`, timeoutMs, (id) =>
+          child.send({ ...request, id }),
+        );
   // Ready once it answers (tsx compiles this file first).
   await ask<SimulatorStats>({ op: 'stats' }, 60_000);
   return {
