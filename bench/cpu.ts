@@ -4,8 +4,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { round } from './stats';
 
-// --- CPU use --------------------------------------------------------------------------------------
-
 /** Clock ticks per second of /proc's CPU times. */
 export const CLOCK_TICKS = (() => {
   try {

@@ -17,8 +17,6 @@ export const ROOT = path.resolve(__dirname, '..');
 export const APP_ID = 'camel';
 export const APP_SECRET = 'EERWERRRRE';
 
-// --- herald in a child process --------------------------------------------------------------------
-
 const STRIPPED_VARIABLES = /^(PORT|HOST|DATABASE_URL|EVENTSTORE_URL|REDIS_URL|LOG_LEVEL|HERALD_.*)$/;
 
 function childEnvironment(env: Record<string, string>): NodeJS.ProcessEnv {

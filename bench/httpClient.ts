@@ -7,8 +7,6 @@ import http from 'node:http';
 import { APP_ID, APP_SECRET, type HeraldChild, type HeraldOptions, startHerald } from './heraldProcess';
 import { type Cleanup, envNumber } from './run';
 
-// --- HTTP with keep-alive -------------------------------------------------------------------------
-
 export interface HttpResponse {
   readonly status: number;
   readonly body: string;

@@ -10,8 +10,6 @@ import { createTestDatabase, describeTarget, stopTestServer } from '../test/supp
 import { type Cleanup } from './run';
 import { round } from './stats';
 
-// --- machine --------------------------------------------------------------------------------------
-
 export interface Machine {
   readonly cpus: number;
   readonly cpuModel: string;
