@@ -30,7 +30,7 @@
  * free port, stopped and started by the bench; herald connects as a role whose statement_timeout is
  * BENCH_CHAOS_STATEMENT_TIMEOUT_MS), a redis-server child (free port, no persistence), an HTTP server as RTIO_NOTIFY_URL, an SMTP peer
  * (test/support/smtpPeer.ts) behind a TCP front as SMTP_URL, and two `herald serve` children
- * (bench/support.ts startHerald) on that database and Redis. The load generator is bench/chaosLoad.ts in
+ * (bench/heraldProcess.ts startHerald) on that database and Redis. The load generator is bench/chaosLoad.ts in
  * its own process, driven over IPC (its header lists the traffic: Koala sends, datahub notifications
  * over the topic and REST, ONE-PUSH sends with needConfirm to connected devices that confirm, RTIO calls
  * to connected devices, RTIO reports forwarded to the notify URL, emails through to_emails.json; and the
@@ -63,7 +63,7 @@
  * (`verdict`); 1 only when the bench itself could not set up. Every wait has a deadline; every process
  * and server it started is stopped at the end, also on Ctrl-C.
  */
-import { spawn, type ChildProcess, execFileSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -73,24 +73,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../test/support/postgres';
 import { startSmtpPeer } from '../test/support/smtpPeer';
-import { KINDS, type Kind, type LoadResult, type LoadSetup } from './chaosLoad';
-import {
-  CpuSampler,
-  describeMachine,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  latencyStats,
-  progress,
-  ROOT,
-  runBenchmark,
-  sleep,
-  startHerald,
-  type Cleanup,
-  type HeraldChild,
-} from './support';
+import { type Kind, KINDS, type LoadResult, type LoadSetup } from './chaosLoad';
+import { CLOCK_TICKS, CpuSampler } from './cpu';
+import { type HeraldChild, ROOT, startHerald } from './heraldProcess';
+import { HttpClient, issueTicket, koalaSend } from './httpClient';
+import { describeMachine } from './machine';
+import { type Cleanup, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { count, errorText, latencyStats, round } from './stats';
 
 const SECONDS = envNumber('BENCH_CHAOS_SECONDS', 600, 10);
 const DRAIN_SECONDS = envNumber('BENCH_CHAOS_DRAIN_SECONDS', 120, 1);
@@ -110,11 +99,6 @@ type FaultName = (typeof FAULTS)[number];
 const STORE_OUTAGES: readonly FaultName[] = ['restartPostgres', 'lockTable'];
 const HERALD_ROLE = 'chaos_herald';
 const HERALD_PASSWORD = 'chaos';
-
-const round1 = (value: number) => Number(value.toFixed(1));
-const round2 = (value: number) => Number(value.toFixed(2));
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
 
 /** Resolves with `work`, or rejects when it takes longer than `ms` (the work is left to finish alone). */
 function within<T>(ms: number, what: string, work: Promise<T>): Promise<T> {
@@ -437,14 +421,6 @@ function startLoad(): Load {
 
 // --- CPU ------------------------------------------------------------------------------------------
 
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
 /** CPU seconds per role, summed over 1 s samples of /proc (a process that restarts starts a new sum). */
 class CpuAccount {
   private readonly seconds: Record<string, number> = {};
@@ -505,21 +481,21 @@ class CpuAccount {
     const machineTotal = (this.machineTo?.total ?? 0) - (this.machineFrom?.total ?? 0);
     const machineBusyPercent =
       machineTotal > 0
-        ? round1((100 * ((this.machineTo?.busy ?? 0) - (this.machineFrom?.busy ?? 0))) / machineTotal)
+        ? round((100 * ((this.machineTo?.busy ?? 0) - (this.machineFrom?.busy ?? 0))) / machineTotal, 1)
         : null;
     const accounted = Object.values(this.seconds).reduce((a, b) => a + b, 0);
     return {
-      seconds: round1(wall),
-      cpuSeconds: Object.fromEntries(Object.entries(this.seconds).map(([role, s]) => [role, round2(s)])),
+      seconds: round(wall, 1),
+      cpuSeconds: Object.fromEntries(Object.entries(this.seconds).map(([role, s]) => [role, round(s)])),
       percentOfOneCore: Object.fromEntries(
-        Object.entries(this.seconds).map(([role, s]) => [role, wall > 0 ? round1((100 * s) / wall) : null]),
+        Object.entries(this.seconds).map(([role, s]) => [role, wall > 0 ? round((100 * s) / wall, 1) : null]),
       ),
       machineBusyPercent,
       otherProcessesPercentOfOneCore:
         machineBusyPercent === null || wall <= 0
           ? null
-          : Math.max(0, round1(machineBusyPercent * os.cpus().length - (100 * accounted) / wall)),
-      serverCpuMsPerAcknowledgedOperation: acknowledged > 0 ? round2((1000 * total) / acknowledged) : null,
+          : Math.max(0, round(machineBusyPercent * os.cpus().length - (100 * accounted) / wall, 1)),
+      serverCpuMsPerAcknowledgedOperation: acknowledged > 0 ? round((1000 * total) / acknowledged) : null,
       note: 'server = both herald nodes + PostgreSQL + Redis (the load generator is left out); other processes on the machine disturb the figures when otherProcessesPercentOfOneCore is high',
     };
   }
@@ -586,7 +562,12 @@ function watchNodes(world: World, runStart: () => number): { exits: NodeExit[]; 
           .filter((line) => /^\[?\w*Error\b/.test(line))
           .pop()
           ?.slice(0, 300);
-        const exit: NodeExit = { node: index, atSecond: round1((Date.now() - runStart()) / 1000), exitCode, lastError };
+        const exit: NodeExit = {
+          node: index,
+          atSecond: round((Date.now() - runStart()) / 1000, 1),
+          exitCode,
+          lastError,
+        };
         exits.push(exit);
         progress(
           `herald node ${index} exited by itself (${exitCode}): ${lastError ?? 'no error line'}; starting it again`,
@@ -595,7 +576,7 @@ function watchNodes(world: World, runStart: () => number): { exits: NodeExit[]; 
         try {
           world.nodes[index] = await startHerald(world.postgres.heraldUrl, { env: world.heraldEnv });
           world.load.send({ type: 'nodes', nodes: world.nodes.map((n) => n.url) });
-          exit.restartedAfterSeconds = round2((Date.now() - t) / 1000);
+          exit.restartedAfterSeconds = round((Date.now() - t) / 1000);
         } catch (error) {
           exit.restartError = errorText(error).slice(0, 300);
         } finally {
@@ -641,7 +622,7 @@ async function runFault(world: World, name: FaultName): Promise<Pick<FaultRecord
         // (ACCESS EXCLUSIVE would, to log the lock), so the event readers' snapshot rule is not held back:
         // the fault is the lock, not an open transaction stalling every projection.
         await client.query('LOCK TABLE notifications IN EXCLUSIVE MODE');
-        detail.lockWaitSeconds = round2((Date.now() - t) / 1000);
+        detail.lockWaitSeconds = round((Date.now() - t) / 1000);
         detail.lockHolderHasTransactionId =
           (await client.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid')).rows[0]
             ?.xid !== null;
@@ -669,7 +650,7 @@ async function runFault(world: World, name: FaultName): Promise<Pick<FaultRecord
       await world.postgres.stop();
       const t = Date.now();
       await world.postgres.begin();
-      detail.startSeconds = round2((Date.now() - t) / 1000);
+      detail.startSeconds = round((Date.now() - t) / 1000);
       break;
     }
   }
@@ -683,7 +664,7 @@ async function killAndRestart(world: World, detail: Record<string, unknown>): Pr
   const t = Date.now();
   world.nodes[0] = await startHerald(world.postgres.heraldUrl, { env: world.heraldEnv });
   world.load.send({ type: 'nodes', nodes: world.nodes.map((n) => n.url) });
-  detail.restartToReadySeconds = round2((Date.now() - t) / 1000);
+  detail.restartToReadySeconds = round((Date.now() - t) / 1000);
   detail.node = 0;
 }
 
@@ -714,11 +695,11 @@ function recoveries(
       .filter((op) => op.kind === kind && op.start >= end && op.outcome !== 'not-fired')
       .sort((a, b) => a.start - b.start);
     const firstOk = after.find((op) => op.outcome === 'ok');
-    sends[kind] = firstOk ? round2((firstOk.end - end) / 1000) : null;
+    sends[kind] = firstOk ? round((firstOk.end - end) / 1000) : null;
   }
   const firstDelivered = (pairs: ReadonlyArray<readonly [number, number | null]>) => {
     const times = pairs.filter(([start, at]) => start >= end && at !== null).map(([, at]) => at!);
-    return times.length > 0 ? round2((Math.min(...times) - end) / 1000) : null;
+    return times.length > 0 ? round((Math.min(...times) - end) / 1000) : null;
   };
   const arrivals = (acknowledged: ReadonlyArray<readonly [string, number]>, received: ReadonlyMap<string, number>) =>
     acknowledged.map(([key, start]) => [start, received.get(key) ?? null] as [number, number | null]);
@@ -729,7 +710,7 @@ function recoveries(
     const before = pairs.filter(([start]) => start < end);
     if (before.some(([, at]) => at === null)) return null;
     const last = Math.max(end, ...before.map(([, at]) => at!));
-    return round2((last - end) / 1000);
+    return round((last - end) / 1000);
   };
   return {
     sendsSucceedAgainSeconds: sends,
@@ -744,7 +725,7 @@ function recoveries(
     failedDuringWindow: ops
       .filter((op) => op.outcome !== 'ok' && overlaps(op, fault.startedAt, fault.endedAt))
       .reduce<Record<string, number>>((acc, op) => (count(acc, `${op.kind} ${op.outcome}`), acc), {}),
-    atSecond: round1((fault.startedAt - runStart) / 1000),
+    atSecond: round((fault.startedAt - runStart) / 1000, 1),
   };
 }
 
@@ -764,7 +745,7 @@ function fiveXx(ops: readonly Op[], faults: readonly FaultRecord[], runStart: nu
     examples: list.slice(0, 10).map((op) => ({
       kind: op.kind,
       node: op.node,
-      atSecond: round1((op.start - runStart) / 1000),
+      atSecond: round((op.start - runStart) / 1000, 1),
       outcome: op.outcome,
     })),
   });
@@ -888,7 +869,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const faults: FaultRecord[] = FAULTS.map((name, k) => ({
     name,
     storeOutage: STORE_OUTAGES.includes(name),
-    scheduledAtSecond: round1(SECONDS * 0.1 + (k * SECONDS * 0.8) / FAULTS.length),
+    scheduledAtSecond: round(SECONDS * 0.1 + (k * SECONDS * 0.8) / FAULTS.length, 1),
     startedAt: 0,
     endedAt: 0,
     detail: {},
@@ -906,7 +887,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       Object.assign(fault, { startedAt, endedAt: Date.now() });
       progress(`fault ${fault.name} failed: ${fault.error}`);
     }
-    progress(`fault ${fault.name} over after ${round1((fault.endedAt - fault.startedAt) / 1000)} s`);
+    progress(`fault ${fault.name} over after ${round((fault.endedAt - fault.startedAt) / 1000, 1)} s`);
   }
   const trafficEnd = Math.max(runStart + SECONDS * 1000, Date.now() + 5000);
   await sleep(trafficEnd - Date.now());
@@ -988,7 +969,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     machine,
     parameters: {
       seconds: SECONDS,
-      trafficSeconds: round1(trafficSeconds),
+      trafficSeconds: round(trafficSeconds, 1),
       drainSeconds: DRAIN_SECONDS,
       ratesPerSecond: rates,
       users: USERS,
@@ -1010,7 +991,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
           {
             ...s,
             planned: Math.floor(rates[k] * trafficSeconds),
-            acknowledgedPerSecond: round2(s.acknowledged / trafficSeconds),
+            acknowledgedPerSecond: round(s.acknowledged / trafficSeconds),
           },
         ];
       }),
@@ -1020,7 +1001,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       name: f.name,
       storeOutage: f.storeOutage,
       scheduledAtSecond: f.scheduledAtSecond,
-      windowSeconds: round2((f.endedAt - f.startedAt) / 1000),
+      windowSeconds: round((f.endedAt - f.startedAt) / 1000),
       ...f.detail,
       ...(f.error && { error: f.error }),
       recovery: recoveries(f, ops, result, world, runStart),
@@ -1045,9 +1026,9 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       lostExamples: emailsLost.slice(0, 10),
     },
     drain: result.drain,
-    cpu: { ...cpu.result(acknowledged), acknowledgedOperationsPerSecond: round2(acknowledged / trafficSeconds) },
+    cpu: { ...cpu.result(acknowledged), acknowledgedOperationsPerSecond: round(acknowledged / trafficSeconds) },
     baselines: { healthzSequentialMs: latencyStats(healthz), koalaSendUnloadedMs: latencyStats(sendLatencies) },
-    benchSeconds: round1((Date.now() - benchStarted) / 1000),
+    benchSeconds: round((Date.now() - benchStarted) / 1000, 1),
   };
 }
 

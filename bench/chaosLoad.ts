@@ -27,7 +27,10 @@
  */
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { APP_ID, APP_SECRET, HttpClient, parseKoala, sleep, type HttpResponse } from './support';
+import { APP_ID, APP_SECRET } from './heraldProcess';
+import { HttpClient, type HttpResponse, parseKoala } from './httpClient';
+import { sleep } from './run';
+import { count, errorText } from './stats';
 
 export const KINDS = ['koala', 'datahub', 'onepush', 'rtio', 'report', 'email'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -68,8 +71,6 @@ export interface LoadResult {
   readonly drain: Record<string, unknown>;
 }
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
 const log = (message: string) => process.stderr.write(`[load ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
 const send = (message: unknown) => process.send!(message);
 
@@ -644,6 +645,28 @@ function summarise(kind: Kind): KindSummary {
 
 const examples = (keys: readonly string[]) => keys.slice(0, 10);
 
+/** How many acknowledged messages the users' lists show; `lists` holds undefined for a list that could not be read. */
+function listing(acknowledged: number, notListed: readonly string[], lists: readonly unknown[]) {
+  return {
+    acknowledged,
+    listed: acknowledged - notListed.length,
+    notListed: notListed.length,
+    notListedExamples: examples(notListed),
+    listsUnreadable: lists.filter((l) => l === undefined).length,
+  };
+}
+
+/** What one subscriber or device got of the messages addressed to it; lost ones named `prefix` + their number. */
+function deliveries(addressed: readonly Sent[], receipts: ReadonlyMap<string, unknown>, prefix: string) {
+  const missing = addressed.filter((m) => !receipts.has(m.key!));
+  return {
+    addressed: addressed.length,
+    delivered: addressed.length - missing.length,
+    lost: missing.length,
+    lostExamples: examples(missing.map((m) => `${prefix}${m.i}`)),
+  };
+}
+
 async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResult> {
   const drainStarted = Date.now();
   // The operations in flight end by their own timeouts.
@@ -685,15 +708,11 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
   const koalaNotListed = koala.filter((m) => !koalaLists[m.target]?.has(m.key!)).map((m) => `k${m.i}`);
   const perSubscriber = fleet.subscribers.map((s) => {
     const addressed = koala.filter((m) => `chaos-user-${m.target}` === s.user);
-    const missing = addressed.filter((m) => !s.receipts.has(m.key!));
     let duplicates = 0;
     for (const times of s.receipts.values()) duplicates += times.length - 1;
     return {
       subscriber: s.name,
-      addressed: addressed.length,
-      delivered: addressed.length - missing.length,
-      lost: missing.length,
-      lostExamples: examples(missing.map((m) => `k${m.i}`)),
+      ...deliveries(addressed, s.receipts, 'k'),
       duplicates,
       reconnects: s.reconnects,
       ends: s.ends,
@@ -716,16 +735,12 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
 
   const perDevice = fleet.pushDevices.map((d, index) => {
     const addressed = pushes.filter((m) => m.target === index);
-    const missing = addressed.filter((m) => !d.receipts.has(m.key!));
     const unconfirmed = addressed.filter((m) => d.receipts.has(m.key!) && !d.confirmed.has(m.key!));
     let duplicates = 0;
     for (const [id, times] of d.receipts) if (/^p\d+$/.test(d.alerts.get(id) ?? '')) duplicates += times.length - 1;
     return {
       device: d.alias,
-      addressed: addressed.length,
-      delivered: addressed.length - missing.length,
-      lost: missing.length,
-      lostExamples: examples(missing.map((m) => `p${m.i}`)),
+      ...deliveries(addressed, d.receipts, 'p'),
       unconfirmed: unconfirmed.length,
       duplicates,
       reconnects: d.reconnects,
@@ -756,21 +771,13 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     acknowledgedReports: sent.report.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
     acknowledgedEmails: sent.email.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
     koala: {
-      acknowledged: koala.length,
-      listed: koala.length - koalaNotListed.length,
-      notListed: koalaNotListed.length,
-      notListedExamples: examples(koalaNotListed),
-      listsUnreadable: koalaLists.filter((l) => l === undefined).length,
+      ...listing(koala.length, koalaNotListed, koalaLists),
       lostMessages: koalaLostMessages.length,
       unacknowledgedButDelivered: unacknowledgedButDelivered.size,
       subscribers: perSubscriber,
     },
     datahub: {
-      acknowledged: datahub.length,
-      listed: datahub.length - datahubNotListed.length,
-      notListed: datahubNotListed.length,
-      notListedExamples: examples(datahubNotListed),
-      listsUnreadable: datahubLists.filter((l) => l === undefined).length,
+      ...listing(datahub.length, datahubNotListed, datahubLists),
       unacknowledgedButListed: datahubUnacknowledgedButListed,
       note: 'datahub notifications are not pushed on `messages` (only unread counts are): listed is their delivery',
     },

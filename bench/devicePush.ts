@@ -28,7 +28,7 @@
  *            speaking /msgpush.ws's frames. POST /send writes one frame to every socket and answers
  *            {requestId}; a {"confirm"} is answered {"confirmed"} at once. Same load generator, same
  *            measurements as `legacy`.
- *   legacy   herald in its own process on a fresh database (bench/support.ts startHerald): BENCH_DEVICES
+ *   legacy   herald in its own process on a fresh database (bench/heraldProcess.ts startHerald): BENCH_DEVICES
  *            devices registered (POST /msgpush/register), each connected on ws /msgpush.ws?deviceId=;
  *            sends are POST /msgpush/send {platform: ALL, audienceType: ALL, needConfirm: true}; each
  *            device confirms every frame at once ({"confirm": id} → {"confirmed": id}).
@@ -60,26 +60,13 @@ import { createClient, type Client } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestDatabase } from '../test/support/postgres';
-import {
-  APP_ID,
-  APP_SECRET,
-  benchDatabase,
-  CpuSampler,
-  closeSockets,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  latencyStats,
-  progress,
-  ROOT,
-  runBenchmark,
-  sleep,
-  startHerald,
-  type Cleanup,
-  type CpuUse,
-  type LatencyStats,
-} from './support';
+import { CpuSampler, type CpuUse } from './cpu';
+import { APP_ID, APP_SECRET, ROOT } from './heraldProcess';
+import { HttpClient, startHeraldWithClient } from './httpClient';
+import { benchDatabase } from './machine';
+import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { boundConnect, closeSockets } from './sockets';
+import { count, errorText, latencyStats, type LatencyStats, median, round } from './stats';
 
 const DEVICES = envInteger('BENCH_DEVICES', 1_000, 1);
 const ROUNDS = envInteger('BENCH_ROUNDS', 3, 1);
@@ -96,19 +83,8 @@ for (const s of SCENARIOS)
   if (!['raw', 'legacy', 'graphql'].includes(s))
     throw new Error(`BENCH_SCENARIOS: unknown scenario ${s} (raw, legacy, graphql)`);
 
-const round2 = (value: number) => Number(value.toFixed(2));
 const nullableRound = (value: number | undefined) =>
-  value === undefined || !Number.isFinite(value) ? null : round2(value);
-const errorText = (error: unknown) =>
-  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
-
-function median(values: readonly (number | null)[]): number | null {
-  const known = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  if (known.length === 0) return null;
-  const mid = Math.floor(known.length / 2);
-  return round2(known.length % 2 === 1 ? known[mid]! : (known[mid - 1]! + known[mid]!) / 2);
-}
+  value === undefined || !Number.isFinite(value) ? null : round(value);
 
 // --- what the devices see -------------------------------------------------------------------------
 
@@ -237,22 +213,12 @@ function msgpushTransport(wsUrl: string, devices: readonly RegisteredDevice[], t
           perMessageDeflate: false,
         });
         sockets[index] = socket;
-        const timer = setTimeout(() => {
-          socket.terminate();
-          reject(new Error('connect timeout'));
-        }, CONNECT_TIMEOUT_MS);
-        socket.on('open', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        socket.on('error', (error) => {
-          clearTimeout(timer);
-          reject(error);
-        });
-        socket.on('close', (code) => {
-          clearTimeout(timer);
-          reject(new Error(`closed ${code}`));
+        const connected = boundConnect(socket, CONNECT_TIMEOUT_MS, reject, (code) => {
           if (!closing) count(unexpectedEnds, `close ${code}`);
+        });
+        socket.on('open', () => {
+          connected();
+          resolve();
         });
         socket.on('message', (data) => {
           let frame: Record<string, unknown>;
@@ -523,10 +489,9 @@ async function startRawServer(cleanup: Cleanup): Promise<Server> {
 }
 
 async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise<Server> {
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: Math.max(8, REGISTER_CONCURRENCY) });
-  cleanup.add('close the HTTP agent', async () => http.close());
+  const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, {
+    maxSockets: Math.max(8, REGISTER_CONCURRENCY),
+  });
   return {
     kind: 'herald',
     url: herald.url,
@@ -591,7 +556,7 @@ async function registerDevices(
     result: {
       devices: DEVICES,
       concurrency: REGISTER_CONCURRENCY,
-      seconds: round2(seconds),
+      seconds: round(seconds),
       perSecond: Math.round(DEVICES / seconds),
       latency: latencyStats(latencies),
     },
@@ -621,7 +586,7 @@ async function connectDevices(transport: Transport): Promise<Record<string, unkn
   if (failed > 0) progress(`  ${failed} of ${DEVICES} connections failed: ${JSON.stringify(failures)}`);
   return {
     batch: CONNECT_BATCH,
-    seconds: round2(seconds),
+    seconds: round(seconds),
     connected: DEVICES - failed,
     failed,
     failures,
@@ -659,7 +624,7 @@ async function waitForDevicesProjection(databaseUrl: string, timeoutMs: number):
         SELECT coalesce((SELECT position FROM projection_checkpoints WHERE name = 'devices'), -1) >=
                coalesce((SELECT max(position) FROM events
                           WHERE event_type LIKE 'Device%' OR event_type LIKE 'Delivery%' OR event_type IN ('PushRequested', 'MessageDelivered')), -1) AS caught_up`);
-      if (rows[0]?.caught_up) return round2(performance.now() - started);
+      if (rows[0]?.caught_up) return round(performance.now() - started);
       if (performance.now() - started > timeoutMs) return null;
       await sleep(20);
     }
@@ -694,7 +659,7 @@ async function storeEventsOf(databaseUrl: string, pushId: string, t0Epoch: numbe
     return {
       events: Object.fromEntries(rows.map((r) => [r.event_type, Number(r.n)])),
       appendedMsFromSendStart: Object.fromEntries(
-        rows.map((r) => [r.event_type, { first: round2(r.first_ms), p50: round2(r.p50_ms), last: round2(r.last_ms) }]),
+        rows.map((r) => [r.event_type, { first: round(r.first_ms), p50: round(r.p50_ms), last: round(r.last_ms) }]),
       ),
     };
   } finally {
@@ -989,11 +954,11 @@ async function runScenario(
       },
       rounds: results,
       projectionCatchUpBeforeRoundsMs: server.databaseUrl ? projectionWaits : undefined,
-      seconds: round2((performance.now() - scenarioStarted) / 1000),
+      seconds: round((performance.now() - scenarioStarted) / 1000),
     };
   } catch (error) {
     progress(`  ${name} failed: ${(error as Error).stack ?? errorText(error)}`);
-    return { failed: errorText(error), ...phases, seconds: round2((performance.now() - scenarioStarted) / 1000) };
+    return { failed: errorText(error), ...phases, seconds: round((performance.now() - scenarioStarted) / 1000) };
   } finally {
     progress(`  closing ${name}`);
     await transport?.close();
@@ -1050,7 +1015,7 @@ runBenchmark(async (cleanup) => {
 
   return {
     benchmark: 'device push fan-out: one send to ALL connected devices',
-    machine: { ...machine, loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0) },
+    machine: { ...machine, loadAverage1mAtEnd: round(os.loadavg()[0] ?? 0) },
     parameters: {
       devices: DEVICES,
       rounds: ROUNDS,
@@ -1066,6 +1031,6 @@ runBenchmark(async (cleanup) => {
     // Median of the rounds, side by side (details below).
     sideBySide: { raw: pick('raw'), legacy: pick('legacy'), graphql: pick('graphql') },
     scenarios,
-    seconds: round2((performance.now() - started) / 1000),
+    seconds: round((performance.now() - started) / 1000),
   };
 });

@@ -30,7 +30,7 @@
  *   BENCH_PROFILE_SAMPLING_US     the profile's sampling interval, µs (default 200)
  *   BENCH_GOAL_SUBSCRIBERS, BENCH_GOAL_DELIVERIES_PER_SECOND, BENCH_GOAL_MOSQUITTO_RATIO,
  *   BENCH_GOAL_RSS_BYTES_PER_CONNECTION   the goals (10,000; 100,000; 0.3; 10,240)
- *   BENCH_READY_TIMEOUT_SECONDS, BENCH_REQUEST_TIMEOUT_MS, DATABASE_URL   as every benchmark (bench/support.ts)
+ *   BENCH_READY_TIMEOUT_SECONDS, BENCH_REQUEST_TIMEOUT_MS, DATABASE_URL   as every benchmark (bench/heraldProcess.ts, httpClient.ts, machine.ts)
  *
  * The broadcast. All N subscribers authenticate with the same ticket of ONE user and run
  * `subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }`;
@@ -42,7 +42,7 @@
  * distinct users would need N/1,000 Koala sends (a message has at most 1,000 recipients): N deliveries
  * in the store, N payloads and N executions — a measure of sending, not of fan-out.
  *
- * Processes. herald runs as its own child (bench/support.ts startHerald), built first and run from
+ * Processes. herald runs as its own child (bench/heraldProcess.ts startHerald), built first and run from
  * dist/ with MALLOC_ARENA_MAX=2, as the Dockerfile runs it (under tsx every closure it compiles
  * carries its name: ≈2 KB more per idle socket), restarted for each N on the bench database, so each
  * N's memory is measured from a fresh process; it is started with
@@ -102,28 +102,14 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { freePort } from '../test/support/postgres';
+import { CLOCK_TICKS, CpuSampler, type CpuUse } from './cpu';
 import type { ArrivalReport, FanoutCommand, FanoutReply } from './fanoutClient';
-import { NodeInspector, summarizeProfile, type ProfileSummary } from './inspector';
-import {
-  benchDatabase,
-  buildHerald,
-  CpuSampler,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  latencyStats,
-  progress,
-  ROOT,
-  runBenchmark,
-  sleep,
-  startHerald,
-  type Cleanup,
-  type CpuUse,
-  type LatencyStats,
-} from './support';
+import { buildHerald, ROOT } from './heraldProcess';
+import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
+import { NodeInspector, type ProfileSummary, summarizeProfile } from './inspector';
+import { benchDatabase } from './machine';
+import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { errorText, latencyStats, type LatencyStats, median, round } from './stats';
 
 const SUBSCRIBERS = (process.env.BENCH_SUBSCRIBERS?.trim() || '1000,5000,10000').split(',').map((raw) => {
   const n = Number(raw.trim().replace(/_/g, ''));
@@ -159,17 +145,7 @@ const CONTENT = 'fan-out probe: the same one message for every subscriber of the
 /** Used for Mosquitto's payload when herald was not measured at that N. */
 const DEFAULT_PAYLOAD_BYTES = 400;
 
-const round2 = (value: number) => Number(value.toFixed(2));
-const errorText = (error: unknown) =>
-  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
-
-function median(values: readonly (number | null)[]): number | null {
-  const known = values.filter((v): v is number => v !== null).sort((a, b) => a - b);
-  if (known.length === 0) return null;
-  const mid = Math.floor(known.length / 2);
-  return round2(known.length % 2 === 1 ? known[mid]! : (known[mid - 1]! + known[mid]!) / 2);
-}
 
 const roundedMedian = (values: readonly (number | null)[]) => {
   const m = median(values);
@@ -228,11 +204,6 @@ async function settledRss(pid: number): Promise<SettledRss> {
     await sleep(250);
   }
 }
-
-const CLOCK_TICKS = (() => {
-  const answer = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  return Number(answer.stdout?.trim()) || 100;
-})();
 
 /** CPU time of the processes, ms: in user mode and in the kernel (utime, stime; clock-tick resolution). */
 function cpuMsOf(pids: readonly number[]): { user: number; kernel: number } {
@@ -391,15 +362,17 @@ interface FanoutServer {
 
 async function startHeraldServer(cleanup: Cleanup, databaseUrl: string): Promise<FanoutServer> {
   const inspectorPort = await freePort();
-  const herald = await startHerald(databaseUrl, {
-    compiled: HERALD_COMPILED,
-    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() },
-  });
-  cleanup.add('stop herald', () => herald.stop());
+  const { herald, http } = await startHeraldWithClient(
+    cleanup,
+    databaseUrl,
+    { maxSockets: 4 },
+    {
+      compiled: HERALD_COMPILED,
+      env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:${inspectorPort}`.trim() },
+    },
+  );
   const inspector = await NodeInspector.attach(inspectorPort);
   cleanup.add("detach from herald's inspector", async () => inspector.close());
-  const http = new HttpClient(herald.url, { maxSockets: 4 });
-  cleanup.add('close the HTTP agent', async () => http.close());
   // One ticket serves every subscriber: they are all the one user (see the header).
   const subscriberTicket = await issueTicket(http, SUBSCRIBER_USER);
   const senderTicket = await issueTicket(http, SENDER_USER);
@@ -625,10 +598,10 @@ async function broadcastRound(
     otherPayloads: results.reduce((a, r) => a + r.otherPayloads, 0),
     timedOut,
     sendError,
-    sendAnswerMs: sendAnsweredAt === undefined ? null : round2(sendAnsweredAt - t0),
-    msToFirstDelivery: reached ? round2(first) : null,
-    msToLastDelivery: reached ? round2(last) : null,
-    spreadMs: reached ? round2(last - first) : null,
+    sendAnswerMs: sendAnsweredAt === undefined ? null : round(sendAnsweredAt - t0),
+    msToFirstDelivery: reached ? round(first) : null,
+    msToLastDelivery: reached ? round(last) : null,
+    spreadMs: reached ? round(last - first) : null,
     deliveriesPerSecond: reached && last > 0 ? Math.round((received * 1000) / last) : null,
     deliveryFromSendStart: latencyStats(delays),
     payloadBytes: results.find((r) => r.payloadBytes !== null)?.payloadBytes ?? null,
@@ -649,7 +622,7 @@ function roundCpu(
   server: { user: number; kernel: number },
   subscribersMs: number,
 ): RoundCpu {
-  const finite = (value: number) => (Number.isFinite(value) ? round2(value) : null);
+  const finite = (value: number) => (Number.isFinite(value) ? round(value) : null);
   const serverMs = server.user + server.kernel;
   const subscriberProcessesPercent = finite((100 * subscribersMs) / roundMs);
   return {
@@ -663,7 +636,7 @@ function roundCpu(
     otherPercent:
       sampled.otherPercent === null || subscriberProcessesPercent === null
         ? null
-        : Math.max(0, round2(sampled.otherPercent - subscriberProcessesPercent)),
+        : Math.max(0, round(sampled.otherPercent - subscriberProcessesPercent)),
   };
 }
 
@@ -953,7 +926,7 @@ runBenchmark(async (cleanup) => {
       ...machine,
       mosquitto: mosquittoVersion,
       openFilesLimit: limit,
-      loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0),
+      loadAverage1mAtEnd: round(os.loadavg()[0] ?? 0),
     },
     parameters: {
       subscribers: SUBSCRIBERS,
@@ -986,6 +959,6 @@ runBenchmark(async (cleanup) => {
     figures,
     goals: { ...goals, met: Object.values(goals).every((g) => g.met === true) },
     runs,
-    seconds: round2((performance.now() - started) / 1000),
+    seconds: round((performance.now() - started) / 1000),
   };
 });

@@ -15,6 +15,8 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
+import { boundConnect } from './sockets';
+import { count, errorText } from './stats';
 
 export const SUBSCRIPTION =
   'subscription { messages { id seq title content sender sentAt meta { realm seq sender stime } } }';
@@ -71,8 +73,6 @@ export type FanoutReply =
   | { readonly kind: 'disconnected'; readonly unexpectedEnds: Record<string, number> };
 
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /** What a connected subscriber can be told: close, gracefully or not. */
 interface Subscriber {
@@ -134,25 +134,15 @@ function onPayload(index: number, title: string | undefined, bytes: number): voi
 function graphqlSubscriber(index: number, url: string, ticket: string, timeoutMs: number): Promise<Subscriber> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, 'graphql-transport-ws', { perMessageDeflate: false });
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error('connect timeout'));
-    }, timeoutMs);
+    const connected = boundConnect(socket, timeoutMs, reject, (code) => {
+      if (!disconnecting) count(unexpectedEnds, `close ${code}`);
+    });
     const subscriber: Subscriber = {
       close: () => socket.close(1000),
       terminate: () => socket.terminate(),
       closed: () => socket.readyState === WebSocket.CLOSED,
     };
     socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { ticket } })));
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.on('close', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`closed ${code}`));
-      if (!disconnecting) count(unexpectedEnds, `close ${code}`);
-    });
     socket.on('message', (data: Buffer) => {
       let frame: { type?: string; payload?: { data?: { messages?: { title?: string } } } };
       try {
@@ -169,7 +159,7 @@ function graphqlSubscriber(index: number, url: string, ticket: string, timeoutMs
           // The server registers the subscription asynchronously: the parent's warm-up broadcast is
           // what proves every subscriber is live.
           socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIPTION } }));
-          clearTimeout(timer);
+          connected();
           resolve(subscriber);
           return;
         case 'ping':

@@ -18,7 +18,7 @@
  *   BENCH_SEED                     seed of the generated history (default herald-bench)
  *   BENCH_REBUILD_TIMEOUT_SECONDS  building the read model by rebuild is stopped after this (default 3,600)
  *   BENCH_GOAL_P99_MS              the goal (default 5)
- *   BENCH_REQUEST_TIMEOUT_MS, BENCH_READY_TIMEOUT_SECONDS, BENCH_HERALD_ENV: see bench/support.ts
+ *   BENCH_REQUEST_TIMEOUT_MS, BENCH_READY_TIMEOUT_SECONDS, BENCH_HERALD_ENV: see bench/heraldProcess.ts, httpClient.ts
  *
  * The data is built the way herald would have it: camel's message events (the generator of
  * bench/rebuild.ts, bench/support.ts generateMessageEvents, here sized by notification rows, with
@@ -43,22 +43,16 @@
  *   datahub first page   GET /notifications            (size 20; total = the user's deliveries + broadcasts)
  *   datahub stats        GET /notification_stat         (the sum of the counts = the user's unread + broadcasts)
  */
+import { CpuSampler } from './cpu';
+import { createHeraldSchema, incompleteRun } from './heraldProcess';
+import { type HttpResponse, issueTicket, startHeraldWithClient } from './httpClient';
+import { benchDatabase } from './machine';
+import { envInteger, envNumber, progress, runBenchmark } from './run';
+import { latencyStats } from './stats';
 import {
-  benchDatabase,
-  CpuSampler,
-  createHeraldSchema,
-  envInteger,
-  envNumber,
   generateDatahubEvents,
   generateMessageEvents,
-  HttpClient,
-  type HttpResponse,
-  issueTicket,
-  latencyStats,
-  progress,
   readModelCounts,
-  runBenchmark,
-  startHerald,
   timeRebuild,
   vacuumEventStore,
 } from './support';
@@ -119,10 +113,8 @@ runBenchmark(async (cleanup) => {
     `generated ${generated.events} events in ${generated.seconds} s; projecting them (herald projections rebuild)`,
   );
   const { run: rebuild } = await timeRebuild(url, REBUILD_TIMEOUT_SECONDS * 1000);
-  if (rebuild.exitCode !== 0 || rebuild.timedOut)
-    throw new Error(
-      `herald projections rebuild did not complete (exit ${rebuild.exitCode}${rebuild.timedOut ? ', timed out' : ''}):\n${rebuild.output}`,
-    );
+  const failure = incompleteRun('herald projections rebuild', rebuild);
+  if (failure) throw new Error(failure);
   const counts = await readModelCounts(url);
   if (counts.notifications !== generated.notifications)
     throw new Error(
@@ -137,10 +129,7 @@ runBenchmark(async (cleanup) => {
 
   // --- herald ---
   progress('starting herald');
-  const herald = await startHerald(url);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: 1 });
-  cleanup.add('close the HTTP agent', async () => http.close());
+  const { herald, http } = await startHeraldWithClient(cleanup, url, { maxSockets: 1 });
   const cpu = new CpuSampler(herald.pid);
   const ticket = await issueTicket(http, INBOX_USER);
   const auth = { authorization: `Bearer ${ticket}` };

@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import WebSocket from 'ws';
+import { PendingCalls } from './pendingCalls';
 
 /** The protocol's Profiler.Profile (the parts read here); written to disk as a .cpuprofile as it is. */
 export interface CpuProfile {
@@ -53,22 +54,15 @@ function getJson(url: string, timeoutMs: number): Promise<unknown> {
 }
 
 export class NodeInspector {
-  private nextId = 0;
-  private readonly waiting = new Map<number, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
+  private readonly calls = new PendingCalls();
 
   private constructor(private readonly socket: WebSocket) {
     socket.on('message', (data: Buffer) => {
       const message = JSON.parse(data.toString()) as { id?: number; result?: unknown; error?: { message: string } };
       if (message.id === undefined) return; // an event
-      const waiter = this.waiting.get(message.id);
-      this.waiting.delete(message.id);
-      if (message.error) waiter?.reject(new Error(message.error.message));
-      else waiter?.resolve(message.result);
+      this.calls.answer(message.id, message.error?.message, message.result);
     });
-    socket.on('close', () => {
-      for (const waiter of this.waiting.values()) waiter.reject(new Error('the inspector connection closed'));
-      this.waiting.clear();
-    });
+    socket.on('close', () => this.calls.rejectAll(new Error('the inspector connection closed')));
   }
 
   /** Attaches to the inspector listening on 127.0.0.1:`port` (its first target). */
@@ -87,24 +81,9 @@ export class NodeInspector {
   }
 
   call<T>(method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const id = ++this.nextId;
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(new Error(`inspector: no answer to ${method} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(id, {
-        resolve: (result) => {
-          clearTimeout(timer);
-          resolve(result as T);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      this.socket.send(JSON.stringify({ id, method, params }));
-    });
+    return this.calls.call<T>(`inspector: no answer to ${method} within ${timeoutMs} ms`, timeoutMs, (id) =>
+      this.socket.send(JSON.stringify({ id, method, params })),
+    );
   }
 
   /** A full, compacting collection. */

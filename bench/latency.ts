@@ -21,7 +21,7 @@
  *   BENCH_REQUEST_TIMEOUT_MS    one HTTP request's (or graphql-ws query's) timeout (default 30,000)
  *   BENCH_READY_TIMEOUT_SECONDS wait for herald's /readyz (default 120)
  *
- * herald runs as its own process on a fresh database (bench/support.ts startHerald). This process is the
+ * herald runs as its own process on a fresh database (bench/heraldProcess.ts startHerald). This process is the
  * load generator: Koala sends (POST /koala/api/mas/messages) over keep-alive HTTP/1.1 at a fixed rate,
  * whatever the answers, with at most BENCH_MAX_IN_FLIGHT unanswered; the terminals subscribe with
  * `subscription { messages { title seq } }`. A message's latency is the time it is received at its
@@ -39,23 +39,12 @@
 import { createClient, type Client } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
-import {
-  benchDatabase,
-  CpuSampler,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  latencyStats,
-  openLoop,
-  perSecond,
-  progress,
-  runBenchmark,
-  sleep,
-  startHerald,
-} from './support';
+import { CpuSampler } from './cpu';
+import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
+import { openLoop } from './load';
+import { benchDatabase } from './machine';
+import { deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { latencyStats, perSecond } from './stats';
 
 const RATE = envNumber('BENCH_RATE', 1_000, 0.1);
 const SECONDS = envNumber('BENCH_SECONDS', 30, 0.1);
@@ -123,10 +112,7 @@ runBenchmark(async (cleanup) => {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, { maxSockets: MAX_IN_FLIGHT });
-  cleanup.add('close the HTTP agent', async () => http.close());
+  const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, { maxSockets: MAX_IN_FLIGHT });
   const cpu = new CpuSampler(herald.pid);
 
   const senderTickets: string[] = [];

@@ -32,26 +32,18 @@
  *
  * Prints one JSON document on stdout; progress on stderr.
  */
-import pg from 'pg';
+import { type CliRun, incompleteRun } from './heraldProcess';
+import { envInteger, progress, runBenchmark } from './run';
+import { perSecond } from './stats';
 import {
-  benchDatabase,
-  type CliRun,
-  createHeraldSchema,
-  envInteger,
-  generateMessageEvents,
-  perSecond,
-  progress,
+  generatedMessageStore,
+  messageHistoryParameters,
   readAllInPositionOrder,
   readModelCounts,
-  runBenchmark,
   timeRebuild,
-  vacuumEventStore,
 } from './support';
 
-const EVENTS = envInteger('BENCH_EVENTS', 1_000_000, 1);
-const USERS = envInteger('BENCH_USERS', 50_000, 100);
-const CHUNK = envInteger('BENCH_CHUNK', 20_000, 100);
-const SEED = process.env.BENCH_SEED || 'herald-bench';
+const HISTORY = messageHistoryParameters();
 const READ_PAGE = envInteger('BENCH_READ_PAGE', 5_000, 1);
 const REBUILD_TIMEOUT_SECONDS = envInteger('BENCH_REBUILD_TIMEOUT_SECONDS', 3_600, 1);
 const GOAL = envInteger('BENCH_GOAL_EVENTS_PER_SECOND', 50_000, 1);
@@ -81,32 +73,7 @@ function perProjection(
 }
 
 runBenchmark(async (cleanup) => {
-  const { url, machine } = await benchDatabase(cleanup);
-
-  progress('starting herald once to create its schema');
-  await createHeraldSchema(url);
-
-  const generated = await generateMessageEvents(url, {
-    target: { events: EVENTS },
-    users: USERS,
-    chunkMessages: CHUNK,
-    seed: SEED,
-  });
-  progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
-  await vacuumEventStore(url);
-
-  const inStore = await (async () => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      const { rows } = await client.query<{ n: string; head: string }>(
-        'SELECT count(*) AS n, max(position) AS head FROM events',
-      );
-      return { events: Number(rows[0]!.n), headPosition: rows[0]!.head };
-    } finally {
-      await client.end();
-    }
-  })();
+  const { url, machine, generated, store } = await generatedMessageStore(cleanup, HISTORY);
 
   progress('baseline: reading the store in position order');
   const read = await readAllInPositionOrder(url, true, READ_PAGE);
@@ -115,32 +82,29 @@ runBenchmark(async (cleanup) => {
 
   progress(`herald projections rebuild (timeout ${REBUILD_TIMEOUT_SECONDS} s)`);
   const { run, lastProgress } = await timeRebuild(url, REBUILD_TIMEOUT_SECONDS * 1000);
-  const completed = run.exitCode === 0 && !run.timedOut;
-  if (!completed)
-    progress(`the rebuild did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
-  const rebuildRate = completed ? perSecond(inStore.events, run.seconds) : 0;
+  const failure = incompleteRun('the rebuild', run);
+  if (failure) progress(failure);
+  const completed = !failure;
+  const rebuildRate = completed ? perSecond(store.events, run.seconds) : 0;
 
   const counts = await readModelCounts(url);
   const checks = {
     notificationsMatch: counts.notifications === generated.notifications,
     notificationMessagesMatch: counts.notificationMessages === generated.messages,
     appRegistered: counts.apps >= 1,
-    checkpointsAtHead: Object.values(counts.checkpoints).every((p) => BigInt(p) >= BigInt(inStore.headPosition)),
+    checkpointsAtHead: Object.values(counts.checkpoints).every((p) => BigInt(p) >= BigInt(store.headPosition)),
   };
 
   return {
     benchmark: 'rebuild (B4)',
     machine,
     parameters: {
-      events: EVENTS,
-      users: USERS,
-      chunk: CHUNK,
-      seed: SEED,
+      ...HISTORY,
       readPage: READ_PAGE,
       rebuildTimeoutSeconds: REBUILD_TIMEOUT_SECONDS,
     },
     generated,
-    store: inStore,
+    store,
     baselineReadInPositionOrder: { ...read, jsonAsTextEventsPerSecond: readText.eventsPerSecond },
     rebuild: {
       completed,

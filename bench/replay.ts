@@ -20,24 +20,12 @@
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import {
-  benchDatabase,
-  createHeraldSchema,
-  envInteger,
-  generateMessageEvents,
-  perSecond,
-  progress,
-  readAllInPositionOrder,
-  runBenchmark,
-  runHeraldCli,
-  vacuumEventStore,
-} from './support';
+import { incompleteRun, runHeraldCli } from './heraldProcess';
+import { envInteger, progress, runBenchmark } from './run';
+import { perSecond } from './stats';
+import { generatedMessageStore, messageHistoryParameters, readAllInPositionOrder } from './support';
 
-const EVENTS = envInteger('BENCH_EVENTS', 1_000_000, 1);
-const USERS = envInteger('BENCH_USERS', 50_000, 100);
-const CHUNK = envInteger('BENCH_CHUNK', 20_000, 100);
-const SEED = process.env.BENCH_SEED || 'herald-bench';
+const HISTORY = messageHistoryParameters();
 const READ_PAGE = envInteger('BENCH_READ_PAGE', 5_000, 1);
 const TIMEOUT_SECONDS = envInteger('BENCH_TIMEOUT_SECONDS', 1_800, 1);
 const GOAL = envInteger('BENCH_GOAL_EVENTS_PER_SECOND', 100_000, 1);
@@ -71,25 +59,7 @@ async function checkFile(
 }
 
 runBenchmark(async (cleanup) => {
-  const { url, machine } = await benchDatabase(cleanup);
-  progress('starting herald once to create its schema');
-  await createHeraldSchema(url);
-  const generated = await generateMessageEvents(url, {
-    target: { events: EVENTS },
-    users: USERS,
-    chunkMessages: CHUNK,
-    seed: SEED,
-  });
-  progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
-  await vacuumEventStore(url);
-
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  const { rows } = await client.query<{ n: string; first: string; head: string }>(
-    'SELECT count(*) AS n, min(position) AS first, max(position) AS head FROM events',
-  );
-  await client.end();
-  const store = { events: Number(rows[0]!.n), firstPosition: rows[0]!.first, headPosition: rows[0]!.head };
+  const { url, machine, store } = await generatedMessageStore(cleanup, HISTORY);
 
   progress('baseline: reading the store in position order');
   const baseline = await readAllInPositionOrder(url, true, READ_PAGE);
@@ -100,9 +70,9 @@ runBenchmark(async (cleanup) => {
   const file = path.join(dir, 'events.jsonl');
   progress('herald replay --out FILE');
   const run = await runHeraldCli(['replay', '--out', file], url, TIMEOUT_SECONDS * 1000);
-  const completed = run.exitCode === 0 && !run.timedOut;
-  if (!completed)
-    progress(`replay did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`);
+  const failure = incompleteRun('replay', run);
+  if (failure) progress(failure);
+  const completed = !failure;
   const output = completed ? await checkFile(file) : null;
   const rate = completed ? perSecond(store.events, run.seconds) : 0;
   const checks = {
@@ -114,10 +84,7 @@ runBenchmark(async (cleanup) => {
     benchmark: 'herald replay to a file',
     machine,
     parameters: {
-      events: EVENTS,
-      users: USERS,
-      chunk: CHUNK,
-      seed: SEED,
+      ...HISTORY,
       readPage: READ_PAGE,
       timeoutSeconds: TIMEOUT_SECONDS,
     },

@@ -24,7 +24,7 @@
  *   BENCH_REQUEST_TIMEOUT_MS      one HTTP request's timeout (default 30,000; must exceed time_live)
  *   BENCH_READY_TIMEOUT_SECONDS   wait for herald's /readyz (default 120)
  *
- * Processes: herald runs as its own child (bench/support.ts startHerald: fresh database, embedded
+ * Processes: herald runs as its own child (bench/heraldProcess.ts startHerald: fresh database, embedded
  * PostgreSQL unless DATABASE_URL). The device simulator is a second child (this file with
  * `--device-simulator`, driven over IPC): BENCH_DEVICES `ws` sockets on /rtio.ws, each authenticated with
  * its `{device_id, device_key}`, replying to every call at once with `{call_id, code: 1000, message}`
@@ -61,32 +61,15 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
-import {
-  benchDatabase,
-  closedLoop,
-  CpuSampler,
-  closeSockets,
-  deadline,
-  envInteger,
-  envNumber,
-  HttpClient,
-  latencyStats,
-  openLoop,
-  perSecond,
-  progress,
-  ROOT,
-  runBenchmark,
-  startHerald,
-  type Cleanup,
-  type CpuSnapshot,
-  type CpuUse,
-  type LatencyStats,
-} from './support';
-
-const errorText = (error: unknown) =>
-  error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
-const count = (record: Record<string, number>, key: string) => (record[key] = (record[key] ?? 0) + 1);
-const round2 = (value: number) => Number(value.toFixed(2));
+import { CpuSampler, type CpuSnapshot, type CpuUse } from './cpu';
+import { ROOT } from './heraldProcess';
+import { startHeraldWithClient } from './httpClient';
+import { closedLoop, openLoop } from './load';
+import { benchDatabase } from './machine';
+import { PendingCalls } from './pendingCalls';
+import { type Cleanup, deadline, envInteger, envNumber, progress, runBenchmark } from './run';
+import { closeSockets } from './sockets';
+import { count, errorText, latencyStats, type LatencyStats, perSecond, round } from './stats';
 
 // --- the device simulator (a child process) ---------------------------------------------------------
 
@@ -166,7 +149,7 @@ class DeviceFleet {
       for (const result of results)
         if (result.status === 'rejected') count(failed, errorText(result.reason).slice(0, 120));
     }
-    return { connected: this.connected, failed, seconds: round2((performance.now() - started) / 1000) };
+    return { connected: this.connected, failed, seconds: round((performance.now() - started) / 1000) };
   }
 
   private connectOne(wsUrl: string, index: number, device: DeviceCredentials, timeoutMs: number): Promise<void> {
@@ -224,7 +207,7 @@ class DeviceFleet {
   stats(): SimulatorStats {
     const cpu = process.cpuUsage();
     // The histogram holds the intervals between the sampling timer's runs: the lag is what exceeds it.
-    const ms = (ns: number) => Math.max(0, round2(ns / 1e6 - LOOP_DELAY_RESOLUTION_MS));
+    const ms = (ns: number) => Math.max(0, round(ns / 1e6 - LOOP_DELAY_RESOLUTION_MS));
     const eventLoopDelayMs = {
       p50: ms(this.loopDelay.percentile(50)),
       p99: ms(this.loopDelay.percentile(99)),
@@ -306,44 +289,22 @@ async function startSimulator(): Promise<Simulator> {
   const forward = (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, '[devices] '));
   child.stdout?.on('data', forward);
   child.stderr?.on('data', forward);
-  const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  const calls = new PendingCalls();
   let exited = false;
   const exit = new Promise<void>((resolve) =>
     child.on('exit', (code, signal) => {
       exited = true;
-      for (const w of waiting.values()) w.reject(new Error(`the device simulator exited (${code ?? signal})`));
-      waiting.clear();
+      calls.rejectAll(new Error(`the device simulator exited (${code ?? signal})`));
       resolve();
     }),
   );
-  child.on('message', (answer: SimulatorAnswer) => {
-    const w = waiting.get(answer.id);
-    if (!w) return;
-    waiting.delete(answer.id);
-    if (answer.error !== undefined) w.reject(new Error(answer.error));
-    else w.resolve(answer.result);
-  });
-  let nextId = 0;
+  child.on('message', (answer: SimulatorAnswer) => calls.answer(answer.id, answer.error, answer.result));
   const ask = <T>(request: Omit<SimulatorRequest, 'id'>, timeoutMs = 30_000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      if (exited) return reject(new Error('the device simulator has exited'));
-      const id = ++nextId;
-      const timer = setTimeout(() => {
-        waiting.delete(id);
-        reject(new Error(`the device simulator did not answer ${request.op} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      waiting.set(id, {
-        resolve: (value) => {
-          clearTimeout(timer);
-          resolve(value as T);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      child.send({ ...request, id });
-    });
+    exited
+      ? Promise.reject(new Error('the device simulator has exited'))
+      : calls.call<T>(`the device simulator did not answer ${request.op} within ${timeoutMs} ms`, timeoutMs, (id) =>
+          child.send({ ...request, id }),
+        );
   // Ready once it answers (tsx compiles this file first).
   await ask<SimulatorStats>({ op: 'stats' }, 60_000);
   return {
@@ -515,13 +476,10 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const http = new HttpClient(herald.url, {
+  const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, {
     maxSockets: Math.max(p.concurrency, p.maxInFlight, p.createConcurrency),
     timeoutMs: p.requestTimeoutMs,
   });
-  cleanup.add('close the HTTP agent', async () => http.close());
 
   progress('starting the device simulator');
   const simulator = await startSimulator();
@@ -574,7 +532,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     phases.createDevices = {
       devices: p.devices,
       concurrency: p.createConcurrency,
-      seconds: round2(seconds),
+      seconds: round(seconds),
       perSecond: perSecond(p.devices, seconds),
       latency: latencyStats(latencies),
     };
@@ -649,7 +607,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         while (next < p.warmUpCalls) count(outcomes, await call('w', next++));
       }),
     );
-    phases.warmUp = { calls: p.warmUpCalls, seconds: round2((performance.now() - t0) / 1000), outcomes };
+    phases.warmUp = { calls: p.warmUpCalls, seconds: round((performance.now() - t0) / 1000), outcomes };
   }
 
   // --- 3. baselines ---
@@ -786,7 +744,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       latencyOkFromDueTime: latencyStats(fromDue),
       lateness: load.lateness,
       maxInFlightSeen: load.maxInFlightSeen,
-      drain: { seconds: round2(drainSeconds), timedOut: drainTimedOut },
+      drain: { seconds: round(drainSeconds), timedOut: drainTimedOut },
       cpuWhileFiring: whileFiring.cpu,
       devices: whileFiring.simulatorDelta,
     };
@@ -829,7 +787,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const single = baselines.callConnectedDeviceRoundTrip as LatencyStats | undefined;
   return {
     benchmark: 'RTIO call/send round trips with a device simulator on loopback',
-    machine: { ...machine, loadAverage1mAtEnd: round2(os.loadavg()[0] ?? 0) },
+    machine: { ...machine, loadAverage1mAtEnd: round(os.loadavg()[0] ?? 0) },
     processes:
       'herald serve (own process, fresh database); device simulator (own process, ws); load generator (this process, keep-alive HTTP/1.1)',
     parameters: p,
@@ -860,7 +818,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     store,
     devicesAtEnd,
     heraldExitCode: heraldCode,
-    seconds: round2((performance.now() - started) / 1000),
+    seconds: round((performance.now() - started) / 1000),
   };
 }
 

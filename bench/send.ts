@@ -31,20 +31,12 @@
  * CPU use of herald (/proc/<pid>/stat), of the embedded PostgreSQL, of this process and of the machine is
  * sampled over each phase. Prints one JSON document on stdout; progress on stderr.
  */
-import {
-  benchDatabase,
-  closedLoop,
-  CpuSampler,
-  envInteger,
-  envNumber,
-  HttpClient,
-  issueTicket,
-  koalaSend,
-  progress,
-  ProjectionLagSampler,
-  runBenchmark,
-  startHerald,
-} from './support';
+import { CpuSampler } from './cpu';
+import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
+import { closedLoop } from './load';
+import { benchDatabase } from './machine';
+import { envInteger, envNumber, progress, runBenchmark } from './run';
+import { ProjectionLagSampler } from './support';
 
 const CONCURRENCY = envInteger('BENCH_CONCURRENCY', 64, 1);
 const SECONDS = envNumber('BENCH_SECONDS', 10, 0.1);
@@ -58,10 +50,7 @@ runBenchmark(async (cleanup) => {
   const { url: databaseUrl, machine } = await benchDatabase(cleanup);
 
   progress('starting herald');
-  const herald = await startHerald(databaseUrl);
-  cleanup.add('stop herald', () => herald.stop());
-  const client = new HttpClient(herald.url, { maxSockets: CONCURRENCY });
-  cleanup.add('close the HTTP agent', async () => client.close());
+  const { herald, http: client } = await startHeraldWithClient(cleanup, databaseUrl, { maxSockets: CONCURRENCY });
   const cpu = new CpuSampler(herald.pid);
 
   const tickets: string[] = [];

