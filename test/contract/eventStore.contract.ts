@@ -20,6 +20,7 @@ import {
 } from '../../src/eventStore/eventStore';
 import { UpcastingEventStore } from '../../src/eventStore/upcastingEventStore';
 import { eventually } from '../support/eventually';
+import { notificationSentV1 } from '../support/oldEvents';
 
 /**
  * The event store contract: every adapter of the port passes these same cases. Stream names are unique
@@ -453,18 +454,7 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
   // Event versioning (domain/eventVersions.ts): events stored in an old shape, appended raw as history
   // holds them, read back through the decorator herald wraps every adapter in, in the current shape.
   describe('upcasting on read (UpcastingEventStore)', () => {
-    // NotificationSent version 1, as stored before versioning: no schemaVersion, and no forBrowser.
-    const v1 = {
-      notificationId: 'n1',
-      appId: 'camel',
-      notificationType: 'private_message',
-      sender: 'alice',
-      receivers: ['bob'],
-      level: 0,
-      forClient: false,
-      data: { text: 'hi' },
-      sentAt: '2026-01-01T00:00:00.000Z',
-    };
+    const v1 = notificationSentV1;
     const history = () => [
       event('NotificationSent', v1, { correlationId: 'c-old' }),
       event('NotificationSent', { ...v1, forClient: true, forBrowser: true }, { schemaVersion: 2 }),

@@ -6,6 +6,7 @@ import { UpcastingEventStore } from '../../src/eventStore/upcastingEventStore';
 import { withTransaction } from '../../src/postgres/transaction';
 import { UndecodableEventError } from '../../src/projection/eventDecoder';
 import { openTestInfrastructure } from '../support/infrastructure';
+import { notificationSentV1 } from '../support/oldEvents';
 
 /**
  * Event versioning end to end on the read side: NotificationSent events stored in their first shape (no
@@ -23,16 +24,12 @@ describe('event versioning: an old NotificationSent projects as its current twin
     id: randomUUID(),
     type: 'NotificationSent',
     data: {
+      ...notificationSentV1,
       notificationId: randomUUID(),
-      appId: 'camel',
-      notificationType: 'private_message',
-      sender: 'alice',
       receivers: [receiver],
-      level: 0,
       forClient,
       ...(version === 2 && { forBrowser: !forClient }),
       data: { forClient },
-      sentAt: '2026-01-01T00:00:00.000Z',
     },
     metadata: version === 2 ? { schemaVersion: 2 } : {},
   });

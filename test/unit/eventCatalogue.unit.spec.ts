@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import * as t from 'io-ts';
 import type { CatalogueEntry } from '../../domain/catalogueEntry';
 import { EVENT_CATALOGUE, renderCatalogue, renderType } from '../../domain/eventCatalogue';
+import type { Upcaster } from '../../domain/eventVersions';
 
 const root = join(__dirname, '..', '..');
 
@@ -125,5 +126,34 @@ describe('event catalogue (docs/events.md)', () => {
   it('refuses a note on a field the event does not have', () => {
     const events = { TinyMade: { when: 'made', fields: { name: 'gone' } }, TinyUnmade: { when: 'unmade' } };
     expect(() => renderCatalogue(tinyCatalogue(events))).to.throw(/TinyMade\.name, which is not a field/);
+  });
+
+  const both = { TinyMade: { when: 'made' }, TinyUnmade: { when: 'unmade' } };
+  const tinyStep = (type: string, from: number): Upcaster => ({
+    type,
+    from,
+    to: from + 1,
+    change: `change ${from}`,
+    upcast: (data) => data,
+  });
+
+  it("renders an event's schema version and each change that led to it; nothing for version 1", () => {
+    const [entry] = tinyCatalogue(both);
+    const markdown = renderCatalogue([{ ...entry!, upcasters: [tinyStep('TinyMade', 2), tinyStep('TinyMade', 1)] }]);
+    expect(markdown).to.contain(
+      '### `TinyMade`\n\nWhen: made\n\nSchema version 3; older events are upcast on read:\n' +
+        '- 1 → 2: change 1\n- 2 → 3: change 2\n\n- `id: string`',
+    );
+    expect(markdown).to.contain('### `TinyUnmade`\n\nWhen: unmade\n\n- `id: string`');
+  });
+
+  it('refuses an upcaster of an event not in the union, and a chain with a missing step', () => {
+    const [entry] = tinyCatalogue(both);
+    expect(() => renderCatalogue([{ ...entry!, upcasters: [tinyStep('TinyRemade', 1)] }])).to.throw(
+      /an upcaster of TinyRemade, which is not an event of the union/,
+    );
+    expect(() => renderCatalogue([{ ...entry!, upcasters: [tinyStep('TinyMade', 2)] }])).to.throw(
+      /TinyMade: no upcaster from version 1/,
+    );
   });
 });

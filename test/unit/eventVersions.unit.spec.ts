@@ -12,6 +12,7 @@ import { decodeEvent } from '../../src/command/commandHandler';
 import type { EventMetadata, RecordedEvent } from '../../src/eventStore/eventStore';
 import { schemaVersionOf, upcastEvent } from '../../src/eventStore/upcastingEventStore';
 import { eventDecoder, UndecodableEventError } from '../../src/projection/eventDecoder';
+import { notificationSentV1 } from '../support/oldEvents';
 
 /** A step of `Noted` that appends its version to `data.steps`, so the order the chain ran in shows. */
 const step = (from: number, to = from + 1): Upcaster => ({
@@ -109,17 +110,7 @@ describe('event versioning: reading a recorded event', () => {
 });
 
 describe('event versioning: NotificationSent 1 → 2 (forBrowser always recorded)', () => {
-  const v1 = {
-    notificationId: 'n1',
-    appId: 'camel',
-    notificationType: 'private_message',
-    sender: 'alice',
-    receivers: ['bob'],
-    level: 0,
-    forClient: false,
-    data: { text: 'hi' },
-    sentAt: '2026-01-01T00:00:00.000Z',
-  };
+  const v1 = notificationSentV1;
 
   it('is the current version of NotificationSent, from the catalogue', () => {
     expect(EVENT_VERSIONS.current('NotificationSent')).to.equal(2);
