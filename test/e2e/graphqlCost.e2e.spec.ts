@@ -4,8 +4,9 @@ import { eventually } from '../support/eventually';
 import { fragmentBomb } from '../support/fragmentBomb';
 import { graphql, graphqlWithAuthorization, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
-import { RtioDevice } from '../support/rtioDevice';
+import { createRtioDevice, RtioDevice } from '../support/rtioDevice';
 import { settledHead } from '../support/settledHead';
+import { storedEvents } from '../support/storedEvents';
 
 const codeOf = (result: Pick<GraphqlResponse, 'errors'>) => result.errors?.[0]?.extensions?.code;
 
@@ -161,7 +162,13 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
   });
 
   it("an RTIO device's reports are rate-limited, over GraphQL and /rtio.ws", async () => {
-    const { deviceId, deviceKey } = await test.herald.rtio.createDevice('rtio', `cost-${Date.now()}`);
+    const camel = { appId: 'camel', secret: 'EERWERRRRE' };
+    const { device_id: deviceId, device_key: deviceKey } = await createRtioDevice(
+      test.url,
+      `cost-${Date.now()}`,
+      camel,
+    );
+    const admin = await issueTicket(test.url, 'cost-auditor', 'admin');
     const reports = `mutation { ${Array.from({ length: RATE + 1 }, (_, i) => `r${i}: report(message: "m${i}")`).join(' ')} }`;
     const answer = await graphqlWithAuthorization<Record<string, string | null>>(
       test.url,
@@ -178,9 +185,7 @@ describe('GraphQL: mutations per request, their cost and rate (issue 21 item 3)'
     expect(codeOf(answer)).to.equal('RATE_LIMITED');
     // Counted by type, not by the store's head: the leader's outbox records the forwarding of the
     // accepted reports (RtioReportForward…) on its own schedule, meanwhile.
-    const reported = async () =>
-      (await test.herald.infrastructure.store.readAll({ filter: { eventTypePrefixes: ['RtioDeviceReported'] } }))
-        .length;
+    const reported = async () => (await storedEvents(test.url, admin, { types: ['RtioDeviceReported'] })).length;
     // The store shows an event once every older transaction has ended (another writer's may still be open).
     const before = await eventually(async () => {
       const count = await reported();

@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { pushIdOfSentId } from '../../domain/device/push';
+import { isDeviceOnline } from '../support/deviceQueries';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
@@ -52,8 +54,11 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
   const legacy: DeviceSocket[] = [];
   let nativeTokens = 0;
 
+  let admin: string;
+
   before(async () => {
     test = await startTestHerald({}, clock.now);
+    admin = await issueTicket(test.url, 'device-auditor', 'admin');
   });
   afterEach(async () => {
     for (const socket of legacy.splice(0)) socket.close();
@@ -95,19 +100,23 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     });
     await eventually(async () =>
       expect(
-        await test.herald.gateway.presence.isOnline(registered.device.id),
+        await online(registered),
         `the subscription is connected: ${JSON.stringify(messages)} ${connection.closedWith}`,
       ).to.equal(true),
     );
     return { connection, messages };
   }
 
-  async function connectLegacy(deviceId: string): Promise<DeviceSocket> {
-    const device = await DeviceSocket.connect(test.url, deviceId);
+  async function connectLegacy(registered: { device: Device }): Promise<DeviceSocket> {
+    const device = await DeviceSocket.connect(test.url, registered.device.id);
     legacy.push(device);
-    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(deviceId)).to.equal(true));
+    await eventually(async () => expect(await online(registered)).to.equal(true));
     return device;
   }
+
+  /** Whether the device is connected, as GraphQL `devices` shows it to the app's admin. */
+  const online = (registered: { device: Device }) =>
+    isDeviceOnline(test.url, admin, registered.device.alias, registered.device.id);
 
   async function push(ticket: string, input: Record<string, unknown>) {
     return gql<Pushed>(ticket, PUSH, { input: { platform: 'ALL', audienceType: 'ALIAS', alert: 'hello', ...input } });
@@ -265,7 +274,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const onSocket = await register(owner, { platform: 'ANDROID' });
     const onGraphql = await register(owner, { platform: 'IOS' });
     const elsewhere = await register(await ticketFor('push-someone-else'));
-    const socket = await connectLegacy(onSocket.device.id);
+    const socket = await connectLegacy(onSocket);
     const { connection, messages } = await subscribeDevice(onGraphql);
     const bystander = await subscribeDevice(elsewhere);
     const online = await gql<Page>(owner, DEVICES);
@@ -458,7 +467,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     await asDevice.until(() => foreign.completed, 'the refusal');
     expect(foreign.errors.map((e) => e.extensions?.code)).to.deep.equal(['FORBIDDEN']);
     expect(asDevice.isConnected, 'refusals leave the socket open').to.equal(true);
-    expect(await test.herald.gateway.presence.isOnline(other.device.id)).to.equal(false);
+    expect(await online(other)).to.equal(false);
   });
 
   it('devices pages count toward the complexity limit, with their variables, over HTTP and graphql-ws', async () => {
@@ -501,6 +510,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     expect((await gql(user, UNREGISTER, { id: device.device.id })).data).to.deep.equal({ unregisterDevice: true });
     await connection.until(() => messages.completed, 'the end of the subscription');
     expect(messages.errors.map((e) => e.extensions?.code)).to.deep.equal(['DEVICE_UNREGISTERED']);
+    // An unregistered device is in no public list: its presence is read from the gateway.
     await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
     const later = await connection.request(CONFIRM, { messageId: '00000000-0000-4000-8000-000000000000' });
     expect(codeOf(later)).to.equal('UNAUTHENTICATED');
@@ -513,13 +523,13 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     const device = await register(await ticketFor('close-sub'));
     const { connection, messages } = await subscribeDevice(device);
     messages.stop();
-    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
+    await eventually(async () => expect(await online(device)).to.equal(false));
     const again = connection.subscribe<{ deviceMessages: DeviceMessage }>(DEVICE_MESSAGES, {
       deviceId: device.device.id,
     });
-    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(true));
+    await eventually(async () => expect(await online(device)).to.equal(true));
     await connection.close();
-    await eventually(async () => expect(await test.herald.gateway.presence.isOnline(device.device.id)).to.equal(false));
+    await eventually(async () => expect(await online(device)).to.equal(false));
     expect(again.errors.map((e) => e.extensions?.code)).to.not.include('INTERNAL_SERVER_ERROR');
   });
 
@@ -536,13 +546,18 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
 
   it('a topvdn message carries msg, flag and from; ONE-PUSH fields are null', async () => {
     const device = await register(await ticketFor('topvdn-dev'));
-    const view = (await test.herald.devices.byId(device.device.id))!;
     const { connection, messages } = await subscribeDevice(device);
-    const { pushId } = await test.herald.pushes.topvdnPush(
-      'camel',
-      { msg: Buffer.from('hi').toString('base64'), flag: 3, from: null, clientIds: [view.clientId], callback: false },
-      clock.now(),
-    );
+    // topvdn's batch server push (shared/seeds/002_66d9dfe67c8bed29.txt): from no device, no callback.
+    const pushed = await fetch(`${test.url}/v2/message/server/push`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+      body: JSON.stringify({
+        proxy: 0,
+        payload: { msg: Buffer.from('hi').toString('base64'), flag: 3, clients: [device.device.clientId] },
+      }),
+    });
+    expect(pushed.status).to.equal(200);
+    const pushId = pushIdOfSentId(((await pushed.json()) as { request_id: string }).request_id);
     await connection.until(() => messages.results.length > 0, 'the topvdn message');
     expect(messages.results[0]!.deviceMessages).to.include({
       messageId: pushId,

@@ -6,7 +6,7 @@ import { NOTIFY_TIMEOUT_MS } from '../../src/rtio/reportForwarder';
 import { eventually } from '../support/eventually';
 import { startHeraldOn, TestClock } from '../support/herald';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
-import { RtioDevice } from '../support/rtioDevice';
+import { createRtioDevice, RtioDevice } from '../support/rtioDevice';
 import { RTIO_APP, rtioAdminTicket, rtioReportHistory } from '../support/rtioReportHistory';
 
 // Issue 21, item 9: one hung peer must not stall a whole worker. RTIO reports (seed 004,
@@ -73,9 +73,7 @@ describe('RTIO: a notify URL that never answers for one device (issue 21, item 9
   });
 
   const device = async (nonce: string) => {
-    const created = (await (
-      await fetch(`${herald!.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })
-    ).json()) as { device_id: string; device_key: string };
+    const created = await createRtioDevice(herald!.url, nonce);
     const connected = await RtioDevice.connect(herald!.url, created);
     devices.push(connected);
     return { ...created, socket: connected };

@@ -1,11 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { HeraldProcess } from '../support/heraldProcess';
-import { createTestDatabase, describeTarget, freePort, type TestDatabase } from '../support/postgres';
+import { heraldProcessSetup, type HeraldProcessSetup } from '../support/heraldProcessSetup';
+import { describeTarget } from '../support/postgres';
 
 /**
  * Issue 21, item 12, with a real crash: herald killed -9 while an app sends on ONE-PUSH
@@ -16,30 +14,15 @@ import { createTestDatabase, describeTarget, freePort, type TestDatabase } from 
  */
 describe(`ONE-PUSH across kill -9 (${process.env.DATABASE_URL ? describeTarget() : 'embedded defaults'})`, function () {
   this.timeout(180_000);
-  let dataDir: string;
-  let testDatabase: TestDatabase | undefined;
+  let setup: HeraldProcessSetup | undefined;
   let env: Record<string, string>;
   let base: string;
 
   before(async () => {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-onepush-crash-'));
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    env = {
-      PORT: String(port),
-      HERALD_DATA_DIR: dataDir,
-      HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)),
-      HERALD_APPS: 'camel:EERWERRRRE',
-    };
-    if (process.env.DATABASE_URL) {
-      testDatabase = await createTestDatabase();
-      env.DATABASE_URL = testDatabase.connectionString;
-    }
+    setup = await heraldProcessSetup('herald-onepush-crash-');
+    ({ env, base } = setup);
   });
-  after(async () => {
-    await testDatabase?.drop();
-    await rm(dataDir, { recursive: true, force: true });
-  });
+  after(() => setup?.remove());
 
   /** A device that confirms every message it receives, and remembers which confirmations were answered. */
   const confirmingDevice = async (deviceId: string, seen: Set<string>, answered: Set<string>) => {

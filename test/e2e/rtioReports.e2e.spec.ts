@@ -6,7 +6,7 @@ import type { Herald } from '../../src/herald';
 import { eventually } from '../support/eventually';
 import { startHeraldOn, TestClock } from '../support/herald';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
-import { RtioDevice } from '../support/rtioDevice';
+import { createRtioDevice, RtioDevice } from '../support/rtioDevice';
 import { RTIO_APP, rtioAdminTicket, rtioReportHistory } from '../support/rtioReportHistory';
 
 // RTIO reports (shared/seeds/004_e2f5c37d54658cec.txt, 消息通知): a device's report goes to $notifyurl
@@ -67,9 +67,7 @@ describe('RTIO: device reports forwarded to the notify URL', function () {
     return rtioReportHistory(herald.url, await admins.get(herald)!, reportId);
   };
   const device = async (herald: Herald, nonce: string) => {
-    const created = (await (
-      await fetch(`${herald.url}/manage/create_device`, { method: 'POST', body: JSON.stringify({ nonce }) })
-    ).json()) as { device_id: string; device_key: string };
+    const created = await createRtioDevice(herald.url, nonce);
     const connected = await RtioDevice.connect(herald.url, created);
     devices.push(connected);
     return { ...created, socket: connected };

@@ -16,6 +16,7 @@ import { Changes } from '../support/changes';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, postForm, startTestHerald } from '../support/herald';
+import { sendMessages } from '../support/sendMessage';
 import { TcpProxy } from '../support/tcpProxy';
 
 // The front-end SDK (sdk/, docs/sdk.md) against a real herald over real sockets: Koala's
@@ -242,13 +243,12 @@ describe('front-end SDK (message_client) against herald, in Node', function () {
 
     proxy.cut();
     await t.until((x) => x.disconnections.length > 0, 'the disconnection');
-    const viewer = await test.herald.tickets.authenticate(await issueTicket(test.url, 'bulk-sender'), new Date());
-    for (let i = 0; i < 501; i++)
-      await test.herald.messaging.send(
-        viewer,
-        { to: ['sdk-gap'], title: `backlog ${i}`, content: 'c', expireSeconds: 0 },
-        new Date(),
-      );
+    const sender = await issueTicket(test.url, 'bulk-sender');
+    await sendMessages(
+      test.url,
+      sender,
+      Array.from({ length: 501 }, (_, i) => ({ to: ['sdk-gap'], title: `backlog ${i}`, content: 'c' })),
+    );
     await eventually(
       async () =>
         expect((await graphql<Inbox>(test.url, ticket, INBOX, { first: 1 })).data!.notifications.total).to.equal(502),

@@ -6,7 +6,7 @@ import { createLogger } from '../../src/runtime/logger';
 import { eventually } from '../support/eventually';
 import { issueTicket, postForm } from '../support/herald';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
-import { RtioDevice } from '../support/rtioDevice';
+import { createRtioDevice, RtioDevice } from '../support/rtioDevice';
 import { TcpProxy } from '../support/tcpProxy';
 
 /**
@@ -94,8 +94,8 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
   it('while the database is unreachable: GraphQL 503 JSON with Retry-After, shims in their envelopes, /readyz 503, /healthz 200, small log lines; all back after', async () => {
     const ticket = await issueTicket(herald.url, 'outage-reader');
     expect((await graphql(ticket, '{ notifications(first: 1) { total } }')).status).to.equal(200);
-    const { deviceId, deviceKey } = await herald.rtio.createDevice('camel', 'outage-device');
-    const device = await RtioDevice.connect(herald.url, { device_id: deviceId, device_key: deviceKey });
+    const created = await createRtioDevice(herald.url, 'outage-device', { appId: 'camel', secret: 'EERWERRRRE' });
+    const device = await RtioDevice.connect(herald.url, created);
     const logsBefore = logLines.length;
     proxy.cut();
     try {

@@ -60,3 +60,22 @@ export class RtioDevice {
     );
   }
 }
+
+/**
+ * A new RTIO device from the seed's POST /manage/create_device: of `RTIO_APP_ID`'s app, or of `app` when
+ * its credentials are given (X-App-Id / X-App-Key).
+ */
+export async function createRtioDevice(
+  baseUrl: string,
+  nonce: string,
+  app?: { readonly appId: string; readonly secret: string },
+): Promise<{ device_id: string; device_key: string }> {
+  const response = await fetch(`${baseUrl}/manage/create_device`, {
+    method: 'POST',
+    ...(app && { headers: { 'x-app-id': app.appId, 'x-app-key': app.secret } }),
+    body: JSON.stringify({ nonce }),
+  });
+  const created = (await response.json()) as { code: number; device_id: string; device_key: string };
+  if (created.code !== 1000) throw new Error(`no RTIO device for nonce ${nonce}: ${JSON.stringify(created)}`);
+  return { device_id: created.device_id, device_key: created.device_key };
+}
