@@ -1,3 +1,4 @@
+import * as t from 'io-ts';
 import { DomainError } from './decider';
 import { recordableError } from './text';
 
@@ -10,6 +11,17 @@ import { recordableError } from './text';
  * One outcome per attempt, none after a success or a final failure, so attempts racing on one item
  * (two nodes, or a retry after a timeout) record it once: the loser decides to nothing.
  */
+
+/** The fields of a failed attempt's event (EmailFailed, RtioReportForwardFailed), after the item's own. */
+export const failedAttemptFields = {
+  attempt: t.number,
+  error: t.string,
+  /** No attempt is left: the item will not be tried again. */
+  final: t.boolean,
+  failedAt: t.string,
+  /** When to try again; null when final. */
+  retryAt: t.union([t.string, t.null]),
+};
 
 /** The schedule as data: the wait after failed attempt n (1-based); the attempt after the last wait is the last. */
 export interface RetrySchedule {

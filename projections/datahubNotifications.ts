@@ -213,32 +213,16 @@ function toBatch(events: readonly RecordedEvent[]) {
     position: string;
     givenTime: string | null;
   };
+  const sentColumns = ['level', 'forBrowser', 'forClient', 'data', 'sentAt', 'position', 'givenTime'] as const;
   const sent = new Columns<Sent & { type: string; receivers: string }>([
     'id',
     'app',
     'type',
     'sender',
     'receivers',
-    'level',
-    'forBrowser',
-    'forClient',
-    'data',
-    'sentAt',
-    'position',
-    'givenTime',
+    ...sentColumns,
   ]);
-  const broadcast = new Columns<Sent>([
-    'id',
-    'app',
-    'sender',
-    'level',
-    'forBrowser',
-    'forClient',
-    'data',
-    'sentAt',
-    'position',
-    'givenTime',
-  ]);
+  const broadcast = new Columns<Sent>(['id', 'app', 'sender', ...sentColumns]);
   const subscriptions = new Columns<{
     app: string;
     repname: string;

@@ -20,6 +20,18 @@ const reportEvents = eventDecoder(RtioReportEvent, (event) =>
  * A batch is two statements: one inserts the batch's reports, one applies each report's outcomes,
  * folded per report in position order first; an outcome only moves a row forward (guarded by position).
  */
+/** A report's forwarding outcome as the batch leaves it: one row per report. */
+type Outcome = {
+  id: string;
+  status: string;
+  attempts: number;
+  next: string | null;
+  error: string | null;
+  at: string;
+  first: string;
+  position: string;
+};
+
 export const rtioProjection: Projection = {
   name: 'rtio',
   version: 1,
@@ -54,19 +66,7 @@ export const rtioProjection: Projection = {
       'at',
       'position',
     ]);
-    const outcomes = new Map<
-      string,
-      {
-        id: string;
-        status: string;
-        attempts: number;
-        next: string | null;
-        error: string | null;
-        at: string;
-        first: string;
-        position: string;
-      }
-    >();
+    const outcomes = new Map<string, Outcome>();
     for (const recorded of events) {
       const event = reportEvents.decode(recorded);
       if (!event) continue;
@@ -98,16 +98,7 @@ export const rtioProjection: Projection = {
     }
     if (reported.length > 0) await tx.query({ name: 'rtio-reported', text: REPORTED, values: reported.values() });
     if (outcomes.size > 0) {
-      const rows = new Columns<{
-        id: string;
-        status: string;
-        attempts: number;
-        next: string | null;
-        error: string | null;
-        at: string;
-        first: string;
-        position: string;
-      }>(['id', 'status', 'attempts', 'next', 'error', 'at', 'first', 'position']);
+      const rows = new Columns<Outcome>(['id', 'status', 'attempts', 'next', 'error', 'at', 'first', 'position']);
       for (const outcome of outcomes.values()) rows.push(outcome);
       await tx.query({ name: 'rtio-report-outcome', text: OUTCOME, values: rows.values() });
     }

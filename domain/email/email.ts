@@ -5,6 +5,7 @@ import {
   decideAttempt,
   ERROR_LENGTH,
   evolveAttempt,
+  failedAttemptFields,
   firstAttemptAt,
   maxAttempts,
   type AttemptState,
@@ -70,13 +71,7 @@ export const EmailFailed = t.type({
   data: t.type({
     emailId: t.string,
     appId: t.string,
-    attempt: t.number,
-    error: t.string,
-    /** No attempt is left: the email will not be tried again. */
-    final: t.boolean,
-    failedAt: t.string,
-    /** When to try again; null when final. */
-    retryAt: t.union([t.string, t.null]),
+    ...failedAttemptFields,
   }),
 });
 export const EmailEvent = t.union([EmailRequested, EmailSent, EmailFailed]);

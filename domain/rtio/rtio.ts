@@ -4,6 +4,7 @@ import { DomainError, unreachable, type Decider } from '../decider';
 import {
   decideAttempt,
   evolveAttempt,
+  failedAttemptFields,
   firstAttemptAt,
   maxAttempts,
   type AttemptState,
@@ -373,11 +374,7 @@ export const RtioReportForwardFailed = t.type({
   type: t.literal('RtioReportForwardFailed'),
   data: t.type({
     ...Report,
-    attempt: t.number,
-    error: t.string,
-    final: t.boolean,
-    failedAt: t.string,
-    retryAt: t.union([t.string, t.null]),
+    ...failedAttemptFields,
   }),
 });
 export const RtioReportEvent = t.union([RtioDeviceReported, RtioReportForwarded, RtioReportForwardFailed]);

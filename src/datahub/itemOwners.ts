@@ -1,4 +1,4 @@
-import { checkItemNames, itemOwnerStreamName } from '../../domain/whitelist/itemOwner';
+import { checkItemNames, itemOwnerStreamName, type ItemOwnerCommand } from '../../domain/whitelist/itemOwner';
 import { itemOwnerAggregate } from '../command/aggregates';
 import { handleCommand, loadState } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
@@ -26,14 +26,7 @@ export class ItemOwners {
     item: { readonly repname: string; readonly itemname: string; readonly owner: string },
     now: Date,
   ): Promise<void> {
-    const result = await handleCommand(
-      this.deps.store,
-      itemOwnerAggregate,
-      itemOwnerStreamName(appId, item.repname, item.itemname),
-      { type: 'RegisterItemOwner', appId, ...item, now: now.toISOString() },
-      { appId, actor },
-    );
-    await this.deps.readYourWrites(result.position);
+    await this.decide(actor, { type: 'RegisterItemOwner', appId, ...item, now: now.toISOString() });
     this.deps.ownerRegistered();
   }
 
@@ -43,12 +36,17 @@ export class ItemOwners {
     item: { readonly repname: string; readonly itemname: string },
     now: Date,
   ): Promise<void> {
+    await this.decide(actor, { type: 'RemoveItemOwner', appId, ...item, now: now.toISOString() });
+  }
+
+  /** One command on the item's stream, answered once the whitelist read model shows it. */
+  private async decide(actor: string, command: ItemOwnerCommand): Promise<void> {
     const result = await handleCommand(
       this.deps.store,
       itemOwnerAggregate,
-      itemOwnerStreamName(appId, item.repname, item.itemname),
-      { type: 'RemoveItemOwner', appId, ...item, now: now.toISOString() },
-      { appId, actor },
+      itemOwnerStreamName(command.appId, command.repname, command.itemname),
+      command,
+      { appId: command.appId, actor },
     );
     await this.deps.readYourWrites(result.position);
   }
