@@ -99,3 +99,11 @@ export function evolveAttempt(state: AttemptState, recorded: RecordedAttempt): A
   if (recorded.succeeded) return { status: 'succeeded', attempts, nextAttemptAt: null };
   return { status: recorded.final ? 'failed' : 'pending', attempts, nextAttemptAt: recorded.retryAt };
 }
+
+/** An item's state after an attempt's recorded outcome, in an aggregate whose stream may hold no item yet. */
+export function evolveItem<S extends AttemptState>(
+  state: S | { readonly status: 'none' },
+  recorded: RecordedAttempt,
+): S | { readonly status: 'none' } {
+  return state.status === 'none' ? state : { ...state, ...evolveAttempt(state, recorded) };
+}

@@ -4,7 +4,7 @@ import { DomainError, unreachable, type Decider } from '../decider';
 import {
   decideAttempt,
   ERROR_LENGTH,
-  evolveAttempt,
+  evolveItem,
   failedAttemptFields,
   firstAttemptAt,
   maxAttempts,
@@ -159,13 +159,9 @@ export const emailDecider: Decider<EmailCommand, EmailEvent, EmailState> = {
         return { emailId, appId, to, subject, content, isHtml, ...firstAttemptAt(requestedAt) };
       }
       case 'EmailSent':
-        return state.status === 'none'
-          ? state
-          : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
+        return evolveItem(state, { succeeded: true, attempt: event.data.attempt });
       case 'EmailFailed':
-        return state.status === 'none'
-          ? state
-          : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
+        return evolveItem(state, { succeeded: false, ...event.data });
       default:
         return unreachable(event);
     }

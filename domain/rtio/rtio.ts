@@ -3,7 +3,7 @@ import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
 import {
   decideAttempt,
-  evolveAttempt,
+  evolveItem,
   failedAttemptFields,
   firstAttemptAt,
   maxAttempts,
@@ -445,13 +445,9 @@ export const rtioReportDecider: Decider<RtioReportCommand, RtioReportEvent, Rtio
         return { reportId, appId, deviceId, nonce, message, ...firstAttemptAt(reportedAt) };
       }
       case 'RtioReportForwarded':
-        return state.status === 'none'
-          ? state
-          : { ...state, ...evolveAttempt(state, { succeeded: true, attempt: event.data.attempt }) };
+        return evolveItem(state, { succeeded: true, attempt: event.data.attempt });
       case 'RtioReportForwardFailed':
-        return state.status === 'none'
-          ? state
-          : { ...state, ...evolveAttempt(state, { succeeded: false, ...event.data }) };
+        return evolveItem(state, { succeeded: false, ...event.data });
       default:
         return unreachable(event);
     }
