@@ -6,7 +6,7 @@ import { WrongExpectedRevisionError, type EventStore } from '../../src/eventStor
 import { DeviceSocket } from '../support/deviceSocket';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
-import { storedEvents, streamEventTypes } from '../support/storedEvents';
+import { streamEvents, streamEventTypes } from '../support/storedEvents';
 
 // Issue 21, item 4: one user's concurrent writes to one stream — datahub's DELETE /notification_stat
 // (shared/seeds/001_e25b4a10524b93b6.txt), GraphQL clearNotificationStats, ONE-PUSH's POST
@@ -108,8 +108,7 @@ describe('concurrent writes to one stream', function () {
     expect(answers.filter((a) => a.status !== 200).map((a) => a.body)).to.deep.equal([]);
     const deviceId = answers[0]!.body.id as string;
     expect(new Set(answers.map((a) => a.body.id))).to.deep.equal(new Set([deviceId]));
-    const stream = deviceStreamName(deviceId);
-    const events = (await storedEvents(url, auditor, { stream })).filter((event) => event.stream === stream);
+    const events = await streamEvents(url, auditor, deviceStreamName(deviceId));
     // Every change was decided on fresh state and appended once; the device is the last one appended.
     expect(events).to.have.length(WRITERS);
     const last = events[events.length - 1]!.data as { alias: string; tags: string[] };

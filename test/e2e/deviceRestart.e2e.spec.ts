@@ -1,10 +1,8 @@
 import { expect } from 'chai';
-import pino from 'pino';
-import { loadConfig, type Config } from '../../src/config';
-import { startHerald, type Herald } from '../../src/herald';
+import type { Herald } from '../../src/herald';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
-import { TestClock } from '../support/herald';
+import { startHeraldOn, TestClock } from '../support/herald';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 // Delivery timers live in the read model, not in memory: what was open when herald stopped is tried
@@ -13,19 +11,11 @@ describe('device deliveries across a restart', function () {
   this.timeout(60_000);
   const clock = new TestClock();
   let testDatabase: TestDatabase;
-  let config: Config;
   let running: Herald | undefined;
   const sockets: DeviceSocket[] = [];
 
   before(async () => {
     testDatabase = await createTestDatabase();
-    config = {
-      ...loadConfig({}),
-      port: 0,
-      host: '127.0.0.1',
-      databaseUrl: testDatabase.connectionString,
-      apps: [{ appId: 'camel', secret: 'EERWERRRRE' }],
-    };
   });
   after(async () => {
     for (const socket of sockets) socket.close();
@@ -33,10 +23,7 @@ describe('device deliveries across a restart', function () {
     await testDatabase.drop();
   });
 
-  const start = async () =>
-    (running = await startHerald(config, pino({ level: process.env.HERALD_TEST_LOG ?? 'silent' }), {
-      clock: clock.now,
-    }));
+  const start = async () => (running = await startHeraldOn(testDatabase.connectionString, {}, clock.now));
   const post = async (herald: Herald, path: string, body: unknown) =>
     (await (
       await fetch(`${herald.url}${path}`, {

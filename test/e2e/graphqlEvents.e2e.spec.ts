@@ -4,6 +4,7 @@ import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
 import { sendMessage } from '../support/sendMessage';
+import type { StoredEvent } from '../support/storedEvents';
 
 // The analysts' GraphQL (docs/analysts.md, "Over GraphQL"): an admin pages through and tails the app's
 // events as the store holds them; nobody else gets anything.
@@ -16,15 +17,7 @@ const TAIL = `subscription($after: String, $types: [String!], $stream: String, $
   events(after: $after, types: $types, stream: $stream, appId: $appId) { ${FIELDS} }
 }`;
 
-interface EventNode {
-  position: string;
-  stream: string;
-  revision: string;
-  type: string;
-  time: string;
-  data: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-}
+type EventNode = StoredEvent;
 type Page = { events: { nodes: EventNode[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
 type Tailed = { events: EventNode };
 

@@ -212,10 +212,18 @@ describe('GraphQL: RTIO devices (deviceCalls, replyToCall, report)', function ()
   it('refuses tickets and ONE-PUSH device tokens on the RTIO fields, and an RTIO device on user and device fields (FORBIDDEN)', async () => {
     const device = await create();
     const ticket = await issueTicket(test.url, 'rtio-user');
-    const registered = await test.herald.devices.register(
-      { appId: 'camel', alias: 'rtio-user', platform: 'ANDROID', nativeToken: `rtio-test-${nonce()}` },
-      new Date(),
-    );
+    // A ONE-PUSH device (shared/seeds/003_834cb051d61fc48e.txt): its token from POST /msgpush/register.
+    const registration = await fetch(`${test.url}/msgpush/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        appId: 'camel',
+        alias: 'rtio-user',
+        platform: 'ANDROID',
+        nativeToken: `rtio-test-${nonce()}`,
+      }),
+    });
+    const registered = (await registration.json()) as { token: string };
     const refused = async (s: GraphqlSocket, query: string, variables?: Record<string, unknown>) => {
       const operation: LiveOperation<unknown> = s.subscribe(query, variables);
       await s.until(() => operation.completed, `the refusal of ${query}`);

@@ -8,36 +8,22 @@ import { projections } from '../../projections';
 import { eventually } from '../support/eventually';
 import { graphql, type GraphqlResponse } from '../support/graphqlClient';
 import { HeraldProcess } from '../support/heraldProcess';
-import { createTestDatabase, describeTarget, freePort, type TestDatabase } from '../support/postgres';
+import { heraldProcessSetup, type HeraldProcessSetup } from '../support/heraldProcessSetup';
+import { describeTarget, freePort, type TestDatabase } from '../support/postgres';
 
 describe(`herald process (${process.env.DATABASE_URL ? describeTarget() : 'embedded defaults'})`, function () {
   this.timeout(180_000);
+  let setup: HeraldProcessSetup | undefined;
   let dataDir: string;
   let testDatabase: TestDatabase | undefined;
   let env: Record<string, string>;
   let base: string;
 
   before(async () => {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    env = {
-      PORT: String(port),
-      HERALD_DATA_DIR: dataDir,
-      HERALD_EMBEDDED_POSTGRES_PORT: String(await freePort(port)),
-      HERALD_APPS: 'camel:EERWERRRRE',
-    };
-    // With DATABASE_URL (CI's second run) herald gets a fresh database on that server; otherwise it
-    // starts its embedded PostgreSQL, as after `npm start` on a fresh machine.
-    if (process.env.DATABASE_URL) {
-      testDatabase = await createTestDatabase();
-      env.DATABASE_URL = testDatabase.connectionString;
-    }
+    setup = await heraldProcessSetup('herald-e2e-');
+    ({ dataDir, testDatabase, env, base } = setup);
   });
-  after(async () => {
-    await testDatabase?.drop();
-    await rm(dataDir, { recursive: true, force: true });
-  });
+  after(() => setup?.remove());
 
   it('starts, answers /healthz and /readyz, survives kill -9, and stops cleanly on SIGTERM', async () => {
     const first = HeraldProcess.start(env);

@@ -5,7 +5,7 @@ import { APP_CALLBACK_TARGET, deliveryStreamName } from '../../domain/device/del
 import { pushIdOfSentId } from '../../domain/device/push';
 import { eventually } from '../support/eventually';
 import { issueTicket, startTestHerald, TestClock } from '../support/herald';
-import { storedEvents } from '../support/storedEvents';
+import { streamEvents } from '../support/storedEvents';
 
 /** A delivery's status as its last recorded event says it (the statuses of `Push.deliveries`). */
 const STATUS_OF_LAST_EVENT: Record<string, string> = {
@@ -15,10 +15,8 @@ const STATUS_OF_LAST_EVENT: Record<string, string> = {
   DeliveryDropped: 'dropped',
 };
 /** The events of a topvdn push's delivery to the app's callback URL, read by the app's admin (GraphQL `events`). */
-const callbackEvents = async (baseUrl: string, admin: string, requestId: string) => {
-  const stream = deliveryStreamName(pushIdOfSentId(requestId), APP_CALLBACK_TARGET);
-  return (await storedEvents(baseUrl, admin, { stream })).filter((event) => event.stream === stream);
-};
+const callbackEvents = (baseUrl: string, admin: string, requestId: string) =>
+  streamEvents(baseUrl, admin, deliveryStreamName(pushIdOfSentId(requestId), APP_CALLBACK_TARGET));
 const callbackStatus = async (baseUrl: string, admin: string, requestId: string) =>
   STATUS_OF_LAST_EVENT[(await callbackEvents(baseUrl, admin, requestId)).at(-1)?.type ?? ''];
 

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { pushStreamName } from '../../domain/device/push';
 import { DeviceSocket } from './deviceSocket';
 import { issueTicket, startTestHerald, type TestClock } from './herald';
-import { streamEventTypes, storedEvents, type StoredEvent } from './storedEvents';
+import { streamEvents, streamEventTypes, type StoredEvent } from './storedEvents';
 
 /**
  * herald for a describe of ONE-PUSH tests (shared/seeds/003_834cb051d61fc48e.txt), started in its mocha
@@ -36,10 +36,8 @@ export function onePushTestbed(clock: TestClock) {
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   /** The events recorded in a push's stream, oldest first. */
-  const pushEvents = async (requestId: string): Promise<StoredEvent[]> => {
-    const stream = pushStreamName(requestId);
-    return (await storedEvents(url(), admin, { stream })).filter((event) => event.stream === stream);
-  };
+  const pushEvents = (requestId: string): Promise<StoredEvent[]> =>
+    streamEvents(url(), admin, pushStreamName(requestId));
   return {
     get url() {
       return url();

@@ -1,6 +1,6 @@
 import { rtioReportStreamName } from '../../domain/rtio/rtio';
 import { issueTicket } from './herald';
-import { storedEvents, type StoredEvent } from './storedEvents';
+import { streamEvents, type StoredEvent } from './storedEvents';
 
 /** The RTIO app (`RTIO_APP_ID`'s default) as `HERALD_APPS` names it, so that its admin can read its events. */
 export const RTIO_APP = { appId: 'rtio', secret: 'rtio-app-secret' } as const;
@@ -29,8 +29,7 @@ export async function rtioReportHistory(
   adminTicket: string,
   reportId: string,
 ): Promise<RtioReportHistory> {
-  const stream = rtioReportStreamName(reportId);
-  const events = (await storedEvents(baseUrl, adminTicket, { stream })).filter((event) => event.stream === stream);
+  const events = await streamEvents(baseUrl, adminTicket, rtioReportStreamName(reportId));
   const tries = events.filter((event) => event.type !== 'RtioDeviceReported');
   const last = tries.at(-1);
   const failures = tries.filter((event) => event.type === 'RtioReportForwardFailed');

@@ -52,9 +52,12 @@ export async function storedEvents(
   }
 }
 
-/** The types of one stream's events, in order (`stream` is the exact name, not a prefix). */
+/** One stream's events, in order (`stream` is the exact name; the query's filter is a prefix). */
+export async function streamEvents(baseUrl: string, adminTicket: string, stream: string): Promise<StoredEvent[]> {
+  return (await storedEvents(baseUrl, adminTicket, { stream })).filter((event) => event.stream === stream);
+}
+
+/** The types of one stream's events, in order. */
 export async function streamEventTypes(baseUrl: string, adminTicket: string, stream: string): Promise<string[]> {
-  return (await storedEvents(baseUrl, adminTicket, { stream }))
-    .filter((event) => event.stream === stream)
-    .map((event) => event.type);
+  return (await streamEvents(baseUrl, adminTicket, stream)).map((event) => event.type);
 }

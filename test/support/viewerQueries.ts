@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { graphql } from './graphqlClient';
+import { graphql, MESSAGE_FIELDS, type PushedMessage } from './graphqlClient';
 
 /** Whom a ticket speaks for, as GraphQL `me` answers it. */
 export interface TicketViewer {
@@ -21,48 +21,17 @@ export async function viewerOf(baseUrl: string, ticket: string): Promise<TicketV
 }
 
 /** A Koala message in a user's inbox, as GraphQL `notifications` lists it. */
-export interface InboxMessage {
-  id: string;
-  seq: string;
-  title: string;
-  content: string;
-  sender: string;
-  sentAt: string;
-  expiresAt: string | null;
-  props: Record<string, string> | null;
+export interface InboxMessage extends PushedMessage {
   acknowledged: boolean;
-  meta: { realm: string; seq: string; sender: string; stime: string };
 }
 
 /** The user's Koala messages, newest first, up to 50 (GraphQL `notifications`, type "koala"). */
 export async function koalaInboxOf(baseUrl: string, ticket: string): Promise<{ total: number; nodes: InboxMessage[] }> {
+  const query = `{ notifications(first: 50, type: "koala") { total nodes { ${MESSAGE_FIELDS} acknowledged } } }`;
   const { data, errors } = await graphql<{ notifications: { total: number; nodes: InboxMessage[] } }>(
     baseUrl,
     ticket,
-    `
-      {
-        notifications(first: 50, type: "koala") {
-          total
-          nodes {
-            id
-            seq
-            title
-            content
-            sender
-            sentAt
-            expiresAt
-            props
-            acknowledged
-            meta {
-              realm
-              seq
-              sender
-              stime
-            }
-          }
-        }
-      }
-    `,
+    query,
   );
   expect(errors, 'the notifications query').to.equal(undefined);
   return data!.notifications;
