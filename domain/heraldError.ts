@@ -3,7 +3,8 @@
  * shims' own checks throw it (or a subclass that fixes the code and carries detail); each API turns a
  * code into its wire answer with one table (api/rest/koalaShim.ts KOALA_CODES, api/rest/shimErrors.ts
  * HTTP_ANSWERS for ONE-PUSH and topvdn, api/rest/datahubShim.ts DATAHUB_ANSWERS, api/rest/rtioShim.ts
- * RTIO_ANSWERS, api/graphql/guards.ts GRAPHQL_CODES). Anything else thrown is herald's own failure:
+ * RTIO_ANSWERS, api/graphql/guards.ts GRAPHQL_CODES, api/sockets/frameErrors.ts for the device sockets'
+ * error frames). Anything else thrown is herald's own failure:
  * each API's internal error, its details only logged. A new code is a compile error in every table until
  * each API says how it answers it.
  */

@@ -12,14 +12,6 @@ const reportEvents = eventDecoder(RtioReportEvent, (event) =>
   UUID.test(event.data.reportId) ? undefined : 'reportId is not a UUID',
 );
 
-/**
- * RTIO devices' reports and how far their forwarding got: the outbox the report forwarder reads (what is
- * due), and a report's status. The message itself is not copied: the forwarder reads it from the
- * report's stream, where it also decides.
- *
- * A batch is two statements: one inserts the batch's reports, one applies each report's outcomes,
- * folded per report in position order first; an outcome only moves a row forward (guarded by position).
- */
 /** A report's forwarding outcome as the batch leaves it: one row per report. */
 type Outcome = {
   id: string;
@@ -32,6 +24,14 @@ type Outcome = {
   position: string;
 };
 
+/**
+ * RTIO devices' reports and how far their forwarding got: the outbox the report forwarder reads (what is
+ * due), and a report's status. The message itself is not copied: the forwarder reads it from the
+ * report's stream, where it also decides.
+ *
+ * A batch is two statements: one inserts the batch's reports, one applies each report's outcomes,
+ * folded per report in position order first; an outcome only moves a row forward (guarded by position).
+ */
 export const rtioProjection: Projection = {
   name: 'rtio',
   version: 1,

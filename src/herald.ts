@@ -105,10 +105,9 @@ export async function startHerald(
       directory,
       models,
       progress,
-      leads: () => leadership?.isLeader ?? false,
+      isLeader: () => leadership?.isLeader ?? false,
+      services,
     });
-    // The leader starts and stops its sending; its SMTP transport closes with herald.
-    if (features.mailer) services.add(closing('mailer transport', features.mailer));
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
     const onCommitted = (name: string, position: bigint) => progress.advance(name, position);
@@ -124,8 +123,7 @@ export async function startHerald(
     const { gateway } = features;
     await services.start({ name: 'device gateway', start: () => gateway.start(), stop: () => gateway.stop() });
     // Work done once for all nodes runs on the node that leads (one process alone leads itself).
-    const leads = await services.start(new Leadership({ database, log, work: features.backgroundWork }));
-    leadership = leads;
+    leadership = await services.start(new Leadership({ database, log, work: features.backgroundWork }));
     const { readiness, unhealthy } = probes({
       config,
       clock,
@@ -134,7 +132,7 @@ export async function startHerald(
       runners,
       progress,
       startupHead,
-      leads,
+      leadership,
       bus,
     });
     metrics.projectionLag(() =>
@@ -181,7 +179,9 @@ async function openFeatures(deps: {
   readonly models: ReadModels;
   readonly progress: ProjectionProgress;
   /** Whether this node leads (runs the background work) now. */
-  readonly leads: () => boolean;
+  readonly isLeader: () => boolean;
+  /** Where what must close with herald is added as soon as it opens. */
+  readonly services: Services;
 }) {
   const { config, log, clock, store, bus, directory, models } = deps;
   // A command answers once the read models its caller queries show it (docs/architecture.md: read your writes).
@@ -242,6 +242,8 @@ async function openFeatures(deps: {
     readYourWrites: emailsShow,
     ...(config.mailFrom && { from: config.mailFrom }),
   });
+  // The leader starts and stops its sending; its SMTP transport closes with herald.
+  if (mailer) deps.services.add(closing('mailer transport', mailer));
   const devicesShow = shows(models.devices);
   const devices = new Devices({
     store,
@@ -259,7 +261,7 @@ async function openFeatures(deps: {
     clock,
     log,
     readYourWrites: devicesShow,
-    leads: deps.leads,
+    leads: deps.isLeader,
     directory,
   });
   const appCallbacks = new AppCallbacks({
@@ -348,10 +350,10 @@ function probes(deps: {
   readonly runners: readonly ProjectionRunner[];
   readonly progress: ProjectionProgress;
   readonly startupHead: bigint;
-  readonly leads: Leadership;
+  readonly leadership: Leadership;
   readonly bus: Bus;
 }): { readiness: () => Promise<Readiness>; unhealthy: () => string | undefined } {
-  const { config, clock, store, infrastructure, leads } = deps;
+  const { config, clock, store, infrastructure, leadership } = deps;
   const readinessChecks: ReadinessCheck[] = [
     {
       name: 'eventStore',
@@ -367,7 +369,7 @@ function probes(deps: {
       maxLagSeconds: config.readyMaxLagSeconds,
     }),
     // Which node runs the background work is shown, not required: a standby node serves as well.
-    { name: 'leadsBackgroundWork', run: async () => ({ detail: leads.isLeader }) },
+    { name: 'leadsBackgroundWork', run: async () => ({ detail: leadership.isLeader }) },
     // A node whose bus is down pushes nothing live (its subscribers catch up once it is back).
     ...(config.redisUrl ? [busReadiness(deps.bus)] : []),
   ];

@@ -6,7 +6,7 @@ import { illFormedTextAt, notUnicode } from '../../domain/text';
 import { StreamContendedError } from '../../src/command/commandHandler';
 import type { Cidr } from '../../src/config';
 import type { Tickets } from '../../src/identity/tickets';
-import type { Rtio } from '../../src/rtio/deviceCalls';
+import { UnknownRtioDeviceError, type Rtio } from '../../src/rtio/deviceCalls';
 import type { Logger } from '../../src/runtime/logger';
 
 /**
@@ -164,7 +164,17 @@ export function rtioRouter(deps: {
           // Optional: none, null, "", 0 → 6 s; above 30 → 30 (domain/rtio/rtio.ts); a negative one is 1604.
           const timeLive = rtioTimeLiveSeconds(body.time_live);
           const appId = await appOf(req);
-          const outcome = await deps.rtio.call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive });
+          const outcome = await deps.rtio
+            .call(appId, { nonce, deviceId, message, timeLiveSeconds: timeLive })
+            .catch((error: unknown) => {
+              // The one not_found with an answer of its own: the device called does not exist (or is another app's).
+              if (error instanceof UnknownRtioDeviceError)
+                throw new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, {
+                  device_id: deviceId,
+                  device_status: 0,
+                });
+              throw error;
+            });
           if (outcome.kind === 'replied')
             return {
               device_id: deviceId,
@@ -270,14 +280,13 @@ const refused =
 const failed = (_error: HeraldError, failure: RtioCode) => new RtioAnswer(failure, undefined, 500);
 
 /**
- * RTIO's answer to each HeraldError code. A call to a device that does not exist (or is another app's) is
- * 1605 with `device_status` 0; app credentials refused are an untrusted caller (1606); busy — others
+ * RTIO's answer to each HeraldError code. App credentials refused are an untrusted caller (1606); busy — others
  * changing the same record past the retry bound — is the route's failure code as HTTP 503 (send again);
- * the other refusals are a field's (1604). Codes no RTIO route meets are herald's failure, as before.
+ * the other refusals are a field's (1604; call/send answers a device that does not exist with 1605 itself). Codes no RTIO route meets are herald's failure, as before.
  */
 export const RTIO_ANSWERS: Readonly<Record<HeraldErrorCode, (error: HeraldError, failure: RtioCode) => RtioAnswer>> = {
   invalid: refused(RTIO_CODES.badField),
-  not_found: () => new RtioAnswer(RTIO_CODES.unknownDevice, undefined, 200, { device_status: 0 }),
+  not_found: refused(RTIO_CODES.badField),
   forbidden: refused(RTIO_CODES.badField),
   conflict: refused(RTIO_CODES.badField),
   expired: refused(RTIO_CODES.badField),

@@ -5,6 +5,7 @@ import { illFormedTextAt, notUnicode } from '../../domain/text';
 import type { DeviceConnection, DeviceGateway, DeviceHandle } from '../../src/devices/deviceGateway';
 import type { DevicePush, DeviceView } from '../../src/devices/deviceQueries';
 import type { Logger } from '../../src/runtime/logger';
+import { frameError } from './frameErrors';
 
 /**
  * ONE-PUSH's device socket (shared/seeds/003_834cb051d61fc48e.txt): `ws://host/msgpush.ws?deviceId=…`,
@@ -117,7 +118,7 @@ export function msgpushSockets(deps: { readonly gateway: DeviceGateway; readonly
  * again) — a frame names a HeraldError by its own code — or herald's failure.
  */
 function confirmationError(error: unknown, deviceId: string, log: Logger): { code: string; message: string } {
-  if (error instanceof HeraldError) return { code: error.code, message: error.message };
+  if (error instanceof HeraldError) return frameError(error);
   log.error({ err: error, deviceId }, 'msgpush: recording a confirmation failed');
   return { code: 'internal', message: 'internal error; confirm again' };
 }

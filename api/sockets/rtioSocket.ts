@@ -4,6 +4,7 @@ import { isDeviceCode, RTIO_LIMITS } from '../../domain/rtio/rtio';
 import { illFormedTextAt, isStorableText, notUnicode } from '../../domain/text';
 import type { Rtio } from '../../src/rtio/deviceCalls';
 import type { Logger } from '../../src/runtime/logger';
+import { frameError } from './frameErrors';
 
 /**
  * RTIO's device socket (docs/api/rtio.md): `ws://host/rtio.ws`, JSON text frames.
@@ -128,7 +129,7 @@ export function rtioSockets(deps: { readonly rtio: Rtio; readonly log: Logger })
         reply(socket, { replied: callId });
       } catch (error) {
         if (!(error instanceof HeraldError)) throw error;
-        reply(socket, { error: { code: error.code, message: error.message }, call_id: callId });
+        reply(socket, { error: frameError(error), call_id: callId });
       }
     };
   });

@@ -112,7 +112,8 @@ interface InFlight {
 
 /**
  * A worker is a service (started and stopped with the others; on the node that leads, by the leadership). A
- * worker with a name of its own (MessageScheduler, Mailer, …) extends it and keeps only what is its own.
+ * worker with a name of its own (MessageScheduler, Mailer, …) extends it and adds only what is its own (its
+ * items' source and attempt); `wake` and the rest of the runner are every worker's.
  */
 export class DueWork<Item> implements Service {
   /** For the service list's log lines; a subclass names itself. */

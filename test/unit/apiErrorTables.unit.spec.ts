@@ -238,7 +238,7 @@ describe('API error tables: one wire answer per HeraldError code', () => {
     /** create_device's answers (its failure code is 2705): [HTTP status, code, desc, extra fields]. */
     const RTIO: Record<HeraldErrorCode, [number, number, string, Record<string, unknown>?]> = {
       invalid: [200, 1604, 'refused: invalid'],
-      not_found: [200, 1605, 'device does not exist', { device_status: 0 }],
+      not_found: [200, 1604, 'refused: not_found'],
       forbidden: [200, 1604, 'refused: forbidden'],
       conflict: [200, 1604, 'refused: conflict'],
       expired: [200, 1604, 'refused: expired'],
