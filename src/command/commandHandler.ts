@@ -85,7 +85,6 @@ export const CONFLICT_RETRY = { maxAttempts: 50, maxElapsedMs: 5_000, baseDelayM
  */
 export class StreamContendedError extends HeraldError {
   override readonly name = 'StreamContendedError';
-  override readonly retryAfterSeconds = 1;
   constructor(
     readonly streamName: string,
     readonly attempts: number,

@@ -45,7 +45,7 @@ export interface SentMessage {
 /** A sender went over its sending rate (Koala 4001, GraphQL RATE_LIMITED). */
 export class SendRateExceededError extends HeraldError {
   override readonly name = 'SendRateExceededError';
-  constructor(override readonly retryAfterSeconds: number) {
+  constructor(retryAfterSeconds: number) {
     super('rate_limited', `sending rate exceeded; retry in ${retryAfterSeconds} s`, retryAfterSeconds);
   }
 }
