@@ -58,6 +58,11 @@ export class EventVersions {
     return FIRST_VERSION + (this.chains.get(type)?.length ?? 0);
   }
 
+  /** The types that have changed shape (have upcasters). */
+  changedTypes(): readonly string[] {
+    return [...this.chains.keys()];
+  }
+
   /** The steps that have changed the type, oldest first. */
   changes(type: string): readonly Upcaster[] {
     return this.chains.get(type) ?? [];

@@ -141,7 +141,7 @@ export interface EventStore {
    * in position order, as the JSON Lines of `herald replay` (docs/analysts.md), formatted by the store
    * itself — much faster than reading the events through this port and serializing them. PostgreSQL offers
    * it (COPY); EventStoreDB does not (src/analysts/replay.ts reads through the port instead). A decorator
-   * that changes events on read must not forward it.
+   * that changes events on read forwards it with the same change made to the lines (UpcastingEventStore).
    */
   exportJsonLines?(
     selection: ExportSelection,

@@ -23,11 +23,20 @@ import { EventStoreDecorator } from './eventStoreDecorator';
  * `herald projections retry` applies it.
  */
 export class UpcastingEventStore extends EventStoreDecorator {
+  /** The store's export (PostgreSQL's COPY), its lines of older versions upcast; absent where the store has none. */
+  readonly exportJsonLines?: EventStore['exportJsonLines'];
+
   constructor(
     store: EventStore,
     private readonly versions: EventVersions = EVENT_VERSIONS,
   ) {
     super(store);
+    const exportJsonLines = store.exportJsonLines?.bind(store);
+    if (exportJsonLines) {
+      const upcastLines = linesUpcaster(versions);
+      this.exportJsonLines = (selection, head, write, onProgress) =>
+        exportJsonLines(selection, head, (chunk) => write(upcastLines(chunk)), onProgress);
+    }
   }
 
   override async readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
@@ -53,10 +62,40 @@ export class UpcastingEventStore extends EventStoreDecorator {
 }
 
 /**
+ * An export's chunks (whole JSON lines, as `eventRecord` orders the keys) with the lines of an older version
+ * upcast. The store writes its lines as stored (jsonb's own text) and fast; only a chunk that names a type
+ * with upcasters is parsed, and only that type's lines in it are written again (compact, as JSON.stringify
+ * writes them), so an export stays the store's fast path while the history holds few old events.
+ */
+/** A line of an export, parsed: what upcasting reads of it (its other keys pass through in their order). */
+type ExportedRecord = Pick<RecordedEvent, 'type' | 'data' | 'metadata'>;
+
+function linesUpcaster(versions: EventVersions): (chunk: string | Uint8Array) => string | Uint8Array {
+  // A type is found by its key and value as the line writes them: in a JSON string a quote is escaped, so
+  // no stream name or data can hold this text before the line's own "type".
+  const markers = versions.changedTypes().map((type) => `,"type":${JSON.stringify(type)},`);
+  return (chunk) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (!markers.some((marker) => text.includes(marker))) return chunk;
+    const lines = text.toString().split('\n');
+    for (const [index, line] of lines.entries()) {
+      if (!markers.some((marker) => line.includes(marker))) continue;
+      const record = JSON.parse(line) as ExportedRecord;
+      const upcast = upcastEvent(record, versions);
+      if (upcast !== record) lines[index] = JSON.stringify(upcast);
+    }
+    return lines.join('\n');
+  };
+}
+
+/**
  * The event in its type's current shape, its `schemaVersion` then the current one. Also for events read
  * other than through the store: a parked event's copy, retried after an upgrade.
  */
-export function upcastEvent(event: RecordedEvent, versions: EventVersions = EVENT_VERSIONS): RecordedEvent {
+export function upcastEvent<E extends Pick<RecordedEvent, 'type' | 'data' | 'metadata'>>(
+  event: E,
+  versions: EventVersions = EVENT_VERSIONS,
+): E {
   const version = schemaVersionOf(event.metadata);
   const current = versions.current(event.type);
   // Current, newer or no version at all: as it is (decoders refuse the last two).

@@ -501,6 +501,23 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       });
       expectUpcast(seen, appended);
     });
+
+    it('exportJsonLines, where the store offers it: the old-shape line is written upcast, the others as the store writes them', async function () {
+      if (!store.exportJsonLines) this.skip();
+      const appended = history();
+      await store.append(stream('v'), appended, 'no_stream');
+      const selection = { streamPrefix: stream('v') };
+      const head = await store.headPosition();
+      const raw = await jsonLines((write) => store.exportJsonLines!(selection, head, write));
+      const exported = await jsonLines((write) => upcasting().exportJsonLines!(selection, head, write));
+      const read = await jsonLines((write) => replay(upcasting(), selection, head, write));
+      expect(exported.lines).to.deep.equal(read.lines);
+      expect(exported.lines[0]!['data']).to.deep.equal({ ...v1, forBrowser: true });
+      expect(exported.lines[0]!['metadata']).to.include({ correlationId: 'c-old', schemaVersion: 2 });
+      expect(raw.lines[0]!['data']).to.deep.equal(v1);
+      expect(exported.lines.slice(1)).to.deep.equal(raw.lines.slice(1));
+      expect(Object.keys(exported.lines[0]!)).to.deep.equal(Object.keys(raw.lines[0]!));
+    });
   });
 }
 
