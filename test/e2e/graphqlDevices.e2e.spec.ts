@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { pushIdOfSentId } from '../../domain/device/push';
-import { isDeviceOnline, listedDevice } from '../support/deviceQueries';
+import { isDeviceOnline, listedDevice, type ListedDevice } from '../support/deviceQueries';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
@@ -23,13 +23,7 @@ const PUSH = `mutation($input: PushToDevicesInput!) { pushToDevices(input: $inpu
 const UNREGISTER = 'mutation($id: ID!) { unregisterDevice(id: $id) }';
 const CONFIRM = 'mutation($messageId: ID!) { confirmDelivery(messageId: $messageId) }';
 
-interface Device {
-  id: string;
-  clientId: number;
-  alias: string;
-  platform: string;
-  mobile: string | null;
-  tags: string[];
+interface Device extends ListedDevice {
   online: boolean;
   registeredAt: string;
   updatedAt: string;
