@@ -1,21 +1,25 @@
 import { expect } from 'chai';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, startTestHerald } from '../support/herald';
+import { storedEvents } from '../support/storedEvents';
 
 // One request's correlation id is on its response and in the metadata of the events it appended
 // (src/runtime/correlation.ts), whatever route and body parser served it.
 describe('correlation ids', function () {
   this.timeout(60_000);
   let test: Awaited<ReturnType<typeof startTestHerald>>;
+  let admin: string;
 
   before(async () => {
     test = await startTestHerald();
+    admin = await issueTicket(test.url, 'correlation-auditor', 'admin');
   });
   after(() => test?.stop());
 
+  /** The messages titled `title`, as the app's admin reads their events (GraphQL `events`). */
   async function eventsOf(title: string) {
-    const all = await test.herald.infrastructure.store.readAll({ maxCount: 1000 });
-    return all.filter((e) => (e.data as { title?: string }).title === title);
+    const messages = await storedEvents(test.url, admin, { stream: 'message-' });
+    return messages.filter((e) => e.data.title === title);
   }
 
   it("takes the caller's X-Correlation-Id into the events it appends, and answers with it", async () => {

@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import { pushIdOfSentId } from '../../domain/device/push';
-import { isDeviceOnline } from '../support/deviceQueries';
+import { isDeviceOnline, listedDevice, type ListedDevice } from '../support/deviceQueries';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, type GraphqlResponse } from '../support/graphqlClient';
 import { issueTicket, startTestHerald, TestClock } from '../support/herald';
+import { pushDeliveries } from '../support/pushDeliveries';
 
 // ONE-PUSH's devices (shared/seeds/003_834cb051d61fc48e.txt) through GraphQL: users register, list,
 // unregister and push; a device, by its token, subscribes to its messages and confirms them — served
@@ -22,13 +23,7 @@ const PUSH = `mutation($input: PushToDevicesInput!) { pushToDevices(input: $inpu
 const UNREGISTER = 'mutation($id: ID!) { unregisterDevice(id: $id) }';
 const CONFIRM = 'mutation($messageId: ID!) { confirmDelivery(messageId: $messageId) }';
 
-interface Device {
-  id: string;
-  clientId: number;
-  alias: string;
-  platform: string;
-  mobile: string | null;
-  tags: string[];
+interface Device extends ListedDevice {
   online: boolean;
   registeredAt: string;
   updatedAt: string;
@@ -154,14 +149,14 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     });
     expect(codeOf(someoneElse)).to.equal('FORBIDDEN');
     expect(someoneElse.data).to.deep.equal({ registerDevice: null }); // a mutation field that fails is null by itself (issue 21 item 3)
-    expect(await test.herald.devices.list('camel', { alias: 'reg-other', first: 10 })).to.have.length(0);
     const admin = await ticketFor('reg-admin', 'admin');
+    expect((await gql<Page>(admin, DEVICES, { alias: 'reg-other' })).data!.devices.nodes).to.deep.equal([]);
     const forOther = await register(admin, { nativeToken: 'for-someone', alias: 'reg-other' });
     expect(forOther.device.alias).to.equal('reg-other');
     // A user who knows another user's native token cannot take that device over.
     const takeover = await gql(user, REGISTER, { input: { platform: 'ANDROID', nativeToken: 'for-someone' } });
     expect(codeOf(takeover)).to.equal('FORBIDDEN');
-    expect((await test.herald.devices.byId(forOther.device.id))?.alias).to.equal('reg-other');
+    expect((await listedDevice(test.url, admin, forOther.device.id))?.alias).to.equal('reg-other');
 
     for (const input of [
       { platform: 'ANDROID', nativeToken: '' },
@@ -252,7 +247,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     ).to.equal('NOT_FOUND');
     expect(codeOf(await gql(cleo, UNREGISTER, { id: '0123456789abcdef0123456789abcdef' }))).to.equal('NOT_FOUND');
     expect(codeOf(await gql(cleo, UNREGISTER, { id: 'not an id' }))).to.equal('NOT_FOUND');
-    expect((await test.herald.devices.byId(cleos.device.id))?.active).to.equal(true);
+    expect(await listedDevice(test.url, admin, cleos.device.id), 'still registered').to.not.equal(undefined);
 
     const gone = await gql<{ unregisterDevice: boolean }>(cleo, UNREGISTER, { id: cleos.device.id });
     expect(gone.data).to.deep.equal({ unregisterDevice: true });
@@ -266,7 +261,7 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
       id: dans.device.id,
     });
     expect(byAdmin.data).to.deep.equal({ unregisterDevice: true });
-    expect((await test.herald.devices.byId(dans.device.id))?.active).to.equal(false);
+    expect(await listedDevice(test.url, admin, dans.device.id), 'unregistered').to.equal(undefined);
   });
 
   it("pushToDevices by ALIAS reaches the alias's legacy socket and GraphQL subscription; both confirm; the counts show it", async () => {
@@ -323,14 +318,12 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
     // The device confirms over the socket it subscribes on.
     const confirmed = await connection.request<{ confirmDelivery: boolean }>(CONFIRM, { messageId: requestId });
     expect(confirmed).to.deep.equal({ data: { confirmDelivery: true } });
-    expect((await test.herald.pushes.status('camel', requestId))?.deliveries.confirmed).to.equal(1);
+    await eventually(async () => expect((await pushDeliveries(test.url, admin, requestId)).confirmed).to.equal(1));
     socket.confirm(requestId);
     await socket.until((s) => s.frames.some((f) => f.confirmed === requestId), 'the legacy confirmation');
-    expect((await test.herald.pushes.status('camel', requestId))?.deliveries).to.include({
-      confirmed: 2,
-      pending: 0,
-      delivered: 0,
-    });
+    await eventually(async () =>
+      expect(await pushDeliveries(test.url, admin, requestId)).to.include({ confirmed: 2, delivered: 0 }),
+    );
     // Confirming again is no error; over HTTP with the device token too.
     expect((await gql(onGraphql.token, CONFIRM, { messageId: requestId })).data).to.deep.equal({
       confirmDelivery: true,
@@ -581,10 +574,8 @@ describe('GraphQL: devices, pushes and deviceMessages (seed 003)', function () {
       await push(await ticketFor('expiring-sender'), { audiences: ['expiring'], needConfirm: true, duration: 60 })
     ).data!.pushToDevices;
     clock.advance(61_000);
-    test.herald.gateway.wake();
-    await eventually(async () =>
-      expect((await test.herald.pushes.status('camel', requestId))?.deliveries.expired).to.equal(1),
-    );
+    test.herald.gateway.wake(); // herald's timers on a test clock have no public trigger
+    await eventually(async () => expect((await pushDeliveries(test.url, admin, requestId)).expired).to.equal(1));
     const late = await gql(device.token, CONFIRM, { messageId: requestId });
     expect(codeOf(late)).to.equal('GONE');
   });

@@ -22,3 +22,37 @@ export async function isDeviceOnline(
   expect(device, `device ${deviceId} with alias ${alias}`).not.to.equal(undefined);
   return device!.online;
 }
+
+/** A registered device as GraphQL `devices` lists it. */
+export interface ListedDevice {
+  id: string;
+  clientId: number;
+  alias: string;
+  platform: string;
+  mobile: string | null;
+  tags: string[];
+}
+
+const DEVICES = `query($after: String) {
+  devices(first: 100, after: $after) { nodes { id clientId alias platform mobile tags } pageInfo { endCursor hasNextPage } }
+}`;
+type DevicesPage = { devices: { nodes: ListedDevice[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
+
+/**
+ * The device `deviceId` as GraphQL `devices` lists it to an admin of its app, page by page; undefined when
+ * it is not listed: never registered in that app, or unregistered.
+ */
+export async function listedDevice(
+  baseUrl: string,
+  adminTicket: string,
+  deviceId: string,
+): Promise<ListedDevice | undefined> {
+  for (let after: string | undefined; ;) {
+    const { data, errors } = await graphql<DevicesPage>(baseUrl, adminTicket, DEVICES, { ...(after && { after }) });
+    expect(errors, 'the devices query').to.equal(undefined);
+    const device = data!.devices.nodes.find((node) => node.id === deviceId);
+    const { endCursor, hasNextPage } = data!.devices.pageInfo;
+    if (device || !hasNextPage || endCursor === null) return device;
+    after = endCursor;
+  }
+}

@@ -1,14 +1,16 @@
 import { expect } from 'chai';
 import { pushStreamName } from '../../domain/device/push';
+import { listedDevice } from './deviceQueries';
 import { DeviceSocket } from './deviceSocket';
 import { issueTicket, startTestHerald, type TestClock } from './herald';
+import { pushDeliveries } from './pushDeliveries';
 import { streamEvents, streamEventTypes, type StoredEvent } from './storedEvents';
 
 /**
  * herald for a describe of ONE-PUSH tests (shared/seeds/003_834cb051d61fc48e.txt), started in its mocha
  * `before` on `clock` and stopped in `after`, with the requests the seed's clients make: JSON POSTs,
- * device registration, device sockets (closed with herald), and a push's recorded events as the app's
- * admin reads them (GraphQL `events`).
+ * device registration, device sockets (closed with herald), and what the app's admin reads: a device
+ * as GraphQL `devices` lists it, a push's recorded events and its deliveries (GraphQL `events`).
  */
 export function onePushTestbed(clock: TestClock) {
   let test: Awaited<ReturnType<typeof startTestHerald>> | undefined;
@@ -63,6 +65,10 @@ export function onePushTestbed(clock: TestClock) {
       sockets.push(socket);
       return socket;
     },
+    /** The device as the app's admin sees it listed; undefined once unregistered. */
+    device: (deviceId: string) => listedDevice(url(), admin, deviceId),
+    /** A push's deliveries by status, as recorded (no pending count). */
+    deliveries: (requestId: string) => pushDeliveries(url(), admin, requestId),
     pushEvents,
     pushEventTypes: (requestId: string) => streamEventTypes(url(), admin, pushStreamName(requestId)),
   };
