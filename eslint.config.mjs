@@ -58,6 +58,25 @@ export default tseslint.config(
     },
   },
   {
+    // A bus topic is declared once, in src/bus/topics.ts, with its payload type: no other production module mints one.
+    files: ['src/**/*.ts', 'api/**/*.ts', 'projections/**/*.ts'],
+    ignores: ['src/bus/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/bus/bus'],
+              importNames: ['topic'],
+              message: 'Declare the topic in src/bus/topics.ts and import it from there.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Text checks look for control characters on purpose.
     rules: { 'no-control-regex': 'off' },
   },
