@@ -1,9 +1,9 @@
 import { expect } from 'chai';
+import { appendedEvents, appendedSince, TEST_METRICS_TOKEN } from '../support/appendedEvents';
 import { eventually } from '../support/eventually';
 import { graphql, GraphqlSocket, Terminal } from '../support/graphqlClient';
 import { postForm, startTestHerald } from '../support/herald';
 import { sendMessages } from '../support/sendMessage';
-import { settledHead } from '../support/settledHead';
 
 const NOTIFICATIONS = `query Inbox($first: Int, $after: String, $unreadOnly: Boolean) {
   notifications(first: $first, after: $after, unreadOnly: $unreadOnly) {
@@ -35,7 +35,7 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
   const terminals: Terminal[] = [];
 
   before(async () => {
-    test = await startTestHerald();
+    test = await startTestHerald({ metricsToken: TEST_METRICS_TOKEN });
   });
   afterEach(async () => {
     await Promise.all(terminals.splice(0).map((t) => t.close()));
@@ -431,7 +431,7 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
 
   it('answers bad requests as BAD_REQUEST / BAD_USER_INPUT in its envelope, appending nothing', async () => {
     const ticket = await ticketFor('hardened');
-    const head = await settledHead(test.herald.infrastructure);
+    const before = await appendedEvents(test.url);
     const post = async (body: string) => {
       const response = await fetch(`${test.url}/graphql`, {
         method: 'POST',
@@ -481,7 +481,10 @@ describe('GraphQL API over HTTP and graphql-ws', function () {
     const pastInt64 = Buffer.from('seq:9223372036854775808').toString('base64url');
     const cursor = await graphql(test.url, ticket, NOTIFICATIONS, { after: pastInt64 });
     expect(cursor.errors?.[0]?.extensions?.code).to.equal('BAD_USER_INPUT');
-    expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(head);
+    expect(await appendedSince(test.url, before), 'nothing appended').to.deep.equal({});
+    // The counts see an append when one happens: the same send, well-formed.
+    expect((await send('t')).errors).to.equal(undefined);
+    expect(await appendedSince(test.url, before)).to.include({ MessageSent: 1 });
   });
 });
 

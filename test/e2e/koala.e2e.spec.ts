@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
 import { open, type Message_t } from '../../sdk/src/index';
+import { appendedEvents, appendedSince, TEST_METRICS_TOKEN } from '../support/appendedEvents';
 import { eventually } from '../support/eventually';
 import { postForm, startHeraldOn, startTestHerald, TestClock } from '../support/herald';
-import { settledHead } from '../support/settledHead';
 import { koalaInboxOf, viewerOf } from '../support/viewerQueries';
 
 // Koala web push, shared/seeds/000_83e3b79cc88886e5.txt: the seed's own requests, over HTTP.
@@ -13,7 +13,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
   const url = (path: string) => `${test.url}${path}`;
 
   before(async () => {
-    test = await startTestHerald();
+    test = await startTestHerald({ metricsToken: TEST_METRICS_TOKEN });
   });
   after(() => test?.stop());
 
@@ -151,7 +151,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
         })
       ).body.result as string;
       await eventually(async () => expect((await inboxOf(await ticketFor('wang5'))).nodes).to.have.length(1));
-      const before = await settledHead(test.herald.infrastructure);
+      const before = await appendedEvents(test.url);
 
       const forbidden = await postForm(url('/koala/api/mas/messages/ack'), { ticket: stranger, sids: message!.seq });
       expect(forbidden.status).to.equal(200);
@@ -163,7 +163,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
       // another app's user cannot even see that the message exists
       const foreign = await postForm(url('/koala/api/mas/messages/ack'), { ticket: foreignTicket, sids: message!.seq });
       expect(foreign.body).to.include({ status: 1002 });
-      expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(before);
+      expect(await appendedSince(test.url, before), 'nothing appended').to.deep.equal({});
 
       // The seed's form (tickets=…&sids=a,b): li4's own message is acknowledged, the unknown seq and
       // wang5's message are named; one wrong sid no longer keeps the right one unacknowledged.
@@ -456,7 +456,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
     it('refuses a JSON body holding text that is not Unicode (a lone surrogate) with 1001, appending nothing', async () => {
       const sender = await ticketFor('zhangbin');
-      const head = await settledHead(test.herald.infrastructure);
+      const before = await appendedEvents(test.url);
       const refused = await postRaw(
         '/koala/api/mas/messages',
         `{"ticket":"${sender}","users":"u1","title":"\\ud800","content":"c"}`,
@@ -466,7 +466,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(refused.body.errmsg).to.match(/title: must be Unicode/);
       const malformed = await postRaw('/koala/api/mas/messages', '{"ticket":', { 'content-type': 'application/json' });
       expect([malformed.status, malformed.body.status]).to.deep.equal([200, 1001]);
-      expect(await settledHead(test.herald.infrastructure)).to.equal(head);
+      expect(await appendedSince(test.url, before)).to.deep.equal({});
     });
 
     it('takes blanks in `users` as separators, as no ticket is ever issued for a user id with a blank', async () => {
@@ -550,14 +550,14 @@ describe('Koala REST (seed 000) over HTTP', function () {
         { title: 't', content: '\n\t ' },
         { title: '" "', content: 'c' },
       ]) {
-        const head = await settledHead(test.herald.infrastructure);
+        const before = await appendedEvents(test.url);
         const refused = await postForm(url('/koala/api/mas/messages'), {
           ticket: sender,
           users: 'exact-user',
           ...blank,
         });
         expect([refused.status, refused.body.status], JSON.stringify(blank)).to.deep.equal([200, 1001]);
-        expect(await settledHead(test.herald.infrastructure)).to.equal(head);
+        expect(await appendedSince(test.url, before)).to.deep.equal({});
       }
     });
 
@@ -661,12 +661,12 @@ describe('Koala REST (seed 000) over HTTP', function () {
     });
 
     async function refused(path: string, body: string | FormData | Record<string, string>, message: RegExp) {
-      const head = await settledHead(test.herald.infrastructure);
+      const before = await appendedEvents(test.url);
       const answer = await postForm(url(path), body);
       expect(answer.status, JSON.stringify(answer.body)).to.equal(200);
       expect(answer.body).to.include({ status: 1001, errcode: 1001, result: null });
       expect(answer.body.errmsg).to.match(message);
-      expect(await settledHead(test.herald.infrastructure), 'nothing appended').to.equal(head);
+      expect(await appendedSince(test.url, before), 'nothing appended').to.deep.equal({});
     }
 
     it('refuses NUL and other control characters in every text field', async () => {
@@ -683,7 +683,8 @@ describe('Koala REST (seed 000) over HTTP', function () {
         { app_key: 'camel', secret_key: 'EERWERRRRE', user_id: 'nul\u0000' },
         /user_id/,
       );
-      // TAB, LF and CR are text.
+      // TAB, LF and CR are text; and the counts see the append when one happens.
+      const before = await appendedEvents(test.url);
       expect(
         (
           await postForm(url('/koala/api/mas/messages'), {
@@ -694,18 +695,19 @@ describe('Koala REST (seed 000) over HTTP', function () {
           })
         ).body.status,
       ).to.equal(0);
+      expect(await appendedSince(test.url, before)).to.include({ MessageSent: 1 });
     });
 
     it('answers an app_key that cannot be an app id (NUL, spaces) as an unknown app, 1007', async () => {
       for (const appKey of ['\u0000', 'camel\u0000', 'ca mel', '-camel']) {
-        const head = await settledHead(test.herald.infrastructure);
+        const before = await appendedEvents(test.url);
         const answer = await postForm(url('/koala/api/mas/tickets'), {
           app_key: appKey,
           secret_key: 'EERWERRRRE',
           user_id: 'u',
         });
         expect([answer.status, answer.body.status]).to.deep.equal([200, 1007]);
-        expect(await settledHead(test.herald.infrastructure)).to.equal(head);
+        expect(await appendedSince(test.url, before)).to.deep.equal({});
       }
     });
 
@@ -753,7 +755,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
 
     it('refuses malformed multipart bodies, file parts, too many fields and huge fields on all three routes', async () => {
       const garbage = async (path: string) => {
-        const head = await settledHead(test.herald.infrastructure);
+        const before = await appendedEvents(test.url);
         const response = await fetch(url(path), {
           method: 'POST',
           headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
@@ -764,7 +766,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
           .to.include({ status: 1001, errcode: 1001 })
           .and.to.have.property('errmsg')
           .that.matches(/malformed/);
-        expect(await settledHead(test.herald.infrastructure)).to.equal(head);
+        expect(await appendedSince(test.url, before)).to.deep.equal({});
       };
       for (const path of ['/koala/api/mas/tickets', '/koala/api/mas/messages', '/koala/api/mas/messages/ack']) {
         await garbage(path);
