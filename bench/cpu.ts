@@ -91,6 +91,10 @@ export interface CpuUse {
   readonly machineBusyPercent: number | null;
   /** Busy CPU not accounted for by the above (other processes on the machine), percent of one core. */
   readonly otherPercent: number | null;
+  /** µs of herald's CPU per operation over the interval (when the caller counted operations). */
+  readonly heraldMicrosPerOperation?: number | null;
+  /** µs of the embedded PostgreSQL's CPU per operation (null for a DATABASE_URL server). */
+  readonly postgresMicrosPerOperation?: number | null;
 }
 
 /**
@@ -121,10 +125,15 @@ export class CpuSampler {
     };
   }
 
-  static between(from: CpuSnapshot, to: CpuSnapshot): CpuUse {
+  /** CPU use over the interval; with `operations` (how many the interval did), also µs of CPU per operation. */
+  static between(from: CpuSnapshot, to: CpuSnapshot, operations?: number): CpuUse {
     const seconds = (to.at - from.at) / 1000;
     const percent = (ticks: number) =>
       Number.isFinite(ticks) && seconds > 0 ? round((100 * ticks) / CLOCK_TICKS / seconds, 1) : null;
+    const microsPerOperation = (ticks: number) =>
+      Number.isFinite(ticks) && operations !== undefined && operations > 0
+        ? round((1e6 * ticks) / CLOCK_TICKS / operations, 1)
+        : null;
     const benchMicros = to.bench.user + to.bench.system - (from.bench.user + from.bench.system);
     const machineTotal = to.machine.total - from.machine.total;
     const heraldPercent = percent(to.herald - from.herald);
@@ -144,6 +153,16 @@ export class CpuSampler {
               1,
             ),
           );
-    return { heraldPercent, postgresPercent, benchPercent, machineBusyPercent, otherPercent };
+    return {
+      heraldPercent,
+      postgresPercent,
+      benchPercent,
+      machineBusyPercent,
+      otherPercent,
+      ...(operations !== undefined && {
+        heraldMicrosPerOperation: microsPerOperation(to.herald - from.herald),
+        postgresMicrosPerOperation: microsPerOperation(to.postgres - from.postgres),
+      }),
+    };
   }
 }

@@ -304,7 +304,7 @@ runBenchmark(async (cleanup) => {
       pending.delete(title); // refused: not expected at the terminal
     },
   );
-  const duringLoad = CpuSampler.between(before, cpu.snapshot());
+  const duringLoad = CpuSampler.between(before, cpu.snapshot(), load.fired);
   const receivedWhileSending = sendToReceive.length;
   progress(
     `  fired ${load.fired} of ${load.planned} (skipped ${load.skipped}); received ${receivedWhileSending} so far; waiting for answers and stragglers (≤ ${DRAIN_SECONDS} s)`,
@@ -322,7 +322,7 @@ runBenchmark(async (cleanup) => {
     }
   }
   const drainSeconds = (performance.now() - drainStarted) / 1000;
-  const afterDrain = CpuSampler.between(before, cpu.snapshot());
+  const afterDrain = CpuSampler.between(before, cpu.snapshot(), accepted);
   const unanswered = load.fired - accepted - Object.values(sendErrors).reduce((a, b) => a + b, 0);
   const lost = pending.size; // accepted (or still unanswered) sends whose message never arrived
   const latency = latencyStats(sendToReceive);
@@ -363,6 +363,8 @@ runBenchmark(async (cleanup) => {
       fired: load.fired,
       skippedInFlightBound: load.skipped,
       firedLate: load.late,
+      // A send the bench could not fire on time (in-flight bound), refused, or never received (unanswered ones too).
+      failed: load.skipped + sendRefused + lost,
       accepted,
       sendErrors,
       unansweredSends: unanswered,

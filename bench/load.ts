@@ -49,7 +49,7 @@ export async function closedLoop(
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  const cpu = CpuSampler.between(before, options.cpu.snapshot());
+  const cpu = CpuSampler.between(before, options.cpu.snapshot(), ok);
   return {
     requests: issued,
     ok,
