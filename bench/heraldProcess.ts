@@ -5,6 +5,8 @@
  * Variables every benchmark that starts herald understands:
  *   BENCH_READY_TIMEOUT_SECONDS  how long to wait for a started herald's GET /readyz 200 (default 120)
  *   BENCH_HERALD_ENV             extra variables for `herald serve`, "NAME=value NAME=value" (default none)
+ *   BENCH_HERALD_NODE_ARGS       extra node flags for `herald serve`, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *                                (a profile of the served load, written when herald exits; default none)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -89,7 +91,8 @@ export async function startHerald(databaseUrl: string, options: HeraldOptions = 
   const program = options.compiled
     ? [path.join(ROOT, 'dist/src/cli.js')]
     : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
-  const child = spawn(process.execPath, [...program, 'serve'], {
+  const nodeArgs = process.env.BENCH_HERALD_NODE_ARGS?.trim().split(/\s+/) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, ...program, 'serve'], {
     cwd: ROOT,
     env: childEnvironment({
       DATABASE_URL: databaseUrl,
