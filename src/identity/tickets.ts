@@ -108,6 +108,8 @@ export class Tickets {
    * ticket expires (or, at the bound, the oldest goes).
    */
   private readonly verifiedTickets = new Map<string, { payload: Payload; viewer: Viewer }>();
+  /** Reads of an app's current secret in flight (currentSecretHash). */
+  private readonly secretReads = new Map<string, Promise<string | undefined>>();
 
   /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
   static async open(options: {
@@ -238,7 +240,7 @@ export class Tickets {
     const cached = this.currentSecrets.get(appId);
     if (cached && cached.fingerprint === secretFingerprint && now.getTime() - cached.checkedAt < APP_SECRET_CACHE_MS)
       return true;
-    const secretHash = await this.apps.secretHash(appId);
+    const secretHash = await this.currentSecretHash(appId);
     if (secretHash !== undefined && fingerprint(secretHash) === secretFingerprint) {
       if (this.currentSecrets.size >= MAX_CACHED_APPS) this.currentSecrets.clear();
       this.currentSecrets.set(appId, { fingerprint: secretFingerprint, checkedAt: now.getTime() });
@@ -246,6 +248,19 @@ export class Tickets {
     }
     const { state } = await loadState(this.store, appAggregate, appStreamName(appId));
     return state.status === 'registered' && fingerprint(state.secretHash) === secretFingerprint;
+  }
+
+  /**
+   * The app's secret hash on the read model; requests that miss the cache together share one read (at
+   * 64 concurrent requests, each second's expiry otherwise sent dozens of identical queries).
+   */
+  private currentSecretHash(appId: string): Promise<string | undefined> {
+    let read = this.secretReads.get(appId);
+    if (read === undefined) {
+      read = this.apps.secretHash(appId).finally(() => this.secretReads.delete(appId));
+      this.secretReads.set(appId, read);
+    }
+    return read;
   }
 
   private sign(payload: Payload): string {

@@ -100,4 +100,13 @@ describe('tickets: verified claims cached', () => {
     const error = await tickets.authenticate(forged, now).catch((e: unknown) => e);
     expect(error).to.be.instanceOf(TicketError).with.property('problem', 'malformed');
   });
+
+  it('reads the app secret once for requests that miss its cache together', async () => {
+    const now = new Date('2026-12-07T13:00:00Z');
+    const issued = await Promise.all(Array.from({ length: 8 }, () => issue(now)));
+    const later = new Date(now.getTime() + 5_000); // past the 1 s the current secret is trusted for
+    const reads = secretReads;
+    await Promise.all(issued.map(({ ticket }) => tickets.authenticate(ticket, later)));
+    expect(secretReads - reads).to.equal(1);
+  });
 });
