@@ -225,16 +225,11 @@ export function koalaRouter(deps: {
   // seed's spelling), or as a JSON object when it is one; query parameters too. A body sent as
   // multipart is read as multipart only when it is one (realMultipart): the seed's own ack is
   // `Content-Type: multipart/form-data` (no boundary) over a urlencoded body.
-  const forms = [
-    express.raw({ type: isMultipartTyped, limit: BODY_LIMIT }),
-    realMultipart(multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none()),
-    textBody(BODY_LIMIT_BYTES),
-    formFields,
-  ];
+  const forms = formBody();
 
   router.post(
     '/koala/api/mas/tickets',
-    ...forms,
+    forms,
     route(deps.log, async (req) => {
       const input = decode(TicketRequest, params(req));
       if (!isUserId(input.user_id))
@@ -257,7 +252,7 @@ export function koalaRouter(deps: {
 
   router.post(
     '/koala/api/mas/messages',
-    ...forms,
+    forms,
     route(deps.log, async (req) => {
       const input = decode(SendRequest, params(req));
       const viewer = await deps.tickets.authenticate(input.ticket, clock());
@@ -279,7 +274,7 @@ export function koalaRouter(deps: {
 
   router.post(
     '/koala/api/mas/messages/ack',
-    ...forms,
+    forms,
     route(deps.log, async (req) => {
       const input = decode(AckRequest, params(req));
       const viewer = await deps.tickets.authenticate(input.ticket, clock());
@@ -397,6 +392,22 @@ function realMultipart(parse: express.RequestHandler): express.RequestHandler {
       req.body = replay.body;
       next();
     });
+  };
+}
+
+/**
+ * The body as fields (req.body), in one middleware: a body typed multipart is buffered (express.raw) and
+ * parsed by multer when it is multipart (realMultipart); any other is read as text (textBody); either
+ * text then becomes fields (formFields). Only a multipart-typed request pays for the multipart parsers.
+ */
+function formBody(): express.RequestHandler {
+  const raw = express.raw({ type: () => true, limit: BODY_LIMIT });
+  const multipart = realMultipart(multer({ limits: { fields: 16, fieldSize: 256 * 1024, files: 0 } }).none());
+  const text = textBody(BODY_LIMIT_BYTES);
+  return (req, res, next) => {
+    const fields = (error?: unknown) => (error === undefined ? formFields(req, res, next) : next(error));
+    if (!isMultipartTyped(req)) return text(req, res, fields);
+    raw(req, res, (error?: unknown) => (error === undefined ? multipart(req, res, fields) : next(error)));
   };
 }
 
