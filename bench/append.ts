@@ -9,14 +9,20 @@
  * Each herald append is one event to the writer's own stream with its expected revision, as the command
  * handler does. Baselines: one autocommitted single-row INSERT per event (what an append costs without
  * group commit), and 500-row multi-row INSERTs (the ceiling of batching).
+ *
+ * Beside each rate, µs of CPU per event (CpuSampler over the scenario): of this process (the adapter and
+ * the load that drives it, in one process) and of PostgreSQL — the embedded server's processes, or, with
+ * DATABASE_URL, every process of the machine named `postgres` (so run it on an otherwise idle server).
  */
 import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { PostgresEventStore } from '../src/eventStore/postgres/postgresEventStore';
 import { postgresEventStoreMigrations } from '../src/eventStore/postgres/schema/migrations';
 import type { Database } from '../src/postgres/database';
 import { migrate } from '../src/postgres/migrations';
 import { createTestDatabase, describeTarget, stopTestServer } from '../test/support/postgres';
+import { CLOCK_TICKS, CpuSampler } from './cpu';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const POOL_SIZE = 16;
@@ -28,7 +34,36 @@ interface Result {
   readonly events: number;
   readonly eventsPerSecond: number;
   readonly latencyMs?: { readonly p50: number; readonly p99: number };
+  readonly cpu: {
+    /** This process: the adapter (or the raw INSERTs' pg client) and the load driving it. */
+    readonly processMicrosPerEvent: number | null;
+    readonly postgresMicrosPerEvent: number | null;
+    readonly postgresPercent: number | null;
+    readonly machineBusyPercent: number | null;
+  };
 }
+
+/** CPU ticks of every process named `postgres` (a DATABASE_URL server on this machine); NaN when none is readable. */
+function postgresServerTicks(): number {
+  let ticks = 0;
+  let found = false;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (!text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')).startsWith('postgres')) continue;
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+      found = true;
+    } catch {
+      // the process has gone
+    }
+  }
+  return found ? ticks : NaN;
+}
+
+const cpu = new CpuSampler(undefined);
+const snapshot = () => ({ sampled: cpu.snapshot(), server: postgresServerTicks() });
 
 /** Runs `concurrency` workers calling `operation` until the time is up; each call writes `eventsPerCall`. */
 async function measure(
@@ -38,6 +73,7 @@ async function measure(
   operation: (worker: number, i: number) => Promise<void>,
 ): Promise<Result> {
   const latencies: number[] = [];
+  const before = snapshot();
   const started = performance.now();
   const deadline = started + SECONDS * 1000;
   let calls = 0;
@@ -52,15 +88,38 @@ async function measure(
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const after = snapshot();
+  const events = calls * eventsPerCall;
+  const use = CpuSampler.between(before.sampled, after.sampled, events);
+  const benchMicros =
+    after.sampled.bench.user + after.sampled.bench.system - before.sampled.bench.user - before.sampled.bench.system;
+  const serverTicks = after.server - before.server;
+  const embedded = !process.env.DATABASE_URL;
+  const postgresMicrosPerEvent = embedded
+    ? (use.postgresMicrosPerOperation ?? null)
+    : Number.isFinite(serverTicks) && events > 0
+      ? Number(((1e6 * serverTicks) / CLOCK_TICKS / events).toFixed(1))
+      : null;
+  const postgresPercent = embedded
+    ? use.postgresPercent
+    : Number.isFinite(serverTicks)
+      ? Number(((100 * serverTicks) / CLOCK_TICKS / elapsed).toFixed(1))
+      : null;
   latencies.sort((a, b) => a - b);
   const at = (q: number) =>
     Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(2));
   return {
     scenario,
     concurrency,
-    events: calls * eventsPerCall,
-    eventsPerSecond: Math.round((calls * eventsPerCall) / elapsed),
+    events,
+    eventsPerSecond: Math.round(events / elapsed),
     latencyMs: { p50: at(0.5), p99: at(0.99) },
+    cpu: {
+      processMicrosPerEvent: events > 0 ? Number((benchMicros / events).toFixed(1)) : null,
+      postgresMicrosPerEvent,
+      postgresPercent,
+      machineBusyPercent: use.machineBusyPercent,
+    },
   };
 }
 

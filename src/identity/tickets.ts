@@ -69,6 +69,7 @@ export interface KeptTicketKey {
 const ROLE_PATTERN = new RegExp(`^[A-Za-z0-9_.:-]{1,${TICKET_LIMITS.roleLength}}$`);
 const APP_SECRET_CACHE_MS = 1000;
 const MAX_CACHED_APPS = 10_000;
+const MAX_CACHED_TICKETS = 10_000;
 
 interface Payload {
   v: 1;
@@ -100,6 +101,15 @@ export class Tickets {
    * presenting it again while the app's secret is unchanged costs no scrypt.
    */
   private readonly verifiedSecrets = new Map<string, { secretHash: string; digest: Buffer }>();
+  /**
+   * Tickets whose signature has been verified, with their claims: a client sends the same ticket with
+   * every request, and its HMAC, base64 and JSON need checking once. Only the signature is cached:
+   * expiry and the app's secret are checked on every request as before, and an entry goes once its
+   * ticket expires (or, at the bound, the oldest goes).
+   */
+  private readonly verifiedTickets = new Map<string, { payload: Payload; viewer: Viewer }>();
+  /** Reads of an app's current secret in flight (currentSecretHash). */
+  private readonly secretReads = new Map<string, Promise<string | undefined>>();
 
   /** Uses `configuredSecret` when given; otherwise the key kept in the database (made on first start). */
   static async open(options: {
@@ -204,10 +214,25 @@ export class Tickets {
 
   /** Verifies signature and expiry, then that the app still has the secret the ticket was issued under. */
   async authenticate(ticket: string, now: Date): Promise<Viewer> {
-    const payload = this.verifySignature(ticket);
-    if (payload.exp * 1000 <= now.getTime()) throw new TicketError('expired');
+    const { payload, viewer } = this.verifiedTickets.get(ticket) ?? this.verify(ticket);
+    if (payload.exp * 1000 <= now.getTime()) {
+      this.verifiedTickets.delete(ticket);
+      throw new TicketError('expired');
+    }
     if (!(await this.isCurrentSecret(payload.app, payload.sf, now))) throw new TicketError('revoked');
-    return toViewer(payload);
+    return viewer;
+  }
+
+  /** The ticket's signature verified (else TicketError), its claims kept for its next request. */
+  private verify(ticket: string): { payload: Payload; viewer: Viewer } {
+    const payload = this.verifySignature(ticket);
+    // Frozen: one viewer now serves every request of the ticket.
+    const viewer = Object.freeze({ ...toViewer(payload), roles: Object.freeze([...payload.roles]) });
+    const verified = { payload, viewer };
+    if (this.verifiedTickets.size >= MAX_CACHED_TICKETS)
+      this.verifiedTickets.delete(this.verifiedTickets.keys().next().value!);
+    this.verifiedTickets.set(ticket, verified);
+    return verified;
   }
 
   /** Checked on the apps read model; a refusal is confirmed on the app's stream, as the read model may lag. */
@@ -215,7 +240,7 @@ export class Tickets {
     const cached = this.currentSecrets.get(appId);
     if (cached && cached.fingerprint === secretFingerprint && now.getTime() - cached.checkedAt < APP_SECRET_CACHE_MS)
       return true;
-    const secretHash = await this.apps.secretHash(appId);
+    const secretHash = await this.currentSecretHash(appId);
     if (secretHash !== undefined && fingerprint(secretHash) === secretFingerprint) {
       if (this.currentSecrets.size >= MAX_CACHED_APPS) this.currentSecrets.clear();
       this.currentSecrets.set(appId, { fingerprint: secretFingerprint, checkedAt: now.getTime() });
@@ -223,6 +248,19 @@ export class Tickets {
     }
     const { state } = await loadState(this.store, appAggregate, appStreamName(appId));
     return state.status === 'registered' && fingerprint(state.secretHash) === secretFingerprint;
+  }
+
+  /**
+   * The app's secret hash on the read model; requests that miss the cache together share one read (at
+   * 64 concurrent requests, each second's expiry otherwise sent dozens of identical queries).
+   */
+  private currentSecretHash(appId: string): Promise<string | undefined> {
+    let read = this.secretReads.get(appId);
+    if (read === undefined) {
+      read = this.apps.secretHash(appId).finally(() => this.secretReads.delete(appId));
+      this.secretReads.set(appId, read);
+    }
+    return read;
   }
 
   private sign(payload: Payload): string {

@@ -11,6 +11,7 @@ import { postgresEventStoreMigrations } from '../../src/eventStore/postgres/sche
 const SHIPPED: ReadonlyArray<readonly [id: string, sha256: string]> = [
   ['event-store/001-events', '9e22735018e6724aeda68a967378d50144fc0968a0258c3c38a7e0a3641bd00c'],
   ['event-store/002-event-ids-per-stream', 'd30776748a28c7250d9b0944e148ba583e6d796ffcab5daea65435282b28311e'],
+  ['event-store/003-lean-group-append', 'd690c51ced2b7ad6e5f1a15882a3d69fb7a7954e6ca75279057a3fa40ac79688'],
 ];
 
 describe('PostgreSQL event store schema', () => {

@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import WebSocket from 'ws';
 import { open, type Message_t } from '../../sdk/src/index';
@@ -452,6 +453,38 @@ describe('Koala REST (seed 000) over HTTP', function () {
         },
       );
       expect(jquery.body, JSON.stringify(jquery.body)).to.include({ status: 0, result: 1 });
+    });
+
+    it('reads a UTF-8 body with a byte order mark, a GBK one and a gzipped one as the same form', async () => {
+      const sender = await ticketFor('zhangbin');
+      const receiver = await ticketFor('charset-user');
+      const form = (title: string) => `ticket=${sender}&users=charset-user&title=${title}&content=系统升级`;
+      const send = async (body: Uint8Array, headers: Record<string, string>) => {
+        const response = await fetch(url('/koala/api/mas/messages'), { method: 'POST', headers, body });
+        return (await response.json()) as Record<string, unknown>;
+      };
+      const bom = await send(new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(form('bom'))]), {
+        'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+      });
+      expect(bom, JSON.stringify(bom)).to.include({ status: 0 });
+      // 系统升级 in GBK
+      const gbk = Buffer.concat([
+        Buffer.from(`ticket=${sender}&users=charset-user&title=gbk&content=`),
+        Buffer.from([0xcf, 0xb5, 0xcd, 0xb3, 0xc9, 0xfd, 0xbc, 0xb6]),
+      ]);
+      expect(await send(gbk, { 'content-type': 'application/x-www-form-urlencoded; charset=GBK' })).to.include({
+        status: 0,
+      });
+      const gzipped = gzipSync(Buffer.from(form('gzip')));
+      expect(
+        await send(gzipped, { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip' }),
+      ).to.include({ status: 0 });
+      const received = await receivedBy(receiver, 3);
+      expect(received.map((m) => [m.title, m.content])).to.deep.equal([
+        ['bom', '系统升级'],
+        ['gbk', '系统升级'],
+        ['gzip', '系统升级'],
+      ]);
     });
 
     it('refuses a JSON body holding text that is not Unicode (a lone surrogate) with 1001, appending nothing', async () => {

@@ -7,7 +7,7 @@ import { toStoreError } from './storeError';
  * Appends by group commit: concurrent `append` calls are queued and committed together, many per
  * transaction. On this hardware a durable append is bound by the fsync of its commit, so sharing one
  * commit among many appends is what buys throughput. A group is one statement, `herald_append_batch`
- * (schema/001-events.ts), which for each append checks idempotency and the expected revision and inserts
+ * (schema/003-leanGroupAppend.ts), which for each append checks idempotency and the expected revision and inserts
  * the events.
  */
 
@@ -68,17 +68,21 @@ export class GroupCommit {
   /** One statement, so one round trip and one commit, for the whole group. */
   private async commitGroup(group: readonly PendingAppend[]): Promise<void> {
     const events = group.flatMap((append) => append.events);
+    // The events' data and metadata go as one JSON array each, split into jsonb[] by PostgreSQL: one
+    // JSON.stringify per group, rather than one per event and then an array literal escaping every quote.
     const { rows } = await this.pool.query<AppendOutcomeRow>({
       name: 'herald-append-batch',
-      text: 'SELECT * FROM herald_append_batch($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])',
+      text: `SELECT * FROM herald_append_batch($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[],
+        ARRAY(SELECT x.value FROM jsonb_array_elements($6::jsonb) WITH ORDINALITY AS x(value, n) ORDER BY x.n),
+        ARRAY(SELECT x.value FROM jsonb_array_elements($7::jsonb) WITH ORDINALITY AS x(value, n) ORDER BY x.n))`,
       values: [
         group.map((append) => append.streamName),
         group.map((append) => append.expectedRevision.toString()),
         group.map((append) => append.events.length),
         events.map((e) => e.id),
         events.map((e) => e.type),
-        events.map((e) => JSON.stringify(e.data ?? null)),
-        events.map((e) => JSON.stringify(e.metadata ?? {})),
+        JSON.stringify(events.map((e) => e.data ?? null)),
+        JSON.stringify(events.map((e) => e.metadata ?? {})),
       ],
     });
     if (rows.length !== group.length)
