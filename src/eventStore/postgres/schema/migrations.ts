@@ -1,6 +1,11 @@
 import type { Migration } from '../../../postgres/migrations';
 import { eventsMigration } from './001-events';
 import { eventIdsPerStreamMigration } from './002-eventIdsPerStream';
+import { appendLockForEveryWriterMigration } from './003-appendLockForEveryWriter';
 
 /** The PostgreSQL event store's schema, in the order it is applied; a change is a new migration at the end. */
-export const postgresEventStoreMigrations: readonly Migration[] = [eventsMigration, eventIdsPerStreamMigration];
+export const postgresEventStoreMigrations: readonly Migration[] = [
+  eventsMigration,
+  eventIdsPerStreamMigration,
+  appendLockForEveryWriterMigration,
+];
