@@ -88,7 +88,8 @@ const TAIL_WINDOW = 8192;
  *
  * A read a subscription asks for begins after it asks (it joins the next read, not one already under
  * way), so a subscription woken by a NOTIFY sees the notified events, as a read of its own would; and
- * `read` reads on until the tail holds the newest notified position.
+ * `read` reads on until the tail holds the newest notified position. Subscriptions share the event
+ * objects: consumers only read them (the upcasting decorator copies what it changes).
  */
 export class LiveTail {
   private events: RecordedEvent[] = [];
