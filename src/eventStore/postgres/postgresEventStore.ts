@@ -16,15 +16,15 @@ import type {
 } from '../eventStore';
 import { GroupCommit } from './append';
 import { exportJsonLines } from './jsonLinesExport';
-import { checkPosition, readSettled, readStream } from './reads';
-import { AppendNotifications, subscribeToAll } from './subscription';
+import { checkPosition, readGlobal, readStream } from './reads';
+import { AppendNotifications, LiveTail, subscribeToAll } from './subscription';
 
 /**
  * The PostgreSQL adapter of the event store port, composed of:
  * - append.ts: group commit, many appends per transaction through `herald_append_batch`;
- * - reads.ts: stream and global reads; the global order only shows settled rows, so a late commit is
- *   waited for, never skipped;
- * - subscription.ts: catch-up subscriptions woken by the appends' NOTIFY;
+ * - reads.ts: stream and global reads; positions commit in order (every writer holds the append lock),
+ *   so a read by position never skips a late commit;
+ * - subscription.ts: catch-up subscriptions woken by the appends' NOTIFY, sharing one read of the live tail;
  * - jsonLinesExport.ts: `herald replay`'s lines written by PostgreSQL (COPY);
  * - schema/: the tables and PL/pgSQL functions, as migrations (postgresEventStoreMigrations).
  */
@@ -33,11 +33,13 @@ export class PostgresEventStore implements EventStore {
   private readonly pool: Pool;
   private readonly appends: GroupCommit;
   private readonly notifications: AppendNotifications;
+  private readonly tail: LiveTail;
 
   constructor(database: Database) {
     this.pool = database.pool;
     this.appends = new GroupCommit(database.pool);
     this.notifications = new AppendNotifications(database);
+    this.tail = new LiveTail(database.pool, this.notifications);
   }
 
   append(
@@ -54,7 +56,7 @@ export class PostgresEventStore implements EventStore {
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     await checkPosition(this.pool, options.after);
-    return readSettled(this.pool, options);
+    return readGlobal(this.pool, options);
   }
 
   async headPosition(): Promise<bigint> {
@@ -63,7 +65,7 @@ export class PostgresEventStore implements EventStore {
   }
 
   subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
-    return subscribeToAll(this.pool, this.notifications, options);
+    return subscribeToAll(this.pool, this.notifications, this.tail, options);
   }
 
   exportJsonLines(

@@ -11,11 +11,11 @@ import {
 import { toStoreError } from './storeError';
 
 /**
- * Reads of the events table. Reads that must never skip (the global order: `readAll`, catch-up,
- * subscriptions) only return rows whose transaction is older than every transaction still running
- * (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`): a row with a lower position committed
- * late by a slower writer is waited for, never jumped over. Appending transactions also take one advisory
- * lock, so transaction order and position order agree across processes (see docs/architecture.md).
+ * Reads of the events table. The global order (`readAll`, catch-up, subscriptions) must never skip: a
+ * row with a lower position committed after a reader passed it would be lost to that reader. Every
+ * transaction that writes events holds the append lock (herald_append_batch, and a trigger for any other
+ * writer: schema/003) from before its first position until it ends, so positions commit in order and a
+ * snapshot shows a prefix of them: a plain read by position is exact (see docs/architecture.md).
  */
 
 interface EventRow {
@@ -30,8 +30,6 @@ interface EventRow {
 }
 
 const EVENT_COLUMNS = 'position, event_id, stream_name, revision, event_type, data, metadata, created_at';
-// Rows of transactions older than every running one: nothing can commit before them any more.
-const SETTLED = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
 
 export async function readStream(
   pool: pg.Pool,
@@ -61,14 +59,14 @@ export async function checkPosition(pool: pg.Pool, after: bigint | undefined): P
   if (found.length === 0) throw new InvalidPositionError(after);
 }
 
-/** The settled events after (or before) `options.after`, in position order; `after` is not checked. */
-export async function readSettled(pool: pg.Pool, options: ReadAllOptions): Promise<RecordedEvent[]> {
+/** The events after (or before) `options.after`, in position order; `after` is not checked. */
+export async function readGlobal(pool: pg.Pool, options: ReadAllOptions): Promise<RecordedEvent[]> {
   const backwards = options.direction === 'backwards';
   const filter = filterSql(options.filter, 3);
   const rows = await query<EventRow>(
     pool,
     `SELECT ${EVENT_COLUMNS} FROM events
-      WHERE ${SETTLED} AND ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
+      WHERE ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
       ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
     [
       options.after !== undefined && options.after >= 0n ? options.after.toString() : null,
@@ -92,6 +90,14 @@ function filterSql(filter: EventFilter | undefined, firstParam: number): { sql: 
     sql += ` AND event_type LIKE ANY ($${firstParam + params.length - 1}::text[])`;
   }
   return { sql, params };
+}
+
+/** filterSql's rule on an event in memory (the live tail's, shared by subscriptions with different filters). */
+export function matchesFilter(event: RecordedEvent, filter: EventFilter | undefined): boolean {
+  if (event.streamName.startsWith('$') || event.type.startsWith('$')) return false;
+  if (filter?.streamNamePrefixes && !filter.streamNamePrefixes.some((p) => event.streamName.startsWith(p)))
+    return false;
+  return !filter?.eventTypePrefixes || filter.eventTypePrefixes.some((p) => event.type.startsWith(p));
 }
 
 function likePrefix(prefix: string): string {

@@ -5,35 +5,33 @@ import { Wakeup } from '../../runtime/wakeup';
 import {
   DEFAULT_READ_COUNT,
   type AllSubscription,
+  type EventFilter,
+  type RecordedEvent,
   type SubscribeToAllOptions,
   type SubscriptionBatch,
 } from '../eventStore';
-import { checkPosition, readSettled } from './reads';
+import { checkPosition, matchesFilter, readGlobal } from './reads';
 import { NOTIFY_CHANNEL } from './schema/appendFunctions';
 import { toStoreError } from './storeError';
 
 /**
- * Catch-up subscriptions: read the settled events page by page (reads.ts: a late commit is waited for,
- * never skipped), then wait at the live edge until herald_append_batch's NOTIFY says there is more, or a
- * poll comes due.
+ * Catch-up subscriptions: read the events page by page (reads.ts: positions commit in order, so a plain
+ * read by position never skips a late commit), then wait at the live edge until herald_append_batch's
+ * NOTIFY says there is more, or a poll comes due. At the live edge they read through the store's LiveTail:
+ * one read of the stream for every subscription of the node, not one each.
  */
 
 const LIVE_POLL_MS = 1000;
 const MAX_SUBSCRIPTION_PAGE = 8000;
-/** 2 ms for the first 50 looks (a batch transaction's length), then doubling up to LIVE_POLL_MS. */
-const settleRetryMs = (waits: number) => Math.min(LIVE_POLL_MS, waits <= 50 ? 2 : 2 * 2 ** Math.min(10, waits - 50));
 
 export function subscribeToAll(
   pool: pg.Pool,
   notifications: AppendNotifications,
+  tail: LiveTail,
   options: SubscribeToAllOptions,
 ): AllSubscription {
   const wakeup = new Wakeup();
-  let notifiedUpTo = -1n;
-  const onNotify = (position: bigint) => {
-    if (position > notifiedUpTo) notifiedUpTo = position;
-    wakeup.signal();
-  };
+  const onNotify = () => wakeup.signal();
   notifications.on(onNotify);
   let open = true;
   const close = async () => {
@@ -44,7 +42,6 @@ export function subscribeToAll(
 
   async function* batches(): AsyncGenerator<SubscriptionBatch> {
     let after = options.after !== undefined && options.after >= 0n ? options.after : -1n;
-    let settlingWaits = 0;
     // Pages grow while they come back full (a consumer far behind applies bigger batches), and shrink
     // back at the live edge.
     let pageSize = DEFAULT_READ_COUNT;
@@ -52,18 +49,14 @@ export function subscribeToAll(
       await checkPosition(pool, options.after);
       await notifications.listen();
       while (open) {
-        const events = await readSettled(pool, { after, maxCount: pageSize, filter: options.filter });
-        const last = events[events.length - 1];
-        if (last) after = last.position;
+        const page = await tail.read(after, pageSize, options.filter);
+        after = page.through;
+        const { events } = page;
         const caughtUp = events.length < pageSize;
         pageSize = caughtUp ? DEFAULT_READ_COUNT : Math.min(pageSize * 2, MAX_SUBSCRIPTION_PAGE);
         if (events.length > 0 || caughtUp) yield { events, caughtUp };
         if (!caughtUp || !open) continue;
-        // A notified position we could not read yet is held back by an older transaction still running
-        // (often another projection's batch, a few ms): look again soon, and back off if it lasts.
-        const settling = notifiedUpTo > after;
-        settlingWaits = settling ? settlingWaits + 1 : 0;
-        await wakeup.wait(settling ? settleRetryMs(settlingWaits) : LIVE_POLL_MS);
+        await wakeup.wait(LIVE_POLL_MS);
       }
     } finally {
       await close();
@@ -75,6 +68,123 @@ export function subscribeToAll(
     [Symbol.asyncIterator]: () => iterator,
     close,
   };
+}
+
+/** What a subscription's read gives: the events that pass its filter, and how far it looked (their positions and more). */
+interface Page {
+  readonly events: RecordedEvent[];
+  readonly through: bigint;
+}
+
+// At most this many of the newest events in memory: a subscription further behind reads on its own.
+const TAIL_WINDOW = 8192;
+
+/**
+ * The newest events of the store, read once for every subscription of this node at the live edge (the
+ * projection runners, the GraphQL event feed): each read here is one query and one parse for all of them.
+ * It holds every event with a position in (start, end]: it starts empty at the position of the first
+ * subscription to catch up, and each read takes what follows `end`. A subscription behind `start` reads
+ * on its own until it reaches it.
+ *
+ * A read a subscription asks for begins after it asks (it joins the next read, not one already under
+ * way), so a subscription woken by a NOTIFY sees the notified events, as a read of its own would; and
+ * `read` reads on until the tail holds the newest notified position. Subscriptions share the event
+ * objects: consumers only read them (the upcasting decorator copies what it changes).
+ */
+export class LiveTail {
+  private events: RecordedEvent[] = [];
+  private start: bigint | undefined;
+  private end = -1n;
+  /** The read under way, and the next one, which callers join until it begins. */
+  private reading: Promise<void> | undefined;
+  private nextRead: Promise<void> | undefined;
+  private notifiedUpTo = -1n;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    notifications: AppendNotifications,
+  ) {
+    notifications.on((position) => {
+      if (position > this.notifiedUpTo) this.notifiedUpTo = position;
+    });
+  }
+
+  /** The events after `after` (at most `max` of those passing `filter`): from memory where it holds them. */
+  async read(after: bigint, max: number, filter: EventFilter | undefined): Promise<Page> {
+    // Read on while nothing here follows `after`, or a notified position is not here yet; until a read
+    // that began after this call brings nothing new: then there is nothing more to see.
+    for (let nothingNew = false; ;) {
+      if (this.start === undefined || after < this.start) return this.readOwn(after, max, filter);
+      if (after < this.end && (nothingNew || this.end >= this.notifiedUpTo)) return this.take(after, max, filter);
+      if (nothingNew) return { events: [], through: after };
+      const end = this.end;
+      await this.readOn();
+      nothingNew = this.end === end;
+    }
+  }
+
+  private async readOwn(after: bigint, max: number, filter: EventFilter | undefined): Promise<Page> {
+    const events = await readGlobal(this.pool, { after, maxCount: max, filter });
+    const through = events[events.length - 1]?.position ?? after;
+    // Caught up with every event (a filtered read may have stopped at an old match): the tail starts here.
+    if (events.length < max && filter === undefined && this.start === undefined) {
+      this.start = through;
+      this.end = through;
+    }
+    return { events, through };
+  }
+
+  private take(after: bigint, max: number, filter: EventFilter | undefined): Page {
+    const events: RecordedEvent[] = [];
+    let i = firstAfter(this.events, after);
+    for (; i < this.events.length && events.length < max; i++) {
+      const event = this.events[i]!;
+      if (matchesFilter(event, filter)) events.push(event);
+    }
+    return { events, through: i < this.events.length ? this.events[i - 1]!.position : this.end };
+  }
+
+  /**
+   * Joins the next read of what follows `end`, which begins once the one under way (if any) is done and
+   * the callers woken with this one (by the same NOTIFY) have joined it.
+   */
+  private readOn(): Promise<void> {
+    this.nextRead ??= (async () => {
+      await this.reading?.catch(() => undefined);
+      await new Promise(setImmediate);
+      this.nextRead = undefined;
+      const reading = this.readPage();
+      this.reading = reading;
+      try {
+        await reading;
+      } finally {
+        if (this.reading === reading) this.reading = undefined;
+      }
+    })();
+    return this.nextRead;
+  }
+
+  private async readPage(): Promise<void> {
+    const events = await readGlobal(this.pool, { after: this.end, maxCount: MAX_SUBSCRIPTION_PAGE });
+    const last = events[events.length - 1];
+    if (!last) return;
+    this.events.push(...events);
+    this.end = last.position;
+    const over = this.events.length - TAIL_WINDOW;
+    if (over > 0) this.start = this.events.splice(0, over)[over - 1]!.position;
+  }
+}
+
+/** The index of the first event after `position` (events in position order). */
+function firstAfter(events: readonly RecordedEvent[], position: bigint): number {
+  let low = 0;
+  let high = events.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (events[middle]!.position <= position) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /** The newest appended positions, as NOTIFY reports them: one LISTEN connection per store, shared by its subscriptions. */

@@ -2,10 +2,12 @@ import type { Migration } from '../../../postgres/migrations';
 import { eventsMigration } from './001-events';
 import { eventIdsPerStreamMigration } from './002-eventIdsPerStream';
 import { leanGroupAppendMigration } from './003-leanGroupAppend';
+import { appendLockForEveryWriterMigration } from './004-appendLockForEveryWriter';
 
 /** The PostgreSQL event store's schema, in the order it is applied; a change is a new migration at the end. */
 export const postgresEventStoreMigrations: readonly Migration[] = [
   eventsMigration,
   eventIdsPerStreamMigration,
   leanGroupAppendMigration,
+  appendLockForEveryWriterMigration,
 ];
