@@ -33,6 +33,12 @@ import { currentCorrelationId } from '../runtime/correlation';
 
 /** Records per flush: as many as the PostgreSQL store commits in one statement (src/eventStore/postgres/append.ts). */
 const RECORDS_PER_FLUSH = 256;
+/**
+ * The first flush after a quiet spell takes fewer, and each next one 4 times as many: a push's attempts
+ * all wait when its fan-out ends, before any device's confirmation is read, and only the first flush's
+ * attempts are stored without theirs.
+ */
+const FIRST_FLUSH = 32;
 
 interface Waiting {
   readonly command: DeliveryCommand;
@@ -113,10 +119,10 @@ export class DeliveryRecords {
 
   private async flush(): Promise<void> {
     try {
-      while (this.waiting.size > 0) {
+      for (let size = FIRST_FLUSH; this.waiting.size > 0; size = Math.min(RECORDS_PER_FLUSH, size * 4)) {
         const entries: Entry[] = [];
         for (const [streamName, entry] of this.waiting) {
-          if (entries.length === RECORDS_PER_FLUSH) break;
+          if (entries.length === size) break;
           entries.push(entry);
           this.waiting.delete(streamName);
         }

@@ -113,6 +113,31 @@ describe('delivery records: attempts and confirmations in flushes (issue 24)', (
     expect(store.reads).to.equal(0);
   });
 
+  it('a push to many devices: only the first flush after a quiet spell (32) is stored without its confirmations', async () => {
+    const { store, records } = setUp();
+    const devices = Array.from({ length: 100 }, (_, i) => `d-${i}`);
+    const streamOf = (deviceId: string) => deliveryStreamName(terms.pushId, deviceId);
+    const termsOf = (deviceId: string) => ({ ...terms, deviceId });
+    store.hold();
+    const attempts = devices.map((d) => records.record(streamOf(d), { ...attempt, terms: termsOf(d) }, context, fresh));
+    await new Promise((resolve) => setImmediate(resolve));
+    // Each decided on what its attempt leaves, as the gateway does (no read).
+    const confirmations = devices.map((d, i) =>
+      records.record(
+        streamOf(d),
+        { ...confirm(), terms: termsOf(d) },
+        context,
+        attempts[i]!.then(({ state, revision }) => ({ state, revision })),
+      ),
+    );
+    store.release();
+    await Promise.all([...attempts, ...confirmations]);
+    const both = store.appends.filter((a) => a.types.length === 2);
+    expect(store.appends).to.have.length(100 + 32);
+    expect(both).to.have.length(68);
+    expect(store.reads).to.equal(0);
+  });
+
   it('a confirmation of an ended delivery is refused with the decider’s error; the attempt joined with it is still recorded', async () => {
     const { store, records } = setUp();
     const attempted = records.record(streamName, attempt, context, fresh);
