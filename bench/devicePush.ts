@@ -49,7 +49,10 @@
  * send start: where the time goes). A round that misses its deadline is reported with `timedOut: true`
  * and what arrived; a scenario that fails is reported with `failed` and the others still run. Server CPU
  * (/proc/<pid>/stat), the embedded PostgreSQL's, this process's and the machine's (`otherPercent`: other
- * processes; high means disturbed figures) are sampled over each round. `sideBySide` holds the medians
+ * processes; high means disturbed figures) are sampled over each round, with µs of herald's and
+ * PostgreSQL's CPU per delivery (a device receiving and confirming). `deliveryRecords`: the push's
+ * attempts and confirmations in the store, their rate from the first to the last, and in how many appends
+ * (a stream's events written together) and commits they came. `sideBySide` holds the medians
  * of the rounds of each scenario with its /healthz baseline.
  *
  * Prints one JSON document on stdout; progress on stderr.

@@ -32,8 +32,8 @@ import { DevicePresence, type Presence } from './presence';
  * An attempt writes the push to every connection of the device and then records it on the delivery's
  * stream (MessageDelivered, then DeliveryRetried): at least once — a crash between the write and the
  * record repeats the write. Records go to the store in flushes (deliveryRecords.ts): a device confirming
- * before its attempt's turn has both recorded in one append. Whether an attempt is due is decided on the delivery's stream first, so a
- * lagging read model cannot make herald write a confirmed message again.
+ * before its attempt's turn has both recorded in one append. Whether an attempt is due is decided on the
+ * delivery's stream first, so a lagging read model cannot make herald write a confirmed message again.
  *
  * A background worker makes the scheduled retries of connected devices and closes deliveries still
  * open when their push expires (DeliveryDropped / DeliveryExpired). What is due lives in the read
