@@ -49,7 +49,10 @@
  * send start: where the time goes). A round that misses its deadline is reported with `timedOut: true`
  * and what arrived; a scenario that fails is reported with `failed` and the others still run. Server CPU
  * (/proc/<pid>/stat), the embedded PostgreSQL's, this process's and the machine's (`otherPercent`: other
- * processes; high means disturbed figures) are sampled over each round. `sideBySide` holds the medians
+ * processes; high means disturbed figures) are sampled over each round, with µs of herald's and
+ * PostgreSQL's CPU per delivery (a device receiving and confirming). `deliveryRecords`: the push's
+ * attempts and confirmations in the store, their rate from the first to the last, and in how many appends
+ * (a stream's events written together) and commits they came. `sideBySide` holds the medians
  * of the rounds of each scenario with its /healthz baseline.
  *
  * Prints one JSON document on stdout; progress on stderr.
@@ -656,7 +659,24 @@ async function storeEventsOf(databaseUrl: string, pushId: string, t0Epoch: numbe
          FROM events WHERE stream_name LIKE $1 OR stream_name = $3 GROUP BY 1 ORDER BY min(position)`,
       [`delivery-${pushId}.%`, t0Epoch, `push-${pushId}`],
     );
+    // The delivery records (attempts and confirmations): how many, how fast from the first to the last,
+    // in how many appends (a stream's events written together) and commits (transactions, by xmin).
+    const records = await client.query<{ n: string; appends: string; commits: string; span_ms: number | null }>(
+      `SELECT count(*) AS n, count(DISTINCT (stream_name, xmin::text)) AS appends, count(DISTINCT xmin::text) AS commits,
+              (extract(epoch FROM max(created_at) - min(created_at)) * 1000)::float8 AS span_ms
+         FROM events WHERE stream_name LIKE $1`,
+      [`delivery-${pushId}.%`],
+    );
+    const r = records.rows[0]!;
+    const n = Number(r.n);
     return {
+      deliveryRecords: {
+        records: n,
+        appends: Number(r.appends),
+        commits: Number(r.commits),
+        firstToLastMs: r.span_ms === null ? null : round(r.span_ms),
+        perSecond: r.span_ms ? Math.round((n * 1000) / r.span_ms) : null,
+      },
       events: Object.fromEntries(rows.map((r) => [r.event_type, Number(r.n)])),
       appendedMsFromSendStart: Object.fromEntries(
         rows.map((r) => [r.event_type, { first: round(r.first_ms), p50: round(r.p50_ms), last: round(r.last_ms) }]),
@@ -666,6 +686,9 @@ async function storeEventsOf(databaseUrl: string, pushId: string, t0Epoch: numbe
     await client.end();
   }
 }
+
+const recordsOf = (r: RoundResult) =>
+  r.store?.deliveryRecords as { perSecond: number | null; appends: number; commits: number } | undefined;
 
 function storeTimelineMedian(results: readonly RoundResult[]): Record<string, Record<string, number | null>> {
   const timeline = (r: RoundResult) =>
@@ -741,7 +764,8 @@ async function sendRound(
   while (performance.now() < until && !(sendSettled && (sendError !== null || track.confirmed >= tracker.devices)))
     await sleep(2);
   const timedOut = !(sendSettled && track.confirmed >= tracker.devices);
-  const cpuUse = CpuSampler.between(before, cpu.snapshot());
+  // Per delivery (one device receiving and confirming): herald's and PostgreSQL's µs of CPU.
+  const cpuUse = CpuSampler.between(before, cpu.snapshot(), track.confirmed);
   return {
     track,
     // Computed later (after the quiet period), so late duplicates are counted.
@@ -934,6 +958,11 @@ async function runScenario(
           deliveriesPerSecond: median(results.map((x) => x.deliveriesPerSecond)),
           confirmationsPerSecond: median(results.map((x) => x.confirmationsPerSecond)),
           serverCpuPercent: median(results.map((x) => x.cpu.heraldPercent)),
+          heraldMicrosPerDelivery: median(results.map((x) => x.cpu.heraldMicrosPerOperation ?? null)),
+          postgresMicrosPerDelivery: median(results.map((x) => x.cpu.postgresMicrosPerOperation ?? null)),
+          deliveryRecordsPerSecond: median(results.map((x) => recordsOf(x)?.perSecond ?? null)),
+          deliveryRecordAppends: median(results.map((x) => recordsOf(x)?.appends ?? null)),
+          deliveryRecordCommits: median(results.map((x) => recordsOf(x)?.commits ?? null)),
           // Busy CPU of other processes on the machine (percent of one core): high → disturbed figures.
           otherCpuPercent: median(results.map((x) => x.cpu.otherPercent)),
         },
@@ -1005,6 +1034,9 @@ runBenchmark(async (cleanup) => {
       lastConfirmedMs: s.summary.medianOfRounds.lastConfirmedMs,
       confirmationsPerSecond: s.summary.medianOfRounds.confirmationsPerSecond,
       sendAnswerMs: s.summary.medianOfRounds.sendAnswerMs,
+      deliveryRecordsPerSecond: s.summary.medianOfRounds.deliveryRecordsPerSecond ?? null,
+      heraldMicrosPerDelivery: s.summary.medianOfRounds.heraldMicrosPerDelivery ?? null,
+      postgresMicrosPerDelivery: s.summary.medianOfRounds.postgresMicrosPerDelivery ?? null,
       healthzP50Ms: s.baselines?.httpHealthzRoundTrip.p50Ms ?? null,
       healthzP99Ms: s.baselines?.httpHealthzRoundTrip.p99Ms ?? null,
       completeRounds: s.summary.completeRounds,

@@ -51,7 +51,8 @@
  *      RtioDeviceReplied or RtioCallFailed), and where each measured run's calls spent their time
  *      between their two events (storeTimeline).
  * A phase that fails is reported with `failed` and the next still runs. CPU (herald, the embedded
- * PostgreSQL, the device simulator, this process, other processes) is sampled over each measured run.
+ * PostgreSQL, the device simulator, this process, other processes) is sampled over each measured run, with
+ * µs of herald's and PostgreSQL's CPU per answered call (per request for the /healthz closed loop).
  *
  * Prints one JSON document on stdout; progress on stderr.
  */
@@ -392,12 +393,13 @@ class PhaseCpu {
     return new PhaseCpu(cpu, simulator, cpu.snapshot(), simulatorBefore);
   }
 
-  async stop(): Promise<{
+  /** `operations`: what the phase did (answered calls), for µs of CPU per operation. */
+  async stop(operations: number): Promise<{
     cpu: CpuUse & { deviceSimulatorPercent: number | null };
     simulator: SimulatorStats | undefined;
     simulatorDelta: Record<string, unknown> | undefined;
   }> {
-    const use = CpuSampler.between(this.before, this.cpu.snapshot());
+    const use = CpuSampler.between(this.before, this.cpu.snapshot(), operations);
     const after = await this.simulator.stats().catch(() => undefined);
     const b = this.simulatorBefore;
     const simulatorPercent =
@@ -681,7 +683,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         return outcome;
       },
     );
-    const { cpu: cpuUse, simulatorDelta } = await phaseCpu.stop();
+    const { cpu: cpuUse, simulatorDelta } = await phaseCpu.stop(result.requests);
     closed = {
       concurrency: p.concurrency,
       seconds: result.seconds,
@@ -723,7 +725,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         } else count(outcomes, outcome);
       },
     );
-    const whileFiring = await phaseCpu.stop();
+    const whileFiring = await phaseCpu.stop(answered);
     const drainStarted = performance.now();
     let drainTimedOut = false;
     await Promise.race([load.settled(), deadline(p.drainSeconds * 1000).then(() => (drainTimedOut = true))]);
@@ -769,6 +771,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const devicesAtEnd = await simulator.stats().catch((error: unknown) => ({ failed: errorText(error) }));
 
   const heraldCode = await herald.stop();
+  const cpuOf = (phase: Record<string, unknown>) => (phase.cpu ?? phase.cpuWhileFiring) as CpuUse | undefined;
   const summary = (phase: Record<string, unknown>, latencyKey: string, perSecondKey: string) => {
     const l = phase[latencyKey] as LatencyStats | undefined;
     return phase.failed !== undefined
@@ -778,13 +781,16 @@ async function main(cleanup: Cleanup): Promise<unknown> {
           p50Ms: l?.p50Ms ?? null,
           p99Ms: l?.p99Ms ?? null,
           errors: Object.values((phase.errors ?? {}) as Record<string, number>).reduce((a, b) => a + b, 0),
-          heraldCpuPercent: ((phase.cpu ?? phase.cpuWhileFiring) as CpuUse | undefined)?.heraldPercent ?? null,
+          heraldCpuPercent: cpuOf(phase)?.heraldPercent ?? null,
+          heraldMicrosPerCall: cpuOf(phase)?.heraldMicrosPerOperation ?? null,
+          postgresMicrosPerCall: cpuOf(phase)?.postgresMicrosPerOperation ?? null,
         };
   };
   const healthz = baselines.httpHealthzRoundTrip as LatencyStats | undefined;
   const socket = baselines.deviceSocketBadFrameRoundTrip as LatencyStats | undefined;
   const offline = baselines.callOfflineDeviceRoundTrip as LatencyStats | undefined;
   const single = baselines.callConnectedDeviceRoundTrip as LatencyStats | undefined;
+  const healthzLoop = baselines.httpHealthzClosedLoop as { okPerSecond?: number; cpu?: CpuUse } | undefined;
   return {
     benchmark: 'RTIO call/send round trips with a device simulator on loopback',
     machine: { ...machine, loadAverage1mAtEnd: round(os.loadavg()[0] ?? 0) },
@@ -807,8 +813,8 @@ async function main(cleanup: Cleanup): Promise<unknown> {
         offlineCallP99Ms: offline?.p99Ms ?? null,
         connectedCallSequentialP50Ms: single?.p50Ms ?? null,
         connectedCallSequentialP99Ms: single?.p99Ms ?? null,
-        healthzClosedLoopPerSecond:
-          (baselines.httpHealthzClosedLoop as { okPerSecond?: number } | undefined)?.okPerSecond ?? null,
+        healthzClosedLoopPerSecond: healthzLoop?.okPerSecond ?? null,
+        healthzClosedLoopHeraldMicrosPerRequest: healthzLoop?.cpu?.heraldMicrosPerOperation ?? null,
       },
     },
     phases,

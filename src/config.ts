@@ -156,6 +156,7 @@ const Environment = t.type({
   HERALD_READ_YOUR_WRITES_TIMEOUT_MS: optional(NonNegativeInt(30_000)),
   HERALD_PROJECTION_ON_ERROR: optional(t.keyof({ park: null, stop: null }, 'park or stop')),
   HERALD_READY_MAX_LAG_SECONDS: optional(PositiveInt(3600)),
+  HERALD_DATABASE_POOL_SIZE: optional(PositiveInt(1000)),
   SMTP_URL: optional(urlWithScheme(['smtp', 'smtps'])),
   HERALD_CALLBACK_PRIVATE_NETWORKS: optional(t.keyof({ allow: null, refuse: null }, 'allow or refuse')),
   RTIO_TRUSTED_CIDRS: optional(CidrList),
@@ -203,6 +204,8 @@ export interface Config {
   readonly projectionOnError: 'park' | 'stop';
   /** /readyz is not ready while a projection has not applied an event older than this (docs/operations.md, "Probes"). */
   readonly readyMaxLagSeconds: number;
+  /** PostgreSQL connections herald's pool opens at most; unset → defaultPoolSize() (src/postgres/database.ts). */
+  readonly databasePoolSize?: number;
   /** The SMTP server the mailer sends through (its password is never logged); unset → emails are recorded, not sent. */
   readonly smtpUrl?: string;
   /** The From address of herald's emails; unset → the mailer's default (herald@localhost). */
@@ -268,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     readYourWritesTimeoutMs: e.HERALD_READ_YOUR_WRITES_TIMEOUT_MS ?? 2000,
     projectionOnError: e.HERALD_PROJECTION_ON_ERROR ?? 'park',
     readyMaxLagSeconds: e.HERALD_READY_MAX_LAG_SECONDS ?? 10,
+    ...(e.HERALD_DATABASE_POOL_SIZE !== undefined && { databasePoolSize: e.HERALD_DATABASE_POOL_SIZE }),
     ...(e.SMTP_URL !== undefined && { smtpUrl: e.SMTP_URL }),
     ...(e.HERALD_MAIL_FROM !== undefined && { mailFrom: e.HERALD_MAIL_FROM }),
     callbackPrivateNetworks: e.HERALD_CALLBACK_PRIVATE_NETWORKS ?? 'refuse',

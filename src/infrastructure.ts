@@ -60,6 +60,7 @@ export async function openInfrastructure(
       );
   }
   const database = openDatabase(connectionString, {
+    ...(config.databasePoolSize !== undefined && { maxConnections: config.databasePoolSize }),
     onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed'),
   });
   try {

@@ -16,6 +16,7 @@ import type { Directory } from '../nodes/directory';
 import type { Clock } from '../runtime/clock';
 import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
+import { DeliveryRecords } from './deliveryRecords';
 import type { DevicePublication } from './devicePublication';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView, OpenDelivery } from './deviceQueries';
 import { DevicePresence, type Presence } from './presence';
@@ -30,8 +31,9 @@ import { DevicePresence, type Presence } from './presence';
  *
  * An attempt writes the push to every connection of the device and then records it on the delivery's
  * stream (MessageDelivered, then DeliveryRetried): at least once — a crash between the write and the
- * record repeats the write. Whether an attempt is due is decided on the delivery's stream first, so a
- * lagging read model cannot make herald write a confirmed message again.
+ * record repeats the write. Records go to the store in flushes (deliveryRecords.ts): a device confirming
+ * before its attempt's turn has both recorded in one append. Whether an attempt is due is decided on the
+ * delivery's stream first, so a lagging read model cannot make herald write a confirmed message again.
  *
  * A background worker makes the scheduled retries of connected devices and closes deliveries still
  * open when their push expires (DeliveryDropped / DeliveryExpired). What is due lives in the read
@@ -112,6 +114,7 @@ export class DeviceGateway {
   private readonly connected: DevicePresence;
   private readonly work: DueWork<DueItem>;
   private wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
+  private readonly records: DeliveryRecords;
 
   constructor(
     private readonly deps: {
@@ -133,6 +136,7 @@ export class DeviceGateway {
     },
   ) {
     this.connected = new DevicePresence(deps.directory);
+    this.records = new DeliveryRecords(deps.store);
     this.work = new DueWork<DueItem>({
       clock: deps.clock,
       log: deps.log,
@@ -235,14 +239,12 @@ export class DeviceGateway {
     const written = this.sessions.get(device.deviceId)?.written.get(messageId);
     const push = written?.push ?? (await this.deps.deliveries.byKey(messageId, device.deviceId))?.push;
     if (!push) throw new DomainError('not_found', 'no message with this id was sent to this device');
-    const known = await written?.recorded.catch(() => undefined);
-    const result = await handleCommand(
-      this.deps.store,
-      deliveryAggregate,
+    // Joins its attempt's record when that is still to be made; otherwise decided on what the attempt left.
+    const result = await this.records.record(
       deliveryStreamName(messageId, device.deviceId),
       { type: 'ConfirmDelivery', terms: deliveryTerms(push, device.deviceId), now: this.deps.clock().toISOString() },
       { appId: device.appId, actor: `device:${device.deviceId}` },
-      known,
+      written?.recorded,
     );
     this.sessions.get(device.deviceId)?.written.delete(messageId);
     await this.deps.readYourWrites(result.position);
@@ -322,9 +324,7 @@ export class DeviceGateway {
     let written = false;
     for (const connection of session.connections) written = connection.deliver(push, session.device) || written;
     if (!written) return undefined;
-    const recording = handleCommand(
-      this.deps.store,
-      deliveryAggregate,
+    const recording = this.records.record(
       streamName,
       command,
       { appId: push.appId, actor: `device:${deviceId}` },
@@ -333,7 +333,7 @@ export class DeviceGateway {
     remember(session.written, push.pushId, {
       push,
       recorded: recording.then(
-        ({ state, revision }) => ({ state, revision }),
+        ({ state, revision, position }) => ({ state, revision, ...(position !== undefined && { position }) }),
         () => undefined,
       ),
     });

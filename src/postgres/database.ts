@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import pg from 'pg';
 
 /**
@@ -26,6 +27,16 @@ export const SESSION_SETTINGS: readonly string[] = [
   'idle_in_transaction_session_timeout=60000',
 ];
 
+/**
+ * The pool's size when HERALD_DATABASE_POOL_SIZE is unset, from what holds its connections at once under
+ * load: 8 for the background work (the group commit's one statement, each projection runner's batch
+ * transaction, the delivery and outbox workers' reads) and 4 per core for requests' reads — more in
+ * flight than that only queue inside the server instead of in the pool. 16 on two cores.
+ */
+export function defaultPoolSize(cores: number = os.availableParallelism()): number {
+  return 8 + 4 * cores;
+}
+
 export function openDatabase(
   connectionString: string,
   options: {
@@ -47,7 +58,7 @@ export function openDatabase(
     keepAliveInitialDelayMillis: KEEPALIVE_IDLE_SECONDS * 1000,
     options: settings.map((setting) => `-c ${setting}`).join(' '),
   };
-  const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? 10 });
+  const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? defaultPoolSize() });
   // A client whose connection dies emits 'error' — idle ones on the pool, checked-out ones on themselves.
   // Unheard, either would crash the process; the query in flight fails on its own and is handled there.
   pool.on('error', (error) => options.onConnectionError?.(error));

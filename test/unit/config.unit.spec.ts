@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config';
+import { defaultPoolSize } from '../../src/postgres/database';
 
 describe('config from the environment', () => {
   it('has embedded defaults when nothing is set', () => {
@@ -50,6 +51,13 @@ describe('config from the environment', () => {
     expect(loadConfig({ HERALD_READY_MAX_LAG_SECONDS: '30' }).readyMaxLagSeconds).to.equal(30);
   });
 
+  it('sizes the PostgreSQL pool from HERALD_DATABASE_POOL_SIZE, or from the cores when it is unset (issue 24)', () => {
+    expect(loadConfig({}).databasePoolSize).to.equal(undefined);
+    expect(loadConfig({ HERALD_DATABASE_POOL_SIZE: '40' }).databasePoolSize).to.equal(40);
+    expect(defaultPoolSize(2)).to.equal(16);
+    expect(defaultPoolSize(8)).to.equal(40);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).to.equal(8080);
   });
@@ -75,6 +83,8 @@ describe('config from the environment', () => {
       /HERALD_READ_YOUR_WRITES_TIMEOUT_MS: expected an integer from 0 to 30000/,
     ],
     ['HERALD_READY_MAX_LAG_SECONDS', '0', /HERALD_READY_MAX_LAG_SECONDS: expected an integer from 1 to 3600/],
+    ['HERALD_DATABASE_POOL_SIZE', '0', /HERALD_DATABASE_POOL_SIZE: expected an integer from 1 to 1000/],
+    ['HERALD_DATABASE_POOL_SIZE', '10.5', /HERALD_DATABASE_POOL_SIZE: expected an integer from 1 to 1000/],
     ['SMTP_URL', 'http://mail.example.com', /SMTP_URL: expected a URL starting with smtp:\/\/ or smtps:\/\//],
     ['HERALD_MAIL_FROM', 'not an address', /HERALD_MAIL_FROM: expected an address or Name <address>/],
     [
