@@ -3,6 +3,7 @@ import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import express from 'express';
 import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
+import type { Response } from 'graphql-http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { isDeviceTokenForm, type Devices } from '../../src/devices/devices';
 import { TicketError, type Tickets } from '../../src/identity/tickets';
@@ -19,7 +20,6 @@ import { OperationChecks } from './operationChecks';
 import { createResolvers, type GraphqlDeps } from './resolvers';
 import { rtioResolvers } from './rtioResolvers';
 import { SharedSubscriptions } from './sharedSubscription';
-import { unicodeVariablesRule } from './unicodeVariablesRule';
 
 /** GraphQL over HTTP (graphql-http) and WebSocket (graphql-ws) on `/graphql`. See docs/api/graphql.md. */
 
@@ -47,26 +47,36 @@ interface ServerDeps {
 export function graphqlRouter(deps: ServerDeps): express.Router {
   const router = express.Router();
   const { checks } = deps;
+  const unauthorized = (error: GraphQLError): Response => [
+    JSON.stringify({ errors: [error.toJSON()] }),
+    { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } },
+  ];
   const handler = graphqlHttpHandler<GraphqlContext>(
     {
       schema: deps.schema,
-      context: async (req) => {
-        const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
-        if (principal instanceof GraphQLError) {
-          return [
-            JSON.stringify({ errors: [principal.toJSON()] }),
-            { status: 401, statusText: 'Unauthorized', headers: { 'content-type': 'application/json; charset=utf-8' } },
-          ];
+      // Parsed (kept per text), authenticated and checked here, and handed to graphql-http as the
+      // arguments to execute, so that it neither parses nor validates again; the order is its own:
+      // a syntax error, then 401, then the checks (OperationChecks.check).
+      onSubscribe: async (req, params) => {
+        let document: DocumentNode;
+        try {
+          document = checks.parse(params.query);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
         }
-        return principal;
+        const principal = await authenticateHeader(deps, req.raw.headers.authorization, deps.clock());
+        if (principal instanceof GraphQLError) return unauthorized(principal);
+        const errors = checks.check(document, params);
+        if (errors.length > 0) return [...errors];
+        return {
+          schema: deps.schema,
+          document,
+          variableValues: params.variables,
+          operationName: params.operationName,
+          contextValue: principal,
+        };
       },
-      parse: checks.parse,
-      // graphql-http hands `validate` what `validationRules` returns: here only the per-request rules.
-      validationRules: (_req, args) => [
-        checks.requestRule({ variables: args.variableValues, operationName: args.operationName }),
-        unicodeVariablesRule(args.variableValues),
-      ],
-      validate: (_schema, document, rules) => [...checks.validate(document, rules ?? [])],
       formatError: (error) => maskUnexpected(error, deps.log),
     },
     deps.log,
@@ -116,10 +126,7 @@ export function graphqlWsServer(deps: ServerDeps): { readonly wss: WebSocketServ
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        const errors = deps.checks.validate(document, [
-          deps.checks.requestRule(payload),
-          unicodeVariablesRule(payload.variables),
-        ]);
+        const errors = deps.checks.check(document, payload);
         if (errors.length > 0) return [...errors];
         return subscriptions.attach(
           { schema: deps.schema, document, variableValues: payload.variables, operationName: payload.operationName },

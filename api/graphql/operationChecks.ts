@@ -1,5 +1,4 @@
 import {
-  BREAK,
   getOperationAST,
   getVariableValues,
   GraphQLError,
@@ -14,8 +13,8 @@ import {
   type FragmentDefinitionNode,
   type GraphQLSchema,
   type OperationDefinitionNode,
-  type ValidationRule,
 } from 'graphql';
+import { illFormedTextAt, notUnicode } from '../../domain/text';
 import {
   fragmentsInOrder,
   MAX_MERGED_SELECTIONS,
@@ -38,6 +37,12 @@ export const MAX_NESTING = 64;
 const CACHED_OPERATIONS = 1000;
 const MAX_CACHED_QUERY_LENGTH = 16 * 1024;
 
+/** What a request brings beside its document (GraphQL over HTTP's parameters, a graphql-ws `subscribe` payload). */
+export interface OperationRequest {
+  readonly variables?: Readonly<Record<string, unknown>> | null;
+  readonly operationName?: string | null;
+}
+
 const tooComplex = (message: string) => new GraphQLError(message, { extensions: { code: 'QUERY_TOO_COMPLEX' } });
 
 /**
@@ -46,13 +51,15 @@ const tooComplex = (message: string) => new GraphQLError(message, { extensions: 
  * MAX_NESTING, the parser runs on what passed, fragment cycles and over 100 fragments are refused, then
  * one pass measures the operation's depth, cost and mutations (operationCost.ts: linear in the document,
  * whatever its fragments spread), one more what makes the specified rules quadratic (one name selected
- * many times in a selection), and only then do the specified rules run. A frontend sends the same few texts again and again, so a text's parse and its
- * static checks are kept; the measure depends on the variables (`first: $first`) and runs per request.
+ * many times in a selection), and only then do the specified rules run. A frontend sends the same few
+ * texts again and again, so a text's parse and its static checks are kept; the measure depends on the
+ * variables (`first: $first`) and runs per request.
  */
 export class OperationChecks {
   private readonly documents = new Map<string, DocumentNode>();
   private readonly fragments = new WeakMap<DocumentNode, readonly FragmentDefinitionNode[] | GraphQLError>();
   private readonly staticErrors = new WeakMap<DocumentNode, readonly GraphQLError[]>();
+  private readonly repeatedNames = new WeakMap<OperationDefinitionNode, ReturnType<typeof mostRepeatedName>>();
 
   constructor(private readonly schema: GraphQLSchema) {}
 
@@ -70,38 +77,27 @@ export class OperationChecks {
   };
 
   /**
-   * The per-request rule of an operation with these variables: its depth, cost and mutations within the
-   * limits, and its variables coerced. A rule so that GraphQL over HTTP can hand it to `validate`.
+   * Every check of one request, in order: the document's fragments (fragmentsInOrder), then what
+   * depends on the request — depth, cost and mutations within the limits with these variables, the
+   * variables coerced, their text Unicode — then graphql's specified rules. Only the last are kept per
+   * document; called directly, not as a rule of graphql's `validate`, whose visitor would walk the
+   * document once more per request to run them.
    */
-  requestRule(request: {
-    readonly variables?: Readonly<Record<string, unknown>> | null;
-    readonly operationName?: string | null;
-  }): ValidationRule {
-    return (context) => {
-      for (const error of this.limitErrors(
-        context.getDocument(),
-        request.variables ?? {},
-        request.operationName ?? undefined,
-      ))
-        context.reportError(error);
-      return { enter: () => BREAK };
-    };
-  }
-
-  /** The document's fragments (fragmentsInOrder), then `perRequestRules` (requestRule), then the specified rules; all but the request's rules are kept per document. */
-  validate(document: DocumentNode, perRequestRules: readonly ValidationRule[]): readonly GraphQLError[] {
+  check(document: DocumentNode, request: OperationRequest): readonly GraphQLError[] {
     const fragments = this.fragmentsOf(document);
     if (fragments instanceof GraphQLError) return [fragments];
-    if (perRequestRules.length > 0) {
-      const errors = validate(this.schema, document, perRequestRules);
-      if (errors.length > 0) return errors;
+    const variables = request.variables ?? {};
+    const errors = [...this.limitErrors(fragments, document, variables, request.operationName ?? undefined)];
+    const illFormed = illFormedTextAt(variables);
+    if (illFormed !== undefined)
+      errors.push(new GraphQLError(notUnicode(`$${illFormed}`), { extensions: { code: 'BAD_USER_INPUT' } }));
+    if (errors.length > 0) return errors;
+    let specified = this.staticErrors.get(document);
+    if (!specified) {
+      specified = validate(this.schema, document, specifiedRules);
+      this.staticErrors.set(document, specified);
     }
-    let errors = this.staticErrors.get(document);
-    if (!errors) {
-      errors = validate(this.schema, document, specifiedRules);
-      this.staticErrors.set(document, errors);
-    }
-    return errors;
+    return specified;
   }
 
   /** The document's fragments in the order measureOperation takes them, or what refuses its shape. */
@@ -121,29 +117,29 @@ export class OperationChecks {
    * errors are reported (none to run — none by that name, or several without one — graphql refuses).
    */
   private limitErrors(
+    fragments: readonly FragmentDefinitionNode[],
     document: DocumentNode,
     variables: Readonly<Record<string, unknown>>,
     operationName: string | undefined,
   ): readonly GraphQLError[] {
-    const fragments = this.fragmentsOf(document);
-    if (fragments instanceof GraphQLError) return [fragments];
+    const running = getOperationAST(document, operationName);
+    let coercionErrors: readonly GraphQLError[] = [];
     for (const definition of document.definitions) {
       if (definition.kind !== Kind.OPERATION_DEFINITION) continue;
-      const error = this.limitError(fragments, definition, variables);
+      const coerced = getVariableValues(this.schema, definition.variableDefinitions ?? [], variables);
+      if (definition === running) coercionErrors = coerced.errors ?? [];
+      const error = this.limitError(fragments, definition, coerced.coerced ?? {});
       if (error) return [error];
     }
-    const operation = getOperationAST(document, operationName);
-    if (!operation) return [];
-    return getVariableValues(this.schema, operation.variableDefinitions ?? [], variables).errors ?? [];
+    return coercionErrors;
   }
 
   private limitError(
     fragments: readonly FragmentDefinitionNode[],
     operation: OperationDefinitionNode,
-    variables: Readonly<Record<string, unknown>>,
+    variables: Record<string, unknown>,
   ): GraphQLError | undefined {
-    const coerced = getVariableValues(this.schema, operation.variableDefinitions ?? [], variables);
-    const { cost, depth, rootFields } = measureOperation(this.schema, fragments, operation, coerced.coerced ?? {});
+    const { cost, depth, rootFields } = measureOperation(this.schema, fragments, operation, variables);
     if (depth > MAX_DEPTH) return tooComplex(`the operation is ${depth} levels deep, over the limit of ${MAX_DEPTH}`);
     if (operation.operation === 'mutation' && rootFields > MAX_MUTATION_FIELDS) {
       return tooComplex(
@@ -151,7 +147,7 @@ export class OperationChecks {
       );
     }
     if (cost > MAX_COMPLEXITY) return tooComplex(`query complexity ${cost} is over the limit of ${MAX_COMPLEXITY}`);
-    const repeated = mostRepeatedName(fragments, operation);
+    const repeated = this.mostRepeatedName(fragments, operation);
     if (repeated === undefined)
       return tooComplex(`the operation expands to more than ${MAX_MERGED_SELECTIONS} selections`);
     if (repeated.times > MAX_SAME_RESPONSE_NAME)
@@ -159,6 +155,12 @@ export class OperationChecks {
         `"${repeated.name}" is selected ${repeated.times} times in one selection, over the limit of ${MAX_SAME_RESPONSE_NAME}`,
       );
     return undefined;
+  }
+
+  /** mostRepeatedName, kept per operation: it does not depend on the variables. Run only within the cost, as it requires. */
+  private mostRepeatedName(fragments: readonly FragmentDefinitionNode[], operation: OperationDefinitionNode) {
+    if (!this.repeatedNames.has(operation)) this.repeatedNames.set(operation, mostRepeatedName(fragments, operation));
+    return this.repeatedNames.get(operation);
   }
 }
 

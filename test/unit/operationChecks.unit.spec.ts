@@ -50,9 +50,7 @@ describe('operation checks (issue 21)', () => {
   const errorsOf = (text: string, variables: Record<string, unknown> = {}) => {
     try {
       const document = checks.parse(text);
-      return checks
-        .validate(document, [checks.requestRule({ variables })])
-        .map((e) => ({ message: e.message, code: e.extensions.code }));
+      return checks.check(document, { variables }).map((e) => ({ message: e.message, code: e.extensions.code }));
     } catch (error) {
       return [{ message: (error as GraphQLError).message, code: (error as GraphQLError).extensions.code }];
     }
@@ -93,15 +91,15 @@ describe('operation checks (issue 21)', () => {
   it('measures every operation of a document, not only the one that runs: graphql validates them all', () => {
     const aliases = Array.from({ length: 400 }, () => `x: me { appId }`).join(' ');
     const document = checks.parse(`query A { me { appId } } query B { ${aliases} }`);
-    const errors = checks.validate(document, [checks.requestRule({ operationName: 'A' })]);
+    const errors = checks.check(document, { operationName: 'A' });
     expect(errors.map((e) => e.extensions.code)).to.deep.equal(['QUERY_TOO_COMPLEX']);
     expect(errors[0]!.message).to.match(/"x" is selected 400 times/);
     const mutations = checks.parse(
       `query A { me { appId } } mutation B { ${Array.from({ length: 11 }, (_, i) => `c${i}: clearNotificationStats { site_broadcast }`).join(' ')} }`,
     );
-    expect(
-      checks.validate(mutations, [checks.requestRule({ operationName: 'A' })]).map((e) => e.extensions.code),
-    ).to.deep.equal(['QUERY_TOO_COMPLEX']);
+    expect(checks.check(mutations, { operationName: 'A' }).map((e) => e.extensions.code)).to.deep.equal([
+      'QUERY_TOO_COMPLEX',
+    ]);
   });
 
   it('answers the bombs QUERY_TOO_COMPLEX at once (item 2)', () => {
@@ -144,6 +142,22 @@ describe('operation checks (issue 21)', () => {
       code: 'QUERY_TOO_COMPLEX',
       message: `query complexity ${3 * measure(`{ ${fullPage} }`).cost} is over the limit of ${MAX_COMPLEXITY}`,
     });
+  });
+
+  it('checks every request of a kept document with its own variables: the cost, their coercion, their text', () => {
+    const page = `notifications(first: $n) { total nodes { id seq type title content sender sentAt expiresAt props read acknowledged meta { realm seq sender stime } } }`;
+    const text = `query($n: Int!) { a: ${page} b: ${page} c: ${page} }`;
+    expect(errorsOf(text, { n: 10 })).to.deep.equal([]);
+    expect(checks.parse(text)).to.equal(checks.parse(text)); // the same document: its parse and static rules are kept
+    expect(errorsOf(text, { n: 100 }).map((e) => e.code)).to.deep.equal(['QUERY_TOO_COMPLEX']);
+    expect(errorsOf(text, { n: 'ten' }).map((e) => e.code)).to.deep.equal([undefined]); // coercion: BAD_USER_INPUT once masked
+    expect(errorsOf(text, {}).map((e) => e.message)[0]).to.match(
+      /^Variable "\$n" of required type "Int!" was not provided/,
+    );
+    expect(errorsOf('query($s: String) { me { appId } }', { s: 'a\ud800' })).to.deep.equal([
+      { message: '$s: must be Unicode text (no lone surrogates such as \\ud800)', code: 'BAD_USER_INPUT' },
+    ]);
+    expect(errorsOf(text, { n: 10 })).to.deep.equal([]);
   });
 
   it('refuses an operation deeper than 8 levels, through fragments too', () => {
