@@ -104,8 +104,8 @@ export class Tickets {
   /**
    * Tickets whose signature has been verified, with their claims: a client sends the same ticket with
    * every request, and its HMAC, base64 and JSON need checking once. Only the signature is cached:
-   * expiry and the app's secret are checked on every request as before, and an entry goes once its
-   * ticket expires (or, at the bound, the oldest goes).
+   * expiry and the app's secret are checked on every request as before. An entry goes when its ticket
+   * is presented after expiry, or, at the bound, oldest first: memory is bounded either way.
    */
   private readonly verifiedTickets = new Map<string, { payload: Payload; viewer: Viewer }>();
   /** Reads of an app's current secret in flight (currentSecretHash). */

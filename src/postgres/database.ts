@@ -17,7 +17,7 @@ export interface Database {
  * missed probes: when a herald host vanishes without closing its connections, the server ends its
  * sessions within ~10 s, and with them the advisory locks they held, so a standby takes the projections
  * over (the default is hours). A session left idle inside a transaction (a hung process) is ended after
- * a minute, so it cannot hold locks or the catch-up readers' visibility horizon for long.
+ * a minute, so it cannot hold locks (the append lock among them) for long.
  */
 const KEEPALIVE_IDLE_SECONDS = 4;
 export const SESSION_SETTINGS: readonly string[] = [
@@ -31,10 +31,12 @@ export const SESSION_SETTINGS: readonly string[] = [
  * The pool's size when HERALD_DATABASE_POOL_SIZE is unset, from what holds its connections at once under
  * load: 8 for the background work (the group commit's one statement, each projection runner's batch
  * transaction, the delivery and outbox workers' reads) and 4 per core for requests' reads — more in
- * flight than that only queue inside the server instead of in the pool. 16 on two cores.
+ * flight than that only queue inside the server instead of in the pool. 16 on two cores; at most 32,
+ * whatever the host's core count (a container's CPU quota does not show in it, and PostgreSQL allows 100
+ * connections by default, shared by every node and a rebuild).
  */
 export function defaultPoolSize(cores: number = os.availableParallelism()): number {
-  return 8 + 4 * cores;
+  return Math.min(32, 8 + 4 * cores);
 }
 
 export function openDatabase(

@@ -60,6 +60,19 @@ describe('PostgreSQL group commit: retries and repeated ids within one group', (
     expect(await store.readStream('retry-me')).to.have.length(1);
   });
 
+  it('answers a retry queued in the same group as its original as the first time (idempotent), storing it once', async () => {
+    const events = [event('Sent'), event('Sent')];
+    const [, original, retry, fresh] = await Promise.all([
+      store.append('opener-3', [event('Opener')], 'no_stream'), // the next three queue behind it: one group
+      store.append('sent-twice', events, 'no_stream'),
+      store.append('sent-twice', events, 'no_stream'),
+      store.append('fresh-3', [event('Fresh')], 'no_stream'),
+    ]);
+    expect(retry).to.deep.equal(original);
+    expect((await store.readStream('sent-twice')).map((e) => e.id)).to.deep.equal(events.map((e) => e.id));
+    expect((await store.readStream('fresh-3')).map((e) => e.position)).to.deep.equal([fresh.position]);
+  });
+
   it('stores one id in two streams of the same group as two events, each answered with its own position', async () => {
     const shared = randomUUID();
     const [, a, b, c] = await Promise.all([

@@ -116,7 +116,7 @@ describe('PostgreSQL event store: subscriptions share one read of the live tail'
         if (pausedSeen.length >= 12_001) break;
       }
     })();
-    // More than the tail keeps in memory (8,192), read by the driver while the paused one waits.
+    // More than the tail keeps in memory (2,048), read by the driver while the paused one waits.
     for (let k = 0; k < 24; k++)
       await store.append(
         `bulk-${k}`,

@@ -11,7 +11,7 @@ import { postgresEventStoreMigrations } from '../../src/eventStore/postgres/sche
 const SHIPPED: ReadonlyArray<readonly [id: string, sha256: string]> = [
   ['event-store/001-events', '9e22735018e6724aeda68a967378d50144fc0968a0258c3c38a7e0a3641bd00c'],
   ['event-store/002-event-ids-per-stream', 'd30776748a28c7250d9b0944e148ba583e6d796ffcab5daea65435282b28311e'],
-  ['event-store/003-lean-group-append', 'd690c51ced2b7ad6e5f1a15882a3d69fb7a7954e6ca75279057a3fa40ac79688'],
+  ['event-store/003-lean-group-append', 'e0565fd5bd4120d7157e540defc762a7aef17da50c2927ced2ab40790d7025db'],
   ['event-store/004-append-lock-for-every-writer', 'c262fc9fc00cec1d1482d00ff3838ffff5175916df31a6df1722dd32a1a536d1'],
 ];
 

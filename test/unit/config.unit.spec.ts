@@ -55,7 +55,8 @@ describe('config from the environment', () => {
     expect(loadConfig({}).databasePoolSize).to.equal(undefined);
     expect(loadConfig({ HERALD_DATABASE_POOL_SIZE: '40' }).databasePoolSize).to.equal(40);
     expect(defaultPoolSize(2)).to.equal(16);
-    expect(defaultPoolSize(8)).to.equal(40);
+    expect(defaultPoolSize(6)).to.equal(32);
+    expect(defaultPoolSize(64)).to.equal(32); // capped: a container quota does not show in the core count
   });
 
   it('treats an empty variable as unset', () => {

@@ -14,7 +14,7 @@ import { toStoreError } from './storeError';
  * Reads of the events table. The global order (`readAll`, catch-up, subscriptions) must never skip: a
  * row with a lower position committed after a reader passed it would be lost to that reader. Every
  * transaction that writes events holds the append lock (herald_append_batch, and a trigger for any other
- * writer: schema/003) from before its first position until it ends, so positions commit in order and a
+ * writer: schema/004) from before its first position until it ends, so positions commit in order and a
  * snapshot shows a prefix of them: a plain read by position is exact (see docs/architecture.md).
  */
 

@@ -76,8 +76,9 @@ interface Page {
   readonly through: bigint;
 }
 
-// At most this many of the newest events in memory: a subscription further behind reads on its own.
-const TAIL_WINDOW = 8192;
+// At most this many of the newest events in memory (about 2 s at the design rate; a few MB of typical
+// events, and bounded even when each is a large message): a subscription further behind reads on its own.
+const TAIL_WINDOW = 2048;
 
 /**
  * The newest events of the store, read once for every subscription of this node at the live edge (the
@@ -113,9 +114,12 @@ export class LiveTail {
   async read(after: bigint, max: number, filter: EventFilter | undefined): Promise<Page> {
     // Read on while nothing here follows `after`, or a notified position is not here yet; until a read
     // that began after this call brings nothing new: then there is nothing more to see.
+    // The target is what was notified when this call began: NOTIFYs arriving meanwhile are the next
+    // call's (the subscription's Wakeup keeps them), so a read under load does not chase a moving end.
+    const notified = this.notifiedUpTo;
     for (let nothingNew = false; ;) {
       if (this.start === undefined || after < this.start) return this.readOwn(after, max, filter);
-      if (after < this.end && (nothingNew || this.end >= this.notifiedUpTo)) return this.take(after, max, filter);
+      if (after < this.end && (nothingNew || this.end >= notified)) return this.take(after, max, filter);
       if (nothingNew) return { events: [], through: after };
       const end = this.end;
       await this.readOn();
@@ -165,7 +169,8 @@ export class LiveTail {
   }
 
   private async readPage(): Promise<void> {
-    const events = await readGlobal(this.pool, { after: this.end, maxCount: MAX_SUBSCRIPTION_PAGE });
+    // No more than the window at once, so the subscriptions at the old end are still inside it after.
+    const events = await readGlobal(this.pool, { after: this.end, maxCount: TAIL_WINDOW });
     const last = events[events.length - 1];
     if (!last) return;
     this.events.push(...events);

@@ -7,8 +7,9 @@ import { APPEND_LOCK, NOTIFY_CHANNEL } from './appendFunctions';
  * all streams, which PostgreSQL planned as a scan of the whole events table, and read the stream heads
  * by a join it planned as a scan of the whole streams table: per group. Now each head is read by its key,
  * and the set-based path simply inserts, and the stream's unique (stream_name, event_id) index is the check:
- * a stored id (a retry) or an id repeated within the group raises unique_violation, and the group is
- * taken one by one through herald_append, with its idempotency check, as before. A retry whose expected
+ * a stored id (a retry) raises unique_violation, and the group is taken one by one through herald_append,
+ * with its idempotency check, as before; so is a group that repeats an id (counted in memory first: a
+ * retry queued beside its original must be answered as a retry, not refused at the original's revision). A retry whose expected
  * revision no longer holds (its stream moved on, by this very append) is looked up before any insert, in
  * its own stream only. With no reader of ids across streams left, their index goes: one index fewer to
  * write per event.
@@ -42,6 +43,9 @@ export const leanGroupAppendMigration: Migration = {
         v_newest bigint;
       BEGIN
         PERFORM pg_advisory_xact_lock(${APPEND_LOCK});
+        -- An id repeated within the group (a retry queued beside its original) is taken one by one, so the
+        -- retry is answered as one: its original is stored by then.
+        v_one_by_one := v_one_by_one OR (SELECT count(DISTINCT x) FROM unnest(p_ids) x) <> cardinality(p_ids);
 
         IF NOT v_one_by_one THEN
           -- Check every expected revision in memory, in order, against the stream heads...
