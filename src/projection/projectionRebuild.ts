@@ -144,7 +144,7 @@ async function replayOnce(store: EventStore, builds: readonly Build[], head: big
 // projections give the same tables however a history is batched).
 const BATCH_EVENTS = 20_000;
 const BATCHES_AHEAD = 2;
-const INDEX_BUILD_MEMORY = '256MB';
+const INDEX_BUILD_MEMORY = '1GB';
 
 /** One projection's rebuild: its schema, the batches it applies there, and the swap. */
 class Build {
