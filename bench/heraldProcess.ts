@@ -5,8 +5,8 @@
  * Variables every benchmark that starts herald understands:
  *   BENCH_READY_TIMEOUT_SECONDS  how long to wait for a started herald's GET /readyz 200 (default 120)
  *   BENCH_HERALD_ENV             extra variables for `herald serve`, "NAME=value NAME=value" (default none)
- *   BENCH_HERALD_NODE_ARGS       extra node flags for `herald serve`, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
- *                                (a profile of the served load, written when herald exits; default none)
+ *   BENCH_HERALD_NODE_ARGS       extra node flags for `herald serve` and the CLI's commands, e.g.
+ *                                "--cpu-prof --cpu-prof-dir=/tmp/prof" (a profile, written when herald exits; default none)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -181,20 +181,26 @@ export function incompleteRun(what: string, run: CliRun): string | undefined {
   return `${what} did not complete (exit ${run.exitCode}${run.timedOut ? ', timed out' : ''}):\n${run.output}`;
 }
 
-/** `node --import tsx src/cli.ts <args>` on `databaseUrl`, timed end to end; SIGTERM (then SIGKILL) at the deadline. */
+/**
+ * `node --import tsx src/cli.ts <args>` on `databaseUrl`, timed end to end; SIGTERM (then SIGKILL) at the
+ * deadline. `onStart` gets the process id (to sample its CPU, say).
+ */
 export function runHeraldCli(
   args: readonly string[],
   databaseUrl: string,
   timeoutMs: number,
   onLine?: (line: string) => void,
+  onStart?: (pid: number) => void,
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
+    const nodeArgs = process.env.BENCH_HERALD_NODE_ARGS?.trim().split(/\s+/) ?? [];
+    const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(ROOT, 'src/cli.ts'), ...args], {
       cwd: ROOT,
       env: childEnvironment({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    if (child.pid !== undefined) onStart?.(child.pid);
     const stdoutLines: string[] = [];
     const lineTimes: number[] = [];
     let pending = '';

@@ -440,22 +440,29 @@ export async function vacuumEventStore(databaseUrl: string): Promise<void> {
 export async function timeRebuild(
   databaseUrl: string,
   timeoutMs: number,
+  onStart?: (pid: number) => void,
 ): Promise<{ run: CliRun; lastProgress: Record<string, unknown> | undefined }> {
   let lastProgress: Record<string, unknown> | undefined;
   let lastReport = 0;
-  const run = await runHeraldCli(['projections', 'rebuild'], databaseUrl, timeoutMs, (line) => {
-    try {
-      lastProgress = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    if (performance.now() - lastReport > 5000 || lastProgress.done) {
-      progress(
-        `  rebuild ${String(lastProgress.projection)}: position ${String(lastProgress.position)} of ${String(lastProgress.head)}`,
-      );
-      lastReport = performance.now();
-    }
-  });
+  const run = await runHeraldCli(
+    ['projections', 'rebuild'],
+    databaseUrl,
+    timeoutMs,
+    (line) => {
+      try {
+        lastProgress = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (performance.now() - lastReport > 5000 || lastProgress.done) {
+        progress(
+          `  rebuild ${String(lastProgress.projection)}: position ${String(lastProgress.position)} of ${String(lastProgress.head)}`,
+        );
+        lastReport = performance.now();
+      }
+    },
+    onStart,
+  );
   return { run, lastProgress };
 }
 

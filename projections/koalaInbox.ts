@@ -123,25 +123,24 @@ export const notificationsProjection: Projection = {
     },
   ],
 
-  // Inbox counters are kept per batch live; a rebuild leaves them out while replaying and counts every
-  // inbox once at the end (one aggregate instead of an upsert per inbox per batch).
+  // A rebuild stages the events as rows (replay.ts below) and derives every table from them once, at
+  // the end: a few set-based statements over the whole history instead of a join per batch.
+  startReplay: (tx) => startReplay(tx),
+
   async handle(events, tx, options = {}) {
-    const counted = options.replay !== true;
+    if (options.replay === true) {
+      await stage(events, tx);
+      return [];
+    }
     const { created, changed, acknowledged } = toBatch(events);
     const publications =
-      created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed, counted) : [];
-    if (acknowledged.id.length > 0) {
-      const statement = counted ? ACKNOWLEDGE : ACKNOWLEDGE_UNCOUNTED;
-      await tx.query({ name: statement.name, text: statement.text, values: Object.values(acknowledged) });
-    }
+      created.id.length > 0 || changed.id.length > 0 ? await createAndDeliver(tx, created, changed) : [];
+    if (acknowledged.id.length > 0)
+      await tx.query({ name: ACKNOWLEDGE.name, text: ACKNOWLEDGE.text, values: Object.values(acknowledged) });
     return publications;
   },
 
-  async finishReplay(tx) {
-    await tx.query(`
-      INSERT INTO inbox_counters (app_id, user_id, total, unread)
-      SELECT app_id, user_id, count(*), count(*) FILTER (WHERE read_at IS NULL) FROM notifications GROUP BY app_id, user_id`);
-  },
+  finishReplay: (tx) => finishReplay(tx),
 };
 
 // --- applying a batch ----------------------------------------------------------------------------
@@ -242,7 +241,7 @@ type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
  * scheduled message changes; its first change wins), the deliveries into every recipient's inbox with
  * their counters, and what to push: each delivered message once, with the users it reached.
  */
-const createAndDeliverSql = (counted: boolean) => `
+const CREATE_AND_DELIVER = `
   WITH created AS (
     INSERT INTO notification_messages
       (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
@@ -274,17 +273,15 @@ const createAndDeliverSql = (counted: boolean) => `
     SELECT m.message_id, r.user_id, m.app_id, m.seq, 'koala', m.expires_at
       FROM delivered_messages m CROSS JOIN LATERAL (SELECT DISTINCT unnest(m.recipients)) AS r(user_id)
     RETURNING message_id, user_id, app_id
-  )${counted ? COUNT_DELIVERED : ''}
+  ), counted AS (
+    INSERT INTO inbox_counters AS c (app_id, user_id, total, unread)
+    SELECT app_id, user_id, count(*), count(*) FROM delivered GROUP BY app_id, user_id
+    ON CONFLICT (app_id, user_id) DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread
+  )
   SELECT ${MESSAGE_COLUMNS}, d.users
     FROM (SELECT message_id, array_agg(user_id) AS users FROM delivered GROUP BY message_id) d
     JOIN delivered_messages m USING (message_id)
    ORDER BY m.seq`;
-const COUNT_DELIVERED = `, counted AS (
-    INSERT INTO inbox_counters AS c (app_id, user_id, total, unread)
-    SELECT app_id, user_id, count(*), count(*) FROM delivered GROUP BY app_id, user_id
-    ON CONFLICT (app_id, user_id) DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread
-  )`;
-const CREATE_AND_DELIVER = { counted: createAndDeliverSql(true), uncounted: createAndDeliverSql(false) };
 
 // The first acknowledgement of a notification wins; it also reads it, once, for the unread counter.
 const ACK_TARGETS = `
@@ -310,7 +307,6 @@ const ACKNOWLEDGE = {
   SELECT app_id, user_id, 0, -count(*) FROM acknowledged WHERE was_unread GROUP BY app_id, user_id
   ON CONFLICT (app_id, user_id) DO UPDATE SET unread = c.unread + excluded.unread`,
 };
-const ACKNOWLEDGE_UNCOUNTED = { name: 'notifications-acknowledge-uncounted', text: `${ACK_TARGETS}${ACK_UPDATE}` };
 
 /**
  * One push per new notification, in seq order (a subscriber drops a seq at or below the last it sent);
@@ -320,18 +316,160 @@ async function createAndDeliver(
   tx: PoolClient,
   created: Record<string, unknown[]>,
   changed: Record<string, unknown[]>,
-  counted: boolean,
 ): Promise<Publication[]> {
   // Named, so each connection parses and plans this statement once, not per batch.
   const { rows } = await tx.query<MessageRow & { users: string[] }>({
-    name: counted ? 'notifications-create-and-deliver' : 'notifications-create-and-deliver-uncounted',
-    text: counted ? CREATE_AND_DELIVER.counted : CREATE_AND_DELIVER.uncounted,
+    name: 'notifications-create-and-deliver',
+    text: CREATE_AND_DELIVER,
     values: [...Object.values(created), ...Object.values(changed)],
   });
   return rows.flatMap((row) => {
     const message = toDeliveredMessage(row);
     return row.users.map((userId) => publication(inboxTopic(message.appId, userId), message));
   });
+}
+
+// --- a rebuild's replay ---------------------------------------------------------------------------
+
+/**
+ * A rebuild hands the history over in large batches into empty tables. Each batch only appends its
+ * events to three staging tables (no index, no lookup); finishReplay then derives the read model from
+ * the whole history at once, as applying the events one by one would: a message's first creation wins;
+ * a scheduled one takes its first release or expiry after that creation (a release delivers it, at the
+ * release's position); a delivered message reaches each of its recipients once; a notification takes the
+ * first acknowledgement of the right app that came after its delivery; each inbox is then counted.
+ */
+const STAGED = ['notifications_replay_created', 'notifications_replay_changed', 'notifications_replay_acks'];
+
+async function startReplay(tx: PoolClient): Promise<void> {
+  await tx.query(`
+    CREATE UNLOGGED TABLE notifications_replay_created (
+      position bigint, message_id uuid, app_id text, sender text, title text, content text, props jsonb,
+      recipients text[], scheduled boolean, sent_at timestamptz, release_at timestamptz, expires_at timestamptz);
+    CREATE UNLOGGED TABLE notifications_replay_changed (position bigint, message_id uuid, status text, at timestamptz);
+    CREATE UNLOGGED TABLE notifications_replay_acks (
+      position bigint, message_id uuid, app_id text, user_id text, at timestamptz)`);
+}
+
+async function stage(events: readonly RecordedEvent[], tx: PoolClient): Promise<void> {
+  const created = { position: [] as string[], id: [] as string[], app: [] as string[], sender: [] as string[] };
+  const texts = { title: [] as string[], content: [] as string[], props: [] as (string | null)[] };
+  const more = {
+    recipients: [] as string[],
+    scheduled: [] as boolean[],
+    sentAt: [] as (string | null)[],
+    releaseAt: [] as (string | null)[],
+    expiresAt: [] as (string | null)[],
+  };
+  const changed = { position: [] as string[], id: [] as string[], status: [] as string[], at: [] as string[] };
+  const acks = {
+    position: [] as string[],
+    id: [] as string[],
+    app: [] as string[],
+    user: [] as string[],
+    at: [] as string[],
+  };
+  for (const recorded of events) {
+    const event = messageEvents.decode(recorded);
+    if (!event) continue;
+    const position = recorded.position.toString();
+    switch (event.type) {
+      case 'MessageSent':
+      case 'MessageScheduled': {
+        const scheduled = event.type === 'MessageScheduled';
+        created.position.push(position);
+        created.id.push(event.data.messageId);
+        created.app.push(event.data.appId);
+        created.sender.push(event.data.sender);
+        texts.title.push(event.data.title);
+        texts.content.push(event.data.content);
+        texts.props.push(event.data.props === null ? null : JSON.stringify(event.data.props));
+        more.recipients.push(JSON.stringify(event.data.recipients));
+        more.scheduled.push(scheduled);
+        more.sentAt.push(event.type === 'MessageSent' ? event.data.sentAt : null);
+        more.releaseAt.push(event.type === 'MessageScheduled' ? event.data.releaseAt : null);
+        more.expiresAt.push(event.data.expiresAt);
+        break;
+      }
+      case 'MessageReleased':
+      case 'MessageExpired':
+        changed.position.push(position);
+        changed.id.push(event.data.messageId);
+        changed.status.push(event.type === 'MessageReleased' ? 'delivered' : 'expired');
+        changed.at.push(event.type === 'MessageReleased' ? event.data.releasedAt : event.data.expiredAt);
+        break;
+      case 'MessageAcknowledged':
+        acks.position.push(position);
+        acks.id.push(event.data.messageId);
+        acks.app.push(event.data.appId);
+        acks.user.push(event.data.userId);
+        acks.at.push(event.data.acknowledgedAt);
+        break;
+    }
+  }
+  if (created.id.length > 0)
+    await tx.query({
+      name: 'notifications-stage-created',
+      text: `INSERT INTO notifications_replay_created
+             SELECT u.position, u.id, u.app, u.sender, u.title, u.content, u.props,
+                    ARRAY(SELECT jsonb_array_elements_text(u.recipients)), u.scheduled, u.sent_at, u.release_at, u.expires_at
+               FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                           $8::jsonb[], $9::boolean[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
+                    AS u(position, id, app, sender, title, content, props, recipients, scheduled, sent_at, release_at, expires_at)`,
+      values: [...Object.values(created), ...Object.values(texts), ...Object.values(more)],
+    });
+  if (changed.id.length > 0)
+    await tx.query({
+      name: 'notifications-stage-changed',
+      text: `INSERT INTO notifications_replay_changed
+             SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[])`,
+      values: Object.values(changed),
+    });
+  if (acks.id.length > 0)
+    await tx.query({
+      name: 'notifications-stage-acks',
+      text: `INSERT INTO notifications_replay_acks
+             SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])`,
+      values: Object.values(acks),
+    });
+}
+
+async function finishReplay(tx: PoolClient): Promise<void> {
+  // The sorts and hashes below are over the whole history: in memory, not in temporary files.
+  await tx.query(`SET LOCAL work_mem = '256MB'`);
+  await tx.query(`ANALYZE ${STAGED.join(', ')}`);
+  await tx.query(`
+    WITH created AS MATERIALIZED (
+      SELECT DISTINCT ON (message_id) * FROM notifications_replay_created ORDER BY message_id, position
+    ), changed AS (
+      SELECT DISTINCT ON (ch.message_id) ch.message_id, ch.status, ch.position, ch.at
+        FROM notifications_replay_changed ch JOIN created c ON c.message_id = ch.message_id
+       WHERE c.scheduled AND ch.position > c.position
+       ORDER BY ch.message_id, ch.position
+    )
+    INSERT INTO notification_messages
+      (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
+    SELECT c.message_id, c.app_id, c.sender, c.title, c.content, c.props, c.recipients,
+           CASE WHEN NOT c.scheduled THEN 'delivered' ELSE coalesce(ch.status, 'scheduled') END,
+           CASE WHEN NOT c.scheduled THEN c.position WHEN ch.status = 'delivered' THEN ch.position END,
+           CASE WHEN NOT c.scheduled THEN c.sent_at WHEN ch.status = 'delivered' THEN ch.at END,
+           c.release_at, c.expires_at
+      FROM created c LEFT JOIN changed ch USING (message_id)`);
+  await tx.query(`ANALYZE notification_messages`);
+  await tx.query(`
+    INSERT INTO notifications (message_id, user_id, app_id, seq, type, expires_at, read_at, acknowledged_at)
+    SELECT m.message_id, r.user_id, m.app_id, m.seq, 'koala', m.expires_at, a.at, a.at
+      FROM notification_messages m CROSS JOIN LATERAL (SELECT DISTINCT unnest(m.recipients)) AS r(user_id)
+      LEFT JOIN (SELECT DISTINCT ON (a.message_id, a.user_id) a.message_id, a.user_id, a.at
+                   FROM notifications_replay_acks a JOIN notification_messages am ON am.message_id = a.message_id
+                  WHERE am.status = 'delivered' AND a.position > am.seq AND a.app_id = am.app_id
+                  ORDER BY a.message_id, a.user_id, a.position) a
+             ON a.message_id = m.message_id AND a.user_id = r.user_id
+     WHERE m.status = 'delivered'`);
+  await tx.query(`
+    INSERT INTO inbox_counters (app_id, user_id, total, unread)
+    SELECT app_id, user_id, count(*), count(*) FILTER (WHERE read_at IS NULL) FROM notifications GROUP BY app_id, user_id`);
+  await tx.query(`DROP TABLE ${STAGED.join(', ')}`);
 }
 
 // --- queries -------------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ export interface Projection {
    */
   handle(events: readonly RecordedEvent[], tx: PoolClient, options?: HandleOptions): Promise<readonly Publication[]>;
   /**
+   * Before a replay into fresh tables (a rebuild), in the schema of those tables: makes what `handle`
+   * with `replay` writes to besides them (staging tables, say), for `finishReplay` to derive them from.
+   */
+  startReplay?(tx: PoolClient): Promise<void>;
+  /**
    * After a replay into fresh tables (a rebuild), before they are swapped in: derives at once what
    * `handle` left out while replaying because one pass over the finished tables is cheaper.
    */
@@ -35,7 +40,7 @@ export interface Projection {
 export interface HandleOptions {
   /**
    * The batch is part of a replay into fresh tables that `finishReplay` completes: what it derives
-   * (counters, say) may be left out.
+   * (counters, say) may be left out, and so may its publications (a rebuild publishes nothing).
    */
   readonly replay?: boolean;
 }

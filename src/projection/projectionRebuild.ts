@@ -1,14 +1,12 @@
 import pg from 'pg';
 import pino from 'pino';
-import type { Bus } from '../bus/bus';
-import type { AllSubscription, EventStore, SubscribeToAllOptions } from '../eventStore/eventStore';
-import { EventStoreDecorator } from '../eventStore/eventStoreDecorator';
+import type { EventStore, RecordedEvent } from '../eventStore/eventStore';
 import type { Infrastructure } from '../infrastructure';
 import { openDatabase, type Database } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';
 import type { Logger } from '../runtime/logger';
 import type { Projection } from './projection';
-import { PROJECTION_LOCK_SPACE, ProjectionRunner, readCheckpoints } from './projectionRunner';
+import { isEventsFault, PROJECTION_LOCK_SPACE } from './projectionRunner';
 
 export interface RebuildProgress {
   readonly projection: string;
@@ -36,15 +34,25 @@ export class RebuildAlreadyRunningError extends Error {
  * Rebuilds projections from position 0 beside the live ones, then swaps them in.
  *
  * Each projection is replayed into a schema of its own (`herald_rebuild_<name>`: its migrations run
- * there, with that schema alone on the search path, plus a checkpoint table of its own) while a running
- * herald keeps serving and pushing from the live tables. Nothing is pushed for the replayed history.
- * Secondary indexes are dropped while replaying and built once at the end (a sorted bulk build instead
- * of one random insertion per row), then the tables are analyzed. The swap is one transaction: it holds
- * the live checkpoint row (so the live runner cannot commit a batch meanwhile), replaces the live tables
- * with the rebuilt ones and sets the live checkpoint to where the rebuild got. A running herald's runner
- * then fails its next compare-and-set, and goes on from there with the events that came meanwhile
- * (pushing them again; subscribers drop seqs they already have). Readers see the old tables until the
- * commit, the new ones after it.
+ * there, with that schema alone on the search path) while a running herald keeps serving and pushing
+ * from the live tables. Nothing is pushed for the replayed history. The stream is read once, in position
+ * order, and each page goes to every projection being rebuilt (only the events of the types it reads), in
+ * large batches, each projection on its own connection so PostgreSQL applies them side by side while the
+ * next page is read. The tables a projection writes batch by batch are unlogged while they fill (nothing
+ * of them need survive a crash: the rebuild is run again) and logged before the swap; a projection that
+ * stages its replay (startReplay) writes its tables once, in finishReplay, where they stay logged (one
+ * pass over the rows, not a rewrite after). Indexes are dropped while replaying (the secondary ones; the
+ * primary keys too where the tables are written by finishReplay alone) and built once at the end, a
+ * sorted bulk build instead of one random insertion per row; then the tables are analyzed. The swap is
+ * one transaction: it holds the live checkpoint row (so the live runner cannot commit a batch meanwhile),
+ * replaces the live tables with the rebuilt ones and sets the live checkpoint to where the rebuild got. A
+ * running herald's runner then fails its next compare-and-set, and goes on from there with the events
+ * that came meanwhile (pushing them again; subscribers drop seqs they already have). Readers see the old
+ * tables until the commit, the new ones after it. Each projection's last progress line (`done`) gives the
+ * events read ÷ the seconds until it was swapped in.
+ *
+ * An event a projection cannot apply (its data refused: isEventsFault) is parked as the live runner parks
+ * it, and the replay goes on; the parked events replace the live projection's at the swap.
  *
  * The rebuild locks of all the projections are taken before anything is touched: if another process
  * holds one, it throws RebuildAlreadyRunningError and leaves everything, that rebuild's schema included,
@@ -57,19 +65,245 @@ export async function rebuildProjections(
   log: Logger = pino({ level: 'silent' }),
 ): Promise<void> {
   const guards = await lockRebuilds(infrastructure.database, projections);
+  const started = Date.now();
+  const read = { events: 0 };
+  const builds = projections.map((projection, i) => new Build(infrastructure, projection, guards[i]!, log));
   try {
-    // Side by side: each reads the whole stream, and most skip most of it.
-    const outcomes = await Promise.allSettled(
-      projections.map((projection, i) => rebuildOne(infrastructure, projection, guards[i]!, onProgress, log)),
-    );
-    const failures = outcomes.flatMap((outcome, i) =>
-      outcome.status === 'rejected' ? [{ projection: projections[i]!.name, error: outcome.reason as Error }] : [],
+    await settleEach(builds, (build) => build.prepare());
+    const head = await infrastructure.store.headPosition();
+    const report = (build: Build, done: boolean) => {
+      const seconds = (Date.now() - started) / 1000;
+      onProgress({
+        projection: build.projection.name,
+        position: build.position.toString(),
+        head: head.toString(),
+        events: read.events,
+        eventsPerSecond: Math.round(read.events / Math.max(seconds, 0.001)),
+        seconds: Number(seconds.toFixed(2)),
+        done,
+      });
+    };
+    for (const build of builds) if (!build.failure) report(build, false);
+    const reporter = setInterval(() => {
+      for (const build of builds) if (!build.failure) report(build, false);
+    }, PROGRESS_EVERY_MS);
+    try {
+      await replayOnce(infrastructure.store, builds, head, read);
+    } finally {
+      clearInterval(reporter);
+    }
+    await settleEach(builds, async (build) => {
+      await build.finish();
+      report(build, true);
+    });
+    const failures = builds.flatMap((build) =>
+      build.failure ? [{ projection: build.projection.name, error: build.failure }] : [],
     );
     if (failures.length === 1) throw failures[0]!.error;
     if (failures.length > 1) throw new Error(failures.map((f) => `${f.projection}: ${f.error.message}`).join('; '));
   } finally {
+    await Promise.all(builds.map((build) => build.close()));
     await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
   }
+}
+
+/** Runs `step` for every build not failed yet, side by side; one that throws is failed, the others go on. */
+async function settleEach(builds: readonly Build[], step: (build: Build) => Promise<void>): Promise<void> {
+  await Promise.all(
+    builds.map(async (build) => {
+      if (build.failure) return;
+      await step(build).catch((error: unknown) => build.fail(error));
+    }),
+  );
+}
+
+/**
+ * One read of the stream, from the start to `head` (and the rest of the page that reaches it), handed to
+ * every build. The read waits for a build that has more than BATCHES_AHEAD batches queued, so memory
+ * stays bounded by the slowest projection.
+ */
+async function replayOnce(store: EventStore, builds: readonly Build[], head: bigint, read: { events: number }) {
+  const subscription = store.subscribeToAll();
+  let reached = -1n;
+  try {
+    for await (const { events } of subscription) {
+      read.events += events.length;
+      const last = events[events.length - 1];
+      if (last) reached = last.position;
+      for (const build of builds) build.take(events, reached);
+      if (reached >= head || builds.every((build) => build.failure)) break;
+      await Promise.all(builds.map((build) => build.caughtUpTo(BATCHES_AHEAD)));
+    }
+  } finally {
+    await subscription.close();
+  }
+  await Promise.all(builds.map((build) => build.flush(reached)));
+}
+
+// A projection applies its events in batches of about this many (a page cut at no event in particular:
+// projections give the same tables however a history is batched).
+const BATCH_EVENTS = 20_000;
+const BATCHES_AHEAD = 2;
+const INDEX_BUILD_MEMORY = '1GB';
+
+/** One projection's rebuild: its schema, the batches it applies there, and the swap. */
+class Build {
+  readonly schema: string;
+  private readonly quotedSchema: string;
+  private shadow: Database | undefined;
+  /** What builds the indexes dropped for the replay, once it is over. */
+  private indexes: string[] = [];
+  private pending: RecordedEvent[] = [];
+  /** The batches taken and not applied yet, oldest first, applied one after the other. */
+  private readonly queue: Promise<void>[] = [];
+  /** Where the rebuilt tables are: every event up to here is applied (or parked). */
+  position = -1n;
+  failure: Error | undefined;
+
+  constructor(
+    private readonly infrastructure: Infrastructure,
+    readonly projection: Projection,
+    private readonly guard: pg.Client,
+    private readonly log: Logger,
+  ) {
+    this.schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
+    this.quotedSchema = pg.escapeIdentifier(this.schema);
+  }
+
+  fail(error: unknown): void {
+    this.failure ??= error instanceof Error ? error : new Error(String(error));
+    this.pending = [];
+  }
+
+  async prepare(): Promise<void> {
+    this.indexes = await prepareSchema(this.guard, this.schema, this.projection);
+    this.shadow = openDatabase(this.infrastructure.database.clientConfig.connectionString!, {
+      searchPath: this.quotedSchema,
+      maxConnections: 1,
+    });
+    const { startReplay } = this.projection;
+    if (startReplay) await withTransaction(this.shadow.pool, (tx) => startReplay(tx));
+  }
+
+  /** The events of a page it reads, up to `position`; a full batch goes to be applied. */
+  take(events: readonly RecordedEvent[], position: bigint): void {
+    if (this.failure) return;
+    for (const event of events) if (this.projection.eventTypes.has(event.type)) this.pending.push(event);
+    if (this.pending.length >= BATCH_EVENTS) this.applyPending(position);
+    else if (this.pending.length === 0 && this.queue.length === 0) this.position = position;
+  }
+
+  /** Resolves once at most `batches` batches wait to be applied. */
+  async caughtUpTo(batches: number): Promise<void> {
+    while (this.queue.length > batches) await this.queue[0];
+  }
+
+  async flush(position: bigint): Promise<void> {
+    if (!this.failure) this.applyPending(position);
+    await this.drained();
+  }
+
+  private drained(): Promise<void> {
+    return this.queue[this.queue.length - 1] ?? Promise.resolve();
+  }
+
+  private applyPending(position: bigint): void {
+    const batch = this.pending;
+    this.pending = [];
+    const applied = this.drained().then(async () => {
+      try {
+        if (!this.failure && batch.length > 0) await this.apply(batch);
+        if (!this.failure) this.position = position;
+      } catch (error) {
+        this.fail(error);
+      } finally {
+        this.queue.shift();
+      }
+    });
+    this.queue.push(applied);
+  }
+
+  /** A batch in one transaction; if its events' data is refused, event by event, parking each refused one. */
+  private async apply(events: readonly RecordedEvent[]): Promise<void> {
+    try {
+      await this.applyInTransaction(events);
+    } catch (error) {
+      if (!isEventsFault(error)) throw error;
+      this.log.warn(
+        { err: error, projection: this.projection.name },
+        'a rebuild batch failed; applying its events one by one',
+      );
+      for (const event of events) await this.applyInTransaction([event]).catch((e: unknown) => this.park(event, e));
+    }
+  }
+
+  private applyInTransaction(events: readonly RecordedEvent[]): Promise<unknown> {
+    // Not waiting for the disk: the tables are unlogged until the end anyway.
+    return withTransaction(
+      this.shadow!.pool,
+      (tx) => this.projection.handle(events, tx, { replay: true }),
+      'SET LOCAL synchronous_commit = off',
+    );
+  }
+
+  /** As the live runner parks it (projectionRunner.ts), in the rebuild's own projection_parked. */
+  private async park(event: RecordedEvent, error: unknown): Promise<void> {
+    if (!isEventsFault(error)) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    const recorded = JSON.stringify(event, (_key, value: unknown) =>
+      typeof value === 'bigint' ? value.toString() : value,
+    );
+    await this.shadow!.pool.query(
+      `INSERT INTO projection_parked (projection, position, event_id, event_type, stream_name, event, error, attempts)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 1) ON CONFLICT (projection, position) DO NOTHING`,
+      [
+        this.projection.name,
+        event.position.toString(),
+        event.id,
+        printable(event.type),
+        printable(event.streamName),
+        recorded,
+        printable(message),
+      ],
+    );
+    this.log.error(
+      { err: error, projection: this.projection.name, position: String(event.position), eventId: event.id },
+      'parked an event the projection cannot apply; `herald projections retry` re-applies it',
+    );
+  }
+
+  /** What the replay left out, the indexes, statistics, logged tables; then the swap. */
+  async finish(): Promise<void> {
+    const { projection, guard, quotedSchema } = this;
+    let since = Date.now();
+    const lap = (phase: string) => {
+      this.log.debug({ projection: projection.name, phase, ms: Date.now() - since }, 'rebuild phase done');
+      since = Date.now();
+    };
+    if (projection.finishReplay) await withTransaction(this.shadow!.pool, (tx) => projection.finishReplay!(tx));
+    lap('finishReplay');
+    const tables = projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`);
+    if (!projection.startReplay) for (const table of tables) await guard.query(`ALTER TABLE ${table} SET LOGGED`);
+    lap('logged');
+    // Sorts in memory, with parallel workers where the table is large enough.
+    await guard.query(`SET maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`);
+    for (const indexSql of this.indexes) await guard.query(indexSql);
+    lap('indexes');
+    if (tables.length > 0) await guard.query(`ANALYZE ${tables.join(', ')}`);
+    lap('analyze');
+    await swapIn(this.infrastructure.database.pool, this.schema, projection, this.position);
+  }
+
+  async close(): Promise<void> {
+    await this.drained();
+    await this.shadow?.close().catch(() => undefined);
+    await this.guard.query(`DROP SCHEMA IF EXISTS ${this.quotedSchema} CASCADE`).catch(() => undefined);
+  }
+}
+
+/** Text PostgreSQL will store: an error message or a name from a bad event may hold NUL and the like. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\ud800-\udfff]/g, '\ufffd').slice(0, 2000);
 }
 
 /**
@@ -103,112 +337,11 @@ async function lockRebuilds(database: Database, projections: readonly Projection
   return guards;
 }
 
-async function rebuildOne(
-  infrastructure: Infrastructure,
-  projection: Projection,
-  guard: pg.Client,
-  onProgress: (progress: RebuildProgress) => void,
-  log: Logger,
-): Promise<void> {
-  const { database, store } = infrastructure;
-  const schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
-  const quotedSchema = pg.escapeIdentifier(schema);
-  const started = Date.now();
-  const read = { events: 0 };
-  const report = (position: bigint, head: bigint, done: boolean) => {
-    const seconds = (Date.now() - started) / 1000;
-    onProgress({
-      projection: projection.name,
-      position: position.toString(),
-      head: head.toString(),
-      events: read.events,
-      eventsPerSecond: Math.round(read.events / Math.max(seconds, 0.001)),
-      seconds: Number(seconds.toFixed(2)),
-      done,
-    });
-  };
-  try {
-    const secondaryIndexes = await prepareSchema(guard, schema, projection);
-    const shadow = openDatabase(database.clientConfig.connectionString!, { searchPath: quotedSchema });
-    try {
-      const head = await store.headPosition();
-      const runner = new ProjectionRunner({
-        database: shadow,
-        store: new CountingReads(store, read),
-        projection: { ...projection, name: shadowName(projection) },
-        bus: silentBus,
-        log,
-        replay: true,
-      });
-      runner.start();
-      let position = -1n;
-      try {
-        for (let reported: bigint | undefined; ; reported = position) {
-          position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? -1n;
-          if (position >= head) break;
-          if (position !== reported) report(position, head, false);
-          await new Promise((resolve) => setTimeout(resolve, PROGRESS_EVERY_MS));
-        }
-      } finally {
-        await runner.stop();
-      }
-      position = (await readCheckpoints(shadow.pool)).get(shadowName(projection)) ?? position;
-      if (projection.finishReplay) await withTransaction(shadow.pool, (tx) => projection.finishReplay!(tx));
-      for (const indexSql of secondaryIndexes) await guard.query(indexSql);
-      if (projection.tables.length > 0)
-        await guard.query(
-          `ANALYZE ${projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`).join(', ')}`,
-        );
-      await swapIn(database.pool, schema, projection, position);
-      report(position, head, true);
-    } finally {
-      await shadow.close();
-    }
-  } finally {
-    await guard.query(`DROP SCHEMA IF EXISTS ${quotedSchema} CASCADE`).catch(() => undefined);
-  }
-}
-
-/** The store as a rebuild's runner reads it, counting the events of each batch it hands out. */
-class CountingReads extends EventStoreDecorator {
-  constructor(
-    store: EventStore,
-    private readonly read: { events: number },
-  ) {
-    super(store);
-  }
-
-  override subscribeToAll(options?: SubscribeToAllOptions): AllSubscription {
-    const subscription = this.store.subscribeToAll(options);
-    const read = this.read;
-    return {
-      close: () => subscription.close(),
-      async *[Symbol.asyncIterator]() {
-        for await (const batch of subscription) {
-          read.events += batch.events.length;
-          yield batch;
-        }
-      },
-    };
-  }
-}
-
-const shadowName = (projection: Projection) => `${projection.name}.rebuild`;
-
-/** Publications of a replay go nowhere: subscribers saw these changes when they happened. */
-const silentBus: Bus = {
-  publish: async () => undefined,
-  subscribe: () => () => undefined,
-  onGap: () => () => undefined,
-  resync: async () => undefined,
-  healthy: () => true,
-  close: async () => undefined,
-};
-
 /**
- * A fresh schema with the projection's tables (its migrations, run there), a checkpoint table and a
- * parked-events table. Returns the definitions of the secondary indexes, dropped until the replay ends;
- * primary keys stay, as the projection's upserts need them.
+ * A fresh schema with the projection's tables (its migrations, run there; unlogged unless the projection
+ * stages its replay) and a parked-events table. Returns what builds the indexes dropped until the replay ends: the secondary
+ * ones, and for a projection that stages its replay (startReplay: its tables are written by finishReplay
+ * alone) the primary keys too; other projections' upserts need their primary keys while replaying.
  */
 async function prepareSchema(client: pg.Client, schema: string, projection: Projection): Promise<string[]> {
   const quoted = pg.escapeIdentifier(schema);
@@ -218,18 +351,31 @@ async function prepareSchema(client: pg.Client, schema: string, projection: Proj
     // Only the rebuild's schema on the path: the migrations cannot touch a live table.
     await tx.query(`SET LOCAL search_path = ${quoted}`);
     for (const migration of projection.migrations) await tx.query(migration.sql);
-    await tx.query(`CREATE TABLE projection_checkpoints (LIKE public.projection_checkpoints INCLUDING ALL)`);
+    if (!projection.startReplay)
+      for (const table of projection.tables) await tx.query(`ALTER TABLE ${pg.escapeIdentifier(table)} SET UNLOGGED`);
     await tx.query(`CREATE TABLE projection_parked (LIKE public.projection_parked INCLUDING ALL)`);
   });
-  const { rows } = await client.query<{ name: string; definition: string }>(
-    `SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition
+  const { rows } = await client.query<{ table: string; name: string; primary: boolean; definition: string }>(
+    `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary,
+            CASE WHEN i.indisprimary THEN pg_get_constraintdef(k.oid) ELSE pg_get_indexdef(i.indexrelid) END AS definition
        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_class t ON t.oid = i.indrelid
-      WHERE n.nspname = $1 AND NOT i.indisprimary AND t.relname = ANY ($2::text[])`,
-    [schema, projection.tables],
+       JOIN pg_class t ON t.oid = i.indrelid LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.contype = 'p'
+      WHERE n.nspname = $1 AND t.relname = ANY ($2::text[]) AND ($3 OR NOT i.indisprimary)`,
+    [schema, projection.tables, projection.startReplay !== undefined],
   );
-  for (const row of rows) await client.query(`DROP INDEX ${quoted}.${pg.escapeIdentifier(row.name)}`);
-  return rows.map((row) => row.definition);
+  const builds: string[] = [];
+  for (const row of rows) {
+    const table = `${quoted}.${pg.escapeIdentifier(row.table)}`;
+    const name = pg.escapeIdentifier(row.name);
+    if (row.primary) {
+      await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${name}`);
+      builds.unshift(`ALTER TABLE ${table} ADD CONSTRAINT ${name} ${row.definition}`);
+    } else {
+      await client.query(`DROP INDEX ${quoted}.${name}`);
+      builds.push(row.definition);
+    }
+  }
+  return builds;
 }
 
 // The swap waits at most this long for a lock, then gives way and tries again (see swapIn).

@@ -225,7 +225,8 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
     };
   }
 
-  // `replay`: as a rebuild does it — counters left out per batch, then derived once by finishReplay.
+  // `replay`: as a rebuild does it — counters left out per batch, then derived once by finishReplay, and
+  // nothing to publish (a replay's history was pushed when it happened).
   it('for generated histories and batchings, live and replaying (a rebuild)', async () => {
     await fc.assert(
       fc.asyncProperty(history, async ({ events, batchSizes, replay }) => {
@@ -238,7 +239,7 @@ describe('notifications projection: set-based batches equal the one-by-one fold'
         expect(actual.notifications).to.deep.equal(expected.notifications);
         expect(actual.counters).to.deep.equal(expected.counters);
         const pushes = publications.map((p) => `${p.topic} ${(p.payload as { messageId: string }).messageId}`).sort();
-        expect(pushes).to.deep.equal(expected.pushes);
+        expect(pushes).to.deep.equal(replay ? [] : expected.pushes);
         // Each inbox is pushed in seq order: a subscriber skips a seq at or below the last one it sent.
         for (const topic of new Set(publications.map((p) => p.topic))) {
           const seqs = publications

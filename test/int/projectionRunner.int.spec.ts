@@ -495,3 +495,45 @@ describe('projection runner: an event its codec refuses (issue 21, item 8)', () 
     }
   });
 });
+
+describe('projection rebuild: an event its projection cannot apply', () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  before(async () => {
+    infrastructure = await openTestInfrastructure([tallyProjection()]);
+  });
+  after(() => infrastructure.close());
+
+  it('a rebuild parks an event it cannot apply, as the runner does, and projects the rest of its batch', async () => {
+    const tallies = async (values: number[]) => {
+      for (const value of values)
+        await infrastructure.store.append(`tally-s${value % 3}`, [
+          { id: randomUUID(), type: 'Tallied', data: { value } },
+        ]);
+    };
+    await tallies([1, 2, 3, 4, 5]);
+    await infrastructure.store.append('tally-poisoned', [{ id: randomUUID(), type: 'Tallied', data: { value: -99 } }]);
+    await tallies([6, 7, 8]);
+    const parkedTally = async () =>
+      (
+        await infrastructure.database.pool.query(
+          "SELECT stream_name, error FROM projection_parked WHERE projection = 'tally' ORDER BY position",
+        )
+      ).rows;
+    const readTally = async () =>
+      (await infrastructure.database.pool.query('SELECT stream_name, count, sum FROM tally ORDER BY stream_name')).rows;
+    await rebuildProjections(infrastructure, [tallyProjection()], () => undefined);
+    const clean = await readTally();
+    expect(clean.map((row) => row.stream_name)).to.include('tally-poisoned');
+    try {
+      await rebuildProjections(infrastructure, [tallyProjection({ poison: new Set([-99]) })], () => undefined);
+      expect(await readTally()).to.deep.equal(clean.filter((row) => row.stream_name !== 'tally-poisoned'));
+      expect(await parkedTally()).to.deep.equal([
+        { stream_name: 'tally-poisoned', error: 'invalid input syntax for type integer: "cannot tally -99"' },
+      ]);
+    } finally {
+      // A clean rebuild swaps in its own parked events: none.
+      await rebuildProjections(infrastructure, [tallyProjection()], () => undefined);
+    }
+    expect(await parkedTally()).to.deep.equal([]);
+  });
+});

@@ -12,7 +12,7 @@ import { recorded } from './recorded';
 export interface Batching {
   /** Sizes of the batches in turn, repeated until every event is handed over; by default one batch of all (a rebuild's). */
   readonly batchSizes?: readonly number[];
-  /** As a rebuild applies them: `handle` with `{ replay: true }`, then `finishReplay` once. */
+  /** As a rebuild applies them: `startReplay`, `handle` with `{ replay: true }`, then `finishReplay` once. */
   readonly replay?: boolean;
 }
 
@@ -58,6 +58,7 @@ export function projectionSpecification<Event extends { readonly type: string; r
   async function apply(events: readonly RecordedEvent[], { batchSizes = [], replay = false }: Batching) {
     await pool().query(`TRUNCATE ${projection.tables.join(', ')}`);
     const publications: Publication[] = [];
+    if (replay && projection.startReplay) await withTransaction(pool(), (tx) => projection.startReplay!(tx));
     for (let from = 0, b = 0; from < events.length; b++) {
       const size = Math.max(1, batchSizes.length === 0 ? events.length : batchSizes[b % batchSizes.length]!);
       publications.push(...(await handle(events.slice(from, from + size), { replay })));
