@@ -4,8 +4,15 @@ import { UUID } from '../domain/text';
 import { publication, type Publication } from '../src/bus/bus';
 import { inboxTopic } from '../src/bus/topics';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import type { DeliveredMessage, InboxQueries, MissedRequest, NotificationPage } from '../src/messaging/inboxQueries';
+import type {
+  DeliveredMessage,
+  InboxQueries,
+  MissedRequest,
+  Notification,
+  NotificationPage,
+} from '../src/messaging/inboxQueries';
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
+import { prepared } from '../src/postgres/database';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 
@@ -510,21 +517,27 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
       const unread = options.unreadOnly ? 'AND n.read_at IS NULL' : '';
       // One statement, one round trip: the total as one row, the page (keyset paging on
       // notifications_inbox, only its rows joined to their messages) joined to it, so an empty page is
-      // still one row carrying the total.
+      // still one row carrying the total. A named statement per variant, each planned once per
+      // connection; the cursor and the sender are clauses only when given, so that a generic plan keeps
+      // `seq < cursor` in the index condition (`$n IS NULL OR …` would be a filter over the whole inbox).
+      const values: unknown[] = [owner.appId, owner.userId, options.now, options.first + 1];
+      const parameter = (value: unknown) => `$${values.push(value)}`;
+      const sender = options.sender === undefined ? undefined : parameter(options.sender);
+      const before = options.beforeSeq === undefined ? '' : `AND n.seq < ${parameter(options.beforeSeq.toString())}`;
       // With a sender, the total is a count of the user's messages from that sender (no counter keeps it).
       const total =
-        options.sender === undefined
+        sender === undefined
           ? `SELECT coalesce((SELECT ${options.unreadOnly ? 'unread' : 'total'} FROM inbox_counters WHERE app_id = $1 AND user_id = $2), 0)
                   -- the maintained counter, less what has expired since (expiry is a time, not an event)
                   - (SELECT count(*) FROM notifications n
                       WHERE n.app_id = $1 AND n.user_id = $2 AND n.expires_at IS NOT NULL AND n.expires_at <= $3 ${unread})
                   AS total`
           : `SELECT count(*) AS total FROM notifications n JOIN notification_messages m USING (message_id)
-            WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread} AND m.sender = $6`;
+            WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread} AND m.sender = ${sender}`;
       const fromSender =
-        options.sender === undefined
+        sender === undefined
           ? ''
-          : 'AND EXISTS (SELECT 1 FROM notification_messages s WHERE s.message_id = n.message_id AND s.sender = $6)';
+          : `AND EXISTS (SELECT 1 FROM notification_messages s WHERE s.message_id = n.message_id AND s.sender = ${sender})`;
       const { rows } = await pool.query<
         { total: string } & (MessageRow | NullRow<MessageRow>) & {
             type: string;
@@ -532,27 +545,22 @@ export function notificationQueries(pool: Pool): InboxQueries & ScheduledMessage
             acknowledged_at: Date | null;
           }
       >(
-        `SELECT t.total, p.*
-           FROM (${total}) t
-           LEFT JOIN LATERAL (
-                SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
-                  FROM (SELECT * FROM notifications n
-                         WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
-                           AND ($4::bigint IS NULL OR n.seq < $4) ${fromSender}
-                         ORDER BY n.seq DESC LIMIT $5) n
-                  JOIN notification_messages m USING (message_id)) p ON true
-          ORDER BY p.seq DESC`,
-        [
-          owner.appId,
-          owner.userId,
-          options.now,
-          options.beforeSeq?.toString() ?? null,
-          options.first + 1,
-          ...(options.sender === undefined ? [] : [options.sender]),
-        ],
+        prepared(
+          `SELECT t.total, p.*
+             FROM (${total}) t
+             LEFT JOIN LATERAL (
+                  SELECT ${MESSAGE_COLUMNS}, n.type, n.read_at, n.acknowledged_at
+                    FROM (SELECT * FROM notifications n
+                           WHERE n.app_id = $1 AND n.user_id = $2 AND (n.expires_at IS NULL OR n.expires_at > $3) ${unread}
+                             ${before} ${fromSender}
+                           ORDER BY n.seq DESC LIMIT $4) n
+                    JOIN notification_messages m USING (message_id)) p ON true
+            ORDER BY p.seq DESC`,
+          values,
+        ),
       );
       const found = rows.filter((row): row is typeof row & MessageRow => row.message_id !== null);
-      const nodes = found.slice(0, options.first).map((row) => ({
+      const nodes = found.slice(0, options.first).map((row): Notification => ({
         ...toDeliveredMessage(row),
         type: row.type,
         readAt: row.read_at?.toISOString() ?? null,
