@@ -121,8 +121,6 @@ export class ProjectionRunner {
       readonly onCommitted?: (projection: string, position: bigint) => void;
       /** `park` (default): set aside an event that keeps failing and go on; `stop`: retry it until it applies. */
       readonly onError?: OnProjectionError;
-      /** Replaying into fresh tables for a rebuild, which calls the projection's `finishReplay` at the end. */
-      readonly replay?: boolean;
     },
   ) {}
 
@@ -271,14 +269,11 @@ export class ProjectionRunner {
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
     const begin = `SET LOCAL synchronous_commit = off; ${moveCheckpointSql(projection.name, checkpoint, next)}`;
-    const options = { replay: this.deps.replay === true };
-    const publications = await withTransaction(
-      database.pool,
-      (tx) => projection.handle(events, tx, options),
-      begin,
-    ).catch((error: unknown) => {
-      throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
-    });
+    const publications = await withTransaction(database.pool, (tx) => projection.handle(events, tx), begin).catch(
+      (error: unknown) => {
+        throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
+      },
+    );
     this.deps.onCommitted?.(projection.name, next);
     if (publications.length > 0) await bus.publish(publications);
   }
