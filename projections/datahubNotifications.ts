@@ -170,25 +170,27 @@ export const datahubProjection: Projection = {
   async handle(events, tx) {
     const { sent, broadcast, subscriptions, read, cleared } = toBatch(events);
     // Users whose counts changed, and apps with a new broadcast: their stats are pushed (GraphQL notificationStats).
-    const changed: Array<{ app_id: string; user_id: string }> = [];
+    // Lists of rows, flattened once: a rebuild's batch may change more users than a call's arguments can hold.
+    const changedRows: Array<ReadonlyArray<{ app_id: string; user_id: string }>> = [];
     if (sent.length > 0)
-      changed.push(...(await tx.query({ name: 'datahub-deliver', text: DELIVER, values: sent.values() })).rows);
+      changedRows.push((await tx.query({ name: 'datahub-deliver', text: DELIVER, values: sent.values() })).rows);
     if (subscriptions.length > 0)
       await tx.query({ name: 'datahub-subscribers', text: SUBSCRIBERS, values: subscriptions.values() });
     if (broadcast.length > 0)
       await tx.query({ name: 'datahub-broadcast', text: BROADCAST, values: broadcast.values() });
     if (read.length > 0) {
-      changed.push(...(await tx.query({ name: 'datahub-read', text: READ, values: read.values() })).rows);
-      changed.push(
-        ...(await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: read.values() })).rows,
+      changedRows.push((await tx.query({ name: 'datahub-read', text: READ, values: read.values() })).rows);
+      changedRows.push(
+        (await tx.query({ name: 'datahub-read-broadcast', text: READ_BROADCAST, values: read.values() })).rows,
       );
     }
     if (cleared.length > 0) {
       await tx.query({ name: 'datahub-clear', text: CLEAR, values: cleared.values() });
       await tx.query({ name: 'datahub-recount', text: RECOUNT, values: cleared.values() });
       await tx.query({ name: 'datahub-recount-broadcasts', text: RECOUNT_BROADCASTS, values: cleared.values() });
-      changed.push(...cleared.rows.map((row) => ({ app_id: row.app, user_id: row.user })));
+      changedRows.push(cleared.rows.map((row) => ({ app_id: row.app, user_id: row.user })));
     }
+    const changed = changedRows.flat();
     const users = new Map(changed.map((row) => [notificationStatsTopic(row.app_id, row.user_id), row]));
     return [
       ...[...users].map(([topic, row]) => publication(topic, { appId: row.app_id, userId: row.user_id })),

@@ -234,6 +234,29 @@ describe('datahub projection: set-based batches equal the one-by-one fold', () =
     );
   });
 
+  it("takes a rebuild's batch that changes more users than a call's arguments can hold (150,000)", async function () {
+    this.timeout(120_000);
+    // 150 notifications to 1,000 users each, no user twice: 150,000 users whose stats changed in one batch.
+    const events = Array.from({ length: 150 }, (_, i): NotificationEvent => ({
+      type: 'NotificationSent',
+      data: {
+        notificationId: notificationId(i),
+        appId: 'app-a',
+        notificationType: 'admin_message',
+        sender: 'sender',
+        receivers: Array.from({ length: 1_000 }, (_, k) => `user-${i}-${k}`),
+        level: 0,
+        forBrowser: true,
+        forClient: true,
+        data: { i },
+        sentAt: at(i),
+      },
+    }));
+    const given = spec.given(events);
+    expect(await given.publications()).to.have.length(150_000);
+    await given.expectRows('SELECT count(*)::int AS deliveries FROM datahub_notifications', [{ deliveries: 150_000 }]);
+  });
+
   it('is not fooled by a fold that ignores clears (the comparison can fail)', async () => {
     const given = spec.given(
       toEvents([

@@ -61,7 +61,7 @@ export function projectionSpecification<Event extends { readonly type: string; r
     if (replay && projection.startReplay) await withTransaction(pool(), (tx) => projection.startReplay!(tx));
     for (let from = 0, b = 0; from < events.length; b++) {
       const size = Math.max(1, batchSizes.length === 0 ? events.length : batchSizes[b % batchSizes.length]!);
-      publications.push(...(await handle(events.slice(from, from + size), { replay })));
+      for (const made of await handle(events.slice(from, from + size), { replay })) publications.push(made);
       from += size;
     }
     if (replay && projection.finishReplay) await withTransaction(pool(), (tx) => projection.finishReplay!(tx));
