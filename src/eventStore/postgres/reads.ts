@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { prepared } from '../../postgres/database';
 import {
   DEFAULT_READ_COUNT,
   InvalidPositionError,
@@ -59,20 +60,29 @@ export async function checkPosition(pool: pg.Pool, after: bigint | undefined): P
   if (found.length === 0) throw new InvalidPositionError(after);
 }
 
-/** The events after (or before) `options.after`, in position order; `after` is not checked. */
+/**
+ * The events after (or before) `options.after`, in position order; `after` is not checked. A named
+ * statement per variant (the live tail's read runs on every notification): the position bound is a clause
+ * only when given, so the generic plan keeps it in the index condition (`$1 IS NULL OR position > $1`
+ * would be a filter over the whole table).
+ */
 export async function readGlobal(pool: pg.Pool, options: ReadAllOptions): Promise<RecordedEvent[]> {
   const backwards = options.direction === 'backwards';
-  const filter = filterSql(options.filter, 3);
+  const values: unknown[] = [options.maxCount ?? DEFAULT_READ_COUNT];
+  const bound =
+    options.after !== undefined && options.after >= 0n
+      ? `AND position ${backwards ? '<' : '>'} $${values.push(options.after.toString())}`
+      : '';
+  const filter = filterSql(options.filter, values.length + 1);
+  values.push(...filter.params);
   const rows = await query<EventRow>(
     pool,
-    `SELECT ${EVENT_COLUMNS} FROM events
-      WHERE ($1::bigint IS NULL OR position ${backwards ? '<' : '>'} $1) ${filter.sql}
-      ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $2`,
-    [
-      options.after !== undefined && options.after >= 0n ? options.after.toString() : null,
-      options.maxCount ?? DEFAULT_READ_COUNT,
-      ...filter.params,
-    ],
+    prepared(
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE true ${bound} ${filter.sql}
+        ORDER BY position ${backwards ? 'DESC' : 'ASC'} LIMIT $1`,
+      values,
+    ),
   );
   return rows.map(toRecordedEvent);
 }
@@ -117,7 +127,11 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
   };
 }
 
-async function query<Row extends pg.QueryResultRow>(pool: pg.Pool, sql: string, params: unknown[]): Promise<Row[]> {
+async function query<Row extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  sql: string | pg.QueryConfig,
+  params?: unknown[],
+): Promise<Row[]> {
   try {
     return (await pool.query<Row>(sql, params)).rows;
   } catch (error) {
