@@ -5,10 +5,10 @@ import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
 import { appSecrets, appsProjection, pushCallbackUrls } from './apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
 import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
-import { deliveryQueries, deviceQueries, devicesProjection } from './devices';
-import { emailQueries, emailsProjection } from './emails';
-import { notificationQueries, notificationsProjection } from './koalaInbox';
-import { rtioProjection, rtioReportQueries } from './rtioReports';
+import { deliveryPruning, deliveryQueries, deviceQueries, devicesProjection } from './devices';
+import { emailPruning, emailQueries, emailsProjection } from './emails';
+import { messagePruning, notificationQueries, notificationsProjection } from './koalaInbox';
+import { reportPruning, rtioProjection, rtioReportQueries } from './rtioReports';
 import { keptTicketKey, settingsMigrations } from './settings';
 import { waitingApplications, whitelistProjection } from './whitelist';
 
@@ -61,6 +61,8 @@ export function readModels(pool: Pool) {
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },
     ticketKey: keptTicketKey(pool),
+    /** The tables retention prunes, each by the projection that owns it; a pass takes them in this order (deliveries before their pushes). */
+    retention: [messagePruning(pool), ...deliveryPruning(pool), reportPruning(pool), emailPruning(pool)],
   };
 }
 
