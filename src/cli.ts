@@ -215,7 +215,8 @@ program
     'bytes and rows per read model table and per event category, the oldest position kept, and what the next pruning pass removes',
   )
   .option('--json', 'one JSON document instead of a table')
-  .action((options: { json?: boolean }) =>
+  .option('--exact', "count each table's rows (a scan of each) instead of PostgreSQL's estimates")
+  .action((options: { json?: boolean; exact?: boolean }) =>
     withStores(async (infrastructure, _log, config) => {
       const status = await storageStatus({
         infrastructure,
@@ -223,6 +224,7 @@ program
         prunables: readModels(infrastructure.database.pool).retention,
         policy: config.retention,
         now: systemClock(),
+        exact: options.exact === true,
       });
       process.stdout.write(options.json ? JSON.stringify(status) + '\n' : formatStorageStatus(status));
     }),

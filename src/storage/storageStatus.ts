@@ -24,10 +24,18 @@ export interface TableSize {
   readonly bytes: number;
 }
 
-/** Rows (estimated) and bytes of each table; a table that does not exist is left out. */
-export async function tableSizes(pool: Pool, tables: readonly string[]): Promise<TableSize[]> {
+/**
+ * Rows and bytes of each table; a table that does not exist is left out. Rows are PostgreSQL's
+ * estimate (what its statistics have been told, a second or so behind), or with `exact` counted (a scan
+ * of each table: for the CLI, never for /metrics).
+ */
+export async function tableSizes(pool: Pool, tables: readonly string[], exact = false): Promise<TableSize[]> {
+  // The names are the projections' own (Projection.tables), each quoted: nothing else reaches this SQL.
+  const rowsOf = exact
+    ? `(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', t.name), false, true, '')))[1]::text::bigint`
+    : 'pg_stat_get_live_tuples(t.oid)';
   const { rows } = await pool.query<{ table: string; rows: string; bytes: string }>(
-    `SELECT t.name AS table, pg_stat_get_live_tuples(t.oid) AS rows, pg_total_relation_size(t.oid) AS bytes
+    `SELECT t.name AS table, ${rowsOf} AS rows, pg_total_relation_size(t.oid) AS bytes
        FROM (SELECT name, to_regclass(name)::oid AS oid FROM unnest($1::text[]) AS name) t
       WHERE t.oid IS NOT NULL ORDER BY t.name`,
     [tables],
@@ -38,6 +46,8 @@ export async function tableSizes(pool: Pool, tables: readonly string[]): Promise
 export interface StorageStatus {
   readonly at: string;
   readonly databaseBytes: number;
+  /** Whether read model rows were counted (--exact) or are PostgreSQL's estimates. */
+  readonly exactRows: boolean;
   readonly retention: Readonly<Record<RetentionCategory, string>>;
   readonly readModels: ReadonlyArray<
     TableSize & {
@@ -67,12 +77,14 @@ export async function storageStatus(deps: {
   readonly prunables: readonly Prunable[];
   readonly policy: RetentionPolicy;
   readonly now: Date;
+  /** Count each table's rows instead of PostgreSQL's estimate. */
+  readonly exact?: boolean;
 }): Promise<StorageStatus> {
   const { infrastructure, projections, prunables, policy, now } = deps;
   const { pool } = infrastructure.database;
   const ownerOf = new Map(projections.flatMap((p) => p.tables.map((table) => [table, p.name] as const)));
   const [sizes, removable, database] = await Promise.all([
-    tableSizes(pool, [...ownerOf.keys()]),
+    tableSizes(pool, [...ownerOf.keys()], deps.exact),
     nextPassCounts(prunables, policy, now),
     pool.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes'),
   ]);
@@ -80,6 +92,7 @@ export async function storageStatus(deps: {
   return {
     at: now.toISOString(),
     databaseBytes: Number(database.rows[0]!.bytes),
+    exactRows: deps.exact === true,
     retention: Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, formatKeep(policy[c])])) as Record<
       RetentionCategory,
       string
@@ -118,14 +131,23 @@ async function eventSizes(pool: Pool) {
 
 /** The status for a terminal: one line per table and per event category. */
 export function formatStorageStatus(status: StorageStatus): string {
-  const mib = (bytes: number | null) => (bytes === null ? '-' : `${(bytes / 1048576).toFixed(1)} MiB`);
+  const mib = (bytes: number | null) =>
+    bytes === null
+      ? '-'
+      : bytes < 1 << 10
+        ? `${bytes} B`
+        : bytes < 1 << 20
+          ? `${(bytes / (1 << 10)).toFixed(1)} KiB`
+          : bytes < 1 << 30
+            ? `${(bytes / (1 << 20)).toFixed(1)} MiB`
+            : `${(bytes / (1 << 30)).toFixed(1)} GiB`;
   const lines = [
     `database ${mib(status.databaseBytes)} at ${status.at}`,
     `retention ${Object.entries(status.retention)
       .map(([c, keep]) => `${c}=${keep}`)
       .join(' ')}`,
     '',
-    'read model table                 projection       rows (est.)        size   next pass removes',
+    `read model table                 projection       ${status.exactRows ? '       rows' : 'rows (est.)'}        size   next pass removes`,
     ...status.readModels.map(
       (t) =>
         `${t.table.padEnd(32)} ${t.projection.padEnd(16)} ${String(t.rows).padStart(11)} ${mib(t.bytes).padStart(11)}   ${t.removableNextPass ?? '-'}`,
