@@ -85,11 +85,14 @@ export const messageRemovable = (
   cutoff: Date,
 ): boolean => m.status !== 'scheduled' && m.expiresAt !== null && m.expiresAt < cutoff;
 
-/** A push ends at its expiry, once none of its deliveries is kept. */
+/**
+ * A push has ended once none of its deliveries is kept (each was removed past its own end): it goes with
+ * its last, if it was requested before the cutoff (a push that reached no device, after the same time).
+ */
 export const pushRemovable = (
-  p: { readonly expiresAt: Date; readonly deliveriesKept: number },
+  p: { readonly requestedAt: Date; readonly deliveriesKept: number },
   cutoff: Date,
-): boolean => p.deliveriesKept === 0 && p.expiresAt < cutoff;
+): boolean => p.deliveriesKept === 0 && p.requestedAt < cutoff;
 
 /** An email ends when it is sent (a failed one is kept for the operator), a report when it is forwarded. */
 export const emailRemovable = (e: { readonly status: string; readonly updatedAt: Date }, cutoff: Date): boolean =>

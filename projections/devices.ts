@@ -120,10 +120,10 @@ export const devicesProjection: Projection = {
               WHERE status = 'pending' OR (status = 'delivered' AND needs_confirm)`,
     },
     {
-      // Retention (deliveryPruning): ended deliveries by when they ended, pushes by their expiry.
+      // Retention (deliveryPruning): ended deliveries by when they ended, pushes by when they were requested.
       id: 'projection/devices/003-retention',
       sql: `CREATE INDEX device_deliveries_ended ON device_deliveries (updated_at) WHERE ${ENDED};
-            CREATE INDEX device_pushes_expiry ON device_pushes (expires_at);`,
+            CREATE INDEX device_pushes_requested ON device_pushes (requested_at);`,
     },
   ],
 
@@ -478,8 +478,8 @@ const OPEN = `(dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_co
 
 /**
  * Retention of deliveries and pushes (domain/retention.ts): a delivery once it ended (not OPEN) longer
- * ago than the cutoff; a push once it expired before the cutoff and none of its deliveries is left, so
- * an open delivery always finds its push.
+ * ago than the cutoff; a push requested before the cutoff once none of its deliveries is left (it goes
+ * in the pass that removes its last), so an open delivery always finds its push.
  */
 export function deliveryPruning(pool: Pool): readonly Prunable[] {
   return [
@@ -494,8 +494,8 @@ export function deliveryPruning(pool: Pool): readonly Prunable[] {
       table: 'device_pushes',
       category: 'pushes',
       key: 'push_id',
-      removable: `expires_at < $1 AND NOT EXISTS (SELECT 1 FROM device_deliveries d WHERE d.push_id = device_pushes.push_id)`,
-      orderBy: 'expires_at',
+      removable: `requested_at < $1 AND NOT EXISTS (SELECT 1 FROM device_deliveries d WHERE d.push_id = device_pushes.push_id)`,
+      orderBy: 'requested_at',
     }),
   ];
 }

@@ -73,11 +73,11 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
       [d.pushId, d.deviceId, d.status, d.needsConfirm, d.updatedAt],
     );
   }
-  async function insertPush(pushId: string, expiresAt: Date): Promise<void> {
+  async function insertPush(pushId: string, requestedAt: Date): Promise<void> {
     await pool.query(
       `INSERT INTO device_pushes (push_id, app_id, message, needs_confirm, retry, requested_at, expires_at, position)
        VALUES ($1, 'camel', '{}', false, 'once', $2, $2, 1)`,
-      [pushId, expiresAt],
+      [pushId, requestedAt],
     );
   }
 
@@ -92,9 +92,9 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
       await insertPush(d.pushId, times[0]!);
       await insertDelivery(d);
     }
-    // Pushes without deliveries: expired before, at and after the cutoff.
-    const bare = times.map((expiresAt) => ({ pushId: randomUUID(), expiresAt }));
-    for (const p of bare) await insertPush(p.pushId, p.expiresAt);
+    // Pushes without deliveries: requested before, at and after the cutoff.
+    const bare = times.map((requestedAt) => ({ pushId: randomUUID(), requestedAt }));
+    for (const p of bare) await insertPush(p.pushId, p.requestedAt);
 
     const report = await pass().runOnce();
 
@@ -107,9 +107,9 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     const { rows: leftPushes } = await pool.query<{ push_id: string }>('SELECT push_id FROM device_pushes');
     const keptPushes = [
       ...deliveries.filter(
-        (d) => !pushRemovable({ expiresAt: times[0]!, deliveriesKept: kept.includes(d) ? 1 : 0 }, cutoff),
+        (d) => !pushRemovable({ requestedAt: times[0]!, deliveriesKept: kept.includes(d) ? 1 : 0 }, cutoff),
       ),
-      ...bare.filter((p) => !pushRemovable({ expiresAt: p.expiresAt, deliveriesKept: 0 }, cutoff)),
+      ...bare.filter((p) => !pushRemovable({ requestedAt: p.requestedAt, deliveriesKept: 0 }, cutoff)),
     ].map((p) => p.pushId);
     expect(leftPushes.map((r) => r.push_id).sort()).to.deep.equal(keptPushes.sort());
     expect(report.find((r) => r.table === 'device_deliveries')?.removed).to.equal(deliveries.length - kept.length);
