@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { Migration } from '../src/postgres/migrations';
 import type { Projection } from '../src/projection/projection';
 import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
+import type { Prunable } from '../src/storage/retention';
 import { appSecrets, appsProjection, pushCallbackUrls } from './apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
 import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
@@ -61,9 +62,16 @@ export function readModels(pool: Pool) {
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },
     ticketKey: keptTicketKey(pool),
-    /** The tables retention prunes, each by the projection that owns it; a pass takes them in this order (deliveries before their pushes). */
-    retention: [messagePruning(pool), ...deliveryPruning(pool), reportPruning(pool), emailPruning(pool)],
+    retention: pruning(pool),
   };
 }
 
 export type ReadModels = ReturnType<typeof readModels>;
+
+/**
+ * The tables retention prunes on `pool` (src/storage/retention.ts), each by the projection that owns it;
+ * a pass takes them in this order (deliveries before their pushes). On a rebuild's pool, its fresh tables.
+ */
+export function pruning(pool: Pool): readonly Prunable[] {
+  return [messagePruning(pool), ...deliveryPruning(pool), reportPruning(pool), emailPruning(pool)];
+}

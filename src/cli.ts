@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { migrations, projections, readModels } from '../projections';
+import { migrations, projections, pruning } from '../projections';
 import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
 import type { ExportSelection } from './eventStore/eventStore';
@@ -154,7 +154,15 @@ projectionsCommand
   )
   .action((names: string[]) => {
     const chosen = chosenProjections(names);
-    return withStores((infrastructure, log) => runRebuild(infrastructure, chosen, log));
+    // The rebuilt tables are pruned as the live ones are before the swap: nothing pruned comes back.
+    return withStores((infrastructure, log, config) =>
+      runRebuild(infrastructure, chosen, log, {
+        prunablesOn: pruning,
+        policy: config.retention,
+        clock: systemClock,
+        batchSize: config.retentionBatchSize,
+      }),
+    );
   });
 projectionsCommand
   .command('status')
@@ -221,7 +229,7 @@ program
       const status = await storageStatus({
         infrastructure,
         projections,
-        prunables: readModels(infrastructure.database.pool).retention,
+        prunables: pruning(infrastructure.database.pool),
         policy: config.retention,
         now: systemClock(),
         exact: options.exact === true,

@@ -37,18 +37,7 @@ export class RetentionPass implements Service {
   readonly name = 'retention';
   private readonly loop = new BackgroundLoop(() => this.run());
 
-  constructor(
-    private readonly deps: {
-      readonly prunables: readonly Prunable[];
-      readonly policy: RetentionPolicy;
-      readonly clock: Clock;
-      readonly log: Logger;
-      readonly batchSize: number;
-      readonly intervalMs: number;
-      /** Called after each batch with the rows it removed (the pruned counter). */
-      readonly onPruned?: (table: string, rows: number) => void;
-    },
-  ) {}
+  constructor(private readonly deps: PruningTerms & { readonly log: Logger; readonly intervalMs: number }) {}
 
   start(): void {
     this.loop.start();
@@ -59,25 +48,8 @@ export class RetentionPass implements Service {
   }
 
   /** One pass over every table now; what it removed per table. */
-  async runOnce(shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
-    const { prunables, policy, clock, batchSize, onPruned } = this.deps;
-    const reports: PassReport[] = [];
-    for (const prunable of prunables) {
-      let removed = 0;
-      let batches = 0;
-      for (;;) {
-        // The cutoff is taken again for each batch: a long pass removes what ended while it ran, too.
-        const cutoff = retentionCutoff(clock(), policy[prunable.category]);
-        if (cutoff === undefined || !shouldGoOn()) break;
-        const rows = await prunable.prune(cutoff, batchSize);
-        batches += 1;
-        removed += rows;
-        if (rows > 0) onPruned?.(prunable.table, rows);
-        if (rows < batchSize) break;
-      }
-      reports.push({ table: prunable.table, removed, batches });
-    }
-    return reports;
+  runOnce(shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
+    return prunePass(this.deps, shouldGoOn);
   }
 
   private async run(): Promise<void> {
@@ -94,6 +66,41 @@ export class RetentionPass implements Service {
       await this.loop.wait(this.deps.intervalMs);
     }
   }
+}
+
+/** How a pass prunes: the tables, the policy, the time; a rebuild prunes its fresh tables the same way. */
+export interface PruningTerms {
+  readonly prunables: readonly Prunable[];
+  readonly policy: RetentionPolicy;
+  readonly clock: Clock;
+  readonly batchSize: number;
+  /** Called after each batch with the rows it removed (the pruned counter). */
+  readonly onPruned?: (table: string, rows: number) => void;
+}
+
+/**
+ * One pass: each table in turn, batch after batch until one comes back short (or `shouldGoOn` says
+ * stop, checked before each batch); what it removed per table.
+ */
+export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
+  const { prunables, policy, clock, batchSize, onPruned } = terms;
+  const reports: PassReport[] = [];
+  for (const prunable of prunables) {
+    let removed = 0;
+    let batches = 0;
+    for (;;) {
+      // The cutoff is taken again for each batch: a long pass removes what ended while it ran, too.
+      const cutoff = retentionCutoff(clock(), policy[prunable.category]);
+      if (cutoff === undefined || !shouldGoOn()) break;
+      const rows = await prunable.prune(cutoff, batchSize);
+      batches += 1;
+      removed += rows;
+      if (rows > 0) onPruned?.(prunable.table, rows);
+      if (rows < batchSize) break;
+    }
+    reports.push({ table: prunable.table, removed, batches });
+  }
+  return reports;
 }
 
 /** What the next pass would remove, per table, at `now` (herald storage status). */
