@@ -19,6 +19,8 @@ import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+import type { Prunable } from '../src/storage/retention';
+import { keyedPruning } from './pruning';
 
 // Events whose data is refused are parked by the runner, not skipped. Of a push's events only the request
 // is read here: an SmsRequested reaches no device.
@@ -31,6 +33,9 @@ const pushEvents = eventDecoder(PushRequested, (event) =>
 const deliveryEvents = eventDecoder(DeliveryEvent, (event) =>
   UUID.test(event.data.pushId) ? undefined : 'pushId is not a UUID',
 );
+
+/** A delivery nothing more can happen to (domain/retention.ts: not isOpen), as the partial index of retention says it. */
+const ENDED = `(status IN ('confirmed', 'dropped', 'expired') OR (status = 'delivered' AND NOT needs_confirm))`;
 
 /**
  * Devices, the pushes made to them and each push's delivery to each device (docs/delivery.md).
@@ -113,6 +118,12 @@ export const devicesProjection: Projection = {
       id: 'projection/devices/002-due',
       sql: `CREATE INDEX device_deliveries_due ON device_deliveries (device_id, next_attempt_at)
               WHERE status = 'pending' OR (status = 'delivered' AND needs_confirm)`,
+    },
+    {
+      // Retention (deliveryPruning): ended deliveries by when they ended, pushes by when they were requested.
+      id: 'projection/devices/003-retention',
+      sql: `CREATE INDEX device_deliveries_ended ON device_deliveries (updated_at) WHERE ${ENDED};
+            CREATE INDEX device_pushes_requested ON device_pushes (requested_at);`,
     },
   ],
 
@@ -464,6 +475,30 @@ const OUTCOME = `
    WHERE d.push_id = u.push_id AND d.device_id = u.device_id AND d.position < u.first_position`;
 
 const OPEN = `(dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm))`;
+
+/**
+ * Retention of deliveries and pushes (domain/retention.ts): a delivery once it ended (not OPEN) longer
+ * ago than the cutoff; a push requested before the cutoff once none of its deliveries is left (it goes
+ * in the pass that removes its last), so an open delivery always finds its push.
+ */
+export function deliveryPruning(pool: Pool): readonly Prunable[] {
+  return [
+    keyedPruning(pool, {
+      table: 'device_deliveries',
+      category: 'deliveries',
+      key: 'push_id, device_id',
+      removable: `${ENDED} AND updated_at < $1`,
+      orderBy: 'updated_at',
+    }),
+    keyedPruning(pool, {
+      table: 'device_pushes',
+      category: 'pushes',
+      key: 'push_id',
+      removable: `requested_at < $1 AND NOT EXISTS (SELECT 1 FROM device_deliveries d WHERE d.push_id = device_pushes.push_id)`,
+      orderBy: 'requested_at',
+    }),
+  ];
+}
 const OPEN_DELIVERY_COLUMNS = `dd.push_id, dd.device_id, dd.status, dd.attempts, dd.revision, dd.push_position,
   p.app_id, p.message, p.needs_confirm, p.retry, p.requested_at, p.expires_at`;
 

@@ -5,6 +5,8 @@ import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { EmailStatus, PendingEmails } from '../src/mail/pendingEmails';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+import type { Prunable } from '../src/storage/retention';
+import { keyedPruning } from './pruning';
 
 /** Email events; one whose data is refused is parked by the runner, not skipped. */
 const emailEvents = eventDecoder(EmailEvent, (event) =>
@@ -48,6 +50,11 @@ export const emailsProjection: Projection = {
         );
         CREATE INDEX emails_due ON emails (next_attempt_at, email_id) WHERE status = 'pending';
       `,
+    },
+    {
+      // Retention (emailPruning): sent emails by when they were sent.
+      id: 'projection/emails/002-retention',
+      sql: `CREATE INDEX emails_sent ON emails (updated_at) WHERE status = 'sent'`,
     },
   ],
 
@@ -244,4 +251,15 @@ export function emailQueries(pool: Pool | PoolClient): PendingEmails {
       };
     },
   };
+}
+
+/** Retention of emails (domain/retention.ts): a sent one, sent before the cutoff; pending and failed ones are kept. */
+export function emailPruning(pool: Pool): Prunable {
+  return keyedPruning(pool, {
+    table: 'emails',
+    category: 'emails',
+    key: 'email_id',
+    removable: `status = 'sent' AND updated_at < $1`,
+    orderBy: 'updated_at',
+  });
 }

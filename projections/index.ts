@@ -2,13 +2,14 @@ import type { Pool } from 'pg';
 import type { Migration } from '../src/postgres/migrations';
 import type { Projection } from '../src/projection/projection';
 import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
+import type { Prunable } from '../src/storage/retention';
 import { appSecrets, appsProjection, pushCallbackUrls } from './apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
 import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
-import { deliveryQueries, deviceQueries, devicesProjection } from './devices';
-import { emailQueries, emailsProjection } from './emails';
-import { notificationQueries, notificationsProjection } from './koalaInbox';
-import { rtioProjection, rtioReportQueries } from './rtioReports';
+import { deliveryPruning, deliveryQueries, deviceQueries, devicesProjection } from './devices';
+import { emailPruning, emailQueries, emailsProjection } from './emails';
+import { messagePruning, notificationQueries, notificationsProjection } from './koalaInbox';
+import { reportPruning, rtioProjection, rtioReportQueries } from './rtioReports';
 import { keptTicketKey, settingsMigrations } from './settings';
 import { waitingApplications, whitelistProjection } from './whitelist';
 
@@ -61,7 +62,16 @@ export function readModels(pool: Pool) {
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },
     ticketKey: keptTicketKey(pool),
+    retention: pruning(pool),
   };
 }
 
 export type ReadModels = ReturnType<typeof readModels>;
+
+/**
+ * The tables retention prunes on `pool` (src/storage/retention.ts), each by the projection that owns it;
+ * a pass takes them in this order (deliveries before their pushes). On a rebuild's pool, its fresh tables.
+ */
+export function pruning(pool: Pool): readonly Prunable[] {
+  return [messagePruning(pool), ...deliveryPruning(pool), reportPruning(pool), emailPruning(pool)];
+}

@@ -15,6 +15,7 @@ import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import { prepared } from '../src/postgres/database';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+import type { Prunable } from '../src/storage/retention';
 
 /**
  * Inboxes: the messages each user of an app has received, with read/acknowledged state, a counter row
@@ -32,6 +33,9 @@ import type { Projection } from '../src/projection/projection';
 const messageEvents = eventDecoder(MessageEvent, (event) =>
   UUID.test(event.data.messageId) ? undefined : 'messageId is not a UUID',
 );
+
+/** A message that ended: released or expired, with an expiry (domain/retention.ts: messageRemovable). */
+const MESSAGE_ENDED = `status <> 'scheduled' AND expires_at IS NOT NULL`;
 
 const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';
 
@@ -127,6 +131,11 @@ export const notificationsProjection: Projection = {
       // one range scan of these, not a walk past every acknowledged one.
       id: 'projection/notifications/003-pending',
       sql: `CREATE INDEX notifications_pending ON notifications (app_id, user_id, seq DESC) WHERE acknowledged_at IS NULL;`,
+    },
+    {
+      // Retention (messagePruning): messages that ended, by their expiry.
+      id: 'projection/notifications/004-retention',
+      sql: `CREATE INDEX notification_messages_expiry ON notification_messages (expires_at) WHERE ${MESSAGE_ENDED}`,
     },
   ],
 
@@ -639,4 +648,50 @@ async function missedMessages(
     results[Number(row.request) - 1]!.push(message);
   }
   return results;
+}
+
+/**
+ * Retention of Koala messages (domain/retention.ts): a message whose expiry is before the cutoff goes
+ * with its inbox rows, and the inboxes' counters lose what they counted of them — so a page's `total`
+ * (the counter less the expired rows still kept) stays what it was. A message without expiry (`expire`
+ * 0, 永久有效) or still scheduled is never removed. One statement per batch: counters are locked in key
+ * order first, as two writers of several counters must (the projection's upsert and this).
+ */
+export function messagePruning(pool: Pool): Prunable {
+  const removable = `${MESSAGE_ENDED} AND expires_at < $1`;
+  return {
+    table: 'notification_messages',
+    category: 'messages',
+    async countRemovable(cutoff) {
+      const { rows } = await pool.query<{ n: number }>(
+        prepared(`SELECT count(*)::int AS n FROM notification_messages WHERE ${removable}`, [cutoff]),
+      );
+      return rows[0]!.n;
+    },
+    async prune(cutoff, limit) {
+      const { rowCount } = await pool.query(
+        prepared(
+          `WITH doomed AS (
+             SELECT message_id FROM notification_messages WHERE ${removable}
+              ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+           ), locked AS (
+             SELECT c.app_id, c.user_id FROM inbox_counters c
+              WHERE (c.app_id, c.user_id) IN (SELECT n.app_id, n.user_id FROM notifications n JOIN doomed USING (message_id))
+              ORDER BY c.app_id, c.user_id FOR UPDATE OF c
+           ), gone AS (
+             DELETE FROM notifications n USING doomed d WHERE n.message_id = d.message_id
+             RETURNING n.app_id, n.user_id, n.read_at IS NULL AS unread
+           ), counted AS (
+             UPDATE inbox_counters c SET total = c.total - g.total, unread = c.unread - g.unread
+               FROM (SELECT app_id, user_id, count(*) AS total, count(*) FILTER (WHERE unread) AS unread
+                       FROM gone JOIN locked USING (app_id, user_id) GROUP BY app_id, user_id) g
+              WHERE c.app_id = g.app_id AND c.user_id = g.user_id
+           )
+           DELETE FROM notification_messages m USING doomed d WHERE m.message_id = d.message_id`,
+          [cutoff, limit],
+        ),
+      );
+      return rowCount ?? 0;
+    },
+  };
 }

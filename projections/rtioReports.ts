@@ -6,6 +6,8 @@ import { Columns } from '../src/projection/columns';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 import type { PendingReports, ReportStatus } from '../src/rtio/reportForwarder';
+import type { Prunable } from '../src/storage/retention';
+import { keyedPruning } from './pruning';
 
 /** Report events; one whose data is refused is parked by the runner, not skipped. */
 const reportEvents = eventDecoder(RtioReportEvent, (event) =>
@@ -55,6 +57,11 @@ export const rtioProjection: Projection = {
         );
         CREATE INDEX rtio_reports_due ON rtio_reports (next_attempt_at, report_id) WHERE status = 'pending';
       `,
+    },
+    {
+      // Retention (reportPruning): forwarded reports by when they were forwarded.
+      id: 'projection/rtio/002-retention',
+      sql: `CREATE INDEX rtio_reports_forwarded ON rtio_reports (updated_at) WHERE status = 'forwarded'`,
     },
   ],
 
@@ -169,4 +176,15 @@ export function rtioReportQueries(pool: Pool | PoolClient): PendingReports {
       );
     },
   };
+}
+
+/** Retention of RTIO reports (domain/retention.ts): a forwarded one, forwarded before the cutoff; pending and failed ones are kept. */
+export function reportPruning(pool: Pool): Prunable {
+  return keyedPruning(pool, {
+    table: 'rtio_reports',
+    category: 'rtioReports',
+    key: 'report_id',
+    removable: `status = 'forwarded' AND updated_at < $1`,
+    orderBy: 'updated_at',
+  });
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { migrations, projections } from '../projections';
+import { migrations, projections, pruning } from '../projections';
 import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
 import type { ExportSelection } from './eventStore/eventStore';
@@ -10,7 +10,9 @@ import { lastParked, parkedCounts, retryParked } from './projection/parkedEvents
 import type { Projection } from './projection/projection';
 import { readCheckpoints } from './projection/projectionRunner';
 import { runRebuild } from './projection/rebuildCommand';
+import { systemClock } from './runtime/clock';
 import { createLogger, type Logger } from './runtime/logger';
+import { formatStorageStatus, storageStatus } from './storage/storageStatus';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
 
@@ -82,13 +84,15 @@ function chosenProjections(names: readonly string[]): readonly Projection[] {
  * Opens the stores quietly (warnings only at the default level), runs `work`, closes them. Beside a live
  * `herald serve` on the same embedded data dir, it uses that herald's PostgreSQL and leaves it running.
  */
-async function withStores(work: (infrastructure: Infrastructure, log: Logger) => Promise<void>): Promise<void> {
+async function withStores(
+  work: (infrastructure: Infrastructure, log: Logger, config: Config) => Promise<void>,
+): Promise<void> {
   const config = configOrExit();
   // Logs to stderr: these commands' stdout is their output.
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'stderr');
   const infrastructure = await openInfrastructure(config, log, { migrations, whenEmbeddedOwned: 'join' });
   try {
-    await work(infrastructure, log);
+    await work(infrastructure, log, config);
   } finally {
     await infrastructure.close();
   }
@@ -150,7 +154,15 @@ projectionsCommand
   )
   .action((names: string[]) => {
     const chosen = chosenProjections(names);
-    return withStores((infrastructure, log) => runRebuild(infrastructure, chosen, log));
+    // The rebuilt tables are pruned as the live ones are before the swap: nothing pruned comes back.
+    return withStores((infrastructure, log, config) =>
+      runRebuild(infrastructure, chosen, log, {
+        prunablesOn: pruning,
+        policy: config.retention,
+        clock: systemClock,
+        batchSize: config.retentionBatchSize,
+      }),
+    );
   });
 projectionsCommand
   .command('status')
@@ -202,6 +214,29 @@ projectionsCommand
   .action(() => {
     for (const p of projections) process.stdout.write(`${p.name}\tversion ${p.version}\n`);
   });
+
+program
+  .command('storage')
+  .description('what herald keeps and what retention removes (docs/operations.md, "Retention")')
+  .command('status')
+  .description(
+    'bytes and rows per read model table and per event category, the oldest position kept, and what the next pruning pass removes',
+  )
+  .option('--json', 'one JSON document instead of a table')
+  .option('--exact', "count each table's rows (a scan of each) instead of PostgreSQL's estimates")
+  .action((options: { json?: boolean; exact?: boolean }) =>
+    withStores(async (infrastructure, _log, config) => {
+      const status = await storageStatus({
+        infrastructure,
+        projections,
+        prunables: pruning(infrastructure.database.pool),
+        policy: config.retention,
+        now: systemClock(),
+        exact: options.exact === true,
+      });
+      process.stdout.write(options.json ? JSON.stringify(status) + '\n' : formatStorageStatus(status));
+    }),
+  );
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`herald: ${(error as Error).message}\n`);

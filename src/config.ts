@@ -2,6 +2,14 @@ import { isIP } from 'node:net';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { AppId } from '../domain/app/app';
+import {
+  DEFAULT_RETENTION,
+  parseKeep,
+  RETENTION_CATEGORIES,
+  type Keep,
+  type RetentionCategory,
+  type RetentionPolicy,
+} from '../domain/retention';
 
 /**
  * herald's configuration, decoded from the environment at start-up. A bad value stops start-up with a
@@ -139,6 +147,19 @@ function serializedOrigin(entry: string): string | undefined {
 
 const optional = <C extends t.Mixed>(codec: C) => t.union([codec, t.undefined], codec.name);
 
+const KeepDuration = fromEnvString<Keep>(
+  'a duration: <n>s, <n>m, <n>h or <n>d (at most 36500d), 0, or forever',
+  parseKeep,
+);
+
+/** The variable that sets each category's retention (HERALD_RETENTION_RTIO_REPORTS for rtioReports). */
+export const retentionVariable = (category: RetentionCategory): string =>
+  `HERALD_RETENTION_${category.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+const retentionVariables = Object.fromEntries(
+  RETENTION_CATEGORIES.map((category) => [retentionVariable(category), optional(KeepDuration)]),
+);
+
 const Environment = t.type({
   PORT: optional(Port),
   HOST: optional(NonEmptyString),
@@ -167,6 +188,9 @@ const Environment = t.type({
     fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined)),
   ),
   HERALD_CORS_ORIGINS: optional(CorsOriginList),
+  HERALD_RETENTION_BATCH_SIZE: optional(PositiveInt(100_000)),
+  HERALD_RETENTION_INTERVAL_SECONDS: optional(PositiveInt(86_400)),
+  ...retentionVariables,
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) =>
       /^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw)
@@ -226,6 +250,12 @@ export interface Config {
   readonly rtioCallPort?: number;
   /** Browser origins that may call the REST shims and /graphql (CORS); none by default. */
   readonly corsOrigins: CorsOrigins;
+  /** How long what has ended is kept, per category (domain/retention.ts; docs/operations.md, "Retention"). */
+  readonly retention: RetentionPolicy;
+  /** Rows one pruning statement removes at most (one short transaction each). */
+  readonly retentionBatchSize: number;
+  /** How often the leader runs a pruning pass. */
+  readonly retentionIntervalSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -284,5 +314,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(e.RTIO_MANAGE_PORT !== undefined && { rtioManagePort: e.RTIO_MANAGE_PORT }),
     ...(e.RTIO_CALL_PORT !== undefined && { rtioCallPort: e.RTIO_CALL_PORT }),
     corsOrigins: e.HERALD_CORS_ORIGINS ?? [],
+    retention: Object.fromEntries(
+      RETENTION_CATEGORIES.map((category) => [
+        category,
+        (e as Record<string, unknown>)[retentionVariable(category)] ?? DEFAULT_RETENTION[category],
+      ]),
+    ) as RetentionPolicy,
+    retentionBatchSize: e.HERALD_RETENTION_BATCH_SIZE ?? 1000,
+    retentionIntervalSeconds: e.HERALD_RETENTION_INTERVAL_SECONDS ?? 60,
   };
 }

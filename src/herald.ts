@@ -35,6 +35,8 @@ import { ReportForwarder } from './rtio/reportForwarder';
 import { systemClock, type Clock } from './runtime/clock';
 import type { Logger } from './runtime/logger';
 import { closing, Services } from './runtime/services';
+import { RetentionPass } from './storage/retention';
+import { tableSizes } from './storage/storageStatus';
 
 /**
  * The composition root: every long-lived piece of herald is created and wired here, and closed here. It
@@ -56,6 +58,8 @@ export interface Herald {
   readonly appCallbacks: AppCallbacks;
   readonly rtio: Rtio;
   readonly reportForwarder: ReportForwarder | undefined;
+  /** The read models' pruning, run by the node that leads (runOnce: a pass now, for tests and tools). */
+  readonly retention: RetentionPass;
   /** The app's event stream for analysts (GraphQL `events`). */
   readonly events: EventFeed;
   readiness(): Promise<Readiness>;
@@ -107,6 +111,7 @@ export async function startHerald(
       progress,
       isLeader: () => leadership?.isLeader ?? false,
       services,
+      metrics,
     });
     // Ready once every projection has caught up to the events that existed at start-up.
     const startupHead = await store.headPosition();
@@ -135,6 +140,12 @@ export async function startHerald(
       leadership,
       bus,
     });
+    metrics.readModelSizes(() =>
+      tableSizes(
+        database.pool,
+        models.projections.flatMap((p) => p.tables),
+      ),
+    );
     metrics.projectionLag(() =>
       projectionLags(
         store,
@@ -182,6 +193,7 @@ async function openFeatures(deps: {
   readonly isLeader: () => boolean;
   /** Where what must close with herald is added as soon as it opens. */
   readonly services: Services;
+  readonly metrics: Metrics;
 }) {
   const { config, log, clock, store, bus, directory, models } = deps;
   // A command answers once the read models its caller queries show it (docs/architecture.md: read your writes).
@@ -311,6 +323,15 @@ async function openFeatures(deps: {
     log,
     ...(mailer && { mailer }),
   });
+  const retention = new RetentionPass({
+    prunables: models.retention,
+    policy: config.retention,
+    clock,
+    log,
+    batchSize: config.retentionBatchSize,
+    intervalMs: config.retentionIntervalSeconds * 1000,
+    onPruned: (table, rows) => deps.metrics.retentionPruned.inc({ table }, rows),
+  });
   return {
     tickets,
     messaging,
@@ -324,6 +345,7 @@ async function openFeatures(deps: {
     rtio,
     reportForwarder,
     mailer,
+    retention,
     events: new EventFeed({ store }),
     /** Started in this order on the node that leads, stopped in reverse when it no longer does. */
     backgroundWork: [
@@ -332,6 +354,7 @@ async function openFeatures(deps: {
       whitelistOwnerNotifier,
       ...(mailer ? [mailer] : []),
       ...(reportForwarder ? [reportForwarder] : []),
+      retention,
     ],
   };
 }

@@ -29,6 +29,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly retentionPruned = new Counter({
+    name: 'herald_retention_pruned_rows_total',
+    help: 'Read model rows this node removed as past retention, by table',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'herald_process_' });
   }
@@ -36,21 +43,7 @@ export class Metrics {
   /** Lag per projection, read at scrape time: positions behind the store's head, and the age of the oldest event not yet applied. */
   projectionLag(read: () => Promise<ReadonlyArray<{ projection: string; positions: number; seconds: number }>>): void {
     let lags: ReadonlyArray<{ projection: string; positions: number; seconds: number }> = [];
-    // Both gauges of a scrape share one read: it is reused for a second.
-    let reading: Promise<void> | undefined;
-    let readAt = 0;
-    const refresh = () => {
-      if (!reading || Date.now() - readAt > 1000) {
-        readAt = Date.now();
-        reading = read().then(
-          (read) => {
-            lags = read;
-          },
-          () => undefined, // the store is down: the gauges keep their last values, /readyz says why
-        );
-      }
-      return reading;
-    };
+    const refresh = sharedRead(read, (read) => (lags = read));
     new Gauge({
       name: 'herald_projection_lag_positions',
       help: 'Store positions between the head and the projection checkpoint (PostgreSQL: about the events still to apply)',
@@ -69,6 +62,32 @@ export class Metrics {
       async collect() {
         await refresh();
         for (const lag of lags) this.set({ projection: lag.projection }, lag.seconds);
+      },
+    });
+  }
+
+  /** Rows (PostgreSQL's estimate) and bytes of each read model table, read at scrape time. */
+  readModelSizes(read: () => Promise<ReadonlyArray<{ table: string; rows: number; bytes: number }>>): void {
+    let sizes: ReadonlyArray<{ table: string; rows: number; bytes: number }> = [];
+    const refresh = sharedRead(read, (read) => (sizes = read));
+    new Gauge({
+      name: 'herald_read_model_rows',
+      help: "Rows of each read model table (PostgreSQL's live-row estimate)",
+      labelNames: ['table'],
+      registers: [this.registry],
+      async collect() {
+        await refresh();
+        for (const size of sizes) this.set({ table: size.table }, size.rows);
+      },
+    });
+    new Gauge({
+      name: 'herald_read_model_bytes',
+      help: 'Bytes of each read model table, with its indexes and TOAST',
+      labelNames: ['table'],
+      registers: [this.registry],
+      async collect() {
+        await refresh();
+        for (const size of sizes) this.set({ table: size.table }, size.bytes);
       },
     });
   }
@@ -119,4 +138,20 @@ export class Metrics {
     });
     return router;
   }
+}
+
+/**
+ * One read shared by the gauges of a scrape (reused for a second); a failed read keeps the last values
+ * (the store is down: /readyz says why).
+ */
+function sharedRead<T>(read: () => Promise<T>, keep: (value: T) => void): () => Promise<void> {
+  let reading: Promise<void> | undefined;
+  let readAt = 0;
+  return () => {
+    if (!reading || Date.now() - readAt > 1000) {
+      readAt = Date.now();
+      reading = read().then(keep, () => undefined);
+    }
+    return reading;
+  };
 }

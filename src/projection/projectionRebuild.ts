@@ -5,6 +5,7 @@ import type { Infrastructure } from '../infrastructure';
 import { openDatabase, type Database } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';
 import type { Logger } from '../runtime/logger';
+import { prunePass, type PruningTerms, type Prunable } from '../storage/retention';
 import type { Projection } from './projection';
 import { isEventsFault, PROJECTION_LOCK_SPACE } from './projectionRunner';
 
@@ -21,6 +22,15 @@ export interface RebuildProgress {
 }
 
 const PROGRESS_EVERY_MS = 200;
+
+/**
+ * Retention applied to the rebuilt tables before they are swapped in (docs/operations.md, "Retention"),
+ * so that what a pass removed from the live tables does not come back with the swap: `prunablesOn` makes
+ * the prunables on the rebuild's pool (its schema alone on the search path).
+ */
+export type RebuildRetention = Omit<PruningTerms, 'prunables' | 'onPruned'> & {
+  readonly prunablesOn: (pool: pg.Pool) => readonly Prunable[];
+};
 
 /** Another process holds the rebuild lock of these projections; nothing was done. */
 export class RebuildAlreadyRunningError extends Error {
@@ -43,7 +53,8 @@ export class RebuildAlreadyRunningError extends Error {
  * stages its replay (startReplay) writes its tables once, in finishReplay, where they stay logged (one
  * pass over the rows, not a rewrite after). Indexes are dropped while replaying (the secondary ones; the
  * primary keys too where the tables are written by finishReplay alone) and built once at the end, a
- * sorted bulk build instead of one random insertion per row; then the tables are analyzed. The swap is
+ * sorted bulk build instead of one random insertion per row; then, given `retention`, what is past it
+ * is pruned as the live tables are (src/storage/retention.ts); then the tables are analyzed. The swap is
  * one transaction: it holds the live checkpoint row (so the live runner cannot commit a batch meanwhile),
  * replaces the live tables with the rebuilt ones and sets the live checkpoint to where the rebuild got. A
  * running herald's runner then fails its next compare-and-set, and goes on from there with the events
@@ -63,11 +74,12 @@ export async function rebuildProjections(
   projections: readonly Projection[],
   onProgress: (progress: RebuildProgress) => void,
   log: Logger = pino({ level: 'silent' }),
+  retention?: RebuildRetention,
 ): Promise<void> {
   const guards = await lockRebuilds(infrastructure.database, projections);
   const started = Date.now();
   const read = { events: 0 };
-  const builds = projections.map((projection, i) => new Build(infrastructure, projection, guards[i]!, log));
+  const builds = projections.map((projection, i) => new Build(infrastructure, projection, guards[i]!, log, retention));
   try {
     await settleEach(builds, (build) => build.prepare());
     const head = await infrastructure.store.headPosition();
@@ -165,6 +177,7 @@ class Build {
     readonly projection: Projection,
     private readonly guard: pg.Client,
     private readonly log: Logger,
+    private readonly retention: RebuildRetention | undefined,
   ) {
     this.schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
     this.quotedSchema = pg.escapeIdentifier(this.schema);
@@ -289,6 +302,12 @@ class Build {
     await guard.query(`SET maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`);
     for (const indexSql of this.indexes) await guard.query(indexSql);
     lap('indexes');
+    if (this.retention) {
+      // Its indexes built, so each batch finds what ended by them; nobody reads these tables yet.
+      const own = this.retention.prunablesOn(this.shadow!.pool).filter((p) => projection.tables.includes(p.table));
+      await prunePass({ ...this.retention, prunables: own });
+      lap('retention');
+    }
     if (tables.length > 0) await guard.query(`ANALYZE ${tables.join(', ')}`);
     lap('analyze');
     await swapIn(this.infrastructure.database.pool, this.schema, projection, this.position);

@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import type { Infrastructure } from '../infrastructure';
 import type { Logger } from '../runtime/logger';
 import type { Projection } from './projection';
-import { rebuildProjections, type RebuildProgress } from './projectionRebuild';
+import { rebuildProjections, type RebuildProgress, type RebuildRetention } from './projectionRebuild';
 
 // Progress lines are for a log or a script following along, not for a redraw: one a second will do.
 const PROGRESS_LINE_EVERY_MS = 1000;
@@ -17,6 +17,7 @@ export async function runRebuild(
   infrastructure: Infrastructure,
   projections: readonly Projection[],
   log: Logger,
+  retention?: RebuildRetention,
 ): Promise<void> {
   const bars = process.stderr.isTTY
     ? new cliProgress.MultiBar(
@@ -53,7 +54,7 @@ export async function runRebuild(
   };
 
   try {
-    await rebuildProjections(infrastructure, projections, onProgress, log);
+    await rebuildProjections(infrastructure, projections, onProgress, log, retention);
   } finally {
     bars?.stop();
     for (const line of doneLines) process.stdout.write(line);

@@ -70,7 +70,7 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
     return ((await response.json()) as { result: string }).result;
   }
 
-  it('status, rebuild, retry and replay beside a serving herald: 0 failed sends (one every 100 ms), the postmaster untouched, each command’s output', async () => {
+  it('status, storage status, rebuild, retry and replay beside a serving herald: 0 failed sends (one every 100 ms), the postmaster untouched, each command’s output', async () => {
     const herald = await serve();
     try {
       const postmasterPid = await postmaster();
@@ -114,6 +114,16 @@ describe('the embedded PostgreSQL has one owner (issue 21, item 6)', function ()
         expect(line)
           .to.include({ parked: 0, lastError: null })
           .and.to.have.keys('projection', 'version', 'position', 'head', 'lag', 'parked');
+
+      const storage = await command('storage', 'status', '--json');
+      expect(storage.code, storage.logs).to.equal(0);
+      const stored = JSON.parse(storage.stdout) as {
+        readModels: Array<{ table: string; removableNextPass: number | null }>;
+        events: { store: string; categories: Array<{ prefix: string; events: number }> };
+      };
+      expect(stored.readModels.map((t) => t.table)).to.include.members(projections.flatMap((p) => p.tables));
+      expect(stored.readModels.find((t) => t.table === 'notification_messages')?.removableNextPass).to.equal(0);
+      expect(stored.events.categories.find((c) => c.prefix === 'message')?.events).to.be.greaterThan(0);
 
       const rebuild = await command('projections', 'rebuild');
       expect(rebuild.code, rebuild.logs).to.equal(0);

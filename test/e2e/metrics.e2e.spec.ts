@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { eventually } from '../support/eventually';
 import { GraphqlSocket } from '../support/graphqlClient';
-import { issueTicket, postForm, startTestHerald } from '../support/herald';
+import { issueTicket, postForm, startTestHerald, TestClock } from '../support/herald';
 
 // Prometheus /metrics (docs/operations.md, "Metrics"): behind HERALD_METRICS_TOKEN, in the text format.
 describe('GET /metrics', function () {
@@ -71,6 +71,32 @@ describe('GET /metrics', function () {
       ).to.equal(2);
     } finally {
       await socket.close();
+    }
+  });
+
+  it('reports rows and bytes per read model table, and the rows retention pruned (issue 26)', async () => {
+    const clock = new TestClock();
+    const own = await startTestHerald({ metricsToken: token, retentionIntervalSeconds: 86_400 }, clock.now);
+    try {
+      const sent = await postForm(`${own.url}/koala/api/mas/messages`, {
+        ticket: await issueTicket(own.url, 'metrics-sender'),
+        users: 'metrics-reader',
+        title: 't',
+        content: 'c',
+        expire: '60',
+      });
+      expect(sent.body.status).to.equal(0);
+      // A week and a day on, the message is past its expiry and the default retention (7 days).
+      clock.advance(8 * 24 * 3600_000);
+      const passed = await own.herald.retention.runOnce();
+      expect(passed.find((r) => r.table === 'notification_messages')?.removed).to.equal(1);
+      const scraped = await fetch(`${own.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      const text = await scraped.text();
+      expect(sample(text, 'herald_retention_pruned_rows_total{table="notification_messages"}')).to.equal(1);
+      expect(sample(text, 'herald_read_model_bytes{table="notifications"}')).to.be.greaterThan(0);
+      expect(sample(text, 'herald_read_model_rows{table="device_deliveries"}')).to.equal(0);
+    } finally {
+      await own.stop();
     }
   });
 

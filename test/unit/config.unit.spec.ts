@@ -109,6 +109,12 @@ describe('config from the environment', () => {
     ['HERALD_CORS_ORIGINS', 'https://a.example.com,*', /"\*" is not an origin/],
     ['HERALD_CORS_ORIGINS', 'https://a.example.com,,https://b.example.com', /"" is not an origin/],
     ['HERALD_CORS_ORIGINS', 'https://a.example.com https://b.example.com', /is not an origin/],
+    ['HERALD_RETENTION_DELIVERIES', '7', /HERALD_RETENTION_DELIVERIES: expected a duration: <n>s, <n>m, <n>h or <n>d/],
+    ['HERALD_RETENTION_MESSAGES', '-1d', /HERALD_RETENTION_MESSAGES: expected a duration/],
+    ['HERALD_RETENTION_RTIO_REPORTS', '36501d', /HERALD_RETENTION_RTIO_REPORTS: expected a duration/],
+    ['HERALD_RETENTION_EMAILS', 'never', /HERALD_RETENTION_EMAILS: expected a duration/],
+    ['HERALD_RETENTION_BATCH_SIZE', '0', /HERALD_RETENTION_BATCH_SIZE: expected an integer from 1 to 100000/],
+    ['HERALD_RETENTION_INTERVAL_SECONDS', '1.5', /HERALD_RETENTION_INTERVAL_SECONDS: expected an integer/],
   ];
   for (const [variable, value, message] of bad) {
     it(`stops on ${variable}=${value} with a message naming the variable and the expected form`, () => {
@@ -159,5 +165,39 @@ describe('config from the environment', () => {
     expect(() => loadConfig({ HERALD_APPS: 'bad id:topsecret' }))
       .to.throw(ConfigError)
       .that.satisfies((e: Error) => !e.message.includes('topsecret'));
+  });
+
+  it('keeps what ended for the documented defaults; reads HERALD_RETENTION_* as durations or forever (issue 26)', () => {
+    const day = 24 * 3600_000;
+    const defaults = loadConfig({});
+    expect(defaults.retention).to.deep.equal({
+      messages: 7 * day,
+      deliveries: 7 * day,
+      pushes: 7 * day,
+      rtioCalls: day,
+      rtioReports: 7 * day,
+      emails: 7 * day,
+      inboxes: 30 * day,
+      tickets: 30 * day,
+    });
+    expect(defaults).to.deep.include({ retentionBatchSize: 1000, retentionIntervalSeconds: 60 });
+    const set = loadConfig({
+      HERALD_RETENTION_MESSAGES: 'forever',
+      HERALD_RETENTION_DELIVERIES: '90s',
+      HERALD_RETENTION_PUSHES: '0',
+      HERALD_RETENTION_RTIO_CALLS: '15m',
+      HERALD_RETENTION_RTIO_REPORTS: '2h',
+      HERALD_RETENTION_BATCH_SIZE: '500',
+      HERALD_RETENTION_INTERVAL_SECONDS: '5',
+    });
+    expect(set.retention).to.deep.include({
+      messages: 'forever',
+      deliveries: 90_000,
+      pushes: 0,
+      rtioCalls: 900_000,
+      rtioReports: 7_200_000,
+      emails: 7 * day,
+    });
+    expect(set).to.deep.include({ retentionBatchSize: 500, retentionIntervalSeconds: 5 });
   });
 });

@@ -51,3 +51,19 @@ export const VACUUM_EVENT_TABLES_SQL = 'VACUUM (ANALYZE) events, streams';
 export const eventPageSql = (parsed: boolean): string =>
   `SELECT position, event_id, stream_name, revision, event_type, ${parsed ? 'data, metadata' : 'data::text, metadata::text'}, created_at
      FROM events WHERE position > $1 ORDER BY position LIMIT $2`;
+
+/**
+ * Events per stream prefix (`message`, `rtio-report`: a stream name up to its id), for herald storage
+ * status: rows (prefix, events, bytes, oldest). Reads the whole table once; bytes are the rows' own
+ * sizes, without indexes.
+ */
+export const EVENT_SIZES_BY_PREFIX_SQL = `
+  SELECT CASE WHEN stream_name LIKE 'rtio-%' THEN substring(stream_name FROM '^rtio-[a-z]+')
+              ELSE split_part(stream_name, '-', 1) END AS prefix,
+         count(*)::bigint AS events, sum(pg_column_size(e.*))::bigint AS bytes, min(position) AS oldest
+    FROM events e GROUP BY 1 ORDER BY 1 LIMIT 100`; // herald names streams with a dozen prefixes: a bound all the same
+
+/** The event store's tables with their indexes, and the oldest position kept: one row (bytes, oldest). */
+export const EVENT_TABLES_SIZE_SQL = `
+  SELECT (pg_total_relation_size('events') + pg_total_relation_size('streams'))::bigint AS bytes,
+         (SELECT min(position) FROM events) AS oldest`;

@@ -1,0 +1,128 @@
+import { isOpen, type DeliveryStatus } from './device/delivery';
+
+/**
+ * How long herald keeps what has ended, per stream category (issue 26; docs/operations.md, "Retention").
+ * One policy for every store: the read models prune by it now; the event store's archive-and-delete and
+ * EventStoreDB's stream metadata (not yet) read the same durations.
+ *
+ * A duration counts from the moment a record *ended* — a message's expiry, a delivery's confirmation,
+ * drop or expiry, an email's sending, a report's forwarding — never from its creation, so nothing a seed
+ * still promises is removable whatever the setting:
+ *  - a Koala message with `expire` 0 is 永久有效 (000_…: "0:永久有效"): it never ends, so it is kept;
+ *  - a ONE-PUSH needConfirm message is re-sent until its `duration` (003_…): its delivery is open until
+ *    confirmed or expired, and an open delivery is never removable;
+ *  - a topvdn flag 2 message is tried 5 times, then dropped (002_…): removable only once dropped;
+ *  - an RTIO report not yet forwarded, an email not yet sent: pending, never removable.
+ */
+
+export const RETENTION_CATEGORIES = [
+  'messages',
+  'deliveries',
+  'pushes',
+  'rtioCalls',
+  'rtioReports',
+  'emails',
+  'inboxes',
+  'tickets',
+] as const;
+export type RetentionCategory = (typeof RETENTION_CATEGORIES)[number];
+
+/** Milliseconds a record is kept after it ended; `'forever'`: never removed. */
+export type Keep = number | 'forever';
+export type RetentionPolicy = Readonly<Record<RetentionCategory, Keep>>;
+
+const DAY_MS = 24 * 3600_000;
+
+/**
+ * The defaults: a week after the end for what analysts and support look at (a push's outcome, an
+ * email's, a report's), a day for RTIO calls (their caller waited at most 30 s: 004_…), a month for an
+ * inbox's reads and clears and for tickets (a ticket lives at most 30 days: HERALD_TICKET_TTL_SECONDS).
+ */
+export const DEFAULT_RETENTION: RetentionPolicy = {
+  messages: 7 * DAY_MS,
+  deliveries: 7 * DAY_MS,
+  pushes: 7 * DAY_MS,
+  rtioCalls: DAY_MS,
+  rtioReports: 7 * DAY_MS,
+  emails: 7 * DAY_MS,
+  inboxes: 30 * DAY_MS,
+  tickets: 30 * DAY_MS,
+};
+
+/** What ended before this instant is past retention at `now`; undefined when nothing of the category ever is. */
+export function retentionCutoff(now: Date, keep: Keep): Date | undefined {
+  return keep === 'forever' ? undefined : new Date(now.getTime() - keep);
+}
+
+/**
+ * `<n>s|m|h|d` (or `0`) as milliseconds, or `forever`; undefined for anything else. At most 100 years.
+ */
+export function parseKeep(text: string): Keep | undefined {
+  if (text === 'forever') return 'forever';
+  if (text === '0') return 0;
+  const match = /^(\d{1,6})(s|m|h|d)$/.exec(text);
+  if (!match) return undefined;
+  const unit = { s: 1000, m: 60_000, h: 3600_000, d: DAY_MS }[match[2] as 's' | 'm' | 'h' | 'd'];
+  const ms = Number(match[1]) * unit;
+  return ms <= 36_500 * DAY_MS ? ms : undefined;
+}
+
+/** The rules, one per kind of record a read model keeps; the projections' SQL says the same (tested against these). */
+
+/**
+ * A delivery has ended when nothing more can happen to it (not `isOpen`): confirmed, dropped, expired, or
+ * written to a device that was not asked to confirm. A delivered `needConfirm` one is still open (re-sent
+ * until its duration), whatever the setting.
+ */
+export const deliveryRemovable = (
+  d: { readonly status: DeliveryStatus; readonly needsConfirm: boolean; readonly updatedAt: Date },
+  cutoff: Date,
+): boolean => !isOpen(d.status, d.needsConfirm) && d.updatedAt < cutoff;
+
+/** A Koala message ends at its expiry; one without (`expire` 0) never ends, one still scheduled has not begun. */
+export const messageRemovable = (
+  m: { readonly status: 'scheduled' | 'delivered' | 'expired'; readonly expiresAt: Date | null },
+  cutoff: Date,
+): boolean => m.status !== 'scheduled' && m.expiresAt !== null && m.expiresAt < cutoff;
+
+/**
+ * A push has ended once none of its deliveries is kept (each was removed past its own end): it goes with
+ * its last, if it was requested before the cutoff (a push that reached no device, after the same time).
+ */
+export const pushRemovable = (
+  p: { readonly requestedAt: Date; readonly deliveriesKept: number },
+  cutoff: Date,
+): boolean => p.deliveriesKept === 0 && p.requestedAt < cutoff;
+
+/** An email ends when it is sent (a failed one is kept for the operator), a report when it is forwarded. */
+export const emailRemovable = (e: { readonly status: string; readonly updatedAt: Date }, cutoff: Date): boolean =>
+  e.status === 'sent' && e.updatedAt < cutoff;
+
+export const reportRemovable = (r: { readonly status: string; readonly updatedAt: Date }, cutoff: Date): boolean =>
+  r.status === 'forwarded' && r.updatedAt < cutoff;
+
+/** `keep` as HERALD_RETENTION_* takes it (the largest whole unit). */
+export function formatKeep(keep: Keep): string {
+  if (keep === 'forever' || keep === 0) return String(keep);
+  const unit = (['d', 'h', 'm', 's'] as const).find(
+    (u) => keep % { d: DAY_MS, h: 3600_000, m: 60_000, s: 1000 }[u] === 0,
+  );
+  if (unit === undefined) return `${keep / 1000}s`;
+  return `${keep / { d: DAY_MS, h: 3600_000, m: 60_000, s: 1000 }[unit]}${unit}`;
+}
+
+/**
+ * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`); undefined for
+ * streams that do not end (apps, devices, datahub notifications, whitelist applications, item owners):
+ * they are kept.
+ */
+export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
+  message: 'messages',
+  delivery: 'deliveries',
+  push: 'pushes',
+  'rtio-call': 'rtioCalls',
+  'rtio-report': 'rtioReports',
+  email: 'emails',
+  inbox: 'inboxes',
+  ticket: 'tickets',
+};

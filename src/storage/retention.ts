@@ -1,0 +1,118 @@
+import { retentionCutoff, type RetentionCategory, type RetentionPolicy } from '../../domain/retention';
+import { BackgroundLoop } from '../runtime/backgroundLoop';
+import type { Clock } from '../runtime/clock';
+import type { Logger } from '../runtime/logger';
+import type { Service } from '../runtime/services';
+
+/**
+ * One read model table's pruning, implemented by the projection that owns the table (DESIGN.md: nothing
+ * in src/ runs SQL on a projection's tables). What is removable is the category's rule in
+ * domain/retention.ts at `cutoff` (what ended before it is past retention).
+ */
+export interface Prunable {
+  readonly table: string;
+  readonly category: RetentionCategory;
+  /** Rows a pass at `cutoff` would remove now. */
+  countRemovable(cutoff: Date): Promise<number>;
+  /**
+   * Removes at most `limit` of them, oldest end first, in one short transaction that skips rows another
+   * transaction holds (a projection applying an event to them): they are removed by a later pass.
+   */
+  prune(cutoff: Date, limit: number): Promise<number>;
+}
+
+export interface PassReport {
+  readonly table: string;
+  readonly removed: number;
+  readonly batches: number;
+}
+
+/**
+ * The leader's pruning of the read models (docs/operations.md, "Retention"): every `intervalMs`, each
+ * table in bounded batches until a batch comes back short. Batches are separate transactions, so no
+ * lock is held between them and a reader never waits on a pass; a pass stops between two batches when
+ * the node stops leading.
+ */
+export class RetentionPass implements Service {
+  readonly name = 'retention';
+  private readonly loop = new BackgroundLoop(() => this.run());
+
+  constructor(private readonly deps: PruningTerms & { readonly log: Logger; readonly intervalMs: number }) {}
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  /** One pass over every table now; what it removed per table. */
+  runOnce(shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
+    return prunePass(this.deps, shouldGoOn);
+  }
+
+  private async run(): Promise<void> {
+    const { log } = this.deps;
+    while (this.loop.running) {
+      try {
+        const reports = await this.runOnce(() => this.loop.running);
+        const removed = reports.filter((r) => r.removed > 0);
+        if (removed.length > 0) log.info({ pruned: removed }, 'retention: removed rows past retention');
+      } catch (error) {
+        // A deadlock with a projection, the database gone: the next pass tries again.
+        log.warn({ err: error }, 'retention: a pruning pass failed; trying again at the next one');
+      }
+      await this.loop.wait(this.deps.intervalMs);
+    }
+  }
+}
+
+/** How a pass prunes: the tables, the policy, the time; a rebuild prunes its fresh tables the same way. */
+export interface PruningTerms {
+  readonly prunables: readonly Prunable[];
+  readonly policy: RetentionPolicy;
+  readonly clock: Clock;
+  readonly batchSize: number;
+  /** Called after each batch with the rows it removed (the pruned counter). */
+  readonly onPruned?: (table: string, rows: number) => void;
+}
+
+/**
+ * One pass: each table in turn, batch after batch until one comes back short (or `shouldGoOn` says
+ * stop, checked before each batch); what it removed per table.
+ */
+export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
+  const { prunables, policy, clock, batchSize, onPruned } = terms;
+  const reports: PassReport[] = [];
+  for (const prunable of prunables) {
+    let removed = 0;
+    let batches = 0;
+    for (;;) {
+      // The cutoff is taken again for each batch: a long pass removes what ended while it ran, too.
+      const cutoff = retentionCutoff(clock(), policy[prunable.category]);
+      if (cutoff === undefined || !shouldGoOn()) break;
+      const rows = await prunable.prune(cutoff, batchSize);
+      batches += 1;
+      removed += rows;
+      if (rows > 0) onPruned?.(prunable.table, rows);
+      if (rows < batchSize) break;
+    }
+    reports.push({ table: prunable.table, removed, batches });
+  }
+  return reports;
+}
+
+/** What the next pass would remove, per table, at `now` (herald storage status). */
+export async function nextPassCounts(
+  prunables: readonly Prunable[],
+  policy: RetentionPolicy,
+  now: Date,
+): Promise<Array<{ table: string; category: RetentionCategory; removable: number | null }>> {
+  return Promise.all(
+    prunables.map(async (p) => {
+      const cutoff = retentionCutoff(now, policy[p.category]);
+      return { table: p.table, category: p.category, removable: cutoff ? await p.countRemovable(cutoff) : null };
+    }),
+  );
+}

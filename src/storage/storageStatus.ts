@@ -1,0 +1,167 @@
+import type { Pool } from 'pg';
+import {
+  formatKeep,
+  RETENTION_CATEGORIES,
+  STREAM_CATEGORIES,
+  type RetentionCategory,
+  type RetentionPolicy,
+} from '../../domain/retention';
+import { EVENT_SIZES_BY_PREFIX_SQL, EVENT_TABLES_SIZE_SQL } from '../eventStore/postgres/eventTables';
+import type { Infrastructure } from '../infrastructure';
+import type { Projection } from '../projection/projection';
+import { nextPassCounts, type Prunable } from './retention';
+
+/**
+ * What herald keeps and what retention will remove (`herald storage status`, the /metrics gauges):
+ * catalogue figures — rows are PostgreSQL's live-row estimates (pg_stat), bytes include indexes and
+ * TOAST — so reading them costs nothing whatever the tables' size. The event store's categories are
+ * counted exactly, by one scan of the events table (the CLI only).
+ */
+
+export interface TableSize {
+  readonly table: string;
+  readonly rows: number;
+  readonly bytes: number;
+}
+
+/**
+ * Rows and bytes of each table; a table that does not exist is left out. Rows are PostgreSQL's
+ * estimate (what its statistics have been told, a second or so behind), or with `exact` counted (a scan
+ * of each table: for the CLI, never for /metrics).
+ */
+export async function tableSizes(pool: Pool, tables: readonly string[], exact = false): Promise<TableSize[]> {
+  // The names are the projections' own (Projection.tables), each quoted: nothing else reaches this SQL.
+  const rowsOf = exact
+    ? `(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', t.name), false, true, '')))[1]::text::bigint`
+    : 'pg_stat_get_live_tuples(t.oid)';
+  const { rows } = await pool.query<{ table: string; rows: string; bytes: string }>(
+    `SELECT t.name AS table, ${rowsOf} AS rows, pg_total_relation_size(t.oid) AS bytes
+       FROM (SELECT name, to_regclass(name)::oid AS oid FROM unnest($1::text[]) AS name) t
+      WHERE t.oid IS NOT NULL ORDER BY t.name`,
+    [tables],
+  );
+  return rows.map((r) => ({ table: r.table, rows: Number(r.rows), bytes: Number(r.bytes) }));
+}
+
+export interface StorageStatus {
+  readonly at: string;
+  readonly databaseBytes: number;
+  /** Whether read model rows were counted (--exact) or are PostgreSQL's estimates. */
+  readonly exactRows: boolean;
+  readonly retention: Readonly<Record<RetentionCategory, string>>;
+  readonly readModels: ReadonlyArray<
+    TableSize & {
+      readonly projection: string;
+      /** Rows the next pruning pass would remove (null: the table is not pruned, or its category is kept forever). */
+      readonly removableNextPass: number | null;
+    }
+  >;
+  readonly events: {
+    readonly store: 'postgresql' | 'eventstoredb';
+    /** Null for EventStoreDB: its sizes are its own (its admin UI, `$stats`). */
+    readonly bytes: number | null;
+    readonly oldestPosition: string | null;
+    readonly categories: ReadonlyArray<{
+      readonly prefix: string;
+      readonly category: RetentionCategory | null;
+      readonly events: number;
+      readonly bytes: number;
+      readonly oldestPosition: string;
+    }> | null;
+  };
+}
+
+export async function storageStatus(deps: {
+  readonly infrastructure: Infrastructure;
+  readonly projections: readonly Projection[];
+  readonly prunables: readonly Prunable[];
+  readonly policy: RetentionPolicy;
+  readonly now: Date;
+  /** Count each table's rows instead of PostgreSQL's estimate. */
+  readonly exact?: boolean;
+}): Promise<StorageStatus> {
+  const { infrastructure, projections, prunables, policy, now } = deps;
+  const { pool } = infrastructure.database;
+  const ownerOf = new Map(projections.flatMap((p) => p.tables.map((table) => [table, p.name] as const)));
+  const [sizes, removable, database] = await Promise.all([
+    tableSizes(pool, [...ownerOf.keys()], deps.exact),
+    nextPassCounts(prunables, policy, now),
+    pool.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes'),
+  ]);
+  const events = infrastructure.store.kind === 'postgresql' ? await eventSizes(pool) : undefined;
+  return {
+    at: now.toISOString(),
+    databaseBytes: Number(database.rows[0]!.bytes),
+    exactRows: deps.exact === true,
+    retention: Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, formatKeep(policy[c])])) as Record<
+      RetentionCategory,
+      string
+    >,
+    readModels: sizes.map((size) => ({
+      ...size,
+      projection: ownerOf.get(size.table)!,
+      removableNextPass: removable.find((r) => r.table === size.table)?.removable ?? null,
+    })),
+    events: {
+      store: infrastructure.store.kind,
+      bytes: events?.bytes ?? null,
+      oldestPosition: events?.oldest ?? null,
+      categories: events?.categories ?? null,
+    },
+  };
+}
+
+async function eventSizes(pool: Pool) {
+  const [total, byPrefix] = await Promise.all([
+    pool.query<{ bytes: string; oldest: string | null }>(EVENT_TABLES_SIZE_SQL),
+    pool.query<{ prefix: string; events: string; bytes: string; oldest: string }>(EVENT_SIZES_BY_PREFIX_SQL),
+  ]);
+  return {
+    bytes: Number(total.rows[0]!.bytes),
+    oldest: total.rows[0]!.oldest,
+    categories: byPrefix.rows.map((r) => ({
+      prefix: r.prefix,
+      category: STREAM_CATEGORIES[r.prefix] ?? null,
+      events: Number(r.events),
+      bytes: Number(r.bytes),
+      oldestPosition: r.oldest,
+    })),
+  };
+}
+
+/** The status for a terminal: one line per table and per event category. */
+export function formatStorageStatus(status: StorageStatus): string {
+  const mib = (bytes: number | null) =>
+    bytes === null
+      ? '-'
+      : bytes < 1 << 10
+        ? `${bytes} B`
+        : bytes < 1 << 20
+          ? `${(bytes / (1 << 10)).toFixed(1)} KiB`
+          : bytes < 1 << 30
+            ? `${(bytes / (1 << 20)).toFixed(1)} MiB`
+            : `${(bytes / (1 << 30)).toFixed(1)} GiB`;
+  const lines = [
+    `database ${mib(status.databaseBytes)} at ${status.at}`,
+    `retention ${Object.entries(status.retention)
+      .map(([c, keep]) => `${c}=${keep}`)
+      .join(' ')}`,
+    '',
+    `read model table                 projection       ${status.exactRows ? '       rows' : 'rows (est.)'}        size   next pass removes`,
+    ...status.readModels.map(
+      (t) =>
+        `${t.table.padEnd(32)} ${t.projection.padEnd(16)} ${String(t.rows).padStart(11)} ${mib(t.bytes).padStart(11)}   ${t.removableNextPass ?? '-'}`,
+    ),
+    '',
+    `events (${status.events.store}) ${mib(status.events.bytes)}, oldest position ${status.events.oldestPosition ?? '-'}`,
+  ];
+  if (status.events.categories) {
+    lines.push('stream prefix        retention         events        size   oldest position');
+    for (const c of status.events.categories)
+      lines.push(
+        `${c.prefix.padEnd(20)} ${(c.category ? status.retention[c.category] : 'kept').padEnd(10)} ${String(c.events).padStart(13)} ${mib(c.bytes).padStart(11)}   ${c.oldestPosition}`,
+      );
+    lines.push('(the event store is not pruned yet: retention applies to the read models only)');
+  }
+  return lines.join('\n') + '\n';
+}

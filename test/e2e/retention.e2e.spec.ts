@@ -1,0 +1,136 @@
+import { expect } from 'chai';
+import { emailQueries } from '../../projections/emails';
+import { rtioReportQueries } from '../../projections/rtioReports';
+import type { Herald } from '../../src/herald';
+import type { Viewer } from '../../src/identity/tickets';
+import { DeviceSocket } from '../support/deviceSocket';
+import { eventually } from '../support/eventually';
+import { startTestHerald, TestClock } from '../support/herald';
+import { describeTarget } from '../support/postgres';
+
+/**
+ * Retention never removes what a seed still promises (issue 26), seen through herald's own services:
+ * three weeks on, past the default week of every category, after a pass,
+ *  - Koala (000): a message with `expire` 0 (永久有效) and one still inside its `expire` are listed, with
+ *    the page's total; one past its expiry is gone and the total does not count it;
+ *  - ONE-PUSH (003): needConfirm messages inside their `duration` — one never delivered, one delivered and
+ *    not confirmed — reach their device when it connects, and it can confirm them;
+ *  - RTIO (004): a report not forwarded (no notify URL) is still pending;
+ *  - datahub emails: one not sent (no SMTP server) is still pending.
+ */
+describe(`retention keeps what the seeds promise (${describeTarget()})`, function () {
+  this.timeout(60_000);
+  const DAY = 24 * 3600_000;
+  const clock = new TestClock();
+  let test: Awaited<ReturnType<typeof startTestHerald>>;
+  let h: Herald;
+  const sockets: DeviceSocket[] = [];
+
+  before(async () => {
+    test = await startTestHerald({ sendRatePerMinute: 100_000, retentionIntervalSeconds: 86_400 }, clock.now);
+    h = test.herald;
+  });
+  after(async () => {
+    for (const socket of sockets) socket.close();
+    await test?.stop();
+  });
+
+  it('three weeks on, a pass removes what ended and nothing a seed still promises', async () => {
+    const viewer = async (userId: string): Promise<Viewer> =>
+      (await h.tickets.issue({ appId: 'camel', secret: 'EERWERRRRE', userId, roles: [], now: clock.now() })).viewer;
+    const [alice, bob] = [await viewer('alice'), await viewer('bob')];
+    const send = (title: string, expireSeconds: number) =>
+      h.messaging.send(alice, { to: ['bob'], title, content: 'c', expireSeconds }, clock.now());
+    const forever = await send('永久有效', 0);
+    const month = await send('a month', 30 * 24 * 3600);
+    const minute = await send('a minute', 60);
+
+    const register = async (alias: string) =>
+      (
+        await h.devices.register(
+          { appId: 'camel', alias, platform: 'ANDROID', nativeToken: `native-${alias}`, tags: [] },
+          clock.now(),
+        )
+      ).device;
+    const offline = await register('offline');
+    const unconfirming = await register('unconfirming');
+    const onePush = (alias: string, alert: string) =>
+      h.pushes.onePush(
+        'camel',
+        {
+          platform: 'ALL',
+          audienceType: 'ALIAS',
+          audiences: [alias],
+          alert,
+          needConfirm: true,
+          duration: 30 * 24 * 3600,
+        },
+        clock.now(),
+      );
+    const waiting = await onePush('offline', 'waits for its device');
+    const socket = await DeviceSocket.connect(test.url, unconfirming.deviceId);
+    sockets.push(socket);
+    await eventually(async () => expect(await h.gateway.presence.isOnline(unconfirming.deviceId)).to.equal(true));
+    const unconfirmed = await onePush('unconfirming', 'delivered, never confirmed');
+    await socket.until((s) => s.messages.some((m) => m.messageId === unconfirmed.pushId), 'the first attempt');
+    socket.close();
+    await eventually(async () => expect(await h.gateway.presence.isOnline(unconfirming.deviceId)).to.equal(false));
+    // A push that ends at once (topvdn flag 3 to a device that is not connected: dropped after 5 s).
+    const dropped = await h.pushes.topvdnPush(
+      'camel',
+      { msg: 'aGVsbG8=', flag: 3, from: null, clientIds: [offline.clientId], callback: false },
+      clock.now(),
+    );
+
+    const rtioDevice = await h.rtio.createDevice('camel', 'retention-nonce-1');
+    const report = await h.rtio.report({ deviceId: rtioDevice.deviceId, appId: 'camel' }, 'temperature=21');
+    const requested = await fetch(`${test.url}/topics/to_emails.json`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-app-id': 'camel', 'x-app-key': 'EERWERRRRE' },
+      body: JSON.stringify({ to: 'zhang3@example.com', subject: 'unsent', content: 'no SMTP server', ishtml: false }),
+    });
+    expect(requested.status).to.equal(202);
+    const { emailid } = (await requested.json()) as { emailid: string };
+
+    // The flag 3 push ends 5 s on; then three weeks pass.
+    clock.advance(6_000);
+    await eventually(async () => {
+      h.gateway.wake();
+      expect((await h.pushes.status('camel', dropped.pushId))?.deliveries).to.include({ pending: 0 });
+    });
+    clock.advance(21 * DAY);
+    const passed = await h.retention.runOnce();
+    const removed = (table: string) => passed.find((r) => r.table === table)?.removed;
+    expect(removed('notification_messages'), 'the message past its expiry').to.equal(1);
+    expect(removed('device_deliveries'), 'the dropped delivery').to.equal(1);
+    expect(removed('device_pushes'), 'its push').to.equal(1);
+    expect(removed('rtio_reports')).to.equal(0);
+    expect(removed('emails')).to.equal(0);
+
+    // Koala: the page lists the two messages still promised, and its total counts them alone.
+    const page = await h.messaging.inbox(bob, { first: 10, unreadOnly: false }, clock.now());
+    expect(page.nodes.map((n) => n.messageId).sort()).to.deep.equal([forever.id, month.id].sort());
+    expect(page.total).to.equal(2);
+    expect(page.nodes.map((n) => n.messageId)).not.to.include(minute.id);
+    expect((await h.messaging.acknowledge(bob, [forever.id], clock.now())).acknowledged).to.equal(1);
+
+    // ONE-PUSH: both needConfirm messages reach their devices on connect, and are confirmed.
+    for (const [device, push] of [
+      [offline, waiting],
+      [unconfirming, unconfirmed],
+    ] as const) {
+      const again = await DeviceSocket.connect(test.url, device.deviceId);
+      sockets.push(again);
+      await again.until((s) => s.messages.some((m) => m.messageId === push.pushId), `${push.pushId} on connect`);
+      again.confirm(push.pushId);
+      await eventually(async () =>
+        expect((await h.pushes.status('camel', push.pushId))?.deliveries).to.include({ confirmed: 1 }),
+      );
+    }
+
+    // RTIO and email: still waiting for their notify URL and SMTP server.
+    const { pool } = h.infrastructure.database;
+    expect((await rtioReportQueries(pool).byId(report))?.status).to.equal('pending');
+    expect((await emailQueries(pool).byId(emailid))?.status).to.equal('pending');
+  });
+});

@@ -1,0 +1,272 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { Pool } from 'pg';
+import pino from 'pino';
+import type { DeliveryStatus } from '../../domain/device/delivery';
+import {
+  DEFAULT_RETENTION,
+  deliveryRemovable,
+  emailRemovable,
+  messageRemovable,
+  pushRemovable,
+  reportRemovable,
+  RETENTION_CATEGORIES,
+  type RetentionPolicy,
+} from '../../domain/retention';
+import { migrations, readModels } from '../../projections';
+import type { Database } from '../../src/postgres/database';
+import { migrate } from '../../src/postgres/migrations';
+import { RetentionPass } from '../../src/storage/retention';
+import { describeTarget, createTestDatabase, type TestDatabase } from '../support/postgres';
+
+/**
+ * Retention on the read models (issue 26): every kind of row each pruned table can hold — each status,
+ * with and without confirmation or expiry, ended before, at and after the cutoff — is written, one pass
+ * runs, and what is left must be exactly what the rules of domain/retention.ts keep. The protected rows
+ * the issue names (a message inside its expiry or without one, an open needConfirm delivery, an
+ * unforwarded report, an unsent email) are also checked by name. Then a large prune in small batches,
+ * while reads go on.
+ */
+describe(`retention prunes the read models (${describeTarget()})`, function () {
+  this.timeout(60_000);
+  const DAY = 24 * 3600_000;
+  const now = new Date(Date.UTC(2026, 5, 1));
+  const cutoff = new Date(now.getTime() - DAY);
+  const policy: RetentionPolicy = Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, DAY])) as RetentionPolicy;
+  // Ended well before the cutoff, exactly at it (kept: "before" is strict), after it.
+  const times = [new Date(cutoff.getTime() - 3600_000), cutoff, new Date(cutoff.getTime() + 3600_000)];
+  let testDatabase: TestDatabase;
+  let database: Database;
+  let pool: Pool;
+
+  const pass = (batchSize = 1000, p: RetentionPolicy = policy) =>
+    new RetentionPass({
+      prunables: readModels(pool).retention,
+      policy: p,
+      clock: () => now,
+      log: pino({ level: 'silent' }),
+      batchSize,
+      intervalMs: 60_000,
+    });
+
+  beforeEach(async () => {
+    testDatabase = await createTestDatabase();
+    database = testDatabase.open();
+    pool = database.pool;
+    await migrate(pool, migrations);
+  });
+  afterEach(async () => {
+    await testDatabase.drop();
+  });
+
+  async function insertDelivery(d: {
+    pushId: string;
+    deviceId: string;
+    status: DeliveryStatus;
+    needsConfirm: boolean;
+    updatedAt: Date;
+  }): Promise<void> {
+    await pool.query(
+      `INSERT INTO device_deliveries (push_id, device_id, app_id, status, needs_confirm, attempts, expires_at,
+         push_position, revision, position, updated_at)
+       VALUES ($1, $2, 'camel', $3, $4, 1, $5, 1, 0, 1, $5)`,
+      [d.pushId, d.deviceId, d.status, d.needsConfirm, d.updatedAt],
+    );
+  }
+  async function insertPush(pushId: string, requestedAt: Date): Promise<void> {
+    await pool.query(
+      `INSERT INTO device_pushes (push_id, app_id, message, needs_confirm, retry, requested_at, expires_at, position)
+       VALUES ($1, 'camel', '{}', false, 'once', $2, $2, 1)`,
+      [pushId, requestedAt],
+    );
+  }
+
+  it('removes exactly the ended deliveries and pushes past retention; an open needConfirm delivery stays', async () => {
+    const statuses: DeliveryStatus[] = ['pending', 'delivered', 'confirmed', 'dropped', 'expired'];
+    const deliveries = statuses.flatMap((status) =>
+      [true, false].flatMap((needsConfirm) =>
+        times.map((updatedAt) => ({ pushId: randomUUID(), deviceId: 'dev-1', status, needsConfirm, updatedAt })),
+      ),
+    );
+    for (const d of deliveries) {
+      await insertPush(d.pushId, times[0]!);
+      await insertDelivery(d);
+    }
+    // Pushes without deliveries: requested before, at and after the cutoff.
+    const bare = times.map((requestedAt) => ({ pushId: randomUUID(), requestedAt }));
+    for (const p of bare) await insertPush(p.pushId, p.requestedAt);
+
+    const report = await pass().runOnce();
+
+    const { rows: leftDeliveries } = await pool.query<{ push_id: string }>('SELECT push_id FROM device_deliveries');
+    const kept = deliveries.filter((d) => !deliveryRemovable(d, cutoff));
+    expect(leftDeliveries.map((r) => r.push_id).sort()).to.deep.equal(kept.map((d) => d.pushId).sort());
+    expect(kept.some((d) => d.status === 'delivered' && d.needsConfirm && d.updatedAt < cutoff)).to.equal(true);
+    expect(kept.some((d) => d.status === 'pending' && d.updatedAt < cutoff)).to.equal(true);
+
+    const { rows: leftPushes } = await pool.query<{ push_id: string }>('SELECT push_id FROM device_pushes');
+    const keptPushes = [
+      ...deliveries.filter(
+        (d) => !pushRemovable({ requestedAt: times[0]!, deliveriesKept: kept.includes(d) ? 1 : 0 }, cutoff),
+      ),
+      ...bare.filter((p) => !pushRemovable({ requestedAt: p.requestedAt, deliveriesKept: 0 }, cutoff)),
+    ].map((p) => p.pushId);
+    expect(leftPushes.map((r) => r.push_id).sort()).to.deep.equal(keptPushes.sort());
+    expect(report.find((r) => r.table === 'device_deliveries')?.removed).to.equal(deliveries.length - kept.length);
+  });
+
+  it('removes Koala messages past their expiry and retention with their inbox rows; the counters follow; 永久有效 stays', async () => {
+    type Message = { id: string; status: 'scheduled' | 'delivered' | 'expired'; expiresAt: Date | null };
+    const messages: Message[] = (['scheduled', 'delivered', 'expired'] as const).flatMap((status) =>
+      [null, ...times].map((expiresAt) => ({ id: randomUUID(), status, expiresAt })),
+    );
+    let seq = 0;
+    for (const m of messages) {
+      seq += 1;
+      await pool.query(
+        `INSERT INTO notification_messages (message_id, app_id, sender, title, content, recipients, status, seq, sent_at, expires_at)
+         VALUES ($1, 'camel', 'alice', 't', 'c', ARRAY['bob', 'carol'], $2, $3, $4, $5)`,
+        [m.id, m.status, seq, times[0], m.expiresAt],
+      );
+      if (m.status === 'delivered')
+        // bob has read it, carol has not.
+        await pool.query(
+          `INSERT INTO notifications (message_id, user_id, app_id, seq, type, expires_at, read_at)
+           VALUES ($1, 'bob', 'camel', $2, 'koala', $3, $4), ($1, 'carol', 'camel', $2, 'koala', $3, NULL)`,
+          [m.id, seq, m.expiresAt, times[0]],
+        );
+    }
+    const inboxed = messages.filter((m) => m.status === 'delivered').length;
+    await pool.query(
+      `INSERT INTO inbox_counters (app_id, user_id, total, unread) VALUES ('camel', 'bob', $1, 0), ('camel', 'carol', $1, $1)`,
+      [inboxed],
+    );
+
+    await pass().runOnce();
+
+    const keptIds = messages.filter((m) => !messageRemovable(m, cutoff)).map((m) => m.id);
+    const { rows } = await pool.query<{ message_id: string }>('SELECT message_id FROM notification_messages');
+    expect(rows.map((r) => r.message_id).sort()).to.deep.equal([...keptIds].sort());
+    const removedInboxed = messages.filter((m) => m.status === 'delivered' && messageRemovable(m, cutoff)).length;
+    expect(removedInboxed).to.equal(1);
+    const { rows: notifications } = await pool.query<{ message_id: string }>('SELECT message_id FROM notifications');
+    expect(notifications).to.have.length(2 * (inboxed - removedInboxed));
+    expect(notifications.every((n) => keptIds.includes(n.message_id))).to.equal(true);
+    const { rows: counters } = await pool.query<{ user_id: string; total: string; unread: string }>(
+      'SELECT user_id, total, unread FROM inbox_counters ORDER BY user_id',
+    );
+    expect(counters.map((c) => [c.user_id, Number(c.total), Number(c.unread)])).to.deep.equal([
+      ['bob', inboxed - removedInboxed, 0],
+      ['carol', inboxed - removedInboxed, inboxed - removedInboxed],
+    ]);
+    // By name: no expiry (expire 0) and still scheduled stay, whatever their age.
+    for (const m of messages.filter((m) => m.expiresAt === null || m.status === 'scheduled'))
+      expect(keptIds).to.include(m.id);
+  });
+
+  it('removes sent emails and forwarded reports past retention; pending and failed ones stay', async () => {
+    const emails = ['pending', 'sent', 'failed'].flatMap((status) =>
+      times.map((updatedAt) => ({ id: randomUUID(), status, updatedAt })),
+    );
+    for (const e of emails)
+      await pool.query(
+        `INSERT INTO emails (email_id, app_id, recipients, subject, is_html, status, attempts, requested_at, updated_at, position)
+         VALUES ($1, 'camel', ARRAY['a@example.com'], 's', false, $2, 1, $3, $3, 1)`,
+        [e.id, e.status, e.updatedAt],
+      );
+    const reports = ['pending', 'forwarded', 'failed'].flatMap((status) =>
+      times.map((updatedAt) => ({ id: randomUUID(), status, updatedAt })),
+    );
+    for (const r of reports)
+      await pool.query(
+        `INSERT INTO rtio_reports (report_id, app_id, device_id, status, attempts, reported_at, updated_at, position)
+         VALUES ($1, 'camel', 'dev-1', $2, 1, $3, $3, 1)`,
+        [r.id, r.status, r.updatedAt],
+      );
+
+    const prunables = readModels(pool).retention;
+    const removable = async (table: string) => prunables.find((p) => p.table === table)!.countRemovable(cutoff);
+    expect(await removable('emails')).to.equal(1);
+    expect(await removable('rtio_reports')).to.equal(1);
+
+    await pass().runOnce();
+
+    const ids = async (sql: string) => (await pool.query<{ id: string }>(sql)).rows.map((r) => r.id).sort();
+    expect(await ids('SELECT email_id AS id FROM emails')).to.deep.equal(
+      emails
+        .filter((e) => !emailRemovable(e, cutoff))
+        .map((e) => e.id)
+        .sort(),
+    );
+    expect(await ids('SELECT report_id AS id FROM rtio_reports')).to.deep.equal(
+      reports
+        .filter((r) => !reportRemovable(r, cutoff))
+        .map((r) => r.id)
+        .sort(),
+    );
+    expect(await removable('emails')).to.equal(0);
+  });
+
+  it('keeps everything of a category kept forever', async () => {
+    const pushId = randomUUID();
+    await insertPush(pushId, times[0]!);
+    await insertDelivery({ pushId, deviceId: 'dev-1', status: 'confirmed', needsConfirm: true, updatedAt: times[0]! });
+    const report = await pass(1000, { ...DEFAULT_RETENTION, deliveries: 'forever' }).runOnce();
+    expect(report.find((r) => r.table === 'device_deliveries')).to.deep.equal({
+      table: 'device_deliveries',
+      removed: 0,
+      batches: 0,
+    });
+    expect((await pool.query('SELECT 1 FROM device_deliveries')).rowCount).to.equal(1);
+  });
+
+  it('a large prune runs in batches, and reads answer while it runs', async () => {
+    const rows = 30_000;
+    await pool.query(
+      `INSERT INTO device_deliveries (push_id, device_id, app_id, status, needs_confirm, attempts, expires_at,
+         push_position, revision, position, updated_at)
+       SELECT gen_random_uuid(), 'dev-' || (i % 100), 'camel', 'confirmed', true, 1, $1, i, 1, i, $1
+         FROM generate_series(1, $2) AS i`,
+      [times[0], rows],
+    );
+    // One open delivery a device's backlog read finds throughout.
+    const open = randomUUID();
+    await insertPush(open, new Date(now.getTime() + DAY));
+    await pool.query(
+      `INSERT INTO devices (device_id, app_id, client_id, alias, platform, native_token, tags, registration,
+         registration_position, active, registered_at, updated_at, position)
+       VALUES ('dev-open', 'camel', 1, 'a', 'ANDROID', 'n', '{}', 1, 0, true, $1, $1, 1)`,
+      [times[0]],
+    );
+    await pool.query(
+      `INSERT INTO device_deliveries (push_id, device_id, app_id, status, needs_confirm, attempts, expires_at,
+         push_position, revision, position, updated_at)
+       VALUES ($1, 'dev-open', 'camel', 'delivered', true, 1, $2, 5, 1, 5, $3)`,
+      [open, new Date(now.getTime() + DAY), times[0]],
+    );
+    const deliveries = readModels(pool).devices.deliveries;
+    const batchSize = 2000;
+    let running = true;
+    let reads = 0;
+    let slowestReadMs = 0;
+    const reader = (async () => {
+      while (running) {
+        const started = performance.now();
+        const backlog = await deliveries.backlog('dev-open', now, 0n, 10);
+        slowestReadMs = Math.max(slowestReadMs, performance.now() - started);
+        expect(backlog.map((d) => d.pushPosition)).to.deep.equal([5n]);
+        reads += 1;
+      }
+    })();
+    const report = await pass(batchSize)
+      .runOnce()
+      .finally(() => (running = false));
+    await reader;
+    const pruned = report.find((r) => r.table === 'device_deliveries')!;
+    expect(pruned.removed).to.equal(rows);
+    expect(pruned.batches).to.equal(rows / batchSize + 1);
+    expect(reads, 'reads made while the pass ran').to.be.greaterThan(pruned.batches);
+    expect(slowestReadMs, 'the slowest read during the pass').to.be.lessThan(1000);
+    expect((await pool.query('SELECT 1 FROM device_deliveries')).rowCount).to.equal(1);
+  });
+});
