@@ -8,6 +8,12 @@ import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
 import { deliveryQueries, deviceQueries, devicesProjection } from './devices';
 import { emailQueries, emailsProjection } from './emails';
 import { notificationQueries, notificationsProjection } from './koalaInbox';
+import {
+  apnsCredentialStore,
+  platformCredentialMigrations,
+  platformPushesProjection,
+  platformPushQueries,
+} from './platformPushes';
 import { rtioProjection, rtioReportQueries } from './rtioReports';
 import { keptTicketKey, settingsMigrations } from './settings';
 import { waitingApplications, whitelistProjection } from './whitelist';
@@ -25,6 +31,7 @@ export const projections: readonly Projection[] = [
   datahubProjection,
   emailsProjection,
   devicesProjection,
+  platformPushesProjection,
   rtioProjection,
   whitelistProjection,
 ];
@@ -38,6 +45,7 @@ export const migrations: readonly Migration[] = [
   ...projectionRunnerMigrations,
   ...settingsMigrations,
   ...deviceNumberMigrations,
+  ...platformCredentialMigrations,
   ...projections.flatMap((p) => p.migrations),
 ];
 
@@ -57,6 +65,11 @@ export function readModels(pool: Pool) {
       queries: deviceQueries(pool),
       deliveries: deliveryQueries(pool),
       numbers: deviceNumbers(pool),
+    },
+    platformPushes: {
+      name: platformPushesProjection.name,
+      queries: platformPushQueries(pool),
+      credentials: apnsCredentialStore(pool),
     },
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },

@@ -43,6 +43,7 @@ describe('docs/api/graphql.md examples', function () {
       gateway: test.herald.gateway,
       rtio: test.herald.rtio,
       events: test.herald.events,
+      platformCredentials: test.herald.platformCredentials,
     });
     for (const block of blocks)
       expect(
