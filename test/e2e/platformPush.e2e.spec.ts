@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import type { Config } from '../../src/config';
+import type { DevicePresence } from '../../src/devices/presence';
 import type { Herald } from '../../src/herald';
 import { apnsTestKey, startApnsStandIn, type ApnsStandIn, type ApnsTestKey } from '../support/apnsStandIn';
 import { DeviceSocket } from '../support/deviceSocket';
@@ -182,6 +183,69 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     expect(later.messages[0]!.messageId).to.equal(requestId);
   });
 
+  it('a connected iOS device that has not confirmed a needConfirm message by its first re-send gets it through APNs, once', async () => {
+    const quiet = token();
+    const quietId = await register(quiet, 'ios-quiet');
+    const socket = await DeviceSocket.connect(url, quietId);
+    sockets.push(socket);
+    const requestId = await send(['ios-quiet'], { needConfirm: true, duration: 3600 });
+    await socket.until((s) => s.messages.length === 1, 'the first attempt');
+    // Connected and written once: not an APNs case yet.
+    await eventually(async () =>
+      expect((await herald.pushes.status('camel', requestId))?.deliveries).to.include({ delivered: 1 }),
+    );
+    // The first re-send (10 s after the first attempt), still unconfirmed …
+    clock.advance(11_000);
+    herald.gateway.wake();
+    await socket.until((s) => s.messages.length === 2, 'the first re-send');
+    // … so it goes through APNs as well, needConfirm in its payload.
+    await eventually(() => expect(requestsTo(quiet)).to.have.length(1));
+    expect(requestsTo(quiet)[0]!.payload).to.include({ messageId: requestId, needConfirm: true });
+    const [requested] = await eventsOf(`platformpush-${requestId}`);
+    expect(requested!.data).to.include({ why: 'unconfirmed' });
+    // Later re-sends do not make another.
+    clock.advance(21_000);
+    herald.gateway.wake();
+    await socket.until((s) => s.messages.length === 3, 'the second re-send');
+    herald.platformPushes.wake();
+    await eventually(async () =>
+      expect((await eventsOf(`platformpush-${requestId}`)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushSent',
+      ]),
+    );
+    expect(requestsTo(quiet)).to.have.length(1);
+    socket.confirm(requestId);
+    await socket.until((s) => s.frames.some((f) => f.confirmed === requestId), 'the confirmation');
+  });
+
+  it('a device connected to another node (the directory holds it) gets no APNs push, though nothing is written to it here', async () => {
+    const elsewhere = token();
+    const elsewhereId = await register(elsewhere, 'ios-elsewhere');
+    const marker = token();
+    await register(marker, 'ios-marker-1');
+    // What another node's connection leaves in the directory: online, with no socket on this node.
+    (herald.gateway.presence as DevicePresence).add(elsewhereId);
+    try {
+      const requestId = await send(['ios-elsewhere', 'ios-marker-1']);
+      await eventually(() => expect(requestsTo(marker)).to.have.length(1));
+      // Looked at again after the marker's: still online, still skipped.
+      herald.platformPushes.wake();
+      await eventually(async () =>
+        expect((await eventsOf(`platformpush-${requestId}`)).map((e) => e.type)).to.deep.equal([
+          'PlatformPushRequested',
+          'PlatformPushSent',
+        ]),
+      );
+      expect(requestsTo(elsewhere)).to.have.length(0);
+    } finally {
+      (herald.gateway.presence as DevicePresence).remove(elsewhereId);
+    }
+    // Gone from the directory and still not written: now it is offline, and APNs takes it.
+    herald.platformPushes.wake();
+    await eventually(() => expect(requestsTo(elsewhere)).to.have.length(1));
+  });
+
   it('a 410 revokes the token: the next send skips APNs until the device registers again', async () => {
     const dead = token();
     const alive = token();
@@ -272,9 +336,17 @@ describe('platform push: APNs for iOS devices that are not connected', function 
       true,
     );
     const second = await send(['ios-other'], {}, ['other', 'other-secret']);
-    await eventually(() => expect(requestsTo(othersPhone)).to.have.length(1));
-    expect(requestsTo(othersPhone)[0]!).to.include({ teamId: keyB.teamId });
-    expect(requestsTo(othersPhone)[0]!.headers).to.include({ 'apns-topic': keyB.topic, 'apns-id': second });
+    // Both of its open messages now go out (the first still waits for the device: docs/platform-push.md), with its own key.
+    await eventually(() => expect(requestsTo(othersPhone)).to.have.length(2));
+    expect(
+      requestsTo(othersPhone)
+        .map((r) => r.headers['apns-id'])
+        .sort(),
+    ).to.deep.equal([first, second].sort());
+    for (const request of requestsTo(othersPhone)) {
+      expect(request).to.include({ teamId: keyB.teamId, status: 200 });
+      expect(request.headers).to.include({ 'apns-topic': keyB.topic });
+    }
     // And every one of camel's went with camel's key.
     expect(standIn.requests.filter((r) => r.token !== othersPhone).every((r) => r.teamId === keyA.teamId)).to.equal(
       true,
