@@ -6,10 +6,11 @@ import {
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
 import { deviceAggregate, platformPushAggregate } from '../command/aggregates';
-import { handleCommand, loadState } from '../command/commandHandler';
+import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Metrics } from '../nodes/metrics';
+import { BackgroundLoop } from '../runtime/backgroundLoop';
 import type { Clock } from '../runtime/clock';
 import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
@@ -69,12 +70,20 @@ export interface PlatformPushQueries {
 export const PLATFORM_PUSH_TIMEOUT_MS = 10_000;
 /** How often the trigger looks for offline devices when nothing wakes it. */
 const TRIGGER_WAIT_MS = 500;
+/** Candidates per look, and requests appended at once. */
+const TRIGGER_PAGE = 1000;
+const TRIGGER_CONCURRENCY = 32;
 
 type Outcome = { readonly ok: true } | { readonly ok: false; readonly error: string; readonly retry: boolean };
 
+/** Pushes' messages kept in memory: a push to ALL is thousands of items of one message, which never changes. */
+const MAX_CACHED_MESSAGES = 256;
+
 export class PlatformPushes implements Service {
   readonly name = 'platform pushes';
-  private readonly trigger: DueWork<PlatformPushCandidate>;
+  private readonly messages = new Map<string, { message: PushMessage; needsConfirm: boolean }>();
+  /** Looks for deliveries that need a platform push, a page at a time. */
+  private readonly trigger = new BackgroundLoop(() => this.runTrigger());
   private readonly sender: DueWork<PlatformPushItemKey>;
 
   constructor(
@@ -95,43 +104,6 @@ export class PlatformPushes implements Service {
     },
   ) {
     const { store, queries, clock, log } = deps;
-    this.trigger = new DueWork<PlatformPushCandidate>({
-      clock,
-      log,
-      doing: 'requesting a platform push',
-      maxWaitMs: TRIGGER_WAIT_MS,
-      attemptTimeoutMs: PLATFORM_PUSH_TIMEOUT_MS,
-      due: async (now, limit) => queries.candidates(await deps.appsWithApns(), now, limit),
-      // Looked for on a short period (new pushes, devices going offline are not scheduled in advance).
-      nextDueAt: async () => undefined,
-      idOf: (c) => `${c.pushId}/${c.deviceId}`,
-      keyOf: (c) => c.appId,
-      readYourWrites: deps.readYourWrites,
-      perform: async (c) => {
-        // Never written: only for a device connected to no node (a connected one is being written to).
-        if (c.attempts === 0 && (await deps.presence.isOnline(c.deviceId))) return undefined;
-        const result = await handleCommand(
-          store,
-          platformPushAggregate,
-          platformPushStreamName(c.pushId, c.deviceId),
-          {
-            type: 'RequestPlatformPush',
-            pushId: c.pushId,
-            deviceId: c.deviceId,
-            appId: c.appId,
-            service: 'apns',
-            nativeToken: c.nativeToken,
-            registration: c.registration,
-            why: c.attempts === 0 ? 'offline' : 'unconfirmed',
-            expiresAt: c.expiresAt,
-            now: clock().toISOString(),
-          },
-          { appId: c.appId, actor: 'herald:platform-push' },
-        );
-        if (result.events.length > 0) this.sender.wake();
-        return result;
-      },
-    });
     this.sender = new DueWork<PlatformPushItemKey>(
       outboxWork(
         {
@@ -199,11 +171,85 @@ export class PlatformPushes implements Service {
     this.sender.wake();
   }
 
+  private async runTrigger(): Promise<void> {
+    while (this.trigger.running) {
+      let full = false;
+      try {
+        full = await this.requestPage();
+      } catch (error) {
+        this.deps.log.error({ err: error }, 'looking for devices that need a platform push failed; retrying');
+      }
+      if (!full) await this.trigger.wait(TRIGGER_WAIT_MS);
+    }
+  }
+
+  /**
+   * One page of candidates (a scan of the app's open deliveries, so a page is large and a send to ALL costs
+   * a few scans, not one per device): presence asked once for the page, the requests appended side by
+   * side, then the read model awaited once so the next page does not find them again. Answers whether to
+   * look again at once (the page was full and requested something).
+   */
+  private async requestPage(): Promise<boolean> {
+    const { store, queries, presence, clock, log } = this.deps;
+    const candidates = await queries.candidates(await this.deps.appsWithApns(), clock(), TRIGGER_PAGE);
+    const unwritten = candidates.filter((c) => c.attempts === 0).map((c) => c.deviceId);
+    // Never written: only for a device connected to no node (a connected one is being written to).
+    const online = unwritten.length > 0 ? await presence.onlineAmong(unwritten) : new Set<string>();
+    const due = candidates.filter((c) => c.attempts > 0 || !online.has(c.deviceId));
+    let last: bigint | undefined;
+    let next = 0;
+    const request = async () => {
+      for (let i = next++; i < due.length && this.trigger.running; i = next++) {
+        const c = due[i]!;
+        try {
+          const result = await handleCommand(
+            store,
+            platformPushAggregate,
+            platformPushStreamName(c.pushId, c.deviceId),
+            {
+              type: 'RequestPlatformPush',
+              pushId: c.pushId,
+              deviceId: c.deviceId,
+              appId: c.appId,
+              service: 'apns',
+              nativeToken: c.nativeToken,
+              registration: c.registration,
+              why: c.attempts === 0 ? 'offline' : 'unconfirmed',
+              expiresAt: c.expiresAt,
+              now: clock().toISOString(),
+            },
+            { appId: c.appId, actor: 'herald:platform-push' },
+            // Not requested yet as far as the read model knows: appended without a read (a conflict reads it).
+            newStream(platformPushAggregate),
+          );
+          if (result.position !== undefined && (last === undefined || result.position > last)) last = result.position;
+        } catch (error) {
+          log.error({ err: error, appId: c.appId, pushId: c.pushId }, 'requesting a platform push failed; retried');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(TRIGGER_CONCURRENCY, due.length) }, request));
+    if (last === undefined) return false;
+    this.sender.wake();
+    await this.deps.readYourWrites(last);
+    return candidates.length === TRIGGER_PAGE;
+  }
+
+  private async messageOf(pushId: string): Promise<{ message: PushMessage; needsConfirm: boolean }> {
+    const cached = this.messages.get(pushId);
+    if (cached) return cached;
+    const push = await this.deps.queries.messageOf(pushId);
+    if (!push) throw new Error('the push is not in the read model yet');
+    if (this.messages.size >= MAX_CACHED_MESSAGES) this.messages.delete(this.messages.keys().next().value!);
+    this.messages.set(pushId, push);
+    return push;
+  }
+
   private async attempt(
     state: Exclude<PlatformPushState, { status: 'none' }>,
     signal: AbortSignal,
   ): Promise<Outcome & { readonly revoked?: boolean }> {
-    const { store, queries, clock } = this.deps;
+    const { store, clock } = this.deps;
     // Another message found the token dead since this one was requested: not sent to it again.
     const device = await loadState(store, deviceAggregate, deviceStreamName(state.deviceId));
     if (
@@ -212,8 +258,7 @@ export class PlatformPushes implements Service {
       device.state.tokenRevoked
     )
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
-    const push = await queries.messageOf(state.pushId);
-    if (!push) throw new Error('the push is not in the read model yet');
+    const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
     const outcome = await this.deps.apns.send(

@@ -46,6 +46,8 @@ export interface ApnsRequestSeen {
   readonly issuedAt: number;
   readonly status: number;
   readonly reason?: string;
+  /** When it was answered (epoch ms). */
+  readonly at: number;
 }
 
 export interface ApnsStandIn {
@@ -116,6 +118,9 @@ function selfSignedCertificate(): { key: string; cert: string; certFile: string;
   };
 }
 
+/** Verified signatures (a provider token is reused for up to an hour: verified once, as Apple caches them). */
+const verified = new Map<string, boolean>();
+
 function checkToken(
   authorization: string | undefined,
   keys: readonly ApnsTestKey[],
@@ -133,12 +138,18 @@ function checkToken(
   }
   const key = keys.find((k) => k.keyId === h.kid && k.teamId === c.iss);
   if (h.alg !== 'ES256' || !key) return { reason: 'InvalidProviderToken' };
-  const valid = verify(
-    'sha256',
-    Buffer.from(`${header}.${claims}`),
-    { key: key.publicKey, dsaEncoding: 'ieee-p1363' },
-    Buffer.from(signature, 'base64url'),
-  );
+  const cacheKey = `${key.keyId}.${header}.${claims}.${signature}`;
+  let valid = verified.get(cacheKey);
+  if (valid === undefined) {
+    valid = verify(
+      'sha256',
+      Buffer.from(`${header}.${claims}`),
+      { key: key.publicKey, dsaEncoding: 'ieee-p1363' },
+      Buffer.from(signature, 'base64url'),
+    );
+    if (verified.size > 1000) verified.clear();
+    verified.set(cacheKey, valid);
+  }
   if (!valid) return { reason: 'InvalidProviderToken' };
   const age = Date.now() / 1000 - Number(c.iat);
   if (!Number.isInteger(c.iat) || age > MAX_TOKEN_AGE_SECONDS) return { reason: 'ExpiredProviderToken' };
@@ -174,8 +185,8 @@ export async function startApnsStandIn(keys: readonly ApnsTestKey[]): Promise<Ap
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.on('end', () => {
       const respond = () => {
-        const answer = (status: number, reason?: string, seen?: Omit<ApnsRequestSeen, 'status' | 'reason'>) => {
-          if (seen) requests.push({ ...seen, status, ...(reason !== undefined && { reason }) });
+        const answer = (status: number, reason?: string, seen?: Omit<ApnsRequestSeen, 'status' | 'reason' | 'at'>) => {
+          if (seen) requests.push({ ...seen, status, ...(reason !== undefined && { reason }), at: Date.now() });
           if (stream.destroyed) return;
           stream.respond({ ':status': status, 'apns-id': String(headers['apns-id'] ?? '') });
           stream.end(reason === undefined ? undefined : JSON.stringify({ reason }));
