@@ -296,6 +296,11 @@ async function openFeatures(deps: {
     store: models.platformPushes.credentials,
     key: () => credentialsKey(config.credentialsKey, config.dataDir),
     ...(config.apns && { fromEnvironment: config.apns }),
+    onUnreadable: (appId) =>
+      log.error(
+        { appId },
+        "the app's APNs key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed?): set it again",
+      ),
   });
   const apns = deps.services.add(
     closing('APNs connections', new Apns((appId) => platformCredentials.apnsOf(appId), config.apnsEndpoint)),

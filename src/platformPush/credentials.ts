@@ -125,7 +125,12 @@ export function credentialsKey(configured: string | undefined, dataDir: string):
   const file = path.join(dataDir, 'credentials.key');
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    try {
+      writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      // Another process of this data dir made it first: that one is the key.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
   }
   chmodSync(file, 0o600);
   const hex = readFileSync(file, 'utf8').trim();
@@ -149,6 +154,8 @@ export class PlatformCredentials {
       /** The one app's credentials from the environment, if given. */
       readonly fromEnvironment?: { readonly appId: string; readonly credentials: ApnsCredentials };
       readonly now?: () => number;
+      /** Told when an app's stored key does not open (the credentials key changed). */
+      readonly onUnreadable?: (appId: string) => void;
     },
   ) {}
 
@@ -175,20 +182,26 @@ export class PlatformCredentials {
     if (cached && now - cached.at < CACHE_MS) return cached.credentials;
     const stored = await this.deps.store.get(appId);
     const env = this.deps.fromEnvironment;
-    const credentials = stored
-      ? {
-          keyPem: unseal(this.key(), stored.sealedKey, appId),
-          keyId: stored.keyId,
-          teamId: stored.teamId,
-          topic: stored.topic,
-          environment: stored.environment,
-        }
-      : env?.appId === appId
-        ? env.credentials
-        : undefined;
+    const keyPem = stored && this.unsealed(appId, stored.sealedKey);
+    const credentials =
+      stored && keyPem !== undefined
+        ? { keyPem, keyId: stored.keyId, teamId: stored.teamId, topic: stored.topic, environment: stored.environment }
+        : env?.appId === appId
+          ? env.credentials
+          : undefined;
     if (this.cache.size >= MAX_CACHED) this.cache.clear();
     this.cache.set(appId, { at: now, credentials });
     return credentials;
+  }
+
+  /** The key, or undefined when it does not open (sealed under another credentials key): the app must set it again. */
+  private unsealed(appId: string, sealed: string): string | undefined {
+    try {
+      return unseal(this.key(), sealed, appId);
+    } catch {
+      this.deps.onUnreadable?.(appId);
+      return undefined;
+    }
   }
 
   private key(): Buffer {

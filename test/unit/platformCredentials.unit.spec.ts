@@ -135,6 +135,19 @@ describe('platform-push credentials', () => {
       expect(await credentials.appsWithApns()).to.deep.equal(['camel']);
     });
 
+    it('a key sealed under another credentials key is no credentials (and is reported), not a crash', async () => {
+      const { store } = memory();
+      await new PlatformCredentials({ store, key: () => randomBytes(32) }).setApns('camel', input, new Date());
+      const unreadable: string[] = [];
+      const other = new PlatformCredentials({
+        store,
+        key: () => randomBytes(32),
+        onUnreadable: (appId) => unreadable.push(appId),
+      });
+      expect(await other.apnsOf('camel')).to.equal(undefined);
+      expect(unreadable).to.deep.equal(['camel']);
+    });
+
     it('bad input stores nothing', async () => {
       const { rows, store } = memory();
       const credentials = new PlatformCredentials({ store, key: () => randomBytes(32) });
