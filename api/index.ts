@@ -14,6 +14,7 @@ import type { Emails } from '../src/mail/emails';
 import type { Messaging } from '../src/messaging/messaging';
 import type { Metrics } from '../src/nodes/metrics';
 import type { Readiness } from '../src/nodes/readiness';
+import type { PlatformCredentials } from '../src/platformPush/credentials';
 import type { Rtio } from '../src/rtio/deviceCalls';
 import type { Clock } from '../src/runtime/clock';
 import type { Logger } from '../src/runtime/logger';
@@ -67,6 +68,7 @@ export interface ApiDeps {
   readonly appCallbacks: AppCallbacks;
   readonly rtio: Rtio;
   readonly events: EventFeed;
+  readonly platformCredentials: PlatformCredentials;
   readonly metrics: Metrics;
   /** /readyz and /healthz (src/server.ts). */
   readonly readiness: () => Promise<Readiness>;

@@ -3,6 +3,7 @@ import { appCatalogue } from './app/app';
 import type { CatalogueEntry, EventProse } from './catalogueEntry';
 import { deliveryCatalogue } from './device/delivery';
 import { deviceCatalogue } from './device/device';
+import { platformPushCatalogue } from './device/platformPush';
 import { pushCatalogue } from './device/push';
 import { emailCatalogue } from './email/email';
 import { EventVersions, type Upcaster } from './eventVersions';
@@ -34,6 +35,7 @@ export const EVENT_CATALOGUE: readonly CatalogueEntry[] = [
   deviceCatalogue,
   pushCatalogue,
   deliveryCatalogue,
+  platformPushCatalogue,
   rtioNonceCatalogue,
   rtioDeviceCatalogue,
   rtioCallCatalogue,

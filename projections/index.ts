@@ -9,6 +9,12 @@ import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
 import { deliveryPruning, deliveryQueries, deviceQueries, devicesProjection } from './devices';
 import { emailPruning, emailQueries, emailsProjection } from './emails';
 import { messagePruning, notificationQueries, notificationsProjection } from './koalaInbox';
+import {
+  apnsCredentialStore,
+  platformCredentialMigrations,
+  platformPushesProjection,
+  platformPushQueries,
+} from './platformPushes';
 import { reportPruning, rtioProjection, rtioReportQueries } from './rtioReports';
 import { keptTicketKey, settingsMigrations } from './settings';
 import { waitingApplications, whitelistProjection } from './whitelist';
@@ -26,6 +32,7 @@ export const projections: readonly Projection[] = [
   datahubProjection,
   emailsProjection,
   devicesProjection,
+  platformPushesProjection,
   rtioProjection,
   whitelistProjection,
 ];
@@ -39,6 +46,7 @@ export const migrations: readonly Migration[] = [
   ...projectionRunnerMigrations,
   ...settingsMigrations,
   ...deviceNumberMigrations,
+  ...platformCredentialMigrations,
   ...projections.flatMap((p) => p.migrations),
 ];
 
@@ -58,6 +66,11 @@ export function readModels(pool: Pool) {
       queries: deviceQueries(pool),
       deliveries: deliveryQueries(pool),
       numbers: deviceNumbers(pool),
+    },
+    platformPushes: {
+      name: platformPushesProjection.name,
+      queries: platformPushQueries(pool),
+      credentials: apnsCredentialStore(pool),
     },
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },

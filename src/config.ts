@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
@@ -10,6 +11,8 @@ import {
   type RetentionCategory,
   type RetentionPolicy,
 } from '../domain/retention';
+import type { ApnsCredentials, ApnsEndpoint } from './platformPush/apns';
+import { checkApnsCredentials } from './platformPush/credentials';
 
 /**
  * herald's configuration, decoded from the environment at start-up. A bad value stops start-up with a
@@ -191,6 +194,19 @@ const Environment = t.type({
   HERALD_RETENTION_BATCH_SIZE: optional(PositiveInt(100_000)),
   HERALD_RETENTION_INTERVAL_SECONDS: optional(PositiveInt(86_400)),
   ...retentionVariables,
+  HERALD_CREDENTIALS_KEY: optional(
+    fromEnvString('64 hex digits (a 256-bit key)', (raw) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw : undefined)),
+  ),
+  HERALD_APNS_APP: optional(
+    fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined)),
+  ),
+  HERALD_APNS_KEY_FILE: optional(NonEmptyString),
+  HERALD_APNS_KEY_ID: optional(NonEmptyString),
+  HERALD_APNS_TEAM_ID: optional(NonEmptyString),
+  HERALD_APNS_TOPIC: optional(NonEmptyString),
+  HERALD_APNS_ENVIRONMENT: optional(t.keyof({ production: null, sandbox: null }, 'production or sandbox')),
+  HERALD_APNS_HOST: optional(urlWithScheme(['https'])),
+  HERALD_APNS_CA_FILE: optional(NonEmptyString),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) =>
       /^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw)
@@ -256,6 +272,12 @@ export interface Config {
   readonly retentionBatchSize: number;
   /** How often the leader runs a pruning pass. */
   readonly retentionIntervalSeconds: number;
+  /** Seals apps' platform-push keys (64 hex digits); unset → `credentials.key` in the data dir. */
+  readonly credentialsKey?: string;
+  /** A one-app deployment's APNs credentials (`HERALD_APNS_…`); an app's own, set over GraphQL, come first. */
+  readonly apns?: { readonly appId: string; readonly credentials: ApnsCredentials };
+  /** Where APNs is reached: Apple's hosts unless `HERALD_APNS_HOST` (with `HERALD_APNS_CA_FILE`) says otherwise. */
+  readonly apnsEndpoint: ApnsEndpoint;
 }
 
 export class ConfigError extends Error {
@@ -284,6 +306,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${[...new Set(problems)].join('\n  ')}`);
   }
   const e = decoded.right;
+  const apns = apnsFromEnvironment(e);
+  let apnsCa: string | undefined;
+  if (e.HERALD_APNS_CA_FILE !== undefined) {
+    try {
+      apnsCa = readFileSync(e.HERALD_APNS_CA_FILE, 'utf8');
+    } catch {
+      throw new ConfigError('invalid configuration:\n  HERALD_APNS_CA_FILE: expected a readable PEM file');
+    }
+  }
   return {
     port: e.PORT ?? 8080,
     host: e.HOST ?? '0.0.0.0',
@@ -322,5 +353,61 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ) as RetentionPolicy,
     retentionBatchSize: e.HERALD_RETENTION_BATCH_SIZE ?? 1000,
     retentionIntervalSeconds: e.HERALD_RETENTION_INTERVAL_SECONDS ?? 60,
+    ...(e.HERALD_CREDENTIALS_KEY !== undefined && { credentialsKey: e.HERALD_CREDENTIALS_KEY }),
+    ...(apns && { apns }),
+    apnsEndpoint: {
+      ...(e.HERALD_APNS_HOST !== undefined && { host: e.HERALD_APNS_HOST }),
+      ...(apnsCa !== undefined && { ca: apnsCa }),
+    },
   };
+}
+
+const APNS_VARIABLES = {
+  keyPem: 'HERALD_APNS_KEY_FILE',
+  keyId: 'HERALD_APNS_KEY_ID',
+  teamId: 'HERALD_APNS_TEAM_ID',
+  topic: 'HERALD_APNS_TOPIC',
+  environment: 'HERALD_APNS_ENVIRONMENT',
+} as const;
+
+/** HERALD_APNS_APP with its key file, key id, team id and topic: all or none, checked as GraphQL checks them. */
+function apnsFromEnvironment(e: t.TypeOf<typeof Environment>): Config['apns'] {
+  const given = [e.HERALD_APNS_KEY_FILE, e.HERALD_APNS_KEY_ID, e.HERALD_APNS_TEAM_ID, e.HERALD_APNS_TOPIC];
+  if (e.HERALD_APNS_APP === undefined) {
+    if (given.some((v) => v !== undefined))
+      throw new ConfigError(
+        'invalid configuration:\n  HERALD_APNS_APP: required with the other HERALD_APNS_ variables',
+      );
+    return undefined;
+  }
+  const missing = Object.values(APNS_VARIABLES)
+    .filter((name) => name !== 'HERALD_APNS_ENVIRONMENT')
+    .filter((name) => e[name] === undefined);
+  if (missing.length > 0)
+    throw new ConfigError(
+      `invalid configuration:\n  ${missing.map((name) => `${name}: required with HERALD_APNS_APP`).join('\n  ')}`,
+    );
+  let keyPem: string;
+  try {
+    keyPem = readFileSync(e.HERALD_APNS_KEY_FILE!, 'utf8');
+  } catch {
+    throw new ConfigError('invalid configuration:\n  HERALD_APNS_KEY_FILE: expected a readable .p8 file');
+  }
+  try {
+    const credentials = checkApnsCredentials({
+      keyPem,
+      keyId: e.HERALD_APNS_KEY_ID,
+      teamId: e.HERALD_APNS_TEAM_ID,
+      topic: e.HERALD_APNS_TOPIC,
+      environment: e.HERALD_APNS_ENVIRONMENT ?? 'production',
+    });
+    return { appId: e.HERALD_APNS_APP, credentials };
+  } catch (error) {
+    // "keyId: expected …" → the variable it came from; the key's text is never in the message.
+    const message = (error as Error).message;
+    const field = message.slice(0, message.indexOf(':')) as keyof typeof APNS_VARIABLES;
+    throw new ConfigError(
+      `invalid configuration:\n  ${APNS_VARIABLES[field] ?? 'HERALD_APNS_APP'}${message.slice(message.indexOf(':'))}`,
+    );
+  }
 }

@@ -27,6 +27,9 @@ import { LocalDirectory, RedisDirectory, type Directory } from './nodes/director
 import { Leadership } from './nodes/leadership';
 import { Metrics } from './nodes/metrics';
 import { assessReadiness, type Readiness, type ReadinessCheck } from './nodes/readiness';
+import { Apns } from './platformPush/apns';
+import { credentialsKey, PlatformCredentials } from './platformPush/credentials';
+import { PlatformPushes } from './platformPush/platformPusher';
 import { projectionLags, projectionsReadiness } from './projection/projectionLag';
 import { ProjectionProgress } from './projection/projectionProgress';
 import { ProjectionRunner } from './projection/projectionRunner';
@@ -62,6 +65,10 @@ export interface Herald {
   readonly retention: RetentionPass;
   /** The app's event stream for analysts (GraphQL `events`). */
   readonly events: EventFeed;
+  /** Apps' platform-push credentials (GraphQL `setApnsCredentials`). */
+  readonly platformCredentials: PlatformCredentials;
+  /** The leader's platform pushes (APNs): `wake()` after a test moved the clock. */
+  readonly platformPushes: PlatformPushes;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -294,6 +301,31 @@ async function openFeatures(deps: {
     sendAllowance,
     readYourWrites: devicesShow,
   });
+  // Platform push (docs/platform-push.md): APNs for IOS devices with no live connection.
+  const platformCredentials = new PlatformCredentials({
+    store: models.platformPushes.credentials,
+    key: () => credentialsKey(config.credentialsKey, config.dataDir),
+    ...(config.apns && { fromEnvironment: config.apns }),
+    onUnreadable: (appId) =>
+      log.error(
+        { appId },
+        "the app's APNs key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed?): set it again",
+      ),
+  });
+  const apns = deps.services.add(
+    closing('APNs connections', new Apns((appId) => platformCredentials.apnsOf(appId), config.apnsEndpoint)),
+  ).running;
+  const platformPushes = new PlatformPushes({
+    store,
+    queries: models.platformPushes.queries,
+    presence: gateway.presence,
+    apns,
+    appsWithApns: () => platformCredentials.appsWithApns(),
+    clock,
+    log,
+    metrics: deps.metrics,
+    readYourWrites: shows(models.platformPushes),
+  });
   const reportsShow = shows(models.rtioReports);
   let reportForwarder: ReportForwarder | undefined;
   if (config.rtioNotifyUrl) {
@@ -346,12 +378,15 @@ async function openFeatures(deps: {
     reportForwarder,
     mailer,
     retention,
+    platformCredentials,
+    platformPushes,
     events: new EventFeed({ store }),
     /** Started in this order on the node that leads, stopped in reverse when it no longer does. */
     backgroundWork: [
       scheduler,
       appCallbacks,
       whitelistOwnerNotifier,
+      platformPushes,
       ...(mailer ? [mailer] : []),
       ...(reportForwarder ? [reportForwarder] : []),
       retention,

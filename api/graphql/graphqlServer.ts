@@ -17,6 +17,7 @@ import { graphqlHttpHandler, storeUnavailable } from './graphqlHttp';
 import { serveGraphqlWs } from './graphqlWsTransport';
 import { toGraphqlError, type GraphqlContext } from './guards';
 import { OperationChecks } from './operationChecks';
+import { platformPushResolvers } from './platformPushResolvers';
 import { createResolvers, type GraphqlDeps } from './resolvers';
 import { rtioResolvers } from './rtioResolvers';
 import { SharedSubscriptions } from './sharedSubscription';
@@ -29,7 +30,13 @@ export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
   const typeDefs = readFileSync(path.join(__dirname, 'schema.graphql'), 'utf8');
   return makeExecutableSchema({
     typeDefs,
-    resolvers: [createResolvers(deps), deviceResolvers(deps), rtioResolvers(deps), eventResolvers(deps)],
+    resolvers: [
+      createResolvers(deps),
+      deviceResolvers(deps),
+      rtioResolvers(deps),
+      eventResolvers(deps),
+      platformPushResolvers(deps),
+    ],
   });
 }
 

@@ -19,6 +19,7 @@ import type { Pushes } from '../../src/devices/pushes';
 import type { Viewer } from '../../src/identity/tickets';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inboxQueries';
 import type { Messaging, SentMessage } from '../../src/messaging/messaging';
+import type { PlatformCredentials } from '../../src/platformPush/credentials';
 import type { Rtio } from '../../src/rtio/deviceCalls';
 import type { Clock } from '../../src/runtime/clock';
 import { closable } from './closable';
@@ -38,6 +39,8 @@ export interface GraphqlDeps {
   readonly rtio: Pick<Rtio, 'connect' | 'reply' | 'report'>;
   /** The app's event stream, for its admins (eventResolvers.ts). */
   readonly events: Pick<EventFeed, 'page' | 'tail' | 'checkCursor'>;
+  /** The app's platform-push credentials, for its admins (platformPushResolvers.ts). */
+  readonly platformCredentials: Pick<PlatformCredentials, 'setApns' | 'describeApns'>;
 }
 
 export const MAX_PAGE = 100;

@@ -47,8 +47,28 @@ export const DeviceUnregistered = t.type({
   type: t.literal('DeviceUnregistered'),
   data: t.type({ deviceId: t.string, appId: t.string, registration: t.number, unregisteredAt: t.string }),
 });
+/** The device's registrations: what the devices read model folds. */
 export const DeviceEvent = t.union([DeviceRegistered, DeviceUnregistered]);
 export type DeviceEvent = t.TypeOf<typeof DeviceEvent>;
+/**
+ * Its platform's push service said the device's native token is dead (APNs 410 Unregistered or 400
+ * BadDeviceToken): herald sends nothing more to that token until the device registers again (any
+ * RegisterDevice with it clears the revocation). Read by the platform-push read model, not by the devices one.
+ */
+export const NativeTokenRevoked = t.type({
+  type: t.literal('NativeTokenRevoked'),
+  data: t.type({
+    deviceId: t.string,
+    appId: t.string,
+    registration: t.number,
+    service: t.keyof({ apns: null }),
+    reason: t.string,
+    revokedAt: t.string,
+  }),
+});
+/** Every event of a device's stream. */
+export const DeviceStreamEvent = t.union([DeviceRegistered, DeviceUnregistered, NativeTokenRevoked]);
+export type DeviceStreamEvent = t.TypeOf<typeof DeviceStreamEvent>;
 export type DeviceRegistration = t.TypeOf<typeof DeviceRegistered>['data'];
 
 /** docs/events.md, device: what the codecs cannot say. */
@@ -56,7 +76,7 @@ export const deviceCatalogue: CatalogueEntry = {
   title: 'device',
   stream: 'device-<deviceId>',
   module: 'domain/device/device.ts',
-  union: DeviceEvent,
+  union: DeviceStreamEvent,
   description: [
     "A terminal of an app: ONE-PUSH's registration, topvdn's device number. The id is 32 hex digits derived " +
       'from the app and native token with a key only herald holds (docs/delivery.md).',
@@ -75,6 +95,12 @@ export const deviceCatalogue: CatalogueEntry = {
       when:
         '`POST /msgpush/unregister/{deviceId}` or GraphQL `unregisterDevice`; its tokens stop working and its ' +
         'connections are closed (4410)',
+    },
+    NativeTokenRevoked: {
+      when:
+        "the platform's push service answered that the token is dead (APNs `410 Unregistered`, `400 BadDeviceToken`); " +
+        'no platform push goes to it again until the device registers again (docs/platform-push.md)',
+      fields: { reason: "the service's answer", registration: 'the registration whose token it was' },
     },
   },
 };
@@ -97,18 +123,30 @@ export interface UnregisterDevice {
   readonly type: 'UnregisterDevice';
   readonly now: string;
 }
-export type DeviceCommand = RegisterDevice | UnregisterDevice;
+/** Records that the token of registration `registration` is dead; nothing for another registration or twice. */
+export interface RevokeNativeToken {
+  readonly type: 'RevokeNativeToken';
+  readonly registration: number;
+  readonly service: 'apns';
+  readonly reason: string;
+  readonly now: string;
+}
+export type DeviceCommand = RegisterDevice | UnregisterDevice | RevokeNativeToken;
 
 export type DeviceState =
   | { readonly status: 'none' }
-  | (Omit<DeviceRegistration, 'registeredAt'> & { readonly status: 'registered' | 'unregistered' });
+  | (Omit<DeviceRegistration, 'registeredAt'> & {
+      readonly status: 'registered' | 'unregistered';
+      /** Its platform's push service called the token dead since it last registered. */
+      readonly tokenRevoked?: boolean;
+    });
 
 export const deviceStreamName = (deviceId: string) => `device-${deviceId}`;
 
 /** Device ids are herald's: 32 lowercase hex digits. */
 export const DEVICE_ID = /^[0-9a-f]{32}$/;
 
-export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
+export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceState> = {
   initialState: () => ({ status: 'none' }),
 
   evolve(state, event) {
@@ -119,6 +157,8 @@ export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
       }
       case 'DeviceUnregistered':
         return state.status === 'none' ? state : { ...state, status: 'unregistered' };
+      case 'NativeTokenRevoked':
+        return state.status === 'none' ? state : { ...state, tokenRevoked: true };
       default:
         return unreachable(event);
     }
@@ -147,9 +187,15 @@ export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
         }
         if (state.appId !== command.appId) throw new DomainError('forbidden', 'the device belongs to another app');
         const { status: _, ...known } = state;
-        if (state.status === 'unregistered')
-          return [registered({ ...known, ...fields, registration: state.registration + 1 }, command.now)];
-        return sameRegistration(known, fields) ? [] : [registered({ ...known, ...fields }, command.now)];
+        if (state.status === 'unregistered') {
+          const { tokenRevoked: _revoked, ...current } = known;
+          return [registered({ ...current, ...fields, registration: state.registration + 1 }, command.now)];
+        }
+        // A registration clears a revoked token (the device has a live token again): recorded even unchanged.
+        const { tokenRevoked, ...current } = known;
+        return sameRegistration(current, fields) && !tokenRevoked
+          ? []
+          : [registered({ ...current, ...fields }, command.now)];
       }
       case 'UnregisterDevice':
         if (state.status === 'none') throw new DomainError('not_found', 'no such device');
@@ -165,6 +211,22 @@ export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
             },
           },
         ];
+      case 'RevokeNativeToken':
+        if (state.status !== 'registered' || state.registration !== command.registration || state.tokenRevoked)
+          return [];
+        return [
+          {
+            type: 'NativeTokenRevoked',
+            data: {
+              deviceId: state.deviceId,
+              appId: state.appId,
+              registration: state.registration,
+              service: command.service,
+              reason: command.reason,
+              revokedAt: command.now,
+            },
+          },
+        ];
       default:
         return unreachable(command);
     }
@@ -173,7 +235,7 @@ export const deviceDecider: Decider<DeviceCommand, DeviceEvent, DeviceState> = {
 
 type Fields = Pick<DeviceRegistration, 'alias' | 'platform' | 'nativeToken' | 'mobile' | 'tags'>;
 
-function registered(registration: Omit<DeviceRegistration, 'registeredAt'>, now: string): DeviceEvent {
+function registered(registration: Omit<DeviceRegistration, 'registeredAt'>, now: string): DeviceStreamEvent {
   return { type: 'DeviceRegistered', data: { ...registration, registeredAt: now } };
 }
 

@@ -1,6 +1,12 @@
 import { appDecider, AppEvent, type AppCommand, type AppState } from '../../domain/app/app';
 import { deliveryDecider, DeliveryEvent, type DeliveryCommand, type DeliveryState } from '../../domain/device/delivery';
-import { deviceDecider, DeviceEvent, type DeviceCommand, type DeviceState } from '../../domain/device/device';
+import { deviceDecider, DeviceStreamEvent, type DeviceCommand, type DeviceState } from '../../domain/device/device';
+import {
+  platformPushDecider,
+  PlatformPushEvent,
+  type PlatformPushCommand,
+  type PlatformPushState,
+} from '../../domain/device/platformPush';
 import { pushDecider, PushEvent, type PushCommand, type PushState } from '../../domain/device/push';
 import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
 import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/inbox/inbox';
@@ -74,9 +80,13 @@ export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = {
   decider: emailDecider,
   eventCodec: EmailEvent,
 };
-export const deviceAggregate: Aggregate<DeviceCommand, DeviceEvent, DeviceState> = {
+export const deviceAggregate: Aggregate<DeviceCommand, DeviceStreamEvent, DeviceState> = {
   decider: deviceDecider,
-  eventCodec: DeviceEvent,
+  eventCodec: DeviceStreamEvent,
+};
+export const platformPushAggregate: Aggregate<PlatformPushCommand, PlatformPushEvent, PlatformPushState> = {
+  decider: platformPushDecider,
+  eventCodec: PlatformPushEvent,
 };
 export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = {
   decider: pushDecider,

@@ -21,6 +21,12 @@ export class Metrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
+  readonly platformPushes = new Counter({
+    name: 'herald_platform_pushes_total',
+    help: 'Platform-push attempts made by this node (APNs, …), by platform and outcome: sent, retried (429, 5xx, no answer), failed (final), revoked (the token is dead)',
+    labelNames: ['platform', 'outcome'],
+    registers: [this.registry],
+  });
   readonly httpDuration = new Histogram({
     name: 'herald_http_request_duration_seconds',
     help: 'HTTP requests by method, matched route and status class',

@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { parse, validate } from 'graphql';
 import { buildSchema } from '../../api/graphql/graphqlServer';
 import { systemClock } from '../../src/runtime/clock';
+import { apnsTestKey } from '../support/apnsStandIn';
 import { graphqlWithAuthorization } from '../support/graphqlClient';
 import { issueTicket, postForm, startTestHerald } from '../support/herald';
 
@@ -43,6 +44,7 @@ describe('docs/api/graphql.md examples', function () {
       gateway: test.herald.gateway,
       rtio: test.herald.rtio,
       events: test.herald.events,
+      platformCredentials: test.herald.platformCredentials,
     });
     for (const block of blocks)
       expect(
@@ -69,6 +71,12 @@ describe('docs/api/graphql.md examples', function () {
     if (block.includes('report(')) return { credential: await rtioDevice() };
     // acknowledge([]) is refused as bad input by design
     if (block.includes('$ids')) return { credential: ticket, variables: { ids: [] }, refusedWith: 'BAD_USER_INPUT' };
+    // Platform-push credentials are for admins; the key is one made for the run.
+    if (/apnsCredentials/i.test(block))
+      return {
+        credential: await issueTicket(test.url, 'docs-admin', 'admin'),
+        ...(block.includes('$keyPem') && { variables: { keyPem: apnsTestKey().keyPem } }),
+      };
     // The event stream is for admins
     if (block.includes('events(')) return { credential: await issueTicket(test.url, 'docs-analyst', 'admin') };
     if (block.includes('$id:')) return { credential: ticket, variables: { id: (await docsDevice()).device.deviceId } };

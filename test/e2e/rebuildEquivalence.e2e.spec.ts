@@ -6,11 +6,13 @@ import pino from 'pino';
 import { emailStreamName } from '../../domain/email/email';
 import { messageStreamName } from '../../domain/message/message';
 import { projections, pruning } from '../../projections';
+import { platformPushQueries } from '../../projections/platformPushes';
 import { rtioReportQueries } from '../../projections/rtioReports';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
 import type { Viewer } from '../../src/identity/tickets';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
+import { apnsTestKey, startApnsStandIn, type ApnsStandIn } from '../support/apnsStandIn';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
@@ -97,6 +99,8 @@ describe('rebuilt projections equal incrementally built ones', function () {
   let herald: Herald | undefined;
   let testDatabase: TestDatabase | undefined;
   let smtp: SmtpPeer;
+  let apns: ApnsStandIn;
+  const apnsKey = apnsTestKey('R');
   let overrides: Partial<Config>;
   let incremental: { head: bigint; tables: Snapshot };
   const sockets: DeviceSocket[] = [];
@@ -120,7 +124,10 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await new Promise<void>((resolve) => appServer.listen(0, '127.0.0.1', resolve));
     const appServerUrl = `http://127.0.0.1:${(appServer.address() as AddressInfo).port}`;
     smtp = await startSmtpPeer();
+    apns = await startApnsStandIn([apnsKey]);
     overrides = {
+      credentialsKey: '5a'.repeat(32),
+      apnsEndpoint: { host: apns.url, ca: apns.ca },
       sendRatePerMinute: 100_000,
       smtpUrl: `smtp://127.0.0.1:${smtp.port}`,
       mailFrom: 'noreply@herald.example',
@@ -141,6 +148,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await herald?.close();
     await testDatabase?.drop();
     await smtp?.close();
+    await apns?.close();
     await new Promise((resolve) => appServer.close(resolve));
   });
 
@@ -577,6 +585,39 @@ describe('rebuilt projections equal incrementally built ones', function () {
     clock.advance(3_000);
     h.reportForwarder!.wake();
     await eventually(async () => expect((await reports.byId(second))?.status).to.equal('forwarded'));
+
+    // Platform push (APNs) for the other app's offline iOS devices: one sent, one whose token is dead (revoked).
+    await h.platformCredentials.setApns(
+      'other',
+      {
+        keyPem: apnsKey.keyPem,
+        keyId: apnsKey.keyId,
+        teamId: apnsKey.teamId,
+        topic: apnsKey.topic,
+        environment: 'sandbox',
+      },
+      now(),
+    );
+    const [liveToken, deadToken] = ['1a'.repeat(32), '2b'.repeat(32)];
+    apns.answer(deadToken, { status: 410, reason: 'Unregistered' });
+    const iphones: string[] = [];
+    for (const [alias, nativeToken] of [
+      ['iphone-live', liveToken],
+      ['iphone-dead', deadToken],
+    ] as const)
+      iphones.push(
+        (await h.devices.register({ appId: 'other', alias, platform: 'IOS', nativeToken }, now())).device.deviceId,
+      );
+    const apnsPush = await h.pushes.onePush(
+      'other',
+      { platform: 'IOS', audienceType: 'ALIAS', audiences: ['iphone-live', 'iphone-dead'], alert: 'apns' },
+      now(),
+    );
+    const platformPushes = platformPushQueries(h.infrastructure.database.pool);
+    await eventually(async () => {
+      expect((await platformPushes.statusOf(apnsPush.pushId, iphones[0]!))?.status).to.equal('sent');
+      expect((await platformPushes.statusOf(apnsPush.pushId, iphones[1]!))?.status).to.equal('failed');
+    });
   }
 
   it('the incremental tables have rows in every table, of every kind the traffic made', async () => {

@@ -92,9 +92,10 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
     if (s.kind === 'register' || s.kind === 'unregister') {
       const deviceId = deviceIdOf(s.device);
       const state = deviceStates.get(deviceId) ?? deviceDecider.initialState();
+      // Registrations only: these steps never revoke a token.
       let decided: readonly DeviceEvent[];
       try {
-        decided =
+        decided = (
           s.kind === 'register'
             ? deviceDecider.decide(
                 {
@@ -110,7 +111,8 @@ function history(steps: readonly Step[]): { events: Event[]; model: Model } {
                 },
                 state,
               )
-            : deviceDecider.decide({ type: 'UnregisterDevice', now }, state);
+            : deviceDecider.decide({ type: 'UnregisterDevice', now }, state)
+        ) as readonly DeviceEvent[];
       } catch {
         return; // unregistering a device never registered
       }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
@@ -11,6 +12,8 @@ export function testHeraldConfig(databaseUrl: string, overrides: Partial<Config>
     port: 0,
     host: '127.0.0.1',
     databaseUrl,
+    // Sealed platform-push keys: a key of the test's own, no file in the data dir.
+    credentialsKey: randomBytes(32).toString('hex'),
     apps: [
       { appId: 'camel', secret: 'EERWERRRRE' },
       { appId: 'other', secret: 'other-secret' },

@@ -66,6 +66,13 @@ describe('projection event types (derived from the codecs each projection decode
         'MessageDelivered',
         'PushRequested',
       ],
+      'platform-pushes': [
+        'DeviceRegistered',
+        'NativeTokenRevoked',
+        'PlatformPushFailed',
+        'PlatformPushRequested',
+        'PlatformPushSent',
+      ],
       rtio: ['RtioDeviceReported', 'RtioReportForwardFailed', 'RtioReportForwarded'],
       whitelist: [
         'ItemOwnerRegistered',

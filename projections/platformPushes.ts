@@ -1,0 +1,348 @@
+import * as t from 'io-ts';
+import type { Pool } from 'pg';
+import { DeviceRegistered, NativeTokenRevoked } from '../domain/device/device';
+import { PlatformPushFailed, PlatformPushRequested, PlatformPushSent } from '../domain/device/platformPush';
+import { PushMessage } from '../domain/device/push';
+import { UUID } from '../domain/text';
+import type { RecordedEvent } from '../src/eventStore/eventStore';
+import type { ApnsCredentialStore, StoredApnsCredentials } from '../src/platformPush/credentials';
+import type { PlatformPushCandidate, PlatformPushQueries } from '../src/platformPush/platformPusher';
+import type { Migration } from '../src/postgres/migrations';
+import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
+import type { Projection } from '../src/projection/projection';
+
+const PlatformPushReadEvent = t.union([
+  PlatformPushRequested,
+  PlatformPushSent,
+  PlatformPushFailed,
+  NativeTokenRevoked,
+  DeviceRegistered,
+]);
+const platformPushEvents = eventDecoder(PlatformPushReadEvent, (event) =>
+  'pushId' in event.data && !UUID.test(event.data.pushId) ? 'pushId is not a UUID' : undefined,
+);
+
+/**
+ * Platform pushes (docs/platform-push.md): each message requested for a device through its platform's
+ * service and how far it got (what the leader's outbox finds due), and the devices whose native token
+ * the service called dead (cleared by the device's next registration). A batch is folded per row in
+ * position order, then one statement per table.
+ */
+export const platformPushesProjection: Projection = {
+  name: 'platform-pushes',
+  version: 1,
+  tables: ['platform_pushes', 'revoked_native_tokens'],
+  eventTypes: eventTypesOf(platformPushEvents),
+  migrations: [
+    {
+      id: 'projection/platform-pushes/001',
+      sql: `
+        CREATE TABLE platform_pushes (
+          push_id uuid NOT NULL,
+          device_id text NOT NULL,
+          app_id text NOT NULL,
+          service text NOT NULL,
+          status text NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+          attempts integer NOT NULL,
+          next_attempt_at timestamptz,
+          last_error text,
+          requested_at timestamptz NOT NULL,
+          updated_at timestamptz NOT NULL,
+          position bigint NOT NULL,
+          PRIMARY KEY (push_id, device_id)
+        );
+        CREATE INDEX platform_pushes_due ON platform_pushes (next_attempt_at) WHERE status = 'pending';
+        CREATE TABLE revoked_native_tokens (
+          device_id text PRIMARY KEY,
+          registration integer NOT NULL,
+          reason text NOT NULL,
+          revoked_at timestamptz NOT NULL,
+          position bigint NOT NULL
+        );
+      `,
+    },
+  ],
+
+  async handle(events, tx) {
+    const batch = toBatch(events);
+    if (batch.requested.id.length > 0)
+      await tx.query({ name: 'platform-push-request', text: REQUEST, values: Object.values(batch.requested) });
+    if (batch.outcomes.push.length > 0)
+      await tx.query({ name: 'platform-push-outcome', text: OUTCOME, values: Object.values(batch.outcomes) });
+    if (batch.revoked.device.length > 0)
+      await tx.query({ name: 'platform-push-revoke', text: REVOKE, values: Object.values(batch.revoked) });
+    if (batch.cleared.length > 0)
+      await tx.query({
+        name: 'platform-push-clear',
+        text: `DELETE FROM revoked_native_tokens WHERE device_id = ANY($1::text[])`,
+        values: [batch.cleared],
+      });
+    return [];
+  },
+};
+
+const REQUEST = `
+  INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at, requested_at, updated_at, position)
+  SELECT u.push, u.device, u.app, u.service, 'pending', 0, u.at, u.at, u.at, u.position
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
+         AS u(push, device, app, service, at, position)
+  ON CONFLICT DO NOTHING`;
+
+const OUTCOME = `
+  UPDATE platform_pushes pp
+     SET status = u.status, attempts = greatest(pp.attempts, u.attempts), next_attempt_at = u.next_attempt_at,
+         last_error = coalesce(u.error, pp.last_error), updated_at = u.at, position = u.position
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::text[], $7::timestamptz[], $8::bigint[])
+         AS u(push, device, status, attempts, next_attempt_at, error, at, position)
+   WHERE pp.push_id = u.push AND pp.device_id = u.device AND pp.position < u.position`;
+
+const REVOKE = `
+  INSERT INTO revoked_native_tokens AS r (device_id, registration, reason, revoked_at, position)
+  SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::bigint[])
+  ON CONFLICT (device_id) DO UPDATE SET registration = excluded.registration, reason = excluded.reason,
+     revoked_at = excluded.revoked_at, position = excluded.position
+   WHERE r.position < excluded.position`;
+
+function toBatch(events: readonly RecordedEvent[]) {
+  const requested = {
+    id: [] as string[],
+    device: [] as string[],
+    app: [] as string[],
+    service: [] as string[],
+    at: [] as string[],
+    position: [] as string[],
+  };
+  const outcomes = new Map<
+    string,
+    {
+      push: string;
+      device: string;
+      status: string;
+      attempts: number;
+      next: string | null;
+      error: string | null;
+      at: string;
+      position: string;
+    }
+  >();
+  // Per device, the last of revoked / cleared wins.
+  const tokens = new Map<string, { registration: number; reason: string; at: string; position: string } | null>();
+  for (const recorded of events) {
+    const event = platformPushEvents.decode(recorded);
+    if (!event) continue;
+    const position = recorded.position.toString();
+    switch (event.type) {
+      case 'PlatformPushRequested': {
+        const d = event.data;
+        requested.id.push(d.pushId);
+        requested.device.push(d.deviceId);
+        requested.app.push(d.appId);
+        requested.service.push(d.service);
+        requested.at.push(d.requestedAt);
+        requested.position.push(position);
+        break;
+      }
+      case 'PlatformPushSent':
+      case 'PlatformPushFailed': {
+        const d = event.data;
+        const key = `${d.pushId}/${d.deviceId}`;
+        const before = outcomes.get(key);
+        const common = {
+          push: d.pushId,
+          device: d.deviceId,
+          attempts: Math.max(before?.attempts ?? 0, d.attempt),
+          position,
+        };
+        outcomes.set(
+          key,
+          event.type === 'PlatformPushSent'
+            ? { ...common, status: 'sent', next: null, error: before?.error ?? null, at: event.data.sentAt }
+            : {
+                ...common,
+                status: event.data.final ? 'failed' : 'pending',
+                next: event.data.retryAt,
+                error: event.data.error,
+                at: event.data.failedAt,
+              },
+        );
+        break;
+      }
+      case 'NativeTokenRevoked':
+        tokens.set(event.data.deviceId, {
+          registration: event.data.registration,
+          reason: event.data.reason,
+          at: event.data.revokedAt,
+          position,
+        });
+        break;
+      case 'DeviceRegistered':
+        // A registration gives the device a live token again.
+        tokens.set(event.data.deviceId, null);
+        break;
+    }
+  }
+  // Requests are applied before outcomes: an outcome in the same batch finds its row (its position is later).
+  const o = [...outcomes.values()];
+  const revoked = [...tokens.entries()].filter(
+    (e): e is [string, { registration: number; reason: string; at: string; position: string }] => e[1] !== null,
+  );
+  return {
+    requested,
+    outcomes: {
+      push: o.map((x) => x.push),
+      device: o.map((x) => x.device),
+      status: o.map((x) => x.status),
+      attempts: o.map((x) => x.attempts),
+      next: o.map((x) => x.next),
+      error: o.map((x) => x.error),
+      at: o.map((x) => x.at),
+      position: o.map((x) => x.position),
+    },
+    revoked: {
+      device: revoked.map(([id]) => id),
+      registration: revoked.map(([, r]) => r.registration),
+      reason: revoked.map(([, r]) => r.reason),
+      at: revoked.map(([, r]) => r.at),
+      position: revoked.map(([, r]) => r.position),
+    },
+    cleared: [...tokens.entries()].filter(([, r]) => r === null).map(([id]) => id),
+  };
+}
+
+/**
+ * What the leader reads: candidates for a platform push, the items due, and a push's message. Candidates
+ * are read from the devices read model's tables (read only) with this one's: open ONE-PUSH deliveries to
+ * IOS devices of the given apps, never written (attempts 0: the device had no connection when it was
+ * pushed) or needing confirmation and re-sent once without it (attempts ≥ 2), not yet requested, whose
+ * device's token is not revoked.
+ */
+export function platformPushQueries(pool: Pool): PlatformPushQueries {
+  return {
+    async candidates(appIds, now, limit) {
+      if (appIds.length === 0) return [];
+      const { rows } = await pool.query<{
+        push_id: string;
+        device_id: string;
+        app_id: string;
+        attempts: number;
+        native_token: string;
+        registration: number;
+        expires_at: Date;
+      }>({
+        name: 'platform-push-candidates',
+        text: `
+          SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at
+            FROM device_deliveries dd
+            JOIN devices d ON d.device_id = dd.device_id
+            JOIN device_pushes p ON p.push_id = dd.push_id
+           WHERE dd.app_id = ANY($1::text[])
+             AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
+             AND (dd.attempts = 0 OR (dd.needs_confirm AND dd.attempts >= 2))
+             AND d.active AND d.platform = 'IOS' AND dd.push_position > d.registration_position
+             AND p.message->>'kind' = 'onepush'
+             AND NOT EXISTS (SELECT 1 FROM platform_pushes pp WHERE pp.push_id = dd.push_id AND pp.device_id = dd.device_id)
+             AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r WHERE r.device_id = d.device_id AND r.registration = d.registration)
+           ORDER BY dd.push_position, dd.device_id LIMIT $3`,
+        values: [appIds, now, limit],
+      });
+      return rows.map((r): PlatformPushCandidate => ({
+        pushId: r.push_id,
+        deviceId: r.device_id,
+        appId: r.app_id,
+        attempts: r.attempts,
+        nativeToken: r.native_token,
+        registration: r.registration,
+        expiresAt: r.expires_at.toISOString(),
+      }));
+    },
+    async due(now, limit) {
+      const { rows } = await pool.query<{ push_id: string; device_id: string; app_id: string }>({
+        name: 'platform-push-due',
+        text: `SELECT push_id, device_id, app_id FROM platform_pushes WHERE status = 'pending' AND next_attempt_at <= $1
+                ORDER BY next_attempt_at LIMIT $2`,
+        values: [now, limit],
+      });
+      return rows.map((r) => ({ pushId: r.push_id, deviceId: r.device_id, appId: r.app_id }));
+    },
+    async nextAttemptAt() {
+      const { rows } = await pool.query<{ next: Date | null }>(
+        `SELECT min(next_attempt_at) AS next FROM platform_pushes WHERE status = 'pending'`,
+      );
+      return rows[0]?.next ?? undefined;
+    },
+    async messageOf(pushId) {
+      const { rows } = await pool.query<{ message: unknown; needs_confirm: boolean }>({
+        name: 'platform-push-message',
+        text: `SELECT message, needs_confirm FROM device_pushes WHERE push_id = $1`,
+        values: [pushId],
+      });
+      const row = rows[0];
+      const decoded = row && PushMessage.decode(row.message);
+      return decoded && decoded._tag === 'Right'
+        ? { message: decoded.right, needsConfirm: row.needs_confirm }
+        : undefined;
+    },
+    async statusOf(pushId, deviceId) {
+      const { rows } = await pool.query<{ status: string; attempts: number; last_error: string | null }>(
+        `SELECT status, attempts, last_error FROM platform_pushes WHERE push_id = $1 AND device_id = $2`,
+        [pushId, deviceId],
+      );
+      const row = rows[0];
+      return row && { status: row.status, attempts: row.attempts, lastError: row.last_error };
+    },
+  };
+}
+
+/** Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials. */
+export const platformCredentialMigrations: readonly Migration[] = [
+  {
+    id: 'platform-push/001-credentials',
+    sql: `CREATE TABLE platform_credentials (
+            app_id text NOT NULL,
+            service text NOT NULL,
+            key_id text NOT NULL,
+            team_id text NOT NULL,
+            topic text NOT NULL,
+            environment text NOT NULL,
+            sealed_key text NOT NULL,
+            updated_at timestamptz NOT NULL,
+            PRIMARY KEY (app_id, service)
+          )`,
+  },
+];
+
+export function apnsCredentialStore(pool: Pool): ApnsCredentialStore {
+  return {
+    async put(appId, c, now) {
+      await pool.query(
+        `INSERT INTO platform_credentials (app_id, service, key_id, team_id, topic, environment, sealed_key, updated_at)
+         VALUES ($1, 'apns', $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (app_id, service) DO UPDATE SET key_id = excluded.key_id, team_id = excluded.team_id,
+           topic = excluded.topic, environment = excluded.environment, sealed_key = excluded.sealed_key, updated_at = excluded.updated_at`,
+        [appId, c.keyId, c.teamId, c.topic, c.environment, c.sealedKey, now],
+      );
+    },
+    async get(appId) {
+      const { rows } = await pool.query<{
+        key_id: string;
+        team_id: string;
+        topic: string;
+        environment: StoredApnsCredentials['environment'];
+        sealed_key: string;
+      }>(
+        `SELECT key_id, team_id, topic, environment, sealed_key FROM platform_credentials WHERE app_id = $1 AND service = 'apns'`,
+        [appId],
+      );
+      const r = rows[0];
+      return (
+        r && { keyId: r.key_id, teamId: r.team_id, topic: r.topic, environment: r.environment, sealedKey: r.sealed_key }
+      );
+    },
+    async apps() {
+      const { rows } = await pool.query<{ app_id: string }>(
+        `SELECT app_id FROM platform_credentials WHERE service = 'apns' ORDER BY app_id LIMIT 10000`,
+      );
+      return rows.map((r) => r.app_id);
+    },
+  };
+}

@@ -1,0 +1,342 @@
+import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import http2 from 'node:http2';
+import type { PlatformNotification, PlatformPushOutcome, PlatformPushService } from './platformPush';
+
+/**
+ * APNs, the platform-push adapter for IOS devices (docs/platform-push.md): Apple's HTTP/2 provider API
+ * with token-based authentication. The seed (shared/seeds/003_834cb051d61fc48e.txt) on `nativeToken`:
+ * "ios要使用ios token,用于apns发送离线消息" — an iOS device's token is how it gets messages while offline.
+ *
+ * One long-lived HTTP/2 session per app (Apple asks providers to keep connections open rather than open one
+ * per notification), its streams bounded; a GOAWAY or a closed session is dropped and the next request
+ * connects again. The provider token (an ES256 JWT) is reused and made anew after 50 minutes (Apple
+ * takes one 20 to 60 minutes old and refuses more than one new token per 20 minutes) or when Apple answers
+ * 403 ExpiredProviderToken / InvalidProviderToken, then the request is tried once more.
+ */
+
+export const APNS_HOSTS = {
+  production: 'https://api.push.apple.com',
+  sandbox: 'https://api.sandbox.push.apple.com',
+} as const;
+export type ApnsEnvironment = keyof typeof APNS_HOSTS;
+
+/** An app's APNs credentials (the key is a `.p8` file's PEM). */
+export interface ApnsCredentials {
+  readonly keyPem: string;
+  readonly keyId: string;
+  readonly teamId: string;
+  /** The app's bundle id: `apns-topic`. */
+  readonly topic: string;
+  readonly environment: ApnsEnvironment;
+}
+
+/** Apple's limit for a notification's payload (VoIP's 5 KB does not apply: herald sends alerts and background). */
+export const APNS_PAYLOAD_LIMIT_BYTES = 4096;
+/** A provider token is made anew at this age (Apple: 20 to 60 minutes). */
+export const PROVIDER_TOKEN_REFRESH_MS = 50 * 60_000;
+/** Streams one app's session has open at once, unless Apple allows fewer. */
+export const DEFAULT_MAX_STREAMS = 500;
+/** An answer body is a small JSON `{"reason"}`: more is not read. */
+const ANSWER_LIMIT_BYTES = 4096;
+
+export interface ApnsRequest {
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * The request for one notification: the seed's iOS fields (alert, sound, badge) in `aps`, and the frame's
+ * other fields beside it, as the socket's frame names them, so an app reads both the same way. A `CMD`
+ * message (a command for the app, nothing to show) is a background notification: `content-available`,
+ * priority 5, no alert, sound or badge (Apple drops a background push that has them); its alert text is in
+ * `alert` beside `aps`. `apns-collapse-id` is the message id, so a retry Apple did receive replaces the
+ * first on the device rather than showing twice. Undefined when the payload is over Apple's 4 KB.
+ */
+export function apnsRequest(notification: PlatformNotification, topic: string): ApnsRequest | undefined {
+  const background = notification.pushMsgType === 'CMD';
+  const aps: Record<string, unknown> = background
+    ? { 'content-available': 1 }
+    : {
+        alert: notification.alert,
+        ...(notification.sound !== null && { sound: notification.sound }),
+        ...(notification.badge !== null && { badge: notification.badge }),
+      };
+  const body = JSON.stringify({
+    aps,
+    messageId: notification.messageId,
+    appId: notification.appId,
+    tenantCode: notification.tenantCode,
+    ...(background && { alert: notification.alert }),
+    extra: notification.extra,
+    pushMsgType: notification.pushMsgType,
+    needConfirm: notification.needConfirm,
+  });
+  if (Buffer.byteLength(body) > APNS_PAYLOAD_LIMIT_BYTES) return undefined;
+  return {
+    path: `/3/device/${encodeURIComponent(notification.token)}`,
+    headers: {
+      'apns-topic': topic,
+      'apns-push-type': background ? 'background' : 'alert',
+      'apns-priority': background ? '5' : '10',
+      // Seconds since the epoch; Apple stores and retries the notification until then.
+      'apns-expiration': String(Math.max(0, Math.floor(notification.expiresAt.getTime() / 1000))),
+      'apns-id': notification.messageId,
+      'apns-collapse-id': notification.messageId,
+      'content-type': 'application/json',
+    },
+    body,
+  };
+}
+
+const base64url = (data: string | Buffer) => Buffer.from(data).toString('base64url');
+
+/** The provider token: an ES256 JWT, header `{alg, kid}`, claims `{iss: team id, iat}` (seconds). */
+export function providerToken(key: KeyObject, keyId: string, teamId: string, issuedAtSeconds: number): string {
+  const signed = `${base64url(JSON.stringify({ alg: 'ES256', kid: keyId }))}.${base64url(JSON.stringify({ iss: teamId, iat: issuedAtSeconds }))}`;
+  // JWS wants the raw r||s form of the signature, not DER.
+  return `${signed}.${base64url(sign('sha256', Buffer.from(signed), { key, dsaEncoding: 'ieee-p1363' }))}`;
+}
+
+/** A `.p8` key as a key object; throws (without the key's text) when it is not an EC P-256 private key. */
+export function apnsKey(keyPem: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: keyPem, format: 'pem' });
+  } catch {
+    throw new Error('the key is not a PEM private key (.p8)');
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new Error('the key is not an EC P-256 key, as APNs keys (.p8) are');
+  return key;
+}
+
+/** How Apple's answer is taken (docs/platform-push.md, "Outcomes"). */
+export function apnsOutcome(status: number, reason: string | undefined): PlatformPushOutcome {
+  if (status === 200) return { ok: true };
+  const why = `${status} ${reason ?? 'no reason given'}`;
+  // 410: the token is no longer active for the topic (the app was removed, notifications turned off).
+  if (status === 410) return { ok: false, reason: why, retry: false, tokenDead: true };
+  if (status === 429 || status >= 500) return { ok: false, reason: why, retry: true, tokenDead: false };
+  return { ok: false, reason: why, retry: false, tokenDead: status === 400 && reason === 'BadDeviceToken' };
+}
+
+/** Where herald reaches APNs: Apple's hosts, or (tests, a proxy) one given host with its CA. */
+export interface ApnsEndpoint {
+  /** Replaces both of Apple's hosts when set (`HERALD_APNS_HOST`). */
+  readonly host?: string;
+  /** Extra CA certificates (PEM) to trust for it (`HERALD_APNS_CA_FILE`). */
+  readonly ca?: string;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly reason: string | undefined;
+}
+
+/** One app's session to APNs, with its provider token and its bound on streams. */
+export class ApnsConnection {
+  private session: http2.ClientHttp2Session | undefined;
+  private token: { readonly value: string; readonly issuedAt: number } | undefined;
+  private readonly key: KeyObject;
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
+  private closed = false;
+
+  constructor(
+    readonly credentials: ApnsCredentials,
+    private readonly endpoint: ApnsEndpoint,
+    private readonly options: { readonly maxStreams?: number; readonly now?: () => number } = {},
+  ) {
+    this.key = apnsKey(credentials.keyPem);
+  }
+
+  async send(notification: PlatformNotification, signal: AbortSignal): Promise<PlatformPushOutcome> {
+    const request = apnsRequest(notification, this.credentials.topic);
+    if (!request)
+      return {
+        ok: false,
+        reason: `PayloadTooLarge: over ${APNS_PAYLOAD_LIMIT_BYTES} bytes`,
+        retry: false,
+        tokenDead: false,
+      };
+    await this.slot(signal);
+    try {
+      let answer = await this.post(request, this.bearer(false), signal);
+      if (
+        answer.status === 403 &&
+        (answer.reason === 'ExpiredProviderToken' || answer.reason === 'InvalidProviderToken')
+      )
+        answer = await this.post(request, this.bearer(true), signal);
+      return apnsOutcome(answer.status, answer.reason);
+    } finally {
+      this.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const session = this.session;
+    this.session = undefined;
+    if (session && !session.destroyed) await new Promise<void>((resolve) => session.close(resolve));
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  private bearer(renew: boolean): string {
+    const now = this.now();
+    if (renew || !this.token || now - this.token.issuedAt >= PROVIDER_TOKEN_REFRESH_MS) {
+      const { keyId, teamId } = this.credentials;
+      this.token = { value: providerToken(this.key, keyId, teamId, Math.floor(now / 1000)), issuedAt: now };
+    }
+    return this.token.value;
+  }
+
+  private maxStreams(): number {
+    const configured = this.options.maxStreams ?? DEFAULT_MAX_STREAMS;
+    const allowed = this.session?.remoteSettings.maxConcurrentStreams;
+    return allowed === undefined ? configured : Math.max(1, Math.min(configured, allowed));
+  }
+
+  private async slot(signal: AbortSignal): Promise<void> {
+    while (this.inFlight >= this.maxStreams()) {
+      signal.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiting.push(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    signal.throwIfAborted();
+    this.inFlight += 1;
+  }
+
+  private release(): void {
+    this.inFlight -= 1;
+    this.waiting.shift()?.();
+  }
+
+  private connect(): http2.ClientHttp2Session {
+    if (this.closed) throw new Error('the APNs connection is closed');
+    const current = this.session;
+    if (current && !current.closed && !current.destroyed) return current;
+    const host = this.endpoint.host ?? APNS_HOSTS[this.credentials.environment];
+    const session = http2.connect(host, this.endpoint.ca === undefined ? {} : { ca: this.endpoint.ca });
+    const drop = () => {
+      if (this.session === session) this.session = undefined;
+    };
+    // A GOAWAY (Apple closes idle or old connections) ends this session for new streams: the next request connects anew.
+    session.on('goaway', drop);
+    session.on('close', drop);
+    // Errors reach the streams that were open; the session itself is dropped.
+    session.on('error', drop);
+    this.session = session;
+    return session;
+  }
+
+  private post(request: ApnsRequest, bearer: string, signal: AbortSignal): Promise<Answer> {
+    return new Promise<Answer>((resolve, reject) => {
+      signal.throwIfAborted();
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = this.connect().request({
+          ':method': 'POST',
+          ':path': request.path,
+          authorization: `bearer ${bearer}`,
+          ...request.headers,
+        });
+      } catch (error) {
+        reject(error as Error);
+        return;
+      }
+      // Our own abort rather than request's `signal` option, whose listener outlives the stream.
+      const abort = () => {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', abort, { once: true });
+      stream.on('close', () => signal.removeEventListener('abort', abort));
+      let status = 0;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('response', (headers) => {
+        status = Number(headers[':status'] ?? 0);
+      });
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= ANSWER_LIMIT_BYTES) chunks.push(chunk);
+      });
+      stream.on('end', () => {
+        let reason: string | undefined;
+        if (chunks.length > 0) {
+          try {
+            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reason?: unknown };
+            if (typeof parsed.reason === 'string') reason = parsed.reason.slice(0, 64);
+          } catch {
+            reason = undefined;
+          }
+        }
+        resolve({ status, reason });
+      });
+      stream.on('error', reject);
+      stream.end(request.body);
+    });
+  }
+}
+
+/** Which credentials an app has (stored over GraphQL, or from `HERALD_APNS_…`), if any. */
+export type ApnsCredentialsOf = (appId: string) => Promise<ApnsCredentials | undefined>;
+
+/**
+ * APNs for every app: each app's notifications go over its own connection with its own credentials (so one
+ * app's key never authenticates another app's pushes). A connection whose app's credentials changed is
+ * closed and made anew.
+ */
+export class Apns implements PlatformPushService {
+  private readonly connections = new Map<string, ApnsConnection>();
+
+  constructor(
+    private readonly credentialsOf: ApnsCredentialsOf,
+    private readonly endpoint: ApnsEndpoint,
+    private readonly options: { readonly maxStreams?: number } = {},
+  ) {}
+
+  async send(notification: PlatformNotification, signal: AbortSignal): Promise<PlatformPushOutcome> {
+    const credentials = await this.credentialsOf(notification.appId);
+    if (!credentials)
+      return { ok: false, reason: 'NoCredentials: the app has no APNs key', retry: false, tokenDead: false };
+    let connection = this.connections.get(notification.appId);
+    if (connection && !sameCredentials(connection.credentials, credentials)) {
+      void connection.close();
+      connection = undefined;
+    }
+    if (!connection) {
+      try {
+        connection = new ApnsConnection(credentials, this.endpoint, this.options);
+      } catch (error) {
+        // Checked when set; a key that no longer reads is the app's to fix, not worth retrying.
+        return { ok: false, reason: `InvalidKey: ${(error as Error).message}`, retry: false, tokenDead: false };
+      }
+      this.connections.set(notification.appId, connection);
+    }
+    return connection.send(notification, signal);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    await Promise.all(all.map((connection) => connection.close()));
+  }
+}
+
+const sameCredentials = (a: ApnsCredentials, b: ApnsCredentials): boolean =>
+  a.keyPem === b.keyPem &&
+  a.keyId === b.keyId &&
+  a.teamId === b.teamId &&
+  a.topic === b.topic &&
+  a.environment === b.environment;

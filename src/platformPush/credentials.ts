@@ -1,0 +1,217 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { isLeft } from 'fp-ts/lib/Either';
+import * as t from 'io-ts';
+import { HeraldError } from '../../domain/heraldError';
+import { apnsKey, type ApnsCredentials, type ApnsEnvironment } from './apns';
+
+/**
+ * Apps' platform-push credentials (docs/platform-push.md, "Configuration"): set by an app's admin over
+ * GraphQL (`setApnsCredentials`) and kept in PostgreSQL with the private key sealed (AES-256-GCM under the
+ * credentials key, the app id as associated data, so a sealed key copied to another app's row does not
+ * open); or, for a one-app deployment, given as `HERALD_APNS_…` variables. The key is never returned,
+ * logged, or put in an event; what is shown is `configured`, the key id, team id, topic and environment.
+ */
+
+export const APNS_CREDENTIAL_LIMITS = {
+  /** A .p8 file is about 250 characters; room for line ends and a comment, not for a megabyte. */
+  keyPemLength: 4096,
+  topicLength: 255,
+} as const;
+
+const bounded = (name: string, pattern: RegExp, max: number) =>
+  new t.Type<string, string, unknown>(
+    name,
+    (u): u is string => typeof u === 'string' && u.length <= max && pattern.test(u),
+    (u, c) => (typeof u === 'string' && u.length <= max && pattern.test(u) ? t.success(u) : t.failure(u, c)),
+    t.identity,
+  );
+
+/** What an admin gives: checked here, and the key parsed, before anything is stored. */
+export const ApnsCredentialsInput = t.type({
+  keyPem: bounded(
+    `a .p8 key's PEM text (at most ${APNS_CREDENTIAL_LIMITS.keyPemLength} characters)`,
+    /^\s*-----BEGIN PRIVATE KEY-----[\s\S]+-----END PRIVATE KEY-----\s*$/,
+    APNS_CREDENTIAL_LIMITS.keyPemLength,
+  ),
+  // Apple's key and team ids are 10 upper-case letters and digits.
+  keyId: bounded('10 characters of A-Z 0-9', /^[A-Z0-9]{10}$/, 10),
+  teamId: bounded('10 characters of A-Z 0-9', /^[A-Z0-9]{10}$/, 10),
+  topic: bounded(
+    `a bundle id (1-${APNS_CREDENTIAL_LIMITS.topicLength} of A-Z a-z 0-9 . - _)`,
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    APNS_CREDENTIAL_LIMITS.topicLength,
+  ),
+  environment: t.keyof({ production: null, sandbox: null }, 'production or sandbox'),
+});
+export type ApnsCredentialsInput = t.TypeOf<typeof ApnsCredentialsInput>;
+
+export class CredentialsError extends HeraldError {
+  override readonly name = 'CredentialsError';
+  constructor(message: string) {
+    super('invalid', message);
+  }
+}
+
+/** Checks an admin's input: a CredentialsError naming the field (never quoting the key), or the credentials. */
+export function checkApnsCredentials(input: unknown): ApnsCredentials {
+  const decoded = ApnsCredentialsInput.decode(input);
+  if (isLeft(decoded)) {
+    const error = decoded.left[0]!;
+    const field = error.context[1]?.key ?? 'input';
+    throw new CredentialsError(`${field}: expected ${error.context[error.context.length - 1]?.type.name ?? 'a value'}`);
+  }
+  try {
+    apnsKey(decoded.right.keyPem);
+  } catch (error) {
+    throw new CredentialsError(`keyPem: ${(error as Error).message}`);
+  }
+  return { ...decoded.right, keyPem: decoded.right.keyPem.trim() };
+}
+
+/** What is shown of an app's APNs credentials: never the key. */
+export interface ApnsCredentialsView {
+  readonly configured: boolean;
+  readonly keyId: string | null;
+  readonly teamId: string | null;
+  readonly topic: string | null;
+  readonly environment: ApnsEnvironment | null;
+}
+
+/** The stored row (implemented by projections/platformCredentials.ts): the key sealed. */
+export interface StoredApnsCredentials {
+  readonly keyId: string;
+  readonly teamId: string;
+  readonly topic: string;
+  readonly environment: ApnsEnvironment;
+  readonly sealedKey: string;
+}
+export interface ApnsCredentialStore {
+  put(appId: string, credentials: StoredApnsCredentials, now: Date): Promise<void>;
+  get(appId: string): Promise<StoredApnsCredentials | undefined>;
+  /** Apps with credentials stored. */
+  apps(): Promise<readonly string[]>;
+}
+
+const SEALED = /^v1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
+
+/** AES-256-GCM: `v1.<iv>.<tag>.<ciphertext>` (base64url), bound to `context` (the app id). */
+export function seal(key: Buffer, plaintext: string, context: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(context));
+  const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+  return `v1.${iv.toString('base64url')}.${cipher.getAuthTag().toString('base64url')}.${ciphertext.toString('base64url')}`;
+}
+
+/** Opens what `seal` made for the same context; throws when the key, the context or the text differ. */
+export function unseal(key: Buffer, sealed: string, context: string): string {
+  const match = SEALED.exec(sealed);
+  if (!match) throw new Error('not a sealed secret');
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(match[1]!, 'base64url'));
+  decipher.setAAD(Buffer.from(context));
+  decipher.setAuthTag(Buffer.from(match[2]!, 'base64url'));
+  return Buffer.concat([decipher.update(Buffer.from(match[3]!, 'base64url')), decipher.final()]).toString('utf8');
+}
+
+/**
+ * The credentials key: HERALD_CREDENTIALS_KEY (64 hex digits) when set — every node of a deployment must
+ * share it — else `credentials.key` in the data dir, made on first start (mode 0600). Kept out of the
+ * database, so a copy of the database alone opens no key.
+ */
+export function credentialsKey(configured: string | undefined, dataDir: string): Buffer {
+  if (configured !== undefined) return Buffer.from(configured, 'hex');
+  const file = path.join(dataDir, 'credentials.key');
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true });
+    try {
+      writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      // Another process of this data dir made it first: that one is the key.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  chmodSync(file, 0o600);
+  const hex = readFileSync(file, 'utf8').trim();
+  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new Error(`${file}: not 64 hex digits`);
+  return Buffer.from(hex, 'hex');
+}
+
+const CACHE_MS = 2000;
+const MAX_CACHED = 10_000;
+
+/** Sets and reads apps' APNs credentials; `HERALD_APNS_…` for one app when nothing was set over GraphQL. */
+export class PlatformCredentials {
+  private readonly cache = new Map<string, { at: number; credentials: ApnsCredentials | undefined }>();
+  private sealingKey: Buffer | undefined;
+
+  constructor(
+    private readonly deps: {
+      readonly store: ApnsCredentialStore;
+      /** Made or read when first needed (a deployment without platform push never makes one). */
+      readonly key: () => Buffer;
+      /** The one app's credentials from the environment, if given. */
+      readonly fromEnvironment?: { readonly appId: string; readonly credentials: ApnsCredentials };
+      readonly now?: () => number;
+      /** Told when an app's stored key does not open (the credentials key changed). */
+      readonly onUnreadable?: (appId: string) => void;
+    },
+  ) {}
+
+  /** Checks and stores; a CredentialsError (nothing stored) for bad input. */
+  async setApns(appId: string, input: unknown, now: Date): Promise<ApnsCredentialsView> {
+    const credentials = checkApnsCredentials(input);
+    const { keyPem, ...shown } = credentials;
+    await this.deps.store.put(appId, { ...shown, sealedKey: seal(this.key(), keyPem, appId) }, now);
+    this.cache.delete(appId);
+    return { configured: true, ...shown };
+  }
+
+  async describeApns(appId: string): Promise<ApnsCredentialsView> {
+    const credentials = await this.apnsOf(appId);
+    if (!credentials) return { configured: false, keyId: null, teamId: null, topic: null, environment: null };
+    const { keyPem: _, ...shown } = credentials;
+    return { configured: true, ...shown };
+  }
+
+  /** The app's credentials, key opened; cached briefly (every send asks). */
+  async apnsOf(appId: string): Promise<ApnsCredentials | undefined> {
+    const now = this.deps.now?.() ?? Date.now();
+    const cached = this.cache.get(appId);
+    if (cached && now - cached.at < CACHE_MS) return cached.credentials;
+    const stored = await this.deps.store.get(appId);
+    const env = this.deps.fromEnvironment;
+    const keyPem = stored && this.unsealed(appId, stored.sealedKey);
+    const credentials =
+      stored && keyPem !== undefined
+        ? { keyPem, keyId: stored.keyId, teamId: stored.teamId, topic: stored.topic, environment: stored.environment }
+        : env?.appId === appId
+          ? env.credentials
+          : undefined;
+    if (this.cache.size >= MAX_CACHED) this.cache.clear();
+    this.cache.set(appId, { at: now, credentials });
+    return credentials;
+  }
+
+  /** The key, or undefined when it does not open (sealed under another credentials key): the app must set it again. */
+  private unsealed(appId: string, sealed: string): string | undefined {
+    try {
+      return unseal(this.key(), sealed, appId);
+    } catch {
+      this.deps.onUnreadable?.(appId);
+      return undefined;
+    }
+  }
+
+  private key(): Buffer {
+    return (this.sealingKey ??= this.deps.key());
+  }
+
+  /** Apps that have APNs credentials (the leader looks for their offline iOS devices only). */
+  async appsWithApns(): Promise<readonly string[]> {
+    const stored = await this.deps.store.apps();
+    const env = this.deps.fromEnvironment?.appId;
+    return env === undefined || stored.includes(env) ? stored : [...stored, env];
+  }
+}

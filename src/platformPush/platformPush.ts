@@ -1,0 +1,41 @@
+/**
+ * The platform-push port (docs/platform-push.md): how herald reaches a device that has no live connection,
+ * through its platform's own push service. APNs (src/platformPush/apns.ts) is its first adapter; FCM HTTP
+ * v1 (ANDROID) and Web Push (WEB) plug in beside it as further `PlatformPushService`s keyed by platform,
+ * each with its own per-app credentials.
+ */
+
+/** One message for one device, as every platform service takes it. */
+export interface PlatformNotification {
+  /** herald's message id (the push id, a UUID): APNs' `apns-id`, also in the payload as `messageId`. */
+  readonly messageId: string;
+  readonly appId: string;
+  /** The device's native token (APNs: its device token). */
+  readonly token: string;
+  readonly alert: string;
+  readonly sound: string | null;
+  readonly badge: number | null;
+  readonly extra: unknown;
+  readonly tenantCode: string;
+  /** `CMD` is a data-only (background) message; `MSG` is shown to the user. */
+  readonly pushMsgType: 'MSG' | 'CMD';
+  readonly needConfirm: boolean;
+  /** After this the service should not deliver it (APNs `apns-expiration`). */
+  readonly expiresAt: Date;
+}
+
+/**
+ * What one attempt found. A failure says whether trying again may help (429, 5xx, the network) and whether
+ * the token is dead (APNs 410 Unregistered, 400 BadDeviceToken): then it is never used again until the
+ * device registers anew.
+ */
+export type PlatformPushOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: string; readonly retry: boolean; readonly tokenDead: boolean };
+
+export interface PlatformPushService {
+  /** Sends one notification; a throw is a failure worth retrying (the network). Stops at `signal`. */
+  send(notification: PlatformNotification, signal: AbortSignal): Promise<PlatformPushOutcome>;
+  /** Closes its connections. */
+  close(): Promise<void>;
+}
