@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { expect } from 'chai';
 import fc from 'fast-check';
@@ -248,6 +249,10 @@ async function sendKoala(baseUrl: string, request: KoalaRequest): Promise<{ stat
   return { status: response.status, text: await response.text() };
 }
 
+/** A key of the wrong kind for APNs (RSA, not P-256): refused, and never echoed in an answer. */
+const FUZZ_RSA_KEY = generateKeyPairSync('rsa', { modulusLength: 1024 })
+  .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  .toString();
 const METRICS_TOKEN = 'fuzz-metrics-token-of-32-characters-or-more';
 const CORS_ORIGIN = 'https://app.example.com';
 
@@ -402,6 +407,29 @@ describe('fuzz: generated bad input on every route', function () {
           p: value,
         }),
       }),
+      // Issue 25: an app's APNs credentials — odd keys (non-PEM, RSA, truncated, huge), ids and topics.
+      fc.record({
+        query: fc.constantFrom(
+          'mutation($i: ApnsCredentialsInput!) { setApnsCredentials(input: $i) { configured keyId } }',
+          '{ apnsCredentials { configured keyId teamId topic environment } }',
+        ),
+        variables: fc.record({
+          i: fc.oneof(
+            value,
+            fc.record({
+              keyPem: fc.oneof(
+                value,
+                fc.constantFrom(FUZZ_RSA_KEY, FUZZ_RSA_KEY.slice(0, 200), `${FUZZ_RSA_KEY}\n${FUZZ_RSA_KEY}`),
+                fc.integer({ min: 4000, max: 300_000 }).map((n) => `-----BEGIN PRIVATE KEY-----\n${'A'.repeat(n)}`),
+              ),
+              keyId: fc.oneof(value, fc.constantFrom('ABCDEFGHIJ', 'abcdefghij', 'ABCDEFGHI', 'ＡＢＣＤＥＦＧＨＩＪ')),
+              teamId: fc.oneof(value, fc.constant('TEAM123456')),
+              topic: fc.oneof(value, fc.constantFrom('com.example.app', 'a/b', '.x', 'x'.repeat(256), 'a\nb')),
+              environment: fc.oneof(value, fc.constantFrom('PRODUCTION', 'SANDBOX', 'production')),
+            }),
+          ),
+        }),
+      }),
       fc.record({
         query: fc.oneof(
           fc.string({ maxLength: 200 }),
@@ -473,6 +501,8 @@ describe('fuzz: generated bad input on every route', function () {
           });
           const text = await response.text();
           expect(response.status, text).to.be.below(500);
+          expect(text, 'a credential key echoed').not.to.include('PRIVATE KEY');
+          expect(text, 'a credential key echoed').not.to.include(FUZZ_RSA_KEY.split('\n')[1]!);
           const answer = JSON.parse(text) as {
             data?: Record<string, unknown> | null;
             errors?: Array<{ message: string; extensions?: { code?: string } }>;
