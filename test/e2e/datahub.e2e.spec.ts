@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { broadcastReadStreamName, inboxStreamName } from '../../domain/inbox/inbox';
 import { issueTicket, postForm, startTestHerald, TestClock } from '../support/herald';
+import { countStreamReads } from '../support/streamReads';
 
 // datahub notifications, shared/seeds/001_e25b4a10524b93b6.txt: the seed's own requests, over HTTP.
 describe('datahub REST (seed 001) over HTTP', function () {
@@ -505,20 +506,15 @@ describe('datahub REST (seed 001) over HTTP', function () {
       const [message, broadcast] = (await list(ticket)).results;
       expect([message!.type, broadcast!.type, broadcast!.status]).to.deep.equal(['admin_message', 'site_broadcast', 0]);
 
-      // The events each request reads from the store (herald's own store, wrapped for the test).
-      let eventsRead = 0;
-      const readStream = store.readStream.bind(store);
-      store.readStream = async (streamName, options) => {
-        const events = await readStream(streamName, options);
-        eventsRead += events.length;
-        return events;
-      };
+      // The events each request reads from the store (herald's own, watched in place).
+      const reads = countStreamReads(store);
       try {
         // Read three times at once: one read, on the broadcast's stream for this user.
-        const reads = await Promise.all(
-          [1, 2, 3].map(() => call('PUT', `/notifications/${broadcast!.messageid}`, ticket)),
+        const three = await reads.during(() =>
+          Promise.all([1, 2, 3].map(() => call('PUT', `/notifications/${broadcast!.messageid}`, ticket))),
         );
-        expect(reads.map((r) => r.status)).to.deep.equal([200, 200, 200]);
+        expect(three.result.map((r) => r.status)).to.deep.equal([200, 200, 200]);
+        expect(three.eventsRead, 'events read by three reads').to.be.at.most(3);
         expect((await list(ticket)).results.find((n) => n.messageid === broadcast!.messageid)?.status).to.equal(1);
         const { notificationId } = (
           await test.herald.datahub.list(
@@ -526,21 +522,19 @@ describe('datahub REST (seed 001) over HTTP', function () {
             { forClient: false, status: 'either', page: 1, size: 10 },
           )
         ).results.find((n) => n.messageId === broadcast!.messageid)!;
-        expect(await readStream(broadcastReadStreamName('camel', notificationId, user))).to.have.length(1);
-        expect(eventsRead, 'events read by three reads').to.be.at.most(3);
+        expect(await store.readStream(broadcastReadStreamName('camel', notificationId, user))).to.have.length(1);
 
-        eventsRead = 0;
         expect(await stats(ticket)).to.include({ admin_message: 1 });
-        const cleared = await call('DELETE', '/notification_stat', ticket);
-        expect(cleared.status).to.equal(200);
+        const cleared = await reads.during(() => call('DELETE', '/notification_stat', ticket));
+        expect(cleared.result.status).to.equal(200);
+        expect(cleared.eventsRead, 'events read by a clear').to.equal(1);
         expect(await stats(ticket)).to.include({ admin_message: 0 });
-        expect(eventsRead, 'events read by a clear').to.equal(1);
-        expect((await readStream(inbox, { direction: 'backwards', maxCount: 1 }))[0]).to.deep.include({
+        expect((await store.readStream(inbox, { direction: 'backwards', maxCount: 1 }))[0]).to.deep.include({
           type: 'NotificationStatsCleared',
           revision: 5_000n,
         });
       } finally {
-        store.readStream = readStream;
+        reads.restore();
       }
     });
 

@@ -4,36 +4,16 @@ import { deviceStreamName } from '../../domain/device/device';
 import { broadcastReadStreamName, inboxStreamName } from '../../domain/inbox/inbox';
 import { broadcastReadAggregate, deviceAggregate, inboxAggregate } from '../../src/command/aggregates';
 import { handleCommand, loadState, newStream } from '../../src/command/commandHandler';
-import {
-  StreamNotFoundError,
-  type EventStore,
-  type NewEvent,
-  type ReadStreamOptions,
-  type RecordedEvent,
-} from '../../src/eventStore/eventStore';
+import { StreamNotFoundError, type EventStore, type NewEvent } from '../../src/eventStore/eventStore';
 import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
-import { EventStoreDecorator } from '../../src/eventStore/eventStoreDecorator';
 import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { openTestInfrastructure } from '../support/infrastructure';
+import { countStreamReads, type StreamReads } from '../support/streamReads';
 
 // Issue 26, "Long streams": loading any aggregate reads a bounded number of events. An inbox written before
 // the change (5,000 broadcast reads and clears in the one stream, as earlier versions appended them) and a
 // device registered and unregistered at each of 1,000 logins are loaded for each decision; the events the
-// store hands back are counted through a decorator.
-
-/** Counts the events each stream read returns. */
-class CountingStore extends EventStoreDecorator {
-  eventsRead = 0;
-  override async readStream(streamName: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
-    const events = await super.readStream(streamName, options);
-    this.eventsRead += events.length;
-    return events;
-  }
-  count<T>(action: () => Promise<T>): Promise<{ result: T; eventsRead: number }> {
-    const before = this.eventsRead;
-    return action().then((result) => ({ result, eventsRead: this.eventsRead - before }));
-  }
-}
+// store hands back are counted (test/support/streamReads.ts).
 
 const HISTORY = 5_000;
 const BATCH = 500;
@@ -56,7 +36,8 @@ async function appendInBatches(store: EventStore, streamName: string, events: re
 }
 
 function streamBounds(open: () => Promise<{ store: EventStore; close: () => Promise<void> }>): void {
-  let counting: CountingStore;
+  let store: EventStore;
+  let reads: StreamReads;
   let close: () => Promise<void>;
   let n = 0;
   const user = () => `user-${++n}-${Date.now()}`;
@@ -64,15 +45,16 @@ function streamBounds(open: () => Promise<{ store: EventStore; close: () => Prom
   before(async function () {
     this.timeout(120_000);
     const opened = await open();
-    counting = new CountingStore(opened.store);
+    store = opened.store;
+    reads = countStreamReads(store);
     close = opened.close;
   });
   after(() => close());
 
   const clear = (appId: string, userId: string, now: string) =>
-    counting.count(async () => {
+    reads.during(async () => {
       const streamName = inboxStreamName(appId, userId);
-      const loaded = await loadState(counting, inboxAggregate, streamName);
+      const loaded = await loadState(store, inboxAggregate, streamName);
       const command = {
         type: 'ClearNotificationStats' as const,
         appId,
@@ -80,13 +62,13 @@ function streamBounds(open: () => Promise<{ store: EventStore; close: () => Prom
         clearsSeen: loaded.state.statsClears,
         now,
       };
-      return handleCommand(counting, inboxAggregate, streamName, command, {}, loaded);
+      return handleCommand(store, inboxAggregate, streamName, command, {}, loaded);
     });
 
   it(`clears the stats of an inbox of ${HISTORY} earlier reads and clears reading one event`, async function () {
     this.timeout(120_000);
     const userId = user();
-    await appendInBatches(counting, inboxStreamName('camel', userId), legacyInbox('camel', userId));
+    await appendInBatches(store, inboxStreamName('camel', userId), legacyInbox('camel', userId));
     const { result, eventsRead } = await clear('camel', userId, '2026-01-02T00:00:00.000Z');
     expect(result.events.map((e) => e.type)).to.deep.equal(['NotificationStatsCleared']);
     expect(result.revision).to.equal(BigInt(HISTORY));
@@ -97,14 +79,14 @@ function streamBounds(open: () => Promise<{ store: EventStore; close: () => Prom
     this.timeout(120_000);
     const userId = user();
     const streamName = inboxStreamName('camel', userId);
-    await appendInBatches(counting, streamName, legacyInbox('camel', userId));
+    await appendInBatches(store, streamName, legacyInbox('camel', userId));
     // All arrive before any appends: each loads the same revision first.
-    const loaded = await Promise.all(Array.from({ length: 8 }, () => loadState(counting, inboxAggregate, streamName)));
-    const before = counting.eventsRead;
+    const loaded = await Promise.all(Array.from({ length: 8 }, () => loadState(store, inboxAggregate, streamName)));
+    const before = reads.eventsRead;
     const results = await Promise.all(
       loaded.map((known) =>
         handleCommand(
-          counting,
+          store,
           inboxAggregate,
           streamName,
           { type: 'ClearNotificationStats', appId: 'camel', userId, clearsSeen: known.state.statsClears, now: 't' },
@@ -114,33 +96,31 @@ function streamBounds(open: () => Promise<{ store: EventStore; close: () => Prom
       ),
     );
     // Each loser read the one clear the winner appended.
-    expect(counting.eventsRead - before).to.equal(results.length - 1);
+    expect(reads.eventsRead - before).to.equal(results.length - 1);
     expect(results.flatMap((r) => r.events)).to.have.length(1);
-    expect((await counting.readStream(streamName, { fromRevision: BigInt(HISTORY) })).length).to.equal(1);
+    expect((await store.readStream(streamName, { fromRevision: BigInt(HISTORY) })).length).to.equal(1);
   });
 
   it('reads a broadcast once per user, on a stream of at most one event, however many reads the inbox holds', async function () {
     this.timeout(120_000);
     const userId = user();
-    await appendInBatches(counting, inboxStreamName('camel', userId), legacyInbox('camel', userId));
+    await appendInBatches(store, inboxStreamName('camel', userId), legacyInbox('camel', userId));
     const notificationId = randomUUID();
     const streamName = broadcastReadStreamName('camel', notificationId, userId);
     const markRead = () =>
       handleCommand(
-        counting,
+        store,
         broadcastReadAggregate,
         streamName,
         { type: 'MarkBroadcastRead', appId: 'camel', userId, notificationId, now: 't' },
         {},
         newStream(broadcastReadAggregate),
       );
-    const { result: results, eventsRead } = await counting.count(() =>
-      Promise.all([markRead(), markRead(), markRead()]),
-    );
+    const { result: results, eventsRead } = await reads.during(() => Promise.all([markRead(), markRead(), markRead()]));
     expect(results.flatMap((r) => r.events)).to.have.length(1);
     expect(eventsRead).to.be.at.most(2);
-    expect(await counting.readStream(streamName)).to.have.length(1);
-    const again = await counting.count(markRead);
+    expect(await store.readStream(streamName)).to.have.length(1);
+    const again = await reads.during(markRead);
     expect(again.result.events).to.deep.equal([]);
     expect(again.eventsRead).to.equal(1);
   });
@@ -173,14 +153,14 @@ function streamBounds(open: () => Promise<{ store: EventStore; close: () => Prom
         metadata: { correlationId: 'c', causationId: 'c' },
       };
     });
-    await appendInBatches(counting, streamName, events);
-    const loaded = await counting.count(() => loadState(counting, deviceAggregate, streamName));
+    await appendInBatches(store, streamName, events);
+    const loaded = await reads.during(() => loadState(store, deviceAggregate, streamName));
     expect(loaded.eventsRead).to.equal(2);
     expect(loaded.result.state).to.deep.include({ status: 'unregistered', registration: 1_000, alias: 'alias-0' });
     // And a command on it, from `newStream` (the caller thought it new): the conflict loads the window too.
-    const registered = await counting.count(() =>
+    const registered = await reads.during(() =>
       handleCommand(
-        counting,
+        store,
         deviceAggregate,
         streamName,
         {
@@ -204,11 +184,11 @@ function streamBounds(open: () => Promise<{ store: EventStore; close: () => Prom
 
   it('a windowed load of a stream that does not exist reads nothing and is the initial state', async () => {
     const streamName = deviceStreamName(randomUUID().replace(/-/g, ''));
-    await counting.readStream(streamName).then(
+    await store.readStream(streamName).then(
       () => expect.fail('no such stream'),
       (error: unknown) => expect(error).to.be.instanceOf(StreamNotFoundError),
     );
-    const loaded = await counting.count(() => loadState(counting, deviceAggregate, streamName));
+    const loaded = await reads.during(() => loadState(store, deviceAggregate, streamName));
     expect(loaded.result).to.deep.equal({ state: { status: 'none' }, revision: -1n });
     expect(loaded.eventsRead).to.equal(0);
   });
