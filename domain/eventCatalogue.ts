@@ -7,7 +7,7 @@ import { platformPushCatalogue } from './device/platformPush';
 import { pushCatalogue } from './device/push';
 import { emailCatalogue } from './email/email';
 import { EventVersions, type Upcaster } from './eventVersions';
-import { inboxCatalogue } from './inbox/inbox';
+import { broadcastReadCatalogue, inboxCatalogue } from './inbox/inbox';
 import { messageCatalogue } from './message/message';
 import { notificationCatalogue } from './notification/notification';
 import { rtioCallCatalogue, rtioDeviceCatalogue, rtioNonceCatalogue, rtioReportCatalogue } from './rtio/rtio';
@@ -29,6 +29,7 @@ export const EVENT_CATALOGUE: readonly CatalogueEntry[] = [
   messageCatalogue,
   notificationCatalogue,
   inboxCatalogue,
+  broadcastReadCatalogue,
   whitelistCatalogue,
   itemOwnerCatalogue,
   emailCatalogue,

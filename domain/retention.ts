@@ -124,5 +124,9 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   'rtio-report': 'rtioReports',
   email: 'emails',
   inbox: 'inboxes',
+  // `broadcast-read-…`: a user's read of a site broadcast, the inbox's since issue 26.
+  broadcast: 'inboxes',
+  // `platformpush-<pushId>.<deviceId>`: a push's way through APNs (issue 25), kept as long as the push.
+  platformpush: 'pushes',
   ticket: 'tickets',
 };

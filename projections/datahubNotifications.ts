@@ -526,13 +526,17 @@ export function datahubQueries(pool: Pool | PoolClient): DatahubQueries {
     },
 
     async findReceived(owner, messageId) {
-      const { rows } = await pool.query<{ notification_id: string; broadcast: boolean }>(
-        `SELECT notification_id, false AS broadcast FROM datahub_notifications WHERE app_id = $1 AND user_id = $2 AND message_id = $3
+      const { rows } = await pool.query<{ notification_id: string; broadcast: boolean; read: boolean }>(
+        `SELECT notification_id, false AS broadcast, read_at IS NOT NULL AS read FROM datahub_notifications
+          WHERE app_id = $1 AND user_id = $2 AND message_id = $3
          UNION ALL
-         SELECT notification_id, true FROM datahub_broadcasts WHERE app_id = $1 AND message_id = $3`,
+         SELECT b.notification_id, true, r.message_id IS NOT NULL FROM datahub_broadcasts b
+           LEFT JOIN datahub_broadcast_reads r ON r.app_id = b.app_id AND r.user_id = $2 AND r.message_id = b.message_id
+          WHERE b.app_id = $1 AND b.message_id = $3`,
         [owner.appId, owner.userId, messageId],
       );
-      return rows[0] && { notificationId: rows[0].notification_id, broadcast: rows[0].broadcast };
+      const [row] = rows;
+      return row && { notificationId: row.notification_id, broadcast: row.broadcast, read: row.read };
     },
   };
 }

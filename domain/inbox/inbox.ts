@@ -12,7 +12,12 @@ import { streamNameOf } from '../streamName';
  *   the same point of the history. After a clear the stats count only the unread notifications that
  *   arrived after it; the notifications themselves stay unread.
  * - Reading a site broadcast: a broadcast is one event for the whole app, so who has read it is kept
- *   per user, here, not on the broadcast's own stream (which would grow with every user of the app).
+ *   per user and broadcast, on a stream of its own (`broadcast-read-…`, below): neither on the broadcast's
+ *   stream (which would grow with every user of the app) nor on the inbox (which grew with every broadcast
+ *   the user read, and was read whole on each; inboxes written before issue 26 still hold such reads).
+ *
+ * Neither decision needs the inbox's history (docs/architecture.md, "Stream bounds"): a clear needs only
+ * the clears appended since the request arrived, a read only its own stream of at most one event.
  */
 
 export const NotificationStatsCleared = t.type({
@@ -21,6 +26,9 @@ export const NotificationStatsCleared = t.type({
 });
 export const InboxEvent = t.union([NotificationStatsCleared, NotificationRead]);
 export type InboxEvent = t.TypeOf<typeof InboxEvent>;
+/** The one event of a `broadcast-read-…` stream. */
+export const BroadcastReadEvent = NotificationRead;
+export type BroadcastReadEvent = t.TypeOf<typeof BroadcastReadEvent>;
 
 /** docs/events.md, inbox: what the codecs cannot say. */
 export const inboxCatalogue: CatalogueEntry = {
@@ -36,8 +44,30 @@ export const inboxCatalogue: CatalogueEntry = {
     },
     NotificationRead: {
       when:
-        'the user reads a **site broadcast** (`PUT /notifications/{messageid}`); once per user. Kept here, not on ' +
-        "the broadcast's stream, which would otherwise grow with every user of the app",
+        'before issue 26 (stream bounds): the user read a **site broadcast**. No longer appended here (see broadcast read ' +
+        'below), still read: projections take it as they take the broadcast read',
+    },
+  },
+  notes: [
+    "A clear reads only the inbox's last event (its revision), never the whole stream: the inbox grows with every " +
+      'clear, without bound (docs/architecture.md, "Stream bounds").',
+  ],
+};
+
+/** docs/events.md, broadcast read. */
+export const broadcastReadCatalogue: CatalogueEntry = {
+  title: 'broadcast read',
+  stream: 'broadcast-read-<appId>.<notificationId>.<userId>',
+  module: 'domain/inbox/inbox.ts',
+  union: BroadcastReadEvent,
+  description: [
+    "A user's read of a site broadcast to the whole app: a stream per user and broadcast, of one event, so " +
+      '"once per user" is the store\'s (an append expecting no stream) and no stream grows with the reads. Since ' +
+      'issue 26; before it these reads were appended to the `inbox-…` stream.',
+  ],
+  events: {
+    NotificationRead: {
+      when: 'the user reads a **site broadcast** (`PUT /notifications/{messageid}`, GraphQL); once per user',
     },
   },
 };
@@ -58,10 +88,9 @@ export interface MarkBroadcastRead {
   readonly notificationId: string;
   readonly now: string;
 }
-export type InboxCommand = ClearNotificationStats | MarkBroadcastRead;
+export type InboxCommand = ClearNotificationStats;
 export interface InboxState {
-  readonly broadcastsRead: ReadonlySet<string>;
-  /** NotificationStatsCleared events so far. */
+  /** NotificationStatsCleared events folded (those since the revision it was loaded at: inboxAggregate's window). */
   readonly statsClears: number;
 }
 
@@ -69,13 +98,14 @@ export interface InboxState {
 export const inboxStreamName = (appId: string, userId: string) => streamNameOf('inbox', appId, userId);
 
 export const inboxDecider: Decider<InboxCommand, InboxEvent, InboxState> = {
-  initialState: () => ({ broadcastsRead: new Set(), statsClears: 0 }),
+  initialState: () => ({ statsClears: 0 }),
   evolve(state, event) {
     switch (event.type) {
       case 'NotificationStatsCleared':
-        return { ...state, statsClears: state.statsClears + 1 };
+        return { statsClears: state.statsClears + 1 };
+      // A broadcast read of an inbox written before issue 26: decided on its own stream now.
       case 'NotificationRead':
-        return { ...state, broadcastsRead: new Set([...state.broadcastsRead, event.data.notificationId]) };
+        return state;
       default:
         return unreachable(event);
     }
@@ -94,13 +124,25 @@ export const inboxDecider: Decider<InboxCommand, InboxEvent, InboxState> = {
             data: { appId: command.appId, userId: command.userId, clearedAt: command.now },
           },
         ];
-      case 'MarkBroadcastRead': {
-        if (state.broadcastsRead.has(command.notificationId)) return [];
-        const { notificationId, appId, userId, now } = command;
-        return [{ type: 'NotificationRead', data: { notificationId, appId, userId, readAt: now } }];
-      }
       default:
-        return unreachable(command);
+        return unreachable(command.type);
     }
+  },
+};
+
+/**
+ * `broadcast-read-<appId>.<notificationId>.<userId>`. Not `inbox-read-…`: an inbox's stream is `inbox-` then
+ * an app id, which may itself begin `read-`, and its user id is written as given.
+ */
+export const broadcastReadStreamName = (appId: string, notificationId: string, userId: string) =>
+  streamNameOf('broadcast-read', appId, notificationId, userId);
+
+export const broadcastReadDecider: Decider<MarkBroadcastRead, BroadcastReadEvent, { readonly read: boolean }> = {
+  initialState: () => ({ read: false }),
+  evolve: () => ({ read: true }),
+  decide(command, state) {
+    if (state.read) return [];
+    const { notificationId, appId, userId, now } = command;
+    return [{ type: 'NotificationRead', data: { notificationId, appId, userId, readAt: now } }];
   },
 };

@@ -1,6 +1,7 @@
 import * as t from 'io-ts';
 import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
+import { adding, EMPTY, has, type GrowingSet } from '../growingSet';
 import { characterCount, isStorableText } from '../text';
 import { isUserId, USER_ID_MAX } from '../ticket/ticket';
 
@@ -124,7 +125,7 @@ export type MessageState =
       readonly appId: string;
       readonly recipients: ReadonlySet<string>;
       readonly expiresAt: string | null;
-      readonly acknowledgedBy: ReadonlySet<string>;
+      readonly acknowledgedBy: GrowingSet;
     };
 
 export const messageStreamName = (messageId: string) => `message-${messageId}`;
@@ -142,7 +143,7 @@ export const messageDecider: Decider<MessageCommand, MessageEvent, MessageState>
           appId: event.data.appId,
           recipients: new Set(event.data.recipients),
           expiresAt: event.data.expiresAt,
-          acknowledgedBy: new Set(),
+          acknowledgedBy: EMPTY,
         };
       case 'MessageReleased':
         return state.status === 'none' ? state : { ...state, status: 'delivered' };
@@ -151,7 +152,7 @@ export const messageDecider: Decider<MessageCommand, MessageEvent, MessageState>
       case 'MessageAcknowledged':
         return state.status === 'none'
           ? state
-          : { ...state, acknowledgedBy: new Set([...state.acknowledgedBy, event.data.userId]) };
+          : { ...state, acknowledgedBy: adding(state.acknowledgedBy, event.data.userId) };
       default:
         return unreachable(event);
     }
@@ -189,7 +190,7 @@ export const messageDecider: Decider<MessageCommand, MessageEvent, MessageState>
         // Expired (past `expire`, or never delivered because it came due past it): nothing is left to
         // acknowledge, so it counts as done rather than refusing the acknowledgements sent with it.
         if (state.status === 'expired' || isExpired(state.expiresAt, command.now)) return [];
-        if (state.acknowledgedBy.has(command.userId)) return [];
+        if (has(state.acknowledgedBy, command.userId)) return [];
         return [
           {
             type: 'MessageAcknowledged',

@@ -2,6 +2,7 @@ import * as t from 'io-ts';
 import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
 import type { Upcaster } from '../eventVersions';
+import { adding, EMPTY, has, type GrowingSet } from '../growingSet';
 import { parseRfc3339 } from '../rfc3339';
 import { characterCount, isStorableText } from '../text';
 import { USER_ID_MAX } from '../ticket/ticket';
@@ -177,7 +178,7 @@ export type NotificationState =
       readonly notificationId: string;
       readonly appId: string;
       readonly receivers: ReadonlySet<string>;
-      readonly readBy: ReadonlySet<string>;
+      readonly readBy: GrowingSet;
     };
 
 export const notificationStreamName = (notificationId: string) => `notification-${notificationId}`;
@@ -193,10 +194,10 @@ export const notificationDecider: Decider<NotificationCommand, NotificationEvent
           notificationId: event.data.notificationId,
           appId: event.data.appId,
           receivers: new Set(event.data.receivers),
-          readBy: new Set(),
+          readBy: EMPTY,
         };
       case 'NotificationRead':
-        return state.status === 'sent' ? { ...state, readBy: new Set([...state.readBy, event.data.userId]) } : state;
+        return state.status === 'sent' ? { ...state, readBy: adding(state.readBy, event.data.userId) } : state;
       default:
         return unreachable(event);
     }
@@ -213,7 +214,7 @@ export const notificationDecider: Decider<NotificationCommand, NotificationEvent
         if (state.status !== 'sent' || state.appId !== command.appId || !state.receivers.has(command.userId)) {
           throw new DomainError('not_found', 'no such notification');
         }
-        if (state.readBy.has(command.userId)) return [];
+        if (has(state.readBy, command.userId)) return [];
         return [
           {
             type: 'NotificationRead',

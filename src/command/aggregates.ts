@@ -9,7 +9,15 @@ import {
 } from '../../domain/device/platformPush';
 import { pushDecider, PushEvent, type PushCommand, type PushState } from '../../domain/device/push';
 import { emailDecider, EmailEvent, type EmailCommand, type EmailState } from '../../domain/email/email';
-import { inboxDecider, InboxEvent, type InboxCommand, type InboxState } from '../../domain/inbox/inbox';
+import {
+  broadcastReadDecider,
+  BroadcastReadEvent,
+  inboxDecider,
+  InboxEvent,
+  type InboxCommand,
+  type InboxState,
+  type MarkBroadcastRead,
+} from '../../domain/inbox/inbox';
 import { messageDecider, MessageEvent, type MessageCommand, type MessageState } from '../../domain/message/message';
 import {
   notificationDecider,
@@ -50,7 +58,11 @@ import {
 } from '../../domain/whitelist/whitelistApplication';
 import type { Aggregate } from './commandHandler';
 
-/** Each aggregate's decider with the codec its stored events are decoded by. */
+/**
+ * Each aggregate's decider with the codec its stored events are decoded by, and, for a stream that grows
+ * with use, the window of it a decision needs (docs/architecture.md, "Stream bounds"; each window is
+ * checked on generated histories by test/unit/streamWindows.unit.spec.ts).
+ */
 export const appAggregate: Aggregate<AppCommand, AppEvent, AppState> = { decider: appDecider, eventCodec: AppEvent };
 export const ticketAggregate: Aggregate<TicketCommand, TicketEvent, TicketState> = {
   decider: ticketDecider,
@@ -64,9 +76,15 @@ export const notificationAggregate: Aggregate<NotificationCommand, NotificationE
   decider: notificationDecider,
   eventCodec: NotificationEvent,
 };
+/** A clear needs only the clears appended since the request arrived: the inbox's revision, not its events. */
 export const inboxAggregate: Aggregate<InboxCommand, InboxEvent, InboxState> = {
   decider: inboxDecider,
   eventCodec: InboxEvent,
+  window: { last: 0 },
+};
+export const broadcastReadAggregate: Aggregate<MarkBroadcastRead, BroadcastReadEvent, { readonly read: boolean }> = {
+  decider: broadcastReadDecider,
+  eventCodec: BroadcastReadEvent,
 };
 export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, WhitelistState> = {
   decider: whitelistDecider,
@@ -75,6 +93,8 @@ export const whitelistAggregate: Aggregate<WhitelistCommand, WhitelistEvent, Whi
 export const itemOwnerAggregate: Aggregate<ItemOwnerCommand, ItemOwnerEvent, ItemOwnerState> = {
   decider: itemOwnerDecider,
   eventCodec: ItemOwnerEvent,
+  // Its owner is its last event's: registered again and removed as often as the app likes.
+  window: { last: 1 },
 };
 export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = {
   decider: emailDecider,
@@ -83,6 +103,9 @@ export const emailAggregate: Aggregate<EmailCommand, EmailEvent, EmailState> = {
 export const deviceAggregate: Aggregate<DeviceCommand, DeviceStreamEvent, DeviceState> = {
   decider: deviceDecider,
   eventCodec: DeviceStreamEvent,
+  // Registered and unregistered at every login and logout. After the last registration come at most a
+  // token revocation (only of a registered device, once) and an unregister: the last three hold the state.
+  window: { last: 3 },
 };
 export const platformPushAggregate: Aggregate<PlatformPushCommand, PlatformPushEvent, PlatformPushState> = {
   decider: platformPushDecider,
@@ -95,6 +118,8 @@ export const pushAggregate: Aggregate<PushCommand, PushEvent, PushState> = {
 export const deliveryAggregate: Aggregate<DeliveryCommand, DeliveryEvent, DeliveryState> = {
   decider: deliveryDecider,
   eventCodec: DeliveryEvent,
+  // A retry per reconnect of the device until the push expires: the last attempt, and the end after it.
+  window: { last: 2 },
 };
 export const rtioDeviceAggregate: Aggregate<RtioDeviceCommand, RtioDeviceEvent, RtioDeviceState> = {
   decider: rtioDeviceDecider,

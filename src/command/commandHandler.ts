@@ -10,6 +10,7 @@ import {
   WrongExpectedRevisionError,
   type EventMetadata,
   type EventStore,
+  type ReadStreamOptions,
   type RecordedEvent,
 } from '../eventStore/eventStore';
 import { currentSchemaVersion, schemaRefusal } from '../eventStore/upcastingEventStore';
@@ -19,6 +20,15 @@ import { currentCorrelationId } from '../runtime/correlation';
 export interface Aggregate<Command, Event extends DomainEvent, State> {
   readonly decider: Decider<Command, Event, State>;
   readonly eventCodec: t.Decoder<unknown, Event>;
+  /**
+   * For a stream that grows with use, how much of it a decision needs (docs/architecture.md, "Stream
+   * bounds"): its state is the fold of its `last` events, `evolve` making every earlier one irrelevant (a
+   * unit test per aggregate checks this on generated histories), so loading reads at most max(last, 1)
+   * events whatever the stream's length. `last: 0`: the state counts from the stream's current revision
+   * (the initial state there; a conflict folds only what was written since). Absent: the whole stream,
+   * for streams bounded by construction.
+   */
+  readonly window?: { readonly last: number };
 }
 
 export interface CommandContext {
@@ -39,7 +49,10 @@ export interface LoadedStream<State> {
   /** -1n when the stream has no events. */
   readonly revision: bigint;
   readonly position?: bigint;
-  /** Ids of the stream's events, when it was read (not for `newStream`). */
+  /**
+   * Ids of the stream's events that were read (not for `newStream`; a windowed load: its window's), which
+   * tell a retried command (its commandId) from a new one.
+   */
   readonly eventIds?: ReadonlySet<string>;
 }
 
@@ -109,9 +122,8 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
 ): Promise<CommandResult<Event, State>> {
   const { decider } = aggregate;
   const deadline = Date.now() + CONFLICT_RETRY.maxElapsedMs;
-  let assumed = known;
+  let loaded = known ?? (await loadState(store, aggregate, streamName));
   for (let attempt = 1; ; attempt++) {
-    const loaded = assumed ?? (await loadState(store, aggregate, streamName));
     const { state, revision, position } = loaded;
     // A command whose events the stream already holds was applied before (a client's retry): its effect
     // is what the store holds, whatever deciding again would give now. (Stores only take an append's
@@ -149,15 +161,20 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
     } catch (error) {
       if (!(error instanceof WrongExpectedRevisionError)) throw asDomainError(error);
       // What the caller knew is out of date (the stream was not new, or someone wrote since it was read):
-      // decide again on what the stream holds, at once; after that, with jittered back-off.
-      if (assumed) {
-        assumed = undefined;
-        continue;
+      // decide again on what the stream holds, at once; after that, with jittered back-off. Only the events
+      // written since are read, folded onto what was known: a conflict costs what the others wrote, not the
+      // stream's length.
+      if (attempt > 1 || !known) {
+        const delay = Math.random() * Math.min(CONFLICT_RETRY.maxDelayMs, CONFLICT_RETRY.baseDelayMs * 2 ** attempt);
+        if (attempt >= CONFLICT_RETRY.maxAttempts || Date.now() + delay > deadline)
+          throw new StreamContendedError(streamName, attempt);
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
-      const delay = Math.random() * Math.min(CONFLICT_RETRY.maxDelayMs, CONFLICT_RETRY.baseDelayMs * 2 ** attempt);
-      if (attempt >= CONFLICT_RETRY.maxAttempts || Date.now() + delay > deadline)
-        throw new StreamContendedError(streamName, attempt);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      // Knowing nothing (`newStream`), a windowed stream is loaded through its window, not read whole.
+      loaded =
+        loaded.revision < 0n && aggregate.window?.last !== 0
+          ? await loadState(store, aggregate, streamName)
+          : await loadSince(store, aggregate, streamName, loaded);
     }
   }
 }
@@ -165,27 +182,59 @@ export async function handleCommand<Command, Event extends DomainEvent, State>(
 const eventIdOf = (streamName: string, commandId: string, index: number) =>
   uuidv5(`${streamName}/${commandId}/${index}`, EVENT_ID_NAMESPACE);
 
+/**
+ * The stream's state: the whole stream folded, or, for an aggregate with a `window`, only the events the
+ * window names (a bounded read whatever the stream's length).
+ */
 export async function loadState<Command, Event extends DomainEvent, State>(
   store: EventStore,
   aggregate: Aggregate<Command, Event, State>,
   streamName: string,
 ): Promise<LoadedStream<State>> {
-  let recorded: RecordedEvent[];
-  try {
-    recorded = await store.readStream(streamName);
-  } catch (error) {
-    if (error instanceof StreamNotFoundError) return { state: aggregate.decider.initialState(), revision: -1n };
-    throw asDomainError(error);
-  }
-  let state = aggregate.decider.initialState();
+  const initial: LoadedStream<State> = { state: aggregate.decider.initialState(), revision: -1n };
+  const { window } = aggregate;
+  if (!window) return loadSince(store, aggregate, streamName, initial);
+  const newest = await readOrNone(store, streamName, { direction: 'backwards', maxCount: Math.max(window.last, 1) });
+  const last = newest[0];
+  if (!last) return initial;
+  let state = initial.state;
+  for (const event of newest.slice(0, window.last).reverse())
+    state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
+  return { state, revision: last.revision, position: last.position, eventIds: new Set(newest.map((e) => e.id)) };
+}
+
+/** `known` brought up to date: the events after its revision folded onto its state. */
+async function loadSince<Command, Event extends DomainEvent, State>(
+  store: EventStore,
+  aggregate: Aggregate<Command, Event, State>,
+  streamName: string,
+  known: LoadedStream<State>,
+): Promise<LoadedStream<State>> {
+  const recorded = await readOrNone(
+    store,
+    streamName,
+    known.revision < 0n ? {} : { fromRevision: known.revision + 1n },
+  );
+  let { state } = known;
   for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
   const last = recorded[recorded.length - 1];
+  const position = last?.position ?? known.position;
   return {
     state,
-    revision: last?.revision ?? -1n,
-    ...(last && { position: last.position }),
-    eventIds: new Set(recorded.map((e) => e.id)),
+    revision: last?.revision ?? known.revision,
+    ...(position !== undefined && { position }),
+    eventIds: new Set([...(known.eventIds ?? []), ...recorded.map((e) => e.id)]),
   };
+}
+
+/** The stream's events as asked; none when it does not exist. */
+async function readOrNone(store: EventStore, streamName: string, options: ReadStreamOptions): Promise<RecordedEvent[]> {
+  try {
+    return await store.readStream(streamName, options);
+  } catch (error) {
+    if (error instanceof StreamNotFoundError) return [];
+    throw asDomainError(error);
+  }
 }
 
 /** A stream an operator deleted is, to every command, a thing that no longer exists. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { DomainError } from '../../domain/decider';
-import { inboxStreamName } from '../../domain/inbox/inbox';
+import { broadcastReadStreamName, inboxStreamName } from '../../domain/inbox/inbox';
 import {
   NOTIFICATION_LIMITS,
   NOTIFICATION_TYPES,
@@ -10,7 +10,13 @@ import {
 } from '../../domain/notification/notification';
 import { checkItemNames, itemOwnerStreamName } from '../../domain/whitelist/itemOwner';
 import { ownerNotification, whitelistStreamName } from '../../domain/whitelist/whitelistApplication';
-import { inboxAggregate, itemOwnerAggregate, notificationAggregate, whitelistAggregate } from '../command/aggregates';
+import {
+  broadcastReadAggregate,
+  inboxAggregate,
+  itemOwnerAggregate,
+  notificationAggregate,
+  whitelistAggregate,
+} from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import { userSender } from '../identity/sender';
@@ -56,8 +62,11 @@ export interface DatahubQueries {
   list(owner: Owner, filter: NotificationFilter): Promise<{ total: number; results: ReceivedNotification[] }>;
   /** Unread counts per type since the user last cleared them; types without any are absent. */
   unreadStats(owner: Owner): Promise<Map<string, number>>;
-  /** The notification the user received as this message, and whether it is a broadcast to the app. */
-  findReceived(owner: Owner, messageId: number): Promise<{ notificationId: string; broadcast: boolean } | undefined>;
+  /** The notification the user received as this message, whether it is a broadcast to the app, and whether the user read it. */
+  findReceived(
+    owner: Owner,
+    messageId: number,
+  ): Promise<{ notificationId: string; broadcast: boolean; read: boolean } | undefined>;
 }
 
 export interface Owner {
@@ -319,7 +328,8 @@ export class Datahub {
   /** Each clear is a write: it counts against the user's sending rate (SendRateExceededError). */
   async clearStats(viewer: Viewer, now: Date): Promise<void> {
     this.deps.sendAllowance.take(userSender(viewer), now);
-    // Read first: the clears the inbox holds now tell a concurrent clear (appended later) from an old one.
+    // Read first: the inbox's revision now tells a concurrent clear (appended later) from an old one. Only
+    // its last event is read (inboxAggregate's window), however many clears and old reads it holds.
     const streamName = inboxStreamName(viewer.appId, viewer.userId);
     const loaded = await loadState(this.deps.store, inboxAggregate, streamName);
     const result = await handleCommand(
@@ -343,11 +353,12 @@ export class Datahub {
     const received = await this.deps.queries.findReceived(viewer, messageId);
     if (!received) throw new DomainError('not_found', `no notification ${messageId}`);
     const context = { appId: viewer.appId, actor: `user:${viewer.userId}` };
+    if (received.broadcast && received.read) return; // once per user; also a read kept by an inbox before issue 26
     const result = received.broadcast
       ? await handleCommand(
           this.deps.store,
-          inboxAggregate,
-          inboxStreamName(viewer.appId, viewer.userId),
+          broadcastReadAggregate,
+          broadcastReadStreamName(viewer.appId, received.notificationId, viewer.userId),
           {
             type: 'MarkBroadcastRead',
             appId: viewer.appId,
@@ -356,6 +367,7 @@ export class Datahub {
             now: now.toISOString(),
           },
           context,
+          newStream(broadcastReadAggregate),
         )
       : await handleCommand(
           this.deps.store,

@@ -7,10 +7,11 @@ import {
   pushStreamName,
   PUSH_LIMITS,
   type RequestOnePush,
+  type PushState,
   type RequestTopvdnPush,
 } from '../../domain/device/push';
 import { pushAggregate } from '../command/aggregates';
-import { handleCommand, loadState, newStream } from '../command/commandHandler';
+import { handleCommand, loadState, newStream, type LoadedStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import { actorOf, type Sender } from '../identity/sender';
 import type { SendAllowance } from '../messaging/messaging';
@@ -156,6 +157,9 @@ export class Pushes {
   /** SmsRequested for the addressed devices with a mobile number that are offline now, a page at a time. */
   private async requestSms(pushId: string, appId: string, now: Date): Promise<void> {
     let after: string | undefined;
+    // Read whole once (an earlier try's pages, recognised by their ids), then each page decided on what the
+    // last one left: a pass reads the stream once, not once per page.
+    let known: LoadedStream<PushState> | undefined;
     for (;;) {
       const addressed = await this.deps.deliveries.addressed(pushId, after, PUSH_LIMITS.smsRecipients);
       if (addressed.length === 0) return;
@@ -166,13 +170,21 @@ export class Pushes {
       if (recipients.length > 0) {
         // One command per page, so a retried send (its idempotency key) records each page once.
         const page = { appId, actor: appActor(appId), commandId: `sms/${addressed[0]}` };
-        await handleCommand(
+        const streamName = pushStreamName(pushId);
+        known ??= await loadState(this.deps.store, pushAggregate, streamName);
+        const loaded: LoadedStream<PushState> = known;
+        const { events, state, revision, position } = await handleCommand(
           this.deps.store,
           pushAggregate,
-          pushStreamName(pushId),
+          streamName,
           { type: 'RecordSmsRequests', recipients, now: now.toISOString() },
           page,
+          loaded,
         );
+        // Each page's id is its own, so the ids read first are all a later page must be told from, unless
+        // another writer (a concurrent try) appended meanwhile: then the next page reads the stream again.
+        const alone = events.length === 1 && revision === loaded.revision + 1n;
+        known = alone ? { state, revision, position, eventIds: loaded.eventIds ?? new Set() } : undefined;
       }
       if (addressed.length < PUSH_LIMITS.smsRecipients) return;
     }

@@ -1,5 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
+import { broadcastReadStreamName, inboxStreamName } from '../../domain/inbox/inbox';
 import { issueTicket, postForm, startTestHerald, TestClock } from '../support/herald';
+import { countStreamReads } from '../support/streamReads';
 
 // datahub notifications, shared/seeds/001_e25b4a10524b93b6.txt: the seed's own requests, over HTTP.
 describe('datahub REST (seed 001) over HTTP', function () {
@@ -475,6 +478,64 @@ describe('datahub REST (seed 001) over HTTP', function () {
       const before = (await list(ticket, '?status=0')).results.at(-1)!;
       await call('PUT', `/notifications/${before.messageid}`, ticket);
       expect(await stats(ticket)).to.include({ admin_message: 1 });
+    });
+
+    it('a user whose inbox holds 5,000 reads and clears (written before issue 26): reads and clears answer as before, each reading a few events', async () => {
+      const user = 'long-history';
+      const ticket = await ticketFor(user);
+      const { store } = test.herald.infrastructure;
+      const inbox = inboxStreamName('camel', user);
+      // What herald appended to an inbox before issue 26: a NotificationRead per broadcast read, and clears.
+      const history = Array.from({ length: 5_000 }, (_, i) => ({
+        id: randomUUID(),
+        ...(i % 10 === 9
+          ? {
+              type: 'NotificationStatsCleared',
+              data: { appId: 'camel', userId: user, clearedAt: '2026-01-01T00:00:00.000Z' },
+            }
+          : {
+              type: 'NotificationRead',
+              data: { notificationId: randomUUID(), appId: 'camel', userId: user, readAt: '2026-01-01T00:00:00.000Z' },
+            }),
+        metadata: { correlationId: 'before-issue-26', causationId: 'before-issue-26', appId: 'camel' },
+      }));
+      for (let i = 0; i < history.length; i += 1_000) await store.append(inbox, history.slice(i, i + 1_000));
+
+      await call('POST', '/notifications', admin, { type: 'site_broadcast', data: { content: 'to all' } });
+      await call('POST', '/notifications', admin, { type: 'admin_message', receiver: user, data: { content: 'one' } });
+      const [message, broadcast] = (await list(ticket)).results;
+      expect([message!.type, broadcast!.type, broadcast!.status]).to.deep.equal(['admin_message', 'site_broadcast', 0]);
+
+      // The events each request reads from the store (herald's own, watched in place).
+      const reads = countStreamReads(store);
+      try {
+        // Read three times at once: one read, on the broadcast's stream for this user.
+        const three = await reads.during(() =>
+          Promise.all([1, 2, 3].map(() => call('PUT', `/notifications/${broadcast!.messageid}`, ticket))),
+        );
+        expect(three.result.map((r) => r.status)).to.deep.equal([200, 200, 200]);
+        expect(three.eventsRead, 'events read by three reads').to.be.at.most(3);
+        expect((await list(ticket)).results.find((n) => n.messageid === broadcast!.messageid)?.status).to.equal(1);
+        const { notificationId } = (
+          await test.herald.datahub.list(
+            { ticketId: 'test', appId: 'camel', userId: user, roles: [], expiresAt: '2099-01-01T00:00:00.000Z' },
+            { forClient: false, status: 'either', page: 1, size: 10 },
+          )
+        ).results.find((n) => n.messageId === broadcast!.messageid)!;
+        expect(await store.readStream(broadcastReadStreamName('camel', notificationId, user))).to.have.length(1);
+
+        expect(await stats(ticket)).to.include({ admin_message: 1 });
+        const cleared = await reads.during(() => call('DELETE', '/notification_stat', ticket));
+        expect(cleared.result.status).to.equal(200);
+        expect(cleared.eventsRead, 'events read by a clear').to.equal(1);
+        expect(await stats(ticket)).to.include({ admin_message: 0 });
+        expect((await store.readStream(inbox, { direction: 'backwards', maxCount: 1 }))[0]).to.deep.include({
+          type: 'NotificationStatsCleared',
+          revision: 5_000n,
+        });
+      } finally {
+        reads.restore();
+      }
     });
 
     it('keeps apps apart: the same user id in another app sees nothing of this one', async () => {

@@ -1,14 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import pg from 'pg';
 import pino from 'pino';
 import { emailStreamName } from '../../domain/email/email';
+import { broadcastReadStreamName, inboxStreamName } from '../../domain/inbox/inbox';
 import { messageStreamName } from '../../domain/message/message';
 import { projections, pruning } from '../../projections';
 import { platformPushQueries } from '../../projections/platformPushes';
 import { rtioReportQueries } from '../../projections/rtioReports';
 import { loadConfig, type Config } from '../../src/config';
+import { StreamNotFoundError } from '../../src/eventStore/eventStore';
 import { startHerald, type Herald } from '../../src/herald';
 import type { Viewer } from '../../src/identity/tickets';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
@@ -419,7 +422,29 @@ describe('rebuilt projections equal incrementally built ones', function () {
     );
     const third = (await listOf(bob)).filter((n) => n.type === 'site_broadcast')[0]!;
     await h.datahub.markRead(bob, third.messageId, now());
+    // carol read it before issue 26: herald then appended the read to her inbox's stream (stream bounds).
+    const thirdId = (
+      await h.datahub.list(carol, { forClient: false, status: 'either', page: 1, size: 100 })
+    ).results.find((n) => n.messageId === third.messageId)!.notificationId;
+    await h.infrastructure.store.append(inboxStreamName('camel', 'carol'), [
+      {
+        id: randomUUID(),
+        type: 'NotificationRead',
+        data: { notificationId: thirdId, appId: 'camel', userId: 'carol', readAt: now().toISOString() },
+        metadata: { correlationId: 'before-issue-26', causationId: 'before-issue-26', appId: 'camel' },
+      },
+    ]);
+    await eventually(async () =>
+      expect((await listOf(carol)).find((n) => n.messageId === third.messageId)?.read).to.equal(true),
+    );
+    // Read again now: that earlier read counts, nothing is appended.
     await h.datahub.markRead(carol, third.messageId, now());
+    expect(
+      await h.infrastructure.store
+        .readStream(broadcastReadStreamName('camel', thirdId, 'carol'))
+        .then((events) => events.length)
+        .catch((error: unknown) => (error instanceof StreamNotFoundError ? 0 : Promise.reject(error))),
+    ).to.equal(0);
 
     // Emails: one sent at once, one refused once and sent at its retry a minute later.
     const requestEmail = async (body: Record<string, unknown>) => {
