@@ -654,8 +654,9 @@ async function missedMessages(
  * Retention of Koala messages (domain/retention.ts): a message whose expiry is before the cutoff goes
  * with its inbox rows, and the inboxes' counters lose what they counted of them — so a page's `total`
  * (the counter less the expired rows still kept) stays what it was. A message without expiry (`expire`
- * 0, 永久有效) or still scheduled is never removed. One statement per batch: counters are locked in key
- * order first, as two writers of several counters must (the projection's upsert and this).
+ * 0, 永久有效) or still scheduled is never removed. One statement per batch, bounded by the inbox rows it
+ * removes (not by messages: one has up to 1,000 recipients), so the counters it locks (in key order, as
+ * two writers of several counters must: the projection's upsert and this) are held for a short statement.
  */
 export function messagePruning(pool: Pool): Prunable {
   const removable = `${MESSAGE_ENDED} AND expires_at < $1`;
@@ -671,9 +672,17 @@ export function messagePruning(pool: Pool): Prunable {
     async prune(cutoff, limit) {
       const { rowCount } = await pool.query(
         prepared(
-          `WITH doomed AS (
-             SELECT message_id FROM notification_messages WHERE ${removable}
-              ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+          `WITH candidates AS (
+             SELECT message_id, expires_at, cardinality(recipients) AS inbox_rows FROM notification_messages
+              WHERE ${removable} ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+           ), doomed AS (
+             -- The limit bounds the rows the statement touches, inbox rows included (a message has up to
+             -- 1,000): the oldest messages whose inbox rows fit in it, and at least one.
+             SELECT message_id FROM (
+               SELECT message_id, sum(inbox_rows) OVER (ORDER BY expires_at, message_id) AS running,
+                      row_number() OVER (ORDER BY expires_at, message_id) AS k
+                 FROM candidates) w
+              WHERE running <= $2 OR k = 1
            ), locked AS (
              SELECT c.app_id, c.user_id FROM inbox_counters c
               WHERE (c.app_id, c.user_id) IN (SELECT n.app_id, n.user_id FROM notifications n JOIN doomed USING (message_id))

@@ -79,7 +79,7 @@ export interface PruningTerms {
 }
 
 /**
- * One pass: each table in turn, batch after batch until one comes back short (or `shouldGoOn` says
+ * One pass: each table in turn, batch after batch until one removes nothing (or `shouldGoOn` says
  * stop, checked before each batch); what it removed per table.
  */
 export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
@@ -96,7 +96,9 @@ export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean =
       batches += 1;
       removed += rows;
       if (rows > 0) onPruned?.(prunable.table, rows);
-      if (rows < batchSize) break;
+      // Until a batch finds nothing: a batch may come back short with more left (rows another
+      // transaction held, skipped; a table whose batches are bounded by the rows of another, as Koala's).
+      if (rows === 0) break;
     }
     reports.push({ table: prunable.table, removed, batches });
   }

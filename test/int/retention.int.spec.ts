@@ -164,6 +164,37 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
       expect(keptIds).to.include(m.id);
   });
 
+  it('bounds a Koala batch by the inbox rows it removes, not by messages (one has up to 1,000 recipients)', async () => {
+    // Five expired messages of three recipients each: a batch of 7 rows removes two messages (6 rows).
+    const ids = Array.from({ length: 5 }, () => randomUUID());
+    for (const [i, id] of ids.entries()) {
+      await pool.query(
+        `INSERT INTO notification_messages (message_id, app_id, sender, title, content, recipients, status, seq, sent_at, expires_at)
+         VALUES ($1, 'camel', 'alice', 't', 'c', ARRAY['bob', 'carol', 'dave'], 'delivered', $2, $3, $3)`,
+        [id, i + 1, times[0]],
+      );
+      await pool.query(
+        `INSERT INTO notifications (message_id, user_id, app_id, seq, type, expires_at)
+         SELECT $1, u, 'camel', $2, 'koala', $3 FROM unnest(ARRAY['bob', 'carol', 'dave']) AS u`,
+        [id, i + 1, times[0]],
+      );
+    }
+    await pool.query(
+      `INSERT INTO inbox_counters (app_id, user_id, total, unread)
+       SELECT 'camel', u, 5, 5 FROM unnest(ARRAY['bob', 'carol', 'dave']) AS u`,
+    );
+    const koala = readModels(pool).retention.find((p) => p.table === 'notification_messages')!;
+    expect(await koala.prune(cutoff, 7)).to.equal(2);
+    const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM notifications');
+    expect(rows[0]!.n).to.equal(9);
+    // A batch smaller than one message's rows still removes that message; the pass goes on to the end.
+    expect(await koala.prune(cutoff, 1)).to.equal(1);
+    const report = await pass(7).runOnce();
+    expect(report.find((r) => r.table === 'notification_messages')?.removed).to.equal(2);
+    const { rows: counters } = await pool.query<{ total: number }>('SELECT total::int FROM inbox_counters');
+    expect(counters.map((c) => c.total)).to.deep.equal([0, 0, 0]);
+  });
+
   it('removes sent emails and forwarded reports past retention; pending and failed ones stay', async () => {
     const emails = ['pending', 'sent', 'failed'].flatMap((status) =>
       times.map((updatedAt) => ({ id: randomUUID(), status, updatedAt })),
