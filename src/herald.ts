@@ -463,7 +463,9 @@ async function registerConfiguredApps(store: EventStore, config: Config, clock: 
       appAggregate,
       appStreamName(appId),
       { type: 'RegisterApp', appId, secretHash, now: clock().toISOString() },
-      { commandId: `register-app:${secretHash}`, appId, actor: 'herald:HERALD_APPS' },
+      // No commandId: a secret used before (A → B → A) is a change like any other, not a retry; nodes
+      // starting at once are told apart by the expected revision, and the same secret appends nothing.
+      { appId, actor: 'herald:HERALD_APPS' },
     );
     if (result.events.length > 0)
       log.info({ appId, events: result.events.map((e) => e.type) }, 'app registered from HERALD_APPS');

@@ -307,7 +307,7 @@ describe('Koala REST (seed 000) over HTTP', function () {
       expect(alone.body).to.deep.equal({ status: 0, errcode: 0, errmsg: '', result: 0 });
     });
 
-    it('answers 1005 once the app secret changed after the ticket was issued', async () => {
+    it('answers 1005 once the app secret changed after the ticket was issued; a secret rotated back works again', async () => {
       const ticket = await ticketFor('rotating', 'other', 'other-secret');
       // An operator rotates the secret: a herald started on the same store with the new HERALD_APPS.
       const rotating = await startHeraldOn(test.testDatabase.connectionString, {
@@ -324,6 +324,20 @@ describe('Koala REST (seed 000) over HTTP', function () {
         expect(body).to.include({ status: 1005, errcode: 1005 });
       });
       await ticketFor('rotating', 'other', 'rotated-secret');
+      // And back: a secret used before is a change like any other, not a retry of its first registration.
+      const back = await startHeraldOn(test.testDatabase.connectionString, {
+        apps: [{ appId: 'other', secret: 'other-secret' }],
+      });
+      await back.close();
+      await eventually(async () => {
+        const { body } = await postForm(url('/koala/api/mas/tickets'), {
+          app_key: 'other',
+          secret_key: 'rotated-secret',
+          user_id: 'rotating',
+        });
+        expect(body).to.include({ errcode: 1006 });
+      });
+      await ticketFor('rotating', 'other', 'other-secret');
     });
   });
 
