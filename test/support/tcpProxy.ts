@@ -25,6 +25,14 @@ export class TcpProxy {
     return proxy;
   }
 
+  /** `databaseUrl` through this proxy: its port, and TCP even where the URL names a Unix socket (`host`). */
+  databaseUrl(databaseUrl: string): string {
+    const proxied = new URL(databaseUrl);
+    proxied.port = new URL(this.url).port;
+    proxied.searchParams.delete('host');
+    return proxied.toString();
+  }
+
   /** Connections open now (frozen ones included). */
   get connections(): number {
     return this.pairs.size;
