@@ -12,6 +12,7 @@ import {
   seal,
   unseal,
   type StoredApnsCredentials,
+  type StoredFcmCredentials,
 } from '../../src/platformPush/credentials';
 import { apnsTestKey } from '../support/apnsStandIn';
 
@@ -105,12 +106,12 @@ describe('platform-push credentials', () => {
   });
 
   describe('per app', () => {
-    const memory = () => {
-      const rows = new Map<string, StoredApnsCredentials>();
+    const memory = <T = StoredApnsCredentials>() => {
+      const rows = new Map<string, T>();
       return {
         rows,
         store: {
-          put: async (appId: string, c: StoredApnsCredentials) => void rows.set(appId, c),
+          put: async (appId: string, c: T) => void rows.set(appId, c),
           get: async (appId: string) => rows.get(appId),
           apps: async () => [...rows.keys()],
         },
@@ -119,7 +120,11 @@ describe('platform-push credentials', () => {
 
     it('stores the key sealed, shows only what it is, gives each app its own', async () => {
       const { rows, store } = memory();
-      const credentials = new PlatformCredentials({ store, key: () => randomBytes(32) });
+      const credentials = new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      });
       expect(await credentials.describeApns('camel')).to.deep.include({ configured: false });
       const shown = await credentials.setApns('camel', input, new Date());
       expect(shown).to.deep.equal({
@@ -137,10 +142,15 @@ describe('platform-push credentials', () => {
 
     it('a key sealed under another credentials key is no credentials (and is reported), not a crash', async () => {
       const { store } = memory();
-      await new PlatformCredentials({ store, key: () => randomBytes(32) }).setApns('camel', input, new Date());
+      await new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
       const other = new PlatformCredentials({
         store,
+        fcmStore: memory<StoredFcmCredentials>().store,
         key: () => randomBytes(32),
         onUnreadable: (appId) => unreadable.push(appId),
       });
@@ -150,7 +160,11 @@ describe('platform-push credentials', () => {
 
     it('bad input stores nothing', async () => {
       const { rows, store } = memory();
-      const credentials = new PlatformCredentials({ store, key: () => randomBytes(32) });
+      const credentials = new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      });
       await credentials.setApns('camel', { ...input, keyId: 'bad' }, new Date()).catch(() => undefined);
       expect(rows.size).to.equal(0);
     });
@@ -159,6 +173,7 @@ describe('platform-push credentials', () => {
       const { store } = memory();
       const credentials = new PlatformCredentials({
         store,
+        fcmStore: memory<StoredFcmCredentials>().store,
         key: () => randomBytes(32),
         fromEnvironment: { appId: 'solo', credentials: checkApnsCredentials(input) },
       });
