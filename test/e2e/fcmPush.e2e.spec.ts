@@ -12,6 +12,7 @@ import {
 } from '../support/fcmStandIn';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, startHeraldOn, TestClock } from '../support/herald';
+import { onePushClient } from '../support/onePushClient';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 import { storedEvents } from '../support/storedEvents';
 
@@ -34,36 +35,11 @@ describe('platform push: FCM for ANDROID devices that are not connected', functi
   const credentialsKey = randomBytes(32).toString('hex');
   const metricsToken = randomBytes(24).toString('hex');
 
-  const post = async (path: string, body: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    return { status: response.status, body: (await response.json()) as Record<string, string> };
-  };
   const token = () => `fcm:${randomBytes(60).toString('base64url')}`;
-  const register = async (nativeToken: string, alias: string, platform = 'ANDROID', appId = 'camel') =>
-    (await post('/msgpush/register', { alias, appId, platform, nativeToken })).body.id!;
-  const send = async (audiences: string[], extra: Record<string, unknown> = {}, app = ['camel', 'EERWERRRRE']) =>
-    (
-      await post('/msgpush/send', {
-        appId: app[0],
-        appKey: app[1],
-        tenantCode: 'xxx',
-        platform: 'ALL',
-        pushMsgType: 'MSG',
-        needConfirm: false,
-        duration: 10000,
-        audienceType: 'ALIAS',
-        audiences,
-        extra: 'testmsg',
-        alert: ' this is a alert',
-        sound: 'default',
-        badge: 1,
-        ...extra,
-      })
-    ).body.requestId!;
+  const client = onePushClient(() => url);
+  const { send } = client;
+  const register = (nativeToken: string, alias: string, platform = 'ANDROID', appId = 'camel') =>
+    client.register(nativeToken, alias, platform, appId);
   const SET = `mutation($input: FcmCredentialsInput!) { setFcmCredentials(input: $input) { configured projectId clientEmail tokenUri } }`;
   const SHOW = `{ fcmCredentials { configured projectId clientEmail tokenUri } }`;
   const setCredentials = (ticket: string, serviceAccount: string) =>

@@ -18,6 +18,18 @@ import {
 import { apnsTestKey } from '../support/apnsStandIn';
 import { fcmTestAccount, serviceAccountJson } from '../support/fcmStandIn';
 
+/** Why loadConfig refuses `vars` (never quoting a key), or 'no error'. */
+const problem = (vars: Record<string, string>) => {
+  try {
+    loadConfig(vars);
+  } catch (error) {
+    expect(error).to.be.instanceOf(ConfigError);
+    expect((error as Error).message).to.not.include('PRIVATE');
+    return (error as Error).message;
+  }
+  return 'no error';
+};
+
 describe('platform-push credentials', () => {
   const key = apnsTestKey('A');
   const input = {
@@ -249,16 +261,6 @@ describe('platform-push credentials', () => {
       writeFileSync(file, serviceAccountJson(account, 'https://oauth2.googleapis.com/token'));
     });
     after(() => rmSync(dir, { recursive: true, force: true }));
-    const problem = (vars: Record<string, string>) => {
-      try {
-        loadConfig(vars);
-      } catch (error) {
-        expect(error).to.be.instanceOf(ConfigError);
-        expect((error as Error).message).to.not.include('PRIVATE');
-        return (error as Error).message;
-      }
-      return 'no error';
-    };
 
     it('are read together, the account from its file; the URLs may be replaced (tests, a proxy)', () => {
       const config = loadConfig({
@@ -306,16 +308,6 @@ describe('platform-push credentials', () => {
       HERALD_APNS_KEY_ID: key.keyId,
       HERALD_APNS_TEAM_ID: key.teamId,
       HERALD_APNS_TOPIC: key.topic,
-    };
-    const problem = (vars: Record<string, string>) => {
-      try {
-        loadConfig(vars);
-      } catch (error) {
-        expect(error).to.be.instanceOf(ConfigError);
-        expect((error as Error).message).to.not.include('PRIVATE');
-        return (error as Error).message;
-      }
-      return 'no error';
     };
 
     it('are read together, the key from its file; production by default', () => {
