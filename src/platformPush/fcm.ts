@@ -37,7 +37,7 @@ export interface FcmCredentials {
 export interface FcmEndpoint {
   /** Replaces https://fcm.googleapis.com (`HERALD_FCM_BASE_URL`). */
   readonly baseUrl?: string;
-  /** Replaces every account's `token_uri` (`HERALD_FCM_TOKEN_URI`). */
+  /** Where every account's token request goes instead of its `token_uri` (`HERALD_FCM_TOKEN_URI`, a proxy); the assertion's `aud` stays the account's. */
   readonly tokenUri?: string;
 }
 
@@ -286,7 +286,8 @@ export class Fcm implements PlatformPushService {
       this.keys.set(credentials.privateKey, key);
     }
     const now = this.now();
-    const assertion = accessTokenAssertion(key, credentials.clientEmail, tokenUri, Math.floor(now / 1000));
+    // Google checks `aud` against its own token URI: the account's, wherever the request goes.
+    const assertion = accessTokenAssertion(key, credentials.clientEmail, credentials.tokenUri, Math.floor(now / 1000));
     const response = await fetch(tokenUri, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },

@@ -81,6 +81,8 @@ export interface FcmStandIn {
   readonly refused: string[];
   /** The next answers for a registration token (consumed in order; then 200). */
   answer(token: string, ...answers: FcmAnswer[]): void;
+  /** The `expires_in` of the access tokens it issues from now on (Google: 3599). */
+  setExpiresIn(seconds: number): void;
   /** Makes every access token issued so far unknown (401 UNAUTHENTICATED), as an early revocation. */
   forgetAccessTokens(): void;
   close(): Promise<void>;
@@ -126,14 +128,22 @@ const readBody = (request: http.IncomingMessage): Promise<string> =>
     request.on('error', reject);
   });
 
-/** Starts the stand-in on an ephemeral loopback port; `accounts` are the service accounts it knows. */
-export async function startFcmStandIn(accounts: readonly FcmTestAccount[]): Promise<FcmStandIn> {
+/**
+ * Starts the stand-in on an ephemeral loopback port; `accounts` are the service accounts it knows. The
+ * assertion's `aud` must be its own token URI, or `options.audience` (Google's, when herald reaches it
+ * through HERALD_FCM_TOKEN_URI as through a proxy).
+ */
+export async function startFcmStandIn(
+  accounts: readonly FcmTestAccount[],
+  options: { readonly audience?: string } = {},
+): Promise<FcmStandIn> {
   const requests: FcmRequestSeen[] = [];
   const tokensIssued: Array<{ clientEmail: string; at: number }> = [];
   const refused: string[] = [];
   const accessTokens = new Map<string, { account: FcmTestAccount; expiresAt: number }>();
   const queued = new Map<string, FcmAnswer[]>();
   let tokenUri = '';
+  let expiresIn = 3599;
 
   const assertionProblem = (assertion: string): string | FcmTestAccount => {
     const parts = assertion.split('.');
@@ -153,7 +163,7 @@ export async function startFcmStandIn(accounts: readonly FcmTestAccount[]): Prom
     if (!verify('sha256', Buffer.from(`${header}.${claims}`), account.publicKey, Buffer.from(signature, 'base64url')))
       return 'signature';
     if (c.scope !== FCM_SCOPE) return 'scope';
-    if (c.aud !== tokenUri) return 'aud';
+    if (c.aud !== (options.audience ?? tokenUri)) return 'aud';
     const now = Date.now() / 1000;
     if (typeof c.iat !== 'number' || typeof c.exp !== 'number') return 'iat/exp';
     if (c.iat > now + 60 || c.exp < now - 60 || c.exp - c.iat > 3600 || c.exp <= c.iat) return 'iat/exp';
@@ -180,9 +190,9 @@ export async function startFcmStandIn(accounts: readonly FcmTestAccount[]): Prom
           return reply(400, JSON.stringify({ error: 'invalid_grant', error_description: checked }));
         }
         const accessToken = `ya29.${randomBytes(24).toString('base64url')}`;
-        accessTokens.set(accessToken, { account: checked, expiresAt: Date.now() + 3599_000 });
+        accessTokens.set(accessToken, { account: checked, expiresAt: Date.now() + expiresIn * 1000 });
         tokensIssued.push({ clientEmail: checked.clientEmail, at: Date.now() });
-        return reply(200, JSON.stringify({ access_token: accessToken, expires_in: 3599, token_type: 'Bearer' }));
+        return reply(200, JSON.stringify({ access_token: accessToken, expires_in: expiresIn, token_type: 'Bearer' }));
       }
       const path = /^\/v1\/projects\/([^/]+)\/messages:send$/.exec(url);
       if (request.method !== 'POST' || !path) return reply(404, errorBody(404, undefined));
@@ -251,6 +261,9 @@ export async function startFcmStandIn(accounts: readonly FcmTestAccount[]): Prom
     refused,
     answer(token, ...answers) {
       queued.set(token, [...(queued.get(token) ?? []), ...answers]);
+    },
+    setExpiresIn(seconds) {
+      expiresIn = seconds;
     },
     forgetAccessTokens() {
       accessTokens.clear();

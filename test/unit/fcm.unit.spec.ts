@@ -162,6 +162,23 @@ describe('FCM HTTP v1 adapter', function () {
       expect(standIn.refused).to.deep.equal([]);
     });
 
+    it('keeps an access token until 5 minutes before it expires', async () => {
+      standIn.setExpiresIn(301);
+      try {
+        const issued = standIn.tokensIssued.length;
+        expect(await fcm.send(notification({ token: 'e-1' }), signal)).to.deep.equal({ ok: true });
+        expect(await fcm.send(notification({ token: 'e-2' }), signal)).to.deep.equal({ ok: true });
+        expect(standIn.tokensIssued.length).to.equal(issued + 1);
+        standIn.setExpiresIn(299);
+        const fresh = new Fcm(async (appId) => credentials.get(appId), { baseUrl: standIn.url });
+        expect(await fresh.send(notification({ token: 'e-3' }), signal)).to.deep.equal({ ok: true });
+        expect(await fresh.send(notification({ token: 'e-4' }), signal)).to.deep.equal({ ok: true });
+        expect(standIn.tokensIssued.length).to.equal(issued + 3);
+      } finally {
+        standIn.setExpiresIn(3599);
+      }
+    });
+
     it('a 401 makes a new access token and tries once more', async () => {
       expect(await fcm.send(notification({ token: 'r-1' }), signal)).to.deep.equal({ ok: true });
       const issued = standIn.tokensIssued.length;
@@ -205,6 +222,22 @@ describe('FCM HTTP v1 adapter', function () {
         retry: false,
       });
       expect(standIn.refused).to.include('iss');
+    });
+
+    it("HERALD_FCM_TOKEN_URI sends token requests elsewhere; the assertion's aud stays the account's token_uri", async () => {
+      const google = 'https://oauth2.googleapis.com/token';
+      const proxy = await startFcmStandIn([a], { audience: google });
+      try {
+        const viaProxy = new Fcm(async () => checkFcmCredentials(serviceAccountJson(a, google)), {
+          baseUrl: proxy.url,
+          tokenUri: proxy.tokenUri,
+        });
+        expect(await viaProxy.send(notification({ token: 'v-1' }), signal)).to.deep.equal({ ok: true });
+        expect(proxy.tokensIssued).to.have.length(1);
+        expect(proxy.refused).to.deep.equal([]);
+      } finally {
+        await proxy.close();
+      }
     });
 
     it('no service account: not sent', async () => {
