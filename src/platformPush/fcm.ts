@@ -17,6 +17,8 @@ export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const FCM_PAYLOAD_LIMIT_BYTES = 4096;
 /** An access token is made anew this long before Google says it expires. */
 export const ACCESS_TOKEN_MARGIN_MS = 5 * 60_000;
+/** FCM keeps a message at most 4 weeks (`android.ttl`'s maximum). */
+export const FCM_MAX_TTL_SECONDS = 28 * 86_400;
 /** Google answers `expires_in` 3599; an assertion asks for an hour (its maximum). */
 const ASSERTION_LIFETIME_S = 3600;
 /** Answers are small JSON: more is not read. */
@@ -95,7 +97,10 @@ export function fcmMessage(notification: PlatformNotification, nowMs: number): {
   const notificationPart = background ? undefined : { body: notification.alert };
   if (Buffer.byteLength(JSON.stringify({ data, notification: notificationPart })) > FCM_PAYLOAD_LIMIT_BYTES)
     return undefined;
-  const ttlSeconds = Math.max(0, Math.floor((notification.expiresAt.getTime() - nowMs) / 1000));
+  const ttlSeconds = Math.min(
+    FCM_MAX_TTL_SECONDS,
+    Math.max(0, Math.floor((notification.expiresAt.getTime() - nowMs) / 1000)),
+  );
   return {
     message: {
       token: notification.token,

@@ -58,13 +58,17 @@ describe('FCM HTTP v1 adapter', function () {
       });
     });
 
-    it('a CMD is data only, NORMAL priority; an expired message has ttl 0s', () => {
+    it("a CMD is data only, NORMAL priority; ttl is 0s for an expired message, at most FCM's 4 weeks", () => {
       const now = Date.now();
       const body = fcmMessage(notification({ pushMsgType: 'CMD', expiresAt: new Date(now - 5000) }), now) as {
         message: { notification?: unknown; android: { priority: string; ttl: string } };
       };
       expect(body.message.notification).to.equal(undefined);
       expect(body.message.android).to.include({ priority: 'NORMAL', ttl: '0s' });
+      const far = fcmMessage(notification({ expiresAt: new Date(now + 60 * 86_400_000) }), now) as {
+        message: { android: { ttl: string } };
+      };
+      expect(far.message.android.ttl).to.equal(`${28 * 86_400}s`);
     });
 
     it('over 4 KB is not sent', () => {
