@@ -11,6 +11,7 @@ import { emailPruning, emailQueries, emailsProjection } from './emails';
 import { messagePruning, notificationQueries, notificationsProjection } from './koalaInbox';
 import {
   apnsCredentialStore,
+  fcmCredentialStore,
   platformCredentialMigrations,
   platformPushesProjection,
   platformPushQueries,
@@ -71,6 +72,7 @@ export function readModels(pool: Pool) {
       name: platformPushesProjection.name,
       queries: platformPushQueries(pool),
       credentials: apnsCredentialStore(pool),
+      fcmCredentials: fcmCredentialStore(pool),
     },
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },

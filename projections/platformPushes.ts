@@ -5,7 +5,7 @@ import { PlatformPushFailed, PlatformPushRequested, PlatformPushSent } from '../
 import { PushMessage } from '../domain/device/push';
 import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import type { ApnsCredentialStore, StoredApnsCredentials } from '../src/platformPush/credentials';
+import type { ApnsCredentialStore, FcmCredentialStore, StoredApnsCredentials } from '../src/platformPush/credentials';
 import type { PlatformPushCandidate, PlatformPushQueries } from '../src/platformPush/platformPusher';
 import type { Migration } from '../src/postgres/migrations';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
@@ -212,14 +212,14 @@ function toBatch(events: readonly RecordedEvent[]) {
 /**
  * What the leader reads: candidates for a platform push, the items due, and a push's message. Candidates
  * are read from the devices read model's tables (read only) with this one's: open ONE-PUSH deliveries to
- * IOS devices of the given apps, never written (attempts 0: the device had no connection when it was
+ * IOS devices of the apps with APNs credentials and ANDROID devices of those with an FCM service account, never written (attempts 0: the device had no connection when it was
  * pushed) or needing confirmation and re-sent once without it (attempts ≥ 2), not yet requested, whose
  * device's token is not revoked.
  */
 export function platformPushQueries(pool: Pool): PlatformPushQueries {
   return {
-    async candidates(appIds, now, limit) {
-      if (appIds.length === 0) return [];
+    async candidates(apps, now, limit) {
+      if (apps.IOS.length === 0 && apps.ANDROID.length === 0) return [];
       const { rows } = await pool.query<{
         push_id: string;
         device_id: string;
@@ -228,22 +228,24 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
         native_token: string;
         registration: number;
         expires_at: Date;
+        platform: 'IOS' | 'ANDROID';
       }>({
         name: 'platform-push-candidates',
         text: `
-          SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at
+          SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at, d.platform
             FROM device_deliveries dd
             JOIN devices d ON d.device_id = dd.device_id
             JOIN device_pushes p ON p.push_id = dd.push_id
-           WHERE dd.app_id = ANY($1::text[])
+           WHERE dd.app_id = ANY($1::text[] || $4::text[])
              AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
              AND (dd.attempts = 0 OR (dd.needs_confirm AND dd.attempts >= 2))
-             AND d.active AND d.platform = 'IOS' AND dd.push_position > d.registration_position
+             AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[])))
+             AND d.active AND dd.push_position > d.registration_position
              AND p.message->>'kind' = 'onepush'
              AND NOT EXISTS (SELECT 1 FROM platform_pushes pp WHERE pp.push_id = dd.push_id AND pp.device_id = dd.device_id)
              AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r WHERE r.device_id = d.device_id AND r.registration = d.registration)
            ORDER BY dd.push_position, dd.device_id LIMIT $3`,
-        values: [appIds, now, limit],
+        values: [apps.IOS, now, limit, apps.ANDROID],
       });
       return rows.map((r): PlatformPushCandidate => ({
         pushId: r.push_id,
@@ -253,6 +255,7 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
         nativeToken: r.native_token,
         registration: r.registration,
         expiresAt: r.expires_at.toISOString(),
+        platform: r.platform,
       }));
     },
     async due(now, limit) {
@@ -293,7 +296,10 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
   };
 }
 
-/** Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials. */
+/**
+ * Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials, and (a
+ * table of their own: what is shown differs) their FCM service accounts.
+ */
 export const platformCredentialMigrations: readonly Migration[] = [
   {
     id: 'platform-push/001-credentials',
@@ -307,6 +313,17 @@ export const platformCredentialMigrations: readonly Migration[] = [
             sealed_key text NOT NULL,
             updated_at timestamptz NOT NULL,
             PRIMARY KEY (app_id, service)
+          )`,
+  },
+  {
+    id: 'platform-push/002-fcm-credentials',
+    sql: `CREATE TABLE fcm_credentials (
+            app_id text PRIMARY KEY,
+            project_id text NOT NULL,
+            client_email text NOT NULL,
+            token_uri text NOT NULL,
+            sealed_key text NOT NULL,
+            updated_at timestamptz NOT NULL
           )`,
   },
 ];
@@ -341,6 +358,38 @@ export function apnsCredentialStore(pool: Pool): ApnsCredentialStore {
     async apps() {
       const { rows } = await pool.query<{ app_id: string }>(
         `SELECT app_id FROM platform_credentials WHERE service = 'apns' ORDER BY app_id LIMIT 10000`,
+      );
+      return rows.map((r) => r.app_id);
+    },
+  };
+}
+
+export function fcmCredentialStore(pool: Pool): FcmCredentialStore {
+  return {
+    async put(appId, c, now) {
+      await pool.query(
+        `INSERT INTO fcm_credentials (app_id, project_id, client_email, token_uri, sealed_key, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (app_id) DO UPDATE SET project_id = excluded.project_id, client_email = excluded.client_email,
+           token_uri = excluded.token_uri, sealed_key = excluded.sealed_key, updated_at = excluded.updated_at`,
+        [appId, c.projectId, c.clientEmail, c.tokenUri, c.sealedKey, now],
+      );
+    },
+    async get(appId) {
+      const { rows } = await pool.query<{
+        project_id: string;
+        client_email: string;
+        token_uri: string;
+        sealed_key: string;
+      }>(`SELECT project_id, client_email, token_uri, sealed_key FROM fcm_credentials WHERE app_id = $1`, [appId]);
+      const r = rows[0];
+      return (
+        r && { projectId: r.project_id, clientEmail: r.client_email, tokenUri: r.token_uri, sealedKey: r.sealed_key }
+      );
+    },
+    async apps() {
+      const { rows } = await pool.query<{ app_id: string }>(
+        `SELECT app_id FROM fcm_credentials ORDER BY app_id LIMIT 10000`,
       );
       return rows.map((r) => r.app_id);
     },

@@ -12,7 +12,8 @@ import {
   type RetentionPolicy,
 } from '../domain/retention';
 import type { ApnsCredentials, ApnsEndpoint } from './platformPush/apns';
-import { checkApnsCredentials } from './platformPush/credentials';
+import { checkApnsCredentials, checkFcmCredentials } from './platformPush/credentials';
+import type { FcmCredentials, FcmEndpoint } from './platformPush/fcm';
 
 /**
  * herald's configuration, decoded from the environment at start-up. A bad value stops start-up with a
@@ -207,6 +208,12 @@ const Environment = t.type({
   HERALD_APNS_ENVIRONMENT: optional(t.keyof({ production: null, sandbox: null }, 'production or sandbox')),
   HERALD_APNS_HOST: optional(urlWithScheme(['https'])),
   HERALD_APNS_CA_FILE: optional(NonEmptyString),
+  HERALD_FCM_APP: optional(
+    fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined)),
+  ),
+  HERALD_FCM_SERVICE_ACCOUNT_FILE: optional(NonEmptyString),
+  HERALD_FCM_BASE_URL: optional(urlWithScheme(['https', 'http'])),
+  HERALD_FCM_TOKEN_URI: optional(urlWithScheme(['https', 'http'])),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) =>
       /^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw)
@@ -278,6 +285,10 @@ export interface Config {
   readonly apns?: { readonly appId: string; readonly credentials: ApnsCredentials };
   /** Where APNs is reached: Apple's hosts unless `HERALD_APNS_HOST` (with `HERALD_APNS_CA_FILE`) says otherwise. */
   readonly apnsEndpoint: ApnsEndpoint;
+  /** A one-app deployment's FCM service account (`HERALD_FCM_…`); an app's own, set over GraphQL, comes first. */
+  readonly fcm?: { readonly appId: string; readonly credentials: FcmCredentials };
+  /** Where FCM is reached: Google unless `HERALD_FCM_BASE_URL` / `HERALD_FCM_TOKEN_URI` say otherwise. */
+  readonly fcmEndpoint: FcmEndpoint;
 }
 
 export class ConfigError extends Error {
@@ -307,6 +318,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = decoded.right;
   const apns = apnsFromEnvironment(e);
+  const fcm = fcmFromEnvironment(e);
   let apnsCa: string | undefined;
   if (e.HERALD_APNS_CA_FILE !== undefined) {
     try {
@@ -359,7 +371,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(e.HERALD_APNS_HOST !== undefined && { host: e.HERALD_APNS_HOST }),
       ...(apnsCa !== undefined && { ca: apnsCa }),
     },
+    ...(fcm && { fcm }),
+    fcmEndpoint: {
+      ...(e.HERALD_FCM_BASE_URL !== undefined && { baseUrl: e.HERALD_FCM_BASE_URL }),
+      ...(e.HERALD_FCM_TOKEN_URI !== undefined && { tokenUri: e.HERALD_FCM_TOKEN_URI }),
+    },
   };
+}
+
+/** HERALD_FCM_APP with HERALD_FCM_SERVICE_ACCOUNT_FILE (Google's JSON key file): both or neither, checked as GraphQL checks it. */
+function fcmFromEnvironment(e: t.TypeOf<typeof Environment>): Config['fcm'] {
+  const app = e.HERALD_FCM_APP;
+  const file = e.HERALD_FCM_SERVICE_ACCOUNT_FILE;
+  if (app === undefined && file === undefined) return undefined;
+  if (app === undefined)
+    throw new ConfigError('invalid configuration:\n  HERALD_FCM_APP: required with HERALD_FCM_SERVICE_ACCOUNT_FILE');
+  if (file === undefined)
+    throw new ConfigError('invalid configuration:\n  HERALD_FCM_SERVICE_ACCOUNT_FILE: required with HERALD_FCM_APP');
+  let json: string;
+  try {
+    json = readFileSync(file, 'utf8');
+  } catch {
+    throw new ConfigError(
+      'invalid configuration:\n  HERALD_FCM_SERVICE_ACCOUNT_FILE: expected a readable service-account JSON file',
+    );
+  }
+  try {
+    return { appId: app, credentials: checkFcmCredentials(json) };
+  } catch (error) {
+    // "serviceAccount.private_key: …" → named after the variable; the key's text is never in the message.
+    const message = (error as Error).message.replace(/^serviceAccount/, '');
+    throw new ConfigError(`invalid configuration:\n  HERALD_FCM_SERVICE_ACCOUNT_FILE${message}`);
+  }
 }
 
 const APNS_VARIABLES = {

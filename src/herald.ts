@@ -29,6 +29,7 @@ import { Metrics } from './nodes/metrics';
 import { assessReadiness, type Readiness, type ReadinessCheck } from './nodes/readiness';
 import { Apns } from './platformPush/apns';
 import { credentialsKey, PlatformCredentials } from './platformPush/credentials';
+import { Fcm } from './platformPush/fcm';
 import { PlatformPushes } from './platformPush/platformPusher';
 import { projectionLags, projectionsReadiness } from './projection/projectionLag';
 import { ProjectionProgress } from './projection/projectionProgress';
@@ -65,9 +66,9 @@ export interface Herald {
   readonly retention: RetentionPass;
   /** The app's event stream for analysts (GraphQL `events`). */
   readonly events: EventFeed;
-  /** Apps' platform-push credentials (GraphQL `setApnsCredentials`). */
+  /** Apps' platform-push credentials (GraphQL `setApnsCredentials`, `setFcmCredentials`). */
   readonly platformCredentials: PlatformCredentials;
-  /** The leader's platform pushes (APNs): `wake()` after a test moved the clock. */
+  /** The leader's platform pushes (APNs, FCM): `wake()` after a test moved the clock. */
   readonly platformPushes: PlatformPushes;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
@@ -301,26 +302,37 @@ async function openFeatures(deps: {
     sendAllowance,
     readYourWrites: devicesShow,
   });
-  // Platform push (docs/platform-push.md): APNs for IOS devices with no live connection.
+  // Platform push (docs/platform-push.md): APNs for IOS, FCM for ANDROID devices with no live connection.
   const platformCredentials = new PlatformCredentials({
     store: models.platformPushes.credentials,
+    fcmStore: models.platformPushes.fcmCredentials,
     key: () => credentialsKey(config.credentialsKey, config.dataDir),
     ...(config.apns && { fromEnvironment: config.apns }),
-    onUnreadable: (appId) =>
+    ...(config.fcm && { fcmFromEnvironment: config.fcm }),
+    onUnreadable: (appId, service) =>
       log.error(
-        { appId },
-        "the app's APNs key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed?): set it again",
+        { appId, service },
+        "the app's platform-push key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed?): set it again",
       ),
   });
   const apns = deps.services.add(
     closing('APNs connections', new Apns((appId) => platformCredentials.apnsOf(appId), config.apnsEndpoint)),
   ).running;
+  const fcm = deps.services.add(
+    closing(
+      'FCM access tokens',
+      new Fcm((appId) => platformCredentials.fcmOf(appId), config.fcmEndpoint, { clock: () => clock().getTime() }),
+    ),
+  ).running;
   const platformPushes = new PlatformPushes({
     store,
     queries: models.platformPushes.queries,
     presence: gateway.presence,
-    apns,
-    appsWithApns: () => platformCredentials.appsWithApns(),
+    services: { apns, fcm },
+    appsWith: async () => {
+      const [IOS, ANDROID] = await Promise.all([platformCredentials.appsWithApns(), platformCredentials.appsWithFcm()]);
+      return { IOS, ANDROID };
+    },
     clock,
     log,
     metrics: deps.metrics,

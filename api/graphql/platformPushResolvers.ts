@@ -4,8 +4,8 @@ import { asUser, forbidden, guard, type UserContext } from './guards';
 import type { GraphqlDeps } from './resolvers';
 
 /**
- * Platform-push credentials in GraphQL (docs/platform-push.md): an app's admin sets its APNs key and reads
- * back what is configured — never the key. Other apps' credentials are not reachable: the app is the
+ * Platform-push credentials in GraphQL (docs/platform-push.md): an app's admin sets its APNs key and its
+ * FCM service account and reads back what is configured — never a key. Other apps' credentials are not reachable: the app is the
  * ticket's.
  */
 export function platformPushResolvers(deps: GraphqlDeps) {
@@ -14,6 +14,11 @@ export function platformPushResolvers(deps: GraphqlDeps) {
       apnsCredentials: asUser(
         guard(async (_: unknown, __: unknown, { viewer }: UserContext) =>
           shown(await deps.platformCredentials.describeApns(adminApp(viewer))),
+        ),
+      ),
+      fcmCredentials: asUser(
+        guard(async (_: unknown, __: unknown, { viewer }: UserContext) =>
+          deps.platformCredentials.describeFcm(adminApp(viewer)),
         ),
       ),
     },
@@ -32,6 +37,11 @@ export function platformPushResolvers(deps: GraphqlDeps) {
               deps.clock(),
             ),
           ),
+        ),
+      ),
+      setFcmCredentials: asUser(
+        guard(async (_: unknown, { input }: { input: { serviceAccount: string } }, { viewer }: UserContext) =>
+          deps.platformCredentials.setFcm(adminApp(viewer), input.serviceAccount, deps.clock()),
         ),
       ),
     },

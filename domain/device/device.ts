@@ -52,7 +52,7 @@ export const DeviceEvent = t.union([DeviceRegistered, DeviceUnregistered]);
 export type DeviceEvent = t.TypeOf<typeof DeviceEvent>;
 /**
  * Its platform's push service said the device's native token is dead (APNs 410 Unregistered or 400
- * BadDeviceToken): herald sends nothing more to that token until the device registers again (any
+ * BadDeviceToken; FCM 404 UNREGISTERED or 400 INVALID_ARGUMENT on the token): herald sends nothing more to that token until the device registers again (any
  * RegisterDevice with it clears the revocation). Read by the platform-push read model, not by the devices one.
  */
 export const NativeTokenRevoked = t.type({
@@ -61,7 +61,7 @@ export const NativeTokenRevoked = t.type({
     deviceId: t.string,
     appId: t.string,
     registration: t.number,
-    service: t.keyof({ apns: null }),
+    service: t.keyof({ apns: null, fcm: null }),
     reason: t.string,
     revokedAt: t.string,
   }),
@@ -98,7 +98,8 @@ export const deviceCatalogue: CatalogueEntry = {
     },
     NativeTokenRevoked: {
       when:
-        "the platform's push service answered that the token is dead (APNs `410 Unregistered`, `400 BadDeviceToken`); " +
+        "the platform's push service answered that the token is dead (APNs `410 Unregistered`, `400 BadDeviceToken`; " +
+        'FCM `404 UNREGISTERED`, `400 INVALID_ARGUMENT` on `message.token`); ' +
         'no platform push goes to it again until the device registers again (docs/platform-push.md)',
       fields: { reason: "the service's answer", registration: 'the registration whose token it was' },
     },
@@ -127,7 +128,7 @@ export interface UnregisterDevice {
 export interface RevokeNativeToken {
   readonly type: 'RevokeNativeToken';
   readonly registration: number;
-  readonly service: 'apns';
+  readonly service: 'apns' | 'fcm';
   readonly reason: string;
   readonly now: string;
 }

@@ -14,8 +14,8 @@ import { UUID } from '../text';
 
 /**
  * A message sent to a device through its platform's push service (docs/platform-push.md): APNs for IOS
- * (the seed, shared/seeds/003_834cb051d61fc48e.txt: "ios要使用ios token,用于apns发送离线消息"); FCM and
- * Web Push are the next platforms. Stream: `platformpush-<pushId>.<deviceId>`, beside the delivery's own
+ * (the seed, shared/seeds/003_834cb051d61fc48e.txt: "ios要使用ios token,用于apns发送离线消息"), FCM HTTP v1
+ * for ANDROID; Web Push is the next platform. Stream: `platformpush-<pushId>.<deviceId>`, beside the delivery's own
  * (`delivery-<pushId>.<deviceId>`), whose revision the devices read model counts for the gateway's appends.
  *
  * Requested once per message and device — when the device had no live connection, or had not confirmed
@@ -26,7 +26,8 @@ import { UUID } from '../text';
  * refused).
  */
 
-export const PlatformPushServiceCodec = t.keyof({ apns: null });
+/** `apns` for IOS devices, `fcm` (HTTP v1) for ANDROID. */
+export const PlatformPushServiceCodec = t.keyof({ apns: null, fcm: null });
 export type PlatformPushServiceName = t.TypeOf<typeof PlatformPushServiceCodec>;
 
 /** Waits after failed attempt n; an attempt whose wait would end after the message expires is final. */
@@ -66,7 +67,7 @@ export const platformPushCatalogue: CatalogueEntry = {
   module: 'domain/device/platformPush.ts',
   union: PlatformPushEvent,
   description: [
-    "A message sent to a device through its platform's push service (APNs for IOS), once per message and " +
+    "A message sent to a device through its platform's push service (APNs for IOS, FCM for ANDROID), once per message and " +
       'device: docs/platform-push.md.',
   ],
   events: {
@@ -74,17 +75,18 @@ export const platformPushCatalogue: CatalogueEntry = {
       when:
         'the leader found the delivery open and the device with no live connection (`why: offline`), or a ' +
         'needConfirm message unconfirmed after its first re-send (`why: unconfirmed`)',
-      fields: { service: '`apns`', expiresAt: "the message's expiry: no attempt after it" },
+      fields: { service: '`apns` or `fcm`', expiresAt: "the message's expiry: no attempt after it" },
     },
-    PlatformPushSent: { when: 'the service accepted it (APNs: 200)' },
+    PlatformPushSent: { when: 'the service accepted it (APNs, FCM: 200)' },
     PlatformPushFailed: {
       when:
         'an attempt failed; retried after 5 s, 30 s, 2 min, 10 min, 30 min, 1 h while the message lives (429, ' +
         '5xx, no answer); final at once for an answer retrying cannot change',
       fields: {
-        error: "the service's status and reason (`410 Unregistered`, `400 BadDeviceToken`, `PayloadTooLarge: …`)",
+        error:
+          "the service's status and reason (`410 Unregistered`, `400 BadDeviceToken`, `404 UNREGISTERED`, `PayloadTooLarge: …`)",
         final: 'no attempt is left',
-        retryAt: 'null when `final`',
+        retryAt: "null when `final`; not before the service's Retry-After",
       },
     },
   },
@@ -106,7 +108,9 @@ export interface RequestPlatformPush {
 export interface RecordPlatformPushAttempt {
   readonly type: 'RecordPlatformPushAttempt';
   readonly attempt: number;
-  readonly outcome: { readonly ok: true } | { readonly ok: false; readonly error: string; readonly retry: boolean };
+  readonly outcome:
+    | { readonly ok: true }
+    | { readonly ok: false; readonly error: string; readonly retry: boolean; readonly retryAfterMs?: number };
   readonly now: string;
 }
 export type PlatformPushCommand = RequestPlatformPush | RecordPlatformPushAttempt;
@@ -155,12 +159,18 @@ export const platformPushDecider: Decider<PlatformPushCommand, PlatformPushEvent
         const item = { pushId, deviceId, appId, service };
         if (recorded.succeeded)
           return [{ type: 'PlatformPushSent', data: { ...item, attempt: recorded.attempt, sentAt: command.now } }];
+        // The service's Retry-After (FCM) puts the next try later than the schedule's, never sooner.
+        const retryAfterMs = command.outcome.ok ? undefined : command.outcome.retryAfterMs;
+        const retryAt =
+          recorded.retryAt !== null && retryAfterMs !== undefined && Number.isFinite(retryAfterMs)
+            ? new Date(Math.max(Date.parse(recorded.retryAt), Date.parse(command.now) + retryAfterMs)).toISOString()
+            : recorded.retryAt;
         // Final when retrying cannot help, or when the next try would come after the message expired.
         const final =
           recorded.final ||
           (!command.outcome.ok && !command.outcome.retry) ||
-          recorded.retryAt === null ||
-          Date.parse(recorded.retryAt) >= Date.parse(state.expiresAt);
+          retryAt === null ||
+          Date.parse(retryAt) >= Date.parse(state.expiresAt);
         return [
           {
             type: 'PlatformPushFailed',
@@ -170,7 +180,7 @@ export const platformPushDecider: Decider<PlatformPushCommand, PlatformPushEvent
               error: recorded.error,
               final,
               failedAt: command.now,
-              retryAt: final ? null : recorded.retryAt,
+              retryAt: final ? null : retryAt,
             },
           },
         ];

@@ -5,6 +5,7 @@ import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { HeraldError } from '../../domain/heraldError';
 import { apnsKey, type ApnsCredentials, type ApnsEnvironment } from './apns';
+import { fcmKey, type FcmCredentials } from './fcm';
 
 /**
  * Apps' platform-push credentials (docs/platform-push.md, "Configuration"): set by an app's admin over
@@ -68,6 +69,90 @@ export function checkApnsCredentials(input: unknown): ApnsCredentials {
     throw new CredentialsError(`keyPem: ${(error as Error).message}`);
   }
   return { ...decoded.right, keyPem: decoded.right.keyPem.trim() };
+}
+
+export const FCM_CREDENTIAL_LIMITS = {
+  /** A service-account JSON file is about 2,400 characters (a 2048-bit key); room for a 4096-bit one. */
+  serviceAccountLength: 16_384,
+  privateKeyLength: 8192,
+  fieldLength: 255,
+} as const;
+
+/** The parts of Google's service-account JSON key file herald uses; its other fields are ignored. */
+export const FcmServiceAccount = t.type({
+  type: t.literal('service_account'),
+  project_id: bounded('a project id (6-30 of a-z 0-9 -)', /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 30),
+  client_email: bounded(
+    `an email address (at most ${FCM_CREDENTIAL_LIMITS.fieldLength} characters)`,
+    /^[^\s@]{1,64}@[A-Za-z0-9.-]{1,190}$/,
+    FCM_CREDENTIAL_LIMITS.fieldLength,
+  ),
+  private_key: bounded(
+    `an RSA private key's PEM (at most ${FCM_CREDENTIAL_LIMITS.privateKeyLength} characters)`,
+    /^\s*-----BEGIN PRIVATE KEY-----[\s\S]+-----END PRIVATE KEY-----\s*$/,
+    FCM_CREDENTIAL_LIMITS.privateKeyLength,
+  ),
+  token_uri: bounded(
+    `an https:// or http:// URL (at most ${FCM_CREDENTIAL_LIMITS.fieldLength} characters)`,
+    /^https?:\/\/[^\s]+$/,
+    FCM_CREDENTIAL_LIMITS.fieldLength,
+  ),
+});
+
+/**
+ * Checks an admin's service-account JSON (the text of the file Google gives): a CredentialsError naming
+ * the field (`serviceAccount.<field>`, never quoting the key), or the credentials.
+ */
+export function checkFcmCredentials(serviceAccountJson: unknown): FcmCredentials {
+  if (typeof serviceAccountJson !== 'string' || serviceAccountJson.length > FCM_CREDENTIAL_LIMITS.serviceAccountLength)
+    throw new CredentialsError(
+      `serviceAccount: expected a service-account JSON key file (at most ${FCM_CREDENTIAL_LIMITS.serviceAccountLength} characters)`,
+    );
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(serviceAccountJson);
+  } catch {
+    throw new CredentialsError('serviceAccount: not JSON');
+  }
+  const decoded = FcmServiceAccount.decode(parsed);
+  if (isLeft(decoded)) {
+    const error = decoded.left[0]!;
+    const field = error.context[1]?.key;
+    const expected = error.context[error.context.length - 1]?.type.name ?? 'a value';
+    throw new CredentialsError(
+      field ? `serviceAccount.${field}: expected ${expected}` : 'serviceAccount: expected a JSON object',
+    );
+  }
+  try {
+    fcmKey(decoded.right.private_key);
+  } catch (error) {
+    throw new CredentialsError(`serviceAccount.private_key: ${(error as Error).message}`);
+  }
+  const { project_id, client_email, private_key, token_uri } = decoded.right;
+  // The URL must parse too (the pattern only shapes it).
+  if (!URL.canParse(token_uri)) throw new CredentialsError('serviceAccount.token_uri: not a URL');
+  return { projectId: project_id, clientEmail: client_email, privateKey: private_key.trim(), tokenUri: token_uri };
+}
+
+/** What is shown of an app's FCM service account: never the key. */
+export interface FcmCredentialsView {
+  readonly configured: boolean;
+  readonly projectId: string | null;
+  readonly clientEmail: string | null;
+  readonly tokenUri: string | null;
+}
+
+/** The stored row (projections/platformPushes.ts): the private key sealed. */
+export interface StoredFcmCredentials {
+  readonly projectId: string;
+  readonly clientEmail: string;
+  readonly tokenUri: string;
+  readonly sealedKey: string;
+}
+export interface FcmCredentialStore {
+  put(appId: string, credentials: StoredFcmCredentials, now: Date): Promise<void>;
+  get(appId: string): Promise<StoredFcmCredentials | undefined>;
+  apps(): Promise<readonly string[]>;
 }
 
 /** What is shown of an app's APNs credentials: never the key. */
@@ -139,23 +224,32 @@ export function credentialsKey(configured: string | undefined, dataDir: string):
 }
 
 const CACHE_MS = 2000;
+/** An FCM key is sealed to its app and service: an APNs key's sealed text copied to the FCM row does not open. */
+const fcmContext = (appId: string) => `fcm/${appId}`;
 const MAX_CACHED = 10_000;
 
-/** Sets and reads apps' APNs credentials; `HERALD_APNS_…` for one app when nothing was set over GraphQL. */
+/**
+ * Sets and reads apps' APNs credentials and FCM service accounts; `HERALD_APNS_…` / `HERALD_FCM_…` for one
+ * app when nothing was set over GraphQL.
+ */
 export class PlatformCredentials {
   private readonly cache = new Map<string, { at: number; credentials: ApnsCredentials | undefined }>();
+  private readonly fcmCache = new Map<string, { at: number; credentials: FcmCredentials | undefined }>();
   private sealingKey: Buffer | undefined;
 
   constructor(
     private readonly deps: {
       readonly store: ApnsCredentialStore;
+      readonly fcmStore: FcmCredentialStore;
       /** Made or read when first needed (a deployment without platform push never makes one). */
       readonly key: () => Buffer;
       /** The one app's credentials from the environment, if given. */
       readonly fromEnvironment?: { readonly appId: string; readonly credentials: ApnsCredentials };
+      /** The one app's FCM service account from the environment, if given. */
+      readonly fcmFromEnvironment?: { readonly appId: string; readonly credentials: FcmCredentials };
       readonly now?: () => number;
       /** Told when an app's stored key does not open (the credentials key changed). */
-      readonly onUnreadable?: (appId: string) => void;
+      readonly onUnreadable?: (appId: string, service: 'apns' | 'fcm') => void;
     },
   ) {}
 
@@ -182,7 +276,7 @@ export class PlatformCredentials {
     if (cached && now - cached.at < CACHE_MS) return cached.credentials;
     const stored = await this.deps.store.get(appId);
     const env = this.deps.fromEnvironment;
-    const keyPem = stored && this.unsealed(appId, stored.sealedKey);
+    const keyPem = stored && this.unsealed(appId, stored.sealedKey, appId, 'apns');
     const credentials =
       stored && keyPem !== undefined
         ? { keyPem, keyId: stored.keyId, teamId: stored.teamId, topic: stored.topic, environment: stored.environment }
@@ -194,12 +288,53 @@ export class PlatformCredentials {
     return credentials;
   }
 
+  /** Checks and stores an FCM service account (its JSON text); a CredentialsError (nothing stored) for bad input. */
+  async setFcm(appId: string, serviceAccountJson: unknown, now: Date): Promise<FcmCredentialsView> {
+    const { privateKey, ...shown } = checkFcmCredentials(serviceAccountJson);
+    await this.deps.fcmStore.put(appId, { ...shown, sealedKey: seal(this.key(), privateKey, fcmContext(appId)) }, now);
+    this.fcmCache.delete(appId);
+    return { configured: true, ...shown };
+  }
+
+  async describeFcm(appId: string): Promise<FcmCredentialsView> {
+    const credentials = await this.fcmOf(appId);
+    if (!credentials) return { configured: false, projectId: null, clientEmail: null, tokenUri: null };
+    const { privateKey: _, ...shown } = credentials;
+    return { configured: true, ...shown };
+  }
+
+  /** The app's service account, key opened; cached briefly (every send asks). */
+  async fcmOf(appId: string): Promise<FcmCredentials | undefined> {
+    const now = this.deps.now?.() ?? Date.now();
+    const cached = this.fcmCache.get(appId);
+    if (cached && now - cached.at < CACHE_MS) return cached.credentials;
+    const stored = await this.deps.fcmStore.get(appId);
+    const env = this.deps.fcmFromEnvironment;
+    const privateKey = stored && this.unsealed(appId, stored.sealedKey, fcmContext(appId), 'fcm');
+    const credentials =
+      stored && privateKey !== undefined
+        ? { projectId: stored.projectId, clientEmail: stored.clientEmail, tokenUri: stored.tokenUri, privateKey }
+        : env?.appId === appId
+          ? env.credentials
+          : undefined;
+    if (this.fcmCache.size >= MAX_CACHED) this.fcmCache.clear();
+    this.fcmCache.set(appId, { at: now, credentials });
+    return credentials;
+  }
+
+  /** Apps that have an FCM service account (the leader looks for their offline ANDROID devices only). */
+  async appsWithFcm(): Promise<readonly string[]> {
+    const stored = await this.deps.fcmStore.apps();
+    const env = this.deps.fcmFromEnvironment?.appId;
+    return env === undefined || stored.includes(env) ? stored : [...stored, env];
+  }
+
   /** The key, or undefined when it does not open (sealed under another credentials key): the app must set it again. */
-  private unsealed(appId: string, sealed: string): string | undefined {
+  private unsealed(appId: string, sealed: string, context: string, service: 'apns' | 'fcm'): string | undefined {
     try {
-      return unseal(this.key(), sealed, appId);
+      return unseal(this.key(), sealed, context);
     } catch {
-      this.deps.onUnreadable?.(appId);
+      this.deps.onUnreadable?.(appId, service);
       return undefined;
     }
   }

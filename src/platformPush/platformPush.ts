@@ -1,8 +1,8 @@
 /**
  * The platform-push port (docs/platform-push.md): how herald reaches a device that has no live connection,
- * through its platform's own push service. APNs (src/platformPush/apns.ts) is its first adapter; FCM HTTP
- * v1 (ANDROID) and Web Push (WEB) plug in beside it as further `PlatformPushService`s keyed by platform,
- * each with its own per-app credentials.
+ * through its platform's own push service. APNs (IOS, src/platformPush/apns.ts) and FCM HTTP v1 (ANDROID,
+ * src/platformPush/fcm.ts) are its adapters, keyed by platform, each with its own per-app credentials;
+ * Web Push (WEB) plugs in beside them.
  */
 
 /** One message for one device, as every platform service takes it. */
@@ -10,7 +10,7 @@ export interface PlatformNotification {
   /** herald's message id (the push id, a UUID): APNs' `apns-id`, also in the payload as `messageId`. */
   readonly messageId: string;
   readonly appId: string;
-  /** The device's native token (APNs: its device token). */
+  /** The device's native token (APNs: its device token; FCM: its registration token). */
   readonly token: string;
   readonly alert: string;
   readonly sound: string | null;
@@ -31,7 +31,14 @@ export interface PlatformNotification {
  */
 export type PlatformPushOutcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly reason: string; readonly retry: boolean; readonly tokenDead: boolean };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      readonly retry: boolean;
+      readonly tokenDead: boolean;
+      /** The service's Retry-After (FCM): the next attempt is not before it. */
+      readonly retryAfterMs?: number;
+    };
 
 export interface PlatformPushService {
   /** Sends one notification; a throw is a failure worth retrying (the network). Stops at `signal`. */

@@ -2,6 +2,7 @@ import { deviceStreamName } from '../../domain/device/device';
 import {
   platformPushStreamName,
   type PlatformPushCommand,
+  type PlatformPushServiceName,
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
@@ -22,7 +23,8 @@ import type { PlatformPushService } from './platformPush';
  * Platform pushes on the leader (docs/platform-push.md): two workers over the platform-push read model
  * (projections/platformPushes.ts).
  *
- * - The trigger finds open ONE-PUSH deliveries to IOS devices of apps with APNs credentials that need one —
+ * - The trigger finds open ONE-PUSH deliveries to IOS devices of apps with APNs credentials and ANDROID
+ *   devices of apps with an FCM service account that need one —
  *   never written and the device connected to no node (presence), or a needConfirm message re-sent once
  *   without a confirmation — and requests it on the item's stream (PlatformPushRequested, once per
  *   message and device whatever the re-sends, restarts or leaders).
@@ -45,7 +47,13 @@ export interface PlatformPushCandidate {
   readonly nativeToken: string;
   readonly registration: number;
   readonly expiresAt: string;
+  readonly platform: PushedPlatform;
 }
+
+/** The platforms with a push service, and theirs. */
+export type PushedPlatform = 'IOS' | 'ANDROID';
+const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm' } as const satisfies Record<PushedPlatform, PlatformPushServiceName>;
+const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID' } as const satisfies Record<PlatformPushServiceName, PushedPlatform>;
 
 export interface PlatformPushItemKey {
   readonly pushId: string;
@@ -55,7 +63,12 @@ export interface PlatformPushItemKey {
 
 /** What the workers read (implemented by projections/platformPushes.ts). */
 export interface PlatformPushQueries {
-  candidates(appIds: readonly string[], now: Date, limit: number): Promise<readonly PlatformPushCandidate[]>;
+  /** Open deliveries that may need one, to the platforms' devices of the apps given for each. */
+  candidates(
+    apps: Readonly<Record<PushedPlatform, readonly string[]>>,
+    now: Date,
+    limit: number,
+  ): Promise<readonly PlatformPushCandidate[]>;
   due(now: Date, limit: number): Promise<readonly PlatformPushItemKey[]>;
   nextAttemptAt(): Promise<Date | undefined>;
   /** The push's message and whether the device must confirm it. */
@@ -74,7 +87,9 @@ const TRIGGER_WAIT_MS = 500;
 const TRIGGER_PAGE = 1000;
 const TRIGGER_CONCURRENCY = 32;
 
-type Outcome = { readonly ok: true } | { readonly ok: false; readonly error: string; readonly retry: boolean };
+type Outcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: string; readonly retry: boolean; readonly retryAfterMs?: number };
 
 /** Pushes' messages kept in memory: a push to ALL is thousands of items of one message, which never changes. */
 const MAX_CACHED_MESSAGES = 256;
@@ -91,10 +106,10 @@ export class PlatformPushes implements Service {
       readonly store: EventStore;
       readonly queries: PlatformPushQueries;
       readonly presence: Presence;
-      /** The APNs adapter (IOS); FCM and Web Push join it keyed by platform. */
-      readonly apns: PlatformPushService;
-      /** Apps with APNs credentials: only their devices are looked at. */
-      readonly appsWithApns: () => Promise<readonly string[]>;
+      /** The adapters by service: APNs (IOS), FCM (ANDROID); Web Push joins them. */
+      readonly services: Readonly<Record<PlatformPushServiceName, PlatformPushService>>;
+      /** Apps with each platform's credentials: only their devices of that platform are looked at. */
+      readonly appsWith: () => Promise<Readonly<Record<PushedPlatform, readonly string[]>>>;
       readonly clock: Clock;
       readonly log: Logger;
       readonly metrics?: Metrics;
@@ -129,12 +144,19 @@ export class PlatformPushes implements Service {
             // A throw or a timeout (the network) is worth another try.
             outcome: outcome.ok
               ? outcome
-              : { ok: false, error: outcome.error, retry: 'retry' in outcome ? outcome.retry : true },
+              : {
+                  ok: false,
+                  error: outcome.error,
+                  retry: 'retry' in outcome ? outcome.retry : true,
+                  ...('retryAfterMs' in outcome && outcome.retryAfterMs !== undefined
+                    ? { retryAfterMs: outcome.retryAfterMs }
+                    : {}),
+                },
             now,
           }),
           describe: (error) => (error instanceof Error ? error.message : String(error)),
           logOutcome: (state, attempt, outcome) => {
-            const platform = 'IOS';
+            const platform = PLATFORM_OF[state.service];
             const counted = outcome.ok
               ? 'sent'
               : 'revoked' in outcome && outcome.revoked
@@ -191,7 +213,7 @@ export class PlatformPushes implements Service {
    */
   private async requestPage(): Promise<boolean> {
     const { store, queries, presence, clock, log } = this.deps;
-    const candidates = await queries.candidates(await this.deps.appsWithApns(), clock(), TRIGGER_PAGE);
+    const candidates = await queries.candidates(await this.deps.appsWith(), clock(), TRIGGER_PAGE);
     const unwritten = candidates.filter((c) => c.attempts === 0).map((c) => c.deviceId);
     // Never written: only for a device connected to no node (a connected one is being written to).
     const online = unwritten.length > 0 ? await presence.onlineAmong(unwritten) : new Set<string>();
@@ -211,7 +233,7 @@ export class PlatformPushes implements Service {
               pushId: c.pushId,
               deviceId: c.deviceId,
               appId: c.appId,
-              service: 'apns',
+              service: SERVICE_OF[c.platform],
               nativeToken: c.nativeToken,
               registration: c.registration,
               why: c.attempts === 0 ? 'offline' : 'unconfirmed',
@@ -261,7 +283,7 @@ export class PlatformPushes implements Service {
     const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
-    const outcome = await this.deps.apns.send(
+    const outcome = await this.deps.services[state.service].send(
       {
         messageId: state.pushId,
         appId: state.appId,
@@ -286,12 +308,18 @@ export class PlatformPushes implements Service {
         {
           type: 'RevokeNativeToken',
           registration: state.registration,
-          service: 'apns',
+          service: state.service,
           reason: outcome.reason,
           now: clock().toISOString(),
         },
         { appId: state.appId, actor: 'herald:platform-push' },
       );
-    return { ok: false, error: outcome.reason, retry: outcome.retry, revoked: outcome.tokenDead };
+    return {
+      ok: false,
+      error: outcome.reason,
+      retry: outcome.retry,
+      revoked: outcome.tokenDead,
+      ...(outcome.retryAfterMs !== undefined && { retryAfterMs: outcome.retryAfterMs }),
+    };
   }
 }

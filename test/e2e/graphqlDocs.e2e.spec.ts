@@ -5,6 +5,7 @@ import { parse, validate } from 'graphql';
 import { buildSchema } from '../../api/graphql/graphqlServer';
 import { systemClock } from '../../src/runtime/clock';
 import { apnsTestKey } from '../support/apnsStandIn';
+import { fcmTestAccount, serviceAccountJson } from '../support/fcmStandIn';
 import { graphqlWithAuthorization } from '../support/graphqlClient';
 import { issueTicket, postForm, startTestHerald } from '../support/herald';
 
@@ -76,6 +77,13 @@ describe('docs/api/graphql.md examples', function () {
       return {
         credential: await issueTicket(test.url, 'docs-admin', 'admin'),
         ...(block.includes('$keyPem') && { variables: { keyPem: apnsTestKey().keyPem } }),
+      };
+    if (/fcmCredentials/i.test(block))
+      return {
+        credential: await issueTicket(test.url, 'docs-admin', 'admin'),
+        ...(block.includes('$json') && {
+          variables: { json: serviceAccountJson(fcmTestAccount('docs'), 'https://oauth2.googleapis.com/token') },
+        }),
       };
     // The event stream is for admins
     if (block.includes('events(')) return { credential: await issueTicket(test.url, 'docs-analyst', 'admin') };

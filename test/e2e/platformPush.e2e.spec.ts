@@ -8,6 +8,7 @@ import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { graphql } from '../support/graphqlClient';
 import { issueTicket, startHeraldOn, TestClock } from '../support/herald';
+import { onePushClient } from '../support/onePushClient';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 import { storedEvents } from '../support/storedEvents';
 
@@ -35,37 +36,11 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     herald = await startHeraldOn(testDatabase.connectionString, overrides, clock.now);
     url = herald.url;
   };
-  const post = async (path: string, body: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    return { status: response.status, body: (await response.json()) as Record<string, string> };
-  };
   const token = () => randomBytes(32).toString('hex');
-  const register = async (nativeToken: string, alias: string, platform = 'IOS', appId = 'camel') =>
-    (await post('/msgpush/register', { alias, appId, platform, nativeToken })).body.id!;
-  // The seed's send, iOS fields and all.
-  const send = async (audiences: string[], extra: Record<string, unknown> = {}, app = ['camel', 'EERWERRRRE']) =>
-    (
-      await post('/msgpush/send', {
-        appId: app[0],
-        appKey: app[1],
-        tenantCode: 'xxx',
-        platform: 'ALL',
-        pushMsgType: 'MSG',
-        needConfirm: false,
-        duration: 10000,
-        audienceType: 'ALIAS',
-        audiences,
-        extra: 'testmsg',
-        alert: ' this is a alert',
-        sound: 'default',
-        badge: 1,
-        ...extra,
-      })
-    ).body.requestId!;
+  const client = onePushClient(() => url);
+  const { send } = client;
+  const register = (nativeToken: string, alias: string, platform = 'IOS', appId = 'camel') =>
+    client.register(nativeToken, alias, platform, appId);
   const SET = `mutation($input: ApnsCredentialsInput!) { setApnsCredentials(input: $input) { configured keyId teamId topic environment } }`;
   const setCredentials = (ticket: string, key: ApnsTestKey, overrides: Record<string, unknown> = {}) =>
     graphql(url, ticket, SET, {

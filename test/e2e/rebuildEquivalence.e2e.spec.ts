@@ -18,6 +18,7 @@ import { rebuildProjections } from '../../src/projection/projectionRebuild';
 import { apnsTestKey, startApnsStandIn, type ApnsStandIn } from '../support/apnsStandIn';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
+import { fcmTestAccount, serviceAccountJson, startFcmStandIn, type FcmStandIn } from '../support/fcmStandIn';
 import { startTestHerald, TestClock } from '../support/herald';
 import type { TestDatabase } from '../support/postgres';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtpPeer';
@@ -104,6 +105,8 @@ describe('rebuilt projections equal incrementally built ones', function () {
   let smtp: SmtpPeer;
   let apns: ApnsStandIn;
   const apnsKey = apnsTestKey('R');
+  let fcm: FcmStandIn;
+  const fcmAccount = fcmTestAccount('r');
   let overrides: Partial<Config>;
   let incremental: { head: bigint; tables: Snapshot };
   const sockets: DeviceSocket[] = [];
@@ -128,9 +131,11 @@ describe('rebuilt projections equal incrementally built ones', function () {
     const appServerUrl = `http://127.0.0.1:${(appServer.address() as AddressInfo).port}`;
     smtp = await startSmtpPeer();
     apns = await startApnsStandIn([apnsKey]);
+    fcm = await startFcmStandIn([fcmAccount]);
     overrides = {
       credentialsKey: '5a'.repeat(32),
       apnsEndpoint: { host: apns.url, ca: apns.ca },
+      fcmEndpoint: { baseUrl: fcm.url },
       sendRatePerMinute: 100_000,
       smtpUrl: `smtp://127.0.0.1:${smtp.port}`,
       mailFrom: 'noreply@herald.example',
@@ -152,6 +157,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await testDatabase?.drop();
     await smtp?.close();
     await apns?.close();
+    await fcm?.close();
     await new Promise((resolve) => appServer.close(resolve));
   });
 
@@ -643,6 +649,28 @@ describe('rebuilt projections equal incrementally built ones', function () {
       expect((await platformPushes.statusOf(apnsPush.pushId, iphones[0]!))?.status).to.equal('sent');
       expect((await platformPushes.statusOf(apnsPush.pushId, iphones[1]!))?.status).to.equal('failed');
     });
+
+    // FCM for its offline Android devices the same way (service fcm): one sent, one UNREGISTERED (revoked).
+    await h.platformCredentials.setFcm('other', serviceAccountJson(fcmAccount, fcm.tokenUri), now());
+    const [liveAndroid, deadAndroid] = ['fcm-live-token', 'fcm-dead-token'];
+    fcm.answer(deadAndroid, { status: 404, errorCode: 'UNREGISTERED' });
+    const androids: string[] = [];
+    for (const [alias, nativeToken] of [
+      ['android-live', liveAndroid],
+      ['android-dead', deadAndroid],
+    ] as const)
+      androids.push(
+        (await h.devices.register({ appId: 'other', alias, platform: 'ANDROID', nativeToken }, now())).device.deviceId,
+      );
+    const fcmPush = await h.pushes.onePush(
+      'other',
+      { platform: 'ANDROID', audienceType: 'ALIAS', audiences: ['android-live', 'android-dead'], alert: 'fcm' },
+      now(),
+    );
+    await eventually(async () => {
+      expect((await platformPushes.statusOf(fcmPush.pushId, androids[0]!))?.status).to.equal('sent');
+      expect((await platformPushes.statusOf(fcmPush.pushId, androids[1]!))?.status).to.equal('failed');
+    });
   }
 
   it('the incremental tables have rows in every table, of every kind the traffic made', async () => {
@@ -684,6 +712,8 @@ describe('rebuilt projections equal incrementally built ones', function () {
     expect([...values('emails', 'emails', 'last_error')]).to.have.length(2);
     expect([...values('rtio', 'rtio_reports', 'status')]).to.deep.equal(['forwarded']);
     expect([...values('apps', 'apps', 'push_callback_url')]).to.have.length(2);
+    expect([...values('platform-pushes', 'platform_pushes', 'service')]).to.have.members(['apns', 'fcm']);
+    expect([...values('platform-pushes', 'platform_pushes', 'status')]).to.have.members(['sent', 'failed']);
     const { rows: parked } = await herald!.infrastructure.database.pool.query(
       'SELECT projection, event_type, error FROM projection_parked',
     );

@@ -6,14 +6,29 @@ import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config';
 import {
   checkApnsCredentials,
+  checkFcmCredentials,
   credentialsKey,
   CredentialsError,
   PlatformCredentials,
   seal,
   unseal,
   type StoredApnsCredentials,
+  type StoredFcmCredentials,
 } from '../../src/platformPush/credentials';
 import { apnsTestKey } from '../support/apnsStandIn';
+import { fcmTestAccount, serviceAccountJson } from '../support/fcmStandIn';
+
+/** Why loadConfig refuses `vars` (never quoting a key), or 'no error'. */
+const problem = (vars: Record<string, string>) => {
+  try {
+    loadConfig(vars);
+  } catch (error) {
+    expect(error).to.be.instanceOf(ConfigError);
+    expect((error as Error).message).to.not.include('PRIVATE');
+    return (error as Error).message;
+  }
+  return 'no error';
+};
 
 describe('platform-push credentials', () => {
   const key = apnsTestKey('A');
@@ -105,12 +120,12 @@ describe('platform-push credentials', () => {
   });
 
   describe('per app', () => {
-    const memory = () => {
-      const rows = new Map<string, StoredApnsCredentials>();
+    const memory = <T = StoredApnsCredentials>() => {
+      const rows = new Map<string, T>();
       return {
         rows,
         store: {
-          put: async (appId: string, c: StoredApnsCredentials) => void rows.set(appId, c),
+          put: async (appId: string, c: T) => void rows.set(appId, c),
           get: async (appId: string) => rows.get(appId),
           apps: async () => [...rows.keys()],
         },
@@ -119,7 +134,11 @@ describe('platform-push credentials', () => {
 
     it('stores the key sealed, shows only what it is, gives each app its own', async () => {
       const { rows, store } = memory();
-      const credentials = new PlatformCredentials({ store, key: () => randomBytes(32) });
+      const credentials = new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      });
       expect(await credentials.describeApns('camel')).to.deep.include({ configured: false });
       const shown = await credentials.setApns('camel', input, new Date());
       expect(shown).to.deep.equal({
@@ -137,10 +156,15 @@ describe('platform-push credentials', () => {
 
     it('a key sealed under another credentials key is no credentials (and is reported), not a crash', async () => {
       const { store } = memory();
-      await new PlatformCredentials({ store, key: () => randomBytes(32) }).setApns('camel', input, new Date());
+      await new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
       const other = new PlatformCredentials({
         store,
+        fcmStore: memory<StoredFcmCredentials>().store,
         key: () => randomBytes(32),
         onUnreadable: (appId) => unreadable.push(appId),
       });
@@ -150,7 +174,11 @@ describe('platform-push credentials', () => {
 
     it('bad input stores nothing', async () => {
       const { rows, store } = memory();
-      const credentials = new PlatformCredentials({ store, key: () => randomBytes(32) });
+      const credentials = new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      });
       await credentials.setApns('camel', { ...input, keyId: 'bad' }, new Date()).catch(() => undefined);
       expect(rows.size).to.equal(0);
     });
@@ -159,12 +187,110 @@ describe('platform-push credentials', () => {
       const { store } = memory();
       const credentials = new PlatformCredentials({
         store,
+        fcmStore: memory<StoredFcmCredentials>().store,
         key: () => randomBytes(32),
         fromEnvironment: { appId: 'solo', credentials: checkApnsCredentials(input) },
       });
       expect(await credentials.apnsOf('solo')).to.deep.include({ keyId: key.keyId });
       expect(await credentials.apnsOf('camel')).to.equal(undefined);
       expect(await credentials.appsWithApns()).to.deep.equal(['solo']);
+    });
+  });
+
+  describe('FCM service accounts per app', () => {
+    const account = fcmTestAccount('s');
+    const json = serviceAccountJson(account, 'https://oauth2.googleapis.com/token');
+    const stores = () => {
+      const fcmRows = new Map<string, StoredFcmCredentials>();
+      const apnsRows = new Map<string, StoredApnsCredentials>();
+      const store = <T>(rows: Map<string, T>) => ({
+        put: async (appId: string, c: T) => void rows.set(appId, c),
+        get: async (appId: string) => rows.get(appId),
+        apps: async () => [...rows.keys()],
+      });
+      return { fcmRows, store: store(apnsRows), fcmStore: store(fcmRows) };
+    };
+
+    it('stores the private key sealed to the app and FCM, shows only what it is', async () => {
+      const { fcmRows, store, fcmStore } = stores();
+      const sealing = randomBytes(32);
+      const credentials = new PlatformCredentials({ store, fcmStore, key: () => sealing });
+      expect(await credentials.describeFcm('camel')).to.deep.equal({
+        configured: false,
+        projectId: null,
+        clientEmail: null,
+        tokenUri: null,
+      });
+      const shown = await credentials.setFcm('camel', json, new Date());
+      expect(shown).to.deep.equal({
+        configured: true,
+        projectId: account.projectId,
+        clientEmail: account.clientEmail,
+        tokenUri: 'https://oauth2.googleapis.com/token',
+      });
+      expect(JSON.stringify(fcmRows.get('camel'))).to.not.include('PRIVATE KEY');
+      expect((await credentials.fcmOf('camel'))?.privateKey).to.equal(account.privateKey.trim());
+      expect(await credentials.fcmOf('other')).to.equal(undefined);
+      expect(await credentials.appsWithFcm()).to.deep.equal(['camel']);
+      // Not the APNs context: the sealed text does not open as the app's APNs key.
+      expect(() => unseal(sealing, fcmRows.get('camel')!.sealedKey, 'camel')).to.throw();
+    });
+
+    it('bad input stores nothing; HERALD_FCM_… serve their one app', async () => {
+      const { fcmRows, store, fcmStore } = stores();
+      const credentials = new PlatformCredentials({
+        store,
+        fcmStore,
+        key: () => randomBytes(32),
+        fcmFromEnvironment: { appId: 'solo', credentials: checkFcmCredentials(json) },
+      });
+      await credentials.setFcm('camel', '{"type":"service_account"}', new Date()).catch(() => undefined);
+      expect(fcmRows.size).to.equal(0);
+      expect(await credentials.fcmOf('solo')).to.deep.include({ projectId: account.projectId });
+      expect(await credentials.appsWithFcm()).to.deep.equal(['solo']);
+    });
+  });
+
+  describe('HERALD_FCM_… variables', () => {
+    const account = fcmTestAccount('e');
+    let dir: string;
+    let file: string;
+    before(() => {
+      dir = mkdtempSync(path.join(tmpdir(), 'herald-fcm-'));
+      file = path.join(dir, 'service-account.json');
+      writeFileSync(file, serviceAccountJson(account, 'https://oauth2.googleapis.com/token'));
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('are read together, the account from its file; the URLs may be replaced (tests, a proxy)', () => {
+      const config = loadConfig({
+        HERALD_FCM_APP: 'solo',
+        HERALD_FCM_SERVICE_ACCOUNT_FILE: file,
+        HERALD_FCM_BASE_URL: 'http://127.0.0.1:9000',
+        HERALD_FCM_TOKEN_URI: 'http://127.0.0.1:9000/token',
+      });
+      expect(config.fcm?.appId).to.equal('solo');
+      expect(config.fcm?.credentials).to.deep.include({ projectId: account.projectId });
+      expect(config.fcmEndpoint).to.deep.equal({
+        baseUrl: 'http://127.0.0.1:9000',
+        tokenUri: 'http://127.0.0.1:9000/token',
+      });
+      expect(loadConfig({}).fcmEndpoint).to.deep.equal({});
+    });
+
+    it('stop start-up naming the variable that is wrong', () => {
+      expect(problem({ HERALD_FCM_APP: 'solo' })).to.include('HERALD_FCM_SERVICE_ACCOUNT_FILE: required');
+      expect(problem({ HERALD_FCM_SERVICE_ACCOUNT_FILE: file })).to.include('HERALD_FCM_APP: required');
+      expect(
+        problem({ HERALD_FCM_APP: 'solo', HERALD_FCM_SERVICE_ACCOUNT_FILE: path.join(dir, 'missing.json') }),
+      ).to.include('HERALD_FCM_SERVICE_ACCOUNT_FILE: expected a readable');
+      const bad = path.join(dir, 'bad.json');
+      writeFileSync(bad, serviceAccountJson(account, 'https://oauth2.googleapis.com/token', { type: 'user' }));
+      expect(problem({ HERALD_FCM_APP: 'solo', HERALD_FCM_SERVICE_ACCOUNT_FILE: bad })).to.include(
+        'HERALD_FCM_SERVICE_ACCOUNT_FILE.type: expected',
+      );
+      expect(problem({ HERALD_FCM_BASE_URL: 'ftp://x' })).to.include('HERALD_FCM_BASE_URL');
+      expect(problem({ HERALD_FCM_TOKEN_URI: 'nope' })).to.include('HERALD_FCM_TOKEN_URI');
     });
   });
 
@@ -182,16 +308,6 @@ describe('platform-push credentials', () => {
       HERALD_APNS_KEY_ID: key.keyId,
       HERALD_APNS_TEAM_ID: key.teamId,
       HERALD_APNS_TOPIC: key.topic,
-    };
-    const problem = (vars: Record<string, string>) => {
-      try {
-        loadConfig(vars);
-      } catch (error) {
-        expect(error).to.be.instanceOf(ConfigError);
-        expect((error as Error).message).to.not.include('PRIVATE');
-        return (error as Error).message;
-      }
-      return 'no error';
     };
 
     it('are read together, the key from its file; production by default', () => {

@@ -88,6 +88,23 @@ describe('platform push decider', () => {
       .then([failed(2, '503 ServiceUnavailable', at(5), at(35))]);
   });
 
+  it("waits for the service's Retry-After when it is later than the schedule's (FCM), never sooner", () => {
+    const later = { ok: false as const, error: '429 QUOTA_EXCEEDED', retry: true, retryAfterMs: 60_000 };
+    spec
+      .given([requested])
+      .when({ type: 'RecordPlatformPushAttempt', attempt: 1, outcome: later, now })
+      .then([failed(1, '429 QUOTA_EXCEEDED', now, at(60))]);
+    spec
+      .given([requested])
+      .when({ type: 'RecordPlatformPushAttempt', attempt: 1, outcome: { ...later, retryAfterMs: 1000 }, now })
+      .then([failed(1, '429 QUOTA_EXCEEDED', now, at(5))]);
+    // A Retry-After past the message's expiry: final.
+    spec
+      .given([requested])
+      .when({ type: 'RecordPlatformPushAttempt', attempt: 1, outcome: { ...later, retryAfterMs: 7200_000 }, now })
+      .then([failed(1, '429 QUOTA_EXCEEDED', now, null)]);
+  });
+
   it("is final when the next try would come after the message's expiry", () => {
     spec
       .given([requested])
