@@ -253,6 +253,10 @@ async function sendKoala(baseUrl: string, request: KoalaRequest): Promise<{ stat
 const FUZZ_RSA_KEY = generateKeyPairSync('rsa', { modulusLength: 1024 })
   .privateKey.export({ type: 'pkcs8', format: 'pem' })
   .toString();
+/** A key of the wrong kind for FCM (P-256, not RSA): refused, and never echoed in an answer. */
+const FUZZ_EC_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  .toString();
 const METRICS_TOKEN = 'fuzz-metrics-token-of-32-characters-or-more';
 const CORS_ORIGIN = 'https://app.example.com';
 
@@ -426,6 +430,40 @@ describe('fuzz: generated bad input on every route', function () {
               teamId: fc.oneof(value, fc.constant('TEAM123456')),
               topic: fc.oneof(value, fc.constantFrom('com.example.app', 'a/b', '.x', 'x'.repeat(256), 'a\nb')),
               environment: fc.oneof(value, fc.constantFrom('PRODUCTION', 'SANDBOX', 'production')),
+            }),
+          ),
+        }),
+      }),
+      // Issue 25: an app's FCM service account — not JSON, the wrong JSON, odd fields, keys of the wrong kind.
+      fc.record({
+        query: fc.constantFrom(
+          'mutation($i: FcmCredentialsInput!) { setFcmCredentials(input: $i) { configured projectId } }',
+          '{ fcmCredentials { configured projectId clientEmail tokenUri } }',
+        ),
+        variables: fc.record({
+          i: fc.oneof(
+            value,
+            fc.record({
+              serviceAccount: fc.oneof(
+                value,
+                fc.constantFrom('{', '[]', 'null', '1', '{"type":"service_account"}', '{'.repeat(5000)),
+                fc.integer({ min: 16_000, max: 300_000 }).map((n) => 'x'.repeat(n)),
+                fc
+                  .record({
+                    type: fc.oneof(value, fc.constant('service_account')),
+                    project_id: fc.oneof(value, fc.constantFrom('my-project', 'MY PROJECT', 'p'.repeat(31))),
+                    client_email: fc.oneof(value, fc.constant('herald@my-project.iam.gserviceaccount.com')),
+                    private_key: fc.oneof(
+                      value,
+                      fc.constantFrom(FUZZ_RSA_KEY.slice(0, 300), FUZZ_EC_KEY, `${FUZZ_RSA_KEY}${FUZZ_RSA_KEY}`),
+                    ),
+                    token_uri: fc.oneof(
+                      value,
+                      fc.constantFrom('file:///etc/passwd', 'javascript:alert(1)', '/token', 'ftp://x/token'),
+                    ),
+                  })
+                  .map((account) => JSON.stringify(account)),
+              ),
             }),
           ),
         }),
