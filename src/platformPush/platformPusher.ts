@@ -23,8 +23,8 @@ import type { PlatformPushService } from './platformPush';
  * (projections/platformPushes.ts).
  *
  * - The trigger finds open ONE-PUSH deliveries to IOS devices of apps with APNs credentials that need one —
- *   never written and the device connected to no node (presence), or a needConfirm message re-sent once
- *   without a confirmation — and requests it on the item's stream (PlatformPushRequested, once per
+ *   never written and the device connected to no node (presence), or a needConfirm message unconfirmed
+ *   when its first re-send fell due, connected or not — and requests it on the item's stream (PlatformPushRequested, once per
  *   message and device whatever the re-sends, restarts or leaders).
  * - The outbox (src/runtime/outbox.ts) sends what is requested, side by side and bounded per app, each
  *   attempt with a timeout; records PlatformPushSent or PlatformPushFailed (the service's reason), retried
@@ -40,7 +40,7 @@ export interface PlatformPushCandidate {
   readonly pushId: string;
   readonly deviceId: string;
   readonly appId: string;
-  /** Attempts over the socket: 0 = never written; ≥ 2 = re-sent without a confirmation. */
+  /** Attempts over the socket: 0 = never written; ≥ 1 = written, unconfirmed when its re-send fell due. */
   readonly attempts: number;
   readonly nativeToken: string;
   readonly registration: number;

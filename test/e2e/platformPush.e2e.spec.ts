@@ -219,6 +219,33 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     await socket.until((s) => s.frames.some((f) => f.confirmed === requestId), 'the confirmation');
   });
 
+  it('a needConfirm message written once to a device that then went away (the app in the background) goes through APNs once its re-send falls due', async () => {
+    const away = token();
+    const awayId = await register(away, 'ios-away');
+    const socket = await DeviceSocket.connect(url, awayId);
+    const requestId = await send(['ios-away'], { needConfirm: true, duration: 3600 });
+    await socket.until((s) => s.messages.length === 1, 'the first attempt');
+    await eventually(async () =>
+      expect((await herald.pushes.status('camel', requestId))?.deliveries).to.include({ delivered: 1 }),
+    );
+    // Gone before its re-send: nothing re-sends it (re-sends are for connected devices), so attempts stay at 1.
+    socket.close();
+    await eventually(async () => expect([...(await herald.gateway.presence.onlineAmong([awayId]))]).to.deep.equal([]));
+    clock.advance(11_000);
+    herald.platformPushes.wake();
+    await eventually(() => expect(requestsTo(away)).to.have.length(1));
+    const [requested] = await eventsOf(`platformpush-${requestId}`);
+    expect(requested!.data).to.include({ why: 'unconfirmed' });
+    await eventually(async () =>
+      expect((await eventsOf(`platformpush-${requestId}`)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushSent',
+      ]),
+    );
+    herald.platformPushes.wake();
+    expect(requestsTo(away)).to.have.length(1);
+  });
+
   it('a device connected to another node (the directory holds it) gets no APNs push, though nothing is written to it here', async () => {
     const elsewhere = token();
     const elsewhereId = await register(elsewhere, 'ios-elsewhere');
