@@ -26,12 +26,18 @@ export interface PlatformNotification {
 
 /**
  * What one attempt found. A failure says whether trying again may help (429, 5xx, the network) and whether
- * the token is dead (APNs 410 Unregistered, 400 BadDeviceToken): then it is never used again until the
- * device registers anew.
+ * the token is dead (APNs 410 Unregistered): then it is never used again until the device registers anew —
+ * unless the service says since when (`deadSince`, ms) and that is before the device's registration.
  */
 export type PlatformPushOutcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly reason: string; readonly retry: boolean; readonly tokenDead: boolean };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      readonly retry: boolean;
+      readonly tokenDead: boolean;
+      readonly deadSince?: number;
+    };
 
 export interface PlatformPushService {
   /** Sends one notification; a throw is a failure worth retrying (the network). Stops at `signal`. */
