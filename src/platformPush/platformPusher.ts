@@ -1,3 +1,4 @@
+import { deliveryStreamName, isOpen } from '../../domain/device/delivery';
 import { deviceStreamName } from '../../domain/device/device';
 import {
   platformPushStreamName,
@@ -5,7 +6,7 @@ import {
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
-import { deviceAggregate, platformPushAggregate } from '../command/aggregates';
+import { deliveryAggregate, deviceAggregate, platformPushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
 import type { EventStore } from '../eventStore/eventStore';
@@ -261,6 +262,11 @@ export class PlatformPushes implements Service {
     const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
+    // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
+    // confirmation is needed), or after it expired or was dropped, is not sent.
+    const delivery = await loadState(store, deliveryAggregate, deliveryStreamName(state.pushId, state.deviceId));
+    if (!isOpen(delivery.state.status, push.needsConfirm))
+      return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery.state.status}`, retry: false };
     const outcome = await this.deps.apns.send(
       {
         messageId: state.pushId,
@@ -278,20 +284,25 @@ export class PlatformPushes implements Service {
       signal,
     );
     if (outcome.ok) return outcome;
-    if (outcome.tokenDead)
-      await handleCommand(
-        store,
-        deviceAggregate,
-        deviceStreamName(state.deviceId),
-        {
-          type: 'RevokeNativeToken',
-          registration: state.registration,
-          service: 'apns',
-          reason: outcome.reason,
-          now: clock().toISOString(),
-        },
-        { appId: state.appId, actor: 'herald:platform-push' },
-      );
-    return { ok: false, error: outcome.reason, retry: outcome.retry, revoked: outcome.tokenDead };
+    // Revoked unless the decider found the 410 older than the device's registration.
+    const revoked =
+      outcome.tokenDead &&
+      (
+        await handleCommand(
+          store,
+          deviceAggregate,
+          deviceStreamName(state.deviceId),
+          {
+            type: 'RevokeNativeToken',
+            registration: state.registration,
+            service: 'apns',
+            reason: outcome.reason,
+            ...(outcome.deadSince !== undefined && { deadSince: outcome.deadSince }),
+            now: clock().toISOString(),
+          },
+          { appId: state.appId, actor: 'herald:platform-push' },
+        )
+      ).events.length > 0;
+    return { ok: false, error: outcome.reason, retry: outcome.retry, revoked };
   }
 }
