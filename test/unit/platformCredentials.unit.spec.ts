@@ -225,6 +225,9 @@ describe('platform-push credentials', () => {
       writeFileSync(notAKey, 'hello');
       expect(problem({ ...env, HERALD_APNS_KEY_FILE: notAKey })).to.include('HERALD_APNS_KEY_FILE: expected');
       expect(problem({ HERALD_APNS_HOST: 'http://insecure' })).to.include('HERALD_APNS_HOST');
+      // A CA file replaces the default CAs: only for a host of one's own, never for Apple's.
+      expect(problem({ HERALD_APNS_CA_FILE: keyFile })).to.include('HERALD_APNS_CA_FILE: only with HERALD_APNS_HOST');
+      expect(problem({ HERALD_APNS_ENVIRONMENT: 'sandbox' })).to.include('HERALD_APNS_APP: required');
       expect(problem({ HERALD_CREDENTIALS_KEY: 'short' })).to.include('HERALD_CREDENTIALS_KEY: expected 64 hex digits');
       expect(readFileSync(keyFile, 'utf8')).to.equal(key.keyPem);
     });
