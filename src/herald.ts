@@ -309,11 +309,16 @@ async function openFeatures(deps: {
     onUnreadable: (appId) =>
       log.error(
         { appId },
-        "the app's APNs key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed?): set it again",
+        "the app's APNs key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed, or not shared by the nodes?): its pushes wait; share the key or set the app's again",
+      ),
+    onNoKey: (error) =>
+      log.error(
+        { err: error },
+        'no credentials key: HERALD_CREDENTIALS_KEY is unset and the data dir has none it can make (not writable?); APNs pushes wait',
       ),
   });
   const apns = deps.services.add(
-    closing('APNs connections', new Apns((appId) => platformCredentials.apnsOf(appId), config.apnsEndpoint)),
+    closing('APNs connections', new Apns((appId) => platformCredentials.apnsForSending(appId), config.apnsEndpoint)),
   ).running;
   const platformPushes = new PlatformPushes({
     store,

@@ -140,10 +140,17 @@ export function credentialsKey(configured: string | undefined, dataDir: string):
 
 const CACHE_MS = 2000;
 const MAX_CACHED = 10_000;
+/** How long appsWithApns trusts its look at whether an app's stored key opens (a look is a read of the row). */
+const CHECK_MS = 60_000;
 
 /** Sets and reads apps' APNs credentials; `HERALD_APNS_…` for one app when nothing was set over GraphQL. */
 export class PlatformCredentials {
-  private readonly cache = new Map<string, { at: number; credentials: ApnsCredentials | undefined }>();
+  private readonly cache = new Map<
+    string,
+    { at: number; credentials: ApnsCredentials | undefined; unusable: boolean }
+  >();
+  /** Per stored app, whether its key opened when last looked at (appsWithApns). */
+  private readonly checked = new Map<string, { at: number; usable: boolean }>();
   private sealingKey: Buffer | undefined;
 
   constructor(
@@ -156,6 +163,8 @@ export class PlatformCredentials {
       readonly now?: () => number;
       /** Told when an app's stored key does not open (the credentials key changed). */
       readonly onUnreadable?: (appId: string) => void;
+      /** Told when the credentials key itself cannot be had (an unwritable data dir): not a changed key. */
+      readonly onNoKey?: (error: Error) => void;
     },
   ) {}
 
@@ -165,6 +174,7 @@ export class PlatformCredentials {
     const { keyPem, ...shown } = credentials;
     await this.deps.store.put(appId, { ...shown, sealedKey: seal(this.key(), keyPem, appId) }, now);
     this.cache.delete(appId);
+    this.checked.delete(appId);
     return { configured: true, ...shown };
   }
 
@@ -190,14 +200,36 @@ export class PlatformCredentials {
           ? env.credentials
           : undefined;
     if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(appId, { at: now, credentials });
+    this.cache.set(appId, { at: now, credentials, unusable: stored !== undefined && keyPem === undefined });
     return credentials;
   }
 
-  /** The key, or undefined when it does not open (sealed under another credentials key): the app must set it again. */
+  /**
+   * For a send: the app's credentials, undefined when it has none, and a throw (retried, not a final
+   * failure) when it has a stored key this node cannot open — another node's credentials key, or none to
+   * be had: the deployment's to fix, not the app's.
+   */
+  async apnsForSending(appId: string): Promise<ApnsCredentials | undefined> {
+    const credentials = await this.apnsOf(appId);
+    if (!credentials && this.cache.get(appId)?.unusable)
+      throw new Error("the app's APNs key does not open with this node's credentials key");
+    return credentials;
+  }
+
+  /**
+   * The key, or undefined when it does not open (sealed under another credentials key: nodes must share
+   * HERALD_CREDENTIALS_KEY, or the app sets it again) or there is no credentials key to open it with.
+   */
   private unsealed(appId: string, sealed: string): string | undefined {
+    let key: Buffer;
     try {
-      return unseal(this.key(), sealed, appId);
+      key = this.key();
+    } catch (error) {
+      this.deps.onNoKey?.(error as Error);
+      return undefined;
+    }
+    try {
+      return unseal(key, sealed, appId);
     } catch {
       this.deps.onUnreadable?.(appId);
       return undefined;
@@ -208,10 +240,25 @@ export class PlatformCredentials {
     return (this.sealingKey ??= this.deps.key());
   }
 
-  /** Apps that have APNs credentials (the leader looks for their offline iOS devices only). */
+  /**
+   * Apps that have APNs credentials this node can use (the leader looks for their offline iOS devices
+   * only): an app whose stored key does not open is left out — nothing is requested for it, so nothing
+   * fails for good — until the key opens (a shared HERALD_CREDENTIALS_KEY) or the app sets it again.
+   */
   async appsWithApns(): Promise<readonly string[]> {
     const stored = await this.deps.store.apps();
+    const now = this.deps.now?.() ?? Date.now();
+    const usable: string[] = [];
+    for (const appId of stored) {
+      let check = this.checked.get(appId);
+      if (!check || now - check.at >= CHECK_MS) {
+        check = { at: now, usable: (await this.apnsOf(appId)) !== undefined };
+        if (this.checked.size >= MAX_CACHED) this.checked.clear();
+        this.checked.set(appId, check);
+      }
+      if (check.usable) usable.push(appId);
+    }
     const env = this.deps.fromEnvironment?.appId;
-    return env === undefined || stored.includes(env) ? stored : [...stored, env];
+    return env === undefined || usable.includes(env) ? usable : [...usable, env];
   }
 }

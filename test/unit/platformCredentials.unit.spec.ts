@@ -148,6 +148,49 @@ describe('platform-push credentials', () => {
       expect(unreadable).to.deep.equal(['camel']);
     });
 
+    it('an app whose key does not open is left out of the look for devices and its sends throw (retried), until it opens', async () => {
+      const { store } = memory();
+      await new PlatformCredentials({ store, key: () => randomBytes(32) }).setApns('camel', input, new Date());
+      const unreadable: string[] = [];
+      const node = new PlatformCredentials({
+        store,
+        key: () => randomBytes(32),
+        onUnreadable: (appId) => unreadable.push(appId),
+      });
+      // No PlatformPushRequested is made for it, so nothing fails for good (NoCredentials).
+      expect(await node.appsWithApns()).to.deep.equal([]);
+      const error = await node.apnsForSending('camel').catch((e: Error) => e);
+      expect(error).to.be.instanceOf(Error);
+      expect((error as Error).message).to.not.include('PRIVATE');
+      expect(unreadable).to.include('camel');
+      // An app with no credentials at all is no throw: it has none.
+      expect(await node.apnsForSending('other')).to.equal(undefined);
+      // Set again on this node: it opens, and the app is looked at again.
+      await node.setApns('camel', input, new Date());
+      expect(await node.appsWithApns()).to.deep.equal(['camel']);
+      expect((await node.apnsForSending('camel'))?.keyId).to.equal(key.keyId);
+    });
+
+    it('no credentials key to be had (an unwritable data dir) is reported as that, not as a changed key', async () => {
+      const { store } = memory();
+      await new PlatformCredentials({ store, key: () => randomBytes(32) }).setApns('camel', input, new Date());
+      const unreadable: string[] = [];
+      const noKey: Error[] = [];
+      // A data dir under a plain file: it cannot be made.
+      const file = path.join(mkdtempSync(path.join(tmpdir(), 'herald-no-key-')), 'a-file');
+      writeFileSync(file, '');
+      const node = new PlatformCredentials({
+        store,
+        key: () => credentialsKey(undefined, path.join(file, 'data')),
+        onUnreadable: (appId) => unreadable.push(appId),
+        onNoKey: (error) => noKey.push(error),
+      });
+      expect(await node.appsWithApns()).to.deep.equal([]);
+      expect(noKey).to.have.length(1);
+      expect(unreadable).to.deep.equal([]);
+      rmSync(path.dirname(file), { recursive: true, force: true });
+    });
+
     it('bad input stores nothing', async () => {
       const { rows, store } = memory();
       const credentials = new PlatformCredentials({ store, key: () => randomBytes(32) });
