@@ -212,8 +212,11 @@ function toBatch(events: readonly RecordedEvent[]) {
 /**
  * What the leader reads: candidates for a platform push, the items due, and a push's message. Candidates
  * are read from the devices read model's tables (read only) with this one's: open ONE-PUSH deliveries to
- * IOS devices of the apps with APNs credentials and ANDROID devices of those with an FCM service account, never written (attempts 0: the device had no connection when it was
- * pushed) or needing confirmation and re-sent once without it (attempts ≥ 2), not yet requested, whose
+ * IOS devices of the apps with APNs credentials and ANDROID devices of those with an FCM service account,
+ * never written (attempts 0: the device had no connection when it was pushed) or needing confirmation and
+ * unconfirmed when its first re-send fell due (attempts ≥ 2, or attempts 1 and its re-send time passed:
+ * re-sends are made only to connected devices, so one that went away after the first write — an iOS app
+ * sent to the background — stays at 1), not yet requested, whose
  * device's token is not revoked.
  */
 export function platformPushQueries(pool: Pool): PlatformPushQueries {
@@ -238,7 +241,7 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
             JOIN device_pushes p ON p.push_id = dd.push_id
            WHERE dd.app_id = ANY($1::text[] || $4::text[])
              AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
-             AND (dd.attempts = 0 OR (dd.needs_confirm AND dd.attempts >= 2))
+             AND (dd.attempts = 0 OR (dd.needs_confirm AND dd.attempts >= 1 AND (dd.attempts >= 2 OR dd.next_attempt_at <= $2)))
              AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[])))
              AND d.active AND dd.push_position > d.registration_position
              AND p.message->>'kind' = 'onepush'

@@ -321,6 +321,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const fcm = fcmFromEnvironment(e);
   let apnsCa: string | undefined;
   if (e.HERALD_APNS_CA_FILE !== undefined) {
+    // The CA file replaces the default CAs: with Apple's own hosts it would distrust them (or trust another).
+    if (e.HERALD_APNS_HOST === undefined)
+      throw new ConfigError('invalid configuration:\n  HERALD_APNS_CA_FILE: only with HERALD_APNS_HOST');
     try {
       apnsCa = readFileSync(e.HERALD_APNS_CA_FILE, 'utf8');
     } catch {
@@ -415,7 +418,13 @@ const APNS_VARIABLES = {
 
 /** HERALD_APNS_APP with its key file, key id, team id and topic: all or none, checked as GraphQL checks them. */
 function apnsFromEnvironment(e: t.TypeOf<typeof Environment>): Config['apns'] {
-  const given = [e.HERALD_APNS_KEY_FILE, e.HERALD_APNS_KEY_ID, e.HERALD_APNS_TEAM_ID, e.HERALD_APNS_TOPIC];
+  const given = [
+    e.HERALD_APNS_KEY_FILE,
+    e.HERALD_APNS_KEY_ID,
+    e.HERALD_APNS_TEAM_ID,
+    e.HERALD_APNS_TOPIC,
+    e.HERALD_APNS_ENVIRONMENT,
+  ];
   if (e.HERALD_APNS_APP === undefined) {
     if (given.some((v) => v !== undefined))
       throw new ConfigError(

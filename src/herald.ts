@@ -312,16 +312,23 @@ async function openFeatures(deps: {
     onUnreadable: (appId, service) =>
       log.error(
         { appId, service },
-        "the app's platform-push key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed?): set it again",
+        "the app's platform-push key does not open with this credentials key (HERALD_CREDENTIALS_KEY changed, or not shared by the nodes?): its pushes wait; share the key or set the app's again",
+      ),
+    onNoKey: (error) =>
+      log.error(
+        { err: error },
+        'no credentials key: HERALD_CREDENTIALS_KEY is unset and the data dir has none it can make (not writable?); platform pushes wait',
       ),
   });
   const apns = deps.services.add(
-    closing('APNs connections', new Apns((appId) => platformCredentials.apnsOf(appId), config.apnsEndpoint)),
+    closing('APNs connections', new Apns((appId) => platformCredentials.apnsForSending(appId), config.apnsEndpoint)),
   ).running;
   const fcm = deps.services.add(
     closing(
       'FCM access tokens',
-      new Fcm((appId) => platformCredentials.fcmOf(appId), config.fcmEndpoint, { clock: () => clock().getTime() }),
+      new Fcm((appId) => platformCredentials.fcmForSending(appId), config.fcmEndpoint, {
+        clock: () => clock().getTime(),
+      }),
     ),
   ).running;
   const platformPushes = new PlatformPushes({

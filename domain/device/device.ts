@@ -124,12 +124,17 @@ export interface UnregisterDevice {
   readonly type: 'UnregisterDevice';
   readonly now: string;
 }
-/** Records that the token of registration `registration` is dead; nothing for another registration or twice. */
+/**
+ * Records that the token of registration `registration` is dead; nothing for another registration or twice,
+ * nor when the service says it was dead (`deadSince`, ms: APNs' 410 `timestamp`) before the device last
+ * registered (it may have registered a live token since).
+ */
 export interface RevokeNativeToken {
   readonly type: 'RevokeNativeToken';
   readonly registration: number;
   readonly service: 'apns' | 'fcm';
   readonly reason: string;
+  readonly deadSince?: number;
   readonly now: string;
 }
 export type DeviceCommand = RegisterDevice | UnregisterDevice | RevokeNativeToken;
@@ -140,6 +145,8 @@ export type DeviceState =
       readonly status: 'registered' | 'unregistered';
       /** Its platform's push service called the token dead since it last registered. */
       readonly tokenRevoked?: boolean;
+      /** When it last registered (a revocation dated before it does not count). */
+      readonly registeredAt?: string;
     });
 
 export const deviceStreamName = (deviceId: string) => `device-${deviceId}`;
@@ -152,10 +159,8 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
 
   evolve(state, event) {
     switch (event.type) {
-      case 'DeviceRegistered': {
-        const { registeredAt: _, ...registration } = event.data;
-        return { status: 'registered', ...registration };
-      }
+      case 'DeviceRegistered':
+        return { status: 'registered', ...event.data };
       case 'DeviceUnregistered':
         return state.status === 'none' ? state : { ...state, status: 'unregistered' };
       case 'NativeTokenRevoked':
@@ -214,6 +219,12 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
         ];
       case 'RevokeNativeToken':
         if (state.status !== 'registered' || state.registration !== command.registration || state.tokenRevoked)
+          return [];
+        if (
+          command.deadSince !== undefined &&
+          state.registeredAt !== undefined &&
+          command.deadSince < Date.parse(state.registeredAt)
+        )
           return [];
         return [
           {

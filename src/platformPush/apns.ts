@@ -38,6 +38,13 @@ export const PROVIDER_TOKEN_REFRESH_MS = 50 * 60_000;
 export const DEFAULT_MAX_STREAMS = 500;
 /** An answer body is a small JSON `{"reason"}`: more is not read. */
 const ANSWER_LIMIT_BYTES = 4096;
+/** A session that has not connected (TCP + TLS + settings) by then is destroyed. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** An idle session is pinged this often, and destroyed when the ping is not answered in PING_TIMEOUT_MS. */
+export const PING_INTERVAL_MS = 60_000;
+export const PING_TIMEOUT_MS = 10_000;
+/** TCP keepalive on the session's socket (a NAT that forgot the connection is found by the kernel too). */
+const KEEPALIVE_MS = 30_000;
 
 export interface ApnsRequest {
   readonly path: string;
@@ -111,14 +118,26 @@ export function apnsKey(keyPem: string): KeyObject {
   return key;
 }
 
-/** How Apple's answer is taken (docs/platform-push.md, "Outcomes"). */
-export function apnsOutcome(status: number, reason: string | undefined): PlatformPushOutcome {
+/**
+ * How Apple's answer is taken (docs/platform-push.md, "Outcomes"). Only 410 Unregistered calls the token
+ * dead: 400 BadDeviceToken is also what every token of a wrong environment gets (a sandbox token sent to
+ * production), so it fails this message for good but revokes nothing. A 410's `timestamp` (ms: when Apple
+ * last knew the token valid) goes with it, so a 410 older than the device's registration revokes nothing.
+ */
+export function apnsOutcome(status: number, reason: string | undefined, timestamp?: number): PlatformPushOutcome {
   if (status === 200) return { ok: true };
   const why = `${status} ${reason ?? 'no reason given'}`;
   // 410: the token is no longer active for the topic (the app was removed, notifications turned off).
-  if (status === 410) return { ok: false, reason: why, retry: false, tokenDead: true };
+  if (status === 410)
+    return {
+      ok: false,
+      reason: why,
+      retry: false,
+      tokenDead: true,
+      ...(timestamp !== undefined && { deadSince: timestamp }),
+    };
   if (status === 429 || status >= 500) return { ok: false, reason: why, retry: true, tokenDead: false };
-  return { ok: false, reason: why, retry: false, tokenDead: status === 400 && reason === 'BadDeviceToken' };
+  return { ok: false, reason: why, retry: false, tokenDead: false };
 }
 
 /** Where herald reaches APNs: Apple's hosts, or (tests, a proxy) one given host with its CA. */
@@ -132,6 +151,16 @@ export interface ApnsEndpoint {
 interface Answer {
   readonly status: number;
   readonly reason: string | undefined;
+  /** A 410's `timestamp` (ms since the epoch). */
+  readonly timestamp?: number;
+}
+
+export interface ApnsConnectionOptions {
+  readonly maxStreams?: number;
+  readonly now?: () => number;
+  readonly connectTimeoutMs?: number;
+  readonly pingIntervalMs?: number;
+  readonly pingTimeoutMs?: number;
 }
 
 /** One app's session to APNs, with its provider token and its bound on streams. */
@@ -140,13 +169,14 @@ export class ApnsConnection {
   private token: { readonly value: string; readonly issuedAt: number } | undefined;
   private readonly key: KeyObject;
   private inFlight = 0;
-  private readonly waiting: Array<() => void> = [];
+  /** Requests waiting for a stream; an aborted one takes itself out. */
+  private readonly waiting = new Set<() => void>();
   private closed = false;
 
   constructor(
     readonly credentials: ApnsCredentials,
     private readonly endpoint: ApnsEndpoint,
-    private readonly options: { readonly maxStreams?: number; readonly now?: () => number } = {},
+    private readonly options: ApnsConnectionOptions = {},
   ) {
     this.key = apnsKey(credentials.keyPem);
   }
@@ -162,16 +192,22 @@ export class ApnsConnection {
       };
     await this.slot(signal);
     try {
-      let answer = await this.post(request, this.bearer(false), signal);
+      const bearer = this.bearer();
+      let answer = await this.post(request, bearer, signal);
       if (
         answer.status === 403 &&
         (answer.reason === 'ExpiredProviderToken' || answer.reason === 'InvalidProviderToken')
       )
-        answer = await this.post(request, this.bearer(true), signal);
-      return apnsOutcome(answer.status, answer.reason);
+        answer = await this.post(request, this.renewed(bearer), signal);
+      return apnsOutcome(answer.status, answer.reason, answer.timestamp);
     } finally {
       this.release();
     }
+  }
+
+  /** Whether a session is open (tests: a hung one was dropped). */
+  get connected(): boolean {
+    return this.session !== undefined && !this.session.destroyed && !this.session.closed;
   }
 
   async close(): Promise<void> {
@@ -179,19 +215,31 @@ export class ApnsConnection {
     const session = this.session;
     this.session = undefined;
     if (session && !session.destroyed) await new Promise<void>((resolve) => session.close(resolve));
+    for (const wake of this.waiting) wake();
   }
 
   private now(): number {
     return this.options.now?.() ?? Date.now();
   }
 
-  private bearer(renew: boolean): string {
+  private bearer(): string {
     const now = this.now();
-    if (renew || !this.token || now - this.token.issuedAt >= PROVIDER_TOKEN_REFRESH_MS) {
-      const { keyId, teamId } = this.credentials;
-      this.token = { value: providerToken(this.key, keyId, teamId, Math.floor(now / 1000)), issuedAt: now };
-    }
-    return this.token.value;
+    if (!this.token || now - this.token.issuedAt >= PROVIDER_TOKEN_REFRESH_MS) this.newToken(now);
+    return this.token!.value;
+  }
+
+  /**
+   * The token after Apple refused `failed`: a new one only if `failed` is still the current one, so the
+   * in-flight requests refused together share one renewal (Apple refuses more than one new token per 20 minutes).
+   */
+  private renewed(failed: string): string {
+    if (this.token?.value === failed) this.newToken(this.now());
+    return this.token!.value;
+  }
+
+  private newToken(now: number): void {
+    const { keyId, teamId } = this.credentials;
+    this.token = { value: providerToken(this.key, keyId, teamId, Math.floor(now / 1000)), issuedAt: now };
   }
 
   private maxStreams(): number {
@@ -201,24 +249,39 @@ export class ApnsConnection {
   }
 
   private async slot(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     while (this.inFlight >= this.maxStreams()) {
-      signal.throwIfAborted();
-      await new Promise<void>((resolve) => {
+      if (this.closed) throw new Error('the APNs connection is closed');
+      await new Promise<void>((resolve, reject) => {
         const wake = () => {
-          signal.removeEventListener('abort', wake);
+          signal.removeEventListener('abort', abort);
           resolve();
         };
-        this.waiting.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
+        // An aborted waiter leaves the queue, so a release wakes a live one.
+        const abort = () => {
+          this.waiting.delete(wake);
+          reject(signal.reason as Error);
+        };
+        this.waiting.add(wake);
+        signal.addEventListener('abort', abort, { once: true });
       });
     }
-    signal.throwIfAborted();
     this.inFlight += 1;
   }
 
   private release(): void {
     this.inFlight -= 1;
-    this.waiting.shift()?.();
+    this.wakeWaiting();
+  }
+
+  /** Wakes as many waiters as there are free streams (after a release, or Apple allowing more). */
+  private wakeWaiting(): void {
+    let room = this.maxStreams() - this.inFlight;
+    for (const wake of this.waiting) {
+      if (room-- <= 0) break;
+      this.waiting.delete(wake);
+      wake();
+    }
   }
 
   private connect(): http2.ClientHttp2Session {
@@ -226,8 +289,24 @@ export class ApnsConnection {
     const current = this.session;
     if (current && !current.closed && !current.destroyed) return current;
     const host = this.endpoint.host ?? APNS_HOSTS[this.credentials.environment];
-    const session = http2.connect(host, this.endpoint.ca === undefined ? {} : { ca: this.endpoint.ca });
+    const session = http2.connect(
+      host,
+      this.endpoint.ca === undefined ? {} : { ca: this.endpoint.ca },
+      // The listener gets the real socket (session.socket refuses keepalive changes).
+      (_, socket) => socket.setKeepAlive(true, KEEPALIVE_MS),
+    );
+    // A connect or TLS handshake that never finishes would hold every request until its timeout.
+    const connecting = setTimeout(
+      () => session.destroy(new Error('connecting to APNs timed out')),
+      this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    );
+    // A hung session (a dead peer, a NAT that forgot it) answers no ping: destroyed, the next request connects anew.
+    const pings = setInterval(() => this.ping(session), this.options.pingIntervalMs ?? PING_INTERVAL_MS);
+    pings.unref();
+    session.once('connect', () => clearTimeout(connecting));
     const drop = () => {
+      clearTimeout(connecting);
+      clearInterval(pings);
       if (this.session === session) this.session = undefined;
     };
     // A GOAWAY (Apple closes idle or old connections) ends this session for new streams: the next request connects anew.
@@ -235,8 +314,23 @@ export class ApnsConnection {
     session.on('close', drop);
     // Errors reach the streams that were open; the session itself is dropped.
     session.on('error', drop);
+    // Apple allowing more streams lets waiting requests go.
+    session.on('remoteSettings', () => this.wakeWaiting());
     this.session = session;
     return session;
+  }
+
+  private ping(session: http2.ClientHttp2Session): void {
+    if (session.destroyed || session.closed || session.connecting) return;
+    const deadline = setTimeout(
+      () => session.destroy(new Error('APNs did not answer a ping')),
+      this.options.pingTimeoutMs ?? PING_TIMEOUT_MS,
+    );
+    const sent = session.ping((error) => {
+      clearTimeout(deadline);
+      if (error && !session.destroyed) session.destroy(error);
+    });
+    if (!sent) clearTimeout(deadline);
   }
 
   private post(request: ApnsRequest, bearer: string, signal: AbortSignal): Promise<Answer> {
@@ -254,13 +348,26 @@ export class ApnsConnection {
         reject(error as Error);
         return;
       }
-      // Our own abort rather than request's `signal` option, whose listener outlives the stream.
+      let settled = false;
+      const fail = (error: Error) => {
+        settled = true;
+        reject(error);
+      };
+      // Our own abort rather than request's `signal` option, whose listener outlives the stream. An attempt
+      // that timed out without an answer means the session is suspect (Apple answers in milliseconds): it
+      // is destroyed (its other streams fail and are retried) and the next request connects anew.
+      const session = this.session;
       const abort = () => {
+        fail(signal.reason as Error);
         stream.close(http2.constants.NGHTTP2_CANCEL);
-        reject(signal.reason as Error);
+        if (session && this.session === session) session.destroy();
       };
       signal.addEventListener('abort', abort, { once: true });
-      stream.on('close', () => signal.removeEventListener('abort', abort));
+      stream.on('close', () => {
+        signal.removeEventListener('abort', abort);
+        // Reset without an answer (RST_STREAM, even NO_ERROR): retried, not left to the timeout.
+        if (!settled) fail(new Error(`APNs closed the stream without an answer (rstCode ${stream.rstCode})`));
+      });
       let status = 0;
       const chunks: Buffer[] = [];
       let size = 0;
@@ -272,18 +379,32 @@ export class ApnsConnection {
         if (size <= ANSWER_LIMIT_BYTES) chunks.push(chunk);
       });
       stream.on('end', () => {
+        if (settled) return;
+        if (status === 0) {
+          fail(new Error(`APNs ended the stream without an answer (rstCode ${stream.rstCode})`));
+          return;
+        }
         let reason: string | undefined;
+        let timestamp: number | undefined;
         if (chunks.length > 0) {
           try {
-            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reason?: unknown };
+            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+              reason?: unknown;
+              timestamp?: unknown;
+            };
             if (typeof parsed.reason === 'string') reason = parsed.reason.slice(0, 64);
+            if (typeof parsed.timestamp === 'number' && Number.isSafeInteger(parsed.timestamp))
+              timestamp = parsed.timestamp;
           } catch {
             reason = undefined;
           }
         }
-        resolve({ status, reason });
+        settled = true;
+        resolve({ status, reason, ...(timestamp !== undefined && { timestamp }) });
       });
-      stream.on('error', reject);
+      stream.on('error', (error) => {
+        if (!settled) fail(error);
+      });
       stream.end(request.body);
     });
   }
@@ -303,7 +424,7 @@ export class Apns implements PlatformPushService {
   constructor(
     private readonly credentialsOf: ApnsCredentialsOf,
     private readonly endpoint: ApnsEndpoint,
-    private readonly options: { readonly maxStreams?: number } = {},
+    private readonly options: ApnsConnectionOptions = {},
   ) {}
 
   async send(notification: PlatformNotification, signal: AbortSignal): Promise<PlatformPushOutcome> {

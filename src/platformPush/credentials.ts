@@ -227,14 +227,24 @@ const CACHE_MS = 2000;
 /** An FCM key is sealed to its app and service: an APNs key's sealed text copied to the FCM row does not open. */
 const fcmContext = (appId: string) => `fcm/${appId}`;
 const MAX_CACHED = 10_000;
+/** How long appsWithApns / appsWithFcm trust their look at whether an app's stored key opens (a look is a read of the row). */
+const CHECK_MS = 60_000;
 
 /**
  * Sets and reads apps' APNs credentials and FCM service accounts; `HERALD_APNS_…` / `HERALD_FCM_…` for one
  * app when nothing was set over GraphQL.
  */
 export class PlatformCredentials {
-  private readonly cache = new Map<string, { at: number; credentials: ApnsCredentials | undefined }>();
-  private readonly fcmCache = new Map<string, { at: number; credentials: FcmCredentials | undefined }>();
+  private readonly cache = new Map<
+    string,
+    { at: number; credentials: ApnsCredentials | undefined; unusable: boolean }
+  >();
+  private readonly fcmCache = new Map<
+    string,
+    { at: number; credentials: FcmCredentials | undefined; unusable: boolean }
+  >();
+  /** Per stored app and service (`apns/<app>`, `fcm/<app>`), whether its key opened when last looked at. */
+  private readonly checked = new Map<string, { at: number; usable: boolean }>();
   private sealingKey: Buffer | undefined;
 
   constructor(
@@ -250,6 +260,8 @@ export class PlatformCredentials {
       readonly now?: () => number;
       /** Told when an app's stored key does not open (the credentials key changed). */
       readonly onUnreadable?: (appId: string, service: 'apns' | 'fcm') => void;
+      /** Told when the credentials key itself cannot be had (an unwritable data dir): not a changed key. */
+      readonly onNoKey?: (error: Error) => void;
     },
   ) {}
 
@@ -259,6 +271,7 @@ export class PlatformCredentials {
     const { keyPem, ...shown } = credentials;
     await this.deps.store.put(appId, { ...shown, sealedKey: seal(this.key(), keyPem, appId) }, now);
     this.cache.delete(appId);
+    this.checked.delete(`apns/${appId}`);
     return { configured: true, ...shown };
   }
 
@@ -284,7 +297,7 @@ export class PlatformCredentials {
           ? env.credentials
           : undefined;
     if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(appId, { at: now, credentials });
+    this.cache.set(appId, { at: now, credentials, unusable: stored !== undefined && keyPem === undefined });
     return credentials;
   }
 
@@ -293,6 +306,7 @@ export class PlatformCredentials {
     const { privateKey, ...shown } = checkFcmCredentials(serviceAccountJson);
     await this.deps.fcmStore.put(appId, { ...shown, sealedKey: seal(this.key(), privateKey, fcmContext(appId)) }, now);
     this.fcmCache.delete(appId);
+    this.checked.delete(`fcm/${appId}`);
     return { configured: true, ...shown };
   }
 
@@ -318,21 +332,51 @@ export class PlatformCredentials {
           ? env.credentials
           : undefined;
     if (this.fcmCache.size >= MAX_CACHED) this.fcmCache.clear();
-    this.fcmCache.set(appId, { at: now, credentials });
+    this.fcmCache.set(appId, { at: now, credentials, unusable: stored !== undefined && privateKey === undefined });
     return credentials;
   }
 
-  /** Apps that have an FCM service account (the leader looks for their offline ANDROID devices only). */
+  /** Apps with an FCM service account this node can use (the leader looks for their offline ANDROID devices only). */
   async appsWithFcm(): Promise<readonly string[]> {
-    const stored = await this.deps.fcmStore.apps();
+    const usable = await this.usable('fcm', await this.deps.fcmStore.apps(), (appId) => this.fcmOf(appId));
     const env = this.deps.fcmFromEnvironment?.appId;
-    return env === undefined || stored.includes(env) ? stored : [...stored, env];
+    return env === undefined || usable.includes(env) ? usable : [...usable, env];
   }
 
-  /** The key, or undefined when it does not open (sealed under another credentials key): the app must set it again. */
+  /** As apnsForSending, for FCM. */
+  async fcmForSending(appId: string): Promise<FcmCredentials | undefined> {
+    const credentials = await this.fcmOf(appId);
+    if (!credentials && this.fcmCache.get(appId)?.unusable)
+      throw new Error("the app's FCM key does not open with this node's credentials key");
+    return credentials;
+  }
+
+  /**
+   * For a send: the app's credentials, undefined when it has none, and a throw (retried, not a final
+   * failure) when it has a stored key this node cannot open — another node's credentials key, or none to
+   * be had: the deployment's to fix, not the app's.
+   */
+  async apnsForSending(appId: string): Promise<ApnsCredentials | undefined> {
+    const credentials = await this.apnsOf(appId);
+    if (!credentials && this.cache.get(appId)?.unusable)
+      throw new Error("the app's APNs key does not open with this node's credentials key");
+    return credentials;
+  }
+
+  /**
+   * The key, or undefined when it does not open (sealed under another credentials key: nodes must share
+   * HERALD_CREDENTIALS_KEY, or the app sets it again) or there is no credentials key to open it with.
+   */
   private unsealed(appId: string, sealed: string, context: string, service: 'apns' | 'fcm'): string | undefined {
+    let key: Buffer;
     try {
-      return unseal(this.key(), sealed, context);
+      key = this.key();
+    } catch (error) {
+      this.deps.onNoKey?.(error as Error);
+      return undefined;
+    }
+    try {
+      return unseal(key, sealed, context);
     } catch {
       this.deps.onUnreadable?.(appId, service);
       return undefined;
@@ -343,10 +387,34 @@ export class PlatformCredentials {
     return (this.sealingKey ??= this.deps.key());
   }
 
-  /** Apps that have APNs credentials (the leader looks for their offline iOS devices only). */
+  /**
+   * Apps that have APNs credentials this node can use (the leader looks for their offline iOS devices
+   * only): an app whose stored key does not open is left out — nothing is requested for it, so nothing
+   * fails for good — until the key opens (a shared HERALD_CREDENTIALS_KEY) or the app sets it again.
+   */
   async appsWithApns(): Promise<readonly string[]> {
-    const stored = await this.deps.store.apps();
+    const usable = await this.usable('apns', await this.deps.store.apps(), (appId) => this.apnsOf(appId));
     const env = this.deps.fromEnvironment?.appId;
-    return env === undefined || stored.includes(env) ? stored : [...stored, env];
+    return env === undefined || usable.includes(env) ? usable : [...usable, env];
+  }
+
+  /** The stored apps whose key opens, each looked at again at most every CHECK_MS. */
+  private async usable(
+    service: 'apns' | 'fcm',
+    stored: readonly string[],
+    credentialsOf: (appId: string) => Promise<unknown>,
+  ): Promise<string[]> {
+    const now = this.deps.now?.() ?? Date.now();
+    const usable: string[] = [];
+    for (const appId of stored) {
+      let check = this.checked.get(`${service}/${appId}`);
+      if (!check || now - check.at >= CHECK_MS) {
+        check = { at: now, usable: (await credentialsOf(appId)) !== undefined };
+        if (this.checked.size >= MAX_CACHED) this.checked.clear();
+        this.checked.set(`${service}/${appId}`, check);
+      }
+      if (check.usable) usable.push(appId);
+    }
+    return usable;
   }
 }

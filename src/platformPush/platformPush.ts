@@ -26,8 +26,8 @@ export interface PlatformNotification {
 
 /**
  * What one attempt found. A failure says whether trying again may help (429, 5xx, the network) and whether
- * the token is dead (APNs 410 Unregistered, 400 BadDeviceToken): then it is never used again until the
- * device registers anew.
+ * the token is dead (APNs 410 Unregistered): then it is never used again until the device registers anew —
+ * unless the service says since when (`deadSince`, ms) and that is before the device's registration.
  */
 export type PlatformPushOutcome =
   | { readonly ok: true }
@@ -38,6 +38,8 @@ export type PlatformPushOutcome =
       readonly tokenDead: boolean;
       /** The service's Retry-After (FCM): the next attempt is not before it. */
       readonly retryAfterMs?: number;
+      /** APNs 410's `timestamp`: since when the token is dead (a registration after it keeps the token). */
+      readonly deadSince?: number;
     };
 
 export interface PlatformPushService {

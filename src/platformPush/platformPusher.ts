@@ -1,3 +1,4 @@
+import { deliveryStreamName, isOpen } from '../../domain/device/delivery';
 import { deviceStreamName } from '../../domain/device/device';
 import {
   platformPushStreamName,
@@ -6,7 +7,7 @@ import {
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
-import { deviceAggregate, platformPushAggregate } from '../command/aggregates';
+import { deliveryAggregate, deviceAggregate, platformPushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
 import type { EventStore } from '../eventStore/eventStore';
@@ -24,9 +25,9 @@ import type { PlatformPushService } from './platformPush';
  * (projections/platformPushes.ts).
  *
  * - The trigger finds open ONE-PUSH deliveries to IOS devices of apps with APNs credentials and ANDROID
- *   devices of apps with an FCM service account that need one —
- *   never written and the device connected to no node (presence), or a needConfirm message re-sent once
- *   without a confirmation — and requests it on the item's stream (PlatformPushRequested, once per
+ *   devices of apps with an FCM service account that need one — never written and the device connected to
+ *   no node (presence), or a needConfirm message unconfirmed when its first re-send fell due, connected or
+ *   not — and requests it on the item's stream (PlatformPushRequested, once per
  *   message and device whatever the re-sends, restarts or leaders).
  * - The outbox (src/runtime/outbox.ts) sends what is requested, side by side and bounded per app, each
  *   attempt with a timeout; records PlatformPushSent or PlatformPushFailed (the service's reason), retried
@@ -42,7 +43,7 @@ export interface PlatformPushCandidate {
   readonly pushId: string;
   readonly deviceId: string;
   readonly appId: string;
-  /** Attempts over the socket: 0 = never written; ≥ 2 = re-sent without a confirmation. */
+  /** Attempts over the socket: 0 = never written; ≥ 1 = written, unconfirmed when its re-send fell due. */
   readonly attempts: number;
   readonly nativeToken: string;
   readonly registration: number;
@@ -283,6 +284,11 @@ export class PlatformPushes implements Service {
     const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
+    // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
+    // confirmation is needed), or after it expired or was dropped, is not sent.
+    const delivery = await loadState(store, deliveryAggregate, deliveryStreamName(state.pushId, state.deviceId));
+    if (!isOpen(delivery.state.status, push.needsConfirm))
+      return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery.state.status}`, retry: false };
     const outcome = await this.deps.services[state.service].send(
       {
         messageId: state.pushId,
@@ -300,25 +306,30 @@ export class PlatformPushes implements Service {
       signal,
     );
     if (outcome.ok) return outcome;
-    if (outcome.tokenDead)
-      await handleCommand(
-        store,
-        deviceAggregate,
-        deviceStreamName(state.deviceId),
-        {
-          type: 'RevokeNativeToken',
-          registration: state.registration,
-          service: state.service,
-          reason: outcome.reason,
-          now: clock().toISOString(),
-        },
-        { appId: state.appId, actor: 'herald:platform-push' },
-      );
+    // Revoked unless the decider found the 410 older than the device's registration.
+    const revoked =
+      outcome.tokenDead &&
+      (
+        await handleCommand(
+          store,
+          deviceAggregate,
+          deviceStreamName(state.deviceId),
+          {
+            type: 'RevokeNativeToken',
+            registration: state.registration,
+            service: state.service,
+            reason: outcome.reason,
+            ...(outcome.deadSince !== undefined && { deadSince: outcome.deadSince }),
+            now: clock().toISOString(),
+          },
+          { appId: state.appId, actor: 'herald:platform-push' },
+        )
+      ).events.length > 0;
     return {
       ok: false,
       error: outcome.reason,
       retry: outcome.retry,
-      revoked: outcome.tokenDead,
+      revoked,
       ...(outcome.retryAfterMs !== undefined && { retryAfterMs: outcome.retryAfterMs }),
     };
   }

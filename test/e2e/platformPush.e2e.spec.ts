@@ -194,6 +194,33 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     await socket.until((s) => s.frames.some((f) => f.confirmed === requestId), 'the confirmation');
   });
 
+  it('a needConfirm message written once to a device that then went away (the app in the background) goes through APNs once its re-send falls due', async () => {
+    const away = token();
+    const awayId = await register(away, 'ios-away');
+    const socket = await DeviceSocket.connect(url, awayId);
+    const requestId = await send(['ios-away'], { needConfirm: true, duration: 3600 });
+    await socket.until((s) => s.messages.length === 1, 'the first attempt');
+    await eventually(async () =>
+      expect((await herald.pushes.status('camel', requestId))?.deliveries).to.include({ delivered: 1 }),
+    );
+    // Gone before its re-send: nothing re-sends it (re-sends are for connected devices), so attempts stay at 1.
+    socket.close();
+    await eventually(async () => expect([...(await herald.gateway.presence.onlineAmong([awayId]))]).to.deep.equal([]));
+    clock.advance(11_000);
+    herald.platformPushes.wake();
+    await eventually(() => expect(requestsTo(away)).to.have.length(1));
+    const [requested] = await eventsOf(`platformpush-${requestId}`);
+    expect(requested!.data).to.include({ why: 'unconfirmed' });
+    await eventually(async () =>
+      expect((await eventsOf(`platformpush-${requestId}`)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushSent',
+      ]),
+    );
+    herald.platformPushes.wake();
+    expect(requestsTo(away)).to.have.length(1);
+  });
+
   it('a device connected to another node (the directory holds it) gets no APNs push, though nothing is written to it here', async () => {
     const elsewhere = token();
     const elsewhereId = await register(elsewhere, 'ios-elsewhere');
@@ -253,6 +280,71 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     await register(dead, 'ios-dead');
     const third = await send(['ios-dead']);
     await eventually(() => expect(requestsTo(dead).filter((r) => r.headers['apns-id'] === third)).to.have.length(1));
+  });
+
+  it('400 BadDeviceToken fails that message for good but revokes nothing (a wrong environment answers it for every token); a 410 dated before the registration revokes nothing', async () => {
+    const wrongEnv = token();
+    const wrongEnvId = await register(wrongEnv, 'ios-wrong-env');
+    standIn.answer(wrongEnv, { status: 400, reason: 'BadDeviceToken' });
+    const first = await send(['ios-wrong-env']);
+    const failed = await eventually(async () => {
+      const events = await eventsOf(`platformpush-${first}.${wrongEnvId}`);
+      expect(events.map((e) => e.type)).to.deep.equal(['PlatformPushRequested', 'PlatformPushFailed']);
+      return events;
+    });
+    expect(failed[1]!.data).to.include({ error: '400 BadDeviceToken', final: true });
+    expect((await eventsOf(`device-${wrongEnvId}`)).map((e) => e.type)).to.not.include('NativeTokenRevoked');
+
+    // Apple last knew the token valid an hour before the device registered: a stale 410, nothing revoked.
+    standIn.answer(wrongEnv, { status: 410, reason: 'Unregistered', timestamp: clock.now().getTime() - 3600_000 });
+    const second = await send(['ios-wrong-env']);
+    await eventually(async () =>
+      expect((await eventsOf(`platformpush-${second}.${wrongEnvId}`)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+      ]),
+    );
+    expect((await eventsOf(`device-${wrongEnvId}`)).map((e) => e.type)).to.not.include('NativeTokenRevoked');
+    // The next message still goes through APNs.
+    const third = await send(['ios-wrong-env']);
+    await eventually(() =>
+      expect(requestsTo(wrongEnv).filter((r) => r.headers['apns-id'] === third && r.status === 200)).to.have.length(1),
+    );
+  });
+
+  it('a retry is not sent once the device got the message over its socket', async () => {
+    const late = token();
+    const lateId = await register(late, 'ios-late');
+    standIn.answer(late, { status: 503, reason: 'ServiceUnavailable' });
+    const requestId = await send(['ios-late']);
+    const stream = `platformpush-${requestId}.${lateId}`;
+    await eventually(async () =>
+      expect((await eventsOf(stream)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+      ]),
+    );
+    // The device comes back before the retry (5 s later) and gets it over its socket.
+    const socket = await DeviceSocket.connect(url, lateId);
+    sockets.push(socket);
+    await socket.until((s) => s.messages.length === 1, 'the backlog on connect');
+    await eventually(async () =>
+      expect((await herald.pushes.status('camel', requestId))?.deliveries).to.include({ delivered: 1 }),
+    );
+    clock.advance(6_000);
+    herald.platformPushes.wake();
+    const events = await eventually(async () => {
+      const all = await eventsOf(stream);
+      expect(all.map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+        'PlatformPushFailed',
+      ]);
+      return all;
+    });
+    expect(events[2]!.data).to.include({ final: true });
+    expect(String(events[2]!.data.error)).to.match(/^AlreadyDelivered/);
+    expect(requestsTo(late).map((r) => r.status)).to.deep.equal([503]);
   });
 
   it('429/5xx are retried with back-off; a restart mid-retry still delivers once', async () => {

@@ -61,10 +61,15 @@ export interface ApnsStandIn {
   readonly requests: ApnsRequestSeen[];
   /** Requests answered 200. */
   delivered(): ApnsRequestSeen[];
-  /** The next answers for a token (consumed in order; then 200). */
-  answer(token: string, ...answers: Array<{ status: number; reason?: string }>): void;
+  /**
+   * The next answers for a token (consumed in order; then 200). `timestamp` goes in the body (a 410's, ms);
+   * status 0 resets the stream with NO_ERROR and no answer.
+   */
+  answer(token: string, ...answers: StandInAnswer[]): void;
   /** Answers every request with this until cleared (undefined). */
-  answerAll(answer: { status: number; reason?: string } | undefined): void;
+  answerAll(answer: StandInAnswer | undefined): void;
+  /** Announces a new SETTINGS_MAX_CONCURRENT_STREAMS on every open session. */
+  maxStreams(n: number): void;
   /** Holds every request until released (a restart mid-retry; a timeout). */
   hold(on: boolean): void;
   /** Sends GOAWAY on every open session (Apple closing a connection). */
@@ -76,6 +81,12 @@ export interface ApnsStandIn {
   /** Sessions (connections) opened so far. */
   readonly sessions: number;
   close(): Promise<void>;
+}
+
+export interface StandInAnswer {
+  readonly status: number;
+  readonly reason?: string;
+  readonly timestamp?: number;
 }
 
 const MAX_TOKEN_AGE_SECONDS = 3600;
@@ -162,8 +173,8 @@ export async function startApnsStandIn(keys: readonly ApnsTestKey[]): Promise<Ap
   const tls = selfSignedCertificate();
   const server = http2.createSecureServer({ key: tls.key, cert: tls.cert, settings: { maxConcurrentStreams: 1000 } });
   const requests: ApnsRequestSeen[] = [];
-  const queued = new Map<string, Array<{ status: number; reason?: string }>>();
-  let all: { status: number; reason?: string } | undefined;
+  const queued = new Map<string, StandInAnswer[]>();
+  let all: StandInAnswer | undefined;
   let holding = false;
   const held: Array<() => void> = [];
   const open = new Set<http2.ServerHttp2Session>();
@@ -185,11 +196,21 @@ export async function startApnsStandIn(keys: readonly ApnsTestKey[]): Promise<Ap
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.on('end', () => {
       const respond = () => {
-        const answer = (status: number, reason?: string, seen?: Omit<ApnsRequestSeen, 'status' | 'reason' | 'at'>) => {
+        const answer = (
+          status: number,
+          reason?: string,
+          seen?: Omit<ApnsRequestSeen, 'status' | 'reason' | 'at'>,
+          timestamp?: number,
+        ) => {
           if (seen) requests.push({ ...seen, status, ...(reason !== undefined && { reason }), at: Date.now() });
           if (stream.destroyed) return;
+          if (status === 0) return stream.close(http2.constants.NGHTTP2_NO_ERROR);
           stream.respond({ ':status': status, 'apns-id': String(headers['apns-id'] ?? '') });
-          stream.end(reason === undefined ? undefined : JSON.stringify({ reason }));
+          stream.end(
+            reason === undefined
+              ? undefined
+              : JSON.stringify({ reason, ...(timestamp !== undefined && { timestamp }) }),
+          );
         };
         const body = Buffer.concat(chunks);
         const pathMatch = /^\/3\/device\/([^/?]+)$/.exec(String(headers[':path'] ?? ''));
@@ -230,7 +251,7 @@ export async function startApnsStandIn(keys: readonly ApnsTestKey[]): Promise<Ap
         if (body.length === 0 || typeof payload.aps !== 'object') return answer(400, 'PayloadEmpty', seen);
         if (!/^[0-9a-f]{64,200}$/i.test(token)) return answer(400, 'BadDeviceToken', seen);
         const next = queued.get(token)?.shift() ?? all;
-        if (next) return answer(next.status, next.reason, seen);
+        if (next) return answer(next.status, next.reason, seen, next.timestamp);
         return answer(200, undefined, seen);
       };
       if (holding) held.push(respond);
@@ -250,6 +271,9 @@ export async function startApnsStandIn(keys: readonly ApnsTestKey[]): Promise<Ap
     },
     answerAll(answer) {
       all = answer;
+    },
+    maxStreams(n) {
+      for (const session of open) session.settings({ maxConcurrentStreams: n });
     },
     hold(on) {
       holding = on;

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { expect } from 'chai';
 import {
   Apns,
@@ -110,7 +111,8 @@ describe('APNs client', function () {
 
     it('takes each documented answer as Apple documents it', () => {
       expect(apnsOutcome(200, undefined)).to.deep.equal({ ok: true });
-      expect(apnsOutcome(400, 'BadDeviceToken')).to.include({ retry: false, tokenDead: true });
+      // A wrong environment (a sandbox token sent to production) answers BadDeviceToken for every token: revokes nothing.
+      expect(apnsOutcome(400, 'BadDeviceToken')).to.include({ retry: false, tokenDead: false });
       expect(apnsOutcome(400, 'DeviceTokenNotForTopic')).to.include({ retry: false, tokenDead: false });
       expect(apnsOutcome(403, 'InvalidProviderToken')).to.include({ retry: false, tokenDead: false });
       expect(apnsOutcome(410, 'Unregistered')).to.include({ retry: false, tokenDead: true });
@@ -119,6 +121,7 @@ describe('APNs client', function () {
       expect(apnsOutcome(500, 'InternalServerError')).to.include({ retry: true });
       expect(apnsOutcome(503, 'ServiceUnavailable')).to.include({ retry: true });
       expect(apnsOutcome(410, 'Unregistered')).to.include({ reason: '410 Unregistered' });
+      expect(apnsOutcome(410, 'Unregistered', 1_700_000_000_000)).to.include({ deadSince: 1_700_000_000_000 });
     });
 
     it('takes only EC P-256 keys, without quoting the key in its error', () => {
@@ -142,7 +145,7 @@ describe('APNs client', function () {
     it('answers each documented failure: 400, 403, 410, 429, 500, 503', async () => {
       const c = connection();
       const cases = [
-        [400, 'BadDeviceToken', false, true],
+        [400, 'BadDeviceToken', false, false],
         [400, 'DeviceTokenNotForTopic', false, false],
         [410, 'Unregistered', false, true],
         [429, 'TooManyRequests', true, false],
@@ -226,6 +229,132 @@ describe('APNs client', function () {
       expect(new Set(standIn.delivered().map((r) => r.headers['apns-id'])).size).to.equal(200);
       expect(standIn.peakStreams).to.equal(8);
       expect(standIn.sessions - sessionsBefore).to.equal(1);
+    });
+
+    it('32 requests refused together with ExpiredProviderToken share one new token', async () => {
+      // The first 32 reads of the clock (each request's token) are 2 hours back; every later read is a second later.
+      let reads = 0;
+      const old = Date.now() - 2 * 3600_000;
+      const c = connection({ now: () => (++reads <= 32 ? old : Date.now() + (reads - 32) * 1000) });
+      const outcomes = await Promise.all(Array.from({ length: 32 }, () => c.send(notification(), signal())));
+      expect(outcomes.every((o) => o.ok)).to.equal(true);
+      expect(standIn.requests.filter((r) => r.reason === 'ExpiredProviderToken')).to.have.length(32);
+      expect(new Set(standIn.delivered().map((r) => r.issuedAt)).size).to.equal(1);
+    });
+
+    it('a waiter whose signal aborted leaves the queue: a release wakes the live one behind it', async () => {
+      const c = connection({ maxStreams: 1 });
+      standIn.hold(true);
+      const first = c.send(notification(), signal());
+      await eventually(() => expect(standIn.heldCount()).to.equal(1));
+      const gone = new AbortController();
+      const aborted = c.send(notification(), gone.signal).then(
+        () => 'sent',
+        () => 'aborted',
+      );
+      const live = c.send(notification(), signal());
+      gone.abort();
+      expect(await aborted).to.equal('aborted');
+      standIn.hold(false);
+      expect(await first).to.deep.equal({ ok: true });
+      expect(await live).to.deep.equal({ ok: true });
+    });
+
+    it('wakes waiting requests when Apple raises its stream limit', async () => {
+      const c = connection({ maxStreams: 8 });
+      await c.send(notification(), signal());
+      standIn.maxStreams(2);
+      // The SETTINGS frame comes before this answer on the connection: the client has it after.
+      await c.send(notification(), signal());
+      standIn.hold(true);
+      const sends = Array.from({ length: 6 }, () => c.send(notification(), signal()));
+      await eventually(() => expect(standIn.heldCount()).to.equal(2));
+      standIn.maxStreams(8);
+      await eventually(() => expect(standIn.heldCount()).to.equal(6));
+      standIn.hold(false);
+      expect((await Promise.all(sends)).every((o) => o.ok)).to.equal(true);
+    });
+
+    it('a stream reset without an answer (RST_STREAM NO_ERROR) fails at once, retryable (a throw)', async () => {
+      standIn.answer(TOKEN, { status: 0 });
+      const started = Date.now();
+      const error = await connection()
+        .send(notification(), signal())
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      expect(error?.message).to.match(/without an answer \(rstCode 0\)/);
+      expect(Date.now() - started).to.be.below(2000);
+    });
+
+    it('an attempt that timed out drops its session: the next request connects anew', async () => {
+      const c = connection();
+      expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
+      const before = standIn.sessions;
+      standIn.hold(true);
+      const error = await c.send(notification(), AbortSignal.timeout(300)).catch((e: unknown) => e);
+      expect(error).to.be.instanceOf(Error);
+      standIn.hold(false);
+      expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
+      expect(standIn.sessions).to.equal(before + 1);
+    });
+
+    it('an idle session that stops answering (pings unanswered) is destroyed', async () => {
+      // A TCP relay to the stand-in that can stop relaying: the peer goes silent, the socket stays open.
+      let frozen = false;
+      const sockets = new Set<net.Socket>();
+      const port = Number(new URL(standIn.url).port);
+      const relay = net.createServer((client) => {
+        const upstream = net.connect(port, '127.0.0.1');
+        sockets.add(client).add(upstream);
+        client.on('data', (chunk) => frozen || upstream.write(chunk));
+        upstream.on('data', (chunk) => frozen || client.write(chunk));
+        client.on('error', () => undefined);
+        upstream.on('error', () => undefined);
+        client.on('close', () => upstream.destroy());
+        upstream.on('close', () => client.destroy());
+      });
+      await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+      try {
+        const c = new ApnsConnection(
+          credentials,
+          { host: `https://127.0.0.1:${(relay.address() as net.AddressInfo).port}`, ca: standIn.ca },
+          { pingIntervalMs: 100, pingTimeoutMs: 300 },
+        );
+        open.push(c);
+        expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
+        // Answered pings keep it (a few ping rounds; a check that nothing happens, not a wait for a result).
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(c.connected).to.equal(true);
+        frozen = true;
+        await eventually(() => expect(c.connected).to.equal(false), { timeoutMs: 3000 });
+      } finally {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => relay.close(resolve));
+      }
+    });
+
+    it('a connect that never finishes its TLS handshake fails at the connect deadline, not the attempt timeout', async () => {
+      const silent = net.createServer(() => undefined);
+      const sockets = new Set<net.Socket>();
+      silent.on('connection', (socket) => sockets.add(socket));
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      try {
+        const c = new ApnsConnection(
+          credentials,
+          { host: `https://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, ca: standIn.ca },
+          { connectTimeoutMs: 200 },
+        );
+        open.push(c);
+        const started = Date.now();
+        const error = await c.send(notification(), AbortSignal.timeout(5000)).catch((e: Error) => e);
+        expect(error).to.be.instanceOf(Error);
+        expect(Date.now() - started).to.be.below(2000);
+      } finally {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      }
     });
 
     it('connects again after a GOAWAY', async () => {

@@ -172,6 +172,59 @@ describe('platform-push credentials', () => {
       expect(unreadable).to.deep.equal(['camel']);
     });
 
+    it('an app whose key does not open is left out of the look for devices and its sends throw (retried), until it opens', async () => {
+      const { store } = memory();
+      await new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      }).setApns('camel', input, new Date());
+      const unreadable: string[] = [];
+      const node = new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+        onUnreadable: (appId) => unreadable.push(appId),
+      });
+      // No PlatformPushRequested is made for it, so nothing fails for good (NoCredentials).
+      expect(await node.appsWithApns()).to.deep.equal([]);
+      const error = await node.apnsForSending('camel').catch((e: Error) => e);
+      expect(error).to.be.instanceOf(Error);
+      expect((error as Error).message).to.not.include('PRIVATE');
+      expect(unreadable).to.include('camel');
+      // An app with no credentials at all is no throw: it has none.
+      expect(await node.apnsForSending('other')).to.equal(undefined);
+      // Set again on this node: it opens, and the app is looked at again.
+      await node.setApns('camel', input, new Date());
+      expect(await node.appsWithApns()).to.deep.equal(['camel']);
+      expect((await node.apnsForSending('camel'))?.keyId).to.equal(key.keyId);
+    });
+
+    it('no credentials key to be had (an unwritable data dir) is reported as that, not as a changed key', async () => {
+      const { store } = memory();
+      await new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => randomBytes(32),
+      }).setApns('camel', input, new Date());
+      const unreadable: string[] = [];
+      const noKey: Error[] = [];
+      // A data dir under a plain file: it cannot be made.
+      const file = path.join(mkdtempSync(path.join(tmpdir(), 'herald-no-key-')), 'a-file');
+      writeFileSync(file, '');
+      const node = new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        key: () => credentialsKey(undefined, path.join(file, 'data')),
+        onUnreadable: (appId) => unreadable.push(appId),
+        onNoKey: (error) => noKey.push(error),
+      });
+      expect(await node.appsWithApns()).to.deep.equal([]);
+      expect(noKey).to.have.length(1);
+      expect(unreadable).to.deep.equal([]);
+      rmSync(path.dirname(file), { recursive: true, force: true });
+    });
+
     it('bad input stores nothing', async () => {
       const { rows, store } = memory();
       const credentials = new PlatformCredentials({
@@ -341,6 +394,9 @@ describe('platform-push credentials', () => {
       writeFileSync(notAKey, 'hello');
       expect(problem({ ...env, HERALD_APNS_KEY_FILE: notAKey })).to.include('HERALD_APNS_KEY_FILE: expected');
       expect(problem({ HERALD_APNS_HOST: 'http://insecure' })).to.include('HERALD_APNS_HOST');
+      // A CA file replaces the default CAs: only for a host of one's own, never for Apple's.
+      expect(problem({ HERALD_APNS_CA_FILE: keyFile })).to.include('HERALD_APNS_CA_FILE: only with HERALD_APNS_HOST');
+      expect(problem({ HERALD_APNS_ENVIRONMENT: 'sandbox' })).to.include('HERALD_APNS_APP: required');
       expect(problem({ HERALD_CREDENTIALS_KEY: 'short' })).to.include('HERALD_CREDENTIALS_KEY: expected 64 hex digits');
       expect(readFileSync(keyFile, 'utf8')).to.equal(key.keyPem);
     });

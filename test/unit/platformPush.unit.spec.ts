@@ -178,6 +178,18 @@ describe('device: a revoked native token', () => {
       .then([]);
   });
 
+  it("is not recorded for a 410 dated before the device's registration (it may have a live token since)", () => {
+    const at = Date.parse(now);
+    spec
+      .given([registered])
+      .when({ ...revoke, deadSince: at - 1 })
+      .then([]);
+    spec
+      .given([registered])
+      .when({ ...revoke, deadSince: at + 1 })
+      .then([revoked]);
+  });
+
   it('is cleared by registering again, even unchanged (which otherwise appends nothing)', () => {
     spec.given([registered]).when(register).then([]);
     spec.given([registered, revoked]).when(register).then([registered]);
