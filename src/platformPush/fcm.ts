@@ -175,6 +175,12 @@ export function fcmOutcome(status: number, error: FcmError, retryAfter?: number)
 /** Which service account an app has (stored over GraphQL, or from `HERALD_FCM_…`), if any. */
 export type FcmCredentialsOf = (appId: string) => Promise<FcmCredentials | undefined>;
 
+/**
+ * Where access tokens are asked for: Google's OAuth2 token endpoint (every service account's `token_uri`),
+ * unless the operator names a proxy (`HERALD_FCM_TOKEN_URI`).
+ */
+export const GOOGLE_TOKEN_URI = 'https://oauth2.googleapis.com/token';
+
 const fingerprint = (c: FcmCredentials, tokenUri: string) =>
   createHash('sha256').update(`${c.projectId}\n${c.clientEmail}\n${tokenUri}\n${c.privateKey}`).digest('hex');
 
@@ -220,6 +226,7 @@ export class Fcm implements PlatformPushService {
       if (!token.ok) return token;
       const response = await fetch(url, {
         method: 'POST',
+        redirect: 'error',
         headers: { authorization: `Bearer ${token.token}`, 'content-type': 'application/json; charset=UTF-8' },
         body: JSON.stringify(body),
         signal,
@@ -254,7 +261,9 @@ export class Fcm implements PlatformPushService {
     renew: boolean,
     signal: AbortSignal,
   ): Promise<TokenResult> {
-    const tokenUri = this.endpoint.tokenUri ?? credentials.tokenUri;
+    // Never the account's own token_uri: an app's admin sets the account, and herald would POST where it
+    // says, from inside the deployment's network (SSRF). Google's endpoint, or the operator's proxy.
+    const tokenUri = this.endpoint.tokenUri ?? GOOGLE_TOKEN_URI;
     const print = fingerprint(credentials, tokenUri);
     const cached = this.tokens.get(appId);
     if (!renew && cached?.fingerprint === print && cached.token.expiresAt - ACCESS_TOKEN_MARGIN_MS > this.now())
@@ -295,6 +304,7 @@ export class Fcm implements PlatformPushService {
     const assertion = accessTokenAssertion(key, credentials.clientEmail, credentials.tokenUri, Math.floor(now / 1000));
     const response = await fetch(tokenUri, {
       method: 'POST',
+      redirect: 'error',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT, assertion }).toString(),
       signal,

@@ -56,7 +56,7 @@ describe('platform push: FCM for ANDROID devices that are not connected', functi
     const overrides: Partial<Config> = {
       credentialsKey,
       metricsToken,
-      fcmEndpoint: { baseUrl: standIn.url },
+      fcmEndpoint: { baseUrl: standIn.url, tokenUri: standIn.tokenUri },
     };
     herald = await startHeraldOn(testDatabase.connectionString, overrides, clock.now);
     url = herald.url;

@@ -57,6 +57,7 @@ describe('platform push: herald configured by HERALD_APNS_* (a process)', functi
     HERALD_FCM_APP: 'camel',
     HERALD_FCM_SERVICE_ACCOUNT_FILE: accountFile,
     HERALD_FCM_BASE_URL: fcmStandIn.url,
+    HERALD_FCM_TOKEN_URI: fcmStandIn.tokenUri,
   });
 
   it('a bad HERALD_APNS_ variable stops start-up (exit 2) naming it, never printing the key', async () => {

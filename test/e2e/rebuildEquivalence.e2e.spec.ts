@@ -135,7 +135,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     overrides = {
       credentialsKey: '5a'.repeat(32),
       apnsEndpoint: { host: apns.url, ca: apns.ca },
-      fcmEndpoint: { baseUrl: fcm.url },
+      fcmEndpoint: { baseUrl: fcm.url, tokenUri: fcm.tokenUri },
       sendRatePerMinute: 100_000,
       smtpUrl: `smtp://127.0.0.1:${smtp.port}`,
       mailFrom: 'noreply@herald.example',

@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { checkFcmCredentials, CredentialsError } from '../../src/platformPush/credentials';
 import {
   Fcm,
+  GOOGLE_TOKEN_URI,
   fcmMessage,
   fcmOutcome,
   parseFcmError,
@@ -144,7 +145,7 @@ describe('FCM HTTP v1 adapter', function () {
         ['camel', checkFcmCredentials(serviceAccountJson(a, standIn.tokenUri))],
         ['other', checkFcmCredentials(serviceAccountJson(b, standIn.tokenUri))],
       ]);
-      fcm = new Fcm(async (appId) => credentials.get(appId), { baseUrl: standIn.url });
+      fcm = new Fcm(async (appId) => credentials.get(appId), { baseUrl: standIn.url, tokenUri: standIn.tokenUri });
     });
     after(() => standIn?.close());
 
@@ -174,7 +175,10 @@ describe('FCM HTTP v1 adapter', function () {
         expect(await fcm.send(notification({ token: 'e-2' }), signal)).to.deep.equal({ ok: true });
         expect(standIn.tokensIssued.length).to.equal(issued + 1);
         standIn.setExpiresIn(299);
-        const fresh = new Fcm(async (appId) => credentials.get(appId), { baseUrl: standIn.url });
+        const fresh = new Fcm(async (appId) => credentials.get(appId), {
+          baseUrl: standIn.url,
+          tokenUri: standIn.tokenUri,
+        });
         expect(await fresh.send(notification({ token: 'e-3' }), signal)).to.deep.equal({ ok: true });
         expect(await fresh.send(notification({ token: 'e-4' }), signal)).to.deep.equal({ ok: true });
         expect(standIn.tokensIssued.length).to.equal(issued + 3);
@@ -241,6 +245,31 @@ describe('FCM HTTP v1 adapter', function () {
         expect(proxy.refused).to.deep.equal([]);
       } finally {
         await proxy.close();
+      }
+    });
+
+    it("never asks the account's own token_uri (an app admin's URL: SSRF into herald's network), only Google or the operator's proxy", async () => {
+      const inside = await startFcmStandIn([a]);
+      try {
+        // The account names a service inside the network; the operator set no proxy: Google is asked.
+        const asked: string[] = [];
+        const direct = new Fcm(async () => checkFcmCredentials(serviceAccountJson(a, inside.tokenUri)), {
+          baseUrl: inside.url,
+        });
+        const realFetch = globalThis.fetch;
+        globalThis.fetch = ((input: string | URL | Request) => {
+          asked.push(String(input));
+          return Promise.reject(new Error('no network in this test'));
+        }) as typeof fetch;
+        try {
+          await direct.send(notification({ token: 's-1' }), signal).catch(() => undefined);
+        } finally {
+          globalThis.fetch = realFetch;
+        }
+        expect(asked).to.deep.equal([GOOGLE_TOKEN_URI]);
+        expect(inside.tokensIssued).to.have.length(0);
+      } finally {
+        await inside.close();
       }
     });
 
