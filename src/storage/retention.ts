@@ -88,9 +88,10 @@ export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean =
   for (const prunable of prunables) {
     let removed = 0;
     let batches = 0;
+    // One cutoff per table and pass: what is past it is a finite set, so the pass ends even while rows
+    // keep ending faster than batches remove them (what ended meanwhile is the next pass's).
+    const cutoff = retentionCutoff(clock(), policy[prunable.category]);
     for (;;) {
-      // The cutoff is taken again for each batch: a long pass removes what ended while it ran, too.
-      const cutoff = retentionCutoff(clock(), policy[prunable.category]);
       if (cutoff === undefined || !shouldGoOn()) break;
       const rows = await prunable.prune(cutoff, batchSize);
       batches += 1;

@@ -1,5 +1,14 @@
 import { expect } from 'chai';
-import { deliveryRemovable, formatKeep, messageRemovable, parseKeep, retentionCutoff } from '../../domain/retention';
+import {
+  deliveryRemovable,
+  formatKeep,
+  messageRemovable,
+  parseKeep,
+  RETENTION_CATEGORIES,
+  retentionCutoff,
+  type RetentionPolicy,
+} from '../../domain/retention';
+import { prunePass, type Prunable } from '../../src/storage/retention';
 
 /** The retention rules of domain/retention.ts that are not SQL: durations, the cutoff, the seeds' protected cases. */
 describe('retention rules', () => {
@@ -35,5 +44,32 @@ describe('retention rules', () => {
     expect(deliveryRemovable({ status: 'delivered', needsConfirm: true, updatedAt: past }, future)).to.equal(false);
     expect(deliveryRemovable({ status: 'pending', needsConfirm: false, updatedAt: past }, future)).to.equal(false);
     expect(deliveryRemovable({ status: 'dropped', needsConfirm: true, updatedAt: past }, future)).to.equal(true);
+  });
+});
+
+describe('a pruning pass', () => {
+  it('ends while rows cross the cutoff faster than its batches remove them (one cutoff per table and pass)', async () => {
+    // Rows ending every 0.5 s; each batch takes 1 s and removes one: a cutoff taken per batch would see
+    // two more rows past it each time and never run dry.
+    const DAY = 86_400_000;
+    const base = Date.UTC(2026, 0, 1);
+    const ended = Array.from({ length: 5000 }, (_, i) => base + i * 500);
+    let now = base + DAY + 10 * 500 - 1; // ten rows past the cutoff when the pass starts
+    let calls = 0;
+    const table: Prunable = {
+      table: 'busy',
+      category: 'deliveries',
+      countRemovable: async () => 0,
+      async prune(cutoff, limit) {
+        if (++calls > 1000) throw new Error('the pass does not end');
+        now += 1000;
+        const gone = ended.filter((t) => t < cutoff.getTime()).slice(0, limit);
+        for (const t of gone) ended.splice(ended.indexOf(t), 1);
+        return gone.length;
+      },
+    };
+    const policy = Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, DAY])) as RetentionPolicy;
+    const [report] = await prunePass({ prunables: [table], policy, clock: () => new Date(now), batchSize: 1 });
+    expect(report).to.deep.include({ table: 'busy', removed: 10, batches: 11 });
   });
 });
