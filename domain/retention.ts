@@ -113,8 +113,9 @@ export function formatKeep(keep: Keep): string {
 
 /**
  * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`); undefined for
- * streams that do not end (apps, devices, datahub notifications, whitelist applications, item owners):
- * they are kept.
+ * streams that do not end (apps, devices, datahub notifications, whitelist applications, item owners)
+ * and for a user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
+ * has no end: dropped earlier, a rebuild would show it unread again): they are kept.
  */
 export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   message: 'messages',
@@ -124,8 +125,6 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   'rtio-report': 'rtioReports',
   email: 'emails',
   inbox: 'inboxes',
-  // `broadcast-read-…`: a user's read of a site broadcast, the inbox's since issue 26.
-  broadcast: 'inboxes',
   // `platformpush-<pushId>.<deviceId>`: a push's way through APNs (issue 25), kept as long as the push.
   platformpush: 'pushes',
   ticket: 'tickets',

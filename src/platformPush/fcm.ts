@@ -110,6 +110,9 @@ export function fcmMessage(notification: PlatformNotification, nowMs: number): {
         ttl: `${ttlSeconds}s`,
         collapse_key: notification.messageId,
         priority: background ? 'NORMAL' : 'HIGH',
+        // The notification's tag (APNs' collapse id): a retry of an attempt FCM took but did not answer
+        // replaces the shown notification instead of showing it twice (collapse_key merges only undelivered).
+        ...(notificationPart && { notification: { tag: notification.messageId } }),
       },
     },
   };

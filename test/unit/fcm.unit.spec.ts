@@ -55,7 +55,12 @@ describe('FCM HTTP v1 adapter', function () {
           needConfirm: 'false',
         },
         notification: { body: ' this is a alert' },
-        android: { ttl: '90s', collapse_key: '0f8fad5b-d9cb-469f-a165-70867728950e', priority: 'HIGH' },
+        android: {
+          ttl: '90s',
+          collapse_key: '0f8fad5b-d9cb-469f-a165-70867728950e',
+          priority: 'HIGH',
+          notification: { tag: '0f8fad5b-d9cb-469f-a165-70867728950e' },
+        },
       });
     });
 
@@ -66,6 +71,7 @@ describe('FCM HTTP v1 adapter', function () {
       };
       expect(body.message.notification).to.equal(undefined);
       expect(body.message.android).to.include({ priority: 'NORMAL', ttl: '0s' });
+      expect(body.message.android, 'no notification, so no tag').to.not.have.property('notification');
       const far = fcmMessage(notification({ expiresAt: new Date(now + 60 * 86_400_000) }), now) as {
         message: { android: { ttl: string } };
       };
