@@ -118,7 +118,7 @@ runBenchmark(async (cleanup) => {
   progress('starting herald');
   const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, { maxSockets: MAX_IN_FLIGHT });
   const cpu = new CpuSampler(herald.pid);
-  const trace = await StallTrace.open(databaseUrl, herald.pid);
+  const trace = await StallTrace.open(databaseUrl, herald.pid, () => http.sockets());
   /** Each measured send's times, by index, when tracing. */
   const traced = new Map<
     number,

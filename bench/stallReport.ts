@@ -77,7 +77,7 @@ function top(map: Map<string, number>, n: number): string {
 
 function timeline(from: number, to: number): void {
   console.log(
-    'bucket(ms)  started answered received maxLat(ms) | heraldLoop benchLoop gc(ms) busy(ms) cpu/runq(ms) herald pg | pg samples: client waits ; busy background',
+    'bucket(ms)  started answered received maxLat(ms) | heraldLoop benchLoop gc(ms) busy(ms) cpu/runq(ms) herald pg | herald accepted/requests/responses |  pg samples: client waits ; busy background',
   );
   for (let b = from; b < to; b += BUCKET) {
     const e = b + BUCKET;
@@ -92,6 +92,8 @@ function timeline(from: number, to: number): void {
       ? summarizeProfile(slice, ROOT, 100).topFunctions.find((f) => f.name === '(garbage collector)')
       : undefined;
     const busy = slice ? summarizeProfile(slice, ROOT, 1).busyMs : undefined;
+    const herald = (kind: string) =>
+      probe.filter((p) => p.kind === kind && p.wallMs >= b && p.wallMs < e).reduce((n, p) => n + (p.n as number), 0);
     const bl = benchLoop.filter(([t]) => t >= b && t < e + 50).reduce((m, [, v]) => Math.max(m, v), 0);
     const samples = pgSamples.filter((p) => p.t >= b && p.t < e);
     const waits = new Map<string, number>();
@@ -108,7 +110,7 @@ function timeline(from: number, to: number): void {
         }
       }
     console.log(
-      `${String(Math.round(b - from)).padStart(6)} ${String(started.length).padStart(8)} ${String(sends.filter((s) => inB(s.answer)).length).padStart(8)} ${String(sends.filter((s) => inB(s.receive)).length).padStart(8)} ${String(Math.round(maxLat)).padStart(10)} | ${heraldLoop.toFixed(0).padStart(10)} ${bl.toFixed(0).padStart(9)} ${String(gc?.selfMs ?? '-').padStart(6)} ${String(busy ?? '-').padStart(5)} ${scheduling(b, e).padStart(16)} | n=${samples.length} ${top(waits, 4)} ; ${top(background, 3)}`,
+      `${String(Math.round(b - from)).padStart(6)} ${String(started.length).padStart(8)} ${String(sends.filter((s) => inB(s.answer)).length).padStart(8)} ${String(sends.filter((s) => inB(s.receive)).length).padStart(8)} ${String(Math.round(maxLat)).padStart(10)} | ${heraldLoop.toFixed(0).padStart(10)} ${bl.toFixed(0).padStart(9)} ${String(gc?.selfMs ?? '-').padStart(6)} ${String(busy ?? '-').padStart(5)} ${scheduling(b, e).padStart(16)} | ${herald('accept')}/${herald('request')}/${herald('response')} | n=${samples.length} ${top(waits, 4)} ; ${top(background, 3)}`,
     );
   }
 }

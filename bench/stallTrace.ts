@@ -2,13 +2,16 @@
  * A trace of one latency run on the wall clock, to see what happens during a stall (issue 24), written to
  * BENCH_STALL_TRACE_DIR when it is set (bench/stallReport.ts reads it):
  *   sends.csv        every send: its start, its answer and its arrival at the terminal (ms)
- *   bench-loop.csv   the load generator's own largest event-loop delay per 50 ms
+ *   bench-loop.csv   the load generator's own largest event-loop delay per 50 ms, and its HTTP agent's
+ *                    sockets then (busy, idle, requests queued for one)
  *   pg.jsonl         pg_stat_activity every ~10 ms (the non-idle backends, and the background processes),
  *                    with /proc/<pid>/schedstat of herald's main thread and of PostgreSQL's processes
  *                    (ns on a CPU, ns waiting for one: a process starved by the machine's other work)
+ *   connects.csv     every TCP connection the bench opened: when it was created and when it connected
  *   pg-stats.json    checkpointer, WAL and autovacuum counters before and after the load
  * herald's own event loop and garbage collections come from bench/stallProbe.mjs, loaded into herald.
  */
+import { subscribe } from 'node:diagnostics_channel';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -59,30 +62,36 @@ function schedstat(pids: readonly number[]): [number, number] {
 export class StallTrace {
   private readonly sends: WriteStream;
   private readonly benchLoop = monitorEventLoopDelay({ resolution: 5 });
-  private readonly loopLines: string[] = ['wallMs,maxMs'];
+  private readonly loopLines: string[] = ['wallMs,maxMs,busySockets,idleSockets,queuedRequests'];
   private loopTimer: NodeJS.Timeout | undefined;
   private sampling = false;
   private sampler: Promise<void> = Promise.resolve();
   private readonly counters: unknown[] = [];
+  private readonly connects: string[] = ['createdMs,connectedMs'];
 
   private constructor(
     private readonly dir: string,
     private readonly client: pg.Client,
     private readonly heraldPid: number,
+    private readonly sockets: () => { busy: number; idle: number; queued: number },
   ) {
     this.sends = createWriteStream(path.join(dir, 'sends.csv'));
     this.sends.write('index,terminal,dueMs,startMs,answerMs,receiveMs\n');
   }
 
   /** A trace when BENCH_STALL_TRACE_DIR is set, else undefined. */
-  static async open(databaseUrl: string, heraldPid: number): Promise<StallTrace | undefined> {
+  static async open(
+    databaseUrl: string,
+    heraldPid: number,
+    sockets: () => { busy: number; idle: number; queued: number },
+  ): Promise<StallTrace | undefined> {
     const dir = process.env.BENCH_STALL_TRACE_DIR;
     if (!dir) return undefined;
     mkdirSync(dir, { recursive: true });
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
     progress(`tracing stalls into ${dir}`);
-    return new StallTrace(dir, client, heraldPid);
+    return new StallTrace(dir, client, heraldPid, sockets);
   }
 
   /** Starts the samplers (at the start of the load). */
@@ -90,10 +99,20 @@ export class StallTrace {
     this.counters.push((await this.client.query(COUNTERS)).rows[0]);
     this.benchLoop.enable();
     this.loopTimer = setInterval(() => {
-      this.loopLines.push(`${wallMs(performance.now()).toFixed(1)},${(this.benchLoop.max / 1e6).toFixed(1)}`);
+      const { busy, idle, queued } = this.sockets();
+      this.loopLines.push(
+        `${wallMs(performance.now()).toFixed(1)},${(this.benchLoop.max / 1e6).toFixed(1)},${busy},${idle},${queued}`,
+      );
       this.benchLoop.reset();
     }, 50);
     this.sampling = true;
+    subscribe('net.client.socket', (message) => {
+      const { socket } = message as { socket: import('node:net').Socket };
+      const created = performance.now();
+      socket.once('connect', () =>
+        this.connects.push(`${wallMs(created).toFixed(1)},${wallMs(performance.now()).toFixed(1)}`),
+      );
+    });
     const out = createWriteStream(path.join(this.dir, 'pg.jsonl'));
     this.sampler = (async () => {
       while (this.sampling) {
@@ -124,6 +143,7 @@ export class StallTrace {
     this.counters.push((await this.client.query(COUNTERS)).rows[0]);
     await this.client.end();
     writeFileSync(path.join(this.dir, 'bench-loop.csv'), `${this.loopLines.join('\n')}\n`);
+    writeFileSync(path.join(this.dir, 'connects.csv'), `${this.connects.join('\n')}\n`);
     writeFileSync(path.join(this.dir, 'pg-stats.json'), JSON.stringify(this.counters, null, 2));
     await new Promise((resolve) => this.sends.end(resolve));
   }
