@@ -20,6 +20,9 @@
  *   BENCH_GOAL_P99_MS           the goal's p99 (default 25)
  *   BENCH_REQUEST_TIMEOUT_MS    one HTTP request's (or graphql-ws query's) timeout (default 30,000)
  *   BENCH_READY_TIMEOUT_SECONDS wait for herald's /readyz (default 120)
+ *   BENCH_WARM_CONNECTIONS      open this many keep-alive connections (concurrent GET /healthz) just before the
+ *                               load, so that it opens none while herald is busy (default 0: the agent opens
+ *                               them as the load needs; herald accepts one per event-loop turn, docs/performance.md)
  *   BENCH_STALL_TRACE_DIR       write a trace of the load on the wall clock there (bench/stallTrace.ts; with
  *                               BENCH_HERALD_NODE_ARGS="--import ./bench/stallProbe.mjs" herald's event loop and
  *                               GC too; read it with `node --import tsx bench/stallReport.ts DIR`)
@@ -62,6 +65,7 @@ const BASELINE_RATE = envNumber('BENCH_BASELINE_RATE', 100, 0.1);
 const BASELINE_SECONDS = envNumber('BENCH_BASELINE_SECONDS', 5, 0.1);
 const GOAL_P99_MS = envNumber('BENCH_GOAL_P99_MS', 25, 0);
 const REQUEST_TIMEOUT_MS = envNumber('BENCH_REQUEST_TIMEOUT_MS', 30_000, 1);
+const WARM_CONNECTIONS = Math.min(envInteger('BENCH_WARM_CONNECTIONS', 0, 0), MAX_IN_FLIGHT);
 
 interface Terminal {
   readonly userId: string;
@@ -289,6 +293,10 @@ runBenchmark(async (cleanup) => {
   const sendAnswer: number[] = [];
   const sendErrors: Record<string, number> = {};
   let accepted = 0;
+  if (WARM_CONNECTIONS > 0) {
+    progress(`opening ${WARM_CONNECTIONS} connections`);
+    await Promise.all(Array.from({ length: WARM_CONNECTIONS }, () => http.get('/healthz')));
+  }
   await trace?.start();
   const before = cpu.snapshot();
   const load = await openLoop(
@@ -375,6 +383,7 @@ runBenchmark(async (cleanup) => {
       drainSeconds: DRAIN_SECONDS,
       baselineRatePerSecond: BASELINE_RATE,
       baselineSeconds: BASELINE_SECONDS,
+      warmConnections: WARM_CONNECTIONS,
     },
     sendToReceive: {
       fromSendStart: latency,
