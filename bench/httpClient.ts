@@ -79,6 +79,17 @@ export class HttpClient {
     return this.request('POST', requestPath, JSON.stringify(value), { ...headers, 'content-type': 'application/json' });
   }
 
+  /** The agent's sockets: busy, idle (kept alive) and requests queued for one (maxSockets reached). */
+  sockets(): { busy: number; idle: number; queued: number } {
+    const count = (group: NodeJS.ReadOnlyDict<unknown[]>) =>
+      Object.values(group).reduce((n, list) => n + (list?.length ?? 0), 0);
+    return {
+      busy: count(this.agent.sockets),
+      idle: count(this.agent.freeSockets),
+      queued: count(this.agent.requests as NodeJS.ReadOnlyDict<unknown[]>),
+    };
+  }
+
   close(): void {
     this.agent.destroy();
   }

@@ -20,6 +20,12 @@
  *   BENCH_GOAL_P99_MS           the goal's p99 (default 25)
  *   BENCH_REQUEST_TIMEOUT_MS    one HTTP request's (or graphql-ws query's) timeout (default 30,000)
  *   BENCH_READY_TIMEOUT_SECONDS wait for herald's /readyz (default 120)
+ *   BENCH_WARM_CONNECTIONS      open this many keep-alive connections (concurrent GET /healthz) just before the
+ *                               load, so that it opens none while herald is busy (default 0: the agent opens
+ *                               them as the load needs; herald accepts one per event-loop turn, docs/performance.md)
+ *   BENCH_STALL_TRACE_DIR       write a trace of the load on the wall clock there (bench/stallTrace.ts; with
+ *                               BENCH_HERALD_NODE_ARGS="--import ./bench/stallProbe.mjs" herald's event loop and
+ *                               GC too; read it with `node --import tsx bench/stallReport.ts DIR`)
  *
  * herald runs as its own process on a fresh database (bench/heraldProcess.ts startHerald). This process is the
  * load generator: Koala sends (POST /koala/api/mas/messages) over keep-alive HTTP/1.1 at a fixed rate,
@@ -44,6 +50,7 @@ import { issueTicket, koalaSend, startHeraldWithClient } from './httpClient';
 import { openLoop } from './load';
 import { benchDatabase } from './machine';
 import { deadline, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
+import { StallTrace } from './stallTrace';
 import { latencyStats, perSecond } from './stats';
 
 const RATE = envNumber('BENCH_RATE', 1_000, 0.1);
@@ -58,6 +65,7 @@ const BASELINE_RATE = envNumber('BENCH_BASELINE_RATE', 100, 0.1);
 const BASELINE_SECONDS = envNumber('BENCH_BASELINE_SECONDS', 5, 0.1);
 const GOAL_P99_MS = envNumber('BENCH_GOAL_P99_MS', 25, 0);
 const REQUEST_TIMEOUT_MS = envNumber('BENCH_REQUEST_TIMEOUT_MS', 30_000, 1);
+const WARM_CONNECTIONS = Math.min(envInteger('BENCH_WARM_CONNECTIONS', 0, 0), MAX_IN_FLIGHT);
 
 interface Terminal {
   readonly userId: string;
@@ -114,6 +122,12 @@ runBenchmark(async (cleanup) => {
   progress('starting herald');
   const { herald, http } = await startHeraldWithClient(cleanup, databaseUrl, { maxSockets: MAX_IN_FLIGHT });
   const cpu = new CpuSampler(herald.pid);
+  const trace = await StallTrace.open(databaseUrl, herald.pid, () => http.sockets());
+  /** Each measured send's times, by index, when tracing. */
+  const traced = new Map<
+    number,
+    { terminal: number; due: number; started: number; answered?: number; received?: number }
+  >();
 
   const senderTickets: string[] = [];
   for (let s = 0; s < SENDERS; s++) senderTickets.push(await issueTicket(http, `latency-sender-${s}`));
@@ -143,6 +157,8 @@ runBenchmark(async (cleanup) => {
     pending.delete(title);
     if (sent.terminal !== index) wrongTerminal++;
     sendToReceive.push(at - sent.started);
+    const times = traced.get(Number(title.slice('lat-'.length)));
+    if (times) times.received = at;
     dueToReceive.push(at - sent.due);
   };
 
@@ -277,6 +293,11 @@ runBenchmark(async (cleanup) => {
   const sendAnswer: number[] = [];
   const sendErrors: Record<string, number> = {};
   let accepted = 0;
+  if (WARM_CONNECTIONS > 0) {
+    progress(`opening ${WARM_CONNECTIONS} connections`);
+    await Promise.all(Array.from({ length: WARM_CONNECTIONS }, () => http.get('/healthz')));
+  }
+  await trace?.start();
   const before = cpu.snapshot();
   const load = await openLoop(
     { rate: RATE, seconds: SECONDS, maxInFlight: MAX_IN_FLIGHT, lateMs: LATE_MS },
@@ -285,6 +306,7 @@ runBenchmark(async (cleanup) => {
       const terminal = i % TERMINALS;
       const started = performance.now();
       pending.set(title, { terminal, due, started });
+      if (trace) traced.set(i, { terminal, due, started });
       try {
         const answer = await koalaSend(http, {
           ticket: senderTickets[i % SENDERS]!,
@@ -293,6 +315,8 @@ runBenchmark(async (cleanup) => {
           content: 'latency probe',
         });
         sendAnswer.push(performance.now() - started);
+        const times = traced.get(i);
+        if (times) times.answered = performance.now();
         if (answer.status === 0) {
           accepted++;
           return;
@@ -322,6 +346,10 @@ runBenchmark(async (cleanup) => {
     }
   }
   const drainSeconds = (performance.now() - drainStarted) / 1000;
+  if (trace) {
+    for (const [i, t] of traced) trace.send(i, t.terminal, t.due, t.started, t.answered, t.received);
+    await trace.close();
+  }
   const afterDrain = CpuSampler.between(before, cpu.snapshot(), accepted);
   const unanswered = load.fired - accepted - Object.values(sendErrors).reduce((a, b) => a + b, 0);
   const lost = pending.size; // accepted (or still unanswered) sends whose message never arrived
@@ -355,6 +383,7 @@ runBenchmark(async (cleanup) => {
       drainSeconds: DRAIN_SECONDS,
       baselineRatePerSecond: BASELINE_RATE,
       baselineSeconds: BASELINE_SECONDS,
+      warmConnections: WARM_CONNECTIONS,
     },
     sendToReceive: {
       fromSendStart: latency,
