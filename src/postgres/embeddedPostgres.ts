@@ -28,8 +28,11 @@ const RESTART_BACKOFF_MS = 500;
 const JOIN_TIMEOUT_MS = 30_000;
 
 const DATABASE_NAME = 'herald';
-/** The longest socket path the kernel takes (Linux's sun_path holds 108 bytes with its terminating NUL). */
-const MAX_SOCKET_PATH = 107;
+/**
+ * The longest socket path the kernel takes: sun_path holds 108 bytes on Linux and 104 on macOS and the
+ * BSDs, its terminating NUL included.
+ */
+const MAX_SOCKET_PATH = process.platform === 'linux' ? 107 : 103;
 
 /**
  * Where the server's Unix socket is: in its cluster dir, when the socket's path fits the kernel's limit
