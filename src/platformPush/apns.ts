@@ -43,6 +43,8 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 /** An idle session is pinged this often, and destroyed when the ping is not answered in PING_TIMEOUT_MS. */
 export const PING_INTERVAL_MS = 60_000;
 export const PING_TIMEOUT_MS = 10_000;
+/** After an attempt timed out without an answer, the session is pinged and destroyed only if no answer comes by then. */
+export const PROBE_TIMEOUT_MS = 3_000;
 /** TCP keepalive on the session's socket (a NAT that forgot the connection is found by the kernel too). */
 const KEEPALIVE_MS = 30_000;
 
@@ -161,6 +163,7 @@ export interface ApnsConnectionOptions {
   readonly connectTimeoutMs?: number;
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
+  readonly probeTimeoutMs?: number;
 }
 
 /** One app's session to APNs, with its provider token and its bound on streams. */
@@ -172,6 +175,8 @@ export class ApnsConnection {
   /** Requests waiting for a stream; an aborted one takes itself out. */
   private readonly waiting = new Set<() => void>();
   private closed = false;
+  /** The session a timed-out attempt is having pinged (one ping at a time, however many attempts timed out). */
+  private probing: http2.ClientHttp2Session | undefined;
 
   constructor(
     readonly credentials: ApnsCredentials,
@@ -301,7 +306,10 @@ export class ApnsConnection {
       this.options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     );
     // A hung session (a dead peer, a NAT that forgot it) answers no ping: destroyed, the next request connects anew.
-    const pings = setInterval(() => this.ping(session), this.options.pingIntervalMs ?? PING_INTERVAL_MS);
+    const pings = setInterval(
+      () => this.ping(session, this.options.pingTimeoutMs ?? PING_TIMEOUT_MS),
+      this.options.pingIntervalMs ?? PING_INTERVAL_MS,
+    );
     pings.unref();
     session.once('connect', () => clearTimeout(connecting));
     const drop = () => {
@@ -320,17 +328,36 @@ export class ApnsConnection {
     return session;
   }
 
-  private ping(session: http2.ClientHttp2Session): void {
-    if (session.destroyed || session.closed || session.connecting) return;
-    const deadline = setTimeout(
-      () => session.destroy(new Error('APNs did not answer a ping')),
-      this.options.pingTimeoutMs ?? PING_TIMEOUT_MS,
-    );
+  /** Pings the session; destroys it when the ping is not answered within `timeoutMs`. Calls `done` either way. */
+  private ping(session: http2.ClientHttp2Session, timeoutMs: number, done?: () => void): void {
+    if (session.destroyed || session.closed || session.connecting) return done?.();
+    const deadline = setTimeout(() => {
+      session.destroy(new Error('APNs did not answer a ping'));
+      done?.();
+    }, timeoutMs);
     const sent = session.ping((error) => {
       clearTimeout(deadline);
       if (error && !session.destroyed) session.destroy(error);
+      done?.();
     });
-    if (!sent) clearTimeout(deadline);
+    if (!sent) {
+      clearTimeout(deadline);
+      done?.();
+    }
+  }
+
+  /**
+   * After an attempt timed out without an answer: the attempt's budget also went on store reads and waiting
+   * for a stream, so a slow request says little about the session. It is pinged, and destroyed (its other
+   * streams fail and are retried) only when the ping goes unanswered — a hung peer is still replaced, while
+   * the in-flight streams of a healthy one (that Apple may have taken) are not failed and sent twice.
+   */
+  private probe(session: http2.ClientHttp2Session): void {
+    if (this.probing === session) return;
+    this.probing = session;
+    this.ping(session, this.options.probeTimeoutMs ?? PROBE_TIMEOUT_MS, () => {
+      if (this.probing === session) this.probing = undefined;
+    });
   }
 
   private post(request: ApnsRequest, bearer: string, signal: AbortSignal): Promise<Answer> {
@@ -354,13 +381,12 @@ export class ApnsConnection {
         reject(error);
       };
       // Our own abort rather than request's `signal` option, whose listener outlives the stream. An attempt
-      // that timed out without an answer means the session is suspect (Apple answers in milliseconds): it
-      // is destroyed (its other streams fail and are retried) and the next request connects anew.
+      // that timed out without an answer makes the session suspect: it is probed, not destroyed at once.
       const session = this.session;
       const abort = () => {
         fail(signal.reason as Error);
         stream.close(http2.constants.NGHTTP2_CANCEL);
-        if (session && this.session === session) session.destroy();
+        if (session && this.session === session) this.probe(session);
       };
       signal.addEventListener('abort', abort, { once: true });
       stream.on('close', () => {

@@ -1,4 +1,5 @@
 import { createHash, createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import { untilAborted } from '../runtime/dueWork';
 import type { PlatformNotification, PlatformPushOutcome, PlatformPushService } from './platformPush';
 
 /**
@@ -25,6 +26,11 @@ const ASSERTION_LIFETIME_S = 3600;
 const ANSWER_LIMIT_BYTES = 16_384;
 /** A Retry-After over this is taken as this (the outbox's schedule caps the rest). */
 const MAX_RETRY_AFTER_MS = 3600_000;
+/**
+ * The budget of a token request, its own: concurrent sends share it, so it cannot stop at the signal of
+ * whichever send asked first (each send stops waiting at its own).
+ */
+export const TOKEN_REQUEST_TIMEOUT_MS = 10_000;
 
 /** An app's FCM service account: the parts herald uses of Google's JSON key file. */
 export interface FcmCredentials {
@@ -223,9 +229,9 @@ export class Fcm implements PlatformPushService {
         tokenDead: false,
       };
     const url = `${(this.endpoint.baseUrl ?? FCM_BASE_URL).replace(/\/$/, '')}/v1/projects/${encodeURIComponent(credentials.projectId)}/messages:send`;
-    let renewed = false;
+    let failed: string | undefined;
     for (;;) {
-      const token = await this.accessToken(notification.appId, credentials, renewed, signal);
+      const token = await this.accessToken(notification.appId, credentials, failed, signal);
       if (!token.ok) return token;
       const response = await fetch(url, {
         method: 'POST',
@@ -236,8 +242,8 @@ export class Fcm implements PlatformPushService {
       });
       const answer = await limitedText(response);
       // 401/403: the token may have expired or been revoked early: a new one, tried once.
-      if ((response.status === 401 || response.status === 403) && !renewed) {
-        renewed = true;
+      if ((response.status === 401 || response.status === 403) && failed === undefined) {
+        failed = token.token;
         continue;
       }
       return fcmOutcome(
@@ -257,11 +263,15 @@ export class Fcm implements PlatformPushService {
     return Date.now();
   }
 
-  /** The app's access token: cached, or one request to the token endpoint shared by concurrent sends. */
+  /**
+   * The app's access token: cached, or one request to the token endpoint shared by concurrent sends. After
+   * FCM refused `failed`, a new one only if `failed` is still the cached one: the sends refused together
+   * share one renewal (a send refused after another renewed takes the new token).
+   */
   private accessToken(
     appId: string,
     credentials: FcmCredentials,
-    renew: boolean,
+    failed: string | undefined,
     signal: AbortSignal,
   ): Promise<TokenResult> {
     // Never the account's own token_uri: an app's admin sets the account, and herald would POST where it
@@ -269,13 +279,14 @@ export class Fcm implements PlatformPushService {
     const tokenUri = this.endpoint.tokenUri ?? GOOGLE_TOKEN_URI;
     const print = fingerprint(credentials, tokenUri);
     const cached = this.tokens.get(appId);
-    if (!renew && cached?.fingerprint === print && cached.token.expiresAt - ACCESS_TOKEN_MARGIN_MS > this.now())
+    if (cached?.fingerprint === print && failed !== undefined && cached.token.value === failed)
+      this.tokens.delete(appId);
+    else if (cached?.fingerprint === print && cached.token.expiresAt - ACCESS_TOKEN_MARGIN_MS > this.now())
       return Promise.resolve({ ok: true, token: cached.token.value });
-    if (renew && cached?.fingerprint === print) this.tokens.delete(appId);
     const key = `${appId}/${print}`;
     const inFlight = this.pending.get(key);
-    if (inFlight) return inFlight;
-    const made = this.requestToken(credentials, tokenUri, signal)
+    if (inFlight) return untilAborted(signal, inFlight);
+    const made = this.requestToken(credentials, tokenUri, AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS))
       .then((result): TokenResult => {
         if (!result.ok) return result;
         this.tokens.set(appId, { fingerprint: print, token: result.token });
@@ -283,7 +294,7 @@ export class Fcm implements PlatformPushService {
       })
       .finally(() => this.pending.delete(key));
     this.pending.set(key, made);
-    return made;
+    return untilAborted(signal, made);
   }
 
   private async requestToken(

@@ -85,6 +85,14 @@ export interface FcmStandIn {
   setExpiresIn(seconds: number): void;
   /** Makes every access token issued so far unknown (401 UNAUTHENTICATED), as an early revocation. */
   forgetAccessTokens(): void;
+  /** Holds every token request until turned off (a slow token endpoint). */
+  holdTokens(on: boolean): void;
+  /** Holds every `messages:send` request (before it is looked at) until turned off or released. */
+  holdSends(on: boolean): void;
+  /** Lets the `count` longest-held sends go (they are then looked at as if just arrived). */
+  releaseSends(count: number): void;
+  /** Requests held now. */
+  held(): { readonly tokens: number; readonly sends: number };
   close(): Promise<void>;
 }
 
@@ -144,6 +152,9 @@ export async function startFcmStandIn(
   const queued = new Map<string, FcmAnswer[]>();
   let tokenUri = '';
   let expiresIn = 3599;
+  const holding = { tokens: false, sends: false };
+  const heldTokens: Array<() => void> = [];
+  const heldSends: Array<() => void> = [];
 
   const assertionProblem = (assertion: string): string | FcmTestAccount => {
     const parts = assertion.split('.');
@@ -178,6 +189,8 @@ export async function startFcmStandIn(
         response.end(json);
       };
       const url = request.url ?? '';
+      if (url === '/token' ? holding.tokens : holding.sends)
+        await new Promise<void>((resolve) => (url === '/token' ? heldTokens : heldSends).push(resolve));
       if (request.method === 'POST' && url === '/token') {
         const form = new URLSearchParams(body);
         if (!String(request.headers['content-type']).startsWith('application/x-www-form-urlencoded'))
@@ -268,7 +281,20 @@ export async function startFcmStandIn(
     forgetAccessTokens() {
       accessTokens.clear();
     },
+    holdTokens(on) {
+      holding.tokens = on;
+      if (!on) for (const release of heldTokens.splice(0)) release();
+    },
+    holdSends(on) {
+      holding.sends = on;
+      if (!on) for (const release of heldSends.splice(0)) release();
+    },
+    releaseSends(count) {
+      for (const release of heldSends.splice(0, count)) release();
+    },
+    held: () => ({ tokens: heldTokens.length, sends: heldSends.length }),
     async close() {
+      for (const release of [...heldTokens.splice(0), ...heldSends.splice(0)]) release();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

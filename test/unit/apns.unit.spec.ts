@@ -41,6 +41,30 @@ describe('APNs client', function () {
     return made;
   };
   const signal = () => AbortSignal.timeout(5000);
+  /** A TCP relay to the stand-in that can stop relaying: the peer goes silent, the socket stays open. */
+  const relayToStandIn = async () => {
+    const relayed = { frozen: false };
+    const sockets = new Set<net.Socket>();
+    const port = Number(new URL(standIn.url).port);
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(port, '127.0.0.1');
+      sockets.add(client).add(upstream);
+      client.on('data', (chunk) => relayed.frozen || upstream.write(chunk));
+      upstream.on('data', (chunk) => relayed.frozen || client.write(chunk));
+      client.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    return Object.assign(relayed, {
+      url: `https://127.0.0.1:${(relay.address() as net.AddressInfo).port}`,
+      async close() {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => relay.close(resolve));
+      },
+    });
+  };
 
   before(async () => {
     key = apnsTestKey('A');
@@ -57,6 +81,7 @@ describe('APNs client', function () {
     await Promise.all(open.splice(0).map((c) => c.close()));
     standIn.requests.length = 0;
     standIn.answerAll(undefined);
+    standIn.hold(false);
   });
   after(() => standIn.close());
 
@@ -288,38 +313,54 @@ describe('APNs client', function () {
       expect(Date.now() - started).to.be.below(2000);
     });
 
-    it('an attempt that timed out drops its session: the next request connects anew', async () => {
-      const c = connection();
+    it('an attempt that timed out on a healthy session fails alone: its sibling streams are answered, same session', async () => {
+      const c = new ApnsConnection(credentials, { host: standIn.url, ca: standIn.ca }, { probeTimeoutMs: 300 });
+      open.push(c);
       expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
       const before = standIn.sessions;
       standIn.hold(true);
-      const error = await c.send(notification(), AbortSignal.timeout(300)).catch((e: unknown) => e);
-      expect(error).to.be.instanceOf(Error);
+      const siblings = Array.from({ length: 8 }, () => c.send(notification(), signal()));
+      const slow = c.send(notification(), AbortSignal.timeout(300)).catch((e: unknown) => e);
+      await eventually(() => expect(standIn.heldCount()).to.equal(9));
+      expect(await slow).to.be.instanceOf(Error);
+      // The probe's ping is answered within its deadline (a wait past it: nothing must happen).
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(c.connected).to.equal(true);
       standIn.hold(false);
+      expect(await Promise.all(siblings)).to.deep.equal(siblings.map(() => ({ ok: true })));
       expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
-      expect(standIn.sessions).to.equal(before + 1);
+      expect(standIn.sessions).to.equal(before);
+    });
+
+    it('an attempt that timed out on a peer that stopped answering gets the session replaced', async () => {
+      const relay = await relayToStandIn();
+      try {
+        // No idle ping within the test: only the timed-out attempt's probe can find the hung peer.
+        const c = new ApnsConnection(
+          credentials,
+          { host: relay.url, ca: standIn.ca },
+          { pingIntervalMs: 60_000, probeTimeoutMs: 300 },
+        );
+        open.push(c);
+        expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
+        const before = standIn.sessions;
+        relay.frozen = true;
+        expect(await c.send(notification(), AbortSignal.timeout(300)).catch((e: unknown) => e)).to.be.instanceOf(Error);
+        await eventually(() => expect(c.connected).to.equal(false), { timeoutMs: 3000 });
+        relay.frozen = false;
+        expect(await c.send(notification(), signal())).to.deep.equal({ ok: true });
+        expect(standIn.sessions).to.equal(before + 1);
+      } finally {
+        await relay.close();
+      }
     });
 
     it('an idle session that stops answering (pings unanswered) is destroyed', async () => {
-      // A TCP relay to the stand-in that can stop relaying: the peer goes silent, the socket stays open.
-      let frozen = false;
-      const sockets = new Set<net.Socket>();
-      const port = Number(new URL(standIn.url).port);
-      const relay = net.createServer((client) => {
-        const upstream = net.connect(port, '127.0.0.1');
-        sockets.add(client).add(upstream);
-        client.on('data', (chunk) => frozen || upstream.write(chunk));
-        upstream.on('data', (chunk) => frozen || client.write(chunk));
-        client.on('error', () => undefined);
-        upstream.on('error', () => undefined);
-        client.on('close', () => upstream.destroy());
-        upstream.on('close', () => client.destroy());
-      });
-      await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+      const relay = await relayToStandIn();
       try {
         const c = new ApnsConnection(
           credentials,
-          { host: `https://127.0.0.1:${(relay.address() as net.AddressInfo).port}`, ca: standIn.ca },
+          { host: relay.url, ca: standIn.ca },
           { pingIntervalMs: 100, pingTimeoutMs: 300 },
         );
         open.push(c);
@@ -327,11 +368,10 @@ describe('APNs client', function () {
         // Answered pings keep it (a few ping rounds; a check that nothing happens, not a wait for a result).
         await new Promise((resolve) => setTimeout(resolve, 500));
         expect(c.connected).to.equal(true);
-        frozen = true;
+        relay.frozen = true;
         await eventually(() => expect(c.connected).to.equal(false), { timeoutMs: 3000 });
       } finally {
-        for (const socket of sockets) socket.destroy();
-        await new Promise((resolve) => relay.close(resolve));
+        await relay.close();
       }
     });
 

@@ -11,6 +11,7 @@ import {
   type FcmCredentials,
 } from '../../src/platformPush/fcm';
 import type { PlatformNotification } from '../../src/platformPush/platformPush';
+import { eventually } from '../support/eventually';
 import {
   fcmTestAccount,
   serviceAccountJson,
@@ -153,6 +154,10 @@ describe('FCM HTTP v1 adapter', function () {
       ]);
       fcm = new Fcm(async (appId) => credentials.get(appId), { baseUrl: standIn.url, tokenUri: standIn.tokenUri });
     });
+    afterEach(() => {
+      standIn.holdSends(false);
+      standIn.holdTokens(false);
+    });
     after(() => standIn?.close());
 
     it('gets an access token once (a verified RS256 assertion) and sends with it, per app', async () => {
@@ -199,6 +204,45 @@ describe('FCM HTTP v1 adapter', function () {
       standIn.forgetAccessTokens();
       expect(await fcm.send(notification({ token: 'r-2' }), signal)).to.deep.equal({ ok: true });
       expect(standIn.tokensIssued.length).to.equal(issued + 1);
+    });
+
+    it('8 sends refused together (401) share one new access token, even when their 401s come after it was made', async () => {
+      expect(await fcm.send(notification({ token: 'c-0' }), signal)).to.deep.equal({ ok: true });
+      const issued = standIn.tokensIssued.length;
+      standIn.holdSends(true);
+      const sends = Array.from({ length: 8 }, (_, i) => fcm.send(notification({ token: `c-${i + 1}` }), signal));
+      await eventually(() => expect(standIn.held().sends).to.equal(8));
+      standIn.forgetAccessTokens();
+      // The first is refused and renews (its retry, with the new token, is held again); only then are the
+      // other 7 refused, with the old token: they take the new one rather than each renewing.
+      standIn.releaseSends(1);
+      await eventually(() =>
+        expect([standIn.tokensIssued.length, standIn.held().sends]).to.deep.equal([issued + 1, 8]),
+      );
+      standIn.holdSends(false);
+      expect(await Promise.all(sends)).to.deep.equal(sends.map(() => ({ ok: true })));
+      expect(standIn.tokensIssued.length).to.equal(issued + 1);
+    });
+
+    it('a token request shared by concurrent sends outlives the first one giving up: the others get the token', async () => {
+      const issued = standIn.tokensIssued.length;
+      standIn.holdTokens(true);
+      try {
+        const first = new AbortController();
+        const firstSend = fcm.send(notification({ token: 'f-0' }), first.signal).catch((e: unknown) => e);
+        const others = Array.from({ length: 7 }, (_, i) =>
+          fcm.send(notification({ token: `f-${i + 1}` }), AbortSignal.timeout(5000)),
+        );
+        await eventually(() => expect(standIn.held().tokens).to.equal(1));
+        first.abort(new Error('the first send gave up'));
+        expect(await firstSend).to.have.property('message', 'the first send gave up');
+        standIn.holdTokens(false);
+        expect(await Promise.all(others)).to.deep.equal(others.map(() => ({ ok: true })));
+        expect(standIn.tokensIssued.length).to.equal(issued + 1);
+        expect(standIn.requests.filter((r) => r.token === 'f-0')).to.deep.equal([]);
+      } finally {
+        standIn.holdTokens(false);
+      }
     });
 
     it('a second 403 is failed, not retried', async () => {
