@@ -59,11 +59,19 @@ export function createHttpApp(deps: {
   return app;
 }
 
+/** How long an idle keep-alive connection is kept open (Node's default is 5 s). */
+export const KEEP_ALIVE_IDLE_MS = 65_000;
+
 export async function listen(
   app: express.Express,
   options: { port: number; host: string; log: Logger },
 ): Promise<HttpServer> {
   const server = http.createServer(app);
+  // An idle keep-alive connection outlives the proxies' and clients' own idle timeouts (60 s on the common
+  // load balancers): a server closing first races a request the proxy just sent on it (a 502), and makes
+  // each client open a new connection after every pause — a burst of accepts at the next load.
+  server.keepAliveTimeout = KEEP_ALIVE_IDLE_MS;
+  server.headersTimeout = KEEP_ALIVE_IDLE_MS + 1_000;
   // Requests Node's parser refuses before any route sees them (a request line or headers over 16 KB,
   // garbage) are answered in JSON too, not with an empty body.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
