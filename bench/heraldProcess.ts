@@ -81,11 +81,12 @@ export interface HeraldOptions {
 }
 
 /**
- * `herald serve` as its own process on `databaseUrl` and a free port of 127.0.0.1, with the app
- * camel:EERWERRRRE and the highest send rate the configuration allows. Resolves once GET /readyz answers
- * 200; rejects when herald exits first or the deadline passes.
+ * `herald serve` as its own process on `databaseUrl` (undefined: herald's embedded PostgreSQL, as
+ * deployed by default — pass HERALD_DATA_DIR and HERALD_EMBEDDED_POSTGRES_PORT in `env`) and a free port
+ * of 127.0.0.1, with the app camel:EERWERRRRE and the highest send rate the configuration allows.
+ * Resolves once GET /readyz answers 200; rejects when herald exits first or the deadline passes.
  */
-export async function startHerald(databaseUrl: string, options: HeraldOptions = {}): Promise<HeraldChild> {
+export async function startHerald(databaseUrl: string | undefined, options: HeraldOptions = {}): Promise<HeraldChild> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const program = options.compiled
@@ -95,7 +96,7 @@ export async function startHerald(databaseUrl: string, options: HeraldOptions = 
   const child = spawn(process.execPath, [...nodeArgs, ...program, 'serve'], {
     cwd: ROOT,
     env: childEnvironment({
-      DATABASE_URL: databaseUrl,
+      ...(databaseUrl !== undefined && { DATABASE_URL: databaseUrl }),
       PORT: String(port),
       HOST: '127.0.0.1',
       HERALD_APPS: `${APP_ID}:${APP_SECRET}`,
