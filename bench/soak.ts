@@ -53,15 +53,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
-import pg from 'pg';
-import { freePort } from '../test/support/postgres';
 import { type Kind, KINDS, type LoadResult, type LoadSetup } from './chaosLoad';
 import { CLOCK_TICKS, CpuSampler } from './cpu';
-import { startHerald } from './heraldProcess';
+import { startEmbeddedHerald } from './heraldProcess';
 import { startLoad } from './loadProcess';
 import { describeMachine } from './machine';
 import { type Cleanup, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
@@ -196,7 +194,7 @@ function panel(
   const step = minutes <= 10 ? 1 : 5;
   for (let m = 0; m <= minutes + 1e-9; m += step)
     parts.push(`<text x="${x(m * 60)}" y="${top + height + 14}" font-size="11" text-anchor="middle">${m}</text>`);
-  parts.push(`<text x="${left - 70}" y="${top + height / 2}" font-size="11">${escapeXml(unit)}</text>`);
+  parts.push(`<text x="${left - 6}" y="${top - 8}" font-size="11" text-anchor="end">${escapeXml(unit)}</text>`);
   lines.forEach((line, i) => {
     const colour = COLOURS[i % COLOURS.length]!;
     const segments: string[][] = [[]];
@@ -240,12 +238,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const rates = Object.fromEntries(KINDS.map((k) => [k, round(RATE * SHARES[k], 3)])) as Record<Kind, number>;
   const machine = await describeMachine();
 
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-soak-'));
-  cleanup.add('remove the data directory', () => rm(dataDir, { recursive: true, force: true }));
-  const postgresPort = await freePort();
   const heraldEnv = {
-    HERALD_DATA_DIR: dataDir,
-    HERALD_EMBEDDED_POSTGRES_PORT: String(postgresPort),
     HERALD_TICKET_SECRET: randomBytes(24).toString('hex'),
     ...Object.fromEntries(
       ['MESSAGES', 'DELIVERIES', 'PUSHES', 'RTIO_CALLS', 'RTIO_REPORTS', 'EMAILS', 'INBOXES', 'TICKETS'].map((c) => [
@@ -255,15 +248,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     ),
     ...(RETENTION_INTERVAL && { HERALD_RETENTION_INTERVAL_SECONDS: RETENTION_INTERVAL }),
   };
-  progress(`starting herald on its embedded PostgreSQL (${dataDir}, port ${postgresPort})`);
-  const herald = await startHerald(undefined, { env: heraldEnv });
-  cleanup.add('stop herald', () => herald.stop());
-  const password = (await readFile(path.join(dataDir, 'postgres.password'), 'utf8')).trim();
-  const database = new pg.Client({
-    connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${postgresPort}/herald`,
-  });
-  await database.connect();
-  cleanup.add('close the sampling connection', () => database.end());
+  const { herald, database } = await startEmbeddedHerald(cleanup, heraldEnv);
   const postgresVersion = (await database.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]
     ?.v;
 
