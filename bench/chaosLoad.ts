@@ -363,7 +363,9 @@ async function prepare(): Promise<Fleet> {
 
   const pushDevices: PushDevice[] = [];
   for (let i = 0; i < setup.devices; i++) {
-    const alias = `chaos-dev-${i}`;
+    // The run's own aliases: a later load generator on the same herald (bench/sizing.ts) must not also
+    // address the devices an earlier one registered, whose sockets are gone.
+    const alias = `${setup.run}-dev-${i}`;
     const response = await http[0]!.postJson('/msgpush/register', {
       alias,
       appId: APP_ID,

@@ -9,6 +9,7 @@
  * Parameters (environment):
  *   BENCH_SIZING_OPERATIONS     operations per feature (default 2,000)
  *   BENCH_SIZING_RATE           their rate per second (default 100)
+ *   BENCH_SIZING_FEATURES       which, comma-separated (default all: koala,onepush,rtio,datahub,email)
  *   BENCH_REQUEST_TIMEOUT_MS    one request's timeout (default 15,000)
  *
  * herald runs on its embedded defaults (bench/heraldProcess.ts startEmbeddedHerald) with an SMTP peer as
@@ -34,13 +35,16 @@ import { type StorageSample, storageSample } from './support';
 const OPERATIONS = envInteger('BENCH_SIZING_OPERATIONS', 2000, 10);
 const RATE = envNumber('BENCH_SIZING_RATE', 100, 1);
 const REQUEST_TIMEOUT_MS = envNumber('BENCH_REQUEST_TIMEOUT_MS', 15_000, 1000);
-const FEATURES: ReadonlyArray<{ kind: Kind; what: string }> = [
+const ALL_FEATURES: ReadonlyArray<{ kind: Kind; what: string }> = [
   { kind: 'koala', what: 'a Koala message to one user (half with expire)' },
   { kind: 'onepush', what: 'a ONE-PUSH needConfirm push to one device, confirmed' },
   { kind: 'rtio', what: 'an RTIO call, answered' },
   { kind: 'datahub', what: 'a datahub notification to one user' },
   { kind: 'email', what: 'an email, sent' },
 ];
+const FEATURES = ALL_FEATURES.filter(
+  (f) => !process.env.BENCH_SIZING_FEATURES || process.env.BENCH_SIZING_FEATURES.split(',').includes(f.kind),
+);
 
 /** The event store's row bytes and events per stream prefix (pg_column_size of each row). */
 async function eventBytesByPrefix(database: pg.Client): Promise<Record<string, { events: number; bytes: number }>> {
