@@ -57,13 +57,14 @@ import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
+import { parseKeep } from '../domain/retention';
 import { type Kind, KINDS, type LoadResult, type LoadSetup } from './chaosLoad';
 import { CLOCK_TICKS, CpuSampler } from './cpu';
 import { startEmbeddedHerald } from './heraldProcess';
 import { startLoad } from './loadProcess';
 import { describeMachine } from './machine';
 import { type Cleanup, envInteger, envNumber, progress, runBenchmark, sleep } from './run';
-import { latencyStats, round } from './stats';
+import { latencyStats, plateau, round } from './stats';
 import { type StorageSample, storageSample } from './support';
 
 const MINUTES = envNumber('BENCH_SOAK_MINUTES', 30, 0.5);
@@ -94,13 +95,6 @@ const KEPT_BY_DESIGN: Record<string, string> = {
   events: 'the event store is not pruned yet (another slice of issue 26)',
   streams: 'the event store is not pruned yet (another slice of issue 26)',
 };
-
-function durationSeconds(text: string): number {
-  if (text === '0') return 0;
-  const match = /^(\d{1,6})(s|m|h|d)$/.exec(text);
-  if (!match) throw new Error(`BENCH_SOAK_RETENTION=${text}: expected <n>s, <n>m, <n>h or <n>d`);
-  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as 's' | 'm' | 'h' | 'd'];
-}
 
 function rssBytes(pid: number): number | null {
   try {
@@ -133,24 +127,6 @@ function series(sample: StorageSample): Record<string, number> {
     rows[`${table} (expiring)`] = rows[table] - kept;
   }
   return rows;
-}
-
-interface Plateau {
-  readonly reached: boolean | null;
-  readonly middleThirdMax: number;
-  readonly lastThirdMax: number;
-  readonly why?: string;
-}
-
-/** The last third's max within `tolerance` (+ `slack`) of the middle third's; null when there are too few samples. */
-function plateau(points: ReadonlyArray<{ t: number; v: number }>, loadSeconds: number, slack: number): Plateau {
-  const max = (from: number, to: number) =>
-    Math.max(-Infinity, ...points.filter((p) => p.t >= from && p.t <= to).map((p) => p.v));
-  const middleThirdMax = max(loadSeconds / 3, (2 * loadSeconds) / 3);
-  const lastThirdMax = max((2 * loadSeconds) / 3, loadSeconds);
-  if (!Number.isFinite(middleThirdMax) || !Number.isFinite(lastThirdMax))
-    return { reached: null, middleThirdMax: 0, lastThirdMax: 0, why: 'no sample in a third' };
-  return { reached: lastThirdMax <= middleThirdMax * (1 + TOLERANCE) + slack, middleThirdMax, lastThirdMax };
 }
 
 // --- the plot -------------------------------------------------------------------------------------
@@ -234,7 +210,10 @@ ${body}
 
 async function main(cleanup: Cleanup): Promise<unknown> {
   const benchStarted = Date.now();
-  const retentionSeconds = durationSeconds(RETENTION);
+  const keep = parseKeep(RETENTION);
+  if (keep === undefined)
+    throw new Error(`BENCH_SOAK_RETENTION=${RETENTION}: expected a duration as HERALD_RETENTION_* takes it`);
+  const retentionSeconds = keep === 'forever' ? Infinity : keep / 1000;
   const rates = Object.fromEntries(KINDS.map((k) => [k, round(RATE * SHARES[k], 3)])) as Record<Kind, number>;
   const machine = await describeMachine();
 
@@ -393,6 +372,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
       const p = plateau(
         loadPoints.map((c) => ({ t: c.t, v: c.rows[name] ?? 0 })),
         loadSampleSeconds,
+        TOLERANCE,
         PLATEAU_SLACK_ROWS,
       );
       const kept = KEPT_BY_DESIGN[name];
@@ -415,6 +395,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
   const databasePlateau = plateau(
     loadPoints.map((c) => ({ t: c.t, v: c.databaseBytes })),
     loadSampleSeconds,
+    TOLERANCE,
     1 << 20,
   );
 
