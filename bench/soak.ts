@@ -12,9 +12,9 @@
  *   BENCH_SOAK_MINUTES                  load duration (default 30)
  *   BENCH_SOAK_RATE                     operations per second, all kinds together (default 150): 40 % Koala
  *                                       sends, 25 % ONE-PUSH, 20 % RTIO calls, 15 % datahub notifications.
- *                                       150/s keeps the 2-core machine well short of saturation (herald and
- *                                       its PostgreSQL take about half a core at it), so what the curve shows
- *                                       is storage growth, not a queue building up
+ *                                       150/s keeps the 2-core machine short of saturation (herald and its
+ *                                       PostgreSQL take 0.4–0.9 of a core at it, docs/operations.md), so what
+ *                                       the curve shows is storage growth, not a queue building up
  *   BENCH_SOAK_RETENTION                every HERALD_RETENTION_* category (default 5m; a duration as herald takes it)
  *   BENCH_SOAK_RETENTION_INTERVAL_SECONDS  HERALD_RETENTION_INTERVAL_SECONDS (default unset: herald's 60)
  *   BENCH_SOAK_KOALA_EXPIRE_SECONDS     `expire` of every other Koala send (default 60; the others: 0, kept)
