@@ -10,7 +10,8 @@
  *                  load → {type: 'result', result: LoadResult}
  *
  * Traffic, each kind on its own fixed schedule (open loop), operation i on node i mod 2:
- *   koala    POST /koala/api/mas/messages from the sender to user i mod USERS (content `k<i>`)
+ *   koala    POST /koala/api/mas/messages from the sender to user i mod USERS (content `k<i>`); with
+ *            `koalaExpireSeconds`, every odd i is sent with that `expire` (the others: 0, 永久有效)
  *   datahub  an admin_message to user i mod USERS (content `d<i>`), alternately POST /topics/to_notifications.json
  *            (app credentials) and POST /notifications (the sender's ticket, role admin)
  *   onepush  POST /msgpush/send {audienceType: ALIAS, needConfirm: true} to device i mod DEVICES (alert `p<i>`)
@@ -44,6 +45,8 @@ export interface LoadSetup {
   readonly rates: Record<Kind, number>;
   readonly maxInFlight: number;
   readonly requestTimeoutMs: number;
+  /** Every odd Koala send expires after this many seconds (bench/soak.ts); unset: none expires. */
+  readonly koalaExpireSeconds?: number;
 }
 
 /** One operation: [kind index, node, start ms, end ms, outcome ('ok' or what went wrong), HTTP status or 0]. */
@@ -360,7 +363,9 @@ async function prepare(): Promise<Fleet> {
 
   const pushDevices: PushDevice[] = [];
   for (let i = 0; i < setup.devices; i++) {
-    const alias = `chaos-dev-${i}`;
+    // The run's own aliases: a later load generator on the same herald (bench/sizing.ts) must not also
+    // address the devices an earlier one registered, whose sockets are gone.
+    const alias = `${setup.run}-dev-${i}`;
     const response = await http[0]!.postJson('/msgpush/register', {
       alias,
       appId: APP_ID,
@@ -438,6 +443,8 @@ interface Sent {
   key: string | undefined;
   readonly target: number;
   acknowledged: boolean;
+  /** A Koala message sent with `expire`: the earliest its expiry can be (epoch ms; herald's is later). */
+  readonly expiresAt?: number;
 }
 
 const ops: OpRecord[] = [];
@@ -459,6 +466,7 @@ async function operation(fleet: Fleet, kind: Kind, i: number): Promise<void> {
   let outcome: string;
   let key: string | undefined;
   let target = 0;
+  const expireSeconds = kind === 'koala' && i % 2 === 1 ? setup.koalaExpireSeconds : undefined;
   try {
     switch (kind) {
       case 'koala': {
@@ -468,6 +476,7 @@ async function operation(fleet: Fleet, kind: Kind, i: number): Promise<void> {
           users: `chaos-user-${target}`,
           title: 'chaos',
           content: `k${i}`,
+          ...(expireSeconds !== undefined && { expire: String(expireSeconds) }),
         });
         status = response.status;
         const answer = parseKoala(response);
@@ -555,7 +564,14 @@ async function operation(fleet: Fleet, kind: Kind, i: number): Promise<void> {
     outcome = /no answer within/.test(errorText(error)) ? 'timeout' : 'network';
   }
   ops.push([KINDS.indexOf(kind), node, start, Date.now(), outcome, status]);
-  sent[kind].push({ i, start, key, target, acknowledged: outcome === 'ok' });
+  sent[kind].push({
+    i,
+    start,
+    key,
+    target,
+    acknowledged: outcome === 'ok',
+    ...(expireSeconds !== undefined && { expiresAt: start + expireSeconds * 1000 }),
+  });
 }
 
 /** Each kind on its schedule: operation i due at start + i / rate, fired whatever the answers. */
@@ -683,6 +699,9 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
   const datahub = sent.datahub.filter((s) => s.acknowledged);
   let koalaLists: Array<Set<string> | undefined> = [];
   let datahubLists: Array<Set<string> | undefined> = [];
+  // A message that may have expired before its list was read is not listed (an inbox leaves expired ones
+  // out): only those still unexpired when the lists were done are looked for.
+  let koalaListable = koala;
   for (let attempt = 0; ; attempt++) {
     const listUntil = Math.max(drainUntil, Date.now() + 30_000);
     // A list one node cannot give is asked of the other.
@@ -698,14 +717,16 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
           (await datahubListed(t, u % nodes.length, listUntil)) ?? datahubListed(t, (u + 1) % nodes.length, listUntil),
       ),
     );
+    const listedAt = Date.now();
+    koalaListable = koala.filter((m) => m.expiresAt === undefined || m.expiresAt > listedAt);
     const complete =
-      koala.every((m) => koalaLists[m.target]?.has(m.key!)) &&
+      koalaListable.every((m) => koalaLists[m.target]?.has(m.key!)) &&
       datahub.every((m) => datahubLists[m.target]?.has(m.key!));
     if (complete || Date.now() >= drainUntil) break;
     await sleep(3000);
   }
 
-  const koalaNotListed = koala.filter((m) => !koalaLists[m.target]?.has(m.key!)).map((m) => `k${m.i}`);
+  const koalaNotListed = koalaListable.filter((m) => !koalaLists[m.target]?.has(m.key!)).map((m) => `k${m.i}`);
   const perSubscriber = fleet.subscribers.map((s) => {
     const addressed = koala.filter((m) => `chaos-user-${m.target}` === s.user);
     let duplicates = 0;
@@ -771,7 +792,9 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     acknowledgedReports: sent.report.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
     acknowledgedEmails: sent.email.filter((s) => s.acknowledged).map((s) => [s.key!, s.start]),
     koala: {
-      ...listing(koala.length, koalaNotListed, koalaLists),
+      ...listing(koalaListable.length, koalaNotListed, koalaLists),
+      acknowledged: koala.length,
+      expiredBeforeListed: koala.length - koalaListable.length,
       lostMessages: koalaLostMessages.length,
       unacknowledgedButDelivered: unacknowledgedButDelivered.size,
       subscribers: perSubscriber,

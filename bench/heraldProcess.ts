@@ -9,10 +9,13 @@
  *                                "--cpu-prof --cpu-prof-dir=/tmp/prof" (a profile, written when herald exits; default none)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { freePort } from '../test/support/postgres';
-import { envNumber, progress, sleep } from './run';
+import { type Cleanup, envNumber, progress, sleep } from './run';
 
 export const ROOT = path.resolve(__dirname, '..');
 /** The app every started herald is configured with. */
@@ -81,11 +84,12 @@ export interface HeraldOptions {
 }
 
 /**
- * `herald serve` as its own process on `databaseUrl` and a free port of 127.0.0.1, with the app
- * camel:EERWERRRRE and the highest send rate the configuration allows. Resolves once GET /readyz answers
- * 200; rejects when herald exits first or the deadline passes.
+ * `herald serve` as its own process on `databaseUrl` (undefined: herald's embedded PostgreSQL, as
+ * deployed by default — pass HERALD_DATA_DIR and HERALD_EMBEDDED_POSTGRES_PORT in `env`) and a free port
+ * of 127.0.0.1, with the app camel:EERWERRRRE and the highest send rate the configuration allows.
+ * Resolves once GET /readyz answers 200; rejects when herald exits first or the deadline passes.
  */
-export async function startHerald(databaseUrl: string, options: HeraldOptions = {}): Promise<HeraldChild> {
+export async function startHerald(databaseUrl: string | undefined, options: HeraldOptions = {}): Promise<HeraldChild> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const program = options.compiled
@@ -95,7 +99,7 @@ export async function startHerald(databaseUrl: string, options: HeraldOptions = 
   const child = spawn(process.execPath, [...nodeArgs, ...program, 'serve'], {
     cwd: ROOT,
     env: childEnvironment({
-      DATABASE_URL: databaseUrl,
+      ...(databaseUrl !== undefined && { DATABASE_URL: databaseUrl }),
       PORT: String(port),
       HOST: '127.0.0.1',
       HERALD_APPS: `${APP_ID}:${APP_SECRET}`,
@@ -144,6 +148,32 @@ export async function startHerald(databaseUrl: string, options: HeraldOptions = 
     await sleep(100);
   }
   return { url, wsUrl: url.replace(/^http/, 'ws'), pid: child.pid!, logs, stop };
+}
+
+/**
+ * `herald serve` on its embedded defaults — its own PostgreSQL in a fresh HERALD_DATA_DIR on a free port,
+ * as `npm start` runs it — and a pg client of that database for the bench's own queries (the password
+ * herald generated). `cleanup` stops herald and removes the directory.
+ */
+export async function startEmbeddedHerald(
+  cleanup: Cleanup,
+  env: Record<string, string> = {},
+): Promise<{ herald: HeraldChild; database: pg.Client; dataDir: string }> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'herald-bench-'));
+  cleanup.add('remove the data directory', () => rm(dataDir, { recursive: true, force: true }));
+  const postgresPort = await freePort();
+  progress(`starting herald on its embedded PostgreSQL (${dataDir}, port ${postgresPort})`);
+  const herald = await startHerald(undefined, {
+    env: { HERALD_DATA_DIR: dataDir, HERALD_EMBEDDED_POSTGRES_PORT: String(postgresPort), ...env },
+  });
+  cleanup.add('stop herald', () => herald.stop());
+  const password = (await readFile(path.join(dataDir, 'postgres.password'), 'utf8')).trim();
+  const database = new pg.Client({
+    connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${postgresPort}/herald`,
+  });
+  await database.connect();
+  cleanup.add('close the database connection', () => database.end());
+  return { herald, database, dataDir };
 }
 
 /** One GET without keep-alive (for probes); undefined when nothing answers. */

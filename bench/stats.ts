@@ -1,4 +1,4 @@
-/** Figures of the benchmarks' result documents: rounding, percentiles, rates, medians and tallies. */
+/** Figures of the benchmarks' result documents: rounding, percentiles, rates, medians, tallies and plateaus. */
 
 export interface LatencyStats {
   readonly count: number;
@@ -50,4 +50,32 @@ export function errorText(error: unknown): string {
   } catch {
     return String(error);
   }
+}
+
+export interface Plateau {
+  /** Null when a third of the run has no sample. */
+  readonly reached: boolean | null;
+  readonly middleThirdMax: number;
+  readonly lastThirdMax: number;
+  readonly why?: string;
+}
+
+/**
+ * Whether a series sampled over a run of `runSeconds` levelled off (bench/soak.ts): the largest value of
+ * its last third is at most (1 + `tolerance`) × the largest of its middle third, + `slack` (small series
+ * move by a few). The largest, not the mean: a sawtooth (pruned in passes) is level when its peaks are.
+ */
+export function plateau(
+  points: ReadonlyArray<{ readonly t: number; readonly v: number }>,
+  runSeconds: number,
+  tolerance: number,
+  slack: number,
+): Plateau {
+  const max = (from: number, to: number) =>
+    Math.max(-Infinity, ...points.filter((p) => p.t >= from && p.t <= to).map((p) => p.v));
+  const middleThirdMax = max(runSeconds / 3, (2 * runSeconds) / 3);
+  const lastThirdMax = max((2 * runSeconds) / 3, runSeconds);
+  if (!Number.isFinite(middleThirdMax) || !Number.isFinite(lastThirdMax))
+    return { reached: null, middleThirdMax: 0, lastThirdMax: 0, why: 'no sample in a third' };
+  return { reached: lastThirdMax <= middleThirdMax * (1 + tolerance) + slack, middleThirdMax, lastThirdMax };
 }

@@ -425,6 +425,51 @@ export async function readModelCounts(databaseUrl: string): Promise<{
   }
 }
 
+/** What the database holds at one moment: its size, and per table (partitions summed into their parent) rows and bytes. */
+export interface StorageSample {
+  readonly databaseBytes: number;
+  /** Table → exact row count and bytes (pg_total_relation_size: indexes and TOAST included). */
+  readonly tables: Record<string, { readonly rows: number; readonly bytes: number }>;
+  /** Koala rows of messages sent with `expire` 0 (kept: 永久有效), inside notification_messages and notifications. */
+  readonly koalaKept: { readonly messages: number; readonly notifications: number };
+}
+
+/**
+ * One sample of the database's storage: pg_database_size, and each table of the public schema counted
+ * exactly (a scan each: for benchmarks, whose tables stay small enough) with its bytes, a partitioned
+ * table's partitions summed into it (the event store may partition `events`).
+ */
+export async function storageSample(client: pg.ClientBase): Promise<StorageSample> {
+  const { rows: tables } = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1`,
+  );
+  const perTable = tables.map(
+    ({ name }) =>
+      `SELECT ${client.escapeLiteral(name)} AS name, (SELECT count(*) FROM ${client.escapeIdentifier(name)}) AS rows,
+              coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(${client.escapeLiteral(name)}::regclass)),
+                       pg_total_relation_size(${client.escapeLiteral(name)}::regclass)) AS bytes`,
+  );
+  // One after the other: a client runs one query at a time.
+  const sizes =
+    perTable.length === 0
+      ? { rows: [] }
+      : await client.query<{ name: string; rows: string; bytes: string }>(perTable.join(' UNION ALL '));
+  const database = await client.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes');
+  const kept =
+    tables.some((t) => t.name === 'notifications') && tables.some((t) => t.name === 'notification_messages')
+      ? await client.query<{ messages: string; notifications: string }>(
+          `SELECT (SELECT count(*) FROM notification_messages WHERE expires_at IS NULL) AS messages,
+                  (SELECT count(*) FROM notifications WHERE expires_at IS NULL) AS notifications`,
+        )
+      : { rows: [{ messages: '0', notifications: '0' }] };
+  return {
+    databaseBytes: Number(database.rows[0]!.bytes),
+    tables: Object.fromEntries(sizes.rows.map((r) => [r.name, { rows: Number(r.rows), bytes: Number(r.bytes ?? 0) }])),
+    koalaKept: { messages: Number(kept.rows[0]!.messages), notifications: Number(kept.rows[0]!.notifications) },
+  };
+}
+
 /** VACUUM (ANALYZE) of the event store tables, as a store that has been running a while would be. */
 export async function vacuumEventStore(databaseUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
