@@ -321,12 +321,12 @@ async function openFeatures(deps: {
       ),
   });
   const apns = deps.services.add(
-    closing('APNs connections', new Apns((appId) => platformCredentials.apnsForSending(appId), config.apnsEndpoint)),
+    closing('APNs connections', new Apns((appId) => platformCredentials.apns.forSending(appId), config.apnsEndpoint)),
   ).running;
   const fcm = deps.services.add(
     closing(
       'FCM access tokens',
-      new Fcm((appId) => platformCredentials.fcmForSending(appId), config.fcmEndpoint, {
+      new Fcm((appId) => platformCredentials.fcm.forSending(appId), config.fcmEndpoint, {
         clock: () => clock().getTime(),
       }),
     ),
@@ -337,7 +337,7 @@ async function openFeatures(deps: {
     presence: gateway.presence,
     services: { apns, fcm },
     appsWith: async () => {
-      const [IOS, ANDROID] = await Promise.all([platformCredentials.appsWithApns(), platformCredentials.appsWithFcm()]);
+      const [IOS, ANDROID] = await Promise.all([platformCredentials.apns.apps(), platformCredentials.fcm.apps()]);
       return { IOS, ANDROID };
     },
     clock,
