@@ -1,11 +1,13 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createECDH, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
+import webpush from 'web-push';
 import { HeraldError } from '../../domain/heraldError';
 import { apnsKey, type ApnsCredentials, type ApnsEnvironment } from './apns';
 import { fcmKey, type FcmCredentials } from './fcm';
+import { isP256PublicKey, type VapidCredentials } from './webPush';
 
 /**
  * Apps' platform-push credentials (docs/platform-push.md, "Configuration"): set by an app's admin over
@@ -132,6 +134,79 @@ export function checkFcmCredentials(serviceAccountJson: unknown): FcmCredentials
   // The URL must parse too (the pattern only shapes it).
   if (!URL.canParse(token_uri)) throw new CredentialsError('serviceAccount.token_uri: not a URL');
   return { projectId: project_id, clientEmail: client_email, privateKey: private_key.trim(), tokenUri: token_uri };
+}
+
+export const VAPID_CREDENTIAL_LIMITS = { subjectLength: 255 } as const;
+
+/** A base64url text (no padding) of exactly `bytes` bytes. */
+const base64urlOf = (name: string, bytes: number) =>
+  bounded(name, new RegExp(`^[A-Za-z0-9_-]{${Math.ceil((bytes * 4) / 3)}}$`), Math.ceil((bytes * 4) / 3));
+
+/**
+ * What an admin gives for Web Push: the VAPID subject, and a key pair to import — or none, and herald
+ * makes one (a browser needs only the public key, which is then read back).
+ */
+export const VapidCredentialsInput = t.type({
+  subject: bounded(
+    `a mailto: or https: URL (at most ${VAPID_CREDENTIAL_LIMITS.subjectLength} characters)`,
+    /^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s]+)$/,
+    VAPID_CREDENTIAL_LIMITS.subjectLength,
+  ),
+  publicKey: t.union([
+    t.null,
+    t.undefined,
+    base64urlOf('an uncompressed P-256 public key: 65 bytes, base64url (no padding)', 65),
+  ]),
+  privateKey: t.union([t.null, t.undefined, base64urlOf('a P-256 private key: 32 bytes, base64url (no padding)', 32)]),
+});
+
+/**
+ * Checks an admin's VAPID input: a CredentialsError naming the field (never quoting the private key), or
+ * the key pair — the one given (both keys, which must be a pair), or a new one when neither is.
+ */
+export function checkVapidCredentials(input: unknown): VapidCredentials {
+  const decoded = VapidCredentialsInput.decode(input);
+  if (isLeft(decoded)) {
+    const error = decoded.left[0]!;
+    const field = error.context[1]?.key ?? 'input';
+    throw new CredentialsError(`${field}: expected ${error.context[1]?.type.name ?? 'a value'}`);
+  }
+  const { subject, publicKey, privateKey } = decoded.right;
+  if (!URL.canParse(subject)) throw new CredentialsError('subject: not a URL');
+  if ((publicKey ?? null) === null && (privateKey ?? null) === null) {
+    const made = webpush.generateVAPIDKeys();
+    return { subject, publicKey: made.publicKey, privateKey: made.privateKey };
+  }
+  if (!publicKey || !privateKey)
+    throw new CredentialsError('publicKey, privateKey: give both (a key pair) or neither (herald makes one)');
+  if (!isP256PublicKey(publicKey)) throw new CredentialsError('publicKey: not a point of P-256');
+  let derived: string;
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(Buffer.from(privateKey, 'base64url'));
+    derived = ecdh.getPublicKey().toString('base64url');
+  } catch {
+    throw new CredentialsError('privateKey: not a P-256 private key');
+  }
+  if (derived !== publicKey) throw new CredentialsError('privateKey: not the private key of publicKey');
+  return { subject, publicKey, privateKey };
+}
+
+/** What is shown of an app's VAPID key pair: the public key (a browser's `applicationServerKey`), never the private. */
+export interface VapidCredentialsView {
+  readonly configured: boolean;
+  readonly publicKey: string | null;
+  readonly subject: string | null;
+}
+export interface StoredVapidCredentials {
+  readonly publicKey: string;
+  readonly subject: string;
+  readonly sealedKey: string;
+}
+export interface VapidCredentialStore {
+  put(appId: string, credentials: StoredVapidCredentials, now: Date): Promise<void>;
+  get(appId: string): Promise<StoredVapidCredentials | undefined>;
+  apps(): Promise<readonly string[]>;
 }
 
 /** What is shown of an app's FCM service account: never the key. */
@@ -333,18 +408,22 @@ const SERVICE_NAMES = { apns: 'APNs', fcm: 'FCM', webpush: 'VAPID' } as const sa
 export class PlatformCredentials {
   readonly apns: CredentialsLookup<ApnsCredentials>;
   readonly fcm: CredentialsLookup<FcmCredentials>;
+  readonly vapid: CredentialsLookup<VapidCredentials>;
   private sealingKey: Buffer | undefined;
 
   constructor(
     private readonly deps: {
       readonly store: ApnsCredentialStore;
       readonly fcmStore: FcmCredentialStore;
+      readonly vapidStore: VapidCredentialStore;
       /** Made or read when first needed (a deployment without platform push never makes one). */
       readonly key: () => Buffer;
       /** The one app's credentials from the environment, if given. */
       readonly fromEnvironment?: { readonly appId: string; readonly credentials: ApnsCredentials };
       /** The one app's FCM service account from the environment, if given. */
       readonly fcmFromEnvironment?: { readonly appId: string; readonly credentials: FcmCredentials };
+      /** The one app's VAPID key pair from the environment, if given. */
+      readonly vapidFromEnvironment?: { readonly appId: string; readonly credentials: VapidCredentials };
       readonly now?: () => number;
       /** Told when an app's stored key does not open (the credentials key changed). */
       readonly onUnreadable?: (appId: string, service: CredentialService) => void;
@@ -383,6 +462,42 @@ export class PlatformCredentials {
       opener('fcm'),
       now,
     );
+    this.vapid = new CredentialsLookup<VapidCredentials>(
+      {
+        service: 'webpush',
+        store: deps.vapidStore,
+        context: vapidContext,
+        open: (stored, privateKey) => {
+          const { publicKey, subject } = stored as StoredVapidCredentials;
+          return { publicKey, privateKey, subject };
+        },
+        fromEnvironment: deps.vapidFromEnvironment,
+      },
+      opener('webpush'),
+      now,
+    );
+  }
+
+  /**
+   * Checks and stores a VAPID key pair (imported, or made when none is given); a CredentialsError
+   * (nothing stored) for bad input. Setting another pair strands the browsers subscribed with the old
+   * public key: their push services refuse the new one (403) until they subscribe again.
+   */
+  async setVapid(appId: string, input: unknown, now: Date): Promise<VapidCredentialsView> {
+    const { privateKey, ...shown } = checkVapidCredentials(input);
+    await this.deps.vapidStore.put(
+      appId,
+      { ...shown, sealedKey: seal(this.key(), privateKey, vapidContext(appId)) },
+      now,
+    );
+    this.vapid.forget(appId);
+    return { configured: true, ...shown };
+  }
+
+  async describeVapid(appId: string): Promise<VapidCredentialsView> {
+    const credentials = await this.vapid.of(appId);
+    if (!credentials) return { configured: false, publicKey: null, subject: null };
+    return { configured: true, publicKey: credentials.publicKey, subject: credentials.subject };
   }
 
   /** Checks and stores; a CredentialsError (nothing stored) for bad input. */
@@ -445,3 +560,4 @@ export class PlatformCredentials {
 const apnsContext = (appId: string) => appId;
 /** An FCM key is sealed to its app and service: an APNs key's sealed text copied to the FCM row does not open. */
 const fcmContext = (appId: string) => `fcm/${appId}`;
+const vapidContext = (appId: string) => `webpush/${appId}`;

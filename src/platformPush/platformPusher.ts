@@ -52,9 +52,15 @@ export interface PlatformPushCandidate {
 }
 
 /** The platforms with a push service, and theirs. */
-export type PushedPlatform = 'IOS' | 'ANDROID';
-const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm' } as const satisfies Record<PushedPlatform, PlatformPushServiceName>;
-const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID' } as const satisfies Record<PlatformPushServiceName, PushedPlatform>;
+export type PushedPlatform = 'IOS' | 'ANDROID' | 'WEB';
+const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm', WEB: 'webpush' } as const satisfies Record<
+  PushedPlatform,
+  PlatformPushServiceName
+>;
+const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID', webpush: 'WEB' } as const satisfies Record<
+  PlatformPushServiceName,
+  PushedPlatform
+>;
 
 export interface PlatformPushItemKey {
   readonly pushId: string;

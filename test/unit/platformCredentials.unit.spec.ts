@@ -14,6 +14,7 @@ import {
   unseal,
   type StoredApnsCredentials,
   type StoredFcmCredentials,
+  type StoredVapidCredentials,
 } from '../../src/platformPush/credentials';
 import { apnsTestKey } from '../support/apnsStandIn';
 import { fcmTestAccount, serviceAccountJson } from '../support/fcmStandIn';
@@ -137,6 +138,7 @@ describe('platform-push credentials', () => {
       const credentials = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       });
       expect(await credentials.describeApns('camel')).to.deep.include({ configured: false });
@@ -159,12 +161,14 @@ describe('platform-push credentials', () => {
       await new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
       const other = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
         onUnreadable: (appId) => unreadable.push(appId),
       });
@@ -177,12 +181,14 @@ describe('platform-push credentials', () => {
       await new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
       const node = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
         onUnreadable: (appId) => unreadable.push(appId),
       });
@@ -205,6 +211,7 @@ describe('platform-push credentials', () => {
       await new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
@@ -215,6 +222,7 @@ describe('platform-push credentials', () => {
       const node = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => credentialsKey(undefined, path.join(file, 'data')),
         onUnreadable: (appId) => unreadable.push(appId),
         onNoKey: (error) => noKey.push(error),
@@ -230,6 +238,7 @@ describe('platform-push credentials', () => {
       const credentials = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       });
       await credentials.setApns('camel', { ...input, keyId: 'bad' }, new Date()).catch(() => undefined);
@@ -241,6 +250,7 @@ describe('platform-push credentials', () => {
       const credentials = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
         fromEnvironment: { appId: 'solo', credentials: checkApnsCredentials(input) },
       });
@@ -261,13 +271,18 @@ describe('platform-push credentials', () => {
         get: async (appId: string) => rows.get(appId),
         apps: async () => [...rows.keys()],
       });
-      return { fcmRows, store: store(apnsRows), fcmStore: store(fcmRows) };
+      return {
+        fcmRows,
+        store: store(apnsRows),
+        fcmStore: store(fcmRows),
+        vapidStore: store(new Map<string, StoredVapidCredentials>()),
+      };
     };
 
     it('stores the private key sealed to the app and FCM, shows only what it is', async () => {
-      const { fcmRows, store, fcmStore } = stores();
+      const { fcmRows, store, fcmStore, vapidStore } = stores();
       const sealing = randomBytes(32);
-      const credentials = new PlatformCredentials({ store, fcmStore, key: () => sealing });
+      const credentials = new PlatformCredentials({ store, fcmStore, vapidStore, key: () => sealing });
       expect(await credentials.describeFcm('camel')).to.deep.equal({
         configured: false,
         projectId: null,
@@ -290,10 +305,11 @@ describe('platform-push credentials', () => {
     });
 
     it('bad input stores nothing; HERALD_FCM_… serve their one app', async () => {
-      const { fcmRows, store, fcmStore } = stores();
+      const { fcmRows, store, fcmStore, vapidStore } = stores();
       const credentials = new PlatformCredentials({
         store,
         fcmStore,
+        vapidStore,
         key: () => randomBytes(32),
         fcmFromEnvironment: { appId: 'solo', credentials: checkFcmCredentials(json) },
       });

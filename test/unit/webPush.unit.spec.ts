@@ -1,0 +1,350 @@
+import { createECDH, randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import webpush from 'web-push';
+import { DomainError } from '../../domain/decider';
+import { deviceDecider, type DeviceStreamEvent } from '../../domain/device/device';
+import { checkWebPushSubscription } from '../../domain/device/webPushSubscription';
+import { checkVapidCredentials, CredentialsError } from '../../src/platformPush/credentials';
+import {
+  endpointRefusal,
+  topicOf,
+  ttlOf,
+  urgencyOf,
+  WEB_PUSH_LIMITS,
+  webPushOutcome,
+} from '../../src/platformPush/webPush';
+import { publicLookup } from '../../src/runtime/publicAddress';
+import { deciderSpecification } from '../support/deciderSpecification';
+
+/** A browser's subscription keys: a real P-256 point and a 16-byte secret. */
+export function browserKeys() {
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  return { p256dh: ecdh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') };
+}
+
+describe('Web Push: a browser subscription (domain/device/webPushSubscription.ts)', () => {
+  const keys = browserKeys();
+  const good = { endpoint: 'https://push.example.com/wpush/v2/abc', expirationTime: null, keys };
+
+  it('takes PushSubscription.toJSON() and keeps endpoint, keys and expirationTime', () => {
+    expect(checkWebPushSubscription(good)).to.deep.equal({
+      endpoint: good.endpoint,
+      p256dh: keys.p256dh,
+      auth: keys.auth,
+      expirationTime: null,
+    });
+    expect(checkWebPushSubscription({ ...good, expirationTime: 1_800_000_000_000 }).expirationTime).to.equal(
+      1_800_000_000_000,
+    );
+    // A missing expirationTime (some browsers) is none.
+    const { expirationTime: _, ...withoutExpiry } = good;
+    expect(checkWebPushSubscription(withoutExpiry).expirationTime).to.equal(null);
+  });
+
+  it('refuses a bad field naming it, never quoting the keys', () => {
+    const cases: Array<[unknown, string]> = [
+      [null, 'subscription'],
+      [{ ...good, endpoint: 'ftp://push.example.com/x' }, 'subscription.endpoint'],
+      [{ ...good, endpoint: 'https://user:pw@push.example.com/x' }, 'subscription.endpoint'],
+      [{ ...good, endpoint: `https://push.example.com/${'a'.repeat(1024)}` }, 'subscription.endpoint'],
+      [{ ...good, endpoint: 'not a url' }, 'subscription.endpoint'],
+      [{ ...good, expirationTime: -1 }, 'subscription.expirationTime'],
+      [{ ...good, expirationTime: 1.5 }, 'subscription.expirationTime'],
+      [{ ...good, keys: { ...keys, p256dh: keys.p256dh.slice(1) } }, 'subscription.keys.p256dh'],
+      // 65 bytes, not an uncompressed point (0x02: compressed).
+      [{ ...good, keys: { ...keys, p256dh: Buffer.alloc(65, 2).toString('base64url') } }, 'subscription.keys.p256dh'],
+      // Padded base64 is not the Push API's base64url.
+      [{ ...good, keys: { ...keys, auth: randomBytes(16).toString('base64') } }, 'subscription.keys.auth'],
+      [{ ...good, keys: { ...keys, auth: randomBytes(15).toString('base64url') } }, 'subscription.keys.auth'],
+      [{ ...good, keys: { p256dh: keys.p256dh } }, 'subscription.keys.auth'],
+    ];
+    for (const [input, field] of cases) {
+      let error: unknown;
+      try {
+        checkWebPushSubscription(input);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, field).to.be.instanceOf(DomainError);
+      expect((error as Error).message, field).to.match(new RegExp(`^${field.replace(/\./g, '\\.')}: expected`));
+      expect((error as Error).message).to.not.include(keys.auth);
+    }
+  });
+});
+
+describe('Web Push: where herald may POST (endpointRefusal)', () => {
+  const none = { allowedOrigins: [] };
+  it('public https only, unless the origin is allowed', () => {
+    expect(endpointRefusal('https://fcm.googleapis.com/fcm/send/x', none)).to.equal(undefined);
+    expect(endpointRefusal('http://push.example.com/x', none)).to.equal('not https');
+    expect(endpointRefusal('https://127.0.0.1:8443/x', none)).to.match(/not a public address/);
+    expect(endpointRefusal('https://[::1]/x', none)).to.match(/not a public address/);
+    expect(endpointRefusal('https://10.1.2.3/x', none)).to.match(/not a public address/);
+    expect(endpointRefusal('https://169.254.169.254/latest', none)).to.match(/not a public address/);
+    expect(endpointRefusal('https://[::ffff:192.168.0.1]/x', none)).to.match(/not a public address/);
+    expect(endpointRefusal('https://localhost/x', none)).to.match(/not a public address/);
+    expect(endpointRefusal('https://a:b@push.example.com/x', none)).to.match(/user or password/);
+    const tests = { allowedOrigins: ['http://127.0.0.1:8090'] };
+    expect(endpointRefusal('http://127.0.0.1:8090/notify/abc', tests)).to.equal(undefined);
+    expect(endpointRefusal('http://127.0.0.1:8091/notify/abc', tests)).to.equal('not https');
+  });
+
+  it('a name resolving to a non-public address is refused on the connection (publicLookup)', async () => {
+    const error = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+      publicLookup('localhost', {}, (e) => resolve(e)),
+    );
+    expect(error?.code).to.equal('ENOTPUBLIC');
+  });
+});
+
+describe('Web Push: headers and answers (src/platformPush/webPush.ts)', () => {
+  const messageId = '7d3c5a1e-0000-4000-8000-000000000001';
+
+  it('TTL is the seconds the message has left, at most 4 weeks, never negative', () => {
+    const now = Date.parse('2026-12-07T10:00:00.000Z');
+    expect(ttlOf(new Date(now + 7 * 86_400_000), now)).to.equal(7 * 86_400);
+    expect(ttlOf(new Date(now + 1500), now)).to.equal(1);
+    expect(ttlOf(new Date(now - 1000), now)).to.equal(0);
+    expect(ttlOf(new Date(now + 60 * 86_400_000), now)).to.equal(WEB_PUSH_LIMITS.ttlSeconds);
+  });
+
+  it('Urgency: high for MSG (shown), normal for CMD (background); Topic: the message id in 32 base64url characters', () => {
+    expect(urgencyOf('MSG')).to.equal('high');
+    expect(urgencyOf('CMD')).to.equal('normal');
+    expect(topicOf(messageId)).to.equal('7d3c5a1e000040008000000000000001');
+    expect(topicOf(messageId)).to.match(/^[A-Za-z0-9_-]{1,32}$/);
+  });
+
+  it('201/202 sent; 404/410 drop the subscription; 429/5xx retried (Retry-After kept); 400/403/413 final', () => {
+    expect(webPushOutcome(201, '', undefined, 5)).to.deep.equal({ ok: true });
+    expect(webPushOutcome(202, '', undefined, 5)).to.deep.equal({ ok: true });
+    expect(webPushOutcome(410, 'Gone', undefined, 5)).to.deep.equal({
+      ok: false,
+      reason: '410 Gone',
+      retry: false,
+      tokenDead: true,
+      deadSince: 5,
+    });
+    expect(webPushOutcome(404, 'Not Found', undefined, 5)).to.include({ tokenDead: true, retry: false });
+    expect(webPushOutcome(429, 'Too Many Requests', 20_000, 5)).to.deep.equal({
+      ok: false,
+      reason: '429 Too Many Requests',
+      retry: true,
+      tokenDead: false,
+      retryAfterMs: 20_000,
+    });
+    expect(webPushOutcome(503, '', undefined, 5)).to.include({ retry: true, tokenDead: false });
+    for (const status of [400, 401, 403, 413, 301])
+      expect(webPushOutcome(status, 'why', undefined, 5), String(status)).to.deep.equal({
+        ok: false,
+        reason: `${status} why`,
+        retry: false,
+        tokenDead: false,
+      });
+  });
+});
+
+describe('Web Push: VAPID key pairs (checkVapidCredentials)', () => {
+  it('makes a pair when none is given; imports a pair that matches', () => {
+    const made = checkVapidCredentials({ subject: 'mailto:ops@example.com' });
+    expect(Buffer.from(made.publicKey, 'base64url')).to.have.length(65);
+    expect(Buffer.from(made.privateKey, 'base64url')).to.have.length(32);
+    const pair = webpush.generateVAPIDKeys();
+    expect(checkVapidCredentials({ subject: 'https://example.com/contact', ...pair })).to.deep.equal({
+      subject: 'https://example.com/contact',
+      ...pair,
+    });
+  });
+
+  it('refuses a bad field naming it, never quoting the private key', () => {
+    const pair = webpush.generateVAPIDKeys();
+    const other = webpush.generateVAPIDKeys();
+    const cases: Array<[unknown, string]> = [
+      [{ subject: 'ops@example.com' }, 'subject'],
+      [{ subject: 'http://example.com' }, 'subject'],
+      [{ subject: `mailto:${'a'.repeat(300)}@example.com` }, 'subject'],
+      [{ subject: 'mailto:ops@example.com', publicKey: pair.publicKey }, 'publicKey, privateKey'],
+      [{ subject: 'mailto:ops@example.com', privateKey: pair.privateKey }, 'publicKey, privateKey'],
+      [{ subject: 'mailto:ops@example.com', ...pair, publicKey: pair.publicKey.slice(2) }, 'publicKey'],
+      [{ subject: 'mailto:ops@example.com', ...pair, privateKey: `${pair.privateKey}==` }, 'privateKey'],
+      [{ subject: 'mailto:ops@example.com', publicKey: other.publicKey, privateKey: pair.privateKey }, 'privateKey'],
+      [
+        {
+          subject: 'mailto:ops@example.com',
+          publicKey: Buffer.alloc(65, 4).toString('base64url'),
+          privateKey: pair.privateKey,
+        },
+        'publicKey',
+      ],
+    ];
+    for (const [input, field] of cases) {
+      let error: unknown;
+      try {
+        checkVapidCredentials(input);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, field).to.be.instanceOf(CredentialsError);
+      expect((error as Error).message, field).to.match(new RegExp(`^${field}: `));
+      expect((error as Error).message).to.not.include(pair.privateKey);
+    }
+  });
+});
+
+describe('Web Push: the subscription on the device stream (device decider)', () => {
+  const spec = deciderSpecification(deviceDecider);
+  const now = '2026-12-07T10:00:00.000Z';
+  const later = '2026-12-07T10:05:00.000Z';
+  const keys = browserKeys();
+  const registration = {
+    deviceId: 'd'.repeat(32),
+    appId: 'testapp1',
+    clientId: 1000001,
+    alias: 'testuserid1',
+    platform: 'WEB' as const,
+    nativeToken: 'browser-1',
+    mobile: null,
+    tags: [],
+    registration: 1,
+  };
+  const registered: DeviceStreamEvent = { type: 'DeviceRegistered', data: { ...registration, registeredAt: now } };
+  const subscription = {
+    endpoint: 'https://push.example.com/x',
+    p256dh: keys.p256dh,
+    auth: keys.auth,
+    expirationTime: null,
+  };
+  const subscribe = { type: 'SubscribeWebPush' as const, subscription, now: later };
+  const subscribed: DeviceStreamEvent = {
+    type: 'DeviceRegistered',
+    data: { ...registration, registeredAt: later, webPush: { ...subscription, subscribedAt: later } },
+  };
+  const revoke = {
+    type: 'RevokeNativeToken' as const,
+    registration: 1,
+    service: 'webpush' as const,
+    reason: '410 Gone',
+    now: later,
+  };
+  const dropped: DeviceStreamEvent = {
+    type: 'NativeTokenRevoked',
+    data: {
+      deviceId: registration.deviceId,
+      appId: 'testapp1',
+      registration: 1,
+      service: 'webpush',
+      reason: '410 Gone',
+      revokedAt: later,
+    },
+  };
+
+  it('is recorded as a registration holding it (the window of the last events still holds the state); unchanged appends nothing', () => {
+    spec.given([registered]).when(subscribe).then([subscribed]);
+    spec.given([registered, subscribed]).when(subscribe).then([]);
+    // Another endpoint replaces it.
+    spec
+      .given([registered, subscribed])
+      .when({ ...subscribe, subscription: { ...subscription, endpoint: 'https://push.example.com/y' } })
+      .then([
+        {
+          type: 'DeviceRegistered',
+          data: {
+            ...registration,
+            registeredAt: later,
+            webPush: { ...subscription, endpoint: 'https://push.example.com/y', subscribedAt: later },
+          },
+        },
+      ]);
+    // A state from the last event alone has it.
+    expect(deviceDecider.evolve(deviceDecider.initialState(), subscribed)).to.deep.include({
+      status: 'registered',
+      webPush: { ...subscription, subscribedAt: later },
+    });
+  });
+
+  it('only a registered WEB device takes one', () => {
+    spec
+      .given([{ ...registered, data: { ...registered.data, platform: 'IOS' } } as DeviceStreamEvent])
+      .when(subscribe)
+      .thenThrows(DomainError, (e) => expect(e.message).to.match(/^subscription: only a WEB device/));
+    spec.given([]).when(subscribe).thenThrows(DomainError);
+  });
+
+  it("a registration of the same registration keeps it (ONE-PUSH's register has no such field); a new registration drops it", () => {
+    const register = {
+      type: 'RegisterDevice' as const,
+      ...registration,
+      nativeToken: 'browser-1',
+      tags: ['x'],
+      now: '2026-12-07T10:06:00.000Z',
+    };
+    spec
+      .given([registered, subscribed])
+      .when(register)
+      .then([
+        {
+          type: 'DeviceRegistered',
+          data: {
+            ...registration,
+            tags: ['x'],
+            registeredAt: register.now,
+            webPush: { ...subscription, subscribedAt: later },
+          },
+        },
+      ]);
+    const unregistered: DeviceStreamEvent = {
+      type: 'DeviceUnregistered',
+      data: { deviceId: registration.deviceId, appId: 'testapp1', registration: 1, unregisteredAt: later },
+    };
+    spec
+      .given([registered, subscribed, unregistered])
+      .when(register)
+      .then([
+        {
+          type: 'DeviceRegistered',
+          data: { ...registration, tags: ['x'], registration: 2, registeredAt: register.now },
+        },
+      ]);
+  });
+
+  it('a 404/410 drops it: never used again, also after a registration, until the browser subscribes again', () => {
+    spec.given([registered, subscribed]).when(revoke).then([dropped]);
+    // Dead since before the device subscribed (a new subscription given after the request went out): kept.
+    spec
+      .given([registered, subscribed])
+      .when({ ...revoke, deadSince: Date.parse(later) - 1 })
+      .then([]);
+    const state = [registered, subscribed, dropped].reduce(deviceDecider.evolve, deviceDecider.initialState());
+    expect(state).to.deep.include({ tokenRevoked: true, webPush: null });
+    // Registering again clears the revocation, not the subscription: nothing to push to.
+    spec
+      .given([registered, subscribed, dropped])
+      .when({ type: 'RegisterDevice', ...registration, now: '2026-12-07T10:07:00.000Z' })
+      .then([{ type: 'DeviceRegistered', data: { ...registration, registeredAt: '2026-12-07T10:07:00.000Z' } }]);
+    // The same subscription given again is live again.
+    spec
+      .given([registered, subscribed, dropped])
+      .when({ ...subscribe, now: '2026-12-07T10:08:00.000Z' })
+      .then([
+        {
+          type: 'DeviceRegistered',
+          data: {
+            ...registration,
+            registeredAt: '2026-12-07T10:08:00.000Z',
+            webPush: { ...subscription, subscribedAt: '2026-12-07T10:08:00.000Z' },
+          },
+        },
+      ]);
+    // Nothing to drop without a subscription.
+    spec.given([registered]).when(revoke).then([]);
+  });
+
+  it('unsubscribing records none; without one it appends nothing', () => {
+    spec
+      .given([registered, subscribed])
+      .when({ type: 'SubscribeWebPush', subscription: null, now: later })
+      .then([{ type: 'DeviceRegistered', data: { ...registration, registeredAt: later, webPush: null } }]);
+    spec.given([registered]).when({ type: 'SubscribeWebPush', subscription: null, now: later }).then([]);
+  });
+});
