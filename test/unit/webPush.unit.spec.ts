@@ -4,6 +4,7 @@ import webpush from 'web-push';
 import { DomainError } from '../../domain/decider';
 import { deviceDecider, type DeviceStreamEvent } from '../../domain/device/device';
 import { checkWebPushSubscription } from '../../domain/device/webPushSubscription';
+import { ConfigError, loadConfig } from '../../src/config';
 import { checkVapidCredentials, CredentialsError } from '../../src/platformPush/credentials';
 import {
   endpointRefusal,
@@ -346,5 +347,56 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
       .when({ type: 'SubscribeWebPush', subscription: null, now: later })
       .then([{ type: 'DeviceRegistered', data: { ...registration, registeredAt: later, webPush: null } }]);
     spec.given([registered]).when({ type: 'SubscribeWebPush', subscription: null, now: later }).then([]);
+  });
+});
+
+describe('Web Push: HERALD_VAPID_… and HERALD_WEBPUSH_ALLOWED_ORIGINS', () => {
+  const pair = webpush.generateVAPIDKeys();
+  const env = {
+    HERALD_VAPID_APP: 'solo',
+    HERALD_VAPID_PUBLIC_KEY: pair.publicKey,
+    HERALD_VAPID_PRIVATE_KEY: pair.privateKey,
+    HERALD_VAPID_SUBJECT: 'mailto:ops@example.com',
+  };
+  const problem = (vars: NodeJS.ProcessEnv) => {
+    try {
+      loadConfig(vars);
+      return '';
+    } catch (error) {
+      expect(error).to.be.instanceOf(ConfigError);
+      return (error as Error).message;
+    }
+  };
+
+  it('are read together; origins are exact', () => {
+    const config = loadConfig({
+      ...env,
+      HERALD_WEBPUSH_ALLOWED_ORIGINS: 'http://127.0.0.1:8090, https://push.internal',
+    });
+    expect(config.vapid).to.deep.equal({
+      appId: 'solo',
+      credentials: { ...pair, subject: 'mailto:ops@example.com' },
+    });
+    expect(config.webPushEndpoint).to.deep.equal({
+      allowedOrigins: ['http://127.0.0.1:8090', 'https://push.internal'],
+    });
+    expect(loadConfig({}).webPushEndpoint).to.deep.equal({ allowedOrigins: [] });
+    expect(loadConfig({}).vapid).to.equal(undefined);
+  });
+
+  it('stop start-up naming the variable that is wrong, never quoting the private key', () => {
+    expect(problem({ HERALD_VAPID_APP: 'solo' })).to.include(
+      'HERALD_VAPID_PRIVATE_KEY: required with HERALD_VAPID_APP',
+    );
+    expect(problem({ HERALD_VAPID_SUBJECT: 'mailto:a@b.c' })).to.include('HERALD_VAPID_APP: required');
+    const other = webpush.generateVAPIDKeys();
+    const mismatch = problem({ ...env, HERALD_VAPID_PUBLIC_KEY: other.publicKey });
+    expect(mismatch).to.include('HERALD_VAPID_PRIVATE_KEY: not the private key of publicKey');
+    expect(mismatch).to.not.include(pair.privateKey);
+    expect(problem({ ...env, HERALD_VAPID_SUBJECT: 'ops@example.com' })).to.include('HERALD_VAPID_SUBJECT: expected');
+    expect(problem({ HERALD_WEBPUSH_ALLOWED_ORIGINS: 'http://127.0.0.1:8090/path' })).to.include(
+      'HERALD_WEBPUSH_ALLOWED_ORIGINS',
+    );
+    expect(problem({ HERALD_WEBPUSH_ALLOWED_ORIGINS: 'ftp://x' })).to.include('HERALD_WEBPUSH_ALLOWED_ORIGINS');
   });
 });
