@@ -143,6 +143,22 @@ describe('platform push: Web Push for WEB devices that are not connected', funct
     expect((await subscribe(stranger, deviceId, good)).errors?.[0]?.extensions?.code).to.equal('NOT_FOUND');
     expect(await eventsOf(`device-${deviceId}`)).to.deep.equal(before);
 
+    // The device itself, with its device token (no deviceId, or its own), reads the key and subscribes.
+    const registered = await graphql<{ registerDevice: { device: { id: string }; token: string } }>(
+      url,
+      await issueTicket(url, 'web-token'),
+      'mutation { registerDevice(input: { platform: WEB, nativeToken: "browser-token" }) { device { id } token } }',
+    );
+    const { token, device } = registered.data!.registerDevice;
+    expect((await graphql(url, token, '{ webPushPublicKey }')).data).to.deep.equal({ webPushPublicKey: publicKey });
+    expect((await subscribe(token, deviceId, good)).errors?.[0]?.extensions?.code).to.equal('FORBIDDEN');
+    expect((await subscribe(token, undefined, good)).data).to.deep.equal({ subscribeWebPush: true });
+    expect((await eventsOf(`device-${device.id}`)).at(-1)!.data.webPush).to.include({ endpoint: good.endpoint });
+    expect((await graphql(url, token, 'mutation { unsubscribeWebPush }')).data).to.deep.equal({
+      unsubscribeWebPush: true,
+    });
+    expect((await eventsOf(`device-${device.id}`)).at(-1)!.data.webPush).to.equal(null);
+
     // The user whose device it is (alias = user id) may.
     const owner = await issueTicket(url, 'web-bad');
     expect((await subscribe(owner, deviceId, good)).data).to.deep.equal({ subscribeWebPush: true });
