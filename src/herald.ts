@@ -335,17 +335,19 @@ async function openFeatures(deps: {
       }),
     ),
   ).running;
+  const webpush = deps.services.add(
+    closing(
+      'Web Push connections',
+      new WebPush((appId) => platformCredentials.vapid.forSending(appId), config.webPushEndpoint, {
+        clock: () => clock().getTime(),
+      }),
+    ),
+  ).running;
   const platformPushes = new PlatformPushes({
     store,
     queries: models.platformPushes.queries,
     presence: gateway.presence,
-    services: {
-      apns,
-      fcm,
-      webpush: new WebPush((appId) => platformCredentials.vapid.forSending(appId), config.webPushEndpoint, {
-        clock: () => clock().getTime(),
-      }),
-    },
+    services: { apns, fcm, webpush },
     appsWith: async () => {
       const [IOS, ANDROID, WEB] = await Promise.all([
         platformCredentials.apns.apps(),

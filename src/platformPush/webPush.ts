@@ -136,6 +136,16 @@ export function webPushOutcome(
 }
 
 export class WebPush implements PlatformPushService {
+  /**
+   * Connections kept open per push service (a push to ALL is thousands of requests to a few hosts: one TLS
+   * handshake each, not one per request). A kept socket was opened through the public-address lookup
+   * when its origin is not an allowed one, and is reused only for the same host and port.
+   */
+  private readonly agents = {
+    https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+    http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+  };
+
   constructor(
     private readonly credentialsOf: (appId: string) => Promise<VapidCredentials | undefined>,
     private readonly policy: WebPushEndpointPolicy,
@@ -172,11 +182,15 @@ export class WebPush implements PlatformPushService {
       request.body as Buffer | null,
       signal,
       !this.policy.allowedOrigins.includes(new URL(subscription.endpoint).origin),
+      this.agents,
     );
     return webPushOutcome(answer.status, answer.reason, retryAfterMs(answer.retryAfter ?? null, this.now()), sentAt);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.agents.https.destroy();
+    this.agents.http.destroy();
+  }
 }
 
 function parseSubscription(token: string): RequestedSubscription | undefined {
@@ -201,13 +215,21 @@ function post(
   body: Buffer | null,
   signal: AbortSignal,
   guarded: boolean,
+  agents: { readonly https: https.Agent; readonly http: http.Agent },
 ): Promise<{ status: number; reason: string; retryAfter: string | undefined }> {
   return new Promise((resolve, reject) => {
     const target = new URL(endpoint);
-    const client = target.protocol === 'https:' ? https : http;
+    const secure = target.protocol === 'https:';
+    const client = secure ? https : http;
     const request = client.request(
       target,
-      { method: 'POST', headers, signal, agent: false, ...(guarded && { lookup: publicLookup }) },
+      {
+        method: 'POST',
+        headers,
+        signal,
+        agent: secure ? agents.https : agents.http,
+        ...(guarded && { lookup: publicLookup }),
+      },
       (response) => {
         const chunks: Buffer[] = [];
         let size = 0;
