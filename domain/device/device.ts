@@ -138,7 +138,9 @@ export interface UnregisterDevice {
 /**
  * Records that the token of registration `registration` is dead; nothing for another registration or twice,
  * nor when the service says it was dead (`deadSince`, ms: APNs' 410 `timestamp`) before the device last
- * registered (it may have registered a live token since).
+ * registered (it may have registered a live token since). For `webpush`, only the subscription the push
+ * went to (`endpoint`) is dropped, and only if the browser gave it before `deadSince`: a subscription given
+ * since (another endpoint, or the same one given anew) is live.
  */
 export interface RevokeNativeToken {
   readonly type: 'RevokeNativeToken';
@@ -146,6 +148,8 @@ export interface RevokeNativeToken {
   readonly service: 'apns' | 'fcm' | 'webpush';
   readonly reason: string;
   readonly deadSince?: number;
+  /** `webpush`: the endpoint of the subscription the push service answered for. */
+  readonly endpoint?: string;
   readonly now: string;
 }
 /**
@@ -263,16 +267,16 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
             },
           },
         ];
-      case 'RevokeNativeToken':
+      case 'RevokeNativeToken': {
         if (state.status !== 'registered' || state.registration !== command.registration || state.tokenRevoked)
           return [];
-        // A Web Push 404/410 is for the subscription it was sent to: one given since is not dropped with it.
-        if (command.service === 'webpush' && !state.webPush) return [];
-        if (
-          command.deadSince !== undefined &&
-          state.registeredAt !== undefined &&
-          command.deadSince < Date.parse(state.registeredAt)
-        )
+        // A Web Push 404/410 is for the subscription it was sent to: one given since is not dropped with it
+        // (a retry to an old subscription answered 410 after the browser subscribed anew).
+        if (command.service === 'webpush' && (!state.webPush || state.webPush.endpoint !== command.endpoint)) return [];
+        // Dead before the token was given: a subscription's own date, as a re-registration (ONE-PUSH's register
+        // at each login) does not renew it.
+        const givenAt = command.service === 'webpush' ? state.webPush?.subscribedAt : state.registeredAt;
+        if (command.deadSince !== undefined && givenAt !== undefined && command.deadSince < Date.parse(givenAt))
           return [];
         return [
           {
@@ -287,6 +291,7 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
             },
           },
         ];
+      }
       default:
         return unreachable(command);
     }

@@ -118,3 +118,16 @@ export const sameSubscription = (a: WebPushSubscription | null, b: WebPushSubscr
     a.p256dh === b.p256dh &&
     a.auth === b.auth &&
     a.expirationTime === b.expirationTime);
+
+/**
+ * The endpoint of the subscription a push was requested to (PlatformPushRequested's `nativeToken` for
+ * `webpush`: `{endpoint, keys}` as JSON), or undefined when the token is not one.
+ */
+export function requestedEndpoint(nativeToken: string): string | undefined {
+  try {
+    const endpoint = (JSON.parse(nativeToken) as { endpoint?: unknown } | null)?.endpoint;
+    return typeof endpoint === 'string' ? endpoint : undefined;
+  } catch {
+    return undefined;
+  }
+}

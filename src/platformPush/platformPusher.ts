@@ -7,6 +7,7 @@ import {
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
+import { requestedEndpoint } from '../../domain/device/webPushSubscription';
 import { deliveryAggregate, deviceAggregate, platformPushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
@@ -287,6 +288,7 @@ export class PlatformPushes implements Service {
       device.state.tokenRevoked
     )
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
+    const endpoint = state.service === 'webpush' ? requestedEndpoint(state.nativeToken) : undefined;
     const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
@@ -326,6 +328,7 @@ export class PlatformPushes implements Service {
             service: state.service,
             reason: outcome.reason,
             ...(outcome.deadSince !== undefined && { deadSince: outcome.deadSince }),
+            ...(endpoint !== undefined && { endpoint }),
             now: clock().toISOString(),
           },
           { appId: state.appId, actor: 'herald:platform-push' },

@@ -226,6 +226,7 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
     registration: 1,
     service: 'webpush' as const,
     reason: '410 Gone',
+    endpoint: subscription.endpoint,
     now: later,
   };
   const dropped: DeviceStreamEvent = {
@@ -339,6 +340,48 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
       ]);
     // Nothing to drop without a subscription.
     spec.given([registered]).when(revoke).then([]);
+  });
+
+  it('a 404/410 for an old subscription (a retry after the browser subscribed anew) never drops the new one', () => {
+    const renewedAt = '2026-12-07T10:06:00.000Z';
+    const renewed: DeviceStreamEvent = {
+      type: 'DeviceRegistered',
+      data: {
+        ...registration,
+        registeredAt: renewedAt,
+        webPush: { ...subscription, endpoint: 'https://push.example.com/b', subscribedAt: renewedAt },
+      },
+    };
+    // Answered after B was given, naming A.
+    spec
+      .given([registered, subscribed, renewed])
+      .when({ ...revoke, deadSince: Date.parse(renewedAt) + 1000, now: '2026-12-07T10:07:00.000Z' })
+      .then([]);
+    spec
+      .given([registered, subscribed, renewed])
+      .when({ ...revoke, now: '2026-12-07T10:07:00.000Z' })
+      .then([]);
+    // Naming B, it does.
+    spec
+      .given([registered, subscribed, renewed])
+      .when({ ...revoke, endpoint: 'https://push.example.com/b', now: '2026-12-07T10:07:00.000Z' })
+      .then([{ ...dropped, data: { ...dropped.data, revokedAt: '2026-12-07T10:07:00.000Z' } }]);
+    // No endpoint named (a token that was no subscription): nothing.
+    const { endpoint: _, ...unnamed } = revoke;
+    spec.given([registered, subscribed]).when(unnamed).then([]);
+  });
+
+  it("a 410 sent after the subscription but before a re-registration (ONE-PUSH's register at login) drops it", () => {
+    const reRegisteredAt = '2026-12-07T10:10:00.000Z';
+    const reRegistered: DeviceStreamEvent = {
+      type: 'DeviceRegistered',
+      data: { ...subscribed.data, tags: ['x'], registeredAt: reRegisteredAt },
+    };
+    // Sent at 10:08 (after the subscription at 10:05), answered after the 10:10 registration.
+    spec
+      .given([registered, subscribed, reRegistered])
+      .when({ ...revoke, deadSince: Date.parse('2026-12-07T10:08:00.000Z'), now: '2026-12-07T10:11:00.000Z' })
+      .then([{ ...dropped, data: { ...dropped.data, revokedAt: '2026-12-07T10:11:00.000Z' } }]);
   });
 
   it('unsubscribing records none; without one it appends nothing', () => {
