@@ -288,7 +288,15 @@ export class PlatformPushes implements Service {
       device.state.tokenRevoked
     )
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
+    // A browser subscription the device dropped (unsubscribeWebPush: a logout on a shared computer) or
+    // replaced since this push was requested gets nothing more: not its retries either.
     const endpoint = state.service === 'webpush' ? requestedEndpoint(state.nativeToken) : undefined;
+    if (state.service === 'webpush' && (!endpoint || device.state.webPush?.endpoint !== endpoint))
+      return {
+        ok: false,
+        error: "SubscriptionReplaced: not the device's browser subscription any more",
+        retry: false,
+      };
     const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };

@@ -261,6 +261,59 @@ describe('platform push: Web Push for WEB devices that are not connected', funct
     );
   });
 
+  it('a retry goes to no subscription the browser replaced or dropped since; a 410 for the old one never drops the new one', async () => {
+    const { deviceId, browser: a } = await subscribedDevice('web-renewed');
+    service.answer(a.clientHash, 503, 1);
+    const first = await send(['web-renewed']);
+    const firstStream = `platformpush-${first}.${deviceId}`;
+    await eventually(async () =>
+      expect(await typesOf(firstStream)).to.deep.equal(['PlatformPushRequested', 'PlatformPushFailed']),
+    );
+    // The browser subscribes anew (B); A answers 410 from now on, as a push service does once it is replaced.
+    const b = await service.subscribe(publicKey);
+    expect((await subscribe(admin, deviceId, asJson(b))).data).to.deep.equal({ subscribeWebPush: true });
+    service.expire(a.clientHash);
+    clock.advance(60_000);
+    herald.platformPushes.wake();
+    const retried = await eventually(async () => {
+      const events = await eventsOf(firstStream);
+      expect(events.map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+        'PlatformPushFailed',
+      ]);
+      return events[2]!.data as { final: boolean; error: string };
+    });
+    expect(retried.final).to.equal(true);
+    expect(retried.error).to.match(/^SubscriptionReplaced: /);
+    expect(requestsTo(a).map((r) => r.status)).to.deep.equal([503]);
+    expect(await typesOf(`device-${deviceId}`)).to.not.include('NativeTokenRevoked');
+    // B is the device's: it gets the next send (not the first, requested to A already).
+    const second = await send(['web-renewed']);
+    await eventually(() => expect(service.messages(b.clientHash).map((m) => m.messageId)).to.deep.equal([second]));
+
+    // A logout on a shared computer (unsubscribeWebPush): the retry of a send B answered 503 goes nowhere.
+    service.answer(b.clientHash, 503, 1);
+    const third = await send(['web-renewed']);
+    const thirdStream = `platformpush-${third}.${deviceId}`;
+    await eventually(async () =>
+      expect(await typesOf(thirdStream)).to.deep.equal(['PlatformPushRequested', 'PlatformPushFailed']),
+    );
+    const UNSUBSCRIBE = 'mutation($d: ID) { unsubscribeWebPush(deviceId: $d) }';
+    expect((await graphql(url, admin, UNSUBSCRIBE, { d: deviceId })).data).to.deep.equal({ unsubscribeWebPush: true });
+    clock.advance(60_000);
+    herald.platformPushes.wake();
+    const dropped = await eventually(async () => {
+      const events = await eventsOf(thirdStream);
+      expect(events).to.have.length(3);
+      return events[2]!.data as { final: boolean; error: string };
+    });
+    expect(dropped).to.include({ final: true });
+    expect(dropped.error).to.match(/^SubscriptionReplaced: /);
+    expect(service.messages(b.clientHash).map((m) => m.messageId)).to.deep.equal([second]);
+    expect(requestsTo(b).map((r) => r.status)).to.deep.equal([201, 503]);
+  });
+
   it('429 is retried (not before its Retry-After) and then delivered once', async () => {
     const flaky = await subscribedDevice('web-flaky');
     service.answer(flaky.browser.clientHash, 429, 1, 20);
