@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import webpush from 'web-push';
-import { isPublicAddress, publicLookup } from '../runtime/publicAddress';
+import { isPublicAddress, NOT_PUBLIC, publicLookup } from '../runtime/publicAddress';
 import { retryAfterMs } from './fcm';
 import type { PlatformNotification, PlatformPushOutcome, PlatformPushService } from './platformPush';
 
@@ -183,7 +183,13 @@ export class WebPush implements PlatformPushService {
       signal,
       !this.policy.allowedOrigins.includes(new URL(subscription.endpoint).origin),
       this.agents,
-    );
+    ).catch((error: unknown) => {
+      // The endpoint's name resolves to a non-public address: the same next time, and which address stays
+      // out of the event (an app's admin reads it).
+      if ((error as NodeJS.ErrnoException | null)?.code === NOT_PUBLIC) return undefined;
+      throw error;
+    });
+    if (!answer) return final('EndpointRefused: not a public address');
     return webPushOutcome(answer.status, answer.reason, retryAfterMs(answer.retryAfter ?? null, this.now()), sentAt);
   }
 

@@ -26,10 +26,20 @@ for (const [network, prefix] of [
 ] as const)
   NON_PUBLIC.addSubnet(network, prefix, 'ipv4');
 for (const [network, prefix] of [
-  ['::', 128],
-  ['::1', 128],
+  // IPv4-compatible (with :: and ::1) and IPv4-translated addresses: an IPv4 address inside. (IPv4-mapped
+  // ones, ::ffff:0:0/96, are checked against the IPv4 rules by BlockList; as a rule here it would match
+  // every IPv4 address.)
+  ['::', 96],
+  ['::ffff:0:0:0', 96],
+  // NAT64 (RFC 6052, RFC 8215), 6to4 and Teredo: reach IPv4 addresses (a private one too) through a relay.
+  ['64:ff9b::', 96],
+  ['64:ff9b:1::', 48],
+  ['2002::', 16],
+  ['2001::', 32],
+  ['100::', 64],
   ['fc00::', 7],
   ['fe80::', 10],
+  ['fec0::', 10],
   ['ff00::', 8],
 ] as const)
   NON_PUBLIC.addSubnet(network, prefix, 'ipv6');
@@ -40,6 +50,9 @@ export function isPublicAddress(address: string): boolean {
   return !NON_PUBLIC.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 }
 
+/** The `code` of publicLookup's refusal. */
+export const NOT_PUBLIC = 'ENOTPUBLIC';
+
 /** dns.lookup, refusing a name any of whose addresses is not public. */
 export function publicLookup(
   hostname: string,
@@ -48,14 +61,10 @@ export function publicLookup(
 ): void {
   lookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, []);
-    const refused = addresses.find((a) => !isPublicAddress(a.address));
-    if (refused)
-      return callback(
-        Object.assign(new Error(`${hostname} resolves to ${refused.address}, not a public address`), {
-          code: 'ENOTPUBLIC',
-        }),
-        [],
-      );
+    // The address stays out of the message: it may reach an app's admin (an event's error) and would show
+    // the deployment's internal names.
+    if (addresses.some((a) => !isPublicAddress(a.address)))
+      return callback(Object.assign(new Error('not a public address'), { code: NOT_PUBLIC }), []);
     if (options.all) return callback(null, addresses);
     callback(null, addresses[0]!.address, addresses[0]!.family);
   });

@@ -1,4 +1,6 @@
 import { createECDH, randomBytes } from 'node:crypto';
+import dns from 'node:dns';
+import net from 'node:net';
 import { expect } from 'chai';
 import webpush from 'web-push';
 import { DomainError } from '../../domain/decider';
@@ -12,9 +14,10 @@ import {
   ttlOf,
   urgencyOf,
   WEB_PUSH_LIMITS,
+  WebPush,
   webPushOutcome,
 } from '../../src/platformPush/webPush';
-import { publicLookup } from '../../src/runtime/publicAddress';
+import { isPublicAddress, publicLookup } from '../../src/runtime/publicAddress';
 import { deciderSpecification } from '../support/deciderSpecification';
 
 /** A browser's subscription keys: a real P-256 point and a 16-byte secret. */
@@ -91,11 +94,99 @@ describe('Web Push: where herald may POST (endpointRefusal)', () => {
     expect(endpointRefusal('http://127.0.0.1:8091/notify/abc', tests)).to.equal('not https');
   });
 
-  it('a name resolving to a non-public address is refused on the connection (publicLookup)', async () => {
+  it('a name resolving to a non-public address is refused on the connection (publicLookup), not saying which', async () => {
     const error = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
       publicLookup('localhost', {}, (e) => resolve(e)),
     );
     expect(error?.code).to.equal('ENOTPUBLIC');
+    expect(error?.message).to.not.include('127.0.0.1');
+  });
+
+  it('IPv6 addresses that carry an IPv4 one (mapped, compatible, translated, NAT64, 6to4, Teredo) and site-local are not public', () => {
+    for (const address of [
+      '::1',
+      '::',
+      '::7f00:1',
+      '::ffff:7f00:1',
+      '::ffff:127.0.0.1',
+      '::ffff:0:a00:1',
+      '64:ff9b::a00:1',
+      '64:ff9b:1::a00:1',
+      '2002:c0a8:1::1',
+      '2001:0:4136:e378::1',
+      '100::1',
+      'fec0::1',
+      'fd00::1',
+      'fe80::1',
+    ])
+      expect(isPublicAddress(address), address).to.equal(false);
+    for (const address of ['2001:4860:4860::8888', '2a00:1450:4001::1', '8.8.8.8', '::ffff:8.8.8.8'])
+      expect(isPublicAddress(address), address).to.equal(true);
+  });
+
+  describe('WebPush.send to a name that resolves to a loopback address', () => {
+    // A listener on loopback standing in for an internal service; the name resolves to it.
+    let server: net.Server;
+    let connections = 0;
+    const realLookup = dns.lookup;
+    before(async () => {
+      server = net.createServer((socket) => {
+        connections += 1;
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      (dns as { lookup: unknown }).lookup = (
+        hostname: string,
+        options: dns.LookupOptions,
+        callback: (...args: unknown[]) => void,
+      ) =>
+        hostname === 'push.internal.example'
+          ? options.all
+            ? callback(null, [{ address: '127.0.0.1', family: 4 }])
+            : callback(null, '127.0.0.1', 4)
+          : realLookup(hostname, options, callback as never);
+    });
+    after(async () => {
+      (dns as { lookup: unknown }).lookup = realLookup;
+      await new Promise((resolve) => server.close(resolve));
+    });
+
+    it('is a final EndpointRefused without the address, and no connection is made', async () => {
+      const pushService = new WebPush(
+        async () => ({ ...webpush.generateVAPIDKeys(), subject: 'mailto:ops@example.com' }),
+        { allowedOrigins: [] },
+      );
+      const { port } = server.address() as net.AddressInfo;
+      const endpoint = `https://push.internal.example:${port}/x`;
+      expect(endpointRefusal(endpoint, { allowedOrigins: [] })).to.equal(undefined);
+      try {
+        const outcome = await pushService.send(
+          {
+            messageId: '7d3c5a1e-0000-4000-8000-000000000001',
+            appId: 'testapp1',
+            token: JSON.stringify({ endpoint, keys: browserKeys() }),
+            alert: 'hello',
+            sound: null,
+            badge: null,
+            extra: null,
+            tenantCode: 'xxx',
+            pushMsgType: 'MSG',
+            needConfirm: false,
+            expiresAt: new Date(Date.now() + 60_000),
+          },
+          AbortSignal.timeout(5000),
+        );
+        expect(outcome).to.deep.equal({
+          ok: false,
+          reason: 'EndpointRefused: not a public address',
+          retry: false,
+          tokenDead: false,
+        });
+        expect(connections).to.equal(0);
+      } finally {
+        await pushService.close();
+      }
+    });
   });
 });
 
