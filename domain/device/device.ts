@@ -91,7 +91,10 @@ export const deviceCatalogue: CatalogueEntry = {
     DeviceRegistered: {
       when:
         '`POST /msgpush/register` or GraphQL `registerDevice`: the first time, after an unregister, or with changed ' +
-        'fields (registering unchanged appends nothing)',
+        'fields (registering unchanged appends nothing); also GraphQL `subscribeWebPush`/`unsubscribeWebPush` on a ' +
+        'WEB device — a browser subscription change, not a new registration: `registration` is unchanged and only ' +
+        '`webPush` differs from the previous DeviceRegistered (count registrations by a changed `registration`, or ' +
+        'by fields other than `webPush` and `registeredAt`)',
       fields: {
         clientId: "topvdn's device number, fixed at the first registration",
         registration: '1, then +1 after each unregister',
