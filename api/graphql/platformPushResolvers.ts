@@ -66,14 +66,14 @@ export function platformPushResolvers(deps: GraphqlDeps) {
       ),
       subscribeWebPush: guard(
         async (_: unknown, args: { deviceId?: string | null; subscription: unknown }, context: GraphqlContext) => {
-          const device = await webDevice(deps, context, args.deviceId);
-          await deps.devices.subscribeWebPush(device, args.subscription, deps.clock());
+          const { device, caller } = await webDevice(deps, context, args.deviceId);
+          await deps.devices.subscribeWebPush(device, args.subscription, deps.clock(), caller);
           return true;
         },
       ),
       unsubscribeWebPush: guard(async (_: unknown, args: { deviceId?: string | null }, context: GraphqlContext) => {
-        const device = await webDevice(deps, context, args.deviceId);
-        await deps.devices.subscribeWebPush(device, null, deps.clock());
+        const { device, caller } = await webDevice(deps, context, args.deviceId);
+        await deps.devices.subscribeWebPush(device, null, deps.clock(), caller);
         return true;
       }),
     },
@@ -94,11 +94,15 @@ const unauthenticated = () =>
   });
 
 /**
- * The device a browser subscription is for: the device token's own (`deviceId`, if given, must be it),
+ * The device a browser subscription is for, and who acts (the audit's actor): the device token's own (`deviceId`, if given, must be it),
  * or with a ticket the `deviceId` named — the user's own device (alias = user id), any of the app's for
  * role `admin`; another app's device is NOT_FOUND, as one that does not exist.
  */
-async function webDevice(deps: GraphqlDeps, context: GraphqlContext, deviceId?: string | null): Promise<DeviceView> {
+async function webDevice(
+  deps: GraphqlDeps,
+  context: GraphqlContext,
+  deviceId?: string | null,
+): Promise<{ device: DeviceView; caller: { actor: string; alias?: string } }> {
   const given = deviceId ?? undefined;
   if (context.device) {
     if (given !== undefined && given !== context.device.deviceId)
@@ -108,7 +112,7 @@ async function webDevice(deps: GraphqlDeps, context: GraphqlContext, deviceId?: 
       throw new GraphQLError('the device token belongs to a registration that has ended', {
         extensions: { code: 'UNAUTHENTICATED' },
       });
-    return device;
+    return { device, caller: { actor: `device:${device.deviceId}` } };
   }
   const { viewer } = context;
   if (!viewer) {
@@ -120,7 +124,9 @@ async function webDevice(deps: GraphqlDeps, context: GraphqlContext, deviceId?: 
   const device = DEVICE_ID.test(given) ? await deps.devices.byId(given) : undefined;
   if (!device?.active || device.appId !== viewer.appId || !(isAdmin(viewer) || device.alias === viewer.userId))
     throw notFound('no such device');
-  return device;
+  // A user's permission rests on the alias (their own device): the command re-checks it with the registration.
+  const actor = `user:${viewer.userId}`;
+  return { device, caller: isAdmin(viewer) ? { actor } : { actor, alias: viewer.userId } };
 }
 
 function adminApp(viewer: Viewer): string {

@@ -162,6 +162,12 @@ export interface RevokeNativeToken {
 export interface SubscribeWebPush {
   readonly type: 'SubscribeWebPush';
   readonly subscription: Omit<WebPushSubscription, 'subscribedAt'> | null;
+  /**
+   * What the caller's permission was checked on (the read model, before the command): the registration,
+   * and the alias when it rested on it (a user's own device). Either changed since: refused as not found.
+   */
+  readonly registration: number;
+  readonly alias?: string;
   readonly now: string;
 }
 export type DeviceCommand = RegisterDevice | UnregisterDevice | RevokeNativeToken | SubscribeWebPush;
@@ -247,6 +253,11 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
       }
       case 'SubscribeWebPush': {
         if (state.status !== 'registered') throw new DomainError('not_found', 'no such device');
+        if (
+          state.registration !== command.registration ||
+          (command.alias !== undefined && state.alias !== command.alias)
+        )
+          throw new DomainError('not_found', 'no such device');
         if (state.platform !== 'WEB')
           throw new DomainError('invalid', 'subscription: only a WEB device takes a browser push subscription');
         const { status: _, tokenRevoked, registeredAt: _at, webPush, ...current } = state;

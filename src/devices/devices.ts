@@ -127,9 +127,16 @@ export class Devices {
    * Sets a WEB device's browser push subscription (`PushSubscription.toJSON()`), or drops it (null). The
    * endpoint is a URL the leader will POST to: refused unless https on a public host (or an origin the
    * deployment allows), the keys checked as RFC 8291 needs them. Bad input is an `invalid` DomainError
-   * naming the field, and appends nothing. Answers once the push trigger can see it.
+   * naming the field, and appends nothing. Answers once the push trigger can see it. `caller`: who acts
+   * (the audit's actor) and, when their permission rested on the device's alias, that alias (re-checked by
+   * the decider with the registration `device` was read at).
    */
-  async subscribeWebPush(device: DeviceView, input: unknown, now: Date): Promise<void> {
+  async subscribeWebPush(
+    device: DeviceView,
+    input: unknown,
+    now: Date,
+    caller: { readonly actor: string; readonly alias?: string },
+  ): Promise<void> {
     let subscription = null;
     if (input !== null) {
       subscription = checkWebPushSubscription(input);
@@ -142,8 +149,14 @@ export class Devices {
       this.deps.store,
       deviceAggregate,
       deviceStreamName(device.deviceId),
-      { type: 'SubscribeWebPush', subscription, now: now.toISOString() },
-      { appId: device.appId, actor: `device:${device.deviceId}` },
+      {
+        type: 'SubscribeWebPush',
+        subscription,
+        registration: device.registration,
+        ...(caller.alias !== undefined && { alias: caller.alias }),
+        now: now.toISOString(),
+      },
+      { appId: device.appId, actor: caller.actor },
     );
     await this.deps.readYourWrites(result.position);
   }

@@ -686,7 +686,9 @@ describe('rebuilt projections equal incrementally built ones', function () {
         now(),
       );
       const subscription = await webPush.subscribe(publicKey!);
-      await h.devices.subscribeWebPush(device, { endpoint: subscription.endpoint, keys: subscription.keys }, now());
+      await h.devices.subscribeWebPush(device, { endpoint: subscription.endpoint, keys: subscription.keys }, now(), {
+        actor: `device:${device.deviceId}`,
+      });
       if (alias === 'browser-dead') webPush.expire(subscription.clientHash);
       browsers.push(device.deviceId);
     }

@@ -153,7 +153,9 @@ describe('platform push: Web Push for WEB devices that are not connected', funct
     expect((await graphql(url, token, '{ webPushPublicKey }')).data).to.deep.equal({ webPushPublicKey: publicKey });
     expect((await subscribe(token, deviceId, good)).errors?.[0]?.extensions?.code).to.equal('FORBIDDEN');
     expect((await subscribe(token, undefined, good)).data).to.deep.equal({ subscribeWebPush: true });
-    expect((await eventsOf(`device-${device.id}`)).at(-1)!.data.webPush).to.include({ endpoint: good.endpoint });
+    const bySelf = (await eventsOf(`device-${device.id}`)).at(-1)!;
+    expect(bySelf.data.webPush).to.include({ endpoint: good.endpoint });
+    expect(bySelf.metadata.actor).to.equal(`device:${device.id}`);
     expect((await graphql(url, token, 'mutation { unsubscribeWebPush }')).data).to.deep.equal({
       unsubscribeWebPush: true,
     });
@@ -164,6 +166,8 @@ describe('platform push: Web Push for WEB devices that are not connected', funct
     expect((await subscribe(owner, deviceId, good)).data).to.deep.equal({ subscribeWebPush: true });
     const last = (await eventsOf(`device-${deviceId}`)).at(-1)!;
     expect(last.type).to.equal('DeviceRegistered');
+    // The audit names who acted: the user, not the device.
+    expect(last.metadata.actor).to.equal('user:web-bad');
     expect(last.data.webPush).to.deep.equal({
       endpoint: good.endpoint,
       expirationTime: null,

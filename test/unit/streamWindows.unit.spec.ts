@@ -90,6 +90,8 @@ describe('stream windows: loading an aggregate from its window gives the state o
           if (next() < 0.2)
             return {
               type: 'SubscribeWebPush',
+              registration: 1 + Math.floor(next() * 3),
+              ...(next() < 0.3 && { alias: pick(['zhang', 'li', 'wang']) }),
               subscription:
                 next() < 0.2
                   ? null

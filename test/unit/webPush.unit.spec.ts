@@ -307,7 +307,7 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
     auth: keys.auth,
     expirationTime: null,
   };
-  const subscribe = { type: 'SubscribeWebPush' as const, subscription, now: later };
+  const subscribe = { type: 'SubscribeWebPush' as const, subscription, registration: 1, now: later };
   const subscribed: DeviceStreamEvent = {
     type: 'DeviceRegistered',
     data: { ...registration, registeredAt: later, webPush: { ...subscription, subscribedAt: later } },
@@ -354,6 +354,39 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
       status: 'registered',
       webPush: { ...subscription, subscribedAt: later },
     });
+  });
+
+  it('refused as not found when the registration or the alias the permission was checked on changed since', () => {
+    const reRegistered: DeviceStreamEvent = {
+      type: 'DeviceRegistered',
+      data: { ...registration, alias: 'someoneelse', registeredAt: later },
+    };
+    // A user allowed as the device's owner (alias = user id), the device given to another user since.
+    spec
+      .given([registered, reRegistered])
+      .when({ ...subscribe, alias: 'testuserid1' })
+      .thenThrows(DomainError, (e) => expect(e.code).to.equal('not_found'));
+    spec
+      .given([registered])
+      .when({ ...subscribe, alias: 'testuserid1' })
+      .then([subscribed]);
+    // A device token (or an admin) of a registration that has ended and begun again since.
+    const unregistered: DeviceStreamEvent = {
+      type: 'DeviceUnregistered',
+      data: { deviceId: registration.deviceId, appId: 'testapp1', registration: 1, unregisteredAt: later },
+    };
+    const second: DeviceStreamEvent = {
+      type: 'DeviceRegistered',
+      data: { ...registration, registration: 2, registeredAt: later },
+    };
+    spec
+      .given([registered, unregistered, second])
+      .when(subscribe)
+      .thenThrows(DomainError, (e) => expect(e.code).to.equal('not_found'));
+    spec
+      .given([registered, unregistered, second])
+      .when({ ...subscribe, registration: 2 })
+      .then([{ type: 'DeviceRegistered', data: { ...subscribed.data, registration: 2 } }]);
   });
 
   it('only a registered WEB device takes one', () => {
@@ -478,9 +511,12 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
   it('unsubscribing records none; without one it appends nothing', () => {
     spec
       .given([registered, subscribed])
-      .when({ type: 'SubscribeWebPush', subscription: null, now: later })
+      .when({ type: 'SubscribeWebPush', subscription: null, registration: 1, now: later })
       .then([{ type: 'DeviceRegistered', data: { ...registration, registeredAt: later, webPush: null } }]);
-    spec.given([registered]).when({ type: 'SubscribeWebPush', subscription: null, now: later }).then([]);
+    spec
+      .given([registered])
+      .when({ type: 'SubscribeWebPush', subscription: null, registration: 1, now: later })
+      .then([]);
   });
 });
 
