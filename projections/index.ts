@@ -12,6 +12,7 @@ import { messagePruning, notificationQueries, notificationsProjection } from './
 import {
   apnsCredentialStore,
   fcmCredentialStore,
+  vapidCredentialStore,
   platformCredentialMigrations,
   platformPushesProjection,
   platformPushQueries,
@@ -73,6 +74,7 @@ export function readModels(pool: Pool) {
       queries: platformPushQueries(pool),
       credentials: apnsCredentialStore(pool),
       fcmCredentials: fcmCredentialStore(pool),
+      vapidCredentials: vapidCredentialStore(pool),
     },
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },

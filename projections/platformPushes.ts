@@ -3,9 +3,15 @@ import type { Pool } from 'pg';
 import { DeviceRegistered, NativeTokenRevoked } from '../domain/device/device';
 import { PlatformPushFailed, PlatformPushRequested, PlatformPushSent } from '../domain/device/platformPush';
 import { PushMessage } from '../domain/device/push';
+import type { WebPushSubscription } from '../domain/device/webPushSubscription';
 import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import type { ApnsCredentialStore, FcmCredentialStore, StoredApnsCredentials } from '../src/platformPush/credentials';
+import type {
+  ApnsCredentialStore,
+  FcmCredentialStore,
+  StoredApnsCredentials,
+  VapidCredentialStore,
+} from '../src/platformPush/credentials';
 import type { PlatformPushCandidate, PlatformPushQueries } from '../src/platformPush/platformPusher';
 import type { Migration } from '../src/postgres/migrations';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
@@ -31,7 +37,7 @@ const platformPushEvents = eventDecoder(PlatformPushReadEvent, (event) =>
 export const platformPushesProjection: Projection = {
   name: 'platform-pushes',
   version: 1,
-  tables: ['platform_pushes', 'revoked_native_tokens'],
+  tables: ['platform_pushes', 'revoked_native_tokens', 'web_push_subscriptions'],
   eventTypes: eventTypesOf(platformPushEvents),
   migrations: [
     {
@@ -61,6 +67,19 @@ export const platformPushesProjection: Projection = {
         );
       `,
     },
+    {
+      // WEB devices' browser subscriptions (docs/platform-push.md, Web Push): no event of before has one.
+      id: 'projection/platform-pushes/002-web-push-subscriptions',
+      sql: `
+        CREATE TABLE web_push_subscriptions (
+          device_id text PRIMARY KEY,
+          registration integer NOT NULL,
+          subscription text NOT NULL,
+          expires_at timestamptz,
+          position bigint NOT NULL
+        );
+      `,
+    },
   ],
 
   async handle(events, tx) {
@@ -76,6 +95,14 @@ export const platformPushesProjection: Projection = {
         name: 'platform-push-clear',
         text: `DELETE FROM revoked_native_tokens WHERE device_id = ANY($1::text[])`,
         values: [batch.cleared],
+      });
+    if (batch.subscribed.device.length > 0)
+      await tx.query({ name: 'platform-push-subscribe', text: SUBSCRIBE, values: Object.values(batch.subscribed) });
+    if (batch.unsubscribed.length > 0)
+      await tx.query({
+        name: 'platform-push-unsubscribe',
+        text: `DELETE FROM web_push_subscriptions WHERE device_id = ANY($1::text[])`,
+        values: [batch.unsubscribed],
       });
     return [];
   },
@@ -103,6 +130,20 @@ const REVOKE = `
      revoked_at = excluded.revoked_at, position = excluded.position
    WHERE r.position < excluded.position`;
 
+const SUBSCRIBE = `
+  INSERT INTO web_push_subscriptions AS w (device_id, registration, subscription, expires_at, position)
+  SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::bigint[])
+  ON CONFLICT (device_id) DO UPDATE SET registration = excluded.registration, subscription = excluded.subscription,
+     expires_at = excluded.expires_at, position = excluded.position
+   WHERE w.position < excluded.position`;
+
+/**
+ * The subscription as the Web Push adapter takes it (PlatformPushRequested's `nativeToken` for `webpush`):
+ * the browser's `toJSON()` shape.
+ */
+const subscriptionJson = (s: WebPushSubscription) =>
+  JSON.stringify({ endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } });
+
 function toBatch(events: readonly RecordedEvent[]) {
   const requested = {
     id: [] as string[],
@@ -127,6 +168,11 @@ function toBatch(events: readonly RecordedEvent[]) {
   >();
   // Per device, the last of revoked / cleared wins.
   const tokens = new Map<string, { registration: number; reason: string; at: string; position: string } | null>();
+  // Per device, its browser subscription after the batch (null: none).
+  const subscriptions = new Map<
+    string,
+    { registration: number; subscription: string; expiresAt: string | null; position: string } | null
+  >();
   for (const recorded of events) {
     const event = platformPushEvents.decode(recorded);
     if (!event) continue;
@@ -168,6 +214,8 @@ function toBatch(events: readonly RecordedEvent[]) {
         break;
       }
       case 'NativeTokenRevoked':
+        // A push service dropped the browser subscription: gone, not only revoked (docs/platform-push.md).
+        if (event.data.service === 'webpush') subscriptions.set(event.data.deviceId, null);
         tokens.set(event.data.deviceId, {
           registration: event.data.registration,
           reason: event.data.reason,
@@ -175,14 +223,31 @@ function toBatch(events: readonly RecordedEvent[]) {
           position,
         });
         break;
-      case 'DeviceRegistered':
+      case 'DeviceRegistered': {
         // A registration gives the device a live token again.
         tokens.set(event.data.deviceId, null);
+        const { webPush } = event.data;
+        subscriptions.set(
+          event.data.deviceId,
+          webPush
+            ? {
+                registration: event.data.registration,
+                subscription: subscriptionJson(webPush),
+                expiresAt: webPush.expirationTime === null ? null : new Date(webPush.expirationTime).toISOString(),
+                position,
+              }
+            : null,
+        );
         break;
+      }
     }
   }
   // Requests are applied before outcomes: an outcome in the same batch finds its row (its position is later).
   const o = [...outcomes.values()];
+  const subscribed = [...subscriptions.entries()].filter(
+    (e): e is [string, { registration: number; subscription: string; expiresAt: string | null; position: string }] =>
+      e[1] !== null,
+  );
   const revoked = [...tokens.entries()].filter(
     (e): e is [string, { registration: number; reason: string; at: string; position: string }] => e[1] !== null,
   );
@@ -206,6 +271,14 @@ function toBatch(events: readonly RecordedEvent[]) {
       position: revoked.map(([, r]) => r.position),
     },
     cleared: [...tokens.entries()].filter(([, r]) => r === null).map(([id]) => id),
+    subscribed: {
+      device: subscribed.map(([id]) => id),
+      registration: subscribed.map(([, s]) => s.registration),
+      subscription: subscribed.map(([, s]) => s.subscription),
+      expiresAt: subscribed.map(([, s]) => s.expiresAt),
+      position: subscribed.map(([, s]) => s.position),
+    },
+    unsubscribed: [...subscriptions.entries()].filter(([, s]) => s === null).map(([id]) => id),
   };
 }
 
@@ -222,7 +295,7 @@ function toBatch(events: readonly RecordedEvent[]) {
 export function platformPushQueries(pool: Pool): PlatformPushQueries {
   return {
     async candidates(apps, now, limit) {
-      if (apps.IOS.length === 0 && apps.ANDROID.length === 0) return [];
+      if (apps.IOS.length === 0 && apps.ANDROID.length === 0 && apps.WEB.length === 0) return [];
       const { rows } = await pool.query<{
         push_id: string;
         device_id: string;
@@ -231,24 +304,28 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
         native_token: string;
         registration: number;
         expires_at: Date;
-        platform: 'IOS' | 'ANDROID';
+        platform: 'IOS' | 'ANDROID' | 'WEB';
       }>({
         name: 'platform-push-candidates',
         text: `
-          SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at, d.platform
+          SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, coalesce(w.subscription, d.native_token) AS native_token,
+                 d.registration, p.expires_at, d.platform
             FROM device_deliveries dd
             JOIN devices d ON d.device_id = dd.device_id
             JOIN device_pushes p ON p.push_id = dd.push_id
-           WHERE dd.app_id = ANY($1::text[] || $4::text[])
+            LEFT JOIN web_push_subscriptions w ON d.platform = 'WEB' AND w.device_id = d.device_id
+                  AND w.registration = d.registration AND (w.expires_at IS NULL OR w.expires_at > $2)
+           WHERE dd.app_id = ANY($1::text[] || $4::text[] || $5::text[])
              AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
              AND (dd.attempts = 0 OR (dd.needs_confirm AND dd.attempts >= 1 AND (dd.attempts >= 2 OR dd.next_attempt_at <= $2)))
-             AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[])))
+             AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[]))
+                  OR (d.platform = 'WEB' AND dd.app_id = ANY($5::text[]) AND w.device_id IS NOT NULL))
              AND d.active AND dd.push_position > d.registration_position
              AND p.message->>'kind' = 'onepush'
              AND NOT EXISTS (SELECT 1 FROM platform_pushes pp WHERE pp.push_id = dd.push_id AND pp.device_id = dd.device_id)
              AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r WHERE r.device_id = d.device_id AND r.registration = d.registration)
            ORDER BY dd.push_position, dd.device_id LIMIT $3`,
-        values: [apps.IOS, now, limit, apps.ANDROID],
+        values: [apps.IOS, now, limit, apps.ANDROID, apps.WEB],
       });
       return rows.map((r): PlatformPushCandidate => ({
         pushId: r.push_id,
@@ -300,8 +377,8 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
 }
 
 /**
- * Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials, and (a
- * table of their own: what is shown differs) their FCM service accounts.
+ * Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials, and (tables
+ * of their own: what is shown differs) their FCM service accounts and VAPID key pairs.
  */
 export const platformCredentialMigrations: readonly Migration[] = [
   {
@@ -325,6 +402,17 @@ export const platformCredentialMigrations: readonly Migration[] = [
             project_id text NOT NULL,
             client_email text NOT NULL,
             token_uri text NOT NULL,
+            sealed_key text NOT NULL,
+            updated_at timestamptz NOT NULL
+          )`,
+  },
+  {
+    // Web Push: the app's VAPID key pair, the private key sealed; the public key is what browsers subscribe with.
+    id: 'platform-push/003-vapid-credentials',
+    sql: `CREATE TABLE vapid_credentials (
+            app_id text PRIMARY KEY,
+            public_key text NOT NULL,
+            subject text NOT NULL,
             sealed_key text NOT NULL,
             updated_at timestamptz NOT NULL
           )`,
@@ -393,6 +481,33 @@ export function fcmCredentialStore(pool: Pool): FcmCredentialStore {
     async apps() {
       const { rows } = await pool.query<{ app_id: string }>(
         `SELECT app_id FROM fcm_credentials ORDER BY app_id LIMIT 10000`,
+      );
+      return rows.map((r) => r.app_id);
+    },
+  };
+}
+
+export function vapidCredentialStore(pool: Pool): VapidCredentialStore {
+  return {
+    async put(appId, c, now) {
+      await pool.query(
+        `INSERT INTO vapid_credentials (app_id, public_key, subject, sealed_key, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (app_id) DO UPDATE SET public_key = excluded.public_key, subject = excluded.subject,
+           sealed_key = excluded.sealed_key, updated_at = excluded.updated_at`,
+        [appId, c.publicKey, c.subject, c.sealedKey, now],
+      );
+    },
+    async get(appId) {
+      const { rows } = await pool.query<{ public_key: string; subject: string; sealed_key: string }>(
+        `SELECT public_key, subject, sealed_key FROM vapid_credentials WHERE app_id = $1`,
+        [appId],
+      );
+      const r = rows[0];
+      return r && { publicKey: r.public_key, subject: r.subject, sealedKey: r.sealed_key };
+    },
+    async apps() {
+      const { rows } = await pool.query<{ app_id: string }>(
+        `SELECT app_id FROM vapid_credentials ORDER BY app_id LIMIT 10000`,
       );
       return rows.map((r) => r.app_id);
     },

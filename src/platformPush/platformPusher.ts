@@ -7,6 +7,7 @@ import {
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
+import { requestedEndpoint } from '../../domain/device/webPushSubscription';
 import { deliveryAggregate, deviceAggregate, platformPushAggregate } from '../command/aggregates';
 import { handleCommand, loadState, newStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
@@ -52,9 +53,15 @@ export interface PlatformPushCandidate {
 }
 
 /** The platforms with a push service, and theirs. */
-export type PushedPlatform = 'IOS' | 'ANDROID';
-const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm' } as const satisfies Record<PushedPlatform, PlatformPushServiceName>;
-const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID' } as const satisfies Record<PlatformPushServiceName, PushedPlatform>;
+export type PushedPlatform = 'IOS' | 'ANDROID' | 'WEB';
+const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm', WEB: 'webpush' } as const satisfies Record<
+  PushedPlatform,
+  PlatformPushServiceName
+>;
+const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID', webpush: 'WEB' } as const satisfies Record<
+  PlatformPushServiceName,
+  PushedPlatform
+>;
 
 export interface PlatformPushItemKey {
   readonly pushId: string;
@@ -281,6 +288,15 @@ export class PlatformPushes implements Service {
       device.state.tokenRevoked
     )
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
+    // A browser subscription the device dropped (unsubscribeWebPush: a logout on a shared computer) or
+    // replaced since this push was requested gets nothing more: not its retries either.
+    const endpoint = state.service === 'webpush' ? requestedEndpoint(state.nativeToken) : undefined;
+    if (state.service === 'webpush' && (!endpoint || device.state.webPush?.endpoint !== endpoint))
+      return {
+        ok: false,
+        error: "SubscriptionReplaced: not the device's browser subscription any more",
+        retry: false,
+      };
     const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
@@ -320,6 +336,7 @@ export class PlatformPushes implements Service {
             service: state.service,
             reason: outcome.reason,
             ...(outcome.deadSince !== undefined && { deadSince: outcome.deadSince }),
+            ...(endpoint !== undefined && { endpoint }),
             now: clock().toISOString(),
           },
           { appId: state.appId, actor: 'herald:platform-push' },
