@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createECDH, generateKeyPairSync } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { expect } from 'chai';
 import fc from 'fast-check';
@@ -257,6 +257,11 @@ const FUZZ_RSA_KEY = generateKeyPairSync('rsa', { modulusLength: 1024 })
 const FUZZ_EC_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   .privateKey.export({ type: 'pkcs8', format: 'pem' })
   .toString();
+/** A valid VAPID pair (P-256, base64url), so the fuzz also reaches the checks after the key's own. */
+const FUZZ_P256 = createECDH('prime256v1');
+FUZZ_P256.generateKeys();
+const FUZZ_P256_PUBLIC = FUZZ_P256.getPublicKey().toString('base64url');
+const FUZZ_P256_PRIVATE = FUZZ_P256.getPrivateKey().toString('base64url');
 const METRICS_TOKEN = 'fuzz-metrics-token-of-32-characters-or-more';
 const CORS_ORIGIN = 'https://app.example.com';
 
@@ -468,6 +473,73 @@ describe('fuzz: generated bad input on every route', function () {
           ),
         }),
       }),
+      // Issue 25: an app's VAPID pair and a browser's push subscription — odd keys, subjects, endpoints that
+      // are not https or name a private host, keys of the wrong length or alphabet.
+      fc.record({
+        query: fc.constantFrom(
+          'mutation($i: WebPushCredentialsInput!) { setWebPushCredentials(input: $i) { configured publicKey subject } }',
+          '{ webPushCredentials { configured publicKey subject } }',
+          '{ webPushPublicKey }',
+        ),
+        variables: fc.record({
+          i: fc.oneof(
+            value,
+            fc.record({
+              subject: fc.oneof(
+                value,
+                fc.constantFrom(
+                  'mailto:ops@example.com',
+                  'https://example.com',
+                  'http://x',
+                  'mailto:',
+                  'x'.repeat(300),
+                ),
+              ),
+              publicKey: fc.oneof(
+                value,
+                fc.constantFrom(FUZZ_P256_PUBLIC, FUZZ_P256_PUBLIC.slice(1), `${FUZZ_P256_PUBLIC}=`),
+              ),
+              privateKey: fc.oneof(value, fc.constantFrom(FUZZ_P256_PRIVATE, FUZZ_P256_PRIVATE.slice(2), FUZZ_RSA_KEY)),
+            }),
+          ),
+        }),
+      }),
+      fc.record({
+        query: fc.constantFrom(
+          'mutation($d: ID, $s: WebPushSubscriptionInput!) { subscribeWebPush(deviceId: $d, subscription: $s) }',
+          'mutation($d: ID) { unsubscribeWebPush(deviceId: $d) }',
+        ),
+        variables: fc.record({
+          d: fc.oneof(value, fc.constantFrom('web-1', '../x', 'd'.repeat(2000))),
+          s: fc.oneof(
+            value,
+            fc.record({
+              endpoint: fc.oneof(
+                value,
+                fc.constantFrom(
+                  'https://push.example.com/x',
+                  'http://push.example.com/x',
+                  'https://127.0.0.1/x',
+                  'https://[::1]/x',
+                  'https://[::ffff:10.0.0.1]/x',
+                  'https://169.254.169.254/latest',
+                  'https://user:pw@push.example.com/x',
+                  'file:///etc/passwd',
+                  `https://push.example.com/${'a'.repeat(5000)}`,
+                ),
+              ),
+              expirationTime: fc.oneof(value, fc.double()),
+              keys: fc.oneof(
+                value,
+                fc.record({
+                  p256dh: fc.oneof(value, fc.constantFrom(FUZZ_P256_PUBLIC, FUZZ_P256_PUBLIC.slice(3), 'A'.repeat(87))),
+                  auth: fc.oneof(value, fc.constantFrom('AAAAAAAAAAAAAAAAAAAAAA', 'AAAA', 'A+/=AAAAAAAAAAAAAAAAAA')),
+                }),
+              ),
+            }),
+          ),
+        }),
+      }),
       fc.record({
         query: fc.oneof(
           fc.string({ maxLength: 200 }),
@@ -547,7 +619,14 @@ describe('fuzz: generated bad input on every route', function () {
           };
           for (const error of answer.errors ?? [])
             expect(GRAPHQL_CODES, JSON.stringify(error)).to.include(error.extensions?.code);
-          return answer.errors === undefined && answer.data?.sendMessage !== undefined;
+          // A mutation answered without error may append (a VAPID pair from a valid subject, a subscription).
+          return (
+            answer.errors === undefined &&
+            (answer.data?.sendMessage !== undefined ||
+              answer.data?.setWebPushCredentials !== undefined ||
+              answer.data?.subscribeWebPush !== undefined ||
+              answer.data?.unsubscribeWebPush !== undefined)
+          );
         });
       }),
       fuzzParameters(RUNS.graphql),
