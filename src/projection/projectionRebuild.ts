@@ -157,14 +157,37 @@ async function replayOnce(store: EventStore, builds: readonly Build[], head: big
 const BATCH_EVENTS = 20_000;
 const BATCHES_AHEAD = 2;
 const INDEX_BUILD_MEMORY = '1GB';
+// Index builds and ANALYZEs of one projection at once: PostgreSQL's CPU-bound sorts, two cores' worth.
+const INDEX_BUILDERS = 2;
+
+/** Runs `work` on every item, at most `limit` at once; the first failure is thrown once all have ended. */
+async function eachAtMost<T>(limit: number, items: readonly T[], work: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++]!;
+      await work(item).catch((error: unknown) => (failure ??= error));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure;
+}
+
+/** An index dropped for the replay: what builds it, and for a primary key, what makes that index the key. */
+interface DroppedIndex {
+  readonly table: string;
+  readonly create: string;
+  readonly primaryKey?: string;
+}
 
 /** One projection's rebuild: its schema, the batches it applies there, and the swap. */
 class Build {
   readonly schema: string;
   private readonly quotedSchema: string;
   private shadow: Database | undefined;
-  /** What builds the indexes dropped for the replay, once it is over. */
-  private indexes: string[] = [];
+  /** The indexes dropped for the replay, to be built once it is over. */
+  private indexes: DroppedIndex[] = [];
   private pending: RecordedEvent[] = [];
   /** The batches taken and not applied yet, oldest first, applied one after the other. */
   private readonly queue: Promise<void>[] = [];
@@ -192,7 +215,8 @@ class Build {
     this.indexes = await prepareSchema(this.guard, this.schema, this.projection);
     this.shadow = openDatabase(this.infrastructure.database.clientConfig.connectionString!, {
       searchPath: this.quotedSchema,
-      maxConnections: 1,
+      // One for the batches while replaying; the index builds at the end take up to INDEX_BUILDERS.
+      maxConnections: INDEX_BUILDERS,
     });
     const { startReplay } = this.projection;
     if (startReplay) await withTransaction(this.shadow.pool, (tx) => startReplay(tx));
@@ -298,9 +322,7 @@ class Build {
     const tables = projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`);
     if (!projection.startReplay) for (const table of tables) await guard.query(`ALTER TABLE ${table} SET LOGGED`);
     lap('logged');
-    // Sorts in memory, with parallel workers where the table is large enough.
-    await guard.query(`SET maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`);
-    for (const indexSql of this.indexes) await guard.query(indexSql);
+    await this.buildIndexes();
     lap('indexes');
     if (this.retention) {
       // Its indexes built, so each batch finds what ended by them; nobody reads these tables yet.
@@ -308,9 +330,32 @@ class Build {
       await prunePass({ ...this.retention, prunables: own });
       lap('retention');
     }
-    if (tables.length > 0) await guard.query(`ANALYZE ${tables.join(', ')}`);
+    await eachAtMost(INDEX_BUILDERS, tables, (table) => this.shadow!.pool.query(`ANALYZE ${table}`));
     lap('analyze');
     await swapIn(this.infrastructure.database.pool, this.schema, projection, this.position);
+  }
+
+  /**
+   * The indexes dropped for the replay, INDEX_BUILDERS at a time, each on a connection of its own: builds
+   * of one table take a SHARE lock, which does not conflict with another build, so PostgreSQL sorts them
+   * side by side (each in memory, with parallel workers where its table is large enough). A primary key
+   * is built as a unique index and then made the key (USING INDEX: no second build) once all are done,
+   * as ADD CONSTRAINT takes a lock no other build could share.
+   */
+  private async buildIndexes(): Promise<void> {
+    const pool = this.shadow!.pool;
+    // Those of the largest tables first, so that the last build to start is a short one.
+    const { rows } = await pool.query<{ table: string; bytes: string }>(
+      `SELECT relname AS table, pg_relation_size(oid) AS bytes FROM pg_class
+        WHERE relnamespace = $1::regnamespace AND relname = ANY ($2::text[])`,
+      [this.quotedSchema, this.projection.tables],
+    );
+    const bytes = new Map(rows.map((row) => [row.table, Number(row.bytes)]));
+    const largestFirst = [...this.indexes].sort((a, b) => (bytes.get(b.table) ?? 0) - (bytes.get(a.table) ?? 0));
+    await eachAtMost(INDEX_BUILDERS, largestFirst, (index) =>
+      withTransaction(pool, (tx) => tx.query(index.create), `SET LOCAL maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`),
+    );
+    for (const index of this.indexes) if (index.primaryKey) await pool.query(index.primaryKey);
   }
 
   async close(): Promise<void> {
@@ -362,7 +407,7 @@ async function lockRebuilds(database: Database, projections: readonly Projection
  * ones, and for a projection that stages its replay (startReplay: its tables are written by finishReplay
  * alone) the primary keys too; other projections' upserts need their primary keys while replaying.
  */
-async function prepareSchema(client: pg.Client, schema: string, projection: Projection): Promise<string[]> {
+async function prepareSchema(client: pg.Client, schema: string, projection: Projection): Promise<DroppedIndex[]> {
   const quoted = pg.escapeIdentifier(schema);
   await client.query(`DROP SCHEMA IF EXISTS ${quoted} CASCADE`);
   await client.query(`CREATE SCHEMA ${quoted}`);
@@ -375,26 +420,30 @@ async function prepareSchema(client: pg.Client, schema: string, projection: Proj
     await tx.query(`CREATE TABLE projection_parked (LIKE public.projection_parked INCLUDING ALL)`);
   });
   const { rows } = await client.query<{ table: string; name: string; primary: boolean; definition: string }>(
-    `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary,
-            CASE WHEN i.indisprimary THEN pg_get_constraintdef(k.oid) ELSE pg_get_indexdef(i.indexrelid) END AS definition
+    `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary, pg_get_indexdef(i.indexrelid) AS definition
        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_class t ON t.oid = i.indrelid LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.contype = 'p'
+       JOIN pg_class t ON t.oid = i.indrelid
       WHERE n.nspname = $1 AND t.relname = ANY ($2::text[]) AND ($3 OR NOT i.indisprimary)`,
     [schema, projection.tables, projection.startReplay !== undefined],
   );
-  const builds: string[] = [];
+  const dropped: DroppedIndex[] = [];
   for (const row of rows) {
     const table = `${quoted}.${pg.escapeIdentifier(row.table)}`;
     const name = pg.escapeIdentifier(row.name);
     if (row.primary) {
+      // A primary key's index is a plain unique index (pg_get_indexdef), made the key again after its build.
       await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${name}`);
-      builds.unshift(`ALTER TABLE ${table} ADD CONSTRAINT ${name} ${row.definition}`);
+      dropped.push({
+        table: row.table,
+        create: row.definition,
+        primaryKey: `ALTER TABLE ${table} ADD CONSTRAINT ${name} PRIMARY KEY USING INDEX ${name}`,
+      });
     } else {
       await client.query(`DROP INDEX ${quoted}.${name}`);
-      builds.push(row.definition);
+      dropped.push({ table: row.table, create: row.definition });
     }
   }
-  return builds;
+  return dropped;
 }
 
 // The swap waits at most this long for a lock, then gives way and tries again (see swapIn).
