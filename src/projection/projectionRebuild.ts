@@ -131,25 +131,38 @@ async function settleEach(builds: readonly Build[], step: (build: Build) => Prom
 
 /**
  * One read of the stream, from the start to `head` (and the rest of the page that reaches it), handed to
- * every build. The read waits for a build that has more than BATCHES_AHEAD batches queued, so memory
- * stays bounded by the slowest projection.
+ * every build. The next page is asked for before this one is handed over, so PostgreSQL reads it while
+ * herald decodes and sends this one. The read waits for a build that has more than BATCHES_AHEAD batches
+ * queued, so memory stays bounded by the slowest projection.
  */
 async function replayOnce(store: EventStore, builds: readonly Build[], head: bigint, read: { events: number }) {
   const subscription = store.subscribeToAll();
+  const pages = subscription[Symbol.asyncIterator]();
   let reached = -1n;
   try {
-    for await (const { events } of subscription) {
+    let next = prefetch(pages);
+    for (let page = await next; !page.done; page = await next) {
+      const { events } = page.value;
       read.events += events.length;
       const last = events[events.length - 1];
       if (last) reached = last.position;
+      const more = reached < head && !builds.every((build) => build.failure);
+      if (more) next = prefetch(pages);
       for (const build of builds) build.take(events, reached);
-      if (reached >= head || builds.every((build) => build.failure)) break;
+      if (!more) break;
       await Promise.all(builds.map((build) => build.caughtUpTo(BATCHES_AHEAD)));
     }
   } finally {
     await subscription.close();
   }
   await Promise.all(builds.map((build) => build.flush(reached)));
+}
+
+/** The next page, already on its way; a failure is kept for whoever awaits it, not reported unhandled. */
+function prefetch<T>(pages: AsyncIterator<T>): Promise<IteratorResult<T>> {
+  const next = pages.next();
+  next.catch(() => undefined);
+  return next;
 }
 
 // A projection applies its events in batches of about this many (a page cut at no event in particular:
