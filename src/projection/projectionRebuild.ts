@@ -79,7 +79,11 @@ export async function rebuildProjections(
   const guards = await lockRebuilds(infrastructure.database, projections);
   const started = Date.now();
   const read = { events: 0 };
-  const builds = projections.map((projection, i) => new Build(infrastructure, projection, guards[i]!, log, retention));
+  // One for every projection: their ends run side by side, and each index build may take INDEX_BUILD_MEMORY.
+  const sorts = new Limiter(INDEX_BUILDERS);
+  const builds = projections.map(
+    (projection, i) => new Build(infrastructure, projection, guards[i]!, log, sorts, retention),
+  );
   try {
     await settleEach(builds, (build) => build.prepare());
     const head = await infrastructure.store.headPosition();
@@ -170,21 +174,56 @@ function prefetch<T>(pages: AsyncIterator<T>): Promise<IteratorResult<T>> {
 const BATCH_EVENTS = 20_000;
 const BATCHES_AHEAD = 2;
 const INDEX_BUILD_MEMORY = '1GB';
-// Index builds and ANALYZEs of one projection at once: PostgreSQL's CPU-bound sorts, two cores' worth.
+// Index builds and ANALYZEs at once, of all the projections together: PostgreSQL's CPU-bound sorts, two
+// cores' worth, and at most INDEX_BUILDERS × INDEX_BUILD_MEMORY of maintenance_work_mem.
 const INDEX_BUILDERS = 2;
 
-/** Runs `work` on every item, at most `limit` at once; the first failure is thrown once all have ended. */
-async function eachAtMost<T>(limit: number, items: readonly T[], work: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failure: unknown;
-  const worker = async () => {
-    while (next < items.length && failure === undefined) {
-      const item = items[next++]!;
-      await work(item).catch((error: unknown) => (failure ??= error));
+/** Runs at most `slots` tasks at once; the others wait their turn, first come first served. */
+export class Limiter {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly slots: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running < this.slots) this.running++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      // The slot goes straight to the next in line, if any.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure !== undefined) throw failure;
+  }
+}
+
+/**
+ * Runs `work` on every item, each in its turn of `limiter`; once one fails, the items not started yet
+ * are left out, and that failure is thrown once the started ones have ended (whatever it was rejected
+ * with: `undefined` too).
+ */
+export async function eachLimited<T>(
+  limiter: Limiter,
+  items: readonly T[],
+  work: (item: T) => Promise<unknown>,
+): Promise<void> {
+  let failed = false;
+  let failure: unknown;
+  await Promise.all(
+    items.map((item) =>
+      limiter.run(async () => {
+        if (failed) return;
+        await work(item).catch((error: unknown) => {
+          if (failed) return;
+          failed = true;
+          failure = error;
+        });
+      }),
+    ),
+  );
+  if (failed) throw failure;
 }
 
 /** An index dropped for the replay: what builds it, and for a primary key, what makes that index the key. */
@@ -192,6 +231,20 @@ interface DroppedIndex {
   readonly table: string;
   readonly create: string;
   readonly primaryKey?: string;
+}
+
+/**
+ * The connections a projection's rebuild writes its schema with: that schema alone on the search path,
+ * one connection for the batches while replaying, up to INDEX_BUILDERS for the index builds at the end.
+ * The server checks every second that herald is still there while a statement runs: a rebuild killed
+ * during an index build or the notifications' derivation would otherwise leave that statement running
+ * to its end (minutes), holding its schema, and the next rebuild's DROP SCHEMA would wait for it.
+ */
+export function openRebuildDatabase(connectionString: string, schema: string): Database {
+  return openDatabase(connectionString, {
+    settings: [`search_path=${pg.escapeIdentifier(schema)}`, 'client_connection_check_interval=1000'],
+    maxConnections: INDEX_BUILDERS,
+  });
 }
 
 /** One projection's rebuild: its schema, the batches it applies there, and the swap. */
@@ -213,6 +266,7 @@ class Build {
     readonly projection: Projection,
     private readonly guard: pg.Client,
     private readonly log: Logger,
+    private readonly sorts: Limiter,
     private readonly retention: RebuildRetention | undefined,
   ) {
     this.schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
@@ -226,11 +280,7 @@ class Build {
 
   async prepare(): Promise<void> {
     this.indexes = await prepareSchema(this.guard, this.schema, this.projection);
-    this.shadow = openDatabase(this.infrastructure.database.clientConfig.connectionString!, {
-      searchPath: this.quotedSchema,
-      // One for the batches while replaying; the index builds at the end take up to INDEX_BUILDERS.
-      maxConnections: INDEX_BUILDERS,
-    });
+    this.shadow = openRebuildDatabase(this.infrastructure.database.clientConfig.connectionString!, this.schema);
     const { startReplay } = this.projection;
     if (startReplay) await withTransaction(this.shadow.pool, (tx) => startReplay(tx));
   }
@@ -343,13 +393,14 @@ class Build {
       await prunePass({ ...this.retention, prunables: own });
       lap('retention');
     }
-    await eachAtMost(INDEX_BUILDERS, tables, (table) => this.shadow!.pool.query(`ANALYZE ${table}`));
+    await eachLimited(this.sorts, tables, (table) => this.shadow!.pool.query(`ANALYZE ${table}`));
     lap('analyze');
     await swapIn(this.infrastructure.database.pool, this.schema, projection, this.position);
   }
 
   /**
-   * The indexes dropped for the replay, INDEX_BUILDERS at a time, each on a connection of its own: builds
+   * The indexes dropped for the replay, each on a connection of its own, INDEX_BUILDERS at a time with
+   * those of the other projections (the shared `sorts`): builds
    * of one table take a SHARE lock, which does not conflict with another build, so PostgreSQL sorts them
    * side by side (each in memory, with parallel workers where its table is large enough). A primary key
    * is built as a unique index and then made the key (USING INDEX: no second build) once all are done,
@@ -365,7 +416,7 @@ class Build {
     );
     const bytes = new Map(rows.map((row) => [row.table, Number(row.bytes)]));
     const largestFirst = [...this.indexes].sort((a, b) => (bytes.get(b.table) ?? 0) - (bytes.get(a.table) ?? 0));
-    await eachAtMost(INDEX_BUILDERS, largestFirst, (index) =>
+    await eachLimited(this.sorts, largestFirst, (index) =>
       withTransaction(pool, (tx) => tx.query(index.create), `SET LOCAL maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`),
     );
     for (const index of this.indexes) if (index.primaryKey) await pool.query(index.primaryKey);
@@ -432,13 +483,19 @@ async function prepareSchema(client: pg.Client, schema: string, projection: Proj
       for (const table of projection.tables) await tx.query(`ALTER TABLE ${pg.escapeIdentifier(table)} SET UNLOGGED`);
     await tx.query(`CREATE TABLE projection_parked (LIKE public.projection_parked INCLUDING ALL)`);
   });
-  const { rows } = await client.query<{ table: string; name: string; primary: boolean; definition: string }>(
-    `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary, pg_get_indexdef(i.indexrelid) AS definition
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_class t ON t.oid = i.indrelid
-      WHERE n.nspname = $1 AND t.relname = ANY ($2::text[]) AND ($3 OR NOT i.indisprimary)`,
-    [schema, projection.tables, projection.startReplay !== undefined],
-  );
+  // Written under the search path they are run with (the rebuild pool's: its schema alone), so what is
+  // not in that schema (a function of public's, say) comes qualified.
+  const rows = await withTransaction(client, async (tx) => {
+    await tx.query(`SET LOCAL search_path = ${quoted}`);
+    const indexes = await tx.query<{ table: string; name: string; primary: boolean; definition: string }>(
+      `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary, pg_get_indexdef(i.indexrelid) AS definition
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_class t ON t.oid = i.indrelid
+        WHERE n.nspname = $1 AND t.relname = ANY ($2::text[]) AND ($3 OR NOT i.indisprimary)`,
+      [schema, projection.tables, projection.startReplay !== undefined],
+    );
+    return indexes.rows;
+  });
   const dropped: DroppedIndex[] = [];
   for (const row of rows) {
     const table = `${quoted}.${pg.escapeIdentifier(row.table)}`;
