@@ -3,8 +3,11 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 
-/** A column value as COPY's text format writes it: text, a number, a boolean, a text array or NULL. */
-export type CopyValue = string | number | boolean | null | readonly string[];
+/**
+ * A column value as COPY's text format writes it: text, a boolean, an integer, a text array or NULL. No
+ * JavaScript number: String() of one may be what PostgreSQL refuses or reads otherwise (1e21, NaN).
+ */
+export type CopyValue = string | bigint | boolean | null | readonly string[];
 
 // What is sent to PostgreSQL at a time (COPY streams its rows; one string per row would be a write each).
 const CHUNK_CHARS = 64 * 1024;
@@ -38,7 +41,7 @@ export async function copyRows(
 function copyField(value: CopyValue): string {
   if (value === null) return '\\N';
   if (typeof value === 'boolean') return value ? 't' : 'f';
-  if (typeof value === 'number') return String(value);
+  if (typeof value === 'bigint') return value.toString();
   if (typeof value === 'string') return escapeText(value);
   return escapeText(arrayLiteral(value));
 }

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { copyRows } from '../../src/postgres/copyRows';
+import { copyRows, type CopyValue } from '../../src/postgres/copyRows';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 
 /** COPY's text format written by hand: every value must come back as it went in. */
@@ -38,17 +38,17 @@ describe('copyRows (src/postgres/copyRows.ts)', () => {
         ['k', 't', 'j', 'a', 'b', 'n', 'at', 'u'],
         [
           ...awkward.map((text, k) => [
-            k,
+            BigInt(k),
             text,
             JSON.stringify({ text }),
             [text, 'x'],
             k % 2 === 0,
-            String(2n ** 62n),
+            2n ** 62n,
             '2026-12-07T10:00:00.123Z',
             '00000000-0000-4000-8000-000000000001',
           ]),
-          [99, null, null, null, null, null, null, null],
-          [100, 'empty array', null, [], true, 0, null, null],
+          [99n, null, null, null, null, null, null, null],
+          [100n, 'empty array', null, [], true, 0n, null, null],
         ],
       );
       await copyRows(client, 'copied', ['k'], []);
@@ -81,6 +81,12 @@ describe('copyRows (src/postgres/copyRows.ts)', () => {
     expect(rows[awkward.length + 1]).to.deep.include({ k: 100, a: [] });
   });
 
+  it('takes no JavaScript number (String(1e21) is 1e+21, which an integer column refuses; NaN): bigints', () => {
+    // @ts-expect-error A number is not a CopyValue (checked by tsc --noEmit: unused, this directive fails it).
+    const numbers: CopyValue[] = [1e21, NaN];
+    expect(numbers.filter((n) => typeof n === 'number')).to.have.length(2);
+  });
+
   it("fails with PostgreSQL's error on a value it refuses, and copies none of the rows", async () => {
     const client = await pool.connect();
     try {
@@ -89,8 +95,8 @@ describe('copyRows (src/postgres/copyRows.ts)', () => {
         'copied',
         ['k', 't'],
         [
-          [200, 'fine'],
-          [201, 'nul \u0000 here'],
+          [200n, 'fine'],
+          [201n, 'nul \u0000 here'],
         ],
       );
       const error = await copying.then(
