@@ -158,6 +158,8 @@ async function replayOnce(store: EventStore, builds: readonly Build[], head: big
     }
   } finally {
     await subscription.close();
+    // As a for-await would: the store's iterator ends (a page asked for and not awaited ends with it).
+    await pages.return?.();
   }
   await Promise.all(builds.map((build) => build.flush(reached)));
 }

@@ -181,4 +181,27 @@ describe('projection rebuild (src/projection/projectionRebuild.ts)', () => {
       await watcher.end();
     }
   });
+
+  it('ends the store iterator it read the stream with', async () => {
+    const { store } = infrastructure;
+    let ended = false;
+    const spied: typeof store = Object.assign(Object.create(store) as typeof store, {
+      subscribeToAll: (options?: Parameters<typeof store.subscribeToAll>[0]) => {
+        const subscription = store.subscribeToAll(options);
+        const pages = subscription[Symbol.asyncIterator]();
+        return Object.assign(Object.create(subscription) as typeof subscription, {
+          close: () => subscription.close(),
+          [Symbol.asyncIterator]: () => ({
+            next: () => pages.next(),
+            return: async () => {
+              ended = true;
+              return (await pages.return?.()) ?? { done: true as const, value: undefined };
+            },
+          }),
+        });
+      },
+    });
+    await rebuildProjections({ ...infrastructure, store: spied }, [projections[1]!], () => undefined);
+    expect(ended).to.equal(true);
+  });
 });
