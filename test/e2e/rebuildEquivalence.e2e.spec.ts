@@ -198,6 +198,19 @@ describe('rebuilt projections equal incrementally built ones', function () {
       { to: ['olga', 'oscar'], title: 'other app', content: 'elsewhere', expireSeconds: 0 },
       now(),
     );
+    // Text that COPY's text format and array literals read specially (the notifications rebuild stages by
+    // COPY); recipients hold no blanks or commas (domain/message).
+    await h.messaging.send(
+      alice,
+      {
+        to: ['a"b', 'c\\d', 'NULL', '{g}', '\\N', 'x\\'],
+        title: 'tab\there, new\nline, back\\slash \\N',
+        content: 'cr\rhere "quoted" {braced} \\.',
+        props: { path: 'C:\\dir\\file', quote: '"q"', tab: '\t' },
+        expireSeconds: 0,
+      },
+      now(),
+    );
     const released = await h.messaging.send(
       alice,
       {
