@@ -43,6 +43,18 @@ type Rows = Array<Record<string, unknown>>;
 /** Per projection, per table, every row as JSON, in the order of the rows' text. */
 type Snapshot = Record<string, Record<string, Rows>>;
 
+/** The tables' indexes and constraints as PostgreSQL writes them, sorted. */
+async function indexesAndConstraints(pool: pg.Pool, tables: readonly string[]): Promise<string[]> {
+  const { rows } = await pool.query<{ d: string }>(
+    `SELECT tablename || ': ' || indexdef AS d FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY ($1::text[])
+     UNION ALL
+     SELECT conrelid::regclass::text || ': ' || conname || ' ' || contype::text || ' ' || pg_get_constraintdef(oid)
+       FROM pg_constraint WHERE conrelid::regclass::text = ANY ($1::text[])`,
+    [tables],
+  );
+  return rows.map((row) => row.d).sort();
+}
+
 async function snapshot(pool: pg.Pool): Promise<Snapshot> {
   const tables: Snapshot = {};
   for (const projection of projections) {
@@ -735,6 +747,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
 
   describe('herald projections rebuild, while herald serves', () => {
     let rebuilt: { head: bigint; tables: Snapshot };
+    let definitions: { live: string[]; rebuilt: string[] };
 
     before(async () => {
       const { pool } = herald!.infrastructure.database;
@@ -744,7 +757,9 @@ describe('rebuilt projections equal incrementally built ones', function () {
           (row) => row.id,
         );
       const live = await tableIds();
+      const liveDefinitions = await indexesAndConstraints(pool, tables);
       await rebuildProjections(herald!.infrastructure, projections, () => undefined);
+      definitions = { live: liveDefinitions, rebuilt: await indexesAndConstraints(pool, tables) };
       const swappedIn = await tableIds();
       expect(
         swappedIn.filter((id) => live.includes(id)),
@@ -752,6 +767,11 @@ describe('rebuilt projections equal incrementally built ones', function () {
       ).to.deep.equal([]);
       rebuilt = await settledSnapshot(herald!);
       expect(rebuilt.head, 'events were appended after the traffic settled').to.equal(incremental.head);
+    });
+
+    it("the rebuilt tables have the live ones' indexes and constraints (pg_indexes, pg_constraint)", () => {
+      expect(definitions.live.join('\n')).to.include('PRIMARY KEY').and.include('UNIQUE INDEX');
+      expect(definitions.rebuilt).to.deep.equal(definitions.live);
     });
 
     for (const projection of projections) {
