@@ -44,14 +44,11 @@ export function openDatabase(
   options: {
     readonly maxConnections?: number;
     readonly onConnectionError?: (error: Error) => void;
-    readonly searchPath?: string;
+    /** Settings of these sessions beyond SESSION_SETTINGS (`name=value`), e.g. a rebuild's search_path. */
+    readonly settings?: readonly string[];
   } = {},
 ): Database {
-  const settings = [
-    ...SESSION_SETTINGS,
-    // A rebuild writes a projection's tables in a schema of its own (projectionRebuild.ts).
-    ...(options.searchPath !== undefined ? [`search_path=${options.searchPath}`] : []),
-  ];
+  const settings = [...SESSION_SETTINGS, ...(options.settings ?? [])];
   const clientConfig: pg.ClientConfig = {
     connectionString,
     application_name: 'herald',

@@ -79,7 +79,11 @@ export async function rebuildProjections(
   const guards = await lockRebuilds(infrastructure.database, projections);
   const started = Date.now();
   const read = { events: 0 };
-  const builds = projections.map((projection, i) => new Build(infrastructure, projection, guards[i]!, log, retention));
+  // One for every projection: their ends run side by side, and each index build may take INDEX_BUILD_MEMORY.
+  const sorts = new Limiter(INDEX_BUILDERS);
+  const builds = projections.map(
+    (projection, i) => new Build(infrastructure, projection, guards[i]!, log, sorts, retention),
+  );
   try {
     await settleEach(builds, (build) => build.prepare());
     const head = await infrastructure.store.headPosition();
@@ -131,25 +135,40 @@ async function settleEach(builds: readonly Build[], step: (build: Build) => Prom
 
 /**
  * One read of the stream, from the start to `head` (and the rest of the page that reaches it), handed to
- * every build. The read waits for a build that has more than BATCHES_AHEAD batches queued, so memory
- * stays bounded by the slowest projection.
+ * every build. The next page is asked for before this one is handed over, so PostgreSQL reads it while
+ * herald decodes and sends this one. The read waits for a build that has more than BATCHES_AHEAD batches
+ * queued, so memory stays bounded by the slowest projection.
  */
 async function replayOnce(store: EventStore, builds: readonly Build[], head: bigint, read: { events: number }) {
   const subscription = store.subscribeToAll();
+  const pages = subscription[Symbol.asyncIterator]();
   let reached = -1n;
   try {
-    for await (const { events } of subscription) {
+    let next = prefetch(pages);
+    for (let page = await next; !page.done; page = await next) {
+      const { events } = page.value;
       read.events += events.length;
       const last = events[events.length - 1];
       if (last) reached = last.position;
+      const more = reached < head && !builds.every((build) => build.failure);
+      if (more) next = prefetch(pages);
       for (const build of builds) build.take(events, reached);
-      if (reached >= head || builds.every((build) => build.failure)) break;
+      if (!more) break;
       await Promise.all(builds.map((build) => build.caughtUpTo(BATCHES_AHEAD)));
     }
   } finally {
     await subscription.close();
+    // As a for-await would: the store's iterator ends (a page asked for and not awaited ends with it).
+    await pages.return?.();
   }
   await Promise.all(builds.map((build) => build.flush(reached)));
+}
+
+/** The next page, already on its way; a failure is kept for whoever awaits it, not reported unhandled. */
+function prefetch<T>(pages: AsyncIterator<T>): Promise<IteratorResult<T>> {
+  const next = pages.next();
+  next.catch(() => undefined);
+  return next;
 }
 
 // A projection applies its events in batches of about this many (a page cut at no event in particular:
@@ -157,14 +176,86 @@ async function replayOnce(store: EventStore, builds: readonly Build[], head: big
 const BATCH_EVENTS = 20_000;
 const BATCHES_AHEAD = 2;
 const INDEX_BUILD_MEMORY = '1GB';
+// Index builds and ANALYZEs at once, of all the projections together: PostgreSQL's CPU-bound sorts, two
+// cores' worth, and at most INDEX_BUILDERS × INDEX_BUILD_MEMORY of maintenance_work_mem.
+const INDEX_BUILDERS = 2;
+
+/** Runs at most `slots` tasks at once; the others wait their turn, first come first served. */
+export class Limiter {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly slots: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running < this.slots) this.running++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      // The slot goes straight to the next in line, if any.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
+/**
+ * Runs `work` on every item, each in its turn of `limiter`; once one fails, the items not started yet
+ * are left out, and that failure is thrown once the started ones have ended (whatever it was rejected
+ * with: `undefined` too).
+ */
+export async function eachLimited<T>(
+  limiter: Limiter,
+  items: readonly T[],
+  work: (item: T) => Promise<unknown>,
+): Promise<void> {
+  let failed = false;
+  let failure: unknown;
+  await Promise.all(
+    items.map((item) =>
+      limiter.run(async () => {
+        if (failed) return;
+        await work(item).catch((error: unknown) => {
+          if (failed) return;
+          failed = true;
+          failure = error;
+        });
+      }),
+    ),
+  );
+  if (failed) throw failure;
+}
+
+/** An index dropped for the replay: what builds it, and for a primary key, what makes that index the key. */
+interface DroppedIndex {
+  readonly table: string;
+  readonly create: string;
+  readonly primaryKey?: string;
+}
+
+/**
+ * The connections a projection's rebuild writes its schema with: that schema alone on the search path,
+ * one connection for the batches while replaying, up to INDEX_BUILDERS for the index builds at the end.
+ * The server checks every second that herald is still there while a statement runs: a rebuild killed
+ * during an index build or the notifications' derivation would otherwise leave that statement running
+ * to its end (minutes), holding its schema, and the next rebuild's DROP SCHEMA would wait for it.
+ */
+export function openRebuildDatabase(connectionString: string, schema: string): Database {
+  return openDatabase(connectionString, {
+    settings: [`search_path=${pg.escapeIdentifier(schema)}`, 'client_connection_check_interval=1000'],
+    maxConnections: INDEX_BUILDERS,
+  });
+}
 
 /** One projection's rebuild: its schema, the batches it applies there, and the swap. */
 class Build {
   readonly schema: string;
   private readonly quotedSchema: string;
   private shadow: Database | undefined;
-  /** What builds the indexes dropped for the replay, once it is over. */
-  private indexes: string[] = [];
+  /** The indexes dropped for the replay, to be built once it is over. */
+  private indexes: DroppedIndex[] = [];
   private pending: RecordedEvent[] = [];
   /** The batches taken and not applied yet, oldest first, applied one after the other. */
   private readonly queue: Promise<void>[] = [];
@@ -177,6 +268,7 @@ class Build {
     readonly projection: Projection,
     private readonly guard: pg.Client,
     private readonly log: Logger,
+    private readonly sorts: Limiter,
     private readonly retention: RebuildRetention | undefined,
   ) {
     this.schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
@@ -190,10 +282,7 @@ class Build {
 
   async prepare(): Promise<void> {
     this.indexes = await prepareSchema(this.guard, this.schema, this.projection);
-    this.shadow = openDatabase(this.infrastructure.database.clientConfig.connectionString!, {
-      searchPath: this.quotedSchema,
-      maxConnections: 1,
-    });
+    this.shadow = openRebuildDatabase(this.infrastructure.database.clientConfig.connectionString!, this.schema);
     const { startReplay } = this.projection;
     if (startReplay) await withTransaction(this.shadow.pool, (tx) => startReplay(tx));
   }
@@ -298,9 +387,7 @@ class Build {
     const tables = projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`);
     if (!projection.startReplay) for (const table of tables) await guard.query(`ALTER TABLE ${table} SET LOGGED`);
     lap('logged');
-    // Sorts in memory, with parallel workers where the table is large enough.
-    await guard.query(`SET maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`);
-    for (const indexSql of this.indexes) await guard.query(indexSql);
+    await this.buildIndexes();
     lap('indexes');
     if (this.retention) {
       // Its indexes built, so each batch finds what ended by them; nobody reads these tables yet.
@@ -308,9 +395,33 @@ class Build {
       await prunePass({ ...this.retention, prunables: own });
       lap('retention');
     }
-    if (tables.length > 0) await guard.query(`ANALYZE ${tables.join(', ')}`);
+    await eachLimited(this.sorts, tables, (table) => this.shadow!.pool.query(`ANALYZE ${table}`));
     lap('analyze');
     await swapIn(this.infrastructure.database.pool, this.schema, projection, this.position);
+  }
+
+  /**
+   * The indexes dropped for the replay, each on a connection of its own, INDEX_BUILDERS at a time with
+   * those of the other projections (the shared `sorts`): builds
+   * of one table take a SHARE lock, which does not conflict with another build, so PostgreSQL sorts them
+   * side by side (each in memory, with parallel workers where its table is large enough). A primary key
+   * is built as a unique index and then made the key (USING INDEX: no second build) once all are done,
+   * as ADD CONSTRAINT takes a lock no other build could share.
+   */
+  private async buildIndexes(): Promise<void> {
+    const pool = this.shadow!.pool;
+    // Those of the largest tables first, so that the last build to start is a short one.
+    const { rows } = await pool.query<{ table: string; bytes: string }>(
+      `SELECT relname AS table, pg_relation_size(oid) AS bytes FROM pg_class
+        WHERE relnamespace = $1::regnamespace AND relname = ANY ($2::text[])`,
+      [this.quotedSchema, this.projection.tables],
+    );
+    const bytes = new Map(rows.map((row) => [row.table, Number(row.bytes)]));
+    const largestFirst = [...this.indexes].sort((a, b) => (bytes.get(b.table) ?? 0) - (bytes.get(a.table) ?? 0));
+    await eachLimited(this.sorts, largestFirst, (index) =>
+      withTransaction(pool, (tx) => tx.query(index.create), `SET LOCAL maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`),
+    );
+    for (const index of this.indexes) if (index.primaryKey) await pool.query(index.primaryKey);
   }
 
   async close(): Promise<void> {
@@ -362,7 +473,7 @@ async function lockRebuilds(database: Database, projections: readonly Projection
  * ones, and for a projection that stages its replay (startReplay: its tables are written by finishReplay
  * alone) the primary keys too; other projections' upserts need their primary keys while replaying.
  */
-async function prepareSchema(client: pg.Client, schema: string, projection: Projection): Promise<string[]> {
+async function prepareSchema(client: pg.Client, schema: string, projection: Projection): Promise<DroppedIndex[]> {
   const quoted = pg.escapeIdentifier(schema);
   await client.query(`DROP SCHEMA IF EXISTS ${quoted} CASCADE`);
   await client.query(`CREATE SCHEMA ${quoted}`);
@@ -374,27 +485,37 @@ async function prepareSchema(client: pg.Client, schema: string, projection: Proj
       for (const table of projection.tables) await tx.query(`ALTER TABLE ${pg.escapeIdentifier(table)} SET UNLOGGED`);
     await tx.query(`CREATE TABLE projection_parked (LIKE public.projection_parked INCLUDING ALL)`);
   });
-  const { rows } = await client.query<{ table: string; name: string; primary: boolean; definition: string }>(
-    `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary,
-            CASE WHEN i.indisprimary THEN pg_get_constraintdef(k.oid) ELSE pg_get_indexdef(i.indexrelid) END AS definition
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_class t ON t.oid = i.indrelid LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.contype = 'p'
-      WHERE n.nspname = $1 AND t.relname = ANY ($2::text[]) AND ($3 OR NOT i.indisprimary)`,
-    [schema, projection.tables, projection.startReplay !== undefined],
-  );
-  const builds: string[] = [];
+  // Written under the search path they are run with (the rebuild pool's: its schema alone), so what is
+  // not in that schema (a function of public's, say) comes qualified.
+  const rows = await withTransaction(client, async (tx) => {
+    await tx.query(`SET LOCAL search_path = ${quoted}`);
+    const indexes = await tx.query<{ table: string; name: string; primary: boolean; definition: string }>(
+      `SELECT t.relname AS table, c.relname AS name, i.indisprimary AS primary, pg_get_indexdef(i.indexrelid) AS definition
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_class t ON t.oid = i.indrelid
+        WHERE n.nspname = $1 AND t.relname = ANY ($2::text[]) AND ($3 OR NOT i.indisprimary)`,
+      [schema, projection.tables, projection.startReplay !== undefined],
+    );
+    return indexes.rows;
+  });
+  const dropped: DroppedIndex[] = [];
   for (const row of rows) {
     const table = `${quoted}.${pg.escapeIdentifier(row.table)}`;
     const name = pg.escapeIdentifier(row.name);
     if (row.primary) {
+      // A primary key's index is a plain unique index (pg_get_indexdef), made the key again after its build.
       await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${name}`);
-      builds.unshift(`ALTER TABLE ${table} ADD CONSTRAINT ${name} ${row.definition}`);
+      dropped.push({
+        table: row.table,
+        create: row.definition,
+        primaryKey: `ALTER TABLE ${table} ADD CONSTRAINT ${name} PRIMARY KEY USING INDEX ${name}`,
+      });
     } else {
       await client.query(`DROP INDEX ${quoted}.${name}`);
-      builds.push(row.definition);
+      dropped.push({ table: row.table, create: row.definition });
     }
   }
-  return builds;
+  return dropped;
 }
 
 // The swap waits at most this long for a lock, then gives way and tries again (see swapIn).
