@@ -1,12 +1,13 @@
 import * as t from 'io-ts';
 import type { Pool } from 'pg';
+import type { DeliveryStatus } from '../domain/device/delivery';
 import { DeviceRegistered, NativeTokenRevoked } from '../domain/device/device';
 import { PlatformPushFailed, PlatformPushRequested, PlatformPushSent } from '../domain/device/platformPush';
 import { PushMessage } from '../domain/device/push';
 import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
 import type { ApnsCredentialStore, FcmCredentialStore, StoredApnsCredentials } from '../src/platformPush/credentials';
-import type { PlatformPushCandidate, PlatformPushQueries } from '../src/platformPush/platformPusher';
+import type { PlatformPushCandidate, PlatformPushQueries, Sendability } from '../src/platformPush/platformPusher';
 import type { Migration } from '../src/postgres/migrations';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
@@ -287,6 +288,32 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       return decoded && decoded._tag === 'Right'
         ? { message: decoded.right, needsConfirm: row.needs_confirm }
         : undefined;
+    },
+    async sendability(items) {
+      if (items.length === 0) return [];
+      // The device (its registration live, its token not revoked: a revocation names the registration) and
+      // the delivery, from the devices read model (read only) and this one's revocations.
+      const { rows } = await pool.query<{
+        n: string;
+        token_live: boolean | null;
+        status: DeliveryStatus | null;
+        needs_confirm: boolean | null;
+      }>({
+        name: 'platform-push-sendability',
+        text: `
+          SELECT i.n, d.active AND d.registration = i.registration AND r.device_id IS NULL AS token_live,
+                 dd.status, dd.needs_confirm
+            FROM unnest($1::uuid[], $2::text[], $3::integer[]) WITH ORDINALITY AS i(push_id, device_id, registration, n)
+            LEFT JOIN devices d ON d.device_id = i.device_id
+            LEFT JOIN revoked_native_tokens r ON r.device_id = i.device_id AND r.registration = i.registration
+            LEFT JOIN device_deliveries dd ON dd.push_id = i.push_id AND dd.device_id = i.device_id
+           ORDER BY i.n`,
+        values: [items.map((i) => i.pushId), items.map((i) => i.deviceId), items.map((i) => i.registration)],
+      });
+      return rows.map((r): Sendability => ({
+        tokenLive: r.token_live === true,
+        delivery: r.status === null ? undefined : { status: r.status, needsConfirm: r.needs_confirm === true },
+      }));
     },
     async statusOf(pushId, deviceId) {
       const { rows } = await pool.query<{ status: string; attempts: number; last_error: string | null }>(

@@ -1,4 +1,4 @@
-import { deliveryStreamName, isOpen } from '../../domain/device/delivery';
+import { isOpen, type DeliveryStatus } from '../../domain/device/delivery';
 import { deviceStreamName } from '../../domain/device/device';
 import {
   platformPushStreamName,
@@ -7,12 +7,13 @@ import {
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
-import { deliveryAggregate, deviceAggregate, platformPushAggregate } from '../command/aggregates';
-import { handleCommand, loadState, newStream } from '../command/commandHandler';
+import { deviceAggregate, platformPushAggregate } from '../command/aggregates';
+import { handleCommand, newStream, type LoadedStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Metrics } from '../nodes/metrics';
 import { BackgroundLoop } from '../runtime/backgroundLoop';
+import { Batcher } from '../runtime/batcher';
 import type { Clock } from '../runtime/clock';
 import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
@@ -62,6 +63,14 @@ export interface PlatformPushItemKey {
   readonly appId: string;
 }
 
+/** Whether a requested item may still be sent, as the read models show it now. */
+export interface Sendability {
+  /** The device is registered with the registration the item was requested for, its token not revoked. */
+  readonly tokenLive: boolean;
+  /** The delivery as the devices read model shows it; undefined once it is gone (ended and pruned). */
+  readonly delivery: { readonly status: DeliveryStatus; readonly needsConfirm: boolean } | undefined;
+}
+
 /** What the workers read (implemented by projections/platformPushes.ts). */
 export interface PlatformPushQueries {
   /** Open deliveries that may need one, to the platforms' devices of the apps given for each. */
@@ -78,15 +87,31 @@ export interface PlatformPushQueries {
     pushId: string,
     deviceId: string,
   ): Promise<{ status: string; attempts: number; lastError: string | null } | undefined>;
+  /** For each item, in order: whether it may still be sent (one query for many items). */
+  sendability(
+    items: ReadonlyArray<{ readonly pushId: string; readonly deviceId: string; readonly registration: number }>,
+  ): Promise<readonly Sendability[]>;
 }
 
 /** One attempt's bound: Apple answers in milliseconds; a stalled connection fails the attempt (retried). */
 export const PLATFORM_PUSH_TIMEOUT_MS = 10_000;
 /** How often the trigger looks for offline devices when nothing wakes it. */
 const TRIGGER_WAIT_MS = 500;
-/** Candidates per look, and requests appended at once. */
+/**
+ * Candidates per look, their requests appended at once: the store commits concurrent appends together
+ * (PostgreSQL: up to 256 streams in one statement and transaction, each with its expected revision), so a
+ * page is a few commits, not a thousand.
+ */
 const TRIGGER_PAGE = 1000;
-const TRIGGER_CONCURRENCY = 32;
+/**
+ * Attempts in flight per app and service: one APNs connection's streams (apns.ts, DEFAULT_MAX_STREAMS; the
+ * adapter waits for a free stream past Apple's own bound), so a send to ALL keeps the connection full; and
+ * in all, so two apps' floods still leave room for a third.
+ */
+const SENDS_PER_APP = 500;
+const SENDS_IN_FLIGHT = 1000;
+/** Items this node requested and has not attempted yet, kept with their stream's state (bounded). */
+const MAX_KNOWN_REQUESTS = 20_000;
 
 type Outcome =
   | { readonly ok: true }
@@ -97,7 +122,19 @@ const MAX_CACHED_MESSAGES = 256;
 
 export class PlatformPushes implements Service {
   readonly name = 'platform pushes';
-  private readonly messages = new Map<string, { message: PushMessage; needsConfirm: boolean }>();
+  /** A push's message once asked for: the first attempts of a send to ALL share one query. */
+  private readonly messages = new Map<string, Promise<{ message: PushMessage; needsConfirm: boolean }>>();
+  /**
+   * The streams of the items this node just requested, as its appends left them: their first attempt reads
+   * no stream (a send to ALL is thousands of first attempts). Taken by that attempt; past the bound, or
+   * after a restart, the attempt reads the stream.
+   */
+  private readonly requested = new Map<string, LoadedStream<PlatformPushState>>();
+  /** The attempts' checks of the device and the delivery, many in one query. */
+  private readonly sendability: Batcher<
+    { readonly pushId: string; readonly deviceId: string; readonly registration: number },
+    Sendability
+  >;
   /** Looks for deliveries that need a platform push, a page at a time. */
   private readonly trigger = new BackgroundLoop(() => this.runTrigger());
   private readonly sender: DueWork<PlatformPushItemKey>;
@@ -120,6 +157,7 @@ export class PlatformPushes implements Service {
     },
   ) {
     const { store, queries, clock, log } = deps;
+    this.sendability = new Batcher((items) => queries.sendability(items));
     this.sender = new DueWork<PlatformPushItemKey>(
       outboxWork(
         {
@@ -136,6 +174,14 @@ export class PlatformPushes implements Service {
           streamOf: (item) => platformPushStreamName(item.pushId, item.deviceId),
           idOf: (item) => `${item.pushId}/${item.deviceId}`,
           keyOf: (item) => item.appId,
+          maxInFlight: SENDS_IN_FLIGHT,
+          maxInFlightPerKey: SENDS_PER_APP,
+          known: (item) => {
+            const id = `${item.pushId}/${item.deviceId}`;
+            const known = this.requested.get(id);
+            this.requested.delete(id);
+            return known;
+          },
           attemptTimeoutMs: deps.attemptTimeoutMs ?? PLATFORM_PUSH_TIMEOUT_MS,
           maxWaitMs: 1000,
           attempt: (state, signal) => this.attempt(state, signal),
@@ -208,9 +254,10 @@ export class PlatformPushes implements Service {
 
   /**
    * One page of candidates (a scan of the app's open deliveries, so a page is large and a send to ALL costs
-   * a few scans, not one per device): presence asked once for the page, the requests appended side by
-   * side, then the read model awaited once so the next page does not find them again. Answers whether to
-   * look again at once (the page was full and requested something).
+   * a few scans, not one per device): presence asked once for the page, the requests appended all at once
+   * (committed together), then the read model awaited once so the next page does not find them again, and
+   * the requested items handed to the sender. Answers whether to look again at once (the page was full and
+   * requested something).
    */
   private async requestPage(): Promise<boolean> {
     const { store, queries, presence, clock, log } = this.deps;
@@ -219,11 +266,10 @@ export class PlatformPushes implements Service {
     // Never written: only for a device connected to no node (a connected one is being written to).
     const online = unwritten.length > 0 ? await presence.onlineAmong(unwritten) : new Set<string>();
     const due = candidates.filter((c) => c.attempts > 0 || !online.has(c.deviceId));
-    let last: bigint | undefined;
-    let next = 0;
-    const request = async () => {
-      for (let i = next++; i < due.length && this.trigger.running; i = next++) {
-        const c = due[i]!;
+    const now = clock().toISOString();
+    const requested = await Promise.all(
+      due.map(async (c): Promise<(PlatformPushItemKey & { position?: bigint }) | undefined> => {
+        const id = `${c.pushId}/${c.deviceId}`;
         try {
           const result = await handleCommand(
             store,
@@ -239,33 +285,55 @@ export class PlatformPushes implements Service {
               registration: c.registration,
               why: c.attempts === 0 ? 'offline' : 'unconfirmed',
               expiresAt: c.expiresAt,
-              now: clock().toISOString(),
+              now,
             },
             { appId: c.appId, actor: 'herald:platform-push' },
             // Not requested yet as far as the read model knows: appended without a read (a conflict reads it).
             newStream(platformPushAggregate),
           );
-          if (result.position !== undefined && (last === undefined || result.position > last)) last = result.position;
+          if (result.events.length > 0 && this.requested.size < MAX_KNOWN_REQUESTS)
+            this.requested.set(id, {
+              state: result.state,
+              revision: result.revision,
+              ...(result.position !== undefined && { position: result.position }),
+            });
+          return {
+            pushId: c.pushId,
+            deviceId: c.deviceId,
+            appId: c.appId,
+            ...(result.position !== undefined && { position: result.position }),
+          };
         } catch (error) {
           log.error({ err: error, appId: c.appId, pushId: c.pushId }, 'requesting a platform push failed; retried');
+          return undefined;
         }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(TRIGGER_CONCURRENCY, due.length) }, request));
+      }),
+    );
+    let last: bigint | undefined;
+    for (const r of requested)
+      if (r?.position !== undefined && (last === undefined || r.position > last)) last = r.position;
     if (last === undefined) return false;
-    this.sender.wake();
     await this.deps.readYourWrites(last);
+    // What the read model now shows due: the sender begins it at once, without a look, as far as its bounds allow.
+    for (const r of requested) if (r && this.requested.has(`${r.pushId}/${r.deviceId}`)) this.sender.offer(r);
+    this.sender.wake();
     return candidates.length === TRIGGER_PAGE;
   }
 
-  private async messageOf(pushId: string): Promise<{ message: PushMessage; needsConfirm: boolean }> {
+  private messageOf(pushId: string): Promise<{ message: PushMessage; needsConfirm: boolean }> {
     const cached = this.messages.get(pushId);
     if (cached) return cached;
-    const push = await this.deps.queries.messageOf(pushId);
-    if (!push) throw new Error('the push is not in the read model yet');
+    const asked = this.deps.queries.messageOf(pushId).then((push) => {
+      if (!push) throw new Error('the push is not in the read model yet');
+      return push;
+    });
     if (this.messages.size >= MAX_CACHED_MESSAGES) this.messages.delete(this.messages.keys().next().value!);
-    this.messages.set(pushId, push);
-    return push;
+    this.messages.set(pushId, asked);
+    // Not found (or the query failed): asked again by the next attempt.
+    asked.catch(() => {
+      if (this.messages.get(pushId) === asked) this.messages.delete(pushId);
+    });
+    return asked;
   }
 
   private async attempt(
@@ -273,22 +341,23 @@ export class PlatformPushes implements Service {
     signal: AbortSignal,
   ): Promise<Outcome & { readonly revoked?: boolean }> {
     const { store, clock } = this.deps;
-    // Another message found the token dead since this one was requested: not sent to it again.
-    const device = await loadState(store, deviceAggregate, deviceStreamName(state.deviceId));
-    if (
-      device.state.status !== 'registered' ||
-      device.state.registration !== state.registration ||
-      device.state.tokenRevoked
-    )
+    // From the read models, many attempts' in one query (each attempt reading the device's and the
+    // delivery's streams was two of the four round trips a push cost).
+    const [sendable, push] = await Promise.all([
+      this.sendability.get({ pushId: state.pushId, deviceId: state.deviceId, registration: state.registration }),
+      this.messageOf(state.pushId),
+    ]);
+    // Another message found the token dead since this one was requested, or the device registered anew or
+    // went away: not sent to it again.
+    if (!sendable.tokenLive)
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
-    const push = await this.messageOf(state.pushId);
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
     // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
     // confirmation is needed), or after it expired or was dropped, is not sent.
-    const delivery = await loadState(store, deliveryAggregate, deliveryStreamName(state.pushId, state.deviceId));
-    if (!isOpen(delivery.state.status, push.needsConfirm))
-      return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery.state.status}`, retry: false };
+    const { delivery } = sendable;
+    if (!delivery || !isOpen(delivery.status, delivery.needsConfirm))
+      return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery?.status ?? 'gone'}`, retry: false };
     const outcome = await this.deps.services[state.service].send(
       {
         messageId: state.pushId,
