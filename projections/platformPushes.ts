@@ -220,47 +220,93 @@ function toBatch(events: readonly RecordedEvent[]) {
  * sent to the background — stays at 1), not yet requested, whose
  * device's token is not revoked.
  */
+interface CandidateRow {
+  push_id: string | null;
+  device_id: string | null;
+  app_id: string | null;
+  attempts: number | null;
+  native_token: string | null;
+  registration: number | null;
+  expires_at: Date | null;
+  platform: 'IOS' | 'ANDROID' | null;
+}
+
+/**
+ * An open ONE-PUSH delivery that may need a platform push: to an IOS device of an app with APNs
+ * credentials ($1) or an ANDROID device of an app with an FCM service account ($4), unexpired at $2, not
+ * yet requested, its device active since before the push and its token not revoked. The callers add
+ * which deliveries they look at.
+ */
+const CANDIDATE = `
+  SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at, d.platform
+    FROM device_deliveries dd
+    JOIN devices d ON d.device_id = dd.device_id
+    JOIN device_pushes p ON p.push_id = dd.push_id
+   WHERE dd.app_id = ANY($1::text[] || $4::text[])
+     AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
+     AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[])))
+     AND d.active AND dd.push_position > d.registration_position
+     AND p.message->>'kind' = 'onepush'
+     AND NOT EXISTS (SELECT 1 FROM platform_pushes pp WHERE pp.push_id = dd.push_id AND pp.device_id = dd.device_id)
+     AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r WHERE r.device_id = d.device_id AND r.registration = d.registration)`;
+
 export function platformPushQueries(pool: Pool): PlatformPushQueries {
   return {
-    async candidates(apps, now, limit) {
-      if (apps.IOS.length === 0 && apps.ANDROID.length === 0) return [];
-      const { rows } = await pool.query<{
-        push_id: string;
-        device_id: string;
-        app_id: string;
-        attempts: number;
-        native_token: string;
-        registration: number;
-        expires_at: Date;
-        platform: 'IOS' | 'ANDROID';
-      }>({
-        name: 'platform-push-candidates',
-        text: `
-          SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at, d.platform
-            FROM device_deliveries dd
-            JOIN devices d ON d.device_id = dd.device_id
-            JOIN device_pushes p ON p.push_id = dd.push_id
-           WHERE dd.app_id = ANY($1::text[] || $4::text[])
-             AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
-             AND (dd.attempts = 0 OR (dd.needs_confirm AND dd.attempts >= 1 AND (dd.attempts >= 2 OR dd.next_attempt_at <= $2)))
-             AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[])))
-             AND d.active AND dd.push_position > d.registration_position
-             AND p.message->>'kind' = 'onepush'
-             AND NOT EXISTS (SELECT 1 FROM platform_pushes pp WHERE pp.push_id = dd.push_id AND pp.device_id = dd.device_id)
-             AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r WHERE r.device_id = d.device_id AND r.registration = d.registration)
+    async candidates(apps, now, limit, after, again) {
+      if (apps.IOS.length === 0 && apps.ANDROID.length === 0)
+        return { candidates: [], lookedThrough: after, more: false };
+      const values = [apps.IOS, now, limit, apps.ANDROID];
+      // Never written: a window of `limit` in push order after `after` (every row of it passed over, a
+      // candidate or not), so a look costs its window, not every delivery pushed offline before.
+      const [unwritten, unconfirmed, looked] = await Promise.all([
+        pool.query<CandidateRow & { window_position: string; window_device: string }>({
+          name: 'platform-push-unwritten',
+          text: `
+            SELECT w.push_position::text AS window_position, w.device_id AS window_device, c.*
+              FROM (SELECT push_id, device_id, push_position FROM device_deliveries
+                     WHERE attempts = 0 AND status = 'pending' AND (push_position, device_id) > ($5::bigint, $6::text)
+                     ORDER BY push_position, device_id LIMIT $3) w
+              LEFT JOIN LATERAL (${CANDIDATE} AND dd.push_id = w.push_id AND dd.device_id = w.device_id) c ON true
+             ORDER BY w.push_position, w.device_id`,
+          values: [...values, after?.position ?? '-1', after?.deviceId ?? ''],
+        }),
+        pool.query<CandidateRow>({
+          name: 'platform-push-unconfirmed',
+          text: `${CANDIDATE}
+             AND dd.needs_confirm AND dd.attempts >= 1 AND (dd.status = 'pending' OR dd.status = 'delivered')
+             AND (dd.attempts >= 2 OR dd.next_attempt_at <= $2)
            ORDER BY dd.push_position, dd.device_id LIMIT $3`,
-        values: [apps.IOS, now, limit, apps.ANDROID],
-      });
-      return rows.map((r): PlatformPushCandidate => ({
-        pushId: r.push_id,
-        deviceId: r.device_id,
-        appId: r.app_id,
-        attempts: r.attempts,
-        nativeToken: r.native_token,
-        registration: r.registration,
-        expiresAt: r.expires_at.toISOString(),
-        platform: r.platform,
-      }));
+          values,
+        }),
+        // Looked at before and passed over only for now (their devices were connected).
+        again.length === 0
+          ? { rows: [] }
+          : pool.query<CandidateRow>({
+              name: 'platform-push-again',
+              text: `${CANDIDATE}
+                 AND (dd.push_id, dd.device_id) IN (SELECT * FROM unnest($5::uuid[], $6::text[]))
+                 AND dd.attempts = 0
+               LIMIT $3`,
+              values: [...values, again.map((k) => k.pushId), again.map((k) => k.deviceId)],
+            }),
+      ]);
+      const last = unwritten.rows[unwritten.rows.length - 1];
+      return {
+        candidates: [...unwritten.rows, ...unconfirmed.rows, ...looked.rows]
+          .filter((r) => r.push_id !== null)
+          .map((r): PlatformPushCandidate => ({
+            pushId: r.push_id!,
+            deviceId: r.device_id!,
+            appId: r.app_id!,
+            attempts: r.attempts!,
+            nativeToken: r.native_token!,
+            registration: r.registration!,
+            expiresAt: r.expires_at!.toISOString(),
+            platform: r.platform!,
+          })),
+        lookedThrough: last ? { position: last.window_position, deviceId: last.window_device } : after,
+        more: unwritten.rows.length === limit || unconfirmed.rows.length === limit,
+      };
     },
     async due(now, limit) {
       const { rows } = await pool.query<{ push_id: string; device_id: string; app_id: string }>({
@@ -301,12 +347,16 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       }>({
         name: 'platform-push-sendability',
         text: `
-          SELECT i.n, d.active AND d.registration = i.registration AND r.device_id IS NULL AS token_live,
+          SELECT i.n,
+                 EXISTS (SELECT 1 FROM devices d
+                          WHERE d.device_id = i.device_id AND d.active AND d.registration = i.registration)
+                   AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r
+                                    WHERE r.device_id = i.device_id AND r.registration = i.registration) AS token_live,
                  dd.status, dd.needs_confirm
             FROM unnest($1::uuid[], $2::text[], $3::integer[]) WITH ORDINALITY AS i(push_id, device_id, registration, n)
-            LEFT JOIN devices d ON d.device_id = i.device_id
-            LEFT JOIN revoked_native_tokens r ON r.device_id = i.device_id AND r.registration = i.registration
-            LEFT JOIN device_deliveries dd ON dd.push_id = i.push_id AND dd.device_id = i.device_id
+            -- Per item by its key (a batch is a few hundred of a table of any size).
+            LEFT JOIN LATERAL (SELECT status, needs_confirm FROM device_deliveries dd
+                                WHERE dd.push_id = i.push_id AND dd.device_id = i.device_id) dd ON true
            ORDER BY i.n`,
         values: [items.map((i) => i.pushId), items.map((i) => i.deviceId), items.map((i) => i.registration)],
       });

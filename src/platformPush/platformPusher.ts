@@ -57,6 +57,12 @@ export type PushedPlatform = 'IOS' | 'ANDROID';
 const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm' } as const satisfies Record<PushedPlatform, PlatformPushServiceName>;
 const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID' } as const satisfies Record<PlatformPushServiceName, PushedPlatform>;
 
+/** A delivery's place in push order (its push's position, then its device). */
+export interface DeliveryKey {
+  readonly position: string;
+  readonly deviceId: string;
+}
+
 export interface PlatformPushItemKey {
   readonly pushId: string;
   readonly deviceId: string;
@@ -73,12 +79,23 @@ export interface Sendability {
 
 /** What the workers read (implemented by projections/platformPushes.ts). */
 export interface PlatformPushQueries {
-  /** Open deliveries that may need one, to the platforms' devices of the apps given for each. */
+  /**
+   * Open deliveries that may need one, to the platforms' devices of the apps given for each: the
+   * never-written ones of a window of `limit` deliveries in push order after `after` (from the start when
+   * undefined) and of `again`; and up to `limit` attempted needConfirm ones unconfirmed past their first
+   * re-send. `lookedThrough`: where the window ended (the next look's `after`); `more`: a part was full.
+   */
   candidates(
     apps: Readonly<Record<PushedPlatform, readonly string[]>>,
     now: Date,
     limit: number,
-  ): Promise<readonly PlatformPushCandidate[]>;
+    after: DeliveryKey | undefined,
+    again: readonly PlatformPushItemKey[],
+  ): Promise<{
+    readonly candidates: readonly PlatformPushCandidate[];
+    readonly lookedThrough: DeliveryKey | undefined;
+    readonly more: boolean;
+  }>;
   due(now: Date, limit: number): Promise<readonly PlatformPushItemKey[]>;
   nextAttemptAt(): Promise<Date | undefined>;
   /** The push's message and whether the device must confirm it. */
@@ -98,11 +115,20 @@ export const PLATFORM_PUSH_TIMEOUT_MS = 10_000;
 /** How often the trigger looks for offline devices when nothing wakes it. */
 const TRIGGER_WAIT_MS = 500;
 /**
+ * How often the trigger looks at every never-written delivery again, not only those pushed since its last
+ * look (and whenever the apps with credentials change: an app that sets them has its open messages sent).
+ * What only that finds: a delivery whose request failed, one whose device registered again after its
+ * token was revoked, connected devices' deliveries beyond MAX_CONNECTED_AT_LOOK.
+ */
+const FULL_LOOK_MS = 60_000;
+/**
  * Candidates per look, their requests appended at once: the store commits concurrent appends together
  * (PostgreSQL: up to 256 streams in one statement and transaction, each with its expected revision), so a
  * page is a few commits, not a thousand.
  */
 const TRIGGER_PAGE = 1000;
+/** Connected devices' never-written deliveries looked at again by each look (beyond it: by the full look). */
+const MAX_CONNECTED_AT_LOOK = TRIGGER_PAGE;
 /**
  * Attempts in flight per app and service: one APNs connection's streams (apns.ts, DEFAULT_MAX_STREAMS; the
  * adapter waits for a free stream past Apple's own bound), so a send to ALL keeps the connection full; and
@@ -137,6 +163,16 @@ export class PlatformPushes implements Service {
   >;
   /** Looks for deliveries that need a platform push, a page at a time. */
   private readonly trigger = new BackgroundLoop(() => this.runTrigger());
+  /** Where the trigger's next look at never-written deliveries starts (after it); undefined: the start. */
+  private lookedThrough: DeliveryKey | undefined;
+  private fullLookAt = 0;
+  /**
+   * Never-written deliveries the last look passed over because their devices were connected: looked at
+   * again by the next (a device that goes away before anything is written to it is pushed at once), until
+   * they are written, requested or over.
+   */
+  private connectedAtLook: PlatformPushItemKey[] = [];
+  private appsLookedAt = '';
   private readonly sender: DueWork<PlatformPushItemKey>;
 
   constructor(
@@ -225,6 +261,9 @@ export class PlatformPushes implements Service {
   }
 
   start(): void {
+    // Leading anew: every open delivery is looked at once.
+    this.lookedThrough = undefined;
+    this.connectedAtLook = [];
     this.trigger.start();
     this.sender.start();
   }
@@ -261,11 +300,26 @@ export class PlatformPushes implements Service {
    */
   private async requestPage(): Promise<boolean> {
     const { store, queries, presence, clock, log } = this.deps;
-    const candidates = await queries.candidates(await this.deps.appsWith(), clock(), TRIGGER_PAGE);
+    const apps = await this.deps.appsWith();
+    const appsNow = JSON.stringify(apps);
+    if (appsNow !== this.appsLookedAt || performance.now() >= this.fullLookAt) {
+      this.lookedThrough = undefined;
+      this.appsLookedAt = appsNow;
+      this.fullLookAt = performance.now() + FULL_LOOK_MS;
+    }
+    const passed = this.lookedThrough;
+    const look = await queries.candidates(apps, clock(), TRIGGER_PAGE, passed, this.connectedAtLook);
+    // The window is passed over: its deliveries are requested now, or not needed, or connected (kept below).
+    this.lookedThrough = look.lookedThrough;
+    const candidates = [...new Map(look.candidates.map((c) => [`${c.pushId}/${c.deviceId}`, c])).values()];
     const unwritten = candidates.filter((c) => c.attempts === 0).map((c) => c.deviceId);
     // Never written: only for a device connected to no node (a connected one is being written to).
     const online = unwritten.length > 0 ? await presence.onlineAmong(unwritten) : new Set<string>();
     const due = candidates.filter((c) => c.attempts > 0 || !online.has(c.deviceId));
+    this.connectedAtLook = candidates
+      .filter((c) => c.attempts === 0 && online.has(c.deviceId))
+      .slice(0, MAX_CONNECTED_AT_LOOK)
+      .map((c) => ({ pushId: c.pushId, deviceId: c.deviceId, appId: c.appId }));
     const now = clock().toISOString();
     const requested = await Promise.all(
       due.map(async (c): Promise<(PlatformPushItemKey & { position?: bigint }) | undefined> => {
@@ -312,12 +366,13 @@ export class PlatformPushes implements Service {
     let last: bigint | undefined;
     for (const r of requested)
       if (r?.position !== undefined && (last === undefined || r.position > last)) last = r.position;
-    if (last === undefined) return false;
+    // Nothing requested: at once again only if the window moved on (a window of deliveries none needs).
+    if (last === undefined) return look.more && look.lookedThrough !== passed;
     await this.deps.readYourWrites(last);
     // What the read model now shows due: the sender begins it at once, without a look, as far as its bounds allow.
     for (const r of requested) if (r && this.requested.has(`${r.pushId}/${r.deviceId}`)) this.sender.offer(r);
     this.sender.wake();
-    return candidates.length === TRIGGER_PAGE;
+    return look.more;
   }
 
   private messageOf(pushId: string): Promise<{ message: PushMessage; needsConfirm: boolean }> {

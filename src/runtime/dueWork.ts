@@ -134,6 +134,8 @@ export class DueWork<Item> implements Service {
    * signal for as long as the worker lives: nodejs/node#55351.)
    */
   private readonly inFlight = new Map<string, InFlight>();
+  /** Attempts in flight per key (counted, not found by walking `inFlight`: it holds up to maxInFlight). */
+  private readonly inFlightPerKey = new Map<string, number>();
   /** The look under way (a controller per look, for the same reason). */
   private look: AbortController | undefined;
 
@@ -206,8 +208,7 @@ export class DueWork<Item> implements Service {
     // while its last one was still queued). Herald's clock stands still in tests; a rest on it never ended.
     const idle = this.idle.get(id);
     if (idle && idle.restsUntil > performance.now()) return undefined;
-    let sameKey = 0;
-    for (const other of this.inFlight.values()) if (other.key === key) sameKey++;
+    const sameKey = this.inFlightPerKey.get(key) ?? 0;
     if (sameKey >= (this.deps.maxInFlightPerKey ?? maxInFlight / 2)) return undefined;
     // `signal` is the attempt's (handed to perform); `abandon` frees the slot whether or not perform heeds it.
     const signal = new AbortController();
@@ -219,7 +220,11 @@ export class DueWork<Item> implements Service {
     const done = this.attempt(item, id, now, signal.signal, abandon.signal).finally(() => {
       clearTimeout(timer);
       this.inFlight.delete(id);
+      const left = (this.inFlightPerKey.get(key) ?? 1) - 1;
+      if (left > 0) this.inFlightPerKey.set(key, left);
+      else this.inFlightPerKey.delete(key);
     });
+    this.inFlightPerKey.set(key, sameKey + 1);
     this.inFlight.set(id, {
       key,
       done,
