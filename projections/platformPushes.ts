@@ -11,6 +11,8 @@ import type { PlatformPushCandidate, PlatformPushQueries, Sendability } from '..
 import type { Migration } from '../src/postgres/migrations';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+import type { Prunable } from '../src/storage/retention';
+import { keyedPruning } from './pruning';
 
 const PlatformPushReadEvent = t.union([
   PlatformPushRequested,
@@ -31,7 +33,8 @@ const platformPushEvents = eventDecoder(PlatformPushReadEvent, (event) =>
  */
 export const platformPushesProjection: Projection = {
   name: 'platform-pushes',
-  version: 1,
+  // 2: platform_pushes.expires_at (retention), filled by the replay.
+  version: 2,
   tables: ['platform_pushes', 'revoked_native_tokens'],
   eventTypes: eventTypesOf(platformPushEvents),
   migrations: [
@@ -62,6 +65,13 @@ export const platformPushesProjection: Projection = {
         );
       `,
     },
+    {
+      // Retention (platformPushPruning): the message's expiry; the version's replay fills it.
+      id: 'projection/platform-pushes/002-expiry',
+      sql: `ALTER TABLE platform_pushes ADD COLUMN expires_at timestamptz NOT NULL DEFAULT 'infinity';
+            ALTER TABLE platform_pushes ALTER COLUMN expires_at DROP DEFAULT;
+            CREATE INDEX platform_pushes_ended ON platform_pushes (expires_at) WHERE status <> 'pending';`,
+    },
   ],
 
   async handle(events, tx) {
@@ -83,10 +93,10 @@ export const platformPushesProjection: Projection = {
 };
 
 const REQUEST = `
-  INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at, requested_at, updated_at, position)
-  SELECT u.push, u.device, u.app, u.service, 'pending', 0, u.at, u.at, u.at, u.position
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
-         AS u(push, device, app, service, at, position)
+  INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at, requested_at, updated_at, position, expires_at)
+  SELECT u.push, u.device, u.app, u.service, 'pending', 0, u.at, u.at, u.at, u.position, u.expires
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::timestamptz[])
+         AS u(push, device, app, service, at, position, expires)
   ON CONFLICT DO NOTHING`;
 
 const OUTCOME = `
@@ -112,6 +122,7 @@ function toBatch(events: readonly RecordedEvent[]) {
     service: [] as string[],
     at: [] as string[],
     position: [] as string[],
+    expires: [] as string[],
   };
   const outcomes = new Map<
     string,
@@ -141,6 +152,7 @@ function toBatch(events: readonly RecordedEvent[]) {
         requested.service.push(d.service);
         requested.at.push(d.requestedAt);
         requested.position.push(position);
+        requested.expires.push(d.expiresAt);
         break;
       }
       case 'PlatformPushSent':
@@ -374,6 +386,21 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       return row && { status: row.status, attempts: row.attempts, lastError: row.last_error };
     },
   };
+}
+
+/**
+ * Retention of platform pushes (domain/retention.ts, platformPushRemovable): with their deliveries, once
+ * their attempts are over and their message has expired — by the row's own columns, so a rebuild (its
+ * schema alone on the search path) prunes its fresh table the same way.
+ */
+export function platformPushPruning(pool: Pool): Prunable {
+  return keyedPruning(pool, {
+    table: 'platform_pushes',
+    category: 'deliveries',
+    key: 'push_id, device_id',
+    removable: `status <> 'pending' AND expires_at < $1`,
+    orderBy: 'expires_at',
+  });
 }
 
 /**
