@@ -268,11 +268,14 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       if (apps.IOS.length === 0 && apps.ANDROID.length === 0)
         return { candidates: [], lookedThrough: after, more: false };
       const values = [apps.IOS, now, limit, apps.ANDROID];
+      // Unnamed statements, planned each time on the tables as they are: a prepared statement's generic
+      // plan, chosen while the tables were nearly empty (herald just started, a send to ALL not projected
+      // yet), may be kept once they hold thousands of rows (bench:platformPush: 0.5 s a look, 25 ms planned
+      // afresh on the same rows).
       // Never written: a window of `limit` in push order after `after` (every row of it passed over, a
       // candidate or not), so a look costs its window, not every delivery pushed offline before.
       const [unwritten, unconfirmed, looked] = await Promise.all([
         pool.query<CandidateRow & { window_position: string; window_device: string }>({
-          name: 'platform-push-unwritten',
           text: `
             SELECT w.push_position::text AS window_position, w.device_id AS window_device, c.*
               FROM (SELECT push_id, device_id, push_position FROM device_deliveries
@@ -283,7 +286,6 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
           values: [...values, after?.position ?? '-1', after?.deviceId ?? ''],
         }),
         pool.query<CandidateRow>({
-          name: 'platform-push-unconfirmed',
           text: `${CANDIDATE}
              AND dd.needs_confirm AND dd.attempts >= 1 AND (dd.status = 'pending' OR dd.status = 'delivered')
              AND (dd.attempts >= 2 OR dd.next_attempt_at <= $2)
@@ -294,7 +296,6 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
         again.length === 0
           ? { rows: [] }
           : pool.query<CandidateRow>({
-              name: 'platform-push-again',
               text: `${CANDIDATE}
                  AND (dd.push_id, dd.device_id) IN (SELECT * FROM unnest($5::uuid[], $6::text[]))
                  AND dd.attempts = 0
@@ -351,13 +352,13 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       if (items.length === 0) return [];
       // The device (its registration live, its token not revoked: a revocation names the registration) and
       // the delivery, from the devices read model (read only) and this one's revocations.
+      // Unnamed, as the candidates' queries: planned on the tables as they are.
       const { rows } = await pool.query<{
         n: string;
         token_live: boolean | null;
         status: DeliveryStatus | null;
         needs_confirm: boolean | null;
       }>({
-        name: 'platform-push-sendability',
         text: `
           SELECT i.n,
                  EXISTS (SELECT 1 FROM devices d
