@@ -161,7 +161,7 @@ describe('due work: attempts in flight bounded in all and per key', () => {
         for (const finish of [...running.values()]) finish();
         expect(done.size).to.equal(items.length);
       });
-      expect(work.attemptsInFlight).to.equal(0);
+      await eventually(() => expect(work.attemptsInFlight).to.equal(0));
     } finally {
       await work.stop();
     }
