@@ -261,9 +261,11 @@ export class PlatformPushes implements Service {
   }
 
   start(): void {
-    // Leading anew: every open delivery is looked at once.
+    // Leading anew: every open delivery is looked at once; what this node knew of its requests' streams
+    // may be out of date (another node led meanwhile), so they are read.
     this.lookedThrough = undefined;
     this.connectedAtLook = [];
+    this.requested.clear();
     this.trigger.start();
     this.sender.start();
   }
@@ -292,11 +294,11 @@ export class PlatformPushes implements Service {
   }
 
   /**
-   * One page of candidates (a scan of the app's open deliveries, so a page is large and a send to ALL costs
-   * a few scans, not one per device): presence asked once for the page, the requests appended all at once
-   * (committed together), then the read model awaited once so the next page does not find them again, and
-   * the requested items handed to the sender. Answers whether to look again at once (the page was full and
-   * requested something).
+   * One look (PlatformPushQueries.candidates: a window of the never-written deliveries after the last
+   * look's, so a send to ALL costs a few looks, not one per device): presence asked once, the requests
+   * appended all at once (committed together), then the read model awaited once so the next look does not
+   * find them again, and the requested items handed to the sender. Answers whether to look again at once
+   * (a part of the look was full).
    */
   private async requestPage(): Promise<boolean> {
     const { store, queries, presence, clock, log } = this.deps;
