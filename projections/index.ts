@@ -12,6 +12,7 @@ import { messagePruning, notificationQueries, notificationsProjection } from './
 import {
   apnsCredentialStore,
   fcmCredentialStore,
+  vapidCredentialStore,
   platformCredentialMigrations,
   platformPushesProjection,
   platformPushPruning,
@@ -74,6 +75,7 @@ export function readModels(pool: Pool) {
       queries: platformPushQueries(pool),
       credentials: apnsCredentialStore(pool),
       fcmCredentials: fcmCredentialStore(pool),
+      vapidCredentials: vapidCredentialStore(pool),
     },
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },

@@ -4,9 +4,15 @@ import type { DeliveryStatus } from '../domain/device/delivery';
 import { DeviceRegistered, NativeTokenRevoked } from '../domain/device/device';
 import { PlatformPushFailed, PlatformPushRequested, PlatformPushSent } from '../domain/device/platformPush';
 import { PushMessage } from '../domain/device/push';
+import type { WebPushSubscription } from '../domain/device/webPushSubscription';
 import { UUID } from '../domain/text';
 import type { RecordedEvent } from '../src/eventStore/eventStore';
-import type { ApnsCredentialStore, FcmCredentialStore, StoredApnsCredentials } from '../src/platformPush/credentials';
+import type {
+  ApnsCredentialStore,
+  FcmCredentialStore,
+  StoredApnsCredentials,
+  VapidCredentialStore,
+} from '../src/platformPush/credentials';
 import type { PlatformPushCandidate, PlatformPushQueries, Sendability } from '../src/platformPush/platformPusher';
 import type { Migration } from '../src/postgres/migrations';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
@@ -35,7 +41,7 @@ export const platformPushesProjection: Projection = {
   name: 'platform-pushes',
   // 2: platform_pushes.expires_at (retention), filled by the replay.
   version: 2,
-  tables: ['platform_pushes', 'revoked_native_tokens'],
+  tables: ['platform_pushes', 'revoked_native_tokens', 'web_push_subscriptions'],
   eventTypes: eventTypesOf(platformPushEvents),
   migrations: [
     {
@@ -66,8 +72,21 @@ export const platformPushesProjection: Projection = {
       `,
     },
     {
+      // WEB devices' browser subscriptions (docs/platform-push.md, Web Push): no event of before has one.
+      id: 'projection/platform-pushes/002-web-push-subscriptions',
+      sql: `
+        CREATE TABLE web_push_subscriptions (
+          device_id text PRIMARY KEY,
+          registration integer NOT NULL,
+          subscription text NOT NULL,
+          expires_at timestamptz,
+          position bigint NOT NULL
+        );
+      `,
+    },
+    {
       // Retention (platformPushPruning): the message's expiry; the version's replay fills it.
-      id: 'projection/platform-pushes/002-expiry',
+      id: 'projection/platform-pushes/003-expiry',
       sql: `ALTER TABLE platform_pushes ADD COLUMN expires_at timestamptz NOT NULL DEFAULT 'infinity';
             ALTER TABLE platform_pushes ALTER COLUMN expires_at DROP DEFAULT;
             CREATE INDEX platform_pushes_ended ON platform_pushes (expires_at) WHERE status <> 'pending';`,
@@ -87,6 +106,14 @@ export const platformPushesProjection: Projection = {
         name: 'platform-push-clear',
         text: `DELETE FROM revoked_native_tokens WHERE device_id = ANY($1::text[])`,
         values: [batch.cleared],
+      });
+    if (batch.subscribed.device.length > 0)
+      await tx.query({ name: 'platform-push-subscribe', text: SUBSCRIBE, values: Object.values(batch.subscribed) });
+    if (batch.unsubscribed.length > 0)
+      await tx.query({
+        name: 'platform-push-unsubscribe',
+        text: `DELETE FROM web_push_subscriptions WHERE device_id = ANY($1::text[])`,
+        values: [batch.unsubscribed],
       });
     return [];
   },
@@ -114,6 +141,20 @@ const REVOKE = `
      revoked_at = excluded.revoked_at, position = excluded.position
    WHERE r.position < excluded.position`;
 
+const SUBSCRIBE = `
+  INSERT INTO web_push_subscriptions AS w (device_id, registration, subscription, expires_at, position)
+  SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::bigint[])
+  ON CONFLICT (device_id) DO UPDATE SET registration = excluded.registration, subscription = excluded.subscription,
+     expires_at = excluded.expires_at, position = excluded.position
+   WHERE w.position < excluded.position`;
+
+/**
+ * The subscription as the Web Push adapter takes it (PlatformPushRequested's `nativeToken` for `webpush`):
+ * the browser's `toJSON()` shape.
+ */
+const subscriptionJson = (s: WebPushSubscription) =>
+  JSON.stringify({ endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } });
+
 function toBatch(events: readonly RecordedEvent[]) {
   const requested = {
     id: [] as string[],
@@ -139,6 +180,11 @@ function toBatch(events: readonly RecordedEvent[]) {
   >();
   // Per device, the last of revoked / cleared wins.
   const tokens = new Map<string, { registration: number; reason: string; at: string; position: string } | null>();
+  // Per device, its browser subscription after the batch (null: none).
+  const subscriptions = new Map<
+    string,
+    { registration: number; subscription: string; expiresAt: string | null; position: string } | null
+  >();
   for (const recorded of events) {
     const event = platformPushEvents.decode(recorded);
     if (!event) continue;
@@ -181,6 +227,8 @@ function toBatch(events: readonly RecordedEvent[]) {
         break;
       }
       case 'NativeTokenRevoked':
+        // A push service dropped the browser subscription: gone, not only revoked (docs/platform-push.md).
+        if (event.data.service === 'webpush') subscriptions.set(event.data.deviceId, null);
         tokens.set(event.data.deviceId, {
           registration: event.data.registration,
           reason: event.data.reason,
@@ -188,14 +236,31 @@ function toBatch(events: readonly RecordedEvent[]) {
           position,
         });
         break;
-      case 'DeviceRegistered':
+      case 'DeviceRegistered': {
         // A registration gives the device a live token again.
         tokens.set(event.data.deviceId, null);
+        const { webPush } = event.data;
+        subscriptions.set(
+          event.data.deviceId,
+          webPush
+            ? {
+                registration: event.data.registration,
+                subscription: subscriptionJson(webPush),
+                expiresAt: webPush.expirationTime === null ? null : new Date(webPush.expirationTime).toISOString(),
+                position,
+              }
+            : null,
+        );
         break;
+      }
     }
   }
   // Requests are applied before outcomes: an outcome in the same batch finds its row (its position is later).
   const o = [...outcomes.values()];
+  const subscribed = [...subscriptions.entries()].filter(
+    (e): e is [string, { registration: number; subscription: string; expiresAt: string | null; position: string }] =>
+      e[1] !== null,
+  );
   const revoked = [...tokens.entries()].filter(
     (e): e is [string, { registration: number; reason: string; at: string; position: string }] => e[1] !== null,
   );
@@ -219,6 +284,14 @@ function toBatch(events: readonly RecordedEvent[]) {
       position: revoked.map(([, r]) => r.position),
     },
     cleared: [...tokens.entries()].filter(([, r]) => r === null).map(([id]) => id),
+    subscribed: {
+      device: subscribed.map(([id]) => id),
+      registration: subscribed.map(([, s]) => s.registration),
+      subscription: subscribed.map(([, s]) => s.subscription),
+      expiresAt: subscribed.map(([, s]) => s.expiresAt),
+      position: subscribed.map(([, s]) => s.position),
+    },
+    unsubscribed: [...subscriptions.entries()].filter(([, s]) => s === null).map(([id]) => id),
   };
 }
 
@@ -240,23 +313,28 @@ interface CandidateRow {
   native_token: string | null;
   registration: number | null;
   expires_at: Date | null;
-  platform: 'IOS' | 'ANDROID' | null;
+  platform: 'IOS' | 'ANDROID' | 'WEB' | null;
 }
 
 /**
  * An open ONE-PUSH delivery that may need a platform push: to an IOS device of an app with APNs
- * credentials ($1) or an ANDROID device of an app with an FCM service account ($4), unexpired at $2, not
- * yet requested, its device active since before the push and its token not revoked. The callers add
- * which deliveries they look at.
+ * credentials ($1), an ANDROID device of an app with an FCM service account ($4) or a WEB device with a
+ * current browser subscription of an app with a VAPID key pair ($5), unexpired at $2, not yet requested,
+ * its device active since before the push and its token not revoked. The token is the subscription for a
+ * WEB device. The callers add which deliveries they look at.
  */
 const CANDIDATE = `
-  SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, d.native_token, d.registration, p.expires_at, d.platform
+  SELECT dd.push_id, dd.device_id, dd.app_id, dd.attempts, coalesce(w.subscription, d.native_token) AS native_token,
+         d.registration, p.expires_at, d.platform
     FROM device_deliveries dd
     JOIN devices d ON d.device_id = dd.device_id
     JOIN device_pushes p ON p.push_id = dd.push_id
-   WHERE dd.app_id = ANY($1::text[] || $4::text[])
+    LEFT JOIN web_push_subscriptions w ON d.platform = 'WEB' AND w.device_id = d.device_id
+          AND w.registration = d.registration AND (w.expires_at IS NULL OR w.expires_at > $2)
+   WHERE dd.app_id = ANY($1::text[] || $4::text[] || $5::text[])
      AND (dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_confirm)) AND dd.expires_at > $2
-     AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[])))
+     AND ((d.platform = 'IOS' AND dd.app_id = ANY($1::text[])) OR (d.platform = 'ANDROID' AND dd.app_id = ANY($4::text[]))
+          OR (d.platform = 'WEB' AND dd.app_id = ANY($5::text[]) AND w.device_id IS NOT NULL))
      AND d.active AND dd.push_position > d.registration_position
      AND p.message->>'kind' = 'onepush'
      AND NOT EXISTS (SELECT 1 FROM platform_pushes pp WHERE pp.push_id = dd.push_id AND pp.device_id = dd.device_id)
@@ -265,9 +343,9 @@ const CANDIDATE = `
 export function platformPushQueries(pool: Pool): PlatformPushQueries {
   return {
     async candidates(apps, now, limit, after, again) {
-      if (apps.IOS.length === 0 && apps.ANDROID.length === 0)
+      if (apps.IOS.length === 0 && apps.ANDROID.length === 0 && apps.WEB.length === 0)
         return { candidates: [], lookedThrough: after, more: false };
-      const values = [apps.IOS, now, limit, apps.ANDROID];
+      const values = [apps.IOS, now, limit, apps.ANDROID, apps.WEB];
       // Unnamed statements, planned each time on the tables as they are: a prepared statement's generic
       // plan, chosen while the tables were nearly empty (herald just started, a send to ALL not projected
       // yet), may be kept once they hold thousands of rows (bench:platformPush: 0.5 s a look, 25 ms planned
@@ -277,12 +355,12 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       const [unwritten, unconfirmed, looked] = await Promise.all([
         pool.query<CandidateRow & { window_position: string; window_device: string }>({
           text: `
-            SELECT w.push_position::text AS window_position, w.device_id AS window_device, c.*
+            SELECT win.push_position::text AS window_position, win.device_id AS window_device, c.*
               FROM (SELECT push_id, device_id, push_position FROM device_deliveries
-                     WHERE attempts = 0 AND status = 'pending' AND (push_position, device_id) > ($5::bigint, $6::text)
-                     ORDER BY push_position, device_id LIMIT $3) w
-              LEFT JOIN LATERAL (${CANDIDATE} AND dd.push_id = w.push_id AND dd.device_id = w.device_id) c ON true
-             ORDER BY w.push_position, w.device_id`,
+                     WHERE attempts = 0 AND status = 'pending' AND (push_position, device_id) > ($6::bigint, $7::text)
+                     ORDER BY push_position, device_id LIMIT $3) win
+              LEFT JOIN LATERAL (${CANDIDATE} AND dd.push_id = win.push_id AND dd.device_id = win.device_id) c ON true
+             ORDER BY win.push_position, win.device_id`,
           values: [...values, after?.position ?? '-1', after?.deviceId ?? ''],
         }),
         pool.query<CandidateRow>({
@@ -297,7 +375,7 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
           ? { rows: [] }
           : pool.query<CandidateRow>({
               text: `${CANDIDATE}
-                 AND (dd.push_id, dd.device_id) IN (SELECT * FROM unnest($5::uuid[], $6::text[]))
+                 AND (dd.push_id, dd.device_id) IN (SELECT * FROM unnest($6::uuid[], $7::text[]))
                  AND dd.attempts = 0
                LIMIT $3`,
               values: [...values, again.map((k) => k.pushId), again.map((k) => k.deviceId)],
@@ -390,6 +468,7 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
 }
 
 /**
+/**
  * Retention of platform pushes (domain/retention.ts, platformPushRemovable): with their deliveries, once
  * their attempts are over and their message has expired — by the row's own columns, so a rebuild (its
  * schema alone on the search path) prunes its fresh table the same way.
@@ -405,8 +484,8 @@ export function platformPushPruning(pool: Pool): Prunable {
 }
 
 /**
- * Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials, and (a
- * table of their own: what is shown differs) their FCM service accounts.
+ * Not a read model (nothing rebuilds it from events; the key is sealed): apps' APNs credentials, and (tables
+ * of their own: what is shown differs) their FCM service accounts and VAPID key pairs.
  */
 export const platformCredentialMigrations: readonly Migration[] = [
   {
@@ -430,6 +509,17 @@ export const platformCredentialMigrations: readonly Migration[] = [
             project_id text NOT NULL,
             client_email text NOT NULL,
             token_uri text NOT NULL,
+            sealed_key text NOT NULL,
+            updated_at timestamptz NOT NULL
+          )`,
+  },
+  {
+    // Web Push: the app's VAPID key pair, the private key sealed; the public key is what browsers subscribe with.
+    id: 'platform-push/003-vapid-credentials',
+    sql: `CREATE TABLE vapid_credentials (
+            app_id text PRIMARY KEY,
+            public_key text NOT NULL,
+            subject text NOT NULL,
             sealed_key text NOT NULL,
             updated_at timestamptz NOT NULL
           )`,
@@ -498,6 +588,33 @@ export function fcmCredentialStore(pool: Pool): FcmCredentialStore {
     async apps() {
       const { rows } = await pool.query<{ app_id: string }>(
         `SELECT app_id FROM fcm_credentials ORDER BY app_id LIMIT 10000`,
+      );
+      return rows.map((r) => r.app_id);
+    },
+  };
+}
+
+export function vapidCredentialStore(pool: Pool): VapidCredentialStore {
+  return {
+    async put(appId, c, now) {
+      await pool.query(
+        `INSERT INTO vapid_credentials (app_id, public_key, subject, sealed_key, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (app_id) DO UPDATE SET public_key = excluded.public_key, subject = excluded.subject,
+           sealed_key = excluded.sealed_key, updated_at = excluded.updated_at`,
+        [appId, c.publicKey, c.subject, c.sealedKey, now],
+      );
+    },
+    async get(appId) {
+      const { rows } = await pool.query<{ public_key: string; subject: string; sealed_key: string }>(
+        `SELECT public_key, subject, sealed_key FROM vapid_credentials WHERE app_id = $1`,
+        [appId],
+      );
+      const r = rows[0];
+      return r && { publicKey: r.public_key, subject: r.subject, sealedKey: r.sealed_key };
+    },
+    async apps() {
+      const { rows } = await pool.query<{ app_id: string }>(
+        `SELECT app_id FROM vapid_credentials ORDER BY app_id LIMIT 10000`,
       );
       return rows.map((r) => r.app_id);
     },

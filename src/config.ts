@@ -12,8 +12,9 @@ import {
   type RetentionPolicy,
 } from '../domain/retention';
 import type { ApnsCredentials, ApnsEndpoint } from './platformPush/apns';
-import { checkApnsCredentials, checkFcmCredentials } from './platformPush/credentials';
+import { checkApnsCredentials, checkFcmCredentials, checkVapidCredentials } from './platformPush/credentials';
 import type { FcmCredentials, FcmEndpoint } from './platformPush/fcm';
+import type { VapidCredentials, WebPushEndpointPolicy } from './platformPush/webPush';
 
 /**
  * herald's configuration, decoded from the environment at start-up. A bad value stops start-up with a
@@ -214,6 +215,20 @@ const Environment = t.type({
   HERALD_FCM_SERVICE_ACCOUNT_FILE: optional(NonEmptyString),
   HERALD_FCM_BASE_URL: optional(urlWithScheme(['https', 'http'])),
   HERALD_FCM_TOKEN_URI: optional(urlWithScheme(['https', 'http'])),
+  HERALD_VAPID_APP: optional(
+    fromEnvString('an app id (1-64 of A-Z a-z 0-9 _ . -)', (raw) => (AppId.is(raw) ? raw : undefined)),
+  ),
+  HERALD_VAPID_PUBLIC_KEY: optional(NonEmptyString),
+  HERALD_VAPID_PRIVATE_KEY: optional(NonEmptyString),
+  HERALD_VAPID_SUBJECT: optional(NonEmptyString),
+  HERALD_WEBPUSH_ALLOWED_ORIGINS: optional(
+    fromEnvString('a comma-separated list of origins (http(s)://host[:port])', (raw) => {
+      const origins = raw.split(',').map((o) => o.trim());
+      return origins.every((o) => URL.canParse(o) && /^https?:$/.test(new URL(o).protocol) && new URL(o).origin === o)
+        ? origins
+        : undefined;
+    }),
+  ),
   HERALD_MAIL_FROM: optional(
     fromEnvString('an address or Name <address>', (raw) =>
       /^(?:[^\s@<>]{1,64}@[^\s@<>]{1,190}|[^<>\r\n]{1,100} <[^\s@<>]{1,64}@[^\s@<>]{1,190}>)$/.test(raw)
@@ -289,6 +304,10 @@ export interface Config {
   readonly fcm?: { readonly appId: string; readonly credentials: FcmCredentials };
   /** Where FCM is reached: Google unless `HERALD_FCM_BASE_URL` / `HERALD_FCM_TOKEN_URI` say otherwise. */
   readonly fcmEndpoint: FcmEndpoint;
+  /** A one-app deployment's VAPID key pair (`HERALD_VAPID_…`); an app's own, set over GraphQL, comes first. */
+  readonly vapid?: { readonly appId: string; readonly credentials: VapidCredentials };
+  /** Where Web Push may POST besides public https endpoints (`HERALD_WEBPUSH_ALLOWED_ORIGINS`). */
+  readonly webPushEndpoint: WebPushEndpointPolicy;
 }
 
 export class ConfigError extends Error {
@@ -319,6 +338,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = decoded.right;
   const apns = apnsFromEnvironment(e);
   const fcm = fcmFromEnvironment(e);
+  const vapid = vapidFromEnvironment(e);
   let apnsCa: string | undefined;
   if (e.HERALD_APNS_CA_FILE !== undefined) {
     // The CA file replaces the default CAs: with Apple's own hosts it would distrust them (or trust another).
@@ -379,7 +399,52 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(e.HERALD_FCM_BASE_URL !== undefined && { baseUrl: e.HERALD_FCM_BASE_URL }),
       ...(e.HERALD_FCM_TOKEN_URI !== undefined && { tokenUri: e.HERALD_FCM_TOKEN_URI }),
     },
+    ...(vapid && { vapid }),
+    webPushEndpoint: { allowedOrigins: e.HERALD_WEBPUSH_ALLOWED_ORIGINS ?? [] },
   };
+}
+
+const VAPID_VARIABLES = {
+  publicKey: 'HERALD_VAPID_PUBLIC_KEY',
+  privateKey: 'HERALD_VAPID_PRIVATE_KEY',
+  subject: 'HERALD_VAPID_SUBJECT',
+} as const;
+
+/** HERALD_VAPID_APP with the key pair and subject: all or none, checked as GraphQL checks them. */
+function vapidFromEnvironment(e: t.TypeOf<typeof Environment>): Config['vapid'] {
+  const app = e.HERALD_VAPID_APP;
+  const names = Object.values(VAPID_VARIABLES);
+  if (app === undefined) {
+    if (names.some((name) => e[name] !== undefined))
+      throw new ConfigError(
+        'invalid configuration:\n  HERALD_VAPID_APP: required with the other HERALD_VAPID_ variables',
+      );
+    return undefined;
+  }
+  const missing = names.filter((name) => e[name] === undefined);
+  if (missing.length > 0)
+    throw new ConfigError(
+      `invalid configuration:\n  ${missing.map((name) => `${name}: required with HERALD_VAPID_APP`).join('\n  ')}`,
+    );
+  try {
+    return {
+      appId: app,
+      credentials: checkVapidCredentials({
+        publicKey: e.HERALD_VAPID_PUBLIC_KEY,
+        privateKey: e.HERALD_VAPID_PRIVATE_KEY,
+        subject: e.HERALD_VAPID_SUBJECT,
+      }),
+    };
+  } catch (error) {
+    // "privateKey: …" → named after its variable; the key is never in the message.
+    const message = (error as Error).message;
+    const field = (Object.keys(VAPID_VARIABLES) as Array<keyof typeof VAPID_VARIABLES>).find((f) =>
+      message.startsWith(`${f}:`),
+    );
+    throw new ConfigError(
+      `invalid configuration:\n  ${field ? message.replace(field, VAPID_VARIABLES[field]) : `HERALD_VAPID_PRIVATE_KEY: ${message}`}`,
+    );
+  }
 }
 
 /** HERALD_FCM_APP with HERALD_FCM_SERVICE_ACCOUNT_FILE (Google's JSON key file): both or neither, checked as GraphQL checks it. */

@@ -31,6 +31,7 @@ import { Apns } from './platformPush/apns';
 import { credentialsKey, PlatformCredentials } from './platformPush/credentials';
 import { Fcm } from './platformPush/fcm';
 import { PlatformPushes } from './platformPush/platformPusher';
+import { WebPush } from './platformPush/webPush';
 import { projectionLags, projectionsReadiness } from './projection/projectionLag';
 import { ProjectionProgress } from './projection/projectionProgress';
 import { ProjectionRunner } from './projection/projectionRunner';
@@ -271,6 +272,7 @@ async function openFeatures(deps: {
     queries: models.devices.queries,
     keys: tickets,
     readYourWrites: devicesShow,
+    webPushEndpoint: config.webPushEndpoint,
   });
   const { deliveries } = models.devices;
   const gateway = new DeviceGateway({
@@ -302,13 +304,15 @@ async function openFeatures(deps: {
     sendAllowance,
     readYourWrites: devicesShow,
   });
-  // Platform push (docs/platform-push.md): APNs for IOS, FCM for ANDROID devices with no live connection.
+  // Platform push (docs/platform-push.md): APNs for IOS, FCM for ANDROID, Web Push for WEB devices with no live connection.
   const platformCredentials = new PlatformCredentials({
     store: models.platformPushes.credentials,
     fcmStore: models.platformPushes.fcmCredentials,
+    vapidStore: models.platformPushes.vapidCredentials,
     key: () => credentialsKey(config.credentialsKey, config.dataDir),
     ...(config.apns && { fromEnvironment: config.apns }),
     ...(config.fcm && { fcmFromEnvironment: config.fcm }),
+    ...(config.vapid && { vapidFromEnvironment: config.vapid }),
     onUnreadable: (appId, service) =>
       log.error(
         { appId, service },
@@ -321,12 +325,20 @@ async function openFeatures(deps: {
       ),
   });
   const apns = deps.services.add(
-    closing('APNs connections', new Apns((appId) => platformCredentials.apnsForSending(appId), config.apnsEndpoint)),
+    closing('APNs connections', new Apns((appId) => platformCredentials.apns.forSending(appId), config.apnsEndpoint)),
   ).running;
   const fcm = deps.services.add(
     closing(
       'FCM access tokens',
-      new Fcm((appId) => platformCredentials.fcmForSending(appId), config.fcmEndpoint, {
+      new Fcm((appId) => platformCredentials.fcm.forSending(appId), config.fcmEndpoint, {
+        clock: () => clock().getTime(),
+      }),
+    ),
+  ).running;
+  const webpush = deps.services.add(
+    closing(
+      'Web Push connections',
+      new WebPush((appId) => platformCredentials.vapid.forSending(appId), config.webPushEndpoint, {
         clock: () => clock().getTime(),
       }),
     ),
@@ -335,10 +347,14 @@ async function openFeatures(deps: {
     store,
     queries: models.platformPushes.queries,
     presence: gateway.presence,
-    services: { apns, fcm },
+    services: { apns, fcm, webpush },
     appsWith: async () => {
-      const [IOS, ANDROID] = await Promise.all([platformCredentials.appsWithApns(), platformCredentials.appsWithFcm()]);
-      return { IOS, ANDROID };
+      const [IOS, ANDROID, WEB] = await Promise.all([
+        platformCredentials.apns.apps(),
+        platformCredentials.fcm.apps(),
+        platformCredentials.vapid.apps(),
+      ]);
+      return { IOS, ANDROID, WEB };
     },
     clock,
     log,

@@ -20,6 +20,35 @@
     connect();
   }
 
+  // Web Push (docs/platform-push.md): this browser becomes a WEB device of the ticket's user; its
+  // service worker shows what herald pushes to it while the page is closed.
+  var webPushButton = document.getElementById('webpush');
+  var webPushStatus = document.getElementById('webpush-status');
+  webPushButton.addEventListener('click', function () {
+    webPushButton.disabled = true;
+    webPushStatus.dataset.state = 'subscribing';
+    webPushStatus.textContent = 'Subscribing…';
+    message_client
+      .subscribeWebPush({
+        url: new URL('/graphql', location.href).href,
+        ticket: ticketInput.value.trim(),
+        serviceWorker: '/demo/webpush-sw.js',
+      })
+      .then(
+        function (subscribed) {
+          webPushStatus.dataset.state = 'subscribed';
+          webPushStatus.dataset.device = subscribed.deviceId;
+          webPushStatus.textContent = 'This browser gets messages while the page is closed';
+        },
+        function (error) {
+          webPushButton.disabled = false;
+          webPushStatus.dataset.state = 'failed';
+          webPushStatus.dataset.code = error.code || '';
+          webPushStatus.textContent = 'Not subscribed: ' + error.message;
+        },
+      );
+  });
+
   form.addEventListener('submit', function (event) {
     event.preventDefault();
     connect();

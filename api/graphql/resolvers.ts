@@ -40,7 +40,10 @@ export interface GraphqlDeps {
   /** The app's event stream, for its admins (eventResolvers.ts). */
   readonly events: Pick<EventFeed, 'page' | 'tail' | 'checkCursor'>;
   /** The app's platform-push credentials, for its admins (platformPushResolvers.ts). */
-  readonly platformCredentials: Pick<PlatformCredentials, 'setApns' | 'describeApns' | 'setFcm' | 'describeFcm'>;
+  readonly platformCredentials: Pick<
+    PlatformCredentials,
+    'setApns' | 'describeApns' | 'setFcm' | 'describeFcm' | 'setVapid' | 'describeVapid'
+  >;
 }
 
 export const MAX_PAGE = 100;

@@ -58,6 +58,12 @@ const ASSETS: Readonly<Record<string, Asset>> = {
     type: 'text/javascript; charset=utf-8',
     cacheControl: 'no-cache',
   },
+  // The demo's service worker (Web Push): served from /demo/, so its scope is the demo page's.
+  '/demo/webpush-sw.js': {
+    file: path.join(__dirname, '../demo/webpush-sw.js'),
+    type: 'text/javascript; charset=utf-8',
+    cacheControl: 'no-cache',
+  },
   '/demo/terminal.css': {
     file: path.join(__dirname, '../demo/terminal.css'),
     type: 'text/css; charset=utf-8',

@@ -2,6 +2,7 @@ import * as t from 'io-ts';
 import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
 import { characterCount, isStorableText } from '../text';
+import { sameSubscription, WebPushSubscription } from './webPushSubscription';
 
 /**
  * A terminal of an app that herald pushes to (ONE-PUSH, shared/seeds/003_834cb051d61fc48e.txt; topvdn,
@@ -41,7 +42,12 @@ const Registration = {
 
 export const DeviceRegistered = t.type({
   type: t.literal('DeviceRegistered'),
-  data: t.type({ ...Registration, registeredAt: t.string }),
+  data: t.intersection([
+    t.type({ ...Registration, registeredAt: t.string }),
+    // A WEB device's browser subscription (docs/platform-push.md, Web Push): part of the registration, as
+    // the native token is, so a registration event alone still holds the device's state. Absent: none.
+    t.partial({ webPush: t.union([WebPushSubscription, t.null]) }),
+  ]),
 });
 export const DeviceUnregistered = t.type({
   type: t.literal('DeviceUnregistered'),
@@ -61,7 +67,7 @@ export const NativeTokenRevoked = t.type({
     deviceId: t.string,
     appId: t.string,
     registration: t.number,
-    service: t.keyof({ apns: null, fcm: null }),
+    service: t.keyof({ apns: null, fcm: null, webpush: null }),
     reason: t.string,
     revokedAt: t.string,
   }),
@@ -85,10 +91,17 @@ export const deviceCatalogue: CatalogueEntry = {
     DeviceRegistered: {
       when:
         '`POST /msgpush/register` or GraphQL `registerDevice`: the first time, after an unregister, or with changed ' +
-        'fields (registering unchanged appends nothing)',
+        'fields (registering unchanged appends nothing); also GraphQL `subscribeWebPush`/`unsubscribeWebPush` on a ' +
+        'WEB device — a browser subscription change, not a new registration: `registration` is unchanged and only ' +
+        '`webPush` differs from the previous DeviceRegistered (count registrations by a changed `registration`, or ' +
+        'by fields other than `webPush` and `registeredAt`)',
       fields: {
         clientId: "topvdn's device number, fixed at the first registration",
         registration: '1, then +1 after each unregister',
+        webPush:
+          "a WEB device's browser push subscription (endpoint, keys, expirationTime, subscribedAt), set by GraphQL " +
+          '`subscribeWebPush` (which appends this event) and kept by later registrations of the same registration; ' +
+          'absent or null: none',
       },
     },
     DeviceUnregistered: {
@@ -98,9 +111,10 @@ export const deviceCatalogue: CatalogueEntry = {
     },
     NativeTokenRevoked: {
       when:
-        "the platform's push service answered that the token is dead (APNs `410 Unregistered`, `400 BadDeviceToken`; " +
-        'FCM `404 UNREGISTERED`, `400 INVALID_ARGUMENT` on `message.token`); ' +
-        'no platform push goes to it again until the device registers again (docs/platform-push.md)',
+        "the platform's push service answered that the token is dead (APNs `410 Unregistered`; " +
+        'FCM `404 UNREGISTERED`, `400 INVALID_ARGUMENT` on `message.token`; a Web Push service `404`/`410`: the ' +
+        'browser subscription is dropped); no platform push goes to it again until the device registers or ' +
+        'subscribes again (docs/platform-push.md)',
       fields: { reason: "the service's answer", registration: 'the registration whose token it was' },
     },
   },
@@ -127,26 +141,47 @@ export interface UnregisterDevice {
 /**
  * Records that the token of registration `registration` is dead; nothing for another registration or twice,
  * nor when the service says it was dead (`deadSince`, ms: APNs' 410 `timestamp`) before the device last
- * registered (it may have registered a live token since).
+ * registered (it may have registered a live token since). For `webpush`, only the subscription the push
+ * went to (`endpoint`) is dropped, and only if the browser gave it before `deadSince`: a subscription given
+ * since (another endpoint, or the same one given anew) is live.
  */
 export interface RevokeNativeToken {
   readonly type: 'RevokeNativeToken';
   readonly registration: number;
-  readonly service: 'apns' | 'fcm';
+  readonly service: 'apns' | 'fcm' | 'webpush';
   readonly reason: string;
   readonly deadSince?: number;
+  /** `webpush`: the endpoint of the subscription the push service answered for. */
+  readonly endpoint?: string;
   readonly now: string;
 }
-export type DeviceCommand = RegisterDevice | UnregisterDevice | RevokeNativeToken;
+/**
+ * Sets a WEB device's browser push subscription (null: drops it). Recorded as a registration of the same
+ * registration (DeviceRegistered with `webPush`), which also clears a revoked one.
+ */
+export interface SubscribeWebPush {
+  readonly type: 'SubscribeWebPush';
+  readonly subscription: Omit<WebPushSubscription, 'subscribedAt'> | null;
+  /**
+   * What the caller's permission was checked on (the read model, before the command): the registration,
+   * and the alias when it rested on it (a user's own device). Either changed since: refused as not found.
+   */
+  readonly registration: number;
+  readonly alias?: string;
+  readonly now: string;
+}
+export type DeviceCommand = RegisterDevice | UnregisterDevice | RevokeNativeToken | SubscribeWebPush;
 
 export type DeviceState =
   | { readonly status: 'none' }
-  | (Omit<DeviceRegistration, 'registeredAt'> & {
+  | (Omit<DeviceRegistration, 'registeredAt' | 'webPush'> & {
       readonly status: 'registered' | 'unregistered';
-      /** Its platform's push service called the token dead since it last registered. */
+      /** Its platform's push service called the token (a WEB device: its subscription) dead since it last registered. */
       readonly tokenRevoked?: boolean;
       /** When it last registered (a revocation dated before it does not count). */
       readonly registeredAt?: string;
+      /** A WEB device's browser subscription, if it gave one. */
+      readonly webPush?: WebPushSubscription | null;
     });
 
 export const deviceStreamName = (deviceId: string) => `device-${deviceId}`;
@@ -159,12 +194,18 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
 
   evolve(state, event) {
     switch (event.type) {
-      case 'DeviceRegistered':
-        return { status: 'registered', ...event.data };
+      case 'DeviceRegistered': {
+        const { registeredAt, webPush, ...registration } = event.data;
+        return { status: 'registered', ...registration, registeredAt, webPush: webPush ?? null };
+      }
       case 'DeviceUnregistered':
         return state.status === 'none' ? state : { ...state, status: 'unregistered' };
       case 'NativeTokenRevoked':
-        return state.status === 'none' ? state : { ...state, tokenRevoked: true };
+        if (state.status === 'none') return state;
+        // A dropped browser subscription is gone: only a new one (subscribeWebPush) is used again.
+        return event.data.service === 'webpush'
+          ? { ...state, tokenRevoked: true, webPush: null }
+          : { ...state, tokenRevoked: true };
       default:
         return unreachable(event);
     }
@@ -194,14 +235,37 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
         if (state.appId !== command.appId) throw new DomainError('forbidden', 'the device belongs to another app');
         const { status: _, ...known } = state;
         if (state.status === 'unregistered') {
-          const { tokenRevoked: _revoked, ...current } = known;
+          // A new registration: the browser subscribes anew (its subscription was for the one that ended).
+          const { tokenRevoked: _revoked, registeredAt: _at, webPush: _webPush, ...current } = known;
           return [registered({ ...current, ...fields, registration: state.registration + 1 }, command.now)];
         }
         // A registration clears a revoked token (the device has a live token again): recorded even unchanged.
-        const { tokenRevoked, ...current } = known;
+        // A WEB device keeps its browser subscription (not a field of ONE-PUSH's register).
+        const { tokenRevoked, registeredAt: _at, webPush, ...current } = known;
         return sameRegistration(current, fields) && !tokenRevoked
           ? []
-          : [registered({ ...current, ...fields }, command.now)];
+          : [
+              registered(
+                { ...current, ...fields, ...(fields.platform === 'WEB' && webPush && { webPush }) },
+                command.now,
+              ),
+            ];
+      }
+      case 'SubscribeWebPush': {
+        if (state.status !== 'registered') throw new DomainError('not_found', 'no such device');
+        if (
+          state.registration !== command.registration ||
+          (command.alias !== undefined && state.alias !== command.alias)
+        )
+          throw new DomainError('not_found', 'no such device');
+        if (state.platform !== 'WEB')
+          throw new DomainError('invalid', 'subscription: only a WEB device takes a browser push subscription');
+        const { status: _, tokenRevoked, registeredAt: _at, webPush, ...current } = state;
+        const given = command.subscription && { ...command.subscription, subscribedAt: command.now };
+        // Unchanged is nothing, unless a push service dropped it: given again, it is live again.
+        if (sameSubscription(webPush ?? null, given) && !tokenRevoked) return [];
+        if (given === null && !webPush) return [];
+        return [registered({ ...current, ...(given ? { webPush: given } : { webPush: null }) }, command.now)];
       }
       case 'UnregisterDevice':
         if (state.status === 'none') throw new DomainError('not_found', 'no such device');
@@ -217,14 +281,16 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
             },
           },
         ];
-      case 'RevokeNativeToken':
+      case 'RevokeNativeToken': {
         if (state.status !== 'registered' || state.registration !== command.registration || state.tokenRevoked)
           return [];
-        if (
-          command.deadSince !== undefined &&
-          state.registeredAt !== undefined &&
-          command.deadSince < Date.parse(state.registeredAt)
-        )
+        // A Web Push 404/410 is for the subscription it was sent to: one given since is not dropped with it
+        // (a retry to an old subscription answered 410 after the browser subscribed anew).
+        if (command.service === 'webpush' && (!state.webPush || state.webPush.endpoint !== command.endpoint)) return [];
+        // Dead before the token was given: a subscription's own date, as a re-registration (ONE-PUSH's register
+        // at each login) does not renew it.
+        const givenAt = command.service === 'webpush' ? state.webPush?.subscribedAt : state.registeredAt;
+        if (command.deadSince !== undefined && givenAt !== undefined && command.deadSince < Date.parse(givenAt))
           return [];
         return [
           {
@@ -239,6 +305,7 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
             },
           },
         ];
+      }
       default:
         return unreachable(command);
     }
@@ -248,6 +315,11 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
 type Fields = Pick<DeviceRegistration, 'alias' | 'platform' | 'nativeToken' | 'mobile' | 'tags'>;
 
 function registered(registration: Omit<DeviceRegistration, 'registeredAt'>, now: string): DeviceStreamEvent {
+  // No `webPush` key for a device without one: its events read as they did before browsers subscribed.
+  if (registration.webPush === undefined) {
+    const { webPush: _, ...rest } = registration;
+    return { type: 'DeviceRegistered', data: { ...rest, registeredAt: now } };
+  }
   return { type: 'DeviceRegistered', data: { ...registration, registeredAt: now } };
 }
 

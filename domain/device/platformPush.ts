@@ -15,7 +15,7 @@ import { UUID } from '../text';
 /**
  * A message sent to a device through its platform's push service (docs/platform-push.md): APNs for IOS
  * (the seed, shared/seeds/003_834cb051d61fc48e.txt: "ios要使用ios token,用于apns发送离线消息"), FCM HTTP v1
- * for ANDROID; Web Push is the next platform. Stream: `platformpush-<pushId>.<deviceId>`, beside the delivery's own
+ * for ANDROID, Web Push for WEB (the browser's subscription). Stream: `platformpush-<pushId>.<deviceId>`, beside the delivery's own
  * (`delivery-<pushId>.<deviceId>`), whose revision the devices read model counts for the gateway's appends.
  *
  * Requested once per message and device — when the device had no live connection, or had not confirmed
@@ -26,8 +26,8 @@ import { UUID } from '../text';
  * refused).
  */
 
-/** `apns` for IOS devices, `fcm` (HTTP v1) for ANDROID. */
-export const PlatformPushServiceCodec = t.keyof({ apns: null, fcm: null });
+/** `apns` for IOS devices, `fcm` (HTTP v1) for ANDROID, `webpush` (RFC 8030) for WEB. */
+export const PlatformPushServiceCodec = t.keyof({ apns: null, fcm: null, webpush: null });
 export type PlatformPushServiceName = t.TypeOf<typeof PlatformPushServiceCodec>;
 
 /** Waits after failed attempt n; an attempt whose wait would end after the message expires is final. */
@@ -67,7 +67,7 @@ export const platformPushCatalogue: CatalogueEntry = {
   module: 'domain/device/platformPush.ts',
   union: PlatformPushEvent,
   description: [
-    "A message sent to a device through its platform's push service (APNs for IOS, FCM for ANDROID), once per message and " +
+    "A message sent to a device through its platform's push service (APNs for IOS, FCM for ANDROID, Web Push for WEB), once per message and " +
       'device: docs/platform-push.md.',
   ],
   events: {
@@ -75,9 +75,13 @@ export const platformPushCatalogue: CatalogueEntry = {
       when:
         'the leader found the delivery open and the device with no live connection (`why: offline`), or a ' +
         'needConfirm message unconfirmed after its first re-send (`why: unconfirmed`)',
-      fields: { service: '`apns` or `fcm`', expiresAt: "the message's expiry: no attempt after it" },
+      fields: {
+        service: '`apns`, `fcm` or `webpush`',
+        nativeToken: "the device's token; for `webpush` its browser subscription (endpoint and keys) as JSON",
+        expiresAt: "the message's expiry: no attempt after it",
+      },
     },
-    PlatformPushSent: { when: 'the service accepted it (APNs, FCM: 200)' },
+    PlatformPushSent: { when: 'the service accepted it (APNs, FCM: 200; Web Push: 201, 202)' },
     PlatformPushFailed: {
       when:
         'an attempt failed; retried after 5 s, 30 s, 2 min, 10 min, 30 min, 1 h while the message lives (429, ' +

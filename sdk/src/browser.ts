@@ -3,4 +3,5 @@
 import { koalaModule } from './messageClient.js';
 
 export { MessageClientError } from './messageClient.js';
+export { subscribeWebPush } from './webPush.js';
 export const { open, acknowledge, sendMessage, close } = koalaModule();

@@ -1,10 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { DomainError } from '../../domain/decider';
 import { DEVICE_LIMITS, deviceStreamName } from '../../domain/device/device';
+import { checkWebPushSubscription } from '../../domain/device/webPushSubscription';
 import { characterCount, isStorableText } from '../../domain/text';
 import { deviceAggregate } from '../command/aggregates';
 import { handleCommand, newStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
+import { endpointRefusal, isP256PublicKey, type WebPushEndpointPolicy } from '../platformPush/webPush';
 import type { DeviceFilter, DeviceQueries, DeviceView } from './deviceQueries';
 
 /**
@@ -60,6 +62,8 @@ export class Devices {
       /** The ticket keys (device ids and tokens are signed with keys derived from them) and the apps. */
       readonly keys: { derivedKey(purpose: string): Buffer; isRegisteredApp(appId: string): Promise<boolean> };
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
+      /** Where a browser's push endpoint may be (docs/platform-push.md, Web Push): public https unless configured. */
+      readonly webPushEndpoint?: WebPushEndpointPolicy;
     },
   ) {
     this.idKey = deps.keys.derivedKey('device-id');
@@ -117,6 +121,44 @@ export class Devices {
     );
     await this.deps.readYourWrites(result.position);
     return { ...device, active: false };
+  }
+
+  /**
+   * Sets a WEB device's browser push subscription (`PushSubscription.toJSON()`), or drops it (null). The
+   * endpoint is a URL the leader will POST to: refused unless https on a public host (or an origin the
+   * deployment allows), the keys checked as RFC 8291 needs them. Bad input is an `invalid` DomainError
+   * naming the field, and appends nothing. Answers once the push trigger can see it. `caller`: who acts
+   * (the audit's actor) and, when their permission rested on the device's alias, that alias (re-checked by
+   * the decider with the registration `device` was read at).
+   */
+  async subscribeWebPush(
+    device: DeviceView,
+    input: unknown,
+    now: Date,
+    caller: { readonly actor: string; readonly alias?: string },
+  ): Promise<void> {
+    let subscription = null;
+    if (input !== null) {
+      subscription = checkWebPushSubscription(input);
+      const refusal = endpointRefusal(subscription.endpoint, this.deps.webPushEndpoint ?? { allowedOrigins: [] });
+      if (refusal) throw new DomainError('invalid', `subscription.endpoint: ${refusal}`);
+      if (!isP256PublicKey(subscription.p256dh))
+        throw new DomainError('invalid', 'subscription.keys: p256dh is not a point of P-256');
+    }
+    const result = await handleCommand(
+      this.deps.store,
+      deviceAggregate,
+      deviceStreamName(device.deviceId),
+      {
+        type: 'SubscribeWebPush',
+        subscription,
+        registration: device.registration,
+        ...(caller.alias !== undefined && { alias: caller.alias }),
+        now: now.toISOString(),
+      },
+      { appId: device.appId, actor: caller.actor },
+    );
+    await this.deps.readYourWrites(result.position);
   }
 
   byId(deviceId: string): Promise<DeviceView | undefined> {

@@ -1,11 +1,13 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createECDH, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
+import webpush from 'web-push';
 import { HeraldError } from '../../domain/heraldError';
 import { apnsKey, type ApnsCredentials, type ApnsEnvironment } from './apns';
 import { fcmKey, type FcmCredentials } from './fcm';
+import { isP256PublicKey, type VapidCredentials } from './webPush';
 
 /**
  * Apps' platform-push credentials (docs/platform-push.md, "Configuration"): set by an app's admin over
@@ -134,6 +136,79 @@ export function checkFcmCredentials(serviceAccountJson: unknown): FcmCredentials
   return { projectId: project_id, clientEmail: client_email, privateKey: private_key.trim(), tokenUri: token_uri };
 }
 
+export const VAPID_CREDENTIAL_LIMITS = { subjectLength: 255 } as const;
+
+/** A base64url text (no padding) of exactly `bytes` bytes. */
+const base64urlOf = (name: string, bytes: number) =>
+  bounded(name, new RegExp(`^[A-Za-z0-9_-]{${Math.ceil((bytes * 4) / 3)}}$`), Math.ceil((bytes * 4) / 3));
+
+/**
+ * What an admin gives for Web Push: the VAPID subject, and a key pair to import — or none, and herald
+ * makes one (a browser needs only the public key, which is then read back).
+ */
+export const VapidCredentialsInput = t.type({
+  subject: bounded(
+    `a mailto: or https: URL (at most ${VAPID_CREDENTIAL_LIMITS.subjectLength} characters)`,
+    /^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s]+)$/,
+    VAPID_CREDENTIAL_LIMITS.subjectLength,
+  ),
+  publicKey: t.union([
+    t.null,
+    t.undefined,
+    base64urlOf('an uncompressed P-256 public key: 65 bytes, base64url (no padding)', 65),
+  ]),
+  privateKey: t.union([t.null, t.undefined, base64urlOf('a P-256 private key: 32 bytes, base64url (no padding)', 32)]),
+});
+
+/**
+ * Checks an admin's VAPID input: a CredentialsError naming the field (never quoting the private key), or
+ * the key pair — the one given (both keys, which must be a pair), or a new one when neither is.
+ */
+export function checkVapidCredentials(input: unknown): VapidCredentials {
+  const decoded = VapidCredentialsInput.decode(input);
+  if (isLeft(decoded)) {
+    const error = decoded.left[0]!;
+    const field = error.context[1]?.key ?? 'input';
+    throw new CredentialsError(`${field}: expected ${error.context[1]?.type.name ?? 'a value'}`);
+  }
+  const { subject, publicKey, privateKey } = decoded.right;
+  if (!URL.canParse(subject)) throw new CredentialsError('subject: not a URL');
+  if ((publicKey ?? null) === null && (privateKey ?? null) === null) {
+    const made = webpush.generateVAPIDKeys();
+    return { subject, publicKey: made.publicKey, privateKey: made.privateKey };
+  }
+  if (!publicKey || !privateKey)
+    throw new CredentialsError('publicKey, privateKey: give both (a key pair) or neither (herald makes one)');
+  if (!isP256PublicKey(publicKey)) throw new CredentialsError('publicKey: not a point of P-256');
+  let derived: string;
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(Buffer.from(privateKey, 'base64url'));
+    derived = ecdh.getPublicKey().toString('base64url');
+  } catch {
+    throw new CredentialsError('privateKey: not a P-256 private key');
+  }
+  if (derived !== publicKey) throw new CredentialsError('privateKey: not the private key of publicKey');
+  return { subject, publicKey, privateKey };
+}
+
+/** What is shown of an app's VAPID key pair: the public key (a browser's `applicationServerKey`), never the private. */
+export interface VapidCredentialsView {
+  readonly configured: boolean;
+  readonly publicKey: string | null;
+  readonly subject: string | null;
+}
+export interface StoredVapidCredentials {
+  readonly publicKey: string;
+  readonly subject: string;
+  readonly sealedKey: string;
+}
+export interface VapidCredentialStore {
+  put(appId: string, credentials: StoredVapidCredentials, now: Date): Promise<void>;
+  get(appId: string): Promise<StoredVapidCredentials | undefined>;
+  apps(): Promise<readonly string[]>;
+}
+
 /** What is shown of an app's FCM service account: never the key. */
 export interface FcmCredentialsView {
   readonly configured: boolean;
@@ -224,130 +299,57 @@ export function credentialsKey(configured: string | undefined, dataDir: string):
 }
 
 const CACHE_MS = 2000;
-/** An FCM key is sealed to its app and service: an APNs key's sealed text copied to the FCM row does not open. */
-const fcmContext = (appId: string) => `fcm/${appId}`;
 const MAX_CACHED = 10_000;
-/** How long appsWithApns / appsWithFcm trust their look at whether an app's stored key opens (a look is a read of the row). */
+/** How long `apps()` trusts its look at whether an app's stored key opens (a look is a read of the row). */
 const CHECK_MS = 60_000;
 
+export type CredentialService = 'apns' | 'fcm' | 'webpush';
+
+/** One service's stored credentials: how a row, its key opened, becomes what its adapter takes. */
+interface SealedCredentials<C, S extends { readonly sealedKey: string }> {
+  readonly service: CredentialService;
+  readonly store: { get(appId: string): Promise<S | undefined>; apps(): Promise<readonly string[]> };
+  /**
+   * What the key is sealed to. APNs keys to the app id alone (as first stored); the others to
+   * `<service>/<app id>`, so a sealed text copied to another app's or another service's row does not open.
+   */
+  readonly context: (appId: string) => string;
+  readonly open: (stored: S, secret: string) => C;
+  /** A one-app deployment's credentials from the environment, used when the app stored none. */
+  readonly fromEnvironment?: { readonly appId: string; readonly credentials: C } | undefined;
+}
+
 /**
- * Sets and reads apps' APNs credentials and FCM service accounts; `HERALD_APNS_…` / `HERALD_FCM_…` for one
- * app when nothing was set over GraphQL.
+ * One service's credentials per app, key opened, cached briefly (every send asks): the same lookup for
+ * APNs keys, FCM service accounts and VAPID key pairs.
  */
-export class PlatformCredentials {
-  private readonly cache = new Map<
-    string,
-    { at: number; credentials: ApnsCredentials | undefined; unusable: boolean }
-  >();
-  private readonly fcmCache = new Map<
-    string,
-    { at: number; credentials: FcmCredentials | undefined; unusable: boolean }
-  >();
-  /** Per stored app and service (`apns/<app>`, `fcm/<app>`), whether its key opened when last looked at. */
+export class CredentialsLookup<C> {
+  private readonly cache = new Map<string, { at: number; credentials: C | undefined; unusable: boolean }>();
+  /** Per stored app, whether its key opened when last looked at. */
   private readonly checked = new Map<string, { at: number; usable: boolean }>();
-  private sealingKey: Buffer | undefined;
 
   constructor(
-    private readonly deps: {
-      readonly store: ApnsCredentialStore;
-      readonly fcmStore: FcmCredentialStore;
-      /** Made or read when first needed (a deployment without platform push never makes one). */
-      readonly key: () => Buffer;
-      /** The one app's credentials from the environment, if given. */
-      readonly fromEnvironment?: { readonly appId: string; readonly credentials: ApnsCredentials };
-      /** The one app's FCM service account from the environment, if given. */
-      readonly fcmFromEnvironment?: { readonly appId: string; readonly credentials: FcmCredentials };
-      readonly now?: () => number;
-      /** Told when an app's stored key does not open (the credentials key changed). */
-      readonly onUnreadable?: (appId: string, service: 'apns' | 'fcm') => void;
-      /** Told when the credentials key itself cannot be had (an unwritable data dir): not a changed key. */
-      readonly onNoKey?: (error: Error) => void;
-    },
+    private readonly kind: SealedCredentials<C, { readonly sealedKey: string }>,
+    private readonly unsealed: (appId: string, sealed: string, context: string) => string | undefined,
+    private readonly now: () => number,
   ) {}
 
-  /** Checks and stores; a CredentialsError (nothing stored) for bad input. */
-  async setApns(appId: string, input: unknown, now: Date): Promise<ApnsCredentialsView> {
-    const credentials = checkApnsCredentials(input);
-    const { keyPem, ...shown } = credentials;
-    await this.deps.store.put(appId, { ...shown, sealedKey: seal(this.key(), keyPem, appId) }, now);
-    this.cache.delete(appId);
-    this.checked.delete(`apns/${appId}`);
-    return { configured: true, ...shown };
-  }
-
-  async describeApns(appId: string): Promise<ApnsCredentialsView> {
-    const credentials = await this.apnsOf(appId);
-    if (!credentials) return { configured: false, keyId: null, teamId: null, topic: null, environment: null };
-    const { keyPem: _, ...shown } = credentials;
-    return { configured: true, ...shown };
-  }
-
-  /** The app's credentials, key opened; cached briefly (every send asks). */
-  async apnsOf(appId: string): Promise<ApnsCredentials | undefined> {
-    const now = this.deps.now?.() ?? Date.now();
+  /** The app's credentials, key opened; undefined when it has none or its stored key does not open. */
+  async of(appId: string): Promise<C | undefined> {
+    const now = this.now();
     const cached = this.cache.get(appId);
     if (cached && now - cached.at < CACHE_MS) return cached.credentials;
-    const stored = await this.deps.store.get(appId);
-    const env = this.deps.fromEnvironment;
-    const keyPem = stored && this.unsealed(appId, stored.sealedKey, appId, 'apns');
+    const stored = await this.kind.store.get(appId);
+    const secret = stored && this.unsealed(appId, stored.sealedKey, this.kind.context(appId));
+    const env = this.kind.fromEnvironment;
     const credentials =
-      stored && keyPem !== undefined
-        ? { keyPem, keyId: stored.keyId, teamId: stored.teamId, topic: stored.topic, environment: stored.environment }
+      stored && secret !== undefined
+        ? this.kind.open(stored, secret)
         : env?.appId === appId
           ? env.credentials
           : undefined;
     if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(appId, { at: now, credentials, unusable: stored !== undefined && keyPem === undefined });
-    return credentials;
-  }
-
-  /** Checks and stores an FCM service account (its JSON text); a CredentialsError (nothing stored) for bad input. */
-  async setFcm(appId: string, serviceAccountJson: unknown, now: Date): Promise<FcmCredentialsView> {
-    const { privateKey, ...shown } = checkFcmCredentials(serviceAccountJson);
-    await this.deps.fcmStore.put(appId, { ...shown, sealedKey: seal(this.key(), privateKey, fcmContext(appId)) }, now);
-    this.fcmCache.delete(appId);
-    this.checked.delete(`fcm/${appId}`);
-    return { configured: true, ...shown };
-  }
-
-  async describeFcm(appId: string): Promise<FcmCredentialsView> {
-    const credentials = await this.fcmOf(appId);
-    if (!credentials) return { configured: false, projectId: null, clientEmail: null, tokenUri: null };
-    const { privateKey: _, ...shown } = credentials;
-    return { configured: true, ...shown };
-  }
-
-  /** The app's service account, key opened; cached briefly (every send asks). */
-  async fcmOf(appId: string): Promise<FcmCredentials | undefined> {
-    const now = this.deps.now?.() ?? Date.now();
-    const cached = this.fcmCache.get(appId);
-    if (cached && now - cached.at < CACHE_MS) return cached.credentials;
-    const stored = await this.deps.fcmStore.get(appId);
-    const env = this.deps.fcmFromEnvironment;
-    const privateKey = stored && this.unsealed(appId, stored.sealedKey, fcmContext(appId), 'fcm');
-    const credentials =
-      stored && privateKey !== undefined
-        ? { projectId: stored.projectId, clientEmail: stored.clientEmail, tokenUri: stored.tokenUri, privateKey }
-        : env?.appId === appId
-          ? env.credentials
-          : undefined;
-    if (this.fcmCache.size >= MAX_CACHED) this.fcmCache.clear();
-    this.fcmCache.set(appId, { at: now, credentials, unusable: stored !== undefined && privateKey === undefined });
-    return credentials;
-  }
-
-  /** Apps with an FCM service account this node can use (the leader looks for their offline ANDROID devices only). */
-  async appsWithFcm(): Promise<readonly string[]> {
-    const usable = await this.usable('fcm', await this.deps.fcmStore.apps(), (appId) => this.fcmOf(appId));
-    const env = this.deps.fcmFromEnvironment?.appId;
-    return env === undefined || usable.includes(env) ? usable : [...usable, env];
-  }
-
-  /** As apnsForSending, for FCM. */
-  async fcmForSending(appId: string): Promise<FcmCredentials | undefined> {
-    const credentials = await this.fcmOf(appId);
-    if (!credentials && this.fcmCache.get(appId)?.unusable)
-      throw new Error("the app's FCM key does not open with this node's credentials key");
+    this.cache.set(appId, { at: now, credentials, unusable: stored !== undefined && secret === undefined });
     return credentials;
   }
 
@@ -356,18 +358,184 @@ export class PlatformCredentials {
    * failure) when it has a stored key this node cannot open — another node's credentials key, or none to
    * be had: the deployment's to fix, not the app's.
    */
-  async apnsForSending(appId: string): Promise<ApnsCredentials | undefined> {
-    const credentials = await this.apnsOf(appId);
+  async forSending(appId: string): Promise<C | undefined> {
+    const credentials = await this.of(appId);
     if (!credentials && this.cache.get(appId)?.unusable)
-      throw new Error("the app's APNs key does not open with this node's credentials key");
+      throw new Error(
+        `the app's ${SERVICE_NAMES[this.kind.service]} key does not open with this node's credentials key`,
+      );
     return credentials;
+  }
+
+  /**
+   * Apps with credentials this node can use (the leader looks for their offline devices only): an app
+   * whose stored key does not open is left out — nothing is requested for it, so nothing fails for good —
+   * until the key opens (a shared HERALD_CREDENTIALS_KEY) or the app sets it again. Each stored app is
+   * looked at again at most every CHECK_MS.
+   */
+  async apps(): Promise<readonly string[]> {
+    const now = this.now();
+    const usable: string[] = [];
+    for (const appId of await this.kind.store.apps()) {
+      let check = this.checked.get(appId);
+      if (!check || now - check.at >= CHECK_MS) {
+        check = { at: now, usable: (await this.of(appId)) !== undefined };
+        if (this.checked.size >= MAX_CACHED) this.checked.clear();
+        this.checked.set(appId, check);
+      }
+      if (check.usable) usable.push(appId);
+    }
+    const env = this.kind.fromEnvironment?.appId;
+    return env === undefined || usable.includes(env) ? usable : [...usable, env];
+  }
+
+  /** The app set new credentials: read them at the next ask. */
+  forget(appId: string): void {
+    this.cache.delete(appId);
+    this.checked.delete(appId);
+  }
+}
+
+const SERVICE_NAMES = { apns: 'APNs', fcm: 'FCM', webpush: 'VAPID' } as const satisfies Record<
+  CredentialService,
+  string
+>;
+
+/**
+ * Sets and reads apps' APNs credentials, FCM service accounts and VAPID key pairs; `HERALD_APNS_…` /
+ * `HERALD_FCM_…` / `HERALD_VAPID_…` for one app when nothing was set over GraphQL.
+ */
+export class PlatformCredentials {
+  readonly apns: CredentialsLookup<ApnsCredentials>;
+  readonly fcm: CredentialsLookup<FcmCredentials>;
+  readonly vapid: CredentialsLookup<VapidCredentials>;
+  private sealingKey: Buffer | undefined;
+
+  constructor(
+    private readonly deps: {
+      readonly store: ApnsCredentialStore;
+      readonly fcmStore: FcmCredentialStore;
+      readonly vapidStore: VapidCredentialStore;
+      /** Made or read when first needed (a deployment without platform push never makes one). */
+      readonly key: () => Buffer;
+      /** The one app's credentials from the environment, if given. */
+      readonly fromEnvironment?: { readonly appId: string; readonly credentials: ApnsCredentials };
+      /** The one app's FCM service account from the environment, if given. */
+      readonly fcmFromEnvironment?: { readonly appId: string; readonly credentials: FcmCredentials };
+      /** The one app's VAPID key pair from the environment, if given. */
+      readonly vapidFromEnvironment?: { readonly appId: string; readonly credentials: VapidCredentials };
+      readonly now?: () => number;
+      /** Told when an app's stored key does not open (the credentials key changed). */
+      readonly onUnreadable?: (appId: string, service: CredentialService) => void;
+      /** Told when the credentials key itself cannot be had (an unwritable data dir): not a changed key. */
+      readonly onNoKey?: (error: Error) => void;
+    },
+  ) {
+    const now = () => this.deps.now?.() ?? Date.now();
+    const opener = (service: CredentialService) => (appId: string, sealed: string, context: string) =>
+      this.unsealed(appId, sealed, context, service);
+    this.apns = new CredentialsLookup<ApnsCredentials>(
+      {
+        service: 'apns',
+        store: deps.store,
+        context: apnsContext,
+        open: (stored, keyPem) => {
+          const { keyId, teamId, topic, environment } = stored as StoredApnsCredentials;
+          return { keyPem, keyId, teamId, topic, environment };
+        },
+        fromEnvironment: deps.fromEnvironment,
+      },
+      opener('apns'),
+      now,
+    );
+    this.fcm = new CredentialsLookup<FcmCredentials>(
+      {
+        service: 'fcm',
+        store: deps.fcmStore,
+        context: fcmContext,
+        open: (stored, privateKey) => {
+          const { projectId, clientEmail, tokenUri } = stored as StoredFcmCredentials;
+          return { projectId, clientEmail, tokenUri, privateKey };
+        },
+        fromEnvironment: deps.fcmFromEnvironment,
+      },
+      opener('fcm'),
+      now,
+    );
+    this.vapid = new CredentialsLookup<VapidCredentials>(
+      {
+        service: 'webpush',
+        store: deps.vapidStore,
+        context: vapidContext,
+        open: (stored, privateKey) => {
+          const { publicKey, subject } = stored as StoredVapidCredentials;
+          return { publicKey, privateKey, subject };
+        },
+        fromEnvironment: deps.vapidFromEnvironment,
+      },
+      opener('webpush'),
+      now,
+    );
+  }
+
+  /**
+   * Checks and stores a VAPID key pair (imported, or made when none is given); a CredentialsError
+   * (nothing stored) for bad input. Setting another pair strands the browsers subscribed with the old
+   * public key: their push services refuse the new one (403) until they subscribe again.
+   */
+  async setVapid(appId: string, input: unknown, now: Date): Promise<VapidCredentialsView> {
+    const { privateKey, ...shown } = checkVapidCredentials(input);
+    await this.deps.vapidStore.put(
+      appId,
+      { ...shown, sealedKey: seal(this.key(), privateKey, vapidContext(appId)) },
+      now,
+    );
+    this.vapid.forget(appId);
+    return { configured: true, ...shown };
+  }
+
+  async describeVapid(appId: string): Promise<VapidCredentialsView> {
+    const credentials = await this.vapid.of(appId);
+    if (!credentials) return { configured: false, publicKey: null, subject: null };
+    return { configured: true, publicKey: credentials.publicKey, subject: credentials.subject };
+  }
+
+  /** Checks and stores; a CredentialsError (nothing stored) for bad input. */
+  async setApns(appId: string, input: unknown, now: Date): Promise<ApnsCredentialsView> {
+    const credentials = checkApnsCredentials(input);
+    const { keyPem, ...shown } = credentials;
+    await this.deps.store.put(appId, { ...shown, sealedKey: seal(this.key(), keyPem, apnsContext(appId)) }, now);
+    this.apns.forget(appId);
+    return { configured: true, ...shown };
+  }
+
+  async describeApns(appId: string): Promise<ApnsCredentialsView> {
+    const credentials = await this.apns.of(appId);
+    if (!credentials) return { configured: false, keyId: null, teamId: null, topic: null, environment: null };
+    const { keyPem: _, ...shown } = credentials;
+    return { configured: true, ...shown };
+  }
+
+  /** Checks and stores an FCM service account (its JSON text); a CredentialsError (nothing stored) for bad input. */
+  async setFcm(appId: string, serviceAccountJson: unknown, now: Date): Promise<FcmCredentialsView> {
+    const { privateKey, ...shown } = checkFcmCredentials(serviceAccountJson);
+    await this.deps.fcmStore.put(appId, { ...shown, sealedKey: seal(this.key(), privateKey, fcmContext(appId)) }, now);
+    this.fcm.forget(appId);
+    return { configured: true, ...shown };
+  }
+
+  async describeFcm(appId: string): Promise<FcmCredentialsView> {
+    const credentials = await this.fcm.of(appId);
+    if (!credentials) return { configured: false, projectId: null, clientEmail: null, tokenUri: null };
+    const { privateKey: _, ...shown } = credentials;
+    return { configured: true, ...shown };
   }
 
   /**
    * The key, or undefined when it does not open (sealed under another credentials key: nodes must share
    * HERALD_CREDENTIALS_KEY, or the app sets it again) or there is no credentials key to open it with.
    */
-  private unsealed(appId: string, sealed: string, context: string, service: 'apns' | 'fcm'): string | undefined {
+  private unsealed(appId: string, sealed: string, context: string, service: CredentialService): string | undefined {
     let key: Buffer;
     try {
       key = this.key();
@@ -386,35 +554,10 @@ export class PlatformCredentials {
   private key(): Buffer {
     return (this.sealingKey ??= this.deps.key());
   }
-
-  /**
-   * Apps that have APNs credentials this node can use (the leader looks for their offline iOS devices
-   * only): an app whose stored key does not open is left out — nothing is requested for it, so nothing
-   * fails for good — until the key opens (a shared HERALD_CREDENTIALS_KEY) or the app sets it again.
-   */
-  async appsWithApns(): Promise<readonly string[]> {
-    const usable = await this.usable('apns', await this.deps.store.apps(), (appId) => this.apnsOf(appId));
-    const env = this.deps.fromEnvironment?.appId;
-    return env === undefined || usable.includes(env) ? usable : [...usable, env];
-  }
-
-  /** The stored apps whose key opens, each looked at again at most every CHECK_MS. */
-  private async usable(
-    service: 'apns' | 'fcm',
-    stored: readonly string[],
-    credentialsOf: (appId: string) => Promise<unknown>,
-  ): Promise<string[]> {
-    const now = this.deps.now?.() ?? Date.now();
-    const usable: string[] = [];
-    for (const appId of stored) {
-      let check = this.checked.get(`${service}/${appId}`);
-      if (!check || now - check.at >= CHECK_MS) {
-        check = { at: now, usable: (await credentialsOf(appId)) !== undefined };
-        if (this.checked.size >= MAX_CACHED) this.checked.clear();
-        this.checked.set(`${service}/${appId}`, check);
-      }
-      if (check.usable) usable.push(appId);
-    }
-    return usable;
-  }
 }
+
+/** APNs keys were sealed to the app id alone when they came first; kept so stored keys still open. */
+const apnsContext = (appId: string) => appId;
+/** An FCM key is sealed to its app and service: an APNs key's sealed text copied to the FCM row does not open. */
+const fcmContext = (appId: string) => `fcm/${appId}`;
+const vapidContext = (appId: string) => `webpush/${appId}`;

@@ -1,8 +1,8 @@
 /**
  * The platform-push port (docs/platform-push.md): how herald reaches a device that has no live connection,
- * through its platform's own push service. APNs (IOS, src/platformPush/apns.ts) and FCM HTTP v1 (ANDROID,
- * src/platformPush/fcm.ts) are its adapters, keyed by platform, each with its own per-app credentials;
- * Web Push (WEB) plugs in beside them.
+ * through its platform's own push service. APNs (IOS, src/platformPush/apns.ts), FCM HTTP v1 (ANDROID,
+ * src/platformPush/fcm.ts) and Web Push (WEB, src/platformPush/webPush.ts) are its adapters, keyed by
+ * platform, each with its own per-app credentials.
  */
 
 /** One message for one device, as every platform service takes it. */
@@ -10,7 +10,7 @@ export interface PlatformNotification {
   /** herald's message id (the push id, a UUID): APNs' `apns-id`, also in the payload as `messageId`. */
   readonly messageId: string;
   readonly appId: string;
-  /** The device's native token (APNs: its device token; FCM: its registration token). */
+  /** The device's native token (APNs: its device token; FCM: its registration token; Web Push: its browser subscription as JSON). */
   readonly token: string;
   readonly alert: string;
   readonly sound: string | null;

@@ -7,8 +7,9 @@ import {
   type PlatformPushState,
 } from '../../domain/device/platformPush';
 import type { PushMessage } from '../../domain/device/push';
+import { requestedEndpoint } from '../../domain/device/webPushSubscription';
 import { deviceAggregate, platformPushAggregate } from '../command/aggregates';
-import { handleCommand, newStream, type LoadedStream } from '../command/commandHandler';
+import { handleCommand, loadState, newStream, type LoadedStream } from '../command/commandHandler';
 import type { Presence } from '../devices/presence';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Metrics } from '../nodes/metrics';
@@ -53,9 +54,15 @@ export interface PlatformPushCandidate {
 }
 
 /** The platforms with a push service, and theirs. */
-export type PushedPlatform = 'IOS' | 'ANDROID';
-const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm' } as const satisfies Record<PushedPlatform, PlatformPushServiceName>;
-const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID' } as const satisfies Record<PlatformPushServiceName, PushedPlatform>;
+export type PushedPlatform = 'IOS' | 'ANDROID' | 'WEB';
+const SERVICE_OF = { IOS: 'apns', ANDROID: 'fcm', WEB: 'webpush' } as const satisfies Record<
+  PushedPlatform,
+  PlatformPushServiceName
+>;
+const PLATFORM_OF = { apns: 'IOS', fcm: 'ANDROID', webpush: 'WEB' } as const satisfies Record<
+  PlatformPushServiceName,
+  PushedPlatform
+>;
 
 /** A delivery's place in push order (its push's position, then its device). */
 export interface DeliveryKey {
@@ -408,6 +415,25 @@ export class PlatformPushes implements Service {
     // went away: not sent to it again.
     if (!sendable.tokenLive)
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
+    // A browser subscription the device dropped (unsubscribeWebPush: a logout on a shared computer) or
+    // replaced since this push was requested gets nothing more: not its retries either. Read from the
+    // device's stream (the read model may lag a 404/410 just recorded); browsers are not the flood path.
+    const endpoint = state.service === 'webpush' ? requestedEndpoint(state.nativeToken) : undefined;
+    if (state.service === 'webpush') {
+      const device = await loadState(store, deviceAggregate, deviceStreamName(state.deviceId));
+      if (
+        device.state.status !== 'registered' ||
+        device.state.registration !== state.registration ||
+        device.state.tokenRevoked
+      )
+        return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
+      if (!endpoint || device.state.webPush?.endpoint !== endpoint)
+        return {
+          ok: false,
+          error: "SubscriptionReplaced: not the device's browser subscription any more",
+          retry: false,
+        };
+    }
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
     // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
@@ -446,6 +472,7 @@ export class PlatformPushes implements Service {
             service: state.service,
             reason: outcome.reason,
             ...(outcome.deadSince !== undefined && { deadSince: outcome.deadSince }),
+            ...(endpoint !== undefined && { endpoint }),
             now: clock().toISOString(),
           },
           { appId: state.appId, actor: 'herald:platform-push' },

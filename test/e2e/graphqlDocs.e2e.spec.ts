@@ -1,3 +1,4 @@
+import { createECDH, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -85,6 +86,32 @@ describe('docs/api/graphql.md examples', function () {
           variables: { json: serviceAccountJson(fcmTestAccount('docs'), 'https://oauth2.googleapis.com/token') },
         }),
       };
+    if (/webPushCredentials/i.test(block)) return { credential: await issueTicket(test.url, 'docs-admin', 'admin') };
+    // A browser's subscription for a WEB device of the user (subscribing POSTs nothing: the endpoint is not asked).
+    if (/(un)?subscribeWebPush/.test(block)) {
+      const browser = createECDH('prime256v1');
+      browser.generateKeys();
+      const { device } = await test.herald.devices.register(
+        { appId: 'camel', alias: 'jiangxiaoyu', platform: 'WEB', nativeToken: `docs-browser-${++devicesMade}` },
+        new Date(),
+      );
+      return {
+        credential: ticket,
+        variables: {
+          deviceId: device.deviceId,
+          ...(block.includes('$subscription') && {
+            subscription: {
+              endpoint: 'https://push.example.com/wpush/v2/docs',
+              expirationTime: null,
+              keys: {
+                p256dh: browser.getPublicKey().toString('base64url'),
+                auth: randomBytes(16).toString('base64url'),
+              },
+            },
+          }),
+        },
+      };
+    }
     // The event stream is for admins
     if (block.includes('events(')) return { credential: await issueTicket(test.url, 'docs-analyst', 'admin') };
     if (block.includes('$id:')) return { credential: ticket, variables: { id: (await docsDevice()).device.deviceId } };

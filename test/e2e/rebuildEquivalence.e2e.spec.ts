@@ -22,6 +22,7 @@ import { fcmTestAccount, serviceAccountJson, startFcmStandIn, type FcmStandIn } 
 import { startTestHerald, TestClock } from '../support/herald';
 import type { TestDatabase } from '../support/postgres';
 import { startSmtpPeer, type SmtpPeer } from '../support/smtpPeer';
+import { startWebPushService, type WebPushService } from '../support/webPushService';
 
 /**
  * The issue's "done when": a rebuild after a change to a projection yields the same tables as
@@ -107,6 +108,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
   const apnsKey = apnsTestKey('R');
   let fcm: FcmStandIn;
   const fcmAccount = fcmTestAccount('r');
+  let webPush: WebPushService;
   let overrides: Partial<Config>;
   let incremental: { head: bigint; tables: Snapshot };
   const sockets: DeviceSocket[] = [];
@@ -132,7 +134,9 @@ describe('rebuilt projections equal incrementally built ones', function () {
     smtp = await startSmtpPeer();
     apns = await startApnsStandIn([apnsKey]);
     fcm = await startFcmStandIn([fcmAccount]);
+    webPush = await startWebPushService();
     overrides = {
+      webPushEndpoint: { allowedOrigins: [webPush.origin] },
       credentialsKey: '5a'.repeat(32),
       apnsEndpoint: { host: apns.url, ca: apns.ca },
       fcmEndpoint: { baseUrl: fcm.url, tokenUri: fcm.tokenUri },
@@ -158,6 +162,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     await smtp?.close();
     await apns?.close();
     await fcm?.close();
+    await webPush?.close();
     await new Promise((resolve) => appServer.close(resolve));
   });
 
@@ -671,6 +676,31 @@ describe('rebuilt projections equal incrementally built ones', function () {
       expect((await platformPushes.statusOf(fcmPush.pushId, androids[0]!))?.status).to.equal('sent');
       expect((await platformPushes.statusOf(fcmPush.pushId, androids[1]!))?.status).to.equal('failed');
     });
+
+    // Web Push for its offline WEB devices whose browser subscribed (service webpush): one sent, one 410 (dropped).
+    const { publicKey } = await h.platformCredentials.setVapid('other', { subject: 'mailto:ops@example.com' }, now());
+    const browsers: string[] = [];
+    for (const alias of ['browser-live', 'browser-dead']) {
+      const { device } = await h.devices.register(
+        { appId: 'other', alias, platform: 'WEB', nativeToken: alias },
+        now(),
+      );
+      const subscription = await webPush.subscribe(publicKey!);
+      await h.devices.subscribeWebPush(device, { endpoint: subscription.endpoint, keys: subscription.keys }, now(), {
+        actor: `device:${device.deviceId}`,
+      });
+      if (alias === 'browser-dead') webPush.expire(subscription.clientHash);
+      browsers.push(device.deviceId);
+    }
+    const webPushed = await h.pushes.onePush(
+      'other',
+      { platform: 'WEB', audienceType: 'ALIAS', audiences: ['browser-live', 'browser-dead'], alert: 'webpush' },
+      now(),
+    );
+    await eventually(async () => {
+      expect((await platformPushes.statusOf(webPushed.pushId, browsers[0]!))?.status).to.equal('sent');
+      expect((await platformPushes.statusOf(webPushed.pushId, browsers[1]!))?.status).to.equal('failed');
+    });
   }
 
   it('the incremental tables have rows in every table, of every kind the traffic made', async () => {
@@ -712,7 +742,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
     expect([...values('emails', 'emails', 'last_error')]).to.have.length(2);
     expect([...values('rtio', 'rtio_reports', 'status')]).to.deep.equal(['forwarded']);
     expect([...values('apps', 'apps', 'push_callback_url')]).to.have.length(2);
-    expect([...values('platform-pushes', 'platform_pushes', 'service')]).to.have.members(['apns', 'fcm']);
+    expect([...values('platform-pushes', 'platform_pushes', 'service')]).to.have.members(['apns', 'fcm', 'webpush']);
     expect([...values('platform-pushes', 'platform_pushes', 'status')]).to.have.members(['sent', 'failed']);
     const { rows: parked } = await herald!.infrastructure.database.pool.query(
       'SELECT projection, event_type, error FROM projection_parked',

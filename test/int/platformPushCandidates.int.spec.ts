@@ -16,7 +16,7 @@ import { createTestDatabase, describeTarget, type TestDatabase } from '../suppor
 describe(`platform-push candidates: a window after the last look (${describeTarget()})`, function () {
   this.timeout(60_000);
   const now = new Date();
-  const apps = { IOS: ['camel'], ANDROID: [] };
+  const apps = { IOS: ['camel'], ANDROID: [], WEB: [] };
   let testDatabase: TestDatabase;
   let pool: Pool;
   let queries: PlatformPushQueries;

@@ -14,6 +14,7 @@ import {
   unseal,
   type StoredApnsCredentials,
   type StoredFcmCredentials,
+  type StoredVapidCredentials,
 } from '../../src/platformPush/credentials';
 import { apnsTestKey } from '../support/apnsStandIn';
 import { fcmTestAccount, serviceAccountJson } from '../support/fcmStandIn';
@@ -137,6 +138,7 @@ describe('platform-push credentials', () => {
       const credentials = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       });
       expect(await credentials.describeApns('camel')).to.deep.include({ configured: false });
@@ -149,9 +151,9 @@ describe('platform-push credentials', () => {
         environment: 'sandbox',
       });
       expect(JSON.stringify([...rows.values()])).to.not.include('PRIVATE');
-      expect((await credentials.apnsOf('camel'))?.keyPem).to.equal(key.keyPem.trim());
-      expect(await credentials.apnsOf('other')).to.equal(undefined);
-      expect(await credentials.appsWithApns()).to.deep.equal(['camel']);
+      expect((await credentials.apns.of('camel'))?.keyPem).to.equal(key.keyPem.trim());
+      expect(await credentials.apns.of('other')).to.equal(undefined);
+      expect(await credentials.apns.apps()).to.deep.equal(['camel']);
     });
 
     it('a key sealed under another credentials key is no credentials (and is reported), not a crash', async () => {
@@ -159,16 +161,18 @@ describe('platform-push credentials', () => {
       await new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
       const other = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
         onUnreadable: (appId) => unreadable.push(appId),
       });
-      expect(await other.apnsOf('camel')).to.equal(undefined);
+      expect(await other.apns.of('camel')).to.equal(undefined);
       expect(unreadable).to.deep.equal(['camel']);
     });
 
@@ -177,27 +181,29 @@ describe('platform-push credentials', () => {
       await new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
       const node = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
         onUnreadable: (appId) => unreadable.push(appId),
       });
       // No PlatformPushRequested is made for it, so nothing fails for good (NoCredentials).
-      expect(await node.appsWithApns()).to.deep.equal([]);
-      const error = await node.apnsForSending('camel').catch((e: Error) => e);
+      expect(await node.apns.apps()).to.deep.equal([]);
+      const error = await node.apns.forSending('camel').catch((e: Error) => e);
       expect(error).to.be.instanceOf(Error);
       expect((error as Error).message).to.not.include('PRIVATE');
       expect(unreadable).to.include('camel');
       // An app with no credentials at all is no throw: it has none.
-      expect(await node.apnsForSending('other')).to.equal(undefined);
+      expect(await node.apns.forSending('other')).to.equal(undefined);
       // Set again on this node: it opens, and the app is looked at again.
       await node.setApns('camel', input, new Date());
-      expect(await node.appsWithApns()).to.deep.equal(['camel']);
-      expect((await node.apnsForSending('camel'))?.keyId).to.equal(key.keyId);
+      expect(await node.apns.apps()).to.deep.equal(['camel']);
+      expect((await node.apns.forSending('camel'))?.keyId).to.equal(key.keyId);
     });
 
     it('no credentials key to be had (an unwritable data dir) is reported as that, not as a changed key', async () => {
@@ -205,6 +211,7 @@ describe('platform-push credentials', () => {
       await new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       }).setApns('camel', input, new Date());
       const unreadable: string[] = [];
@@ -215,11 +222,12 @@ describe('platform-push credentials', () => {
       const node = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => credentialsKey(undefined, path.join(file, 'data')),
         onUnreadable: (appId) => unreadable.push(appId),
         onNoKey: (error) => noKey.push(error),
       });
-      expect(await node.appsWithApns()).to.deep.equal([]);
+      expect(await node.apns.apps()).to.deep.equal([]);
       expect(noKey).to.have.length(1);
       expect(unreadable).to.deep.equal([]);
       rmSync(path.dirname(file), { recursive: true, force: true });
@@ -230,6 +238,7 @@ describe('platform-push credentials', () => {
       const credentials = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
       });
       await credentials.setApns('camel', { ...input, keyId: 'bad' }, new Date()).catch(() => undefined);
@@ -241,12 +250,13 @@ describe('platform-push credentials', () => {
       const credentials = new PlatformCredentials({
         store,
         fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
         key: () => randomBytes(32),
         fromEnvironment: { appId: 'solo', credentials: checkApnsCredentials(input) },
       });
-      expect(await credentials.apnsOf('solo')).to.deep.include({ keyId: key.keyId });
-      expect(await credentials.apnsOf('camel')).to.equal(undefined);
-      expect(await credentials.appsWithApns()).to.deep.equal(['solo']);
+      expect(await credentials.apns.of('solo')).to.deep.include({ keyId: key.keyId });
+      expect(await credentials.apns.of('camel')).to.equal(undefined);
+      expect(await credentials.apns.apps()).to.deep.equal(['solo']);
     });
   });
 
@@ -261,13 +271,18 @@ describe('platform-push credentials', () => {
         get: async (appId: string) => rows.get(appId),
         apps: async () => [...rows.keys()],
       });
-      return { fcmRows, store: store(apnsRows), fcmStore: store(fcmRows) };
+      return {
+        fcmRows,
+        store: store(apnsRows),
+        fcmStore: store(fcmRows),
+        vapidStore: store(new Map<string, StoredVapidCredentials>()),
+      };
     };
 
     it('stores the private key sealed to the app and FCM, shows only what it is', async () => {
-      const { fcmRows, store, fcmStore } = stores();
+      const { fcmRows, store, fcmStore, vapidStore } = stores();
       const sealing = randomBytes(32);
-      const credentials = new PlatformCredentials({ store, fcmStore, key: () => sealing });
+      const credentials = new PlatformCredentials({ store, fcmStore, vapidStore, key: () => sealing });
       expect(await credentials.describeFcm('camel')).to.deep.equal({
         configured: false,
         projectId: null,
@@ -282,25 +297,26 @@ describe('platform-push credentials', () => {
         tokenUri: 'https://oauth2.googleapis.com/token',
       });
       expect(JSON.stringify(fcmRows.get('camel'))).to.not.include('PRIVATE KEY');
-      expect((await credentials.fcmOf('camel'))?.privateKey).to.equal(account.privateKey.trim());
-      expect(await credentials.fcmOf('other')).to.equal(undefined);
-      expect(await credentials.appsWithFcm()).to.deep.equal(['camel']);
+      expect((await credentials.fcm.of('camel'))?.privateKey).to.equal(account.privateKey.trim());
+      expect(await credentials.fcm.of('other')).to.equal(undefined);
+      expect(await credentials.fcm.apps()).to.deep.equal(['camel']);
       // Not the APNs context: the sealed text does not open as the app's APNs key.
       expect(() => unseal(sealing, fcmRows.get('camel')!.sealedKey, 'camel')).to.throw();
     });
 
     it('bad input stores nothing; HERALD_FCM_… serve their one app', async () => {
-      const { fcmRows, store, fcmStore } = stores();
+      const { fcmRows, store, fcmStore, vapidStore } = stores();
       const credentials = new PlatformCredentials({
         store,
         fcmStore,
+        vapidStore,
         key: () => randomBytes(32),
         fcmFromEnvironment: { appId: 'solo', credentials: checkFcmCredentials(json) },
       });
       await credentials.setFcm('camel', '{"type":"service_account"}', new Date()).catch(() => undefined);
       expect(fcmRows.size).to.equal(0);
-      expect(await credentials.fcmOf('solo')).to.deep.include({ projectId: account.projectId });
-      expect(await credentials.appsWithFcm()).to.deep.equal(['solo']);
+      expect(await credentials.fcm.of('solo')).to.deep.include({ projectId: account.projectId });
+      expect(await credentials.fcm.apps()).to.deep.equal(['solo']);
     });
   });
 

@@ -74,13 +74,33 @@ describe('stream windows: loading an aggregate from its window gives the state o
         Array.from({ length: 30 }, (_, i): DeviceCommand => {
           const now = new Date(Date.UTC(2026, 0, 1, 0, h, i)).toISOString();
           if (next() < 0.3) return { type: 'UnregisterDevice', now };
-          // Issue 25: APNs calls the token dead (of the current registration, or of an earlier one).
+          // Issue 25: APNs calls the token dead (of the current registration, or of an earlier one); a Web
+          // Push service the subscription (the current one, or one replaced since).
           if (next() < 0.3)
             return {
               type: 'RevokeNativeToken',
               registration: 1 + Math.floor(next() * 3),
-              service: 'apns',
+              service: pick(['apns', 'webpush'] as const),
               reason: 'Unregistered',
+              endpoint: pick(['https://push.example.com/a', 'https://push.example.com/b']),
+              ...(next() < 0.5 && { deadSince: Date.parse(now) - Math.floor(next() * 5000) }),
+              now,
+            };
+          // A WEB device's browser subscribes, subscribes anew or unsubscribes.
+          if (next() < 0.2)
+            return {
+              type: 'SubscribeWebPush',
+              registration: 1 + Math.floor(next() * 3),
+              ...(next() < 0.3 && { alias: pick(['zhang', 'li', 'wang']) }),
+              subscription:
+                next() < 0.2
+                  ? null
+                  : {
+                      endpoint: pick(['https://push.example.com/a', 'https://push.example.com/b']),
+                      p256dh: 'p256dh',
+                      auth: 'auth',
+                      expirationTime: null,
+                    },
               now,
             };
           return {
@@ -89,7 +109,7 @@ describe('stream windows: loading an aggregate from its window gives the state o
             appId: next() < 0.05 ? 'other' : 'camel',
             clientId: 1 + Math.floor(next() * 3),
             alias: pick(['zhang', 'li', 'wang']),
-            platform: pick(['ANDROID', 'IOS']),
+            platform: pick(['ANDROID', 'IOS', 'WEB', 'WEB']),
             nativeToken: 'token',
             mobile: pick([null, '', '+86 138', '139']),
             tags: pick([[], ['a'], ['a', 'b'], ['b', ' a ']]),
