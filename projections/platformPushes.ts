@@ -13,7 +13,12 @@ import type {
   StoredApnsCredentials,
   VapidCredentialStore,
 } from '../src/platformPush/credentials';
-import type { PlatformPushCandidate, PlatformPushQueries, Sendability } from '../src/platformPush/platformPusher';
+import type {
+  DeliveryKey,
+  PlatformPushCandidate,
+  PlatformPushQueries,
+  Sendability,
+} from '../src/platformPush/platformPusher';
 import type { Migration } from '../src/postgres/migrations';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
@@ -342,27 +347,32 @@ const CANDIDATE = `
 
 export function platformPushQueries(pool: Pool): PlatformPushQueries {
   return {
-    async candidates(apps, now, limit, after, again) {
+    async candidates(apps, now, limit, { tail, sweep }, again) {
       if (apps.IOS.length === 0 && apps.ANDROID.length === 0 && apps.WEB.length === 0)
-        return { candidates: [], lookedThrough: after, more: false };
+        return { candidates: [], tailThrough: tail, sweepThrough: sweep?.before, tailFull: false, sweepDone: true };
       const values = [apps.IOS, now, limit, apps.ANDROID, apps.WEB];
       // Unnamed statements, planned each time on the tables as they are: a prepared statement's generic
       // plan, chosen while the tables were nearly empty (herald just started, a send to ALL not projected
       // yet), may be kept once they hold thousands of rows (bench:platformPush: 0.5 s a look, 25 ms planned
       // afresh on the same rows).
-      // Never written: a window of `limit` in push order after `after` (every row of it passed over, a
-      // candidate or not), so a look costs its window, not every delivery pushed offline before.
-      const [unwritten, unconfirmed, looked] = await Promise.all([
+      // Never written: a window of `limit` in push order after `after` (ascending) or before `before`
+      // (descending; the sweep), every row of it passed over, a candidate or not: a look costs its windows,
+      // not every delivery pushed offline before.
+      const window = (from: DeliveryKey | undefined, descending: boolean) =>
         pool.query<CandidateRow & { window_position: string; window_device: string }>({
           text: `
             SELECT win.push_position::text AS window_position, win.device_id AS window_device, c.*
               FROM (SELECT push_id, device_id, push_position FROM device_deliveries
-                     WHERE attempts = 0 AND status = 'pending' AND (push_position, device_id) > ($6::bigint, $7::text)
-                     ORDER BY push_position, device_id LIMIT $3) win
+                     WHERE attempts = 0 AND status = 'pending'
+                       AND (push_position, device_id) ${descending ? '<' : '>'} ($6::bigint, $7::text)
+                     ORDER BY push_position ${descending ? 'DESC' : ''}, device_id ${descending ? 'DESC' : ''} LIMIT $3) win
               LEFT JOIN LATERAL (${CANDIDATE} AND dd.push_id = win.push_id AND dd.device_id = win.device_id) c ON true
-             ORDER BY win.push_position, win.device_id`,
-          values: [...values, after?.position ?? '-1', after?.deviceId ?? ''],
-        }),
+             ORDER BY win.push_position ${descending ? 'DESC' : ''}, win.device_id ${descending ? 'DESC' : ''}`,
+          values: [...values, from?.position ?? (descending ? '9223372036854775807' : '-1'), from?.deviceId ?? ''],
+        });
+      const [unwritten, swept, unconfirmed, looked] = await Promise.all([
+        window(tail, false),
+        sweep ? window(sweep.before, true) : { rows: [] },
         pool.query<CandidateRow>({
           text: `${CANDIDATE}
              AND dd.needs_confirm AND dd.attempts >= 1 AND (dd.status = 'pending' OR dd.status = 'delivered')
@@ -370,7 +380,7 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
            ORDER BY dd.push_position, dd.device_id LIMIT $3`,
           values,
         }),
-        // Looked at before and passed over only for now (their devices were connected).
+        // Looked at before and passed over only for now (their devices were connected, or their request failed).
         again.length === 0
           ? { rows: [] }
           : pool.query<CandidateRow>({
@@ -381,9 +391,12 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
               values: [...values, again.map((k) => k.pushId), again.map((k) => k.deviceId)],
             }),
       ]);
-      const last = unwritten.rows[unwritten.rows.length - 1];
+      const lastOf = (rows: ReadonlyArray<{ window_position: string; window_device: string }>) => {
+        const last = rows[rows.length - 1];
+        return last && { position: last.window_position, deviceId: last.window_device };
+      };
       return {
-        candidates: [...unwritten.rows, ...unconfirmed.rows, ...looked.rows]
+        candidates: [...unwritten.rows, ...swept.rows, ...unconfirmed.rows, ...looked.rows]
           .filter((r) => r.push_id !== null)
           .map((r): PlatformPushCandidate => ({
             pushId: r.push_id!,
@@ -395,9 +408,18 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
             expiresAt: r.expires_at!.toISOString(),
             platform: r.platform!,
           })),
-        lookedThrough: last ? { position: last.window_position, deviceId: last.window_device } : after,
-        more: unwritten.rows.length === limit || unconfirmed.rows.length === limit,
+        tailThrough: lastOf(unwritten.rows) ?? tail,
+        sweepThrough: lastOf(swept.rows) ?? sweep?.before,
+        tailFull: unwritten.rows.length === limit || unconfirmed.rows.length === limit,
+        sweepDone: swept.rows.length < limit,
       };
+    },
+    async latestDelivery() {
+      const { rows } = await pool.query<{ position: string; device_id: string }>(
+        `SELECT push_position::text AS position, device_id FROM device_deliveries
+          WHERE attempts = 0 AND status = 'pending' ORDER BY push_position DESC, device_id DESC LIMIT 1`,
+      );
+      return rows[0] && { position: rows[0].position, deviceId: rows[0].device_id };
     },
     async due(now, limit) {
       const { rows } = await pool.query<{ push_id: string; device_id: string; app_id: string }>({

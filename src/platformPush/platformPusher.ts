@@ -88,21 +88,30 @@ export interface Sendability {
 export interface PlatformPushQueries {
   /**
    * Open deliveries that may need one, to the platforms' devices of the apps given for each: the
-   * never-written ones of a window of `limit` deliveries in push order after `after` (from the start when
-   * undefined) and of `again`; and up to `limit` attempted needConfirm ones unconfirmed past their first
-   * re-send. `lookedThrough`: where the window ended (the next look's `after`); `more`: a part was full.
+   * never-written ones of a window of `limit` deliveries in push order after `tail` (from the start when
+   * undefined), of one of `limit` before `sweep.before` going back (from the newest when undefined; none
+   * without `sweep`) and of `again`; and up to `limit` attempted needConfirm ones unconfirmed past their
+   * first re-send. `tailThrough`/`sweepThrough`: where the windows ended (the next look's); `tailFull`: the
+   * tail's or the unconfirmed part was full; `sweepDone`: the sweep reached the oldest.
    */
   candidates(
     apps: Readonly<Record<PushedPlatform, readonly string[]>>,
     now: Date,
     limit: number,
-    after: DeliveryKey | undefined,
+    windows: {
+      readonly tail: DeliveryKey | undefined;
+      readonly sweep: { readonly before: DeliveryKey | undefined } | undefined;
+    },
     again: readonly PlatformPushItemKey[],
   ): Promise<{
     readonly candidates: readonly PlatformPushCandidate[];
-    readonly lookedThrough: DeliveryKey | undefined;
-    readonly more: boolean;
+    readonly tailThrough: DeliveryKey | undefined;
+    readonly sweepThrough: DeliveryKey | undefined;
+    readonly tailFull: boolean;
+    readonly sweepDone: boolean;
   }>;
+  /** The newest never-written delivery (where a new leader's tail begins). */
+  latestDelivery(): Promise<DeliveryKey | undefined>;
   due(now: Date, limit: number): Promise<readonly PlatformPushItemKey[]>;
   nextAttemptAt(): Promise<Date | undefined>;
   /** The push's message and whether the device must confirm it. */
@@ -122,20 +131,20 @@ export const PLATFORM_PUSH_TIMEOUT_MS = 10_000;
 /** How often the trigger looks for offline devices when nothing wakes it. */
 const TRIGGER_WAIT_MS = 500;
 /**
- * How often the trigger looks at every never-written delivery again, not only those pushed since its last
- * look (and whenever the apps with credentials change: an app that sets them has its open messages sent).
- * What only that finds: a delivery whose request failed, one whose device registered again after its
- * token was revoked, connected devices' deliveries beyond MAX_CONNECTED_AT_LOOK.
- */
-const FULL_LOOK_MS = 60_000;
-/**
  * Candidates per look, their requests appended at once: the store commits concurrent appends together
  * (PostgreSQL: up to 256 streams in one statement and transaction, each with its expected revision), so a
  * page is a few commits, not a thousand.
  */
 const TRIGGER_PAGE = 1000;
-/** Connected devices' never-written deliveries looked at again by each look (beyond it: by the full look). */
-const MAX_CONNECTED_AT_LOOK = TRIGGER_PAGE;
+/**
+ * Never-written deliveries looked at again by each look: passed over while their devices were connected, or
+ * their request failed (beyond it: found by the sweep).
+ */
+const MAX_LOOKED_AGAIN = TRIGGER_PAGE;
+/** Requests appended at once (the store commits up to 256 streams a statement; more only queue). */
+const REQUESTS_AT_ONCE = 256;
+/** Devices whose token this leader revoked, until the read model shows it (bounded; oldest dropped). */
+const MAX_REVOKED_HERE = 10_000;
 /**
  * Attempts in flight per app and service: one APNs connection's streams (apns.ts, DEFAULT_MAX_STREAMS; the
  * adapter waits for a free stream past Apple's own bound), so a send to ALL keeps the connection full; and
@@ -170,15 +179,29 @@ export class PlatformPushes implements Service {
   >;
   /** Looks for deliveries that need a platform push, a page at a time. */
   private readonly trigger = new BackgroundLoop(() => this.runTrigger());
-  /** Where the trigger's next look at never-written deliveries starts (after it); undefined: the start. */
-  private lookedThrough: DeliveryKey | undefined;
-  private fullLookAt = 0;
   /**
-   * Never-written deliveries the last look passed over because their devices were connected: looked at
-   * again by the next (a device that goes away before anything is written to it is pushed at once), until
-   * they are written, requested or over.
+   * Two cursors over the never-written deliveries in push order. The tail: where the next look at those
+   * pushed since starts (after it); never moved back while leading, so new pushes are never starved by
+   * old ones; undefined until the first look of a lead reads the newest. The sweep: walks back from the
+   * newest to the oldest, one window a look while the tail is not full, and begins again at the top; it
+   * finds what the tail passed over that became due since (a device subscribing again, an app setting its
+   * credentials: the sweep begins again at once) or that was pushed before this node led.
    */
-  private connectedAtLook: PlatformPushItemKey[] = [];
+  private tail: { readonly through: DeliveryKey | undefined } | undefined;
+  private sweep: { readonly before: DeliveryKey | undefined } = { before: undefined };
+  private tailWasFull = false;
+  /**
+   * Never-written deliveries the last look passed over because their devices were connected or their
+   * request failed: looked at again by the next (a device that goes away before anything is written to it
+   * is pushed at once), until they are written, requested or over.
+   */
+  private lookAgain: PlatformPushItemKey[] = [];
+  /**
+   * deviceId → registration whose token this leader revoked and the read model does not show yet: an
+   * attempt for another message to the device checks it too (the read model lagging, it would be sent to
+   * the dead token). Forgotten once shown: a registration anew (the same number) clears it there.
+   */
+  private readonly revokedHere = new Map<string, number>();
   private appsLookedAt = '';
   private readonly sender: DueWork<PlatformPushItemKey>;
 
@@ -270,9 +293,11 @@ export class PlatformPushes implements Service {
   start(): void {
     // Leading anew: every open delivery is looked at once; what this node knew of its requests' streams
     // may be out of date (another node led meanwhile), so they are read.
-    this.lookedThrough = undefined;
-    this.connectedAtLook = [];
+    this.tail = undefined;
+    this.sweep = { before: undefined };
+    this.lookAgain = [];
     this.requested.clear();
+    this.revokedHere.clear();
     this.trigger.start();
     this.sender.start();
   }
@@ -301,87 +326,109 @@ export class PlatformPushes implements Service {
   }
 
   /**
-   * One look (PlatformPushQueries.candidates: a window of the never-written deliveries after the last
-   * look's, so a send to ALL costs a few looks, not one per device): presence asked once, the requests
-   * appended all at once (committed together), then the read model awaited once so the next look does not
-   * find them again, and the requested items handed to the sender. Answers whether to look again at once
-   * (a part of the look was full).
+   * One look (PlatformPushQueries.candidates: a window after the tail, one of the sweep, so a send to ALL
+   * costs a few looks, not one per device): presence asked once, the requests appended together (committed
+   * together), then the read model awaited once so the next look does not find them again, and the requested
+   * items handed to the sender. The cursors move only once that is done (a throw leaves them for the next
+   * look; a failed request is looked at again). Answers whether to look again at once (a part was full).
    */
   private async requestPage(): Promise<boolean> {
     const { store, queries, presence, clock, log } = this.deps;
     const apps = await this.deps.appsWith();
     const appsNow = JSON.stringify(apps);
-    if (appsNow !== this.appsLookedAt || performance.now() >= this.fullLookAt) {
-      this.lookedThrough = undefined;
-      this.appsLookedAt = appsNow;
-      this.fullLookAt = performance.now() + FULL_LOOK_MS;
-    }
-    const passed = this.lookedThrough;
-    const look = await queries.candidates(apps, clock(), TRIGGER_PAGE, passed, this.connectedAtLook);
-    // The window is passed over: its deliveries are requested now, or not needed, or connected (kept below).
-    this.lookedThrough = look.lookedThrough;
+    // An app that set its credentials has its open messages sent: the sweep begins again at the newest.
+    const sweep = appsNow !== this.appsLookedAt ? { before: undefined } : this.sweep;
+    const tail = this.tail ?? { through: await queries.latestDelivery() };
+    const sweeping = !this.tailWasFull;
+    const look = await queries.candidates(
+      apps,
+      clock(),
+      TRIGGER_PAGE,
+      { tail: tail.through, sweep: sweeping ? sweep : undefined },
+      this.lookAgain,
+    );
     const candidates = [...new Map(look.candidates.map((c) => [`${c.pushId}/${c.deviceId}`, c])).values()];
     const unwritten = candidates.filter((c) => c.attempts === 0).map((c) => c.deviceId);
     // Never written: only for a device connected to no node (a connected one is being written to).
     const online = unwritten.length > 0 ? await presence.onlineAmong(unwritten) : new Set<string>();
     const due = candidates.filter((c) => c.attempts > 0 || !online.has(c.deviceId));
-    this.connectedAtLook = candidates
-      .filter((c) => c.attempts === 0 && online.has(c.deviceId))
-      .slice(0, MAX_CONNECTED_AT_LOOK)
-      .map((c) => ({ pushId: c.pushId, deviceId: c.deviceId, appId: c.appId }));
     const now = clock().toISOString();
-    const requested = await Promise.all(
-      due.map(async (c): Promise<(PlatformPushItemKey & { position?: bigint }) | undefined> => {
-        const id = `${c.pushId}/${c.deviceId}`;
-        try {
-          const result = await handleCommand(
-            store,
-            platformPushAggregate,
-            platformPushStreamName(c.pushId, c.deviceId),
-            {
-              type: 'RequestPlatformPush',
-              pushId: c.pushId,
-              deviceId: c.deviceId,
-              appId: c.appId,
-              service: SERVICE_OF[c.platform],
-              nativeToken: c.nativeToken,
-              registration: c.registration,
-              why: c.attempts === 0 ? 'offline' : 'unconfirmed',
-              expiresAt: c.expiresAt,
-              now,
-            },
-            { appId: c.appId, actor: 'herald:platform-push' },
-            // Not requested yet as far as the read model knows: appended without a read (a conflict reads it).
-            newStream(platformPushAggregate),
-          );
-          if (result.events.length > 0 && this.requested.size < MAX_KNOWN_REQUESTS)
-            this.requested.set(id, {
-              state: result.state,
-              revision: result.revision,
-              ...(result.position !== undefined && { position: result.position }),
-            });
-          return {
-            pushId: c.pushId,
-            deviceId: c.deviceId,
-            appId: c.appId,
-            ...(result.position !== undefined && { position: result.position }),
-          };
-        } catch (error) {
-          log.error({ err: error, appId: c.appId, pushId: c.pushId }, 'requesting a platform push failed; retried');
-          return undefined;
-        }
-      }),
-    );
+    const failed: PlatformPushItemKey[] = [];
+    const requested: Array<PlatformPushItemKey & { position?: bigint }> = [];
+    for (let i = 0; i < due.length; i += REQUESTS_AT_ONCE)
+      await Promise.all(
+        due.slice(i, i + REQUESTS_AT_ONCE).map(async (c) => {
+          const key = { pushId: c.pushId, deviceId: c.deviceId, appId: c.appId };
+          try {
+            const result = await handleCommand(
+              store,
+              platformPushAggregate,
+              platformPushStreamName(c.pushId, c.deviceId),
+              {
+                type: 'RequestPlatformPush',
+                pushId: c.pushId,
+                deviceId: c.deviceId,
+                appId: c.appId,
+                service: SERVICE_OF[c.platform],
+                nativeToken: c.nativeToken,
+                registration: c.registration,
+                why: c.attempts === 0 ? 'offline' : 'unconfirmed',
+                expiresAt: c.expiresAt,
+                now,
+              },
+              { appId: c.appId, actor: 'herald:platform-push' },
+              // Not requested yet as far as the read model knows: appended without a read (a conflict reads it).
+              newStream(platformPushAggregate),
+            );
+            if (result.events.length > 0 && this.requested.size < MAX_KNOWN_REQUESTS)
+              this.requested.set(`${c.pushId}/${c.deviceId}`, {
+                state: result.state,
+                revision: result.revision,
+                ...(result.position !== undefined && { position: result.position }),
+              });
+            requested.push({ ...key, ...(result.position !== undefined && { position: result.position }) });
+          } catch (error) {
+            log.error({ err: error, appId: c.appId, pushId: c.pushId }, 'requesting a platform push failed; retried');
+            if (c.attempts === 0) failed.push(key);
+          }
+        }),
+      );
     let last: bigint | undefined;
     for (const r of requested)
-      if (r?.position !== undefined && (last === undefined || r.position > last)) last = r.position;
-    // Nothing requested: at once again only if the window moved on (a window of deliveries none needs).
-    if (last === undefined) return look.more && look.lookedThrough !== passed;
-    await this.deps.readYourWrites(last);
+      if (r.position !== undefined && (last === undefined || r.position > last)) last = r.position;
+    if (last !== undefined) await this.deps.readYourWrites(last);
+    // The look's work is done: the cursors move past its windows.
+    const tailMoved = look.tailThrough !== tail.through;
+    this.tail = { through: look.tailThrough };
+    this.sweep = !sweeping ? sweep : { before: look.sweepDone ? undefined : look.sweepThrough };
+    this.appsLookedAt = appsNow;
+    this.tailWasFull = look.tailFull;
+    this.lookAgain = [
+      ...failed,
+      ...candidates
+        .filter((c) => c.attempts === 0 && online.has(c.deviceId))
+        .map((c) => ({ pushId: c.pushId, deviceId: c.deviceId, appId: c.appId })),
+    ].slice(0, MAX_LOOKED_AGAIN);
+    // Nothing requested: at once again only if the tail moved on (a window of deliveries none needs).
+    if (last === undefined) return look.tailFull && tailMoved;
+    // Stepping down: what was requested is left to the next leader's sender (begun here, a stop would abort
+    // it unrecorded and the next leader would send it again).
+    if (!this.trigger.running) return false;
     // What the read model now shows due: the sender begins it at once, without a look, as far as its bounds allow.
-    for (const r of requested) if (r && this.requested.has(`${r.pushId}/${r.deviceId}`)) this.sender.offer(r);
+    for (const r of requested) if (this.requested.has(`${r.pushId}/${r.deviceId}`)) this.sender.offer(r);
     this.sender.wake();
-    return look.more;
+    return look.tailFull;
+  }
+
+  /** A revocation this leader appended, kept until the read model shows it (then the read model says). */
+  private rememberRevoked(deviceId: string, registration: number, position: bigint | undefined): void {
+    this.revokedHere.delete(deviceId);
+    this.revokedHere.set(deviceId, registration);
+    if (this.revokedHere.size > MAX_REVOKED_HERE) this.revokedHere.delete(this.revokedHere.keys().next().value!);
+    const forget = () => {
+      if (this.revokedHere.get(deviceId) === registration) this.revokedHere.delete(deviceId);
+    };
+    this.deps.readYourWrites(position).then(forget, forget);
   }
 
   private messageOf(pushId: string): Promise<{ message: PushMessage; needsConfirm: boolean }> {
@@ -413,7 +460,7 @@ export class PlatformPushes implements Service {
     ]);
     // Another message found the token dead since this one was requested, or the device registered anew or
     // went away: not sent to it again.
-    if (!sendable.tokenLive)
+    if (!sendable.tokenLive || this.revokedHere.get(state.deviceId) === state.registration)
       return { ok: false, error: 'NativeTokenRevoked: the device has no live token for it', retry: false };
     // A browser subscription the device dropped (unsubscribeWebPush: a logout on a shared computer) or
     // replaced since this push was requested gets nothing more: not its retries either. Read from the
@@ -459,10 +506,8 @@ export class PlatformPushes implements Service {
     );
     if (outcome.ok) return outcome;
     // Revoked unless the decider found the 410 older than the device's registration.
-    const revoked =
-      outcome.tokenDead &&
-      (
-        await handleCommand(
+    const revocation = outcome.tokenDead
+      ? await handleCommand(
           store,
           deviceAggregate,
           deviceStreamName(state.deviceId),
@@ -477,7 +522,10 @@ export class PlatformPushes implements Service {
           },
           { appId: state.appId, actor: 'herald:platform-push' },
         )
-      ).events.length > 0;
+      : undefined;
+    const revoked = revocation !== undefined && revocation.events.length > 0;
+    // Until the read model shows it (sendability), this node's other attempts for the device check here.
+    if (revoked) this.rememberRevoked(state.deviceId, state.registration, revocation.position);
     return {
       ok: false,
       error: outcome.reason,

@@ -54,12 +54,16 @@ describe(`platform-push candidates: a window after the last look (${describeTarg
     await testDatabase?.drop();
   });
 
-  const look = (after: DeliveryKey | undefined, again: ReadonlyArray<{ pushId: string; deviceId: string }> = []) =>
+  const look = (
+    after: DeliveryKey | undefined,
+    again: ReadonlyArray<{ pushId: string; deviceId: string }> = [],
+    sweep?: { before: DeliveryKey | undefined },
+  ) =>
     queries.candidates(
       apps,
       now,
       15,
-      after,
+      { tail: after, sweep },
       again.map((k) => ({ ...k, appId: 'camel' })),
     );
 
@@ -72,8 +76,8 @@ describe(`platform-push candidates: a window after the last look (${describeTarg
       windows++;
       seen.push(...page.candidates.map((c) => `${c.pushId}/${c.deviceId}`));
       expect(page.candidates.every((c) => c.platform === 'IOS' && c.attempts === 0)).to.equal(true);
-      after = page.lookedThrough;
-      if (!page.more) break;
+      after = page.tailThrough;
+      if (!page.tailFull) break;
     }
     expect(windows).to.equal(3); // 15 + 15 + 10 deliveries looked at
     expect(seen).to.have.length(32);
@@ -81,8 +85,25 @@ describe(`platform-push candidates: a window after the last look (${describeTarg
     // Nothing new: the next look reads an empty window and stays where it was.
     const idle = await look(after);
     expect(idle.candidates).to.deep.equal([]);
-    expect(idle.lookedThrough).to.deep.equal(after);
-    expect(idle.more).to.equal(false);
+    expect(idle.tailThrough).to.deep.equal(after);
+    expect(idle.tailFull).to.equal(false);
+    expect(await queries.latestDelivery()).to.deep.equal(after);
+  });
+
+  it('sweeps back from the newest, window after window, to the oldest, whatever the tail', async () => {
+    const end = await queries.latestDelivery();
+    const seen: string[] = [];
+    let sweep: { before: DeliveryKey | undefined } = { before: undefined };
+    let windows = 0;
+    for (;;) {
+      const page = await look(end, [], sweep);
+      windows++;
+      seen.push(...page.candidates.map((c) => `${c.pushId}/${c.deviceId}`));
+      if (page.sweepDone) break;
+      sweep = { before: page.sweepThrough };
+    }
+    expect(windows).to.equal(3);
+    expect(new Set(seen).size).to.equal(32);
   });
 
   it('reads again the deliveries it is told (passed over while their devices were connected), unless requested', async () => {
@@ -99,7 +120,7 @@ describe(`platform-push candidates: a window after the last look (${describeTarg
       [pushes[0], now],
     );
     expect((await look(end, again)).candidates.map((c) => c.deviceId)).to.deep.equal(['dev-02']);
-    // From the start again (a full look): everything not requested yet.
+    // From the start again: everything not requested yet.
     const full = await look(undefined);
     expect(full.candidates.map((c) => `${c.pushId}/${c.deviceId}`)).to.not.include(`${pushes[0]}/dev-01`);
   });
