@@ -2,7 +2,12 @@ import * as t from 'io-ts';
 import type { Pool } from 'pg';
 import type { DeliveryStatus } from '../domain/device/delivery';
 import { DeviceRegistered, NativeTokenRevoked } from '../domain/device/device';
-import { PlatformPushFailed, PlatformPushRequested, PlatformPushSent } from '../domain/device/platformPush';
+import {
+  PlatformPushFailed,
+  PlatformPushRequested,
+  PlatformPushSent,
+  type PlatformPushServiceName,
+} from '../domain/device/platformPush';
 import { PushMessage } from '../domain/device/push';
 import type { WebPushSubscription } from '../domain/device/webPushSubscription';
 import { UUID } from '../domain/text';
@@ -422,13 +427,18 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
       return rows[0] && { position: rows[0].position, deviceId: rows[0].device_id };
     },
     async due(now, limit) {
-      const { rows } = await pool.query<{ push_id: string; device_id: string; app_id: string }>({
+      const { rows } = await pool.query<{
+        push_id: string;
+        device_id: string;
+        app_id: string;
+        service: PlatformPushServiceName;
+      }>({
         name: 'platform-push-due',
-        text: `SELECT push_id, device_id, app_id FROM platform_pushes WHERE status = 'pending' AND next_attempt_at <= $1
+        text: `SELECT push_id, device_id, app_id, service FROM platform_pushes WHERE status = 'pending' AND next_attempt_at <= $1
                 ORDER BY next_attempt_at LIMIT $2`,
         values: [now, limit],
       });
-      return rows.map((r) => ({ pushId: r.push_id, deviceId: r.device_id, appId: r.app_id }));
+      return rows.map((r) => ({ pushId: r.push_id, deviceId: r.device_id, appId: r.app_id, service: r.service }));
     },
     async nextAttemptAt() {
       const { rows } = await pool.query<{ next: Date | null }>(

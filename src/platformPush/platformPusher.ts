@@ -76,6 +76,11 @@ export interface PlatformPushItemKey {
   readonly appId: string;
 }
 
+/** A requested item as the sender takes it: its service too (the sends in flight are bounded per app and service). */
+export interface PlatformPushWork extends PlatformPushItemKey {
+  readonly service: PlatformPushServiceName;
+}
+
 /** Whether a requested item may still be sent, as the read models show it now. */
 export interface Sendability {
   /** The device is registered with the registration the item was requested for, its token not revoked. */
@@ -112,7 +117,7 @@ export interface PlatformPushQueries {
   }>;
   /** The newest never-written delivery (where a new leader's tail begins). */
   latestDelivery(): Promise<DeliveryKey | undefined>;
-  due(now: Date, limit: number): Promise<readonly PlatformPushItemKey[]>;
+  due(now: Date, limit: number): Promise<readonly PlatformPushWork[]>;
   nextAttemptAt(): Promise<Date | undefined>;
   /** The push's message and whether the device must confirm it. */
   messageOf(pushId: string): Promise<{ message: PushMessage; needsConfirm: boolean } | undefined>;
@@ -150,7 +155,7 @@ const MAX_REVOKED_HERE = 10_000;
  * adapter waits for a free stream past Apple's own bound), so a send to ALL keeps the connection full; and
  * in all, so two apps' floods still leave room for a third.
  */
-const SENDS_PER_APP = 500;
+const SENDS_PER_DESTINATION = 500;
 const SENDS_IN_FLIGHT = 1000;
 /** Items this node requested and has not attempted yet, kept with their stream's state (bounded). */
 const MAX_KNOWN_REQUESTS = 20_000;
@@ -203,7 +208,7 @@ export class PlatformPushes implements Service {
    */
   private readonly revokedHere = new Map<string, number>();
   private appsLookedAt = '';
-  private readonly sender: DueWork<PlatformPushItemKey>;
+  private readonly sender: DueWork<PlatformPushWork>;
 
   constructor(
     private readonly deps: {
@@ -224,7 +229,7 @@ export class PlatformPushes implements Service {
   ) {
     const { store, queries, clock, log } = deps;
     this.sendability = new Batcher((items) => queries.sendability(items));
-    this.sender = new DueWork<PlatformPushItemKey>(
+    this.sender = new DueWork<PlatformPushWork>(
       outboxWork(
         {
           store,
@@ -239,9 +244,10 @@ export class PlatformPushes implements Service {
           aggregate: platformPushAggregate,
           streamOf: (item) => platformPushStreamName(item.pushId, item.deviceId),
           idOf: (item) => `${item.pushId}/${item.deviceId}`,
-          keyOf: (item) => item.appId,
+          // One APNs connection per app (FCM's, Web Push's apart): an app's APNs flood leaves its FCM sends room.
+          keyOf: (item) => `${item.appId}/${item.service}`,
           maxInFlight: SENDS_IN_FLIGHT,
-          maxInFlightPerKey: SENDS_PER_APP,
+          maxInFlightPerKey: SENDS_PER_DESTINATION,
           known: (item) => {
             const id = `${item.pushId}/${item.deviceId}`;
             const known = this.requested.get(id);
@@ -354,7 +360,7 @@ export class PlatformPushes implements Service {
     const due = candidates.filter((c) => c.attempts > 0 || !online.has(c.deviceId));
     const now = clock().toISOString();
     const failed: PlatformPushItemKey[] = [];
-    const requested: Array<PlatformPushItemKey & { position?: bigint }> = [];
+    const requested: Array<PlatformPushWork & { position?: bigint }> = [];
     for (let i = 0; i < due.length; i += REQUESTS_AT_ONCE)
       await Promise.all(
         due.slice(i, i + REQUESTS_AT_ONCE).map(async (c) => {
@@ -386,7 +392,11 @@ export class PlatformPushes implements Service {
                 revision: result.revision,
                 ...(result.position !== undefined && { position: result.position }),
               });
-            requested.push({ ...key, ...(result.position !== undefined && { position: result.position }) });
+            requested.push({
+              ...key,
+              service: SERVICE_OF[c.platform],
+              ...(result.position !== undefined && { position: result.position }),
+            });
           } catch (error) {
             log.error({ err: error, appId: c.appId, pushId: c.pushId }, 'requesting a platform push failed; retried');
             if (c.attempts === 0) failed.push(key);

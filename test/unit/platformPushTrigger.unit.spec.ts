@@ -1,6 +1,13 @@
 import { expect } from 'chai';
 import type { Presence } from '../../src/devices/presence';
-import type { AppendResult, EventStore, NewEvent } from '../../src/eventStore/eventStore';
+import {
+  StreamNotFoundError,
+  type AppendResult,
+  type EventStore,
+  type NewEvent,
+  type RecordedEvent,
+} from '../../src/eventStore/eventStore';
+import type { PlatformPushOutcome } from '../../src/platformPush/platformPush';
 import {
   PlatformPushes,
   type DeliveryKey,
@@ -137,7 +144,10 @@ describe('platform push trigger: the look and its cursors', () => {
     await t.look();
     expect(t.looks[1]!.tail).to.deep.equal(key(110));
     expect(t.looks[1]!.again).to.deep.equal([{ pushId: candidate(102).pushId, deviceId: 'dev-102', appId: 'camel' }]);
-    expect(t.offered).to.have.length(1);
+    // Each with its service: the sends in flight are bounded per app and service.
+    expect(t.offered).to.deep.equal([
+      { pushId: candidate(101).pushId, deviceId: 'dev-101', appId: 'camel', service: 'apns', position: 1n },
+    ]);
   });
 
   it('hands nothing to the sender once stepping down (a stop would abort it unrecorded)', async () => {
@@ -145,5 +155,129 @@ describe('platform push trigger: the look and its cursors', () => {
     t.stepDown();
     expect(await t.look()).to.equal(false);
     expect(t.offered).to.deep.equal([]);
+  });
+});
+
+/** An attempt after this leader revoked the device's token, the read model not showing it yet (issue 25 review 3). */
+describe('platform push attempt: a token this leader revoked', () => {
+  it('is not sent to by another message while the read model still shows it live', async () => {
+    const deviceId = 'd'.repeat(32);
+    const registeredAt = '2026-12-07T10:00:00.000Z';
+    const streams = new Map<string, RecordedEvent[]>([
+      [
+        `device-${deviceId}`,
+        [
+          {
+            id: '00000000-0000-4000-8000-000000000001',
+            streamName: `device-${deviceId}`,
+            revision: 0n,
+            position: 1n,
+            type: 'DeviceRegistered',
+            data: {
+              deviceId,
+              appId: 'camel',
+              clientId: 1000001,
+              alias: 'u1',
+              platform: 'IOS',
+              nativeToken: 'a'.repeat(64),
+              mobile: null,
+              tags: [],
+              registration: 1,
+              registeredAt,
+            },
+            metadata: {},
+            createdAt: new Date(registeredAt),
+          },
+        ],
+      ],
+    ]);
+    let position = 1n;
+    const store = {
+      async append(streamName: string, events: readonly NewEvent[]): Promise<AppendResult> {
+        const stream = streams.get(streamName) ?? [];
+        for (const e of events)
+          stream.push({
+            id: e.id,
+            streamName,
+            revision: BigInt(stream.length),
+            position: ++position,
+            type: e.type,
+            data: e.data,
+            metadata: e.metadata ?? {},
+            createdAt: new Date(),
+          });
+        streams.set(streamName, stream);
+        return { nextExpectedRevision: BigInt(stream.length - 1), position };
+      },
+      async readStream(streamName: string, options?: { direction?: string; maxCount?: number }) {
+        const stream = streams.get(streamName);
+        if (!stream) throw new StreamNotFoundError(streamName);
+        const events = options?.direction === 'backwards' ? [...stream].reverse() : [...stream];
+        return events.slice(0, options?.maxCount ?? events.length);
+      },
+    } as unknown as EventStore;
+    const sent: string[] = [];
+    const answers: PlatformPushOutcome[] = [
+      { ok: false, reason: '410 Unregistered', retry: false, tokenDead: true },
+      { ok: true },
+    ];
+    const queries = {
+      // The read model lags: it shows the token live all along.
+      sendability: async (items: readonly unknown[]) =>
+        items.map(() => ({ tokenLive: true, delivery: { status: 'pending' as const, needsConfirm: false } })),
+      messageOf: async () => ({
+        message: { kind: 'onepush', alert: 'hi', sound: null, badge: null, extra: {} } as never,
+        needsConfirm: false,
+      }),
+    } as Partial<PlatformPushQueries> as PlatformPushQueries;
+    let shown: () => void = () => {};
+    const pushes = new PlatformPushes({
+      store,
+      queries,
+      presence: {} as never,
+      services: {
+        apns: {
+          send: async (n: { messageId: string }) => (sent.push(n.messageId), answers.shift()!),
+          close: async () => {},
+        },
+      } as never,
+      appsWith: async () => ({ IOS: ['camel'], ANDROID: [], WEB: [] }),
+      clock: () => new Date('2026-12-07T11:00:00Z'),
+      log: { error() {}, warn() {}, info() {}, debug() {} } as never,
+      // The read model does not show the revocation until the test says so.
+      readYourWrites: () => new Promise<void>((resolve) => (shown = resolve)),
+    });
+    const attempt = (pushId: string) =>
+      (
+        pushes as unknown as {
+          attempt(state: unknown, signal: AbortSignal): Promise<{ ok: boolean; error?: string; revoked?: boolean }>;
+        }
+      ).attempt(
+        {
+          pushId,
+          deviceId,
+          appId: 'camel',
+          service: 'apns',
+          nativeToken: 'a'.repeat(64),
+          registration: 1,
+          expiresAt: '2026-12-08T10:00:00.000Z',
+          why: 'offline',
+          status: 'pending',
+          attempts: 0,
+          nextAttemptAt: null,
+        },
+        new AbortController().signal,
+      );
+    const first = await attempt('m1');
+    expect(first).to.include({ ok: false, revoked: true });
+    const second = await attempt('m2');
+    expect(second.ok).to.equal(false);
+    expect(second.error).to.match(/^NativeTokenRevoked/);
+    expect(sent).to.deep.equal(['m1']);
+    // Once the read model shows it, it says (a registration anew clears it there).
+    shown();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await attempt('m3')).to.include({ ok: true });
+    expect(sent).to.deep.equal(['m1', 'm3']);
   });
 });
