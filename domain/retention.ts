@@ -94,6 +94,17 @@ export const pushRemovable = (
   cutoff: Date,
 ): boolean => p.deliveriesKept === 0 && p.requestedAt < cutoff;
 
+/**
+ * A platform push (APNs/FCM, issue 25) goes with its delivery: once its attempts are over (sent, or failed
+ * for good) and its message has expired — the delivery is open no longer (its candidacy ends at the
+ * expiry), so the leader cannot find it again and ask for a push its stream already refuses. The expiry
+ * is the row's own (a rebuild prunes a table alone).
+ */
+export const platformPushRemovable = (
+  p: { readonly status: 'pending' | 'sent' | 'failed'; readonly expiresAt: Date },
+  cutoff: Date,
+): boolean => p.status !== 'pending' && p.expiresAt < cutoff;
+
 /** An email ends when it is sent (a failed one is kept for the operator), a report when it is forwarded. */
 export const emailRemovable = (e: { readonly status: string; readonly updatedAt: Date }, cutoff: Date): boolean =>
   e.status === 'sent' && e.updatedAt < cutoff;

@@ -125,6 +125,16 @@ export const devicesProjection: Projection = {
       sql: `CREATE INDEX device_deliveries_ended ON device_deliveries (updated_at) WHERE ${ENDED};
             CREATE INDEX device_pushes_requested ON device_pushes (requested_at);`,
     },
+    {
+      // Read (not written) by the platform-push trigger (projections/platformPushes.ts, candidates): the
+      // never-written deliveries in push order, looked at from where its last look ended; and the
+      // attempted needConfirm ones still open. Neither grows with the deliveries already pushed offline.
+      id: 'projection/devices/004-platform-push-candidates',
+      sql: `CREATE INDEX device_deliveries_unwritten ON device_deliveries (push_position, device_id)
+              WHERE attempts = 0 AND status = 'pending';
+            CREATE INDEX device_deliveries_unconfirmed ON device_deliveries (push_position, device_id)
+              WHERE needs_confirm AND attempts >= 1 AND (status = 'pending' OR status = 'delivered');`,
+    },
   ],
 
   async handle(events, tx) {

@@ -15,6 +15,7 @@ import {
   vapidCredentialStore,
   platformCredentialMigrations,
   platformPushesProjection,
+  platformPushPruning,
   platformPushQueries,
 } from './platformPushes';
 import { reportPruning, rtioProjection, rtioReportQueries } from './rtioReports';
@@ -90,5 +91,11 @@ export type ReadModels = ReturnType<typeof readModels>;
  * a pass takes them in this order (deliveries before their pushes). On a rebuild's pool, its fresh tables.
  */
 export function pruning(pool: Pool): readonly Prunable[] {
-  return [messagePruning(pool), ...deliveryPruning(pool), reportPruning(pool), emailPruning(pool)];
+  return [
+    messagePruning(pool),
+    ...deliveryPruning(pool),
+    platformPushPruning(pool),
+    reportPruning(pool),
+    emailPruning(pool),
+  ];
 }

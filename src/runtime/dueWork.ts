@@ -34,7 +34,9 @@ export interface DueWorkDeps<Item> {
   readonly idOf: (item: Item) => string;
   /** Whose share of the attempts in flight the item takes (an app, a device); one key for all when absent. */
   readonly keyOf?: (item: Item) => string;
-  /** Attempts one key may have in flight (default MAX_IN_FLIGHT_PER_KEY, half of all). */
+  /** Attempts in flight at once (default MAX_IN_FLIGHT). */
+  readonly maxInFlight?: number;
+  /** Attempts one key may have in flight (default half of maxInFlight). */
   readonly maxInFlightPerKey?: number;
   /**
    * Does one item; answers what it recorded (events, position), or undefined when it was not due after
@@ -132,6 +134,8 @@ export class DueWork<Item> implements Service {
    * signal for as long as the worker lives: nodejs/node#55351.)
    */
   private readonly inFlight = new Map<string, InFlight>();
+  /** Attempts in flight per key (counted, not found by walking `inFlight`: it holds up to maxInFlight). */
+  private readonly inFlightPerKey = new Map<string, number>();
   /** The look under way (a controller per look, for the same reason). */
   private look: AbortController | undefined;
 
@@ -195,7 +199,8 @@ export class DueWork<Item> implements Service {
   private begin(item: Item, now: Date): Promise<number> | undefined {
     const id = this.deps.idOf(item);
     const key = this.deps.keyOf?.(item) ?? '';
-    if (this.inFlight.has(id) || this.inFlight.size >= MAX_IN_FLIGHT) return undefined;
+    const maxInFlight = this.deps.maxInFlight ?? MAX_IN_FLIGHT;
+    if (this.inFlight.has(id) || this.inFlight.size >= maxInFlight) return undefined;
     const failing = this.failing.get(id);
     if (failing && failing.retryAt > now.getTime()) return undefined;
     // In real time, not herald's clock: a rest only keeps a look from re-reading the same stream in a
@@ -203,9 +208,8 @@ export class DueWork<Item> implements Service {
     // while its last one was still queued). Herald's clock stands still in tests; a rest on it never ended.
     const idle = this.idle.get(id);
     if (idle && idle.restsUntil > performance.now()) return undefined;
-    let sameKey = 0;
-    for (const other of this.inFlight.values()) if (other.key === key) sameKey++;
-    if (sameKey >= (this.deps.maxInFlightPerKey ?? MAX_IN_FLIGHT_PER_KEY)) return undefined;
+    const sameKey = this.inFlightPerKey.get(key) ?? 0;
+    if (sameKey >= (this.deps.maxInFlightPerKey ?? maxInFlight / 2)) return undefined;
     // `signal` is the attempt's (handed to perform); `abandon` frees the slot whether or not perform heeds it.
     const signal = new AbortController();
     const abandon = new AbortController();
@@ -216,7 +220,11 @@ export class DueWork<Item> implements Service {
     const done = this.attempt(item, id, now, signal.signal, abandon.signal).finally(() => {
       clearTimeout(timer);
       this.inFlight.delete(id);
+      const left = (this.inFlightPerKey.get(key) ?? 1) - 1;
+      if (left > 0) this.inFlightPerKey.set(key, left);
+      else this.inFlightPerKey.delete(key);
     });
+    this.inFlightPerKey.set(key, sameKey + 1);
     this.inFlight.set(id, {
       key,
       done,

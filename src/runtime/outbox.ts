@@ -1,6 +1,6 @@
 import type { DomainEvent } from '../../domain/decider';
 import { isDue, type AttemptOutcome, type AttemptState } from '../../domain/outbox';
-import { handleCommand, loadState, type Aggregate } from '../command/commandHandler';
+import { handleCommand, loadState, type Aggregate, type LoadedStream } from '../command/commandHandler';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Clock } from './clock';
 import { isStopping, type DueWorkDeps } from './dueWork';
@@ -35,10 +35,19 @@ export interface Outbox<
    * flood leaves room for the others'. Not a destination: an outbox's items may all go to one.
    */
   readonly keyOf: (item: Item) => string;
+  /** Attempts in flight at once, and per key (DueWork's defaults: 64, half of it). */
+  readonly maxInFlight?: number;
+  readonly maxInFlightPerKey?: number;
   /** The longest one attempt may take: then it is a failed attempt, "no answer within … ms". */
   readonly attemptTimeoutMs: number;
   /** The longest wait between two looks at the read model, unless woken. */
   readonly maxWaitMs: number;
+  /**
+   * The item's stream as this node itself just left it (it appended the item a moment ago), if it knows:
+   * the attempt is decided on that instead of reading the stream — a read model lagging behind the store
+   * cannot be fresher than it. Absent or undefined: the stream is read.
+   */
+  readonly known?: (item: Item) => LoadedStream<State | { readonly status: 'none' }> | undefined;
   /** Makes the attempt; a throw is a failed attempt (described by `describe`). Stops at `signal`. */
   attempt(state: State, signal: AbortSignal): Promise<Outcome>;
   /** The command that records the outcome of attempt `attempt` (1-based). */
@@ -89,11 +98,13 @@ export function outboxWork<
     nextDueAt: () => deps.pending.nextAttemptAt(),
     idOf: outbox.idOf,
     keyOf: outbox.keyOf,
+    ...(outbox.maxInFlight !== undefined && { maxInFlight: outbox.maxInFlight }),
+    ...(outbox.maxInFlightPerKey !== undefined && { maxInFlightPerKey: outbox.maxInFlightPerKey }),
     readYourWrites: deps.readYourWrites,
     describe: outbox.describe,
     async perform(item, _now, signal) {
       const streamName = outbox.streamOf(item);
-      const loaded = await loadState(store, outbox.aggregate, streamName);
+      const loaded = outbox.known?.(item) ?? (await loadState(store, outbox.aggregate, streamName));
       const { state } = loaded;
       if (state.status === 'none' || !isDue(state as State, clock())) return undefined;
       const pending = state as State;

@@ -384,6 +384,43 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     expect(requestsTo(flaky).map((r) => r.status)).to.deep.equal([503, 429, 200]);
   });
 
+  it("a send to many offline devices keeps the app's connection full (hundreds of streams at once), each device once", async () => {
+    const devices = 400;
+    const tokens = Array.from({ length: devices }, token);
+    const ids = new Map<string, string>();
+    for (let i = 0; i < devices; i += 50)
+      await Promise.all(
+        tokens.slice(i, i + 50).map(async (t, j) => ids.set(t, await register(t, `ios-many-${i + j}`))),
+      );
+    // Apple answers nothing until 300 requests are open at once (the outbox's 32 per app never got there).
+    standIn.hold(true);
+    const peakBefore = standIn.peakStreams;
+    const requestId = await send(tokens.map((_, i) => `ios-many-${i}`));
+    try {
+      await eventually(() => expect(standIn.peakStreams).to.be.at.least(Math.max(peakBefore, 300)), {
+        timeoutMs: 20_000,
+      });
+    } finally {
+      standIn.hold(false);
+    }
+    await eventually(
+      () =>
+        expect(
+          standIn.requests.filter((r) => r.headers['apns-id'] === requestId && r.status === 200).map((r) => r.token),
+        ).to.have.members(tokens),
+      { timeoutMs: 20_000 },
+    );
+    // Every outcome recorded (nothing left to retry), then once each.
+    for (const t of tokens)
+      await eventually(async () =>
+        expect((await eventsOf(`platformpush-${requestId}.${ids.get(t)!}`)).map((e) => e.type)).to.deep.equal([
+          'PlatformPushRequested',
+          'PlatformPushSent',
+        ]),
+      );
+    expect(standIn.requests.filter((r) => r.headers['apns-id'] === requestId)).to.have.length(devices);
+  });
+
   it("one app's credentials never push another app's devices", async () => {
     const othersPhone = token();
     await register(othersPhone, 'ios-other', 'IOS', 'other');

@@ -8,6 +8,7 @@ import {
   deliveryRemovable,
   emailRemovable,
   messageRemovable,
+  platformPushRemovable,
   pushRemovable,
   reportRemovable,
   RETENTION_CATEGORIES,
@@ -113,6 +114,29 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     ].map((p) => p.pushId);
     expect(leftPushes.map((r) => r.push_id).sort()).to.deep.equal(keptPushes.sort());
     expect(report.find((r) => r.table === 'device_deliveries')?.removed).to.equal(deliveries.length - kept.length);
+  });
+
+  it('removes platform pushes with their deliveries: attempts over and the message expired before the cutoff; a pending one stays', async () => {
+    const statuses = ['pending', 'sent', 'failed'] as const;
+    const rows = statuses.flatMap((status) =>
+      times.map((expiresAt) => ({ pushId: randomUUID(), deviceId: 'dev-1', status, expiresAt })),
+    );
+    for (const r of rows)
+      await pool.query(
+        `INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at,
+           requested_at, updated_at, position, expires_at)
+         VALUES ($1, $2, 'camel', 'apns', $3, 1, NULL, $4, $4, 1, $4)`,
+        [r.pushId, r.deviceId, r.status, r.expiresAt],
+      );
+
+    const report = await pass().runOnce();
+
+    const { rows: left } = await pool.query<{ push_id: string }>('SELECT push_id FROM platform_pushes');
+    const kept = rows.filter((r) => !platformPushRemovable(r, cutoff));
+    expect(left.map((r) => r.push_id).sort()).to.deep.equal(kept.map((r) => r.pushId).sort());
+    expect(kept.some((r) => r.status === 'pending' && r.expiresAt < cutoff)).to.equal(true);
+    expect(report.find((r) => r.table === 'platform_pushes')?.removed).to.equal(rows.length - kept.length);
+    expect(rows.length - kept.length).to.equal(2);
   });
 
   it('removes Koala messages past their expiry and retention with their inbox rows; the counters follow; 永久有效 stays', async () => {

@@ -119,3 +119,51 @@ describe('due work: a timeout per attempt, enforced', () => {
     expect(work.attemptsInFlight).to.equal(0);
   });
 });
+
+describe('due work: attempts in flight bounded in all and per key', () => {
+  it('takes maxInFlight in all and maxInFlightPerKey per key, and gives a key its share back as attempts end', async () => {
+    const items = [...Array.from({ length: 6 }, (_, i) => `a-${i}`), ...Array.from({ length: 3 }, (_, i) => `b-${i}`)];
+    const done = new Set<string>();
+    const running = new Map<string, () => void>();
+    const work = new DueWork<string>({
+      clock: () => new Date(),
+      log: pino({ level: 'silent' }),
+      doing: 'testing',
+      due: async (_now, limit) => items.filter((item) => !done.has(item)).slice(0, limit),
+      nextDueAt: async () => undefined,
+      idOf: (item) => item,
+      keyOf: (item) => item.slice(0, 1),
+      maxInFlight: 5,
+      maxInFlightPerKey: 3,
+      perform: (item) =>
+        new Promise<Recorded>((resolve) =>
+          running.set(item, () => {
+            done.add(item);
+            running.delete(item);
+            resolve({ events: [{}] });
+          }),
+        ),
+      attemptTimeoutMs: 60_000,
+      maxWaitMs: 20,
+    });
+    const inFlight = (key: string) => [...running.keys()].filter((item) => item.startsWith(key)).length;
+    work.start();
+    try {
+      // a's share is 3 (though 6 are due), b takes the 2 left of the 5.
+      await eventually(() => expect([inFlight('a'), inFlight('b')]).to.deep.equal([3, 2]));
+      // Two of a's end: a takes their slots back (its count went down), up to its share again.
+      running.get('a-0')!();
+      running.get('a-1')!();
+      await eventually(() => expect([inFlight('a'), inFlight('b')]).to.deep.equal([3, 2]));
+      expect(done).to.have.keys(['a-0', 'a-1']);
+      // Everything ends.
+      await eventually(() => {
+        for (const finish of [...running.values()]) finish();
+        expect(done.size).to.equal(items.length);
+      });
+      await eventually(() => expect(work.attemptsInFlight).to.equal(0));
+    } finally {
+      await work.stop();
+    }
+  });
+});
