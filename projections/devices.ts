@@ -489,6 +489,8 @@ export function deliveryPruning(pool: Pool): readonly Prunable[] {
       key: 'push_id, device_id',
       removable: `${ENDED} AND updated_at < $1`,
       orderBy: 'updated_at',
+      // domain/device/delivery.ts deliveryStreamName: a uuid holds neither `.` nor `%`, so nothing to encode.
+      stream: `'delivery-' || push_id || '.' || device_id`,
     }),
     keyedPruning(pool, {
       table: 'device_pushes',
@@ -496,6 +498,7 @@ export function deliveryPruning(pool: Pool): readonly Prunable[] {
       key: 'push_id',
       removable: `requested_at < $1 AND NOT EXISTS (SELECT 1 FROM device_deliveries d WHERE d.push_id = device_pushes.push_id)`,
       orderBy: 'requested_at',
+      stream: `'push-' || push_id`,
     }),
   ];
 }

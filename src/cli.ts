@@ -12,6 +12,7 @@ import { readCheckpoints } from './projection/projectionRunner';
 import { runRebuild } from './projection/rebuildCommand';
 import { systemClock } from './runtime/clock';
 import { createLogger, type Logger } from './runtime/logger';
+import { EventArchive } from './storage/eventArchive';
 import { formatStorageStatus, storageStatus } from './storage/storageStatus';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
@@ -121,29 +122,47 @@ program
   .option('--stream <prefix>', 'only streams whose name starts with this')
   .option('--app <appId>', 'only events of this app (their metadata)')
   .option('--out <file>', 'write to this file instead of stdout')
-  .action((options: { from?: string; to?: string; type: string[]; stream?: string; app?: string; out?: string }) => {
-    const bound = (name: string, text: string | undefined) => {
-      if (text === undefined) return undefined;
-      const parsed = parseBound(text);
-      if (parsed === undefined) {
-        process.stderr.write(
-          `herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`,
-        );
-        process.exit(2);
-      }
-      return parsed;
-    };
-    const filter: ExportSelection = {
-      ...(options.from !== undefined && { from: bound('from', options.from)! }),
-      ...(options.to !== undefined && { to: bound('to', options.to)! }),
-      ...(options.type.length > 0 && { types: options.type }),
-      ...(options.stream !== undefined && { streamPrefix: options.stream }),
-      ...(options.app !== undefined && { appId: options.app }),
-    };
-    return withStores(async (infrastructure) => {
-      await runReplay(infrastructure, filter, options.out);
-    });
-  });
+  .option(
+    '--archive [dir]',
+    'also the events retention archived (HERALD_ARCHIVE_DIR unless a directory is given), merged in position order',
+  )
+  .action(
+    (options: {
+      from?: string;
+      to?: string;
+      type: string[];
+      stream?: string;
+      app?: string;
+      out?: string;
+      archive?: string | boolean;
+    }) => {
+      const bound = (name: string, text: string | undefined) => {
+        if (text === undefined) return undefined;
+        const parsed = parseBound(text);
+        if (parsed === undefined) {
+          process.stderr.write(
+            `herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`,
+          );
+          process.exit(2);
+        }
+        return parsed;
+      };
+      const filter: ExportSelection = {
+        ...(options.from !== undefined && { from: bound('from', options.from)! }),
+        ...(options.to !== undefined && { to: bound('to', options.to)! }),
+        ...(options.type.length > 0 && { types: options.type }),
+        ...(options.stream !== undefined && { streamPrefix: options.stream }),
+        ...(options.app !== undefined && { appId: options.app }),
+      };
+      return withStores(async (infrastructure, _log, config) => {
+        const archive =
+          options.archive === undefined || options.archive === false
+            ? undefined
+            : new EventArchive(options.archive === true ? config.archiveDir : options.archive);
+        await runReplay(infrastructure, filter, options.out, archive);
+      });
+    },
+  );
 
 const projectionsCommand = program.command('projections').description('read models built from the event stream');
 projectionsCommand

@@ -51,6 +51,7 @@ export async function replay(
 ): Promise<ExportProgress> {
   const storeFilter = storeFilterOf(filter);
   const selected = selector(filter, appIdOf);
+  const streams = filter.streams && new Set(filter.streams);
   const end = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
   const fromPosition = typeof filter.from === 'bigint' ? filter.from : undefined;
   const read = (after: bigint | undefined) => {
@@ -78,7 +79,7 @@ export async function replay(
         past = true;
         break;
       }
-      if (selected(event) && isWithinBounds(event, filter)) {
+      if (selected(event) && isWithinBounds(event, filter) && (!streams || streams.has(event.streamName))) {
         chunk += `${eventLine(event)}\n`;
         written++;
       }
@@ -107,4 +108,21 @@ function isWithinBounds(event: RecordedEvent, filter: ExportSelection): boolean 
   if (typeof filter.from === 'bigint' && event.position < filter.from) return false;
   if (filter.from instanceof Date && event.createdAt < filter.from) return false;
   return !(filter.to instanceof Date && event.createdAt > filter.to);
+}
+
+/**
+ * The selected events up to `head` as replay lines through `write`: written by the store where it can
+ * (`exportJsonLines`: PostgreSQL), read through the port otherwise. `herald replay` and retention's
+ * archive both write this way, so an archived line is the line a replay printed.
+ */
+export function exportEvents(
+  store: EventStore,
+  selection: ExportSelection,
+  head: bigint,
+  write: ExportOutput,
+  onProgress?: (progress: ExportProgress) => void,
+): Promise<ExportProgress> {
+  return store.exportJsonLines
+    ? store.exportJsonLines(selection, head, write, onProgress)
+    : replay(store, selection, head, write, onProgress);
 }

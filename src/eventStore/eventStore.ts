@@ -88,6 +88,8 @@ export interface EventSelection {
 export interface ExportSelection extends EventSelection {
   readonly from?: bigint | Date;
   readonly to?: bigint | Date;
+  /** Only these streams (retention's archive: src/storage/eventArchive.ts), at most a batch of them. */
+  readonly streams?: readonly string[];
 }
 
 /** Where an export sends its lines: a chunk of whole lines at a time, awaited (a slow file is written at its pace). */
@@ -98,6 +100,12 @@ export interface ExportProgress {
   readonly written: number;
   /** How far the export has read: every event up to here that passes the selection is written. */
   readonly position: bigint;
+}
+
+export interface StreamRemoval {
+  readonly removed: number;
+  /** Streams with events left after the removal (appended after its bound): retention retires them again. */
+  readonly left: readonly string[];
 }
 
 export interface SubscribeToAllOptions {
@@ -149,6 +157,15 @@ export interface EventStore {
     write: ExportOutput,
     onProgress?: (progress: ExportProgress) => void,
   ): Promise<ExportProgress>;
+  /**
+   * A capability, not every store's: retention's removal of `streams`' events up to position `upto`
+   * (inclusive), once they are archived (src/storage/eventRetention.ts). Afterwards each stream reads as
+   * EventStoreDB reads a stream truncated by `$tb`: its removed events are gone, it exists (an empty read,
+   * not StreamNotFoundError), and an append continues at its revision (`no_stream` conflicts). Positions
+   * of removed events stay valid as `after` for reads and subscriptions (a checkpoint may hold one).
+   * Returns the events removed, and the streams that still hold events (appended after `upto`).
+   */
+  removeStreamEvents?(streams: readonly string[], upto: bigint): Promise<StreamRemoval>;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,263 @@
+import type pg from 'pg';
+import { isRetirable, removableUpTo } from '../../domain/retention';
+import { exportEvents } from '../analysts/replay';
+import type { EventStore } from '../eventStore/eventStore';
+import type { Migration } from '../postgres/migrations';
+import { withTransaction } from '../postgres/transaction';
+import { BackgroundLoop } from '../runtime/backgroundLoop';
+import type { Logger } from '../runtime/logger';
+import type { Service } from '../runtime/services';
+import { positionOfLine, type ArchivedLine, type EventArchive } from './eventArchive';
+
+/**
+ * The event store's part of retention (issue 26; docs/operations.md, "Retention"): archive, then remove,
+ * the streams the read models' pruning retired.
+ *
+ * A read model's pruning removes a row once its record ended longer ago than its category's retention
+ * (domain/retention.ts) and, in the same statement, queues the row's stream in `retired_streams`
+ * (projections/pruning.ts): the end is decided once, by the rules the read models already apply. A pass
+ * here takes the queue a batch at a time:
+ *  1. claim: in one transaction, move up to `batchSize` queued streams into a batch row with its bound
+ *     `upto` — the store's head, but never past a projection's checkpoint (removableUpTo);
+ *  2. archive: write the batch's events up to `upto` as replay lines (src/analysts/replay.ts exportEvents)
+ *     to the archive, durably, manifests included (src/storage/eventArchive.ts);
+ *  3. remove: the store deletes exactly those (`removeStreamEvents`, the same bound); streams with later
+ *     events go back to the queue; the batch is marked done.
+ * A crash anywhere leaves the batch open, and the next pass (this node's or the next leader's) takes the
+ * open batch first and does its steps again: the same events give the same files under the same names (no
+ * duplicate), and nothing is deleted that was not archived first (no gap). One pass at a time across nodes
+ * and the CLI: an advisory lock.
+ */
+
+export const eventRetentionMigrations: readonly Migration[] = [
+  {
+    id: 'storage/001-retired-streams',
+    sql: `
+      CREATE TABLE retired_streams (
+        stream_name text PRIMARY KEY,
+        retired_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX retired_streams_order ON retired_streams (retired_at, stream_name);
+      CREATE TABLE event_archive_batches (
+        batch_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        streams text[] NOT NULL,
+        upto bigint NOT NULL,
+        claimed_at timestamptz NOT NULL DEFAULT now(),
+        archived_at timestamptz,
+        archived_events bigint,
+        removed_at timestamptz,
+        removed_events bigint
+      );
+      CREATE INDEX event_archive_batches_open ON event_archive_batches (batch_id) WHERE removed_at IS NULL;
+    `,
+  },
+];
+
+// Any constant: the same in every process sharing the database (the leader, `herald storage prune`).
+const PASS_LOCK = 0x6865_7261_6c65; // "herale"
+
+interface Batch {
+  readonly batchId: bigint;
+  readonly streams: readonly string[];
+  readonly upto: bigint;
+}
+
+export interface BatchReport {
+  readonly batchId: string;
+  readonly streams: number;
+  readonly archived: number;
+  readonly removed: number;
+  readonly files: number;
+}
+
+export interface EventRetentionTerms {
+  readonly pool: pg.Pool;
+  readonly store: EventStore;
+  readonly archive: EventArchive;
+  /** Streams per batch. */
+  readonly batchSize: number;
+  /** The projections whose checkpoints bound the removal (a stale row of a projection no longer run does not). */
+  readonly projectionNames: readonly string[];
+  readonly onBatch?: (report: BatchReport) => void;
+}
+
+/** The event store's retention pass as the leader's background work, after each read model pass. */
+export class EventRetention implements Service {
+  readonly name = 'event-retention';
+  private readonly loop = new BackgroundLoop(() => this.run());
+
+  constructor(private readonly deps: EventRetentionTerms & { readonly log: Logger; readonly intervalMs: number }) {}
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  runOnce(shouldGoOn: () => boolean = () => true): Promise<BatchReport[] | undefined> {
+    return eventRetentionPass(this.deps, shouldGoOn);
+  }
+
+  private async run(): Promise<void> {
+    const { log } = this.deps;
+    while (this.loop.running) {
+      try {
+        const batches = await this.runOnce(() => this.loop.running);
+        if (batches && batches.length > 0)
+          log.info(
+            {
+              batches: batches.length,
+              archived: batches.reduce((n, b) => n + b.archived, 0),
+              removed: batches.reduce((n, b) => n + b.removed, 0),
+            },
+            'retention: archived and removed retired streams from the event store',
+          );
+      } catch (error) {
+        // The archive's disk full, the store gone: the open batch is taken up again at the next pass.
+        log.warn({ err: error }, 'retention: an event store pass failed; trying again at the next one');
+      }
+      await this.loop.wait(this.deps.intervalMs);
+    }
+  }
+}
+
+/**
+ * One pass: the open batch, if a pass stopped before finishing it, then new batches until the queue is
+ * empty or `shouldGoOn` says stop (checked before each batch). Undefined when another pass holds the lock.
+ * The store must be able to remove events (`removeStreamEvents`).
+ */
+export async function eventRetentionPass(
+  terms: EventRetentionTerms,
+  shouldGoOn: () => boolean = () => true,
+): Promise<BatchReport[] | undefined> {
+  const { pool, store } = terms;
+  if (!store.removeStreamEvents) return [];
+  const lockHolder = await pool.connect();
+  let failure: Error | undefined;
+  try {
+    const { rows } = await lockHolder.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [
+      PASS_LOCK,
+    ]);
+    if (!rows[0]!.locked) return undefined;
+    try {
+      // What was retired before the pass began: a finite set, so the pass ends while streams keep being
+      // retired, and a stream it retires again (events past its bound) waits for the next pass.
+      const started = (await pool.query<{ at: Date }>('SELECT clock_timestamp() AS at')).rows[0]!.at;
+      const reports: BatchReport[] = [];
+      while (shouldGoOn()) {
+        const batch = (await openBatch(pool)) ?? (await claimBatch(terms, started));
+        if (!batch) break;
+        const report = await completeBatch(terms, batch);
+        reports.push(report);
+        terms.onBatch?.(report);
+      }
+      return reports;
+    } finally {
+      await lockHolder.query('SELECT pg_advisory_unlock($1)', [PASS_LOCK]);
+    }
+  } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    lockHolder.release(failure);
+  }
+}
+
+async function openBatch(pool: pg.Pool): Promise<Batch | undefined> {
+  const { rows } = await pool.query<{ batch_id: string; streams: string[]; upto: string }>(
+    'SELECT batch_id, streams, upto FROM event_archive_batches WHERE removed_at IS NULL ORDER BY batch_id LIMIT 1',
+  );
+  return rows[0] && { batchId: BigInt(rows[0].batch_id), streams: rows[0].streams, upto: BigInt(rows[0].upto) };
+}
+
+async function claimBatch(terms: EventRetentionTerms, retiredBefore: Date): Promise<Batch | undefined> {
+  const { pool, store, batchSize, projectionNames } = terms;
+  // The head first, then the checkpoints (which never pass it): the bound is one the projections reached.
+  const head = await store.headPosition();
+  const checkpoints = await pool.query<{ position: string }>(
+    'SELECT position FROM projection_checkpoints WHERE name = ANY ($1::text[])',
+    [projectionNames],
+  );
+  const upto = removableUpTo(
+    head,
+    checkpoints.rows.map((r) => BigInt(r.position)),
+  );
+  if (upto < 0n) return undefined;
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<{ stream_name: string }>(
+      `DELETE FROM retired_streams WHERE stream_name IN (
+         SELECT stream_name FROM retired_streams WHERE retired_at < $2
+          ORDER BY retired_at, stream_name LIMIT $1 FOR UPDATE SKIP LOCKED)
+       RETURNING stream_name`,
+      [batchSize, retiredBefore],
+    );
+    // Only the categories retention removes (domain/retention.ts): anything else queued stays in the store.
+    const streams = rows
+      .map((r) => r.stream_name)
+      .filter(isRetirable)
+      .sort();
+    if (rows.length === 0) return undefined;
+    const batch = await tx.query<{ batch_id: string }>(
+      'INSERT INTO event_archive_batches (streams, upto) VALUES ($1, $2) RETURNING batch_id',
+      [streams, upto.toString()],
+    );
+    return { batchId: BigInt(batch.rows[0]!.batch_id), streams, upto };
+  });
+}
+
+async function completeBatch(terms: EventRetentionTerms, batch: Batch): Promise<BatchReport> {
+  const { pool, store, archive } = terms;
+  const lines = await batchLines(store, batch);
+  const files = await archive.write(batch.batchId, lines);
+  await pool.query('UPDATE event_archive_batches SET archived_at = now(), archived_events = $2 WHERE batch_id = $1', [
+    batch.batchId.toString(),
+    lines.length,
+  ]);
+  const { removed, left } = await store.removeStreamEvents!(batch.streams, batch.upto);
+  await withTransaction(pool, async (tx) => {
+    // Events appended after the bound (or past a checkpoint): the stream is retired again, for a later pass.
+    if (left.length > 0)
+      await tx.query(
+        'INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[]) ON CONFLICT (stream_name) DO NOTHING',
+        [left],
+      );
+    // The names are not kept: the archive holds the events, and the row stays small.
+    await tx.query(
+      `UPDATE event_archive_batches SET removed_at = now(), removed_events = $2, streams = '{}' WHERE batch_id = $1`,
+      [batch.batchId.toString(), removed],
+    );
+  });
+  return {
+    batchId: batch.batchId.toString(),
+    streams: batch.streams.length,
+    archived: lines.length,
+    removed,
+    files: files.length,
+  };
+}
+
+/** The batch's events up to its bound, as replay lines in position order. */
+async function batchLines(store: EventStore, batch: Batch): Promise<ArchivedLine[]> {
+  if (batch.streams.length === 0) return [];
+  const decoder = new TextDecoder();
+  let text = '';
+  await exportEvents(store, { streams: batch.streams, to: batch.upto }, batch.upto, async (chunk) => {
+    text += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+  });
+  text += decoder.decode();
+  return text
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => ({ position: positionOfLine(line), line }));
+}
+
+/** What the queue holds: streams retired and not yet removed from the store (herald storage status). */
+export async function retiredStreamsQueued(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(
+    `SELECT (SELECT count(*) FROM retired_streams)
+          + coalesce((SELECT sum(cardinality(streams)) FROM event_archive_batches WHERE removed_at IS NULL), 0) AS n`,
+  );
+  return Number(rows[0]!.n);
+}

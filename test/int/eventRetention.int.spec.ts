@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { exportEvents } from '../../src/analysts/replay';
+import {
+  WrongExpectedRevisionError,
+  type EventStore,
+  type ExportSelection,
+  type NewEvent,
+  type RecordedEvent,
+} from '../../src/eventStore/eventStore';
+import { EventStoreDecorator } from '../../src/eventStore/eventStoreDecorator';
+import type { Infrastructure } from '../../src/infrastructure';
+import { EventArchive, mergedWithArchive } from '../../src/storage/eventArchive';
+import { eventRetentionPass, retiredStreamsQueued, type EventRetentionTerms } from '../../src/storage/eventRetention';
+import { eventually } from '../support/eventually';
+import { openTestInfrastructure } from '../support/infrastructure';
+import { describeTarget, type TestDatabase } from '../support/postgres';
+
+/**
+ * The event store's retention (issue 26) on PostgreSQL: what the read models' pruning retired is archived
+ * as replay lines, then removed; archive + store replays as the original stream, byte for byte; a crash
+ * between the two leaves no gap and no duplicate; reads, subscriptions and checkpoints hold.
+ */
+describe(`event store retention: archive, then remove (${describeTarget()})`, function () {
+  this.timeout(60_000);
+  let infrastructure: Infrastructure & { testDatabase: TestDatabase };
+  let store: EventStore;
+  let directory: string;
+  let archive: EventArchive;
+
+  beforeEach(async () => {
+    infrastructure = await openTestInfrastructure();
+    store = infrastructure.store;
+    directory = await mkdtemp(path.join(tmpdir(), 'herald-archive-'));
+    archive = new EventArchive(directory);
+  });
+  afterEach(async () => {
+    await infrastructure.close();
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  const event = (type: string, data: unknown = {}): NewEvent => ({
+    id: randomUUID(),
+    type,
+    data: { ...(data as object), text: 'ünïcødé "quoted" \\ and a line\nbreak' },
+    metadata: { appId: 'camel', correlationId: randomUUID() },
+  });
+  const terms = (overrides: Partial<EventRetentionTerms> = {}): EventRetentionTerms => ({
+    pool: infrastructure.database.pool,
+    store,
+    archive,
+    batchSize: 7,
+    projectionNames: [],
+    ...overrides,
+  });
+  const retire = (streams: readonly string[]) =>
+    infrastructure.database.pool.query(
+      'INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING',
+      [streams],
+    );
+
+  /** What `herald replay` prints (with `withArchive`, `herald replay --archive`). */
+  async function replayText(selection: ExportSelection = {}, withArchive = false): Promise<string> {
+    let text = '';
+    const decoder = new TextDecoder();
+    const toText = async (chunk: string | Uint8Array) => {
+      text += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    };
+    const merged = withArchive
+      ? mergedWithArchive(archive.lines(selection)[Symbol.asyncIterator](), toText)
+      : undefined;
+    await exportEvents(store, selection, await store.headPosition(), merged?.write ?? toText);
+    await merged?.finish();
+    return text + decoder.decode();
+  }
+
+  /** Messages and emails (retired later) interleaved with a device's registrations (kept). */
+  async function history(): Promise<{ retired: string[]; kept: string[] }> {
+    const retired: string[] = [];
+    const kept = ['device-d1', 'app-camel'];
+    for (let i = 0; i < 20; i++) {
+      const message = `message-${randomUUID()}`;
+      await store.append(message, [event('MessageSent', { i })], 'no_stream');
+      await store.append(kept[i % 2]!, [event('DeviceRegistered', { i })]);
+      await store.append(message, [event('MessageAcknowledged', { i }), event('MessageAcknowledged', { i })], 0n);
+      const email = `email-${randomUUID()}`;
+      await store.append(email, [event('EmailRequested', { i })], 'no_stream');
+      retired.push(message, email);
+    }
+    return { retired, kept };
+  }
+
+  it('archives retired streams, then removes them; archive + store replays as the original, byte for byte', async () => {
+    const { retired, kept } = await history();
+    const original = await replayText();
+    const originalMessages = await replayText({ streamPrefix: 'message-', types: ['MessageAcknowledged'] });
+    const keptBefore = await store.readStream(kept[0]!);
+    // A stream no read model ends (a device) queued by mistake stays in the store.
+    await retire([...retired, kept[0]!]);
+
+    const reports = await eventRetentionPass(terms());
+
+    expect(reports!.length).to.equal(Math.ceil(41 / 7));
+    const removed = reports!.reduce((n, r) => n + r.removed, 0);
+    expect(removed).to.equal(20 * 4);
+    expect(reports!.reduce((n, r) => n + r.archived, 0)).to.equal(removed);
+    for (const name of retired) expect(await store.readStream(name), name).to.deep.equal([]);
+    expect(await store.readStream(kept[0]!)).to.deep.equal(keptBefore);
+    expect((await store.readAll({ maxCount: 1000 })).map((e) => e.streamName)).to.not.include.members(retired);
+    expect(await retiredStreamsQueued(infrastructure.database.pool)).to.equal(0);
+
+    // The manifests: every file listed, with its range, lines and digest.
+    const files = await archive.files();
+    expect(files.reduce((n, f) => n + f.count, 0)).to.equal(removed);
+    for (const file of files) {
+      const text = await readFile(path.join(directory, file.file), 'utf8');
+      expect(Buffer.byteLength(text)).to.equal(file.bytes);
+      const positions = text
+        .split('\n')
+        .slice(0, -1)
+        .map((l) => BigInt((JSON.parse(l) as { position: string }).position));
+      expect(positions[0]!.toString()).to.equal(file.firstPosition);
+      expect(positions[positions.length - 1]!.toString()).to.equal(file.lastPosition);
+    }
+
+    expect(await replayText({}, true)).to.equal(original);
+    expect(await replayText({ streamPrefix: 'message-', types: ['MessageAcknowledged'] }, true)).to.equal(
+      originalMessages,
+    );
+    expect(await replayText()).to.not.equal(original);
+  });
+
+  it('a removed stream reads as empty and an append continues at its revision, as after EventStoreDB’s $tb', async () => {
+    const name = `message-${randomUUID()}`;
+    await store.append(name, [event('MessageSent'), event('MessageAcknowledged')], 'no_stream');
+    await retire([name]);
+    await eventRetentionPass(terms());
+
+    expect(await store.readStream(name)).to.deep.equal([]);
+    const error = await store.append(name, [event('MessageSent')], 'no_stream').catch((e: unknown) => e);
+    expect(error).to.be.instanceOf(WrongExpectedRevisionError);
+    const appended = await store.append(name, [event('MessageAcknowledged')], 1n);
+    expect(appended.nextExpectedRevision).to.equal(2n);
+    expect((await store.readStream(name)).map((e) => e.revision)).to.deep.equal([2n]);
+  });
+
+  it('a crash between the archive and the removal leaves no gap and no duplicate: the next pass finishes the batch', async () => {
+    const { retired } = await history();
+    const original = await replayText();
+    await retire(retired);
+    let crashes = 1;
+    class CrashingStore extends EventStoreDecorator {
+      override readonly removeStreamEvents: EventStore['removeStreamEvents'] = (streams, upto) => {
+        if (crashes-- > 0) return Promise.reject(new Error('killed before the removal'));
+        return store.removeStreamEvents!(streams, upto);
+      };
+    }
+    const crashing = new CrashingStore(store);
+    const error = await eventRetentionPass(terms({ store: crashing })).catch((e: unknown) => e);
+    expect((error as Error).message).to.equal('killed before the removal');
+
+    // Archived and still stored: a replay with the archive writes each event once.
+    expect((await archive.files()).length).to.be.greaterThan(0);
+    expect(await replayText({}, true)).to.equal(original);
+    const archivedBefore = (await archive.files()).reduce((n, f) => n + f.count, 0);
+
+    const reports = await eventRetentionPass(terms({ store: crashing }));
+    const archived = (await archive.files()).reduce((n, f) => n + f.count, 0);
+    expect(archived - archivedBefore).to.equal(reports!.slice(1).reduce((n, r) => n + r.archived, 0));
+    expect(archived).to.equal(20 * 4);
+    expect(await replayText({}, true)).to.equal(original);
+    for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
+  });
+
+  it('never removes past a projection’s checkpoint; a checkpoint on a removed event still reads and subscribes after it', async () => {
+    const { pool } = infrastructure.database;
+    const first = `message-${randomUUID()}`;
+    const late = `message-${randomUUID()}`;
+    await store.append(first, [event('MessageSent')], 'no_stream');
+    await store.append(late, [event('MessageSent')], 'no_stream');
+    const checkpoint = (await store.readStream(late))[0]!.position;
+    await store.append(late, [event('MessageAcknowledged')], 0n);
+    const after = await store.append('device-d1', [event('DeviceRegistered')]);
+    await pool.query("INSERT INTO projection_checkpoints (name, version, position) VALUES ('inbox', 1, $1)", [
+      checkpoint.toString(),
+    ]);
+    await retire([first, late]);
+
+    await eventRetentionPass(terms({ projectionNames: ['inbox'] }));
+
+    // The acknowledgement, past the checkpoint, stays; its stream is retired again for a later pass.
+    expect((await store.readStream(late)).map((e) => e.type)).to.deep.equal(['MessageAcknowledged']);
+    expect((await pool.query('SELECT stream_name FROM retired_streams')).rows).to.deep.equal([{ stream_name: late }]);
+    // The checkpoint's own event is gone, yet reading and subscribing after it go on from there.
+    const next = await store.readAll({ after: checkpoint, maxCount: 10 });
+    expect(next.map((e) => e.type)).to.deep.equal(['MessageAcknowledged', 'DeviceRegistered']);
+    const subscription = store.subscribeToAll({ after: checkpoint });
+    const seen: RecordedEvent[] = [];
+    for await (const batch of subscription) {
+      seen.push(...batch.events);
+      if (seen.some((e) => e.position === after.position)) break;
+    }
+    await subscription.close();
+    expect(seen.map((e) => e.type)).to.deep.equal(['MessageAcknowledged', 'DeviceRegistered']);
+
+    // Once the projection has passed it, the rest goes.
+    await pool.query("UPDATE projection_checkpoints SET position = $1 WHERE name = 'inbox'", [
+      after.position.toString(),
+    ]);
+    await eventRetentionPass(terms({ projectionNames: ['inbox'] }));
+    expect(await store.readStream(late)).to.deep.equal([]);
+  });
+
+  it('appends, reads of one’s own writes and a live subscription go on, gap-free, while removals run', async () => {
+    const { retired } = await history();
+    await retire(retired);
+    const start = await store.headPosition();
+    const subscription = store.subscribeToAll({ after: start });
+    const seen: bigint[] = [];
+    const reading = (async () => {
+      for await (const batch of subscription) seen.push(...batch.events.map((e) => e.position));
+    })();
+    const appended: bigint[] = [];
+    const writing = (async () => {
+      for (let i = 0; i < 60; i++) {
+        const name = `message-${randomUUID()}`;
+        const { position } = await store.append(name, [event('MessageSent', { i })], 'no_stream');
+        appended.push(position);
+        // Read your writes: the append is readable at once.
+        expect((await store.readStream(name)).map((e) => e.position)).to.deep.equal([position]);
+      }
+    })();
+    const removing = eventRetentionPass(terms({ batchSize: 2 }));
+    const [reports] = await Promise.all([removing, writing]);
+    expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4);
+    await eventually(() => expect(seen).to.deep.equal(appended));
+    await subscription.close();
+    await reading;
+  });
+
+  it('an archive whose file changed is refused, not read with a gap', async () => {
+    const { retired } = await history();
+    await retire(retired);
+    await eventRetentionPass(terms());
+    const [file] = await archive.files();
+    const target = path.join(directory, file!.file);
+    await writeFile(target, (await readFile(target, 'utf8')).replace(/\n[^\n]*\n$/, '\n'));
+    const error = await replayText({}, true).catch((e: unknown) => e);
+    expect((error as Error).message).to.match(/sha256/);
+  });
+
+  it('one pass at a time: a second, started while the first holds the lock, does nothing', async () => {
+    const { retired } = await history();
+    await retire(retired);
+    const [a, b] = await Promise.all([eventRetentionPass(terms()), eventRetentionPass(terms())]);
+    const done = [a, b].filter((r) => r !== undefined);
+    expect(done.reduce((n, r) => n + r.reduce((m, x) => m + x.removed, 0), 0)).to.equal(20 * 4);
+    expect((await archive.files()).reduce((n, f) => n + f.count, 0)).to.equal(20 * 4);
+  });
+});
