@@ -1,5 +1,7 @@
 import {
   InvalidPositionError,
+  StreamDeletedError,
+  StreamNotFoundError,
   type EventStore,
   type ExportOutput,
   type ExportProgress,
@@ -122,7 +124,39 @@ export function exportEvents(
   write: ExportOutput,
   onProgress?: (progress: ExportProgress) => void,
 ): Promise<ExportProgress> {
-  return store.exportJsonLines
-    ? store.exportJsonLines(selection, head, write, onProgress)
+  if (store.exportJsonLines) return store.exportJsonLines(selection, head, write, onProgress);
+  return selection.streams
+    ? replayStreams(store, selection, selection.streams, head, write)
     : replay(store, selection, head, write, onProgress);
+}
+
+/**
+ * A list of streams (a batch retention archives) read stream by stream, not by scanning the global order:
+ * each read whole (retention's streams are bounded: docs/architecture.md, "Stream bounds"), their
+ * events merged by position.
+ */
+async function replayStreams(
+  store: EventStore,
+  selection: ExportSelection,
+  streams: readonly string[],
+  head: bigint,
+  write: ExportOutput,
+): Promise<ExportProgress> {
+  const selected = selector(selection, appIdOf);
+  const events: RecordedEvent[] = [];
+  for (const name of streams) {
+    try {
+      events.push(...(await store.readStream(name)));
+    } catch (error) {
+      if (error instanceof StreamNotFoundError || error instanceof StreamDeletedError) continue;
+      throw error;
+    }
+  }
+  const end = typeof selection.to === 'bigint' && selection.to < head ? selection.to : head;
+  const lines = events
+    .filter((e) => e.position <= end && selected(e) && isWithinBounds(e, selection))
+    .sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0))
+    .map((e) => `${eventLine(e)}\n`);
+  if (lines.length > 0) await write(lines.join(''));
+  return { written: lines.length, position: end };
 }

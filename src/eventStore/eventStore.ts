@@ -166,6 +166,12 @@ export interface EventStore {
    * Returns the events removed, and the streams that still hold events (appended after `upto`).
    */
   removeStreamEvents?(streams: readonly string[], upto: bigint): Promise<StreamRemoval>;
+  /**
+   * After removals, gives their space back where the store needs to be asked: EventStoreDB's scavenge
+   * (until it runs, truncated events still take disk and still show in $all reads). PostgreSQL has none:
+   * autovacuum makes the deleted rows' space reusable.
+   */
+  reclaimSpace?(): Promise<void>;
   close(): Promise<void>;
 }
 

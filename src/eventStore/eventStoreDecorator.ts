@@ -16,12 +16,15 @@ export class EventStoreDecorator implements EventStore {
   readonly exportJsonLines?: EventStore['exportJsonLines'];
   /** Forwarded as it is: removing events changes nothing a decorator changes on read. */
   readonly removeStreamEvents?: EventStore['removeStreamEvents'];
+  readonly reclaimSpace?: EventStore['reclaimSpace'];
 
   constructor(protected readonly store: EventStore) {
     const exportJsonLines = store.exportJsonLines?.bind(store);
     if (exportJsonLines) this.exportJsonLines = exportJsonLines;
     const remove = store.removeStreamEvents?.bind(store);
     if (remove) this.removeStreamEvents = remove;
+    const reclaim = store.reclaimSpace?.bind(store);
+    if (reclaim) this.reclaimSpace = reclaim;
   }
 
   get kind(): EventStore['kind'] {

@@ -153,6 +153,7 @@ export async function eventRetentionPass(
         reports.push(report);
         terms.onBatch?.(report);
       }
+      if (reports.some((r) => r.removed > 0)) await store.reclaimSpace?.();
       return reports;
     } finally {
       await lockHolder.query('SELECT pg_advisory_unlock($1)', [PASS_LOCK]);

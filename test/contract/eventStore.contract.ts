@@ -378,6 +378,56 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     });
   });
 
+  describe('retention: removeStreamEvents (issue 26), where a store offers it', () => {
+    // A stream whose events retention removed behaves as EventStoreDB's `$tb` makes it: PostgreSQL
+    // deletes the rows and keeps the stream's revision; EventStoreDB sets the metadata and scavenges.
+    const removal = (context: Mocha.Context) => {
+      if (!store.removeStreamEvents) context.skip();
+      return store.removeStreamEvents!.bind(store);
+    };
+
+    it('a removed stream reads as empty, an append continues at its revision, and no_stream conflicts', async function () {
+      const remove = removal(this);
+      const appended = await store.append(stream('gone'), [event('Sent'), event('Acked')], 'no_stream');
+      const result = await remove([stream('gone')], appended.position);
+      expect(result).to.deep.equal({ removed: 2, left: [] });
+      expect(await store.readStream(stream('gone'))).to.deep.equal([]);
+      expect(await store.readStream(stream('gone'), { direction: 'backwards', maxCount: 1 })).to.deep.equal([]);
+      await expectRejection(store.append(stream('gone'), [event('Again')], 'no_stream'), WrongExpectedRevisionError);
+      expect((await store.append(stream('gone'), [event('Late')], 1n)).nextExpectedRevision).to.equal(2n);
+      expect((await store.readStream(stream('gone'))).map((e) => [e.type, e.revision])).to.deep.equal([['Late', 2n]]);
+    });
+
+    it('removes only up to its bound: what came after stays, and the stream is named as left', async function () {
+      const remove = removal(this);
+      const first = await store.append(stream('part'), [event('Sent')], 'no_stream');
+      await store.append(stream('part'), [event('Acked')], 0n);
+      await store.append(stream('whole'), [event('Sent')], 'no_stream');
+      const result = await remove([stream('part'), stream('whole'), stream('never-written')], first.position);
+      // `whole` came after the bound too: kept whole, and left for a later pass.
+      expect(result.removed).to.equal(1);
+      expect([...result.left].sort()).to.deep.equal([stream('part'), stream('whole')]);
+      expect((await store.readStream(stream('part'))).map((e) => e.type)).to.deep.equal(['Acked']);
+      expect((await store.readStream(stream('whole'))).map((e) => e.type)).to.deep.equal(['Sent']);
+    });
+
+    it('once space is reclaimed, $all no longer holds the removed events, and reads still start after their positions', async function () {
+      const remove = removal(this);
+      const removed = await store.append(stream('old'), [event('Sent')], 'no_stream');
+      await store.append(stream('kept'), [event('Registered')], 'no_stream');
+      await remove([stream('old')], removed.position);
+      await store.reclaimSpace?.();
+      const ours = await store.readAll({ filter: { streamNamePrefixes: [prefix] }, maxCount: 100 });
+      expect(ours.map((e) => e.streamName)).to.deep.equal([stream('kept')]);
+      const after = await store.readAll({
+        after: removed.position,
+        maxCount: 100,
+        filter: { streamNamePrefixes: [prefix] },
+      });
+      expect(after.map((e) => e.type)).to.deep.equal(['Registered']);
+    });
+  });
+
   describe('subscribeToAll', () => {
     it('delivers the history, then reports caught up, then delivers live events', async () => {
       await store.append(stream('s'), [event('Before1'), event('Before2')], 'no_stream');

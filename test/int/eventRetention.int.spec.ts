@@ -11,10 +11,12 @@ import {
   type NewEvent,
   type RecordedEvent,
 } from '../../src/eventStore/eventStore';
+import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
 import { EventStoreDecorator } from '../../src/eventStore/eventStoreDecorator';
 import type { Infrastructure } from '../../src/infrastructure';
 import { EventArchive, mergedWithArchive } from '../../src/storage/eventArchive';
 import { eventRetentionPass, retiredStreamsQueued, type EventRetentionTerms } from '../../src/storage/eventRetention';
+import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
 import { describeTarget, type TestDatabase } from '../support/postgres';
@@ -259,5 +261,73 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     const done = [a, b].filter((r) => r !== undefined);
     expect(done.reduce((n, r) => n + r.reduce((m, x) => m + x.removed, 0), 0)).to.equal(20 * 4);
     expect((await archive.files()).reduce((n, f) => n + f.count, 0)).to.equal(20 * 4);
+  });
+});
+
+/**
+ * The same pass on EventStoreDB (the gRPC stand-in, a test double): the queue and the batches in
+ * PostgreSQL, the events archived through the port and removed by `$tb`, then scavenged.
+ */
+describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTarget()})`, function () {
+  this.timeout(60_000);
+  let infrastructure: Infrastructure & { testDatabase: TestDatabase };
+  let standIn: EventStoreDbStandIn;
+  let store: EventStoreDbEventStore;
+  let directory: string;
+  let archive: EventArchive;
+
+  beforeEach(async () => {
+    infrastructure = await openTestInfrastructure();
+    standIn = await EventStoreDbStandIn.start({ batchAppend: true });
+    store = new EventStoreDbEventStore(standIn.connectionString);
+    directory = await mkdtemp(path.join(tmpdir(), 'herald-archive-'));
+    archive = new EventArchive(directory);
+  });
+  afterEach(async () => {
+    await store.close();
+    await standIn.stop();
+    await infrastructure.close();
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it('archives, truncates ($tb) and scavenges; archive + store replays as the original, byte for byte', async () => {
+    const retired: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const message = `message-${randomUUID()}`;
+      await store.append(message, [{ id: randomUUID(), type: 'MessageSent', data: { i } }], 'no_stream');
+      await store.append('device-d1', [{ id: randomUUID(), type: 'DeviceRegistered', data: { i } }]);
+      await store.append(message, [{ id: randomUUID(), type: 'MessageAcknowledged', data: { i } }], 0n);
+      retired.push(message);
+    }
+    const replayText = async (withArchive: boolean) => {
+      let text = '';
+      const toText = async (chunk: string | Uint8Array) => {
+        text += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+      };
+      const merged = withArchive ? mergedWithArchive(archive.lines()[Symbol.asyncIterator](), toText) : undefined;
+      await exportEvents(store, {}, await store.headPosition(), merged?.write ?? toText);
+      await merged?.finish();
+      return text;
+    };
+    const original = await replayText(false);
+    await infrastructure.database.pool.query('INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[])', [
+      retired,
+    ]);
+
+    const reports = await eventRetentionPass({
+      pool: infrastructure.database.pool,
+      store,
+      archive,
+      batchSize: 4,
+      projectionNames: [],
+    });
+
+    expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20);
+    expect(standIn.scavenges).to.equal(1);
+    for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
+    expect((await store.readAll({ maxCount: 100 })).map((e) => e.streamName)).to.deep.equal(
+      Array.from({ length: 10 }, () => 'device-d1'),
+    );
+    expect(await replayText(true)).to.equal(original);
   });
 });
