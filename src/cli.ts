@@ -13,6 +13,7 @@ import { runRebuild } from './projection/rebuildCommand';
 import { systemClock } from './runtime/clock';
 import { createLogger, type Logger } from './runtime/logger';
 import { EventArchive } from './storage/eventArchive';
+import { runPrune } from './storage/pruneCommand';
 import { formatStorageStatus, storageStatus } from './storage/storageStatus';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
@@ -234,9 +235,10 @@ projectionsCommand
     for (const p of projections) process.stdout.write(`${p.name}\tversion ${p.version}\n`);
   });
 
-program
+const storageCommand = program
   .command('storage')
-  .description('what herald keeps and what retention removes (docs/operations.md, "Retention")')
+  .description('what herald keeps and what retention removes (docs/operations.md, "Retention")');
+storageCommand
   .command('status')
   .description(
     'bytes and rows per read model table and per event category, the oldest position kept, and what the next pruning pass removes',
@@ -252,8 +254,30 @@ program
         policy: config.retention,
         now: systemClock(),
         exact: options.exact === true,
+        archive: new EventArchive(config.archiveDir),
       });
       process.stdout.write(options.json ? JSON.stringify(status) + '\n' : formatStorageStatus(status));
+    }),
+  );
+storageCommand
+  .command('prune')
+  .description(
+    'one retention pass now: the read models, then the event store (archived to HERALD_ARCHIVE_DIR, then removed); a bar on a terminal, one JSON line on stdout',
+  )
+  .action(() =>
+    withStores(async (infrastructure, _log, config) => {
+      const result = await runPrune({
+        infrastructure,
+        projections,
+        pruning: {
+          prunables: pruning(infrastructure.database.pool),
+          policy: config.retention,
+          clock: systemClock,
+          batchSize: config.retentionBatchSize,
+        },
+        archive: new EventArchive(config.archiveDir),
+      });
+      process.stdout.write(JSON.stringify(result) + '\n');
     }),
   );
 

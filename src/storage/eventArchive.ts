@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import type { ExportOutput, ExportSelection } from '../eventStore/eventStore';
 
 /**
@@ -8,17 +10,17 @@ import type { ExportOutput, ExportSelection } from '../eventStore/eventStore';
  * JSON Lines in the `herald replay` format (docs/analysts.md), the very lines a replay printed for them,
  * in a directory (HERALD_ARCHIVE_DIR). A local directory only: an object-store URL is not supported yet.
  *
- * Positions are cut into segments of SEGMENT positions; each segment is a directory (`000000100000/`)
+ * Positions are cut into segments of SEGMENT positions; each segment is a directory (`000001000000/`)
  * holding one file per removal batch that removed events of it (`batch-000000000042.jsonl`, its lines in
  * position order) and a `manifest.json` listing them: file, first and last position, lines, bytes,
  * sha256. Batches retire streams, not ranges, so two files of a segment may interleave; a reader merges a
- * segment's files (bounded by the segment) and the segments in order. Every file and manifest is written
+ * segment's files as it reads them, and the segments in order. Every file and manifest is written
  * to a temporary name, fsynced, renamed, and its directory fsynced, before the store deletes anything: a
  * crash leaves either the old manifest or the new one, and a batch written again (after a crash before
  * its removal) writes the same bytes under the same names.
  */
 
-export const SEGMENT = 100_000n;
+export const SEGMENT = 1_000_000n;
 
 export interface ArchiveFile {
   /** Relative to the archive directory. */
@@ -54,7 +56,11 @@ export function positionOfLine(line: string): bigint {
 }
 
 export class EventArchive {
-  constructor(readonly directory: string) {}
+  /** `segment`: positions per segment directory (tests make it small, to have many). */
+  constructor(
+    readonly directory: string,
+    private readonly segment = SEGMENT,
+  ) {}
 
   /**
    * Writes batch `batchId`'s lines (in position order), one file per segment they fall in, and each such
@@ -64,7 +70,7 @@ export class EventArchive {
   async write(batchId: bigint, lines: readonly ArchivedLine[]): Promise<ArchiveFile[]> {
     const bySegment = new Map<bigint, ArchivedLine[]>();
     for (const line of lines) {
-      const segment = (line.position / SEGMENT) * SEGMENT;
+      const segment = (line.position / this.segment) * this.segment;
       const list = bySegment.get(segment) ?? [];
       list.push(line);
       bySegment.set(segment, list);
@@ -103,28 +109,27 @@ export class EventArchive {
   }
 
   /**
-   * The archived lines `selection` picks, in position order, each position once. Each file is checked
-   * against its manifest (sha256, lines): an archive that changed is an error, not a silent gap.
+   * The archived lines `selection` picks, in position order, each position once: segment after segment,
+   * each segment's files merged as they are read (memory: a line per file). Each file is checked against
+   * its manifest (sha256, lines) as it ends: an archive that changed fails the read, never leaves a silent gap.
    */
   async *lines(selection: ExportSelection = {}): AsyncGenerator<ArchivedLine> {
     const picked = lineSelector(selection);
     for (const segment of await this.segments()) {
       if (typeof selection.to === 'bigint' && segment > selection.to) return;
-      if (typeof selection.from === 'bigint' && segment + SEGMENT <= selection.from) continue;
-      const lines: ArchivedLine[] = [];
-      for (const file of (await this.manifestOf(segment)).files) {
-        const text = await readFile(path.join(this.directory, file.file), 'utf8');
-        const sha256 = createHash('sha256').update(text).digest('hex');
-        if (sha256 !== file.sha256)
-          throw new Error(`archive file ${file.file}: sha256 ${sha256}, manifest ${file.sha256}`);
-        const fileLines = text.split('\n').slice(0, -1);
-        if (fileLines.length !== file.count)
-          throw new Error(`archive file ${file.file}: ${fileLines.length} lines, manifest ${file.count}`);
-        for (const line of fileLines) lines.push({ position: positionOfLine(line), line });
-      }
-      lines.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+      if (typeof selection.from === 'bigint' && segment + this.segment <= selection.from) continue;
+      const readers = (await this.manifestOf(segment)).files.map((file) => checkedLines(this.directory, file));
+      const heads = await Promise.all(readers.map((reader) => reader.next()));
       let previous = -1n;
-      for (const line of lines) {
+      for (;;) {
+        let lowest = -1;
+        heads.forEach((head, i) => {
+          if (!head.done && (lowest < 0 || head.value.position < (heads[lowest]!.value as ArchivedLine).position))
+            lowest = i;
+        });
+        if (lowest < 0) break;
+        const line = heads[lowest]!.value as ArchivedLine;
+        heads[lowest] = await readers[lowest]!.next();
         if (line.position === previous || !picked(line)) continue;
         previous = line.position;
         yield line;
@@ -155,6 +160,21 @@ export class EventArchive {
       throw error;
     }
   }
+}
+
+/** A file's lines as they are read, checked against its manifest entry when it ends. */
+async function* checkedLines(directory: string, file: ArchiveFile): AsyncGenerator<ArchivedLine> {
+  const hash = createHash('sha256');
+  let count = 0;
+  const input = createReadStream(path.join(directory, file.file), { encoding: 'utf8' });
+  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+    hash.update(`${line}\n`);
+    count++;
+    yield { position: positionOfLine(line), line };
+  }
+  const sha256 = hash.digest('hex');
+  if (sha256 !== file.sha256) throw new Error(`archive file ${file.file}: sha256 ${sha256}, manifest ${file.sha256}`);
+  if (count !== file.count) throw new Error(`archive file ${file.file}: ${count} lines, manifest ${file.count}`);
 }
 
 /** The selection on an archived line (the store's filter, src/analysts/replay.ts, on its JSON). */

@@ -37,7 +37,8 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     infrastructure = await openTestInfrastructure();
     store = infrastructure.store;
     directory = await mkdtemp(path.join(tmpdir(), 'herald-archive-'));
-    archive = new EventArchive(directory);
+    // Segments of 10 positions: many segments, and batches' files interleaving within them.
+    archive = new EventArchive(directory, 10n);
   });
   afterEach(async () => {
     await infrastructure.close();
@@ -116,6 +117,8 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
 
     // The manifests: every file listed, with its range, lines and digest.
     const files = await archive.files();
+    expect(new Set(files.map((f) => path.dirname(f.file))).size).to.be.greaterThan(5);
+    expect(files.length).to.be.greaterThan(new Set(files.map((f) => path.dirname(f.file))).size);
     expect(files.reduce((n, f) => n + f.count, 0)).to.equal(removed);
     for (const file of files) {
       const text = await readFile(path.join(directory, file.file), 'utf8');
@@ -249,7 +252,7 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     await eventRetentionPass(terms());
     const [file] = await archive.files();
     const target = path.join(directory, file!.file);
-    await writeFile(target, (await readFile(target, 'utf8')).replace(/\n[^\n]*\n$/, '\n'));
+    await writeFile(target, (await readFile(target, 'utf8')).replace('"camel"', '"camal"'));
     const error = await replayText({}, true).catch((e: unknown) => e);
     expect((error as Error).message).to.match(/sha256/);
   });
