@@ -59,6 +59,12 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     await testDatabase.drop();
   });
 
+  /** The streams the pruning retired for the event store's retention, sorted. */
+  const retired = async () =>
+    (
+      await pool.query<{ stream_name: string }>('SELECT stream_name FROM retired_streams ORDER BY stream_name')
+    ).rows.map((r) => r.stream_name);
+
   async function insertDelivery(d: {
     pushId: string;
     deviceId: string;
@@ -113,6 +119,14 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     ].map((p) => p.pushId);
     expect(leftPushes.map((r) => r.push_id).sort()).to.deep.equal(keptPushes.sort());
     expect(report.find((r) => r.table === 'device_deliveries')?.removed).to.equal(deliveries.length - kept.length);
+    // Each pruned row's stream, and only those, is retired for the event store (src/storage/eventRetention.ts).
+    const pushIds = new Set([...deliveries, ...bare].map((p) => p.pushId));
+    expect(await retired()).to.deep.equal(
+      [
+        ...deliveries.filter((d) => !kept.includes(d)).map((d) => `delivery-${d.pushId}.${d.deviceId}`),
+        ...[...pushIds].filter((id) => !keptPushes.includes(id)).map((id) => `push-${id}`),
+      ].sort(),
+    );
   });
 
   it('removes Koala messages past their expiry and retention with their inbox rows; the counters follow; 永久有效 stays', async () => {
@@ -162,6 +176,13 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     // By name: no expiry (expire 0) and still scheduled stay, whatever their age.
     for (const m of messages.filter((m) => m.expiresAt === null || m.status === 'scheduled'))
       expect(keptIds).to.include(m.id);
+    // Only the removed messages' streams are retired: the kept ones stay in the event store.
+    expect(await retired()).to.deep.equal(
+      messages
+        .filter((m) => !keptIds.includes(m.id))
+        .map((m) => `message-${m.id}`)
+        .sort(),
+    );
   });
 
   it('bounds a Koala batch by the inbox rows it removes, not by messages (one has up to 1,000 recipients)', async () => {
@@ -236,6 +257,12 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
         .sort(),
     );
     expect(await removable('emails')).to.equal(0);
+    expect(await retired()).to.deep.equal(
+      [
+        ...emails.filter((e) => emailRemovable(e, cutoff)).map((e) => `email-${e.id}`),
+        ...reports.filter((r) => reportRemovable(r, cutoff)).map((r) => `rtio-report-${r.id}`),
+      ].sort(),
+    );
   });
 
   it('keeps everything of a category kept forever', async () => {
