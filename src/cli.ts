@@ -12,6 +12,7 @@ import { readCheckpoints } from './projection/projectionRunner';
 import { runRebuild } from './projection/rebuildCommand';
 import { systemClock } from './runtime/clock';
 import { createLogger, type Logger } from './runtime/logger';
+import { ArchivedEventStore } from './storage/archivedEventStore';
 import { EventArchive } from './storage/eventArchive';
 import { runPrune } from './storage/pruneCommand';
 import { formatStorageStatus, storageStatus } from './storage/storageStatus';
@@ -100,6 +101,22 @@ async function withStores(
   }
 }
 
+/** `--archive [dir]`: the archive named, or HERALD_ARCHIVE_DIR's when no directory is given; none without the option. */
+function archiveOf(option: string | boolean | undefined, config: Config): EventArchive | undefined {
+  if (option === undefined || option === false) return undefined;
+  return new EventArchive(option === true ? config.archiveDir : option);
+}
+
+/** The stores, reading the archive with the event store's history when `--archive` is given. */
+function withArchive(
+  infrastructure: Infrastructure,
+  option: string | boolean | undefined,
+  config: Config,
+): Infrastructure {
+  const archive = archiveOf(option, config);
+  return archive ? { ...infrastructure, store: new ArchivedEventStore(infrastructure.store, archive) } : infrastructure;
+}
+
 const program = new Command().name('herald').description('event-sourced push and notification backend');
 
 program
@@ -156,11 +173,7 @@ program
         ...(options.app !== undefined && { appId: options.app }),
       };
       return withStores(async (infrastructure, _log, config) => {
-        const archive =
-          options.archive === undefined || options.archive === false
-            ? undefined
-            : new EventArchive(options.archive === true ? config.archiveDir : options.archive);
-        await runReplay(infrastructure, filter, options.out, archive);
+        await runReplay(infrastructure, filter, options.out, archiveOf(options.archive, config));
       });
     },
   );
@@ -172,11 +185,15 @@ projectionsCommand
   .description(
     'replay the event stream from position 0 into fresh read models and swap them in; a bar on a terminal, JSON lines otherwise (docs/analysts.md)',
   )
-  .action((names: string[]) => {
+  .option(
+    '--archive [dir]',
+    'also the events retention archived (HERALD_ARCHIVE_DIR unless a directory is given): after lengthening a retention, what it now keeps comes back',
+  )
+  .action((names: string[], options: { archive?: string | boolean }) => {
     const chosen = chosenProjections(names);
     // The rebuilt tables are pruned as the live ones are before the swap: nothing pruned comes back.
     return withStores((infrastructure, log, config) =>
-      runRebuild(infrastructure, chosen, log, {
+      runRebuild(withArchive(infrastructure, options.archive, config), chosen, log, {
         prunablesOn: pruning,
         policy: config.retention,
         clock: systemClock,

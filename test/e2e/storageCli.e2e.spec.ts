@@ -143,6 +143,10 @@ describe(`herald storage status (CLI, ${describeTarget()})`, function () {
       const merged = await herald(env, 'replay', '--archive');
       expect(merged.code, merged.stderr).to.equal(0);
       expect(merged.stdout).to.equal(before.stdout);
+      // A rebuild reads them back too (the in-process check of what it reads: eventRetention.int.spec.ts).
+      const rebuilt = await herald(env, 'projections', 'rebuild', 'notifications', '--archive');
+      expect(rebuilt.code, rebuilt.stderr).to.equal(0);
+      expect(rebuilt.stdout).to.match(/"done":true/);
     } finally {
       await rm(archiveDir, { recursive: true, force: true });
     }

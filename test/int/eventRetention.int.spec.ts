@@ -14,6 +14,7 @@ import {
 import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
 import { EventStoreDecorator } from '../../src/eventStore/eventStoreDecorator';
 import type { Infrastructure } from '../../src/infrastructure';
+import { ArchivedEventStore } from '../../src/storage/archivedEventStore';
 import { EventArchive, mergedWithArchive } from '../../src/storage/eventArchive';
 import { eventRetentionPass, retiredStreamsQueued, type EventRetentionTerms } from '../../src/storage/eventRetention';
 import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
@@ -244,6 +245,33 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     await eventually(() => expect(seen).to.deep.equal(appended));
     await subscription.close();
     await reading;
+  });
+
+  it('a rebuild’s subscription (--archive) reads archive + store as the original stream, from the start or after any position', async () => {
+    const { retired } = await history();
+    const head = await store.headPosition();
+    /** Every event after `after` through a catch-up subscription, as a projection sees it (ids aside). */
+    const subscribed = async (from: EventStore, after?: bigint) => {
+      const subscription = from.subscribeToAll(after === undefined ? {} : { after });
+      const events: unknown[] = [];
+      for await (const batch of subscription) {
+        for (const { id: _id, ...event } of batch.events) events.push(event);
+        if (batch.caughtUp) break;
+      }
+      await subscription.close();
+      return events;
+    };
+    const original = await subscribed(store);
+    const middle = (original[37] as RecordedEvent).position;
+    const originalAfter = await subscribed(store, middle);
+    await retire(retired);
+    await eventRetentionPass(terms());
+
+    const withArchive = new ArchivedEventStore(store, archive);
+    expect(await subscribed(store)).to.have.length(original.length - 20 * 4);
+    expect(await subscribed(withArchive)).to.deep.equal(original);
+    expect(await subscribed(withArchive, middle)).to.deep.equal(originalAfter);
+    expect(await withArchive.headPosition()).to.equal(head);
   });
 
   it('an archive whose file changed is refused, not read with a gap', async () => {
