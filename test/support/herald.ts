@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
@@ -14,6 +16,8 @@ export function testHeraldConfig(databaseUrl: string, overrides: Partial<Config>
     databaseUrl,
     // Sealed platform-push keys: a key of the test's own, no file in the data dir.
     credentialsKey: randomBytes(32).toString('hex'),
+    // An archive of the test's own: batches of two databases must never share a directory.
+    archiveDir: path.join(tmpdir(), `herald-test-archive-${randomBytes(6).toString('hex')}`),
     apps: [
       { appId: 'camel', secret: 'EERWERRRRE' },
       { appId: 'other', secret: 'other-secret' },
