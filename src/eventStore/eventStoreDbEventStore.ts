@@ -53,6 +53,7 @@ import {
 export class EventStoreDbEventStore implements EventStore {
   readonly kind = 'eventstoredb' as const;
   private readonly client: EventStoreDBClient;
+  private lastScavengeAt = Number.NEGATIVE_INFINITY;
 
   constructor(connectionString: string) {
     this.client = EventStoreDBClient.connectionString(connectionString);
@@ -201,9 +202,12 @@ export class EventStoreDbEventStore implements EventStore {
    * Starts a scavenge (Operations.StartScavenge, which client 6.2.1 does not wrap: its gRPC client is
    * reached through the client's own connection and credentials). The server runs it in the background;
    * one already running answers an error, which is logged by the caller and tried at the next pass.
-   * Needs an admin user on a secured server.
+   * Needs an admin user on a secured server. At most one a day from this process: a scavenge rewrites the
+   * server's chunks, and what retention removes is a day's worth at a time anyway.
    */
   async reclaimSpace(): Promise<void> {
+    if (Date.now() - this.lastScavengeAt < SCAVENGE_EVERY_MS) return;
+    this.lastScavengeAt = Date.now();
     const client = this.client as unknown as ClientInternals;
     await client.execute(
       OperationsClient,
@@ -395,6 +399,8 @@ function translateError(error: unknown, streamName?: string, expected?: Expected
   }
   return error;
 }
+
+const SCAVENGE_EVERY_MS = 24 * 3600_000;
 
 /** The client's protected means of calling a service it does not wrap (as its own projection calls do). */
 interface ClientInternals {
