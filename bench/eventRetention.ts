@@ -69,9 +69,10 @@ runBenchmark(async (cleanup) => {
     Number((await pool.query<{ n: string }>("SELECT pg_total_relation_size('events') AS n")).rows[0]!.n);
   const sizeBefore = await sizeOf();
   const head = await store.headPosition();
-  await pool.query(`INSERT INTO retired_streams (stream_name) SELECT 'message-' || i FROM generate_series(0, $1 - 1) i`, [
-    STREAMS,
-  ]);
+  await pool.query(
+    `INSERT INTO retired_streams (stream_name) SELECT 'message-' || i FROM generate_series(0, $1 - 1) i`,
+    [STREAMS],
+  );
 
   progress(`archiving and removing ${STREAMS * 4} events in batches of ${BATCH} streams`);
   const sampler = new CpuSampler(undefined);
