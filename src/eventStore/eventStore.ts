@@ -104,7 +104,7 @@ export interface ExportProgress {
 
 export interface StreamRemoval {
   readonly removed: number;
-  /** Streams with events left after the removal (appended after its bound): retention retires them again. */
+  /** Streams kept whole (an event past the bound): retention retires them again. */
   readonly left: readonly string[];
 }
 
@@ -158,12 +158,13 @@ export interface EventStore {
     onProgress?: (progress: ExportProgress) => void,
   ): Promise<ExportProgress>;
   /**
-   * A capability, not every store's: retention's removal of `streams`' events up to position `upto`
-   * (inclusive), once they are archived (src/storage/eventRetention.ts). Afterwards each stream reads as
+   * A capability, not every store's: retention's removal of `streams` whose events are all at or below
+   * position `upto` (a stream with a later event keeps every event: never half removed), once they are
+   * archived (src/storage/eventRetention.ts). Afterwards each stream reads as
    * EventStoreDB reads a stream truncated by `$tb`: its removed events are gone, it exists (an empty read,
    * not StreamNotFoundError), and an append continues at its revision (`no_stream` conflicts). Positions
    * of removed events stay valid as `after` for reads and subscriptions (a checkpoint may hold one).
-   * Returns the events removed, and the streams that still hold events (appended after `upto`).
+   * Returns the events removed, and the streams kept (an event after `upto`).
    */
   removeStreamEvents?(streams: readonly string[], upto: bigint): Promise<StreamRemoval>;
   /**

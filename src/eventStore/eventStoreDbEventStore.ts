@@ -184,7 +184,12 @@ export class EventStoreDbEventStore implements EventStore {
         if (error instanceof StreamNotFoundError || error instanceof StreamDeletedError) continue;
         throw error;
       }
-      const gone = events.filter((e) => e.position <= upto);
+      // A stream leaves whole or not at all: one with an event past the bound keeps every event.
+      if (events.some((e) => e.position > upto)) {
+        left.push(name);
+        continue;
+      }
+      const gone = events;
       if (gone.length > 0) {
         try {
           await this.client.setStreamMetadata(name, { truncateBefore: Number(gone[gone.length - 1]!.revision + 1n) });
@@ -193,7 +198,6 @@ export class EventStoreDbEventStore implements EventStore {
         }
         removed += gone.length;
       }
-      if (gone.length < events.length) left.push(name);
     }
     return { removed, left };
   }

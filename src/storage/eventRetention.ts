@@ -19,10 +19,11 @@ import { positionOfLine, type ArchivedLine, type EventArchive } from './eventArc
  * here takes the queue a batch at a time:
  *  1. claim: in one transaction, move up to `batchSize` queued streams into a batch row with its bound
  *     `upto` — the store's head, but never past a projection's checkpoint (removableUpTo);
- *  2. archive: write the batch's events up to `upto` as replay lines (src/analysts/replay.ts exportEvents)
- *     to the archive, durably, manifests included (src/storage/eventArchive.ts);
- *  3. remove: the store deletes exactly those (`removeStreamEvents`, the same bound); streams with later
- *     events go back to the queue; the batch is marked done.
+ *  2. narrow: a stream with an event past `upto` goes back to the queue (a stream leaves whole or not at all);
+ *  3. archive: write the rest's events as replay lines (src/analysts/replay.ts exportEvents) to the archive,
+ *     durably, manifests included (src/storage/eventArchive.ts);
+ *  4. remove: the store deletes those streams (`removeStreamEvents`: only a stream whose events are all at
+ *     or below `upto`; one appended to since goes back to the queue whole); the batch is marked done.
  * A crash anywhere leaves the batch open, and the next pass (this node's or the next leader's) takes the
  * open batch first and does its steps again: the same events give the same files under the same names (no
  * duplicate), and nothing is deleted that was not archived first (no gap). One pass at a time across nodes
@@ -208,9 +209,9 @@ async function claimBatch(terms: EventRetentionTerms, retiredBefore: Date): Prom
   });
 }
 
-async function completeBatch(terms: EventRetentionTerms, batch: Batch): Promise<BatchReport> {
+async function completeBatch(terms: EventRetentionTerms, claimed: Batch): Promise<BatchReport> {
   const { pool, store, archive } = terms;
-  const lines = await batchLines(store, batch);
+  const { batch, lines } = await wholeStreamsOnly(pool, store, claimed);
   const files = await archive.write(batch.batchId, lines);
   await pool.query('UPDATE event_archive_batches SET archived_at = now(), archived_events = $2 WHERE batch_id = $1', [
     batch.batchId.toString(),
@@ -218,7 +219,8 @@ async function completeBatch(terms: EventRetentionTerms, batch: Batch): Promise<
   ]);
   const { removed, left } = await store.removeStreamEvents!(batch.streams, batch.upto);
   await withTransaction(pool, async (tx) => {
-    // Events appended after the bound (or past a checkpoint): the stream is retired again, for a later pass.
+    // Events appended after the bound since the batch was narrowed: the stream stayed whole (its archived
+    // copies are read once, the store's first), and is retired again for a later pass.
     if (left.length > 0)
       await tx.query(
         'INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[]) ON CONFLICT (stream_name) DO NOTHING',
@@ -239,19 +241,52 @@ async function completeBatch(terms: EventRetentionTerms, batch: Batch): Promise<
   };
 }
 
-/** The batch's events up to its bound, as replay lines in position order. */
-async function batchLines(store: EventStore, batch: Batch): Promise<ArchivedLine[]> {
-  if (batch.streams.length === 0) return [];
+/**
+ * A stream leaves whole or not at all: one with an event past the bound (a projection lagging, an event
+ * appended since it was retired) goes back to the queue, before anything is archived, so neither the
+ * archive nor the removal ever takes a stream's opening events and leaves its tail (loaded, the tail
+ * would be a different aggregate). Returns the batch narrowed to the rest, recorded, and their lines.
+ */
+async function wholeStreamsOnly(
+  pool: pg.Pool,
+  store: EventStore,
+  batch: Batch,
+): Promise<{ batch: Batch; lines: ArchivedLine[] }> {
+  if (batch.streams.length === 0) return { batch, lines: [] };
+  const all = await streamLines(store, batch.streams, await store.headPosition());
+  const late = new Set(all.filter((l) => l.position > batch.upto).map((l) => l.stream));
+  const lines = all.filter((l) => !late.has(l.stream));
+  if (late.size === 0) return { batch, lines };
+  const streams = batch.streams.filter((name) => !late.has(name));
+  await withTransaction(pool, async (tx) => {
+    await tx.query(
+      'INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[]) ON CONFLICT (stream_name) DO NOTHING',
+      [[...late]],
+    );
+    await tx.query('UPDATE event_archive_batches SET streams = $2 WHERE batch_id = $1', [
+      batch.batchId.toString(),
+      streams,
+    ]);
+  });
+  return { batch: { ...batch, streams }, lines };
+}
+
+/** The streams' events up to `head`, as replay lines in position order, each with its stream. */
+async function streamLines(
+  store: EventStore,
+  streams: readonly string[],
+  head: bigint,
+): Promise<(ArchivedLine & { readonly stream: string })[]> {
   const decoder = new TextDecoder();
   let text = '';
-  await exportEvents(store, { streams: batch.streams, to: batch.upto }, batch.upto, async (chunk) => {
+  await exportEvents(store, { streams }, head, async (chunk) => {
     text += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
   });
   text += decoder.decode();
   return text
     .split('\n')
     .filter((line) => line.length > 0)
-    .map((line) => ({ position: positionOfLine(line), line }));
+    .map((line) => ({ position: positionOfLine(line), line, stream: (JSON.parse(line) as { stream: string }).stream }));
 }
 
 /** What the queue holds: streams retired and not yet removed from the store (herald storage status). */

@@ -398,16 +398,21 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       expect((await store.readStream(stream('gone'))).map((e) => [e.type, e.revision])).to.deep.equal([['Late', 2n]]);
     });
 
-    it('removes only up to its bound: what came after stays, and the stream is named as left', async function () {
+    it('never half removes a stream: one with an event past the bound keeps every event, and is named as left', async function () {
       const remove = removal(this);
+      const before = await store.append(stream('done'), [event('Sent'), event('Acked')], 'no_stream');
       const first = await store.append(stream('part'), [event('Sent')], 'no_stream');
       await store.append(stream('part'), [event('Acked')], 0n);
       await store.append(stream('whole'), [event('Sent')], 'no_stream');
-      const result = await remove([stream('part'), stream('whole'), stream('never-written')], first.position);
-      // `whole` came after the bound too: kept whole, and left for a later pass.
-      expect(result.removed).to.equal(1);
+      expect(before.position < first.position).to.equal(true);
+      const result = await remove(
+        [stream('done'), stream('part'), stream('whole'), stream('never-written')],
+        first.position,
+      );
+      expect(result.removed).to.equal(2);
       expect([...result.left].sort()).to.deep.equal([stream('part'), stream('whole')]);
-      expect((await store.readStream(stream('part'))).map((e) => e.type)).to.deep.equal(['Acked']);
+      expect(await store.readStream(stream('done'))).to.deep.equal([]);
+      expect((await store.readStream(stream('part'))).map((e) => e.type)).to.deep.equal(['Sent', 'Acked']);
       expect((await store.readStream(stream('whole'))).map((e) => e.type)).to.deep.equal(['Sent']);
     });
 

@@ -181,14 +181,15 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
   });
 
-  it('never removes past a projection’s checkpoint; a checkpoint on a removed event still reads and subscribes after it', async () => {
+  it('never removes past a projection’s checkpoint, nor half a stream: one with an event past it stays whole, unarchived', async () => {
     const { pool } = infrastructure.database;
     const first = `message-${randomUUID()}`;
     const late = `message-${randomUUID()}`;
     await store.append(first, [event('MessageSent')], 'no_stream');
     await store.append(late, [event('MessageSent')], 'no_stream');
-    const checkpoint = (await store.readStream(late))[0]!.position;
     await store.append(late, [event('MessageAcknowledged')], 0n);
+    // The projection has read `late`'s opening event, not its acknowledgement.
+    const checkpoint = (await store.readStream(late))[0]!.position;
     const after = await store.append('device-d1', [event('DeviceRegistered')]);
     await pool.query("INSERT INTO projection_checkpoints (name, version, position) VALUES ('inbox', 1, $1)", [
       checkpoint.toString(),
@@ -197,10 +198,15 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
 
     await eventRetentionPass(terms({ projectionNames: ['inbox'] }));
 
-    // The acknowledgement, past the checkpoint, stays; its stream is retired again for a later pass.
-    expect((await store.readStream(late)).map((e) => e.type)).to.deep.equal(['MessageAcknowledged']);
+    // The acknowledgement is past the checkpoint: the stream stays whole (never half removed), is not
+    // archived, and is retired again for a later pass.
+    expect(await store.readStream(first)).to.deep.equal([]);
+    expect((await store.readStream(late)).map((e) => e.type)).to.deep.equal(['MessageSent', 'MessageAcknowledged']);
     expect((await pool.query('SELECT stream_name FROM retired_streams')).rows).to.deep.equal([{ stream_name: late }]);
-    // The checkpoint's own event is gone, yet reading and subscribing after it go on from there.
+    const archived = [];
+    for await (const { line } of archive.lines()) archived.push((JSON.parse(line) as { stream: string }).stream);
+    expect(archived).to.deep.equal([first]);
+    // Reading and subscribing after the checkpoint go on from there.
     const next = await store.readAll({ after: checkpoint, maxCount: 10 });
     expect(next.map((e) => e.type)).to.deep.equal(['MessageAcknowledged', 'DeviceRegistered']);
     const subscription = store.subscribeToAll({ after: checkpoint });

@@ -24,8 +24,10 @@ export async function removeStreamEvents(
   if (streams.length === 0) return { removed: 0, left: [] };
   try {
     return await withTransaction(pool, async (tx) => {
+      // A stream leaves whole or not at all: one with an event past the bound stays, every event of it.
       const { rowCount } = await tx.query(
-        'DELETE FROM events WHERE stream_name = ANY ($1::text[]) AND position <= $2',
+        `DELETE FROM events WHERE stream_name = ANY ($1::text[]) AND stream_name NOT IN (
+           SELECT stream_name FROM events WHERE stream_name = ANY ($1::text[]) AND position > $2)`,
         [streams, upto.toString()],
       );
       const removed = rowCount ?? 0;
