@@ -478,7 +478,7 @@ const OPEN = `(dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_co
 
 /**
  * Retention of deliveries and pushes (domain/retention.ts): a delivery once it ended (not OPEN) longer
- * ago than the cutoff; a push requested before the cutoff once none of its deliveries is left (it goes
+ * ago than the cutoff and its platform push (if any) is no longer pending; a push requested before the cutoff once none of its deliveries is left (it goes
  * in the pass that removes its last), so an open delivery always finds its push.
  */
 export function deliveryPruning(pool: Pool): readonly Prunable[] {
@@ -487,7 +487,11 @@ export function deliveryPruning(pool: Pool): readonly Prunable[] {
       table: 'device_deliveries',
       category: 'deliveries',
       key: 'push_id, device_id',
-      removable: `${ENDED} AND updated_at < $1`,
+      // Nor while its platform push is still open: a retry must find the delivery ended, not removed.
+      // (platform_pushes is the platformPushes projection's table; schema-qualified for a rebuild's pruning.)
+      removable: `${ENDED} AND updated_at < $1 AND NOT EXISTS (SELECT 1 FROM public.platform_pushes pp
+        WHERE pp.push_id = device_deliveries.push_id AND pp.device_id = device_deliveries.device_id
+          AND pp.status = 'pending')`,
       orderBy: 'updated_at',
       // domain/device/delivery.ts deliveryStreamName: a uuid holds neither `.` nor `%`, so nothing to encode.
       stream: `'delivery-' || push_id || '.' || device_id`,

@@ -1,3 +1,4 @@
+import { DomainError } from '../../domain/decider';
 import { deliveryStreamName, isOpen } from '../../domain/device/delivery';
 import { deviceStreamName } from '../../domain/device/device';
 import {
@@ -286,7 +287,14 @@ export class PlatformPushes implements Service {
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
     // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
     // confirmation is needed), or after it expired or was dropped, is not sent.
-    const delivery = await loadState(store, deliveryAggregate, deliveryStreamName(state.pushId, state.deviceId));
+    // A delivery removed by retention ended long ago (its read model row was pruned first): final, not sent.
+    const delivery = await loadState(store, deliveryAggregate, deliveryStreamName(state.pushId, state.deviceId)).catch(
+      (error: unknown) => {
+        if (error instanceof DomainError && error.code === 'not_found') return undefined;
+        throw error;
+      },
+    );
+    if (!delivery) return { ok: false, error: 'AlreadyEnded: the delivery was removed by retention', retry: false };
     if (!isOpen(delivery.state.status, push.needsConfirm))
       return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery.state.status}`, retry: false };
     const outcome = await this.deps.services[state.service].send(

@@ -129,6 +129,31 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     );
   });
 
+  it('keeps an ended delivery while its platform push is still open (pending); once sent or failed it goes', async () => {
+    const old = times[0]!;
+    const deliveries = (['pending', 'sent', 'failed'] as const).map((platform) => ({ pushId: randomUUID(), platform }));
+    for (const d of deliveries) {
+      await insertPush(d.pushId, old);
+      await insertDelivery({
+        pushId: d.pushId,
+        deviceId: 'dev-1',
+        status: 'confirmed',
+        needsConfirm: true,
+        updatedAt: old,
+      });
+      await pool.query(
+        `INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at,
+           requested_at, updated_at, position)
+         VALUES ($1, 'dev-1', 'camel', 'apns', $2, 1, $3, $4, $4, 1)`,
+        [d.pushId, d.platform, d.platform === 'pending' ? old : null, old],
+      );
+    }
+    await pass().runOnce();
+    const { rows } = await pool.query<{ push_id: string }>('SELECT push_id FROM device_deliveries');
+    expect(rows.map((r) => r.push_id)).to.deep.equal([deliveries[0]!.pushId]);
+    expect(await retired()).to.not.include(`delivery-${deliveries[0]!.pushId}.dev-1`);
+  });
+
   it('removes Koala messages past their expiry and retention with their inbox rows; the counters follow; 永久有效 stays', async () => {
     type Message = { id: string; status: 'scheduled' | 'delivered' | 'expired'; expiresAt: Date | null };
     const messages: Message[] = (['scheduled', 'delivered', 'expired'] as const).flatMap((status) =>
