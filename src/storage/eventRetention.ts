@@ -25,8 +25,9 @@ import { positionOfLine, type ArchivedLine, type EventArchive } from './eventArc
  *  4. remove: the store deletes those streams (`removeStreamEvents`: only a stream whose events are all at
  *     or below `upto`; one appended to since goes back to the queue whole); the batch is marked done.
  * A crash anywhere leaves the batch open, and the next pass (this node's or the next leader's) takes the
- * open batch first and does its steps again: the same events give the same files under the same names (no
- * duplicate), and nothing is deleted that was not archived first (no gap). One pass at a time across nodes
+ * open batch first: not yet archived, it does every step again (the same events give the same files under
+ * the same names: no duplicate); archived, only the removal (its files are never rewritten from a store
+ * that may already have removed part of the batch). Nothing is deleted that was not archived first (no gap). One pass at a time across nodes
  * and the CLI: an advisory lock.
  */
 
@@ -61,6 +62,8 @@ interface Batch {
   readonly batchId: bigint;
   readonly streams: readonly string[];
   readonly upto: bigint;
+  /** The events archived, once the archive is durable: a batch taken up again is not exported again. */
+  readonly archived?: number;
 }
 
 export interface BatchReport {
@@ -168,10 +171,19 @@ export async function eventRetentionPass(
 }
 
 async function openBatch(pool: pg.Pool): Promise<Batch | undefined> {
-  const { rows } = await pool.query<{ batch_id: string; streams: string[]; upto: string }>(
-    'SELECT batch_id, streams, upto FROM event_archive_batches WHERE removed_at IS NULL ORDER BY batch_id LIMIT 1',
+  const { rows } = await pool.query<{ batch_id: string; streams: string[]; upto: string; archived: string | null }>(
+    `SELECT batch_id, streams, upto, CASE WHEN archived_at IS NOT NULL THEN archived_events END AS archived
+       FROM event_archive_batches WHERE removed_at IS NULL ORDER BY batch_id LIMIT 1`,
   );
-  return rows[0] && { batchId: BigInt(rows[0].batch_id), streams: rows[0].streams, upto: BigInt(rows[0].upto) };
+  const row = rows[0];
+  return (
+    row && {
+      batchId: BigInt(row.batch_id),
+      streams: row.streams,
+      upto: BigInt(row.upto),
+      ...(row.archived !== null && { archived: Number(row.archived) }),
+    }
+  );
 }
 
 async function claimBatch(terms: EventRetentionTerms, retiredBefore: Date): Promise<Batch | undefined> {
@@ -210,13 +222,13 @@ async function claimBatch(terms: EventRetentionTerms, retiredBefore: Date): Prom
 }
 
 async function completeBatch(terms: EventRetentionTerms, claimed: Batch): Promise<BatchReport> {
-  const { pool, store, archive } = terms;
-  const { batch, lines } = await wholeStreamsOnly(pool, store, claimed);
-  const files = await archive.write(batch.batchId, lines);
-  await pool.query('UPDATE event_archive_batches SET archived_at = now(), archived_events = $2 WHERE batch_id = $1', [
-    batch.batchId.toString(),
-    lines.length,
-  ]);
+  const { pool, store } = terms;
+  // Archived already (a pass stopped after the archive, or during or after the removal): exported again,
+  // the streams already removed would read empty, and the batch's files be replaced by fewer lines.
+  const { batch, archived, files } =
+    claimed.archived === undefined
+      ? await archiveBatch(terms, claimed)
+      : { batch: claimed, archived: claimed.archived, files: 0 };
   const { removed, left } = await store.removeStreamEvents!(batch.streams, batch.upto);
   await withTransaction(pool, async (tx) => {
     // Events appended after the bound since the batch was narrowed: the stream stayed whole (its archived
@@ -232,13 +244,22 @@ async function completeBatch(terms: EventRetentionTerms, claimed: Batch): Promis
       [batch.batchId.toString(), removed],
     );
   });
-  return {
-    batchId: batch.batchId.toString(),
-    streams: batch.streams.length,
-    archived: lines.length,
-    removed,
-    files: files.length,
-  };
+  return { batchId: batch.batchId.toString(), streams: batch.streams.length, archived, removed, files };
+}
+
+/** Steps 2 and 3: the batch narrowed to whole streams, their events archived durably, and that recorded. */
+async function archiveBatch(
+  terms: EventRetentionTerms,
+  claimed: Batch,
+): Promise<{ batch: Batch; archived: number; files: number }> {
+  const { pool, store, archive } = terms;
+  const { batch, lines } = await wholeStreamsOnly(pool, store, claimed);
+  const files = await archive.write(batch.batchId, lines);
+  await pool.query('UPDATE event_archive_batches SET archived_at = now(), archived_events = $2 WHERE batch_id = $1', [
+    batch.batchId.toString(),
+    lines.length,
+  ]);
+  return { batch, archived: lines.length, files: files.length };
 }
 
 /**

@@ -181,6 +181,34 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
   });
 
+  it('a crash after the removal committed, before the batch was marked done: the next pass keeps the archive as it was', async () => {
+    const { retired } = await history();
+    const original = await replayText();
+    await retire(retired);
+    let crashes = 1;
+    class CrashingStore extends EventStoreDecorator {
+      override readonly removeStreamEvents: EventStore['removeStreamEvents'] = async (streams, upto) => {
+        const removal = await store.removeStreamEvents!(streams, upto);
+        if (crashes-- > 0) throw new Error('killed after the removal');
+        return removal;
+      };
+    }
+    const crashing = new CrashingStore(store);
+    const error = await eventRetentionPass(terms({ store: crashing })).catch((e: unknown) => e);
+    expect((error as Error).message).to.equal('killed after the removal');
+
+    const reports = await eventRetentionPass(terms({ store: crashing }));
+    // The interrupted batch: its events were removed already; its archive stands as written.
+    expect(reports![0]!.removed).to.equal(0);
+    expect(reports![0]!.archived).to.be.greaterThan(0);
+    expect((await archive.files()).reduce((n, f) => n + f.count, 0)).to.equal(20 * 4);
+    expect(await replayText({}, true)).to.equal(original);
+    const { rows } = await infrastructure.database.pool.query<{ archived_events: string }>(
+      'SELECT archived_events FROM event_archive_batches ORDER BY batch_id LIMIT 1',
+    );
+    expect(Number(rows[0]!.archived_events)).to.be.greaterThan(0);
+  });
+
   it('never removes past a projection’s checkpoint, nor half a stream: one with an event past it stays whole, unarchived', async () => {
     const { pool } = infrastructure.database;
     const first = `message-${randomUUID()}`;
