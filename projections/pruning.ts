@@ -22,6 +22,11 @@ export function keyedPruning(
     readonly orderBy: string;
     /** The row's stream, as SQL over its columns (`'email-' || email_id`). */
     readonly stream: string;
+    /**
+     * What becomes of the removed rows' streams: top-level CTEs after `gone` (its `stream_name` and the
+     * key's columns); `retired AS (RETIRE_GONE_STREAMS)` unless said.
+     */
+    readonly retire?: string;
   },
 ): Prunable {
   const { table, key, removable, orderBy, stream } = spec;
@@ -29,8 +34,8 @@ export function keyedPruning(
   const prune = `WITH gone AS (
                    DELETE FROM ${table} WHERE (${key}) IN (
                      SELECT ${key} FROM ${table} WHERE ${removable} ORDER BY ${orderBy} LIMIT $2 FOR UPDATE SKIP LOCKED)
-                   RETURNING ${stream} AS stream_name
-                 ), retired AS (${RETIRE_GONE_STREAMS})
+                   RETURNING ${key}, ${stream} AS stream_name
+                 ), ${spec.retire ?? `retired AS (${RETIRE_GONE_STREAMS})`}
                  SELECT count(*)::int AS n FROM gone`;
   return {
     table,

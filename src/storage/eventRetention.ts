@@ -53,6 +53,18 @@ export const eventRetentionMigrations: readonly Migration[] = [
       CREATE INDEX event_archive_batches_open ON event_archive_batches (batch_id) WHERE removed_at IS NULL;
     `,
   },
+  {
+    // A pruned delivery's stream waits here until its push's row is pruned; then both retire together
+    // (projections/devices.ts deliveryPruning).
+    id: 'storage/002-push-delivery-streams',
+    sql: `
+      CREATE TABLE push_delivery_streams (
+        push_id uuid NOT NULL,
+        stream_name text NOT NULL,
+        PRIMARY KEY (push_id, stream_name)
+      );
+    `,
+  },
 ];
 
 // Any constant: the same in every process sharing the database (the leader, `herald storage prune`).

@@ -129,6 +129,27 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     );
   });
 
+  it('retires a push’s delivery streams together with its push stream, when the push’s row goes', async () => {
+    const pushId = randomUUID();
+    await insertPush(pushId, times[0]!);
+    await insertDelivery({ pushId, deviceId: 'dev-a', status: 'confirmed', needsConfirm: true, updatedAt: times[0]! });
+    await insertDelivery({ pushId, deviceId: 'dev-b', status: 'pending', needsConfirm: true, updatedAt: times[0]! });
+
+    await pass().runOnce();
+    // A's row went; its stream waits, or a rebuild would replay `push-<id>` and bring A back pending.
+    const deliveries = await pool.query<{ device_id: string }>('SELECT device_id FROM device_deliveries');
+    expect(deliveries.rows).to.deep.equal([{ device_id: 'dev-b' }]);
+    expect(await retired()).to.deep.equal([]);
+
+    await pool.query(`UPDATE device_deliveries SET status = 'confirmed' WHERE device_id = 'dev-b'`);
+    await pass().runOnce();
+    expect((await pool.query('SELECT 1 FROM device_pushes')).rowCount).to.equal(0);
+    expect(await retired()).to.deep.equal(
+      [`delivery-${pushId}.dev-a`, `delivery-${pushId}.dev-b`, `push-${pushId}`].sort(),
+    );
+    expect((await pool.query('SELECT 1 FROM push_delivery_streams')).rowCount).to.equal(0);
+  });
+
   it('keeps an ended delivery while its platform push is still open (pending); once sent or failed it goes', async () => {
     const old = times[0]!;
     const deliveries = (['pending', 'sent', 'failed'] as const).map((platform) => ({ pushId: randomUUID(), platform }));
