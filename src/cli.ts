@@ -14,6 +14,7 @@ import { systemClock } from './runtime/clock';
 import { createLogger, type Logger } from './runtime/logger';
 import { ArchivedEventStore } from './storage/archivedEventStore';
 import { EventArchive } from './storage/eventArchive';
+import { holdRetentionPasses } from './storage/eventRetention';
 import { runPrune } from './storage/pruneCommand';
 import { formatStorageStatus, storageStatus } from './storage/storageStatus';
 
@@ -173,7 +174,14 @@ program
         ...(options.app !== undefined && { appId: options.app }),
       };
       return withStores(async (infrastructure, _log, config) => {
-        await runReplay(infrastructure, filter, options.out, archiveOf(options.archive, config));
+        const archive = archiveOf(options.archive, config);
+        // Archive + store as one stream: no event store pass moves events from one to the other meanwhile.
+        const releasePasses = archive && (await holdRetentionPasses(infrastructure.database.pool));
+        try {
+          await runReplay(infrastructure, filter, options.out, archive);
+        } finally {
+          await releasePasses?.();
+        }
       });
     },
   );

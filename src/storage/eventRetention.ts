@@ -182,6 +182,33 @@ export async function eventRetentionPass(
   }
 }
 
+/**
+ * Holds retention's event store passes off until the returned release is called: a rebuild, or a replay
+ * or rebuild reading the archive with the store, reads the whole history, and a pass between its reads
+ * would remove events it has not read yet (and archive them where it already looked). A shared lock: such
+ * readers run side by side; a pass meanwhile skips (its try-lock fails; the next one runs); one running
+ * is waited for.
+ */
+export async function holdRetentionPasses(pool: pg.Pool): Promise<() => Promise<void>> {
+  const holder = await pool.connect();
+  try {
+    await holder.query('SELECT pg_advisory_lock_shared($1)', [PASS_LOCK]);
+  } catch (error) {
+    holder.release(error instanceof Error ? error : true);
+    throw error;
+  }
+  return async () => {
+    let failure: Error | undefined;
+    try {
+      await holder.query('SELECT pg_advisory_unlock_shared($1)', [PASS_LOCK]);
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+    } finally {
+      holder.release(failure);
+    }
+  };
+}
+
 async function openBatch(pool: pg.Pool): Promise<Batch | undefined> {
   const { rows } = await pool.query<{ batch_id: string; streams: string[]; upto: string; archived: string | null }>(
     `SELECT batch_id, streams, upto, CASE WHEN archived_at IS NOT NULL THEN archived_events END AS archived

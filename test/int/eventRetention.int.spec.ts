@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { projections } from '../../projections';
 import { exportEvents } from '../../src/analysts/replay';
 import {
   WrongExpectedRevisionError,
@@ -14,6 +15,7 @@ import {
 import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
 import { EventStoreDecorator } from '../../src/eventStore/eventStoreDecorator';
 import type { Infrastructure } from '../../src/infrastructure';
+import { rebuildProjections } from '../../src/projection/projectionRebuild';
 import { ArchivedEventStore } from '../../src/storage/archivedEventStore';
 import { EventArchive, mergedWithArchive } from '../../src/storage/eventArchive';
 import { eventRetentionPass, retiredStreamsQueued, type EventRetentionTerms } from '../../src/storage/eventRetention';
@@ -317,6 +319,25 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     await writeFile(target, (await readFile(target, 'utf8')).replace('"camel"', '"camal"'));
     const error = await replayText({}, true).catch((e: unknown) => e);
     expect((error as Error).message).to.match(/sha256/);
+  });
+
+  it('no pass while a rebuild reads the history: one started meanwhile does nothing; afterwards they run', async () => {
+    const { retired } = await history();
+    await retire(retired);
+    let during: Awaited<ReturnType<typeof eventRetentionPass>> | 'not run' = 'not run';
+    // The rebuild asks its store for the head once it holds its locks: a pass runs right then.
+    class PassOnHead extends EventStoreDecorator {
+      override async headPosition(): Promise<bigint> {
+        if (during === 'not run') during = await eventRetentionPass(terms());
+        return store.headPosition();
+      }
+    }
+    const emails = projections.find((p) => p.name === 'emails')!;
+    await rebuildProjections({ ...infrastructure, store: new PassOnHead(store) }, [emails], () => undefined);
+    expect(during).to.equal(undefined);
+    expect(await archive.files()).to.deep.equal([]);
+    const after = await eventRetentionPass(terms());
+    expect(after!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4);
   });
 
   it('one pass at a time: a second, started while the first holds the lock, does nothing', async () => {
