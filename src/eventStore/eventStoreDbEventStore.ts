@@ -115,9 +115,28 @@ export class EventStoreDbEventStore implements EventStore {
         if (event) events.push(event);
       }
     } catch (error) {
-      throw translateError(error, streamName);
+      const translated = translateError(error, streamName);
+      if (translated instanceof StreamNotFoundError && (await this.wasTruncated(streamName))) return [];
+      throw translated;
     }
     return events;
+  }
+
+  /**
+   * Whether retention truncated the stream (`$tb` in its metadata): whatever a server answers for a stream
+   * whose every event is truncated (empty, or not found as after a soft delete), it reads as empty — it
+   * exists, as on PostgreSQL — so herald tells it from a stream never written (src/command/commandHandler.ts).
+   * Only a read that found nothing pays for this one.
+   */
+  private async wasTruncated(streamName: string): Promise<boolean> {
+    try {
+      const { metadata } = await this.client.getStreamMetadata(streamName);
+      return typeof metadata?.truncateBefore === 'number' || typeof metadata?.truncateBefore === 'bigint';
+    } catch (error) {
+      const translated = translateError(error, streamName);
+      if (translated instanceof StreamNotFoundError) return false;
+      throw translated;
+    }
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { projections } from '../../projections';
 import { exportEvents } from '../../src/analysts/replay';
 import {
+  StreamNotFoundError,
   WrongExpectedRevisionError,
   type EventStore,
   type ExportSelection,
@@ -411,9 +412,33 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
     expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20);
     expect(standIn.scavenges).to.equal(1);
     for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
-    expect((await store.readAll({ maxCount: 100 })).map((e) => e.streamName)).to.deep.equal(
-      Array.from({ length: 10 }, () => 'device-d1'),
+    // As the server's scavenge: each truncated stream's last event stays in $all, the rest leave it.
+    const all = await store.readAll({ maxCount: 100 });
+    expect(all.filter((e) => e.streamName === 'device-d1')).to.have.length(10);
+    expect(all.filter((e) => e.streamName !== 'device-d1').map((e) => [e.streamName, e.type])).to.deep.equal(
+      retired.map((name) => [name, 'MessageAcknowledged']),
     );
     expect(await replayText(true)).to.equal(original);
+  });
+
+  it('a stream whose every event was truncated reads as empty even where the server answers not found (soft delete)', async () => {
+    const strict = await EventStoreDbStandIn.start({ batchAppend: true, truncatedReadsAsNotFound: true });
+    const strictStore = new EventStoreDbEventStore(strict.connectionString);
+    try {
+      const name = `message-${randomUUID()}`;
+      const { position } = await strictStore.append(
+        name,
+        [{ id: randomUUID(), type: 'MessageSent', data: {} }],
+        'no_stream',
+      );
+      await strictStore.removeStreamEvents([name], position);
+      // Not StreamNotFoundError: it exists (herald answers a command on it not_found, not as a new stream).
+      expect(await strictStore.readStream(name)).to.deep.equal([]);
+      const never = await strictStore.readStream(`message-${randomUUID()}`).catch((e: unknown) => e);
+      expect(never).to.be.instanceOf(StreamNotFoundError);
+    } finally {
+      await strictStore.close();
+      await strict.stop();
+    }
   });
 });

@@ -30,7 +30,8 @@
  *   (seconds: older events no longer read) for that stream's reads and subscriptions. A stream whose every
  *   event is hidden so reads as empty (it exists: its revision counts on, `no_stream` conflicts). As on the
  *   server, $all reads still show hidden events until a scavenge (Operations.StartScavenge) takes them out
- *   of the log; their positions stay valid starts for a read of $all.
+ *   of the log — all but each stream's last event, which a scavenge keeps; their positions stay valid starts
+ *   for a read of $all.
  *
  * Not implemented (herald does not use them): soft Delete, tombstone's expected revision, persistent
  * subscriptions, projections, ACLs, structured UUIDs, link resolution, checkpoints. With EVENTSTORE_URL set,
@@ -106,13 +107,21 @@ export class EventStoreDbStandIn {
   readonly appendCalls = { append: 0, batchAppend: 0 };
   /** Scavenges asked for. */
   scavenges = 0;
+  private truncatedReadsAsNotFound = false;
 
   private constructor(
     private readonly server: grpc.Server,
     readonly port: number,
   ) {}
 
-  static async start(options: { readonly batchAppend: boolean }): Promise<EventStoreDbStandIn> {
+  static async start(options: {
+    readonly batchAppend: boolean;
+    /**
+     * Answer a read of a stream whose every event `$tb` truncated as not found (a server's soft delete,
+     * which is a `$tb` too, reads so) instead of empty: herald must read it as empty either way.
+     */
+    readonly truncatedReadsAsNotFound?: boolean;
+  }): Promise<EventStoreDbStandIn> {
     const server = new grpc.Server();
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
@@ -120,6 +129,7 @@ export class EventStoreDbStandIn {
       ),
     );
     const standIn = new EventStoreDbStandIn(server, port);
+    standIn.truncatedReadsAsNotFound = options.truncatedReadsAsNotFound ?? false;
     server.addService(StreamsService, {
       read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => standIn.read(call),
       append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>) =>
@@ -419,13 +429,17 @@ export class EventStoreDbStandIn {
     );
   }
 
-  /** A scavenge, done at once: what stream metadata hides leaves the log ($all); streams keep their revisions. */
+  /**
+   * A scavenge, done at once: what stream metadata hides leaves the log ($all), except each stream's last
+   * event, which the server always keeps ("scavenge will always keep one event in the stream even if the
+   * stream was deleted"); streams keep their revisions.
+   */
   private scavenge(): void {
     const hidden = new Set<StoredEvent>();
     for (const [name, events] of this.streams) {
       if (name.startsWith('$$')) continue;
       const visible = new Set(this.visible(name, events));
-      for (const event of events) if (!visible.has(event)) hidden.add(event);
+      for (const event of events.slice(0, -1)) if (!visible.has(event)) hidden.add(event);
     }
     const kept = this.log.filter((e) => !hidden.has(e));
     this.log.length = 0;
@@ -454,7 +468,12 @@ export class EventStoreDbStandIn {
         return;
       }
       const stream = this.streams.get(streamName);
-      if (!stream && !subscribing) {
+      const truncatedAway =
+        this.truncatedReadsAsNotFound &&
+        stream !== undefined &&
+        this.metadataOf(streamName).tb !== undefined &&
+        this.visible(streamName, stream).length === 0;
+      if ((!stream || truncatedAway) && !subscribing) {
         const notFound = new ReadResp.StreamNotFound();
         notFound.setStreamIdentifier(streamOptions.getStreamIdentifier());
         const response = new ReadResp();
