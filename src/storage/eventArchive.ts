@@ -21,6 +21,8 @@ import type { ExportOutput, ExportSelection } from '../eventStore/eventStore';
  */
 
 export const SEGMENT = 1_000_000n;
+/** The file naming the archive, so a database's passes never write to another archive (src/storage/eventRetention.ts). */
+const ID_FILE = 'archive-id';
 
 export interface ArchiveFile {
   /** Relative to the archive directory. */
@@ -99,6 +101,23 @@ export class EventArchive {
     }
     await syncDirectory(this.directory);
     return written;
+  }
+
+  /** The archive's id (its `archive-id` file), written at its first use; undefined before. */
+  async id(): Promise<string | undefined> {
+    try {
+      return (await readFile(path.join(this.directory, ID_FILE), 'utf8')).trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /** Gives the archive its id, durably (the directory created if need be, and its parent synced). */
+  async createId(id: string): Promise<void> {
+    await mkdir(this.directory, { recursive: true });
+    await writeDurably(this.directory, ID_FILE, `${id}\n`);
+    await syncDirectory(path.dirname(path.resolve(this.directory)));
   }
 
   /** Every file the manifests list, segment by segment. */

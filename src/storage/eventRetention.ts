@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { isRetirable, removableUpTo } from '../../domain/retention';
 import { exportEvents } from '../analysts/replay';
@@ -51,6 +52,17 @@ export const eventRetentionMigrations: readonly Migration[] = [
         removed_events bigint
       );
       CREATE INDEX event_archive_batches_open ON event_archive_batches (batch_id) WHERE removed_at IS NULL;
+    `,
+  },
+  {
+    // The archive this database's passes write to (its `archive-id` file): a pass refuses any other.
+    id: 'storage/003-archive-identity',
+    sql: `
+      CREATE TABLE event_archive_identity (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        archive_id text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
     `,
   },
   {
@@ -162,9 +174,12 @@ export async function eventRetentionPass(
       // retired, and a stream it retires again (events past its bound) waits for the next pass.
       const started = (await pool.query<{ at: Date }>('SELECT clock_timestamp() AS at')).rows[0]!.at;
       const reports: BatchReport[] = [];
+      let checked = false;
       while (shouldGoOn()) {
         const batch = (await openBatch(pool)) ?? (await claimBatch(terms, started));
         if (!batch) break;
+        if (!checked) await checkArchiveIdentity(pool, terms.archive);
+        checked = true;
         const report = await completeBatch(terms, batch);
         reports.push(report);
         terms.onBatch?.(report);
@@ -180,6 +195,35 @@ export async function eventRetentionPass(
   } finally {
     lockHolder.release(failure);
   }
+}
+
+export class ArchiveMismatchError extends Error {
+  override readonly name = 'ArchiveMismatchError';
+}
+
+/**
+ * The archive must be the one this database's passes have always written to: batch numbers are the
+ * database's, so another directory (a node's own after a leader change, a fresh volume) would hold a
+ * batch's events on one node and not the next — a gap once removed — and a database restored to an older
+ * batch number would overwrite archived files. At its first use the archive gets an id (`archive-id`),
+ * recorded in the database; a pass then refuses, before anything is archived or removed, when they differ.
+ */
+async function checkArchiveIdentity(pool: pg.Pool, archive: EventArchive): Promise<void> {
+  const recorded = async () =>
+    (await pool.query<{ archive_id: string }>('SELECT archive_id FROM event_archive_identity')).rows[0]?.archive_id;
+  let expected = await recorded();
+  let found = await archive.id();
+  if (expected === undefined && found === undefined) {
+    await archive.createId(randomUUID());
+    found = await archive.id();
+    await pool.query('INSERT INTO event_archive_identity (archive_id) VALUES ($1) ON CONFLICT DO NOTHING', [found]);
+    expected = await recorded();
+  }
+  if (expected !== found)
+    throw new ArchiveMismatchError(
+      `the archive at ${archive.directory} (id ${found ?? 'none'}) is not this database's (id ${expected ?? 'none'}): ` +
+        'nothing was archived or removed; point HERALD_ARCHIVE_DIR at the archive this database uses (docs/operations.md, "Retention")',
+    );
 }
 
 /**

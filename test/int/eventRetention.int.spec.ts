@@ -19,7 +19,12 @@ import type { Infrastructure } from '../../src/infrastructure';
 import { rebuildProjections } from '../../src/projection/projectionRebuild';
 import { ArchivedEventStore } from '../../src/storage/archivedEventStore';
 import { EventArchive, mergedWithArchive } from '../../src/storage/eventArchive';
-import { eventRetentionPass, retiredStreamsQueued, type EventRetentionTerms } from '../../src/storage/eventRetention';
+import {
+  ArchiveMismatchError,
+  eventRetentionPass,
+  retiredStreamsQueued,
+  type EventRetentionTerms,
+} from '../../src/storage/eventRetention';
 import { EventStoreDbStandIn } from '../support/eventStoreDbStandIn';
 import { eventually } from '../support/eventually';
 import { openTestInfrastructure } from '../support/infrastructure';
@@ -339,6 +344,32 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     expect(await archive.files()).to.deep.equal([]);
     const after = await eventRetentionPass(terms());
     expect(after!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4);
+  });
+
+  it('a pass refuses an archive that is not the database’s (another node’s directory), archiving and removing nothing', async () => {
+    const { retired } = await history();
+    await retire(retired.slice(0, 2));
+    await eventRetentionPass(terms());
+    const id = await archive.id();
+    expect(id).to.match(/^[0-9a-f-]{36}$/);
+    const { rows } = await infrastructure.database.pool.query('SELECT archive_id FROM event_archive_identity');
+    expect(rows).to.deep.equal([{ archive_id: id }]);
+
+    await retire(retired.slice(2));
+    const elsewhere = await mkdtemp(path.join(tmpdir(), 'herald-archive-'));
+    try {
+      const other = new EventArchive(elsewhere, 10n);
+      const error = await eventRetentionPass(terms({ archive: other })).catch((e: unknown) => e);
+      expect(error).to.be.instanceOf(ArchiveMismatchError);
+      expect(await other.files()).to.deep.equal([]);
+      expect(await retiredStreamsQueued(infrastructure.database.pool)).to.be.greaterThan(0);
+      for (const name of retired.slice(2)) expect(await store.readStream(name)).to.not.deep.equal([]);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+    // The database's own archive takes the rest.
+    const reports = await eventRetentionPass(terms());
+    expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4 - 4);
   });
 
   it('one pass at a time: a second, started while the first holds the lock, does nothing', async () => {
