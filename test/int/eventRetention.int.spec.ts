@@ -480,4 +480,39 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
       await strict.stop();
     }
   });
+
+  it('a crash with the batch half truncated: the next pass truncates the rest and keeps the archive whole', async () => {
+    const retired: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const message = `message-${randomUUID()}`;
+      await store.append(message, [{ id: randomUUID(), type: 'MessageSent', data: { i } }], 'no_stream');
+      await store.append('device-d1', [{ id: randomUUID(), type: 'DeviceRegistered', data: { i } }]);
+      retired.push(message);
+    }
+    await infrastructure.database.pool.query('INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[])', [
+      retired,
+    ]);
+    let crashes = 1;
+    class HalfTruncating extends EventStoreDecorator {
+      override readonly removeStreamEvents: EventStore['removeStreamEvents'] = async (streams, upto) => {
+        if (crashes-- <= 0) return store.removeStreamEvents(streams, upto);
+        await store.removeStreamEvents(streams.slice(0, 3), upto);
+        throw new Error('killed with half the batch truncated');
+      };
+    }
+    const terms = {
+      pool: infrastructure.database.pool,
+      store: new HalfTruncating(store),
+      archive,
+      batchSize: 100,
+      projectionNames: [],
+    };
+    const error = await eventRetentionPass(terms).catch((e: unknown) => e);
+    expect((error as Error).message).to.equal('killed with half the batch truncated');
+    await eventRetentionPass(terms);
+    for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
+    const archived: string[] = [];
+    for await (const { line } of archive.lines()) archived.push((JSON.parse(line) as { stream: string }).stream);
+    expect(archived.sort()).to.deep.equal([...retired].sort());
+  });
 });
