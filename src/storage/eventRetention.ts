@@ -82,6 +82,12 @@ export const eventRetentionMigrations: readonly Migration[] = [
 // Any constant: the same in every process sharing the database (the leader, `herald storage prune`).
 const PASS_LOCK = 0x6865_7261_6c65; // "herale"
 
+/**
+ * Streams per batch at most, whatever HERALD_RETENTION_BATCH_SIZE (rows, up to 100,000) says: a batch's
+ * lines are held in memory and its names go into one export statement.
+ */
+export const MAX_STREAMS_PER_BATCH = 1000;
+
 interface Batch {
   readonly batchId: bigint;
   readonly streams: readonly string[];
@@ -102,7 +108,7 @@ export interface EventRetentionTerms {
   readonly pool: pg.Pool;
   readonly store: EventStore;
   readonly archive: EventArchive;
-  /** Streams per batch. */
+  /** Streams per batch (at most MAX_STREAMS_PER_BATCH). */
   readonly batchSize: number;
   /** The projections whose checkpoints bound the removal (a stale row of a projection no longer run does not). */
   readonly projectionNames: readonly string[];
@@ -288,7 +294,7 @@ async function claimBatch(terms: EventRetentionTerms, retiredBefore: Date): Prom
          SELECT stream_name FROM retired_streams WHERE retired_at < $2
           ORDER BY retired_at, stream_name LIMIT $1 FOR UPDATE SKIP LOCKED)
        RETURNING stream_name`,
-      [batchSize, retiredBefore],
+      [Math.min(batchSize, MAX_STREAMS_PER_BATCH), retiredBefore],
     );
     // Only the categories retention removes (domain/retention.ts): anything else queued stays in the store.
     const streams = rows

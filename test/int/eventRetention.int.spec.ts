@@ -372,6 +372,14 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4 - 4);
   });
 
+  it('takes at most 1,000 streams a batch, whatever the rows-per-batch setting', async () => {
+    await store.append('device-d1', [event('DeviceRegistered')]);
+    // Streams never written (cheap to queue): the batches are counted, not the events.
+    await retire(Array.from({ length: 1500 }, () => `message-${randomUUID()}`));
+    const reports = await eventRetentionPass(terms({ batchSize: 100_000 }));
+    expect(reports!.map((r) => r.streams)).to.deep.equal([1000, 500]);
+  });
+
   it('one pass at a time: a second, started while the first holds the lock, does nothing', async () => {
     const { retired } = await history();
     await retire(retired);
