@@ -140,3 +140,25 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   platformpush: 'pushes',
   ticket: 'tickets',
 };
+
+/**
+ * The streams the event store removes (archived first) once a read model's pruning has retired them:
+ * the pruned row's own stream (`message-…`, `delivery-…`, `push-…`, `rtio-report-…`, `email-…`). The
+ * pruning decides the end (the rules above), so the event store re-derives nothing. Not (yet) removed:
+ * `platformpush-…` (its read model row outlives the delivery's: removing the stream would let the leader
+ * ask again for a push the stream refused), and the categories no read model ends (RTIO calls, inboxes,
+ * tickets).
+ */
+export const RETIRED_STREAM_PREFIXES = ['message-', 'delivery-', 'push-', 'rtio-report-', 'email-'] as const;
+
+export const isRetirable = (streamName: string): boolean =>
+  RETIRED_STREAM_PREFIXES.some((prefix) => streamName.startsWith(prefix));
+
+/**
+ * How far the event store may remove a retired stream's events: up to the store's head when the pass
+ * began, and never past a projection's checkpoint — an event a projection has not applied yet stays
+ * (one lagging or being replayed would otherwise miss it). -1n: nothing may go.
+ */
+export function removableUpTo(head: bigint, checkpoints: readonly bigint[]): bigint {
+  return checkpoints.reduce((lowest, c) => (c < lowest ? c : lowest), head);
+}

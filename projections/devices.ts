@@ -488,7 +488,8 @@ const OPEN = `(dd.status = 'pending' OR (dd.status = 'delivered' AND dd.needs_co
 
 /**
  * Retention of deliveries and pushes (domain/retention.ts): a delivery once it ended (not OPEN) longer
- * ago than the cutoff; a push requested before the cutoff once none of its deliveries is left (it goes
+ * ago than the cutoff and its platform push (if any) is no longer pending (its stream waits in
+ * `push_delivery_streams` and retires with its push's); a push requested before the cutoff once none of its deliveries is left (it goes
  * in the pass that removes its last), so an open delivery always finds its push.
  */
 export function deliveryPruning(pool: Pool): readonly Prunable[] {
@@ -497,8 +498,18 @@ export function deliveryPruning(pool: Pool): readonly Prunable[] {
       table: 'device_deliveries',
       category: 'deliveries',
       key: 'push_id, device_id',
-      removable: `${ENDED} AND updated_at < $1`,
+      // Nor while its platform push is still open: a retry must find the delivery ended, not removed.
+      // (platform_pushes is the platformPushes projection's table; schema-qualified for a rebuild's pruning.)
+      removable: `${ENDED} AND updated_at < $1 AND NOT EXISTS (SELECT 1 FROM public.platform_pushes pp
+        WHERE pp.push_id = device_deliveries.push_id AND pp.device_id = device_deliveries.device_id
+          AND pp.status = 'pending')`,
       orderBy: 'updated_at',
+      // domain/device/delivery.ts deliveryStreamName: a uuid holds neither `.` nor `%`, so nothing to encode.
+      stream: `'delivery-' || push_id || '.' || device_id`,
+      // Not retired yet: kept beside its push until the push's row goes (a replay of `push-<id>` without
+      // its deliveries' streams would bring them back open).
+      retire: `retired AS (INSERT INTO public.push_delivery_streams (push_id, stream_name)
+        SELECT push_id, stream_name FROM gone ON CONFLICT DO NOTHING)`,
     }),
     keyedPruning(pool, {
       table: 'device_pushes',
@@ -506,6 +517,13 @@ export function deliveryPruning(pool: Pool): readonly Prunable[] {
       key: 'push_id',
       removable: `requested_at < $1 AND NOT EXISTS (SELECT 1 FROM device_deliveries d WHERE d.push_id = device_pushes.push_id)`,
       orderBy: 'requested_at',
+      stream: `'push-' || push_id`,
+      // The push's stream and its deliveries' streams retire together: a rebuild replays all or none.
+      retire: `released AS (
+          DELETE FROM public.push_delivery_streams w USING gone WHERE w.push_id = gone.push_id RETURNING w.stream_name
+        ), retired AS (INSERT INTO public.retired_streams (stream_name)
+          SELECT stream_name FROM gone UNION ALL SELECT stream_name FROM released
+          ON CONFLICT (stream_name) DO NOTHING)`,
     }),
   ];
 }

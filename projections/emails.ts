@@ -261,5 +261,6 @@ export function emailPruning(pool: Pool): Prunable {
     key: 'email_id',
     removable: `status = 'sent' AND updated_at < $1`,
     orderBy: 'updated_at',
+    stream: `'email-' || email_id`,
   });
 }

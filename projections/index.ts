@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { Migration } from '../src/postgres/migrations';
 import type { Projection } from '../src/projection/projection';
 import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
+import { eventRetentionMigrations } from '../src/storage/eventRetention';
 import type { Prunable } from '../src/storage/retention';
 import { appSecrets, appsProjection, pushCallbackUrls } from './apps';
 import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
@@ -47,6 +48,7 @@ export const projections: readonly Projection[] = [
  */
 export const migrations: readonly Migration[] = [
   ...projectionRunnerMigrations,
+  ...eventRetentionMigrations,
   ...settingsMigrations,
   ...deviceNumberMigrations,
   ...platformCredentialMigrations,

@@ -17,6 +17,7 @@ import { prepared } from '../src/postgres/database';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 import type { Prunable } from '../src/storage/retention';
+import { RETIRE_GONE_STREAMS } from './pruning';
 
 /**
  * Inboxes: the messages each user of an app has received, with read/acknowledged state, a counter row
@@ -650,7 +651,7 @@ export function messagePruning(pool: Pool): Prunable {
       return rows[0]!.n;
     },
     async prune(cutoff, limit) {
-      const { rowCount } = await pool.query(
+      const { rows } = await pool.query<{ n: number }>(
         prepared(
           `WITH candidates AS (
              SELECT message_id, expires_at, cardinality(recipients) AS inbox_rows FROM notification_messages
@@ -667,20 +668,23 @@ export function messagePruning(pool: Pool): Prunable {
              SELECT c.app_id, c.user_id FROM inbox_counters c
               WHERE (c.app_id, c.user_id) IN (SELECT n.app_id, n.user_id FROM notifications n JOIN doomed USING (message_id))
               ORDER BY c.app_id, c.user_id FOR UPDATE OF c
-           ), gone AS (
+           ), gone_rows AS (
              DELETE FROM notifications n USING doomed d WHERE n.message_id = d.message_id
              RETURNING n.app_id, n.user_id, n.read_at IS NULL AS unread
            ), counted AS (
              UPDATE inbox_counters c SET total = c.total - g.total, unread = c.unread - g.unread
                FROM (SELECT app_id, user_id, count(*) AS total, count(*) FILTER (WHERE unread) AS unread
-                       FROM gone JOIN locked USING (app_id, user_id) GROUP BY app_id, user_id) g
+                       FROM gone_rows JOIN locked USING (app_id, user_id) GROUP BY app_id, user_id) g
               WHERE c.app_id = g.app_id AND c.user_id = g.user_id
-           )
-           DELETE FROM notification_messages m USING doomed d WHERE m.message_id = d.message_id`,
+           ), gone AS (
+             DELETE FROM notification_messages m USING doomed d WHERE m.message_id = d.message_id
+             RETURNING 'message-' || m.message_id AS stream_name
+           ), retired AS (${RETIRE_GONE_STREAMS})
+           SELECT count(*)::int AS n FROM gone`,
           [cutoff, limit],
         ),
       );
-      return rowCount ?? 0;
+      return rows[0]!.n;
     },
   };
 }

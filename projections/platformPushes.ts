@@ -500,7 +500,6 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
 }
 
 /**
-/**
  * Retention of platform pushes (domain/retention.ts, platformPushRemovable): with their deliveries, once
  * their attempts are over and their message has expired — by the row's own columns, so a rebuild (its
  * schema alone on the search path) prunes its fresh table the same way.
@@ -512,6 +511,9 @@ export function platformPushPruning(pool: Pool): Prunable {
     key: 'push_id, device_id',
     removable: `status <> 'pending' AND expires_at < $1`,
     orderBy: 'expires_at',
+    // Queued like every pruned row's stream; the event store keeps `platformpush-…` streams for now
+    // (domain/retention.ts, isRetirable), so the queue drops it.
+    stream: `'platformpush-' || push_id || '.' || device_id`,
   });
 }
 

@@ -7,7 +7,9 @@ import type { Prunable } from '../src/storage/retention';
  * A read model table's pruning by its key (src/storage/retention.ts): rows matching `removable` (SQL over
  * the table's columns, `$1` the cutoff) are deleted, `orderBy` first, at most `$2` per statement. One
  * statement is one short transaction; rows another transaction holds are skipped (SKIP LOCKED), so a
- * projection applying an event never waits on a pass, and the pass never waits on it.
+ * projection applying an event never waits on a pass, and the pass never waits on it. The same statement
+ * retires each removed row's `stream` (SQL over its columns) for the event store's retention
+ * (src/storage/eventRetention.ts): a row is never pruned without its stream being queued.
  */
 export function keyedPruning(
   pool: Pool,
@@ -18,12 +20,23 @@ export function keyedPruning(
     readonly key: string;
     readonly removable: string;
     readonly orderBy: string;
+    /** The row's stream, as SQL over its columns (`'email-' || email_id`). */
+    readonly stream: string;
+    /**
+     * What becomes of the removed rows' streams: top-level CTEs after `gone` (its `stream_name` and the
+     * key's columns); `retired AS (RETIRE_GONE_STREAMS)` unless said.
+     */
+    readonly retire?: string;
   },
 ): Prunable {
-  const { table, key, removable, orderBy } = spec;
+  const { table, key, removable, orderBy, stream } = spec;
   const count = `SELECT count(*)::int AS n FROM ${table} WHERE ${removable}`;
-  const prune = `DELETE FROM ${table} WHERE (${key}) IN (
-                   SELECT ${key} FROM ${table} WHERE ${removable} ORDER BY ${orderBy} LIMIT $2 FOR UPDATE SKIP LOCKED)`;
+  const prune = `WITH gone AS (
+                   DELETE FROM ${table} WHERE (${key}) IN (
+                     SELECT ${key} FROM ${table} WHERE ${removable} ORDER BY ${orderBy} LIMIT $2 FOR UPDATE SKIP LOCKED)
+                   RETURNING ${key}, ${stream} AS stream_name
+                 ), ${spec.retire ?? `retired AS (${RETIRE_GONE_STREAMS})`}
+                 SELECT count(*)::int AS n FROM gone`;
   return {
     table,
     category: spec.category,
@@ -31,7 +44,15 @@ export function keyedPruning(
       return (await pool.query<{ n: number }>(prepared(count, [cutoff]))).rows[0]!.n;
     },
     async prune(cutoff, limit) {
-      return (await pool.query(prepared(prune, [cutoff, limit]))).rowCount ?? 0;
+      return (await pool.query<{ n: number }>(prepared(prune, [cutoff, limit]))).rows[0]!.n;
     },
   };
 }
+
+/**
+ * Queues the streams of the rows a pruning statement removed (a CTE `gone` with a `stream_name` column)
+ * for the event store's retention. Schema-qualified: a rebuild prunes its fresh tables with only its own
+ * schema on the search path, and what it prunes is retired alike (already queued or removed: nothing).
+ */
+export const RETIRE_GONE_STREAMS = `INSERT INTO public.retired_streams (stream_name)
+  SELECT stream_name FROM gone ON CONFLICT (stream_name) DO NOTHING`;

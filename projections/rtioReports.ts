@@ -186,5 +186,6 @@ export function reportPruning(pool: Pool): Prunable {
     key: 'report_id',
     removable: `status = 'forwarded' AND updated_at < $1`,
     orderBy: 'updated_at',
+    stream: `'rtio-report-' || report_id`,
   });
 }

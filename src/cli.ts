@@ -12,6 +12,10 @@ import { readCheckpoints } from './projection/projectionRunner';
 import { runRebuild } from './projection/rebuildCommand';
 import { systemClock } from './runtime/clock';
 import { createLogger, type Logger } from './runtime/logger';
+import { ArchivedEventStore } from './storage/archivedEventStore';
+import { EventArchive } from './storage/eventArchive';
+import { holdRetentionPasses } from './storage/eventRetention';
+import { runPrune } from './storage/pruneCommand';
 import { formatStorageStatus, storageStatus } from './storage/storageStatus';
 
 /** The `herald` command line. Configuration comes from the environment (docs/operations.md). */
@@ -98,6 +102,22 @@ async function withStores(
   }
 }
 
+/** `--archive [dir]`: the archive named, or HERALD_ARCHIVE_DIR's when no directory is given; none without the option. */
+function archiveOf(option: string | boolean | undefined, config: Config): EventArchive | undefined {
+  if (option === undefined || option === false) return undefined;
+  return new EventArchive(option === true ? config.archiveDir : option);
+}
+
+/** The stores, reading the archive with the event store's history when `--archive` is given. */
+function withArchive(
+  infrastructure: Infrastructure,
+  option: string | boolean | undefined,
+  config: Config,
+): Infrastructure {
+  const archive = archiveOf(option, config);
+  return archive ? { ...infrastructure, store: new ArchivedEventStore(infrastructure.store, archive) } : infrastructure;
+}
+
 const program = new Command().name('herald').description('event-sourced push and notification backend');
 
 program
@@ -121,29 +141,50 @@ program
   .option('--stream <prefix>', 'only streams whose name starts with this')
   .option('--app <appId>', 'only events of this app (their metadata)')
   .option('--out <file>', 'write to this file instead of stdout')
-  .action((options: { from?: string; to?: string; type: string[]; stream?: string; app?: string; out?: string }) => {
-    const bound = (name: string, text: string | undefined) => {
-      if (text === undefined) return undefined;
-      const parsed = parseBound(text);
-      if (parsed === undefined) {
-        process.stderr.write(
-          `herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`,
-        );
-        process.exit(2);
-      }
-      return parsed;
-    };
-    const filter: ExportSelection = {
-      ...(options.from !== undefined && { from: bound('from', options.from)! }),
-      ...(options.to !== undefined && { to: bound('to', options.to)! }),
-      ...(options.type.length > 0 && { types: options.type }),
-      ...(options.stream !== undefined && { streamPrefix: options.stream }),
-      ...(options.app !== undefined && { appId: options.app }),
-    };
-    return withStores(async (infrastructure) => {
-      await runReplay(infrastructure, filter, options.out);
-    });
-  });
+  .option(
+    '--archive [dir]',
+    'also the events retention archived (HERALD_ARCHIVE_DIR unless a directory is given), merged in position order',
+  )
+  .action(
+    (options: {
+      from?: string;
+      to?: string;
+      type: string[];
+      stream?: string;
+      app?: string;
+      out?: string;
+      archive?: string | boolean;
+    }) => {
+      const bound = (name: string, text: string | undefined) => {
+        if (text === undefined) return undefined;
+        const parsed = parseBound(text);
+        if (parsed === undefined) {
+          process.stderr.write(
+            `herald: --${name} ${JSON.stringify(text)}: expected a position (digits) or an ISO 8601 time\n`,
+          );
+          process.exit(2);
+        }
+        return parsed;
+      };
+      const filter: ExportSelection = {
+        ...(options.from !== undefined && { from: bound('from', options.from)! }),
+        ...(options.to !== undefined && { to: bound('to', options.to)! }),
+        ...(options.type.length > 0 && { types: options.type }),
+        ...(options.stream !== undefined && { streamPrefix: options.stream }),
+        ...(options.app !== undefined && { appId: options.app }),
+      };
+      return withStores(async (infrastructure, _log, config) => {
+        const archive = archiveOf(options.archive, config);
+        // Archive + store as one stream: no event store pass moves events from one to the other meanwhile.
+        const releasePasses = archive && (await holdRetentionPasses(infrastructure.database.pool));
+        try {
+          await runReplay(infrastructure, filter, options.out, archive);
+        } finally {
+          await releasePasses?.();
+        }
+      });
+    },
+  );
 
 const projectionsCommand = program.command('projections').description('read models built from the event stream');
 projectionsCommand
@@ -152,11 +193,15 @@ projectionsCommand
   .description(
     'replay the event stream from position 0 into fresh read models and swap them in; a bar on a terminal, JSON lines otherwise (docs/analysts.md)',
   )
-  .action((names: string[]) => {
+  .option(
+    '--archive [dir]',
+    'also the events retention archived (HERALD_ARCHIVE_DIR unless a directory is given): after lengthening a retention, what it now keeps comes back',
+  )
+  .action((names: string[], options: { archive?: string | boolean }) => {
     const chosen = chosenProjections(names);
     // The rebuilt tables are pruned as the live ones are before the swap: nothing pruned comes back.
     return withStores((infrastructure, log, config) =>
-      runRebuild(infrastructure, chosen, log, {
+      runRebuild(withArchive(infrastructure, options.archive, config), chosen, log, {
         prunablesOn: pruning,
         policy: config.retention,
         clock: systemClock,
@@ -215,9 +260,10 @@ projectionsCommand
     for (const p of projections) process.stdout.write(`${p.name}\tversion ${p.version}\n`);
   });
 
-program
+const storageCommand = program
   .command('storage')
-  .description('what herald keeps and what retention removes (docs/operations.md, "Retention")')
+  .description('what herald keeps and what retention removes (docs/operations.md, "Retention")');
+storageCommand
   .command('status')
   .description(
     'bytes and rows per read model table and per event category, the oldest position kept, and what the next pruning pass removes',
@@ -233,8 +279,30 @@ program
         policy: config.retention,
         now: systemClock(),
         exact: options.exact === true,
+        archive: new EventArchive(config.archiveDir),
       });
       process.stdout.write(options.json ? JSON.stringify(status) + '\n' : formatStorageStatus(status));
+    }),
+  );
+storageCommand
+  .command('prune')
+  .description(
+    'one retention pass now: the read models, then the event store (archived to HERALD_ARCHIVE_DIR, then removed); a bar on a terminal, one JSON line on stdout',
+  )
+  .action(() =>
+    withStores(async (infrastructure, _log, config) => {
+      const result = await runPrune({
+        infrastructure,
+        projections,
+        pruning: {
+          prunables: pruning(infrastructure.database.pool),
+          policy: config.retention,
+          clock: systemClock,
+          batchSize: config.retentionBatchSize,
+        },
+        archive: new EventArchive(config.archiveDir),
+      });
+      process.stdout.write(JSON.stringify(result) + '\n');
     }),
   );
 

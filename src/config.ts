@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import path from 'node:path';
 import { isLeft } from 'fp-ts/lib/Either';
 import * as t from 'io-ts';
 import { AppId } from '../domain/app/app';
@@ -195,6 +196,7 @@ const Environment = t.type({
   HERALD_CORS_ORIGINS: optional(CorsOriginList),
   HERALD_RETENTION_BATCH_SIZE: optional(PositiveInt(100_000)),
   HERALD_RETENTION_INTERVAL_SECONDS: optional(PositiveInt(86_400)),
+  HERALD_ARCHIVE_DIR: optional(NonEmptyString),
   ...retentionVariables,
   HERALD_CREDENTIALS_KEY: optional(
     fromEnvString('64 hex digits (a 256-bit key)', (raw) => (/^[0-9a-fA-F]{64}$/.test(raw) ? raw : undefined)),
@@ -294,6 +296,8 @@ export interface Config {
   readonly retentionBatchSize: number;
   /** How often the leader runs a pruning pass. */
   readonly retentionIntervalSeconds: number;
+  /** Where retention archives the events it removes from the event store (a directory; default `<dataDir>/archive`). */
+  readonly archiveDir: string;
   /** Seals apps' platform-push keys (64 hex digits); unset → `credentials.key` in the data dir. */
   readonly credentialsKey?: string;
   /** A one-app deployment's APNs credentials (`HERALD_APNS_…`); an app's own, set over GraphQL, come first. */
@@ -388,6 +392,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ) as RetentionPolicy,
     retentionBatchSize: e.HERALD_RETENTION_BATCH_SIZE ?? 1000,
     retentionIntervalSeconds: e.HERALD_RETENTION_INTERVAL_SECONDS ?? 60,
+    archiveDir: e.HERALD_ARCHIVE_DIR ?? path.join(e.HERALD_DATA_DIR ?? './.herald', 'archive'),
     ...(e.HERALD_CREDENTIALS_KEY !== undefined && { credentialsKey: e.HERALD_CREDENTIALS_KEY }),
     ...(apns && { apns }),
     apnsEndpoint: {

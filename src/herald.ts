@@ -1,3 +1,4 @@
+import type { Pool } from 'pg';
 import { mountApi } from '../api';
 import { appStreamName } from '../domain/app/app';
 import { migrations, readModels, type ReadModels } from '../projections';
@@ -40,6 +41,8 @@ import { ReportForwarder } from './rtio/reportForwarder';
 import { systemClock, type Clock } from './runtime/clock';
 import type { Logger } from './runtime/logger';
 import { closing, Services } from './runtime/services';
+import { EventArchive } from './storage/eventArchive';
+import { EventRetention, retiredStreamsQueued } from './storage/eventRetention';
 import { RetentionPass } from './storage/retention';
 import { tableSizes } from './storage/storageStatus';
 
@@ -112,6 +115,7 @@ export async function startHerald(
     const features = await openFeatures({
       config,
       log,
+      pool: database.pool,
       clock,
       store,
       bus,
@@ -192,6 +196,7 @@ export async function startHerald(
 async function openFeatures(deps: {
   readonly config: Config;
   readonly log: Logger;
+  readonly pool: Pool;
   readonly clock: Clock;
   readonly store: EventStore;
   readonly bus: Bus;
@@ -399,6 +404,21 @@ async function openFeatures(deps: {
     intervalMs: config.retentionIntervalSeconds * 1000,
     onPruned: (table, rows) => deps.metrics.retentionPruned.inc({ table }, rows),
   });
+  // The event store's part: what the read model passes retired, archived then removed (PostgreSQL for now).
+  const eventRetention = new EventRetention({
+    pool: deps.pool,
+    store,
+    archive: new EventArchive(config.archiveDir),
+    batchSize: config.retentionBatchSize,
+    projectionNames: models.projections.map((p) => p.name),
+    log,
+    intervalMs: config.retentionIntervalSeconds * 1000,
+    onBatch: (batch) => {
+      deps.metrics.retentionArchived.inc(batch.archived);
+      deps.metrics.retentionRemoved.inc(batch.removed);
+    },
+  });
+  deps.metrics.retiredStreams(() => retiredStreamsQueued(deps.pool));
   return {
     tickets,
     messaging,
@@ -425,6 +445,7 @@ async function openFeatures(deps: {
       ...(mailer ? [mailer] : []),
       ...(reportForwarder ? [reportForwarder] : []),
       retention,
+      eventRetention,
     ],
   };
 }

@@ -1,5 +1,7 @@
 import {
   InvalidPositionError,
+  StreamDeletedError,
+  StreamNotFoundError,
   type EventStore,
   type ExportOutput,
   type ExportProgress,
@@ -51,6 +53,7 @@ export async function replay(
 ): Promise<ExportProgress> {
   const storeFilter = storeFilterOf(filter);
   const selected = selector(filter, appIdOf);
+  const streams = filter.streams && new Set(filter.streams);
   const end = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
   const fromPosition = typeof filter.from === 'bigint' ? filter.from : undefined;
   const read = (after: bigint | undefined) => {
@@ -78,7 +81,7 @@ export async function replay(
         past = true;
         break;
       }
-      if (selected(event) && isWithinBounds(event, filter)) {
+      if (selected(event) && isWithinBounds(event, filter) && (!streams || streams.has(event.streamName))) {
         chunk += `${eventLine(event)}\n`;
         written++;
       }
@@ -107,4 +110,53 @@ function isWithinBounds(event: RecordedEvent, filter: ExportSelection): boolean 
   if (typeof filter.from === 'bigint' && event.position < filter.from) return false;
   if (filter.from instanceof Date && event.createdAt < filter.from) return false;
   return !(filter.to instanceof Date && event.createdAt > filter.to);
+}
+
+/**
+ * The selected events up to `head` as replay lines through `write`: written by the store where it can
+ * (`exportJsonLines`: PostgreSQL), read through the port otherwise. `herald replay` and retention's
+ * archive both write this way, so an archived line is the line a replay printed.
+ */
+export function exportEvents(
+  store: EventStore,
+  selection: ExportSelection,
+  head: bigint,
+  write: ExportOutput,
+  onProgress?: (progress: ExportProgress) => void,
+): Promise<ExportProgress> {
+  if (store.exportJsonLines) return store.exportJsonLines(selection, head, write, onProgress);
+  return selection.streams
+    ? replayStreams(store, selection, selection.streams, head, write)
+    : replay(store, selection, head, write, onProgress);
+}
+
+/**
+ * A list of streams (a batch retention archives) read stream by stream, not by scanning the global order:
+ * each read whole (retention's streams are bounded: docs/architecture.md, "Stream bounds"), their
+ * events merged by position.
+ */
+async function replayStreams(
+  store: EventStore,
+  selection: ExportSelection,
+  streams: readonly string[],
+  head: bigint,
+  write: ExportOutput,
+): Promise<ExportProgress> {
+  const selected = selector(selection, appIdOf);
+  const events: RecordedEvent[] = [];
+  for (const name of streams) {
+    try {
+      events.push(...(await store.readStream(name)));
+    } catch (error) {
+      if (error instanceof StreamNotFoundError || error instanceof StreamDeletedError) continue;
+      throw error;
+    }
+  }
+  const end = typeof selection.to === 'bigint' && selection.to < head ? selection.to : head;
+  const lines = events
+    .filter((e) => e.position <= end && selected(e) && isWithinBounds(e, selection))
+    .sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0))
+    .map((e) => `${eventLine(e)}\n`);
+  if (lines.length > 0) await write(lines.join(''));
+  return { written: lines.length, position: end };
 }

@@ -3,7 +3,8 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { ExportOutput, ExportProgress, ExportSelection } from '../eventStore/eventStore';
 import type { Infrastructure } from '../infrastructure';
-import { replay } from './replay';
+import { EventArchive, mergedWithArchive } from '../storage/eventArchive';
+import { exportEvents } from './replay';
 
 /** A `--from` / `--to` value: a position (digits) or an ISO 8601 time; undefined when it is neither. */
 export function parseBound(text: string): bigint | Date | undefined {
@@ -14,7 +15,8 @@ export function parseBound(text: string): bigint | Date | undefined {
 
 /**
  * Runs `herald replay`: the filtered stream as JSON Lines to `out` (a file) or stdout — written by the
- * store where it can (`exportJsonLines`: PostgreSQL), read through the store port otherwise (replay.ts).
+ * store where it can (`exportJsonLines`: PostgreSQL), read through the store port otherwise (replay.ts);
+ * with `archive`, the events retention moved there are merged in, so the output is the stream as it was.
  * With a file (or stdout redirected to one), progress goes to stderr — a bar with events/s and ETA on a
  * terminal, JSON lines otherwise. Returns what was written.
  */
@@ -22,6 +24,8 @@ export async function runReplay(
   { store }: Pick<Infrastructure, 'store'>,
   filter: ExportSelection,
   out: string | undefined,
+  /** Also the events retention archived there, merged in position order (src/storage/eventArchive.ts). */
+  archive?: EventArchive,
 ): Promise<{ written: number; seconds: number }> {
   const file: WriteStream | undefined = out ? createWriteStream(out) : undefined;
   const target: NodeJS.WritableStream = file ?? process.stdout;
@@ -41,9 +45,11 @@ export async function runReplay(
       : undefined;
   bar?.start(Number(head < 0n ? 0n : head), 0, { written: 0, rate: 0 });
   let lastReport = 0;
-  const write: ExportOutput = async (chunk) => {
+  const toTarget: ExportOutput = async (chunk) => {
     if (!target.write(chunk)) await once(target, 'drain');
   };
+  const merged = archive && mergedWithArchive(archive.lines(filter)[Symbol.asyncIterator](), toTarget);
+  const write = merged?.write ?? toTarget;
   const onProgress = (progress: ExportProgress) => {
     const seconds = (Date.now() - started) / 1000;
     const rate = Math.round(progress.written / Math.max(seconds, 0.001));
@@ -55,9 +61,8 @@ export async function runReplay(
       );
     }
   };
-  const result = store.exportJsonLines
-    ? await store.exportJsonLines(filter, head, write, onProgress)
-    : await replay(store, filter, head, write, onProgress);
+  const exported = await exportEvents(store, filter, head, write, onProgress);
+  const result = { written: exported.written + ((await merged?.finish()) ?? 0) };
   bar?.stop();
   if (file) {
     file.end();

@@ -227,14 +227,26 @@ async function loadSince<Command, Event extends DomainEvent, State>(
   };
 }
 
-/** The stream's events as asked; none when it does not exist. */
+/**
+ * The stream's events as asked; none when it does not exist. A stream that exists yet holds no event at
+ * all was removed by retention (it reads as after EventStoreDB's `$tb`): to every command, and to the
+ * platform pusher, a thing that no longer exists — not a new stream to decide on from the initial state
+ * (a removed delivery would load as pending and be sent again; an append `no_stream` would conflict
+ * forever and answer "busy").
+ */
 async function readOrNone(store: EventStore, streamName: string, options: ReadStreamOptions): Promise<RecordedEvent[]> {
+  let events: RecordedEvent[];
   try {
-    return await store.readStream(streamName, options);
+    events = await store.readStream(streamName, options);
   } catch (error) {
     if (error instanceof StreamNotFoundError) return [];
     throw asDomainError(error);
   }
+  const fromTheStart =
+    options.fromRevision === undefined || (options.direction !== 'backwards' && options.fromRevision === 0n);
+  if (events.length === 0 && fromTheStart)
+    throw new DomainError('not_found', `${streamName} was removed by retention (it ended long ago)`);
+  return events;
 }
 
 /** A stream an operator deleted is, to every command, a thing that no longer exists. */

@@ -88,6 +88,8 @@ export interface EventSelection {
 export interface ExportSelection extends EventSelection {
   readonly from?: bigint | Date;
   readonly to?: bigint | Date;
+  /** Only these streams (retention's archive: src/storage/eventArchive.ts), at most a batch of them. */
+  readonly streams?: readonly string[];
 }
 
 /** Where an export sends its lines: a chunk of whole lines at a time, awaited (a slow file is written at its pace). */
@@ -98,6 +100,12 @@ export interface ExportProgress {
   readonly written: number;
   /** How far the export has read: every event up to here that passes the selection is written. */
   readonly position: bigint;
+}
+
+export interface StreamRemoval {
+  readonly removed: number;
+  /** Streams kept whole (an event past the bound): retention retires them again. */
+  readonly left: readonly string[];
 }
 
 export interface SubscribeToAllOptions {
@@ -149,6 +157,22 @@ export interface EventStore {
     write: ExportOutput,
     onProgress?: (progress: ExportProgress) => void,
   ): Promise<ExportProgress>;
+  /**
+   * A capability, not every store's: retention's removal of `streams` whose events are all at or below
+   * position `upto` (a stream with a later event keeps every event: never half removed), once they are
+   * archived (src/storage/eventRetention.ts). Afterwards each stream reads as
+   * EventStoreDB reads a stream truncated by `$tb`: its removed events are gone, it exists (an empty read,
+   * not StreamNotFoundError), and an append continues at its revision (`no_stream` conflicts). Positions
+   * of removed events stay valid as `after` for reads and subscriptions (a checkpoint may hold one).
+   * Returns the events removed, and the streams kept (an event after `upto`).
+   */
+  removeStreamEvents?(streams: readonly string[], upto: bigint): Promise<StreamRemoval>;
+  /**
+   * After removals, gives their space back where the store needs to be asked: EventStoreDB's scavenge
+   * (until it runs, truncated events still take disk and still show in $all reads). PostgreSQL has none:
+   * autovacuum makes the deleted rows' space reusable.
+   */
+  reclaimSpace?(): Promise<void>;
   close(): Promise<void>;
 }
 

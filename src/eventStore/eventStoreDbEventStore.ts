@@ -18,6 +18,9 @@ import {
   type Filter,
   type ResolvedEvent,
 } from '@eventstore/db-client';
+import { OperationsClient } from '@eventstore/db-client/generated/operations_grpc_pb';
+import { StartScavengeReq } from '@eventstore/db-client/generated/operations_pb';
+import type * as grpc from '@grpc/grpc-js';
 import {
   DEFAULT_READ_COUNT,
   EventStoreUnavailableError,
@@ -36,6 +39,7 @@ import {
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StreamRemoval,
   type SubscribeToAllOptions,
   type SubscriptionBatch,
 } from './eventStore';
@@ -49,6 +53,7 @@ import {
 export class EventStoreDbEventStore implements EventStore {
   readonly kind = 'eventstoredb' as const;
   private readonly client: EventStoreDBClient;
+  private lastScavengeAt = Number.NEGATIVE_INFINITY;
 
   constructor(connectionString: string) {
     this.client = EventStoreDBClient.connectionString(connectionString);
@@ -110,9 +115,28 @@ export class EventStoreDbEventStore implements EventStore {
         if (event) events.push(event);
       }
     } catch (error) {
-      throw translateError(error, streamName);
+      const translated = translateError(error, streamName);
+      if (translated instanceof StreamNotFoundError && (await this.wasTruncated(streamName))) return [];
+      throw translated;
     }
     return events;
+  }
+
+  /**
+   * Whether retention truncated the stream (`$tb` in its metadata): whatever a server answers for a stream
+   * whose every event is truncated (empty, or not found as after a soft delete), it reads as empty — it
+   * exists, as on PostgreSQL — so herald tells it from a stream never written (src/command/commandHandler.ts).
+   * Only a read that found nothing pays for this one.
+   */
+  private async wasTruncated(streamName: string): Promise<boolean> {
+    try {
+      const { metadata } = await this.client.getStreamMetadata(streamName);
+      return typeof metadata?.truncateBefore === 'number' || typeof metadata?.truncateBefore === 'bigint';
+    } catch (error) {
+      const translated = translateError(error, streamName);
+      if (translated instanceof StreamNotFoundError) return false;
+      throw translated;
+    }
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
@@ -158,6 +182,68 @@ export class EventStoreDbEventStore implements EventStore {
       filter: serverFilter(options.filter),
     });
     return batchesOf(subscription, options.filter, options.after);
+  }
+
+  /**
+   * Retention's removal (src/storage/eventRetention.ts), through stream metadata: `$tb` (truncate before)
+   * set to the revision after the last event at or below `upto`, so the stream reads as empty and an append
+   * continues at its revision; the events leave the disk and $all at the next scavenge (reclaimSpace).
+   * Not `$maxAge`: the server would drop events by age alone, unarchived, whatever the read models say has
+   * ended (a Koala message kept forever, an open needConfirm delivery). Streams are small (bounded by
+   * construction: docs/architecture.md, "Stream bounds"), so each is read whole to find its bound.
+   */
+  async removeStreamEvents(streams: readonly string[], upto: bigint): Promise<StreamRemoval> {
+    let removed = 0;
+    const left: string[] = [];
+    for (const name of streams) {
+      let events: RecordedEvent[];
+      try {
+        events = await this.readStream(name);
+      } catch (error) {
+        if (error instanceof StreamNotFoundError || error instanceof StreamDeletedError) continue;
+        throw error;
+      }
+      // A stream leaves whole or not at all: one with an event past the bound keeps every event.
+      if (events.some((e) => e.position > upto)) {
+        left.push(name);
+        continue;
+      }
+      const gone = events;
+      if (gone.length > 0) {
+        try {
+          await this.client.setStreamMetadata(name, { truncateBefore: Number(gone[gone.length - 1]!.revision + 1n) });
+        } catch (error) {
+          throw translateError(error, name);
+        }
+        removed += gone.length;
+      }
+    }
+    return { removed, left };
+  }
+
+  /**
+   * Starts a scavenge (Operations.StartScavenge, which client 6.2.1 does not wrap: its gRPC client is
+   * reached through the client's own connection and credentials). The server runs it in the background;
+   * one already running answers an error, which is logged by the caller and tried at the next pass.
+   * Needs an admin user on a secured server. At most one a day from this process: a scavenge rewrites the
+   * server's chunks, and what retention removes is a day's worth at a time anyway.
+   */
+  async reclaimSpace(): Promise<void> {
+    if (Date.now() - this.lastScavengeAt < SCAVENGE_EVERY_MS) return;
+    this.lastScavengeAt = Date.now();
+    const client = this.client as unknown as ClientInternals;
+    await client.execute(
+      OperationsClient,
+      'startScavenge',
+      (operations) =>
+        new Promise<void>((resolve, reject) =>
+          operations.startScavenge(
+            new StartScavengeReq().setOptions(new StartScavengeReq.Options().setThreadCount(1).setStartFromChunk(0)),
+            ...client.callArguments({}),
+            (error: grpc.ServiceError | null) => (error ? reject(translateError(error)) : resolve()),
+          ),
+        ),
+    );
   }
 
   async close(): Promise<void> {
@@ -335,4 +421,16 @@ function translateError(error: unknown, streamName?: string, expected?: Expected
     return new EventStoreUnavailableError(`EventStoreDB unavailable: ${String(e.message)}`, { cause: error });
   }
   return error;
+}
+
+const SCAVENGE_EVERY_MS = 24 * 3600_000;
+
+/** The client's protected means of calling a service it does not wrap (as its own projection calls do). */
+interface ClientInternals {
+  execute<T>(
+    service: typeof OperationsClient,
+    debugName: string,
+    action: (client: OperationsClient) => Promise<T>,
+  ): Promise<T>;
+  callArguments(options: object): [grpc.Metadata, grpc.CallOptions];
 }

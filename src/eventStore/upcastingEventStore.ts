@@ -23,8 +23,11 @@ import { EventStoreDecorator } from './eventStoreDecorator';
  * `herald projections retry` applies it.
  */
 export class UpcastingEventStore extends EventStoreDecorator {
-  /** The store's export (PostgreSQL's COPY), its lines of older versions upcast; absent where the store has none. */
-  readonly exportJsonLines?: EventStore['exportJsonLines'];
+  /**
+   * The store's export (PostgreSQL's COPY), its lines of older versions upcast; absent where the store has
+   * none. Initialized, so the base's forwarding of the raw export is replaced, never kept.
+   */
+  override readonly exportJsonLines?: EventStore['exportJsonLines'] = undefined;
 
   constructor(
     store: EventStore,

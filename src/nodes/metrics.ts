@@ -42,6 +42,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly retentionArchived = new Counter({
+    name: 'herald_retention_archived_events_total',
+    help: 'Events retention archived before removing them from the event store',
+    registers: [this.registry],
+  });
+
+  readonly retentionRemoved = new Counter({
+    name: 'herald_retention_removed_events_total',
+    help: 'Events retention removed from the event store (each archived first)',
+    registers: [this.registry],
+  });
+
+  /** Streams retired by the read models' pruning and not yet removed from the event store, read at scrape time. */
+  retiredStreams(read: () => Promise<number>): void {
+    let queued = 0;
+    const refresh = sharedRead(read, (read) => (queued = read));
+    new Gauge({
+      name: 'herald_retention_retired_streams',
+      help: "Streams the read models' pruning retired that the event store's next passes archive and remove",
+      registers: [this.registry],
+      async collect() {
+        await refresh();
+        this.set(queued);
+      },
+    });
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'herald_process_' });
   }

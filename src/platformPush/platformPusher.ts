@@ -496,8 +496,11 @@ export class PlatformPushes implements Service {
     // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
     // confirmation is needed), or after it expired or was dropped, is not sent.
     const { delivery } = sendable;
-    if (!delivery || !isOpen(delivery.status, delivery.needsConfirm))
-      return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery?.status ?? 'gone'}`, retry: false };
+    // No row: retention pruned the delivery (it ended long ago; its row is kept while this push is pending,
+    // so only a push left behind meets this) and may have removed its stream: final, nothing sent.
+    if (!delivery) return { ok: false, error: 'AlreadyEnded: the delivery was removed by retention', retry: false };
+    if (!isOpen(delivery.status, delivery.needsConfirm))
+      return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery.status}`, retry: false };
     const outcome = await this.deps.services[state.service].send(
       {
         messageId: state.pushId,

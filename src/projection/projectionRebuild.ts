@@ -5,6 +5,7 @@ import type { Infrastructure } from '../infrastructure';
 import { openDatabase, type Database } from '../postgres/database';
 import { withTransaction } from '../postgres/transaction';
 import type { Logger } from '../runtime/logger';
+import { holdRetentionPasses } from '../storage/eventRetention';
 import { prunePass, type PruningTerms, type Prunable } from '../storage/retention';
 import type { Projection } from './projection';
 import { isEventsFault, PROJECTION_LOCK_SPACE } from './projectionRunner';
@@ -77,6 +78,11 @@ export async function rebuildProjections(
   retention?: RebuildRetention,
 ): Promise<void> {
   const guards = await lockRebuilds(infrastructure.database, projections);
+  // No event store pass while the history is read (src/storage/eventRetention.ts).
+  const releasePasses = await holdRetentionPasses(infrastructure.database.pool).catch(async (error: unknown) => {
+    await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
+    throw error;
+  });
   const started = Date.now();
   const read = { events: 0 };
   // One for every projection: their ends run side by side, and each index build may take INDEX_BUILD_MEMORY.
@@ -119,6 +125,7 @@ export async function rebuildProjections(
     if (failures.length > 1) throw new Error(failures.map((f) => `${f.projection}: ${f.error.message}`).join('; '));
   } finally {
     await Promise.all(builds.map((build) => build.close()));
+    await releasePasses().catch(() => undefined);
     await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
   }
 }

@@ -6,9 +6,15 @@ import {
   type RetentionCategory,
   type RetentionPolicy,
 } from '../../domain/retention';
-import { EVENT_SIZES_BY_PREFIX_SQL, EVENT_TABLES_SIZE_SQL } from '../eventStore/postgres/eventTables';
+import {
+  EVENT_SIZES_BY_PREFIX_SQL,
+  EVENT_TABLES_SIZE_SQL,
+  EVENTS_OF_RETIRED_STREAMS_SQL,
+} from '../eventStore/postgres/eventTables';
 import type { Infrastructure } from '../infrastructure';
 import type { Projection } from '../projection/projection';
+import type { EventArchive } from './eventArchive';
+import { retiredStreamsQueued } from './eventRetention';
 import { nextPassCounts, type Prunable } from './retention';
 
 /**
@@ -68,8 +74,32 @@ export interface StorageStatus {
       readonly bytes: number;
       readonly oldestPosition: string;
     }> | null;
+    /** Streams the read models' pruning retired: the event store's next passes archive and remove them. */
+    readonly retiredStreams: number;
+    /** Their events the store holds (PostgreSQL; null on EventStoreDB). */
+    readonly removableEvents: number | null;
+  };
+  /** What retention archived (HERALD_ARCHIVE_DIR): the manifests' totals and each segment's range. */
+  readonly archive: {
+    readonly directory: string;
+    readonly files: number;
+    readonly events: number;
+    readonly bytes: number;
+    readonly firstPosition: string | null;
+    readonly lastPosition: string | null;
+    /** Per segment directory, in position order; the last MAX_SEGMENTS_SHOWN. */
+    readonly segments: ReadonlyArray<{
+      readonly segment: string;
+      readonly files: number;
+      readonly events: number;
+      readonly bytes: number;
+      readonly firstPosition: string;
+      readonly lastPosition: string;
+    }>;
   };
 }
+
+const MAX_SEGMENTS_SHOWN = 100;
 
 export async function storageStatus(deps: {
   readonly infrastructure: Infrastructure;
@@ -79,8 +109,9 @@ export async function storageStatus(deps: {
   readonly now: Date;
   /** Count each table's rows instead of PostgreSQL's estimate. */
   readonly exact?: boolean;
+  readonly archive: EventArchive;
 }): Promise<StorageStatus> {
-  const { infrastructure, projections, prunables, policy, now } = deps;
+  const { infrastructure, projections, prunables, policy, now, archive } = deps;
   const { pool } = infrastructure.database;
   const ownerOf = new Map(projections.flatMap((p) => p.tables.map((table) => [table, p.name] as const)));
   const [sizes, removable, database] = await Promise.all([
@@ -89,6 +120,7 @@ export async function storageStatus(deps: {
     pool.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes'),
   ]);
   const events = infrastructure.store.kind === 'postgresql' ? await eventSizes(pool) : undefined;
+  const [retiredStreams, archived] = await Promise.all([retiredStreamsQueued(pool), archiveSummary(archive)]);
   return {
     at: now.toISOString(),
     databaseBytes: Number(database.rows[0]!.bytes),
@@ -107,16 +139,55 @@ export async function storageStatus(deps: {
       bytes: events?.bytes ?? null,
       oldestPosition: events?.oldest ?? null,
       categories: events?.categories ?? null,
+      retiredStreams,
+      removableEvents: events?.removable ?? null,
     },
+    archive: archived,
+  };
+}
+
+async function archiveSummary(archive: EventArchive): Promise<StorageStatus['archive']> {
+  const segments = new Map<string, { files: number; events: number; bytes: number; first: bigint; last: bigint }>();
+  for (const file of await archive.files()) {
+    const name = file.file.split('/')[0]!;
+    const s = segments.get(name) ?? { files: 0, events: 0, bytes: 0, first: BigInt(file.firstPosition), last: 0n };
+    const first = BigInt(file.firstPosition);
+    const last = BigInt(file.lastPosition);
+    segments.set(name, {
+      files: s.files + 1,
+      events: s.events + file.count,
+      bytes: s.bytes + file.bytes,
+      first: first < s.first ? first : s.first,
+      last: last > s.last ? last : s.last,
+    });
+  }
+  const all = [...segments].map(([segment, s]) => ({
+    segment,
+    files: s.files,
+    events: s.events,
+    bytes: s.bytes,
+    firstPosition: s.first.toString(),
+    lastPosition: s.last.toString(),
+  }));
+  return {
+    directory: archive.directory,
+    files: all.reduce((n, s) => n + s.files, 0),
+    events: all.reduce((n, s) => n + s.events, 0),
+    bytes: all.reduce((n, s) => n + s.bytes, 0),
+    firstPosition: all[0]?.firstPosition ?? null,
+    lastPosition: all[all.length - 1]?.lastPosition ?? null,
+    segments: all.slice(-MAX_SEGMENTS_SHOWN),
   };
 }
 
 async function eventSizes(pool: Pool) {
-  const [total, byPrefix] = await Promise.all([
+  const [total, byPrefix, removable] = await Promise.all([
     pool.query<{ bytes: string; oldest: string | null }>(EVENT_TABLES_SIZE_SQL),
     pool.query<{ prefix: string; events: string; bytes: string; oldest: string }>(EVENT_SIZES_BY_PREFIX_SQL),
+    pool.query<{ n: string }>(EVENTS_OF_RETIRED_STREAMS_SQL),
   ]);
   return {
+    removable: Number(removable.rows[0]!.n),
     bytes: Number(total.rows[0]!.bytes),
     oldest: total.rows[0]!.oldest,
     categories: byPrefix.rows.map((r) => ({
@@ -161,7 +232,18 @@ export function formatStorageStatus(status: StorageStatus): string {
       lines.push(
         `${c.prefix.padEnd(20)} ${(c.category ? status.retention[c.category] : 'kept').padEnd(10)} ${String(c.events).padStart(13)} ${mib(c.bytes).padStart(11)}   ${c.oldestPosition}`,
       );
-    lines.push('(the event store is not pruned yet: retention applies to the read models only)');
+  }
+  lines.push(
+    `next event store pass: ${status.events.retiredStreams} retired streams${status.events.removableEvents === null ? '' : `, ${status.events.removableEvents} events`} to archive and remove`,
+    '',
+    `archive ${status.archive.directory}: ${status.archive.files} files, ${status.archive.events} events, ${mib(status.archive.bytes)}, positions ${status.archive.firstPosition ?? '-'}..${status.archive.lastPosition ?? '-'}`,
+  );
+  if (status.archive.segments.length > 0) {
+    lines.push('segment           files       events        size   positions');
+    for (const s of status.archive.segments)
+      lines.push(
+        `${s.segment.padEnd(14)} ${String(s.files).padStart(8)} ${String(s.events).padStart(12)} ${mib(s.bytes).padStart(11)}   ${s.firstPosition}..${s.lastPosition}`,
+      );
   }
   return lines.join('\n') + '\n';
 }

@@ -378,6 +378,66 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
     });
   });
 
+  describe('retention: removeStreamEvents (issue 26), where a store offers it', () => {
+    // A stream whose events retention removed behaves as EventStoreDB's `$tb` makes it: PostgreSQL
+    // deletes the rows and keeps the stream's revision; EventStoreDB sets the metadata and scavenges.
+    const removal = (context: Mocha.Context) => {
+      if (!store.removeStreamEvents) context.skip();
+      return store.removeStreamEvents!.bind(store);
+    };
+
+    it('a removed stream reads as empty, an append continues at its revision, and no_stream conflicts', async function () {
+      const remove = removal(this);
+      const appended = await store.append(stream('gone'), [event('Sent'), event('Acked')], 'no_stream');
+      const result = await remove([stream('gone')], appended.position);
+      expect(result).to.deep.equal({ removed: 2, left: [] });
+      expect(await store.readStream(stream('gone'))).to.deep.equal([]);
+      expect(await store.readStream(stream('gone'), { direction: 'backwards', maxCount: 1 })).to.deep.equal([]);
+      await expectRejection(store.append(stream('gone'), [event('Again')], 'no_stream'), WrongExpectedRevisionError);
+      expect((await store.append(stream('gone'), [event('Late')], 1n)).nextExpectedRevision).to.equal(2n);
+      expect((await store.readStream(stream('gone'))).map((e) => [e.type, e.revision])).to.deep.equal([['Late', 2n]]);
+    });
+
+    it('never half removes a stream: one with an event past the bound keeps every event, and is named as left', async function () {
+      const remove = removal(this);
+      const before = await store.append(stream('done'), [event('Sent'), event('Acked')], 'no_stream');
+      const first = await store.append(stream('part'), [event('Sent')], 'no_stream');
+      await store.append(stream('part'), [event('Acked')], 0n);
+      await store.append(stream('whole'), [event('Sent')], 'no_stream');
+      expect(before.position < first.position).to.equal(true);
+      const result = await remove(
+        [stream('done'), stream('part'), stream('whole'), stream('never-written')],
+        first.position,
+      );
+      expect(result.removed).to.equal(2);
+      expect([...result.left].sort()).to.deep.equal([stream('part'), stream('whole')]);
+      expect(await store.readStream(stream('done'))).to.deep.equal([]);
+      expect((await store.readStream(stream('part'))).map((e) => e.type)).to.deep.equal(['Sent', 'Acked']);
+      expect((await store.readStream(stream('whole'))).map((e) => e.type)).to.deep.equal(['Sent']);
+    });
+
+    it('once space is reclaimed, $all no longer holds the removed events (EventStoreDB keeps a stream’s last), and reads still start after their positions', async function () {
+      const remove = removal(this);
+      const removed = await store.append(stream('old'), [event('Sent'), event('Acked')], 'no_stream');
+      await store.append(stream('kept'), [event('Registered')], 'no_stream');
+      await remove([stream('old')], removed.position);
+      await store.reclaimSpace?.();
+      const ours = await store.readAll({ filter: { streamNamePrefixes: [prefix] }, maxCount: 100 });
+      // A scavenge always keeps each stream's last event in $all; PostgreSQL deletes every row.
+      const left = ours.filter((e) => e.streamName === stream('old')).map((e) => e.type);
+      expect([[], ['Acked']]).to.deep.include(left);
+      expect(ours.filter((e) => e.streamName !== stream('old')).map((e) => e.streamName)).to.deep.equal([
+        stream('kept'),
+      ]);
+      const after = await store.readAll({
+        after: removed.position,
+        maxCount: 100,
+        filter: { streamNamePrefixes: [prefix] },
+      });
+      expect(after.map((e) => e.type)).to.deep.equal(['Registered']);
+    });
+  });
+
   describe('subscribeToAll', () => {
     it('delivers the history, then reports caught up, then delivers live events', async () => {
       await store.append(stream('s'), [event('Before1'), event('Before2')], 'no_stream');

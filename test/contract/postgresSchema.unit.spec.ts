@@ -13,6 +13,7 @@ const SHIPPED: ReadonlyArray<readonly [id: string, sha256: string]> = [
   ['event-store/002-event-ids-per-stream', 'd30776748a28c7250d9b0944e148ba583e6d796ffcab5daea65435282b28311e'],
   ['event-store/003-lean-group-append', 'e0565fd5bd4120d7157e540defc762a7aef17da50c2927ced2ab40790d7025db'],
   ['event-store/004-append-lock-for-every-writer', 'c262fc9fc00cec1d1482d00ff3838ffff5175916df31a6df1722dd32a1a536d1'],
+  ['event-store/005-removed-events', '559b8c11fbd8ddc6a651f907b2e2b240fc342d51d5b0fcb3d37e55544e4628fa'],
 ];
 
 describe('PostgreSQL event store schema', () => {

@@ -347,6 +347,58 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     expect(requestsTo(late).map((r) => r.status)).to.deep.equal([503]);
   });
 
+  it('a retry whose delivery stream retention removed is final, not sent (the delivery ended long ago)', async () => {
+    const gone = token();
+    const goneId = await register(gone, 'ios-gone');
+    standIn.answer(gone, { status: 503, reason: 'ServiceUnavailable' });
+    const requestId = await send(['ios-gone']);
+    const stream = `platformpush-${requestId}.${goneId}`;
+    await eventually(async () =>
+      expect((await eventsOf(stream)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+      ]),
+    );
+    const socket = await DeviceSocket.connect(url, goneId);
+    sockets.push(socket);
+    await socket.until((s) => s.messages.length === 1, 'the backlog on connect');
+    await eventually(async () =>
+      expect((await herald.pushes.status('camel', requestId))?.deliveries).to.include({ delivered: 1 }),
+    );
+    // The device got it over its socket (its delivery ended); then the delivery's stream left the store, every event, as a retention pass's removal leaves it (the
+    // `streams` row kept: src/eventStore/postgres/removal.ts).
+    const database = testDatabase.open();
+    try {
+      const { rowCount } = await database.pool.query('DELETE FROM events WHERE stream_name = $1', [
+        `delivery-${requestId}.${goneId}`,
+      ]);
+      expect(rowCount).to.be.greaterThan(0);
+      // Its read model row too, as pruning leaves it (which keeps a row while its push is pending, so
+      // this is a push left behind): the pusher looks at the row, not the stream.
+      const pruned = await database.pool.query('DELETE FROM device_deliveries WHERE push_id = $1 AND device_id = $2', [
+        requestId,
+        goneId,
+      ]);
+      expect(pruned.rowCount).to.equal(1);
+    } finally {
+      await database.close();
+    }
+    clock.advance(6_000);
+    herald.platformPushes.wake();
+    const events = await eventually(async () => {
+      const all = await eventsOf(stream);
+      expect(all.map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+        'PlatformPushFailed',
+      ]);
+      return all;
+    });
+    expect(events[2]!.data).to.include({ final: true });
+    expect(String(events[2]!.data.error)).to.match(/^AlreadyEnded/);
+    expect(requestsTo(gone).map((r) => r.status)).to.deep.equal([503]);
+  });
+
   it('429/5xx are retried with back-off; a restart mid-retry still delivers once', async () => {
     const flaky = token();
     const flakyId = await register(flaky, 'ios-flaky');

@@ -2,7 +2,14 @@ import { EventStoreDBClient } from '@eventstore/db-client';
 import { expect } from 'chai';
 import * as t from 'io-ts';
 import { DomainError, type Decider } from '../../domain/decider';
-import { CONFLICT_RETRY, handleCommand, StreamContendedError, type Aggregate } from '../../src/command/commandHandler';
+import {
+  CONFLICT_RETRY,
+  handleCommand,
+  loadState,
+  newStream,
+  StreamContendedError,
+  type Aggregate,
+} from '../../src/command/commandHandler';
 import { WrongExpectedRevisionError, type EventStore } from '../../src/eventStore/eventStore';
 import { EventStoreDbEventStore } from '../../src/eventStore/eventStoreDbEventStore';
 import type { Infrastructure } from '../../src/infrastructure';
@@ -115,6 +122,30 @@ describe('command handler (PostgreSQL event store)', () => {
     expect(appends).to.be.within(2, CONFLICT_RETRY.maxAttempts);
     expect(Date.now() - started).to.be.below(CONFLICT_RETRY.maxElapsedMs + 1_000);
     expect(await store.readStream(name).catch(() => [])).to.have.length(0);
+  });
+
+  it('answers a command on a stream retention removed as "not found" at once, not "busy" after retrying (issue 26)', async () => {
+    const name = stream();
+    await handleCommand(store, counterAggregate, name, { type: 'Increment', by: 1, limit: 10 });
+    await store.removeStreamEvents!([name], await store.headPosition());
+    for (const known of [undefined, newStream(counterAggregate)]) {
+      const started = Date.now();
+      const refused = await handleCommand(
+        store,
+        counterAggregate,
+        name,
+        { type: 'Increment', by: 1, limit: 10 },
+        {},
+        known,
+      ).catch((e: unknown) => e);
+      expect(refused).to.be.instanceOf(DomainError);
+      expect((refused as DomainError).code).to.equal('not_found');
+      expect((refused as Error).message).to.match(/removed by retention/);
+      expect(Date.now() - started).to.be.below(CONFLICT_RETRY.maxElapsedMs);
+    }
+    const loading = await loadState(store, counterAggregate, name).catch((e: unknown) => e);
+    expect((loading as DomainError).code).to.equal('not_found');
+    expect(await store.readStream(name)).to.deep.equal([]);
   });
 
   it('a retried command (same commandId) appends nothing twice', async () => {

@@ -60,6 +60,12 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     await testDatabase.drop();
   });
 
+  /** The streams the pruning retired for the event store's retention, sorted. */
+  const retired = async () =>
+    (
+      await pool.query<{ stream_name: string }>('SELECT stream_name FROM retired_streams ORDER BY stream_name')
+    ).rows.map((r) => r.stream_name);
+
   async function insertDelivery(d: {
     pushId: string;
     deviceId: string;
@@ -114,6 +120,60 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     ].map((p) => p.pushId);
     expect(leftPushes.map((r) => r.push_id).sort()).to.deep.equal(keptPushes.sort());
     expect(report.find((r) => r.table === 'device_deliveries')?.removed).to.equal(deliveries.length - kept.length);
+    // Each pruned row's stream, and only those, is retired for the event store (src/storage/eventRetention.ts).
+    const pushIds = new Set([...deliveries, ...bare].map((p) => p.pushId));
+    expect(await retired()).to.deep.equal(
+      [
+        ...deliveries.filter((d) => !kept.includes(d)).map((d) => `delivery-${d.pushId}.${d.deviceId}`),
+        ...[...pushIds].filter((id) => !keptPushes.includes(id)).map((id) => `push-${id}`),
+      ].sort(),
+    );
+  });
+
+  it('retires a push’s delivery streams together with its push stream, when the push’s row goes', async () => {
+    const pushId = randomUUID();
+    await insertPush(pushId, times[0]!);
+    await insertDelivery({ pushId, deviceId: 'dev-a', status: 'confirmed', needsConfirm: true, updatedAt: times[0]! });
+    await insertDelivery({ pushId, deviceId: 'dev-b', status: 'pending', needsConfirm: true, updatedAt: times[0]! });
+
+    await pass().runOnce();
+    // A's row went; its stream waits, or a rebuild would replay `push-<id>` and bring A back pending.
+    const deliveries = await pool.query<{ device_id: string }>('SELECT device_id FROM device_deliveries');
+    expect(deliveries.rows).to.deep.equal([{ device_id: 'dev-b' }]);
+    expect(await retired()).to.deep.equal([]);
+
+    await pool.query(`UPDATE device_deliveries SET status = 'confirmed' WHERE device_id = 'dev-b'`);
+    await pass().runOnce();
+    expect((await pool.query('SELECT 1 FROM device_pushes')).rowCount).to.equal(0);
+    expect(await retired()).to.deep.equal(
+      [`delivery-${pushId}.dev-a`, `delivery-${pushId}.dev-b`, `push-${pushId}`].sort(),
+    );
+    expect((await pool.query('SELECT 1 FROM push_delivery_streams')).rowCount).to.equal(0);
+  });
+
+  it('keeps an ended delivery while its platform push is still open (pending); once sent or failed it goes', async () => {
+    const old = times[0]!;
+    const deliveries = (['pending', 'sent', 'failed'] as const).map((platform) => ({ pushId: randomUUID(), platform }));
+    for (const d of deliveries) {
+      await insertPush(d.pushId, old);
+      await insertDelivery({
+        pushId: d.pushId,
+        deviceId: 'dev-1',
+        status: 'confirmed',
+        needsConfirm: true,
+        updatedAt: old,
+      });
+      await pool.query(
+        `INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at,
+           requested_at, updated_at, position, expires_at)
+         VALUES ($1, 'dev-1', 'camel', 'apns', $2, 1, $3, $4, $4, 1, $4)`,
+        [d.pushId, d.platform, d.platform === 'pending' ? old : null, old],
+      );
+    }
+    await pass().runOnce();
+    const { rows } = await pool.query<{ push_id: string }>('SELECT push_id FROM device_deliveries');
+    expect(rows.map((r) => r.push_id)).to.deep.equal([deliveries[0]!.pushId]);
+    expect(await retired()).to.not.include(`delivery-${deliveries[0]!.pushId}.dev-1`);
   });
 
   it('removes platform pushes with their deliveries: attempts over and the message expired before the cutoff; a pending one stays', async () => {
@@ -186,6 +246,13 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     // By name: no expiry (expire 0) and still scheduled stay, whatever their age.
     for (const m of messages.filter((m) => m.expiresAt === null || m.status === 'scheduled'))
       expect(keptIds).to.include(m.id);
+    // Only the removed messages' streams are retired: the kept ones stay in the event store.
+    expect(await retired()).to.deep.equal(
+      messages
+        .filter((m) => !keptIds.includes(m.id))
+        .map((m) => `message-${m.id}`)
+        .sort(),
+    );
   });
 
   it('bounds a Koala batch by the inbox rows it removes, not by messages (one has up to 1,000 recipients)', async () => {
@@ -260,6 +327,12 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
         .sort(),
     );
     expect(await removable('emails')).to.equal(0);
+    expect(await retired()).to.deep.equal(
+      [
+        ...emails.filter((e) => emailRemovable(e, cutoff)).map((e) => `email-${e.id}`),
+        ...reports.filter((r) => reportRemovable(r, cutoff)).map((r) => `rtio-report-${r.id}`),
+      ].sort(),
+    );
   });
 
   it('keeps everything of a category kept forever', async () => {

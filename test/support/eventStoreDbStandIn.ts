@@ -25,12 +25,22 @@
  *   a read or subscription of $all from a position that is no record's answers INVALID_ARGUMENT "Trying to
  *   read from an invalid position."
  *
+ * - Stream metadata (retention, issue 26): a `$metadata` event appended to `$$<stream>` (the client's
+ *   setStreamMetadata) sets `$tb` (truncate before: revisions below it no longer read) and `$maxAge`
+ *   (seconds: older events no longer read) for that stream's reads and subscriptions. A stream whose every
+ *   event is hidden so reads as empty (it exists: its revision counts on, `no_stream` conflicts). As on the
+ *   server, $all reads still show hidden events until a scavenge (Operations.StartScavenge) takes them out
+ *   of the log — all but each stream's last event, which a scavenge keeps; their positions stay valid starts
+ *   for a read of $all.
+ *
  * Not implemented (herald does not use them): soft Delete, tombstone's expected revision, persistent
  * subscriptions, projections, ACLs, structured UUIDs, link resolution, checkpoints. With EVENTSTORE_URL set,
  * the same contract suite runs against a real server instead (test/contract/eventStoreDbEventStore.int.spec.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { Code } from '@eventstore/db-client/generated/code_pb';
+import { OperationsService } from '@eventstore/db-client/generated/operations_grpc_pb';
+import { ScavengeResp, type StartScavengeReq } from '@eventstore/db-client/generated/operations_pb';
 import { ServerFeaturesService } from '@eventstore/db-client/generated/serverfeatures_grpc_pb';
 import { SupportedMethod, SupportedMethods } from '@eventstore/db-client/generated/serverfeatures_pb';
 import {
@@ -95,13 +105,23 @@ export class EventStoreDbStandIn {
   private nextPosition = 4096n;
   /** How many appends arrived on each path, so a test can tell which one the client took. */
   readonly appendCalls = { append: 0, batchAppend: 0 };
+  /** Scavenges asked for. */
+  scavenges = 0;
+  private truncatedReadsAsNotFound = false;
 
   private constructor(
     private readonly server: grpc.Server,
     readonly port: number,
   ) {}
 
-  static async start(options: { readonly batchAppend: boolean }): Promise<EventStoreDbStandIn> {
+  static async start(options: {
+    readonly batchAppend: boolean;
+    /**
+     * Answer a read of a stream whose every event `$tb` truncated as not found (a server's soft delete,
+     * which is a `$tb` too, reads so) instead of empty: herald must read it as empty either way.
+     */
+    readonly truncatedReadsAsNotFound?: boolean;
+  }): Promise<EventStoreDbStandIn> {
     const server = new grpc.Server();
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
@@ -109,6 +129,7 @@ export class EventStoreDbStandIn {
       ),
     );
     const standIn = new EventStoreDbStandIn(server, port);
+    standIn.truncatedReadsAsNotFound = options.truncatedReadsAsNotFound ?? false;
     server.addService(StreamsService, {
       read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => standIn.read(call),
       append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, callback: grpc.sendUnaryData<AppendResp>) =>
@@ -120,6 +141,19 @@ export class EventStoreDbStandIn {
         call: grpc.ServerUnaryCall<TombstoneReq, TombstoneResp>,
         callback: grpc.sendUnaryData<TombstoneResp>,
       ) => standIn.tombstoneCall(call, callback),
+    });
+    server.addService(OperationsService, {
+      startScavenge: (
+        _call: grpc.ServerUnaryCall<StartScavengeReq, ScavengeResp>,
+        callback: grpc.sendUnaryData<ScavengeResp>,
+      ) => {
+        standIn.scavenge();
+        standIn.scavenges++;
+        callback(
+          null,
+          new ScavengeResp().setScavengeId(randomUUID()).setScavengeResult(ScavengeResp.ScavengeResult.STARTED),
+        );
+      },
     });
     server.addService(ServerFeaturesService, {
       getSupportedMethods: (_call: unknown, callback: grpc.sendUnaryData<SupportedMethods>) => {
@@ -370,6 +404,48 @@ export class EventStoreDbStandIn {
     return written;
   }
 
+  // --- stream metadata and scavenging ---------------------------------------------------------------
+
+  /** The stream's metadata as its newest `$metadata` event in `$$<stream>` says: `$tb`, `$maxAge` (seconds). */
+  private metadataOf(streamName: string): { readonly tb?: bigint; readonly maxAgeMs?: number } {
+    const meta = this.streams.get(`$$${streamName}`);
+    const newest = meta?.[meta.length - 1];
+    if (!newest || newest.metadata.get('type') !== '$metadata') return {};
+    const json = JSON.parse(Buffer.from(newest.data).toString('utf8')) as { $tb?: number; $maxAge?: number };
+    return {
+      ...(typeof json.$tb === 'number' && { tb: BigInt(json.$tb) }),
+      ...(typeof json.$maxAge === 'number' && { maxAgeMs: json.$maxAge * 1000 }),
+    };
+  }
+
+  /** A stream's events its metadata leaves readable (the server applies it on stream reads, not on $all). */
+  private visible(streamName: string, events: readonly StoredEvent[]): StoredEvent[] {
+    const { tb, maxAgeMs } = this.metadataOf(streamName);
+    const now = Date.now();
+    return events.filter(
+      (e) =>
+        (tb === undefined || e.revision >= tb) &&
+        (maxAgeMs === undefined || now - Number(BigInt(e.metadata.get('created') ?? '0') / 10_000n) <= maxAgeMs),
+    );
+  }
+
+  /**
+   * A scavenge, done at once: what stream metadata hides leaves the log ($all), except each stream's last
+   * event, which the server always keeps ("scavenge will always keep one event in the stream even if the
+   * stream was deleted"); streams keep their revisions.
+   */
+  private scavenge(): void {
+    const hidden = new Set<StoredEvent>();
+    for (const [name, events] of this.streams) {
+      if (name.startsWith('$$')) continue;
+      const visible = new Set(this.visible(name, events));
+      for (const event of events.slice(0, -1)) if (!visible.has(event)) hidden.add(event);
+    }
+    const kept = this.log.filter((e) => !hidden.has(e));
+    this.log.length = 0;
+    this.log.push(...kept);
+  }
+
   // --- reads and subscriptions --------------------------------------------------------------------
 
   private read(call: grpc.ServerWritableStream<ReadReq, ReadResp>): void {
@@ -392,7 +468,12 @@ export class EventStoreDbStandIn {
         return;
       }
       const stream = this.streams.get(streamName);
-      if (!stream && !subscribing) {
+      const truncatedAway =
+        this.truncatedReadsAsNotFound &&
+        stream !== undefined &&
+        this.metadataOf(streamName).tb !== undefined &&
+        this.visible(streamName, stream).length === 0;
+      if ((!stream || truncatedAway) && !subscribing) {
         const notFound = new ReadResp.StreamNotFound();
         notFound.setStreamIdentifier(streamOptions.getStreamIdentifier());
         const response = new ReadResp();
@@ -401,13 +482,14 @@ export class EventStoreDbStandIn {
         call.end();
         return;
       }
-      const events = stream ?? [];
+      const stored = stream ?? [];
+      const events = this.visible(streamName, stored);
       const C = ReadReq.Options.StreamOptions.RevisionOptionCase;
       const from =
         streamOptions.getRevisionOptionCase() === C.REVISION
           ? BigInt(streamOptions.getRevision())
           : streamOptions.getRevisionOptionCase() === C.END
-            ? BigInt(events.length - 1)
+            ? BigInt(stored.length - 1)
             : subscribing
               ? -1n
               : 0n;

@@ -1,4 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config';
 import { startHerald, type Herald } from '../../src/herald';
@@ -14,6 +16,12 @@ export function testHeraldConfig(databaseUrl: string, overrides: Partial<Config>
     databaseUrl,
     // Sealed platform-push keys: a key of the test's own, no file in the data dir.
     credentialsKey: randomBytes(32).toString('hex'),
+    // The database's archive: one directory per database (batch numbers are a database's), shared by every
+    // herald started on it (a pass refuses another archive: src/storage/eventRetention.ts).
+    archiveDir: path.join(
+      tmpdir(),
+      `herald-test-archive-${createHash('sha256').update(databaseUrl).digest('hex').slice(0, 16)}`,
+    ),
     apps: [
       { appId: 'camel', secret: 'EERWERRRRE' },
       { appId: 'other', secret: 'other-secret' },

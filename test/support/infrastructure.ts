@@ -4,6 +4,7 @@ import type { Infrastructure } from '../../src/infrastructure';
 import { migrate } from '../../src/postgres/migrations';
 import type { Projection } from '../../src/projection/projection';
 import { projectionRunnerMigrations } from '../../src/projection/projectionRunner';
+import { eventRetentionMigrations } from '../../src/storage/eventRetention';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 /** A fresh database with the PostgreSQL event store and the given projections' tables migrated. */
@@ -15,6 +16,7 @@ export async function openTestInfrastructure(
   await migrate(database.pool, [
     ...postgresEventStoreMigrations,
     ...projectionRunnerMigrations,
+    ...eventRetentionMigrations,
     ...projections.flatMap((p) => p.migrations),
   ]);
   const store = new PostgresEventStore(database);

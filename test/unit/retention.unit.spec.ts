@@ -2,9 +2,11 @@ import { expect } from 'chai';
 import {
   deliveryRemovable,
   formatKeep,
+  isRetirable,
   messageRemovable,
   parseKeep,
   RETENTION_CATEGORIES,
+  removableUpTo,
   retentionCutoff,
   type RetentionPolicy,
 } from '../../domain/retention';
@@ -71,5 +73,17 @@ describe('a pruning pass', () => {
     const policy = Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, DAY])) as RetentionPolicy;
     const [report] = await prunePass({ prunables: [table], policy, clock: () => new Date(now), batchSize: 1 });
     expect(report).to.deep.include({ table: 'busy', removed: 10, batches: 11 });
+  });
+
+  it('removes from the event store only the streams a read model ends, and never past a projection', () => {
+    for (const name of ['message-m1', 'delivery-p1.d1', 'push-p1', 'rtio-report-r1', 'email-e1'])
+      expect(isRetirable(name), name).to.equal(true);
+    // Kept: what never ends (apps, devices, datahub), what a kept row still needs (platform pushes), and
+    // what no read model ends yet.
+    for (const name of ['app-camel', 'device-d1', 'notification-n1', 'platformpush-p1.d1', 'rtio-call-c1', 'inbox-a.u'])
+      expect(isRetirable(name), name).to.equal(false);
+    expect(removableUpTo(100n, [])).to.equal(100n);
+    expect(removableUpTo(100n, [120n, 42n, 99n])).to.equal(42n);
+    expect(removableUpTo(100n, [-1n, 50n])).to.equal(-1n);
   });
 });

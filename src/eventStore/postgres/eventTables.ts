@@ -67,3 +67,12 @@ export const EVENT_SIZES_BY_PREFIX_SQL = `
 export const EVENT_TABLES_SIZE_SQL = `
   SELECT (pg_total_relation_size('events') + pg_total_relation_size('streams'))::bigint AS bytes,
          (SELECT min(position) FROM events) AS oldest`;
+
+/**
+ * Events of the streams retention retired and has not removed yet (the queue, src/storage/eventRetention.ts):
+ * one row (n). An index lookup per queued stream.
+ */
+export const EVENTS_OF_RETIRED_STREAMS_SQL = `
+  SELECT count(*)::bigint AS n FROM events
+   WHERE stream_name IN (SELECT stream_name FROM retired_streams
+                         UNION ALL SELECT unnest(streams) FROM event_archive_batches WHERE removed_at IS NULL)`;

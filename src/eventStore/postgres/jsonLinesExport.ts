@@ -40,8 +40,11 @@ export async function exportJsonLines(
   const last = typeof filter.to === 'bigint' && filter.to < head ? filter.to : head;
   const first = typeof filter.from === 'bigint' ? filter.from : 0n;
   const ranges: Array<{ from: bigint; to: bigint }> = [];
-  for (let from = first; from <= last; from += RANGE)
-    ranges.push({ from, to: from + RANGE - 1n < last ? from + RANGE - 1n : last });
+  // A list of streams (a batch retention archives) is read by its streams' index, in one range.
+  if (filter.streams) ranges.push({ from: first, to: last });
+  else
+    for (let from = first; from <= last; from += RANGE)
+      ranges.push({ from, to: from + RANGE - 1n < last ? from + RANGE - 1n : last });
 
   const conditions = whereOf(filter);
   const read = (range: { from: bigint; to: bigint }) => {
@@ -84,6 +87,7 @@ function whereOf(filter: ExportSelection): string {
   let sql = ` AND stream_name NOT LIKE '$%' AND event_type NOT LIKE '$%'`;
   if (filter.types && filter.types.length > 0)
     sql += ` AND event_type IN (${filter.types.map(pg.escapeLiteral).join(', ')})`;
+  if (filter.streams) sql += ` AND stream_name IN (${filter.streams.map(pg.escapeLiteral).join(', ') || 'NULL'})`;
   if (filter.streamPrefix !== undefined)
     sql += ` AND starts_with(stream_name, ${pg.escapeLiteral(filter.streamPrefix)})`;
   if (filter.appId !== undefined) sql += ` AND metadata->>'appId' = ${pg.escapeLiteral(filter.appId)}`;

@@ -12,11 +12,13 @@ import type {
   ReadAllOptions,
   ReadStreamOptions,
   RecordedEvent,
+  StreamRemoval,
   SubscribeToAllOptions,
 } from '../eventStore';
 import { GroupCommit } from './append';
 import { exportJsonLines } from './jsonLinesExport';
 import { checkPosition, readGlobal, readStream } from './reads';
+import { removeStreamEvents } from './removal';
 import { AppendNotifications, LiveTail, subscribeToAll } from './subscription';
 
 /**
@@ -26,6 +28,7 @@ import { AppendNotifications, LiveTail, subscribeToAll } from './subscription';
  *   so a read by position never skips a late commit;
  * - subscription.ts: catch-up subscriptions woken by the appends' NOTIFY, sharing one read of the live tail;
  * - jsonLinesExport.ts: `herald replay`'s lines written by PostgreSQL (COPY);
+ * - removal.ts: retention's removal of retired streams' events, once archived;
  * - schema/: the tables and PL/pgSQL functions, as migrations (postgresEventStoreMigrations).
  */
 export class PostgresEventStore implements EventStore {
@@ -75,6 +78,10 @@ export class PostgresEventStore implements EventStore {
     onProgress?: (progress: ExportProgress) => void,
   ): Promise<ExportProgress> {
     return exportJsonLines(this.pool, selection, head, write, onProgress);
+  }
+
+  removeStreamEvents(streams: readonly string[], upto: bigint): Promise<StreamRemoval> {
+    return removeStreamEvents(this.pool, streams, upto);
   }
 
   close(): Promise<void> {

@@ -53,10 +53,19 @@ export async function readStream(
   return rows.map(toRecordedEvent);
 }
 
-/** Positions are bigint ids, so any number would do here; it is refused as EventStoreDB refuses it. */
+/**
+ * Positions are bigint ids, so any number would do here; it is refused as EventStoreDB refuses it. A
+ * position retention may have removed (at or below the removal mark: schema/005) is taken: a checkpoint
+ * or cursor held on an event that is gone still says where its reader stands.
+ */
 export async function checkPosition(pool: pg.Pool, after: bigint | undefined): Promise<void> {
   if (after === undefined || after < 0n) return;
-  const found = await query(pool, 'SELECT 1 FROM events WHERE position = $1', [after.toString()]);
+  const found = await query(
+    pool,
+    `SELECT 1 FROM events WHERE position = $1
+     UNION ALL SELECT 1 FROM events_removed WHERE $1 <= upto LIMIT 1`,
+    [after.toString()],
+  );
   if (found.length === 0) throw new InvalidPositionError(after);
 }
 
