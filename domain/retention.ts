@@ -1,4 +1,5 @@
 import { isOpen, type DeliveryStatus } from './device/delivery';
+import { streamNameOf } from './streamName';
 
 /**
  * How long herald keeps what has ended, per stream category (issue 26; docs/operations.md, "Retention").
@@ -153,6 +154,34 @@ export const RETIRED_STREAM_PREFIXES = ['message-', 'delivery-', 'push-', 'rtio-
 
 export const isRetirable = (streamName: string): boolean =>
   RETIRED_STREAM_PREFIXES.some((prefix) => streamName.startsWith(prefix));
+
+/**
+ * A batch's streams in the order they leave the store: every `push-…` before any `delivery-…`. A push's
+ * delivery streams retire with it (projections/devices.ts), and a replay of a push kept without one of
+ * its deliveries would bring that delivery back open — and send it again; a push removed first, its
+ * deliveries kept a while, replays as nothing (no push, no rows for their events to update). A pass
+ * stopped between batches or inside one (EventStoreDB removes stream by stream) so never splits them
+ * the dangerous way round.
+ */
+export const inRemovalOrder = (streams: readonly string[]): string[] =>
+  [...streams].sort(
+    (a, b) => Number(a.startsWith('delivery-')) - Number(b.startsWith('delivery-')) || (a < b ? -1 : a > b ? 1 : 0),
+  );
+
+/**
+ * `held` and, of `streams`, the deliveries of every push in `held`: a push that must stay (events past the
+ * bound) keeps its deliveries too, for the reason `inRemovalOrder` gives.
+ */
+export function withDeliveriesOf(held: ReadonlySet<string>, streams: readonly string[]): Set<string> {
+  // A delivery's stream is `delivery-<pushId>.<deviceId>` with the push id encoded (domain/streamName.ts),
+  // so the held pushes' ids are compared encoded the same way.
+  const pushes = new Set(
+    [...held].filter((s) => s.startsWith('push-')).map((s) => streamNameOf('delivery', s.slice('push-'.length), '')),
+  );
+  if (pushes.size === 0) return new Set(held);
+  const prefixOf = (delivery: string) => delivery.slice(0, delivery.indexOf('.') + 1);
+  return new Set([...held, ...streams.filter((s) => s.startsWith('delivery-') && pushes.has(prefixOf(s)))]);
+}
 
 /**
  * How far the event store may remove a retired stream's events: up to the store's head when the pass

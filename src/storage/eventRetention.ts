@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { isRetirable, removableUpTo } from '../../domain/retention';
+import { inRemovalOrder, isRetirable, removableUpTo, withDeliveriesOf } from '../../domain/retention';
 import { exportEvents } from '../analysts/replay';
 import type { EventStore } from '../eventStore/eventStore';
 import type { Migration } from '../postgres/migrations';
@@ -55,17 +55,6 @@ export const eventRetentionMigrations: readonly Migration[] = [
     `,
   },
   {
-    // The archive this database's passes write to (its `archive-id` file): a pass refuses any other.
-    id: 'storage/003-archive-identity',
-    sql: `
-      CREATE TABLE event_archive_identity (
-        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-        archive_id text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now()
-      );
-    `,
-  },
-  {
     // A pruned delivery's stream waits here until its push's row is pruned; then both retire together
     // (projections/devices.ts deliveryPruning).
     id: 'storage/002-push-delivery-streams',
@@ -74,6 +63,17 @@ export const eventRetentionMigrations: readonly Migration[] = [
         push_id uuid NOT NULL,
         stream_name text NOT NULL,
         PRIMARY KEY (push_id, stream_name)
+      );
+    `,
+  },
+  {
+    // The archive this database's passes write to (its `archive-id` file): a pass refuses any other.
+    id: 'storage/003-archive-identity',
+    sql: `
+      CREATE TABLE event_archive_identity (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        archive_id text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
       );
     `,
   },
@@ -219,8 +219,13 @@ async function checkArchiveIdentity(pool: pg.Pool, archive: EventArchive): Promi
     (await pool.query<{ archive_id: string }>('SELECT archive_id FROM event_archive_identity')).rows[0]?.archive_id;
   let expected = await recorded();
   let found = await archive.id();
-  if (expected === undefined && found === undefined) {
-    await archive.createId(randomUUID());
+  // Nothing archived yet: a first use that stopped between writing the id file and recording it (or the
+  // other way round) is completed, not refused forever — no batch's events can be on the wrong side yet.
+  const nothingArchived = async () =>
+    (await pool.query('SELECT 1 FROM event_archive_batches WHERE archived_at IS NOT NULL LIMIT 1')).rowCount === 0;
+  const firstUse = expected === undefined && found === undefined;
+  if (firstUse || ((expected === undefined || found === undefined) && (await nothingArchived()))) {
+    if (found === undefined) await archive.createId(expected ?? randomUUID());
     found = await archive.id();
     await pool.query('INSERT INTO event_archive_identity (archive_id) VALUES ($1) ON CONFLICT DO NOTHING', [found]);
     expected = await recorded();
@@ -292,15 +297,12 @@ async function claimBatch(terms: EventRetentionTerms, retiredBefore: Date): Prom
     const { rows } = await tx.query<{ stream_name: string }>(
       `DELETE FROM retired_streams WHERE stream_name IN (
          SELECT stream_name FROM retired_streams WHERE retired_at < $2
-          ORDER BY retired_at, stream_name LIMIT $1 FOR UPDATE SKIP LOCKED)
+          ORDER BY retired_at, starts_with(stream_name, 'delivery-'), stream_name LIMIT $1 FOR UPDATE SKIP LOCKED)
        RETURNING stream_name`,
       [Math.min(batchSize, MAX_STREAMS_PER_BATCH), retiredBefore],
     );
     // Only the categories retention removes (domain/retention.ts): anything else queued stays in the store.
-    const streams = rows
-      .map((r) => r.stream_name)
-      .filter(isRetirable)
-      .sort();
+    const streams = inRemovalOrder(rows.map((r) => r.stream_name).filter(isRetirable));
     if (rows.length === 0) return undefined;
     const batch = await tx.query<{ batch_id: string }>(
       'INSERT INTO event_archive_batches (streams, upto) VALUES ($1, $2) RETURNING batch_id',
@@ -364,7 +366,10 @@ async function wholeStreamsOnly(
 ): Promise<{ batch: Batch; lines: ArchivedLine[] }> {
   if (batch.streams.length === 0) return { batch, lines: [] };
   const all = await streamLines(store, batch.streams, await store.headPosition());
-  const late = new Set(all.filter((l) => l.position > batch.upto).map((l) => l.stream));
+  const late = withDeliveriesOf(
+    new Set(all.filter((l) => l.position > batch.upto).map((l) => l.stream)),
+    batch.streams,
+  );
   const lines = all.filter((l) => !late.has(l.stream));
   if (late.size === 0) return { batch, lines };
   const streams = batch.streams.filter((name) => !late.has(name));

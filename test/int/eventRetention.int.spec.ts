@@ -372,6 +372,22 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4 - 4);
   });
 
+  it('a first use that stopped between the id file and the database completes at the next pass, as long as nothing was archived', async () => {
+    const { retired } = await history();
+    // The database recorded an id whose file was never written (or the other way round): nothing archived yet.
+    await infrastructure.database.pool.query('INSERT INTO event_archive_identity (archive_id) VALUES ($1)', [
+      randomUUID(),
+    ]);
+    const { rows } = await infrastructure.database.pool.query<{ archive_id: string }>(
+      'SELECT archive_id FROM event_archive_identity',
+    );
+    expect(await archive.id()).to.equal(undefined);
+    await retire(retired);
+    const reports = await eventRetentionPass(terms());
+    expect(await archive.id()).to.equal(rows[0]!.archive_id);
+    expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20 * 4);
+  });
+
   it('takes at most 1,000 streams a batch, whatever the rows-per-batch setting', async () => {
     await store.append('device-d1', [event('DeviceRegistered')]);
     // Streams never written (cheap to queue): the batches are counted, not the events.

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import {
   deliveryRemovable,
   formatKeep,
+  inRemovalOrder,
   isRetirable,
   messageRemovable,
   parseKeep,
@@ -9,6 +10,7 @@ import {
   removableUpTo,
   retentionCutoff,
   type RetentionPolicy,
+  withDeliveriesOf,
 } from '../../domain/retention';
 import { prunePass, type Prunable } from '../../src/storage/retention';
 
@@ -46,6 +48,26 @@ describe('retention rules', () => {
     expect(deliveryRemovable({ status: 'delivered', needsConfirm: true, updatedAt: past }, future)).to.equal(false);
     expect(deliveryRemovable({ status: 'pending', needsConfirm: false, updatedAt: past }, future)).to.equal(false);
     expect(deliveryRemovable({ status: 'dropped', needsConfirm: true, updatedAt: past }, future)).to.equal(true);
+  });
+});
+
+describe('the event store removal order', () => {
+  it('removes every push before any delivery, so a stopped pass never keeps a push without its deliveries', () => {
+    const batch = ['delivery-p1.d2', 'message-m1', 'push-p2', 'delivery-p2.d1', 'push-p1', 'email-e1'];
+    const ordered = inRemovalOrder(batch);
+    expect(ordered).to.have.members(batch);
+    const lastPush = Math.max(...ordered.map((s, i) => (s.startsWith('push-') ? i : -1)));
+    const firstDelivery = ordered.findIndex((s) => s.startsWith('delivery-'));
+    expect(lastPush).to.be.below(firstDelivery);
+  });
+
+  it('holds a push’s deliveries back with the push (push ids encoded as delivery streams encode them)', () => {
+    const streams = ['push-a.b', 'delivery-a%2Eb.d1', 'delivery-a.d2', 'delivery-c.d1', 'push-c'];
+    expect([...withDeliveriesOf(new Set(['push-a.b']), streams)].sort()).to.deep.equal([
+      'delivery-a%2Eb.d1',
+      'push-a.b',
+    ]);
+    expect([...withDeliveriesOf(new Set(['message-m']), streams)]).to.deep.equal(['message-m']);
   });
 });
 

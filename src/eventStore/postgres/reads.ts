@@ -39,18 +39,21 @@ export async function readStream(
 ): Promise<RecordedEvent[]> {
   const backwards = options.direction === 'backwards';
   const from = options.fromRevision ?? (backwards ? null : 0n);
-  const rows = await query<EventRow>(
-    pool,
-    `SELECT ${EVENT_COLUMNS} FROM events
-      WHERE stream_name = $1 AND ($2::bigint IS NULL OR revision ${backwards ? '<=' : '>='} $2)
-      ORDER BY revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
-    [streamName, from?.toString() ?? null, options.maxCount ?? Number.MAX_SAFE_INTEGER],
-  );
-  if (rows.length === 0) {
-    const exists = await query(pool, 'SELECT 1 FROM streams WHERE stream_name = $1', [streamName]);
-    if (exists.length === 0) throw new StreamNotFoundError(streamName);
-  }
-  return rows.map(toRecordedEvent);
+  const read = () =>
+    query<EventRow>(
+      pool,
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE stream_name = $1 AND ($2::bigint IS NULL OR revision ${backwards ? '<=' : '>='} $2)
+        ORDER BY revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
+      [streamName, from?.toString() ?? null, options.maxCount ?? Number.MAX_SAFE_INTEGER],
+    );
+  const rows = await read();
+  if (rows.length > 0) return rows.map(toRecordedEvent);
+  const exists = await query(pool, 'SELECT 1 FROM streams WHERE stream_name = $1', [streamName]);
+  if (exists.length === 0) throw new StreamNotFoundError(streamName);
+  // The stream's first append may have committed between the two statements (its `streams` row and its
+  // events commit together): read again, in a snapshot that sees it, before it counts as removed.
+  return (await read()).map(toRecordedEvent);
 }
 
 /**
