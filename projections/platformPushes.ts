@@ -511,9 +511,8 @@ export function platformPushPruning(pool: Pool): Prunable {
     key: 'push_id, device_id',
     removable: `status <> 'pending' AND expires_at < $1`,
     orderBy: 'expires_at',
-    // Queued like every pruned row's stream; the event store keeps `platformpush-…` streams for now
-    // (domain/retention.ts, isRetirable), so the queue drops it.
-    stream: `'platformpush-' || push_id || '.' || device_id`,
+    // No stream retired: the event store keeps `platformpush-…` streams for now (domain/retention.ts,
+    // isRetirable), so queuing them would only overstate what the next pass removes.
   });
 }
 

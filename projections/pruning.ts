@@ -20,8 +20,11 @@ export function keyedPruning(
     readonly key: string;
     readonly removable: string;
     readonly orderBy: string;
-    /** The row's stream, as SQL over its columns (`'email-' || email_id`). */
-    readonly stream: string;
+    /**
+     * The row's stream, as SQL over its columns (`'email-' || email_id`); none for a table whose streams
+     * the event store keeps (domain/retention.ts, isRetirable).
+     */
+    readonly stream?: string;
     /**
      * What becomes of the removed rows' streams: top-level CTEs after `gone` (its `stream_name` and the
      * key's columns); `retired AS (RETIRE_GONE_STREAMS)` unless said.
@@ -34,8 +37,8 @@ export function keyedPruning(
   const prune = `WITH gone AS (
                    DELETE FROM ${table} WHERE (${key}) IN (
                      SELECT ${key} FROM ${table} WHERE ${removable} ORDER BY ${orderBy} LIMIT $2 FOR UPDATE SKIP LOCKED)
-                   RETURNING ${key}, ${stream} AS stream_name
-                 ), ${spec.retire ?? `retired AS (${RETIRE_GONE_STREAMS})`}
+                   RETURNING ${stream === undefined ? key : `${key}, ${stream} AS stream_name`}
+                 )${stream === undefined ? '' : `, ${spec.retire ?? `retired AS (${RETIRE_GONE_STREAMS})`}`}
                  SELECT count(*)::int AS n FROM gone`;
   return {
     table,
