@@ -149,8 +149,11 @@ export class EventRetention implements Service {
             'retention: archived and removed retired streams from the event store',
           );
       } catch (error) {
-        // The archive's disk full, the store gone: the open batch is taken up again at the next pass.
-        log.warn({ err: error }, 'retention: an event store pass failed; trying again at the next one');
+        // The archive's disk full, the store gone: the open batch is taken up again at the next pass. An
+        // archive that is not the database's fails every pass until an operator acts: an error, not a warning.
+        if (error instanceof ArchiveMismatchError)
+          log.error({ err: error }, 'retention: the event store pass refused the archive; nothing removed until fixed');
+        else log.warn({ err: error }, 'retention: an event store pass failed; trying again at the next one');
       }
       await this.loop.wait(this.deps.intervalMs);
     }
