@@ -51,10 +51,13 @@ export class RebuildAlreadyRunningError extends Error {
  * large batches, each projection on its own connection so PostgreSQL applies them side by side while the
  * next page is read. The tables a projection writes batch by batch are unlogged while they fill (nothing
  * of them need survive a crash: the rebuild is run again) and logged before the swap; a projection that
- * stages its replay (startReplay) writes its tables once, in finishReplay, where they stay logged (one
- * pass over the rows, not a rewrite after). Indexes are dropped while replaying (the secondary ones; the
- * primary keys too where the tables are written by finishReplay alone) and built once at the end, a
- * sorted bulk build instead of one random insertion per row; then, given `retention`, what is past it
+ * stages its replay (startReplay) writes its tables once, in finishReplay (on two connections if it
+ * likes) and finishReplayBeside, where they stay logged (one pass over the rows, not a rewrite after).
+ * On a server at `wal_level = minimal` (the embedded one; see skipsWal) none of this writes WAL: SET
+ * LOGGED and index builds write new files, and finishReplay truncates what it fills. Indexes are dropped
+ * while replaying (the secondary ones; the primary keys too where the tables are written by
+ * finishReplay alone) and built once at the end, a sorted bulk build instead of one random insertion per
+ * row, beside finishReplayBeside (the indexes of its tables after it); then, given `retention`, what is past it
  * is pruned as the live tables are (src/storage/retention.ts); then the tables are analyzed. The swap is
  * one transaction: it holds the live checkpoint row (so the live runner cannot commit a batch meanwhile),
  * replaces the live tables with the rebuilt ones and sets the live checkpoint to where the rebuild got. A
