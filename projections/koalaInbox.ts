@@ -14,8 +14,9 @@ import type {
 import type { ScheduledMessages } from '../src/messaging/messageScheduler';
 import { copyRows, type CopyValue } from '../src/postgres/copyRows';
 import { prepared } from '../src/postgres/database';
+import { withTransaction } from '../src/postgres/transaction';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
-import type { Projection } from '../src/projection/projection';
+import type { Projection, ReplayFinish } from '../src/projection/projection';
 import type { Prunable } from '../src/storage/retention';
 import { RETIRE_GONE_STREAMS } from './pruning';
 
@@ -158,7 +159,8 @@ export const notificationsProjection: Projection = {
     return publications;
   },
 
-  finishReplay: (tx) => finishReplay(tx),
+  finishReplay: (replay) => finishReplay(replay),
+  finishReplayBeside: { tables: ['inbox_counters'], derive: deriveCounters },
 };
 
 // --- applying a batch ----------------------------------------------------------------------------
@@ -358,6 +360,11 @@ async function createAndDeliver(
  * first acknowledgement of the right app that came after its delivery; each inbox is then counted.
  */
 const STAGED = ['notifications_replay_created', 'notifications_replay_changed', 'notifications_replay_acks'];
+/** Where the upper half of the history is derived when the server skips WAL (finishReplay). */
+const REPLAY_PARTS = {
+  messages: 'notifications_replay_part_messages',
+  notifications: 'notifications_replay_part_notifications',
+};
 
 async function startReplay(tx: PoolClient): Promise<void> {
   await tx.query(`
@@ -366,7 +373,9 @@ async function startReplay(tx: PoolClient): Promise<void> {
       recipients text[], scheduled boolean, sent_at timestamptz, release_at timestamptz, expires_at timestamptz);
     CREATE UNLOGGED TABLE notifications_replay_changed (position bigint, message_id uuid, status text, at timestamptz);
     CREATE UNLOGGED TABLE notifications_replay_acks (
-      position bigint, message_id uuid, app_id text, user_id text, at timestamptz)`);
+      position bigint, message_id uuid, app_id text, user_id text, at timestamptz);
+    CREATE UNLOGGED TABLE ${REPLAY_PARTS.messages} (LIKE notification_messages);
+    CREATE UNLOGGED TABLE ${REPLAY_PARTS.notifications} (LIKE notifications)`);
 }
 
 async function stage(events: readonly RecordedEvent[], tx: PoolClient): Promise<void> {
@@ -430,43 +439,106 @@ const CREATED_COLUMNS = [
   'expires_at',
 ];
 
-async function finishReplay(tx: PoolClient): Promise<void> {
-  // The sorts and hashes below are over the whole history: in memory, not in temporary files (the
-  // creations' sort by message_id, which also lays both tables out in primary-key order, took 265 MB).
+/**
+ * The history's messages split at the median message_id into two ranges, each derived in a transaction
+ * of its own, side by side (the derivation is PostgreSQL's CPU; each range's sorts and hashes are half
+ * the size). Every event of a message is in that message's range, so each range is derived as the whole
+ * would be. The lower range writes the tables. The upper one writes its messages to a table of its own
+ * (its ANALYZE would otherwise wait for the lower one's transaction), which the lower transaction then
+ * appends; its notifications too when the server skips WAL (walSkip), as only the transaction that
+ * truncated a table writes it without WAL, and holds it alone until it commits. Either way the messages
+ * end up in message_id order (so their primary key's sort finds them sorted), the notifications too with
+ * walSkip. The counters come after, beside the index builds (finishReplayBeside).
+ */
+async function finishReplay({ pool, walSkip }: ReplayFinish): Promise<void> {
+  await pool.query(`ANALYZE ${STAGED.join(', ')}`);
+  const { rows } = await pool.query<{ split: string | null }>(
+    'SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY message_id) AS split FROM notifications_replay_created',
+  );
+  const split = rows[0]?.split ?? null;
+  if (split !== null) {
+    const lower = { range: '< $1', messages: 'notification_messages', notifications: 'notifications' };
+    const upper = {
+      range: '>= $1',
+      messages: REPLAY_PARTS.messages,
+      notifications: walSkip ? REPLAY_PARTS.notifications : 'notifications',
+    };
+    const derive = async (tx: PoolClient, into: DerivedRange) => {
+      // The sorts and hashes below are over half the history each: in memory, not in temporary files
+      // (the creations' sort by message_id, which also lays the tables out in primary-key order, took
+      // 265 MB for the whole of 1M events).
+      await tx.query(`SET LOCAL work_mem = '1GB'`);
+      if (walSkip) await tx.query(`TRUNCATE ${into.messages}, ${into.notifications}`);
+      await deriveRange(tx, into, split);
+    };
+    const upperDone = withTransaction(pool, (tx) => derive(tx, upper));
+    const lowerDone = withTransaction(pool, async (tx) => {
+      await derive(tx, lower);
+      await upperDone;
+      await tx.query(`INSERT INTO notification_messages SELECT * FROM ${REPLAY_PARTS.messages}`);
+      if (walSkip) await tx.query(`INSERT INTO notifications SELECT * FROM ${REPLAY_PARTS.notifications}`);
+    });
+    // Both ended before this returns (the pool may be closed next), the first failure thrown.
+    const [u, l] = await Promise.allSettled([upperDone, lowerDone]);
+    if (u.status === 'rejected') throw u.reason;
+    if (l.status === 'rejected') throw l.reason;
+  }
+  await pool.query(`DROP TABLE ${[...STAGED, REPLAY_PARTS.messages, REPLAY_PARTS.notifications].join(', ')}`);
+}
+
+/** Where one range of the history is derived to, and the range: a condition on message_id (`$1` the split). */
+interface DerivedRange {
+  readonly range: string;
+  readonly messages: string;
+  readonly notifications: string;
+}
+
+async function deriveRange(tx: PoolClient, into: DerivedRange, split: string): Promise<void> {
+  const values = [split];
+  const inRange = (column: string) => `${column} ${into.range}`;
+  await tx.query(
+    `WITH created AS MATERIALIZED (
+       SELECT DISTINCT ON (message_id) * FROM notifications_replay_created
+        WHERE ${inRange('message_id')} ORDER BY message_id, position
+     ), changed AS (
+       SELECT DISTINCT ON (ch.message_id) ch.message_id, ch.status, ch.position, ch.at
+         FROM notifications_replay_changed ch JOIN created c ON c.message_id = ch.message_id
+        WHERE ${inRange('ch.message_id')} AND c.scheduled AND ch.position > c.position
+        ORDER BY ch.message_id, ch.position
+     )
+     INSERT INTO ${into.messages}
+       (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
+     SELECT c.message_id, c.app_id, c.sender, c.title, c.content, c.props, c.recipients,
+            CASE WHEN NOT c.scheduled THEN 'delivered' ELSE coalesce(ch.status, 'scheduled') END,
+            CASE WHEN NOT c.scheduled THEN c.position WHEN ch.status = 'delivered' THEN ch.position END,
+            CASE WHEN NOT c.scheduled THEN c.sent_at WHEN ch.status = 'delivered' THEN ch.at END,
+            c.release_at, c.expires_at
+       FROM created c LEFT JOIN changed ch USING (message_id)`,
+    values,
+  );
+  await tx.query(`ANALYZE ${into.messages}`);
+  await tx.query(
+    `INSERT INTO ${into.notifications} (message_id, user_id, app_id, seq, type, expires_at, read_at, acknowledged_at)
+     SELECT m.message_id, r.user_id, m.app_id, m.seq, 'koala', m.expires_at, a.at, a.at
+       FROM ${into.messages} m CROSS JOIN LATERAL (SELECT DISTINCT unnest(m.recipients)) AS r(user_id)
+       LEFT JOIN (SELECT DISTINCT ON (a.message_id, a.user_id) a.message_id, a.user_id, a.at
+                    FROM notifications_replay_acks a JOIN ${into.messages} am ON am.message_id = a.message_id
+                   WHERE ${inRange('a.message_id')} AND ${inRange('am.message_id')}
+                     AND am.status = 'delivered' AND a.position > am.seq AND a.app_id = am.app_id
+                   ORDER BY a.message_id, a.user_id, a.position) a
+              ON a.message_id = m.message_id AND a.user_id = r.user_id
+      WHERE ${inRange('m.message_id')} AND m.status = 'delivered'`,
+    values,
+  );
+}
+
+/** Each inbox counted, once every notification is derived; beside the index builds (it reads no index). */
+async function deriveCounters(tx: PoolClient, { walSkip }: Pick<ReplayFinish, 'walSkip'>): Promise<void> {
   await tx.query(`SET LOCAL work_mem = '1GB'`);
-  await tx.query(`ANALYZE ${STAGED.join(', ')}`);
-  await tx.query(`
-    WITH created AS MATERIALIZED (
-      SELECT DISTINCT ON (message_id) * FROM notifications_replay_created ORDER BY message_id, position
-    ), changed AS (
-      SELECT DISTINCT ON (ch.message_id) ch.message_id, ch.status, ch.position, ch.at
-        FROM notifications_replay_changed ch JOIN created c ON c.message_id = ch.message_id
-       WHERE c.scheduled AND ch.position > c.position
-       ORDER BY ch.message_id, ch.position
-    )
-    INSERT INTO notification_messages
-      (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
-    SELECT c.message_id, c.app_id, c.sender, c.title, c.content, c.props, c.recipients,
-           CASE WHEN NOT c.scheduled THEN 'delivered' ELSE coalesce(ch.status, 'scheduled') END,
-           CASE WHEN NOT c.scheduled THEN c.position WHEN ch.status = 'delivered' THEN ch.position END,
-           CASE WHEN NOT c.scheduled THEN c.sent_at WHEN ch.status = 'delivered' THEN ch.at END,
-           c.release_at, c.expires_at
-      FROM created c LEFT JOIN changed ch USING (message_id)`);
-  await tx.query(`ANALYZE notification_messages`);
-  await tx.query(`
-    INSERT INTO notifications (message_id, user_id, app_id, seq, type, expires_at, read_at, acknowledged_at)
-    SELECT m.message_id, r.user_id, m.app_id, m.seq, 'koala', m.expires_at, a.at, a.at
-      FROM notification_messages m CROSS JOIN LATERAL (SELECT DISTINCT unnest(m.recipients)) AS r(user_id)
-      LEFT JOIN (SELECT DISTINCT ON (a.message_id, a.user_id) a.message_id, a.user_id, a.at
-                   FROM notifications_replay_acks a JOIN notification_messages am ON am.message_id = a.message_id
-                  WHERE am.status = 'delivered' AND a.position > am.seq AND a.app_id = am.app_id
-                  ORDER BY a.message_id, a.user_id, a.position) a
-             ON a.message_id = m.message_id AND a.user_id = r.user_id
-     WHERE m.status = 'delivered'`);
+  if (walSkip) await tx.query('TRUNCATE inbox_counters');
   await tx.query(`
     INSERT INTO inbox_counters (app_id, user_id, total, unread)
     SELECT app_id, user_id, count(*), count(*) FILTER (WHERE read_at IS NULL) FROM notifications GROUP BY app_id, user_id`);
-  await tx.query(`DROP TABLE ${STAGED.join(', ')}`);
 }
 
 // --- queries -------------------------------------------------------------------------------------

@@ -135,8 +135,15 @@ async function startOwnServer(options: {
   const server = new EmbeddedPostgresServer({
     databaseDir: clusterDir,
     port: options.port,
-    // A list: a directory is quoted, doubling any quote in it. Without one, the server's built-in default.
-    postgresFlags: socket === undefined ? [] : ['-c', `unix_socket_directories="${socket.replace(/"/g, '""')}"`],
+    postgresFlags: [
+      // A list: a directory is quoted, doubling any quote in it. Without one, the server's built-in default.
+      ...(socket === undefined ? [] : ['-c', `unix_socket_directories="${socket.replace(/"/g, '""')}"`]),
+      // No replication is offered from the embedded server, so its WAL need only carry crash recovery:
+      // a table created or truncated in a transaction and filled in it, and an index build, write no WAL
+      // (their files are synced at commit). A rebuild's tables and indexes are written that way
+      // (docs/operations.md, "Rebuilding while herald serves"). Committed data is as safe as before.
+      ...['-c', 'wal_level=minimal', '-c', 'max_wal_senders=0'],
+    ],
     user: 'postgres',
     password,
     persistent: true,

@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Publication } from '../bus/bus';
 import type { RecordedEvent } from '../eventStore/eventStore';
 import type { Migration } from '../postgres/migrations';
@@ -32,9 +32,30 @@ export interface Projection {
   startReplay?(tx: PoolClient): Promise<void>;
   /**
    * After a replay into fresh tables (a rebuild), before they are swapped in: derives at once what
-   * `handle` left out while replaying because one pass over the finished tables is cheaper.
+   * `handle` left out while replaying because one pass over the finished tables is cheaper. It runs its
+   * own transactions on `replay.pool` (the tables' schema alone on its search path; two connections in a
+   * rebuild), side by side if it likes.
    */
-  finishReplay?(tx: PoolClient): Promise<void>;
+  finishReplay?(replay: ReplayFinish): Promise<void>;
+  /**
+   * After finishReplay, beside the rebuild's index builds (so it must need no index of the tables it
+   * reads): derives `tables` from finished ones in one transaction (counters, say). The indexes of
+   * `tables` are built once it is done.
+   */
+  readonly finishReplayBeside?: {
+    readonly tables: readonly string[];
+    derive(tx: PoolClient, replay: Pick<ReplayFinish, 'walSkip'>): Promise<void>;
+  };
+}
+
+export interface ReplayFinish {
+  readonly pool: Pool;
+  /**
+   * The server is at `wal_level = minimal`: a table truncated (or created) in a transaction and filled in
+   * that same transaction writes no WAL (PostgreSQL syncs its files at commit instead), and so does an
+   * index built in one. Otherwise every row written to a logged table goes to the WAL too.
+   */
+  readonly walSkip: boolean;
 }
 
 export interface HandleOptions {

@@ -51,10 +51,13 @@ export class RebuildAlreadyRunningError extends Error {
  * large batches, each projection on its own connection so PostgreSQL applies them side by side while the
  * next page is read. The tables a projection writes batch by batch are unlogged while they fill (nothing
  * of them need survive a crash: the rebuild is run again) and logged before the swap; a projection that
- * stages its replay (startReplay) writes its tables once, in finishReplay, where they stay logged (one
- * pass over the rows, not a rewrite after). Indexes are dropped while replaying (the secondary ones; the
- * primary keys too where the tables are written by finishReplay alone) and built once at the end, a
- * sorted bulk build instead of one random insertion per row; then, given `retention`, what is past it
+ * stages its replay (startReplay) writes its tables once, in finishReplay (on two connections if it
+ * likes) and finishReplayBeside, where they stay logged (one pass over the rows, not a rewrite after).
+ * On a server at `wal_level = minimal` (the embedded one; see skipsWal) none of this writes WAL: SET
+ * LOGGED and index builds write new files, and finishReplay truncates what it fills. Indexes are dropped
+ * while replaying (the secondary ones; the primary keys too where the tables are written by
+ * finishReplay alone) and built once at the end, a sorted bulk build instead of one random insertion per
+ * row, beside finishReplayBeside (the indexes of its tables after it); then, given `retention`, what is past it
  * is pruned as the live tables are (src/storage/retention.ts); then the tables are analyzed. The swap is
  * one transaction: it holds the live checkpoint row (so the live runner cannot commit a batch meanwhile),
  * replaces the live tables with the rebuilt ones and sets the live checkpoint to where the rebuild got. A
@@ -85,10 +88,15 @@ export async function rebuildProjections(
   });
   const started = Date.now();
   const read = { events: 0 };
+  const walSkip = await skipsWal(infrastructure.database.pool).catch(async (error: unknown) => {
+    await releasePasses().catch(() => undefined);
+    await Promise.all(guards.map((guard) => guard.end().catch(() => undefined)));
+    throw error;
+  });
   // One for every projection: their ends run side by side, and each index build may take INDEX_BUILD_MEMORY.
   const sorts = new Limiter(INDEX_BUILDERS);
   const builds = projections.map(
-    (projection, i) => new Build(infrastructure, projection, guards[i]!, log, sorts, retention),
+    (projection, i) => new Build(infrastructure, projection, guards[i]!, log, sorts, retention, walSkip),
   );
   try {
     await settleEach(builds, (build) => build.prepare());
@@ -277,6 +285,7 @@ class Build {
     private readonly log: Logger,
     private readonly sorts: Limiter,
     private readonly retention: RebuildRetention | undefined,
+    private readonly walSkip: boolean,
   ) {
     this.schema = `herald_rebuild_${projection.name.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
     this.quotedSchema = pg.escapeIdentifier(this.schema);
@@ -389,7 +398,7 @@ class Build {
       this.log.debug({ projection: projection.name, phase, ms: Date.now() - since }, 'rebuild phase done');
       since = Date.now();
     };
-    if (projection.finishReplay) await withTransaction(this.shadow!.pool, (tx) => projection.finishReplay!(tx));
+    if (projection.finishReplay) await projection.finishReplay({ pool: this.shadow!.pool, walSkip: this.walSkip });
     lap('finishReplay');
     const tables = projection.tables.map((t) => `${quotedSchema}.${pg.escapeIdentifier(t)}`);
     if (!projection.startReplay) for (const table of tables) await guard.query(`ALTER TABLE ${table} SET LOGGED`);
@@ -425,9 +434,30 @@ class Build {
     );
     const bytes = new Map(rows.map((row) => [row.table, Number(row.bytes)]));
     const largestFirst = [...this.indexes].sort((a, b) => (bytes.get(b.table) ?? 0) - (bytes.get(a.table) ?? 0));
-    await eachLimited(this.sorts, largestFirst, (index) =>
-      withTransaction(pool, (tx) => tx.query(index.create), `SET LOCAL maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`),
-    );
+    const build = (index: DroppedIndex) =>
+      withTransaction(pool, (tx) => tx.query(index.create), `SET LOCAL maintenance_work_mem = '${INDEX_BUILD_MEMORY}'`);
+    // What the projection derives beside the builds takes its turn after theirs (a short one, last), and
+    // the indexes of its tables are built once it is done.
+    const beside = this.projection.finishReplayBeside;
+    const later = new Set(beside?.tables);
+    await settled([
+      eachLimited(
+        this.sorts,
+        largestFirst.filter((index) => !later.has(index.table)),
+        build,
+      ),
+      (async () => {
+        if (beside) {
+          const walSkip = this.walSkip;
+          await this.sorts.run(() => withTransaction(pool, (tx) => beside.derive(tx, { walSkip })));
+        }
+        await eachLimited(
+          this.sorts,
+          largestFirst.filter((index) => later.has(index.table)),
+          build,
+        );
+      })(),
+    ]);
     for (const index of this.indexes) if (index.primaryKey) await pool.query(index.primaryKey);
   }
 
@@ -436,6 +466,21 @@ class Build {
     await this.shadow?.close().catch(() => undefined);
     await this.guard.query(`DROP SCHEMA IF EXISTS ${this.quotedSchema} CASCADE`).catch(() => undefined);
   }
+}
+
+/** Awaits every one of `tasks` (none is left running), then throws the first failure, if any. */
+async function settled(tasks: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(tasks)).find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/**
+ * Whether the server is at `wal_level = minimal` (herald's embedded one is): then a table truncated or
+ * created in a transaction and filled in it, and every index build, write no WAL (ReplayFinish).
+ */
+export async function skipsWal(pool: pg.Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ wal_level: string }>('SHOW wal_level');
+  return rows[0]?.wal_level === 'minimal';
 }
 
 /** Text PostgreSQL will store: an error message or a name from a bad event may hold NUL and the like. */

@@ -5,6 +5,7 @@ import type { Publication } from '../../src/bus/bus';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import { withTransaction } from '../../src/postgres/transaction';
 import type { Projection } from '../../src/projection/projection';
+import { skipsWal } from '../../src/projection/projectionRebuild';
 import { openTestInfrastructure } from './infrastructure';
 import { recorded } from './recorded';
 
@@ -64,7 +65,13 @@ export function projectionSpecification<Event extends { readonly type: string; r
       for (const made of await handle(events.slice(from, from + size), { replay })) publications.push(made);
       from += size;
     }
-    if (replay && projection.finishReplay) await withTransaction(pool(), (tx) => projection.finishReplay!(tx));
+    if (replay) {
+      // As a rebuild ends it, on a server that skips WAL (the embedded one) or not (DATABASE_URL's).
+      const walSkip = await skipsWal(pool());
+      if (projection.finishReplay) await projection.finishReplay({ pool: pool(), walSkip });
+      const beside = projection.finishReplayBeside;
+      if (beside) await withTransaction(pool(), (tx) => beside.derive(tx, { walSkip }));
+    }
     return publications;
   }
 
