@@ -134,9 +134,10 @@ export function formatKeep(keep: Keep): string {
 }
 
 /**
- * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`); undefined for
- * streams that do not end (apps, devices, datahub notifications, whitelist applications, item owners)
- * and for a user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
+ * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`; herald storage
+ * status); undefined for streams that do not end (apps, devices, datahub notifications, whitelist
+ * applications, item owners), for inboxes (their clears are kept: RETIRED_STREAM_PREFIXES) and for a
+ * user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
  * has no end: dropped earlier, a rebuild would show it unread again): they are kept.
  */
 export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
@@ -148,7 +149,7 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   'rtio-nonce': 'rtioCalls',
   'rtio-report': 'rtioReports',
   email: 'emails',
-  inbox: 'inboxes',
+  // Not `inbox`: its clears are kept (RETIRED_STREAM_PREFIXES), so it shows as kept, not as `inboxes`' duration.
   // `platformpush-<pushId>.<deviceId>`: a delivery's way through APNs/FCM/Web Push (issue 25), with its delivery.
   platformpush: 'deliveries',
   ticket: 'tickets',
