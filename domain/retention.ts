@@ -39,8 +39,9 @@ const DAY_MS = 24 * 3600_000;
 
 /**
  * The defaults: a week after the end for what analysts and support look at (a push's outcome, an
- * email's, a report's), a day for RTIO calls (their caller waited at most 30 s: 004_…), a month for an
- * inbox's reads and clears and for tickets (a ticket lives at most 30 days: HERALD_TICKET_TTL_SECONDS).
+ * email's, a report's), a day for RTIO calls (their caller waited at most 30 s: 004_…), a month for
+ * tickets (a ticket lives at most 30 days: HERALD_TICKET_TTL_SECONDS). `inboxes` is decoded and shown
+ * but not applied: an inbox's clears stay (RETIRED_STREAM_PREFIXES).
  */
 export const DEFAULT_RETENTION: RetentionPolicy = {
   messages: 7 * DAY_MS,
