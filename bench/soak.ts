@@ -36,7 +36,8 @@
  * push (`needConfirm`), RTIO devices on /rtio.ws that answer every call.
  *
  * Sampled every BENCH_SOAK_SAMPLE_SECONDS (bench/support.ts storageSample): pg_database_size, every
- * table's rows (counted) and bytes — the read models, `events` and `streams` —, the Koala rows of
+ * table's rows (counted) and bytes — the read models, `events` and `streams` —, the events per stream
+ * prefix (series `events: <prefix>`, judged like the read models' rows), the Koala rows of
  * messages without expiry (kept by the seed's promise: they grow by design), herald's RSS, and CPU of
  * herald, its PostgreSQL and the whole machine. Per window, from the load generator's operation records:
  * Koala send latency p50/p99 and acknowledged operations.
@@ -92,8 +93,14 @@ const KEPT_BY_DESIGN: Record<string, string> = {
   'notification_messages (expire 0)': 'a Koala message with expire 0 is 永久有效: kept while the app wants it',
   'notifications (expire 0)': 'the inbox rows of messages with expire 0',
   datahub_notifications: "datahub's seed gives a notification no end: kept",
-  events: 'the event store is not pruned yet (another slice of issue 26)',
-  streams: 'the event store is not pruned yet (another slice of issue 26)',
+  // The event store removes (archived first) the streams of what the read models pruned; these stay.
+  events: 'all events: holds the kept categories below (the per-prefix series show what leaves)',
+  streams:
+    'one row per stream ever written: a removed stream keeps its row (its revision, as after $tb; ~100 bytes), so a used nonce or id stays refused',
+  'events: message':
+    'half the Koala sends have expire 0 (永久有效): their message- streams are kept; the expiring half leaves',
+  'events: notification':
+    "datahub notifications: the seed gives them no end (an app's retention for them: another slice)",
 };
 
 function rssBytes(pid: number): number | null {
@@ -118,6 +125,8 @@ interface Sample {
 /** Rows per series: every table, and the Koala tables split into what expires (prunable) and what is kept. */
 function series(sample: StorageSample): Record<string, number> {
   const rows: Record<string, number> = Object.fromEntries(Object.entries(sample.tables).map(([t, s]) => [t, s.rows]));
+  // The event store per stream prefix: each category that leaves must level off like a read model.
+  for (const [prefix, events] of Object.entries(sample.eventsByPrefix)) rows[`events: ${prefix}`] = events;
   for (const [table, kept] of [
     ['notification_messages', sample.koalaKept.messages],
     ['notifications', sample.koalaKept.notifications],
@@ -444,7 +453,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     readModelsNotLevel: notLevel,
     databaseSizePlateau: judgeable ? databasePlateau.reached : null,
     databaseSizeNote:
-      'holds only once the event store deletes (archives) what retention removed; until then events and streams grow with the load',
+      'grows with what is kept by design (Koala messages with expire 0, datahub notifications, one streams row per stream ever written) on top of a plateau of what leaves; PostgreSQL reuses deleted rows’ space, it never shrinks the files',
     sendP99EndOverStart: p99Ratio,
     sendP99Held: p99Ratio === null ? null : p99Ratio <= P99_LIMIT,
     lostInsideRetention: lostTotal,

@@ -15,6 +15,7 @@ import pg from 'pg';
 import { messageDecider, MessageEvent, type MessageState } from '../domain/message/message';
 import {
   EVENT_COUNTS_BY_TYPE_SQL,
+  EVENT_SIZES_BY_PREFIX_SQL,
   eventPageSql,
   insertGeneratedEventsSql,
   NEWEST_POSITION_SQL,
@@ -432,6 +433,8 @@ export interface StorageSample {
   readonly tables: Record<string, { readonly rows: number; readonly bytes: number }>;
   /** Koala rows of messages sent with `expire` 0 (kept: 永久有效), inside notification_messages and notifications. */
   readonly koalaKept: { readonly messages: number; readonly notifications: number };
+  /** The event store's events per stream prefix (`message`, `rtio-call`, …; herald storage status's split); empty without an `events` table. */
+  readonly eventsByPrefix: Record<string, number>;
 }
 
 /**
@@ -463,10 +466,14 @@ export async function storageSample(client: pg.ClientBase): Promise<StorageSampl
                   (SELECT count(*) FROM notifications WHERE expires_at IS NULL) AS notifications`,
         )
       : { rows: [{ messages: '0', notifications: '0' }] };
+  const byPrefix = tables.some((t) => t.name === 'events')
+    ? (await client.query<{ prefix: string; events: string }>(EVENT_SIZES_BY_PREFIX_SQL)).rows
+    : [];
   return {
     databaseBytes: Number(database.rows[0]!.bytes),
     tables: Object.fromEntries(sizes.rows.map((r) => [r.name, { rows: Number(r.rows), bytes: Number(r.bytes ?? 0) }])),
     koalaKept: { messages: Number(kept.rows[0]!.messages), notifications: Number(kept.rows[0]!.notifications) },
+    eventsByPrefix: Object.fromEntries(byPrefix.map((r) => [r.prefix, Number(r.events)])),
   };
 }
 

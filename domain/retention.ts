@@ -3,8 +3,9 @@ import { streamNameOf } from './streamName';
 
 /**
  * How long herald keeps what has ended, per stream category (issue 26; docs/operations.md, "Retention").
- * One policy for every store: the read models prune by it now; the event store's archive-and-delete and
- * EventStoreDB's stream metadata (not yet) read the same durations.
+ * One policy for every store: the read models prune by it, and the event store removes (archived first)
+ * the streams of the rows they prune — PostgreSQL by deleting them, EventStoreDB through `$tb` and its
+ * scavenge (src/storage/eventRetention.ts).
  *
  * A duration counts from the moment a record *ended* — a message's expiry, a delivery's confirmation,
  * drop or expiry, an email's sending, a report's forwarding — never from its creation, so nothing a seed
@@ -13,7 +14,9 @@ import { streamNameOf } from './streamName';
  *  - a ONE-PUSH needConfirm message is re-sent until its `duration` (003_…): its delivery is open until
  *    confirmed or expired, and an open delivery is never removable;
  *  - a topvdn flag 2 message is tried 5 times, then dropped (002_…): removable only once dropped;
- *  - an RTIO report not yet forwarded, an email not yet sent: pending, never removable.
+ *  - an RTIO report not yet forwarded, an email not yet sent: pending, never removable;
+ *  - an RTIO call ends at its `time_live` (at most 30 s, 004_…), a ticket at its expiry: both are bounded
+ *    when they begin, so their end is known from their first event (projections/streamEnds.ts).
  */
 
 export const RETENTION_CATEGORIES = [
@@ -36,8 +39,9 @@ const DAY_MS = 24 * 3600_000;
 
 /**
  * The defaults: a week after the end for what analysts and support look at (a push's outcome, an
- * email's, a report's), a day for RTIO calls (their caller waited at most 30 s: 004_…), a month for an
- * inbox's reads and clears and for tickets (a ticket lives at most 30 days: HERALD_TICKET_TTL_SECONDS).
+ * email's, a report's), a day for RTIO calls (their caller waited at most 30 s: 004_…), a month for
+ * tickets (a ticket lives at most 30 days: HERALD_TICKET_TTL_SECONDS). `inboxes` is decoded and shown
+ * but not applied: an inbox's clears stay (RETIRED_STREAM_PREFIXES).
  */
 export const DEFAULT_RETENTION: RetentionPolicy = {
   messages: 7 * DAY_MS,
@@ -113,6 +117,13 @@ export const emailRemovable = (e: { readonly status: string; readonly updatedAt:
 export const reportRemovable = (r: { readonly status: string; readonly updatedAt: Date }, cutoff: Date): boolean =>
   r.status === 'forwarded' && r.updatedAt < cutoff;
 
+/**
+ * A stream whose end is fixed when it begins (projections/streamEnds.ts): an RTIO call at its expiry (its
+ * caller waited at most `time_live`), a call's nonce at its use plus the longest `time_live`, a ticket at
+ * its expiry (verifying one never reads its stream).
+ */
+export const streamEndRemovable = (s: { readonly endsAt: Date }, cutoff: Date): boolean => s.endsAt < cutoff;
+
 /** `keep` as HERALD_RETENTION_* takes it (the largest whole unit). */
 export function formatKeep(keep: Keep): string {
   if (keep === 'forever' || keep === 0) return String(keep);
@@ -124,9 +135,10 @@ export function formatKeep(keep: Keep): string {
 }
 
 /**
- * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`); undefined for
- * streams that do not end (apps, devices, datahub notifications, whitelist applications, item owners)
- * and for a user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
+ * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`; herald storage
+ * status); undefined for streams that do not end (apps, devices, datahub notifications, whitelist
+ * applications, item owners), for inboxes (their clears are kept: RETIRED_STREAM_PREFIXES) and for a
+ * user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
  * has no end: dropped earlier, a rebuild would show it unread again): they are kept.
  */
 export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
@@ -134,23 +146,36 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   delivery: 'deliveries',
   push: 'pushes',
   'rtio-call': 'rtioCalls',
+  // A call's nonce goes with the call; a `create_device`'s stays with its device.
+  'rtio-nonce': 'rtioCalls',
   'rtio-report': 'rtioReports',
   email: 'emails',
-  inbox: 'inboxes',
-  // `platformpush-<pushId>.<deviceId>`: a push's way through APNs (issue 25), kept as long as the push.
-  platformpush: 'pushes',
+  // Not `inbox`: its clears are kept (RETIRED_STREAM_PREFIXES), so it shows as kept, not as `inboxes`' duration.
+  // `platformpush-<pushId>.<deviceId>`: a delivery's way through APNs/FCM/Web Push (issue 25), with its delivery.
+  platformpush: 'deliveries',
   ticket: 'tickets',
 };
 
 /**
- * The streams the event store removes (archived first) once a read model's pruning has retired them:
- * the pruned row's own stream (`message-…`, `delivery-…`, `push-…`, `rtio-report-…`, `email-…`). The
- * pruning decides the end (the rules above), so the event store re-derives nothing. Not (yet) removed:
- * `platformpush-…` (its read model row outlives the delivery's: removing the stream would let the leader
- * ask again for a push the stream refused), and the categories no read model ends (RTIO calls, inboxes,
- * tickets).
+ * The streams the event store removes (archived first) once a read model's pruning has retired them: the
+ * pruned row's own stream — `message-…`, `delivery-…`, `push-…`, `platformpush-…` (with its push: see
+ * projections/platformPushes.ts), `rtio-report-…`, `email-…`, and from `stream_ends` `rtio-call-…`,
+ * `rtio-nonce-…` and `ticket-…`. The pruning decides the end (the rules above), so the event store
+ * re-derives nothing. Kept: what never ends (apps, devices, RTIO devices, datahub notifications and their
+ * reads, whitelist applications, item owners) and `inbox-…` (one event per stats clear, its last one its
+ * state: docs/operations.md, "Retention").
  */
-export const RETIRED_STREAM_PREFIXES = ['message-', 'delivery-', 'push-', 'rtio-report-', 'email-'] as const;
+export const RETIRED_STREAM_PREFIXES = [
+  'message-',
+  'delivery-',
+  'push-',
+  'platformpush-',
+  'rtio-report-',
+  'rtio-call-',
+  'rtio-nonce-',
+  'email-',
+  'ticket-',
+] as const;
 
 export const isRetirable = (streamName: string): boolean =>
   RETIRED_STREAM_PREFIXES.some((prefix) => streamName.startsWith(prefix));

@@ -21,6 +21,7 @@ import {
 } from './platformPushes';
 import { reportPruning, rtioProjection, rtioReportQueries } from './rtioReports';
 import { keptTicketKey, settingsMigrations } from './settings';
+import { streamEndPruning, streamEndsProjection } from './streamEnds';
 import { waitingApplications, whitelistProjection } from './whitelist';
 
 /**
@@ -39,6 +40,7 @@ export const projections: readonly Projection[] = [
   platformPushesProjection,
   rtioProjection,
   whitelistProjection,
+  streamEndsProjection,
 ];
 
 /**
@@ -90,7 +92,7 @@ export type ReadModels = ReturnType<typeof readModels>;
 
 /**
  * The tables retention prunes on `pool` (src/storage/retention.ts), each by the projection that owns it;
- * a pass takes them in this order (deliveries before their pushes). On a rebuild's pool, its fresh tables.
+ * a pass takes them in this order (deliveries before their pushes, platform pushes after both). On a rebuild's pool, its fresh tables.
  */
 export function pruning(pool: Pool): readonly Prunable[] {
   return [
@@ -99,5 +101,6 @@ export function pruning(pool: Pool): readonly Prunable[] {
     platformPushPruning(pool),
     reportPruning(pool),
     emailPruning(pool),
+    ...streamEndPruning(pool),
   ];
 }

@@ -511,8 +511,21 @@ export function platformPushPruning(pool: Pool): Prunable {
     key: 'push_id, device_id',
     removable: `status <> 'pending' AND expires_at < $1`,
     orderBy: 'expires_at',
-    // No stream retired: the event store keeps `platformpush-…` streams for now (domain/retention.ts,
-    // isRetirable), so queuing them would only overstate what the next pass removes.
+    // domain/device/platformPush.ts platformPushStreamName: a uuid and a device id hold neither `.` nor `%`.
+    stream: `'platformpush-' || push_id || '.' || device_id`,
+    // With its push group while the push's row is kept (it retires with its push and deliveries: a rebuild
+    // replays all or none of them); at once once it is gone (a delivery confirmed early goes, and its push
+    // with it, long before its message expires). Either way the delivery is past its message's expiry, so
+    // the leader, which asks only for unexpired deliveries, never asks again for a push whose stream went.
+    // (device_pushes is the devices projection's table, the live one: schema-qualified for a rebuild's pruning.)
+    retire: `waiting AS (INSERT INTO public.push_delivery_streams (push_id, stream_name)
+        SELECT push_id, stream_name FROM gone
+         WHERE EXISTS (SELECT 1 FROM public.device_pushes p WHERE p.push_id = gone.push_id)
+        ON CONFLICT DO NOTHING
+      ), retired AS (INSERT INTO public.retired_streams (stream_name)
+        SELECT stream_name FROM gone
+         WHERE NOT EXISTS (SELECT 1 FROM public.device_pushes p WHERE p.push_id = gone.push_id)
+        ON CONFLICT (stream_name) DO NOTHING)`,
   });
 }
 

@@ -132,7 +132,10 @@ export async function storageStatus(deps: {
     readModels: sizes.map((size) => ({
       ...size,
       projection: ownerOf.get(size.table)!,
-      removableNextPass: removable.find((r) => r.table === size.table)?.removable ?? null,
+      // A table pruned per category (stream_ends: RTIO calls, tickets) sums its categories' counts.
+      removableNextPass: removable
+        .filter((r) => r.table === size.table && r.removable !== null)
+        .reduce<number | null>((n, r) => (n ?? 0) + r.removable!, null),
     })),
     events: {
       store: infrastructure.store.kind,

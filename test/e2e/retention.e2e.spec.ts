@@ -1,8 +1,14 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
+import { projections } from '../../projections';
 import { emailQueries } from '../../projections/emails';
 import { rtioReportQueries } from '../../projections/rtioReports';
 import type { Herald } from '../../src/herald';
 import type { Viewer } from '../../src/identity/tickets';
+import { EventArchive } from '../../src/storage/eventArchive';
+import { eventRetentionPass } from '../../src/storage/eventRetention';
 import { DeviceSocket } from '../support/deviceSocket';
 import { eventually } from '../support/eventually';
 import { startTestHerald, TestClock } from '../support/herald';
@@ -132,5 +138,103 @@ describe(`retention keeps what the seeds promise (${describeTarget()})`, functio
     const { pool } = h.infrastructure.database;
     expect((await rtioReportQueries(pool).byId(report))?.status).to.equal('pending');
     expect((await emailQueries(pool).byId(emailid))?.status).to.equal('pending');
+  });
+
+  it('RTIO calls with their nonces, and tickets, leave the event store after their end and retention; a used nonce stays refused', async () => {
+    const { store } = h.infrastructure;
+    const { pool } = h.infrastructure.database;
+    const archiveDir = await mkdtemp(path.join(tmpdir(), 'herald-archive-'));
+    /** A read model pass, then the event store's (archive, then remove); the events removed. */
+    const passes = async () => {
+      // Every projection past the head (one with nothing to do writes its checkpoint within a second): the
+      // event store removes nothing a projection has not passed.
+      const head = await store.headPosition();
+      await eventually(async () => {
+        const { rows } = await pool.query<{ position: string }>('SELECT position FROM projection_checkpoints');
+        expect(rows.filter((r) => BigInt(r.position) < head)).to.deep.equal([]);
+      });
+      await h.retention.runOnce();
+      const batches = await eventRetentionPass({
+        pool,
+        store,
+        archive: new EventArchive(archiveDir),
+        batchSize: 100,
+        projectionNames: projections.map((p) => p.name),
+      });
+      return batches!.reduce((n, b) => n + b.removed, 0);
+    };
+    /** The stream of `prefix` whose first event's data has `field` = `value`. */
+    const streamOf = async (prefix: string, field: string, value: string) => {
+      const all = await store.readAll({ maxCount: 100_000, filter: { streamNamePrefixes: [prefix] } });
+      return all.find((e) => (e.data as Record<string, unknown>)[field] === value)!.streamName;
+    };
+    try {
+      const device = await h.rtio.createDevice('camel', 'ends-device');
+      // The device is not connected: the call fails at once (offline), its stream ended.
+      expect(await h.rtio.call('camel', { nonce: 'ends-call', deviceId: device.deviceId, message: 'm' })).to.deep.equal(
+        { kind: 'offline' },
+      );
+      const ticket = await h.tickets.issue({
+        appId: 'camel',
+        secret: 'EERWERRRRE',
+        userId: 'carol',
+        roles: [],
+        now: clock.now(),
+      });
+      const callStream = await streamOf('rtio-call-', 'nonce', 'ends-call');
+      const nonceStream = await streamOf('rtio-nonce-', 'nonce', 'ends-call');
+      const deviceNonce = await streamOf('rtio-nonce-', 'nonce', 'ends-device');
+      const ticketStream = await streamOf('ticket-', 'userId', 'carol');
+      await eventually(async () =>
+        expect(
+          (
+            await pool.query('SELECT 1 FROM stream_ends WHERE stream = ANY($1)', [
+              [callStream, nonceStream, ticketStream],
+            ])
+          ).rowCount,
+        ).to.equal(3),
+      );
+      const length = async (stream: string) => (await store.readStream(stream).catch(() => [])).length;
+
+      // Inside its retention (a day for calls, 30 days after the ticket's expiry): nothing of them goes.
+      clock.advance(DAY / 2);
+      await passes();
+      for (const stream of [callStream, nonceStream, ticketStream])
+        expect(await length(stream), stream).to.be.greaterThan(0);
+
+      // A day and a half after the call: the call and its nonce go, archived; the device's nonce and the ticket stay.
+      clock.advance(DAY);
+      expect(await passes()).to.be.greaterThan(0);
+      expect(await length(callStream)).to.equal(0);
+      expect(await length(nonceStream)).to.equal(0);
+      expect(await length(deviceNonce)).to.equal(1);
+      expect(await length(ticketStream)).to.equal(1);
+      // A used nonce stays refused, whichever request it was used for (004: "每次请求不能相同").
+      for (const request of [
+        () => h.rtio.call('camel', { nonce: 'ends-call', deviceId: device.deviceId, message: 'm' }),
+        () => h.rtio.createDevice('camel', 'ends-call'),
+        () => h.rtio.createDevice('camel', 'ends-device'),
+      ])
+        await request().then(
+          () => expect.fail('a used nonce was taken again'),
+          (error: Error & { code?: string }) => {
+            expect(error.code).to.equal('conflict');
+            expect(error.message).to.match(/^nonce: already used/);
+          },
+        );
+      expect(await length(callStream)).to.equal(0);
+
+      // The ticket: past its expiry and 30 days more, it goes; presented, it is refused as any expired one.
+      clock.advance(Date.parse(ticket.viewer.expiresAt) - clock.now().getTime() + 31 * DAY);
+      expect(await passes()).to.be.greaterThan(0);
+      expect(await length(ticketStream)).to.equal(0);
+      expect(await length(deviceNonce)).to.equal(1);
+      await h.tickets.authenticate(ticket.ticket, clock.now()).then(
+        () => expect.fail('an expired ticket was taken'),
+        (error: Error & { code?: string }) => expect(error.message).to.match(/expired/),
+      );
+    } finally {
+      await rm(archiveDir, { recursive: true, force: true });
+    }
   });
 });

@@ -161,6 +161,19 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     expect((await store.readStream(name)).map((e) => e.revision)).to.deep.equal([2n]);
   });
 
+  it('removes every category retention ends (RTIO calls and nonces, tickets, platform pushes); keeps devices, RTIO devices and inboxes', async () => {
+    const { retired, kept } = await categoryHistory(store);
+    const original = await replayText();
+    await retire([...retired, ...kept]);
+
+    const reports = await eventRetentionPass(terms());
+
+    expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(retired.length * 2);
+    for (const name of retired) expect(await store.readStream(name), name).to.deep.equal([]);
+    for (const name of kept) expect(await store.readStream(name), name).to.have.length(2);
+    expect(await replayText({}, true)).to.equal(original);
+  });
+
   it('a crash between the archive and the removal leaves no gap and no duplicate: the next pass finishes the batch', async () => {
     const { retired } = await history();
     const original = await replayText();
@@ -484,6 +497,37 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
     expect(await replayText(true)).to.equal(original);
   });
 
+  it('removes every category retention ends (RTIO calls and nonces, tickets, platform pushes); keeps devices, RTIO devices and inboxes', async () => {
+    const { retired, kept } = await categoryHistory(store);
+    const replayText = async (withArchive: boolean) => {
+      let text = '';
+      const toText = async (chunk: string | Uint8Array) => {
+        text += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+      };
+      const merged = withArchive ? mergedWithArchive(archive.lines()[Symbol.asyncIterator](), toText) : undefined;
+      await exportEvents(store, {}, await store.headPosition(), merged?.write ?? toText);
+      await merged?.finish();
+      return text;
+    };
+    const original = await replayText(false);
+    await infrastructure.database.pool.query('INSERT INTO retired_streams (stream_name) SELECT unnest($1::text[])', [
+      [...retired, ...kept],
+    ]);
+
+    const reports = await eventRetentionPass({
+      pool: infrastructure.database.pool,
+      store,
+      archive,
+      batchSize: 3,
+      projectionNames: [],
+    });
+
+    expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(retired.length * 2);
+    for (const name of retired) expect(await store.readStream(name), name).to.deep.equal([]);
+    for (const name of kept) expect(await store.readStream(name), name).to.have.length(2);
+    expect(await replayText(true)).to.equal(original);
+  });
+
   it('a stream whose every event was truncated reads as empty even where the server answers not found (soft delete)', async () => {
     const strict = await EventStoreDbStandIn.start({ batchAppend: true, truncatedReadsAsNotFound: true });
     const strictStore = new EventStoreDbEventStore(strict.connectionString);
@@ -540,3 +584,26 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
     expect(archived.sort()).to.deep.equal([...retired].sort());
   });
 });
+
+/**
+ * Two events on a stream of each category retention now ends beyond the read models' own rows (issue 26:
+ * RTIO calls and their nonces, tickets, platform pushes) and of some it keeps, interleaved.
+ */
+async function categoryHistory(store: EventStore): Promise<{ retired: string[]; kept: string[] }> {
+  const id = () => randomUUID().replace(/-/g, '');
+  const retired = [
+    `rtio-call-${id()}`,
+    `rtio-nonce-${id()}`,
+    `ticket-${randomUUID()}`,
+    `platformpush-${randomUUID()}.${id()}`,
+  ];
+  const kept = [`rtio-device-${id()}`, `device-${id()}`, `inbox-camel.${id()}`, `broadcast-read-camel.n1.${id()}`];
+  for (let i = 0; i < 2; i++)
+    for (const name of [...retired, ...kept])
+      await store.append(
+        name,
+        [{ id: randomUUID(), type: 'SomethingHappened', data: { name, i } }],
+        i === 0 ? 'no_stream' : 0n,
+      );
+  return { retired, kept };
+}

@@ -12,9 +12,12 @@ import {
   pushRemovable,
   reportRemovable,
   RETENTION_CATEGORIES,
+  streamEndRemovable,
   type RetentionPolicy,
 } from '../../domain/retention';
 import { migrations, readModels } from '../../projections';
+import { streamEndsProjection } from '../../projections/streamEnds';
+import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import type { Database } from '../../src/postgres/database';
 import { migrate } from '../../src/postgres/migrations';
 import { RetentionPass } from '../../src/storage/retention';
@@ -197,6 +200,127 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     expect(kept.some((r) => r.status === 'pending' && r.expiresAt < cutoff)).to.equal(true);
     expect(report.find((r) => r.table === 'platform_pushes')?.removed).to.equal(rows.length - kept.length);
     expect(rows.length - kept.length).to.equal(2);
+  });
+
+  it('retires a platform push’s stream with its push group while the push’s row is kept, at once once it is gone', async () => {
+    const old = times[0]!;
+    const insertPlatformPush = (pushId: string, deviceId: string) =>
+      pool.query(
+        `INSERT INTO platform_pushes (push_id, device_id, app_id, service, status, attempts, next_attempt_at,
+           requested_at, updated_at, position, expires_at)
+         VALUES ($1, $2, 'camel', 'apns', 'sent', 1, NULL, $3, $3, 1, $3)`,
+        [pushId, deviceId, old],
+      );
+    // A push still kept (one of its deliveries is open), and one whose deliveries and row went already.
+    const kept = randomUUID();
+    await insertPush(kept, old);
+    await insertDelivery({ pushId: kept, deviceId: 'dev-a', status: 'confirmed', needsConfirm: true, updatedAt: old });
+    await insertDelivery({ pushId: kept, deviceId: 'dev-b', status: 'delivered', needsConfirm: true, updatedAt: old });
+    await insertPlatformPush(kept, 'dev-a');
+    const gone = randomUUID();
+    await insertPlatformPush(gone, 'dev-c');
+
+    await pass().runOnce();
+    expect((await pool.query('SELECT 1 FROM platform_pushes')).rowCount).to.equal(0);
+    expect(await retired()).to.deep.equal([`platformpush-${gone}.dev-c`]);
+
+    await pool.query(`UPDATE device_deliveries SET status = 'confirmed' WHERE device_id = 'dev-b'`);
+    await pass().runOnce();
+    expect(await retired()).to.deep.equal(
+      [
+        `delivery-${kept}.dev-a`,
+        `delivery-${kept}.dev-b`,
+        `platformpush-${kept}.dev-a`,
+        `platformpush-${gone}.dev-c`,
+        `push-${kept}`,
+      ].sort(),
+    );
+    expect((await pool.query('SELECT 1 FROM push_delivery_streams')).rowCount).to.equal(0);
+  });
+
+  it('retires RTIO calls with their nonces and tickets once ended past retention; never before; a device’s nonce stays', async () => {
+    const seconds = (at: Date, s: number) => new Date(at.getTime() + s * 1000).toISOString();
+    let position = 0n;
+    const recorded = (streamName: string, type: string, data: unknown): RecordedEvent => ({
+      id: randomUUID(),
+      streamName,
+      revision: 0n,
+      position: ++position,
+      type,
+      data,
+      metadata: {},
+      createdAt: now,
+    });
+    // Each begun so that it ends before, at and after the cutoff: a call at its expiry (time_live 6 s), a
+    // call's nonce 30 s (the longest time_live) after its use, a ticket at its expiry.
+    const ends: Array<{ stream: string; endsAt: Date }> = [];
+    const events: RecordedEvent[] = [];
+    for (const end of times) {
+      const id = randomUUID().replace(/-/g, '');
+      const calledAt = new Date(end.getTime() - 6000);
+      const usedAt = new Date(end.getTime() - 30_000);
+      const call = { callId: id, appId: 'camel', deviceId: 'd1' };
+      events.push(
+        recorded(`rtio-nonce-${id}`, 'RtioNonceUsed', {
+          appId: 'camel',
+          nonce: id,
+          request: 'call/send',
+          usedAt: usedAt.toISOString(),
+        }),
+        recorded(`rtio-call-${id}`, 'RtioDeviceCalled', {
+          ...call,
+          nonce: id,
+          message: 'm',
+          timeLiveSeconds: 6,
+          calledAt: calledAt.toISOString(),
+          expiresAt: seconds(calledAt, 6),
+        }),
+        recorded(`rtio-call-${id}`, 'RtioCallFailed', { ...call, reason: 'timeout', failedAt: end.toISOString() }),
+        recorded(`ticket-${id}`, 'TicketIssued', {
+          ticketId: id,
+          appId: 'camel',
+          userId: 'bob',
+          roles: [],
+          issuedAt: seconds(end, -3600),
+          expiresAt: end.toISOString(),
+        }),
+        // A device's nonce: kept with its device, whenever it was used.
+        recorded(`rtio-nonce-d${id}`, 'RtioNonceUsed', {
+          appId: 'camel',
+          nonce: `d${id}`,
+          request: 'create_device',
+          usedAt: seconds(end, -3600),
+        }),
+      );
+      ends.push(
+        { stream: `rtio-nonce-${id}`, endsAt: end },
+        { stream: `rtio-call-${id}`, endsAt: end },
+        { stream: `ticket-${id}`, endsAt: end },
+      );
+    }
+    const client = await pool.connect();
+    try {
+      // Twice: a replayed batch changes nothing.
+      await streamEndsProjection.handle(events, client);
+      await streamEndsProjection.handle(events, client);
+    } finally {
+      client.release();
+    }
+    expect((await pool.query('SELECT 1 FROM stream_ends')).rowCount).to.equal(ends.length);
+
+    const report = await pass().runOnce();
+
+    const removed = ends.filter((e) => streamEndRemovable(e, cutoff)).map((e) => e.stream);
+    expect(removed).to.have.length(3);
+    expect(await retired()).to.deep.equal(removed.sort());
+    const { rows } = await pool.query<{ stream: string }>('SELECT stream FROM stream_ends ORDER BY stream');
+    expect(rows.map((r) => r.stream)).to.deep.equal(
+      ends
+        .filter((e) => !streamEndRemovable(e, cutoff))
+        .map((e) => e.stream)
+        .sort(),
+    );
+    expect(report.filter((r) => r.table === 'stream_ends').reduce((n, r) => n + r.removed, 0)).to.equal(3);
   });
 
   it('removes Koala messages past their expiry and retention with their inbox rows; the counters follow; 永久有效 stays', async () => {

@@ -74,6 +74,7 @@ describe('projection event types (derived from the codecs each projection decode
         'PlatformPushSent',
       ],
       rtio: ['RtioDeviceReported', 'RtioReportForwardFailed', 'RtioReportForwarded'],
+      'stream-ends': ['RtioDeviceCalled', 'RtioNonceUsed', 'TicketIssued'],
       whitelist: [
         'ItemOwnerRegistered',
         'ItemOwnerRemoved',

@@ -98,11 +98,29 @@ describe('a pruning pass', () => {
   });
 
   it('removes from the event store only the streams a read model ends, and never past a projection', () => {
-    for (const name of ['message-m1', 'delivery-p1.d1', 'push-p1', 'rtio-report-r1', 'email-e1'])
+    for (const name of [
+      'message-m1',
+      'delivery-p1.d1',
+      'push-p1',
+      'platformpush-p1.d1',
+      'rtio-report-r1',
+      'rtio-call-c1',
+      'rtio-nonce-n1',
+      'email-e1',
+      'ticket-t1',
+    ])
       expect(isRetirable(name), name).to.equal(true);
-    // Kept: what never ends (apps, devices, datahub), what a kept row still needs (platform pushes), and
-    // what no read model ends yet.
-    for (const name of ['app-camel', 'device-d1', 'notification-n1', 'platformpush-p1.d1', 'rtio-call-c1', 'inbox-a.u'])
+    // Kept: what never ends (apps, devices, RTIO devices, datahub and its broadcast reads), inboxes.
+    for (const name of [
+      'app-camel',
+      'device-d1',
+      'rtio-device-d1',
+      'notification-n1',
+      'broadcast-read-a.n.u',
+      'inbox-a.u',
+      'item-a.r.i',
+      'whitelist-w1',
+    ])
       expect(isRetirable(name), name).to.equal(false);
     expect(removableUpTo(100n, [])).to.equal(100n);
     expect(removableUpTo(100n, [120n, 42n, 99n])).to.equal(42n);
