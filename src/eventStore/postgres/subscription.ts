@@ -16,8 +16,8 @@ import { toStoreError } from './storeError';
 
 /**
  * Catch-up subscriptions: read the events page by page (reads.ts: positions commit in order, so a plain
- * read by position never skips a late commit), then wait at the live edge until herald_append_batch's
- * NOTIFY says there is more, or a poll comes due. At the live edge they read through the store's LiveTail:
+ * read by position never skips a late commit), then wait at the live edge until an append says there is
+ * more (this process's group commit directly, another process's by NOTIFY), or a poll comes due. At the live edge they read through the store's LiveTail:
  * one read of the stream for every subscription of the node, not one each.
  */
 
