@@ -13,7 +13,7 @@ import type pg from 'pg';
  * rolling upgrade, a CLI following the stream), as seen in pg_stat_activity every OTHERS_POLL_MS. Both
  * are only wake-ups: a listener that starts unseen is woken by its own poll meanwhile (subscriptions every
  * 1 s, read-your-writes waiters every 200 ms), and a session whose query text this role may not read
- * (another role without pg_read_all_stats) is not seen — it polls.
+ * (another role without pg_read_all_stats, or the server's track_activities off) is not seen — it polls.
  */
 
 const OTHERS_POLL_MS = 1000;
