@@ -159,6 +159,21 @@ export const notificationsProjection: Projection = {
     return publications;
   },
 
+  // A batch of creations and status changes, or of acknowledgements, is one statement; one with both is
+  // two (the acknowledgements must see the deliveries), applied by `handle`.
+  statement(events) {
+    const { created, changed, acknowledged } = toBatch(events);
+    const delivers = created.id.length > 0 || changed.id.length > 0;
+    if (delivers && acknowledged.id.length > 0) return undefined;
+    if (!delivers) {
+      return { query: { ...ACKNOWLEDGE, values: Object.values(acknowledged) }, publications: () => [] };
+    }
+    return {
+      query: { ...CREATE_AND_DELIVER, values: [...Object.values(created), ...Object.values(changed)] },
+      publications: (rows: ReadonlyArray<MessageRow & { users: string[] }>) => toPublications(rows),
+    };
+  },
+
   finishReplay: (replay) => finishReplay(replay),
   finishReplayBeside: { tables: ['inbox_counters'], derive: deriveCounters },
 };
@@ -261,7 +276,10 @@ type MessageScheduled = Extract<MessageEvent, { type: 'MessageScheduled' }>;
  * scheduled message changes; its first change wins), the deliveries into every recipient's inbox with
  * their counters, and what to push: each delivered message once, with the users it reached.
  */
-const CREATE_AND_DELIVER = `
+// Named, so each connection parses and plans this statement once, not per batch.
+const CREATE_AND_DELIVER = {
+  name: 'notifications-create-and-deliver',
+  text: `
   WITH created AS (
     INSERT INTO notification_messages
       (message_id, app_id, sender, title, content, props, recipients, status, seq, sent_at, release_at, expires_at)
@@ -301,7 +319,8 @@ const CREATE_AND_DELIVER = `
   SELECT ${MESSAGE_COLUMNS}, d.users
     FROM (SELECT message_id, array_agg(user_id) AS users FROM delivered GROUP BY message_id) d
     JOIN delivered_messages m USING (message_id)
-   ORDER BY m.seq`;
+   ORDER BY m.seq`,
+};
 
 // The first acknowledgement of a notification wins; it also reads it, once, for the unread counter.
 const ACK_TARGETS = `
@@ -337,12 +356,14 @@ async function createAndDeliver(
   created: Record<string, unknown[]>,
   changed: Record<string, unknown[]>,
 ): Promise<Publication[]> {
-  // Named, so each connection parses and plans this statement once, not per batch.
   const { rows } = await tx.query<MessageRow & { users: string[] }>({
-    name: 'notifications-create-and-deliver',
-    text: CREATE_AND_DELIVER,
+    ...CREATE_AND_DELIVER,
     values: [...Object.values(created), ...Object.values(changed)],
   });
+  return toPublications(rows);
+}
+
+function toPublications(rows: ReadonlyArray<MessageRow & { users: string[] }>): Publication[] {
   return rows.flatMap((row) => {
     const message = toDeliveredMessage(row);
     return row.users.map((userId) => publication(inboxTopic(message.appId, userId), message));

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
+import { Notices } from './notices';
 
 /**
  * One PostgreSQL database: a pool for queries and transactions, and the settings for the few dedicated
@@ -9,6 +10,8 @@ import pg from 'pg';
 export interface Database {
   readonly pool: pg.Pool;
   readonly clientConfig: pg.ClientConfig;
+  /** Wake-ups between this process's sessions, and a NOTIFY only for other processes (notices.ts). */
+  readonly notices: Notices;
   close(): Promise<void>;
 }
 
@@ -62,10 +65,15 @@ export function openDatabase(
   // Unheard, either would crash the process; the query in flight fails on its own and is handled there.
   pool.on('error', (error) => options.onConnectionError?.(error));
   pool.on('connect', (client) => client.on('error', (error) => options.onConnectionError?.(error)));
+  const notices = new Notices(pool, connectionString);
   return {
     pool,
     clientConfig,
-    close: () => pool.end(),
+    notices,
+    close: () => {
+      notices.close();
+      return pool.end();
+    },
   };
 }
 

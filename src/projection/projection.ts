@@ -26,6 +26,13 @@ export interface Projection {
    */
   handle(events: readonly RecordedEvent[], tx: PoolClient, options?: HandleOptions): Promise<readonly Publication[]>;
   /**
+   * The batch as one statement, when it can be one (else undefined, and the runner calls `handle`): the
+   * runner adds the checkpoint's move to it as one more step, so the batch is one implicit transaction
+   * and one round trip (the design rate's batches are a few events: BEGIN, COMMIT and their round trips
+   * were a good part of one). It must write what `handle` would, and `publications` return what it would.
+   */
+  statement?(events: readonly RecordedEvent[]): ProjectionStatement | undefined;
+  /**
    * Before a replay into fresh tables (a rebuild), in the schema of those tables: makes what `handle`
    * with `replay` writes to besides them (staging tables, say), for `finishReplay` to derive them from.
    */
@@ -56,6 +63,13 @@ export interface ReplayFinish {
    * index built in one. Otherwise every row written to a logged table goes to the WAL too.
    */
   readonly walSkip: boolean;
+}
+
+export interface ProjectionStatement {
+  /** A named statement beginning with WITH (a CTE is where the runner adds its step). */
+  readonly query: { readonly name: string; readonly text: string; readonly values: readonly unknown[] };
+  /** What became visible, from the statement's rows (a method: it may take its own row type). */
+  publications(rows: readonly object[]): readonly Publication[];
 }
 
 export interface HandleOptions {

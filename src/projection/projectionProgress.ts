@@ -2,7 +2,10 @@ import pg from 'pg';
 import type { Database } from '../postgres/database';
 import type { Logger } from '../runtime/logger';
 
-/** Every batch commit notifies `<projection> <position>` on this channel (see ProjectionRunner.applyBatch). */
+/**
+ * Every checkpoint move tells `<projection> <position>` on this channel: this process's listeners directly,
+ * other processes by NOTIFY while one listens (ProjectionRunner.applyBatch, src/postgres/notices.ts).
+ */
 export const CHECKPOINT_CHANNEL = 'herald_checkpoints';
 // A fallback for a notification lost while the listener reconnects: waiters re-read the checkpoints.
 const POLL_MS = 200;
@@ -28,12 +31,20 @@ export class ProjectionProgress {
   private poller: NodeJS.Timeout | undefined;
   private closed = false;
 
+  private readonly told = (payload: string) => this.notified(payload);
+
   constructor(private readonly deps: { readonly database: Database; readonly log: Logger }) {}
 
   /** Loads the committed checkpoints and starts listening for commits. */
   async start(): Promise<void> {
+    this.deps.database.notices.on(CHECKPOINT_CHANNEL, this.told);
     await this.listen();
     await this.readCheckpoints();
+  }
+
+  private notified(payload: string): void {
+    const [name, position] = payload.split(' ');
+    if (name && position && /^-?\d+$/.test(position)) this.advance(name, BigInt(position));
   }
 
   /** A projection committed up to `position` (its runner here, or a notification from another node). */
@@ -102,6 +113,7 @@ export class ProjectionProgress {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.deps.database.notices.off(CHECKPOINT_CHANNEL, this.told);
     this.stopPolling();
     for (const waiter of this.waiters) {
       clearTimeout(waiter.timer);
@@ -110,6 +122,7 @@ export class ProjectionProgress {
     this.waiters = [];
     const listener = this.listener;
     this.listener = undefined;
+    if (listener) this.deps.database.notices.stoppedListening(listener);
     await listener?.end().catch(() => undefined);
   }
 
@@ -127,12 +140,10 @@ export class ProjectionProgress {
 
   private async listen(): Promise<void> {
     const client = new pg.Client(this.deps.database.clientConfig);
-    client.on('notification', (message) => {
-      const [name, position] = (message.payload ?? '').split(' ');
-      if (name && position && /^-?\d+$/.test(position)) this.advance(name, BigInt(position));
-    });
+    client.on('notification', (message) => this.notified(message.payload ?? ''));
     client.on('error', (error) => {
       if (this.listener === client) this.listener = undefined;
+      this.deps.database.notices.stoppedListening(client);
       client.end().catch(() => undefined);
       if (this.closed) return;
       this.deps.log.warn({ err: error }, 'projection progress listener lost its connection; reconnecting');
@@ -156,6 +167,7 @@ export class ProjectionProgress {
       await client.end().catch(() => undefined);
       return;
     }
+    this.deps.database.notices.listening(client);
     this.listener = client;
   }
 }

@@ -9,7 +9,7 @@ import { withTransaction } from '../postgres/transaction';
 import { BackgroundLoop } from '../runtime/backgroundLoop';
 import type { Logger } from '../runtime/logger';
 import { UndecodableEventError } from './eventDecoder';
-import type { Projection } from './projection';
+import type { Projection, ProjectionStatement } from './projection';
 import { CHECKPOINT_CHANNEL } from './projectionProgress';
 
 const CHECKPOINT_MOVED = 'HR001';
@@ -56,6 +56,37 @@ export const projectionRunnerMigrations: readonly Migration[] = [
             parked_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (projection, position)
           )`,
+  },
+  {
+    // The checkpoint's move as a step of any statement (the batch's own, see applyBatch), and notifying
+    // only when asked: this process's waiters are told directly, other processes only while one listens
+    // (src/postgres/notices.ts). A checkpoint's commit need not wait for the disk (applyBatch), set here
+    // so that it holds in a statement's implicit transaction too. The three-argument function stays for
+    // a herald of the previous version during a rolling upgrade.
+    id: 'projection-runner/004-checkpoint-step',
+    sql: `CREATE FUNCTION herald_checkpoint_step(p_name text, p_at bigint, p_from bigint, p_to bigint, p_notify boolean)
+          RETURNS bigint
+          LANGUAGE plpgsql AS $$
+          BEGIN
+            IF p_at IS DISTINCT FROM p_from THEN
+              RAISE EXCEPTION 'checkpoint of projection % is not at %', p_name, p_from USING ERRCODE = '${CHECKPOINT_MOVED}';
+            END IF;
+            PERFORM set_config('synchronous_commit', 'off', true);
+            IF p_notify THEN PERFORM pg_notify('${CHECKPOINT_CHANNEL}', p_name || ' ' || p_to); END IF;
+            RETURN p_to;
+          END
+          $$;
+          CREATE FUNCTION herald_move_checkpoint(p_name text, p_from bigint, p_to bigint, p_notify boolean) RETURNS void
+          LANGUAGE plpgsql AS $$
+          BEGIN
+            UPDATE projection_checkpoints
+               SET position = herald_checkpoint_step(name, position, p_from, p_to, p_notify), updated_at = now()
+             WHERE name = p_name;
+            IF NOT FOUND THEN
+              RAISE EXCEPTION 'projection % has no checkpoint', p_name USING ERRCODE = '${CHECKPOINT_MOVED}';
+            END IF;
+          END
+          $$`,
   },
 ];
 
@@ -261,21 +292,38 @@ export class ProjectionRunner {
   }
 
   /**
-   * One transaction: the checkpoint's compare-and-set (sent with BEGIN), then the projection's writes.
-   * Its commit need not wait for the disk: a read model is derived data, so if PostgreSQL crashes and
-   * loses the last few commits, it loses checkpoint and writes together and the runner replays them.
-   * Visibility, which read-your-writes waits for, is at commit either way.
+   * One transaction: the checkpoint's compare-and-set and the projection's writes. A batch the projection
+   * writes in one statement (Projection.statement) is that statement with the move as one more step of
+   * it: one implicit transaction, one round trip; any other is the move (sent with BEGIN), then `handle`'s
+   * writes, then COMMIT. Its commit need not wait for the disk (the move sets that): a read model is
+   * derived data, so if PostgreSQL crashes and loses the last few commits, it loses checkpoint and writes
+   * together and the runner replays them. Visibility, which read-your-writes waits for, is at commit either way.
    */
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
-    const begin = `SET LOCAL synchronous_commit = off; ${moveCheckpointSql(projection.name, checkpoint, next)}`;
-    const publications = await withTransaction(database.pool, (tx) => projection.handle(events, tx), begin).catch(
-      (error: unknown) => {
-        throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
-      },
-    );
-    this.deps.onCommitted?.(projection.name, next);
+    const notify = database.notices.othersListen(CHECKPOINT_CHANNEL);
+    const statement = projection.statement?.(events);
+    const publications = await (
+      statement
+        ? database.pool
+            .query(withCheckpointStep(statement.query, projection.name, checkpoint, next, notify))
+            .then(({ rows }) => statement.publications(rows))
+        : withTransaction(
+            database.pool,
+            (tx) => projection.handle(events, tx),
+            moveCheckpointSql(projection.name, checkpoint, next, notify),
+          )
+    ).catch((error: unknown) => {
+      throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
+    });
+    this.committed(next);
     if (publications.length > 0) await bus.publish(publications);
+  }
+
+  /** Tells this process's read-your-writes waiters at once (other processes by NOTIFY, when one listens). */
+  private committed(position: bigint): void {
+    this.deps.onCommitted?.(this.name, position);
+    this.deps.database.notices.tell(CHECKPOINT_CHANNEL, `${this.name} ${position}`);
   }
 
   private async analyzeTables(): Promise<void> {
@@ -349,9 +397,9 @@ export class ProjectionRunner {
             EVENT_ATTEMPTS,
           ],
         ),
-      moveCheckpointSql(projection.name, checkpoint, event.position),
+      moveCheckpointSql(projection.name, checkpoint, event.position, database.notices.othersListen(CHECKPOINT_CHANNEL)),
     );
-    this.deps.onCommitted?.(projection.name, event.position);
+    this.committed(event.position);
     log.error(
       {
         err: error,
@@ -366,9 +414,12 @@ export class ProjectionRunner {
 
   private async moveCheckpoint(checkpoint: bigint, next: bigint): Promise<bigint> {
     const { database, projection } = this.deps;
-    await database.pool.query(moveCheckpointSql(projection.name, checkpoint, next)).catch((error: unknown) => {
-      throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
-    });
+    await database.pool
+      .query(moveCheckpointSql(projection.name, checkpoint, next, database.notices.othersListen(CHECKPOINT_CHANNEL)))
+      .catch((error: unknown) => {
+        throw isCheckpointMoved(error) ? new CheckpointMovedError(projection.name) : error;
+      });
+    this.committed(next);
     return next;
   }
 
@@ -400,9 +451,37 @@ export class ProjectionRunner {
 }
 
 /** Parameterless, so it can share a round trip with BEGIN; the name is escaped, the positions are numbers. */
-function moveCheckpointSql(projection: string, from: bigint, to: bigint): string {
+function moveCheckpointSql(projection: string, from: bigint, to: bigint, notify: boolean): string {
   // Schema-qualified: a rebuild runs with its own schema alone on the search path.
-  return `SELECT public.herald_move_checkpoint(${pg.escapeLiteral(projection)}, ${from.toString()}, ${to.toString()})`;
+  return `SELECT public.herald_move_checkpoint(${pg.escapeLiteral(projection)}, ${from.toString()}, ${to.toString()}, ${notify})`;
+}
+
+/**
+ * A projection's batch statement (`WITH …`) with the checkpoint's compare-and-set as its first step: a
+ * data-modifying step always runs, and a checkpoint not at `from` fails the whole statement (HR001).
+ */
+export function withCheckpointStep(
+  query: ProjectionStatement['query'],
+  projection: string,
+  from: bigint,
+  to: bigint,
+  notify: boolean,
+): pg.QueryConfig {
+  const withClause = /^\s*WITH\s/i.exec(query.text);
+  if (!withClause) throw new Error(`a projection's batch statement must begin with WITH: ${query.name}`);
+  const n = query.values.length;
+  const step = `herald_checkpoint AS (
+    UPDATE public.projection_checkpoints
+       SET position = public.herald_checkpoint_step(name, position, $${n + 1}::bigint, $${n + 2}::bigint, $${n + 3}::boolean),
+           updated_at = now()
+     WHERE name = $${n + 4}::text
+    RETURNING position
+  ), `;
+  return {
+    name: `${query.name}/checkpoint`,
+    text: `WITH ${step}${query.text.slice(withClause[0].length)}`,
+    values: [...query.values, from.toString(), to.toString(), notify, projection],
+  };
 }
 
 /**

@@ -32,7 +32,7 @@ export interface Given {
 
 /**
  * given(events) → expect rows / query answers, for a read model on a real PostgreSQL: the projection's own
- * migrations, its own `handle` in one transaction per batch, as the runner applies it. Call it inside a
+ * migrations, its batches applied as the runner applies them (its one statement, or `handle` in a transaction). Call it inside a
  * `describe`: it opens one database for the suite (before) and drops it (after). Each `given` empties the
  * read model's tables first, so it is the whole history the read model has seen.
  *
@@ -84,8 +84,16 @@ export function projectionSpecification<Event extends { readonly type: string; r
     return recorded(events, streamOf);
   }
 
-  /** One batch through the projection's `handle`, in one transaction, on top of what the tables hold. */
+  /**
+   * One batch as the runner applies it, on top of what the tables hold: live, in the projection's one
+   * statement when it makes one for the batch (Projection.statement), else through `handle` in one transaction.
+   */
   async function handle(batch: readonly RecordedEvent[], options: { replay?: boolean } = {}) {
+    const statement = options.replay === true ? undefined : projection.statement?.(batch);
+    if (statement) {
+      const { rows } = await pool().query({ ...statement.query, values: [...statement.query.values] });
+      return [...statement.publications(rows as object[])];
+    }
     return [...(await withTransaction(pool(), (tx) => projection.handle(batch, tx, options)))];
   }
 

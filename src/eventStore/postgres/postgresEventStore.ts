@@ -40,7 +40,7 @@ export class PostgresEventStore implements EventStore {
 
   constructor(database: Database) {
     this.pool = database.pool;
-    this.appends = new GroupCommit(database.pool);
+    this.appends = new GroupCommit(database.pool, database.notices);
     this.notifications = new AppendNotifications(database);
     this.tail = new LiveTail(database.pool, this.notifications);
   }

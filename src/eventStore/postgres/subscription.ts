@@ -16,8 +16,8 @@ import { toStoreError } from './storeError';
 
 /**
  * Catch-up subscriptions: read the events page by page (reads.ts: positions commit in order, so a plain
- * read by position never skips a late commit), then wait at the live edge until herald_append_batch's
- * NOTIFY says there is more, or a poll comes due. At the live edge they read through the store's LiveTail:
+ * read by position never skips a late commit), then wait at the live edge until an append says there is
+ * more (this process's group commit directly, another process's by NOTIFY), or a poll comes due. At the live edge they read through the store's LiveTail:
  * one read of the stream for every subscription of the node, not one each.
  */
 
@@ -192,15 +192,20 @@ function firstAfter(events: readonly RecordedEvent[], position: bigint): number 
   return low;
 }
 
-/** The newest appended positions, as NOTIFY reports them: one LISTEN connection per store, shared by its subscriptions. */
+/**
+ * The newest appended positions, as this process's appends tell them (Notices) and NOTIFY reports other
+ * processes' appends: one LISTEN connection per store, shared by its subscriptions.
+ */
 export class AppendNotifications {
   private readonly live = new EventEmitter();
   private listener: pg.Client | undefined;
   private listenerStarting: Promise<void> | undefined;
   private closed = false;
+  private readonly told = (payload: string) => this.live.emit('position', BigInt(payload));
 
   constructor(private readonly database: Database) {
     this.live.setMaxListeners(0);
+    database.notices.on(NOTIFY_CHANNEL, this.told);
   }
 
   on(listener: (position: bigint) => void): void {
@@ -221,6 +226,7 @@ export class AppendNotifications {
       });
       client.on('error', () => {
         if (this.listener === client) this.listener = undefined;
+        this.database.notices.stoppedListening(client);
         client.end().catch(() => undefined);
         // Subscriptions keep polling meanwhile; reconnect (every 0.5 s while the server is away) so they
         // go back to being woken at once.
@@ -233,6 +239,7 @@ export class AppendNotifications {
       try {
         await client.connect();
         await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+        this.database.notices.listening(client);
         this.listener = client;
       } catch (error) {
         await client.end().catch(() => undefined);
@@ -246,8 +253,10 @@ export class AppendNotifications {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.database.notices.off(NOTIFY_CHANNEL, this.told);
     const listener = this.listener;
     this.listener = undefined;
+    if (listener) this.database.notices.stoppedListening(listener);
     await listener?.end().catch(() => undefined);
   }
 }
