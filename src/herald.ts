@@ -362,7 +362,10 @@ async function openFeatures(deps: {
     queries: models.koalaWebPushes,
     terminals,
     appsWithVapid: () => platformCredentials.vapid.apps(),
-    inboxPosition: () => deps.progress.position(models.koalaInbox.name),
+    shownThrough: () =>
+      [models.koalaInbox, models.devices, models.platformPushes]
+        .map((m) => deps.progress.position(m.name))
+        .reduce((a, b) => (a < b ? a : b)),
     readYourWrites: platformPushesShow,
     requested: () => platformPushes.wake(),
     clock,

@@ -84,8 +84,12 @@ export class KoalaWebPushes implements Service {
       readonly terminals: Pick<TerminalPresence, 'onlineAmong'>;
       /** The apps with a VAPID key pair: only their messages are looked at. */
       readonly appsWithVapid: () => Promise<readonly string[]>;
-      /** The inbox read model's position: every message with a seq up to it is shown. */
-      readonly inboxPosition: () => bigint;
+      /**
+       * The position every read model the look reads has passed (the inbox's, the devices' and the
+       * platform pushes' — a browser subscribed just before a message is shown by the latter two): every
+       * message with a seq up to it, and every subscription before it, is shown.
+       */
+      readonly shownThrough: () => bigint;
       /** Resolves once the platform-push read model shows this position (the next look does not find them again). */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
       /** The platform pushes' outbox: take what was just requested. */
@@ -125,8 +129,8 @@ export class KoalaWebPushes implements Service {
   /** One look; answers whether its window was full (look again at once). */
   private async look(): Promise<boolean> {
     const { store, queries, terminals, clock } = this.deps;
-    // Read first: every message up to it is in the read model when the window is read.
-    const upTo = this.deps.inboxPosition();
+    // Read first: every message and subscription up to it is in the read models when the window is read.
+    const upTo = this.deps.shownThrough();
     // Never looked (a new deployment, or one from before): what the store holds already is history, not pushed.
     const after = this.through ?? (await queries.lookedThrough()) ?? (await store.headPosition());
     if (after >= upTo) return this.moved(after, after);
