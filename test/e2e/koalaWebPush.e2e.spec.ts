@@ -32,13 +32,16 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
   const metricsToken = randomBytes(24).toString('hex');
   const terminals: Terminal[] = [];
 
+  // With REDIS_URL (CI's second pass) the nodes share presence through Redis, as several nodes do.
+  const REDIS_URL = process.env.REDIS_URL;
+  const overrides = (): Partial<Config> => ({
+    credentialsKey,
+    metricsToken,
+    webPushEndpoint: { allowedOrigins: [service.origin] },
+    ...(REDIS_URL !== undefined && { redisUrl: REDIS_URL }),
+  });
   const start = async () => {
-    const overrides: Partial<Config> = {
-      credentialsKey,
-      metricsToken,
-      webPushEndpoint: { allowedOrigins: [service.origin] },
-    };
-    herald = await startHeraldOn(testDatabase.connectionString, overrides, clock.now);
+    herald = await startHeraldOn(testDatabase.connectionString, overrides(), clock.now);
     url = herald.url;
   };
   const SET = `mutation($input: WebPushCredentialsInput!) { setWebPushCredentials(input: $input) { publicKey } }`;
@@ -121,8 +124,12 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
     await eventually(() => expect(service.messages(browser.clientHash)).to.have.length(1));
     const [pushed] = service.messages(browser.clientHash);
     const stream = `platformpush-${messageId}.${deviceId}`;
-    const events = await eventsOf(stream);
-    expect(events.map((e) => e.type)).to.deep.equal(['PlatformPushRequested', 'PlatformPushSent']);
+    // The outcome is recorded once the push service answered.
+    const events = await eventually(async () => {
+      const all = await eventsOf(stream);
+      expect(all.map((e) => e.type)).to.deep.equal(['PlatformPushRequested', 'PlatformPushSent']);
+      return all;
+    });
     expect(events[0]!.data).to.include({
       pushId: messageId,
       deviceId,
@@ -233,6 +240,30 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
     expect(service.messages(others.browser.clientHash)[0]!.meta).to.include({ realm: 'other' });
     expect(requestsTo(others.browser).map((r) => r.status)).to.deep.equal([201]);
     expect(requestsTo(camels.browser)).to.have.length(1);
+  });
+
+  it('a terminal open on another node counts: presence is shared across nodes (Redis)', async function () {
+    if (REDIS_URL === undefined) return this.skip();
+    const second = await startHeraldOn(testDatabase.connectionString, overrides(), clock.now);
+    const leads = async (node: Herald) => (await node.readiness()).checks.leadsBackgroundWork;
+    try {
+      // The first node leads (it looks and sends); the terminal is on the second.
+      expect([await leads(herald), await leads(second)]).to.deep.equal([true, false]);
+      const { browser, deviceId } = await subscribedBrowser('elsewhere');
+      const terminal = Terminal.connect(second.url, { ticket: await issueTicket(second.url, 'elsewhere') });
+      terminals.push(terminal);
+      await eventually(async () =>
+        expect((await herald.terminals.onlineAmong('camel', ['elsewhere'])).size).to.equal(1),
+      );
+      const messageId = await send('elsewhere');
+      await terminal.until((t) => t.received.some((m) => m.id === messageId), 'the message on the second node');
+      await settled();
+      expect(requestsTo(browser)).to.have.length(0);
+      expect(await eventsOf(`platformpush-${messageId}.${deviceId}`)).to.deep.equal([]);
+    } finally {
+      for (const terminal of terminals.splice(0)) await terminal.close();
+      await second.close();
+    }
   });
 
   it('a restart mid-retry delivers once; the next leader requests nothing again', async () => {
