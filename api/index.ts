@@ -8,6 +8,7 @@ import type { AppCallbacks } from '../src/devices/appCallbacks';
 import type { DeviceGateway } from '../src/devices/deviceGateway';
 import type { DeviceQueries } from '../src/devices/deviceQueries';
 import type { Devices } from '../src/devices/devices';
+import type { TerminalPresence } from '../src/devices/presence';
 import type { Pushes } from '../src/devices/pushes';
 import type { Tickets } from '../src/identity/tickets';
 import type { Emails } from '../src/mail/emails';
@@ -65,6 +66,8 @@ export interface ApiDeps {
   readonly deviceQueries: DeviceQueries;
   readonly pushes: Pushes;
   readonly gateway: DeviceGateway;
+  /** Users with a live `messages` subscription (Koala's web terminals). */
+  readonly terminals: TerminalPresence;
   readonly appCallbacks: AppCallbacks;
   readonly rtio: Rtio;
   readonly events: EventFeed;

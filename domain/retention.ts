@@ -103,7 +103,9 @@ export const pushRemovable = (
  * A platform push (APNs/FCM, issue 25) goes with its delivery: once its attempts are over (sent, or failed
  * for good) and its message has expired — the delivery is open no longer (its candidacy ends at the
  * expiry), so the leader cannot find it again and ask for a push its stream already refuses. The expiry
- * is the row's own (a rebuild prunes a table alone).
+ * is the row's own (a rebuild prunes a table alone). A Koala message's push to a browser (no delivery) ends
+ * the same way: its expiry is at most 28 days after the message (domain/message/koalaWebPush.ts), and
+ * nothing asks for it again after it.
  */
 export const platformPushRemovable = (
   p: { readonly status: 'pending' | 'sent' | 'failed'; readonly expiresAt: Date },

@@ -10,6 +10,7 @@ import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
 import { deliveryPruning, deliveryQueries, deviceQueries, devicesProjection } from './devices';
 import { emailPruning, emailQueries, emailsProjection } from './emails';
 import { messagePruning, notificationQueries, notificationsProjection } from './koalaInbox';
+import { koalaWebPushQueries } from './koalaWebPushes';
 import {
   apnsCredentialStore,
   fcmCredentialStore,
@@ -81,6 +82,7 @@ export function readModels(pool: Pool) {
       fcmCredentials: fcmCredentialStore(pool),
       vapidCredentials: vapidCredentialStore(pool),
     },
+    koalaWebPushes: koalaWebPushQueries(pool),
     rtioReports: { name: rtioProjection.name, pending: rtioReportQueries(pool) },
     whitelist: { name: whitelistProjection.name, waiting: waitingApplications(pool) },
     ticketKey: keptTicketKey(pool),

@@ -14,6 +14,7 @@ import { WhitelistOwnerNotifier } from './datahub/whitelistOwnerNotifier';
 import { AppCallbacks, postJson } from './devices/appCallbacks';
 import { DeviceGateway } from './devices/deviceGateway';
 import { Devices } from './devices/devices';
+import { TerminalPresence } from './devices/presence';
 import { Pushes } from './devices/pushes';
 import type { EventStore } from './eventStore/eventStore';
 import { MeteredEventStore } from './eventStore/meteredEventStore';
@@ -31,6 +32,7 @@ import { assessReadiness, type Readiness, type ReadinessCheck } from './nodes/re
 import { Apns } from './platformPush/apns';
 import { credentialsKey, PlatformCredentials } from './platformPush/credentials';
 import { Fcm } from './platformPush/fcm';
+import { KoalaWebPushes } from './platformPush/koalaWebPushes';
 import { PlatformPushes } from './platformPush/platformPusher';
 import { WebPush } from './platformPush/webPush';
 import { projectionLags, projectionsReadiness } from './projection/projectionLag';
@@ -74,6 +76,10 @@ export interface Herald {
   readonly platformCredentials: PlatformCredentials;
   /** The leader's platform pushes (APNs, FCM): `wake()` after a test moved the clock. */
   readonly platformPushes: PlatformPushes;
+  /** The leader's look for Koala messages to users' closed browsers (docs/platform-push.md): `wake()` for tests. */
+  readonly koalaWebPushes: KoalaWebPushes;
+  /** Users with a live `messages` subscription, on any node. */
+  readonly terminals: TerminalPresence;
   readiness(): Promise<Readiness>;
   close(): Promise<void>;
 }
@@ -348,7 +354,25 @@ async function openFeatures(deps: {
       }),
     ),
   ).running;
+  // Koala's messages to users with no live terminal go to their subscribed browsers (docs/platform-push.md).
+  const terminals = new TerminalPresence(directory);
+  const platformPushesShow = shows(models.platformPushes);
+  const koalaWebPushes: KoalaWebPushes = new KoalaWebPushes({
+    store,
+    queries: models.koalaWebPushes,
+    terminals,
+    appsWithVapid: () => platformCredentials.vapid.apps(),
+    shownThrough: () =>
+      [models.koalaInbox, models.devices, models.platformPushes]
+        .map((m) => deps.progress.position(m.name))
+        .reduce((a, b) => (a < b ? a : b)),
+    readYourWrites: platformPushesShow,
+    requested: () => platformPushes.wake(),
+    clock,
+    log,
+  });
   const platformPushes = new PlatformPushes({
+    koala: koalaWebPushes,
     store,
     queries: models.platformPushes.queries,
     presence: gateway.presence,
@@ -364,7 +388,7 @@ async function openFeatures(deps: {
     clock,
     log,
     metrics: deps.metrics,
-    readYourWrites: shows(models.platformPushes),
+    readYourWrites: platformPushesShow,
   });
   const reportsShow = shows(models.rtioReports);
   let reportForwarder: ReportForwarder | undefined;
@@ -435,6 +459,8 @@ async function openFeatures(deps: {
     retention,
     platformCredentials,
     platformPushes,
+    koalaWebPushes,
+    terminals,
     events: new EventFeed({ store }),
     /** Started in this order on the node that leads, stopped in reverse when it no longer does. */
     backgroundWork: [
@@ -442,6 +468,7 @@ async function openFeatures(deps: {
       appCallbacks,
       whitelistOwnerNotifier,
       platformPushes,
+      koalaWebPushes,
       ...(mailer ? [mailer] : []),
       ...(reportForwarder ? [reportForwarder] : []),
       retention,

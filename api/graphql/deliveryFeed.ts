@@ -1,6 +1,7 @@
 import { GraphQLError } from 'graphql';
 import type { Bus } from '../../src/bus/bus';
 import { inboxTopic } from '../../src/bus/topics';
+import type { TerminalPresence } from '../../src/devices/presence';
 import type { Viewer } from '../../src/identity/tickets';
 import { parseSeq, type DeliveredMessage } from '../../src/messaging/inboxQueries';
 import type { Messaging } from '../../src/messaging/messaging';
@@ -63,6 +64,8 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
       readonly bus: Bus;
       readonly messaging: Pick<Messaging, 'deliveredSince' | 'pendingSince' | 'deliveredPosition'>;
       readonly clock: Clock;
+      /** Who has a live terminal (a Koala message to a user with none goes through Web Push). */
+      readonly terminals?: Pick<TerminalPresence, 'add' | 'remove'>;
     },
     private readonly viewer: Viewer,
     private readonly since: unknown,
@@ -72,6 +75,12 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
       deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (message) => this.arrived(message)),
       deps.bus.onGap(() => this.gap()),
     ];
+    // Online from now until the feed ends (unsubscribed, its socket closed, or failed: end() runs every one).
+    const { terminals } = deps;
+    if (terminals) {
+      terminals.add(viewer.appId, viewer.userId);
+      this.unsubscribe.push(() => terminals.remove(viewer.appId, viewer.userId));
+    }
     // Read after subscribing: what the inbox shows after this position reaches the feed live or by a catch-up.
     this.floor = deps.messaging.deliveredPosition();
     const hasSince = since !== undefined && since !== null && since !== '';

@@ -15,6 +15,7 @@ import { broadcastStatsTopic, notificationStatsTopic } from '../../src/bus/topic
 import type { NotificationFilter, ReceivedNotification } from '../../src/datahub/datahub';
 import type { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { Devices } from '../../src/devices/devices';
+import type { TerminalPresence } from '../../src/devices/presence';
 import type { Pushes } from '../../src/devices/pushes';
 import type { Viewer } from '../../src/identity/tickets';
 import { parseSeq, type DeliveredMessage, type Notification } from '../../src/messaging/inboxQueries';
@@ -35,6 +36,8 @@ export interface GraphqlDeps {
   readonly devices: Devices;
   readonly pushes: Pushes;
   readonly gateway: DeviceGateway;
+  /** Users with a live `messages` subscription (deliveryFeed.ts adds them). */
+  readonly terminals: TerminalPresence;
   /** RTIO device RPC: its devices' calls, replies and reports (rtioResolvers.ts). */
   readonly rtio: Pick<Rtio, 'connect' | 'reply' | 'report'>;
   /** The app's event stream, for its admins (eventResolvers.ts). */

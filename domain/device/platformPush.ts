@@ -38,16 +38,21 @@ const Item = { pushId: t.string, deviceId: t.string, appId: t.string, service: P
 
 export const PlatformPushRequested = t.type({
   type: t.literal('PlatformPushRequested'),
-  data: t.type({
-    ...Item,
-    /** The device's token on its platform (its registration's `nativeToken`). */
-    nativeToken: t.string,
-    /** The device's registration it was requested for (a revocation names it). */
-    registration: t.number,
-    why: t.keyof({ offline: null, unconfirmed: null }),
-    expiresAt: t.string,
-    requestedAt: t.string,
-  }),
+  data: t.intersection([
+    t.type({
+      ...Item,
+      /** The device's token on its platform (its registration's `nativeToken`). */
+      nativeToken: t.string,
+      /** The device's registration it was requested for (a revocation names it). */
+      registration: t.number,
+      why: t.keyof({ offline: null, unconfirmed: null }),
+      expiresAt: t.string,
+      requestedAt: t.string,
+    }),
+    // A Koala message to this user's browser (src/platformPush/koalaWebPushes.ts): `pushId` is the message's
+    // id (`message-<pushId>`), not a ONE-PUSH push. Absent for ONE-PUSH (every event of before).
+    t.partial({ userId: t.string }),
+  ]),
 });
 export const PlatformPushSent = t.type({
   type: t.literal('PlatformPushSent'),
@@ -74,11 +79,15 @@ export const platformPushCatalogue: CatalogueEntry = {
     PlatformPushRequested: {
       when:
         'the leader found the delivery open and the device with no live connection (`why: offline`), or a ' +
-        'needConfirm message unconfirmed after its first re-send (`why: unconfirmed`)',
+        'needConfirm message unconfirmed after its first re-send (`why: unconfirmed`); or a Koala message delivered to a ' +
+        'user with no live `messages` subscription, for each of the browsers the user subscribed (`why: offline`, `userId`)',
       fields: {
         service: '`apns`, `fcm` or `webpush`',
         nativeToken: "the device's token; for `webpush` its browser subscription (endpoint and keys) as JSON",
         expiresAt: "the message's expiry: no attempt after it",
+        userId:
+          "only for a Koala message to a user's browser (`why: offline`: the user had no live `messages` subscription): " +
+          'the recipient; `pushId` is then the message id (`message-<pushId>`)',
       },
     },
     PlatformPushSent: { when: 'the service accepted it (APNs, FCM: 200; Web Push: 201, 202)' },
@@ -106,6 +115,8 @@ export interface RequestPlatformPush {
   readonly registration: number;
   readonly why: 'offline' | 'unconfirmed';
   readonly expiresAt: string;
+  /** A Koala message's recipient (its browser is the device): see PlatformPushRequested. */
+  readonly userId?: string;
   readonly now: string;
 }
 /** What an attempt found: sent, or failed — worth retrying or not (the adapter knows its service's answers). */

@@ -43,3 +43,30 @@ export class DevicePresence implements Presence {
     return this.directory.keysHere().flatMap((key) => (key.startsWith(PREFIX) ? [key.slice(PREFIX.length)] : []));
   }
 }
+
+/**
+ * Which users have a live Koala terminal: a GraphQL `messages` subscription (the SDK's message_client),
+ * on any node, through the same directory. A Koala message to a user with none goes to the user's
+ * subscribed browsers through Web Push (src/platformPush/koalaWebPushes.ts). A user may hold several (tabs,
+ * nodes): online until every one has ended.
+ */
+export class TerminalPresence {
+  constructor(private readonly directory: Directory) {}
+
+  add(appId: string, userId: string): void {
+    void this.directory.add(terminalDirectoryKey(appId, userId));
+  }
+
+  remove(appId: string, userId: string): void {
+    this.directory.remove(terminalDirectoryKey(appId, userId));
+  }
+
+  /** The users of `appId` among `userIds` with a live terminal on some node (one round trip). */
+  async onlineAmong(appId: string, userIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const held = await this.directory.held(userIds.map((userId) => terminalDirectoryKey(appId, userId)));
+    return new Set(userIds.filter((userId) => held.has(terminalDirectoryKey(appId, userId))));
+  }
+}
+
+// Apart from the devices' keys (`device:`); the app id's length first, so no app and user pair reads as another.
+const terminalDirectoryKey = (appId: string, userId: string) => `terminal:${appId.length}:${appId}:${userId}`;

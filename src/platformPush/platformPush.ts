@@ -22,6 +22,11 @@ export interface PlatformNotification {
   readonly needConfirm: boolean;
   /** After this the service should not deliver it (APNs `apns-expiration`). */
   readonly expiresAt: Date;
+  /**
+   * Web Push: what the service worker gets, when not the ONE-PUSH frame's fields (a Koala message's
+   * Message_t: src/platformPush/koalaWebPushes.ts), already within the payload limit.
+   */
+  readonly payload?: string;
 }
 
 /**

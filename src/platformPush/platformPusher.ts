@@ -20,7 +20,8 @@ import { DueWork } from '../runtime/dueWork';
 import type { Logger } from '../runtime/logger';
 import { outboxWork } from '../runtime/outbox';
 import type { Service } from '../runtime/services';
-import type { PlatformPushService } from './platformPush';
+import type { KoalaWebPushes } from './koalaWebPushes';
+import type { PlatformNotification, PlatformPushService } from './platformPush';
 
 /**
  * Platform pushes on the leader (docs/platform-push.md): two workers over the platform-push read model
@@ -225,6 +226,8 @@ export class PlatformPushes implements Service {
       /** Resolves once the platform-push read model shows this position. */
       readonly readYourWrites: (position: bigint | undefined) => Promise<void>;
       readonly attemptTimeoutMs?: number;
+      /** Koala's messages to users' browsers (an item with a `userId`): what to send, or why not. */
+      readonly koala?: Pick<KoalaWebPushes, 'notificationOf'>;
     },
   ) {
     const { store, queries, clock, log } = deps;
@@ -461,12 +464,14 @@ export class PlatformPushes implements Service {
     state: Exclude<PlatformPushState, { status: 'none' }>,
     signal: AbortSignal,
   ): Promise<Outcome & { readonly revoked?: boolean }> {
-    const { store, clock } = this.deps;
+    const { store } = this.deps;
     // From the read models, many attempts' in one query (each attempt reading the device's and the
     // delivery's streams was two of the four round trips a push cost).
+    const koala = state.userId !== undefined ? { ...state, userId: state.userId } : undefined;
     const [sendable, push] = await Promise.all([
       this.sendability.get({ pushId: state.pushId, deviceId: state.deviceId, registration: state.registration }),
-      this.messageOf(state.pushId),
+      // A Koala message to a user's browser has no ONE-PUSH push (its message is read below).
+      koala ? undefined : this.messageOf(state.pushId),
     ]);
     // Another message found the token dead since this one was requested, or the device registered anew or
     // went away: not sent to it again.
@@ -491,6 +496,14 @@ export class PlatformPushes implements Service {
           retry: false,
         };
     }
+    // Koala's messages to users' browsers: their own checks and payload (src/platformPush/koalaWebPushes.ts).
+    if (koala) {
+      const found = this.deps.koala
+        ? await this.deps.koala.notificationOf(koala)
+        : ({ ok: false, error: 'not a ONE-PUSH message', retry: false } as const);
+      return found.ok ? this.sent(state, endpoint, found.notification, signal) : found;
+    }
+    if (!push) throw new Error('unreachable: a ONE-PUSH item without its push');
     const { message } = push;
     if (message.kind !== 'onepush') return { ok: false, error: 'not a ONE-PUSH message', retry: false };
     // A retry (up to an hour later) after the device got it over its socket (confirmed, or written when no
@@ -501,22 +514,31 @@ export class PlatformPushes implements Service {
     if (!delivery) return { ok: false, error: 'AlreadyEnded: the delivery was removed by retention', retry: false };
     if (!isOpen(delivery.status, delivery.needsConfirm))
       return { ok: false, error: `AlreadyDelivered: the delivery is ${delivery.status}`, retry: false };
-    const outcome = await this.deps.services[state.service].send(
-      {
-        messageId: state.pushId,
-        appId: state.appId,
-        token: state.nativeToken,
-        alert: message.alert,
-        sound: message.sound,
-        badge: message.badge,
-        extra: message.extra,
-        tenantCode: message.tenantCode,
-        pushMsgType: message.pushMsgType,
-        needConfirm: push.needsConfirm,
-        expiresAt: new Date(state.expiresAt),
-      },
-      signal,
-    );
+    const notification = {
+      messageId: state.pushId,
+      appId: state.appId,
+      token: state.nativeToken,
+      alert: message.alert,
+      sound: message.sound,
+      badge: message.badge,
+      extra: message.extra,
+      tenantCode: message.tenantCode,
+      pushMsgType: message.pushMsgType,
+      needConfirm: push.needsConfirm,
+      expiresAt: new Date(state.expiresAt),
+    };
+    return this.sent(state, endpoint, notification, signal);
+  }
+
+  /** Sends through the item's service; a token the service calls dead is revoked on the device's stream. */
+  private async sent(
+    state: Exclude<PlatformPushState, { status: 'none' }>,
+    endpoint: string | undefined,
+    notification: PlatformNotification,
+    signal: AbortSignal,
+  ): Promise<Outcome & { readonly revoked?: boolean }> {
+    const { store, clock } = this.deps;
+    const outcome = await this.deps.services[state.service].send(notification, signal);
     if (outcome.ok) return outcome;
     // Revoked unless the decider found the 410 older than the device's registration.
     const revocation = outcome.tokenDead

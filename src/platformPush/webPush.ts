@@ -165,7 +165,7 @@ export class WebPush implements PlatformPushService {
     if (refusal) return final(`EndpointRefused: ${refusal}`);
     const vapid = await this.credentialsOf(n.appId);
     if (!vapid) return final('NoCredentials: the app has no VAPID key pair');
-    const payload = webPushPayload(n);
+    const payload = n.payload ?? webPushPayload(n);
     if (Buffer.byteLength(payload) > WEB_PUSH_LIMITS.payloadBytes)
       return final(`PayloadTooLarge: over ${WEB_PUSH_LIMITS.payloadBytes} bytes`);
     const sentAt = this.now();

@@ -44,6 +44,7 @@ describe('docs/api/graphql.md examples', function () {
       devices: test.herald.devices,
       pushes: test.herald.pushes,
       gateway: test.herald.gateway,
+      terminals: test.herald.terminals,
       rtio: test.herald.rtio,
       events: test.herald.events,
       platformCredentials: test.herald.platformCredentials,

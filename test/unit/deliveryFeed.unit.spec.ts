@@ -279,4 +279,38 @@ describe('the messages subscription’s source (DeliveryFeed)', () => {
       expect(bus.subscribers).to.equal(0);
     });
   });
+  it('counts its user online (a terminal) from its start until it ends: returned, or failed', async () => {
+    const online = new Map<string, number>();
+    const terminals = {
+      add: (appId: string, userId: string) =>
+        online.set(`${appId}/${userId}`, (online.get(`${appId}/${userId}`) ?? 0) + 1),
+      remove: (appId: string, userId: string) =>
+        online.set(`${appId}/${userId}`, online.get(`${appId}/${userId}`)! - 1),
+    };
+    const withTerminals = (since?: unknown, pending?: unknown) =>
+      new DeliveryFeed(
+        {
+          bus,
+          clock: () => new Date(),
+          terminals,
+          messaging: { deliveredSince: async () => [], pendingSince, deliveredPosition: () => inboxPosition },
+        },
+        viewer,
+        since,
+        pending,
+      );
+    const one = withTerminals();
+    const two = withTerminals();
+    expect(online.get('camel/ann')).to.equal(2);
+    await one.return();
+    await one.return();
+    expect(online.get('camel/ann')).to.equal(1);
+    // A feed that fails (a bad `pending`) ends too, at its first next().
+    const bad = withTerminals(undefined, 'yes');
+    expect(online.get('camel/ann')).to.equal(2);
+    await failureOf(bad.next());
+    expect(online.get('camel/ann')).to.equal(1);
+    await two.return();
+    expect(online.get('camel/ann')).to.equal(0);
+  });
 });
