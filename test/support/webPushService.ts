@@ -49,13 +49,13 @@ export interface WebPushService {
   close(): Promise<void>;
 }
 
-const require = createRequire(__filename);
+const requireModule = createRequire(__filename);
 
 export async function startWebPushService(): Promise<WebPushService> {
-  const { PushApiModel } = require('web-push-testing/src/PushApiModel') as {
+  const { PushApiModel } = requireModule('web-push-testing/src/PushApiModel') as {
     PushApiModel: new () => PushApiModel;
   };
-  const WebPushTestingServer = require('web-push-testing/src/server') as new (
+  const WebPushTestingServer = requireModule('web-push-testing/src/server') as new (
     model: PushApiModel,
     port: number,
   ) => { _app: Express; setRequestHandlers(): void };
