@@ -89,8 +89,12 @@ export async function mountApi(deps: ApiDeps, services: Services): Promise<{ rea
   const { readiness, unhealthy } = deps;
   const schema = buildSchema(deps);
   const checks = new OperationChecks(schema);
+  // GraphQL and RTIO's calls first after CORS: their requests then pass no other router's routes on the
+  // way (express tries each route of each router in turn; the paths do not overlap, so order is free).
   const routers = [
     corsRouter(config.corsOrigins),
+    graphqlRouter({ schema, checks, tickets, devices, rtio, clock, log }),
+    rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),
     koalaRouter({ tickets, messaging: deps.messaging, clock, log }),
     datahubRouter({ tickets, datahub: deps.datahub, clock, log }),
     datahubTopicsRouter({ tickets, datahub: deps.datahub, emails: deps.emails, clock, log }),
@@ -105,8 +109,6 @@ export async function mountApi(deps: ApiDeps, services: Services): Promise<{ rea
       clock,
       log,
     }),
-    rtioRouter({ rtio, tickets, trustedCidrs: config.rtioTrustedCidrs, appId: config.rtioAppId, log }),
-    graphqlRouter({ schema, checks, tickets, devices, rtio, clock, log }),
     sdkAssetsRouter({ log }),
     metrics.router(config.metricsToken),
   ];
