@@ -25,6 +25,8 @@ export const RETENTION_CATEGORIES = [
   'emails',
   'inboxes',
   'tickets',
+  'unexpiringMessages',
+  'datahubNotifications',
 ] as const;
 export type RetentionCategory = (typeof RETENTION_CATEGORIES)[number];
 
@@ -48,7 +50,22 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
   emails: 7 * DAY_MS,
   inboxes: 30 * DAY_MS,
   tickets: 30 * DAY_MS,
+  unexpiringMessages: 'forever',
+  datahubNotifications: 'forever',
 };
+
+/**
+ * The records that never end (a Koala message with `expire` 0, 永久有效; a datahub notification: 001_… gives
+ * it no end) are kept "while the app wants it" (issue 26): each app may set how long, counted from the
+ * record's creation (its sending), and an app that sets nothing follows the deployment's
+ * `HERALD_RETENTION_UNEXPIRING_MESSAGES` / `HERALD_RETENTION_DATAHUB_NOTIFICATIONS` — `forever` unless
+ * the operator says otherwise, so the seed's promise holds by default.
+ */
+export const APP_RETENTION_CATEGORIES = ['unexpiringMessages', 'datahubNotifications'] as const;
+export type AppRetentionCategory = (typeof APP_RETENTION_CATEGORIES)[number];
+
+/** An app's own settings: a category absent follows the deployment's default. */
+export type AppRetention = Readonly<Partial<Record<AppRetentionCategory, Keep>>>;
 
 /** What ended before this instant is past retention at `now`; undefined when nothing of the category ever is. */
 export function retentionCutoff(now: Date, keep: Keep): Date | undefined {
@@ -85,6 +102,20 @@ export const messageRemovable = (
   m: { readonly status: 'scheduled' | 'delivered' | 'expired'; readonly expiresAt: Date | null },
   cutoff: Date,
 ): boolean => m.status !== 'scheduled' && m.expiresAt !== null && m.expiresAt < cutoff;
+
+/**
+ * A Koala message without expiry goes when its app's setting (`cutoff`: its own, else the deployment's)
+ * says, counted from its sending — acknowledged or not (the app decided). One still scheduled has not
+ * been sent: never.
+ */
+export const unexpiringMessageRemovable = (
+  m: {
+    readonly status: 'scheduled' | 'delivered' | 'expired';
+    readonly expiresAt: Date | null;
+    readonly sentAt: Date | null;
+  },
+  cutoff: Date,
+): boolean => m.status === 'delivered' && m.expiresAt === null && m.sentAt !== null && m.sentAt < cutoff;
 
 /**
  * A push has ended once none of its deliveries is kept (each was removed past its own end): it goes with
@@ -141,6 +172,19 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   platformpush: 'pushes',
   ticket: 'tickets',
 };
+
+/**
+ * The cutoff for an app's record of `category` at `now`: the app's own setting, else the deployment's
+ * (`policy`); undefined when it is kept forever.
+ */
+export function appCutoff(
+  now: Date,
+  category: AppRetentionCategory,
+  app: AppRetention | undefined,
+  policy: RetentionPolicy,
+): Date | undefined {
+  return retentionCutoff(now, app?.[category] ?? policy[category]);
+}
 
 /**
  * The streams the event store removes (archived first) once a read model's pruning has retired them:

@@ -47,6 +47,7 @@ describe('docs/api/graphql.md examples', function () {
       rtio: test.herald.rtio,
       events: test.herald.events,
       platformCredentials: test.herald.platformCredentials,
+      appRetention: test.herald.appRetention,
     });
     for (const block of blocks)
       expect(

@@ -10,7 +10,7 @@ import pino from 'pino';
 import { emailStreamName } from '../../domain/email/email';
 import { broadcastReadStreamName, inboxStreamName } from '../../domain/inbox/inbox';
 import { messageStreamName } from '../../domain/message/message';
-import { projections, pruning } from '../../projections';
+import { projections, pruning, readModels } from '../../projections';
 import { platformPushQueries } from '../../projections/platformPushes';
 import { rtioReportQueries } from '../../projections/rtioReports';
 import { loadConfig, type Config } from '../../src/config';
@@ -911,6 +911,7 @@ describe('rebuilt projections equal incrementally built ones', function () {
       await rebuildProjections(herald!.infrastructure, projections, () => undefined, undefined, {
         prunablesOn: pruning,
         policy: loadConfig({}).retention,
+        appRetentions: readModels(herald!.infrastructure.database.pool).apps.retentions,
         clock: clock.now,
         batchSize: 2,
       });

@@ -1,0 +1,202 @@
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { Pool } from 'pg';
+import pino from 'pino';
+import type { AppEvent } from '../../domain/app/app';
+import type { MessageEvent } from '../../domain/message/message';
+import { DEFAULT_RETENTION, type RetentionPolicy } from '../../domain/retention';
+import { migrations, readModels } from '../../projections';
+import { appsProjection } from '../../projections/apps';
+import { notificationsProjection } from '../../projections/koalaInbox';
+import type { RecordedEvent } from '../../src/eventStore/eventStore';
+import type { Database } from '../../src/postgres/database';
+import { migrate } from '../../src/postgres/migrations';
+import { nextPassCounts, RetentionPass } from '../../src/storage/retention';
+import { createTestDatabase, describeTarget, type TestDatabase } from '../support/postgres';
+
+/**
+ * Issue 26: a Koala message with `expire` 0 (000: 永久有效) is kept "while the app wants it". Each app
+ * sets how long (AppRetentionSet); apps that set nothing follow HERALD_RETENTION_UNEXPIRING_MESSAGES
+ * (default forever). Given events applied by the real projections, one pass, then what is left.
+ */
+describe(`retention of messages without expiry, by app (${describeTarget()})`, function () {
+  this.timeout(60_000);
+  const DAY = 24 * 3600_000;
+  const now = new Date(Date.UTC(2026, 5, 1));
+  const daysAgo = (days: number) => new Date(now.getTime() - days * DAY).toISOString();
+  let testDatabase: TestDatabase;
+  let database: Database;
+  let pool: Pool;
+  let position = 100n;
+
+  beforeEach(async () => {
+    testDatabase = await createTestDatabase();
+    database = testDatabase.open();
+    pool = database.pool;
+    await migrate(pool, migrations);
+  });
+  afterEach(async () => {
+    await testDatabase.drop();
+  });
+
+  /** Applies the events through their projection, in one transaction each, positions growing. */
+  async function apply(events: ReadonlyArray<AppEvent | MessageEvent>): Promise<void> {
+    const stream = (e: AppEvent | MessageEvent) =>
+      'messageId' in e.data ? `message-${e.data.messageId}` : `app-${e.data.appId}`;
+    const records: RecordedEvent[] = events.map((event) => ({
+      id: randomUUID(),
+      streamName: stream(event),
+      revision: 0n,
+      position: (position += 1n),
+      type: event.type,
+      data: event.data,
+      metadata: {},
+      createdAt: now,
+    }));
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await appsProjection.handle(records, client);
+      await notificationsProjection.handle(records, client);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+  }
+
+  const registered = (appId: string): AppEvent => ({
+    type: 'AppRegistered',
+    data: { appId, secretHash: 'scrypt:x', registeredAt: daysAgo(100) },
+  });
+  const retentionSet = (appId: string, unexpiringMessages: string | null): AppEvent => ({
+    type: 'AppRetentionSet',
+    data: { appId, unexpiringMessages, datahubNotifications: null, setAt: daysAgo(1) },
+  });
+  const sent = (appId: string, sentDaysAgo: number, expiresAt: string | null = null): MessageEvent => ({
+    type: 'MessageSent',
+    data: {
+      messageId: randomUUID(),
+      appId,
+      sender: 'admin',
+      recipients: ['bob', 'carol'],
+      title: 't',
+      content: 'c',
+      props: null,
+      expiresAt,
+      sentAt: daysAgo(sentDaysAgo),
+    },
+  });
+  const scheduled = (appId: string): MessageEvent => ({
+    type: 'MessageScheduled',
+    data: {
+      messageId: randomUUID(),
+      appId,
+      sender: 'admin',
+      recipients: ['bob'],
+      title: 't',
+      content: 'c',
+      props: null,
+      expiresAt: null,
+      scheduledAt: daysAgo(60),
+      releaseAt: new Date(now.getTime() + DAY).toISOString(),
+    },
+  });
+  const idOf = (event: MessageEvent) => event.data.messageId;
+
+  const pass = (policy: RetentionPolicy = DEFAULT_RETENTION) =>
+    new RetentionPass({
+      prunables: readModels(pool).retention,
+      policy,
+      appRetentions: readModels(pool).apps.retentions,
+      clock: () => now,
+      log: pino({ level: 'silent' }),
+      batchSize: 3,
+      intervalMs: 60_000,
+    }).runOnce();
+
+  const messageIds = async () =>
+    (await pool.query<{ message_id: string }>('SELECT message_id FROM notification_messages ORDER BY 1')).rows.map(
+      (r) => r.message_id,
+    );
+  const inboxOf = async (appId: string) =>
+    (
+      await pool.query<{ user_id: string; total: string; unread: string; rows: string }>(
+        `SELECT c.user_id, c.total, c.unread,
+                (SELECT count(*) FROM notifications n WHERE n.app_id = c.app_id AND n.user_id = c.user_id) AS rows
+           FROM inbox_counters c WHERE c.app_id = $1 ORDER BY c.user_id`,
+        [appId],
+      )
+    ).rows.map((r) => [r.user_id, Number(r.total), Number(r.unread), Number(r.rows)]);
+  const retired = async () =>
+    (await pool.query<{ stream_name: string }>('SELECT stream_name FROM retired_streams ORDER BY 1')).rows.map(
+      (r) => r.stream_name,
+    );
+
+  it("removes an app's messages without expiry sent before its setting, with inbox rows and counters; another app's stay", async () => {
+    const old = [sent('camel', 40), sent('camel', 31), sent('camel', 31)];
+    const recent = sent('camel', 29);
+    const otherApps = [sent('llama', 400), sent('alpaca', 400)];
+    const waiting = scheduled('camel');
+    const expiring = sent('camel', 400, daysAgo(-1)); // still inside its expiry, however old
+    await apply([registered('camel'), registered('llama'), registered('alpaca')]);
+    await apply([...old, recent, ...otherApps, waiting, expiring]);
+    await apply([retentionSet('camel', '30d'), retentionSet('llama', 'forever')]);
+    // bob acknowledged one of the old ones: the app's setting wins over unacknowledged and acknowledged alike.
+    await apply([
+      {
+        type: 'MessageAcknowledged',
+        data: { messageId: idOf(old[0]!), appId: 'camel', userId: 'bob', acknowledgedAt: daysAgo(39) },
+      },
+    ]);
+
+    const report = await pass();
+    const unexpiring = report.filter((r) => r.table === 'notification_messages').map((r) => r.removed);
+    expect(unexpiring).to.deep.equal([0, 3]); // the expired messages' rule: none; the app's: three, in batches of 3 rows
+
+    const kept = [recent, ...otherApps, waiting, expiring].map(idOf).sort();
+    expect(await messageIds()).to.deep.equal(kept);
+    // camel's inboxes: recent and expiring left; bob read (acknowledged) one of the removed.
+    expect(await inboxOf('camel')).to.deep.equal([
+      ['bob', 2, 2, 2],
+      ['carol', 2, 2, 2],
+    ]);
+    expect(await inboxOf('llama')).to.deep.equal([
+      ['bob', 1, 1, 1],
+      ['carol', 1, 1, 1],
+    ]);
+    expect(await retired()).to.deep.equal(old.map((m) => `message-${idOf(m)}`).sort());
+  });
+
+  it('keeps every message without expiry by default (forever), and removes them by the deployment’s setting where an app set none', async () => {
+    const messages = [sent('camel', 400), sent('llama', 400), sent('alpaca', 0.5)];
+    await apply([registered('camel'), registered('llama'), registered('alpaca')]);
+    const waiting = scheduled('camel');
+    await apply([...messages, waiting]);
+    const counts = (policy: RetentionPolicy) =>
+      nextPassCounts(readModels(pool).retention, policy, readModels(pool).apps.retentions, now);
+
+    expect((await pass()).reduce((n, r) => n + r.removed, 0)).to.equal(0);
+    expect(await messageIds()).to.have.length(4);
+    expect((await counts(DEFAULT_RETENTION)).filter((c) => c.category === 'unexpiringMessages')).to.deep.equal([
+      { table: 'notification_messages', category: 'unexpiringMessages', removable: null },
+    ]);
+
+    // The operator's default is a day; llama keeps forever, alpaca's message is younger.
+    await apply([retentionSet('llama', 'forever')]);
+    const policy = { ...DEFAULT_RETENTION, unexpiringMessages: DAY };
+    expect((await counts(policy)).find((c) => c.category === 'unexpiringMessages')?.removable).to.equal(1);
+    await pass(policy);
+    expect(await messageIds()).to.deep.equal([messages[1]!, messages[2]!, waiting].map(idOf).sort());
+
+    // Back to the deployment's default: llama's goes too; the scheduled one never.
+    await apply([retentionSet('llama', null)]);
+    await pass(policy);
+    const left = await pool.query<{ status: string; app_id: string }>(
+      'SELECT status, app_id FROM notification_messages ORDER BY app_id',
+    );
+    expect(left.rows).to.deep.equal([
+      { status: 'delivered', app_id: 'alpaca' },
+      { status: 'scheduled', app_id: 'camel' },
+    ]);
+  });
+});
