@@ -171,6 +171,7 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   // `platformpush-<pushId>.<deviceId>`: a push's way through APNs (issue 25), kept as long as the push.
   platformpush: 'pushes',
   ticket: 'tickets',
+  notification: 'datahubNotifications',
 };
 
 /**
@@ -194,7 +195,14 @@ export function appCutoff(
  * ask again for a push the stream refused), and the categories no read model ends (RTIO calls, inboxes,
  * tickets).
  */
-export const RETIRED_STREAM_PREFIXES = ['message-', 'delivery-', 'push-', 'rtio-report-', 'email-'] as const;
+export const RETIRED_STREAM_PREFIXES = [
+  'message-',
+  'delivery-',
+  'push-',
+  'rtio-report-',
+  'email-',
+  'notification-',
+] as const;
 
 export const isRetirable = (streamName: string): boolean =>
   RETIRED_STREAM_PREFIXES.some((prefix) => streamName.startsWith(prefix));

@@ -5,7 +5,7 @@ import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
 import { eventRetentionMigrations } from '../src/storage/eventRetention';
 import type { Prunable } from '../src/storage/retention';
 import { appRetentions, appSecrets, appsProjection, pushCallbackUrls } from './apps';
-import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
+import { datahubNotificationPruning, datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
 import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
 import { deliveryPruning, deliveryQueries, deviceQueries, devicesProjection } from './devices';
 import { emailPruning, emailQueries, emailsProjection } from './emails';
@@ -105,6 +105,7 @@ export function pruning(pool: Pool): readonly Prunable[] {
     platformPushPruning(pool),
     reportPruning(pool),
     emailPruning(pool),
+    datahubNotificationPruning(pool),
   ];
 }
 

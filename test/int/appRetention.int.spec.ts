@@ -3,10 +3,13 @@ import { expect } from 'chai';
 import type { Pool } from 'pg';
 import pino from 'pino';
 import type { AppEvent } from '../../domain/app/app';
+import type { InboxEvent } from '../../domain/inbox/inbox';
 import type { MessageEvent } from '../../domain/message/message';
+import type { NotificationEvent, NotificationType } from '../../domain/notification/notification';
 import { DEFAULT_RETENTION, type RetentionPolicy } from '../../domain/retention';
 import { migrations, readModels } from '../../projections';
 import { appsProjection } from '../../projections/apps';
+import { datahubProjection } from '../../projections/datahubNotifications';
 import { notificationsProjection } from '../../projections/koalaInbox';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import type { Database } from '../../src/postgres/database';
@@ -28,6 +31,7 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
   let database: Database;
   let pool: Pool;
   let position = 100n;
+  type Given = AppEvent | MessageEvent | NotificationEvent | InboxEvent;
 
   beforeEach(async () => {
     testDatabase = await createTestDatabase();
@@ -40,37 +44,49 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
   });
 
   /** Applies the events through their projection, in one transaction each, positions growing. */
-  async function apply(events: ReadonlyArray<AppEvent | MessageEvent>): Promise<void> {
-    const stream = (e: AppEvent | MessageEvent) =>
-      'messageId' in e.data ? `message-${e.data.messageId}` : `app-${e.data.appId}`;
-    const records: RecordedEvent[] = events.map((event) => ({
+  async function apply(events: readonly Given[], on: Pool = pool, positions?: readonly bigint[]): Promise<bigint[]> {
+    const stream = (e: Given) =>
+      'messageId' in e.data
+        ? `message-${e.data.messageId}`
+        : 'notificationId' in e.data
+          ? `notification-${e.data.notificationId}`
+          : e.type === 'NotificationStatsCleared'
+            ? `inbox-${e.data.appId}.${e.data.userId}`
+            : `app-${e.data.appId}`;
+    const records: RecordedEvent[] = events.map((event, i) => ({
       id: randomUUID(),
       streamName: stream(event),
       revision: 0n,
-      position: (position += 1n),
+      position: positions?.[i] ?? (position += 1n),
       type: event.type,
       data: event.data,
       metadata: {},
       createdAt: now,
     }));
-    const client = await pool.connect();
+    const client = await on.connect();
     try {
       await client.query('BEGIN');
       await appsProjection.handle(records, client);
       await notificationsProjection.handle(records, client);
+      await datahubProjection.handle(records, client);
       await client.query('COMMIT');
     } finally {
       client.release();
     }
+    return records.map((r) => r.position);
   }
 
   const registered = (appId: string): AppEvent => ({
     type: 'AppRegistered',
     data: { appId, secretHash: 'scrypt:x', registeredAt: daysAgo(100) },
   });
-  const retentionSet = (appId: string, unexpiringMessages: string | null): AppEvent => ({
+  const retentionSet = (
+    appId: string,
+    unexpiringMessages: string | null,
+    datahubNotifications: string | null = null,
+  ): AppEvent => ({
     type: 'AppRetentionSet',
-    data: { appId, unexpiringMessages, datahubNotifications: null, setAt: daysAgo(1) },
+    data: { appId, unexpiringMessages, datahubNotifications, setAt: daysAgo(1) },
   });
   const sent = (appId: string, sentDaysAgo: number, expiresAt: string | null = null): MessageEvent => ({
     type: 'MessageSent',
@@ -198,5 +214,129 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
       { status: 'delivered', app_id: 'alpaca' },
       { status: 'scheduled', app_id: 'camel' },
     ]);
+  });
+
+  describe('datahub notifications', () => {
+    const notification = (
+      appId: string,
+      sentDaysAgo: number,
+      receivers: string[],
+      notificationType: NotificationType = 'private_message',
+      forClient = false,
+    ): Extract<NotificationEvent, { type: 'NotificationSent' }> => ({
+      type: 'NotificationSent',
+      data: {
+        notificationId: randomUUID(),
+        appId,
+        notificationType,
+        sender: 'zhang3',
+        receivers,
+        level: 0,
+        forClient,
+        forBrowser: true,
+        data: notificationType === 'subs_event' ? { repname: 'r', itemname: 'i', phase: 1 } : { text: 'x' },
+        sentAt: daysAgo(sentDaysAgo),
+      },
+    });
+    const read = (n: NotificationEvent, userId: string): NotificationEvent => ({
+      type: 'NotificationRead',
+      data: { notificationId: n.data.notificationId, appId: n.data.appId, userId, readAt: daysAgo(1) },
+    });
+    const cleared = (appId: string, userId: string): InboxEvent => ({
+      type: 'NotificationStatsCleared',
+      data: { appId, userId, clearedAt: daysAgo(1) },
+    });
+    /** The datahub tables, counters without their zero rows (a pruned counter stays as a zero row). */
+    const tables = async (on: Pool) => ({
+      notifications: (
+        await on.query(
+          'SELECT app_id, user_id, message_id, notification_id, type, read_at FROM datahub_notifications ORDER BY 1, 2, 3',
+        )
+      ).rows,
+      stats: (
+        await on.query('SELECT app_id, user_id, type, unread FROM datahub_stats WHERE unread <> 0 ORDER BY 1, 2, 3')
+      ).rows,
+      lists: (
+        await on.query(
+          'SELECT app_id, user_id, list, total, unread FROM datahub_list_counts WHERE total <> 0 OR unread <> 0 ORDER BY 1, 2, 3',
+        )
+      ).rows,
+      subscribers: (await on.query('SELECT * FROM datahub_item_subscribers ORDER BY 1, 2, 3, 4')).rows,
+    });
+
+    it("removes an app's notifications sent before its setting, read or not, with their counts: as a rebuild of what is kept", async () => {
+      const camelOld = [
+        notification('camel', 40, ['bob', 'carol']),
+        notification('camel', 35, ['bob'], 'comment_reply', true),
+        notification('camel', 33, ['carol', 'dave', 'erin']),
+        notification('camel', 32, ['bob'], 'subs_event'),
+      ];
+      const camelRecent = [notification('camel', 20, ['bob', 'carol']), notification('camel', 1, ['dave'])];
+      const llama = [notification('llama', 400, ['bob']), notification('llama', 1, ['bob'])];
+      const history: Given[] = [
+        registered('camel'),
+        registered('llama'),
+        camelOld[0]!,
+        camelOld[1]!,
+        read(camelOld[0]!, 'bob'),
+        cleared('camel', 'carol'), // carol's first notification no longer counts in her stats
+        camelOld[2]!,
+        camelOld[3]!,
+        read(camelOld[2]!, 'dave'),
+        ...camelRecent,
+        read(camelRecent[0]!, 'carol'),
+        ...llama,
+        retentionSet('camel', null, '30d'),
+      ];
+      const positions = await apply(history);
+
+      // A batch of 2 rows: a notification's receivers are split over batches, its stream retired with the last.
+      const report = await new RetentionPass({
+        prunables: readModels(pool).retention,
+        policy: DEFAULT_RETENTION,
+        appRetentions: readModels(pool).apps.retentions,
+        clock: () => now,
+        log: pino({ level: 'silent' }),
+        batchSize: 2,
+        intervalMs: 60_000,
+      }).runOnce();
+      expect(report.find((r) => r.table === 'datahub_notifications')).to.deep.include({ removed: 7, batches: 5 });
+
+      // The same history without what was removed (its notifications' events and reads), on a fresh database.
+      const removed = new Set(camelOld.map((n) => n.data.notificationId));
+      const kept = history
+        .map((event, i) => ({ event, position: positions[i]! }))
+        .filter(({ event }) => !('notificationId' in event.data) || !removed.has(event.data.notificationId));
+      const fresh = await createTestDatabase();
+      const freshDatabase = fresh.open();
+      try {
+        await migrate(freshDatabase.pool, migrations);
+        await apply(
+          kept.map((k) => k.event),
+          freshDatabase.pool,
+          kept.map((k) => k.position),
+        );
+        const live = await tables(pool);
+        const rebuilt = await tables(freshDatabase.pool);
+        // Who subscribes to an item: its subs_event stays in the store (retired: no), so it is no rebuild's loss.
+        expect(live.subscribers).to.have.length(1);
+        expect({ ...live, subscribers: [] }).to.deep.equal({ ...rebuilt, subscribers: [] });
+        expect(live.notifications.map((n: { app_id: string }) => n.app_id)).to.deep.equal([
+          'camel',
+          'camel',
+          'camel',
+          'llama',
+          'llama',
+        ]);
+      } finally {
+        await fresh.drop();
+      }
+      expect(await retired()).to.deep.equal(
+        camelOld
+          .filter((n) => n.data.notificationType !== 'subs_event')
+          .map((n) => `notification-${n.data.notificationId}`)
+          .sort(),
+      );
+    });
   });
 });

@@ -136,11 +136,19 @@ describe('a pruning pass', () => {
   });
 
   it('removes from the event store only the streams a read model ends, and never past a projection', () => {
-    for (const name of ['message-m1', 'delivery-p1.d1', 'push-p1', 'rtio-report-r1', 'email-e1'])
+    // A datahub notification's stream goes with its last receiver's row, when its app's retention says (issue 26).
+    for (const name of ['message-m1', 'delivery-p1.d1', 'push-p1', 'rtio-report-r1', 'email-e1', 'notification-n1'])
       expect(isRetirable(name), name).to.equal(true);
-    // Kept: what never ends (apps, devices, datahub), what a kept row still needs (platform pushes), and
-    // what no read model ends yet.
-    for (const name of ['app-camel', 'device-d1', 'notification-n1', 'platformpush-p1.d1', 'rtio-call-c1', 'inbox-a.u'])
+    // Kept: what never ends (apps, devices, a user's reads of a site broadcast), what a kept row still
+    // needs (platform pushes), and what no read model ends yet.
+    for (const name of [
+      'app-camel',
+      'device-d1',
+      'broadcast-read-a.n.u',
+      'platformpush-p1.d1',
+      'rtio-call-c1',
+      'inbox-a.u',
+    ])
       expect(isRetirable(name), name).to.equal(false);
     expect(removableUpTo(100n, [])).to.equal(100n);
     expect(removableUpTo(100n, [120n, 42n, 99n])).to.equal(42n);
