@@ -570,11 +570,17 @@ export function itemSubscribers(pool: Pool | PoolClient): ItemSubscribers {
  * and its counters lose what it counted — a list's total and unread, and the type's unread if it counted
  * (after the receiver's last clear) — so they stay what a rebuild of what is kept gives. Counters are
  * locked in key order, as the projection's upserts take them. A notification's stream is retired with
- * its last receiver's row, except a subs_event's: its event also says who subscribes to an item
- * (`datahub_item_subscribers`, which never ends), so the store keeps it and a rebuild prunes its rows
- * again. Site broadcasts to every user (`datahub_broadcasts`: one row per broadcast, not per user, their
+ * its last receiver's row, except where another read model reads its event (STREAMS_KEPT): the store
+ * keeps those and a rebuild prunes their rows again. Site broadcasts to every user (`datahub_broadcasts`: one row per broadcast, not per user, their
  * count the unread arithmetic) are not pruned.
  */
+/**
+ * Types whose NotificationSent another read model reads, and keeps: a subs_event says who subscribes to
+ * an item (`datahub_item_subscribers`), an apply_whitelist that the item's owner was told
+ * (projections/whitelist.ts `notified`: replayed without it, the owner would be told again).
+ */
+const STREAMS_KEPT = ['subs_event', 'apply_whitelist'] satisfies NotificationType[];
+
 export function datahubNotificationPruning(pool: Pool): AppPrunable {
   // `$1` the apps that set something, `$3` their cutoffs (null: forever), `$4` everyone else's (null:
   // forever); `$2` the batch's limit (the count has none: 1). A cutoff compared with null is not passed.
@@ -619,7 +625,7 @@ export function datahubNotificationPruning(pool: Pool): AppPrunable {
       -- still shows the rows it deletes, so those are told apart by key).
       SELECT DISTINCT 'notification-' || g.notification_id AS stream_name
         FROM gone_rows g
-       WHERE g.type <> 'subs_event'
+       WHERE g.type <> ALL (ARRAY[${STREAMS_KEPT.map((t) => `'${t}'`).join(', ')}])
          AND NOT EXISTS (SELECT 1 FROM datahub_notifications o
                           WHERE o.notification_id = g.notification_id
                             AND (o.app_id, o.user_id, o.message_id) NOT IN (SELECT app_id, user_id, message_id FROM doomed))
