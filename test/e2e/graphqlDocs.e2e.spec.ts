@@ -88,6 +88,9 @@ describe('docs/api/graphql.md examples', function () {
         }),
       };
     if (/webPushCredentials/i.test(block)) return { credential: await issueTicket(test.url, 'docs-admin', 'admin') };
+    // An app's retention is its admins'.
+    if (/setRetention|retention \{/.test(block))
+      return { credential: await issueTicket(test.url, 'docs-admin', 'admin') };
     // A browser's subscription for a WEB device of the user (subscribing POSTs nothing: the endpoint is not asked).
     if (/(un)?subscribeWebPush/.test(block)) {
       const browser = createECDH('prime256v1');
