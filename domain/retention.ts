@@ -9,7 +9,9 @@ import { streamNameOf } from './streamName';
  * A duration counts from the moment a record *ended* — a message's expiry, a delivery's confirmation,
  * drop or expiry, an email's sending, a report's forwarding — never from its creation, so nothing a seed
  * still promises is removable whatever the setting:
- *  - a Koala message with `expire` 0 is 永久有效 (000_…: "0:永久有效"): it never ends, so it is kept;
+ *  - a Koala message with `expire` 0 is 永久有效 (000_…: "0:永久有效"): it never ends, so it is kept while
+ *    its app wants it — forever unless the app (or the deployment, for apps that set nothing) says how
+ *    long, counted from its sending (APP_RETENTION_CATEGORIES below); so are datahub notifications;
  *  - a ONE-PUSH needConfirm message is re-sent until its `duration` (003_…): its delivery is open until
  *    confirmed or expired, and an open delivery is never removable;
  *  - a topvdn flag 2 message is tried 5 times, then dropped (002_…): removable only once dropped;
@@ -156,7 +158,7 @@ export function formatKeep(keep: Keep): string {
 
 /**
  * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`); undefined for
- * streams that do not end (apps, devices, datahub notifications, whitelist applications, item owners)
+ * streams that do not end (apps, devices, whitelist applications, item owners)
  * and for a user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
  * has no end: dropped earlier, a rebuild would show it unread again): they are kept.
  */
@@ -189,7 +191,8 @@ export function appCutoff(
 
 /**
  * The streams the event store removes (archived first) once a read model's pruning has retired them:
- * the pruned row's own stream (`message-…`, `delivery-…`, `push-…`, `rtio-report-…`, `email-…`). The
+ * the pruned row's own stream (`message-…`, `delivery-…`, `push-…`, `rtio-report-…`, `email-…`, a datahub
+ * `notification-…` with its last receiver's row). The
  * pruning decides the end (the rules above), so the event store re-derives nothing. Not (yet) removed:
  * `platformpush-…` (its read model row outlives the delivery's: removing the stream would let the leader
  * ask again for a push the stream refused), and the categories no read model ends (RTIO calls, inboxes,
