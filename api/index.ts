@@ -21,6 +21,7 @@ import type { Clock } from '../src/runtime/clock';
 import type { Logger } from '../src/runtime/logger';
 import { closing, type Services } from '../src/runtime/services';
 import { createHttpApp, listen } from '../src/server';
+import type { AppRetentionSettings } from '../src/storage/appRetentionSettings';
 import { buildSchema, GRAPHQL_PATH, graphqlRouter, graphqlWsServer } from './graphql/graphqlServer';
 import { OperationChecks } from './graphql/operationChecks';
 import { datahubItemsRouter } from './rest/datahubItems';
@@ -72,6 +73,7 @@ export interface ApiDeps {
   readonly rtio: Rtio;
   readonly events: EventFeed;
   readonly platformCredentials: PlatformCredentials;
+  readonly appRetention: AppRetentionSettings;
   readonly metrics: Metrics;
   /** /readyz and /healthz (src/server.ts). */
   readonly readiness: () => Promise<Readiness>;

@@ -47,6 +47,12 @@ export interface LoadSetup {
   readonly requestTimeoutMs: number;
   /** Every odd Koala send expires after this many seconds (bench/soak.ts); unset: none expires. */
   readonly koalaExpireSeconds?: number;
+  /**
+   * Koala messages without expiry and datahub notifications are removed this long after their sending
+   * (bench/soak.ts sets HERALD_RETENTION_UNEXPIRING_MESSAGES and …_DATAHUB_NOTIFICATIONS to it): those
+   * sent longer before their list was read are not looked for. Unset: kept forever, all looked for.
+   */
+  readonly keptSeconds?: number;
 }
 
 /** One operation: [kind index, node, start ms, end ms, outcome ('ok' or what went wrong), HTTP status or 0]. */
@@ -702,6 +708,9 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
   // A message that may have expired before its list was read is not listed (an inbox leaves expired ones
   // out): only those still unexpired when the lists were done are looked for.
   let koalaListable = koala;
+  let datahubListable = datahub;
+  // Sent before this (epoch ms), a message without expiry or a notification may have been pruned.
+  const keptSince = (at: number) => (setup.keptSeconds === undefined ? -Infinity : at - setup.keptSeconds * 1000);
   for (let attempt = 0; ; attempt++) {
     const listUntil = Math.max(drainUntil, Date.now() + 30_000);
     // A list one node cannot give is asked of the other.
@@ -718,10 +727,13 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
       ),
     );
     const listedAt = Date.now();
-    koalaListable = koala.filter((m) => m.expiresAt === undefined || m.expiresAt > listedAt);
+    koalaListable = koala.filter((m) =>
+      m.expiresAt === undefined ? m.start > keptSince(listedAt) : m.expiresAt > listedAt,
+    );
+    datahubListable = datahub.filter((m) => m.start > keptSince(listedAt));
     const complete =
       koalaListable.every((m) => koalaLists[m.target]?.has(m.key!)) &&
-      datahub.every((m) => datahubLists[m.target]?.has(m.key!));
+      datahubListable.every((m) => datahubLists[m.target]?.has(m.key!));
     if (complete || Date.now() >= drainUntil) break;
     await sleep(3000);
   }
@@ -747,7 +759,7 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     for (const [id, content] of s.contents)
       if (/^k\d+$/.test(content) && !koalaAcknowledgedIds.has(id)) unacknowledgedButDelivered.add(content);
 
-  const datahubNotListed = datahub.filter((m) => !datahubLists[m.target]?.has(m.key!)).map((m) => m.key!);
+  const datahubNotListed = datahubListable.filter((m) => !datahubLists[m.target]?.has(m.key!)).map((m) => m.key!);
   const datahubAcknowledgedKeys = new Set(datahub.map((m) => m.key));
   const datahubUnacknowledgedButListed = datahubLists.reduce(
     (n, list) => n + [...(list ?? [])].filter((c) => /^d\d+$/.test(c) && !datahubAcknowledgedKeys.has(c)).length,
@@ -794,13 +806,16 @@ async function drainAndCount(fleet: Fleet, drainUntil: number): Promise<LoadResu
     koala: {
       ...listing(koalaListable.length, koalaNotListed, koalaLists),
       acknowledged: koala.length,
+      // Expired, or (without expiry) past the app's retention when the lists were read.
       expiredBeforeListed: koala.length - koalaListable.length,
       lostMessages: koalaLostMessages.length,
       unacknowledgedButDelivered: unacknowledgedButDelivered.size,
       subscribers: perSubscriber,
     },
     datahub: {
-      ...listing(datahub.length, datahubNotListed, datahubLists),
+      ...listing(datahubListable.length, datahubNotListed, datahubLists),
+      acknowledged: datahub.length,
+      prunedBeforeListed: datahub.length - datahubListable.length,
       unacknowledgedButListed: datahubUnacknowledgedButListed,
       note: 'datahub notifications are not pushed on `messages` (only unread counts are): listed is their delivery',
     },

@@ -10,7 +10,9 @@ import { streamNameOf } from './streamName';
  * A duration counts from the moment a record *ended* — a message's expiry, a delivery's confirmation,
  * drop or expiry, an email's sending, a report's forwarding — never from its creation, so nothing a seed
  * still promises is removable whatever the setting:
- *  - a Koala message with `expire` 0 is 永久有效 (000_…: "0:永久有效"): it never ends, so it is kept;
+ *  - a Koala message with `expire` 0 is 永久有效 (000_…: "0:永久有效"): it never ends, so it is kept while
+ *    its app wants it — forever unless the app (or the deployment, for apps that set nothing) says how
+ *    long, counted from its sending (APP_RETENTION_CATEGORIES below); so are datahub notifications;
  *  - a ONE-PUSH needConfirm message is re-sent until its `duration` (003_…): its delivery is open until
  *    confirmed or expired, and an open delivery is never removable;
  *  - a topvdn flag 2 message is tried 5 times, then dropped (002_…): removable only once dropped;
@@ -28,6 +30,8 @@ export const RETENTION_CATEGORIES = [
   'emails',
   'inboxes',
   'tickets',
+  'unexpiringMessages',
+  'datahubNotifications',
 ] as const;
 export type RetentionCategory = (typeof RETENTION_CATEGORIES)[number];
 
@@ -52,7 +56,22 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
   emails: 7 * DAY_MS,
   inboxes: 30 * DAY_MS,
   tickets: 30 * DAY_MS,
+  unexpiringMessages: 'forever',
+  datahubNotifications: 'forever',
 };
+
+/**
+ * The records that never end (a Koala message with `expire` 0, 永久有效; a datahub notification: 001_… gives
+ * it no end) are kept "while the app wants it" (issue 26): each app may set how long, counted from the
+ * record's creation (its sending), and an app that sets nothing follows the deployment's
+ * `HERALD_RETENTION_UNEXPIRING_MESSAGES` / `HERALD_RETENTION_DATAHUB_NOTIFICATIONS` — `forever` unless
+ * the operator says otherwise, so the seed's promise holds by default.
+ */
+export const APP_RETENTION_CATEGORIES = ['unexpiringMessages', 'datahubNotifications'] as const;
+export type AppRetentionCategory = (typeof APP_RETENTION_CATEGORIES)[number];
+
+/** An app's own settings: a category absent follows the deployment's default. */
+export type AppRetention = Readonly<Partial<Record<AppRetentionCategory, Keep>>>;
 
 /** What ended before this instant is past retention at `now`; undefined when nothing of the category ever is. */
 export function retentionCutoff(now: Date, keep: Keep): Date | undefined {
@@ -89,6 +108,20 @@ export const messageRemovable = (
   m: { readonly status: 'scheduled' | 'delivered' | 'expired'; readonly expiresAt: Date | null },
   cutoff: Date,
 ): boolean => m.status !== 'scheduled' && m.expiresAt !== null && m.expiresAt < cutoff;
+
+/**
+ * A Koala message without expiry goes when its app's setting (`cutoff`: its own, else the deployment's)
+ * says, counted from its sending — acknowledged or not (the app decided). One still scheduled has not
+ * been sent: never.
+ */
+export const unexpiringMessageRemovable = (
+  m: {
+    readonly status: 'scheduled' | 'delivered' | 'expired';
+    readonly expiresAt: Date | null;
+    readonly sentAt: Date | null;
+  },
+  cutoff: Date,
+): boolean => m.status === 'delivered' && m.expiresAt === null && m.sentAt !== null && m.sentAt < cutoff;
 
 /**
  * A push has ended once none of its deliveries is kept (each was removed past its own end): it goes with
@@ -138,8 +171,8 @@ export function formatKeep(keep: Keep): string {
 
 /**
  * The retention category of a stream, by its name's prefix (`message-…`, `rtio-report-…`; herald storage
- * status); undefined for streams that do not end (apps, devices, datahub notifications, whitelist
- * applications, item owners), for inboxes (their clears are kept: RETIRED_STREAM_PREFIXES) and for a
+ * status); undefined for streams that do not end (apps, devices, whitelist applications, item
+ * owners), for inboxes (their clears are kept: RETIRED_STREAM_PREFIXES) and for a
  * user's reads of site broadcasts (`broadcast-read-…`, kept as long as the broadcast, which
  * has no end: dropped earlier, a rebuild would show it unread again): they are kept.
  */
@@ -156,16 +189,31 @@ export const STREAM_CATEGORIES: Readonly<Record<string, RetentionCategory>> = {
   // `platformpush-<pushId>.<deviceId>`: a delivery's way through APNs/FCM/Web Push (issue 25), with its delivery.
   platformpush: 'deliveries',
   ticket: 'tickets',
+  notification: 'datahubNotifications',
 };
+
+/**
+ * The cutoff for an app's record of `category` at `now`: the app's own setting, else the deployment's
+ * (`policy`); undefined when it is kept forever.
+ */
+export function appCutoff(
+  now: Date,
+  category: AppRetentionCategory,
+  app: AppRetention | undefined,
+  policy: RetentionPolicy,
+): Date | undefined {
+  return retentionCutoff(now, app?.[category] ?? policy[category]);
+}
 
 /**
  * The streams the event store removes (archived first) once a read model's pruning has retired them: the
  * pruned row's own stream — `message-…`, `delivery-…`, `push-…`, `platformpush-…` (with its push: see
- * projections/platformPushes.ts), `rtio-report-…`, `email-…`, and from `stream_ends` `rtio-call-…`,
+ * projections/platformPushes.ts), `rtio-report-…`, `email-…`, a datahub `notification-…` (with its last
+ * receiver's row, when its app's retention says), and from `stream_ends` `rtio-call-…`,
  * `rtio-nonce-…` and `ticket-…`. The pruning decides the end (the rules above), so the event store
- * re-derives nothing. Kept: what never ends (apps, devices, RTIO devices, datahub notifications and their
- * reads, whitelist applications, item owners) and `inbox-…` (one event per stats clear, its last one its
- * state: docs/operations.md, "Retention").
+ * re-derives nothing. Kept: what never ends (apps, devices, RTIO devices, a user's reads of site
+ * broadcasts, whitelist applications, item owners) and `inbox-…` (one event per stats clear, its last one
+ * its state: docs/operations.md, "Retention").
  */
 export const RETIRED_STREAM_PREFIXES = [
   'message-',
@@ -177,6 +225,7 @@ export const RETIRED_STREAM_PREFIXES = [
   'rtio-nonce-',
   'email-',
   'ticket-',
+  'notification-',
 ] as const;
 
 export const isRetirable = (streamName: string): boolean =>

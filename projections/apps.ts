@@ -1,9 +1,11 @@
 import type { Pool } from 'pg';
-import { AppEvent } from '../domain/app/app';
+import { AppEvent, retentionOf } from '../domain/app/app';
+import type { AppRetention } from '../domain/retention';
 import type { PushCallbackUrls } from '../src/devices/appCallbacks';
 import type { AppSecrets } from '../src/identity/tickets';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+import type { AppRetentions } from '../src/storage/retention';
 
 /** App events; one whose data is refused is parked by the runner, not skipped. */
 const appEvents = eventDecoder(AppEvent);
@@ -27,6 +29,11 @@ export const appsProjection: Projection = {
     {
       id: 'projection/apps/002-push-callback',
       sql: `ALTER TABLE apps ADD COLUMN push_callback_url text`,
+    },
+    {
+      // AppRetentionSet's data (null: the app set nothing). No event before it had any: no replay needed.
+      id: 'projection/apps/003-retention',
+      sql: `ALTER TABLE apps ADD COLUMN retention jsonb`,
     },
   ],
 
@@ -56,6 +63,15 @@ export const appsProjection: Projection = {
             event.data.setAt,
           ]);
           break;
+        case 'AppRetentionSet': {
+          const { unexpiringMessages, datahubNotifications, setAt } = event.data;
+          await tx.query('UPDATE apps SET retention = $2, updated_at = $3 WHERE app_id = $1', [
+            event.data.appId,
+            JSON.stringify({ unexpiringMessages, datahubNotifications }),
+            setAt,
+          ]);
+          break;
+        }
       }
     }
     return [];
@@ -86,3 +102,37 @@ export function appSecrets(pool: Pool): AppSecrets {
     },
   };
 }
+
+/** Apps' own retention settings (domain/retention.ts, APP_RETENTION_CATEGORIES), behind the interface src/storage declares. */
+export function appRetentions(pool: Pool): AppRetentions {
+  const toRetention = (retention: unknown): AppRetention =>
+    typeof retention === 'object' && retention !== null
+      ? retentionOf({
+          appId: '',
+          setAt: '',
+          unexpiringMessages: stringOrNull((retention as Record<string, unknown>)['unexpiringMessages']),
+          datahubNotifications: stringOrNull((retention as Record<string, unknown>)['datahubNotifications']),
+        })
+      : {};
+  return {
+    async of(appId) {
+      const { rows } = await pool.query<{ retention: unknown }>('SELECT retention FROM apps WHERE app_id = $1', [
+        appId,
+      ]);
+      return toRetention(rows[0]?.retention);
+    },
+    async all() {
+      // Apps are few (HERALD_APPS registers them); only those that set something.
+      const { rows } = await pool.query<{ app_id: string; retention: unknown }>(
+        'SELECT app_id, retention FROM apps WHERE retention IS NOT NULL ORDER BY app_id LIMIT $1',
+        [MAX_APPS_WITH_RETENTION],
+      );
+      return new Map(rows.map((r) => [r.app_id, toRetention(r.retention)]));
+    },
+  };
+}
+
+/** A bound on the apps one pass reads settings for (herald serves a handful). */
+const MAX_APPS_WITH_RETENTION = 10_000;
+
+const stringOrNull = (value: unknown): string | null => (typeof value === 'string' ? value : null);

@@ -17,6 +17,8 @@ import { prepared } from '../src/postgres/database';
 import { Columns } from '../src/projection/columns';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
+import type { AppCutoffs, AppPrunable } from '../src/storage/retention';
+import { RETIRE_GONE_STREAMS } from './pruning';
 
 /** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
 const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
@@ -162,6 +164,11 @@ export const datahubProjection: Projection = {
         ALTER TABLE datahub_notifications ADD COLUMN given_time text;
         ALTER TABLE datahub_broadcasts ADD COLUMN given_time text;
       `,
+    },
+    {
+      // Retention by app (datahubNotificationPruning): the oldest sent first.
+      id: 'projection/datahub/004-retention',
+      sql: `CREATE INDEX datahub_notifications_sent ON datahub_notifications (sent_at)`,
     },
   ],
 
@@ -552,6 +559,93 @@ export function itemSubscribers(pool: Pool | PoolClient): ItemSubscribers {
         [appId, item.repname, item.itemname ?? null, after, limit],
       );
       return rows.map((row) => row.user_id);
+    },
+  };
+}
+
+/**
+ * Retention of datahub notifications (issue 26: the seed, 001_…, gives them no end, so they are kept
+ * while their app wants them): a receiver's notification sent before its app's cutoff (AppCutoffs: the
+ * app's own setting, else HERALD_RETENTION_DATAHUB_NOTIFICATIONS; forever by default) goes, read or not,
+ * and its counters lose what it counted — a list's total and unread, and the type's unread if it counted
+ * (after the receiver's last clear) — so they stay what a rebuild of what is kept gives. Counters are
+ * locked in key order, as the projection's upserts take them. A notification's stream is retired with
+ * its last receiver's row, except where another read model reads its event (STREAMS_KEPT): the store
+ * keeps those and a rebuild prunes their rows again. Site broadcasts to every user (`datahub_broadcasts`: one row per broadcast, not per user, their
+ * count the unread arithmetic) are not pruned.
+ */
+/**
+ * Types whose NotificationSent another read model reads, and keeps: a subs_event says who subscribes to
+ * an item (`datahub_item_subscribers`), an apply_whitelist that the item's owner was told
+ * (projections/whitelist.ts `notified`: replayed without it, the owner would be told again).
+ */
+const STREAMS_KEPT = ['subs_event', 'apply_whitelist'] satisfies NotificationType[];
+
+export function datahubNotificationPruning(pool: Pool): AppPrunable {
+  // `$1` the apps that set something, `$3` their cutoffs (null: forever), `$4` everyone else's (null:
+  // forever); `$2` the batch's limit (the count has none: 1). A cutoff compared with null is not passed.
+  const sentBefore = `datahub_notifications n
+      LEFT JOIN unnest($1::text[], $3::timestamptz[]) AS s(app_id, cutoff) ON s.app_id = n.app_id
+     WHERE n.sent_at < CASE WHEN s.app_id IS NULL THEN $4::timestamptz ELSE s.cutoff END`;
+  const count = `SELECT count(*)::int AS n FROM ${sentBefore} AND $2::int > 0`;
+  const prune = `
+    WITH doomed AS (
+      SELECT n.app_id, n.user_id, n.message_id, n.notification_id FROM ${sentBefore}
+       ORDER BY n.sent_at LIMIT $2 FOR UPDATE OF n SKIP LOCKED
+    ), listed AS (
+      SELECT c.app_id, c.user_id, c.list FROM datahub_list_counts c
+       WHERE (c.app_id, c.user_id) IN (SELECT app_id, user_id FROM doomed)
+       ORDER BY c.app_id, c.user_id, c.list FOR UPDATE OF c
+    ), typed AS (
+      SELECT s.app_id, s.user_id, s.type FROM datahub_stats s
+       WHERE (s.app_id, s.user_id) IN (SELECT app_id, user_id FROM doomed)
+       ORDER BY s.app_id, s.user_id, s.type FOR UPDATE OF s
+    ), gone_rows AS (
+      DELETE FROM datahub_notifications n USING doomed d
+       WHERE n.app_id = d.app_id AND n.user_id = d.user_id AND n.message_id = d.message_id
+      RETURNING n.app_id, n.user_id, n.message_id, n.notification_id, n.type, n.for_browser, n.for_client, n.read_at IS NULL AS unread
+    ), uncounted_lists AS (
+      UPDATE datahub_list_counts c SET total = c.total - g.total, unread = c.unread - g.unread
+        FROM (SELECT g.app_id, g.user_id, l.list, count(*) AS total, count(*) FILTER (WHERE g.unread) AS unread
+                FROM gone_rows g CROSS JOIN LATERAL (VALUES ('browser', g.for_browser), ('client', g.for_client)) AS l(list, included)
+               WHERE l.included
+               GROUP BY g.app_id, g.user_id, l.list) g
+       WHERE (c.app_id, c.user_id, c.list) IN (SELECT app_id, user_id, list FROM listed)
+         AND c.app_id = g.app_id AND c.user_id = g.user_id AND c.list = g.list
+    ), uncounted_types AS (
+      UPDATE datahub_stats s SET unread = s.unread - g.unread
+        FROM (SELECT g.app_id, g.user_id, g.type, count(*) AS unread
+                FROM gone_rows g LEFT JOIN datahub_stats_cleared c ON c.app_id = g.app_id AND c.user_id = g.user_id
+               WHERE g.unread AND g.message_id > coalesce(c.up_to, -1)
+               GROUP BY g.app_id, g.user_id, g.type) g
+       WHERE (s.app_id, s.user_id, s.type) IN (SELECT app_id, user_id, type FROM typed)
+         AND s.app_id = g.app_id AND s.user_id = g.user_id AND s.type = g.type
+    ), gone AS (
+      -- A notification's last rows: none of it is left outside this batch (the statement's snapshot
+      -- still shows the rows it deletes, so those are told apart by key).
+      SELECT DISTINCT 'notification-' || g.notification_id AS stream_name
+        FROM gone_rows g
+       WHERE g.type <> ALL (ARRAY[${STREAMS_KEPT.map((t) => `'${t}'`).join(', ')}])
+         AND NOT EXISTS (SELECT 1 FROM datahub_notifications o
+                          WHERE o.notification_id = g.notification_id
+                            AND (o.app_id, o.user_id, o.message_id) NOT IN (SELECT app_id, user_id, message_id FROM doomed))
+    ), retired AS (${RETIRE_GONE_STREAMS})
+    SELECT count(*)::int AS n FROM gone_rows`;
+  const values = (cutoffs: AppCutoffs, limit: number) => [
+    [...cutoffs.byApp.keys()],
+    limit,
+    [...cutoffs.byApp.values()],
+    cutoffs.otherwise,
+  ];
+  return {
+    table: 'datahub_notifications',
+    category: 'datahubNotifications',
+    byApp: true,
+    async countRemovable(cutoffs) {
+      return (await pool.query<{ n: number }>(prepared(count, values(cutoffs, 1)))).rows[0]!.n;
+    },
+    async prune(cutoffs, limit) {
+      return (await pool.query<{ n: number }>(prepared(prune, values(cutoffs, limit)))).rows[0]!.n;
     },
   };
 }

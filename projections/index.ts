@@ -4,12 +4,12 @@ import type { Projection } from '../src/projection/projection';
 import { projectionRunnerMigrations } from '../src/projection/projectionRunner';
 import { eventRetentionMigrations } from '../src/storage/eventRetention';
 import type { Prunable } from '../src/storage/retention';
-import { appSecrets, appsProjection, pushCallbackUrls } from './apps';
-import { datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
+import { appRetentions, appSecrets, appsProjection, pushCallbackUrls } from './apps';
+import { datahubNotificationPruning, datahubProjection, datahubQueries, itemSubscribers } from './datahubNotifications';
 import { deviceNumberMigrations, deviceNumbers } from './deviceNumbers';
 import { deliveryPruning, deliveryQueries, deviceQueries, devicesProjection } from './devices';
 import { emailPruning, emailQueries, emailsProjection } from './emails';
-import { messagePruning, notificationQueries, notificationsProjection } from './koalaInbox';
+import { messagePruning, notificationQueries, notificationsProjection, unexpiringMessagePruning } from './koalaInbox';
 import { koalaWebPushQueries } from './koalaWebPushes';
 import {
   apnsCredentialStore,
@@ -65,7 +65,12 @@ export const migrations: readonly Migration[] = [
 export function readModels(pool: Pool) {
   return {
     projections,
-    apps: { name: appsProjection.name, secrets: appSecrets(pool), pushCallbackUrls: pushCallbackUrls(pool) },
+    apps: {
+      name: appsProjection.name,
+      secrets: appSecrets(pool),
+      pushCallbackUrls: pushCallbackUrls(pool),
+      retentions: appRetentions(pool),
+    },
     koalaInbox: { name: notificationsProjection.name, queries: notificationQueries(pool) },
     datahub: { name: datahubProjection.name, queries: datahubQueries(pool), itemSubscribers: itemSubscribers(pool) },
     emails: { name: emailsProjection.name, pending: emailQueries(pool) },
@@ -99,10 +104,14 @@ export type ReadModels = ReturnType<typeof readModels>;
 export function pruning(pool: Pool): readonly Prunable[] {
   return [
     messagePruning(pool),
+    unexpiringMessagePruning(pool),
     ...deliveryPruning(pool),
     platformPushPruning(pool),
     reportPruning(pool),
     emailPruning(pool),
     ...streamEndPruning(pool),
+    datahubNotificationPruning(pool),
   ];
 }
+
+export { appRetentions } from './apps';

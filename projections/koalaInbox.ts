@@ -17,7 +17,7 @@ import { prepared } from '../src/postgres/database';
 import { withTransaction } from '../src/postgres/transaction';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection, ReplayFinish } from '../src/projection/projection';
-import type { Prunable } from '../src/storage/retention';
+import type { AppCutoffs, AppPrunable, CategoryPrunable } from '../src/storage/retention';
 import { RETIRE_GONE_STREAMS } from './pruning';
 
 /**
@@ -39,6 +39,9 @@ const messageEvents = eventDecoder(MessageEvent, (event) =>
 
 /** A message that ended: released or expired, with an expiry (domain/retention.ts: messageRemovable). */
 const MESSAGE_ENDED = `status <> 'scheduled' AND expires_at IS NOT NULL`;
+
+/** A message without expiry that was sent (domain/retention.ts: unexpiringMessageRemovable); never a scheduled one. */
+const MESSAGE_UNEXPIRING = `status = 'delivered' AND expires_at IS NULL`;
 
 const MESSAGE_COLUMNS = 'm.message_id, m.app_id, m.seq, m.sender, m.title, m.content, m.props, m.sent_at, m.expires_at';
 
@@ -139,6 +142,11 @@ export const notificationsProjection: Projection = {
       // Retention (messagePruning): messages that ended, by their expiry.
       id: 'projection/notifications/004-retention',
       sql: `CREATE INDEX notification_messages_expiry ON notification_messages (expires_at) WHERE ${MESSAGE_ENDED}`,
+    },
+    {
+      // Retention of messages without expiry by their app's setting (unexpiringMessagePruning).
+      id: 'projection/notifications/005-unexpiring-retention',
+      sql: `CREATE INDEX notification_messages_unexpiring ON notification_messages (sent_at) WHERE ${MESSAGE_UNEXPIRING}`,
     },
   ],
 
@@ -728,12 +736,14 @@ async function missedMessages(
  * Retention of Koala messages (domain/retention.ts): a message whose expiry is before the cutoff goes
  * with its inbox rows, and the inboxes' counters lose what they counted of them — so a page's `total`
  * (the counter less the expired rows still kept) stays what it was. A message without expiry (`expire`
- * 0, 永久有效) or still scheduled is never removed. One statement per batch, bounded by the inbox rows it
- * removes (not by messages: one has up to 1,000 recipients), so the counters it locks (in key order, as
- * two writers of several counters must: the projection's upsert and this) are held for a short statement.
+ * 0, 永久有效) is its app's to drop (unexpiringMessagePruning); one still scheduled is never removed.
  */
-export function messagePruning(pool: Pool): Prunable {
+export function messagePruning(pool: Pool): CategoryPrunable {
   const removable = `${MESSAGE_ENDED} AND expires_at < $1`;
+  const prune = pruneMessages(
+    `SELECT message_id, expires_at AS ended_at, cardinality(recipients) AS inbox_rows FROM notification_messages
+      WHERE ${removable} ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
+  );
   return {
     table: 'notification_messages',
     category: 'messages',
@@ -744,17 +754,63 @@ export function messagePruning(pool: Pool): Prunable {
       return rows[0]!.n;
     },
     async prune(cutoff, limit) {
-      const { rows } = await pool.query<{ n: number }>(
-        prepared(
-          `WITH candidates AS (
-             SELECT message_id, expires_at, cardinality(recipients) AS inbox_rows FROM notification_messages
-              WHERE ${removable} ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+      return (await pool.query<{ n: number }>(prepared(prune, [cutoff, limit]))).rows[0]!.n;
+    },
+  };
+}
+
+/**
+ * Retention of Koala messages without expiry (`expire` 0: 永久有效, kept "while the app wants it"): one
+ * sent before its app's cutoff (AppCutoffs: the app's own setting, else the deployment's) goes, as an
+ * expired one does — inbox rows, counters, its stream retired —, acknowledged or not: the app decided.
+ * A scheduled message not yet released has not been sent and is never removed.
+ */
+export function unexpiringMessagePruning(pool: Pool): AppPrunable {
+  // `$1` the apps that set something, `$3` their cutoffs (null: forever), `$4` everyone else's (null:
+  // forever); `$2` the batch's limit (the count has none: 1). A cutoff compared with null is not passed.
+  const sentBefore = `notification_messages m
+      LEFT JOIN unnest($1::text[], $3::timestamptz[]) AS s(app_id, cutoff) ON s.app_id = m.app_id
+     WHERE m.status = 'delivered' AND m.expires_at IS NULL
+       AND m.sent_at < CASE WHEN s.app_id IS NULL THEN $4::timestamptz ELSE s.cutoff END`;
+  const prune = pruneMessages(
+    `SELECT m.message_id, m.sent_at AS ended_at, cardinality(m.recipients) AS inbox_rows
+       FROM ${sentBefore} ORDER BY m.sent_at LIMIT $2 FOR UPDATE OF m SKIP LOCKED`,
+  );
+  const count = `SELECT count(*)::int AS n FROM ${sentBefore} AND $2::int > 0`;
+  const values = (cutoffs: AppCutoffs, limit: number) => [
+    [...cutoffs.byApp.keys()],
+    limit,
+    [...cutoffs.byApp.values()],
+    cutoffs.otherwise,
+  ];
+  return {
+    table: 'notification_messages',
+    category: 'unexpiringMessages',
+    byApp: true,
+    async countRemovable(cutoffs) {
+      return (await pool.query<{ n: number }>(prepared(count, values(cutoffs, 1)))).rows[0]!.n;
+    },
+    async prune(cutoffs, limit) {
+      return (await pool.query<{ n: number }>(prepared(prune, values(cutoffs, limit)))).rows[0]!.n;
+    },
+  };
+}
+
+/**
+ * The statement that removes the messages `candidates` selects (`message_id`, `ended_at`, `inbox_rows`;
+ * `$2` its limit, the rows locked) with their inbox rows, takes them off the counters and retires their
+ * streams. One statement per batch, bounded by the inbox rows it removes (not by messages: one has up to
+ * 1,000 recipients), so the counters it locks (in key order, as two writers of several counters must: the
+ * projection's upsert and this) are held for a short statement.
+ */
+function pruneMessages(candidates: string): string {
+  return `WITH candidates AS (${candidates}
            ), doomed AS (
              -- The limit bounds the rows the statement touches, inbox rows included (a message has up to
              -- 1,000): the oldest messages whose inbox rows fit in it, and at least one.
              SELECT message_id FROM (
-               SELECT message_id, sum(inbox_rows) OVER (ORDER BY expires_at, message_id) AS running,
-                      row_number() OVER (ORDER BY expires_at, message_id) AS k
+               SELECT message_id, sum(inbox_rows) OVER (ORDER BY ended_at, message_id) AS running,
+                      row_number() OVER (ORDER BY ended_at, message_id) AS k
                  FROM candidates) w
               WHERE running <= $2 OR k = 1
            ), locked AS (
@@ -773,11 +829,5 @@ export function messagePruning(pool: Pool): Prunable {
              DELETE FROM notification_messages m USING doomed d WHERE m.message_id = d.message_id
              RETURNING 'message-' || m.message_id AS stream_name
            ), retired AS (${RETIRE_GONE_STREAMS})
-           SELECT count(*)::int AS n FROM gone`,
-          [cutoff, limit],
-        ),
-      );
-      return rows[0]!.n;
-    },
-  };
+           SELECT count(*)::int AS n FROM gone`;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { migrations, projections, pruning } from '../projections';
+import { appRetentions, migrations, projections, pruning } from '../projections';
 import { parseBound, runReplay } from './analysts/replayCommand';
 import { ConfigError, loadConfig, type Config } from './config';
 import type { ExportSelection } from './eventStore/eventStore';
@@ -204,6 +204,8 @@ projectionsCommand
       runRebuild(withArchive(infrastructure, options.archive, config), chosen, log, {
         prunablesOn: pruning,
         policy: config.retention,
+        // The apps' settings as the live read model holds them (a rebuild of apps swaps in the same).
+        appRetentions: appRetentions(infrastructure.database.pool),
         clock: systemClock,
         batchSize: config.retentionBatchSize,
       }),
@@ -277,6 +279,7 @@ storageCommand
         projections,
         prunables: pruning(infrastructure.database.pool),
         policy: config.retention,
+        appRetentions: appRetentions(infrastructure.database.pool),
         now: systemClock(),
         exact: options.exact === true,
         archive: new EventArchive(config.archiveDir),
@@ -297,6 +300,7 @@ storageCommand
         pruning: {
           prunables: pruning(infrastructure.database.pool),
           policy: config.retention,
+          appRetentions: appRetentions(infrastructure.database.pool),
           clock: systemClock,
           batchSize: config.retentionBatchSize,
         },

@@ -43,6 +43,7 @@ import { ReportForwarder } from './rtio/reportForwarder';
 import { systemClock, type Clock } from './runtime/clock';
 import type { Logger } from './runtime/logger';
 import { closing, Services } from './runtime/services';
+import { AppRetentionSettings } from './storage/appRetentionSettings';
 import { EventArchive } from './storage/eventArchive';
 import { EventRetention, retiredStreamsQueued } from './storage/eventRetention';
 import { RetentionPass } from './storage/retention';
@@ -70,6 +71,8 @@ export interface Herald {
   readonly reportForwarder: ReportForwarder | undefined;
   /** The read models' pruning, run by the node that leads (runOnce: a pass now, for tests and tools). */
   readonly retention: RetentionPass;
+  /** How long each app keeps its records that never end (GraphQL `setRetention`). */
+  readonly appRetention: AppRetentionSettings;
   /** The app's event stream for analysts (GraphQL `events`). */
   readonly events: EventFeed;
   /** Apps' platform-push credentials (GraphQL `setApnsCredentials`, `setFcmCredentials`). */
@@ -419,9 +422,16 @@ async function openFeatures(deps: {
     log,
     ...(mailer && { mailer }),
   });
+  const appRetention = new AppRetentionSettings({
+    store,
+    retentions: models.apps.retentions,
+    policy: config.retention,
+    appsShow: shows(models.apps),
+  });
   const retention = new RetentionPass({
     prunables: models.retention,
     policy: config.retention,
+    appRetentions: models.apps.retentions,
     clock,
     log,
     batchSize: config.retentionBatchSize,
@@ -457,6 +467,7 @@ async function openFeatures(deps: {
     reportForwarder,
     mailer,
     retention,
+    appRetention,
     platformCredentials,
     platformPushes,
     koalaWebPushes,

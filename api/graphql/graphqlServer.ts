@@ -19,6 +19,7 @@ import { toGraphqlError, type GraphqlContext } from './guards';
 import { OperationChecks } from './operationChecks';
 import { platformPushResolvers } from './platformPushResolvers';
 import { createResolvers, type GraphqlDeps } from './resolvers';
+import { retentionResolvers } from './retentionResolvers';
 import { rtioResolvers } from './rtioResolvers';
 import { SharedSubscriptions } from './sharedSubscription';
 
@@ -36,6 +37,7 @@ export function buildSchema(deps: GraphqlDeps): GraphQLSchema {
       rtioResolvers(deps),
       eventResolvers(deps),
       platformPushResolvers(deps),
+      retentionResolvers(deps),
     ],
   });
 }

@@ -23,6 +23,7 @@ import type { Messaging, SentMessage } from '../../src/messaging/messaging';
 import type { PlatformCredentials } from '../../src/platformPush/credentials';
 import type { Rtio } from '../../src/rtio/deviceCalls';
 import type { Clock } from '../../src/runtime/clock';
+import type { AppRetentionSettings } from '../../src/storage/appRetentionSettings';
 import { closable } from './closable';
 import type { DatahubInbox } from './datahubInbox';
 import { DeliveryFeed } from './deliveryFeed';
@@ -47,6 +48,8 @@ export interface GraphqlDeps {
     PlatformCredentials,
     'setApns' | 'describeApns' | 'setFcm' | 'describeFcm' | 'setVapid' | 'describeVapid'
   >;
+  /** How long the app keeps its records that never end, for its admins (retentionResolvers.ts). */
+  readonly appRetention: Pick<AppRetentionSettings, 'set' | 'view'>;
 }
 
 export const MAX_PAGE = 100;

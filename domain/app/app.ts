@@ -1,6 +1,13 @@
 import * as t from 'io-ts';
 import type { CatalogueEntry } from '../catalogueEntry';
 import { DomainError, unreachable, type Decider } from '../decider';
+import {
+  APP_RETENTION_CATEGORIES,
+  formatKeep,
+  parseKeep,
+  type AppRetention,
+  type AppRetentionCategory,
+} from '../retention';
 
 /**
  * An app (DESIGN.md: identity) owns users and devices; its secret is Koala's secret_key, topvdn's
@@ -22,7 +29,21 @@ export const AppPushCallbackSet = t.type({
   type: t.literal('AppPushCallbackSet'),
   data: t.type({ appId: t.string, url: t.union([t.string, t.null]), setAt: t.string }),
 });
-export const AppEvent = t.union([AppRegistered, AppSecretChanged, AppPushCallbackSet]);
+/**
+ * How long the app keeps its records that never end (domain/retention.ts, APP_RETENTION_CATEGORIES): the
+ * whole setting after the change, each a duration as HERALD_RETENTION_* takes it (`30d`, `forever`), or
+ * null to follow the deployment's default.
+ */
+export const AppRetentionSet = t.type({
+  type: t.literal('AppRetentionSet'),
+  data: t.type({
+    appId: t.string,
+    unexpiringMessages: t.union([t.string, t.null]),
+    datahubNotifications: t.union([t.string, t.null]),
+    setAt: t.string,
+  }),
+});
+export const AppEvent = t.union([AppRegistered, AppSecretChanged, AppPushCallbackSet, AppRetentionSet]);
 export type AppEvent = t.TypeOf<typeof AppEvent>;
 
 /** docs/events.md, app: what the codecs cannot say. */
@@ -40,6 +61,15 @@ export const appCatalogue: CatalogueEntry = {
     AppPushCallbackSet: {
       when: '`PUT /v2/message/callback` (topvdn `callback: 1` goes there)',
       fields: { url: 'absolute http(s), ≤ 2,048 characters, no credentials; null = none' },
+    },
+    AppRetentionSet: {
+      when: "GraphQL `setRetention` by the app's admin, when it changes the setting",
+      fields: {
+        unexpiringMessages:
+          "how long a Koala message with `expire` 0 is kept after it was sent: `<n>s|m|h|d`, `0` or `forever`; null = the deployment's `HERALD_RETENTION_UNEXPIRING_MESSAGES`",
+        datahubNotifications:
+          "how long a datahub notification is kept after it was sent, as above; null = the deployment's `HERALD_RETENTION_DATAHUB_NOTIFICATIONS`",
+      },
     },
   },
   notes: ['Secrets themselves are never stored or logged.'],
@@ -59,11 +89,26 @@ export interface SetPushCallback {
   readonly url: string | null;
   readonly now: string;
 }
-export type AppCommand = RegisterApp | SetPushCallback;
+/**
+ * Changes how long the app keeps its records that never end: per category given, a duration (`30d`),
+ * `forever`, or `default` (the deployment's again); a category not given is unchanged.
+ */
+export interface SetRetention {
+  readonly type: 'SetRetention';
+  readonly appId: string;
+  readonly changes: Readonly<Partial<Record<AppRetentionCategory, string>>>;
+  readonly now: string;
+}
+export type AppCommand = RegisterApp | SetPushCallback | SetRetention;
 
 export type AppState =
   | { readonly status: 'unregistered' }
-  | { readonly status: 'registered'; readonly secretHash: string; readonly pushCallbackUrl: string | null };
+  | {
+      readonly status: 'registered';
+      readonly secretHash: string;
+      readonly pushCallbackUrl: string | null;
+      readonly retention: AppRetention;
+    };
 
 export const PUSH_CALLBACK_URL_LENGTH = 2048;
 
@@ -80,9 +125,12 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
           status: 'registered',
           secretHash: event.data.secretHash,
           pushCallbackUrl: state.status === 'registered' ? state.pushCallbackUrl : null,
+          retention: state.status === 'registered' ? state.retention : {},
         };
       case 'AppPushCallbackSet':
         return state.status === 'registered' ? { ...state, pushCallbackUrl: event.data.url } : state;
+      case 'AppRetentionSet':
+        return state.status === 'registered' ? { ...state, retention: retentionOf(event.data) } : state;
       default:
         return unreachable(event);
     }
@@ -118,11 +166,58 @@ export const appDecider: Decider<AppCommand, AppEvent, AppState> = {
         if (url === state.pushCallbackUrl) return [];
         return [{ type: 'AppPushCallbackSet', data: { appId: command.appId, url, setAt: command.now } }];
       }
+      case 'SetRetention': {
+        if (state.status !== 'registered') throw new DomainError('not_found', 'no such app');
+        const next = { ...state.retention };
+        for (const category of APP_RETENTION_CATEGORIES) {
+          const text = command.changes[category];
+          if (text === undefined) continue;
+          if (text === 'default') delete next[category];
+          else next[category] = checkKeep(category, text);
+        }
+        const shown = (retention: AppRetention, category: AppRetentionCategory) => {
+          const keep = retention[category];
+          return keep === undefined ? null : formatKeep(keep);
+        };
+        if (APP_RETENTION_CATEGORIES.every((c) => shown(next, c) === shown(state.retention, c))) return [];
+        return [
+          {
+            type: 'AppRetentionSet',
+            data: {
+              appId: command.appId,
+              unexpiringMessages: shown(next, 'unexpiringMessages'),
+              datahubNotifications: shown(next, 'datahubNotifications'),
+              setAt: command.now,
+            },
+          },
+        ];
+      }
       default:
         return unreachable(command);
     }
   },
 };
+
+/** A setting as the event holds it (a value no codec made is ignored: as the deployment's default). */
+export function retentionOf(data: t.TypeOf<typeof AppRetentionSet>['data']): AppRetention {
+  const retention: Partial<Record<AppRetentionCategory, number | 'forever'>> = {};
+  for (const category of APP_RETENTION_CATEGORIES) {
+    const text = data[category];
+    const keep = text === null ? undefined : parseKeep(text);
+    if (keep !== undefined) retention[category] = keep;
+  }
+  return retention;
+}
+
+function checkKeep(category: AppRetentionCategory, text: string) {
+  const keep = parseKeep(text);
+  if (keep === undefined)
+    throw new DomainError(
+      'invalid',
+      `${category}: must be a duration (<n>s, <n>m, <n>h or <n>d, at most 36500d; or 0), forever, or default`,
+    );
+  return keep;
+}
 
 /** An absolute http(s) URL without credentials in it, as the URL parser writes it. */
 function checkCallbackUrl(url: string): string {

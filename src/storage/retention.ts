@@ -1,4 +1,11 @@
-import { retentionCutoff, type RetentionCategory, type RetentionPolicy } from '../../domain/retention';
+import {
+  appCutoff,
+  retentionCutoff,
+  type AppRetention,
+  type AppRetentionCategory,
+  type RetentionCategory,
+  type RetentionPolicy,
+} from '../../domain/retention';
 import { BackgroundLoop } from '../runtime/backgroundLoop';
 import type { Clock } from '../runtime/clock';
 import type { Logger } from '../runtime/logger';
@@ -9,9 +16,12 @@ import type { Service } from '../runtime/services';
  * in src/ runs SQL on a projection's tables). What is removable is the category's rule in
  * domain/retention.ts at `cutoff` (what ended before it is past retention).
  */
-export interface Prunable {
+export type Prunable = CategoryPrunable | AppPrunable;
+
+export interface CategoryPrunable {
   readonly table: string;
   readonly category: RetentionCategory;
+  readonly byApp?: undefined;
   /** Rows a pass at `cutoff` would remove now. */
   countRemovable(cutoff: Date): Promise<number>;
   /**
@@ -19,6 +29,49 @@ export interface Prunable {
    * transaction holds (a projection applying an event to them): they are removed by a later pass.
    */
   prune(cutoff: Date, limit: number): Promise<number>;
+}
+
+/**
+ * A table of records that never end, pruned by each app's own setting (domain/retention.ts,
+ * APP_RETENTION_CATEGORIES): as a CategoryPrunable, with a cutoff per app.
+ */
+export interface AppPrunable {
+  readonly table: string;
+  readonly category: AppRetentionCategory;
+  readonly byApp: true;
+  countRemovable(cutoffs: AppCutoffs): Promise<number>;
+  prune(cutoffs: AppCutoffs, limit: number): Promise<number>;
+}
+
+/**
+ * What an AppPrunable removes: records sent before their app's cutoff — the app's own (`byApp`; null: it
+ * keeps them forever), else `otherwise` (the deployment's default; null: forever). One app's setting
+ * never reaches another's records.
+ */
+export interface AppCutoffs {
+  readonly byApp: ReadonlyMap<string, Date | null>;
+  readonly otherwise: Date | null;
+}
+
+/** Apps' own retention settings, from the apps read model (projections/apps.ts). */
+export interface AppRetentions {
+  /** The app's settings (none: it follows the deployment's). */
+  of(appId: string): Promise<AppRetention>;
+  /** Every app that set something. */
+  all(): Promise<ReadonlyMap<string, AppRetention>>;
+}
+
+/** The cutoffs of `category` at `now`; undefined when no app's records of it can go. */
+export function appCutoffs(
+  now: Date,
+  category: AppRetentionCategory,
+  apps: ReadonlyMap<string, AppRetention>,
+  policy: RetentionPolicy,
+): AppCutoffs | undefined {
+  const byApp = new Map([...apps].map(([appId, app]) => [appId, appCutoff(now, category, app, policy) ?? null]));
+  const otherwise = retentionCutoff(now, policy[category]) ?? null;
+  if (otherwise === null && [...byApp.values()].every((c) => c === null)) return undefined;
+  return { byApp, otherwise };
 }
 
 export interface PassReport {
@@ -72,6 +125,8 @@ export class RetentionPass implements Service {
 export interface PruningTerms {
   readonly prunables: readonly Prunable[];
   readonly policy: RetentionPolicy;
+  /** Apps' own settings for the records that never end (AppPrunable); read once per pass. */
+  readonly appRetentions: AppRetentions;
   readonly clock: Clock;
   readonly batchSize: number;
   /** Called after each batch with the rows it removed (the pruned counter). */
@@ -85,15 +140,16 @@ export interface PruningTerms {
 export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
   const { prunables, policy, clock, batchSize, onPruned } = terms;
   const reports: PassReport[] = [];
+  const apps = prunables.some((p) => p.byApp) ? await terms.appRetentions.all() : new Map<string, AppRetention>();
   for (const prunable of prunables) {
     let removed = 0;
     let batches = 0;
     // One cutoff per table and pass: what is past it is a finite set, so the pass ends even while rows
     // keep ending faster than batches remove them (what ended meanwhile is the next pass's).
-    const cutoff = retentionCutoff(clock(), policy[prunable.category]);
+    const prune = pruneAt(prunable, clock(), policy, apps);
     for (;;) {
-      if (cutoff === undefined || !shouldGoOn()) break;
-      const rows = await prunable.prune(cutoff, batchSize);
+      if (prune === undefined || !shouldGoOn()) break;
+      const rows = await prune(batchSize);
       batches += 1;
       removed += rows;
       if (rows > 0) onPruned?.(prunable.table, rows);
@@ -106,16 +162,40 @@ export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean =
   return reports;
 }
 
-/** What the next pass would remove, per table, at `now` (herald storage status). */
+/** The table's pruning at `now` (a batch of at most `limit` rows), or its count; undefined when nothing of it can go. */
+function pruneAt(
+  prunable: Prunable,
+  now: Date,
+  policy: RetentionPolicy,
+  apps: ReadonlyMap<string, AppRetention>,
+): ((limit: number) => Promise<number>) | undefined {
+  if (prunable.byApp) {
+    const cutoffs = appCutoffs(now, prunable.category, apps, policy);
+    return cutoffs && ((limit) => prunable.prune(cutoffs, limit));
+  }
+  const cutoff = retentionCutoff(now, policy[prunable.category]);
+  return cutoff && ((limit) => prunable.prune(cutoff, limit));
+}
+
+/** What the next pass would remove, per table, at `now` (herald storage status): null when nothing of it can go. */
 export async function nextPassCounts(
   prunables: readonly Prunable[],
   policy: RetentionPolicy,
+  appRetentions: AppRetentions,
   now: Date,
 ): Promise<Array<{ table: string; category: RetentionCategory; removable: number | null }>> {
+  const apps = await appRetentions.all();
   return Promise.all(
     prunables.map(async (p) => {
-      const cutoff = retentionCutoff(now, policy[p.category]);
-      return { table: p.table, category: p.category, removable: cutoff ? await p.countRemovable(cutoff) : null };
+      let removable: number | null = null;
+      if (p.byApp) {
+        const cutoffs = appCutoffs(now, p.category, apps, policy);
+        if (cutoffs) removable = await p.countRemovable(cutoffs);
+      } else {
+        const cutoff = retentionCutoff(now, policy[p.category]);
+        if (cutoff) removable = await p.countRemovable(cutoff);
+      }
+      return { table: p.table, category: p.category, removable };
     }),
   );
 }

@@ -1,7 +1,9 @@
 import type { Pool } from 'pg';
 import {
+  APP_RETENTION_CATEGORIES,
   formatKeep,
   RETENTION_CATEGORIES,
+  type AppRetentionCategory,
   STREAM_CATEGORIES,
   type RetentionCategory,
   type RetentionPolicy,
@@ -15,7 +17,7 @@ import type { Infrastructure } from '../infrastructure';
 import type { Projection } from '../projection/projection';
 import type { EventArchive } from './eventArchive';
 import { retiredStreamsQueued } from './eventRetention';
-import { nextPassCounts, type Prunable } from './retention';
+import { nextPassCounts, type AppRetentions, type Prunable } from './retention';
 
 /**
  * What herald keeps and what retention will remove (`herald storage status`, the /metrics gauges):
@@ -55,10 +57,20 @@ export interface StorageStatus {
   /** Whether read model rows were counted (--exact) or are PostgreSQL's estimates. */
   readonly exactRows: boolean;
   readonly retention: Readonly<Record<RetentionCategory, string>>;
+  /**
+   * The apps that set their own retention of the records that never end (GraphQL `setRetention`): per
+   * category the app's setting, null where it follows `retention`'s.
+   */
+  readonly appRetention: ReadonlyArray<
+    { readonly appId: string } & Readonly<Record<AppRetentionCategory, string | null>>
+  >;
   readonly readModels: ReadonlyArray<
     TableSize & {
       readonly projection: string;
-      /** Rows the next pruning pass would remove (null: the table is not pruned, or its category is kept forever). */
+      /**
+       * Rows the next pruning pass would remove, every app's settings applied (null: the table is not
+       * pruned, or kept forever by the deployment and every app).
+       */
       readonly removableNextPass: number | null;
     }
   >;
@@ -106,6 +118,7 @@ export async function storageStatus(deps: {
   readonly projections: readonly Projection[];
   readonly prunables: readonly Prunable[];
   readonly policy: RetentionPolicy;
+  readonly appRetentions: AppRetentions;
   readonly now: Date;
   /** Count each table's rows instead of PostgreSQL's estimate. */
   readonly exact?: boolean;
@@ -114,11 +127,17 @@ export async function storageStatus(deps: {
   const { infrastructure, projections, prunables, policy, now, archive } = deps;
   const { pool } = infrastructure.database;
   const ownerOf = new Map(projections.flatMap((p) => p.tables.map((table) => [table, p.name] as const)));
-  const [sizes, removable, database] = await Promise.all([
+  const [sizes, removable, database, apps] = await Promise.all([
     tableSizes(pool, [...ownerOf.keys()], deps.exact),
-    nextPassCounts(prunables, policy, now),
+    nextPassCounts(prunables, policy, deps.appRetentions, now),
     pool.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes'),
+    deps.appRetentions.all(),
   ]);
+  // A table pruned by several rules (Koala's messages: expired ones, and those of `expire` 0 by app).
+  const removableFrom = (table: string) => {
+    const counts = removable.filter((r) => r.table === table && r.removable !== null).map((r) => r.removable!);
+    return counts.length === 0 ? null : counts.reduce((a, b) => a + b, 0);
+  };
   const events = infrastructure.store.kind === 'postgresql' ? await eventSizes(pool) : undefined;
   const [retiredStreams, archived] = await Promise.all([retiredStreamsQueued(pool), archiveSummary(archive)]);
   return {
@@ -129,13 +148,17 @@ export async function storageStatus(deps: {
       RetentionCategory,
       string
     >,
+    appRetention: [...apps].map(([appId, app]) => ({
+      appId,
+      ...(Object.fromEntries(
+        APP_RETENTION_CATEGORIES.map((c) => [c, app[c] === undefined ? null : formatKeep(app[c])]),
+      ) as Record<AppRetentionCategory, string | null>),
+    })),
     readModels: sizes.map((size) => ({
       ...size,
       projection: ownerOf.get(size.table)!,
-      // A table pruned per category (stream_ends: RTIO calls, tickets) sums its categories' counts.
-      removableNextPass: removable
-        .filter((r) => r.table === size.table && r.removable !== null)
-        .reduce<number | null>((n, r) => (n ?? 0) + r.removable!, null),
+      // A table pruned by several rules (stream_ends: RTIO calls and tickets; Koala's messages) sums their counts.
+      removableNextPass: removableFrom(size.table),
     })),
     events: {
       store: infrastructure.store.kind,
@@ -220,6 +243,10 @@ export function formatStorageStatus(status: StorageStatus): string {
     `retention ${Object.entries(status.retention)
       .map(([c, keep]) => `${c}=${keep}`)
       .join(' ')}`,
+    ...status.appRetention.map(
+      (a) =>
+        `  app ${a.appId}: ${APP_RETENTION_CATEGORIES.map((c) => `${c}=${a[c] ?? `${status.retention[c]} (default)`}`).join(' ')}`,
+    ),
     '',
     `read model table                 projection       ${status.exactRows ? '       rows' : 'rows (est.)'}        size   next pass removes`,
     ...status.readModels.map(

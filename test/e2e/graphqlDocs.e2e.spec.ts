@@ -48,6 +48,7 @@ describe('docs/api/graphql.md examples', function () {
       rtio: test.herald.rtio,
       events: test.herald.events,
       platformCredentials: test.herald.platformCredentials,
+      appRetention: test.herald.appRetention,
     });
     for (const block of blocks)
       expect(
@@ -88,6 +89,9 @@ describe('docs/api/graphql.md examples', function () {
         }),
       };
     if (/webPushCredentials/i.test(block)) return { credential: await issueTicket(test.url, 'docs-admin', 'admin') };
+    // An app's retention is its admins'.
+    if (/setRetention|retention \{/.test(block))
+      return { credential: await issueTicket(test.url, 'docs-admin', 'admin') };
     // A browser's subscription for a WEB device of the user (subscribing POSTs nothing: the endpoint is not asked).
     if (/(un)?subscribeWebPush/.test(block)) {
       const browser = createECDH('prime256v1');

@@ -115,6 +115,47 @@ describe(`herald storage status (CLI, ${describeTarget()})`, function () {
     expect(result.stdout).to.match(/^message +7d +3 /m);
   });
 
+  it("shows each app's own retention of what never ends and counts it in the next pass (issue 26)", async () => {
+    const { pool } = infrastructure.database;
+    const status = async (env: Record<string, string> = {}) => {
+      const result = await herald(env, 'storage', 'status', '--json', '--exact');
+      expect(result.code, result.stderr).to.equal(0);
+      const parsed = JSON.parse(result.stdout) as StorageStatus;
+      return {
+        appRetention: parsed.appRetention,
+        messages: parsed.readModels.find((t) => t.table === 'notification_messages')!.removableNextPass,
+      };
+    };
+    // Three messages without expiry, sent an hour ago, and one still scheduled (never removable): kept
+    // forever unless the deployment or their app says otherwise.
+    await pool.query(
+      `INSERT INTO notification_messages (message_id, app_id, sender, title, content, recipients, status, seq, sent_at, release_at)
+       SELECT gen_random_uuid(), 'camel', 's', 't', 'c', ARRAY['u1'], s, CASE WHEN s = 'delivered' THEN 1000 + i END,
+              CASE WHEN s = 'delivered' THEN now() - interval '1 hour' END, CASE WHEN s = 'scheduled' THEN now() END
+         FROM unnest(ARRAY['delivered', 'delivered', 'delivered', 'scheduled']) WITH ORDINALITY AS u(s, i)`,
+    );
+    expect(await status()).to.deep.equal({ appRetention: [], messages: 0 });
+    expect(await status({ HERALD_RETENTION_UNEXPIRING_MESSAGES: '0' })).to.deep.include({ messages: 3 });
+    await pool.query(
+      `INSERT INTO apps (app_id, secret_hash, registered_at, updated_at, retention)
+       VALUES ('camel', 'scrypt:x', now(), now(), '{"unexpiringMessages": "0", "datahubNotifications": null}')`,
+    );
+    try {
+      expect(await status()).to.deep.equal({
+        appRetention: [{ appId: 'camel', unexpiringMessages: '0', datahubNotifications: null }],
+        messages: 3,
+      });
+      // Another app's setting is not camel's.
+      await pool.query(`UPDATE apps SET app_id = 'llama'`);
+      expect(await status()).to.deep.include({ messages: 0 });
+      const text = await herald({}, 'storage', 'status');
+      expect(text.stdout).to.include('app llama: unexpiringMessages=0 datahubNotifications=forever (default)');
+    } finally {
+      await pool.query(`DELETE FROM apps`);
+      await pool.query(`DELETE FROM notification_messages`);
+    }
+  });
+
   it('storage prune archives and removes what was retired; status shows the archive; replay --archive prints the original', async () => {
     const archiveDir = await mkdtemp(path.join(tmpdir(), 'herald-archive-'));
     try {

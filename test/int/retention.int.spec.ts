@@ -20,7 +20,7 @@ import { streamEndsProjection } from '../../projections/streamEnds';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import type { Database } from '../../src/postgres/database';
 import { migrate } from '../../src/postgres/migrations';
-import { RetentionPass } from '../../src/storage/retention';
+import { RetentionPass, type CategoryPrunable } from '../../src/storage/retention';
 import { describeTarget, createTestDatabase, type TestDatabase } from '../support/postgres';
 
 /**
@@ -36,7 +36,12 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
   const DAY = 24 * 3600_000;
   const now = new Date(Date.UTC(2026, 5, 1));
   const cutoff = new Date(now.getTime() - DAY);
-  const policy: RetentionPolicy = Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, DAY])) as RetentionPolicy;
+  // The records that never end keep their default (forever) unless a test says otherwise.
+  const policy: RetentionPolicy = {
+    ...(Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, DAY])) as RetentionPolicy),
+    unexpiringMessages: 'forever',
+    datahubNotifications: 'forever',
+  };
   // Ended well before the cutoff, exactly at it (kept: "before" is strict), after it.
   const times = [new Date(cutoff.getTime() - 3600_000), cutoff, new Date(cutoff.getTime() + 3600_000)];
   let testDatabase: TestDatabase;
@@ -47,11 +52,16 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     new RetentionPass({
       prunables: readModels(pool).retention,
       policy: p,
+      appRetentions: readModels(pool).apps.retentions,
       clock: () => now,
       log: pino({ level: 'silent' }),
       batchSize,
       intervalMs: 60_000,
     });
+
+  /** The table's pruning by one cutoff (not by app). */
+  const byCutoff = (table: string) =>
+    readModels(pool).retention.find((p): p is CategoryPrunable => p.table === table && !p.byApp)!;
 
   beforeEach(async () => {
     testDatabase = await createTestDatabase();
@@ -398,7 +408,7 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
       `INSERT INTO inbox_counters (app_id, user_id, total, unread)
        SELECT 'camel', u, 5, 5 FROM unnest(ARRAY['bob', 'carol', 'dave']) AS u`,
     );
-    const koala = readModels(pool).retention.find((p) => p.table === 'notification_messages')!;
+    const koala = byCutoff('notification_messages');
     expect(await koala.prune(cutoff, 7)).to.equal(2);
     const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM notifications');
     expect(rows[0]!.n).to.equal(9);
@@ -430,8 +440,7 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
         [r.id, r.status, r.updatedAt],
       );
 
-    const prunables = readModels(pool).retention;
-    const removable = async (table: string) => prunables.find((p) => p.table === table)!.countRemovable(cutoff);
+    const removable = async (table: string) => byCutoff(table).countRemovable(cutoff);
     expect(await removable('emails')).to.equal(1);
     expect(await removable('rtio_reports')).to.equal(1);
 

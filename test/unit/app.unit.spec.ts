@@ -72,4 +72,58 @@ describe('app decider', () => {
       .when({ ...set, url: 'https://x.example.com/' })
       .thenThrows(DomainError, (error) => expect(error.code).to.equal('not_found'));
   });
+
+  describe('retention of the records that never end (issue 26)', () => {
+    const set = (changes: Record<string, string>) => ({ type: 'SetRetention' as const, appId: 'camel', changes, now });
+    const retentionSet = (unexpiringMessages: string | null, datahubNotifications: string | null): AppEvent => ({
+      type: 'AppRetentionSet',
+      data: { appId: 'camel', unexpiringMessages, datahubNotifications, setAt: now },
+    });
+
+    it('records the whole setting after a change, each value as HERALD_RETENTION_* writes it', () => {
+      spec
+        .given([registered])
+        .when(set({ unexpiringMessages: '720h' }))
+        .then([retentionSet('30d', null)]);
+      spec
+        .given([registered, retentionSet('30d', null)])
+        .when(set({ datahubNotifications: 'forever' }))
+        .then([retentionSet('30d', 'forever')]);
+    });
+
+    it('changes nothing when the setting stays the same; `default` returns a category to the deployment’s', () => {
+      spec
+        .given([registered, retentionSet('30d', null)])
+        .when(set({ unexpiringMessages: '30d' }))
+        .then([]);
+      spec.given([registered]).when(set({})).then([]);
+      spec
+        .given([registered])
+        .when(set({ unexpiringMessages: 'default' }))
+        .then([]);
+      spec
+        .given([registered, retentionSet('30d', 'forever')])
+        .when(set({ unexpiringMessages: 'default' }))
+        .then([retentionSet(null, 'forever')]);
+    });
+
+    it('refuses a value that is not a duration, forever or default, naming the field and never the value', () => {
+      for (const bad of ['', '7', '1w', '-1d', '36501d', 'Forever', 'DEFAULT', ' 7d', '7d ', 'null', '1e3s']) {
+        spec
+          .given([registered])
+          .when(set({ datahubNotifications: bad }))
+          .thenThrows(DomainError, (error) => {
+            expect(error.code).to.equal('invalid');
+            expect(error.message).to.match(/^datahubNotifications: /);
+          });
+      }
+    });
+
+    it('refuses an app that is not registered', () => {
+      spec
+        .given([])
+        .when(set({ unexpiringMessages: '1d' }))
+        .thenThrows(DomainError, (error) => expect(error.code).to.equal('not_found'));
+    });
+  });
 });

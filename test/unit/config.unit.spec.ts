@@ -179,6 +179,9 @@ describe('config from the environment', () => {
       emails: 7 * day,
       inboxes: 30 * day,
       tickets: 30 * day,
+      // Records that never end: kept unless the app (or these variables) say otherwise (000: 永久有效).
+      unexpiringMessages: 'forever',
+      datahubNotifications: 'forever',
     });
     expect(defaults).to.deep.include({ retentionBatchSize: 1000, retentionIntervalSeconds: 60 });
     const set = loadConfig({
@@ -189,6 +192,8 @@ describe('config from the environment', () => {
       HERALD_RETENTION_RTIO_REPORTS: '2h',
       HERALD_RETENTION_BATCH_SIZE: '500',
       HERALD_RETENTION_INTERVAL_SECONDS: '5',
+      HERALD_RETENTION_UNEXPIRING_MESSAGES: '30d',
+      HERALD_RETENTION_DATAHUB_NOTIFICATIONS: '5m',
     });
     expect(set.retention).to.deep.include({
       messages: 'forever',
@@ -197,6 +202,8 @@ describe('config from the environment', () => {
       rtioCalls: 900_000,
       rtioReports: 7_200_000,
       emails: 7 * day,
+      unexpiringMessages: 30 * day,
+      datahubNotifications: 300_000,
     });
     expect(set).to.deep.include({ retentionBatchSize: 500, retentionIntervalSeconds: 5 });
   });

@@ -52,7 +52,7 @@ describe('projection event types (derived from the codecs each projection decode
 
   it('are the types each read model has always taken (but MessageDelivered for the inbox)', () => {
     const expected: Record<string, readonly string[]> = {
-      apps: ['AppPushCallbackSet', 'AppRegistered', 'AppSecretChanged'],
+      apps: ['AppPushCallbackSet', 'AppRegistered', 'AppRetentionSet', 'AppSecretChanged'],
       notifications: ['MessageAcknowledged', 'MessageExpired', 'MessageReleased', 'MessageScheduled', 'MessageSent'],
       datahub: ['NotificationRead', 'NotificationSent', 'NotificationStatsCleared'],
       emails: ['EmailFailed', 'EmailRequested', 'EmailSent'],

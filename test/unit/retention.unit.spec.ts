@@ -7,12 +7,13 @@ import {
   messageRemovable,
   parseKeep,
   RETENTION_CATEGORIES,
+  unexpiringMessageRemovable,
   removableUpTo,
   retentionCutoff,
   type RetentionPolicy,
   withDeliveriesOf,
 } from '../../domain/retention';
-import { prunePass, type Prunable } from '../../src/storage/retention';
+import { appCutoffs, prunePass, type Prunable } from '../../src/storage/retention';
 
 /** The retention rules of domain/retention.ts that are not SQL: durations, the cutoff, the seeds' protected cases. */
 describe('retention rules', () => {
@@ -48,6 +49,37 @@ describe('retention rules', () => {
     expect(deliveryRemovable({ status: 'delivered', needsConfirm: true, updatedAt: past }, future)).to.equal(false);
     expect(deliveryRemovable({ status: 'pending', needsConfirm: false, updatedAt: past }, future)).to.equal(false);
     expect(deliveryRemovable({ status: 'dropped', needsConfirm: true, updatedAt: past }, future)).to.equal(true);
+  });
+
+  it('removes a message without expiry only by its app’s setting, counted from its sending; never a scheduled one', () => {
+    const sentAt = new Date('2026-05-01T00:00:00Z');
+    const after = new Date('2026-05-02T00:00:00Z');
+    expect(unexpiringMessageRemovable({ status: 'delivered', expiresAt: null, sentAt }, after)).to.equal(true);
+    expect(unexpiringMessageRemovable({ status: 'delivered', expiresAt: null, sentAt }, sentAt)).to.equal(false);
+    expect(unexpiringMessageRemovable({ status: 'scheduled', expiresAt: null, sentAt: null }, after)).to.equal(false);
+    expect(unexpiringMessageRemovable({ status: 'delivered', expiresAt: after, sentAt }, after)).to.equal(false);
+  });
+
+  it('gives each app its own cutoff, the deployment’s to the others, and none when all keep forever', () => {
+    const now = new Date('2026-06-01T00:00:00Z');
+    const policy = { ...Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, 'forever'])) } as RetentionPolicy;
+    expect(appCutoffs(now, 'unexpiringMessages', new Map(), policy)).to.equal(undefined);
+    expect(
+      appCutoffs(now, 'unexpiringMessages', new Map([['camel', { datahubNotifications: 3600_000 }]]), policy),
+      'another category’s setting',
+    ).to.equal(undefined);
+    const cutoffs = appCutoffs(
+      now,
+      'unexpiringMessages',
+      new Map([
+        ['camel', { unexpiringMessages: 3600_000 }],
+        ['llama', { unexpiringMessages: 'forever' as const }],
+      ]),
+      { ...policy, unexpiringMessages: 86_400_000 },
+    )!;
+    expect(cutoffs.byApp.get('camel')).to.deep.equal(new Date('2026-05-31T23:00:00Z'));
+    expect(cutoffs.byApp.get('llama')).to.equal(null);
+    expect(cutoffs.otherwise).to.deep.equal(new Date('2026-05-31T00:00:00Z'));
   });
 });
 
@@ -93,7 +125,13 @@ describe('a pruning pass', () => {
       },
     };
     const policy = Object.fromEntries(RETENTION_CATEGORIES.map((c) => [c, DAY])) as RetentionPolicy;
-    const [report] = await prunePass({ prunables: [table], policy, clock: () => new Date(now), batchSize: 1 });
+    const [report] = await prunePass({
+      prunables: [table],
+      policy,
+      appRetentions: { of: async () => ({}), all: async () => new Map() },
+      clock: () => new Date(now),
+      batchSize: 1,
+    });
     expect(report).to.deep.include({ table: 'busy', removed: 10, batches: 11 });
   });
 
@@ -108,14 +146,14 @@ describe('a pruning pass', () => {
       'rtio-nonce-n1',
       'email-e1',
       'ticket-t1',
+      'notification-n1',
     ])
       expect(isRetirable(name), name).to.equal(true);
-    // Kept: what never ends (apps, devices, RTIO devices, datahub and its broadcast reads), inboxes.
+    // Kept: what never ends (apps, devices, RTIO devices, a user's reads of a site broadcast), inboxes.
     for (const name of [
       'app-camel',
       'device-d1',
       'rtio-device-d1',
-      'notification-n1',
       'broadcast-read-a.n.u',
       'inbox-a.u',
       'item-a.r.i',
