@@ -461,8 +461,10 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
     async sendability(items) {
       if (items.length === 0) return [];
       // The device (its registration live, its token not revoked: a revocation names the registration) and
-      // the delivery, from the devices read model (read only) and this one's revocations.
-      // Unnamed, as the candidates' queries: planned on the tables as they are.
+      // the delivery, from the devices read model (read only) and this one's revocations. Each by its key
+      // (a LIMIT keeps PostgreSQL from flattening the lateral into a join): a batch is a few hundred items,
+      // and on tables of ten thousand rows the planner otherwise hashed whole scans of devices and
+      // device_deliveries per batch (15–19 ms a batch of ~125 in bench:platformPush, now ~2 ms).
       const { rows } = await pool.query<{
         n: string;
         token_live: boolean | null;
@@ -470,16 +472,15 @@ export function platformPushQueries(pool: Pool): PlatformPushQueries {
         needs_confirm: boolean | null;
       }>({
         text: `
-          SELECT i.n,
-                 EXISTS (SELECT 1 FROM devices d
-                          WHERE d.device_id = i.device_id AND d.active AND d.registration = i.registration)
-                   AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens r
-                                    WHERE r.device_id = i.device_id AND r.registration = i.registration) AS token_live,
-                 dd.status, dd.needs_confirm
+          SELECT i.n, d.live IS NOT NULL AND r.revoked IS NULL AS token_live, dd.status, dd.needs_confirm
             FROM unnest($1::uuid[], $2::text[], $3::integer[]) WITH ORDINALITY AS i(push_id, device_id, registration, n)
-            -- Per item by its key (a batch is a few hundred of a table of any size).
+            LEFT JOIN LATERAL (SELECT true AS live FROM devices d
+                                WHERE d.device_id = i.device_id AND d.active AND d.registration = i.registration
+                                LIMIT 1) d ON true
+            LEFT JOIN LATERAL (SELECT true AS revoked FROM revoked_native_tokens r
+                                WHERE r.device_id = i.device_id AND r.registration = i.registration LIMIT 1) r ON true
             LEFT JOIN LATERAL (SELECT status, needs_confirm FROM device_deliveries dd
-                                WHERE dd.push_id = i.push_id AND dd.device_id = i.device_id) dd ON true
+                                WHERE dd.push_id = i.push_id AND dd.device_id = i.device_id LIMIT 1) dd ON true
            ORDER BY i.n`,
         values: [items.map((i) => i.pushId), items.map((i) => i.deviceId), items.map((i) => i.registration)],
       });

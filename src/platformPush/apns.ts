@@ -63,6 +63,14 @@ export interface ApnsRequest {
  * first on the device rather than showing twice. Undefined when the payload is over Apple's 4 KB.
  */
 export function apnsRequest(notification: PlatformNotification, topic: string): ApnsRequest | undefined {
+  const body = apnsPayload(notification);
+  return body === undefined
+    ? undefined
+    : { path: apnsPath(notification), headers: apnsHeaders(notification, topic), body };
+}
+
+/** The notification's payload (JSON), or undefined when it is over Apple's 4 KB: see apnsRequest. */
+export function apnsPayload(notification: PlatformNotification): string | undefined {
   const background = notification.pushMsgType === 'CMD';
   const aps: Record<string, unknown> = background
     ? { 'content-available': 1 }
@@ -81,22 +89,39 @@ export function apnsRequest(notification: PlatformNotification, topic: string): 
     pushMsgType: notification.pushMsgType,
     needConfirm: notification.needConfirm,
   });
-  if (Buffer.byteLength(body) > APNS_PAYLOAD_LIMIT_BYTES) return undefined;
+  return Buffer.byteLength(body) > APNS_PAYLOAD_LIMIT_BYTES ? undefined : body;
+}
+
+const apnsPath = (notification: PlatformNotification) => `/3/device/${encodeURIComponent(notification.token)}`;
+
+function apnsHeaders(notification: PlatformNotification, topic: string): Record<string, string> {
+  const background = notification.pushMsgType === 'CMD';
   return {
-    path: `/3/device/${encodeURIComponent(notification.token)}`,
-    headers: {
-      'apns-topic': topic,
-      'apns-push-type': background ? 'background' : 'alert',
-      'apns-priority': background ? '5' : '10',
-      // Seconds since the epoch; Apple stores and retries the notification until then.
-      'apns-expiration': String(Math.max(0, Math.floor(notification.expiresAt.getTime() / 1000))),
-      'apns-id': notification.messageId,
-      'apns-collapse-id': notification.messageId,
-      'content-type': 'application/json',
-    },
-    body,
+    'apns-topic': topic,
+    'apns-push-type': background ? 'background' : 'alert',
+    'apns-priority': background ? '5' : '10',
+    // Seconds since the epoch; Apple stores and retries the notification until then.
+    'apns-expiration': String(Math.max(0, Math.floor(notification.expiresAt.getTime() / 1000))),
+    'apns-id': notification.messageId,
+    'apns-collapse-id': notification.messageId,
+    'content-type': 'application/json',
   };
 }
+
+/** Whether two notifications have the same payload (apnsPayload reads only these fields). */
+const samePayload = (a: PlatformNotification, b: PlatformNotification): boolean =>
+  a.messageId === b.messageId &&
+  a.appId === b.appId &&
+  a.tenantCode === b.tenantCode &&
+  a.alert === b.alert &&
+  a.sound === b.sound &&
+  a.badge === b.badge &&
+  a.extra === b.extra &&
+  a.pushMsgType === b.pushMsgType &&
+  a.needConfirm === b.needConfirm;
+
+/** Messages whose payload a connection keeps (a send to ALL is thousands of requests with one payload). */
+const MAX_KEPT_PAYLOADS = 64;
 
 const base64url = (data: string | Buffer) => Buffer.from(data).toString('base64url');
 
@@ -177,6 +202,10 @@ export class ApnsConnection {
   private closed = false;
   /** The session a timed-out attempt is having pinged (one ping at a time, however many attempts timed out). */
   private probing: http2.ClientHttp2Session | undefined;
+  private readonly payloads = new Map<
+    string,
+    { readonly of: PlatformNotification; readonly body: string | undefined }
+  >();
 
   constructor(
     readonly credentials: ApnsCredentials,
@@ -187,14 +216,15 @@ export class ApnsConnection {
   }
 
   async send(notification: PlatformNotification, signal: AbortSignal): Promise<PlatformPushOutcome> {
-    const request = apnsRequest(notification, this.credentials.topic);
-    if (!request)
+    const body = this.payloadOf(notification);
+    if (body === undefined)
       return {
         ok: false,
         reason: `PayloadTooLarge: over ${APNS_PAYLOAD_LIMIT_BYTES} bytes`,
         retry: false,
         tokenDead: false,
       };
+    const request = { path: apnsPath(notification), headers: apnsHeaders(notification, this.credentials.topic), body };
     await this.slot(signal);
     try {
       const bearer = this.bearer();
@@ -208,6 +238,16 @@ export class ApnsConnection {
     } finally {
       this.release();
     }
+  }
+
+  /** The notification's payload, serialized once per message (the same object's `extra`: the same message). */
+  private payloadOf(notification: PlatformNotification): string | undefined {
+    const kept = this.payloads.get(notification.messageId);
+    if (kept && samePayload(kept.of, notification)) return kept.body;
+    const body = apnsPayload(notification);
+    if (this.payloads.size >= MAX_KEPT_PAYLOADS) this.payloads.delete(this.payloads.keys().next().value!);
+    this.payloads.set(notification.messageId, { of: notification, body });
+    return body;
   }
 
   /** Whether a session is open (tests: a hung one was dropped). */

@@ -327,6 +327,8 @@ export class CredentialsLookup<C> {
   private readonly cache = new Map<string, { at: number; credentials: C | undefined; unusable: boolean }>();
   /** Per stored app, whether its key opened when last looked at. */
   private readonly checked = new Map<string, { at: number; usable: boolean }>();
+  /** The lookups under way, by app. */
+  private readonly asking = new Map<string, Promise<C | undefined>>();
 
   constructor(
     private readonly kind: SealedCredentials<C, { readonly sealedKey: string }>,
@@ -339,6 +341,26 @@ export class CredentialsLookup<C> {
     const now = this.now();
     const cached = this.cache.get(appId);
     if (cached && now - cached.at < CACHE_MS) return cached.credentials;
+    // The sends in flight (hundreds for a send to ALL) find the entry stale together: one lookup for all.
+    const asking = this.asking.get(appId);
+    if (asking) return asking;
+    const lookup: Promise<C | undefined> = this.lookUp(appId).then(({ credentials, unusable }) => {
+      // Not cached when the app set new credentials meanwhile (forget): it may have read the old ones.
+      if (this.asking.get(appId) === lookup) {
+        if (this.cache.size >= MAX_CACHED) this.cache.clear();
+        this.cache.set(appId, { at: now, credentials, unusable });
+      }
+      return credentials;
+    });
+    this.asking.set(appId, lookup);
+    const done = () => {
+      if (this.asking.get(appId) === lookup) this.asking.delete(appId);
+    };
+    lookup.then(done, done);
+    return lookup;
+  }
+
+  private async lookUp(appId: string): Promise<{ credentials: C | undefined; unusable: boolean }> {
     const stored = await this.kind.store.get(appId);
     const secret = stored && this.unsealed(appId, stored.sealedKey, this.kind.context(appId));
     const env = this.kind.fromEnvironment;
@@ -348,9 +370,7 @@ export class CredentialsLookup<C> {
         : env?.appId === appId
           ? env.credentials
           : undefined;
-    if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(appId, { at: now, credentials, unusable: stored !== undefined && secret === undefined });
-    return credentials;
+    return { credentials, unusable: stored !== undefined && secret === undefined };
   }
 
   /**
@@ -392,6 +412,7 @@ export class CredentialsLookup<C> {
   /** The app set new credentials: read them at the next ask. */
   forget(appId: string): void {
     this.cache.delete(appId);
+    this.asking.delete(appId);
     this.checked.delete(appId);
   }
 }

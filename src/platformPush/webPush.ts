@@ -17,6 +17,11 @@ import type { PlatformNotification, PlatformPushOutcome, PlatformPushService } f
  * signal, the answer read up to 4 KB.
  */
 
+/** A VAPID JWT's validity (RFC 8292: at most 24 h; web-push's default 12 h) and how long one is reused. */
+const VAPID_TOKEN_TTL_S = 12 * 3600;
+const VAPID_TOKEN_REUSE_MS = 3600_000;
+const MAX_VAPID_TOKENS = 10_000;
+
 /** An app's VAPID key pair (base64url, as browsers and `web-push` take them) and its contact. */
 export interface VapidCredentials {
   /** The uncompressed P-256 public key (65 bytes): the browser's `applicationServerKey`. */
@@ -146,6 +151,9 @@ export class WebPush implements PlatformPushService {
     http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
   };
 
+  /** VAPID JWTs by app and push service origin, with the key pair and subject they were signed with. */
+  private readonly vapidTokens = new Map<string, VapidCredentials & { authorization: string; madeAt: number }>();
+
   constructor(
     private readonly credentialsOf: (appId: string) => Promise<VapidCredentials | undefined>,
     private readonly policy: WebPushEndpointPolicy,
@@ -170,7 +178,9 @@ export class WebPush implements PlatformPushService {
       return final(`PayloadTooLarge: over ${WEB_PUSH_LIMITS.payloadBytes} bytes`);
     const sentAt = this.now();
     const request = webpush.generateRequestDetails(subscription, payload, {
-      vapidDetails: vapid,
+      // Signed here once an hour per push service, not once per request (web-push would sign each); no
+      // vapidDetails, and none set globally (webpush.setVapidDetails is never called), so it keeps this one.
+      headers: { Authorization: this.vapidAuthorization(n.appId, new URL(subscription.endpoint).origin, vapid) },
       TTL: ttlOf(n.expiresAt, sentAt),
       urgency: urgencyOf(n.pushMsgType),
       topic: topicOf(n.messageId),
@@ -193,7 +203,38 @@ export class WebPush implements PlatformPushService {
     return webPushOutcome(answer.status, answer.reason, retryAfterMs(answer.retryAfter ?? null, this.now()), sentAt);
   }
 
+  /**
+   * The VAPID `Authorization` for the app and the push service (`aud` is its origin): an ES256 JWT, valid
+   * VAPID_TOKEN_TTL_S (12 h, web-push's own), made anew after VAPID_TOKEN_REUSE_MS or when the app's key
+   * pair or subject changed. By the real time, not herald's clock: the push service checks `exp`.
+   */
+  private vapidAuthorization(appId: string, audience: string, vapid: VapidCredentials): string {
+    const key = `${appId}\n${audience}`;
+    const now = Date.now();
+    const kept = this.vapidTokens.get(key);
+    if (
+      kept &&
+      now - kept.madeAt < VAPID_TOKEN_REUSE_MS &&
+      kept.publicKey === vapid.publicKey &&
+      kept.privateKey === vapid.privateKey &&
+      kept.subject === vapid.subject
+    )
+      return kept.authorization;
+    const { Authorization: authorization } = webpush.getVapidHeaders(
+      audience,
+      vapid.subject,
+      vapid.publicKey,
+      vapid.privateKey,
+      'aes128gcm',
+      Math.floor(now / 1000) + VAPID_TOKEN_TTL_S,
+    );
+    if (this.vapidTokens.size >= MAX_VAPID_TOKENS) this.vapidTokens.clear();
+    this.vapidTokens.set(key, { ...vapid, authorization, madeAt: now });
+    return authorization;
+  }
+
   async close(): Promise<void> {
+    this.vapidTokens.clear();
     this.agents.https.destroy();
     this.agents.http.destroy();
   }

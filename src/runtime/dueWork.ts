@@ -69,6 +69,8 @@ export const MAX_IN_FLIGHT_PER_KEY = MAX_IN_FLIGHT / 2;
 const MAX_ITEM_BACKOFF_MS = 5 * 60_000;
 const MAX_IDLE_REST_MS = 5000;
 const MAX_TRACKED_FAILURES = 10_000;
+/** Items held back by their key's share, waiting for its attempts to end (beyond it: found by a later look). */
+const MAX_HELD = 10_000;
 const BATCH = 100;
 /**
  * How long an attempt whose signal fired for the timeout keeps its slot: time to record "no answer" and
@@ -136,6 +138,14 @@ export class DueWork<Item> implements Service {
   private readonly inFlight = new Map<string, InFlight>();
   /** Attempts in flight per key (counted, not found by walking `inFlight`: it holds up to maxInFlight). */
   private readonly inFlightPerKey = new Map<string, number>();
+  /**
+   * Items found due (by a look, or offered) while their key had its share in flight, by key, earliest
+   * first: one begins as each of the key's attempts ends, without another look. A flood of one key (a send
+   * to ALL through one APNs connection) would otherwise have each ending attempt look again, reading back
+   * the hundreds of items in flight to find the few it may begin.
+   */
+  private readonly held = new Map<string, Map<string, Item>>();
+  private heldCount = 0;
   /** The look under way (a controller per look, for the same reason). */
   private look: AbortController | undefined;
 
@@ -144,6 +154,7 @@ export class DueWork<Item> implements Service {
   }
 
   start(): void {
+    this.clearHeld();
     this.loop.start();
   }
 
@@ -155,6 +166,7 @@ export class DueWork<Item> implements Service {
     await looking;
     for (const attempt of this.inFlight.values()) attempt.abort(new Stopping());
     await Promise.all([...this.inFlight.values()].map((a) => a.done));
+    this.clearHeld();
   }
 
   /** Attempts in flight (for tests: none once they have ended). */
@@ -209,7 +221,11 @@ export class DueWork<Item> implements Service {
     const idle = this.idle.get(id);
     if (idle && idle.restsUntil > performance.now()) return undefined;
     const sameKey = this.inFlightPerKey.get(key) ?? 0;
-    if (sameKey >= (this.deps.maxInFlightPerKey ?? maxInFlight / 2)) return undefined;
+    if (sameKey >= (this.deps.maxInFlightPerKey ?? maxInFlight / 2)) {
+      this.hold(key, id, item);
+      return undefined;
+    }
+    this.unhold(key, id);
     // `signal` is the attempt's (handed to perform); `abandon` frees the slot whether or not perform heeds it.
     const signal = new AbortController();
     const abandon = new AbortController();
@@ -217,12 +233,13 @@ export class DueWork<Item> implements Service {
       signal.abort(new TimedOut(this.deps.attemptTimeoutMs));
       timer = setTimeout(() => abandon.abort(signal.signal.reason), RECORDING_GRACE_MS);
     }, this.deps.attemptTimeoutMs);
-    const done = this.attempt(item, id, now, signal.signal, abandon.signal).finally(() => {
+    const done = this.attempt(item, id, key, now, signal.signal, abandon.signal).finally(() => {
       clearTimeout(timer);
       this.inFlight.delete(id);
       const left = (this.inFlightPerKey.get(key) ?? 1) - 1;
       if (left > 0) this.inFlightPerKey.set(key, left);
       else this.inFlightPerKey.delete(key);
+      if (this.loop.running) this.beginHeld(key);
     });
     this.inFlightPerKey.set(key, sameKey + 1);
     this.inFlight.set(id, {
@@ -236,8 +253,47 @@ export class DueWork<Item> implements Service {
     return done;
   }
 
+  private hold(key: string, id: string, item: Item): void {
+    let queue = this.held.get(key);
+    if (queue?.has(id) || this.heldCount >= MAX_HELD) return;
+    if (!queue) this.held.set(key, (queue = new Map()));
+    queue.set(id, item);
+    this.heldCount += 1;
+  }
+
+  private unhold(key: string, id: string): void {
+    const queue = this.held.get(key);
+    if (!queue?.delete(id)) return;
+    this.heldCount -= 1;
+    if (queue.size === 0) this.held.delete(key);
+  }
+
+  /** Begins the key's earliest held item that may begin (one whose attempt ended or backs off is dropped: a look finds it if due). */
+  private beginHeld(key: string): void {
+    const queue = this.held.get(key);
+    if (!queue) return;
+    const now = this.deps.clock();
+    for (const [id, item] of queue) {
+      if (this.inFlight.size >= (this.deps.maxInFlight ?? MAX_IN_FLIGHT)) return;
+      this.unhold(key, id);
+      if (this.begin(item, now)) return;
+    }
+  }
+
+  private clearHeld(): void {
+    this.held.clear();
+    this.heldCount = 0;
+  }
+
   /** One attempt; answers how many events it recorded, once the read model shows them. */
-  private async attempt(item: Item, id: string, now: Date, signal: AbortSignal, abandon: AbortSignal): Promise<number> {
+  private async attempt(
+    item: Item,
+    id: string,
+    key: string,
+    now: Date,
+    signal: AbortSignal,
+    abandon: AbortSignal,
+  ): Promise<number> {
     try {
       const result = await untilAborted(abandon, this.performAndShow(item, now, signal));
       this.failing.delete(id);
@@ -248,8 +304,8 @@ export class DueWork<Item> implements Service {
         return 0;
       }
       this.idle.delete(id);
-      // What is due has changed: look again (this attempt's slot is free too).
-      this.loop.wake();
+      // What is due has changed: look again for this attempt's free slot, unless a held item takes it.
+      if (!this.held.has(key)) this.loop.wake();
       return result.events.length;
     } catch (error) {
       if (isStopping(signal)) return 0;

@@ -167,3 +167,50 @@ describe('due work: attempts in flight bounded in all and per key', () => {
     }
   });
 });
+
+describe('due work: a flood of one key', () => {
+  it('begins the items held back by the key’s share as its attempts end, without a look per attempt (issue 25)', async () => {
+    // A send to ALL through one APNs connection: hundreds in flight for one key. Each ending attempt used
+    // to look again, reading back every item in flight to find the one it could begin.
+    const items = Array.from({ length: 300 }, (_, i) => `a-${String(i).padStart(3, '0')}`);
+    const done = new Set<string>();
+    let looks = 0;
+    let peak = 0;
+    let running = 0;
+    const work = new DueWork<string>({
+      clock: () => new Date(),
+      log: pino({ level: 'silent' }),
+      doing: 'testing',
+      due: async (_now, limit) => {
+        looks += 1;
+        return items.filter((item) => !done.has(item)).slice(0, limit);
+      },
+      nextDueAt: async () => undefined,
+      idOf: (item) => item,
+      keyOf: () => 'app',
+      maxInFlight: 40,
+      maxInFlightPerKey: 10,
+      perform: async (item) => {
+        running += 1;
+        peak = Math.max(peak, running);
+        await new Promise((resolve) => setImmediate(resolve));
+        running -= 1;
+        done.add(item);
+        return { events: [{}] };
+      },
+      attemptTimeoutMs: 60_000,
+      // No timed looks within the test: only wakes look.
+      maxWaitMs: 60_000,
+    });
+    work.start();
+    try {
+      await eventually(() => expect(done.size).to.equal(items.length), { timeoutMs: 5000 });
+      expect(peak, 'the key’s share is kept').to.equal(10);
+      // A few looks per hundred (the batch a look takes beyond what is in flight), not one per attempt
+      // (301 before: 13 now).
+      expect(looks).to.be.at.most(30);
+    } finally {
+      await work.stop();
+    }
+  });
+});

@@ -1,5 +1,6 @@
-import { createECDH, randomBytes } from 'node:crypto';
+import { createECDH, createPublicKey, randomBytes, verify } from 'node:crypto';
 import dns from 'node:dns';
+import http from 'node:http';
 import net from 'node:net';
 import { expect } from 'chai';
 import webpush from 'web-push';
@@ -192,6 +193,79 @@ describe('Web Push: where herald may POST (endpointRefusal)', () => {
 
 describe('Web Push: headers and answers (src/platformPush/webPush.ts)', () => {
   const messageId = '7d3c5a1e-0000-4000-8000-000000000001';
+
+  it('signs one VAPID JWT per app and push service, verifiable, reused across requests; a new key pair gets a new one (issue 25)', async () => {
+    const authorizations: string[] = [];
+    const server = http.createServer((request, response) => {
+      authorizations.push(request.headers.authorization ?? '');
+      request.resume();
+      request.on('end', () => response.writeHead(201).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    let vapid = { ...webpush.generateVAPIDKeys(), subject: 'mailto:ops@example.com' };
+    const pushService = new WebPush(async () => vapid, { allowedOrigins: [origin] });
+    const send = (path: string) =>
+      pushService.send(
+        {
+          messageId,
+          appId: 'testapp1',
+          token: JSON.stringify({ endpoint: `${origin}${path}`, keys: browserKeys() }),
+          alert: 'hello',
+          sound: null,
+          badge: null,
+          extra: null,
+          tenantCode: 'xxx',
+          pushMsgType: 'MSG',
+          needConfirm: false,
+          expiresAt: new Date(Date.now() + 60_000),
+        },
+        AbortSignal.timeout(5000),
+      );
+    try {
+      for (const path of ['/a', '/b', '/c']) expect(await send(path)).to.deep.equal({ ok: true });
+      const first = vapid;
+      vapid = { ...webpush.generateVAPIDKeys(), subject: 'mailto:ops@example.com' };
+      expect(await send('/d')).to.deep.equal({ ok: true });
+      expect(new Set(authorizations.slice(0, 3)).size, 'one JWT for the three').to.equal(1);
+      const check = (authorization: string, publicKey: string) => {
+        const match = /^vapid t=([^,]+), k=(.+)$/.exec(authorization)!;
+        expect(match[2]).to.equal(publicKey);
+        const [header, claims, signature] = match[1]!.split('.');
+        const claimed = JSON.parse(Buffer.from(claims!, 'base64url').toString()) as {
+          aud: string;
+          exp: number;
+          sub: string;
+        };
+        expect(claimed.aud).to.equal(origin);
+        expect(claimed.sub).to.equal('mailto:ops@example.com');
+        // Within RFC 8292's 24 h.
+        expect(claimed.exp - Date.now() / 1000).to.be.within(11 * 3600, 24 * 3600);
+        const key = createPublicKey({
+          key: {
+            kty: 'EC',
+            crv: 'P-256',
+            x: Buffer.from(publicKey, 'base64url').subarray(1, 33).toString('base64url'),
+            y: Buffer.from(publicKey, 'base64url').subarray(33).toString('base64url'),
+          },
+          format: 'jwk',
+        });
+        expect(
+          verify(
+            'sha256',
+            Buffer.from(`${header}.${claims}`),
+            { key, dsaEncoding: 'ieee-p1363' },
+            Buffer.from(signature!, 'base64url'),
+          ),
+        ).to.equal(true);
+      };
+      check(authorizations[0]!, first.publicKey);
+      check(authorizations[3]!, vapid.publicKey);
+    } finally {
+      await pushService.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 
   it('TTL is the seconds the message has left, at most 4 weeks, never negative', () => {
     const now = Date.parse('2026-12-07T10:00:00.000Z');
