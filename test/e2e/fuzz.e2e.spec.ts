@@ -540,6 +540,48 @@ describe('fuzz: generated bad input on every route', function () {
           ),
         }),
       }),
+      // Issue 26: an app's retention of what never ends — near-miss durations, odd text, wrong types.
+      fc.record({
+        query: fc.constantFrom(
+          'mutation($i: AppRetentionInput!) { setRetention(input: $i) { unexpiringMessages { app effective } datahubNotifications { app effective } } }',
+          '{ retention { unexpiringMessages { app effective } datahubNotifications { app effective } } }',
+        ),
+        variables: fc.record({
+          i: fc.oneof(
+            value,
+            fc.record(
+              Object.fromEntries(
+                ['unexpiringMessages', 'datahubNotifications'].map((field) => [
+                  field,
+                  fc.oneof(
+                    value,
+                    fc.constantFrom(
+                      '',
+                      '0',
+                      '0d',
+                      '000000d',
+                      '999999s',
+                      '36500d',
+                      '36501d',
+                      '1e3s',
+                      ' 7d',
+                      '7D',
+                      'Forever',
+                      'DEFAULT',
+                      'default',
+                      'forever',
+                      '30d',
+                      '１d',
+                      '7d'.repeat(20),
+                    ),
+                  ),
+                ]),
+              ),
+              { requiredKeys: [] },
+            ),
+          ),
+        }),
+      }),
       fc.record({
         query: fc.oneof(
           fc.string({ maxLength: 200 }),
@@ -625,6 +667,7 @@ describe('fuzz: generated bad input on every route', function () {
             (answer.data?.sendMessage !== undefined ||
               answer.data?.setWebPushCredentials !== undefined ||
               answer.data?.subscribeWebPush !== undefined ||
+              answer.data?.setRetention !== undefined ||
               answer.data?.unsubscribeWebPush !== undefined)
           );
         });
