@@ -13,15 +13,12 @@ const StreamEndEvent = t.union([RtioNonceUsed, RtioDeviceCalled, TicketIssued]);
 type StreamEndEvent = t.TypeOf<typeof StreamEndEvent>;
 
 const isTime = (text: string) => !Number.isNaN(Date.parse(text));
-const streamEndEvents = eventDecoder(StreamEndEvent, (event) => {
-  const time =
-    event.type === 'RtioNonceUsed'
-      ? event.data.usedAt
-      : event.type === 'RtioDeviceCalled'
-        ? event.data.expiresAt
-        : event.data.expiresAt;
-  return isTime(time) ? undefined : 'its time is not a timestamp';
-});
+// An end that is no time would fail the batch's insert: the event is parked with the reason instead.
+const streamEndEvents = eventDecoder(StreamEndEvent, (event) =>
+  isTime(event.type === 'RtioNonceUsed' ? event.data.usedAt : event.data.expiresAt)
+    ? undefined
+    : 'its time is not a timestamp',
+);
 
 /** The stream prefix each event's end is recorded for: anything else carrying the type is not retired. */
 const PREFIX: Record<StreamEndEvent['type'], string> = {
@@ -101,7 +98,7 @@ export const streamEndsProjection: Projection = {
 };
 
 /**
- * Retention of RTIO calls and tickets (domain/retention.ts, rtioCallRemovable, ticketRemovable): a row
+ * Retention of RTIO calls and tickets (domain/retention.ts, streamEndRemovable): a row
  * whose end is before the cutoff goes, and its stream is retired for the event store.
  */
 export function streamEndPruning(pool: Pool): readonly Prunable[] {
