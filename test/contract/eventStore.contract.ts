@@ -392,7 +392,10 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       const result = await remove([stream('gone')], appended.position);
       expect(result).to.deep.equal({ removed: 2, left: [] });
       await expectRejection(store.readStream(stream('gone')), StreamNotFoundError);
-      await expectRejection(store.readStream(stream('gone'), { direction: 'backwards', maxCount: 1 }), StreamNotFoundError);
+      await expectRejection(
+        store.readStream(stream('gone'), { direction: 'backwards', maxCount: 1 }),
+        StreamNotFoundError,
+      );
       await store.append(stream('gone'), [event('Again')], 'no_stream');
       await expectRejection(store.append(stream('gone'), [event('Twice')], 'no_stream'), WrongExpectedRevisionError);
       expect((await store.readStream(stream('gone'))).map((e) => e.type)).to.deep.equal(['Again']);

@@ -537,7 +537,11 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
       const esdb = new EventStoreDbEventStore(server.connectionString);
       try {
         const name = `message-${randomUUID()}`;
-        const { position } = await esdb.append(name, [{ id: randomUUID(), type: 'MessageSent', data: {} }], 'no_stream');
+        const { position } = await esdb.append(
+          name,
+          [{ id: randomUUID(), type: 'MessageSent', data: {} }],
+          'no_stream',
+        );
         await esdb.removeStreamEvents([name], position);
         expect(await esdb.readStream(name).catch((e: unknown) => e)).to.be.instanceOf(StreamNotFoundError);
         // Read on from the revision after its last (a conflict's reload): not found either.
