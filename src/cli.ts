@@ -295,6 +295,7 @@ storageCommand
         infrastructure,
         projections,
         pruning: {
+          pool: infrastructure.database.pool,
           prunables: pruning(infrastructure.database.pool),
           policy: config.retention,
           clock: systemClock,

@@ -396,6 +396,7 @@ async function openFeatures(deps: {
     ...(mailer && { mailer }),
   });
   const retention = new RetentionPass({
+    pool: deps.pool,
     prunables: models.retention,
     policy: config.retention,
     clock,
