@@ -95,8 +95,7 @@ const KEPT_BY_DESIGN: Record<string, string> = {
   datahub_notifications: "datahub's seed gives a notification no end: kept",
   // The event store removes (archived first) the streams of what the read models pruned; these stay.
   events: 'all events: holds the kept categories below (the per-prefix series show what leaves)',
-  streams:
-    'one row per stream ever written: a removed stream keeps its row (its revision, as after $tb; ~100 bytes), so a used nonce or id stays refused',
+  streams: 'one row per kept stream (a removed stream takes its row with it): grows with the kept categories above',
   'events: message':
     'half the Koala sends have expire 0 (永久有效): their message- streams are kept; the expiring half leaves',
   'events: notification':
@@ -453,7 +452,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     readModelsNotLevel: notLevel,
     databaseSizePlateau: judgeable ? databasePlateau.reached : null,
     databaseSizeNote:
-      'grows with what is kept by design (Koala messages with expire 0, datahub notifications, one streams row per stream ever written) on top of a plateau of what leaves; PostgreSQL reuses deleted rows’ space, it never shrinks the files',
+      'grows with what is kept by design (Koala messages with expire 0, datahub notifications, and their streams rows) on top of a plateau of what leaves; PostgreSQL reuses deleted rows’ space, it never shrinks the files',
     sendP99EndOverStart: p99Ratio,
     sendP99Held: p99Ratio === null ? null : p99Ratio <= P99_LIMIT,
     lostInsideRetention: lostTotal,
