@@ -93,8 +93,7 @@ const DEFAULT_RETENTION_INTERVAL_SECONDS = 60;
 const KEPT_BY_DESIGN: Record<string, string> = {
   // The event store removes (archived first) the streams of what the read models pruned; these stay.
   events: 'all events: holds the kept categories below (the per-prefix series show what leaves)',
-  streams:
-    'one row per stream ever written: a removed stream keeps its row (its revision, as after $tb; ~100 bytes), so a used nonce or id stays refused',
+  streams: 'one row per kept stream (a removed stream takes its row with it): grows with the kept categories above',
 };
 
 function rssBytes(pid: number): number | null {
@@ -457,7 +456,7 @@ async function main(cleanup: Cleanup): Promise<unknown> {
     readModelsNotLevel: notLevel,
     databaseSizePlateau: judgeable ? databasePlateau.reached : null,
     databaseSizeNote:
-      'grows with what is kept by design (Koala messages with expire 0, datahub notifications, one streams row per stream ever written) on top of a plateau of what leaves; PostgreSQL reuses deleted rows’ space, it never shrinks the files',
+      'grows with what is kept by design (Koala messages with expire 0, datahub notifications, and their streams rows) on top of a plateau of what leaves; PostgreSQL reuses deleted rows’ space, it never shrinks the files',
     sendP99EndOverStart: p99Ratio,
     sendP99Held: p99Ratio === null ? null : p99Ratio <= P99_LIMIT,
     lostInsideRetention: lostTotal,

@@ -13,15 +13,20 @@ const StreamEndEvent = t.union([RtioNonceUsed, RtioDeviceCalled, TicketIssued]);
 type StreamEndEvent = t.TypeOf<typeof StreamEndEvent>;
 
 const isTime = (text: string) => !Number.isNaN(Date.parse(text));
-const streamEndEvents = eventDecoder(StreamEndEvent, (event) => {
-  const time =
-    event.type === 'RtioNonceUsed'
-      ? event.data.usedAt
-      : event.type === 'RtioDeviceCalled'
-        ? event.data.expiresAt
-        : event.data.expiresAt;
-  return isTime(time) ? undefined : 'its time is not a timestamp';
-});
+// An end that is no time would fail the batch's insert: the event is parked with the reason instead.
+const streamEndEvents = eventDecoder(StreamEndEvent, (event) =>
+  isTime(event.type === 'RtioNonceUsed' ? event.data.usedAt : event.data.expiresAt)
+    ? undefined
+    : 'its time is not a timestamp',
+);
+
+/**
+ * How long after a call's expiry its outcome may still be appended (the timer starts after the appends
+ * that took the expiry's `now`; a slow store, a busy event loop), with a wide margin.
+ */
+export const CALL_OUTCOME_GRACE_MS = 60_000;
+
+const plus = (time: string, ms: number) => new Date(Date.parse(time) + ms).toISOString();
 
 /** The stream prefix each event's end is recorded for: anything else carrying the type is not retired. */
 const PREFIX: Record<StreamEndEvent['type'], string> = {
@@ -35,11 +40,13 @@ const PREFIX: Record<StreamEndEvent['type'], string> = {
  * written once, at its first event — its end is known then, bounded by the seed or by herald — and
  * removed by retention, which retires the stream with it (keyedPruning). So the event store's retention
  * learns the end of these streams as it learns every other's: from a read model's pruning.
- *  - `rtio-call-…`: at its expiry (`time_live`, at most 30 s: 004_…); the caller has its answer by then
- *    (replied, failed or timed out), and nothing is appended after it.
- *  - `rtio-nonce-…` of a `call/send`: its use plus the longest `time_live`; the call it took it for has
- *    ended by then. A removed nonce is still refused (src/rtio/deviceCalls.ts: a removed stream is not a
- *    new one). A `create_device`'s nonce is kept, as its device is.
+ *  - `rtio-call-…`: at its expiry (`time_live`, at most 30 s: 004_…) plus CALL_OUTCOME_GRACE_MS: the
+ *    expiry is taken before the call is appended and its timer started, so its outcome (the reply, or
+ *    RtioCallFailed) lands a little after it; never removed before that could be written.
+ *  - `rtio-nonce-…` of a `call/send`: its use plus the longest `time_live` plus the same grace; the call
+ *    it took it for has ended by then (its expiry counts from before the nonce's use). Removed, the nonce is
+ *    forgotten: a request may use it again (docs/api/rtio.md, "Nonces"). A `create_device`'s nonce is
+ *    kept, as its device is.
  *  - `ticket-…`: at the ticket's expiry; verifying a ticket never reads its stream (the token is signed).
  */
 export const streamEndsProjection: Projection = {
@@ -77,11 +84,11 @@ export const streamEndsProjection: Projection = {
           rows.push({
             stream,
             category: 'rtioCalls',
-            end: new Date(Date.parse(event.data.usedAt) + RTIO_LIMITS.timeLiveMaxSeconds * 1000).toISOString(),
+            end: plus(event.data.usedAt, RTIO_LIMITS.timeLiveMaxSeconds * 1000 + CALL_OUTCOME_GRACE_MS),
           });
           break;
         case 'RtioDeviceCalled':
-          rows.push({ stream, category: 'rtioCalls', end: event.data.expiresAt });
+          rows.push({ stream, category: 'rtioCalls', end: plus(event.data.expiresAt, CALL_OUTCOME_GRACE_MS) });
           break;
         case 'TicketIssued':
           rows.push({ stream, category: 'tickets', end: event.data.expiresAt });
@@ -101,7 +108,7 @@ export const streamEndsProjection: Projection = {
 };
 
 /**
- * Retention of RTIO calls and tickets (domain/retention.ts, rtioCallRemovable, ticketRemovable): a row
+ * Retention of RTIO calls and tickets (domain/retention.ts, streamEndRemovable): a row
  * whose end is before the cutoff goes, and its stream is retired for the event store.
  */
 export function streamEndPruning(pool: Pool): readonly Prunable[] {

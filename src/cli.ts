@@ -298,6 +298,7 @@ storageCommand
         infrastructure,
         projections,
         pruning: {
+          pool: infrastructure.database.pool,
           prunables: pruning(infrastructure.database.pool),
           policy: config.retention,
           appRetentions: appRetentions(infrastructure.database.pool),

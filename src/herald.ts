@@ -429,6 +429,7 @@ async function openFeatures(deps: {
     appsShow: shows(models.apps),
   });
   const retention = new RetentionPass({
+    pool: deps.pool,
     prunables: models.retention,
     policy: config.retention,
     appRetentions: models.apps.retentions,

@@ -214,6 +214,7 @@ async function loadSince<Command, Event extends DomainEvent, State>(
     store,
     streamName,
     known.revision < 0n ? {} : { fromRevision: known.revision + 1n },
+    known.revision,
   );
   let { state } = known;
   for (const event of recorded) state = aggregate.decider.evolve(state, decodeEvent(aggregate.eventCodec, event));
@@ -228,25 +229,27 @@ async function loadSince<Command, Event extends DomainEvent, State>(
 }
 
 /**
- * The stream's events as asked; none when it does not exist. A stream that exists yet holds no event at
- * all was removed by retention (it reads as after EventStoreDB's `$tb`): to every command, and to the
- * platform pusher, a thing that no longer exists — not a new stream to decide on from the initial state
- * (a removed delivery would load as pending and be sent again; an append `no_stream` would conflict
- * forever and answer "busy").
+ * The stream's events as asked; none when it does not exist. A stream retention removed is no stream
+ * (docs/operations.md, "Retention"): a command on it decides on the initial state, as on a name never
+ * used — each aggregate refuses there what only an existing thing takes (a late attempt, outcome or
+ * confirmation answers not_found; test/int/retention.int.spec.ts). One known to hold events (`known`
+ * revision ≥ 0) that now reads as none was removed under the caller: not_found, never decided on again
+ * from the start (its append would conflict forever and answer "busy").
  */
-async function readOrNone(store: EventStore, streamName: string, options: ReadStreamOptions): Promise<RecordedEvent[]> {
-  let events: RecordedEvent[];
+async function readOrNone(
+  store: EventStore,
+  streamName: string,
+  options: ReadStreamOptions,
+  knownRevision = -1n,
+): Promise<RecordedEvent[]> {
   try {
-    events = await store.readStream(streamName, options);
+    return await store.readStream(streamName, options);
   } catch (error) {
-    if (error instanceof StreamNotFoundError) return [];
-    throw asDomainError(error);
+    if (!(error instanceof StreamNotFoundError)) throw asDomainError(error);
+    if (knownRevision >= 0n)
+      throw new DomainError('not_found', `${streamName} was removed by retention (it ended long ago)`);
+    return [];
   }
-  const fromTheStart =
-    options.fromRevision === undefined || (options.direction !== 'backwards' && options.fromRevision === 0n);
-  if (events.length === 0 && fromTheStart)
-    throw new DomainError('not_found', `${streamName} was removed by retention (it ended long ago)`);
-  return events;
 }
 
 /** A stream an operator deleted is, to every command, a thing that no longer exists. */

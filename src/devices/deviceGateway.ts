@@ -277,7 +277,7 @@ export class DeviceGateway {
         if (delivery.pushPosition > session.backlogHigh) session.backlogHigh = delivery.pushPosition;
         // Decided on its stream (the read model may not show a confirmation yet). One that fails stays
         // open and is tried again later; the rest of the backlog goes on, in order.
-        await this.attempt(session, delivery.push, undefined, false).catch((error: unknown) =>
+        await this.attempt(session, delivery.push, undefined, false, delivery.revision).catch((error: unknown) =>
           this.deps.log.error(
             { err: error, deviceId: session.device.deviceId, pushId: delivery.push.pushId },
             'a delivery to a device failed; it stays open',
@@ -300,7 +300,7 @@ export class DeviceGateway {
     if (!session || session.retrying.has(pushId)) return undefined;
     session.retrying.add(pushId);
     void session
-      .enqueue(() => this.attempt(session, delivery.push, undefined, true))
+      .enqueue(() => this.attempt(session, delivery.push, undefined, true, delivery.revision))
       .finally(() => session.retrying.delete(pushId));
     return undefined;
   }
@@ -310,10 +310,13 @@ export class DeviceGateway {
     push: DevicePush,
     known: LoadedStream<DeliveryState> | undefined,
     dueOnly: boolean,
+    /** The delivery's revision as the read model saw it, for a delivery read from it (backlog, retry). */
+    projected?: bigint,
   ) {
     const { deviceId } = session.device;
     const streamName = deliveryStreamName(push.pushId, deviceId);
     const loaded = known ?? (await loadState(this.deps.store, deliveryAggregate, streamName));
+    if (removedSince(projected, loaded)) return undefined;
     const command: RecordAttempt = {
       type: 'RecordAttempt',
       terms: deliveryTerms(push, deviceId),
@@ -346,12 +349,16 @@ export class DeviceGateway {
   }
 
   private async close(delivery: OpenDelivery, now: Date) {
+    const streamName = deliveryStreamName(delivery.push.pushId, delivery.deviceId);
+    const loaded = await loadState(this.deps.store, deliveryAggregate, streamName);
+    if (removedSince(delivery.revision, loaded)) return undefined;
     return handleCommand(
       this.deps.store,
       deliveryAggregate,
-      deliveryStreamName(delivery.push.pushId, delivery.deviceId),
+      streamName,
       { type: 'CloseDelivery', terms: deliveryTerms(delivery.push, delivery.deviceId), now: now.toISOString() },
       { appId: delivery.push.appId, actor: 'herald:deliveries' },
+      loaded,
     );
   }
 
@@ -382,6 +389,14 @@ export class DeviceGateway {
     if (this.sessions.get(session.device.deviceId) === session) this.sessions.delete(session.device.deviceId);
   }
 }
+
+/**
+ * A delivery the read model saw events of (`projected` ≥ 0) whose stream holds none: retention removed it
+ * since it was read (it ended long ago: a retry or close queued behind a long backlog, issue 26). A removed
+ * stream is no stream, so deciding on it would write the message again and start a stream nothing retires.
+ */
+const removedSince = (projected: bigint | undefined, loaded: LoadedStream<DeliveryState>) =>
+  projected !== undefined && projected >= 0n && loaded.revision < 0n;
 
 /** A delivery just expanded: its stream has no events yet. */
 const fresh = (): LoadedStream<DeliveryState> => ({ state: deliveryAggregate.decider.initialState(), revision: -1n });

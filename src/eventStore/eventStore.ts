@@ -160,9 +160,10 @@ export interface EventStore {
   /**
    * A capability, not every store's: retention's removal of `streams` whose events are all at or below
    * position `upto` (a stream with a later event keeps every event: never half removed), once they are
-   * archived (src/storage/eventRetention.ts). Afterwards each stream reads as
-   * EventStoreDB reads a stream truncated by `$tb`: its removed events are gone, it exists (an empty read,
-   * not StreamNotFoundError), and an append continues at its revision (`no_stream` conflicts). Positions
+   * archived (src/storage/eventRetention.ts). Afterwards each stream is no stream: a read
+   * throws StreamNotFoundError, `no_stream` starts it anew, and an expected revision conflicts (PostgreSQL;
+   * EventStoreDB keeps the revision behind `$tb`, so an append at it would continue the removed stream:
+   * retention only removes streams nothing appends to any more). Positions
    * of removed events stay valid as `after` for reads and subscriptions (a checkpoint may hold one).
    * Returns the events removed, and the streams kept (an event after `upto`).
    */

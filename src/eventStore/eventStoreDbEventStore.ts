@@ -64,6 +64,7 @@ export class EventStoreDbEventStore implements EventStore {
     events: readonly NewEvent[],
     expectedRevision: ExpectedRevision = 'any',
   ): Promise<AppendResult> {
+    let expected = expectedRevision;
     if (events.length === 0) throw new TypeError('append needs at least one event');
     const proposed = events.map((event) => ({
       id: event.id,
@@ -75,7 +76,7 @@ export class EventStoreDbEventStore implements EventStore {
     for (let attempt = 1; ; attempt++) {
       try {
         const result = await this.client.appendToStream(streamName, proposed, {
-          expectedRevision: toEsdbRevision(expectedRevision),
+          expectedRevision: toEsdbRevision(expected),
         });
         // A retry the server recognised may come back without a position: it is the stored last event's.
         const position = result.position?.commit ?? (await this.positionOf(streamName, result.nextExpectedRevision));
@@ -91,7 +92,20 @@ export class EventStoreDbEventStore implements EventStore {
             { cause: error },
           );
         }
-        throw translateError(error, streamName, expectedRevision);
+        const translated = translateError(error, streamName, expected);
+        // A stream retention removed is no stream (as on PostgreSQL): `no_stream` starts it anew. The server
+        // keeps its revision (`$tb`), so the append goes at that revision — still exact: a concurrent one wins.
+        if (
+          translated instanceof WrongExpectedRevisionError &&
+          expected === 'no_stream' &&
+          typeof translated.actual === 'bigint' &&
+          (await this.truncatedAfter(streamName, translated.actual))
+        ) {
+          expected = translated.actual;
+          attempt = 0;
+          continue;
+        }
+        throw translated;
       }
     }
   }
@@ -115,23 +129,25 @@ export class EventStoreDbEventStore implements EventStore {
         if (event) events.push(event);
       }
     } catch (error) {
-      const translated = translateError(error, streamName);
-      if (translated instanceof StreamNotFoundError && (await this.wasTruncated(streamName))) return [];
-      throw translated;
+      throw translateError(error, streamName);
     }
+    // A stream whose every event retention truncated (`$tb`) is no stream, as on PostgreSQL: servers
+    // answer such a read empty or not found (a soft delete's), and herald takes both as not found.
+    // Read from a later revision, an empty answer is a stream with no newer event, or one removed since
+    // (its metadata says which: only a read that found nothing pays for it).
+    const whole = options.fromRevision === undefined || (!backwards && options.fromRevision === 0n);
+    if (events.length > 0) return events;
+    if (whole || (!backwards && (await this.truncatedAfter(streamName, options.fromRevision! - 1n))))
+      throw new StreamNotFoundError(streamName);
     return events;
   }
 
-  /**
-   * Whether retention truncated the stream (`$tb` in its metadata): whatever a server answers for a stream
-   * whose every event is truncated (empty, or not found as after a soft delete), it reads as empty — it
-   * exists, as on PostgreSQL — so herald tells it from a stream never written (src/command/commandHandler.ts).
-   * Only a read that found nothing pays for this one.
-   */
-  private async wasTruncated(streamName: string): Promise<boolean> {
+  /** Whether retention truncated every event up to `revision` (`$tb` past it): the stream was removed. */
+  private async truncatedAfter(streamName: string, revision: bigint): Promise<boolean> {
     try {
       const { metadata } = await this.client.getStreamMetadata(streamName);
-      return typeof metadata?.truncateBefore === 'number' || typeof metadata?.truncateBefore === 'bigint';
+      const before = metadata?.truncateBefore;
+      return (typeof before === 'number' || typeof before === 'bigint') && BigInt(before) > revision;
     } catch (error) {
       const translated = translateError(error, streamName);
       if (translated instanceof StreamNotFoundError) return false;
@@ -186,11 +202,15 @@ export class EventStoreDbEventStore implements EventStore {
 
   /**
    * Retention's removal (src/storage/eventRetention.ts), through stream metadata: `$tb` (truncate before)
-   * set to the revision after the last event at or below `upto`, so the stream reads as empty and an append
-   * continues at its revision; the events leave the disk and $all at the next scavenge (reclaimSpace).
-   * Not `$maxAge`: the server would drop events by age alone, unarchived, whatever the read models say has
-   * ended (a Koala message kept forever, an open needConfirm delivery). Streams are small (bounded by
-   * construction: docs/architecture.md, "Stream bounds"), so each is read whole to find its bound.
+   * set to the revision after the last event at or below `upto`, so the stream reads as no stream, and
+   * `no_stream` starts it anew (append, above); the events leave the disk and $all at the next scavenge
+   * (reclaimSpace) — all but the last one, which the server's scavenge keeps (so that its revision is kept):
+   * one event and one `$$` metadata event per removed stream stay (docs/operations.md, "Retention"). A hard
+   * delete would keep a tombstone instead, and refuse the name for ever (a removed nonce used forever),
+   * unlike PostgreSQL. Not `$maxAge`: the server would drop events by age alone, unarchived, whatever the
+   * read models say has ended (a Koala message kept forever, an open needConfirm delivery). Streams are
+   * small (bounded by construction: docs/architecture.md, "Stream bounds"), so each is read whole to find
+   * its bound.
    */
   async removeStreamEvents(streams: readonly string[], upto: bigint): Promise<StreamRemoval> {
     let removed = 0;

@@ -408,7 +408,8 @@ class Build {
     if (this.retention) {
       // Its indexes built, so each batch finds what ended by them; nobody reads these tables yet.
       const own = this.retention.prunablesOn(this.shadow!.pool).filter((p) => projection.tables.includes(p.table));
-      await prunePass({ ...this.retention, prunables: own });
+      // One pass at a time with the live ones: its rows retire into the live queues.
+      await prunePass({ ...this.retention, prunables: own, pool: this.shadow!.pool });
       lap('retention');
     }
     await eachLimited(this.sorts, tables, (table) => this.shadow!.pool.query(`ANALYZE ${table}`));

@@ -175,7 +175,7 @@ export class Rtio {
       { type: 'UseRtioNonce', appId, nonce, request, now: this.deps.clock().toISOString() },
       { appId, actor: `app:${appId}` },
       newStream(rtioNonceAggregate),
-    ).catch(usedIfRemoved);
+    );
   }
 
   /**
@@ -260,7 +260,7 @@ export class Rtio {
       command,
       context,
       newStream(rtioCallAggregate),
-    ).catch(usedIfRemoved);
+    );
     const timeLiveSeconds = input.timeLiveSeconds ?? RTIO_LIMITS.timeLiveDefaultSeconds;
     const fail = async (reason: 'offline' | 'timeout'): Promise<CallOutcome> => {
       await handleCommand(
@@ -350,17 +350,6 @@ export class Rtio {
     const connection = this.connections.get(message.deviceId);
     if (!connection?.call(message)) settle({ kind: 'gone' });
   }
-}
-
-/**
- * A nonce's or a call's stream that retention removed (projections/streamEnds.ts) still exists, empty: the
- * nonce was used, and stays refused as any used nonce is (the seed: "每次请求不能相同"), not answered as
- * a thing that is gone. Nothing else on these streams answers not_found when it is made.
- */
-function usedIfRemoved(error: unknown): never {
-  throw error instanceof DomainError && error.code === 'not_found'
-    ? new DomainError('conflict', 'nonce: already used')
-    : error;
 }
 
 /** The seed's device ids are 32 hex digits; herald's are too (a UUID v5 of the app and the nonce, without dashes). */

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import {
   appCutoff,
   retentionCutoff,
@@ -131,13 +132,43 @@ export interface PruningTerms {
   readonly batchSize: number;
   /** Called after each batch with the rows it removed (the pruned counter). */
   readonly onPruned?: (table: string, rows: number) => void;
+  /**
+   * The database whose read-model passes run one at a time (the leader's, `herald storage prune`, a
+   * rebuild's): two at once could strand a platform push's stream in `push_delivery_streams` — one pass
+   * queueing it beside its push while another, whose snapshot began before, removes the push.
+   */
+  readonly pool?: pg.Pool;
 }
+
+// Any constant, the same in every process sharing the database; not the event store pass's lock (a
+// rebuild holds that one shared while it prunes).
+const PRUNE_LOCK = 0x6865_7261_6c70; // "heralp"
 
 /**
  * One pass: each table in turn, batch after batch until one removes nothing (or `shouldGoOn` says
  * stop, checked before each batch); what it removed per table.
  */
 export async function prunePass(terms: PruningTerms, shouldGoOn: () => boolean = () => true): Promise<PassReport[]> {
+  if (!terms.pool) return pruneTables(terms, shouldGoOn);
+  const holder = await terms.pool.connect();
+  let failure: Error | undefined;
+  try {
+    // Waits for a pass running elsewhere (they are short, batched), then runs its own.
+    await holder.query('SELECT pg_advisory_lock($1)', [PRUNE_LOCK]);
+    try {
+      return await pruneTables(terms, shouldGoOn);
+    } finally {
+      await holder.query('SELECT pg_advisory_unlock($1)', [PRUNE_LOCK]);
+    }
+  } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    holder.release(failure);
+  }
+}
+
+async function pruneTables(terms: PruningTerms, shouldGoOn: () => boolean): Promise<PassReport[]> {
   const { prunables, policy, clock, batchSize, onPruned } = terms;
   const reports: PassReport[] = [];
   const apps = prunables.some((p) => p.byApp) ? await terms.appRetentions.all() : new Map<string, AppRetention>();

@@ -379,23 +379,29 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
   });
 
   describe('retention: removeStreamEvents (issue 26), where a store offers it', () => {
-    // A stream whose events retention removed behaves as EventStoreDB's `$tb` makes it: PostgreSQL
-    // deletes the rows and keeps the stream's revision; EventStoreDB sets the metadata and scavenges.
+    // A stream whose events retention removed is no stream (docs/operations.md, "Retention"): PostgreSQL
+    // deletes its rows and its head; EventStoreDB sets `$tb` past its last event and scavenges.
     const removal = (context: Mocha.Context) => {
       if (!store.removeStreamEvents) context.skip();
       return store.removeStreamEvents!.bind(store);
     };
 
-    it('a removed stream reads as empty, an append continues at its revision, and no_stream conflicts', async function () {
+    it('a removed stream is no stream: reads find none, and no_stream starts it anew (once)', async function () {
       const remove = removal(this);
       const appended = await store.append(stream('gone'), [event('Sent'), event('Acked')], 'no_stream');
       const result = await remove([stream('gone')], appended.position);
       expect(result).to.deep.equal({ removed: 2, left: [] });
-      expect(await store.readStream(stream('gone'))).to.deep.equal([]);
-      expect(await store.readStream(stream('gone'), { direction: 'backwards', maxCount: 1 })).to.deep.equal([]);
-      await expectRejection(store.append(stream('gone'), [event('Again')], 'no_stream'), WrongExpectedRevisionError);
-      expect((await store.append(stream('gone'), [event('Late')], 1n)).nextExpectedRevision).to.equal(2n);
-      expect((await store.readStream(stream('gone'))).map((e) => [e.type, e.revision])).to.deep.equal([['Late', 2n]]);
+      await expectRejection(store.readStream(stream('gone')), StreamNotFoundError);
+      await expectRejection(
+        store.readStream(stream('gone'), { direction: 'backwards', maxCount: 1 }),
+        StreamNotFoundError,
+      );
+      await store.append(stream('gone'), [event('Again')], 'no_stream');
+      await expectRejection(store.append(stream('gone'), [event('Twice')], 'no_stream'), WrongExpectedRevisionError);
+      expect((await store.readStream(stream('gone'))).map((e) => e.type)).to.deep.equal(['Again']);
+      expect(await store.readStream(stream('never-written')).catch((e: unknown) => e)).to.be.instanceOf(
+        StreamNotFoundError,
+      );
     });
 
     it('never half removes a stream: one with an event past the bound keeps every event, and is named as left', async function () {
@@ -411,7 +417,7 @@ export function eventStoreContract(setup: () => Promise<EventStoreUnderTest>): v
       );
       expect(result.removed).to.equal(2);
       expect([...result.left].sort()).to.deep.equal([stream('part'), stream('whole')]);
-      expect(await store.readStream(stream('done'))).to.deep.equal([]);
+      await expectRejection(store.readStream(stream('done')), StreamNotFoundError);
       expect((await store.readStream(stream('part'))).map((e) => e.type)).to.deep.equal(['Sent', 'Acked']);
       expect((await store.readStream(stream('whole'))).map((e) => e.type)).to.deep.equal(['Sent']);
     });

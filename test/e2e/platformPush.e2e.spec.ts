@@ -365,14 +365,15 @@ describe('platform push: APNs for iOS devices that are not connected', function 
     await eventually(async () =>
       expect((await herald.pushes.status('camel', requestId))?.deliveries).to.include({ delivered: 1 }),
     );
-    // The device got it over its socket (its delivery ended); then the delivery's stream left the store, every event, as a retention pass's removal leaves it (the
-    // `streams` row kept: src/eventStore/postgres/removal.ts).
+    // The device got it over its socket (its delivery ended); then the delivery's stream left the store, every
+    // event and its `streams` row, as a retention pass's removal leaves it (src/eventStore/postgres/removal.ts).
     const database = testDatabase.open();
     try {
       const { rowCount } = await database.pool.query('DELETE FROM events WHERE stream_name = $1', [
         `delivery-${requestId}.${goneId}`,
       ]);
       expect(rowCount).to.be.greaterThan(0);
+      await database.pool.query('DELETE FROM streams WHERE stream_name = $1', [`delivery-${requestId}.${goneId}`]);
       // Its read model row too, as pruning leaves it (which keeps a row while its push is pending, so
       // this is a push left behind): the pusher looks at the row, not the stream.
       const pruned = await database.pool.query('DELETE FROM device_deliveries WHERE push_id = $1 AND device_id = $2', [

@@ -119,7 +119,7 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     const removed = reports!.reduce((n, r) => n + r.removed, 0);
     expect(removed).to.equal(20 * 4);
     expect(reports!.reduce((n, r) => n + r.archived, 0)).to.equal(removed);
-    for (const name of retired) expect(await store.readStream(name), name).to.deep.equal([]);
+    for (const name of retired) expect(await gone(store, name), name).to.equal(true);
     expect(await store.readStream(kept[0]!)).to.deep.equal(keptBefore);
     expect((await store.readAll({ maxCount: 1000 })).map((e) => e.streamName)).to.not.include.members(retired);
     expect(await retiredStreamsQueued(infrastructure.database.pool)).to.equal(0);
@@ -147,18 +147,21 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     expect(await replayText()).to.not.equal(original);
   });
 
-  it('a removed stream reads as empty and an append continues at its revision, as after EventStoreDB’s $tb', async () => {
+  it('a removed stream is no stream: its head goes with its events, a late append at its revision conflicts, no_stream starts it anew', async () => {
     const name = `message-${randomUUID()}`;
     await store.append(name, [event('MessageSent'), event('MessageAcknowledged')], 'no_stream');
     await retire([name]);
     await eventRetentionPass(terms());
 
-    expect(await store.readStream(name)).to.deep.equal([]);
-    const error = await store.append(name, [event('MessageSent')], 'no_stream').catch((e: unknown) => e);
-    expect(error).to.be.instanceOf(WrongExpectedRevisionError);
-    const appended = await store.append(name, [event('MessageAcknowledged')], 1n);
-    expect(appended.nextExpectedRevision).to.equal(2n);
-    expect((await store.readStream(name)).map((e) => e.revision)).to.deep.equal([2n]);
+    expect(await store.readStream(name).catch((e: unknown) => e)).to.be.instanceOf(StreamNotFoundError);
+    const { rows } = await infrastructure.database.pool.query('SELECT 1 FROM streams WHERE stream_name = $1', [name]);
+    expect(rows).to.have.length(0);
+    // A late outcome on what was there (a delivery's attempt, a call's failure) re-creates nothing.
+    const late = await store.append(name, [event('MessageAcknowledged')], 1n).catch((e: unknown) => e);
+    expect(late).to.be.instanceOf(WrongExpectedRevisionError);
+    const again = await store.append(name, [event('MessageSent')], 'no_stream');
+    expect(again.nextExpectedRevision).to.equal(0n);
+    expect((await store.readStream(name)).map((e) => e.revision)).to.deep.equal([0n]);
   });
 
   it('removes every category retention ends (RTIO calls and nonces, tickets, platform pushes); keeps devices, RTIO devices and inboxes', async () => {
@@ -169,7 +172,7 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     const reports = await eventRetentionPass(terms());
 
     expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(retired.length * 2);
-    for (const name of retired) expect(await store.readStream(name), name).to.deep.equal([]);
+    for (const name of retired) expect(await gone(store, name), name).to.equal(true);
     for (const name of kept) expect(await store.readStream(name), name).to.have.length(2);
     expect(await replayText({}, true)).to.equal(original);
   });
@@ -199,7 +202,7 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
     expect(archived - archivedBefore).to.equal(reports!.slice(1).reduce((n, r) => n + r.archived, 0));
     expect(archived).to.equal(20 * 4);
     expect(await replayText({}, true)).to.equal(original);
-    for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
+    for (const name of retired) expect(await gone(store, name), name).to.equal(true);
   });
 
   it('a crash after the removal committed, before the batch was marked done: the next pass keeps the archive as it was', async () => {
@@ -249,7 +252,7 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
 
     // The acknowledgement is past the checkpoint: the stream stays whole (never half removed), is not
     // archived, and is retired again for a later pass.
-    expect(await store.readStream(first)).to.deep.equal([]);
+    expect(await gone(store, first)).to.equal(true);
     expect((await store.readStream(late)).map((e) => e.type)).to.deep.equal(['MessageSent', 'MessageAcknowledged']);
     expect((await pool.query('SELECT stream_name FROM retired_streams')).rows).to.deep.equal([{ stream_name: late }]);
     const archived = [];
@@ -272,7 +275,7 @@ describe(`event store retention: archive, then remove (${describeTarget()})`, fu
       after.position.toString(),
     ]);
     await eventRetentionPass(terms({ projectionNames: ['inbox'] }));
-    expect(await store.readStream(late)).to.deep.equal([]);
+    expect(await gone(store, late)).to.equal(true);
   });
 
   it('appends, reads of one’s own writes and a live subscription go on, gap-free, while removals run', async () => {
@@ -487,7 +490,7 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
 
     expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(20);
     expect(standIn.scavenges).to.equal(1);
-    for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
+    for (const name of retired) expect(await gone(store, name), name).to.equal(true);
     // As the server's scavenge: each truncated stream's last event stays in $all, the rest leave it.
     const all = await store.readAll({ maxCount: 100 });
     expect(all.filter((e) => e.streamName === 'device-d1')).to.have.length(10);
@@ -523,29 +526,36 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
     });
 
     expect(reports!.reduce((n, r) => n + r.removed, 0)).to.equal(retired.length * 2);
-    for (const name of retired) expect(await store.readStream(name), name).to.deep.equal([]);
+    for (const name of retired) expect(await gone(store, name), name).to.equal(true);
     for (const name of kept) expect(await store.readStream(name), name).to.have.length(2);
     expect(await replayText(true)).to.equal(original);
   });
 
-  it('a stream whose every event was truncated reads as empty even where the server answers not found (soft delete)', async () => {
-    const strict = await EventStoreDbStandIn.start({ batchAppend: true, truncatedReadsAsNotFound: true });
-    const strictStore = new EventStoreDbEventStore(strict.connectionString);
-    try {
-      const name = `message-${randomUUID()}`;
-      const { position } = await strictStore.append(
-        name,
-        [{ id: randomUUID(), type: 'MessageSent', data: {} }],
-        'no_stream',
-      );
-      await strictStore.removeStreamEvents([name], position);
-      // Not StreamNotFoundError: it exists (herald answers a command on it not_found, not as a new stream).
-      expect(await strictStore.readStream(name)).to.deep.equal([]);
-      const never = await strictStore.readStream(`message-${randomUUID()}`).catch((e: unknown) => e);
-      expect(never).to.be.instanceOf(StreamNotFoundError);
-    } finally {
-      await strictStore.close();
-      await strict.stop();
+  it('a stream whose every event was truncated is no stream, whether the server answers it empty or not found (soft delete); no_stream starts it anew', async () => {
+    for (const truncatedReadsAsNotFound of [false, true]) {
+      const server = await EventStoreDbStandIn.start({ batchAppend: true, truncatedReadsAsNotFound });
+      const esdb = new EventStoreDbEventStore(server.connectionString);
+      try {
+        const name = `message-${randomUUID()}`;
+        const { position } = await esdb.append(
+          name,
+          [{ id: randomUUID(), type: 'MessageSent', data: {} }],
+          'no_stream',
+        );
+        await esdb.removeStreamEvents([name], position);
+        expect(await esdb.readStream(name).catch((e: unknown) => e)).to.be.instanceOf(StreamNotFoundError);
+        // Read on from the revision after its last (a conflict's reload): not found either.
+        expect(await esdb.readStream(name, { fromRevision: 1n }).catch((e: unknown) => e)).to.be.instanceOf(
+          StreamNotFoundError,
+        );
+        await esdb.append(name, [{ id: randomUUID(), type: 'MessageSent', data: { again: true } }], 'no_stream');
+        const twice = esdb.append(name, [{ id: randomUUID(), type: 'MessageSent', data: {} }], 'no_stream');
+        expect(await twice.catch((e: unknown) => e)).to.be.instanceOf(WrongExpectedRevisionError);
+        expect((await esdb.readStream(name)).map((e) => e.data)).to.deep.equal([{ again: true }]);
+      } finally {
+        await esdb.close();
+        await server.stop();
+      }
     }
   });
 
@@ -578,7 +588,7 @@ describe(`event store retention on EventStoreDB (stand-in; queue on ${describeTa
     const error = await eventRetentionPass(terms).catch((e: unknown) => e);
     expect((error as Error).message).to.equal('killed with half the batch truncated');
     await eventRetentionPass(terms);
-    for (const name of retired) expect(await store.readStream(name)).to.deep.equal([]);
+    for (const name of retired) expect(await gone(store, name), name).to.equal(true);
     const archived: string[] = [];
     for await (const { line } of archive.lines()) archived.push((JSON.parse(line) as { stream: string }).stream);
     expect(archived.sort()).to.deep.equal([...retired].sort());
@@ -606,4 +616,9 @@ async function categoryHistory(store: EventStore): Promise<{ retired: string[]; 
         i === 0 ? 'no_stream' : 0n,
       );
   return { retired, kept };
+}
+
+/** Whether the stream is no stream (removed by retention, or never written). */
+async function gone(store: EventStore, name: string): Promise<boolean> {
+  return (await store.readStream(name).catch((e: unknown) => e)) instanceof StreamNotFoundError;
 }

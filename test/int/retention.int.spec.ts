@@ -16,11 +16,12 @@ import {
   type RetentionPolicy,
 } from '../../domain/retention';
 import { migrations, readModels } from '../../projections';
-import { streamEndsProjection } from '../../projections/streamEnds';
+import { CALL_OUTCOME_GRACE_MS, streamEndsProjection } from '../../projections/streamEnds';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import type { Database } from '../../src/postgres/database';
 import { migrate } from '../../src/postgres/migrations';
-import { RetentionPass, type CategoryPrunable } from '../../src/storage/retention';
+import { prunePass, RetentionPass, type CategoryPrunable, type Prunable } from '../../src/storage/retention';
+import { eventually } from '../support/eventually';
 import { describeTarget, createTestDatabase, type TestDatabase } from '../support/postgres';
 
 /**
@@ -267,8 +268,9 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     const events: RecordedEvent[] = [];
     for (const end of times) {
       const id = randomUUID().replace(/-/g, '');
-      const calledAt = new Date(end.getTime() - 6000);
-      const usedAt = new Date(end.getTime() - 30_000);
+      // A call's outcome may land after its expiry: both end a grace later.
+      const calledAt = new Date(end.getTime() - 6000 - CALL_OUTCOME_GRACE_MS);
+      const usedAt = new Date(end.getTime() - 30_000 - CALL_OUTCOME_GRACE_MS);
       const call = { callId: id, appId: 'camel', deviceId: 'd1' };
       events.push(
         recorded(`rtio-nonce-${id}`, 'RtioNonceUsed', {
@@ -529,5 +531,51 @@ describe(`retention prunes the read models (${describeTarget()})`, function () {
     expect(reads, 'reads made while the pass ran').to.be.greaterThan(pruned.batches);
     expect(slowestReadMs, 'the slowest read during the pass').to.be.lessThan(1000);
     expect((await pool.query('SELECT 1 FROM device_deliveries')).rowCount).to.equal(1);
+  });
+
+  it('one read-model pass at a time across processes: a second waits for the first (a platform push never strands)', async () => {
+    // Two passes as two processes would run them (the leader's, `herald storage prune`): their own pools.
+    const other = testDatabase.open();
+    const running: string[] = [];
+    let overlapped = false;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const prunable = (name: string, wait?: Promise<void>): Prunable => ({
+      table: name,
+      category: 'deliveries',
+      countRemovable: async () => 0,
+      prune: async () => {
+        if (running.length > 0) overlapped = true;
+        running.push(name);
+        await wait;
+        running.pop();
+        return 0;
+      },
+    });
+    const terms = (p: Pool, name: string, wait?: Promise<void>) => ({
+      pool: p,
+      prunables: [prunable(name, wait)],
+      policy,
+      clock: () => now,
+      batchSize: 10,
+      appRetentions: readModels(p).apps.retentions,
+    });
+    try {
+      const first = prunePass(terms(pool, 'first', held));
+      await eventually(() => expect(running).to.deep.equal(['first']));
+      const second = prunePass(terms(other.pool, 'second'));
+      // The second has not begun while the first holds its pass (polled: it would have by now).
+      const deadline = Date.now() + 300;
+      while (Date.now() < deadline) {
+        expect(running).to.deep.equal(['first']);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      release();
+      await Promise.all([first, second]);
+      expect(overlapped).to.equal(false);
+    } finally {
+      release();
+      await other.close();
+    }
   });
 });

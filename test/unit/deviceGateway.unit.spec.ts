@@ -4,7 +4,7 @@ import { deviceTopic } from '../../src/bus/topics';
 import { DeviceGateway } from '../../src/devices/deviceGateway';
 import type { DevicePublication } from '../../src/devices/devicePublication';
 import type { DeliveryQueries, DevicePush, DeviceQueries, DeviceView } from '../../src/devices/deviceQueries';
-import { EventStoreUnavailableError, type EventStore } from '../../src/eventStore/eventStore';
+import { EventStoreUnavailableError, StreamNotFoundError, type EventStore } from '../../src/eventStore/eventStore';
 import { LocalDirectory } from '../../src/nodes/directory';
 import { createLogger } from '../../src/runtime/logger';
 import { eventually } from '../support/eventually';
@@ -103,6 +103,106 @@ describe('device gateway: a delivery attempt that fails', () => {
       } finally {
         process.off('unhandledRejection', onUnhandled);
         for (const listener of mochaListeners) process.on('unhandledRejection', listener);
+        await gateway.stop();
+      }
+    });
+  }
+});
+
+/**
+ * Issue 26 (found by bench/soak.ts: "a delivery to a device failed" for deliveries retention had removed):
+ * a retry or backlog item read from the read model before its delivery ended, taken up after retention
+ * removed its stream, finds no stream. A removed stream is no stream: decided on, it would write the
+ * message to the device again and start a delivery stream nothing retires. It is skipped instead.
+ */
+describe('device gateway: a delivery whose stream retention removed since the read model showed it', () => {
+  const device: DeviceView = {
+    deviceId: 'd-2',
+    appId: 'camel',
+    clientId: 2,
+    alias: 'ann',
+    platform: 'ANDROID',
+    mobile: null,
+    tags: [],
+    registration: 1,
+    active: true,
+    registeredAt: new Date(0),
+    updatedAt: new Date(0),
+  };
+  const now = new Date('2026-12-07T20:00:00Z');
+  const push: DevicePush = {
+    pushId: '0b8e1f4c-6a2d-4c1e-9f3a-5d7b2e9c4a10',
+    appId: device.appId,
+    message: { kind: 'topvdn', msg: 'aGk=', flag: 3, from: null, callback: false },
+    needsConfirm: true,
+    retry: 'backoff',
+    requestedAt: new Date(now.getTime() - 60_000).toISOString(),
+    expiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
+  } as DevicePush;
+  const devices: DeviceQueries = {
+    byId: async () => device,
+    byNativeToken: async () => undefined,
+    byClientId: async () => undefined,
+    list: async () => [],
+  };
+
+  for (const path of ['a scheduled retry', 'the backlog', 'closing it'] as const) {
+    it(`${path}: nothing is written to the device or appended`, async () => {
+      const reads: string[] = [];
+      const appends: string[] = [];
+      // Test double: the store after retention removed the delivery's stream (no stream, as never written).
+      const store = {
+        readStream: async (name: string) => {
+          reads.push(name);
+          throw new StreamNotFoundError(name);
+        },
+        append: async (name: string) => {
+          appends.push(name);
+          return { nextExpectedRevision: 0n, position: 1n };
+        },
+      } as unknown as EventStore;
+      // The read model's row as it was read: delivered once (revision 0), a retry due (or, to close, expired).
+      const item = path === 'closing it' ? { ...push, expiresAt: new Date(now.getTime() - 1000).toISOString() } : push;
+      let due = [
+        { push: item, deviceId: device.deviceId, status: 'delivered', attempts: 1, revision: 0n, pushPosition: 7n },
+      ];
+      const once = async () => {
+        const taken = due;
+        due = [];
+        return taken;
+      };
+      const deliveries = {
+        backlog: path === 'the backlog' ? once : async () => [],
+        dueAttempts: path === 'a scheduled retry' ? once : async () => [],
+        expired: path === 'closing it' ? once : async () => [],
+        nextDue: async () => undefined,
+      } as unknown as DeliveryQueries;
+      const lines: string[] = [];
+      const gateway = new DeviceGateway({
+        store,
+        devices,
+        deliveries,
+        bus: new InProcessBus(),
+        clock: () => now,
+        log: createLogger('error', { write: (line: string) => void lines.push(line) }),
+        readYourWrites: async () => undefined,
+        leads: () => true,
+        directory: new LocalDirectory(),
+      });
+      try {
+        const delivered: string[] = [];
+        const handle = await gateway.connect(device.deviceId, {
+          deliver: (p) => delivered.push(p.pushId) > 0,
+          close: () => undefined,
+        });
+        gateway.start();
+        await eventually(() => expect(reads).to.have.length.greaterThan(0));
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(delivered, 'written to the device').to.deep.equal([]);
+        expect(appends, 'appended').to.deep.equal([]);
+        expect(lines.join(''), 'logged as failed').to.equal('');
+        handle!.disconnect();
+      } finally {
         await gateway.stop();
       }
     });

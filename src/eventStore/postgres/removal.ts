@@ -10,11 +10,14 @@ import { toStoreError } from './storeError';
  * dropped after moving what must stay out of it — a copy of the kept rows, as costly as deleting the others,
  * and a table rewrite readers would see (docs/operations.md, "Retention", measured).
  *
- * One transaction per batch of streams: the rows go, and the removal mark moves, together. Readers never
- * wait (MVCC); appends neither (they take the advisory append lock, which this does not, and a removed
- * row's keys are never taken again: revisions keep counting in `streams`). A catch-up reader past these
- * positions is unaffected, one before them simply never sees them — and a retired stream's events are
- * only removed up to every projection's checkpoint (domain/retention.ts removableUpTo).
+ * One transaction per batch of streams: the rows go, their `streams` rows (so a removed stream is no stream
+ * at all: it reads as never written, and `no_stream` may create it again — docs/operations.md, "Retention"),
+ * and the removal mark move together. The streams' heads are locked first, skipping any an append holds
+ * (it stays whole, and is retired again): an append to a stream being removed waits for the removal and
+ * then finds no head (an expected revision conflicts; `no_stream` starts the stream anew, its old events
+ * gone). Readers never wait (MVCC); other appends neither. A catch-up reader past these positions is
+ * unaffected, one before them simply never sees them — and a retired stream's events are only removed up to
+ * every projection's checkpoint (domain/retention.ts removableUpTo).
  */
 export async function removeStreamEvents(
   pool: pg.Pool,
@@ -24,13 +27,24 @@ export async function removeStreamEvents(
   if (streams.length === 0) return { removed: 0, left: [] };
   try {
     return await withTransaction(pool, async (tx) => {
+      const locked = (
+        await tx.query<{ stream_name: string }>(
+          'SELECT stream_name FROM streams WHERE stream_name = ANY ($1::text[]) ORDER BY stream_name FOR UPDATE SKIP LOCKED',
+          [streams],
+        )
+      ).rows.map((r) => r.stream_name);
       // A stream leaves whole or not at all: one with an event past the bound stays, every event of it.
       const { rowCount } = await tx.query(
         `DELETE FROM events WHERE stream_name = ANY ($1::text[]) AND stream_name NOT IN (
            SELECT stream_name FROM events WHERE stream_name = ANY ($1::text[]) AND position > $2)`,
-        [streams, upto.toString()],
+        [locked, upto.toString()],
       );
       const removed = rowCount ?? 0;
+      await tx.query(
+        `DELETE FROM streams s WHERE s.stream_name = ANY ($1::text[])
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_name = s.stream_name)`,
+        [locked],
+      );
       await tx.query(
         `INSERT INTO events_removed (upto, events) VALUES ($1, $2)
          ON CONFLICT (only_row) DO UPDATE SET upto = greatest(events_removed.upto, excluded.upto),
