@@ -129,6 +129,31 @@ describe(`Koala web push: the look's window (${describeTarget()})`, function () 
     expect(small.fullThrough).to.equal(103n);
   });
 
+  it('a look over 1,000 recipients (100 of them with a browser) reads 100 candidates; prints looks/s (HERALD_MEASURE=1)', async function () {
+    this.timeout(300_000);
+    const recipients = Array.from({ length: 1000 }, (_, i) => `load-${i}`);
+    for (let i = 0; i < 100; i++) await device(`load-web-${i}`, 'load', `load-${i * 10}`, 'WEB', 50_000);
+    const messages = Number(process.env.HERALD_MEASURE === '1' ? 100 : 3);
+    for (let m = 0; m < messages; m++) await message(randomUUID(), 'load', 100_000 + m, recipients);
+    const started = process.hrtime.bigint();
+    const cpu = process.cpuUsage();
+    let after = 99_999n;
+    for (let m = 0; m < messages; m++) {
+      const look = await queries.window(['load'], after, 200_000n, now, 1000);
+      expect(look.candidates).to.have.length(100);
+      after = look.fullThrough ?? 200_000n;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    if (process.env.HERALD_MEASURE === '1') {
+      const used = process.cpuUsage(cpu);
+      console.log(
+        `koala web push look: ${messages} looks of 1,000 recipients (100 browsers) in ${seconds.toFixed(2)} s: ` +
+          `${(messages / seconds).toFixed(1)} looks/s, ${((seconds * 1000) / messages).toFixed(1)} ms a look, ` +
+          `node CPU ${((used.user + used.system) / 1000 / messages).toFixed(2)} ms a look (the rest is PostgreSQL)`,
+      );
+    }
+  });
+
   it('keeps where the looks stand', async () => {
     expect(await queries.lookedThrough()).to.equal(undefined);
     await queries.recordLookedThrough(12345678901234n);
