@@ -64,19 +64,21 @@ export function koalaWebPushQueries(pool: Pool): KoalaWebPushQueries {
             FROM notification_messages m
             CROSS JOIN LATERAL unnest(m.recipients) r(user_id)
             CROSS JOIN LATERAL (
-              -- The user's browsers (WEB devices of the message's app whose alias is the user), subscribed
-              -- before the message was delivered, newest first, not requested yet, their token not revoked.
+              -- The user's browsers: WEB devices of the message's app whose alias is the user and whose
+              -- subscription that user gave with their own ticket (user_id: an alias alone is anyone's claim),
+              -- subscribed before the message was delivered, their token not revoked, the newest first.
               SELECT d.device_id, w.registration, w.subscription, w.expires_at
                 FROM devices d
                 JOIN web_push_subscriptions w ON w.device_id = d.device_id AND w.registration = d.registration
-               WHERE d.app_id = m.app_id AND d.alias = r.user_id AND d.active AND d.platform = 'WEB'
-                 AND w.position < m.seq AND (w.expires_at IS NULL OR w.expires_at > $2)
+               WHERE d.app_id = m.app_id AND d.alias = r.user_id AND w.user_id = r.user_id AND d.active
+                 AND d.platform = 'WEB' AND w.position < m.seq AND (w.expires_at IS NULL OR w.expires_at > $2)
                  AND NOT EXISTS (SELECT 1 FROM revoked_native_tokens x
                                   WHERE x.device_id = d.device_id AND x.registration = d.registration)
-                 AND NOT EXISTS (SELECT 1 FROM platform_pushes pp
-                                  WHERE pp.push_id = m.message_id AND pp.device_id = d.device_id)
                ORDER BY w.position DESC LIMIT ${KOALA_WEB_PUSH_BROWSERS_PER_USER}) s
-           WHERE m.message_id = ANY($1::uuid[]) AND m.status = 'delivered'
+           -- Not requested yet, among those newest ones (a re-look does not reach older ones beyond the bound).
+           WHERE NOT EXISTS (SELECT 1 FROM platform_pushes pp
+                              WHERE pp.push_id = m.message_id AND pp.device_id = s.device_id)
+             AND m.message_id = ANY($1::uuid[]) AND m.status = 'delivered'
              AND (m.expires_at IS NULL OR m.expires_at > $2)
            ORDER BY m.seq, r.user_id, s.device_id`,
         values: [taken.map((r) => r.message_id), now],
@@ -104,7 +106,9 @@ export function koalaWebPushQueries(pool: Pool): KoalaWebPushQueries {
     },
     async recordLookedThrough(seq) {
       await pool.query(
-        `INSERT INTO herald_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
+        // Only forward: a leader whose lease lapsed mid-look does not take the cursor back.
+        `INSERT INTO herald_settings (name, value) VALUES ($1, $2) ON CONFLICT (name)
+           DO UPDATE SET value = greatest(herald_settings.value::numeric, excluded.value::numeric)::text`,
         [LOOKED_THROUGH, seq.toString()],
       );
     },

@@ -49,8 +49,8 @@ const platformPushEvents = eventDecoder(PlatformPushReadEvent, (event) =>
  */
 export const platformPushesProjection: Projection = {
   name: 'platform-pushes',
-  // 2: platform_pushes.expires_at (retention), filled by the replay.
-  version: 2,
+  // 2: platform_pushes.expires_at (retention), filled by the replay. 3: web_push_subscriptions.user_id.
+  version: 3,
   tables: ['platform_pushes', 'revoked_native_tokens', 'web_push_subscriptions'],
   eventTypes: eventTypesOf(platformPushEvents),
   migrations: [
@@ -100,6 +100,11 @@ export const platformPushesProjection: Projection = {
       sql: `ALTER TABLE platform_pushes ADD COLUMN expires_at timestamptz NOT NULL DEFAULT 'infinity';
             ALTER TABLE platform_pushes ALTER COLUMN expires_at DROP DEFAULT;
             CREATE INDEX platform_pushes_ended ON platform_pushes (expires_at) WHERE status <> 'pending';`,
+    },
+    {
+      // Koala web push: the user who gave the subscription with their own ticket (webPush.userId), if any.
+      id: 'projection/platform-pushes/004-web-push-user',
+      sql: `ALTER TABLE web_push_subscriptions ADD COLUMN user_id text;`,
     },
   ],
 
@@ -152,10 +157,15 @@ const REVOKE = `
    WHERE r.position < excluded.position`;
 
 const SUBSCRIBE = `
-  INSERT INTO web_push_subscriptions AS w (device_id, registration, subscription, expires_at, position)
-  SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::bigint[])
+  INSERT INTO web_push_subscriptions AS w (device_id, registration, subscription, expires_at, user_id, position)
+  SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[], $5::text[], $6::bigint[])
   ON CONFLICT (device_id) DO UPDATE SET registration = excluded.registration, subscription = excluded.subscription,
-     expires_at = excluded.expires_at, position = excluded.position
+     expires_at = excluded.expires_at, user_id = excluded.user_id,
+     -- Where the subscription was given (a Koala message after it is pushed to it): a re-registration that
+     -- changes other fields does not move it, or a message delivered just before would skip the browser.
+     position = CASE WHEN (w.registration, w.subscription, w.user_id)
+                          IS NOT DISTINCT FROM (excluded.registration, excluded.subscription, excluded.user_id)
+                     THEN w.position ELSE excluded.position END
    WHERE w.position < excluded.position`;
 
 /**
@@ -164,6 +174,17 @@ const SUBSCRIBE = `
  */
 const subscriptionJson = (s: WebPushSubscription) =>
   JSON.stringify({ endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } });
+
+interface Subscribed {
+  readonly registration: number;
+  readonly subscription: string;
+  readonly expiresAt: string | null;
+  /** webPush.userId: the user whose browser it is for Koala, or null. */
+  readonly userId: string | null;
+  readonly position: string;
+}
+const sameSubscribed = (a: Subscribed, b: Subscribed) =>
+  a.registration === b.registration && a.subscription === b.subscription && a.userId === b.userId;
 
 function toBatch(events: readonly RecordedEvent[]) {
   const requested = {
@@ -191,10 +212,7 @@ function toBatch(events: readonly RecordedEvent[]) {
   // Per device, the last of revoked / cleared wins.
   const tokens = new Map<string, { registration: number; reason: string; at: string; position: string } | null>();
   // Per device, its browser subscription after the batch (null: none).
-  const subscriptions = new Map<
-    string,
-    { registration: number; subscription: string; expiresAt: string | null; position: string } | null
-  >();
+  const subscriptions = new Map<string, Subscribed | null>();
   for (const recorded of events) {
     const event = platformPushEvents.decode(recorded);
     if (!event) continue;
@@ -250,16 +268,20 @@ function toBatch(events: readonly RecordedEvent[]) {
         // A registration gives the device a live token again.
         tokens.set(event.data.deviceId, null);
         const { webPush } = event.data;
+        const before = subscriptions.get(event.data.deviceId);
+        const now: Subscribed | null = webPush
+          ? {
+              registration: event.data.registration,
+              subscription: subscriptionJson(webPush),
+              expiresAt: webPush.expirationTime === null ? null : new Date(webPush.expirationTime).toISOString(),
+              userId: webPush.userId ?? null,
+              position,
+            }
+          : null;
+        // Unchanged by this registration: it keeps the position it was given at (SUBSCRIBE does so across batches).
         subscriptions.set(
           event.data.deviceId,
-          webPush
-            ? {
-                registration: event.data.registration,
-                subscription: subscriptionJson(webPush),
-                expiresAt: webPush.expirationTime === null ? null : new Date(webPush.expirationTime).toISOString(),
-                position,
-              }
-            : null,
+          now && before && sameSubscribed(before, now) ? { ...now, position: before.position } : now,
         );
         break;
       }
@@ -267,10 +289,7 @@ function toBatch(events: readonly RecordedEvent[]) {
   }
   // Requests are applied before outcomes: an outcome in the same batch finds its row (its position is later).
   const o = [...outcomes.values()];
-  const subscribed = [...subscriptions.entries()].filter(
-    (e): e is [string, { registration: number; subscription: string; expiresAt: string | null; position: string }] =>
-      e[1] !== null,
-  );
+  const subscribed = [...subscriptions.entries()].filter((e): e is [string, Subscribed] => e[1] !== null);
   const revoked = [...tokens.entries()].filter(
     (e): e is [string, { registration: number; reason: string; at: string; position: string }] => e[1] !== null,
   );
@@ -299,6 +318,7 @@ function toBatch(events: readonly RecordedEvent[]) {
       registration: subscribed.map(([, s]) => s.registration),
       subscription: subscribed.map(([, s]) => s.subscription),
       expiresAt: subscribed.map(([, s]) => s.expiresAt),
+      userId: subscribed.map(([, s]) => s.userId),
       position: subscribed.map(([, s]) => s.position),
     },
     unsubscribed: [...subscriptions.entries()].filter(([, s]) => s === null).map(([id]) => id),

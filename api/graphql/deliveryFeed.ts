@@ -75,12 +75,6 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
       deps.bus.subscribe(inboxTopic(viewer.appId, viewer.userId), (message) => this.arrived(message)),
       deps.bus.onGap(() => this.gap()),
     ];
-    // Online from now until the feed ends (unsubscribed, its socket closed, or failed: end() runs every one).
-    const { terminals } = deps;
-    if (terminals) {
-      terminals.add(viewer.appId, viewer.userId);
-      this.unsubscribe.push(() => terminals.remove(viewer.appId, viewer.userId));
-    }
     // Read after subscribing: what the inbox shows after this position reaches the feed live or by a catch-up.
     this.floor = deps.messaging.deliveredPosition();
     const hasSince = since !== undefined && since !== null && since !== '';
@@ -91,6 +85,14 @@ export class DeliveryFeed implements AsyncIterableIterator<DeliveredMessage> {
       });
     }
     this.catchUpDue = hasSince || this.pendingFirst;
+    // Online from now until the feed ends (unsubscribed, its socket closed, or failed: end() runs every one),
+    // only when it replays (`since` or `pending`): a feed of what arrives from now on would never get a
+    // message delivered just before it opened, so it must not hold that message's Web Push back.
+    const { terminals } = deps;
+    if (terminals && this.catchUpDue && !this.failure) {
+      terminals.add(viewer.appId, viewer.userId);
+      this.unsubscribe.push(() => terminals.remove(viewer.appId, viewer.userId));
+    }
   }
 
   [Symbol.asyncIterator](): this {

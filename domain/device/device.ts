@@ -101,7 +101,9 @@ export const deviceCatalogue: CatalogueEntry = {
         webPush:
           "a WEB device's browser push subscription (endpoint, keys, expirationTime, subscribedAt), set by GraphQL " +
           '`subscribeWebPush` (which appends this event) and kept by later registrations of the same registration; ' +
-          'absent or null: none',
+          'absent or null: none. `userId`: the user who gave it with their own ticket on their own device — only then ' +
+          "it gets that user's Koala messages (docs/platform-push.md); dropped when the alias changes or the device " +
+          "registers again without that user's ticket",
       },
     },
     DeviceUnregistered: {
@@ -132,6 +134,12 @@ export interface RegisterDevice {
   readonly nativeToken: string;
   readonly mobile?: string | null;
   readonly tags?: readonly string[];
+  /**
+   * The user whose own ticket registers it (GraphQL `registerDevice` by a user; absent: the open REST
+   * register, `appKey`, an admin). A browser subscription given by a user keeps counting as that user's
+   * only while they register it themselves with the same alias.
+   */
+  readonly byUser?: string;
   readonly now: string;
 }
 export interface UnregisterDevice {
@@ -161,10 +169,11 @@ export interface RevokeNativeToken {
  */
 export interface SubscribeWebPush {
   readonly type: 'SubscribeWebPush';
-  readonly subscription: Omit<WebPushSubscription, 'subscribedAt'> | null;
+  readonly subscription: Omit<WebPushSubscription, 'subscribedAt' | 'userId'> | null;
   /**
    * What the caller's permission was checked on (the read model, before the command): the registration,
-   * and the alias when it rested on it (a user's own device). Either changed since: refused as not found.
+   * and the alias when it rested on it (a user's own device, with their ticket: the subscription is then
+   * that user's browser for Koala, `userId`). Either changed since: refused as not found.
    */
   readonly registration: number;
   readonly alias?: string;
@@ -240,13 +249,16 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
           return [registered({ ...current, ...fields, registration: state.registration + 1 }, command.now)];
         }
         // A registration clears a revoked token (the device has a live token again): recorded even unchanged.
-        // A WEB device keeps its browser subscription (not a field of ONE-PUSH's register).
+        // A WEB device keeps its browser subscription (not a field of ONE-PUSH's register), but it stays a
+        // user's browser for Koala only while that user registers it, with the same alias (finding: the open
+        // REST register lets anyone claim an alias).
         const { tokenRevoked, registeredAt: _at, webPush, ...current } = known;
-        return sameRegistration(current, fields) && !tokenRevoked
+        const kept = webPush && keptSubscription(webPush, current.alias, fields.alias, command.byUser);
+        return sameRegistration(current, fields) && !tokenRevoked && kept === webPush
           ? []
           : [
               registered(
-                { ...current, ...fields, ...(fields.platform === 'WEB' && webPush && { webPush }) },
+                { ...current, ...fields, ...(fields.platform === 'WEB' && kept && { webPush: kept }) },
                 command.now,
               ),
             ];
@@ -261,7 +273,12 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
         if (state.platform !== 'WEB')
           throw new DomainError('invalid', 'subscription: only a WEB device takes a browser push subscription');
         const { status: _, tokenRevoked, registeredAt: _at, webPush, ...current } = state;
-        const given = command.subscription && { ...command.subscription, subscribedAt: command.now };
+        const given = command.subscription && {
+          ...command.subscription,
+          subscribedAt: command.now,
+          // Given with the user's own ticket on their own device: that user's browser for Koala.
+          ...(command.alias !== undefined && { userId: command.alias }),
+        };
         // Unchanged is nothing, unless a push service dropped it: given again, it is live again.
         if (sameSubscription(webPush ?? null, given) && !tokenRevoked) return [];
         if (given === null && !webPush) return [];
@@ -313,6 +330,22 @@ export const deviceDecider: Decider<DeviceCommand, DeviceStreamEvent, DeviceStat
 };
 
 type Fields = Pick<DeviceRegistration, 'alias' | 'platform' | 'nativeToken' | 'mobile' | 'tags'>;
+
+/** The subscription a re-registration keeps: without its Koala user unless that user registers it, alias unchanged. */
+function keptSubscription(
+  webPush: WebPushSubscription,
+  alias: string,
+  newAlias: string,
+  byUser: string | undefined,
+): WebPushSubscription {
+  if (webPush.userId === undefined || (alias === newAlias && byUser === webPush.userId)) return webPush;
+  const { userId: _, ...onlyTheDevice } = webPush;
+  return onlyTheDevice;
+}
+
+/** Whether the device is `userId`'s browser for Koala: its alias, and a subscription that user gave. */
+export const isKoalaBrowserOf = (state: DeviceState, userId: string): boolean =>
+  state.status === 'registered' && state.alias === userId && state.webPush?.userId === userId;
 
 function registered(registration: Omit<DeviceRegistration, 'registeredAt'>, now: string): DeviceStreamEvent {
   // No `webPush` key for a device without one: its events read as they did before browsers subscribed.

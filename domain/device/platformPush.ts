@@ -50,7 +50,7 @@ export const PlatformPushRequested = t.type({
       requestedAt: t.string,
     }),
     // A Koala message to this user's browser (src/platformPush/koalaWebPushes.ts): `pushId` is the message's
-    // id (`message-<pushId>`), not a ONE-PUSH push. Absent for ONE-PUSH (every event of before).
+    // id (its stream `message-<id>`), not a ONE-PUSH push. Absent for ONE-PUSH (every event of before).
     t.partial({ userId: t.string }),
   ]),
 });
@@ -87,7 +87,7 @@ export const platformPushCatalogue: CatalogueEntry = {
         expiresAt: "the message's expiry: no attempt after it",
         userId:
           "only for a Koala message to a user's browser (`why: offline`: the user had no live `messages` subscription): " +
-          'the recipient; `pushId` is then the message id (`message-<pushId>`)',
+          "the recipient; `pushId` is then the Koala message's id (its stream `message-<id>`)",
       },
     },
     PlatformPushSent: { when: 'the service accepted it (APNs, FCM: 200; Web Push: 201, 202)' },

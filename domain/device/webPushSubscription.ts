@@ -80,22 +80,33 @@ export const WebPushSubscriptionInput = t.type({
 });
 
 /** A subscription as a device's registration holds it. */
-export const WebPushSubscription = t.type({
-  endpoint: t.string,
-  p256dh: t.string,
-  auth: t.string,
-  /** When the browser says the subscription ends (ms since 1970), or null. */
-  expirationTime: t.union([t.number, t.null]),
-  /** When the device gave it: a push service's 404/410 answered after it drops it. */
-  subscribedAt: t.string,
-});
+export const WebPushSubscription = t.intersection([
+  t.type({
+    endpoint: t.string,
+    p256dh: t.string,
+    auth: t.string,
+    /** When the browser says the subscription ends (ms since 1970), or null. */
+    expirationTime: t.union([t.number, t.null]),
+    /** When the device gave it: a push service's 404/410 answered after it drops it. */
+    subscribedAt: t.string,
+  }),
+  t.partial({
+    /**
+     * The user who gave it with their own ticket on their own device (alias = userId): only such a browser
+     * gets that user's Koala messages (docs/platform-push.md). Absent (a device token, an admin, every event
+     * of before): ONE-PUSH pushes to the device only. Dropped when the alias changes or the device registers
+     * again without that user's ticket (the REST register is open: an alias is only a claim).
+     */
+    userId: t.string,
+  }),
+]);
 export type WebPushSubscription = t.TypeOf<typeof WebPushSubscription>;
 
 /**
  * The browser's subscription checked: its fields as herald keeps them, or a DomainError naming the field
  * (`subscription.keys.p256dh: expected …`).
  */
-export function checkWebPushSubscription(input: unknown): Omit<WebPushSubscription, 'subscribedAt'> {
+export function checkWebPushSubscription(input: unknown): Omit<WebPushSubscription, 'subscribedAt' | 'userId'> {
   const decoded = WebPushSubscriptionInput.decode(input);
   if (isLeft(decoded)) {
     const error = decoded.left[0]!;
@@ -117,7 +128,8 @@ export const sameSubscription = (a: WebPushSubscription | null, b: WebPushSubscr
     a.endpoint === b.endpoint &&
     a.p256dh === b.p256dh &&
     a.auth === b.auth &&
-    a.expirationTime === b.expirationTime);
+    a.expirationTime === b.expirationTime &&
+    a.userId === b.userId);
 
 /**
  * The endpoint of the subscription a push was requested to (PlatformPushRequested's `nativeToken` for

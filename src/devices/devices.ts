@@ -97,6 +97,8 @@ export class Devices {
         nativeToken: input.nativeToken,
         mobile: input.mobile ?? null,
         tags: input.tags ?? [],
+        // A user registering their own device (GraphQL, with their ticket): keeps their browser for Koala.
+        ...(input.ownedBy !== undefined && { byUser: input.ownedBy }),
         now: now.toISOString(),
       },
       { appId: input.appId, actor: `device:${deviceId}` },

@@ -1,3 +1,4 @@
+import { DomainError } from '../../domain/decider';
 import { platformPushStreamName } from '../../domain/device/platformPush';
 import {
   koalaWebPushPayload,
@@ -66,10 +67,10 @@ export interface KoalaWebPushQueries {
   ): Promise<{ readonly message: KoalaPushedMessage; readonly acknowledged: boolean } | undefined>;
 }
 
-/** What an attempt sends, or why it sends nothing (final: retrying cannot change it). */
+/** What an attempt sends, or why it sends nothing (`retry`: it may change; else final). */
 export type KoalaNotification =
   | { readonly ok: true; readonly notification: PlatformNotification }
-  | { readonly ok: false; readonly error: string; readonly retry: false };
+  | { readonly ok: false; readonly error: string; readonly retry: boolean };
 
 export class KoalaWebPushes implements Service {
   readonly name = 'Koala web pushes';
@@ -151,23 +152,34 @@ export class KoalaWebPushes implements Service {
       for (const userId of await terminals.onlineAmong(appId, [...users])) online.add(terminalKey(appId, userId));
     const requests = koalaWebPushRequests(window.candidates, online, now.toISOString());
     let last: bigint | undefined;
-    // A failed append fails the look: the cursor stays, the next look asks again (what was appended is not
-    // requested twice: the stream takes one request).
+    // A transient append error fails the look: the cursor stays, the next look asks again (what was appended
+    // is not requested twice: the stream takes one request). A request the decider refuses is refused
+    // again every time: logged and skipped, so it never holds the cursor (nor every later message) back.
     for (let i = 0; i < requests.length; i += REQUESTS_AT_ONCE)
-      for (const result of await Promise.all(
-        requests.slice(i, i + REQUESTS_AT_ONCE).map((request) =>
-          handleCommand(
-            store,
-            platformPushAggregate,
-            platformPushStreamName(request.pushId, request.deviceId),
-            request,
-            { appId: request.appId, actor: 'herald:platform-push' },
-            // Not requested yet as far as the read model knows: appended without a read (a conflict reads it).
-            newStream(platformPushAggregate),
-          ),
-        ),
+      for (const position of await Promise.all(
+        requests.slice(i, i + REQUESTS_AT_ONCE).map(async (request) => {
+          try {
+            const result = await handleCommand(
+              store,
+              platformPushAggregate,
+              platformPushStreamName(request.pushId, request.deviceId),
+              request,
+              { appId: request.appId, actor: 'herald:platform-push' },
+              // Not requested yet as far as the read model knows: appended without a read (a conflict reads it).
+              newStream(platformPushAggregate),
+            );
+            return result.position;
+          } catch (error) {
+            if (!(error instanceof DomainError)) throw error;
+            this.deps.log.error(
+              { err: error, messageId: request.pushId, deviceId: request.deviceId },
+              "a Koala message's Web Push request was refused; skipped",
+            );
+            return undefined;
+          }
+        }),
       ))
-        if (result.position !== undefined && (last === undefined || result.position > last)) last = result.position;
+        if (position !== undefined && (last === undefined || position > last)) last = position;
     if (last !== undefined) {
       await this.deps.readYourWrites(last);
       this.deps.requested();
@@ -186,7 +198,7 @@ export class KoalaWebPushes implements Service {
    * The notification for a requested item (PlatformPushes' attempt, for an item with a `userId`): the
    * message as the terminal's socket gives it; nothing once the user acknowledged it (read on another
    * terminal) or opened a terminal (it gets it there: the SDK's pending replay), once the message expired,
-   * or once retention removed it.
+   * or once retention removed it; while the inbox read model does not show it (rebuilding), a retry.
    */
   async notificationOf(item: {
     readonly pushId: string;
@@ -200,7 +212,12 @@ export class KoalaWebPushes implements Service {
       this.deps.queries.messageOf(item.pushId, item.appId, item.userId),
       this.deps.terminals.onlineAmong(item.appId, [item.userId]),
     ]);
-    if (!found) return final('AlreadyEnded: the message was removed by retention');
+    // Not in the inbox read model: it is being rebuilt (a version's replay) or lags, so asked again later;
+    // past the item's expiry (retention removes only ended messages), gone for good.
+    if (!found)
+      return Date.parse(item.expiresAt) <= this.deps.clock().getTime()
+        ? final('AlreadyEnded: the message expired or was removed by retention')
+        : { ok: false, error: 'NotShownYet: the message is not in the inbox read model (rebuilding?)', retry: true };
     if (found.acknowledged) return final('AlreadyDelivered: the user acknowledged it');
     if (online.size > 0) return final('AlreadyDelivered: the user has a live terminal');
     const { message } = found;

@@ -1,5 +1,5 @@
 import { isOpen, type DeliveryStatus } from '../../domain/device/delivery';
-import { deviceStreamName } from '../../domain/device/device';
+import { deviceStreamName, isKoalaBrowserOf } from '../../domain/device/device';
 import {
   platformPushStreamName,
   type PlatformPushCommand,
@@ -495,6 +495,9 @@ export class PlatformPushes implements Service {
           error: "SubscriptionReplaced: not the device's browser subscription any more",
           retry: false,
         };
+      // A Koala message: only while the browser is still the recipient's own (alias, and given by them).
+      if (koala && !isKoalaBrowserOf(device.state, koala.userId))
+        return { ok: false, error: "NotTheUsersBrowser: the browser is not the user's any more", retry: false };
     }
     // Koala's messages to users' browsers: their own checks and payload (src/platformPush/koalaWebPushes.ts).
     if (koala) {

@@ -51,11 +51,12 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
   /** The SDK's subscribeWebPush as the user: a WEB device of the ticket's user, its browser subscribed. */
   const subscribedBrowser = async (userId: string, app: 'camel' | 'other' = 'camel') => {
     const ticket = await issueTicket(url, userId, '', app, app === 'camel' ? 'EERWERRRRE' : 'other-secret');
+    const nativeToken = `browser-${randomBytes(6).toString('hex')}`;
     const registered = await graphql<{ registerDevice: { device: { id: string } } }>(
       url,
       ticket,
       'mutation($t: String!) { registerDevice(input: { platform: WEB, nativeToken: $t }) { device { id } } }',
-      { t: `browser-${randomBytes(6).toString('hex')}` },
+      { t: nativeToken },
     );
     expect(registered.errors, JSON.stringify(registered.errors)).to.equal(undefined);
     const deviceId = registered.data!.registerDevice.device.id;
@@ -67,7 +68,17 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
       { d: deviceId, s: { endpoint: browser.endpoint, expirationTime: null, keys: browser.keys } },
     );
     expect(answer.errors, JSON.stringify(answer.errors)).to.equal(undefined);
-    return { deviceId, browser, ticket };
+    return { deviceId, browser, ticket, nativeToken };
+  };
+  /** ONE-PUSH's open register (no secret): a WEB device claiming `alias`. */
+  const restRegister = async (alias: string, nativeToken: string) => {
+    const response = await fetch(`${url}/msgpush/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appId: 'camel', alias, platform: 'WEB', nativeToken }),
+    });
+    expect(response.status).to.equal(200);
+    return (await response.json()) as { id: string; token: string };
   };
   /** Koala's sendMessage (seed §3.2) from `sender`. */
   const send = async (users: string, fields: Record<string, string> = {}, ticket = sender) => {
@@ -82,7 +93,7 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
     return body.result as string;
   };
   const online = async (userId: string) => {
-    const terminal = Terminal.connect(url, { ticket: await issueTicket(url, userId) });
+    const terminal = Terminal.connect(url, { ticket: await issueTicket(url, userId), pending: true });
     terminals.push(terminal);
     await eventually(async () => expect((await herald.terminals.onlineAmong('camel', [userId])).size).to.equal(1));
     return terminal;
@@ -187,6 +198,85 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
     await eventually(() => expect(service.messages(browser.clientHash).map((m) => m.id)).to.deep.equal([next]));
   });
 
+  it("an alias is only a claim: a browser subscribed with a device token of ONE-PUSH's open register for the user's alias gets none of the user's messages", async () => {
+    const victim = await subscribedBrowser('victim');
+    // The attacker: no secret, the victim's alias, its own push endpoint and keys, its device token.
+    const attacker = await restRegister('victim', `attacker-${randomBytes(6).toString('hex')}`);
+    const stolen = await service.subscribe(publicKey);
+    const answer = await graphql(
+      url,
+      attacker.token,
+      'mutation($s: WebPushSubscriptionInput!) { subscribeWebPush(subscription: $s) }',
+      { s: { endpoint: stolen.endpoint, expirationTime: null, keys: stolen.keys } },
+    );
+    expect(answer.errors, JSON.stringify(answer.errors)).to.equal(undefined);
+    const messageId = await send('victim');
+    await eventually(() =>
+      expect(service.messages(victim.browser.clientHash).map((m) => m.id)).to.deep.equal([messageId]),
+    );
+    await settled();
+    expect(requestsTo(stolen)).to.have.length(0);
+    expect(await eventsOf(`platformpush-${messageId}.${attacker.id}`)).to.deep.equal([]);
+
+    // The victim's own browser registered again over the open register (anyone who learnt its native token):
+    // it stays the device's for ONE-PUSH, no more the user's for Koala, until the user subscribes it again.
+    await restRegister('victim', victim.nativeToken);
+    const next = await send('victim');
+    await settled();
+    expect(service.messages(victim.browser.clientHash).map((m) => m.id)).to.deep.equal([messageId]);
+    expect(await eventsOf(`platformpush-${next}.${victim.deviceId}`)).to.deep.equal([]);
+    expect(requestsTo(stolen)).to.have.length(0);
+  });
+
+  it("a pending retry stops when the browser is registered for another user (a shared computer): A's message never reaches B", async () => {
+    const { browser, deviceId, nativeToken } = await subscribedBrowser('first-user');
+    service.answer(browser.clientHash, 503, 1);
+    const messageId = await send('first-user');
+    const stream = `platformpush-${messageId}.${deviceId}`;
+    await eventually(async () =>
+      expect((await eventsOf(stream)).map((e) => e.type)).to.deep.equal([
+        'PlatformPushRequested',
+        'PlatformPushFailed',
+      ]),
+    );
+    // B logs in on the same browser: the app's server registers it for B (ONE-PUSH's register).
+    await restRegister('second-user', nativeToken);
+    clock.advance(6_000);
+    herald.platformPushes.wake();
+    await eventually(async () => {
+      const last = (await eventsOf(stream)).at(-1)!;
+      expect(last.type).to.equal('PlatformPushFailed');
+      expect(last.data).to.include({ final: true });
+      expect(last.data.error).to.match(/^NotTheUsersBrowser/);
+    });
+    expect(requestsTo(browser).map((r) => r.status)).to.deep.equal([503]);
+  });
+
+  it('a messages subscription that replays nothing (neither pending nor since) does not hold a push back', async () => {
+    const { browser } = await subscribedBrowser('live-only');
+    const terminal = Terminal.connect(url, { ticket: await issueTicket(url, 'live-only') });
+    terminals.push(terminal);
+    // Its feed is live (it gets messages as they arrive) but replays none: sent until one arrives live (the
+    // feed has begun; those before it reached nothing but the browser), then one more, pushed too.
+    const sent: string[] = [];
+    await eventually(
+      async () => {
+        const id = await send('live-only');
+        sent.push(id);
+        await terminal.until((t) => t.received.some((m) => m.id === id), 'a message, live', 1_000);
+      },
+      { timeoutMs: 20_000 },
+    );
+    const second = await send('live-only');
+    sent.push(second);
+    await terminal.until((t) => t.received.some((m) => m.id === second), 'the next message, live');
+    await eventually(() =>
+      expect(service.messages(browser.clientHash).map((m) => m.id))
+        .to.have.members(sent)
+        .and.have.length(sent.length),
+    );
+  });
+
   it('an expired message is not pushed: neither requested once expired, nor attempted after it expired', async () => {
     const { browser, deviceId } = await subscribedBrowser('late');
     // Expired before the leader looked.
@@ -250,7 +340,10 @@ describe("platform push: Koala's messages to users' closed browsers through Web 
       // The first node leads (it looks and sends); the terminal is on the second.
       expect([await leads(herald), await leads(second)]).to.deep.equal([true, false]);
       const { browser, deviceId } = await subscribedBrowser('elsewhere');
-      const terminal = Terminal.connect(second.url, { ticket: await issueTicket(second.url, 'elsewhere') });
+      const terminal = Terminal.connect(second.url, {
+        ticket: await issueTicket(second.url, 'elsewhere'),
+        pending: true,
+      });
       terminals.push(terminal);
       await eventually(async () =>
         expect((await herald.terminals.onlineAmong('camel', ['elsewhere'])).size).to.equal(1),

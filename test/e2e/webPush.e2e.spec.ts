@@ -174,6 +174,8 @@ describe('platform push: Web Push for WEB devices that are not connected', funct
       p256dh: good.keys.p256dh,
       auth: good.keys.auth,
       subscribedAt: last.data.registeredAt,
+      // Given with the user's own ticket: that user's browser for Koala's messages too.
+      userId: 'web-bad',
     });
   });
 

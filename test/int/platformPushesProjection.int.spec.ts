@@ -185,6 +185,54 @@ describe('platform-pushes projection: set-based batches equal the one-by-one fol
     };
   }
 
+  it("a browser subscription's position is where it was given: a re-registration that leaves it unchanged keeps it, whatever the batching", async () => {
+    const registration = {
+      deviceId: deviceIds[0]!,
+      appId: 'camel',
+      clientId: 1,
+      alias: 'u0',
+      platform: 'WEB' as const,
+      nativeToken: 'browser',
+      mobile: null,
+      tags: [],
+      registration: 1,
+    };
+    const webPush = {
+      endpoint: 'https://push.example.com/x',
+      p256dh: 'p',
+      auth: 'a',
+      expirationTime: null,
+      subscribedAt: at(1),
+      userId: 'u0',
+    };
+    const registered = (second: number, data: object): Event => ({
+      type: 'DeviceRegistered',
+      data: { ...registration, registeredAt: at(second), ...data },
+    });
+    const { userId: _, ...devicesOnly } = webPush;
+    const events = [
+      registered(0, {}),
+      registered(1, { webPush }),
+      // Tags changed (ONE-PUSH's register at a login): the subscription is the same.
+      registered(2, { tags: ['x'], webPush }),
+      registered(3, { tags: ['y'], webPush }),
+    ];
+    for (const batchSizes of [[1], [2], [4]]) {
+      const given = spec.given(events, { batchSizes });
+      await given.expectRows(`SELECT user_id, position::text FROM web_push_subscriptions`, [
+        { user_id: 'u0', position: given.recorded[1]!.position.toString() },
+      ]);
+    }
+    // No more the user's (registered again without their ticket): a change, from then on.
+    const dropped = [...events, registered(4, { tags: ['y'], webPush: devicesOnly })];
+    for (const batchSizes of [[1], [5]]) {
+      const given = spec.given(dropped, { batchSizes });
+      await given.expectRows(`SELECT user_id, position::text FROM web_push_subscriptions`, [
+        { user_id: null, position: given.recorded[4]!.position.toString() },
+      ]);
+    }
+  });
+
   it('for generated histories and batchings (one batch of all = a rebuild)', async function () {
     this.timeout(120_000);
     await fc.assert(

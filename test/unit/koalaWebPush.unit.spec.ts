@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pino from 'pino';
 import { platformPushDecider, type PlatformPushEvent } from '../../domain/device/platformPush';
 import {
   KOALA_WEB_PUSH_MAX_SECONDS,
@@ -9,6 +10,8 @@ import {
   type KoalaPushedMessage,
   type KoalaWebPushCandidate,
 } from '../../domain/message/koalaWebPush';
+import type { EventStore } from '../../src/eventStore/eventStore';
+import { KoalaWebPushes, type KoalaWebPushQueries } from '../../src/platformPush/koalaWebPushes';
 import { WEB_PUSH_LIMITS } from '../../src/platformPush/webPush';
 import { deciderSpecification } from '../support/deciderSpecification';
 
@@ -134,5 +137,97 @@ describe('Koala web push: which messages go to which browsers, and what they car
       const payload = JSON.parse(koalaWebPushPayload(message('short', { big: 'x'.repeat(4000) }), limit));
       expect(payload).to.include({ content: 'short', truncated: true });
     });
+  });
+});
+
+describe('Koala web push: the leader’s look and an attempt (KoalaWebPushes)', () => {
+  const now = new Date('2026-12-07T10:00:00.000Z');
+  const message = {
+    id: '7d3c5a1e-0000-4000-8000-000000000001',
+    meta: { realm: 'camel', seq: '100', sender: 'boss', stime: now.toISOString() },
+    title: 't',
+    content: 'c',
+    props: {},
+    expiresAt: null,
+  };
+  const candidate = (messageId: string, deviceId: string): KoalaWebPushCandidate => ({
+    messageId,
+    appId: 'camel',
+    userId: 'zhangbin',
+    sentAt: now.toISOString(),
+    expiresAt: null,
+    deviceId,
+    registration: 1,
+    subscription: '{"endpoint":"https://push.example.com/x","keys":{"p256dh":"p","auth":"a"}}',
+    subscriptionExpiresAt: null,
+  });
+  const service = (overrides: {
+    candidates?: KoalaWebPushCandidate[];
+    messageOf?: KoalaWebPushQueries['messageOf'];
+    clock?: () => Date;
+  }) => {
+    const appended: string[] = [];
+    const recorded: bigint[] = [];
+    const queries: KoalaWebPushQueries = {
+      window: async () => ({ candidates: overrides.candidates ?? [], fullThrough: undefined }),
+      lookedThrough: async () => 10n,
+      recordLookedThrough: async (seq) => {
+        recorded.push(seq);
+      },
+      messageOf: overrides.messageOf ?? (async () => ({ message, acknowledged: false })),
+    };
+    const store = {
+      append: async (stream: string) => {
+        appended.push(stream);
+        return { nextExpectedRevision: 0n, position: BigInt(1000 + appended.length) };
+      },
+      headPosition: async () => 0n,
+    } as unknown as EventStore;
+    const pushes = new KoalaWebPushes({
+      store,
+      queries,
+      terminals: { onlineAmong: async () => new Set<string>() },
+      appsWithVapid: async () => ['camel'],
+      shownThrough: () => 200n,
+      readYourWrites: async () => undefined,
+      requested: () => undefined,
+      clock: overrides.clock ?? (() => now),
+      log: pino({ level: 'silent' }),
+    });
+    return { pushes, appended, recorded };
+  };
+  const item = {
+    pushId: message.id,
+    appId: 'camel',
+    userId: 'zhangbin',
+    nativeToken: '{"endpoint":"https://push.example.com/x","keys":{"p256dh":"p","auth":"a"}}',
+    expiresAt: new Date(now.getTime() + 3_600_000).toISOString(),
+  };
+
+  it('a request the decider refuses is skipped: the others are appended and the cursor moves on', async () => {
+    const good = candidate(message.id, 'd'.repeat(32));
+    // Refused every time (not a UUID): before, it failed the whole look and held the cursor for good.
+    const bad = candidate('not-a-uuid', 'e'.repeat(32));
+    const { pushes, appended, recorded } = service({ candidates: [bad, good] });
+    pushes.start();
+    try {
+      const deadline = Date.now() + 5_000;
+      while (!recorded.includes(200n) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      await pushes.stop();
+    }
+    expect(appended).to.deep.equal([`platformpush-${message.id}.${'d'.repeat(32)}`]);
+    expect(recorded).to.include(200n);
+  });
+
+  it('a message the inbox read model does not show (rebuilding) is retried until the push expires, then final', async () => {
+    let clock = now;
+    const { pushes } = service({ messageOf: async () => undefined, clock: () => clock });
+    const missing = await pushes.notificationOf(item);
+    expect(missing).to.include({ ok: false, retry: true });
+    clock = new Date(Date.parse(item.expiresAt));
+    const gone = await pushes.notificationOf(item);
+    expect(gone).to.include({ ok: false, retry: false });
+    expect(gone.ok === false && gone.error).to.match(/^AlreadyEnded/);
   });
 });

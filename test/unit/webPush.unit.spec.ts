@@ -5,7 +5,7 @@ import net from 'node:net';
 import { expect } from 'chai';
 import webpush from 'web-push';
 import { DomainError } from '../../domain/decider';
-import { deviceDecider, type DeviceStreamEvent } from '../../domain/device/device';
+import { deviceDecider, isKoalaBrowserOf, type DeviceStreamEvent } from '../../domain/device/device';
 import { checkWebPushSubscription } from '../../domain/device/webPushSubscription';
 import { ConfigError, loadConfig } from '../../src/config';
 import { checkVapidCredentials, CredentialsError } from '../../src/platformPush/credentials';
@@ -443,7 +443,12 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
     spec
       .given([registered])
       .when({ ...subscribe, alias: 'testuserid1' })
-      .then([subscribed]);
+      .then([
+        {
+          ...subscribed,
+          data: { ...subscribed.data, webPush: { ...subscribed.data.webPush!, userId: 'testuserid1' } },
+        },
+      ]);
     // A device token (or an admin) of a registration that has ended and begun again since.
     const unregistered: DeviceStreamEvent = {
       type: 'DeviceUnregistered',
@@ -461,6 +466,67 @@ describe('Web Push: the subscription on the device stream (device decider)', () 
       .given([registered, unregistered, second])
       .when({ ...subscribe, registration: 2 })
       .then([{ type: 'DeviceRegistered', data: { ...subscribed.data, registration: 2 } }]);
+  });
+
+  it("is the user's browser for Koala only when that user gave it with their ticket, and only while they register it with that alias", () => {
+    const byUser = { ...subscribe, alias: 'testuserid1' };
+    const usersSubscription = { ...subscription, subscribedAt: later, userId: 'testuserid1' };
+    const usersSubscribed: DeviceStreamEvent = {
+      type: 'DeviceRegistered',
+      data: { ...registration, registeredAt: later, webPush: usersSubscription },
+    };
+    const state = (events: DeviceStreamEvent[]) => events.reduce(deviceDecider.evolve, deviceDecider.initialState());
+    // A device token or an admin (no alias checked): the device's only (ONE-PUSH), not the alias's Koala messages.
+    expect(isKoalaBrowserOf(state([registered, subscribed]), 'testuserid1')).to.equal(false);
+    spec.given([registered]).when(byUser).then([usersSubscribed]);
+    expect(isKoalaBrowserOf(state([registered, usersSubscribed]), 'testuserid1')).to.equal(true);
+    expect(isKoalaBrowserOf(state([registered, usersSubscribed]), 'someoneelse')).to.equal(false);
+    // The same subscription given anew by the user (it was the device's): recorded, now the user's.
+    spec.given([registered, subscribed]).when(byUser).then([usersSubscribed]);
+    spec.given([registered, usersSubscribed]).when(byUser).then([]);
+    const register = {
+      type: 'RegisterDevice' as const,
+      ...registration,
+      now: '2026-12-07T10:06:00.000Z',
+    };
+    const kept = (webPush: typeof usersSubscription | typeof subscribed.data.webPush, alias = registration.alias) => ({
+      type: 'DeviceRegistered' as const,
+      data: { ...registration, alias, registeredAt: register.now, webPush },
+    });
+    const { userId: _, ...devicesOnly } = usersSubscription;
+    // The user registering it again (GraphQL, their ticket), unchanged: nothing; changed: kept as theirs.
+    spec
+      .given([registered, usersSubscribed])
+      .when({ ...register, byUser: 'testuserid1' })
+      .then([]);
+    spec
+      .given([registered, usersSubscribed])
+      .when({ ...register, tags: ['x'], byUser: 'testuserid1' })
+      .then([{ ...kept(usersSubscription), data: { ...kept(usersSubscription).data, tags: ['x'] } }]);
+    // Registered again without their ticket (the open REST register, appKey, an admin), even unchanged: the
+    // subscription stays the device's (ONE-PUSH), no more the user's.
+    spec
+      .given([registered, usersSubscribed])
+      .when(register)
+      .then([kept(devicesOnly)]);
+    spec
+      .given([registered, usersSubscribed])
+      .when({ ...register, byUser: 'someoneelse' })
+      .then([kept(devicesOnly)]);
+    // Given to another alias (a shared computer, the app's server registering it for the next user).
+    spec
+      .given([registered, usersSubscribed])
+      .when({ ...register, alias: 'someoneelse', byUser: 'someoneelse' })
+      .then([kept(devicesOnly, 'someoneelse')]);
+    expect(isKoalaBrowserOf(state([registered, usersSubscribed, kept(devicesOnly)]), 'testuserid1')).to.equal(false);
+    // Whatever the subscription says, a device with another alias is not the user's browser.
+    const aliasChanged: DeviceStreamEvent = {
+      ...usersSubscribed,
+      data: { ...usersSubscribed.data, alias: 'someoneelse' },
+    };
+    expect(isKoalaBrowserOf(state([registered, usersSubscribed, aliasChanged]), 'testuserid1')).to.equal(false);
+    // Events of before (no userId) read as they did: the device's.
+    expect(isKoalaBrowserOf(state([registered, subscribed]), 'testuserid1')).to.equal(false);
   });
 
   it('only a registered WEB device takes one', () => {
