@@ -476,6 +476,13 @@ export function withCheckpointStep(
            updated_at = now()
      WHERE name = $${n + 4}::text
     RETURNING position
+  ), herald_checkpoint_found AS (
+    -- An UPDATE matching no row is no error: with the checkpoint row gone, this step raises HR001 (the
+    -- step, called with no position) instead of letting the batch commit with no checkpoint move. A
+    -- data-modifying step runs whether or not the main statement reads it; this one inserts nothing.
+    INSERT INTO public.projection_checkpoints (name, version, position)
+    SELECT $${n + 4}::text, 0, public.herald_checkpoint_step($${n + 4}::text, NULL, $${n + 1}::bigint, $${n + 2}::bigint, false)
+     WHERE NOT EXISTS (SELECT FROM herald_checkpoint)
   ), `;
   return {
     name: `${query.name}/checkpoint`,

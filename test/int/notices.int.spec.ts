@@ -40,8 +40,9 @@ describe(`notices: NOTIFY only for other processes (${describeTarget()})`, () =>
 
   it('an append notifies nobody while only this process listens, wakes its subscriptions at once, and notifies another process once it listens', async () => {
     const { store, database } = infrastructure;
-    // Quoted, the LISTEN's text is not the one notices.ts looks for: this session overhears unseen.
+    // A session that ran another statement after its LISTEN shows no LISTEN: it overhears unseen (and polls).
     const overhearing = await listener(`LISTEN "${NOTIFY_CHANNEL}"`);
+    await overhearing.client.query('SELECT 1');
     const seen: RecordedEvent[] = [];
     const subscription = store.subscribeToAll();
     let caughtUp = false;
@@ -67,7 +68,7 @@ describe(`notices: NOTIFY only for other processes (${describeTarget()})`, () =>
       expect(overhearing.payloads, 'notifications sent with no other process listening').to.deep.equal([]);
 
       // Another process listens: from when it is seen, appends notify it.
-      const other = await listener(`LISTEN ${NOTIFY_CHANNEL}`);
+      const other = await listener(`listen "${NOTIFY_CHANNEL}";`);
       await eventually(() => expect(database.notices.othersListen(NOTIFY_CHANNEL)).to.equal(true));
       const { position } = await append('heard');
       await eventually(() => expect(other.payloads).to.include(position.toString()));
@@ -107,6 +108,16 @@ describe(`projection batch statement with the checkpoint step (${describeTarget(
   it('writes nothing and fails with HR001 when the checkpoint is not where the runner left it', async () => {
     const { pool } = infrastructure.database;
     const failure = await pool.query(withCheckpointStep(batch(1), 'stepped', 3n, 9n, false)).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect((failure as { code?: string } | undefined)?.code).to.equal('HR001');
+    expect(await state()).to.deep.equal({ values: [], checkpoint: '5' });
+  });
+
+  it('writes nothing and fails with HR001 when the checkpoint row is missing', async () => {
+    const { pool } = infrastructure.database;
+    const failure = await pool.query(withCheckpointStep(batch(3), 'unknown-projection', 5n, 9n, false)).then(
       () => undefined,
       (error: unknown) => error,
     );
