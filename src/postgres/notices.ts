@@ -31,6 +31,7 @@ interface Shared {
   readonly pids: Set<number>;
   readonly tag: string;
 }
+// Never pruned: one entry per database a process opens (a few in a server; many only in test runs).
 const local = new Map<string, Shared>();
 
 function sharedFor(database: string): Shared {

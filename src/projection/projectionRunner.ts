@@ -298,6 +298,10 @@ export class ProjectionRunner {
    * writes, then COMMIT. Its commit need not wait for the disk (the move sets that): a read model is
    * derived data, so if PostgreSQL crashes and loses the last few commits, it loses checkpoint and writes
    * together and the runner replays them. Visibility, which read-your-writes waits for, is at commit either way.
+   * The statement path maps its publications after the commit: a row `publications` cannot map fails a
+   * committed batch (HR001 on the retry, then a restart with `bus.resync`), where `handle` would roll
+   * back and park the event. Nothing is lost. It takes the live tables' locks before it blocks on a
+   * rebuild swap's checkpoint row, so that swap gives way after its `lock_timeout` and retries.
    */
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
