@@ -62,6 +62,7 @@ export async function openInfrastructure(
   const database = openDatabase(connectionString, {
     ...(config.databasePoolSize !== undefined && { maxConnections: config.databasePoolSize }),
     onConnectionError: (error) => log.warn({ err: error }, 'a PostgreSQL connection failed'),
+    log,
   });
   try {
     // EventStoreDB's client (gRPC) is loaded only where it is used: the CLI's commands start faster.

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
-import { Notices } from './notices';
+import { Notices, sessionName, type NoticesLog } from './notices';
 
 /**
  * One PostgreSQL database: a pool for queries and transactions, and the settings for the few dedicated
@@ -49,12 +49,15 @@ export function openDatabase(
     readonly onConnectionError?: (error: Error) => void;
     /** Settings of these sessions beyond SESSION_SETTINGS (`name=value`), e.g. a rebuild's search_path. */
     readonly settings?: readonly string[];
+    /** Where another process's listener being seen or gone is told. */
+    readonly log?: NoticesLog;
   } = {},
 ): Database {
   const settings = [...SESSION_SETTINGS, ...(options.settings ?? [])];
   const clientConfig: pg.ClientConfig = {
     connectionString,
-    application_name: 'herald',
+    // Tells other processes which sessions are this one's (notices.ts).
+    application_name: sessionName(connectionString),
     // herald's side: notice a server (or a path to it) that vanished without closing the connection.
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_IDLE_SECONDS * 1000,
@@ -65,7 +68,7 @@ export function openDatabase(
   // Unheard, either would crash the process; the query in flight fails on its own and is handled there.
   pool.on('error', (error) => options.onConnectionError?.(error));
   pool.on('connect', (client) => client.on('error', (error) => options.onConnectionError?.(error)));
-  const notices = new Notices(pool, connectionString);
+  const notices = new Notices(pool, connectionString, options.log);
   return {
     pool,
     clientConfig,

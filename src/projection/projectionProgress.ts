@@ -139,7 +139,9 @@ export class ProjectionProgress {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client(this.deps.database.clientConfig);
+    const client = new pg.Client(
+      this.deps.database.notices.listenerConfig(this.deps.database.clientConfig, CHECKPOINT_CHANNEL),
+    );
     client.on('notification', (message) => this.notified(message.payload ?? ''));
     client.on('error', (error) => {
       if (this.listener === client) this.listener = undefined;

@@ -298,6 +298,10 @@ export class ProjectionRunner {
    * writes, then COMMIT. Its commit need not wait for the disk (the move sets that): a read model is
    * derived data, so if PostgreSQL crashes and loses the last few commits, it loses checkpoint and writes
    * together and the runner replays them. Visibility, which read-your-writes waits for, is at commit either way.
+   * The statement path maps its publications after the commit: a row `publications` cannot map fails a
+   * committed batch (HR001 on the retry, then a restart with `bus.resync`), where `handle` would roll
+   * back and park the event. Nothing is lost. It takes the live tables' locks before it blocks on a
+   * rebuild swap's checkpoint row, so that swap gives way after its `lock_timeout` and retries.
    */
   private async applyBatch(events: readonly RecordedEvent[], checkpoint: bigint, next: bigint): Promise<void> {
     const { database, projection, bus } = this.deps;
@@ -476,6 +480,13 @@ export function withCheckpointStep(
            updated_at = now()
      WHERE name = $${n + 4}::text
     RETURNING position
+  ), herald_checkpoint_found AS (
+    -- An UPDATE matching no row is no error: with the checkpoint row gone, this step raises HR001 (the
+    -- step, called with no position) instead of letting the batch commit with no checkpoint move. A
+    -- data-modifying step runs whether or not the main statement reads it; this one inserts nothing.
+    INSERT INTO public.projection_checkpoints (name, version, position)
+    SELECT $${n + 4}::text, 0, public.herald_checkpoint_step($${n + 4}::text, NULL, $${n + 1}::bigint, $${n + 2}::bigint, false)
+     WHERE NOT EXISTS (SELECT FROM herald_checkpoint)
   ), `;
   return {
     name: `${query.name}/checkpoint`,

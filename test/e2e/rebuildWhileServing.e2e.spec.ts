@@ -53,14 +53,15 @@ describe('rebuild while serving', function () {
     expect(before.total).to.equal(60);
 
     terminal = Terminal.connect(test.url, { ticket: reader });
-    // Subscribed once a probe reaches it.
-    await postForm(`${test.url}/koala/api/mas/messages`, {
-      ticket: sender,
-      users: 'rebuild-reader',
-      title: 'probe',
-      content: 'c',
-    });
-    await terminal.until((t) => t.received.some((m) => m.title === 'probe'), 'the probe');
+    const probes = await terminal.subscribed(() =>
+      postForm(`${test.url}/koala/api/mas/messages`, {
+        ticket: sender,
+        users: 'rebuild-reader',
+        title: 'probe',
+        content: 'c',
+      }),
+    );
+    // Every probe is listed before `expected` is read (the send answers after its projection).
     const expected = (await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications;
 
     const rebuild = HeraldProcess.start({ DATABASE_URL: test.testDatabase.connectionString }, [
@@ -91,12 +92,14 @@ describe('rebuild while serving', function () {
       content: 'c',
     });
     await terminal.until((t) => t.received.some((m) => m.title === 'after'), 'a message sent after the rebuild');
+    const titles = terminal.received.map((m) => m.title);
     expect(
-      terminal.received.map((m) => m.title),
+      titles.filter((title) => title !== 'probe'),
       'nothing of the history was pushed again',
-    ).to.deep.equal(['probe', 'after']);
+    ).to.deep.equal(['after']);
+    expect(titles.length - 1).to.be.within(1, probes);
     const afterwards = (await graphql<Inbox>(test.url, reader, INBOX)).data!.notifications;
-    expect(afterwards.total).to.equal(62);
+    expect(afterwards.total).to.equal(61 + probes);
     expect(afterwards.nodes[0]!.title).to.equal('after');
   });
 });

@@ -120,6 +120,25 @@ export class Terminal {
     );
   }
 
+  /**
+   * Waits until the subscription is live: a feed without `since` gets only what is pushed after the
+   * server has it, so one probe sent right after connecting can go before it. Sends probes until one
+   * arrives; answers how many were sent (each may yet arrive).
+   */
+  async subscribed(sendProbe: () => Promise<unknown>, timeoutMs = 15_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const count = this.received.length;
+    for (let sent = 1; ; sent++) {
+      await sendProbe();
+      try {
+        await this.until((t) => t.received.length > count, 'a probe', Math.min(1000, deadline - Date.now()));
+        return sent;
+      } catch (error) {
+        if (Date.now() >= deadline) throw error;
+      }
+    }
+  }
+
   async close(): Promise<void> {
     await this.client.dispose();
   }

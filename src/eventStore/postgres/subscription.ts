@@ -220,7 +220,7 @@ export class AppendNotifications {
   listen(): Promise<void> {
     if (this.listener || this.closed) return Promise.resolve();
     this.listenerStarting ??= (async () => {
-      const client = new pg.Client(this.database.clientConfig);
+      const client = new pg.Client(this.database.notices.listenerConfig(this.database.clientConfig, NOTIFY_CHANNEL));
       client.on('notification', (message) => {
         if (message.payload) this.live.emit('position', BigInt(message.payload));
       });
