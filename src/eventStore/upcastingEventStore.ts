@@ -36,9 +36,21 @@ export class UpcastingEventStore extends EventStoreDecorator {
     super(store);
     const exportJsonLines = store.exportJsonLines?.bind(store);
     if (exportJsonLines) {
-      const upcastLines = linesUpcaster(versions);
-      this.exportJsonLines = (selection, head, write, onProgress) =>
-        exportJsonLines(selection, head, (chunk) => write(upcastLines(chunk)), onProgress);
+      this.exportJsonLines = async (selection, head, write, onProgress) => {
+        const lines = linesUpcaster(versions);
+        const progress = await exportJsonLines(
+          selection,
+          head,
+          async (chunk) => {
+            const out = lines.chunk(chunk);
+            if (out.length > 0) await write(out);
+          },
+          onProgress,
+        );
+        const rest = lines.end();
+        if (rest !== undefined) await write(rest);
+        return progress;
+      };
     }
   }
 
@@ -65,22 +77,30 @@ export class UpcastingEventStore extends EventStoreDecorator {
 }
 
 /**
- * An export's chunks (whole JSON lines, as `eventRecord` orders the keys) with the lines of an older version
- * upcast. The store writes its lines as stored (jsonb's own text) and fast; only a chunk that names a type
- * with upcasters is parsed, and only that type's lines in it are written again (compact, as JSON.stringify
- * writes them), so an export stays the store's fast path while the history holds few old events.
+ * An export's lines with those of an older version upcast. The store writes its lines as stored (jsonb's
+ * own text) and fast; only lines that name a type with upcasters are parsed and written again (compact, as
+ * JSON.stringify writes them), so an export stays the store's fast path while the history holds few old
+ * events. A chunk need not end with its last line (pg-copy-streams hands a long row on in pieces), so the
+ * bytes after a chunk's last newline wait for the next chunk; `end` gives what is left after the last one.
  */
 /** A line of an export, parsed: what upcasting reads of it (its other keys pass through in their order). */
 type ExportedRecord = Pick<RecordedEvent, 'type' | 'data' | 'metadata'>;
 
-function linesUpcaster(versions: EventVersions): (chunk: string | Uint8Array) => string | Uint8Array {
+export interface LinesUpcaster {
+  chunk(chunk: string | Uint8Array): string | Uint8Array;
+  end(): string | Uint8Array | undefined;
+}
+
+const NEWLINE = 0x0a;
+
+export function linesUpcaster(versions: EventVersions): LinesUpcaster {
   // A type is found by its key and value as the line writes them: in a JSON string a quote is escaped, so
   // no stream name or data can hold this text before the line's own "type".
   const markers = versions.changedTypes().map((type) => `,"type":${JSON.stringify(type)},`);
-  return (chunk) => {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (!markers.some((marker) => text.includes(marker))) return chunk;
-    const lines = text.toString().split('\n');
+  if (markers.length === 0) return { chunk: (chunk) => chunk, end: () => undefined };
+  const upcastLines = (bytes: Buffer): string | Uint8Array => {
+    if (!markers.some((marker) => bytes.includes(marker))) return bytes;
+    const lines = bytes.toString().split('\n');
     for (const [index, line] of lines.entries()) {
       if (!markers.some((marker) => line.includes(marker))) continue;
       const record = JSON.parse(line) as ExportedRecord;
@@ -88,6 +108,23 @@ function linesUpcaster(versions: EventVersions): (chunk: string | Uint8Array) =>
       if (upcast !== record) lines[index] = JSON.stringify(upcast);
     }
     return lines.join('\n');
+  };
+  let unfinished = Buffer.alloc(0);
+  return {
+    chunk(chunk) {
+      const bytes =
+        typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      const joined = unfinished.length === 0 ? bytes : Buffer.concat([unfinished, bytes]);
+      // A newline byte is never inside a UTF-8 sequence, so the split leaves every character whole.
+      const end = joined.lastIndexOf(NEWLINE) + 1;
+      unfinished = Buffer.from(joined.subarray(end)); // a copy: the store may reuse its chunk's memory
+      return upcastLines(joined.subarray(0, end));
+    },
+    end() {
+      const rest = unfinished;
+      unfinished = Buffer.alloc(0);
+      return rest.length > 0 ? upcastLines(rest) : undefined;
+    },
   };
 }
 
