@@ -43,6 +43,7 @@ export async function openInfrastructure(
       port: config.embeddedPostgresPort,
       whenOwned: options.whenEmbeddedOwned,
       log: (message) => log.debug({ component: 'embedded-postgres' }, message),
+      warn: (message) => log.warn({ component: 'embedded-postgres' }, message),
       onRestart: (message, error) =>
         error
           ? log.error({ err: error, component: 'embedded-postgres' }, message)

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { claimOwnership, isAlive, releaseOwnership, type EmbeddedPostgresOwner } from './embeddedPostgresOwner';
@@ -49,6 +49,8 @@ export async function startEmbeddedPostgres(options: {
   readonly dataDir: string;
   readonly port: number;
   readonly log?: (message: string) => void;
+  /** What an operator should know about how the server runs (a warning). */
+  readonly warn?: (message: string) => void;
   /** Supervision: the server died and is being restarted, or was (error undefined when it is back). */
   readonly onRestart?: (message: string, error?: unknown) => void;
   /** Supervision gave up: the server died and could not be restarted. */
@@ -113,6 +115,26 @@ export async function startEmbeddedPostgres(options: {
   }
 }
 
+/**
+ * Why the cluster must keep the WAL level it was given (PostgreSQL's default `replica`, or what ALTER
+ * SYSTEM set), or undefined: a replication slot (a standby's, pg_receivewal's, logical decoding's) or
+ * archiving makes PostgreSQL refuse to start at `wal_level = minimal` (a cluster made before herald ran
+ * it there may have either).
+ */
+export async function replicationInUse(clusterDir: string): Promise<string | undefined> {
+  const slots = await readdir(path.join(clusterDir, 'pg_replslot')).catch(() => [] as string[]);
+  const named = slots.filter((name) => !name.startsWith('.') && !name.endsWith('.tmp'));
+  if (named.length > 0) return `replication slot ${named.map((name) => JSON.stringify(name)).join(', ')}`;
+  for (const file of ['postgresql.auto.conf', 'postgresql.conf']) {
+    const text = await readFile(path.join(clusterDir, file), 'utf8').catch(() => '');
+    // The last setting of a file wins, as PostgreSQL reads it; auto.conf is read after postgresql.conf.
+    const set = [...text.matchAll(/^\s*archive_mode\s*=?\s*'?(\w+)'?/gim)].at(-1)?.[1]?.toLowerCase();
+    if (set !== undefined)
+      return ['on', 'always', 'true', 'yes', '1'].includes(set) ? `archive_mode = ${set}` : undefined;
+  }
+  return undefined;
+}
+
 /** Starts and supervises the server of a data dir this process owns. */
 async function startOwnServer(options: {
   readonly clusterDir: string;
@@ -121,6 +143,7 @@ async function startOwnServer(options: {
   readonly connectionString: string;
   readonly ownerFile: string;
   readonly log?: (message: string) => void;
+  readonly warn?: (message: string) => void;
   readonly onRestart?: (message: string, error?: unknown) => void;
   readonly onFatal?: (error: Error) => void;
 }): Promise<EmbeddedPostgres> {
@@ -132,6 +155,12 @@ async function startOwnServer(options: {
   handOverSignalsToHerald();
 
   const socket = socketDirectory(clusterDir, options.port);
+  const replicated = await replicationInUse(clusterDir);
+  if (replicated)
+    options.warn?.(
+      `embedded PostgreSQL keeps its own wal_level (${replicated}): a rebuild's tables are written to the WAL ` +
+        'too (docs/operations.md, "The embedded server offers no replication")',
+    );
   const server = new EmbeddedPostgresServer({
     databaseDir: clusterDir,
     port: options.port,
@@ -142,7 +171,8 @@ async function startOwnServer(options: {
       // a table created or truncated in a transaction and filled in it, and an index build, write no WAL
       // (their files are synced at commit). A rebuild's tables and indexes are written that way
       // (docs/operations.md, "Rebuilding while herald serves"). Committed data is as safe as before.
-      ...['-c', 'wal_level=minimal', '-c', 'max_wal_senders=0'],
+      // Not for a data dir that replicates already (a slot, archiving): the server would refuse to start.
+      ...(replicated ? [] : ['-c', 'wal_level=minimal', '-c', 'max_wal_senders=0']),
     ],
     user: 'postgres',
     password,

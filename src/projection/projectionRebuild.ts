@@ -256,10 +256,20 @@ interface DroppedIndex {
  * The server checks every second that herald is still there while a statement runs: a rebuild killed
  * during an index build or the notifications' derivation would otherwise leave that statement running
  * to its end (minutes), holding its schema, and the next rebuild's DROP SCHEMA would wait for it.
+ * No idle-in-transaction timeout (herald's sessions have a minute, database.ts): these sessions lock
+ * only the rebuild's own schema, and may rightly sit idle in a transaction for minutes — the
+ * notifications' lower range waits for the upper one (koalaInbox.ts; the split is by messages, the work
+ * by recipients), a batch of large broadcasts is staged in herald between statements. Ended there, the
+ * rebuild failed, and again on every rerun of the same store. A vanished herald is still noticed: its
+ * socket closes or the keepalives end the session. The swap runs on herald's own pool, timeout kept.
  */
 export function openRebuildDatabase(connectionString: string, schema: string): Database {
   return openDatabase(connectionString, {
-    settings: [`search_path=${pg.escapeIdentifier(schema)}`, 'client_connection_check_interval=1000'],
+    settings: [
+      `search_path=${pg.escapeIdentifier(schema)}`,
+      'client_connection_check_interval=1000',
+      'idle_in_transaction_session_timeout=0',
+    ],
     maxConnections: INDEX_BUILDERS,
   });
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import { notificationsProjection } from '../../projections/koalaInbox';
+import { SESSION_SETTINGS } from '../../src/postgres/database';
 import { migrate } from '../../src/postgres/migrations';
 import type { Projection } from '../../src/projection/projection';
 import {
@@ -271,5 +272,55 @@ describe('projection rebuild on a server at wal_level minimal (the embedded one)
     expect(Number(rows[0]!.wal), `WAL bytes against ${rows[0]!.tables} bytes of tables`).to.be.below(
       Number(rows[0]!.tables) / 4,
     );
+  });
+});
+
+describe("projection rebuild: the notifications derivation's halves uneven", () => {
+  let infrastructure: Awaited<ReturnType<typeof openTestInfrastructure>>;
+  const MESSAGES = 20;
+  const HEAVY = 60_000;
+
+  before(async () => {
+    infrastructure = await openTestInfrastructure([notificationsProjection]);
+    // The split is at the median message_id: the lower half's messages have one recipient each, the
+    // upper half's many, so the lower transaction waits for the upper one well past a second.
+    for (let m = 0; m < MESSAGES; m++) {
+      const heavy = m >= MESSAGES / 2;
+      const messageId = `${heavy ? 'f' : '0'}${randomUUID().slice(1)}`;
+      await infrastructure.store.append(`message-${messageId}`, [
+        {
+          id: randomUUID(),
+          type: 'MessageSent',
+          data: {
+            messageId,
+            appId: 'uneven-app',
+            sender: 'sender',
+            recipients: Array.from({ length: heavy ? HEAVY : 1 }, (_, r) => `user-${r}`),
+            title: `title ${m}`,
+            content: 'content',
+            props: null,
+            expiresAt: null,
+            sentAt: new Date().toISOString(),
+          },
+        },
+      ]);
+    }
+  });
+  after(() => infrastructure?.close());
+
+  it("the rebuild's sessions, idle in their transactions past herald's idle timeout (the lower half waiting for the upper), are not ended", async () => {
+    // herald's sessions' idle-in-transaction timeout (a minute) at 1 s: the lower half waits for the upper
+    // one longer than that (and the heavy batch is staged in herald for longer, between statements).
+    const settings = SESSION_SETTINGS as string[];
+    const at = settings.findIndex((setting) => setting.startsWith('idle_in_transaction_session_timeout='));
+    const kept = settings[at]!;
+    settings[at] = 'idle_in_transaction_session_timeout=1000';
+    try {
+      await rebuildProjections(infrastructure, [notificationsProjection], () => undefined);
+    } finally {
+      settings[at] = kept;
+    }
+    const { rows } = await infrastructure.database.pool.query<{ n: string }>('SELECT count(*) AS n FROM notifications');
+    expect(Number(rows[0]!.n)).to.equal((MESSAGES / 2) * (HEAVY + 1));
   });
 });
