@@ -319,16 +319,22 @@ interface SealedCredentials<C, S extends { readonly sealedKey: string }> {
   readonly fromEnvironment?: { readonly appId: string; readonly credentials: C } | undefined;
 }
 
+/** An app's credentials as looked up, and whether it has a stored key that does not open on this node. */
+interface Looked<C> {
+  readonly credentials: C | undefined;
+  readonly unusable: boolean;
+}
+
 /**
  * One service's credentials per app, key opened, cached briefly (every send asks): the same lookup for
  * APNs keys, FCM service accounts and VAPID key pairs.
  */
 export class CredentialsLookup<C> {
-  private readonly cache = new Map<string, { at: number; credentials: C | undefined; unusable: boolean }>();
+  private readonly cache = new Map<string, Looked<C> & { readonly at: number }>();
   /** Per stored app, whether its key opened when last looked at. */
   private readonly checked = new Map<string, { at: number; usable: boolean }>();
   /** The lookups under way, by app. */
-  private readonly asking = new Map<string, Promise<C | undefined>>();
+  private readonly asking = new Map<string, Promise<Looked<C>>>();
 
   constructor(
     private readonly kind: SealedCredentials<C, { readonly sealedKey: string }>,
@@ -338,19 +344,28 @@ export class CredentialsLookup<C> {
 
   /** The app's credentials, key opened; undefined when it has none or its stored key does not open. */
   async of(appId: string): Promise<C | undefined> {
+    return (await this.looked(appId)).credentials;
+  }
+
+  /**
+   * The app's credentials and whether its stored key does not open on this node, as one answer: a send
+   * that joined a lookup not cached (forget ran meanwhile, or the cache was cleared) still learns the key
+   * is unusable here, and is retried rather than failed for good.
+   */
+  private looked(appId: string): Promise<Looked<C>> {
     const now = this.now();
     const cached = this.cache.get(appId);
-    if (cached && now - cached.at < CACHE_MS) return cached.credentials;
+    if (cached && now - cached.at < CACHE_MS) return Promise.resolve(cached);
     // The sends in flight (hundreds for a send to ALL) find the entry stale together: one lookup for all.
     const asking = this.asking.get(appId);
     if (asking) return asking;
-    const lookup: Promise<C | undefined> = this.lookUp(appId).then(({ credentials, unusable }) => {
+    const lookup: Promise<Looked<C>> = this.lookUp(appId).then((looked) => {
       // Not cached when the app set new credentials meanwhile (forget): it may have read the old ones.
       if (this.asking.get(appId) === lookup) {
         if (this.cache.size >= MAX_CACHED) this.cache.clear();
-        this.cache.set(appId, { at: now, credentials, unusable });
+        this.cache.set(appId, { at: now, ...looked });
       }
-      return credentials;
+      return looked;
     });
     this.asking.set(appId, lookup);
     const done = () => {
@@ -360,7 +375,7 @@ export class CredentialsLookup<C> {
     return lookup;
   }
 
-  private async lookUp(appId: string): Promise<{ credentials: C | undefined; unusable: boolean }> {
+  private async lookUp(appId: string): Promise<Looked<C>> {
     const stored = await this.kind.store.get(appId);
     const secret = stored && this.unsealed(appId, stored.sealedKey, this.kind.context(appId));
     const env = this.kind.fromEnvironment;
@@ -379,8 +394,8 @@ export class CredentialsLookup<C> {
    * be had: the deployment's to fix, not the app's.
    */
   async forSending(appId: string): Promise<C | undefined> {
-    const credentials = await this.of(appId);
-    if (!credentials && this.cache.get(appId)?.unusable)
+    const { credentials, unusable } = await this.looked(appId);
+    if (!credentials && unusable)
       throw new Error(
         `the app's ${SERVICE_NAMES[this.kind.service]} key does not open with this node's credentials key`,
       );

@@ -14,7 +14,10 @@ import type { Service } from './services';
  * attempt and delays no other item beyond its schedule (issue 21, item 9). An attempt that throws is
  * logged and retried after a back-off of its own (1 s doubling to 5 min) while the others go on. An
  * attempt's outcome is awaited in the read model before the item can be looked at again, so it is not
- * found due twice.
+ * found due twice. Not so an item held back by its key's share and begun when a slot frees: it is what a
+ * look read, possibly seconds before, perhaps before another attempt's outcome showed or before this node
+ * lost leadership. Held items rely on every perform re-deciding from its stream or decider (the outbox,
+ * scheduler, app callbacks and device retries all do), so a stale one records and sends nothing twice.
  *
  * The worker does not trust `perform` to heed its signal (a store that hangs, a lock held): an attempt
  * still running RECORDING_GRACE_MS after its signal fired is abandoned, its slot freed, and counted as a

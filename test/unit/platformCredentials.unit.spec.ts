@@ -206,6 +206,35 @@ describe('platform-push credentials', () => {
       expect((await node.apns.forSending('camel'))?.keyId).to.equal(key.keyId);
     });
 
+    it('sends that joined a lookup the app set new credentials during (forget) are still retried when the key does not open here', async () => {
+      const { store } = memory();
+      await new PlatformCredentials({
+        store,
+        fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
+        key: () => randomBytes(32),
+      }).setApns('camel', input, new Date());
+      let release = () => undefined as void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const node = new PlatformCredentials({
+        store: { ...store, get: async (appId: string) => (await held, store.get(appId)) },
+        fcmStore: memory<StoredFcmCredentials>().store,
+        vapidStore: memory<StoredVapidCredentials>().store,
+        key: () => randomBytes(32),
+      });
+      // Many sends of a send to ALL wait on one lookup; the app's key is set again meanwhile (on another
+      // node: this one still cannot open it), so that lookup is not cached.
+      const sends = Array.from({ length: 5 }, () =>
+        node.apns.forSending('camel').then(
+          () => 'no credentials (NoCredentials, final)',
+          () => 'thrown (retried)',
+        ),
+      );
+      node.apns.forget('camel');
+      release();
+      expect(await Promise.all(sends)).to.deep.equal(Array(5).fill('thrown (retried)'));
+    });
+
     it('no credentials key to be had (an unwritable data dir) is reported as that, not as a changed key', async () => {
       const { store } = memory();
       await new PlatformCredentials({
