@@ -278,6 +278,17 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
     expect(visited).to.be.within(1, 99);
   });
 
+  it("reads every app's setting, however many apps set one (none falls back to the deployment's)", async () => {
+    await pool.query(
+      `INSERT INTO apps (app_id, secret_hash, registered_at, updated_at, retention)
+       SELECT 'app' || lpad(i::text, 5, '0'), 'scrypt:x', now(), now(), '{"unexpiringMessages": "forever", "datahubNotifications": null}'
+         FROM generate_series(1, 10_001) AS i`,
+    );
+    const all = await readModels(pool).apps.retentions.all();
+    expect(all.size).to.equal(10_001);
+    expect(all.get('app10001')).to.deep.equal({ unexpiringMessages: 'forever' });
+  });
+
   describe('datahub notifications', () => {
     const notification = (
       appId: string,
