@@ -282,7 +282,7 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
     await pool.query(
       `INSERT INTO apps (app_id, secret_hash, registered_at, updated_at, retention)
        SELECT 'app' || lpad(i::text, 5, '0'), 'scrypt:x', now(), now(), '{"unexpiringMessages": "forever", "datahubNotifications": null}'
-         FROM generate_series(1, 10_001) AS i`,
+         FROM generate_series(1, 10001) AS i`,
     );
     const all = await readModels(pool).apps.retentions.all();
     expect(all.size).to.equal(10_001);
