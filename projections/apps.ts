@@ -122,17 +122,23 @@ export function appRetentions(pool: Pool): AppRetentions {
       return toRetention(rows[0]?.retention);
     },
     async all() {
-      // Apps are few (HERALD_APPS registers them); only those that set something.
-      const { rows } = await pool.query<{ app_id: string; retention: unknown }>(
-        'SELECT app_id, retention FROM apps WHERE retention IS NOT NULL ORDER BY app_id LIMIT $1',
-        [MAX_APPS_WITH_RETENTION],
-      );
-      return new Map(rows.map((r) => [r.app_id, toRetention(r.retention)]));
+      // Every app that set something, a page at a time (a bounded read each; none left out: an app past
+      // a cap would fall back to the deployment's default and lose what it keeps).
+      const all = new Map<string, AppRetention>();
+      for (let after = ''; ;) {
+        const { rows } = await pool.query<{ app_id: string; retention: unknown }>(
+          'SELECT app_id, retention FROM apps WHERE retention IS NOT NULL AND app_id > $1 ORDER BY app_id LIMIT $2',
+          [after, APPS_PAGE],
+        );
+        for (const r of rows) all.set(r.app_id, toRetention(r.retention));
+        if (rows.length < APPS_PAGE) return all;
+        after = rows[rows.length - 1]!.app_id;
+      }
     },
   };
 }
 
-/** A bound on the apps one pass reads settings for (herald serves a handful). */
-const MAX_APPS_WITH_RETENTION = 10_000;
+/** Apps read per query by `all()`. */
+const APPS_PAGE = 1_000;
 
 const stringOrNull = (value: unknown): string | null => (typeof value === 'string' ? value : null);

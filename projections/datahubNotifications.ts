@@ -18,7 +18,7 @@ import { Columns } from '../src/projection/columns';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection } from '../src/projection/projection';
 import type { AppCutoffs, AppPrunable } from '../src/storage/retention';
-import { RETIRE_GONE_STREAMS } from './pruning';
+import { appCutoffs, RETIRE_GONE_STREAMS } from './pruning';
 
 /** Notification and inbox events; one whose data is refused is parked by the runner, not skipped. */
 const datahubEvents = eventDecoder(t.union([NotificationEvent, InboxEvent]), (event) =>
@@ -168,7 +168,7 @@ export const datahubProjection: Projection = {
     {
       // Retention by app (datahubNotificationPruning): the oldest sent first.
       id: 'projection/datahub/004-retention',
-      sql: `CREATE INDEX datahub_notifications_sent ON datahub_notifications (sent_at)`,
+      sql: `CREATE INDEX datahub_notifications_app_sent ON datahub_notifications (app_id, sent_at)`,
     },
   ],
 
@@ -582,24 +582,38 @@ export function itemSubscribers(pool: Pool | PoolClient): ItemSubscribers {
 const STREAMS_KEPT = ['subs_event', 'apply_whitelist'] satisfies NotificationType[];
 
 export function datahubNotificationPruning(pool: Pool): AppPrunable {
-  // `$1` the apps that set something, `$3` their cutoffs (null: forever), `$4` everyone else's (null:
-  // forever); `$2` the batch's limit (the count has none: 1). A cutoff compared with null is not passed.
-  const sentBefore = `datahub_notifications n
-      LEFT JOIN unnest($1::text[], $3::timestamptz[]) AS s(app_id, cutoff) ON s.app_id = n.app_id
-     WHERE n.sent_at < CASE WHEN s.app_id IS NULL THEN $4::timestamptz ELSE s.cutoff END`;
-  const count = `SELECT count(*)::int AS n FROM ${sentBefore} AND $2::int > 0`;
-  const prune = `
-    WITH doomed AS (
-      SELECT n.app_id, n.user_id, n.message_id, n.notification_id FROM ${sentBefore}
-       ORDER BY n.sent_at LIMIT $2 FOR UPDATE OF n SKIP LOCKED
-    ), listed AS (
-      SELECT c.app_id, c.user_id, c.list FROM datahub_list_counts c
-       WHERE (c.app_id, c.user_id) IN (SELECT app_id, user_id FROM doomed)
+  // The due rows, oldest first: per app (an index range of `(app_id, sent_at)` from its own cutoff, so the
+  // rows other apps keep are never walked), then merged. `$2` the limit.
+  const CUTOFFS = appCutoffs('datahub_notifications', 'true');
+  const due = `${CUTOFFS}
+    SELECT d.app_id, d.user_id, d.message_id FROM set_cutoffs s
+     CROSS JOIN LATERAL (SELECT n.app_id, n.user_id, n.message_id, n.sent_at FROM datahub_notifications n
+                          WHERE n.app_id = s.app_id AND n.sent_at < s.cutoff ORDER BY n.sent_at LIMIT $2) d
+     ORDER BY d.sent_at LIMIT $2`;
+  const count = `${CUTOFFS}
+    SELECT coalesce(sum(d.n), 0)::int AS n FROM set_cutoffs s
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM datahub_notifications n WHERE n.app_id = s.app_id AND n.sent_at < s.cutoff) d
+     WHERE $2::int > 0`;
+  // The counters of the batch's receivers, locked in key order and before any notification row, as the
+  // projection takes them (a batch delivering to a user then reading one of the user's rows holds the
+  // counters first; a read alone takes its row, then the counters: the rows below are skipped if locked).
+  const lockCounters = `
+    WITH users AS (SELECT DISTINCT app_id, user_id FROM unnest($1::text[], $2::text[]) AS u(app_id, user_id)),
+    listed AS (
+      SELECT c.app_id, c.user_id, c.list FROM datahub_list_counts c JOIN users USING (app_id, user_id)
        ORDER BY c.app_id, c.user_id, c.list FOR UPDATE OF c
     ), typed AS (
-      SELECT s.app_id, s.user_id, s.type FROM datahub_stats s
-       WHERE (s.app_id, s.user_id) IN (SELECT app_id, user_id FROM doomed)
+      SELECT s.app_id, s.user_id, s.type FROM datahub_stats s JOIN users USING (app_id, user_id)
        ORDER BY s.app_id, s.user_id, s.type FOR UPDATE OF s
+    )
+    SELECT (SELECT count(*) FROM listed) + (SELECT count(*) FROM typed) AS n`;
+  // A statement after the counters are held, so its snapshot sees what a projection transaction holding
+  // them committed (a clear's recount, a read): it subtracts from the counters what they count now.
+  const prune = `
+    WITH doomed AS (
+      SELECT n.app_id, n.user_id, n.message_id FROM datahub_notifications n
+       WHERE (n.app_id, n.user_id, n.message_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))
+       FOR UPDATE OF n SKIP LOCKED
     ), gone_rows AS (
       DELETE FROM datahub_notifications n USING doomed d
        WHERE n.app_id = d.app_id AND n.user_id = d.user_id AND n.message_id = d.message_id
@@ -610,16 +624,14 @@ export function datahubNotificationPruning(pool: Pool): AppPrunable {
                 FROM gone_rows g CROSS JOIN LATERAL (VALUES ('browser', g.for_browser), ('client', g.for_client)) AS l(list, included)
                WHERE l.included
                GROUP BY g.app_id, g.user_id, l.list) g
-       WHERE (c.app_id, c.user_id, c.list) IN (SELECT app_id, user_id, list FROM listed)
-         AND c.app_id = g.app_id AND c.user_id = g.user_id AND c.list = g.list
+       WHERE c.app_id = g.app_id AND c.user_id = g.user_id AND c.list = g.list
     ), uncounted_types AS (
       UPDATE datahub_stats s SET unread = s.unread - g.unread
         FROM (SELECT g.app_id, g.user_id, g.type, count(*) AS unread
                 FROM gone_rows g LEFT JOIN datahub_stats_cleared c ON c.app_id = g.app_id AND c.user_id = g.user_id
                WHERE g.unread AND g.message_id > coalesce(c.up_to, -1)
                GROUP BY g.app_id, g.user_id, g.type) g
-       WHERE (s.app_id, s.user_id, s.type) IN (SELECT app_id, user_id, type FROM typed)
-         AND s.app_id = g.app_id AND s.user_id = g.user_id AND s.type = g.type
+       WHERE s.app_id = g.app_id AND s.user_id = g.user_id AND s.type = g.type
     ), gone AS (
       -- A notification's last rows: none of it is left outside this batch (the statement's snapshot
       -- still shows the rows it deletes, so those are told apart by key).
@@ -645,7 +657,25 @@ export function datahubNotificationPruning(pool: Pool): AppPrunable {
       return (await pool.query<{ n: number }>(prepared(count, values(cutoffs, 1)))).rows[0]!.n;
     },
     async prune(cutoffs, limit) {
-      return (await pool.query<{ n: number }>(prepared(prune, values(cutoffs, limit)))).rows[0]!.n;
+      // Picked without locks; then, in one short transaction, the counters, then the rows.
+      const { rows } = await pool.query<{ app_id: string; user_id: string; message_id: string }>(
+        prepared(due, values(cutoffs, limit)),
+      );
+      if (rows.length === 0) return 0;
+      const keys = [rows.map((r) => r.app_id), rows.map((r) => r.user_id), rows.map((r) => r.message_id)];
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(prepared(lockCounters, keys.slice(0, 2)));
+        const n = (await client.query<{ n: number }>(prepared(prune, keys))).rows[0]!.n;
+        await client.query('COMMIT');
+        return n;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
     },
   };
 }

@@ -18,7 +18,7 @@ import { withTransaction } from '../src/postgres/transaction';
 import { eventDecoder, eventTypesOf } from '../src/projection/eventDecoder';
 import type { Projection, ReplayFinish } from '../src/projection/projection';
 import type { AppCutoffs, AppPrunable, CategoryPrunable } from '../src/storage/retention';
-import { RETIRE_GONE_STREAMS } from './pruning';
+import { appCutoffs, RETIRE_GONE_STREAMS } from './pruning';
 
 /**
  * Inboxes: the messages each user of an app has received, with read/acknowledged state, a counter row
@@ -144,9 +144,10 @@ export const notificationsProjection: Projection = {
       sql: `CREATE INDEX notification_messages_expiry ON notification_messages (expires_at) WHERE ${MESSAGE_ENDED}`,
     },
     {
-      // Retention of messages without expiry by their app's setting (unexpiringMessagePruning).
+      // Retention of messages without expiry by their app's setting (unexpiringMessagePruning): an app's
+      // due messages are a range of it, never the messages other apps keep.
       id: 'projection/notifications/005-unexpiring-retention',
-      sql: `CREATE INDEX notification_messages_unexpiring ON notification_messages (sent_at) WHERE ${MESSAGE_UNEXPIRING}`,
+      sql: `CREATE INDEX notification_messages_unexpiring ON notification_messages (app_id, sent_at) WHERE ${MESSAGE_UNEXPIRING}`,
     },
   ],
 
@@ -766,17 +767,20 @@ export function messagePruning(pool: Pool): CategoryPrunable {
  * A scheduled message not yet released has not been sent and is never removed.
  */
 export function unexpiringMessagePruning(pool: Pool): AppPrunable {
-  // `$1` the apps that set something, `$3` their cutoffs (null: forever), `$4` everyone else's (null:
-  // forever); `$2` the batch's limit (the count has none: 1). A cutoff compared with null is not passed.
-  const sentBefore = `notification_messages m
-      LEFT JOIN unnest($1::text[], $3::timestamptz[]) AS s(app_id, cutoff) ON s.app_id = m.app_id
-     WHERE m.status = 'delivered' AND m.expires_at IS NULL
-       AND m.sent_at < CASE WHEN s.app_id IS NULL THEN $4::timestamptz ELSE s.cutoff END`;
-  const prune = pruneMessages(
-    `SELECT m.message_id, m.sent_at AS ended_at, cardinality(m.recipients) AS inbox_rows
-       FROM ${sentBefore} ORDER BY m.sent_at LIMIT $2 FOR UPDATE OF m SKIP LOCKED`,
-  );
-  const count = `SELECT count(*)::int AS n FROM ${sentBefore} AND $2::int > 0`;
+  // Per app with a cutoff (appCutoffs: `$1`, `$3`, `$4`): a range of the partial index on `(app_id,
+  // sent_at)` each, so the messages other apps keep are never walked; `$2` the batch's limit.
+  const due = (columns: string, limit: string) => `
+      FROM set_cutoffs s
+     CROSS JOIN LATERAL (SELECT ${columns} FROM notification_messages m
+                          WHERE m.app_id = s.app_id AND m.status = 'delivered' AND m.expires_at IS NULL
+                            AND m.sent_at < s.cutoff ${limit}) m`;
+  const CUTOFFS = appCutoffs('notification_messages', MESSAGE_UNEXPIRING);
+  const prune = `${CUTOFFS}, ${pruneMessages(
+    `SELECT m.message_id, m.sent_at AS ended_at, m.inbox_rows
+      ${due('m.message_id, m.sent_at, cardinality(m.recipients) AS inbox_rows', 'ORDER BY m.sent_at LIMIT $2 FOR UPDATE OF m SKIP LOCKED')}
+      ORDER BY m.sent_at LIMIT $2`,
+  ).replace(/^WITH /, '')}`;
+  const count = `${CUTOFFS} SELECT coalesce(sum(m.n), 0)::int AS n ${due('count(*) AS n', '')} WHERE $2::int > 0`;
   const values = (cutoffs: AppCutoffs, limit: number) => [
     [...cutoffs.byApp.keys()],
     limit,

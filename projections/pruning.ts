@@ -59,3 +59,24 @@ export function keyedPruning(
  */
 export const RETIRE_GONE_STREAMS = `INSERT INTO public.retired_streams (stream_name)
   SELECT stream_name FROM gone ON CONFLICT (stream_name) DO NOTHING`;
+
+/**
+ * `set_cutoffs(app_id, cutoff)`: each app of `table`'s rows (those `where` holds for) with a cutoff, for an
+ * AppPrunable (AppCutoffs: `$1` the apps that set something, `$3` their cutoffs, null: forever; `$4` every
+ * other app's). Pruning per app with its own cutoff walks only that app's due rows, never those other
+ * apps keep. The other apps are read from `table`'s `(app_id, …)` index, a step per app (a skip scan),
+ * and only when the default is not forever.
+ */
+export function appCutoffs(table: string, where: string): string {
+  return `WITH RECURSIVE present(app_id) AS (
+      (SELECT app_id FROM ${table} WHERE ${where} AND $4::timestamptz IS NOT NULL ORDER BY app_id LIMIT 1)
+      UNION ALL
+      SELECT (SELECT t.app_id FROM ${table} t WHERE ${where} AND t.app_id > p.app_id ORDER BY t.app_id LIMIT 1)
+        FROM present p WHERE p.app_id IS NOT NULL
+    ), set_cutoffs AS (
+      SELECT a.app_id, CASE WHEN s.app_id IS NULL THEN $4::timestamptz ELSE s.cutoff END AS cutoff
+        FROM (SELECT app_id FROM present WHERE app_id IS NOT NULL UNION SELECT unnest($1::text[])) AS a(app_id)
+        LEFT JOIN unnest($1::text[], $3::timestamptz[]) AS s(app_id, cutoff) ON s.app_id = a.app_id
+       WHERE CASE WHEN s.app_id IS NULL THEN $4::timestamptz ELSE s.cutoff END IS NOT NULL
+    )`;
+}

@@ -209,13 +209,19 @@ export function retentionOf(data: t.TypeOf<typeof AppRetentionSet>['data']): App
   return retention;
 }
 
+/**
+ * The least an app may keep what never ends: its records go at the pass after this, unread or not (a
+ * device offline for a moment, a retried send's dedup window), so `0` and minutes are refused.
+ */
+const MIN_APP_KEEP_MS = 3600_000;
+
+/** What a refused setting is told, after its field's name. */
+export const APP_KEEP_RULE = 'must be a duration (<n>s, <n>m, <n>h or <n>d, from 1h to 36500d), forever, or default';
+
 function checkKeep(category: AppRetentionCategory, text: string) {
   const keep = parseKeep(text);
-  if (keep === undefined)
-    throw new DomainError(
-      'invalid',
-      `${category}: must be a duration (<n>s, <n>m, <n>h or <n>d, at most 36500d; or 0), forever, or default`,
-    );
+  if (keep === undefined || (keep !== 'forever' && keep < MIN_APP_KEEP_MS))
+    throw new DomainError('invalid', `${category}: ${APP_KEEP_RULE}`);
   return keep;
 }
 

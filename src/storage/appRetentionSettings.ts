@@ -1,5 +1,5 @@
 import * as t from 'io-ts';
-import { appStreamName } from '../../domain/app/app';
+import { APP_KEEP_RULE, appStreamName } from '../../domain/app/app';
 import { DomainError } from '../../domain/decider';
 import {
   APP_RETENTION_CATEGORIES,
@@ -60,11 +60,7 @@ export class AppRetentionSettings {
     for (const category of APP_RETENTION_CATEGORIES) {
       const value = decoded.right[category];
       if (value === undefined || value === null) continue;
-      if (value.length > MAX_VALUE_LENGTH)
-        throw new DomainError(
-          'invalid',
-          `${category}: must be a duration (<n>s, <n>m, <n>h or <n>d, at most 36500d; or 0), forever, or default`,
-        );
+      if (value.length > MAX_VALUE_LENGTH) throw new DomainError('invalid', `${category}: ${APP_KEEP_RULE}`);
       changes[category] = value;
     }
     const result = await handleCommand(

@@ -56,6 +56,7 @@ describe(`an app sets how long it keeps what never ends (${describeTarget()})`, 
 
     for (const [input, field] of [
       [{ unexpiringMessages: '1w' }, 'unexpiringMessages'],
+      [{ unexpiringMessages: '0' }, 'unexpiringMessages'],
       [{ unexpiringMessages: '' }, 'unexpiringMessages'],
       [{ datahubNotifications: '36501d' }, 'datahubNotifications'],
       [{ datahubNotifications: 'Forever' }, 'datahubNotifications'],

@@ -9,8 +9,8 @@ import type { NotificationEvent, NotificationType } from '../../domain/notificat
 import { DEFAULT_RETENTION, type RetentionPolicy } from '../../domain/retention';
 import { migrations, readModels } from '../../projections';
 import { appsProjection } from '../../projections/apps';
-import { datahubProjection } from '../../projections/datahubNotifications';
-import { notificationsProjection } from '../../projections/koalaInbox';
+import { datahubNotificationPruning, datahubProjection } from '../../projections/datahubNotifications';
+import { notificationsProjection, unexpiringMessagePruning } from '../../projections/koalaInbox';
 import type { RecordedEvent } from '../../src/eventStore/eventStore';
 import type { Database } from '../../src/postgres/database';
 import { migrate } from '../../src/postgres/migrations';
@@ -216,6 +216,79 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
     ]);
   });
 
+  it('walks only the due rows of an app, never the old rows another app keeps forever (Koala and datahub)', async () => {
+    await apply([sent('camel', 40), sent('camel', 10)]);
+    // llama keeps forever 20,000 messages and notifications older than camel's cutoff.
+    await pool.query(
+      `INSERT INTO notification_messages (message_id, app_id, sender, title, content, recipients, status, seq, sent_at)
+       SELECT gen_random_uuid(), 'llama', 's', 't', 'c', '{bob}', 'delivered', 1000 + i, $1::timestamptz
+         FROM generate_series(1, 20000) AS i`,
+      [daysAgo(400)],
+    );
+    await pool.query(
+      `INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_browser, for_client, data, sent_at)
+       SELECT 'llama', 'u' || i, i, gen_random_uuid(), 'private_message', 's', 0, true, false, '{}', $1::timestamptz
+         FROM generate_series(1, 20000) AS i`,
+      [daysAgo(400)],
+    );
+    await pool.query(
+      `INSERT INTO datahub_notifications (app_id, user_id, message_id, notification_id, type, sender, level, for_browser, for_client, data, sent_at)
+       VALUES ('camel', 'bob', 1, gen_random_uuid(), 'private_message', 's', 0, true, false, '{}', $1::timestamptz)`,
+      [daysAgo(40)],
+    );
+    await pool.query('ANALYZE notification_messages; ANALYZE datahub_notifications');
+
+    // Each statement is first explained (analyzed, rolled back): the rows its scans of the two tables visit.
+    let visited = 0;
+    const tables = ['notification_messages', 'datahub_notifications'];
+    type PlanNode = Record<string, unknown> & { Plans?: PlanNode[] };
+    const count = (node: PlanNode): number =>
+      (tables.includes(node['Relation Name'] as string)
+        ? ((node['Actual Rows'] as number) +
+            ((node['Rows Removed by Filter'] as number | undefined) ?? 0) +
+            ((node['Rows Removed by Index Recheck'] as number | undefined) ?? 0)) *
+          (node['Actual Loops'] as number)
+        : 0) + (node.Plans ?? []).reduce((sum, child) => sum + count(child), 0);
+    const explaining = {
+      async query(config: { text: string; values: unknown[] }) {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+            `EXPLAIN (ANALYZE, FORMAT JSON) ${config.text}`,
+            config.values,
+          );
+          visited += count(rows[0]!['QUERY PLAN'][0]!.Plan);
+          await client.query('ROLLBACK');
+        } finally {
+          client.release();
+        }
+        return pool.query(config);
+      },
+      connect: () => pool.connect(),
+    } as unknown as Pool;
+    // camel by the deployment's setting (its app found in the index), llama's own: forever.
+    const cutoffs = { byApp: new Map([['llama', null]]), otherwise: new Date(now.getTime() - 30 * DAY) };
+    const prunables = [unexpiringMessagePruning(explaining), datahubNotificationPruning(explaining)];
+    for (const prunable of prunables) {
+      expect(await prunable.countRemovable(cutoffs)).to.equal(1);
+      expect(await prunable.prune(cutoffs, 100)).to.equal(1);
+      expect(await prunable.prune(cutoffs, 100)).to.equal(0);
+    }
+    expect(visited).to.be.within(1, 99);
+  });
+
+  it("reads every app's setting, however many apps set one (none falls back to the deployment's)", async () => {
+    await pool.query(
+      `INSERT INTO apps (app_id, secret_hash, registered_at, updated_at, retention)
+       SELECT 'app' || lpad(i::text, 5, '0'), 'scrypt:x', now(), now(), '{"unexpiringMessages": "forever", "datahubNotifications": null}'
+         FROM generate_series(1, 10001) AS i`,
+    );
+    const all = await readModels(pool).apps.retentions.all();
+    expect(all.size).to.equal(10_001);
+    expect(all.get('app10001')).to.deep.equal({ unexpiringMessages: 'forever' });
+  });
+
   describe('datahub notifications', () => {
     const notification = (
       appId: string,
@@ -337,6 +410,95 @@ describe(`retention of messages without expiry, by app (${describeTarget()})`, f
           .map((n) => `notification-${n.data.notificationId}`)
           .sort(),
       );
+    });
+
+    /**
+     * A projection transaction held open on bob's counters while a batch runs: `during` applies its first
+     * events in it, the batch starts (and waits on a lock), `then` are applied in it too, it commits.
+     */
+    async function pruneDuring(during: Given[], then: Given[]): Promise<{ projection: string; pruned: string }> {
+      const client = await pool.connect();
+      let projection = 'committed';
+      try {
+        await client.query('BEGIN');
+        const handle = async (events: Given[]) => {
+          const records = events.map((event) => ({
+            id: randomUUID(),
+            streamName: 'x',
+            revision: 0n,
+            position: (position += 1n),
+            type: event.type,
+            data: event.data,
+            metadata: {},
+            createdAt: now,
+          }));
+          await datahubProjection.handle(records, client);
+        };
+        await handle(during);
+        const pruned = datahubNotificationPruning(pool)
+          .prune({ byApp: new Map([['camel', new Date(now.getTime() - 30 * DAY)]]), otherwise: null }, 100)
+          .then(
+            (n) => `removed ${n}`,
+            (error: Error) => `failed: ${error.message}`,
+          );
+        const deadline = Date.now() + 10_000;
+        const waiting = async () =>
+          (
+            await pool.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%datahub%'`,
+            )
+          ).rows[0]!.n;
+        while ((await waiting()) === 0) {
+          if (Date.now() > deadline) throw new Error('the batch never waited on the projection');
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        try {
+          await handle(then);
+          await client.query('COMMIT');
+        } catch (error) {
+          projection = `failed: ${(error as Error).message}`;
+          await client.query('ROLLBACK');
+        }
+        return { projection, pruned: await pruned };
+      } finally {
+        client.release();
+      }
+    }
+    const bobsCounters = async () => ({
+      stats: (await pool.query("SELECT type, unread::int FROM datahub_stats WHERE user_id = 'bob' ORDER BY 1")).rows,
+      lists: (
+        await pool.query(
+          "SELECT list, total::int, unread::int FROM datahub_list_counts WHERE user_id = 'bob' ORDER BY 1",
+        )
+      ).rows,
+    });
+
+    it('takes a clear committed while its batch waited into account: the counters never go below zero', async () => {
+      await apply([
+        registered('camel'),
+        notification('camel', 40, ['bob'], 'item_event'),
+        notification('camel', 40, ['bob'], 'item_event'),
+      ]);
+      const outcome = await pruneDuring([cleared('camel', 'bob')], []);
+      expect(outcome).to.deep.equal({ projection: 'committed', pruned: 'removed 2' });
+      expect(await bobsCounters()).to.deep.equal({
+        stats: [{ type: 'item_event', unread: 0 }],
+        lists: [{ list: 'browser', total: 0, unread: 0 }],
+      });
+      await apply([notification('camel', 0, ['bob'], 'item_event')]);
+      expect((await bobsCounters()).stats).to.deep.equal([{ type: 'item_event', unread: 1 }]);
+    });
+
+    it('never deadlocks with a projection batch that delivers to a user, then reads one of their old notifications', async () => {
+      const old = notification('camel', 40, ['bob']);
+      await apply([registered('camel'), old]);
+      const outcome = await pruneDuring([notification('camel', 0, ['bob'])], [read(old, 'bob')]);
+      expect(outcome).to.deep.equal({ projection: 'committed', pruned: 'removed 1' });
+      expect(await bobsCounters()).to.deep.equal({
+        stats: [{ type: 'private_message', unread: 1 }],
+        lists: [{ list: 'browser', total: 1, unread: 1 }],
+      });
     });
   });
 });

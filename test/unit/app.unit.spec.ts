@@ -108,7 +108,21 @@ describe('app decider', () => {
     });
 
     it('refuses a value that is not a duration, forever or default, naming the field and never the value', () => {
-      for (const bad of ['', '7', '1w', '-1d', '36501d', 'Forever', 'DEFAULT', ' 7d', '7d ', 'null', '1e3s']) {
+      const belowAnHour = ['0', '0d', '0s', '59m', '3599s'];
+      for (const bad of [
+        '',
+        '7',
+        '1w',
+        '-1d',
+        '36501d',
+        'Forever',
+        'DEFAULT',
+        ' 7d',
+        '7d ',
+        'null',
+        '1e3s',
+        ...belowAnHour,
+      ]) {
         spec
           .given([registered])
           .when(set({ datahubNotifications: bad }))
@@ -117,6 +131,13 @@ describe('app decider', () => {
             expect(error.message).to.match(/^datahubNotifications: /);
           });
       }
+    });
+
+    it('takes an hour, the least an app may keep them', () => {
+      spec
+        .given([registered])
+        .when(set({ unexpiringMessages: '60m' }))
+        .then([retentionSet('1h', null)]);
     });
 
     it('refuses an app that is not registered', () => {
